@@ -1,0 +1,5 @@
+import { createApp } from "./app";
+
+export { ClusterNode } from "../objects/cluster-node";
+
+export default createApp();
