@@ -15,7 +15,13 @@ export default defineConfig({
       },
       {
         // The Durable Object shell and the worker, in workerd with real alarms, RPC and SQLite.
-        plugins: [cloudflareTest({ wrangler: { configPath: "./wrangler.toml" } })],
+        plugins: [
+          cloudflareTest({
+            wrangler: { configPath: "./wrangler.toml" },
+            // Test-only switch for the transport's fault hook; wrangler.toml never sets it.
+            miniflare: { bindings: { DHA_TEST_FAULTS: "1", DHA_LOG_LEVEL: process.env["DHA_LOG_LEVEL"] ?? "warn" } },
+          }),
+        ],
         test: {
           name: "workers",
           include: ["test/workers/**/*.test.ts"],

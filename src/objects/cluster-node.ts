@@ -1,10 +1,304 @@
+// ClusterNode: one Raft node of one cluster, as a Durable Object. This file is the object's shell: lazy start,
+// the one alarm, and the RPC methods. The Raft plumbing lives in NodeRuntime, the SQL in ./sql.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../worker/env";
+import {
+  PROTOCOL_VERSION,
+  type ClusterConfig,
+  type ClusterNodeRpc,
+  type ExecuteRequest,
+  type ExecuteValue,
+  type MemberChangeRequest,
+  type MemberConfig,
+  type NodeAddress,
+  type NodeResult,
+  type NodeStatusReport,
+  type QueryRequest,
+  type QueryValue,
+  type TransferRequest,
+  type WaitForLeaderRequest,
+} from "./api";
+import { objectName, validateClusterConfig, validateMember } from "./config";
+import { logEvent, setLogLevel } from "./log";
+import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
+import { createStateMachine } from "./sql/port";
+import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, validateEnvelope, type FaultRules } from "./transport/index";
 
-/** One Raft node of a cluster; its id derives from the cluster name and the node name. */
-export class ClusterNode extends DurableObject<Env> {
-  /** Answers with the node's name as stored, proving the object and its storage are reachable. */
+const IDENTITY_KEY = "node/identity";
+const REMOVED_KEY = "node/removed";
+
+export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
+  private runtime: NodeRuntime | null = null;
+  private identity: NodeIdentity | null = null;
+  private removedReason: string | null = null;
+  private alarmAtMs: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    setLogLevel(env.DHA_LOG_LEVEL);
+    // A node evicted while it was a member must come back by itself: its alarm brings it back, and so does any
+    // call. Loading is lazy and retried on the next call if it fails, never wedged.
+    void ctx.blockConcurrencyWhile(async () => {
+      try {
+        await this.loadRuntime();
+      } catch (err) {
+        logEvent("error", { cluster: "?", node: "?", term: 0 }, "startFailed", { error: String(err) });
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // RPC: worker-facing
+
+  async start(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
+    return this.handle(address, async (runtime) => runtime.statusReport({ locationHint: this.locationHintOf(address.node) }));
+  }
+
+  async status(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
+    return this.handle(address, async (runtime) => runtime.statusReport({ locationHint: this.locationHintOf(address.node) }));
+  }
+
+  async execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
+    return this.handle(request, (runtime) => runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) }));
+  }
+
+  async query(request: QueryRequest): Promise<NodeResult<QueryValue>> {
+    return this.handle(request, (runtime) =>
+      runtime.query({
+        statements: request.statements,
+        level: request.level,
+        ...(request.freshnessMs === undefined ? {} : { freshnessMs: request.freshnessMs }),
+        ...(request.minAppliedIndex === undefined ? {} : { minAppliedIndex: request.minAppliedIndex }),
+        transaction: request.transaction,
+        timeoutMs: boundedTimeout(request.timeoutMs),
+      }),
+    );
+  }
+
+  async waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ leader: string; term: number }>> {
+    return this.handle(request, (runtime) => runtime.waitForLeader(boundedTimeout(request.timeoutMs)));
+  }
+
+  async transferLeadership(request: TransferRequest): Promise<NodeResult<{ leader: string; term: number }>> {
+    return this.handle(request, (runtime) =>
+      runtime.transferLeadership({ ...(request.to === undefined ? {} : { to: request.to }), timeoutMs: boundedTimeout(request.timeoutMs) }),
+    );
+  }
+
+  async addMember(request: MemberChangeRequest): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
+    return this.handle(request, async (runtime) => {
+      validateMember(request.member);
+      const membership = await runtime.changeMembership({
+        change: { kind: "addLearner", node: request.member.name },
+        ...(request.member.locationHint === undefined ? {} : { locationHint: request.member.locationHint }),
+        timeoutMs: boundedTimeout(request.timeoutMs),
+      });
+      // Reach the new node now so it starts and the leader can replicate to it.
+      await this.startPeer(request, request.member);
+      return { voters: membership.voters, learners: membership.learners };
+    });
+  }
+
+  async removeMember(request: MemberChangeRequest): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
+    return this.handle(request, async (runtime) => {
+      const timeoutMs = boundedTimeout(request.timeoutMs);
+      if (request.member.name === runtime.identity.node) {
+        // Decommissioning the leader: hand leadership over first, then let the new leader remove us.
+        const moved = await runtime.transferLeadership({ timeoutMs: Math.floor(timeoutMs / 2) });
+        const stub = this.stubFor(request.cluster, { name: moved.leader });
+        const answer = await stub.removeMember({ ...request, timeoutMs: Math.floor(timeoutMs / 2) });
+        if (!answer.ok) throw new NodeFailure(answer.error);
+        return answer.value;
+      }
+      const membership = await runtime.changeMembership({ change: { kind: "remove", node: request.member.name }, timeoutMs });
+      await this.notifyRemoved(request, request.member.name);
+      return { voters: membership.voters, learners: membership.learners };
+    });
+  }
+
+  async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
+    return this.handle(address, async (runtime) => runtime.dumpSql());
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // RPC: node-to-node
+
+  /** Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. */
+  async receive(envelope: unknown): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
+    const runtime = await this.loadRuntime();
+    if (runtime === null || this.identity === null) {
+      return { ok: false, notStarted: true, error: { code: "UNAVAILABLE", message: "this node has not been started yet" } };
+    }
+    if (this.removedReason !== null) return { ok: false, error: { code: "UNAVAILABLE", message: this.removedReason } };
+    const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
+    if (!checked.ok) return { ok: false, error: checked.error };
+    try {
+      runtime.receiveEnvelope(checked.envelope);
+    } catch (err) {
+      return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
+    }
+    await this.scheduleAlarm(runtime);
+    return { ok: true, report: runtime.peerReport() };
+  }
+
+  /** Called by the leader once this node's removal is applied: it stops for good and says so. */
+  async leave(address: NodeAddress): Promise<NodeResult<{ removed: true }>> {
+    return this.handle(address, async (runtime) => {
+      await this.markRemoved(runtime, `${address.node} was removed from cluster ${address.cluster.name}`);
+      return { removed: true as const };
+    });
+  }
+
+  /** Test-only: network fault rules for messages this node sends. Refused unless test configuration enabled it. */
+  async setFaults(rules: unknown): Promise<void> {
+    assertFaultsEnabled(this.env);
+    const parsed: FaultRules = parseFaultRules(rules);
+    this.ctx.storage.kv.put(FAULT_RULES_STORAGE_KEY, parsed);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core.
+
+  override async alarm(): Promise<void> {
+    this.alarmAtMs = null;
+    const runtime = await this.loadRuntime();
+    if (runtime === null || runtime.isStopped) return;
+    runtime.advanceClock();
+    await this.scheduleAlarm(runtime);
+  }
+
+  private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
+    if (runtime.isStopped) return;
+    const nowMs = Date.now();
+    // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
+    const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
+    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs && this.alarmAtMs > nowMs) return;
+    this.alarmAtMs = wakeAtMs;
+    await this.ctx.storage.setAlarm(wakeAtMs);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Start-up
+
+  /** Loads the runtime from storage if this node was started before; null if it never was. */
+  private async loadRuntime(): Promise<NodeRuntime | null> {
+    if (this.runtime !== null) return this.runtime;
+    const identity = this.ctx.storage.kv.get<NodeIdentity>(IDENTITY_KEY);
+    if (identity === undefined) return null;
+    return this.startRuntime(identity);
+  }
+
+  private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
+    this.identity = identity;
+    this.removedReason = this.ctx.storage.kv.get<string>(REMOVED_KEY) ?? null;
+    const runtime = new NodeRuntime({
+      identity,
+      storage: this.ctx.storage,
+      stateMachine: createStateMachine(this.ctx.storage),
+      peerStub: (member) => this.stubFor(identity.cluster, member),
+      faultsEnabled: faultsEnabled(this.env),
+      nowMs: () => Date.now(),
+      seed: crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
+    });
+    this.runtime = runtime;
+    if (this.removedReason !== null) {
+      await runtime.stop(this.removedReason);
+      await this.ctx.storage.deleteAlarm();
+      return runtime;
+    }
+    await this.scheduleAlarm(runtime);
+    return runtime;
+  }
+
+  /** First contact: validate the address, persist the identity, start. Harmless when already started. */
+  private async ensureStarted(address: NodeAddress): Promise<NodeRuntime> {
+    if (address.protocolVersion !== PROTOCOL_VERSION) {
+      throw nodeError("PROTOCOL", `the caller speaks protocol version ${String(address.protocolVersion)}; this node speaks ${PROTOCOL_VERSION}`, { retryable: false });
+    }
+    const loaded = await this.loadRuntime();
+    if (loaded !== null) {
+      if (this.identity !== null && (this.identity.cluster.name !== address.cluster.name || this.identity.node !== address.node)) {
+        throw nodeError("INVALID_REQUEST", `this object is node ${this.identity.node} of cluster ${this.identity.cluster.name}, not ${address.node} of ${address.cluster.name}`, { retryable: false });
+      }
+      return loaded;
+    }
+    try {
+      validateClusterConfig(address.cluster);
+    } catch (err) {
+      throw nodeError("INVALID_REQUEST", err instanceof Error ? err.message : String(err), { retryable: false });
+    }
+    const identity: NodeIdentity = { cluster: address.cluster, node: address.node };
+    let started: NodeRuntime | null = null;
+    await this.ctx.blockConcurrencyWhile(async () => {
+      if (this.runtime !== null) {
+        started = this.runtime;
+        return;
+      }
+      this.ctx.storage.kv.put(IDENTITY_KEY, identity);
+      started = await this.startRuntime(identity);
+    });
+    if (started === null) throw nodeError("INTERNAL", "the node failed to start", { retryable: true });
+    return started;
+  }
+
+  /** Runs one RPC: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */
+  private async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
+    try {
+      const runtime = await this.ensureStarted(address);
+      if (this.removedReason !== null) throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
+      const value = await body(runtime);
+      if (runtime.status().removed) await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
+      else await this.scheduleAlarm(runtime);
+      return { ok: true, node: address.node, value };
+    } catch (err) {
+      if (this.runtime !== null && !this.runtime.isStopped) await this.scheduleAlarm(this.runtime).catch(() => undefined);
+      if (err instanceof NodeFailure) return { ok: false, node: address.node, error: err.error };
+      return { ok: false, node: address.node, error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false } };
+    }
+  }
+
+  private async markRemoved(runtime: NodeRuntime, reason: string): Promise<void> {
+    if (this.removedReason !== null) return;
+    this.removedReason = reason;
+    this.ctx.storage.kv.put(REMOVED_KEY, reason);
+    runtime.log("warn", "decommissioned", { reason });
+    await runtime.stop(reason);
+    await this.ctx.storage.deleteAlarm();
+    this.alarmAtMs = null;
+  }
+
+  private stubFor(cluster: ClusterConfig, member: MemberConfig): DurableObjectStub<ClusterNode> & PeerStub {
+    const id = this.env.CLUSTER_NODE.idFromName(objectName({ cluster: cluster.name, node: member.name }));
+    const stub = member.locationHint === undefined ? this.env.CLUSTER_NODE.get(id) : this.env.CLUSTER_NODE.get(id, { locationHint: member.locationHint as DurableObjectLocationHint });
+    return stub as DurableObjectStub<ClusterNode> & PeerStub;
+  }
+
+  /** Makes a (new) member start so the leader's messages find it running; bounded by the RPC timeout. */
+  private async startPeer(address: NodeAddress, member: MemberConfig): Promise<void> {
+    const stub = this.stubFor(address.cluster, member);
+    await stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name });
+  }
+
+  private async notifyRemoved(address: NodeAddress, node: string): Promise<void> {
+    try {
+      await this.stubFor(address.cluster, { name: node }).leave({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node });
+    } catch (err) {
+      this.runtime?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
+    }
+  }
+
+  private locationHintOf(node: string): string | null {
+    return this.identity?.cluster.members.find((member) => member.name === node)?.locationHint ?? null;
+  }
+
+  /** Liveness probe used by tests and the worker's /livez. */
   ping(): { ok: true } {
     return { ok: true };
   }
+}
+
+/** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */
+function boundedTimeout(timeoutMs: number): number {
+  if (!Number.isFinite(timeoutMs)) return 10_000;
+  return Math.min(60_000, Math.max(1, Math.floor(timeoutMs)));
 }

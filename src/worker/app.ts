@@ -1,10 +1,104 @@
-import { Hono } from "hono";
-import type { Env } from "./env";
+import { Hono, type MiddlewareHandler } from "hono";
+import { cors } from "hono/cors";
+import { HTTPException } from "hono/http-exception";
+import { requestId } from "hono/request-id";
+import { secureHeaders } from "hono/secure-headers";
+import { ApiError } from "./http/errors";
+import { IDEMPOTENCY_HEADER, NODE_HEADER, RAFT_INDEX_HEADER, REQUEST_ID_HEADER } from "./http/params";
+import { apiErrorResponse, ERROR_CODE_HEADER, jsonResponse, errorBody } from "./http/respond";
+import { clusterRoutes } from "./routes/cluster";
+import { dataRoutes } from "./routes/data";
+import { OPENAPI_DOCUMENT } from "./routes/openapi";
+import { statusRoutes } from "./routes/status";
+import { runtimeFactory, type AppOptions } from "./runtime";
+import type { AppBindings } from "./types";
 
-/** Builds the HTTP application. Routes are grouped by concern and mounted here. */
-export function createApp(): Hono<{ Bindings: Env }> {
-  const app = new Hono<{ Bindings: Env }>();
+export type { AppOptions } from "./runtime";
+export type { AppBindings } from "./types";
+
+/** Builds the HTTP application. Routes are grouped by concern and mounted here; options exist for tests. */
+export function createApp(options: AppOptions = {}): Hono<AppBindings> {
+  const app = new Hono<AppBindings>();
+  const runtimeOf = runtimeFactory(options);
+  const now = options.now ?? Date.now;
+
+  app.use("*", requestId());
+  app.use("*", secureHeaders({ crossOriginResourcePolicy: false, crossOriginOpenerPolicy: false }));
+  app.use("*", corsFromEnv());
+  app.use("*", async (c, next) => {
+    c.set("startedAt", now());
+    c.set("runtime", () => runtimeOf(c.env));
+    await next();
+  });
+
   app.get("/livez", (c) => c.text("ok\n"));
-  app.notFound((c) => c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404));
+  app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
+  app.route("/", dataRoutes(options));
+  app.route("/", statusRoutes(options));
+  app.route("/api/v1/cluster", clusterRoutes(options));
+
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const allowed = allowedMethods(app, path);
+    if (allowed.length > 0) {
+      return jsonResponse(405, errorBody(`method ${c.req.method} is not allowed on ${path}: use ${allowed.join(" or ")}`, "plain"), {
+        Allow: allowed.join(", "),
+      });
+    }
+    return c.json({ error: `no route for ${c.req.method} ${path}` }, 404);
+  });
+
+  app.onError((error, c) => {
+    if (error instanceof ApiError) {
+      return apiErrorResponse(error);
+    }
+    if (error instanceof HTTPException) {
+      const status = error.status;
+      return jsonResponse(status === 401 || status === 413 ? status : 400, errorBody(error.message || "bad request", "plain"));
+    }
+    console.error(`unhandled error on ${c.req.method} ${new URL(c.req.url).pathname}`, error);
+    return jsonResponse(500, errorBody(`internal error: ${(error as Error)?.message ?? String(error)}`, "plain"));
+  });
+
   return app;
+}
+
+/** CORS only when DHA_CORS_ORIGINS lists origins; the handler is rebuilt only when the list changes. */
+function corsFromEnv(): MiddlewareHandler<AppBindings> {
+  let cached: { origins: string; handler: MiddlewareHandler } | undefined;
+  return async (c, next) => {
+    const origins = c.env?.DHA_CORS_ORIGINS?.trim() ?? "";
+    if (origins === "") {
+      return next();
+    }
+    if (cached?.origins !== origins) {
+      cached = {
+        origins,
+        handler: cors({
+          origin: origins.split(",").map((origin) => origin.trim()).filter((origin) => origin !== ""),
+          allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
+          allowHeaders: ["Authorization", "Content-Type", IDEMPOTENCY_HEADER, RAFT_INDEX_HEADER],
+          exposeHeaders: [NODE_HEADER, RAFT_INDEX_HEADER, REQUEST_ID_HEADER, ERROR_CODE_HEADER, "Retry-After"],
+          credentials: true,
+          maxAge: 600,
+        }),
+      };
+    }
+    return cached.handler(c, next);
+  };
+}
+
+/** The methods registered for a path, so that a wrong method gets 405 rather than 404. */
+function allowedMethods(app: Hono<AppBindings>, path: string): string[] {
+  const methods = new Set<string>();
+  for (const route of app.routes) {
+    if (route.method === "ALL" || route.path.includes("*")) {
+      continue;
+    }
+    const pattern = new RegExp(`^${route.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+")}/?$`);
+    if (pattern.test(path)) {
+      methods.add(route.method);
+    }
+  }
+  return [...methods].sort();
 }

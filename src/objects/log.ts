@@ -1,0 +1,26 @@
+// Structured logs: one JSON line per event, with the node, its term and what changed, so that `wrangler tail`
+// and Workers Logs can filter on fields.
+
+export type LogLevel = "debug" | "info" | "warn" | "error";
+
+export interface LogContext {
+  readonly cluster: string;
+  readonly node: string;
+  readonly term: number;
+}
+
+const LEVEL_ORDER: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3 };
+let minimumLevel: LogLevel = "info";
+
+/** Sets the lowest level that is printed (DHA_LOG_LEVEL); unknown values leave "info". */
+export function setLogLevel(level: string | undefined): void {
+  if (level !== undefined && level in LEVEL_ORDER) minimumLevel = level as LogLevel;
+}
+
+export function logEvent(level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown> = {}): void {
+  if (LEVEL_ORDER[level] < LEVEL_ORDER[minimumLevel]) return;
+  const line = JSON.stringify({ level, event, cluster: context.cluster, node: context.node, term: context.term, ...fields });
+  if (level === "error") console.error(line);
+  else if (level === "warn") console.warn(line);
+  else console.log(line);
+}

@@ -1,0 +1,104 @@
+// Durable Raft state of one node, kept through the synchronous KV API: it lives in a platform-reserved table that
+// user SQL cannot reach (SQLITE_AUTH), so no statement of a client can corrupt the log or the vote.
+import type { HardState, LogEntry, PersistedState, Ready, SnapshotMeta } from "../replication/types";
+
+const HARD_STATE_KEY = "raft/hard";
+const SNAPSHOT_KEY = "raft/snapshot";
+const LOG_PREFIX = "raft/log/";
+/** Zero-padded so that the KV list order is the index order. */
+const INDEX_DIGITS = 16;
+
+function logKey(index: number): string {
+  return LOG_PREFIX + String(index).padStart(INDEX_DIGITS, "0");
+}
+
+/** Reads and writes the Raft hard state, log and snapshot metadata of one node. */
+export class RaftStorage {
+  /** Index of the last entry on disk (or of the snapshot when the log is empty). */
+  private lastIndex = 0;
+  private firstIndex = 1;
+
+  constructor(private readonly kv: SyncKvStorage) {}
+
+  /** Loads everything the core needs to restart; `applied` comes from the state machine. */
+  load(applied: number): PersistedState {
+    const hardState = this.kv.get<HardState>(HARD_STATE_KEY) ?? { term: 0, vote: null, commit: 0 };
+    const snapshot = this.kv.get<SnapshotMeta>(SNAPSHOT_KEY) ?? null;
+    const entries: LogEntry[] = [];
+    for (const [, entry] of this.kv.list<LogEntry>({ prefix: LOG_PREFIX })) {
+      entries.push(entry);
+    }
+    const snapshotIndex = snapshot?.index ?? 0;
+    assertContiguous(entries, snapshotIndex);
+    this.firstIndex = snapshotIndex + 1;
+    this.lastIndex = entries.length > 0 ? entries[entries.length - 1]!.index : snapshotIndex;
+    // The state machine may be ahead of the log after installing a snapshot image taken later than the snapshot
+    // metadata says; the core then re-delivers entries the state machine already holds, and applying skips them.
+    const clampedApplied = Math.max(snapshotIndex, Math.min(applied, hardState.commit, this.lastIndex));
+    return { hardState, snapshot, entries, applied: clampedApplied };
+  }
+
+  /** Step 2 of a Ready: truncate, append, write the hard state. */
+  persist(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {
+    if (ready.truncateFrom !== null) {
+      this.truncateFrom(ready.truncateFrom);
+    }
+    for (const entry of ready.entries) {
+      if (entry.index !== this.lastIndex + 1) {
+        throw new Error(`raft storage: appending index ${entry.index} after last index ${this.lastIndex}`);
+      }
+      this.kv.put(logKey(entry.index), entry);
+      this.lastIndex = entry.index;
+    }
+    if (ready.hardState !== null) {
+      this.kv.put(HARD_STATE_KEY, ready.hardState);
+    }
+  }
+
+  /** Records a snapshot received from the leader: the log restarts right after it. */
+  installSnapshot(meta: SnapshotMeta): void {
+    this.deleteRange({ fromIndex: this.firstIndex, toIndex: this.lastIndex });
+    this.kv.put(SNAPSHOT_KEY, meta);
+    this.firstIndex = meta.index + 1;
+    this.lastIndex = meta.index;
+  }
+
+  /** Records our own snapshot at `meta.index` and drops the log up to it. */
+  compact(meta: SnapshotMeta): void {
+    this.kv.put(SNAPSHOT_KEY, meta);
+    this.deleteRange({ fromIndex: this.firstIndex, toIndex: Math.min(meta.index, this.lastIndex) });
+    this.firstIndex = meta.index + 1;
+    if (this.lastIndex < meta.index) {
+      this.lastIndex = meta.index;
+    }
+  }
+
+  entry(index: number): LogEntry | undefined {
+    return this.kv.get<LogEntry>(logKey(index));
+  }
+
+  snapshot(): SnapshotMeta | null {
+    return this.kv.get<SnapshotMeta>(SNAPSHOT_KEY) ?? null;
+  }
+
+  private truncateFrom(index: number): void {
+    this.deleteRange({ fromIndex: index, toIndex: this.lastIndex });
+    this.lastIndex = Math.max(this.firstIndex - 1, index - 1);
+  }
+
+  private deleteRange(range: { fromIndex: number; toIndex: number }): void {
+    for (let index = range.fromIndex; index <= range.toIndex; index++) {
+      this.kv.delete(logKey(index));
+    }
+  }
+}
+
+function assertContiguous(entries: readonly LogEntry[], snapshotIndex: number): void {
+  let expected = snapshotIndex + 1;
+  for (const entry of entries) {
+    if (entry.index !== expected) {
+      throw new Error(`raft storage: log is not contiguous: found index ${entry.index}, expected ${expected}`);
+    }
+    expected++;
+  }
+}

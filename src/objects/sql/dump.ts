@@ -1,0 +1,174 @@
+// SQL text backups in the form of SQLite's .dump (what rqlite serves for GET /db/backup?fmt=sql), and the parser that
+// turns such a text back into statements for one transactional request (/db/load).
+import type { SqlValue, Statement } from "../../shared/sql";
+import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "./catalog";
+import { isSignificant, keywordOf, splitTokensIntoStatements, SqlSyntaxError, statementText, tokenizeSql, type SqlToken } from "./tokenizer";
+import { quoteSqlIdentifier } from "./tokenizer";
+import { utf8ByteLength } from "./values";
+
+export interface DumpOptions {
+  /** Refuse to build a dump larger than this many UTF-8 bytes (it is built in memory). */
+  readonly maxBytes?: number;
+}
+
+export const DEFAULT_MAX_DUMP_BYTES = 64 * 1024 * 1024;
+
+export class DumpError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "DumpError";
+  }
+}
+
+class BoundedText {
+  private readonly parts: string[] = [];
+  private bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
+  line(text: string): void {
+    this.bytes += utf8ByteLength(text) + 1;
+    if (this.bytes > this.maxBytes) throw new DumpError(`the dump is larger than ${this.maxBytes} bytes`);
+    this.parts.push(text);
+  }
+
+  toString(): string {
+    return `${this.parts.join("\n")}\n`;
+  }
+}
+
+function dumpRows(sql: SqlStorage, table: TableInfo, out: BoundedText): void {
+  if (table.columns.length === 0) return;
+  const quoted = table.columns.map((column) => `quote(${quoteSqlIdentifier(column)})`).join(", ");
+  const target = table.hasHiddenColumns
+    ? `${quoteSqlIdentifier(table.name)}(${qualifiedColumns(table.columns)})`
+    : quoteSqlIdentifier(table.name);
+  const order = table.rowidName !== null ? ` ORDER BY ${quoteSqlIdentifier(table.rowidName)}` : "";
+  for (const row of sql.exec(`SELECT ${quoted} FROM ${quoteSqlIdentifier(table.name)}${order}`).raw()) {
+    out.line(`INSERT INTO ${target} VALUES(${row.map((value) => String(value)).join(",")});`);
+  }
+}
+
+/**
+ * Tables ordered so that a table's rows come after those of the tables its foreign keys reference: a load runs
+ * with foreign keys enforced (the platform cannot turn them off), so children must not arrive before parents.
+ * Cycles (and self-references) keep creation order.
+ */
+function parentsFirst(sql: SqlStorage, tables: readonly TableInfo[]): TableInfo[] {
+  const byName = new Map(tables.map((table) => [table.name.toLowerCase(), table]));
+  const ordered: TableInfo[] = [];
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (table: TableInfo): void => {
+    const key = table.name.toLowerCase();
+    if (state.has(key)) return;
+    state.set(key, "visiting");
+    for (const [parent] of rowsOf(sql, "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?)", table.name)) {
+      const parentTable = byName.get(String(parent).toLowerCase());
+      if (parentTable !== undefined) visit(parentTable);
+    }
+    state.set(key, "done");
+    ordered.push(table);
+  };
+  for (const table of tables) visit(table);
+  return ordered;
+}
+
+/**
+ * The database as SQL: PRAGMA foreign_keys=OFF; BEGIN TRANSACTION; every table's CREATE, then their INSERTs (values
+ * through SQLite's quote(), so integers, reals and blobs are exact; parents before children); planner statistics and AUTOINCREMENT
+ * counters; then indexes, views and triggers in creation order; COMMIT;. Virtual tables are dumped as CREATE
+ * VIRTUAL TABLE plus their rows (their shadow tables are left to the module). Rowids are not preserved, as in
+ * SQLite's default .dump.
+ */
+export function dumpDatabase(sql: SqlStorage, options: DumpOptions = {}): string {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_DUMP_BYTES;
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new DumpError("maxBytes must be a positive integer");
+  const out = new BoundedText(maxBytes);
+  out.line("PRAGMA foreign_keys=OFF;");
+  out.line("BEGIN TRANSACTION;");
+  const tables = new Map(listTables(sql).map((table) => [table.name, table]));
+  const objects = listSchemaObjects(sql);
+  const isSqliteName = (name: string): boolean => name.toLowerCase().startsWith("sqlite_");
+  const dumped: TableInfo[] = [];
+  for (const object of objects) {
+    if (object.type !== "table" || object.sql === null || isSqliteName(object.name)) continue;
+    const table = tables.get(object.name);
+    if (table === undefined || table.kind === "shadow") continue;
+    out.line(`${object.sql};`);
+    dumped.push(table);
+  }
+  for (const table of parentsFirst(sql, dumped)) dumpRows(sql, table, out);
+  const stat1 = tables.get("sqlite_stat1");
+  if (stat1 !== undefined) {
+    out.line("ANALYZE sqlite_schema;");
+    dumpRows(sql, stat1, out);
+  }
+  const sequence = tables.get("sqlite_sequence");
+  if (sequence !== undefined) {
+    out.line("DELETE FROM sqlite_sequence;");
+    dumpRows(sql, sequence, out);
+  }
+  const shadowTables = new Set([...tables.values()].filter((table) => table.kind === "shadow").map((table) => table.name));
+  for (const object of objects) {
+    if (object.type === "table" || object.sql === null || shadowTables.has(object.tableName)) continue;
+    out.line(`${object.sql};`);
+  }
+  out.line("COMMIT;");
+  return out.toString();
+}
+
+/** Literals longer than this become bound parameters, so that a row with large values still fits in a statement. */
+const LITERAL_TO_PARAMETER_CHARS = 1024;
+const MAX_PARAMETERS = 100;
+
+function hexToBytes(hex: string): Uint8Array {
+  const bytes = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < bytes.length; i += 1) bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  return bytes;
+}
+
+/** BEGIN/COMMIT/END and PRAGMA foreign_keys lines belong to the dump's framing: the load is one transaction. */
+function isFraming(significant: readonly SqlToken[]): boolean {
+  const verb = keywordOf(significant[0]);
+  if (verb === "BEGIN" || verb === "COMMIT" || verb === "END") return true;
+  return verb === "PRAGMA" && significant[1]?.value.toLowerCase() === "foreign_keys";
+}
+
+/** Large string and blob literals of an INSERT/REPLACE become positional parameters. */
+function parameterizeLiterals(tokens: readonly SqlToken[]): Statement {
+  const significant = tokens.filter(isSignificant);
+  const verb = keywordOf(significant[0]);
+  const hasParameters = tokens.some((token) => token.kind === "param");
+  if ((verb !== "INSERT" && verb !== "REPLACE") || hasParameters) return { sql: statementText(tokens) };
+  const params: SqlValue[] = [];
+  const rewritten = tokens.map((token): SqlToken => {
+    const large = (token.kind === "string" || token.kind === "blob") && token.text.length > LITERAL_TO_PARAMETER_CHARS;
+    if (!large || params.length >= MAX_PARAMETERS) return token;
+    params.push(token.kind === "string" ? token.value : hexToBytes(token.value));
+    return { ...token, kind: "param", text: "?", value: "?" };
+  });
+  const sql = statementText(rewritten);
+  return params.length === 0 ? { sql } : { sql, params };
+}
+
+/**
+ * Splits a dump (ours or SQLite's) into statements, respecting strings, quoted names, comments and trigger bodies,
+ * and drops the framing (BEGIN TRANSACTION, COMMIT, PRAGMA foreign_keys=...), so that the load can be proposed as
+ * one transactional request. Everything else is kept for prepareWrite to validate.
+ */
+export function parseDump(text: string): Statement[] {
+  let tokens: SqlToken[];
+  try {
+    tokens = tokenizeSql(text);
+  } catch (error) {
+    if (error instanceof SqlSyntaxError) throw new DumpError(`the dump cannot be read: ${error.message}`);
+    throw error;
+  }
+  const statements: Statement[] = [];
+  for (const statement of splitTokensIntoStatements(tokens)) {
+    const significant = statement.filter((token) => isSignificant(token) && token.kind !== "semicolon");
+    if (isFraming(significant)) continue;
+    statements.push(parameterizeLiterals(statement));
+  }
+  return statements;
+}

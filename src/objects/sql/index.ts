@@ -1,0 +1,37 @@
+// The replicated SQL state machine of a ClusterNode: request encoding, validation and rewriting (leader side),
+// applying committed entries, local reads, schema version/hash, request-id deduplication, snapshots and dumps.
+export { encodeSqlRequest, decodeSqlRequest, sqlRequestSizeBytes, encodeStatementResults, decodeStatementResults, SqlCodecError, MAX_REQUEST_ID_LENGTH } from "./codec";
+export {
+  prepareWrite,
+  prepareRead,
+  classifyStatement,
+  describeStatement,
+  inspectStatement,
+  SQL_LIMITS,
+  READ_ONLY_VIOLATION,
+  type WriteContext,
+  type PrepareWriteResult,
+  type PrepareReadResult,
+  type StatementShape,
+} from "./validate";
+export {
+  SqlStateMachine,
+  DEFAULT_STATE_MACHINE_OPTIONS,
+  cleanSqliteError,
+  type SqlStateMachineOptions,
+  type LogEntryToApply,
+  type SchemaInfo,
+} from "./state-machine";
+export { SnapshotError, DEFAULT_SNAPSHOT_LIMITS, MAX_SNAPSHOT_CHUNK_BYTES, type SnapshotImage, type SnapshotOptions } from "./snapshot";
+export {
+  SnapshotInstaller,
+  type SnapshotChunk,
+  type SnapshotId,
+  type SnapshotInstallerOptions,
+  type StagingStatus,
+  type InstallOutcome,
+} from "./snapshot-install";
+export { createStateMachine, secureRandomBytes, type StateMachineOptions } from "./port";
+export { parseDump, DumpError, DEFAULT_MAX_DUMP_BYTES, type DumpOptions } from "./dump";
+export { tokenizeSql, splitSqlStatements, SqlSyntaxError, type SqlToken, type SqlTokenKind } from "./tokenizer";
+export { SQL_STATE_KEY_PREFIX } from "./keys";

@@ -1,0 +1,481 @@
+// Receiving a snapshot (staged chunk by chunk in ctx.storage.kv, never touching live data) and installing it in one
+// transactionSync. The stream format is described in snapshot.ts.
+import { sha256 } from "@noble/hashes/sha2.js";
+import type { SqlValue } from "../../shared/sql";
+import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "./catalog";
+import { StateKeys, type DedupRecord } from "./keys";
+import {
+  DEFAULT_SNAPSHOT_LIMITS,
+  limit,
+  MAX_SNAPSHOT_CHUNK_BYTES,
+  SNAPSHOT_FORMAT,
+  SNAPSHOT_FORMAT_VERSION,
+  SnapshotError,
+} from "./snapshot";
+import { quoteSqlIdentifier, quoteSqlString } from "./tokenizer";
+import { bytesToHex, decodeValue, utf8ByteLength, type StoredValue } from "./values";
+
+export interface SnapshotInstallerOptions {
+  /** Largest chunk accepted (UTF-8 bytes). */
+  readonly maxChunkBytes?: number;
+  /** Largest total staged before chunks are refused. */
+  readonly maxStagingBytes?: number;
+}
+
+/** Which snapshot a chunk belongs to: the Raft snapshot's index and the sender's term. */
+export interface SnapshotId {
+  readonly snapshotIndex: number;
+  readonly snapshotTerm: number;
+}
+
+export interface SnapshotChunk extends SnapshotId {
+  /** 0-based position of the chunk. */
+  readonly seq: number;
+  /** True on the final chunk. */
+  readonly last: boolean;
+  readonly data: string;
+}
+
+export interface StagingStatus extends SnapshotId {
+  /** Chunks received so far; the next expected seq. */
+  readonly chunks: number;
+  readonly bytes: number;
+  /** The last chunk has arrived. */
+  readonly complete: boolean;
+}
+
+export interface InstallOutcome {
+  /** False when the node had already applied beyond the image (nothing was changed but the staging cleared). */
+  readonly installed: boolean;
+  /** The applied index after the call. */
+  readonly appliedIndex: number;
+}
+
+function sameSnapshot(a: SnapshotId, b: SnapshotId): boolean {
+  return a.snapshotIndex === b.snapshotIndex && a.snapshotTerm === b.snapshotTerm;
+}
+
+function checkSnapshotId(id: SnapshotId): void {
+  if (!Number.isSafeInteger(id.snapshotIndex) || id.snapshotIndex < 1) throw new SnapshotError(`invalid snapshot index ${id.snapshotIndex}`);
+  if (!Number.isSafeInteger(id.snapshotTerm) || id.snapshotTerm < 0) throw new SnapshotError(`invalid snapshot term ${id.snapshotTerm}`);
+}
+
+/**
+ * Receives a snapshot's chunks over several calls (staged in ctx.storage.kv, never touching live data), then swaps
+ * it in atomically. The image inside may reflect a later applied index than the Raft snapshot it travels under: the
+ * leader images its state as of sending; entries up to that index are then skipped as already applied.
+ */
+export class SnapshotInstaller {
+  private readonly maxChunkBytes: number;
+  private readonly maxStagingBytes: number;
+
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    options: SnapshotInstallerOptions = {},
+  ) {
+    this.maxChunkBytes = limit(options.maxChunkBytes, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES, "maxChunkBytes");
+    this.maxStagingBytes = limit(options.maxStagingBytes, DEFAULT_SNAPSHOT_LIMITS.maxStagingBytes, Number.MAX_SAFE_INTEGER, "maxStagingBytes");
+  }
+
+  /** What is staged, or null. */
+  status(): StagingStatus | null {
+    return this.storage.kv.get<StagingStatus>(StateKeys.stagingMeta) ?? null;
+  }
+
+  /** True when every chunk of that snapshot is staged. */
+  isComplete(id: SnapshotId): boolean {
+    const staged = this.status();
+    return staged !== null && sameSnapshot(staged, id) && staged.complete;
+  }
+
+  /**
+   * Stages one chunk. Chunks arrive in order; a repeat of a chunk already staged is accepted when identical.
+   * A chunk 0 of another snapshot, or of the same snapshot with other content (the sender imaged its state again),
+   * discards what was staged and starts over. Anything else out of order, or beyond the bounds, throws.
+   */
+  receive(chunk: SnapshotChunk): StagingStatus {
+    checkSnapshotId(chunk);
+    if (!Number.isSafeInteger(chunk.seq) || chunk.seq < 0) throw new SnapshotError(`invalid chunk seq ${chunk.seq}`);
+    if (typeof chunk.data !== "string") throw new SnapshotError("chunk data must be a string");
+    const bytes = utf8ByteLength(chunk.data);
+    if (bytes > this.maxChunkBytes) throw new SnapshotError(`chunk ${chunk.seq} is ${bytes} bytes; at most ${this.maxChunkBytes} are accepted`);
+    const id: SnapshotId = { snapshotIndex: chunk.snapshotIndex, snapshotTerm: chunk.snapshotTerm };
+    const name = `snapshot ${chunk.snapshotIndex} (term ${chunk.snapshotTerm})`;
+    return this.storage.transactionSync(() => {
+      let staged = this.status();
+      if (staged !== null && chunk.seq === 0 && (!sameSnapshot(staged, id) || this.storage.kv.get(StateKeys.stagingChunk(0)) !== chunk.data)) {
+        this.discardStaging();
+        staged = null;
+      }
+      if (staged !== null && !sameSnapshot(staged, id)) {
+        throw new SnapshotError(`chunk ${chunk.seq} of ${name} arrived while snapshot ${staged.snapshotIndex} (term ${staged.snapshotTerm}) is staged; send chunk 0 first`);
+      }
+      if (staged === null) {
+        if (chunk.seq !== 0) throw new SnapshotError(`chunk ${chunk.seq} of ${name} arrived before chunk 0`);
+        staged = { ...id, chunks: 0, bytes: 0, complete: false };
+      }
+      if (chunk.seq < staged.chunks) {
+        if (this.storage.kv.get(StateKeys.stagingChunk(chunk.seq)) !== chunk.data) {
+          throw new SnapshotError(`chunk ${chunk.seq} of ${name} differs from the one already staged`);
+        }
+        return staged;
+      }
+      if (staged.complete) throw new SnapshotError(`${name} is complete with ${staged.chunks} chunks; chunk ${chunk.seq} is one too many`);
+      if (chunk.seq > staged.chunks) throw new SnapshotError(`expected chunk ${staged.chunks} of ${name}, got ${chunk.seq}`);
+      if (staged.bytes + bytes > this.maxStagingBytes) {
+        throw new SnapshotError(`${name} would exceed ${this.maxStagingBytes} staged bytes (maxStagingBytes)`);
+      }
+      this.storage.kv.put(StateKeys.stagingChunk(chunk.seq), chunk.data);
+      const next: StagingStatus = { ...id, chunks: staged.chunks + 1, bytes: staged.bytes + bytes, complete: chunk.last };
+      this.storage.kv.put(StateKeys.stagingMeta, next);
+      return next;
+    });
+  }
+
+  /** Drops whatever is staged. */
+  abort(): void {
+    this.storage.transactionSync(() => this.discardStaging());
+  }
+
+  /**
+   * Replaces the whole user database, the remembered request ids, the schema version and the applied index with
+   * the staged image, in one transaction, and clears the staging. Anything wrong (incomplete or corrupt stream,
+   * another snapshot staged, a schema hash that does not match the header) throws and changes nothing but the
+   * staging, which is discarded when the staged image itself is at fault.
+   * When the node has already applied as far as the image, nothing changes but the staging is cleared.
+   */
+  finish(id: SnapshotId): InstallOutcome {
+    checkSnapshotId(id);
+    const staged = this.status();
+    const name = `snapshot ${id.snapshotIndex} (term ${id.snapshotTerm})`;
+    if (staged === null || !sameSnapshot(staged, id)) throw new SnapshotError(`${name} is not staged`);
+    if (!staged.complete) throw new SnapshotError(`${name} is incomplete: ${staged.chunks} chunks staged, the last one has not arrived`);
+    try {
+      return this.install(id, staged.chunks);
+    } catch (error) {
+      // The same bytes would fail the same way again: drop them so that the sender's next attempt starts afresh.
+      try {
+        this.abort();
+      } catch (abortError) {
+        throw new SnapshotError(`installing failed (${String(error)}) and so did discarding the staging (${String(abortError)})`);
+      }
+      throw error;
+    }
+  }
+
+  private install(id: SnapshotId, chunkCount: number): InstallOutcome {
+    return this.storage.transactionSync(() => {
+      const applied = this.storage.kv.get<number>(StateKeys.applied) ?? 0;
+      const imageIndex = readImageIndex(this.storage.kv.get<string>(StateKeys.stagingChunk(0)) ?? "");
+      if (imageIndex < id.snapshotIndex) throw new SnapshotError(`the staged image is at index ${imageIndex}, before the snapshot's ${id.snapshotIndex}`);
+      if (imageIndex <= applied) {
+        this.discardStaging();
+        return { installed: false, appliedIndex: applied };
+      }
+      new SnapshotLoader(this.storage, imageIndex).load(this.stagedChunks(chunkCount));
+      this.discardStaging();
+      return { installed: true, appliedIndex: imageIndex };
+    });
+  }
+
+  private *stagedChunks(count: number): Generator<string> {
+    for (let seq = 0; seq < count; seq += 1) {
+      const data = this.storage.kv.get<string>(StateKeys.stagingChunk(seq));
+      if (typeof data !== "string") throw new SnapshotError(`staged chunk ${seq} is missing`);
+      yield data;
+    }
+  }
+
+  private discardStaging(): void {
+    const keys = [...this.storage.kv.list({ prefix: StateKeys.stagingChunkPrefix })].map(([key]) => key);
+    for (const key of keys) this.storage.kv.delete(key);
+    this.storage.kv.delete(StateKeys.stagingMeta);
+  }
+}
+
+/** The image's applied index, from its header (the first line, always inside chunk 0: chunks are >= 1 KiB). */
+function readImageIndex(firstChunk: string): number {
+  const newline = firstChunk.indexOf("\n");
+  let header: unknown;
+  try {
+    header = JSON.parse(newline === -1 ? firstChunk : firstChunk.slice(0, newline));
+  } catch {
+    throw new SnapshotError("the staged snapshot does not start with a readable header");
+  }
+  const index = (header as { index?: unknown } | null)?.index;
+  if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 1) throw new SnapshotError("the staged snapshot's header has no valid index");
+  return index;
+}
+
+interface HeaderRecord {
+  readonly t: "header";
+  readonly format: string;
+  readonly version: number;
+  readonly index: number;
+  readonly schemaVersion: number;
+  readonly schemaHash: string;
+}
+
+interface ObjectRecord {
+  readonly t: "object";
+  readonly type: "table" | "index" | "view" | "trigger";
+  readonly name: string;
+  readonly tableName: string;
+  readonly sql: string;
+  readonly kind: "table" | "virtual" | "shadow" | null;
+}
+
+/** Parses the line stream and rebuilds the database; runs inside the installer's transaction. */
+class SnapshotLoader {
+  private readonly sql: SqlStorage;
+  private readonly kv: SyncKvStorage;
+  private header: HeaderRecord | null = null;
+  private readonly objects: ObjectRecord[] = [];
+  private phase: "header" | "objects" | "rows" | "dedup" | "done" = "header";
+  private rowsTarget: { readonly table: string; readonly columns: readonly string[]; readonly insertPrefix: string } | null = null;
+  private lineCount = 0;
+  private dedupCount = 0;
+  private readonly hash = sha256.create();
+  private readonly encoder = new TextEncoder();
+  private readonly shadowTables = new Set<string>();
+
+  constructor(
+    storage: DurableObjectStorage,
+    private readonly index: number,
+  ) {
+    this.sql = storage.sql;
+    this.kv = storage.kv;
+  }
+
+  load(chunks: Iterable<string>): void {
+    let carry = "";
+    for (const chunk of chunks) {
+      const text = carry + chunk;
+      let start = 0;
+      for (let newline = text.indexOf("\n"); newline !== -1; newline = text.indexOf("\n", start)) {
+        this.onLine(text.slice(start, newline));
+        start = newline + 1;
+      }
+      carry = text.slice(start);
+    }
+    if (carry !== "") throw new SnapshotError("the snapshot ends in the middle of a line");
+    if (this.phase !== "done") throw new SnapshotError("the snapshot is incomplete (no end record)");
+  }
+
+  private onLine(line: string): void {
+    if (this.phase === "done") throw new SnapshotError("data after the end record");
+    let record: unknown;
+    try {
+      record = JSON.parse(line);
+    } catch {
+      throw new SnapshotError(`line ${this.lineCount + 1} is not JSON`);
+    }
+    if (Array.isArray(record)) {
+      this.count(line);
+      this.insertRow(record);
+      return;
+    }
+    if (typeof record !== "object" || record === null) throw new SnapshotError(`line ${this.lineCount + 1} is not a record`);
+    const tagged = record as { readonly t?: unknown };
+    if (tagged.t === "end") {
+      this.onEnd(record as { lines?: unknown; sha256?: unknown });
+      return;
+    }
+    this.count(line);
+    switch (tagged.t) {
+      case "header":
+        return this.onHeader(record as HeaderRecord);
+      case "object":
+        if (this.phase !== "objects") throw new SnapshotError("schema object out of place");
+        this.objects.push(record as ObjectRecord);
+        return;
+      case "rows":
+        return this.onRows(record as { table?: unknown; columns?: unknown });
+      case "dedup":
+        return this.onDedup(record as { id?: unknown; index?: unknown; results?: unknown; count?: unknown });
+      default:
+        throw new SnapshotError(`unknown record type ${JSON.stringify(tagged.t)}`);
+    }
+  }
+
+  private count(line: string): void {
+    this.lineCount += 1;
+    this.hash.update(this.encoder.encode(`${line}\n`));
+  }
+
+  private onHeader(header: HeaderRecord): void {
+    if (this.phase !== "header") throw new SnapshotError("a second header");
+    if (header.format !== SNAPSHOT_FORMAT || header.version !== SNAPSHOT_FORMAT_VERSION) {
+      throw new SnapshotError(`unsupported snapshot format ${String(header.format)} v${String(header.version)}`);
+    }
+    if (header.index !== this.index) throw new SnapshotError(`the snapshot's header says index ${header.index}, expected ${this.index}`);
+    if (!Number.isSafeInteger(header.schemaVersion) || typeof header.schemaHash !== "string") throw new SnapshotError("malformed header");
+    this.header = header;
+    this.phase = "objects";
+    this.clearDatabase();
+  }
+
+  /** Drops every user object; foreign keys are checked only at the end (defer_foreign_keys), once all is back. */
+  private clearDatabase(): void {
+    this.sql.exec("PRAGMA defer_foreign_keys = ON");
+    const tables = listTables(this.sql);
+    for (const object of listSchemaObjects(this.sql)) {
+      if (object.type === "view") this.sql.exec(`DROP VIEW ${quoteSqlIdentifier(object.name)}`);
+    }
+    for (const table of tables) {
+      if (table.kind === "shadow") continue; // goes with its virtual table
+      if (table.name.toLowerCase() === "sqlite_sequence") this.sql.exec("DELETE FROM sqlite_sequence");
+      else this.sql.exec(`DROP TABLE IF EXISTS ${quoteSqlIdentifier(table.name)}`);
+    }
+    const dedupKeys = [...this.kv.list({ prefix: "sm/dedup/" })].map(([key]) => key);
+    for (const key of dedupKeys) this.kv.delete(key);
+  }
+
+  private createTables(): void {
+    let needsStats = false;
+    for (const object of this.objects) {
+      if (object.type !== "table") continue;
+      const lower = object.name.toLowerCase();
+      if (object.kind === "shadow") {
+        this.shadowTables.add(object.name);
+        continue;
+      }
+      if (lower.startsWith("sqlite_stat")) needsStats = true;
+      if (lower.startsWith("sqlite_")) continue; // SQLite makes these itself
+      this.sql.exec(object.sql);
+    }
+    if (needsStats && !this.tableExists("sqlite_stat1")) this.sql.exec("ANALYZE sqlite_schema");
+  }
+
+  private tableExists(name: string): boolean {
+    return rowsOf(this.sql, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", name).length > 0;
+  }
+
+  private onRows(record: { table?: unknown; columns?: unknown }): void {
+    if (this.phase === "objects") {
+      this.createTables();
+      this.phase = "rows";
+    }
+    if (this.phase !== "rows") throw new SnapshotError("rows out of place");
+    if (typeof record.table !== "string" || !Array.isArray(record.columns) || !record.columns.every((c) => typeof c === "string")) {
+      throw new SnapshotError("malformed rows record");
+    }
+    const table = record.table;
+    const lower = table.toLowerCase();
+    if (lower === "sqlite_sequence") {
+      if (!this.tableExists("sqlite_sequence")) {
+        // Only an AUTOINCREMENT table creates sqlite_sequence, and it cannot be created directly.
+        this.sql.exec("CREATE TABLE _dha_sequence_maker(id INTEGER PRIMARY KEY AUTOINCREMENT)");
+        this.sql.exec("DROP TABLE _dha_sequence_maker");
+      }
+      this.sql.exec("DELETE FROM sqlite_sequence");
+    } else if (lower.startsWith("sqlite_stat")) {
+      this.sql.exec(`DELETE FROM ${quoteSqlIdentifier(table)}`);
+    }
+    const columns = record.columns as string[];
+    this.rowsTarget = { table, columns, insertPrefix: `INSERT INTO ${quoteSqlIdentifier(table)}(${qualifiedColumns(columns)}) VALUES (` };
+  }
+
+  private insertRow(encoded: readonly unknown[]): void {
+    const target = this.rowsTarget;
+    if (this.phase !== "rows" || target === null) throw new SnapshotError("a row outside a rows section");
+    if (encoded.length !== target.columns.length) {
+      throw new SnapshotError(`a row of ${target.table} has ${encoded.length} values for ${target.columns.length} columns`);
+    }
+    const values = encoded.map((value, i) => {
+      try {
+        return decodeValue(value, `${target.table}.${target.columns[i] ?? i}`);
+      } catch (error) {
+        throw new SnapshotError((error as Error).message);
+      }
+    });
+    const { sql, bindings } = insertStatement(target.insertPrefix, values);
+    this.sql.exec(sql, ...bindings);
+  }
+
+  private finishRows(): void {
+    if (this.phase === "objects") this.createTables();
+    // Indexes, views and triggers after the rows: triggers must not fire while rows are restored.
+    for (const object of this.objects) {
+      if (object.type === "table" || this.shadowTables.has(object.tableName) || object.name.toLowerCase().startsWith("sqlite_")) continue;
+      this.sql.exec(object.sql);
+    }
+    if (this.tableExists("sqlite_stat1")) this.sql.exec("ANALYZE sqlite_schema"); // reloads the planner statistics
+    this.phase = "dedup";
+  }
+
+  private onDedup(record: { id?: unknown; index?: unknown; results?: unknown; count?: unknown }): void {
+    if (this.phase === "objects" || this.phase === "rows") this.finishRows();
+    if (this.phase !== "dedup") throw new SnapshotError("dedup record out of place");
+    const { id, index, results, count } = record;
+    if (typeof id !== "string" || !Number.isSafeInteger(index) || !(typeof results === "string" || results === null) || !Number.isSafeInteger(count)) {
+      throw new SnapshotError("malformed dedup record");
+    }
+    const dedup: DedupRecord = { index: index as number, results, count: count as number };
+    this.kv.put(StateKeys.dedupById(id), dedup);
+    this.kv.put(StateKeys.dedupByIndex(dedup.index), id);
+    this.dedupCount += 1;
+  }
+
+  private onEnd(record: { lines?: unknown; sha256?: unknown }): void {
+    if (this.phase === "header") throw new SnapshotError("the snapshot has no header");
+    if (this.phase === "objects" || this.phase === "rows") this.finishRows();
+    if (record.lines !== this.lineCount) throw new SnapshotError(`the snapshot has ${this.lineCount} lines, its end record says ${String(record.lines)}`);
+    const digest = bytesToHex(this.hash.digest());
+    if (record.sha256 !== digest) throw new SnapshotError("the snapshot's checksum does not match its content");
+    const header = this.header as HeaderRecord;
+    const hash = computeSchemaHash(this.sql);
+    if (hash !== header.schemaHash) throw new SnapshotError(`the restored schema hash ${hash} differs from the snapshot's ${header.schemaHash}`);
+    const violations = rowsOf(this.sql, "PRAGMA foreign_key_check");
+    if (violations.length > 0) throw new SnapshotError(`the restored data violates ${violations.length} foreign key constraint(s)`);
+    this.sql.exec("PRAGMA defer_foreign_keys = OFF");
+    this.kv.put(StateKeys.dedupCount, this.dedupCount);
+    this.kv.put(StateKeys.schemaVersion, header.schemaVersion);
+    this.kv.put(StateKeys.schemaHash, header.schemaHash);
+    this.kv.put(StateKeys.applied, header.index);
+    this.phase = "done";
+  }
+}
+
+const MAX_BINDINGS = 100;
+const MAX_STATEMENT_BYTES = 100_000;
+
+/**
+ * One INSERT for one row. Values are bound (text, blobs, reals exactly) except NULL; whole numbers go through
+ * CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Past 100 bound values the rest are
+ * written as literals.
+ */
+function insertStatement(prefix: string, values: readonly StoredValue[]): { sql: string; bindings: (SqlValue | string)[] } {
+  const bindings: (SqlValue | string)[] = [];
+  const parts = values.map((value, i) => {
+    const canBind = i < MAX_BINDINGS;
+    if (value === null) return "NULL";
+    if (typeof value === "number") {
+      if (!Number.isInteger(value)) return bindOrLiteral(canBind, bindings, value, realLiteral(value));
+      return canBind ? (bindings.push(value), "CAST(? AS INTEGER)") : value.toString();
+    }
+    if (typeof value === "string") {
+      if (!canBind && value.includes("\u0000")) throw new SnapshotError("a text value with NUL characters in a column past the 100th");
+      return bindOrLiteral(canBind, bindings, value, quoteSqlString(value));
+    }
+    if (value instanceof Uint8Array) return bindOrLiteral(canBind, bindings, value, `x'${bytesToHex(value)}'`);
+    if ("bigint" in value) return canBind ? (bindings.push(value.bigint), "CAST(? AS INTEGER)") : value.bigint;
+    return bindOrLiteral(canBind, bindings, value.real, realLiteral(value.real));
+  });
+  const sql = `${prefix}${parts.join(", ")})`;
+  if (utf8ByteLength(sql) > MAX_STATEMENT_BYTES) throw new SnapshotError("a row is too wide to restore within the statement size limit");
+  return { sql, bindings };
+}
+
+function bindOrLiteral(canBind: boolean, bindings: (SqlValue | string)[], value: SqlValue, literal: string): string {
+  if (!canBind) return literal;
+  bindings.push(value);
+  return "?";
+}
+
+function realLiteral(value: number): string {
+  if (value === Infinity) return "9e999";
+  if (value === -Infinity) return "-9e999";
+  const text = value.toString();
+  return /[.eE]/.test(text) ? text : `${text}.0`;
+}

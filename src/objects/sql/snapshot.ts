@@ -1,0 +1,214 @@
+// Snapshots of the SQL state machine: schema, every row of every user table (with rowids), the remembered request
+// ids, the schema version, all at one applied index.
+//
+// Format: newline-delimited JSON, one record per line, cut into chunks of at most maxChunkBytes UTF-8 bytes at any
+// character boundary (a line may span chunks, so a 2 MB value never breaks the bound). Lines:
+//   {"t":"header","format":"durable-ha/sql-snapshot","version":1,"index":..,"schemaVersion":..,"schemaHash":..}
+//   {"t":"object","type":"table","name":..,"tableName":..,"sql":..,"kind":"table"|"virtual"|"shadow"}   creation order
+//   {"t":"rows","table":..,"columns":[..]}  then one JSON array per row (first value is the rowid when columns
+//                                            start with a rowid name)          values tagged as in values.ts
+//   {"t":"dedup","id":..,"index":..,"results":..,"count":..}
+//   {"t":"end","lines":N,"sha256":hex of every byte before this line}
+// The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
+import { sha256 } from "@noble/hashes/sha2.js";
+import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "./catalog";
+import { StateKeys, type DedupRecord } from "./keys";
+import { quoteSqlIdentifier } from "./tokenizer";
+import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "./values";
+
+export const SNAPSHOT_FORMAT = "durable-ha/sql-snapshot";
+export const SNAPSHOT_FORMAT_VERSION = 1;
+
+export const DEFAULT_SNAPSHOT_LIMITS = {
+  /** Per chunk: well under the RPC payload limit and the KV value limit. */
+  maxChunkBytes: 512 * 1024,
+  /** A whole snapshot is produced in memory, synchronously (so it is consistent): bound it. */
+  maxTotalBytes: 64 * 1024 * 1024,
+  /** What a receiver stages before refusing more. */
+  maxStagingBytes: 256 * 1024 * 1024,
+} as const;
+
+/** Chunks are at least this large, so that the header line always sits whole in chunk 0. */
+export const MIN_CHUNK_BYTES = 1024;
+
+/** The largest chunk a receiver accepts, whatever the sender was configured with. */
+export const MAX_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
+
+export interface SnapshotOptions {
+  readonly maxChunkBytes?: number;
+  readonly maxTotalBytes?: number;
+}
+
+export interface SnapshotImage {
+  /** The applied index the image reflects. */
+  readonly index: number;
+  readonly chunks: readonly string[];
+  /** Total UTF-8 bytes of all chunks. */
+  readonly bytes: number;
+  readonly schemaVersion: number;
+  readonly schemaHash: string;
+}
+
+export class SnapshotError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "SnapshotError";
+  }
+}
+
+export function limit(value: number | undefined, fallback: number, max: number, name: string): number {
+  const chosen = value ?? fallback;
+  if (!Number.isSafeInteger(chosen) || chosen < MIN_CHUNK_BYTES || chosen > max) {
+    throw new SnapshotError(`${name} must be an integer from ${MIN_CHUNK_BYTES} to ${max}`);
+  }
+  return chosen;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Writing
+
+class ChunkWriter {
+  readonly chunks: string[] = [];
+  private current = "";
+  private currentBytes = 0;
+  private totalBytes = 0;
+  private lineCount = 0;
+  private readonly hash = sha256.create();
+  private readonly encoder = new TextEncoder();
+
+  constructor(
+    private readonly maxChunkBytes: number,
+    private readonly maxTotalBytes: number,
+  ) {}
+
+  line(record: unknown): void {
+    const text = `${JSON.stringify(record)}\n`;
+    this.hash.update(this.encoder.encode(text));
+    this.lineCount += 1;
+    this.append(text);
+  }
+
+  finish(): { readonly chunks: string[]; readonly bytes: number } {
+    this.append(`${JSON.stringify({ t: "end", lines: this.lineCount, sha256: bytesToHex(this.hash.digest()) })}\n`);
+    if (this.current.length > 0) this.flush();
+    return { chunks: this.chunks, bytes: this.totalBytes };
+  }
+
+  private append(text: string): void {
+    let offset = 0;
+    while (offset < text.length) {
+      const room = this.maxChunkBytes - this.currentBytes;
+      const end = utf8PrefixEnd(text, offset, room);
+      if (end === offset) {
+        this.flush();
+        continue;
+      }
+      const piece = text.slice(offset, end);
+      const bytes = utf8ByteLength(piece);
+      this.totalBytes += bytes;
+      if (this.totalBytes > this.maxTotalBytes) {
+        throw new SnapshotError(`the snapshot is larger than ${this.maxTotalBytes} bytes (maxTotalBytes)`);
+      }
+      this.current += piece;
+      this.currentBytes += bytes;
+      offset = end;
+    }
+  }
+
+  private flush(): void {
+    this.chunks.push(this.current);
+    this.current = "";
+    this.currentBytes = 0;
+  }
+}
+
+/**
+ * Per row, one extra text column lists the values a JS number cannot describe by itself:
+ * "<i>I<digits>;" an integer beyond 2^53, "<i>R;" a REAL with a whole value, "<i>P;"/"<i>N;" +/- infinity
+ * (which the platform reads back as null). Every other number is an INTEGER if whole, else a REAL.
+ */
+function kindsExpression(columns: readonly string[]): string {
+  if (columns.length === 0) return "''";
+  return columns
+    .map((column, i) => {
+      const c = quoteSqlIdentifier(column);
+      return (
+        `iif(typeof(${c})='integer',iif(${c} BETWEEN -9007199254740991 AND 9007199254740991,'','${i}I'||${c}||';'),` +
+        `iif(typeof(${c})='real' AND ${c}=round(${c}),iif(abs(${c})=9e999,iif(${c}>0,'${i}P;','${i}N;'),'${i}R;'),''))`
+      );
+    })
+    .join("||");
+}
+
+function readRowValues(raw: readonly SqlStorageValue[], columnCount: number): StoredValue[] {
+  const values: StoredValue[] = raw.slice(0, columnCount).map((value) => (value instanceof ArrayBuffer ? new Uint8Array(value) : value));
+  const kinds = String(raw[columnCount] ?? "");
+  for (const entry of kinds.split(";")) {
+    if (entry === "") continue;
+    const match = /^(\d+)([IRPN])(.*)$/.exec(entry);
+    if (match === null) throw new SnapshotError(`unexpected value kind ${JSON.stringify(entry)}`);
+    const [, position, code, digits] = match as unknown as [string, string, string, string];
+    const i = Number(position);
+    const current = values[i];
+    if (code === "I") values[i] = { bigint: digits };
+    else if (code === "R") values[i] = { real: typeof current === "number" ? current : 0 };
+    else values[i] = { real: code === "P" ? Infinity : -Infinity };
+  }
+  return values;
+}
+
+/** Tables whose rows travel: user tables and virtual tables first, then SQLite's stat and sequence tables. */
+function tablesInSnapshotOrder(tables: readonly TableInfo[]): TableInfo[] {
+  const isSqliteTable = (table: TableInfo): boolean => table.name.toLowerCase().startsWith("sqlite_");
+  const user = tables.filter((table) => table.kind !== "shadow" && !isSqliteTable(table));
+  const stats = tables.filter((table) => isSqliteTable(table) && table.name.toLowerCase().startsWith("sqlite_stat"));
+  const sequence = tables.filter((table) => table.name.toLowerCase() === "sqlite_sequence");
+  return [...user, ...stats, ...sequence];
+}
+
+export function writeSnapshot(
+  storage: DurableObjectStorage,
+  state: { readonly index: number; readonly schema: { readonly version: number; readonly hash: string } },
+  options: SnapshotOptions,
+): SnapshotImage {
+  const maxChunkBytes = limit(options.maxChunkBytes, DEFAULT_SNAPSHOT_LIMITS.maxChunkBytes, MAX_SNAPSHOT_CHUNK_BYTES, "maxChunkBytes");
+  const maxTotalBytes = limit(options.maxTotalBytes, DEFAULT_SNAPSHOT_LIMITS.maxTotalBytes, Number.MAX_SAFE_INTEGER, "maxTotalBytes");
+  const sql = storage.sql;
+  const writer = new ChunkWriter(maxChunkBytes, maxTotalBytes);
+  writer.line({
+    t: "header",
+    format: SNAPSHOT_FORMAT,
+    version: SNAPSHOT_FORMAT_VERSION,
+    index: state.index,
+    schemaVersion: state.schema.version,
+    schemaHash: state.schema.hash,
+  });
+  const tables = listTables(sql);
+  const kindOf = new Map(tables.map((table) => [table.name, table.kind]));
+  for (const object of listSchemaObjects(sql)) {
+    if (object.sql === null) continue; // autoindexes come back with their tables
+    writer.line({ t: "object", type: object.type, name: object.name, tableName: object.tableName, sql: object.sql, kind: kindOf.get(object.name) ?? null });
+  }
+  for (const table of tablesInSnapshotOrder(tables)) {
+    const isSqliteTable = table.name.toLowerCase().startsWith("sqlite_");
+    const columns = table.rowidName !== null && !isSqliteTable ? [table.rowidName, ...table.columns] : [...table.columns];
+    writer.line({ t: "rows", table: table.name, columns });
+    const select = `SELECT ${qualifiedColumns(columns)}, ${kindsExpression(columns)} FROM ${quoteSqlIdentifier(table.name)}`;
+    let cursor;
+    try {
+      cursor = sql.exec(select);
+    } catch (error) {
+      throw new SnapshotError(`cannot read table ${table.name} for a snapshot: ${(error as Error).message}`);
+    }
+    for (const raw of cursor.raw()) {
+      writer.line(readRowValues(raw, columns.length).map((value) => encodeValue(value)));
+    }
+  }
+  for (const [, id] of storage.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
+    const record = storage.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    if (record === undefined) throw new SnapshotError(`request id ${JSON.stringify(id)} is indexed but not remembered`);
+    writer.line({ t: "dedup", id, index: record.index, results: record.results, count: record.count });
+  }
+  const { chunks, bytes } = writer.finish();
+  return { index: state.index, chunks, bytes, schemaVersion: state.schema.version, schemaHash: state.schema.hash };
+}

@@ -1,0 +1,330 @@
+// The replicated SQL state machine of one node: applies committed log entries to the object's SQLite database,
+// serves local reads, keeps the schema version and hash, remembers request ids, and produces snapshots and dumps.
+//
+// Transactions on this platform: BEGIN/SAVEPOINT are refused, but ctx.storage.transactionSync() nests (verified:
+// an inner call that throws rolls back only its own work, the outer one carries on). Each entry is applied inside
+// one outer transactionSync that also advances the applied index; a transactional request runs in an inner one
+// that is thrown away when a statement fails, so the index still advances and the failure is remembered, and a
+// crash at any point leaves either all of the entry or none of it.
+import type { EntryKind } from "../../replication/types";
+import type { SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
+import { computeSchemaHash, rowsOf } from "./catalog";
+import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
+import { dumpDatabase, type DumpOptions } from "./dump";
+import { StateKeys, type DedupRecord } from "./keys";
+import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
+import { inspectStatement, READ_ONLY_VIOLATION } from "./validate";
+import { utf8ByteLength } from "./values";
+
+export interface SqlStateMachineOptions {
+  /** How many request ids are remembered for deduplication; the oldest (by applied index) are forgotten first. */
+  readonly maxDedupEntries?: number;
+  /** Largest encoded result kept per remembered request; larger ones are kept without rows. */
+  readonly maxDedupResultBytes?: number;
+  /** Largest result set one statement may return (approximate bytes); beyond it the statement reports an error. */
+  readonly maxResultBytes?: number;
+}
+
+export const DEFAULT_STATE_MACHINE_OPTIONS = {
+  maxDedupEntries: 10_000,
+  maxDedupResultBytes: 64 * 1024,
+  maxResultBytes: 16 * 1024 * 1024,
+} as const;
+
+export interface LogEntryToApply {
+  readonly index: number;
+  readonly kind: EntryKind;
+  /** For "normal": encodeSqlRequest(...) of a request that went through prepareWrite. Ignored otherwise. */
+  readonly data: string;
+}
+
+export interface SchemaInfo {
+  /** Bumped by every applied statement that changed the schema. */
+  readonly version: number;
+  /** SHA-256 (hex) of the user schema; equal on nodes with equal schemas. */
+  readonly hash: string;
+}
+
+/** Thrown to undo a transactionSync on purpose. */
+class Rollback extends Error {}
+
+function positiveInteger(value: number | undefined, fallback: number, name: string): number {
+  const chosen = value ?? fallback;
+  if (!Number.isSafeInteger(chosen) || chosen < 1) throw new Error(`${name} must be a positive integer, got ${String(value)}`);
+  return chosen;
+}
+
+function fromStorageValue(value: SqlStorageValue): SqlValue {
+  return value instanceof ArrayBuffer ? new Uint8Array(value) : value;
+}
+
+function approximateBytes(row: readonly SqlValue[]): number {
+  let bytes = 0;
+  for (const value of row) {
+    if (value === null) bytes += 1;
+    else if (typeof value === "number") bytes += 8;
+    else if (typeof value === "string") bytes += value.length;
+    else bytes += value.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * rqlite reports the declared column type; the platform's cursor does not expose it, so types come from the values:
+ * the first non-null value of each column decides ("integer", "real", "text", "blob"); "" when every value is NULL
+ * or there are no rows. A REAL that holds a whole number reads back as a JS integer and is reported "integer".
+ */
+function typesFromRows(columnCount: number, rows: readonly (readonly SqlValue[])[]): string[] {
+  const types: string[] = [];
+  for (let column = 0; column < columnCount; column += 1) {
+    let type = "";
+    for (const row of rows) {
+      const value = row[column];
+      if (value === null || value === undefined) continue;
+      if (typeof value === "number") type = Number.isInteger(value) ? "integer" : "real";
+      else if (typeof value === "string") type = "text";
+      else type = "blob";
+      break;
+    }
+    types.push(type);
+  }
+  return types;
+}
+
+/** SQLite's message without the platform's suffixes (": SQLITE_CONSTRAINT (extended: ...)", " at offset N"). */
+export function cleanSqliteError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message
+    .replace(/ at offset \d+/, "")
+    .replace(/: SQLITE_[A-Z_]+(?: \(extended: [A-Z_]+\))?$/, "")
+    .trim();
+}
+
+export class SqlStateMachine {
+  private readonly sql: SqlStorage;
+  private readonly kv: SyncKvStorage;
+  private readonly maxDedupEntries: number;
+  private readonly maxDedupResultBytes: number;
+  private readonly maxResultBytes: number;
+
+  constructor(
+    private readonly storage: DurableObjectStorage,
+    options: SqlStateMachineOptions = {},
+  ) {
+    this.sql = storage.sql;
+    this.kv = storage.kv;
+    this.maxDedupEntries = positiveInteger(options.maxDedupEntries, DEFAULT_STATE_MACHINE_OPTIONS.maxDedupEntries, "maxDedupEntries");
+    this.maxDedupResultBytes = positiveInteger(
+      options.maxDedupResultBytes,
+      DEFAULT_STATE_MACHINE_OPTIONS.maxDedupResultBytes,
+      "maxDedupResultBytes",
+    );
+    this.maxResultBytes = positiveInteger(options.maxResultBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes, "maxResultBytes");
+  }
+
+  /** The index of the last entry applied (0 before any). */
+  appliedIndex(): number {
+    return this.kv.get<number>(StateKeys.applied) ?? 0;
+  }
+
+  /**
+   * Applies one committed entry, in order. Returns the per-statement results of a normal entry ([] for noop and
+   * config), or null when the entry was already applied (a replay after a crash). Throws, changing nothing, when
+   * the entry is out of order or its data cannot be decoded: a node must stop rather than diverge.
+   */
+  applyEntry(entry: LogEntryToApply): StatementResult[] | null {
+    if (!Number.isSafeInteger(entry.index) || entry.index < 1) throw new Error(`invalid log index ${entry.index}`);
+    if (entry.kind !== "normal" && entry.kind !== "noop" && entry.kind !== "config") {
+      throw new Error(`invalid entry kind ${String(entry.kind)}`);
+    }
+    const applied = this.appliedIndex();
+    if (entry.index <= applied) return null;
+    if (entry.index !== applied + 1) {
+      throw new Error(`entry ${entry.index} cannot be applied: the last applied entry is ${applied}; entries apply in order`);
+    }
+    const request = entry.kind === "normal" ? decodeSqlRequest(entry.data) : null;
+    return this.storage.transactionSync(() => {
+      const results = request === null ? [] : this.applyRequest(request, entry.index);
+      this.kv.put(StateKeys.applied, entry.index);
+      return results;
+    });
+  }
+
+  private applyRequest(request: SqlRequest, index: number): StatementResult[] {
+    const remembered = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
+    if (remembered !== undefined) return this.resultsOf(remembered, request.id);
+    const results = request.transaction ? this.runAllOrNothing(request.statements) : this.runEach(request.statements);
+    this.rememberRequest(request.id, index, results);
+    return results;
+  }
+
+  /** rqlite semantics without a transaction: every statement runs; a failure is reported and the rest go on. */
+  private runEach(statements: readonly Statement[]): StatementResult[] {
+    // Each statement is atomic on its own: SQLite undoes a failed statement's partial effects (statement journal)
+    // while the surrounding transaction stays open.
+    return statements.map((statement) => this.runStatement(statement, "write"));
+  }
+
+  /** All or nothing: stops at the first failure and undoes everything the request did. */
+  private runAllOrNothing(statements: readonly Statement[]): StatementResult[] {
+    const results: StatementResult[] = [];
+    try {
+      this.storage.transactionSync(() => {
+        for (const statement of statements) {
+          const result = this.runStatement(statement, "write");
+          results.push(result);
+          if (result.error !== undefined) throw new Rollback();
+        }
+      });
+    } catch (error) {
+      if (!(error instanceof Rollback)) throw error;
+    }
+    return results;
+  }
+
+  private runStatement(statement: Statement, mode: "write" | "read"): StatementResult {
+    const started = performance.now();
+    const seconds = (): number => (performance.now() - started) / 1000;
+    if (typeof statement.sql !== "string") return { error: "a statement needs an sql string", time: seconds() };
+    const { shape, hazard } = inspectStatement(statement.sql);
+    if (hazard !== null) return { error: hazard, time: seconds() };
+    if (mode === "read" && shape.access !== "read") return { error: READ_ONLY_VIOLATION, time: seconds() };
+    const params = statement.params ?? [];
+    if (!Array.isArray(params)) {
+      return { error: "named parameters must be made positional (prepareWrite/prepareRead) before they reach a node", time: seconds() };
+    }
+    const schemaBefore = shape.changesSchema ? this.schemaInfo() : null;
+    try {
+      const cursor = this.sql.exec(statement.sql, ...(params as readonly SqlValue[]));
+      const columns = cursor.columnNames;
+      const rows: SqlValue[][] = [];
+      let bytes = 0;
+      let tooLarge = false;
+      // Always drain the cursor: an unfinished statement would block the commit (SQLITE_BUSY resets the object).
+      for (const raw of cursor.raw()) {
+        if (tooLarge) continue;
+        const row = raw.map(fromStorageValue);
+        bytes += approximateBytes(row);
+        if (bytes > this.maxResultBytes) {
+          tooLarge = true;
+          rows.length = 0;
+          continue;
+        }
+        rows.push(row);
+      }
+      const result: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
+      if (shape.isDml) {
+        const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), last_insert_rowid()")[0] ?? [0, 0];
+        result.lastInsertId = Number(lastInsertId);
+        result.rowsAffected = Number(changes);
+      } else if (columns.length === 0) {
+        result.rowsAffected = 0;
+      }
+      if (schemaBefore !== null) this.noteSchemaChange(schemaBefore);
+      if (tooLarge) {
+        result.error = `the result is larger than ${this.maxResultBytes} bytes`;
+      } else if (columns.length > 0) {
+        result.columns = columns;
+        result.types = typesFromRows(columns.length, rows);
+        result.rows = rows;
+      }
+      result.time = seconds();
+      return result;
+    } catch (error) {
+      return { error: cleanSqliteError(error), time: seconds() };
+    }
+  }
+
+  private noteSchemaChange(before: SchemaInfo): void {
+    const hash = computeSchemaHash(this.sql);
+    if (hash === before.hash) return;
+    this.kv.put(StateKeys.schemaVersion, before.version + 1);
+    this.kv.put(StateKeys.schemaHash, hash);
+  }
+
+  private rememberRequest(id: string, index: number, results: readonly StatementResult[]): void {
+    let encoded: string | null = encodeStatementResults(results);
+    if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
+      // Keep what a retrying writer needs (outcome, ids, counts); rows and timings are what make results large.
+      encoded = encodeStatementResults(
+        results.map((result) => {
+          const kept: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
+          if (result.lastInsertId !== undefined) kept.lastInsertId = result.lastInsertId;
+          if (result.rowsAffected !== undefined) kept.rowsAffected = result.rowsAffected;
+          if (result.error !== undefined) kept.error = result.error;
+          return kept;
+        }),
+      );
+      if (utf8ByteLength(encoded) > this.maxDedupResultBytes) encoded = null;
+    }
+    const record: DedupRecord = { index, results: encoded, count: results.length };
+    this.kv.put(StateKeys.dedupById(id), record);
+    this.kv.put(StateKeys.dedupByIndex(index), id);
+    let count = (this.kv.get<number>(StateKeys.dedupCount) ?? 0) + 1;
+    if (count > this.maxDedupEntries) {
+      for (const [key, oldId] of this.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix, limit: count - this.maxDedupEntries })) {
+        this.kv.delete(key);
+        this.kv.delete(StateKeys.dedupById(oldId));
+        count -= 1;
+      }
+    }
+    this.kv.put(StateKeys.dedupCount, count);
+  }
+
+  private resultsOf(record: DedupRecord, id: string): StatementResult[] {
+    if (record.results !== null) return decodeStatementResults(record.results);
+    const message = `request ${JSON.stringify(id)} was already applied at index ${record.index}; its results were too large to keep`;
+    return Array.from({ length: record.count }, () => ({ error: message }));
+  }
+
+  /** The results a request id was first answered with, if it is still remembered (a retry gets these). */
+  rememberedResults(id: string): StatementResult[] | null {
+    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    return record === undefined ? null : this.resultsOf(record, id);
+  }
+
+  /** Whether a request id is currently remembered, and at which index it was applied. */
+  rememberedRequest(id: string): { readonly index: number } | null {
+    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    return record === undefined ? null : { index: record.index };
+  }
+
+  /**
+   * Runs read statements locally, without the log. Statements that would write are refused with rqlite's message
+   * and, as a second line of defence, everything runs inside a transaction that is always rolled back.
+   * With `transaction`, stops at the first failure.
+   */
+  query(statements: readonly Statement[], options: { readonly transaction: boolean }): StatementResult[] {
+    const results: StatementResult[] = [];
+    try {
+      this.storage.transactionSync(() => {
+        for (const statement of statements) {
+          const result = this.runStatement(statement, "read");
+          results.push(result);
+          if (options.transaction && result.error !== undefined) break;
+        }
+        throw new Rollback();
+      });
+    } catch (error) {
+      if (!(error instanceof Rollback)) throw error;
+    }
+    return results;
+  }
+
+  /** The schema version and hash. Reads only: a node that never changed its schema reports version 0. */
+  schemaInfo(): SchemaInfo {
+    const version = this.kv.get<number>(StateKeys.schemaVersion) ?? 0;
+    const hash = this.kv.get<string>(StateKeys.schemaHash) ?? computeSchemaHash(this.sql);
+    return { version, hash };
+  }
+
+  /** A consistent image of the state at the applied index, in bounded chunks (see snapshot.ts). Synchronous. */
+  createSnapshot(options: SnapshotOptions = {}): SnapshotImage {
+    return writeSnapshot(this.storage, { index: this.appliedIndex(), schema: this.schemaInfo() }, options);
+  }
+
+  /** The database as SQL text in the form of SQLite's .dump (for GET /db/backup?fmt=sql). */
+  dumpSql(options: DumpOptions = {}): string {
+    return dumpDatabase(this.sql, options);
+  }
+}

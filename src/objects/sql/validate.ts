@@ -1,0 +1,706 @@
+// What the leader does to a request before proposing it (prepareWrite) and what the query path does before
+// reading (prepareRead): refuse what cannot be replicated safely, make non-deterministic SQL deterministic, and turn
+// every parameter into a positional one that sql.exec can bind. Nothing here touches storage.
+import type { SqlParams, SqlRequest, SqlValue, Statement } from "../../shared/sql";
+import { MAX_REQUEST_ID_LENGTH } from "./codec";
+import {
+  isSignificant,
+  keywordOf,
+  quoteSqlString,
+  splitTokensIntoStatements,
+  SqlSyntaxError,
+  tokenizeSql,
+  type SqlToken,
+} from "./tokenizer";
+import { bytesToHex, isSqlValue, sqlValueByteLength, utf8ByteLength } from "./values";
+
+/** Platform limits (DESIGN.md §4) and our own bounds. */
+export const SQL_LIMITS = {
+  /** Cloudflare: 100 KB per SQL statement. Checked on the statement as given and as rewritten. */
+  maxStatementBytes: 100_000,
+  /** Cloudflare: 100 bound parameters per statement. */
+  maxBoundParameters: 100,
+  /** Cloudflare: 2 MB per string, BLOB or row. */
+  maxValueBytes: 2_000_000,
+  /** Our bound on statements in one request (one log entry). */
+  maxStatementsPerRequest: 100_000,
+} as const;
+
+/** What the leader supplies so that every replica stores the same values. */
+export interface WriteContext {
+  /** The leader's clock: 'now' and CURRENT_* become this instant. */
+  readonly nowMs: number;
+  /** Random bytes (e.g. crypto.getRandomValues) for random() and randomblob(). */
+  readonly randomBytes: (length: number) => Uint8Array;
+}
+
+export type PrepareWriteResult = { readonly ok: true; readonly request: SqlRequest } | { readonly ok: false; readonly error: string };
+export type PrepareReadResult =
+  | { readonly ok: true; readonly statements: readonly Statement[] }
+  | { readonly ok: false; readonly error: string };
+
+/** rqlite's words for a write sent to the query endpoint. */
+export const READ_ONLY_VIOLATION = "attempt to change database via query operation";
+
+export interface StatementShape {
+  /** The first keyword, upper case ("" when there is none). */
+  readonly verb: string;
+  /** The statement that runs: for WITH ... the keyword after the common table expressions. */
+  readonly mainVerb: string;
+  readonly access: "read" | "write";
+  /** INSERT, UPDATE, DELETE or REPLACE: rowsAffected and lastInsertId mean something. */
+  readonly isDml: boolean;
+  /** CREATE, DROP or ALTER: the schema may change. */
+  readonly changesSchema: boolean;
+  /** A definition stored in the schema and evaluated later (CREATE TABLE (...), VIEW, TRIGGER, INDEX, ALTER). */
+  readonly storedDefinition: boolean;
+}
+
+// PRAGMAs that only read. Those in the first set take a table/index name or limit as argument; the others take none
+// (with an argument they would set something).
+const READ_PRAGMAS_WITH_ARGUMENT = new Set([
+  "table_info",
+  "table_xinfo",
+  "table_list",
+  "index_list",
+  "index_info",
+  "index_xinfo",
+  "foreign_key_list",
+  "foreign_key_check",
+  "integrity_check",
+  "quick_check",
+]);
+const READ_PRAGMAS_WITHOUT_ARGUMENT = new Set([
+  ...READ_PRAGMAS_WITH_ARGUMENT,
+  "foreign_keys",
+  "defer_foreign_keys",
+  "recursive_triggers",
+  "user_version",
+  "schema_version",
+  "application_id",
+  "page_size",
+  "page_count",
+  "freelist_count",
+  "data_version",
+  "encoding",
+  "collation_list",
+  "function_list",
+  "module_list",
+  "pragma_list",
+  "compile_options",
+  "database_list",
+]);
+
+const TRANSACTION_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]);
+const READ_VERBS = new Set(["SELECT", "VALUES"]);
+const DML_VERBS = new Set(["INSERT", "UPDATE", "DELETE", "REPLACE"]);
+const SCHEMA_VERBS = new Set(["CREATE", "DROP", "ALTER"]);
+const INTERNAL_PREFIXES = ["_cf_", "_dha_"];
+
+/** Date/time functions and which argument positions hold a time value (where 'now' means the clock). */
+const TIME_FUNCTIONS = new Map<string, { readonly timeArgs: readonly number[]; readonly firstTimeArg: number }>([
+  ["DATE", { timeArgs: [0], firstTimeArg: 0 }],
+  ["TIME", { timeArgs: [0], firstTimeArg: 0 }],
+  ["DATETIME", { timeArgs: [0], firstTimeArg: 0 }],
+  ["JULIANDAY", { timeArgs: [0], firstTimeArg: 0 }],
+  ["UNIXEPOCH", { timeArgs: [0], firstTimeArg: 0 }],
+  ["STRFTIME", { timeArgs: [1], firstTimeArg: 1 }],
+  ["TIMEDIFF", { timeArgs: [0, 1], firstTimeArg: 0 }],
+]);
+const CURRENT_KEYWORDS = new Set(["CURRENT_TIMESTAMP", "CURRENT_DATE", "CURRENT_TIME"]);
+
+// Words before a "name(" that make it an object name with a column list rather than a function call.
+const NAME_BEFORE_PAREN = new Set(["TABLE", "INTO", "VIEW", "REFERENCES", "EXISTS", "USING", "INDEX", "TRIGGER"]);
+
+class Refusal extends Error {}
+
+function refuse(message: string): never {
+  throw new Refusal(message);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Statement shape
+
+function significantTokens(tokens: readonly SqlToken[]): SqlToken[] {
+  return tokens.filter((token) => isSignificant(token) && token.kind !== "semicolon");
+}
+
+function isPunct(token: SqlToken | undefined, text: string): boolean {
+  return token !== undefined && token.kind === "punct" && token.text === text;
+}
+
+/** The keyword that runs after WITH's common table expressions (at parenthesis depth 0). */
+function mainVerbAfterWith(significant: readonly SqlToken[]): string {
+  let depth = 0;
+  for (const token of significant.slice(1)) {
+    if (isPunct(token, "(")) depth += 1;
+    else if (isPunct(token, ")")) depth -= 1;
+    else if (depth === 0) {
+      const keyword = keywordOf(token);
+      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) return keyword;
+    }
+  }
+  return "";
+}
+
+interface PragmaShape {
+  readonly name: string;
+  readonly hasArgument: boolean;
+  readonly assigns: boolean;
+}
+
+function pragmaShape(significant: readonly SqlToken[]): PragmaShape {
+  let i = 1;
+  if (isPunct(significant[i + 1], ".")) i += 2;
+  const name = significant[i]?.value.toLowerCase() ?? "";
+  const next = significant[i + 1];
+  return { name, hasArgument: isPunct(next, "("), assigns: isPunct(next, "=") };
+}
+
+function isReadOnlyPragma(shape: PragmaShape): boolean {
+  if (shape.assigns) return false;
+  if (shape.hasArgument) return READ_PRAGMAS_WITH_ARGUMENT.has(shape.name);
+  return READ_PRAGMAS_WITHOUT_ARGUMENT.has(shape.name);
+}
+
+/** The object a CREATE makes, and whether a CREATE TABLE is CREATE TABLE ... AS SELECT. */
+function createTarget(significant: readonly SqlToken[]): { readonly object: string; readonly asSelect: boolean } {
+  let i = 1;
+  while (["TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL"].includes(keywordOf(significant[i]) ?? "")) i += 1;
+  const object = keywordOf(significant[i]) ?? "";
+  if (object !== "TABLE") return { object, asSelect: false };
+  i += 1;
+  if (keywordOf(significant[i]) === "IF") i += 3; // IF NOT EXISTS
+  i += isPunct(significant[i + 1], ".") ? 3 : 1; // [schema.]name
+  return { object, asSelect: keywordOf(significant[i]) === "AS" };
+}
+
+function shapeOf(significant: readonly SqlToken[]): StatementShape {
+  const verb = keywordOf(significant[0]) ?? "";
+  const mainVerb = verb === "WITH" ? mainVerbAfterWith(significant) : verb;
+  let access: "read" | "write" = "write";
+  if (verb === "EXPLAIN" || READ_VERBS.has(mainVerb)) access = "read";
+  else if (verb === "PRAGMA" && isReadOnlyPragma(pragmaShape(significant))) access = "read";
+  const changesSchema = SCHEMA_VERBS.has(verb);
+  let storedDefinition = verb === "ALTER";
+  if (verb === "CREATE") storedDefinition = !createTarget(significant).asSelect;
+  return { verb, mainVerb, access, isDml: verb !== "EXPLAIN" && DML_VERBS.has(mainVerb), changesSchema, storedDefinition };
+}
+
+/** How a statement is handled: "read" (SELECT, WITH ... SELECT, VALUES, EXPLAIN, read-only PRAGMA) or "write". */
+export function classifyStatement(sql: string): "read" | "write" {
+  try {
+    const statements = splitTokensIntoStatements(tokenizeSql(sql));
+    if (statements.length !== 1 || statements[0] === undefined) return "write";
+    return shapeOf(significantTokens(statements[0])).access;
+  } catch (error) {
+    if (error instanceof SqlSyntaxError) return "write";
+    throw error;
+  }
+}
+
+const UNKNOWN_SHAPE: StatementShape = {
+  verb: "",
+  mainVerb: "",
+  access: "write",
+  isDml: false,
+  changesSchema: false,
+  storedDefinition: false,
+};
+
+/** The shape of one (already validated) statement; never throws (unparseable text gets a neutral "write" shape). */
+export function describeStatement(sql: string): StatementShape {
+  try {
+    const statements = splitTokensIntoStatements(tokenizeSql(sql));
+    if (statements.length !== 1 || statements[0] === undefined) return UNKNOWN_SHAPE;
+    return shapeOf(significantTokens(statements[0]));
+  } catch (error) {
+    if (error instanceof SqlSyntaxError) return UNKNOWN_SHAPE;
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Refusals
+
+function isInternalName(name: string): boolean {
+  const lower = name.toLowerCase();
+  return INTERNAL_PREFIXES.some((prefix) => lower.startsWith(prefix));
+}
+
+/** Index of the ")" matching the "(" at `open`, or -1. */
+function matchingParen(significant: readonly SqlToken[], open: number): number {
+  let depth = 0;
+  for (let i = open; i < significant.length; i += 1) {
+    if (isPunct(significant[i], "(")) depth += 1;
+    else if (isPunct(significant[i], ")")) {
+      depth -= 1;
+      if (depth === 0) return i;
+    }
+  }
+  return -1;
+}
+
+/** True when the word at `i` followed by "(" is a function call rather than an object name with a column list. */
+function isFunctionCall(significant: readonly SqlToken[], i: number, shape: StatementShape): boolean {
+  const token = significant[i];
+  if (token === undefined || token.kind !== "word" || !isPunct(significant[i + 1], "(")) return false;
+  const previous = significant[i - 1];
+  if (isPunct(previous, ".")) return false;
+  const previousKeyword = keywordOf(previous);
+  if (previousKeyword !== null && NAME_BEFORE_PAREN.has(previousKeyword)) return false;
+  if (previousKeyword === "ON" && shape.verb === "CREATE" && createTarget(significant).object === "INDEX") return false;
+  // A common table expression "name(columns) AS (" / "AS NOT MATERIALIZED (" / "AS MATERIALIZED (".
+  const close = matchingParen(significant, i + 1);
+  if (close !== -1 && keywordOf(significant[close + 1]) === "AS") {
+    const after = significant[close + 2];
+    if (isPunct(after, "(") || keywordOf(after) === "NOT" || keywordOf(after) === "MATERIALIZED") return false;
+  }
+  return true;
+}
+
+/**
+ * Constructs that would reset the node or make replicas diverge whatever the context: checked when preparing and
+ * again when applying (a leader must never be able to crash its followers). Returns a message or null.
+ */
+function hazardIn(significant: readonly SqlToken[], shape: StatementShape): string | null {
+  if (shape.verb === "ATTACH" || shape.verb === "DETACH") return `${shape.verb} is not supported: a node has exactly one database`;
+  if (TRANSACTION_VERBS.has(shape.verb)) {
+    return `${shape.verb} is not supported: set the request's transaction flag to run its statements all or nothing`;
+  }
+  if (shape.verb === "VACUUM") return "VACUUM is not supported";
+  if (shape.verb === "PRAGMA" && shape.access === "write") {
+    const pragma = pragmaShape(significant);
+    return `PRAGMA ${pragma.name} is not supported here: only read-only PRAGMAs are allowed (${[...READ_PRAGMAS_WITH_ARGUMENT].join(", ")}, ...)`;
+  }
+  for (let i = 0; i < significant.length; i += 1) {
+    const token = significant[i];
+    if (token === undefined) continue;
+    if ((token.kind === "word" || token.kind === "quoted") && isInternalName(token.value)) {
+      return `${JSON.stringify(token.value)} is an internal object: names starting with ${INTERNAL_PREFIXES.join(" or ")} are reserved`;
+    }
+    const keyword = keywordOf(token);
+    if (keyword === "ROLLBACK") {
+      return "ROLLBACK (as a conflict clause or RAISE action) is not supported: it would abort the node's whole transaction; use ABORT or FAIL";
+    }
+    if (keyword === "INITIALLY" && keywordOf(significant[i + 1]) === "DEFERRED" && keywordOf(significant[i - 2]) !== "NOT") {
+      return "deferred foreign keys (DEFERRABLE INITIALLY DEFERRED) are not supported: a violation found only at commit would reset the node";
+    }
+    if (keyword === "LOAD_EXTENSION" && isPunct(significant[i + 1], "(")) return "load_extension() is not supported";
+  }
+  return null;
+}
+
+/**
+ * What the apply and read paths need of a statement, from one pass: its shape, and the hazard that forbids running
+ * it (a message), or null. Text SQLite itself cannot tokenize gets a neutral shape and no hazard: SQLite reports it.
+ */
+export function inspectStatement(sql: string): { readonly shape: StatementShape; readonly hazard: string | null } {
+  try {
+    const statements = splitTokensIntoStatements(tokenizeSql(sql));
+    if (statements.length !== 1 || statements[0] === undefined) {
+      return { shape: UNKNOWN_SHAPE, hazard: statements.length === 0 ? "the statement is empty" : "exactly one SQL statement per entry is supported" };
+    }
+    const significant = significantTokens(statements[0]);
+    const shape = shapeOf(significant);
+    return { shape, hazard: hazardIn(significant, shape) };
+  } catch (error) {
+    if (error instanceof SqlSyntaxError) return { shape: UNKNOWN_SHAPE, hazard: null };
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Parameters
+
+interface ParameterPlan {
+  /** For each param token (by index into the statement's tokens): its 1-based SQLite parameter number. */
+  readonly numberOfToken: Map<number, number>;
+  /** Value of each parameter number. */
+  readonly values: Map<number, SqlValue>;
+}
+
+function checkValue(value: unknown, where: string): SqlValue {
+  if (!isSqlValue(value)) refuse(`${where} is not a SQL value (null, number, string or bytes)`);
+  if (typeof value === "number" && Number.isNaN(value)) refuse(`${where} is NaN, which SQLite cannot store`);
+  const bytes = sqlValueByteLength(value);
+  if (bytes > SQL_LIMITS.maxValueBytes) refuse(`${where} is ${bytes} bytes; a value may be at most ${SQL_LIMITS.maxValueBytes}`);
+  return value;
+}
+
+function planParameters(tokens: readonly SqlToken[], params: SqlParams | undefined): ParameterPlan {
+  const numberOfToken = new Map<number, number>();
+  const numberOfName = new Map<string, number>();
+  const names = new Map<number, string>();
+  let highest = 0;
+  tokens.forEach((token, index) => {
+    if (token.kind !== "param") return;
+    let number: number;
+    if (token.text === "?") number = highest + 1;
+    else if (token.text.startsWith("?")) {
+      number = Number(token.text.slice(1));
+      if (!Number.isSafeInteger(number) || number < 1 || number > SQL_LIMITS.maxBoundParameters) {
+        refuse(`parameter ${token.text} is out of range (1 to ${SQL_LIMITS.maxBoundParameters})`);
+      }
+    } else {
+      number = numberOfName.get(token.text) ?? highest + 1;
+      numberOfName.set(token.text, number);
+      names.set(number, token.text);
+    }
+    highest = Math.max(highest, number);
+    numberOfToken.set(index, number);
+  });
+  if (highest > SQL_LIMITS.maxBoundParameters) {
+    refuse(`the statement has ${highest} parameters; at most ${SQL_LIMITS.maxBoundParameters} are allowed`);
+  }
+  const values = new Map<number, SqlValue>();
+  if (params === undefined || (Array.isArray(params) && params.length === 0 && highest === 0)) {
+    if (highest > 0) refuse(`the statement has ${highest} parameter(s) but no values were given`);
+    return { numberOfToken, values };
+  }
+  if (Array.isArray(params)) {
+    const list = params as readonly unknown[];
+    if (list.length !== highest) refuse(`the statement has ${highest} parameter(s) but ${list.length} value(s) were given`);
+    list.forEach((value, i) => values.set(i + 1, checkValue(value, `parameter ${i + 1}`)));
+    return { numberOfToken, values };
+  }
+  if (typeof params !== "object" || params === null) refuse("params must be an array or an object");
+  const named = params as Readonly<Record<string, unknown>>;
+  const used = new Set<string>();
+  for (let number = 1; number <= highest; number += 1) {
+    const text = names.get(number);
+    if (text === undefined) refuse(`parameter ?${number} is positional, but params were given by name`);
+    const bare = text.slice(1);
+    const key = Object.hasOwn(named, bare) ? bare : Object.hasOwn(named, text) ? text : null;
+    if (key === null) refuse(`no value was given for parameter ${text}`);
+    used.add(key);
+    values.set(number, checkValue(named[key], `parameter ${text}`));
+  }
+  const unused = Object.keys(named).filter((key) => !used.has(key));
+  if (unused.length > 0) refuse(`params ${unused.map((key) => JSON.stringify(key)).join(", ")} match no parameter in the statement`);
+  return { numberOfToken, values };
+}
+
+/**
+ * A JavaScript number bound through sql.exec always becomes a REAL (so 1 would be stored as 1.0 and as '1.0' in a
+ * TEXT column). Whole numbers are therefore written into the SQL as integer literals, as rqlite binds them.
+ * "(n+0)" keeps a bare integer from meaning "column n" in ORDER BY / GROUP BY, has no affinity (like a bound
+ * value), and cannot merge with a preceding "-" into a comment.
+ */
+function integerLiteral(value: number | bigint): string {
+  return `(${value.toString()}+0)`;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rewriting
+
+interface Edit {
+  /** Index into the statement's tokens of the first token replaced. */
+  readonly from: number;
+  /** Index one past the last token replaced. */
+  readonly to: number;
+  readonly text: string;
+}
+
+interface RewriteContext extends WriteContext {
+  readonly isoNow: string;
+}
+
+function isoTimestamp(nowMs: number): string {
+  if (!Number.isFinite(nowMs)) refuse("the leader's clock reading is not a finite number");
+  const date = new Date(nowMs);
+  if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 0 || date.getUTCFullYear() > 9999) {
+    refuse(`the leader's clock reading ${nowMs} is outside SQLite's date range`);
+  }
+  // 2026-11-26T08:00:00.123Z -> 2026-11-26 08:00:00.123, the form SQLite prints and parses.
+  return date.toISOString().replace("T", " ").replace("Z", "");
+}
+
+function randomInteger(context: RewriteContext): bigint {
+  const bytes = takeRandomBytes(context, 8);
+  let value = 0n;
+  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+  const signed = BigInt.asIntN(64, value);
+  // -9223372036854775808 cannot be written as a literal (its magnitude overflows before the minus applies).
+  return signed === -(2n ** 63n) ? signed + 1n : signed;
+}
+
+function takeRandomBytes(context: RewriteContext, length: number): Uint8Array {
+  const bytes = context.randomBytes(length);
+  if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
+    throw new Error(`randomBytes(${length}) returned ${bytes instanceof Uint8Array ? bytes.length : typeof bytes} bytes`);
+  }
+  return bytes;
+}
+
+/** The top-level argument ranges [start, end) (indices into `significant`) of the call whose "(" is at `open`. */
+function callArguments(significant: readonly SqlToken[], open: number, close: number): Array<[number, number]> {
+  const args: Array<[number, number]> = [];
+  let depth = 0;
+  let start = open + 1;
+  for (let i = open + 1; i < close; i += 1) {
+    if (isPunct(significant[i], "(")) depth += 1;
+    else if (isPunct(significant[i], ")")) depth -= 1;
+    else if (depth === 0 && isPunct(significant[i], ",")) {
+      args.push([start, i]);
+      start = i + 1;
+    }
+  }
+  if (close > open + 1) args.push([start, close]);
+  return args;
+}
+
+function describeConstruct(name: string): string {
+  return CURRENT_KEYWORDS.has(name) ? name : `${name.toLowerCase()}()`;
+}
+
+function storedDefinitionRefusal(construct: string): string {
+  return (
+    `${construct} in a stored definition (table default, view, trigger, index) would be evaluated separately on ` +
+    "every replica and make them diverge; supply the value in the INSERT or UPDATE instead, where it is fixed once by the leader"
+  );
+}
+
+/**
+ * Finds the non-deterministic constructs of one statement and returns the edits that fix them (or refuses them in
+ * stored definitions). `significant` holds the statement's significant tokens and `positions` their indices in the
+ * full token list.
+ */
+function nondeterminismEdits(
+  significant: readonly SqlToken[],
+  positions: readonly number[],
+  shape: StatementShape,
+  plan: ParameterPlan,
+  context: RewriteContext,
+  isFirstStatement: boolean,
+): Edit[] {
+  const edits: Edit[] = [];
+  const at = (i: number): number => positions[i] ?? -1;
+  const valueOfParam = (i: number): SqlValue | undefined => {
+    const number = plan.numberOfToken.get(at(i));
+    return number === undefined ? undefined : plan.values.get(number);
+  };
+  for (let i = 0; i < significant.length; i += 1) {
+    const token = significant[i];
+    const keyword = keywordOf(token);
+    if (token === undefined || keyword === null) continue;
+
+    if (CURRENT_KEYWORDS.has(keyword)) {
+      if (shape.storedDefinition) refuse(storedDefinitionRefusal(keyword));
+      const [day, clock] = context.isoNow.split(" ") as [string, string];
+      const literal = keyword === "CURRENT_DATE" ? day : keyword === "CURRENT_TIME" ? clock.slice(0, 8) : `${day} ${clock.slice(0, 8)}`;
+      edits.push({ from: at(i), to: at(i) + 1, text: quoteSqlString(literal) });
+      continue;
+    }
+    if (!isFunctionCall(significant, i, shape)) continue;
+    const open = i + 1;
+    const close = matchingParen(significant, open);
+    if (close === -1) continue; // unbalanced: SQLite reports the syntax error
+    const args = callArguments(significant, open, close);
+
+    if (keyword === "TOTAL_CHANGES") refuse("total_changes() depends on each node's connection history and is not supported in writes");
+    if ((keyword === "CHANGES" || keyword === "LAST_INSERT_ROWID") && isFirstStatement) {
+      refuse(`${keyword.toLowerCase()}() in the first statement of a request depends on each node's history; use it after the statement it refers to, in the same request`);
+    }
+
+    if (keyword === "RANDOM" && args.length === 0) {
+      if (shape.storedDefinition) refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      edits.push({ from: at(i), to: at(close) + 1, text: integerLiteral(randomInteger(context)) });
+      i = close;
+      continue;
+    }
+    if (keyword === "RANDOMBLOB" && args.length === 1) {
+      if (shape.storedDefinition) refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      const [start, end] = args[0] as [number, number];
+      let length: number | undefined;
+      if (end === start + 1) {
+        const arg = significant[start];
+        if (arg?.kind === "number" && /^[0-9]+$/.test(arg.text)) length = Number(arg.text);
+        else if (arg?.kind === "param") {
+          const value = valueOfParam(start);
+          if (typeof value === "number" && Number.isSafeInteger(value)) length = value;
+        }
+      }
+      if (length === undefined) refuse("randomblob(N) needs N as an integer literal or integer parameter, so the leader can fix the bytes");
+      const bytes = Math.max(1, length); // SQLite: N < 1 gives one byte
+      if (bytes * 2 + 3 > SQL_LIMITS.maxStatementBytes) {
+        refuse(`randomblob(${length}) would not fit in a ${SQL_LIMITS.maxStatementBytes}-byte statement once fixed as a literal`);
+      }
+      edits.push({ from: at(i), to: at(close) + 1, text: `x'${bytesToHex(takeRandomBytes(context, bytes))}'` });
+      i = close;
+      continue;
+    }
+    const timeFunction = TIME_FUNCTIONS.get(keyword);
+    if (timeFunction === undefined) continue;
+    const timeLiteral = quoteSqlString(context.isoNow);
+    if (args.length <= timeFunction.firstTimeArg) {
+      // No time value given: SQLite uses the clock.
+      if (shape.storedDefinition) refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      const closeToken = at(close);
+      edits.push({ from: closeToken, to: closeToken + 1, text: args.length === 0 ? `${timeLiteral})` : `, ${timeLiteral})` });
+      i = close;
+      continue;
+    }
+    for (const argIndex of timeFunction.timeArgs) {
+      const range = args[argIndex];
+      if (range === undefined || range[1] !== range[0] + 1) continue;
+      const arg = significant[range[0]];
+      if (arg === undefined) continue;
+      const isNow =
+        (arg.kind === "string" && arg.value.toLowerCase() === "now") ||
+        (arg.kind === "param" && typeof valueOfParam(range[0]) === "string" && String(valueOfParam(range[0])).toLowerCase() === "now");
+      if (arg.kind === "quoted" && arg.value.toLowerCase() === "now") {
+        refuse(`"now" in ${keyword.toLowerCase()}() is ambiguous (a column, or by SQLite's legacy rule the string 'now'); write 'now'`);
+      }
+      if (!isNow) continue;
+      if (shape.storedDefinition) refuse(storedDefinitionRefusal(`${keyword.toLowerCase()}('now')`));
+      edits.push({ from: at(range[0]), to: at(range[0]) + 1, text: timeLiteral });
+    }
+  }
+  return edits;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Preparing one statement
+
+interface PrepareOptions {
+  readonly mode: "write" | "read";
+  readonly context?: RewriteContext;
+  readonly isFirstStatement: boolean;
+}
+
+function prepareStatement(statement: Statement, options: PrepareOptions): Statement {
+  if (typeof statement !== "object" || statement === null || typeof statement.sql !== "string") refuse("a statement needs an sql string");
+  const inputBytes = utf8ByteLength(statement.sql);
+  if (inputBytes > SQL_LIMITS.maxStatementBytes) {
+    refuse(`the statement is ${inputBytes} bytes; at most ${SQL_LIMITS.maxStatementBytes} are allowed`);
+  }
+  let tokens: SqlToken[];
+  try {
+    tokens = tokenizeSql(statement.sql);
+  } catch (error) {
+    if (error instanceof SqlSyntaxError) refuse(error.message);
+    throw error;
+  }
+  const statements = splitTokensIntoStatements(tokens);
+  if (statements.length === 0) refuse("the statement is empty");
+  if (statements.length > 1) refuse("only one SQL statement per entry is supported; send several statements as separate entries");
+
+  const positions: number[] = [];
+  tokens.forEach((token, index) => {
+    if (isSignificant(token) && token.kind !== "semicolon") positions.push(index);
+  });
+  const significant = positions.map((index) => tokens[index] as SqlToken);
+  const shape = shapeOf(significant);
+
+  const hazard = hazardIn(significant, shape);
+  if (hazard !== null) refuse(hazard);
+  if (options.mode === "read" && shape.access === "write") refuse(READ_ONLY_VIOLATION);
+
+  const plan = planParameters(tokens, statement.params);
+  const edits =
+    options.mode === "write" && options.context !== undefined
+      ? nondeterminismEdits(significant, positions, shape, plan, options.context, options.isFirstStatement)
+      : [];
+  return render(tokens, positions, edits, plan);
+}
+
+/** Rebuilds the statement text with the edits applied and every remaining parameter made positional. */
+function render(tokens: readonly SqlToken[], positions: readonly number[], edits: readonly Edit[], plan: ParameterPlan): Statement {
+  const firstSignificant = positions[0] ?? 0;
+  const lastSignificant = positions[positions.length - 1] ?? -1;
+  // Keep leading comments (they may matter to whoever reads the log), drop leading space and anything after the
+  // last significant token (the terminating semicolon, trailing comments).
+  let start = 0;
+  while (start < firstSignificant && tokens[start]?.kind === "space") start += 1;
+  const byStart = new Map(edits.map((edit) => [edit.from, edit]));
+  const params: SqlValue[] = [];
+  let sql = "";
+  for (let i = start; i <= lastSignificant; ) {
+    const edit = byStart.get(i);
+    if (edit !== undefined) {
+      sql += edit.text;
+      i = edit.to;
+      continue;
+    }
+    const token = tokens[i] as SqlToken;
+    const number = plan.numberOfToken.get(i);
+    if (number !== undefined) {
+      const value = plan.values.get(number) ?? null;
+      if (typeof value === "number" && Number.isSafeInteger(value)) sql += integerLiteral(value);
+      else {
+        sql += "?";
+        params.push(value);
+      }
+    } else sql += token.text;
+    i += 1;
+  }
+  const outputBytes = utf8ByteLength(sql);
+  if (outputBytes > SQL_LIMITS.maxStatementBytes) {
+    refuse(`the statement is ${outputBytes} bytes once made deterministic; at most ${SQL_LIMITS.maxStatementBytes} are allowed`);
+  }
+  if (params.length > SQL_LIMITS.maxBoundParameters) {
+    refuse(`the statement binds ${params.length} values; at most ${SQL_LIMITS.maxBoundParameters} are allowed`);
+  }
+  return params.length === 0 ? { sql } : { sql, params };
+}
+
+function checkStatementList(statements: unknown): asserts statements is readonly Statement[] {
+  if (!Array.isArray(statements)) refuse("statements must be an array");
+  if (statements.length === 0) refuse("the request has no statements");
+  if (statements.length > SQL_LIMITS.maxStatementsPerRequest) {
+    refuse(`the request has ${statements.length} statements; at most ${SQL_LIMITS.maxStatementsPerRequest} are allowed`);
+  }
+}
+
+/**
+ * Validates and rewrites a write request on the leader, before it is proposed. On refusal nothing is logged and the
+ * error says why. The returned request is what every replica applies: deterministic SQL, positional parameters.
+ */
+export function prepareWrite(request: SqlRequest, context: WriteContext): PrepareWriteResult {
+  try {
+    if (typeof request.id !== "string" || request.id.length === 0 || request.id.length > MAX_REQUEST_ID_LENGTH) {
+      refuse(`the request id must be a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`);
+    }
+    if (typeof request.transaction !== "boolean") refuse("transaction must be a boolean");
+    checkStatementList(request.statements);
+    const rewriteContext: RewriteContext = { ...context, isoNow: isoTimestamp(context.nowMs) };
+    const statements = request.statements.map((statement, i) => {
+      try {
+        return prepareStatement(statement, { mode: "write", context: rewriteContext, isFirstStatement: i === 0 });
+      } catch (error) {
+        if (error instanceof Refusal) refuse(`statements[${i}]: ${error.message}`);
+        throw error;
+      }
+    });
+    return { ok: true, request: { id: request.id, transaction: request.transaction, statements } };
+  } catch (error) {
+    if (error instanceof Refusal) return { ok: false, error: error.message };
+    throw error;
+  }
+}
+
+/**
+ * Validates read statements for the query path: writes are refused with rqlite's message, internal objects and
+ * unsafe constructs as for writes. Parameters become positional. Non-deterministic functions stay: reads are local.
+ */
+export function prepareRead(statements: readonly Statement[]): PrepareReadResult {
+  try {
+    checkStatementList(statements);
+    const prepared = statements.map((statement, i) => {
+      try {
+        return prepareStatement(statement, { mode: "read", isFirstStatement: i === 0 });
+      } catch (error) {
+        if (error instanceof Refusal) {
+          if (error.message === READ_ONLY_VIOLATION) refuse(READ_ONLY_VIOLATION);
+          refuse(`statements[${i}]: ${error.message}`);
+        }
+        throw error;
+      }
+    });
+    return { ok: true, statements: prepared };
+  } catch (error) {
+    if (error instanceof Refusal) return { ok: false, error: error.message };
+    throw error;
+  }
+}

@@ -1,0 +1,33 @@
+// What the node runtime needs from the replicated SQL state machine. The runtime is written against this port so
+// that the Raft plumbing and the SQL semantics stay in separate files.
+import type { SqlRequest, Statement, StatementResult } from "../shared/sql";
+
+export type PrepareResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+
+export interface SnapshotImage {
+  /** The applied index the image reflects (at least the snapshot metadata's index). */
+  readonly appliedIndex: number;
+  readonly chunks: readonly string[];
+}
+
+export interface StateMachinePort {
+  appliedIndex(): number;
+  schemaInfo(): { readonly version: number; readonly hash: string };
+  /** Validates and rewrites a write request before it is proposed; a refusal means nothing is logged. */
+  prepareWrite(request: SqlRequest, context: { readonly nowMs: number }): PrepareResult<string>;
+  /** Validates read statements for the query path. */
+  prepareRead(statements: readonly Statement[]): PrepareResult<readonly Statement[]>;
+  /** The results of an already applied request id, if it is still remembered. */
+  rememberedResults(requestId: string): readonly StatementResult[] | null;
+  /** Applies one committed entry and advances the applied index atomically; null when it was applied before. */
+  applyEntry(entry: { readonly index: number; readonly kind: "normal" | "noop" | "config"; readonly data: string }): readonly StatementResult[] | null;
+  query(statements: readonly Statement[], options: { readonly transaction: boolean }): readonly StatementResult[];
+  createSnapshotImage(): SnapshotImage;
+  /** Stages one received chunk; false when it does not fit the staging bounds or arrives out of order. */
+  stageSnapshotChunk(chunk: { readonly snapshotIndex: number; readonly snapshotTerm: number; readonly seq: number; readonly last: boolean; readonly data: string }): boolean;
+  /** True when every chunk of that snapshot is staged. */
+  hasCompleteSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): boolean;
+  /** Swaps the staged image in, in one transaction; returns the applied index it carries. */
+  installStagedSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): number;
+  dumpSql(): string;
+}

@@ -1,0 +1,195 @@
+// A per-peer circuit breaker: after `failureThreshold` consecutive failures the peer is left alone for
+// `openTimeoutMs`, then one probe at a time is let through; `successThreshold` probe successes close it again
+// and a probe failure reopens it. This keeps a dead or overloaded peer from absorbing every heartbeat.
+//
+// Results are matched to the permit that admitted the request: a call admitted before the breaker last changed
+// state (e.g. one of several in flight when it opened) reports a stale result, which is counted in the
+// statistics but moves no state — only a probe can close an open breaker.
+
+export type BreakerState = "CLOSED" | "OPEN" | "HALF_OPEN";
+
+export interface CircuitBreakerConfig {
+  /** Consecutive failures in CLOSED that open the breaker. */
+  readonly failureThreshold: number;
+  /** Consecutive probe successes in HALF_OPEN that close it. */
+  readonly successThreshold: number;
+  /** How long it stays OPEN before letting a probe through; also how long a probe may stay unanswered. */
+  readonly openTimeoutMs: number;
+}
+
+export interface BreakerTransition {
+  readonly from: BreakerState;
+  readonly to: BreakerState;
+  readonly atMs: number;
+  readonly consecutiveFailures: number;
+  readonly reason: string;
+}
+
+/** Proof that a request was admitted, handed back with its result. */
+export interface BreakerPermit {
+  /** The breaker's epoch (number of transitions so far) when the request was admitted. */
+  readonly epoch: number;
+  /** True when this request is the single HALF_OPEN probe. */
+  readonly probe: boolean;
+}
+
+/** What a recorded result did: moved or kept the state, or was stale (admitted in an earlier epoch). */
+export type RecordOutcome = "applied" | "stale";
+
+const ALLOWED_TRANSITIONS: Readonly<Record<BreakerState, readonly BreakerState[]>> = {
+  CLOSED: ["OPEN"],
+  OPEN: ["HALF_OPEN"],
+  HALF_OPEN: ["CLOSED", "OPEN"],
+};
+
+/** Throws unless `from -> to` is one of CLOSED->OPEN, OPEN->HALF_OPEN, HALF_OPEN->CLOSED, HALF_OPEN->OPEN. */
+export function assertBreakerTransition(from: BreakerState, to: BreakerState, reason = ""): void {
+  if (!ALLOWED_TRANSITIONS[from].includes(to)) {
+    throw new Error(`circuit breaker: invalid transition ${from} -> ${to}${reason === "" ? "" : ` (${reason})`}`);
+  }
+}
+
+export function assertCircuitBreakerConfig(config: CircuitBreakerConfig): void {
+  for (const key of ["failureThreshold", "successThreshold"] as const) {
+    const value = config[key];
+    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${key} must be an integer >= 1, got ${value}`);
+  }
+  if (!Number.isFinite(config.openTimeoutMs) || config.openTimeoutMs <= 0) {
+    throw new RangeError(`openTimeoutMs must be a finite number > 0, got ${config.openTimeoutMs}`);
+  }
+}
+
+export class CircuitBreaker {
+  private readonly config: CircuitBreakerConfig;
+  private readonly now: () => number;
+  private readonly onTransition: (transition: BreakerTransition) => void;
+  private currentState: BreakerState = "CLOSED";
+  private currentEpoch = 0;
+  private failuresInARow = 0;
+  private probeSuccessesInARow = 0;
+  private reconnectionCount = 0;
+  private openedAtMs = 0;
+  /** When the HALF_OPEN probe in flight was admitted; null when none is. */
+  private probeAdmittedAtMs: number | null = null;
+
+  constructor(options: {
+    config: CircuitBreakerConfig;
+    now: () => number;
+    onTransition?: (transition: BreakerTransition) => void;
+  }) {
+    assertCircuitBreakerConfig(options.config);
+    this.config = options.config;
+    this.now = options.now;
+    this.onTransition = options.onTransition ?? (() => {});
+  }
+
+  get state(): BreakerState {
+    return this.currentState;
+  }
+
+  /** Failures since the last success (or since the breaker last closed), including those while OPEN. */
+  get consecutiveFailures(): number {
+    return this.failuresInARow;
+  }
+
+  /** How many times the breaker closed again after having been OPEN. */
+  get reconnections(): number {
+    return this.reconnectionCount;
+  }
+
+  /** Incremented on every transition; results of requests admitted in an earlier epoch are stale. */
+  get epoch(): number {
+    return this.currentEpoch;
+  }
+
+  /**
+   * Admits a request, or returns null. CLOSED admits everything. OPEN admits nothing until `openTimeoutMs`
+   * passed, then moves to HALF_OPEN and admits this request as the probe. HALF_OPEN admits one probe at a time;
+   * a probe unanswered for `openTimeoutMs` counts as failed (so a lost result cannot wedge the breaker).
+   */
+  tryAcquire(): BreakerPermit | null {
+    const nowMs = this.now();
+    switch (this.currentState) {
+      case "CLOSED":
+        return { epoch: this.currentEpoch, probe: false };
+      case "OPEN":
+        if (nowMs - this.openedAtMs < this.config.openTimeoutMs) return null;
+        this.transition("HALF_OPEN", `open for ${nowMs - this.openedAtMs} ms: probing`, nowMs);
+        return this.admitProbe(nowMs);
+      case "HALF_OPEN":
+        if (this.probeAdmittedAtMs === null) return this.admitProbe(nowMs);
+        if (nowMs - this.probeAdmittedAtMs < this.config.openTimeoutMs) return null;
+        this.failuresInARow++;
+        this.reopen(`probe unanswered for ${nowMs - this.probeAdmittedAtMs} ms`, nowMs);
+        return null;
+    }
+  }
+
+  /** tryAcquire() for callers that record results without a permit. */
+  allowRequest(): boolean {
+    return this.tryAcquire() !== null;
+  }
+
+  /** Records a success. Without a permit, it applies to the current state (and the probe in flight, if any). */
+  recordSuccess(permit?: BreakerPermit): RecordOutcome {
+    if (permit !== undefined && permit.epoch !== this.currentEpoch) return "stale";
+    const nowMs = this.now();
+    switch (this.currentState) {
+      case "CLOSED":
+        this.failuresInARow = 0;
+        return "applied";
+      case "OPEN":
+        // Only possible without a permit: OPEN admits nothing, so a permit of this epoch cannot exist.
+        return "stale";
+      case "HALF_OPEN":
+        this.probeAdmittedAtMs = null;
+        this.probeSuccessesInARow++;
+        if (this.probeSuccessesInARow >= this.config.successThreshold) {
+          this.failuresInARow = 0;
+          this.reconnectionCount++;
+          this.transition("CLOSED", `${this.probeSuccessesInARow} probe(s) succeeded`, nowMs);
+        }
+        return "applied";
+    }
+  }
+
+  /** Records a failure. Stale failures still count towards consecutiveFailures but move no state. */
+  recordFailure(permit?: BreakerPermit): RecordOutcome {
+    this.failuresInARow++;
+    if (permit !== undefined && permit.epoch !== this.currentEpoch) return "stale";
+    const nowMs = this.now();
+    switch (this.currentState) {
+      case "CLOSED":
+        if (this.failuresInARow >= this.config.failureThreshold) {
+          this.openedAtMs = nowMs;
+          this.transition("OPEN", `${this.failuresInARow} consecutive failure(s)`, nowMs);
+        }
+        return "applied";
+      case "OPEN":
+        return "stale";
+      case "HALF_OPEN":
+        this.reopen("probe failed", nowMs);
+        return "applied";
+    }
+  }
+
+  private admitProbe(nowMs: number): BreakerPermit {
+    this.probeAdmittedAtMs = nowMs;
+    return { epoch: this.currentEpoch, probe: true };
+  }
+
+  private reopen(reason: string, nowMs: number): void {
+    this.openedAtMs = nowMs;
+    this.transition("OPEN", reason, nowMs);
+  }
+
+  private transition(to: BreakerState, reason: string, nowMs: number): void {
+    const from = this.currentState;
+    assertBreakerTransition(from, to, reason);
+    this.currentState = to;
+    this.currentEpoch++;
+    this.probeAdmittedAtMs = null;
+    this.probeSuccessesInARow = 0;
+    this.onTransition({ from, to, atMs: nowMs, consecutiveFailures: this.failuresInARow, reason });
+  }
+}

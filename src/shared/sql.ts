@@ -1,0 +1,37 @@
+// SQL request and result shapes shared by the worker (HTTP) and the node (state machine).
+// Plain data only: these cross Durable Object RPC and are stored in the Raft log.
+
+/** A value bound to or read from SQLite. BLOBs are bytes. */
+export type SqlValue = null | number | string | Uint8Array;
+
+/** Positional (`?`, `?NNN`) or named (`:name`, `@name`, `$name`) parameters. */
+export type SqlParams = readonly SqlValue[] | Readonly<Record<string, SqlValue>>;
+
+export interface Statement {
+  readonly sql: string;
+  readonly params?: SqlParams;
+}
+
+/** One client request: what one log entry carries. */
+export interface SqlRequest {
+  /** Unique per client request; a retried id is applied once and answered with the first result. */
+  readonly id: string;
+  readonly statements: readonly Statement[];
+  /** All statements or none. Without it each statement runs on its own and an error does not stop the rest. */
+  readonly transaction: boolean;
+}
+
+/** The result of one statement, in rqlite's vocabulary (the worker renders the exact wire shape). */
+export interface StatementResult {
+  readonly columns?: readonly string[];
+  readonly types?: readonly string[];
+  readonly rows?: readonly (readonly SqlValue[])[];
+  readonly lastInsertId?: number;
+  readonly rowsAffected?: number;
+  readonly error?: string;
+  /** Seconds spent on this statement. */
+  readonly time?: number;
+}
+
+/** Read consistency levels, as rqlite names them. */
+export type ReadLevel = "none" | "weak" | "linearizable" | "strong" | "auto";

@@ -1,0 +1,170 @@
+// The HA plan's /api/v1/cluster/health: one aggregate view of leadership, quorum, replicas and schema agreement.
+import type { NodeStatusReport, ReplicaReport } from "../../objects/api";
+import type { StatusProbe } from "../routing/router";
+import { reachableReports, type ClusterView } from "./gather";
+
+export type HealthStatus = "HEALTHY" | "DEGRADED" | "UNHEALTHY";
+
+export interface ReplicaHealth {
+  readonly name: string;
+  readonly isLearner: boolean;
+  readonly status: ReplicaReport["status"];
+  readonly matchIndex: number;
+  readonly lag: number;
+  readonly lastContactMs: number | null;
+  readonly consecutiveFailures: number;
+  readonly reconnections: number;
+  readonly breaker: ReplicaReport["breaker"];
+  readonly schemaVersion: number | null;
+  readonly schemaHash: string | null;
+  /** Whether the replica answered our own status call. */
+  readonly reachable: boolean;
+}
+
+export interface NodeHealth {
+  readonly name: string;
+  readonly reachable: boolean;
+  readonly role: NodeStatusReport["role"] | null;
+  readonly term: number | null;
+  readonly leader: string | null;
+  readonly commitIndex: number | null;
+  readonly appliedIndex: number | null;
+  readonly schemaVersion: number | null;
+  readonly schemaHash: string | null;
+  readonly locationHint: string | null;
+  readonly responseMs: number;
+  readonly error: string | null;
+}
+
+export interface ClusterHealth {
+  readonly cluster: string;
+  readonly status: HealthStatus;
+  /** The node whose view this is: the leader when reachable, else the first reachable node. */
+  readonly reportingNode: string | null;
+  readonly leader: string | null;
+  readonly term: number;
+  readonly election: { readonly status: string; readonly term: number; readonly lastElectionMs: number | null };
+  readonly configuredServers: number;
+  readonly onlineServers: number;
+  readonly onlineReplicas: number;
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+  /** Voters that must acknowledge a write. */
+  readonly quorum: number;
+  readonly quorumAvailable: boolean;
+  readonly schemaAgreement: boolean;
+  readonly replicas: readonly ReplicaHealth[];
+  readonly nodes: readonly NodeHealth[];
+  /** Why the status is not HEALTHY, one line each. */
+  readonly problems: readonly string[];
+}
+
+/** Replicas that still acknowledge appends (a lagging one is behind, not gone). */
+const ACKING_STATUSES = new Set<ReplicaReport["status"]>(["ONLINE", "LAGGING"]);
+
+export function summarizeHealth(view: ClusterView): ClusterHealth {
+  const reports = reachableReports(view.probes).filter((report) => report.started && report.member);
+  const probeOf = new Map(view.probes.map((probe) => [probe.node, probe]));
+  const leaderReport = view.leader?.report;
+  const reporting = leaderReport ?? reports[0];
+  const voters = view.voters;
+  const learners = view.learners;
+  const quorum = Math.floor(voters.length / 2) + 1;
+  const members = [...voters, ...learners];
+  const problems: string[] = [];
+
+  const replicas = (leaderReport?.replicas ?? []).map((replica) => replicaHealth(replica, probeOf.get(replica.name)));
+  const ackingVoters = leaderReport === undefined
+    ? reports.filter((report) => voters.includes(report.node)).length
+    : 1 + replicas.filter((r) => !r.isLearner && voters.includes(r.name) && ACKING_STATUSES.has(r.status)).length;
+  const quorumAvailable = ackingVoters >= quorum;
+
+  if (leaderReport === undefined) {
+    problems.push(
+      view.claimedLeader === undefined
+        ? "no leader is known (an election is under way, or no quorum is reachable)"
+        : `the leader ${view.claimedLeader} named by the nodes did not answer`,
+    );
+  }
+  if (!quorumAvailable) {
+    problems.push(`only ${ackingVoters} of ${voters.length} voters can acknowledge writes; ${quorum} are needed`);
+  }
+  for (const name of members) {
+    const probe = probeOf.get(name);
+    if (probe === undefined || !probe.ok) {
+      problems.push(`node ${name} is unreachable${probe === undefined || probe.ok ? "" : `: ${probe.error}`}`);
+    }
+  }
+  for (const replica of replicas) {
+    if (replica.status !== "ONLINE") {
+      problems.push(`replica ${replica.name} is ${replica.status} (lag ${replica.lag} entries)`);
+    }
+  }
+  const hashes = new Set(reports.map((report) => report.schemaHash));
+  const schemaAgreement = hashes.size <= 1;
+  if (!schemaAgreement) {
+    problems.push(`the reachable nodes disagree on the schema (${hashes.size} different schema hashes)`);
+  }
+
+  const onlineServers = members.filter((name) => probeOf.get(name)?.ok === true).length;
+  const status: HealthStatus =
+    leaderReport === undefined || !quorumAvailable ? "UNHEALTHY" : problems.length === 0 ? "HEALTHY" : "DEGRADED";
+  const electionSource = leaderReport ?? [...reports].sort((a, b) => b.term - a.term)[0];
+  return {
+    cluster: view.config.name,
+    status,
+    reportingNode: reporting?.node ?? null,
+    leader: leaderReport?.node ?? null,
+    term: view.term,
+    election: electionSource === undefined
+      ? { status: "NO_LEADER", term: view.term, lastElectionMs: null }
+      : { ...electionSource.election },
+    configuredServers: members.length,
+    onlineServers,
+    onlineReplicas: replicas.filter((replica) => replica.status === "ONLINE").length,
+    voters,
+    learners,
+    quorum,
+    quorumAvailable,
+    schemaAgreement,
+    replicas,
+    nodes: view.probes.map(nodeHealth),
+    problems,
+  };
+}
+
+function replicaHealth(replica: ReplicaReport, probe: StatusProbe | undefined): ReplicaHealth {
+  const own = probe?.ok === true ? probe.report : undefined;
+  return {
+    name: replica.name,
+    isLearner: replica.isLearner,
+    status: replica.status,
+    matchIndex: replica.matchIndex,
+    lag: replica.lagEntries,
+    lastContactMs: replica.lastContactMs,
+    consecutiveFailures: replica.consecutiveFailures,
+    reconnections: replica.reconnections,
+    breaker: replica.breaker,
+    schemaVersion: own?.schemaVersion ?? null,
+    schemaHash: replica.schemaHash,
+    reachable: probe?.ok === true,
+  };
+}
+
+function nodeHealth(probe: StatusProbe): NodeHealth {
+  const report = probe.ok ? probe.report : undefined;
+  return {
+    name: probe.node,
+    reachable: probe.ok,
+    role: report?.role ?? null,
+    term: report?.term ?? null,
+    leader: report?.leader ?? null,
+    commitIndex: report?.commitIndex ?? null,
+    appliedIndex: report?.appliedIndex ?? null,
+    schemaVersion: report?.schemaVersion ?? null,
+    schemaHash: report?.schemaHash ?? null,
+    locationHint: report?.locationHint ?? null,
+    responseMs: Math.round(probe.elapsedMs),
+    error: probe.ok ? null : `${probe.code}: ${probe.error}`,
+  };
+}

@@ -1,0 +1,108 @@
+// Statement results in rqlite's wire shapes (rqlite command/encoding/json.go and http/service.go):
+// empty and zero fields omitted, no "values" key on an empty result set, associative rows as sorted maps.
+import type { SqlValue, StatementResult } from "../../shared/sql";
+import { base64, encodeWire, GoMap, type WireValue } from "../http/wire-json";
+
+export interface RenderOptions {
+  readonly associative: boolean;
+  /** BLOBs as arrays of byte values instead of base64 strings. */
+  readonly blobArray: boolean;
+  readonly timings: boolean;
+}
+
+/** /db/execute: {last_insert_id, rows_affected, error, time}. */
+export function renderExecuteResult(result: StatementResult, options: RenderOptions): WireValue {
+  return {
+    last_insert_id: nonZero(result.lastInsertId),
+    rows_affected: nonZero(result.rowsAffected),
+    error: nonEmpty(result.error),
+    time: timing(result.time, options),
+  };
+}
+
+/** /db/query: {columns, types, values, error, time}, or associatively {types, rows, error, time}. */
+export function renderQueryResult(result: StatementResult, options: RenderOptions): WireValue {
+  const columns = result.columns ?? [];
+  const types = result.types ?? [];
+  const rows = result.rows ?? [];
+  if (options.associative) {
+    return {
+      types: columns.length === 0 ? undefined : new GoMap(columns.map((column, i) => [column, types[i] ?? ""])),
+      // rqlite always writes "rows", an empty list included.
+      rows: rows.map((row) => new GoMap(columns.map((column, i) => [column, renderValue(row[i] ?? null, options)]))),
+      error: nonEmpty(result.error),
+      time: timing(result.time, options),
+    };
+  }
+  return {
+    columns: columns.length === 0 ? undefined : [...columns],
+    types: types.length === 0 ? undefined : [...types],
+    values: rows.length === 0 ? undefined : rows.map((row) => row.map((value) => renderValue(value, options))),
+    error: nonEmpty(result.error),
+    time: timing(result.time, options),
+  };
+}
+
+/**
+ * /db/request: a statement that produced columns renders as a query result, any other as an execute result.
+ * A failed statement is just {"error": ...}; an associative execute result carries "rows": null, as rqlite's does.
+ */
+export function renderRequestResult(result: StatementResult, options: RenderOptions): WireValue {
+  if (result.columns !== undefined) {
+    return renderQueryResult(result, options);
+  }
+  if (nonEmpty(result.error) !== undefined) {
+    return { error: result.error };
+  }
+  const execute = renderExecuteResult(result, options) as Record<string, WireValue | undefined>;
+  return options.associative ? { ...execute, rows: null } : execute;
+}
+
+export function renderValue(value: SqlValue, options: Pick<RenderOptions, "blobArray">): WireValue {
+  if (value instanceof Uint8Array) {
+    return options.blobArray ? Array.from(value) : base64(value);
+  }
+  // Defensive: other byte views (or a bare ArrayBuffer) are BLOBs too.
+  const raw = value as unknown;
+  if (ArrayBuffer.isView(raw)) {
+    return renderValue(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), options);
+  }
+  if (raw instanceof ArrayBuffer) {
+    return renderValue(new Uint8Array(raw), options);
+  }
+  return value;
+}
+
+/** The top level of every data response: {results, error, time, raft_index}, in rqlite's field order. */
+export interface DataResponse {
+  readonly results: readonly WireValue[];
+  readonly error?: string;
+  /** Seconds the whole request took; only with `timings`. */
+  readonly timeSeconds?: number;
+  /** Only when the client asked with `raft_index`. */
+  readonly raftIndex?: number;
+}
+
+export function encodeDataResponse(response: DataResponse, pretty: boolean): string {
+  return encodeWire(
+    {
+      results: response.results,
+      error: nonEmpty(response.error),
+      time: response.timeSeconds === undefined ? undefined : nonZero(response.timeSeconds),
+      raft_index: response.raftIndex === undefined ? undefined : nonZero(response.raftIndex),
+    },
+    pretty,
+  );
+}
+
+function timing(seconds: number | undefined, options: Pick<RenderOptions, "timings">): number | undefined {
+  return options.timings ? nonZero(seconds) : undefined;
+}
+
+function nonZero(value: number | undefined): number | undefined {
+  return value === undefined || value === 0 ? undefined : value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === "" ? undefined : value;
+}

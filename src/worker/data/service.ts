@@ -1,0 +1,148 @@
+// The data operations, independent of HTTP: the routes and the service-binding entrypoint both call these.
+import type { ExecuteValue, MemberConfig, QueryValue } from "../../objects/api";
+import type { ReadLevel, Statement } from "../../shared/sql";
+import type { NodeCall, RouteOutcome } from "../routing/router";
+import type { Runtime } from "../runtime";
+import { isSurelyReadOnly } from "./statements";
+
+export interface ExecuteInput {
+  readonly statements: readonly Statement[];
+  readonly transaction: boolean;
+  /** Reused by every retry of this request: the leader applies it once. */
+  readonly requestId: string;
+  readonly deadlineAt: number;
+}
+
+export interface QueryInput {
+  readonly statements: readonly Statement[];
+  /** Omitted: rqlite's default, weak. */
+  readonly level?: ReadLevel;
+  readonly freshnessMs?: number;
+  /** Read-your-writes: serve only once the node has applied this log index. */
+  readonly minRaftIndex?: number;
+  readonly transaction: boolean;
+  readonly deadlineAt: number;
+  /** Where to read first when any node may serve (e.g. the caller's continent). Defaults to a random rotation. */
+  readonly preference?: readonly string[];
+}
+
+export type ConcreteLevel = Exclude<ReadLevel, "auto">;
+
+/** Executes statements through the log, on the leader. */
+export function executeStatements(runtime: Runtime, input: ExecuteInput): Promise<RouteOutcome<ExecuteValue>> {
+  return runtime.router.toLeader(
+    (node, address, timeoutMs) =>
+      node.execute({
+        ...address,
+        request: { id: input.requestId, statements: input.statements, transaction: input.transaction },
+        timeoutMs,
+      }),
+    { deadlineAt: input.deadlineAt, kind: "write" },
+  );
+}
+
+/**
+ * Reads at the requested level. weak and strong go to the leader; none and linearizable to any node (a follower
+ * asks the leader for a read index); a read carrying a raft index without an explicit level reads at "none" with
+ * that index as a floor, so any node that has applied the write may serve it.
+ */
+export function queryStatements(runtime: Runtime, input: QueryInput): Promise<RouteOutcome<QueryValue>> {
+  const level = concreteLevel(input);
+  const call: NodeCall<QueryValue> = (node, address, timeoutMs) =>
+    node.query({
+      ...address,
+      statements: input.statements,
+      level,
+      ...(level === "none" && input.freshnessMs !== undefined && input.freshnessMs > 0 ? { freshnessMs: input.freshnessMs } : {}),
+      ...(input.minRaftIndex !== undefined ? { minAppliedIndex: input.minRaftIndex } : {}),
+      transaction: input.transaction,
+      timeoutMs,
+    });
+  const options = { deadlineAt: input.deadlineAt, kind: "read" as const };
+  if (level === "weak" || level === "strong") {
+    return runtime.router.toLeader(call, options);
+  }
+  return runtime.router.toAnyNode(call, options, input.preference ?? []);
+}
+
+/** rqlite's levels, resolved: no level is weak; auto is none when freshness bounds it, else weak. */
+export function concreteLevel(input: Pick<QueryInput, "level" | "freshnessMs" | "minRaftIndex">): ConcreteLevel {
+  const bounded = input.freshnessMs !== undefined && input.freshnessMs > 0;
+  if (input.level === undefined) {
+    return input.minRaftIndex !== undefined ? "none" : "weak";
+  }
+  if (input.level === "auto") {
+    return bounded || input.minRaftIndex !== undefined ? "none" : "weak";
+  }
+  return input.level;
+}
+
+/** The unified endpoint: reads only when every statement surely reads, otherwise everything goes through the log. */
+export function requestNeedsLog(statements: readonly Statement[]): boolean {
+  return !statements.every((statement) => isSurelyReadOnly(statement.sql));
+}
+
+/** A SQL dump of the leader's applied state. */
+export function backupFromLeader(runtime: Runtime, deadlineAt: number): Promise<RouteOutcome<{ readonly sql: string; readonly raftIndex: number }>> {
+  return runtime.router.toLeader((node, address) => node.backup(address), { deadlineAt, kind: "read" });
+}
+
+export function transferLeadership(
+  runtime: Runtime,
+  to: string | undefined,
+  deadlineAt: number,
+): Promise<RouteOutcome<{ readonly leader: string; readonly term: number }>> {
+  return runtime.router.toLeader(
+    (node, address, timeoutMs) => node.transferLeadership({ ...address, ...(to === undefined ? {} : { to }), timeoutMs }),
+    { deadlineAt, kind: "admin" },
+  );
+}
+
+export function addMember(
+  runtime: Runtime,
+  member: MemberConfig,
+  deadlineAt: number,
+): Promise<RouteOutcome<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
+  return runtime.router.toLeader((node, address, timeoutMs) => node.addMember({ ...address, member, timeoutMs }), {
+    deadlineAt,
+    kind: "admin",
+  });
+}
+
+export function removeMember(
+  runtime: Runtime,
+  name: string,
+  deadlineAt: number,
+): Promise<RouteOutcome<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
+  return runtime.router.toLeader(
+    (node, address, timeoutMs) => node.removeMember({ ...address, member: { name }, timeoutMs }),
+    { deadlineAt, kind: "admin" },
+  );
+}
+
+/** Continents as Cloudflare reports them (request.cf.continent), to the location hints nearest to each. */
+const HINTS_BY_CONTINENT: Record<string, readonly string[]> = {
+  NA: ["wnam", "enam"],
+  SA: ["sam"],
+  EU: ["weur", "eeur"],
+  AS: ["apac", "me"],
+  OC: ["oc"],
+  AF: ["afr"],
+};
+
+/** Nodes placed on the caller's continent first, then the rest; each group in a random rotation to spread load. */
+export function nodePreference(runtime: Runtime, continent: string | undefined): string[] {
+  const near = new Set(continent === undefined ? [] : (HINTS_BY_CONTINENT[continent] ?? []));
+  const members = runtime.config.members;
+  const close = members.filter((m) => m.locationHint !== undefined && near.has(m.locationHint)).map((m) => m.name);
+  const far = members.filter((m) => !close.includes(m.name)).map((m) => m.name);
+  return [...rotate(close, runtime.random), ...rotate(far, runtime.random)];
+}
+
+function rotate(names: readonly string[], random: () => number): string[] {
+  if (names.length === 0) {
+    return [];
+  }
+  const start = Math.floor(random() * names.length) % names.length;
+  return [...names.slice(start), ...names.slice(0, start)];
+}

@@ -1,0 +1,176 @@
+// rqlite's request bodies: a JSON array whose items are SQL strings, [sql, ...positional] or [sql, {named}];
+// or, with Content-Type text/plain, one statement as the whole body.
+import type { SqlValue, Statement } from "../../shared/sql";
+import { ApiError, badRequest } from "../http/errors";
+import type { RequestLimits } from "./limits";
+
+const UTF8 = new TextEncoder();
+
+export type StatementLimits = Pick<RequestLimits, "maxStatements" | "maxParamsPerStatement" | "maxSqlBytes">;
+
+/** Parses a request body into statements, or throws a 400 that says what is wrong and where. */
+export function parseStatementsBody(body: string, contentType: string | undefined, limits: StatementLimits): Statement[] {
+  if (isPlainText(contentType)) {
+    return checkStatements([{ sql: body }], limits);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch (error) {
+    throw badRequest(`invalid JSON body: ${(error as Error).message}`, "rqlite");
+  }
+  return parseStatementsJson(parsed, limits);
+}
+
+/** Parses an already-decoded JSON value (also used by the RPC entrypoint). */
+export function parseStatementsJson(parsed: unknown, limits: StatementLimits): Statement[] {
+  if (!Array.isArray(parsed)) {
+    throw badRequest("invalid request: the body must be a JSON array of statements", "rqlite");
+  }
+  if (parsed.length === 0) {
+    throw badRequest("no statements", "rqlite");
+  }
+  if (parsed.length > limits.maxStatements) {
+    throw tooMany(`the request has ${parsed.length} statements; at most ${limits.maxStatements} are allowed per request`);
+  }
+  return checkStatements(
+    parsed.map((item, index) => parseStatement(item, index + 1)),
+    limits,
+  );
+}
+
+function parseStatement(item: unknown, position: number): Statement {
+  if (typeof item === "string") {
+    return { sql: item };
+  }
+  if (!Array.isArray(item)) {
+    throw badRequest(`statement ${position}: expected a SQL string or an array [sql, ...parameters]`, "rqlite");
+  }
+  const [sql, ...rawParams] = item as unknown[];
+  if (typeof sql !== "string") {
+    throw badRequest(`statement ${position}: the first element must be the SQL string`, "rqlite");
+  }
+  if (rawParams.length === 0) {
+    return { sql };
+  }
+  const positional: SqlValue[] = [];
+  const named: Record<string, SqlValue> = {};
+  let namedCount = 0;
+  for (const raw of rawParams) {
+    if (isPlainObject(raw)) {
+      for (const [name, value] of Object.entries(raw)) {
+        if (!Object.hasOwn(named, name)) {
+          namedCount++;
+        }
+        named[name] = toSqlValue(value, position, `parameter "${name}"`);
+      }
+    } else {
+      positional.push(toSqlValue(raw, position, `parameter ${positional.length + 1}`));
+    }
+  }
+  if (positional.length > 0 && namedCount > 0) {
+    throw badRequest(`statement ${position}: mixes positional and named parameters; use one form`, "rqlite");
+  }
+  return namedCount > 0 ? { sql, params: named } : { sql, params: positional };
+}
+
+/** JSON to SQLite values as rqlite binds them: booleans become 1/0, arrays of bytes become BLOBs. */
+function toSqlValue(value: unknown, position: number, what: string): SqlValue {
+  if (value === null || typeof value === "string") {
+    return value;
+  }
+  if (typeof value === "number") {
+    return value;
+  }
+  if (typeof value === "boolean") {
+    return value ? 1 : 0;
+  }
+  if (Array.isArray(value)) {
+    if (value.every((byte) => Number.isInteger(byte) && byte >= 0 && byte <= 255)) {
+      return Uint8Array.from(value as number[]);
+    }
+    throw badRequest(`statement ${position}, ${what}: an array parameter must hold bytes (integers 0-255), for a BLOB`, "rqlite");
+  }
+  throw badRequest(`statement ${position}, ${what}: unsupported type (use null, a number, a string, a boolean or a byte array)`, "rqlite");
+}
+
+/** Checks each statement against the limits: not empty, not too long, not too many parameters. */
+export function checkStatements(statements: Statement[], limits: StatementLimits): Statement[] {
+  statements.forEach((statement, index) => {
+    const position = index + 1;
+    if (statement.sql.trim() === "") {
+      throw badRequest(`statement ${position} is empty`, "rqlite");
+    }
+    const sqlBytes = UTF8.encode(statement.sql).length;
+    if (sqlBytes > limits.maxSqlBytes) {
+      throw tooMany(`statement ${position} is ${sqlBytes} bytes long; at most ${limits.maxSqlBytes} are allowed`);
+    }
+    const paramCount = countParams(statement);
+    if (paramCount > limits.maxParamsPerStatement) {
+      throw tooMany(
+        `statement ${position} has ${paramCount} parameters; at most ${limits.maxParamsPerStatement} are allowed`,
+      );
+    }
+  });
+  return statements;
+}
+
+function countParams(statement: Statement): number {
+  const params = statement.params;
+  if (params === undefined) {
+    return 0;
+  }
+  return Array.isArray(params) ? params.length : Object.keys(params).length;
+}
+
+function tooMany(message: string): ApiError {
+  return new ApiError(413, message, { shape: "rqlite", code: "LIMIT" });
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isPlainText(contentType: string | undefined): boolean {
+  return contentType !== undefined && /^\s*text\/plain\s*(;|$)/i.test(contentType);
+}
+
+/**
+ * Whether a statement can only read. The worker cannot ask SQLite (sqlite3_stmt_readonly), so this is conservative:
+ * only SELECT, VALUES and EXPLAIN count as reads; anything else (WITH, PRAGMA, ...) is treated as a possible write.
+ */
+export function isSurelyReadOnly(sql: string): boolean {
+  const keyword = leadingKeyword(sql);
+  return keyword === "SELECT" || keyword === "VALUES" || keyword === "EXPLAIN";
+}
+
+/** Statements that always change the database (or transaction state); refused on /db/query. */
+const WRITE_KEYWORDS = new Set([
+  "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "REINDEX", "VACUUM",
+  "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
+]);
+
+export function isSurelyWrite(sql: string): boolean {
+  return WRITE_KEYWORDS.has(leadingKeyword(sql));
+}
+
+/** The first keyword, past whitespace, comments and opening parentheses, upper-cased. */
+export function leadingKeyword(sql: string): string {
+  let i = 0;
+  while (i < sql.length) {
+    const char = sql[i] as string;
+    if (/\s/.test(char) || char === "(") {
+      i++;
+    } else if (sql.startsWith("--", i)) {
+      const end = sql.indexOf("\n", i);
+      i = end === -1 ? sql.length : end + 1;
+    } else if (sql.startsWith("/*", i)) {
+      const end = sql.indexOf("*/", i + 2);
+      i = end === -1 ? sql.length : end + 2;
+    } else {
+      break;
+    }
+  }
+  const match = /^[A-Za-z]+/.exec(sql.slice(i));
+  return match === null ? "" : match[0].toUpperCase();
+}

@@ -1,0 +1,249 @@
+// rqlite's data API: /db/execute, /db/query, /db/request, /db/backup, /db/load.
+import { Hono, type Context } from "hono";
+import type { ExecuteValue, QueryValue } from "../../objects/api";
+import type { Statement, StatementResult } from "../../shared/sql";
+import { DumpSyntaxError, splitSqlDump } from "../data/dump";
+import { encodeDataResponse, renderExecuteResult, renderQueryResult, renderRequestResult, type RenderOptions } from "../data/render";
+import {
+  backupFromLeader,
+  concreteLevel,
+  executeStatements,
+  nodePreference,
+  queryStatements,
+  requestNeedsLog,
+} from "../data/service";
+import { checkStatements, isSurelyWrite, leadingKeyword, parseStatementsBody } from "../data/statements";
+import { ApiError, badRequest } from "../http/errors";
+import {
+  deadlineFor,
+  IDEMPOTENCY_HEADER,
+  idempotencyKeyOf,
+  minRaftIndexOf,
+  NODE_HEADER,
+  parseQueryParams,
+  RAFT_INDEX_HEADER,
+  REQUEST_ID_HEADER,
+  type QueryParams,
+} from "../http/params";
+import { failureError, jsonResponse } from "../http/respond";
+import type { WireValue } from "../http/wire-json";
+import { assertRoles, authenticate, requireRole } from "../middleware/auth";
+import { limitBody } from "../middleware/body-limit";
+import type { RouteOutcome } from "../routing/router";
+import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
+import type { AppBindings } from "../types";
+
+type Render = (result: StatementResult, options: RenderOptions) => WireValue;
+
+const SQLITE_FILE_HEADER = new TextEncoder().encode("SQLite format 3\0");
+
+export function dataRoutes(options: AppOptions): Hono<AppBindings> {
+  const limits = resolveLimits(options);
+  const app = new Hono<AppBindings>();
+  const limitDataBody = limitBody(limits.maxBodyBytes, "rqlite");
+
+  app.post("/db/execute", requireRole("write"), limitDataBody, async (c) => {
+    const { runtime, params } = prepare(c);
+    const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite");
+    const statements = parseStatementsBody(await c.req.text(), c.req.header("content-type"), runtime.limits);
+    return executeAndRespond(c, runtime, params, statements, deadlineAt, renderExecuteResult);
+  });
+
+  app.on(["GET", "POST"], "/db/query", requireRole("read"), limitDataBody, async (c) => {
+    const { runtime, params } = prepare(c);
+    const statements = await queryStatementsOf(c, params, runtime);
+    const surelyWrite = statements.findIndex((statement) => isSurelyWrite(statement.sql));
+    if (surelyWrite !== -1) {
+      const keyword = leadingKeyword((statements[surelyWrite] as Statement).sql);
+      throw badRequest(
+        `statement ${surelyWrite + 1} changes the database (${keyword}): send it to /db/execute or /db/request`,
+        "rqlite",
+      );
+    }
+    return queryAndRespond(c, runtime, params, statements, renderQueryResult);
+  });
+
+  app.post("/db/request", requireRole("read"), limitDataBody, async (c) => {
+    const { runtime, params } = prepare(c);
+    const statements = parseStatementsBody(await c.req.text(), c.req.header("content-type"), runtime.limits);
+    if (requestNeedsLog(statements)) {
+      assertRoles(await authenticate(c), ["write"]);
+      const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite");
+      return executeAndRespond(c, runtime, params, statements, deadlineAt, renderRequestResult);
+    }
+    return queryAndRespond(c, runtime, params, statements, renderRequestResult);
+  });
+
+  app.get("/db/backup", requireRole("read"), async (c) => {
+    const { runtime, params } = prepare(c, "plain");
+    if (params.fmt !== "sql") {
+      throw badRequest(
+        params.fmt === undefined
+          ? "only SQL dumps are available: add ?fmt=sql (binary SQLite backups are not supported)"
+          : `backup format ${JSON.stringify(params.fmt)} is not supported: use ?fmt=sql`,
+      );
+    }
+    const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "plain");
+    const outcome = await backupFromLeader(runtime, deadlineAt);
+    if (!outcome.ok) {
+      throw failureError(outcome, "plain");
+    }
+    return new Response(outcome.value.sql, {
+      status: 200,
+      headers: {
+        "Content-Type": "application/sql",
+        [NODE_HEADER]: outcome.node,
+        [RAFT_INDEX_HEADER]: String(outcome.value.raftIndex),
+      },
+    });
+  });
+
+  app.post("/db/load", requireRole("write"), limitBody(limits.maxLoadBodyBytes, "rqlite"), async (c) => {
+    const { runtime, params } = prepare(c);
+    const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite");
+    const statements = dumpStatements(new Uint8Array(await c.req.arrayBuffer()), runtime);
+    // The dump is applied as one transaction: all of it or nothing.
+    return executeAndRespond(c, runtime, params, statements, deadlineAt, renderExecuteResult, { transaction: true });
+  });
+
+  return app;
+}
+
+function prepare(c: Context<AppBindings>, shape: "rqlite" | "plain" = "rqlite"): { runtime: Runtime; params: QueryParams } {
+  return { runtime: c.var.runtime(), params: parseQueryParams(new URL(c.req.url), shape) };
+}
+
+async function queryStatementsOf(c: Context<AppBindings>, params: QueryParams, runtime: Runtime): Promise<Statement[]> {
+  if (c.req.method === "GET") {
+    if (params.q === undefined || params.q.trim() === "") {
+      throw badRequest("the query parameter q is missing: GET /db/query?q=SELECT...", "rqlite");
+    }
+    return checkStatements([{ sql: params.q }], runtime.limits);
+  }
+  return parseStatementsBody(await c.req.text(), c.req.header("content-type"), runtime.limits);
+}
+
+async function executeAndRespond(
+  c: Context<AppBindings>,
+  runtime: Runtime,
+  params: QueryParams,
+  statements: Statement[],
+  deadlineAt: number,
+  render: Render,
+  overrides: { transaction?: boolean } = {},
+): Promise<Response> {
+  const principal = await authenticate(c);
+  const clientKey = idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
+  const visibleId = clientKey ?? crypto.randomUUID();
+  const outcome = await executeStatements(runtime, {
+    statements,
+    transaction: overrides.transaction ?? params.has("transaction"),
+    // Namespaced by the caller, so that two tokens' idempotency keys can never collide.
+    requestId: `${principal.id}:${visibleId}`,
+    deadlineAt,
+  });
+  return respond(c, runtime, outcome, params, render, { [REQUEST_ID_HEADER]: visibleId });
+}
+
+async function queryAndRespond(
+  c: Context<AppBindings>,
+  runtime: Runtime,
+  params: QueryParams,
+  statements: Statement[],
+  render: Render,
+): Promise<Response> {
+  const minRaftIndex = minRaftIndexOf(params, c.req.header(RAFT_INDEX_HEADER), "rqlite");
+  const level = concreteLevel({ level: params.level, freshnessMs: params.freshnessMs, minRaftIndex });
+  const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite", {
+    linearizable: level === "linearizable",
+  });
+  const outcome = await queryStatements(runtime, {
+    statements,
+    ...(params.level === undefined ? {} : { level: params.level }),
+    ...(params.freshnessMs === undefined ? {} : { freshnessMs: params.freshnessMs }),
+    ...(minRaftIndex === undefined ? {} : { minRaftIndex }),
+    transaction: params.has("transaction"),
+    deadlineAt,
+    preference: nodePreference(runtime, continentOf(c)),
+  });
+  return respond(c, runtime, outcome, params, render);
+}
+
+function respond(
+  c: Context<AppBindings>,
+  runtime: Runtime,
+  outcome: RouteOutcome<ExecuteValue | QueryValue>,
+  params: QueryParams,
+  render: Render,
+  extraHeaders: Readonly<Record<string, string>> = {},
+): Response {
+  if (!outcome.ok) {
+    throw failureError(outcome, "rqlite", extraHeaders);
+  }
+  const options: RenderOptions = {
+    associative: params.has("associative"),
+    blobArray: params.has("blob_array"),
+    timings: params.has("timings"),
+  };
+  const value = outcome.value;
+  const body = encodeDataResponse(
+    {
+      results: value.results.map((result) => render(result, options)),
+      ...(options.timings ? { timeSeconds: (runtime.now() - c.var.startedAt) / 1000 } : {}),
+      ...(params.has("raft_index") ? { raftIndex: value.raftIndex } : {}),
+    },
+    params.has("pretty"),
+  );
+  return jsonResponse(200, body, {
+    ...extraHeaders,
+    [NODE_HEADER]: outcome.node,
+    [RAFT_INDEX_HEADER]: String(value.raftIndex),
+  });
+}
+
+function dumpStatements(bytes: Uint8Array, runtime: Runtime): Statement[] {
+  if (startsWith(bytes, SQLITE_FILE_HEADER)) {
+    throw badRequest(
+      "binary SQLite files are not supported: send a SQL dump (GET /db/backup?fmt=sql, or sqlite3 .dump)",
+      "rqlite",
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw badRequest("the dump is not valid UTF-8 text", "rqlite");
+  }
+  let sql: string[];
+  try {
+    sql = splitSqlDump(text);
+  } catch (error) {
+    if (error instanceof DumpSyntaxError) {
+      throw badRequest(`the dump cannot be split into statements: ${error.message}`, "rqlite");
+    }
+    throw error;
+  }
+  if (sql.length === 0) {
+    throw badRequest("the dump holds no statements", "rqlite");
+  }
+  const limits = runtime.limits;
+  if (sql.length > limits.maxLoadStatements) {
+    throw new ApiError(413, `the dump holds ${sql.length} statements; at most ${limits.maxLoadStatements} may be loaded at once`, {
+      shape: "rqlite",
+      code: "LIMIT",
+    });
+  }
+  return checkStatements(
+    sql.map((text) => ({ sql: text })),
+    { ...limits, maxStatements: limits.maxLoadStatements },
+  );
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  return bytes.length >= prefix.length && prefix.every((byte, i) => bytes[i] === byte);
+}
+
+function continentOf(c: Context<AppBindings>): string | undefined {
+  const cf = (c.req.raw as Request & { cf?: { continent?: unknown } }).cf;
+  return typeof cf?.continent === "string" ? cf.continent : undefined;
+}

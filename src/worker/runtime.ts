@@ -1,0 +1,73 @@
+// Everything a request needs beyond its own input, built once per environment and shared by its requests.
+import type { ClusterConfig } from "../objects/api";
+import { ConfigError, parseClusterConfig, type AppEnv } from "./config";
+import { DEFAULT_LIMITS, type RequestLimits } from "./data/limits";
+import { durableObjectDirectory, type NodeDirectory } from "./directory";
+import { ApiError } from "./http/errors";
+import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
+import { ClusterRouter, DEFAULT_ROUTING_POLICY, defaultRouterDeps, type RoutingPolicy } from "./routing/router";
+
+/** How the app is wired; everything is optional and production needs none of it. Tests inject fakes here. */
+export interface AppOptions {
+  /** Builds the node directory; defaults to the Durable Objects of env.CLUSTER_NODE. */
+  readonly directory?: (env: AppEnv, config: ClusterConfig) => NodeDirectory;
+  /** Defaults to one cache per isolate. */
+  readonly leaders?: LeaderCache;
+  readonly policy?: Partial<RoutingPolicy>;
+  readonly limits?: Partial<RequestLimits>;
+  /** In [0, 1): backoff jitter and node choice. */
+  readonly random?: () => number;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export interface Runtime {
+  readonly config: ClusterConfig;
+  readonly router: ClusterRouter;
+  readonly limits: RequestLimits;
+  readonly policy: RoutingPolicy;
+  readonly now: () => number;
+  readonly random: () => number;
+  readonly sleep: (ms: number) => Promise<void>;
+}
+
+export function resolveLimits(options: AppOptions): RequestLimits {
+  return { ...DEFAULT_LIMITS, ...options.limits };
+}
+
+/** Returns a function that builds (and caches per env object) the runtime, or throws a 500 naming the bad setting. */
+export function runtimeFactory(options: AppOptions): (env: AppEnv) => Runtime {
+  const built = new WeakMap<object, Runtime>();
+  const policy: RoutingPolicy = { ...DEFAULT_ROUTING_POLICY, ...options.policy };
+  const limits = resolveLimits(options);
+  const random = options.random ?? defaultRouterDeps.random;
+  const now = options.now ?? defaultRouterDeps.now;
+  const sleep = options.sleep ?? defaultRouterDeps.sleep;
+  return (env) => {
+    const cached = built.get(env);
+    if (cached !== undefined) {
+      return cached;
+    }
+    let config: ClusterConfig;
+    try {
+      config = parseClusterConfig(env);
+    } catch (error) {
+      if (error instanceof ConfigError) {
+        throw new ApiError(500, `the cluster configuration is invalid: ${error.message}`, { code: "CONFIG" });
+      }
+      throw error;
+    }
+    const directory = (options.directory ?? durableObjectDirectory)(env, config);
+    const router = new ClusterRouter({
+      directory,
+      leaders: options.leaders ?? isolateLeaderCache,
+      policy,
+      random,
+      now,
+      sleep,
+    });
+    const runtime: Runtime = { config, router, limits, policy, now, random, sleep };
+    built.set(env, runtime);
+    return runtime;
+  };
+}

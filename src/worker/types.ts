@@ -1,0 +1,18 @@
+// The Hono environment of the app: bindings from wrangler and the per-request variables middleware sets.
+import type { AppEnv } from "./config";
+import type { Principal } from "./middleware/auth/tokens";
+import type { Runtime } from "./runtime";
+
+export interface AppVariables {
+  /** Set by the auth middleware once the request is authenticated. */
+  principal: Principal | undefined;
+  /** The cluster, router and limits for this request's environment; throws a 500 ApiError when misconfigured. */
+  runtime: () => Runtime;
+  /** Epoch milliseconds at which the request arrived (deadlines and `timings` count from here). */
+  startedAt: number;
+}
+
+export interface AppBindings {
+  Bindings: AppEnv;
+  Variables: AppVariables;
+}

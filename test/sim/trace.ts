@@ -1,0 +1,119 @@
+// What happened during one seed, for a human reading a failure and for the replay-determinism test: a bounded
+// ring of the latest lines, and a hash over every line ever recorded (so two runs can be compared cheaply).
+
+import type { Message, RaftEvent } from "../../src/replication/types.js";
+
+export const DEFAULT_TRACE_TAIL_LINES = 200;
+
+export class Trace {
+  private readonly ring: string[];
+  private next = 0;
+  private filled = false;
+  private hashHigh = 0x811c9dc5;
+  private hashLow = 0x01000193;
+  private lineCount = 0;
+
+  constructor(
+    private readonly tailLines: number = DEFAULT_TRACE_TAIL_LINES,
+    private readonly sink: ((line: string) => void) | null = null,
+  ) {
+    if (!Number.isInteger(tailLines) || tailLines < 1) throw new RangeError(`tailLines must be a positive integer, got ${tailLines}`);
+    this.ring = new Array<string>(tailLines);
+  }
+
+  /** Records one line, prefixed with the simulated time. */
+  record(nowMs: number, text: string): void {
+    const line = `${String(nowMs).padStart(7, " ")}ms ${text}`;
+    this.mix(line);
+    this.ring[this.next] = line;
+    this.next = (this.next + 1) % this.tailLines;
+    if (this.next === 0) this.filled = true;
+    this.lineCount += 1;
+    this.sink?.(line);
+  }
+
+  /** Folds a value into the hash without keeping a line (for frequent, uneventful steps such as quiet ticks). */
+  mix(text: string): void {
+    let high = this.hashHigh;
+    let low = this.hashLow;
+    for (let i = 0; i < text.length; i += 1) {
+      const code = text.charCodeAt(i);
+      high = Math.imul(high ^ code, 0x01000193);
+      low = Math.imul(low ^ code, 0x5bd1e995) ^ (high >>> 15);
+    }
+    this.hashHigh = high;
+    this.hashLow = low;
+  }
+
+  /** A 64-bit digest of everything recorded, as 16 hex digits. */
+  hash(): string {
+    return (this.hashHigh >>> 0).toString(16).padStart(8, "0") + (this.hashLow >>> 0).toString(16).padStart(8, "0");
+  }
+
+  get lines(): number {
+    return this.lineCount;
+  }
+
+  /** The latest lines, oldest first. */
+  tail(): string[] {
+    if (!this.filled) return this.ring.slice(0, this.next);
+    return [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)];
+  }
+}
+
+
+/** One line per message, short enough to read a few hundred of them. */
+export function describeMessage(message: Message): string {
+  const head = `${message.from}->${message.to} ${message.type} t${message.term}`;
+  switch (message.type) {
+    case "append": {
+      const first = message.entries[0];
+      const last = message.entries[message.entries.length - 1];
+      const range = first === undefined || last === undefined ? "" : ` [${first.index}..${last.index}]@t${last.term}`;
+      return `${head} prev ${message.prevLogIndex}/${message.prevLogTerm} n=${message.entries.length}${range} commit ${message.commit}`;
+    }
+    case "appendResponse": {
+      const hint = message.rejectHint === null ? "" : ` hint ${message.rejectHint.index}/${message.rejectHint.term}`;
+      return `${head} ${message.success ? "ok" : "reject"} ${message.index}${hint}`;
+    }
+    case "preVote":
+    case "vote":
+      return `${head} last ${message.lastLogIndex}/${message.lastLogTerm}${message.transfer ? " (transfer)" : ""}`;
+    case "preVoteResponse":
+    case "voteResponse":
+      return `${head} ${message.granted ? "granted" : "denied"}`;
+    case "heartbeat":
+      return `${head} round ${message.round} commit ${message.commit}${message.readContext === null ? "" : ` read ${message.readContext}`}`;
+    case "heartbeatResponse":
+      return `${head} round ${message.round}${message.readContext === null ? "" : ` read ${message.readContext}`}`;
+    case "snapshot":
+      return `${head} ${message.snapshot.index}/${message.snapshot.term}`;
+    case "timeoutNow":
+      return head;
+    case "readIndex":
+      return `${head} ${message.context}`;
+    case "readIndexResponse":
+      return `${head} ${message.context} -> ${message.index ?? "refused"}`;
+  }
+}
+
+export function describeEvent(event: RaftEvent): string {
+  switch (event.kind) {
+    case "becameFollower":
+      return `follower t${event.term} leader ${event.leader ?? "?"}`;
+    case "becamePreCandidate":
+      return `pre-candidate t${event.term}`;
+    case "becameCandidate":
+      return `CANDIDATE t${event.term}`;
+    case "becameLeader":
+      return `LEADER t${event.term} (election took ${event.electionTicks} ticks)`;
+    case "replicaStatus":
+      return `replica ${event.peer} ${event.from ?? "-"} -> ${event.to}`;
+    case "membershipApplied":
+      return `membership at ${event.index}: voters [${event.membership.voters.join(",")}] learners [${event.membership.learners.join(",")}]`;
+    case "steppedDown":
+      return `stepped down t${event.term}: ${event.reason}`;
+    case "leadershipTransfer":
+      return `transfer to ${event.to} ${event.outcome}`;
+  }
+}

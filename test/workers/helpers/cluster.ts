@@ -1,0 +1,179 @@
+// Test helpers for real clusters of ClusterNode objects in workerd: real alarms, real RPC, real SQLite.
+// Every test builds its own cluster name (alarms are not reset between tests) and waits on conditions with
+// deadlines, never on fixed sleeps.
+import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { PROTOCOL_VERSION, type ClusterConfig, type NodeAddress, type NodeResult, type NodeStatusReport } from "../../../src/objects/api";
+import type { ClusterNode } from "../../../src/objects/cluster-node";
+import { objectName } from "../../../src/objects/config";
+import type { FaultRules } from "../../../src/objects/transport/index";
+import type { SqlValue, StatementResult } from "../../../src/shared/sql";
+
+let clusterSeq = 0;
+
+/** A cluster name no other test uses. */
+export function uniqueClusterName(prefix: string): string {
+  clusterSeq++;
+  return `${prefix}-${Date.now().toString(36)}-${clusterSeq}`;
+}
+
+/** Polls `probe` until it returns a value other than undefined, or throws with `what` after the deadline. */
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
+  const timeoutMs = options.timeoutMs ?? 15_000;
+  const intervalMs = options.intervalMs ?? 20;
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown = null;
+  for (;;) {
+    try {
+      const value = await probe();
+      if (value !== undefined) return value;
+    } catch (err) {
+      lastError = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+export interface TestClusterOptions {
+  readonly prefix: string;
+  readonly nodes: number;
+  readonly heartbeatIntervalMs?: number;
+  readonly electionTimeoutMs?: number;
+  readonly snapshotThresholdEntries?: number;
+}
+
+export class TestCluster {
+  readonly config: ClusterConfig;
+  readonly names: readonly string[];
+
+  constructor(options: TestClusterOptions) {
+    this.names = Array.from({ length: options.nodes }, (_, i) => `n${i + 1}`);
+    this.config = {
+      name: uniqueClusterName(options.prefix),
+      members: this.names.map((name) => ({ name })),
+      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 20,
+      electionTimeoutMs: options.electionTimeoutMs ?? 200,
+      ...(options.snapshotThresholdEntries === undefined ? {} : { snapshotThresholdEntries: options.snapshotThresholdEntries }),
+    };
+  }
+
+  address(node: string): NodeAddress {
+    return { protocolVersion: PROTOCOL_VERSION, cluster: this.config, node };
+  }
+
+  stub(node: string): DurableObjectStub<ClusterNode> {
+    return env.CLUSTER_NODE.getByName(objectName({ cluster: this.config.name, node }));
+  }
+
+  async startAll(): Promise<void> {
+    await Promise.all(this.names.map(async (name) => unwrap(await this.stub(name).start(this.address(name)))));
+  }
+
+  async status(node: string): Promise<NodeStatusReport> {
+    return unwrap(await this.stub(node).status(this.address(node)));
+  }
+
+  async statuses(nodes: readonly string[] = this.names): Promise<NodeStatusReport[]> {
+    return Promise.all(nodes.map((name) => this.status(name)));
+  }
+
+  /** Waits until exactly one node of `among` leads and every one of them names it at the same term. */
+  async waitForLeader(options: { among?: readonly string[]; timeoutMs?: number; notLeader?: string } = {}): Promise<string> {
+    const among = options.among ?? this.names;
+    return waitFor(
+      "a single agreed leader",
+      async () => {
+        const statuses = await this.statuses(among);
+        const leaders = statuses.filter((s) => s.role === "leader");
+        if (leaders.length !== 1) return undefined;
+        const leader = leaders[0]!;
+        if (options.notLeader !== undefined && leader.node === options.notLeader) return undefined;
+        const agreed = statuses.every((s) => s.leader === leader.node && s.term === leader.term);
+        return agreed ? leader.node : undefined;
+      },
+      { timeoutMs: options.timeoutMs ?? 20_000 },
+    );
+  }
+
+  /** Executes on the current leader, following NOT_LEADER hints, until the deadline. Returns results and index. */
+  async execute(statements: readonly (string | { sql: string; params?: readonly SqlValue[] })[], options: { transaction?: boolean; id?: string; timeoutMs?: number; among?: readonly string[] } = {}): Promise<{ results: readonly StatementResult[]; raftIndex: number; node: string }> {
+    const id = options.id ?? crypto.randomUUID();
+    const request = { id, transaction: options.transaction ?? false, statements: statements.map((s) => (typeof s === "string" ? { sql: s } : s)) };
+    return waitFor(
+      "a write to be applied",
+      async () => {
+        const leader = await this.waitForLeader({ ...(options.among === undefined ? {} : { among: options.among }), timeoutMs: options.timeoutMs ?? 20_000 });
+        const answer = await this.stub(leader).execute({ ...this.address(leader), request, timeoutMs: 2_000 });
+        if (answer.ok) return { ...answer.value, node: leader };
+        if (answer.error.retryable) return undefined;
+        throw new Error(`${answer.error.code}: ${answer.error.message}`);
+      },
+      { timeoutMs: options.timeoutMs ?? 20_000 },
+    );
+  }
+
+  /** A local read on one node (level none). */
+  async queryLocal(node: string, sql: string): Promise<StatementResult> {
+    const answer = unwrap(await this.stub(node).query({ ...this.address(node), statements: [{ sql }], level: "none", transaction: false, timeoutMs: 2_000 }));
+    return answer.results[0]!;
+  }
+
+  /** Waits until every node in `nodes` has applied at least `index` and they all report the same schema hash. */
+  async waitForConvergence(options: { index: number; nodes?: readonly string[]; timeoutMs?: number }): Promise<NodeStatusReport[]> {
+    const nodes = options.nodes ?? this.names;
+    return waitFor(
+      `nodes ${nodes.join(",")} to apply index ${options.index} with one schema`,
+      async () => {
+        const statuses = await this.statuses(nodes);
+        const caughtUp = statuses.every((s) => s.appliedIndex >= options.index);
+        const oneSchema = new Set(statuses.map((s) => s.schemaHash)).size === 1;
+        return caughtUp && oneSchema ? statuses : undefined;
+      },
+      { timeoutMs: options.timeoutMs ?? 20_000 },
+    );
+  }
+
+  /** The full SQL dump of a node: equal dumps mean equal schema and data. */
+  async dump(node: string): Promise<string> {
+    return unwrap(await this.stub(node).backup(this.address(node))).sql;
+  }
+
+  async setFaults(node: string, rules: FaultRules): Promise<void> {
+    await this.stub(node).setFaults(rules);
+  }
+
+  async setFaultsEverywhere(rules: FaultRules): Promise<void> {
+    await Promise.all(this.names.map((name) => this.setFaults(name, rules)));
+  }
+
+  /** Cuts `node` off from every other node, both ways. */
+  async isolate(node: string): Promise<void> {
+    const partitions = this.names.filter((other) => other !== node).map((other) => ({ from: node, to: other, bothWays: true }));
+    await this.setFaultsEverywhere({ partitions });
+  }
+
+  async heal(): Promise<void> {
+    await this.setFaultsEverywhere({});
+  }
+
+  /** Wipes a node's storage (data, log, identity) and its in-memory state. */
+  async wipe(node: string): Promise<void> {
+    await runInDurableObject(this.stub(node), async (_instance, state) => {
+      await state.storage.deleteAlarm();
+      await state.storage.deleteAll();
+    });
+    await evictDurableObject(this.stub(node));
+  }
+
+  /** Evicts a node: in-memory state is lost, storage kept; its alarm or the next call brings it back. */
+  async evict(node: string): Promise<void> {
+    await evictDurableObject(this.stub(node));
+  }
+}
+
+export function unwrap<T>(result: NodeResult<T>): T {
+  if (!result.ok) throw new Error(`${result.node}: ${result.error.code}: ${result.error.message}`);
+  return result.value;
+}

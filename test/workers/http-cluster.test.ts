@@ -1,0 +1,380 @@
+// The cluster API and rqlite's operational routes against fake nodes: health aggregation with per-node deadlines,
+// membership and leadership changes, /status, /nodes, /readyz and /leader.
+import { describe, expect, it } from "vitest";
+import type { MemberChangeRequest, NodeStatusReport, TransferRequest } from "../../src/objects/api";
+import { FakeCluster, harness, nodeError } from "./http-support";
+
+const FIXED_NOW = Date.UTC(2026, 0, 14, 12, 0, 0);
+const fixedClock = { now: () => FIXED_NOW };
+
+interface Health {
+  status: string;
+  leader: string | null;
+  quorumAvailable: boolean;
+  onlineServers: number;
+  onlineReplicas: number;
+  schemaAgreement: boolean;
+  problems: string[];
+  nodes: { name: string; reachable: boolean; error: string | null }[];
+  replicas: { name: string; status: string; reachable: boolean }[];
+}
+
+describe("GET /api/v1/cluster/health", () => {
+  it("reports a healthy cluster in full", async () => {
+    const { cluster, request } = harness(new FakeCluster(), fixedClock);
+    const response = await request("GET", "/api/v1/cluster/health");
+    expect(response.status).toBe(200);
+    const replica = (name: string) => ({
+      name,
+      isLearner: false,
+      status: "ONLINE",
+      matchIndex: 10,
+      lag: 0,
+      lastContactMs: 30,
+      consecutiveFailures: 0,
+      reconnections: 0,
+      breaker: "CLOSED",
+      schemaVersion: 3,
+      schemaHash: "hash-a",
+      reachable: true,
+    });
+    const node = (name: string, role: string) => ({
+      name,
+      reachable: true,
+      role,
+      term: 1,
+      leader: "n1",
+      commitIndex: 10,
+      appliedIndex: 10,
+      schemaVersion: 3,
+      schemaHash: "hash-a",
+      locationHint: null,
+      responseMs: 0,
+      error: null,
+    });
+    const expected = {
+      cluster: cluster.name,
+      status: "HEALTHY",
+      reportingNode: "n1",
+      leader: "n1",
+      term: 1,
+      election: { status: "ELECTED", term: 1, lastElectionMs: 120 },
+      configuredServers: 3,
+      onlineServers: 3,
+      onlineReplicas: 2,
+      voters: ["n1", "n2", "n3"],
+      learners: [],
+      quorum: 2,
+      quorumAvailable: true,
+      schemaAgreement: true,
+      replicas: [replica("n2"), replica("n3")],
+      nodes: [node("n1", "leader"), node("n2", "follower"), node("n3", "follower")],
+      problems: [],
+      checkedAt: "2026-01-14T12:00:00.000Z",
+    };
+    expect(await response.text()).toBe(JSON.stringify(expected));
+  });
+
+  it("answers within the per-node deadline when a node never answers, and says so", async () => {
+    const cluster = new FakeCluster();
+    cluster.hang("n3");
+    cluster.replicas.set("n3", { status: "OFFLINE", lagEntries: 7, consecutiveFailures: 4, breaker: "OPEN" });
+    const { request } = harness(cluster, { policy: { statusTimeoutMs: 150 } });
+    const started = Date.now();
+    const response = await request("GET", "/api/v1/cluster/health");
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(response.status).toBe(200);
+    const health = (await response.json()) as Health;
+    expect(health.status).toBe("DEGRADED");
+    expect(health.quorumAvailable).toBe(true);
+    expect(health.onlineServers).toBe(2);
+    expect(health.onlineReplicas).toBe(1);
+    expect(health.nodes.find((n) => n.name === "n3")).toMatchObject({ reachable: false, error: "DEADLINE: node n3: no answer within 150 ms" });
+    expect(health.replicas.find((r) => r.name === "n3")).toMatchObject({ status: "OFFLINE", reachable: false, breaker: "OPEN", lag: 7 });
+    expect(health.problems).toEqual([
+      "node n3 is unreachable: node n3: no answer within 150 ms",
+      "replica n3 is OFFLINE (lag 7 entries)",
+    ]);
+  });
+
+  it("answers 503 with Retry-After when no quorum is available", async () => {
+    const cluster = new FakeCluster(["n1", "n2", "n3"], null);
+    cluster.unreachable("n2").unreachable("n3");
+    const { request } = harness(cluster);
+    const response = await request("GET", "/api/v1/cluster/health");
+    expect(response.status).toBe(503);
+    expect(response.headers.get("Retry-After")).toBe("2");
+    const health = (await response.json()) as Health;
+    expect(health.status).toBe("UNHEALTHY");
+    expect(health.leader).toBeNull();
+    expect(health.quorumAvailable).toBe(false);
+    expect(health.problems[0]).toBe("no leader is known (an election is under way, or no quorum is reachable)");
+  });
+
+  it("is unhealthy when the leader cannot reach a quorum of replicas", async () => {
+    const cluster = new FakeCluster();
+    cluster.replicas.set("n2", { status: "RECONNECTING" });
+    cluster.replicas.set("n3", { status: "OFFLINE" });
+    const response = await harness(cluster).request("GET", "/api/v1/cluster/health");
+    expect(response.status).toBe(503);
+    const health = (await response.json()) as Health;
+    expect(health.status).toBe("UNHEALTHY");
+    expect(health.problems).toContain("only 1 of 3 voters can acknowledge writes; 2 are needed");
+  });
+
+  it("stays available with a quorum but no leader during an election (unhealthy, 200)", async () => {
+    const response = await harness(new FakeCluster(["n1", "n2", "n3"], null)).request("GET", "/api/v1/cluster/health");
+    expect(response.status).toBe(200);
+    const health = (await response.json()) as Health;
+    expect(health.status).toBe("UNHEALTHY");
+    expect(health.quorumAvailable).toBe(true);
+  });
+
+  it("reports schema disagreement and members only the nodes know about", async () => {
+    const cluster = new FakeCluster();
+    const { request } = harness(cluster);
+    cluster.schemaHashes.set("n2", "hash-b");
+    cluster.learners = ["n4"];
+    cluster.node("n4");
+    const health = (await (await request("GET", "/api/v1/cluster/health")).json()) as Health;
+    expect(health.schemaAgreement).toBe(false);
+    expect(health.status).toBe("DEGRADED");
+    expect(health.nodes.map((n) => n.name)).toEqual(["n1", "n2", "n3", "n4"]);
+    expect(health.replicas.map((r) => r.name)).toEqual(["n2", "n3", "n4"]);
+    expect(health.problems).toContain("the reachable nodes disagree on the schema (2 different schema hashes)");
+  });
+});
+
+describe("GET /api/v1/cluster", () => {
+  it("lists members with roles and location hints", async () => {
+    const cluster = new FakeCluster();
+    const { request } = harness(cluster, {}, { CLUSTER_NODES: "n1@weur,n2,n3@apac" });
+    cluster.unreachable("n3");
+    const response = await request("GET", "/api/v1/cluster");
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({
+      name: cluster.name,
+      leader: "n1",
+      term: 1,
+      heartbeatIntervalMs: 100,
+      electionTimeoutMs: 1000,
+      members: [
+        { name: "n1", role: "leader", voter: true, learner: false, configured: true, locationHint: "weur", reachable: true },
+        { name: "n2", role: "follower", voter: true, learner: false, configured: true, locationHint: null, reachable: true },
+        { name: "n3", role: "unknown", voter: true, learner: false, configured: true, locationHint: "apac", reachable: false },
+      ],
+    });
+  });
+});
+
+describe("leadership and membership changes", () => {
+  it("steps the leader down and transfers leadership to a named voter", async () => {
+    const { cluster, request } = harness();
+    const stepdown = await request("POST", "/api/v1/cluster/leader/stepdown");
+    expect(stepdown.status).toBe(200);
+    expect(await stepdown.text()).toBe('{"leader":"n2","term":2}');
+    expect((cluster.callsTo("transferLeadership")[0]?.request as TransferRequest).to).toBeUndefined();
+    const transfer = await request("POST", "/api/v1/cluster/leader/transfer", { json: { to: "n3" } });
+    expect(transfer.status).toBe(200);
+    expect(await transfer.text()).toBe('{"leader":"n3","term":3}');
+    // The cached leader followed the transfer: the next write goes straight to n3.
+    await request("POST", "/db/execute", { json: ["DELETE FROM foo"] });
+    expect(cluster.callsTo("execute").map((call) => call.node)).toEqual(["n3"]);
+  });
+
+  it("refuses bad transfer bodies with 400 and passes node refusals on", async () => {
+    const { cluster, request } = harness();
+    const cases: [string, RegExp][] = [
+      ['{"to": "a/b"}', /^to: must be a node name/],
+      ['{"to": "n2", "force": true}', /Unrecognized key/i],
+      ["{not json", /not valid JSON/],
+      ["", /empty/],
+    ];
+    for (const [body, message] of cases) {
+      const response = await request("POST", "/api/v1/cluster/leader/transfer", { body, headers: { "Content-Type": "application/json" } });
+      expect(response.status, body).toBe(400);
+      expect(((await response.json()) as { error: string }).error, body).toMatch(message);
+    }
+    expect(cluster.callsTo("transferLeadership")).toEqual([]);
+    const unknown = await request("POST", "/api/v1/cluster/leader/transfer", { json: { to: "n9" } });
+    expect(unknown.status).toBe(400);
+    expect(await unknown.json()).toEqual({ error: "n9 is not a voter" });
+  });
+
+  it("answers 409 while a change is under way and 504 when an admin call times out", async () => {
+    const { cluster, request } = harness();
+    cluster.on("n1", "transferLeadership", () => nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"));
+    const busy = await request("POST", "/api/v1/cluster/leader/stepdown");
+    expect(busy.status).toBe(409);
+    expect(await busy.json()).toEqual({ error: "a transfer to n2 is under way" });
+    cluster.on("n1", "addMember", () => nodeError("n1", "TIMEOUT", "not committed in time"));
+    const slow = await request("POST", "/api/v1/cluster/members", { json: { name: "n4" } });
+    expect(slow.status).toBe(504);
+    expect(((await slow.json()) as { error: string }).error).toBe(
+      "not committed in time; the change may still complete: check GET /api/v1/cluster",
+    );
+    expect(cluster.callsTo("addMember")).toHaveLength(1);
+  });
+
+  it("adds and removes members", async () => {
+    const { cluster, request } = harness();
+    const added = await request("POST", "/api/v1/cluster/members", { json: { name: "n4", locationHint: "weur" } });
+    expect(added.status).toBe(200);
+    expect(await added.text()).toBe('{"voters":["n1","n2","n3"],"learners":["n4"]}');
+    expect((cluster.callsTo("addMember")[0]?.request as MemberChangeRequest).member).toEqual({ name: "n4", locationHint: "weur" });
+    const removed = await request("DELETE", "/api/v1/cluster/members/n3");
+    expect(removed.status).toBe(200);
+    expect(await removed.text()).toBe('{"voters":["n1","n2"],"learners":["n4"]}');
+    const badHint = await request("POST", "/api/v1/cluster/members", { json: { name: "n5", locationHint: "mars" } });
+    expect(badHint.status).toBe(400);
+    expect(((await badHint.json()) as { error: string }).error).toMatch(/^locationHint: /);
+    const badName = await request("DELETE", "/api/v1/cluster/members/bad!name");
+    expect(badName.status).toBe(400);
+    expect(((await badName.json()) as { error: string }).error).toMatch(/^name: must be a node name/);
+    expect(cluster.callsTo("removeMember")).toHaveLength(1);
+  });
+});
+
+describe("GET /status", () => {
+  it("describes one node in rqlite's vocabulary", async () => {
+    const { cluster, request } = harness(new FakeCluster(), fixedClock);
+    const response = await request("GET", "/status");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n1");
+    const status = (await response.json()) as { store: { node_id: string; ready: boolean; leader: unknown; raft: { state: string } } };
+    expect(status.store.node_id).toBe("n1");
+    expect(status.store.ready).toBe(true);
+    expect(status.store.leader).toEqual({ node_id: "n1", addr: `${cluster.name}/n1` });
+    expect(status.store.raft.state).toBe("Leader");
+    const follower = await request("GET", "/status?node=n2&key=store.raft.state");
+    expect(await follower.text()).toBe('"Follower"');
+    const missing = await request("GET", "/status?key=store.nothing");
+    expect(await missing.text()).toBe("{}");
+    const bad = await request("GET", "/status?node=a/b");
+    expect(bad.status).toBe(400);
+  });
+
+  it("answers 503 when no node answers", async () => {
+    const cluster = new FakeCluster();
+    cluster.unreachable("n1").unreachable("n2").unreachable("n3");
+    const response = await harness(cluster).request("GET", "/status");
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: string }).error).toMatch(/^no node answered: n1: node n1: RPC failed/);
+  });
+});
+
+describe("GET /nodes", () => {
+  it("answers in rqlite's legacy map shape and, with ver=2, as a list", async () => {
+    const cluster = new FakeCluster();
+    cluster.hang("n3");
+    const { request } = harness(cluster, { ...fixedClock, policy: { statusTimeoutMs: 100 } });
+    const entry = (id: string, extra: Record<string, unknown>) => ({
+      id,
+      api_addr: "https://db.example.com",
+      addr: `${cluster.name}/${id}`,
+      voter: true,
+      ...extra,
+    });
+    const n1 = entry("n1", { reachable: true, leader: true });
+    const n2 = entry("n2", { reachable: true, leader: false });
+    const n3 = entry("n3", { reachable: false, leader: false, error: "node n3: no answer within 100 ms" });
+    const legacy = await request("GET", "/nodes");
+    expect(legacy.status).toBe(200);
+    expect(await legacy.text()).toBe(JSON.stringify({ n1, n2, n3 }));
+    const v2 = await request("GET", "/nodes?ver=2&timeout=50ms");
+    expect(await v2.text()).toBe(JSON.stringify({ nodes: [n1, n2, { ...n3, error: "node n3: no answer within 50 ms" }] }));
+  });
+
+  it("includes learners only with nonvoters", async () => {
+    const cluster = new FakeCluster();
+    const { request } = harness(cluster);
+    cluster.learners = ["n4"];
+    const voters = (await (await request("GET", "/nodes?ver=2")).json()) as { nodes: { id: string; voter: boolean }[] };
+    expect(voters.nodes.map((n) => n.id)).toEqual(["n1", "n2", "n3"]);
+    const all = (await (await request("GET", "/nodes?ver=2&nonvoters")).json()) as { nodes: { id: string; voter: boolean }[] };
+    expect(all.nodes.map((n) => [n.id, n.voter])).toEqual([["n1", true], ["n2", true], ["n3", true], ["n4", false]]);
+  });
+});
+
+describe("GET /readyz", () => {
+  it("is ready when a reachable leader is known and the node has caught up", async () => {
+    const { request } = harness();
+    const ready = await request("GET", "/readyz");
+    expect(ready.status).toBe(200);
+    expect(ready.headers.get("content-type")).toBe("text/plain; charset=utf-8");
+    expect(await ready.text()).toBe("[+]node ok\n[+]leader ok\n[+]store ok");
+    const noleader = await request("GET", "/readyz?noleader");
+    expect(await noleader.text()).toBe("[+]node ok");
+  });
+
+  it("is not ready without a leader, with an unreachable leader, or while behind", async () => {
+    const leaderless = await harness(new FakeCluster(["n1", "n2", "n3"], null)).request("GET", "/readyz");
+    expect(leaderless.status).toBe(503);
+    expect(leaderless.headers.get("Retry-After")).toBe("2");
+    expect(await leaderless.text()).toBe("[+]node ok\n[+]leader does not exist");
+
+    const cut = new FakeCluster();
+    cut.unreachable("n1");
+    const unreachable = await harness(cut).request("GET", "/readyz?node=n2");
+    expect(unreachable.status).toBe(503);
+    expect(await unreachable.text()).toBe("[+]node ok\n[+]leader not contactable: node n1: RPC failed: n1 is unreachable");
+
+    const behind = new FakeCluster();
+    behind.applied.set("n2", 8);
+    const lagging = await harness(behind).request("GET", "/readyz?node=n2");
+    expect(lagging.status).toBe(503);
+    expect(await lagging.text()).toBe("[+]node ok\n[+]leader ok\n[+]store not ready: n2 has applied 8 of 10 committed entries");
+  });
+
+  it("with sync, waits until the node has applied the leader's commit index, within the timeout", async () => {
+    const cluster = new FakeCluster();
+    let probes = 0;
+    cluster.on("n2", "status", (_request: never, node) => {
+      const report: NodeStatusReport = node.report();
+      // n2 has applied all it knows of for two probes, then learns and applies the rest.
+      return probes++ < 2 ? { ok: true, node: "n2", value: { ...report, commitIndex: 8, appliedIndex: 8 } } : undefined;
+    });
+    const { request } = harness(cluster);
+    const synced = await request("GET", "/readyz?node=n2&sync");
+    expect(synced.status).toBe(200);
+    expect(await synced.text()).toBe("[+]node ok\n[+]leader ok\n[+]store ok\n[+]sync ok");
+    expect(probes).toBeGreaterThanOrEqual(3);
+
+    const stuck = new FakeCluster();
+    stuck.on("n2", "status", (_request: never, node) => ({ ok: true, node: "n2", value: { ...node.report(), commitIndex: 8, appliedIndex: 8 } }));
+    const started = Date.now();
+    const never = await harness(stuck).request("GET", "/readyz?node=n2&sync&timeout=300ms");
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(never.status).toBe(503);
+    expect(await never.text()).toBe(
+      "[+]node ok\n[+]leader ok\n[+]store ok\n[+]sync not ok: n2 applied 8 of the leader's 10 entries before the deadline",
+    );
+  });
+});
+
+describe("/leader", () => {
+  it("GET names the leader as a /nodes entry", async () => {
+    const cluster = new FakeCluster(["n1", "n2", "n3"], "n2");
+    const { request } = harness(cluster, fixedClock);
+    const response = await request("GET", "/leader");
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe(
+      JSON.stringify({ id: "n2", api_addr: "https://db.example.com", addr: `${cluster.name}/n2`, voter: true, reachable: true, leader: true, time_s: "0s" }),
+    );
+    const none = await harness(new FakeCluster(["n1", "n2", "n3"], null)).request("GET", "/leader");
+    expect(none.status).toBe(503);
+    expect(none.headers.get("Retry-After")).toBe("2");
+  });
+
+  it("POST steps down, optionally to {\"id\": name}", async () => {
+    const { cluster, request } = harness();
+    const plain = await request("POST", "/leader");
+    expect(plain.status).toBe(200);
+    expect(await plain.json()).toEqual({ leader: "n2", term: 2 });
+    const named = await request("POST", "/leader", { json: { id: "n3" } });
+    expect(await named.json()).toEqual({ leader: "n3", term: 3 });
+    expect(cluster.callsTo("transferLeadership").map((call) => (call.request as TransferRequest).to)).toEqual([undefined, "n3"]);
+    const bad = await request("POST", "/leader", { json: { id: 5 } });
+    expect(bad.status).toBe(400);
+  });
+});

@@ -1,0 +1,270 @@
+// The rqlite data API against fake nodes: byte-exact bodies, parameters, limits and refusals.
+import { describe, expect, it } from "vitest";
+import type { ExecuteRequest, QueryRequest } from "../../src/objects/api";
+import { FakeCluster, harness, nodeError, TOKENS } from "./http-support";
+
+function lastExecute(cluster: FakeCluster): ExecuteRequest {
+  const call = cluster.callsTo("execute").at(-1);
+  expect(call).toBeDefined();
+  return call?.request as ExecuteRequest;
+}
+
+function lastQuery(cluster: FakeCluster): QueryRequest & { node: string } {
+  const call = cluster.callsTo("query").at(-1);
+  expect(call).toBeDefined();
+  return { ...(call?.request as QueryRequest), node: call?.node ?? "" };
+}
+
+describe("POST /db/execute", () => {
+  it("answers in rqlite's exact shape, with the serving node and raft index in headers", async () => {
+    const { cluster, request } = harness();
+    const response = await request("POST", "/db/execute", {
+      json: ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)", ["INSERT INTO foo(name) VALUES(?)", "fiona"]],
+    });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/json; charset=utf-8");
+    expect(await response.text()).toBe('{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}');
+    expect(response.headers.get("X-DHA-Node")).toBe("n1");
+    expect(response.headers.get("X-DHA-Raft-Index")).toBe("11");
+    const sent = lastExecute(cluster);
+    expect(sent.request.statements).toEqual([
+      { sql: "CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)" },
+      { sql: "INSERT INTO foo(name) VALUES(?)", params: ["fiona"] },
+    ]);
+    expect(sent.request.transaction).toBe(false);
+    expect(sent.cluster.name).toBe(cluster.name);
+    expect(sent.node).toBe("n1");
+    expect(sent.protocolVersion).toBe(1);
+    expect(sent.timeoutMs).toBeGreaterThan(0);
+  });
+
+  it("honours transaction, raft_index, timings and pretty", async () => {
+    const { cluster, request } = harness();
+    cluster.executeResult = () => ({ lastInsertId: 5, rowsAffected: 2, time: 0.25 });
+    const response = await request("POST", "/db/execute?transaction&raft_index&timings&pretty", { json: ["UPDATE foo SET a = 1"] });
+    const text = await response.text();
+    expect(lastExecute(cluster).request.transaction).toBe(true);
+    const parsed = JSON.parse(text) as { results: unknown[]; time?: number; raft_index: number };
+    expect(parsed.results).toEqual([{ last_insert_id: 5, rows_affected: 2, time: 0.25 }]);
+    expect(parsed.raft_index).toBe(11);
+    // The request-level time is measured; workerd's clock stands still between I/O, and rqlite omits a zero time.
+    expect(parsed.time === undefined || parsed.time > 0).toBe(true);
+    expect(text.startsWith('{\n    "results": [\n        {\n            "last_insert_id": 5,')).toBe(true);
+  });
+
+  it("returns per-statement errors with HTTP 200", async () => {
+    const { cluster, request } = harness();
+    cluster.executeResult = (statement) => (statement.sql.includes("nonsense") ? { error: 'near "nonsense": syntax error' } : { rowsAffected: 1 });
+    const response = await request("POST", "/db/execute", { json: ["INSERT INTO nonsense", "DELETE FROM foo"] });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"results":[{"error":"near \\"nonsense\\": syntax error"},{"rows_affected":1}]}');
+  });
+
+  it("takes one statement as text/plain", async () => {
+    const { cluster, request } = harness();
+    const response = await request("POST", "/db/execute", { body: "DELETE FROM foo", headers: { "Content-Type": "text/plain" } });
+    expect(response.status).toBe(200);
+    expect(lastExecute(cluster).request.statements).toEqual([{ sql: "DELETE FROM foo" }]);
+  });
+
+  it("refuses unparseable bodies with 400 and sends nothing to a node", async () => {
+    const { cluster, request } = harness();
+    for (const body of ["not json", "{}", "[]", "[5]", '[["SELECT ?", {"a": {"b": 1}}]]']) {
+      const response = await request("POST", "/db/execute", { body, headers: { "Content-Type": "application/json" } });
+      expect(response.status, body).toBe(400);
+      const parsed = (await response.json()) as { results: unknown[]; error: string };
+      expect(parsed.results).toEqual([]);
+      expect(parsed.error.length).toBeGreaterThan(0);
+    }
+    expect(cluster.callsTo("execute")).toEqual([]);
+  });
+
+  it("refuses a body over the limit with 413", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { limits: { maxBodyBytes: 64 } });
+    const response = await request("POST", "/db/execute", { json: [`INSERT INTO t VALUES('${"x".repeat(100)}')`] });
+    expect(response.status).toBe(413);
+    expect(await response.text()).toBe('{"results":[],"error":"the request body is larger than 64 bytes"}');
+    expect(cluster.callsTo("execute")).toEqual([]);
+  });
+
+  it("refuses unsupported and malformed parameters", async () => {
+    const { request } = harness();
+    const cases: [string, RegExp][] = [
+      ["/db/execute?queue", /queued writes/],
+      ["/db/execute?timeout=soon", /timeout "soon" is not a valid duration/],
+      ["/db/execute?timeout=10m", /timeout may be at most 60s/],
+    ];
+    for (const [path, message] of cases) {
+      const response = await request("POST", path, { json: ["DELETE FROM foo"] });
+      expect(response.status, path).toBe(400);
+      expect(((await response.json()) as { error: string }).error).toMatch(message);
+    }
+  });
+
+  it("uses a client's Idempotency-Key as the request id, namespaced per token", async () => {
+    const { cluster, request } = harness();
+    const first = await request("POST", "/db/execute", { json: ["INSERT INTO t VALUES(1)"], headers: { "Idempotency-Key": "order-42" } });
+    const again = await request("POST", "/db/execute", { json: ["INSERT INTO t VALUES(1)"], headers: { "Idempotency-Key": "order-42" } });
+    expect(first.headers.get("X-DHA-Request-Id")).toBe("order-42");
+    expect(await again.text()).toBe(await first.text());
+    const ids = cluster.callsTo("execute").map((call) => (call.request as ExecuteRequest).request.id);
+    expect(ids[0]).toBe(ids[1]);
+    expect(ids[0]).toMatch(/^[0-9a-f]{16}:order-42$/);
+    expect(cluster.applied_requests.size).toBe(1);
+    const other = await request("POST", "/db/execute", {
+      json: ["INSERT INTO t VALUES(1)"],
+      headers: { "Idempotency-Key": "order-42" },
+      token: TOKENS.writer,
+    });
+    expect(other.status).toBe(200);
+    expect(cluster.applied_requests.size).toBe(2);
+    const bad = await request("POST", "/db/execute", { json: ["SELECT 1"], headers: { "Idempotency-Key": "no spaces" } });
+    expect(bad.status).toBe(400);
+  });
+});
+
+describe("GET|POST /db/query", () => {
+  it("answers GET ?q= in rqlite's exact shape", async () => {
+    const { cluster, request } = harness();
+    const response = await request("GET", `/db/query?q=${encodeURIComponent("SELECT * FROM foo")}`);
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}');
+    const sent = lastQuery(cluster);
+    expect(sent.statements).toEqual([{ sql: "SELECT * FROM foo" }]);
+    expect(sent.level).toBe("weak");
+    expect(sent.node).toBe("n1");
+  });
+
+  it("answers POST with parameters, associatively and with byte-array BLOBs", async () => {
+    const { cluster, request } = harness();
+    cluster.queryResult = () => ({ columns: ["id", "data"], types: ["integer", "blob"], rows: [[1, new Uint8Array([104, 105])]] });
+    const response = await request("POST", "/db/query?associative&blob_array", { json: [["SELECT * FROM foo WHERE name=:name", { name: "fiona" }]] });
+    expect(await response.text()).toBe('{"results":[{"types":{"data":"blob","id":"integer"},"rows":[{"data":[104,105],"id":1}]}]}');
+    expect(lastQuery(cluster).statements).toEqual([{ sql: "SELECT * FROM foo WHERE name=:name", params: { name: "fiona" } }]);
+    const base64 = await request("POST", "/db/query", { json: ["SELECT data FROM foo"] });
+    expect(await base64.text()).toBe('{"results":[{"columns":["id","data"],"types":["integer","blob"],"values":[[1,"aGk="]]}]}');
+  });
+
+  it("omits values on an empty result set", async () => {
+    const { cluster, request } = harness();
+    cluster.queryResult = () => ({ columns: ["id"], types: ["integer"], rows: [] });
+    const response = await request("GET", "/db/query?q=SELECT%20id%20FROM%20foo");
+    expect(await response.text()).toBe('{"results":[{"columns":["id"],"types":["integer"]}]}');
+  });
+
+  it("refuses a missing q, an unknown level and writes", async () => {
+    const { cluster, request } = harness();
+    const missing = await request("GET", "/db/query");
+    expect(missing.status).toBe(400);
+    expect(await missing.text()).toBe('{"results":[],"error":"the query parameter q is missing: GET /db/query?q=SELECT..."}');
+    const level = await request("GET", "/db/query?q=SELECT%201&level=eventual");
+    expect(level.status).toBe(400);
+    expect(((await level.json()) as { error: string }).error).toBe(
+      'level "eventual" is unknown: use none, weak, linearizable, strong or auto',
+    );
+    const write = await request("POST", "/db/query", { json: ["SELECT 1", "DELETE FROM foo"] });
+    expect(write.status).toBe(400);
+    expect(((await write.json()) as { error: string }).error).toMatch(/statement 2 changes the database \(DELETE\)/);
+    const strict = await request("GET", "/db/query?q=SELECT%201&level=none&freshness=1s&freshness_strict");
+    expect(strict.status).toBe(400);
+    expect(cluster.callsTo("query")).toEqual([]);
+  });
+
+  it("passes transaction and freshness for level none", async () => {
+    const { cluster, request } = harness();
+    await request("GET", "/db/query?q=SELECT%201&level=none&freshness=1500ms&transaction");
+    const sent = lastQuery(cluster);
+    expect(sent.level).toBe("none");
+    expect(sent.freshnessMs).toBe(1500);
+    expect(sent.transaction).toBe(true);
+    await request("GET", "/db/query?q=SELECT%201&level=weak&freshness=1s");
+    expect(lastQuery(cluster).freshnessMs).toBeUndefined();
+  });
+});
+
+describe("POST /db/request", () => {
+  it("sends reads to the query path and mixed requests through the log", async () => {
+    const { cluster, request } = harness();
+    const reads = await request("POST", "/db/request", { json: ["SELECT * FROM foo"] });
+    expect(await reads.text()).toBe('{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}');
+    expect(cluster.callsTo("query")).toHaveLength(1);
+    cluster.executeResult = (statement) =>
+      statement.sql.startsWith("SELECT")
+        ? { columns: ["id"], types: ["integer"], rows: [[1]] }
+        : statement.sql.includes("bar")
+          ? { error: "no such table: bar" }
+          : { lastInsertId: 1, rowsAffected: 1 };
+    const mixed = await request("POST", "/db/request?associative", {
+      json: [["INSERT INTO foo(name) VALUES(?)", "fiona"], "SELECT id FROM foo", "INSERT INTO bar VALUES(1)"],
+    });
+    expect(await mixed.text()).toBe(
+      '{"results":[{"last_insert_id":1,"rows_affected":1,"rows":null},{"types":{"id":"integer"},"rows":[{"id":1}]},{"error":"no such table: bar"}]}',
+    );
+    expect(cluster.callsTo("execute")).toHaveLength(1);
+  });
+
+  it("needs the write role only when it writes", async () => {
+    const { cluster, request } = harness();
+    const read = await request("POST", "/db/request", { json: ["SELECT 1"], token: TOKENS.reader });
+    expect(read.status).toBe(200);
+    const write = await request("POST", "/db/request", { json: ["SELECT 1", "INSERT INTO t VALUES(1)"], token: TOKENS.reader });
+    expect(write.status).toBe(403);
+    expect(await write.text()).toBe('{"error":"this token lacks the \\"write\\" role"}');
+    expect(cluster.callsTo("execute")).toEqual([]);
+  });
+});
+
+describe("GET /db/backup and POST /db/load", () => {
+  it("dumps the leader's state as SQL", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n2"));
+    const response = await request("GET", "/db/backup?fmt=sql");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/sql");
+    expect(response.headers.get("X-DHA-Node")).toBe("n2");
+    expect(new TextDecoder().decode(await response.arrayBuffer())).toContain("CREATE TABLE foo");
+    expect(cluster.callsTo("backup").map((call) => call.node)).toContain("n2");
+    const binary = await request("GET", "/db/backup");
+    expect(binary.status).toBe(400);
+    expect(((await binary.json()) as { error: string }).error).toMatch(/add \?fmt=sql/);
+  });
+
+  it("loads a dump as one transactional request", async () => {
+    const { cluster, request } = harness();
+    const dump = "BEGIN TRANSACTION;\nCREATE TABLE foo (id INTEGER, name TEXT);\nINSERT INTO foo VALUES(1,'a;b');\nCOMMIT;\n";
+    const response = await request("POST", "/db/load", { body: dump, headers: { "Content-Type": "text/plain" } });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}');
+    const sent = lastExecute(cluster);
+    expect(sent.request.transaction).toBe(true);
+    expect(sent.request.statements).toEqual([{ sql: "CREATE TABLE foo (id INTEGER, name TEXT)" }, { sql: "INSERT INTO foo VALUES(1,'a;b')" }]);
+  });
+
+  it("refuses binary SQLite files, empty dumps and oversized dumps, applying nothing", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { limits: { maxLoadBodyBytes: 200 } });
+    const sqlite = new Uint8Array([...new TextEncoder().encode("SQLite format 3\0"), 1, 2, 3]);
+    const binary = await request("POST", "/db/load", { body: sqlite, headers: { "Content-Type": "application/octet-stream" } });
+    expect(binary.status).toBe(400);
+    expect(((await binary.json()) as { error: string }).error).toMatch(/binary SQLite files are not supported/);
+    const empty = await request("POST", "/db/load", { body: "-- nothing\n", headers: { "Content-Type": "text/plain" } });
+    expect(empty.status).toBe(400);
+    const large = await request("POST", "/db/load", { body: "INSERT INTO t VALUES(1);".repeat(20), headers: { "Content-Type": "text/plain" } });
+    expect(large.status).toBe(413);
+    expect(cluster.callsTo("execute")).toEqual([]);
+  });
+});
+
+describe("node refusals", () => {
+  it("maps INVALID_REQUEST to 400 and INTERNAL to 500 in rqlite's request-level shape", async () => {
+    const { cluster, request } = harness();
+    cluster.on("n1", "execute", () => nodeError("n1", "INVALID_REQUEST", "random() is not deterministic", { retryable: false }));
+    const invalid = await request("POST", "/db/execute", { json: ["INSERT INTO t VALUES(random())"] });
+    expect(invalid.status).toBe(400);
+    expect(await invalid.text()).toBe('{"results":[],"error":"random() is not deterministic"}');
+    expect(invalid.headers.get("X-DHA-Error-Code")).toBe("INVALID_REQUEST");
+    const other = new FakeCluster();
+    other.on("n1", "query", () => nodeError("n1", "INTERNAL", "disk on fire", { retryable: false }));
+    const broken = await harness(other).request("GET", "/db/query?q=SELECT%201");
+    expect(broken.status).toBe(500);
+    expect(await broken.text()).toBe('{"results":[],"error":"disk on fire"}');
+  });
+});

@@ -1,0 +1,221 @@
+// Leader routing, elections, retries and deadlines, against fake nodes that misbehave on cue.
+import { describe, expect, it } from "vitest";
+import type { ExecuteRequest, QueryRequest } from "../../src/objects/api";
+import { FakeCluster, harness, nodeError } from "./http-support";
+
+const write = { json: ["INSERT INTO foo(name) VALUES('fiona')"] };
+
+function executeIds(cluster: FakeCluster): string[] {
+  return cluster.callsTo("execute").map((call) => (call.request as ExecuteRequest).request.id);
+}
+
+function nodesCalled(cluster: FakeCluster, method: "execute" | "query"): string[] {
+  return cluster.callsTo(method).map((call) => call.node);
+}
+
+describe("leader routing", () => {
+  it("follows a NOT_LEADER hint and then goes straight to the cached leader", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"));
+    const first = await request("POST", "/db/execute", write);
+    expect(first.status).toBe(200);
+    expect(first.headers.get("X-DHA-Node")).toBe("n3");
+    expect(nodesCalled(cluster, "execute")).toEqual(["n1", "n3"]);
+    const second = await request("POST", "/db/execute", write);
+    expect(second.status).toBe(200);
+    expect(nodesCalled(cluster, "execute")).toEqual(["n1", "n3", "n3"]);
+  });
+
+  it("refreshes a stale cached leader from the NOT_LEADER answer", async () => {
+    const { cluster, request } = harness();
+    await request("POST", "/db/execute", write);
+    cluster.elect("n2");
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n2");
+    expect(nodesCalled(cluster, "execute")).toEqual(["n1", "n1", "n2"]);
+  });
+
+  it("moves on from an unreachable cached leader", async () => {
+    const { cluster, request } = harness();
+    await request("POST", "/db/execute", write);
+    cluster.unreachable("n1");
+    cluster.elect("n2");
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n2");
+  });
+});
+
+describe("elections (waitForElectionComplete)", () => {
+  it("waits for an election under way, then writes to the new leader", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null));
+    cluster.on("n1", "waitForLeader", () => {
+      // The election completes while the request waits.
+      setTimeout(() => cluster.elect("n2"), 20);
+      return undefined;
+    });
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n2");
+    expect(cluster.callsTo("waitForLeader").map((call) => call.node)).toEqual(["n1"]);
+    expect(nodesCalled(cluster, "execute")).toEqual(["n1", "n2"]);
+  });
+
+  it("answers 503 with Retry-After and the reason when no leader emerges in time, applying nothing", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null), { policy: { maxElectionWaitMs: 60 } });
+    const started = Date.now();
+    const response = await request("POST", "/db/execute", write);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(response.status).toBe(503);
+    expect(response.headers.get("Retry-After")).toBe("2");
+    expect(response.headers.get("X-DHA-Error-Code")).toBe("NO_LEADER");
+    const body = (await response.json()) as { results: unknown[]; error: string };
+    expect(body.results).toEqual([]);
+    expect(body.error).toMatch(/^no leader: no leader was elected within 60 ms/);
+    expect(cluster.applied_requests.size).toBe(0);
+  });
+
+  it("waits for a leader before a linearizable read on a follower", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null));
+    cluster.on("n1", "waitForLeader", () => {
+      setTimeout(() => cluster.elect("n3"), 10);
+      return undefined;
+    });
+    const response = await request("GET", "/db/query?q=SELECT%201&level=linearizable");
+    expect(response.status).toBe(200);
+    // The follower serves it once a leader can confirm the read index.
+    expect(response.headers.get("X-DHA-Node")).toBe("n1");
+  });
+});
+
+describe("retries", () => {
+  it("retries a write after TIMEOUT with the same request id, and the leader applies it once", async () => {
+    const { cluster, request } = harness();
+    let timeouts = 0;
+    cluster.on("n1", "execute", async (req: ExecuteRequest, node) => {
+      if (timeouts++ === 0) {
+        // Applied, but the answer is lost: only deduplication keeps the retry from applying it twice.
+        await node.execute(req);
+        return nodeError("n1", "TIMEOUT", "commit not confirmed in time");
+      }
+      return undefined;
+    });
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(200);
+    const ids = executeIds(cluster);
+    expect(new Set(ids).size).toBe(1);
+    expect(cluster.applied_requests.size).toBe(1);
+    expect(response.headers.get("X-DHA-Request-Id")).toBe(ids[0]?.split(":")[1]);
+  });
+
+  it("backs off on QUEUE_FULL and TRANSFER_IN_PROGRESS, keeping the request id", async () => {
+    const { cluster, request } = harness();
+    const refusals = ["QUEUE_FULL", "TRANSFER_IN_PROGRESS", "QUEUE_FULL"] as const;
+    let calls = 0;
+    cluster.on("n1", "execute", () => {
+      const code = refusals[calls++];
+      return code === undefined ? undefined : nodeError("n1", code, `busy (${code})`);
+    });
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(200);
+    expect(new Set(executeIds(cluster)).size).toBe(1);
+    expect(executeIds(cluster)).toHaveLength(4);
+  });
+
+  it("gives up after the attempt budget with 503 and the last error", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { policy: { maxAttempts: 3 } });
+    cluster.on("n1", "execute", () => nodeError("n1", "QUEUE_FULL", "the proposal queue is full"));
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(503);
+    expect(response.headers.get("Retry-After")).toBe("2");
+    expect(((await response.json()) as { error: string }).error).toBe(
+      "3 attempts failed (last error from n1: QUEUE_FULL: the proposal queue is full)",
+    );
+    expect(executeIds(cluster)).toHaveLength(3);
+  });
+
+  it("reports an unknown outcome (504) when a write's answer never comes before the deadline", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { policy: { attemptTimeoutMs: 40 } });
+    cluster.hang("n1");
+    cluster.unreachable("n2");
+    cluster.unreachable("n3");
+    const started = Date.now();
+    const response = await request("POST", "/db/execute?timeout=300ms", write);
+    expect(Date.now() - started).toBeLessThan(2_000);
+    expect(response.status).toBe(504);
+    const body = (await response.json()) as { results: unknown[]; error: string };
+    expect(body.error).toMatch(/may or may not have been applied/);
+    expect(response.headers.get("X-DHA-Error-Code")).toBe("OUTCOME_UNKNOWN");
+    expect(response.headers.get("X-DHA-Request-Id")).toMatch(/^[0-9a-f-]{36}$/);
+  });
+
+  it("does not hammer an overloaded node", async () => {
+    const { cluster, request } = harness();
+    cluster.unreachable("n1", { overloaded: true, retryable: true });
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(503);
+    expect(response.headers.get("X-DHA-Error-Code")).toBe("OVERLOADED");
+    expect(response.headers.get("Retry-After")).toBe("2");
+    expect(executeIds(cluster)).toHaveLength(1);
+  });
+
+  it("treats a malformed node answer as a failed call", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2"], "n1"), { policy: { maxAttempts: 2 } });
+    cluster.on("n1", "execute", () => ({ nonsense: true }) as never);
+    cluster.on("n2", "execute", () => ({ nonsense: true }) as never);
+    const response = await request("POST", "/db/execute", write);
+    expect(response.status).toBe(504);
+    expect(((await response.json()) as { error: string }).error).toMatch(/malformed answer/);
+  });
+});
+
+describe("read routing", () => {
+  it("sends weak and strong reads to the leader, none and linearizable to the preferred node", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n2"));
+    for (const level of ["weak", "strong", "none", "linearizable", "auto"]) {
+      const response = await request("GET", `/db/query?q=SELECT%201&level=${level}`);
+      expect(response.status, level).toBe(200);
+    }
+    const served = cluster
+      .callsTo("query")
+      .filter((call) => (call.request as QueryRequest).level !== undefined)
+      .map((call) => `${(call.request as QueryRequest).level}@${call.node}`);
+    expect(served).toEqual(["weak@n1", "weak@n2", "strong@n2", "none@n1", "linearizable@n1", "weak@n2"]);
+  });
+
+  it("moves a read to the next node when one never answers", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { policy: { attemptTimeoutMs: 40 } });
+    cluster.hang("n1");
+    const response = await request("GET", "/db/query?q=SELECT%201&level=none");
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n2");
+  });
+
+  it("reads your writes: the write's raft index bounds the read, a stale node hands over to the leader", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"));
+    const written = await request("POST", "/db/execute", write);
+    const index = written.headers.get("X-DHA-Raft-Index") ?? "";
+    expect(index).toBe("11");
+    cluster.applied.set("n1", 10);
+    const read = await request("GET", "/db/query?q=SELECT%201", { headers: { "X-DHA-Raft-Index": index } });
+    expect(read.status).toBe(200);
+    expect(read.headers.get("X-DHA-Node")).toBe("n3");
+    const sent = cluster.callsTo("query").map((call) => [call.node, (call.request as QueryRequest).level, (call.request as QueryRequest).minAppliedIndex]);
+    expect(sent).toEqual([
+      ["n1", "none", 11],
+      ["n3", "none", 11],
+    ]);
+    const byParam = await request("GET", "/db/query?q=SELECT%201&min_raft_index=5");
+    expect(byParam.status).toBe(200);
+    const bad = await request("GET", "/db/query?q=SELECT%201", { headers: { "X-DHA-Raft-Index": "eleven" } });
+    expect(bad.status).toBe(400);
+  });
+
+  it("prefers nodes on the caller's continent", async () => {
+    const cluster = new FakeCluster();
+    const { request } = harness(cluster, {}, { CLUSTER_NODES: "n1@wnam,n2@weur,n3@apac" });
+    const response = await request("GET", "/db/query?q=SELECT%201&level=none", { cf: { continent: "EU" } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n2");
+  });
+});

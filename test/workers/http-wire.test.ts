@@ -1,0 +1,238 @@
+// Units of the HTTP layer: rqlite's JSON encoding, Go durations, request bodies, result shapes, dump splitting, config.
+import { describe, expect, it } from "vitest";
+import { parseClusterConfig } from "../../src/worker/config";
+import { splitSqlDump } from "../../src/worker/data/dump";
+import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
+import {
+  encodeDataResponse,
+  renderExecuteResult,
+  renderQueryResult,
+  renderRequestResult,
+  type RenderOptions,
+} from "../../src/worker/data/render";
+import { concreteLevel } from "../../src/worker/data/service";
+import { isSurelyReadOnly, isSurelyWrite, parseStatementsBody } from "../../src/worker/data/statements";
+import { parseGoDurationMs } from "../../src/worker/http/duration";
+import { ApiError } from "../../src/worker/http/errors";
+import { encodeWire, GoMap } from "../../src/worker/http/wire-json";
+
+const plain: RenderOptions = { associative: false, blobArray: false, timings: false };
+
+function parseError(body: string, contentType?: string): ApiError {
+  try {
+    parseStatementsBody(body, contentType, DEFAULT_LIMITS);
+  } catch (error) {
+    if (error instanceof ApiError) {
+      return error;
+    }
+    throw error;
+  }
+  throw new Error(`expected ${body} to be refused`);
+}
+
+describe("Go-compatible JSON", () => {
+  it("escapes <, >, & and the line separators as encoding/json does", () => {
+    expect(encodeWire({ a: "<b> & \u2028\u2029", c: "\u0001\n" })).toBe(
+      '{"a":"\\u003cb\\u003e \\u0026 \\u2028\\u2029","c":"\\u0001\\n"}',
+    );
+  });
+
+  it("sorts map keys bytewise and keeps a struct's field order", () => {
+    expect(encodeWire(new GoMap([["name", 1], ["10", 2], ["2", 3], ["Age", 4]]))).toBe('{"10":2,"2":3,"Age":4,"name":1}');
+    expect(encodeWire({ z: 1, a: 2, skipped: undefined })).toBe('{"z":1,"a":2}');
+  });
+
+  it("indents like json.MarshalIndent with four spaces, empty containers inline", () => {
+    expect(encodeWire({ results: [{ a: [1, 2] }, {}], e: [] }, true)).toBe(
+      '{\n    "results": [\n        {\n            "a": [\n                1,\n                2\n            ]\n        },\n        {}\n    ],\n    "e": []\n}',
+    );
+  });
+});
+
+describe("Go durations", () => {
+  it("parses the forms rqlite accepts", () => {
+    expect(parseGoDurationMs("1s")).toBe(1000);
+    expect(parseGoDurationMs("500ms")).toBe(500);
+    expect(parseGoDurationMs("1m30s")).toBe(90_000);
+    expect(parseGoDurationMs("1.5h")).toBe(5_400_000);
+    expect(parseGoDurationMs("250us")).toBeCloseTo(0.25);
+    expect(parseGoDurationMs("0")).toBe(0);
+    expect(parseGoDurationMs("-2s")).toBe(-2000);
+  });
+
+  it("refuses what Go refuses", () => {
+    for (const bad of ["", "1", "s", "1x", "1s2", "1 s", "abc", ".s"]) {
+      expect(parseGoDurationMs(bad), bad).toBeNull();
+    }
+  });
+});
+
+describe("request bodies", () => {
+  it("takes plain, positional, named, mixed and text/plain statements", () => {
+    const body = JSON.stringify([
+      "CREATE TABLE foo (id INTEGER, name TEXT)",
+      ["INSERT INTO foo(name, age) VALUES(?, ?)", "fiona", 20],
+      ["INSERT INTO foo(name, age) VALUES(:name, :age)", { name: "fiona", age: 20 }],
+      ["SELECT 1"],
+      ["INSERT INTO b(data, flag) VALUES(?, ?)", [1, 2, 255], true],
+    ]);
+    const statements = parseStatementsBody(body, "application/json", DEFAULT_LIMITS);
+    expect(statements).toEqual([
+      { sql: "CREATE TABLE foo (id INTEGER, name TEXT)" },
+      { sql: "INSERT INTO foo(name, age) VALUES(?, ?)", params: ["fiona", 20] },
+      { sql: "INSERT INTO foo(name, age) VALUES(:name, :age)", params: { name: "fiona", age: 20 } },
+      { sql: "SELECT 1" },
+      { sql: "INSERT INTO b(data, flag) VALUES(?, ?)", params: [new Uint8Array([1, 2, 255]), 1] },
+    ]);
+    expect(parseStatementsBody("SELECT * FROM foo", "text/plain; charset=utf-8", DEFAULT_LIMITS)).toEqual([
+      { sql: "SELECT * FROM foo" },
+    ]);
+  });
+
+  it("refuses malformed bodies with a message that says where", () => {
+    expect(parseError("[").message).toMatch(/^invalid JSON body/);
+    expect(parseError('{"sql": "x"}').message).toBe("invalid request: the body must be a JSON array of statements");
+    expect(parseError("[]").message).toBe("no statements");
+    expect(parseError('["SELECT 1", 5]').message).toMatch(/^statement 2: expected a SQL string/);
+    expect(parseError('[[1, 2]]').message).toBe("statement 1: the first element must be the SQL string");
+    expect(parseError('[["SELECT ?", [1, 300]]]').message).toMatch(/byte/);
+    expect(parseError('[["SELECT ?", [[1]]]]').message).toMatch(/byte/);
+    expect(parseError('[["SELECT ?, :a", 1, {"a": 2}]]').message).toMatch(/mixes positional and named/);
+    expect(parseError('["   "]').message).toBe("statement 1 is empty");
+    expect(parseError("", "text/plain").message).toBe("statement 1 is empty");
+    expect(parseError("[]").status).toBe(400);
+  });
+
+  it("enforces the statement, length and parameter limits with 413", () => {
+    const many = JSON.stringify(Array.from({ length: 1001 }, () => "SELECT 1"));
+    const tooMany = parseError(many);
+    expect(tooMany.status).toBe(413);
+    expect(tooMany.message).toMatch(/1001 statements; at most 1000/);
+    const params = parseError(JSON.stringify([["SELECT 1", ...Array.from({ length: 101 }, (_, i) => i)]]));
+    expect(params.status).toBe(413);
+    expect(params.message).toMatch(/101 parameters; at most 100/);
+    const long = parseError(JSON.stringify([`SELECT '${"x".repeat(100_001)}'`]));
+    expect(long.status).toBe(413);
+    expect(long.message).toMatch(/bytes long; at most 100000/);
+  });
+
+  it("classifies statements conservatively", () => {
+    expect(isSurelyReadOnly("  /* c */ -- x\n (SELECT 1)")).toBe(true);
+    expect(isSurelyReadOnly("WITH x AS (SELECT 1) DELETE FROM t")).toBe(false);
+    expect(isSurelyReadOnly("PRAGMA table_info(t)")).toBe(false);
+    expect(isSurelyWrite("insert into t values (1)")).toBe(true);
+    expect(isSurelyWrite("SELECT 1")).toBe(false);
+    expect(isSurelyWrite("WITH x AS (SELECT 1) SELECT * FROM x")).toBe(false);
+  });
+});
+
+describe("rqlite result shapes", () => {
+  it("renders execute results without zero fields", () => {
+    const results = [{ lastInsertId: 1, rowsAffected: 1, time: 0.01 }, {}, { error: "near \"nonsense\": syntax error" }];
+    expect(encodeDataResponse({ results: results.map((r) => renderExecuteResult(r, plain)) }, false)).toBe(
+      '{"results":[{"last_insert_id":1,"rows_affected":1},{},{"error":"near \\"nonsense\\": syntax error"}]}',
+    );
+    const timed = { ...plain, timings: true };
+    expect(encodeDataResponse({ results: [renderExecuteResult(results[0] ?? {}, timed)], timeSeconds: 0.5, raftIndex: 7 }, false)).toBe(
+      '{"results":[{"last_insert_id":1,"rows_affected":1,"time":0.01}],"time":0.5,"raft_index":7}',
+    );
+  });
+
+  it("renders query results: no values key on an empty set, BLOBs as base64 or byte arrays", () => {
+    const empty = { columns: ["id"], types: ["integer"], rows: [] };
+    expect(encodeWire(renderQueryResult(empty, plain))).toBe('{"columns":["id"],"types":["integer"]}');
+    const blob = { columns: ["b"], types: ["blob"], rows: [[new Uint8Array([1, 2, 3])]] };
+    expect(encodeWire(renderQueryResult(blob, plain))).toBe('{"columns":["b"],"types":["blob"],"values":[["AQID"]]}');
+    expect(encodeWire(renderQueryResult(blob, { ...plain, blobArray: true }))).toBe(
+      '{"columns":["b"],"types":["blob"],"values":[[[1,2,3]]]}',
+    );
+    expect(encodeWire(renderQueryResult({ error: "no such table: bar" }, plain))).toBe('{"error":"no such table: bar"}');
+  });
+
+  it("renders associative results with sorted maps and an always-present rows list", () => {
+    const result = { columns: ["name", "id", "age"], types: ["text", "integer", "integer"], rows: [[ "fiona", 1, 20 ]] };
+    const assoc = { ...plain, associative: true };
+    expect(encodeWire(renderQueryResult(result, assoc))).toBe(
+      '{"types":{"age":"integer","id":"integer","name":"text"},"rows":[{"age":20,"id":1,"name":"fiona"}]}',
+    );
+    expect(encodeWire(renderQueryResult({ columns: ["id"], types: ["integer"], rows: [] }, assoc))).toBe(
+      '{"types":{"id":"integer"},"rows":[]}',
+    );
+  });
+
+  it("renders unified results as query or execute results", () => {
+    expect(encodeWire(renderRequestResult({ lastInsertId: 2, rowsAffected: 1 }, plain))).toBe('{"last_insert_id":2,"rows_affected":1}');
+    expect(encodeWire(renderRequestResult({ lastInsertId: 2, rowsAffected: 1 }, { ...plain, associative: true }))).toBe(
+      '{"last_insert_id":2,"rows_affected":1,"rows":null}',
+    );
+    expect(encodeWire(renderRequestResult({ error: "no such table: bar" }, { ...plain, associative: true }))).toBe(
+      '{"error":"no such table: bar"}',
+    );
+    expect(encodeWire(renderRequestResult({ columns: ["x"], types: [""], rows: [[1]] }, plain))).toBe(
+      '{"columns":["x"],"types":[""],"values":[[1]]}',
+    );
+  });
+});
+
+describe("read levels", () => {
+  it("resolves defaults, auto and read-your-writes", () => {
+    expect(concreteLevel({})).toBe("weak");
+    expect(concreteLevel({ level: "auto" })).toBe("weak");
+    expect(concreteLevel({ level: "auto", freshnessMs: 1000 })).toBe("none");
+    expect(concreteLevel({ minRaftIndex: 5 })).toBe("none");
+    expect(concreteLevel({ level: "strong", minRaftIndex: 5 })).toBe("strong");
+    expect(concreteLevel({ level: "linearizable" })).toBe("linearizable");
+  });
+});
+
+describe("SQL dumps", () => {
+  it("splits statements, honouring quotes, comments and trigger bodies, and drops transaction control", () => {
+    const dump = [
+      "PRAGMA foreign_keys=OFF;",
+      "BEGIN TRANSACTION;",
+      "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT); -- a comment; with a semicolon",
+      "INSERT INTO foo VALUES(1,'it''s; fine');",
+      'INSERT INTO "odd;name" VALUES(2, "x;y");',
+      "/* block; comment */",
+      "CREATE TRIGGER t AFTER INSERT ON foo BEGIN UPDATE foo SET name = CASE WHEN 1 THEN 'a;' END; DELETE FROM foo WHERE 0; END;",
+      "COMMIT;",
+    ].join("\n");
+    expect(splitSqlDump(dump)).toEqual([
+      "PRAGMA foreign_keys=OFF",
+      "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)",
+      "-- a comment; with a semicolon\nINSERT INTO foo VALUES(1,'it''s; fine')",
+      'INSERT INTO "odd;name" VALUES(2, "x;y")',
+      "/* block; comment */\nCREATE TRIGGER t AFTER INSERT ON foo BEGIN UPDATE foo SET name = CASE WHEN 1 THEN 'a;' END; DELETE FROM foo WHERE 0; END",
+    ]);
+  });
+
+  it("refuses a dump that ends in ROLLBACK or an open quote", () => {
+    expect(() => splitSqlDump("CREATE TABLE a(x);\nROLLBACK; -- due to errors")).toThrow(/ROLLBACK/);
+    expect(() => splitSqlDump("INSERT INTO a VALUES('open);")).toThrow(/unterminated/);
+  });
+});
+
+describe("cluster configuration", () => {
+  const base = { CLUSTER_NAME: "main", CLUSTER_NODES: "n1,n2@weur,n3", HEARTBEAT_INTERVAL_MS: "100", ELECTION_TIMEOUT_MS: "1000" };
+
+  it("parses names, location hints and timings", () => {
+    expect(parseClusterConfig(base)).toEqual({
+      name: "main",
+      members: [{ name: "n1" }, { name: "n2", locationHint: "weur" }, { name: "n3" }],
+      heartbeatIntervalMs: 100,
+      electionTimeoutMs: 1000,
+    });
+  });
+
+  it("says which variable is wrong and why", () => {
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: undefined })).toThrow("CLUSTER_NAME is not set");
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: "a/b" })).toThrow(/CLUSTER_NAME "a\/b" is invalid/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,,n2" })).toThrow(/empty entry/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,n1" })).toThrow(/names "n1" twice/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@mars" })).toThrow(/unknown location hint/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@weur@x" })).toThrow(/expected "name" or "name@hint"/);
+    expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "1e2" })).toThrow(/HEARTBEAT_INTERVAL_MS "1e2" is not a whole number/);
+    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "0" })).toThrow(/ELECTION_TIMEOUT_MS must be a positive/);
+    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "200" })).toThrow(/at least 3 heartbeats/);
+  });
+});

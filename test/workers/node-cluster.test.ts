@@ -1,0 +1,165 @@
+// ClusterNode on the real runtime: elections through real alarms, replication over real RPC, real SQLite.
+import { describe, expect, it } from "vitest";
+import { TestCluster, waitFor } from "./helpers/cluster";
+
+async function createTable(cluster: TestCluster): Promise<number> {
+  const created = await cluster.execute(["CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"]);
+  expect(created.results[0]?.error).toBeUndefined();
+  return created.raftIndex;
+}
+
+async function writeRows(cluster: TestCluster, options: { from: number; count: number; among?: readonly string[] }): Promise<number> {
+  let lastIndex = 0;
+  for (let i = options.from; i < options.from + options.count; i++) {
+    const written = await cluster.execute([{ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", params: [`k${i}`, `v${i}`] }], options.among === undefined ? {} : { among: options.among });
+    expect(written.results[0]?.error).toBeUndefined();
+    expect(written.results[0]?.rowsAffected).toBe(1);
+    lastIndex = written.raftIndex;
+  }
+  return lastIndex;
+}
+
+async function expectIdentical(cluster: TestCluster, options: { index: number; nodes?: readonly string[] }): Promise<string> {
+  const nodes = options.nodes ?? cluster.names;
+  await cluster.waitForConvergence({ index: options.index, nodes });
+  const dumps = await Promise.all(nodes.map((node) => cluster.dump(node)));
+  for (const dump of dumps) expect(dump).toBe(dumps[0]);
+  return dumps[0]!;
+}
+
+describe("ClusterNode", () => {
+  for (const size of [3, 5]) {
+    it(`elects exactly one leader in a ${size}-node cluster and replicates writes to every node`, async () => {
+      const cluster = new TestCluster({ prefix: `elect${size}`, nodes: size });
+      await cluster.startAll();
+      const leader = await cluster.waitForLeader();
+      const statuses = await cluster.statuses();
+      expect(statuses.filter((s) => s.role === "leader").map((s) => s.node)).toEqual([leader]);
+      await createTable(cluster);
+      const index = await writeRows(cluster, { from: 0, count: 10 });
+      const dump = await expectIdentical(cluster, { index });
+      expect(dump).toContain("INSERT INTO \"kv\"");
+      const rows = await cluster.queryLocal(cluster.names[size - 1]!, "SELECT count(*) FROM kv");
+      expect(rows.rows).toEqual([[10]]);
+    });
+  }
+
+  it("elects a new leader when the leader is evicted mid-write; acknowledged writes survive; the old leader rejoins", async () => {
+    const cluster = new TestCluster({ prefix: "evict-leader", nodes: 3 });
+    await cluster.startAll();
+    await createTable(cluster);
+    const oldLeader = await cluster.waitForLeader();
+    await writeRows(cluster, { from: 0, count: 5 });
+    await cluster.evict(oldLeader);
+    const index = await writeRows(cluster, { from: 5, count: 5 });
+    const newLeader = await cluster.waitForLeader();
+    await expectIdentical(cluster, { index });
+    const count = await cluster.queryLocal(oldLeader, "SELECT count(*) FROM kv");
+    expect(count.rows).toEqual([[10]]);
+    const oldStatus = await cluster.status(oldLeader);
+    expect(oldStatus.role === "follower" || newLeader === oldLeader).toBe(true);
+  });
+
+  it("a follower evicted while writes continue catches up", async () => {
+    const cluster = new TestCluster({ prefix: "evict-follower", nodes: 3 });
+    await cluster.startAll();
+    await createTable(cluster);
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.names.find((n) => n !== leader)!;
+    await cluster.evict(follower);
+    const index = await writeRows(cluster, { from: 0, count: 10 });
+    await expectIdentical(cluster, { index });
+  });
+
+  it("a follower whose storage was wiped catches up through a snapshot", async () => {
+    const cluster = new TestCluster({ prefix: "wipe", nodes: 3, snapshotThresholdEntries: 5 });
+    await cluster.startAll();
+    await createTable(cluster);
+    const leader = await cluster.waitForLeader();
+    const follower = cluster.names.find((n) => n !== leader)!;
+    await writeRows(cluster, { from: 0, count: 12 });
+    await cluster.wipe(follower);
+    const index = await writeRows(cluster, { from: 12, count: 3 });
+    await cluster.stub(follower).start(cluster.address(follower));
+    const leaderStatus = await cluster.status(leader);
+    expect(leaderStatus.firstLogIndex).toBeGreaterThan(1);
+    await expectIdentical(cluster, { index });
+    // It holds no log before the leader's snapshot: it can only have caught up by installing one.
+    const wiped = await cluster.status(follower);
+    expect(wiped.firstLogIndex).toBeGreaterThan(1);
+  });
+
+  it("an isolated leader commits nothing; the majority elects a new one; after healing one history remains", async () => {
+    const cluster = new TestCluster({ prefix: "isolate", nodes: 3 });
+    await cluster.startAll();
+    await createTable(cluster);
+    const oldLeader = await cluster.waitForLeader();
+    await cluster.isolate(oldLeader);
+    const majority = cluster.names.filter((n) => n !== oldLeader);
+    // The isolated leader cannot commit: its write times out.
+    const stranded = await cluster.stub(oldLeader).execute({
+      ...cluster.address(oldLeader),
+      request: { id: "stranded", transaction: false, statements: [{ sql: "INSERT INTO kv VALUES ('stranded', 'x')" }] },
+      timeoutMs: 500,
+    });
+    expect(stranded.ok).toBe(false);
+    const newLeader = await cluster.waitForLeader({ among: majority, notLeader: oldLeader });
+    expect(newLeader).not.toBe(oldLeader);
+    await writeRows(cluster, { from: 0, count: 3, among: majority });
+    await cluster.heal();
+    const index = await writeRows(cluster, { from: 3, count: 1 });
+    const dump = await expectIdentical(cluster, { index });
+    expect(dump).not.toContain("stranded");
+  });
+
+  it("a learner joins, catches up log and schema, and only then becomes a voter", async () => {
+    const cluster = new TestCluster({ prefix: "learner", nodes: 3 });
+    await cluster.startAll();
+    await createTable(cluster);
+    await writeRows(cluster, { from: 0, count: 5 });
+    const leader = await cluster.waitForLeader();
+    const added = await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
+    expect(added.ok).toBe(true);
+    if (added.ok) expect(added.value.learners).toContain("n4");
+    const final = await waitFor("n4 to be promoted", async () => {
+      const status = await cluster.status(leader);
+      return status.voters.includes("n4") ? status : undefined;
+    });
+    expect(final.learners).not.toContain("n4");
+    const n4 = await cluster.status("n4");
+    expect(n4.schemaHash).toBe(final.schemaHash);
+    const count = await cluster.queryLocal("n4", "SELECT count(*) FROM kv");
+    expect(count.rows).toEqual([[5]]);
+  });
+
+  it("refused statements leave no log entry; a failed transaction leaves no trace; random() and 'now' agree everywhere", async () => {
+    const cluster = new TestCluster({ prefix: "sm", nodes: 3 });
+    await cluster.startAll();
+    await createTable(cluster);
+    const leader = await cluster.waitForLeader();
+    const before = await cluster.status(leader);
+    const refused = await cluster.stub(leader).execute({
+      ...cluster.address(leader),
+      request: { id: "refused", transaction: false, statements: [{ sql: "ATTACH DATABASE 'x' AS y" }] },
+      timeoutMs: 2_000,
+    });
+    expect(refused.ok).toBe(false);
+    if (!refused.ok) expect(refused.error.code).toBe("INVALID_REQUEST");
+    const after = await cluster.status(leader);
+    expect(after.lastLogIndex).toBe(before.lastLogIndex);
+
+    const failedTx = await cluster.execute(
+      ["INSERT INTO kv VALUES ('tx1', 'a')", "INSERT INTO kv VALUES ('tx1', 'duplicate key')"],
+      { transaction: true },
+    );
+    expect(failedTx.results.some((r) => r.error !== undefined)).toBe(true);
+    const nondeterministic = await cluster.execute([
+      "CREATE TABLE nd (r INTEGER, t TEXT, b BLOB)",
+      "INSERT INTO nd VALUES (random(), datetime('now'), randomblob(8))",
+      "INSERT INTO nd VALUES (abs(random()), CURRENT_TIMESTAMP, NULL)",
+    ]);
+    const dump = await expectIdentical(cluster, { index: nondeterministic.raftIndex });
+    expect(dump).not.toContain("tx1");
+    expect(dump).toContain("INSERT INTO \"nd\"");
+  });
+});
