@@ -156,6 +156,18 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.ctx.storage.kv.put(FAULT_RULES_STORAGE_KEY, parsed);
   }
 
+  /**
+   * Test-only: stops this node for good (alarm cleared, waiting requests failed, every later call refused), so a
+   * finished test leaves no cluster ticking in the background. Refused unless test configuration enabled faults.
+   */
+  async testHalt(): Promise<void> {
+    assertFaultsEnabled(this.env);
+    this.ctx.storage.kv.put(REMOVED_KEY, "halted by the test harness");
+    const runtime = await this.loadRuntime();
+    if (runtime !== null) await this.markRemoved(runtime, "halted by the test harness");
+    await this.ctx.storage.deleteAlarm();
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core.
 

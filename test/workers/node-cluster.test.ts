@@ -1,6 +1,8 @@
 // ClusterNode on the real runtime: elections through real alarms, replication over real RPC, real SQLite.
 import { describe, expect, it } from "vitest";
-import { TestCluster, waitFor } from "./helpers/cluster";
+import { clusterFactory, type TestCluster, waitFor } from "./helpers/cluster";
+
+const newCluster = clusterFactory();
 
 async function createTable(cluster: TestCluster): Promise<number> {
   const created = await cluster.execute(["CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT)"]);
@@ -30,7 +32,7 @@ async function expectIdentical(cluster: TestCluster, options: { index: number; n
 describe("ClusterNode", () => {
   for (const size of [3, 5]) {
     it(`elects exactly one leader in a ${size}-node cluster and replicates writes to every node`, async () => {
-      const cluster = new TestCluster({ prefix: `elect${size}`, nodes: size });
+      const cluster = newCluster({ prefix: `elect${size}`, nodes: size });
       await cluster.startAll();
       const leader = await cluster.waitForLeader();
       const statuses = await cluster.statuses();
@@ -45,7 +47,7 @@ describe("ClusterNode", () => {
   }
 
   it("elects a new leader when the leader is evicted mid-write; acknowledged writes survive; the old leader rejoins", async () => {
-    const cluster = new TestCluster({ prefix: "evict-leader", nodes: 3 });
+    const cluster = newCluster({ prefix: "evict-leader", nodes: 3 });
     await cluster.startAll();
     await createTable(cluster);
     const oldLeader = await cluster.waitForLeader();
@@ -61,7 +63,7 @@ describe("ClusterNode", () => {
   });
 
   it("a follower evicted while writes continue catches up", async () => {
-    const cluster = new TestCluster({ prefix: "evict-follower", nodes: 3 });
+    const cluster = newCluster({ prefix: "evict-follower", nodes: 3 });
     await cluster.startAll();
     await createTable(cluster);
     const leader = await cluster.waitForLeader();
@@ -72,7 +74,7 @@ describe("ClusterNode", () => {
   });
 
   it("a follower whose storage was wiped catches up through a snapshot", async () => {
-    const cluster = new TestCluster({ prefix: "wipe", nodes: 3, snapshotThresholdEntries: 5 });
+    const cluster = newCluster({ prefix: "wipe", nodes: 3, snapshotThresholdEntries: 5 });
     await cluster.startAll();
     await createTable(cluster);
     const leader = await cluster.waitForLeader();
@@ -90,7 +92,7 @@ describe("ClusterNode", () => {
   });
 
   it("an isolated leader commits nothing; the majority elects a new one; after healing one history remains", async () => {
-    const cluster = new TestCluster({ prefix: "isolate", nodes: 3 });
+    const cluster = newCluster({ prefix: "isolate", nodes: 3 });
     await cluster.startAll();
     await createTable(cluster);
     const oldLeader = await cluster.waitForLeader();
@@ -113,7 +115,7 @@ describe("ClusterNode", () => {
   });
 
   it("a learner joins, catches up log and schema, and only then becomes a voter", async () => {
-    const cluster = new TestCluster({ prefix: "learner", nodes: 3 });
+    const cluster = newCluster({ prefix: "learner", nodes: 3 });
     await cluster.startAll();
     await createTable(cluster);
     await writeRows(cluster, { from: 0, count: 5 });
@@ -133,7 +135,7 @@ describe("ClusterNode", () => {
   });
 
   it("refused statements leave no log entry; a failed transaction leaves no trace; random() and 'now' agree everywhere", async () => {
-    const cluster = new TestCluster({ prefix: "sm", nodes: 3 });
+    const cluster = newCluster({ prefix: "sm", nodes: 3 });
     await cluster.startAll();
     await createTable(cluster);
     const leader = await cluster.waitForLeader();

@@ -2,6 +2,7 @@
 // Every test builds its own cluster name (alarms are not reset between tests) and waits on conditions with
 // deadlines, never on fixed sleeps.
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
+import { afterEach } from "vitest";
 import { PROTOCOL_VERSION, type ClusterConfig, type NodeAddress, type NodeResult, type NodeStatusReport } from "../../../src/objects/api";
 import type { ClusterNode } from "../../../src/objects/cluster-node";
 import { objectName } from "../../../src/objects/config";
@@ -167,6 +168,11 @@ export class TestCluster {
     await evictDurableObject(this.stub(node));
   }
 
+  /** Stops every node for good so the finished test leaves nothing ticking. */
+  async halt(): Promise<void> {
+    await Promise.all(this.names.map((name) => this.stub(name).testHalt()));
+  }
+
   /** Evicts a node: in-memory state is lost, storage kept; its alarm or the next call brings it back. */
   async evict(node: string): Promise<void> {
     await evictDurableObject(this.stub(node));
@@ -176,4 +182,21 @@ export class TestCluster {
 export function unwrap<T>(result: NodeResult<T>): T {
   if (!result.ok) throw new Error(`${result.node}: ${result.error.code}: ${result.error.message}`);
   return result.value;
+}
+
+/**
+ * Returns a factory for clusters that are halted after each test of the calling file, so that no cluster of a
+ * finished test keeps ticking (alarms are not reset between tests) and eats the CPU of the next one.
+ */
+export function clusterFactory(): (options: TestClusterOptions) => TestCluster {
+  const live: TestCluster[] = [];
+  afterEach(async () => {
+    const clusters = live.splice(0);
+    await Promise.all(clusters.map((cluster) => cluster.halt()));
+  });
+  return (options) => {
+    const cluster = new TestCluster(options);
+    live.push(cluster);
+    return cluster;
+  };
 }
