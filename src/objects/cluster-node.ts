@@ -20,6 +20,7 @@ import {
 } from "./api";
 import { objectName, validateClusterConfig, validateMember } from "./config";
 import { logEvent, setLogLevel } from "./log";
+import { RaftInvariantError } from "../replication/index";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
 import { createStateMachine } from "./sql/port";
 import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, validateEnvelope, type FaultRules } from "./transport/index";
@@ -87,7 +88,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   async addMember(request: MemberChangeRequest): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
     return this.handle(request, async (runtime) => {
-      validateMember(request.member);
+      try {
+        validateMember(request.member);
+      } catch (err) {
+        throw nodeError("INVALID_REQUEST", err instanceof Error ? err.message : String(err), { retryable: false });
+      }
       const membership = await runtime.changeMembership({
         change: { kind: "addLearner", node: request.member.name },
         ...(request.member.locationHint === undefined ? {} : { locationHint: request.member.locationHint }),
@@ -106,7 +111,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         // Decommissioning the leader: hand leadership over first, then let the new leader remove us.
         const moved = await runtime.transferLeadership({ timeoutMs: Math.floor(timeoutMs / 2) });
         const stub = this.stubFor(request.cluster, { name: moved.leader });
-        const answer = await stub.removeMember({ ...request, timeoutMs: Math.floor(timeoutMs / 2) });
+        const answer = await stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) });
         if (!answer.ok) throw new NodeFailure(answer.error);
         return answer.value;
       }
@@ -135,6 +140,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     try {
       runtime.receiveEnvelope(checked.envelope);
     } catch (err) {
+      if (err instanceof RaftInvariantError) await this.discardRuntime(runtime, err);
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
     await this.scheduleAlarm(runtime);
@@ -168,6 +174,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     await this.ctx.storage.deleteAlarm();
   }
 
+  /** Test-only: crashes this object (in-memory state lost, storage kept); its alarm or the next call restarts it. */
+  async testCrash(): Promise<void> {
+    assertFaultsEnabled(this.env);
+    this.ctx.abort("crash injected by the test harness");
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core.
 
@@ -175,8 +187,30 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.alarmAtMs = null;
     const runtime = await this.loadRuntime();
     if (runtime === null || runtime.isStopped) return;
-    runtime.advanceClock();
+    try {
+      runtime.advanceClock();
+    } catch (err) {
+      await this.discardRuntime(runtime, err);
+      // Come back soon from storage rather than keep running in a state the core refused.
+      await this.ctx.storage.setAlarm(Date.now() + this.identityTickMs());
+      return;
+    }
     await this.scheduleAlarm(runtime);
+  }
+
+  /**
+   * Something unexpected failed inside the runtime (an assertion of the core, a storage error): stopping is better
+   * than running in a wrong state. Drop the in-memory node; the next event reloads it from storage.
+   */
+  private async discardRuntime(runtime: NodeRuntime, err: unknown): Promise<void> {
+    runtime.log("error", "runtimeDiscarded", { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+    if (this.runtime === runtime) this.runtime = null;
+    this.alarmAtMs = null;
+    await runtime.stop("the node hit an internal error and is restarting from storage");
+  }
+
+  private identityTickMs(): number {
+    return this.identity?.cluster.heartbeatIntervalMs ?? 100;
   }
 
   private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
@@ -263,8 +297,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       else await this.scheduleAlarm(runtime);
       return { ok: true, node: address.node, value };
     } catch (err) {
-      if (this.runtime !== null && !this.runtime.isStopped) await this.scheduleAlarm(this.runtime).catch(() => undefined);
-      if (err instanceof NodeFailure) return { ok: false, node: address.node, error: err.error };
+      if (err instanceof NodeFailure) {
+        if (this.runtime !== null && !this.runtime.isStopped) await this.scheduleAlarm(this.runtime).catch(() => undefined);
+        return { ok: false, node: address.node, error: err.error };
+      }
+      if (err instanceof RaftInvariantError && this.runtime !== null) await this.discardRuntime(this.runtime, err);
       return { ok: false, node: address.node, error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false } };
     }
   }

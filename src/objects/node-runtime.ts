@@ -537,6 +537,7 @@ export class NodeRuntime {
   async transferLeadership(options: { to?: string; timeoutMs: number }): Promise<{ leader: string; term: number }> {
     this.advanceClock();
     this.assertLeader();
+    if (options.to === this.identity.node) return { leader: this.identity.node, term: this.raft.status().term };
     const started = options.to === undefined ? this.raft.stepDown() : this.raft.transferLeadership(options.to);
     if (!started.ok) throw this.proposalFailure(started.error);
     this.processReady();
@@ -546,7 +547,7 @@ export class NodeRuntime {
     while (this.deps.nowMs() < deadlineAtMs) {
       const status = this.raft.status();
       if (status.term > oldTerm && status.leader !== null && status.leader !== this.identity.node) return { leader: status.leader, term: status.term };
-      await this.waitOneTick();
+      await this.waitOneTick(deadlineAtMs);
       this.advanceClock();
     }
     const status = this.raft.status();
@@ -692,8 +693,10 @@ export class NodeRuntime {
     }
   }
 
-  private waitOneTick(): Promise<void> {
-    return new Promise((resolve) => setTimeout(resolve, this.tickIntervalMs));
+  /** One tick, but never past `deadlineAtMs`. */
+  private waitOneTick(deadlineAtMs: number): Promise<void> {
+    const waitMs = Math.max(1, Math.min(this.tickIntervalMs, deadlineAtMs - this.deps.nowMs()));
+    return new Promise((resolve) => setTimeout(resolve, waitMs));
   }
 
   private peerInfoFor(peer: string): PeerInfo {

@@ -10,6 +10,7 @@ import { clusterRoutes } from "./routes/cluster";
 import { dataRoutes } from "./routes/data";
 import { OPENAPI_DOCUMENT } from "./routes/openapi";
 import { statusRoutes } from "./routes/status";
+import { testHookRoutes } from "./routes/test-hooks";
 import { runtimeFactory, type AppOptions } from "./runtime";
 import type { AppBindings } from "./types";
 
@@ -36,6 +37,8 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   app.route("/", dataRoutes(options));
   app.route("/", statusRoutes(options));
   app.route("/api/v1/cluster", clusterRoutes(options));
+  // Fault injection for end-to-end tests: a 404 unless test configuration set DHA_TEST_FAULTS = "1".
+  app.route("/_test", testHookRoutes());
 
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;

@@ -1,5 +1,6 @@
 // The seam between the HTTP layer and the nodes: everything above it speaks ClusterNodeRpc, so tests can pass fakes.
 import { PROTOCOL_VERSION, type ClusterConfig, type ClusterNodeRpc, type NodeAddress } from "../objects/api";
+import { objectName } from "../objects/config";
 import type { AppEnv } from "./config";
 
 /** Reaches the nodes of one cluster. */
@@ -9,14 +10,17 @@ export interface NodeDirectory {
   node(name: string): ClusterNodeRpc;
 }
 
-/** The address every call carries: the node starts itself from this configuration if it never started. */
+/**
+ * The address every call carries: the cluster configuration parsed from env, so that a node reached for the first
+ * time starts itself with exactly the configuration the worker runs with.
+ */
 export function nodeAddress(config: ClusterConfig, node: string): NodeAddress {
   return { protocolVersion: PROTOCOL_VERSION, cluster: config, node };
 }
 
-/** The Durable Object name of a node: ids derive from it, so it must never change for a live cluster. */
+/** The Durable Object name of a node (the objects' own rule): ids derive from it, so it never changes. */
 export function nodeObjectName(cluster: string, node: string): string {
-  return `${cluster}/${node}`;
+  return objectName({ cluster, node });
 }
 
 /** Production: node objects of env.CLUSTER_NODE, placed by their configured location hints. */
@@ -29,9 +33,7 @@ export function durableObjectDirectory(env: AppEnv, config: ClusterConfig): Node
       const id = namespace.idFromName(nodeObjectName(config.name, name));
       // Members added at run time have no hint here; their object already exists, so a hint would be ignored anyway.
       const locationHint = hints.get(name) as DurableObjectLocationHint | undefined;
-      const stub = locationHint === undefined ? namespace.get(id) : namespace.get(id, { locationHint });
-      // ClusterNode implements ClusterNodeRpc; the stub's methods are its RPC projections.
-      return stub as unknown as ClusterNodeRpc;
+      return locationHint === undefined ? namespace.get(id) : namespace.get(id, { locationHint });
     },
   };
 }

@@ -123,11 +123,28 @@ describe("GET /api/v1/cluster/health", () => {
   });
 
   it("stays available with a quorum but no leader during an election (unhealthy, 200)", async () => {
-    const response = await harness(new FakeCluster(["n1", "n2", "n3"], null)).request("GET", "/api/v1/cluster/health");
+    const cluster = new FakeCluster(["n1", "n2", "n3"], null);
+    // Two voters lost their leader a moment ago (within two election timeouts of 1000 ms): an election is under way.
+    cluster.leaderContactMs.set("n1", 1_500).set("n2", 300).set("n3", null);
+    const response = await harness(cluster).request("GET", "/api/v1/cluster/health");
     expect(response.status).toBe(200);
     const health = (await response.json()) as Health;
     expect(health.status).toBe("UNHEALTHY");
     expect(health.quorumAvailable).toBe(true);
+  });
+
+  it("answers 503 when the voters answer but none heard from a leader for over two election timeouts", async () => {
+    const cluster = new FakeCluster(["n1", "n2", "n3"], null);
+    cluster.leaderContactMs.set("n1", 2_001).set("n2", 30_000).set("n3", null);
+    const response = await harness(cluster).request("GET", "/api/v1/cluster/health");
+    expect(response.status).toBe(503);
+    const health = (await response.json()) as Health;
+    expect(health.onlineServers).toBe(3);
+    expect(health.quorumAvailable).toBe(false);
+    expect(health.problems).toEqual([
+      "no leader is known (an election is under way, or no quorum is reachable)",
+      "only 0 of 3 voters answered and heard from a leader within 2000 ms; 2 are needed to elect one",
+    ]);
   });
 
   it("reports schema disagreement and members only the nodes know about", async () => {
@@ -185,7 +202,7 @@ describe("leadership and membership changes", () => {
   it("refuses bad transfer bodies with 400 and passes node refusals on", async () => {
     const { cluster, request } = harness();
     const cases: [string, RegExp][] = [
-      ['{"to": "a/b"}', /^to: must be a node name/],
+      ['{"to": "a/b"}', /^to: member name "a\/b" is invalid: use 1 to 64 letters/],
       ['{"to": "n2", "force": true}', /Unrecognized key/i],
       ["{not json", /not valid JSON/],
       ["", /empty/],
@@ -216,6 +233,34 @@ describe("leadership and membership changes", () => {
     expect(cluster.callsTo("addMember")).toHaveLength(1);
   });
 
+  it("answers 504 without trying another node when the leader does not answer an admin call in time", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { policy: { attemptTimeoutMs: 150 } });
+    cluster.on("n1", "removeMember", () => new Promise<never>(() => {}));
+    const started = Date.now();
+    const hung = await request("DELETE", "/api/v1/cluster/members/n3?timeout=2s");
+    expect(Date.now() - started).toBeLessThan(1_500);
+    expect(hung.status).toBe(504);
+    expect(hung.headers.get("X-DHA-Error-Code")).toBe("TIMEOUT");
+    expect(((await hung.json()) as { error: string }).error).toBe(
+      "node n1: no answer within 150 ms; the change may still complete: check GET /api/v1/cluster",
+    );
+    expect(cluster.callsTo("removeMember").map((call) => call.node)).toEqual(["n1"]);
+  });
+
+  it("treats a transfer to the node that already leads as done, without asking it to transfer", async () => {
+    const { cluster, request } = harness();
+    const response = await request("POST", "/api/v1/cluster/leader/transfer", { json: { to: "n1" } });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"leader":"n1","term":1}');
+    expect(cluster.callsTo("transferLeadership")).toEqual([]);
+    // A transfer to a follower still goes through the leader.
+    const moved = await request("POST", "/api/v1/cluster/leader/transfer", { json: { to: "n2" } });
+    expect(await moved.text()).toBe('{"leader":"n2","term":2}');
+    expect(cluster.callsTo("transferLeadership").map((call) => [call.node, (call.request as TransferRequest).to])).toEqual([
+      ["n1", "n2"],
+    ]);
+  });
+
   it("adds and removes members", async () => {
     const { cluster, request } = harness();
     const added = await request("POST", "/api/v1/cluster/members", { json: { name: "n4", locationHint: "weur" } });
@@ -227,10 +272,10 @@ describe("leadership and membership changes", () => {
     expect(await removed.text()).toBe('{"voters":["n1","n2"],"learners":["n4"]}');
     const badHint = await request("POST", "/api/v1/cluster/members", { json: { name: "n5", locationHint: "mars" } });
     expect(badHint.status).toBe(400);
-    expect(((await badHint.json()) as { error: string }).error).toMatch(/^locationHint: /);
+    expect(((await badHint.json()) as { error: string }).error).toMatch(/^locationHint: member "n5": unknown location hint "mars" \(one of wnam, /);
     const badName = await request("DELETE", "/api/v1/cluster/members/bad!name");
     expect(badName.status).toBe(400);
-    expect(((await badName.json()) as { error: string }).error).toMatch(/^name: must be a node name/);
+    expect(((await badName.json()) as { error: string }).error).toMatch(/^name: member name ".*" is invalid/);
     expect(cluster.callsTo("removeMember")).toHaveLength(1);
   });
 });

@@ -230,7 +230,7 @@ describe("GET /db/backup and POST /db/load", () => {
 
   it("loads a dump as one transactional request", async () => {
     const { cluster, request } = harness();
-    const dump = "BEGIN TRANSACTION;\nCREATE TABLE foo (id INTEGER, name TEXT);\nINSERT INTO foo VALUES(1,'a;b');\nCOMMIT;\n";
+    const dump = "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE foo (id INTEGER, name TEXT);\nINSERT INTO foo VALUES(1,'a;b');\nCOMMIT;\n";
     const response = await request("POST", "/db/load", { body: dump, headers: { "Content-Type": "text/plain" } });
     expect(response.status).toBe(200);
     expect(await response.text()).toBe('{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}');
@@ -247,6 +247,13 @@ describe("GET /db/backup and POST /db/load", () => {
     expect(((await binary.json()) as { error: string }).error).toMatch(/binary SQLite files are not supported/);
     const empty = await request("POST", "/db/load", { body: "-- nothing\n", headers: { "Content-Type": "text/plain" } });
     expect(empty.status).toBe(400);
+    expect(await empty.text()).toBe('{"results":[],"error":"the dump holds no statements"}');
+    const rolledBack = await request("POST", "/db/load", { body: "CREATE TABLE a(x);\nROLLBACK; -- due to errors\n" });
+    expect(rolledBack.status).toBe(400);
+    expect(((await rolledBack.json()) as { error: string }).error).toMatch(/^statement 2 of the dump is ROLLBACK/);
+    const unterminated = await request("POST", "/db/load", { body: "INSERT INTO a VALUES('open);" });
+    expect(unterminated.status).toBe(400);
+    expect(((await unterminated.json()) as { error: string }).error).toMatch(/^the dump cannot be read: unterminated/);
     const large = await request("POST", "/db/load", { body: "INSERT INTO t VALUES(1);".repeat(20), headers: { "Content-Type": "text/plain" } });
     expect(large.status).toBe(413);
     expect(cluster.callsTo("execute")).toEqual([]);

@@ -1,4 +1,5 @@
-// Fake nodes implementing ClusterNodeRpc, and helpers to call the app with a hand-built env. Used by http-*.test.ts.
+// Fake nodes implementing ClusterNodeRpc, and helpers to call the app with a hand-built env (http-*.test.ts); and
+// the production app over real clusters of ClusterNode objects (http-real-*.test.ts).
 import type {
   ClusterConfig,
   ClusterNodeRpc,
@@ -16,11 +17,13 @@ import type {
   TransferRequest,
   WaitForLeaderRequest,
 } from "../../src/objects/api";
+import { env as testEnv } from "cloudflare:test";
 import type { Statement, StatementResult } from "../../src/shared/sql";
 import { createApp, type AppOptions } from "../../src/worker/app";
 import type { AppEnv } from "../../src/worker/config";
-import type { NodeDirectory } from "../../src/worker/directory";
+import { durableObjectDirectory, type NodeDirectory } from "../../src/worker/directory";
 import { LeaderCache } from "../../src/worker/routing/leader-cache";
+import type { TestCluster } from "./helpers/cluster";
 
 export const TOKENS = {
   admin: "test-admin-token-0001",
@@ -60,6 +63,8 @@ export class FakeCluster {
   readonly applied = new Map<string, number>();
   readonly replicas = new Map<string, Partial<ReplicaReport>>();
   readonly schemaHashes = new Map<string, string>();
+  /** Per node: milliseconds since it heard from a leader (defaults: 0 on the leader, 40 on followers, null without one). */
+  readonly leaderContactMs = new Map<string, number | null>();
   voters: string[];
   learners: string[] = [];
   /** Per node and method: overrides tried before the default behaviour, first registered first. */
@@ -232,7 +237,7 @@ export class FakeNode implements ClusterNodeRpc {
       election: { status: cluster.leader === null ? "VOTING" : "ELECTED", term: cluster.term, lastElectionMs: 120 },
       schemaVersion: 3,
       schemaHash: cluster.schemaHashes.get(this.name) ?? "hash-a",
-      lastLeaderContactMs: leading ? 0 : cluster.leader === null ? null : 40,
+      lastLeaderContactMs: cluster.leaderContactMs.has(this.name) ? (cluster.leaderContactMs.get(this.name) ?? null) : leading ? 0 : cluster.leader === null ? null : 40,
       replicas: leading
         ? [...cluster.voters, ...cluster.learners]
             .filter((name) => name !== this.name)
@@ -396,19 +401,124 @@ export function harness(cluster = new FakeCluster(), options: AppOptions = {}, e
     cluster,
     env,
     app,
-    request: (method, path, init = {}) => {
-      const headers: Record<string, string> = { ...init.headers };
-      const token = init.token === undefined ? TOKENS.admin : init.token;
-      if (token !== null && headers.Authorization === undefined) {
-        headers.Authorization = `Bearer ${token}`;
-      }
-      let body: string | Uint8Array | undefined = init.body;
-      if (init.json !== undefined) {
-        body = JSON.stringify(init.json);
-        headers["Content-Type"] ??= "application/json";
-      }
-      const requestInit = { method, headers, ...(body === undefined ? {} : { body }), ...(init.cf === undefined ? {} : { cf: init.cf }) };
-      return Promise.resolve(app.request(new Request(`https://db.example.com${path}`, requestInit as RequestInit), undefined, env));
-    },
+    request: (method, path, init = {}) => Promise.resolve(app.request(buildRequest(method, path, init), undefined, env)),
   };
+}
+
+/** A request to the app as a client would send it; `token` defaults to the admin token, null sends none. */
+export function buildRequest(method: string, path: string, init: RequestOptions = {}): Request {
+  const headers: Record<string, string> = { ...init.headers };
+  const token = init.token === undefined ? TOKENS.admin : init.token;
+  if (token !== null && headers.Authorization === undefined) {
+    headers.Authorization = `Bearer ${token}`;
+  }
+  let body: string | Uint8Array | undefined = init.body;
+  if (init.json !== undefined) {
+    body = JSON.stringify(init.json);
+    headers["Content-Type"] ??= "application/json";
+  }
+  const requestInit = { method, headers, ...(body === undefined ? {} : { body }), ...(init.cf === undefined ? {} : { cf: init.cf }) };
+  return new Request(`https://db.example.com${path}`, requestInit as RequestInit);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Real clusters: the app as production wires it (env vars parsed, Durable Object stubs of env.CLUSTER_NODE), with
+// the cluster of a TestCluster (unique name, short timeouts) passed in through the env, as wrangler would.
+
+export interface RecordedCall {
+  readonly node: string;
+  readonly method: Method;
+  /** What the call carried: every request extends NodeAddress. */
+  readonly address: NodeAddress;
+}
+
+export interface RealHarnessOptions {
+  /** Merged over the defaults (production's, with a fresh leader cache). */
+  readonly app?: AppOptions;
+}
+
+/**
+ * The production app over a real cluster. Calls to nodes go through the production directory; the harness only
+ * records them, and can make chosen nodes hang (never answer), which real objects cannot be made to do.
+ */
+export class RealHarness {
+  readonly env: AppEnv;
+  readonly app: ReturnType<typeof createApp>;
+  readonly leaders = new LeaderCache();
+  readonly calls: RecordedCall[] = [];
+  /** Nodes whose calls from the worker never answer. */
+  readonly hung = new Set<string>();
+  /** Drives node choice and jitter: set it to pick which node a read tries first. Defaults to Math.random. */
+  random: () => number = () => Math.random();
+
+  constructor(
+    readonly cluster: TestCluster,
+    options: RealHarnessOptions = {},
+  ) {
+    this.env = {
+      ...testEnv,
+      CLUSTER_NAME: cluster.config.name,
+      CLUSTER_NODES: cluster.config.members.map((member) => member.name).join(","),
+      HEARTBEAT_INTERVAL_MS: String(cluster.config.heartbeatIntervalMs),
+      ELECTION_TIMEOUT_MS: String(cluster.config.electionTimeoutMs),
+      DHA_TOKENS: TOKENS_JSON,
+    };
+    this.app = createApp({
+      leaders: this.leaders,
+      random: () => this.random(),
+      ...options.app,
+      directory: (env, config) => this.recording(durableObjectDirectory(env, config)),
+    });
+  }
+
+  request(method: string, path: string, init: RequestOptions = {}): Promise<Response> {
+    return Promise.resolve(this.app.request(buildRequest(method, path, init), undefined, this.env));
+  }
+
+  /** Sends the request and returns status, headers and the body text. */
+  async send(method: string, path: string, init: RequestOptions = {}): Promise<{ status: number; headers: Headers; text: string }> {
+    const response = await this.request(method, path, init);
+    return { status: response.status, headers: response.headers, text: await response.text() };
+  }
+
+  /** Makes reads that any node may serve try `node` first. */
+  preferNode(node: string): void {
+    const names = this.cluster.config.members.map((member) => member.name);
+    const index = names.indexOf(node);
+    if (index === -1) throw new Error(`${node} is not a configured member`);
+    // nodePreference rotates the members from floor(random * n): aim at the middle of the node's slot.
+    this.random = () => (index + 0.5) / names.length;
+  }
+
+  callsTo(method: Method): RecordedCall[] {
+    return this.calls.filter((call) => call.method === method);
+  }
+
+  private recording(directory: NodeDirectory): NodeDirectory {
+    return {
+      config: directory.config,
+      node: (name) => {
+        const stub = directory.node(name);
+        const wrap = <M extends Method>(method: M): ClusterNodeRpc[M] =>
+          ((request: NodeAddress) => {
+            this.calls.push({ node: name, method, address: request });
+            if (this.hung.has(name)) {
+              return new Promise<never>(() => {});
+            }
+            return (stub[method] as (request: NodeAddress) => Promise<unknown>)(request);
+          }) as unknown as ClusterNodeRpc[M];
+        return {
+          start: wrap("start"),
+          status: wrap("status"),
+          execute: wrap("execute"),
+          query: wrap("query"),
+          waitForLeader: wrap("waitForLeader"),
+          transferLeadership: wrap("transferLeadership"),
+          addMember: wrap("addMember"),
+          removeMember: wrap("removeMember"),
+          backup: wrap("backup"),
+        };
+      },
+    };
+  }
 }

@@ -1,7 +1,6 @@
-// Units of the HTTP layer: rqlite's JSON encoding, Go durations, request bodies, result shapes, dump splitting, config.
+// Units of the HTTP layer: rqlite's JSON encoding, Go durations, request bodies, result shapes, config.
 import { describe, expect, it } from "vitest";
 import { parseClusterConfig } from "../../src/worker/config";
-import { splitSqlDump } from "../../src/worker/data/dump";
 import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
 import {
   encodeDataResponse,
@@ -185,33 +184,6 @@ describe("read levels", () => {
   });
 });
 
-describe("SQL dumps", () => {
-  it("splits statements, honouring quotes, comments and trigger bodies, and drops transaction control", () => {
-    const dump = [
-      "PRAGMA foreign_keys=OFF;",
-      "BEGIN TRANSACTION;",
-      "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT); -- a comment; with a semicolon",
-      "INSERT INTO foo VALUES(1,'it''s; fine');",
-      'INSERT INTO "odd;name" VALUES(2, "x;y");',
-      "/* block; comment */",
-      "CREATE TRIGGER t AFTER INSERT ON foo BEGIN UPDATE foo SET name = CASE WHEN 1 THEN 'a;' END; DELETE FROM foo WHERE 0; END;",
-      "COMMIT;",
-    ].join("\n");
-    expect(splitSqlDump(dump)).toEqual([
-      "PRAGMA foreign_keys=OFF",
-      "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)",
-      "-- a comment; with a semicolon\nINSERT INTO foo VALUES(1,'it''s; fine')",
-      'INSERT INTO "odd;name" VALUES(2, "x;y")',
-      "/* block; comment */\nCREATE TRIGGER t AFTER INSERT ON foo BEGIN UPDATE foo SET name = CASE WHEN 1 THEN 'a;' END; DELETE FROM foo WHERE 0; END",
-    ]);
-  });
-
-  it("refuses a dump that ends in ROLLBACK or an open quote", () => {
-    expect(() => splitSqlDump("CREATE TABLE a(x);\nROLLBACK; -- due to errors")).toThrow(/ROLLBACK/);
-    expect(() => splitSqlDump("INSERT INTO a VALUES('open);")).toThrow(/unterminated/);
-  });
-});
-
 describe("cluster configuration", () => {
   const base = { CLUSTER_NAME: "main", CLUSTER_NODES: "n1,n2@weur,n3", HEARTBEAT_INTERVAL_MS: "100", ELECTION_TIMEOUT_MS: "1000" };
 
@@ -224,15 +196,18 @@ describe("cluster configuration", () => {
     });
   });
 
-  it("says which variable is wrong and why", () => {
+  it("says which variable is wrong and why, with the objects' own validation", () => {
     expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: undefined })).toThrow("CLUSTER_NAME is not set");
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: "a/b" })).toThrow(/CLUSTER_NAME "a\/b" is invalid/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: "a/b" })).toThrow(/^cluster name "a\/b" is invalid: .* \(set by CLUSTER_NAME, /);
     expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,,n2" })).toThrow(/empty entry/);
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,n1" })).toThrow(/names "n1" twice/);
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@mars" })).toThrow(/unknown location hint/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,n1" })).toThrow(/member "n1" is listed twice/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@mars" })).toThrow(/^CLUSTER_NODES entry "n1@mars" is invalid: member "n1": unknown location hint "mars"/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,bad/name" })).toThrow(/^CLUSTER_NODES entry "bad\/name" is invalid: member name "bad\/name" is invalid/);
     expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@weur@x" })).toThrow(/expected "name" or "name@hint"/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: Array.from({ length: 10 }, (_, i) => `n${i}`).join(",") })).toThrow(/at most 9 members, got 10/);
     expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "1e2" })).toThrow(/HEARTBEAT_INTERVAL_MS "1e2" is not a whole number/);
-    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "0" })).toThrow(/ELECTION_TIMEOUT_MS must be a positive/);
-    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "200" })).toThrow(/at least 3 heartbeats/);
+    expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "5" })).toThrow(/heartbeat interval must be an integer from 10 to 10000 ms, got 5/);
+    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "0" })).toThrow(/election timeout must be an integer of at least 3 heartbeat intervals/);
+    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "200" })).toThrow(/at least 3 heartbeat intervals \(300 ms\).*got 200/);
   });
 });

@@ -9,8 +9,11 @@ export function rowsOf(sql: SqlStorage, query: string, ...bindings: unknown[]): 
   return [...sql.exec(query, ...bindings).raw()];
 }
 
-/** The platform's tables (_cf_KV ...) and our reserved prefix. GLOB, not LIKE: "_" is a LIKE wildcard. */
-const NOT_INTERNAL = "name NOT GLOB '_cf_*' AND name NOT GLOB '_dha_*'";
+/**
+ * The platform's tables (_cf_KV ...), Miniflare's (__miniflare_do_name, local development only) and our reserved
+ * prefix. GLOB, not LIKE: "_" is a LIKE wildcard.
+ */
+const NOT_INTERNAL = "name NOT GLOB '_cf_*' AND name NOT GLOB '_dha_*' AND name NOT GLOB '__miniflare_*'";
 
 export interface SchemaObject {
   readonly type: "table" | "index" | "view" | "trigger";

@@ -95,7 +95,7 @@ const TRANSACTION_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPO
 const READ_VERBS = new Set(["SELECT", "VALUES"]);
 const DML_VERBS = new Set(["INSERT", "UPDATE", "DELETE", "REPLACE"]);
 const SCHEMA_VERBS = new Set(["CREATE", "DROP", "ALTER"]);
-const INTERNAL_PREFIXES = ["_cf_", "_dha_"];
+const INTERNAL_PREFIXES = ["_cf_", "_dha_", "__miniflare_"];
 
 /** Date/time functions and which argument positions hold a time value (where 'now' means the clock). */
 const TIME_FUNCTIONS = new Map<string, { readonly timeArgs: readonly number[]; readonly firstTimeArg: number }>([

@@ -93,7 +93,16 @@ export function transferLeadership(
   deadlineAt: number,
 ): Promise<RouteOutcome<{ readonly leader: string; readonly term: number }>> {
   return runtime.router.toLeader(
-    (node, address, timeoutMs) => node.transferLeadership({ ...address, ...(to === undefined ? {} : { to }), timeoutMs }),
+    async (node, address, timeoutMs) => {
+      if (to === address.node) {
+        // Handing leadership to the node we are calling: if it already leads, there is nothing to do.
+        const status = await node.status(address);
+        if (status.ok && status.value.role === "leader") {
+          return { ok: true, node: address.node, value: { leader: address.node, term: status.value.term } };
+        }
+      }
+      return node.transferLeadership({ ...address, ...(to === undefined ? {} : { to }), timeoutMs });
+    },
     { deadlineAt, kind: "admin" },
   );
 }

@@ -9,7 +9,7 @@ export interface ApiErrorOptions {
   /** Seconds, for 503s: when a retry has a fair chance. */
   readonly retryAfterSeconds?: number;
   readonly headers?: Readonly<Record<string, string>>;
-  /** A machine-readable reason, echoed as "code" in plain-shaped bodies. */
+  /** A machine-readable reason, sent as the X-DHA-Error-Code header. */
   readonly code?: string;
 }
 

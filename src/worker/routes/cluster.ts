@@ -2,13 +2,12 @@
 import { Hono, type Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { z } from "zod";
-import type { MemberConfig } from "../../objects/api";
 import { gatherCluster } from "../cluster/gather";
 import { summarizeHealth } from "../cluster/health";
-import { isValidNodeName, LOCATION_HINTS } from "../config";
 import { addMember, removeMember, transferLeadership } from "../data/service";
 import { badRequest } from "../http/errors";
 import { readJsonBody, validationHook } from "../http/json-body";
+import { memberSchema, nodeNameSchema } from "../http/members";
 import { deadlineFor, NODE_HEADER, parseQueryParams } from "../http/params";
 import { failureError, wireResponse } from "../http/respond";
 import type { WireValue } from "../http/wire-json";
@@ -18,11 +17,7 @@ import type { RouteOutcome } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 
-const nodeName = z.string().refine(isValidNodeName, {
-  error: "must be a node name: 1-63 letters, digits, '-' or '_', starting with a letter or digit",
-});
-const transferSchema = z.strictObject({ to: nodeName });
-const memberSchema = z.strictObject({ name: nodeName, locationHint: z.enum(LOCATION_HINTS).optional() });
+const transferSchema = z.strictObject({ to: nodeNameSchema });
 
 export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
   const limits = resolveLimits(options);
@@ -88,15 +83,14 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
 
   app.post("/members", requireRole("admin"), limitAdminBody, async (c) => {
     const runtime = c.var.runtime();
-    const body = await readJsonBody(c, memberSchema);
-    const member: MemberConfig = body.locationHint === undefined ? { name: body.name } : { name: body.name, locationHint: body.locationHint };
+    const member = await readJsonBody(c, memberSchema);
     return adminResponse(c, await addMember(runtime, member, adminDeadline(c, runtime)));
   });
 
   app.delete(
     "/members/:name",
     requireRole("admin"),
-    zValidator("param", z.object({ name: nodeName }), validationHook),
+    zValidator("param", z.object({ name: nodeNameSchema }), validationHook),
     async (c) => {
       const runtime = c.var.runtime();
       return adminResponse(c, await removeMember(runtime, c.req.valid("param").name, adminDeadline(c, runtime)));

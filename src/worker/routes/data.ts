@@ -2,7 +2,7 @@
 import { Hono, type Context } from "hono";
 import type { ExecuteValue, QueryValue } from "../../objects/api";
 import type { Statement, StatementResult } from "../../shared/sql";
-import { DumpSyntaxError, splitSqlDump } from "../data/dump";
+import { DumpError, parseDump } from "../../objects/sql/dump";
 import { encodeDataResponse, renderExecuteResult, renderQueryResult, renderRequestResult, type RenderOptions } from "../data/render";
 import {
   backupFromLeader,
@@ -214,29 +214,33 @@ function dumpStatements(bytes: Uint8Array, runtime: Runtime): Statement[] {
   } catch {
     throw badRequest("the dump is not valid UTF-8 text", "rqlite");
   }
-  let sql: string[];
+  // The nodes' own dump parser: it reads what their backups write (and sqlite3 .dump), drops the framing
+  // (BEGIN/COMMIT, PRAGMA foreign_keys) and binds long literals as parameters so that big rows fit a statement.
+  let statements: Statement[];
   try {
-    sql = splitSqlDump(text);
+    statements = parseDump(text);
   } catch (error) {
-    if (error instanceof DumpSyntaxError) {
-      throw badRequest(`the dump cannot be split into statements: ${error.message}`, "rqlite");
+    if (error instanceof DumpError) {
+      throw badRequest(error.message, "rqlite");
     }
     throw error;
   }
-  if (sql.length === 0) {
+  const rollback = statements.findIndex((statement) => leadingKeyword(statement.sql) === "ROLLBACK");
+  if (rollback !== -1) {
+    // sqlite3 .dump ends with ROLLBACK when it hit errors: the dump is incomplete and must not be applied.
+    throw badRequest(`statement ${rollback + 1} of the dump is ROLLBACK: it was written after errors; refusing to load it`, "rqlite");
+  }
+  if (statements.length === 0) {
     throw badRequest("the dump holds no statements", "rqlite");
   }
   const limits = runtime.limits;
-  if (sql.length > limits.maxLoadStatements) {
-    throw new ApiError(413, `the dump holds ${sql.length} statements; at most ${limits.maxLoadStatements} may be loaded at once`, {
+  if (statements.length > limits.maxLoadStatements) {
+    throw new ApiError(413, `the dump holds ${statements.length} statements; at most ${limits.maxLoadStatements} may be loaded at once`, {
       shape: "rqlite",
       code: "LIMIT",
     });
   }
-  return checkStatements(
-    sql.map((text) => ({ sql: text })),
-    { ...limits, maxStatements: limits.maxLoadStatements },
-  );
+  return checkStatements(statements, { ...limits, maxStatements: limits.maxLoadStatements });
 }
 
 function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {

@@ -1,6 +1,5 @@
 // GET /openapi.json: the API as OpenAPI 3.1, written by hand next to the routes it describes.
 import { READ_LEVELS } from "../http/params";
-import { LOCATION_HINTS } from "../config";
 
 const json = "application/json";
 
@@ -198,7 +197,7 @@ export const OPENAPI_DOCUMENT = {
     "/api/v1/cluster/members": {
       post: {
         summary: "Add a member; it joins as a learner and is promoted once caught up (role admin)",
-        requestBody: { required: true, content: { [json]: { schema: { type: "object", required: ["name"], properties: { name: { type: "string" }, locationHint: { type: "string", enum: [...LOCATION_HINTS] } }, additionalProperties: false } } } },
+        requestBody: { required: true, content: { [json]: { schema: { type: "object", required: ["name"], properties: { name: { type: "string" }, locationHint: { type: "string", description: "A Durable Object location hint such as wnam, weur or apac; validated by the nodes' rules" } }, additionalProperties: false } } } },
         responses: { "200": { description: "Membership", content: { [json]: { schema: { $ref: "#/components/schemas/Membership" } } } }, "400": errorResponse("Bad body or refused"), "409": errorResponse("Change under way"), "503": errorResponse("No leader"), "504": errorResponse("Outcome unknown") },
       },
     },

@@ -3,7 +3,7 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { PROTOCOL_VERSION, type NodeStatusReport } from "../../objects/api";
 import { gatherCluster } from "../cluster/gather";
-import { isValidNodeName } from "../config";
+import { memberProblem } from "../config";
 import { transferLeadership } from "../data/service";
 import { nodeObjectName } from "../directory";
 import { formatGoDuration } from "../http/duration";
@@ -17,10 +17,9 @@ import type { StatusProbe } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 import { readJsonBody } from "../http/json-body";
+import { nodeNameSchema } from "../http/members";
 
-const leaderBodySchema = z.strictObject({
-  id: z.string().refine(isValidNodeName, { error: "must be a node name" }),
-});
+const leaderBodySchema = z.strictObject({ id: nodeNameSchema });
 
 const RAFT_STATE: Record<NodeStatusReport["role"], string> = {
   leader: "Leader",
@@ -129,8 +128,9 @@ async function localNode(runtime: Runtime, params: QueryParams, timeoutMs: numbe
 
 function candidateNodes(runtime: Runtime, params: QueryParams): string[] {
   if (params.node !== undefined) {
-    if (!isValidNodeName(params.node)) {
-      throw badRequest(`node ${JSON.stringify(params.node)} is not a valid node name`);
+    const problem = memberProblem({ name: params.node });
+    if (problem !== null) {
+      throw badRequest(`node: ${problem}`);
     }
     return [params.node];
   }

@@ -17,9 +17,17 @@ export interface RoutingPolicy {
   readonly maxBackoffMs: number;
   /** The longest one call may take, so that a hung node cannot eat the whole deadline. */
   readonly attemptTimeoutMs: number;
+  /**
+   * The share of the remaining deadline one call may take when another node could serve it too (reads any node
+   * may serve): a lagging follower that waits to catch up then leaves time to read from the leader.
+   */
+  readonly anyNodeAttemptShare: number;
   /** The longest a request waits for an election to complete (waitForLeader). */
   readonly maxElectionWaitMs: number;
-  /** The node's own timeout is this much shorter than ours, so that it answers TIMEOUT before we stop listening. */
+  /**
+   * The node's own timeout is this much shorter than ours (at least one heartbeat interval, the step in which nodes
+   * wait), so that it answers TIMEOUT before we stop listening.
+   */
   readonly nodeMarginMs: number;
   /** Per-node deadline of status fan-outs (health, /nodes, /status, /readyz). */
   readonly statusTimeoutMs: number;
@@ -32,6 +40,7 @@ export const DEFAULT_ROUTING_POLICY: RoutingPolicy = {
   baseBackoffMs: 25,
   maxBackoffMs: 1_000,
   attemptTimeoutMs: 5_000,
+  anyNodeAttemptShare: 0.5,
   maxElectionWaitMs: 5_000,
   nodeMarginMs: 50,
   statusTimeoutMs: 2_000,
@@ -192,13 +201,21 @@ export class ClusterRouter {
         break;
       }
       attempts++;
-      const invocation = await this.invoke(target, call, Math.min(remaining, policy.attemptTimeoutMs));
+      const budgetMs = leaderMode ? remaining : remaining * policy.anyNodeAttemptShare;
+      const invocation = await this.invoke(target, call, Math.min(budgetMs, policy.attemptTimeoutMs));
       if (invocation.kind === "transport") {
         last = { code: invocation.timedOut ? "DEADLINE" : "UNREACHABLE", message: invocation.message, node: target };
         if (options.kind === "write") {
           outcomeUnknown = true;
         }
         this.deps.leaders.forget(cluster, target);
+        if (options.kind === "admin" && invocation.timedOut) {
+          // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
+          return this.fail(504, "TIMEOUT", `${invocation.message}; the change may still complete: check GET /api/v1/cluster`, {
+            node: target,
+            outcomeUnknown: true,
+          });
+        }
         if (invocation.overloaded) {
           return this.fail(503, "OVERLOADED", `node ${target} is overloaded: ${invocation.message}`, {
             node: target,
@@ -370,7 +387,9 @@ export class ClusterRouter {
   }
 
   private async invoke<T>(name: string, call: NodeCall<T>, guardMs: number): Promise<Invocation<T>> {
-    const nodeTimeoutMs = Math.max(1, Math.floor(guardMs - this.policy.nodeMarginMs));
+    // Nodes wait in steps of one heartbeat: leave them at least that much room to answer TIMEOUT themselves.
+    const marginMs = Math.max(this.policy.nodeMarginMs, this.config.heartbeatIntervalMs);
+    const nodeTimeoutMs = Math.max(1, Math.floor(guardMs - marginMs));
     try {
       const node = this.deps.directory.node(name);
       const result = await withDeadline(call(node, nodeAddress(this.config, name), nodeTimeoutMs), guardMs);

@@ -177,6 +177,25 @@ export class TestCluster {
   async evict(node: string): Promise<void> {
     await evictDurableObject(this.stub(node));
   }
+
+  /**
+   * Aborts a node abruptly (ctx.abort: in-flight calls fail, in-memory state is lost, storage kept), as a crash
+   * would; its alarm or the next call brings it back. The abort itself surfaces as a rejected call: expected.
+   */
+  async abort(node: string): Promise<void> {
+    try {
+      await runInDurableObject(this.stub(node), (_instance, state) => {
+        state.abort("aborted by the test harness");
+      });
+    } catch {
+      // The abort rejects the call that carried it; that is how it is meant to end.
+    }
+  }
+
+  /** Starts one node (any node, configured or not) without touching the others. */
+  async startNode(node: string): Promise<NodeStatusReport> {
+    return unwrap(await this.stub(node).start(this.address(node)));
+  }
 }
 
 export function unwrap<T>(result: NodeResult<T>): T {

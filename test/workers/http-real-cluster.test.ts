@@ -1,0 +1,301 @@
+// rqlite's operational routes and the cluster API served by the production app over real clusters of ClusterNode
+// objects in workerd: /status, /nodes, /readyz, /leader, health with a partitioned and a hung node, step-down,
+// transfer and membership changes. Each test has its own cluster, halted after the test.
+import { env } from "cloudflare:test";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { objectName } from "../../src/objects/config";
+import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
+import { RealHarness, TOKENS } from "./http-support";
+
+const newCluster = clusterFactory();
+
+interface Health {
+  cluster: string;
+  status: string;
+  reportingNode: string | null;
+  leader: string | null;
+  term: number;
+  election: { status: string; term: number };
+  configuredServers: number;
+  onlineServers: number;
+  onlineReplicas: number;
+  voters: string[];
+  quorum: number;
+  quorumAvailable: boolean;
+  schemaAgreement: boolean;
+  problems: string[];
+  nodes: { name: string; reachable: boolean; role: string | null; error: string | null }[];
+  replicas: { name: string; status: string; reachable: boolean; matchIndex: number; breaker: string }[];
+}
+
+interface NodeEntry {
+  id: string;
+  api_addr: string;
+  addr: string;
+  voter: boolean;
+  reachable: boolean;
+  leader: boolean;
+  time?: number;
+  error?: string;
+}
+
+interface ClusterDocument {
+  name: string;
+  leader: string | null;
+  members: { name: string; role: string; voter: boolean; learner: boolean; configured: boolean; reachable: boolean }[];
+}
+
+async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: RealHarness; leader: string; followers: [string, string] }> {
+  const cluster = newCluster({ prefix, nodes: 3 });
+  const h = new RealHarness(cluster);
+  await cluster.startAll();
+  const leader = await cluster.waitForLeader();
+  const followers = cluster.names.filter((name) => name !== leader) as [string, string];
+  return { cluster, h, leader, followers };
+}
+
+async function health(h: RealHarness, query = ""): Promise<{ status: number; body: Health; elapsedMs: number }> {
+  const started = Date.now();
+  const response = await h.send("GET", `/api/v1/cluster/health${query}`);
+  return { status: response.status, body: JSON.parse(response.text) as Health, elapsedMs: Date.now() - started };
+}
+
+/** Stops a node the cluster does not list (one added during the test) once the test ends, pass or fail. */
+function haltAfterTest(cluster: TestCluster, node: string): void {
+  onTestFinished(async () => {
+    await env.CLUSTER_NODE.getByName(objectName({ cluster: cluster.config.name, node })).testHalt();
+  });
+}
+
+describe("rqlite's operational routes over a real cluster", () => {
+  it("/status, /nodes and /readyz describe the live cluster", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-status");
+    const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
+    expect(written.status, written.text).toBe(200);
+    const index = Number(written.headers.get("X-DHA-Raft-Index"));
+
+    const status = await h.send("GET", "/status");
+    expect(status.status, status.text).toBe(200);
+    expect(status.headers.get("X-DHA-Node")).toBe(leader);
+    const document = JSON.parse(status.text) as {
+      cluster: { name: string; heartbeat_interval_ms: number; election_timeout_ms: number };
+      store: { node_id: string; ready: boolean; leader: unknown; raft: { state: string; voters: string[]; applied_index: number }; schema: { version: number } };
+    };
+    expect(document.cluster).toMatchObject({ name: cluster.config.name, heartbeat_interval_ms: 20, election_timeout_ms: 200 });
+    expect(document.store).toMatchObject({
+      node_id: leader,
+      ready: true,
+      leader: { node_id: leader, addr: `${cluster.config.name}/${leader}` },
+      raft: { state: "Leader", voters: ["n1", "n2", "n3"] },
+      schema: { version: 1 },
+    });
+    expect(document.store.raft.applied_index).toBeGreaterThanOrEqual(index);
+    const followerState = await h.send("GET", `/status?node=${followers[0]}&key=store.raft.state`);
+    expect(followerState.text).toBe('"Follower"');
+
+    const legacy = JSON.parse((await h.send("GET", "/nodes")).text) as Record<string, NodeEntry>;
+    expect(Object.keys(legacy)).toEqual(["n1", "n2", "n3"]);
+    for (const name of cluster.names) {
+      expect(legacy[name]).toMatchObject({ id: name, api_addr: "https://db.example.com", addr: `${cluster.config.name}/${name}`, voter: true, reachable: true, leader: name === leader });
+    }
+    const v2 = JSON.parse((await h.send("GET", "/nodes?ver=2")).text) as { nodes: NodeEntry[] };
+    expect(v2.nodes.map((node) => [node.id, node.leader])).toEqual(cluster.names.map((name) => [name, name === leader]));
+
+    const ready = await h.send("GET", "/readyz");
+    expect(ready.status).toBe(200);
+    expect(ready.text).toBe("[+]node ok\n[+]leader ok\n[+]store ok");
+    const followerReady = await h.send("GET", `/readyz?node=${followers[1]}&sync&timeout=3s`);
+    expect(followerReady.status, followerReady.text).toBe(200);
+    expect(followerReady.text).toBe("[+]node ok\n[+]leader ok\n[+]store ok\n[+]sync ok");
+    const noLeaderCheck = await h.send("GET", `/readyz?node=${followers[1]}&noleader`);
+    expect(noLeaderCheck.text).toBe("[+]node ok");
+    // Readiness tells a load balancer the truth without credentials of another role: read suffices, none does not.
+    expect((await h.send("GET", "/readyz", { token: TOKENS.reader })).status).toBe(200);
+    expect((await h.send("GET", "/readyz", { token: null })).status).toBe(401);
+  });
+
+  it("GET /leader names the leader; POST /leader steps it down, to a named node when asked", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-leader");
+    const named = await h.send("GET", "/leader");
+    expect(named.status, named.text).toBe(200);
+    expect(JSON.parse(named.text)).toMatchObject({ id: leader, addr: `${cluster.config.name}/${leader}`, voter: true, reachable: true, leader: true });
+    expect(JSON.parse(named.text)).toHaveProperty("time_s");
+
+    const steppedDown = await h.send("POST", "/leader");
+    expect(steppedDown.status, steppedDown.text).toBe(200);
+    const moved = JSON.parse(steppedDown.text) as { leader: string; term: number };
+    expect(moved.leader).not.toBe(leader);
+    expect(await cluster.waitForLeader({ notLeader: leader })).toBe(moved.leader);
+
+    const target = followers.find((name) => name !== moved.leader) ?? leader;
+    const handedOver = await h.send("POST", "/leader", { json: { id: target } });
+    expect(handedOver.status, handedOver.text).toBe(200);
+    expect(JSON.parse(handedOver.text)).toMatchObject({ leader: target });
+    expect((JSON.parse(handedOver.text) as { term: number }).term).toBeGreaterThan(moved.term);
+    expect(await cluster.waitForLeader({ notLeader: moved.leader })).toBe(target);
+    // The leader hint followed the hand-over: the next write goes straight to the new leader.
+    const before = h.callsTo("execute").length;
+    const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
+    expect(written.status, written.text).toBe(200);
+    expect(h.callsTo("execute").slice(before).map((call) => call.node)).toEqual([target]);
+
+    const unknown = await h.send("POST", "/leader", { json: { id: "a/b" } });
+    expect(unknown.status).toBe(400);
+  });
+});
+
+describe("the cluster API over a real cluster", () => {
+  it("health is HEALTHY, then DEGRADED with a partitioned follower, and answers within its deadline when a node hangs", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-health");
+    const healthy = await waitFor("a HEALTHY report", async () => {
+      const report = await health(h);
+      return report.body.status === "HEALTHY" ? report : undefined;
+    });
+    expect(healthy.status).toBe(200);
+    expect(healthy.body).toMatchObject({
+      cluster: cluster.config.name,
+      status: "HEALTHY",
+      reportingNode: leader,
+      leader,
+      election: { status: "ELECTED" },
+      configuredServers: 3,
+      onlineServers: 3,
+      onlineReplicas: 2,
+      voters: ["n1", "n2", "n3"],
+      quorum: 2,
+      quorumAvailable: true,
+      schemaAgreement: true,
+      problems: [],
+    });
+    expect(healthy.body.replicas.map((replica) => [replica.name, replica.status, replica.breaker])).toEqual(
+      followers.map((name) => [name, "ONLINE", "CLOSED"]),
+    );
+
+    // One follower's links are cut: the worker still reaches it, but the leader does not.
+    const [cut, other] = followers;
+    await cluster.isolate(cut);
+    const degraded = await waitFor("a DEGRADED report naming the cut follower", async () => {
+      const report = await health(h);
+      const replica = report.body.replicas.find((r) => r.name === cut);
+      return report.body.status === "DEGRADED" && replica !== undefined && replica.status !== "ONLINE" ? report : undefined;
+    });
+    expect(degraded.status).toBe(200);
+    expect(degraded.body).toMatchObject({ leader, quorumAvailable: true, onlineServers: 3, onlineReplicas: 1 });
+    expect(degraded.body.problems.some((problem) => problem.startsWith(`replica ${cut} is `))).toBe(true);
+    // Writes still commit on the majority.
+    expect((await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] })).status).toBe(200);
+
+    // Now the other follower never answers the worker at all: its probe costs one per-node deadline, no more.
+    h.hung.add(other);
+    const hung = await health(h, "?timeout=300ms");
+    expect(hung.elapsedMs).toBeLessThan(2_000);
+    expect(hung.status).toBe(200);
+    expect(hung.body.status).toBe("DEGRADED");
+    expect(hung.body.onlineServers).toBe(2);
+    expect(hung.body.nodes.find((node) => node.name === other)).toMatchObject({ reachable: false, role: null, error: `DEADLINE: node ${other}: no answer within 300 ms` });
+    expect(hung.body.problems).toContain(`node ${other} is unreachable: node ${other}: no answer within 300 ms`);
+
+    await cluster.heal();
+    h.hung.clear();
+    await waitFor("HEALTHY again after healing", async () => ((await health(h)).body.status === "HEALTHY" ? true : undefined));
+  });
+
+  it("steps the leader down and transfers leadership to a named voter", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-transfer");
+    const stepdown = await h.send("POST", "/api/v1/cluster/leader/stepdown");
+    expect(stepdown.status, stepdown.text).toBe(200);
+    const first = JSON.parse(stepdown.text) as { leader: string; term: number };
+    expect(followers).toContain(first.leader);
+    expect(stepdown.headers.get("X-DHA-Node")).toBe(leader);
+    expect(await cluster.waitForLeader({ notLeader: leader })).toBe(first.leader);
+
+    const transfer = await h.send("POST", "/api/v1/cluster/leader/transfer", { json: { to: leader } });
+    expect(transfer.status, transfer.text).toBe(200);
+    expect(JSON.parse(transfer.text)).toMatchObject({ leader });
+    expect(await cluster.waitForLeader({ notLeader: first.leader })).toBe(leader);
+    const document = JSON.parse((await h.send("GET", "/api/v1/cluster")).text) as ClusterDocument;
+    expect(document.leader).toBe(leader);
+    expect(document.members.map((member) => [member.name, member.role])).toEqual(
+      cluster.names.map((name) => [name, name === leader ? "leader" : "follower"]),
+    );
+
+    // Asking again is answered at once: the node already leads, in the same term.
+    const again = await h.send("POST", "/api/v1/cluster/leader/transfer?timeout=2s", { json: { to: leader } });
+    expect(again.status, again.text).toBe(200);
+    expect(JSON.parse(again.text)).toEqual(JSON.parse(transfer.text));
+
+    const notMember = await h.send("POST", "/api/v1/cluster/leader/transfer", { json: { to: "n9" } });
+    expect(notMember.status, notMember.text).toBe(400);
+    const badBody = await h.send("POST", "/api/v1/cluster/leader/transfer", { json: { to: 7 } });
+    expect(badBody.status).toBe(400);
+    expect((await h.send("POST", "/api/v1/cluster/leader/stepdown", { token: TOKENS.writer })).status).toBe(403);
+    expect(await cluster.waitForLeader()).toBe(leader);
+  });
+
+  it("adds a member that is promoted once caught up, then removes it", async () => {
+    const { cluster, h } = await setUp("real-members");
+    haltAfterTest(cluster, "n4");
+    const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"] });
+    expect(written.status, written.text).toBe(200);
+
+    const added = await h.send("POST", "/api/v1/cluster/members", { json: { name: "n4", locationHint: "weur" } });
+    expect(added.status, added.text).toBe(200);
+    expect(added.text).toBe('{"voters":["n1","n2","n3"],"learners":["n4"]}');
+    const promoted = await waitFor("n4 to become a voter", async () => {
+      const document = JSON.parse((await h.send("GET", "/api/v1/cluster")).text) as ClusterDocument;
+      const n4 = document.members.find((member) => member.name === "n4");
+      return n4?.voter === true ? document : undefined;
+    });
+    expect(promoted.members.find((member) => member.name === "n4")).toMatchObject({ learner: false, configured: false, reachable: true });
+    // The new member holds the data written before it joined, and what is written after.
+    expect((await cluster.queryLocal("n4", "SELECT count(*) FROM t")).rows).toEqual([[1]]);
+    const after = await h.send("POST", "/db/execute", { json: ["INSERT INTO t VALUES (2)"] });
+    expect(after.status, after.text).toBe(200);
+    await cluster.waitForConvergence({ index: Number(after.headers.get("X-DHA-Raft-Index")), nodes: [...cluster.names, "n4"] });
+    const nodes = JSON.parse((await h.send("GET", "/nodes?ver=2")).text) as { nodes: NodeEntry[] };
+    expect(nodes.nodes.map((node) => [node.id, node.voter, node.reachable])).toEqual([
+      ["n1", true, true],
+      ["n2", true, true],
+      ["n3", true, true],
+      ["n4", true, true],
+    ]);
+
+    const removed = await h.send("DELETE", "/api/v1/cluster/members/n4");
+    expect(removed.status, removed.text).toBe(200);
+    expect(JSON.parse(removed.text)).toEqual({ voters: ["n1", "n2", "n3"], learners: [] });
+    // The removed node is told, and stops for good.
+    await waitFor("n4 to stop", async () => {
+      const answer = await cluster.stub("n4").status(cluster.address("n4"));
+      return !answer.ok && answer.error.code === "NOT_MEMBER" ? true : undefined;
+    });
+    const document = JSON.parse((await h.send("GET", "/api/v1/cluster")).text) as ClusterDocument;
+    expect(document.members.map((member) => member.name)).toEqual(["n1", "n2", "n3"]);
+
+    const badHint = await h.send("POST", "/api/v1/cluster/members", { json: { name: "n5", locationHint: "mars" } });
+    expect(badHint.status).toBe(400);
+    expect(JSON.parse(badHint.text)).toEqual({ error: 'locationHint: member "n5": unknown location hint "mars" (one of wnam, enam, sam, weur, eeur, apac, oc, afr, me)' });
+    const notAMember = await h.send("DELETE", "/api/v1/cluster/members/n9");
+    expect(notAMember.status, notAMember.text).toBe(400);
+  });
+
+  it("removes the leader itself: it hands leadership over first, then the new leader removes it", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-remove-leader");
+    const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
+    expect(written.status, written.text).toBe(200);
+
+    const removed = await h.send("DELETE", `/api/v1/cluster/members/${leader}`);
+    expect(removed.status, removed.text).toBe(200);
+    expect(JSON.parse(removed.text)).toEqual({ voters: followers, learners: [] });
+    const newLeader = await cluster.waitForLeader({ among: followers });
+    expect(followers).toContain(newLeader);
+    await waitFor(`${leader} to stop`, async () => {
+      const answer = await cluster.stub(leader).status(cluster.address(leader));
+      return !answer.ok && answer.error.code === "NOT_MEMBER" ? true : undefined;
+    });
+    // Two voters left: writes still need both, and both have them.
+    const after = await h.send("POST", "/db/execute", { json: ["INSERT INTO t VALUES (1)"] });
+    expect(after.status, after.text).toBe(200);
+    expect(after.headers.get("X-DHA-Node")).toBe(newLeader);
+    await cluster.waitForConvergence({ index: Number(after.headers.get("X-DHA-Raft-Index")), nodes: followers });
+  });
+});
