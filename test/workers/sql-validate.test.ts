@@ -315,7 +315,7 @@ describe("prepareRead", () => {
   it("refuses writes with rqlite's message and internal objects with a clear one", () => {
     expect(prepareRead([{ sql: "SELECT 1" }, { sql: "INSERT INTO t VALUES (1)" }])).toEqual({ ok: false, error: READ_ONLY_VIOLATION });
     expect(READ_ONLY_VIOLATION).toBe("attempt to change database via query operation");
-    expect(prepareRead([{ sql: "SELECT * FROM _cf_KV" }])).toEqual({ ok: false, error: 'statements[0]: "_cf_KV" is an internal object: names starting with _cf_ or _dha_ are reserved' });
+    expect(prepareRead([{ sql: "SELECT * FROM _cf_KV" }])).toEqual({ ok: false, error: 'statements[0]: "_cf_KV" is an internal object: names starting with _cf_, _dha_, __miniflare_ are reserved' });
   });
 
   it("makes parameters positional and leaves non-deterministic functions alone", () => {

@@ -277,7 +277,7 @@ function hazardIn(significant: readonly SqlToken[], shape: StatementShape): stri
     const token = significant[i];
     if (token === undefined) continue;
     if ((token.kind === "word" || token.kind === "quoted") && isInternalName(token.value)) {
-      return `${JSON.stringify(token.value)} is an internal object: names starting with ${INTERNAL_PREFIXES.join(" or ")} are reserved`;
+      return `${JSON.stringify(token.value)} is an internal object: names starting with ${INTERNAL_PREFIXES.join(", ")} are reserved`;
     }
     const keyword = keywordOf(token);
     if (keyword === "ROLLBACK") {
