@@ -90,6 +90,11 @@ export interface VoteDecisionInput {
   readonly ownVote: NodeId | null;
   readonly ownLeader: NodeId | null;
   readonly ownLog: LogPosition;
+  /**
+   * Set when this node applied a configuration that no longer lists it (it was removed): whether the candidate is the
+   * one and only voter of that configuration. Null for members (and for nodes that do not know they were removed).
+   */
+  readonly ownRemoval: { readonly candidateIsSoleVoter: boolean } | null;
 }
 
 /**
@@ -103,5 +108,27 @@ export function decideVote(input: VoteDecisionInput): boolean {
     input.ownVote === input.candidate ||
     (input.ownVote === null && input.ownLeader === null) ||
     (input.preVote && input.requestTerm > input.ownTerm);
-  return canVote && isLogUpToDate(input.candidateLog, input.ownLog);
+  if (!canVote) return false;
+  if (input.ownRemoval !== null && !input.ownRemoval.candidateIsSoleVoter) return false;
+  return isLogUpToDate(input.candidateLog, input.ownLog);
 }
+
+/*
+ * Why a removed node votes for the sole voter of the configuration that removed it, and for no one else.
+ *
+ * Membership takes effect when applied, so a voter that stays may not have learned that our removal committed; its
+ * configuration still lists us. When the removal took one of two voters, that voter X cannot win without our vote,
+ * and refusing would deadlock the cluster for good (X waits for us; we, removed, never campaign). With three or more
+ * voters before the removal, those that stay form a majority of either configuration on their own, so we stay out.
+ *
+ * Voting for X is safe. Let C_r = {X} be the configuration that removed us, so the one before was C_{r-1} = {us, X}.
+ * X belongs to every majority of both, so it holds every entry committed under either, including any later config
+ * entry (one commits under C_r, or under C_{r-1} at a leader that lags in applying). And whoever holds a config entry
+ * has learned that the previous one committed (it was created by a leader that had applied the previous one, every
+ * AppendEntries carries its sender's commit index, and a follower commits up to what it received); a node does not
+ * campaign with a committed change unapplied. So once anything after C_r exists, X campaigns under C_r or later,
+ * where our vote counts for nothing. Entries committed under older configurations we vouch for exactly as any voter
+ * does, through the up-to-date check. Any other candidate we refuse: with our vote it could complete a
+ * majority of a configuration two or more changes behind the current one, whose majorities need not meet the
+ * current one's (see also etcd-io/etcd#7625 on apply-time membership).
+ */

@@ -293,7 +293,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       const runtime = await this.ensureStarted(address);
       if (this.removedReason !== null) throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
       const value = await body(runtime);
-      if (runtime.status().removed) await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
+      // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
+      const after = runtime.status();
+      if (after.removed && after.role !== "leader") await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
       else await this.scheduleAlarm(runtime);
       return { ok: true, node: address.node, value };
     } catch (err) {

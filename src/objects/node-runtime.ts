@@ -661,7 +661,9 @@ export class NodeRuntime {
 
   private assertLeader(): void {
     const status = this.raft.status();
-    if (status.removed) throw nodeError("NOT_MEMBER", `${this.identity.node} is no longer a member of cluster ${this.identity.cluster.name}`, { retryable: false });
+    if (status.removed && status.role !== "leader") {
+      throw nodeError("NOT_MEMBER", `${this.identity.node} is no longer a member of cluster ${this.identity.cluster.name}`, { retryable: false });
+    }
     if (status.role !== "leader") {
       throw status.leader === null
         ? nodeError("NO_LEADER", `${this.identity.node} is not the leader and no leader is known (election under way)`, { leader: null })
@@ -687,7 +689,10 @@ export class NodeRuntime {
       case "CONFIG_CHANGE_IN_PROGRESS":
         return nodeError("CONFIG_CHANGE_IN_PROGRESS", error.message, { retryable: true });
       case "REMOVED":
-        return nodeError("NOT_MEMBER", error.message, { retryable: false });
+        // A leader whose removal is under way hands leadership over: the request can go to the next leader.
+        return this.raft.status().role === "leader"
+          ? nodeError("TRANSFER_IN_PROGRESS", `${error.message}; leadership is being handed over`, { leader: null })
+          : nodeError("NOT_MEMBER", error.message, { retryable: false });
       default:
         return nodeError("INVALID_REQUEST", error.message, { retryable: false });
     }

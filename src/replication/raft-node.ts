@@ -67,6 +67,16 @@ export interface RaftNodeOptions {
 
 const OK: ReadRequestResult = Object.freeze({ ok: true });
 
+/** A removed leader's hand-over to the most up-to-date remaining voter. */
+interface RemovalHandover {
+  readonly target: NodeId;
+  /** The index of the config entry that removed us: the target must know it is committed before it campaigns. */
+  readonly removalIndex: number;
+  /** The first heartbeat round that told the target a commit index >= removalIndex; null until one was sent. */
+  commitRound: number | null;
+  elapsedTicks: number;
+}
+
 export class RaftNode implements RaftNodeApi {
   private readonly config: ResolvedRaftConfig;
   private readonly id: NodeId;
@@ -98,6 +108,13 @@ export class RaftNode implements RaftNodeApi {
   private readonly progress = new Map<NodeId, Progress>();
   private transferee: NodeId | null = null;
   private transferElapsedTicks = 0;
+  /**
+   * Leader only: the index of a config entry in our log, not yet applied, that removes us. From then on we accept no
+   * proposals, so that our log does not outgrow what the remaining voters hold when the removal commits.
+   */
+  private selfRemovalIndex: number | null = null;
+  /** Leader only: set once we applied our own removal and are handing leadership over (see beginRemovalHandover). */
+  private removalHandover: RemovalHandover | null = null;
   /** A TimeoutNow may still be in flight: its campaign would ignore stickiness, so leases are off for the term. */
   private timeoutNowSentThisTerm = false;
   /** New entries (or a new commit index) wait to go out in one AppendEntries per follower at the next ready(). */
@@ -202,6 +219,7 @@ export class RaftNode implements RaftNodeApi {
     const result = applyConfigChange(this.membership, change);
     if (!result.ok) return refuse("INVALID_CONFIG_CHANGE", result.message);
     const entry = this.appendEntry("config", encodeMembership(result.membership));
+    if (!isVoter(result.membership, this.id)) this.selfRemovalIndex = entry.index;
     this.assertInvariants();
     return { ok: true, index: entry.index, term: entry.term };
   }
@@ -224,6 +242,11 @@ export class RaftNode implements RaftNodeApi {
 
   transferLeadership(to: NodeId): ReadRequestResult {
     if (this.role !== "leader") return refuse("NOT_LEADER", `node ${this.id} is not the leader`, this.leader);
+    const handover = this.removalHandover;
+    if (handover !== null) {
+      if (to === handover.target) return OK;
+      return refuse("REMOVED", `node ${this.id} was removed and is already handing leadership over to ${handover.target}`);
+    }
     if (to === this.id) {
       this.abortTransfer();
       return OK;
@@ -232,28 +255,17 @@ export class RaftNode implements RaftNodeApi {
       return refuse("INVALID_REQUEST", `node ${String(to)} is not a voter; leadership can only go to a voter`);
     }
     if (this.transferee === to) return OK;
-    this.abortTransfer();
-    this.transferee = to;
-    this.transferElapsedTicks = 0;
-    this.events.push({ kind: "leadershipTransfer", to, outcome: "started" });
-    const progress = this.progress.get(to);
-    invariant(progress !== undefined, `transfer target ${to} has no progress`);
-    if (progress.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(to);
-    else this.sendAppend(to, { evenIfEmpty: true });
+    this.startTransfer(to);
     this.assertInvariants();
     return OK;
   }
 
   stepDown(): ReadRequestResult {
     if (this.role !== "leader") return refuse("NOT_LEADER", `node ${this.id} is not the leader`, this.leader);
-    const candidates = this.membership.voters
-      .filter((voter) => voter !== this.id)
-      .map((voter) => this.progress.get(voter))
-      .filter((progress): progress is Progress => progress !== undefined)
-      .sort((a, b) => b.matchIndex - a.matchIndex || a.ticksSinceContact - b.ticksSinceContact || (a.id < b.id ? -1 : 1));
-    const best = candidates[0];
-    if (best === undefined) return refuse("INVALID_REQUEST", "there is no other voter to hand leadership to");
-    return this.transferLeadership(best.id);
+    if (this.removalHandover !== null) return OK; // already stepping down
+    const best = this.bestTransferTarget();
+    if (best === null) return refuse("INVALID_REQUEST", "there is no other voter to hand leadership to");
+    return this.transferLeadership(best);
   }
 
   reportUnreachable(peer: NodeId): void {
@@ -400,7 +412,14 @@ export class RaftNode implements RaftNodeApi {
         progress.becomeProbe();
       }
     }
-    if (this.transferee !== null && ++this.transferElapsedTicks >= this.config.electionTimeoutTicks) this.abortTransfer();
+    if (this.removalHandover !== null && ++this.removalHandover.elapsedTicks >= this.config.electionTimeoutTicks) {
+      // The target did not take over in time (lost messages, a slow or cut-off target): step aside anyway. The voters
+      // that stay can elect a leader without us, or (when one voter stays) with our vote (decideVote).
+      this.becomeFollower(this.term, null, `removed from the voters; the hand-over to ${this.removalHandover.target} did not complete within ${this.config.electionTimeoutTicks} ticks`);
+      return;
+    }
+    // (A removed leader's hand-over has its own deadline, above.)
+    if (this.removalHandover === null && this.transferee !== null && ++this.transferElapsedTicks >= this.config.electionTimeoutTicks) this.abortTransfer();
     if (this.checkQuorumElapsedTicks >= this.config.electionTimeoutTicks) {
       this.checkQuorumElapsedTicks = 0;
       if (this.config.checkQuorum && !this.isQuorumActive()) {
@@ -431,7 +450,9 @@ export class RaftNode implements RaftNodeApi {
       } else if (m.type === "preVoteResponse" && m.granted) {
         // A grant carries the future term of our own pre-campaign; the term changes only when we campaign for real.
       } else {
-        const handedOver = this.role === "leader" && m.type === "vote" && m.transfer && m.from === this.transferee;
+        // A newer term from the transferee: it took over (with a transfer campaign, or alone once the removal of a
+        // removed leader left it needing no one else's vote).
+        const handedOver = this.role === "leader" && m.from === this.transferee;
         const leader = m.type === "append" || m.type === "heartbeat" || m.type === "snapshot" ? m.from : null;
         this.becomeFollower(m.term, leader, `saw term ${m.term} from ${m.from}`, handedOver);
       }
@@ -567,6 +588,7 @@ export class RaftNode implements RaftNodeApi {
       ownVote: this.vote,
       ownLeader: this.leader,
       ownLog: { lastIndex: this.log.lastIndex(), lastTerm: this.log.lastTerm() },
+      ownRemoval: this.removed ? { candidateIsSoleVoter: this.membership.voters.length === 1 && isVoter(this.membership, m.from) } : null,
     });
     const type = preVote ? "preVoteResponse" : "voteResponse";
     if (!grant) {
@@ -654,6 +676,8 @@ export class RaftNode implements RaftNodeApi {
     this.role = "leader";
     this.setLeader(this.id);
     this.transferee = null;
+    this.removalHandover = null;
+    this.selfRemovalIndex = this.findSelfRemoval();
     this.progress.clear();
     for (const member of membersExcept(this.membership, this.id)) this.addProgress(member);
     this.events.push({ kind: "becameLeader", term: this.term, electionTicks });
@@ -668,6 +692,8 @@ export class RaftNode implements RaftNodeApi {
       this.events.push({ kind: "leadershipTransfer", to: this.transferee, outcome: transferHandedOver ? "completed" : "aborted" });
       this.transferee = null;
     }
+    this.removalHandover = null;
+    this.selfRemovalIndex = null;
     this.progress.clear();
     this.entriesToBroadcast = false;
     this.commitToBroadcast = false;
@@ -774,6 +800,9 @@ export class RaftNode implements RaftNodeApi {
   private proposalRefusal(): ProposalError | null {
     if (this.removed) return { code: "REMOVED", message: `node ${this.id} was removed from the cluster` };
     if (this.role !== "leader") return { code: "NOT_LEADER", leader: this.leader, message: `node ${this.id} is not the leader` };
+    if (this.selfRemovalIndex !== null) {
+      return { code: "REMOVED", message: `node ${this.id} is being removed (config entry ${this.selfRemovalIndex}); it accepts no more proposals, retry with another node` };
+    }
     if (this.transferee !== null) {
       return { code: "TRANSFER_IN_PROGRESS", message: `leadership is being transferred to ${this.transferee}; retry with the new leader` };
     }
@@ -803,6 +832,15 @@ export class RaftNode implements RaftNodeApi {
   private findConfigEntry(range: { readonly afterIndex: number; readonly toIndex: number }): number | null {
     for (let index = range.afterIndex + 1; index <= range.toIndex; index++) {
       if (this.log.entryAt(index)?.kind === "config") return index;
+    }
+    return null;
+  }
+
+  /** The index of an unapplied config entry in our log that removes us, or null. */
+  private findSelfRemoval(): number | null {
+    for (let index = this.log.lastIndex(); index > this.applied; index--) {
+      const entry = this.log.entryAt(index);
+      if (entry?.kind === "config") return isVoter(decodeMembership(entry.data, index), this.id) ? null : index;
     }
     return null;
   }
@@ -907,7 +945,7 @@ export class RaftNode implements RaftNodeApi {
     }
     if (this.maybeCommit()) this.onLeaderCommitAdvanced();
     this.sendAppendsWhileAllowed(progress.id, { evenIfEmpty: false });
-    if (progress.id === this.transferee && progress.matchIndex === this.log.lastIndex()) this.sendTimeoutNow(progress.id);
+    this.maybeSendTimeoutNow(progress);
   }
 
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
@@ -926,6 +964,9 @@ export class RaftNode implements RaftNodeApi {
       this.sendAppend(progress.id, { evenIfEmpty: true });
     }
     if (!progress.isLearner) this.releaseConfirmedReads();
+    // A removed leader re-sends TimeoutNow with each qualifying echo: one may be lost, or arrive before the target
+    // applied the removal (it does not campaign with a committed config change unapplied).
+    if (this.removalHandover !== null) this.maybeSendTimeoutNow(progress);
     this.updateReplicaStatus(progress);
   }
 
@@ -957,10 +998,14 @@ export class RaftNode implements RaftNodeApi {
     this.heartbeatElapsedTicks = 0;
     const round = this.leaderReads.startRound(this.nowTicks);
     const readContext = this.leaderReads.newestConfirmingContext();
+    const handover = this.removalHandover;
     for (const progress of this.progress.values()) {
       const commit = Math.min(this.commit, progress.matchIndex);
       this.send({ ...this.envelope(progress.id), type: "heartbeat", commit, readContext, round });
       progress.lastCommitSent = Math.max(progress.lastCommitSent, commit);
+      if (handover !== null && handover.commitRound === null && handover.target === progress.id && commit >= handover.removalIndex) {
+        handover.commitRound = round;
+      }
     }
     // Our own echo is immediate: a single voter confirms its reads right away.
     this.releaseConfirmedReads();
@@ -983,18 +1028,13 @@ export class RaftNode implements RaftNodeApi {
     this.setMembership(membership);
     this.events.push({ kind: "membershipApplied", index, membership });
     if (this.role === "leader") {
-      this.leaderAfterMembershipChange();
+      this.leaderAfterMembershipChange(index);
     } else if (this.role !== "follower" && !isVoter(membership, this.id)) {
       this.becomeFollower(this.term, null, "no longer a voter");
     }
   }
 
-  private leaderAfterMembershipChange(): void {
-    if (!isVoter(this.membership, this.id)) {
-      // The removal is committed (we just applied it): hand the cluster over by stepping aside.
-      this.becomeFollower(this.term, null, "removed from the voters by a committed configuration");
-      return;
-    }
+  private leaderAfterMembershipChange(index: number): void {
     for (const [id, progress] of this.progress) {
       if (!isMember(this.membership, id)) this.progress.delete(id);
       else progress.isLearner = isLearner(this.membership, id);
@@ -1006,9 +1046,67 @@ export class RaftNode implements RaftNodeApi {
       }
     }
     if (this.transferee !== null && !isVoter(this.membership, this.transferee)) this.abortTransfer();
+    if (!isVoter(this.membership, this.id)) {
+      this.beginRemovalHandover(index);
+      return;
+    }
     // The quorum changed: commits and reads may be decided now.
     if (this.maybeCommit()) this.onLeaderCommitAdvanced();
     this.releaseConfirmedReads();
+  }
+
+  /**
+   * Our removal is committed and applied. Vanishing now could strand the cluster: the remaining voters may not know
+   * the removal committed (a two-voter cluster then needs our vote forever), and entries only we hold would wait for
+   * a new leader. So, as the Raft thesis (§4.2.2) and etcd suggest, we stop taking proposals and reads, keep
+   * replicating, bring the most up-to-date remaining voter level with our log, make sure it learned that the removal
+   * committed (it echoed a heartbeat that carried that commit index), and send it TimeoutNow. We step down when it
+   * campaigns (a higher term arrives), or after an election timeout at the latest. Commits meanwhile count only the
+   * new configuration's voters.
+   */
+  private beginRemovalHandover(removalIndex: number): void {
+    for (const read of this.leaderReads.takeAll()) {
+      this.failLeaderRead(read, { code: "REMOVED", message: `node ${this.id} was removed from the voters before the read was confirmed` });
+    }
+    const target = this.bestTransferTarget();
+    invariant(target !== null, () => `${this.id} was removed but no voter is left to lead`);
+    this.removalHandover = { target, removalIndex, commitRound: null, elapsedTicks: 0 };
+    if (this.transferee !== target) this.startTransfer(target);
+    if (this.maybeCommit()) this.onLeaderCommitAdvanced();
+    // Tell everyone the commit index now; the target's echo of this round lets TimeoutNow go.
+    this.broadcastHeartbeat();
+  }
+
+  /** The voter (other than us) with the highest match index, then the freshest contact; null when there is none. */
+  private bestTransferTarget(): NodeId | null {
+    const candidates = this.membership.voters
+      .filter((voter) => voter !== this.id)
+      .map((voter) => this.progress.get(voter))
+      .filter((progress): progress is Progress => progress !== undefined)
+      .sort((a, b) => b.matchIndex - a.matchIndex || a.ticksSinceContact - b.ticksSinceContact || (a.id < b.id ? -1 : 1));
+    return candidates[0]?.id ?? null;
+  }
+
+  private startTransfer(to: NodeId): void {
+    this.abortTransfer();
+    this.transferee = to;
+    this.transferElapsedTicks = 0;
+    this.events.push({ kind: "leadershipTransfer", to, outcome: "started" });
+    const progress = this.progress.get(to);
+    invariant(progress !== undefined, `transfer target ${to} has no progress`);
+    if (progress.matchIndex === this.log.lastIndex()) this.maybeSendTimeoutNow(progress);
+    else this.sendAppend(to, { evenIfEmpty: true });
+  }
+
+  /**
+   * TimeoutNow goes once the transferee holds our whole log, so that it can win; a removed leader also waits until
+   * the transferee knows that the removal committed, so that it campaigns under the configuration without us.
+   */
+  private maybeSendTimeoutNow(progress: Progress): void {
+    if (progress.id !== this.transferee || progress.matchIndex !== this.log.lastIndex()) return;
+    const handover = this.removalHandover;
+    if (handover !== null && (handover.commitRound === null || progress.ackedRound < handover.commitRound)) return;
+    this.sendTimeoutNow(progress.id);
   }
 
   private abortTransfer(): void {
@@ -1073,7 +1171,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private handleReadIndexRequest(m: ReadIndexRequest): void {
-    if (this.role !== "leader") {
+    if (this.role !== "leader" || this.removalHandover !== null) {
       this.send({ ...this.envelope(m.from), type: "readIndexResponse", context: m.context, index: null });
       return;
     }

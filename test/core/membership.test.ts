@@ -91,14 +91,15 @@ describe("single-server membership changes", () => {
     expect(cluster.appliedData(leader)).toContain("two voters");
   });
 
-  it("a leader that removes itself steps down once the removal is committed and applied, and never campaigns again", () => {
+  it("a leader that removes itself hands leadership over once the removal is committed and applied, and never campaigns again", () => {
     const { cluster, leader } = settledCluster();
     expect(cluster.core(leader).proposeConfigChange({ kind: "remove", node: leader }).ok).toBe(true);
     cluster.tickUntil(() => cluster.status(leader).role !== "leader", 20);
     const status = cluster.status(leader);
     expect(status.removed).toBe(true);
     expect(status.membership.voters).not.toContain(leader);
-    expect(cluster.node(leader).events.some((e) => e.kind === "steppedDown" && e.reason.includes("removed"))).toBe(true);
+    expect(cluster.node(leader).events.some((e) => e.kind === "leadershipTransfer" && e.outcome === "completed")).toBe(true);
+    expect(cluster.node(leader).events.some((e) => e.kind === "steppedDown")).toBe(true);
     // The removal was committed before the leader stepped down: the others have it.
     const others = ["a", "b", "c"].filter((id) => id !== leader);
     const next = cluster.elect(300);

@@ -11,6 +11,12 @@ interface SafetyState {
   readonly leaderOfTerm: Map<number, NodeId>;
   /** index -> "term/data" of every entry any state machine applied. */
   readonly applied: Map<number, string>;
+  /**
+   * index -> the lowest current term of a node seen having applied it: the entry was committed in that term or
+   * earlier. Leader Completeness binds only leaders of later terms (a removed leader still handing over in an older
+   * term may be seen only after a newer leader committed more).
+   */
+  readonly committedByTerm: Map<number, number>;
   /** Reads: context -> the highest commit index anywhere when the read was requested. */
   readonly commitAtRequest: Map<string, number>;
   readStatesChecked: number;
@@ -33,7 +39,7 @@ function checkSafety(cluster: TestCluster, state: SafetyState, seed: number): vo
         // Leader completeness: the new leader holds every applied entry (beyond its snapshot).
         const first = status.firstIndex;
         for (const [index, value] of state.applied) {
-          if (index < first) continue;
+          if (index < first || (state.committedByTerm.get(index) ?? 0) >= status.term) continue;
           expect(index <= status.lastIndex, `seed ${seed}: leader ${id} of term ${status.term} lacks applied index ${index}`).toBe(true);
           const entry = node.store.entries.find((e) => e.index === index);
           if (entry !== undefined) expect(`${entry.term}/${entry.data}`, `seed ${seed}: leader ${id} differs at ${index}`).toBe(value);
@@ -41,7 +47,7 @@ function checkSafety(cluster: TestCluster, state: SafetyState, seed: number): vo
       }
     }
     // State machine safety: everyone applies the same entry at each index.
-    for (const entry of node.store.appliedEntries) recordApplied(state, entry, seed, id);
+    for (const entry of node.store.appliedEntries) recordApplied(state, entry, seed, id, status.term);
     node.store.appliedEntries.length = 0;
     // Linearizable reads: a read index covers every commit that happened before the read was requested.
     for (const read of node.readStates.splice(0)) checkRead(state, read, seed, id);
@@ -49,11 +55,12 @@ function checkSafety(cluster: TestCluster, state: SafetyState, seed: number): vo
   }
 }
 
-function recordApplied(state: SafetyState, entry: LogEntry, seed: number, id: NodeId): void {
+function recordApplied(state: SafetyState, entry: LogEntry, seed: number, id: NodeId, appliedInTerm: number): void {
   const value = `${entry.term}/${entry.data}`;
   const known = state.applied.get(entry.index);
   expect(known === undefined || known === value, `seed ${seed}: ${id} applied ${value} at ${entry.index}, others ${String(known)}`).toBe(true);
   state.applied.set(entry.index, value);
+  state.committedByTerm.set(entry.index, Math.min(appliedInTerm, state.committedByTerm.get(entry.index) ?? appliedInTerm));
 }
 
 function checkRead(state: SafetyState, read: ReadState, seed: number, id: NodeId): void {
@@ -75,7 +82,7 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
   });
   cluster.addNode("d", null);
   cluster.addNode("e", null);
-  const state: SafetyState = { leaderOfTerm: new Map(), applied: new Map(), commitAtRequest: new Map(), readStatesChecked: 0 };
+  const state: SafetyState = { leaderOfTerm: new Map(), applied: new Map(), committedByTerm: new Map(), commitAtRequest: new Map(), readStatesChecked: 0 };
   let counter = 0;
   const pick = <T>(items: readonly T[]): T => items[random.nextInt(items.length)] as T;
 
