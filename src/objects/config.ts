@@ -80,6 +80,8 @@ export function raftConfigFor(options: { config: ClusterConfig; node: string; ra
     snapshotThresholdEntries: options.config.snapshotThresholdEntries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES,
     laggingThresholdEntries: 100,
     offlineAfterTicks: electionTimeoutTicks * 3,
+    // JOINING -> ONLINE waits for the replica's schema hash to equal the leader's, not only for its log.
+    requireReplicaReady: true,
     random: options.random,
   };
 }

@@ -203,6 +203,8 @@ export class NodeRuntime {
     info.appliedIndex = report.appliedIndex;
     info.schemaHash = report.schemaHash;
     info.lastReplyAtMs = this.deps.nowMs();
+    // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
+    if (report.schemaHash === this.sm.schemaInfo().hash) this.raft.reportReplicaReady(peer);
     const replica = this.raft.status().replicas.find((r) => r.id === peer);
     if (replica !== undefined && report.lastLogIndex < replica.matchIndex) {
       // The peer holds less than it acknowledged: its storage was wiped. Probe it again (a snapshot follows).

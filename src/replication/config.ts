@@ -17,6 +17,7 @@ export interface ResolvedRaftConfig extends RaftConfig {
   readonly leaseSafetyMarginTicks: number;
   readonly snapshotRetryTicks: number;
   readonly commitPreviousTermByCounting: boolean;
+  readonly requireReplicaReady: boolean;
 }
 
 export const DEFAULT_MAX_APPLY_ENTRIES_PER_READY = 256;
@@ -80,5 +81,6 @@ export function resolveRaftConfig(config: RaftConfig): ResolvedRaftConfig {
     leaseSafetyMarginTicks: config.leaseSafetyMarginTicks ?? Math.ceil(config.electionTimeoutTicks / 5),
     snapshotRetryTicks: config.snapshotRetryTicks ?? 20 * config.electionTimeoutTicks,
     commitPreviousTermByCounting: config.unsafeTestingFaults?.commitPreviousTermByCounting === true,
+    requireReplicaReady: config.requireReplicaReady === true,
   };
 }

@@ -65,6 +65,8 @@ export class Progress {
   matchedOnce = false;
   /** Has this replica (after matching) been within laggingThresholdEntries of the leader's last index? */
   caughtUpOnce = false;
+  /** The shell reported the replica ready (requireReplicaReady): e.g. its schema matches the leader's. */
+  readyReported = false;
   /** Highest commit index sent to it, so that a commit broadcast skips replicas that already know. */
   lastCommitSent = 0;
   status: ReplicaStatus | null = null;

@@ -279,6 +279,14 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  reportReplicaReady(peer: NodeId): void {
+    const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
+    if (progress === undefined || progress.readyReported) return;
+    progress.readyReported = true;
+    this.updateReplicaStatus(progress);
+    this.assertInvariants();
+  }
+
   /**
    * The shell learned that `peer` holds less than we believed (its storage was wiped, and it restarted empty):
    * forget its match index and probe it from its real last index. Lowering a match index only delays commits;
@@ -1265,7 +1273,8 @@ export class RaftNode implements RaftNodeApi {
   /** Moves the replica's status to what the observations call for, through the transition table. */
   private updateReplicaStatus(progress: Progress): void {
     const lagEntries = this.log.lastIndex() - progress.matchIndex;
-    if (progress.matchedOnce && lagEntries <= this.config.laggingThresholdEntries) progress.caughtUpOnce = true;
+    const ready = !this.config.requireReplicaReady || progress.readyReported;
+    if (progress.matchedOnce && ready && lagEntries <= this.config.laggingThresholdEntries) progress.caughtUpOnce = true;
     const target = targetReplicaStatus(
       { caughtUpOnce: progress.caughtUpOnce, lagEntries, ticksSinceContact: progress.ticksSinceContact, unreachable: progress.unreachable },
       { laggingThresholdEntries: this.config.laggingThresholdEntries, offlineAfterTicks: this.config.offlineAfterTicks },

@@ -193,6 +193,11 @@ export interface RaftConfig {
   /** A peer left in snapshot state without a report or a reply for this long goes back to probe. Default 20 * electionTimeoutTicks. */
   readonly snapshotRetryTicks?: number;
   /**
+   * The HA plan's ReplicaReady handshake: a replica stays JOINING until the shell reports it ready with
+   * reportReplicaReady (e.g. its schema matches the leader's), not only when its log caught up. Default false.
+   */
+  readonly requireReplicaReady?: boolean;
+  /**
    * TEST ONLY, never set by the Durable Object shell: deliberate protocol bugs, so that the simulator can show that
    * its checkers catch them. Every other invariant stays asserted.
    */
@@ -368,6 +373,8 @@ export interface RaftNodeApi {
   stepDown(): ReadRequestResult;
   /** The shell could not deliver a message to `peer` (after its retries). */
   reportUnreachable(peer: NodeId): void;
+  /** Leader only: with requireReplicaReady, `peer` is ready to be ONLINE once its log has caught up too. */
+  reportReplicaReady(peer: NodeId): void;
   /** Leader only: `peer` reported a last log index below its match index (its storage was wiped). */
   reportPeerLogLost(peer: NodeId, lastIndex: number): void;
   /** The shell finished (or failed) sending a snapshot to `peer`. */

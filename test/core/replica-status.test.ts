@@ -38,6 +38,21 @@ describe("replica status machine", () => {
     expect(targetReplicaStatus({ ...base, unreachable: true, ticksSinceContact: 30 }, thresholds)).toBe("OFFLINE");
   });
 
+  it("with requireReplicaReady, keeps a caught-up replica JOINING until the shell reports it ready", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { overrides: { requireReplicaReady: true } });
+    const leader = cluster.elect();
+    cluster.tickMany(3);
+    const peer = ["a", "b", "c"].find((id) => id !== leader) as string;
+    const view = () => cluster.status(leader).replicas.find((r) => r.id === peer);
+    expect(view()?.matchIndex).toBe(cluster.status(leader).lastIndex);
+    expect(view()?.status).toBe("JOINING");
+    cluster.core(leader).reportReplicaReady(peer);
+    expect(view()?.status).toBe("ONLINE");
+    // Readiness does not depend on anything else: a second report changes nothing.
+    cluster.core(leader).reportReplicaReady(peer);
+    expect(view()?.status).toBe("ONLINE");
+  });
+
   it("follows a replica through JOINING, ONLINE, RECONNECTING, OFFLINE and back, with events", () => {
     const cluster = new TestCluster(["a", "b", "c"], { overrides: { offlineAfterTicks: 20 } });
     const leader = cluster.elect();

@@ -265,9 +265,16 @@ export class ClusterRouter {
             await this.backoff(++failures, options.deadlineAt);
             continue;
           }
+          if (outcomeUnknown) {
+            // An earlier attempt timed out after proposing: say so, or a client might resend without its key.
+            return this.fail(504, "OUTCOME_UNKNOWN", `no leader (${waited.message}) after an earlier attempt timed out: the write may or may not have been applied`, {
+              node: target,
+              outcomeUnknown: true,
+            });
+          }
           return this.fail(503, "NO_LEADER", `no leader: ${waited.message}`, {
             node: target,
-            outcomeUnknown,
+            outcomeUnknown: false,
             retryAfterSeconds: this.retryAfterSeconds(),
           });
         }

@@ -192,6 +192,14 @@ export class TestCluster {
     }
   }
 
+  /**
+   * Whether a node has been started (holds its identity), looked up in its storage without calling it: any RPC
+   * call would start it, which a test of who starts whom must not do.
+   */
+  async isStarted(node: string): Promise<boolean> {
+    return runInDurableObject(this.stub(node), (_instance, state) => state.storage.kv.get("node/identity") !== undefined);
+  }
+
   /** Starts one node (any node, configured or not) without touching the others. */
   async startNode(node: string): Promise<NodeStatusReport> {
     return unwrap(await this.stub(node).start(this.address(node)));
