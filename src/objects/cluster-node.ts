@@ -27,6 +27,9 @@ import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFault
 
 const IDENTITY_KEY = "node/identity";
 const REMOVED_KEY = "node/removed";
+const INCARNATION_KEY = "node/incarnation";
+/** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
+const PEER_CALL_TIMEOUT_MS = 5_000;
 
 export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private runtime: NodeRuntime | null = null;
@@ -111,7 +114,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         // Decommissioning the leader: hand leadership over first, then let the new leader remove us.
         const moved = await runtime.transferLeadership({ timeoutMs: Math.floor(timeoutMs / 2) });
         const stub = this.stubFor(request.cluster, { name: moved.leader });
-        const answer = await stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) });
+        const answer = await withDeadline<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>>(stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) }), timeoutMs).catch((err: unknown) => {
+          throw nodeError("TIMEOUT", `leadership moved to ${moved.leader}, but forwarding the removal failed: ${String(err)}; retry the removal`, { leader: moved.leader, retryable: true });
+        });
         if (!answer.ok) throw new NodeFailure(answer.error);
         return answer.value;
       }
@@ -140,7 +145,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     try {
       runtime.receiveEnvelope(checked.envelope);
     } catch (err) {
-      if (err instanceof RaftInvariantError) await this.discardRuntime(runtime, err);
+      if (err instanceof RaftInvariantError || runtime.isBroken) await this.discardRuntime(runtime, err);
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
     await this.scheduleAlarm(runtime);
@@ -189,6 +194,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     if (runtime === null || runtime.isStopped) return;
     try {
       runtime.advanceClock();
+      const status = runtime.status();
+      if (status.removed && status.role !== "leader") {
+        await this.markRemoved(runtime, `${runtime.identity.node} is no longer a member of cluster ${runtime.identity.cluster.name}`);
+        return;
+      }
     } catch (err) {
       await this.discardRuntime(runtime, err);
       // Come back soon from storage rather than keep running in a state the core refused.
@@ -207,6 +217,15 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     if (this.runtime === runtime) this.runtime = null;
     this.alarmAtMs = null;
     await runtime.stop("the node hit an internal error and is restarting from storage");
+  }
+
+  /** A random id written with the node's first state: a peer that sees it change knows the storage was wiped. */
+  private incarnation(): string {
+    const existing = this.ctx.storage.kv.get<string>(INCARNATION_KEY);
+    if (existing !== undefined) return existing;
+    const created = crypto.randomUUID();
+    this.ctx.storage.kv.put(INCARNATION_KEY, created);
+    return created;
   }
 
   private identityTickMs(): number {
@@ -245,6 +264,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       faultsEnabled: faultsEnabled(this.env),
       nowMs: () => Date.now(),
       seed: crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
+      incarnation: this.incarnation(),
     });
     this.runtime = runtime;
     if (this.removedReason !== null) {
@@ -299,11 +319,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       else await this.scheduleAlarm(runtime);
       return { ok: true, node: address.node, value };
     } catch (err) {
-      if (err instanceof NodeFailure) {
+      if (err instanceof NodeFailure && this.runtime?.isBroken !== true) {
         if (this.runtime !== null && !this.runtime.isStopped) await this.scheduleAlarm(this.runtime).catch(() => undefined);
         return { ok: false, node: address.node, error: err.error };
       }
-      if (err instanceof RaftInvariantError && this.runtime !== null) await this.discardRuntime(this.runtime, err);
+      if (this.runtime !== null && (err instanceof RaftInvariantError || this.runtime.isBroken)) await this.discardRuntime(this.runtime, err);
       return { ok: false, node: address.node, error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false } };
     }
   }
@@ -326,13 +346,19 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   /** Makes a (new) member start so the leader's messages find it running; bounded by the RPC timeout. */
   private async startPeer(address: NodeAddress, member: MemberConfig): Promise<void> {
-    const stub = this.stubFor(address.cluster, member);
-    await stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name });
+    // Best effort: the leader's own messages start the node anyway (it answers notStarted and gets started).
+    try {
+      const stub = this.stubFor(address.cluster, member);
+      const answer = await withDeadline<NodeResult<NodeStatusReport>>(stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name }), PEER_CALL_TIMEOUT_MS);
+      if (!answer.ok) this.runtime?.log("warn", "memberStartRefused", { peer: member.name, code: answer.error.code, error: answer.error.message });
+    } catch (err) {
+      this.runtime?.log("warn", "memberStartFailed", { peer: member.name, error: String(err) });
+    }
   }
 
   private async notifyRemoved(address: NodeAddress, node: string): Promise<void> {
     try {
-      await this.stubFor(address.cluster, { name: node }).leave({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node });
+      await withDeadline<unknown>(this.stubFor(address.cluster, { name: node }).leave({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node }), PEER_CALL_TIMEOUT_MS);
     } catch (err) {
       this.runtime?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
     }
@@ -352,4 +378,16 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 function boundedTimeout(timeoutMs: number): number {
   if (!Number.isFinite(timeoutMs)) return 10_000;
   return Math.min(60_000, Math.max(1, Math.floor(timeoutMs)));
+}
+
+/** Settles like `promise`, or rejects after `timeoutMs`; the timer is always cleared. */
+function withDeadline<T>(promise: PromiseLike<unknown>, timeoutMs: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  // RPC stubs type their promises as unions; the caller names what the method returns.
+  return Promise.race([Promise.resolve(promise) as Promise<T>, timeout]).finally(() => {
+    if (timer !== undefined) clearTimeout(timer);
+  });
 }

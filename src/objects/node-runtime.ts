@@ -41,6 +41,8 @@ export interface RuntimeDeps {
   readonly faultsEnabled: boolean;
   readonly nowMs: () => number;
   readonly seed: number;
+  /** This node's storage incarnation (see PeerReport). */
+  readonly incarnation: string;
   readonly onLeaderWork?: () => void;
 }
 
@@ -74,12 +76,15 @@ interface ApplyOutcome {
 }
 
 interface PeerInfo {
+  incarnation: string | null;
   schemaHash: string | null;
   appliedIndex: number;
   lastReplyAtMs: number | null;
 }
 
 const HINTS_KEY = "node/hints";
+/** A log entry is one KV value, which the platform limits to 2 MB; JSON strings count about one byte a character. */
+const MAX_ENTRY_CHARS = 1_900_000;
 const PEER_INFO_CHUNK_SEQ = -1;
 
 export class NodeRuntime {
@@ -105,6 +110,7 @@ export class NodeRuntime {
   private readContextSeq = 0;
   private readonly random: SeededRandom;
   private stopped = false;
+  private broken = false;
 
   constructor(deps: RuntimeDeps) {
     this.deps = deps;
@@ -147,6 +153,7 @@ export class NodeRuntime {
 
   /** Catches the core's logical clock up with real time; call at the start of every event. */
   advanceClock(): void {
+    if (this.stopped) return;
     const nowMs = this.deps.nowMs();
     const due = Math.floor((nowMs - this.lastTickAtMs) / this.tickIntervalMs);
     if (due <= 0) return;
@@ -170,6 +177,11 @@ export class NodeRuntime {
     return this.stopped;
   }
 
+  /** True once handling a Ready failed: the object must discard this runtime and reload from storage. */
+  get isBroken(): boolean {
+    return this.broken;
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Incoming messages
 
@@ -183,7 +195,7 @@ export class NodeRuntime {
       }
     }
     for (const message of envelope.messages) {
-      if (message.type === "snapshot" && !this.sm.hasCompleteSnapshot({ snapshotIndex: message.snapshot.index, snapshotTerm: message.term })) {
+      if (message.type === "snapshot" && !this.sm.hasCompleteSnapshot({ snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term })) {
         this.log("warn", "snapshotIncomplete", { from: message.from, snapshotIndex: message.snapshot.index });
         continue;
       }
@@ -195,19 +207,23 @@ export class NodeRuntime {
 
   /** What a receiver tells the sender besides "ok": enough for the leader to judge a learner's schema. */
   peerReport(): PeerReport {
-    return { appliedIndex: this.sm.appliedIndex(), schemaHash: this.sm.schemaInfo().hash, lastLogIndex: this.raft.status().lastIndex };
+    return { appliedIndex: this.sm.appliedIndex(), schemaHash: this.sm.schemaInfo().hash, lastLogIndex: this.raft.status().lastIndex, incarnation: this.deps.incarnation };
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
+    if (this.stopped) return;
     const info = this.peerInfoFor(peer);
+    const previousIncarnation = info.incarnation;
+    info.incarnation = report.incarnation;
     info.appliedIndex = report.appliedIndex;
     info.schemaHash = report.schemaHash;
     info.lastReplyAtMs = this.deps.nowMs();
     // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
     if (report.schemaHash === this.sm.schemaInfo().hash) this.raft.reportReplicaReady(peer);
     const replica = this.raft.status().replicas.find((r) => r.id === peer);
-    if (replica !== undefined && report.lastLogIndex < replica.matchIndex) {
-      // The peer holds less than it acknowledged: its storage was wiped. Probe it again (a snapshot follows).
+    const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
+    if (replica !== undefined && storageReplaced && report.lastLogIndex < replica.matchIndex) {
+      // The peer's storage was wiped (a new incarnation) and it holds less than it acknowledged: probe it again.
       this.log("warn", "peerLostLog", { peer, matchIndex: replica.matchIndex, lastLogIndex: report.lastLogIndex });
       this.raft.reportPeerLogLost(peer, report.lastLogIndex);
       this.processReady();
@@ -225,17 +241,27 @@ export class NodeRuntime {
 
   /** Handles every pending Ready, in the documented order, until the core has nothing more to say. */
   processReady(): void {
-    // Bounded: each round either makes progress or empties the Ready; 1,000 rounds means something is wrong.
-    for (let round = 0; round < 1000 && this.raft.hasReady(); round++) {
-      const ready = this.raft.ready();
-      this.installSnapshot(ready);
-      this.raftStorage.persist(ready);
-      this.sendMessages(ready.messages);
-      this.applyCommitted(ready.committedEntries);
-      if (ready.compact !== null) this.raftStorage.compact(ready.compact);
-      this.handleReads(ready);
-      this.handleEvents(ready.events);
-      this.raft.advance(ready);
+    // A stopped runtime (removed, halted, or discarded after an error) must never touch storage or send again.
+    if (this.stopped) return;
+    try {
+      // Bounded: each round either makes progress or empties the Ready; 1,000 rounds means something is wrong.
+      for (let round = 0; round < 1000 && this.raft.hasReady(); round++) {
+        const ready = this.raft.ready();
+        this.installSnapshot(ready);
+        this.raftStorage.persist(ready);
+        this.sendMessages(ready.messages);
+        this.applyCommitted(ready.committedEntries);
+        if (ready.compact !== null) this.raftStorage.compact(ready.compact);
+        this.handleReads(ready);
+        this.handleEvents(ready.events);
+        this.raft.advance(ready);
+      }
+    } catch (err) {
+      // The core handed out a Ready we could not finish: it will never hand out another. Stop; the object reloads
+      // the node from storage (which holds everything persisted so far, in order).
+      this.broken = true;
+      this.stopped = true;
+      throw err;
     }
     this.applied.advance(this.sm.appliedIndex());
     if (this.raft.status().leader !== null) this.leaderKnown.advance(1);
@@ -341,6 +367,7 @@ export class NodeRuntime {
       onFailure: (failedPeer, failure) => this.onDeliveryFailure(failedPeer, failure),
       onEvent: (event) => {
         if (event.kind === "breaker") this.log("info", "circuitBreaker", { peer: event.peer, from: event.transition.from, to: event.transition.to });
+        if (event.kind === "callbackFailed") this.log("error", "transportCallbackFailed", { peer: event.peer, callback: event.callback, error: String(event.error) });
       },
       faultRules: () => this.faultRules(),
       config: {
@@ -366,13 +393,25 @@ export class NodeRuntime {
   private streamSnapshot(message: InstallSnapshot): void {
     const peer = message.to;
     if (this.snapshotStreams.has(peer)) return;
-    const image = this.sm.createSnapshotImage();
+    let image: ReturnType<StateMachinePort["createSnapshotImage"]>;
+    try {
+      image = this.sm.createSnapshotImage();
+    } catch (err) {
+      // E.g. the database is larger than a snapshot may be: tell the core, keep serving everyone else.
+      this.log("error", "snapshotFailed", { peer, error: err instanceof Error ? err.message : String(err) });
+      queueMicrotask(() => {
+        if (this.stopped) return;
+        this.raft.reportSnapshotResult(peer, false);
+        this.processReady();
+      });
+      return;
+    }
     const transport = this.transportFor(peer);
     this.snapshotStreams.add(peer);
     this.log("info", "snapshotSending", { peer, snapshotIndex: message.snapshot.index, appliedIndex: image.appliedIndex, chunks: image.chunks.length });
     const run = async (): Promise<boolean> => {
       for (const [seq, data] of image.chunks.entries()) {
-        const chunk: SnapshotChunk = { snapshotIndex: message.snapshot.index, snapshotTerm: message.term, seq, last: seq === image.chunks.length - 1, data };
+        const chunk: SnapshotChunk = { snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term, seq, last: seq === image.chunks.length - 1, data };
         const outcome = await transport.deliverNow({ snapshotChunk: chunk, timeoutMs: LIMITS.snapshotChunkTimeoutMs, deadlineMs: LIMITS.snapshotChunkTimeoutMs * 2 });
         if (!outcome.ok || this.stopped) return false;
       }
@@ -424,6 +463,11 @@ export class NodeRuntime {
     if (remembered !== null) return { results: remembered, raftIndex: this.sm.appliedIndex() };
     const prepared = this.sm.prepareWrite(options.request, { nowMs: this.deps.nowMs() });
     if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
+    if (prepared.value.length > MAX_ENTRY_CHARS) {
+      throw nodeError("INVALID_REQUEST", `the request encodes to ${prepared.value.length} characters, above the ${MAX_ENTRY_CHARS} a log entry may hold`, { retryable: false });
+    }
+    // Refuse before proposing: once proposed, a refusal would hide a write that may still commit.
+    if (this.writes.size >= LIMITS.maxWritesWaiting) throw nodeError("QUEUE_FULL", `${this.writes.size} writes are already waiting on this leader; retry later`);
     const proposal = this.raft.propose(prepared.value);
     if (!proposal.ok) throw this.proposalFailure(proposal.error);
     return this.awaitApplied({ index: proposal.index, term: proposal.term, timeoutMs: options.timeoutMs, requestId: options.request.id });
@@ -550,6 +594,7 @@ export class NodeRuntime {
       const status = this.raft.status();
       if (status.term > oldTerm && status.leader !== null && status.leader !== this.identity.node) return { leader: status.leader, term: status.term };
       await this.waitOneTick(deadlineAtMs);
+      if (this.stopped) throw nodeError("NOT_MEMBER", "this node stopped while leadership was moving", { retryable: true });
       this.advanceClock();
     }
     const status = this.raft.status();
@@ -579,8 +624,9 @@ export class NodeRuntime {
     for (const replica of status.replicas) {
       if (!replica.isLearner) continue;
       const info = this.peerInfo.get(replica.id);
-      const logCaughtUp = replica.matchIndex >= status.commit;
-      const schemaMatches = info?.schemaHash === ownSchema && info.appliedIndex >= this.sm.appliedIndex();
+      // ONLINE already means: log within the lagging threshold and schema equal to ours (ReplicaReady).
+      const logCaughtUp = replica.status === "ONLINE";
+      const schemaMatches = info?.schemaHash === ownSchema;
       if (!logCaughtUp || !schemaMatches) {
         if (this.ticks % LIMITS.statusSummaryEveryTicks === 0) {
           this.log("info", "learnerCatchingUp", { peer: replica.id, matchIndex: replica.matchIndex, commit: status.commit, schemaMatches });
@@ -709,7 +755,7 @@ export class NodeRuntime {
   private peerInfoFor(peer: string): PeerInfo {
     let info = this.peerInfo.get(peer);
     if (info === undefined) {
-      info = { schemaHash: null, appliedIndex: 0, lastReplyAtMs: null };
+      info = { incarnation: null, schemaHash: null, appliedIndex: 0, lastReplyAtMs: null };
       this.peerInfo.set(peer, info);
     }
     return info;
@@ -735,6 +781,8 @@ export interface PeerReport {
   readonly appliedIndex: number;
   readonly schemaHash: string;
   readonly lastLogIndex: number;
+  /** Made when the node's storage was first written: a new one means the storage was wiped. */
+  readonly incarnation: string;
 }
 
 /** The answer of a peer's receive(): the transport's result plus, on success, the peer's progress report. */

@@ -91,6 +91,29 @@ describe("ClusterNode", () => {
     expect(wiped.firstLogIndex).toBeGreaterThan(1);
   });
 
+  it("a wiped follower catches up through a snapshot taken in an earlier term than the leader's", async () => {
+    // One compaction in the first term (after 20 entries), none in the second (it ends below 40 entries).
+    const cluster = newCluster({ prefix: "wipe-term", nodes: 3, snapshotThresholdEntries: 20 });
+    await cluster.startAll();
+    await createTable(cluster);
+    await writeRows(cluster, { from: 0, count: 24 });
+    const firstLeader = await cluster.waitForLeader();
+    const firstTerm = (await cluster.status(firstLeader)).term;
+    const moved = await cluster.stub(firstLeader).transferLeadership({ ...cluster.address(firstLeader), timeoutMs: 5_000 });
+    expect(moved.ok).toBe(true);
+    const leader = await cluster.waitForLeader({ notLeader: firstLeader });
+    expect((await cluster.status(leader)).term).toBeGreaterThan(firstTerm);
+    const follower = cluster.names.find((n) => n !== leader)!;
+    await cluster.wipe(follower);
+    // Fewer writes than the compaction threshold: the leader's latest snapshot stays one of the earlier term.
+    const index = await writeRows(cluster, { from: 24, count: 2 });
+    expect(index).toBeLessThan(40);
+    expect((await cluster.status(leader)).firstLogIndex).toBeGreaterThan(20);
+    await cluster.stub(follower).start(cluster.address(follower));
+    await expectIdentical(cluster, { index });
+    expect((await cluster.status(follower)).firstLogIndex).toBeGreaterThan(1);
+  });
+
   it("an isolated leader commits nothing; the majority elects a new one; after healing one history remains", async () => {
     const cluster = newCluster({ prefix: "isolate", nodes: 3 });
     await cluster.startAll();
