@@ -6,7 +6,7 @@
 //   npm run test:lin -- [--seconds 20] [--clients 6] [--keys 4] [--seed N] [--stale-reads]
 // --stale-reads reads at level "none" (any node, no freshness bound): the checker must then find a violation.
 import { resolve } from "node:path";
-import { LocalServer } from "../e2e/local-server";
+import { LocalServer, pollUntil } from "../e2e/local-server";
 import { checkLinearizability, HistoryRecorder, registerModel, type RegisterInput, type RegisterOutput } from "../lincheck/index";
 
 const TOKEN = "dev-admin-token";
@@ -173,13 +173,10 @@ export async function runLinearizability(options: LinRunOptions): Promise<LinRun
   const server = await LocalServer.start({ extraArgs: ["--var", "DHA_TEST_FAULTS:1", "--var", "DHA_LOG_LEVEL:warn"] });
   try {
     const baseUrl = server.baseUrl;
-    const deadline = Date.now() + 30_000;
-    for (;;) {
+    await pollUntil("the cluster to accept the schema", 30_000, async () => {
       const created = await call(baseUrl, "/db/execute", { method: "POST", body: ["CREATE TABLE IF NOT EXISTS reg (k TEXT PRIMARY KEY, v TEXT)"] }).catch(() => null);
-      if (created?.status === 200) break;
-      if (Date.now() > deadline) throw new Error("the cluster did not accept the schema within 30 s");
-      await new Promise((r) => setTimeout(r, 250));
-    }
+      return created?.status === 200 ? true : undefined;
+    });
     const random = seededRandom(options.seed);
     const history = new HistoryRecorder<RegisterInput, RegisterOutput>();
     const lastValues = new Map<string, string>();
