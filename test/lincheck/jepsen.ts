@@ -1,4 +1,4 @@
-// Parsers for the shared linearizability vectors (../shared/testdata/linearizability, see its README.md):
+// Parsers for the shared linearizability vectors (test/data/linearizability, see its README.md):
 // Jepsen's etcd logs (one register) and the kv service's EDN-like histories. The line number is the time.
 // Anything malformed is an error naming the line, never silently skipped.
 

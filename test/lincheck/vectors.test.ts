@@ -1,5 +1,5 @@
-// The shared test vectors: real Jepsen histories with Porcupine's verdicts. CI runs in a fresh clone with a copy
-// of shared/ beside the repository, so the folder is found relative to the repository root.
+// Real Jepsen histories with Porcupine's verdicts, carried in the repository (test/data/linearizability; its
+// README.md gives their source and licence), so a fresh clone checks them with nothing beside it.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,11 +8,10 @@ import { appendKvModel, checkLinearizability, parseJepsenEtcdLog, parseKvLog, pa
 import type { CheckResult } from "./index";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const vectorsDir = path.resolve(repoRoot, "../shared/testdata/linearizability");
+const vectorsDir = path.resolve(repoRoot, "test/data/linearizability");
 if (!existsSync(path.join(vectorsDir, "README.md"))) {
   throw new Error(
-    `linearizability test vectors not found at ${vectorsDir}: a copy of shared/ must sit beside the repository ` +
-      `(shared/testdata/linearizability with jepsen-etcd/ and kv/)`,
+    `linearizability test vectors not found at ${vectorsDir} (test/data/linearizability with jepsen-etcd/ and kv/)`,
   );
 }
 
