@@ -8,6 +8,21 @@ const coreForbiddenImports = {
     { group: ["cloudflare:*"], message: "The pure core must not import platform modules." },
     { group: ["hono", "hono/*"], message: "The pure core must not import the HTTP layer." },
     { group: ["node:*", "fs", "path", "crypto", "timers"], message: "The pure core does no I/O." },
+    {
+      regex: "^\\.{1,2}/(.*/)?(objects|worker)(/|$)",
+      message: "Imports run worker -> objects -> core: the core imports nothing from src/objects or src/worker.",
+    },
+  ],
+};
+
+// The Durable Object shell sits below the worker: it takes what it needs from src/objects (e.g. ./env for the
+// bindings), so that the worker can change without the node objects noticing.
+const objectsForbiddenImports = {
+  patterns: [
+    {
+      regex: "^\\.{1,2}/(.*/)?worker(/|$)",
+      message: "Imports run worker -> objects -> core: src/objects imports nothing from src/worker.",
+    },
   ],
 };
 const coreForbiddenSyntax = [
@@ -40,6 +55,12 @@ export default tseslint.config(
       "no-restricted-imports": ["error", coreForbiddenImports],
       "no-restricted-syntax": ["error", ...coreForbiddenSyntax],
       "no-restricted-globals": ["error", "Date", "setTimeout", "setInterval", "performance", "fetch", "crypto"],
+    },
+  },
+  {
+    files: ["src/objects/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", objectsForbiddenImports],
     },
   },
   {

@@ -1,7 +1,7 @@
 // ClusterNode: one Raft node of one cluster, as a Durable Object. This file is the object's shell: lazy start,
 // the one alarm, and the RPC methods. The Raft plumbing lives in NodeRuntime, the SQL in ./sql.
 import { DurableObject } from "cloudflare:workers";
-import type { Env } from "../worker/env";
+import type { Env } from "./env";
 import {
   PROTOCOL_VERSION,
   type ClusterConfig,

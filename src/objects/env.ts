@@ -1,0 +1,21 @@
+import type { ClusterNode } from "./cluster-node";
+
+/**
+ * Bindings and variables of the deployment (see wrangler.toml). Declared here, beside the object that receives them,
+ * so that src/objects needs nothing from src/worker; the worker imports this type.
+ */
+export interface Env {
+  CLUSTER_NODE: DurableObjectNamespace<ClusterNode>;
+  CLUSTER_NAME: string;
+  CLUSTER_NODES: string;
+  HEARTBEAT_INTERVAL_MS: string;
+  ELECTION_TIMEOUT_MS: string;
+  /** Secret: JSON mapping each bearer token to its roles, e.g. {"tok": ["read", "write", "admin"]}. */
+  DHA_TOKENS?: string;
+  /** Optional: comma-separated browser origins allowed to call the API (CORS). */
+  DHA_CORS_ORIGINS?: string;
+  /** Lowest structured-log level printed: debug, info (default), warn or error. */
+  DHA_LOG_LEVEL?: string;
+  /** Test configuration only: "1" lets tests inject network faults between nodes. */
+  DHA_TEST_FAULTS?: string;
+}
