@@ -1,0 +1,227 @@
+// Peer links: one transport per peer, what peers report about themselves, and snapshot streaming.
+import type { InstallSnapshot, Membership, Message } from "../../replication/types";
+import { PROTOCOL_VERSION, type MemberConfig } from "../api";
+import type { StateMachinePort } from "../state-machine-port";
+import { applyFaults, FAULT_RULES_STORAGE_KEY, PeerTransport, type DeliveryFailure, type FaultRules, type PeerTransportStats, type SnapshotChunk } from "../transport/index";
+import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
+
+/** What a peer tells the sender of an envelope about itself. */
+export interface PeerReport {
+  readonly appliedIndex: number;
+  readonly schemaHash: string;
+  readonly lastLogIndex: number;
+  /** Made when the node's storage was first written: a new one means the storage was wiped. */
+  readonly incarnation: string;
+}
+
+/** The answer of a peer's receive(): the transport's result plus, on success, the peer's progress report. */
+export interface PeerAnswer {
+  readonly ok: boolean;
+  /** The peer has never been started: the sender starts it with the cluster configuration and tries again. */
+  readonly notStarted?: boolean;
+  readonly report?: PeerReport;
+}
+
+export function isPeerAnswer(value: unknown): value is PeerAnswer {
+  return typeof value === "object" && value !== null && typeof (value as { ok?: unknown }).ok === "boolean";
+}
+
+export interface PeerInfo {
+  incarnation: string | null;
+  schemaHash: string | null;
+  appliedIndex: number;
+  lastReplyAtMs: number | null;
+}
+
+export const HINTS_KEY = "node/hints";
+
+export class PeerLinks {
+  private readonly peers = new Map<string, PeerTransport<PeerStub>>();
+  private readonly peerInfo = new Map<string, PeerInfo>();
+  private readonly memberHints = new Map<string, string>();
+  private readonly snapshotStreams = new Set<string>();
+
+  constructor(private readonly core: RuntimeCore) {
+    for (const member of core.identity.cluster.members) {
+      if (member.locationHint !== undefined) this.memberHints.set(member.name, member.locationHint);
+    }
+    for (const [name, hint] of Object.entries(core.deps.storage.kv.get<Record<string, string>>(HINTS_KEY) ?? {})) {
+      this.memberHints.set(name, hint);
+    }
+  }
+
+  /** Remembers where a new member should be placed, durably, so every later link to it uses the hint. */
+  rememberHint(node: string, locationHint: string): void {
+    this.memberHints.set(node, locationHint);
+    this.core.deps.storage.kv.put(HINTS_KEY, Object.fromEntries(this.memberHints));
+  }
+
+  info(peer: string): PeerInfo | undefined {
+    return this.peerInfo.get(peer);
+  }
+
+  transportStats(peer: string): PeerTransportStats | undefined {
+    return this.peers.get(peer)?.stats();
+  }
+
+  /** Hands one Ready's messages to the transports, batched per peer; snapshots are streamed. */
+  sendMessages(messages: readonly Message[]): void {
+    const byPeer = new Map<string, Message[]>();
+    for (const message of messages) {
+      if (message.type === "snapshot") {
+        this.streamSnapshot(message);
+        continue;
+      }
+      const list = byPeer.get(message.to) ?? [];
+      list.push(message);
+      byPeer.set(message.to, list);
+    }
+    for (const [peer, list] of byPeer) this.transportFor(peer).send(list);
+  }
+
+  recordPeerReport(peer: string, report: PeerReport): void {
+    const core = this.core;
+    if (core.isStopped()) return;
+    const info = this.peerInfoFor(peer);
+    const previousIncarnation = info.incarnation;
+    info.incarnation = report.incarnation;
+    info.appliedIndex = report.appliedIndex;
+    info.schemaHash = report.schemaHash;
+    info.lastReplyAtMs = core.deps.nowMs();
+    // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
+    if (report.schemaHash === core.sm.schemaInfo().hash) core.raft.reportReplicaReady(peer);
+    const replica = core.raft.status().replicas.find((r) => r.id === peer);
+    const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
+    if (replica !== undefined && storageReplaced && report.lastLogIndex < replica.matchIndex) {
+      // The peer's storage was wiped (a new incarnation) and it holds less than it acknowledged: probe it again.
+      core.log("warn", "peerLostLog", { peer, matchIndex: replica.matchIndex, lastLogIndex: report.lastLogIndex });
+      core.raft.reportPeerLogLost(peer, report.lastLogIndex);
+      core.processReady();
+    }
+  }
+
+  dropTransportsOfFormerMembers(membership: Membership): void {
+    const members = new Set([...membership.voters, ...membership.learners]);
+    for (const [peer, transport] of this.peers) {
+      if (!members.has(peer)) {
+        void transport.close();
+        this.peers.delete(peer);
+        this.peerInfo.delete(peer);
+      }
+    }
+  }
+
+  /** Test-only: whether a message from here to `to` would pass the fault rules right now. */
+  faultDecision(to: string): ReturnType<typeof applyFaults> {
+    const rules = this.faultRules();
+    return rules === null ? "deliver" : applyFaults(rules, this.core.identity.node, to, () => this.core.random.nextInt(1_000_000) / 1_000_000);
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all([...this.peers.values()].map((transport) => transport.close()));
+    this.peers.clear();
+  }
+
+  private transportFor(peer: string): PeerTransport<PeerStub> {
+    const existing = this.peers.get(peer);
+    if (existing !== undefined && !existing.isClosed) return existing;
+    const core = this.core;
+    const cluster = core.identity.cluster;
+    const hint = this.memberHints.get(peer);
+    const member: MemberConfig = hint === undefined ? { name: peer } : { name: peer, locationHint: hint };
+    const transport = new PeerTransport<PeerStub>({
+      cluster: cluster.name,
+      self: core.identity.node,
+      peer,
+      getStub: () => core.deps.peerStub(member),
+      call: async (stub, envelope) => {
+        let answer = await stub.receive(envelope);
+        if (isPeerAnswer(answer) && answer.notStarted === true) {
+          // Cluster formation: whoever reaches a node first starts it, in any order (no hand-made ordering).
+          await stub.start({ protocolVersion: PROTOCOL_VERSION, cluster, node: peer });
+          answer = await stub.receive(envelope);
+        }
+        if (isPeerAnswer(answer) && answer.ok && answer.report !== undefined) this.recordPeerReport(peer, answer.report);
+        return answer;
+      },
+      onFailure: (failedPeer, failure) => this.onDeliveryFailure(failedPeer, failure),
+      onEvent: (event) => {
+        if (event.kind === "breaker") core.log("info", "circuitBreaker", { peer: event.peer, from: event.transition.from, to: event.transition.to });
+        if (event.kind === "callbackFailed") core.log("error", "transportCallbackFailed", { peer: event.peer, callback: event.callback, error: String(event.error) });
+      },
+      faultRules: () => this.faultRules(),
+      config: {
+        callTimeoutMs: Math.max(50, Math.min(1000, cluster.electionTimeoutMs)),
+        deadlineMs: Math.max(75, Math.min(1500, cluster.electionTimeoutMs * 1.5)),
+        breaker: { failureThreshold: 3, successThreshold: 1, openTimeoutMs: Math.max(100, cluster.electionTimeoutMs) },
+      },
+      random: () => core.random.nextInt(1_000_000) / 1_000_000,
+    });
+    this.peers.set(peer, transport);
+    return transport;
+  }
+
+  private onDeliveryFailure(peer: string, failure: DeliveryFailure): void {
+    const core = this.core;
+    if (core.isStopped()) return;
+    // Overflow drops are flow control, not a broken peer; everything else means the peer did not get it.
+    if (failure.kind !== "overflow") core.raft.reportUnreachable(peer);
+    core.log("debug", "deliveryFailed", { peer, kind: failure.kind, detail: failure.detail });
+    core.processReady();
+  }
+
+  /** Streams the current state-machine image to a peer in bounded chunks, then the snapshot message itself. */
+  private streamSnapshot(message: InstallSnapshot): void {
+    const core = this.core;
+    const peer = message.to;
+    if (this.snapshotStreams.has(peer)) return;
+    let image: ReturnType<StateMachinePort["createSnapshotImage"]>;
+    try {
+      image = core.sm.createSnapshotImage();
+    } catch (err) {
+      // E.g. the database is larger than a snapshot may be: tell the core, keep serving everyone else.
+      core.log("error", "snapshotFailed", { peer, error: err instanceof Error ? err.message : String(err) });
+      queueMicrotask(() => {
+        if (core.isStopped()) return;
+        core.raft.reportSnapshotResult(peer, false);
+        core.processReady();
+      });
+      return;
+    }
+    const transport = this.transportFor(peer);
+    this.snapshotStreams.add(peer);
+    core.log("info", "snapshotSending", { peer, snapshotIndex: message.snapshot.index, appliedIndex: image.appliedIndex, chunks: image.chunks.length });
+    const run = async (): Promise<boolean> => {
+      for (const [seq, data] of image.chunks.entries()) {
+        const chunk: SnapshotChunk = { snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term, seq, last: seq === image.chunks.length - 1, data };
+        const outcome = await transport.deliverNow({ snapshotChunk: chunk, timeoutMs: LIMITS.snapshotChunkTimeoutMs, deadlineMs: LIMITS.snapshotChunkTimeoutMs * 2 });
+        if (!outcome.ok || core.isStopped()) return false;
+      }
+      const outcome = await transport.deliverNow({ messages: [message], timeoutMs: LIMITS.snapshotChunkTimeoutMs });
+      return outcome.ok;
+    };
+    void run()
+      .catch(() => false)
+      .then((ok) => {
+        this.snapshotStreams.delete(peer);
+        if (core.isStopped()) return;
+        core.log(ok ? "info" : "warn", "snapshotSent", { peer, ok });
+        core.raft.reportSnapshotResult(peer, ok);
+        core.processReady();
+      });
+  }
+
+  private faultRules(): FaultRules | null {
+    if (!this.core.deps.faultsEnabled) return null;
+    return this.core.deps.storage.kv.get<FaultRules>(FAULT_RULES_STORAGE_KEY) ?? null;
+  }
+
+  private peerInfoFor(peer: string): PeerInfo {
+    let info = this.peerInfo.get(peer);
+    if (info === undefined) {
+      info = { incarnation: null, schemaHash: null, appliedIndex: 0, lastReplyAtMs: null };
+      this.peerInfo.set(peer, info);
+    }
+    return info;
+  }
+}

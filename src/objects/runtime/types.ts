@@ -1,0 +1,65 @@
+// What NodeRuntime is built from and what the modules under this folder share with it.
+import type { RaftNodeApi, SeededRandom } from "../../replication/index";
+import type { ClusterConfig, MemberConfig, NodeAddress } from "../api";
+import type { LogLevel } from "../log";
+import type { StateMachinePort } from "../state-machine-port";
+import type { RaftEnvelope } from "../transport/index";
+
+/** What a peer node must offer for the transport to reach it. */
+export interface PeerStub {
+  receive(envelope: RaftEnvelope): Promise<unknown>;
+  start(address: NodeAddress): Promise<unknown>;
+}
+
+export interface NodeIdentity {
+  readonly cluster: ClusterConfig;
+  readonly node: string;
+}
+
+export interface RuntimeDeps {
+  readonly identity: NodeIdentity;
+  readonly storage: DurableObjectStorage;
+  readonly stateMachine: StateMachinePort;
+  readonly peerStub: (member: MemberConfig) => PeerStub;
+  /** Fault rules are consulted only when test configuration switched fault injection on. */
+  readonly faultsEnabled: boolean;
+  readonly nowMs: () => number;
+  readonly seed: number;
+  /** This node's storage incarnation (see PeerReport). */
+  readonly incarnation: string;
+  readonly onLeaderWork?: () => void;
+}
+
+/** Bounds on everything a node keeps waiting. */
+export const LIMITS = {
+  maxWritesWaiting: 4096,
+  maxReadsWaiting: 1024,
+  maxAppliedWaiters: 1024,
+  maxLeaderWaiters: 1024,
+  /** After a long eviction, catch up at most this many ticks at once (the core only needs "a timeout passed"). */
+  maxCatchUpTicks: 64,
+  snapshotChunkTimeoutMs: 5_000,
+  statusSummaryEveryTicks: 50,
+} as const;
+
+/**
+ * The part of NodeRuntime the modules under this folder work with: the core, the state machine, the seams, and
+ * the Ready loop to run after they step the core.
+ */
+export interface RuntimeCore {
+  readonly identity: NodeIdentity;
+  readonly raft: RaftNodeApi;
+  readonly sm: StateMachinePort;
+  readonly deps: RuntimeDeps;
+  readonly tickIntervalMs: number;
+  readonly random: SeededRandom;
+  isStopped(): boolean;
+  /** Ticks this runtime has handed the core so far. */
+  ticks(): number;
+  /** When this node last heard a leader (append, heartbeat or snapshot); null when never. */
+  lastLeaderContactAtMs(): number | null;
+  /** Advances the core's clock to real time and handles what that produced. */
+  advanceClock(): void;
+  processReady(): void;
+  log(level: LogLevel, event: string, fields: Record<string, unknown>): void;
+}
