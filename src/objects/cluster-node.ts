@@ -36,6 +36,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private identity: NodeIdentity | null = null;
   private removedReason: string | null = null;
   private alarmAtMs: number | null = null;
+  /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
+  private strayAlarmCleared = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -234,6 +236,17 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
     if (runtime.isStopped) return;
+    if (!mayTick(runtime)) {
+      // Never a member (reached by a name no membership lists): it must not tick, and be billed, forever. A leader
+      // adding it makes it a member with its first entries, and the next scheduling arms the alarm. An alarm left
+      // from before (this instance has not cleared one yet) is deleted, once.
+      if (this.alarmAtMs !== null || !this.strayAlarmCleared) {
+        this.alarmAtMs = null;
+        this.strayAlarmCleared = true;
+        await this.ctx.storage.deleteAlarm();
+      }
+      return;
+    }
     const nowMs = Date.now();
     // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
     const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
@@ -372,6 +385,16 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   ping(): { ok: true } {
     return { ok: true };
   }
+}
+
+/**
+ * Whether the node has a reason to tick: it is a voter or learner, leads (a removed leader hands over first), or
+ * was removed (its next tick decommissions it). A node that never was a member has none.
+ */
+function mayTick(runtime: NodeRuntime): boolean {
+  const status = runtime.status();
+  const self = runtime.identity.node;
+  return status.removed || status.role === "leader" || status.membership.voters.includes(self) || status.membership.learners.includes(self);
 }
 
 /** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */

@@ -1,8 +1,12 @@
-// Node names and members in request bodies, checked by the objects' validateMember: the worker accepts exactly
-// what the nodes accept, and refuses the rest with the nodes' own explanation.
+// Node names and members in requests, checked by the objects' validateMember: the worker accepts exactly what the
+// nodes accept, and refuses the rest with the nodes' own explanation. A well-formed name must also belong to the
+// cluster before any object of that name is reached: every object reached is created, and billed, for good.
 import { z } from "zod";
 import type { MemberConfig } from "../../objects/api";
+import { viewOf } from "../cluster/gather";
 import { memberProblem } from "../config";
+import type { Runtime } from "../runtime";
+import { ApiError, badRequest, type ErrorShape } from "./errors";
 
 export const nodeNameSchema = z.string().superRefine((name, ctx) => {
   const problem = memberProblem({ name });
@@ -23,3 +27,40 @@ export const memberSchema = z
     }
     return member;
   });
+
+/**
+ * Refuses a name that is malformed (400) or not a member of the cluster (404). A configured name is a member; any
+ * other is looked up in the membership the configured nodes report (members added at run time), so only then
+ * does the check cost a round of status calls, and those go to configured members only.
+ */
+export async function requireMember(
+  runtime: Runtime,
+  name: string,
+  options: { what: string; timeoutMs: number; shape?: ErrorShape },
+): Promise<void> {
+  const shape = options.shape ?? "plain";
+  const problem = memberProblem({ name });
+  if (problem !== null) {
+    throw badRequest(`${options.what}: ${problem}`, shape);
+  }
+  const configured = runtime.router.memberNames();
+  if (configured.includes(name)) {
+    return;
+  }
+  const probes = await runtime.router.probeAll(configured, options.timeoutMs);
+  if (!probes.some((probe) => probe.ok)) {
+    throw new ApiError(503, `cannot tell whether ${name} is a member: no configured node answered`, {
+      shape,
+      code: "UNREACHABLE",
+      retryAfterSeconds: runtime.router.retryAfterSeconds(),
+    });
+  }
+  const view = viewOf(runtime.config, probes);
+  const members = [...new Set([...configured, ...view.voters, ...view.learners])];
+  if (!members.includes(name)) {
+    throw new ApiError(404, `${options.what}: ${name} is not a member of cluster ${runtime.config.name}: members are ${members.join(", ")}`, {
+      shape,
+      code: "NOT_MEMBER",
+    });
+  }
+}

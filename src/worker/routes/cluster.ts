@@ -7,7 +7,7 @@ import { summarizeHealth } from "../cluster/health";
 import { addMember, removeMember, transferLeadership } from "../data/service";
 import { badRequest } from "../http/errors";
 import { readJsonBody, validationHook } from "../http/json-body";
-import { memberSchema, nodeNameSchema } from "../http/members";
+import { memberSchema, nodeNameSchema, requireMember } from "../http/members";
 import { deadlineFor, NODE_HEADER, parseQueryParams } from "../http/params";
 import { failureError, wireResponse } from "../http/respond";
 import type { WireValue } from "../http/wire-json";
@@ -78,6 +78,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
   app.post("/leader/transfer", requireRole("admin"), limitAdminBody, async (c) => {
     const runtime = c.var.runtime();
     const { to } = await readJsonBody(c, transferSchema);
+    await requireMember(runtime, to, { what: "to", timeoutMs: runtime.policy.statusTimeoutMs });
     return adminResponse(c, await transferLeadership(runtime, to, adminDeadline(c, runtime)));
   });
 
@@ -93,7 +94,9 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
     zValidator("param", z.object({ name: nodeNameSchema }), validationHook),
     async (c) => {
       const runtime = c.var.runtime();
-      return adminResponse(c, await removeMember(runtime, c.req.valid("param").name, adminDeadline(c, runtime)));
+      const name = c.req.valid("param").name;
+      await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
+      return adminResponse(c, await removeMember(runtime, name, adminDeadline(c, runtime)));
     },
   );
 

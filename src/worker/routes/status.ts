@@ -3,7 +3,6 @@ import { Hono, type Context } from "hono";
 import { z } from "zod";
 import { PROTOCOL_VERSION, type NodeStatusReport } from "../../objects/api";
 import { gatherCluster } from "../cluster/gather";
-import { memberProblem } from "../config";
 import { transferLeadership } from "../data/service";
 import { nodeObjectName } from "../directory";
 import { formatGoDuration } from "../http/duration";
@@ -17,7 +16,7 @@ import type { StatusProbe } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 import { readJsonBody } from "../http/json-body";
-import { nodeNameSchema } from "../http/members";
+import { nodeNameSchema, requireMember } from "../http/members";
 
 const leaderBodySchema = z.strictObject({ id: nodeNameSchema });
 
@@ -34,7 +33,8 @@ export function statusRoutes(options: AppOptions): Hono<AppBindings> {
 
   app.get("/status", requireRole("read"), async (c) => {
     const { runtime, params } = prepare(c);
-    const probe = await localNode(runtime, params, statusTimeout(runtime, params));
+    const timeoutMs = statusTimeout(runtime, params);
+    const probe = await localNode(runtime, await candidateNodes(runtime, params, timeoutMs), timeoutMs);
     const status = statusDocument(c, runtime, probe);
     return wireResponse(c, params.key === undefined ? status : subKey(status, params.key), 200, { [NODE_HEADER]: probe.node });
   });
@@ -78,6 +78,9 @@ export function statusRoutes(options: AppOptions): Hono<AppBindings> {
   // rqlite: POST /leader steps the leader down; {"id": "n2"} names the node to hand over to.
   app.post("/leader", requireRole("admin"), limitBody(limits.maxAdminBodyBytes, "plain"), async (c) => {
     const body = await readJsonBody(c, leaderBodySchema, { optional: true });
+    if (body !== undefined) {
+      await requireMember(c.var.runtime(), body.id, { what: "id", timeoutMs: c.var.runtime().policy.statusTimeoutMs });
+    }
     return stepDown(c, body?.id);
   });
 
@@ -112,8 +115,7 @@ function statusTimeout(runtime: Runtime, params: QueryParams): number {
  * The node a status-like request is about: ?node= when given, else the cached leader, else the first configured
  * member that answers. All are asked in parallel, so unreachable ones cost one deadline in total.
  */
-async function localNode(runtime: Runtime, params: QueryParams, timeoutMs: number): Promise<StatusProbe & { ok: true }> {
-  const candidates = candidateNodes(runtime, params);
+async function localNode(runtime: Runtime, candidates: readonly string[], timeoutMs: number): Promise<StatusProbe & { ok: true }> {
   const probes = await runtime.router.probeAll(candidates, timeoutMs);
   const answered = probes.find((probe): probe is StatusProbe & { ok: true } => probe.ok);
   if (answered === undefined) {
@@ -126,12 +128,10 @@ async function localNode(runtime: Runtime, params: QueryParams, timeoutMs: numbe
   return answered;
 }
 
-function candidateNodes(runtime: Runtime, params: QueryParams): string[] {
+/** ?node= when given (a member: 400 or 404 otherwise), else the cached leader first, then the configured members. */
+async function candidateNodes(runtime: Runtime, params: QueryParams, timeoutMs: number): Promise<string[]> {
   if (params.node !== undefined) {
-    const problem = memberProblem({ name: params.node });
-    if (problem !== null) {
-      throw badRequest(`node: ${problem}`);
-    }
+    await requireMember(runtime, params.node, { what: "node", timeoutMs });
     return [params.node];
   }
   const cached = runtime.router.cachedLeader();
@@ -239,9 +239,11 @@ async function readiness(c: Context<AppBindings>): Promise<Response> {
         ...(status === 503 ? { "Retry-After": String(runtime.router.retryAfterSeconds()) } : {}),
       },
     });
+  // A bad ?node= is the caller's error (400/404), never "not ready": a retry could not make it work.
+  const candidates = await candidateNodes(runtime, params, timeoutMs);
   let local: StatusProbe & { ok: true };
   try {
-    local = await localNode(runtime, params, timeoutMs);
+    local = await localNode(runtime, candidates, timeoutMs);
   } catch (error) {
     if (error instanceof ApiError) {
       lines.push(`[+]node not reachable: ${error.message}`);

@@ -5,7 +5,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { faultsEnabled, parseFaultRules } from "../../objects/transport/fault-hook";
 import { objectName } from "../../objects/config";
-import { badRequest } from "../http/errors";
+import { ApiError, badRequest } from "../http/errors";
 import { readJsonBody } from "../http/json-body";
 import { requireRole } from "../middleware/auth";
 import type { AppBindings } from "../types";
@@ -41,6 +41,7 @@ export function testHookRoutes(): Hono<AppBindings> {
 }
 
 function nodeStub(env: AppBindings["Bindings"], cluster: string, name: string, members: readonly string[]) {
-  if (!members.includes(name)) throw badRequest(`unknown node "${name}" (configured: ${members.join(", ")})`);
+  // Configured members only, checked before any object is reached: an unknown name is a 404, never a new object.
+  if (!members.includes(name)) throw new ApiError(404, `unknown node "${name}" (configured: ${members.join(", ")})`, { code: "NOT_MEMBER" });
   return env.CLUSTER_NODE.getByName(objectName({ cluster, node: name }));
 }
