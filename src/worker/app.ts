@@ -11,7 +11,8 @@ import { dataRoutes } from "./routes/data";
 import { OPENAPI_DOCUMENT } from "./routes/openapi";
 import { statusRoutes } from "./routes/status";
 import { testHookRoutes } from "./routes/test-hooks";
-import { runtimeFactory, type AppOptions } from "./runtime";
+import { limitUrl, MAX_URL_BYTES } from "./middleware/url-limit";
+import { resolveLimits, runtimeFactory, type AppOptions } from "./runtime";
 import type { AppBindings } from "./types";
 
 export type { AppOptions } from "./runtime";
@@ -24,6 +25,7 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   const now = options.now ?? Date.now;
 
   app.use("*", requestId());
+  app.use("*", limitUrl({ maxUrlBytes: MAX_URL_BYTES, maxBodyBytes: resolveLimits(options).maxBodyBytes }));
   app.use("*", secureHeaders({ crossOriginResourcePolicy: false, crossOriginOpenerPolicy: false }));
   app.use("*", corsFromEnv());
   app.use("*", async (c, next) => {
