@@ -75,9 +75,9 @@ describe("the data API over a real cluster", () => {
     expect(linearizable.text).toBe(FIONA);
 
     // rqlite's other shapes: associative, the unified endpoint, raft_index, per-statement errors with 200.
-    // (Types come from the values: the platform's cursor does not expose declared types, so an empty set has "".)
+    // (Types are the declared ones, as rqlite reports them: an empty set has them too.)
     const associative = await h.send("POST", "/db/query?associative&level=strong", { json: ["SELECT * FROM foo", "SELECT * FROM foo WHERE 0"] });
-    expect(associative.text).toBe('{"results":[{"types":{"id":"integer","name":"text"},"rows":[{"id":1,"name":"fiona"}]},{"types":{"id":"","name":""},"rows":[]}]}');
+    expect(associative.text).toBe('{"results":[{"types":{"id":"integer","name":"text"},"rows":[{"id":1,"name":"fiona"}]},{"types":{"id":"integer","name":"text"},"rows":[]}]}');
     const unified = await h.send("POST", "/db/request?raft_index", { json: [["INSERT INTO foo(name) VALUES(?)", "declan"], "SELECT name FROM foo ORDER BY id"] });
     expect(unified.status, unified.text).toBe(200);
     const unifiedIndex = Number(unified.headers.get("X-DHA-Raft-Index"));

@@ -200,7 +200,8 @@ describe("results", () => {
       expect(typeof select?.time).toBe("number");
       expect(select?.time).toBeGreaterThanOrEqual(0);
       const [empty] = d.machine.query([{ sql: "SELECT id FROM t WHERE 0" }], { transaction: false });
-      expect(empty).toMatchObject({ columns: ["id"], types: [""], rows: [] });
+      // An empty result still carries the declared type (issue 10, item 1).
+      expect(empty).toMatchObject({ columns: ["id"], types: ["integer"], rows: [] });
     });
   });
 

@@ -9,6 +9,7 @@
 import type { EntryKind } from "../../replication/types";
 import type { SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
 import { computeSchemaHash, rowsOf } from "./catalog";
+import { DeclaredTypes, resultColumnTypes } from "./column-types";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
@@ -69,28 +70,6 @@ function approximateBytes(row: readonly SqlValue[]): number {
   return bytes;
 }
 
-/**
- * rqlite reports the declared column type; the platform's cursor does not expose it, so types come from the values:
- * the first non-null value of each column decides ("integer", "real", "text", "blob"); "" when every value is NULL
- * or there are no rows. A REAL that holds a whole number reads back as a JS integer and is reported "integer".
- */
-function typesFromRows(columnCount: number, rows: readonly (readonly SqlValue[])[]): string[] {
-  const types: string[] = [];
-  for (let column = 0; column < columnCount; column += 1) {
-    let type = "";
-    for (const row of rows) {
-      const value = row[column];
-      if (value === null || value === undefined) continue;
-      if (typeof value === "number") type = Number.isInteger(value) ? "integer" : "real";
-      else if (typeof value === "string") type = "text";
-      else type = "blob";
-      break;
-    }
-    types.push(type);
-  }
-  return types;
-}
-
 /** SQLite's message without the platform's suffixes (": SQLITE_CONSTRAINT (extended: ...)", " at offset N"). */
 export function cleanSqliteError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
@@ -106,6 +85,7 @@ export class SqlStateMachine {
   private readonly maxDedupEntries: number;
   private readonly maxDedupResultBytes: number;
   private readonly maxResultBytes: number;
+  private readonly declaredTypes: DeclaredTypes;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -120,6 +100,7 @@ export class SqlStateMachine {
       "maxDedupResultBytes",
     );
     this.maxResultBytes = positiveInteger(options.maxResultBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes, "maxResultBytes");
+    this.declaredTypes = new DeclaredTypes(storage);
   }
 
   /** The index of the last entry applied (0 before any). */
@@ -225,7 +206,8 @@ export class SqlStateMachine {
         result.error = `the result is larger than ${this.maxResultBytes} bytes`;
       } else if (columns.length > 0) {
         result.columns = columns;
-        result.types = typesFromRows(columns.length, rows);
+        const declared = this.declaredTypes.of(statement.sql, columns.length, this.schemaInfo().hash);
+        result.types = resultColumnTypes(declared, columns.length, rows);
         result.rows = rows;
       }
       result.time = seconds();

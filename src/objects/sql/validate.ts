@@ -9,6 +9,7 @@ import {
   quoteSqlString,
   splitTokensIntoStatements,
   SqlSyntaxError,
+  statementText,
   tokenizeSql,
   type SqlToken,
 } from "./tokenizer";
@@ -306,6 +307,25 @@ export function inspectStatement(sql: string): { readonly shape: StatementShape;
     return { shape, hazard: hazardIn(significant, shape) };
   } catch (error) {
     if (error instanceof SqlSyntaxError) return { shape: UNKNOWN_SHAPE, hazard: null };
+    throw error;
+  }
+}
+
+/**
+ * The text of a query (SELECT, VALUES, WITH ... SELECT) with every parameter replaced by NULL, for asking SQLite
+ * the declared types of its result columns through a view (views cannot hold parameters; a placeholder's value never
+ * changes a declared type). Null for anything else, or text that does not tokenize as exactly one statement.
+ */
+export function typeProbeText(sql: string): string | null {
+  try {
+    const statements = splitTokensIntoStatements(tokenizeSql(sql));
+    const statement = statements[0];
+    if (statements.length !== 1 || statement === undefined) return null;
+    const shape = shapeOf(significantTokens(statement));
+    if (!READ_VERBS.has(shape.mainVerb) || (shape.verb !== "WITH" && !READ_VERBS.has(shape.verb))) return null;
+    return statementText(statement.map((token) => (token.kind === "param" ? { ...token, text: "NULL" } : token)));
+  } catch (error) {
+    if (error instanceof SqlSyntaxError) return null;
     throw error;
   }
 }

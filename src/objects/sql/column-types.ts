@@ -1,0 +1,113 @@
+// The type of each result column, as rqlite reports it: the column's declared type, lowercased ("integer",
+// "varchar(10)", "datetime"), where the column has one; otherwise inferred from the values.
+//
+// The platform's cursor exposes column names only (no sqlite3_column_decltype). SQLite itself still knows the
+// declared types: a view over the query gets, for every column that names a table column, that column's declared
+// type (pragma_table_xinfo reads it back). The view is created inside a nested transactionSync that is always
+// thrown away, so nothing of it remains; answers are cached per schema hash and statement text.
+//
+// For columns without a declared type SQLite gives a view column the name of its affinity ("BLOB" for an untyped
+// table column, "INT"/"REAL"/"TEXT"/"NUM" for a CAST); only "BLOB" can mislead (an untyped column holding integers),
+// so a "BLOB" that the values contradict is replaced by what the values say.
+import type { SqlValue } from "../../shared/sql";
+import { typeProbeText } from "./validate";
+
+/** Reserved prefix (_dha_): user statements can never name it. */
+const PROBE_VIEW = "_dha_result_types";
+const MAX_CACHED_PROBES = 256;
+
+class DiscardProbe extends Error {
+  constructor(readonly types: readonly string[]) {
+    super("probe discarded");
+  }
+}
+
+/** Declared types of a query's result columns ("" where a column has none), or null when SQLite cannot say. */
+export class DeclaredTypes {
+  private readonly cache = new Map<string, readonly string[] | null>();
+
+  constructor(private readonly storage: DurableObjectStorage) {}
+
+  of(sql: string, columnCount: number, schemaHash: string): readonly string[] | null {
+    const probe = typeProbeText(sql);
+    if (probe === null) return null;
+    const key = `${schemaHash}\n${probe}`;
+    let types = this.cache.get(key);
+    if (types === undefined) {
+      types = this.ask(probe);
+      if (this.cache.size >= MAX_CACHED_PROBES) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+      this.cache.set(key, types);
+    }
+    return types !== null && types.length === columnCount ? types : null;
+  }
+
+  private ask(probe: string): readonly string[] | null {
+    try {
+      this.storage.transactionSync(() => {
+        this.storage.sql.exec(`CREATE VIEW ${PROBE_VIEW} AS ${probe}`);
+        const rows = [...this.storage.sql.exec(`SELECT type FROM pragma_table_xinfo('${PROBE_VIEW}')`).raw()];
+        throw new DiscardProbe(rows.map(([type]) => (typeof type === "string" ? type : "")));
+      });
+    } catch (error) {
+      if (error instanceof DiscardProbe) return error.types;
+      // SQLite could not make a view of it (the statement's own error is reported when it runs): infer instead.
+      return null;
+    }
+    return null;
+  }
+}
+
+type ValueClass = "" | "integer" | "real" | "text" | "blob";
+
+interface ColumnValues {
+  /** The class of the first non-NULL value ("" when there is none). */
+  readonly first: ValueClass;
+  readonly hasNonIntegralNumber: boolean;
+}
+
+function classOf(value: SqlValue): ValueClass {
+  if (value === null) return "";
+  if (typeof value === "bigint") return "integer";
+  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "real";
+  if (typeof value === "string") return "text";
+  return "blob";
+}
+
+function surveyColumn(rows: readonly (readonly SqlValue[])[], column: number): ColumnValues {
+  let first: ValueClass = "";
+  let hasNonIntegralNumber = false;
+  for (const row of rows) {
+    const value = row[column] ?? null;
+    const kind = classOf(value);
+    if (first === "" && kind !== "") first = kind;
+    if (kind === "real") hasNonIntegralNumber = true;
+  }
+  return { first, hasNonIntegralNumber };
+}
+
+/** What the values alone say: the first value's class, except that any non-integral number makes numbers real. */
+function inferredType(values: ColumnValues): string {
+  if (values.first === "integer" && values.hasNonIntegralNumber) return "real";
+  return values.first;
+}
+
+/**
+ * The reported type of every column: declared (lowercased) where there is one, inferred otherwise; and never an
+ * integer type (SQLite: any type containing "INT") for a column holding a non-integral number, which a client
+ * converting by type would truncate.
+ */
+export function resultColumnTypes(declared: readonly string[] | null, columnCount: number, rows: readonly (readonly SqlValue[])[]): string[] {
+  const types: string[] = [];
+  for (let column = 0; column < columnCount; column += 1) {
+    const values = surveyColumn(rows, column);
+    const inferred = inferredType(values);
+    const declaredType = declared?.[column] ?? "";
+    let type = declaredType === "" || (declaredType === "BLOB" && inferred !== "" && inferred !== "blob") ? inferred : declaredType.toLowerCase();
+    if (values.hasNonIntegralNumber && type.includes("int")) type = "real";
+    types.push(type);
+  }
+  return types;
+}

@@ -1,0 +1,110 @@
+// What clients read, as exactly as SQLite holds it (issue 10): declared column types, 64-bit integers, the PRAGMAs
+// ORMs send, the schema tables without the platform's objects, and bounded results. Real Durable Object SQLite.
+import { env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql";
+import { encodeSqlRequest, prepareRead, prepareWrite, SqlStateMachine, type SqlStateMachineOptions } from "../../src/objects/sql/index";
+
+/** Runs `fn` against the storage of a fresh ClusterNode object (one per call: names are unique). */
+async function withStorage<T>(label: string, fn: (storage: DurableObjectStorage) => T): Promise<T> {
+  const stub = env.CLUSTER_NODE.getByName(`sql-fidelity-${label}-${crypto.randomUUID()}`);
+  return runInDurableObject(stub, (_instance, state) => fn(state.storage));
+}
+
+const NOW_MS = Date.UTC(2026, 10, 30, 8, 0, 0, 0);
+
+/** The leader's preparation and a replica's apply, as the node runtime does them; reads go through prepareRead. */
+class Node {
+  private index = 0;
+  readonly machine: SqlStateMachine;
+
+  constructor(storage: DurableObjectStorage, options?: SqlStateMachineOptions) {
+    this.machine = new SqlStateMachine(storage, options);
+  }
+
+  apply(statements: Statement[], transaction = false): StatementResult[] {
+    const request: SqlRequest = { id: `req-${this.index + 1}-${crypto.randomUUID()}`, transaction, statements };
+    const prepared = prepareWrite(request, { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n).fill(7) });
+    if (!prepared.ok) throw new Error(`refused: ${prepared.error}`);
+    this.index += 1;
+    const results = this.machine.applyEntry({ index: this.index, kind: "normal", data: encodeSqlRequest(prepared.request) });
+    if (results === null) throw new Error("already applied");
+    return results;
+  }
+
+  exec(sql: string, params?: Statement["params"]): StatementResult {
+    const [result] = this.apply([params === undefined ? { sql } : { sql, params }]);
+    if (result?.error !== undefined) throw new Error(`statement failed: ${result.error}`);
+    return result as StatementResult;
+  }
+
+  query(sql: string, params?: Statement["params"]): StatementResult {
+    const prepared = prepareRead([params === undefined ? { sql } : { sql, params }]);
+    if (!prepared.ok) throw new Error(`refused: ${prepared.error}`);
+    const [result] = this.machine.query(prepared.statements, { transaction: false });
+    return result as StatementResult;
+  }
+}
+
+describe("column types (issue 10, item 1)", () => {
+  it("reports each column's declared type, lowercased, as rqlite does; a REAL column whose first value is whole is still real", async () => {
+    await withStorage("declared", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY, price REAL, label TEXT, data BLOB, at DATETIME, code VARCHAR(10), flag BOOLEAN, n NUMERIC)");
+      node.exec("INSERT INTO m(price, label, data, at, code, flag, n) VALUES (3.0, 'a', x'01', '2026-01-01', 'x', 1, 2), (0.5, 'b', NULL, NULL, NULL, 0, 2.5), (-7.25, NULL, NULL, NULL, NULL, NULL, NULL)");
+      const read = node.query("SELECT id, price, label, data, at, code, flag, n FROM m ORDER BY id");
+      expect(read.error).toBeUndefined();
+      expect(read.types).toEqual(["integer", "real", "text", "blob", "datetime", "varchar(10)", "boolean", "numeric"]);
+      expect(read.rows?.map((row) => row[1])).toEqual([3, 0.5, -7.25]);
+      // The same through the log (a SELECT inside a write request) and through RETURNING of declared columns.
+      const [logged] = node.apply([{ sql: "SELECT price FROM m ORDER BY id" }]);
+      expect(logged?.types).toEqual(["real"]);
+    });
+  });
+
+  it("gives an empty result its declared types too, and infers only for expressions", async () => {
+    await withStorage("empty", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY, price REAL, label TEXT)");
+      expect(node.query("SELECT id, price, label FROM m").types).toEqual(["integer", "real", "text"]);
+      expect(node.query("SELECT * FROM m WHERE id = ?", [1]).types).toEqual(["integer", "real", "text"]);
+      // Joins, aliases, subqueries and views keep the declared type of the column they name.
+      node.exec("CREATE VIEW v AS SELECT price AS p FROM m");
+      expect(node.query("SELECT a.price AS x, (SELECT label FROM m) AS y, v.p FROM m AS a JOIN v").types).toEqual(["real", "text", "real"]);
+      node.exec("INSERT INTO m(price, label) VALUES (3.0, 'a'), (0.5, 'b')");
+      // Expressions have no declared type: the values decide, and a column with any non-integral number is real.
+      const expressions = node.query("SELECT price / 4, count(*) OVER (), label || '!', NULL FROM m ORDER BY id");
+      expect(expressions.types).toEqual(["real", "integer", "text", ""]);
+      expect(node.query("SELECT 1.5 UNION ALL SELECT 2").types).toEqual(["real"]);
+      expect(node.query("SELECT 2 UNION ALL SELECT 1.5").types).toEqual(["real"]);
+    });
+  });
+
+  it("never calls a column integer when it holds a non-integral value; untyped columns are inferred, not 'blob'", async () => {
+    await withStorage("never-integer", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE loose(i INTEGER, anything)");
+      node.exec("INSERT INTO loose VALUES (1, 1), (2.5, 2.5)");
+      expect(node.query("SELECT i, anything FROM loose").types).toEqual(["real", "real"]);
+      node.exec("CREATE TABLE untyped(a)");
+      node.exec("INSERT INTO untyped VALUES ('text')");
+      expect(node.query("SELECT a FROM untyped").types).toEqual(["text"]);
+      node.exec("INSERT INTO untyped VALUES (x'00')");
+      expect(node.query("SELECT a FROM untyped WHERE typeof(a) = 'blob'").types).toEqual(["blob"]);
+    });
+  });
+
+  it("leaves no trace of how it asked SQLite: no object, no schema change, parameters and reads unaffected", async () => {
+    await withStorage("no-trace", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY, price REAL)");
+      const before = node.machine.schemaInfo();
+      for (let i = 0; i < 3; i++) expect(node.query("SELECT price FROM m WHERE id > ? LIMIT ?", [0, 5]).types).toEqual(["real"]);
+      expect(node.machine.schemaInfo()).toEqual(before);
+      expect([...storage.sql.exec("SELECT name FROM sqlite_master WHERE name LIKE '%dha%'").raw()]).toEqual([]);
+      // A statement SQLite cannot make a view of still runs and reports its own error or result.
+      expect(node.query("SELECT nope FROM m").error).toMatch(/no such column: nope/);
+      expect(node.query("PRAGMA table_info(m)").types).toEqual(["integer", "text", "text", "integer", "", "integer"]);
+    });
+  });
+});
