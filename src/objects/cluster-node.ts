@@ -23,7 +23,7 @@ import { logEvent, setLogLevel } from "./log";
 import { RaftInvariantError } from "../replication/index";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
 import { createStateMachine } from "./sql/port";
-import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, validateEnvelope, type FaultRules } from "./transport/index";
+import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
 
 const IDENTITY_KEY = "node/identity";
 const REMOVED_KEY = "node/removed";
@@ -271,11 +271,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.removedReason = this.ctx.storage.kv.get<string>(REMOVED_KEY) ?? null;
     const runtime = new NodeRuntime({
       identity,
-      storage: this.ctx.storage,
+      kv: this.ctx.storage.kv,
       stateMachine: createStateMachine(this.ctx.storage),
       peerStub: (member) => this.stubFor(identity.cluster, member),
       faultsEnabled: faultsEnabled(this.env),
-      nowMs: () => Date.now(),
+      clock: systemClock,
       seed: crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
       incarnation: this.incarnation(),
     });

@@ -47,9 +47,9 @@ export class NodeRuntime {
     this.deps = deps;
     this.identity = deps.identity;
     this.sm = deps.stateMachine;
-    this.raftStorage = new RaftStorage(deps.storage.kv);
+    this.raftStorage = new RaftStorage(deps.kv);
     this.tickIntervalMs = tickMs(deps.identity.cluster);
-    this.lastTickAtMs = deps.nowMs();
+    this.lastTickAtMs = deps.clock.now();
     this.random = new SeededRandom(deps.seed);
     const persisted = this.raftStorage.load(this.sm.appliedIndex());
     const fresh = persisted.hardState.term === 0 && persisted.snapshot === null && persisted.entries.length === 0;
@@ -91,7 +91,7 @@ export class NodeRuntime {
   /** Catches the core's logical clock up with real time; call at the start of every event. */
   advanceClock(): void {
     if (this.stopped) return;
-    const nowMs = this.deps.nowMs();
+    const nowMs = this.deps.clock.now();
     const due = Math.floor((nowMs - this.lastTickAtMs) / this.tickIntervalMs);
     if (due <= 0) return;
     const ticks = Math.min(due, LIMITS.maxCatchUpTicks);
@@ -153,7 +153,7 @@ export class NodeRuntime {
 
   private noteLeaderContact(message: Message): void {
     if (message.type === "append" || message.type === "heartbeat" || message.type === "snapshot") {
-      this.lastLeaderContactAtMs = this.deps.nowMs();
+      this.lastLeaderContactAtMs = this.deps.clock.now();
     }
   }
 

@@ -12,13 +12,21 @@ function logKey(index: number): string {
   return LOG_PREFIX + String(index).padStart(INDEX_DIGITS, "0");
 }
 
+/** The synchronous key-value store this needs: the platform's ctx.storage.kv, or the simulator's. */
+export interface SyncKv {
+  get<T = unknown>(key: string): T | undefined;
+  put<T>(key: string, value: T): void;
+  delete(key: string): boolean;
+  list<T = unknown>(options?: { readonly prefix?: string; readonly limit?: number }): Iterable<[string, T]>;
+}
+
 /** Reads and writes the Raft hard state, log and snapshot metadata of one node. */
 export class RaftStorage {
   /** Index of the last entry on disk (or of the snapshot when the log is empty). */
   private lastIndex = 0;
   private firstIndex = 1;
 
-  constructor(private readonly kv: SyncKvStorage) {}
+  constructor(private readonly kv: SyncKv) {}
 
   /** Loads everything the core needs to restart; `applied` comes from the state machine. */
   load(applied: number): PersistedState {

@@ -15,18 +15,24 @@ export class TooManyWaitersError extends Error {
   }
 }
 
+/** Where deadlines run: setTimeout on the platform, simulated time in the simulator. */
+export interface WaiterTimers {
+  /** Runs `fn` once after `delayMs`; returns a function that cancels it. */
+  schedule(fn: () => void, delayMs: number): () => void;
+}
+
 interface Pending<K, T> {
   readonly key: K;
   readonly resolve: (value: T) => void;
   readonly reject: (error: Error) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly cancelTimer: () => void;
 }
 
 /** Waiters keyed by something unique (a log index, a read context). */
 export class KeyedWaiters<K, T> {
   private readonly pending = new Map<K, Pending<K, T>>();
 
-  constructor(private readonly options: { readonly what: string; readonly limit: number }) {}
+  constructor(private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers }) {}
 
   get size(): number {
     return this.pending.size;
@@ -49,11 +55,11 @@ export class KeyedWaiters<K, T> {
       return Promise.reject(new Error(`${this.options.what}: already waiting on ${String(key)}`));
     }
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const cancelTimer = this.options.timers.schedule(() => {
         this.pending.delete(key);
         reject(new WaitTimeoutError(this.options.what, timeoutMs));
       }, Math.max(1, timeoutMs));
-      this.pending.set(key, { key, resolve, reject, timer });
+      this.pending.set(key, { key, resolve, reject, cancelTimer });
     });
   }
 
@@ -76,7 +82,7 @@ export class KeyedWaiters<K, T> {
   private take(key: K): Pending<K, T> | undefined {
     const entry = this.pending.get(key);
     if (entry !== undefined) {
-      clearTimeout(entry.timer);
+      entry.cancelTimer();
       this.pending.delete(key);
     }
     return entry;
@@ -85,9 +91,9 @@ export class KeyedWaiters<K, T> {
 
 /** Waiters for a condition on a number that only grows (the applied index): resolved once it reaches theirs. */
 export class ThresholdWaiters {
-  private readonly pending = new Set<{ readonly threshold: number; readonly resolve: () => void; readonly timer: ReturnType<typeof setTimeout> }>();
+  private readonly pending = new Set<{ readonly threshold: number; readonly resolve: () => void; readonly cancelTimer: () => void }>();
 
-  constructor(private readonly options: { readonly what: string; readonly limit: number }) {}
+  constructor(private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers }) {}
 
   wait(threshold: number, current: number, timeoutMs: number): Promise<void> {
     if (current >= threshold) return Promise.resolve();
@@ -98,7 +104,7 @@ export class ThresholdWaiters {
       const entry = {
         threshold,
         resolve,
-        timer: setTimeout(() => {
+        cancelTimer: this.options.timers.schedule(() => {
           this.pending.delete(entry);
           reject(new WaitTimeoutError(this.options.what, timeoutMs));
         }, Math.max(1, timeoutMs)),
@@ -111,7 +117,7 @@ export class ThresholdWaiters {
   advance(current: number): void {
     for (const entry of [...this.pending]) {
       if (current >= entry.threshold) {
-        clearTimeout(entry.timer);
+        entry.cancelTimer();
         this.pending.delete(entry);
         entry.resolve();
       }

@@ -45,7 +45,7 @@ export class PeerLinks {
     for (const member of core.identity.cluster.members) {
       if (member.locationHint !== undefined) this.memberHints.set(member.name, member.locationHint);
     }
-    for (const [name, hint] of Object.entries(core.deps.storage.kv.get<Record<string, string>>(HINTS_KEY) ?? {})) {
+    for (const [name, hint] of Object.entries(core.deps.kv.get<Record<string, string>>(HINTS_KEY) ?? {})) {
       this.memberHints.set(name, hint);
     }
   }
@@ -53,7 +53,7 @@ export class PeerLinks {
   /** Remembers where a new member should be placed, durably, so every later link to it uses the hint. */
   rememberHint(node: string, locationHint: string): void {
     this.memberHints.set(node, locationHint);
-    this.core.deps.storage.kv.put(HINTS_KEY, Object.fromEntries(this.memberHints));
+    this.core.deps.kv.put(HINTS_KEY, Object.fromEntries(this.memberHints));
   }
 
   info(peer: string): PeerInfo | undefined {
@@ -87,7 +87,7 @@ export class PeerLinks {
     info.incarnation = report.incarnation;
     info.appliedIndex = report.appliedIndex;
     info.schemaHash = report.schemaHash;
-    info.lastReplyAtMs = core.deps.nowMs();
+    info.lastReplyAtMs = core.deps.clock.now();
     // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
     if (report.schemaHash === core.sm.schemaInfo().hash) core.raft.reportReplicaReady(peer);
     const replica = core.raft.status().replicas.find((r) => r.id === peer);
@@ -134,6 +134,7 @@ export class PeerLinks {
       self: core.identity.node,
       peer,
       getStub: () => core.deps.peerStub(member),
+      clock: core.deps.clock,
       call: async (stub, envelope) => {
         let answer = await stub.receive(envelope);
         if (isPeerAnswer(answer) && answer.notStarted === true) {
@@ -213,7 +214,7 @@ export class PeerLinks {
 
   private faultRules(): FaultRules | null {
     if (!this.core.deps.faultsEnabled) return null;
-    return this.core.deps.storage.kv.get<FaultRules>(FAULT_RULES_STORAGE_KEY) ?? null;
+    return this.core.deps.kv.get<FaultRules>(FAULT_RULES_STORAGE_KEY) ?? null;
   }
 
   private peerInfoFor(peer: string): PeerInfo {

@@ -2,6 +2,7 @@
 // changes. Each one that waits on the log parks a bounded waiter with a deadline; the Ready loop wakes them.
 import type { LogEntry, Membership, Ready } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
+import { sleepMs } from "../transport/index";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
 import { awaitWaiter, nodeError, notLeaderError, proposalFailure, type NodeFailure } from "./errors";
 import { LIMITS, type RuntimeCore } from "./types";
@@ -29,14 +30,20 @@ export interface RequestAnswer {
 }
 
 export class ClientRequests {
-  private readonly writes = new KeyedWaiters<number, ApplyOutcome>({ what: "write", limit: LIMITS.maxWritesWaiting });
+  private readonly writes: KeyedWaiters<number, ApplyOutcome>;
   private readonly proposedTerms = new Map<number, number>();
-  private readonly reads = new KeyedWaiters<string, number>({ what: "linearizable read", limit: LIMITS.maxReadsWaiting });
-  private readonly applied = new ThresholdWaiters({ what: "wait for the applied index", limit: LIMITS.maxAppliedWaiters });
-  private readonly leaderKnown = new ThresholdWaiters({ what: "wait for a leader", limit: LIMITS.maxLeaderWaiters });
+  private readonly reads: KeyedWaiters<string, number>;
+  private readonly applied: ThresholdWaiters;
+  private readonly leaderKnown: ThresholdWaiters;
   private readContextSeq = 0;
 
-  constructor(private readonly core: RuntimeCore) {}
+  constructor(private readonly core: RuntimeCore) {
+    const timers = core.deps.clock;
+    this.writes = new KeyedWaiters<number, ApplyOutcome>({ what: "write", limit: LIMITS.maxWritesWaiting, timers });
+    this.reads = new KeyedWaiters<string, number>({ what: "linearizable read", limit: LIMITS.maxReadsWaiting, timers });
+    this.applied = new ThresholdWaiters({ what: "wait for the applied index", limit: LIMITS.maxAppliedWaiters, timers });
+    this.leaderKnown = new ThresholdWaiters({ what: "wait for a leader", limit: LIMITS.maxLeaderWaiters, timers });
+  }
 
   // ---------------------------------------------------------------------------------------------------------
   // What the Ready loop tells the waiters
@@ -80,7 +87,7 @@ export class ClientRequests {
     this.touchStorage();
     const remembered = sm.rememberedResults(options.request.id);
     if (remembered !== null) return { results: remembered, raftIndex: sm.appliedIndex() };
-    const prepared = sm.prepareWrite(options.request, { nowMs: this.core.deps.nowMs() });
+    const prepared = sm.prepareWrite(options.request, { nowMs: this.core.deps.clock.now() });
     if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
     if (prepared.value.length > MAX_ENTRY_CHARS) {
       throw nodeError("INVALID_REQUEST", `the request encodes to ${prepared.value.length} characters, above the ${MAX_ENTRY_CHARS} a log entry may hold`, { retryable: false });
@@ -121,9 +128,9 @@ export class ClientRequests {
     this.core.advanceClock();
     const prepared = sm.prepareRead(options.statements);
     if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
-    const deadlineAtMs = this.core.deps.nowMs() + options.timeoutMs;
+    const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     if (options.level === "strong") {
-      return this.execute({ request: { id: `read-${this.core.identity.node}-${crypto.randomUUID()}`, statements: prepared.value, transaction: options.transaction }, timeoutMs: options.timeoutMs });
+      return this.execute({ request: { id: `read-${this.core.identity.node}-${randomId(this.core.random)}`, statements: prepared.value, transaction: options.transaction }, timeoutMs: options.timeoutMs });
     }
     if (options.level === "weak") {
       this.assertLeader();
@@ -150,7 +157,7 @@ export class ClientRequests {
 
   private async waitApplied(index: number, deadlineAtMs: number): Promise<void> {
     const { sm } = this.core;
-    const remainingMs = deadlineAtMs - this.core.deps.nowMs();
+    const remainingMs = deadlineAtMs - this.core.deps.clock.now();
     await awaitWaiter(this.applied.wait(index, sm.appliedIndex(), Math.max(1, remainingMs)), () =>
       nodeError("STALE", `this node has applied index ${sm.appliedIndex()}, not yet ${index}, and the deadline passed`, { retryable: true }),
     );
@@ -159,7 +166,7 @@ export class ClientRequests {
   private assertFresh(freshnessMs: number): void {
     if (this.core.raft.status().role === "leader") return;
     const last = this.core.lastLeaderContactAtMs();
-    const nowMs = this.core.deps.nowMs();
+    const nowMs = this.core.deps.clock.now();
     if (last === null || nowMs - last > freshnessMs) {
       const age = last === null ? "never" : `${nowMs - last} ms ago`;
       throw nodeError("STALE", `this node last heard from a leader ${age}, beyond the requested freshness of ${freshnessMs} ms`, { retryable: true });
@@ -196,10 +203,10 @@ export class ClientRequests {
     const started = options.to === undefined ? raft.stepDown() : raft.transferLeadership(options.to);
     if (!started.ok) throw proposalFailure(started.error, raft.status());
     this.core.processReady();
-    const deadlineAtMs = this.core.deps.nowMs() + options.timeoutMs;
+    const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     const oldTerm = raft.status().term;
     // Leadership moves through messages this node handles in other events; poll our own view, bounded.
-    while (this.core.deps.nowMs() < deadlineAtMs) {
+    while (this.core.deps.clock.now() < deadlineAtMs) {
       const status = raft.status();
       if (status.term > oldTerm && status.leader !== null && status.leader !== identity.node) return { leader: status.leader, term: status.term };
       await this.waitOneTick(deadlineAtMs);
@@ -241,12 +248,17 @@ export class ClientRequests {
 
   /** A stale instance that no longer owns the object fails on its next storage access: touch it before leading. */
   private touchStorage(): void {
-    this.core.deps.storage.kv.get("raft/hard");
+    this.core.deps.kv.get("raft/hard");
   }
 
   /** One tick, but never past `deadlineAtMs`. */
   private waitOneTick(deadlineAtMs: number): Promise<void> {
-    const waitMs = Math.max(1, Math.min(this.core.tickIntervalMs, deadlineAtMs - this.core.deps.nowMs()));
-    return new Promise((resolve) => setTimeout(resolve, waitMs));
+    const waitMs = Math.max(1, Math.min(this.core.tickIntervalMs, deadlineAtMs - this.core.deps.clock.now()));
+    return sleepMs(this.core.deps.clock, waitMs);
   }
+}
+
+/** 64 bits from the runtime's seeded random source (the seam keeps the simulator deterministic). */
+function randomId(random: { nextUint32(): number }): string {
+  return random.nextUint32().toString(16).padStart(8, "0") + random.nextUint32().toString(16).padStart(8, "0");
 }

@@ -6,7 +6,7 @@ import type { RuntimeCore } from "./types";
 export function buildStatusReport(core: RuntimeCore, peers: PeerLinks, options: { locationHint: string | null; lastElectionMs: number | null }): NodeStatusReport {
   const status = core.raft.status();
   const schema = core.sm.schemaInfo();
-  const nowMs = core.deps.nowMs();
+  const nowMs = core.deps.clock.now();
   const replicas: ReplicaReport[] = status.replicas.map((replica) => {
     const transport = peers.transportStats(replica.id);
     const info = peers.info(replica.id);

@@ -3,7 +3,8 @@ import type { RaftNodeApi, SeededRandom } from "../../replication/index";
 import type { ClusterConfig, MemberConfig, NodeAddress } from "../api";
 import type { LogLevel } from "../log";
 import type { StateMachinePort } from "../state-machine-port";
-import type { RaftEnvelope } from "../transport/index";
+import type { SyncKv } from "../raft-storage";
+import type { RaftEnvelope, TransportClock } from "../transport/index";
 
 /** What a peer node must offer for the transport to reach it. */
 export interface PeerStub {
@@ -18,12 +19,14 @@ export interface NodeIdentity {
 
 export interface RuntimeDeps {
   readonly identity: NodeIdentity;
-  readonly storage: DurableObjectStorage;
+  /** The synchronous key-value store Raft state and runtime hints live in (ctx.storage.kv on the platform). */
+  readonly kv: SyncKv;
   readonly stateMachine: StateMachinePort;
   readonly peerStub: (member: MemberConfig) => PeerStub;
   /** Fault rules are consulted only when test configuration switched fault injection on. */
   readonly faultsEnabled: boolean;
-  readonly nowMs: () => number;
+  /** Time and timers: every deadline the runtime keeps runs on this clock (the simulator drives its own). */
+  readonly clock: TransportClock;
   readonly seed: number;
   /** This node's storage incarnation (see PeerReport). */
   readonly incarnation: string;
