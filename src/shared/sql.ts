@@ -1,8 +1,11 @@
 // SQL request and result shapes shared by the worker (HTTP) and the node (state machine).
 // Plain data only: these cross Durable Object RPC and are stored in the Raft log.
 
-/** A value bound to or read from SQLite. BLOBs are bytes. */
-export type SqlValue = null | number | string | Uint8Array;
+/**
+ * A value bound to or read from SQLite. BLOBs are bytes. An INTEGER beyond JavaScript's safe range (±(2^53 - 1)) is a
+ * bigint, so that it survives exactly; every other number is a number.
+ */
+export type SqlValue = null | number | bigint | string | Uint8Array;
 
 /** Positional (`?`, `?NNN`) or named (`:name`, `@name`, `$name`) parameters. */
 export type SqlParams = readonly SqlValue[] | Readonly<Record<string, SqlValue>>;
@@ -26,7 +29,8 @@ export interface StatementResult {
   readonly columns?: readonly string[];
   readonly types?: readonly string[];
   readonly rows?: readonly (readonly SqlValue[])[];
-  readonly lastInsertId?: number;
+  /** A bigint when the rowid is beyond JavaScript's safe integer range. */
+  readonly lastInsertId?: number | bigint;
   readonly rowsAffected?: number;
   readonly error?: string;
   /** Seconds spent on this statement. */

@@ -22,8 +22,8 @@ class Node {
     this.machine = new SqlStateMachine(storage, options);
   }
 
-  apply(statements: Statement[], transaction = false): StatementResult[] {
-    const request: SqlRequest = { id: `req-${this.index + 1}-${crypto.randomUUID()}`, transaction, statements };
+  apply(statements: Statement[], transaction = false, id = `req-${this.index + 1}-${crypto.randomUUID()}`): StatementResult[] {
+    const request: SqlRequest = { id, transaction, statements };
     const prepared = prepareWrite(request, { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n).fill(7) });
     if (!prepared.ok) throw new Error(`refused: ${prepared.error}`);
     this.index += 1;
@@ -105,6 +105,54 @@ describe("column types (issue 10, item 1)", () => {
       // A statement SQLite cannot make a view of still runs and reports its own error or result.
       expect(node.query("SELECT nope FROM m").error).toMatch(/no such column: nope/);
       expect(node.query("PRAGMA table_info(m)").types).toEqual(["integer", "text", "text", "integer", "", "integer"]);
+    });
+  });
+});
+
+describe("64-bit integers (issue 10, item 2)", () => {
+  const MAX = 9223372036854775807n;
+  const MIN = -9223372036854775808n;
+
+  it("reads integers beyond 2^53 exactly, as bigints, and every other value as before", async () => {
+    await withStorage("read-int64", (storage) => {
+      const node = new Node(storage);
+      const read = node.query("SELECT 9223372036854775807 AS max, -9223372036854775808 AS min, 9007199254740993 AS odd, 42 AS small, 1e300 AS big_real, 'x' AS t");
+      expect(read.error).toBeUndefined();
+      expect(read.rows).toEqual([[MAX, MIN, 9007199254740993n, 42, 1e300, "x"]]);
+      expect(read.types).toEqual(["integer", "integer", "integer", "integer", "real", "text"]);
+      // Rows, order and NULLs survive the exact re-read; so does a column that is an integer in one row only.
+      node.exec("CREATE TABLE big(id INTEGER PRIMARY KEY, v)");
+      node.exec("INSERT INTO big VALUES (1, 9223372036854775807), (2, NULL), (3, 2.5), (4, 'text'), (5, x'ff'), (6, -9007199254740993)");
+      const table = node.query("SELECT id, v FROM big ORDER BY id DESC");
+      expect(table.rows).toEqual([[6, -9007199254740993n], [5, new Uint8Array([255])], [4, "text"], [3, 2.5], [2, null], [1, MAX]]);
+      expect(table.columns).toEqual(["id", "v"]);
+    });
+  });
+
+  it("binds bigints exactly (stored as INTEGER), refuses values outside int64, and keeps lastInsertId exact", async () => {
+    await withStorage("bind-int64", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+      const insert = node.exec("INSERT INTO t VALUES (?, ?)", [MAX, MIN]);
+      expect(insert.lastInsertId).toBe(MAX);
+      expect(node.query("SELECT typeof(v), CAST(v AS TEXT), CAST(id AS TEXT) FROM t").rows).toEqual([["integer", MIN.toString(), MAX.toString()]]);
+      expect(node.query("SELECT v FROM t WHERE id = :id", { id: MAX }).rows).toEqual([[MIN]]);
+      const refused = prepareWrite({ id: "r", transaction: false, statements: [{ sql: "INSERT INTO t(v) VALUES (?)", params: [MAX + 1n] }] }, { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n) });
+      expect(refused).toEqual({ ok: false, error: `statements[0]: parameter 1 is ${MAX + 1n}, outside SQLite's 64-bit integer range (${MIN} to ${MAX})` });
+    });
+  });
+
+  it("remembers exact results for retried writes, and fails RETURNING of a value it cannot read exactly with a clear error", async () => {
+    await withStorage("dedup-int64", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+      const results = node.apply([{ sql: "INSERT INTO t VALUES (?, 1)", params: [MAX] }, { sql: "SELECT id FROM t" }], false, "big-request");
+      expect(results?.[0]?.lastInsertId).toBe(MAX);
+      expect(results?.[1]?.rows).toEqual([[MAX]]);
+      expect(node.machine.rememberedResults("big-request")).toEqual(results);
+      const [returning] = node.apply([{ sql: "UPDATE t SET v = 9007199254740993 RETURNING v" }]);
+      expect(returning?.error).toMatch(/integer beyond ±2\^53 .*CAST\(x AS TEXT\)/);
+      expect(node.query("SELECT v FROM t").rows).toEqual([[9007199254740993n]]);
     });
   });
 });

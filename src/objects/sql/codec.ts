@@ -2,7 +2,7 @@
 // non-finite numbers tagged (see values.ts). Decoding validates the whole shape: a log entry is data from another
 // node, and garbage must fail loudly rather than apply half-understood.
 import type { SqlParams, SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
-import { decodeValue, encodeValue, toSqlValue, utf8ByteLength, type EncodedValue } from "./values";
+import { decodeValue, encodeValue, isInt64, toSqlValue, utf8ByteLength, type EncodedValue } from "./values";
 
 /** Request ids are short client tokens; they are also storage keys. */
 export const MAX_REQUEST_ID_LENGTH = 256;
@@ -69,8 +69,8 @@ function decodeSqlValue(encoded: unknown, where: string): SqlValue {
   } catch (error) {
     fail((error as Error).message);
   }
-  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array) && "bigint" in value) {
-    fail(`${where}: 64-bit integer parameters are not supported`);
+  if (value !== null && typeof value === "object" && !(value instanceof Uint8Array) && "bigint" in value && !isInt64(BigInt(value.bigint))) {
+    fail(`${where}: ${value.bigint} is outside SQLite's 64-bit integer range`);
   }
   return toSqlValue(value);
 }
@@ -114,7 +114,7 @@ interface EncodedResult {
   columns?: readonly string[];
   types?: readonly string[];
   rows?: EncodedValue[][];
-  lastInsertId?: number;
+  lastInsertId?: number | { $int: string };
   rowsAffected?: number;
   error?: string;
   time?: number;
@@ -126,7 +126,9 @@ export function encodeStatementResults(results: readonly StatementResult[]): str
     if (result.columns !== undefined) out.columns = result.columns;
     if (result.types !== undefined) out.types = result.types;
     if (result.rows !== undefined) out.rows = result.rows.map((row) => row.map((value) => encodeValue(value)));
-    if (result.lastInsertId !== undefined) out.lastInsertId = result.lastInsertId;
+    if (result.lastInsertId !== undefined) {
+      out.lastInsertId = typeof result.lastInsertId === "bigint" ? { $int: result.lastInsertId.toString() } : result.lastInsertId;
+    }
     if (result.rowsAffected !== undefined) out.rowsAffected = result.rowsAffected;
     if (result.error !== undefined) out.error = result.error;
     if (result.time !== undefined) out.time = result.time;
@@ -170,8 +172,11 @@ export function decodeStatementResults(data: string): StatementResult[] {
         return row.map((value, c) => decodeSqlValue(value, `${where}.rows[${r}][${c}]`));
       });
     }
-    const lastInsertId = optionalNumber(item.lastInsertId, `${where}.lastInsertId`);
-    if (lastInsertId !== undefined) result.lastInsertId = lastInsertId;
+    if (item.lastInsertId !== undefined) {
+      const lastInsertId = typeof item.lastInsertId === "number" ? item.lastInsertId : decodeSqlValue(item.lastInsertId, `${where}.lastInsertId`);
+      if (typeof lastInsertId !== "number" && typeof lastInsertId !== "bigint") fail(`${where}.lastInsertId is not an integer`);
+      result.lastInsertId = lastInsertId;
+    }
     const rowsAffected = optionalNumber(item.rowsAffected, `${where}.rowsAffected`);
     if (rowsAffected !== undefined) result.rowsAffected = rowsAffected;
     if (item.error !== undefined) {

@@ -71,7 +71,8 @@ interface ColumnValues {
 function classOf(value: SqlValue): ValueClass {
   if (value === null) return "";
   if (typeof value === "bigint") return "integer";
-  if (typeof value === "number") return Number.isInteger(value) ? "integer" : "real";
+  // Results carry every INTEGER beyond the safe range as a bigint, so a whole number beyond it is a REAL (1e300).
+  if (typeof value === "number") return Number.isSafeInteger(value) ? "integer" : "real";
   if (typeof value === "string") return "text";
   return "blob";
 }

@@ -459,6 +459,7 @@ function insertStatement(prefix: string, values: readonly StoredValue[]): { sql:
       return bindOrLiteral(canBind, bindings, value, quoteSqlString(value));
     }
     if (value instanceof Uint8Array) return bindOrLiteral(canBind, bindings, value, `x'${bytesToHex(value)}'`);
+    if (typeof value === "bigint") return canBind ? (bindings.push(value.toString()), "CAST(? AS INTEGER)") : value.toString();
     if ("bigint" in value) return canBind ? (bindings.push(value.bigint), "CAST(? AS INTEGER)") : value.bigint;
     return bindOrLiteral(canBind, bindings, value.real, realLiteral(value.real));
   });

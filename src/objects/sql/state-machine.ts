@@ -14,8 +14,8 @@ import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
-import { inspectStatement, READ_ONLY_VIOLATION } from "./validate";
-import { utf8ByteLength } from "./values";
+import { inspectStatement, READ_ONLY_VIOLATION, typeProbeText } from "./validate";
+import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
 export interface SqlStateMachineOptions {
   /** How many request ids are remembered for deduplication; the oldest (by applied index) are forgotten first. */
@@ -63,11 +63,52 @@ function approximateBytes(row: readonly SqlValue[]): number {
   let bytes = 0;
   for (const value of row) {
     if (value === null) bytes += 1;
-    else if (typeof value === "number") bytes += 8;
+    else if (typeof value === "number" || typeof value === "bigint") bytes += 8;
     else if (typeof value === "string") bytes += value.length;
     else bytes += value.byteLength;
   }
   return bytes;
+}
+
+/** Reserved prefix (_dha_): user statements can never name it. */
+const EXACT_CTE = "_dha_exact";
+
+interface ReadRows {
+  readonly rows: SqlValue[][];
+  /** Why reading stopped early (a limit), or null when every row was read. */
+  readonly tooLarge: string | null;
+  /** Set when the rows could not be read exactly. */
+  readonly inexact?: string;
+}
+
+function readRows(cursor: SqlStorageCursor<Record<string, SqlStorageValue>>, maxBytes: number): ReadRows {
+  const rows: SqlValue[][] = [];
+  let bytes = 0;
+  // Always drain the cursor: an unfinished statement would block the commit (SQLITE_BUSY resets the object).
+  let tooLarge = false;
+  for (const raw of cursor.raw()) {
+    if (tooLarge) continue;
+    const row = raw.map(fromStorageValue);
+    bytes += approximateBytes(row);
+    if (bytes > maxBytes) {
+      tooLarge = true;
+      rows.length = 0;
+      continue;
+    }
+    rows.push(row);
+  }
+  return { rows, tooLarge: tooLarge ? `the result is larger than ${maxBytes} bytes` : null };
+}
+
+/** A row of readExactly's query, (typeof, value) per column, back to values with exact integers. */
+function exactRow(raw: readonly SqlValue[], columnCount: number): SqlValue[] {
+  const row: SqlValue[] = [];
+  for (let i = 0; i < columnCount; i += 1) {
+    const kind = raw[2 * i];
+    const value = raw[2 * i + 1] ?? null;
+    row.push(kind === "integer" ? exactInteger(BigInt(String(value))) : value);
+  }
+  return row;
 }
 
 /** SQLite's message without the platform's suffixes (": SQLITE_CONSTRAINT (extended: ...)", " at offset N"). */
@@ -174,47 +215,63 @@ export class SqlStateMachine {
     if (!Array.isArray(params)) {
       return { error: "named parameters must be made positional (prepareWrite/prepareRead) before they reach a node", time: seconds() };
     }
+    if (params.some((value) => typeof value === "bigint")) {
+      // prepareWrite/prepareRead write 64-bit integers into the SQL as literals; the platform cannot bind them.
+      return { error: "64-bit integer parameters must be written into the SQL (prepareWrite/prepareRead) before they reach a node", time: seconds() };
+    }
     const schemaBefore = shape.changesSchema ? this.schemaInfo() : null;
     try {
       const cursor = this.sql.exec(statement.sql, ...(params as readonly SqlValue[]));
       const columns = cursor.columnNames;
-      const rows: SqlValue[][] = [];
-      let bytes = 0;
-      let tooLarge = false;
-      // Always drain the cursor: an unfinished statement would block the commit (SQLITE_BUSY resets the object).
-      for (const raw of cursor.raw()) {
-        if (tooLarge) continue;
-        const row = raw.map(fromStorageValue);
-        bytes += approximateBytes(row);
-        if (bytes > this.maxResultBytes) {
-          tooLarge = true;
-          rows.length = 0;
-          continue;
-        }
-        rows.push(row);
-      }
+      let read = readRows(cursor, this.maxResultBytes);
       const result: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
       if (shape.isDml) {
-        const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), last_insert_rowid()")[0] ?? [0, 0];
-        result.lastInsertId = Number(lastInsertId);
+        const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), CAST(last_insert_rowid() AS TEXT)")[0] ?? [0, "0"];
+        result.lastInsertId = exactInteger(BigInt(String(lastInsertId)));
         result.rowsAffected = Number(changes);
       } else if (columns.length === 0) {
         result.rowsAffected = 0;
       }
       if (schemaBefore !== null) this.noteSchemaChange(schemaBefore);
-      if (tooLarge) {
-        result.error = `the result is larger than ${this.maxResultBytes} bytes`;
+      if (read.tooLarge === null && read.rows.some((row) => row.some(isPossiblyRoundedInteger))) {
+        read = this.readExactly(statement.sql, params as readonly SqlValue[], columns.length) ?? {
+          rows: [],
+          tooLarge: null,
+          inexact:
+            "the result holds an integer beyond ±2^53 that this platform cannot return exactly from this statement; " +
+            "select it as text (CAST(x AS TEXT)) in a separate query",
+        };
+      }
+      if (read.tooLarge !== null) {
+        result.error = read.tooLarge;
+      } else if (read.inexact !== undefined) {
+        result.error = read.inexact;
       } else if (columns.length > 0) {
         result.columns = columns;
         const declared = this.declaredTypes.of(statement.sql, columns.length, this.schemaInfo().hash);
-        result.types = resultColumnTypes(declared, columns.length, rows);
-        result.rows = rows;
+        result.types = resultColumnTypes(declared, columns.length, read.rows);
+        result.rows = read.rows;
       }
       result.time = seconds();
       return result;
     } catch (error) {
       return { error: cleanSqliteError(error), time: seconds() };
     }
+  }
+
+  /**
+   * Runs a query again so that every INTEGER comes back exact. The platform hands INTEGERs to JavaScript as doubles,
+   * rounding those beyond 2^53; read as text (with typeof beside each value) they survive. Only queries (SELECT,
+   * VALUES, WITH ... SELECT) can run twice without effect; for anything else (RETURNING) this returns null.
+   * The wrapped query reads the same rows in the same order: the outer SELECT neither filters nor sorts.
+   */
+  private readExactly(sql: string, params: readonly SqlValue[], columnCount: number): ReadRows | null {
+    if (typeProbeText(sql) === null || columnCount === 0) return null;
+    const names = Array.from({ length: columnCount }, (_, i) => `c${i}`);
+    const select = names.map((c) => `typeof(${c}), CASE typeof(${c}) WHEN 'integer' THEN CAST(${c} AS TEXT) ELSE ${c} END`).join(", ");
+    const cursor = this.sql.exec(`WITH ${EXACT_CTE}(${names.join(", ")}) AS (${sql}) SELECT ${select} FROM ${EXACT_CTE}`, ...params);
+    const read = readRows(cursor, this.maxResultBytes);
+    return { ...read, rows: read.rows.map((raw) => exactRow(raw, columnCount)) };
   }
 
   private noteSchemaChange(before: SchemaInfo): void {

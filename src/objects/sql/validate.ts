@@ -13,7 +13,7 @@ import {
   tokenizeSql,
   type SqlToken,
 } from "./tokenizer";
-import { bytesToHex, isSqlValue, sqlValueByteLength, utf8ByteLength } from "./values";
+import { bytesToHex, isInt64, isSqlValue, MAX_INT64, MIN_INT64, sqlValueByteLength, utf8ByteLength } from "./values";
 
 /** Platform limits (DESIGN.md §4) and our own bounds. */
 export const SQL_LIMITS = {
@@ -343,6 +343,9 @@ interface ParameterPlan {
 function checkValue(value: unknown, where: string): SqlValue {
   if (!isSqlValue(value)) refuse(`${where} is not a SQL value (null, number, string or bytes)`);
   if (typeof value === "number" && Number.isNaN(value)) refuse(`${where} is NaN, which SQLite cannot store`);
+  if (typeof value === "bigint" && !isInt64(value)) {
+    refuse(`${where} is ${value}, outside SQLite's 64-bit integer range (${MIN_INT64} to ${MAX_INT64})`);
+  }
   const bytes = sqlValueByteLength(value);
   if (bytes > SQL_LIMITS.maxValueBytes) refuse(`${where} is ${bytes} bytes; a value may be at most ${SQL_LIMITS.maxValueBytes}`);
   return value;
@@ -647,7 +650,8 @@ function render(tokens: readonly SqlToken[], positions: readonly number[], edits
     const number = plan.numberOfToken.get(i);
     if (number !== undefined) {
       const value = plan.values.get(number) ?? null;
-      if (typeof value === "number" && Number.isSafeInteger(value)) sql += integerLiteral(value);
+      // 64-bit integers become literals too: the platform cannot bind a bigint, and a double would round it.
+      if ((typeof value === "number" && Number.isSafeInteger(value)) || typeof value === "bigint") sql += integerLiteral(value);
       else {
         sql += "?";
         params.push(value);

@@ -86,17 +86,39 @@ export function utf8PrefixEnd(text: string, from: number, maxBytes: number): num
 /** Bytes a value occupies for limit checks: UTF-8 for text, raw length for blobs, 8 for numbers. */
 export function sqlValueByteLength(value: SqlValue): number {
   if (value === null) return 1;
-  if (typeof value === "number") return 8;
+  if (typeof value === "number" || typeof value === "bigint") return 8;
   if (typeof value === "string") return utf8ByteLength(value);
   return value.byteLength;
 }
 
 export function isSqlValue(value: unknown): value is SqlValue {
-  return value === null || typeof value === "number" || typeof value === "string" || value instanceof Uint8Array;
+  return value === null || typeof value === "number" || typeof value === "bigint" || typeof value === "string" || value instanceof Uint8Array;
+}
+
+export const MIN_INT64 = -(2n ** 63n);
+export const MAX_INT64 = 2n ** 63n - 1n;
+
+/** True for a bigint SQLite can hold as an INTEGER. */
+export function isInt64(value: bigint): boolean {
+  return value >= MIN_INT64 && value <= MAX_INT64;
+}
+
+/** An integer as SqlValue carries it: a number when that is exact, else a bigint. */
+export function exactInteger(value: bigint): number | bigint {
+  return value >= BigInt(Number.MIN_SAFE_INTEGER) && value <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(value) : value;
+}
+
+/**
+ * A number read from the platform that may not be what SQLite holds: the platform turns every INTEGER into a double,
+ * so any integral number beyond the safe range may be a rounded 64-bit integer (or a REAL that happens to be whole).
+ */
+export function isPossiblyRoundedInteger(value: unknown): boolean {
+  return typeof value === "number" && Number.isInteger(value) && !Number.isSafeInteger(value);
 }
 
 export function encodeValue(value: StoredValue): EncodedValue {
   if (value === null || typeof value === "string") return value;
+  if (typeof value === "bigint") return { $int: value.toString() };
   if (typeof value === "number") {
     if (Number.isFinite(value)) return value;
     if (Number.isNaN(value)) throw new Error("NaN cannot be stored in SQLite");
@@ -140,9 +162,9 @@ export function decodeValue(encoded: unknown, where: string): StoredValue {
   }
 }
 
-/** A stored value as a plain SqlValue (what results carry): big integers lose precision, as a JS number must. */
+/** A stored value as a plain SqlValue (what results carry): big integers stay exact (bigint). */
 export function toSqlValue(value: StoredValue): SqlValue {
-  if (value === null || typeof value === "number" || typeof value === "string" || value instanceof Uint8Array) return value;
-  if ("bigint" in value) return Number(value.bigint);
+  if (value === null || typeof value === "number" || typeof value === "bigint" || typeof value === "string" || value instanceof Uint8Array) return value;
+  if ("bigint" in value) return exactInteger(BigInt(value.bigint));
   return value.real;
 }

@@ -99,8 +99,8 @@ function timing(seconds: number | undefined, options: Pick<RenderOptions, "timin
   return options.timings ? nonZero(seconds) : undefined;
 }
 
-function nonZero(value: number | undefined): number | undefined {
-  return value === undefined || value === 0 ? undefined : value;
+function nonZero<T extends number | bigint>(value: T | undefined): T | undefined {
+  return value === undefined || value === 0 || value === 0n ? undefined : value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

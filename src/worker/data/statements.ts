@@ -15,11 +15,46 @@ export function parseStatementsBody(body: string, contentType: string | undefine
   }
   let parsed: unknown;
   try {
-    parsed = JSON.parse(body);
+    parsed = parseJsonExactly(body);
   } catch (error) {
+    if (error instanceof ApiError) {
+      throw error;
+    }
     throw badRequest(`invalid JSON body: ${(error as Error).message}`, "rqlite");
   }
   return parseStatementsJson(parsed, limits);
+}
+
+const INTEGER_SOURCE = /^-?(?:0|[1-9][0-9]*)$/;
+const MIN_INT64 = -(2n ** 63n);
+const MAX_INT64 = 2n ** 63n - 1n;
+
+/** What JSON.parse hands a reviver as its third argument (ES2025 "JSON.parse source text access"). */
+interface ReviverContext {
+  readonly source?: string;
+}
+
+/**
+ * JSON.parse, except that an integer beyond JavaScript's safe range becomes a bigint read from its source text rather
+ * than a rounded double: 9223372036854775807 binds as exactly that. An integer outside SQLite's 64-bit range is
+ * refused (400) instead of becoming a different number. Numbers written with a fraction or exponent stay numbers.
+ */
+export function parseJsonExactly(text: string): unknown {
+  const reviver = (_key: string, value: unknown, context?: ReviverContext): unknown => {
+    if (typeof value !== "number" || Number.isSafeInteger(value)) {
+      return value;
+    }
+    const source = context?.source;
+    if (source === undefined || !INTEGER_SOURCE.test(source)) {
+      return value;
+    }
+    const exact = BigInt(source);
+    if (exact < MIN_INT64 || exact > MAX_INT64) {
+      throw badRequest(`the integer ${source} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`, "rqlite");
+    }
+    return exact;
+  };
+  return JSON.parse(text, reviver as (this: unknown, key: string, value: unknown) => unknown) as unknown;
 }
 
 /** Parses an already-decoded JSON value (also used by the RPC entrypoint). */
@@ -79,7 +114,7 @@ function toSqlValue(value: unknown, position: number, what: string): SqlValue {
   if (value === null || typeof value === "string") {
     return value;
   }
-  if (typeof value === "number") {
+  if (typeof value === "number" || typeof value === "bigint") {
     return value;
   }
   if (typeof value === "boolean") {

@@ -20,6 +20,7 @@ export type WireValue =
   | null
   | boolean
   | number
+  | bigint
   | string
   | GoMap
   | readonly WireValue[]
@@ -43,6 +44,10 @@ function encodeValue(value: WireValue, newline: string): string {
   if (typeof value === "number") {
     // Go refuses NaN and infinities; SQLite can hold an infinite REAL, which we render as null rather than fail.
     return Number.isFinite(value) ? JSON.stringify(value) : "null";
+  }
+  if (typeof value === "bigint") {
+    // A 64-bit integer, exactly (as Go writes an int64).
+    return value.toString();
   }
   if (typeof value === "string") {
     return encodeString(value);

