@@ -5,7 +5,7 @@ import { DEFAULT_LIMITS, type RequestLimits } from "./data/limits";
 import { durableObjectDirectory, type NodeDirectory } from "./directory";
 import { ApiError } from "./http/errors";
 import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
-import { ClusterRouter, DEFAULT_ROUTING_POLICY, defaultRouterDeps, type RoutingPolicy } from "./routing/router";
+import { ClusterRouter, DEFAULT_ROUTING_POLICY, defaultRouterDeps, type RouterBugs, type RoutingPolicy } from "./routing/router";
 
 /** How the app is wired; everything is optional and production needs none of it. Tests inject fakes here. */
 export interface AppOptions {
@@ -19,6 +19,8 @@ export interface AppOptions {
   readonly random?: () => number;
   readonly now?: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** Test only: routing defects to put back (see routing/router-bugs.ts). */
+  readonly routerBugs?: RouterBugs;
 }
 
 export interface Runtime {
@@ -65,6 +67,7 @@ export function runtimeFactory(options: AppOptions): (env: AppEnv) => Runtime {
       random,
       now,
       sleep,
+      ...(options.routerBugs === undefined ? {} : { bugs: options.routerBugs }),
     });
     const runtime: Runtime = { config, router, limits, policy, now, random, sleep };
     built.set(env, runtime);

@@ -82,9 +82,12 @@ export function requestNeedsLog(statements: readonly Statement[]): boolean {
   return !statements.every((statement) => isSurelyReadOnly(statement.sql));
 }
 
-/** A SQL dump of the leader's applied state. */
+/**
+ * A SQL dump of the leader's applied state: a follower's may miss acknowledged writes. Sent only to a node that
+ * reports itself leader (nodes refuse backups as followers too), and never taken as proof of who leads.
+ */
 export function backupFromLeader(runtime: Runtime, deadlineAt: number): Promise<RouteOutcome<{ readonly sql: string; readonly raftIndex: number }>> {
-  return runtime.router.toLeader((node, address) => node.backup(address), { deadlineAt, kind: "read" });
+  return runtime.router.toCheckedLeader((node, address) => node.backup(address), { deadlineAt, kind: "read" });
 }
 
 export function transferLeadership(

@@ -31,3 +31,34 @@ export class LeaderCache {
 
 /** One per isolate: every request of this worker instance shares what the others learned. */
 export const isolateLeaderCache = new LeaderCache();
+
+/**
+ * One cluster's entry of the cache, with the rules for what may set it: a node naming the leader (a NOT_LEADER
+ * hint, waitForLeader, a finished transfer), or a success of a call that only the leader serves. A call that any
+ * node may answer (reads at level none, backups on nodes that do not check their role) teaches nothing.
+ */
+export class ClusterLeaderHint {
+  constructor(
+    private readonly cache: LeaderCache,
+    private readonly cluster: string,
+  ) {}
+
+  get(): string | undefined {
+    return this.cache.get(this.cluster);
+  }
+
+  /** A node said who leads. */
+  learn(leader: string): void {
+    this.cache.set(this.cluster, leader);
+  }
+
+  /** `node` served a call that only the leader serves. */
+  servedAsLeader(node: string): void {
+    this.cache.set(this.cluster, node);
+  }
+
+  /** The hint named `node` and `node` turned out not to lead (or not to answer). */
+  forget(node: string): void {
+    this.cache.forget(this.cluster, node);
+  }
+}

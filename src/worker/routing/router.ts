@@ -1,57 +1,35 @@
-// Sends a call to the leader (writes, weak and strong reads, admin) or to any node (none and linearizable reads,
-// read-your-writes), following "not leader" hints, waiting out elections (bounded), retrying with exponential
-// backoff and full jitter, all inside the request's deadline.
+// Sends a call to the leader (writes, weak and strong reads, admin, backups) or to any node (none and linearizable
+// reads, read-your-writes), following "not leader" hints, waiting out elections (bounded), retrying with backoff,
+// all inside the request's deadline. The retry arithmetic lives in ./retry-policy, the leader hint's rules in
+// ./leader-cache, the choice of status and code in ./failure; this file decides what to do after each answer.
 import type { ClusterNodeRpc, NodeAddress, NodeError, NodeResult, NodeStatusReport } from "../../objects/api";
 import { nodeAddress, type NodeDirectory } from "../directory";
 import { DeadlineExceeded, sleep, withDeadline } from "./deadline";
-import type { LeaderCache } from "./leader-cache";
+import {
+  giveUpFailure,
+  isOutcomeUnknownCode,
+  legacyGiveUpFailure,
+  outcomeUnknownFailure,
+  routeFailure,
+  writeMayHaveApplied,
+  type LastFailure,
+  type RouteFailure,
+} from "./failure";
+import { ClusterLeaderHint, type LeaderCache } from "./leader-cache";
+import { attemptBudgetMs, backoffDelayMs, electionWaitMs, type Reach, type RoutingPolicy } from "./retry-policy";
+import { LEGACY_MAX_ATTEMPTS, NO_ROUTER_BUGS, type RouterBugs } from "./router-bugs";
 
-export interface RoutingPolicy {
-  /** Deadline of a request that names none (?timeout=). */
-  readonly defaultTimeoutMs: number;
-  /** The longest deadline a request may ask for. */
-  readonly maxTimeoutMs: number;
-  /** Node calls per request, waits for an election included. */
-  readonly maxAttempts: number;
-  readonly baseBackoffMs: number;
-  readonly maxBackoffMs: number;
-  /** The longest one call may take, so that a hung node cannot eat the whole deadline. */
-  readonly attemptTimeoutMs: number;
-  /**
-   * The share of the remaining deadline one call may take when another node could serve it too (reads any node
-   * may serve): a lagging follower that waits to catch up then leaves time to read from the leader.
-   */
-  readonly anyNodeAttemptShare: number;
-  /** The longest a request waits for an election to complete (waitForLeader). */
-  readonly maxElectionWaitMs: number;
-  /**
-   * The node's own timeout is this much shorter than ours (at least one heartbeat interval, the step in which nodes
-   * wait), so that it answers TIMEOUT before we stop listening.
-   */
-  readonly nodeMarginMs: number;
-  /** Per-node deadline of status fan-outs (health, /nodes, /status, /readyz). */
-  readonly statusTimeoutMs: number;
-}
-
-export const DEFAULT_ROUTING_POLICY: RoutingPolicy = {
-  defaultTimeoutMs: 10_000,
-  maxTimeoutMs: 60_000,
-  maxAttempts: 8,
-  baseBackoffMs: 25,
-  maxBackoffMs: 1_000,
-  attemptTimeoutMs: 5_000,
-  anyNodeAttemptShare: 0.5,
-  maxElectionWaitMs: 5_000,
-  nodeMarginMs: 50,
-  statusTimeoutMs: 2_000,
-};
+export { DEFAULT_ROUTING_POLICY, type RoutingPolicy } from "./retry-policy";
+export type { FailureStatus, RouteFailure } from "./failure";
+export type { RouterBugs } from "./router-bugs";
 
 /** What a call does with a node: every call receives the node's address and how long it may take. */
 export type NodeCall<T> = (node: ClusterNodeRpc, address: NodeAddress, timeoutMs: number) => Promise<NodeResult<T>>;
 
 /**
- * write: retried with the same request id (the leader deduplicates); a lost answer makes the outcome unknown.
- * read: retried freely. admin: not retried after TIMEOUT (the change may be under way), conflicts answered at once.
+ * write: retried with the same request id (the leader deduplicates); any answer that does not prove the write was
+ * refused makes its outcome unknown. read: retried freely. admin: not retried after TIMEOUT (the change may be
+ * under way), conflicts answered at once.
  */
 export type RouteKind = "write" | "read" | "admin";
 
@@ -61,20 +39,6 @@ export interface RouteSuccess<T> {
   readonly node: string;
   readonly value: T;
   readonly attempts: number;
-}
-
-export type FailureStatus = 400 | 404 | 409 | 500 | 503 | 504;
-
-export interface RouteFailure {
-  readonly ok: false;
-  readonly status: FailureStatus;
-  /** A NodeErrorCode, or UNREACHABLE / OVERLOADED / DEADLINE for failures of the transport. */
-  readonly code: string;
-  readonly message: string;
-  readonly retryAfterSeconds?: number;
-  readonly node?: string;
-  /** A write may or may not have been applied. */
-  readonly outcomeUnknown: boolean;
 }
 
 export type RouteOutcome<T> = RouteSuccess<T> | RouteFailure;
@@ -93,6 +57,8 @@ export interface RouterDeps {
   readonly random: () => number;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
+  /** Test only: defects to put back (see router-bugs.ts). */
+  readonly bugs?: RouterBugs;
 }
 
 type Invocation<T> =
@@ -103,8 +69,60 @@ export type StatusProbe =
   | { readonly ok: true; readonly node: string; readonly report: NodeStatusReport; readonly elapsedMs: number }
   | { readonly ok: false; readonly node: string; readonly error: string; readonly code: string; readonly elapsedMs: number };
 
+/** What to do after an answer: stop with an outcome, or call again (where, and whether to back off first). */
+type Next<T> =
+  | { readonly kind: "done"; readonly outcome: RouteOutcome<T> }
+  | { readonly kind: "retry"; readonly to: "same" | "next" | { readonly node: string }; readonly backoff: boolean };
+
+interface Plan {
+  readonly options: RouteOptions;
+  readonly reach: Reach;
+  /** A success proves the node led: only for calls that nodes serve as leader only. */
+  readonly successProvesLeader: boolean;
+}
+
+/** The state of one request as it moves between nodes. */
+class Attempts {
+  target: string;
+  position = 0;
+  calls = 0;
+  failures = 0;
+  /** Hints followed since the last backoff: hints can chase each other while leadership moves. */
+  hops = 0;
+  /** Consecutive NO_LEADER answers of reads that any node may serve, since the last wait for an election. */
+  leaderless = 0;
+  outcomeUnknown = false;
+  last: LastFailure | undefined;
+
+  constructor(
+    readonly order: readonly string[],
+    first: string,
+    readonly startedAt: number,
+  ) {
+    this.target = first;
+  }
+
+  /** The next node in order that is not the current target (a followed hint may have put us anywhere). */
+  advance(): string {
+    for (let step = 0; step < this.order.length; step++) {
+      this.position = (this.position + 1) % this.order.length;
+      if (this.order[this.position] !== this.target) {
+        break;
+      }
+    }
+    this.target = this.order[this.position] as string;
+    return this.target;
+  }
+}
+
 export class ClusterRouter {
-  constructor(private readonly deps: RouterDeps) {}
+  private readonly bugs: RouterBugs;
+  private readonly leader: ClusterLeaderHint;
+
+  constructor(private readonly deps: RouterDeps) {
+    this.bugs = deps.bugs ?? NO_ROUTER_BUGS;
+    this.leader = new ClusterLeaderHint(deps.leaders, deps.directory.config.name);
+  }
 
   get config() {
     return this.deps.directory.config;
@@ -120,11 +138,11 @@ export class ClusterRouter {
   }
 
   cachedLeader(): string | undefined {
-    return this.deps.leaders.get(this.config.name);
+    return this.leader.get();
   }
 
   noteLeader(leader: string): void {
-    this.deps.leaders.set(this.config.name, leader);
+    this.leader.learn(leader);
   }
 
   /** Seconds a client should wait before retrying after an election-related 503. */
@@ -134,16 +152,25 @@ export class ClusterRouter {
 
   /** Sends the call to the leader: the cached hint first, then wherever "not leader" answers point. */
   toLeader<T>(call: NodeCall<T>, options: RouteOptions): Promise<RouteOutcome<T>> {
-    const members = this.rotatedMembers();
-    const cached = this.cachedLeader();
-    const order = cached === undefined ? members : [cached, ...members.filter((name) => name !== cached)];
-    return this.route(call, options, order, true);
+    return this.route(call, this.leaderOrder(), { options, reach: "leader", successProvesLeader: true });
   }
 
-  /** Sends the call to the first node of `preference` that answers; failures move on, STALE moves to the leader. */
+  /**
+   * Sends a call that only the leader may serve but that a node might answer whatever its role (a backup: nodes
+   * older than the leader-only check dump whatever they have applied). The call goes only to a node that reports
+   * itself leader just before, and its success teaches the leader cache nothing.
+   */
+  toCheckedLeader<T>(call: NodeCall<T>, options: RouteOptions): Promise<RouteOutcome<T>> {
+    if (this.bugs.backupFromAnyNode === true) {
+      return this.toLeader(call, options);
+    }
+    return this.route(leaderChecked(call), this.leaderOrder(), { options, reach: "leader", successProvesLeader: false });
+  }
+
+  /** Sends the call to the first node of `preference` that serves it; STALE moves to the leader. */
   toAnyNode<T>(call: NodeCall<T>, options: RouteOptions, preference: readonly string[]): Promise<RouteOutcome<T>> {
     const order = preference.length > 0 ? [...preference] : this.rotatedMembers();
-    return this.route(call, options, order, false);
+    return this.route(call, order, { options, reach: "any", successProvesLeader: false });
   }
 
   /** One node's status, within `timeoutMs`; never throws. */
@@ -166,213 +193,247 @@ export class ClusterRouter {
     return Promise.all(nodes.map((node) => this.probeStatus(node, timeoutMs)));
   }
 
-  private async route<T>(
-    call: NodeCall<T>,
-    options: RouteOptions,
-    order: readonly string[],
-    leaderMode: boolean,
-  ): Promise<RouteOutcome<T>> {
-    const { policy, now } = this.deps;
-    const cluster = this.config.name;
-    let position = 0;
-    let target = order[0] ?? this.memberNames()[0];
-    if (target === undefined) {
-      return this.fail(500, "INTERNAL", "the cluster has no members", { outcomeUnknown: false });
-    }
-    // The next node in order that is not the current target (a followed hint may have put us anywhere).
-    const nextTarget = (): string => {
-      for (let step = 0; step < order.length; step++) {
-        position = (position + 1) % order.length;
-        if (order[position] !== target) {
-          break;
-        }
-      }
-      return order[position] as string;
-    };
-    let attempts = 0;
-    let failures = 0;
-    let hops = 0;
-    let outcomeUnknown = false;
-    let last: { code: string; message: string; node: string } | undefined;
+  private leaderOrder(): string[] {
+    const members = this.rotatedMembers();
+    const cached = this.cachedLeader();
+    return cached === undefined ? members : [cached, ...members.filter((name) => name !== cached)];
+  }
 
-    while (attempts < policy.maxAttempts) {
-      const remaining = options.deadlineAt - now();
-      if (remaining <= 0) {
+  private async route<T>(call: NodeCall<T>, order: readonly string[], plan: Plan): Promise<RouteOutcome<T>> {
+    const first = order[0] ?? this.memberNames()[0];
+    if (first === undefined) {
+      return routeFailure(500, "INTERNAL", "the cluster has no members", { outcomeUnknown: false });
+    }
+    const state = new Attempts(order, first, this.deps.now());
+    const maxAttempts = this.bugs.fixedRetryBudget === true ? LEGACY_MAX_ATTEMPTS : this.policy.maxAttempts;
+    while (state.calls < maxAttempts) {
+      const budgetMs = this.attemptBudget(plan);
+      if (budgetMs <= 0) {
         break;
       }
-      attempts++;
-      const budgetMs = leaderMode ? remaining : remaining * policy.anyNodeAttemptShare;
-      const invocation = await this.invoke(target, call, Math.min(budgetMs, policy.attemptTimeoutMs));
-      if (invocation.kind === "transport") {
-        last = { code: invocation.timedOut ? "DEADLINE" : "UNREACHABLE", message: invocation.message, node: target };
-        if (options.kind === "write") {
-          outcomeUnknown = true;
-        }
-        this.deps.leaders.forget(cluster, target);
-        if (options.kind === "admin" && invocation.timedOut) {
-          // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
-          return this.fail(504, "TIMEOUT", `${invocation.message}; the change may still complete: check GET /api/v1/cluster`, {
-            node: target,
-            outcomeUnknown: true,
-          });
-        }
-        if (invocation.overloaded) {
-          return this.fail(503, "OVERLOADED", `node ${target} is overloaded: ${invocation.message}`, {
-            node: target,
-            outcomeUnknown,
-            retryAfterSeconds: this.retryAfterSeconds(),
-          });
-        }
-        target = nextTarget();
-        await this.backoff(++failures, options.deadlineAt);
-        continue;
+      state.calls++;
+      const invocation = await this.invoke(state.target, call, budgetMs);
+      const next = await this.decide(invocation, state, plan);
+      if (next.kind === "done") {
+        return this.finish(next.outcome, state, plan);
       }
-      const result = invocation.result;
-      if (result.ok) {
-        if (leaderMode) {
-          this.deps.leaders.set(cluster, result.node);
-        }
-        return { ok: true, node: result.node, value: result.value, attempts };
-      }
-      const error: NodeError = result.error;
-      last = { code: error.code, message: error.message, node: result.node };
-      switch (error.code) {
-        case "NOT_LEADER":
-        case "NO_LEADER": {
-          this.deps.leaders.forget(cluster, target);
-          const hint = error.code === "NOT_LEADER" ? error.leader : null;
-          if (hint !== undefined && hint !== null && hint !== target) {
-            target = hint;
-            this.deps.leaders.set(cluster, hint);
-            // Hints can chase each other while leadership moves: after a full round, slow down.
-            if (++hops >= order.length) {
-              await this.backoff(++failures, options.deadlineAt);
-            }
-            continue;
-          }
-          const waited = await this.waitForLeader(target, options.deadlineAt);
-          if (waited.kind === "leader") {
-            this.deps.leaders.set(cluster, waited.leader);
-            // Reads that any node may serve stay on their (nearby) node; leader calls go to the new leader.
-            if (leaderMode) {
-              target = waited.leader;
-            }
-            continue;
-          }
-          if (waited.kind === "unreachable") {
-            last = { code: "UNREACHABLE", message: waited.message, node: target };
-            target = nextTarget();
-            await this.backoff(++failures, options.deadlineAt);
-            continue;
-          }
-          if (outcomeUnknown) {
-            // An earlier attempt timed out after proposing: say so, or a client might resend without its key.
-            return this.fail(504, "OUTCOME_UNKNOWN", `no leader (${waited.message}) after an earlier attempt timed out: the write may or may not have been applied`, {
-              node: target,
-              outcomeUnknown: true,
-            });
-          }
-          return this.fail(503, "NO_LEADER", `no leader: ${waited.message}`, {
-            node: target,
-            outcomeUnknown: false,
-            retryAfterSeconds: this.retryAfterSeconds(),
-          });
-        }
-        case "TIMEOUT":
-          if (options.kind === "admin") {
-            return this.fail(504, "TIMEOUT", `${error.message}; the change may still complete: check GET /api/v1/cluster`, {
-              node: result.node,
-              outcomeUnknown: true,
-            });
-          }
-          if (options.kind === "write") {
-            outcomeUnknown = true;
-          }
-          // Same node, same request id: the leader deduplicates a retried proposal.
-          await this.backoff(++failures, options.deadlineAt);
-          continue;
-        case "QUEUE_FULL":
-          await this.backoff(++failures, options.deadlineAt);
-          continue;
-        case "TRANSFER_IN_PROGRESS":
-        case "CONFIG_CHANGE_IN_PROGRESS":
-          if (options.kind === "admin") {
-            return this.fail(409, error.code, error.message, { node: result.node, outcomeUnknown: false });
-          }
-          this.deps.leaders.forget(cluster, target);
-          await this.backoff(++failures, options.deadlineAt);
-          continue;
-        case "STALE": {
-          // The leader has applied at least as much as anyone: go there (or to the next node when it is unknown).
-          const leader = this.cachedLeader() ?? error.leader ?? undefined;
-          target = leader !== undefined && leader !== target ? leader : nextTarget();
-          await this.backoff(++failures, options.deadlineAt);
-          continue;
-        }
-        case "NOT_MEMBER":
-        case "PROTOCOL":
-          this.deps.leaders.forget(cluster, target);
-          target = nextTarget();
-          await this.backoff(++failures, options.deadlineAt);
-          continue;
-        case "INVALID_REQUEST":
-          return this.fail(400, error.code, error.message, { node: result.node, outcomeUnknown: false });
-        case "INTERNAL":
-        default:
-          return this.fail(500, error.code, error.message, { node: result.node, outcomeUnknown });
-      }
+      await this.move(next, state, plan.options.deadlineAt);
     }
-    return this.giveUp(options, attempts, outcomeUnknown, last);
+    return this.finish(this.giveUp(state, plan), state, plan);
   }
 
-  private giveUp(
-    options: RouteOptions,
-    attempts: number,
-    outcomeUnknown: boolean,
-    last: { code: string; message: string; node: string } | undefined,
-  ): RouteFailure {
-    const reason = last === undefined ? "no node was tried" : `last error from ${last.node}: ${last.code}: ${last.message}`;
-    const ranOut = options.deadlineAt - this.deps.now() <= 0 ? "the deadline passed" : `${attempts} attempts failed`;
-    if (outcomeUnknown) {
-      return this.fail(
-        504,
-        "OUTCOME_UNKNOWN",
-        `${ranOut} before the write was confirmed; it may or may not have been applied (${reason})`,
-        { node: last?.node, outcomeUnknown: true },
+  private attemptBudget(plan: Plan): number {
+    const remainingMs = plan.options.deadlineAt - this.deps.now();
+    if (this.bugs.fixedRetryBudget === true && plan.reach === "any") {
+      // The old bound: a share of the deadline, however many election timeouts that is.
+      return remainingMs <= 0 ? 0 : Math.min(remainingMs * this.policy.anyNodeAttemptShare, this.policy.attemptTimeoutMs);
+    }
+    return attemptBudgetMs(this.policy, { remainingMs, reach: plan.reach, electionTimeoutMs: this.config.electionTimeoutMs });
+  }
+
+  private decide<T>(invocation: Invocation<T>, state: Attempts, plan: Plan): Promise<Next<T>> | Next<T> {
+    if (invocation.kind === "transport") {
+      return this.afterLostAnswer(invocation, state, plan);
+    }
+    const result = invocation.result;
+    if (result.ok) {
+      if (plan.successProvesLeader) {
+        this.leader.servedAsLeader(result.node);
+      }
+      return { kind: "done", outcome: { ok: true, node: result.node, value: result.value, attempts: state.calls } };
+    }
+    return this.afterRefusal(result.error, result.node, state, plan);
+  }
+
+  /** The call failed in transit: a write may have arrived (outcome unknown); try the next node. */
+  private afterLostAnswer<T>(invocation: Invocation<T> & { kind: "transport" }, state: Attempts, plan: Plan): Next<T> {
+    const node = state.target;
+    state.last = { code: invocation.timedOut ? "DEADLINE" : "UNREACHABLE", message: invocation.message, node };
+    // An overloaded object refused the call without running it; any other lost answer may follow a proposal.
+    if (plan.options.kind === "write" && !invocation.overloaded) {
+      state.outcomeUnknown = true;
+    }
+    this.leader.forget(node);
+    if (plan.options.kind === "admin" && invocation.timedOut) {
+      // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
+      return done(routeFailure(504, "TIMEOUT", `${invocation.message}; the change may still complete: check GET /api/v1/cluster`, { node, outcomeUnknown: true }));
+    }
+    if (invocation.overloaded) {
+      return done(
+        routeFailure(503, "OVERLOADED", `node ${node} is overloaded: ${invocation.message}`, {
+          node,
+          outcomeUnknown: state.outcomeUnknown,
+          retryAfterSeconds: this.retryAfterSeconds(),
+        }),
       );
     }
-    const code = last?.code === "NO_LEADER" || last?.code === "NOT_LEADER" ? "NO_LEADER" : (last?.code ?? "UNAVAILABLE");
-    return this.fail(503, code, `${ranOut} (${reason})`, {
-      node: last?.node,
-      outcomeUnknown: false,
-      retryAfterSeconds: this.retryAfterSeconds(),
-    });
+    return { kind: "retry", to: "next", backoff: true };
   }
 
-  private fail(
-    status: FailureStatus,
-    code: string,
-    message: string,
-    extra: { node?: string | undefined; outcomeUnknown: boolean; retryAfterSeconds?: number },
-  ): RouteFailure {
-    return {
-      ok: false,
-      status,
-      code,
-      message,
-      outcomeUnknown: extra.outcomeUnknown,
-      ...(extra.node === undefined ? {} : { node: extra.node }),
-      ...(extra.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: extra.retryAfterSeconds }),
+  private async afterRefusal<T>(error: NodeError, node: string, state: Attempts, plan: Plan): Promise<Next<T>> {
+    const { kind } = plan.options;
+    state.last = { code: error.code, message: error.message, node };
+    if (kind === "write" && this.writeOutcomeNowUnknown(error.code)) {
+      state.outcomeUnknown = true;
+    }
+    const code: string = error.code;
+    switch (code) {
+      case "NOT_LEADER":
+      case "NO_LEADER":
+        return this.afterNotLeader(error, state, plan);
+      case "QUEUE_FULL":
+        return { kind: "retry", to: "same", backoff: true };
+      case "TRANSFER_IN_PROGRESS":
+      case "CONFIG_CHANGE_IN_PROGRESS":
+        if (kind === "admin") {
+          return done(routeFailure(409, code, error.message, { node, outcomeUnknown: false }));
+        }
+        this.leader.forget(state.target);
+        return { kind: "retry", to: "same", backoff: true };
+      case "STALE": {
+        // The leader has applied at least as much as anyone: go there (or to the next node when it is unknown).
+        const leader = this.cachedLeader() ?? error.leader ?? undefined;
+        return { kind: "retry", to: leader !== undefined && leader !== state.target ? { node: leader } : "next", backoff: true };
+      }
+      case "NOT_MEMBER":
+      case "PROTOCOL":
+        this.leader.forget(state.target);
+        return { kind: "retry", to: "next", backoff: true };
+      case "INVALID_REQUEST":
+        return done(routeFailure(400, code, error.message, { node, outcomeUnknown: false }));
+      default:
+        return this.afterUncertainAnswer(error, node, state, plan);
+    }
+  }
+
+  /** TIMEOUT, INTERNAL, an "outcome unknown" answer or a code this worker does not know. */
+  private afterUncertainAnswer<T>(error: NodeError, node: string, state: Attempts, plan: Plan): Next<T> {
+    const { kind } = plan.options;
+    const code: string = error.code;
+    const legacyWrites = this.bugs.definiteWriteFailures === true;
+    const uncertain = code === "TIMEOUT" || (!legacyWrites && isOutcomeUnknownCode(code));
+    if (kind === "admin" && uncertain) {
+      return done(routeFailure(504, "TIMEOUT", `${error.message}; the change may still complete: check GET /api/v1/cluster`, { node, outcomeUnknown: true }));
+    }
+    // A write answered INTERNAL (or with a code this worker does not know) may have been applied: resend it under
+    // the same request id rather than report a failure that may be false.
+    if (!uncertain && !(kind === "write" && !legacyWrites)) {
+      return done(routeFailure(500, code, error.message, { node, outcomeUnknown: state.outcomeUnknown }));
+    }
+    if (code !== "TIMEOUT") {
+      // The node may have stepped down or restarted: its hint (if any) is where the call should go next.
+      this.leader.forget(state.target);
+    }
+    const hint = error.leader ?? undefined;
+    if (hint !== undefined && hint !== state.target && !legacyWrites) {
+      this.leader.learn(hint);
+      return { kind: "retry", to: { node: hint }, backoff: true };
+    }
+    if (plan.reach === "any" && this.bugs.fixedRetryBudget !== true) {
+      // A node that cannot confirm a read in its share of the deadline is likely cut off: another one may.
+      return { kind: "retry", to: "next", backoff: true };
+    }
+    // Same node, same request id: the leader deduplicates a resent proposal.
+    return { kind: "retry", to: "same", backoff: true };
+  }
+
+  private async afterNotLeader<T>(error: NodeError, state: Attempts, plan: Plan): Promise<Next<T>> {
+    const legacy = this.bugs.fixedRetryBudget === true;
+    this.leader.forget(state.target);
+    const hint = error.code === "NOT_LEADER" ? (error.leader ?? undefined) : undefined;
+    if (hint !== undefined && hint !== state.target) {
+      state.last = { ...(state.last as LastFailure), leaderHint: hint };
+      this.leader.learn(hint);
+      // Hints can chase each other while leadership moves: after a full round, slow down.
+      return { kind: "retry", to: { node: hint }, backoff: ++state.hops >= state.order.length };
+    }
+    if (plan.reach === "any" && !legacy && ++state.leaderless < state.order.length) {
+      // This node knows no leader (it may be cut off from the majority): another node may, without waiting here.
+      return { kind: "retry", to: "next", backoff: false };
+    }
+    state.leaderless = 0;
+    const waited = await this.waitForLeader(state.target, plan.options.deadlineAt, legacy ? "leader" : plan.reach);
+    if (waited.kind === "leader") {
+      this.leader.learn(waited.leader);
+      // Reads that any node may serve stay on their (nearby) node; leader calls go to the new leader.
+      if (plan.reach === "leader") {
+        return { kind: "retry", to: { node: waited.leader }, backoff: ++state.hops >= state.order.length };
+      }
+      return { kind: "retry", to: "same", backoff: !legacy };
+    }
+    if (waited.kind === "unreachable") {
+      state.last = { code: "UNREACHABLE", message: waited.message, node: state.target };
+      return { kind: "retry", to: "next", backoff: true };
+    }
+    state.last = { code: "NO_LEADER", message: waited.message, node: state.target };
+    if (legacy) {
+      if (state.outcomeUnknown) {
+        return done(outcomeUnknownFailure(`no leader (${waited.message}) after an earlier attempt may have applied it`, state.target));
+      }
+      return done(routeFailure(503, "NO_LEADER", `no leader: ${waited.message}`, { node: state.target, outcomeUnknown: false, retryAfterSeconds: this.retryAfterSeconds() }));
+    }
+    // This node saw no election finish: another node may know better (or the deadline ends it).
+    return { kind: "retry", to: "next", backoff: true };
+  }
+
+  /** Whether an answer to a write leaves open that it was applied (the old rule under `definiteWriteFailures`). */
+  private writeOutcomeNowUnknown(code: string): boolean {
+    if (this.bugs.definiteWriteFailures === true) {
+      return code === "TIMEOUT";
+    }
+    return writeMayHaveApplied(code);
+  }
+
+  private async move<T>(next: Next<T> & { kind: "retry" }, state: Attempts, deadlineAt: number): Promise<void> {
+    if (next.to === "next") {
+      state.advance();
+    } else if (next.to !== "same") {
+      state.target = next.to.node;
+    }
+    if (next.backoff) {
+      state.hops = 0;
+      const waitMs = backoffDelayMs(this.policy, { failures: ++state.failures, random: this.deps.random(), remainingMs: deadlineAt - this.deps.now() });
+      if (waitMs > 0) {
+        await this.deps.sleep(waitMs);
+      }
+    }
+  }
+
+  private giveUp(state: Attempts, plan: Plan): RouteFailure {
+    const now = this.deps.now();
+    const context = {
+      attempts: state.calls,
+      elapsedMs: now - state.startedAt,
+      deadlinePassed: plan.options.deadlineAt - now <= 0,
+      outcomeUnknown: state.outcomeUnknown,
+      last: state.last,
+      retryAfterSeconds: this.retryAfterSeconds(),
     };
+    return this.bugs.fixedRetryBudget === true ? legacyGiveUpFailure(context) : giveUpFailure(context);
+  }
+
+  /** A write that may have been applied is never answered as a definite failure, whatever ended it. */
+  private finish<T>(outcome: RouteOutcome<T>, state: Attempts, plan: Plan): RouteOutcome<T> {
+    if (outcome.ok || plan.options.kind !== "write" || !state.outcomeUnknown || this.bugs.definiteWriteFailures === true) {
+      return outcome;
+    }
+    if (outcome.status === 504 && outcome.code === "OUTCOME_UNKNOWN") {
+      return outcome;
+    }
+    if (outcome.code === "INVALID_REQUEST") {
+      // The same request is refused the same way everywhere: no earlier attempt can have been applied either.
+      return { ...outcome, outcomeUnknown: false };
+    }
+    return outcomeUnknownFailure(`${outcome.code}: ${outcome.message}`, outcome.node);
   }
 
   /** The HA plan's waitForElectionComplete: asks `node` to wait (bounded) until a leader is known. */
   private async waitForLeader(
     node: string,
     deadlineAt: number,
+    reach: Reach,
   ): Promise<{ kind: "leader"; leader: string } | { kind: "unreachable"; message: string } | { kind: "none"; message: string }> {
-    const remaining = deadlineAt - this.deps.now();
-    const waitMs = Math.min(remaining, this.policy.maxElectionWaitMs);
+    const waitMs = electionWaitMs(this.policy, { remainingMs: deadlineAt - this.deps.now(), reach, electionTimeoutMs: this.config.electionTimeoutMs });
     if (waitMs <= 0) {
       return { kind: "none", message: "no leader is known and the deadline has passed" };
     }
@@ -389,7 +450,7 @@ export class ClusterRouter {
     }
     return {
       kind: "none",
-      message: `no leader was elected within ${Math.round(waitMs)} ms (an election is under way or no quorum is reachable): ${result.error.message}`,
+      message: `${node} saw no leader elected within ${Math.round(waitMs)} ms (an election is under way or no quorum is reachable from it)`,
     };
   }
 
@@ -412,22 +473,44 @@ export class ClusterRouter {
     }
   }
 
-  /** Full jitter: a uniform wait in [0, min(max, base * 2^(n-1))), never past the deadline. */
-  private async backoff(failures: number, deadlineAt: number): Promise<void> {
-    const { policy, random, now } = this.deps;
-    const ceilingMs = Math.min(policy.maxBackoffMs, policy.baseBackoffMs * 2 ** Math.min(failures - 1, 30));
-    const waitMs = Math.min(random() * ceilingMs, deadlineAt - now());
-    if (waitMs > 0) {
-      await this.deps.sleep(waitMs);
-    }
-  }
-
   /** Members from a random starting point, so that leaderless requests do not all land on the first node. */
   private rotatedMembers(): string[] {
     const members = this.memberNames();
     const start = Math.floor(this.deps.random() * members.length) % Math.max(1, members.length);
     return [...members.slice(start), ...members.slice(0, start)];
   }
+}
+
+/**
+ * Wraps a call so that it runs only on a node that reports itself leader just before: otherwise it answers as a
+ * follower would (NOT_LEADER naming the leader it knows, or NO_LEADER), which the router follows.
+ */
+function leaderChecked<T>(call: NodeCall<T>): NodeCall<T> {
+  return async (node, address, timeoutMs) => {
+    const status = await node.status(address);
+    if (!status.ok) {
+      return status;
+    }
+    const report = status.value;
+    if (report.role !== "leader") {
+      const leader = report.leader !== null && report.leader !== address.node ? report.leader : null;
+      return {
+        ok: false,
+        node: status.node,
+        error: {
+          code: leader === null ? "NO_LEADER" : "NOT_LEADER",
+          message: `${address.node} is not the leader (${report.role}); only the leader serves this`,
+          leader,
+          retryable: true,
+        },
+      };
+    }
+    return call(node, address, timeoutMs);
+  };
+}
+
+function done<T>(outcome: RouteOutcome<T>): Next<T> {
+  return { kind: "done", outcome };
 }
 
 function isNodeResult(value: unknown): value is NodeResult<unknown> {

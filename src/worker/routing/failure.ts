@@ -1,0 +1,138 @@
+// What a routed call that did not succeed answers: the HTTP status and the code, chosen in one place, so that a
+// write that may have been applied is never reported as a definite failure and every code says what happened.
+
+export type FailureStatus = 400 | 404 | 409 | 500 | 503 | 504;
+
+export interface RouteFailure {
+  readonly ok: false;
+  readonly status: FailureStatus;
+  /** A NodeErrorCode, or one of the router's own codes (README, "Error shapes"). */
+  readonly code: string;
+  readonly message: string;
+  readonly retryAfterSeconds?: number;
+  readonly node?: string;
+  /** A write may or may not have been applied: resend it with the same request id. */
+  readonly outcomeUnknown: boolean;
+}
+
+/** The last thing that went wrong, remembered for the answer when the router gives up. */
+export interface LastFailure {
+  readonly code: string;
+  readonly message: string;
+  readonly node: string;
+  /** NOT_LEADER: the leader the node named, if any. */
+  readonly leaderHint?: string;
+}
+
+export function routeFailure(
+  status: FailureStatus,
+  code: string,
+  message: string,
+  extra: { node?: string | undefined; outcomeUnknown: boolean; retryAfterSeconds?: number | undefined },
+): RouteFailure {
+  return {
+    ok: false,
+    status,
+    code,
+    message,
+    outcomeUnknown: extra.outcomeUnknown,
+    ...(extra.node === undefined ? {} : { node: extra.node }),
+    ...(extra.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: extra.retryAfterSeconds }),
+  };
+}
+
+/**
+ * Answers after which a write cannot have been applied: the node refused it before proposing. Every other answer
+ * (TIMEOUT, INTERNAL, NOT_MEMBER from a runtime stopped with writes pending, an "outcome unknown" answer, a code
+ * this worker does not know yet, a lost answer) leaves the outcome unknown.
+ */
+const REFUSED_BEFORE_PROPOSING: ReadonlySet<string> = new Set([
+  "NOT_LEADER",
+  "NO_LEADER",
+  "QUEUE_FULL",
+  "INVALID_REQUEST",
+  "PROTOCOL",
+  "TRANSFER_IN_PROGRESS",
+  "CONFIG_CHANGE_IN_PROGRESS",
+  "STALE",
+]);
+
+export function writeMayHaveApplied(code: string): boolean {
+  return !REFUSED_BEFORE_PROPOSING.has(code);
+}
+
+/** Node answers that say, whatever their exact code, that the node cannot tell whether a write was applied. */
+export function isOutcomeUnknownCode(code: string): boolean {
+  return code === "TIMEOUT" || code.startsWith("OUTCOME_UNKNOWN") || code === "LEADER_CHANGED";
+}
+
+/** A write whose outcome is unknown: 504, so that the client resends it under the same request id. */
+export function outcomeUnknownFailure(reason: string, node: string | undefined): RouteFailure {
+  return routeFailure(
+    504,
+    "OUTCOME_UNKNOWN",
+    `${reason}; the write may or may not have been applied: resend it with the same request id (X-DHA-Request-Id as Idempotency-Key)`,
+    { node, outcomeUnknown: true },
+  );
+}
+
+export interface GiveUpContext {
+  readonly attempts: number;
+  readonly elapsedMs: number;
+  readonly deadlinePassed: boolean;
+  readonly outcomeUnknown: boolean;
+  readonly last: LastFailure | undefined;
+  readonly retryAfterSeconds: number;
+}
+
+/** The answer when the deadline (or the call guard) ends the retries. */
+export function giveUpFailure(context: GiveUpContext): RouteFailure {
+  const { last } = context;
+  const ranOut = context.deadlinePassed
+    ? `the deadline passed after ${context.attempts} calls in ${Math.round(context.elapsedMs)} ms`
+    : `gave up after ${context.attempts} calls (the most one request may make) in ${Math.round(context.elapsedMs)} ms`;
+  if (context.outcomeUnknown) {
+    return outcomeUnknownFailure(`${ranOut} before the write was confirmed (${describeLast(last)})`, last?.node);
+  }
+  const retry = { node: last?.node, outcomeUnknown: false, retryAfterSeconds: context.retryAfterSeconds };
+  if (last === undefined) {
+    return routeFailure(503, "UNAVAILABLE", `${ranOut}; no node was reached`, retry);
+  }
+  switch (last.code) {
+    case "NO_LEADER":
+      // Only NO_LEADER answers and failed waits land here: none of them names a leader.
+      return routeFailure(503, "NO_LEADER", `no leader: ${last.message} (${ranOut})`, retry);
+    case "NOT_LEADER":
+      return routeFailure(
+        503,
+        "LEADER_CHANGING",
+        `leadership was moving: ${last.node} last pointed to ${last.leaderHint ?? "another node"}, which did not serve the request in time (${ranOut})`,
+        retry,
+      );
+    default:
+      return routeFailure(503, last.code, `${ranOut} (${describeLast(last)})`, retry);
+  }
+}
+
+/** The old router's answer when it gave up (bug `fixedRetryBudget`): NO_LEADER quoting a node that names the leader. */
+export function legacyGiveUpFailure(context: GiveUpContext): RouteFailure {
+  const { last } = context;
+  const reason = last === undefined ? "no node was tried" : `last error from ${last.node}: ${last.code}: ${last.message}`;
+  const ranOut = context.deadlinePassed ? "the deadline passed" : `${context.attempts} attempts failed`;
+  if (context.outcomeUnknown) {
+    return routeFailure(504, "OUTCOME_UNKNOWN", `${ranOut} before the write was confirmed; it may or may not have been applied (${reason})`, {
+      node: last?.node,
+      outcomeUnknown: true,
+    });
+  }
+  const code = last?.code === "NO_LEADER" || last?.code === "NOT_LEADER" ? "NO_LEADER" : (last?.code ?? "UNAVAILABLE");
+  return routeFailure(503, code, `${ranOut} (${reason})`, {
+    node: last?.node,
+    outcomeUnknown: false,
+    retryAfterSeconds: context.retryAfterSeconds,
+  });
+}
+
+function describeLast(last: LastFailure | undefined): string {
+  return last === undefined ? "no node answered" : `last: ${last.node} answered ${last.code}: ${last.message}`;
+}
