@@ -57,3 +57,22 @@ describe("64-bit integers over HTTP (item 2)", () => {
     expect(outOfRange.text).toContain("outside SQLite's 64-bit range");
   });
 });
+
+describe("PRAGMAs over HTTP (item 3)", () => {
+  it("answers what an ORM sends when it connects and reflects, as rqlite does", async () => {
+    const h = await clusterWith("fidelity-pragmas", ["CREATE TABLE m (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES m(id))"]);
+    const uncommitted = await h.send("GET", query("PRAGMA read_uncommitted", "level=weak"));
+    expect(uncommitted.status).toBe(200);
+    expect(uncommitted.text).toBe('{"results":[{"columns":["read_uncommitted"],"types":["integer"],"values":[[0]]}]}');
+    const temp = await h.send("POST", "/db/query", { json: ['PRAGMA temp.table_info("m")', 'PRAGMA temp.foreign_key_list("m")', 'PRAGMA main.foreign_key_list("m")'] });
+    expect(temp.status).toBe(200);
+    expect(temp.text).toBe(
+      '{"results":[{"columns":["cid","name","type","notnull","dflt_value","pk"],"types":["","","","","",""]},' +
+        '{"columns":["id","seq","table","from","to","on_update","on_delete","match"],"types":["","","","","","","",""]},' +
+        '{"columns":["id","seq","table","from","to","on_update","on_delete","match"],"types":["integer","integer","text","text","text","text","text","text"],"values":[[0,0,"m","parent","id","NO ACTION","NO ACTION","NONE"]]}]}',
+    );
+    // The unified endpoint sends PRAGMAs through the log: same answers.
+    const unified = await h.send("POST", "/db/request", { json: ["PRAGMA read_uncommitted"] });
+    expect(unified.text).toBe('{"results":[{"columns":["read_uncommitted"],"types":["integer"],"values":[[0]]}]}');
+  });
+});

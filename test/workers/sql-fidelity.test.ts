@@ -156,3 +156,51 @@ describe("64-bit integers (issue 10, item 2)", () => {
     });
   });
 });
+
+describe("PRAGMAs ORMs send (issue 10, item 3)", () => {
+  it("answers PRAGMA read_uncommitted with 0, as SQLite and rqlite do, on the read and the write path", async () => {
+    await withStorage("read-uncommitted", (storage) => {
+      const node = new Node(storage);
+      for (const sql of ["PRAGMA read_uncommitted", "PRAGMA main.read_uncommitted", "pragma TEMP.read_uncommitted;"]) {
+        expect(node.query(sql), sql).toMatchObject({ columns: ["read_uncommitted"], types: ["integer"], rows: [[0]] });
+      }
+      expect(node.apply([{ sql: "PRAGMA read_uncommitted" }])[0]).toMatchObject({ columns: ["read_uncommitted"], rows: [[0]] });
+      // Setting it is still refused (PRAGMAs that write are).
+      expect(prepareRead([{ sql: "PRAGMA read_uncommitted = 1" }]).ok).toBe(false);
+    });
+  });
+
+  it("reads the temp schema as SQLite reads an empty one: SQLite's columns, no rows", async () => {
+    await withStorage("temp-schema", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY, parent REFERENCES m(id))");
+      node.exec("CREATE INDEX m_parent ON m(parent)");
+      // Column names as SQLite gives them for the main schema (the same pragma.h entries), rows as for an empty schema.
+      for (const pragma of ["table_info(m)", "table_xinfo(m)", "index_list(m)", "index_info(m_parent)", "index_xinfo(m_parent)", "foreign_key_list(m)"]) {
+        const main = node.query(`PRAGMA main.${pragma}`);
+        expect(main.rows?.length, pragma).toBeGreaterThan(0);
+        const temp = node.query(`PRAGMA temp.${pragma}`);
+        expect(temp, pragma).toMatchObject({ columns: main.columns, rows: [] });
+        expect(temp.error, pragma).toBeUndefined();
+        expect(temp.types, pragma).toEqual(main.columns?.map(() => ""));
+      }
+      expect(node.query('PRAGMA "temp".foreign_key_list("m")')).toMatchObject({ columns: ["id", "seq", "table", "from", "to", "on_update", "on_delete", "match"], rows: [] });
+      expect(node.query("PRAGMA temp.table_list").rows).toEqual([["temp", "sqlite_temp_schema", "table", 5, 0, 0]]);
+      expect(node.query("PRAGMA temp.table_list(m)").rows).toEqual([]);
+      expect(node.query("PRAGMA temp.quick_check")).toMatchObject({ columns: ["quick_check"], rows: [["ok"]] });
+      expect(node.query("PRAGMA temp.integrity_check(5)")).toMatchObject({ columns: ["integrity_check"], rows: [["ok"]] });
+      expect(node.query("PRAGMA temp.foreign_key_check")).toMatchObject({ columns: ["table", "rowid", "parent", "fkid"], rows: [] });
+      expect(node.query("PRAGMA temp.foreign_key_check(m)").error).toBe("no such table: temp.m");
+      expect(node.query("SELECT * FROM sqlite_temp_master")).toMatchObject({ columns: ["type", "name", "tbl_name", "rootpage", "sql"], rows: [] });
+    });
+  });
+
+  it("names the PRAGMAs the platform refuses instead of a bare 'not authorized'", async () => {
+    await withStorage("refused-pragmas", (storage) => {
+      const node = new Node(storage);
+      expect(node.query("PRAGMA user_version").error).toBe("PRAGMA user_version is not available: the platform refuses it (not authorized)");
+      expect(node.query("PRAGMA temp.user_version").error).toMatch(/PRAGMA temp.user_version is not available/);
+      expect(node.query("PRAGMA foreign_keys")).toMatchObject({ columns: ["foreign_keys"], rows: [[1]] });
+    });
+  });
+});

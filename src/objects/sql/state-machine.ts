@@ -10,6 +10,7 @@ import type { EntryKind } from "../../replication/types";
 import type { SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
 import { computeSchemaHash, rowsOf } from "./catalog";
 import { DeclaredTypes, resultColumnTypes } from "./column-types";
+import { answerPragma } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
@@ -219,6 +220,12 @@ export class SqlStateMachine {
       // prepareWrite/prepareRead write 64-bit integers into the SQL as literals; the platform cannot bind them.
       return { error: "64-bit integer parameters must be written into the SQL (prepareWrite/prepareRead) before they reach a node", time: seconds() };
     }
+    const answer = shape.pragma === undefined ? null : answerPragma(shape.pragma);
+    if (answer !== null) {
+      if ("error" in answer) return { error: answer.error, time: seconds() };
+      const rows = answer.rows.map((row) => [...row]);
+      return { columns: answer.columns, types: resultColumnTypes(null, answer.columns.length, rows), rows, time: seconds() };
+    }
     const schemaBefore = shape.changesSchema ? this.schemaInfo() : null;
     try {
       const cursor = this.sql.exec(statement.sql, ...(params as readonly SqlValue[]));
@@ -255,7 +262,11 @@ export class SqlStateMachine {
       result.time = seconds();
       return result;
     } catch (error) {
-      return { error: cleanSqliteError(error), time: seconds() };
+      const message = cleanSqliteError(error);
+      if (shape.pragma !== undefined && message === "not authorized") {
+        return { error: `PRAGMA ${shape.pragma.name} is not available: the platform refuses it (not authorized)`, time: seconds() };
+      }
+      return { error: message, time: seconds() };
     }
   }
 

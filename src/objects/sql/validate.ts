@@ -55,6 +55,8 @@ export interface StatementShape {
   readonly changesSchema: boolean;
   /** A definition stored in the schema and evaluated later (CREATE TABLE (...), VIEW, TRIGGER, INDEX, ALTER). */
   readonly storedDefinition: boolean;
+  /** For PRAGMA statements: which one, on which schema, with what. */
+  readonly pragma?: PragmaShape;
 }
 
 // PRAGMAs that only read. Those in the first set take a table/index name or limit as argument; the others take none
@@ -75,6 +77,11 @@ const READ_PRAGMAS_WITHOUT_ARGUMENT = new Set([
   ...READ_PRAGMAS_WITH_ARGUMENT,
   "foreign_keys",
   "defer_foreign_keys",
+  // Answered by the node itself (pragmas.ts): the platform refuses it, and it is always 0 here.
+  "read_uncommitted",
+  "ignore_check_constraints",
+  "legacy_alter_table",
+  "reverse_unordered_selects",
   "recursive_triggers",
   "user_version",
   "schema_version",
@@ -144,18 +151,29 @@ function mainVerbAfterWith(significant: readonly SqlToken[]): string {
   return "";
 }
 
-interface PragmaShape {
+export interface PragmaShape {
+  /** Lower case. */
   readonly name: string;
+  /** The schema it names (lower case: "main", "temp"), or null when none is named. */
+  readonly schema: string | null;
   readonly hasArgument: boolean;
+  /** The argument when it is one token (a name, string or number), unquoted; null otherwise. */
+  readonly argument: string | null;
   readonly assigns: boolean;
 }
 
 function pragmaShape(significant: readonly SqlToken[]): PragmaShape {
   let i = 1;
-  if (isPunct(significant[i + 1], ".")) i += 2;
+  let schema: string | null = null;
+  if (isPunct(significant[i + 1], ".")) {
+    schema = significant[i]?.value.toLowerCase() ?? null;
+    i += 2;
+  }
   const name = significant[i]?.value.toLowerCase() ?? "";
   const next = significant[i + 1];
-  return { name, hasArgument: isPunct(next, "("), assigns: isPunct(next, "=") };
+  const hasArgument = isPunct(next, "(");
+  const argument = hasArgument && isPunct(significant[i + 3], ")") ? (significant[i + 2]?.value ?? null) : null;
+  return { name, schema, hasArgument, argument, assigns: isPunct(next, "=") };
 }
 
 function isReadOnlyPragma(shape: PragmaShape): boolean {
@@ -185,7 +203,8 @@ function shapeOf(significant: readonly SqlToken[]): StatementShape {
   const changesSchema = SCHEMA_VERBS.has(verb);
   let storedDefinition = verb === "ALTER";
   if (verb === "CREATE") storedDefinition = !createTarget(significant).asSelect;
-  return { verb, mainVerb, access, isDml: verb !== "EXPLAIN" && DML_VERBS.has(mainVerb), changesSchema, storedDefinition };
+  const shape = { verb, mainVerb, access, isDml: verb !== "EXPLAIN" && DML_VERBS.has(mainVerb), changesSchema, storedDefinition };
+  return verb === "PRAGMA" ? { ...shape, pragma: pragmaShape(significant) } : shape;
 }
 
 /** How a statement is handled: "read" (SELECT, WITH ... SELECT, VALUES, EXPLAIN, read-only PRAGMA) or "write". */
