@@ -1,6 +1,10 @@
 // What a ClusterNode offers over Durable Object RPC to the worker (and to tests). Plain data in and out.
 import type { ReadLevel, SqlRequest, Statement, StatementResult } from "../shared/sql";
 import type { ElectionStatus, ReplicaStatus, Role } from "../replication/types";
+import type { NodeMetricsReport } from "./metrics-counters";
+
+export type { HistogramSnapshot, NodeCountersSnapshot, NodeMetricsReport, NodeStorageSnapshot, PeerRpcSnapshot } from "./metrics-counters";
+export { LATENCY_BUCKETS_SECONDS } from "./metrics-counters";
 
 /** Bumped on any incompatible change to what nodes or the worker send each other. */
 export const PROTOCOL_VERSION = 1;
@@ -167,4 +171,6 @@ export interface ClusterNodeRpc {
   removeMember(request: MemberChangeRequest): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
   /** A SQL dump of this node's applied state (any node; call the leader after a linearizable read for a fresh one). */
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
+  /** Status, counters and storage sizes for GET /metrics. Optional: a node of an older version lacks it. */
+  metrics?(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>>;
 }

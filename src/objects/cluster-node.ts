@@ -23,6 +23,7 @@ import { logEvent, setLogLevel } from "./log";
 import { RaftInvariantError } from "../replication/index";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
 import { createStateMachine } from "./sql/port";
+import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
 import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
 
 const IDENTITY_KEY = "node/identity";
@@ -36,6 +37,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private identity: NodeIdentity | null = null;
   private removedReason: string | null = null;
   private alarmAtMs: number | null = null;
+  /** In-memory counters for GET /metrics (reset when the instance restarts). */
+  private readonly counters = new NodeCounters(() => Date.now());
   /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
   private strayAlarmCleared = false;
 
@@ -65,11 +68,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   async execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
-    return this.handle(request, (runtime) => runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) }));
+    const asLeader = this.runtime?.status().role === "leader";
+    return this.counters.trackWrite({ asLeader }, () => this.handle(request, (runtime) => runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) })));
   }
 
   async query(request: QueryRequest): Promise<NodeResult<QueryValue>> {
-    return this.handle(request, (runtime) =>
+    return this.counters.trackRead(request.level, () => this.handle(request, (runtime) =>
       runtime.query({
         statements: request.statements,
         level: request.level,
@@ -78,7 +82,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         transaction: request.transaction,
         timeoutMs: boundedTimeout(request.timeoutMs),
       }),
-    );
+    ));
   }
 
   async waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ leader: string; term: number }>> {
@@ -128,6 +132,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     });
   }
 
+  async metrics(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>> {
+    return this.handle(address, async (runtime) => nodeMetricsReport({ counters: this.counters, status: runtime.statusReport({ locationHint: this.locationHintOf(address.node) }), storage: this.ctx.storage }));
+  }
+
   async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
     return this.handle(address, async (runtime) => runtime.dumpSql());
   }
@@ -137,6 +145,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   /** Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. */
   async receive(envelope: unknown): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
+    this.counters.received("peer");
     const runtime = await this.loadRuntime();
     if (runtime === null || this.identity === null) {
       return { ok: false, notStarted: true, error: { code: "UNAVAILABLE", message: "this node has not been started yet" } };
@@ -145,7 +154,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
     if (!checked.ok) return { ok: false, error: checked.error };
     try {
+      const counted = this.counters.watchEnvelope(checked.envelope, () => runtime.peerReport().appliedIndex);
       runtime.receiveEnvelope(checked.envelope);
+      counted();
     } catch (err) {
       if (err instanceof RaftInvariantError || runtime.isBroken) await this.discardRuntime(runtime, err);
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
@@ -191,6 +202,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core.
 
   override async alarm(): Promise<void> {
+    this.counters.alarmWakeup();
     this.alarmAtMs = null;
     const runtime = await this.loadRuntime();
     if (runtime === null || runtime.isStopped) return;
@@ -235,6 +247,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
+    this.counters.observeLeader(runtime.status().leader);
     if (runtime.isStopped) return;
     if (!mayTick(runtime)) {
       // Never a member (reached by a name no membership lists): it must not tick, and be billed, forever. A leader
@@ -273,7 +286,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       identity,
       kv: this.ctx.storage.kv,
       stateMachine: createStateMachine(this.ctx.storage),
-      peerStub: (member) => this.stubFor(identity.cluster, member),
+      peerStub: (member) => this.counters.instrumentPeer(member.name, this.stubFor(identity.cluster, member)),
       faultsEnabled: faultsEnabled(this.env),
       clock: systemClock,
       seed: crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
@@ -322,6 +335,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   /** Runs one RPC: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */
   private async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
+    this.counters.received("worker");
     try {
       const runtime = await this.ensureStarted(address);
       if (this.removedReason !== null) throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });

@@ -1,10 +1,11 @@
 // The token table: DHA_TOKENS is a JSON object mapping each bearer token to its roles, for example
 //   {"a-long-random-admin-token": ["read", "write", "admin"], "a-long-random-reader-token": ["read"]}
-// Roles are exactly what is listed (admin does not imply read). Tokens are kept only as SHA-256 digests, and a
+// Roles are exactly what is listed (admin does not imply read). "metrics" opens GET /metrics only, so that a
+// Prometheus scraper can hold a token without data access. Tokens are kept only as SHA-256 digests, and a
 // presented token is compared against every digest in constant time, so neither timing nor order reveals a match.
 import { z } from "zod";
 
-export const ROLES = ["read", "write", "admin"] as const;
+export const ROLES = ["read", "write", "admin", "metrics"] as const;
 export type Role = (typeof ROLES)[number];
 
 export interface Principal {

@@ -1,0 +1,226 @@
+// GET /metrics over real clusters of ClusterNode objects: the metrics move as they should across writes, an
+// election and a cut-off replica; a node that does not answer shows node_up 0 while the rest is served; the
+// metrics role opens this route and nothing else. Each test has its own cluster, halted after the test.
+import { env as testEnv } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import type { ClusterNodeRpc } from "../../src/objects/api";
+import { createApp } from "../../src/worker/app";
+import type { AppEnv } from "../../src/worker/config";
+import { durableObjectDirectory } from "../../src/worker/directory";
+import { LeaderCache } from "../../src/worker/routing/leader-cache";
+import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
+
+const newCluster = clusterFactory();
+
+const TOKENS = { admin: "metrics-test-admin-01", scraper: "metrics-test-scraper-02" } as const;
+const OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+
+interface Sample {
+  readonly name: string;
+  readonly labels: Record<string, string>;
+  readonly value: number;
+}
+
+/** A small parser of the text format, enough to read back what the endpoint renders. */
+function parseMetrics(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (match === null) throw new Error(`unparseable line: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+class MetricsHarness {
+  readonly env: AppEnv;
+  readonly hung = new Set<string>();
+  private readonly app: ReturnType<typeof createApp>;
+
+  constructor(readonly cluster: TestCluster) {
+    this.env = {
+      ...testEnv,
+      CLUSTER_NAME: cluster.config.name,
+      CLUSTER_NODES: cluster.names.join(","),
+      HEARTBEAT_INTERVAL_MS: String(cluster.config.heartbeatIntervalMs),
+      ELECTION_TIMEOUT_MS: String(cluster.config.electionTimeoutMs),
+      DHA_TOKENS: JSON.stringify({ [TOKENS.admin]: ["read", "write", "admin"], [TOKENS.scraper]: ["metrics"] }),
+    };
+    this.app = createApp({
+      leaders: new LeaderCache(),
+      directory: (env, config) => {
+        const real = durableObjectDirectory(env, config);
+        // A hung node: every call from the worker waits forever (the per-node deadline must cut it off).
+        const never = (() => new Promise<never>(() => {})) as never;
+        const hang: ClusterNodeRpc = { start: never, status: never, execute: never, query: never, waitForLeader: never, transferLeadership: never, addMember: never, removeMember: never, backup: never, metrics: never };
+        return { config, node: (name) => (this.hung.has(name) ? hang : real.node(name)) };
+      },
+    });
+  }
+
+  async send(method: string, path: string, options: { token?: string; json?: unknown; accept?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${options.token ?? TOKENS.admin}` };
+    if (options.accept !== undefined) headers.Accept = options.accept;
+    if (options.json !== undefined) headers["Content-Type"] = "application/json";
+    const request = new Request(`https://db.example.com${path}`, { method, headers, ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }) });
+    const response = await this.app.request(request, undefined, this.env);
+    return { status: response.status, headers: response.headers, text: await response.text() };
+  }
+
+  async scrape(query = ""): Promise<Sample[]> {
+    const response = await this.send("GET", `/metrics${query}`, { token: TOKENS.scraper });
+    expect(response.status, response.text).toBe(200);
+    return parseMetrics(response.text);
+  }
+
+  async write(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const written = await this.send("POST", "/db/execute", { json: [["INSERT INTO t(v) VALUES(?)", `v${i}`]] });
+      expect(written.status, written.text).toBe(200);
+    }
+  }
+}
+
+function value(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
+  const found = samples.filter((sample) => sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected));
+  if (found.length > 1) throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} samples`);
+  return found[0]?.value;
+}
+
+function sum(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
+  return samples
+    .filter((sample) => sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected))
+    .reduce((total, sample) => total + sample.value, 0);
+}
+
+async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: MetricsHarness; leader: string; followers: string[] }> {
+  const cluster = newCluster({ prefix, nodes: 3 });
+  const h = new MetricsHarness(cluster);
+  await cluster.startAll();
+  const leader = await cluster.waitForLeader();
+  const created = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"] });
+  expect(created.status, created.text).toBe(200);
+  return { cluster, h, leader, followers: cluster.names.filter((name) => name !== leader) };
+}
+
+describe("GET /metrics on a real cluster", () => {
+  it("serves every node's state in the 0.0.4 text format to a metrics-only token, and writes move the counters", async () => {
+    const { cluster, h, leader } = await setUp("metrics-writes");
+    const response = await h.send("GET", "/metrics", { token: TOKENS.scraper });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+    const before = parseMetrics(response.text);
+    const base = { cluster: cluster.config.name };
+    for (const node of cluster.names) {
+      expect(value(before, "durable_ha_node_up", { ...base, node }), node).toBe(1);
+      expect(value(before, "durable_ha_has_leader", { node }), node).toBe(1);
+      expect(value(before, "durable_ha_is_leader", { node }), node).toBe(node === leader ? 1 : 0);
+      expect(value(before, "durable_ha_leader_changes_seen_total", { node }), node).toBeGreaterThanOrEqual(1);
+      expect(value(before, "durable_ha_schema_version", { node }), node).toBeGreaterThanOrEqual(1);
+      expect(value(before, "durable_ha_database_size_bytes", { node }), node).toBeGreaterThan(0);
+    }
+    expect(value(before, "durable_ha_cluster_quorum_available", base)).toBe(1);
+    expect(value(before, "durable_ha_cluster_voters", base)).toBe(3);
+    expect(sum(before, "durable_ha_replica_status", { node: leader, status: "ONLINE" })).toBe(2);
+
+    await h.write(5);
+    const after = await h.scrape();
+    const applied = (samples: Sample[]) => value(samples, "durable_ha_proposals_applied_total", { node: leader }) ?? 0;
+    expect(applied(after)).toBeGreaterThanOrEqual(applied(before) + 5);
+    expect(value(after, "durable_ha_write_duration_seconds_count", { node: leader })).toBeGreaterThanOrEqual(6);
+    expect(value(after, "durable_ha_write_duration_seconds_bucket", { node: leader, le: "+Inf" })).toBe(value(after, "durable_ha_write_duration_seconds_count", { node: leader }));
+    expect(sum(after, "durable_ha_rpc_calls_total", { node: leader, kind: "append" })).toBeGreaterThan(sum(before, "durable_ha_rpc_calls_total", { node: leader, kind: "append" }));
+    expect(value(after, "durable_ha_rpcs_received_total", { node: leader, kind: "worker" })).toBeGreaterThan(value(before, "durable_ha_rpcs_received_total", { node: leader, kind: "worker" }) ?? 0);
+    expect(value(after, "durable_ha_log_size_bytes", { node: leader })).toBeGreaterThan(0);
+    expect(value(after, "durable_ha_dedup_window_entries", { node: leader })).toBeGreaterThanOrEqual(6);
+    expect(value(after, "durable_ha_proposals_pending", { node: leader })).toBe(0);
+    // Followers wake on their alarm and receive appends from the leader: the billed work shows.
+    const follower = cluster.names.find((name) => name !== leader)!;
+    expect(value(after, "durable_ha_rpcs_received_total", { node: follower, kind: "peer" })).toBeGreaterThan(0);
+    expect(value(after, "durable_ha_alarm_wakeups_total", { node: follower })).toBeGreaterThan(0);
+
+    // A read at a level shows in that level's histogram on the node that served it.
+    const read = await h.send("GET", `/db/query?level=strong&q=${encodeURIComponent("SELECT COUNT(*) FROM t")}`);
+    expect(read.status, read.text).toBe(200);
+    const afterRead = await h.scrape();
+    expect(value(afterRead, "durable_ha_read_duration_seconds_count", { node: leader, level: "strong" })).toBeGreaterThanOrEqual(1);
+  });
+
+  it("speaks OpenMetrics when the scraper asks for it", async () => {
+    const { h } = await setUp("metrics-openmetrics");
+    const response = await h.send("GET", "/metrics", { token: TOKENS.scraper, accept: OPENMETRICS_ACCEPT });
+    expect(response.status).toBe(200);
+    expect(response.headers.get("content-type")).toBe("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    expect(response.text.endsWith("# EOF\n")).toBe(true);
+    expect(response.text).toContain("# TYPE durable_ha_leader_changes_seen counter\n");
+    expect(response.text).toContain("# UNIT durable_ha_rpc_duration_seconds seconds\n");
+  });
+
+  it("lets the metrics role scrape and nothing else; other routes refuse it, and no token gets 401", async () => {
+    const { h } = await setUp("metrics-auth");
+    expect((await h.send("GET", "/metrics", { token: TOKENS.admin })).status).toBe(200);
+    expect((await h.send("GET", `/db/query?q=${encodeURIComponent("SELECT 1")}`, { token: TOKENS.scraper })).status).toBe(403);
+    expect((await h.send("POST", "/db/execute", { token: TOKENS.scraper, json: ["INSERT INTO t(v) VALUES('x')"] })).status).toBe(403);
+    expect((await h.send("GET", "/api/v1/cluster/health", { token: TOKENS.scraper })).status).toBe(403);
+    expect((await h.send("GET", "/metrics", { token: "not-a-valid-token-at-all" })).status).toBe(401);
+    expect((await h.send("GET", "/metrics?timeout=0s", { token: TOKENS.scraper })).status).toBe(400);
+  });
+
+  it("shows a node that does not answer as node_up 0 within the deadline and still serves the others", async () => {
+    const { cluster, h, followers } = await setUp("metrics-hung");
+    const hung = followers[0]!;
+    h.hung.add(hung);
+    const started = Date.now();
+    const samples = await h.scrape("?timeout=400ms");
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(value(samples, "durable_ha_node_up", { node: hung })).toBe(0);
+    expect(value(samples, "durable_ha_term", { node: hung })).toBeUndefined();
+    for (const node of cluster.names.filter((name) => name !== hung)) {
+      expect(value(samples, "durable_ha_node_up", { node }), node).toBe(1);
+      expect(value(samples, "durable_ha_term", { node }), node).toBeGreaterThanOrEqual(1);
+    }
+    expect(value(samples, "durable_ha_node_scrape_duration_seconds", { node: hung })).toBeGreaterThanOrEqual(0.3);
+  });
+
+  it("across an election: term and leader changes rise, the new leader reports is_leader", async () => {
+    const { cluster, h, leader } = await setUp("metrics-election");
+    const before = await h.scrape();
+    const stepped = await h.send("POST", "/api/v1/cluster/leader/stepdown");
+    expect(stepped.status, stepped.text).toBe(200);
+    const newLeader = await cluster.waitForLeader({ notLeader: leader });
+    const after = await waitFor("the scrape to show the new leader", async () => {
+      const samples = await h.scrape();
+      return value(samples, "durable_ha_is_leader", { node: newLeader }) === 1 && cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1) ? samples : undefined;
+    });
+    expect(value(after, "durable_ha_is_leader", { node: leader })).toBe(0);
+    for (const node of cluster.names) {
+      expect(value(after, "durable_ha_term", { node }), node).toBeGreaterThan(value(before, "durable_ha_term", { node })!);
+      expect(value(after, "durable_ha_leader_changes_seen_total", { node }), node).toBeGreaterThan(value(before, "durable_ha_leader_changes_seen_total", { node })!);
+    }
+  });
+
+  it("a cut-off replica: its lag grows, the breaker to it opens, failed deliveries show, the others stay online", async () => {
+    const { cluster, h, leader, followers } = await setUp("metrics-cutoff");
+    const [cut, kept] = followers as [string, string];
+    const before = await h.scrape();
+    // Cut the follower off from the leader in both directions; the leader and the other follower still form a quorum.
+    await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: cut, bothWays: true }] });
+    await h.write(5);
+    const after = await waitFor("the breaker to the cut-off replica to open", async () => {
+      const samples = await h.scrape();
+      return value(samples, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "OPEN" }) === 1 ? samples : undefined;
+    });
+    expect(value(after, "durable_ha_replica_lag_entries", { node: leader, peer: cut })).toBeGreaterThanOrEqual(5);
+    expect(value(after, "durable_ha_replica_status", { node: leader, peer: cut, status: "ONLINE" })).toBe(0);
+    expect(value(after, "durable_ha_replica_status", { node: leader, peer: kept, status: "ONLINE" })).toBe(1);
+    expect(value(after, "durable_ha_replica_lag_entries", { node: leader, peer: kept })).toBe(0);
+    // Injected faults drop envelopes before any RPC is made, so they show as failed deliveries, not failed calls.
+    expect(value(after, "durable_ha_replica_consecutive_failures", { node: leader, peer: cut })).toBeGreaterThan(0);
+    expect(value(before, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "CLOSED" })).toBe(1);
+    expect(value(after, "durable_ha_cluster_quorum_available", {})).toBe(1);
+    await cluster.heal();
+  });
+});
