@@ -223,9 +223,11 @@ describe("GET /db/backup and POST /db/load", () => {
     expect(response.headers.get("X-DHA-Node")).toBe("n2");
     expect(new TextDecoder().decode(await response.arrayBuffer())).toContain("CREATE TABLE foo");
     expect(cluster.callsTo("backup").map((call) => call.node)).toContain("n2");
+    // Without fmt: the same dump as a SQLite database file.
     const binary = await request("GET", "/db/backup");
-    expect(binary.status).toBe(400);
-    expect(((await binary.json()) as { error: string }).error).toMatch(/add \?fmt=sql/);
+    expect(binary.status).toBe(200);
+    expect(binary.headers.get("content-type")).toBe("application/octet-stream");
+    expect(new TextDecoder().decode(new Uint8Array(await binary.arrayBuffer()).slice(0, 16))).toBe("SQLite format 3\0");
   });
 
   it("loads a dump as one transactional request", async () => {
@@ -239,12 +241,12 @@ describe("GET /db/backup and POST /db/load", () => {
     expect(sent.request.statements).toEqual([{ sql: "CREATE TABLE foo (id INTEGER, name TEXT)" }, { sql: "INSERT INTO foo VALUES(1,'a;b')" }]);
   });
 
-  it("refuses binary SQLite files, empty dumps and oversized dumps, applying nothing", async () => {
+  it("refuses unreadable SQLite files, empty dumps and oversized dumps, applying nothing", async () => {
     const { cluster, request } = harness(new FakeCluster(), { limits: { maxLoadBodyBytes: 200 } });
     const sqlite = new Uint8Array([...new TextEncoder().encode("SQLite format 3\0"), 1, 2, 3]);
     const binary = await request("POST", "/db/load", { body: sqlite, headers: { "Content-Type": "application/octet-stream" } });
     expect(binary.status).toBe(400);
-    expect(((await binary.json()) as { error: string }).error).toMatch(/binary SQLite files are not supported/);
+    expect(((await binary.json()) as { error: string }).error).toMatch(/^the body is not a SQLite database file/);
     const empty = await request("POST", "/db/load", { body: "-- nothing\n", headers: { "Content-Type": "text/plain" } });
     expect(empty.status).toBe(400);
     expect(await empty.text()).toBe('{"results":[],"error":"the dump holds no statements"}');

@@ -3,6 +3,7 @@ import { Hono, type Context } from "hono";
 import type { ExecuteValue, QueryValue } from "../../objects/api";
 import type { Statement, StatementResult } from "../../shared/sql";
 import { DumpError, parseDump } from "../../objects/sql/dump";
+import { backupBody, backupFormatOf, dumpOfUploadedFile } from "../data/backup-formats";
 import { encodeDataResponse, renderExecuteResult, renderQueryResult, renderRequestResult, type RenderOptions } from "../data/render";
 import {
   backupFromLeader,
@@ -12,6 +13,7 @@ import {
   queryStatements,
   requestNeedsLog,
 } from "../data/service";
+import { isSqliteFile } from "../data/sqlite-file";
 import { checkStatements, isSurelyWrite, leadingKeyword, parseStatementsBody } from "../data/statements";
 import { ApiError, badRequest } from "../http/errors";
 import {
@@ -34,8 +36,6 @@ import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 
 type Render = (result: StatementResult, options: RenderOptions) => WireValue;
-
-const SQLITE_FILE_HEADER = new TextEncoder().encode("SQLite format 3\0");
 
 export function dataRoutes(options: AppOptions): Hono<AppBindings> {
   const limits = resolveLimits(options);
@@ -76,22 +76,17 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
 
   app.get("/db/backup", requireRole("read"), async (c) => {
     const { runtime, params } = prepare(c, "plain");
-    if (params.fmt !== "sql") {
-      throw badRequest(
-        params.fmt === undefined
-          ? "only SQL dumps are available: add ?fmt=sql (binary SQLite backups are not supported)"
-          : `backup format ${JSON.stringify(params.fmt)} is not supported: use ?fmt=sql`,
-      );
-    }
+    const format = backupFormatOf(params);
     const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "plain");
     const outcome = await backupFromLeader(runtime, deadlineAt);
     if (!outcome.ok) {
       throw failureError(outcome, "plain");
     }
-    return new Response(outcome.value.sql, {
+    const backup = await backupBody(outcome.value.sql, { format, compress: params.has("compress") });
+    return new Response(backup.body, {
       status: 200,
       headers: {
-        "Content-Type": "application/sql",
+        "Content-Type": backup.contentType,
         [NODE_HEADER]: outcome.node,
         [RAFT_INDEX_HEADER]: String(outcome.value.raftIndex),
       },
@@ -101,7 +96,10 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
   app.post("/db/load", requireRole("write"), limitBody(limits.maxLoadBodyBytes, "rqlite"), async (c) => {
     const { runtime, params } = prepare(c);
     const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite");
-    const statements = dumpStatements(new Uint8Array(await c.req.arrayBuffer()), runtime);
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    // A SQLite database file (recognised by its header, as rqlite does) is loaded as the SQL dump of its contents.
+    const dump = isSqliteFile(body) ? await dumpOfUploadedFile(body, runtime.limits) : dumpText(body);
+    const statements = dumpStatements(dump, runtime);
     // The dump is applied as one transaction: all of it or nothing.
     return executeAndRespond(c, runtime, params, statements, deadlineAt, renderExecuteResult, { transaction: true });
   });
@@ -201,19 +199,15 @@ function respond(
   });
 }
 
-function dumpStatements(bytes: Uint8Array, runtime: Runtime): Statement[] {
-  if (startsWith(bytes, SQLITE_FILE_HEADER)) {
-    throw badRequest(
-      "binary SQLite files are not supported: send a SQL dump (GET /db/backup?fmt=sql, or sqlite3 .dump)",
-      "rqlite",
-    );
-  }
-  let text: string;
+function dumpText(bytes: Uint8Array): string {
   try {
-    text = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
+    return new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes);
   } catch {
     throw badRequest("the dump is not valid UTF-8 text", "rqlite");
   }
+}
+
+function dumpStatements(text: string, runtime: Runtime): Statement[] {
   // The nodes' own dump parser: it reads what their backups write (and sqlite3 .dump), drops the framing
   // (BEGIN/COMMIT, PRAGMA foreign_keys) and binds long literals as parameters so that big rows fit a statement.
   let statements: Statement[];
@@ -241,10 +235,6 @@ function dumpStatements(bytes: Uint8Array, runtime: Runtime): Statement[] {
     });
   }
   return checkStatements(statements, { ...limits, maxStatements: limits.maxLoadStatements });
-}
-
-function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
-  return bytes.length >= prefix.length && prefix.every((byte, i) => bytes[i] === byte);
 }
 
 function continentOf(c: Context<AppBindings>): string | undefined {
