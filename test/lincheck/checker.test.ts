@@ -188,9 +188,44 @@ describe("budgets", () => {
     expect(result.detail).toContain("memory budget");
   });
 
+  describe("partitions are searched interleaved", () => {
+    // 14 concurrent writes then a read of a value nobody wrote: about 860,000 steps to refute, far above the budget.
+    const undecidable: RegisterOp[] = [
+      ...Array.from({ length: 14 }, (_, i) => done(i, 0, 100, write(`v${i}`, "a"), {})),
+      done(99, 101, 102, read("a"), { value: "nobody" }),
+    ];
+    const violating: RegisterOp[] = [done(1, 0, 1, write("x", "b"), {}), done(2, 2, 3, read("b"), { value: "y" })];
+    const linearizable: RegisterOp[] = [done(1, 0, 1, write("x", "b"), {}), done(2, 2, 3, read("b"), { value: "x" })];
+
+    it("answers not-linearizable when one partition violates while another cannot be decided", () => {
+      const result = checkLinearizability(registerModel, [...undecidable, ...violating], { maxSteps: 50_000 });
+      expect(result.verdict).toBe("not-linearizable");
+      expect(result.detail).toMatch(/^partition 2 of 2: /);
+      // The violation is found in the first round, long before the undecidable partition spends the budget.
+      expect(result.steps).toBeLessThan(10_000);
+    });
+
+    it("answers unknown, naming the undecided partition, when every other partition is linearizable", () => {
+      const result = checkLinearizability(registerModel, [...undecidable, ...linearizable], { maxSteps: 50_000 });
+      expect(result.verdict).toBe("unknown");
+      expect(result.detail).toMatch(/^partition 1 of 2: step budget of 50000 exceeded/);
+    });
+
+    it("leaves a partition undecided once it spends its own step budget, and goes on with the others", () => {
+      const result = checkLinearizability(registerModel, [...undecidable, ...undecidable.map((op) => ({ ...op, input: { ...op.input, key: "c" } }))], {
+        maxStepsPerPartition: 20_000,
+      });
+      expect(result.verdict).toBe("unknown");
+      expect(result.detail).toMatch(/^partition 1 of 2: the partition's step budget of 20000 exceeded.*\(and 1 more undecided partitions\)$/s);
+      expect(result.steps).toBeGreaterThan(40_000);
+      expect(result.steps).toBeLessThan(40_010);
+    });
+  });
+
   it("rejects nonsensical budgets", () => {
     expect(() => checkLinearizability(registerModel, hard, { maxSteps: -1 })).toThrow(/maxSteps/);
     expect(() => checkLinearizability(registerModel, hard, { timeoutMs: Number.NaN })).toThrow(/timeoutMs/);
+    expect(() => checkLinearizability(registerModel, hard, { maxStepsPerPartition: 1.5 })).toThrow(/maxStepsPerPartition/);
   });
 });
 

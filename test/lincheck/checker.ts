@@ -1,5 +1,7 @@
-// Wing & Gong / Lowe (WGL) linearizability search with Porcupine's memoisation, checked one partition at a time
-// (P-compositionality: a history is linearizable iff each of its independent sub-histories is).
+// Wing & Gong / Lowe (WGL) linearizability search with Porcupine's memoisation, per partition (P-compositionality:
+// a history is linearizable iff each of its independent sub-histories is). The partitions are searched interleaved,
+// round-robin in slices of steps, each within its own step budget: one partition the search cannot decide does not
+// hide another that is provably violated, and the first violation found ends the check.
 //
 // The history becomes a doubly linked list of call and return entries in real-time order. The search repeatedly
 // takes an operation whose call is before the first pending return, applies it to the model and "lifts" both its
@@ -19,6 +21,8 @@ import type { CheckOptions, CheckResult, Model, Operation, StepResult } from "./
 const DEFAULT_MAX_STEPS = 10_000_000;
 /** Reading the clock costs far more than one search iteration: look at it once per this many. */
 const CLOCK_CHECK_INTERVAL_STEPS = 1024;
+/** Steps one partition's search runs before the next partition gets its turn. */
+const SLICE_STEPS = 4096;
 /** Caps the memory the search cache may hold, counting the bitset words each entry stores. */
 const DEFAULT_MAX_CACHE_WORDS = 32 * 1024 * 1024;
 const CACHE_ENTRY_OVERHEAD_WORDS = 16;
@@ -30,8 +34,11 @@ interface Budget {
   readonly maxSteps: number;
   readonly deadlineMs: number;
   stepsUsed: number;
-  /** Per partition: a partition's cache is garbage once it is decided. */
+  /** Steps one partition may use before it is left undecided. */
+  readonly maxStepsPerPartition: number;
+  /** Over the caches of the partitions still searched (a decided partition's cache is dropped). */
   readonly maxCacheWords: number;
+  cacheWordsUsed: number;
   exhaustedBecause?: string;
 }
 
@@ -54,9 +61,13 @@ export function checkLinearizability<S, I, O>(
   if (!(maxCacheWords >= 0)) throw new RangeError(`maxCacheWords must be >= 0, got ${maxCacheWords}`);
   history.forEach((op, index) => validateOperation(op, index));
 
+  const maxStepsPerPartition = options.maxStepsPerPartition ?? maxSteps;
+  if (!Number.isInteger(maxStepsPerPartition) || maxStepsPerPartition < 0) {
+    throw new RangeError(`maxStepsPerPartition must be a non-negative integer, got ${maxStepsPerPartition}`);
+  }
   const partitions = model.partition ? model.partition(history) : [history.slice()];
   assertPartitionsCoverHistory(partitions, history.length);
-  const budget: Budget = { maxSteps, deadlineMs: startedMs + timeoutMs, stepsUsed: 0, maxCacheWords };
+  const budget: Budget = { maxSteps, deadlineMs: startedMs + timeoutMs, stepsUsed: 0, maxStepsPerPartition, maxCacheWords, cacheWordsUsed: 0 };
   const result = (verdict: CheckResult["verdict"], detail?: string): CheckResult => ({
     verdict,
     operations: history.length,
@@ -66,13 +77,29 @@ export function checkLinearizability<S, I, O>(
     elapsedMs: performance.now() - startedMs,
   });
 
-  for (const [index, partition] of partitions.entries()) {
-    const relevant = partition.filter((op) => !(op.output === undefined && model.isReadOnly?.(op.input) === true));
-    const outcome = searchPartition(model, relevant, budget);
-    const where = `partition ${index + 1} of ${partitions.length}`;
-    if (outcome.kind === "not-linearizable") return result("not-linearizable", `${where}: ${outcome.detail}`);
-    // The budget is shared, so once it is spent the remaining partitions cannot be checked either.
-    if (outcome.kind === "unknown") return result("unknown", `${where}: ${outcome.detail}`);
+  // Round-robin: every partition still undecided runs one slice per round, until each is decided or out of budget.
+  let searching = partitions.map((partition, index) => ({
+    where: `partition ${index + 1} of ${partitions.length}`,
+    search: searchPartition(model, partition.filter((op) => !(op.output === undefined && model.isReadOnly?.(op.input) === true)), budget),
+  }));
+  const undecided: string[] = [];
+  while (searching.length > 0) {
+    const stillSearching: typeof searching = [];
+    for (const entry of searching) {
+      const step = entry.search.next();
+      if (!step.done) {
+        stillSearching.push(entry);
+        continue;
+      }
+      const outcome = step.value;
+      if (outcome.kind === "not-linearizable") return result("not-linearizable", `${entry.where}: ${outcome.detail}`);
+      if (outcome.kind === "unknown") undecided.push(`${entry.where}: ${outcome.detail}`);
+    }
+    searching = stillSearching;
+  }
+  if (undecided.length > 0) {
+    const more = undecided.length > 1 ? ` (and ${undecided.length - 1} more undecided partitions)` : "";
+    return result("unknown", `${undecided[0]}${more}`);
   }
   return result("linearizable");
 }
@@ -301,7 +328,12 @@ class ExploredCache {
   }
 }
 
-function searchPartition<S, I, O>(model: Model<S, I, O>, unordered: readonly Operation<I, O>[], budget: Budget): PartitionOutcome {
+/** Searches one partition, yielding every SLICE_STEPS steps so that the others get their turn; returns its outcome. */
+function* searchPartition<S, I, O>(
+  model: Model<S, I, O>,
+  unordered: readonly Operation<I, O>[],
+  budget: Budget,
+): Generator<void, PartitionOutcome, void> {
   // Call order keeps the linearized set a prefix plus a small window (see PrefixBitset); the sort is stable.
   const ops = [...unordered].sort((a, b) => a.call - b.call);
   const opCount = ops.length;
@@ -407,13 +439,34 @@ function searchPartition<S, I, O>(model: Model<S, I, O>, unordered: readonly Ope
     bestBlockedOp = at(levelBlockedOp, depth);
   };
 
+  let partitionSteps = 0;
+  let cacheWordsCounted = 0;
+  /** Keeps the check-wide count of cache words in step with this partition's cache. */
+  const countCacheWords = (): void => {
+    budget.cacheWordsUsed += cache.wordsUsed - cacheWordsCounted;
+    cacheWordsCounted = cache.wordsUsed;
+  };
+  /** Ends this partition's search: its cache is dropped, so its words no longer count. */
+  const finish = (outcome: PartitionOutcome): PartitionOutcome => {
+    budget.cacheWordsUsed -= cacheWordsCounted;
+    cacheWordsCounted = 0;
+    return outcome;
+  };
+
   enterLevel();
   for (;;) {
-    if (budgetExhausted(budget) || cache.wordsUsed > budget.maxCacheWords) {
-      const reason = budget.exhaustedBecause ?? `search cache exceeded its memory budget after ${budget.stepsUsed} steps`;
+    countCacheWords();
+    const overPartitionBudget = ++partitionSteps > budget.maxStepsPerPartition;
+    if (budgetExhausted(budget) || overPartitionBudget || budget.cacheWordsUsed > budget.maxCacheWords) {
+      const reason =
+        budget.exhaustedBecause ??
+        (overPartitionBudget
+          ? `the partition's step budget of ${budget.maxStepsPerPartition} exceeded`
+          : `search cache exceeded its memory budget after ${budget.stepsUsed} steps`);
       const deepest = Math.max(bestOrder?.length ?? 0, depth);
-      return { kind: "unknown", detail: `${reason}; ${opCount} operations, deepest linearization ${deepest}` };
+      return finish({ kind: "unknown", detail: `${reason}; ${opCount} operations, deepest linearization ${deepest}` });
     }
+    if (partitionSteps % SLICE_STEPS === 0) yield;
     const candidates = levelCandidates[depth];
     if (candidates === undefined) throw new Error("invariant: a search level without candidates");
     const next = at(levelNext, depth);
@@ -423,7 +476,7 @@ function searchPartition<S, I, O>(model: Model<S, I, O>, unordered: readonly Ope
       const operation = ops[at(list.nodeOp, callNode)];
       if (operation === undefined) throw new Error("invariant: entry names an unknown operation");
       if (tryLinearize(callNode, okSuccessors(model.step(state, operation.input, operation.output)), 0)) {
-        if (determinateLeft === 0) return { kind: "linearizable" };
+        if (determinateLeft === 0) return finish({ kind: "linearizable" });
         enterLevel();
       }
       continue;
@@ -431,12 +484,12 @@ function searchPartition<S, I, O>(model: Model<S, I, O>, unordered: readonly Ope
     // Every candidate failed: the blocking operation cannot take effect after this prefix. Undo the last choice
     // and try its next successor state; its level then goes on with its next candidate.
     recordDeadEnd();
-    if (depth === 0) return { kind: "not-linearizable", detail: describeFailure(model, ops, bestOrder ?? [], bestBlockedOp) };
+    if (depth === 0) return finish({ kind: "not-linearizable", detail: describeFailure(model, ops, bestOrder ?? [], bestBlockedOp) });
     const callNode = backtrack();
     const successors = frameSuccessors[depth];
     if (successors === undefined) throw new Error("invariant: missing successors for a stack frame");
     if (tryLinearize(callNode, successors, at(frameAlternative, depth) + 1)) {
-      if (determinateLeft === 0) return { kind: "linearizable" };
+      if (determinateLeft === 0) return finish({ kind: "linearizable" });
       enterLevel();
     }
   }

@@ -56,10 +56,15 @@ export interface CheckResult {
 export interface CheckOptions {
   /** Search iterations allowed over the whole check before giving up with "unknown". Default 10,000,000. */
   maxSteps?: number;
+  /**
+   * Search iterations one partition may use (partitions are searched round-robin, so an undecidable one cannot
+   * starve the others). Default: maxSteps.
+   */
+  maxStepsPerPartition?: number;
   /** Wall-clock budget; none by default, so that a verdict depends only on the history and maxSteps. */
   timeoutMs?: number;
   /**
-   * Memory cap for the search cache, in 32-bit words (each entry costs the linearized-set bitset plus a fixed
+   * Memory cap for the search caches of the partitions being searched, in 32-bit words (each entry costs the linearized-set bitset plus a fixed
    * overhead); "unknown" when exceeded. Default 32 Mi words (128 MiB).
    */
   maxCacheWords?: number;
