@@ -9,7 +9,8 @@ import { apiErrorResponse, ERROR_CODE_HEADER, jsonResponse, errorBody } from "./
 import { clusterRoutes } from "./routes/cluster";
 import { dataRoutes } from "./routes/data";
 import { metricsRoutes } from "./routes/metrics";
-import { OPENAPI_DOCUMENT } from "./routes/openapi";
+import { openApiDocument } from "./routes/openapi";
+import { API_ROUTES, honoPath } from "./routes/spec";
 import { statusRoutes } from "./routes/status";
 import { testHookRoutes } from "./routes/test-hooks";
 import { limitUrl, MAX_URL_BYTES } from "./middleware/url-limit";
@@ -35,8 +36,16 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
     await next();
   });
 
+  // Each declared route's query schema, for its handlers: what they validate with is what /openapi.json states.
+  for (const { route } of API_ROUTES) {
+    const schema = route.request?.query;
+    app.on(route.method.toUpperCase(), honoPath(route), async (c, next) => {
+      c.set("querySchema", schema);
+      await next();
+    });
+  }
   app.get("/livez", (c) => c.text("ok\n"));
-  app.get("/openapi.json", (c) => c.json(OPENAPI_DOCUMENT));
+  app.get("/openapi.json", (c) => c.json(openApiDocument()));
   app.route("/", dataRoutes(options));
   app.route("/", statusRoutes(options));
   app.route("/", metricsRoutes());

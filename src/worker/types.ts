@@ -1,4 +1,5 @@
 // The Hono environment of the app: bindings from wrangler and the per-request variables middleware sets.
+import type { z } from "zod";
 import type { AppEnv } from "./config";
 import type { Principal } from "./middleware/auth/tokens";
 import type { Runtime } from "./runtime";
@@ -8,6 +9,8 @@ export interface AppVariables {
   principal: Principal | undefined;
   /** The cluster, router and limits for this request's environment; throws a 500 ApiError when misconfigured. */
   runtime: () => Runtime;
+  /** The query schema of the matched route (routes/spec.ts), set by app.ts before the route's handlers run. */
+  querySchema: z.ZodType | undefined;
   /** Epoch milliseconds at which the request arrived (deadlines and `timings` count from here). */
   startedAt: number;
 }

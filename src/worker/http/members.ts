@@ -7,26 +7,21 @@ import { viewOf } from "../cluster/gather";
 import { memberProblem } from "../config";
 import type { Runtime } from "../runtime";
 import { ApiError, badRequest, type ErrorShape } from "./errors";
+import { memberBodySchema } from "./schemas";
 
-export const nodeNameSchema = z.string().superRefine((name, ctx) => {
-  const problem = memberProblem({ name });
+export { nodeNameSchema } from "./schemas";
+
+/** A member to add: the body's fields, checked by the objects' validateMember (the location hint included). */
+export const memberSchema = memberBodySchema.transform((body, ctx): MemberConfig => {
+  const member: MemberConfig = body.locationHint === undefined ? { name: body.name } : { name: body.name, locationHint: body.locationHint };
+  // The name passed above, so a problem left is the location hint's.
+  const problem = memberProblem(member);
   if (problem !== null) {
-    ctx.addIssue({ code: "custom", message: problem });
+    ctx.addIssue({ code: "custom", message: problem, path: ["locationHint"] });
+    return z.NEVER;
   }
+  return member;
 });
-
-export const memberSchema = z
-  .strictObject({ name: nodeNameSchema, locationHint: z.string().optional() })
-  .transform((body, ctx): MemberConfig => {
-    const member: MemberConfig = body.locationHint === undefined ? { name: body.name } : { name: body.name, locationHint: body.locationHint };
-    // The name passed above, so a problem left is the location hint's.
-    const problem = memberProblem(member);
-    if (problem !== null) {
-      ctx.addIssue({ code: "custom", message: problem, path: ["locationHint"] });
-      return z.NEVER;
-    }
-    return member;
-  });
 
 /**
  * Refuses a name that is malformed (400) or not a member of the cluster (404). A configured name is a member; any

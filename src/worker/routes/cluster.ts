@@ -1,13 +1,13 @@
 // The cluster API (mounted at /api/v1/cluster): health, membership and leadership.
 import { Hono, type Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
-import { z } from "zod";
 import { gatherCluster } from "../cluster/gather";
 import { summarizeHealth } from "../cluster/health";
 import { addMember, removeMember, transferLeadership } from "../data/service";
 import { badRequest } from "../http/errors";
 import { readJsonBody, validationHook } from "../http/json-body";
-import { memberSchema, nodeNameSchema, requireMember } from "../http/members";
+import { memberSchema, requireMember } from "../http/members";
+import { memberNameParamsSchema, transferBodySchema } from "../http/schemas";
 import { deadlineFor, NODE_HEADER, parseQueryParams } from "../http/params";
 import { failureError, wireResponse } from "../http/respond";
 import type { WireValue } from "../http/wire-json";
@@ -16,8 +16,6 @@ import { limitBody } from "../middleware/body-limit";
 import type { RouteOutcome } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
-
-const transferSchema = z.strictObject({ to: nodeNameSchema });
 
 export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
   const limits = resolveLimits(options);
@@ -77,7 +75,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
 
   app.post("/leader/transfer", requireRole("admin"), limitAdminBody, async (c) => {
     const runtime = c.var.runtime();
-    const { to } = await readJsonBody(c, transferSchema);
+    const { to } = await readJsonBody(c, transferBodySchema);
     await requireMember(runtime, to, { what: "to", timeoutMs: runtime.policy.statusTimeoutMs });
     return adminResponse(c, await transferLeadership(runtime, to, adminDeadline(c, runtime)));
   });
@@ -91,7 +89,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
   app.delete(
     "/members/:name",
     requireRole("admin"),
-    zValidator("param", z.object({ name: nodeNameSchema }), validationHook),
+    zValidator("param", memberNameParamsSchema, validationHook),
     async (c) => {
       const runtime = c.var.runtime();
       const name = c.req.valid("param").name;
@@ -104,7 +102,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
 }
 
 function perNodeTimeout(c: Context<AppBindings>, runtime: Runtime): number {
-  const params = parseQueryParams(new URL(c.req.url), "plain");
+  const params = parseQueryParams(new URL(c.req.url), "plain", c.var.querySchema);
   const timeoutMs = params.timeoutMs ?? runtime.policy.statusTimeoutMs;
   if (timeoutMs <= 0 || timeoutMs > runtime.policy.maxTimeoutMs) {
     throw badRequest(`timeout must be between 0 and ${runtime.policy.maxTimeoutMs / 1000}s`);
@@ -113,7 +111,7 @@ function perNodeTimeout(c: Context<AppBindings>, runtime: Runtime): number {
 }
 
 function adminDeadline(c: Context<AppBindings>, runtime: Runtime): number {
-  return deadlineFor(parseQueryParams(new URL(c.req.url), "plain"), c.var.startedAt, runtime.policy, "plain");
+  return deadlineFor(parseQueryParams(new URL(c.req.url), "plain", c.var.querySchema), c.var.startedAt, runtime.policy, "plain");
 }
 
 function adminResponse<T extends Record<string, unknown>>(c: Context<AppBindings>, outcome: RouteOutcome<T>): Response {

@@ -1,6 +1,5 @@
 // rqlite's operational routes: /status, /nodes, /readyz and /leader.
 import { Hono, type Context } from "hono";
-import { z } from "zod";
 import { PROTOCOL_VERSION, type NodeStatusReport } from "../../objects/api";
 import { gatherCluster } from "../cluster/gather";
 import { transferLeadership } from "../data/service";
@@ -16,9 +15,8 @@ import type { StatusProbe } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 import { readJsonBody } from "../http/json-body";
-import { nodeNameSchema, requireMember } from "../http/members";
-
-const leaderBodySchema = z.strictObject({ id: nodeNameSchema });
+import { requireMember } from "../http/members";
+import { leaderBodySchema } from "../http/schemas";
 
 const RAFT_STATE: Record<NodeStatusReport["role"], string> = {
   leader: "Leader",
@@ -99,7 +97,7 @@ async function stepDown(c: Context<AppBindings>, to: string | undefined): Promis
 }
 
 function prepare(c: Context<AppBindings>): { runtime: Runtime; params: QueryParams } {
-  return { runtime: c.var.runtime(), params: parseQueryParams(new URL(c.req.url), "plain") };
+  return { runtime: c.var.runtime(), params: parseQueryParams(new URL(c.req.url), "plain", c.var.querySchema) };
 }
 
 /** The per-node deadline of a status fan-out: ?timeout= when given, else the policy's. */

@@ -1,0 +1,435 @@
+// Every route of the API, declared once: method, path, who may call it, the query schema the route validates with
+// (app.ts hands it to the handler), the body and header schemas the handlers read with, and every status it can
+// answer. /openapi.json is generated from these declarations (routes/openapi.ts), and a test checks that every
+// route the app serves is declared here and the other way round.
+import { createRoute, z, type RouteConfig } from "@hono/zod-openapi";
+import type { Role } from "../middleware/auth";
+import { queryOf } from "../http/params";
+import {
+  clusterSchema,
+  errorSchema,
+  executeResponseSchema,
+  healthSchema,
+  idempotencyHeaderSchema,
+  leaderBodySchema,
+  leaderEntrySchema,
+  leadershipSchema,
+  memberBodySchema,
+  memberNameParamsSchema,
+  membershipSchema,
+  nodesResponseSchema,
+  queryResponseSchema,
+  raftIndexHeaderSchema,
+  requestErrorSchema,
+  requestResponseSchema,
+  statementsSchema,
+  statusResponseSchema,
+  transferBodySchema,
+} from "../http/schemas";
+
+/** Who may call a route: anyone, or a token holding any one of the roles. */
+export type Access = "public" | { readonly anyRole: readonly Role[] };
+
+export interface ApiRoute {
+  readonly route: RouteConfig;
+  readonly access: Access;
+}
+
+type Responses = RouteConfig["responses"];
+
+const JSON_TYPE = "application/json";
+const TEXT_TYPE = "text/plain";
+
+const json = (schema: z.ZodType, description: string, headers?: Record<string, z.ZodType>) => ({
+  description,
+  ...(headers === undefined ? {} : { headers: z.object(headers) }),
+  content: { [JSON_TYPE]: { schema } },
+});
+
+const error = (description: string, headers?: Record<string, z.ZodType>) => json(errorSchema, description, headers);
+const requestError = (description: string, headers?: Record<string, z.ZodType>) => json(requestErrorSchema, description, headers);
+
+const retryAfter = { "Retry-After": z.string().regex(/^[0-9]+$/).openapi({ description: "Seconds before a retry has a fair chance" }) };
+const dataHeaders = {
+  "X-DHA-Node": z.string().openapi({ description: "The node that served the request" }),
+  "X-DHA-Raft-Index": z.string().regex(/^[0-9]+$/).openapi({ description: "Log index of the write, or the applied index the read saw" }),
+};
+const writeHeaders = {
+  ...dataHeaders,
+  "X-DHA-Request-Id": z.string().openapi({ description: "The id the write was proposed under: resend it as Idempotency-Key to retry safely" }),
+};
+
+/** Every route: a URL over the platform's 16 KiB limit. */
+const urlTooLong = (shape: "plain" | "rqlite"): Responses => ({
+  414: (shape === "rqlite" ? requestError : error)("The URL is longer than 16 KiB: send long statements with POST /db/query and a JSON body"),
+});
+
+/** Every protected route. */
+const guarded = (shape: "plain" | "rqlite"): Responses => ({
+  401: error("Missing or invalid credentials (WWW-Authenticate names Bearer and Basic)", {
+    "WWW-Authenticate": z.string(),
+  }),
+  403: error("The token lacks the role the route needs"),
+  ...urlTooLong(shape),
+  500: (shape === "rqlite" ? requestError : error)(
+    "The deployment is misconfigured (DHA_TOKENS or the cluster variables; the error names the setting), or a node failed internally",
+  ),
+});
+
+/** Data routes: refusals before the log, limits, no leader, and outcomes left unknown by a deadline. */
+const dataFailures: Responses = {
+  400: requestError("Unparseable request, bad parameter, or a statement refused before the log: nothing was applied"),
+  413: requestError("Body, statement count, statement length or parameter count over the limit: nothing was applied"),
+  503: requestError("No leader (an election did not end in time), no node reachable, or a node overloaded: nothing was applied", retryAfter),
+  504: requestError(
+    "The deadline passed: a write's outcome is unknown (resend with Idempotency-Key set to X-DHA-Request-Id); a read was not served",
+  ),
+  ...guarded("rqlite"),
+};
+
+/** Admin changes: refused, conflicting with one under way, no leader, or unknown outcome. */
+const adminFailures = (extra: Responses): Responses => ({
+  400: error("Bad parameter or body, or the leader refused the change"),
+  409: error("A leadership transfer or membership change is already under way"),
+  503: error("No leader, or no node reachable", retryAfter),
+  504: error("The deadline passed: the change may still complete (check GET /api/v1/cluster)"),
+  ...extra,
+  ...guarded("plain"),
+});
+
+const statementsBody = {
+  required: true,
+  content: {
+    [JSON_TYPE]: { schema: statementsSchema },
+    [TEXT_TYPE]: { schema: z.string().regex(/\S/).openapi({ description: "One SQL statement as the whole body" }) },
+  },
+};
+
+const DATA_FLAGS = ["pretty", "timings", "transaction", "raft_index", "redirect", "timeout", "db_timeout"] as const;
+const READ_FIELDS = ["associative", "blob_array", "level", "freshness", "linearizable_timeout", "min_raft_index"] as const;
+
+const readRole = { anyRole: ["read"] } as const;
+const writeRole = { anyRole: ["write"] } as const;
+const adminRole = { anyRole: ["admin"] } as const;
+
+export const API_ROUTES: readonly ApiRoute[] = [
+  {
+    access: "public",
+    route: createRoute({
+      method: "get",
+      path: "/livez",
+      summary: "The worker is up",
+      security: [],
+      responses: {
+        200: { description: "ok", content: { [TEXT_TYPE]: { schema: z.literal("ok\n") } } },
+        ...urlTooLong("plain"),
+      },
+    }),
+  },
+  {
+    access: "public",
+    route: createRoute({
+      method: "get",
+      path: "/openapi.json",
+      summary: "This document (OpenAPI 3.1)",
+      security: [],
+      responses: {
+        200: { description: "OpenAPI 3.1", content: { [JSON_TYPE]: { schema: z.record(z.string(), z.unknown()) } } },
+        ...urlTooLong("plain"),
+      },
+    }),
+  },
+  {
+    access: writeRole,
+    route: createRoute({
+      method: "post",
+      path: "/db/execute",
+      summary: "Execute statements through the log, on the leader (role write)",
+      request: { query: queryOf(...DATA_FLAGS), headers: idempotencyHeaderSchema, body: statementsBody },
+      responses: {
+        200: json(executeResponseSchema, "Per-statement results; a failed statement has error, the others still ran unless transaction", writeHeaders),
+        ...dataFailures,
+      },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/db/query",
+      summary: "Read with one statement in ?q= (role read)",
+      request: { query: queryOf("q", ...DATA_FLAGS, ...READ_FIELDS), headers: raftIndexHeaderSchema },
+      responses: { 200: json(queryResponseSchema, "Rows", dataHeaders), ...dataFailures },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "post",
+      path: "/db/query",
+      summary: "Read (role read)",
+      request: { query: queryOf(...DATA_FLAGS, ...READ_FIELDS), headers: raftIndexHeaderSchema, body: statementsBody },
+      responses: { 200: json(queryResponseSchema, "Rows", dataHeaders), ...dataFailures },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "post",
+      path: "/db/request",
+      summary: "Reads and writes together (role read; write too unless every statement is a SELECT, VALUES or EXPLAIN)",
+      request: {
+        query: queryOf(...DATA_FLAGS, ...READ_FIELDS),
+        headers: idempotencyHeaderSchema.extend(raftIndexHeaderSchema.shape),
+        body: statementsBody,
+      },
+      responses: { 200: json(requestResponseSchema, "Per-statement execute or query results", writeHeaders), ...dataFailures },
+    }),
+  },
+  backupRoute(),
+  {
+    access: writeRole,
+    route: createRoute({
+      method: "post",
+      path: "/db/load",
+      summary: "Apply a SQL dump or a SQLite database file as one transaction (role write)",
+      request: {
+        query: queryOf(...DATA_FLAGS),
+        headers: idempotencyHeaderSchema,
+        body: {
+          required: true,
+          content: {
+            [TEXT_TYPE]: { schema: z.string() },
+            "application/sql": { schema: z.string() },
+            "application/octet-stream": { schema: z.string().openapi({ format: "binary", description: "A SQLite database file" }) },
+          },
+        },
+      },
+      responses: { 200: json(executeResponseSchema, "One result per statement", writeHeaders), ...dataFailures },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/status",
+      summary: "rqlite-like status of one node (role read)",
+      request: { query: queryOf("node", "key", "pretty", "timeout") },
+      responses: {
+        200: json(statusResponseSchema, "The status document; with ?key= the sub-document at that path ({} when absent)", { "X-DHA-Node": z.string() }),
+        400: error("Bad parameter (a malformed node name, a bad timeout)"),
+        404: error("?node= names no member of the cluster"),
+        503: error("No node answered", retryAfter),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/nodes",
+      summary: "rqlite nodes: a map keyed by id, or {nodes: [...]} with ver=2 (role read)",
+      request: { query: queryOf("ver", "nonvoters", "timeout", "pretty") },
+      responses: {
+        200: json(nodesResponseSchema, "Nodes (an unreachable one has reachable false and error)"),
+        400: error("Bad parameter"),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/readyz",
+      summary: "Ready: a reachable leader is known and the local node has caught up (role read)",
+      request: { query: queryOf("noleader", "sync", "node", "timeout") },
+      responses: {
+        200: { description: "[+]node ok / [+]leader ok / [+]store ok", content: { [TEXT_TYPE]: { schema: z.string() } } },
+        400: error("Bad parameter (a malformed node name, a bad timeout)"),
+        404: error("?node= names no member of the cluster"),
+        503: {
+          description: "Not ready (text: the failing line says why), or no configured node answered to tell whether ?node= is a member (JSON)",
+          headers: z.object(retryAfter),
+          content: { [TEXT_TYPE]: { schema: z.string() }, [JSON_TYPE]: { schema: errorSchema } },
+        },
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/leader",
+      summary: "The leader, as a /nodes entry (role read)",
+      request: { query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(leaderEntrySchema, "Leader", { "X-DHA-Node": z.string() }),
+        400: error("Bad parameter"),
+        503: error("No leader", retryAfter),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    route: createRoute({
+      method: "post",
+      path: "/leader",
+      summary: "Step the leader down; with {\"id\": name}, to that voter (role admin)",
+      request: {
+        query: queryOf("timeout", "pretty"),
+        body: { required: false, description: "Empty, or {\"id\": name}", content: { [JSON_TYPE]: { schema: leaderBodySchema } } },
+      },
+      responses: {
+        200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }),
+        ...adminFailures({
+          404: error("id names no member of the cluster"),
+          413: error("Body over 16 KiB"),
+        }),
+      },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/api/v1/cluster/health",
+      summary: "Aggregate health from every node, each within a per-node deadline (role read)",
+      request: { query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(healthSchema, "A quorum is available"),
+        400: error("Bad parameter"),
+        503: json(healthSchema, "No quorum", retryAfter),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/api/v1/cluster",
+      summary: "Members, roles and location hints (role read)",
+      request: { query: queryOf("timeout", "pretty") },
+      responses: { 200: json(clusterSchema, "Cluster"), 400: error("Bad parameter"), ...guarded("plain") },
+    }),
+  },
+  {
+    access: adminRole,
+    route: createRoute({
+      method: "post",
+      path: "/api/v1/cluster/leader/stepdown",
+      summary: "Hand leadership to the most up-to-date voter (role admin)",
+      request: { query: queryOf("timeout", "pretty") },
+      responses: { 200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }), ...adminFailures({}) },
+    }),
+  },
+  {
+    access: adminRole,
+    route: createRoute({
+      method: "post",
+      path: "/api/v1/cluster/leader/transfer",
+      summary: "Hand leadership to a named voter (role admin)",
+      request: {
+        query: queryOf("timeout", "pretty"),
+        body: { required: true, content: { [JSON_TYPE]: { schema: transferBodySchema } } },
+      },
+      responses: {
+        200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }),
+        ...adminFailures({ 404: error("to names no member of the cluster"), 413: error("Body over 16 KiB") }),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    route: createRoute({
+      method: "post",
+      path: "/api/v1/cluster/members",
+      summary: "Add a member; it joins as a learner and is promoted once caught up (role admin)",
+      request: {
+        query: queryOf("timeout", "pretty"),
+        body: { required: true, content: { [JSON_TYPE]: { schema: memberBodySchema } } },
+      },
+      responses: {
+        200: json(membershipSchema, "Membership", { "X-DHA-Node": z.string() }),
+        ...adminFailures({ 413: error("Body over 16 KiB") }),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    route: createRoute({
+      method: "delete",
+      path: "/api/v1/cluster/members/{name}",
+      summary: "Remove a member (the leader hands over first if it is the one) (role admin)",
+      request: { params: memberNameParamsSchema, query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(membershipSchema, "Membership", { "X-DHA-Node": z.string() }),
+        ...adminFailures({ 404: error("name names no member of the cluster") }),
+      },
+    }),
+  },
+  {
+    access: { anyRole: ["read", "metrics"] },
+    route: createRoute({
+      method: "get",
+      path: "/metrics",
+      summary: "The cluster's metrics for Prometheus, gathered from every node on each scrape (role read or metrics)",
+      request: { query: queryOf("timeout") },
+      responses: {
+        200: {
+          description: "Prometheus text exposition (or OpenMetrics, by Accept)",
+          content: { [TEXT_TYPE]: { schema: z.string() }, "application/openmetrics-text": { schema: z.string() } },
+        },
+        400: error("Bad parameter"),
+        ...guarded("plain"),
+      },
+    }),
+  },
+];
+
+/** GET /db/backup, on its own: the backup formats are the backup module's (data/backup-formats.ts). */
+function backupRoute(): ApiRoute {
+  return {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/db/backup",
+      summary: "Backup of the leader's state: a SQLite database file, or with fmt=sql a SQL dump (role read)",
+      request: {
+        query: queryOf("timeout", "db_timeout").extend({
+          fmt: z
+            .enum(["binary", "sql"], {
+              error: (issue) => `backup format ${JSON.stringify(issue.input)} is unknown: leave fmt out for a SQLite database file, or use fmt=sql`,
+            })
+            .optional()
+            .openapi({ description: "sql: a SQL dump; binary or absent: a SQLite database file" }),
+          compress: z.string().optional().openapi({ description: "Gzip the backup (a flag)", param: { allowEmptyValue: true } }),
+          vacuum: z.string().optional().openapi({ description: "Accepted for SQLite files (a flag; the file is always compact)", param: { allowEmptyValue: true } }),
+        }),
+      },
+      responses: {
+        200: {
+          description: "The backup",
+          headers: z.object(dataHeaders),
+          content: {
+            "application/octet-stream": { schema: z.string().openapi({ format: "binary" }) },
+            "application/sql": { schema: z.string() },
+          },
+        },
+        400: error("fmt unknown, or a file cannot be built (the SQL dump still can)"),
+        503: error("No leader", retryAfter),
+        504: error("The deadline passed"),
+        ...guarded("plain"),
+      },
+    }),
+  };
+}
+
+/** The routing path of a declared route, in Hono's syntax ({name} becomes :name). */
+export function honoPath(route: RouteConfig): string {
+  return route.path.replace(/\{([^}]+)\}/g, ":$1");
+}
