@@ -76,3 +76,16 @@ describe("PRAGMAs over HTTP (item 3)", () => {
     expect(unified.text).toBe('{"results":[{"columns":["read_uncommitted"],"types":["integer"],"values":[[0]]}]}');
   });
 });
+
+describe("the schema tables over HTTP (item 4)", () => {
+  it("lists only the user's objects on every node, whichever way a client asks", async () => {
+    const h = await clusterWith("fidelity-schema", ["CREATE TABLE m (id INTEGER PRIMARY KEY)", "CREATE VIEW v AS SELECT id FROM m"]);
+    const expected = '{"results":[{"columns":["type","name"],"types":["text","text"],"values":[["table","m"],["view","v"]]}]}';
+    expect((await h.send("GET", query("SELECT type, name FROM sqlite_master ORDER BY name"))).text).toBe(expected);
+    expect((await h.send("GET", query("SELECT type, name FROM sqlite_schema ORDER BY name", "level=weak"))).text).toBe(expected);
+    const listed = await h.send("POST", "/db/request", { json: ["PRAGMA table_list", "SELECT name FROM pragma_table_list ORDER BY name"] });
+    expect(listed.status).toBe(200);
+    expect(listed.text).not.toMatch(/_cf_|__miniflare|_dha_/);
+    expect(listed.text).toContain('"values":[["m"],["sqlite_schema"],["sqlite_temp_schema"],["v"]]');
+  });
+});

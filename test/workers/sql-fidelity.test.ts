@@ -204,3 +204,71 @@ describe("PRAGMAs ORMs send (issue 10, item 3)", () => {
     });
   });
 });
+
+describe("the schema as users see it (issue 10, item 4)", () => {
+  const USER_OBJECTS = [["table", "m"], ["index", "m_label"], ["table", "sqlite_sequence"]];
+
+  it("lists only user objects in sqlite_master / sqlite_schema, however the query names them", async () => {
+    await withStorage("schema-tables", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY AUTOINCREMENT, label TEXT)");
+      node.exec("CREATE INDEX m_label ON m(label)");
+      // The platform's table exists (the state machine keeps its state in ctx.storage.kv); Miniflare's and ours
+      // are made here the way the platform makes its own, past the validation user statements go through.
+      storage.sql.exec("CREATE TABLE __miniflare_do_name(name TEXT)");
+      storage.sql.exec("CREATE TABLE _dha_internal(x)");
+      const everything = [...storage.sql.exec("SELECT name FROM sqlite_master").raw()].map(([name]) => name);
+      expect(everything).toEqual(expect.arrayContaining(["_cf_KV", "__miniflare_do_name", "_dha_internal"]));
+
+      for (const sql of [
+        "SELECT type, name FROM sqlite_master ORDER BY name",
+        "select type, name from SQLITE_SCHEMA order by name",
+        "SELECT type, name FROM main.sqlite_master ORDER BY name",
+        'SELECT type, name FROM "sqlite_master" ORDER BY name',
+        "SELECT s.type, s.name FROM sqlite_master AS s ORDER BY s.name",
+        "SELECT s.type, s.name FROM sqlite_schema s WHERE s.name <> '' ORDER BY 2",
+        "SELECT sqlite_master.type, sqlite_master.name FROM sqlite_master ORDER BY sqlite_master.name",
+        "SELECT type, name FROM (SELECT * FROM sqlite_master) ORDER BY name",
+        "WITH o AS (SELECT type, name FROM sqlite_master) SELECT * FROM o ORDER BY name",
+      ]) {
+        const read = node.query(sql);
+        expect(read.error, sql).toBeUndefined();
+        expect(read.rows, sql).toEqual(USER_OBJECTS);
+      }
+      expect(node.query("SELECT count(*) FROM sqlite_master, m").rows).toEqual([[0]]);
+      expect(node.query("SELECT name FROM sqlite_master WHERE type = ? ORDER BY name", ["table"]).rows).toEqual([["m"], ["sqlite_sequence"]]);
+      // A reflection query an ORM sends, joining each table's columns.
+      const columns = node.query("SELECT t.name, c.name FROM sqlite_master AS t JOIN pragma_table_info(t.name) AS c WHERE t.type = 'table' ORDER BY 1, c.cid");
+      expect(columns.rows).toEqual([["m", "id"], ["m", "label"], ["sqlite_sequence", "name"], ["sqlite_sequence", "seq"]]);
+      expect(node.query("SELECT type, name, tbl_name, rootpage > 0, sql IS NOT NULL FROM sqlite_master WHERE name = 'm'").rows).toEqual([["table", "m", "m", 1, 1]]);
+      // The temp schema's table and a column called sqlite_master are left alone.
+      expect(node.query("SELECT 1 AS sqlite_master").columns).toEqual(["sqlite_master"]);
+      expect(node.query("SELECT count(*) FROM temp.sqlite_master").rows).toEqual([[0]]);
+      // Writing to it is still SQLite's refusal.
+      expect(node.apply([{ sql: "DELETE FROM sqlite_master" }])[0]?.error).toMatch(/may not be modified/);
+    });
+  });
+
+  it("leaves the platform's tables out of PRAGMA table_list and pragma_table_list, and out of what writes copy", async () => {
+    await withStorage("table-list", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY)");
+      storage.sql.exec("CREATE TABLE __miniflare_do_name(name TEXT)");
+      const listed = (rows: readonly (readonly unknown[])[] | undefined): unknown[] => (rows ?? []).map((row) => row[1]).sort();
+      expect(listed(node.query("PRAGMA table_list").rows)).toEqual(["m", "sqlite_schema", "sqlite_temp_schema"]);
+      expect(listed(node.query("PRAGMA main.table_list").rows)).toEqual(["m", "sqlite_schema"]);
+      expect(listed(node.query("SELECT * FROM pragma_table_list").rows)).toEqual(["m", "sqlite_schema", "sqlite_temp_schema"]);
+      expect(listed(node.query("SELECT * FROM pragma_table_list() WHERE schema = ?", ["main"]).rows)).toEqual(["m", "sqlite_schema"]);
+      expect(node.query("SELECT name FROM pragma_table_list(?)", ["_cf_KV"]).rows).toEqual([]);
+      expect(node.query("SELECT p.name FROM pragma_table_list p WHERE p.name = 'm'").rows).toEqual([["m"]]);
+      node.exec("CREATE TABLE copy(name TEXT)");
+      node.exec("INSERT INTO copy SELECT name FROM sqlite_master WHERE type = 'table'");
+      expect(node.query("SELECT name FROM copy ORDER BY name").rows).toEqual([["copy"], ["m"]]);
+      // Preparing a prepared statement again (a strong read goes through the log) changes nothing more.
+      const once = prepareRead([{ sql: "SELECT name FROM sqlite_master" }]);
+      if (!once.ok) throw new Error(once.error);
+      const twice = prepareRead(once.statements);
+      expect(twice).toEqual(once);
+    });
+  });
+});

@@ -15,7 +15,7 @@ import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
-import { inspectStatement, READ_ONLY_VIOLATION, typeProbeText } from "./validate";
+import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbeText } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
 export interface SqlStateMachineOptions {
@@ -231,6 +231,10 @@ export class SqlStateMachine {
       const cursor = this.sql.exec(statement.sql, ...(params as readonly SqlValue[]));
       const columns = cursor.columnNames;
       let read = readRows(cursor, this.maxResultBytes);
+      if (shape.pragma?.name === "table_list") {
+        // PRAGMA table_list names the platform's tables too; users see only their own (column 1 is the name).
+        read = { ...read, rows: read.rows.filter((row) => typeof row[1] !== "string" || !isInternalName(row[1])) };
+      }
       const result: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
       if (shape.isDml) {
         const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), CAST(last_insert_rowid() AS TEXT)")[0] ?? [0, "0"];

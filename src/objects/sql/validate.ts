@@ -243,7 +243,8 @@ export function describeStatement(sql: string): StatementShape {
 // ---------------------------------------------------------------------------------------------------------------
 // Refusals
 
-function isInternalName(name: string): boolean {
+/** Names of the platform's objects and ours (_cf_*, _dha_*, __miniflare_*), which users never see or touch. */
+export function isInternalName(name: string): boolean {
   const lower = name.toLowerCase();
   return INTERNAL_PREFIXES.some((prefix) => lower.startsWith(prefix));
 }
@@ -640,11 +641,83 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
   if (options.mode === "read" && shape.access === "write") refuse(READ_ONLY_VIOLATION);
 
   const plan = planParameters(tokens, statement.params);
-  const edits =
-    options.mode === "write" && options.context !== undefined
+  const edits = [
+    ...userSchemaEdits(tokens, significant, positions, shape),
+    ...(options.mode === "write" && options.context !== undefined
       ? nondeterminismEdits(significant, positions, shape, plan, options.context, options.isFirstStatement)
-      : [];
+      : []),
+  ];
   return render(tokens, positions, edits, plan);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The schema as users see it
+
+/** Marks a reference this module wrote, so that preparing a prepared statement again leaves it alone. */
+const USER_OBJECTS_MARK = "/*user objects only*/";
+const SQL_INTERNAL_NAME_FILTER = INTERNAL_PREFIXES.map((prefix) => `name NOT GLOB '${prefix}*'`).join(" AND ");
+const SQL_INTERNAL_TABLE_FILTER = INTERNAL_PREFIXES.map((prefix) => `tbl_name NOT GLOB '${prefix}*'`).join(" AND ");
+const SCHEMA_TABLES = new Set(["sqlite_master", "sqlite_schema"]);
+/** Words that may follow a table in a FROM clause; anything else there is the table's alias. */
+const AFTER_TABLE_KEYWORDS = new Set([
+  "WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "JOIN", "LEFT", "RIGHT", "FULL", "INNER", "CROSS", "NATURAL",
+  "OUTER", "ON", "USING", "UNION", "INTERSECT", "EXCEPT", "INDEXED", "NOT", "RETURNING", "SET", "VALUES", "SELECT",
+  "DO", "WHEN", "THEN", "ELSE", "END",
+]);
+
+function hasAlias(next: SqlToken | undefined): boolean {
+  if (next === undefined) return false;
+  if (next.kind === "quoted") return true;
+  const keyword = keywordOf(next);
+  return keyword !== null && (keyword === "AS" || !AFTER_TABLE_KEYWORDS.has(keyword));
+}
+
+function isTablePosition(significant: readonly SqlToken[], i: number, shape: StatementShape): boolean {
+  const previous = significant[i - 1];
+  const keyword = keywordOf(previous);
+  // DELETE FROM sqlite_master: SQLite's own refusal is clearer than a rewritten statement's syntax error.
+  if (keyword === "FROM" && i - 1 === 1 && shape.verb === "DELETE") return false;
+  return keyword === "FROM" || keyword === "JOIN" || isPunct(previous, ",");
+}
+
+/**
+ * The platform keeps its own tables in the user's database (_cf_KV, _cf_METADATA; locally Miniflare's
+ * __miniflare_do_name). Users must see only their own objects: every read of sqlite_master / sqlite_schema (and of
+ * pragma_table_list) in a FROM clause becomes a subquery that leaves internal objects out, under the same name.
+ * Writes are rewritten too, so every replica copies the same rows whatever its platform's tables.
+ */
+function userSchemaEdits(tokens: readonly SqlToken[], significant: readonly SqlToken[], positions: readonly number[], shape: StatementShape): Edit[] {
+  const edits: Edit[] = [];
+  const at = (i: number): number => positions[i] ?? -1;
+  for (let i = 0; i < significant.length; i += 1) {
+    const token = significant[i];
+    if (token === undefined || (token.kind !== "word" && token.kind !== "quoted")) continue;
+    const name = token.value.toLowerCase();
+    if (tokens[at(i) + 1]?.text === USER_OBJECTS_MARK) continue;
+    const qualified = isPunct(significant[i - 1], ".");
+    if (qualified && significant[i - 2]?.value.toLowerCase() !== "main") continue;
+    const first = qualified ? i - 2 : i;
+    if (!isTablePosition(significant, first, shape) || isPunct(significant[i + 1], ".")) continue;
+    if (SCHEMA_TABLES.has(name)) {
+      const alias = hasAlias(significant[i + 1]) ? "" : ` AS ${token.text}`;
+      const text = `(SELECT type, name, tbl_name, rootpage, sql FROM main.sqlite_schema${USER_OBJECTS_MARK} WHERE ${SQL_INTERNAL_NAME_FILTER} AND ${SQL_INTERNAL_TABLE_FILTER})${alias}`;
+      edits.push({ from: at(first), to: at(i) + 1, text });
+    } else if (name === "pragma_table_list" && !qualified) {
+      const close = isPunct(significant[i + 1], "(") ? matchingParen(significant, i + 1) : i;
+      if (close === -1) continue;
+      const alias = hasAlias(significant[close + 1]) ? "" : ` AS ${token.text}`;
+      const head = `(SELECT * FROM pragma_table_list${USER_OBJECTS_MARK}`;
+      const tail = ` WHERE ${SQL_INTERNAL_NAME_FILTER})${alias}`;
+      if (close === i) {
+        edits.push({ from: at(i), to: at(i) + 1, text: `${head}${tail}` });
+      } else {
+        // Two edits, so that the arguments (parameters included) stay as they are.
+        edits.push({ from: at(i), to: at(i) + 1, text: head });
+        edits.push({ from: at(close), to: at(close) + 1, text: `)${tail}` });
+      }
+    }
+  }
+  return edits;
 }
 
 /** Rebuilds the statement text with the edits applied and every remaining parameter made positional. */
