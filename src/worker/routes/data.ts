@@ -108,7 +108,7 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
 }
 
 function prepare(c: Context<AppBindings>, shape: "rqlite" | "plain" = "rqlite"): { runtime: Runtime; params: QueryParams } {
-  return { runtime: c.var.runtime(), params: parseQueryParams(new URL(c.req.url), shape) };
+  return { runtime: c.var.runtime(), params: parseQueryParams(new URL(c.req.url), shape, c.var.querySchema) };
 }
 
 async function queryStatementsOf(c: Context<AppBindings>, params: QueryParams, runtime: Runtime): Promise<Statement[]> {

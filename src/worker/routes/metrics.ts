@@ -22,7 +22,7 @@ export function metricsRoutes(): Hono<AppBindings> {
   const app = new Hono<AppBindings>();
   app.get("/metrics", requireReadOrMetrics, async (c) => {
     const runtime = c.var.runtime();
-    const params = parseQueryParams(new URL(c.req.url), "plain");
+    const params = parseQueryParams(new URL(c.req.url), "plain", c.var.querySchema);
     const perNodeTimeoutMs = params.timeoutMs ?? runtime.policy.statusTimeoutMs;
     if (perNodeTimeoutMs <= 0 || perNodeTimeoutMs > runtime.policy.maxTimeoutMs) {
       throw badRequest(`timeout must be between 0 and ${runtime.policy.maxTimeoutMs / 1000}s`);
