@@ -236,7 +236,7 @@ describe("POST /db/load with a SQLite file", () => {
   });
 
   it("answers a file beyond the load limits with 413, and a file whose rows fail with rqlite's per-statement errors", async () => {
-    const h = setUp("file-limits", 1, { app: { limits: { maxLoadBodyBytes: 8192 } } });
+    const h = setUp("file-limits", 1, { app: { limits: { maxLoadBodyBytes: 8192, maxLoadStatements: 10 } } });
     await writeAll(h, ["CREATE TABLE t (x BLOB)"]);
     const executesBefore = h.callsTo("execute").length;
     // Within the 8 KiB body limit as a file (512-byte pages), beyond it as SQL (blobs are hex in a dump).
@@ -245,6 +245,11 @@ describe("POST /db/load with a SQLite file", () => {
     const tooLarge = await load(h, blobs);
     expect(tooLarge.status, tooLarge.text).toBe(413);
     expect(JSON.parse(tooLarge.text)).toEqual({ results: [], error: "the file's contents as SQL are larger than the 8192 bytes a load may carry" });
+    // More rows than a load may carry: refused from the file's counts, before any SQL is written.
+    const manyRows = await fileOf("CREATE TABLE rows (x INTEGER); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20) INSERT INTO rows SELECT x FROM c;");
+    const tooMany = await load(h, manyRows);
+    expect(tooMany.status, tooMany.text).toBe(413);
+    expect(JSON.parse(tooMany.text)).toEqual({ results: [], error: "the SQLite file holds more than 10 rows and schema entries; at most 10 statements may be loaded at once" });
     expect(h.callsTo("execute")).toHaveLength(executesBefore);
 
     // A file that creates a table the cluster already has: the transaction fails whole, reported per statement.
@@ -256,12 +261,18 @@ describe("POST /db/load with a SQLite file", () => {
   });
 
   it("reads files directly: a damaged file is refused before anything is dumped", async () => {
-    const limits = { maxFileBytes: 1 << 20, maxDumpBytes: 1 << 20, maxHeapBytes: 8 << 20 };
+    const limits = { maxFileBytes: 1 << 20, maxDumpBytes: 1 << 20, maxStatements: 100, maxHeapBytes: 8 << 20 };
     const good = await fileOf("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);");
     expect(await dumpFromSqliteFile(good, limits)).toBe(
       'PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE t (x INTEGER);\nINSERT INTO "t" VALUES(1);\nCOMMIT;\n',
     );
     await expect(dumpFromSqliteFile(good, { ...limits, maxFileBytes: good.length - 1 })).rejects.toMatchObject({ kind: "too-large" });
+    // One schema entry and one row: two statements.
+    await expect(dumpFromSqliteFile(good, { ...limits, maxStatements: 2 })).resolves.toContain("INSERT");
+    await expect(dumpFromSqliteFile(good, { ...limits, maxStatements: 1 })).rejects.toMatchObject({
+      kind: "too-large",
+      message: "the SQLite file holds more than 1 rows and schema entries; at most 1 statements may be loaded at once",
+    });
     const badPageSize = good.slice();
     badPageSize[16] = 0x03;
     await expect(dumpFromSqliteFile(badPageSize, limits)).rejects.toMatchObject({ kind: "invalid", message: "the SQLite file's page size (768) is invalid" });

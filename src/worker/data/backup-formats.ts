@@ -55,6 +55,7 @@ export function loadFileLimits(limits: RequestLimits): SqliteFileLimits {
   return {
     maxFileBytes: limits.maxLoadBodyBytes,
     maxDumpBytes: limits.maxLoadBodyBytes,
+    maxStatements: limits.maxLoadStatements,
     maxHeapBytes: DEFAULT_BACKUP_FILE_LIMITS.maxHeapBytes,
   };
 }

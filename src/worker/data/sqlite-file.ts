@@ -4,8 +4,9 @@
 //  - load opens the uploaded file, checks it, and writes it out as a dump with that same dumpDatabase, so that the
 //    route applies it exactly as a dump load: parsed by parseDump, validated by the nodes, one transaction.
 import type { SqlJsDatabase, SqlJsStatic, SqlJsValue } from "sql.js/dist/sql-wasm-browser.js";
+import { listTables } from "../../objects/sql/catalog";
 import { DumpError, dumpDatabase } from "../../objects/sql/dump";
-import { splitSqlStatements, SqlSyntaxError } from "../../objects/sql/tokenizer";
+import { quoteSqlIdentifier, splitSqlStatements, SqlSyntaxError } from "../../objects/sql/tokenizer";
 import { utf8ByteLength } from "../../objects/sql/values";
 import { loadSqlJs } from "./sqlite-wasm";
 
@@ -18,6 +19,8 @@ export interface SqliteFileLimits {
   readonly maxFileBytes: number;
   /** Largest SQL dump turned into a file, or produced from one. */
   readonly maxDumpBytes: number;
+  /** Most statements (rows plus schema entries) a file's dump may hold; counted before any SQL is written. */
+  readonly maxStatements: number;
   /** SQLite's own allocations (page cache, parser) are refused beyond this (PRAGMA hard_heap_limit). */
   readonly maxHeapBytes: number;
 }
@@ -29,6 +32,7 @@ export interface SqliteFileLimits {
 export const DEFAULT_BACKUP_FILE_LIMITS: SqliteFileLimits = {
   maxFileBytes: 16 * 1024 * 1024,
   maxDumpBytes: 8 * 1024 * 1024,
+  maxStatements: Number.MAX_SAFE_INTEGER,
   maxHeapBytes: 32 * 1024 * 1024,
 };
 
@@ -87,6 +91,7 @@ export async function dumpFromSqliteFile(file: Uint8Array, limits: SqliteFileLim
     guard(db, limits);
     runOrExplain(() => checkIntegrity(db), "the file is not a readable SQLite database");
     runOrExplain(() => checkSchema(db), "the file's schema cannot be read");
+    runOrExplain(() => checkStatementCount(db, limits.maxStatements), "the file's tables cannot be read");
     try {
       return dumpDatabase(sqlStorageOf(db), { maxBytes: limits.maxDumpBytes });
     } catch (error) {
@@ -179,6 +184,22 @@ function checkSchema(db: SqlJsDatabase): void {
     }
     if (count !== 1) {
       throw new SqliteFileError("invalid", `the SQLite file's ${String(type)} ${JSON.stringify(String(name))} is not defined by exactly one statement`);
+    }
+  }
+}
+
+/**
+ * Refuses a file with more rows than a load may carry before its dump is written: parsing a dump costs far more
+ * memory than the dump itself (every token is an object), so the count comes first, from the file.
+ */
+function checkStatementCount(db: SqlJsDatabase, maxStatements: number): void {
+  let statements = rowsOf(db, "SELECT count(*) FROM sqlite_master WHERE sql IS NOT NULL").map(([count]) => Number(count))[0] ?? 0;
+  for (const table of listTables(sqlStorageOf(db))) {
+    if (table.kind === "shadow") continue;
+    const [count] = rowsOf(db, `SELECT count(*) FROM ${quoteSqlIdentifier(table.name)}`).map(([rows]) => Number(rows));
+    statements += count ?? 0;
+    if (statements > maxStatements) {
+      throw new SqliteFileError("too-large", `the SQLite file holds more than ${maxStatements} rows and schema entries; at most ${maxStatements} statements may be loaded at once`);
     }
   }
 }
