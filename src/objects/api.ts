@@ -45,7 +45,10 @@ export type NodeErrorCode =
   | "NOT_MEMBER" // this node was removed from (or never joined) the cluster
   | "STALE" // a read could not reach the requested freshness or raft index in time
   | "PROTOCOL" // unknown protocol version
-  | "INTERNAL";
+  | "INTERNAL"
+  // A write was proposed and this node can no longer follow it (it stepped down, stopped, or failed after logging
+  // it): it may or may not be applied. Retryable: resend it with the same request id, which is applied at most once.
+  | "OUTCOME_UNKNOWN";
 
 export interface NodeError {
   readonly code: NodeErrorCode;

@@ -23,6 +23,7 @@ import { logEvent, setLogLevel } from "./log";
 import { RaftInvariantError } from "../replication/index";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
 import { createStateMachine } from "./sql/port";
+import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
 import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
 
@@ -31,12 +32,16 @@ const REMOVED_KEY = "node/removed";
 const INCARNATION_KEY = "node/incarnation";
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
 const PEER_CALL_TIMEOUT_MS = 5_000;
+/** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
+const BACKUP_TIMEOUT_MS = 10_000;
 
 export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private runtime: NodeRuntime | null = null;
   private identity: NodeIdentity | null = null;
   private removedReason: string | null = null;
   private alarmAtMs: number | null = null;
+  /** Test only (set through testSetBugs when test configuration enabled faults); empty in production. */
+  private bugs: ShellBugs = {};
   /** In-memory counters for GET /metrics (reset when the instance restarts). */
   private readonly counters = new NodeCounters(() => Date.now());
   /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
@@ -137,7 +142,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
-    return this.handle(address, async (runtime) => runtime.dumpSql());
+    return this.handle(address, async (runtime) => runtime.backup({ timeoutMs: BACKUP_TIMEOUT_MS }));
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -190,6 +195,15 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     const runtime = await this.loadRuntime();
     if (runtime !== null) await this.markRemoved(runtime, "halted by the test harness");
     await this.ctx.storage.deleteAlarm();
+  }
+
+  /**
+   * Test-only: puts back bugs of the shell (shell-bugs.ts) for this node's next runtime (call before start, or crash
+   * the node after). Refused unless test configuration enabled faults; production never sets any.
+   */
+  async testSetBugs(bugs: unknown): Promise<void> {
+    assertFaultsEnabled(this.env);
+    this.ctx.storage.kv.put(SHELL_BUGS_STORAGE_KEY, parseShellBugs(bugs));
   }
 
   /** Test-only: crashes this object (in-memory state lost, storage kept); its alarm or the next call restarts it. */
@@ -273,7 +287,16 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   /** Loads the runtime from storage if this node was started before; null if it never was. */
   private async loadRuntime(): Promise<NodeRuntime | null> {
-    if (this.runtime !== null) return this.runtime;
+    const current = this.runtime;
+    if (current !== null && current.isBroken && this.bugs.brokenRuntimeKeepsServing !== true) {
+      // It broke in a callback no request awaited: drop it (synchronously, so no other event can use it) and reload.
+      this.runtime = null;
+      this.alarmAtMs = null;
+      current.log("error", "runtimeDiscarded", { error: "the runtime broke in a background callback" });
+      void current.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
+    } else if (current !== null) {
+      return current;
+    }
     const identity = this.ctx.storage.kv.get<NodeIdentity>(IDENTITY_KEY);
     if (identity === undefined) return null;
     return this.startRuntime(identity);
@@ -282,8 +305,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
     this.identity = identity;
     this.removedReason = this.ctx.storage.kv.get<string>(REMOVED_KEY) ?? null;
+    this.bugs = faultsEnabled(this.env) ? (this.ctx.storage.kv.get<ShellBugs>(SHELL_BUGS_STORAGE_KEY) ?? {}) : {};
     const runtime = new NodeRuntime({
       identity,
+      bugs: this.bugs,
       kv: this.ctx.storage.kv,
       stateMachine: createStateMachine(this.ctx.storage),
       peerStub: (member) => this.counters.instrumentPeer(member.name, this.stubFor(identity.cluster, member)),
@@ -346,11 +371,15 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       else await this.scheduleAlarm(runtime);
       return { ok: true, node: address.node, value };
     } catch (err) {
-      if (err instanceof NodeFailure && this.runtime?.isBroken !== true) {
-        if (this.runtime !== null && !this.runtime.isStopped) await this.scheduleAlarm(this.runtime).catch(() => undefined);
+      const current = this.runtime;
+      const broken = current !== null && (err instanceof RaftInvariantError || current.isBroken);
+      // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
+      if (err instanceof NodeFailure && (!broken || this.bugs.readyFailureAnsweredInternal !== true)) {
+        if (broken) await this.discardRuntime(current, err);
+        else if (current !== null && !current.isStopped) await this.scheduleAlarm(current).catch(() => undefined);
         return { ok: false, node: address.node, error: err.error };
       }
-      if (this.runtime !== null && (err instanceof RaftInvariantError || this.runtime.isBroken)) await this.discardRuntime(this.runtime, err);
+      if (broken) await this.discardRuntime(current, err);
       return { ok: false, node: address.node, error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false } };
     }
   }

@@ -24,6 +24,7 @@ export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
 
 const PEER_INFO_CHUNK_SEQ = -1;
+const RUNTIME_STARTS_KEY = "node/runtimeStarts";
 
 export class NodeRuntime {
   readonly identity: NodeIdentity;
@@ -67,15 +68,17 @@ export class NodeRuntime {
       deps,
       tickIntervalMs: this.tickIntervalMs,
       random: this.random,
+      bugs: deps.bugs ?? {},
       isStopped: () => this.stopped,
       ticks: () => this.ticks,
       lastLeaderContactAtMs: () => this.lastLeaderContactAtMs,
       advanceClock: () => this.advanceClock(),
       processReady: () => this.processReady(),
+      inBackground: (what, fn) => this.inBackground(what, fn),
       log: (level, event, fields) => this.log(level, event, fields),
     };
     this.peers = new PeerLinks(this.core);
-    this.requests = new ClientRequests(this.core);
+    this.requests = new ClientRequests(this.core, this.nextRuntimeId());
     this.log("info", "nodeStarted", {
       fresh,
       bootstrap: bootstrap !== null,
@@ -83,6 +86,16 @@ export class NodeRuntime {
       lastLogIndex: this.raft.status().lastIndex,
     });
     this.processReady();
+  }
+
+  /**
+   * Counts the runtimes this storage has had (persisted, so deterministic and unique without a random source): with
+   * the incarnation it names this runtime in read contexts, which must never repeat across restarts.
+   */
+  private nextRuntimeId(): string {
+    const starts = (this.deps.kv.get<number>(RUNTIME_STARTS_KEY) ?? 0) + 1;
+    this.deps.kv.put(RUNTIME_STARTS_KEY, starts);
+    return `${this.deps.incarnation}.${starts}`;
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -124,6 +137,8 @@ export class NodeRuntime {
 
   /** Steps every message of a validated envelope; a snapshot message only once its image is fully staged. */
   receiveEnvelope(envelope: RaftEnvelope): void {
+    // A stopped runtime must not acknowledge what it will never persist.
+    this.requests.assertServing();
     this.advanceClock();
     if (envelope.snapshotChunk !== undefined) {
       if (envelope.snapshotChunk.seq === PEER_INFO_CHUNK_SEQ) return;
@@ -136,8 +151,9 @@ export class NodeRuntime {
         this.log("warn", "snapshotIncomplete", { from: message.from, snapshotIndex: message.snapshot.index });
         continue;
       }
-      this.noteLeaderContact(message);
+      if (this.deps.bugs?.freshnessCountsStaleTerm === true) this.noteAnyLeaderMessage(message);
       this.raft.step(message);
+      this.noteLeaderContact(message);
     }
     this.processReady();
   }
@@ -151,10 +167,45 @@ export class NodeRuntime {
     this.peers.recordPeerReport(peer, report);
   }
 
+  /**
+   * Freshness counts a message as leader contact only when, once stepped, it came from the leader of this node's
+   * current term: a deposed leader still sending in its stale term is no evidence this node is up to date.
+   */
   private noteLeaderContact(message: Message): void {
+    if (message.type !== "append" && message.type !== "heartbeat" && message.type !== "snapshot") return;
+    const status = this.raft.status();
+    if (message.term === status.term && status.leader === message.from) this.lastLeaderContactAtMs = this.deps.clock.now();
+  }
+
+  /** The old rule (bug freshnessCountsStaleTerm): any leader-type message counts, whatever its term. */
+  private noteAnyLeaderMessage(message: Message): void {
     if (message.type === "append" || message.type === "heartbeat" || message.type === "snapshot") {
       this.lastLeaderContactAtMs = this.deps.clock.now();
     }
+  }
+
+  /**
+   * Runs a callback that no request awaits (a delivery failure, a peer's report, the end of a snapshot stream). If it
+   * throws, the core may be half-way through a Ready: mark this runtime broken so the object discards it and reloads
+   * from storage, instead of keeping a runtime that neither ticks nor persists.
+   */
+  private inBackground(what: string, fn: () => void): void {
+    if (this.stopped) return;
+    try {
+      fn();
+    } catch (err) {
+      this.log("error", "backgroundCallbackFailed", { callback: what, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
+      if (this.deps.bugs?.brokenRuntimeKeepsServing === true) return;
+      this.markBroken(`the ${what} callback failed`);
+    }
+  }
+
+  private markBroken(reason: string): void {
+    if (this.broken) return;
+    this.broken = true;
+    this.stopped = true;
+    // The log is persisted as far as it got: what was proposed may still commit through the other nodes.
+    if (this.deps.bugs?.readyFailureAnsweredInternal !== true) this.requests.rejectPendingWrites(`${this.identity.node} failed (${reason})`);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -180,8 +231,7 @@ export class NodeRuntime {
     } catch (err) {
       // The core handed out a Ready we could not finish: it will never hand out another. Stop; the object reloads
       // the node from storage (which holds everything persisted so far, in order).
-      this.broken = true;
-      this.stopped = true;
+      this.markBroken(`handling a Ready failed: ${err instanceof Error ? err.message : String(err)}`);
       throw err;
     }
     this.requests.readyHandled();
@@ -207,6 +257,7 @@ export class NodeRuntime {
         case "becameLeader":
           this.lastElectionMs = event.electionTicks * this.tickIntervalMs;
           this.log("info", "becameLeader", { electionMs: this.lastElectionMs });
+          this.requests.becameLeader(this.raft.status().lastIndex);
           this.deps.onLeaderWork?.();
           break;
         case "becameFollower":
@@ -225,6 +276,7 @@ export class NodeRuntime {
           break;
         case "steppedDown":
           this.log("warn", "steppedDown", { reason: event.reason });
+          this.requests.leadershipLost(event.reason);
           break;
         case "leadershipTransfer":
           this.log("info", "leadershipTransfer", { to: event.to, outcome: event.outcome });
@@ -267,8 +319,9 @@ export class NodeRuntime {
     });
   }
 
-  dumpSql(): { sql: string; raftIndex: number } {
-    return this.requests.dumpSql();
+  /** Leader only (after a read index): a SQL dump with every write acknowledged before the call. */
+  backup(options: { timeoutMs: number }): Promise<{ sql: string; raftIndex: number }> {
+    return this.requests.backup(options);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -282,6 +335,11 @@ export class NodeRuntime {
     return buildStatusReport(this.core, this.peers, { locationHint: options.locationHint, lastElectionMs: this.lastElectionMs });
   }
 
+  /** How many snapshot images this runtime built (each reads the whole database; tests check they are reused). */
+  snapshotImagesBuilt(): number {
+    return this.peers.snapshotImagesBuilt();
+  }
+
   /** Test-only: whether a message from here to `to` would pass the fault rules right now. */
   faultDecision(to: string): ReturnType<typeof applyFaults> {
     return this.peers.faultDecision(to);
@@ -290,7 +348,7 @@ export class NodeRuntime {
   /** Stops every timer-like thing this runtime holds; waiting requests fail cleanly. */
   async stop(reason: string): Promise<void> {
     this.stopped = true;
-    this.requests.rejectAll(nodeError("NOT_MEMBER", reason, { retryable: false }));
+    this.requests.rejectAll(`${this.identity.node} stopped (${reason})`, nodeError("NOT_MEMBER", reason, { retryable: false }));
     await this.peers.closeAll();
   }
 

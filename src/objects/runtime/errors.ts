@@ -16,6 +16,11 @@ export function nodeError(code: NodeErrorCode, message: string, extra: { leader?
   return new NodeFailure({ code, message, retryable, ...(extra.leader === undefined ? {} : { leader: extra.leader }) });
 }
 
+/** A write this node proposed but can no longer follow: it may or may not be applied; resend it with the same id. */
+export function outcomeUnknownError(what: string, leader: string | null): NodeFailure {
+  return nodeError("OUTCOME_UNKNOWN", `${what}; the write may or may not have been applied: resend it with the same request id`, { leader, retryable: true });
+}
+
 /** NOT_LEADER when the leader is known, NO_LEADER otherwise. */
 export function notLeaderError(message: string, leader: string | null): NodeFailure {
   return leader === null ? nodeError("NO_LEADER", message, { leader: null }) : nodeError("NOT_LEADER", message, { leader });

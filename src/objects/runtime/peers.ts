@@ -1,7 +1,7 @@
 // Peer links: one transport per peer, what peers report about themselves, and snapshot streaming.
 import type { InstallSnapshot, Membership, Message } from "../../replication/types";
 import { PROTOCOL_VERSION, type MemberConfig } from "../api";
-import type { StateMachinePort } from "../state-machine-port";
+import type { SnapshotImage } from "../state-machine-port";
 import { applyFaults, FAULT_RULES_STORAGE_KEY, PeerTransport, type DeliveryFailure, type FaultRules, type PeerTransportStats, type SnapshotChunk } from "../transport/index";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 
@@ -35,11 +35,26 @@ export interface PeerInfo {
 
 export const HINTS_KEY = "node/hints";
 
+/**
+ * Building a snapshot image reads the whole database synchronously. A peer whose transfer failed is probed again and
+ * again; reuse the last image for a while (bounded in age and size) and, when building failed, wait before the next try.
+ */
+export const SNAPSHOT_IMAGE_LIMITS = {
+  reuseForMs: 60_000,
+  /** Characters of chunk data kept in memory between transfers (an object has 128 MB in all). */
+  maxCachedChars: 16 * 1024 * 1024,
+  retryBuildAfterMs: 10_000,
+} as const;
+
 export class PeerLinks {
   private readonly peers = new Map<string, PeerTransport<PeerStub>>();
   private readonly peerInfo = new Map<string, PeerInfo>();
   private readonly memberHints = new Map<string, string>();
   private readonly snapshotStreams = new Set<string>();
+  private cachedImage: { readonly image: SnapshotImage; readonly builtAtMs: number } | null = null;
+  private imageBuildFailedAtMs: number | null = null;
+  /** Images built so far (for tests and the status log). */
+  private imagesBuilt = 0;
 
   constructor(private readonly core: RuntimeCore) {
     for (const member of core.identity.cluster.members) {
@@ -80,8 +95,11 @@ export class PeerLinks {
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
+    this.core.inBackground("peer report", () => this.applyPeerReport(peer, report));
+  }
+
+  private applyPeerReport(peer: string, report: PeerReport): void {
     const core = this.core;
-    if (core.isStopped()) return;
     const info = this.peerInfoFor(peer);
     const previousIncarnation = info.incarnation;
     info.incarnation = report.incarnation;
@@ -164,11 +182,39 @@ export class PeerLinks {
 
   private onDeliveryFailure(peer: string, failure: DeliveryFailure): void {
     const core = this.core;
-    if (core.isStopped()) return;
-    // Overflow drops are flow control, not a broken peer; everything else means the peer did not get it.
-    if (failure.kind !== "overflow") core.raft.reportUnreachable(peer);
-    core.log("debug", "deliveryFailed", { peer, kind: failure.kind, detail: failure.detail });
-    core.processReady();
+    core.inBackground("delivery failure", () => {
+      // Overflow drops are flow control, not a broken peer; everything else means the peer did not get it.
+      if (failure.kind !== "overflow") core.raft.reportUnreachable(peer);
+      core.log("debug", "deliveryFailed", { peer, kind: failure.kind, detail: failure.detail });
+      core.processReady();
+    });
+  }
+
+  /** How many snapshot images this runtime built (each one reads the whole database). */
+  snapshotImagesBuilt(): number {
+    return this.imagesBuilt;
+  }
+
+  /** An image for a snapshot at `snapshotIndex`: the cached one while fresh enough, else a new one; null while building is backing off. */
+  private snapshotImage(snapshotIndex: number): SnapshotImage | null {
+    const core = this.core;
+    const nowMs = core.deps.clock.now();
+    const reuse = core.bugs.snapshotRebuiltOnEveryProbe !== true;
+    const cached = this.cachedImage;
+    if (reuse && cached !== null && cached.image.appliedIndex >= snapshotIndex && nowMs - cached.builtAtMs < SNAPSHOT_IMAGE_LIMITS.reuseForMs) return cached.image;
+    if (reuse && this.imageBuildFailedAtMs !== null && nowMs - this.imageBuildFailedAtMs < SNAPSHOT_IMAGE_LIMITS.retryBuildAfterMs) return null;
+    this.cachedImage = null;
+    this.imagesBuilt++;
+    try {
+      const image = core.sm.createSnapshotImage();
+      this.imageBuildFailedAtMs = null;
+      const chars = image.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
+      if (chars <= SNAPSHOT_IMAGE_LIMITS.maxCachedChars) this.cachedImage = { image, builtAtMs: nowMs };
+      return image;
+    } catch (err) {
+      this.imageBuildFailedAtMs = nowMs;
+      throw err;
+    }
   }
 
   /** Streams the current state-machine image to a peer in bounded chunks, then the snapshot message itself. */
@@ -176,25 +222,30 @@ export class PeerLinks {
     const core = this.core;
     const peer = message.to;
     if (this.snapshotStreams.has(peer)) return;
-    let image: ReturnType<StateMachinePort["createSnapshotImage"]>;
+    let image: SnapshotImage | null;
     try {
-      image = core.sm.createSnapshotImage();
+      image = this.snapshotImage(message.snapshot.index);
     } catch (err) {
       // E.g. the database is larger than a snapshot may be: tell the core, keep serving everyone else.
       core.log("error", "snapshotFailed", { peer, error: err instanceof Error ? err.message : String(err) });
+      image = null;
+    }
+    if (image === null) {
       queueMicrotask(() => {
-        if (core.isStopped()) return;
-        core.raft.reportSnapshotResult(peer, false);
-        core.processReady();
+        core.inBackground("snapshot failure report", () => {
+          core.raft.reportSnapshotResult(peer, false);
+          core.processReady();
+        });
       });
       return;
     }
+    const sending = image;
     const transport = this.transportFor(peer);
     this.snapshotStreams.add(peer);
     core.log("info", "snapshotSending", { peer, snapshotIndex: message.snapshot.index, appliedIndex: image.appliedIndex, chunks: image.chunks.length });
     const run = async (): Promise<boolean> => {
-      for (const [seq, data] of image.chunks.entries()) {
-        const chunk: SnapshotChunk = { snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term, seq, last: seq === image.chunks.length - 1, data };
+      for (const [seq, data] of sending.chunks.entries()) {
+        const chunk: SnapshotChunk = { snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term, seq, last: seq === sending.chunks.length - 1, data };
         const outcome = await transport.deliverNow({ snapshotChunk: chunk, timeoutMs: LIMITS.snapshotChunkTimeoutMs, deadlineMs: LIMITS.snapshotChunkTimeoutMs * 2 });
         if (!outcome.ok || core.isStopped()) return false;
       }
@@ -205,10 +256,11 @@ export class PeerLinks {
       .catch(() => false)
       .then((ok) => {
         this.snapshotStreams.delete(peer);
-        if (core.isStopped()) return;
-        core.log(ok ? "info" : "warn", "snapshotSent", { peer, ok });
-        core.raft.reportSnapshotResult(peer, ok);
-        core.processReady();
+        core.inBackground("snapshot result", () => {
+          core.log(ok ? "info" : "warn", "snapshotSent", { peer, ok });
+          core.raft.reportSnapshotResult(peer, ok);
+          core.processReady();
+        });
       });
   }
 

@@ -3,16 +3,28 @@
 import type { LogEntry, Membership, Ready } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { sleepMs } from "../transport/index";
+import { utf8ByteLength } from "../sql/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
-import { awaitWaiter, nodeError, notLeaderError, proposalFailure, type NodeFailure } from "./errors";
+import { awaitWaiter, nodeError, notLeaderError, outcomeUnknownError, proposalFailure, type NodeFailure } from "./errors";
 import { LIMITS, type RuntimeCore } from "./types";
 
-/** A log entry is one KV value, which the platform limits to 2 MB; JSON strings count about one byte a character. */
-const MAX_ENTRY_CHARS = 1_900_000;
+/** A log entry is one KV value, which the platform limits to 2 MB (bytes, UTF-8); leave room for the entry's envelope. */
+export const MAX_ENTRY_BYTES = 1_900_000;
+
+/** Strong reads go through the log under ids with this prefix; no client key can have it ('~' and '/' are refused there). */
+export const STRONG_READ_ID_PREFIX = "~read/";
 
 interface ApplyOutcome {
   readonly term: number;
   readonly results: readonly StatementResult[] | null;
+}
+
+/** A write (or membership change) waiting for its entry: what to answer when this node can no longer follow it. */
+interface PendingWrite {
+  readonly index: number;
+  readonly term: number;
+  /** Membership changes answer TIMEOUT ("may still complete"), writes OUTCOME_UNKNOWN. */
+  readonly kind: "write" | "config";
 }
 
 export interface QueryOptions {
@@ -30,30 +42,78 @@ export interface RequestAnswer {
 }
 
 export class ClientRequests {
-  private readonly writes: KeyedWaiters<number, ApplyOutcome>;
-  private readonly proposedTerms = new Map<number, number>();
+  private readonly writes: KeyedWaiters<string, ApplyOutcome>;
+  /** Every write waiting, by waiter key; and by log index, the keys waiting there (several terms after a truncation). */
+  private readonly pendingWrites = new Map<string, PendingWrite>();
+  private readonly pendingByIndex = new Map<number, Set<string>>();
   private readonly reads: KeyedWaiters<string, number>;
   private readonly applied: ThresholdWaiters;
   private readonly leaderKnown: ThresholdWaiters;
+  /**
+   * Unique to this runtime: a leader ignores a read whose (sender, context) is already pending and a follower takes
+   * the first answer for a context, so contexts must never repeat across restarts of a node.
+   */
+  private readonly readContextPrefix: string;
   private readContextSeq = 0;
+  /** The last index of the log when this node last became leader: its own term's first entry is at or below it. */
+  private leaderTermStartIndex = 0;
 
-  constructor(private readonly core: RuntimeCore) {
+  /** `runtimeId` is unique among the runtimes this node's storage has ever had (see NodeRuntime). */
+  constructor(
+    private readonly core: RuntimeCore,
+    runtimeId: string,
+  ) {
     const timers = core.deps.clock;
-    this.writes = new KeyedWaiters<number, ApplyOutcome>({ what: "write", limit: LIMITS.maxWritesWaiting, timers });
+    this.writes = new KeyedWaiters<string, ApplyOutcome>({ what: "write", limit: LIMITS.maxWritesWaiting, timers });
     this.reads = new KeyedWaiters<string, number>({ what: "linearizable read", limit: LIMITS.maxReadsWaiting, timers });
     this.applied = new ThresholdWaiters({ what: "wait for the applied index", limit: LIMITS.maxAppliedWaiters, timers });
     this.leaderKnown = new ThresholdWaiters({ what: "wait for a leader", limit: LIMITS.maxLeaderWaiters, timers });
+    this.readContextPrefix = `${core.identity.node}:${runtimeId}`;
   }
 
   // ---------------------------------------------------------------------------------------------------------
   // What the Ready loop tells the waiters
 
-  /** An entry was applied with these results: wake the write waiting on its index. */
+  /**
+   * An entry was applied with these results: wake every write waiting on its index. The one proposed in the entry's
+   * term gets the results; any other was proposed in a term whose entry was truncated, and learns it was lost.
+   */
   entryApplied(entry: LogEntry, results: readonly StatementResult[] | null): void {
-    const proposedTerm = this.proposedTerms.get(entry.index);
-    if (proposedTerm === undefined) return;
-    this.proposedTerms.delete(entry.index);
-    this.writes.resolve(entry.index, { term: entry.term, results });
+    const keys = this.pendingByIndex.get(entry.index);
+    if (keys === undefined) return;
+    this.pendingByIndex.delete(entry.index);
+    for (const key of keys) {
+      this.pendingWrites.delete(key);
+      this.writes.resolve(key, { term: entry.term, results });
+    }
+  }
+
+  /** This node became leader: weak reads wait until it applied the entries up to here (its term's no-op among them). */
+  becameLeader(lastIndex: number): void {
+    this.leaderTermStartIndex = lastIndex;
+  }
+
+  /**
+   * This node stopped leading (CheckQuorum, a newer term, a transfer): the writes it proposed may still commit under
+   * the next leader, or may be lost. Answer them now so their clients resend (same request id) to the new leader.
+   */
+  leadershipLost(reason: string): void {
+    if (this.core.bugs.pendingWritesWaitAfterStepDown) return;
+    this.rejectPendingWrites(`${this.core.identity.node} stopped leading (${reason}) before the write committed`);
+  }
+
+  /** Fails every write still waiting with "outcome unknown" (membership changes with TIMEOUT: they may still complete). */
+  rejectPendingWrites(what: string): void {
+    const leader = this.core.raft.status().leader;
+    for (const [key, pending] of [...this.pendingWrites]) {
+      this.forgetPendingWrite(key, pending);
+      this.writes.reject(
+        key,
+        pending.kind === "config"
+          ? nodeError("TIMEOUT", `${what}; the membership change at index ${pending.index} may still complete: check the cluster status`, { leader, retryable: true })
+          : outcomeUnknownError(`${what} (proposed at index ${pending.index}, term ${pending.term})`, leader),
+      );
+    }
   }
 
   readsConfirmed(ready: Pick<Ready, "readStates" | "failedReads">): void {
@@ -70,10 +130,25 @@ export class ClientRequests {
     if (this.core.raft.status().leader !== null) this.leaderKnown.advance(1);
   }
 
-  /** The runtime stops: every request parked on the log fails with `failure`. */
-  rejectAll(failure: NodeFailure): void {
-    this.writes.rejectAll(failure);
-    this.reads.rejectAll(failure);
+  /**
+   * The runtime stops: the writes it proposed may still be applied (the log is persisted and other nodes carry on),
+   * so they are answered "outcome unknown"; reads are simply not served (`readFailure`).
+   */
+  rejectAll(what: string, readFailure: NodeFailure): void {
+    if (this.core.bugs.stoppedWritesAnsweredNotMember) {
+      this.pendingWrites.clear();
+      this.pendingByIndex.clear();
+      this.writes.rejectAll(readFailure);
+    } else {
+      this.rejectPendingWrites(what);
+    }
+    this.reads.rejectAll(readFailure);
+  }
+
+  /** A stopped runtime (removed, or discarded after an error) answers nothing from its frozen state. */
+  assertServing(): void {
+    if (!this.core.isStopped() || this.core.bugs.brokenRuntimeKeepsServing) return;
+    throw nodeError("NO_LEADER", `${this.core.identity.node} is restarting; retry shortly`, { leader: null, retryable: true });
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -82,16 +157,16 @@ export class ClientRequests {
   /** Validates, proposes and waits until the entry is applied (or the deadline passes). */
   async execute(options: { request: SqlRequest; timeoutMs: number }): Promise<RequestAnswer> {
     const { raft, sm } = this.core;
+    this.assertServing();
     this.core.advanceClock();
     this.assertLeader();
+    this.assertQuorumHeard();
     this.touchStorage();
     const remembered = sm.rememberedResults(options.request.id);
     if (remembered !== null) return { results: remembered, raftIndex: sm.appliedIndex() };
     const prepared = sm.prepareWrite(options.request, { nowMs: this.core.deps.clock.now() });
     if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
-    if (prepared.value.length > MAX_ENTRY_CHARS) {
-      throw nodeError("INVALID_REQUEST", `the request encodes to ${prepared.value.length} characters, above the ${MAX_ENTRY_CHARS} a log entry may hold`, { retryable: false });
-    }
+    this.assertEntryFits(prepared.value);
     // Refuse before proposing: once proposed, a refusal would hide a write that may still commit.
     if (this.writes.size >= LIMITS.maxWritesWaiting) throw nodeError("QUEUE_FULL", `${this.writes.size} writes are already waiting on this leader; retry later`);
     const proposal = raft.propose(prepared.value);
@@ -99,18 +174,73 @@ export class ClientRequests {
     return this.awaitApplied({ index: proposal.index, term: proposal.term, timeoutMs: options.timeoutMs, requestId: options.request.id });
   }
 
+  /** The log stores bytes: a request's UTF-8 encoding must fit one entry (one KV value). */
+  private assertEntryFits(encoded: string): void {
+    const size = this.core.bugs.entrySizeCountsChars ? encoded.length : utf8ByteLength(encoded);
+    if (size > MAX_ENTRY_BYTES) {
+      throw nodeError("INVALID_REQUEST", `the request encodes to ${size} bytes, above the ${MAX_ENTRY_BYTES} a log entry may hold`, { retryable: false });
+    }
+  }
+
+  /**
+   * A leader that has not heard from a majority of voters for half an election timeout is probably cut off: a
+   * proposal would not commit, so refuse it (retryable) and let the client find the majority's leader.
+   */
+  private assertQuorumHeard(): void {
+    if (this.core.bugs.leaderAcceptsWithoutQuorum) return;
+    const { raft, identity, tickIntervalMs } = this.core;
+    const status = raft.status();
+    const windowTicks = Math.max(2, Math.ceil(identity.cluster.electionTimeoutMs / tickIntervalMs / 2));
+    const heard = status.membership.voters.filter((voter) => {
+      if (voter === identity.node) return true;
+      const replica = status.replicas.find((r) => r.id === voter);
+      return replica !== undefined && replica.ticksSinceContact <= windowTicks;
+    }).length;
+    const majority = Math.floor(status.membership.voters.length / 2) + 1;
+    if (heard < majority) {
+      throw nodeError("NO_LEADER", `${identity.node} leads term ${status.term} but heard from only ${heard} of ${status.membership.voters.length} voters in the last ${windowTicks * tickIntervalMs} ms; it may be cut off from the majority`, { leader: null, retryable: true });
+    }
+  }
+
+  private writeKey(index: number, term: number): string {
+    return this.core.bugs.writeWaitersKeyedByIndex ? String(index) : `${index}@${term}`;
+  }
+
+  private forgetPendingWrite(key: string, pending: PendingWrite): void {
+    this.pendingWrites.delete(key);
+    const keys = this.pendingByIndex.get(pending.index);
+    keys?.delete(key);
+    if (keys !== undefined && keys.size === 0) this.pendingByIndex.delete(pending.index);
+  }
+
   /** Waits for the entry proposed at (index, term) to be applied; a different term there means it was lost. */
-  private async awaitApplied(options: { index: number; term: number; timeoutMs: number; requestId?: string }): Promise<RequestAnswer> {
-    this.proposedTerms.set(options.index, options.term);
-    const waiting = this.writes.wait(options.index, options.timeoutMs);
-    this.core.processReady();
+  private async awaitApplied(options: { index: number; term: number; timeoutMs: number; requestId?: string; kind?: "write" | "config" }): Promise<RequestAnswer> {
+    const key = this.writeKey(options.index, options.term);
+    const pending: PendingWrite = { index: options.index, term: options.term, kind: options.kind ?? "write" };
+    const waiting = this.writes.wait(key, options.timeoutMs);
+    // Registered only when the waiter was: a full queue (or, with the index-only keys of the old bug, a second
+    // write at the same index) rejects at once.
+    if (this.writes.has(key) && !this.pendingWrites.has(key)) {
+      this.pendingWrites.set(key, pending);
+      const keys = this.pendingByIndex.get(options.index) ?? new Set<string>();
+      keys.add(key);
+      this.pendingByIndex.set(options.index, keys);
+    }
+    try {
+      this.core.processReady();
+    } catch (err) {
+      // The entry is in the log (proposed, maybe persisted and sent): it may commit without us.
+      waiting.catch(() => undefined);
+      if (this.core.bugs.readyFailureAnsweredInternal) throw err;
+      throw outcomeUnknownError(`${this.core.identity.node} failed while logging the write at index ${options.index} (${err instanceof Error ? err.message : String(err)})`, null);
+    }
     let outcome: ApplyOutcome;
     try {
       outcome = await awaitWaiter(waiting, () =>
         nodeError("TIMEOUT", `the write was proposed at index ${options.index} but not applied within ${options.timeoutMs} ms; its outcome is unknown (retrying with the same request id is safe)`, { retryable: true }),
       );
     } catch (err) {
-      this.proposedTerms.delete(options.index);
+      if (this.pendingWrites.get(key) === pending) this.forgetPendingWrite(key, pending);
       throw err;
     }
     if (outcome.term !== options.term) {
@@ -125,16 +255,24 @@ export class ClientRequests {
 
   async query(options: QueryOptions): Promise<RequestAnswer> {
     const { sm } = this.core;
+    this.assertServing();
     this.core.advanceClock();
     const prepared = sm.prepareRead(options.statements);
     if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
     const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     if (options.level === "strong") {
-      return this.execute({ request: { id: `read-${this.core.identity.node}-${randomId(this.core.random)}`, statements: prepared.value, transaction: options.transaction }, timeoutMs: options.timeoutMs });
+      const prefix = this.core.bugs.strongReadsRemembered ? "read-" : STRONG_READ_ID_PREFIX;
+      return this.execute({ request: { id: `${prefix}${this.core.identity.node}-${randomId(this.core.random)}`, statements: prepared.value, transaction: options.transaction }, timeoutMs: options.timeoutMs });
     }
     if (options.level === "weak") {
       this.assertLeader();
       this.touchStorage();
+      if (!this.core.bugs.weakReadBeforeOwnTermApplied) {
+        // A new leader may not have applied what the previous one acknowledged until its own term's entry applies.
+        const term = this.core.raft.status().term;
+        await this.waitApplied(this.leaderTermStartIndex, deadlineAtMs);
+        if (this.core.raft.status().term !== term) this.assertLeader();
+      }
     }
     if (options.level === "linearizable") {
       const readIndex = await this.confirmReadIndex(options.timeoutMs);
@@ -147,7 +285,10 @@ export class ClientRequests {
 
   private async confirmReadIndex(timeoutMs: number): Promise<number> {
     const { raft } = this.core;
-    const context = `${this.core.identity.node}:${this.core.ticks()}:${++this.readContextSeq}`;
+    if (raft.status().role === "leader") this.assertQuorumHeard();
+    const context = this.core.bugs.readContextRestartsAtZero
+      ? `${this.core.identity.node}:${this.core.ticks()}:${++this.readContextSeq}`
+      : `${this.readContextPrefix}:${++this.readContextSeq}`;
     const started = raft.requestRead(context);
     if (!started.ok) throw proposalFailure(started.error, raft.status());
     const waiting = this.reads.wait(context, timeoutMs);
@@ -173,9 +314,22 @@ export class ClientRequests {
     }
   }
 
-  /** A SQL dump of this node's applied state. */
-  dumpSql(): { sql: string; raftIndex: number } {
-    return { sql: this.core.sm.dumpSql(), raftIndex: this.core.sm.appliedIndex() };
+  /**
+   * Leader only: a SQL dump holding every write acknowledged before the call (a read index confirms leadership and
+   * the commit index first). A follower answers NOT_LEADER naming the leader.
+   */
+  async backup(options: { timeoutMs: number }): Promise<{ sql: string; raftIndex: number }> {
+    const { sm } = this.core;
+    this.assertServing();
+    this.core.advanceClock();
+    if (!this.core.bugs.backupFromAnyNode) {
+      this.assertLeader();
+      this.touchStorage();
+      const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
+      const readIndex = await this.confirmReadIndex(options.timeoutMs);
+      await this.waitApplied(readIndex, deadlineAtMs);
+    }
+    return { sql: sm.dumpSql(), raftIndex: sm.appliedIndex() };
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -183,6 +337,7 @@ export class ClientRequests {
 
   async waitForLeader(timeoutMs: number): Promise<{ leader: string; term: number }> {
     const { raft } = this.core;
+    this.assertServing();
     this.core.advanceClock();
     const current = raft.status();
     if (current.leader !== null) return { leader: current.leader, term: current.term };
@@ -197,6 +352,7 @@ export class ClientRequests {
   /** Leader only: moves leadership away and waits until another node leads. */
   async transferLeadership(options: { to?: string; timeoutMs: number }): Promise<{ leader: string; term: number }> {
     const { raft, identity } = this.core;
+    this.assertServing();
     this.core.advanceClock();
     this.assertLeader();
     if (options.to === identity.node) return { leader: identity.node, term: raft.status().term };
@@ -220,13 +376,14 @@ export class ClientRequests {
   /** Leader only: proposes a membership change and waits until it is applied. */
   async changeMembership(options: { change: { kind: "addLearner" | "remove" | "promote"; node: string }; beforePropose?: () => void; timeoutMs: number }): Promise<Membership> {
     const { raft } = this.core;
+    this.assertServing();
     this.core.advanceClock();
     this.assertLeader();
     this.touchStorage();
     options.beforePropose?.();
     const proposal = raft.proposeConfigChange(options.change);
     if (!proposal.ok) throw proposalFailure(proposal.error, raft.status());
-    await this.awaitApplied({ index: proposal.index, term: proposal.term, timeoutMs: options.timeoutMs });
+    await this.awaitApplied({ index: proposal.index, term: proposal.term, timeoutMs: options.timeoutMs, kind: "config" });
     return raft.status().membership;
   }
 

@@ -2,6 +2,7 @@
 import type { RaftNodeApi, SeededRandom } from "../../replication/index";
 import type { ClusterConfig, MemberConfig, NodeAddress } from "../api";
 import type { LogLevel } from "../log";
+import type { ShellBugs } from "../shell-bugs";
 import type { StateMachinePort } from "../state-machine-port";
 import type { SyncKv } from "../raft-storage";
 import type { RaftEnvelope, TransportClock } from "../transport/index";
@@ -31,6 +32,8 @@ export interface RuntimeDeps {
   /** This node's storage incarnation (see PeerReport). */
   readonly incarnation: string;
   readonly onLeaderWork?: () => void;
+  /** Test only: bugs to put back (see shell-bugs.ts). Production never sets it. */
+  readonly bugs?: ShellBugs;
 }
 
 /** Bounds on everything a node keeps waiting. */
@@ -56,6 +59,8 @@ export interface RuntimeCore {
   readonly deps: RuntimeDeps;
   readonly tickIntervalMs: number;
   readonly random: SeededRandom;
+  /** The bug switches in force (none in production). */
+  readonly bugs: ShellBugs;
   isStopped(): boolean;
   /** Ticks this runtime has handed the core so far. */
   ticks(): number;
@@ -64,5 +69,7 @@ export interface RuntimeCore {
   /** Advances the core's clock to real time and handles what that produced. */
   advanceClock(): void;
   processReady(): void;
+  /** Runs a callback no request awaits; if it throws, the runtime is marked broken (the object then reloads it). */
+  inBackground(what: string, fn: () => void): void;
   log(level: LogLevel, event: string, fields: Record<string, unknown>): void;
 }

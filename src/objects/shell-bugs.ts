@@ -1,0 +1,68 @@
+// Bug-injection switches for the Durable Object shell: each one puts back one bug that review or use found (see the
+// finding it is named after), so that tests and the simulator can show they catch it. Only tests set them
+// (RuntimeDeps.bugs, or the test-only ClusterNode.testSetBugs when test configuration enabled faults); production
+// never does, and with none set the shell runs the fixed code.
+
+export interface ShellBugs {
+  /** Finding 1: read contexts are built from counters that restart at 0 in a new runtime, so a restarted node can reuse an old read's context and take its (stale) index. */
+  readonly readContextRestartsAtZero?: boolean;
+  /** Finding 2: backup and dumpSql are served by any node, without checking leadership or confirming a read index. */
+  readonly backupFromAnyNode?: boolean;
+  /** Finding 3: a runtime stopped with writes pending answers them NOT_MEMBER (a definite failure) instead of outcome unknown. */
+  readonly stoppedWritesAnsweredNotMember?: boolean;
+  /** Finding 3: a Ready that failed after persisting answers the writes waiting on it 500 INTERNAL instead of outcome unknown. */
+  readonly readyFailureAnsweredInternal?: boolean;
+  /** Finding 3: write waiters are keyed by index alone, so a write proposed again at a truncated index collides ("already waiting on N"). */
+  readonly writeWaitersKeyedByIndex?: boolean;
+  /** Finding 4: a runtime that broke inside a background callback is not reported broken; it keeps answering RPCs. */
+  readonly brokenRuntimeKeepsServing?: boolean;
+  /** Finding 5: strong reads are remembered in the replicated dedup table like writes. */
+  readonly strongReadsRemembered?: boolean;
+  /** Finding 6: freshness counts any append/heartbeat as leader contact, even one of a deposed leader's stale term. */
+  readonly freshnessCountsStaleTerm?: boolean;
+  /** Finding 7: the entry size guard counts UTF-16 characters instead of UTF-8 bytes. */
+  readonly entrySizeCountsChars?: boolean;
+  /** Finding 8: a snapshot image that failed to send is rebuilt, synchronously, on every probe. */
+  readonly snapshotRebuiltOnEveryProbe?: boolean;
+  /** Finding 9: a voter whose storage was wiped votes at once, before a leader caught it up. */
+  readonly wipedVoterVotesAtOnce?: boolean;
+  /** Finding 11: a leader that steps down leaves its pending writes waiting for their whole deadline. */
+  readonly pendingWritesWaitAfterStepDown?: boolean;
+  /** Finding 11: a leader that has not heard from a quorum for a while still accepts proposals that cannot commit. */
+  readonly leaderAcceptsWithoutQuorum?: boolean;
+  /** Issue 9 ("also"): a new leader serves weak reads before it applied an entry of its own term. */
+  readonly weakReadBeforeOwnTermApplied?: boolean;
+}
+
+/** The names of every switch, for validating what a test sends over RPC. */
+export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
+  "readContextRestartsAtZero",
+  "backupFromAnyNode",
+  "stoppedWritesAnsweredNotMember",
+  "readyFailureAnsweredInternal",
+  "writeWaitersKeyedByIndex",
+  "brokenRuntimeKeepsServing",
+  "strongReadsRemembered",
+  "freshnessCountsStaleTerm",
+  "entrySizeCountsChars",
+  "snapshotRebuiltOnEveryProbe",
+  "wipedVoterVotesAtOnce",
+  "pendingWritesWaitAfterStepDown",
+  "leaderAcceptsWithoutQuorum",
+  "weakReadBeforeOwnTermApplied",
+];
+
+/** Checks switches sent by a test: an object of known names with boolean values. */
+export function parseShellBugs(input: unknown): ShellBugs {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) throw new Error("shell bugs: expected an object of boolean switches");
+  const out: Record<string, boolean> = {};
+  for (const [name, value] of Object.entries(input)) {
+    if (!(SHELL_BUG_NAMES as readonly string[]).includes(name)) throw new Error(`shell bugs: unknown switch "${name}"`);
+    if (typeof value !== "boolean") throw new Error(`shell bugs: switch "${name}" must be a boolean`);
+    out[name] = value;
+  }
+  return out as ShellBugs;
+}
+
+/** Where a test-configured node keeps its switches, so they survive a restart within the test. */
+export const SHELL_BUGS_STORAGE_KEY = "test:shellBugs";
