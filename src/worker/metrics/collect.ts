@@ -33,17 +33,25 @@ const REPLICA_STATUSES = ["JOINING", "ONLINE", "LAGGING", "RECONNECTING", "OFFLI
 const BREAKER_STATES = ["CLOSED", "OPEN", "HALF_OPEN"] as const;
 const HEALTH_STATUSES = ["HEALTHY", "DEGRADED", "UNHEALTHY"] as const;
 
-type MetricsAnswer = { readonly report: NodeStatusReport; readonly counters: NodeCountersSnapshot | null; readonly storage: NodeStorageSnapshot | null };
+/** A node's answer; a refusal (NOT_MEMBER, PROTOCOL...) is an answer too, so the router does not retry it. */
+type MetricsAnswer =
+  | { readonly ok: true; readonly report: NodeStatusReport; readonly counters: NodeCountersSnapshot | null; readonly storage: NodeStorageSnapshot | null }
+  | { readonly ok: false; readonly code: string; readonly message: string };
 
-/** Asks every configured member, then any member only the nodes know about, each within `perNodeTimeoutMs`. */
+/**
+ * Asks every configured member, then any member only the nodes know about, each within `perNodeTimeoutMs`.
+ * Configured names that the reachable nodes no longer list as members (removed since) are left out.
+ */
 export async function gatherScrape(router: ClusterRouter, options: { readonly perNodeTimeoutMs: number; readonly now: () => number }): Promise<Scrape> {
   const started = options.now();
   const configured = router.memberNames();
   const first = await Promise.all(configured.map((node) => sampleNode(router, node, options)));
   const view = viewOf(router.config, first.map((sample) => sample.probe));
-  const known = new Set(configured);
-  const extras = [...view.voters, ...view.learners].filter((name) => !known.has(name));
-  const samples = extras.length === 0 ? first : [...first, ...(await Promise.all(extras.map((node) => sampleNode(router, node, options))))];
+  const members = new Set([...view.voters, ...view.learners]);
+  const extras = [...members].filter((name) => !configured.includes(name));
+  const all = extras.length === 0 ? first : [...first, ...(await Promise.all(extras.map((node) => sampleNode(router, node, options))))];
+  const someoneAnswered = all.some((sample) => sample.probe.ok && sample.probe.report.member);
+  const samples = someoneAnswered ? all.filter((sample) => members.has(sample.probe.node)) : all;
   return { cluster: router.config.name, samples, durationMs: options.now() - started };
 }
 
@@ -53,10 +61,10 @@ async function sampleNode(router: ClusterRouter, node: string, options: { readon
     async (rpc, address) => {
       if (rpc.metrics === undefined) {
         const status = await rpc.status(address);
-        return status.ok ? { ok: true, node: status.node, value: { report: status.value, counters: null, storage: null } } : status;
+        return { ok: true, node, value: status.ok ? { ok: true, report: status.value, counters: null, storage: null } : refusal(status.error) };
       }
       const answer = await rpc.metrics(address);
-      return answer.ok ? { ok: true, node: answer.node, value: answerOf(answer.value) } : answer;
+      return { ok: true, node, value: answer.ok ? answerOf(answer.value) : refusal(answer.error) };
     },
     { deadlineAt: started + options.perNodeTimeoutMs, kind: "read" },
     [node],
@@ -66,11 +74,18 @@ async function sampleNode(router: ClusterRouter, node: string, options: { readon
     return { probe: { ok: false, node, error: outcome.message, code: outcome.code, elapsedMs }, counters: null, storage: null };
   }
   const value = outcome.value;
+  if (!value.ok) {
+    return { probe: { ok: false, node, error: value.message, code: value.code, elapsedMs }, counters: null, storage: null };
+  }
   return { probe: { ok: true, node, report: value.report, elapsedMs }, counters: value.counters, storage: value.storage };
 }
 
+function refusal(error: { readonly code: string; readonly message: string }): MetricsAnswer {
+  return { ok: false, code: error.code, message: error.message };
+}
+
 function answerOf(report: NodeMetricsReport): MetricsAnswer {
-  return { report: report.status, counters: report.counters, storage: report.storage };
+  return { ok: true, report: report.status, counters: report.counters, storage: report.storage };
 }
 
 /** Turns a scrape into metric families, in catalog order. */
