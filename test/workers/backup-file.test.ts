@@ -260,7 +260,7 @@ describe("POST /db/load with a SQLite file", () => {
     expect(await queryValues(h, "SELECT count(*) FROM t")).toEqual([[0]]);
   });
 
-  it("reads files directly: a damaged file is refused before anything is dumped", async () => {
+  it("reads files directly: the dump of a sound file, and refusals for size, row count, heap and header", async () => {
     const limits = { maxFileBytes: 1 << 20, maxDumpBytes: 1 << 20, maxStatements: 100, maxHeapBytes: 8 << 20 };
     const good = await fileOf("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);");
     expect(await dumpFromSqliteFile(good, limits)).toBe(
@@ -272,6 +272,12 @@ describe("POST /db/load with a SQLite file", () => {
     await expect(dumpFromSqliteFile(good, { ...limits, maxStatements: 1 })).rejects.toMatchObject({
       kind: "too-large",
       message: "the SQLite file holds more than 1 rows and schema entries; at most 1 statements may be loaded at once",
+    });
+    // SQLite's heap is bounded: a file that needs more than the limit to check is "too large", not "damaged".
+    const wide = await fileOf("CREATE TABLE w (x BLOB); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) INSERT INTO w SELECT zeroblob(100) FROM c;");
+    await expect(dumpFromSqliteFile(wide, { ...limits, maxStatements: 10_000, maxHeapBytes: 64 * 1024 })).rejects.toMatchObject({
+      kind: "too-large",
+      message: expect.stringMatching(/out of memory \(SQLite is limited to the memory a Worker can spare\)$/),
     });
     const badPageSize = good.slice();
     badPageSize[16] = 0x03;

@@ -243,9 +243,19 @@ function runOrExplain<T>(run: () => T, context: string): T {
   }
 }
 
-/** sql.js throws Errors carrying SQLite's message, and plain strings for misuse; both become a SqliteFileError. */
+/** SQLite's answers that mean "beyond the memory or size allowed", not "broken". */
+const LIMIT_CODES = new Set(["SQLITE_NOMEM", "SQLITE_TOOBIG", "SQLITE_FULL"]);
+
+/**
+ * sql.js throws Errors carrying SQLite's message and result code (`code`), and plain strings for misuse; all become
+ * a SqliteFileError.
+ */
 function explain(error: unknown, context: string): SqliteFileError {
   if (error instanceof SqliteFileError) return error;
+  const code = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined;
+  if (typeof code === "string" && LIMIT_CODES.has(code)) {
+    return new SqliteFileError("too-large", `${context}: ${error instanceof Error ? error.message : String(error)} (SQLite is limited to the memory a Worker can spare)`);
+  }
   if (error instanceof Error && error.name === "RuntimeError") {
     // A trap inside the WebAssembly module (out of memory, most likely): the file or database is beyond what fits.
     return new SqliteFileError("too-large", `${context}: ${error.message}`);
