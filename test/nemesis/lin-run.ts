@@ -1,25 +1,31 @@
 // End-to-end linearizability run: concurrent clients over real HTTP against the local server (`npm start`, i.e.
-// wrangler dev), while a nemesis crashes nodes, partitions them and moves leadership. The history of every
-// operation (with call and return times, and unknown outcomes for requests that failed or timed out) goes through
-// the project's linearizability checker, and the verdict is printed.
+// wrangler dev), while a nemesis crashes nodes, partitions them and moves leadership. Clients write, compare-and-set
+// and read at every level (linearizable, strong, weak, none, auto, and read-your-writes with X-DHA-Raft-Index); one
+// more client takes backups. What each level promises is checked (./lin-checks.ts) and the verdict printed.
 //
-//   npm run test:lin -- [--seconds 20] [--clients 6] [--keys 4] [--seed N] [--stale-reads]
-// --stale-reads reads at level "none" (any node, no freshness bound): the checker must then find a violation.
+//   npm run test:lin -- [--seconds 20] [--clients 6] [--keys 4] [--seed N] [--stale-reads] [--history FILE]
+// --stale-reads puts level-"none" reads into the linearizability check, which must then find a violation.
+// --history FILE writes every operation as JSON (format: README, "Testing"), for an independent checker.
 import { resolve } from "node:path";
 import { LocalServer, pollUntil } from "../e2e/local-server";
-import { checkLinearizability, HistoryRecorder, registerModel, type RegisterInput, type RegisterOutput } from "../lincheck/index";
+import { HISTORY_FORMAT, READ_MODES, writeHistoryFile, type HistoryInput, type HistoryOperation, type HistoryOutput, type ReadMode } from "./history-file";
+import { checkRun, type RunChecks } from "./lin-checks";
 
 const TOKEN = "dev-admin-token";
 const NODES = ["n1", "n2", "n3"];
-const REQUEST_TIMEOUT_MS = 8_000;
+/** The server's deadline for each request; the client waits a little longer, so that the server answers first. */
+const SERVER_TIMEOUT = "6s";
+const CLIENT_TIMEOUT_MS = 8_000;
 
 export interface LinRunOptions {
   readonly seconds: number;
   readonly clients: number;
   readonly keys: number;
   readonly seed: number;
-  /** "linearizable" (the default) is what is checked; "none" serves reads from any node and must be caught. */
-  readonly readLevel?: "linearizable" | "none";
+  /** Put level-"none" reads (which any node serves, however stale) into the linearizability check: must fail. */
+  readonly staleReads?: boolean;
+  /** Write the history as JSON here. */
+  readonly historyFile?: string;
   readonly log?: (line: string) => void;
 }
 
@@ -29,6 +35,8 @@ export interface LinRunResult {
   readonly ok: number;
   readonly failed: number;
   readonly indeterminate: number;
+  readonly checked: RunChecks["checked"];
+  readonly problems: readonly string[];
   readonly nemesisActions: readonly string[];
   readonly detail?: string;
 }
@@ -48,6 +56,9 @@ function seededRandom(seed: number): () => number {
 interface HttpAnswer {
   readonly status: number;
   readonly body: unknown;
+  readonly text: string;
+  readonly node?: string;
+  readonly raftIndex?: number;
 }
 
 async function call(baseUrl: string, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
@@ -55,16 +66,18 @@ async function call(baseUrl: string, path: string, init: { method?: string; body
     method: init.method ?? "GET",
     headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", ...init.headers },
     ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
-    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    signal: AbortSignal.timeout(CLIENT_TIMEOUT_MS),
   });
   const text = await response.text();
   let body: unknown = text;
   try {
     body = JSON.parse(text);
   } catch {
-    // plain text
+    // plain text (a backup)
   }
-  return { status: response.status, body };
+  const node = response.headers.get("X-DHA-Node");
+  const raftIndex = Number(response.headers.get("X-DHA-Raft-Index") ?? Number.NaN);
+  return { status: response.status, body, text, ...(node === null ? {} : { node }), ...(Number.isSafeInteger(raftIndex) ? { raftIndex } : {}) };
 }
 
 interface RqliteResults {
@@ -72,69 +85,165 @@ interface RqliteResults {
   readonly error?: string;
 }
 
-/** One operation over HTTP; undefined output = the outcome is unknown. Throws only for a definite refusal. */
-async function perform(baseUrl: string, input: RegisterInput, requestId: string, readLevel: string): Promise<RegisterOutput | undefined | "refused"> {
+/** What came of one request: its output, or that it definitely failed, or that its outcome is unknown. */
+type Outcome =
+  | { readonly kind: "ok"; readonly output: HistoryOutput; readonly answer: HttpAnswer }
+  | { readonly kind: "failed"; readonly answer: HttpAnswer }
+  | { readonly kind: "unknown"; readonly answer?: HttpAnswer };
+
+function readPath(input: HistoryInput & { kind: "read" }): { path: string; headers: Record<string, string> } {
+  const q = encodeURIComponent(`SELECT v FROM reg WHERE k = '${input.key}'`);
+  if (input.level === "read-your-writes") {
+    // No level: the read becomes level none with the write's index as its floor (README, "Read-your-writes").
+    return { path: `/db/query?timeout=${SERVER_TIMEOUT}&q=${q}`, headers: { "X-DHA-Raft-Index": String(input.minRaftIndex ?? 0) } };
+  }
+  return { path: `/db/query?timeout=${SERVER_TIMEOUT}&level=${input.level}&q=${q}`, headers: {} };
+}
+
+async function perform(baseUrl: string, input: HistoryInput, requestId: string): Promise<Outcome> {
   let answer: HttpAnswer;
   try {
     switch (input.kind) {
-      case "read":
-        answer = await call(baseUrl, `/db/query?level=${readLevel}&q=${encodeURIComponent(`SELECT v FROM reg WHERE k = '${input.key}'`)}`);
+      case "read": {
+        const { path, headers } = readPath(input);
+        answer = await call(baseUrl, path, { headers });
         break;
+      }
       case "write":
-        answer = await call(baseUrl, "/db/execute", {
+        answer = await call(baseUrl, `/db/execute?timeout=${SERVER_TIMEOUT}`, {
           method: "POST",
           body: [["INSERT INTO reg (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", input.key, input.value]],
           headers: { "Idempotency-Key": requestId },
         });
         break;
       case "cas":
-        answer = await call(baseUrl, "/db/execute", {
+        answer = await call(baseUrl, `/db/execute?timeout=${SERVER_TIMEOUT}`, {
           method: "POST",
           body: [["UPDATE reg SET v = ? WHERE k = ? AND v = ?", input.to, input.key, input.from]],
           headers: { "Idempotency-Key": requestId },
         });
         break;
+      case "backup":
+        answer = await call(baseUrl, `/db/backup?fmt=sql&timeout=${SERVER_TIMEOUT}`);
+        break;
     }
   } catch {
-    return input.kind === "read" ? "refused" : undefined;
+    // No answer (the client gave up or the connection broke): a write may have been applied.
+    return { kind: "unknown" };
   }
-  const body = answer.body as RqliteResults;
-  const first = body.results?.[0];
-  if (answer.status !== 200 || first === undefined || first.error !== undefined) {
-    // A failed read had no effect; a failed write may or may not have been applied (unless refused outright).
-    if (input.kind === "read" || answer.status === 400) return "refused";
-    return undefined;
+  if (answer.status !== 200) {
+    // README: 504 (and any 500) leave a write's outcome unknown; every other failure (400, 409, 503) applied nothing.
+    return answer.status === 504 || (answer.status >= 500 && answer.status !== 503) ? { kind: "unknown", answer } : { kind: "failed", answer };
+  }
+  if (input.kind === "backup") {
+    return { kind: "ok", output: { values: registerRowsOf(answer.text) }, answer };
+  }
+  const first = (answer.body as RqliteResults).results?.[0];
+  if (first === undefined || first.error !== undefined) {
+    return { kind: "failed", answer };
   }
   switch (input.kind) {
     case "read": {
       const row = first.values?.[0];
-      return { value: row === undefined ? null : String(row[0]) };
+      return { kind: "ok", output: { value: row === undefined ? null : String(row[0]) }, answer };
     }
     case "write":
-      return {};
+      return { kind: "ok", output: {}, answer };
     case "cas":
-      return { ok: first.rows_affected === 1 };
+      return { kind: "ok", output: { ok: first.rows_affected === 1 }, answer };
   }
 }
 
-async function runClient(options: { baseUrl: string; readLevel: string; clientId: number; keys: number; until: number; random: () => number; history: HistoryRecorder<RegisterInput, RegisterOutput>; lastValues: Map<string, string> }): Promise<void> {
+/** The rows of table reg in a SQL dump: INSERT INTO reg VALUES('k1','c2-7'); (values through SQLite's quote()). */
+export function registerRowsOf(dump: string): Record<string, string> {
+  const rows: Record<string, string> = {};
+  const insert = /^INSERT INTO "?reg"?(?:\([^)]*\))? VALUES\('((?:[^']|'')*)','((?:[^']|'')*)'\);$/gm;
+  for (const match of dump.matchAll(insert)) {
+    rows[(match[1] as string).replaceAll("''", "'")] = (match[2] as string).replaceAll("''", "'");
+  }
+  return rows;
+}
+
+function errorOf(answer: HttpAnswer | undefined): string {
+  if (answer === undefined) return "no answer";
+  const body = answer.body as RqliteResults;
+  return (body.error ?? body.results?.[0]?.error ?? answer.text.slice(0, 200)) || `HTTP ${answer.status}`;
+}
+
+/** Collects operations with ids and times relative to the run's start. */
+class RunHistory {
+  readonly operations: HistoryOperation[] = [];
+  private readonly startedMs = performance.now();
+
+  now(): number {
+    return Math.round((performance.now() - this.startedMs) * 1000) / 1000;
+  }
+
+  record(client: number, input: HistoryInput, call: number, outcome: Outcome): HistoryOperation {
+    const answer = outcome.answer;
+    const op: HistoryOperation = {
+      id: this.operations.length,
+      client,
+      call,
+      return: outcome.kind === "unknown" && input.kind !== "read" && input.kind !== "backup" ? null : this.now(),
+      input,
+      output: outcome.kind === "ok" ? outcome.output : null,
+      unknown: outcome.kind === "unknown" && input.kind !== "read" && input.kind !== "backup",
+      ...(answer?.node === undefined ? {} : { node: answer.node }),
+      ...(answer?.raftIndex === undefined ? {} : { raftIndex: answer.raftIndex }),
+      ...(answer === undefined ? {} : { status: answer.status }),
+      ...(outcome.kind === "ok" ? {} : { error: errorOf(answer) }),
+    };
+    this.operations.push(op);
+    return op;
+  }
+}
+
+interface ClientOptions {
+  readonly baseUrl: string;
+  readonly clientId: number;
+  readonly keys: number;
+  readonly until: number;
+  readonly random: () => number;
+  readonly history: RunHistory;
+  readonly lastValues: Map<string, string>;
+  readonly readModes: readonly ReadMode[];
+}
+
+async function runClient(options: ClientOptions): Promise<void> {
   let seq = 0;
+  let lastWrite: HistoryOperation | undefined;
   while (Date.now() < options.until) {
     const key = `k${Math.floor(options.random() * options.keys)}`;
     const dice = options.random();
     const value = `c${options.clientId}-${seq++}`;
     const seen = options.lastValues.get(key);
-    const input: RegisterInput =
-      dice < 0.45 ? { kind: "read", key } : dice < 0.8 || seen === undefined ? { kind: "write", key, value } : { kind: "cas", key, from: seen, to: value };
-    const handle = options.history.invoke(options.clientId, input, performance.now());
-    const output = await perform(options.baseUrl, input, `lin-${options.clientId}-${seq}`, options.readLevel);
-    if (output === "refused" || output === undefined) {
-      // Recorded as "unknown outcome": for a read that constrains nothing; for a refused write it is conservative.
-      options.history.indeterminate(handle);
-      continue;
+    let input: HistoryInput;
+    if (dice < 0.5) {
+      const level = options.readModes[Math.floor(options.random() * options.readModes.length)] as ReadMode;
+      input =
+        level === "read-your-writes" && lastWrite?.raftIndex !== undefined && lastWrite.input.kind !== "read" && lastWrite.input.kind !== "backup"
+          ? { kind: "read", key: lastWrite.input.key, level, minRaftIndex: lastWrite.raftIndex, afterWrite: lastWrite.id }
+          : { kind: "read", key, level: level === "read-your-writes" ? "linearizable" : level };
+    } else {
+      input = dice < 0.8 || seen === undefined ? { kind: "write", key, value } : { kind: "cas", key, from: seen, to: value };
     }
-    options.history.complete(handle, output, performance.now());
-    if (input.kind === "read" && output.value !== undefined && output.value !== null) options.lastValues.set(key, output.value);
+    const callAt = options.history.now();
+    const outcome = await perform(options.baseUrl, input, `lin-${options.clientId}-${seq}`);
+    const op = options.history.record(options.clientId, input, callAt, outcome);
+    if (outcome.kind !== "ok") continue;
+    if (input.kind === "read" && "value" in outcome.output && outcome.output.value !== null) options.lastValues.set(input.key, outcome.output.value);
+    if (input.kind === "write" || (input.kind === "cas" && "ok" in outcome.output && outcome.output.ok)) lastWrite = op;
+  }
+}
+
+/** Takes a backup every one to two seconds. */
+async function runBackups(options: { baseUrl: string; clientId: number; until: number; random: () => number; history: RunHistory }): Promise<void> {
+  while (Date.now() < options.until) {
+    await new Promise((done) => setTimeout(done, 1_000 + options.random() * 1_000));
+    const callAt = options.history.now();
+    const outcome = await perform(options.baseUrl, { kind: "backup" }, "");
+    options.history.record(options.clientId, { kind: "backup" }, callAt, outcome);
   }
 }
 
@@ -178,26 +287,37 @@ export async function runLinearizability(options: LinRunOptions): Promise<LinRun
       return created?.status === 200 ? true : undefined;
     });
     const random = seededRandom(options.seed);
-    const history = new HistoryRecorder<RegisterInput, RegisterOutput>();
+    const history = new RunHistory();
+    const startedAt = new Date().toISOString();
     const lastValues = new Map<string, string>();
     const until = Date.now() + options.seconds * 1_000;
     const actions: string[] = [];
-    log(`linearizability run: seed ${options.seed}, ${options.clients} clients, ${options.keys} keys, ${options.seconds} s, nemesis on`);
+    const readModes: readonly ReadMode[] = options.staleReads === true ? ["none"] : READ_MODES;
+    log(`linearizability run: seed ${options.seed}, ${options.clients} clients + 1 taking backups, ${options.keys} keys, ${options.seconds} s, nemesis on`);
     await Promise.all([
-      ...Array.from({ length: options.clients }, (_, clientId) => runClient({ baseUrl, readLevel: options.readLevel ?? "linearizable", clientId, keys: options.keys, until, random: seededRandom(options.seed * 31 + clientId), history, lastValues })),
+      ...Array.from({ length: options.clients }, (_, clientId) =>
+        runClient({ baseUrl, clientId, keys: options.keys, until, random: seededRandom(options.seed * 31 + clientId), history, lastValues, readModes }),
+      ),
+      runBackups({ baseUrl, clientId: options.clients, until, random: seededRandom(options.seed * 31 + options.clients), history }),
       runNemesis({ baseUrl, until, random, actions }),
     ]);
-    const operations = history.operations();
-    const result = checkLinearizability(registerModel, operations, { maxSteps: 20_000_000 });
-    const indeterminate = operations.filter((op) => op.output === undefined).length;
+    const operations = history.operations;
+    if (options.historyFile !== undefined) {
+      writeHistoryFile(options.historyFile, { format: HISTORY_FORMAT, seed: options.seed, startedAt, model: "register-per-key", operations });
+      log(`history: ${operations.length} operations written to ${options.historyFile}`);
+    }
+    const checks = checkRun(operations, { alsoLinearizable: options.staleReads === true ? ["none"] : [] });
+    const writes = operations.filter((op) => op.input.kind === "write" || op.input.kind === "cas");
     return {
-      verdict: result.verdict,
+      verdict: checks.verdict,
       operations: operations.length,
-      ok: operations.length - indeterminate,
-      failed: operations.filter((op) => op.input.kind === "cas" && op.output?.ok === false).length,
-      indeterminate,
+      ok: operations.filter((op) => op.output !== null).length,
+      failed: writes.filter((op) => !op.unknown && op.output === null).length,
+      indeterminate: writes.filter((op) => op.unknown).length,
+      checked: checks.checked,
+      problems: checks.problems,
       nemesisActions: actions,
-      ...(result.detail === undefined ? {} : { detail: result.detail }),
+      ...(checks.detail === undefined ? {} : { detail: checks.detail }),
     };
   } finally {
     await server.stop();
@@ -212,8 +332,17 @@ function parseArgs(argv: readonly string[]): LinRunOptions {
     if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`--${name} needs a non-negative integer`);
     return parsed;
   };
-  const readLevel = argv.includes("--stale-reads") ? ("none" as const) : ("linearizable" as const);
-  return { readLevel, seconds: value("seconds", 20), clients: value("clients", 6), keys: value("keys", 4), seed: value("seed", Date.now() % 1_000_000) };
+  const historyAt = argv.indexOf("--history");
+  const historyFile = historyAt < 0 ? undefined : argv[historyAt + 1];
+  if (historyAt >= 0 && (historyFile === undefined || historyFile.startsWith("--"))) throw new Error("--history needs a file name");
+  return {
+    staleReads: argv.includes("--stale-reads"),
+    seconds: value("seconds", 20),
+    clients: value("clients", 6),
+    keys: value("keys", 4),
+    seed: value("seed", Date.now() % 1_000_000),
+    ...(historyFile === undefined ? {} : { historyFile: resolve(historyFile) }),
+  };
 }
 
 if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
@@ -221,7 +350,8 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
   runLinearizability(options)
     .then((result) => {
       console.log(`nemesis: ${result.nemesisActions.join(", ")}`);
-      console.log(`operations ${result.operations} (completed ${result.ok}, unknown outcome ${result.indeterminate}, cas failed ${result.failed})`);
+      console.log(`operations ${result.operations} (answered ${result.ok}; writes: unknown outcome ${result.indeterminate}, failed ${result.failed})`);
+      console.log(`checked: ${Object.entries(result.checked).map(([what, count]) => `${what} ${count}`).join(", ")}`);
       if (result.detail !== undefined) console.log(result.detail);
       console.log(`verdict: ${result.verdict} (seed ${options.seed})`);
       process.exit(result.verdict === "linearizable" ? 0 : 1);
