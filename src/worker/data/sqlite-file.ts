@@ -64,7 +64,7 @@ export async function sqliteFileFromDump(dump: string, limits: SqliteFileLimits)
   const sqlJs = await loadSqlJs();
   const db = new sqlJs.Database();
   try {
-    guard(db, limits);
+    runOrExplain(() => guard(db, limits), "the database cannot be written as a SQLite file");
     runOrExplain(() => db.exec(dump), "the database cannot be written as a SQLite file");
     const file = runOrExplain(() => db.export(), "the database cannot be written as a SQLite file");
     if (file.length > limits.maxFileBytes) {
@@ -88,8 +88,12 @@ export async function dumpFromSqliteFile(file: Uint8Array, limits: SqliteFileLim
   const sqlJs = await loadSqlJs();
   const db = openImage(sqlJs, image);
   try {
-    guard(db, limits);
-    runOrExplain(() => checkIntegrity(db), "the file is not a readable SQLite database");
+    runOrExplain(() => {
+      guard(db, limits);
+      // Reading a file never writes it: a hostile schema gets no chance to either.
+      db.exec("PRAGMA query_only=ON;");
+      checkIntegrity(db);
+    }, "the file is not a readable SQLite database");
     runOrExplain(() => checkSchema(db), "the file's schema cannot be read");
     runOrExplain(() => checkStatementCount(db, limits.maxStatements), "the file's tables cannot be read");
     try {
@@ -106,8 +110,8 @@ export async function dumpFromSqliteFile(file: Uint8Array, limits: SqliteFileLim
 }
 
 /**
- * The header fields SQLite itself insists on (https://www.sqlite.org/fileformat.html, section 1.3), checked before
- * the library sees the bytes. Returns a copy; a WAL-mode file (rqlite's backups are) is switched to rollback mode:
+ * The header fields SQLite itself insists on (the database header of its file format: page size, format versions,
+ * payload fractions), checked before the library sees the bytes. Returns a copy; a WAL-mode file (rqlite's backups are) is switched to rollback mode:
  * the upload is the main file alone, which is complete once checkpointed, and an in-memory database has no WAL.
  */
 function checkedImage(file: Uint8Array): Uint8Array {
@@ -142,7 +146,7 @@ function openImage(sqlJs: SqlJsStatic, image: Uint8Array): SqlJsDatabase {
   return runOrExplain(() => new sqlJs.Database(image), "the file cannot be opened as a SQLite database");
 }
 
-/** Bounds SQLite's memory and keeps a hostile file's schema from running functions or writing. */
+/** Bounds SQLite's memory, keeps a hostile schema from calling functions, and checks every cell's size as it reads. */
 function guard(db: SqlJsDatabase, limits: SqliteFileLimits): void {
   db.exec(`PRAGMA hard_heap_limit=${limits.maxHeapBytes}; PRAGMA trusted_schema=OFF; PRAGMA cell_size_check=ON;`);
 }
@@ -150,7 +154,6 @@ function guard(db: SqlJsDatabase, limits: SqliteFileLimits): void {
 const MAX_INTEGRITY_PROBLEMS = 5;
 
 function checkIntegrity(db: SqlJsDatabase): void {
-  db.exec("PRAGMA query_only=ON;");
   const problems = rowsOf(db, `PRAGMA integrity_check(${MAX_INTEGRITY_PROBLEMS})`).map(([problem]) => String(problem));
   if (problems.length !== 1 || problems[0] !== "ok") {
     throw new SqliteFileError("invalid", `the SQLite file is damaged (integrity_check: ${problems.join("; ")})`);
