@@ -1,29 +1,30 @@
-// The invariants, checked from outside the code under test: only what the shell persisted, applied and observed
-// through the public API counts. Raft's Figure 3 properties, plus what a client is promised, plus the replica
-// status machine checked against a transition table written here, independently of the core.
+// The invariants, checked from outside the code under test: only what the runtime persisted (its KV store), applied
+// (its SQL state machine) and reports through its public API counts. Raft's Figure 3 properties, plus what a client
+// is promised.
 
-import type { LogEntry, NodeId, NodeStatus, RaftEvent, ReplicaStatus, SnapshotMeta } from "../../src/replication/types.js";
-import type { SimNode } from "./cluster.js";
+import type { HardState, LogEntry, NodeId, NodeStatus, SnapshotMeta } from "../../src/replication/types.js";
+
+/** A node as the checkers see it: its persisted log and hard state, and its state machine's user data. */
+export interface NodeView {
+  readonly id: NodeId;
+  /** The in-memory incarnation: a restarted node may legitimately forget its volatile state. */
+  readonly incarnation: number;
+  readonly store: {
+    readonly hardState: HardState;
+    readonly snapshot: { readonly meta: Pick<SnapshotMeta, "index" | "term"> } | null;
+    readonly entries: readonly LogEntry[];
+    readonly kv: ReadonlyMap<string, string>;
+  };
+  lastIndex(): number;
+  entryAt(index: number): LogEntry | null;
+  termAt(index: number): number | null;
+}
 
 export interface Violation {
   readonly kind: string;
   readonly detail: string;
   readonly atMs: number;
 }
-
-/** Which replica-status changes make sense (null: the leader starts tracking the replica). */
-export const REPLICA_STATUS_TRANSITIONS: ReadonlyMap<ReplicaStatus | null, ReadonlySet<ReplicaStatus>> = new Map<ReplicaStatus | null, ReadonlySet<ReplicaStatus>>([
-  // A new leader has seen no replica catch up yet.
-  [null, new Set<ReplicaStatus>(["JOINING"])],
-  // Not caught up yet: it catches up, or contact fails (reported failures first, or silence).
-  ["JOINING", new Set<ReplicaStatus>(["ONLINE", "RECONNECTING", "OFFLINE"])],
-  // Caught up: it falls behind, or contact fails. It never goes back to JOINING (checked separately too).
-  ["ONLINE", new Set<ReplicaStatus>(["LAGGING", "RECONNECTING", "OFFLINE"])],
-  ["LAGGING", new Set<ReplicaStatus>(["ONLINE", "RECONNECTING", "OFFLINE"])],
-  // Contact is back: where it stands depends on whether it ever caught up and on its lag; or silence follows.
-  ["RECONNECTING", new Set<ReplicaStatus>(["JOINING", "ONLINE", "LAGGING", "OFFLINE"])],
-  ["OFFLINE", new Set<ReplicaStatus>(["JOINING", "ONLINE", "LAGGING", "RECONNECTING"])],
-]);
 
 interface RegisteredEntry {
   readonly content: string;
@@ -68,11 +69,7 @@ export class Checkers {
   private readonly commitMarked = new Map<NodeId, number>();
   /** Per node: the (role, term) seen last in this incarnation. */
   private readonly lastSeen = new Map<NodeId, { role: NodeStatus["role"]; term: number; incarnation: number }>();
-  /** Per leader node: the last replica status reported for each peer during the current leadership. */
-  private readonly replicaStatus = new Map<NodeId, Map<NodeId, ReplicaStatus>>();
   private readonly currentLeaders = new Map<NodeId, number>();
-  /** Per leader node: the replicas that reached ONLINE or LAGGING during the current leadership. */
-  private readonly caughtUp = new Map<NodeId, Set<NodeId>>();
   checksRun = 0;
 
   constructor(private readonly nowMs: () => number) {}
@@ -93,7 +90,7 @@ export class Checkers {
   // Persisted logs.
 
   /** After a node persisted: Log Matching over everything ever persisted, terms never decrease along a log. */
-  checkPersistedLog(node: SimNode, touchedFromIndex: number | null): void {
+  checkPersistedLog(node: NodeView, touchedFromIndex: number | null): void {
     this.checksRun += 1;
     const entries = node.store.entries;
     const first = entries[0];
@@ -121,7 +118,7 @@ export class Checkers {
     }
   }
 
-  private registerEntry(node: SimNode, entry: LogEntry, previousTerm: number): void {
+  private registerEntry(node: NodeView, entry: LogEntry, previousTerm: number): void {
     const key = `${entry.index}:${entry.term}`;
     const content = entryContent(entry);
     const known = this.registry.get(key);
@@ -137,7 +134,7 @@ export class Checkers {
   }
 
   /** Leader Append-Only: a leader never truncates or overwrites its own log. */
-  checkLeaderAppendOnly(node: SimNode, leaderTermBefore: number | null, ready: { truncateFrom: number | null; firstNewIndex: number | null; installsSnapshot: boolean }, lastIndexBefore: number): void {
+  checkLeaderAppendOnly(node: NodeView, leaderTermBefore: number | null, ready: { truncateFrom: number | null; firstNewIndex: number | null; installsSnapshot: boolean }, lastIndexBefore: number): void {
     if (leaderTermBefore === null) return;
     const { truncateFrom, firstNewIndex } = ready;
     if (ready.installsSnapshot) this.fail("leader append-only", `${node.id}, leader of term ${leaderTermBefore}, installs a snapshot over its log`);
@@ -150,7 +147,7 @@ export class Checkers {
   }
 
   /** Folds a node's persisted commit index into the committed set. */
-  noteCommitIndex(node: SimNode): void {
+  noteCommitIndex(node: NodeView): void {
     const commit = node.store.hardState.commit;
     const from = (this.commitMarked.get(node.id) ?? 0) + 1;
     const upTo = Math.min(commit, node.lastIndex());
@@ -165,7 +162,7 @@ export class Checkers {
     if (upTo >= from) this.commitMarked.set(node.id, upTo);
   }
 
-  private markCommitted(node: SimNode, index: number, term: number, content: string | null): void {
+  private markCommitted(node: NodeView, index: number, term: number, content: string | null): void {
     const knownBy = node.store.hardState.term;
     const known = this.committed.get(index);
     if (known !== undefined) {
@@ -176,7 +173,7 @@ export class Checkers {
       if (knownBy >= known.knownCommittedByTerm) return;
       known.knownCommittedByTerm = knownBy;
     } else {
-      this.committed.set(index, { term, content: content ?? "", knownCommittedByTerm: knownBy });
+      this.committed.set(index, { term, content: content ?? this.registry.get(`${index}:${term}`)?.content ?? "", knownCommittedByTerm: knownBy });
     }
     // Leader Completeness, for leaders already in office when this commitment became known.
     for (const [leader, leaderTerm] of this.currentLeaders) {
@@ -184,7 +181,7 @@ export class Checkers {
     }
   }
 
-  private leaderNodes = new Map<NodeId, SimNode>();
+  private leaderNodes = new Map<NodeId, NodeView>();
 
   private expectInLeaderLog(leaderId: NodeId, leaderTerm: number, index: number, term: number): void {
     const leader = this.leaderNodes.get(leaderId);
@@ -201,7 +198,7 @@ export class Checkers {
   // Roles.
 
   /** After every step that touched a node: Election Safety, term monotonicity, Leader Completeness at election. */
-  observeStatus(node: SimNode, status: NodeStatus): void {
+  observeStatus(node: NodeView, status: NodeStatus): void {
     this.checksRun += 1;
     if (status.id !== node.id) this.fail("status", `${node.id} reports id ${status.id}`);
     const seen = this.lastSeen.get(node.id);
@@ -228,102 +225,54 @@ export class Checkers {
     }
   }
 
-  forgetNode(node: SimNode): void {
+  forgetNode(node: NodeView): void {
     this.currentLeaders.delete(node.id);
     this.leaderNodes.delete(node.id);
-    this.replicaStatus.delete(node.id);
-    this.caughtUp.delete(node.id);
-  }
-
-  /**
-   * Replica-status events: against the transition table, against the previous event for the same replica, against
-   * "a replica that caught up in this leadership is never JOINING again", and the last one per replica against the
-   * leader's own view in status() (taken when the Ready was produced).
-   */
-  observeEvents(node: SimNode, events: readonly RaftEvent[], status: NodeStatus | null): void {
-    const reported = new Map<NodeId, ReplicaStatus>();
-    for (const event of events) {
-      // A leadership ends with any of these; its replica statuses end with it. (The core reports a new leader's
-      // first replica statuses before its becameLeader event, so that one resets nothing.)
-      if (event.kind === "becameFollower" || event.kind === "becameCandidate" || event.kind === "becamePreCandidate") {
-        this.replicaStatus.delete(node.id);
-        this.caughtUp.delete(node.id);
-        reported.clear();
-        continue;
-      }
-      if (event.kind !== "replicaStatus") continue;
-      reported.set(event.peer, event.to);
-      let perPeer = this.replicaStatus.get(node.id);
-      if (perPeer === undefined) {
-        perPeer = new Map();
-        this.replicaStatus.set(node.id, perPeer);
-      }
-      let caughtUp = this.caughtUp.get(node.id);
-      if (caughtUp === undefined) {
-        caughtUp = new Set();
-        this.caughtUp.set(node.id, caughtUp);
-      }
-      if (event.to === "ONLINE" || event.to === "LAGGING") caughtUp.add(event.peer);
-      else if (event.to === "JOINING" && caughtUp.has(event.peer)) {
-        this.fail("replica status", `${node.id} reports ${event.peer} JOINING again although it caught up earlier in this leadership`);
-      }
-      const previous = perPeer.get(event.peer) ?? null;
-      if (event.from !== previous) {
-        this.fail("replica status", `${node.id} reports ${event.peer} ${event.from ?? "null"} -> ${event.to}, but its last report was ${previous ?? "none"}`);
-      }
-      const allowed = REPLICA_STATUS_TRANSITIONS.get(event.from);
-      if (allowed === undefined || !allowed.has(event.to)) {
-        this.fail("replica status", `${node.id} reports ${event.peer} ${event.from ?? "null"} -> ${event.to}, not a valid transition`);
-      }
-      if (event.peer === node.id) this.fail("replica status", `${node.id} reports a status for itself`);
-      perPeer.set(event.peer, event.to);
-    }
-    if (status === null || status.role !== "leader") return;
-    for (const [peer, to] of reported) {
-      const view = status.replicas.find((replica) => replica.id === peer);
-      if (view !== undefined && view.status !== to) {
-        this.fail("replica status", `${node.id}'s last event says ${peer} is ${to}, its status() says ${view.status}`);
-      }
-    }
   }
 
   // -------------------------------------------------------------------------------------------------------------
   // State machines.
 
   /** State Machine Safety: every node applies the same entry at each index, and reaches the same state. */
-  observeApplied(node: SimNode, entry: LogEntry): void {
+  observeApplied(node: NodeView, entry: LogEntry, applied: boolean): void {
     this.checksRun += 1;
     const persisted = node.entryAt(entry.index);
     if (persisted === null || persisted.term !== entry.term || entryContent(persisted) !== entryContent(entry)) {
       this.fail("apply", `${node.id} applies ${entry.index}:${entry.term} which is not the entry in its persisted log (${persisted === null ? "none" : `${persisted.index}:${persisted.term}`})`);
     }
     this.markCommitted(node, entry.index, entry.term, entryContent(entry));
-    this.expectState(node, entry.index, stateDigest(node.store.kv), "after applying");
+    // A state machine ahead of its log (it installed a later image) skips the entry: its state is not the one at it.
+    if (applied) this.expectState(node, entry.index, stateDigest(node.store.kv), "after applying");
   }
 
-  observeSnapshotInstalled(node: SimNode, meta: SnapshotMeta): void {
+  observeSnapshotInstalled(node: NodeView, meta: { readonly index: number; readonly term: number; readonly appliedIndex: number }): void {
     this.markCommitted(node, meta.index, meta.term, null);
-    this.expectState(node, meta.index, stateDigest(node.store.kv), "after installing a snapshot");
+    // The image may be later than the snapshot's index: the state is the one at the image's applied index.
+    this.expectState(node, meta.appliedIndex, stateDigest(node.store.kv), "after installing a snapshot");
     const marked = this.commitMarked.get(node.id) ?? 0;
     if (meta.index > marked) this.commitMarked.set(node.id, meta.index);
   }
 
-  observeCompacted(node: SimNode, meta: SnapshotMeta): void {
-    this.expectState(node, meta.index, stateDigest(node.store.kv), "when compacting");
-  }
-
-  private expectState(node: SimNode, index: number, digest: string, when: string): void {
+  private expectState(node: NodeView, index: number, digest: string, when: string): void {
     const known = this.stateAtIndex.get(index);
     if (known === undefined) this.stateAtIndex.set(index, digest);
     else if (known !== digest) this.fail("state machine safety", `${node.id}'s state at ${index} ${when} is ${digest}, another node had ${known}`);
   }
 
-  /** The end of a run: every acknowledged write is still committed at its index with its term. */
-  checkAcknowledged(acknowledged: readonly { index: number; term: number; what: string }[]): void {
+  /**
+   * The end of a run: every acknowledged write is in the committed log. An entry carries its request id, so a
+   * write is found by it (a retry answered from the dedup table names no index of its own). The same id may be
+   * committed twice (a resend proposed before the first copy committed): applying deduplicates it, and the
+   * linearizability check sees any second effect.
+   */
+  checkAcknowledged(acknowledged: readonly { readonly requestId: string; readonly what: string }[], entryIds: (content: string) => readonly string[]): void {
+    const committedIds = new Set<string>();
+    for (const entry of this.committed.values()) {
+      for (const id of entryIds(entry.content)) committedIds.add(id);
+    }
     for (const ack of acknowledged) {
-      const committedTerm = this.committedTermAt(ack.index);
-      if (committedTerm !== ack.term) {
-        this.fail("acknowledged write lost", `${ack.what} was acknowledged at ${ack.index}:${ack.term}, committed there: ${committedTerm ?? "nothing"}`);
+      if (!committedIds.has(ack.requestId)) {
+        this.fail("acknowledged write lost", `${ack.what} (request ${ack.requestId}) was acknowledged but no committed entry carries it`);
       }
     }
   }

@@ -14,9 +14,10 @@ interface CliOptions {
   steps: number | null;
   verbose: boolean;
   bug: BugName | null;
+  storageErrorsEverywhere: boolean;
 }
 
-const USAGE = "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--verbose] [--bug " + Object.keys(BUG_SCENARIOS).join("|") + "]";
+const USAGE = "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--verbose] [--storage-errors-everywhere] [--bug " + Object.keys(BUG_SCENARIOS).join("|") + "]";
 
 function parseInteger(flag: string, text: string | undefined, min: number): number {
   const value = Number(text);
@@ -25,7 +26,7 @@ function parseInteger(flag: string, text: string | undefined, min: number): numb
 }
 
 function parseArguments(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seed: null, seeds: null, from: null, steps: null, verbose: false, bug: null };
+  const options: CliOptions = { seed: null, seeds: null, from: null, steps: null, verbose: false, bug: null, storageErrorsEverywhere: false };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
     switch (flag) {
@@ -40,6 +41,9 @@ function parseArguments(argv: readonly string[]): CliOptions {
         break;
       case "--steps":
         options.steps = parseInteger(flag, argv[++i], 1);
+        break;
+      case "--storage-errors-everywhere":
+        options.storageErrorsEverywhere = true;
         break;
       case "--verbose":
         options.verbose = true;
@@ -66,8 +70,12 @@ function simOptions(cli: CliOptions, seed: number, onTraceLine?: (line: string) 
   const bug = cli.bug === null ? null : BUG_SCENARIOS[cli.bug];
   return {
     seed,
-    ...(cli.steps !== null ? { steps: cli.steps } : bug !== null ? { steps: bug.steps } : {}),
-    ...(bug !== null ? { bugs: bug.bugs, adjustScenario: (scenario: Scenario, random: Prng) => bug.adjustScenario(scenario, random, true) } : {}),
+    ...(cli.steps !== null ? { steps: cli.steps } : {}),
+    ...(bug !== null ? { bugs: bug.bugs } : {}),
+    adjustScenario: (drawn: Scenario, random: Prng) => {
+      const scenario = bug === null ? drawn : bug.adjustScenario(drawn, random);
+      return cli.storageErrorsEverywhere ? { ...scenario, faults: { ...scenario.faults, storageErrors: true, storageErrorsEverywhere: true } } : scenario;
+    },
     ...(onTraceLine !== undefined ? { onTraceLine } : {}),
   };
 }
@@ -76,21 +84,25 @@ function replayCommand(cli: CliOptions, seed: number): string {
   const parts = ["npm run sim --", "--seed", String(seed)];
   if (cli.steps !== null) parts.push("--steps", String(cli.steps));
   if (cli.bug !== null) parts.push("--bug", cli.bug);
+  if (cli.storageErrorsEverywhere) parts.push("--storage-errors-everywhere");
   return parts.join(" ");
 }
 
 function summarize(result: SimResult): string {
   const lincheck = result.lincheck === null ? "not run" : `${result.lincheck.verdict} (${result.lincheck.operations} ops, ${result.lincheck.steps} search steps)`;
+  const stats = result.stats;
+  const faults = Object.entries(stats.faults).filter(([, count]) => count > 0).map(([kind, count]) => `${kind} ${count}`).join(", ") || "none";
   return [
     `seed ${result.seed}: ${result.violations.length === 0 ? "ok" : "FAILED"}, ${result.steps} steps (${result.safetySteps} safety, ${result.livenessSteps} liveness), ${result.simulatedMs}ms simulated`,
-    `  liveness converged in ${result.livenessMs === null ? "-" : `${result.livenessMs}ms`}; faults ${result.stats.faults}, crashes ${result.stats.crashes}, elections ${result.stats.elections}, snapshots installed ${result.stats.snapshotsInstalled}`,
-    `  messages delivered ${result.stats.messagesDelivered}, dropped ${result.stats.messagesDropped}; committed entries ${result.stats.committedEntries}; operations ${result.stats.operations} (acknowledged writes ${result.stats.acknowledged}, unchecked reads ${result.stats.uncheckedReads})`,
+    `  liveness: the healed majority made progress in ${result.livenessMs === null ? "-" : `${result.livenessMs}ms`}; faults: ${faults}; runtimes discarded ${stats.runtimeDiscards}; elections ${stats.elections}`,
+    `  RPCs delivered ${stats.messagesDelivered} (duplicates ${stats.duplicatesDelivered}), dropped ${stats.messagesDropped}, answers lost ${stats.answersLost}; committed entries ${stats.committedEntries}`,
+    `  operations ${stats.operations} (acknowledged writes ${stats.acknowledged}, resent with the same id ${stats.clientRetriesSameId}); reads ok by level ${JSON.stringify(stats.readsByLevel)}`,
     `  linearizability: ${lincheck}; trace hash ${result.traceHash}`,
   ].join("\n");
 }
 
-function runOne(cli: CliOptions, seed: number): number {
-  const result = runSeed(simOptions(cli, seed, cli.verbose ? (line) => console.log(line) : undefined));
+async function runOne(cli: CliOptions, seed: number): Promise<number> {
+  const result = await runSeed(simOptions(cli, seed, cli.verbose ? (line) => console.log(line) : undefined));
   console.log(result.scenario);
   console.log(summarize(result));
   if (result.violations.length > 0) {
@@ -100,7 +112,7 @@ function runOne(cli: CliOptions, seed: number): number {
   return 0;
 }
 
-function runRange(cli: CliOptions, count: number): number {
+async function runRange(cli: CliOptions, count: number): Promise<number> {
   // The only clock read: choosing where a range starts when none was given (printed for replay).
   const from = cli.from ?? Date.now() % 1_000_000_000;
   console.log(`running ${count} seeds from ${from}${cli.bug === null ? "" : ` with bug ${cli.bug}`}`);
@@ -109,36 +121,54 @@ function runRange(cli: CliOptions, count: number): number {
   let failedSeeds = 0;
   let operations = 0;
   let steps = 0;
+  let firstFailing: number | null = null;
+  const faults: Record<string, number> = {};
+  const reads = { linearizable: 0, strong: 0, weak: 0, none: 0 };
+  let acknowledged = 0;
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
   for (let seed = from; seed < from + count; seed += 1) {
-    const result = runSeed(simOptions(cli, seed));
+    const result = await runSeed(simOptions(cli, seed));
     steps += result.steps;
     operations += result.lincheck?.operations ?? 0;
+    acknowledged += result.stats.acknowledged;
+    for (const [kind, value] of Object.entries(result.stats.faults)) faults[kind] = (faults[kind] ?? 0) + value;
+    for (const level of ["linearizable", "strong", "weak", "none"] as const) reads[level] += result.stats.readsByLevel[level];
     if (result.lincheck !== null) verdicts[result.lincheck.verdict] += 1;
     if (result.lincheck?.verdict === "unknown") unknownSeeds.push(seed);
     if (result.violations.length > 0) {
       violations += result.violations.length;
       failedSeeds += 1;
+      firstFailing ??= seed;
       console.log(formatFailure(result, replayCommand(cli, seed)));
+      if (cli.bug !== null) break;
     }
+    const done = seed - from + 1;
+    if (done % 100 === 0) console.log(`... ${done} seeds, ${((performance.now() - startedMs) / done).toFixed(0)}ms per seed, ${failedSeeds} failed`);
   }
+  const ran = steps === 0 ? 0 : Math.max(1, (firstFailing ?? from + count - 1) - from + 1);
   const elapsedMs = performance.now() - startedMs;
+  const seedsRun = cli.bug !== null && firstFailing !== null ? ran : count;
   console.log(`linearizability verdicts: ${verdicts.linearizable} linearizable, ${verdicts["not-linearizable"]} not linearizable, ${verdicts.unknown} unknown${unknownSeeds.length > 0 ? ` (seeds ${unknownSeeds.slice(0, 20).join(", ")})` : ""}`);
-  console.log(`failed seeds ${failedSeeds}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / count).toFixed(1)}ms per seed`);
-  console.log(`seeds ${count} (from ${from}), violations ${violations}, operations checked ${operations}, steps ${steps}`);
+  console.log(`faults injected: ${Object.entries(faults).map(([kind, value]) => `${kind} ${value} (${(value / seedsRun).toFixed(2)}/seed)`).join(", ")}`);
+  console.log(`operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}`);
+  console.log(`failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`);
+  console.log(`seeds ${seedsRun} (from ${from}), violations ${violations}, operations checked ${operations}, steps ${steps}`);
   return violations > 0 ? 1 : 0;
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const cli = parseArguments(argv);
   if (cli.seed !== null) return runOne(cli, cli.seed);
   return runRange(cli, cli.seeds ?? 100);
 }
 
-try {
-  process.exitCode = main(process.argv.slice(2));
-} catch (error) {
-  console.error(error instanceof Error ? error.message : String(error));
-  process.exitCode = 2;
-}
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    process.exitCode = 2;
+  },
+);

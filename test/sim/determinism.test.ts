@@ -1,16 +1,18 @@
-// One seed, one execution: the same seed twice gives the same trace, byte for byte (compared by hash), and a
-// different seed gives a different one (so the hash does depend on what happened).
+// One seed, one execution: the same seed twice gives the same trace, byte for byte (compared by hash), even though
+// every node runs the real NodeRuntime with promises, timers and SQLite underneath; a different seed gives a
+// different trace (so the hash does depend on what happened); and a failing seed fails the same way again.
 
 import { describe, expect, it } from "vitest";
-import { BUG_SCENARIOS } from "./bugs.js";
 import { Prng } from "./prng.js";
 import { runSeed, type Scenario } from "./run.js";
 
+const STEPS = 1500;
+
 describe("replay determinism", () => {
-  it("the same seed twice yields identical traces and results", () => {
-    for (const seed of [7, 123_456_789, 2 ** 40 + 3]) {
-      const first = runSeed({ seed, steps: 5000 });
-      const second = runSeed({ seed, steps: 5000 });
+  it("the same seed twice yields identical traces and results", async () => {
+    for (const seed of [7, 123_456_789]) {
+      const first = await runSeed({ seed, steps: STEPS });
+      const second = await runSeed({ seed, steps: STEPS });
       expect(second.traceHash).toBe(first.traceHash);
       expect(second.traceTail).toEqual(first.traceTail);
       expect(second.steps).toBe(first.steps);
@@ -19,21 +21,26 @@ describe("replay determinism", () => {
     }
   });
 
-  it("a failing seed replays to the same violation", () => {
-    const bug = BUG_SCENARIOS["keep-suffix"];
-    const options = { steps: bug.steps, bugs: bug.bugs, adjustScenario: (scenario: Scenario, random: Prng) => bug.adjustScenario(scenario, random, true) };
+  it("a failing seed replays to the same violation", async () => {
+    // Storage errors on SQL statements while applying (an open finding: see faults.ts) make seeds fail.
+    const options = {
+      steps: STEPS,
+      adjustScenario: (scenario: Scenario): Scenario => ({ ...scenario, faults: { ...scenario.faults, storageErrors: true, storageErrorsEverywhere: true, meanIntervalMs: 100 } }),
+    };
     let failing: number | null = null;
-    for (let seed = 1; seed <= 40 && failing === null; seed += 1) if (runSeed({ seed, ...options }).violations.length > 0) failing = seed;
+    for (let seed = 1; seed <= 20 && failing === null; seed += 1) if ((await runSeed({ seed, ...options })).violations.length > 0) failing = seed;
     expect(failing).not.toBeNull();
-    const first = runSeed({ seed: failing ?? 0, ...options });
-    const second = runSeed({ seed: failing ?? 0, ...options });
+    const first = await runSeed({ seed: failing ?? 0, ...options });
+    const second = await runSeed({ seed: failing ?? 0, ...options });
+    expect(first.violations.length).toBeGreaterThan(0);
     expect(second.violations).toEqual(first.violations);
     expect(second.traceHash).toBe(first.traceHash);
   });
 
-  it("different seeds yield different traces", () => {
-    const hashes = new Set([1, 2, 3, 4].map((seed) => runSeed({ seed, steps: 2000 }).traceHash));
-    expect(hashes.size).toBe(4);
+  it("different seeds yield different traces", async () => {
+    const hashes = new Set<string>();
+    for (const seed of [1, 2, 3]) hashes.add((await runSeed({ seed, steps: 500 })).traceHash);
+    expect(hashes.size).toBe(3);
   });
 
   it("the PRNG is a pure function of its seed, with independent forks", () => {

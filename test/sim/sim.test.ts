@@ -1,11 +1,13 @@
 // The simulator over a range of seeds that moves from run to run (SIM_FROM pins it), so that every CI run
-// explores new ground while any failure names its seed and replays exactly with `npm run sim -- --seed N`.
+// explores new ground while any failure names its seed and replays exactly with `npm run sim -- --seed N`. Each
+// seed runs the real NodeRuntime and SQL state machine on every node, so a seed costs about a second: `npm test`
+// runs a modest range, `npm run sim -- --seeds N --from S` the long ones.
 
 import { describe, expect, it } from "vitest";
 import { formatFailure, runSeed, type SimResult } from "./run.js";
 
-const SEEDS = 500;
-const CHUNKS = 5;
+const SEEDS = 40;
+const CHUNKS = 4;
 const SEEDS_PER_CHUNK = SEEDS / CHUNKS;
 
 function startSeed(): number {
@@ -35,10 +37,10 @@ const totals: Totals = { seeds: 0, steps: 0, operations: 0, unknown: [], failure
 describe(`simulator, seeds ${FROM}..${FROM + SEEDS - 1}`, () => {
   for (let chunk = 0; chunk < CHUNKS; chunk += 1) {
     const first = FROM + chunk * SEEDS_PER_CHUNK;
-    it(`seeds ${first}..${first + SEEDS_PER_CHUNK - 1} hold every invariant, converge when healed, and stay linearizable`, () => {
+    it(`seeds ${first}..${first + SEEDS_PER_CHUNK - 1} hold every invariant, make progress when a majority heals, and stay linearizable`, async () => {
       const failures: string[] = [];
       for (let seed = first; seed < first + SEEDS_PER_CHUNK; seed += 1) {
-        const result = runSeed({ seed });
+        const result = await runSeed({ seed });
         totals.seeds += 1;
         totals.steps += result.steps;
         totals.operations += result.lincheck?.operations ?? 0;
@@ -61,7 +63,7 @@ describe(`simulator, seeds ${FROM}..${FROM + SEEDS - 1}`, () => {
         `${totals.unknown.length} linearizability verdicts unknown${totals.unknown.length > 0 ? ` (seeds ${totals.unknown.join(", ")})` : ""}`,
     );
     expect(totals.seeds).toBe(SEEDS);
-    expect(totals.operations).toBeGreaterThan(SEEDS * 20);
+    expect(totals.operations).toBeGreaterThan(SEEDS * 10);
     expect(totals.steps).toBeGreaterThan(SEEDS * 1000);
     // "unknown" is reported, never counted as a pass silently: allow it only rarely.
     expect(totals.unknown.length).toBeLessThanOrEqual(Math.ceil(SEEDS / 100));

@@ -1,161 +1,113 @@
-// Clients and their history. Each client runs one operation at a time against the node it believes leads:
-// writes and compare-and-set through the log, reads at four consistency levels. Only what a client could know
-// counts: an operation is acknowledged when its node applies (index, term); it definitely failed only when a
-// different entry was applied at that index; anything else (a crash, a timeout) leaves it indeterminate.
+// Clients and their history. Each client runs one operation at a time against a node, the way a user of the data
+// API does: writes and compare-and-set as SQL writes to a `kv` table, reads as SQL queries at every consistency
+// level. A client believes what the node answers: a write answered with an error is a definite failure unless the
+// answer says its outcome is unknown (TIMEOUT, OUTCOME_UNKNOWN) or no answer came at all; then it resends the
+// write, with the same request id, elsewhere. So a node that reports a possibly-applied write as failed produces a
+// history that is not linearizable.
 
-import type { Operation, RegisterInput, RegisterOutput } from "../lincheck/index.js";
-import type { LogEntry, Membership, NodeId, ProposalError } from "../../src/replication/types.js";
-import type { Cluster, SimNode } from "./cluster.js";
+import type { RegisterInput, RegisterOutput } from "../lincheck/index.js";
+import type { ExecuteValue, NodeError, NodeResult, QueryValue } from "../../src/objects/api.js";
+import type { NodeId } from "../../src/replication/types.js";
+import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql.js";
 import type { Prng } from "./prng.js";
-
-/** What a normal log entry carries (JSON in LogEntry.data). */
-export type Command =
-  | { readonly op: "write"; readonly key: string; readonly value: string; readonly clientId: number; readonly opId: number }
-  | { readonly op: "cas"; readonly key: string; readonly from: string | null; readonly to: string; readonly clientId: number; readonly opId: number }
-  | { readonly op: "read"; readonly key: string; readonly clientId: number; readonly opId: number };
-
-export type ApplyResult =
-  | { readonly kind: "noop" }
-  | { readonly kind: "config"; readonly membership: Membership }
-  | { readonly kind: "write"; readonly opId: number }
-  | { readonly kind: "cas"; readonly opId: number; readonly ok: boolean }
-  | { readonly kind: "read"; readonly opId: number; readonly value: string | null }
-  | { readonly kind: "invalid"; readonly reason: string };
-
-/** The state machine: deterministic, so every replica reaches the same map from the same log. */
-export function applyEntry(kv: Map<string, string>, entry: LogEntry): ApplyResult {
-  if (entry.kind === "noop") return { kind: "noop" };
-  if (entry.kind === "config") {
-    try {
-      return { kind: "config", membership: JSON.parse(entry.data) as Membership };
-    } catch {
-      return { kind: "invalid", reason: `config entry ${entry.index} is not JSON` };
-    }
-  }
-  let command: Command;
-  try {
-    command = JSON.parse(entry.data) as Command;
-  } catch {
-    return { kind: "invalid", reason: `entry ${entry.index} is not JSON: ${entry.data.slice(0, 80)}` };
-  }
-  switch (command.op) {
-    case "write":
-      kv.set(command.key, command.value);
-      return { kind: "write", opId: command.opId };
-    case "cas": {
-      const ok = (kv.get(command.key) ?? null) === command.from;
-      if (ok) kv.set(command.key, command.to);
-      return { kind: "cas", opId: command.opId, ok };
-    }
-    case "read":
-      return { kind: "read", opId: command.opId, value: kv.get(command.key) ?? null };
-    default:
-      return { kind: "invalid", reason: `entry ${entry.index} has an unknown op` };
-  }
-}
 
 export type ReadLevel = "linearizable" | "strong" | "weak" | "none";
 
 export interface WorkloadOptions {
   readonly clients: number;
   readonly keys: number;
+  /** What a client asks the node for (the node's own deadline). */
   readonly timeoutMs: number;
   readonly maxThinkMs: number;
   /** Relative weights of the kinds of operation. */
   readonly mix: { readonly write: number; readonly cas: number; readonly linearizableRead: number; readonly strongRead: number; readonly weakRead: number; readonly noneRead: number };
-  /** Attempts at other nodes after a refusal, before the client gives the operation up. */
+  /** Attempts per operation (the first included). */
   readonly maxAttempts: number;
-  /** Chance that a client starts an operation at a random node rather than the leader it knows (reads near it). */
+  /** Back-off before the n-th retry: up to n times this (a router waits out an election the same way). */
+  readonly retryBackoffMs: number;
+  /** Chance that a client starts an operation at a random node rather than the leader it knows. */
   readonly roamProbability: number;
-  readonly localReadsOnBelievedLeader: boolean;
 }
+
+/** What a client sends to a node. */
+export type ClientCall =
+  | { readonly kind: "execute"; readonly request: SqlRequest; readonly timeoutMs: number }
+  | { readonly kind: "query"; readonly statements: readonly Statement[]; readonly level: ReadLevel; readonly timeoutMs: number };
+
+export type ClientAnswer = NodeResult<ExecuteValue> | NodeResult<QueryValue>;
 
 type OpState = "pending" | "ok" | "failed" | "indeterminate";
 
-/** One client operation and everything known about it. */
 export interface HistoryOp {
   readonly opId: number;
   readonly clientId: number;
   readonly input: RegisterInput;
   readonly level: ReadLevel | null;
+  readonly requestId: string | null;
   output: RegisterOutput | undefined;
   call: number;
   ret: number;
   state: OpState;
-  node: NodeId;
-  index: number | null;
-  term: number | null;
-  /** Sim time after which the client gives up waiting. */
-  deadlineMs: number;
-  context: string | null;
+  attempts: number;
+  /** The first attempt's start: the operation gives up this long after it. */
+  readonly startedAtMs: number;
 }
 
 interface Client {
   readonly id: number;
   target: NodeId | null;
   current: HistoryOp | null;
-  pendingInput: { input: RegisterInput; level: ReadLevel | null; attempts: number } | null;
+  /** The attempt in flight: its id and when the client stops waiting for its answer. */
+  attempt: { readonly id: number; readonly node: NodeId; readonly deadlineMs: number } | null;
   nextActionAtMs: number;
 }
 
-/** A proposal the core accepted: it must end committed or refused (another term at its index) by the end. */
-export interface AcceptedProposal {
-  readonly index: number;
-  readonly term: number;
-  readonly node: NodeId;
-  readonly what: string;
-  readonly acceptedAtMs: number;
-}
-
-interface FirstApply {
-  readonly term: number;
-  readonly result: ApplyResult;
-  readonly clock: number;
-}
-
 export interface WorkloadEnvironment {
-  readonly cluster: Cluster;
   readonly random: Prng;
   nowMs(): number;
   trace(text: string): void;
   mixIntoTrace(text: string): void;
   wakeClient(clientId: number, atMs: number): void;
-  /** Nodes that are up, for clients that need somewhere to go. */
-  liveMembers(): SimNode[];
-  afterInput(node: SimNode): void;
+  /** Sends one call; the answer comes back through Workload.onAnswer (or never). */
+  send(clientId: number, node: NodeId, call: ClientCall, attemptId: number): void;
+  /** Every node a client may call (members that are not down). */
+  reachableNodes(): NodeId[];
 }
+
+export const KV_TABLE_DDL = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)";
+/** Codes with which a node says a write may or may not have been applied. */
+const OUTCOME_UNKNOWN_CODES = new Set(["TIMEOUT", "OUTCOME_UNKNOWN"]);
+/** How long past the node's deadline a client waits for an answer before it counts it as lost. */
+const ANSWER_GRACE_MS = 50;
 
 export class Workload {
   readonly history: HistoryOp[] = [];
   readonly uncheckedReads: { level: ReadLevel; key: string; value: string | null; node: NodeId }[] = [];
-  readonly proposals: AcceptedProposal[] = [];
-  readonly acknowledged: { index: number; term: number; what: string }[] = [];
+  readonly acknowledged: { requestId: string; what: string }[] = [];
+  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, none: 0 };
   private readonly clients: Client[] = [];
-  private readonly byNodeIndex = new Map<string, HistoryOp[]>();
-  private readonly readsByContext = new Map<string, HistoryOp>();
-  private readonly firstApplies = new Map<number, FirstApply>();
   private readonly writtenValues = new Set<string>();
   private clock = 0;
   private nextOpId = 1;
+  private nextAttemptId = 1;
   private acceptingNewOps = true;
   refusals = 0;
-  timeouts = 0;
+  lostAnswers = 0;
+  retriesSameId = 0;
+  violations: { kind: string; detail: string }[] = [];
 
   constructor(
     private readonly options: WorkloadOptions,
     private readonly env: WorkloadEnvironment,
   ) {
     if (options.clients < 1 || options.keys < 1) throw new RangeError("a workload needs at least one client and one key");
-    for (let id = 1; id <= options.clients; id += 1) {
-      this.clients.push({ id, target: null, current: null, pendingInput: null, nextActionAtMs: 0 });
-    }
+    for (let id = 1; id <= options.clients; id += 1) this.clients.push({ id, target: null, current: null, attempt: null, nextActionAtMs: 0 });
   }
 
   get clientIds(): number[] {
     return this.clients.map((client) => client.id);
   }
 
-  /** Liveness mode: clients finish what they started and start nothing new. */
   stopNewOperations(): void {
     this.acceptingNewOps = false;
   }
@@ -169,25 +121,50 @@ export class Workload {
     return this.clock;
   }
 
-  // -------------------------------------------------------------------------------------------------------------
-  // Clients.
-
-  /** A client's scheduled moment: give up on a late operation, or start (or retry) the next one. */
+  /** A client's scheduled moment: count a lost answer, or start the next operation. */
   runClient(clientId: number): void {
-    const client = this.clients[clientId - 1];
-    if (client === undefined) throw new Error(`unknown client ${clientId}`);
+    const client = this.clientById(clientId);
     const now = this.env.nowMs();
     if (client.current !== null) {
-      if (now >= client.current.deadlineMs) this.giveUp(client, "timed out");
+      if (client.attempt !== null && now >= client.attempt.deadlineMs) {
+        this.lostAnswers += 1;
+        this.env.mixIntoTrace(`client ${client.id} got no answer from ${client.attempt.node} for op ${client.current.opId}`);
+        const op = client.current;
+        client.attempt = null;
+        client.target = null;
+        this.retryOrGiveUp(client, op, { unknown: true, why: "no answer" });
+      }
       return;
     }
-    if (now < client.nextActionAtMs) return;
-    if (client.pendingInput === null) {
-      if (!this.acceptingNewOps) return;
-      client.pendingInput = { ...this.generateInput(client), attempts: 0 };
-      if (this.env.random.chance(this.options.roamProbability)) client.target = null;
-    }
-    this.attempt(client);
+    if (now < client.nextActionAtMs || !this.acceptingNewOps) return;
+    const { input, level } = this.generateInput(client);
+    const opId = this.nextOpId;
+    this.nextOpId += 1;
+    const op: HistoryOp = {
+      opId,
+      clientId: client.id,
+      input,
+      level,
+      requestId: input.kind === "read" && level !== "strong" ? null : `c${client.id}-op${opId}`,
+      output: undefined,
+      call: this.tick(),
+      ret: Number.POSITIVE_INFINITY,
+      state: "pending",
+      attempts: 0,
+      startedAtMs: now,
+    };
+    if (input.kind === "write") this.writtenValues.add(input.value);
+    if (input.kind === "cas") this.writtenValues.add(input.to);
+    this.history.push(op);
+    client.current = op;
+    if (this.env.random.chance(this.options.roamProbability)) client.target = null;
+    this.attempt(client, op);
+  }
+
+  private clientById(clientId: number): Client {
+    const client = this.clients[clientId - 1];
+    if (client === undefined) throw new Error(`unknown client ${clientId}`);
+    return client;
   }
 
   private generateInput(client: Client): { input: RegisterInput; level: ReadLevel | null } {
@@ -221,305 +198,171 @@ export class Workload {
     }
   }
 
-  private chooseNode(client: Client): SimNode | null {
-    const cluster = this.env.cluster;
-    const target = client.target === null ? undefined : cluster.nodes.get(client.target);
-    if (target !== undefined && target.up) return target;
-    const live = this.env.liveMembers();
-    if (live.length === 0) return null;
-    const chosen = this.env.random.pick(live);
-    client.target = chosen.id;
+  private chooseNode(client: Client): NodeId | null {
+    const reachable = this.env.reachableNodes();
+    if (client.target !== null && reachable.includes(client.target)) return client.target;
+    if (reachable.length === 0) return null;
+    const chosen = this.env.random.pick(reachable);
+    client.target = chosen;
     return chosen;
   }
 
-  private attempt(client: Client): void {
-    const pending = client.pendingInput;
-    if (pending === null) return;
-    pending.attempts += 1;
+  private attempt(client: Client, op: HistoryOp): void {
+    op.attempts += 1;
     const node = this.chooseNode(client);
-    const core = node?.core ?? null;
-    if (node === null || core === null) {
-      this.retryLater(client, null, "no live node");
+    if (node === null) {
+      this.retryOrGiveUp(client, op, { unknown: false, why: "no node reachable" });
       return;
     }
-    const opId = this.nextOpId;
-    const { input, level } = pending;
-    if (input.kind === "read" && level !== "strong") {
-      this.attemptRead(client, node, opId, input, level ?? "linearizable");
-      return;
-    }
-    const command = commandFor(input, client.id, opId);
-    const result = this.env.cluster.guard(node, "propose", () => core.propose(JSON.stringify(command)));
-    if (result === null) return this.retryLater(client, null, "core threw");
-    if (!result.ok) {
-      this.env.afterInput(node);
-      return this.retryLater(client, result.error, `${node.id} refused ${describeInput(input)}`);
-    }
-    // Registered before the node handles its Ready: a single-node cluster commits and applies right away.
-    const op = this.startOp(client, node, opId, input, level);
-    op.index = result.index;
-    op.term = result.term;
-    const key = `${node.id}@${result.index}`;
-    const waiting = this.byNodeIndex.get(key);
-    if (waiting === undefined) this.byNodeIndex.set(key, [op]);
-    else waiting.push(op);
-    this.proposals.push({ index: result.index, term: result.term, node: node.id, what: `op ${opId}`, acceptedAtMs: this.env.nowMs() });
-    this.env.trace(`client ${client.id} -> ${node.id} propose op ${opId} ${describeInput(input)} at ${result.index}:${result.term}`);
-    this.env.afterInput(node);
+    const attemptId = this.nextAttemptId;
+    this.nextAttemptId += 1;
+    const deadlineMs = this.env.nowMs() + this.options.timeoutMs + ANSWER_GRACE_MS;
+    client.attempt = { id: attemptId, node, deadlineMs };
+    if (op.attempts > 1 && op.requestId !== null) this.retriesSameId += 1;
+    this.env.trace(`client ${client.id} -> ${node} op ${op.opId} ${describeInput(op.input, op.level)}${op.attempts > 1 ? ` (attempt ${op.attempts})` : ""}`);
+    this.env.send(client.id, node, callFor(op, this.options.timeoutMs), attemptId);
+    this.env.wakeClient(client.id, deadlineMs);
   }
 
-  private attemptRead(client: Client, node: SimNode, opId: number, input: RegisterInput & { kind: "read" }, level: ReadLevel): void {
-    const core = node.core;
-    if (core === null) return;
-    if (level === "none" || level === "weak") {
-      const status = this.env.cluster.guard(node, "status", () => core.status());
-      if (status === null) return;
-      if (level === "weak" && status.role !== "leader") {
-        this.retryLater(client, { code: "NOT_LEADER", leader: status.leader, message: "weak read off the leader" }, `${node.id} refused a weak read`);
-        return;
-      }
-      const value = node.store.kv.get(input.key) ?? null;
-      this.nextOpId += 1;
-      this.uncheckedReads.push({ level, key: input.key, value, node: node.id });
-      this.finishClient(client);
+  /** The answer to an attempt; ignored when the client stopped waiting for it. */
+  onAnswer(clientId: number, attemptId: number, answer: ClientAnswer): void {
+    const client = this.clientById(clientId);
+    const op = client.current;
+    if (op === null || client.attempt === null || client.attempt.id !== attemptId) return;
+    client.attempt = null;
+    if (answer.ok) {
+      this.succeed(client, op, answer.value);
       return;
     }
-    if (this.options.localReadsOnBelievedLeader && node.lastStatus?.role === "leader") {
-      // Bug 3: answer from the local state machine, trusting a belief of leadership without a ReadIndex round.
-      const op = this.startOp(client, node, opId, input, level);
-      this.complete(client, op, { value: node.store.kv.get(input.key) ?? null });
-      return;
-    }
-    const context = `${opId}.${client.pendingInput?.attempts ?? 0}:${input.key}`;
-    const result = this.env.cluster.guard(node, "requestRead", () => core.requestRead(context));
-    if (result === null) return this.retryLater(client, null, "core threw");
-    if (!result.ok) {
-      this.env.afterInput(node);
-      return this.retryLater(client, result.error, `${node.id} refused a read`);
-    }
-    const op = this.startOp(client, node, opId, input, level);
-    op.context = context;
-    this.readsByContext.set(`${node.id}|${context}`, op);
-    this.env.trace(`client ${client.id} -> ${node.id} read op ${opId} ${input.key} (${context})`);
-    this.env.afterInput(node);
-  }
-
-  private startOp(client: Client, node: SimNode, opId: number, input: RegisterInput, level: ReadLevel | null): HistoryOp {
-    this.nextOpId += 1;
-    const op: HistoryOp = {
-      opId,
-      clientId: client.id,
-      input,
-      level,
-      output: undefined,
-      call: this.tick(),
-      ret: Number.POSITIVE_INFINITY,
-      state: "pending",
-      node: node.id,
-      index: null,
-      term: null,
-      deadlineMs: this.env.nowMs() + this.options.timeoutMs,
-      context: null,
-    };
-    if (input.kind === "write") this.writtenValues.add(input.value);
-    if (input.kind === "cas") this.writtenValues.add(input.to);
-    this.history.push(op);
-    client.current = op;
-    client.pendingInput = null;
-    this.env.wakeClient(client.id, op.deadlineMs);
-    return op;
-  }
-
-  private retryLater(client: Client, error: ProposalError | null, why: string): void {
     this.refusals += 1;
-    const pending = client.pendingInput;
-    if (error?.code === "NOT_LEADER" && error.leader !== null) client.target = error.leader;
-    else client.target = null;
-    if (pending !== null && pending.attempts >= this.options.maxAttempts) {
-      // Frequent while no leader is known: folded into the trace hash rather than crowding the readable tail.
-      this.env.mixIntoTrace(`client ${client.id} gives up on ${describeInput(pending.input)} after ${pending.attempts} attempts (${why})`);
-      client.pendingInput = null;
-    }
-    client.nextActionAtMs = this.env.nowMs() + this.env.random.between(1, 10 + 5 * (pending?.attempts ?? 1));
-    this.env.wakeClient(client.id, client.nextActionAtMs);
+    const error = answer.error;
+    client.target = error.leader ?? null;
+    this.env.mixIntoTrace(`client ${client.id} <- ${answer.node} op ${op.opId} ${error.code}`);
+    const unknown = op.input.kind !== "read" && OUTCOME_UNKNOWN_CODES.has(error.code);
+    this.retryOrGiveUp(client, op, { unknown, why: `${error.code}: ${error.message}`, error });
   }
 
-  private finishClient(client: Client): void {
+  private succeed(client: Client, op: HistoryOp, value: ExecuteValue | QueryValue): void {
+    const results = value.results;
+    const output = this.outputOf(op, results);
+    if (output === null) {
+      this.retryOrGiveUp(client, op, { unknown: op.input.kind !== "read", why: "a statement failed" });
+      return;
+    }
+    op.output = output;
+    op.ret = this.tick();
+    op.state = "ok";
+    if (op.input.kind !== "read" && op.requestId !== null) this.acknowledged.push({ requestId: op.requestId, what: `op ${op.opId} ${describeInput(op.input, op.level)}` });
+    if (op.level !== null) this.readsByLevel[op.level] += 1;
+    if (op.input.kind === "read" && (op.level === "weak" || op.level === "none")) {
+      const read = output.value ?? null;
+      this.uncheckedReads.push({ level: op.level, key: op.input.key, value: read, node: client.target ?? "?" });
+      if (read !== null && !this.writtenValues.has(read)) this.violations.push({ kind: "read of a value never written", detail: `op ${op.opId} (${op.level}) read ${read} of ${op.input.key}` });
+    }
+    this.env.trace(`client ${op.clientId} <- op ${op.opId} ok ${JSON.stringify(output)} at index ${value.raftIndex}`);
+    this.finish(client);
+  }
+
+  /** What the node's results mean for the register; null when a statement failed (nothing definite). */
+  private outputOf(op: HistoryOp, results: readonly StatementResult[]): RegisterOutput | null {
+    const input = op.input;
+    if (input.kind === "read") {
+      const result = results[0];
+      if (result === undefined) return null;
+      if (result.error !== undefined) return /no such table: kv/.test(result.error) ? { value: null } : null;
+      const row = result.rows?.[0];
+      return { value: row === undefined ? null : String(row[0]) };
+    }
+    const change = results[1];
+    if (change === undefined || change.error !== undefined || results[0]?.error !== undefined) return null;
+    if (input.kind === "write") return {};
+    return { ok: change.rowsAffected === 1 };
+  }
+
+  private retryOrGiveUp(client: Client, op: HistoryOp, outcome: { unknown: boolean; why: string; error?: NodeError }): void {
+    if (outcome.unknown) op.state = "indeterminate";
+    const elapsedMs = this.env.nowMs() - op.startedAtMs;
+    const giveUp = op.attempts >= this.options.maxAttempts || elapsedMs > 4 * this.options.timeoutMs || !this.acceptingNewOps;
+    if (!giveUp) {
+      const delayMs = this.env.random.between(1, this.options.retryBackoffMs * op.attempts);
+      client.nextActionAtMs = this.env.nowMs() + delayMs;
+      this.env.wakeClient(client.id, client.nextActionAtMs);
+      // Resent after the back-off, from the client's next wake-up (see resume()).
+      this.pendingRetry.set(client.id, client.nextActionAtMs);
+      return;
+    }
+    // A write whose outcome stayed unknown is indeterminate; one only ever refused definitely failed.
+    if (op.state === "indeterminate") {
+      this.env.mixIntoTrace(`client ${client.id} gives up on op ${op.opId}, outcome unknown (${outcome.why})`);
+    } else {
+      op.state = "failed";
+      this.env.mixIntoTrace(`client ${client.id} gives up on op ${op.opId} (${outcome.why})`);
+    }
+    this.finish(client);
+  }
+
+  private readonly pendingRetry = new Map<number, number>();
+
+  /** A client's wake-up: a retry whose back-off ended goes out now. */
+  resume(clientId: number): void {
+    const client = this.clientById(clientId);
+    const retryAt = this.pendingRetry.get(clientId);
+    if (retryAt !== undefined && client.current !== null && client.attempt === null && this.env.nowMs() >= retryAt) {
+      this.pendingRetry.delete(clientId);
+      this.attempt(client, client.current);
+      return;
+    }
+    this.runClient(clientId);
+  }
+
+  private finish(client: Client): void {
     client.current = null;
-    client.pendingInput = null;
+    client.attempt = null;
+    this.pendingRetry.delete(client.id);
     client.nextActionAtMs = this.env.nowMs() + this.env.random.between(0, this.options.maxThinkMs);
     this.env.wakeClient(client.id, client.nextActionAtMs);
   }
 
-  private complete(client: Client | null, op: HistoryOp, output: RegisterOutput): void {
-    op.output = output;
-    op.ret = this.tick();
-    op.state = "ok";
-    if (op.index !== null && op.term !== null && op.input.kind !== "read") {
-      this.acknowledged.push({ index: op.index, term: op.term, what: `op ${op.opId} ${describeInput(op.input)}` });
-    }
-    this.env.trace(`client ${op.clientId} <- ${op.node} op ${op.opId} ok ${JSON.stringify(output)}`);
-    if (client !== null && client.current === op) this.finishClient(client);
-  }
-
-  private fail(op: HistoryOp, why: string): void {
-    op.state = "failed";
-    this.env.trace(`client ${op.clientId} <- ${op.node} op ${op.opId} failed: ${why}`);
-    const client = this.clients[op.clientId - 1];
-    if (client !== undefined && client.current === op) this.finishClient(client);
-  }
-
-  private giveUp(client: Client, why: string): void {
-    const op = client.current;
-    if (op === null) return;
-    this.timeouts += 1;
-    // A client that heard nothing back tries another node next, as real clients fail over.
-    client.target = null;
-    op.state = op.input.kind === "read" ? "failed" : "indeterminate";
-    this.env.trace(`client ${client.id} op ${op.opId} ${why}: ${op.state}`);
-    this.finishClient(client);
-  }
-
-  // -------------------------------------------------------------------------------------------------------------
-  // What the shell reports.
-
-  onApplied(node: SimNode, entry: LogEntry, result: ApplyResult): void {
-    if (!this.firstApplies.has(entry.index)) this.firstApplies.set(entry.index, { term: entry.term, result, clock: this.tick() });
-    const key = `${node.id}@${entry.index}`;
-    const waiting = this.byNodeIndex.get(key);
-    if (waiting === undefined) return;
-    this.byNodeIndex.delete(key);
-    for (const op of waiting) {
-      if (op.state !== "pending") continue;
-      if (entry.term !== op.term) {
-        this.fail(op, `${entry.index} was committed with term ${entry.term}, not ${op.term}`);
-        continue;
-      }
-      const output = outputFor(op, result);
-      if (output === null) {
-        this.env.cluster.guard(node, "apply", () => {
-          throw new Error(`op ${op.opId} at ${entry.index}:${entry.term} applied as ${JSON.stringify(result)}`);
-        });
-        continue;
-      }
-      this.complete(this.clients[op.clientId - 1] ?? null, op, output);
-    }
-  }
-
-  onReadServed(node: SimNode, context: string, value: string | null): void {
-    const key = `${node.id}|${context}`;
-    const op = this.readsByContext.get(key);
-    if (op === undefined) return;
-    this.readsByContext.delete(key);
-    if (op.state !== "pending") return;
-    this.complete(this.clients[op.clientId - 1] ?? null, op, { value });
-  }
-
-  onReadFailed(node: SimNode, context: string, reason: string): void {
-    const key = `${node.id}|${context}`;
-    const op = this.readsByContext.get(key);
-    if (op === undefined) return;
-    this.readsByContext.delete(key);
-    if (op.state === "pending") this.fail(op, `read refused: ${reason}`);
-  }
-
-  /** The node's client connections break: whatever it had not answered is now unknown. */
-  onCrashed(node: SimNode): void {
-    for (const client of this.clients) {
-      const op = client.current;
-      if (op === null || op.node !== node.id || op.state !== "pending") continue;
-      this.giveUp(client, `lost its connection to ${node.id}`);
-    }
-    for (const [key, op] of this.readsByContext) if (op.node === node.id) this.readsByContext.delete(key);
-    for (const [key, ops] of this.byNodeIndex) {
-      if (ops.every((op) => op.state !== "pending")) this.byNodeIndex.delete(key);
-    }
-  }
-
-  // -------------------------------------------------------------------------------------------------------------
-  // The end.
-
-  /**
-   * Settles operations whose client stopped waiting, from what the cluster as a whole applied: committed with
-   * its term means it happened (it took effect no later than its first application anywhere); another term at
-   * its index means it never happened.
-   */
-  settleIndeterminate(): void {
+  /** Operations for the linearizability check: writes, cas, and reads at the linearizable levels. */
+  linearizableHistory(): { clientId: number; input: RegisterInput; output: RegisterOutput | undefined; call: number; ret: number }[] {
+    const out = [];
     for (const op of this.history) {
-      if (op.state !== "indeterminate" && op.state !== "pending") continue;
-      if (op.input.kind === "read" || op.index === null || op.term === null) continue;
-      const applied = this.firstApplies.get(op.index);
-      if (applied === undefined) continue;
-      if (applied.term !== op.term) {
-        op.state = "failed";
+      if (op.state === "failed" || op.state === "pending") {
+        // A pending write may still have been applied: it constrains nothing once indeterminate.
+        if (op.state === "pending" && op.input.kind !== "read") out.push({ clientId: op.clientId, input: op.input, output: undefined, call: op.call, ret: Number.POSITIVE_INFINITY });
         continue;
       }
-      const output = outputFor(op, applied.result);
-      if (output === null) continue;
-      op.output = output;
-      op.ret = Math.max(applied.clock, op.call + 0.5);
-      op.state = "ok";
-      this.acknowledged.push({ index: op.index, term: op.term, what: `op ${op.opId} ${describeInput(op.input)} (settled)` });
-    }
-  }
-
-  /** Proposals not yet known committed or refused. */
-  unresolvedProposals(): AcceptedProposal[] {
-    return this.proposals.filter((proposal) => !this.firstApplies.has(proposal.index));
-  }
-
-  /** The operations the linearizability checker sees: writes, CAS, and linearizable and strong reads. */
-  linearizableHistory(): Operation<RegisterInput, RegisterOutput>[] {
-    const operations: Operation<RegisterInput, RegisterOutput>[] = [];
-    for (const op of this.history) {
-      if (op.state === "failed") continue;
+      if (op.input.kind === "read" && (op.level === "weak" || op.level === "none")) continue;
       if (op.input.kind === "read" && op.state !== "ok") continue;
-      const known = op.state === "ok";
-      operations.push({ clientId: op.clientId, input: op.input, output: known ? op.output : undefined, call: op.call, ret: known ? op.ret : Number.POSITIVE_INFINITY });
+      out.push({ clientId: op.clientId, input: op.input, output: op.state === "ok" ? op.output : undefined, call: op.call, ret: op.state === "ok" ? op.ret : Number.POSITIVE_INFINITY });
     }
-    return operations;
-  }
-
-  /** Reads at levels "none" and "weak" are not linearizable, but never invent a value. */
-  checkUncheckedReads(fail: (kind: string, detail: string) => void): void {
-    for (const read of this.uncheckedReads) {
-      if (read.value !== null && !this.writtenValues.has(read.value)) {
-        fail("phantom read", `a ${read.level} read of ${read.key} at ${read.node} returned ${read.value}, which no client ever wrote`);
-      }
-    }
-  }
-
-  /** Registers a proposal made outside the clients (membership changes), so that liveness waits for it too. */
-  noteProposal(proposal: AcceptedProposal): void {
-    this.proposals.push(proposal);
+    return out;
   }
 }
 
-function commandFor(input: RegisterInput, clientId: number, opId: number): Command {
+function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
+  const input = op.input;
+  if (input.kind === "read") {
+    const statements = [{ sql: "SELECT v FROM kv WHERE k = ?", params: [input.key] }];
+    if (op.level === "strong") return { kind: "query", statements, level: "strong", timeoutMs };
+    return { kind: "query", statements, level: op.level ?? "linearizable", timeoutMs };
+  }
+  const change: Statement =
+    input.kind === "write"
+      ? { sql: "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", params: [input.key, input.value] }
+      : input.from === null
+        ? { sql: "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING", params: [input.key, input.to] }
+        : { sql: "UPDATE kv SET v = ? WHERE k = ? AND v = ?", params: [input.to, input.key, input.from] };
+  return { kind: "execute", request: { id: op.requestId ?? `op${op.opId}`, transaction: false, statements: [{ sql: KV_TABLE_DDL }, change] }, timeoutMs };
+}
+
+export function describeInput(input: RegisterInput, level: ReadLevel | null): string {
   switch (input.kind) {
     case "write":
-      return { op: "write", key: input.key, value: input.value, clientId, opId };
+      return `write ${input.key}=${input.value}`;
     case "cas":
-      return { op: "cas", key: input.key, from: input.from, to: input.to, clientId, opId };
-    default:
-      return { op: "read", key: input.key, clientId, opId };
-  }
-}
-
-function outputFor(op: HistoryOp, result: ApplyResult): RegisterOutput | null {
-  if (result.kind === "write" && result.opId === op.opId && op.input.kind === "write") return {};
-  if (result.kind === "cas" && result.opId === op.opId && op.input.kind === "cas") return { ok: result.ok };
-  if (result.kind === "read" && result.opId === op.opId && op.input.kind === "read") return { value: result.value };
-  return null;
-}
-
-export function describeInput(input: RegisterInput): string {
-  switch (input.kind) {
-    case "write":
-      return `write(${input.key}=${input.value})`;
-    case "cas":
-      return `cas(${input.key}: ${input.from ?? "null"} -> ${input.to})`;
-    default:
-      return `read(${input.key})`;
+      return `cas ${input.key} ${input.from ?? "null"}->${input.to}`;
+    case "read":
+      return `read ${input.key} (${level ?? "linearizable"})`;
   }
 }

@@ -155,7 +155,7 @@ export class SqliteCursor implements Iterator<Record<string, StorageValue>> {
     this.columnNames = statement.columns().map((column) => column.name);
     if (this.columnNames.length === 0) {
       try {
-        statement.run(...params);
+        statement.run(...(params as Parameters<StatementSync["run"]>));
       } catch (error) {
         throw platformError(error);
       }
@@ -165,7 +165,7 @@ export class SqliteCursor implements Iterator<Record<string, StorageValue>> {
     }
     statement.setReadBigInts(true);
     statement.setReturnArrays(true);
-    this.rows = statement.iterate(...params) as Iterator<unknown[]>;
+    this.rows = statement.iterate(...(params as Parameters<StatementSync["iterate"]>)) as Iterator<unknown[]>;
     this.buffered = this.step();
   }
 

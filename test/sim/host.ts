@@ -1,0 +1,396 @@
+// One simulated Durable Object: what ClusterNode is on the platform, for one node of the simulated cluster. It owns
+// the node's "disk" (a node:sqlite database behind the platform's storage API) and runs the real NodeRuntime over
+// it through the runtime's seams: the KV store, the SQL state machine, a clock, a random source and peer stubs,
+// all supplied by the simulation. Like ClusterNode, it reloads the runtime from storage when the runtime breaks,
+// answers peers' envelopes, runs the alarm, and answers client calls with NodeResult values.
+//
+// Each instance (one "incarnation" of the object in memory) sees storage through its own facade, so the
+// simulation can crash it between any two storage operations (the platform then loses the event's uncommitted
+// writes), fail one operation (a storage error), or fence it (a stale instance after a newer one started: every
+// storage access throws, as the platform does).
+import { createStateMachine } from "../../src/objects/sql/port";
+import type { StateMachinePort } from "../../src/objects/state-machine-port";
+import { NodeFailure, NodeRuntime, type NodeIdentity, type PeerStub } from "../../src/objects/node-runtime";
+import type { ExecuteValue, MemberConfig, NodeError, NodeResult, QueryValue } from "../../src/objects/api";
+import type { ShellBugs } from "../../src/objects/shell-bugs";
+import { validateEnvelope, type TransportClock } from "../../src/objects/transport/index";
+import { RaftInvariantError } from "../../src/replication/index";
+import type { HardState, LogEntry, NodeId, NodeStatus, SnapshotMeta } from "../../src/replication/types";
+import type { SqlRequest, Statement } from "../../src/shared/sql";
+import { SqliteStorage } from "./platform/sqlite-storage";
+
+const HARD_STATE_KEY = "raft/hard";
+const SNAPSHOT_KEY = "raft/snapshot";
+const LOG_PREFIX = "raft/log/";
+const INCARNATION_KEY = "node/incarnation";
+
+/** Thrown into the runtime at the moment the simulation crashes its instance: nothing after it may take effect. */
+export class SimCrash extends Error {
+  constructor(node: string) {
+    super(`${node} crashed (simulated)`);
+    this.name = "SimCrash";
+  }
+}
+
+/** What the simulation gives a host. */
+export interface HostEnvironment {
+  nowMs(): number;
+  /** Schedules `fn` for this instance (dropped if the instance is dead by then). */
+  scheduleTimer(host: SimHost, instance: Instance, fn: () => void, delayMs: number): () => void;
+  /** A stub through which `instance` of `host` calls the peer `to`. */
+  peerStub(host: SimHost, instance: Instance, to: string): PeerStub;
+  /** True while `host` runs an event in which it crashed. */
+  inCrashedEvent(host: SimHost): boolean;
+  /**
+   * Called before every storage write or SQL statement of an instance (crash and storage-error injection); `kind`
+   * says which (a storage error is injected only where the scenario allows it).
+   */
+  beforeStorageOperation(host: SimHost, instance: Instance, what: string, kind: "put" | "delete" | "sql"): void;
+  /** Called before the state machine applies an entry (state-machine exception injection). */
+  beforeApply(host: SimHost, instance: Instance, entry: LogEntry): void;
+  /** `applied` is false when the state machine skipped the entry (it was ahead of its log). */
+  observeApplied(host: SimHost, entry: LogEntry, applied: boolean): void;
+  observeSnapshotInstalled(host: SimHost, snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number }): void;
+  /** A leader deletes a log entry: only compaction may (Leader Append-Only). */
+  observeLogDelete(host: SimHost, index: number): void;
+  note(text: string): void;
+  seedFor(host: SimHost, incarnation: number): number;
+  readonly bugs: ShellBugs;
+}
+
+/** One in-memory incarnation of the object. */
+export interface Instance {
+  readonly number: number;
+  runtime: NodeRuntime | null;
+  /** False once crashed or discarded: its timers, sends and answers no longer happen. */
+  alive: boolean;
+  /** A stale instance: still running, but every storage access throws. */
+  fenced: boolean;
+}
+
+/**
+ * The node's persisted Raft log, as the checkers see it: kept in step with every write the runtime makes to its
+ * KV store, and rebuilt from storage whenever storage rolled back (a crash).
+ */
+export class PersistedLog {
+  hardState: HardState = { term: 0, vote: null, commit: 0 };
+  snapshot: { meta: SnapshotMeta } | null = null;
+  private readonly byIndex = new Map<number, LogEntry>();
+  /** Lowest index written since the last check (for the incremental Log Matching check). */
+  touchedFromIndex: number | null = null;
+
+  reload(kv: SqliteStorage["kv"]): void {
+    this.hardState = kv.get<HardState>(HARD_STATE_KEY) ?? { term: 0, vote: null, commit: 0 };
+    const meta = kv.get<SnapshotMeta>(SNAPSHOT_KEY);
+    this.snapshot = meta === undefined ? null : { meta };
+    this.byIndex.clear();
+    for (const [, entry] of kv.list<LogEntry>({ prefix: LOG_PREFIX })) this.byIndex.set(entry.index, entry);
+    this.touchedFromIndex = null;
+  }
+
+  noteWrite(key: string, value: unknown): void {
+    if (key === HARD_STATE_KEY) this.hardState = value as HardState;
+    else if (key === SNAPSHOT_KEY) this.snapshot = { meta: value as SnapshotMeta };
+    else if (key.startsWith(LOG_PREFIX)) {
+      const entry = value as LogEntry;
+      this.byIndex.set(entry.index, entry);
+      this.touchedFromIndex = Math.min(this.touchedFromIndex ?? entry.index, entry.index);
+    }
+  }
+
+  noteDelete(key: string): number | null {
+    if (!key.startsWith(LOG_PREFIX)) return null;
+    const index = Number(key.slice(LOG_PREFIX.length));
+    this.byIndex.delete(index);
+    return index;
+  }
+
+  /** The log after the snapshot, in index order. */
+  get entries(): LogEntry[] {
+    return [...this.byIndex.values()].sort((a, b) => a.index - b.index);
+  }
+
+  entryAt(index: number): LogEntry | null {
+    return this.byIndex.get(index) ?? null;
+  }
+
+  lastIndex(): number {
+    let last = this.snapshot?.meta.index ?? 0;
+    for (const index of this.byIndex.keys()) if (index > last) last = index;
+    return last;
+  }
+}
+
+export class SimHost {
+  readonly storage = new SqliteStorage();
+  readonly log = new PersistedLog();
+  instance: Instance | null = null;
+  /** Instances replaced while still running (stale): fenced, dropped once their runtime stops. */
+  readonly staleInstances: Instance[] = [];
+  private instanceCount = 0;
+  /** Down: crashed and not restarted yet (nothing answers). */
+  down = false;
+  /** Simulated ms between ticks of this node's clock (tick skew) is applied by the simulation's timers. */
+  lastStatus: NodeStatus | null = null;
+  discards = 0;
+
+  constructor(
+    readonly id: NodeId,
+    readonly identity: NodeIdentity,
+    private readonly env: HostEnvironment,
+  ) {}
+
+  get incarnation(): number {
+    return this.instance?.number ?? 0;
+  }
+
+  /** The live runtime, loading it from storage if there is none (as ClusterNode's loadRuntime does). */
+  ensureRuntime(): NodeRuntime | null {
+    if (this.down) return null;
+    const current = this.instance;
+    if (current !== null && current.alive && current.runtime !== null) return current.runtime;
+    return this.startInstance();
+  }
+
+  private startInstance(): NodeRuntime | null {
+    this.instanceCount += 1;
+    const instance: Instance = { number: this.instanceCount, runtime: null, alive: true, fenced: false };
+    this.instance = instance;
+    this.log.reload(this.storage.kv);
+    const kv = this.kvFacade(instance);
+    const incarnation = kv.get<string>(INCARNATION_KEY) ?? this.createIncarnation(kv);
+    const clock: TransportClock = {
+      now: () => this.env.nowMs(),
+      schedule: (fn, delayMs) => this.env.scheduleTimer(this, instance, fn, delayMs),
+    };
+    instance.runtime = new NodeRuntime({
+      identity: this.identity,
+      kv,
+      stateMachine: this.stateMachineFor(instance),
+      peerStub: (member: MemberConfig) => this.env.peerStub(this, instance, member.name),
+      faultsEnabled: false,
+      clock,
+      seed: this.env.seedFor(this, instance.number),
+      incarnation,
+      bugs: this.env.bugs,
+    });
+    return instance.runtime;
+  }
+
+  private createIncarnation(kv: ReturnType<SimHost["kvFacade"]>): string {
+    const created = `${this.id}-inc-${this.env.seedFor(this, 0).toString(36)}`;
+    kv.put(INCARNATION_KEY, created);
+    return created;
+  }
+
+  /** The crash: the in-memory instance is gone (its pending timers, sends and answers with it). */
+  crash(options: { keepStale: boolean }): void {
+    const instance = this.instance;
+    this.instance = null;
+    this.down = true;
+    this.lastStatus = null;
+    if (instance === null) return;
+    if (options.keepStale && instance.runtime !== null && !instance.runtime.isStopped) {
+      instance.fenced = true;
+      this.staleInstances.push(instance);
+      return;
+    }
+    instance.alive = false;
+  }
+
+  restart(): void {
+    this.down = false;
+    this.ensureRuntime();
+  }
+
+  /** Like ClusterNode.discardRuntime: drop a runtime that failed; the next event reloads it from storage. */
+  discard(instance: Instance, error: unknown): void {
+    this.discards += 1;
+    this.env.note(`${this.id} discards its runtime (instance ${instance.number}): ${error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error)}`);
+    instance.alive = false;
+    if (this.instance === instance) this.instance = null;
+    const runtime = instance.runtime;
+    if (runtime !== null && !runtime.isStopped) void runtime.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
+  }
+
+  /** Drops stale instances whose runtime stopped (a storage access failed and broke it). */
+  reapStale(): void {
+    for (let i = this.staleInstances.length - 1; i >= 0; i -= 1) {
+      const stale = this.staleInstances[i] as Instance;
+      if (stale.runtime === null || stale.runtime.isStopped || !stale.alive) {
+        stale.alive = false;
+        this.staleInstances.splice(i, 1);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // The object's entry points (ClusterNode's alarm, receive, execute, query)
+
+  alarm(instance: Instance | null = this.instance): void {
+    const runtime = instance === this.instance ? this.ensureRuntime() : (instance?.runtime ?? null);
+    const current = instance === this.instance ? this.instance : instance;
+    if (runtime === null || current === null || runtime.isStopped) return;
+    try {
+      runtime.advanceClock();
+    } catch (error) {
+      if (error instanceof SimCrash) return;
+      this.discard(current, error);
+    }
+  }
+
+  /** A peer's envelope: a refusal is an answer ({ ok: false }), never an exception. */
+  receive(envelope: unknown): unknown {
+    const runtime = this.ensureRuntime();
+    const instance = this.instance;
+    if (runtime === null || instance === null) return { ok: false, error: { code: "UNAVAILABLE", message: `${this.id} is down` } };
+    const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
+    if (!checked.ok) return { ok: false, error: checked.error };
+    try {
+      runtime.receiveEnvelope(checked.envelope);
+    } catch (error) {
+      if (error instanceof SimCrash) throw error;
+      if (error instanceof RaftInvariantError || runtime.isBroken) this.discard(instance, error);
+      return { ok: false, error: { code: "UNAVAILABLE", message: error instanceof Error ? error.message : String(error) } };
+    }
+    return { ok: true, report: runtime.peerReport() };
+  }
+
+  execute(request: SqlRequest, timeoutMs: number): Promise<NodeResult<ExecuteValue>> {
+    return this.handle((runtime) => runtime.execute({ request, timeoutMs }));
+  }
+
+  query(options: { statements: readonly Statement[]; level: "none" | "weak" | "linearizable" | "strong"; minAppliedIndex?: number; timeoutMs: number }): Promise<NodeResult<QueryValue>> {
+    return this.handle((runtime) =>
+      runtime.query({
+        statements: options.statements,
+        level: options.level,
+        ...(options.minAppliedIndex === undefined ? {} : { minAppliedIndex: options.minAppliedIndex }),
+        transaction: false,
+        timeoutMs: options.timeoutMs,
+      }),
+    );
+  }
+
+  /** ClusterNode.handle: run, translate failures into NodeResult errors, discard a runtime that broke. */
+  private async handle<T>(body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
+    const runtime = this.ensureRuntime();
+    const instance = this.instance;
+    if (runtime === null || instance === null) return { ok: false, node: this.id, error: unavailable(`${this.id} is down`) };
+    try {
+      const value = await body(runtime);
+      return { ok: true, node: this.id, value };
+    } catch (error) {
+      if (error instanceof SimCrash) throw error;
+      if (error instanceof NodeFailure && !runtime.isBroken) return { ok: false, node: this.id, error: error.error };
+      if (error instanceof RaftInvariantError || runtime.isBroken) this.discard(instance, error);
+      return { ok: false, node: this.id, error: { code: "INTERNAL", message: error instanceof Error ? error.message : String(error), retryable: false } };
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------------------
+  // Storage as one instance sees it
+
+  private checkAccess(instance: Instance, what: string, kind: "put" | "delete" | "sql"): void {
+    this.checkRead(instance, what);
+    this.env.beforeStorageOperation(this, instance, what, kind);
+  }
+
+  /**
+   * A fenced (stale) instance fails every access, as on the platform. A crashed one may finish the event it crashed
+   * in (nothing it does survives: the event's writes roll back, its messages are dropped); after that it never runs.
+   */
+  private checkRead(instance: Instance, what: string): void {
+    if (instance.fenced) throw new Error(`${this.id} instance ${instance.number}: storage access refused, a newer instance owns the object (${what})`);
+    if (!instance.alive && !this.env.inCrashedEvent(this)) throw new SimCrash(this.id);
+  }
+
+  private kvFacade(instance: Instance): SqliteStorage["kv"] {
+    const kv = this.storage.kv;
+    return {
+      get: <T>(key: string) => {
+        this.checkRead(instance, `get ${key}`);
+        return kv.get<T>(key);
+      },
+      put: <T>(key: string, value: T) => {
+        this.checkAccess(instance, `put ${key}`, "put");
+        kv.put(key, value);
+        this.log.noteWrite(key, value);
+      },
+      delete: (key: string) => {
+        this.checkAccess(instance, `delete ${key}`, "delete");
+        const deleted = kv.delete(key);
+        const index = this.log.noteDelete(key);
+        if (index !== null) this.env.observeLogDelete(this, index);
+        return deleted;
+      },
+      list: <T>(options?: Parameters<SqliteStorage["kv"]["list"]>[0]) => {
+        this.checkRead(instance, "list");
+        return kv.list<T>(options);
+      },
+    };
+  }
+
+  private stateMachineFor(instance: Instance): StateMachinePort {
+    const storage = this.storage;
+    const facade = {
+      kv: this.kvFacade(instance),
+      sql: {
+        exec: (query: string, ...bindings: unknown[]) => {
+          this.checkAccess(instance, "sql", "sql");
+          return storage.sql.exec(query, ...bindings);
+        },
+        get databaseSize(): number {
+          return storage.sql.databaseSize;
+        },
+      },
+      transactionSync: <T>(fn: () => T): T => storage.transactionSync(fn),
+    };
+    // The state machine reads only sql, kv and transactionSync: the facade has the platform's shape for those.
+    const machine = createStateMachine(facade as unknown as DurableObjectStorage);
+    const env = this.env;
+    return {
+      ...bindAll(machine),
+      applyEntry: (entry) => {
+        env.beforeApply(this, instance, entry as LogEntry);
+        const results = machine.applyEntry(entry);
+        if (instance.alive && !instance.fenced) env.observeApplied(this, entry as LogEntry, results !== null);
+        return results;
+      },
+      installStagedSnapshot: (snapshot) => {
+        const appliedIndex = machine.installStagedSnapshot(snapshot);
+        if (instance.alive && !instance.fenced) env.observeSnapshotInstalled(this, { index: snapshot.snapshotIndex, term: snapshot.snapshotTerm, appliedIndex });
+        return appliedIndex;
+      },
+    };
+  }
+
+  /** The user table the workload writes, as a map (for state digests). */
+  readKvTable(): Map<string, string> {
+    const map = new Map<string, string>();
+    let rows: unknown[][];
+    try {
+      rows = [...this.storage.sql.exec("SELECT k, v FROM kv ORDER BY k").raw()];
+    } catch {
+      return map;
+    }
+    for (const [k, v] of rows) map.set(String(k), String(v));
+    return map;
+  }
+}
+
+function unavailable(message: string): NodeError {
+  return { code: "NO_LEADER", message, retryable: true };
+}
+
+/** Every method of a port, bound to it (so that a spread copy keeps working, whatever methods the port has). */
+function bindAll(port: StateMachinePort): StateMachinePort {
+  const bound: Record<string, unknown> = {};
+  for (let proto: object | null = Object.getPrototypeOf(port) as object | null; proto !== null && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
+    for (const name of Object.getOwnPropertyNames(proto)) {
+      const method = (port as unknown as Record<string, unknown>)[name];
+      if (name !== "constructor" && !(name in bound) && typeof method === "function") bound[name] = (method as (...args: unknown[]) => unknown).bind(port);
+    }
+  }
+  return bound as unknown as StateMachinePort;
+}
