@@ -5,6 +5,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
 import type { StateMachinePort } from "../../src/objects/state-machine-port";
+import { waitFor } from "./helpers/cluster";
 import { codeOf, noopEntry, replicateTo, ScriptedNode, scriptedObject, settle, writeEntry, yieldToEvents, type ScriptedNodeOptions } from "./helpers/scripted-runtime";
 
 const CREATE = { sql: "CREATE TABLE t (x INTEGER)" };
@@ -289,5 +290,56 @@ describe("weak reads on a new leader (issue 9, also)", () => {
   });
   it("with weakReadBeforeOwnTermApplied it serves the read without the acknowledged insert (the check can fail)", async () => {
     expect(await weakReadOnNewLeader({ weakReadBeforeOwnTermApplied: true })).toBe(0);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Leader n1; n2 acknowledges; n3 lost its log and keeps asking for a snapshot, which it never manages to keep. */
+async function snapshotImagesForRepeatedProbes(bugs: ShellBugs): Promise<{ snapshotsSent: number; imagesBuilt: number }> {
+  const rounds = 5;
+  let snapshotsSent = 0;
+  const later = (fn: () => void): void => void setTimeout(fn, 5);
+  return withScripted(
+    {
+      prefix: "f8-snap",
+      nodes: ["n1", "n2", "n3"],
+      self: "n1",
+      bugs,
+      snapshotThresholdEntries: 2,
+      answer: (envelope, node) => {
+        for (const message of envelope.messages) {
+          if (message.to === "n3" && message.type === "snapshot" && ++snapshotsSent < rounds) {
+            // It installed nothing: ask again from the start (as a wiped follower answers every probe).
+            later(() => node.deliver("n3", [{ type: "appendResponse", term: message.term, success: false, index: message.snapshot.index, rejectHint: { index: 0, term: 0 } }]));
+          }
+        }
+        return undefined;
+      },
+    },
+    async (node) => {
+      await node.electSelf(["n2"]);
+      for (let i = 0; i < 4; i++) {
+        const write = node.runtime.execute({ request: { id: `w${i}`, statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 5_000 });
+        await replicateTo(node, ["n2"], node.runtime.status().lastIndex);
+        await write;
+      }
+      expect(node.runtime.status().firstIndex).toBeGreaterThan(1);
+      // n3 rejects the probe it got: the leader no longer holds the entries it needs and sends a snapshot.
+      const probe = node.sent.filter((m): m is Extract<typeof m, { type: "append" }> => m.type === "append" && m.to === "n3").pop();
+      if (probe === undefined) throw new Error("the leader never probed n3");
+      node.deliver("n3", [{ type: "appendResponse", term: probe.term, success: false, index: probe.prevLogIndex, rejectHint: { index: 0, term: 0 } }]);
+      await waitFor(`${rounds} snapshot transfers to n3`, () => (snapshotsSent >= rounds ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
+      return { snapshotsSent, imagesBuilt: node.runtime.snapshotImagesBuilt() };
+    },
+  );
+}
+
+describe("finding 8: snapshot images are not rebuilt on every probe", () => {
+  it("finding 8: five snapshot transfers to a peer that keeps losing them build the image once", async () => {
+    expect(await snapshotImagesForRepeatedProbes({})).toEqual({ snapshotsSent: 5, imagesBuilt: 1 });
+  });
+  it("finding 8: with snapshotRebuiltOnEveryProbe every transfer rebuilds it (the check can fail)", async () => {
+    expect(await snapshotImagesForRepeatedProbes({ snapshotRebuiltOnEveryProbe: true })).toEqual({ snapshotsSent: 5, imagesBuilt: 5 });
   });
 });
