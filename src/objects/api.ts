@@ -1,10 +1,13 @@
 // What a ClusterNode offers over Durable Object RPC to the worker (and to tests). Plain data in and out.
 import type { ReadLevel, SqlRequest, Statement, StatementResult } from "../shared/sql";
 import type { ElectionStatus, ReplicaStatus, Role } from "../replication/types";
+import type { EventsRequest, EventsValue } from "./events";
 import type { NodeMetricsReport } from "./metrics-counters";
 
 export type { HistogramSnapshot, NodeCountersSnapshot, NodeMetricsReport, NodeStorageSnapshot, PeerRpcSnapshot } from "./metrics-counters";
 export { LATENCY_BUCKETS_SECONDS } from "./metrics-counters";
+export type { ClusterEvent, EventsRequest, EventsValue } from "./events";
+export { MAX_EVENTS_PER_NODE } from "./events";
 
 /** Bumped on any incompatible change to what nodes or the worker send each other. */
 export const PROTOCOL_VERSION = 1;
@@ -176,4 +179,6 @@ export interface ClusterNodeRpc {
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
   /** Status, counters and storage sizes for GET /metrics. Optional: a node of an older version lacks it. */
   metrics?(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>>;
+  /** This node's recent cluster events (elections, leader changes, breakers, replicas, membership, snapshots). Optional as metrics(). */
+  recentEvents?(request: EventsRequest): Promise<NodeResult<EventsValue>>;
 }

@@ -25,6 +25,7 @@ import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer
 import { createStateMachine } from "./sql/port";
 import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
+import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } from "./events";
 import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
 
 const IDENTITY_KEY = "node/identity";
@@ -44,6 +45,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private bugs: ShellBugs = {};
   /** In-memory counters for GET /metrics (reset when the instance restarts). */
   private readonly counters = new NodeCounters(() => Date.now());
+  /** Recent elections, leader changes, breaker and replica transitions... for GET /api/v1/cluster/events. */
+  private readonly events = new NodeEventLog(() => Date.now(), () => this.runtime?.status().commit ?? null);
   /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
   private strayAlarmCleared = false;
 
@@ -139,6 +142,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   async metrics(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>> {
     return this.handle(address, async (runtime) => nodeMetricsReport({ counters: this.counters, status: runtime.statusReport({ locationHint: this.locationHintOf(address.node) }), storage: this.ctx.storage }));
+  }
+
+  async recentEvents(request: EventsRequest): Promise<NodeResult<EventsValue>> {
+    return this.handle(request, async () => this.events.answer(request));
   }
 
   async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
@@ -304,6 +311,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
     this.identity = identity;
+    registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events);
     this.removedReason = this.ctx.storage.kv.get<string>(REMOVED_KEY) ?? null;
     this.bugs = faultsEnabled(this.env) ? (this.ctx.storage.kv.get<ShellBugs>(SHELL_BUGS_STORAGE_KEY) ?? {}) : {};
     const runtime = new NodeRuntime({

@@ -17,7 +17,16 @@ export function setLogLevel(level: string | undefined): void {
   if (level !== undefined && level in LEVEL_ORDER) minimumLevel = level as LogLevel;
 }
 
+/** Sees every event, whatever the level (the node's event feed, events.ts); must not throw. */
+export type LogObserver = (level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown>) => void;
+let observer: LogObserver | null = null;
+
+export function setLogObserver(next: LogObserver | null): void {
+  observer = next;
+}
+
 export function logEvent(level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown> = {}): void {
+  observer?.(level, context, event, fields);
   if (LEVEL_ORDER[level] < LEVEL_ORDER[minimumLevel]) return;
   const line = JSON.stringify({ level, event, cluster: context.cluster, node: context.node, term: context.term, ...fields });
   if (level === "error") console.error(line);

@@ -8,6 +8,7 @@ import { IDEMPOTENCY_HEADER, NODE_HEADER, RAFT_INDEX_HEADER, REQUEST_ID_HEADER }
 import { apiErrorResponse, ERROR_CODE_HEADER, jsonResponse, errorBody } from "./http/respond";
 import { clusterRoutes } from "./routes/cluster";
 import { dataRoutes } from "./routes/data";
+import { eventRoutes } from "./routes/events";
 import { metricsRoutes } from "./routes/metrics";
 import { openApiDocument } from "./routes/openapi";
 import { API_ROUTES, honoPath } from "./routes/spec";
@@ -49,6 +50,7 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   app.route("/", dataRoutes(options));
   app.route("/", statusRoutes(options));
   app.route("/", metricsRoutes());
+  app.route("/", eventRoutes());
   app.route("/api/v1/cluster", clusterRoutes(options));
   // Fault injection for end-to-end tests: a 404 unless test configuration set DHA_TEST_FAULTS = "1".
   app.route("/_test", testHookRoutes());

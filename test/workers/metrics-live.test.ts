@@ -1,88 +1,11 @@
 // GET /metrics over real clusters of ClusterNode objects: the metrics move as they should across writes, an
 // election and a cut-off replica; a node that does not answer shows node_up 0 while the rest is served; the
 // metrics role opens this route and nothing else. Each test has its own cluster, halted after the test.
-import { env as testEnv } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { ClusterNodeRpc } from "../../src/objects/api";
-import { createApp } from "../../src/worker/app";
-import type { AppEnv } from "../../src/worker/config";
-import { durableObjectDirectory } from "../../src/worker/directory";
-import { LeaderCache } from "../../src/worker/routing/leader-cache";
 import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
+import { MetricsHarness, OPENMETRICS_ACCEPT, parseMetrics, TOKENS, type Sample } from "./helpers/metrics-harness";
 
 const newCluster = clusterFactory();
-
-const TOKENS = { admin: "metrics-test-admin-01", scraper: "metrics-test-scraper-02" } as const;
-const OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-
-interface Sample {
-  readonly name: string;
-  readonly labels: Record<string, string>;
-  readonly value: number;
-}
-
-/** A small parser of the text format, enough to read back what the endpoint renders. */
-function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) throw new Error(`unparseable line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
-}
-
-class MetricsHarness {
-  readonly env: AppEnv;
-  readonly hung = new Set<string>();
-  private readonly app: ReturnType<typeof createApp>;
-
-  constructor(readonly cluster: TestCluster) {
-    this.env = {
-      ...testEnv,
-      CLUSTER_NAME: cluster.config.name,
-      CLUSTER_NODES: cluster.names.join(","),
-      HEARTBEAT_INTERVAL_MS: String(cluster.config.heartbeatIntervalMs),
-      ELECTION_TIMEOUT_MS: String(cluster.config.electionTimeoutMs),
-      DHA_TOKENS: JSON.stringify({ [TOKENS.admin]: ["read", "write", "admin"], [TOKENS.scraper]: ["metrics"] }),
-    };
-    this.app = createApp({
-      leaders: new LeaderCache(),
-      directory: (env, config) => {
-        const real = durableObjectDirectory(env, config);
-        // A hung node: every call from the worker waits forever (the per-node deadline must cut it off).
-        const never = (() => new Promise<never>(() => {})) as never;
-        const hang: ClusterNodeRpc = { start: never, status: never, execute: never, query: never, waitForLeader: never, transferLeadership: never, addMember: never, removeMember: never, backup: never, metrics: never };
-        return { config, node: (name) => (this.hung.has(name) ? hang : real.node(name)) };
-      },
-    });
-  }
-
-  async send(method: string, path: string, options: { token?: string; json?: unknown; accept?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
-    const headers: Record<string, string> = { Authorization: `Bearer ${options.token ?? TOKENS.admin}` };
-    if (options.accept !== undefined) headers.Accept = options.accept;
-    if (options.json !== undefined) headers["Content-Type"] = "application/json";
-    const request = new Request(`https://db.example.com${path}`, { method, headers, ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }) });
-    const response = await this.app.request(request, undefined, this.env);
-    return { status: response.status, headers: response.headers, text: await response.text() };
-  }
-
-  async scrape(query = ""): Promise<Sample[]> {
-    const response = await this.send("GET", `/metrics${query}`, { token: TOKENS.scraper });
-    expect(response.status, response.text).toBe(200);
-    return parseMetrics(response.text);
-  }
-
-  async write(count: number): Promise<void> {
-    for (let i = 0; i < count; i++) {
-      const written = await this.send("POST", "/db/execute", { json: [["INSERT INTO t(v) VALUES(?)", `v${i}`]] });
-      expect(written.status, written.text).toBe(200);
-    }
-  }
-}
 
 function value(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
   const found = samples.filter((sample) => sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected));
