@@ -88,9 +88,9 @@ export const idempotencyHeaderSchema = z.object({
 export const raftIndexHeaderSchema = z.object({
   [RAFT_INDEX_HEADER]: z
     .string()
-    .regex(/^[0-9]{1,15}$/)
+    .regex(/^(?:[0-9]{1,15})?$/)
     .optional()
-    .openapi({ description: "Read-your-writes: serve only once the node has applied this log index (any node may serve)" }),
+    .openapi({ description: "Read-your-writes: serve only once the node has applied this log index (any node may serve); empty means none" }),
 });
 
 // ---------------------------------------------------------------------------------------------------------------

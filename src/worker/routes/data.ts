@@ -66,11 +66,14 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
   app.post("/db/request", requireRole("read"), limitDataBody, async (c) => {
     const { runtime, params } = prepare(c);
     const statements = parseStatementsBody(await c.req.text(), c.req.header("content-type"), runtime.limits);
+    // Both headers are documented for /db/request: a bad one is refused whichever path the statements take.
     if (requestNeedsLog(statements)) {
       assertRoles(await authenticate(c), ["write"]);
+      minRaftIndexOf(params, c.req.header(RAFT_INDEX_HEADER), "rqlite");
       const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite");
       return executeAndRespond(c, runtime, params, statements, deadlineAt, renderRequestResult);
     }
+    idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
     return queryAndRespond(c, runtime, params, statements, renderRequestResult);
   });
 
