@@ -139,7 +139,12 @@ async function perform(baseUrl: string, input: HistoryInput, requestId: string):
     return { kind: "ok", output: { values: registerRowsOf(answer.text) }, answer };
   }
   const first = (answer.body as RqliteResults).results?.[0];
-  if (first === undefined || first.error !== undefined) {
+  if (first === undefined) {
+    // A 200 without a result says nothing about the statement: for a write, that is an unknown outcome.
+    return input.kind === "read" ? { kind: "failed", answer } : { kind: "unknown", answer };
+  }
+  if (first.error !== undefined) {
+    // The statement failed (one statement, so nothing of it was applied).
     return { kind: "failed", answer };
   }
   switch (input.kind) {
