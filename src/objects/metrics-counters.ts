@@ -83,6 +83,17 @@ export interface NodeStorageSnapshot {
   readonly dedupEntries: number;
 }
 
+/** The part of the platform's storage API the metrics read (structural, so Node-side type checks need no Workers types). */
+export interface MetricsKv {
+  get<T>(key: string): T | undefined;
+  list<T>(options: { start?: string; prefix?: string; limit?: number }): Iterable<[string, T]>;
+}
+
+export interface MetricsStorage {
+  readonly kv: MetricsKv;
+  readonly sql: { readonly databaseSize: number };
+}
+
 /** What a node answers to metrics(): its status report, its counters and what it stores. */
 export interface NodeMetricsReport {
   readonly status: NodeStatusReport;
@@ -91,7 +102,7 @@ export interface NodeMetricsReport {
 }
 
 /** Builds a node's metrics answer from its status report, its counters and its storage. */
-export function nodeMetricsReport(options: { readonly counters: NodeCounters; readonly status: NodeStatusReport; readonly storage: DurableObjectStorage }): NodeMetricsReport {
+export function nodeMetricsReport(options: { readonly counters: NodeCounters; readonly status: NodeStatusReport; readonly storage: MetricsStorage }): NodeMetricsReport {
   const storage = options.counters.storage({
     kv: options.storage.kv,
     databaseBytes: options.storage.sql.databaseSize,
@@ -279,7 +290,7 @@ export class NodeCounters {
    * What the node stores. The log's size is measured entry by entry and cached by index, so a scrape reads only
    * entries it has not measured yet; entries outside [firstIndex, lastIndex] (compacted or truncated) are forgotten.
    */
-  storage(options: { readonly kv: SyncKvStorage; readonly databaseBytes: number; readonly firstLogIndex: number; readonly lastLogIndex: number }): NodeStorageSnapshot {
+  storage(options: { readonly kv: MetricsKv; readonly databaseBytes: number; readonly firstLogIndex: number; readonly lastLogIndex: number }): NodeStorageSnapshot {
     const logPrefix = LOG_KEY_PREFIX;
     for (const index of this.logEntryBytes.keys()) {
       if (index < options.firstLogIndex || index > options.lastLogIndex) this.logEntryBytes.delete(index);
