@@ -59,6 +59,8 @@ interface HttpAnswer {
   readonly text: string;
   readonly node?: string;
   readonly raftIndex?: number;
+  /** X-DHA-Error-Code: set on failures the worker answered itself (not on the platform's own errors). */
+  readonly code?: string;
 }
 
 async function call(baseUrl: string, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
@@ -76,8 +78,9 @@ async function call(baseUrl: string, path: string, init: { method?: string; body
     // plain text (a backup)
   }
   const node = response.headers.get("X-DHA-Node");
+  const code = response.headers.get("X-DHA-Error-Code");
   const raftIndex = Number(response.headers.get("X-DHA-Raft-Index") ?? Number.NaN);
-  return { status: response.status, body, text, ...(node === null ? {} : { node }), ...(Number.isSafeInteger(raftIndex) ? { raftIndex } : {}) };
+  return { status: response.status, body, text, ...(node === null ? {} : { node }), ...(Number.isSafeInteger(raftIndex) ? { raftIndex } : {}), ...(code === null ? {} : { code }) };
 }
 
 interface RqliteResults {
@@ -132,8 +135,11 @@ async function perform(baseUrl: string, input: HistoryInput, requestId: string):
     return { kind: "unknown" };
   }
   if (answer.status !== 200) {
-    // README: 504 (and any 500) leave a write's outcome unknown; every other failure (400, 409, 503) applied nothing.
-    return answer.status === 504 || (answer.status >= 500 && answer.status !== 503) ? { kind: "unknown", answer } : { kind: "failed", answer };
+    // README: a write the worker refused with 400, 409, 413 or 503 was not applied; 504 and 500 leave its outcome
+    // unknown. A failure without X-DHA-Error-Code is the platform's (e.g. wrangler dev's "worker restarted
+    // mid-request" 503), which says nothing about the write.
+    const definite = answer.code !== undefined && [400, 409, 413, 503].includes(answer.status);
+    return definite ? { kind: "failed", answer } : { kind: "unknown", answer };
   }
   if (input.kind === "backup") {
     return { kind: "ok", output: { values: registerRowsOf(answer.text) }, answer };
@@ -172,7 +178,8 @@ export function registerRowsOf(dump: string): Record<string, string> {
 function errorOf(answer: HttpAnswer | undefined): string {
   if (answer === undefined) return "no answer";
   const body = answer.body as RqliteResults;
-  return (body.error ?? body.results?.[0]?.error ?? answer.text.slice(0, 200)) || `HTTP ${answer.status}`;
+  const message = (body.error ?? body.results?.[0]?.error ?? answer.text.slice(0, 200)) || `HTTP ${answer.status}`;
+  return answer.code === undefined ? message : `${answer.code}: ${message}`;
 }
 
 /** Collects operations with ids and times relative to the run's start. */
