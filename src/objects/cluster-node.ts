@@ -22,7 +22,7 @@ import { objectName, validateClusterConfig, validateMember } from "./config";
 import { logEvent, setLogLevel } from "./log";
 import { RaftInvariantError } from "../replication/index";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
-import { createStateMachine } from "./sql/port";
+import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
 import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
 import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } from "./events";
@@ -318,7 +318,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       identity,
       bugs: this.bugs,
       kv: this.ctx.storage.kv,
-      stateMachine: createStateMachine(this.ctx.storage),
+      stateMachine: createStateMachine(this.ctx.storage, stateMachineOptionsFromEnv(this.env)),
       peerStub: (member) => this.counters.instrumentPeer(member.name, this.stubFor(identity.cluster, member)),
       faultsEnabled: faultsEnabled(this.env),
       clock: systemClock,

@@ -16,6 +16,10 @@ export interface Env {
   DHA_CORS_ORIGINS?: string;
   /** Lowest structured-log level printed: debug, info (default), warn or error. */
   DHA_LOG_LEVEL?: string;
+  /** Optional: the most rows all statements of one request may return (default 100000). */
+  DHA_MAX_RESULT_ROWS?: string;
+  /** Optional: the most bytes (approximate) all statements of one request may return (default 16777216). */
+  DHA_MAX_RESULT_BYTES?: string;
   /** Test configuration only: "1" lets tests inject network faults between nodes. */
   DHA_TEST_FAULTS?: string;
 }

@@ -89,3 +89,23 @@ describe("the schema tables over HTTP (item 4)", () => {
     expect(listed.text).toContain('"values":[["m"],["sqlite_schema"],["sqlite_temp_schema"],["v"]]');
   });
 });
+
+describe("runaway reads over HTTP (item 9)", () => {
+  it("answers an endless query 400 once it reaches the row limit, and the node goes on serving", async () => {
+    const h = await clusterWith("fidelity-endless", ["CREATE TABLE t (x)"]);
+    const endless = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+    for (const level of ["weak", "none"]) {
+      const read = await h.send("GET", query(endless, `level=${level}`));
+      expect(read.status, read.text).toBe(400);
+      expect(read.headers.get("X-DHA-Error-Code")).toBe("INVALID_REQUEST");
+      expect(JSON.parse(read.text)).toEqual({
+        results: [],
+        error: "statement 1: the results hold more than 100000 rows, the most one request may return (DHA_MAX_RESULT_ROWS): add a LIMIT, or page with WHERE",
+      });
+    }
+    const write = await h.send("POST", "/db/execute", { json: ["INSERT INTO t VALUES (1)"] });
+    expect(write.text).toBe('{"results":[{"last_insert_id":1,"rows_affected":1}]}');
+    const bounded = await h.send("GET", query(`${endless} LIMIT 3`));
+    expect(bounded.text).toBe('{"results":[{"columns":["x"],"types":["integer"],"values":[[1],[2],[3]]}]}');
+  });
+});

@@ -3,7 +3,15 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql";
-import { encodeSqlRequest, prepareRead, prepareWrite, SqlStateMachine, type SqlStateMachineOptions } from "../../src/objects/sql/index";
+import {
+  encodeSqlRequest,
+  prepareRead,
+  prepareWrite,
+  ResultLimitError,
+  SqlStateMachine,
+  stateMachineOptionsFromEnv,
+  type SqlStateMachineOptions,
+} from "../../src/objects/sql/index";
 
 /** Runs `fn` against the storage of a fresh ClusterNode object (one per call: names are unique). */
 async function withStorage<T>(label: string, fn: (storage: DurableObjectStorage) => T): Promise<T> {
@@ -270,5 +278,46 @@ describe("the schema as users see it (issue 10, item 4)", () => {
       const twice = prepareRead(once.statements);
       expect(twice).toEqual(once);
     });
+  });
+});
+
+describe("bounded results (issue 10, item 9)", () => {
+  const ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)";
+
+  it("stops reading an endless query at the row limit and fails the read as a whole, changing nothing", async () => {
+    await withStorage("endless-read", (storage) => {
+      const node = new Node(storage, { maxResultRows: 1000 });
+      node.exec("CREATE TABLE t(x)");
+      expect(() => node.machine.query([{ sql: `${ENDLESS} SELECT x FROM c` }], { transaction: false })).toThrow(ResultLimitError);
+      expect(() => node.machine.query([{ sql: `${ENDLESS} SELECT x FROM c` }], { transaction: false })).toThrow(
+        "statement 1: the results hold more than 1000 rows, the most one request may return (DHA_MAX_RESULT_ROWS): add a LIMIT, or page with WHERE",
+      );
+      // The budget is per request: two statements of 600 rows each exceed it together; the second is named.
+      expect(() =>
+        node.machine.query([{ sql: `${ENDLESS} SELECT x FROM c LIMIT 600` }, { sql: `${ENDLESS} SELECT x FROM c LIMIT 600` }], { transaction: false }),
+      ).toThrow(/^statement 2: /);
+      expect(node.machine.query([{ sql: `${ENDLESS} SELECT x FROM c LIMIT 1000` }], { transaction: false })[0]?.rows).toHaveLength(1000);
+      // Bytes too: 2 MB values run out a 16 MiB budget after a few rows.
+      expect(() => new SqlStateMachine(storage).query([{ sql: `${ENDLESS} SELECT zeroblob(2000000) FROM c` }], { transaction: false })).toThrow(/DHA_MAX_RESULT_BYTES/);
+    });
+  });
+
+  it("in a log entry reports the limit as the statement's error, applies the rest, and commits", async () => {
+    await withStorage("endless-write", (storage) => {
+      const node = new Node(storage, { maxResultRows: 1000 });
+      node.exec("CREATE TABLE t(x)");
+      const results = node.apply([{ sql: `${ENDLESS} SELECT x FROM c` }, { sql: "INSERT INTO t VALUES (1)" }]);
+      expect(results[0]?.error).toMatch(/more than 1000 rows/);
+      expect(results[1]).toMatchObject({ rowsAffected: 1 });
+      expect(node.query("SELECT count(*) FROM t").rows).toEqual([[1]]);
+      expect(node.machine.appliedIndex()).toBe(2);
+    });
+  });
+
+  it("takes its limits from the deployment's variables, and refuses nonsense", () => {
+    expect(stateMachineOptionsFromEnv({})).toEqual({ stateMachine: {} });
+    expect(stateMachineOptionsFromEnv({ DHA_MAX_RESULT_ROWS: "500", DHA_MAX_RESULT_BYTES: "65536" })).toEqual({ stateMachine: { maxResultRows: 500, maxResultBytes: 65536 } });
+    expect(() => stateMachineOptionsFromEnv({ DHA_MAX_RESULT_ROWS: "lots" })).toThrow("DHA_MAX_RESULT_ROWS must be a positive integer, got \"lots\"");
+    expect(() => stateMachineOptionsFromEnv({ DHA_MAX_RESULT_BYTES: "0" })).toThrow(/DHA_MAX_RESULT_BYTES must be a positive integer/);
   });
 });

@@ -16,6 +16,7 @@ export {
 } from "./validate";
 export {
   SqlStateMachine,
+  ResultLimitError,
   DEFAULT_STATE_MACHINE_OPTIONS,
   cleanSqliteError,
   type SqlStateMachineOptions,
@@ -31,7 +32,7 @@ export {
   type StagingStatus,
   type InstallOutcome,
 } from "./snapshot-install";
-export { createStateMachine, secureRandomBytes, type StateMachineOptions } from "./port";
+export { createStateMachine, secureRandomBytes, stateMachineOptionsFromEnv, type StateMachineEnv, type StateMachineOptions } from "./port";
 export { parseDump, DumpError, DEFAULT_MAX_DUMP_BYTES, type DumpOptions } from "./dump";
 export { tokenizeSql, splitSqlStatements, SqlSyntaxError, type SqlToken, type SqlTokenKind } from "./tokenizer";
 export { SQL_STATE_KEY_PREFIX } from "./keys";

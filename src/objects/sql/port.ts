@@ -4,7 +4,8 @@ import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { encodeSqlRequest } from "./codec";
 import { SnapshotError, type SnapshotOptions } from "./snapshot";
 import { SnapshotInstaller, type SnapshotInstallerOptions } from "./snapshot-install";
-import { SqlStateMachine, type SqlStateMachineOptions } from "./state-machine";
+import { ResultLimitError, SqlStateMachine, type SqlStateMachineOptions } from "./state-machine";
+import { nodeError } from "../runtime/errors";
 import { prepareRead, prepareWrite } from "./validate";
 
 /** crypto.getRandomValues fills at most 65,536 bytes per call. */
@@ -63,7 +64,13 @@ class SqlStateMachinePort implements StateMachinePort {
   }
 
   query(statements: readonly Statement[], options: { readonly transaction: boolean }): readonly StatementResult[] {
-    return this.machine.query(statements, options);
+    try {
+      return this.machine.query(statements, options);
+    } catch (error) {
+      // Too large a result is the request's fault, not the node's: the caller gets a 4xx and nothing else happens.
+      if (error instanceof ResultLimitError) throw nodeError("INVALID_REQUEST", error.message, { retryable: false });
+      throw error;
+    }
   }
 
   createSnapshotImage(): SnapshotImage {
@@ -98,6 +105,34 @@ class SqlStateMachinePort implements StateMachinePort {
   dumpSql(): string {
     return this.machine.dumpSql();
   }
+}
+
+/** The deployment's variables this module reads (wrangler.toml [vars]); see README "Limits". */
+export interface StateMachineEnv {
+  readonly DHA_MAX_RESULT_ROWS?: string;
+  readonly DHA_MAX_RESULT_BYTES?: string;
+}
+
+function positiveIntegerVar(env: StateMachineEnv, name: keyof StateMachineEnv): number | undefined {
+  const text = env[name];
+  if (text === undefined || text.trim() === "") return undefined;
+  const value = Number(text);
+  if (!/^\s*[0-9]+\s*$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
+    throw new Error(`${name} must be a positive integer, got ${JSON.stringify(text)}`);
+  }
+  return value;
+}
+
+/** The state machine's options from the deployment's variables; unset ones keep their defaults. Throws on garbage. */
+export function stateMachineOptionsFromEnv(env: StateMachineEnv): StateMachineOptions {
+  const maxResultRows = positiveIntegerVar(env, "DHA_MAX_RESULT_ROWS");
+  const maxResultBytes = positiveIntegerVar(env, "DHA_MAX_RESULT_BYTES");
+  return {
+    stateMachine: {
+      ...(maxResultRows === undefined ? {} : { maxResultRows }),
+      ...(maxResultBytes === undefined ? {} : { maxResultBytes }),
+    },
+  };
 }
 
 /** The node runtime's state machine over the object's storage. */

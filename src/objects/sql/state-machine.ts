@@ -23,15 +23,33 @@ export interface SqlStateMachineOptions {
   readonly maxDedupEntries?: number;
   /** Largest encoded result kept per remembered request; larger ones are kept without rows. */
   readonly maxDedupResultBytes?: number;
-  /** Largest result set one statement may return (approximate bytes); beyond it the statement reports an error. */
+  /**
+   * Most rows all statements of one request may return together; reading stops at the limit. Configured with
+   * DHA_MAX_RESULT_ROWS.
+   */
+  readonly maxResultRows?: number;
+  /** Most bytes (approximate) all statements of one request may return together. Configured with DHA_MAX_RESULT_BYTES. */
   readonly maxResultBytes?: number;
 }
 
 export const DEFAULT_STATE_MACHINE_OPTIONS = {
   maxDedupEntries: 10_000,
   maxDedupResultBytes: 64 * 1024,
+  maxResultRows: 100_000,
   maxResultBytes: 16 * 1024 * 1024,
 } as const;
+
+/**
+ * A read whose results exceed the request's row or byte budget (see SqlStateMachineOptions). Reads fail as a whole
+ * with it (the caller answers 4xx); in a log entry the statement reports it as its error instead, since the entry
+ * is applied either way.
+ */
+export class ResultLimitError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ResultLimitError";
+  }
+}
 
 export interface LogEntryToApply {
   readonly index: number;
@@ -82,23 +100,58 @@ interface ReadRows {
   readonly inexact?: string;
 }
 
-function readRows(cursor: SqlStorageCursor<Record<string, SqlStorageValue>>, maxBytes: number): ReadRows {
+/** What the statements of one request may still return. */
+class ResultBudget {
+  rowsLeft: number;
+  bytesLeft: number;
+
+  constructor(
+    readonly maxRows: number,
+    readonly maxBytes: number,
+  ) {
+    this.rowsLeft = maxRows;
+    this.bytesLeft = maxBytes;
+  }
+
+  isSpent(): boolean {
+    return this.rowsLeft < 0 || this.bytesLeft < 0;
+  }
+
+  /** Takes one row; returns why it does not fit, or null. */
+  take(row: readonly SqlValue[]): string | null {
+    this.rowsLeft -= 1;
+    this.bytesLeft -= approximateBytes(row);
+    if (this.rowsLeft < 0) {
+      return `the results hold more than ${this.maxRows} rows, the most one request may return (DHA_MAX_RESULT_ROWS): add a LIMIT, or page with WHERE`;
+    }
+    if (this.bytesLeft < 0) {
+      return `the results are larger than ${this.maxBytes} bytes, the most one request may return (DHA_MAX_RESULT_BYTES): select fewer columns or rows`;
+    }
+    return null;
+  }
+}
+
+/**
+ * Reads a cursor's rows into the budget. A query stops reading at the limit: SQLite computes rows as they are read,
+ * so a runaway query (an endless recursive CTE) ends there. A statement that writes (RETURNING) is read to its end
+ * without keeping the rows: its changes are all made by then (SQLite makes them on the first step) and an
+ * unfinished write statement must not stay open under the transaction.
+ */
+function readRows(cursor: SqlStorageCursor<Record<string, SqlStorageValue>>, budget: ResultBudget, options: { readonly drain: boolean }): ReadRows {
   const rows: SqlValue[][] = [];
-  let bytes = 0;
-  // Always drain the cursor: an unfinished statement would block the commit (SQLITE_BUSY resets the object).
-  let tooLarge = false;
+  let tooLarge: string | null = null;
   for (const raw of cursor.raw()) {
-    if (tooLarge) continue;
+    if (tooLarge !== null) continue;
     const row = raw.map(fromStorageValue);
-    bytes += approximateBytes(row);
-    if (bytes > maxBytes) {
-      tooLarge = true;
-      rows.length = 0;
+    tooLarge = budget.take(row);
+    if (tooLarge === null) {
+      rows.push(row);
       continue;
     }
-    rows.push(row);
+    rows.length = 0;
+    if (!options.drain) break;
   }
-  return { rows, tooLarge: tooLarge ? `the result is larger than ${maxBytes} bytes` : null };
+  return { rows, tooLarge };
 }
 
 /** A row of readExactly's query, (typeof, value) per column, back to values with exact integers. */
@@ -126,6 +179,7 @@ export class SqlStateMachine {
   private readonly kv: SyncKvStorage;
   private readonly maxDedupEntries: number;
   private readonly maxDedupResultBytes: number;
+  private readonly maxResultRows: number;
   private readonly maxResultBytes: number;
   private readonly declaredTypes: DeclaredTypes;
 
@@ -141,6 +195,7 @@ export class SqlStateMachine {
       DEFAULT_STATE_MACHINE_OPTIONS.maxDedupResultBytes,
       "maxDedupResultBytes",
     );
+    this.maxResultRows = positiveInteger(options.maxResultRows, DEFAULT_STATE_MACHINE_OPTIONS.maxResultRows, "maxResultRows");
     this.maxResultBytes = positiveInteger(options.maxResultBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes, "maxResultBytes");
     this.declaredTypes = new DeclaredTypes(storage);
   }
@@ -185,16 +240,18 @@ export class SqlStateMachine {
   private runEach(statements: readonly Statement[]): StatementResult[] {
     // Each statement is atomic on its own: SQLite undoes a failed statement's partial effects (statement journal)
     // while the surrounding transaction stays open.
-    return statements.map((statement) => this.runStatement(statement, "write"));
+    const budget = this.newBudget();
+    return statements.map((statement) => this.runStatement(statement, "write", budget));
   }
 
   /** All or nothing: stops at the first failure and undoes everything the request did. */
   private runAllOrNothing(statements: readonly Statement[]): StatementResult[] {
     const results: StatementResult[] = [];
+    const budget = this.newBudget();
     try {
       this.storage.transactionSync(() => {
         for (const statement of statements) {
-          const result = this.runStatement(statement, "write");
+          const result = this.runStatement(statement, "write", budget);
           results.push(result);
           if (result.error !== undefined) throw new Rollback();
         }
@@ -205,7 +262,11 @@ export class SqlStateMachine {
     return results;
   }
 
-  private runStatement(statement: Statement, mode: "write" | "read"): StatementResult {
+  private newBudget(): ResultBudget {
+    return new ResultBudget(this.maxResultRows, this.maxResultBytes);
+  }
+
+  private runStatement(statement: Statement, mode: "write" | "read", budget: ResultBudget): StatementResult {
     const started = performance.now();
     const seconds = (): number => (performance.now() - started) / 1000;
     if (typeof statement.sql !== "string") return { error: "a statement needs an sql string", time: seconds() };
@@ -230,7 +291,8 @@ export class SqlStateMachine {
     try {
       const cursor = this.sql.exec(statement.sql, ...(params as readonly SqlValue[]));
       const columns = cursor.columnNames;
-      let read = readRows(cursor, this.maxResultBytes);
+      const budgetAtStart = { rows: budget.rowsLeft, bytes: budget.bytesLeft };
+      let read = readRows(cursor, budget, { drain: shape.access === "write" });
       if (shape.pragma?.name === "table_list") {
         // PRAGMA table_list names the platform's tables too; users see only their own (column 1 is the name).
         read = { ...read, rows: read.rows.filter((row) => typeof row[1] !== "string" || !isInternalName(row[1])) };
@@ -245,7 +307,10 @@ export class SqlStateMachine {
       }
       if (schemaBefore !== null) this.noteSchemaChange(schemaBefore);
       if (read.tooLarge === null && read.rows.some((row) => row.some(isPossiblyRoundedInteger))) {
-        read = this.readExactly(statement.sql, params as readonly SqlValue[], columns.length) ?? {
+        // The same rows again, counted once.
+        budget.rowsLeft = budgetAtStart.rows;
+        budget.bytesLeft = budgetAtStart.bytes;
+        read = this.readExactly(statement.sql, params as readonly SqlValue[], columns.length, budget) ?? {
           rows: [],
           tooLarge: null,
           inexact:
@@ -280,12 +345,12 @@ export class SqlStateMachine {
    * VALUES, WITH ... SELECT) can run twice without effect; for anything else (RETURNING) this returns null.
    * The wrapped query reads the same rows in the same order: the outer SELECT neither filters nor sorts.
    */
-  private readExactly(sql: string, params: readonly SqlValue[], columnCount: number): ReadRows | null {
+  private readExactly(sql: string, params: readonly SqlValue[], columnCount: number, budget: ResultBudget): ReadRows | null {
     if (typeProbeText(sql) === null || columnCount === 0) return null;
     const names = Array.from({ length: columnCount }, (_, i) => `c${i}`);
     const select = names.map((c) => `typeof(${c}), CASE typeof(${c}) WHEN 'integer' THEN CAST(${c} AS TEXT) ELSE ${c} END`).join(", ");
     const cursor = this.sql.exec(`WITH ${EXACT_CTE}(${names.join(", ")}) AS (${sql}) SELECT ${select} FROM ${EXACT_CTE}`, ...params);
-    const read = readRows(cursor, this.maxResultBytes);
+    const read = readRows(cursor, budget, { drain: false });
     return { ...read, rows: read.rows.map((raw) => exactRow(raw, columnCount)) };
   }
 
@@ -346,14 +411,17 @@ export class SqlStateMachine {
   /**
    * Runs read statements locally, without the log. Statements that would write are refused with rqlite's message
    * and, as a second line of defence, everything runs inside a transaction that is always rolled back.
-   * With `transaction`, stops at the first failure.
+   * With `transaction`, stops at the first failure. Throws ResultLimitError, returning nothing, when the results
+   * exceed the request's row or byte budget.
    */
   query(statements: readonly Statement[], options: { readonly transaction: boolean }): StatementResult[] {
     const results: StatementResult[] = [];
+    const budget = this.newBudget();
     try {
       this.storage.transactionSync(() => {
         for (const statement of statements) {
-          const result = this.runStatement(statement, "read");
+          const result = this.runStatement(statement, "read", budget);
+          if (budget.isSpent()) throw new ResultLimitError(`statement ${results.length + 1}: ${result.error ?? "the result is too large"}`);
           results.push(result);
           if (options.transaction && result.error !== undefined) break;
         }
