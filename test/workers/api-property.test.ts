@@ -83,6 +83,13 @@ function parameterValue(name: string): fc.Arbitrary<Part<string>> | undefined {
       return fc.oneof(valid(fc.constantFrom("sql", "binary")), invalid(fc.constantFrom("", "csv", "SQL")));
     case "vacuum":
       return valid(flagValue);
+    case "limit":
+      return fc.oneof(valid(fc.integer({ min: 1, max: 1000 }).map(String)), invalid(fc.constantFrom("", "0", "1001", "abc", "-5", "1.5")));
+    case "since":
+      return fc.oneof(
+        valid(fc.constantFrom("0", "1767225600000", "2026-01-01T00:00:00Z", "2026-11-30")),
+        invalid(fc.constantFrom("", "yesterday", "-1x")),
+      );
     default:
       return undefined;
   }
@@ -269,6 +276,7 @@ const ROUTES: Record<string, fc.Arbitrary<Generated>> = {
     .map(([query, body]) => request("POST", "/leader", "admin", { query, body, contentType: "application/json" })),
   "GET /api/v1/cluster/health": queryArb(["timeout", "pretty"]).map((query) => request("GET", "/api/v1/cluster/health", "read", { query })),
   "GET /api/v1/cluster": queryArb(["timeout", "pretty"]).map((query) => request("GET", "/api/v1/cluster", "read", { query })),
+  "GET /api/v1/cluster/events": queryArb(["timeout", "limit", "since"]).map((query) => request("GET", "/api/v1/cluster/events", "read", { query })),
   "POST /api/v1/cluster/leader/stepdown": queryArb(["timeout", "pretty"]).map((query) =>
     request("POST", "/api/v1/cluster/leader/stepdown", "admin", { query }),
   ),

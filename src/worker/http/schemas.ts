@@ -3,7 +3,7 @@
 // Responses are written by the handlers in rqlite's exact wire form; the API tests check every body against these.
 import { z } from "@hono/zod-openapi";
 import { memberProblem } from "../config";
-import { IDEMPOTENCY_HEADER, NODE_NAME_PATTERN, RAFT_INDEX_HEADER } from "./params";
+import { IDEMPOTENCY_HEADER, NODE_NAME_PATTERN, queryOf, RAFT_INDEX_HEADER } from "./params";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Node names and members (the objects' rules: validateMember in src/objects/config.ts)
@@ -322,3 +322,58 @@ const statusDocumentSchema = z
 export const statusResponseSchema = z
   .union([statusDocumentSchema, z.unknown().openapi({ description: "With ?key=: the sub-document at that path" })])
   .openapi("StatusResponse");
+
+// ---------------------------------------------------------------------------------------------------------------
+// GET /api/v1/cluster/events
+
+export const MAX_EVENTS_LIMIT = 1_000;
+
+export const eventsQuerySchema = queryOf("timeout").extend({
+  limit: z
+    .string()
+    .regex(/^[0-9]{1,4}$/, { error: `limit must be a whole number from 1 to ${MAX_EVENTS_LIMIT}` })
+    .transform(Number)
+    .refine((limit) => limit >= 1 && limit <= MAX_EVENTS_LIMIT, { error: `limit must be a whole number from 1 to ${MAX_EVENTS_LIMIT}` })
+    .optional()
+    .openapi({ description: `At most this many of the newest events, 1 to ${MAX_EVENTS_LIMIT} (default 100)`, pattern: "^[0-9]{1,4}$" }),
+  since: z
+    .string()
+    .transform((text, ctx) => {
+      const ms = /^[0-9]{1,15}$/.test(text) ? Number(text) : Date.parse(text);
+      if (!Number.isFinite(ms)) {
+        ctx.addIssue({ code: "custom", message: `since ${JSON.stringify(text)} is neither epoch milliseconds nor an ISO 8601 time` });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .optional()
+    .openapi({ description: "Only events at or after this time: epoch milliseconds or an ISO 8601 time" }),
+});
+
+export const eventsResponseSchema = z
+  .strictObject({
+    cluster: z.string(),
+    events: z.array(
+      z.strictObject({
+        time: z.string().openapi({ format: "date-time" }),
+        timeMs: z.number(),
+        node: z.string(),
+        event: z.string(),
+        level: z.string(),
+        term: integerSchema.nonnegative(),
+        commitIndex: integerSchema.nonnegative().nullable(),
+        details: z.record(z.string(), z.unknown()),
+      }),
+    ),
+    nodes: z.array(
+      z.strictObject({
+        name: z.string(),
+        reachable: z.boolean(),
+        events: integerSchema.nonnegative(),
+        clockOffsetMs: z.number().nullable(),
+        error: z.string().nullable(),
+      }),
+    ),
+    maxEventsPerNode: integerSchema.positive(),
+  })
+  .openapi("ClusterEvents");

@@ -8,6 +8,8 @@ import { queryOf } from "../http/params";
 import {
   clusterSchema,
   errorSchema,
+  eventsQuerySchema,
+  eventsResponseSchema,
   executeResponseSchema,
   healthSchema,
   idempotencyHeaderSchema,
@@ -315,6 +317,20 @@ export const API_ROUTES: readonly ApiRoute[] = [
       summary: "Members, roles and location hints (role read)",
       request: { query: queryOf("timeout", "pretty") },
       responses: { 200: json(clusterSchema, "Cluster"), 400: error("Bad parameter"), ...guarded("plain") },
+    }),
+  },
+  {
+    access: readRole,
+    route: createRoute({
+      method: "get",
+      path: "/api/v1/cluster/events",
+      summary: "Every node's recent elections, leader changes, breaker and replica transitions, membership changes and snapshots, merged by time (role read)",
+      request: { query: eventsQuerySchema },
+      responses: {
+        200: json(eventsResponseSchema, "Events, newest last; a node that did not answer is listed with its error"),
+        400: error("Bad parameter"),
+        ...guarded("plain"),
+      },
     }),
   },
   {
