@@ -224,6 +224,7 @@ interface ClientOptions {
 
 async function runClient(options: ClientOptions): Promise<void> {
   let seq = 0;
+  let reads = 0;
   let lastWrite: HistoryOperation | undefined;
   while (Date.now() < options.until) {
     const key = `k${Math.floor(options.random() * options.keys)}`;
@@ -232,7 +233,8 @@ async function runClient(options: ClientOptions): Promise<void> {
     const seen = options.lastValues.get(key);
     let input: HistoryInput;
     if (dice < 0.5) {
-      const level = options.readModes[Math.floor(options.random() * options.readModes.length)] as ReadMode;
+      // Modes in rotation (from a different start per client), so that even a short run reads at every level.
+      const level = options.readModes[(options.clientId + reads++) % options.readModes.length] as ReadMode;
       input =
         level === "read-your-writes" && lastWrite?.raftIndex !== undefined && lastWrite.input.kind !== "read" && lastWrite.input.kind !== "backup"
           ? { kind: "read", key: lastWrite.input.key, level, minRaftIndex: lastWrite.raftIndex, afterWrite: lastWrite.id }
