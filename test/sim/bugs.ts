@@ -3,6 +3,7 @@
 // seed) the simulator catches it.
 
 import { SHELL_BUG_NAMES, type ShellBugs } from "../../src/objects/shell-bugs.js";
+import type { HarnessBugs } from "./host.js";
 import type { Prng } from "./prng.js";
 import type { Scenario } from "./run.js";
 
@@ -38,3 +39,63 @@ export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.from
 export function isBugName(name: string): name is BugName {
   return (SHELL_BUG_NAMES as readonly string[]).includes(name);
 }
+
+/** Bugs planted in the simulated storage, with the directed scenario that shows each one quickly. */
+export interface HarnessBugScenario {
+  readonly description: string;
+  readonly bugs: HarnessBugs;
+  /** Which checkers are expected to catch it (any of them counts). */
+  readonly expectedKinds: readonly string[];
+  readonly steps: number;
+  readonly adjustScenario: (scenario: Scenario, random: Prng) => Scenario;
+}
+
+const QUIET: Scenario["faults"] = {
+  crashes: false,
+  crashesInsideEvents: false,
+  storageErrors: false,
+  storageErrorsEverywhere: false,
+  stateMachineErrors: false,
+  staleInstances: false,
+  partitions: false,
+  pathFaults: false,
+  alarmFaults: false,
+  meanIntervalMs: 100,
+  leaderTargeting: 0.5,
+  minDownMs: 1,
+  maxDownMs: 50,
+  minPartitionMs: 50,
+  maxPartitionMs: 400,
+  maxDownNodes: 1,
+};
+
+export const HARNESS_BUG_SCENARIOS = {
+  "forget-vote": {
+    description: "a vote that does not survive a restart",
+    bugs: { forgetVoteOnRestart: true },
+    expectedKinds: ["election safety", "log matching", "state machine safety", "leader completeness", "linearizability", "acknowledged write lost"],
+    steps: 4000,
+    adjustScenario: (scenario: Scenario, random: Prng): Scenario => ({
+      ...scenario,
+      nodes: random.pick([3, 5]),
+      electionTimeoutMs: scenario.heartbeatIntervalMs * 5,
+      faults: { ...QUIET, crashes: true, crashesInsideEvents: true, partitions: true, meanIntervalMs: random.between(20, 60), leaderTargeting: 0.8, maxDownNodes: 2, maxDownMs: 30 },
+      workload: { ...scenario.workload, clients: 3, mix: { ...scenario.workload.mix, write: 10, linearizableRead: 5 } },
+    }),
+  },
+  "keep-suffix": {
+    description: "log truncation that does not delete: a conflicting suffix survives a restart",
+    bugs: { keepTruncatedSuffix: true },
+    expectedKinds: ["log matching", "log continuity", "state machine safety", "leader completeness", "linearizability", "acknowledged write lost", "host threw"],
+    steps: 4000,
+    adjustScenario: (scenario: Scenario, random: Prng): Scenario => ({
+      ...scenario,
+      nodes: random.pick([3, 5]),
+      snapshotThresholdEntries: 1000,
+      faults: { ...QUIET, crashes: true, partitions: true, meanIntervalMs: random.between(40, 120), leaderTargeting: 0.9, maxDownNodes: 1, maxDownMs: 50 },
+      workload: { ...scenario.workload, clients: 4, mix: { ...scenario.workload.mix, write: 10 } },
+    }),
+  },
+} as const satisfies Record<string, HarnessBugScenario>;
+
+export type HarnessBugName = keyof typeof HARNESS_BUG_SCENARIOS;

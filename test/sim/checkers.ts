@@ -276,4 +276,35 @@ export class Checkers {
       }
     }
   }
+
+  /** The first committed index of every request id (a resent request takes effect at its first copy). */
+  private firstCommittedIndexById(entryIds: (content: string) => readonly string[]): Map<string, number> {
+    const byId = new Map<string, number>();
+    for (const [index, entry] of [...this.committed.entries()].sort((a, b) => a[0] - b[0])) {
+      for (const id of entryIds(entry.content)) if (!byId.has(id)) byId.set(id, index);
+    }
+    return byId;
+  }
+
+  /**
+   * A read at level none with X-DHA-Raft-Index r (the client's own write) sees state at an applied index >= r, so
+   * the value it reads was written at or after the client's own write: never an older value, never nothing.
+   */
+  checkReadYourWrites(
+    reads: readonly { readonly opId: number; readonly key: string; readonly value: string | null; readonly own: { readonly requestId: string; readonly value: string } }[],
+    writerOf: ReadonlyMap<string, string>,
+    entryIds: (content: string) => readonly string[],
+  ): void {
+    if (reads.length === 0) return;
+    const indexOf = this.firstCommittedIndexById(entryIds);
+    for (const read of reads) {
+      const ownIndex = indexOf.get(read.own.requestId);
+      if (ownIndex === undefined || read.value === read.own.value) continue;
+      const writer = read.value === null ? undefined : writerOf.get(read.value);
+      const valueIndex = writer === undefined ? undefined : indexOf.get(writer);
+      if (read.value === null || (valueIndex !== undefined && valueIndex < ownIndex)) {
+        this.fail("read your writes", `op ${read.opId} read ${read.key} = ${read.value ?? "nothing"} (written at ${valueIndex ?? "-"}) after the client's own write of ${read.own.value} at ${ownIndex}`);
+      }
+    }
+  }
 }

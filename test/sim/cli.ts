@@ -123,19 +123,29 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   let steps = 0;
   let firstFailing: number | null = null;
   const faults: Record<string, number> = {};
-  const reads = { linearizable: 0, strong: 0, weak: 0, none: 0 };
+  const reads = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0 };
   let acknowledged = 0;
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
+  const controlFailures: number[] = [];
   for (let seed = from; seed < from + count; seed += 1) {
     const result = await runSeed(simOptions(cli, seed));
     steps += result.steps;
     operations += result.lincheck?.operations ?? 0;
     acknowledged += result.stats.acknowledged;
     for (const [kind, value] of Object.entries(result.stats.faults)) faults[kind] = (faults[kind] ?? 0) + value;
-    for (const level of ["linearizable", "strong", "weak", "none"] as const) reads[level] += result.stats.readsByLevel[level];
+    for (const level of ["linearizable", "strong", "weak", "none", "readYourWrites"] as const) reads[level] += result.stats.readsByLevel[level];
     if (result.lincheck !== null) verdicts[result.lincheck.verdict] += 1;
     if (result.lincheck?.verdict === "unknown") unknownSeeds.push(seed);
+    if (result.violations.length > 0 && cli.bug !== null) {
+      // A bug counts as caught only by a seed that passes without it (same scenario tuning, switch off).
+      const control = await runSeed({ ...simOptions(cli, seed), bugs: {} });
+      if (control.violations.length > 0) {
+        console.log(`seed ${seed} fails without the bug too (${control.violations[0]?.kind ?? "?"}): not counted`);
+        controlFailures.push(seed);
+        continue;
+      }
+    }
     if (result.violations.length > 0) {
       violations += result.violations.length;
       failedSeeds += 1;
@@ -153,6 +163,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   console.log(`faults injected: ${Object.entries(faults).map(([kind, value]) => `${kind} ${value} (${(value / seedsRun).toFixed(2)}/seed)`).join(", ")}`);
   console.log(`operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}`);
   console.log(`failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`);
+  if (controlFailures.length > 0) console.log(`seeds that fail without the bug too (not counted): ${controlFailures.join(", ")}`);
   console.log(`seeds ${seedsRun} (from ${from}), violations ${violations}, operations checked ${operations}, steps ${steps}`);
   return violations > 0 ? 1 : 0;
 }

@@ -56,6 +56,15 @@ export interface HostEnvironment {
   note(text: string): void;
   seedFor(host: SimHost, incarnation: number): number;
   readonly bugs: ShellBugs;
+  readonly harnessBugs: HarnessBugs;
+}
+
+/** Bugs planted in the simulated storage itself, to show the checkers catch what a broken shell would do. */
+export interface HarnessBugs {
+  /** The vote is lost when a node restarts (as if the hard state's vote were never persisted). */
+  readonly forgetVoteOnRestart?: boolean;
+  /** Deleting a log entry above the snapshot does nothing: a truncated, conflicting suffix comes back on restart. */
+  readonly keepTruncatedSuffix?: boolean;
 }
 
 /** One in-memory incarnation of the object. */
@@ -85,7 +94,8 @@ export class PersistedLog {
     this.snapshot = meta === undefined ? null : { meta };
     this.byIndex.clear();
     for (const [, entry] of kv.list<LogEntry>({ prefix: LOG_PREFIX })) this.byIndex.set(entry.index, entry);
-    this.touchedFromIndex = null;
+    // After a (re)load the whole log is checked again: a restart must find what was persisted, nothing else.
+    this.touchedFromIndex = this.byIndex.size === 0 ? null : Math.min(...this.byIndex.keys());
   }
 
   noteWrite(key: string, value: unknown): void {
@@ -158,12 +168,24 @@ export class SimHost {
     this.instance = instance;
     this.log.reload(this.storage.kv);
     const kv = this.kvFacade(instance);
-    const incarnation = kv.get<string>(INCARNATION_KEY) ?? this.createIncarnation(kv);
     const clock: TransportClock = {
       now: () => this.env.nowMs(),
       schedule: (fn, delayMs) => this.env.scheduleTimer(this, instance, fn, delayMs),
     };
-    instance.runtime = new NodeRuntime({
+    try {
+      const incarnation = kv.get<string>(INCARNATION_KEY) ?? this.createIncarnation(kv);
+      instance.runtime = this.createRuntime(instance, kv, incarnation, clock);
+    } catch (error) {
+      // As ClusterNode: a runtime that fails to start leaves the object without one; the next event (or the
+      // alarm, which the platform retries) tries again from storage.
+      this.discard(instance, error);
+      return null;
+    }
+    return instance.runtime;
+  }
+
+  private createRuntime(instance: Instance, kv: ReturnType<SimHost["kvFacade"]>, incarnation: string, clock: TransportClock): NodeRuntime {
+    return new NodeRuntime({
       identity: this.identity,
       kv,
       stateMachine: this.stateMachineFor(instance),
@@ -174,7 +196,6 @@ export class SimHost {
       incarnation,
       bugs: this.env.bugs,
     });
-    return instance.runtime;
   }
 
   private createIncarnation(kv: ReturnType<SimHost["kvFacade"]>): string {
@@ -310,7 +331,9 @@ export class SimHost {
     return {
       get: <T>(key: string) => {
         this.checkRead(instance, `get ${key}`);
-        return kv.get<T>(key);
+        const value = kv.get<T>(key);
+        if (key === HARD_STATE_KEY && value !== undefined && this.env.harnessBugs.forgetVoteOnRestart === true) return { ...(value as HardState), vote: null } as T;
+        return value;
       },
       put: <T>(key: string, value: T) => {
         this.checkAccess(instance, `put ${key}`, "put");
@@ -319,6 +342,7 @@ export class SimHost {
       },
       delete: (key: string) => {
         this.checkAccess(instance, `delete ${key}`, "delete");
+        if (this.env.harnessBugs.keepTruncatedSuffix === true && key.startsWith(LOG_PREFIX) && Number(key.slice(LOG_PREFIX.length)) > (this.log.snapshot?.meta.index ?? 0)) return true;
         const deleted = kv.delete(key);
         const index = this.log.noteDelete(key);
         if (index !== null) this.env.observeLogDelete(this, index);

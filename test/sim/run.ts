@@ -21,7 +21,7 @@ import { decodeSqlRequest } from "../../src/objects/sql/codec.js";
 import type { LogEntry, NodeId } from "../../src/replication/types.js";
 import { Checkers, type NodeView, type Violation } from "./checkers.js";
 import { Nemesis, type FaultKind, type FaultOptions, type NemesisEnvironment, type NemesisEvent } from "./faults.js";
-import { SimCrash, SimHost, type HostEnvironment, type Instance } from "./host.js";
+import { SimCrash, SimHost, type HarnessBugs, type HostEnvironment, type Instance } from "./host.js";
 import { HEALTHY_PROFILE, Network, type NetworkProfile } from "./network.js";
 import { Prng, assertValidSeed } from "./prng.js";
 import { Scheduler } from "./scheduler.js";
@@ -58,6 +58,8 @@ export interface SimOptions {
   readonly steps?: number;
   /** Shell bugs to put back (src/objects/shell-bugs.ts). */
   readonly bugs?: ShellBugs;
+  /** Bugs planted in the simulated storage (host.ts), to show the checkers bite. */
+  readonly harnessBugs?: HarnessBugs;
   readonly adjustScenario?: (scenario: Scenario, random: Prng) => Scenario;
   readonly traceTailLines?: number;
   readonly onTraceLine?: (line: string) => void;
@@ -94,7 +96,7 @@ export interface SimResult {
     readonly committedEntries: number;
     readonly operations: number;
     readonly acknowledged: number;
-    readonly readsByLevel: Readonly<Record<"linearizable" | "strong" | "weak" | "none", number>>;
+    readonly readsByLevel: Readonly<Record<"linearizable" | "strong" | "weak" | "none" | "readYourWrites", number>>;
     readonly clientRetriesSameId: number;
     readonly checkerRuns: number;
   };
@@ -188,6 +190,7 @@ export function drawScenario(random: Prng): Scenario {
       strongRead: random.between(0, 3),
       weakRead: random.between(0, 3),
       noneRead: random.between(0, 2),
+      readYourWrites: random.between(0, 3),
     },
     maxAttempts: random.between(3, 8),
     retryBackoffMs: Math.max(1, Math.round(electionTimeoutMs / random.between(2, 8))),
@@ -235,6 +238,7 @@ class Simulation implements HostEnvironment {
   readonly workload: Workload;
   readonly nemesis: Nemesis;
   readonly bugs: ShellBugs;
+  readonly harnessBugs: HarnessBugs;
   private readonly views = new Map<NodeId, NodeView>();
   private readonly random: Prng;
   private readonly nodeRandom: Prng;
@@ -259,6 +263,7 @@ class Simulation implements HostEnvironment {
     options: SimOptions,
   ) {
     this.bugs = options.bugs ?? {};
+    this.harnessBugs = options.harnessBugs ?? {};
     this.trace = new Trace(options.traceTailLines ?? DEFAULT_TRACE_TAIL_LINES, options.onTraceLine ?? null);
     this.checkers = new Checkers(() => this.scheduler.nowMs);
     this.random = streams.workload;
@@ -344,8 +349,9 @@ class Simulation implements HostEnvironment {
   beforeStorageOperation(host: SimHost, instance: Instance, what: string, kind: "put" | "delete" | "sql"): void {
     const fault = this.storageFaults.get(host.id);
     if (fault === undefined || instance !== host.instance || this.turn?.host !== host) return;
-    // Known open findings (see faults.ts, storageErrorsEverywhere): errors only on KV puts unless asked for.
-    if (fault.kind === "error" && kind !== "put" && !this.scenario.faults.storageErrorsEverywhere) return;
+    // Known open findings (see faults.ts, storageErrorsEverywhere): unless asked for, errors only on KV puts
+    // outside the Raft log and hard state.
+    if (fault.kind === "error" && (kind !== "put" || what.startsWith("put raft/")) && !this.scenario.faults.storageErrorsEverywhere) return;
     fault.afterOps -= 1;
     if (fault.afterOps > 0) return;
     this.storageFaults.delete(host.id);
@@ -560,7 +566,7 @@ class Simulation implements HostEnvironment {
         const host = this.host(event.node);
         if (host.down) return true;
         await this.runTurn(host, host.instance, () => {
-          const promise: Promise<NodeResult<unknown>> = event.call.kind === "execute" ? host.execute(event.call.request, event.call.timeoutMs) : host.query({ statements: event.call.statements, level: event.call.level, timeoutMs: event.call.timeoutMs });
+          const promise: Promise<NodeResult<unknown>> = event.call.kind === "execute" ? host.execute(event.call.request, event.call.timeoutMs) : host.query({ statements: event.call.statements, level: event.call.level, timeoutMs: event.call.timeoutMs, ...(event.call.minAppliedIndex === undefined ? {} : { minAppliedIndex: event.call.minAppliedIndex }) });
           const instance = host.instance;
           void promise.then(
             (answer) => {
@@ -774,6 +780,12 @@ function entryIds(content: string): string[] {
 
 /** The runtime's structured log lines are muted while a seed runs: the trace says what matters. */
 function muteRuntimeLogs<T>(run: () => Promise<T>): Promise<T> {
+  // SIM_RUNTIME_LOGS=debug|info|warn|error prints them (debugging a seed).
+  const wanted = process.env["SIM_RUNTIME_LOGS"];
+  if (wanted !== undefined && wanted !== "") {
+    setLogLevel(wanted);
+    return run();
+  }
   setLogLevel("error");
   const original = { log: console.log, warn: console.warn, error: console.error };
   const filter =
@@ -842,6 +854,7 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
   let lincheck: LincheckSummary | null = null;
   if (violations.length === 0) {
     sim.checkers.checkAcknowledged(sim.workload.acknowledged, entryIds);
+    sim.checkers.checkReadYourWrites(sim.workload.readYourWrites, sim.workload.writerOf, entryIds);
     const history = sim.workload.linearizableHistory();
     const result = checkLinearizability(registerModel, history, { maxSteps: options.lincheckMaxSteps ?? DEFAULT_LINCHECK_MAX_STEPS });
     lincheck = { verdict: result.verdict, operations: result.operations, partitions: result.partitions, steps: result.steps ?? 0, detail: result.detail ?? null };

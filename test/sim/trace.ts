@@ -1,8 +1,6 @@
 // What happened during one seed, for a human reading a failure and for the replay-determinism test: a bounded
 // ring of the latest lines, and a hash over every line ever recorded (so two runs can be compared cheaply).
 
-import type { Message, RaftEvent } from "../../src/replication/types.js";
-
 export const DEFAULT_TRACE_TAIL_LINES = 200;
 
 export class Trace {
@@ -61,59 +59,3 @@ export class Trace {
   }
 }
 
-
-/** One line per message, short enough to read a few hundred of them. */
-export function describeMessage(message: Message): string {
-  const head = `${message.from}->${message.to} ${message.type} t${message.term}`;
-  switch (message.type) {
-    case "append": {
-      const first = message.entries[0];
-      const last = message.entries[message.entries.length - 1];
-      const range = first === undefined || last === undefined ? "" : ` [${first.index}..${last.index}]@t${last.term}`;
-      return `${head} prev ${message.prevLogIndex}/${message.prevLogTerm} n=${message.entries.length}${range} commit ${message.commit}`;
-    }
-    case "appendResponse": {
-      const hint = message.rejectHint === null ? "" : ` hint ${message.rejectHint.index}/${message.rejectHint.term}`;
-      return `${head} ${message.success ? "ok" : "reject"} ${message.index}${hint}`;
-    }
-    case "preVote":
-    case "vote":
-      return `${head} last ${message.lastLogIndex}/${message.lastLogTerm}${message.transfer ? " (transfer)" : ""}`;
-    case "preVoteResponse":
-    case "voteResponse":
-      return `${head} ${message.granted ? "granted" : "denied"}`;
-    case "heartbeat":
-      return `${head} round ${message.round} commit ${message.commit}${message.readContext === null ? "" : ` read ${message.readContext}`}`;
-    case "heartbeatResponse":
-      return `${head} round ${message.round}${message.readContext === null ? "" : ` read ${message.readContext}`}`;
-    case "snapshot":
-      return `${head} ${message.snapshot.index}/${message.snapshot.term}`;
-    case "timeoutNow":
-      return head;
-    case "readIndex":
-      return `${head} ${message.context}`;
-    case "readIndexResponse":
-      return `${head} ${message.context} -> ${message.index ?? "refused"}`;
-  }
-}
-
-export function describeEvent(event: RaftEvent): string {
-  switch (event.kind) {
-    case "becameFollower":
-      return `follower t${event.term} leader ${event.leader ?? "?"}`;
-    case "becamePreCandidate":
-      return `pre-candidate t${event.term}`;
-    case "becameCandidate":
-      return `CANDIDATE t${event.term}`;
-    case "becameLeader":
-      return `LEADER t${event.term} (election took ${event.electionTicks} ticks)`;
-    case "replicaStatus":
-      return `replica ${event.peer} ${event.from ?? "-"} -> ${event.to}`;
-    case "membershipApplied":
-      return `membership at ${event.index}: voters [${event.membership.voters.join(",")}] learners [${event.membership.learners.join(",")}]`;
-    case "steppedDown":
-      return `stepped down t${event.term}: ${event.reason}`;
-    case "leadershipTransfer":
-      return `transfer to ${event.to} ${event.outcome}`;
-  }
-}

@@ -20,7 +20,16 @@ export interface WorkloadOptions {
   readonly timeoutMs: number;
   readonly maxThinkMs: number;
   /** Relative weights of the kinds of operation. */
-  readonly mix: { readonly write: number; readonly cas: number; readonly linearizableRead: number; readonly strongRead: number; readonly weakRead: number; readonly noneRead: number };
+  readonly mix: {
+    readonly write: number;
+    readonly cas: number;
+    readonly linearizableRead: number;
+    readonly strongRead: number;
+    readonly weakRead: number;
+    readonly noneRead: number;
+    /** A read at level none with the raft index of the client's last write (X-DHA-Raft-Index): it must see that write. */
+    readonly readYourWrites: number;
+  };
   /** Attempts per operation (the first included). */
   readonly maxAttempts: number;
   /** Back-off before the n-th retry: up to n times this (a router waits out an election the same way). */
@@ -32,7 +41,7 @@ export interface WorkloadOptions {
 /** What a client sends to a node. */
 export type ClientCall =
   | { readonly kind: "execute"; readonly request: SqlRequest; readonly timeoutMs: number }
-  | { readonly kind: "query"; readonly statements: readonly Statement[]; readonly level: ReadLevel; readonly timeoutMs: number };
+  | { readonly kind: "query"; readonly statements: readonly Statement[]; readonly level: ReadLevel; readonly timeoutMs: number; readonly minAppliedIndex?: number };
 
 export type ClientAnswer = NodeResult<ExecuteValue> | NodeResult<QueryValue>;
 
@@ -51,6 +60,16 @@ export interface HistoryOp {
   attempts: number;
   /** The first attempt's start: the operation gives up this long after it. */
   readonly startedAtMs: number;
+  /** A read-your-writes read: the client's own write it must see (or something written after it). */
+  readonly after: { readonly requestId: string; readonly value: string; readonly raftIndex: number } | null;
+}
+
+/** A read-your-writes read that was answered, checked at the end against the committed log. */
+export interface ReadYourWrites {
+  readonly opId: number;
+  readonly key: string;
+  readonly value: string | null;
+  readonly own: { readonly requestId: string; readonly value: string; readonly raftIndex: number };
 }
 
 interface Client {
@@ -60,6 +79,8 @@ interface Client {
   /** The attempt in flight: its id and when the client stops waiting for its answer. */
   attempt: { readonly id: number; readonly node: NodeId; readonly deadlineMs: number } | null;
   nextActionAtMs: number;
+  /** The client's last acknowledged write that took effect, per key. */
+  lastWrite: { readonly key: string; readonly requestId: string; readonly value: string; readonly raftIndex: number } | null;
 }
 
 export interface WorkloadEnvironment {
@@ -84,7 +105,10 @@ export class Workload {
   readonly history: HistoryOp[] = [];
   readonly uncheckedReads: { level: ReadLevel; key: string; value: string | null; node: NodeId }[] = [];
   readonly acknowledged: { requestId: string; what: string }[] = [];
-  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, none: 0 };
+  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0 };
+  readonly readYourWrites: ReadYourWrites[] = [];
+  /** Which request wrote each value (values are unique per operation). */
+  readonly writerOf = new Map<string, string>();
   private readonly clients: Client[] = [];
   private readonly writtenValues = new Set<string>();
   private clock = 0;
@@ -101,7 +125,7 @@ export class Workload {
     private readonly env: WorkloadEnvironment,
   ) {
     if (options.clients < 1 || options.keys < 1) throw new RangeError("a workload needs at least one client and one key");
-    for (let id = 1; id <= options.clients; id += 1) this.clients.push({ id, target: null, current: null, attempt: null, nextActionAtMs: 0 });
+    for (let id = 1; id <= options.clients; id += 1) this.clients.push({ id, target: null, current: null, attempt: null, nextActionAtMs: 0, lastWrite: null });
   }
 
   get clientIds(): number[] {
@@ -137,7 +161,7 @@ export class Workload {
       return;
     }
     if (now < client.nextActionAtMs || !this.acceptingNewOps) return;
-    const { input, level } = this.generateInput(client);
+    const { input, level, after } = this.generateInput(client);
     const opId = this.nextOpId;
     this.nextOpId += 1;
     const op: HistoryOp = {
@@ -152,9 +176,12 @@ export class Workload {
       state: "pending",
       attempts: 0,
       startedAtMs: now,
+      after,
     };
     if (input.kind === "write") this.writtenValues.add(input.value);
     if (input.kind === "cas") this.writtenValues.add(input.to);
+    if (op.requestId !== null && input.kind === "write") this.writerOf.set(input.value, op.requestId);
+    if (op.requestId !== null && input.kind === "cas") this.writerOf.set(input.to, op.requestId);
     this.history.push(op);
     client.current = op;
     if (this.env.random.chance(this.options.roamProbability)) client.target = null;
@@ -167,11 +194,11 @@ export class Workload {
     return client;
   }
 
-  private generateInput(client: Client): { input: RegisterInput; level: ReadLevel | null } {
+  private generateInput(client: Client): { input: RegisterInput; level: ReadLevel | null; after: HistoryOp["after"] } {
     const random = this.env.random;
     const key = `k${random.nextInt(this.options.keys)}`;
     const mix = this.options.mix;
-    const weights = [mix.write, mix.cas, mix.linearizableRead, mix.strongRead, mix.weakRead, mix.noneRead];
+    const weights = [mix.write, mix.cas, mix.linearizableRead, mix.strongRead, mix.weakRead, mix.noneRead, mix.readYourWrites];
     let roll = random.nextInt(weights.reduce((sum, weight) => sum + weight, 0));
     let choice = 0;
     while (roll >= (weights[choice] ?? 0)) {
@@ -179,22 +206,28 @@ export class Workload {
       choice += 1;
     }
     const value = `c${client.id}v${this.nextOpId}`;
+    const plain = (input: RegisterInput, level: ReadLevel | null): { input: RegisterInput; level: ReadLevel | null; after: null } => ({ input, level, after: null });
     switch (choice) {
       case 0:
-        return { input: { kind: "write", key, value }, level: null };
+        return plain({ kind: "write", key, value }, null);
       case 1: {
         const known = [...this.writtenValues];
         const from = known.length === 0 || random.chance(0.2) ? null : random.pick(known.slice(-8));
-        return { input: { kind: "cas", key, from, to: value }, level: null };
+        return plain({ kind: "cas", key, from, to: value }, null);
       }
       case 2:
-        return { input: { kind: "read", key }, level: "linearizable" };
+        return plain({ kind: "read", key }, "linearizable");
       case 3:
-        return { input: { kind: "read", key }, level: "strong" };
+        return plain({ kind: "read", key }, "strong");
       case 4:
-        return { input: { kind: "read", key }, level: "weak" };
-      default:
-        return { input: { kind: "read", key }, level: "none" };
+        return plain({ kind: "read", key }, "weak");
+      case 5:
+        return plain({ kind: "read", key }, "none");
+      default: {
+        const last = client.lastWrite;
+        if (last === null) return plain({ kind: "read", key }, "linearizable");
+        return { input: { kind: "read", key: last.key }, level: "none", after: { requestId: last.requestId, value: last.value, raftIndex: last.raftIndex } };
+      }
     }
   }
 
@@ -252,9 +285,16 @@ export class Workload {
     op.output = output;
     op.ret = this.tick();
     op.state = "ok";
-    if (op.input.kind !== "read" && op.requestId !== null) this.acknowledged.push({ requestId: op.requestId, what: `op ${op.opId} ${describeInput(op.input, op.level)}` });
-    if (op.level !== null) this.readsByLevel[op.level] += 1;
-    if (op.input.kind === "read" && (op.level === "weak" || op.level === "none")) {
+    if (op.input.kind !== "read" && op.requestId !== null) {
+      this.acknowledged.push({ requestId: op.requestId, what: `op ${op.opId} ${describeInput(op.input, op.level)}` });
+      const written = op.input.kind === "write" ? op.input.value : output.ok === true ? op.input.to : null;
+      if (written !== null) client.lastWrite = { key: op.input.key, requestId: op.requestId, value: written, raftIndex: value.raftIndex };
+    }
+    if (op.after !== null && op.input.kind === "read") {
+      this.readsByLevel.readYourWrites += 1;
+      this.readYourWrites.push({ opId: op.opId, key: op.input.key, value: output.value ?? null, own: op.after });
+    } else if (op.level !== null) this.readsByLevel[op.level] += 1;
+    if (op.input.kind === "read" && op.after === null && (op.level === "weak" || op.level === "none")) {
       const read = output.value ?? null;
       this.uncheckedReads.push({ level: op.level, key: op.input.key, value: read, node: client.target ?? "?" });
       if (read !== null && !this.writtenValues.has(read)) this.violations.push({ kind: "read of a value never written", detail: `op ${op.opId} (${op.level}) read ${read} of ${op.input.key}` });
@@ -345,6 +385,7 @@ function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
   if (input.kind === "read") {
     const statements = [{ sql: "SELECT v FROM kv WHERE k = ?", params: [input.key] }];
     if (op.level === "strong") return { kind: "query", statements, level: "strong", timeoutMs };
+    if (op.after !== null) return { kind: "query", statements, level: "none", timeoutMs, minAppliedIndex: op.after.raftIndex };
     return { kind: "query", statements, level: op.level ?? "linearizable", timeoutMs };
   }
   const change: Statement =

@@ -1,0 +1,36 @@
+// The checkers must bite: each bug planted in the simulated storage is reported within a bounded number of seeds,
+// by a checker expected to catch it, while the very same directed scenario without the bug stays clean. (The
+// shell's own bug switches, one per review finding, are hunted with `npm run sim -- --bug NAME --seeds N`.)
+
+import { describe, expect, it } from "vitest";
+import { HARNESS_BUG_SCENARIOS, type HarnessBugName } from "./bugs.js";
+import { runSeed } from "./run.js";
+
+const MAX_SEEDS_PER_BUG = 20;
+const CLEAN_SEEDS_PER_SCENARIO = 3;
+
+describe("planted bugs are caught", () => {
+  for (const name of Object.keys(HARNESS_BUG_SCENARIOS) as HarnessBugName[]) {
+    const bug = HARNESS_BUG_SCENARIOS[name];
+    it(`${name}: ${bug.description}, within ${MAX_SEEDS_PER_BUG} seeds`, async () => {
+      let found: { seed: number; kind: string; detail: string } | null = null;
+      for (let seed = 1; seed <= MAX_SEEDS_PER_BUG && found === null; seed += 1) {
+        const result = await runSeed({ seed, steps: bug.steps, harnessBugs: bug.bugs, adjustScenario: bug.adjustScenario });
+        const first = result.violations[0];
+        if (first !== undefined) found = { seed, kind: first.kind, detail: first.detail };
+      }
+      expect(found, `no violation reported in ${MAX_SEEDS_PER_BUG} seeds`).not.toBeNull();
+      if (found === null) return;
+      console.log(`${name}: caught at seed ${found.seed} by "${found.kind}": ${found.detail.split("\n")[0]}`);
+      expect(bug.expectedKinds as readonly string[]).toContain(found.kind);
+    });
+
+    it(`${name}: the same directed scenario without the bug reports nothing`, async () => {
+      for (let seed = 1; seed <= CLEAN_SEEDS_PER_SCENARIO; seed += 1) {
+        const result = await runSeed({ seed, steps: bug.steps, adjustScenario: bug.adjustScenario });
+        expect(result.violations, `seed ${seed}: ${result.violations.map((v) => `${v.kind}: ${v.detail}`).join("; ")}`).toEqual([]);
+        expect(result.lincheck?.verdict).toBe("linearizable");
+      }
+    });
+  }
+});
