@@ -1,10 +1,13 @@
 // An object that is not a member of its cluster never schedules an alarm: a name that no configuration and no
 // membership lists must not tick (and be billed) forever, and an alarm such an object already has is deleted.
-import { env, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { env, listDurableObjectIds, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION, type ClusterConfig, type NodeAddress } from "../../src/objects/api";
 import { objectName } from "../../src/objects/config";
-import { uniqueClusterName } from "./helpers/cluster";
+import { clusterFactory, uniqueClusterName } from "./helpers/cluster";
+import { RealHarness } from "./http-support";
+
+const newCluster = clusterFactory();
 
 function clusterConfig(prefix: string): ClusterConfig {
   return {
@@ -49,5 +52,24 @@ describe("an object that is not a member", () => {
     expect(await alarmOf(ghost)).not.toBeNull();
     expect(await runDurableObjectAlarm(ghost)).toBe(true);
     expect(await alarmOf(ghost)).toBeNull();
+  });
+
+  it("is never created by the production app: /status and /readyz with a name that is not a member answer 404", async () => {
+    const cluster = newCluster({ prefix: "stray-http", nodes: 3 });
+    const h = new RealHarness(cluster);
+    await cluster.startAll();
+    await cluster.waitForLeader();
+    for (const path of ["/status?node=ghost-16957", "/readyz?node=ghost-16957"]) {
+      const answer = await h.send("GET", path);
+      expect(answer.status, answer.text).toBe(404);
+    }
+    expect((await h.send("GET", "/readyz?node=bad%20name")).status).toBe(400);
+    const ghostId = env.CLUSTER_NODE.idFromName(objectName({ cluster: cluster.config.name, node: "ghost-16957" }));
+    const existing = await listDurableObjectIds(env.CLUSTER_NODE);
+    expect(existing.some((id) => id.equals(ghostId))).toBe(false);
+    // The members do exist: the listing would show an object the app had reached.
+    const memberId = env.CLUSTER_NODE.idFromName(objectName({ cluster: cluster.config.name, node: "n1" }));
+    expect(existing.some((id) => id.equals(memberId))).toBe(true);
+    expect(h.calls.some((call) => call.node === "ghost-16957")).toBe(false);
   });
 });
