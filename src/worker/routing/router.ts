@@ -313,7 +313,8 @@ export class ClusterRouter {
     const legacyWrites = this.bugs.definiteWriteFailures === true;
     const uncertain = code === "TIMEOUT" || (!legacyWrites && isOutcomeUnknownCode(code));
     if (kind === "admin" && uncertain) {
-      return done(routeFailure(504, "TIMEOUT", `${error.message}; the change may still complete: check GET /api/v1/cluster`, { node, outcomeUnknown: true }));
+      const outcomeCode = code === "TIMEOUT" ? "TIMEOUT" : "OUTCOME_UNKNOWN";
+      return done(routeFailure(504, outcomeCode, `${error.message}; the change may still complete: check GET /api/v1/cluster`, { node, outcomeUnknown: true }));
     }
     // A write answered INTERNAL (or with a code this worker does not know) may have been applied: resend it under
     // the same request id rather than report a failure that may be false.
