@@ -4,17 +4,20 @@
 // The platform's cursor exposes column names only (no sqlite3_column_decltype). SQLite itself still knows the
 // declared types: a view over the query gets, for every column that names a table column, that column's declared
 // type (pragma_table_xinfo reads it back). The view is created inside a nested transactionSync that is always
-// thrown away, so nothing of it remains; answers are cached per schema hash and statement text.
+// thrown away, so nothing of it remains; answers are cached (bounded, least recently used out) per schema hash and
+// statement.
 //
 // For columns without a declared type SQLite gives a view column the name of its affinity ("BLOB" for an untyped
 // table column, "INT"/"REAL"/"TEXT"/"NUM" for a CAST); only "BLOB" can mislead (an untyped column holding integers),
 // so a "BLOB" that the values contradict is replaced by what the values say.
 import type { SqlValue } from "../../shared/sql";
-import { typeProbeText } from "./validate";
+import { typeProbe } from "./validate";
 
 /** Reserved prefix (_dha_): user statements can never name it. */
 const PROBE_VIEW = "_dha_result_types";
-const MAX_CACHED_PROBES = 256;
+/** Bounds the cache: at most this many answers, of statements at most MAX_CACHED_KEY_LENGTH long (about 4 MB). */
+const MAX_CACHED_PROBES = 512;
+const MAX_CACHED_KEY_LENGTH = 8_192;
 
 class DiscardProbe extends Error {
   constructor(readonly types: readonly string[]) {
@@ -29,19 +32,40 @@ export class DeclaredTypes {
   constructor(private readonly storage: DurableObjectStorage) {}
 
   of(sql: string, columnCount: number, schemaHash: string): readonly string[] | null {
-    const probe = typeProbeText(sql);
-    if (probe === null) return null;
-    const key = `${schemaHash}\n${probe}`;
-    let types = this.cache.get(key);
+    // The answer depends on the schema and the statement only: looked up by the text as sent, then by its shape
+    // (literals left out), so that statements differing only in inline values ask SQLite once.
+    const byText = `${schemaHash}\n${sql}`;
+    let types = this.recall(byText);
     if (types === undefined) {
-      types = this.ask(probe);
-      if (this.cache.size >= MAX_CACHED_PROBES) {
-        const oldest = this.cache.keys().next().value;
-        if (oldest !== undefined) this.cache.delete(oldest);
+      const probe = typeProbe(sql);
+      const byShape = probe === null ? null : `${schemaHash}\n?\n${probe.key}`;
+      types = byShape === null ? undefined : this.recall(byShape);
+      if (types === undefined) {
+        types = probe === null ? null : this.ask(probe.text);
+        if (byShape !== null) this.remember(byShape, types);
       }
-      this.cache.set(key, types);
+      this.remember(byText, types);
     }
     return types !== null && types.length === columnCount ? types : null;
+  }
+
+  /** A cached answer, made the most recently used (a Map iterates in insertion order: the first is the oldest). */
+  private recall(key: string): readonly string[] | null | undefined {
+    const types = this.cache.get(key);
+    if (types !== undefined) {
+      this.cache.delete(key);
+      this.cache.set(key, types);
+    }
+    return types;
+  }
+
+  private remember(key: string, types: readonly string[] | null): void {
+    if (key.length > MAX_CACHED_KEY_LENGTH) return;
+    if (this.cache.size >= MAX_CACHED_PROBES) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    this.cache.set(key, types);
   }
 
   private ask(probe: string): readonly string[] | null {

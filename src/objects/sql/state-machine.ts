@@ -15,7 +15,7 @@ import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
-import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbeText } from "./validate";
+import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
 export interface SqlStateMachineOptions {
@@ -346,7 +346,7 @@ export class SqlStateMachine {
    * The wrapped query reads the same rows in the same order: the outer SELECT neither filters nor sorts.
    */
   private readExactly(sql: string, params: readonly SqlValue[], columnCount: number, budget: ResultBudget): ReadRows | null {
-    if (typeProbeText(sql) === null || columnCount === 0) return null;
+    if (typeProbe(sql) === null || columnCount === 0) return null;
     const names = Array.from({ length: columnCount }, (_, i) => `c${i}`);
     const select = names.map((c) => `typeof(${c}), CASE typeof(${c}) WHEN 'integer' THEN CAST(${c} AS TEXT) ELSE ${c} END`).join(", ");
     const cursor = this.sql.exec(`WITH ${EXACT_CTE}(${names.join(", ")}) AS (${sql}) SELECT ${select} FROM ${EXACT_CTE}`, ...params);

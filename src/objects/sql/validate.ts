@@ -332,18 +332,22 @@ export function inspectStatement(sql: string): { readonly shape: StatementShape;
 }
 
 /**
- * The text of a query (SELECT, VALUES, WITH ... SELECT) with every parameter replaced by NULL, for asking SQLite
- * the declared types of its result columns through a view (views cannot hold parameters; a placeholder's value never
- * changes a declared type). Null for anything else, or text that does not tokenize as exactly one statement.
+ * For asking SQLite the declared types of a query's result columns (SELECT, VALUES, WITH ... SELECT) through a view:
+ * `text` is the statement with every parameter replaced by NULL (views cannot hold parameters); `key` is the
+ * statement with every literal and parameter replaced by "?", which names the same answer (declared types come from
+ * the columns a query names, never from a value). Null for anything else, or text that is not one statement.
  */
-export function typeProbeText(sql: string): string | null {
+export function typeProbe(sql: string): { readonly text: string; readonly key: string } | null {
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
     const statement = statements[0];
     if (statements.length !== 1 || statement === undefined) return null;
     const shape = shapeOf(significantTokens(statement));
     if (!READ_VERBS.has(shape.mainVerb) || (shape.verb !== "WITH" && !READ_VERBS.has(shape.verb))) return null;
-    return statementText(statement.map((token) => (token.kind === "param" ? { ...token, text: "NULL" } : token)));
+    const text = statementText(statement.map((token) => (token.kind === "param" ? { ...token, text: "NULL" } : token)));
+    const literal = new Set(["param", "number", "string", "blob"]);
+    const key = statementText(statement.map((token) => (literal.has(token.kind) ? { ...token, text: "?" } : token)));
+    return { text, key };
   } catch (error) {
     if (error instanceof SqlSyntaxError) return null;
     throw error;
