@@ -102,6 +102,22 @@ describe("column types (issue 10, item 1)", () => {
     });
   });
 
+  it("follows the schema: a table made again with other types reports the new ones, inline values share one answer", async () => {
+    await withStorage("schema-follows", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE t(a INTEGER, b TEXT)");
+      expect(node.query("SELECT a, b FROM t WHERE a = 1").types).toEqual(["integer", "text"]);
+      expect(node.query("SELECT a, b FROM t WHERE a = 2").types).toEqual(["integer", "text"]);
+      node.exec("DROP TABLE t");
+      node.exec("CREATE TABLE t(a REAL, b BLOB)");
+      expect(node.query("SELECT a, b FROM t WHERE a = 1").types).toEqual(["real", "blob"]);
+      // A schema change undone with its transaction leaves the answer for the schema that stands.
+      const undone = node.apply([{ sql: "DROP TABLE t" }, { sql: "CREATE TABLE t(a TEXT, b TEXT)" }, { sql: "SELECT a, b FROM t" }, { sql: "SELECT nope" }], true);
+      expect(undone[2]?.types).toEqual(["text", "text"]);
+      expect(node.query("SELECT a, b FROM t").types).toEqual(["real", "blob"]);
+    });
+  });
+
   it("leaves no trace of how it asked SQLite: no object, no schema change, parameters and reads unaffected", async () => {
     await withStorage("no-trace", (storage) => {
       const node = new Node(storage);
