@@ -95,6 +95,12 @@ export interface VoteDecisionInput {
    * one and only voter of that configuration. Null for members (and for nodes that do not know they were removed).
    */
   readonly ownRemoval: { readonly candidateIsSoleVoter: boolean } | null;
+  /**
+   * Set while this node is on voting probation (its storage was new, possibly wiped, and no leader has caught it up
+   * yet): whether it has seen any sign that the cluster has a log (an index of 1 or more in any message). Null when
+   * not on probation.
+   */
+  readonly ownProbation?: { readonly historySeen: boolean } | null;
 }
 
 /**
@@ -110,6 +116,10 @@ export function decideVote(input: VoteDecisionInput): boolean {
     (input.preVote && input.requestTerm > input.ownTerm);
   if (!canVote) return false;
   if (input.ownRemoval !== null && !input.ownRemoval.candidateIsSoleVoter) return false;
+  // On probation a node may have voted in this very term before its storage was wiped: it votes only in a brand-new
+  // cluster's first elections (nobody has a log yet), never once it saw that a log exists, until a leader caught it up.
+  const probation = input.ownProbation ?? null;
+  if (probation !== null && (probation.historySeen || input.candidateLog.lastIndex > 0)) return false;
   return isLogUpToDate(input.candidateLog, input.ownLog);
 }
 

@@ -25,6 +25,7 @@ export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
 
 const PEER_INFO_CHUNK_SEQ = -1;
 const RUNTIME_STARTS_KEY = "node/runtimeStarts";
+const VOTING_PROBATION_KEY = "node/votingProbation";
 
 export class NodeRuntime {
   readonly identity: NodeIdentity;
@@ -56,10 +57,14 @@ export class NodeRuntime {
     const fresh = persisted.hardState.term === 0 && persisted.snapshot === null && persisted.entries.length === 0;
     const initialVoters = deps.identity.cluster.members.map((member) => member.name);
     const bootstrap: Membership | null = fresh && initialVoters.includes(deps.identity.node) ? { voters: initialVoters, learners: [] } : null;
+    // New storage for a configured voter: this may be a voter whose storage was wiped (it may have voted in the
+    // current term already). It stays on voting probation until a leader caught it up; the flag survives restarts.
+    if (bootstrap !== null && deps.bugs?.wipedVoterVotesAtOnce !== true) deps.kv.put(VOTING_PROBATION_KEY, true);
     this.raft = createRaftNode({
       config: raftConfigFor({ config: deps.identity.cluster, node: deps.identity.node, random: this.random }),
       persisted,
       bootstrap,
+      votingProbation: deps.kv.get<boolean>(VOTING_PROBATION_KEY) === true,
     });
     this.core = {
       identity: this.identity,
@@ -280,6 +285,10 @@ export class NodeRuntime {
           break;
         case "leadershipTransfer":
           this.log("info", "leadershipTransfer", { to: event.to, outcome: event.outcome });
+          break;
+        case "votingProbationEnded":
+          this.deps.kv.delete(VOTING_PROBATION_KEY);
+          this.log("info", "votingProbationEnded", { commit: event.commit });
           break;
       }
     }

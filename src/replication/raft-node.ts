@@ -63,6 +63,14 @@ export interface RaftNodeOptions {
   readonly persisted: PersistedState;
   /** Initial membership of a brand-new cluster member; ignored once the node has a snapshot (it holds the membership). */
   readonly bootstrap?: Membership | null;
+  /**
+   * Voting probation, for a node whose storage is new: it may be a voter whose storage was wiped, which may have voted
+   * in the current term already. Until a leader has caught it up (it holds the commit index of an AppendEntries it
+   * accepted), it neither campaigns nor votes, except in a brand-new cluster's first elections (no message it has seen
+   * carries a log index of 1 or more, and the candidate's log is empty). The shell persists the flag and clears it on
+   * the votingProbationEnded event.
+   */
+  readonly votingProbation?: boolean;
 }
 
 const OK: ReadRequestResult = Object.freeze({ ok: true });
@@ -100,6 +108,9 @@ export class RaftNode implements RaftNodeApi {
   private membership: Membership;
   private wasMember: boolean;
   private removed = false;
+  private votingProbation: boolean;
+  /** On probation: some message carried a log index of 1 or more (the cluster has a log; this is not its genesis). */
+  private historySeen = false;
 
   private nowTicks = 0;
   private heartbeatElapsedTicks = 0;
@@ -150,6 +161,7 @@ export class RaftNode implements RaftNodeApi {
     checkPersistedStateShape(persisted);
     const bootstrap = options.bootstrap ?? null;
     if (bootstrap !== null) validateBootstrapMembership(bootstrap);
+    this.votingProbation = options.votingProbation === true;
 
     const snapshot: SnapshotMeta = persisted.snapshot ?? { index: 0, term: 0, membership: bootstrap ?? EMPTY_MEMBERSHIP };
     this.bootstrapCompact = persisted.snapshot === null && bootstrap !== null ? snapshot : null;
@@ -399,6 +411,7 @@ export class RaftNode implements RaftNodeApi {
       replicas: this.role === "leader" ? [...this.progress.values()].map((progress) => this.replicaView(progress)) : [],
       transferee: this.transferee,
       removed: this.removed,
+      votingProbation: this.votingProbation,
     };
   }
 
@@ -451,6 +464,7 @@ export class RaftNode implements RaftNodeApi {
   // Message dispatch
 
   private stepMessage(m: Message): void {
+    if (this.votingProbation && !this.historySeen && carriesLogHistory(m)) this.historySeen = true;
     if (m.term > this.term) {
       if ((m.type === "preVote" || m.type === "vote") && ignoresCampaign(this.stickiness(), m.transfer)) return;
       if (m.type === "preVote") {
@@ -548,7 +562,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private isPromotable(): boolean {
-    return isVoter(this.membership, this.id) && !this.removed;
+    return isVoter(this.membership, this.id) && !this.removed && !(this.votingProbation && this.historySeen);
   }
 
   /** Starts an election (etcd hup), unless a committed config change is still unapplied. */
@@ -597,6 +611,7 @@ export class RaftNode implements RaftNodeApi {
       ownLeader: this.leader,
       ownLog: { lastIndex: this.log.lastIndex(), lastTerm: this.log.lastTerm() },
       ownRemoval: this.removed ? { candidateIsSoleVoter: this.membership.voters.length === 1 && isVoter(this.membership, m.from) } : null,
+      ownProbation: this.votingProbation ? { historySeen: this.historySeen } : null,
     });
     const type = preVote ? "preVoteResponse" : "voteResponse";
     if (!grant) {
@@ -689,6 +704,8 @@ export class RaftNode implements RaftNodeApi {
     this.progress.clear();
     for (const member of membersExcept(this.membership, this.id)) this.addProgress(member);
     this.events.push({ kind: "becameLeader", term: this.term, electionTicks });
+    // Elected by a majority (only possible on probation in a brand-new cluster): nothing committed can be missing.
+    if (this.votingProbation) this.endVotingProbation();
     // The no-op commits the entries of earlier terms (they never commit by counting) and unblocks reads.
     this.appendEntry("noop", "");
     this.broadcastAppend({ evenIfEmpty: true });
@@ -761,7 +778,19 @@ export class RaftNode implements RaftNodeApi {
       this.log.truncateAndAppend(m.entries.slice(conflictIndex - m.prevLogIndex - 1));
     }
     this.commitTo(Math.min(m.commit, lastNewIndex));
+    this.maybeEndVotingProbation(m);
     this.sendAppendResponse(m.from, { success: true, index: lastNewIndex });
+  }
+
+  /** A leader caught us up: we hold its commit index, so we know at least what it knew when it sent this. */
+  private maybeEndVotingProbation(m: AppendEntries): void {
+    if (this.votingProbation && this.commit >= m.commit) this.endVotingProbation();
+  }
+
+  private endVotingProbation(): void {
+    this.votingProbation = false;
+    this.historySeen = false;
+    this.events.push({ kind: "votingProbationEnded", term: this.term, commit: this.commit });
   }
 
   private handleHeartbeat(m: Heartbeat): void {
@@ -1323,4 +1352,23 @@ function checkPersistedStateShape(persisted: PersistedState): void {
   }
   if (!Array.isArray(entries)) throw new TypeError("persisted state: entries must be an array");
   if (!Number.isSafeInteger(applied) || applied < 0) throw new TypeError(`persisted state: applied must be a non-negative integer, got ${String(applied)}`);
+}
+
+/** Whether a message shows that the cluster has a log (some index of 1 or more), i.e. it is past its genesis. */
+function carriesLogHistory(m: Message): boolean {
+  switch (m.type) {
+    case "preVote":
+    case "vote":
+      return m.lastLogIndex > 0;
+    case "append":
+      return m.prevLogIndex > 0 || m.entries.length > 0 || m.commit > 0;
+    case "heartbeat":
+      return m.commit > 0;
+    case "snapshot":
+      return m.snapshot.index > 0;
+    case "appendResponse":
+      return m.index > 0;
+    default:
+      return false;
+  }
 }

@@ -311,6 +311,8 @@ export interface NodeStatus {
    * that restarts from a snapshot that already excludes it cannot tell "removed" from "not yet added" and reports false.
    */
   readonly removed: boolean;
+  /** True while this node is on voting probation (see RaftNodeOptions.votingProbation). */
+  readonly votingProbation: boolean;
 }
 
 /** Things worth a log line, in the order they happened. */
@@ -322,7 +324,9 @@ export type RaftEvent =
   | { readonly kind: "replicaStatus"; readonly peer: NodeId; readonly from: ReplicaStatus | null; readonly to: ReplicaStatus }
   | { readonly kind: "membershipApplied"; readonly index: number; readonly membership: Membership }
   | { readonly kind: "steppedDown"; readonly term: number; readonly reason: string }
-  | { readonly kind: "leadershipTransfer"; readonly to: NodeId; readonly outcome: "started" | "completed" | "aborted" };
+  | { readonly kind: "leadershipTransfer"; readonly to: NodeId; readonly outcome: "started" | "completed" | "aborted" }
+  /** A leader caught this node up (it holds `commit`, the leader's commit index): it may vote and campaign again. */
+  | { readonly kind: "votingProbationEnded"; readonly term: number; readonly commit: number };
 
 /**
  * One batch of work for the shell, handled strictly in this order:

@@ -6,6 +6,7 @@ import { afterEach } from "vitest";
 import { PROTOCOL_VERSION, type ClusterConfig, type NodeAddress, type NodeResult, type NodeStatusReport } from "../../../src/objects/api";
 import type { ClusterNode } from "../../../src/objects/cluster-node";
 import { objectName } from "../../../src/objects/config";
+import { createStateMachine } from "../../../src/objects/sql/port";
 import type { FaultRules } from "../../../src/objects/transport/index";
 import type { SqlValue, StatementResult } from "../../../src/shared/sql";
 
@@ -137,8 +138,9 @@ export class TestCluster {
   }
 
   /** The full SQL dump of a node: equal dumps mean equal schema and data. */
+  /** The SQL dump of one node's applied state, read on the node itself (backup over RPC is the leader's only). */
   async dump(node: string): Promise<string> {
-    return unwrap(await this.stub(node).backup(this.address(node))).sql;
+    return runInDurableObject(this.stub(node), (_instance, state) => createStateMachine(state.storage).dumpSql());
   }
 
   async setFaults(node: string, rules: FaultRules): Promise<void> {
