@@ -57,6 +57,7 @@ const QUIET: Scenario["faults"] = {
   storageErrorsEverywhere: false,
   stateMachineErrors: false,
   staleInstances: false,
+  storageWipes: false,
   partitions: false,
   pathFaults: false,
   alarmFaults: false,

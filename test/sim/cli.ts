@@ -123,7 +123,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   let steps = 0;
   let firstFailing: number | null = null;
   const faults: Record<string, number> = {};
-  const reads = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0 };
+  const reads = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0, backup: 0 };
   let acknowledged = 0;
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
@@ -134,7 +134,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
     operations += result.lincheck?.operations ?? 0;
     acknowledged += result.stats.acknowledged;
     for (const [kind, value] of Object.entries(result.stats.faults)) faults[kind] = (faults[kind] ?? 0) + value;
-    for (const level of ["linearizable", "strong", "weak", "none", "readYourWrites"] as const) reads[level] += result.stats.readsByLevel[level];
+    for (const level of ["linearizable", "strong", "weak", "none", "readYourWrites", "backup"] as const) reads[level] += result.stats.readsByLevel[level];
     if (result.lincheck !== null) verdicts[result.lincheck.verdict] += 1;
     if (result.lincheck?.verdict === "unknown") unknownSeeds.push(seed);
     if (result.violations.length > 0 && cli.bug !== null) {

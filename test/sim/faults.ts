@@ -24,6 +24,8 @@ export interface FaultOptions {
   readonly stateMachineErrors: boolean;
   /** A crashed instance keeps running, fenced, beside the restarted one. */
   readonly staleInstances: boolean;
+  /** A node loses its storage and comes back empty (at most one wipe at a time, a few per seed). */
+  readonly storageWipes: boolean;
   readonly partitions: boolean;
   readonly pathFaults: boolean;
   /** Alarms delivered twice, or late. */
@@ -37,7 +39,7 @@ export interface FaultOptions {
   readonly maxDownNodes: number;
 }
 
-export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "partition" | "pathFault" | "alarmFault";
+export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "storageWipe" | "partition" | "pathFault" | "alarmFault";
 
 export type NemesisEvent =
   | { readonly kind: "act" }
@@ -55,6 +57,8 @@ export interface NemesisEnvironment {
   upNodes(): NodeId[];
   downCount(): number;
   crash(node: NodeId, options: { keepStale: boolean }): void;
+  /** The node's storage is lost: it crashes and comes back empty. */
+  wipe(node: NodeId): void;
   /** Arms a fault for the node's next storage operations: crash or fail at the `afterOps`-th one. */
   armStorageFault(node: NodeId, fault: { kind: "crash" | "error"; afterOps: number }): void;
   armApplyFault(node: NodeId): void;
@@ -66,7 +70,7 @@ export class Nemesis {
   private partitionEpoch = 0;
   private pathFaultEpoch = 0;
   private active = true;
-  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, partition: 0, pathFault: 0, alarmFault: 0 };
+  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, storageWipe: 0, partition: 0, pathFault: 0, alarmFault: 0 };
 
   constructor(
     readonly options: FaultOptions,
@@ -114,6 +118,7 @@ export class Nemesis {
     const candidates: [FaultKind, () => boolean][] = [];
     if (options.crashes) candidates.push(["crash", () => this.crashSomeone(false)]);
     if (options.staleInstances) candidates.push(["staleInstance", () => this.crashSomeone(true)]);
+    if (options.storageWipes) candidates.push(["storageWipe", () => this.wipeSomeone()]);
     if (options.crashesInsideEvents) candidates.push(["crashInsideEvent", () => this.armStorage("crash")]);
     if (options.storageErrors) candidates.push(["storageError", () => this.armStorage("error")]);
     if (options.stateMachineErrors) candidates.push(["stateMachineError", () => this.armApply()]);
@@ -137,6 +142,15 @@ export class Nemesis {
     const node = this.targetNode();
     if (node === null) return false;
     this.env.crash(node, { keepStale });
+    return true;
+  }
+
+  /** At most one node down at the time of a wipe (the wiped one), and at most three wipes per seed. */
+  private wipeSomeone(): boolean {
+    if (this.env.downCount() > 0 || this.counts.storageWipe >= 3) return false;
+    const node = this.targetNode();
+    if (node === null) return false;
+    this.env.wipe(node);
     return true;
   }
 

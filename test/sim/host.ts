@@ -132,7 +132,8 @@ export class PersistedLog {
 }
 
 export class SimHost {
-  readonly storage = new SqliteStorage();
+  /** The object's storage: survives crashes; replaced only by a wipe (as if the object's data were lost). */
+  storage = new SqliteStorage();
   readonly log = new PersistedLog();
   instance: Instance | null = null;
   /** Instances replaced while still running (stale): fenced, dropped once their runtime stops. */
@@ -143,6 +144,8 @@ export class SimHost {
   /** Simulated ms between ticks of this node's clock (tick skew) is applied by the simulation's timers. */
   lastStatus: NodeStatus | null = null;
   discards = 0;
+  /** Lost its storage at some point: it may not vote again until a leader caught it up (voting probation). */
+  wiped = false;
 
   constructor(
     readonly id: NodeId,
@@ -219,6 +222,13 @@ export class SimHost {
     instance.alive = false;
   }
 
+  /** The object's storage is lost: the node comes back empty, with a new incarnation. */
+  wipeStorage(): void {
+    this.wiped = true;
+    this.storage = new SqliteStorage();
+    this.log.reload(this.storage.kv);
+  }
+
   restart(): void {
     this.down = false;
     this.ensureRuntime();
@@ -291,6 +301,10 @@ export class SimHost {
         timeoutMs: options.timeoutMs,
       }),
     );
+  }
+
+  backup(timeoutMs: number): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
+    return this.handle((runtime) => runtime.backup({ timeoutMs }));
   }
 
   /** ClusterNode.handle: run, translate failures into NodeResult errors, discard a runtime that broke. */

@@ -1,14 +1,15 @@
-// Clients and their history. Each client runs one operation at a time against a node, the way a user of the data
-// API does: writes and compare-and-set as SQL writes to a `kv` table, reads as SQL queries at every consistency
-// level. A client believes what the node answers: a write answered with an error is a definite failure unless the
-// answer says its outcome is unknown (TIMEOUT, OUTCOME_UNKNOWN) or no answer came at all; then it resends the
-// write, with the same request id, elsewhere. So a node that reports a possibly-applied write as failed produces a
-// history that is not linearizable.
+// Clients and their history. Each client runs one operation at a time against a node, the way the worker's router
+// does: writes and compare-and-set as SQL writes to a `kv` table, reads as SQL queries at every consistency level.
+// A client believes the node's contract, the one the router reads answers by (writeMayHaveApplied): a write
+// refused with a code that says "refused before proposing" definitely failed; any other error, or no answer at all,
+// leaves its outcome unknown and the client resends it, with the same request id, elsewhere. So a node that refuses
+// a write that was (or will be) applied produces a history that is not linearizable.
 
 import type { RegisterInput, RegisterOutput } from "../lincheck/index.js";
 import type { ExecuteValue, NodeError, NodeResult, QueryValue } from "../../src/objects/api.js";
 import type { NodeId } from "../../src/replication/types.js";
 import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql.js";
+import { writeMayHaveApplied } from "../../src/worker/routing/failure.js";
 import type { Prng } from "./prng.js";
 
 export type ReadLevel = "linearizable" | "strong" | "weak" | "none";
@@ -29,6 +30,8 @@ export interface WorkloadOptions {
     readonly noneRead: number;
     /** A read at level none with the raft index of the client's last write (X-DHA-Raft-Index): it must see that write. */
     readonly readYourWrites: number;
+    /** A backup (dumpSql): it must contain every write acknowledged before it started, like a read of every key. */
+    readonly backup: number;
   };
   /** Attempts per operation (the first included). */
   readonly maxAttempts: number;
@@ -41,9 +44,11 @@ export interface WorkloadOptions {
 /** What a client sends to a node. */
 export type ClientCall =
   | { readonly kind: "execute"; readonly request: SqlRequest; readonly timeoutMs: number }
-  | { readonly kind: "query"; readonly statements: readonly Statement[]; readonly level: ReadLevel; readonly timeoutMs: number; readonly minAppliedIndex?: number };
+  | { readonly kind: "query"; readonly statements: readonly Statement[]; readonly level: ReadLevel; readonly timeoutMs: number; readonly minAppliedIndex?: number }
+  | { readonly kind: "backup"; readonly timeoutMs: number };
 
-export type ClientAnswer = NodeResult<ExecuteValue> | NodeResult<QueryValue>;
+export type BackupValue = { readonly sql: string; readonly raftIndex: number };
+export type ClientAnswer = NodeResult<ExecuteValue> | NodeResult<QueryValue> | NodeResult<BackupValue>;
 
 type OpState = "pending" | "ok" | "failed" | "indeterminate";
 
@@ -62,6 +67,9 @@ export interface HistoryOp {
   readonly startedAtMs: number;
   /** A read-your-writes read: the client's own write it must see (or something written after it). */
   readonly after: { readonly requestId: string; readonly value: string; readonly raftIndex: number } | null;
+  /** A backup: the input is a read of its first key; `values` holds every key's value once it answered. */
+  readonly backup: boolean;
+  values: ReadonlyMap<string, string | null> | null;
 }
 
 /** A read-your-writes read that was answered, checked at the end against the committed log. */
@@ -96,8 +104,6 @@ export interface WorkloadEnvironment {
 }
 
 export const KV_TABLE_DDL = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)";
-/** Codes with which a node says a write may or may not have been applied. */
-const OUTCOME_UNKNOWN_CODES = new Set(["TIMEOUT", "OUTCOME_UNKNOWN"]);
 /** How long past the node's deadline a client waits for an answer before it counts it as lost. */
 const ANSWER_GRACE_MS = 50;
 
@@ -105,7 +111,7 @@ export class Workload {
   readonly history: HistoryOp[] = [];
   readonly uncheckedReads: { level: ReadLevel; key: string; value: string | null; node: NodeId }[] = [];
   readonly acknowledged: { requestId: string; what: string }[] = [];
-  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0 };
+  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0, backup: 0 };
   readonly readYourWrites: ReadYourWrites[] = [];
   /** Which request wrote each value (values are unique per operation). */
   readonly writerOf = new Map<string, string>();
@@ -161,7 +167,7 @@ export class Workload {
       return;
     }
     if (now < client.nextActionAtMs || !this.acceptingNewOps) return;
-    const { input, level, after } = this.generateInput(client);
+    const { input, level, after, backup } = this.generateInput(client);
     const opId = this.nextOpId;
     this.nextOpId += 1;
     const op: HistoryOp = {
@@ -169,7 +175,7 @@ export class Workload {
       clientId: client.id,
       input,
       level,
-      requestId: input.kind === "read" && level !== "strong" ? null : `c${client.id}-op${opId}`,
+      requestId: input.kind === "read" ? null : `c${client.id}-op${opId}`,
       output: undefined,
       call: this.tick(),
       ret: Number.POSITIVE_INFINITY,
@@ -177,6 +183,8 @@ export class Workload {
       attempts: 0,
       startedAtMs: now,
       after,
+      backup,
+      values: null,
     };
     if (input.kind === "write") this.writtenValues.add(input.value);
     if (input.kind === "cas") this.writtenValues.add(input.to);
@@ -194,11 +202,11 @@ export class Workload {
     return client;
   }
 
-  private generateInput(client: Client): { input: RegisterInput; level: ReadLevel | null; after: HistoryOp["after"] } {
+  private generateInput(client: Client): { input: RegisterInput; level: ReadLevel | null; after: HistoryOp["after"]; backup: boolean } {
     const random = this.env.random;
     const key = `k${random.nextInt(this.options.keys)}`;
     const mix = this.options.mix;
-    const weights = [mix.write, mix.cas, mix.linearizableRead, mix.strongRead, mix.weakRead, mix.noneRead, mix.readYourWrites];
+    const weights = [mix.write, mix.cas, mix.linearizableRead, mix.strongRead, mix.weakRead, mix.noneRead, mix.readYourWrites, mix.backup];
     let roll = random.nextInt(weights.reduce((sum, weight) => sum + weight, 0));
     let choice = 0;
     while (roll >= (weights[choice] ?? 0)) {
@@ -206,7 +214,7 @@ export class Workload {
       choice += 1;
     }
     const value = `c${client.id}v${this.nextOpId}`;
-    const plain = (input: RegisterInput, level: ReadLevel | null): { input: RegisterInput; level: ReadLevel | null; after: null } => ({ input, level, after: null });
+    const plain = (input: RegisterInput, level: ReadLevel | null): { input: RegisterInput; level: ReadLevel | null; after: null; backup: false } => ({ input, level, after: null, backup: false });
     switch (choice) {
       case 0:
         return plain({ kind: "write", key, value }, null);
@@ -223,11 +231,13 @@ export class Workload {
         return plain({ kind: "read", key }, "weak");
       case 5:
         return plain({ kind: "read", key }, "none");
-      default: {
+      case 6: {
         const last = client.lastWrite;
         if (last === null) return plain({ kind: "read", key }, "linearizable");
-        return { input: { kind: "read", key: last.key }, level: "none", after: { requestId: last.requestId, value: last.value, raftIndex: last.raftIndex } };
+        return { input: { kind: "read", key: last.key }, level: "none", after: { requestId: last.requestId, value: last.value, raftIndex: last.raftIndex }, backup: false };
       }
+      default:
+        return { input: { kind: "read", key: "k0" }, level: null, after: null, backup: true };
     }
   }
 
@@ -271,11 +281,22 @@ export class Workload {
     const error = answer.error;
     client.target = error.leader ?? null;
     this.env.mixIntoTrace(`client ${client.id} <- ${answer.node} op ${op.opId} ${error.code}`);
-    const unknown = op.input.kind !== "read" && OUTCOME_UNKNOWN_CODES.has(error.code);
+    const unknown = op.input.kind !== "read" && writeMayHaveApplied(error.code);
     this.retryOrGiveUp(client, op, { unknown, why: `${error.code}: ${error.message}`, error });
   }
 
-  private succeed(client: Client, op: HistoryOp, value: ExecuteValue | QueryValue): void {
+  private succeed(client: Client, op: HistoryOp, value: ExecuteValue | QueryValue | BackupValue): void {
+    if (op.backup) {
+      if (!("sql" in value)) throw new Error(`op ${op.opId}: a backup answered without a dump`);
+      op.values = valuesInDump(value.sql);
+      op.ret = this.tick();
+      op.state = "ok";
+      this.readsByLevel.backup += 1;
+      this.env.trace(`client ${op.clientId} <- op ${op.opId} backup at index ${value.raftIndex}: ${JSON.stringify([...op.values])}`);
+      this.finish(client);
+      return;
+    }
+    if (!("results" in value)) throw new Error(`op ${op.opId}: a ${op.input.kind} answered without results`);
     const results = value.results;
     const output = this.outputOf(op, results);
     if (output === null) {
@@ -367,6 +388,14 @@ export class Workload {
   linearizableHistory(): { clientId: number; input: RegisterInput; output: RegisterOutput | undefined; call: number; ret: number }[] {
     const out = [];
     for (const op of this.history) {
+      if (op.backup) {
+        // Every key a backup holds (and every key it lacks: absent) is a read at the backup's moment.
+        if (op.state !== "ok" || op.values === null) continue;
+        for (let key = 0; key < this.options.keys; key += 1) {
+          out.push({ clientId: op.clientId, input: { kind: "read" as const, key: `k${key}` }, output: { value: op.values.get(`k${key}`) ?? null }, call: op.call, ret: op.ret });
+        }
+        continue;
+      }
       if (op.state === "failed" || op.state === "pending") {
         // A pending write may still have been applied: it constrains nothing once indeterminate.
         if (op.state === "pending" && op.input.kind !== "read") out.push({ clientId: op.clientId, input: op.input, output: undefined, call: op.call, ret: Number.POSITIVE_INFINITY });
@@ -381,6 +410,7 @@ export class Workload {
 }
 
 function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
+  if (op.backup) return { kind: "backup", timeoutMs };
   const input = op.input;
   if (input.kind === "read") {
     const statements = [{ sql: "SELECT v FROM kv WHERE k = ?", params: [input.key] }];
@@ -395,6 +425,14 @@ function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
         ? { sql: "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING", params: [input.key, input.to] }
         : { sql: "UPDATE kv SET v = ? WHERE k = ? AND v = ?", params: [input.to, input.key, input.from] };
   return { kind: "execute", request: { id: op.requestId ?? `op${op.opId}`, transaction: false, statements: [{ sql: KV_TABLE_DDL }, change] }, timeoutMs };
+}
+
+/** The kv table's rows in a dump (INSERT INTO "kv" VALUES('k0','c1v2');). */
+export function valuesInDump(sql: string): Map<string, string | null> {
+  const values = new Map<string, string | null>();
+  const row = /^INSERT INTO "kv" VALUES\('((?:[^']|'')*)','((?:[^']|'')*)'\);$/gm;
+  for (const match of sql.matchAll(row)) values.set((match[1] ?? "").replaceAll("''", "'"), (match[2] ?? "").replaceAll("''", "'"));
+  return values;
 }
 
 export function describeInput(input: RegisterInput, level: ReadLevel | null): string {
