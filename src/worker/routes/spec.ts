@@ -82,7 +82,10 @@ const guarded = (shape: "plain" | "rqlite"): Responses => ({
 const dataFailures: Responses = {
   400: requestError("Unparseable request, bad parameter, or a statement refused before the log: nothing was applied"),
   413: requestError("Body, statement count, statement length or parameter count over the limit: nothing was applied"),
-  503: requestError("No leader (an election did not end in time), no node reachable, or a node overloaded: nothing was applied", retryAfter),
+  503: requestError(
+    "No leader (an election did not end in time), no node reachable, a node overloaded, or the request's own deadline (timeout, db_timeout) passed before a node answered: nothing was applied",
+    retryAfter,
+  ),
   504: requestError(
     "The deadline passed: a write's outcome is unknown (resend with Idempotency-Key set to X-DHA-Request-Id); a read was not served",
   ),
