@@ -102,6 +102,19 @@ describe("column types (issue 10, item 1)", () => {
     });
   });
 
+  it("reports declared types for RETURNING too (the ORM's INSERT ... RETURNING), without running the write twice", async () => {
+    await withStorage("returning", (storage) => {
+      const node = new Node(storage);
+      node.exec("CREATE TABLE m(id INTEGER PRIMARY KEY, price REAL, label VARCHAR(20))");
+      expect(node.exec("INSERT INTO m(price, label) VALUES (3.0, 'a') RETURNING id, price, label")).toMatchObject({ types: ["integer", "real", "varchar(20)"], rows: [[1, 3, "a"]] });
+      expect(node.exec("INSERT OR REPLACE INTO main.m(price) VALUES (?) RETURNING price, price * 2", [2]).types).toEqual(["real", "integer"]);
+      expect(node.exec("UPDATE m AS x SET price = 4.0 WHERE x.id = 1 RETURNING price, label").types).toEqual(["real", "varchar(20)"]);
+      expect(node.exec("WITH v(p) AS (VALUES (5.0)) INSERT INTO m(price) SELECT p FROM v RETURNING *").types).toEqual(["integer", "real", "varchar(20)"]);
+      expect(node.exec("DELETE FROM m WHERE id = 1 RETURNING price").types).toEqual(["real"]);
+      expect(node.query("SELECT count(*) FROM m").rows).toEqual([[2]]);
+    });
+  });
+
   it("follows the schema: a table made again with other types reports the new ones, inline values share one answer", async () => {
     await withStorage("schema-follows", (storage) => {
       const node = new Node(storage);

@@ -18,11 +18,42 @@ import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snaps
 import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
+/**
+ * Strong reads go through the log under ids with this prefix and are not remembered (a read is not retried for its
+ * effect). No client key can carry it: '~' and '/' are refused in Idempotency-Keys.
+ */
+export const STRONG_READ_ID_PREFIX = "~read/";
+
+/** Running total of dedupRecordBytes over the remembered requests; absent after a snapshot install (recomputed). */
+const DEDUP_BYTES_KEY = "sm/dedup/bytes";
+
+/** What one remembered request counts against maxDedupBytes: a pure function of the record, so replicas agree. */
+function dedupRecordBytes(id: string, record: DedupRecord): number {
+  return utf8ByteLength(id) + (record.results === null ? 0 : utf8ByteLength(record.results)) + 32;
+}
+
+/** The bytes the dedup window holds now (recomputed from the records when the running total is absent). */
+export function dedupWindowBytes(kv: SyncKvStorage): number {
+  const kept = kv.get<number>(DEDUP_BYTES_KEY);
+  if (kept !== undefined) return kept;
+  let bytes = 0;
+  for (const [, id] of kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
+    const record = kv.get<DedupRecord>(StateKeys.dedupById(id));
+    if (record !== undefined) bytes += dedupRecordBytes(id, record);
+  }
+  return bytes;
+}
+
 export interface SqlStateMachineOptions {
   /** How many request ids are remembered for deduplication; the oldest (by applied index) are forgotten first. */
   readonly maxDedupEntries?: number;
   /** Largest encoded result kept per remembered request; larger ones are kept without rows. */
   readonly maxDedupResultBytes?: number;
+  /**
+   * Bytes (UTF-8 of ids and encoded results) the remembered requests may take together; the oldest are forgotten
+   * first. With maxDedupEntries it bounds what every snapshot carries.
+   */
+  readonly maxDedupBytes?: number;
   /**
    * Most rows all statements of one request may return together; reading stops at the limit. Configured with
    * DHA_MAX_RESULT_ROWS.
@@ -35,6 +66,7 @@ export interface SqlStateMachineOptions {
 export const DEFAULT_STATE_MACHINE_OPTIONS = {
   maxDedupEntries: 10_000,
   maxDedupResultBytes: 64 * 1024,
+  maxDedupBytes: 8 * 1024 * 1024,
   maxResultRows: 100_000,
   maxResultBytes: 16 * 1024 * 1024,
 } as const;
@@ -179,6 +211,7 @@ export class SqlStateMachine {
   private readonly kv: SyncKvStorage;
   private readonly maxDedupEntries: number;
   private readonly maxDedupResultBytes: number;
+  private readonly maxDedupBytes: number;
   private readonly maxResultRows: number;
   private readonly maxResultBytes: number;
   private readonly declaredTypes: DeclaredTypes;
@@ -195,6 +228,7 @@ export class SqlStateMachine {
       DEFAULT_STATE_MACHINE_OPTIONS.maxDedupResultBytes,
       "maxDedupResultBytes",
     );
+    this.maxDedupBytes = positiveInteger(options.maxDedupBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxDedupBytes, "maxDedupBytes");
     this.maxResultRows = positiveInteger(options.maxResultRows, DEFAULT_STATE_MACHINE_OPTIONS.maxResultRows, "maxResultRows");
     this.maxResultBytes = positiveInteger(options.maxResultBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes, "maxResultBytes");
     this.declaredTypes = new DeclaredTypes(storage);
@@ -232,7 +266,7 @@ export class SqlStateMachine {
     const remembered = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
     if (remembered !== undefined) return this.resultsOf(remembered, request.id);
     const results = request.transaction ? this.runAllOrNothing(request.statements) : this.runEach(request.statements);
-    this.rememberRequest(request.id, index, results);
+    if (!request.id.startsWith(STRONG_READ_ID_PREFIX)) this.rememberRequest(request.id, index, results);
     return results;
   }
 
@@ -346,7 +380,7 @@ export class SqlStateMachine {
    * The wrapped query reads the same rows in the same order: the outer SELECT neither filters nor sorts.
    */
   private readExactly(sql: string, params: readonly SqlValue[], columnCount: number, budget: ResultBudget): ReadRows | null {
-    if (typeProbe(sql) === null || columnCount === 0) return null;
+    if (typeProbe(sql)?.query !== true || columnCount === 0) return null;
     const names = Array.from({ length: columnCount }, (_, i) => `c${i}`);
     const select = names.map((c) => `typeof(${c}), CASE typeof(${c}) WHEN 'integer' THEN CAST(${c} AS TEXT) ELSE ${c} END`).join(", ");
     const cursor = this.sql.exec(`WITH ${EXACT_CTE}(${names.join(", ")}) AS (${sql}) SELECT ${select} FROM ${EXACT_CTE}`, ...params);
@@ -377,17 +411,23 @@ export class SqlStateMachine {
       if (utf8ByteLength(encoded) > this.maxDedupResultBytes) encoded = null;
     }
     const record: DedupRecord = { index, results: encoded, count: results.length };
+    let bytes = dedupWindowBytes(this.kv) + dedupRecordBytes(id, record);
     this.kv.put(StateKeys.dedupById(id), record);
     this.kv.put(StateKeys.dedupByIndex(index), id);
     let count = (this.kv.get<number>(StateKeys.dedupCount) ?? 0) + 1;
-    if (count > this.maxDedupEntries) {
-      for (const [key, oldId] of this.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix, limit: count - this.maxDedupEntries })) {
+    // Forget the oldest (by applied index) until both bounds hold; the request just remembered always stays.
+    if (count > this.maxDedupEntries || bytes > this.maxDedupBytes) {
+      for (const [key, oldId] of this.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
+        if (count <= 1 || (count <= this.maxDedupEntries && bytes <= this.maxDedupBytes)) break;
+        const old = this.kv.get<DedupRecord>(StateKeys.dedupById(oldId));
+        if (old !== undefined) bytes -= dedupRecordBytes(oldId, old);
         this.kv.delete(key);
         this.kv.delete(StateKeys.dedupById(oldId));
         count -= 1;
       }
     }
     this.kv.put(StateKeys.dedupCount, count);
+    this.kv.put(DEDUP_BYTES_KEY, bytes);
   }
 
   private resultsOf(record: DedupRecord, id: string): StatementResult[] {

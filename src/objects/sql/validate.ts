@@ -9,7 +9,6 @@ import {
   quoteSqlString,
   splitTokensIntoStatements,
   SqlSyntaxError,
-  statementText,
   tokenizeSql,
   type SqlToken,
 } from "./tokenizer";
@@ -331,23 +330,72 @@ export function inspectStatement(sql: string): { readonly shape: StatementShape;
   }
 }
 
+/** Index in `significant` of the keyword that runs (past WITH's common table expressions), or -1. */
+function mainVerbIndex(significant: readonly SqlToken[]): number {
+  if (keywordOf(significant[0]) !== "WITH") return 0;
+  let depth = 0;
+  for (let i = 1; i < significant.length; i += 1) {
+    const token = significant[i];
+    if (isPunct(token, "(")) depth += 1;
+    else if (isPunct(token, ")")) depth -= 1;
+    else if (depth === 0) {
+      const keyword = keywordOf(token);
+      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) return i;
+    }
+  }
+  return -1;
+}
+
 /**
- * For asking SQLite the declared types of a query's result columns (SELECT, VALUES, WITH ... SELECT) through a view:
- * `text` is the statement with every parameter replaced by NULL (views cannot hold parameters); `key` is the
- * statement with every literal and parameter replaced by "?", which names the same answer (declared types come from
- * the columns a query names, never from a value). Null for anything else, or text that is not one statement.
+ * For INSERT/UPDATE/DELETE/REPLACE ... RETURNING: `SELECT <returned expressions> FROM <target> [AS alias]`, which
+ * has the same result columns (RETURNING may only name the table it changes), as significant tokens; else null.
  */
-export function typeProbe(sql: string): { readonly text: string; readonly key: string } | null {
+function returningAsSelect(significant: readonly SqlToken[]): SqlToken[] | null {
+  const verbAt = mainVerbIndex(significant);
+  const verb = keywordOf(significant[verbAt]);
+  if (verbAt === -1 || verb === null || !DML_VERBS.has(verb)) return null;
+  let returningAt = -1;
+  let depth = 0;
+  for (let i = verbAt + 1; i < significant.length && returningAt === -1; i += 1) {
+    const token = significant[i];
+    if (isPunct(token, "(")) depth += 1;
+    else if (isPunct(token, ")")) depth -= 1;
+    else if (depth === 0 && keywordOf(token) === "RETURNING") returningAt = i;
+  }
+  if (returningAt === -1) return null;
+  let i = verbAt + 1;
+  if (keywordOf(significant[i]) === "OR") i += 2; // INSERT OR REPLACE, UPDATE OR IGNORE, ...
+  if (keywordOf(significant[i]) === "INTO" || keywordOf(significant[i]) === "FROM") i += 1;
+  const targetStart = i;
+  i += isPunct(significant[i + 1], ".") ? 3 : 1;
+  const target = significant.slice(targetStart, i);
+  const alias = keywordOf(significant[i]) === "AS" ? significant.slice(i, i + 2) : [];
+  const word = (text: string): SqlToken => ({ kind: "word", text, value: text, start: 0 });
+  return [word("SELECT"), ...significant.slice(returningAt + 1), word("FROM"), ...target, ...alias];
+}
+
+/**
+ * For asking SQLite the declared types of a statement's result columns through a view: `text` is a query with the
+ * same result columns (the statement itself for SELECT, VALUES and WITH ... SELECT; the RETURNING expressions over
+ * the changed table for a write) with every parameter replaced by NULL (views cannot hold parameters); `key` is that
+ * query with every literal replaced by "?", which names the same answer (declared types come from the columns a
+ * query names, never from a value); `query` says whether the statement itself only reads. Null for anything else,
+ * or text that is not one statement.
+ */
+export function typeProbe(sql: string): { readonly text: string; readonly key: string; readonly query: boolean } | null {
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
     const statement = statements[0];
     if (statements.length !== 1 || statement === undefined) return null;
-    const shape = shapeOf(significantTokens(statement));
-    if (!READ_VERBS.has(shape.mainVerb) || (shape.verb !== "WITH" && !READ_VERBS.has(shape.verb))) return null;
-    const text = statementText(statement.map((token) => (token.kind === "param" ? { ...token, text: "NULL" } : token)));
+    const significant = significantTokens(statement);
+    const shape = shapeOf(significant);
+    const query = READ_VERBS.has(shape.mainVerb) && (shape.verb === "WITH" || READ_VERBS.has(shape.verb));
+    const tokens = query ? significant : shape.verb === "EXPLAIN" ? null : returningAsSelect(significant);
+    if (tokens === null) return null;
     const literal = new Set(["param", "number", "string", "blob"]);
-    const key = statementText(statement.map((token) => (literal.has(token.kind) ? { ...token, text: "?" } : token)));
-    return { text, key };
+    const text = tokens.map((token) => (token.kind === "param" ? "NULL" : token.text)).join(" ");
+    const key = tokens.map((token) => (literal.has(token.kind) ? "?" : token.text)).join(" ");
+    return { text, key, query };
   } catch (error) {
     if (error instanceof SqlSyntaxError) return null;
     throw error;
