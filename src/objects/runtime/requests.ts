@@ -3,6 +3,7 @@
 import type { LogEntry, Membership, Ready } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { sleepMs } from "../transport/index";
+import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sql/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
 import { awaitWaiter, nodeError, notLeaderError, outcomeUnknownError, proposalFailure, type NodeFailure } from "./errors";
@@ -11,8 +12,6 @@ import { LIMITS, type RuntimeCore } from "./types";
 /** A log entry is one KV value, which the platform limits to 2 MB (bytes, UTF-8); leave room for the entry's envelope. */
 export const MAX_ENTRY_BYTES = 1_900_000;
 
-/** Strong reads go through the log under ids with this prefix; no client key can have it ('~' and '/' are refused there). */
-export const STRONG_READ_ID_PREFIX = "~read/";
 
 interface ApplyOutcome {
   readonly term: number;
