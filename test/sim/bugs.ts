@@ -24,12 +24,20 @@ function churn(scenario: Scenario): Scenario {
 }
 
 const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scenario>> = {
-  readContextRestartsAtZero: (scenario) => ({ ...churn(scenario), workload: { ...scenario.workload, mix: { ...scenario.workload.mix, linearizableRead: 10 } } }),
+  // Followers that restart often and serve linearizable reads (through the leader's ReadIndex) right after starting.
+  readContextRestartsAtZero: (scenario, random) => ({
+    ...scenario,
+    nodes: 3,
+    faults: { ...scenario.faults, crashes: true, crashesInsideEvents: true, leaderTargeting: 0, maxDownMs: 30, meanIntervalMs: random.between(20, 80), maxDownNodes: 1 },
+    workload: { ...scenario.workload, clients: 4, keys: 1, roamProbability: 0.5, mix: { ...scenario.workload.mix, write: 8, linearizableRead: 10 } },
+  }),
   stoppedWritesAnsweredNotMember: churn,
   readyFailureAnsweredInternal: (scenario) => ({ ...churn(scenario), faults: { ...churn(scenario).faults, storageErrors: true, stateMachineErrors: true } }),
   writeWaitersKeyedByIndex: churn,
   brokenRuntimeKeepsServing: (scenario) => ({ ...churn(scenario), faults: { ...churn(scenario).faults, storageErrors: true } }),
   pendingWritesWaitAfterStepDown: churn,
+  backupFromAnyNode: (scenario) => ({ ...churn(scenario), workload: { ...scenario.workload, roamProbability: 0.5, mix: { ...scenario.workload.mix, backup: 5, write: 10 } } }),
+  wipedVoterVotesAtOnce: (scenario) => ({ ...scenario, nodes: 3, faults: { ...scenario.faults, storageWipes: true, crashes: true, partitions: true, meanIntervalMs: Math.min(scenario.faults.meanIntervalMs, 100) } }),
 };
 
 export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.fromEntries(

@@ -24,7 +24,7 @@ export interface FaultOptions {
   readonly stateMachineErrors: boolean;
   /** A crashed instance keeps running, fenced, beside the restarted one. */
   readonly staleInstances: boolean;
-  /** A node loses its storage and comes back empty (at most one wipe at a time, a few per seed). */
+  /** A node loses its storage and comes back empty (never while another wiped node is still catching up). */
   readonly storageWipes: boolean;
   readonly partitions: boolean;
   readonly pathFaults: boolean;
@@ -59,6 +59,8 @@ export interface NemesisEnvironment {
   crash(node: NodeId, options: { keepStale: boolean }): void;
   /** The node's storage is lost: it crashes and comes back empty. */
   wipe(node: NodeId): void;
+  /** Whether a wipe now keeps the lost storage to one node not yet caught up again. */
+  mayWipe(): boolean;
   /** Arms a fault for the node's next storage operations: crash or fail at the `afterOps`-th one. */
   armStorageFault(node: NodeId, fault: { kind: "crash" | "error"; afterOps: number }): void;
   armApplyFault(node: NodeId): void;
@@ -145,9 +147,9 @@ export class Nemesis {
     return true;
   }
 
-  /** At most one node down at the time of a wipe (the wiped one), and at most three wipes per seed. */
+  /** Only while every node is up and none is still catching up from a wipe; at most three wipes per seed. */
   private wipeSomeone(): boolean {
-    if (this.env.downCount() > 0 || this.counts.storageWipe >= 3) return false;
+    if (!this.env.mayWipe() || this.counts.storageWipe >= 3) return false;
     const node = this.targetNode();
     if (node === null) return false;
     this.env.wipe(node);

@@ -144,7 +144,7 @@ export class SimHost {
   /** Simulated ms between ticks of this node's clock (tick skew) is applied by the simulation's timers. */
   lastStatus: NodeStatus | null = null;
   discards = 0;
-  /** Lost its storage at some point: it may not vote again until a leader caught it up (voting probation). */
+  /** Lost its storage and not yet caught up by a leader (its voting probation has not ended). */
   wiped = false;
 
   constructor(

@@ -446,6 +446,8 @@ class Simulation implements HostEnvironment {
     }
     if (runtime.isStopped) return;
     const status = runtime.status();
+    // A wiped node counts as lost until a leader caught it up (its voting probation ended).
+    if (host.wiped && !status.votingProbation) host.wiped = false;
     const wasLeader = host.lastStatus?.role === "leader" && host.lastStatus.term === status.term;
     host.lastStatus = status;
     this.checkers.observeStatus(view, status);
@@ -632,6 +634,8 @@ class Simulation implements HostEnvironment {
       leader: () => this.leader(),
       upNodes: () => [...this.hosts.values()].filter((host) => !host.down).map((host) => host.id),
       downCount: () => [...this.hosts.values()].filter((host) => host.down).length,
+      // Storage lost on a majority at once is beyond what any consensus protocol survives: one wiped node at a time.
+      mayWipe: () => [...this.hosts.values()].every((host) => !host.down && !host.wiped),
       crash: (node, options) => {
         const host = this.host(node);
         if (host.down) return;
