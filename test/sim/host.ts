@@ -1,4 +1,5 @@
-// One simulated Durable Object: what ClusterNode is on the platform, for one node of the simulated cluster. It owns
+// One simulated Durable Object: what ClusterNode is on the platform, for one node of the simulated cluster (its
+// alarm, receive, handle and loadRuntime logic is mirrored here and must follow src/objects/cluster-node.ts). It owns
 // the node's "disk" (a node:sqlite database behind the platform's storage API) and runs the real NodeRuntime over
 // it through the runtime's seams: the KV store, the SQL state machine, a clock, a random source and peer stubs,
 // all supplied by the simulation. Like ClusterNode, it reloads the runtime from storage when the runtime breaks,
@@ -161,7 +162,11 @@ export class SimHost {
   ensureRuntime(): NodeRuntime | null {
     if (this.down) return null;
     const current = this.instance;
-    if (current !== null && current.alive && current.runtime !== null) return current.runtime;
+    if (current !== null && current.alive && current.runtime !== null) {
+      // ClusterNode.loadRuntime: a runtime that broke in a callback no request awaited is dropped and reloaded.
+      if (!current.runtime.isBroken || this.env.bugs.brokenRuntimeKeepsServing === true) return current.runtime;
+      this.discard(current, new Error("the runtime broke in a background callback"));
+    }
     return this.startInstance();
   }
 
@@ -317,8 +322,13 @@ export class SimHost {
       return { ok: true, node: this.id, value };
     } catch (error) {
       if (error instanceof SimCrash) throw error;
-      if (error instanceof NodeFailure && !runtime.isBroken) return { ok: false, node: this.id, error: error.error };
-      if (error instanceof RaftInvariantError || runtime.isBroken) this.discard(instance, error);
+      const broken = error instanceof RaftInvariantError || runtime.isBroken;
+      // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
+      if (error instanceof NodeFailure && (!broken || this.env.bugs.readyFailureAnsweredInternal !== true)) {
+        if (broken && instance.alive) this.discard(instance, error);
+        return { ok: false, node: this.id, error: error.error };
+      }
+      if (broken && instance.alive) this.discard(instance, error);
       return { ok: false, node: this.id, error: { code: "INTERNAL", message: error instanceof Error ? error.message : String(error), retryable: false } };
     }
   }
