@@ -163,6 +163,14 @@ describe("64-bit integers (issue 10, item 2)", () => {
       const table = node.query("SELECT id, v FROM big ORDER BY id DESC");
       expect(table.rows).toEqual([[6, -9007199254740993n], [5, new Uint8Array([255])], [4, "text"], [3, 2.5], [2, null], [1, MAX]]);
       expect(table.columns).toEqual(["id", "v"]);
+      // Recursive CTEs, VALUES and compound queries read exactly too, in their order.
+      expect(node.query("WITH RECURSIVE c(x) AS (SELECT 9007199254740993 UNION ALL SELECT x + 1 FROM c LIMIT 3) SELECT x FROM c ORDER BY x DESC").rows).toEqual([
+        [9007199254740995n],
+        [9007199254740994n],
+        [9007199254740993n],
+      ]);
+      expect(node.query("VALUES (9223372036854775807, 'a'), (1, 'b')").rows).toEqual([[MAX, "a"], [1, "b"]]);
+      expect(node.query("SELECT v FROM big WHERE id = 1 UNION ALL SELECT ?", [MIN]).rows).toEqual([[MAX], [MIN]]);
     });
   });
 
