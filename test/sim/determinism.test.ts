@@ -4,7 +4,8 @@
 
 import { describe, expect, it } from "vitest";
 import { Prng } from "./prng.js";
-import { runSeed, type Scenario } from "./run.js";
+import { HARNESS_BUG_SCENARIOS } from "./bugs.js";
+import { runSeed } from "./run.js";
 
 const STEPS = 1500;
 
@@ -22,11 +23,8 @@ describe("replay determinism", () => {
   });
 
   it("a failing seed replays to the same violation", async () => {
-    // Storage errors on SQL statements while applying (an open finding: see faults.ts) make seeds fail.
-    const options = {
-      steps: STEPS,
-      adjustScenario: (scenario: Scenario): Scenario => ({ ...scenario, faults: { ...scenario.faults, storageErrors: true, storageErrorsEverywhere: true, meanIntervalMs: 100 } }),
-    };
+    const bug = HARNESS_BUG_SCENARIOS["keep-suffix"];
+    const options = { steps: bug.steps, harnessBugs: bug.bugs, adjustScenario: bug.adjustScenario };
     let failing: number | null = null;
     for (let seed = 1; seed <= 20 && failing === null; seed += 1) if ((await runSeed({ seed, ...options })).violations.length > 0) failing = seed;
     expect(failing).not.toBeNull();
