@@ -150,6 +150,13 @@ describe("64-bit integers (issue 10, item 2)", () => {
   const MAX = 9223372036854775807n;
   const MIN = -9223372036854775808n;
 
+  it("(the platform as found: INTEGERs beyond 2^53 come back rounded to doubles, and a bigint cannot be bound)", async () => {
+    await withStorage("platform-int64", (storage) => {
+      expect([...storage.sql.exec("SELECT 9223372036854775807, 9007199254740993, typeof(9007199254740993)").raw()]).toEqual([[2 ** 63, 2 ** 53, "integer"]]);
+      expect(() => storage.sql.exec("SELECT ?", 1n as unknown as number)).toThrow("Cannot convert a BigInt value to a number");
+    });
+  });
+
   it("reads integers beyond 2^53 exactly, as bigints, and every other value as before", async () => {
     await withStorage("read-int64", (storage) => {
       const node = new Node(storage);
