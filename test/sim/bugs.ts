@@ -69,6 +69,7 @@ const QUIET: Scenario["faults"] = {
   partitions: false,
   pathFaults: false,
   alarmFaults: false,
+  transfers: false,
   meanIntervalMs: 100,
   leaderTargeting: 0.5,
   minDownMs: 1,

@@ -30,6 +30,8 @@ export interface FaultOptions {
   readonly pathFaults: boolean;
   /** Alarms delivered twice, or late. */
   readonly alarmFaults: boolean;
+  /** The admin step-down: the leader hands leadership to another node (TimeoutNow). */
+  readonly transfers: boolean;
   readonly meanIntervalMs: number;
   readonly leaderTargeting: number;
   readonly minDownMs: number;
@@ -39,7 +41,7 @@ export interface FaultOptions {
   readonly maxDownNodes: number;
 }
 
-export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "storageWipe" | "partition" | "pathFault" | "alarmFault";
+export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "storageWipe" | "partition" | "pathFault" | "alarmFault" | "transfer";
 
 export type NemesisEvent =
   | { readonly kind: "act" }
@@ -61,6 +63,8 @@ export interface NemesisEnvironment {
   wipe(node: NodeId): void;
   /** Whether a wipe now keeps the lost storage to one node not yet caught up again. */
   mayWipe(): boolean;
+  /** Asks the leader to step down (an admin leadership transfer). */
+  transfer(leader: NodeId): void;
   /** Arms a fault for the node's next storage operations: crash or fail at the `afterOps`-th one. */
   armStorageFault(node: NodeId, fault: { kind: "crash" | "error"; afterOps: number }): void;
   armApplyFault(node: NodeId): void;
@@ -72,7 +76,7 @@ export class Nemesis {
   private partitionEpoch = 0;
   private pathFaultEpoch = 0;
   private active = true;
-  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, storageWipe: 0, partition: 0, pathFault: 0, alarmFault: 0 };
+  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, storageWipe: 0, partition: 0, pathFault: 0, alarmFault: 0, transfer: 0 };
 
   constructor(
     readonly options: FaultOptions,
@@ -127,6 +131,7 @@ export class Nemesis {
     if (options.partitions) candidates.push(["partition", () => this.partition()]);
     if (options.pathFaults) candidates.push(["pathFault", () => this.degradePaths()]);
     if (options.alarmFaults) candidates.push(["alarmFault", () => this.disturbAlarms()]);
+    if (options.transfers) candidates.push(["transfer", () => this.transferLeadership()]);
     if (candidates.length === 0) return;
     const [kind, run] = this.env.random.pick(candidates);
     if (run()) this.counts[kind] += 1;
@@ -153,6 +158,14 @@ export class Nemesis {
     const node = this.targetNode();
     if (node === null) return false;
     this.env.wipe(node);
+    return true;
+  }
+
+  private transferLeadership(): boolean {
+    const leader = this.env.leader();
+    if (leader === null) return false;
+    this.env.transfer(leader);
+    this.env.trace(`nemesis: ${leader} is asked to hand leadership over`);
     return true;
   }
 

@@ -308,6 +308,11 @@ export class SimHost {
     );
   }
 
+  /** The admin step-down (POST leader transfer): the leader hands leadership over and waits for a new one. */
+  transferLeadership(timeoutMs: number): Promise<NodeResult<{ leader: string; term: number }>> {
+    return this.handle((runtime) => runtime.transferLeadership({ timeoutMs }));
+  }
+
   backup(timeoutMs: number): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
     return this.handle((runtime) => runtime.backup({ timeoutMs }));
   }

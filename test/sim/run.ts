@@ -113,7 +113,8 @@ type SimEvent =
   | { readonly kind: "client"; readonly clientId: number }
   | { readonly kind: "nemesis"; readonly event: NemesisEvent }
   | { readonly kind: "restart"; readonly node: NodeId }
-  | { readonly kind: "probe" };
+  | { readonly kind: "probe" }
+  | { readonly kind: "transfer"; readonly node: NodeId };
 
 type Outgoing =
   | { readonly kind: "rpc"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly envelope: unknown }
@@ -163,6 +164,7 @@ export function drawScenario(random: Prng): Scenario {
     partitions: on(0.6),
     pathFaults: on(0.4),
     alarmFaults: on(0.4),
+    transfers: on(0.4),
     meanIntervalMs: random.between(50, 500),
     leaderTargeting: random.pick([0.2, 0.5, 0.8]),
     minDownMs: 10,
@@ -214,7 +216,7 @@ export function drawScenario(random: Prng): Scenario {
 
 export function describeScenario(scenario: Scenario): string {
   const faults = scenario.faults;
-  const kinds = (["crashes", "crashesInsideEvents", "storageErrors", "stateMachineErrors", "staleInstances", "storageWipes", "partitions", "pathFaults", "alarmFaults"] as const).filter((kind) => faults[kind]);
+  const kinds = (["crashes", "crashesInsideEvents", "storageErrors", "stateMachineErrors", "staleInstances", "storageWipes", "partitions", "pathFaults", "alarmFaults", "transfers"] as const).filter((kind) => faults[kind]);
   const net = scenario.network;
   const work = scenario.workload;
   return [
@@ -610,6 +612,14 @@ class Simulation implements HostEnvironment {
       case "probe":
         this.sendProbe();
         return true;
+      case "transfer": {
+        const host = this.host(event.node);
+        if (host.down) return true;
+        await this.runTurn(host, host.instance, () => {
+          void host.transferLeadership(this.scenario.electionTimeoutMs * 3).catch(() => undefined);
+        });
+        return true;
+      }
     }
   }
 
@@ -635,6 +645,7 @@ class Simulation implements HostEnvironment {
       upNodes: () => [...this.hosts.values()].filter((host) => !host.down).map((host) => host.id),
       downCount: () => [...this.hosts.values()].filter((host) => host.down).length,
       // Storage lost on a majority at once is beyond what any consensus protocol survives: one wiped node at a time.
+      transfer: (node) => this.schedule(this.nowMs() + this.random.between(1, 5), { kind: "transfer", node }),
       mayWipe: () => [...this.hosts.values()].every((host) => !host.down && !host.wiped),
       crash: (node, options) => {
         const host = this.host(node);
