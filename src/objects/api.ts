@@ -35,6 +35,8 @@ export interface NodeAddress {
   readonly protocolVersion: number;
   readonly cluster: ClusterConfig;
   readonly node: string;
+  /** W3C traceparent of the request this call serves: the node's log lines then carry its trace id. */
+  readonly traceparent?: string;
 }
 
 export type NodeErrorCode =

@@ -26,6 +26,7 @@ import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
 import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
 import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } from "./events";
+import { logTracedAppends, runWithTrace, spanForIncoming, tracedBody } from "./trace";
 import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
 
 const IDENTITY_KEY = "node/identity";
@@ -156,7 +157,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // RPC: node-to-node
 
   /** Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. */
-  async receive(envelope: unknown): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
+  async receive(envelope: unknown, traceparent?: unknown): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
     this.counters.received("peer");
     const runtime = await this.loadRuntime();
     if (runtime === null || this.identity === null) {
@@ -167,7 +168,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     if (!checked.ok) return { ok: false, error: checked.error };
     try {
       const counted = this.counters.watchEnvelope(checked.envelope, () => runtime.peerReport().appliedIndex);
-      runtime.receiveEnvelope(checked.envelope);
+      runWithTrace(spanForIncoming(traceparent), () => {
+        logTracedAppends(checked.envelope, (level, fields) => runtime.log(level, "appendReceived", fields));
+        runtime.receiveEnvelope(checked.envelope);
+      });
       counted();
     } catch (err) {
       if (err instanceof RaftInvariantError || runtime.isBroken) await this.discardRuntime(runtime, err);
@@ -372,7 +376,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     try {
       const runtime = await this.ensureStarted(address);
       if (this.removedReason !== null) throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
-      const value = await body(runtime);
+      const value = await tracedBody(address, body)(runtime);
       // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
       const after = runtime.status();
       if (after.removed && after.role !== "leader") await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);

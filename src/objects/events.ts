@@ -1,10 +1,10 @@
 // The recent cluster events of one node, for GET /api/v1/cluster/events: elections, leader changes, breaker
 // transitions, replica status changes, membership changes and snapshots. They are taken from the structured log
 // (log.ts), so every event the node logs is also in its feed, whatever the log level; only events in FEED_EVENTS
-// are kept, and only the newest MAX_EVENTS_PER_NODE of them, in memory (a restarted object starts an empty feed,
+// are kept (and, apart, the appends a follower received under a sampled trace), only the newest of them, in memory (a restarted object starts an empty feed,
 // its first entry being nodeStarted).
 import type { NodeAddress } from "./api";
-import { setLogObserver, type LogContext, type LogLevel } from "./log";
+import { addLogObserver, type LogContext, type LogLevel } from "./log";
 
 /** The log events that make up the feed. */
 export const FEED_EVENTS: ReadonlySet<string> = new Set([
@@ -30,6 +30,8 @@ export const FEED_EVENTS: ReadonlySet<string> = new Set([
 ]);
 
 export const MAX_EVENTS_PER_NODE = 256;
+/** Appends a follower received under a sampled trace (logTracedAppends, info level) are kept apart, fewer of them. */
+export const MAX_TRACED_APPENDS_PER_NODE = 32;
 /** Nodes whose feeds one isolate keeps (several objects can share an isolate; tests run many clusters in one). */
 const MAX_REGISTERED_NODES = 64;
 /** Longest JSON of one event's fields that is kept as is; longer ones are cut to their field names. */
@@ -63,6 +65,7 @@ export interface EventsValue {
 /** One node's bounded feed. */
 export class NodeEventLog {
   private readonly events: ClusterEvent[] = [];
+  private readonly tracedAppends: ClusterEvent[] = [];
   private seq = 0;
 
   constructor(
@@ -72,15 +75,18 @@ export class NodeEventLog {
   ) {}
 
   record(level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown>): void {
-    if (!FEED_EVENTS.has(event)) return;
+    const tracedAppend = event === "appendReceived" && level === "info";
+    if (!FEED_EVENTS.has(event) && !tracedAppend) return;
     let commitIndex: number | null = null;
     try {
       commitIndex = this.commitIndex();
     } catch {
       // A runtime that is being discarded may refuse to answer: the event is still worth keeping.
     }
-    this.events.push({ seq: ++this.seq, timeMs: this.nowMs(), event, level, term: context.term, commitIndex, fields: boundedFields(fields) });
-    if (this.events.length > MAX_EVENTS_PER_NODE) this.events.splice(0, this.events.length - MAX_EVENTS_PER_NODE);
+    const ring = tracedAppend ? this.tracedAppends : this.events;
+    ring.push({ seq: ++this.seq, timeMs: this.nowMs(), event, level, term: context.term, commitIndex, fields: boundedFields(fields) });
+    const bound = tracedAppend ? MAX_TRACED_APPENDS_PER_NODE : MAX_EVENTS_PER_NODE;
+    if (ring.length > bound) ring.splice(0, ring.length - bound);
   }
 
   /** The answer to a recentEvents() call, with the limit clamped. */
@@ -93,7 +99,7 @@ export class NodeEventLog {
   /** The newest `limit` events at or after `sinceMs`, oldest first. */
   recent(options: { readonly limit: number; readonly sinceMs?: number }): ClusterEvent[] {
     const since = options.sinceMs ?? Number.NEGATIVE_INFINITY;
-    const matching = this.events.filter((event) => event.timeMs >= since);
+    const matching = [...this.events, ...this.tracedAppends].filter((event) => event.timeMs >= since).sort((a, b) => a.seq - b.seq);
     return matching.slice(Math.max(0, matching.length - options.limit));
   }
 }
@@ -101,8 +107,8 @@ export class NodeEventLog {
 const registry = new Map<string, NodeEventLog>();
 
 /** Routes every logged event to the feed of the node that logged it (once, for the whole isolate). */
-setLogObserver((level, context, event, fields) => {
-  registry.get(registryKey(context.cluster, context.node))?.record(level, context, event, fields);
+addLogObserver((level, context, event, fields, trace) => {
+  registry.get(registryKey(context.cluster, context.node))?.record(level, context, event, { ...(trace === undefined ? {} : { traceId: trace.traceId }), ...fields });
 });
 
 /** Makes `log` the feed of that node in this isolate (a newer instance of the same object replaces the older). */

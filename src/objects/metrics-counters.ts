@@ -4,10 +4,12 @@
 // restarted object starts from zero again, which Prometheus treats as a counter reset (rate() and increase()
 // handle it); `startedAtMs` tells a reset apart from a quiet period.
 //
+// The peer stubs it instruments also carry the trace of the call that made the messages (trace.ts).
 // The shell calls these from one-line hooks; everything is plain data once snapshotted, so it crosses RPC as is.
 // Every map here is bounded: peers by membership (and MAX_SERIES), kinds and levels by fixed lists.
 import type { Message } from "../replication/types";
 import type { NodeAddress, NodeStatusReport } from "./api";
+import { outgoingTraceparent } from "./trace";
 import type { RaftEnvelope } from "./transport/index";
 
 /** Upper bounds, in seconds, of the latency buckets (RPCs, writes, reads): 1 ms to 10 s. */
@@ -141,7 +143,8 @@ interface RpcSeries {
 
 /** Anything the transport calls on a peer: receive(envelope) and start(address). */
 export interface CountablePeerStub {
-  receive(envelope: RaftEnvelope): Promise<unknown>;
+  /** `traceparent`: the trace of the call that made these messages, if it was traced (see trace.ts). */
+  receive(envelope: RaftEnvelope, traceparent?: string): Promise<unknown>;
   start(address: NodeAddress): Promise<unknown>;
 }
 
@@ -226,7 +229,13 @@ export class NodeCounters {
   /** Wraps a peer stub so that every call through it is counted and timed by peer and kind. */
   instrumentPeer(peer: string, stub: CountablePeerStub): CountablePeerStub {
     return {
-      receive: (envelope) => this.timeCall(peer, envelopeKind(envelope), envelope, () => stub.receive(envelope)),
+      receive: (envelope) => {
+        // Only appends that carry entries take the trace along: heartbeats and responses would otherwise pass a
+        // request's trace on from one background send to the next, long after the request.
+        const carriesEntries = envelope.messages.some((message) => message.type === "append" && message.entries.length > 0);
+        const traceparent = carriesEntries ? outgoingTraceparent() : undefined;
+        return this.timeCall(peer, envelopeKind(envelope), envelope, () => (traceparent === undefined ? stub.receive(envelope) : stub.receive(envelope, traceparent)));
+      },
       start: (address) => this.timeCall(peer, "start", null, () => stub.start(address)),
     };
   }

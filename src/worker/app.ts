@@ -9,6 +9,7 @@ import { apiErrorResponse, ERROR_CODE_HEADER, jsonResponse, errorBody } from "./
 import { clusterRoutes } from "./routes/cluster";
 import { dataRoutes } from "./routes/data";
 import { eventRoutes } from "./routes/events";
+import { traceContext } from "./metrics/trace-context";
 import { metricsRoutes } from "./routes/metrics";
 import { openApiDocument } from "./routes/openapi";
 import { API_ROUTES, honoPath } from "./routes/spec";
@@ -27,6 +28,7 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   const runtimeOf = runtimeFactory(options);
   const now = options.now ?? Date.now;
 
+  app.use("*", traceContext());
   app.use("*", requestId());
   app.use("*", limitUrl({ maxUrlBytes: MAX_URL_BYTES, maxBodyBytes: resolveLimits(options).maxBodyBytes }));
   app.use("*", secureHeaders({ crossOriginResourcePolicy: false, crossOriginOpenerPolicy: false }));

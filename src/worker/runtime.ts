@@ -3,6 +3,7 @@ import type { ClusterConfig } from "../objects/api";
 import { ConfigError, parseClusterConfig, type AppEnv } from "./config";
 import { DEFAULT_LIMITS, type RequestLimits } from "./data/limits";
 import { durableObjectDirectory, type NodeDirectory } from "./directory";
+import { tracedDirectory } from "./metrics/trace-context";
 import { ApiError } from "./http/errors";
 import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
 import { ClusterRouter, DEFAULT_ROUTING_POLICY, defaultRouterDeps, type RouterBugs, type RoutingPolicy } from "./routing/router";
@@ -59,7 +60,7 @@ export function runtimeFactory(options: AppOptions): (env: AppEnv) => Runtime {
       }
       throw error;
     }
-    const directory = (options.directory ?? durableObjectDirectory)(env, config);
+    const directory = tracedDirectory((options.directory ?? durableObjectDirectory)(env, config));
     const router = new ClusterRouter({
       directory,
       leaders: options.leaders ?? isolateLeaderCache,

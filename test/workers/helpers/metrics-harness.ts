@@ -58,8 +58,8 @@ export class MetricsHarness {
     });
   }
 
-  async send(method: string, path: string, options: { token?: string; json?: unknown; accept?: string } = {}): Promise<{ status: number; headers: Headers; text: string }> {
-    const headers: Record<string, string> = { Authorization: `Bearer ${options.token ?? TOKENS.admin}` };
+  async send(method: string, path: string, options: { token?: string; json?: unknown; accept?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: Headers; text: string }> {
+    const headers: Record<string, string> = { Authorization: `Bearer ${options.token ?? TOKENS.admin}`, ...options.headers };
     if (options.accept !== undefined) headers.Accept = options.accept;
     if (options.json !== undefined) headers["Content-Type"] = "application/json";
     const request = new Request(`https://db.example.com${path}`, { method, headers, ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }) });
