@@ -443,13 +443,15 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 }
 
 /**
- * Whether the node has a reason to tick: it is a voter or learner, leads (a removed leader hands over first), or
- * was removed (its next tick decommissions it). A node that never was a member has none.
+ * Whether the node has a reason to tick: it is a voter or learner, leads (a removed leader hands over first), was
+ * removed (its next tick decommissions it), or hears from a leader (a member being added, before it has applied
+ * its own admission). A node that no leader contacts and that never was a member has none.
  */
 function mayTick(runtime: NodeRuntime): boolean {
   const status = runtime.status();
   const self = runtime.identity.node;
-  return status.removed || status.role === "leader" || status.membership.voters.includes(self) || status.membership.learners.includes(self);
+  const member = status.membership.voters.includes(self) || status.membership.learners.includes(self);
+  return member || status.removed || status.role === "leader" || status.leader !== null;
 }
 
 /** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */
