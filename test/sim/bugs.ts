@@ -36,6 +36,12 @@ const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scen
   writeWaitersKeyedByIndex: churn,
   brokenRuntimeKeepsServing: (scenario) => ({ ...churn(scenario), faults: { ...churn(scenario).faults, storageErrors: true } }),
   pendingWritesWaitAfterStepDown: churn,
+  // Leadership changes all the time, and clients read weakly from whoever leads while others write.
+  weakReadBeforeOwnTermApplied: (scenario, random) => ({
+    ...scenario,
+    faults: { ...scenario.faults, transfers: true, crashes: true, partitions: true, leaderTargeting: 1, meanIntervalMs: random.between(30, 100) },
+    workload: { ...scenario.workload, clients: 4, keys: 1, mix: { ...scenario.workload.mix, write: 10, weakRead: 10 } },
+  }),
   backupFromAnyNode: (scenario) => ({ ...churn(scenario), workload: { ...scenario.workload, roamProbability: 0.5, mix: { ...scenario.workload.mix, backup: 5, write: 10 } } }),
   wipedVoterVotesAtOnce: (scenario) => ({ ...scenario, nodes: 3, faults: { ...scenario.faults, storageWipes: true, crashes: true, partitions: true, meanIntervalMs: Math.min(scenario.faults.meanIntervalMs, 100) } }),
 };

@@ -15,9 +15,10 @@ interface CliOptions {
   verbose: boolean;
   bug: BugName | null;
   storageErrorsEverywhere: boolean;
+  budgetSeconds: number | null;
 }
 
-const USAGE = "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--verbose] [--storage-errors-everywhere] [--bug " + Object.keys(BUG_SCENARIOS).join("|") + "]";
+const USAGE = "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--bug " + Object.keys(BUG_SCENARIOS).join("|") + "]";
 
 function parseInteger(flag: string, text: string | undefined, min: number): number {
   const value = Number(text);
@@ -26,7 +27,7 @@ function parseInteger(flag: string, text: string | undefined, min: number): numb
 }
 
 function parseArguments(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seed: null, seeds: null, from: null, steps: null, verbose: false, bug: null, storageErrorsEverywhere: false };
+  const options: CliOptions = { seed: null, seeds: null, from: null, steps: null, verbose: false, bug: null, storageErrorsEverywhere: false, budgetSeconds: null };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
     switch (flag) {
@@ -41,6 +42,9 @@ function parseArguments(argv: readonly string[]): CliOptions {
         break;
       case "--steps":
         options.steps = parseInteger(flag, argv[++i], 1);
+        break;
+      case "--budget-seconds":
+        options.budgetSeconds = parseInteger(flag, argv[++i], 1);
         break;
       case "--storage-errors-everywhere":
         options.storageErrorsEverywhere = true;
@@ -123,18 +127,25 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   let steps = 0;
   let firstFailing: number | null = null;
   const faults: Record<string, number> = {};
-  const reads = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0, backup: 0 };
+  const reads = { linearizable: 0, strong: 0, weak: 0, weakFromLeader: 0, none: 0, readYourWrites: 0, backup: 0 };
   let acknowledged = 0;
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
   const controlFailures: number[] = [];
+  let ranTo = from + count - 1;
   for (let seed = from; seed < from + count; seed += 1) {
+    // A wall-clock budget (long runs): stop between seeds, and say which seeds ran.
+    if (cli.budgetSeconds !== null && performance.now() - startedMs > cli.budgetSeconds * 1000) {
+      ranTo = seed - 1;
+      console.log(`budget of ${cli.budgetSeconds}s spent: stopping after seed ${ranTo}`);
+      break;
+    }
     const result = await runSeed(simOptions(cli, seed));
     steps += result.steps;
     operations += result.lincheck?.operations ?? 0;
     acknowledged += result.stats.acknowledged;
     for (const [kind, value] of Object.entries(result.stats.faults)) faults[kind] = (faults[kind] ?? 0) + value;
-    for (const level of ["linearizable", "strong", "weak", "none", "readYourWrites", "backup"] as const) reads[level] += result.stats.readsByLevel[level];
+    for (const level of ["linearizable", "strong", "weak", "weakFromLeader", "none", "readYourWrites", "backup"] as const) reads[level] += result.stats.readsByLevel[level];
     if (result.lincheck !== null) verdicts[result.lincheck.verdict] += 1;
     if (result.lincheck?.verdict === "unknown") unknownSeeds.push(seed);
     if (result.violations.length > 0 && cli.bug !== null) {
@@ -158,13 +169,13 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   }
   const ran = steps === 0 ? 0 : Math.max(1, (firstFailing ?? from + count - 1) - from + 1);
   const elapsedMs = performance.now() - startedMs;
-  const seedsRun = cli.bug !== null && firstFailing !== null ? ran : count;
+  const seedsRun = cli.bug !== null && firstFailing !== null ? ran : ranTo - from + 1;
   console.log(`linearizability verdicts: ${verdicts.linearizable} linearizable, ${verdicts["not-linearizable"]} not linearizable, ${verdicts.unknown} unknown${unknownSeeds.length > 0 ? ` (seeds ${unknownSeeds.slice(0, 20).join(", ")})` : ""}`);
   console.log(`faults injected: ${Object.entries(faults).map(([kind, value]) => `${kind} ${value} (${(value / seedsRun).toFixed(2)}/seed)`).join(", ")}`);
   console.log(`operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}`);
   console.log(`failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`);
   if (controlFailures.length > 0) console.log(`seeds that fail without the bug too (not counted): ${controlFailures.join(", ")}`);
-  console.log(`seeds ${seedsRun} (from ${from}), violations ${violations}, operations checked ${operations}, steps ${steps}`);
+  console.log(`seeds ${seedsRun} (${from}..${from + seedsRun - 1}), violations ${violations}, operations checked ${operations}, steps ${steps}`);
   return violations > 0 ? 1 : 0;
 }
 

@@ -96,7 +96,7 @@ export interface SimResult {
     readonly committedEntries: number;
     readonly operations: number;
     readonly acknowledged: number;
-    readonly readsByLevel: Readonly<Record<"linearizable" | "strong" | "weak" | "none" | "readYourWrites" | "backup", number>>;
+    readonly readsByLevel: Readonly<Record<"linearizable" | "strong" | "weak" | "weakFromLeader" | "none" | "readYourWrites" | "backup", number>>;
     readonly clientRetriesSameId: number;
     readonly checkerRuns: number;
   };
@@ -109,7 +109,7 @@ type SimEvent =
   | { readonly kind: "rpc"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly envelope: unknown; readonly copy: number }
   | { readonly kind: "rpcAnswer"; readonly to: NodeId; readonly callId: number; readonly answer: unknown }
   | { readonly kind: "clientCall"; readonly node: NodeId; readonly clientId: number; readonly attemptId: number; readonly call: ClientCall }
-  | { readonly kind: "clientAnswer"; readonly clientId: number; readonly attemptId: number; readonly answer: ClientAnswer }
+  | { readonly kind: "clientAnswer"; readonly clientId: number; readonly attemptId: number; readonly answer: ClientAnswer; readonly servedByLeader: boolean }
   | { readonly kind: "client"; readonly clientId: number }
   | { readonly kind: "nemesis"; readonly event: NemesisEvent }
   | { readonly kind: "restart"; readonly node: NodeId }
@@ -119,7 +119,7 @@ type SimEvent =
 type Outgoing =
   | { readonly kind: "rpc"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly envelope: unknown }
   | { readonly kind: "rpcAnswer"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly answer: unknown }
-  | { readonly kind: "clientAnswer"; readonly clientId: number; readonly attemptId: number; readonly answer: ClientAnswer };
+  | { readonly kind: "clientAnswer"; readonly clientId: number; readonly attemptId: number; readonly answer: ClientAnswer; readonly servedByLeader: boolean };
 
 interface Turn {
   readonly host: SimHost;
@@ -498,7 +498,7 @@ class Simulation implements HostEnvironment {
       }
       case "clientAnswer": {
         const latency = this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
-        this.schedule(this.nowMs() + latency, { kind: "clientAnswer", clientId: outgoing.clientId, attemptId: outgoing.attemptId, answer: outgoing.answer });
+        this.schedule(this.nowMs() + latency, { kind: "clientAnswer", clientId: outgoing.clientId, attemptId: outgoing.attemptId, answer: outgoing.answer, servedByLeader: outgoing.servedByLeader });
         return;
       }
     }
@@ -583,7 +583,7 @@ class Simulation implements HostEnvironment {
               // Answered in whichever later event of this node settled it; lost with a crashed or dead instance.
               const current = this.turn;
               if (current === null || current.host !== host || current.crashed || (instance !== null && !instance.alive)) return;
-              current.outbox.push({ kind: "clientAnswer", clientId: event.clientId, attemptId: event.attemptId, answer: answer as ClientAnswer });
+              current.outbox.push({ kind: "clientAnswer", clientId: event.clientId, attemptId: event.attemptId, answer: answer as ClientAnswer, servedByLeader: this.leadsHighestTerm(host) });
             },
             (error: unknown) => {
               if (!(error instanceof SimCrash)) this.checkers.fail("host threw", `${host.id} client call: ${String(error)}`);
@@ -594,7 +594,7 @@ class Simulation implements HostEnvironment {
       }
       case "clientAnswer":
         if (event.clientId === 0) this.onProbeAnswer(event.answer);
-        else this.workload.onAnswer(event.clientId, event.attemptId, event.answer);
+        else this.workload.onAnswer(event.clientId, event.attemptId, event.answer, { servedByLeader: event.servedByLeader });
         return true;
       case "client":
         this.workload.resume(event.clientId);
@@ -667,6 +667,17 @@ class Simulation implements HostEnvironment {
         if (alarm !== undefined) alarm.disturbed = options;
       },
     };
+  }
+
+  /** Whether `host`'s current runtime leads, in a term no other node has gone past. */
+  private leadsHighestTerm(host: SimHost): boolean {
+    const status = host.instance?.alive === true ? host.instance.runtime?.status() : undefined;
+    if (status === undefined || status.role !== "leader") return false;
+    for (const other of this.hosts.values()) {
+      const seen = other === host ? status.term : Math.max(other.lastStatus?.term ?? 0, other.log.hardState.term);
+      if (seen > status.term) return false;
+    }
+    return true;
   }
 
   leader(): NodeId | null {

@@ -69,6 +69,8 @@ export interface HistoryOp {
   readonly after: { readonly requestId: string; readonly value: string; readonly raftIndex: number } | null;
   /** A backup: the input is a read of its first key; `values` holds every key's value once it answered. */
   readonly backup: boolean;
+  /** A weak read answered by the node that led the highest term at that moment: checked like a linearizable one. */
+  servedByLeader: boolean;
   values: ReadonlyMap<string, string | null> | null;
 }
 
@@ -111,7 +113,7 @@ export class Workload {
   readonly history: HistoryOp[] = [];
   readonly uncheckedReads: { level: ReadLevel; key: string; value: string | null; node: NodeId }[] = [];
   readonly acknowledged: { requestId: string; what: string }[] = [];
-  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, none: 0, readYourWrites: 0, backup: 0 };
+  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, weakFromLeader: 0, none: 0, readYourWrites: 0, backup: 0 };
   readonly readYourWrites: ReadYourWrites[] = [];
   /** Which request wrote each value (values are unique per operation). */
   readonly writerOf = new Map<string, string>();
@@ -185,6 +187,7 @@ export class Workload {
       after,
       backup,
       values: null,
+      servedByLeader: false,
     };
     if (input.kind === "write") this.writtenValues.add(input.value);
     if (input.kind === "cas") this.writtenValues.add(input.to);
@@ -268,12 +271,13 @@ export class Workload {
   }
 
   /** The answer to an attempt; ignored when the client stopped waiting for it. */
-  onAnswer(clientId: number, attemptId: number, answer: ClientAnswer): void {
+  onAnswer(clientId: number, attemptId: number, answer: ClientAnswer, meta: { readonly servedByLeader: boolean } = { servedByLeader: false }): void {
     const client = this.clientById(clientId);
     const op = client.current;
     if (op === null || client.attempt === null || client.attempt.id !== attemptId) return;
     client.attempt = null;
     if (answer.ok) {
+      op.servedByLeader = meta.servedByLeader;
       this.succeed(client, op, answer.value);
       return;
     }
@@ -315,6 +319,7 @@ export class Workload {
       this.readsByLevel.readYourWrites += 1;
       this.readYourWrites.push({ opId: op.opId, key: op.input.key, value: output.value ?? null, own: op.after });
     } else if (op.level !== null) this.readsByLevel[op.level] += 1;
+    if (op.level === "weak" && op.servedByLeader) this.readsByLevel.weakFromLeader += 1;
     if (op.input.kind === "read" && op.after === null && (op.level === "weak" || op.level === "none")) {
       const read = output.value ?? null;
       this.uncheckedReads.push({ level: op.level, key: op.input.key, value: read, node: client.target ?? "?" });
@@ -401,7 +406,8 @@ export class Workload {
         if (op.state === "pending" && op.input.kind !== "read") out.push({ clientId: op.clientId, input: op.input, output: undefined, call: op.call, ret: Number.POSITIVE_INFINITY });
         continue;
       }
-      if (op.input.kind === "read" && (op.level === "weak" || op.level === "none")) continue;
+      // A weak read promises the leader's applied state: checked when the leader of the highest term answered it.
+      if (op.input.kind === "read" && (op.level === "none" || (op.level === "weak" && !op.servedByLeader))) continue;
       if (op.input.kind === "read" && op.state !== "ok") continue;
       out.push({ clientId: op.clientId, input: op.input, output: op.state === "ok" ? op.output : undefined, call: op.call, ret: op.state === "ok" ? op.ret : Number.POSITIVE_INFINITY });
     }
