@@ -3,8 +3,12 @@ import { describe, expect, it } from "vitest";
 import type { ExecuteRequest, QueryRequest } from "../../src/objects/api";
 import { rpcExecute, rpcHealth, rpcQuery } from "../../src/worker/data/rpc-api";
 import { LeaderCache } from "../../src/worker/routing/leader-cache";
+import { durableObjectDirectory } from "../../src/worker/directory";
 import { runtimeFactory } from "../../src/worker/runtime";
-import { FakeCluster } from "./http-support";
+import { clusterFactory } from "./helpers/cluster";
+import { FakeCluster, RealHarness } from "./http-support";
+
+const newCluster = clusterFactory();
 
 function runtimeFor(cluster: FakeCluster) {
   return runtimeFactory({
@@ -63,6 +67,46 @@ describe("DurableHaApi data calls", () => {
     expect(tooMany).toMatchObject({ ok: false, status: 413 });
     expect(cluster.calls).toEqual([]);
   });
+
+  it("binds BigInt parameters within the 64-bit range exactly and refuses those outside it", async () => {
+    const cluster = new FakeCluster(["n1", "n2", "n3"], "n2");
+    const runtime = runtimeFor(cluster);
+    const big = 9223372036854775807n;
+    const result = await rpcExecute(runtime, [{ sql: "INSERT INTO t VALUES(?, :n)", params: [big] }, { sql: "INSERT INTO t VALUES(:n)", params: { n: -(2n ** 63n) } }]);
+    expect(result.ok).toBe(true);
+    const sent = cluster.callsTo("execute").at(-1)?.request as ExecuteRequest;
+    expect(sent.request.statements).toEqual([
+      { sql: "INSERT INTO t VALUES(?, :n)", params: [big] },
+      { sql: "INSERT INTO t VALUES(:n)", params: { n: -(2n ** 63n) } },
+    ]);
+    const before = cluster.calls.length;
+    for (const outside of [2n ** 63n, -(2n ** 63n) - 1n]) {
+      const refused = await rpcQuery(runtime, [{ sql: "SELECT ?", params: [outside] }]);
+      expect(refused).toMatchObject({ ok: false, status: 400, code: "BAD_REQUEST", outcomeUnknown: false });
+      if (!refused.ok) expect(refused.error).toContain("64-bit range");
+    }
+    expect(cluster.calls.length).toBe(before);
+  });
+
+  it("stores and reads back BigInt parameters exactly on real nodes", async () => {
+    const cluster = newCluster({ prefix: "rpc-bigint", nodes: 3 });
+    const h = new RealHarness(cluster);
+    const runtime = runtimeFactory({ directory: (env, config) => durableObjectDirectory(env, config), leaders: new LeaderCache() })(h.env);
+    const values = [9223372036854775807n, -9223372036854775808n, 9007199254740993n, 5n];
+    const written = await rpcExecute(runtime, [
+      "CREATE TABLE big (id INTEGER PRIMARY KEY, v INTEGER)",
+      ...values.map((v, i) => ({ sql: "INSERT INTO big VALUES(?, ?)", params: [i + 1, v] })),
+    ]);
+    expect(written.ok, JSON.stringify(written, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v))).toBe(true);
+    const read = await rpcQuery(runtime, [{ sql: "SELECT v, typeof(v), v = ? FROM big ORDER BY id", params: [9223372036854775807n] }], { level: "strong" });
+    if (!read.ok) throw new Error(read.error);
+    expect(read.results[0]?.rows).toEqual([
+      [9223372036854775807n, "integer", 1],
+      [-9223372036854775808n, "integer", 0],
+      [9007199254740993n, "integer", 0],
+      [5, "integer", 0],
+    ]);
+  }, 60_000);
 
   it("reports routing failures as values", async () => {
     const cluster = new FakeCluster(["n1", "n2", "n3"], null);

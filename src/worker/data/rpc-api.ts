@@ -149,6 +149,9 @@ function normalizeParams(params: unknown, position: number): Statement["params"]
   throw invalid(`statement ${position}: params must be an array or an object`);
 }
 
+const MIN_INT64 = -(2n ** 63n);
+const MAX_INT64 = 2n ** 63n - 1n;
+
 function sqlValue(value: unknown, position: number, what: string): SqlValue {
   if (value === null || typeof value === "string" || value instanceof Uint8Array) {
     return value;
@@ -156,10 +159,17 @@ function sqlValue(value: unknown, position: number, what: string): SqlValue {
   if (typeof value === "number" && Number.isFinite(value)) {
     return value;
   }
+  if (typeof value === "bigint") {
+    // Bound exactly, as a JSON integer beyond 2^53 is on the HTTP routes (the node writes it into the SQL as a literal).
+    if (value < MIN_INT64 || value > MAX_INT64) {
+      throw invalid(`statement ${position}, ${what}: the integer ${value} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`);
+    }
+    return value;
+  }
   if (typeof value === "boolean") {
     return value ? 1 : 0;
   }
-  throw invalid(`statement ${position}, ${what}: unsupported type (use null, a finite number, a string or a Uint8Array)`);
+  throw invalid(`statement ${position}, ${what}: unsupported type (use null, a finite number, a bigint, a string or a Uint8Array)`);
 }
 
 function toResult(outcome: RouteOutcome<{ readonly results: readonly StatementResult[]; readonly raftIndex: number }>): RpcResult {
