@@ -41,6 +41,8 @@ export class NodeRuntime {
   private lastTickAtMs: number;
   private ticks = 0;
   private lastLeaderContactAtMs: number | null = null;
+  private lastPeerMessageAtMs: number | null = null;
+  private lastStallAtMs: number | null = null;
   private lastElectionMs: number | null = null;
   private stopped = false;
   private broken = false;
@@ -77,6 +79,9 @@ export class NodeRuntime {
       isStopped: () => this.stopped,
       ticks: () => this.ticks,
       lastLeaderContactAtMs: () => this.lastLeaderContactAtMs,
+      lastPeerMessageAtMs: () => this.lastPeerMessageAtMs,
+      lastStallAtMs: () => this.lastStallAtMs,
+      startedAtMs: this.lastTickAtMs,
       advanceClock: () => this.advanceClock(),
       processReady: () => this.processReady(),
       inBackground: (what, fn) => this.inBackground(what, fn),
@@ -113,6 +118,7 @@ export class NodeRuntime {
     const due = Math.floor((nowMs - this.lastTickAtMs) / this.tickIntervalMs);
     if (due <= 0) return;
     const ticks = Math.min(due, LIMITS.maxCatchUpTicks);
+    if (due > 2) this.lastStallAtMs = nowMs;
     for (let i = 0; i < ticks; i++) {
       this.raft.tick();
       this.ticks++;
@@ -120,6 +126,7 @@ export class NodeRuntime {
     }
     this.lastTickAtMs = due > ticks ? nowMs : this.lastTickAtMs + ticks * this.tickIntervalMs;
     maybePromoteLearners(this.core, this.peers);
+    this.requests.ticked();
     this.processReady();
   }
 
@@ -145,6 +152,7 @@ export class NodeRuntime {
     // A stopped runtime must not acknowledge what it will never persist.
     this.requests.assertServing();
     this.advanceClock();
+    this.lastPeerMessageAtMs = this.deps.clock.now();
     if (envelope.snapshotChunk !== undefined) {
       if (envelope.snapshotChunk.seq === PEER_INFO_CHUNK_SEQ) return;
       if (!this.sm.stageSnapshotChunk(envelope.snapshotChunk)) {

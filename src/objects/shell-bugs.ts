@@ -30,6 +30,8 @@ export interface ShellBugs {
   readonly pendingWritesWaitAfterStepDown?: boolean;
   /** Finding 11: a leader that has not heard from a quorum for a while still accepts proposals that cannot commit. */
   readonly leaderAcceptsWithoutQuorum?: boolean;
+  /** Finding 11: a node cut off from every peer makes waitForLeader and forwarded reads wait their whole deadline. */
+  readonly cutOffNodeWaits?: boolean;
   /** Issue 9 ("also"): a new leader serves weak reads before it applied an entry of its own term. */
   readonly weakReadBeforeOwnTermApplied?: boolean;
 }
@@ -49,6 +51,7 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
   "wipedVoterVotesAtOnce",
   "pendingWritesWaitAfterStepDown",
   "leaderAcceptsWithoutQuorum",
+  "cutOffNodeWaits",
   "weakReadBeforeOwnTermApplied",
 ];
 

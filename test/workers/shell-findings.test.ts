@@ -239,11 +239,21 @@ async function leaderCutOff(bugs: ShellBugs): Promise<{ code: string; proposed: 
   return withScripted({ prefix: "f11-quorum", nodes: ["n1", "n2", "n3"], self: "n1", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
     await node.electSelf(["n2"]);
     // 0.7 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
-    node.advance(700);
+    for (let i = 0; i < 7; i++) node.advance(100);
     expect(node.runtime.status().role).toBe("leader");
     const before = node.runtime.status().lastIndex;
     const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 300 }));
     return { code: outcome.ok ? "applied" : codeOf(outcome.error), proposed: node.runtime.status().lastIndex > before };
+  });
+}
+
+/** Leader n1 hears nothing for 0.7 s; a caller asks it who leads. */
+async function cutOffLeaderNamesLeader(bugs: ShellBugs): Promise<string> {
+  return withScripted({ prefix: "f11-wait", nodes: ["n1", "n2", "n3"], self: "n1", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
+    await node.electSelf(["n2"]);
+    for (let i = 0; i < 7; i++) node.advance(100);
+    const outcome = await settle(node.runtime.waitForLeader(300));
+    return outcome.ok ? `leader ${outcome.value.leader}` : codeOf(outcome.error);
   });
 }
 
@@ -262,6 +272,12 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
   });
   it("finding 11: with leaderAcceptsWithoutQuorum the proposal is logged and cannot commit (the check can fail)", async () => {
     expect(await leaderCutOff({ leaderAcceptsWithoutQuorum: true })).toEqual({ code: "TIMEOUT", proposed: true });
+  });
+  it("finding 11: a leader cut off from the majority does not name itself to waitForLeader (the caller moves on)", async () => {
+    expect(await cutOffLeaderNamesLeader({})).toBe("NO_LEADER");
+  });
+  it("finding 11: with cutOffNodeWaits it names itself, sending the caller back to a leader that cannot commit (the check can fail)", async () => {
+    expect(await cutOffLeaderNamesLeader({ cutOffNodeWaits: true })).toBe("leader n1");
   });
 });
 

@@ -87,6 +87,18 @@ export class ClientRequests {
     }
   }
 
+  /**
+   * On every tick: a leader that has not heard from a majority for half an election timeout cannot commit what it
+   * holds; answer its pending writes now (outcome unknown) so their clients retry on the majority's side, rather
+   * than when CheckQuorum finally steps it down.
+   */
+  ticked(): void {
+    if (this.core.bugs.pendingWritesWaitAfterStepDown || this.pendingWrites.size === 0) return;
+    if (this.core.raft.status().role !== "leader") return;
+    const heard = this.quorumHeard();
+    if (!heard.ok) this.rejectPendingWrites(`${this.core.identity.node} ${heard.why}`);
+  }
+
   /** This node became leader: weak reads wait until it applied the entries up to here (its term's no-op among them). */
   becameLeader(lastIndex: number): void {
     this.leaderTermStartIndex = lastIndex;
@@ -187,18 +199,54 @@ export class ClientRequests {
    */
   private assertQuorumHeard(): void {
     if (this.core.bugs.leaderAcceptsWithoutQuorum) return;
+    const heard = this.quorumHeard();
+    if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}`, { leader: null, retryable: true });
+  }
+
+  /** Ticks in "a while": half an election timeout (at least two ticks). */
+  private recentTicks(): number {
+    return Math.max(2, Math.ceil(this.core.identity.cluster.electionTimeoutMs / this.core.tickIntervalMs / 2));
+  }
+
+  /** True for a window after this node caught up several ticks at once: its own stall explains any silence. */
+  private recentlyStalled(windowMs: number): boolean {
+    const stall = this.core.lastStallAtMs();
+    return stall !== null && this.core.deps.clock.now() - stall <= windowMs;
+  }
+
+  /** On the leader: whether a majority of voters answered within the last half election timeout. */
+  private quorumHeard(): { ok: true } | { ok: false; why: string } {
     const { raft, identity, tickIntervalMs } = this.core;
     const status = raft.status();
-    const windowTicks = Math.max(2, Math.ceil(identity.cluster.electionTimeoutMs / tickIntervalMs / 2));
+    const windowTicks = this.recentTicks();
+    if (this.recentlyStalled(windowTicks * tickIntervalMs)) return { ok: true };
     const heard = status.membership.voters.filter((voter) => {
       if (voter === identity.node) return true;
       const replica = status.replicas.find((r) => r.id === voter);
       return replica !== undefined && replica.ticksSinceContact <= windowTicks;
     }).length;
     const majority = Math.floor(status.membership.voters.length / 2) + 1;
-    if (heard < majority) {
-      throw nodeError("NO_LEADER", `${identity.node} leads term ${status.term} but heard from only ${heard} of ${status.membership.voters.length} voters in the last ${windowTicks * tickIntervalMs} ms; it may be cut off from the majority`, { leader: null, retryable: true });
-    }
+    if (heard >= majority) return { ok: true };
+    return { ok: false, why: `leads term ${status.term} but heard from only ${heard} of ${status.membership.voters.length} voters in the last ${windowTicks * tickIntervalMs} ms; it may be cut off from the majority` };
+  }
+
+  /**
+   * A node that has received nothing from any peer for two election timeouts (and has run that long) is cut off: a
+   * live majority would have heard from its leader or campaigned by then (every campaign reaches every voter). It
+   * will not learn of a leader or confirm a read in time, so say so at once and let the caller try another node.
+   */
+  private assertNotCutOff(what: string): void {
+    if (this.core.bugs.cutOffNodeWaits) return;
+    const { identity, tickIntervalMs } = this.core;
+    const nowMs = this.core.deps.clock.now();
+    const membership = this.core.raft.status().membership;
+    const windowMs = 2 * identity.cluster.electionTimeoutMs + tickIntervalMs;
+    if (nowMs - this.core.startedAtMs < windowMs || membership.voters.length + membership.learners.length <= 1) return;
+    if (this.recentlyStalled(windowMs)) return;
+    const last = this.core.lastPeerMessageAtMs();
+    if (last !== null && nowMs - last <= windowMs) return;
+    const heard = last === null ? "never heard from any other node" : `heard from no other node for ${nowMs - last} ms`;
+    throw nodeError("NO_LEADER", `${identity.node} ${heard}: it is cut off, so ${what}; try another node`, { leader: null, retryable: true });
   }
 
   private writeKey(index: number, term: number): string {
@@ -285,6 +333,7 @@ export class ClientRequests {
   private async confirmReadIndex(timeoutMs: number): Promise<number> {
     const { raft } = this.core;
     if (raft.status().role === "leader") this.assertQuorumHeard();
+    else this.assertNotCutOff("it cannot confirm a read index");
     const context = this.core.bugs.readContextRestartsAtZero
       ? `${this.core.identity.node}:${this.core.ticks()}:${++this.readContextSeq}`
       : `${this.readContextPrefix}:${++this.readContextSeq}`;
@@ -335,9 +384,47 @@ export class ClientRequests {
   // Leadership and membership
 
   async waitForLeader(timeoutMs: number): Promise<{ leader: string; term: number }> {
-    const { raft } = this.core;
     this.assertServing();
     this.core.advanceClock();
+    if (this.core.bugs.cutOffNodeWaits) return this.waitForAnyLeader(timeoutMs);
+    const deadlineAtMs = this.core.deps.clock.now() + timeoutMs;
+    // Leadership changes through messages handled in other events; poll our own view once a tick, bounded.
+    for (;;) {
+      const live = this.liveLeader();
+      if (live !== null) return live;
+      const status = this.core.raft.status();
+      if (status.leader === this.core.identity.node) {
+        const heard = this.quorumHeard();
+        if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}; try another node`, { leader: null, retryable: true });
+      }
+      this.assertNotCutOff("it cannot learn of a leader");
+      if (this.core.deps.clock.now() >= deadlineAtMs) {
+        throw nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, { leader: null, retryable: true });
+      }
+      await this.waitOneTick(deadlineAtMs);
+      this.assertServing();
+      this.core.advanceClock();
+    }
+  }
+
+  /**
+   * The leader as far as this node can vouch for it: itself while a majority answers it, or the leader it heard
+   * from within half an election timeout. A leader last heard long ago may be cut off or deposed: naming it would
+   * send the caller to a node that cannot commit.
+   */
+  private liveLeader(): { leader: string; term: number } | null {
+    const status = this.core.raft.status();
+    if (status.leader === null) return null;
+    if (status.leader === this.core.identity.node) return this.quorumHeard().ok ? { leader: status.leader, term: status.term } : null;
+    const last = this.core.lastLeaderContactAtMs();
+    const windowMs = this.recentTicks() * this.core.tickIntervalMs;
+    const fresh = last !== null && (this.core.deps.clock.now() - last <= windowMs || this.recentlyStalled(windowMs));
+    return fresh ? { leader: status.leader, term: status.term } : null;
+  }
+
+  /** The old wait (bug cutOffNodeWaits): any leader the core names, however long ago it was heard. */
+  private async waitForAnyLeader(timeoutMs: number): Promise<{ leader: string; term: number }> {
+    const { raft } = this.core;
     const current = raft.status();
     if (current.leader !== null) return { leader: current.leader, term: current.term };
     await awaitWaiter(this.leaderKnown.wait(1, 0, timeoutMs), () =>
@@ -395,9 +482,13 @@ export class ClientRequests {
       throw nodeError("NOT_MEMBER", `${identity.node} is no longer a member of cluster ${identity.cluster.name}`, { retryable: false });
     }
     if (status.role !== "leader") {
+      // Name the leader only while it is heard from: a stale hint sends the caller to a cut-off or deposed node.
+      const hint = this.core.bugs.cutOffNodeWaits ? status.leader : (this.liveLeader()?.leader ?? null);
       throw notLeaderError(
-        status.leader === null ? `${identity.node} is not the leader and no leader is known (election under way)` : `${identity.node} is not the leader; the leader is ${status.leader}`,
-        status.leader,
+        hint === null
+          ? `${identity.node} is not the leader and no leader is known${status.leader === null ? "" : ` (${status.leader} has not been heard from lately)`} (election under way?)`
+          : `${identity.node} is not the leader; the leader is ${hint}`,
+        hint,
       );
     }
   }

@@ -66,6 +66,15 @@ export interface RuntimeCore {
   ticks(): number;
   /** When this node last heard a leader (append, heartbeat or snapshot); null when never. */
   lastLeaderContactAtMs(): number | null;
+  /** When this node last received any message from a peer; null when never. */
+  lastPeerMessageAtMs(): number | null;
+  /** When this runtime started (a node just started has heard nobody yet, and that is no sign of a cut). */
+  readonly startedAtMs: number;
+  /**
+   * When this node last caught up several ticks at once (it was evicted, or its event loop stalled): silence just
+   * before that says nothing about its peers, whose answers may not have been handled yet. Null when never.
+   */
+  lastStallAtMs(): number | null;
   /** Advances the core's clock to real time and handles what that produced. */
   advanceClock(): void;
   processReady(): void;
