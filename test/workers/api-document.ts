@@ -43,6 +43,10 @@ export async function responseProblems(document: OpenApiDocument, method: string
   if (documented === undefined) {
     return [`${method} ${path} answered ${response.status}, which is not documented (${Object.keys(operation.responses).join(", ")}): ${await response.text()}`];
   }
+  const missing = Object.entries(documented.headers ?? {})
+    .filter(([name, header]) => (header as { required?: boolean }).required === true && !response.headers.has(name))
+    .map(([name]) => `${method} ${path} ${response.status}: the documented header ${name} is missing`);
+  if (missing.length > 0) return missing;
   const contentType = (response.headers.get("content-type") ?? "").split(";")[0]?.trim() ?? "";
   const content = documented.content;
   if (content === undefined) return [];

@@ -136,6 +136,7 @@ describe("/openapi.json", () => {
     await check("GET", "/nodes?ver=2&nonvoters", "/nodes");
     await check("POST", "/db/request?associative", "/db/request", { json: ["INSERT INTO t VALUES (1)", "SELECT 1"] });
     await check("POST", "/db/request", "/db/request", { json: ["INSERT INTO t VALUES (1)"] });
+    await check("POST", "/db/request", "/db/request", { json: ["SELECT 1"] });
     await check("GET", "/db/query?q=SELECT%201&associative&timings", "/db/query");
     await check("GET", "/status", "/status");
     await check("GET", "/leader", "/leader");

@@ -27,6 +27,12 @@ function stateOf(cluster: FakeCluster): ClusterState {
   };
 }
 
+/** The body for a failure message, as text only when it is text. */
+async function bodyText(response: Response): Promise<string> {
+  const type = response.headers.get("content-type") ?? "";
+  return /json|text|sql/.test(type) ? (await response.text()).slice(0, 300) : `(${type})`;
+}
+
 describe("every route, with generated valid and invalid input", () => {
   it("never answers 5xx, answers only documented statuses and shapes, applies nothing it refuses, and accepts what the document allows", async () => {
     const document = (await (await harness().request("GET", "/openapi.json", { token: null })).json()) as OpenApiDocument;
@@ -56,10 +62,10 @@ describe("every route, with generated valid and invalid input", () => {
         const label = describeRequest(generated, who);
         if (generated.valid) {
           counts.valid++;
-          expect(status, `${label}: valid by the document, refused: ${await response.text()}`).not.toBe(400);
+          expect(status, `${label}: valid by the document, refused: ${status === 400 ? await response.text() : ""}`).not.toBe(400);
           expect([200, 404, 503, 504].includes(status) || status === 409, label).toBe(true);
         } else {
-          expect(status, `${label}: invalid, yet ${status}: ${await response.text()}`).toBeGreaterThanOrEqual(400);
+          expect(status, `${label}: invalid, yet ${status}: ${status < 400 ? await bodyText(response) : ""}`).toBeGreaterThanOrEqual(400);
         }
       }),
       { numRuns: 700 },

@@ -56,9 +56,12 @@ const dataHeaders = {
   "X-DHA-Node": z.string().openapi({ description: "The node that served the request" }),
   "X-DHA-Raft-Index": z.string().regex(/^[0-9]+$/).openapi({ description: "Log index of the write, or the applied index the read saw" }),
 };
-const writeHeaders = {
+const requestIdDescription = "The id the write was proposed under: resend it as Idempotency-Key to retry safely";
+const writeHeaders = { ...dataHeaders, "X-DHA-Request-Id": z.string().openapi({ description: requestIdDescription }) };
+/** /db/request: a request id only when the statements went through the log. */
+const mixedHeaders = {
   ...dataHeaders,
-  "X-DHA-Request-Id": z.string().openapi({ description: "The id the write was proposed under: resend it as Idempotency-Key to retry safely" }),
+  "X-DHA-Request-Id": z.string().optional().openapi({ description: `${requestIdDescription} (only when a statement may write)` }),
 };
 
 /** Every route: a URL over the platform's 16 KiB limit. */
@@ -188,7 +191,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
         headers: idempotencyHeaderSchema.extend(raftIndexHeaderSchema.shape),
         body: statementsBody,
       },
-      responses: { 200: json(requestResponseSchema, "Per-statement execute or query results", writeHeaders), ...dataFailures },
+      responses: { 200: json(requestResponseSchema, "Per-statement execute or query results", mixedHeaders), ...dataFailures },
     }),
   },
   backupRoute(),
