@@ -3,7 +3,7 @@
 // shell's own bug switches, one per review finding, are hunted with `npm run sim -- --bug NAME --seeds N`.)
 
 import { describe, expect, it } from "vitest";
-import { HARNESS_BUG_SCENARIOS, type HarnessBugName } from "./bugs.js";
+import { BUG_SCENARIOS, HARNESS_BUG_SCENARIOS, type BugName, type HarnessBugName } from "./bugs.js";
 import { runSeed } from "./run.js";
 
 const MAX_SEEDS_PER_BUG = 20;
@@ -31,6 +31,30 @@ describe("planted bugs are caught", () => {
         expect(result.violations, `seed ${seed}: ${result.violations.map((v) => `${v.kind}: ${v.detail}`).join("; ")}`).toEqual([]);
         expect(result.lincheck?.verdict).toBe("linearizable");
       }
+    });
+  }
+});
+
+/** Shell findings the simulator catches on its own, and the checkers expected to see each. */
+const CAUGHT_FINDINGS: readonly { readonly name: BugName; readonly kinds: readonly string[] }[] = [
+  { name: "wipedVoterVotesAtOnce", kinds: ["leader completeness", "election safety", "log matching", "state machine safety", "linearizability", "acknowledged write lost"] },
+  { name: "backupFromAnyNode", kinds: ["linearizability"] },
+];
+
+describe("shell findings put back are caught", () => {
+  for (const finding of CAUGHT_FINDINGS) {
+    it(`${finding.name}: a seed within ${MAX_SEEDS_PER_BUG} reports it, and the same seed without the switch is clean`, async () => {
+      const bug = BUG_SCENARIOS[finding.name];
+      let caught: { seed: number; kind: string; detail: string } | null = null;
+      for (let seed = 1; seed <= MAX_SEEDS_PER_BUG && caught === null; seed += 1) {
+        const result = await runSeed({ seed, bugs: bug.bugs, adjustScenario: bug.adjustScenario });
+        const first = result.violations[0];
+        if (first === undefined || !finding.kinds.includes(first.kind)) continue;
+        const control = await runSeed({ seed, adjustScenario: bug.adjustScenario });
+        if (control.violations.length === 0) caught = { seed, kind: first.kind, detail: first.detail };
+      }
+      expect(caught, `not caught in ${MAX_SEEDS_PER_BUG} seeds`).not.toBeNull();
+      if (caught !== null) console.log(`${finding.name}: caught at seed ${caught.seed} by "${caught.kind}": ${caught.detail.split("\n")[0]}`);
     });
   }
 });
