@@ -2,7 +2,7 @@
 // turns such a text back into statements for one transactional request (/db/load).
 import type { SqlValue, Statement } from "../../shared/sql";
 import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "./catalog";
-import { isSignificant, keywordOf, splitTokensIntoStatements, SqlSyntaxError, statementText, tokenizeSql, type SqlToken } from "./tokenizer";
+import { isSignificant, keywordOf, SqlSyntaxError, statementText, streamStatements, streamTokens, type SqlToken } from "./tokenizer";
 import { quoteSqlIdentifier } from "./tokenizer";
 import { utf8ByteLength } from "./values";
 
@@ -151,24 +151,48 @@ function parameterizeLiterals(tokens: readonly SqlToken[]): Statement {
   return params.length === 0 ? { sql } : { sql, params };
 }
 
+/** A dump holding more statements than the load may carry (the caller answers 413). */
+export class DumpTooLargeError extends DumpError {
+  constructor(
+    readonly maxStatements: number,
+    /** Where reading stopped: the end of the first statement past the limit (UTF-16 offset into the text). */
+    readonly stoppedAtOffset: number,
+  ) {
+    super(`the dump holds more than ${maxStatements} statements; at most ${maxStatements} may be loaded at once`);
+    this.name = "DumpTooLargeError";
+  }
+}
+
+export interface ParseDumpOptions {
+  /** Stop reading, with DumpTooLargeError, at the first statement past this many (framing not counted). */
+  readonly maxStatements?: number;
+}
+
 /**
  * Splits a dump (ours or SQLite's) into statements, respecting strings, quoted names, comments and trigger bodies,
  * and drops the framing (BEGIN TRANSACTION, COMMIT, PRAGMA foreign_keys=...), so that the load can be proposed as
  * one transactional request. Everything else is kept for prepareWrite to validate.
+ *
+ * The text is read one token and one statement at a time: only the statements (about the text's size) are kept,
+ * never every token at once (a token object costs tens of times its text: a 2 MiB dump of small rows took over
+ * 80 MB that way). Counting as it goes, it stops at the first statement past maxStatements.
  */
-export function parseDump(text: string): Statement[] {
-  let tokens: SqlToken[];
+export function parseDump(text: string, options: ParseDumpOptions = {}): Statement[] {
+  const maxStatements = options.maxStatements ?? Number.POSITIVE_INFINITY;
+  const statements: Statement[] = [];
   try {
-    tokens = tokenizeSql(text);
+    for (const statement of streamStatements(streamTokens(text))) {
+      const significant = statement.filter((token) => isSignificant(token) && token.kind !== "semicolon");
+      if (isFraming(significant)) continue;
+      if (statements.length >= maxStatements) {
+        const last = statement[statement.length - 1];
+        throw new DumpTooLargeError(maxStatements, last === undefined ? 0 : last.start + last.text.length);
+      }
+      statements.push(parameterizeLiterals(statement));
+    }
   } catch (error) {
     if (error instanceof SqlSyntaxError) throw new DumpError(`the dump cannot be read: ${error.message}`);
     throw error;
-  }
-  const statements: Statement[] = [];
-  for (const statement of splitTokensIntoStatements(tokens)) {
-    const significant = statement.filter((token) => isSignificant(token) && token.kind !== "semicolon");
-    if (isFraming(significant)) continue;
-    statements.push(parameterizeLiterals(statement));
   }
   return statements;
 }

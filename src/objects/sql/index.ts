@@ -33,6 +33,6 @@ export {
   type InstallOutcome,
 } from "./snapshot-install";
 export { createStateMachine, secureRandomBytes, stateMachineOptionsFromEnv, type StateMachineEnv, type StateMachineOptions } from "./port";
-export { parseDump, DumpError, DEFAULT_MAX_DUMP_BYTES, type DumpOptions } from "./dump";
+export { parseDump, DumpError, DumpTooLargeError, DEFAULT_MAX_DUMP_BYTES, type DumpOptions, type ParseDumpOptions } from "./dump";
 export { tokenizeSql, splitSqlStatements, SqlSyntaxError, type SqlToken, type SqlTokenKind } from "./tokenizer";
 export { SQL_STATE_KEY_PREFIX } from "./keys";

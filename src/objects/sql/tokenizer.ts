@@ -68,6 +68,19 @@ export function tokenizeSql(sql: string): SqlToken[] {
   return tokens;
 }
 
+/**
+ * tokenizeSql one token at a time, for large texts (a dump): a token object costs many times its text, so holding
+ * every token of a few MiB at once costs far more memory than the text itself.
+ */
+export function* streamTokens(sql: string): Generator<SqlToken, void, undefined> {
+  let position = 0;
+  while (position < sql.length) {
+    const token = readToken(sql, position);
+    yield token;
+    position += token.text.length;
+  }
+}
+
 function readToken(sql: string, start: number): SqlToken {
   const code = sql.charCodeAt(start);
   const next = start + 1 < sql.length ? sql.charCodeAt(start + 1) : -1;
@@ -200,14 +213,16 @@ export function keywordOf(token: SqlToken | undefined): string | null {
  * Each statement's tokens include its terminating semicolon, if any. Statements with no significant token are dropped.
  */
 export function splitTokensIntoStatements(tokens: readonly SqlToken[]): SqlToken[][] {
-  const statements: SqlToken[][] = [];
+  return [...streamStatements(tokens)];
+}
+
+/**
+ * splitTokensIntoStatements one statement at a time: with streamTokens, only the current statement's tokens are
+ * held, and a caller that counts statements can stop at its limit without reading the rest.
+ */
+export function* streamStatements(tokens: Iterable<SqlToken>): Generator<SqlToken[], void, undefined> {
   let current: SqlToken[] = [];
   let significant: SqlToken[] = [];
-  const flush = (): void => {
-    if (significant.some((t) => t.kind !== "semicolon")) statements.push(current);
-    current = [];
-    significant = [];
-  };
   for (const token of tokens) {
     current.push(token);
     if (!isSignificant(token)) continue;
@@ -219,10 +234,11 @@ export function splitTokensIntoStatements(tokens: readonly SqlToken[]): SqlToken
       const endsBody = keywordOf(previous) === "END" && beforePrevious?.kind === "semicolon";
       if (!endsBody) continue;
     }
-    flush();
+    if (significant.some((t) => t.kind !== "semicolon")) yield current;
+    current = [];
+    significant = [];
   }
-  if (current.length > 0) flush();
-  return statements;
+  if (significant.some((t) => t.kind !== "semicolon")) yield current;
 }
 
 function isTriggerDefinition(significant: readonly SqlToken[]): boolean {

@@ -2,7 +2,7 @@
 import { Hono, type Context } from "hono";
 import type { ExecuteValue, QueryValue } from "../../objects/api";
 import type { Statement, StatementResult } from "../../shared/sql";
-import { DumpError, parseDump } from "../../objects/sql/dump";
+import { DumpError, DumpTooLargeError, parseDump } from "../../objects/sql/dump";
 import { backupBody, backupFormatOf, dumpOfUploadedFile } from "../data/backup-formats";
 import { encodeDataResponse, renderExecuteResult, renderQueryResult, renderRequestResult, type RenderOptions } from "../data/render";
 import {
@@ -215,8 +215,12 @@ function dumpStatements(text: string, runtime: Runtime): Statement[] {
   // (BEGIN/COMMIT, PRAGMA foreign_keys) and binds long literals as parameters so that big rows fit a statement.
   let statements: Statement[];
   try {
-    statements = parseDump(text);
+    // Counted while splitting: a dump past the limit is refused before its statements are all built.
+    statements = parseDump(text, { maxStatements: runtime.limits.maxLoadStatements });
   } catch (error) {
+    if (error instanceof DumpTooLargeError) {
+      throw new ApiError(413, error.message, { shape: "rqlite", code: "LIMIT" });
+    }
     if (error instanceof DumpError) {
       throw badRequest(error.message, "rqlite");
     }
