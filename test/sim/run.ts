@@ -604,7 +604,8 @@ class Simulation implements HostEnvironment {
         return true;
       case "restart": {
         const host = this.host(event.node);
-        if (!host.down) return true;
+        // A restart planned during the safety phase does not bring back a node the liveness phase keeps down.
+        if (!host.down || (this.phase === "liveness" && !this.healed.includes(host.id))) return true;
         this.traceLine(`${host.id} restarts from storage`);
         await this.runTurn(host, null, () => host.restart());
         return true;
