@@ -48,7 +48,10 @@ const sqlSchema = z.string().regex(/\S/).openapi({ description: "One SQL stateme
 const byteArraySchema = z.array(z.number().int().min(0).max(255)).openapi({ description: "A BLOB, as its bytes" });
 const positionalValueSchema = z
   .union([z.null(), z.string(), z.number(), z.boolean(), byteArraySchema])
-  .openapi("SqlValue", { description: "null, text, a number, a boolean (bound as 1/0) or a byte array (a BLOB)" });
+  .openapi("SqlValue", {
+    description:
+      "null, text, a number, a boolean (bound as 1/0) or a byte array (a BLOB). An integer literal is bound exactly and must fit in 64 bits (else 400).",
+  });
 const namedValuesSchema = z
   .record(z.string(), positionalValueSchema)
   .openapi("NamedValues", { description: "Named parameters (:name, @name, $name)" });
