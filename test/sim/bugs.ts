@@ -24,12 +24,14 @@ function churn(scenario: Scenario): Scenario {
 }
 
 const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scenario>> = {
-  // Followers that restart often and serve linearizable reads (through the leader's ReadIndex) right after starting.
+  // Followers that restart within a few ms and serve linearizable reads (through the leader's ReadIndex) right after
+  // starting, while the leader's answers to the previous instance's reads are still on the (slow) wire.
   readContextRestartsAtZero: (scenario, random) => ({
     ...scenario,
     nodes: 3,
-    faults: { ...scenario.faults, crashes: true, crashesInsideEvents: true, leaderTargeting: 0, maxDownMs: 30, meanIntervalMs: random.between(20, 80), maxDownNodes: 1 },
-    workload: { ...scenario.workload, clients: 4, keys: 1, roamProbability: 0.5, mix: { ...scenario.workload.mix, write: 8, linearizableRead: 10 } },
+    network: { ...scenario.network, minLatencyMs: 5, maxLatencyMs: random.between(10, 40), maxDropProbability: 0 },
+    faults: { ...scenario.faults, crashes: true, crashesInsideEvents: false, storageWipes: false, leaderTargeting: 0, minDownMs: 1, maxDownMs: 5, meanIntervalMs: random.between(10, 40), maxDownNodes: 1 },
+    workload: { ...scenario.workload, clients: 4, keys: 1, roamProbability: 0.8, maxThinkMs: 5, mix: { ...scenario.workload.mix, write: 6, cas: 0, linearizableRead: 10 } },
   }),
   stoppedWritesAnsweredNotMember: churn,
   readyFailureAnsweredInternal: (scenario) => ({ ...churn(scenario), faults: { ...churn(scenario).faults, storageErrors: true, stateMachineErrors: true } }),
