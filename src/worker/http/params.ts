@@ -16,11 +16,11 @@ export const NODE_HEADER = "X-DHA-Node";
 export const REQUEST_ID_HEADER = "X-DHA-Request-Id";
 export const IDEMPOTENCY_HEADER = "Idempotency-Key";
 
-const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
+export const IDEMPOTENCY_KEY = /^[A-Za-z0-9._:-]{1,128}$/;
 /** What validateMember accepts as a node name, for the document; the check itself is the objects' own. */
 export const NODE_NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$";
 /** A log index as a client may send it: a whole number of at most 15 digits (exact as a JavaScript number). */
-const RAFT_INDEX = /^[0-9]{1,15}$/;
+export const RAFT_INDEX = /^[0-9]{1,15}$/;
 /**
  * Go's duration syntax as parseGoDurationMs reads it, without a sign: "0", or numbers each with a unit
  * ("500ms", "2s", "1m30s", "1.5h"). Negative durations are refused.

@@ -3,7 +3,7 @@
 // Responses are written by the handlers in rqlite's exact wire form; the API tests check every body against these.
 import { z } from "@hono/zod-openapi";
 import { memberProblem } from "../config";
-import { IDEMPOTENCY_HEADER, NODE_NAME_PATTERN, queryOf, RAFT_INDEX_HEADER } from "./params";
+import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, NODE_NAME_PATTERN, queryOf, RAFT_INDEX, RAFT_INDEX_HEADER } from "./params";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Node names and members (the objects' rules: validateMember in src/objects/config.ts)
@@ -78,12 +78,12 @@ export const statementsSchema = z
   .openapi("Statements", { description: "At most 1000 statements; the whole body at most 1 MiB" });
 
 // ---------------------------------------------------------------------------------------------------------------
-// Headers
+// Headers (checked by the handlers with the same patterns: idempotencyKeyOf and minRaftIndexOf in ./params)
 
 export const idempotencyHeaderSchema = z.object({
   [IDEMPOTENCY_HEADER]: z
     .string()
-    .regex(/^[A-Za-z0-9._:-]{1,128}$/)
+    .regex(IDEMPOTENCY_KEY)
     .optional()
     .openapi({ description: "Makes retries safe: the same key (per token) is applied at most once" }),
 });
@@ -91,7 +91,8 @@ export const idempotencyHeaderSchema = z.object({
 export const raftIndexHeaderSchema = z.object({
   [RAFT_INDEX_HEADER]: z
     .string()
-    .regex(/^(?:[0-9]{1,15})?$/)
+    // The handlers' own check (minRaftIndexOf): a log index, or empty for none.
+    .regex(new RegExp(`^(?:${RAFT_INDEX.source.slice(1, -1)})?$`))
     .optional()
     .openapi({ description: "Read-your-writes: serve only once the node has applied this log index (any node may serve); empty means none" }),
 });
