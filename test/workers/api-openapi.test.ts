@@ -1,6 +1,9 @@
 // /openapi.json is generated from the schemas the routes validate with: every served route is documented, and
 // each drift found between the old hand-written document and the server stays fixed.
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { memberProblem } from "../../src/worker/config";
+import { LOCATION_HINTS, NODE_NAME_PATTERN } from "../../src/worker/http/schemas";
 import { API_ROUTES, honoPath } from "../../src/worker/routes/spec";
 import { operationOf, responseProblems, schemaErrors, type OpenApiDocument } from "./api-document";
 import { FakeCluster, harness } from "./http-support";
@@ -146,5 +149,21 @@ describe("/openapi.json", () => {
     expect(schemaErrors(document, { $ref: "#/components/schemas/Status" }, status)).toEqual([]);
     const associative = (await (await h.request("POST", "/db/request?associative", { json: ["INSERT INTO t VALUES (1)"] })).json()) as unknown;
     expect(associative).toEqual({ results: [{ last_insert_id: 3, rows_affected: 1, rows: null }] });
+  });
+
+  it("states node names and location hints exactly as the nodes' own rule (validateMember) accepts them", () => {
+    const pattern = new RegExp(NODE_NAME_PATTERN);
+    const names = fc.oneof(fc.string({ maxLength: 70 }), fc.stringMatching(/^[A-Za-z0-9_.\-/ ]{0,70}$/));
+    fc.assert(
+      fc.property(names, (name) => {
+        expect(pattern.test(name), JSON.stringify(name)).toBe(memberProblem({ name }) === null);
+      }),
+      { numRuns: 2000 },
+    );
+    for (const hint of LOCATION_HINTS) {
+      expect(memberProblem({ name: "n1", locationHint: hint }), hint).toBeNull();
+    }
+    const refusal = memberProblem({ name: "n1", locationHint: "mars" }) ?? "";
+    expect(refusal.match(/\(one of (.*)\)$/)?.[1]?.split(", ").sort()).toEqual([...LOCATION_HINTS].sort());
   });
 });
