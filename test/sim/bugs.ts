@@ -78,6 +78,7 @@ const QUIET: Scenario["faults"] = {
   pathFaults: false,
   alarmFaults: false,
   transfers: false,
+  slowNodes: false,
   meanIntervalMs: 100,
   leaderTargeting: 0.5,
   minDownMs: 1,

@@ -32,6 +32,8 @@ export interface FaultOptions {
   readonly alarmFaults: boolean;
   /** The admin step-down: the leader hands leadership to another node (TimeoutNow). */
   readonly transfers: boolean;
+  /** A node runs late for a while: every event of its object (timers, alarm, RPCs, calls) is handled later. */
+  readonly slowNodes: boolean;
   readonly meanIntervalMs: number;
   readonly leaderTargeting: number;
   readonly minDownMs: number;
@@ -41,7 +43,7 @@ export interface FaultOptions {
   readonly maxDownNodes: number;
 }
 
-export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "storageWipe" | "partition" | "pathFault" | "alarmFault" | "transfer";
+export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "storageWipe" | "partition" | "pathFault" | "alarmFault" | "transfer" | "slowNode";
 
 export type NemesisEvent =
   | { readonly kind: "act" }
@@ -65,6 +67,8 @@ export interface NemesisEnvironment {
   mayWipe(): boolean;
   /** Asks the leader to step down (an admin leadership transfer). */
   transfer(leader: NodeId): void;
+  /** Every event of the node is handled up to `lateByMs` late until `untilMs`. */
+  slowDown(node: NodeId, options: { lateByMs: number; untilMs: number }): void;
   /** Arms a fault for the node's next storage operations: crash or fail at the `afterOps`-th one. */
   armStorageFault(node: NodeId, fault: { kind: "crash" | "error"; afterOps: number }): void;
   armApplyFault(node: NodeId): void;
@@ -76,7 +80,7 @@ export class Nemesis {
   private partitionEpoch = 0;
   private pathFaultEpoch = 0;
   private active = true;
-  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, storageWipe: 0, partition: 0, pathFault: 0, alarmFault: 0, transfer: 0 };
+  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, storageWipe: 0, partition: 0, pathFault: 0, alarmFault: 0, transfer: 0, slowNode: 0 };
 
   constructor(
     readonly options: FaultOptions,
@@ -132,6 +136,7 @@ export class Nemesis {
     if (options.pathFaults) candidates.push(["pathFault", () => this.degradePaths()]);
     if (options.alarmFaults) candidates.push(["alarmFault", () => this.disturbAlarms()]);
     if (options.transfers) candidates.push(["transfer", () => this.transferLeadership()]);
+    if (options.slowNodes) candidates.push(["slowNode", () => this.slowSomeone()]);
     if (candidates.length === 0) return;
     const [kind, run] = this.env.random.pick(candidates);
     if (run()) this.counts[kind] += 1;
@@ -158,6 +163,17 @@ export class Nemesis {
     const node = this.targetNode();
     if (node === null) return false;
     this.env.wipe(node);
+    return true;
+  }
+
+  private slowSomeone(): boolean {
+    const node = this.targetNode();
+    if (node === null) return false;
+    const random = this.env.random;
+    const lateByMs = random.between(5, 150);
+    const untilMs = this.env.nowMs() + random.between(this.options.minPartitionMs, this.options.maxPartitionMs);
+    this.env.slowDown(node, { lateByMs, untilMs });
+    this.env.trace(`nemesis: ${node} runs up to ${lateByMs}ms late until ${untilMs}ms`);
     return true;
   }
 

@@ -165,6 +165,7 @@ export function drawScenario(random: Prng): Scenario {
     pathFaults: on(0.4),
     alarmFaults: on(0.4),
     transfers: on(0.4),
+    slowNodes: on(0.3),
     meanIntervalMs: random.between(50, 500),
     leaderTargeting: random.pick([0.2, 0.5, 0.8]),
     minDownMs: 10,
@@ -216,7 +217,7 @@ export function drawScenario(random: Prng): Scenario {
 
 export function describeScenario(scenario: Scenario): string {
   const faults = scenario.faults;
-  const kinds = (["crashes", "crashesInsideEvents", "storageErrors", "stateMachineErrors", "staleInstances", "storageWipes", "partitions", "pathFaults", "alarmFaults", "transfers"] as const).filter((kind) => faults[kind]);
+  const kinds = (["crashes", "crashesInsideEvents", "storageErrors", "stateMachineErrors", "staleInstances", "storageWipes", "partitions", "pathFaults", "alarmFaults", "transfers", "slowNodes"] as const).filter((kind) => faults[kind]);
   const net = scenario.network;
   const work = scenario.workload;
   return [
@@ -255,6 +256,8 @@ class Simulation implements HostEnvironment {
   private readonly alarms = new Map<NodeId, { atMs: number | null; seq: number; disturbed: { duplicate: boolean; lateByMs: number; untilMs: number } | null }>();
   private readonly storageFaults = new Map<NodeId, { kind: "crash" | "error"; afterOps: number }>();
   private readonly applyFaults = new Set<NodeId>();
+  /** Nodes running late (slowNodes): how late, and until when. */
+  private readonly slowNodes = new Map<NodeId, { lateByMs: number; untilMs: number }>();
   phase: "safety" | "liveness" = "safety";
   healed: NodeId[] = [];
   /** False when too many nodes lost their storage for any majority to make progress. */
@@ -313,6 +316,13 @@ class Simulation implements HostEnvironment {
     if (!this.scheduler.schedule(atMs, event)) this.checkers.fail("simulator bound", `the event queue is full (${MAX_PENDING_EVENTS} events)`);
   }
 
+  /** Extra delay for an event of `node` while it runs late. */
+  private lateness(node: NodeId): number {
+    const slow = this.slowNodes.get(node);
+    if (slow === undefined || slow.untilMs <= this.nowMs() || this.phase === "liveness") return 0;
+    return this.random.between(0, slow.lateByMs);
+  }
+
   private host(id: NodeId): SimHost {
     const host = this.hosts.get(id);
     if (host === undefined) throw new Error(`unknown node ${id}`);
@@ -326,7 +336,7 @@ class Simulation implements HostEnvironment {
     const id = this.nextTimerId;
     this.nextTimerId += 1;
     this.timers.set(id, fn);
-    this.schedule(this.nowMs() + Math.max(0, Math.ceil(delayMs)), { kind: "timer", node: host.id, instance, id });
+    this.schedule(this.nowMs() + Math.max(0, Math.ceil(delayMs)) + this.lateness(host.id), { kind: "timer", node: host.id, instance, id });
     return () => {
       this.timers.delete(id);
     };
@@ -469,7 +479,7 @@ class Simulation implements HostEnvironment {
     alarm.atMs = Math.max(wakeAtMs, now + 1);
     alarm.seq += 1;
     const disturbed = alarm.disturbed !== null && alarm.disturbed.untilMs > now ? alarm.disturbed : null;
-    const late = disturbed !== null && disturbed.lateByMs > 0 ? this.random.between(0, disturbed.lateByMs) : 0;
+    const late = (disturbed !== null && disturbed.lateByMs > 0 ? this.random.between(0, disturbed.lateByMs) : 0) + this.lateness(host.id);
     this.schedule(alarm.atMs + late, { kind: "alarm", node: host.id, seq: alarm.seq, extra: false });
     if (disturbed?.duplicate === true) this.schedule(alarm.atMs + late + this.random.between(0, 5), { kind: "alarm", node: host.id, seq: alarm.seq, extra: true });
   }
@@ -483,7 +493,7 @@ class Simulation implements HostEnvironment {
           return;
         }
         decision.delaysMs.forEach((delayMs, copy) => {
-          this.schedule(this.nowMs() + delayMs, { kind: "rpc", from: outgoing.from, to: outgoing.to, callId: outgoing.callId, envelope: outgoing.envelope, copy });
+          this.schedule(this.nowMs() + delayMs + this.lateness(outgoing.to), { kind: "rpc", from: outgoing.from, to: outgoing.to, callId: outgoing.callId, envelope: outgoing.envelope, copy });
         });
         return;
       }
@@ -493,7 +503,7 @@ class Simulation implements HostEnvironment {
           this.stats.answersLost += 1;
           return;
         }
-        this.schedule(this.nowMs() + (decision.delaysMs[0] ?? 1), { kind: "rpcAnswer", to: outgoing.to, callId: outgoing.callId, answer: outgoing.answer });
+        this.schedule(this.nowMs() + (decision.delaysMs[0] ?? 1) + this.lateness(outgoing.to), { kind: "rpcAnswer", to: outgoing.to, callId: outgoing.callId, answer: outgoing.answer });
         return;
       }
       case "clientAnswer": {
@@ -506,7 +516,7 @@ class Simulation implements HostEnvironment {
 
   private sendClientCall(clientId: number, node: NodeId, call: ClientCall, attemptId: number): void {
     const latency = this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
-    this.schedule(this.nowMs() + latency, { kind: "clientCall", node, clientId, attemptId, call });
+    this.schedule(this.nowMs() + latency + this.lateness(node), { kind: "clientCall", node, clientId, attemptId, call });
   }
 
   private crashHost(host: SimHost, options: { keepStale: boolean }): void {
@@ -646,6 +656,7 @@ class Simulation implements HostEnvironment {
       upNodes: () => [...this.hosts.values()].filter((host) => !host.down).map((host) => host.id),
       downCount: () => [...this.hosts.values()].filter((host) => host.down).length,
       // Storage lost on a majority at once is beyond what any consensus protocol survives: one wiped node at a time.
+      slowDown: (node, options) => this.slowNodes.set(node, options),
       transfer: (node) => this.schedule(this.nowMs() + this.random.between(1, 5), { kind: "transfer", node }),
       mayWipe: () => [...this.hosts.values()].every((host) => !host.down && !host.wiped),
       crash: (node, options) => {
