@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const STARTUP_TIMEOUT_MS = 60_000;
 const CLUSTER_TIMEOUT_MS = 60_000;
-const SCRAPE_TIMEOUT_MS = 30_000;
+const SCRAPE_TIMEOUT_MS = 60_000;
 const NODES = ["n1", "n2", "n3"];
 const OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
 
@@ -183,9 +183,10 @@ async function scrapeWithPrometheus({ target, token }) {
   writeFileSync(
     join(dir, "prometheus.yml"),
     JSON.stringify({
-      global: { scrape_interval: "1s", scrape_timeout: "1s" },
+      // Generous for a loaded CI machine: each node gets 1 s (?timeout=1s), the whole scrape 3 s.
+      global: { scrape_interval: "3s", scrape_timeout: "3s" },
       rule_files: [join(ROOT, "ops/prometheus/alerts.yml")],
-      scrape_configs: [{ job_name: "durable-ha", metrics_path: "/metrics", authorization: { type: "Bearer", credentials_file: join(dir, "token") }, static_configs: [{ targets: [target] }] }],
+      scrape_configs: [{ job_name: "durable-ha", metrics_path: "/metrics", params: { timeout: ["1s"] }, authorization: { type: "Bearer", credentials_file: join(dir, "token") }, static_configs: [{ targets: [target] }] }],
     }),
   );
   const prometheus = startGroup("prometheus", [`--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${webPort}`], { cwd: dir });
@@ -201,12 +202,21 @@ async function scrapeWithPrometheus({ target, token }) {
       const up = await query('up{job="durable-ha"}');
       return up.length === 1 && up[0].value[1] === "1" ? true : undefined;
     });
-    await pollUntil("Prometheus to hold every node's series", SCRAPE_TIMEOUT_MS, async () => {
-      const nodes = await query("durable_ha_node_up == 1");
-      const leaders = await query("sum(durable_ha_is_leader)");
-      const histogram = await query("sum(durable_ha_write_duration_seconds_count)");
-      return nodes.length === NODES.length && leaders[0]?.value[1] === "1" && Number(histogram[0]?.value[1]) >= 1 ? true : undefined;
-    });
+    let seen = "nothing yet";
+    try {
+      await pollUntil("Prometheus to hold every node's series", SCRAPE_TIMEOUT_MS, async () => {
+        const nodes = await query("durable_ha_node_up == 1");
+        const leaders = await query("sum(durable_ha_is_leader)");
+        // Counters and histograms live in the node objects' memory (a restarted object starts them again), so check
+        // what persists (the applied index) and that histogram series were parsed at all.
+        const applied = await query("max(durable_ha_proposals_applied_total)");
+        const buckets = await query('count(durable_ha_rpc_duration_seconds_bucket{le="+Inf"})');
+        seen = `nodes up ${nodes.length}, leaders ${leaders[0]?.value[1]}, applied ${applied[0]?.value[1]}, RPC histograms ${buckets[0]?.value[1]}`;
+        return nodes.length === NODES.length && leaders[0]?.value[1] === "1" && Number(applied[0]?.value[1]) >= 2 && Number(buckets[0]?.value[1]) >= 1 ? true : undefined;
+      });
+    } catch (error) {
+      throw new Error(`${error.message} (last seen: ${seen})`, { cause: error });
+    }
     const targets = await (await fetch(`http://127.0.0.1:${webPort}/api/v1/targets`)).json();
     const health = targets.data.activeTargets.map((active) => `${active.health}${active.lastError ? `: ${active.lastError}` : ""}`);
     console.log(`ok: a real Prometheus scraped GET /metrics (target ${health.join(", ")}) and stored every node's series`);

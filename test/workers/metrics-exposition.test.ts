@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import { envelopeKind, LATENCY_BUCKETS_SECONDS, NodeCounters } from "../../src/objects/metrics-counters";
 import { PROTOCOL_VERSION } from "../../src/objects/api";
+import { runWithTrace } from "../../src/objects/trace";
 import type { RaftEnvelope } from "../../src/objects/transport/index";
 import { negotiateFormat, renderMetrics, type MetricFamily } from "../../src/worker/metrics/exposition";
 
@@ -82,7 +83,7 @@ describe("OpenMetrics", () => {
 
 describe("node counters", () => {
   function envelope(types: ("append" | "heartbeat" | "vote" | "appendResponse")[], chunk = false): RaftEnvelope {
-    const messages = types.map((type) => ({ type, from: "n1", to: "n2", term: 1 }) as unknown as RaftEnvelope["messages"][number]);
+    const messages = types.map((type) => ({ type, from: "n1", to: "n2", term: 1, ...(type === "append" ? { entries: [] } : {}) }) as unknown as RaftEnvelope["messages"][number]);
     return {
       protocolVersion: PROTOCOL_VERSION,
       cluster: "c",
@@ -153,6 +154,29 @@ describe("node counters", () => {
     expect(rpc["n2/snapshot"]).toMatchObject({ calls: 1, failures: 0 });
     expect(rpc["n2/append"]!.duration.count).toBe(2);
     expect(counters.snapshot().snapshotSentBytes).toBe(10);
+  });
+
+  it("passes the running trace on with appends that carry entries, and only with those", async () => {
+    const counters = new NodeCounters(() => 0);
+    const received: (string | undefined)[] = [];
+    const stub = counters.instrumentPeer("n2", {
+      receive: async (_envelope, traceparent) => {
+        received.push(traceparent);
+        return { ok: true };
+      },
+      start: async () => ({ ok: true }),
+    });
+    const withEntries = envelope(["append"]);
+    const entries = [{ index: 7, term: 1, kind: "normal", data: "{}" }];
+    const appendWithEntries = { ...withEntries, messages: withEntries.messages.map((message) => ({ ...message, entries })) } as RaftEnvelope;
+    const trace = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", flags: "01" };
+    await runWithTrace(trace, async () => {
+      await stub.receive(appendWithEntries);
+      await stub.receive(envelope(["heartbeat"]));
+      await stub.receive(envelope(["append"]));
+    });
+    await stub.receive(appendWithEntries);
+    expect(received).toEqual([`00-${trace.traceId}-${trace.spanId}-01`, undefined, undefined, undefined]);
   });
 
   it("ranks envelope kinds: snapshot, append, vote, ..., response", () => {

@@ -31,12 +31,19 @@ async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: Metrics
 
 describe("GET /metrics on a real cluster", () => {
   it("serves every node's state in the 0.0.4 text format to a metrics-only token, and writes move the counters", async () => {
-    const { cluster, h, leader } = await setUp("metrics-writes");
-    const response = await h.send("GET", "/metrics", { token: TOKENS.scraper });
-    expect(response.status).toBe(200);
-    expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
-    const before = parseMetrics(response.text);
+    const { cluster, h } = await setUp("metrics-writes");
     const base = { cluster: cluster.config.name };
+    // Under load an election can happen at any time: wait for a scrape that sees every node agree on one leader.
+    const before = await waitFor("a scrape with every node up and one agreed leader", async () => {
+      const response = await h.send("GET", "/metrics", { token: TOKENS.scraper });
+      expect(response.status).toBe(200);
+      expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+      const samples = parseMetrics(response.text);
+      const agreed = cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1) && sum(samples, "durable_ha_is_leader") === 1;
+      const replicasOnline = sum(samples, "durable_ha_replica_status", { status: "ONLINE" }) === 2;
+      return agreed && replicasOnline ? samples : undefined;
+    });
+    const leader = cluster.names.find((node) => value(before, "durable_ha_is_leader", { node }) === 1)!;
     for (const node of cluster.names) {
       expect(value(before, "durable_ha_node_up", { ...base, node }), node).toBe(1);
       expect(value(before, "durable_ha_has_leader", { node }), node).toBe(1);
@@ -49,27 +56,45 @@ describe("GET /metrics on a real cluster", () => {
     expect(value(before, "durable_ha_cluster_voters", base)).toBe(3);
     expect(sum(before, "durable_ha_replica_status", { node: leader, status: "ONLINE" })).toBe(2);
 
-    await h.write(5);
-    const after = await h.scrape();
-    const applied = (samples: Sample[]) => value(samples, "durable_ha_proposals_applied_total", { node: leader }) ?? 0;
-    expect(applied(after)).toBeGreaterThanOrEqual(applied(before) + 5);
-    expect(value(after, "durable_ha_write_duration_seconds_count", { node: leader })).toBeGreaterThanOrEqual(6);
-    expect(value(after, "durable_ha_write_duration_seconds_bucket", { node: leader, le: "+Inf" })).toBe(value(after, "durable_ha_write_duration_seconds_count", { node: leader }));
-    expect(sum(after, "durable_ha_rpc_calls_total", { node: leader, kind: "append" })).toBeGreaterThan(sum(before, "durable_ha_rpc_calls_total", { node: leader, kind: "append" }));
-    expect(value(after, "durable_ha_rpcs_received_total", { node: leader, kind: "worker" })).toBeGreaterThan(value(before, "durable_ha_rpcs_received_total", { node: leader, kind: "worker" }) ?? 0);
-    expect(value(after, "durable_ha_log_size_bytes", { node: leader })).toBeGreaterThan(0);
-    expect(value(after, "durable_ha_dedup_window_entries", { node: leader })).toBeGreaterThanOrEqual(6);
-    expect(value(after, "durable_ha_proposals_pending", { node: leader })).toBe(0);
+    // Counters live in the node objects' memory (a restarted object starts them again): measure five writes served
+    // by one leader instance (same leader, same node_start_time before and after), writing again if it changed.
+    const measured = await waitFor(
+      "five writes measured on one uninterrupted leader",
+      async () => {
+        const first = await h.scrape();
+        const current = cluster.names.find((node) => value(first, "durable_ha_is_leader", { node }) === 1);
+        if (current === undefined) return undefined;
+        await h.write(5);
+        const second = await h.scrape();
+        const started = (samples: Sample[]) => value(samples, "durable_ha_node_start_time_seconds", { node: current });
+        const same = value(second, "durable_ha_is_leader", { node: current }) === 1 && started(first) === started(second);
+        return same ? { first, second, current } : undefined;
+      },
+      { timeoutMs: 40_000 },
+    );
+    const { first, second: after, current } = measured;
+    const at = (samples: Sample[], name: string, labels: Record<string, string> = {}) => value(samples, name, { node: current, ...labels }) ?? 0;
+    expect(at(after, "durable_ha_proposals_applied_total")).toBeGreaterThanOrEqual(at(first, "durable_ha_proposals_applied_total") + 5);
+    expect(at(after, "durable_ha_write_duration_seconds_count")).toBeGreaterThanOrEqual(at(first, "durable_ha_write_duration_seconds_count") + 5);
+    expect(at(after, "durable_ha_write_duration_seconds_bucket", { le: "+Inf" })).toBe(at(after, "durable_ha_write_duration_seconds_count"));
+    expect(sum(after, "durable_ha_rpc_calls_total", { node: current, kind: "append" })).toBeGreaterThan(sum(first, "durable_ha_rpc_calls_total", { node: current, kind: "append" }));
+    expect(at(after, "durable_ha_rpcs_received_total", { kind: "worker" })).toBeGreaterThan(at(first, "durable_ha_rpcs_received_total", { kind: "worker" }));
+    expect(at(after, "durable_ha_log_size_bytes")).toBeGreaterThan(0);
+    expect(at(after, "durable_ha_dedup_window_entries")).toBeGreaterThanOrEqual(6);
+    expect(at(after, "durable_ha_proposals_pending")).toBe(0);
     // Followers wake on their alarm and receive appends from the leader: the billed work shows.
-    const follower = cluster.names.find((name) => name !== leader)!;
+    const follower = cluster.names.find((name) => name !== current)!;
     expect(value(after, "durable_ha_rpcs_received_total", { node: follower, kind: "peer" })).toBeGreaterThan(0);
     expect(value(after, "durable_ha_alarm_wakeups_total", { node: follower })).toBeGreaterThan(0);
 
-    // A read at a level shows in that level's histogram on the node that served it.
-    const read = await h.send("GET", `/db/query?level=strong&q=${encodeURIComponent("SELECT COUNT(*) FROM t")}`);
-    expect(read.status, read.text).toBe(200);
-    const afterRead = await h.scrape();
-    expect(value(afterRead, "durable_ha_read_duration_seconds_count", { node: leader, level: "strong" })).toBeGreaterThanOrEqual(1);
+    // A read at a level shows in that level's histogram on the node that served it (X-DHA-Node).
+    await waitFor("a strong read in the histogram of the node that served it", async () => {
+      const read = await h.send("GET", `/db/query?level=strong&q=${encodeURIComponent("SELECT COUNT(*) FROM t")}`);
+      expect(read.status, read.text).toBe(200);
+      const served = read.headers.get("X-DHA-Node");
+      const samples = await h.scrape();
+      return served !== null && (value(samples, "durable_ha_read_duration_seconds_count", { node: served, level: "strong" }) ?? 0) >= 1 ? true : undefined;
+    });
   });
 
   it("speaks OpenMetrics when the scraper asks for it", async () => {
@@ -97,15 +122,15 @@ describe("GET /metrics on a real cluster", () => {
     const hung = followers[0]!;
     h.hung.add(hung);
     const started = Date.now();
-    const samples = await h.scrape("?timeout=400ms");
-    expect(Date.now() - started).toBeLessThan(3_000);
+    const samples = await h.scrape("?timeout=1500ms");
+    expect(Date.now() - started).toBeLessThan(6_000);
     expect(value(samples, "durable_ha_node_up", { node: hung })).toBe(0);
     expect(value(samples, "durable_ha_term", { node: hung })).toBeUndefined();
     for (const node of cluster.names.filter((name) => name !== hung)) {
       expect(value(samples, "durable_ha_node_up", { node }), node).toBe(1);
       expect(value(samples, "durable_ha_term", { node }), node).toBeGreaterThanOrEqual(1);
     }
-    expect(value(samples, "durable_ha_node_scrape_duration_seconds", { node: hung })).toBeGreaterThanOrEqual(0.3);
+    expect(value(samples, "durable_ha_node_scrape_duration_seconds", { node: hung })).toBeGreaterThanOrEqual(1.4);
   });
 
   it("across an election: term and leader changes rise, the new leader reports is_leader", async () => {
@@ -121,28 +146,37 @@ describe("GET /metrics on a real cluster", () => {
     expect(value(after, "durable_ha_is_leader", { node: leader })).toBe(0);
     for (const node of cluster.names) {
       expect(value(after, "durable_ha_term", { node }), node).toBeGreaterThan(value(before, "durable_ha_term", { node })!);
-      expect(value(after, "durable_ha_leader_changes_seen_total", { node }), node).toBeGreaterThan(value(before, "durable_ha_leader_changes_seen_total", { node })!);
+      // A node object restarted in between counts from zero again: then it has seen at least the current leader.
+      const restarted = value(after, "durable_ha_node_start_time_seconds", { node }) !== value(before, "durable_ha_node_start_time_seconds", { node });
+      const floor = restarted ? 0 : value(before, "durable_ha_leader_changes_seen_total", { node })!;
+      expect(value(after, "durable_ha_leader_changes_seen_total", { node }), node).toBeGreaterThan(floor);
     }
   });
 
   it("a cut-off replica: its lag grows, the breaker to it opens, failed deliveries show, the others stay online", async () => {
-    const { cluster, h, leader, followers } = await setUp("metrics-cutoff");
-    const [cut, kept] = followers as [string, string];
-    const before = await h.scrape();
+    const { cluster, h } = await setUp("metrics-cutoff");
+    // The leader as a scrape sees it, with both breakers closed (under load leadership may have moved since setUp).
+    const { leader, cut, kept } = await waitFor("one leader with both breakers closed", async () => {
+      const samples = await h.scrape();
+      const current = cluster.names.find((node) => value(samples, "durable_ha_is_leader", { node }) === 1);
+      if (current === undefined) return undefined;
+      const [first, second] = cluster.names.filter((name) => name !== current) as [string, string];
+      const closed = [first, second].every((peer) => value(samples, "durable_ha_replica_breaker_state", { node: current, peer, state: "CLOSED" }) === 1);
+      return closed ? { leader: current, cut: first, kept: second } : undefined;
+    });
     // Cut the follower off from the leader in both directions; the leader and the other follower still form a quorum.
     await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: cut, bothWays: true }] });
     await h.write(5);
-    const after = await waitFor("the breaker to the cut-off replica to open", async () => {
+    const after = await waitFor("the breaker to the cut-off replica to open while the other replica keeps up", async () => {
       const samples = await h.scrape();
-      return value(samples, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "OPEN" }) === 1 ? samples : undefined;
+      const open = value(samples, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "OPEN" }) === 1;
+      const keptUp = value(samples, "durable_ha_replica_status", { node: leader, peer: kept, status: "ONLINE" }) === 1 && value(samples, "durable_ha_replica_lag_entries", { node: leader, peer: kept }) === 0;
+      return open && keptUp ? samples : undefined;
     });
     expect(value(after, "durable_ha_replica_lag_entries", { node: leader, peer: cut })).toBeGreaterThanOrEqual(5);
     expect(value(after, "durable_ha_replica_status", { node: leader, peer: cut, status: "ONLINE" })).toBe(0);
-    expect(value(after, "durable_ha_replica_status", { node: leader, peer: kept, status: "ONLINE" })).toBe(1);
-    expect(value(after, "durable_ha_replica_lag_entries", { node: leader, peer: kept })).toBe(0);
     // Injected faults drop envelopes before any RPC is made, so they show as failed deliveries, not failed calls.
     expect(value(after, "durable_ha_replica_consecutive_failures", { node: leader, peer: cut })).toBeGreaterThan(0);
-    expect(value(before, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "CLOSED" })).toBe(1);
     expect(value(after, "durable_ha_cluster_quorum_available", {})).toBe(1);
     await cluster.heal();
   });
