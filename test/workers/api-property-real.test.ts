@@ -28,19 +28,23 @@ const REAL_ROUTES = [
 
 describe("generated requests against a real cluster", () => {
   it("never answer 5xx, answer as documented, and apply nothing when refused", async () => {
-    const cluster = newCluster({ prefix: "api-property", nodes: 3, heartbeatIntervalMs: 50, electionTimeoutMs: 1_000 });
+    const cluster = newCluster({ prefix: "api-property", nodes: 3, heartbeatIntervalMs: 50, electionTimeoutMs: 3_000 });
     const h = new RealHarness(cluster, { app: { policy: { defaultTimeoutMs: 3_000 } } });
     await cluster.startAll();
-    const leader = await cluster.waitForLeader();
+    let leader = await cluster.waitForLeader();
     await cluster.execute(["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo VALUES (1, 'fiona')"]);
     const document = (await (await h.request("GET", "/openapi.json", { token: null })).json()) as OpenApiDocument;
-    const counts = { requests: 0, refused: 0 };
+    const counts = { requests: 0, refused: 0, logChecked: 0 };
     const statuses = new Map<number, number>();
     const started = Date.now();
 
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...REAL_ROUTES).chain((key) => ROUTES[key] as fc.Arbitrary<Generated>), credential, async (generated, who) => {
-        const before = await cluster.status(leader);
+        let before = await cluster.status(leader);
+        if (before.role !== "leader") {
+          leader = await cluster.waitForLeader();
+          before = await cluster.status(leader);
+        }
         const response = await send(h, generated, who);
         counts.requests++;
         statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
@@ -49,15 +53,21 @@ describe("generated requests against a real cluster", () => {
         if (response.status >= 400 && response.status !== 504) {
           counts.refused++;
           const after = await cluster.status(leader);
-          expect(after.role, "the leader changed during the run: the log check below would not hold").toBe("leader");
-          expect(after.lastLogIndex, `${describeRequest(generated, who)}: refused with ${response.status} but appended to the log`).toBe(before.lastLogIndex);
+          // A new term appends the new leader's no-op: the log says nothing about this request then (a loaded
+          // machine can cost the leader its lease); otherwise it must be exactly as it was.
+          if (after.role === "leader" && after.term === before.term) {
+            counts.logChecked++;
+            expect(after.lastLogIndex, `${describeRequest(generated, who)}: refused with ${response.status} but appended to the log`).toBe(before.lastLogIndex);
+          }
         }
       }),
       { numRuns: 250 },
     );
     console.log(
-      `real property run: ${counts.requests} requests in ${Date.now() - started} ms, ${counts.refused} refused; statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
+      `real property run: ${counts.requests} requests in ${Date.now() - started} ms, ${counts.refused} refused (${counts.logChecked} with the log checked); statuses ${JSON.stringify(Object.fromEntries(statuses))}`,
     );
     expect(counts.requests).toBeGreaterThanOrEqual(250);
+    // Most refusals had their log checked (only those that met a leader change were not).
+    expect(counts.logChecked).toBeGreaterThan(counts.refused / 2);
   });
 });
