@@ -535,103 +535,133 @@ class Simulation implements HostEnvironment {
     const event = this.scheduler.pop();
     if (event === null) return false;
     switch (event.kind) {
-      case "timer": {
-        const fn = this.timers.get(event.id);
-        this.timers.delete(event.id);
-        const host = this.host(event.node);
-        if (fn === undefined || !event.instance.alive) return true;
-        await this.runTurn(host, event.instance, fn);
-        return true;
-      }
-      case "alarm": {
-        const host = this.host(event.node);
-        const alarm = this.alarms.get(host.id);
-        if (alarm === undefined || host.down || (alarm.seq !== event.seq && !event.extra)) return true;
-        if (!event.extra) alarm.atMs = null;
-        await this.runTurn(host, host.instance, () => host.alarm());
-        return true;
-      }
-      case "rpc": {
-        const host = this.host(event.to);
-        if (host.down) return true;
-        if (event.copy > 0) this.stats.duplicates += 1;
-        this.stats.delivered += 1;
-        await this.runTurn(host, host.instance, () => {
-          let answer: unknown;
-          try {
-            answer = host.receive(event.envelope);
-          } catch (error) {
-            if (error instanceof SimCrash) return;
-            // An exception out of the RPC method reaches the caller as a rejected call.
-            answer = { [THROWN]: error instanceof Error ? error.message : String(error) };
-          }
-          this.turn?.outbox.push({ kind: "rpcAnswer", from: host.id, to: event.from, callId: event.callId, answer });
-        });
-        return true;
-      }
-      case "rpcAnswer": {
-        const pending = this.pendingCalls.get(event.callId);
-        if (pending === undefined) return true;
-        this.pendingCalls.delete(event.callId);
-        if (!pending.instance.alive) return true;
-        const host = this.host(event.to);
-        const answer = event.answer;
-        const thrown = typeof answer === "object" && answer !== null && THROWN in answer ? String((answer as Record<string, unknown>)[THROWN]) : null;
-        await this.runTurn(host, pending.instance, () => (thrown === null ? pending.resolve(answer) : pending.reject(new Error(thrown))));
-        return true;
-      }
-      case "clientCall": {
-        const host = this.host(event.node);
-        if (host.down) return true;
-        await this.runTurn(host, host.instance, () => {
-          const call = event.call;
-          const promise: Promise<NodeResult<unknown>> =
-            call.kind === "execute" ? host.execute(call.request, call.timeoutMs) : call.kind === "backup" ? host.backup(call.timeoutMs) : host.query({ statements: call.statements, level: call.level, timeoutMs: call.timeoutMs, ...(call.minAppliedIndex === undefined ? {} : { minAppliedIndex: call.minAppliedIndex }) });
-          const instance = host.instance;
-          void promise.then(
-            (answer) => {
-              // Answered in whichever later event of this node settled it; lost with a crashed or dead instance.
-              const current = this.turn;
-              if (current === null || current.host !== host || current.crashed || (instance !== null && !instance.alive)) return;
-              current.outbox.push({ kind: "clientAnswer", clientId: event.clientId, attemptId: event.attemptId, answer: answer as ClientAnswer, servedByLeader: this.leadsHighestTerm(host) });
-            },
-            (error: unknown) => {
-              if (!(error instanceof SimCrash)) this.checkers.fail("host threw", `${host.id} client call: ${String(error)}`);
-            },
-          );
-        });
-        return true;
-      }
+      case "timer":
+        await this.onTimer(event);
+        break;
+      case "alarm":
+        await this.onAlarm(event);
+        break;
+      case "rpc":
+        await this.onRpc(event);
+        break;
+      case "rpcAnswer":
+        await this.onRpcAnswer(event);
+        break;
+      case "clientCall":
+        await this.onClientCall(event);
+        break;
       case "clientAnswer":
         if (event.clientId === 0) this.onProbeAnswer(event.answer);
         else this.workload.onAnswer(event.clientId, event.attemptId, event.answer, { servedByLeader: event.servedByLeader });
-        return true;
+        break;
       case "client":
         this.workload.resume(event.clientId);
-        return true;
+        break;
       case "nemesis":
         this.nemesis.handle(event.event);
-        return true;
-      case "restart": {
-        const host = this.host(event.node);
-        // A restart planned during the safety phase does not bring back a node the liveness phase keeps down.
-        if (!host.down || (this.phase === "liveness" && !this.healed.includes(host.id))) return true;
-        this.traceLine(`${host.id} restarts from storage`);
-        await this.runTurn(host, null, () => host.restart());
-        return true;
-      }
+        break;
+      case "restart":
+        await this.onRestart(event.node);
+        break;
       case "probe":
         this.sendProbe();
-        return true;
-      case "transfer": {
-        const host = this.host(event.node);
-        if (host.down) return true;
-        await this.runTurn(host, host.instance, () => {
-          void host.transferLeadership(this.scenario.electionTimeoutMs * 3).catch(() => undefined);
-        });
-        return true;
-      }
+        break;
+      case "transfer":
+        await this.onTransfer(event.node);
+        break;
     }
+    return true;
+  }
+
+  private async onTimer(event: Extract<SimEvent, { kind: "timer" }>): Promise<void> {
+    const fn = this.timers.get(event.id);
+    this.timers.delete(event.id);
+    if (fn === undefined || !event.instance.alive) return;
+    await this.runTurn(this.host(event.node), event.instance, fn);
+  }
+
+  private async onAlarm(event: Extract<SimEvent, { kind: "alarm" }>): Promise<void> {
+    const host = this.host(event.node);
+    const alarm = this.alarms.get(host.id);
+    if (alarm === undefined || host.down || (alarm.seq !== event.seq && !event.extra)) return;
+    if (!event.extra) alarm.atMs = null;
+    await this.runTurn(host, host.instance, () => host.alarm());
+  }
+
+  /** A peer's envelope arrives; the answer (or the exception the RPC method threw) goes back through the network. */
+  private async onRpc(event: Extract<SimEvent, { kind: "rpc" }>): Promise<void> {
+    const host = this.host(event.to);
+    if (host.down) return;
+    if (event.copy > 0) this.stats.duplicates += 1;
+    this.stats.delivered += 1;
+    await this.runTurn(host, host.instance, () => {
+      let answer: unknown;
+      try {
+        answer = host.receive(event.envelope);
+      } catch (error) {
+        if (error instanceof SimCrash) return;
+        // An exception out of the RPC method reaches the caller as a rejected call.
+        answer = { [THROWN]: error instanceof Error ? error.message : String(error) };
+      }
+      this.turn?.outbox.push({ kind: "rpcAnswer", from: host.id, to: event.from, callId: event.callId, answer });
+    });
+  }
+
+  private async onRpcAnswer(event: Extract<SimEvent, { kind: "rpcAnswer" }>): Promise<void> {
+    const pending = this.pendingCalls.get(event.callId);
+    if (pending === undefined) return;
+    this.pendingCalls.delete(event.callId);
+    if (!pending.instance.alive) return;
+    const answer = event.answer;
+    const thrown = typeof answer === "object" && answer !== null && THROWN in answer ? String((answer as Record<string, unknown>)[THROWN]) : null;
+    await this.runTurn(this.host(event.to), pending.instance, () => (thrown === null ? pending.resolve(answer) : pending.reject(new Error(thrown))));
+  }
+
+  /** A client's call reaches a node; its answer leaves with whichever later event of that node settles it. */
+  private async onClientCall(event: Extract<SimEvent, { kind: "clientCall" }>): Promise<void> {
+    const host = this.host(event.node);
+    if (host.down) return;
+    await this.runTurn(host, host.instance, () => {
+      const instance = host.instance;
+      void this.callNode(host, event.call).then(
+        (answer) => {
+          // Lost with a crashed or dead instance.
+          const current = this.turn;
+          if (current === null || current.host !== host || current.crashed || (instance !== null && !instance.alive)) return;
+          current.outbox.push({ kind: "clientAnswer", clientId: event.clientId, attemptId: event.attemptId, answer: answer as ClientAnswer, servedByLeader: this.leadsHighestTerm(host) });
+        },
+        (error: unknown) => {
+          if (!(error instanceof SimCrash)) this.checkers.fail("host threw", `${host.id} client call: ${String(error)}`);
+        },
+      );
+    });
+  }
+
+  private callNode(host: SimHost, call: ClientCall): Promise<NodeResult<unknown>> {
+    switch (call.kind) {
+      case "execute":
+        return host.execute(call.request, call.timeoutMs);
+      case "backup":
+        return host.backup(call.timeoutMs);
+      case "query":
+        return host.query({ statements: call.statements, level: call.level, timeoutMs: call.timeoutMs, ...(call.minAppliedIndex === undefined ? {} : { minAppliedIndex: call.minAppliedIndex }) });
+    }
+  }
+
+  private async onRestart(node: NodeId): Promise<void> {
+    const host = this.host(node);
+    // A restart planned during the safety phase does not bring back a node the liveness phase keeps down.
+    if (!host.down || (this.phase === "liveness" && !this.healed.includes(host.id))) return;
+    this.traceLine(`${host.id} restarts from storage`);
+    await this.runTurn(host, null, () => host.restart());
+  }
+
+  private async onTransfer(node: NodeId): Promise<void> {
+    const host = this.host(node);
+    if (host.down) return;
+    await this.runTurn(host, host.instance, () => {
+      void host.transferLeadership(this.scenario.electionTimeoutMs * 3).catch(() => undefined);
+    });
   }
 
   start(): void {
