@@ -110,8 +110,26 @@ function refusalOf(tokens: readonly SqlToken[]): string | null {
   return null;
 }
 
+interface SplitStatement {
+  readonly text: string;
+  readonly tokens: SqlToken[] | null;
+}
+
+/** Splitting is pure and the same few statements run again and again: remember the latest ones (bounded). */
+const splitCache = new Map<string, readonly SplitStatement[]>();
+const SPLIT_CACHE_ENTRIES = 512;
+
+function splitStatementsCached(query: string): readonly SplitStatement[] {
+  const known = splitCache.get(query);
+  if (known !== undefined) return known;
+  const split = splitStatements(query);
+  if (splitCache.size >= SPLIT_CACHE_ENTRIES) splitCache.delete(splitCache.keys().next().value as string);
+  splitCache.set(query, split);
+  return split;
+}
+
 /** The statements of one exec() call, each with its tokens (null when the tokenizer itself could not read it). */
-function splitStatements(query: string): { text: string; tokens: SqlToken[] | null }[] {
+function splitStatements(query: string): SplitStatement[] {
   let tokens: SqlToken[];
   try {
     tokens = tokenizeSql(query);
@@ -345,7 +363,7 @@ export class SqliteStorage {
 
   private exec(query: string, bindings: readonly unknown[]): SqliteCursor {
     const params = bindings.map(bindValue);
-    const statements = splitStatements(query);
+    const statements = splitStatementsCached(query);
     if (statements.length === 0) throw new Error("SQL code did not contain a statement.");
     for (const statement of statements) {
       const refusal = statement.tokens === null ? null : refusalOf(statement.tokens);
