@@ -109,8 +109,6 @@ export function queryOf<const Fields extends readonly QueryField[]>(...fields: F
   return z.object(shape);
 }
 
-export type QuerySchema = z.ZodObject<Partial<{ [F in QueryField]: (typeof QUERY_FIELDS)[F] }>>;
-
 /** Every value parameter with its check: what routes without their own schema parse. */
 const ALL_VALUES = queryOf("level", "freshness", "timeout", "linearizable_timeout", "db_timeout", "min_raft_index", "fmt", "ver", "key", "node");
 const DEFAULT_QUERY = ALL_VALUES.extend({ q: z.string().optional() });
