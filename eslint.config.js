@@ -40,7 +40,7 @@ const coreForbiddenSyntax = [
 ];
 
 export default tseslint.config(
-  { ignores: ["node_modules/", "dist/", ".wrangler/", "coverage/"] },
+  { ignores: ["**/node_modules/", "**/dist/", "**/.wrangler/", "coverage/", "bench/results/"] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
