@@ -1,0 +1,386 @@
+// `npm run bench`: the cluster beside an unreplicated SQLite Durable Object (the baseline) on the same runtime, and
+// etcd when it is installed, driven by the same client with the same requests. Prints a table of every figure with
+// its ratio to the baseline and writes bench/results/latest.json, latest.md and latest.svg.
+//
+//   npm run bench -- [--duration-s 8] [--warmup-s 2] [--quick] [--smoke] [--no-etcd] [--failover-runs 5]
+//                    [--soak-s 0] [--out bench/results] [--update-readme]
+// --quick: 3 s points, 3 failover runs of each kind, fewer entries to catch up. --smoke: the smallest run that still
+// goes through every kind of measurement once (for the smoke test; its figures mean nothing).
+// --soak-s N: then N more seconds of writes at 32 clients, sampling the cluster's heap every tenth of it.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpus, loadavg, release, totalmem, type as osType } from "node:os";
+import { join, resolve } from "node:path";
+import { AUTH_HEADERS, billedCounters, billedDelta, INSERT_BODY, measureCatchUp, measureFailover, scrape, settle, type BilledCounters, type CatchUpRun, type FailoverRun } from "./cluster";
+import { collectGarbage, tryHeapUsage } from "./heap";
+import { measurePoint, sendAmount, type LoadOptions, type PointResult, type RequestShape } from "./load";
+import { markdownReport, replaceReadmeTable, svgChart, targetChecks } from "./report";
+import { READ_LEVELS, RESULTS_FORMAT, type BenchResults, type Heap, type ReadPoint, type Summary, type WritePoint } from "./results";
+import { EtcdCluster, REPO_ROOT, WranglerServer, sleep } from "./servers";
+
+export interface BenchOptions {
+  readonly durationS: number;
+  readonly warmupS: number;
+  readonly writeClients: readonly number[];
+  readonly readClients: readonly number[];
+  readonly readLevels: readonly (typeof READ_LEVELS)[number][];
+  readonly floorClients: readonly number[];
+  readonly failoverRuns: number;
+  readonly catchUp: readonly ("log" | "snapshot")[];
+  readonly logCatchUpEntries: number;
+  readonly idleS: number;
+  readonly soakS: number;
+  readonly etcd: boolean;
+  readonly outDir: string;
+  readonly updateReadme: boolean;
+  readonly log: (line: string) => void;
+}
+
+const REQUEST_TIMEOUT_S = 20;
+const FILL_CONNECTIONS = 32;
+const READ_SQL = "SELECT v FROM bench WHERE id = 1";
+
+export function parseOptions(argv: readonly string[]): BenchOptions {
+  const has = (flag: string) => argv.includes(flag);
+  const numberOf = (flag: string, fallback: number): number => {
+    const at = argv.indexOf(flag);
+    if (at < 0) return fallback;
+    const value = Number(argv[at + 1]);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`${flag} needs a non-negative number`);
+    return value;
+  };
+  const outAt = argv.indexOf("--out");
+  const outDir = outAt < 0 ? join(REPO_ROOT, "bench", "results") : resolve(argv[outAt + 1] ?? "");
+  const known = new Set(["--duration-s", "--warmup-s", "--quick", "--smoke", "--no-etcd", "--failover-runs", "--soak-s", "--out", "--update-readme"]);
+  const unknown = argv.filter((arg, i) => arg.startsWith("--") && !known.has(arg) && !(i > 0 && ["--duration-s", "--warmup-s", "--failover-runs", "--soak-s", "--out"].includes(argv[i - 1]!)));
+  if (unknown.length > 0) throw new Error(`unknown option ${unknown.join(", ")}`);
+  const common = { etcd: !has("--no-etcd"), outDir, updateReadme: has("--update-readme"), log: (line: string) => console.log(line) };
+  if (has("--smoke")) {
+    return {
+      ...common,
+      durationS: numberOf("--duration-s", 1),
+      warmupS: numberOf("--warmup-s", 0.5),
+      writeClients: [1],
+      readClients: [1],
+      readLevels: ["linearizable"],
+      floorClients: [],
+      failoverRuns: numberOf("--failover-runs", 1),
+      catchUp: ["log"],
+      logCatchUpEntries: 20,
+      idleS: 1,
+      soakS: 0,
+    };
+  }
+  const quick = has("--quick");
+  return {
+    ...common,
+    durationS: numberOf("--duration-s", quick ? 3 : 8),
+    warmupS: numberOf("--warmup-s", quick ? 1 : 2),
+    writeClients: [1, 8, 32, 128],
+    readClients: [1, 32],
+    readLevels: READ_LEVELS,
+    floorClients: [1, 32],
+    failoverRuns: numberOf("--failover-runs", quick ? 3 : 5),
+    catchUp: ["log", "snapshot"],
+    logCatchUpEntries: quick ? 300 : 800,
+    idleS: quick ? 3 : 10,
+    soakS: numberOf("--soak-s", 0),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Request shapes: byte for byte the same for the cluster and the baseline.
+
+const accepted = (body: string) => body.includes('"results"') && !body.includes('"error"');
+
+const WRITE_SHAPE: RequestShape = { method: "POST", path: "/db/execute", headers: AUTH_HEADERS, body: INSERT_BODY, accepts: accepted };
+
+function readShape(level: string): RequestShape {
+  return { method: "GET", path: `/db/query?level=${level}&q=${encodeURIComponent(READ_SQL)}`, headers: AUTH_HEADERS, accepts: accepted };
+}
+
+const LIVEZ_SHAPE: RequestShape = { method: "GET", path: "/livez", headers: {}, accepts: (body) => body === "ok\n" };
+
+const ETCD_KEY = Buffer.from("bench").toString("base64");
+const etcdAccepted = (body: string) => body.includes('"header"') && !body.includes('"error"');
+const ETCD_PUT: RequestShape = {
+  method: "POST",
+  path: "/v3/kv/put",
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify({ key: ETCD_KEY, value: Buffer.from("value-of-a-benchmark-write").toString("base64") }),
+  accepts: etcdAccepted,
+};
+const etcdRange = (serializable: boolean): RequestShape => ({
+  method: "POST",
+  path: "/v3/kv/range",
+  headers: { "Content-Type": "application/json" },
+  body: JSON.stringify(serializable ? { key: ETCD_KEY, serializable: true } : { key: ETCD_KEY }),
+  accepts: etcdAccepted,
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+
+function electionTimeoutMs(): number {
+  const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
+  const match = /^ELECTION_TIMEOUT_MS\s*=\s*"(\d+)"/m.exec(toml);
+  if (match === null) throw new Error("wrangler.toml sets no ELECTION_TIMEOUT_MS");
+  return Number(match[1]);
+}
+
+function summarize(runs: readonly FailoverRun[]): Summary | null {
+  if (runs.length === 0) return null;
+  const sorted = runs.map((r) => r.ms).sort((a, b) => a - b);
+  const mid = sorted.length / 2;
+  const medianMs = sorted.length % 2 === 1 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { medianMs, worstMs: sorted[sorted.length - 1]!, runs: runs.length };
+}
+
+async function expectOk(what: string, response: Promise<Response>): Promise<void> {
+  const answer = await response;
+  const text = await answer.text();
+  if (answer.status !== 200 || text.includes('"error"')) throw new Error(`${what} answered ${answer.status}: ${text.slice(0, 300)}`);
+}
+
+async function prepareTable(baseUrl: string): Promise<void> {
+  await expectOk(
+    `creating the table on ${baseUrl}`,
+    fetch(`${baseUrl}/db/execute`, {
+      method: "POST",
+      headers: AUTH_HEADERS,
+      body: JSON.stringify(["CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)", ["INSERT OR REPLACE INTO bench(id, v) VALUES(1, ?)", "the row every read reads"]]),
+      signal: AbortSignal.timeout(30_000),
+    }),
+  );
+}
+
+async function baselineRpcs(baseUrl: string): Promise<number> {
+  const answer = await fetch(`${baseUrl}/bench/stats`, { signal: AbortSignal.timeout(10_000) });
+  return ((await answer.json()) as { rpcsReceived: number }).rpcsReceived;
+}
+
+function describe(point: PointResult): string {
+  return `${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, p99 ${point.latencyMs.p99} ms, errors ${point.errors.total}`;
+}
+
+export async function runBench(options: BenchOptions): Promise<BenchResults> {
+  const log = options.log;
+  const startedAt = new Date().toISOString();
+  const loadAverageAtStart = loadavg()[0]!;
+  const etcdVersion = options.etcd ? EtcdCluster.version() : null;
+  if (options.etcd && etcdVersion === null) log("etcd: no `etcd` on the PATH (Debian: apt-get install etcd-server); running without it");
+  const load = (extra: Partial<LoadOptions> = {}): LoadOptions => ({ connections: 1, durationS: options.durationS, warmupS: options.warmupS, timeoutS: REQUEST_TIMEOUT_S, ...extra });
+
+  log("starting the cluster, the baseline" + (etcdVersion === null ? "" : " and etcd"));
+  const cluster = await WranglerServer.start("cluster");
+  let baseline: WranglerServer | null = null;
+  let etcd: EtcdCluster | null = null;
+  try {
+    baseline = await WranglerServer.start("baseline");
+    if (etcdVersion !== null) etcd = await EtcdCluster.start();
+    const clusterUrl = cluster.baseUrl;
+    const baselineUrl = baseline.baseUrl;
+    await settleWithSchema(clusterUrl);
+    await prepareTable(baselineUrl);
+
+    // Memory and billed work at rest.
+    await collectGarbage(cluster.inspectorPort);
+    await collectGarbage(baseline.inspectorPort);
+    const clusterAtRest = await tryHeapUsage(cluster.inspectorPort);
+    const baselineAtRest = await tryHeapUsage(baseline.inspectorPort);
+    const idleBefore = billedCounters(await scrape(clusterUrl));
+    await sleep(options.idleS * 1_000);
+    const idleDelta = billedDelta(idleBefore, billedCounters(await scrape(clusterUrl)));
+    const idle = { seconds: options.idleS, alarmWakeupsPerS: idleDelta.alarmWakeups / options.idleS, peerRpcsPerS: idleDelta.peerRpcs / options.idleS, valid: idleDelta.valid };
+    log(`idle: ${idle.alarmWakeupsPerS.toFixed(1)} alarm wake-ups/s, ${idle.peerRpcsPerS.toFixed(1)} peer RPCs/s`);
+
+    // Writes, the three systems in turn at each number of clients.
+    const writes: WritePoint[] = [];
+    let clusterAt128: Heap | null = null;
+    let baselineAt128: Heap | null = null;
+    for (const connections of options.writeClients) {
+      let rpcsBefore = 0;
+      const basePoint = await measurePoint(baselineUrl, WRITE_SHAPE, load({
+        connections,
+        beforeMeasured: async () => void (rpcsBefore = await baselineRpcs(baselineUrl)),
+        ...(connections === 128 ? { atHalfway: async () => void (baselineAt128 = await tryHeapUsage(baseline!.inspectorPort)) } : {}),
+      }));
+      const rpcsAfter = await baselineRpcs(baselineUrl);
+      // The stats call itself is one RPC.
+      const rpcsPerWrite = basePoint.ok > 0 ? (rpcsAfter - rpcsBefore - 1) / basePoint.ok : null;
+      log(`writes, ${connections} clients: baseline ${describe(basePoint)}`);
+      let countersBefore: BilledCounters | null = null;
+      let windowStart = 0;
+      const clusterPoint = await measurePoint(clusterUrl, WRITE_SHAPE, load({
+        connections,
+        beforeMeasured: async () => {
+          countersBefore = billedCounters(await scrape(clusterUrl));
+          windowStart = performance.now();
+        },
+        ...(connections === 128 ? { atHalfway: async () => void (clusterAt128 = await tryHeapUsage(cluster.inspectorPort)) } : {}),
+      }));
+      const delta = countersBefore === null ? null : billedDelta(countersBefore, billedCounters(await scrape(clusterUrl)));
+      const windowS = (performance.now() - windowStart) / 1_000;
+      const total = delta === null ? 0 : delta.peerRpcs + delta.workerRpcs + delta.alarmWakeups;
+      const billed =
+        delta === null || clusterPoint.ok === 0
+          ? null
+          : {
+              peerRpcs: delta.peerRpcs / clusterPoint.ok,
+              workerRpcs: delta.workerRpcs / clusterPoint.ok,
+              alarmWakeups: delta.alarmWakeups / clusterPoint.ok,
+              total: total / clusterPoint.ok,
+              aboveIdle: (total - (idle.alarmWakeupsPerS + idle.peerRpcsPerS) * windowS) / clusterPoint.ok,
+              windowS,
+              valid: delta.valid,
+            };
+      log(`writes, ${connections} clients: durable-ha ${describe(clusterPoint)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}`);
+      let etcdPoint: PointResult | undefined;
+      if (etcd !== null) {
+        etcdPoint = await measurePoint(etcd.clientUrls[0]!, ETCD_PUT, load({ connections }));
+        log(`writes, ${connections} clients: etcd ${describe(etcdPoint)}`);
+      }
+      writes.push({ connections, baseline: { ...basePoint, rpcsPerWrite }, cluster: { ...clusterPoint, billed }, ...(etcdPoint === undefined ? {} : { etcd: etcdPoint }) });
+    }
+
+    // Reads.
+    const reads: ReadPoint[] = [];
+    for (const connections of options.readClients) {
+      const basePoint = await measurePoint(baselineUrl, readShape("weak"), load({ connections }));
+      log(`reads, ${connections} clients: baseline ${describe(basePoint)}`);
+      const clusterPoints: ReadPoint["cluster"] = {};
+      for (const level of options.readLevels) {
+        const point = await measurePoint(clusterUrl, readShape(level), load({ connections }));
+        clusterPoints[level] = point;
+        log(`reads, ${connections} clients: durable-ha ${level} ${describe(point)}`);
+      }
+      let etcdPoints: ReadPoint["etcd"];
+      if (etcd !== null) {
+        const serializable = await measurePoint(etcd.clientUrls[0]!, etcdRange(true), load({ connections }));
+        const linearizable = await measurePoint(etcd.clientUrls[0]!, etcdRange(false), load({ connections }));
+        etcdPoints = { serializable, linearizable };
+        log(`reads, ${connections} clients: etcd serializable ${describe(serializable)}; linearizable ${describe(linearizable)}`);
+      }
+      reads.push({ connections, baseline: basePoint, cluster: clusterPoints, ...(etcdPoints === undefined ? {} : { etcd: etcdPoints }) });
+    }
+
+    const floor: PointResult[] = [];
+    for (const connections of options.floorClients) {
+      const point = await measurePoint(clusterUrl, LIVEZ_SHAPE, load({ connections }));
+      floor.push(point);
+      log(`livez, ${connections} clients: ${describe(point)}`);
+    }
+
+    // Failover, crash and cut-off in turn.
+    const failoverRuns: FailoverRun[] = [];
+    for (let i = 0; i < options.failoverRuns; i++) {
+      for (const kind of ["crash", "cut-off"] as const) {
+        const run = await measureFailover(clusterUrl, kind);
+        failoverRuns.push(run);
+        log(`failover (${kind}) ${i + 1}/${options.failoverRuns}: ${run.ms.toFixed(0)} ms, ${run.oldLeader} -> ${run.newLeader ?? "none"}, ${run.failedWrites} failed writes${run.gaveUp ? ", GAVE UP" : ""}`);
+      }
+    }
+
+    // Catch-up of a follower that missed many writes.
+    const fill = async (count: number) => {
+      if (count <= 0) return;
+      const result = await sendAmount(clusterUrl, WRITE_SHAPE, { connections: Math.min(FILL_CONNECTIONS, count), amount: count, timeoutS: REQUEST_TIMEOUT_S });
+      if (result.errors.total > 0) log(`  (filling: ${result.errors.total} of ${count} writes failed)`);
+    };
+    const catchUp: CatchUpRun[] = [];
+    for (const via of options.catchUp) {
+      const run = await measureCatchUp(clusterUrl, { via, write: fill, logEntries: options.logCatchUpEntries });
+      catchUp.push(run);
+      log(`catch-up by ${via}: ${run.entriesBehind} entries in ${run.totalMs.toFixed(0)} ms (first progress after ${run.firstProgressMs.toFixed(0)} ms): ${run.entriesPerS.toFixed(0)} entries/s${run.snapshotsInstalled > 0 ? `, ${run.snapshotsInstalled} snapshot(s)` : ""}`);
+    }
+
+    // Optional soak: writes at 32 clients, the heap sampled every tenth of the time.
+    const soak: { atS: number; heap: Heap }[] = [];
+    if (options.soakS > 0) {
+      const stepS = options.soakS / 10;
+      for (let step = 1; step <= 10; step++) {
+        await measurePoint(clusterUrl, WRITE_SHAPE, load({ connections: 32, durationS: stepS, warmupS: 0 }));
+        const heap = await tryHeapUsage(cluster.inspectorPort);
+        soak.push({ atS: Math.round(step * stepS), heap });
+        log(`soak ${Math.round(step * stepS)} s: heap ${"usedBytes" in heap ? `${(heap.usedBytes / 1024 / 1024).toFixed(1)} MB` : heap.unavailable}`);
+      }
+    }
+
+    await collectGarbage(cluster.inspectorPort);
+    const clusterAfterRun = await tryHeapUsage(cluster.inspectorPort);
+    const partial: Omit<BenchResults, "targets"> = {
+      format: RESULTS_FORMAT,
+      startedAt,
+      finishedAt: new Date().toISOString(),
+      machine: {
+        cpuModel: cpus()[0]?.model.trim() ?? "unknown",
+        cpus: cpus().length,
+        memoryGiB: totalmem() / 1024 ** 3,
+        os: `${osType()} ${release()}`,
+        node: process.versions.node,
+        loadAverageAtStart,
+        loadAverageAtEnd: loadavg()[0]!,
+      },
+      options: { durationS: options.durationS, warmupS: options.warmupS, failoverRuns: options.failoverRuns, logCatchUpEntries: options.logCatchUpEntries, soakS: options.soakS, requestTimeoutS: REQUEST_TIMEOUT_S },
+      etcdVersion,
+      electionTimeoutMs: electionTimeoutMs(),
+      writes,
+      reads,
+      floor,
+      failover: { runs: failoverRuns, crash: summarize(failoverRuns.filter((r) => r.kind === "crash")), cutOff: summarize(failoverRuns.filter((r) => r.kind === "cut-off")) },
+      catchUp,
+      idle,
+      memory: {
+        note: "under wrangler dev the worker and all three nodes share one isolate, so a single node's heap cannot be told apart; the cluster's figure is all of them together",
+        cluster: { atRest: clusterAtRest, at128Clients: clusterAt128, afterRun: clusterAfterRun },
+        baseline: { atRest: baselineAtRest, at128Clients: baselineAt128 },
+        soak,
+      },
+    };
+    return { ...partial, targets: targetChecks(partial) };
+  } finally {
+    await Promise.all([cluster.stop(), baseline?.stop(), etcd?.stop()]);
+  }
+}
+
+/** The cluster elects a leader and takes the benchmark's table (an election may still be under way at first). */
+async function settleWithSchema(baseUrl: string): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    try {
+      await prepareTable(baseUrl);
+      break;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(250);
+    }
+  }
+  await settle(baseUrl);
+}
+
+export function writeResults(results: BenchResults, options: Pick<BenchOptions, "outDir" | "updateReadme" | "log">): string {
+  const table = markdownReport(results);
+  mkdirSync(options.outDir, { recursive: true });
+  writeFileSync(join(options.outDir, "latest.json"), JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(join(options.outDir, "latest.md"), table);
+  writeFileSync(join(options.outDir, "latest.svg"), svgChart(results));
+  if (options.updateReadme) {
+    const readmePath = join(REPO_ROOT, "README.md");
+    const updated = replaceReadmeTable(readFileSync(readmePath, "utf8"), table);
+    if (updated === null) options.log("README.md has no <!-- bench:start --> / <!-- bench:end --> markers: not updated");
+    else writeFileSync(readmePath, updated);
+  }
+  return table;
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import.meta.filename)) {
+  const options = parseOptions(process.argv.slice(2));
+  runBench(options)
+    .then((results) => {
+      const table = writeResults(results, options);
+      console.log(`\n${table}`);
+      console.log(`results: ${join(options.outDir, "latest.json")}, latest.md, latest.svg`);
+    })
+    .catch((error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    });
+}
