@@ -6,6 +6,9 @@ import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
 import { MetricsHarness, TOKENS } from "./helpers/metrics-harness";
 
 const newCluster = clusterFactory();
+/** Generous: on a loaded machine the nodes (which share the test's thread) may take long to agree on a leader. */
+const LEADER_TIMEOUT_MS = 40_000;
+const WAIT = { timeoutMs: 30_000 };
 
 interface Feed {
   cluster: string;
@@ -24,7 +27,7 @@ async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: Metrics
   const cluster = newCluster({ prefix, nodes: 3 });
   const h = new MetricsHarness(cluster);
   await cluster.startAll();
-  const leader = await cluster.waitForLeader();
+  const leader = await cluster.waitForLeader({ timeoutMs: LEADER_TIMEOUT_MS });
   return { cluster, h, leader, followers: cluster.names.filter((name) => name !== leader) };
 }
 
@@ -36,7 +39,7 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
       const started = new Set(current.events.filter((e) => e.event === "nodeStarted").map((e) => e.node));
       const elected = current.events.some((e) => e.event === "becameLeader" && e.node === leader);
       return started.size === 3 && elected ? current : undefined;
-    });
+    }, WAIT);
     expect(events.cluster).toBe(cluster.config.name);
     expect(events.nodes.map((node) => node.reachable)).toEqual([true, true, true]);
     const times = events.events.map((e) => e.timeMs);
@@ -54,11 +57,11 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
     const before = await feed(h);
     const stepped = await h.send("POST", "/api/v1/cluster/leader/stepdown");
     expect(stepped.status, stepped.text).toBe(200);
-    const newLeader = await cluster.waitForLeader({ notLeader: leader });
+    const newLeader = await cluster.waitForLeader({ notLeader: leader, timeoutMs: LEADER_TIMEOUT_MS });
     const after = await waitFor("the new leader's election in the feed", async () => {
       const current = await feed(h);
       return current.events.some((e) => e.event === "becameLeader" && e.node === newLeader) ? current : undefined;
-    });
+    }, WAIT);
     const oldTerm = Math.max(...before.events.filter((e) => e.event === "becameLeader").map((e) => e.term));
     expect(after.events.find((e) => e.event === "becameLeader" && e.node === newLeader)!.term).toBeGreaterThan(oldTerm);
     expect(after.events.some((e) => e.event === "leadershipTransfer" && e.node === leader)).toBe(true);
@@ -67,7 +70,7 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
   it("shows the breaker to a cut-off replica opening and its status change", async () => {
     const { cluster, h } = await setUp("events-cutoff");
     // Under load leadership may have moved since setUp: cut a follower of the leader as it is now.
-    const leader = await cluster.waitForLeader();
+    const leader = await cluster.waitForLeader({ timeoutMs: LEADER_TIMEOUT_MS });
     const cut = cluster.names.find((name) => name !== leader)!;
     await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: cut, bothWays: true }] });
     const events = await waitFor("the breaker and replica status events of the cut-off replica", async () => {
@@ -75,7 +78,7 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
       const breaker = current.events.some((e) => e.event === "circuitBreaker" && e.node === leader && e.details.peer === cut && e.details.to === "OPEN");
       const status = current.events.some((e) => e.event === "replicaStatus" && e.node === leader && e.details.peer === cut && e.details.from === "ONLINE");
       return breaker && status ? current : undefined;
-    });
+    }, WAIT);
     expect(events.events.filter((e) => e.event === "circuitBreaker").every((e) => e.term >= 1)).toBe(true);
     await cluster.heal();
   });

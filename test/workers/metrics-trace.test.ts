@@ -8,6 +8,8 @@ import { clusterFactory, waitFor } from "./helpers/cluster";
 import { MetricsHarness } from "./helpers/metrics-harness";
 
 const newCluster = clusterFactory();
+/** Generous: on a loaded machine the nodes (which share the test's thread) may take long to agree on a leader. */
+const LEADER_TIMEOUT_MS = 40_000;
 const TRACEPARENT = /^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 const INCOMING = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" };
 
@@ -65,7 +67,7 @@ describe("traceparent", () => {
     const cluster = newCluster({ prefix: "trace-append", nodes: 3 });
     const h = new MetricsHarness(cluster);
     await cluster.startAll();
-    const leader = await cluster.waitForLeader();
+    const leader = await cluster.waitForLeader({ timeoutMs: LEADER_TIMEOUT_MS });
     const created = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)"] });
     expect(created.status, created.text).toBe(200);
 
