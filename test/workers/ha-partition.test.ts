@@ -106,7 +106,7 @@ describe("HA scenarios: partitions and quorum", () => {
     const isolatedAt = (await cluster.status(oldLeader)).commitIndex;
     for (const answer of stranded) {
       expect(answer.ok).toBe(false);
-      if (!answer.ok) expect(["TIMEOUT", "NO_LEADER", "NOT_LEADER"]).toContain(answer.error.code);
+      if (!answer.ok) expect(["TIMEOUT", "OUTCOME_UNKNOWN", "NO_LEADER", "NOT_LEADER"]).toContain(answer.error.code);
     }
     const majority = cluster.names.filter((name) => name !== oldLeader);
     const newLeader = await cluster.waitForLeader({ among: majority, notLeader: oldLeader });
@@ -163,7 +163,7 @@ describe("HA scenarios: partitions and quorum", () => {
     expect(rpcOutcome.ok).toBe(false);
     if (!rpcOutcome.ok) {
       ledger.record(rpcKey, "split", rpcOutcome.maybeApplied ? "unknown" : "refused", rpcOutcome.code);
-      expect(["NO_LEADER", "TIMEOUT", "NOT_LEADER"]).toContain(rpcOutcome.code);
+      expect(["NO_LEADER", "TIMEOUT", "OUTCOME_UNKNOWN", "NOT_LEADER"]).toContain(rpcOutcome.code);
       expect(rpcOutcome.elapsedMs).toBeLessThan(deadlineMs + 750);
     }
     // Nobody committed anything while split.

@@ -224,7 +224,8 @@ export class RpcWriter {
           await this.followElection(target, deadlineAt);
           continue;
         case "TIMEOUT":
-          // Proposed but not applied in time: retry the same id (the leader deduplicates it).
+        case "OUTCOME_UNKNOWN":
+          // Proposed but not applied in time (or the node lost track of it): retry the same id (applied at most once).
           maybeApplied = true;
           await this.backoff(++failures, deadlineAt);
           continue;
