@@ -273,6 +273,19 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
   it("finding 11: with leaderAcceptsWithoutQuorum the proposal is logged and cannot commit (the check can fail)", async () => {
     expect(await leaderCutOff({ leaderAcceptsWithoutQuorum: true })).toEqual({ code: "TIMEOUT", proposed: true });
   });
+  it("finding 11: a leader that was itself stalled (many ticks caught up at once) is not judged cut off by the silence", async () => {
+    const seen = await withScripted({ prefix: "f11-stall", nodes: ["n1", "n2", "n3"], self: "n1", heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
+      await node.electSelf(["n2"]);
+      for (let i = 0; i < 7; i++) node.advance(100);
+      node.deliver("n2", [{ type: "heartbeatResponse", term: node.runtime.status().term, readContext: null, round: 1 }]);
+      // 0.7 s pass in one go: the followers' answers of that time may simply not have been handled yet.
+      node.advance(700);
+      const before = node.runtime.status().lastIndex;
+      const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 200 }));
+      return { code: outcome.ok ? "applied" : codeOf(outcome.error), proposed: node.runtime.status().lastIndex > before };
+    });
+    expect(seen).toEqual({ code: "TIMEOUT", proposed: true });
+  });
   it("finding 11: a leader cut off from the majority does not name itself to waitForLeader (the caller moves on)", async () => {
     expect(await cutOffLeaderNamesLeader({})).toBe("NO_LEADER");
   });
