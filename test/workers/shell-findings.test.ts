@@ -257,6 +257,18 @@ async function cutOffLeaderNamesLeader(bugs: ShellBugs): Promise<string> {
   });
 }
 
+/** Follower n2 last heard its leader 0.7 s ago (no election yet); a linearizable read arrives. */
+async function readOnFollowerOfSilentLeader(bugs: ShellBugs): Promise<{ code: string; waitedMs: number }> {
+  return withScripted({ prefix: "f11-read", nodes: ["n1", "n2", "n3"], self: "n2", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
+    followWithTable(node);
+    for (let i = 0; i < 7; i++) node.advance(100);
+    expect(node.runtime.status().leader).toBe("n1");
+    const started = Date.now();
+    const outcome = await settle(node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 400 }));
+    return { code: outcome.ok ? "served" : codeOf(outcome.error), waitedMs: Date.now() - started };
+  });
+}
+
 describe("finding 11: a leader that lost its quorum lets writes move on", () => {
   it("finding 11: a leader that steps down answers its pending writes at once as OUTCOME_UNKNOWN", async () => {
     const seen = await deposedWithWritePending({});
@@ -285,6 +297,14 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
       return { code: outcome.ok ? "applied" : codeOf(outcome.error), proposed: node.runtime.status().lastIndex > before };
     });
     expect(seen).toEqual({ code: "TIMEOUT", proposed: true });
+  });
+  it("finding 11: a follower whose leader went quiet refuses a linearizable read at once (NO_LEADER) instead of waiting", async () => {
+    const seen = await readOnFollowerOfSilentLeader({});
+    expect(seen.code).toBe("NO_LEADER");
+    expect(seen.waitedMs).toBeLessThan(300);
+  });
+  it("finding 11: with cutOffNodeWaits the read waits for its whole deadline (the check can fail)", async () => {
+    expect((await readOnFollowerOfSilentLeader({ cutOffNodeWaits: true })).code).toBe("TIMEOUT");
   });
   it("finding 11: a leader cut off from the majority does not name itself to waitForLeader (the caller moves on)", async () => {
     expect(await cutOffLeaderNamesLeader({})).toBe("NO_LEADER");

@@ -231,6 +231,19 @@ export class ClientRequests {
   }
 
   /**
+   * A follower forwards a linearizable read to its leader: only worth it while that leader is heard from. If it has
+   * gone quiet, the read would wait for its whole deadline; say so now so the caller can try another node.
+   */
+  private assertLeaderHeardLately(): void {
+    if (this.core.bugs.cutOffNodeWaits) return;
+    const status = this.core.raft.status();
+    if (status.leader === null || this.liveLeader() !== null) return;
+    const last = this.core.lastLeaderContactAtMs();
+    const silence = last === null ? "has not heard from it since it started" : `has not heard from it for ${this.core.deps.clock.now() - last} ms`;
+    throw nodeError("NO_LEADER", `${this.core.identity.node} follows ${status.leader} but ${silence}: it cannot confirm a read index; try another node`, { leader: null, retryable: true });
+  }
+
+  /**
    * A node that has received nothing from any peer for two election timeouts (and has run that long) is cut off: a
    * live majority would have heard from its leader or campaigned by then (every campaign reaches every voter). It
    * will not learn of a leader or confirm a read in time, so say so at once and let the caller try another node.
@@ -333,7 +346,7 @@ export class ClientRequests {
   private async confirmReadIndex(timeoutMs: number): Promise<number> {
     const { raft } = this.core;
     if (raft.status().role === "leader") this.assertQuorumHeard();
-    else this.assertNotCutOff("it cannot confirm a read index");
+    else this.assertLeaderHeardLately();
     const context = this.core.bugs.readContextRestartsAtZero
       ? `${this.core.identity.node}:${this.core.ticks()}:${++this.readContextSeq}`
       : `${this.readContextPrefix}:${++this.readContextSeq}`;
