@@ -397,6 +397,20 @@ describe("GET /readyz", () => {
       "[+]node ok\n[+]leader ok\n[+]store ok\n[+]sync not ok: n2 applied 8 of the leader's 10 entries before the deadline",
     );
   });
+
+  it("with sync, is ready at once when the node has already applied the leader's commit index, even if the probes used up the timeout", async () => {
+    const cluster = new FakeCluster();
+    // Each status probe answers within the per-node timeout, but the two together outlast it (slow links).
+    const slowly = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      return undefined;
+    };
+    cluster.on("n1", "status", slowly);
+    cluster.on("n2", "status", slowly);
+    const synced = await harness(cluster).request("GET", "/readyz?node=n2&sync&timeout=90ms");
+    expect(await synced.text()).toBe("[+]node ok\n[+]leader ok\n[+]store ok\n[+]sync ok");
+    expect(synced.status).toBe(200);
+  });
 });
 
 describe("/leader", () => {

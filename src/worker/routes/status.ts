@@ -274,17 +274,29 @@ async function readiness(c: Context<AppBindings>): Promise<Response> {
   lines.push("[+]store ok");
   if (params.has("sync")) {
     const target = leader.report.commitIndex;
-    const synced = await waitUntilApplied(runtime, local.node, target, c.var.startedAt + timeoutMs);
+    const synced = await waitUntilApplied(runtime, { node: local.node, appliedIndex: local.report.appliedIndex }, target, c.var.startedAt + timeoutMs);
     lines.push(synced === true ? "[+]sync ok" : `[+]sync not ok: ${synced}`);
     return text(synced === true ? 200 : 503);
   }
   return text(200);
 }
 
-/** Polls the node (once per heartbeat) until it has applied `index`, or returns why not by the deadline. */
-async function waitUntilApplied(runtime: Runtime, node: string, index: number, deadlineAt: number): Promise<true | string> {
-  let applied = -1;
+/**
+ * Polls the node (once per heartbeat) until it has applied `index`, or returns why not by the deadline. What the
+ * node last reported counts first: the probes before this may have used up the deadline of a node already synced.
+ */
+async function waitUntilApplied(
+  runtime: Runtime,
+  known: { readonly node: string; readonly appliedIndex: number },
+  index: number,
+  deadlineAt: number,
+): Promise<true | string> {
+  const node = known.node;
+  let applied = known.appliedIndex;
   for (;;) {
+    if (applied >= index) {
+      return true;
+    }
     const remaining = deadlineAt - runtime.now();
     if (remaining <= 0) {
       return `${node} applied ${applied} of the leader's ${index} entries before the deadline`;
