@@ -287,6 +287,11 @@ export class SqliteStorage {
   private depth = 0;
   private savepointCounter = 0;
   private readonly statements = new Map<string, StatementSync>();
+  /**
+   * Serialized KV values as stored (null: absent), read through: only this class writes the KV table (user SQL
+   * cannot reach it), so an entry stays right until a write to its key or a rollback, which clears everything.
+   */
+  private readonly kvCache = new Map<string, Uint8Array | null>();
   observer: StorageObserver | null = null;
 
   constructor(readonly db: DatabaseSync = new DatabaseSync(":memory:")) {
@@ -322,6 +327,7 @@ export class SqliteStorage {
     } catch (error) {
       this.depth -= 1;
       this.db.exec(savepoint === null ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+      this.kvCache.clear();
       throw error;
     }
     this.depth -= 1;
@@ -346,6 +352,7 @@ export class SqliteStorage {
     if (this.depth === 0) return;
     this.depth = 0;
     this.db.exec("ROLLBACK");
+    this.kvCache.clear();
   }
 
   get inImplicitTransaction(): boolean {
@@ -398,18 +405,27 @@ export class SqliteStorage {
   }
 
   private kvGet<T>(key: string): T | undefined {
-    const row = this.internal(`SELECT value FROM ${KV_TABLE} WHERE key = ?`).get(key) as { value: Uint8Array } | undefined;
-    return row === undefined ? undefined : (deserialize(row.value) as T);
+    let stored = this.kvCache.get(key);
+    if (stored === undefined) {
+      const row = this.internal(`SELECT value FROM ${KV_TABLE} WHERE key = ?`).get(key) as { value: Uint8Array } | undefined;
+      stored = row === undefined ? null : row.value;
+      this.kvCache.set(key, stored);
+    }
+    // A fresh copy every time, as the platform's structured clone gives.
+    return stored === null ? undefined : (deserialize(stored) as T);
   }
 
   private kvPut(key: string, value: unknown): void {
     this.observer?.beforeWrite?.(key);
-    this.internal(`INSERT INTO ${KV_TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, serialize(value));
+    const bytes = serialize(value);
+    this.internal(`INSERT INTO ${KV_TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, bytes);
+    this.kvCache.set(key, bytes);
   }
 
   private kvDelete(key: string): boolean {
     this.observer?.beforeWrite?.(key);
     const result = this.internal(`DELETE FROM ${KV_TABLE} WHERE key = ?`).run(key);
+    this.kvCache.set(key, null);
     return Number(result.changes) > 0;
   }
 
