@@ -238,8 +238,8 @@ async function deposedWithWritePending(bugs: ShellBugs): Promise<{ code: string;
 async function leaderCutOff(bugs: ShellBugs): Promise<{ code: string; proposed: boolean }> {
   return withScripted({ prefix: "f11-quorum", nodes: ["n1", "n2", "n3"], self: "n1", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
     await node.electSelf(["n2"]);
-    // 0.7 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
-    for (let i = 0; i < 7; i++) node.advance(100);
+    // 0.9 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
+    for (let i = 0; i < 9; i++) node.advance(100);
     expect(node.runtime.status().role).toBe("leader");
     const before = node.runtime.status().lastIndex;
     const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 300 }));
@@ -247,21 +247,21 @@ async function leaderCutOff(bugs: ShellBugs): Promise<{ code: string; proposed: 
   });
 }
 
-/** Leader n1 hears nothing for 0.7 s; a caller asks it who leads. */
+/** Leader n1 hears nothing for 0.9 s; a caller asks it who leads. */
 async function cutOffLeaderNamesLeader(bugs: ShellBugs): Promise<string> {
   return withScripted({ prefix: "f11-wait", nodes: ["n1", "n2", "n3"], self: "n1", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
     await node.electSelf(["n2"]);
-    for (let i = 0; i < 7; i++) node.advance(100);
+    for (let i = 0; i < 9; i++) node.advance(100);
     const outcome = await settle(node.runtime.waitForLeader(300));
     return outcome.ok ? `leader ${outcome.value.leader}` : codeOf(outcome.error);
   });
 }
 
-/** Follower n2 last heard its leader 0.7 s ago (no election yet); a linearizable read arrives. */
+/** Follower n2 last heard its leader 0.9 s ago (no election yet); a linearizable read arrives. */
 async function readOnFollowerOfSilentLeader(bugs: ShellBugs): Promise<{ code: string; waitedMs: number }> {
   return withScripted({ prefix: "f11-read", nodes: ["n1", "n2", "n3"], self: "n2", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
     followWithTable(node);
-    for (let i = 0; i < 7; i++) node.advance(100);
+    for (let i = 0; i < 9; i++) node.advance(100);
     expect(node.runtime.status().leader).toBe("n1");
     const started = Date.now();
     const outcome = await settle(node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 400 }));
@@ -288,10 +288,10 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
   it("finding 11: a leader that was itself stalled (many ticks caught up at once) is not judged cut off by the silence", async () => {
     const seen = await withScripted({ prefix: "f11-stall", nodes: ["n1", "n2", "n3"], self: "n1", heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
       await node.electSelf(["n2"]);
-      for (let i = 0; i < 7; i++) node.advance(100);
+      for (let i = 0; i < 9; i++) node.advance(100);
       node.deliver("n2", [{ type: "heartbeatResponse", term: node.runtime.status().term, readContext: null, round: 1 }]);
-      // 0.7 s pass in one go: the followers' answers of that time may simply not have been handled yet.
-      node.advance(700);
+      // 0.9 s pass in one go: the followers' answers of that time may simply not have been handled yet.
+      node.advance(900);
       const before = node.runtime.status().lastIndex;
       const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 200 }));
       return { code: outcome.ok ? "applied" : codeOf(outcome.error), proposed: node.runtime.status().lastIndex > before };

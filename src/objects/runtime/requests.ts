@@ -88,7 +88,7 @@ export class ClientRequests {
   }
 
   /**
-   * On every tick: a leader that has not heard from a majority for half an election timeout cannot commit what it
+   * On every tick: a leader that has not heard from a majority for most of an election timeout cannot commit what it
    * holds; answer its pending writes now (outcome unknown) so their clients retry on the majority's side, rather
    * than when CheckQuorum finally steps it down.
    */
@@ -194,7 +194,7 @@ export class ClientRequests {
   }
 
   /**
-   * A leader that has not heard from a majority of voters for half an election timeout is probably cut off: a
+   * A leader that has not heard from a majority of voters for three quarters of an election timeout is probably cut off: a
    * proposal would not commit, so refuse it (retryable) and let the client find the majority's leader.
    */
   private assertQuorumHeard(): void {
@@ -203,9 +203,13 @@ export class ClientRequests {
     if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}`, { leader: null, retryable: true });
   }
 
-  /** Ticks in "a while": half an election timeout (at least two ticks). */
+  /**
+   * Ticks in "a while": three quarters of an election timeout (at least two ticks). Shorter than CheckQuorum's full
+   * timeout, so a cut-off leader lets go of its writes before it steps down; long enough that a busy machine's late
+   * heartbeats are not taken for a cut.
+   */
   private recentTicks(): number {
-    return Math.max(2, Math.ceil(this.core.identity.cluster.electionTimeoutMs / this.core.tickIntervalMs / 2));
+    return Math.max(2, Math.ceil((this.core.identity.cluster.electionTimeoutMs * 3) / 4 / this.core.tickIntervalMs));
   }
 
   /** True for a window after this node caught up several ticks at once: its own stall explains any silence. */
@@ -214,7 +218,7 @@ export class ClientRequests {
     return stall !== null && this.core.deps.clock.now() - stall <= windowMs;
   }
 
-  /** On the leader: whether a majority of voters answered within the last half election timeout. */
+  /** On the leader: whether a majority of voters answered within the last recentTicks(). */
   private quorumHeard(): { ok: true } | { ok: false; why: string } {
     const { raft, identity, tickIntervalMs } = this.core;
     const status = raft.status();
@@ -422,7 +426,7 @@ export class ClientRequests {
 
   /**
    * The leader as far as this node can vouch for it: itself while a majority answers it, or the leader it heard
-   * from within half an election timeout. A leader last heard long ago may be cut off or deposed: naming it would
+   * from within recentTicks(). A leader last heard long ago may be cut off or deposed: naming it would
    * send the caller to a node that cannot commit.
    */
   private liveLeader(): { leader: string; term: number } | null {
