@@ -135,6 +135,15 @@ describe("GET|POST /db/query", () => {
     expect(sent.node).toBe("n1");
   });
 
+  it("answers HEAD ?q= as GET does (status and headers, no body), not as a POST without a body", async () => {
+    const { cluster, request } = harness();
+    const response = await request("HEAD", `/db/query?q=${encodeURIComponent("SELECT * FROM foo")}`);
+    expect(response.headers.get("X-DHA-Error-Code")).toBeNull();
+    expect(response.status).toBe(200);
+    expect(response.headers.get("X-DHA-Node")).toBe("n1");
+    expect(lastQuery(cluster).statements).toEqual([{ sql: "SELECT * FROM foo" }]);
+  });
+
   it("answers POST with parameters, associatively and with byte-array BLOBs", async () => {
     const { cluster, request } = harness();
     cluster.queryResult = () => ({ columns: ["id", "data"], types: ["integer", "blob"], rows: [[1, new Uint8Array([104, 105])]] });

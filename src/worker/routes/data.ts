@@ -115,7 +115,8 @@ function prepare(c: Context<AppBindings>, shape: "rqlite" | "plain" = "rqlite"):
 }
 
 async function queryStatementsOf(c: Context<AppBindings>, params: QueryParams, runtime: Runtime): Promise<Statement[]> {
-  if (c.req.method === "GET") {
+  // HEAD is a GET without the body (Hono routes it to the GET handler): it reads ?q=, not a request body.
+  if (c.req.method === "GET" || c.req.method === "HEAD") {
     if (params.q === undefined || params.q.trim() === "") {
       throw badRequest("the query parameter q is missing: GET /db/query?q=SELECT...", "rqlite");
     }
