@@ -65,6 +65,8 @@ export interface BilledCounters {
   readonly peerRpcs: number;
   readonly workerRpcs: number;
   readonly alarmWakeups: number;
+  /** Calls to peers that failed or were refused (timeouts under load show here). */
+  readonly peerCallFailures: number;
   readonly startTimes: Record<string, number>;
 }
 
@@ -74,6 +76,7 @@ export function billedCounters(samples: readonly Sample[]): BilledCounters {
     peerRpcs: sum("durable_ha_rpcs_received_total", { kind: "peer" }),
     workerRpcs: sum("durable_ha_rpcs_received_total", { kind: "worker" }),
     alarmWakeups: sum("durable_ha_alarm_wakeups_total"),
+    peerCallFailures: samples.filter((s) => s.name === "durable_ha_rpc_failures_total").reduce((total, s) => total + s.value, 0),
     startTimes: Object.fromEntries(NODES.map((node) => [node, nodeValue(samples, "durable_ha_node_start_time_seconds", node) ?? Number.NaN])),
   };
 }
@@ -83,6 +86,7 @@ export interface BilledDelta {
   /** Worker-to-node calls, less the ones the scrapes themselves made (one per node per scrape). */
   readonly workerRpcs: number;
   readonly alarmWakeups: number;
+  readonly peerCallFailures: number;
   /** False when a node's counters were reset in between (it restarted): the delta is then not trustworthy. */
   readonly valid: boolean;
 }
@@ -93,6 +97,7 @@ export function billedDelta(before: BilledCounters, after: BilledCounters): Bill
     peerRpcs: after.peerRpcs - before.peerRpcs,
     workerRpcs: after.workerRpcs - before.workerRpcs - NODES.length,
     alarmWakeups: after.alarmWakeups - before.alarmWakeups,
+    peerCallFailures: after.peerCallFailures - before.peerCallFailures,
     valid,
   };
 }
@@ -205,6 +210,9 @@ export interface CatchUpRun {
   readonly entriesPerS: number;
   readonly snapshotsInstalled: number;
   readonly snapshotBytes: number;
+  /** When healed: the follower's applied index and the leader's first log index (log catch-up needs first ≤ applied + 1). */
+  readonly followerAppliedAtHeal: number;
+  readonly leaderFirstLogIndexAtHeal: number;
 }
 
 const CATCH_UP_TIMEOUT_MS = 120_000;
@@ -224,19 +232,20 @@ export async function measureCatchUp(
     readonly logEntries: number;
   },
 ): Promise<CatchUpRun> {
-  const leader = await settle(baseUrl);
-  const follower = NODES.find((n) => n !== leader)!;
+  let leader = await settle(baseUrl);
   let samples = await scrape(baseUrl);
-  const leaderApplied = nodeValue(samples, "durable_ha_applied_index", leader) ?? 0;
-  const snapshotIndex = (nodeValue(samples, "durable_ha_first_log_index", leader) ?? 1) - 1;
-  if (options.via === "log") {
-    // Catch-up by log: the leader must not compact past the follower while it is away. Let it compact first when
-    // the entries to miss would cross the next compaction.
+  // Catch-up by log: the leader must not compact past the follower while it is away. Let it compact first when the
+  // entries to miss would cross its next compaction (and look again: leadership may have moved meanwhile).
+  for (let round = 0; options.via === "log" && round < 3; round++) {
+    const leaderApplied = nodeValue(samples, "durable_ha_applied_index", leader) ?? 0;
+    const snapshotIndex = (nodeValue(samples, "durable_ha_first_log_index", leader) ?? 1) - 1;
     const room = snapshotIndex + SNAPSHOT_THRESHOLD_ENTRIES - leaderApplied;
-    if (room <= options.logEntries + 20) await options.write(room + 5);
+    if (room > options.logEntries + 20) break;
+    await options.write(room + 5);
+    leader = await settle(baseUrl);
+    samples = await scrape(baseUrl);
   }
-  await settle(baseUrl);
-  samples = await scrape(baseUrl);
+  const follower = NODES.find((n) => n !== leader)!;
   const followerStart = nodeValue(samples, "durable_ha_applied_index", follower) ?? 0;
   const installedBefore = nodeValue(samples, "durable_ha_snapshots_installed_total", follower) ?? 0;
   const installedBytesBefore = nodeValue(samples, "durable_ha_snapshot_installed_bytes_total", follower) ?? 0;
@@ -246,12 +255,13 @@ export async function measureCatchUp(
   } else {
     // Enough that the leader compacts its log past everything the follower has.
     await options.write(SNAPSHOT_THRESHOLD_ENTRIES + 20);
-    const leaderFirst = nodeValue(await scrape(baseUrl), "durable_ha_first_log_index", leader) ?? 0;
-    if (leaderFirst <= followerStart + 1) await options.write(SNAPSHOT_THRESHOLD_ENTRIES);
+    const first = nodeValue(await scrape(baseUrl), "durable_ha_first_log_index", leader) ?? 0;
+    if (first <= followerStart + 1) await options.write(SNAPSHOT_THRESHOLD_ENTRIES);
   }
   samples = await scrape(baseUrl);
   const target = nodeValue(samples, "durable_ha_commit_index", leader) ?? 0;
   const behindFrom = nodeValue(samples, "durable_ha_applied_index", follower) ?? followerStart;
+  const leaderFirst = nodeValue(samples, "durable_ha_first_log_index", leader) ?? 0;
   const healedAt = performance.now();
   await healAll(baseUrl);
   let firstProgressAt: number | null = null;
@@ -275,6 +285,8 @@ export async function measureCatchUp(
     entriesPerS: totalMs > 0 ? (entriesBehind * 1_000) / totalMs : 0,
     snapshotsInstalled: (nodeValue(samples, "durable_ha_snapshots_installed_total", follower) ?? 0) - installedBefore,
     snapshotBytes: (nodeValue(samples, "durable_ha_snapshot_installed_bytes_total", follower) ?? 0) - installedBytesBefore,
+    followerAppliedAtHeal: behindFrom,
+    leaderFirstLogIndexAtHeal: leaderFirst,
   };
 }
 

@@ -13,7 +13,8 @@ const INSPECTOR_TIMEOUT_MS = 10_000;
 function inspectorCall(inspectorPort: number, method: string): Promise<Record<string, unknown>> {
   return new Promise((resolveCall, reject) => {
     const socket = new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`, { headers: { Origin: "http://127.0.0.1" } } as unknown as string[]);
-    const id = 1;
+    // Far above the ids the proxy uses for its own messages.
+    const id = 1_000_000_000 + Math.floor(Math.random() * 1_000_000);
     const timer = setTimeout(() => {
       socket.close();
       reject(new Error(`the inspector did not answer ${method} within ${INSPECTOR_TIMEOUT_MS} ms`));
@@ -37,7 +38,9 @@ function inspectorCall(inspectorPort: number, method: string): Promise<Record<st
 
 export async function heapUsage(inspectorPort: number): Promise<HeapSample> {
   const result = await inspectorCall(inspectorPort, "Runtime.getHeapUsage");
-  return { usedBytes: Number(result["usedSize"]), totalBytes: Number(result["totalSize"]) };
+  const sample = { usedBytes: Number(result["usedSize"]), totalBytes: Number(result["totalSize"]) };
+  if (!Number.isFinite(sample.usedBytes) || !Number.isFinite(sample.totalBytes)) throw new Error(`Runtime.getHeapUsage answered ${JSON.stringify(result).slice(0, 200)}`);
+  return sample;
 }
 
 /** Asks V8 to collect garbage first (for an "at rest" figure); false when the isolate refuses. */

@@ -33,6 +33,8 @@ export interface PointResult {
   /** ok per second over the measured run. */
   readonly ratePerS: number;
   readonly errors: { readonly total: number; readonly non2xx: number; readonly rejectedBodies: number; readonly connectionErrors: number; readonly timeouts: number };
+  /** Requests still unanswered when the run stopped (not errors, but a run that stalls shows here). */
+  readonly unansweredAtEnd: number;
   readonly statusCodes: Record<string, number>;
   /** Latency of every answered request, errors included (autocannon's histogram), in ms. */
   readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number; readonly mean: number };
@@ -76,6 +78,7 @@ function summarize(connections: number, run: Awaited<ReturnType<typeof drive>>):
     ok: run.accepted,
     ratePerS: result.duration > 0 ? run.accepted / result.duration : 0,
     errors: { total: errorsTotal, non2xx: result.non2xx, rejectedBodies: run.rejectedBodies, connectionErrors, timeouts },
+    unansweredAtEnd: Math.max(0, result.requests.sent - result.requests.total - result.errors),
     statusCodes,
     latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max, mean: result.latency.mean },
   };

@@ -8,7 +8,8 @@ const ratio = (value: number, base: number) => (base > 0 && Number.isFinite(valu
 const ms = (value: number) => `${fmt(value, value < 10 ? 1 : 0)} ms`;
 
 function errorsOf(point: PointResult): string {
-  return point.errors.total === 0 ? "0" : `**${fmt(point.errors.total)}**`;
+  const errors = point.errors.total === 0 ? "0" : `**${fmt(point.errors.total)}**`;
+  return point.unansweredAtEnd > 0 ? `${errors} (${fmt(point.unansweredAtEnd)} unanswered at the end)` : errors;
 }
 
 function pointRow(label: string, point: PointResult, base: PointResult | null): string {
@@ -65,14 +66,14 @@ export function markdownReport(results: BenchResults): string {
     for (const point of results.floor) lines.push(pointRow(`livez, ${point.connections} clients`, point, null));
   }
   lines.push("", "**Billed work per acknowledged write** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`)", "");
-  lines.push("| clients | peer RPCs | worker RPCs | alarm wake-ups | total | above idle | ratio to baseline (total) |", "|---|---|---|---|---|---|---|");
+  lines.push("| clients | peer RPCs | worker RPCs | alarm wake-ups | total | above idle | ratio to baseline (total) | failed peer calls (all) |", "|---|---|---|---|---|---|---|---|");
   for (const point of results.writes) {
     const b = point.cluster.billed;
     const base = point.baseline.rpcsPerWrite;
     lines.push(
-      b === null
-        ? `| ${point.connections} | n/a | n/a | n/a | n/a | n/a | n/a |`
-        : `| ${point.connections} | ${fmt(b.peerRpcs, 2)} | ${fmt(b.workerRpcs, 2)} | ${fmt(b.alarmWakeups, 2)} | ${fmt(b.total, 2)}${b.valid ? "" : " (a node restarted)"} | ${fmt(b.aboveIdle, 2)} | ${base === null ? "n/a" : ratio(b.total, base)} (baseline ${base === null ? "n/a" : fmt(base, 2)}) |`,
+      b === null || !b.valid || point.cluster.ok === 0
+        ? `| ${point.connections} | n/a${b === null ? "" : b.valid ? " (no write acknowledged)" : " (a node restarted during the point)"} | n/a | n/a | n/a | n/a | n/a | ${b === null ? "n/a" : fmt(b.peerCallFailures)} |`
+        : `| ${point.connections} | ${fmt(b.peerRpcs, 2)} | ${fmt(b.workerRpcs, 2)} | ${fmt(b.alarmWakeups, 2)} | ${fmt(b.total, 2)} | ${fmt(b.aboveIdle, 2)} | ${base === null ? "n/a" : ratio(b.total, base)} (baseline ${base === null ? "n/a" : fmt(base, 2)}) | ${fmt(b.peerCallFailures)} |`,
     );
   }
   if (results.idle !== null) {

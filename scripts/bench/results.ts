@@ -26,6 +26,8 @@ export interface BilledPerWrite {
   readonly total: number;
   /** total less what the idle cluster bills in the same time (heartbeats and alarms go on under load too). */
   readonly aboveIdle: number;
+  /** Calls between nodes that failed during the point, in all (not per write): timeouts under load show here. */
+  readonly peerCallFailures: number;
   /** Seconds between the two scrapes the counts come from. */
   readonly windowS: number;
   /** False when a node restarted during the point (its counters reset). */

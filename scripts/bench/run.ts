@@ -221,7 +221,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       const windowS = (performance.now() - windowStart) / 1_000;
       const total = delta === null ? 0 : delta.peerRpcs + delta.workerRpcs + delta.alarmWakeups;
       const billed =
-        delta === null || clusterPoint.ok === 0
+        delta === null
           ? null
           : {
               peerRpcs: delta.peerRpcs / clusterPoint.ok,
@@ -229,6 +229,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
               alarmWakeups: delta.alarmWakeups / clusterPoint.ok,
               total: total / clusterPoint.ok,
               aboveIdle: (total - (idle.alarmWakeupsPerS + idle.peerRpcsPerS) * windowS) / clusterPoint.ok,
+              peerCallFailures: delta.peerCallFailures,
               windowS,
               valid: delta.valid,
             };

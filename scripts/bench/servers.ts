@@ -1,8 +1,8 @@
 // The systems the benchmark drives, each started from empty state on free loopback ports and always stopped: the
-// cluster as `npm start` runs it (scripts/start.mjs: wrangler dev), the baseline (bench/baseline, wrangler dev on the
+// cluster as `npm start` runs it (wrangler dev with the repository's config), the baseline (bench/baseline, wrangler dev on the
 // same runtime) and, when an `etcd` binary is on the PATH, a three-member etcd cluster.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join, resolve } from "node:path";
@@ -91,9 +91,9 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-function spawnGroup(name: string, command: string, args: readonly string[]): ProcessGroup {
+function spawnGroup(name: string, command: string, args: readonly string[], cwd: string = REPO_ROOT): ProcessGroup {
   const child = spawn(command, args, {
-    cwd: REPO_ROOT,
+    cwd,
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
     // As under `npm run`: the project's binaries (wrangler, and Node 22 itself) first on the PATH.
@@ -113,17 +113,24 @@ export class WranglerServer {
   ) {}
 
   /**
-   * `kind` "cluster": `node scripts/start.mjs` (what `npm start` runs) with the test-only fault hook switched on, so
-   * that the benchmark can cut a node off from its peers. `kind` "baseline": wrangler dev with bench/baseline's config.
+   * `kind` "cluster": wrangler dev as `npm start` runs it (scripts/start.mjs: the repository's wrangler.toml and the
+   * development tokens), with the test-only fault hook switched on so that the benchmark can cut a node off from its
+   * peers. It runs from a copy of the sources taken now: wrangler dev reloads the worker (resetting every node) when
+   * a source file changes, and a benchmark must measure one version of the code.
+   * `kind` "baseline": wrangler dev with bench/baseline's config.
    */
   static async start(kind: "cluster" | "baseline"): Promise<WranglerServer> {
     const [port, inspectorPort] = [await freePort(), await freePort()];
     const stateDir = mkdtempSync(join(tmpdir(), `durable-ha-bench-${kind}-`));
-    const common = ["--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", stateDir];
-    const group =
-      kind === "cluster"
-        ? spawnGroup(kind, process.execPath, ["scripts/start.mjs", ...common, "--var", "DHA_TEST_FAULTS:1", "--var", "DHA_LOG_LEVEL:warn"])
-        : spawnGroup(kind, join(REPO_ROOT, "node_modules", ".bin", "wrangler"), ["dev", "--local", "--show-interactive-dev-session=false", "-c", "bench/baseline/wrangler.toml", ...common]);
+    const common = ["--local", "--show-interactive-dev-session=false", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", join(stateDir, "state")];
+    const wrangler = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
+    let group: ProcessGroup;
+    if (kind === "cluster") {
+      const tree = copyOfSources(join(stateDir, "tree"));
+      group = spawnGroup(kind, wrangler, ["dev", ...common, "--var", "DHA_TEST_FAULTS:1", "--var", "DHA_LOG_LEVEL:warn"], tree);
+    } else {
+      group = spawnGroup(kind, wrangler, ["dev", ...common, "-c", "bench/baseline/wrangler.toml"]);
+    }
     const server = new WranglerServer(group, `http://127.0.0.1:${port}`, inspectorPort, stateDir);
     try {
       await pollUntil(`${kind} to answer /livez`, { timeoutMs: STARTUP_TIMEOUT_MS }, async () => {
@@ -142,6 +149,16 @@ export class WranglerServer {
     await this.group.stop();
     rmSync(this.stateDir, { recursive: true, force: true });
   }
+}
+
+/** What wrangler dev needs to run the cluster, copied (node_modules linked) into `dir`; returns `dir`. */
+function copyOfSources(dir: string): string {
+  cpSync(join(REPO_ROOT, "src"), join(dir, "src"), { recursive: true });
+  for (const file of ["wrangler.toml", "package.json", "tsconfig.json", "tsconfig.base.json"]) copyFileSync(join(REPO_ROOT, file), join(dir, file));
+  // The development tokens, as scripts/start.mjs provides them on a fresh clone.
+  copyFileSync(join(REPO_ROOT, ".dev.vars.example"), join(dir, ".dev.vars"));
+  symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
+  return dir;
 }
 
 /** Three etcd members on loopback, each with its own data directory; the benchmark talks to member 1's v3 gateway. */
