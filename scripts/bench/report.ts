@@ -161,24 +161,36 @@ interface Bar {
   readonly color: string;
 }
 
+/** Grouped bars on a log scale (the systems differ by orders of magnitude), with a grid line at each power of ten. */
 function barPanel(options: { readonly title: string; readonly groups: readonly { readonly label: string; readonly bars: readonly Bar[] }[]; readonly x: number; readonly y: number; readonly width: number; readonly height: number }): string {
   const { title, groups, x, y, width, height } = options;
-  const max = Math.max(1, ...groups.flatMap((g) => g.bars.map((b) => b.value)));
+  const max = Math.max(10, ...groups.flatMap((g) => g.bars.map((b) => b.value)));
+  const decades = Math.ceil(Math.log10(max));
+  const plotLeft = x + 40;
+  const plotWidth = width - 40;
   const plotTop = y + 30;
   const plotHeight = height - 70;
-  const groupWidth = width / Math.max(1, groups.length);
-  const parts = [`<text x="${x}" y="${y + 14}" font-size="14" font-weight="bold">${escapeXml(title)}</text>`];
-  parts.push(`<line x1="${x}" y1="${plotTop + plotHeight}" x2="${x + width}" y2="${plotTop + plotHeight}" stroke="#333"/>`);
+  const scaled = (value: number) => (Math.log10(Math.max(1, value)) / decades) * plotHeight;
+  const groupWidth = plotWidth / Math.max(1, groups.length);
+  const parts = [`<text x="${x}" y="${y + 14}" font-size="14" font-weight="bold">${escapeXml(title)} (log scale)</text>`];
+  for (let d = 0; d <= decades; d++) {
+    const gy = plotTop + plotHeight - (d / decades) * plotHeight;
+    parts.push(`<line x1="${plotLeft}" y1="${gy.toFixed(1)}" x2="${plotLeft + plotWidth}" y2="${gy.toFixed(1)}" stroke="${d === 0 ? "#333" : "#ddd"}"/>`);
+    parts.push(`<text x="${plotLeft - 4}" y="${(gy + 4).toFixed(1)}" font-size="10" text-anchor="end">${fmt(10 ** d)}</text>`);
+  }
   groups.forEach((group, gi) => {
-    const barWidth = (groupWidth - 16) / Math.max(1, group.bars.length);
+    const barWidth = (groupWidth - 8) / Math.max(1, group.bars.length);
     group.bars.forEach((bar, bi) => {
-      const h = (bar.value / max) * plotHeight;
-      const bx = x + gi * groupWidth + 8 + bi * barWidth;
+      const h = scaled(bar.value);
+      const bx = plotLeft + gi * groupWidth + 4 + bi * barWidth;
       const by = plotTop + plotHeight - h;
       parts.push(`<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${bar.color}"><title>${escapeXml(`${bar.label}: ${fmt(bar.value)}/s`)}</title></rect>`);
       parts.push(`<text x="${(bx + barWidth / 2 - 1).toFixed(1)}" y="${(by - 3).toFixed(1)}" font-size="9" text-anchor="middle">${fmt(bar.value)}</text>`);
     });
-    parts.push(`<text x="${(x + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${plotTop + plotHeight + 16}" font-size="11" text-anchor="middle">${escapeXml(group.label)}</text>`);
+    const lines = group.label.split("\n");
+    lines.forEach((line, li) => {
+      parts.push(`<text x="${(plotLeft + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${plotTop + plotHeight + 14 + li * 12}" font-size="10" text-anchor="middle">${escapeXml(line)}</text>`);
+    });
   });
   return parts.join("\n");
 }
@@ -198,13 +210,13 @@ export function svgChart(results: BenchResults): string {
     ],
   }));
   const readGroups = results.reads.flatMap((p) => [
-    { label: `baseline, ${p.connections}`, bars: [{ label: "baseline", value: p.baseline.ratePerS, color: COLORS.baseline }] },
-    ...READ_LEVELS.filter((level) => p.cluster[level] !== undefined).map((level) => ({ label: `${level}, ${p.connections}`, bars: [{ label: `durable-ha ${level}`, value: p.cluster[level]!.ratePerS, color: COLORS.cluster }] })),
+    { label: `baseline\n${p.connections} cl.`, bars: [{ label: "baseline", value: p.baseline.ratePerS, color: COLORS.baseline }] },
+    ...READ_LEVELS.filter((level) => p.cluster[level] !== undefined).map((level) => ({ label: `${level}\n${p.connections} cl.`, bars: [{ label: `durable-ha ${level}`, value: p.cluster[level]!.ratePerS, color: COLORS.cluster }] })),
     ...(p.etcd === undefined
       ? []
       : [
-          { label: `etcd ser., ${p.connections}`, bars: [{ label: "etcd serializable", value: p.etcd.serializable.ratePerS, color: COLORS.etcd }] },
-          { label: `etcd lin., ${p.connections}`, bars: [{ label: "etcd linearizable", value: p.etcd.linearizable.ratePerS, color: COLORS.etcd }] },
+          { label: `etcd serial.\n${p.connections} cl.`, bars: [{ label: "etcd serializable", value: p.etcd.serializable.ratePerS, color: COLORS.etcd }] },
+          { label: `etcd lin.\n${p.connections} cl.`, bars: [{ label: "etcd linearizable", value: p.etcd.linearizable.ratePerS, color: COLORS.etcd }] },
         ]),
   ]);
   const legend = Object.entries({ baseline: "baseline (one SQLite Durable Object)", cluster: "durable-ha (3 nodes)", etcd: "etcd (3 members)" })
