@@ -47,7 +47,10 @@ class SqlStateMachinePort implements StateMachinePort {
 
   prepareWrite(request: SqlRequest, context: { readonly nowMs: number }): PrepareResult<string> {
     const prepared = prepareWrite(request, { nowMs: context.nowMs, randomBytes: secureRandomBytes });
-    return prepared.ok ? { ok: true, value: encodeSqlRequest(prepared.request) } : prepared;
+    if (!prepared.ok) return prepared;
+    // Only the leader prepares writes, just before proposing: a write that could never finish is stopped here.
+    const checked = this.machine.checkBeforeProposing(prepared.request);
+    return checked.ok ? { ok: true, value: encodeSqlRequest(prepared.request) } : checked;
   }
 
   prepareRead(statements: readonly Statement[]): PrepareResult<readonly Statement[]> {

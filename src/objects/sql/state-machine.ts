@@ -15,6 +15,7 @@ import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
+import { recursionChecks, readsOtherTables, type RecursionCheck } from "./runaway";
 import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
@@ -215,6 +216,7 @@ export class SqlStateMachine {
   private readonly maxResultRows: number;
   private readonly maxResultBytes: number;
   private readonly declaredTypes: DeclaredTypes;
+  private triggersBySchema: { readonly hash: string; readonly found: boolean } | null = null;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -232,6 +234,72 @@ export class SqlStateMachine {
     this.maxResultRows = positiveInteger(options.maxResultRows, DEFAULT_STATE_MACHINE_OPTIONS.maxResultRows, "maxResultRows");
     this.maxResultBytes = positiveInteger(options.maxResultBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes, "maxResultBytes");
     this.declaredTypes = new DeclaredTypes(storage);
+  }
+
+  /**
+   * On the leader, before proposing a prepared request: refuses one whose recursive CTEs yield more than
+   * maxResultRows rows, and trial-runs (always rolled back) one that may do large finite work, so that a write that
+   * never ends is never proposed (the design is in runaway.ts). Returns whether the trial ran.
+   */
+  checkBeforeProposing(request: SqlRequest): { readonly ok: true; readonly trialRun: boolean } | { readonly ok: false; readonly error: string } {
+    for (const [i, statement] of request.statements.entries()) {
+      // Cheap test first: a statement without the word WITH has no CTE (most writes, every row of a dump).
+      if (!/with/i.test(statement.sql)) continue;
+      for (const check of recursionChecks(statement, this.maxResultRows)) {
+        const refusal = this.recursionRefusal(check);
+        if (refusal !== null) return { ok: false, error: `statements[${i}]: ${refusal}` };
+      }
+    }
+    const mayReadTables = request.statements.some((statement) => /select|with|from|\bin\b/i.test(statement.sql) && readsOtherTables(statement.sql));
+    if (!mayReadTables && !this.hasTriggers()) return { ok: true, trialRun: false };
+    this.trialRun(request);
+    return { ok: true, trialRun: true };
+  }
+
+  /** Why a recursive CTE may not be in a write (more rows than allowed, or it cannot run by itself), or null. */
+  private recursionRefusal(check: RecursionCheck): string | null {
+    const name = JSON.stringify(check.name);
+    let rows = 0;
+    try {
+      for (const _row of this.sql.exec(check.sql, ...check.params).raw()) {
+        rows += 1;
+        if (rows > this.maxResultRows) break;
+      }
+    } catch (error) {
+      return (
+        `the recursive common table expression ${name} cannot run by itself (${cleanSqliteError(error)}), so it cannot ` +
+        "be shown to end; in a write, a recursive CTE may not read NEW, OLD or the columns of an enclosing query"
+      );
+    }
+    if (rows <= this.maxResultRows) return null;
+    return (
+      `the recursive common table expression ${name} yields more than ${this.maxResultRows} rows, the most one may ` +
+      "yield in a write (DHA_MAX_RESULT_ROWS): every replica applies a write, so one that never ended would stop them " +
+      "all; bound the recursion (a WHERE on its step, or a LIMIT)"
+    );
+  }
+
+  /** Runs a request as applyEntry would, in a transaction that is always rolled back; the results are dropped. */
+  private trialRun(request: SqlRequest): void {
+    try {
+      this.storage.transactionSync(() => {
+        if (request.transaction) this.runAllOrNothing(request.statements);
+        else this.runEach(request.statements);
+        throw new Rollback();
+      });
+    } catch (error) {
+      if (!(error instanceof Rollback)) throw error;
+    }
+  }
+
+  /** Whether the user schema holds a trigger (any write may then fire work beyond its own rows); cached per schema. */
+  private hasTriggers(): boolean {
+    const hash = this.schemaInfo().hash;
+    if (this.triggersBySchema?.hash !== hash) {
+      const found = rowsOf(this.sql, "SELECT 1 FROM sqlite_master WHERE type = 'trigger' LIMIT 1").length > 0;
+      this.triggersBySchema = { hash, found };
+    }
+    return this.triggersBySchema.found;
   }
 
   /** The index of the last entry applied (0 before any). */
