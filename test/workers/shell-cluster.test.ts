@@ -9,9 +9,10 @@ import type { ShellBugs } from "../../src/objects/shell-bugs";
 import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
 
 const newCluster = clusterFactory();
+// Slower than the default test timing: these scenarios assert exact answers, and the machine running them is shared.
 
 async function startWithBugs(options: { prefix: string; bugs: ShellBugs }): Promise<TestCluster> {
-  const cluster = newCluster({ prefix: options.prefix, nodes: 3, heartbeatIntervalMs: 20, electionTimeoutMs: 200 });
+  const cluster = newCluster({ prefix: options.prefix, nodes: 3, heartbeatIntervalMs: 50, electionTimeoutMs: 500 });
   await Promise.all(cluster.names.map((name) => cluster.stub(name).testSetBugs(options.bugs)));
   await cluster.startAll();
   return cluster;
