@@ -6,10 +6,11 @@
 // 1. Endless work needs recursion, and SQLite's only recursion a statement can start is a recursive common table
 //    expression (triggers do not recurse: recursive_triggers is off and writing PRAGMAs are refused). Every recursive
 //    CTE written in a write's text (at any depth, in CREATE VIEW and CREATE TRIGGER bodies too, so views and triggers
-//    cannot hide one) is run by itself, rolled back, reading at most maxRows + 1 of its rows: more than maxRows and
-//    the write is refused (400). That bound is ours, so it holds everywhere, locally too, and costs at most
-//    maxRows + 1 rows per recursive CTE. A recursive CTE that cannot run by itself (it reads NEW/OLD or an outer
-//    query's columns) is refused: it could not be shown to end.
+//    cannot hide one) is run by itself, reading at most maxRows + 1 of its rows: more than maxRows and the write is
+//    refused (400). That bound is ours, so it holds everywhere, locally too, and costs at most maxRows + 1 rows per
+//    recursive CTE. A recursive CTE that cannot run by itself (it reads NEW/OLD or an outer query's columns) is
+//    refused: it could not be shown to end. The generator idiom (`SELECT cols FROM c LIMIT n`, nothing else reading
+//    c) needs no run: SQLite makes a recursive CTE's rows as they are read, so at most n of them (boundedByConsumer).
 // 2. What step 1 cannot bound is finite work that is merely too large (a cross join of large tables, a write that
 //    fires triggers doing such joins). A write that can do it (its text reads tables: SELECT, WITH, UPDATE ... FROM,
 //    `IN table`; or the schema has triggers) runs once on the leader in a transaction that is always rolled back. If
