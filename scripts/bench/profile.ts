@@ -1,10 +1,11 @@
-// `npm run bench:profile`: where the CPU goes per write. Starts the cluster (as the benchmark does), drives writes
+// Where the CPU goes per write. Starts the cluster (as the benchmark does), drives writes
 // with the benchmark's client, and records a V8 CPU profile of the cluster's isolate through wrangler's inspector
 // (Profiler domain) while it does. Prints self time per write by source file of the project (and for the runtime
-// and libraries as one line each), and writes the profile (bench/results/profile.cpuprofile) for a flame chart in
+// and libraries as one line each), and writes the profile (bench/results/profile-cluster.cpuprofile) for a flame chart in
 // any DevTools. Under wrangler dev the worker and the three nodes share the isolate: the profile is all of them.
 //
-//   npm run bench:profile -- [--duration-s 10] [--clients 32] [--out bench/results]
+//   npx tsx scripts/bench/profile.ts [--duration-s 10] [--clients 32] [--baseline] [--out bench/results]
+// --baseline profiles the benchmark's baseline (one unreplicated SQLite Durable Object) instead, for comparison.
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AUTH_HEADERS, INSERT_BODY, settle } from "./cluster";
@@ -75,31 +76,37 @@ class InspectorSession {
   }
 }
 
-/** Self time (µs) per bucket: a project source file, or the runtime / libraries / garbage collector / idle. */
-function selfTimeByBucket(profile: CpuProfile): Map<string, number> {
+/** Self and inclusive time (µs) per function name (wrangler bundles the sources into one file: names, not files). */
+function timeByFunction(profile: CpuProfile): { readonly self: Map<string, number>; readonly inclusive: Map<string, number>; readonly busy: number } {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
-  const totals = new Map<string, number>();
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const self = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  let busy = 0;
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
   for (let i = 0; i < samples.length; i++) {
     const node = byId.get(samples[i]!);
     const micros = deltas[i + 1] ?? 0;
-    if (node === undefined) continue;
-    const bucket = bucketOf(node.callFrame);
-    totals.set(bucket, (totals.get(bucket) ?? 0) + micros);
+    if (node === undefined || node.callFrame.functionName === "(idle)") continue;
+    busy += micros;
+    const own = nameOf(node);
+    self.set(own, (self.get(own) ?? 0) + micros);
+    const seen = new Set<string>();
+    for (let id: number | undefined = node.id; id !== undefined; id = parentOf.get(id)) {
+      const name = nameOf(byId.get(id)!);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + micros);
+    }
   }
-  return totals;
+  return { self, inclusive, busy };
 }
 
-function bucketOf(frame: ProfileNode["callFrame"]): string {
-  if (frame.functionName === "(idle)") return "(idle)";
-  if (frame.functionName === "(garbage collector)") return "(garbage collector)";
-  if (frame.functionName === "(program)" || frame.functionName === "(root)") return "(runtime: program)";
-  const src = /(?:^|\/)(src\/.*)$/.exec(frame.url);
-  if (src !== null) return src[1]!;
-  if (/node_modules\/(hono|zod|@hono)/.test(frame.url)) return `library: ${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(frame.url)![1]}`;
-  if (frame.url.includes("node_modules")) return "library: other";
-  return frame.url === "" ? "(runtime: native)" : "(runtime: other)";
+function nameOf(node: ProfileNode): string {
+  const name = node.callFrame.functionName === "" ? "(anonymous)" : node.callFrame.functionName;
+  return node.callFrame.url === "" ? `${name} [native]` : name;
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -107,7 +114,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const durationS = valueOf("--duration-s", 10);
   const clients = valueOf("--clients", 32);
   const outDir = argv.includes("--out") ? resolve(argv[argv.indexOf("--out") + 1]!) : join(REPO_ROOT, "bench", "results");
-  const cluster = await WranglerServer.start("cluster");
+  const kind = argv.includes("--baseline") ? "baseline" : "cluster";
+  const cluster = await WranglerServer.start(kind);
   try {
     const body = JSON.stringify(["CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)"]);
     for (let attempt = 0; ; attempt++) {
@@ -116,7 +124,7 @@ async function main(argv: readonly string[]): Promise<void> {
       if (attempt > 120) throw new Error("the cluster did not take the table");
       await sleep(250);
     }
-    await settle(cluster.baseUrl);
+    if (kind === "cluster") await settle(cluster.baseUrl);
     const session = await InspectorSession.open(cluster.inspectorPort);
     await session.call("Profiler.enable");
     await session.call("Profiler.setSamplingInterval", { interval: 200 });
@@ -135,18 +143,17 @@ async function main(argv: readonly string[]): Promise<void> {
     profile = (await session.call<{ profile: CpuProfile }>("Profiler.stop", {}, 120_000)).profile;
     session.close();
     mkdirSync(outDir, { recursive: true });
-    writeFileSync(join(outDir, "profile.cpuprofile"), JSON.stringify(profile));
-    const totals = [...selfTimeByBucket(profile)].sort((a, b) => b[1] - a[1]);
-    const busy = totals.filter(([bucket]) => bucket !== "(idle)").reduce((sum, [, micros]) => sum + micros, 0);
+    writeFileSync(join(outDir, `profile-${kind}.cpuprofile`), JSON.stringify(profile));
+    const { self, inclusive, busy } = timeByFunction(profile);
     const wallMs = (profile.endTime - profile.startTime) / 1_000;
+    const perWrite = (micros: number) => `${(micros / Math.max(1, point.ok)).toFixed(0).padStart(7)} µs ${((100 * micros) / Math.max(1, busy)).toFixed(1).padStart(5)} %`;
     console.log(`${point.ok} writes in ${point.durationS.toFixed(1)} s at ${clients} clients (${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, errors ${point.errors.total})`);
     console.log(`isolate busy ${(busy / 1_000).toFixed(0)} ms of ${wallMs.toFixed(0)} ms profiled: ${(busy / Math.max(1, point.ok)).toFixed(0)} µs of CPU per write`);
-    console.log("self time per write, by source:");
-    for (const [bucket, micros] of totals.slice(0, 40)) {
-      if (bucket === "(idle)") continue;
-      console.log(`  ${(micros / Math.max(1, point.ok)).toFixed(1).padStart(8)} µs  ${((100 * micros) / busy).toFixed(1).padStart(5)} %  ${bucket}`);
-    }
-    console.log(`profile: ${join(outDir, "profile.cpuprofile")}`);
+    console.log("inclusive time per write (the 30 largest, the root and the sampler's own frames left out):");
+    for (const [name, micros] of [...inclusive].filter(([name]) => !name.startsWith("(root)") && !name.startsWith("(program)")).sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${perWrite(micros)}  ${name}`);
+    console.log("self time per write (the 20 largest):");
+    for (const [name, micros] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`  ${perWrite(micros)}  ${name}`);
+    console.log(`profile: ${join(outDir, `profile-${kind}.cpuprofile`)}`);
   } finally {
     await cluster.stop();
   }
