@@ -63,8 +63,8 @@ export interface NemesisEnvironment {
   crash(node: NodeId, options: { keepStale: boolean }): void;
   /** The node's storage is lost: it crashes and comes back empty. */
   wipe(node: NodeId): void;
-  /** Whether a wipe now keeps the lost storage to one node not yet caught up again. */
-  mayWipe(): boolean;
+  /** Whether wiping `node` now leaves every committed entry on a majority of the others (so that it is survivable). */
+  mayWipe(node: NodeId): boolean;
   /** Asks the leader to step down (an admin leadership transfer). */
   transfer(leader: NodeId): void;
   /** Every event of the node is handled up to `lateByMs` late until `untilMs`. */
@@ -157,11 +157,11 @@ export class Nemesis {
     return true;
   }
 
-  /** Only while every node is up and none is still catching up from a wipe; at most three wipes per seed. */
+  /** Only where the others keep every committed entry on a majority (see mayWipe); at most three wipes per seed. */
   private wipeSomeone(): boolean {
-    if (!this.env.mayWipe() || this.counts.storageWipe >= 3) return false;
+    if (this.counts.storageWipe >= 3) return false;
     const node = this.targetNode();
-    if (node === null) return false;
+    if (node === null || !this.env.mayWipe(node)) return false;
     this.env.wipe(node);
     return true;
   }

@@ -64,6 +64,8 @@ export interface SimOptions {
   readonly traceTailLines?: number;
   readonly onTraceLine?: (line: string) => void;
   readonly lincheckMaxSteps?: number;
+  /** False: no liveness phase (directed safety hunts, where a planted bug may also stall the cluster). */
+  readonly liveness?: boolean;
 }
 
 export interface LincheckSummary {
@@ -688,7 +690,7 @@ class Simulation implements HostEnvironment {
       // Storage lost on a majority at once is beyond what any consensus protocol survives: one wiped node at a time.
       slowDown: (node, options) => this.slowNodes.set(node, options),
       transfer: (node) => this.schedule(this.nowMs() + this.random.between(1, 5), { kind: "transfer", node }),
-      mayWipe: () => [...this.hosts.values()].every((host) => !host.down && !host.wiped),
+      mayWipe: (node) => this.mayWipe(node),
       crash: (node, options) => {
         const host = this.host(node);
         if (host.down) return;
@@ -709,6 +711,21 @@ class Simulation implements HostEnvironment {
         if (alarm !== undefined) alarm.disturbed = options;
       },
     };
+  }
+
+  /**
+   * Storage lost where committed entries live only on a majority that includes the lost node is beyond what any
+   * consensus protocol survives (nothing tells the survivors the entries ever existed). So a node is wiped only
+   * when every node is up, none is still catching up from an earlier wipe, and a majority of the cluster besides
+   * it holds every committed entry.
+   */
+  private mayWipe(node: NodeId): boolean {
+    const hosts = [...this.hosts.values()];
+    if (hosts.some((host) => host.down || host.wiped)) return false;
+    const majority = Math.floor(hosts.length / 2) + 1;
+    const committed = Math.max(...hosts.map((host) => host.log.hardState.commit));
+    const holders = hosts.filter((host) => host.id !== node && host.log.lastIndex() >= committed && host.log.hardState.commit >= committed);
+    return holders.length >= majority;
   }
 
   /** Whether `host`'s current runtime leads, in a term no other node has gone past. */
@@ -920,7 +937,7 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
 
   let livenessSteps = 0;
   let livenessMs: number | null = null;
-  if (violations.length === 0) {
+  if (violations.length === 0 && options.liveness !== false) {
     sim.enterLiveness();
     const healedAtMs = sim.nowMs();
     const deadlineMs = healedAtMs + scenario.livenessBudgetMs;
