@@ -497,6 +497,13 @@ interface Edit {
   readonly text: string;
 }
 
+/** An expression (tokens [from, to)) written into a template: `around` calls `inner` for each copy it needs. */
+interface Wrap {
+  readonly from: number;
+  readonly to: number;
+  readonly around: (inner: () => string) => string;
+}
+
 interface RewriteContext extends WriteContext {
   readonly isoNow: string;
 }
@@ -568,8 +575,9 @@ function nondeterminismEdits(
   plan: ParameterPlan,
   context: RewriteContext,
   isFirstStatement: boolean,
-): Edit[] {
+): { readonly edits: Edit[]; readonly wraps: Wrap[] } {
   const edits: Edit[] = [];
+  const wraps: Wrap[] = [];
   const at = (i: number): number => positions[i] ?? -1;
   const valueOfParam = (i: number): SqlValue | undefined => {
     const number = plan.numberOfToken.get(at(i));
@@ -638,21 +646,99 @@ function nondeterminismEdits(
     }
     for (const argIndex of timeFunction.timeArgs) {
       const range = args[argIndex];
-      if (range === undefined || range[1] !== range[0] + 1) continue;
-      const arg = significant[range[0]];
-      if (arg === undefined) continue;
-      const isNow =
-        (arg.kind === "string" && arg.value.toLowerCase() === "now") ||
-        (arg.kind === "param" && typeof valueOfParam(range[0]) === "string" && String(valueOfParam(range[0])).toLowerCase() === "now");
-      if (arg.kind === "quoted" && arg.value.toLowerCase() === "now") {
-        refuse(`"now" in ${keyword.toLowerCase()}() is ambiguous (a column, or by SQLite's legacy rule the string 'now'); write 'now'`);
+      if (range === undefined) continue;
+      const name = keyword.toLowerCase();
+      const value = timeValueOf(significant, range, valueOfParam);
+      if (value === "quoted-now") {
+        refuse(`"now" in ${name}() is ambiguous (a column, or by SQLite's legacy rule the string 'now'); write 'now'`);
       }
-      if (!isNow) continue;
-      if (shape.storedDefinition) refuse(storedDefinitionRefusal(`${keyword.toLowerCase()}('now')`));
-      edits.push({ from: at(range[0]), to: at(range[0]) + 1, text: timeLiteral });
+      if (value === "literal") continue;
+      if (value === "now" || value === "subsec") {
+        if (shape.storedDefinition) refuse(storedDefinitionRefusal(`${name}('${value}')`));
+        // 'subsec' as the time value is the clock read with fractional seconds kept: the same with the modifier.
+        const text = value === "now" ? timeLiteral : `${timeLiteral}, 'subsec'`;
+        edits.push({ from: at(range[0]), to: at(range[0]) + 1, text });
+        continue;
+      }
+      // An expression (a column, a concatenation, upper('now'), ...) may turn out to be 'now' on each replica, which
+      // would then read its own clock. Stored definitions evaluated later cannot be fixed once: refuse them there,
+      // except where SQLite itself refuses a clock read (CHECK, generated columns, indexes: "non-deterministic use
+      // of date()"), which fails alike on every replica.
+      if (shape.storedDefinition && evaluatedLaterWithClock(significant, shape, i)) {
+        refuse(
+          `${name}() with a time value that is not a literal, in a stored definition (table default, view, trigger), ` +
+            "would read each replica's clock whenever the value is 'now'; use a literal time value there, or compute the value in the INSERT or UPDATE",
+        );
+      }
+      if (shape.storedDefinition) continue;
+      // SQLite takes a time value equal to 'now', 'subsec' or 'subsecond' (ASCII case-insensitive, up to a NUL:
+      // date.c parseDateOrTime) as the clock. LIKE without wildcards is that same comparison, so the value becomes
+      // the leader's time exactly when SQLite would read the clock. (A 'subsec' value loses its fractional
+      // seconds here: deterministic, and rare enough.) Evaluating the expression more than once is harmless:
+      // non-deterministic functions are fixed or refused above. Modifiers stay as they are: 'localtime' and 'utc'
+      // convert with the node's time zone, which is UTC on every Worker, so they agree on every replica.
+      wraps.push({
+        from: at(range[0]),
+        to: at(range[1] - 1) + 1,
+        around: (inner) =>
+          `CASE WHEN (${inner()}) LIKE 'now' OR (${inner()}) LIKE 'subsec' OR (${inner()}) LIKE 'subsecond' THEN ${timeLiteral} ELSE (${inner()}) END`,
+      });
     }
   }
-  return edits;
+  return { edits, wraps };
+}
+
+type TimeValue = "literal" | "now" | "subsec" | "quoted-now" | "expression";
+
+/** What a time-value argument is: a fixed literal, the clock ('now', 'subsec'), or an expression known only later. */
+function timeValueOf(significant: readonly SqlToken[], range: readonly [number, number], valueOfParam: (i: number) => SqlValue | undefined): TimeValue {
+  if (range[1] !== range[0] + 1) return "expression";
+  const arg = significant[range[0]];
+  if (arg === undefined) return "expression";
+  let text: string;
+  if (arg.kind === "string") text = arg.value;
+  else if (arg.kind === "param") {
+    const value = valueOfParam(range[0]);
+    if (typeof value !== "string") return "literal"; // a number, NULL or bytes never reads the clock
+    text = value;
+  } else if (arg.kind === "number" || arg.kind === "blob") return "literal";
+  else if (arg.kind === "quoted") return arg.value.toLowerCase() === "now" ? "quoted-now" : "expression";
+  else {
+    const keyword = keywordOf(arg);
+    if (keyword === "NULL" || keyword === "TRUE" || keyword === "FALSE" || (keyword !== null && CURRENT_KEYWORDS.has(keyword))) return "literal";
+    return "expression";
+  }
+  const clock = clockWord(text);
+  return clock ?? "literal";
+}
+
+/** 'now' or 'subsec' when SQLite reads `text` as the clock (ASCII case-insensitive, up to the first NUL). */
+function clockWord(text: string): "now" | "subsec" | null {
+  const nul = text.indexOf("\u0000");
+  const lower = (nul === -1 ? text : text.slice(0, nul)).replace(/[A-Z]/g, (c) => c.toLowerCase());
+  if (lower === "now") return "now";
+  if (lower === "subsec" || lower === "subsecond") return "subsec";
+  return null;
+}
+
+/**
+ * Whether a call at `i` in a stored definition would be evaluated later in a context where SQLite lets it read the
+ * clock: anywhere in a view or trigger; in a table only inside a DEFAULT (...) (CHECK, generated columns and index
+ * expressions are evaluated as pure functions: SQLite refuses 'now' there on every replica alike).
+ */
+function evaluatedLaterWithClock(significant: readonly SqlToken[], shape: StatementShape, i: number): boolean {
+  if (shape.verb === "CREATE") {
+    const object = createTarget(significant).object;
+    if (object === "INDEX") return false;
+    if (object !== "TABLE") return true;
+  }
+  if (shape.verb !== "CREATE" && shape.verb !== "ALTER") return true;
+  const defaults: boolean[] = [];
+  for (let j = 0; j < i; j += 1) {
+    if (isPunct(significant[j], "(")) defaults.push(keywordOf(significant[j - 1]) === "DEFAULT" || defaults[defaults.length - 1] === true);
+    else if (isPunct(significant[j], ")")) defaults.pop();
+  }
+  return defaults[defaults.length - 1] === true;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -693,13 +779,12 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
   if (options.mode === "read" && shape.access === "write") refuse(READ_ONLY_VIOLATION);
 
   const plan = planParameters(tokens, statement.params);
-  const edits = [
-    ...userSchemaEdits(tokens, significant, positions, shape),
-    ...(options.mode === "write" && options.context !== undefined
+  const fixes =
+    options.mode === "write" && options.context !== undefined
       ? nondeterminismEdits(significant, positions, shape, plan, options.context, options.isFirstStatement)
-      : []),
-  ];
-  return render(tokens, positions, edits, plan);
+      : { edits: [], wraps: [] };
+  const edits = [...userSchemaEdits(tokens, significant, positions, shape), ...fixes.edits];
+  return render(tokens, positions, { edits, wraps: fixes.wraps }, plan);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -773,36 +858,54 @@ function userSchemaEdits(tokens: readonly SqlToken[], significant: readonly SqlT
 }
 
 /** Rebuilds the statement text with the edits applied and every remaining parameter made positional. */
-function render(tokens: readonly SqlToken[], positions: readonly number[], edits: readonly Edit[], plan: ParameterPlan): Statement {
+function render(
+  tokens: readonly SqlToken[],
+  positions: readonly number[],
+  changes: { readonly edits: readonly Edit[]; readonly wraps: readonly Wrap[] },
+  plan: ParameterPlan,
+): Statement {
   const firstSignificant = positions[0] ?? 0;
   const lastSignificant = positions[positions.length - 1] ?? -1;
   // Keep leading comments (they may matter to whoever reads the log), drop leading space and anything after the
   // last significant token (the terminating semicolon, trailing comments).
   let start = 0;
   while (start < firstSignificant && tokens[start]?.kind === "space") start += 1;
-  const byStart = new Map(edits.map((edit) => [edit.from, edit]));
+  const byStart = new Map(changes.edits.map((edit) => [edit.from, edit]));
+  // At most one wrap starts at a token: each wraps one argument of one call, which starts after its "(" or ",".
+  const wrapByStart = new Map(changes.wraps.map((wrap) => [wrap.from, wrap]));
   const params: SqlValue[] = [];
-  let sql = "";
-  for (let i = start; i <= lastSignificant; ) {
-    const edit = byStart.get(i);
-    if (edit !== undefined) {
-      sql += edit.text;
-      i = edit.to;
-      continue;
-    }
-    const token = tokens[i] as SqlToken;
-    const number = plan.numberOfToken.get(i);
-    if (number !== undefined) {
-      const value = plan.values.get(number) ?? null;
-      // 64-bit integers become literals too: the platform cannot bind a bigint, and a double would round it.
-      if ((typeof value === "number" && Number.isSafeInteger(value)) || typeof value === "bigint") sql += integerLiteral(value);
-      else {
-        sql += "?";
-        params.push(value);
+  // Tokens [from, to); a wrap starting at `from` itself is not applied again (it is the one being rendered).
+  const renderRange = (from: number, to: number, inside: Wrap | null): string => {
+    let sql = "";
+    for (let i = from; i < to; ) {
+      const wrap = wrapByStart.get(i);
+      if (wrap !== undefined && wrap !== inside) {
+        sql += wrap.around(() => renderRange(wrap.from, wrap.to, wrap));
+        i = wrap.to;
+        continue;
       }
-    } else sql += token.text;
-    i += 1;
-  }
+      const edit = byStart.get(i);
+      if (edit !== undefined) {
+        sql += edit.text;
+        i = edit.to;
+        continue;
+      }
+      const token = tokens[i] as SqlToken;
+      const number = plan.numberOfToken.get(i);
+      if (number !== undefined) {
+        const value = plan.values.get(number) ?? null;
+        // 64-bit integers become literals too: the platform cannot bind a bigint, and a double would round it.
+        if ((typeof value === "number" && Number.isSafeInteger(value)) || typeof value === "bigint") sql += integerLiteral(value);
+        else {
+          sql += "?";
+          params.push(value);
+        }
+      } else sql += token.text;
+      i += 1;
+    }
+    return sql;
+  };
+  const sql = renderRange(start, lastSignificant + 1, null);
   const outputBytes = utf8ByteLength(sql);
   if (outputBytes > SQL_LIMITS.maxStatementBytes) {
     refuse(`the statement is ${outputBytes} bytes once made deterministic; at most ${SQL_LIMITS.maxStatementBytes} are allowed`);
