@@ -27,6 +27,8 @@ import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
 import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } from "./events";
 import { logTracedAppends, runWithTrace, spanForIncoming, tracedBody } from "./trace";
+import { otlpExporterFromEnv, type OtlpSpanExporter } from "./otlp-export";
+import { spannedAppend, spannedNodeCall } from "./otlp-spans";
 import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
 
 const IDENTITY_KEY = "node/identity";
@@ -50,10 +52,13 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private readonly events = new NodeEventLog(() => Date.now(), () => this.runtime?.status().commit ?? null);
   /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
   private strayAlarmCleared = false;
+  /** OTLP span export (otlp-spans.ts); null unless DHA_OTLP_ENDPOINT is set. */
+  private readonly otlp: OtlpSpanExporter | null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     setLogLevel(env.DHA_LOG_LEVEL);
+    this.otlp = otlpExporterFromEnv(env as Env & { DHA_OTLP_ENDPOINT?: string; DHA_OTLP_HEADERS?: string }, { "dha.component": "node", "dha.cluster": env.CLUSTER_NAME });
     // A node evicted while it was a member must come back by itself: its alarm brings it back, and so does any
     // call. Loading is lazy and retried on the next call if it fails, never wedged.
     void ctx.blockConcurrencyWhile(async () => {
@@ -168,10 +173,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     if (!checked.ok) return { ok: false, error: checked.error };
     try {
       const counted = this.counters.watchEnvelope(checked.envelope, () => runtime.peerReport().appliedIndex);
-      runWithTrace(spanForIncoming(traceparent), () => {
+      const node = this.identity.node;
+      runWithTrace(spanForIncoming(traceparent), spannedAppend(this.otlp, { traceparent, envelope: checked.envelope, node, term: () => runtime.status().term }, () => {
         logTracedAppends(checked.envelope, (level, fields) => runtime.log(level, "appendReceived", fields));
         runtime.receiveEnvelope(checked.envelope);
-      });
+      }));
       counted();
     } catch (err) {
       if (err instanceof RaftInvariantError || runtime.isBroken) await this.discardRuntime(runtime, err);
@@ -228,6 +234,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   override async alarm(): Promise<void> {
     this.counters.alarmWakeup();
+    // Spans left by a call whose export was busy or paused go out now (bounded; never awaited).
+    void this.otlp?.flush();
     this.alarmAtMs = null;
     const runtime = await this.loadRuntime();
     if (runtime === null || runtime.isStopped) return;
@@ -376,7 +384,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     try {
       const runtime = await this.ensureStarted(address);
       if (this.removedReason !== null) throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
-      const value = await tracedBody(address, body)(runtime);
+      const value = await tracedBody(address, spannedNodeCall(this.otlp, address, { node: address.node, role: () => runtime.status().role, term: () => runtime.status().term }, body))(runtime);
       // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
       const after = runtime.status();
       if (after.removed && after.role !== "leader") await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);

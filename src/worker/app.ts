@@ -10,6 +10,7 @@ import { clusterRoutes } from "./routes/cluster";
 import { dataRoutes } from "./routes/data";
 import { eventRoutes } from "./routes/events";
 import { traceContext } from "./metrics/trace-context";
+import { otlpRequestSpans } from "./tracing/otlp";
 import { metricsRoutes } from "./routes/metrics";
 import { openApiDocument } from "./routes/openapi";
 import { API_ROUTES, honoPath } from "./routes/spec";
@@ -29,6 +30,7 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   const now = options.now ?? Date.now;
 
   app.use("*", traceContext());
+  app.use("*", otlpRequestSpans());
   app.use("*", requestId());
   app.use("*", limitUrl({ maxUrlBytes: MAX_URL_BYTES, maxBodyBytes: resolveLimits(options).maxBodyBytes }));
   app.use("*", secureHeaders({ crossOriginResourcePolicy: false, crossOriginOpenerPolicy: false }));

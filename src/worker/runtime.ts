@@ -4,6 +4,7 @@ import { ConfigError, parseClusterConfig, type AppEnv } from "./config";
 import { DEFAULT_LIMITS, type RequestLimits } from "./data/limits";
 import { durableObjectDirectory, type NodeDirectory } from "./directory";
 import { tracedDirectory } from "./metrics/trace-context";
+import { spannedDirectory, workerExporter } from "./tracing/otlp";
 import { ApiError } from "./http/errors";
 import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
 import { ClusterRouter, DEFAULT_ROUTING_POLICY, defaultRouterDeps, type RouterBugs, type RoutingPolicy } from "./routing/router";
@@ -60,7 +61,9 @@ export function runtimeFactory(options: AppOptions): (env: AppEnv) => Runtime {
       }
       throw error;
     }
-    const directory = tracedDirectory((options.directory ?? durableObjectDirectory)(env, config));
+    const traced = tracedDirectory((options.directory ?? durableObjectDirectory)(env, config));
+    const exporter = workerExporter(env);
+    const directory = exporter === null ? traced : spannedDirectory(traced, exporter);
     const router = new ClusterRouter({
       directory,
       leaders: options.leaders ?? isolateLeaderCache,

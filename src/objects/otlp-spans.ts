@@ -1,0 +1,121 @@
+// The node's own spans for OTLP export (only when DHA_OTLP_ENDPOINT is set): one SERVER span per traced call from the
+// worker (its id is the span the node's log lines carry; its parent is the worker's CLIENT span for the call) and one
+// per traced append a follower receives (its parent is the leader's span that sent it). They are buffered in the
+// object (bounded) and sent after the call, or on the next alarm when an export was already running or paused.
+import type { RaftEnvelope } from "./transport/index";
+import type { NodeAddress } from "./api";
+import type { OtlpSpanExporter, SpanAttributes } from "./otlp-export";
+import { currentTrace, parseTraceparent } from "./trace";
+
+/** What the span of a node call says about the node once the call is over. */
+export interface NodeSpanFacts {
+  readonly node: string;
+  readonly role: () => string;
+  readonly term: () => number;
+}
+
+/** The RPC method a worker call is, told by the fields only that request carries (api.ts). */
+function operationOf(address: NodeAddress): string {
+  if ("request" in address) return "execute";
+  if ("statements" in address) return "query";
+  if ("member" in address) return "changeMember";
+  return "call";
+}
+
+/**
+ * Wraps the body of a worker call (inside tracedBody, so the current trace is the node's span for it) so that the
+ * call is recorded as a span and the buffer is flushed afterwards. Unchanged when export is off or the call is untraced.
+ */
+export function spannedNodeCall<A, T>(exporter: OtlpSpanExporter | null, address: NodeAddress, facts: NodeSpanFacts, body: (arg: A) => Promise<T>): (arg: A) => Promise<T> {
+  const parent = parseTraceparent(address.traceparent);
+  if (exporter === null || parent === null) return body;
+  return async (arg) => {
+    const span = currentTrace();
+    const startMs = Date.now();
+    let outcome = "ok";
+    let error: string | undefined;
+    let raftIndex: number | undefined;
+    try {
+      const value = await body(arg);
+      const index = (value as { raftIndex?: unknown } | null)?.raftIndex;
+      if (typeof index === "number") raftIndex = index;
+      return value;
+    } catch (err) {
+      const code = (err as { error?: { code?: unknown } } | null)?.error?.code;
+      outcome = typeof code === "string" ? code : "thrown";
+      error = err instanceof Error ? err.message : String(err);
+      throw err;
+    } finally {
+      if (span !== undefined) {
+        const operation = operationOf(address);
+        const attributes: SpanAttributes = { "dha.node": facts.node, "dha.operation": operation, "dha.role": facts.role(), "dha.term": facts.term(), "dha.outcome": outcome };
+        if (raftIndex !== undefined) attributes["dha.raft_index"] = raftIndex;
+        if ("level" in address && typeof address.level === "string") attributes["dha.level"] = address.level;
+        exporter.record({
+          name: `ClusterNode.${operation}`,
+          kind: "server",
+          traceId: span.traceId,
+          spanId: span.spanId,
+          parentSpanId: parent.spanId,
+          parentIsRemote: true,
+          flags: span.flags,
+          startMs,
+          endMs: Date.now(),
+          attributes,
+          // A refusal the caller acts on (NOT_LEADER, STALE, ...) is not the node's failure; internal errors are.
+          ...(outcome === "INTERNAL" || outcome === "thrown" ? { error: error ?? outcome } : {}),
+        });
+      }
+      void exporter.flush();
+    }
+  };
+}
+
+/**
+ * Wraps a follower's handling of a traced envelope (inside runWithTrace of its span) so that each append carrying
+ * entries is recorded as a span, child of the leader's span that sent it.
+ */
+export function spannedAppend(exporter: OtlpSpanExporter | null, options: { readonly traceparent: unknown; readonly envelope: RaftEnvelope; readonly node: string; readonly term: () => number }, handle: () => void): () => void {
+  const parent = parseTraceparent(options.traceparent);
+  if (exporter === null || parent === null) return handle;
+  return () => {
+    const span = currentTrace();
+    const startMs = Date.now();
+    let error: string | undefined;
+    try {
+      handle();
+    } catch (err) {
+      error = err instanceof Error ? err.message : String(err);
+      throw err;
+    } finally {
+      if (span !== undefined) {
+        for (const message of options.envelope.messages) {
+          if (message.type !== "append" || message.entries.length === 0) continue;
+          exporter.record({
+            name: "raft.append",
+            kind: "server",
+            traceId: span.traceId,
+            spanId: span.spanId,
+            parentSpanId: parent.spanId,
+            parentIsRemote: true,
+            flags: span.flags,
+            startMs,
+            endMs: Date.now(),
+            attributes: {
+              "dha.node": options.node,
+              "dha.from": message.from,
+              "dha.term": options.term(),
+              "dha.first_index": message.entries[0]?.index ?? 0,
+              "dha.last_index": message.entries[message.entries.length - 1]?.index ?? 0,
+              "dha.entries": message.entries.length,
+            },
+            ...(error === undefined ? {} : { error }),
+          });
+          // One envelope carries at most one append per sender; a span per envelope is enough.
+          break;
+        }
+      }
+      void exporter.flush();
+    }
+  };
+}
