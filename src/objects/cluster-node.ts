@@ -234,7 +234,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   override async alarm(): Promise<void> {
     this.counters.alarmWakeup();
-    // Spans left by a call whose export was busy or paused go out now (bounded; never awaited).
+    // The spans of recent calls go out in one batch (bounded; never awaited; see otlp-spans.ts).
     void this.otlp?.flush();
     this.alarmAtMs = null;
     const runtime = await this.loadRuntime();

@@ -176,6 +176,16 @@ export class OtlpSpanExporter {
     return this.running;
   }
 
+  /**
+   * Flushes when at least `minSpans` wait or the oldest ended `maxAgeMs` ago; otherwise leaves them for a later
+   * flush, so that a busy node sends batches rather than one request per call.
+   */
+  flushIfDue(options: { readonly minSpans: number; readonly maxAgeMs: number }): Promise<void> {
+    const oldest = this.buffer[0];
+    if (oldest === undefined) return Promise.resolve();
+    return this.buffer.length >= options.minSpans || this.now() - oldest.endMs >= options.maxAgeMs ? this.flush() : Promise.resolve();
+  }
+
   private async drain(): Promise<void> {
     let batches = 0;
     try {

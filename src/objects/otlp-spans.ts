@@ -1,11 +1,17 @@
 // The node's own spans for OTLP export (only when DHA_OTLP_ENDPOINT is set): one SERVER span per traced call from the
 // worker (its id is the span the node's log lines carry; its parent is the worker's CLIENT span for the call) and one
 // per traced append a follower receives (its parent is the leader's span that sent it). They are buffered in the
-// object (bounded) and sent after the call, or on the next alarm when an export was already running or paused.
+// object (bounded) and sent on the next alarm, or after a call when enough of them wait (FLUSH_AFTER_CALL).
 import type { RaftEnvelope } from "./transport/index";
 import type { NodeAddress } from "./api";
 import type { OtlpSpanExporter, SpanAttributes } from "./otlp-export";
 import { currentTrace, parseTraceparent } from "./trace";
+
+/**
+ * After a call the buffer is sent only when it holds a good part of a batch or its oldest span waited a second; the
+ * alarm (every heartbeat on a live node) sends the rest, so a busy node sends batches, not one request per call.
+ */
+const FLUSH_AFTER_CALL = { minSpans: 64, maxAgeMs: 1_000 } as const;
 
 /** What the span of a node call says about the node once the call is over. */
 export interface NodeSpanFacts {
@@ -66,7 +72,7 @@ export function spannedNodeCall<A, T>(exporter: OtlpSpanExporter | null, address
           ...(outcome === "INTERNAL" || outcome === "thrown" ? { error: error ?? outcome } : {}),
         });
       }
-      void exporter.flush();
+      void exporter.flushIfDue(FLUSH_AFTER_CALL);
     }
   };
 }
@@ -115,7 +121,7 @@ export function spannedAppend(exporter: OtlpSpanExporter | null, options: { read
           break;
         }
       }
-      void exporter.flush();
+      void exporter.flushIfDue(FLUSH_AFTER_CALL);
     }
   };
 }

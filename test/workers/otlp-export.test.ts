@@ -122,6 +122,28 @@ describe("the exporter's bounds", () => {
     expect(exporter.bufferedSpans).toBe(1);
   });
 
+  it("flushIfDue sends only once enough spans wait or the oldest waited long enough", async () => {
+    let nowMs = 10_000;
+    let calls = 0;
+    const exporter = new OtlpSpanExporter({ settings, resource: {}, now: () => nowMs, fetch: async () => (calls++, new Response("{}")) });
+    const due = { minSpans: 3, maxAgeMs: 1_000 };
+    exporter.record({ ...span(1), endMs: nowMs });
+    exporter.record({ ...span(2), endMs: nowMs });
+    await exporter.flushIfDue(due);
+    expect(calls).toBe(0);
+    exporter.record({ ...span(3), endMs: nowMs });
+    await exporter.flushIfDue(due);
+    expect(calls).toBe(1);
+    exporter.record({ ...span(4), endMs: nowMs });
+    nowMs += 999;
+    await exporter.flushIfDue(due);
+    expect(calls).toBe(1);
+    nowMs += 1;
+    await exporter.flushIfDue(due);
+    expect(calls).toBe(2);
+    expect(exporter.stats().exportedSpans).toBe(4);
+  });
+
   it("counts a collector's error answer as a failed export", async () => {
     const exporter = new OtlpSpanExporter({ settings, resource: {}, fetch: async () => new Response("no", { status: 503 }) });
     vi.spyOn(console, "warn").mockImplementation(() => undefined);
