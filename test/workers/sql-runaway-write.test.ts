@@ -142,6 +142,25 @@ describe("the leader's check before proposing", () => {
   });
 });
 
+describe("what the check relies on", () => {
+  it("triggers do not recurse on this platform, and a write cannot turn recursive_triggers on", async () => {
+    await withStorage("triggers", (storage) => {
+      const machine = new SqlStateMachine(storage);
+      const statements: Statement[] = [
+        { sql: "CREATE TABLE t (x)" },
+        { sql: "CREATE TRIGGER again AFTER INSERT ON t BEGIN INSERT INTO t VALUES (NEW.x + 1); END" },
+        { sql: "INSERT INTO t VALUES (1)" },
+      ];
+      const results = machine.applyEntry({ index: 1, kind: "normal", data: encodeSqlRequest(request(statements)) });
+      expect(results?.map((result) => result.error)).toEqual([undefined, undefined, undefined]);
+      // The trigger fired once for the client's row, and not again for its own.
+      expect([...storage.sql.exec("SELECT x FROM t ORDER BY x").raw()]).toEqual([[1], [2]]);
+      expect([...storage.sql.exec("PRAGMA recursive_triggers").raw()]).toEqual([[0]]);
+      expect(prepareWrite({ id: "p", transaction: false, statements: [{ sql: "PRAGMA recursive_triggers = ON" }] }, { nowMs: 0, randomBytes: (n) => new Uint8Array(n) }).ok).toBe(false);
+    });
+  });
+});
+
 describe("an endless write sent to a real cluster", () => {
   it("answers 400, never reaches the log, and the cluster keeps committing", async () => {
     const cluster = newCluster({ prefix: "runaway-write", nodes: 3 });
