@@ -37,9 +37,17 @@ class BoundedText {
   }
 }
 
+/**
+ * SQL that renders a column's value as a literal that reads back exactly: quote() does, except for TEXT holding a
+ * NUL character, which quote() cuts at the NUL. Such text is written as its UTF-8 bytes cast to TEXT.
+ */
+function exactLiteral(column: string): string {
+  return `CASE WHEN typeof(${column}) = 'text' AND instr(${column}, char(0)) > 0 THEN 'CAST(X''' || hex(${column}) || ''' AS TEXT)' ELSE quote(${column}) END`;
+}
+
 function dumpRows(sql: SqlStorage, table: TableInfo, out: BoundedText): void {
   if (table.columns.length === 0) return;
-  const quoted = table.columns.map((column) => `quote(${quoteSqlIdentifier(column)})`).join(", ");
+  const quoted = table.columns.map((column) => exactLiteral(quoteSqlIdentifier(column))).join(", ");
   const target = table.hasHiddenColumns
     ? `${quoteSqlIdentifier(table.name)}(${qualifiedColumns(table.columns)})`
     : quoteSqlIdentifier(table.name);
