@@ -138,7 +138,8 @@ export class ClientRequests {
   /** After a Ready loop: wake reads waiting for the applied index and requests waiting for a leader. */
   readyHandled(): void {
     this.applied.advance(this.core.sm.appliedIndex());
-    if (this.core.raft.status().leader !== null) this.leaderKnown.advance(1);
+    const known = this.core.bugs.cutOffNodeWaits ? this.core.raft.status().leader !== null : this.liveLeader() !== null;
+    if (known) this.leaderKnown.advance(1);
   }
 
   /**
@@ -404,24 +405,21 @@ export class ClientRequests {
     this.assertServing();
     this.core.advanceClock();
     if (this.core.bugs.cutOffNodeWaits) return this.waitForAnyLeader(timeoutMs);
-    const deadlineAtMs = this.core.deps.clock.now() + timeoutMs;
-    // Leadership changes through messages handled in other events; poll our own view once a tick, bounded.
-    for (;;) {
-      const live = this.liveLeader();
-      if (live !== null) return live;
-      const status = this.core.raft.status();
-      if (status.leader === this.core.identity.node) {
-        const heard = this.quorumHeard();
-        if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}; try another node`, { leader: null, retryable: true });
-      }
-      this.assertNotCutOff("it cannot learn of a leader");
-      if (this.core.deps.clock.now() >= deadlineAtMs) {
-        throw nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, { leader: null, retryable: true });
-      }
-      await this.waitOneTick(deadlineAtMs);
-      this.assertServing();
-      this.core.advanceClock();
+    const live = this.liveLeader();
+    if (live !== null) return live;
+    const status = this.core.raft.status();
+    if (status.leader === this.core.identity.node) {
+      const heard = this.quorumHeard();
+      if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}; try another node`, { leader: null, retryable: true });
     }
+    this.assertNotCutOff("it cannot learn of a leader");
+    // Woken by the Ready loop once a leader is heard from (readyHandled), or failed at the deadline.
+    await awaitWaiter(this.leaderKnown.wait(1, 0, timeoutMs), () =>
+      nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, { leader: null, retryable: true }),
+    );
+    const found = this.liveLeader();
+    if (found === null) throw nodeError("NO_LEADER", "the leader was lost again while waiting", { leader: null, retryable: true });
+    return found;
   }
 
   /**
