@@ -10,7 +10,9 @@ export type StatementLimits = Pick<RequestLimits, "maxStatements" | "maxParamsPe
 
 /** Parses a request body into statements, or throws a 400 that says what is wrong and where. */
 export function parseStatementsBody(body: string, contentType: string | undefined, limits: StatementLimits): Statement[] {
-  if (isPlainText(contentType)) {
+  // A body starting with "[" can never be SQL: it is JSON whatever the content type says (fetch sends a string body
+  // as text/plain;charset=UTF-8 unless told otherwise).
+  if (isPlainText(contentType) && !/^\s*\[/.test(body)) {
     return checkStatements([{ sql: body }], limits);
   }
   let parsed: unknown;
@@ -89,7 +91,8 @@ function parseStatement(item: unknown, position: number): Statement {
     return { sql };
   }
   const positional: SqlValue[] = [];
-  const named: Record<string, SqlValue> = {};
+  // No prototype: a parameter named "__proto__" (or "constructor") is a parameter like any other.
+  const named = Object.create(null) as Record<string, SqlValue>;
   let namedCount = 0;
   for (const raw of rawParams) {
     if (isPlainObject(raw)) {
@@ -106,15 +109,32 @@ function parseStatement(item: unknown, position: number): Statement {
   if (positional.length > 0 && namedCount > 0) {
     throw badRequest(`statement ${position}: mixes positional and named parameters; use one form`, "rqlite");
   }
-  return namedCount > 0 ? { sql, params: named } : { sql, params: positional };
+  // An ordinary object for the RPC to the node (it cannot carry a prototype-less one); Object.fromEntries defines
+  // own data properties, so "__proto__" stays a key rather than setting the prototype.
+  return namedCount > 0 ? { sql, params: Object.fromEntries(Object.entries(named)) } : { sql, params: positional };
 }
+
+/** A UTF-16 surrogate without its other half: it has no UTF-8 encoding. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** JSON to SQLite values as rqlite binds them: booleans become 1/0, arrays of bytes become BLOBs. */
 function toSqlValue(value: unknown, position: number, what: string): SqlValue {
-  if (value === null || typeof value === "string") {
+  if (value === null) {
     return value;
   }
-  if (typeof value === "number" || typeof value === "bigint") {
+  if (typeof value === "string") {
+    if (LONE_SURROGATE.test(value)) {
+      throw badRequest(`statement ${position}, ${what}: the string holds a lone UTF-16 surrogate, which is not valid UTF-8 text`, "rqlite");
+    }
+    return value;
+  }
+  if (typeof value === "number") {
+    if (!Number.isFinite(value)) {
+      throw badRequest(`statement ${position}, ${what}: ${value} is not a finite number (JSON numbers beyond ±1.8e308 cannot be stored exactly)`, "rqlite");
+    }
+    return value;
+  }
+  if (typeof value === "bigint") {
     return value;
   }
   if (typeof value === "boolean") {
@@ -135,6 +155,9 @@ export function checkStatements(statements: Statement[], limits: StatementLimits
     const position = index + 1;
     if (statement.sql.trim() === "") {
       throw badRequest(`statement ${position} is empty`, "rqlite");
+    }
+    if (LONE_SURROGATE.test(statement.sql)) {
+      throw badRequest(`statement ${position}: the SQL holds a lone UTF-16 surrogate, which is not valid UTF-8 text`, "rqlite");
     }
     const sqlBytes = UTF8.encode(statement.sql).length;
     if (sqlBytes > limits.maxSqlBytes) {

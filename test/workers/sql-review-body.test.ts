@@ -1,0 +1,64 @@
+// Review findings E and F: request bodies that used to be stored wrongly or misread.
+import { describe, expect, it } from "vitest";
+import { parseStatementsBody } from "../../src/worker/data/statements";
+import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
+import { ApiError } from "../../src/worker/http/errors";
+import { clusterFactory } from "./helpers/cluster";
+import { RealHarness } from "./http-support";
+
+const newCluster = clusterFactory();
+
+function statusOf(body: string, contentType = "application/json"): number {
+  try {
+    parseStatementsBody(body, contentType, DEFAULT_LIMITS);
+    return 200;
+  } catch (error) {
+    if (error instanceof ApiError) return error.status;
+    throw error;
+  }
+}
+
+describe("parameter values", () => {
+  it("refuses non-finite numbers and lone surrogates with 400", () => {
+    expect(statusOf('[["SELECT ?", 1e400]]')).toBe(400);
+    expect(statusOf('[["SELECT ?", -1e400]]')).toBe(400);
+    expect(statusOf('[["SELECT :x", {"x": 1e999}]]')).toBe(400);
+    expect(statusOf('[["SELECT ?", "\\ud800"]]')).toBe(400);
+    expect(statusOf('[["SELECT ?", "a\\udc00b"]]')).toBe(400);
+    expect(statusOf('["SELECT \'\\ud800\'"]')).toBe(400);
+    // Well-formed pairs and ordinary numbers stay fine.
+    expect(statusOf('[["SELECT ?, ?", "\\ud83d\\ude00", 1.7976931348623157e308]]')).toBe(200);
+  });
+
+  it("keeps a named parameter called __proto__", () => {
+    const [statement] = parseStatementsBody('[["SELECT :__proto__, :constructor", {"__proto__": 1, "constructor": "c"}]]', "application/json", DEFAULT_LIMITS);
+    expect(Object.keys(statement?.params ?? {})).toEqual(["__proto__", "constructor"]);
+  });
+});
+
+describe("content types", () => {
+  it("reads a body starting with [ as JSON even when it is sent as text/plain (fetch's default for strings)", () => {
+    const statements = parseStatementsBody(' \n[["SELECT ?", 1]]', "text/plain;charset=UTF-8", DEFAULT_LIMITS);
+    expect(statements).toEqual([{ sql: "SELECT ?", params: [1] }]);
+    // A statement sent as text/plain still is one.
+    expect(parseStatementsBody("SELECT 1", "text/plain", DEFAULT_LIMITS)).toEqual([{ sql: "SELECT 1" }]);
+  });
+});
+
+describe("over HTTP", () => {
+  it("stores and reads back a __proto__ parameter, refuses 1e400 and runs a text/plain JSON body", async () => {
+    const h = new RealHarness(newCluster({ prefix: "sql-review-body", nodes: 1 }));
+    const created = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t(v)"] });
+    expect(created.status, created.text).toBe(200);
+    const proto = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(v) VALUES(:__proto__)", {"__proto__": 7}]]', headers: { "Content-Type": "application/json" } });
+    expect(proto.status, proto.text).toBe(200);
+    expect(proto.text).not.toContain("error");
+    const infinite = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(v) VALUES(?)", 1e400]]', headers: { "Content-Type": "application/json" } });
+    expect(infinite.status, infinite.text).toBe(400);
+    const surrogate = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(v) VALUES(?)", "\\ud800"]]', headers: { "Content-Type": "application/json" } });
+    expect(surrogate.status, surrogate.text).toBe(400);
+    const plain = await h.send("POST", "/db/query?level=strong", { body: '["SELECT v FROM t"]', headers: { "Content-Type": "text/plain;charset=UTF-8" } });
+    expect(plain.status, plain.text).toBe(200);
+    expect(plain.text).toBe('{"results":[{"columns":["v"],"types":["integer"],"values":[[7]]}]}');
+  });
+});
