@@ -274,7 +274,7 @@ describe("parameters", () => {
       params: [2.5, "s"],
     });
     // A subtraction followed by a negative value must not become a comment.
-    expect(prepareOne("SELECT 1-?", [-1]).sql).toBe("SELECT 1-(-1+0)");
+    expect(prepareOne("SELECT 1-?", [-1]).sql).toBe('SELECT 1-(-1+0) AS "1-?"');
   });
 
   it("refuses missing, extra and mismatched parameters", () => {
@@ -321,7 +321,7 @@ describe("prepareRead", () => {
   it("makes parameters positional and leaves non-deterministic functions alone", () => {
     expect(prepareRead([{ sql: "SELECT random(), :x WHERE datetime('now') > ?1", params: { x: 3 } }])).toEqual({
       ok: true,
-      statements: [{ sql: "SELECT random(), (3+0) WHERE datetime('now') > (3+0)" }],
+      statements: [{ sql: "SELECT random(), (3+0) AS \":x\" WHERE datetime('now') > (3+0)" }],
     });
   });
 });

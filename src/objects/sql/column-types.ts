@@ -19,6 +19,10 @@ const PROBE_VIEW = "_dha_result_types";
 const MAX_CACHED_PROBES = 512;
 const MAX_CACHED_KEY_LENGTH = 8_192;
 
+const NAMES_NO_COLUMN = /^(?:SELECT|VALUES)\b/i;
+/** Conservative: the word anywhere, strings and comments included, counts. */
+const MAY_NAME_A_COLUMN = /\b(?:FROM|CAST)\b/i;
+
 class DiscardProbe extends Error {
   constructor(readonly types: readonly string[]) {
     super("probe discarded");
@@ -32,6 +36,10 @@ export class DeclaredTypes {
   constructor(private readonly storage: DurableObjectStorage) {}
 
   of(sql: string, columnCount: number, schemaHash: string): readonly string[] | null {
+    // A SELECT or VALUES that names no table and casts nothing has no declared type to find: every column is a
+    // literal, a parameter or an expression over them. Asking SQLite (a view, thrown away) would cost more than the
+    // statement, and such statements rarely repeat (values written inline make every text new).
+    if (NAMES_NO_COLUMN.test(sql) && !MAY_NAME_A_COLUMN.test(sql)) return null;
     // The answer depends on the schema and the statement only: looked up by the text as sent, then by its shape
     // (literals left out), so that statements differing only in inline values ask SQLite once.
     const byText = `${schemaHash}\n${sql}`;

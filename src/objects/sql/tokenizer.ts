@@ -35,6 +35,8 @@ export class SqlSyntaxError extends Error {
 }
 
 const MULTI_CHAR_OPERATORS = ["->>", "->", "||", "<=", ">=", "==", "!=", "<>", "<<", ">>"] as const;
+/** First characters of those operators: any other punctuation is one character, found without the search. */
+const MULTI_CHAR_STARTS = new Set(MULTI_CHAR_OPERATORS.map((operator) => operator.charCodeAt(0)));
 
 function isIdentifierStart(code: number): boolean {
   return (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95 || code >= 0x80;
@@ -137,8 +139,10 @@ function readToken(sql: string, start: number): SqlToken {
     return make("param", end);
   }
   if (code === 59) return make("semicolon", start + 1);
-  for (const operator of MULTI_CHAR_OPERATORS) {
-    if (sql.startsWith(operator, start)) return make("punct", start + operator.length);
+  if (MULTI_CHAR_STARTS.has(code)) {
+    for (const operator of MULTI_CHAR_OPERATORS) {
+      if (sql.startsWith(operator, start)) return make("punct", start + operator.length);
+    }
   }
   // Any other single character (including surrogate halves, which SQLite would refuse anyway).
   return make("punct", start + 1);

@@ -6,6 +6,7 @@ import { MAX_REQUEST_ID_LENGTH } from "./codec";
 import {
   isSignificant,
   keywordOf,
+  quoteSqlIdentifier,
   quoteSqlString,
   splitTokensIntoStatements,
   SqlSyntaxError,
@@ -784,7 +785,8 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
       ? nondeterminismEdits(significant, positions, shape, plan, options.context, options.isFirstStatement)
       : { edits: [], wraps: [] };
   const edits = [...userSchemaEdits(tokens, significant, positions, shape), ...fixes.edits];
-  return render(tokens, positions, { edits, wraps: fixes.wraps }, plan);
+  const aliases = resultColumnAliases(tokens, significant, positions, plan);
+  return render(tokens, positions, { edits, wraps: fixes.wraps, aliases }, plan);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -857,11 +859,63 @@ function userSchemaEdits(tokens: readonly SqlToken[], significant: readonly SqlT
   return edits;
 }
 
+/** Whether a parameter's value is written into the SQL as an integer literal rather than bound (see render). */
+function isInlinedInteger(value: SqlValue | undefined): boolean {
+  return (typeof value === "number" && Number.isSafeInteger(value) && !Object.is(value, -0)) || typeof value === "bigint";
+}
+
+/** Keywords that end a SELECT's result column list at its own depth. */
+const AFTER_RESULT_COLUMNS = new Set(["FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "INTERSECT", "EXCEPT"]);
+
+/**
+ * SQLite names an unaliased result column by its text: `SELECT ?` gives "?". An integer parameter written into the
+ * SQL as a literal would rename it "(1+0)"; such columns get their text as written for an alias. Returns, by the
+ * index one past a column's last token, the alias to append. A column ending in a word (an implicit alias, or
+ * NULL of IS NULL) is left alone.
+ */
+function resultColumnAliases(tokens: readonly SqlToken[], significant: readonly SqlToken[], positions: readonly number[], plan: ParameterPlan): Map<number, string> {
+  const aliases = new Map<number, string>();
+  const at = (i: number): number => positions[i] ?? -1;
+  const considerColumn = (first: number, last: number): void => {
+    if (last < first) return;
+    let inlined = false;
+    for (let k = first; k <= last && !inlined; k += 1) {
+      const number = plan.numberOfToken.get(at(k));
+      if (number !== undefined && isInlinedInteger(plan.values.get(number))) inlined = true;
+    }
+    if (!inlined) return;
+    const end = significant[last];
+    if (end === undefined || end.kind === "word" || end.kind === "quoted") return;
+    const text = tokens.slice(at(first), at(last) + 1).map((token) => token.text).join("");
+    aliases.set(at(last) + 1, ` AS ${quoteSqlIdentifier(text)}`);
+  };
+  for (let i = 0; i < significant.length; i += 1) {
+    if (keywordOf(significant[i]) !== "SELECT") continue;
+    let j = i + 1;
+    if (keywordOf(significant[j]) === "DISTINCT" || keywordOf(significant[j]) === "ALL") j += 1;
+    let depth = 0;
+    let columnStart = j;
+    for (; j < significant.length; j += 1) {
+      const token = significant[j];
+      if (isPunct(token, "(")) depth += 1;
+      else if (isPunct(token, ")")) {
+        if (depth === 0) break;
+        depth -= 1;
+      } else if (depth === 0 && isPunct(token, ",")) {
+        considerColumn(columnStart, j - 1);
+        columnStart = j + 1;
+      } else if (depth === 0 && AFTER_RESULT_COLUMNS.has(keywordOf(token) ?? "")) break;
+    }
+    considerColumn(columnStart, j - 1);
+  }
+  return aliases;
+}
+
 /** Rebuilds the statement text with the edits applied and every remaining parameter made positional. */
 function render(
   tokens: readonly SqlToken[],
   positions: readonly number[],
-  changes: { readonly edits: readonly Edit[]; readonly wraps: readonly Wrap[] },
+  changes: { readonly edits: readonly Edit[]; readonly wraps: readonly Wrap[]; readonly aliases: ReadonlyMap<number, string> },
   plan: ParameterPlan,
 ): Statement {
   const firstSignificant = positions[0] ?? 0;
@@ -895,13 +949,15 @@ function render(
       if (number !== undefined) {
         const value = plan.values.get(number) ?? null;
         // 64-bit integers become literals too: the platform cannot bind a bigint, and a double would round it.
-        if ((typeof value === "number" && Number.isSafeInteger(value)) || typeof value === "bigint") sql += integerLiteral(value);
+        // -0 is a REAL (JSON -0.0): bound as the double it is, not written as the integer 0.
+        if (isInlinedInteger(value)) sql += integerLiteral(value as number | bigint);
         else {
           sql += "?";
           params.push(value);
         }
       } else sql += token.text;
       i += 1;
+      sql += changes.aliases.get(i) ?? "";
     }
     return sql;
   };
