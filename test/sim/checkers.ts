@@ -162,8 +162,8 @@ export class Checkers {
     if (upTo >= from) this.commitMarked.set(node.id, upTo);
   }
 
-  private markCommitted(node: NodeView, index: number, term: number, content: string | null): void {
-    const knownBy = node.store.hardState.term;
+  private markCommitted(node: NodeView, index: number, term: number, content: string | null, knownByTerm?: number): void {
+    const knownBy = knownByTerm ?? node.store.hardState.term;
     const known = this.committed.get(index);
     if (known !== undefined) {
       if (known.term !== term || (content !== null && known.content !== "" && known.content !== content)) {
@@ -233,24 +233,37 @@ export class Checkers {
   // -------------------------------------------------------------------------------------------------------------
   // State machines.
 
-  /** State Machine Safety: every node applies the same entry at each index, and reaches the same state. */
-  observeApplied(node: NodeView, entry: LogEntry, applied: boolean): void {
-    this.checksRun += 1;
+  /**
+   * State Machine Safety: every node applies the same entry at each index, and reaches the same state. Captured when
+   * the apply happens, recorded by the returned function once the event it happened in committed (an apply inside
+   * an event the node crashed in never happened: a one-node leader commits and applies inside one event).
+   */
+  captureApplied(node: NodeView, entry: LogEntry, applied: boolean): () => void {
     const persisted = node.entryAt(entry.index);
-    if (persisted === null || persisted.term !== entry.term || entryContent(persisted) !== entryContent(entry)) {
-      this.fail("apply", `${node.id} applies ${entry.index}:${entry.term} which is not the entry in its persisted log (${persisted === null ? "none" : `${persisted.index}:${persisted.term}`})`);
-    }
-    this.markCommitted(node, entry.index, entry.term, entryContent(entry));
+    const knownBy = node.store.hardState.term;
     // A state machine ahead of its log (it installed a later image) skips the entry: its state is not the one at it.
-    if (applied) this.expectState(node, entry.index, stateDigest(node.store.kv), "after applying");
+    const digest = applied ? stateDigest(node.store.kv) : null;
+    return () => {
+      this.checksRun += 1;
+      if (persisted === null || persisted.term !== entry.term || entryContent(persisted) !== entryContent(entry)) {
+        this.fail("apply", `${node.id} applies ${entry.index}:${entry.term} which is not the entry in its persisted log (${persisted === null ? "none" : `${persisted.index}:${persisted.term}`})`);
+      }
+      this.markCommitted(node, entry.index, entry.term, entryContent(entry), knownBy);
+      if (digest !== null) this.expectState(node, entry.index, digest, "after applying");
+    };
   }
 
-  observeSnapshotInstalled(node: NodeView, meta: { readonly index: number; readonly term: number; readonly appliedIndex: number }): void {
-    this.markCommitted(node, meta.index, meta.term, null);
-    // The image may be later than the snapshot's index: the state is the one at the image's applied index.
-    this.expectState(node, meta.appliedIndex, stateDigest(node.store.kv), "after installing a snapshot");
-    const marked = this.commitMarked.get(node.id) ?? 0;
-    if (meta.index > marked) this.commitMarked.set(node.id, meta.index);
+  /** Like captureApplied, for a snapshot image swapped in. */
+  captureSnapshotInstalled(node: NodeView, meta: { readonly index: number; readonly term: number; readonly appliedIndex: number }): () => void {
+    const knownBy = node.store.hardState.term;
+    const digest = stateDigest(node.store.kv);
+    return () => {
+      this.markCommitted(node, meta.index, meta.term, null, knownBy);
+      // The image may be later than the snapshot's index: the state is the one at the image's applied index.
+      this.expectState(node, meta.appliedIndex, digest, "after installing a snapshot");
+      const marked = this.commitMarked.get(node.id) ?? 0;
+      if (meta.index > marked) this.commitMarked.set(node.id, meta.index);
+    };
   }
 
   private expectState(node: NodeView, index: number, digest: string, when: string): void {

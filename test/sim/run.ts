@@ -127,6 +127,8 @@ interface Turn {
   readonly host: SimHost;
   readonly instance: Instance | null;
   readonly outbox: Outgoing[];
+  /** Checker records of what happened in the event: kept only if it commits. */
+  readonly observations: (() => void)[];
   crashed: boolean;
 }
 
@@ -392,13 +394,19 @@ class Simulation implements HostEnvironment {
   observeApplied(host: SimHost, entry: LogEntry, applied: boolean): void {
     if (this.turn?.crashed === true) return;
     this.trace.mix(`${host.id} apply ${entry.index}/${entry.term}`);
-    this.checkers.observeApplied(this.view(host), entry, applied);
+    this.record(this.checkers.captureApplied(this.view(host), entry, applied));
   }
 
   observeSnapshotInstalled(host: SimHost, snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number }): void {
     if (this.turn?.crashed === true) return;
     this.traceLine(`${host.id} installs snapshot ${snapshot.index}/${snapshot.term} (image at ${snapshot.appliedIndex})`);
-    this.checkers.observeSnapshotInstalled(this.view(host), snapshot);
+    this.record(this.checkers.captureSnapshotInstalled(this.view(host), snapshot));
+  }
+
+  /** Keeps a checker record until the current event commits (at once outside an event). */
+  private record(observation: () => void): void {
+    if (this.turn === null) observation();
+    else this.turn.observations.push(observation);
   }
 
   observeLogDelete(host: SimHost, index: number): void {
@@ -425,7 +433,7 @@ class Simulation implements HostEnvironment {
 
   /** Runs `body` as one event of `host`'s object (see the header): implicit transaction, drained, output gated. */
   private async runTurn(host: SimHost, instance: Instance | null, body: () => void): Promise<void> {
-    const turn: Turn = { host, instance, outbox: [], crashed: false };
+    const turn: Turn = { host, instance, outbox: [], observations: [], crashed: false };
     this.turn = turn;
     host.storage.beginImplicit();
     try {
@@ -441,6 +449,7 @@ class Simulation implements HostEnvironment {
       return;
     }
     host.storage.commitImplicit();
+    for (const record of turn.observations) record();
     for (const outgoing of turn.outbox) this.release(outgoing);
     this.afterTurn(host);
   }
