@@ -62,3 +62,15 @@ describe("over HTTP", () => {
     expect(plain.text).toBe('{"results":[{"columns":["v"],"types":["integer"],"values":[[7]]}]}');
   });
 });
+
+describe("unparsable SQL on the query path", () => {
+  it("answers a parse error, not rqlite's read-only message, for garbage and for NUL characters", async () => {
+    const h = new RealHarness(newCluster({ prefix: "sql-review-parse", nodes: 1 }));
+    const garbage = await h.send("POST", "/db/query", { json: ["SELEC 1"] });
+    expect(garbage.text).not.toContain("attempt to change database");
+    expect(garbage.text).toContain('near \\"SELEC\\": syntax error');
+    const nul = await h.send("POST", "/db/query", { json: ["SELECT 1\u0000 FROM t"] });
+    expect(nul.status, nul.text).toBe(400);
+    expect(nul.text).toContain("NUL character");
+  });
+});

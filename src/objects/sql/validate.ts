@@ -104,6 +104,11 @@ const READ_VERBS = new Set(["SELECT", "VALUES"]);
 const DML_VERBS = new Set(["INSERT", "UPDATE", "DELETE", "REPLACE"]);
 const SCHEMA_VERBS = new Set(["CREATE", "DROP", "ALTER"]);
 const INTERNAL_PREFIXES = ["_cf_", "_dha_", "__miniflare_"];
+/** Every keyword a SQLite statement can start with. */
+const STATEMENT_VERBS = new Set([
+  ...TRANSACTION_VERBS, ...READ_VERBS, ...DML_VERBS, ...SCHEMA_VERBS,
+  "WITH", "EXPLAIN", "PRAGMA", "ATTACH", "DETACH", "VACUUM", "REINDEX", "ANALYZE",
+]);
 
 /** Date/time functions and which argument positions hold a time value (where 'now' means the clock). */
 const TIME_FUNCTIONS = new Map<string, { readonly timeArgs: readonly number[]; readonly firstTimeArg: number }>([
@@ -775,9 +780,17 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
   const significant = positions.map((index) => tokens[index] as SqlToken);
   const shape = shapeOf(significant);
 
+  // Checked here, on the way in only (never when applying: entries already in a log keep their meaning).
+  if (tokens.some((token) => token.kind === "punct" && token.text === "\u0000")) {
+    refuse("the SQL holds a NUL character outside a string literal; SQLite would read only the text before it");
+  }
   const hazard = hazardIn(significant, shape);
   if (hazard !== null) refuse(hazard);
-  if (options.mode === "read" && shape.access === "write") refuse(READ_ONLY_VIOLATION);
+  if (options.mode === "read" && shape.access === "write") {
+    // Text that starts with no statement keyword is not a write: say what SQLite would say of it.
+    if (!STATEMENT_VERBS.has(shape.verb)) refuse(`near ${JSON.stringify(significant[0]?.text ?? "")}: syntax error`);
+    refuse(READ_ONLY_VIOLATION);
+  }
 
   const plan = planParameters(tokens, statement.params);
   const fixes =
