@@ -73,3 +73,28 @@ describe("integer parameters", () => {
     expect(readRows).toEqual([[7, 8, -0]]);
   });
 });
+
+describe("result column aliases", () => {
+  it("are added only where a result column ends, never inside an upsert or a RETURNING list", async () => {
+    const write = prepareWrite(
+      {
+        id: "r",
+        transaction: false,
+        statements: [
+          { sql: "CREATE TABLE u(a PRIMARY KEY, b)" },
+          { sql: "INSERT INTO u(a, b) SELECT ?, ? ON CONFLICT(a) DO UPDATE SET b = ?", params: [1, 2, 3] },
+          { sql: "INSERT INTO u(a, b) SELECT ?, ? ON CONFLICT(a) DO UPDATE SET b = ? RETURNING b + ?", params: [1, 2, 4, 10] },
+        ],
+      },
+      { nowMs: 0, randomBytes: (n) => new Uint8Array(n) },
+    );
+    if (!write.ok) throw new Error(write.error);
+    const stub = env.CLUSTER_NODE.getByName(`sql-review-params-upsert-${crypto.randomUUID()}`);
+    const returned = await runInDurableObject(stub, (_instance, state) => {
+      let rows: unknown[][] = [];
+      for (const statement of write.request.statements) rows = [...state.storage.sql.exec(statement.sql, ...((statement.params ?? []) as unknown[])).raw()];
+      return rows;
+    });
+    expect(returned).toEqual([[14]]);
+  });
+});

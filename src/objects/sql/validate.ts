@@ -878,7 +878,7 @@ function isInlinedInteger(value: SqlValue | undefined): boolean {
 }
 
 /** Keywords that end a SELECT's result column list at its own depth. */
-const AFTER_RESULT_COLUMNS = new Set(["FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "INTERSECT", "EXCEPT"]);
+const AFTER_RESULT_COLUMNS = new Set(["FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "INTERSECT", "EXCEPT", "ON", "RETURNING"]);
 
 /**
  * SQLite names an unaliased result column by its text: `SELECT ?` gives "?". An integer parameter written into the
