@@ -33,7 +33,7 @@ export interface PointResult {
   /** ok per second over the measured run. */
   readonly ratePerS: number;
   readonly errors: { readonly total: number; readonly non2xx: number; readonly rejectedBodies: number; readonly connectionErrors: number; readonly timeouts: number };
-  /** Requests still unanswered when the run stopped (not errors, but a run that stalls shows here). */
+  /** Requests still unanswered when the run stopped: one per connection in a closed loop that is moving at all. */
   readonly unansweredAtEnd: number;
   readonly statusCodes: Record<string, number>;
   /** Latency of every answered request, errors included (autocannon's histogram), in ms. */

@@ -9,7 +9,9 @@ const ms = (value: number) => `${fmt(value, value < 10 ? 1 : 0)} ms`;
 
 function errorsOf(point: PointResult): string {
   const errors = point.errors.total === 0 ? "0" : `**${fmt(point.errors.total)}**`;
-  return point.unansweredAtEnd > 0 ? `${errors} (${fmt(point.unansweredAtEnd)} unanswered at the end)` : errors;
+  // A closed loop always has one request per connection in flight when a run stops; only a run that answered
+  // nothing at all is worth a word here.
+  return point.ok === 0 && point.unansweredAtEnd > 0 ? `${errors} (none answered; ${fmt(point.unansweredAtEnd)} still waiting at the end)` : errors;
 }
 
 function pointRow(label: string, point: PointResult, base: PointResult | null): string {
