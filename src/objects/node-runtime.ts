@@ -59,9 +59,10 @@ export class NodeRuntime {
     const fresh = persisted.hardState.term === 0 && persisted.snapshot === null && persisted.entries.length === 0;
     const initialVoters = deps.identity.cluster.members.map((member) => member.name);
     const bootstrap: Membership | null = fresh && initialVoters.includes(deps.identity.node) ? { voters: initialVoters, learners: [] } : null;
-    // New storage for a configured voter: this may be a voter whose storage was wiped (it may have voted in the
-    // current term already). It stays on voting probation until a leader caught it up; the flag survives restarts.
-    if (bootstrap !== null && deps.bugs?.wipedVoterVotesAtOnce !== true) deps.kv.put(VOTING_PROBATION_KEY, true);
+    // The shell does not put new storage on voting probation (the core supports it: RaftNodeOptions.votingProbation).
+    // A new node cannot tell a wiped voter from a brand-new cluster's first start, and probation on every first start
+    // stalls a new cluster whose first leader is lost before it caught the others up (the simulator found it: two
+    // healthy voters on probation never elect). A voter whose storage was lost is removed and re-added (README).
     this.raft = createRaftNode({
       config: raftConfigFor({ config: deps.identity.cluster, node: deps.identity.node, random: this.random }),
       persisted,

@@ -48,7 +48,7 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     expect(drain(core).filter((m) => m.type === "preVote" || m.type === "vote")).toEqual([]);
   });
 
-  it("finding 9: without probation (the shell's wipedVoterVotesAtOnce) the wiped voter grants the vote (the check can fail)", () => {
+  it("finding 9: without probation the wiped voter grants the vote (the check can fail)", () => {
     expect(voteOfWipedVoter({ probation: false }).granted).toBe(true);
   });
 

@@ -45,12 +45,6 @@ const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scen
     workload: { ...scenario.workload, clients: 4, keys: 1, mix: { ...scenario.workload.mix, write: 10, weakRead: 10 } },
   }),
   backupFromAnyNode: (scenario) => ({ ...churn(scenario), workload: { ...scenario.workload, roamProbability: 0.5, mix: { ...scenario.workload.mix, backup: 5, write: 10 } } }),
-  // A voter wiped right after it voted comes back within a few ms while the election is still on.
-  wipedVoterVotesAtOnce: (scenario, random) => ({
-    ...scenario,
-    nodes: random.pick([3, 5]),
-    faults: { ...scenario.faults, storageWipes: true, partitions: true, crashes: false, crashesInsideEvents: false, leaderTargeting: 0.3, minDownMs: 1, maxDownMs: 10, meanIntervalMs: random.between(15, 50) },
-  }),
 };
 
 export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.fromEntries(

