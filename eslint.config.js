@@ -35,8 +35,14 @@ const coreForbiddenSyntax = [
     selector: "MemberExpression[object.name='performance'][property.name='now']",
     message: "The pure core reads no clock: time enters as tick().",
   },
-  { selector: "Identifier[name=/^(setTimeout|setInterval|setImmediate|queueMicrotask)$/]", message: "The pure core sets no timers." },
-  { selector: "Identifier[name=/^(fetch|performance|crypto)$/]", message: "The pure core does no I/O and reads no clock." },
+  {
+    selector: "Identifier[name=/^(setTimeout|setInterval|setImmediate|queueMicrotask)$/]",
+    message: "The pure core sets no timers.",
+  },
+  {
+    selector: "Identifier[name=/^(fetch|performance|crypto)$/]",
+    message: "The pure core does no I/O and reads no clock.",
+  },
 ];
 
 export default tseslint.config(
@@ -47,6 +53,7 @@ export default tseslint.config(
     rules: {
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_" }],
       "@typescript-eslint/consistent-type-imports": "error",
+      curly: ["error", "all"],
     },
   },
   {

@@ -8,7 +8,14 @@ export default defineConfig({
         // The pure core and the simulator: plain Node, no Workers runtime.
         test: {
           name: "core",
-          include: ["test/core/**/*.test.ts", "test/sim/**/*.test.ts", "test/lincheck/**/*.test.ts", "test/e2e/**/*.test.ts", "test/nemesis/**/*.test.ts", "test/bench/**/*.test.ts"],
+          include: [
+            "test/core/**/*.test.ts",
+            "test/sim/**/*.test.ts",
+            "test/lincheck/**/*.test.ts",
+            "test/e2e/**/*.test.ts",
+            "test/nemesis/**/*.test.ts",
+            "test/bench/**/*.test.ts",
+          ],
           environment: "node",
           testTimeout: 120_000,
         },

@@ -32,7 +32,21 @@ try {
   const expressions = dashboardExpressions();
   const rulesFile = join(tmp, "dashboard-rules.yml");
   // JSON is YAML: a recording rule per expression makes promtool parse and type-check each of them.
-  writeFileSync(rulesFile, JSON.stringify({ groups: [{ name: "dashboard", rules: expressions.map((expr, i) => ({ record: `dashboard:expression_${i + 1}`, expr })) }] }, null, 2));
+  writeFileSync(
+    rulesFile,
+    JSON.stringify(
+      {
+        groups: [
+          {
+            name: "dashboard",
+            rules: expressions.map((expr, i) => ({ record: `dashboard:expression_${i + 1}`, expr })),
+          },
+        ],
+      },
+      null,
+      2,
+    ),
+  );
   promtool(["check", "rules", rulesFile], `${expressions.length} dashboard expressions`);
   checkMetricNames([...expressions, ...alertExpressions()]);
   checkReadme();
@@ -40,16 +54,22 @@ try {
   rmSync(tmp, { recursive: true, force: true });
 }
 if (failures.length > 0) {
-  console.error(`\ncheck-metrics-ops: ${failures.length} problem(s):\n${failures.map((failure) => `  - ${failure}`).join("\n")}`);
+  console.error(
+    `\ncheck-metrics-ops: ${failures.length} problem(s):\n${failures.map((failure) => `  - ${failure}`).join("\n")}`,
+  );
   process.exit(1);
 }
 console.log("check-metrics-ops: alert rules, their unit tests, the dashboard and the metric names are fine");
 
 function requirePromtool() {
   const found = spawnSync("promtool", ["--version"], { stdio: "ignore" });
-  if (found.error === undefined && found.status === 0) return;
+  if (found.error === undefined && found.status === 0) {
+    return;
+  }
   if (isCi()) {
-    console.error("check-metrics-ops: promtool is missing and CI is set: install it (apt-get install prometheus); .ci/run does");
+    console.error(
+      "check-metrics-ops: promtool is missing and CI is set: install it (apt-get install prometheus); .ci/run does",
+    );
     process.exit(1);
   }
   console.log("check-metrics-ops: SKIPPED, promtool is not installed (apt-get install prometheus); CI would fail here");
@@ -75,7 +95,9 @@ function checkDashboardIsGenerated() {
   const regenerated = join(tmp, "durable-ha.json");
   execFileSync(process.execPath, [GENERATOR, regenerated], { stdio: "ignore" });
   if (readFileSync(regenerated, "utf8") !== readFileSync(DASHBOARD, "utf8")) {
-    failures.push("ops/grafana/durable-ha.json is not what ops/grafana/generate-dashboard.mjs writes: run `node ops/grafana/generate-dashboard.mjs`");
+    failures.push(
+      "ops/grafana/durable-ha.json is not what ops/grafana/generate-dashboard.mjs writes: run `node ops/grafana/generate-dashboard.mjs`",
+    );
   }
 }
 
@@ -85,13 +107,17 @@ function dashboardExpressions() {
   const visit = (panels) => {
     for (const panel of panels ?? []) {
       for (const target of panel.targets ?? []) {
-        if (typeof target.expr === "string" && target.expr.trim() !== "") expressions.push(substitute(target.expr));
+        if (typeof target.expr === "string" && target.expr.trim() !== "") {
+          expressions.push(substitute(target.expr));
+        }
       }
       visit(panel.panels);
     }
   };
   visit(dashboard.panels);
-  if (expressions.length === 0) failures.push("the dashboard has no PromQL expressions");
+  if (expressions.length === 0) {
+    failures.push("the dashboard has no PromQL expressions");
+  }
   return expressions;
 }
 
@@ -101,7 +127,9 @@ function substitute(expr) {
   for (const [variable, value] of Object.entries(GRAFANA_VARIABLES).sort((a, b) => b[0].length - a[0].length)) {
     result = result.split(variable).join(value);
   }
-  if (result.includes("$")) failures.push(`a dashboard expression uses an unknown variable: ${expr}`);
+  if (result.includes("$")) {
+    failures.push(`a dashboard expression uses an unknown variable: ${expr}`);
+  }
   return result;
 }
 
@@ -111,8 +139,13 @@ function alertExpressions() {
 
 function catalogNames() {
   const source = readFileSync(CATALOG, "utf8");
-  const names = [...source.matchAll(/^\s+([a-z_]+): spec\("(counter|gauge|histogram)"/gm)].map((match) => ({ name: `durable_ha_${match[1]}`, type: match[2] }));
-  if (names.length < 20) failures.push(`only ${names.length} metrics found in ${CATALOG}: has its layout changed?`);
+  const names = [...source.matchAll(/^\s+([a-z_]+): spec\("(counter|gauge|histogram)"/gm)].map((match) => ({
+    name: `durable_ha_${match[1]}`,
+    type: match[2],
+  }));
+  if (names.length < 20) {
+    failures.push(`only ${names.length} metrics found in ${CATALOG}: has its layout changed?`);
+  }
   return names;
 }
 
@@ -120,11 +153,19 @@ function checkMetricNames(expressions) {
   const served = new Set();
   for (const { name, type } of catalogNames()) {
     served.add(name);
-    if (type === "histogram") for (const suffix of ["_bucket", "_sum", "_count"]) served.add(name + suffix);
+    if (type === "histogram") {
+      for (const suffix of ["_bucket", "_sum", "_count"]) {
+        served.add(name + suffix);
+      }
+    }
   }
-  const used = new Set(expressions.flatMap((expr) => [...expr.matchAll(/\bdurable_ha_[a-z_]+/g)].map((match) => match[0])));
+  const used = new Set(
+    expressions.flatMap((expr) => [...expr.matchAll(/\bdurable_ha_[a-z_]+/g)].map((match) => match[0])),
+  );
   for (const name of used) {
-    if (!served.has(name)) failures.push(`${name} is used by the alerts or the dashboard but GET /metrics does not serve it`);
+    if (!served.has(name)) {
+      failures.push(`${name} is used by the alerts or the dashboard but GET /metrics does not serve it`);
+    }
   }
   console.log(`ok: the ${used.size} metric names the alerts and the dashboard use are all served`);
 }
@@ -132,6 +173,9 @@ function checkMetricNames(expressions) {
 function checkReadme() {
   const readme = readFileSync(README, "utf8");
   const missing = catalogNames().filter(({ name }) => !readme.includes(`\`${name}\``));
-  if (missing.length > 0) failures.push(`README.md's metrics table lacks ${missing.map(({ name }) => name).join(", ")}`);
-  else console.log("ok: README.md lists every metric");
+  if (missing.length > 0) {
+    failures.push(`README.md's metrics table lacks ${missing.map(({ name }) => name).join(", ")}`);
+  } else {
+    console.log("ok: README.md lists every metric");
+  }
 }

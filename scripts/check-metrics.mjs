@@ -33,7 +33,9 @@ function has(command) {
 
 if (!has("promtool")) {
   if (isCi()) {
-    console.error("check-metrics: promtool is missing and CI is set: install it (apt-get install prometheus); .ci/run does");
+    console.error(
+      "check-metrics: promtool is missing and CI is set: install it (apt-get install prometheus); .ci/run does",
+    );
     process.exit(1);
   }
   console.log("check-metrics: SKIPPED, promtool is not installed (apt-get install prometheus); CI would fail here");
@@ -59,11 +61,17 @@ async function pollUntil(what, timeoutMs, probe) {
   for (;;) {
     try {
       const value = await probe();
-      if (value !== undefined) return value;
+      if (value !== undefined) {
+        return value;
+      }
     } catch (error) {
       last = error;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last === null ? "" : ` (last error: ${last.message})`}`);
+    if (Date.now() > deadline) {
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${last === null ? "" : ` (last error: ${last.message})`}`,
+      );
+    }
     await sleep(200);
   }
 }
@@ -71,11 +79,22 @@ async function pollUntil(what, timeoutMs, probe) {
 /** The read token of the development secrets, as `npm start` loads them (.dev.vars, made from the example). */
 function developmentToken() {
   const file = existsSync(join(ROOT, ".dev.vars")) ? join(ROOT, ".dev.vars") : join(ROOT, ".dev.vars.example");
-  const line = readFileSync(file, "utf8").split("\n").find((text) => text.startsWith("DHA_TOKENS="));
-  if (line === undefined) throw new Error(`${file} does not set DHA_TOKENS`);
-  const tokens = JSON.parse(line.slice("DHA_TOKENS=".length).trim().replace(/^'(.*)'$/, "$1"));
+  const line = readFileSync(file, "utf8")
+    .split("\n")
+    .find((text) => text.startsWith("DHA_TOKENS="));
+  if (line === undefined) {
+    throw new Error(`${file} does not set DHA_TOKENS`);
+  }
+  const tokens = JSON.parse(
+    line
+      .slice("DHA_TOKENS=".length)
+      .trim()
+      .replace(/^'(.*)'$/, "$1"),
+  );
   const admin = Object.entries(tokens).find(([, roles]) => roles.includes("read") && roles.includes("write"));
-  if (admin === undefined) throw new Error(`${file} has no token with the read and write roles`);
+  if (admin === undefined) {
+    throw new Error(`${file} has no token with the read and write roles`);
+  }
   return admin[0];
 }
 
@@ -96,9 +115,13 @@ function startGroup(command, args, options) {
         try {
           process.kill(-child.pid, signal);
         } catch (error) {
-          if (error.code !== "ESRCH") throw error;
+          if (error.code !== "ESRCH") {
+            throw error;
+          }
         }
-        if (signal === "SIGTERM") await Promise.race([exited, sleep(5_000)]);
+        if (signal === "SIGTERM") {
+          await Promise.race([exited, sleep(5_000)]);
+        }
       }
     },
   };
@@ -110,38 +133,71 @@ try {
   const [port, inspectorPort] = [await freePort(), await freePort()];
   const stateDir = mkdtempSync(join(tmpdir(), "durable-ha-metrics-"));
   cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
-  const server = startGroup(process.execPath, ["scripts/start.mjs", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", stateDir], {
-    cwd: ROOT,
-    env: { ...process.env, PATH: `${join(ROOT, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}` },
-  });
+  const server = startGroup(
+    process.execPath,
+    [
+      "scripts/start.mjs",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspectorPort),
+      "--persist-to",
+      stateDir,
+    ],
+    {
+      cwd: ROOT,
+      env: { ...process.env, PATH: `${join(ROOT, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}` },
+    },
+  );
   cleanups.push(() => server.stop());
   const base = `http://127.0.0.1:${port}`;
   const token = developmentToken();
-  const call = (path, init = {}) => fetch(`${base}${path}`, { ...init, headers: { Authorization: `Bearer ${token}`, ...init.headers }, signal: AbortSignal.timeout(15_000) });
+  const call = (path, init = {}) =>
+    fetch(`${base}${path}`, {
+      ...init,
+      headers: { Authorization: `Bearer ${token}`, ...init.headers },
+      signal: AbortSignal.timeout(15_000),
+    });
 
   try {
-    await pollUntil("the server to answer /livez", STARTUP_TIMEOUT_MS, async () => ((await call("/livez")).status === 200 ? true : undefined));
+    await pollUntil("the server to answer /livez", STARTUP_TIMEOUT_MS, async () =>
+      (await call("/livez")).status === 200 ? true : undefined,
+    );
   } catch (error) {
     throw new Error(`${error.message}\n${server.output()}`, { cause: error });
   }
   const statements = [
     "CREATE TABLE IF NOT EXISTS metrics_check(id INTEGER PRIMARY KEY, v TEXT)",
-    ["INSERT INTO metrics_check(v) VALUES(?)", "a \"quoted\" \\ value"],
+    ["INSERT INTO metrics_check(v) VALUES(?)", 'a "quoted" \\ value'],
   ];
   await pollUntil("a first write to be applied", CLUSTER_TIMEOUT_MS, async () => {
-    const response = await call("/db/execute", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(statements) });
+    const response = await call("/db/execute", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(statements),
+    });
     return response.status === 200 ? true : undefined;
   });
   for (const level of ["none", "weak", "linearizable", "strong"]) {
-    const response = await call(`/db/query?level=${level}&q=${encodeURIComponent("SELECT COUNT(*) FROM metrics_check")}`);
-    if (response.status !== 200) throw new Error(`a ${level} read answered ${response.status}: ${await response.text()}`);
+    const response = await call(
+      `/db/query?level=${level}&q=${encodeURIComponent("SELECT COUNT(*) FROM metrics_check")}`,
+    );
+    if (response.status !== 200) {
+      throw new Error(`a ${level} read answered ${response.status}: ${await response.text()}`);
+    }
   }
 
   const text = await pollUntil("every node to answer the scrape, with a leader", CLUSTER_TIMEOUT_MS, async () => {
     const response = await call("/metrics");
-    if (response.status !== 200) throw new Error(`GET /metrics answered ${response.status}: ${await response.text()}`);
+    if (response.status !== 200) {
+      throw new Error(`GET /metrics answered ${response.status}: ${await response.text()}`);
+    }
     const contentType = response.headers.get("content-type");
-    if (contentType !== "text/plain; version=0.0.4; charset=utf-8") throw new Error(`GET /metrics answered Content-Type ${contentType}`);
+    if (contentType !== "text/plain; version=0.0.4; charset=utf-8") {
+      throw new Error(`GET /metrics answered Content-Type ${contentType}`);
+    }
     const body = await response.text();
     const up = NODES.every((node) => body.includes(`durable_ha_node_up{cluster="main",node="${node}"} 1`));
     return up && /durable_ha_is_leader\{[^}]*\} 1/.test(body) ? body : undefined;
@@ -151,17 +207,26 @@ try {
     throw new Error(`promtool check metrics exited ${checked.status}:\n${checked.stdout}${checked.stderr}`);
   }
   const families = text.split("\n").filter((line) => line.startsWith("# TYPE ")).length;
-  console.log(`ok: promtool check metrics passes on the live text format (${families} families, ${text.split("\n").length} lines)`);
+  console.log(
+    `ok: promtool check metrics passes on the live text format (${families} families, ${text.split("\n").length} lines)`,
+  );
 
   const openMetrics = await call("/metrics", { headers: { Accept: OPENMETRICS_ACCEPT } });
   const openMetricsText = await openMetrics.text();
-  if (openMetrics.headers.get("content-type") !== "application/openmetrics-text; version=1.0.0; charset=utf-8" || !openMetricsText.endsWith("# EOF\n")) {
-    throw new Error(`the OpenMetrics answer is not framed as OpenMetrics (Content-Type ${openMetrics.headers.get("content-type")})`);
+  if (
+    openMetrics.headers.get("content-type") !== "application/openmetrics-text; version=1.0.0; charset=utf-8" ||
+    !openMetricsText.endsWith("# EOF\n")
+  ) {
+    throw new Error(
+      `the OpenMetrics answer is not framed as OpenMetrics (Content-Type ${openMetrics.headers.get("content-type")})`,
+    );
   }
   console.log("ok: OpenMetrics content type and # EOF");
 
   if (!has("prometheus")) {
-    if (isCi()) throw new Error("the prometheus server is missing and CI is set (apt-get install prometheus)");
+    if (isCi()) {
+      throw new Error("the prometheus server is missing and CI is set (apt-get install prometheus)");
+    }
     console.log("check-metrics: scrape by a real Prometheus SKIPPED, the prometheus server is not installed");
   } else {
     await scrapeWithPrometheus({ target: `127.0.0.1:${port}`, token });
@@ -170,7 +235,9 @@ try {
   failed = true;
   console.error(`check-metrics: FAILED: ${error.message}`);
 } finally {
-  for (const cleanup of cleanups.reverse()) await cleanup();
+  for (const cleanup of cleanups.reverse()) {
+    await cleanup();
+  }
 }
 process.exit(failed ? 1 : 0);
 
@@ -186,15 +253,35 @@ async function scrapeWithPrometheus({ target, token }) {
       // Generous for a loaded CI machine: each node gets 1 s (?timeout=1s), the whole scrape 3 s.
       global: { scrape_interval: "3s", scrape_timeout: "3s" },
       rule_files: [join(ROOT, "ops/prometheus/alerts.yml")],
-      scrape_configs: [{ job_name: "durable-ha", metrics_path: "/metrics", params: { timeout: ["1s"] }, authorization: { type: "Bearer", credentials_file: join(dir, "token") }, static_configs: [{ targets: [target] }] }],
+      scrape_configs: [
+        {
+          job_name: "durable-ha",
+          metrics_path: "/metrics",
+          params: { timeout: ["1s"] },
+          authorization: { type: "Bearer", credentials_file: join(dir, "token") },
+          static_configs: [{ targets: [target] }],
+        },
+      ],
     }),
   );
-  const prometheus = startGroup("prometheus", [`--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "data")}`, `--web.listen-address=127.0.0.1:${webPort}`], { cwd: dir });
+  const prometheus = startGroup(
+    "prometheus",
+    [
+      `--config.file=${join(dir, "prometheus.yml")}`,
+      `--storage.tsdb.path=${join(dir, "data")}`,
+      `--web.listen-address=127.0.0.1:${webPort}`,
+    ],
+    { cwd: dir },
+  );
   cleanups.push(() => prometheus.stop());
   const query = async (expr) => {
-    const response = await fetch(`http://127.0.0.1:${webPort}/api/v1/query?query=${encodeURIComponent(expr)}`, { signal: AbortSignal.timeout(5_000) });
+    const response = await fetch(`http://127.0.0.1:${webPort}/api/v1/query?query=${encodeURIComponent(expr)}`, {
+      signal: AbortSignal.timeout(5_000),
+    });
     const body = await response.json();
-    if (body.status !== "success") throw new Error(`query ${expr}: ${JSON.stringify(body)}`);
+    if (body.status !== "success") {
+      throw new Error(`query ${expr}: ${JSON.stringify(body)}`);
+    }
     return body.data.result;
   };
   try {
@@ -212,14 +299,23 @@ async function scrapeWithPrometheus({ target, token }) {
         const applied = await query("max(durable_ha_proposals_applied_total)");
         const buckets = await query('count(durable_ha_rpc_duration_seconds_bucket{le="+Inf"})');
         seen = `nodes up ${nodes.length}, leaders ${leaders[0]?.value[1]}, applied ${applied[0]?.value[1]}, RPC histograms ${buckets[0]?.value[1]}`;
-        return nodes.length === NODES.length && leaders[0]?.value[1] === "1" && Number(applied[0]?.value[1]) >= 2 && Number(buckets[0]?.value[1]) >= 1 ? true : undefined;
+        return nodes.length === NODES.length &&
+          leaders[0]?.value[1] === "1" &&
+          Number(applied[0]?.value[1]) >= 2 &&
+          Number(buckets[0]?.value[1]) >= 1
+          ? true
+          : undefined;
       });
     } catch (error) {
       throw new Error(`${error.message} (last seen: ${seen})`, { cause: error });
     }
     const targets = await (await fetch(`http://127.0.0.1:${webPort}/api/v1/targets`)).json();
-    const health = targets.data.activeTargets.map((active) => `${active.health}${active.lastError ? `: ${active.lastError}` : ""}`);
-    console.log(`ok: a real Prometheus scraped GET /metrics (target ${health.join(", ")}) and stored every node's series`);
+    const health = targets.data.activeTargets.map(
+      (active) => `${active.health}${active.lastError ? `: ${active.lastError}` : ""}`,
+    );
+    console.log(
+      `ok: a real Prometheus scraped GET /metrics (target ${health.join(", ")}) and stored every node's series`,
+    );
   } catch (error) {
     throw new Error(`${error.message}\nprometheus output:\n${prometheus.output()}`, { cause: error });
   }

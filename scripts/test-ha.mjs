@@ -26,7 +26,9 @@ function parseArgs(argv) {
       options.repeat = value;
     } else if (arg === "--filter") {
       const value = argv[++i];
-      if (value === undefined || value === "") throw new Error("--filter needs a vitest path filter, e.g. test/workers/ha-partition");
+      if (value === undefined || value === "") {
+        throw new Error("--filter needs a vitest path filter, e.g. test/workers/ha-partition");
+      }
       options.filter = value;
     } else if (arg === "--keep") {
       options.keep = true;
@@ -56,10 +58,21 @@ function scenarioOrder(a, b) {
 function runVitest(filter, outputFile, logFile) {
   return new Promise((resolve) => {
     // The default reporter writes the console output (seeds, per-scenario figures) to the log; json feeds the table.
-    const args = ["run", "--project", "workers", filter, "--reporter=default", "--reporter=json", `--outputFile.json=${outputFile}`];
+    const args = [
+      "run",
+      "--project",
+      "workers",
+      filter,
+      "--reporter=default",
+      "--reporter=json",
+      `--outputFile.json=${outputFile}`,
+    ];
     // The project's own vitest (npm run puts node_modules/.bin, and the project's Node 22, first on the PATH).
     const local = join("node_modules", ".bin", "vitest");
-    const child = spawn(existsSync(local) ? local : "vitest", args, { stdio: ["ignore", "pipe", "pipe"], env: process.env });
+    const child = spawn(existsSync(local) ? local : "vitest", args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: process.env,
+    });
     const chunks = [];
     child.stdout.on("data", (chunk) => chunks.push(chunk));
     child.stderr.on("data", (chunk) => chunks.push(chunk));
@@ -80,7 +93,9 @@ function runVitest(filter, outputFile, logFile) {
 
 /** The outcome of every test of one run: { scenario, title, passed, failure }[], or null when there is no report. */
 function readReport(outputFile) {
-  if (!existsSync(outputFile)) return null;
+  if (!existsSync(outputFile)) {
+    return null;
+  }
   let report;
   try {
     report = JSON.parse(readFileSync(outputFile, "utf8"));
@@ -92,14 +107,22 @@ function readReport(outputFile) {
     const assertions = file.assertionResults ?? [];
     if (assertions.length === 0) {
       // The file failed before any test ran (an import or syntax error): a failure of its own.
-      tests.push({ scenario: `file ${file.name}`, title: file.name, passed: false, failure: String(file.message ?? "no tests ran") });
+      tests.push({
+        scenario: `file ${file.name}`,
+        title: file.name,
+        passed: false,
+        failure: String(file.message ?? "no tests ran"),
+      });
     }
     for (const test of assertions) {
       tests.push({
         scenario: scenarioOf(test.title),
         title: test.title,
         passed: test.status === "passed",
-        failure: test.status === "passed" ? "" : `${test.status}: ${(test.failureMessages ?? []).join(" ").split("\n")[0] ?? ""}`,
+        failure:
+          test.status === "passed"
+            ? ""
+            : `${test.status}: ${(test.failureMessages ?? []).join(" ").split("\n")[0] ?? ""}`,
       });
     }
   }
@@ -144,15 +167,26 @@ async function main() {
     for (const [scenario, list] of byScenario) {
       const entry = scenarios.get(scenario) ?? { passed: 0, runs: 0, tests: new Set() };
       entry.runs++;
-      for (const test of list) entry.tests.add(test.title);
-      if (list.every((test) => test.passed)) entry.passed++;
-      else runGreen = false;
+      for (const test of list) {
+        entry.tests.add(test.title);
+      }
+      if (list.every((test) => test.passed)) {
+        entry.passed++;
+      } else {
+        runGreen = false;
+      }
       scenarios.set(scenario, entry);
-      for (const test of list.filter((t) => !t.passed)) failures.push(`run ${run}: ${test.title}: ${test.failure.slice(0, 300)} (log: ${logFile})`);
+      for (const test of list.filter((t) => !t.passed)) {
+        failures.push(`run ${run}: ${test.title}: ${test.failure.slice(0, 300)} (log: ${logFile})`);
+      }
     }
-    if (runGreen) greenRuns++;
+    if (runGreen) {
+      greenRuns++;
+    }
     const passedTests = tests.filter((test) => test.passed).length;
-    console.log(`run ${run}/${options.repeat}: ${passedTests}/${tests.length} tests passed in ${seconds} s${runGreen ? "" : " (FAILURES)"}`);
+    console.log(
+      `run ${run}/${options.repeat}: ${passedTests}/${tests.length} tests passed in ${seconds} s${runGreen ? "" : " (FAILURES)"}`,
+    );
   }
 
   const names = [...scenarios.keys()].sort(scenarioOrder);
@@ -160,7 +194,9 @@ async function main() {
   console.log("");
   if (failures.length > 0) {
     console.log("failures:");
-    for (const failure of failures) console.log(`  ${failure}`);
+    for (const failure of failures) {
+      console.log(`  ${failure}`);
+    }
     console.log("");
   }
   console.log(`${"scenario".padEnd(width)}  tests  passed/runs  pass rate`);
@@ -170,12 +206,19 @@ async function main() {
     const entry = scenarios.get(name);
     passedPairs += entry.passed;
     totalPairs += entry.runs;
-    console.log(`${name.padEnd(width)}  ${String(entry.tests.size).padStart(5)}  ${`${entry.passed}/${entry.runs}`.padStart(11)}  ${percent(entry.passed, entry.runs).padStart(9)}`);
+    console.log(
+      `${name.padEnd(width)}  ${String(entry.tests.size).padStart(5)}  ${`${entry.passed}/${entry.runs}`.padStart(11)}  ${percent(entry.passed, entry.runs).padStart(9)}`,
+    );
   }
   console.log(`${"".padEnd(width, "-")}  -----  -----------  ---------`);
-  console.log(`suite runs with every scenario passing: ${greenRuns}/${options.repeat}; total time ${((Date.now() - startedAt) / 1000).toFixed(0)} s`);
-  if (options.keep || failures.length > 0) console.log(`reports and logs: ${workDir}`);
-  else rmSync(workDir, { recursive: true, force: true });
+  console.log(
+    `suite runs with every scenario passing: ${greenRuns}/${options.repeat}; total time ${((Date.now() - startedAt) / 1000).toFixed(0)} s`,
+  );
+  if (options.keep || failures.length > 0) {
+    console.log(`reports and logs: ${workDir}`);
+  } else {
+    rmSync(workDir, { recursive: true, force: true });
+  }
   const overall = percent(passedPairs, totalPairs);
   console.log(`overall pass rate: ${overall}`);
   process.exitCode = passedPairs === totalPairs && totalPairs > 0 ? 0 : 1;

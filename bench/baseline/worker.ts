@@ -53,12 +53,16 @@ export class BaselineNode extends DurableObject<Env> {
       const cursor = this.ctx.storage.sql.exec(statement.sql, ...statement.params);
       if (options.write) {
         cursor.toArray();
-        const { id, changed } = this.ctx.storage.sql.exec<{ id: number; changed: number }>("SELECT last_insert_rowid() AS id, changes() AS changed").one();
+        const { id, changed } = this.ctx.storage.sql
+          .exec<{ id: number; changed: number }>("SELECT last_insert_rowid() AS id, changes() AS changed")
+          .one();
         return { last_insert_id: id, rows_affected: changed };
       }
       const values: SqlValue[][] = [];
       for (const row of cursor.raw()) {
-        if (values.length >= MAX_RESULT_ROWS) return { error: `more than ${MAX_RESULT_ROWS} rows` };
+        if (values.length >= MAX_RESULT_ROWS) {
+          return { error: `more than ${MAX_RESULT_ROWS} rows` };
+        }
         values.push(row as SqlValue[]);
       }
       return { columns: cursor.columnNames, values };
@@ -79,7 +83,9 @@ function parseStatements(text: string): Statement[] {
     throw new BadRequest(`the body must be a JSON array of 1 to ${MAX_STATEMENTS} statements`);
   }
   return body.map((item: unknown): Statement => {
-    if (typeof item === "string") return { sql: item, params: [] };
+    if (typeof item === "string") {
+      return { sql: item, params: [] };
+    }
     if (Array.isArray(item) && typeof item[0] === "string" && item.slice(1).every(isSqlValue)) {
       return { sql: item[0], params: item.slice(1) as SqlValue[] };
     }
@@ -96,13 +102,17 @@ const app = new Hono<{ Bindings: Env }>();
 app.get("/livez", (c) => c.text("ok\n"));
 
 app.use("/db/*", async (c, next) => {
-  if (c.req.header("authorization") !== `Bearer ${c.env.BENCH_TOKEN}`) return c.json({ error: "unauthorized" }, 401);
+  if (c.req.header("authorization") !== `Bearer ${c.env.BENCH_TOKEN}`) {
+    return c.json({ error: "unauthorized" }, 401);
+  }
   await next();
 });
 
 app.post("/db/execute", async (c) => {
   const text = await c.req.text();
-  if (text.length > MAX_BODY_BYTES) return c.json({ error: "body too large" }, 413);
+  if (text.length > MAX_BODY_BYTES) {
+    return c.json({ error: "body too large" }, 413);
+  }
   const statements = parseStatements(text);
   const results = await c.env.BASELINE.getByName("baseline").execute(statements);
   return c.json({ results });
@@ -110,13 +120,17 @@ app.post("/db/execute", async (c) => {
 
 app.get("/db/query", async (c) => {
   const q = c.req.query("q");
-  if (q === undefined || q.length === 0) return c.json({ error: "q is required" }, 400);
+  if (q === undefined || q.length === 0) {
+    return c.json({ error: "q is required" }, 400);
+  }
   const results = await c.env.BASELINE.getByName("baseline").query([{ sql: q, params: [] }]);
   return c.json({ results });
 });
 
 app.get("/bench/stats", async (c) => c.json(await c.env.BASELINE.getByName("baseline").stats()));
 
-app.onError((err, c) => (err instanceof BadRequest ? c.json({ error: err.message }, 400) : c.json({ error: String(err) }, 500)));
+app.onError((err, c) =>
+  err instanceof BadRequest ? c.json({ error: err.message }, 400) : c.json({ error: String(err) }, 500),
+);
 
 export default app;

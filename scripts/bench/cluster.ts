@@ -14,9 +14,16 @@ const FAILOVER_GIVE_UP_MS = 60_000;
 const PROBE_SERVER_TIMEOUT = "5s";
 const PROBE_CLIENT_TIMEOUT_MS = 7_000;
 
-export const AUTH_HEADERS: Record<string, string> = { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" };
+export const AUTH_HEADERS: Record<string, string> = {
+  Authorization: `Bearer ${TOKEN}`,
+  "Content-Type": "application/json",
+};
 
-export async function call(baseUrl: string, path: string, init: { method?: string; body?: unknown; timeoutMs?: number } = {}): Promise<{ status: number; text: string; headers: Headers }> {
+export async function call(
+  baseUrl: string,
+  path: string,
+  init: { method?: string; body?: unknown; timeoutMs?: number } = {},
+): Promise<{ status: number; text: string; headers: Headers }> {
   const response = await fetch(`${baseUrl}${path}`, {
     method: init.method ?? "GET",
     headers: AUTH_HEADERS,
@@ -39,11 +46,17 @@ export interface Sample {
 export function parseMetrics(text: string): Sample[] {
   const samples: Sample[] = [];
   for (const line of text.split("\n")) {
-    if (line.length === 0 || line.startsWith("#")) continue;
+    if (line.length === 0 || line.startsWith("#")) {
+      continue;
+    }
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (match === null) continue;
+    if (match === null) {
+      continue;
+    }
     const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[pair[1]!] = pair[2]!;
+    }
     samples.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
   return samples;
@@ -51,13 +64,22 @@ export function parseMetrics(text: string): Sample[] {
 
 export async function scrape(baseUrl: string): Promise<Sample[]> {
   const answer = await call(baseUrl, "/metrics");
-  if (answer.status !== 200) throw new Error(`GET /metrics answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+  if (answer.status !== 200) {
+    throw new Error(`GET /metrics answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+  }
   return parseMetrics(answer.text);
 }
 
 /** The value of `name` on `node` (labels must match too), or undefined. */
-export function nodeValue(samples: readonly Sample[], name: string, node: string, labels: Record<string, string> = {}): number | undefined {
-  return samples.find((s) => s.name === name && s.labels["node"] === node && Object.entries(labels).every(([k, v]) => s.labels[k] === v))?.value;
+export function nodeValue(
+  samples: readonly Sample[],
+  name: string,
+  node: string,
+  labels: Record<string, string> = {},
+): number | undefined {
+  return samples.find(
+    (s) => s.name === name && s.labels["node"] === node && Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )?.value;
 }
 
 /** Billed work so far, summed over the nodes, and when each node's counters started (to spot a reset). */
@@ -71,13 +93,18 @@ export interface BilledCounters {
 }
 
 export function billedCounters(samples: readonly Sample[]): BilledCounters {
-  const sum = (name: string, labels: Record<string, string> = {}) => NODES.reduce((total, node) => total + (nodeValue(samples, name, node, labels) ?? 0), 0);
+  const sum = (name: string, labels: Record<string, string> = {}) =>
+    NODES.reduce((total, node) => total + (nodeValue(samples, name, node, labels) ?? 0), 0);
   return {
     peerRpcs: sum("durable_ha_rpcs_received_total", { kind: "peer" }),
     workerRpcs: sum("durable_ha_rpcs_received_total", { kind: "worker" }),
     alarmWakeups: sum("durable_ha_alarm_wakeups_total"),
-    peerCallFailures: samples.filter((s) => s.name === "durable_ha_rpc_failures_total").reduce((total, s) => total + s.value, 0),
-    startTimes: Object.fromEntries(NODES.map((node) => [node, nodeValue(samples, "durable_ha_node_start_time_seconds", node) ?? Number.NaN])),
+    peerCallFailures: samples
+      .filter((s) => s.name === "durable_ha_rpc_failures_total")
+      .reduce((total, s) => total + s.value, 0),
+    startTimes: Object.fromEntries(
+      NODES.map((node) => [node, nodeValue(samples, "durable_ha_node_start_time_seconds", node) ?? Number.NaN]),
+    ),
   };
 }
 
@@ -92,7 +119,9 @@ export interface BilledDelta {
 }
 
 export function billedDelta(before: BilledCounters, after: BilledCounters): BilledDelta {
-  const valid = NODES.every((node) => before.startTimes[node] === after.startTimes[node] && Number.isFinite(after.startTimes[node]));
+  const valid = NODES.every(
+    (node) => before.startTimes[node] === after.startTimes[node] && Number.isFinite(after.startTimes[node]),
+  );
   return {
     peerRpcs: after.peerRpcs - before.peerRpcs,
     workerRpcs: after.workerRpcs - before.workerRpcs - NODES.length,
@@ -107,19 +136,31 @@ export function billedDelta(before: BilledCounters, after: BilledCounters): Bill
 
 export async function currentLeader(baseUrl: string): Promise<string | undefined> {
   const answer = await call(baseUrl, "/leader", { timeoutMs: 5_000 }).catch(() => null);
-  if (answer?.status !== 200) return undefined;
+  if (answer?.status !== 200) {
+    return undefined;
+  }
   return answer.headers.get("X-DHA-Node") ?? undefined;
 }
 
 async function setFaults(baseUrl: string, node: string, rules: unknown): Promise<void> {
   const answer = await call(baseUrl, `/_test/nodes/${node}/faults`, { method: "POST", body: rules });
-  if (answer.status !== 200) throw new Error(`setting faults on ${node} answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+  if (answer.status !== 200) {
+    throw new Error(`setting faults on ${node} answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+  }
 }
 
 /** Cuts `victim` off from every other node, both ways; the worker still reaches it. */
 export async function isolate(baseUrl: string, victim: string): Promise<void> {
   await Promise.all(
-    NODES.map((node) => setFaults(baseUrl, node, { partitions: NODES.filter((o) => o !== node && (o === victim || node === victim)).map((o) => ({ from: node, to: o, bothWays: true })) })),
+    NODES.map((node) =>
+      setFaults(baseUrl, node, {
+        partitions: NODES.filter((o) => o !== node && (o === victim || node === victim)).map((o) => ({
+          from: node,
+          to: o,
+          bothWays: true,
+        })),
+      }),
+    ),
   );
 }
 
@@ -129,30 +170,47 @@ export async function healAll(baseUrl: string): Promise<void> {
 
 export async function crash(baseUrl: string, node: string): Promise<void> {
   const answer = await call(baseUrl, `/_test/nodes/${node}/crash`, { method: "POST", body: {} });
-  if (answer.status !== 200) throw new Error(`crashing ${node} answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+  if (answer.status !== 200) {
+    throw new Error(`crashing ${node} answered ${answer.status}: ${answer.text.slice(0, 200)}`);
+  }
 }
 
 export const INSERT_BODY = JSON.stringify([["INSERT INTO bench(v) VALUES(?)", "value-of-a-benchmark-write"]]);
 
 /** One write with the failover probe's deadline: the node that acknowledged it, or null when it failed. */
 export async function writeOnce(baseUrl: string, timeoutMs = PROBE_CLIENT_TIMEOUT_MS): Promise<string | null> {
-  const answer = await fetch(`${baseUrl}/db/execute?timeout=${PROBE_SERVER_TIMEOUT}`, { method: "POST", headers: AUTH_HEADERS, body: INSERT_BODY, signal: AbortSignal.timeout(timeoutMs) }).catch(() => null);
-  if (answer === null) return null;
+  const answer = await fetch(`${baseUrl}/db/execute?timeout=${PROBE_SERVER_TIMEOUT}`, {
+    method: "POST",
+    headers: AUTH_HEADERS,
+    body: INSERT_BODY,
+    signal: AbortSignal.timeout(timeoutMs),
+  }).catch(() => null);
+  if (answer === null) {
+    return null;
+  }
   const text = await answer.text().catch(() => "");
   return answer.status === 200 && !text.includes('"error"') ? (answer.headers.get("X-DHA-Node") ?? "?") : null;
 }
 
 /** A leader answers, a write goes through, and every node has applied everything the leader has. */
 export async function settle(baseUrl: string): Promise<string> {
-  return pollUntil("the cluster to settle (a leader, a write, every node applied)", { timeoutMs: SETTLE_TIMEOUT_MS }, async () => {
-    const leader = await currentLeader(baseUrl);
-    if (leader === undefined || (await writeOnce(baseUrl)) === null) return undefined;
-    const samples = await scrape(baseUrl).catch(() => null);
-    if (samples === null) return undefined;
-    const applied = NODES.map((node) => nodeValue(samples, "durable_ha_applied_index", node));
-    const leaderApplied = nodeValue(samples, "durable_ha_applied_index", leader);
-    return applied.every((a) => a !== undefined && a === leaderApplied) ? leader : undefined;
-  });
+  return pollUntil(
+    "the cluster to settle (a leader, a write, every node applied)",
+    { timeoutMs: SETTLE_TIMEOUT_MS },
+    async () => {
+      const leader = await currentLeader(baseUrl);
+      if (leader === undefined || (await writeOnce(baseUrl)) === null) {
+        return undefined;
+      }
+      const samples = await scrape(baseUrl).catch(() => null);
+      if (samples === null) {
+        return undefined;
+      }
+      const applied = NODES.map((node) => nodeValue(samples, "durable_ha_applied_index", node));
+      const leaderApplied = nodeValue(samples, "durable_ha_applied_index", leader);
+      return applied.every((a) => a !== undefined && a === leaderApplied) ? leader : undefined;
+    },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -177,8 +235,11 @@ export interface FailoverRun {
 export async function measureFailover(baseUrl: string, kind: "crash" | "cut-off"): Promise<FailoverRun> {
   const oldLeader = await settle(baseUrl);
   const faultAt = performance.now();
-  if (kind === "crash") await crash(baseUrl, oldLeader);
-  else await isolate(baseUrl, oldLeader);
+  if (kind === "crash") {
+    await crash(baseUrl, oldLeader);
+  } else {
+    await isolate(baseUrl, oldLeader);
+  }
   let failedWrites = 0;
   let ackedAt: number | null = null;
   let newLeader: string | null = null;
@@ -190,8 +251,17 @@ export async function measureFailover(baseUrl: string, kind: "crash" | "cut-off"
     }
     failedWrites += 1;
   }
-  if (kind === "cut-off") await healAll(baseUrl);
-  return { kind, oldLeader, newLeader, ms: (ackedAt ?? performance.now()) - faultAt, failedWrites, gaveUp: ackedAt === null };
+  if (kind === "cut-off") {
+    await healAll(baseUrl);
+  }
+  return {
+    kind,
+    oldLeader,
+    newLeader,
+    ms: (ackedAt ?? performance.now()) - faultAt,
+    failedWrites,
+    gaveUp: ackedAt === null,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -240,7 +310,9 @@ export async function measureCatchUp(
     const leaderApplied = nodeValue(samples, "durable_ha_applied_index", leader) ?? 0;
     const snapshotIndex = (nodeValue(samples, "durable_ha_first_log_index", leader) ?? 1) - 1;
     const room = snapshotIndex + SNAPSHOT_THRESHOLD_ENTRIES - leaderApplied;
-    if (room > options.logEntries + 20) break;
+    if (room > options.logEntries + 20) {
+      break;
+    }
     await options.write(room + 5);
     leader = await settle(baseUrl);
     samples = await scrape(baseUrl);
@@ -256,7 +328,9 @@ export async function measureCatchUp(
     // Enough that the leader compacts its log past everything the follower has.
     await options.write(SNAPSHOT_THRESHOLD_ENTRIES + 20);
     const first = nodeValue(await scrape(baseUrl), "durable_ha_first_log_index", leader) ?? 0;
-    if (first <= followerStart + 1) await options.write(SNAPSHOT_THRESHOLD_ENTRIES);
+    if (first <= followerStart + 1) {
+      await options.write(SNAPSHOT_THRESHOLD_ENTRIES);
+    }
   }
   samples = await scrape(baseUrl);
   const target = nodeValue(samples, "durable_ha_commit_index", leader) ?? 0;
@@ -265,15 +339,25 @@ export async function measureCatchUp(
   const healedAt = performance.now();
   await healAll(baseUrl);
   let firstProgressAt: number | null = null;
-  const doneAt = await pollUntil(`${follower} to catch up to ${target}`, { timeoutMs: CATCH_UP_TIMEOUT_MS, intervalMs: CATCH_UP_POLL_MS }, async () => {
-    const now = await scrape(baseUrl).catch(() => null);
-    if (now === null) return undefined;
-    const applied = nodeValue(now, "durable_ha_applied_index", follower) ?? 0;
-    if (applied > behindFrom && firstProgressAt === null) firstProgressAt = performance.now();
-    if (applied < target) return undefined;
-    samples = now;
-    return performance.now();
-  });
+  const doneAt = await pollUntil(
+    `${follower} to catch up to ${target}`,
+    { timeoutMs: CATCH_UP_TIMEOUT_MS, intervalMs: CATCH_UP_POLL_MS },
+    async () => {
+      const now = await scrape(baseUrl).catch(() => null);
+      if (now === null) {
+        return undefined;
+      }
+      const applied = nodeValue(now, "durable_ha_applied_index", follower) ?? 0;
+      if (applied > behindFrom && firstProgressAt === null) {
+        firstProgressAt = performance.now();
+      }
+      if (applied < target) {
+        return undefined;
+      }
+      samples = now;
+      return performance.now();
+    },
+  );
   const entriesBehind = target - behindFrom;
   const totalMs = doneAt - healedAt;
   return {
@@ -284,9 +368,9 @@ export async function measureCatchUp(
     totalMs,
     entriesPerS: totalMs > 0 ? (entriesBehind * 1_000) / totalMs : 0,
     snapshotsInstalled: (nodeValue(samples, "durable_ha_snapshots_installed_total", follower) ?? 0) - installedBefore,
-    snapshotBytes: (nodeValue(samples, "durable_ha_snapshot_installed_bytes_total", follower) ?? 0) - installedBytesBefore,
+    snapshotBytes:
+      (nodeValue(samples, "durable_ha_snapshot_installed_bytes_total", follower) ?? 0) - installedBytesBefore,
     followerAppliedAtHeal: behindFrom,
     leaderFirstLogIndexAtHeal: leaderFirst,
   };
 }
-

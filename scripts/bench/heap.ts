@@ -12,7 +12,9 @@ const INSPECTOR_TIMEOUT_MS = 10_000;
 /** One DevTools protocol call on a fresh connection; the proxy wants an Origin header. */
 function inspectorCall(inspectorPort: number, method: string): Promise<Record<string, unknown>> {
   return new Promise((resolveCall, reject) => {
-    const socket = new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`, { headers: { Origin: "http://127.0.0.1" } } as unknown as string[]);
+    const socket = new WebSocket(`ws://127.0.0.1:${inspectorPort}/ws`, {
+      headers: { Origin: "http://127.0.0.1" },
+    } as unknown as string[]);
     // Far above the ids the proxy uses for its own messages.
     const id = 1_000_000_000 + Math.floor(Math.random() * 1_000_000);
     const timer = setTimeout(() => {
@@ -26,12 +28,21 @@ function inspectorCall(inspectorPort: number, method: string): Promise<Record<st
     };
     socket.onmessage = (event) => {
       // The proxy sends messages of its own (with other ids) on connect: wait for ours.
-      const message = JSON.parse(String(event.data)) as { id?: number; result?: Record<string, unknown>; error?: { message: string } };
-      if (message.id !== id) return;
+      const message = JSON.parse(String(event.data)) as {
+        id?: number;
+        result?: Record<string, unknown>;
+        error?: { message: string };
+      };
+      if (message.id !== id) {
+        return;
+      }
       clearTimeout(timer);
       socket.close();
-      if (message.error !== undefined) reject(new Error(`${method}: ${message.error.message}`));
-      else resolveCall(message.result ?? {});
+      if (message.error !== undefined) {
+        reject(new Error(`${method}: ${message.error.message}`));
+      } else {
+        resolveCall(message.result ?? {});
+      }
     };
   });
 }
@@ -39,7 +50,9 @@ function inspectorCall(inspectorPort: number, method: string): Promise<Record<st
 export async function heapUsage(inspectorPort: number): Promise<HeapSample> {
   const result = await inspectorCall(inspectorPort, "Runtime.getHeapUsage");
   const sample = { usedBytes: Number(result["usedSize"]), totalBytes: Number(result["totalSize"]) };
-  if (!Number.isFinite(sample.usedBytes) || !Number.isFinite(sample.totalBytes)) throw new Error(`Runtime.getHeapUsage answered ${JSON.stringify(result).slice(0, 200)}`);
+  if (!Number.isFinite(sample.usedBytes) || !Number.isFinite(sample.totalBytes)) {
+    throw new Error(`Runtime.getHeapUsage answered ${JSON.stringify(result).slice(0, 200)}`);
+  }
   return sample;
 }
 

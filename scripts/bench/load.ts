@@ -32,15 +32,31 @@ export interface PointResult {
   readonly ok: number;
   /** ok per second over the measured run. */
   readonly ratePerS: number;
-  readonly errors: { readonly total: number; readonly non2xx: number; readonly rejectedBodies: number; readonly connectionErrors: number; readonly timeouts: number };
+  readonly errors: {
+    readonly total: number;
+    readonly non2xx: number;
+    readonly rejectedBodies: number;
+    readonly connectionErrors: number;
+    readonly timeouts: number;
+  };
   /** Requests still unanswered when the run stopped: one per connection in a closed loop that is moving at all. */
   readonly unansweredAtEnd: number;
   readonly statusCodes: Record<string, number>;
   /** Latency of every answered request, errors included (autocannon's histogram), in ms. */
-  readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number; readonly max: number; readonly mean: number };
+  readonly latencyMs: {
+    readonly p50: number;
+    readonly p90: number;
+    readonly p99: number;
+    readonly max: number;
+    readonly mean: number;
+  };
 }
 
-async function drive(baseUrl: string, shape: RequestShape, options: { connections: number; durationS?: number; amount?: number; timeoutS: number }) {
+async function drive(
+  baseUrl: string,
+  shape: RequestShape,
+  options: { connections: number; durationS?: number; amount?: number; timeoutS: number },
+) {
   let accepted = 0;
   let rejectedBodies = 0;
   const result = await autocannon({
@@ -56,9 +72,14 @@ async function drive(baseUrl: string, shape: RequestShape, options: { connection
         headers: shape.headers,
         ...(shape.body === undefined ? {} : { body: shape.body }),
         onResponse: (status, body) => {
-          if (status < 200 || status > 299) return;
-          if (shape.accepts(body)) accepted += 1;
-          else rejectedBodies += 1;
+          if (status < 200 || status > 299) {
+            return;
+          }
+          if (shape.accepts(body)) {
+            accepted += 1;
+          } else {
+            rejectedBodies += 1;
+          }
         },
       },
     ],
@@ -68,7 +89,9 @@ async function drive(baseUrl: string, shape: RequestShape, options: { connection
 
 function summarize(connections: number, run: Awaited<ReturnType<typeof drive>>): PointResult {
   const { result } = run;
-  const statusCodes = Object.fromEntries(Object.entries(result.statusCodeStats).map(([code, stat]) => [code, Number(stat.count)]));
+  const statusCodes = Object.fromEntries(
+    Object.entries(result.statusCodeStats).map(([code, stat]) => [code, Number(stat.count)]),
+  );
   const timeouts = result.timeouts;
   const connectionErrors = result.errors - timeouts;
   const errorsTotal = result.non2xx + run.rejectedBodies + result.errors;
@@ -77,18 +100,40 @@ function summarize(connections: number, run: Awaited<ReturnType<typeof drive>>):
     durationS: result.duration,
     ok: run.accepted,
     ratePerS: result.duration > 0 ? run.accepted / result.duration : 0,
-    errors: { total: errorsTotal, non2xx: result.non2xx, rejectedBodies: run.rejectedBodies, connectionErrors, timeouts },
+    errors: {
+      total: errorsTotal,
+      non2xx: result.non2xx,
+      rejectedBodies: run.rejectedBodies,
+      connectionErrors,
+      timeouts,
+    },
     unansweredAtEnd: Math.max(0, result.requests.sent - result.requests.total - result.errors),
     statusCodes,
-    latencyMs: { p50: result.latency.p50, p90: result.latency.p90, p99: result.latency.p99, max: result.latency.max, mean: result.latency.mean },
+    latencyMs: {
+      p50: result.latency.p50,
+      p90: result.latency.p90,
+      p99: result.latency.p99,
+      max: result.latency.max,
+      mean: result.latency.mean,
+    },
   };
 }
 
 /** One point: warm-up (discarded), then the measured run. */
 export async function measurePoint(baseUrl: string, shape: RequestShape, options: LoadOptions): Promise<PointResult> {
-  if (options.warmupS > 0) await drive(baseUrl, shape, { connections: options.connections, durationS: options.warmupS, timeoutS: options.timeoutS });
+  if (options.warmupS > 0) {
+    await drive(baseUrl, shape, {
+      connections: options.connections,
+      durationS: options.warmupS,
+      timeoutS: options.timeoutS,
+    });
+  }
   await options.beforeMeasured?.();
-  const measured = drive(baseUrl, shape, { connections: options.connections, durationS: options.durationS, timeoutS: options.timeoutS });
+  const measured = drive(baseUrl, shape, {
+    connections: options.connections,
+    durationS: options.durationS,
+    timeoutS: options.timeoutS,
+  });
   if (options.atHalfway !== undefined) {
     await new Promise((done) => setTimeout(done, (options.durationS * 1_000) / 2));
     await options.atHalfway();
@@ -97,6 +142,10 @@ export async function measurePoint(baseUrl: string, shape: RequestShape, options
 }
 
 /** Sends `amount` requests with `connections` clients (to fill a log, say) and reports how it went. */
-export async function sendAmount(baseUrl: string, shape: RequestShape, options: { readonly connections: number; readonly amount: number; readonly timeoutS: number }): Promise<PointResult> {
+export async function sendAmount(
+  baseUrl: string,
+  shape: RequestShape,
+  options: { readonly connections: number; readonly amount: number; readonly timeoutS: number },
+): Promise<PointResult> {
   return summarize(options.connections, await drive(baseUrl, shape, options));
 }

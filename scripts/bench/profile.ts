@@ -36,16 +36,23 @@ class InspectorSession {
     socket.onmessage = (event) => {
       const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: { message: string } };
       const waiter = message.id === undefined ? undefined : this.waiting.get(message.id);
-      if (waiter === undefined) return;
+      if (waiter === undefined) {
+        return;
+      }
       this.waiting.delete(message.id!);
-      if (message.error !== undefined) waiter.reject(new Error(message.error.message));
-      else waiter.resolve(message.result);
+      if (message.error !== undefined) {
+        waiter.reject(new Error(message.error.message));
+      } else {
+        waiter.resolve(message.result);
+      }
     };
   }
 
   static open(port: number): Promise<InspectorSession> {
     return new Promise((resolveOpen, reject) => {
-      const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, { headers: { Origin: "http://127.0.0.1" } } as unknown as string[]);
+      const socket = new WebSocket(`ws://127.0.0.1:${port}/ws`, {
+        headers: { Origin: "http://127.0.0.1" },
+      } as unknown as string[]);
       socket.onopen = () => resolveOpen(new InspectorSession(socket));
       socket.onerror = () => reject(new Error(`the inspector on port ${port} refused the connection`));
     });
@@ -77,10 +84,18 @@ class InspectorSession {
 }
 
 /** Self and inclusive time (µs) per function name (wrangler bundles the sources into one file: names, not files). */
-function timeByFunction(profile: CpuProfile): { readonly self: Map<string, number>; readonly inclusive: Map<string, number>; readonly busy: number } {
+function timeByFunction(profile: CpuProfile): {
+  readonly self: Map<string, number>;
+  readonly inclusive: Map<string, number>;
+  readonly busy: number;
+} {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
   const parentOf = new Map<number, number>();
-  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  for (const node of profile.nodes) {
+    for (const child of node.children ?? []) {
+      parentOf.set(child, node.id);
+    }
+  }
   const self = new Map<string, number>();
   const inclusive = new Map<string, number>();
   let busy = 0;
@@ -89,14 +104,18 @@ function timeByFunction(profile: CpuProfile): { readonly self: Map<string, numbe
   for (let i = 0; i < samples.length; i++) {
     const node = byId.get(samples[i]!);
     const micros = deltas[i + 1] ?? 0;
-    if (node === undefined || node.callFrame.functionName === "(idle)") continue;
+    if (node === undefined || node.callFrame.functionName === "(idle)") {
+      continue;
+    }
     busy += micros;
     const own = nameOf(node);
     self.set(own, (self.get(own) ?? 0) + micros);
     const seen = new Set<string>();
     for (let id: number | undefined = node.id; id !== undefined; id = parentOf.get(id)) {
       const name = nameOf(byId.get(id)!);
-      if (seen.has(name)) continue;
+      if (seen.has(name)) {
+        continue;
+      }
       seen.add(name);
       inclusive.set(name, (inclusive.get(name) ?? 0) + micros);
     }
@@ -110,28 +129,48 @@ function nameOf(node: ProfileNode): string {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const valueOf = (flag: string, fallback: number) => (argv.includes(flag) ? Number(argv[argv.indexOf(flag) + 1]) : fallback);
+  const valueOf = (flag: string, fallback: number) =>
+    argv.includes(flag) ? Number(argv[argv.indexOf(flag) + 1]) : fallback;
   const durationS = valueOf("--duration-s", 10);
   const clients = valueOf("--clients", 32);
-  const outDir = argv.includes("--out") ? resolve(argv[argv.indexOf("--out") + 1]!) : join(REPO_ROOT, "bench", "results");
+  const outDir = argv.includes("--out")
+    ? resolve(argv[argv.indexOf("--out") + 1]!)
+    : join(REPO_ROOT, "bench", "results");
   const kind = argv.includes("--baseline") ? "baseline" : "cluster";
   const cluster = await WranglerServer.start(kind);
   try {
     const body = JSON.stringify(["CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)"]);
     for (let attempt = 0; ; attempt++) {
-      const answer = await fetch(`${cluster.baseUrl}/db/execute`, { method: "POST", headers: AUTH_HEADERS, body, signal: AbortSignal.timeout(20_000) }).catch(() => null);
-      if (answer?.status === 200) break;
-      if (attempt > 120) throw new Error("the cluster did not take the table");
+      const answer = await fetch(`${cluster.baseUrl}/db/execute`, {
+        method: "POST",
+        headers: AUTH_HEADERS,
+        body,
+        signal: AbortSignal.timeout(20_000),
+      }).catch(() => null);
+      if (answer?.status === 200) {
+        break;
+      }
+      if (attempt > 120) {
+        throw new Error("the cluster did not take the table");
+      }
       await sleep(250);
     }
-    if (kind === "cluster") await settle(cluster.baseUrl);
+    if (kind === "cluster") {
+      await settle(cluster.baseUrl);
+    }
     const session = await InspectorSession.open(cluster.inspectorPort);
     await session.call("Profiler.enable");
     await session.call("Profiler.setSamplingInterval", { interval: 200 });
     let profile: CpuProfile | null = null;
     const point = await measurePoint(
       cluster.baseUrl,
-      { method: "POST", path: "/db/execute", headers: AUTH_HEADERS, body: INSERT_BODY, accepts: (text) => text.includes('"results"') && !text.includes('"error"') },
+      {
+        method: "POST",
+        path: "/db/execute",
+        headers: AUTH_HEADERS,
+        body: INSERT_BODY,
+        accepts: (text) => text.includes('"results"') && !text.includes('"error"'),
+      },
       {
         connections: clients,
         durationS,
@@ -146,13 +185,25 @@ async function main(argv: readonly string[]): Promise<void> {
     writeFileSync(join(outDir, `profile-${kind}.cpuprofile`), JSON.stringify(profile));
     const { self, inclusive, busy } = timeByFunction(profile);
     const wallMs = (profile.endTime - profile.startTime) / 1_000;
-    const perWrite = (micros: number) => `${(micros / Math.max(1, point.ok)).toFixed(0).padStart(7)} µs ${((100 * micros) / Math.max(1, busy)).toFixed(1).padStart(5)} %`;
-    console.log(`${point.ok} writes in ${point.durationS.toFixed(1)} s at ${clients} clients (${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, errors ${point.errors.total})`);
-    console.log(`isolate busy ${(busy / 1_000).toFixed(0)} ms of ${wallMs.toFixed(0)} ms profiled: ${(busy / Math.max(1, point.ok)).toFixed(0)} µs of CPU per write`);
+    const perWrite = (micros: number) =>
+      `${(micros / Math.max(1, point.ok)).toFixed(0).padStart(7)} µs ${((100 * micros) / Math.max(1, busy)).toFixed(1).padStart(5)} %`;
+    console.log(
+      `${point.ok} writes in ${point.durationS.toFixed(1)} s at ${clients} clients (${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, errors ${point.errors.total})`,
+    );
+    console.log(
+      `isolate busy ${(busy / 1_000).toFixed(0)} ms of ${wallMs.toFixed(0)} ms profiled: ${(busy / Math.max(1, point.ok)).toFixed(0)} µs of CPU per write`,
+    );
     console.log("inclusive time per write (the 30 largest, the root and the sampler's own frames left out):");
-    for (const [name, micros] of [...inclusive].filter(([name]) => !name.startsWith("(root)") && !name.startsWith("(program)")).sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${perWrite(micros)}  ${name}`);
+    for (const [name, micros] of [...inclusive]
+      .filter(([name]) => !name.startsWith("(root)") && !name.startsWith("(program)"))
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 30)) {
+      console.log(`  ${perWrite(micros)}  ${name}`);
+    }
     console.log("self time per write (the 20 largest):");
-    for (const [name, micros] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) console.log(`  ${perWrite(micros)}  ${name}`);
+    for (const [name, micros] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
+      console.log(`  ${perWrite(micros)}  ${name}`);
+    }
     console.log(`profile: ${join(outDir, `profile-${kind}.cpuprofile`)}`);
   } finally {
     await cluster.stop();

@@ -3,36 +3,53 @@
 import type { PointResult } from "./load";
 import { READ_LEVELS, type BenchResults, type Heap, type Summary, type TargetCheck } from "./results";
 
-const fmt = (value: number, digits = 0) => (Number.isFinite(value) ? value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits }) : "n/a");
-const ratio = (value: number, base: number) => (base > 0 && Number.isFinite(value) ? `${fmt(value / base, 2)}×` : "n/a");
+const fmt = (value: number, digits = 0) =>
+  Number.isFinite(value)
+    ? value.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
+    : "n/a";
+const ratio = (value: number, base: number) =>
+  base > 0 && Number.isFinite(value) ? `${fmt(value / base, 2)}×` : "n/a";
 const ms = (value: number) => `${fmt(value, value < 10 ? 1 : 0)} ms`;
 
 function errorsOf(point: PointResult): string {
   const errors = point.errors.total === 0 ? "0" : `**${fmt(point.errors.total)}**`;
   // A closed loop always has one request per connection in flight when a run stops; only a run that answered
   // nothing at all is worth a word here.
-  return point.ok === 0 && point.unansweredAtEnd > 0 ? `${errors} (none answered; ${fmt(point.unansweredAtEnd)} still waiting at the end)` : errors;
+  return point.ok === 0 && point.unansweredAtEnd > 0
+    ? `${errors} (none answered; ${fmt(point.unansweredAtEnd)} still waiting at the end)`
+    : errors;
 }
 
 function pointRow(label: string, point: PointResult, base: PointResult | null): string {
   return `| ${label} | ${fmt(point.ratePerS)}/s | ${base === null ? "—" : ratio(point.ratePerS, base.ratePerS)} | ${ms(point.latencyMs.p50)} | ${base === null ? "—" : ratio(point.latencyMs.p50, base.latencyMs.p50)} | ${ms(point.latencyMs.p99)} | ${errorsOf(point)} |`;
 }
 
-const POINT_HEADER = ["| system | throughput | ratio to baseline | p50 | p50 ratio | p99 | errors |", "|---|---|---|---|---|---|---|"];
+const POINT_HEADER = [
+  "| system | throughput | ratio to baseline | p50 | p50 ratio | p99 | errors |",
+  "|---|---|---|---|---|---|---|",
+];
 
 function heapText(heap: Heap | null): string {
-  if (heap === null) return "not sampled";
-  if ("unavailable" in heap) return `unavailable (${heap.unavailable})`;
+  if (heap === null) {
+    return "not sampled";
+  }
+  if ("unavailable" in heap) {
+    return `unavailable (${heap.unavailable})`;
+  }
   return `${fmt(heap.usedBytes / 1024 / 1024, 1)} MB`;
 }
 
 function heapRatio(heap: Heap | null, base: Heap | null): string {
-  if (heap === null || base === null || "unavailable" in heap || "unavailable" in base) return "n/a";
+  if (heap === null || base === null || "unavailable" in heap || "unavailable" in base) {
+    return "n/a";
+  }
   return ratio(heap.usedBytes, base.usedBytes);
 }
 
 function summaryText(summary: Summary | null): string {
-  return summary === null ? "not run" : `median ${ms(summary.medianMs)}, worst ${ms(summary.worstMs)} (${summary.runs} runs)`;
+  return summary === null
+    ? "not run"
+    : `median ${ms(summary.medianMs)}, worst ${ms(summary.worstMs)} (${summary.runs} runs)`;
 }
 
 export function markdownReport(results: BenchResults): string {
@@ -49,14 +66,18 @@ export function markdownReport(results: BenchResults): string {
   for (const point of results.writes) {
     lines.push(pointRow(`baseline, ${point.connections} clients`, point.baseline, null));
     lines.push(pointRow(`durable-ha, ${point.connections} clients`, point.cluster, point.baseline));
-    if (point.etcd !== undefined) lines.push(pointRow(`etcd, ${point.connections} clients`, point.etcd, point.baseline));
+    if (point.etcd !== undefined) {
+      lines.push(pointRow(`etcd, ${point.connections} clients`, point.etcd, point.baseline));
+    }
   }
   lines.push("", "**Reads** (one point read per request; ratios are to the baseline's read)", "", ...POINT_HEADER);
   for (const point of results.reads) {
     lines.push(pointRow(`baseline, ${point.connections} clients`, point.baseline, null));
     for (const level of READ_LEVELS) {
       const p = point.cluster[level];
-      if (p !== undefined) lines.push(pointRow(`durable-ha ${level}, ${point.connections} clients`, p, point.baseline));
+      if (p !== undefined) {
+        lines.push(pointRow(`durable-ha ${level}, ${point.connections} clients`, p, point.baseline));
+      }
     }
     if (point.etcd !== undefined) {
       lines.push(pointRow(`etcd serializable, ${point.connections} clients`, point.etcd.serializable, point.baseline));
@@ -64,11 +85,25 @@ export function markdownReport(results: BenchResults): string {
     }
   }
   if (results.floor.length > 0) {
-    lines.push("", "**The runtime's floor**: `GET /livez` on the cluster's worker (no object touched)", "", ...POINT_HEADER);
-    for (const point of results.floor) lines.push(pointRow(`livez, ${point.connections} clients`, point, null));
+    lines.push(
+      "",
+      "**The runtime's floor**: `GET /livez` on the cluster's worker (no object touched)",
+      "",
+      ...POINT_HEADER,
+    );
+    for (const point of results.floor) {
+      lines.push(pointRow(`livez, ${point.connections} clients`, point, null));
+    }
   }
-  lines.push("", "**Billed work per acknowledged write** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`)", "");
-  lines.push("| clients | peer RPCs | worker RPCs | alarm wake-ups | total | above idle | ratio to baseline (total) | failed peer calls (all) |", "|---|---|---|---|---|---|---|---|");
+  lines.push(
+    "",
+    "**Billed work per acknowledged write** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`)",
+    "",
+  );
+  lines.push(
+    "| clients | peer RPCs | worker RPCs | alarm wake-ups | total | above idle | ratio to baseline (total) | failed peer calls (all) |",
+    "|---|---|---|---|---|---|---|---|",
+  );
   for (const point of results.writes) {
     const b = point.cluster.billed;
     const base = point.baseline.rpcsPerWrite;
@@ -79,16 +114,36 @@ export function markdownReport(results: BenchResults): string {
     );
   }
   if (results.idle !== null) {
-    lines.push("", `Idle: ${fmt(results.idle.alarmWakeupsPerS, 1)} alarm wake-ups/s and ${fmt(results.idle.peerRpcsPerS, 1)} peer RPCs/s for the whole cluster over ${results.idle.seconds} s${results.idle.valid ? "" : " (a node restarted: not trustworthy)"}; the baseline: none.`);
+    lines.push(
+      "",
+      `Idle: ${fmt(results.idle.alarmWakeupsPerS, 1)} alarm wake-ups/s and ${fmt(results.idle.peerRpcsPerS, 1)} peer RPCs/s for the whole cluster over ${results.idle.seconds} s${results.idle.valid ? "" : " (a node restarted: not trustworthy)"}; the baseline: none.`,
+    );
   }
-  lines.push("", `**Failover** (one client writing; from the fault to the first acknowledged write; election timeout ${results.electionTimeoutMs} ms)`, "");
-  lines.push(`- leader crashed: ${summaryText(results.failover.crash)}${results.failover.crash === null ? "" : `, ${ratio(results.failover.crash.medianMs, results.electionTimeoutMs)} the election timeout`}`);
-  lines.push(`- leader cut off from its peers (the worker still reaches it): ${summaryText(results.failover.cutOff)}${results.failover.cutOff === null ? "" : `, ${ratio(results.failover.cutOff.medianMs, results.electionTimeoutMs)} the election timeout`}`);
+  lines.push(
+    "",
+    `**Failover** (one client writing; from the fault to the first acknowledged write; election timeout ${results.electionTimeoutMs} ms)`,
+    "",
+  );
+  lines.push(
+    `- leader crashed: ${summaryText(results.failover.crash)}${results.failover.crash === null ? "" : `, ${ratio(results.failover.crash.medianMs, results.electionTimeoutMs)} the election timeout`}`,
+  );
+  lines.push(
+    `- leader cut off from its peers (the worker still reaches it): ${summaryText(results.failover.cutOff)}${results.failover.cutOff === null ? "" : `, ${ratio(results.failover.cutOff.medianMs, results.electionTimeoutMs)} the election timeout`}`,
+  );
   const gaveUp = results.failover.runs.filter((r) => r.gaveUp).length;
-  if (gaveUp > 0) lines.push(`- **${gaveUp} runs gave up** (no write acknowledged within 60 s; counted as 60 s)`);
+  if (gaveUp > 0) {
+    lines.push(`- **${gaveUp} runs gave up** (no write acknowledged within 60 s; counted as 60 s)`);
+  }
   const write32 = results.writes.find((p) => p.connections === 32)?.cluster.ratePerS ?? Number.NaN;
-  lines.push("", "**Catch-up** of a follower cut off while the others took writes (ratio to the cluster's write rate at 32 clients)", "");
-  lines.push("| by | entries missed | first progress after | total | rate | ratio | snapshot |", "|---|---|---|---|---|---|---|");
+  lines.push(
+    "",
+    "**Catch-up** of a follower cut off while the others took writes (ratio to the cluster's write rate at 32 clients)",
+    "",
+  );
+  lines.push(
+    "| by | entries missed | first progress after | total | rate | ratio | snapshot |",
+    "|---|---|---|---|---|---|---|",
+  );
   for (const run of results.catchUp) {
     lines.push(
       `| ${run.via} | ${fmt(run.entriesBehind)} | ${ms(run.firstProgressMs)} | ${ms(run.totalMs)} | ${fmt(run.entriesPerS)} entries/s | ${ratio(run.entriesPerS, write32)} | ${run.snapshotsInstalled > 0 ? `${run.snapshotsInstalled} installed, ${fmt(run.snapshotBytes / 1024, 0)} KiB` : "none"} |`,
@@ -98,11 +153,19 @@ export function markdownReport(results: BenchResults): string {
   lines.push("", `**Memory** (V8 heap in use; ${mem.note})`, "");
   lines.push("| | at rest | at 128 clients |", "|---|---|---|");
   lines.push(`| baseline isolate | ${heapText(mem.baseline.atRest)} | ${heapText(mem.baseline.at128Clients)} |`);
-  lines.push(`| cluster isolate (worker + 3 nodes) | ${heapText(mem.cluster.atRest)} (${heapRatio(mem.cluster.atRest, mem.baseline.atRest)}) | ${heapText(mem.cluster.at128Clients)} (${heapRatio(mem.cluster.at128Clients, mem.baseline.at128Clients)}) |`);
+  lines.push(
+    `| cluster isolate (worker + 3 nodes) | ${heapText(mem.cluster.atRest)} (${heapRatio(mem.cluster.atRest, mem.baseline.atRest)}) | ${heapText(mem.cluster.at128Clients)} (${heapRatio(mem.cluster.at128Clients, mem.baseline.at128Clients)}) |`,
+  );
   lines.push(`| cluster isolate after the whole run | ${heapText(mem.cluster.afterRun)} | |`);
-  if (mem.soak.length > 0) lines.push("", `Soak at 32 clients: ${mem.soak.map((s) => `${s.atS} s ${heapText(s.heap)}`).join(", ")}`);
+  if (mem.soak.length > 0) {
+    lines.push("", `Soak at 32 clients: ${mem.soak.map((s) => `${s.atS} s ${heapText(s.heap)}`).join(", ")}`);
+  }
   lines.push("", "**Targets** (issue 11)", "", "| target | measured | met |", "|---|---|---|");
-  for (const check of results.targets) lines.push(`| ${check.target} | ${check.measured} | ${check.met === null ? "not checked" : check.met ? "yes" : "**no**"} |`);
+  for (const check of results.targets) {
+    lines.push(
+      `| ${check.target} | ${check.measured} | ${check.met === null ? "not checked" : check.met ? "yes" : "**no**"} |`,
+    );
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -114,17 +177,33 @@ export function targetChecks(results: Omit<BenchResults, "targets">): TargetChec
   checks.push(
     w32 === undefined
       ? { target: "writes at 32 clients ≥ 0.8× the baseline", measured: "not measured", met: null }
-      : { target: "writes at 32 clients ≥ 0.8× the baseline", measured: ratio(w32.cluster.ratePerS, w32.baseline.ratePerS), met: w32.cluster.ratePerS >= 0.8 * w32.baseline.ratePerS },
+      : {
+          target: "writes at 32 clients ≥ 0.8× the baseline",
+          measured: ratio(w32.cluster.ratePerS, w32.baseline.ratePerS),
+          met: w32.cluster.ratePerS >= 0.8 * w32.baseline.ratePerS,
+        },
   );
   if (w1 === undefined) {
     checks.push({ target: "write p50 at 1 client ≤ 2.5× the baseline's", measured: "not measured", met: null });
   } else {
-    checks.push({ target: "write p50 at 1 client ≤ 2.5× the baseline's", measured: ratio(w1.cluster.latencyMs.p50, w1.baseline.latencyMs.p50), met: w1.cluster.latencyMs.p50 <= 2.5 * w1.baseline.latencyMs.p50 });
+    checks.push({
+      target: "write p50 at 1 client ≤ 2.5× the baseline's",
+      measured: ratio(w1.cluster.latencyMs.p50, w1.baseline.latencyMs.p50),
+      met: w1.cluster.latencyMs.p50 <= 2.5 * w1.baseline.latencyMs.p50,
+    });
     const added = w1.cluster.latencyMs.p50 - w1.baseline.latencyMs.p50;
     checks.push(
       w1.etcd === undefined
-        ? { target: "p50 replication adds (cluster − baseline) ≤ etcd's whole write", measured: `adds ${ms(added)}; etcd not run`, met: null }
-        : { target: "p50 replication adds (cluster − baseline) ≤ etcd's whole write", measured: `adds ${ms(added)}; etcd ${ms(w1.etcd.latencyMs.p50)}`, met: added <= w1.etcd.latencyMs.p50 },
+        ? {
+            target: "p50 replication adds (cluster − baseline) ≤ etcd's whole write",
+            measured: `adds ${ms(added)}; etcd not run`,
+            met: null,
+          }
+        : {
+            target: "p50 replication adds (cluster − baseline) ≤ etcd's whole write",
+            measured: `adds ${ms(added)}; etcd ${ms(w1.etcd.latencyMs.p50)}`,
+            met: added <= w1.etcd.latencyMs.p50,
+          },
     );
   }
   const r32 = results.reads.find((p) => p.connections === 32);
@@ -133,20 +212,43 @@ export function targetChecks(results: Omit<BenchResults, "targets">): TargetChec
   checks.push(
     lin === undefined || weak === undefined
       ? { target: "linearizable reads at 32 clients ≥ 0.5× weak reads", measured: "not measured", met: null }
-      : { target: "linearizable reads at 32 clients ≥ 0.5× weak reads", measured: ratio(lin.ratePerS, weak.ratePerS), met: lin.ratePerS >= 0.5 * weak.ratePerS },
+      : {
+          target: "linearizable reads at 32 clients ≥ 0.5× weak reads",
+          measured: ratio(lin.ratePerS, weak.ratePerS),
+          met: lin.ratePerS >= 0.5 * weak.ratePerS,
+        },
   );
-  for (const [label, summary] of [["crashed", results.failover.crash], ["cut off", results.failover.cutOff]] as const) {
+  for (const [label, summary] of [
+    ["crashed", results.failover.crash],
+    ["cut off", results.failover.cutOff],
+  ] as const) {
     checks.push(
       summary === null
-        ? { target: `failover median (leader ${label}) ≤ 1.5× the election timeout`, measured: "not measured", met: null }
-        : { target: `failover median (leader ${label}) ≤ 1.5× the election timeout`, measured: `${ms(summary.medianMs)} = ${ratio(summary.medianMs, results.electionTimeoutMs)}`, met: summary.medianMs <= 1.5 * results.electionTimeoutMs },
+        ? {
+            target: `failover median (leader ${label}) ≤ 1.5× the election timeout`,
+            measured: "not measured",
+            met: null,
+          }
+        : {
+            target: `failover median (leader ${label}) ≤ 1.5× the election timeout`,
+            measured: `${ms(summary.medianMs)} = ${ratio(summary.medianMs, results.electionTimeoutMs)}`,
+            met: summary.medianMs <= 1.5 * results.electionTimeoutMs,
+          },
     );
   }
   for (const run of results.catchUp) {
     checks.push(
       w32 === undefined
-        ? { target: `catch-up by ${run.via} ≥ 5× the write rate at 32 clients`, measured: `${fmt(run.entriesPerS)}/s; no 32-client write point`, met: null }
-        : { target: `catch-up by ${run.via} ≥ 5× the write rate at 32 clients`, measured: ratio(run.entriesPerS, w32.cluster.ratePerS), met: run.entriesPerS >= 5 * w32.cluster.ratePerS },
+        ? {
+            target: `catch-up by ${run.via} ≥ 5× the write rate at 32 clients`,
+            measured: `${fmt(run.entriesPerS)}/s; no 32-client write point`,
+            met: null,
+          }
+        : {
+            target: `catch-up by ${run.via} ≥ 5× the write rate at 32 clients`,
+            measured: ratio(run.entriesPerS, w32.cluster.ratePerS),
+            met: run.entriesPerS >= 5 * w32.cluster.ratePerS,
+          },
     );
   }
   return checks;
@@ -164,7 +266,14 @@ interface Bar {
 }
 
 /** Grouped bars on a log scale (the systems differ by orders of magnitude), with a grid line at each power of ten. */
-function barPanel(options: { readonly title: string; readonly groups: readonly { readonly label: string; readonly bars: readonly Bar[] }[]; readonly x: number; readonly y: number; readonly width: number; readonly height: number }): string {
+function barPanel(options: {
+  readonly title: string;
+  readonly groups: readonly { readonly label: string; readonly bars: readonly Bar[] }[];
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}): string {
   const { title, groups, x, y, width, height } = options;
   const max = Math.max(10, ...groups.flatMap((g) => g.bars.map((b) => b.value)));
   const decades = Math.ceil(Math.log10(max));
@@ -174,11 +283,17 @@ function barPanel(options: { readonly title: string; readonly groups: readonly {
   const plotHeight = height - 70;
   const scaled = (value: number) => (Math.log10(Math.max(1, value)) / decades) * plotHeight;
   const groupWidth = plotWidth / Math.max(1, groups.length);
-  const parts = [`<text x="${x}" y="${y + 14}" font-size="14" font-weight="bold">${escapeXml(title)} (log scale)</text>`];
+  const parts = [
+    `<text x="${x}" y="${y + 14}" font-size="14" font-weight="bold">${escapeXml(title)} (log scale)</text>`,
+  ];
   for (let d = 0; d <= decades; d++) {
     const gy = plotTop + plotHeight - (d / decades) * plotHeight;
-    parts.push(`<line x1="${plotLeft}" y1="${gy.toFixed(1)}" x2="${plotLeft + plotWidth}" y2="${gy.toFixed(1)}" stroke="${d === 0 ? "#333" : "#ddd"}"/>`);
-    parts.push(`<text x="${plotLeft - 4}" y="${(gy + 4).toFixed(1)}" font-size="10" text-anchor="end">${fmt(10 ** d)}</text>`);
+    parts.push(
+      `<line x1="${plotLeft}" y1="${gy.toFixed(1)}" x2="${plotLeft + plotWidth}" y2="${gy.toFixed(1)}" stroke="${d === 0 ? "#333" : "#ddd"}"/>`,
+    );
+    parts.push(
+      `<text x="${plotLeft - 4}" y="${(gy + 4).toFixed(1)}" font-size="10" text-anchor="end">${fmt(10 ** d)}</text>`,
+    );
   }
   groups.forEach((group, gi) => {
     const barWidth = (groupWidth - 8) / Math.max(1, group.bars.length);
@@ -186,12 +301,18 @@ function barPanel(options: { readonly title: string; readonly groups: readonly {
       const h = scaled(bar.value);
       const bx = plotLeft + gi * groupWidth + 4 + bi * barWidth;
       const by = plotTop + plotHeight - h;
-      parts.push(`<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${bar.color}"><title>${escapeXml(`${bar.label}: ${fmt(bar.value)}/s`)}</title></rect>`);
-      parts.push(`<text x="${(bx + barWidth / 2 - 1).toFixed(1)}" y="${(by - 3).toFixed(1)}" font-size="9" text-anchor="middle">${fmt(bar.value)}</text>`);
+      parts.push(
+        `<rect x="${bx.toFixed(1)}" y="${by.toFixed(1)}" width="${(barWidth - 2).toFixed(1)}" height="${h.toFixed(1)}" fill="${bar.color}"><title>${escapeXml(`${bar.label}: ${fmt(bar.value)}/s`)}</title></rect>`,
+      );
+      parts.push(
+        `<text x="${(bx + barWidth / 2 - 1).toFixed(1)}" y="${(by - 3).toFixed(1)}" font-size="9" text-anchor="middle">${fmt(bar.value)}</text>`,
+      );
     });
     const lines = group.label.split("\n");
     lines.forEach((line, li) => {
-      parts.push(`<text x="${(plotLeft + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${plotTop + plotHeight + 14 + li * 12}" font-size="10" text-anchor="middle">${escapeXml(line)}</text>`);
+      parts.push(
+        `<text x="${(plotLeft + gi * groupWidth + groupWidth / 2).toFixed(1)}" y="${plotTop + plotHeight + 14 + li * 12}" font-size="10" text-anchor="middle">${escapeXml(line)}</text>`,
+      );
     });
   });
   return parts.join("\n");
@@ -212,23 +333,56 @@ export function svgChart(results: BenchResults): string {
     ],
   }));
   const readGroups = results.reads.flatMap((p) => [
-    { label: `baseline\n${p.connections} cl.`, bars: [{ label: "baseline", value: p.baseline.ratePerS, color: COLORS.baseline }] },
-    ...READ_LEVELS.filter((level) => p.cluster[level] !== undefined).map((level) => ({ label: `${level}\n${p.connections} cl.`, bars: [{ label: `durable-ha ${level}`, value: p.cluster[level]!.ratePerS, color: COLORS.cluster }] })),
+    {
+      label: `baseline\n${p.connections} cl.`,
+      bars: [{ label: "baseline", value: p.baseline.ratePerS, color: COLORS.baseline }],
+    },
+    ...READ_LEVELS.filter((level) => p.cluster[level] !== undefined).map((level) => ({
+      label: `${level}\n${p.connections} cl.`,
+      bars: [{ label: `durable-ha ${level}`, value: p.cluster[level]!.ratePerS, color: COLORS.cluster }],
+    })),
     ...(p.etcd === undefined
       ? []
       : [
-          { label: `etcd serial.\n${p.connections} cl.`, bars: [{ label: "etcd serializable", value: p.etcd.serializable.ratePerS, color: COLORS.etcd }] },
-          { label: `etcd lin.\n${p.connections} cl.`, bars: [{ label: "etcd linearizable", value: p.etcd.linearizable.ratePerS, color: COLORS.etcd }] },
+          {
+            label: `etcd serial.\n${p.connections} cl.`,
+            bars: [{ label: "etcd serializable", value: p.etcd.serializable.ratePerS, color: COLORS.etcd }],
+          },
+          {
+            label: `etcd lin.\n${p.connections} cl.`,
+            bars: [{ label: "etcd linearizable", value: p.etcd.linearizable.ratePerS, color: COLORS.etcd }],
+          },
         ]),
   ]);
-  const legend = Object.entries({ baseline: "baseline (one SQLite Durable Object)", cluster: "durable-ha (3 nodes)", etcd: "etcd (3 members)" })
-    .map(([key, label], i) => `<rect x="${20 + i * 260}" y="44" width="12" height="12" fill="${COLORS[key as keyof typeof COLORS]}"/><text x="${38 + i * 260}" y="54" font-size="12">${escapeXml(label)}</text>`)
+  const legend = Object.entries({
+    baseline: "baseline (one SQLite Durable Object)",
+    cluster: "durable-ha (3 nodes)",
+    etcd: "etcd (3 members)",
+  })
+    .map(
+      ([key, label], i) =>
+        `<rect x="${20 + i * 260}" y="44" width="12" height="12" fill="${COLORS[key as keyof typeof COLORS]}"/><text x="${38 + i * 260}" y="54" font-size="12">${escapeXml(label)}</text>`,
+    )
     .join("\n");
   const body = [
     `<text x="20" y="24" font-size="16" font-weight="bold">npm run bench — ${escapeXml(results.startedAt)} — ${results.machine.cpus} × ${escapeXml(results.machine.cpuModel)}</text>`,
     legend,
-    barPanel({ title: "Writes per second (one INSERT each), by concurrent clients", groups: writeGroups, x: 20, y: 70, width: width - 40, height: 300 }),
-    barPanel({ title: "Reads per second, by level and concurrent clients", groups: readGroups, x: 20, y: 390, width: width - 40, height: 300 }),
+    barPanel({
+      title: "Writes per second (one INSERT each), by concurrent clients",
+      groups: writeGroups,
+      x: 20,
+      y: 70,
+      width: width - 40,
+      height: 300,
+    }),
+    barPanel({
+      title: "Reads per second, by level and concurrent clients",
+      groups: readGroups,
+      x: 20,
+      y: 390,
+      width: width - 40,
+      height: 300,
+    }),
   ].join("\n");
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="710" viewBox="0 0 ${width} 710" font-family="sans-serif">\n<rect width="100%" height="100%" fill="white"/>\n${body}\n</svg>\n`;
 }
@@ -239,6 +393,8 @@ export function replaceReadmeTable(readme: string, table: string): string | null
   const end = "<!-- bench:end -->";
   const from = readme.indexOf(start);
   const to = readme.indexOf(end);
-  if (from < 0 || to < from) return null;
+  if (from < 0 || to < from) {
+    return null;
+  }
   return `${readme.slice(0, from + start.length)}\n${table}${readme.slice(to)}`;
 }

@@ -75,9 +75,18 @@ export interface BenchResults {
   readonly reads: readonly ReadPoint[];
   /** GET /livez on the cluster's worker: no object touched, the runtime's floor. */
   readonly floor: readonly PointResult[];
-  readonly failover: { readonly runs: readonly FailoverRun[]; readonly crash: Summary | null; readonly cutOff: Summary | null };
+  readonly failover: {
+    readonly runs: readonly FailoverRun[];
+    readonly crash: Summary | null;
+    readonly cutOff: Summary | null;
+  };
   readonly catchUp: readonly CatchUpRun[];
-  readonly idle: { readonly seconds: number; readonly alarmWakeupsPerS: number; readonly peerRpcsPerS: number; readonly valid: boolean } | null;
+  readonly idle: {
+    readonly seconds: number;
+    readonly alarmWakeupsPerS: number;
+    readonly peerRpcsPerS: number;
+    readonly valid: boolean;
+  } | null;
   readonly memory: {
     readonly note: string;
     readonly cluster: { readonly atRest: Heap; readonly at128Clients: Heap | null; readonly afterRun: Heap };

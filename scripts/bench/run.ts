@@ -10,11 +10,31 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem, type as osType } from "node:os";
 import { join, resolve } from "node:path";
-import { AUTH_HEADERS, billedCounters, billedDelta, INSERT_BODY, measureCatchUp, measureFailover, scrape, settle, type BilledCounters, type CatchUpRun, type FailoverRun } from "./cluster";
+import {
+  AUTH_HEADERS,
+  billedCounters,
+  billedDelta,
+  INSERT_BODY,
+  measureCatchUp,
+  measureFailover,
+  scrape,
+  settle,
+  type BilledCounters,
+  type CatchUpRun,
+  type FailoverRun,
+} from "./cluster";
 import { collectGarbage, tryHeapUsage } from "./heap";
 import { measurePoint, sendAmount, type LoadOptions, type PointResult, type RequestShape } from "./load";
 import { markdownReport, replaceReadmeTable, svgChart, targetChecks } from "./report";
-import { READ_LEVELS, RESULTS_FORMAT, type BenchResults, type Heap, type ReadPoint, type Summary, type WritePoint } from "./results";
+import {
+  READ_LEVELS,
+  RESULTS_FORMAT,
+  type BenchResults,
+  type Heap,
+  type ReadPoint,
+  type Summary,
+  type WritePoint,
+} from "./results";
 import { EtcdCluster, REPO_ROOT, WranglerServer, sleep } from "./servers";
 
 export interface BenchOptions {
@@ -43,17 +63,43 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const has = (flag: string) => argv.includes(flag);
   const numberOf = (flag: string, fallback: number): number => {
     const at = argv.indexOf(flag);
-    if (at < 0) return fallback;
+    if (at < 0) {
+      return fallback;
+    }
     const value = Number(argv[at + 1]);
-    if (!Number.isFinite(value) || value < 0) throw new Error(`${flag} needs a non-negative number`);
+    if (!Number.isFinite(value) || value < 0) {
+      throw new Error(`${flag} needs a non-negative number`);
+    }
     return value;
   };
   const outAt = argv.indexOf("--out");
   const outDir = outAt < 0 ? join(REPO_ROOT, "bench", "results") : resolve(argv[outAt + 1] ?? "");
-  const known = new Set(["--duration-s", "--warmup-s", "--quick", "--smoke", "--no-etcd", "--failover-runs", "--soak-s", "--out", "--update-readme"]);
-  const unknown = argv.filter((arg, i) => arg.startsWith("--") && !known.has(arg) && !(i > 0 && ["--duration-s", "--warmup-s", "--failover-runs", "--soak-s", "--out"].includes(argv[i - 1]!)));
-  if (unknown.length > 0) throw new Error(`unknown option ${unknown.join(", ")}`);
-  const common = { etcd: !has("--no-etcd"), outDir, updateReadme: has("--update-readme"), log: (line: string) => console.log(line) };
+  const known = new Set([
+    "--duration-s",
+    "--warmup-s",
+    "--quick",
+    "--smoke",
+    "--no-etcd",
+    "--failover-runs",
+    "--soak-s",
+    "--out",
+    "--update-readme",
+  ]);
+  const unknown = argv.filter(
+    (arg, i) =>
+      arg.startsWith("--") &&
+      !known.has(arg) &&
+      !(i > 0 && ["--duration-s", "--warmup-s", "--failover-runs", "--soak-s", "--out"].includes(argv[i - 1]!)),
+  );
+  if (unknown.length > 0) {
+    throw new Error(`unknown option ${unknown.join(", ")}`);
+  }
+  const common = {
+    etcd: !has("--no-etcd"),
+    outDir,
+    updateReadme: has("--update-readme"),
+    log: (line: string) => console.log(line),
+  };
   if (has("--smoke")) {
     return {
       ...common,
@@ -92,10 +138,21 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
 
 const accepted = (body: string) => body.includes('"results"') && !body.includes('"error"');
 
-const WRITE_SHAPE: RequestShape = { method: "POST", path: "/db/execute", headers: AUTH_HEADERS, body: INSERT_BODY, accepts: accepted };
+const WRITE_SHAPE: RequestShape = {
+  method: "POST",
+  path: "/db/execute",
+  headers: AUTH_HEADERS,
+  body: INSERT_BODY,
+  accepts: accepted,
+};
 
 function readShape(level: string): RequestShape {
-  return { method: "GET", path: `/db/query?level=${level}&q=${encodeURIComponent(READ_SQL)}`, headers: AUTH_HEADERS, accepts: accepted };
+  return {
+    method: "GET",
+    path: `/db/query?level=${level}&q=${encodeURIComponent(READ_SQL)}`,
+    headers: AUTH_HEADERS,
+    accepts: accepted,
+  };
 }
 
 const LIVEZ_SHAPE: RequestShape = { method: "GET", path: "/livez", headers: {}, accepts: (body) => body === "ok\n" };
@@ -122,12 +179,16 @@ const etcdRange = (serializable: boolean): RequestShape => ({
 function electionTimeoutMs(): number {
   const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
   const match = /^ELECTION_TIMEOUT_MS\s*=\s*"(\d+)"/m.exec(toml);
-  if (match === null) throw new Error("wrangler.toml sets no ELECTION_TIMEOUT_MS");
+  if (match === null) {
+    throw new Error("wrangler.toml sets no ELECTION_TIMEOUT_MS");
+  }
   return Number(match[1]);
 }
 
 function summarize(runs: readonly FailoverRun[]): Summary | null {
-  if (runs.length === 0) return null;
+  if (runs.length === 0) {
+    return null;
+  }
   const sorted = runs.map((r) => r.ms).sort((a, b) => a - b);
   const mid = sorted.length / 2;
   const medianMs = sorted.length % 2 === 1 ? sorted[Math.floor(mid)]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
@@ -137,7 +198,9 @@ function summarize(runs: readonly FailoverRun[]): Summary | null {
 async function expectOk(what: string, response: Promise<Response>): Promise<void> {
   const answer = await response;
   const text = await answer.text();
-  if (answer.status !== 200 || text.includes('"error"')) throw new Error(`${what} answered ${answer.status}: ${text.slice(0, 300)}`);
+  if (answer.status !== 200 || text.includes('"error"')) {
+    throw new Error(`${what} answered ${answer.status}: ${text.slice(0, 300)}`);
+  }
 }
 
 async function prepareTable(baseUrl: string): Promise<void> {
@@ -146,7 +209,10 @@ async function prepareTable(baseUrl: string): Promise<void> {
     fetch(`${baseUrl}/db/execute`, {
       method: "POST",
       headers: AUTH_HEADERS,
-      body: JSON.stringify(["CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)", ["INSERT OR REPLACE INTO bench(id, v) VALUES(1, ?)", "the row every read reads"]]),
+      body: JSON.stringify([
+        "CREATE TABLE IF NOT EXISTS bench (id INTEGER PRIMARY KEY, v TEXT)",
+        ["INSERT OR REPLACE INTO bench(id, v) VALUES(1, ?)", "the row every read reads"],
+      ]),
       signal: AbortSignal.timeout(30_000),
     }),
   );
@@ -166,8 +232,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const startedAt = new Date().toISOString();
   const loadAverageAtStart = loadavg()[0]!;
   const etcdVersion = options.etcd ? EtcdCluster.version() : null;
-  if (options.etcd && etcdVersion === null) log("etcd: no `etcd` on the PATH (Debian: apt-get install etcd-server); running without it");
-  const load = (extra: Partial<LoadOptions> = {}): LoadOptions => ({ connections: 1, durationS: options.durationS, warmupS: options.warmupS, timeoutS: REQUEST_TIMEOUT_S, ...extra });
+  if (options.etcd && etcdVersion === null) {
+    log("etcd: no `etcd` on the PATH (Debian: apt-get install etcd-server); running without it");
+  }
+  const load = (extra: Partial<LoadOptions> = {}): LoadOptions => ({
+    connections: 1,
+    durationS: options.durationS,
+    warmupS: options.warmupS,
+    timeoutS: REQUEST_TIMEOUT_S,
+    ...extra,
+  });
 
   log("starting the cluster, the baseline" + (etcdVersion === null ? "" : " and etcd"));
   const cluster = await WranglerServer.start("cluster");
@@ -175,7 +249,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   let etcd: EtcdCluster | null = null;
   try {
     baseline = await WranglerServer.start("baseline");
-    if (etcdVersion !== null) etcd = await EtcdCluster.start();
+    if (etcdVersion !== null) {
+      etcd = await EtcdCluster.start();
+    }
     const clusterUrl = cluster.baseUrl;
     const baselineUrl = baseline.baseUrl;
     await settleWithSchema(clusterUrl);
@@ -189,7 +265,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     const idleBefore = billedCounters(await scrape(clusterUrl));
     await sleep(options.idleS * 1_000);
     const idleDelta = billedDelta(idleBefore, billedCounters(await scrape(clusterUrl)));
-    const idle = { seconds: options.idleS, alarmWakeupsPerS: idleDelta.alarmWakeups / options.idleS, peerRpcsPerS: idleDelta.peerRpcs / options.idleS, valid: idleDelta.valid };
+    const idle = {
+      seconds: options.idleS,
+      alarmWakeupsPerS: idleDelta.alarmWakeups / options.idleS,
+      peerRpcsPerS: idleDelta.peerRpcs / options.idleS,
+      valid: idleDelta.valid,
+    };
     log(`idle: ${idle.alarmWakeupsPerS.toFixed(1)} alarm wake-ups/s, ${idle.peerRpcsPerS.toFixed(1)} peer RPCs/s`);
 
     // Writes, the three systems in turn at each number of clients.
@@ -198,26 +279,39 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     let baselineAt128: Heap | null = null;
     for (const connections of options.writeClients) {
       let rpcsBefore = 0;
-      const basePoint = await measurePoint(baselineUrl, WRITE_SHAPE, load({
-        connections,
-        beforeMeasured: async () => void (rpcsBefore = await baselineRpcs(baselineUrl)),
-        ...(connections === 128 ? { atHalfway: async () => void (baselineAt128 = await tryHeapUsage(baseline!.inspectorPort)) } : {}),
-      }));
+      const basePoint = await measurePoint(
+        baselineUrl,
+        WRITE_SHAPE,
+        load({
+          connections,
+          beforeMeasured: async () => void (rpcsBefore = await baselineRpcs(baselineUrl)),
+          ...(connections === 128
+            ? { atHalfway: async () => void (baselineAt128 = await tryHeapUsage(baseline!.inspectorPort)) }
+            : {}),
+        }),
+      );
       const rpcsAfter = await baselineRpcs(baselineUrl);
       // The stats call itself is one RPC.
       const rpcsPerWrite = basePoint.ok > 0 ? (rpcsAfter - rpcsBefore - 1) / basePoint.ok : null;
       log(`writes, ${connections} clients: baseline ${describe(basePoint)}`);
       let countersBefore: BilledCounters | null = null;
       let windowStart = 0;
-      const clusterPoint = await measurePoint(clusterUrl, WRITE_SHAPE, load({
-        connections,
-        beforeMeasured: async () => {
-          countersBefore = billedCounters(await scrape(clusterUrl));
-          windowStart = performance.now();
-        },
-        ...(connections === 128 ? { atHalfway: async () => void (clusterAt128 = await tryHeapUsage(cluster.inspectorPort)) } : {}),
-      }));
-      const delta = countersBefore === null ? null : billedDelta(countersBefore, billedCounters(await scrape(clusterUrl)));
+      const clusterPoint = await measurePoint(
+        clusterUrl,
+        WRITE_SHAPE,
+        load({
+          connections,
+          beforeMeasured: async () => {
+            countersBefore = billedCounters(await scrape(clusterUrl));
+            windowStart = performance.now();
+          },
+          ...(connections === 128
+            ? { atHalfway: async () => void (clusterAt128 = await tryHeapUsage(cluster.inspectorPort)) }
+            : {}),
+        }),
+      );
+      const delta =
+        countersBefore === null ? null : billedDelta(countersBefore, billedCounters(await scrape(clusterUrl)));
       const windowS = (performance.now() - windowStart) / 1_000;
       const total = delta === null ? 0 : delta.peerRpcs + delta.workerRpcs + delta.alarmWakeups;
       const billed =
@@ -233,13 +327,20 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
               windowS,
               valid: delta.valid,
             };
-      log(`writes, ${connections} clients: durable-ha ${describe(clusterPoint)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}`);
+      log(
+        `writes, ${connections} clients: durable-ha ${describe(clusterPoint)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}`,
+      );
       let etcdPoint: PointResult | undefined;
       if (etcd !== null) {
         etcdPoint = await measurePoint(etcd.clientUrls[0]!, ETCD_PUT, load({ connections }));
         log(`writes, ${connections} clients: etcd ${describe(etcdPoint)}`);
       }
-      writes.push({ connections, baseline: { ...basePoint, rpcsPerWrite }, cluster: { ...clusterPoint, billed }, ...(etcdPoint === undefined ? {} : { etcd: etcdPoint }) });
+      writes.push({
+        connections,
+        baseline: { ...basePoint, rpcsPerWrite },
+        cluster: { ...clusterPoint, billed },
+        ...(etcdPoint === undefined ? {} : { etcd: etcdPoint }),
+      });
     }
 
     // Reads.
@@ -258,9 +359,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         const serializable = await measurePoint(etcd.clientUrls[0]!, etcdRange(true), load({ connections }));
         const linearizable = await measurePoint(etcd.clientUrls[0]!, etcdRange(false), load({ connections }));
         etcdPoints = { serializable, linearizable };
-        log(`reads, ${connections} clients: etcd serializable ${describe(serializable)}; linearizable ${describe(linearizable)}`);
+        log(
+          `reads, ${connections} clients: etcd serializable ${describe(serializable)}; linearizable ${describe(linearizable)}`,
+        );
       }
-      reads.push({ connections, baseline: basePoint, cluster: clusterPoints, ...(etcdPoints === undefined ? {} : { etcd: etcdPoints }) });
+      reads.push({
+        connections,
+        baseline: basePoint,
+        cluster: clusterPoints,
+        ...(etcdPoints === undefined ? {} : { etcd: etcdPoints }),
+      });
     }
 
     const floor: PointResult[] = [];
@@ -276,21 +384,33 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       for (const kind of ["crash", "cut-off"] as const) {
         const run = await measureFailover(clusterUrl, kind);
         failoverRuns.push(run);
-        log(`failover (${kind}) ${i + 1}/${options.failoverRuns}: ${run.ms.toFixed(0)} ms, ${run.oldLeader} -> ${run.newLeader ?? "none"}, ${run.failedWrites} failed writes${run.gaveUp ? ", GAVE UP" : ""}`);
+        log(
+          `failover (${kind}) ${i + 1}/${options.failoverRuns}: ${run.ms.toFixed(0)} ms, ${run.oldLeader} -> ${run.newLeader ?? "none"}, ${run.failedWrites} failed writes${run.gaveUp ? ", GAVE UP" : ""}`,
+        );
       }
     }
 
     // Catch-up of a follower that missed many writes.
     const fill = async (count: number) => {
-      if (count <= 0) return;
-      const result = await sendAmount(clusterUrl, WRITE_SHAPE, { connections: Math.min(FILL_CONNECTIONS, count), amount: count, timeoutS: REQUEST_TIMEOUT_S });
-      if (result.errors.total > 0) log(`  (filling: ${result.errors.total} of ${count} writes failed)`);
+      if (count <= 0) {
+        return;
+      }
+      const result = await sendAmount(clusterUrl, WRITE_SHAPE, {
+        connections: Math.min(FILL_CONNECTIONS, count),
+        amount: count,
+        timeoutS: REQUEST_TIMEOUT_S,
+      });
+      if (result.errors.total > 0) {
+        log(`  (filling: ${result.errors.total} of ${count} writes failed)`);
+      }
     };
     const catchUp: CatchUpRun[] = [];
     for (const via of options.catchUp) {
       const run = await measureCatchUp(clusterUrl, { via, write: fill, logEntries: options.logCatchUpEntries });
       catchUp.push(run);
-      log(`catch-up by ${via}: ${run.entriesBehind} entries in ${run.totalMs.toFixed(0)} ms (first progress after ${run.firstProgressMs.toFixed(0)} ms): ${run.entriesPerS.toFixed(0)} entries/s${run.snapshotsInstalled > 0 ? `, ${run.snapshotsInstalled} snapshot(s)` : ""}`);
+      log(
+        `catch-up by ${via}: ${run.entriesBehind} entries in ${run.totalMs.toFixed(0)} ms (first progress after ${run.firstProgressMs.toFixed(0)} ms): ${run.entriesPerS.toFixed(0)} entries/s${run.snapshotsInstalled > 0 ? `, ${run.snapshotsInstalled} snapshot(s)` : ""}`,
+      );
     }
 
     // Optional soak: writes at 32 clients, the heap sampled every tenth of the time.
@@ -301,7 +421,9 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         await measurePoint(clusterUrl, WRITE_SHAPE, load({ connections: 32, durationS: stepS, warmupS: 0 }));
         const heap = await tryHeapUsage(cluster.inspectorPort);
         soak.push({ atS: Math.round(step * stepS), heap });
-        log(`soak ${Math.round(step * stepS)} s: heap ${"usedBytes" in heap ? `${(heap.usedBytes / 1024 / 1024).toFixed(1)} MB` : heap.unavailable}`);
+        log(
+          `soak ${Math.round(step * stepS)} s: heap ${"usedBytes" in heap ? `${(heap.usedBytes / 1024 / 1024).toFixed(1)} MB` : heap.unavailable}`,
+        );
       }
     }
 
@@ -320,13 +442,24 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         loadAverageAtStart,
         loadAverageAtEnd: loadavg()[0]!,
       },
-      options: { durationS: options.durationS, warmupS: options.warmupS, failoverRuns: options.failoverRuns, logCatchUpEntries: options.logCatchUpEntries, soakS: options.soakS, requestTimeoutS: REQUEST_TIMEOUT_S },
+      options: {
+        durationS: options.durationS,
+        warmupS: options.warmupS,
+        failoverRuns: options.failoverRuns,
+        logCatchUpEntries: options.logCatchUpEntries,
+        soakS: options.soakS,
+        requestTimeoutS: REQUEST_TIMEOUT_S,
+      },
       etcdVersion,
       electionTimeoutMs: electionTimeoutMs(),
       writes,
       reads,
       floor,
-      failover: { runs: failoverRuns, crash: summarize(failoverRuns.filter((r) => r.kind === "crash")), cutOff: summarize(failoverRuns.filter((r) => r.kind === "cut-off")) },
+      failover: {
+        runs: failoverRuns,
+        crash: summarize(failoverRuns.filter((r) => r.kind === "crash")),
+        cutOff: summarize(failoverRuns.filter((r) => r.kind === "cut-off")),
+      },
       catchUp,
       idle,
       memory: {
@@ -350,14 +483,19 @@ async function settleWithSchema(baseUrl: string): Promise<void> {
       await prepareTable(baseUrl);
       break;
     } catch (error) {
-      if (Date.now() > deadline) throw error;
+      if (Date.now() > deadline) {
+        throw error;
+      }
       await sleep(250);
     }
   }
   await settle(baseUrl);
 }
 
-export function writeResults(results: BenchResults, options: Pick<BenchOptions, "outDir" | "updateReadme" | "log">): string {
+export function writeResults(
+  results: BenchResults,
+  options: Pick<BenchOptions, "outDir" | "updateReadme" | "log">,
+): string {
   const table = markdownReport(results);
   mkdirSync(options.outDir, { recursive: true });
   writeFileSync(join(options.outDir, "latest.json"), JSON.stringify(results, null, 2) + "\n");
@@ -366,8 +504,11 @@ export function writeResults(results: BenchResults, options: Pick<BenchOptions, 
   if (options.updateReadme) {
     const readmePath = join(REPO_ROOT, "README.md");
     const updated = replaceReadmeTable(readFileSync(readmePath, "utf8"), table);
-    if (updated === null) options.log("README.md has no <!-- bench:start --> / <!-- bench:end --> markers: not updated");
-    else writeFileSync(readmePath, updated);
+    if (updated === null) {
+      options.log("README.md has no <!-- bench:start --> / <!-- bench:end --> markers: not updated");
+    } else {
+      writeFileSync(readmePath, updated);
+    }
   }
   return table;
 }

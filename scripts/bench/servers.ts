@@ -30,12 +30,20 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `probe` until it returns a value; throws naming `what` once `timeoutMs` passed, or what `probe` throws. */
-export async function pollUntil<T>(what: string, options: { readonly timeoutMs: number; readonly intervalMs?: number }, probe: () => Promise<T | undefined>): Promise<T> {
+export async function pollUntil<T>(
+  what: string,
+  options: { readonly timeoutMs: number; readonly intervalMs?: number },
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
     const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}`);
+    if (value !== undefined) {
+      return value;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}`);
+    }
     await sleep(options.intervalMs ?? POLL_INTERVAL_MS);
   }
 }
@@ -74,7 +82,9 @@ class ProcessGroup {
   /** SIGTERM to the whole group, SIGKILL if it lingers, and SIGKILL again for children that outlive the leader. */
   async stop(): Promise<void> {
     const pid = this.child.pid;
-    if (pid === undefined) return;
+    if (pid === undefined) {
+      return;
+    }
     if (this.exitedWith === null) {
       signalGroup(pid, "SIGTERM");
       await Promise.race([this.exit, sleep(STOP_TIMEOUT_MS)]);
@@ -87,7 +97,9 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") {
+      throw error;
+    }
   }
 }
 
@@ -97,7 +109,11 @@ function spawnGroup(name: string, command: string, args: readonly string[], cwd:
     detached: true,
     stdio: ["ignore", "pipe", "pipe"],
     // As under `npm run`: the project's binaries (wrangler, and Node 22 itself) first on the PATH.
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", PATH: `${join(REPO_ROOT, "node_modules", ".bin")}${delimiter}${process.env["PATH"] ?? ""}` },
+    env: {
+      ...process.env,
+      WRANGLER_SEND_METRICS: "false",
+      PATH: `${join(REPO_ROOT, "node_modules", ".bin")}${delimiter}${process.env["PATH"] ?? ""}`,
+    },
   });
   return new ProcessGroup(name, child);
 }
@@ -122,20 +138,40 @@ export class WranglerServer {
   static async start(kind: "cluster" | "baseline"): Promise<WranglerServer> {
     const [port, inspectorPort] = [await freePort(), await freePort()];
     const stateDir = mkdtempSync(join(tmpdir(), `durable-ha-bench-${kind}-`));
-    const common = ["--local", "--show-interactive-dev-session=false", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", join(stateDir, "state")];
+    const common = [
+      "--local",
+      "--show-interactive-dev-session=false",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspectorPort),
+      "--persist-to",
+      join(stateDir, "state"),
+    ];
     const wrangler = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
     let group: ProcessGroup;
     if (kind === "cluster") {
       const tree = copyOfSources(join(stateDir, "tree"));
-      group = spawnGroup(kind, wrangler, ["dev", ...common, "--var", "DHA_TEST_FAULTS:1", "--var", "DHA_LOG_LEVEL:warn"], tree);
+      group = spawnGroup(
+        kind,
+        wrangler,
+        ["dev", ...common, "--var", "DHA_TEST_FAULTS:1", "--var", "DHA_LOG_LEVEL:warn"],
+        tree,
+      );
     } else {
       group = spawnGroup(kind, wrangler, ["dev", ...common, "-c", "bench/baseline/wrangler.toml"]);
     }
     const server = new WranglerServer(group, `http://127.0.0.1:${port}`, inspectorPort, stateDir);
     try {
       await pollUntil(`${kind} to answer /livez`, { timeoutMs: STARTUP_TIMEOUT_MS }, async () => {
-        if (group.exited !== null) throw new Error(`${kind} exited (${group.exited}):\n${group.log}`);
-        const response = await fetch(`${server.baseUrl}/livez`, { signal: AbortSignal.timeout(2_000) }).catch(() => null);
+        if (group.exited !== null) {
+          throw new Error(`${kind} exited (${group.exited}):\n${group.log}`);
+        }
+        const response = await fetch(`${server.baseUrl}/livez`, { signal: AbortSignal.timeout(2_000) }).catch(
+          () => null,
+        );
         return response?.status === 200 ? true : undefined;
       });
     } catch (error) {
@@ -154,7 +190,9 @@ export class WranglerServer {
 /** What wrangler dev needs to run the cluster, copied (node_modules linked) into `dir`; returns `dir`. */
 function copyOfSources(dir: string): string {
   cpSync(join(REPO_ROOT, "src"), join(dir, "src"), { recursive: true });
-  for (const file of ["wrangler.toml", "package.json", "tsconfig.json", "tsconfig.base.json"]) copyFileSync(join(REPO_ROOT, file), join(dir, file));
+  for (const file of ["wrangler.toml", "package.json", "tsconfig.json", "tsconfig.base.json"]) {
+    copyFileSync(join(REPO_ROOT, file), join(dir, file));
+  }
   // The development tokens, as scripts/start.mjs provides them on a fresh clone.
   copyFileSync(join(REPO_ROOT, ".dev.vars.example"), join(dir, ".dev.vars"));
   symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
@@ -172,37 +210,59 @@ export class EtcdCluster {
   /** The installed etcd's version line, or null when there is no `etcd` on the PATH. */
   static version(): string | null {
     const answer = spawnSync("etcd", ["--version"], { encoding: "utf8" });
-    if (answer.error !== undefined || answer.status !== 0) return null;
+    if (answer.error !== undefined || answer.status !== 0) {
+      return null;
+    }
     return answer.stdout.split("\n")[0]?.trim() ?? null;
   }
 
   static async start(): Promise<EtcdCluster> {
     const dataDir = mkdtempSync(join(tmpdir(), "durable-ha-bench-etcd-"));
     const members = [];
-    for (const name of ["e1", "e2", "e3"]) members.push({ name, client: await freePort(), peer: await freePort() });
+    for (const name of ["e1", "e2", "e3"]) {
+      members.push({ name, client: await freePort(), peer: await freePort() });
+    }
     const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peer}`).join(",");
     const groups = members.map((m) =>
       spawnGroup(`etcd ${m.name}`, "etcd", [
-        "--name", m.name,
-        "--data-dir", join(dataDir, m.name),
-        "--listen-client-urls", `http://127.0.0.1:${m.client}`,
-        "--advertise-client-urls", `http://127.0.0.1:${m.client}`,
-        "--listen-peer-urls", `http://127.0.0.1:${m.peer}`,
-        "--initial-advertise-peer-urls", `http://127.0.0.1:${m.peer}`,
-        "--initial-cluster", initialCluster,
-        "--initial-cluster-state", "new",
-        "--initial-cluster-token", "durable-ha-bench",
+        "--name",
+        m.name,
+        "--data-dir",
+        join(dataDir, m.name),
+        "--listen-client-urls",
+        `http://127.0.0.1:${m.client}`,
+        "--advertise-client-urls",
+        `http://127.0.0.1:${m.client}`,
+        "--listen-peer-urls",
+        `http://127.0.0.1:${m.peer}`,
+        "--initial-advertise-peer-urls",
+        `http://127.0.0.1:${m.peer}`,
+        "--initial-cluster",
+        initialCluster,
+        "--initial-cluster-state",
+        "new",
+        "--initial-cluster-token",
+        "durable-ha-bench",
         // The same timing as the cluster's defaults (wrangler.toml): 100 ms heartbeat, 1 s election timeout.
-        "--heartbeat-interval", "100",
-        "--election-timeout", "1000",
-        "--log-level", "warn",
+        "--heartbeat-interval",
+        "100",
+        "--election-timeout",
+        "1000",
+        "--log-level",
+        "warn",
       ]),
     );
-    const cluster = new EtcdCluster(groups, members.map((m) => `http://127.0.0.1:${m.client}`), dataDir);
+    const cluster = new EtcdCluster(
+      groups,
+      members.map((m) => `http://127.0.0.1:${m.client}`),
+      dataDir,
+    );
     try {
       await pollUntil("etcd to accept a write", { timeoutMs: STARTUP_TIMEOUT_MS }, async () => {
         const dead = groups.find((g) => g.exited !== null);
-        if (dead !== undefined) throw new Error(`${dead.name} exited (${dead.exited}):\n${dead.log}`);
+        if (dead !== undefined) {
+          throw new Error(`${dead.name} exited (${dead.exited}):\n${dead.log}`);
+        }
         const response = await fetch(`${cluster.clientUrls[0]}/v3/kv/put`, {
           method: "POST",
           body: JSON.stringify({ key: btoa("bench-ready"), value: btoa("1") }),

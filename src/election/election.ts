@@ -57,7 +57,9 @@ export interface LogPosition {
 
 /** Raft §5.4.1: the candidate's log is at least as up to date as ours (later last term, or same term and not shorter). */
 export function isLogUpToDate(candidate: LogPosition, own: LogPosition): boolean {
-  return candidate.lastTerm > own.lastTerm || (candidate.lastTerm === own.lastTerm && candidate.lastIndex >= own.lastIndex);
+  return (
+    candidate.lastTerm > own.lastTerm || (candidate.lastTerm === own.lastTerm && candidate.lastIndex >= own.lastIndex)
+  );
 }
 
 export interface StickinessInput {
@@ -76,8 +78,12 @@ export interface StickinessInput {
  * leadership transfer is exempt (the leader itself asked for it).
  */
 export function ignoresCampaign(input: StickinessInput, transfer: boolean): boolean {
-  if (transfer) return false;
-  if (input.inStartupQuietPeriod) return true;
+  if (transfer) {
+    return false;
+  }
+  if (input.inStartupQuietPeriod) {
+    return true;
+  }
   return input.leader !== null && input.ticksSinceLeaderContact < input.minElectionTimeoutTicks;
 }
 
@@ -114,12 +120,18 @@ export function decideVote(input: VoteDecisionInput): boolean {
     input.ownVote === input.candidate ||
     (input.ownVote === null && input.ownLeader === null) ||
     (input.preVote && input.requestTerm > input.ownTerm);
-  if (!canVote) return false;
-  if (input.ownRemoval !== null && !input.ownRemoval.candidateIsSoleVoter) return false;
+  if (!canVote) {
+    return false;
+  }
+  if (input.ownRemoval !== null && !input.ownRemoval.candidateIsSoleVoter) {
+    return false;
+  }
   // On probation a node may have voted in this very term before its storage was wiped: it votes only in a brand-new
   // cluster's first elections (nobody has a log yet), never once it saw that a log exists, until a leader caught it up.
   const probation = input.ownProbation ?? null;
-  if (probation !== null && (probation.historySeen || input.candidateLog.lastIndex > 0)) return false;
+  if (probation !== null && (probation.historySeen || input.candidateLog.lastIndex > 0)) {
+    return false;
+  }
   return isLogUpToDate(input.candidateLog, input.ownLog);
 }
 

@@ -14,7 +14,9 @@ export class VoteTally {
 
   /** Records a voter's answer; the first answer of each voter counts (duplicates are harmless), non-voters never. */
   record(voter: NodeId, granted: boolean): void {
-    if (!this.voters.has(voter) || this.answers.has(voter)) return;
+    if (!this.voters.has(voter) || this.answers.has(voter)) {
+      return;
+    }
     this.answers.set(voter, granted);
   }
 
@@ -22,8 +24,11 @@ export class VoteTally {
     let granted = 0;
     let rejected = 0;
     for (const answer of this.answers.values()) {
-      if (answer) granted++;
-      else rejected++;
+      if (answer) {
+        granted++;
+      } else {
+        rejected++;
+      }
     }
     return { granted, rejected };
   }
@@ -31,9 +36,13 @@ export class VoteTally {
   outcome(): VoteOutcome {
     const quorum = quorumSize(this.voters.size);
     const { granted, rejected } = this.counts();
-    if (granted >= quorum) return "won";
+    if (granted >= quorum) {
+      return "won";
+    }
     // Lost once a majority can no longer be reached.
-    if (this.voters.size - rejected < quorum) return "lost";
+    if (this.voters.size - rejected < quorum) {
+      return "lost";
+    }
     return "pending";
   }
 }

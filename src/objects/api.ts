@@ -4,7 +4,13 @@ import type { ElectionStatus, ReplicaStatus, Role } from "../replication/types";
 import type { EventsRequest, EventsValue } from "./events";
 import type { NodeMetricsReport } from "./metrics-counters";
 
-export type { HistogramSnapshot, NodeCountersSnapshot, NodeMetricsReport, NodeStorageSnapshot, PeerRpcSnapshot } from "./metrics-counters";
+export type {
+  HistogramSnapshot,
+  NodeCountersSnapshot,
+  NodeMetricsReport,
+  NodeStorageSnapshot,
+  PeerRpcSnapshot,
+} from "./metrics-counters";
 export { LATENCY_BUCKETS_SECONDS } from "./metrics-counters";
 export type { ClusterEvent, EventsRequest, EventsValue } from "./events";
 export { MAX_EVENTS_PER_NODE } from "./events";
@@ -174,9 +180,13 @@ export interface ClusterNodeRpc {
   /** Leader only: hands leadership over (to a named voter, or the most up-to-date one) and waits for it. */
   transferLeadership(request: TransferRequest): Promise<NodeResult<{ readonly leader: string; readonly term: number }>>;
   /** Leader only: adds a learner, which the leader promotes to voter once its log and schema have caught up. */
-  addMember(request: MemberChangeRequest): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
+  addMember(
+    request: MemberChangeRequest,
+  ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
   /** Leader only: removes a member (the leader itself included: it hands over leadership first). */
-  removeMember(request: MemberChangeRequest): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
+  removeMember(
+    request: MemberChangeRequest,
+  ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
   /** A SQL dump of this node's applied state (any node; call the leader after a linearizable read for a fresh one). */
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
   /** Status, counters and storage sizes for GET /metrics. Optional: a node of an older version lacks it. */

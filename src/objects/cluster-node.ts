@@ -29,7 +29,15 @@ import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } 
 import { logTracedAppends, runWithTrace, spanForIncoming, tracedBody } from "./trace";
 import { otlpExporterFromEnv, type OtlpSpanExporter } from "./otlp-export";
 import { spannedAppend, spannedNodeCall } from "./otlp-spans";
-import { assertFaultsEnabled, FAULT_RULES_STORAGE_KEY, faultsEnabled, parseFaultRules, systemClock, validateEnvelope, type FaultRules } from "./transport/index";
+import {
+  assertFaultsEnabled,
+  FAULT_RULES_STORAGE_KEY,
+  faultsEnabled,
+  parseFaultRules,
+  systemClock,
+  validateEnvelope,
+  type FaultRules,
+} from "./transport/index";
 
 const IDENTITY_KEY = "node/identity";
 const REMOVED_KEY = "node/removed";
@@ -49,7 +57,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   /** In-memory counters for GET /metrics (reset when the instance restarts). */
   private readonly counters = new NodeCounters(() => Date.now());
   /** Recent elections, leader changes, breaker and replica transitions... for GET /api/v1/cluster/events. */
-  private readonly events = new NodeEventLog(() => Date.now(), () => this.runtime?.status().commit ?? null);
+  private readonly events = new NodeEventLog(
+    () => Date.now(),
+    () => this.runtime?.status().commit ?? null,
+  );
   /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
   private strayAlarmCleared = false;
   /** OTLP span export (otlp-spans.ts); null unless DHA_OTLP_ENDPOINT is set. */
@@ -58,7 +69,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     setLogLevel(env.DHA_LOG_LEVEL);
-    this.otlp = otlpExporterFromEnv(env as Env & { DHA_OTLP_ENDPOINT?: string; DHA_OTLP_HEADERS?: string }, { "dha.component": "node", "dha.cluster": env.CLUSTER_NAME });
+    this.otlp = otlpExporterFromEnv(env as Env & { DHA_OTLP_ENDPOINT?: string; DHA_OTLP_HEADERS?: string }, {
+      "dha.component": "node",
+      "dha.cluster": env.CLUSTER_NAME,
+    });
     // A node evicted while it was a member must come back by itself: its alarm brings it back, and so does any
     // call. Loading is lazy and retried on the next call if it fails, never wedged.
     void ctx.blockConcurrencyWhile(async () => {
@@ -74,29 +88,39 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // RPC: worker-facing
 
   async start(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
-    return this.handle(address, async (runtime) => runtime.statusReport({ locationHint: this.locationHintOf(address.node) }));
+    return this.handle(address, async (runtime) =>
+      runtime.statusReport({ locationHint: this.locationHintOf(address.node) }),
+    );
   }
 
   async status(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
-    return this.handle(address, async (runtime) => runtime.statusReport({ locationHint: this.locationHintOf(address.node) }));
+    return this.handle(address, async (runtime) =>
+      runtime.statusReport({ locationHint: this.locationHintOf(address.node) }),
+    );
   }
 
   async execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
     const asLeader = this.runtime?.status().role === "leader";
-    return this.counters.trackWrite({ asLeader }, () => this.handle(request, (runtime) => runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) })));
+    return this.counters.trackWrite({ asLeader }, () =>
+      this.handle(request, (runtime) =>
+        runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) }),
+      ),
+    );
   }
 
   async query(request: QueryRequest): Promise<NodeResult<QueryValue>> {
-    return this.counters.trackRead(request.level, () => this.handle(request, (runtime) =>
-      runtime.query({
-        statements: request.statements,
-        level: request.level,
-        ...(request.freshnessMs === undefined ? {} : { freshnessMs: request.freshnessMs }),
-        ...(request.minAppliedIndex === undefined ? {} : { minAppliedIndex: request.minAppliedIndex }),
-        transaction: request.transaction,
-        timeoutMs: boundedTimeout(request.timeoutMs),
-      }),
-    ));
+    return this.counters.trackRead(request.level, () =>
+      this.handle(request, (runtime) =>
+        runtime.query({
+          statements: request.statements,
+          level: request.level,
+          ...(request.freshnessMs === undefined ? {} : { freshnessMs: request.freshnessMs }),
+          ...(request.minAppliedIndex === undefined ? {} : { minAppliedIndex: request.minAppliedIndex }),
+          transaction: request.transaction,
+          timeoutMs: boundedTimeout(request.timeoutMs),
+        }),
+      ),
+    );
   }
 
   async waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ leader: string; term: number }>> {
@@ -105,11 +129,16 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   async transferLeadership(request: TransferRequest): Promise<NodeResult<{ leader: string; term: number }>> {
     return this.handle(request, (runtime) =>
-      runtime.transferLeadership({ ...(request.to === undefined ? {} : { to: request.to }), timeoutMs: boundedTimeout(request.timeoutMs) }),
+      runtime.transferLeadership({
+        ...(request.to === undefined ? {} : { to: request.to }),
+        timeoutMs: boundedTimeout(request.timeoutMs),
+      }),
     );
   }
 
-  async addMember(request: MemberChangeRequest): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
+  async addMember(
+    request: MemberChangeRequest,
+  ): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
     return this.handle(request, async (runtime) => {
       try {
         validateMember(request.member);
@@ -127,27 +156,47 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     });
   }
 
-  async removeMember(request: MemberChangeRequest): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
+  async removeMember(
+    request: MemberChangeRequest,
+  ): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
     return this.handle(request, async (runtime) => {
       const timeoutMs = boundedTimeout(request.timeoutMs);
       if (request.member.name === runtime.identity.node) {
         // Decommissioning the leader: hand leadership over first, then let the new leader remove us.
         const moved = await runtime.transferLeadership({ timeoutMs: Math.floor(timeoutMs / 2) });
         const stub = this.stubFor(request.cluster, { name: moved.leader });
-        const answer = await withDeadline<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>>(stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) }), timeoutMs).catch((err: unknown) => {
-          throw nodeError("TIMEOUT", `leadership moved to ${moved.leader}, but forwarding the removal failed: ${String(err)}; retry the removal`, { leader: moved.leader, retryable: true });
+        const answer = await withDeadline<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>>(
+          stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) }),
+          timeoutMs,
+        ).catch((err: unknown) => {
+          throw nodeError(
+            "TIMEOUT",
+            `leadership moved to ${moved.leader}, but forwarding the removal failed: ${String(err)}; retry the removal`,
+            { leader: moved.leader, retryable: true },
+          );
         });
-        if (!answer.ok) throw new NodeFailure(answer.error);
+        if (!answer.ok) {
+          throw new NodeFailure(answer.error);
+        }
         return answer.value;
       }
-      const membership = await runtime.changeMembership({ change: { kind: "remove", node: request.member.name }, timeoutMs });
+      const membership = await runtime.changeMembership({
+        change: { kind: "remove", node: request.member.name },
+        timeoutMs,
+      });
       await this.notifyRemoved(request, request.member.name);
       return { voters: membership.voters, learners: membership.learners };
     });
   }
 
   async metrics(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>> {
-    return this.handle(address, async (runtime) => nodeMetricsReport({ counters: this.counters, status: runtime.statusReport({ locationHint: this.locationHintOf(address.node) }), storage: this.ctx.storage }));
+    return this.handle(address, async (runtime) =>
+      nodeMetricsReport({
+        counters: this.counters,
+        status: runtime.statusReport({ locationHint: this.locationHintOf(address.node) }),
+        storage: this.ctx.storage,
+      }),
+    );
   }
 
   async recentEvents(request: EventsRequest): Promise<NodeResult<EventsValue>> {
@@ -162,25 +211,45 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // RPC: node-to-node
 
   /** Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. */
-  async receive(envelope: unknown, traceparent?: unknown): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
+  async receive(
+    envelope: unknown,
+    traceparent?: unknown,
+  ): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
     this.counters.received("peer");
     const runtime = await this.loadRuntime();
     if (runtime === null || this.identity === null) {
-      return { ok: false, notStarted: true, error: { code: "UNAVAILABLE", message: "this node has not been started yet" } };
+      return {
+        ok: false,
+        notStarted: true,
+        error: { code: "UNAVAILABLE", message: "this node has not been started yet" },
+      };
     }
-    if (this.removedReason !== null) return { ok: false, error: { code: "UNAVAILABLE", message: this.removedReason } };
+    if (this.removedReason !== null) {
+      return { ok: false, error: { code: "UNAVAILABLE", message: this.removedReason } };
+    }
     const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
-    if (!checked.ok) return { ok: false, error: checked.error };
+    if (!checked.ok) {
+      return { ok: false, error: checked.error };
+    }
     try {
       const counted = this.counters.watchEnvelope(checked.envelope, () => runtime.peerReport().appliedIndex);
       const node = this.identity.node;
-      runWithTrace(spanForIncoming(traceparent), spannedAppend(this.otlp, { traceparent, envelope: checked.envelope, node, term: () => runtime.status().term }, () => {
-        logTracedAppends(checked.envelope, (level, fields) => runtime.log(level, "appendReceived", fields));
-        runtime.receiveEnvelope(checked.envelope);
-      }));
+      runWithTrace(
+        spanForIncoming(traceparent),
+        spannedAppend(
+          this.otlp,
+          { traceparent, envelope: checked.envelope, node, term: () => runtime.status().term },
+          () => {
+            logTracedAppends(checked.envelope, (level, fields) => runtime.log(level, "appendReceived", fields));
+            runtime.receiveEnvelope(checked.envelope);
+          },
+        ),
+      );
       counted();
     } catch (err) {
-      if (err instanceof RaftInvariantError || runtime.isBroken) await this.discardRuntime(runtime, err);
+      if (err instanceof RaftInvariantError || runtime.isBroken) {
+        await this.discardRuntime(runtime, err);
+      }
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
     await this.scheduleAlarm(runtime);
@@ -210,7 +279,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     assertFaultsEnabled(this.env);
     this.ctx.storage.kv.put(REMOVED_KEY, "halted by the test harness");
     const runtime = await this.loadRuntime();
-    if (runtime !== null) await this.markRemoved(runtime, "halted by the test harness");
+    if (runtime !== null) {
+      await this.markRemoved(runtime, "halted by the test harness");
+    }
     await this.ctx.storage.deleteAlarm();
   }
 
@@ -238,12 +309,17 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     void this.otlp?.flush();
     this.alarmAtMs = null;
     const runtime = await this.loadRuntime();
-    if (runtime === null || runtime.isStopped) return;
+    if (runtime === null || runtime.isStopped) {
+      return;
+    }
     try {
       runtime.advanceClock();
       const status = runtime.status();
       if (status.removed && status.role !== "leader") {
-        await this.markRemoved(runtime, `${runtime.identity.node} is no longer a member of cluster ${runtime.identity.cluster.name}`);
+        await this.markRemoved(
+          runtime,
+          `${runtime.identity.node} is no longer a member of cluster ${runtime.identity.cluster.name}`,
+        );
         return;
       }
     } catch (err) {
@@ -260,8 +336,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
    * than running in a wrong state. Drop the in-memory node; the next event reloads it from storage.
    */
   private async discardRuntime(runtime: NodeRuntime, err: unknown): Promise<void> {
-    runtime.log("error", "runtimeDiscarded", { error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-    if (this.runtime === runtime) this.runtime = null;
+    runtime.log("error", "runtimeDiscarded", {
+      error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+    });
+    if (this.runtime === runtime) {
+      this.runtime = null;
+    }
     this.alarmAtMs = null;
     await runtime.stop("the node hit an internal error and is restarting from storage");
   }
@@ -269,7 +349,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   /** A random id written with the node's first state: a peer that sees it change knows the storage was wiped. */
   private incarnation(): string {
     const existing = this.ctx.storage.kv.get<string>(INCARNATION_KEY);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) {
+      return existing;
+    }
     const created = crypto.randomUUID();
     this.ctx.storage.kv.put(INCARNATION_KEY, created);
     return created;
@@ -281,7 +363,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
     this.counters.observeLeader(runtime.status().leader);
-    if (runtime.isStopped) return;
+    if (runtime.isStopped) {
+      return;
+    }
     if (!mayTick(runtime)) {
       // Never a member (reached by a name no membership lists): it must not tick, and be billed, forever. A leader
       // adding it makes it a member with its first entries, and the next scheduling arms the alarm. An alarm left
@@ -296,7 +380,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     const nowMs = Date.now();
     // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
     const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
-    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs && this.alarmAtMs > nowMs) return;
+    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs && this.alarmAtMs > nowMs) {
+      return;
+    }
     this.alarmAtMs = wakeAtMs;
     await this.ctx.storage.setAlarm(wakeAtMs);
   }
@@ -317,7 +403,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       return current;
     }
     const identity = this.ctx.storage.kv.get<NodeIdentity>(IDENTITY_KEY);
-    if (identity === undefined) return null;
+    if (identity === undefined) {
+      return null;
+    }
     return this.startRuntime(identity);
   }
 
@@ -350,12 +438,23 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   /** First contact: validate the address, persist the identity, start. Harmless when already started. */
   private async ensureStarted(address: NodeAddress): Promise<NodeRuntime> {
     if (address.protocolVersion !== PROTOCOL_VERSION) {
-      throw nodeError("PROTOCOL", `the caller speaks protocol version ${String(address.protocolVersion)}; this node speaks ${PROTOCOL_VERSION}`, { retryable: false });
+      throw nodeError(
+        "PROTOCOL",
+        `the caller speaks protocol version ${String(address.protocolVersion)}; this node speaks ${PROTOCOL_VERSION}`,
+        { retryable: false },
+      );
     }
     const loaded = await this.loadRuntime();
     if (loaded !== null) {
-      if (this.identity !== null && (this.identity.cluster.name !== address.cluster.name || this.identity.node !== address.node)) {
-        throw nodeError("INVALID_REQUEST", `this object is node ${this.identity.node} of cluster ${this.identity.cluster.name}, not ${address.node} of ${address.cluster.name}`, { retryable: false });
+      if (
+        this.identity !== null &&
+        (this.identity.cluster.name !== address.cluster.name || this.identity.node !== address.node)
+      ) {
+        throw nodeError(
+          "INVALID_REQUEST",
+          `this object is node ${this.identity.node} of cluster ${this.identity.cluster.name}, not ${address.node} of ${address.cluster.name}`,
+          { retryable: false },
+        );
       }
       return loaded;
     }
@@ -374,7 +473,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       this.ctx.storage.kv.put(IDENTITY_KEY, identity);
       started = await this.startRuntime(identity);
     });
-    if (started === null) throw nodeError("INTERNAL", "the node failed to start", { retryable: true });
+    if (started === null) {
+      throw nodeError("INTERNAL", "the node failed to start", { retryable: true });
+    }
     return started;
   }
 
@@ -383,29 +484,53 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.counters.received("worker");
     try {
       const runtime = await this.ensureStarted(address);
-      if (this.removedReason !== null) throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
-      const value = await tracedBody(address, spannedNodeCall(this.otlp, address, { node: address.node, role: () => runtime.status().role, term: () => runtime.status().term }, body))(runtime);
+      if (this.removedReason !== null) {
+        throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
+      }
+      const value = await tracedBody(
+        address,
+        spannedNodeCall(
+          this.otlp,
+          address,
+          { node: address.node, role: () => runtime.status().role, term: () => runtime.status().term },
+          body,
+        ),
+      )(runtime);
       // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
       const after = runtime.status();
-      if (after.removed && after.role !== "leader") await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
-      else await this.scheduleAlarm(runtime);
+      if (after.removed && after.role !== "leader") {
+        await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
+      } else {
+        await this.scheduleAlarm(runtime);
+      }
       return { ok: true, node: address.node, value };
     } catch (err) {
       const current = this.runtime;
       const broken = current !== null && (err instanceof RaftInvariantError || current.isBroken);
       // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
       if (err instanceof NodeFailure && (!broken || this.bugs.readyFailureAnsweredInternal !== true)) {
-        if (broken) await this.discardRuntime(current, err);
-        else if (current !== null && !current.isStopped) await this.scheduleAlarm(current).catch(() => undefined);
+        if (broken) {
+          await this.discardRuntime(current, err);
+        } else if (current !== null && !current.isStopped) {
+          await this.scheduleAlarm(current).catch(() => undefined);
+        }
         return { ok: false, node: address.node, error: err.error };
       }
-      if (broken) await this.discardRuntime(current, err);
-      return { ok: false, node: address.node, error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false } };
+      if (broken) {
+        await this.discardRuntime(current, err);
+      }
+      return {
+        ok: false,
+        node: address.node,
+        error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false },
+      };
     }
   }
 
   private async markRemoved(runtime: NodeRuntime, reason: string): Promise<void> {
-    if (this.removedReason !== null) return;
+    if (this.removedReason !== null) {
+      return;
+    }
     this.removedReason = reason;
     this.ctx.storage.kv.put(REMOVED_KEY, reason);
     runtime.log("warn", "decommissioned", { reason });
@@ -416,7 +541,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   private stubFor(cluster: ClusterConfig, member: MemberConfig): DurableObjectStub<ClusterNode> & PeerStub {
     const id = this.env.CLUSTER_NODE.idFromName(objectName({ cluster: cluster.name, node: member.name }));
-    const stub = member.locationHint === undefined ? this.env.CLUSTER_NODE.get(id) : this.env.CLUSTER_NODE.get(id, { locationHint: member.locationHint as DurableObjectLocationHint });
+    const stub =
+      member.locationHint === undefined
+        ? this.env.CLUSTER_NODE.get(id)
+        : this.env.CLUSTER_NODE.get(id, { locationHint: member.locationHint as DurableObjectLocationHint });
     return stub as DurableObjectStub<ClusterNode> & PeerStub;
   }
 
@@ -425,8 +553,17 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     // Best effort: the leader's own messages start the node anyway (it answers notStarted and gets started).
     try {
       const stub = this.stubFor(address.cluster, member);
-      const answer = await withDeadline<NodeResult<NodeStatusReport>>(stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name }), PEER_CALL_TIMEOUT_MS);
-      if (!answer.ok) this.runtime?.log("warn", "memberStartRefused", { peer: member.name, code: answer.error.code, error: answer.error.message });
+      const answer = await withDeadline<NodeResult<NodeStatusReport>>(
+        stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name }),
+        PEER_CALL_TIMEOUT_MS,
+      );
+      if (!answer.ok) {
+        this.runtime?.log("warn", "memberStartRefused", {
+          peer: member.name,
+          code: answer.error.code,
+          error: answer.error.message,
+        });
+      }
     } catch (err) {
       this.runtime?.log("warn", "memberStartFailed", { peer: member.name, error: String(err) });
     }
@@ -434,7 +571,14 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   private async notifyRemoved(address: NodeAddress, node: string): Promise<void> {
     try {
-      await withDeadline<unknown>(this.stubFor(address.cluster, { name: node }).leave({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node }), PEER_CALL_TIMEOUT_MS);
+      await withDeadline<unknown>(
+        this.stubFor(address.cluster, { name: node }).leave({
+          protocolVersion: PROTOCOL_VERSION,
+          cluster: address.cluster,
+          node,
+        }),
+        PEER_CALL_TIMEOUT_MS,
+      );
     } catch (err) {
       this.runtime?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
     }
@@ -464,7 +608,9 @@ function mayTick(runtime: NodeRuntime): boolean {
 
 /** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */
 function boundedTimeout(timeoutMs: number): number {
-  if (!Number.isFinite(timeoutMs)) return 10_000;
+  if (!Number.isFinite(timeoutMs)) {
+    return 10_000;
+  }
   return Math.min(60_000, Math.max(1, Math.floor(timeoutMs)));
 }
 
@@ -476,6 +622,8 @@ function withDeadline<T>(promise: PromiseLike<unknown>, timeoutMs: number): Prom
   });
   // RPC stubs type their promises as unions; the caller names what the method returns.
   return Promise.race([Promise.resolve(promise) as Promise<T>, timeout]).finally(() => {
-    if (timer !== undefined) clearTimeout(timer);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+    }
   });
 }

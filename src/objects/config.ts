@@ -25,39 +25,66 @@ export function objectName(options: { cluster: string; node: string }): string {
 /** Throws a clear error for anything a cluster cannot run with. */
 export function validateClusterConfig(config: ClusterConfig): void {
   validateName("cluster name", config.name);
-  if (config.members.length === 0) throw new Error("cluster configuration: at least one member is required");
+  if (config.members.length === 0) {
+    throw new Error("cluster configuration: at least one member is required");
+  }
   if (config.members.length > CONFIG_LIMITS.maxMembers) {
     throw new Error(`cluster configuration: at most ${CONFIG_LIMITS.maxMembers} members, got ${config.members.length}`);
   }
   const seen = new Set<string>();
   for (const member of config.members) {
     validateMember(member);
-    if (seen.has(member.name)) throw new Error(`cluster configuration: member "${member.name}" is listed twice`);
+    if (seen.has(member.name)) {
+      throw new Error(`cluster configuration: member "${member.name}" is listed twice`);
+    }
     seen.add(member.name);
   }
   const { heartbeatIntervalMs, electionTimeoutMs } = config;
-  if (!Number.isInteger(heartbeatIntervalMs) || heartbeatIntervalMs < CONFIG_LIMITS.minHeartbeatIntervalMs || heartbeatIntervalMs > CONFIG_LIMITS.maxHeartbeatIntervalMs) {
-    throw new Error(`cluster configuration: heartbeat interval must be an integer from ${CONFIG_LIMITS.minHeartbeatIntervalMs} to ${CONFIG_LIMITS.maxHeartbeatIntervalMs} ms, got ${heartbeatIntervalMs}`);
+  if (
+    !Number.isInteger(heartbeatIntervalMs) ||
+    heartbeatIntervalMs < CONFIG_LIMITS.minHeartbeatIntervalMs ||
+    heartbeatIntervalMs > CONFIG_LIMITS.maxHeartbeatIntervalMs
+  ) {
+    throw new Error(
+      `cluster configuration: heartbeat interval must be an integer from ${CONFIG_LIMITS.minHeartbeatIntervalMs} to ${CONFIG_LIMITS.maxHeartbeatIntervalMs} ms, got ${heartbeatIntervalMs}`,
+    );
   }
-  if (!Number.isInteger(electionTimeoutMs) || electionTimeoutMs < heartbeatIntervalMs * CONFIG_LIMITS.minElectionTicks || electionTimeoutMs > CONFIG_LIMITS.maxElectionTimeoutMs) {
-    throw new Error(`cluster configuration: election timeout must be an integer of at least ${CONFIG_LIMITS.minElectionTicks} heartbeat intervals (${heartbeatIntervalMs * CONFIG_LIMITS.minElectionTicks} ms) and at most ${CONFIG_LIMITS.maxElectionTimeoutMs} ms, got ${electionTimeoutMs}`);
+  if (
+    !Number.isInteger(electionTimeoutMs) ||
+    electionTimeoutMs < heartbeatIntervalMs * CONFIG_LIMITS.minElectionTicks ||
+    electionTimeoutMs > CONFIG_LIMITS.maxElectionTimeoutMs
+  ) {
+    throw new Error(
+      `cluster configuration: election timeout must be an integer of at least ${CONFIG_LIMITS.minElectionTicks} heartbeat intervals (${heartbeatIntervalMs * CONFIG_LIMITS.minElectionTicks} ms) and at most ${CONFIG_LIMITS.maxElectionTimeoutMs} ms, got ${electionTimeoutMs}`,
+    );
   }
   const threshold = config.snapshotThresholdEntries;
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 2 || threshold > 1_000_000)) {
-    throw new Error(`cluster configuration: snapshotThresholdEntries must be an integer from 2 to 1000000, got ${threshold}`);
+    throw new Error(
+      `cluster configuration: snapshotThresholdEntries must be an integer from 2 to 1000000, got ${threshold}`,
+    );
   }
 }
 
 export function validateMember(member: MemberConfig): void {
   validateName("member name", member.name);
   if (member.locationHint !== undefined && !LOCATION_HINTS.has(member.locationHint)) {
-    throw new Error(`member "${member.name}": unknown location hint "${member.locationHint}" (one of ${[...LOCATION_HINTS].join(", ")})`);
+    throw new Error(
+      `member "${member.name}": unknown location hint "${member.locationHint}" (one of ${[...LOCATION_HINTS].join(", ")})`,
+    );
   }
 }
 
 function validateName(what: string, name: string): void {
-  if (typeof name !== "string" || name.length === 0 || name.length > CONFIG_LIMITS.maxNameLength || !NAME_PATTERN.test(name)) {
-    throw new Error(`${what} "${String(name)}" is invalid: use 1 to ${CONFIG_LIMITS.maxNameLength} letters, digits, '_', '.' or '-', starting with a letter or digit`);
+  if (
+    typeof name !== "string" ||
+    name.length === 0 ||
+    name.length > CONFIG_LIMITS.maxNameLength ||
+    !NAME_PATTERN.test(name)
+  ) {
+    throw new Error(
+      `${what} "${String(name)}" is invalid: use 1 to ${CONFIG_LIMITS.maxNameLength} letters, digits, '_', '.' or '-', starting with a letter or digit`,
+    );
   }
 }
 
@@ -67,7 +94,10 @@ export function tickMs(config: ClusterConfig): number {
 }
 
 export function raftConfigFor(options: { config: ClusterConfig; node: string; random: RandomSource }): RaftConfig {
-  const electionTimeoutTicks = Math.max(CONFIG_LIMITS.minElectionTicks, Math.round(options.config.electionTimeoutMs / options.config.heartbeatIntervalMs));
+  const electionTimeoutTicks = Math.max(
+    CONFIG_LIMITS.minElectionTicks,
+    Math.round(options.config.electionTimeoutMs / options.config.heartbeatIntervalMs),
+  );
   return {
     id: options.node,
     electionTimeoutTicks,

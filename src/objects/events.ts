@@ -76,7 +76,9 @@ export class NodeEventLog {
 
   record(level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown>): void {
     const tracedAppend = event === "appendReceived" && level === "info";
-    if (!FEED_EVENTS.has(event) && !tracedAppend) return;
+    if (!FEED_EVENTS.has(event) && !tracedAppend) {
+      return;
+    }
     let commitIndex: number | null = null;
     try {
       commitIndex = this.commitIndex();
@@ -84,22 +86,37 @@ export class NodeEventLog {
       // A runtime that is being discarded may refuse to answer: the event is still worth keeping.
     }
     const ring = tracedAppend ? this.tracedAppends : this.events;
-    ring.push({ seq: ++this.seq, timeMs: this.nowMs(), event, level, term: context.term, commitIndex, fields: boundedFields(fields) });
+    ring.push({
+      seq: ++this.seq,
+      timeMs: this.nowMs(),
+      event,
+      level,
+      term: context.term,
+      commitIndex,
+      fields: boundedFields(fields),
+    });
     const bound = tracedAppend ? MAX_TRACED_APPENDS_PER_NODE : MAX_EVENTS_PER_NODE;
-    if (ring.length > bound) ring.splice(0, ring.length - bound);
+    if (ring.length > bound) {
+      ring.splice(0, ring.length - bound);
+    }
   }
 
   /** The answer to a recentEvents() call, with the limit clamped. */
   answer(request: { readonly limit: number; readonly sinceMs?: number }): EventsValue {
-    const limit = Number.isFinite(request.limit) ? Math.min(MAX_EVENTS_PER_NODE, Math.max(1, Math.floor(request.limit))) : MAX_EVENTS_PER_NODE;
-    const sinceMs = typeof request.sinceMs === "number" && Number.isFinite(request.sinceMs) ? request.sinceMs : undefined;
+    const limit = Number.isFinite(request.limit)
+      ? Math.min(MAX_EVENTS_PER_NODE, Math.max(1, Math.floor(request.limit)))
+      : MAX_EVENTS_PER_NODE;
+    const sinceMs =
+      typeof request.sinceMs === "number" && Number.isFinite(request.sinceMs) ? request.sinceMs : undefined;
     return { events: this.recent({ limit, ...(sinceMs === undefined ? {} : { sinceMs }) }), nowMs: this.nowMs() };
   }
 
   /** The newest `limit` events at or after `sinceMs`, oldest first. */
   recent(options: { readonly limit: number; readonly sinceMs?: number }): ClusterEvent[] {
     const since = options.sinceMs ?? Number.NEGATIVE_INFINITY;
-    const matching = [...this.events, ...this.tracedAppends].filter((event) => event.timeMs >= since).sort((a, b) => a.seq - b.seq);
+    const matching = [...this.events, ...this.tracedAppends]
+      .filter((event) => event.timeMs >= since)
+      .sort((a, b) => a.seq - b.seq);
     return matching.slice(Math.max(0, matching.length - options.limit));
   }
 }
@@ -108,7 +125,9 @@ const registry = new Map<string, NodeEventLog>();
 
 /** Routes every logged event to the feed of the node that logged it (once, for the whole isolate). */
 addLogObserver((level, context, event, fields, trace) => {
-  registry.get(registryKey(context.cluster, context.node))?.record(level, context, event, { ...(trace === undefined ? {} : { traceId: trace.traceId }), ...fields });
+  registry
+    .get(registryKey(context.cluster, context.node))
+    ?.record(level, context, event, { ...(trace === undefined ? {} : { traceId: trace.traceId }), ...fields });
 });
 
 /** Makes `log` the feed of that node in this isolate (a newer instance of the same object replaces the older). */
@@ -118,7 +137,9 @@ export function registerEventLog(node: { readonly cluster: string; readonly node
   registry.set(key, log);
   while (registry.size > MAX_REGISTERED_NODES) {
     const oldest = registry.keys().next().value;
-    if (oldest === undefined) break;
+    if (oldest === undefined) {
+      break;
+    }
     registry.delete(oldest);
   }
 }
@@ -134,6 +155,8 @@ function boundedFields(fields: Record<string, unknown>): Record<string, unknown>
   } catch {
     return { fields: Object.keys(fields) };
   }
-  if (text.length <= MAX_FIELDS_CHARS) return JSON.parse(text) as Record<string, unknown>;
+  if (text.length <= MAX_FIELDS_CHARS) {
+    return JSON.parse(text) as Record<string, unknown>;
+  }
   return { truncated: true, fields: Object.keys(fields) };
 }

@@ -15,11 +15,19 @@ let minimumLevel: LogLevel = "info";
 
 /** Sets the lowest level that is printed (DHA_LOG_LEVEL); unknown values leave "info". */
 export function setLogLevel(level: string | undefined): void {
-  if (level !== undefined && level in LEVEL_ORDER) minimumLevel = level as LogLevel;
+  if (level !== undefined && level in LEVEL_ORDER) {
+    minimumLevel = level as LogLevel;
+  }
 }
 
 /** Sees every event, whatever the level, with the trace it belongs to (the node's event feed, events.ts); must not throw. */
-export type LogObserver = (level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown>, trace: { readonly traceId: string; readonly spanId: string } | undefined) => void;
+export type LogObserver = (
+  level: LogLevel,
+  context: LogContext,
+  event: string,
+  fields: Record<string, unknown>,
+  trace: { readonly traceId: string; readonly spanId: string } | undefined,
+) => void;
 const observers = new Set<LogObserver>();
 
 /** Adds an observer; returns the function that removes it. */
@@ -28,13 +36,34 @@ export function addLogObserver(observer: LogObserver): () => void {
   return () => observers.delete(observer);
 }
 
-export function logEvent(level: LogLevel, context: LogContext, event: string, fields: Record<string, unknown> = {}): void {
+export function logEvent(
+  level: LogLevel,
+  context: LogContext,
+  event: string,
+  fields: Record<string, unknown> = {},
+): void {
   const trace = currentTrace();
   const traced = trace === undefined ? undefined : { traceId: trace.traceId, spanId: trace.spanId };
-  for (const observer of observers) observer(level, context, event, fields, traced);
-  if (LEVEL_ORDER[level] < LEVEL_ORDER[minimumLevel]) return;
-  const line = JSON.stringify({ level, event, cluster: context.cluster, node: context.node, term: context.term, ...traced, ...fields });
-  if (level === "error") console.error(line);
-  else if (level === "warn") console.warn(line);
-  else console.log(line);
+  for (const observer of observers) {
+    observer(level, context, event, fields, traced);
+  }
+  if (LEVEL_ORDER[level] < LEVEL_ORDER[minimumLevel]) {
+    return;
+  }
+  const line = JSON.stringify({
+    level,
+    event,
+    cluster: context.cluster,
+    node: context.node,
+    term: context.term,
+    ...traced,
+    ...fields,
+  });
+  if (level === "error") {
+    console.error(line);
+  } else if (level === "warn") {
+    console.warn(line);
+  } else {
+    console.log(line);
+  }
 }

@@ -13,10 +13,21 @@ import { outgoingTraceparent } from "./trace";
 import type { RaftEnvelope } from "./transport/index";
 
 /** Upper bounds, in seconds, of the latency buckets (RPCs, writes, reads): 1 ms to 10 s. */
-export const LATENCY_BUCKETS_SECONDS: readonly number[] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /** The kind of an envelope to a peer, by what it carries (the most significant message wins). */
-export const RPC_KINDS = ["snapshot", "append", "vote", "transfer", "read_index", "heartbeat", "response", "start"] as const;
+export const RPC_KINDS = [
+  "snapshot",
+  "append",
+  "vote",
+  "transfer",
+  "read_index",
+  "heartbeat",
+  "response",
+  "start",
+] as const;
 export type RpcKind = (typeof RPC_KINDS)[number];
 
 /** RPCs a ClusterNode receives: Raft envelopes from peers, and calls from the worker (requests, status, scrapes). */
@@ -104,7 +115,11 @@ export interface NodeMetricsReport {
 }
 
 /** Builds a node's metrics answer from its status report, its counters and its storage. */
-export function nodeMetricsReport(options: { readonly counters: NodeCounters; readonly status: NodeStatusReport; readonly storage: MetricsStorage }): NodeMetricsReport {
+export function nodeMetricsReport(options: {
+  readonly counters: NodeCounters;
+  readonly status: NodeStatusReport;
+  readonly storage: MetricsStorage;
+}): NodeMetricsReport {
   const storage = options.counters.storage({
     kv: options.storage.kv,
     databaseBytes: options.storage.sql.databaseSize,
@@ -122,7 +137,9 @@ class Histogram {
   observe(seconds: number): void {
     const value = Number.isFinite(seconds) && seconds > 0 ? seconds : 0;
     const bucket = LATENCY_BUCKETS_SECONDS.findIndex((bound) => value <= bound);
-    if (bucket >= 0) this.counts[bucket] = (this.counts[bucket] ?? 0) + 1;
+    if (bucket >= 0) {
+      this.counts[bucket] = (this.counts[bucket] ?? 0) + 1;
+    }
     this.sum += value;
     this.total++;
   }
@@ -180,7 +197,9 @@ export class NodeCounters {
 
   /** Call after every event with the leader this node now knows: a different (non-null) leader is a change. */
   observeLeader(leader: string | null): void {
-    if (leader === null || leader === this.lastLeader) return;
+    if (leader === null || leader === this.lastLeader) {
+      return;
+    }
     this.lastLeader = leader;
     this.leaderChanges++;
   }
@@ -194,7 +213,10 @@ export class NodeCounters {
   }
 
   /** Times a write; counts it pending while it runs and, when it fails on a leader, failed by error code. */
-  async trackWrite<T extends { ok: boolean; error?: { code: string } }>(options: { asLeader: boolean }, run: () => Promise<T>): Promise<T> {
+  async trackWrite<T extends { ok: boolean; error?: { code: string } }>(
+    options: { asLeader: boolean },
+    run: () => Promise<T>,
+  ): Promise<T> {
     const started = this.nowMs();
     this.pending++;
     let codeOnFailure: string | null = "THROWN";
@@ -206,7 +228,9 @@ export class NodeCounters {
       this.pending--;
       this.writes.observe((this.nowMs() - started) / 1000);
       // Refused input never became a proposal; anything else that failed on a leader is a failed proposal.
-      if (options.asLeader && codeOnFailure !== null && codeOnFailure !== "INVALID_REQUEST") this.countFailure(codeOnFailure);
+      if (options.asLeader && codeOnFailure !== null && codeOnFailure !== "INVALID_REQUEST") {
+        this.countFailure(codeOnFailure);
+      }
     }
   }
 
@@ -232,9 +256,13 @@ export class NodeCounters {
       receive: (envelope) => {
         // Only appends that carry entries take the trace along: heartbeats and responses would otherwise pass a
         // request's trace on from one background send to the next, long after the request.
-        const carriesEntries = envelope.messages.some((message) => message.type === "append" && message.entries.length > 0);
+        const carriesEntries = envelope.messages.some(
+          (message) => message.type === "append" && message.entries.length > 0,
+        );
         const traceparent = carriesEntries ? outgoingTraceparent() : undefined;
-        return this.timeCall(peer, envelopeKind(envelope), envelope, () => (traceparent === undefined ? stub.receive(envelope) : stub.receive(envelope, traceparent)));
+        return this.timeCall(peer, envelopeKind(envelope), envelope, () =>
+          traceparent === undefined ? stub.receive(envelope) : stub.receive(envelope, traceparent),
+        );
       },
       start: (address) => this.timeCall(peer, "start", null, () => stub.start(address)),
     };
@@ -254,11 +282,18 @@ export class NodeCounters {
   envelopeReceived(envelope: RaftEnvelope, appliedIndex: { readonly before: number; readonly after: number }): void {
     const chunk = envelope.snapshotChunk;
     if (chunk !== undefined && chunk.seq >= 0) {
-      if (!this.stagedSnapshotBytes.has(chunk.snapshotIndex) && this.stagedSnapshotBytes.size >= 4) this.stagedSnapshotBytes.clear();
-      this.stagedSnapshotBytes.set(chunk.snapshotIndex, (this.stagedSnapshotBytes.get(chunk.snapshotIndex) ?? 0) + chunk.data.length);
+      if (!this.stagedSnapshotBytes.has(chunk.snapshotIndex) && this.stagedSnapshotBytes.size >= 4) {
+        this.stagedSnapshotBytes.clear();
+      }
+      this.stagedSnapshotBytes.set(
+        chunk.snapshotIndex,
+        (this.stagedSnapshotBytes.get(chunk.snapshotIndex) ?? 0) + chunk.data.length,
+      );
     }
     for (const message of envelope.messages) {
-      if (message.type !== "snapshot") continue;
+      if (message.type !== "snapshot") {
+        continue;
+      }
       const index = message.snapshot.index;
       if (appliedIndex.before < index && appliedIndex.after >= index) {
         this.snapshotsInstalledCount++;
@@ -275,7 +310,14 @@ export class NodeCounters {
     const rpc: PeerRpcSnapshot[] = [];
     for (const [key, series] of this.rpcSeries) {
       const [peer = "", kind = "response"] = splitSeriesKey(key);
-      rpc.push({ peer, kind: kind as RpcKind, calls: series.calls, failures: series.failures, retries: series.retries, duration: series.duration.snapshot() });
+      rpc.push({
+        peer,
+        kind: kind as RpcKind,
+        calls: series.calls,
+        failures: series.failures,
+        retries: series.retries,
+        duration: series.duration.snapshot(),
+      });
     }
     return {
       startedAtMs: this.startedAtMs,
@@ -299,13 +341,22 @@ export class NodeCounters {
    * What the node stores. The log's size is measured entry by entry and cached by index, so a scrape reads only
    * entries it has not measured yet; entries outside [firstIndex, lastIndex] (compacted or truncated) are forgotten.
    */
-  storage(options: { readonly kv: MetricsKv; readonly databaseBytes: number; readonly firstLogIndex: number; readonly lastLogIndex: number }): NodeStorageSnapshot {
+  storage(options: {
+    readonly kv: MetricsKv;
+    readonly databaseBytes: number;
+    readonly firstLogIndex: number;
+    readonly lastLogIndex: number;
+  }): NodeStorageSnapshot {
     const logPrefix = LOG_KEY_PREFIX;
     for (const index of this.logEntryBytes.keys()) {
-      if (index < options.firstLogIndex || index > options.lastLogIndex) this.logEntryBytes.delete(index);
+      if (index < options.firstLogIndex || index > options.lastLogIndex) {
+        this.logEntryBytes.delete(index);
+      }
     }
     let measuredUpTo = options.firstLogIndex - 1;
-    for (const index of this.logEntryBytes.keys()) measuredUpTo = Math.max(measuredUpTo, index);
+    for (const index of this.logEntryBytes.keys()) {
+      measuredUpTo = Math.max(measuredUpTo, index);
+    }
     if (measuredUpTo < options.lastLogIndex && this.logEntryBytes.size < MAX_LOG_SIZE_CACHE_ENTRIES) {
       const start = logPrefix + String(measuredUpTo + 1).padStart(16, "0");
       const limit = Math.min(options.lastLogIndex - measuredUpTo, MAX_LOG_SIZE_CACHE_ENTRIES - this.logEntryBytes.size);
@@ -314,18 +365,32 @@ export class NodeCounters {
       }
     }
     let logBytes = 0;
-    for (const bytes of this.logEntryBytes.values()) logBytes += bytes;
-    return { databaseBytes: options.databaseBytes, logBytes, dedupEntries: options.kv.get<number>(DEDUP_COUNT_KEY) ?? 0 };
+    for (const bytes of this.logEntryBytes.values()) {
+      logBytes += bytes;
+    }
+    return {
+      databaseBytes: options.databaseBytes,
+      logBytes,
+      dedupEntries: options.kv.get<number>(DEDUP_COUNT_KEY) ?? 0,
+    };
   }
 
   // ----------------------------------------------------------------------------------------------------------
 
-  private async timeCall<T>(peer: string, kind: RpcKind, envelope: RaftEnvelope | null, call: () => Promise<T>): Promise<T> {
+  private async timeCall<T>(
+    peer: string,
+    kind: RpcKind,
+    envelope: RaftEnvelope | null,
+    call: () => Promise<T>,
+  ): Promise<T> {
     const series = this.seriesFor(peer, kind);
     series.calls++;
     if (envelope !== null) {
-      if (this.attempted.has(envelope)) series.retries++;
-      else this.attempted.add(envelope);
+      if (this.attempted.has(envelope)) {
+        series.retries++;
+      } else {
+        this.attempted.add(envelope);
+      }
     }
     const started = this.nowMs();
     let ok = false;
@@ -335,16 +400,27 @@ export class NodeCounters {
       return answer;
     } finally {
       series.duration.observe((this.nowMs() - started) / 1000);
-      if (!ok) series.failures++;
-      if (envelope !== null) this.countSnapshotSend(envelope, ok);
+      if (!ok) {
+        series.failures++;
+      }
+      if (envelope !== null) {
+        this.countSnapshotSend(envelope, ok);
+      }
     }
   }
 
   private countSnapshotSend(envelope: RaftEnvelope, ok: boolean): void {
-    if (ok && envelope.snapshotChunk !== undefined && envelope.snapshotChunk.seq >= 0) this.snapshotSentByteCount += envelope.snapshotChunk.data.length;
-    if (!envelope.messages.some((message) => message.type === "snapshot")) return;
-    if (ok) this.snapshotsSentCount++;
-    else this.snapshotSendFailureCount++;
+    if (ok && envelope.snapshotChunk !== undefined && envelope.snapshotChunk.seq >= 0) {
+      this.snapshotSentByteCount += envelope.snapshotChunk.data.length;
+    }
+    if (!envelope.messages.some((message) => message.type === "snapshot")) {
+      return;
+    }
+    if (ok) {
+      this.snapshotsSentCount++;
+    } else {
+      this.snapshotSendFailureCount++;
+    }
   }
 
   private seriesFor(peer: string, kind: RpcKind): RpcSeries {
@@ -354,7 +430,9 @@ export class NodeCounters {
       // Beyond the bound (membership churned through many names) the oldest series is dropped: a reset for it.
       if (this.rpcSeries.size >= MAX_RPC_SERIES) {
         const oldest = this.rpcSeries.keys().next().value;
-        if (oldest !== undefined) this.rpcSeries.delete(oldest);
+        if (oldest !== undefined) {
+          this.rpcSeries.delete(oldest);
+        }
       }
       series = { calls: 0, failures: 0, retries: 0, duration: new Histogram() };
       this.rpcSeries.set(key, series);
@@ -363,7 +441,9 @@ export class NodeCounters {
   }
 
   private countFailure(code: string): void {
-    if (!this.failed.has(code) && this.failed.size >= MAX_FAILURE_CODES) code = "OTHER";
+    if (!this.failed.has(code) && this.failed.size >= MAX_FAILURE_CODES) {
+      code = "OTHER";
+    }
     this.failed.set(code, (this.failed.get(code) ?? 0) + 1);
   }
 }
@@ -385,11 +465,15 @@ const KIND_PRIORITY: Record<Message["type"], RpcKind> = {
 
 /** The most significant kind an envelope carries (RPC_KINDS order); a snapshot chunk counts as "snapshot". */
 export function envelopeKind(envelope: RaftEnvelope): RpcKind {
-  if (envelope.snapshotChunk !== undefined && envelope.snapshotChunk.seq >= 0) return "snapshot";
+  if (envelope.snapshotChunk !== undefined && envelope.snapshotChunk.seq >= 0) {
+    return "snapshot";
+  }
   let best: RpcKind = "response";
   for (const message of envelope.messages) {
     const kind = KIND_PRIORITY[message.type] ?? "response";
-    if (RPC_KINDS.indexOf(kind) < RPC_KINDS.indexOf(best)) best = kind;
+    if (RPC_KINDS.indexOf(kind) < RPC_KINDS.indexOf(best)) {
+      best = kind;
+    }
   }
   return best;
 }

@@ -58,7 +58,8 @@ export class NodeRuntime {
     const persisted = this.raftStorage.load(this.sm.appliedIndex());
     const fresh = persisted.hardState.term === 0 && persisted.snapshot === null && persisted.entries.length === 0;
     const initialVoters = deps.identity.cluster.members.map((member) => member.name);
-    const bootstrap: Membership | null = fresh && initialVoters.includes(deps.identity.node) ? { voters: initialVoters, learners: [] } : null;
+    const bootstrap: Membership | null =
+      fresh && initialVoters.includes(deps.identity.node) ? { voters: initialVoters, learners: [] } : null;
     // The shell does not put new storage on voting probation (the core supports it: RaftNodeOptions.votingProbation).
     // A new node cannot tell a wiped voter from a brand-new cluster's first start, and probation on every first start
     // stalls a new cluster whose first leader is lost before it caught the others up (the simulator found it: two
@@ -114,16 +115,24 @@ export class NodeRuntime {
 
   /** Catches the core's logical clock up with real time; call at the start of every event. */
   advanceClock(): void {
-    if (this.stopped) return;
+    if (this.stopped) {
+      return;
+    }
     const nowMs = this.deps.clock.now();
     const due = Math.floor((nowMs - this.lastTickAtMs) / this.tickIntervalMs);
-    if (due <= 0) return;
+    if (due <= 0) {
+      return;
+    }
     const ticks = Math.min(due, LIMITS.maxCatchUpTicks);
-    if (due > 2) this.lastStallAtMs = nowMs;
+    if (due > 2) {
+      this.lastStallAtMs = nowMs;
+    }
     for (let i = 0; i < ticks; i++) {
       this.raft.tick();
       this.ticks++;
-      if (this.ticks % LIMITS.statusSummaryEveryTicks === 0) logReplicaSummary(this.core);
+      if (this.ticks % LIMITS.statusSummaryEveryTicks === 0) {
+        logReplicaSummary(this.core);
+      }
     }
     this.lastTickAtMs = due > ticks ? nowMs : this.lastTickAtMs + ticks * this.tickIntervalMs;
     maybePromoteLearners(this.core, this.peers);
@@ -155,17 +164,28 @@ export class NodeRuntime {
     this.advanceClock();
     this.lastPeerMessageAtMs = this.deps.clock.now();
     if (envelope.snapshotChunk !== undefined) {
-      if (envelope.snapshotChunk.seq === PEER_INFO_CHUNK_SEQ) return;
+      if (envelope.snapshotChunk.seq === PEER_INFO_CHUNK_SEQ) {
+        return;
+      }
       if (!this.sm.stageSnapshotChunk(envelope.snapshotChunk)) {
-        throw nodeError("INTERNAL", `snapshot chunk ${envelope.snapshotChunk.seq} of snapshot ${envelope.snapshotChunk.snapshotIndex} could not be staged`, { retryable: false });
+        throw nodeError(
+          "INTERNAL",
+          `snapshot chunk ${envelope.snapshotChunk.seq} of snapshot ${envelope.snapshotChunk.snapshotIndex} could not be staged`,
+          { retryable: false },
+        );
       }
     }
     for (const message of envelope.messages) {
-      if (message.type === "snapshot" && !this.sm.hasCompleteSnapshot({ snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term })) {
+      if (
+        message.type === "snapshot" &&
+        !this.sm.hasCompleteSnapshot({ snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term })
+      ) {
         this.log("warn", "snapshotIncomplete", { from: message.from, snapshotIndex: message.snapshot.index });
         continue;
       }
-      if (this.deps.bugs?.freshnessCountsStaleTerm === true) this.noteAnyLeaderMessage(message);
+      if (this.deps.bugs?.freshnessCountsStaleTerm === true) {
+        this.noteAnyLeaderMessage(message);
+      }
       this.raft.step(message);
       this.noteLeaderContact(message);
     }
@@ -174,7 +194,12 @@ export class NodeRuntime {
 
   /** What a receiver tells the sender besides "ok": enough for the leader to judge a learner's schema. */
   peerReport(): PeerReport {
-    return { appliedIndex: this.sm.appliedIndex(), schemaHash: this.sm.schemaInfo().hash, lastLogIndex: this.raft.status().lastIndex, incarnation: this.deps.incarnation };
+    return {
+      appliedIndex: this.sm.appliedIndex(),
+      schemaHash: this.sm.schemaInfo().hash,
+      lastLogIndex: this.raft.status().lastIndex,
+      incarnation: this.deps.incarnation,
+    };
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
@@ -186,9 +211,13 @@ export class NodeRuntime {
    * current term: a deposed leader still sending in its stale term is no evidence this node is up to date.
    */
   private noteLeaderContact(message: Message): void {
-    if (message.type !== "append" && message.type !== "heartbeat" && message.type !== "snapshot") return;
+    if (message.type !== "append" && message.type !== "heartbeat" && message.type !== "snapshot") {
+      return;
+    }
     const status = this.raft.status();
-    if (message.term === status.term && status.leader === message.from) this.lastLeaderContactAtMs = this.deps.clock.now();
+    if (message.term === status.term && status.leader === message.from) {
+      this.lastLeaderContactAtMs = this.deps.clock.now();
+    }
   }
 
   /** The old rule (bug freshnessCountsStaleTerm): any leader-type message counts, whatever its term. */
@@ -204,22 +233,33 @@ export class NodeRuntime {
    * from storage, instead of keeping a runtime that neither ticks nor persists.
    */
   private inBackground(what: string, fn: () => void): void {
-    if (this.stopped) return;
+    if (this.stopped) {
+      return;
+    }
     try {
       fn();
     } catch (err) {
-      this.log("error", "backgroundCallbackFailed", { callback: what, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err) });
-      if (this.deps.bugs?.brokenRuntimeKeepsServing === true) return;
+      this.log("error", "backgroundCallbackFailed", {
+        callback: what,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+      });
+      if (this.deps.bugs?.brokenRuntimeKeepsServing === true) {
+        return;
+      }
       this.markBroken(`the ${what} callback failed`);
     }
   }
 
   private markBroken(reason: string): void {
-    if (this.broken) return;
+    if (this.broken) {
+      return;
+    }
     this.broken = true;
     this.stopped = true;
     // The log is persisted as far as it got: what was proposed may still commit through the other nodes.
-    if (this.deps.bugs?.readyFailureAnsweredInternal !== true) this.requests.rejectPendingWrites(`${this.identity.node} failed (${reason})`);
+    if (this.deps.bugs?.readyFailureAnsweredInternal !== true) {
+      this.requests.rejectPendingWrites(`${this.identity.node} failed (${reason})`);
+    }
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -228,7 +268,9 @@ export class NodeRuntime {
   /** Handles every pending Ready, in the documented order, until the core has nothing more to say. */
   processReady(): void {
     // A stopped runtime (removed, halted, or discarded after an error) must never touch storage or send again.
-    if (this.stopped) return;
+    if (this.stopped) {
+      return;
+    }
     try {
       // Bounded: each round either makes progress or empties the Ready; 1,000 rounds means something is wrong.
       for (let round = 0; round < 1000 && this.raft.hasReady(); round++) {
@@ -237,7 +279,9 @@ export class NodeRuntime {
         this.raftStorage.persist(ready);
         this.peers.sendMessages(ready.messages);
         this.applyCommitted(ready.committedEntries);
-        if (ready.compact !== null) this.raftStorage.compact(ready.compact);
+        if (ready.compact !== null) {
+          this.raftStorage.compact(ready.compact);
+        }
         this.requests.readsConfirmed(ready);
         this.handleEvents(ready.events);
         this.raft.advance(ready);
@@ -252,8 +296,13 @@ export class NodeRuntime {
   }
 
   private installSnapshot(ready: Ready): void {
-    if (ready.snapshot === null) return;
-    const appliedIndex = this.sm.installStagedSnapshot({ snapshotIndex: ready.snapshot.index, snapshotTerm: ready.snapshot.term });
+    if (ready.snapshot === null) {
+      return;
+    }
+    const appliedIndex = this.sm.installStagedSnapshot({
+      snapshotIndex: ready.snapshot.index,
+      snapshotTerm: ready.snapshot.term,
+    });
     this.raftStorage.installSnapshot(ready.snapshot);
     this.log("info", "snapshotInstalled", { snapshotIndex: ready.snapshot.index, appliedIndex });
   }
@@ -285,7 +334,11 @@ export class NodeRuntime {
           this.log("info", "replicaStatus", { peer: event.peer, from: event.from, to: event.to });
           break;
         case "membershipApplied":
-          this.log("info", "membershipApplied", { index: event.index, voters: event.membership.voters, learners: event.membership.learners });
+          this.log("info", "membershipApplied", {
+            index: event.index,
+            voters: event.membership.voters,
+            learners: event.membership.learners,
+          });
           this.peers.dropTransportsOfFormerMembers(event.membership);
           break;
         case "steppedDown":
@@ -328,12 +381,18 @@ export class NodeRuntime {
   }
 
   /** Leader only: proposes a membership change and waits until it is applied. */
-  changeMembership(options: { change: { kind: "addLearner" | "remove" | "promote"; node: string }; locationHint?: string; timeoutMs: number }): Promise<Membership> {
+  changeMembership(options: {
+    change: { kind: "addLearner" | "remove" | "promote"; node: string };
+    locationHint?: string;
+    timeoutMs: number;
+  }): Promise<Membership> {
     const { locationHint } = options;
     return this.requests.changeMembership({
       change: options.change,
       timeoutMs: options.timeoutMs,
-      ...(locationHint === undefined ? {} : { beforePropose: () => this.peers.rememberHint(options.change.node, locationHint) }),
+      ...(locationHint === undefined
+        ? {}
+        : { beforePropose: () => this.peers.rememberHint(options.change.node, locationHint) }),
     });
   }
 
@@ -350,7 +409,10 @@ export class NodeRuntime {
   }
 
   statusReport(options: { locationHint: string | null }): NodeStatusReport {
-    return buildStatusReport(this.core, this.peers, { locationHint: options.locationHint, lastElectionMs: this.lastElectionMs });
+    return buildStatusReport(this.core, this.peers, {
+      locationHint: options.locationHint,
+      lastElectionMs: this.lastElectionMs,
+    });
   }
 
   /** How many snapshot images this runtime built (each reads the whole database; tests check they are reused). */
@@ -366,12 +428,24 @@ export class NodeRuntime {
   /** Stops every timer-like thing this runtime holds; waiting requests fail cleanly. */
   async stop(reason: string): Promise<void> {
     this.stopped = true;
-    this.requests.rejectAll(`${this.identity.node} stopped (${reason})`, nodeError("NOT_MEMBER", reason, { retryable: false }));
+    this.requests.rejectAll(
+      `${this.identity.node} stopped (${reason})`,
+      nodeError("NOT_MEMBER", reason, { retryable: false }),
+    );
     await this.peers.closeAll();
   }
 
   log(level: LogLevel, event: string, fields: Record<string, unknown>): void {
-    logEvent(level, { cluster: this.identity.cluster.name, node: this.identity.node, term: this.raft === undefined ? 0 : this.raft.status().term }, event, fields);
+    logEvent(
+      level,
+      {
+        cluster: this.identity.cluster.name,
+        node: this.identity.node,
+        term: this.raft === undefined ? 0 : this.raft.status().term,
+      },
+      event,
+      fields,
+    );
   }
 }
 

@@ -31,26 +31,36 @@ const MAX_HEADERS = 32;
 /** The export settings, or null when DHA_OTLP_ENDPOINT is unset or empty; throws OtlpConfigError naming a bad value. */
 export function otlpSettingsFromEnv(env: OtlpEnv): OtlpSettings | null {
   const endpoint = env.DHA_OTLP_ENDPOINT?.trim() ?? "";
-  if (endpoint === "") return null;
+  if (endpoint === "") {
+    return null;
+  }
   let url: URL;
   try {
     url = new URL(endpoint);
   } catch {
     throw new OtlpConfigError(`DHA_OTLP_ENDPOINT is not a URL: ${JSON.stringify(endpoint)}`);
   }
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new OtlpConfigError(`DHA_OTLP_ENDPOINT must be an http or https URL, not ${url.protocol}`);
-  if (!url.pathname.endsWith(TRACES_PATH)) url.pathname = `${url.pathname.replace(/\/+$/, "")}${TRACES_PATH}`;
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new OtlpConfigError(`DHA_OTLP_ENDPOINT must be an http or https URL, not ${url.protocol}`);
+  }
+  if (!url.pathname.endsWith(TRACES_PATH)) {
+    url.pathname = `${url.pathname.replace(/\/+$/, "")}${TRACES_PATH}`;
+  }
   return { tracesUrl: url.href, headers: parseHeaders(env.DHA_OTLP_HEADERS ?? "") };
 }
 
 function parseHeaders(text: string): Record<string, string> {
   const headers: Record<string, string> = {};
   const pairs = text.split(",").filter((pair) => pair.trim() !== "");
-  if (pairs.length > MAX_HEADERS) throw new OtlpConfigError(`DHA_OTLP_HEADERS lists ${pairs.length} headers; at most ${MAX_HEADERS}`);
+  if (pairs.length > MAX_HEADERS) {
+    throw new OtlpConfigError(`DHA_OTLP_HEADERS lists ${pairs.length} headers; at most ${MAX_HEADERS}`);
+  }
   for (const pair of pairs) {
     const equals = pair.indexOf("=");
     const name = (equals < 0 ? pair : pair.slice(0, equals)).trim();
-    if (equals < 0 || !HEADER_NAME.test(name)) throw new OtlpConfigError("DHA_OTLP_HEADERS must read name=value,name=value (values may be percent-encoded)");
+    if (equals < 0 || !HEADER_NAME.test(name)) {
+      throw new OtlpConfigError("DHA_OTLP_HEADERS must read name=value,name=value (values may be percent-encoded)");
+    }
     let value: string;
     try {
       value = decodeURIComponent(pair.slice(equals + 1).trim());
@@ -143,8 +153,14 @@ export class OtlpSpanExporter {
 
   constructor(private readonly options: OtlpExporterOptions) {
     this.limits = { ...DEFAULT_OTLP_LIMITS, ...options.limits };
-    if (this.limits.maxBatchSpans < 1 || this.limits.maxBufferedSpans < this.limits.maxBatchSpans || this.limits.exportTimeoutMs < 1) {
-      throw new Error("OTLP exporter limits: need 1 <= maxBatchSpans <= maxBufferedSpans and a positive export timeout");
+    if (
+      this.limits.maxBatchSpans < 1 ||
+      this.limits.maxBufferedSpans < this.limits.maxBatchSpans ||
+      this.limits.exportTimeoutMs < 1
+    ) {
+      throw new Error(
+        "OTLP exporter limits: need 1 <= maxBatchSpans <= maxBufferedSpans and a positive export timeout",
+      );
     }
     this.resource = resourceFromAttributes({ "service.name": "durable-ha", ...options.resource });
     this.now = options.now ?? Date.now;
@@ -170,8 +186,12 @@ export class OtlpSpanExporter {
 
   /** Sends what is buffered (bounded: maxBatchesPerFlush batches, each within the export timeout); never rejects. */
   flush(): Promise<void> {
-    if (this.running !== null) return this.running;
-    if (this.buffer.length === 0 || this.now() < this.pausedUntilMs) return Promise.resolve();
+    if (this.running !== null) {
+      return this.running;
+    }
+    if (this.buffer.length === 0 || this.now() < this.pausedUntilMs) {
+      return Promise.resolve();
+    }
     this.running = this.drain();
     return this.running;
   }
@@ -182,8 +202,12 @@ export class OtlpSpanExporter {
    */
   flushIfDue(options: { readonly minSpans: number; readonly maxAgeMs: number }): Promise<void> {
     const oldest = this.buffer[0];
-    if (oldest === undefined) return Promise.resolve();
-    return this.buffer.length >= options.minSpans || this.now() - oldest.endMs >= options.maxAgeMs ? this.flush() : Promise.resolve();
+    if (oldest === undefined) {
+      return Promise.resolve();
+    }
+    return this.buffer.length >= options.minSpans || this.now() - oldest.endMs >= options.maxAgeMs
+      ? this.flush()
+      : Promise.resolve();
   }
 
   private async drain(): Promise<void> {
@@ -203,7 +227,9 @@ export class OtlpSpanExporter {
   private async exportBatch(batch: readonly SpanRecord[]): Promise<void> {
     try {
       const body = JsonTraceSerializer.serializeRequest(batch.map((span) => this.readable(span)));
-      if (body === undefined) throw new Error("the OTLP encoder returned nothing");
+      if (body === undefined) {
+        throw new Error("the OTLP encoder returned nothing");
+      }
       const response = await this.send(this.options.settings.tracesUrl, {
         method: "POST",
         headers: { ...this.options.settings.headers, "Content-Type": "application/json" },
@@ -212,14 +238,25 @@ export class OtlpSpanExporter {
       });
       // The body is read (bounded by the same timeout) so that the connection can be reused.
       await response.arrayBuffer();
-      if (!response.ok) throw new Error(`the collector answered ${response.status}`);
+      if (!response.ok) {
+        throw new Error(`the collector answered ${response.status}`);
+      }
       this.counts.exportedSpans += batch.length;
     } catch (err) {
       this.counts.failedSpans += batch.length;
       this.counts.failedExports++;
       this.pausedUntilMs = this.now() + this.limits.pauseAfterFailureMs;
       if (this.counts.failedExports === 1 || this.counts.failedExports % 100 === 0) {
-        console.warn(JSON.stringify({ level: "warn", event: "otlpExportFailed", url: this.options.settings.tracesUrl, spans: batch.length, failedExports: this.counts.failedExports, error: err instanceof Error ? err.message : String(err) }));
+        console.warn(
+          JSON.stringify({
+            level: "warn",
+            event: "otlpExportFailed",
+            url: this.options.settings.tracesUrl,
+            spans: batch.length,
+            failedExports: this.counts.failedExports,
+            error: err instanceof Error ? err.message : String(err),
+          }),
+        );
       }
     }
   }
@@ -233,11 +270,21 @@ export class OtlpSpanExporter {
       name: span.name,
       kind: span.kind === "server" ? SpanKind.SERVER : span.kind === "client" ? SpanKind.CLIENT : SpanKind.INTERNAL,
       spanContext: () => ({ traceId: span.traceId, spanId: span.spanId, traceFlags }),
-      ...(span.parentSpanId === undefined ? {} : { parentSpanContext: { traceId: span.traceId, spanId: span.parentSpanId, traceFlags, isRemote: span.parentIsRemote === true } }),
+      ...(span.parentSpanId === undefined
+        ? {}
+        : {
+            parentSpanContext: {
+              traceId: span.traceId,
+              spanId: span.parentSpanId,
+              traceFlags,
+              isRemote: span.parentIsRemote === true,
+            },
+          }),
       startTime,
       endTime,
       duration: hrTime(Math.max(0, span.endMs - span.startMs)),
-      status: span.error === undefined ? { code: SpanStatusCode.UNSET } : { code: SpanStatusCode.ERROR, message: span.error },
+      status:
+        span.error === undefined ? { code: SpanStatusCode.UNSET } : { code: SpanStatusCode.ERROR, message: span.error },
       attributes: span.attributes,
       links: [],
       events: [],
@@ -260,14 +307,22 @@ function hrTime(ms: number): HrTime {
  * The exporter for `env`, or null when export is off. A bad setting is reported once (a warn line) and turns export
  * off rather than failing requests: tracing must never take the database down.
  */
-export function otlpExporterFromEnv(env: OtlpEnv, resource: SpanAttributes, limits?: Partial<OtlpExporterLimits>): OtlpSpanExporter | null {
+export function otlpExporterFromEnv(
+  env: OtlpEnv,
+  resource: SpanAttributes,
+  limits?: Partial<OtlpExporterLimits>,
+): OtlpSpanExporter | null {
   let settings: OtlpSettings | null;
   try {
     settings = otlpSettingsFromEnv(env);
   } catch (err) {
-    if (!(err instanceof OtlpConfigError)) throw err;
+    if (!(err instanceof OtlpConfigError)) {
+      throw err;
+    }
     console.warn(JSON.stringify({ level: "warn", event: "otlpConfigInvalid", error: err.message }));
     return null;
   }
-  return settings === null ? null : new OtlpSpanExporter({ settings, resource, ...(limits === undefined ? {} : { limits }) });
+  return settings === null
+    ? null
+    : new OtlpSpanExporter({ settings, resource, ...(limits === undefined ? {} : { limits }) });
 }

@@ -22,9 +22,15 @@ export interface NodeSpanFacts {
 
 /** The RPC method a worker call is, told by the fields only that request carries (api.ts). */
 function operationOf(address: NodeAddress): string {
-  if ("request" in address) return "execute";
-  if ("statements" in address) return "query";
-  if ("member" in address) return "changeMember";
+  if ("request" in address) {
+    return "execute";
+  }
+  if ("statements" in address) {
+    return "query";
+  }
+  if ("member" in address) {
+    return "changeMember";
+  }
   return "call";
 }
 
@@ -32,9 +38,16 @@ function operationOf(address: NodeAddress): string {
  * Wraps the body of a worker call (inside tracedBody, so the current trace is the node's span for it) so that the
  * call is recorded as a span and the buffer is flushed afterwards. Unchanged when export is off or the call is untraced.
  */
-export function spannedNodeCall<A, T>(exporter: OtlpSpanExporter | null, address: NodeAddress, facts: NodeSpanFacts, body: (arg: A) => Promise<T>): (arg: A) => Promise<T> {
+export function spannedNodeCall<A, T>(
+  exporter: OtlpSpanExporter | null,
+  address: NodeAddress,
+  facts: NodeSpanFacts,
+  body: (arg: A) => Promise<T>,
+): (arg: A) => Promise<T> {
   const parent = parseTraceparent(address.traceparent);
-  if (exporter === null || parent === null) return body;
+  if (exporter === null || parent === null) {
+    return body;
+  }
   return async (arg) => {
     const span = currentTrace();
     const startMs = Date.now();
@@ -44,7 +57,9 @@ export function spannedNodeCall<A, T>(exporter: OtlpSpanExporter | null, address
     try {
       const value = await body(arg);
       const index = (value as { raftIndex?: unknown } | null)?.raftIndex;
-      if (typeof index === "number") raftIndex = index;
+      if (typeof index === "number") {
+        raftIndex = index;
+      }
       return value;
     } catch (err) {
       const code = (err as { error?: { code?: unknown } } | null)?.error?.code;
@@ -54,9 +69,19 @@ export function spannedNodeCall<A, T>(exporter: OtlpSpanExporter | null, address
     } finally {
       if (span !== undefined) {
         const operation = operationOf(address);
-        const attributes: SpanAttributes = { "dha.node": facts.node, "dha.operation": operation, "dha.role": facts.role(), "dha.term": facts.term(), "dha.outcome": outcome };
-        if (raftIndex !== undefined) attributes["dha.raft_index"] = raftIndex;
-        if ("level" in address && typeof address.level === "string") attributes["dha.level"] = address.level;
+        const attributes: SpanAttributes = {
+          "dha.node": facts.node,
+          "dha.operation": operation,
+          "dha.role": facts.role(),
+          "dha.term": facts.term(),
+          "dha.outcome": outcome,
+        };
+        if (raftIndex !== undefined) {
+          attributes["dha.raft_index"] = raftIndex;
+        }
+        if ("level" in address && typeof address.level === "string") {
+          attributes["dha.level"] = address.level;
+        }
         exporter.record({
           name: `ClusterNode.${operation}`,
           kind: "server",
@@ -81,9 +106,20 @@ export function spannedNodeCall<A, T>(exporter: OtlpSpanExporter | null, address
  * Wraps a follower's handling of a traced envelope (inside runWithTrace of its span) so that each append carrying
  * entries is recorded as a span, child of the leader's span that sent it.
  */
-export function spannedAppend(exporter: OtlpSpanExporter | null, options: { readonly traceparent: unknown; readonly envelope: RaftEnvelope; readonly node: string; readonly term: () => number }, handle: () => void): () => void {
+export function spannedAppend(
+  exporter: OtlpSpanExporter | null,
+  options: {
+    readonly traceparent: unknown;
+    readonly envelope: RaftEnvelope;
+    readonly node: string;
+    readonly term: () => number;
+  },
+  handle: () => void,
+): () => void {
   const parent = parseTraceparent(options.traceparent);
-  if (exporter === null || parent === null) return handle;
+  if (exporter === null || parent === null) {
+    return handle;
+  }
   return () => {
     const span = currentTrace();
     const startMs = Date.now();
@@ -96,7 +132,9 @@ export function spannedAppend(exporter: OtlpSpanExporter | null, options: { read
     } finally {
       if (span !== undefined) {
         for (const message of options.envelope.messages) {
-          if (message.type !== "append" || message.entries.length === 0) continue;
+          if (message.type !== "append" || message.entries.length === 0) {
+            continue;
+          }
           exporter.record({
             name: "raft.append",
             kind: "server",

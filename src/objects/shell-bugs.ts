@@ -54,11 +54,17 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
 
 /** Checks switches sent by a test: an object of known names with boolean values. */
 export function parseShellBugs(input: unknown): ShellBugs {
-  if (typeof input !== "object" || input === null || Array.isArray(input)) throw new Error("shell bugs: expected an object of boolean switches");
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw new Error("shell bugs: expected an object of boolean switches");
+  }
   const out: Record<string, boolean> = {};
   for (const [name, value] of Object.entries(input)) {
-    if (!(SHELL_BUG_NAMES as readonly string[]).includes(name)) throw new Error(`shell bugs: unknown switch "${name}"`);
-    if (typeof value !== "boolean") throw new Error(`shell bugs: switch "${name}" must be a boolean`);
+    if (!(SHELL_BUG_NAMES as readonly string[]).includes(name)) {
+      throw new Error(`shell bugs: unknown switch "${name}"`);
+    }
+    if (typeof value !== "boolean") {
+      throw new Error(`shell bugs: switch "${name}" must be a boolean`);
+    }
     out[name] = value;
   }
   return out as ShellBugs;

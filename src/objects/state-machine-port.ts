@@ -2,7 +2,8 @@
 // that the Raft plumbing and the SQL semantics stay in separate files.
 import type { SqlRequest, Statement, StatementResult } from "../shared/sql";
 
-export type PrepareResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+export type PrepareResult<T> =
+  { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
 export interface SnapshotImage {
   /** The applied index the image reflects (at least the snapshot metadata's index). */
@@ -20,11 +21,21 @@ export interface StateMachinePort {
   /** The results of an already applied request id, if it is still remembered. */
   rememberedResults(requestId: string): readonly StatementResult[] | null;
   /** Applies one committed entry and advances the applied index atomically; null when it was applied before. */
-  applyEntry(entry: { readonly index: number; readonly kind: "normal" | "noop" | "config"; readonly data: string }): readonly StatementResult[] | null;
+  applyEntry(entry: {
+    readonly index: number;
+    readonly kind: "normal" | "noop" | "config";
+    readonly data: string;
+  }): readonly StatementResult[] | null;
   query(statements: readonly Statement[], options: { readonly transaction: boolean }): readonly StatementResult[];
   createSnapshotImage(): SnapshotImage;
   /** Stages one received chunk; false when it does not fit the staging bounds or arrives out of order. */
-  stageSnapshotChunk(chunk: { readonly snapshotIndex: number; readonly snapshotTerm: number; readonly seq: number; readonly last: boolean; readonly data: string }): boolean;
+  stageSnapshotChunk(chunk: {
+    readonly snapshotIndex: number;
+    readonly snapshotTerm: number;
+    readonly seq: number;
+    readonly last: boolean;
+    readonly data: string;
+  }): boolean;
   /** True when every chunk of that snapshot is staged. */
   hasCompleteSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): boolean;
   /** Swaps the staged image in, in one transaction; returns the applied index it carries. */

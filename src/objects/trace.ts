@@ -33,12 +33,20 @@ export function runWithTrace<T>(trace: TraceContext | undefined, fn: () => T): T
  * specification asks). Version ff is invalid; version 00 has exactly four fields; later versions may add fields.
  */
 export function parseTraceparent(value: unknown): TraceContext | null {
-  if (typeof value !== "string" || value.length > 512) return null;
+  if (typeof value !== "string" || value.length > 512) {
+    return null;
+  }
   const match = TRACEPARENT.exec(value.trim().toLowerCase());
-  if (match === null) return null;
+  if (match === null) {
+    return null;
+  }
   const [, version = "", traceId = "", spanId = "", flags = "", rest] = match;
-  if (version === "ff" || (version === "00" && rest !== undefined)) return null;
-  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return null;
+  if (version === "ff" || (version === "00" && rest !== undefined)) {
+    return null;
+  }
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) {
+    return null;
+  }
   return { traceId, spanId, flags };
 }
 
@@ -69,7 +77,10 @@ export function outgoingTraceparent(): string | undefined {
 }
 
 /** Wraps a call body so that it runs in the span of the trace its address carried. */
-export function tracedBody<A, T>(address: { readonly traceparent?: string }, body: (arg: A) => Promise<T>): (arg: A) => Promise<T> {
+export function tracedBody<A, T>(
+  address: { readonly traceparent?: string },
+  body: (arg: A) => Promise<T>,
+): (arg: A) => Promise<T> {
   const span = spanForIncoming(address.traceparent);
   return span === undefined ? body : (arg) => runWithTrace(span, () => body(arg));
 }
@@ -84,18 +95,34 @@ export function isSampled(trace: TraceContext): boolean {
  * followed from the HTTP request to the replicas' logs. At info level (and in the event feed) when the trace is
  * sampled, at debug level otherwise.
  */
-export function logTracedAppends(envelope: RaftEnvelope, log: (level: "info" | "debug", fields: Record<string, unknown>) => void): void {
+export function logTracedAppends(
+  envelope: RaftEnvelope,
+  log: (level: "info" | "debug", fields: Record<string, unknown>) => void,
+): void {
   const trace = currentTrace();
-  if (trace === undefined) return;
+  if (trace === undefined) {
+    return;
+  }
   for (const message of envelope.messages) {
-    if (message.type !== "append" || message.entries.length === 0) continue;
-    log(isSampled(trace) ? "info" : "debug", { from: message.from, firstIndex: message.entries[0]?.index, lastIndex: message.entries[message.entries.length - 1]?.index, entries: message.entries.length });
+    if (message.type !== "append" || message.entries.length === 0) {
+      continue;
+    }
+    log(isSampled(trace) ? "info" : "debug", {
+      from: message.from,
+      firstIndex: message.entries[0]?.index,
+      lastIndex: message.entries[message.entries.length - 1]?.index,
+      entries: message.entries.length,
+    });
   }
 }
 
 function randomHex(bytes: number): string {
   for (;;) {
-    const value = Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (byte) => byte.toString(16).padStart(2, "0")).join("");
-    if (!/^0+$/.test(value)) return value;
+    const value = Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (byte) =>
+      byte.toString(16).padStart(2, "0"),
+    ).join("");
+    if (!/^0+$/.test(value)) {
+      return value;
+    }
   }
 }

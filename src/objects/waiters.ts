@@ -32,7 +32,9 @@ interface Pending<K, T> {
 export class KeyedWaiters<K, T> {
   private readonly pending = new Map<K, Pending<K, T>>();
 
-  constructor(private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers }) {}
+  constructor(
+    private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers },
+  ) {}
 
   get size(): number {
     return this.pending.size;
@@ -55,10 +57,13 @@ export class KeyedWaiters<K, T> {
       return Promise.reject(new Error(`${this.options.what}: already waiting on ${String(key)}`));
     }
     return new Promise<T>((resolve, reject) => {
-      const cancelTimer = this.options.timers.schedule(() => {
-        this.pending.delete(key);
-        reject(new WaitTimeoutError(this.options.what, timeoutMs));
-      }, Math.max(1, timeoutMs));
+      const cancelTimer = this.options.timers.schedule(
+        () => {
+          this.pending.delete(key);
+          reject(new WaitTimeoutError(this.options.what, timeoutMs));
+        },
+        Math.max(1, timeoutMs),
+      );
       this.pending.set(key, { key, resolve, reject, cancelTimer });
     });
   }
@@ -76,7 +81,9 @@ export class KeyedWaiters<K, T> {
   }
 
   rejectAll(error: Error): void {
-    for (const key of [...this.pending.keys()]) this.reject(key, error);
+    for (const key of [...this.pending.keys()]) {
+      this.reject(key, error);
+    }
   }
 
   private take(key: K): Pending<K, T> | undefined {
@@ -91,12 +98,20 @@ export class KeyedWaiters<K, T> {
 
 /** Waiters for a condition on a number that only grows (the applied index): resolved once it reaches theirs. */
 export class ThresholdWaiters {
-  private readonly pending = new Set<{ readonly threshold: number; readonly resolve: () => void; readonly cancelTimer: () => void }>();
+  private readonly pending = new Set<{
+    readonly threshold: number;
+    readonly resolve: () => void;
+    readonly cancelTimer: () => void;
+  }>();
 
-  constructor(private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers }) {}
+  constructor(
+    private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers },
+  ) {}
 
   wait(threshold: number, current: number, timeoutMs: number): Promise<void> {
-    if (current >= threshold) return Promise.resolve();
+    if (current >= threshold) {
+      return Promise.resolve();
+    }
     if (this.pending.size >= this.options.limit) {
       return Promise.reject(new TooManyWaitersError(this.options.what, this.options.limit));
     }
@@ -104,10 +119,13 @@ export class ThresholdWaiters {
       const entry = {
         threshold,
         resolve,
-        cancelTimer: this.options.timers.schedule(() => {
-          this.pending.delete(entry);
-          reject(new WaitTimeoutError(this.options.what, timeoutMs));
-        }, Math.max(1, timeoutMs)),
+        cancelTimer: this.options.timers.schedule(
+          () => {
+            this.pending.delete(entry);
+            reject(new WaitTimeoutError(this.options.what, timeoutMs));
+          },
+          Math.max(1, timeoutMs),
+        ),
       };
       this.pending.add(entry);
     });

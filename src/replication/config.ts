@@ -32,20 +32,38 @@ export function validateRaftConfig(config: RaftConfig): void {
     }
   };
   const optionalInteger = (name: string, value: unknown, min: number): void => {
-    if (value !== undefined) requireInteger(name, value, min);
+    if (value !== undefined) {
+      requireInteger(name, value, min);
+    }
   };
 
-  if (typeof config !== "object" || config === null) throw new RaftConfigError(["the configuration must be an object"]);
-  if (typeof config.id !== "string" || config.id.length === 0) problems.push(`id must be a non-empty string, got ${JSON.stringify(config.id)}`);
+  if (typeof config !== "object" || config === null) {
+    throw new RaftConfigError(["the configuration must be an object"]);
+  }
+  if (typeof config.id !== "string" || config.id.length === 0) {
+    problems.push(`id must be a non-empty string, got ${JSON.stringify(config.id)}`);
+  }
   requireInteger("electionTimeoutTicks", config.electionTimeoutTicks, 2);
   requireInteger("heartbeatIntervalTicks", config.heartbeatIntervalTicks, 1);
-  if (Number.isSafeInteger(config.electionTimeoutTicks) && Number.isSafeInteger(config.heartbeatIntervalTicks) && config.heartbeatIntervalTicks >= config.electionTimeoutTicks) {
-    problems.push(`heartbeatIntervalTicks (${config.heartbeatIntervalTicks}) must be below electionTimeoutTicks (${config.electionTimeoutTicks}), or followers time out between heartbeats`);
+  if (
+    Number.isSafeInteger(config.electionTimeoutTicks) &&
+    Number.isSafeInteger(config.heartbeatIntervalTicks) &&
+    config.heartbeatIntervalTicks >= config.electionTimeoutTicks
+  ) {
+    problems.push(
+      `heartbeatIntervalTicks (${config.heartbeatIntervalTicks}) must be below electionTimeoutTicks (${config.electionTimeoutTicks}), or followers time out between heartbeats`,
+    );
   }
-  if (typeof config.checkQuorum !== "boolean") problems.push("checkQuorum must be a boolean");
-  if (typeof config.leaseRead !== "boolean") problems.push("leaseRead must be a boolean");
+  if (typeof config.checkQuorum !== "boolean") {
+    problems.push("checkQuorum must be a boolean");
+  }
+  if (typeof config.leaseRead !== "boolean") {
+    problems.push("leaseRead must be a boolean");
+  }
   if (config.leaseRead === true && config.checkQuorum !== true) {
-    problems.push("leaseRead requires checkQuorum: without it a deposed leader could keep serving reads from its lease");
+    problems.push(
+      "leaseRead requires checkQuorum: without it a deposed leader could keep serving reads from its lease",
+    );
   }
   requireInteger("maxInflightMessages", config.maxInflightMessages, 1);
   requireInteger("maxMessageBytes", config.maxMessageBytes, 1);
@@ -60,14 +78,25 @@ export function validateRaftConfig(config: RaftConfig): void {
   optionalInteger("maxPendingReads", config.maxPendingReads, 1);
   optionalInteger("readTimeoutTicks", config.readTimeoutTicks, 1);
   optionalInteger("leaseSafetyMarginTicks", config.leaseSafetyMarginTicks, 0);
-  if (config.leaseSafetyMarginTicks !== undefined && Number.isSafeInteger(config.electionTimeoutTicks) && config.leaseSafetyMarginTicks >= config.electionTimeoutTicks) {
-    problems.push(`leaseSafetyMarginTicks (${config.leaseSafetyMarginTicks}) must be below electionTimeoutTicks (${config.electionTimeoutTicks}), or the lease is empty`);
+  if (
+    config.leaseSafetyMarginTicks !== undefined &&
+    Number.isSafeInteger(config.electionTimeoutTicks) &&
+    config.leaseSafetyMarginTicks >= config.electionTimeoutTicks
+  ) {
+    problems.push(
+      `leaseSafetyMarginTicks (${config.leaseSafetyMarginTicks}) must be below electionTimeoutTicks (${config.electionTimeoutTicks}), or the lease is empty`,
+    );
   }
   optionalInteger("snapshotRetryTicks", config.snapshotRetryTicks, 1);
-  if (config.unsafeTestingFaults !== undefined && (typeof config.unsafeTestingFaults !== "object" || config.unsafeTestingFaults === null)) {
+  if (
+    config.unsafeTestingFaults !== undefined &&
+    (typeof config.unsafeTestingFaults !== "object" || config.unsafeTestingFaults === null)
+  ) {
     problems.push("unsafeTestingFaults must be an object when set");
   }
-  if (problems.length > 0) throw new RaftConfigError(problems);
+  if (problems.length > 0) {
+    throw new RaftConfigError(problems);
+  }
 }
 
 /** Validates `config` and fills in the defaults of the optional knobs. */

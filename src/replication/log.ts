@@ -24,7 +24,9 @@ export class RaftLog {
   constructor(snapshot: SnapshotMeta, entries: readonly LogEntry[]) {
     this.snapshotMeta = snapshot;
     this.entries = [];
-    for (const entry of entries) this.appendOne(entry);
+    for (const entry of entries) {
+      this.appendOne(entry);
+    }
     this.persistedIndex = this.lastIndex();
     this.handedOutIndex = this.lastIndex();
   }
@@ -48,12 +50,16 @@ export class RaftLog {
 
   /** The term of `index`, or undefined when it was compacted away or is beyond the last index. */
   term(index: number): number | undefined {
-    if (index === this.snapshotMeta.index) return this.snapshotMeta.term;
+    if (index === this.snapshotMeta.index) {
+      return this.snapshotMeta.term;
+    }
     return this.entryAt(index)?.term;
   }
 
   entryAt(index: number): LogEntry | undefined {
-    if (index <= this.snapshotMeta.index) return undefined;
+    if (index <= this.snapshotMeta.index) {
+      return undefined;
+    }
     return this.entries[index - this.snapshotMeta.index - 1];
   }
 
@@ -68,7 +74,9 @@ export class RaftLog {
 
   /** Leader append: entries continue the log and never go back in term. */
   append(entries: readonly LogEntry[]): void {
-    for (const entry of entries) this.appendOne(entry);
+    for (const entry of entries) {
+      this.appendOne(entry);
+    }
   }
 
   /**
@@ -77,8 +85,12 @@ export class RaftLog {
    */
   findConflict(entries: readonly LogEntry[]): number {
     for (const entry of entries) {
-      if (entry.index <= this.snapshotMeta.index) continue; // covered by the snapshot, hence committed and equal
-      if (!this.matchTerm(entry.index, entry.term)) return entry.index;
+      if (entry.index <= this.snapshotMeta.index) {
+        continue;
+      } // covered by the snapshot, hence committed and equal
+      if (!this.matchTerm(entry.index, entry.term)) {
+        return entry.index;
+      }
     }
     return 0;
   }
@@ -89,9 +101,17 @@ export class RaftLog {
    */
   truncateAndAppend(entries: readonly LogEntry[]): void {
     const first = entries[0];
-    if (first === undefined) return;
-    invariant(first.index > this.snapshotMeta.index, `truncateAndAppend: index ${first.index} is inside the snapshot (${this.snapshotMeta.index})`);
-    invariant(first.index <= this.lastIndex() + 1, `truncateAndAppend: index ${first.index} leaves a gap after ${this.lastIndex()}`);
+    if (first === undefined) {
+      return;
+    }
+    invariant(
+      first.index > this.snapshotMeta.index,
+      `truncateAndAppend: index ${first.index} is inside the snapshot (${this.snapshotMeta.index})`,
+    );
+    invariant(
+      first.index <= this.lastIndex() + 1,
+      `truncateAndAppend: index ${first.index} leaves a gap after ${this.lastIndex()}`,
+    );
     if (first.index <= this.lastIndex()) {
       this.entries.length = first.index - this.snapshotMeta.index - 1;
       if (first.index <= this.handedOutIndex) {
@@ -100,7 +120,9 @@ export class RaftLog {
       }
       this.persistedIndex = Math.min(this.persistedIndex, first.index - 1);
     }
-    for (const entry of entries) this.appendOne(entry);
+    for (const entry of entries) {
+      this.appendOne(entry);
+    }
   }
 
   /**
@@ -108,7 +130,9 @@ export class RaftLog {
    * Null when fromIndex was compacted away.
    */
   slice(range: { readonly fromIndex: number; readonly toIndex: number; readonly maxBytes: number }): LogEntry[] | null {
-    if (range.fromIndex <= this.snapshotMeta.index) return null;
+    if (range.fromIndex <= this.snapshotMeta.index) {
+      return null;
+    }
     const toIndex = Math.min(range.toIndex, this.lastIndex());
     const result: LogEntry[] = [];
     let bytes = 0;
@@ -116,7 +140,9 @@ export class RaftLog {
       const entry = this.entryAt(index);
       invariant(entry !== undefined, `slice: entry ${index} missing`);
       bytes += entry.data.length;
-      if (result.length > 0 && bytes > range.maxBytes) break;
+      if (result.length > 0 && bytes > range.maxBytes) {
+        break;
+      }
       result.push(entry);
     }
     return result;
@@ -129,8 +155,12 @@ export class RaftLog {
   findConflictByTerm(index: number, term: number): TermAtIndex {
     for (let candidate = Math.min(index, this.lastIndex()); candidate > 0; candidate--) {
       const ourTerm = this.term(candidate);
-      if (ourTerm === undefined) return { index: candidate, term: 0 };
-      if (ourTerm <= term) return { index: candidate, term: ourTerm };
+      if (ourTerm === undefined) {
+        return { index: candidate, term: 0 };
+      }
+      if (ourTerm <= term) {
+        return { index: candidate, term: ourTerm };
+      }
     }
     return { index: 0, term: 0 };
   }
@@ -176,8 +206,10 @@ export class RaftLog {
 
   /** Replaces the whole log with a snapshot received from the leader; the next Ready installs it. */
   restore(snapshot: SnapshotMeta): void {
-    invariant(snapshot.index > this.snapshotMeta.index && !this.matchTerm(snapshot.index, snapshot.term),
-      `restore: snapshot ${snapshot.index}:${snapshot.term} is not ahead of the log (snapshot ${this.snapshotMeta.index}, last ${this.lastIndex()})`);
+    invariant(
+      snapshot.index > this.snapshotMeta.index && !this.matchTerm(snapshot.index, snapshot.term),
+      `restore: snapshot ${snapshot.index}:${snapshot.term} is not ahead of the log (snapshot ${this.snapshotMeta.index}, last ${this.lastIndex()})`,
+    );
     this.snapshotMeta = snapshot;
     this.entries = [];
     this.snapshotToInstall = snapshot;
@@ -188,9 +220,17 @@ export class RaftLog {
 
   /** Our own snapshot at `snapshot.index` was recorded by the shell: drop the entries it covers. */
   compactTo(snapshot: SnapshotMeta): void {
-    if (snapshot.index <= this.snapshotMeta.index) return;
-    invariant(snapshot.index <= this.persistedIndex, `compactTo(${snapshot.index}): beyond the persisted index ${this.persistedIndex}`);
-    invariant(this.matchTerm(snapshot.index, snapshot.term), `compactTo(${snapshot.index}): term ${snapshot.term} differs from the log's ${String(this.term(snapshot.index))}`);
+    if (snapshot.index <= this.snapshotMeta.index) {
+      return;
+    }
+    invariant(
+      snapshot.index <= this.persistedIndex,
+      `compactTo(${snapshot.index}): beyond the persisted index ${this.persistedIndex}`,
+    );
+    invariant(
+      this.matchTerm(snapshot.index, snapshot.term),
+      `compactTo(${snapshot.index}): term ${snapshot.term} differs from the log's ${String(this.term(snapshot.index))}`,
+    );
     this.entries = this.entries.slice(snapshot.index - this.snapshotMeta.index);
     this.snapshotMeta = snapshot;
   }
@@ -198,7 +238,10 @@ export class RaftLog {
   private appendOne(entry: LogEntry): void {
     const expected = this.lastIndex() + 1;
     invariant(entry.index === expected, `log append: index ${entry.index} is not contiguous (expected ${expected})`);
-    invariant(entry.term >= this.lastTerm(), `log append: term ${entry.term} at index ${entry.index} is below the previous term ${this.lastTerm()}`);
+    invariant(
+      entry.term >= this.lastTerm(),
+      `log append: term ${entry.term} at index ${entry.index} is below the previous term ${this.lastTerm()}`,
+    );
     this.entries.push(entry);
   }
 }

@@ -24,13 +24,21 @@ export function membersExcept(membership: Membership, id: NodeId): NodeId[] {
 
 /** A description of what is wrong with `membership`, or null when it is well formed. */
 export function membershipProblem(membership: unknown): string | null {
-  if (typeof membership !== "object" || membership === null) return "membership must be an object";
+  if (typeof membership !== "object" || membership === null) {
+    return "membership must be an object";
+  }
   const { voters, learners } = membership as { voters?: unknown; learners?: unknown };
-  if (!Array.isArray(voters) || !Array.isArray(learners)) return "membership needs arrays `voters` and `learners`";
+  if (!Array.isArray(voters) || !Array.isArray(learners)) {
+    return "membership needs arrays `voters` and `learners`";
+  }
   const seen = new Set<string>();
   for (const id of [...voters, ...learners] as unknown[]) {
-    if (typeof id !== "string" || id.length === 0) return `node ids must be non-empty strings, got ${JSON.stringify(id)}`;
-    if (seen.has(id)) return `node ${id} is listed twice`;
+    if (typeof id !== "string" || id.length === 0) {
+      return `node ids must be non-empty strings, got ${JSON.stringify(id)}`;
+    }
+    if (seen.has(id)) {
+      return `node ${id} is listed twice`;
+    }
     seen.add(id);
   }
   return null;
@@ -39,11 +47,16 @@ export function membershipProblem(membership: unknown): string | null {
 /** Throws a clear error unless `membership` is a usable bootstrap configuration (at least one voter). */
 export function validateBootstrapMembership(membership: Membership): void {
   const problem = membershipProblem(membership);
-  if (problem !== null) throw new TypeError(`bootstrap membership: ${problem}`);
-  if (membership.voters.length === 0) throw new TypeError("bootstrap membership: at least one voter is required");
+  if (problem !== null) {
+    throw new TypeError(`bootstrap membership: ${problem}`);
+  }
+  if (membership.voters.length === 0) {
+    throw new TypeError("bootstrap membership: at least one voter is required");
+  }
 }
 
-export type ConfigChangeResult = { readonly ok: true; readonly membership: Membership } | { readonly ok: false; readonly message: string };
+export type ConfigChangeResult =
+  { readonly ok: true; readonly membership: Membership } | { readonly ok: false; readonly message: string };
 
 /** The membership after `change`, or why the change is not allowed. */
 export function applyConfigChange(membership: Membership, change: ConfigChange): ConfigChangeResult {
@@ -53,25 +66,37 @@ export function applyConfigChange(membership: Membership, change: ConfigChange):
   const node = change.node;
   switch (change.kind) {
     case "addLearner":
-      if (isMember(membership, node)) return { ok: false, message: `node ${node} is already a member` };
+      if (isMember(membership, node)) {
+        return { ok: false, message: `node ${node} is already a member` };
+      }
       return { ok: true, membership: { voters: [...membership.voters], learners: [...membership.learners, node] } };
     case "promote":
-      if (!isLearner(membership, node)) return { ok: false, message: `node ${node} is not a learner; only learners can be promoted` };
+      if (!isLearner(membership, node)) {
+        return { ok: false, message: `node ${node} is not a learner; only learners can be promoted` };
+      }
       return {
         ok: true,
         membership: { voters: [...membership.voters, node], learners: membership.learners.filter((id) => id !== node) },
       };
     case "remove":
-      if (!isMember(membership, node)) return { ok: false, message: `node ${node} is not a member` };
+      if (!isMember(membership, node)) {
+        return { ok: false, message: `node ${node} is not a member` };
+      }
       if (isVoter(membership, node) && membership.voters.length === 1) {
         return { ok: false, message: `node ${node} is the last voter; a cluster cannot remove its last voter` };
       }
       return {
         ok: true,
-        membership: { voters: membership.voters.filter((id) => id !== node), learners: membership.learners.filter((id) => id !== node) },
+        membership: {
+          voters: membership.voters.filter((id) => id !== node),
+          learners: membership.learners.filter((id) => id !== node),
+        },
       };
     default:
-      return { ok: false, message: `unknown config change kind ${JSON.stringify((change as { kind?: unknown }).kind)}` };
+      return {
+        ok: false,
+        message: `unknown config change kind ${JSON.stringify((change as { kind?: unknown }).kind)}`,
+      };
   }
 }
 
@@ -94,6 +119,7 @@ export function decodeMembership(data: string, index: number): Membership {
 }
 
 export function sameMembership(a: Membership, b: Membership): boolean {
-  const sameSet = (x: readonly NodeId[], y: readonly NodeId[]): boolean => x.length === y.length && x.every((id) => y.includes(id));
+  const sameSet = (x: readonly NodeId[], y: readonly NodeId[]): boolean =>
+    x.length === y.length && x.every((id) => y.includes(id));
   return sameSet(a.voters, b.voters) && sameSet(a.learners, b.learners);
 }

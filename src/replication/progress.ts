@@ -8,7 +8,10 @@ export class Inflights {
   private readonly lastIndexes: number[] = [];
 
   constructor(readonly capacity: number) {
-    invariant(Number.isInteger(capacity) && capacity >= 1, `Inflights capacity must be a positive integer, got ${capacity}`);
+    invariant(
+      Number.isInteger(capacity) && capacity >= 1,
+      `Inflights capacity must be a positive integer, got ${capacity}`,
+    );
   }
 
   add(lastIndex: number): void {
@@ -21,7 +24,9 @@ export class Inflights {
   /** Frees every message whose entries are all at or below `index` (acknowledged). */
   freeLE(index: number): void {
     let freed = 0;
-    while (freed < this.lastIndexes.length && (this.lastIndexes[freed] as number) <= index) freed++;
+    while (freed < this.lastIndexes.length && (this.lastIndexes[freed] as number) <= index) {
+      freed++;
+    }
     this.lastIndexes.splice(0, freed);
   }
 
@@ -97,7 +102,8 @@ export class Progress {
 
   becomeProbe(): void {
     // After a snapshot, resume right after it (if it was delivered, the follower has it; if not, a rejection fixes next).
-    const resumeAfter = this.state === "snapshot" ? Math.max(this.matchIndex, this.pendingSnapshotIndex) : this.matchIndex;
+    const resumeAfter =
+      this.state === "snapshot" ? Math.max(this.matchIndex, this.pendingSnapshotIndex) : this.matchIndex;
     this.resetState("probe");
     this.nextIndex = resumeAfter + 1;
   }
@@ -122,7 +128,9 @@ export class Progress {
 
   /** A successful append response up to `index`; false when it tells us nothing new (stale or duplicate). */
   maybeUpdate(index: number): boolean {
-    if (index <= this.matchIndex) return false;
+    if (index <= this.matchIndex) {
+      return false;
+    }
     this.matchIndex = index;
     this.nextIndex = Math.max(this.nextIndex, index + 1);
     this.probeSent = false;
@@ -135,12 +143,16 @@ export class Progress {
    */
   maybeDecrTo(rejected: number, matchHint: number): boolean {
     if (this.state === "replicate") {
-      if (rejected <= this.matchIndex) return false;
+      if (rejected <= this.matchIndex) {
+        return false;
+      }
       this.nextIndex = this.matchIndex + 1;
       return true;
     }
     // Probe: only the answer to the message we sent (prevLogIndex = next - 1) counts.
-    if (this.nextIndex - 1 !== rejected) return false;
+    if (this.nextIndex - 1 !== rejected) {
+      return false;
+    }
     this.nextIndex = Math.max(Math.min(rejected, matchHint + 1), this.matchIndex + 1);
     this.probeSent = false;
     return true;

@@ -23,7 +23,9 @@ export function majorityValue(valuesOfVoters: readonly number[]): number {
 export function isQuorum<T>(voters: readonly T[], predicate: (voter: T) => boolean): boolean {
   let count = 0;
   for (const voter of voters) {
-    if (predicate(voter)) count++;
+    if (predicate(voter)) {
+      count++;
+    }
   }
   return count >= quorumSize(voters.length);
 }

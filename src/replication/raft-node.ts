@@ -160,21 +160,35 @@ export class RaftNode implements RaftNodeApi {
     const persisted = options.persisted;
     checkPersistedStateShape(persisted);
     const bootstrap = options.bootstrap ?? null;
-    if (bootstrap !== null) validateBootstrapMembership(bootstrap);
+    if (bootstrap !== null) {
+      validateBootstrapMembership(bootstrap);
+    }
     this.votingProbation = options.votingProbation === true;
 
-    const snapshot: SnapshotMeta = persisted.snapshot ?? { index: 0, term: 0, membership: bootstrap ?? EMPTY_MEMBERSHIP };
+    const snapshot: SnapshotMeta = persisted.snapshot ?? {
+      index: 0,
+      term: 0,
+      membership: bootstrap ?? EMPTY_MEMBERSHIP,
+    };
     this.bootstrapCompact = persisted.snapshot === null && bootstrap !== null ? snapshot : null;
     this.log = new RaftLog(snapshot, persisted.entries);
 
     const hardState = persisted.hardState;
-    invariant(hardState.term >= this.log.lastTerm(), `persisted state: hard state term ${hardState.term} is below the last log term ${this.log.lastTerm()}`);
+    invariant(
+      hardState.term >= this.log.lastTerm(),
+      `persisted state: hard state term ${hardState.term} is below the last log term ${this.log.lastTerm()}`,
+    );
     this.term = hardState.term;
     this.vote = hardState.vote;
     this.commit = Math.max(hardState.commit, snapshot.index);
-    invariant(this.commit <= this.log.lastIndex(), `persisted state: commit ${this.commit} is beyond the last log index ${this.log.lastIndex()}`);
-    invariant(persisted.applied >= snapshot.index && persisted.applied <= this.commit,
-      `persisted state: applied ${persisted.applied} must lie between the snapshot index ${snapshot.index} and commit ${this.commit}`);
+    invariant(
+      this.commit <= this.log.lastIndex(),
+      `persisted state: commit ${this.commit} is beyond the last log index ${this.log.lastIndex()}`,
+    );
+    invariant(
+      persisted.applied >= snapshot.index && persisted.applied <= this.commit,
+      `persisted state: applied ${persisted.applied} must lie between the snapshot index ${snapshot.index} and commit ${this.commit}`,
+    );
     this.applied = persisted.applied;
     this.appliedHandedOut = persisted.applied;
     this.lastHandedOutHardState = hardState;
@@ -184,7 +198,9 @@ export class RaftNode implements RaftNodeApi {
     this.wasMember = isMember(snapshot.membership, this.id);
     for (let index = snapshot.index + 1; index <= this.applied; index++) {
       const entry = this.log.entryAt(index);
-      if (entry?.kind === "config") this.setMembership(decodeMembership(entry.data, index));
+      if (entry?.kind === "config") {
+        this.setMembership(decodeMembership(entry.data, index));
+      }
     }
     this.timer = new ElectionTimer(this.config.electionTimeoutTicks, this.config.random);
     this.checkedTerm = this.term;
@@ -197,22 +213,31 @@ export class RaftNode implements RaftNodeApi {
 
   tick(): void {
     this.nowTicks++;
-    if (this.role === "leader") this.tickLeader();
-    else this.tickElection();
+    if (this.role === "leader") {
+      this.tickLeader();
+    } else {
+      this.tickElection();
+    }
     this.expireReads();
     this.assertInvariants();
   }
 
   step(message: Message): void {
-    if (!isWellFormedMessage(message) || message.to !== this.id || message.from === this.id) return;
+    if (!isWellFormedMessage(message) || message.to !== this.id || message.from === this.id) {
+      return;
+    }
     this.stepMessage(message);
     this.assertInvariants();
   }
 
   propose(data: string): ProposalResult {
-    if (typeof data !== "string") return refuse("INVALID_REQUEST", `a proposal's data must be a string, got ${typeof data}`);
+    if (typeof data !== "string") {
+      return refuse("INVALID_REQUEST", `a proposal's data must be a string, got ${typeof data}`);
+    }
     const refusal = this.proposalRefusal();
-    if (refusal !== null) return { ok: false, error: refusal };
+    if (refusal !== null) {
+      return { ok: false, error: refusal };
+    }
     const entry = this.appendEntry("normal", data);
     this.assertInvariants();
     return { ok: true, index: entry.index, term: entry.term };
@@ -220,32 +245,57 @@ export class RaftNode implements RaftNodeApi {
 
   proposeConfigChange(change: ConfigChange): ProposalResult {
     const refusal = this.proposalRefusal();
-    if (refusal !== null) return { ok: false, error: refusal };
+    if (refusal !== null) {
+      return { ok: false, error: refusal };
+    }
     if (!this.hasCommittedInCurrentTerm()) {
-      return refuse("CONFIG_CHANGE_IN_PROGRESS", `the leader has not yet committed an entry of its term ${this.term}; retry once it has (a few heartbeats)`);
+      return refuse(
+        "CONFIG_CHANGE_IN_PROGRESS",
+        `the leader has not yet committed an entry of its term ${this.term}; retry once it has (a few heartbeats)`,
+      );
     }
     const pendingConfigIndex = this.findConfigEntry({ afterIndex: this.applied, toIndex: this.log.lastIndex() });
     if (pendingConfigIndex !== null) {
-      return refuse("CONFIG_CHANGE_IN_PROGRESS", `the config change at index ${pendingConfigIndex} is not applied yet; changes go one at a time`);
+      return refuse(
+        "CONFIG_CHANGE_IN_PROGRESS",
+        `the config change at index ${pendingConfigIndex} is not applied yet; changes go one at a time`,
+      );
     }
     const result = applyConfigChange(this.membership, change);
-    if (!result.ok) return refuse("INVALID_CONFIG_CHANGE", result.message);
+    if (!result.ok) {
+      return refuse("INVALID_CONFIG_CHANGE", result.message);
+    }
     const entry = this.appendEntry("config", encodeMembership(result.membership));
-    if (!isVoter(result.membership, this.id)) this.selfRemovalIndex = entry.index;
+    if (!isVoter(result.membership, this.id)) {
+      this.selfRemovalIndex = entry.index;
+    }
     this.assertInvariants();
     return { ok: true, index: entry.index, term: entry.term };
   }
 
   requestRead(context: string): ReadRequestResult {
-    if (typeof context !== "string") return refuse("INVALID_REQUEST", "a read context must be a string");
-    if (this.removed) return refuse("REMOVED", `node ${this.id} was removed from the cluster`);
+    if (typeof context !== "string") {
+      return refuse("INVALID_REQUEST", "a read context must be a string");
+    }
+    if (this.removed) {
+      return refuse("REMOVED", `node ${this.id} was removed from the cluster`);
+    }
     const deadlineTick = this.nowTicks + this.config.readTimeoutTicks;
-    if (this.role === "leader") return this.admitLeaderRead({ context, from: this.id, deadlineTick });
+    if (this.role === "leader") {
+      return this.admitLeaderRead({ context, from: this.id, deadlineTick });
+    }
     const leader = this.leader;
-    if (leader === null) return refuse("NOT_LEADER", "no leader is known (an election is under way or this node is cut off)", null);
-    if (this.forwardedReads.has(context)) return refuse("INVALID_REQUEST", `a read with context ${context} is already pending`);
+    if (leader === null) {
+      return refuse("NOT_LEADER", "no leader is known (an election is under way or this node is cut off)", null);
+    }
+    if (this.forwardedReads.has(context)) {
+      return refuse("INVALID_REQUEST", `a read with context ${context} is already pending`);
+    }
     if (this.pendingReadCount() >= this.config.maxPendingReads) {
-      return refuse("QUEUE_FULL", `${this.pendingReadCount()} reads are pending on ${this.id} (maxPendingReads=${this.config.maxPendingReads}); retry later`);
+      return refuse(
+        "QUEUE_FULL",
+        `${this.pendingReadCount()} reads are pending on ${this.id} (maxPendingReads=${this.config.maxPendingReads}); retry later`,
+      );
     }
     this.forwardedReads.add({ context, leader, deadlineTick });
     this.send({ ...this.envelope(leader), type: "readIndex", context });
@@ -253,11 +303,18 @@ export class RaftNode implements RaftNodeApi {
   }
 
   transferLeadership(to: NodeId): ReadRequestResult {
-    if (this.role !== "leader") return refuse("NOT_LEADER", `node ${this.id} is not the leader`, this.leader);
+    if (this.role !== "leader") {
+      return refuse("NOT_LEADER", `node ${this.id} is not the leader`, this.leader);
+    }
     const handover = this.removalHandover;
     if (handover !== null) {
-      if (to === handover.target) return OK;
-      return refuse("REMOVED", `node ${this.id} was removed and is already handing leadership over to ${handover.target}`);
+      if (to === handover.target) {
+        return OK;
+      }
+      return refuse(
+        "REMOVED",
+        `node ${this.id} was removed and is already handing leadership over to ${handover.target}`,
+      );
     }
     if (to === this.id) {
       this.abortTransfer();
@@ -266,34 +323,48 @@ export class RaftNode implements RaftNodeApi {
     if (typeof to !== "string" || !isVoter(this.membership, to)) {
       return refuse("INVALID_REQUEST", `node ${String(to)} is not a voter; leadership can only go to a voter`);
     }
-    if (this.transferee === to) return OK;
+    if (this.transferee === to) {
+      return OK;
+    }
     this.startTransfer(to);
     this.assertInvariants();
     return OK;
   }
 
   stepDown(): ReadRequestResult {
-    if (this.role !== "leader") return refuse("NOT_LEADER", `node ${this.id} is not the leader`, this.leader);
-    if (this.removalHandover !== null) return OK; // already stepping down
+    if (this.role !== "leader") {
+      return refuse("NOT_LEADER", `node ${this.id} is not the leader`, this.leader);
+    }
+    if (this.removalHandover !== null) {
+      return OK;
+    } // already stepping down
     const best = this.bestTransferTarget();
-    if (best === null) return refuse("INVALID_REQUEST", "there is no other voter to hand leadership to");
+    if (best === null) {
+      return refuse("INVALID_REQUEST", "there is no other voter to hand leadership to");
+    }
     return this.transferLeadership(best);
   }
 
   reportUnreachable(peer: NodeId): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
-    if (progress === undefined) return;
+    if (progress === undefined) {
+      return;
+    }
     progress.consecutiveFailures++;
     progress.unreachable = true;
     // Whatever was in flight is probably lost: probe before streaming again.
-    if (progress.state === "replicate") progress.becomeProbe();
+    if (progress.state === "replicate") {
+      progress.becomeProbe();
+    }
     this.updateReplicaStatus(progress);
     this.assertInvariants();
   }
 
   reportReplicaReady(peer: NodeId): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
-    if (progress === undefined || progress.readyReported) return;
+    if (progress === undefined || progress.readyReported) {
+      return;
+    }
     progress.readyReported = true;
     this.updateReplicaStatus(progress);
     this.assertInvariants();
@@ -306,7 +377,9 @@ export class RaftNode implements RaftNodeApi {
    */
   reportPeerLogLost(peer: NodeId, lastIndex: number): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
-    if (progress === undefined || lastIndex >= progress.matchIndex) return;
+    if (progress === undefined || lastIndex >= progress.matchIndex) {
+      return;
+    }
     progress.resetAfterLogLoss(lastIndex);
     this.updateReplicaStatus(progress);
     this.assertInvariants();
@@ -314,7 +387,9 @@ export class RaftNode implements RaftNodeApi {
 
   reportSnapshotResult(peer: NodeId, ok: boolean): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
-    if (progress === undefined || progress.state !== "snapshot") return;
+    if (progress === undefined || progress.state !== "snapshot") {
+      return;
+    }
     if (!ok) {
       progress.pendingSnapshotIndex = 0;
       progress.consecutiveFailures++;
@@ -328,7 +403,9 @@ export class RaftNode implements RaftNodeApi {
   }
 
   hasReady(): boolean {
-    if (this.outstanding !== null) return false;
+    if (this.outstanding !== null) {
+      return false;
+    }
     return (
       this.log.hasWorkForReady() ||
       !sameHardState(this.hardState(), this.lastHandedOutHardState) ||
@@ -376,22 +453,35 @@ export class RaftNode implements RaftNodeApi {
   }
 
   advance(ready: Ready): void {
-    invariant(this.outstanding !== null && ready === this.outstanding, "advance() must be given the Ready returned by the last ready() call");
+    invariant(
+      this.outstanding !== null && ready === this.outstanding,
+      "advance() must be given the Ready returned by the last ready() call",
+    );
     this.outstanding = null;
     const lastEntry = ready.entries[ready.entries.length - 1];
-    if (lastEntry !== undefined) this.log.persistedTo(lastEntry.index);
+    if (lastEntry !== undefined) {
+      this.log.persistedTo(lastEntry.index);
+    }
     for (const entry of ready.committedEntries) {
-      if (entry.index <= this.applied) continue; // a snapshot installed since this Ready covers it
+      if (entry.index <= this.applied) {
+        continue;
+      } // a snapshot installed since this Ready covers it
       invariant(entry.index === this.applied + 1, `advance: applied ${entry.index} after ${this.applied}`);
       this.applied = entry.index;
-      if (entry.kind === "config") this.applyMembership(decodeMembership(entry.data, entry.index), entry.index);
+      if (entry.kind === "config") {
+        this.applyMembership(decodeMembership(entry.data, entry.index), entry.index);
+      }
     }
     if (ready.compact !== null) {
       this.log.compactTo(ready.compact);
-      if (ready.compact === this.bootstrapCompact) this.bootstrapCompact = null;
+      if (ready.compact === this.bootstrapCompact) {
+        this.bootstrapCompact = null;
+      }
     }
     // The leader's own log now counts towards the commit quorum.
-    if (this.role === "leader" && this.maybeCommit()) this.onLeaderCommitAdvanced();
+    if (this.role === "leader" && this.maybeCommit()) {
+      this.onLeaderCommitAdvanced();
+    }
     this.assertInvariants();
   }
 
@@ -420,7 +510,9 @@ export class RaftNode implements RaftNodeApi {
 
   private tickElection(): void {
     this.timer.tick();
-    if (this.timer.hasTimedOut() && this.isPromotable()) this.hup({ transfer: false });
+    if (this.timer.hasTimedOut() && this.isPromotable()) {
+      this.hup({ transfer: false });
+    }
   }
 
   private tickLeader(): void {
@@ -436,25 +528,45 @@ export class RaftNode implements RaftNodeApi {
     if (this.removalHandover !== null && ++this.removalHandover.elapsedTicks >= this.config.electionTimeoutTicks) {
       // The target did not take over in time (lost messages, a slow or cut-off target): step aside anyway. The voters
       // that stay can elect a leader without us, or (when one voter stays) with our vote (decideVote).
-      this.becomeFollower(this.term, null, `removed from the voters; the hand-over to ${this.removalHandover.target} did not complete within ${this.config.electionTimeoutTicks} ticks`);
+      this.becomeFollower(
+        this.term,
+        null,
+        `removed from the voters; the hand-over to ${this.removalHandover.target} did not complete within ${this.config.electionTimeoutTicks} ticks`,
+      );
       return;
     }
     // (A removed leader's hand-over has its own deadline, above.)
-    if (this.removalHandover === null && this.transferee !== null && ++this.transferElapsedTicks >= this.config.electionTimeoutTicks) this.abortTransfer();
+    if (
+      this.removalHandover === null &&
+      this.transferee !== null &&
+      ++this.transferElapsedTicks >= this.config.electionTimeoutTicks
+    ) {
+      this.abortTransfer();
+    }
     if (this.checkQuorumElapsedTicks >= this.config.electionTimeoutTicks) {
       this.checkQuorumElapsedTicks = 0;
       if (this.config.checkQuorum && !this.isQuorumActive()) {
-        this.becomeFollower(this.term, null, `check quorum: no word from a majority of voters within ${this.config.electionTimeoutTicks} ticks`);
+        this.becomeFollower(
+          this.term,
+          null,
+          `check quorum: no word from a majority of voters within ${this.config.electionTimeoutTicks} ticks`,
+        );
         return;
       }
     }
-    if (this.heartbeatElapsedTicks >= this.config.heartbeatIntervalTicks) this.broadcastHeartbeat();
-    for (const progress of this.progress.values()) this.updateReplicaStatus(progress);
+    if (this.heartbeatElapsedTicks >= this.config.heartbeatIntervalTicks) {
+      this.broadcastHeartbeat();
+    }
+    for (const progress of this.progress.values()) {
+      this.updateReplicaStatus(progress);
+    }
   }
 
   private isQuorumActive(): boolean {
     return isQuorum(this.membership.voters, (voter) => {
-      if (voter === this.id) return true;
+      if (voter === this.id) {
+        return true;
+      }
       const progress = this.progress.get(voter);
       return progress !== undefined && progress.ticksSinceContact < this.config.electionTimeoutTicks;
     });
@@ -464,9 +576,13 @@ export class RaftNode implements RaftNodeApi {
   // Message dispatch
 
   private stepMessage(m: Message): void {
-    if (this.votingProbation && !this.historySeen && carriesLogHistory(m)) this.historySeen = true;
+    if (this.votingProbation && !this.historySeen && carriesLogHistory(m)) {
+      this.historySeen = true;
+    }
     if (m.term > this.term) {
-      if ((m.type === "preVote" || m.type === "vote") && ignoresCampaign(this.stickiness(), m.transfer)) return;
+      if ((m.type === "preVote" || m.type === "vote") && ignoresCampaign(this.stickiness(), m.transfer)) {
+        return;
+      }
       if (m.type === "preVote") {
         // Never change our term for a pre-vote: that is the point of PreVote.
       } else if (m.type === "preVoteResponse" && m.granted) {
@@ -498,13 +614,19 @@ export class RaftNode implements RaftNodeApi {
         this.handleLeaderMessage(m);
         return;
       case "appendResponse":
-        if (this.role === "leader") this.handleAppendResponse(m);
+        if (this.role === "leader") {
+          this.handleAppendResponse(m);
+        }
         return;
       case "heartbeatResponse":
-        if (this.role === "leader") this.handleHeartbeatResponse(m);
+        if (this.role === "leader") {
+          this.handleHeartbeatResponse(m);
+        }
         return;
       case "timeoutNow":
-        if (this.role === "follower" && this.isPromotable()) this.hup({ transfer: true });
+        if (this.role === "follower" && this.isPromotable()) {
+          this.hup({ transfer: true });
+        }
         return;
       case "readIndex":
         this.handleReadIndexRequest(m);
@@ -519,7 +641,13 @@ export class RaftNode implements RaftNodeApi {
   private answerStaleTerm(m: Message): void {
     if (m.type === "append" || m.type === "heartbeat" || m.type === "snapshot") {
       // With PreVote and CheckQuorum a deposed leader may never hear the new term otherwise.
-      this.send({ ...this.envelope(m.from), type: "appendResponse", success: false, index: m.type === "append" ? m.prevLogIndex : 0, rejectHint: null });
+      this.send({
+        ...this.envelope(m.from),
+        type: "appendResponse",
+        success: false,
+        index: m.type === "append" ? m.prevLogIndex : 0,
+        rejectHint: null,
+      });
     } else if (m.type === "preVote") {
       this.send({ ...this.envelope(m.from), type: "preVoteResponse", granted: false });
     }
@@ -530,7 +658,10 @@ export class RaftNode implements RaftNodeApi {
     if (this.role !== "follower") {
       this.becomeFollower(this.term, m.from, "a leader exists in this term");
     } else if (this.leader !== m.from) {
-      invariant(this.leader === null, () => `two leaders in term ${this.term}: ${String(this.leader)} and ${m.from} (seen by ${this.id})`);
+      invariant(
+        this.leader === null,
+        () => `two leaders in term ${this.term}: ${String(this.leader)} and ${m.from} (seen by ${this.id})`,
+      );
       this.setLeader(m.from);
       this.events.push({ kind: "becameFollower", term: this.term, leader: m.from });
     }
@@ -573,34 +704,47 @@ export class RaftNode implements RaftNodeApi {
       return;
     }
     this.noteCampaignSeen();
-    if (options.transfer) this.campaign("vote", true);
-    else this.campaign("preVote", false);
+    if (options.transfer) {
+      this.campaign("vote", true);
+    } else {
+      this.campaign("preVote", false);
+    }
   }
 
   private campaign(kind: "preVote" | "vote", transfer: boolean): void {
-    if (kind === "preVote") this.becomePreCandidate();
-    else this.becomeCandidate();
+    if (kind === "preVote") {
+      this.becomePreCandidate();
+    } else {
+      this.becomeCandidate();
+    }
     const voteTerm = kind === "preVote" ? this.term + 1 : this.term;
     const votes = new VoteTally(this.membership.voters);
     this.votes = votes;
     votes.record(this.id, true);
     if (votes.outcome() === "won") {
       // A single voter: nobody else to ask.
-      if (kind === "preVote") this.campaign("vote", transfer);
-      else this.becomeLeader();
+      if (kind === "preVote") {
+        this.campaign("vote", transfer);
+      } else {
+        this.becomeLeader();
+      }
       return;
     }
     const lastLogIndex = this.log.lastIndex();
     const lastLogTerm = this.log.lastTerm();
     for (const voter of this.membership.voters) {
-      if (voter === this.id) continue;
+      if (voter === this.id) {
+        continue;
+      }
       this.send({ ...this.envelope(voter, voteTerm), type: kind, lastLogIndex, lastLogTerm, transfer });
     }
   }
 
   private handleVoteRequest(m: PreVoteRequest | VoteRequest): void {
     const preVote = m.type === "preVote";
-    if (this.leader === null) this.noteCampaignSeen();
+    if (this.leader === null) {
+      this.noteCampaignSeen();
+    }
     const grant = decideVote({
       preVote,
       candidate: m.from,
@@ -610,7 +754,9 @@ export class RaftNode implements RaftNodeApi {
       ownVote: this.vote,
       ownLeader: this.leader,
       ownLog: { lastIndex: this.log.lastIndex(), lastTerm: this.log.lastTerm() },
-      ownRemoval: this.removed ? { candidateIsSoleVoter: this.membership.voters.length === 1 && isVoter(this.membership, m.from) } : null,
+      ownRemoval: this.removed
+        ? { candidateIsSoleVoter: this.membership.voters.length === 1 && isVoter(this.membership, m.from) }
+        : null,
       ownProbation: this.votingProbation ? { historySeen: this.historySeen } : null,
     });
     const type = preVote ? "preVoteResponse" : "voteResponse";
@@ -627,24 +773,34 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private handleVoteResponse(m: PreVoteResponse | VoteResponse): void {
-    if (this.votes === null) return;
+    if (this.votes === null) {
+      return;
+    }
     if (m.type === "preVoteResponse") {
-      if (this.role !== "preCandidate" || m.term !== (m.granted ? this.term + 1 : this.term)) return;
+      if (this.role !== "preCandidate" || m.term !== (m.granted ? this.term + 1 : this.term)) {
+        return;
+      }
     } else if (this.role !== "candidate" || m.term !== this.term) {
       return;
     }
     this.votes.record(m.from, m.granted);
     const outcome = this.votes.outcome();
     if (outcome === "won") {
-      if (this.role === "preCandidate") this.campaign("vote", false);
-      else this.becomeLeader();
+      if (this.role === "preCandidate") {
+        this.campaign("vote", false);
+      } else {
+        this.becomeLeader();
+      }
     } else if (outcome === "lost") {
       this.becomeFollower(this.term, null, "lost the election");
     }
   }
 
   private setVote(candidate: NodeId): void {
-    invariant(this.vote === null || this.vote === candidate, () => `${this.id} would vote twice in term ${this.term}: ${String(this.vote)} and ${candidate}`);
+    invariant(
+      this.vote === null || this.vote === candidate,
+      () => `${this.id} would vote twice in term ${this.term}: ${String(this.vote)} and ${candidate}`,
+    );
     this.vote = candidate;
   }
 
@@ -668,7 +824,9 @@ export class RaftNode implements RaftNodeApi {
   private becomeFollower(term: number, leader: NodeId | null, reason: string, transferHandedOver = false): void {
     const wasLeader = this.role === "leader";
     this.resetForTerm(term);
-    if (wasLeader) this.leaveLeadership(reason, transferHandedOver);
+    if (wasLeader) {
+      this.leaveLeadership(reason, transferHandedOver);
+    }
     this.role = "follower";
     this.setLeader(leader);
     this.events.push({ kind: "becameFollower", term: this.term, leader });
@@ -702,10 +860,14 @@ export class RaftNode implements RaftNodeApi {
     this.removalHandover = null;
     this.selfRemovalIndex = this.findSelfRemoval();
     this.progress.clear();
-    for (const member of membersExcept(this.membership, this.id)) this.addProgress(member);
+    for (const member of membersExcept(this.membership, this.id)) {
+      this.addProgress(member);
+    }
     this.events.push({ kind: "becameLeader", term: this.term, electionTicks });
     // Elected by a majority (only possible on probation in a brand-new cluster): nothing committed can be missing.
-    if (this.votingProbation) this.endVotingProbation();
+    if (this.votingProbation) {
+      this.endVotingProbation();
+    }
     // The no-op commits the entries of earlier terms (they never commit by counting) and unblocks reads.
     this.appendEntry("noop", "");
     this.broadcastAppend({ evenIfEmpty: true });
@@ -714,7 +876,11 @@ export class RaftNode implements RaftNodeApi {
   /** Everything only a leader holds goes; pending reads fail. */
   private leaveLeadership(reason: string, transferHandedOver: boolean): void {
     if (this.transferee !== null) {
-      this.events.push({ kind: "leadershipTransfer", to: this.transferee, outcome: transferHandedOver ? "completed" : "aborted" });
+      this.events.push({
+        kind: "leadershipTransfer",
+        to: this.transferee,
+        outcome: transferHandedOver ? "completed" : "aborted",
+      });
       this.transferee = null;
     }
     this.removalHandover = null;
@@ -723,23 +889,35 @@ export class RaftNode implements RaftNodeApi {
     this.entriesToBroadcast = false;
     this.commitToBroadcast = false;
     for (const read of this.leaderReads.takeAll()) {
-      this.failLeaderRead(read, { code: "NOT_LEADER", leader: null, message: `leadership was lost before the read was confirmed (${reason})` });
+      this.failLeaderRead(read, {
+        code: "NOT_LEADER",
+        leader: null,
+        message: `leadership was lost before the read was confirmed (${reason})`,
+      });
     }
     this.events.push({ kind: "steppedDown", term: this.term, reason });
   }
 
   private setLeader(leader: NodeId | null): void {
-    if (leader === this.leader) return;
+    if (leader === this.leader) {
+      return;
+    }
     const previous = this.leader;
     this.leader = leader;
     for (const read of this.forwardedReads.takeAll()) {
       this.failedReads.push({
         context: read.context,
-        error: { code: "NOT_LEADER", leader, message: `the leader changed from ${String(previous)} to ${String(leader)} before answering the read` },
+        error: {
+          code: "NOT_LEADER",
+          leader,
+          message: `the leader changed from ${String(previous)} to ${String(leader)} before answering the read`,
+        },
       });
     }
     if (leader !== null) {
-      if (this.electionStartTick !== null) this.lastElectionTicks = this.nowTicks - this.electionStartTick;
+      if (this.electionStartTick !== null) {
+        this.lastElectionTicks = this.nowTicks - this.electionStartTick;
+      }
       this.electionStartTick = null;
       this.campaignSeenTick = null;
     }
@@ -747,13 +925,24 @@ export class RaftNode implements RaftNodeApi {
 
   private noteCampaignSeen(): void {
     this.campaignSeenTick = this.nowTicks;
-    if (this.electionStartTick === null) this.electionStartTick = this.nowTicks;
+    if (this.electionStartTick === null) {
+      this.electionStartTick = this.nowTicks;
+    }
   }
 
   private electionStatus(): ElectionStatus {
-    if (this.leader !== null) return "ELECTED";
-    if (this.role === "preCandidate" || this.role === "candidate") return "VOTING";
-    if (this.campaignSeenTick !== null && this.nowTicks - this.campaignSeenTick < 2 * this.config.electionTimeoutTicks) return "VOTING";
+    if (this.leader !== null) {
+      return "ELECTED";
+    }
+    if (this.role === "preCandidate" || this.role === "candidate") {
+      return "VOTING";
+    }
+    if (
+      this.campaignSeenTick !== null &&
+      this.nowTicks - this.campaignSeenTick < 2 * this.config.electionTimeoutTicks
+    ) {
+      return "VOTING";
+    }
     return "NO_LEADER";
   }
 
@@ -774,7 +963,10 @@ export class RaftNode implements RaftNodeApi {
     const lastNewIndex = m.prevLogIndex + m.entries.length;
     const conflictIndex = this.log.findConflict(m.entries);
     if (conflictIndex !== 0) {
-      invariant(conflictIndex > this.commit, () => `${this.id} would truncate committed entry ${conflictIndex} (commit ${this.commit})`);
+      invariant(
+        conflictIndex > this.commit,
+        () => `${this.id} would truncate committed entry ${conflictIndex} (commit ${this.commit})`,
+      );
       this.log.truncateAndAppend(m.entries.slice(conflictIndex - m.prevLogIndex - 1));
     }
     this.commitTo(Math.min(m.commit, lastNewIndex));
@@ -784,7 +976,9 @@ export class RaftNode implements RaftNodeApi {
 
   /** A leader caught us up: we hold its commit index, so we know at least what it knew when it sent this. */
   private maybeEndVotingProbation(m: AppendEntries): void {
-    if (this.votingProbation && this.commit >= m.commit) this.endVotingProbation();
+    if (this.votingProbation && this.commit >= m.commit) {
+      this.endVotingProbation();
+    }
   }
 
   private endVotingProbation(): void {
@@ -797,7 +991,9 @@ export class RaftNode implements RaftNodeApi {
     // The leader sends min(commit, our match index), so this reaches beyond what we hold only when our log was
     // lost (wiped storage): then the leader's idea of our log is wrong and its commit index says nothing about
     // what we hold. Ignore it; the shell tells the leader (reportPeerLogLost) and it probes us again.
-    if (m.commit <= this.log.lastIndex()) this.commitTo(m.commit);
+    if (m.commit <= this.log.lastIndex()) {
+      this.commitTo(m.commit);
+    }
     this.send({ ...this.envelope(m.from), type: "heartbeatResponse", readContext: m.readContext, round: m.round });
   }
 
@@ -821,13 +1017,31 @@ export class RaftNode implements RaftNodeApi {
     this.sendAppendResponse(m.from, { success: true, index: snapshot.index });
   }
 
-  private sendAppendResponse(to: NodeId, answer: { readonly success: boolean; readonly index: number; readonly rejectHint?: { index: number; term: number } }): void {
-    this.send({ ...this.envelope(to), type: "appendResponse", success: answer.success, index: answer.index, rejectHint: answer.rejectHint ?? null });
+  private sendAppendResponse(
+    to: NodeId,
+    answer: {
+      readonly success: boolean;
+      readonly index: number;
+      readonly rejectHint?: { index: number; term: number };
+    },
+  ): void {
+    this.send({
+      ...this.envelope(to),
+      type: "appendResponse",
+      success: answer.success,
+      index: answer.index,
+      rejectHint: answer.rejectHint ?? null,
+    });
   }
 
   private commitTo(index: number): void {
-    if (index <= this.commit) return;
-    invariant(index <= this.log.lastIndex(), () => `${this.id}: commit ${index} is beyond the last index ${this.log.lastIndex()} (was the log lost?)`);
+    if (index <= this.commit) {
+      return;
+    }
+    invariant(
+      index <= this.log.lastIndex(),
+      () => `${this.id}: commit ${index} is beyond the last index ${this.log.lastIndex()} (was the log lost?)`,
+    );
     this.commit = index;
   }
 
@@ -835,13 +1049,23 @@ export class RaftNode implements RaftNodeApi {
   // Leader side of replication
 
   private proposalRefusal(): ProposalError | null {
-    if (this.removed) return { code: "REMOVED", message: `node ${this.id} was removed from the cluster` };
-    if (this.role !== "leader") return { code: "NOT_LEADER", leader: this.leader, message: `node ${this.id} is not the leader` };
+    if (this.removed) {
+      return { code: "REMOVED", message: `node ${this.id} was removed from the cluster` };
+    }
+    if (this.role !== "leader") {
+      return { code: "NOT_LEADER", leader: this.leader, message: `node ${this.id} is not the leader` };
+    }
     if (this.selfRemovalIndex !== null) {
-      return { code: "REMOVED", message: `node ${this.id} is being removed (config entry ${this.selfRemovalIndex}); it accepts no more proposals, retry with another node` };
+      return {
+        code: "REMOVED",
+        message: `node ${this.id} is being removed (config entry ${this.selfRemovalIndex}); it accepts no more proposals, retry with another node`,
+      };
     }
     if (this.transferee !== null) {
-      return { code: "TRANSFER_IN_PROGRESS", message: `leadership is being transferred to ${this.transferee}; retry with the new leader` };
+      return {
+        code: "TRANSFER_IN_PROGRESS",
+        message: `leadership is being transferred to ${this.transferee}; retry with the new leader`,
+      };
     }
     const pending = this.log.lastIndex() - this.commit;
     if (pending >= this.config.maxPendingProposals) {
@@ -868,7 +1092,9 @@ export class RaftNode implements RaftNodeApi {
   /** The index of a config entry in (afterIndex, toIndex], or null. */
   private findConfigEntry(range: { readonly afterIndex: number; readonly toIndex: number }): number | null {
     for (let index = range.afterIndex + 1; index <= range.toIndex; index++) {
-      if (this.log.entryAt(index)?.kind === "config") return index;
+      if (this.log.entryAt(index)?.kind === "config") {
+        return index;
+      }
     }
     return null;
   }
@@ -877,7 +1103,9 @@ export class RaftNode implements RaftNodeApi {
   private findSelfRemoval(): number | null {
     for (let index = this.log.lastIndex(); index > this.applied; index--) {
       const entry = this.log.entryAt(index);
-      if (entry?.kind === "config") return isVoter(decodeMembership(entry.data, index), this.id) ? null : index;
+      if (entry?.kind === "config") {
+        return isVoter(decodeMembership(entry.data, index), this.id) ? null : index;
+      }
     }
     return null;
   }
@@ -894,7 +1122,9 @@ export class RaftNode implements RaftNodeApi {
 
   /** At ready(): one AppendEntries per follower for everything proposed (or committed) since the last Ready. */
   private flushLeaderBatches(): void {
-    if (this.role !== "leader") return;
+    if (this.role !== "leader") {
+      return;
+    }
     if (this.entriesToBroadcast || this.commitToBroadcast) {
       for (const progress of this.progress.values()) {
         const commitNews = this.commitToBroadcast && progress.lastCommitSent < this.commit;
@@ -903,31 +1133,51 @@ export class RaftNode implements RaftNodeApi {
       this.entriesToBroadcast = false;
       this.commitToBroadcast = false;
     }
-    if (this.leaderReads.wantsRound()) this.broadcastHeartbeat();
+    if (this.leaderReads.wantsRound()) {
+      this.broadcastHeartbeat();
+    }
   }
 
   private broadcastAppend(options: { readonly evenIfEmpty: boolean }): void {
-    for (const progress of this.progress.values()) this.sendAppend(progress.id, options);
+    for (const progress of this.progress.values()) {
+      this.sendAppend(progress.id, options);
+    }
   }
 
   /** Sends as much as flow control allows (in replicate state, several messages up to the in-flight limit). */
   private sendAppendsWhileAllowed(to: NodeId, options: { readonly evenIfEmpty: boolean }): void {
-    if (!this.sendAppend(to, options)) return;
+    if (!this.sendAppend(to, options)) {
+      return;
+    }
     for (let sent = 1; sent < this.config.maxInflightMessages + 1; sent++) {
-      if (!this.sendAppend(to, { evenIfEmpty: false })) return;
+      if (!this.sendAppend(to, { evenIfEmpty: false })) {
+        return;
+      }
     }
   }
 
   /** Sends one AppendEntries (or an InstallSnapshot when the entries are compacted away); false when nothing went. */
   private sendAppend(to: NodeId, options: { readonly evenIfEmpty: boolean }): boolean {
     const progress = this.progress.get(to);
-    if (progress === undefined || progress.isPaused()) return false;
+    if (progress === undefined || progress.isPaused()) {
+      return false;
+    }
     const prevLogIndex = progress.nextIndex - 1;
     const prevLogTerm = this.log.term(prevLogIndex);
-    if (prevLogTerm === undefined) return this.sendSnapshot(progress);
-    const entries = this.log.slice({ fromIndex: progress.nextIndex, toIndex: this.log.lastIndex(), maxBytes: this.config.maxMessageBytes });
-    if (entries === null) return this.sendSnapshot(progress);
-    if (entries.length === 0 && !options.evenIfEmpty) return false;
+    if (prevLogTerm === undefined) {
+      return this.sendSnapshot(progress);
+    }
+    const entries = this.log.slice({
+      fromIndex: progress.nextIndex,
+      toIndex: this.log.lastIndex(),
+      maxBytes: this.config.maxMessageBytes,
+    });
+    if (entries === null) {
+      return this.sendSnapshot(progress);
+    }
+    if (entries.length === 0 && !options.evenIfEmpty) {
+      return false;
+    }
     this.send({ ...this.envelope(to), type: "append", prevLogIndex, prevLogTerm, entries, commit: this.commit });
     progress.sentAppend(entries.length > 0 ? (entries[entries.length - 1] as LogEntry).index : null);
     progress.lastCommitSent = Math.max(progress.lastCommitSent, this.commit);
@@ -948,7 +1198,9 @@ export class RaftNode implements RaftNodeApi {
 
   private handleAppendResponse(m: AppendResponse): void {
     const progress = this.progress.get(m.from);
-    if (progress === undefined) return;
+    if (progress === undefined) {
+      return;
+    }
     this.markContact(progress);
     if (!m.success) {
       this.handleAppendRejection(progress, m);
@@ -959,17 +1211,28 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private handleAppendRejection(progress: Progress, m: AppendResponse): void {
-    if (m.rejectHint === null) return; // an answer to a stale message of an older leadership
+    if (m.rejectHint === null) {
+      return;
+    } // an answer to a stale message of an older leadership
     // The follower's hint says where its log may match; find the same spot in our log (etcd's fast back-off).
-    const matchHint = m.rejectHint.term > 0 ? this.log.findConflictByTerm(m.rejectHint.index, m.rejectHint.term).index : m.rejectHint.index;
-    if (!progress.maybeDecrTo(m.index, matchHint)) return;
-    if (progress.state === "replicate") progress.becomeProbe();
+    const matchHint =
+      m.rejectHint.term > 0
+        ? this.log.findConflictByTerm(m.rejectHint.index, m.rejectHint.term).index
+        : m.rejectHint.index;
+    if (!progress.maybeDecrTo(m.index, matchHint)) {
+      return;
+    }
+    if (progress.state === "replicate") {
+      progress.becomeProbe();
+    }
     this.sendAppend(progress.id, { evenIfEmpty: true });
   }
 
   private handleAppendSuccess(progress: Progress, index: number): void {
     const updated = progress.maybeUpdate(index);
-    if (!updated && !(progress.matchIndex === index && progress.state === "probe")) return;
+    if (!updated && !(progress.matchIndex === index && progress.state === "probe")) {
+      return;
+    }
     progress.matchedOnce = true;
     if (progress.state === "probe") {
       progress.becomeReplicate();
@@ -980,30 +1243,42 @@ export class RaftNode implements RaftNodeApi {
     } else if (progress.state === "replicate") {
       progress.inflights.freeLE(index);
     }
-    if (this.maybeCommit()) this.onLeaderCommitAdvanced();
+    if (this.maybeCommit()) {
+      this.onLeaderCommitAdvanced();
+    }
     this.sendAppendsWhileAllowed(progress.id, { evenIfEmpty: false });
     this.maybeSendTimeoutNow(progress);
   }
 
   private handleHeartbeatResponse(m: HeartbeatResponse): void {
     const progress = this.progress.get(m.from);
-    if (progress === undefined) return;
+    if (progress === undefined) {
+      return;
+    }
     this.markContact(progress);
     if (m.round > progress.ackedRound && m.round <= this.leaderReads.currentRound()) {
       progress.ackedRound = m.round;
       progress.ackedRoundSentTick = this.leaderReads.sentTickOf(m.round) ?? progress.ackedRoundSentTick;
     }
-    if (progress.state === "probe") progress.probeSent = false;
+    if (progress.state === "probe") {
+      progress.probeSent = false;
+    }
     // A lost append can leave the window full forever; the follower is alive, so let one more message through.
-    if (progress.state === "replicate" && progress.inflights.full()) progress.inflights.freeFirstOne();
+    if (progress.state === "replicate" && progress.inflights.full()) {
+      progress.inflights.freeFirstOne();
+    }
     if (progress.matchIndex < this.log.lastIndex() || progress.state === "probe") {
       // Even an empty append: if the follower lost what we think is in flight, its rejection puts us back to probe.
       this.sendAppend(progress.id, { evenIfEmpty: true });
     }
-    if (!progress.isLearner) this.releaseConfirmedReads();
+    if (!progress.isLearner) {
+      this.releaseConfirmedReads();
+    }
     // A removed leader re-sends TimeoutNow with each qualifying echo: one may be lost, or arrive before the target
     // applied the removal (it does not campaign with a committed config change unapplied).
-    if (this.removalHandover !== null) this.maybeSendTimeoutNow(progress);
+    if (this.removalHandover !== null) {
+      this.maybeSendTimeoutNow(progress);
+    }
     this.updateReplicaStatus(progress);
   }
 
@@ -1019,16 +1294,24 @@ export class RaftNode implements RaftNodeApi {
       voter === this.id ? this.log.persisted() : (this.progress.get(voter)?.matchIndex ?? 0),
     );
     const candidate = majorityValue(matchIndexes);
-    if (candidate <= this.commit) return false;
-    if (!this.config.commitPreviousTermByCounting && this.log.term(candidate) !== this.term) return false;
+    if (candidate <= this.commit) {
+      return false;
+    }
+    if (!this.config.commitPreviousTermByCounting && this.log.term(candidate) !== this.term) {
+      return false;
+    }
     this.commitTo(candidate);
     return true;
   }
 
   private onLeaderCommitAdvanced(): void {
     this.commitToBroadcast = true;
-    if (!this.hasCommittedInCurrentTerm()) return;
-    for (const read of this.leaderReads.takeWaitingForTermCommit()) this.admitConfirmedLeaderRead(read);
+    if (!this.hasCommittedInCurrentTerm()) {
+      return;
+    }
+    for (const read of this.leaderReads.takeWaitingForTermCommit()) {
+      this.admitConfirmedLeaderRead(read);
+    }
   }
 
   private broadcastHeartbeat(): void {
@@ -1040,7 +1323,12 @@ export class RaftNode implements RaftNodeApi {
       const commit = Math.min(this.commit, progress.matchIndex);
       this.send({ ...this.envelope(progress.id), type: "heartbeat", commit, readContext, round });
       progress.lastCommitSent = Math.max(progress.lastCommitSent, commit);
-      if (handover !== null && handover.commitRound === null && handover.target === progress.id && commit >= handover.removalIndex) {
+      if (
+        handover !== null &&
+        handover.commitRound === null &&
+        handover.target === progress.id &&
+        commit >= handover.removalIndex
+      ) {
         handover.commitRound = round;
       }
     }
@@ -1073,8 +1361,11 @@ export class RaftNode implements RaftNodeApi {
 
   private leaderAfterMembershipChange(index: number): void {
     for (const [id, progress] of this.progress) {
-      if (!isMember(this.membership, id)) this.progress.delete(id);
-      else progress.isLearner = isLearner(this.membership, id);
+      if (!isMember(this.membership, id)) {
+        this.progress.delete(id);
+      } else {
+        progress.isLearner = isLearner(this.membership, id);
+      }
     }
     for (const member of membersExcept(this.membership, this.id)) {
       if (!this.progress.has(member)) {
@@ -1082,13 +1373,17 @@ export class RaftNode implements RaftNodeApi {
         this.sendAppend(member, { evenIfEmpty: true });
       }
     }
-    if (this.transferee !== null && !isVoter(this.membership, this.transferee)) this.abortTransfer();
+    if (this.transferee !== null && !isVoter(this.membership, this.transferee)) {
+      this.abortTransfer();
+    }
     if (!isVoter(this.membership, this.id)) {
       this.beginRemovalHandover(index);
       return;
     }
     // The quorum changed: commits and reads may be decided now.
-    if (this.maybeCommit()) this.onLeaderCommitAdvanced();
+    if (this.maybeCommit()) {
+      this.onLeaderCommitAdvanced();
+    }
     this.releaseConfirmedReads();
   }
 
@@ -1103,13 +1398,20 @@ export class RaftNode implements RaftNodeApi {
    */
   private beginRemovalHandover(removalIndex: number): void {
     for (const read of this.leaderReads.takeAll()) {
-      this.failLeaderRead(read, { code: "REMOVED", message: `node ${this.id} was removed from the voters before the read was confirmed` });
+      this.failLeaderRead(read, {
+        code: "REMOVED",
+        message: `node ${this.id} was removed from the voters before the read was confirmed`,
+      });
     }
     const target = this.bestTransferTarget();
     invariant(target !== null, () => `${this.id} was removed but no voter is left to lead`);
     this.removalHandover = { target, removalIndex, commitRound: null, elapsedTicks: 0 };
-    if (this.transferee !== target) this.startTransfer(target);
-    if (this.maybeCommit()) this.onLeaderCommitAdvanced();
+    if (this.transferee !== target) {
+      this.startTransfer(target);
+    }
+    if (this.maybeCommit()) {
+      this.onLeaderCommitAdvanced();
+    }
     // Tell everyone the commit index now; the target's echo of this round lets TimeoutNow go.
     this.broadcastHeartbeat();
   }
@@ -1120,7 +1422,9 @@ export class RaftNode implements RaftNodeApi {
       .filter((voter) => voter !== this.id)
       .map((voter) => this.progress.get(voter))
       .filter((progress): progress is Progress => progress !== undefined)
-      .sort((a, b) => b.matchIndex - a.matchIndex || a.ticksSinceContact - b.ticksSinceContact || (a.id < b.id ? -1 : 1));
+      .sort(
+        (a, b) => b.matchIndex - a.matchIndex || a.ticksSinceContact - b.ticksSinceContact || (a.id < b.id ? -1 : 1),
+      );
     return candidates[0]?.id ?? null;
   }
 
@@ -1131,8 +1435,11 @@ export class RaftNode implements RaftNodeApi {
     this.events.push({ kind: "leadershipTransfer", to, outcome: "started" });
     const progress = this.progress.get(to);
     invariant(progress !== undefined, `transfer target ${to} has no progress`);
-    if (progress.matchIndex === this.log.lastIndex()) this.maybeSendTimeoutNow(progress);
-    else this.sendAppend(to, { evenIfEmpty: true });
+    if (progress.matchIndex === this.log.lastIndex()) {
+      this.maybeSendTimeoutNow(progress);
+    } else {
+      this.sendAppend(to, { evenIfEmpty: true });
+    }
   }
 
   /**
@@ -1140,14 +1447,20 @@ export class RaftNode implements RaftNodeApi {
    * the transferee knows that the removal committed, so that it campaigns under the configuration without us.
    */
   private maybeSendTimeoutNow(progress: Progress): void {
-    if (progress.id !== this.transferee || progress.matchIndex !== this.log.lastIndex()) return;
+    if (progress.id !== this.transferee || progress.matchIndex !== this.log.lastIndex()) {
+      return;
+    }
     const handover = this.removalHandover;
-    if (handover !== null && (handover.commitRound === null || progress.ackedRound < handover.commitRound)) return;
+    if (handover !== null && (handover.commitRound === null || progress.ackedRound < handover.commitRound)) {
+      return;
+    }
     this.sendTimeoutNow(progress.id);
   }
 
   private abortTransfer(): void {
-    if (this.transferee === null) return;
+    if (this.transferee === null) {
+      return;
+    }
     this.events.push({ kind: "leadershipTransfer", to: this.transferee, outcome: "aborted" });
     this.transferee = null;
   }
@@ -1160,20 +1473,31 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private admitLeaderRead(read: LeaderRead): ReadRequestResult {
-    if (this.leaderReads.has(read.from, read.context)) return refuse("INVALID_REQUEST", `a read with context ${read.context} is already pending`);
+    if (this.leaderReads.has(read.from, read.context)) {
+      return refuse("INVALID_REQUEST", `a read with context ${read.context} is already pending`);
+    }
     if (this.pendingReadCount() >= this.config.maxPendingReads) {
-      return refuse("QUEUE_FULL", `${this.pendingReadCount()} reads are pending on the leader (maxPendingReads=${this.config.maxPendingReads}); retry later`);
+      return refuse(
+        "QUEUE_FULL",
+        `${this.pendingReadCount()} reads are pending on the leader (maxPendingReads=${this.config.maxPendingReads}); retry later`,
+      );
     }
     // etcd's rule: until an entry of its term commits, a new leader does not know the latest commit index.
-    if (!this.hasCommittedInCurrentTerm()) this.leaderReads.addWaitingForTermCommit(read);
-    else this.admitConfirmedLeaderRead(read);
+    if (!this.hasCommittedInCurrentTerm()) {
+      this.leaderReads.addWaitingForTermCommit(read);
+    } else {
+      this.admitConfirmedLeaderRead(read);
+    }
     return OK;
   }
 
   /** Read index = commit now; served at once under a valid lease, else after the next heartbeat round's quorum. */
   private admitConfirmedLeaderRead(read: LeaderRead): void {
-    if (this.isLeaseValid()) this.deliverLeaderRead(read, this.commit);
-    else this.leaderReads.addConfirming(read, this.commit);
+    if (this.isLeaseValid()) {
+      this.deliverLeaderRead(read, this.commit);
+    } else {
+      this.leaderReads.addConfirming(read, this.commit);
+    }
   }
 
   private releaseConfirmedReads(): void {
@@ -1181,7 +1505,9 @@ export class RaftNode implements RaftNodeApi {
       voter === this.id ? this.leaderReads.currentRound() : (this.progress.get(voter)?.ackedRound ?? 0),
     );
     const confirmedRound = majorityValue(rounds);
-    for (const read of this.leaderReads.releaseConfirmedUpTo(confirmedRound)) this.deliverLeaderRead(read, read.index);
+    for (const read of this.leaderReads.releaseConfirmedUpTo(confirmedRound)) {
+      this.deliverLeaderRead(read, read.index);
+    }
   }
 
   /**
@@ -1189,7 +1515,9 @@ export class RaftNode implements RaftNodeApi {
    * ago: each of them promised (stickiness) not to vote for anyone else for an election timeout after receiving it.
    */
   private isLeaseValid(): boolean {
-    if (!this.config.leaseRead || this.role !== "leader" || this.transferee !== null || this.timeoutNowSentThisTerm) return false;
+    if (!this.config.leaseRead || this.role !== "leader" || this.transferee !== null || this.timeoutNowSentThisTerm) {
+      return false;
+    }
     const sentTicks = this.membership.voters.map((voter) =>
       voter === this.id ? this.nowTicks : (this.progress.get(voter)?.ackedRoundSentTick ?? Number.NEGATIVE_INFINITY),
     );
@@ -1198,13 +1526,19 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private deliverLeaderRead(read: LeaderRead, index: number): void {
-    if (read.from === this.id) this.readStates.push({ context: read.context, index });
-    else this.send({ ...this.envelope(read.from), type: "readIndexResponse", context: read.context, index });
+    if (read.from === this.id) {
+      this.readStates.push({ context: read.context, index });
+    } else {
+      this.send({ ...this.envelope(read.from), type: "readIndexResponse", context: read.context, index });
+    }
   }
 
   private failLeaderRead(read: LeaderRead, error: ProposalError): void {
-    if (read.from === this.id) this.failedReads.push({ context: read.context, error });
-    else this.send({ ...this.envelope(read.from), type: "readIndexResponse", context: read.context, index: null });
+    if (read.from === this.id) {
+      this.failedReads.push({ context: read.context, error });
+    } else {
+      this.send({ ...this.envelope(read.from), type: "readIndexResponse", context: read.context, index: null });
+    }
   }
 
   private handleReadIndexRequest(m: ReadIndexRequest): void {
@@ -1213,18 +1547,37 @@ export class RaftNode implements RaftNodeApi {
       return;
     }
     const progress = this.progress.get(m.from);
-    if (progress !== undefined) this.markContact(progress);
+    if (progress !== undefined) {
+      this.markContact(progress);
+    }
     // A duplicated request: the original is pending and will be answered; refusing the copy would fail the read.
-    if (this.leaderReads.has(m.from, m.context)) return;
-    const result = this.admitLeaderRead({ context: m.context, from: m.from, deadlineTick: this.nowTicks + this.config.readTimeoutTicks });
-    if (!result.ok) this.send({ ...this.envelope(m.from), type: "readIndexResponse", context: m.context, index: null });
+    if (this.leaderReads.has(m.from, m.context)) {
+      return;
+    }
+    const result = this.admitLeaderRead({
+      context: m.context,
+      from: m.from,
+      deadlineTick: this.nowTicks + this.config.readTimeoutTicks,
+    });
+    if (!result.ok) {
+      this.send({ ...this.envelope(m.from), type: "readIndexResponse", context: m.context, index: null });
+    }
   }
 
   private handleReadIndexResponse(m: ReadIndexResponse): void {
     const read = this.forwardedReads.take(m.context, m.from);
-    if (read === undefined) return;
+    if (read === undefined) {
+      return;
+    }
     if (m.index === null) {
-      this.failedReads.push({ context: m.context, error: { code: "NOT_LEADER", leader: null, message: `${m.from} refused the read: it is not (or no longer) the leader` } });
+      this.failedReads.push({
+        context: m.context,
+        error: {
+          code: "NOT_LEADER",
+          leader: null,
+          message: `${m.from} refused the read: it is not (or no longer) the leader`,
+        },
+      });
     } else {
       this.readStates.push({ context: m.context, index: m.index });
     }
@@ -1232,10 +1585,19 @@ export class RaftNode implements RaftNodeApi {
 
   private expireReads(): void {
     for (const read of this.leaderReads.takeExpired(this.nowTicks)) {
-      this.failLeaderRead(read, { code: "TIMEOUT", message: `leadership was not confirmed within ${this.config.readTimeoutTicks} ticks` });
+      this.failLeaderRead(read, {
+        code: "TIMEOUT",
+        message: `leadership was not confirmed within ${this.config.readTimeoutTicks} ticks`,
+      });
     }
     for (const read of this.forwardedReads.takeExpired(this.nowTicks)) {
-      this.failedReads.push({ context: read.context, error: { code: "TIMEOUT", message: `the leader ${read.leader} did not answer the read within ${this.config.readTimeoutTicks} ticks` } });
+      this.failedReads.push({
+        context: read.context,
+        error: {
+          code: "TIMEOUT",
+          message: `the leader ${read.leader} did not answer the read within ${this.config.readTimeoutTicks} ticks`,
+        },
+      });
     }
   }
 
@@ -1248,12 +1610,19 @@ export class RaftNode implements RaftNodeApi {
 
   private takeCommittedEntries(): LogEntry[] {
     // The bootstrap snapshot goes alone, so that compact.index (0) is the applied index after this Ready.
-    if (this.bootstrapCompact !== null) return [];
+    if (this.bootstrapCompact !== null) {
+      return [];
+    }
     const fromIndex = this.appliedHandedOut + 1;
     const toIndex = Math.min(this.commit, this.appliedHandedOut + this.config.maxApplyEntriesPerReady);
-    if (toIndex < fromIndex) return [];
+    if (toIndex < fromIndex) {
+      return [];
+    }
     const entries = this.log.slice({ fromIndex, toIndex, maxBytes: Number.POSITIVE_INFINITY });
-    invariant(entries !== null && entries.length === toIndex - fromIndex + 1, () => `committed entries ${fromIndex}..${toIndex} are not in the log`);
+    invariant(
+      entries !== null && entries.length === toIndex - fromIndex + 1,
+      () => `committed entries ${fromIndex}..${toIndex} are not in the log`,
+    );
     this.appliedHandedOut = toIndex;
     return entries;
   }
@@ -1264,14 +1633,20 @@ export class RaftNode implements RaftNodeApi {
 
   /** The snapshot to take at the end of this Ready, at the applied index it reaches. */
   private takeCompaction(committedEntries: readonly LogEntry[]): SnapshotMeta | null {
-    if (this.bootstrapCompact !== null) return this.bootstrapCompact;
+    if (this.bootstrapCompact !== null) {
+      return this.bootstrapCompact;
+    }
     const appliedAfter = this.appliedHandedOut;
-    if (!this.isCompactionDue(appliedAfter)) return null;
+    if (!this.isCompactionDue(appliedAfter)) {
+      return null;
+    }
     const term = this.log.term(appliedAfter);
     invariant(term !== undefined, () => `compaction at ${appliedAfter}: term unknown`);
     let membership = this.membership;
     for (const entry of committedEntries) {
-      if (entry.kind === "config") membership = decodeMembership(entry.data, entry.index);
+      if (entry.kind === "config") {
+        membership = decodeMembership(entry.data, entry.index);
+      }
     }
     return { index: appliedAfter, term, membership };
   }
@@ -1280,7 +1655,10 @@ export class RaftNode implements RaftNodeApi {
     this.messages.push(message);
   }
 
-  private envelope(to: NodeId, term: number = this.term): { readonly from: NodeId; readonly to: NodeId; readonly term: number } {
+  private envelope(
+    to: NodeId,
+    term: number = this.term,
+  ): { readonly from: NodeId; readonly to: NodeId; readonly term: number } {
     return { from: this.id, to, term };
   }
 
@@ -1303,14 +1681,28 @@ export class RaftNode implements RaftNodeApi {
   private updateReplicaStatus(progress: Progress): void {
     const lagEntries = this.log.lastIndex() - progress.matchIndex;
     const ready = !this.config.requireReplicaReady || progress.readyReported;
-    if (progress.matchedOnce && ready && lagEntries <= this.config.laggingThresholdEntries) progress.caughtUpOnce = true;
+    if (progress.matchedOnce && ready && lagEntries <= this.config.laggingThresholdEntries) {
+      progress.caughtUpOnce = true;
+    }
     const target = targetReplicaStatus(
-      { caughtUpOnce: progress.caughtUpOnce, lagEntries, ticksSinceContact: progress.ticksSinceContact, unreachable: progress.unreachable },
-      { laggingThresholdEntries: this.config.laggingThresholdEntries, offlineAfterTicks: this.config.offlineAfterTicks },
+      {
+        caughtUpOnce: progress.caughtUpOnce,
+        lagEntries,
+        ticksSinceContact: progress.ticksSinceContact,
+        unreachable: progress.unreachable,
+      },
+      {
+        laggingThresholdEntries: this.config.laggingThresholdEntries,
+        offlineAfterTicks: this.config.offlineAfterTicks,
+      },
     );
-    if (target === progress.status) return;
+    if (target === progress.status) {
+      return;
+    }
     assertReplicaStatusTransition(progress.id, progress.status, target);
-    if (isReconnection(progress.status, target)) progress.reconnections++;
+    if (isReconnection(progress.status, target)) {
+      progress.reconnections++;
+    }
     this.events.push({ kind: "replicaStatus", peer: progress.id, from: progress.status, to: target });
     progress.status = target;
   }
@@ -1320,20 +1712,46 @@ export class RaftNode implements RaftNodeApi {
     invariant(this.commit >= this.checkedCommit, () => `commit went back from ${this.checkedCommit} to ${this.commit}`);
     this.checkedTerm = this.term;
     this.checkedCommit = this.commit;
-    invariant(this.commit <= this.log.lastIndex(), () => `commit ${this.commit} beyond last index ${this.log.lastIndex()}`);
-    invariant(this.commit >= this.log.snapshot().index, () => `commit ${this.commit} below the snapshot ${this.log.snapshot().index}`);
+    invariant(
+      this.commit <= this.log.lastIndex(),
+      () => `commit ${this.commit} beyond last index ${this.log.lastIndex()}`,
+    );
+    invariant(
+      this.commit >= this.log.snapshot().index,
+      () => `commit ${this.commit} below the snapshot ${this.log.snapshot().index}`,
+    );
     invariant(this.applied <= this.commit, () => `applied ${this.applied} beyond commit ${this.commit}`);
-    invariant(this.applied >= this.log.snapshot().index, () => `applied ${this.applied} below the snapshot ${this.log.snapshot().index}`);
-    invariant(this.log.lastTerm() <= this.term, () => `last log term ${this.log.lastTerm()} beyond current term ${this.term}`);
-    invariant((this.role === "leader") === (this.leader === this.id), () => `role ${this.role} with leader ${String(this.leader)}`);
+    invariant(
+      this.applied >= this.log.snapshot().index,
+      () => `applied ${this.applied} below the snapshot ${this.log.snapshot().index}`,
+    );
+    invariant(
+      this.log.lastTerm() <= this.term,
+      () => `last log term ${this.log.lastTerm()} beyond current term ${this.term}`,
+    );
+    invariant(
+      (this.role === "leader") === (this.leader === this.id),
+      () => `role ${this.role} with leader ${String(this.leader)}`,
+    );
     invariant(this.role !== "candidate" || this.vote === this.id, "a candidate votes for itself");
     invariant(this.role === "leader" || this.progress.size === 0, "only a leader tracks progress");
   }
 }
 
-function refuse(code: Exclude<ProposalError["code"], "NOT_LEADER">, message: string): { readonly ok: false; readonly error: ProposalError };
-function refuse(code: "NOT_LEADER", message: string, leader: NodeId | null): { readonly ok: false; readonly error: ProposalError };
-function refuse(code: ProposalError["code"], message: string, leader: NodeId | null = null): { readonly ok: false; readonly error: ProposalError } {
+function refuse(
+  code: Exclude<ProposalError["code"], "NOT_LEADER">,
+  message: string,
+): { readonly ok: false; readonly error: ProposalError };
+function refuse(
+  code: "NOT_LEADER",
+  message: string,
+  leader: NodeId | null,
+): { readonly ok: false; readonly error: ProposalError };
+function refuse(
+  code: ProposalError["code"],
+  message: string,
+  leader: NodeId | null = null,
+): { readonly ok: false; readonly error: ProposalError } {
   const error: ProposalError = code === "NOT_LEADER" ? { code, leader, message } : { code, message };
   return { ok: false, error };
 }
@@ -1344,14 +1762,27 @@ function sameHardState(a: HardState, b: HardState): boolean {
 
 /** Clear errors for a PersistedState of the wrong shape (the log's own checks cover contiguity and terms). */
 function checkPersistedStateShape(persisted: PersistedState): void {
-  if (typeof persisted !== "object" || persisted === null) throw new TypeError("persisted state must be an object");
+  if (typeof persisted !== "object" || persisted === null) {
+    throw new TypeError("persisted state must be an object");
+  }
   const { hardState, entries, applied } = persisted;
-  if (typeof hardState !== "object" || hardState === null || !Number.isSafeInteger(hardState.term) || hardState.term < 0 ||
-      !Number.isSafeInteger(hardState.commit) || hardState.commit < 0 || (hardState.vote !== null && typeof hardState.vote !== "string")) {
+  if (
+    typeof hardState !== "object" ||
+    hardState === null ||
+    !Number.isSafeInteger(hardState.term) ||
+    hardState.term < 0 ||
+    !Number.isSafeInteger(hardState.commit) ||
+    hardState.commit < 0 ||
+    (hardState.vote !== null && typeof hardState.vote !== "string")
+  ) {
     throw new TypeError(`persisted state: malformed hard state ${JSON.stringify(hardState)}`);
   }
-  if (!Array.isArray(entries)) throw new TypeError("persisted state: entries must be an array");
-  if (!Number.isSafeInteger(applied) || applied < 0) throw new TypeError(`persisted state: applied must be a non-negative integer, got ${String(applied)}`);
+  if (!Array.isArray(entries)) {
+    throw new TypeError("persisted state: entries must be an array");
+  }
+  if (!Number.isSafeInteger(applied) || applied < 0) {
+    throw new TypeError(`persisted state: applied must be a non-negative integer, got ${String(applied)}`);
+  }
 }
 
 /** Whether a message shows that the cluster has a log (some index of 1 or more), i.e. it is past its genesis. */

@@ -29,7 +29,9 @@ export class SeededRandom implements RandomSource {
   /** An integer in [0, maxExclusive), without modulo bias. */
   nextInt(maxExclusive: number): number {
     if (!Number.isSafeInteger(maxExclusive) || maxExclusive <= 0 || maxExclusive > TWO_POW_32) {
-      throw new RangeError(`SeededRandom.nextInt: maxExclusive must be an integer in [1, 2^32], got ${String(maxExclusive)}`);
+      throw new RangeError(
+        `SeededRandom.nextInt: maxExclusive must be an integer in [1, 2^32], got ${String(maxExclusive)}`,
+      );
     }
     const limit = TWO_POW_32 - (TWO_POW_32 % maxExclusive);
     let draw = this.nextUint32();

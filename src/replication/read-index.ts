@@ -57,7 +57,9 @@ export class LeaderReads {
   takeWaitingForTermCommit(): LeaderRead[] {
     const reads = this.waitingForTermCommit;
     this.waitingForTermCommit = [];
-    for (const read of reads) this.keys.delete(readKey(read.from, read.context));
+    for (const read of reads) {
+      this.keys.delete(readKey(read.from, read.context));
+    }
     return reads;
   }
 
@@ -89,9 +91,13 @@ export class LeaderReads {
   /** Removes and returns the reads confirmed once a quorum echoed `round`. */
   releaseConfirmedUpTo(round: number): ConfirmingRead[] {
     let count = 0;
-    while (count < this.confirming.length && (this.confirming[count] as ConfirmingRead).round <= round) count++;
+    while (count < this.confirming.length && (this.confirming[count] as ConfirmingRead).round <= round) {
+      count++;
+    }
     const released = this.confirming.splice(0, count);
-    for (const read of released) this.keys.delete(readKey(read.from, read.context));
+    for (const read of released) {
+      this.keys.delete(readKey(read.from, read.context));
+    }
     return released;
   }
 
@@ -100,7 +106,9 @@ export class LeaderReads {
     const expired: LeaderRead[] = [];
     const keep = <T extends LeaderRead>(reads: T[]): T[] =>
       reads.filter((read) => {
-        if (read.deadlineTick > nowTick) return true;
+        if (read.deadlineTick > nowTick) {
+          return true;
+        }
         expired.push(read);
         this.keys.delete(readKey(read.from, read.context));
         return false;
@@ -155,14 +163,18 @@ export class ForwardedReads {
   /** The read with this context if it was forwarded to `leader`; removed. */
   take(context: string, leader: NodeId): ForwardedRead | undefined {
     const read = this.reads.get(context);
-    if (read === undefined || read.leader !== leader) return undefined;
+    if (read === undefined || read.leader !== leader) {
+      return undefined;
+    }
     this.reads.delete(context);
     return read;
   }
 
   takeExpired(nowTick: number): ForwardedRead[] {
     const expired = [...this.reads.values()].filter((read) => read.deadlineTick <= nowTick);
-    for (const read of expired) this.reads.delete(read.context);
+    for (const read of expired) {
+      this.reads.delete(read.context);
+    }
     return expired;
   }
 

@@ -22,7 +22,10 @@ export function isValidReplicaStatusTransition(from: ReplicaStatus | null, to: R
 
 /** Throws RaftInvariantError for a transition the table does not allow (a self-transition is not a transition). */
 export function assertReplicaStatusTransition(peer: string, from: ReplicaStatus | null, to: ReplicaStatus): void {
-  invariant(isValidReplicaStatusTransition(from, to), () => `replica ${peer}: invalid status transition ${from ?? "INITIAL"} -> ${to}`);
+  invariant(
+    isValidReplicaStatusTransition(from, to),
+    () => `replica ${peer}: invalid status transition ${from ?? "INITIAL"} -> ${to}`,
+  );
 }
 
 export interface ReplicaObservation {
@@ -39,9 +42,15 @@ export interface ReplicaThresholds {
 
 /** The status the observations call for; the first matching rule wins. */
 export function targetReplicaStatus(observation: ReplicaObservation, thresholds: ReplicaThresholds): ReplicaStatus {
-  if (observation.ticksSinceContact >= thresholds.offlineAfterTicks) return "OFFLINE";
-  if (observation.unreachable) return "RECONNECTING";
-  if (!observation.caughtUpOnce) return "JOINING";
+  if (observation.ticksSinceContact >= thresholds.offlineAfterTicks) {
+    return "OFFLINE";
+  }
+  if (observation.unreachable) {
+    return "RECONNECTING";
+  }
+  if (!observation.caughtUpOnce) {
+    return "JOINING";
+  }
   return observation.lagEntries > thresholds.laggingThresholdEntries ? "LAGGING" : "ONLINE";
 }
 

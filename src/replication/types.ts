@@ -321,7 +321,12 @@ export type RaftEvent =
   | { readonly kind: "becamePreCandidate"; readonly term: number }
   | { readonly kind: "becameCandidate"; readonly term: number }
   | { readonly kind: "becameLeader"; readonly term: number; readonly electionTicks: number }
-  | { readonly kind: "replicaStatus"; readonly peer: NodeId; readonly from: ReplicaStatus | null; readonly to: ReplicaStatus }
+  | {
+      readonly kind: "replicaStatus";
+      readonly peer: NodeId;
+      readonly from: ReplicaStatus | null;
+      readonly to: ReplicaStatus;
+    }
   | { readonly kind: "membershipApplied"; readonly index: number; readonly membership: Membership }
   | { readonly kind: "steppedDown"; readonly term: number; readonly reason: string }
   | { readonly kind: "leadershipTransfer"; readonly to: NodeId; readonly outcome: "started" | "completed" | "aborted" }

@@ -63,9 +63,13 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
     const path = new URL(c.req.url).pathname;
     const allowed = allowedMethods(app, path);
     if (allowed.length > 0) {
-      return jsonResponse(405, errorBody(`method ${c.req.method} is not allowed on ${path}: use ${allowed.join(" or ")}`, "plain"), {
-        Allow: allowed.join(", "),
-      });
+      return jsonResponse(
+        405,
+        errorBody(`method ${c.req.method} is not allowed on ${path}: use ${allowed.join(" or ")}`, "plain"),
+        {
+          Allow: allowed.join(", "),
+        },
+      );
     }
     return c.json({ error: `no route for ${c.req.method} ${path}` }, 404);
   });
@@ -76,7 +80,10 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
     }
     if (error instanceof HTTPException) {
       const status = error.status;
-      return jsonResponse(status === 401 || status === 413 ? status : 400, errorBody(error.message || "bad request", "plain"));
+      return jsonResponse(
+        status === 401 || status === 413 ? status : 400,
+        errorBody(error.message || "bad request", "plain"),
+      );
     }
     console.error(`unhandled error on ${c.req.method} ${new URL(c.req.url).pathname}`, error);
     return jsonResponse(500, errorBody(`internal error: ${(error as Error)?.message ?? String(error)}`, "plain"));
@@ -97,7 +104,10 @@ function corsFromEnv(): MiddlewareHandler<AppBindings> {
       cached = {
         origins,
         handler: cors({
-          origin: origins.split(",").map((origin) => origin.trim()).filter((origin) => origin !== ""),
+          origin: origins
+            .split(",")
+            .map((origin) => origin.trim())
+            .filter((origin) => origin !== ""),
           allowMethods: ["GET", "POST", "DELETE", "OPTIONS"],
           allowHeaders: ["Authorization", "Content-Type", IDEMPOTENCY_HEADER, RAFT_INDEX_HEADER],
           exposeHeaders: [NODE_HEADER, RAFT_INDEX_HEADER, REQUEST_ID_HEADER, ERROR_CODE_HEADER, "Retry-After"],
@@ -117,7 +127,9 @@ function allowedMethods(app: Hono<AppBindings>, path: string): string[] {
     if (route.method === "ALL" || route.path.includes("*")) {
       continue;
     }
-    const pattern = new RegExp(`^${route.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+")}/?$`);
+    const pattern = new RegExp(
+      `^${route.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+")}/?$`,
+    );
     if (pattern.test(path)) {
       methods.add(route.method);
     }

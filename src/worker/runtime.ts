@@ -7,7 +7,13 @@ import { tracedDirectory } from "./metrics/trace-context";
 import { spannedDirectory, workerExporter } from "./tracing/otlp";
 import { ApiError } from "./http/errors";
 import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
-import { ClusterRouter, DEFAULT_ROUTING_POLICY, defaultRouterDeps, type RouterBugs, type RoutingPolicy } from "./routing/router";
+import {
+  ClusterRouter,
+  DEFAULT_ROUTING_POLICY,
+  defaultRouterDeps,
+  type RouterBugs,
+  type RoutingPolicy,
+} from "./routing/router";
 
 /** How the app is wired; everything is optional and production needs none of it. Tests inject fakes here. */
 export interface AppOptions {

@@ -14,7 +14,10 @@ afterAll(() => rmSync(outDir, { recursive: true, force: true }));
 describe("npm run bench --smoke", () => {
   it("measures every part once and writes the JSON, the table and the chart", { timeout: 300_000 }, async () => {
     const lines: string[] = [];
-    const options = { ...parseOptions(["--smoke", "--no-etcd", "--out", outDir]), log: (line: string) => lines.push(line) };
+    const options = {
+      ...parseOptions(["--smoke", "--no-etcd", "--out", outDir]),
+      log: (line: string) => lines.push(line),
+    };
     const results = await runBench(options);
     writeResults(results, options);
 

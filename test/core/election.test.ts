@@ -76,7 +76,9 @@ describe("elections", () => {
     for (const id of ["a", "b", "c"].filter((x) => x !== leader)) {
       const readies = cluster.node(id).readies;
       const withGrant = readies.find((r) => r.messages.some((m) => m.type === "voteResponse" && m.granted));
-      if (withGrant === undefined) continue; // this follower's vote was not needed
+      if (withGrant === undefined) {
+        continue;
+      } // this follower's vote was not needed
       const grant = withGrant.messages.find((m) => m.type === "voteResponse" && m.granted) as Message;
       expect(withGrant.hardState).toMatchObject({ term: grant.term, vote: grant.to });
     }
@@ -86,7 +88,9 @@ describe("elections", () => {
     const cluster = new TestCluster(["a", "b", "c", "d"], { overrides: { checkQuorum: false } });
     // a and b both time out; nothing is delivered meanwhile.
     for (const id of ["a", "b"]) {
-      for (let i = 0; i < 40 && cluster.status(id).role !== "preCandidate"; i++) cluster.tickQuietly(id);
+      for (let i = 0; i < 40 && cluster.status(id).role !== "preCandidate"; i++) {
+        cluster.tickQuietly(id);
+      }
       expect(cluster.status(id).role).toBe("preCandidate");
     }
     cluster.deliverMatching((m) => m.type === "preVote" || m.type === "preVoteResponse");
@@ -130,7 +134,15 @@ describe("elections", () => {
     const term = cluster.status(follower).term;
     const lastIndex = cluster.status(other).lastIndex;
     const request = (type: "preVote" | "vote", transfer: boolean): VoteRequest =>
-      ({ type, from: other, to: follower, term: term + 1, lastLogIndex: lastIndex + 5, lastLogTerm: term, transfer }) as VoteRequest;
+      ({
+        type,
+        from: other,
+        to: follower,
+        term: term + 1,
+        lastLogIndex: lastIndex + 5,
+        lastLogTerm: term,
+        transfer,
+      }) as VoteRequest;
     cluster.core(follower).step(request("preVote", false));
     cluster.core(follower).step(request("vote", false));
     cluster.processReadies(follower);
@@ -154,7 +166,15 @@ describe("elections", () => {
     cluster.take(() => true);
     // Whether or not its own timer fired already (then it is a pre-candidate), it knows no live leader now.
     expect(cluster.status(follower).leader === null || cluster.status(follower).role === "follower").toBe(true);
-    cluster.core(follower).step({ type: "preVote", from: other, to: follower, term: term + 1, lastLogIndex: 100, lastLogTerm: term, transfer: false });
+    cluster.core(follower).step({
+      type: "preVote",
+      from: other,
+      to: follower,
+      term: term + 1,
+      lastLogIndex: 100,
+      lastLogTerm: term,
+      transfer: false,
+    });
     cluster.processReadies(follower);
     const answers = cluster.take((m) => m.from === follower).map(describeMessage);
     expect(answers).toEqual([`${follower}->${other} preVoteResponse t${term + 1} granted`]);
@@ -167,7 +187,9 @@ describe("elections", () => {
     cluster.isolate(leader);
     const ticks = cluster.tickUntil(() => cluster.status(leader).role !== "leader", 40);
     expect(ticks).toBeLessThanOrEqual(20);
-    expect(cluster.node(leader).events.some((e) => e.kind === "steppedDown" && e.reason.includes("check quorum"))).toBe(true);
+    expect(cluster.node(leader).events.some((e) => e.kind === "steppedDown" && e.reason.includes("check quorum"))).toBe(
+      true,
+    );
     const others = ["a", "b", "c"].filter((id) => id !== leader);
     cluster.tickUntil(() => others.some((id) => cluster.status(id).role === "leader"), 200);
   });
@@ -199,7 +221,9 @@ describe("elections", () => {
 
   it("reports VOTING during a campaign and the election duration once a leader is known", () => {
     const cluster = new TestCluster(["a", "b", "c"]);
-    for (let i = 0; i < 40 && cluster.status("a").role !== "preCandidate"; i++) cluster.tickQuietly("a");
+    for (let i = 0; i < 40 && cluster.status("a").role !== "preCandidate"; i++) {
+      cluster.tickQuietly("a");
+    }
     expect(cluster.status("a").election.status).toBe("VOTING");
     cluster.deliverAll();
     const leader = cluster.leader();
@@ -217,14 +241,18 @@ describe("elections", () => {
         cluster.tick();
         for (const id of cluster.nodes.keys()) {
           const status = cluster.status(id);
-          if (status.role !== "leader") continue;
+          if (status.role !== "leader") {
+            continue;
+          }
           const set = leadersByTerm.get(status.term) ?? new Set<string>();
           set.add(id);
           leadersByTerm.set(status.term, set);
         }
       }
       expect(leadersByTerm.size).toBeGreaterThan(0);
-      for (const leaders of leadersByTerm.values()) expect(leaders.size).toBe(1);
+      for (const leaders of leadersByTerm.values()) {
+        expect(leaders.size).toBe(1);
+      }
     }
   });
 });

@@ -71,18 +71,32 @@ export class TestCluster {
 
   constructor(
     ids: readonly NodeId[],
-    private readonly options: { readonly overrides?: ConfigOverrides; readonly seed?: number; readonly learners?: readonly NodeId[] } = {},
+    private readonly options: {
+      readonly overrides?: ConfigOverrides;
+      readonly seed?: number;
+      readonly learners?: readonly NodeId[];
+    } = {},
   ) {
     this.seed = options.seed ?? 1;
     const membership: Membership = { voters: [...ids], learners: [...(options.learners ?? [])] };
-    for (const id of ids) this.addNode(id, membership);
-    for (const id of options.learners ?? []) this.addNode(id, membership);
+    for (const id of ids) {
+      this.addNode(id, membership);
+    }
+    for (const id of options.learners ?? []) {
+      this.addNode(id, membership);
+    }
   }
 
   /** Adds a node; `bootstrap` null makes a joiner that waits for a leader. */
   addNode(id: NodeId, bootstrap: Membership | null, overrides: ConfigOverrides = {}): TestNode {
     const config = makeConfig(id, this.seed++, { ...this.options.overrides, ...overrides });
-    const store: Store = { hardState: { term: 0, vote: null, commit: 0 }, snapshot: null, entries: [], applied: 0, appliedEntries: [] };
+    const store: Store = {
+      hardState: { term: 0, vote: null, commit: 0 },
+      snapshot: null,
+      entries: [],
+      applied: 0,
+      appliedEntries: [],
+    };
     const node: TestNode = {
       id,
       core: createRaftNode({ config, persisted: emptyPersistedState(), bootstrap }),
@@ -100,7 +114,9 @@ export class TestCluster {
 
   node(id: NodeId): TestNode {
     const node = this.nodes.get(id);
-    if (node === undefined) throw new Error(`no node ${id}`);
+    if (node === undefined) {
+      throw new Error(`no node ${id}`);
+    }
     return node;
   }
 
@@ -117,7 +133,9 @@ export class TestCluster {
     const node = this.node(id);
     let count = 0;
     while (node.core.hasReady()) {
-      if (++count > 1000) throw new Error(`${id} keeps producing Readys`);
+      if (++count > 1000) {
+        throw new Error(`${id} keeps producing Readys`);
+      }
       const ready = node.core.ready();
       node.readies.push(ready);
       this.handleReady(node, ready);
@@ -127,7 +145,9 @@ export class TestCluster {
   }
 
   processAllReadies(): void {
-    for (const id of this.nodes.keys()) this.processReadies(id);
+    for (const id of this.nodes.keys()) {
+      this.processReadies(id);
+    }
   }
 
   /** Delivers queued messages (handling Readys in between) until the queue is empty. */
@@ -135,11 +155,17 @@ export class TestCluster {
     let delivered = 0;
     this.processAllReadies();
     while (this.queue.length > 0) {
-      if (++delivered > MAX_DELIVERIES) throw new Error("deliverAll: no quiescence");
+      if (++delivered > MAX_DELIVERIES) {
+        throw new Error("deliverAll: no quiescence");
+      }
       const message = this.queue.shift() as Message;
-      if (!filter(message) || this.isDropped(message)) continue;
+      if (!filter(message) || this.isDropped(message)) {
+        continue;
+      }
       const target = this.nodes.get(message.to);
-      if (target === undefined) continue;
+      if (target === undefined) {
+        continue;
+      }
       target.core.step(message);
       this.processReadies(message.to);
     }
@@ -150,9 +176,13 @@ export class TestCluster {
   deliverMatching(predicate: (message: Message) => boolean): number {
     let delivered = 0;
     for (let index = this.queue.findIndex(predicate); index >= 0; index = this.queue.findIndex(predicate)) {
-      if (++delivered > MAX_DELIVERIES) throw new Error("deliverMatching: no quiescence");
+      if (++delivered > MAX_DELIVERIES) {
+        throw new Error("deliverMatching: no quiescence");
+      }
       const [message] = this.queue.splice(index, 1) as [Message];
-      if (this.isDropped(message)) continue;
+      if (this.isDropped(message)) {
+        continue;
+      }
       this.node(message.to).core.step(message);
       this.processReadies(message.to);
     }
@@ -197,7 +227,9 @@ export class TestCluster {
   /** Delivers exactly one queued message (the first one matching), handling the receiver's Readys. */
   deliverOne(predicate: (message: Message) => boolean): Message {
     const index = this.queue.findIndex(predicate);
-    if (index < 0) throw new Error("deliverOne: no matching message");
+    if (index < 0) {
+      throw new Error("deliverOne: no matching message");
+    }
     const [message] = this.queue.splice(index, 1) as [Message];
     this.node(message.to).core.step(message);
     this.processReadies(message.to);
@@ -221,16 +253,22 @@ export class TestCluster {
   }
 
   tickMany(count: number, ids?: readonly NodeId[]): void {
-    for (let i = 0; i < count; i++) this.tick(ids);
+    for (let i = 0; i < count; i++) {
+      this.tick(ids);
+    }
   }
 
   /** Ticks until `condition` holds; fails after `maxTicks`. */
   tickUntil(condition: () => boolean, maxTicks = 500, ids?: readonly NodeId[]): number {
     for (let ticks = 0; ticks < maxTicks; ticks++) {
-      if (condition()) return ticks;
+      if (condition()) {
+        return ticks;
+      }
       this.tick(ids);
     }
-    if (condition()) return maxTicks;
+    if (condition()) {
+      return maxTicks;
+    }
     throw new Error(`condition not reached within ${maxTicks} ticks`);
   }
 
@@ -245,7 +283,9 @@ export class TestCluster {
     let best: NodeStatus | null = null;
     for (const node of this.nodes.values()) {
       const status = node.core.status();
-      if (status.role === "leader" && (best === null || status.term > best.term)) best = status;
+      if (status.role === "leader" && (best === null || status.term > best.term)) {
+        best = status;
+      }
     }
     return best?.id ?? null;
   }
@@ -257,7 +297,9 @@ export class TestCluster {
   /** Cuts every link between `id` and the others, both ways. */
   isolate(id: NodeId): void {
     for (const other of this.nodes.keys()) {
-      if (other === id) continue;
+      if (other === id) {
+        continue;
+      }
       this.cut(id, other);
       this.cut(other, id);
     }
@@ -278,19 +320,28 @@ export class TestCluster {
 
   persisted(id: NodeId): PersistedState {
     const store = this.node(id).store;
-    return { hardState: store.hardState, snapshot: store.snapshot, entries: [...store.entries], applied: store.applied };
+    return {
+      hardState: store.hardState,
+      snapshot: store.snapshot,
+      entries: [...store.entries],
+      applied: store.applied,
+    };
   }
 
   /** Proposes on `id` and fails the test when refused. */
   propose(id: NodeId, data: string): { index: number; term: number } {
     const result = this.core(id).propose(data);
-    if (!result.ok) throw new Error(`proposal refused: ${result.error.code} ${result.error.message}`);
+    if (!result.ok) {
+      throw new Error(`proposal refused: ${result.error.code} ${result.error.message}`);
+    }
     this.processReadies(id);
     return { index: result.index, term: result.term };
   }
 
   appliedData(id: NodeId): string[] {
-    return this.node(id).store.appliedEntries.filter((entry) => entry.kind === "normal").map((entry) => entry.data);
+    return this.node(id)
+      .store.appliedEntries.filter((entry) => entry.kind === "normal")
+      .map((entry) => entry.data);
   }
 
   private handleReady(node: TestNode, ready: Ready): void {
@@ -307,18 +358,26 @@ export class TestCluster {
     }
     for (const entry of ready.entries) {
       const last = store.entries[store.entries.length - 1]?.index ?? store.snapshot?.index ?? 0;
-      if (entry.index !== last + 1) throw new Error(`${node.id}: store append ${entry.index} after ${last}`);
+      if (entry.index !== last + 1) {
+        throw new Error(`${node.id}: store append ${entry.index} after ${last}`);
+      }
       store.entries.push(entry);
     }
-    if (ready.hardState !== null) store.hardState = ready.hardState;
+    if (ready.hardState !== null) {
+      store.hardState = ready.hardState;
+    }
     this.queue.push(...ready.messages);
     for (const entry of ready.committedEntries) {
-      if (entry.index !== store.applied + 1) throw new Error(`${node.id}: apply ${entry.index} after ${store.applied}`);
+      if (entry.index !== store.applied + 1) {
+        throw new Error(`${node.id}: apply ${entry.index} after ${store.applied}`);
+      }
       store.applied = entry.index;
       store.appliedEntries.push(entry);
     }
     if (ready.compact !== null) {
-      if (ready.compact.index !== store.applied) throw new Error(`${node.id}: compact at ${ready.compact.index} with applied ${store.applied}`);
+      if (ready.compact.index !== store.applied) {
+        throw new Error(`${node.id}: compact at ${ready.compact.index} with applied ${store.applied}`);
+      }
       const compactIndex = ready.compact.index;
       store.snapshot = ready.compact;
       store.entries = store.entries.filter((entry) => entry.index > compactIndex);

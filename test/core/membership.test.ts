@@ -12,9 +12,18 @@ function settledCluster(): { cluster: TestCluster; leader: string } {
 describe("single-server membership changes", () => {
   it("validates changes against the current membership", () => {
     const m = { voters: ["a", "b"], learners: ["l"] };
-    expect(applyConfigChange(m, { kind: "addLearner", node: "d" })).toEqual({ ok: true, membership: { voters: ["a", "b"], learners: ["l", "d"] } });
-    expect(applyConfigChange(m, { kind: "promote", node: "l" })).toEqual({ ok: true, membership: { voters: ["a", "b", "l"], learners: [] } });
-    expect(applyConfigChange(m, { kind: "remove", node: "a" })).toEqual({ ok: true, membership: { voters: ["b"], learners: ["l"] } });
+    expect(applyConfigChange(m, { kind: "addLearner", node: "d" })).toEqual({
+      ok: true,
+      membership: { voters: ["a", "b"], learners: ["l", "d"] },
+    });
+    expect(applyConfigChange(m, { kind: "promote", node: "l" })).toEqual({
+      ok: true,
+      membership: { voters: ["a", "b", "l"], learners: [] },
+    });
+    expect(applyConfigChange(m, { kind: "remove", node: "a" })).toEqual({
+      ok: true,
+      membership: { voters: ["b"], learners: ["l"] },
+    });
     expect(applyConfigChange(m, { kind: "addLearner", node: "a" }).ok).toBe(false);
     expect(applyConfigChange(m, { kind: "promote", node: "a" }).ok).toBe(false);
     expect(applyConfigChange(m, { kind: "remove", node: "zz" }).ok).toBe(false);
@@ -24,7 +33,9 @@ describe("single-server membership changes", () => {
 
   it("adds a learner that catches up without voting, then promotes it on request", () => {
     const { cluster, leader } = settledCluster();
-    for (let i = 0; i < 3; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 3; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.addNode("d", null);
     const added = cluster.core(leader).proposeConfigChange({ kind: "addLearner", node: "d" });
     expect(added.ok).toBe(true);
@@ -34,10 +45,15 @@ describe("single-server membership changes", () => {
     expect(cluster.status("d").membership).toEqual({ voters: ["a", "b", "c"], learners: ["d"] });
     const view = cluster.status(leader).replicas.find((r) => r.id === "d");
     expect(view).toMatchObject({ isLearner: true, status: "ONLINE", lagEntries: 0 });
-    const statuses = cluster.node(leader).events.filter((e) => e.kind === "replicaStatus" && e.peer === "d").map((e) => e.kind === "replicaStatus" && e.to);
+    const statuses = cluster
+      .node(leader)
+      .events.filter((e) => e.kind === "replicaStatus" && e.peer === "d")
+      .map((e) => e.kind === "replicaStatus" && e.to);
     expect(statuses).toEqual(["JOINING", "ONLINE"]);
     // A learner does not count: with the other two voters cut off (the learner still connected), nothing commits.
-    for (const id of ["a", "b", "c"].filter((x) => x !== leader)) cluster.isolate(id);
+    for (const id of ["a", "b", "c"].filter((x) => x !== leader)) {
+      cluster.isolate(id);
+    }
     const commitBefore = cluster.status(leader).commit;
     cluster.core(leader).propose("needs a voter");
     cluster.tickMany(3);
@@ -54,12 +70,18 @@ describe("single-server membership changes", () => {
   it("allows one change at a time, and none before the leader committed an entry of its term", () => {
     const cluster = new TestCluster(["a", "b", "c"]);
     // Elect without delivering the no-op's acknowledgements.
-    for (let i = 0; i < 60 && cluster.status("a").role === "follower"; i++) cluster.tickQuietly("a");
-    cluster.deliverMatching((m) => m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse");
+    for (let i = 0; i < 60 && cluster.status("a").role === "follower"; i++) {
+      cluster.tickQuietly("a");
+    }
+    cluster.deliverMatching(
+      (m) => m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse",
+    );
     expect(cluster.status("a").role).toBe("leader");
     const early = cluster.core("a").proposeConfigChange({ kind: "addLearner", node: "d" });
     expect(early).toMatchObject({ ok: false, error: { code: "CONFIG_CHANGE_IN_PROGRESS" } });
-    if (!early.ok) expect(early.error.message).toContain("not yet committed an entry of its term");
+    if (!early.ok) {
+      expect(early.error.message).toContain("not yet committed an entry of its term");
+    }
     cluster.deliverAll();
     cluster.tickMany(2);
     expect(cluster.core("a").proposeConfigChange({ kind: "addLearner", node: "d" }).ok).toBe(true);
@@ -68,7 +90,10 @@ describe("single-server membership changes", () => {
     const invalid = cluster.core("a").proposeConfigChange({ kind: "promote", node: "b" });
     expect(invalid.ok).toBe(false);
     cluster.tickMany(4);
-    expect(cluster.core("a").proposeConfigChange({ kind: "promote", node: "b" })).toMatchObject({ ok: false, error: { code: "INVALID_CONFIG_CHANGE" } });
+    expect(cluster.core("a").proposeConfigChange({ kind: "promote", node: "b" })).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_CONFIG_CHANGE" },
+    });
     expect(cluster.core("a").proposeConfigChange({ kind: "addLearner", node: "e" }).ok).toBe(true);
   });
 
@@ -98,7 +123,9 @@ describe("single-server membership changes", () => {
     const status = cluster.status(leader);
     expect(status.removed).toBe(true);
     expect(status.membership.voters).not.toContain(leader);
-    expect(cluster.node(leader).events.some((e) => e.kind === "leadershipTransfer" && e.outcome === "completed")).toBe(true);
+    expect(cluster.node(leader).events.some((e) => e.kind === "leadershipTransfer" && e.outcome === "completed")).toBe(
+      true,
+    );
     expect(cluster.node(leader).events.some((e) => e.kind === "steppedDown")).toBe(true);
     // The removal was committed before the leader stepped down: the others have it.
     const others = ["a", "b", "c"].filter((id) => id !== leader);
@@ -107,7 +134,9 @@ describe("single-server membership changes", () => {
     cluster.tickMany(200);
     expect(cluster.leader()).not.toBe(leader);
     expect(cluster.status(leader).term).toBeLessThanOrEqual(cluster.status(next).term);
-    for (const id of others) expect(cluster.status(id).membership.voters).toEqual(others);
+    for (const id of others) {
+      expect(cluster.status(id).membership.voters).toEqual(others);
+    }
   });
 
   it("membership survives restarts (snapshot + config entries in the log)", () => {

@@ -29,8 +29,12 @@ describe("ReadIndex", () => {
 
   it("a new leader serves no read index until an entry of its term has committed", () => {
     const cluster = new TestCluster(["a", "b", "c"]);
-    for (let i = 0; i < 60 && cluster.status("a").role === "follower"; i++) cluster.tickQuietly("a");
-    cluster.deliverMatching((m) => m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse");
+    for (let i = 0; i < 60 && cluster.status("a").role === "follower"; i++) {
+      cluster.tickQuietly("a");
+    }
+    cluster.deliverMatching(
+      (m) => m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse",
+    );
     expect(cluster.status("a").role).toBe("leader");
     expect(cluster.core("a").requestRead("early")).toEqual({ ok: true });
     // Heartbeat echoes alone do not help: the no-op has not committed yet.
@@ -49,14 +53,19 @@ describe("ReadIndex", () => {
     const [follower] = followers;
     expect(cluster.core(follower).requestRead("f1")).toEqual({ ok: true });
     cluster.processReadies(follower);
-    expect(cluster.queue).toContainEqual(expect.objectContaining({ type: "readIndex", from: follower, to: leader, context: "f1" }));
+    expect(cluster.queue).toContainEqual(
+      expect.objectContaining({ type: "readIndex", from: follower, to: leader, context: "f1" }),
+    );
     cluster.tickMany(2);
     expect(cluster.node(follower).readStates).toEqual([{ context: "f1", index: cluster.status(leader).commit }]);
   });
 
   it("fails at once with NOT_LEADER when no leader is known", () => {
     const cluster = new TestCluster(["a", "b", "c"]);
-    expect(cluster.core("a").requestRead("r")).toMatchObject({ ok: false, error: { code: "NOT_LEADER", leader: null } });
+    expect(cluster.core("a").requestRead("r")).toMatchObject({
+      ok: false,
+      error: { code: "NOT_LEADER", leader: null },
+    });
   });
 
   it("reads pending when leadership is lost become FailedReads", () => {
@@ -82,7 +91,10 @@ describe("ReadIndex", () => {
     expect(cluster.core(leader).requestRead("r2")).toEqual({ ok: true });
     expect(cluster.core(leader).requestRead("r3")).toMatchObject({ ok: false, error: { code: "QUEUE_FULL" } });
     cluster.tickMany(12, [leader]);
-    expect(cluster.node(leader).failedReads.map((f) => [f.context, f.error.code])).toEqual([["r1", "TIMEOUT"], ["r2", "TIMEOUT"]]);
+    expect(cluster.node(leader).failedReads.map((f) => [f.context, f.error.code])).toEqual([
+      ["r1", "TIMEOUT"],
+      ["r2", "TIMEOUT"],
+    ]);
     expect(cluster.status(leader).role).toBe("leader");
   });
 });
@@ -113,7 +125,9 @@ describe("lease reads", () => {
   });
 
   it("is refused by validation without CheckQuorum", () => {
-    expect(() => new TestCluster(["a"], { overrides: { leaseRead: true, checkQuorum: false } })).toThrow(/leaseRead requires checkQuorum/);
+    expect(() => new TestCluster(["a"], { overrides: { leaseRead: true, checkQuorum: false } })).toThrow(
+      /leaseRead requires checkQuorum/,
+    );
   });
 
   it("a restarted voter stays quiet for an election timeout, keeping the lease it may have promised", () => {
@@ -121,7 +135,15 @@ describe("lease reads", () => {
     const [follower, other] = followers;
     cluster.restart(follower, { leaseRead: true });
     const term = cluster.status(follower).term;
-    cluster.core(follower).step({ type: "vote", from: other, to: follower, term: term + 1, lastLogIndex: 99, lastLogTerm: term, transfer: false });
+    cluster.core(follower).step({
+      type: "vote",
+      from: other,
+      to: follower,
+      term: term + 1,
+      lastLogIndex: 99,
+      lastLogTerm: term,
+      transfer: false,
+    });
     cluster.processReadies(follower);
     expect(cluster.queue.filter((m) => m.from === follower && m.type === "voteResponse")).toEqual([]);
     expect(cluster.status(follower).term).toBe(term);
@@ -137,7 +159,9 @@ describe("ReadIndex under duplication", () => {
     cluster.processReadies(follower);
     const request = cluster.queue.find((m) => m.type === "readIndex");
     expect(request).toBeDefined();
-    if (request === undefined) return;
+    if (request === undefined) {
+      return;
+    }
     cluster.core(leader).step(request);
     cluster.core(leader).step(request);
     cluster.processReadies(leader);

@@ -37,20 +37,44 @@ describe("a leader that removes itself", () => {
     const eventsBefore = cluster.node("a").events.length;
     // Its log must not outgrow what b will hold when the removal commits (the bug: a accepted index 5, b had 4).
     expect(cluster.core("a").propose("after")).toMatchObject({ ok: false, error: { code: "REMOVED" } });
-    expect(cluster.core("a").proposeConfigChange({ kind: "addLearner", node: "x" })).toMatchObject({ ok: false, error: { code: "REMOVED" } });
+    expect(cluster.core("a").proposeConfigChange({ kind: "addLearner", node: "x" })).toMatchObject({
+      ok: false,
+      error: { code: "REMOVED" },
+    });
     cluster.processReadies("a");
 
     // b gets the config entry and acknowledges it; from now on nothing a sends as leader reaches b.
-    expect(cluster.take((m) => m.type === "append" && m.to === "b").map(describeMessage)).toEqual(["a->b append t1 prev=3/1 n=1 commit=3"]);
-    cluster.dropIf = (m) => m.from === "a" && (m.type === "append" || m.type === "heartbeat" || m.type === "timeoutNow");
-    cluster.core("b").step({ from: "a", to: "b", term: 1, type: "append", prevLogIndex: 3, prevLogTerm: 1, entries: [cluster.node("a").store.entries[3]!], commit: 3 });
+    expect(cluster.take((m) => m.type === "append" && m.to === "b").map(describeMessage)).toEqual([
+      "a->b append t1 prev=3/1 n=1 commit=3",
+    ]);
+    cluster.dropIf = (m) =>
+      m.from === "a" && (m.type === "append" || m.type === "heartbeat" || m.type === "timeoutNow");
+    cluster.core("b").step({
+      from: "a",
+      to: "b",
+      term: 1,
+      type: "append",
+      prevLogIndex: 3,
+      prevLogTerm: 1,
+      entries: [cluster.node("a").store.entries[3]!],
+      commit: 3,
+    });
     cluster.processReadies("b");
     expect(cluster.take((m) => m.from === "b").map(describeMessage)).toEqual(["b->a appendResponse t1 ok index=4"]);
-    cluster.core("a").step({ from: "b", to: "a", term: 1, type: "appendResponse", success: true, index: 4, rejectHint: null });
+    cluster
+      .core("a")
+      .step({ from: "b", to: "a", term: 1, type: "appendResponse", success: true, index: 4, rejectHint: null });
     cluster.processReadies("a");
 
     // a committed and applied its removal: still the leader, handing over to b, telling b the commit index.
-    expect(cluster.status("a")).toMatchObject({ role: "leader", removed: true, commit: 4, applied: 4, transferee: "b", membership: { voters: ["b"], learners: [] } });
+    expect(cluster.status("a")).toMatchObject({
+      role: "leader",
+      removed: true,
+      commit: 4,
+      applied: 4,
+      transferee: "b",
+      membership: { voters: ["b"], learners: [] },
+    });
     expect(cluster.queue.filter((m) => m.to === "b").map(describeMessage)).toContain("a->b heartbeat t1");
     expect(cluster.queue.some((m) => m.type === "heartbeat" && m.to === "b" && m.commit === 4)).toBe(true);
     expect(cluster.core("a").requestRead("r1")).toMatchObject({ ok: false, error: { code: "REMOVED" } });
@@ -65,9 +89,14 @@ describe("a leader that removes itself", () => {
 
     // b campaigns under {a, b}; a grants because b holds a's whole log and is a voter of the configuration that
     // removed a. b wins term 2, commits its no-op with a's help, applies the removal and leads alone.
-    cluster.tickUntil(() => cluster.status("b").role === "leader" && cluster.status("b").membership.voters.length === 1, 200);
+    cluster.tickUntil(
+      () => cluster.status("b").role === "leader" && cluster.status("b").membership.voters.length === 1,
+      200,
+    );
     expect(cluster.status("b")).toMatchObject({ term: 2, membership: { voters: ["b"], learners: [] } });
-    const answers = sentBy(cluster, "a").filter((m) => m.to === "b" && (m.type === "preVoteResponse" || m.type === "voteResponse")).map(describeMessage);
+    const answers = sentBy(cluster, "a")
+      .filter((m) => m.to === "b" && (m.type === "preVoteResponse" || m.type === "voteResponse"))
+      .map(describeMessage);
     expect(answers).toEqual(["a->b preVoteResponse t2 granted", "a->b voteResponse t2 granted"]);
     expect(campaigned(cluster.node("a").events, eventsBefore)).toBe(false);
     cluster.dropIf = () => false;
@@ -92,7 +121,12 @@ describe("a leader that removes itself", () => {
     expect(commitHeartbeatAt).toBeGreaterThanOrEqual(0);
     expect(timeoutNowAt).toBeGreaterThan(commitHeartbeatAt);
     // b applied the removal before it campaigned, so it is the only voter it needs: it won term 2 on its own.
-    expect(cluster.status("b")).toMatchObject({ role: "leader", term: 2, commit: 5, membership: { voters: ["b"], learners: [] } });
+    expect(cluster.status("b")).toMatchObject({
+      role: "leader",
+      term: 2,
+      commit: 5,
+      membership: { voters: ["b"], learners: [] },
+    });
     expect(sentBy(cluster, "b").some((m) => m.type === "vote" || m.type === "preVote")).toBe(false);
     // a learns of term 2 from b's answer to its next heartbeat and steps down without ever campaigning.
     cluster.tickUntil(() => cluster.status("a").role === "follower", 5);
@@ -107,16 +141,27 @@ describe("a leader that removes itself", () => {
     cluster.tickMany(4);
     const [ahead, behind] = ["a", "b", "c"].filter((id) => id !== leader) as [string, string];
     cluster.dropIf = (m) => m.type === "append" && m.to === behind;
-    for (let i = 0; i < 3; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 3; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     expect(cluster.core(leader).proposeConfigChange({ kind: "remove", node: leader }).ok).toBe(true);
     cluster.tickUntil(() => cluster.status(leader).removed, 10);
     expect(cluster.status(leader)).toMatchObject({ role: "leader", transferee: ahead });
     cluster.dropIf = () => false;
-    cluster.tickUntil(() => cluster.status(ahead).role === "leader" && cluster.status(ahead).membership.voters.length === 2, 100);
+    cluster.tickUntil(
+      () => cluster.status(ahead).role === "leader" && cluster.status(ahead).membership.voters.length === 2,
+      100,
+    );
     cluster.tickUntil(() => cluster.status(behind).commit === cluster.status(ahead).commit, 20);
-    expect(cluster.status(behind)).toMatchObject({ leader: ahead, membership: { voters: [ahead, behind].sort(), learners: [] } });
+    expect(cluster.status(behind)).toMatchObject({
+      leader: ahead,
+      membership: { voters: [ahead, behind].sort(), learners: [] },
+    });
     expect(cluster.appliedData(behind)).toEqual(["v0", "v1", "v2"]);
-    const outcomes = cluster.node(leader).events.filter((e) => e.kind === "leadershipTransfer").map((e) => e.kind === "leadershipTransfer" && `${e.to} ${e.outcome}`);
+    const outcomes = cluster
+      .node(leader)
+      .events.filter((e) => e.kind === "leadershipTransfer")
+      .map((e) => e.kind === "leadershipTransfer" && `${e.to} ${e.outcome}`);
     expect(outcomes).toEqual([`${ahead} started`, `${ahead} completed`]);
     cluster.tickMany(100);
     expect(cluster.leader()).toBe(ahead);
@@ -140,10 +185,26 @@ describe("votes of a removed node", () => {
     expect(decideVote({ ...base, candidateLog: { lastIndex: 10, lastTerm: 3 }, ownRemoval: sole })).toBe(true);
     expect(decideVote({ ...base, candidateLog: { lastIndex: 4, lastTerm: 4 }, ownRemoval: sole })).toBe(true);
     expect(decideVote({ ...base, candidateLog: { lastIndex: 9, lastTerm: 3 }, ownRemoval: sole })).toBe(false);
-    expect(decideVote({ ...base, ownVote: "c", candidateLog: { lastIndex: 10, lastTerm: 3 }, ownRemoval: sole })).toBe(false);
+    expect(decideVote({ ...base, ownVote: "c", candidateLog: { lastIndex: 10, lastTerm: 3 }, ownRemoval: sole })).toBe(
+      false,
+    );
     // Anyone else may be campaigning under a configuration two changes behind: no vote, however good its log.
-    expect(decideVote({ ...base, candidateLog: { lastIndex: 99, lastTerm: 9 }, ownRemoval: { candidateIsSoleVoter: false } })).toBe(false);
-    expect(decideVote({ ...base, preVote: true, requestTerm: 6, candidateLog: { lastIndex: 99, lastTerm: 9 }, ownRemoval: { candidateIsSoleVoter: false } })).toBe(false);
+    expect(
+      decideVote({
+        ...base,
+        candidateLog: { lastIndex: 99, lastTerm: 9 },
+        ownRemoval: { candidateIsSoleVoter: false },
+      }),
+    ).toBe(false);
+    expect(
+      decideVote({
+        ...base,
+        preVote: true,
+        requestTerm: 6,
+        candidateLog: { lastIndex: 99, lastTerm: 9 },
+        ownRemoval: { candidateIsSoleVoter: false },
+      }),
+    ).toBe(false);
     // A member votes by the plain up-to-date rule.
     expect(decideVote({ ...base, candidateLog: { lastIndex: 4, lastTerm: 4 }, ownRemoval: null })).toBe(true);
   });
@@ -159,7 +220,14 @@ describe("votes of a removed node", () => {
     const removed = cluster.status(leader);
     expect(removed).toMatchObject({ removed: true, leader: null });
     const lastLogTerm = cluster.node(leader).store.entries.at(-1)?.term ?? 0;
-    const request = { from: stayer, to: leader, term: removed.term + 1, lastLogIndex: removed.lastIndex + 5, lastLogTerm: lastLogTerm + 1, transfer: false };
+    const request = {
+      from: stayer,
+      to: leader,
+      term: removed.term + 1,
+      lastLogIndex: removed.lastIndex + 5,
+      lastLogTerm: lastLogTerm + 1,
+      transfer: false,
+    };
     cluster.queue = [];
     cluster.core(leader).step({ ...request, type: "preVote" });
     cluster.core(leader).step({ ...request, type: "vote" });

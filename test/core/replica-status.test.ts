@@ -10,7 +10,9 @@ import type { RaftEvent, ReplicaStatus } from "../../src/replication/types.js";
 import { TestCluster } from "./helpers.js";
 
 const statusEvents = (events: readonly RaftEvent[], peer: string): Array<[ReplicaStatus | null, ReplicaStatus]> =>
-  events.flatMap((e) => (e.kind === "replicaStatus" && e.peer === peer ? [[e.from, e.to] as [ReplicaStatus | null, ReplicaStatus]] : []));
+  events.flatMap((e) =>
+    e.kind === "replicaStatus" && e.peer === peer ? [[e.from, e.to] as [ReplicaStatus | null, ReplicaStatus]] : [],
+  );
 
 describe("replica status machine", () => {
   it("allows the transitions of the table and throws on any other", () => {
@@ -19,7 +21,9 @@ describe("replica status machine", () => {
     expect(isValidReplicaStatusTransition("ONLINE", "LAGGING")).toBe(true);
     expect(isValidReplicaStatusTransition("OFFLINE", "ONLINE")).toBe(true);
     expect(() => assertReplicaStatusTransition("b", "ONLINE", "JOINING")).toThrow(RaftInvariantError);
-    expect(() => assertReplicaStatusTransition("b", "JOINING", "LAGGING")).toThrow(/invalid status transition JOINING -> LAGGING/);
+    expect(() => assertReplicaStatusTransition("b", "JOINING", "LAGGING")).toThrow(
+      /invalid status transition JOINING -> LAGGING/,
+    );
     expect(() => assertReplicaStatusTransition("b", null, "ONLINE")).toThrow(RaftInvariantError);
     // Every status is reachable and none is a dead end.
     for (const [from, targets] of Object.entries(REPLICA_STATUS_TRANSITIONS)) {
@@ -84,7 +88,9 @@ describe("replica status machine", () => {
     cluster.tickMany(3);
     const peer = ["a", "b", "c"].find((id) => id !== leader) as string;
     cluster.dropIf = (m) => m.type === "append" && m.to === peer;
-    for (let i = 0; i < 6; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 6; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.tickMany(2);
     const view = () => cluster.status(leader).replicas.find((r) => r.id === peer);
     expect(view()).toMatchObject({ status: "LAGGING" });

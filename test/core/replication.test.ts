@@ -1,5 +1,12 @@
 import { describe, expect, it } from "vitest";
-import type { AppendEntries, AppendResponse, LogEntry, Membership, Message, PersistedState } from "../../src/replication/types.js";
+import type {
+  AppendEntries,
+  AppendResponse,
+  LogEntry,
+  Membership,
+  Message,
+  PersistedState,
+} from "../../src/replication/types.js";
 import { SeededRandom } from "../../src/replication/index.js";
 import { TestCluster, describeMessage } from "./helpers.js";
 
@@ -8,7 +15,13 @@ function logWithTerms(terms: readonly number[]): LogEntry[] {
   return terms.map((term, i) => ({ index: i + 1, term, kind: "normal", data: `e${i + 1}t${term}` }));
 }
 
-function persistedWith(options: { term: number; terms: readonly number[]; commit: number; membership: Membership; vote?: string | null }): PersistedState {
+function persistedWith(options: {
+  term: number;
+  terms: readonly number[];
+  commit: number;
+  membership: Membership;
+  vote?: string | null;
+}): PersistedState {
   return {
     hardState: { term: options.term, vote: options.vote ?? null, commit: options.commit },
     snapshot: { index: 0, term: 0, membership: options.membership },
@@ -19,11 +32,18 @@ function persistedWith(options: { term: number; terms: readonly number[]; commit
 
 /** Ticks `id` alone (nothing delivered) until it starts a pre-campaign, then runs the election messages only. */
 function campaignAlone(cluster: TestCluster, id: string): void {
-  for (let i = 0; i < 60 && cluster.status(id).role === "follower"; i++) cluster.tickQuietly(id);
-  cluster.deliverMatching((m) => m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse");
+  for (let i = 0; i < 60 && cluster.status(id).role === "follower"; i++) {
+    cluster.tickQuietly(id);
+  }
+  cluster.deliverMatching(
+    (m) => m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse",
+  );
 }
 
-const appendsTo = (to: string) => (m: Message): m is AppendEntries => m.type === "append" && m.to === to;
+const appendsTo =
+  (to: string) =>
+  (m: Message): m is AppendEntries =>
+    m.type === "append" && m.to === to;
 
 describe("log matching and truncation", () => {
   it("a new leader truncates a follower's conflicting suffix and the follower reports it in truncateFrom", () => {
@@ -48,7 +68,10 @@ describe("log matching and truncation", () => {
     const cluster = new TestCluster([]);
     // b holds a long tail of term 2 that the new leader never had.
     cluster.addNodeFromPersisted("a", persistedWith({ term: 5, terms: [1, 1, 3, 3, 3, 3], commit: 1, membership }));
-    cluster.addNodeFromPersisted("b", persistedWith({ term: 2, terms: [1, 1, 2, 2, 2, 2, 2, 2, 2], commit: 1, membership }));
+    cluster.addNodeFromPersisted(
+      "b",
+      persistedWith({ term: 2, terms: [1, 1, 2, 2, 2, 2, 2, 2, 2], commit: 1, membership }),
+    );
     cluster.addNodeFromPersisted("c", persistedWith({ term: 5, terms: [1, 1, 3, 3, 3, 3], commit: 1, membership }));
     campaignAlone(cluster, "a");
     expect(cluster.status("a")).toMatchObject({ role: "leader", term: 6 });
@@ -94,7 +117,9 @@ describe("commit rule (Raft Figure 8)", () => {
     const overrides = unsafe ? { unsafeTestingFaults: { commitPreviousTermByCounting: true } } : {};
     cluster.addNodeFromPersisted("s1", persistedWith({ term: 3, terms: [1, 2], commit: 1, membership }), overrides);
     cluster.addNodeFromPersisted("s2", persistedWith({ term: 3, terms: [1, 2], commit: 1, membership }), overrides);
-    for (const id of ["s3", "s4"]) cluster.addNodeFromPersisted(id, persistedWith({ term: 3, terms: [1], commit: 1, membership }), overrides);
+    for (const id of ["s3", "s4"]) {
+      cluster.addNodeFromPersisted(id, persistedWith({ term: 3, terms: [1], commit: 1, membership }), overrides);
+    }
     cluster.addNodeFromPersisted("s5", persistedWith({ term: 3, terms: [1, 3], commit: 1, membership }), overrides);
     campaignAlone(cluster, "s1");
     expect(cluster.status("s1")).toMatchObject({ role: "leader", term: 4 });
@@ -102,7 +127,16 @@ describe("commit rule (Raft Figure 8)", () => {
     cluster.take((m) => m.type === "append");
     const entry2 = cluster.node("s1").store.entries[1] as LogEntry;
     for (const to of ["s2", "s3"]) {
-      cluster.core(to).step({ type: "append", from: "s1", to, term: 4, prevLogIndex: 1, prevLogTerm: 1, entries: [entry2], commit: 1 });
+      cluster.core(to).step({
+        type: "append",
+        from: "s1",
+        to,
+        term: 4,
+        prevLogIndex: 1,
+        prevLogTerm: 1,
+        entries: [entry2],
+        commit: 1,
+      });
       cluster.processReadies(to);
     }
     cluster.deliverMatching((m) => m.type === "appendResponse");
@@ -131,14 +165,20 @@ describe("proposals, batching and flow control", () => {
     const leader = cluster.elect();
     cluster.tickMany(3);
     const core = cluster.core(leader);
-    for (const data of ["x", "y", "z"]) expect(core.propose(data).ok).toBe(true);
+    for (const data of ["x", "y", "z"]) {
+      expect(core.propose(data).ok).toBe(true);
+    }
     cluster.processReadies(leader);
     const appends = cluster.queue.filter((m): m is AppendEntries => m.type === "append");
     expect(appends).toHaveLength(2);
-    for (const append of appends) expect(append.entries.map((e) => e.data)).toEqual(["x", "y", "z"]);
+    for (const append of appends) {
+      expect(append.entries.map((e) => e.data)).toEqual(["x", "y", "z"]);
+    }
     cluster.deliverAll();
     cluster.tickMany(2);
-    for (const id of ["a", "b", "c"]) expect(cluster.appliedData(id)).toEqual(["x", "y", "z"]);
+    for (const id of ["a", "b", "c"]) {
+      expect(cluster.appliedData(id)).toEqual(["x", "y", "z"]);
+    }
   });
 
   it("limits the AppendEntries in flight per follower, then resumes as acknowledgements arrive", () => {
@@ -151,7 +191,9 @@ describe("proposals, batching and flow control", () => {
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
     const inFlight = cluster.queue.filter(appendsTo(follower)).filter((m) => m.entries.length > 0);
     expect(inFlight).toHaveLength(2);
-    for (const append of inFlight) expect(append.entries).toHaveLength(1);
+    for (const append of inFlight) {
+      expect(append.entries).toHaveLength(1);
+    }
     cluster.deliverAll();
     cluster.tickMany(2);
     expect(cluster.appliedData(follower)).toHaveLength(5);
@@ -162,14 +204,19 @@ describe("proposals, batching and flow control", () => {
     const leader = cluster.elect();
     cluster.tickMany(3);
     const core = cluster.core(leader);
-    for (const data of ["0123456789", "0123456789", "0123456789"]) core.propose(data);
+    for (const data of ["0123456789", "0123456789", "0123456789"]) {
+      core.propose(data);
+    }
     core.propose("x".repeat(100));
     cluster.processReadies(leader);
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
     const sizes = () => cluster.queue.filter(appendsTo(follower)).map((m) => m.entries.map((e) => e.data.length));
     expect(sizes()[0]).toEqual([10, 10]);
     cluster.deliverAll();
-    const batches = cluster.node(follower).readies.map((r) => r.entries.map((e) => e.data.length)).filter((b) => b.length > 0);
+    const batches = cluster
+      .node(follower)
+      .readies.map((r) => r.entries.map((e) => e.data.length))
+      .filter((b) => b.length > 0);
     expect(batches.slice(-3)).toEqual([[10, 10], [10], [100]]);
   });
 
@@ -177,8 +224,14 @@ describe("proposals, batching and flow control", () => {
     const cluster = new TestCluster(["a", "b", "c"], { overrides: { maxPendingProposals: 3 } });
     const leader = cluster.elect();
     cluster.tickMany(3);
-    for (const id of ["a", "b", "c"]) if (id !== leader) cluster.isolate(id);
-    for (let i = 0; i < 3; i++) expect(cluster.core(leader).propose(`p${i}`).ok).toBe(true);
+    for (const id of ["a", "b", "c"]) {
+      if (id !== leader) {
+        cluster.isolate(id);
+      }
+    }
+    for (let i = 0; i < 3; i++) {
+      expect(cluster.core(leader).propose(`p${i}`).ok).toBe(true);
+    }
     const refused = cluster.core(leader).propose("one too many");
     expect(refused.ok).toBe(false);
     if (!refused.ok) {
@@ -195,7 +248,10 @@ describe("proposals, batching and flow control", () => {
     const leader = cluster.elect();
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
     expect(cluster.core(follower).propose("x")).toMatchObject({ ok: false, error: { code: "NOT_LEADER", leader } });
-    expect(cluster.core(leader).propose(42 as unknown as string)).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });
+    expect(cluster.core(leader).propose(42 as unknown as string)).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_REQUEST" },
+    });
   });
 
   it("heartbeats carry min(commit, the follower's match index)", () => {
@@ -204,11 +260,15 @@ describe("proposals, batching and flow control", () => {
     cluster.tickMany(3);
     const [lagging, other] = ["a", "b", "c"].filter((id) => id !== leader) as [string, string];
     cluster.dropIf = (m) => m.type === "append" && m.to === lagging;
-    for (let i = 0; i < 5; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 5; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.deliverAll();
     cluster.tickMany(4);
     expect(cluster.status(leader).commit).toBeGreaterThan(cluster.status(lagging).lastIndex);
-    for (let i = 0; i < 2; i++) cluster.tickQuietly(leader);
+    for (let i = 0; i < 2; i++) {
+      cluster.tickQuietly(leader);
+    }
     const heartbeats = cluster.queue.filter((m) => m.type === "heartbeat");
     const toLagging = heartbeats.find((m) => m.to === lagging);
     const toOther = heartbeats.find((m) => m.to === other);
@@ -229,13 +289,17 @@ describe("stale, duplicated and reordered messages", () => {
         cluster.tickQuietly(id);
         const leader = cluster.leader();
         if (leader !== null && random.nextInt(3) === 0) {
-          if (cluster.core(leader).propose(`s${seed}-${proposals}`).ok) proposals++;
+          if (cluster.core(leader).propose(`s${seed}-${proposals}`).ok) {
+            proposals++;
+          }
           cluster.processReadies(leader);
         }
         // Deliver a few messages in random order, sometimes duplicating an old one, sometimes dropping.
         for (let k = 0; k < 6 && cluster.queue.length > 0; k++) {
           const [message] = cluster.queue.splice(random.nextInt(cluster.queue.length), 1) as [Message];
-          if (random.nextInt(10) === 0) continue;
+          if (random.nextInt(10) === 0) {
+            continue;
+          }
           seen.push(message);
           cluster.core(message.to).step(message);
           cluster.processReadies(message.to);
@@ -245,12 +309,18 @@ describe("stale, duplicated and reordered messages", () => {
             cluster.processReadies(old.to);
           }
         }
-        if (seen.length > 500) seen.splice(0, 250);
+        if (seen.length > 500) {
+          seen.splice(0, 250);
+        }
       }
       // State machine safety: every applied sequence is a prefix of the longest one.
-      const applied = [...cluster.nodes.keys()].map((id) => cluster.node(id).store.appliedEntries.map((e) => `${e.index}/${e.term}`));
+      const applied = [...cluster.nodes.keys()].map((id) =>
+        cluster.node(id).store.appliedEntries.map((e) => `${e.index}/${e.term}`),
+      );
       const longest = applied.reduce((a, b) => (a.length >= b.length ? a : b));
-      for (const sequence of applied) expect(longest.slice(0, sequence.length)).toEqual(sequence);
+      for (const sequence of applied) {
+        expect(longest.slice(0, sequence.length)).toEqual(sequence);
+      }
       expect(longest.length).toBeGreaterThan(0);
     }
   });
@@ -260,9 +330,20 @@ describe("stale, duplicated and reordered messages", () => {
     const leader = cluster.elect();
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
     const term = cluster.status(follower).term;
-    cluster.core(follower).step({ type: "append", from: "zombie", to: follower, term: term - 1, prevLogIndex: 0, prevLogTerm: 0, entries: [], commit: 0 });
+    cluster.core(follower).step({
+      type: "append",
+      from: "zombie",
+      to: follower,
+      term: term - 1,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      entries: [],
+      commit: 0,
+    });
     cluster.processReadies(follower);
-    expect(cluster.take((m) => m.to === "zombie").map(describeMessage)).toEqual([`${follower}->zombie appendResponse t${term} reject index=0`]);
+    expect(cluster.take((m) => m.to === "zombie").map(describeMessage)).toEqual([
+      `${follower}->zombie appendResponse t${term} reject index=0`,
+    ]);
   });
 
   it("ignores malformed messages", () => {
@@ -271,13 +352,41 @@ describe("stale, duplicated and reordered messages", () => {
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
     const before = cluster.status(follower);
     const bad = [
-      { type: "append", from: leader, to: follower, term: before.term, prevLogIndex: 0, prevLogTerm: 0, entries: [{ index: 5, term: 1, kind: "normal", data: "gap" }], commit: 0 },
-      { type: "append", from: leader, to: follower, term: before.term, prevLogIndex: -1, prevLogTerm: 0, entries: [], commit: 0 },
+      {
+        type: "append",
+        from: leader,
+        to: follower,
+        term: before.term,
+        prevLogIndex: 0,
+        prevLogTerm: 0,
+        entries: [{ index: 5, term: 1, kind: "normal", data: "gap" }],
+        commit: 0,
+      },
+      {
+        type: "append",
+        from: leader,
+        to: follower,
+        term: before.term,
+        prevLogIndex: -1,
+        prevLogTerm: 0,
+        entries: [],
+        commit: 0,
+      },
       { type: "nonsense", from: leader, to: follower, term: before.term + 5 },
-      { type: "heartbeat", from: leader, to: "someone-else", term: before.term + 5, commit: 0, readContext: null, round: 1 },
+      {
+        type: "heartbeat",
+        from: leader,
+        to: "someone-else",
+        term: before.term + 5,
+        commit: 0,
+        readContext: null,
+        round: 1,
+      },
       null,
     ];
-    for (const message of bad) cluster.core(follower).step(message as unknown as Message);
+    for (const message of bad) {
+      cluster.core(follower).step(message as unknown as Message);
+    }
     expect(cluster.core(follower).hasReady()).toBe(false);
     expect(cluster.status(follower)).toEqual(before);
   });

@@ -20,10 +20,15 @@ describe("compaction and InstallSnapshot", () => {
   it("asks for a snapshot once snapshotThresholdEntries were applied, then drops the covered entries", () => {
     const cluster = new TestCluster(["a", "b", "c"], { overrides: { snapshotThresholdEntries: 5 } });
     const leader = cluster.elect();
-    for (let i = 0; i < 6; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 6; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.deliverAll();
     cluster.tickMany(3);
-    const compactions = cluster.node(leader).readies.map((r) => r.compact).filter((c) => c !== null && c.index > 0);
+    const compactions = cluster
+      .node(leader)
+      .readies.map((r) => r.compact)
+      .filter((c) => c !== null && c.index > 0);
     expect(compactions.length).toBeGreaterThan(0);
     const compaction = compactions[0];
     expect(compaction?.index).toBeGreaterThanOrEqual(5);
@@ -40,16 +45,25 @@ describe("compaction and InstallSnapshot", () => {
     cluster.tickMany(3);
     const lagging = ["a", "b", "c"].find((id) => id !== leader) as string;
     cluster.isolate(lagging);
-    for (let i = 0; i < 12; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 12; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.tickMany(4);
     const snapshotIndex = cluster.status(leader).firstIndex - 1;
     expect(snapshotIndex).toBeGreaterThan(cluster.status(lagging).lastIndex);
     cluster.heal();
-    cluster.tickUntil(() => cluster.queue.some((m) => m.type === "snapshot") || cluster.node(lagging).readies.some((r) => r.snapshot !== null), 20);
+    cluster.tickUntil(
+      () =>
+        cluster.queue.some((m) => m.type === "snapshot") ||
+        cluster.node(lagging).readies.some((r) => r.snapshot !== null),
+      20,
+    );
     const installed = cluster.node(lagging).readies.find((r) => r.snapshot !== null);
     expect(installed?.snapshot?.index).toBe(snapshotIndex);
     // The follower answers with the snapshot index, in the Ready that installs it.
-    expect(installed?.messages).toContainEqual(expect.objectContaining({ type: "appendResponse", success: true, index: snapshotIndex }));
+    expect(installed?.messages).toContainEqual(
+      expect.objectContaining({ type: "appendResponse", success: true, index: snapshotIndex }),
+    );
     expect(installed?.hardState?.commit).toBe(snapshotIndex);
     cluster.propose(leader, "after");
     cluster.tickMany(4);
@@ -67,7 +81,9 @@ describe("compaction and InstallSnapshot", () => {
     cluster.tickMany(3);
     const lagging = ["a", "b", "c"].find((id) => id !== leader) as string;
     cluster.isolate(lagging);
-    for (let i = 0; i < 12; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 12; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.tickMany(4);
     cluster.heal();
     cluster.dropIf = (m) => m.type === "snapshot";
@@ -88,7 +104,10 @@ describe("compaction and InstallSnapshot", () => {
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
     const commit = cluster.status(follower).commit;
     const stale: InstallSnapshot = {
-      type: "snapshot", from: leader, to: follower, term: cluster.status(leader).term,
+      type: "snapshot",
+      from: leader,
+      to: follower,
+      term: cluster.status(leader).term,
       snapshot: { index: 1, term: 1, membership: { voters: ["a", "b", "c"], learners: [] } },
     };
     cluster.core(follower).step(stale);

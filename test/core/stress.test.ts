@@ -33,24 +33,38 @@ function checkSafety(cluster: TestCluster, state: SafetyState, seed: number): vo
     // Election safety: one leader per term.
     if (status.role === "leader") {
       const known = state.leaderOfTerm.get(status.term);
-      expect(known === undefined || known === id, `seed ${seed}: two leaders in term ${status.term}: ${String(known)} and ${id}`).toBe(true);
+      expect(
+        known === undefined || known === id,
+        `seed ${seed}: two leaders in term ${status.term}: ${String(known)} and ${id}`,
+      ).toBe(true);
       if (known === undefined) {
         state.leaderOfTerm.set(status.term, id);
         // Leader completeness: the new leader holds every applied entry (beyond its snapshot).
         const first = status.firstIndex;
         for (const [index, value] of state.applied) {
-          if (index < first || (state.committedByTerm.get(index) ?? 0) >= status.term) continue;
-          expect(index <= status.lastIndex, `seed ${seed}: leader ${id} of term ${status.term} lacks applied index ${index}`).toBe(true);
+          if (index < first || (state.committedByTerm.get(index) ?? 0) >= status.term) {
+            continue;
+          }
+          expect(
+            index <= status.lastIndex,
+            `seed ${seed}: leader ${id} of term ${status.term} lacks applied index ${index}`,
+          ).toBe(true);
           const entry = node.store.entries.find((e) => e.index === index);
-          if (entry !== undefined) expect(`${entry.term}/${entry.data}`, `seed ${seed}: leader ${id} differs at ${index}`).toBe(value);
+          if (entry !== undefined) {
+            expect(`${entry.term}/${entry.data}`, `seed ${seed}: leader ${id} differs at ${index}`).toBe(value);
+          }
         }
       }
     }
     // State machine safety: everyone applies the same entry at each index.
-    for (const entry of node.store.appliedEntries) recordApplied(state, entry, seed, id, status.term);
+    for (const entry of node.store.appliedEntries) {
+      recordApplied(state, entry, seed, id, status.term);
+    }
     node.store.appliedEntries.length = 0;
     // Linearizable reads: a read index covers every commit that happened before the read was requested.
-    for (const read of node.readStates.splice(0)) checkRead(state, read, seed, id);
+    for (const read of node.readStates.splice(0)) {
+      checkRead(state, read, seed, id);
+    }
     node.failedReads.length = 0;
   }
 }
@@ -58,15 +72,24 @@ function checkSafety(cluster: TestCluster, state: SafetyState, seed: number): vo
 function recordApplied(state: SafetyState, entry: LogEntry, seed: number, id: NodeId, appliedInTerm: number): void {
   const value = `${entry.term}/${entry.data}`;
   const known = state.applied.get(entry.index);
-  expect(known === undefined || known === value, `seed ${seed}: ${id} applied ${value} at ${entry.index}, others ${String(known)}`).toBe(true);
+  expect(
+    known === undefined || known === value,
+    `seed ${seed}: ${id} applied ${value} at ${entry.index}, others ${String(known)}`,
+  ).toBe(true);
   state.applied.set(entry.index, value);
-  state.committedByTerm.set(entry.index, Math.min(appliedInTerm, state.committedByTerm.get(entry.index) ?? appliedInTerm));
+  state.committedByTerm.set(
+    entry.index,
+    Math.min(appliedInTerm, state.committedByTerm.get(entry.index) ?? appliedInTerm),
+  );
 }
 
 function checkRead(state: SafetyState, read: ReadState, seed: number, id: NodeId): void {
   const floor = state.commitAtRequest.get(read.context);
   expect(floor, `seed ${seed}: unknown read ${read.context}`).toBeDefined();
-  expect(read.index, `seed ${seed}: ${id} read ${read.context} at ${read.index} misses commit ${String(floor)}`).toBeGreaterThanOrEqual(floor ?? 0);
+  expect(
+    read.index,
+    `seed ${seed}: ${id} read ${read.context} at ${read.index} misses commit ${String(floor)}`,
+  ).toBeGreaterThanOrEqual(floor ?? 0);
   state.readStatesChecked++;
 }
 
@@ -78,11 +101,23 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
   const random = new SeededRandom(seed);
   const cluster = new TestCluster(["a", "b", "c"], {
     seed: seed * 7919,
-    overrides: { snapshotThresholdEntries: 8, maxInflightMessages: 3, maxMessageBytes: 40, laggingThresholdEntries: 4, ...options.overrides },
+    overrides: {
+      snapshotThresholdEntries: 8,
+      maxInflightMessages: 3,
+      maxMessageBytes: 40,
+      laggingThresholdEntries: 4,
+      ...options.overrides,
+    },
   });
   cluster.addNode("d", null);
   cluster.addNode("e", null);
-  const state: SafetyState = { leaderOfTerm: new Map(), applied: new Map(), committedByTerm: new Map(), commitAtRequest: new Map(), readStatesChecked: 0 };
+  const state: SafetyState = {
+    leaderOfTerm: new Map(),
+    applied: new Map(),
+    committedByTerm: new Map(),
+    commitAtRequest: new Map(),
+    readStatesChecked: 0,
+  };
   let counter = 0;
   const pick = <T>(items: readonly T[]): T => items[random.nextInt(items.length)] as T;
 
@@ -108,12 +143,17 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
     } else if (roll < 72) {
       const [lost] = cluster.queue.splice(random.nextInt(Math.max(1, cluster.queue.length)), 1);
       // The shell reports failed snapshot transfers.
-      if (lost?.type === "snapshot") cluster.core(lost.from).reportSnapshotResult(lost.to, false);
+      if (lost?.type === "snapshot") {
+        cluster.core(lost.from).reportSnapshotResult(lost.to, false);
+      }
     } else if (roll < 74) {
       cluster.restart(id);
     } else if (roll < 76) {
-      if (random.nextInt(2) === 0) cluster.heal();
-      else cluster.isolate(id);
+      if (random.nextInt(2) === 0) {
+        cluster.heal();
+      } else {
+        cluster.isolate(id);
+      }
     } else if (roll < 86) {
       if (leader !== null) {
         cluster.core(leader).propose(`w${counter++}`);
@@ -136,9 +176,13 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
       }
     } else if (leader !== null) {
       const action = random.nextInt(3);
-      if (action === 0) cluster.core(leader).transferLeadership(pick(ALL));
-      else if (action === 1) cluster.core(leader).stepDown();
-      else cluster.core(leader).reportUnreachable(pick(ALL));
+      if (action === 0) {
+        cluster.core(leader).transferLeadership(pick(ALL));
+      } else if (action === 1) {
+        cluster.core(leader).stepDown();
+      } else {
+        cluster.core(leader).reportUnreachable(pick(ALL));
+      }
       cluster.processReadies(leader);
     }
     checkSafety(cluster, state, seed);
@@ -149,18 +193,23 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
   cluster.elect(1000);
   let proposed: { readonly index: number; readonly term: number; readonly data: string } | null = null;
   let attempts = 0;
-  const isApplied = (p: { index: number; term: number; data: string }): boolean => state.applied.get(p.index) === `${p.term}/${p.data}`;
+  const isApplied = (p: { index: number; term: number; data: string }): boolean =>
+    state.applied.get(p.index) === `${p.term}/${p.data}`;
   try {
     cluster.tickUntil(() => {
       checkSafety(cluster, state, seed);
       const leader = cluster.leader();
-      if (leader === null) return false;
+      if (leader === null) {
+        return false;
+      }
       const leaderStatus = cluster.status(leader);
       // Propose (again) when nothing is pending or the pending write was lost to a leader change.
       if (proposed === null || (!isApplied(proposed) && leaderStatus.term !== proposed.term)) {
         const data = `final-${seed}-${attempts++}`;
         const result = cluster.core(leader).propose(data);
-        if (result.ok) proposed = { index: result.index, term: result.term, data };
+        if (result.ok) {
+          proposed = { index: result.index, term: result.term, data };
+        }
         cluster.processReadies(leader);
         return false;
       }
@@ -168,14 +217,23 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
       return isApplied(write) && leaderStatus.membership.voters.every((v) => cluster.status(v).applied >= write.index);
     }, 1000);
   } catch (error) {
-    for (const id of cluster.nodes.keys()) console.log(JSON.stringify({ ...cluster.status(id), replicas: cluster.status(id).replicas.map((r) => [r.id, r.progress, r.matchIndex, r.nextIndex, r.status]) }));
+    for (const id of cluster.nodes.keys()) {
+      console.log(
+        JSON.stringify({
+          ...cluster.status(id),
+          replicas: cluster.status(id).replicas.map((r) => [r.id, r.progress, r.matchIndex, r.nextIndex, r.status]),
+        }),
+      );
+    }
     console.log(JSON.stringify(proposed), attempts);
     throw error;
   }
   if (process.env.STRESS_DEBUG) {
     const events = [...cluster.nodes.values()].flatMap((n) => n.events);
     const count = (kind: string) => events.filter((e) => e.kind === kind).length;
-    console.log(`seed ${seed}: terms=${state.leaderOfTerm.size} applied=${state.applied.size} reads=${state.readStatesChecked} membership=${count("membershipApplied")} transfers=${count("leadershipTransfer")} snapshots=${[...cluster.nodes.values()].reduce((n, node) => n + node.readies.filter((r) => r.snapshot !== null).length, 0)} final=${JSON.stringify(cluster.status(cluster.leader() ?? "a").membership)}`);
+    console.log(
+      `seed ${seed}: terms=${state.leaderOfTerm.size} applied=${state.applied.size} reads=${state.readStatesChecked} membership=${count("membershipApplied")} transfers=${count("leadershipTransfer")} snapshots=${[...cluster.nodes.values()].reduce((n, node) => n + node.readies.filter((r) => r.snapshot !== null).length, 0)} final=${JSON.stringify(cluster.status(cluster.leader() ?? "a").membership)}`,
+    );
   }
   return state;
 }
@@ -183,20 +241,32 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
 describe("randomized soak", () => {
   it("keeps Raft's safety properties and recovers once faults stop (ReadIndex)", () => {
     let reads = 0;
-    for (let seed = 1; seed <= 24 * SEED_SCALE; seed++) reads += runSeed(seed, { overrides: {} }).readStatesChecked;
+    for (let seed = 1; seed <= 24 * SEED_SCALE; seed++) {
+      reads += runSeed(seed, { overrides: {} }).readStatesChecked;
+    }
     expect(reads).toBeGreaterThan(50);
   });
 
   it("keeps Raft's safety properties and recovers once faults stop (lease reads)", () => {
     let reads = 0;
-    for (let seed = 100_001; seed <= 100_000 + 24 * SEED_SCALE; seed++) reads += runSeed(seed, { overrides: { leaseRead: true } }).readStatesChecked;
+    for (let seed = 100_001; seed <= 100_000 + 24 * SEED_SCALE; seed++) {
+      reads += runSeed(seed, { overrides: { leaseRead: true } }).readStatesChecked;
+    }
     expect(reads).toBeGreaterThan(50);
   });
 
   it("keeps Raft's safety properties without CheckQuorum, with one message in flight and tiny messages", () => {
     let reads = 0;
-    const overrides = { checkQuorum: false, maxInflightMessages: 1, maxMessageBytes: 1, heartbeatIntervalTicks: 1, electionTimeoutTicks: 5 };
-    for (let seed = 200_001; seed <= 200_000 + 24 * SEED_SCALE; seed++) reads += runSeed(seed, { overrides }).readStatesChecked;
+    const overrides = {
+      checkQuorum: false,
+      maxInflightMessages: 1,
+      maxMessageBytes: 1,
+      heartbeatIntervalTicks: 1,
+      electionTimeoutTicks: 5,
+    };
+    for (let seed = 200_001; seed <= 200_000 + 24 * SEED_SCALE; seed++) {
+      reads += runSeed(seed, { overrides }).readStatesChecked;
+    }
     expect(reads).toBeGreaterThan(50);
   });
 });

@@ -22,7 +22,10 @@ describe("leadership transfer", () => {
     expect(cluster.status(target)).toMatchObject({ role: "leader", term: term + 1 });
     expect(cluster.node(target).events.some((e) => e.kind === "becamePreCandidate" && e.term === term)).toBe(false);
     expect(cluster.status(leader)).toMatchObject({ role: "follower", leader: target, transferee: null });
-    const outcomes = cluster.node(leader).events.filter((e) => e.kind === "leadershipTransfer").map((e) => e.kind === "leadershipTransfer" && e.outcome);
+    const outcomes = cluster
+      .node(leader)
+      .events.filter((e) => e.kind === "leadershipTransfer")
+      .map((e) => e.kind === "leadershipTransfer" && e.outcome);
     expect(outcomes).toEqual(["started", "completed"]);
   });
 
@@ -30,7 +33,9 @@ describe("leadership transfer", () => {
     const { cluster, leader, followers } = settled();
     const [target] = followers;
     cluster.isolate(target);
-    for (let i = 0; i < 5; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 5; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.tickMany(2);
     cluster.heal();
     cluster.core(leader).transferLeadership(target);
@@ -47,7 +52,9 @@ describe("leadership transfer", () => {
     cluster.isolate(target);
     cluster.core(leader).transferLeadership(target);
     cluster.tickUntil(() => cluster.status(leader).transferee === null, 15);
-    expect(cluster.node(leader).events.some((e) => e.kind === "leadershipTransfer" && e.outcome === "aborted")).toBe(true);
+    expect(cluster.node(leader).events.some((e) => e.kind === "leadershipTransfer" && e.outcome === "aborted")).toBe(
+      true,
+    );
     expect(cluster.status(leader).role).toBe("leader");
     expect(cluster.core(leader).propose("again").ok).toBe(true);
   });
@@ -56,7 +63,9 @@ describe("leadership transfer", () => {
     const { cluster, leader, followers } = settled();
     const [behind, ahead] = followers;
     cluster.dropIf = (m) => m.type === "append" && m.to === behind;
-    for (let i = 0; i < 3; i++) cluster.propose(leader, `v${i}`);
+    for (let i = 0; i < 3; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
     cluster.tickMany(2);
     cluster.dropIf = () => false;
     expect(cluster.core(leader).stepDown()).toEqual({ ok: true });
@@ -68,9 +77,18 @@ describe("leadership transfer", () => {
     const cluster = new TestCluster(["a", "b", "c"], { learners: ["l"] });
     const leader = cluster.elect();
     const follower = ["a", "b", "c"].find((id) => id !== leader) as string;
-    expect(cluster.core(leader).transferLeadership("l")).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });
-    expect(cluster.core(leader).transferLeadership("nobody")).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });
-    expect(cluster.core(follower).transferLeadership(leader)).toMatchObject({ ok: false, error: { code: "NOT_LEADER", leader } });
+    expect(cluster.core(leader).transferLeadership("l")).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_REQUEST" },
+    });
+    expect(cluster.core(leader).transferLeadership("nobody")).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_REQUEST" },
+    });
+    expect(cluster.core(follower).transferLeadership(leader)).toMatchObject({
+      ok: false,
+      error: { code: "NOT_LEADER", leader },
+    });
     const single = new TestCluster(["solo"]);
     single.elect();
     expect(single.core("solo").stepDown()).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });

@@ -17,7 +17,9 @@ function replay(...draws: number[]): () => number {
   let next = 0;
   return () => {
     const draw = draws[next++];
-    if (draw === undefined) throw new Error("random() called more often than the test expected");
+    if (draw === undefined) {
+      throw new Error("random() called more often than the test expected");
+    }
     return draw;
   };
 }
@@ -76,7 +78,9 @@ describe("withRetry", () => {
     const startedAtMs: number[] = [];
     const done = withRetry(async (attempt) => {
       startedAtMs.push(clock.now());
-      if (attempt < 2) throw rpcError({ retryable: true });
+      if (attempt < 2) {
+        throw rpcError({ retryable: true });
+      }
       return attempt;
     }, options(clock));
     await clock.advance(1_000, settle);
@@ -102,7 +106,12 @@ describe("withRetry", () => {
         },
         options(clock, { onAttemptFailed: ({ classification }) => failures.push(classification) }),
       );
-      await expect(done).rejects.toMatchObject({ name: "DeliveryError", classification: expected, attempts: 1, cause: error });
+      await expect(done).rejects.toMatchObject({
+        name: "DeliveryError",
+        classification: expected,
+        attempts: 1,
+        cause: error,
+      });
       expect(calls).toBe(1);
       expect(failures).toEqual([expected]);
     }
@@ -111,10 +120,13 @@ describe("withRetry", () => {
   it("stops after maxAttempts and reports the last error", async () => {
     const clock = new ManualClock();
     let calls = 0;
-    const done = withRetry(async () => {
-      calls++;
-      throw rpcError({ retryable: true });
-    }, options(clock, { maxAttempts: 3 }));
+    const done = withRetry(
+      async () => {
+        calls++;
+        throw rpcError({ retryable: true });
+      },
+      options(clock, { maxAttempts: 3 }),
+    );
     const outcome = done.then(
       () => null,
       (err: unknown) => err,
@@ -129,10 +141,13 @@ describe("withRetry", () => {
   it("times out a hung attempt and does not retry a timeout", async () => {
     const clock = new ManualClock();
     let calls = 0;
-    const done = withRetry(() => {
-      calls++;
-      return new Promise<never>(() => {});
-    }, options(clock, { timeoutMs: 300 }));
+    const done = withRetry(
+      () => {
+        calls++;
+        return new Promise<never>(() => {});
+      },
+      options(clock, { timeoutMs: 300 }),
+    );
     const outcome = done.then(
       () => null,
       (err: unknown) => err,
@@ -149,10 +164,13 @@ describe("withRetry", () => {
   it("never sleeps past the deadline: gives up instead", async () => {
     const clock = new ManualClock();
     let calls = 0;
-    const done = withRetry(async () => {
-      calls++;
-      throw rpcError({ retryable: true });
-    }, options(clock, { deadlineMs: 120, random: () => 0.9 }));
+    const done = withRetry(
+      async () => {
+        calls++;
+        throw rpcError({ retryable: true });
+      },
+      options(clock, { deadlineMs: 120, random: () => 0.9 }),
+    );
     // attempt 0 at t=0 fails; delay 0.9 * 100 = 90 < 120: retry at t=90; delay 0.9 * 200 = 180: 90 + 180 >= 120, stop.
     const outcome = done.then(
       () => null,
@@ -167,7 +185,9 @@ describe("withRetry", () => {
     const clock = new ManualClock();
     const done = withRetry(
       async (attempt) => {
-        if (attempt === 0) throw rpcError({ retryable: true });
+        if (attempt === 0) {
+          throw rpcError({ retryable: true });
+        }
         return new Promise<never>(() => {});
       },
       options(clock, { deadlineMs: 200, timeoutMs: 1_000, random: replay(0.5) }),
@@ -196,7 +216,9 @@ describe("withRetry", () => {
   it("refuses invalid options", async () => {
     const clock = new ManualClock();
     const fn = async (): Promise<number> => 1;
-    await expect(withRetry(fn, options(clock, { maxAttempts: 0 }))).rejects.toThrow(/maxAttempts must be an integer >= 1/);
+    await expect(withRetry(fn, options(clock, { maxAttempts: 0 }))).rejects.toThrow(
+      /maxAttempts must be an integer >= 1/,
+    );
     await expect(withRetry(fn, options(clock, { timeoutMs: 0 }))).rejects.toThrow(/timeoutMs must be > 0/);
     await expect(withRetry(fn, options(clock, { deadlineMs: Number.NaN }))).rejects.toThrow(/deadlineMs must be > 0/);
   });

@@ -28,7 +28,9 @@ describe("CircuitBreaker", () => {
   it("starts CLOSED and admits everything", () => {
     const { breaker } = makeBreaker();
     expect(breaker.state).toBe("CLOSED");
-    for (let i = 0; i < 10; i++) expect(breaker.tryAcquire()).toEqual({ epoch: 0, probe: false });
+    for (let i = 0; i < 10; i++) {
+      expect(breaker.tryAcquire()).toEqual({ epoch: 0, probe: false });
+    }
   });
 
   it("opens after failureThreshold consecutive failures, not before", () => {
@@ -56,7 +58,9 @@ describe("CircuitBreaker", () => {
 
   it("refuses requests while OPEN, then lets exactly one probe through after openTimeoutMs", () => {
     const { breaker, advance, path } = makeBreaker();
-    for (let i = 0; i < 3; i++) breaker.recordFailure();
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
     expect(breaker.allowRequest()).toBe(false);
     advance(999);
     expect(breaker.allowRequest()).toBe(false);
@@ -71,7 +75,9 @@ describe("CircuitBreaker", () => {
 
   it("closes after successThreshold probe successes, one probe at a time, and counts a reconnection", () => {
     const { breaker, advance, path } = makeBreaker({ successThreshold: 2 });
-    for (let i = 0; i < 3; i++) breaker.recordFailure();
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
     advance(1_000);
     const first = breaker.tryAcquire();
     expect(first?.probe).toBe(true);
@@ -89,7 +95,9 @@ describe("CircuitBreaker", () => {
 
   it("reopens on a probe failure and waits a full openTimeoutMs again", () => {
     const { breaker, advance, path, transitions } = makeBreaker();
-    for (let i = 0; i < 3; i++) breaker.recordFailure();
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
     advance(1_000);
     const probe = breaker.tryAcquire();
     advance(10);
@@ -108,7 +116,9 @@ describe("CircuitBreaker", () => {
   it("ignores stale results of requests admitted before the last transition", () => {
     const { breaker, advance } = makeBreaker({ successThreshold: 1 });
     const inFlight = [breaker.tryAcquire(), breaker.tryAcquire(), breaker.tryAcquire(), breaker.tryAcquire()];
-    for (const permit of inFlight.slice(0, 3)) breaker.recordFailure(permit ?? undefined);
+    for (const permit of inFlight.slice(0, 3)) {
+      breaker.recordFailure(permit ?? undefined);
+    }
     expect(breaker.state).toBe("OPEN");
     advance(1_000);
     const probe = breaker.tryAcquire();
@@ -127,7 +137,9 @@ describe("CircuitBreaker", () => {
 
   it("treats a probe unanswered for openTimeoutMs as failed, so a lost result cannot wedge it", () => {
     const { breaker, advance, path } = makeBreaker();
-    for (let i = 0; i < 3; i++) breaker.recordFailure();
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
     advance(1_000);
     const lost = breaker.tryAcquire();
     expect(lost?.probe).toBe(true);
@@ -145,7 +157,9 @@ describe("CircuitBreaker", () => {
   it("counts every completed OPEN -> CLOSED cycle as a reconnection", () => {
     const { breaker, advance } = makeBreaker({ successThreshold: 1 });
     for (let cycle = 1; cycle <= 3; cycle++) {
-      for (let i = 0; i < 3; i++) breaker.recordFailure();
+      for (let i = 0; i < 3; i++) {
+        breaker.recordFailure();
+      }
       advance(1_000);
       breaker.recordSuccess(breaker.tryAcquire() ?? undefined);
       expect(breaker.state).toBe("CLOSED");
@@ -157,14 +171,18 @@ describe("CircuitBreaker", () => {
   it("reports transitions with time, failure count and reason", () => {
     const { breaker, advance, transitions } = makeBreaker();
     advance(5);
-    for (let i = 0; i < 3; i++) breaker.recordFailure();
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
     expect(transitions).toEqual([
       { from: "CLOSED", to: "OPEN", atMs: 5, consecutiveFailures: 3, reason: "3 consecutive failure(s)" },
     ]);
   });
 
   it("throws on invalid transitions", () => {
-    expect(() => assertBreakerTransition("CLOSED", "HALF_OPEN")).toThrow("circuit breaker: invalid transition CLOSED -> HALF_OPEN");
+    expect(() => assertBreakerTransition("CLOSED", "HALF_OPEN")).toThrow(
+      "circuit breaker: invalid transition CLOSED -> HALF_OPEN",
+    );
     expect(() => assertBreakerTransition("OPEN", "CLOSED", "why")).toThrow("invalid transition OPEN -> CLOSED (why)");
     expect(() => assertBreakerTransition("CLOSED", "CLOSED")).toThrow(/invalid transition/);
     expect(() => assertBreakerTransition("HALF_OPEN", "HALF_OPEN")).toThrow(/invalid transition/);
@@ -180,14 +198,14 @@ describe("CircuitBreaker", () => {
 
   it("refuses invalid configuration", () => {
     const now = () => 0;
-    expect(() => new CircuitBreaker({ config: { failureThreshold: 0, successThreshold: 1, openTimeoutMs: 1 }, now })).toThrow(
-      /failureThreshold must be an integer >= 1/,
-    );
-    expect(() => new CircuitBreaker({ config: { failureThreshold: 1, successThreshold: 1.5, openTimeoutMs: 1 }, now })).toThrow(
-      /successThreshold/,
-    );
-    expect(() => new CircuitBreaker({ config: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 0 }, now })).toThrow(
-      /openTimeoutMs/,
-    );
+    expect(
+      () => new CircuitBreaker({ config: { failureThreshold: 0, successThreshold: 1, openTimeoutMs: 1 }, now }),
+    ).toThrow(/failureThreshold must be an integer >= 1/);
+    expect(
+      () => new CircuitBreaker({ config: { failureThreshold: 1, successThreshold: 1.5, openTimeoutMs: 1 }, now }),
+    ).toThrow(/successThreshold/);
+    expect(
+      () => new CircuitBreaker({ config: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 0 }, now }),
+    ).toThrow(/openTimeoutMs/);
   });
 });

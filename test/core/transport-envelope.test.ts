@@ -34,19 +34,33 @@ const everyMessage: Message[] = [
   { ...route, term: 3, type: "appendResponse", success: true, index: 11, rejectHint: null },
   { ...route, term: 3, type: "heartbeat", commit: 9, readContext: "r-1", round: 4 },
   { ...route, term: 3, type: "heartbeatResponse", readContext: null, round: 4 },
-  { ...route, term: 3, type: "snapshot", snapshot: { index: 100, term: 2, membership: { voters: ["n1", "n2", "n3"], learners: ["n4"] } } },
+  {
+    ...route,
+    term: 3,
+    type: "snapshot",
+    snapshot: { index: 100, term: 2, membership: { voters: ["n1", "n2", "n3"], learners: ["n4"] } },
+  },
   { ...route, term: 3, type: "timeoutNow" },
   { ...route, term: 3, type: "readIndex", context: "ctx" },
   { ...route, term: 3, type: "readIndexResponse", context: "ctx", index: null },
 ];
 
 function envelopeWith(overrides: Record<string, unknown>): Record<string, unknown> {
-  return { protocolVersion: PROTOCOL_VERSION, cluster: "c1", from: "n1", to: "n2", messages: everyMessage, ...overrides };
+  return {
+    protocolVersion: PROTOCOL_VERSION,
+    cluster: "c1",
+    from: "n1",
+    to: "n2",
+    messages: everyMessage,
+    ...overrides,
+  };
 }
 
 function errorOf(input: unknown) {
   const result = validateEnvelope(input, expected);
-  if (result.ok) throw new Error("expected the envelope to be refused");
+  if (result.ok) {
+    throw new Error("expected the envelope to be refused");
+  }
   return result.error;
 }
 
@@ -54,7 +68,9 @@ describe("validateEnvelope", () => {
   it("accepts every message type and returns them unchanged", () => {
     const result = validateEnvelope(createEnvelope({ cluster: "c1", ...route, messages: everyMessage }), expected);
     expect(result.ok).toBe(true);
-    if (result.ok) expect(result.envelope.messages).toEqual(everyMessage);
+    if (result.ok) {
+      expect(result.envelope.messages).toEqual(everyMessage);
+    }
   });
 
   it("accepts a snapshot chunk without messages", () => {
@@ -133,12 +149,19 @@ describe("validateEnvelope", () => {
   });
 
   it("bounds the number of messages", () => {
-    const many = Array.from({ length: MAX_MESSAGES_PER_ENVELOPE + 1 }, () => ({ ...route, term: 1, type: "timeoutNow" }));
+    const many = Array.from({ length: MAX_MESSAGES_PER_ENVELOPE + 1 }, () => ({
+      ...route,
+      term: 1,
+      type: "timeoutNow",
+    }));
     expect(errorOf(envelopeWith({ messages: many })).message).toMatch(/^malformed envelope: messages: /);
   });
 
   it("drops unknown fields instead of passing them on", () => {
-    const result = validateEnvelope(envelopeWith({ messages: [{ ...route, term: 1, type: "timeoutNow", extra: 1 }], extra: 2 }), expected);
+    const result = validateEnvelope(
+      envelopeWith({ messages: [{ ...route, term: 1, type: "timeoutNow", extra: 1 }], extra: 2 }),
+      expected,
+    );
     expect(result.ok && result.envelope).toEqual({
       protocolVersion: PROTOCOL_VERSION,
       cluster: "c1",
@@ -159,8 +182,14 @@ describe("createEnvelope", () => {
     expect(() => createEnvelope({ cluster: "c1", from: "n1", to: "n3", messages: everyMessage.slice(0, 1) })).toThrow(
       "createEnvelope: messages.0 (preVote) goes from n1 to n2, but the envelope from n1 to n3",
     );
-    expect(() => createEnvelope({ cluster: "c1", ...route, messages: [] })).toThrow(/neither messages nor a snapshot chunk/);
-    const many = Array.from({ length: MAX_MESSAGES_PER_ENVELOPE + 1 }, (): Message => ({ ...route, term: 1, type: "timeoutNow" }));
+    expect(() => createEnvelope({ cluster: "c1", ...route, messages: [] })).toThrow(
+      /neither messages nor a snapshot chunk/,
+    );
+    const many = Array.from({ length: MAX_MESSAGES_PER_ENVELOPE + 1 }, (): Message => ({
+      ...route,
+      term: 1,
+      type: "timeoutNow",
+    }));
     expect(() => createEnvelope({ cluster: "c1", ...route, messages: many })).toThrow(RangeError);
   });
 });
@@ -173,7 +202,13 @@ describe("parseReceiveResult", () => {
   });
 
   it("turns anything else into a MALFORMED refusal instead of throwing", () => {
-    for (const answer of [undefined, null, "ok", { ok: "yes" }, { ok: false, error: { code: "NEW_CODE", message: "" } }]) {
+    for (const answer of [
+      undefined,
+      null,
+      "ok",
+      { ok: "yes" },
+      { ok: false, error: { code: "NEW_CODE", message: "" } },
+    ]) {
       const parsed = parseReceiveResult(answer);
       expect(parsed.ok).toBe(false);
       if (!parsed.ok) {

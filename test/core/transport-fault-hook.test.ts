@@ -12,7 +12,7 @@ const never = (): number => {
 };
 
 describe("the fault switch", () => {
-  it("is on only when DHA_TEST_FAULTS is exactly \"1\"", () => {
+  it('is on only when DHA_TEST_FAULTS is exactly "1"', () => {
     expect(faultsEnabled({ DHA_TEST_FAULTS: "1" })).toBe(true);
     for (const value of [undefined, "", "0", "true", "yes", " 1", "1 "]) {
       expect(faultsEnabled(value === undefined ? {} : { DHA_TEST_FAULTS: value })).toBe(false);

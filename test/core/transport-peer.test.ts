@@ -15,7 +15,9 @@ import type { Message } from "../../src/replication/types";
 
 const settle = async (): Promise<void> => {
   // Several macrotask turns: a delivery chains a few promises (withRetry, withTimeout, callbacks).
-  for (let i = 0; i < 5; i++) await nextMacrotask();
+  for (let i = 0; i < 5; i++) {
+    await nextMacrotask();
+  }
 };
 
 function heartbeat(term: number, from = "n1", to = "n2"): Message {
@@ -63,7 +65,9 @@ interface Call {
 }
 
 /** A PeerTransport from n1 to n2 whose calls wait until the test answers them. */
-function harness(options: { config?: Partial<PeerTransportConfig>; faultRules?: FaultRules; random?: () => number } = {}) {
+function harness(
+  options: { config?: Partial<PeerTransportConfig>; faultRules?: FaultRules; random?: () => number } = {},
+) {
   const clock = new ManualClock();
   let stubsMade = 0;
   const calls: Call[] = [];
@@ -100,7 +104,9 @@ function harness(options: { config?: Partial<PeerTransportConfig>; faultRules?: 
 
 function call(calls: readonly Call[], index: number): Call {
   const found = calls[index];
-  if (found === undefined) throw new Error(`no call #${index}; there were ${calls.length}`);
+  if (found === undefined) {
+    throw new Error(`no call #${index}; there were ${calls.length}`);
+  }
   return found;
 }
 
@@ -133,16 +139,22 @@ describe("PeerTransport: sending", () => {
 
   it("keeps at most maxInFlight calls and coalesces the rest into one pending batch", async () => {
     const h = harness({ config: { maxInFlight: 4 } });
-    for (let term = 1; term <= 10; term++) h.transport.send([heartbeat(term)]);
+    for (let term = 1; term <= 10; term++) {
+      h.transport.send([heartbeat(term)]);
+    }
     expect(h.calls).toHaveLength(4);
     expect(h.transport.stats()).toMatchObject({ inFlight: 4, pendingMessages: 6 });
     call(h.calls, 0).answer.resolve(h.ok);
     await settle();
     expect(h.calls).toHaveLength(5);
     expect(call(h.calls, 4).envelope.messages.map((m) => m.term)).toEqual([5, 6, 7, 8, 9, 10]);
-    for (const c of h.calls.slice(1)) c.answer.resolve(h.ok);
+    for (const c of h.calls.slice(1)) {
+      c.answer.resolve(h.ok);
+    }
     await settle();
-    expect(h.delivered.flatMap((d) => d.messages.map((m) => m.term)).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    expect(h.delivered.flatMap((d) => d.messages.map((m) => m.term)).sort((a, b) => a - b)).toEqual([
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+    ]);
   });
 
   it("drops the OLDEST pending messages beyond maxPendingMessages and reports them", async () => {
@@ -152,7 +164,9 @@ describe("PeerTransport: sending", () => {
     h.transport.send([heartbeat(5), heartbeat(6)]);
     expect(h.transport.stats().pendingMessages).toBe(3);
     await settle();
-    expect(h.failures).toEqual([expect.objectContaining({ kind: "overflow", messages: [heartbeat(2), heartbeat(3)], attempts: 0 })]);
+    expect(h.failures).toEqual([
+      expect.objectContaining({ kind: "overflow", messages: [heartbeat(2), heartbeat(3)], attempts: 0 }),
+    ]);
     call(h.calls, 0).answer.resolve(h.ok);
     await settle();
     expect(call(h.calls, 1).envelope.messages.map((m) => m.term)).toEqual([4, 5, 6]);
@@ -274,10 +288,18 @@ describe("PeerTransport: failures, retries and stubs", () => {
   it("reports a refusal with its code and keeps the stub (the peer answered)", async () => {
     const h = harness();
     h.transport.send([heartbeat(1)]);
-    call(h.calls, 0).answer.resolve({ ok: false, error: { code: "PROTOCOL", message: "this node speaks protocol version 2" } });
+    call(h.calls, 0).answer.resolve({
+      ok: false,
+      error: { code: "PROTOCOL", message: "this node speaks protocol version 2" },
+    });
     await settle();
     expect(h.failures).toEqual([
-      expect.objectContaining({ kind: "refused", refusal: "PROTOCOL", detail: "PROTOCOL: this node speaks protocol version 2", attempts: 1 }),
+      expect.objectContaining({
+        kind: "refused",
+        refusal: "PROTOCOL",
+        detail: "PROTOCOL: this node speaks protocol version 2",
+        attempts: 1,
+      }),
     ]);
     h.transport.send([heartbeat(2)]);
     expect(call(h.calls, 1).stub).toBe(1);
@@ -299,7 +321,9 @@ describe("PeerTransport: failures, retries and stubs", () => {
       self: "n1",
       peer: "n2",
       getStub: () => {
-        if (fail) throw new Error("no such namespace");
+        if (fail) {
+          throw new Error("no such namespace");
+        }
         return {};
       },
       call: async () => ({ ok: true }),
@@ -308,7 +332,9 @@ describe("PeerTransport: failures, retries and stubs", () => {
     });
     transport.send([heartbeat(1)]);
     await settle();
-    expect(failures).toEqual([expect.objectContaining({ kind: "broken", detail: expect.stringContaining("no such namespace") })]);
+    expect(failures).toEqual([
+      expect.objectContaining({ kind: "broken", detail: expect.stringContaining("no such namespace") }),
+    ]);
     fail = false;
     transport.send([heartbeat(2)]);
     await transport.settled();
@@ -345,7 +371,9 @@ describe("PeerTransport: circuit breaker", () => {
     expect(h.transport.stats()).toMatchObject({ breaker: "CLOSED", reconnections: 1, consecutiveFailures: 0 });
     h.transport.send([heartbeat(6)]);
     expect(h.calls).toHaveLength(4);
-    const transitions = h.events.flatMap((e) => (e.kind === "breaker" ? [`${e.transition.from}->${e.transition.to}`] : []));
+    const transitions = h.events.flatMap((e) =>
+      e.kind === "breaker" ? [`${e.transition.from}->${e.transition.to}`] : [],
+    );
     expect(transitions).toEqual(["CLOSED->OPEN", "OPEN->HALF_OPEN", "HALF_OPEN->CLOSED"]);
   });
 
@@ -377,7 +405,9 @@ describe("PeerTransport: fault injection", () => {
     h.transport.send([heartbeat(1)]);
     await settle();
     expect(h.calls).toHaveLength(0);
-    expect(h.failures).toEqual([expect.objectContaining({ kind: "broken", detail: expect.stringContaining("fault injection dropped") })]);
+    expect(h.failures).toEqual([
+      expect.objectContaining({ kind: "broken", detail: expect.stringContaining("fault injection dropped") }),
+    ]);
   });
 
   it("leaves the other direction of a one-way partition alone", async () => {
@@ -490,7 +520,9 @@ describe("PeerTransport: lifecycle and robustness", () => {
     const base = { cluster: "c1", getStub: () => ({}), call: async () => ({ ok: true }), onFailure: () => {} };
     expect(() => new PeerTransport({ ...base, self: "n1", peer: "n1" })).toThrow(/to itself/);
     expect(() => resolvePeerTransportConfig({ maxInFlight: 0 })).toThrow(/maxInFlight must be an integer >= 1/);
-    expect(() => resolvePeerTransportConfig({ maxEnvelopeBytes: 64 * 1024 * 1024 })).toThrow(/maxEnvelopeBytes must be <=/);
+    expect(() => resolvePeerTransportConfig({ maxEnvelopeBytes: 64 * 1024 * 1024 })).toThrow(
+      /maxEnvelopeBytes must be <=/,
+    );
     expect(() => resolvePeerTransportConfig({ callTimeoutMs: 2_000, deadlineMs: 1_000 })).toThrow(/deadlineMs/);
   });
 

@@ -20,7 +20,12 @@ function drain(core: RaftNodeApi): Message[] {
 }
 
 function wipedVoter(options: { probation: boolean }): RaftNodeApi {
-  const core = createRaftNode({ config: makeConfig("c", 3), persisted: emptyPersistedState(), bootstrap: MEMBERS, votingProbation: options.probation });
+  const core = createRaftNode({
+    config: makeConfig("c", 3),
+    persisted: emptyPersistedState(),
+    bootstrap: MEMBERS,
+    votingProbation: options.probation,
+  });
   drain(core);
   return core;
 }
@@ -31,11 +36,15 @@ function voteOfWipedVoter(options: { probation: boolean }): { granted: boolean; 
   core.step({ type: "heartbeat", from: "a", to: "c", term: 3, commit: 5, readContext: null, round: 9 });
   drain(core);
   // a falls silent: after two election timeouts c no longer ignores campaigns (and, off probation, campaigns itself).
-  for (let i = 0; i < 25; i++) core.tick();
+  for (let i = 0; i < 25; i++) {
+    core.tick();
+  }
   drain(core);
   core.step({ type: "vote", from: "b", to: "c", term: 4, lastLogIndex: 5, lastLogTerm: 3, transfer: false });
   const answer = drain(core).find((m) => m.type === "voteResponse");
-  if (answer?.type !== "voteResponse") throw new Error("no vote response");
+  if (answer?.type !== "voteResponse") {
+    throw new Error("no vote response");
+  }
   return { granted: answer.granted, core };
 }
 
@@ -44,7 +53,9 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     const { granted, core } = voteOfWipedVoter({ probation: true });
     expect(granted).toBe(false);
     expect(core.status().votingProbation).toBe(true);
-    for (let i = 0; i < 100; i++) core.tick();
+    for (let i = 0; i < 100; i++) {
+      core.tick();
+    }
     expect(drain(core).filter((m) => m.type === "preVote" || m.type === "vote")).toEqual([]);
   });
 
@@ -54,7 +65,12 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
 
   it("finding 9: once a leader's append brings it to the leader's commit index, the probation ends and it votes again", () => {
     const { core } = voteOfWipedVoter({ probation: true });
-    const entries = [1, 2, 3, 4, 5].map((index) => ({ index, term: index < 5 ? 3 : 4, kind: "noop" as const, data: "" }));
+    const entries = [1, 2, 3, 4, 5].map((index) => ({
+      index,
+      term: index < 5 ? 3 : 4,
+      kind: "noop" as const,
+      data: "",
+    }));
     core.step({ type: "append", from: "b", to: "c", term: 4, prevLogIndex: 0, prevLogTerm: 0, entries, commit: 5 });
     const readyEvents: string[] = [];
     while (core.hasReady()) {
@@ -65,7 +81,9 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     expect(readyEvents).toContain("votingProbationEnded");
     expect(core.status().votingProbation).toBe(false);
     // b falls silent in turn; a campaigns in term 5 and c, off probation, votes like any voter.
-    for (let i = 0; i < 25; i++) core.tick();
+    for (let i = 0; i < 25; i++) {
+      core.tick();
+    }
     drain(core);
     core.step({ type: "vote", from: "a", to: "c", term: 9, lastLogIndex: 5, lastLogTerm: 4, transfer: false });
     const answer = drain(core).find((m) => m.type === "voteResponse");
@@ -76,13 +94,20 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
     for (const id of ["a", "b", "c"]) {
       const node = cluster.node(id);
-      node.core = createRaftNode({ config: node.config, persisted: emptyPersistedState(), bootstrap: MEMBERS, votingProbation: true });
+      node.core = createRaftNode({
+        config: node.config,
+        persisted: emptyPersistedState(),
+        bootstrap: MEMBERS,
+        votingProbation: true,
+      });
       cluster.processReadies(id);
     }
     const leader = cluster.elect();
     cluster.propose(leader, "x");
     cluster.deliverAll();
-    for (const id of ["a", "b", "c"]) expect(cluster.status(id).votingProbation).toBe(false);
+    for (const id of ["a", "b", "c"]) {
+      expect(cluster.status(id).votingProbation).toBe(false);
+    }
     expect(cluster.appliedData("c")).toContain("x");
   });
 });

@@ -4,7 +4,14 @@
 // step-down in the middle of a stream of writes whose client retries 503/504 with the same Idempotency-Key; every
 // acknowledged write must then be present exactly once.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { developmentAdminToken, LocalServer, pollUntil, sleep, STARTUP_TIMEOUT_MS, STOP_TIMEOUT_MS } from "./local-server";
+import {
+  developmentAdminToken,
+  LocalServer,
+  pollUntil,
+  sleep,
+  STARTUP_TIMEOUT_MS,
+  STOP_TIMEOUT_MS,
+} from "./local-server";
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
@@ -25,7 +32,11 @@ interface QueryBody {
 let server: LocalServer;
 let token: string;
 
-async function call(method: string, path: string, init: { json?: unknown; headers?: Record<string, string> } = {}): Promise<Reply> {
+async function call(
+  method: string,
+  path: string,
+  init: { json?: unknown; headers?: Record<string, string> } = {},
+): Promise<Reply> {
   const response = await fetch(`${server.baseUrl}${path}`, {
     method,
     headers: {
@@ -48,22 +59,38 @@ function query(sql: string, params: string): Promise<Reply> {
  * lost connection (the outcome is unknown), always with the same Idempotency-Key, with exponential backoff and
  * full jitter, at most `maxAttempts` times and never past `deadlineMs`.
  */
-async function writeWithRetries(statements: unknown, options: { key: string; deadlineMs: number; maxAttempts: number }): Promise<{ reply: Reply; attempts: number }> {
+async function writeWithRetries(
+  statements: unknown,
+  options: { key: string; deadlineMs: number; maxAttempts: number },
+): Promise<{ reply: Reply; attempts: number }> {
   const deadlineAt = Date.now() + options.deadlineMs;
   let last = "no attempt";
   for (let attempt = 1; attempt <= options.maxAttempts && Date.now() < deadlineAt; attempt++) {
     try {
-      const reply = await call("POST", "/db/execute?timeout=3s", { json: statements, headers: { "Idempotency-Key": options.key } });
-      if (reply.status !== 503 && reply.status !== 504) return { reply, attempts: attempt };
+      const reply = await call("POST", "/db/execute?timeout=3s", {
+        json: statements,
+        headers: { "Idempotency-Key": options.key },
+      });
+      if (reply.status !== 503 && reply.status !== 504) {
+        return { reply, attempts: attempt };
+      }
       last = `${reply.status} ${reply.text}`;
       const retryAfterMs = Number(reply.headers.get("Retry-After") ?? "1") * 1000;
-      await sleep(Math.min(Math.random() * Math.min(1_000, 50 * 2 ** attempt), retryAfterMs, Math.max(0, deadlineAt - Date.now())));
+      await sleep(
+        Math.min(
+          Math.random() * Math.min(1_000, 50 * 2 ** attempt),
+          retryAfterMs,
+          Math.max(0, deadlineAt - Date.now()),
+        ),
+      );
     } catch (error) {
       last = `connection failed: ${String(error)}`;
       await sleep(Math.min(Math.random() * Math.min(1_000, 50 * 2 ** attempt), Math.max(0, deadlineAt - Date.now())));
     }
   }
-  throw new Error(`write ${options.key} was not acknowledged within ${options.maxAttempts} attempts or ${options.deadlineMs} ms; last answer: ${last}`);
+  throw new Error(
+    `write ${options.key} was not acknowledged within ${options.maxAttempts} attempts or ${options.deadlineMs} ms; last answer: ${last}`,
+  );
 }
 
 async function currentLeader(): Promise<string> {
@@ -75,23 +102,31 @@ async function currentLeader(): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("npm start, over real HTTP", () => {
-  beforeAll(async () => {
-    token = developmentAdminToken();
-    server = await LocalServer.start();
-  }, STARTUP_TIMEOUT_MS + STOP_TIMEOUT_MS + 5_000);
+  beforeAll(
+    async () => {
+      token = developmentAdminToken();
+      server = await LocalServer.start();
+    },
+    STARTUP_TIMEOUT_MS + STOP_TIMEOUT_MS + 5_000,
+  );
 
   afterAll(async () => {
     await server?.stop();
   }, STOP_TIMEOUT_MS * 2);
 
   it("writes, then reads at every consistency level", { timeout: 30_000 }, async () => {
-    expect((await call("GET", "/db/query?q=SELECT%201", { headers: { Authorization: "Bearer wrong" } })).status).toBe(401);
+    expect((await call("GET", "/db/query?q=SELECT%201", { headers: { Authorization: "Bearer wrong" } })).status).toBe(
+      401,
+    );
 
-    const written = await writeWithRetries(["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", ["INSERT INTO foo(name) VALUES(?)", "fiona"]], {
-      key: "create-foo",
-      deadlineMs: 15_000,
-      maxAttempts: 20,
-    });
+    const written = await writeWithRetries(
+      ["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", ["INSERT INTO foo(name) VALUES(?)", "fiona"]],
+      {
+        key: "create-foo",
+        deadlineMs: 15_000,
+        maxAttempts: 20,
+      },
+    );
     expect(written.reply.status, written.reply.text).toBe(200);
     expect(written.reply.text).toBe('{"results":[{},{"last_insert_id":1,"rows_affected":1}]}');
     const bookmark = written.reply.headers.get("X-DHA-Raft-Index");
@@ -104,7 +139,9 @@ describe("npm start, over real HTTP", () => {
       expect(read.text, level).toBe(fiona);
     }
     // Read-your-writes: the write's raft index lets any node that applied it serve the read.
-    const bookmarked = await call("GET", `/db/query?q=${encodeURIComponent("SELECT * FROM foo")}`, { headers: { "X-DHA-Raft-Index": bookmark ?? "" } });
+    const bookmarked = await call("GET", `/db/query?q=${encodeURIComponent("SELECT * FROM foo")}`, {
+      headers: { "X-DHA-Raft-Index": bookmark ?? "" },
+    });
     expect(bookmarked.status, bookmarked.text).toBe(200);
     expect(bookmarked.text).toBe(fiona);
     // Level none reads whichever node it reaches; within a few heartbeats every node has the row.
@@ -116,63 +153,78 @@ describe("npm start, over real HTTP", () => {
 
     const health = await call("GET", "/api/v1/cluster/health");
     expect(health.status, health.text).toBe(200);
-    expect(JSON.parse(health.text)).toMatchObject({ cluster: "main", voters: ["n1", "n2", "n3"], quorumAvailable: true });
-  });
-
-  it("loses nothing and applies nothing twice when the leader steps down in the middle of a stream of writes", { timeout: 45_000 }, async () => {
-    const created = await writeWithRetries(["CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL)"], {
-      key: "create-events",
-      deadlineMs: 15_000,
-      maxAttempts: 20,
+    expect(JSON.parse(health.text)).toMatchObject({
+      cluster: "main",
+      voters: ["n1", "n2", "n3"],
+      quorumAvailable: true,
     });
-    expect(created.reply.status, created.reply.text).toBe(200);
-    const firstLeader = await currentLeader();
-
-    const total = 60;
-    const stepDownAfter = 20;
-    const acknowledged: string[] = [];
-    const servedBy = new Map<string, string>();
-    let retried = 0;
-    let next = 0;
-    const writer = async () => {
-      while (next < total) {
-        const key = `event-${next++}`;
-        const { reply, attempts } = await writeWithRetries([["INSERT INTO events(k) VALUES(?)", key]], { key, deadlineMs: 20_000, maxAttempts: 30 });
-        expect(reply.status, `${key}: ${reply.text}`).toBe(200);
-        const body = JSON.parse(reply.text) as QueryBody;
-        expect(body.results[0]?.error, key).toBeUndefined();
-        expect(body.results[0]?.rows_affected, key).toBe(1);
-        acknowledged.push(key);
-        servedBy.set(key, reply.headers.get("X-DHA-Node") ?? "?");
-        retried += attempts - 1;
-      }
-    };
-    const stepDown = async () => {
-      await pollUntil(`${stepDownAfter} acknowledged writes before the step-down`, 20_000, async () =>
-        acknowledged.length >= stepDownAfter ? true : undefined,
-      );
-      const reply = await call("POST", "/api/v1/cluster/leader/stepdown");
-      expect(reply.status, reply.text).toBe(200);
-      return { leader: (JSON.parse(reply.text) as { leader: string }).leader, atWrite: acknowledged.length };
-    };
-    const [moved] = await Promise.all([stepDown(), writer(), writer(), writer()]);
-
-    expect(moved.leader).not.toBe(firstLeader);
-    expect(await currentLeader()).toBe(moved.leader);
-    expect(moved.atWrite).toBeLessThan(total);
-    expect(acknowledged).toHaveLength(total);
-    // The stream really crossed the step-down: writes were served by the old leader and by the new one.
-    const servers = new Set(servedBy.values());
-    expect(servers.has(firstLeader)).toBe(true);
-    expect(servers.has(moved.leader)).toBe(true);
-
-    const counted = await query("SELECT k, count(*) FROM events GROUP BY k ORDER BY k", "level=strong");
-    expect(counted.status, counted.text).toBe(200);
-    const rows = (JSON.parse(counted.text) as QueryBody).results[0]?.values ?? [];
-    const counts = new Map(rows.map(([k, count]) => [String(k), Number(count)]));
-    for (const key of acknowledged) {
-      expect(counts.get(key), `${key} (retried attempts in the stream: ${retried})`).toBe(1);
-    }
-    expect(counts.size).toBe(total);
   });
+
+  it(
+    "loses nothing and applies nothing twice when the leader steps down in the middle of a stream of writes",
+    { timeout: 45_000 },
+    async () => {
+      const created = await writeWithRetries(
+        ["CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, k TEXT NOT NULL)"],
+        {
+          key: "create-events",
+          deadlineMs: 15_000,
+          maxAttempts: 20,
+        },
+      );
+      expect(created.reply.status, created.reply.text).toBe(200);
+      const firstLeader = await currentLeader();
+
+      const total = 60;
+      const stepDownAfter = 20;
+      const acknowledged: string[] = [];
+      const servedBy = new Map<string, string>();
+      let retried = 0;
+      let next = 0;
+      const writer = async () => {
+        while (next < total) {
+          const key = `event-${next++}`;
+          const { reply, attempts } = await writeWithRetries([["INSERT INTO events(k) VALUES(?)", key]], {
+            key,
+            deadlineMs: 20_000,
+            maxAttempts: 30,
+          });
+          expect(reply.status, `${key}: ${reply.text}`).toBe(200);
+          const body = JSON.parse(reply.text) as QueryBody;
+          expect(body.results[0]?.error, key).toBeUndefined();
+          expect(body.results[0]?.rows_affected, key).toBe(1);
+          acknowledged.push(key);
+          servedBy.set(key, reply.headers.get("X-DHA-Node") ?? "?");
+          retried += attempts - 1;
+        }
+      };
+      const stepDown = async () => {
+        await pollUntil(`${stepDownAfter} acknowledged writes before the step-down`, 20_000, async () =>
+          acknowledged.length >= stepDownAfter ? true : undefined,
+        );
+        const reply = await call("POST", "/api/v1/cluster/leader/stepdown");
+        expect(reply.status, reply.text).toBe(200);
+        return { leader: (JSON.parse(reply.text) as { leader: string }).leader, atWrite: acknowledged.length };
+      };
+      const [moved] = await Promise.all([stepDown(), writer(), writer(), writer()]);
+
+      expect(moved.leader).not.toBe(firstLeader);
+      expect(await currentLeader()).toBe(moved.leader);
+      expect(moved.atWrite).toBeLessThan(total);
+      expect(acknowledged).toHaveLength(total);
+      // The stream really crossed the step-down: writes were served by the old leader and by the new one.
+      const servers = new Set(servedBy.values());
+      expect(servers.has(firstLeader)).toBe(true);
+      expect(servers.has(moved.leader)).toBe(true);
+
+      const counted = await query("SELECT k, count(*) FROM events GROUP BY k ORDER BY k", "level=strong");
+      expect(counted.status, counted.text).toBe(200);
+      const rows = (JSON.parse(counted.text) as QueryBody).results[0]?.values ?? [];
+      const counts = new Map(rows.map(([k, count]) => [String(k), Number(count)]));
+      for (const key of acknowledged) {
+        expect(counts.get(key), `${key} (retried attempts in the stream: ${retried})`).toBe(1);
+      }
+      expect(counts.size).toBe(total);
+    },
+  );
 });

@@ -19,10 +19,14 @@ export function developmentAdminToken(): string {
   const example = tokensOf(join(REPO_ROOT, ".dev.vars.example"));
   const local = join(REPO_ROOT, ".dev.vars");
   if (existsSync(local) && JSON.stringify(tokensOf(local)) !== JSON.stringify(example)) {
-    throw new Error(".dev.vars sets other DHA_TOKENS than .dev.vars.example; this test uses the example's tokens (delete .dev.vars to reset it)");
+    throw new Error(
+      ".dev.vars sets other DHA_TOKENS than .dev.vars.example; this test uses the example's tokens (delete .dev.vars to reset it)",
+    );
   }
   const admin = Object.entries(example).find(([, roles]) => roles.includes("admin"));
-  if (admin === undefined) throw new Error(".dev.vars.example has no admin token");
+  if (admin === undefined) {
+    throw new Error(".dev.vars.example has no admin token");
+  }
   return admin[0];
 }
 
@@ -30,8 +34,13 @@ function tokensOf(path: string): Record<string, string[]> {
   const line = readFileSync(path, "utf8")
     .split("\n")
     .find((text) => text.startsWith("DHA_TOKENS="));
-  if (line === undefined) throw new Error(`${path} does not set DHA_TOKENS`);
-  const raw = line.slice("DHA_TOKENS=".length).trim().replace(/^'(.*)'$/, "$1");
+  if (line === undefined) {
+    throw new Error(`${path} does not set DHA_TOKENS`);
+  }
+  const raw = line
+    .slice("DHA_TOKENS=".length)
+    .trim()
+    .replace(/^'(.*)'$/, "$1");
   return JSON.parse(raw) as Record<string, string[]>;
 }
 
@@ -59,8 +68,12 @@ export async function pollUntil<T>(what: string, timeoutMs: number, probe: () =>
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (value !== undefined) {
+      return value;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    }
     await sleep(100);
   }
 }
@@ -92,13 +105,27 @@ export class LocalServer {
   static async start(options: { readonly extraArgs?: readonly string[] } = {}): Promise<LocalServer> {
     const [port, inspectorPort] = [await freePort(), await freePort()];
     const stateDir = mkdtempSync(join(tmpdir(), "durable-ha-e2e-"));
-    const args = ["scripts/start.mjs", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspectorPort), "--persist-to", stateDir, ...(options.extraArgs ?? [])];
+    const args = [
+      "scripts/start.mjs",
+      "--ip",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--inspector-port",
+      String(inspectorPort),
+      "--persist-to",
+      stateDir,
+      ...(options.extraArgs ?? []),
+    ];
     const child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
       // As under `npm start`: the project's binaries (wrangler, and Node 22 itself) come first on the PATH.
-      env: { ...process.env, PATH: `${join(REPO_ROOT, "node_modules", ".bin")}${delimiter}${process.env["PATH"] ?? ""}` },
+      env: {
+        ...process.env,
+        PATH: `${join(REPO_ROOT, "node_modules", ".bin")}${delimiter}${process.env["PATH"] ?? ""}`,
+      },
     });
     const server = new LocalServer(child, `http://127.0.0.1:${port}`, stateDir);
     try {
@@ -118,7 +145,9 @@ export class LocalServer {
       }
       try {
         const response = await fetch(`${this.baseUrl}/livez`, { signal: AbortSignal.timeout(2_000) });
-        if (response.status === 200 && (await response.text()) === "ok\n") return;
+        if (response.status === 200 && (await response.text()) === "ok\n") {
+          return;
+        }
       } catch {
         // Not listening yet.
       }
@@ -133,10 +162,14 @@ export class LocalServer {
     if (pid !== undefined && this.exited === null) {
       signalGroup(pid, "SIGTERM");
       const stopped = await Promise.race([this.exit.then(() => true), sleep(STOP_TIMEOUT_MS).then(() => false)]);
-      if (!stopped) signalGroup(pid, "SIGKILL");
+      if (!stopped) {
+        signalGroup(pid, "SIGKILL");
+      }
     }
     // Children of the group may outlive its leader by a moment: make sure none is left.
-    if (pid !== undefined) signalGroup(pid, "SIGKILL");
+    if (pid !== undefined) {
+      signalGroup(pid, "SIGKILL");
+    }
     rmSync(this.stateDir, { recursive: true, force: true });
   }
 
@@ -149,6 +182,8 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") {
+      throw error;
+    }
   }
 }

@@ -44,20 +44,30 @@ describe("PrefixBitset", () => {
         bits.clear(index);
         reference.delete(index);
       }
-      for (let i = 0; i < size; i++) expect(bits.has(i)).toBe(reference.has(i));
+      for (let i = 0; i < size; i++) {
+        expect(bits.has(i)).toBe(reference.has(i));
+      }
       const words = bits.words;
-      for (let w = 0; w < bits.lowWord; w++) expect(words[w]).toBe(0xffffffff);
+      for (let w = 0; w < bits.lowWord; w++) {
+        expect(words[w]).toBe(0xffffffff);
+      }
       const members = [...reference].sort((a, b) => a - b).join(",");
       const sample = seen[Math.floor(random() * seen.length)];
-      if (sample) expect(bits.equalsWindow(sample.lowWord, sample.window)).toBe(sample.members === members);
+      if (sample) {
+        expect(bits.equalsWindow(sample.lowWord, sample.window)).toBe(sample.members === members);
+      }
       expect(bits.equalsWindow(bits.lowWord, bits.windowWords())).toBe(true);
-      if (round % 10 === 0) seen.push({ members, lowWord: bits.lowWord, window: bits.windowWords() });
+      if (round % 10 === 0) {
+        seen.push({ members, lowWord: bits.lowWord, window: bits.windowWords() });
+      }
     }
   });
 
   it("keeps the window small while the set is a prefix", () => {
     const bits = new PrefixBitset(10_000);
-    for (let i = 0; i < 9_000; i++) bits.set(i);
+    for (let i = 0; i < 9_000; i++) {
+      bits.set(i);
+    }
     bits.set(9_500);
     expect(bits.lowWord).toBe(Math.floor(9_000 / 32));
     expect(bits.windowWords().length).toBe(Math.floor(9_500 / 32) - Math.floor(9_000 / 32) + 1);

@@ -4,7 +4,9 @@ export class Bitset {
   readonly words: Uint32Array;
 
   constructor(size: number) {
-    if (!Number.isInteger(size) || size < 0) throw new RangeError(`Bitset size must be a non-negative integer, got ${size}`);
+    if (!Number.isInteger(size) || size < 0) {
+      throw new RangeError(`Bitset size must be a non-negative integer, got ${size}`);
+    }
     this.size = size;
     this.words = new Uint32Array(Math.ceil(size / 32));
   }
@@ -28,9 +30,13 @@ export class Bitset {
 
   /** True when this set holds exactly the bits stored in `words` (a snapshot of a set of the same size). */
   equalsWords(words: Uint32Array): boolean {
-    if (words.length !== this.words.length) return false;
+    if (words.length !== this.words.length) {
+      return false;
+    }
     for (let i = 0; i < words.length; i++) {
-      if (words[i] !== this.words[i]) return false;
+      if (words[i] !== this.words[i]) {
+        return false;
+      }
     }
     return true;
   }
@@ -89,7 +95,9 @@ export class PrefixBitset extends Bitset {
   override set(index: number): void {
     super.set(index);
     this.highWordIndex = Math.max(this.highWordIndex, index >>> 5);
-    while (this.lowWordIndex < this.words.length && this.words[this.lowWordIndex] === 0xffffffff) this.lowWordIndex++;
+    while (this.lowWordIndex < this.words.length && this.words[this.lowWordIndex] === 0xffffffff) {
+      this.lowWordIndex++;
+    }
   }
 
   override clear(index: number): void {
@@ -97,7 +105,9 @@ export class PrefixBitset extends Bitset {
     const word = index >>> 5;
     this.lowWordIndex = Math.min(this.lowWordIndex, word);
     // Words below lowWord are non-zero, so this stops within the window.
-    while (this.highWordIndex >= 0 && this.words[this.highWordIndex] === 0) this.highWordIndex--;
+    while (this.highWordIndex >= 0 && this.words[this.highWordIndex] === 0) {
+      this.highWordIndex--;
+    }
   }
 
   windowWords(): Uint32Array {
@@ -106,9 +116,13 @@ export class PrefixBitset extends Bitset {
 
   /** True when this set equals the one whose lowWord and windowWords() were `lowWord` and `window`. */
   equalsWindow(lowWord: number, window: Uint32Array): boolean {
-    if (lowWord !== this.lowWordIndex || window.length !== Math.max(0, this.highWordIndex + 1 - this.lowWordIndex)) return false;
+    if (lowWord !== this.lowWordIndex || window.length !== Math.max(0, this.highWordIndex + 1 - this.lowWordIndex)) {
+      return false;
+    }
     for (let i = 0; i < window.length; i++) {
-      if (window[i] !== this.words[lowWord + i]) return false;
+      if (window[i] !== this.words[lowWord + i]) {
+        return false;
+      }
     }
     return true;
   }

@@ -36,7 +36,11 @@ describe("register histories", () => {
   });
 
   it("accepts an empty history", () => {
-    expect(checkLinearizability(registerModel, [])).toMatchObject({ verdict: "linearizable", operations: 0, partitions: 0 });
+    expect(checkLinearizability(registerModel, [])).toMatchObject({
+      verdict: "linearizable",
+      operations: 0,
+      partitions: 0,
+    });
   });
 
   it("accepts concurrent operations that only one order explains", () => {
@@ -119,14 +123,22 @@ describe("register histories", () => {
 
   it("checks cas success and failure against the value", () => {
     const base: RegisterOp[] = [done(1, 0, 1, write("a"), {})];
-    expect(verdictOf([...base, done(2, 2, 3, cas("a", "b"), { ok: true }), done(2, 4, 5, read(), { value: "b" })])).toBe("linearizable");
-    expect(verdictOf([...base, done(2, 2, 3, cas("x", "b"), { ok: false }), done(2, 4, 5, read(), { value: "a" })])).toBe("linearizable");
+    expect(
+      verdictOf([...base, done(2, 2, 3, cas("a", "b"), { ok: true }), done(2, 4, 5, read(), { value: "b" })]),
+    ).toBe("linearizable");
+    expect(
+      verdictOf([...base, done(2, 2, 3, cas("x", "b"), { ok: false }), done(2, 4, 5, read(), { value: "a" })]),
+    ).toBe("linearizable");
     expect(verdictOf([...base, done(2, 2, 3, cas("x", "b"), { ok: true })])).toBe("not-linearizable");
     expect(verdictOf([...base, done(2, 2, 3, cas("a", "b"), { ok: false })])).toBe("not-linearizable");
     // A failed cas took no effect.
-    expect(verdictOf([...base, done(2, 2, 3, cas("x", "b"), { ok: false }), done(2, 4, 5, read(), { value: "b" })])).toBe("not-linearizable");
+    expect(
+      verdictOf([...base, done(2, 2, 3, cas("x", "b"), { ok: false }), done(2, 4, 5, read(), { value: "b" })]),
+    ).toBe("not-linearizable");
     // cas from null creates the key only when it is absent.
-    expect(verdictOf([done(1, 0, 1, cas(null, "n"), { ok: true }), done(1, 2, 3, read(), { value: "n" })])).toBe("linearizable");
+    expect(verdictOf([done(1, 0, 1, cas(null, "n"), { ok: true }), done(1, 2, 3, read(), { value: "n" })])).toBe(
+      "linearizable",
+    );
     expect(verdictOf([...base, done(2, 2, 3, cas(null, "n"), { ok: true })])).toBe("not-linearizable");
   });
 
@@ -150,7 +162,11 @@ describe("register histories", () => {
       done(3, 1, 2, read("x"), { value: "a" }),
       done(3, 3, 4, read("y"), { value: null }),
     ];
-    expect(checkLinearizability(registerModel, history)).toMatchObject({ verdict: "linearizable", partitions: 2, operations: 4 });
+    expect(checkLinearizability(registerModel, history)).toMatchObject({
+      verdict: "linearizable",
+      partitions: 2,
+      operations: 4,
+    });
     const stale: RegisterOp[] = [...history, done(3, 11, 12, read("y"), { value: null })];
     const result = checkLinearizability(registerModel, stale);
     expect(result.verdict).toBe("not-linearizable");
@@ -212,11 +228,17 @@ describe("budgets", () => {
     });
 
     it("leaves a partition undecided once it spends its own step budget, and goes on with the others", () => {
-      const result = checkLinearizability(registerModel, [...undecidable, ...undecidable.map((op) => ({ ...op, input: { ...op.input, key: "c" } }))], {
-        maxStepsPerPartition: 20_000,
-      });
+      const result = checkLinearizability(
+        registerModel,
+        [...undecidable, ...undecidable.map((op) => ({ ...op, input: { ...op.input, key: "c" } }))],
+        {
+          maxStepsPerPartition: 20_000,
+        },
+      );
       expect(result.verdict).toBe("unknown");
-      expect(result.detail).toMatch(/^partition 1 of 2: the partition's step budget of 20000 exceeded.*\(and 1 more undecided partitions\)$/s);
+      expect(result.detail).toMatch(
+        /^partition 1 of 2: the partition's step budget of 20000 exceeded.*\(and 1 more undecided partitions\)$/s,
+      );
       expect(result.steps).toBeGreaterThan(40_000);
       expect(result.steps).toBeLessThan(40_010);
     });
@@ -225,15 +247,21 @@ describe("budgets", () => {
   it("rejects nonsensical budgets", () => {
     expect(() => checkLinearizability(registerModel, hard, { maxSteps: -1 })).toThrow(/maxSteps/);
     expect(() => checkLinearizability(registerModel, hard, { timeoutMs: Number.NaN })).toThrow(/timeoutMs/);
-    expect(() => checkLinearizability(registerModel, hard, { maxStepsPerPartition: 1.5 })).toThrow(/maxStepsPerPartition/);
+    expect(() => checkLinearizability(registerModel, hard, { maxStepsPerPartition: 1.5 })).toThrow(
+      /maxStepsPerPartition/,
+    );
   });
 });
 
 describe("malformed input", () => {
   it("names the operation whose times are wrong", () => {
     expect(() => verdictOf([done(1, 5, 4, read(), { value: null })])).toThrow(/history\[0\].*before call/);
-    expect(() => verdictOf([done(1, 0, Number.POSITIVE_INFINITY, read(), { value: null })])).toThrow(/finite return time/);
-    expect(() => verdictOf([{ clientId: 1, call: 0, ret: 3, input: write("a"), output: undefined }])).toThrow(/\+Infinity/);
+    expect(() => verdictOf([done(1, 0, Number.POSITIVE_INFINITY, read(), { value: null })])).toThrow(
+      /finite return time/,
+    );
+    expect(() => verdictOf([{ clientId: 1, call: 0, ret: 3, input: write("a"), output: undefined }])).toThrow(
+      /\+Infinity/,
+    );
     expect(() => verdictOf([done(1, Number.NaN, 1, read(), { value: null })])).toThrow(/call time/);
   });
 
@@ -243,8 +271,13 @@ describe("malformed input", () => {
   });
 
   it("rejects a partition function that loses operations", () => {
-    const lossy: Model<RegisterValue, RegisterInput, RegisterOutput> = { ...registerModel, partition: (h) => [h.slice(1)] };
-    expect(() => checkLinearizability(lossy, [done(1, 0, 1, write("a"), {}), done(1, 2, 3, write("b"), {})])).toThrow(/partition/);
+    const lossy: Model<RegisterValue, RegisterInput, RegisterOutput> = {
+      ...registerModel,
+      partition: (h) => [h.slice(1)],
+    };
+    expect(() => checkLinearizability(lossy, [done(1, 0, 1, write("a"), {}), done(1, 2, 3, write("b"), {})])).toThrow(
+      /partition/,
+    );
   });
 });
 
@@ -255,8 +288,12 @@ describe("models with several possible outcomes", () => {
   const coinModel: Model<Coin, CoinInput, Coin> = {
     init: () => "unflipped",
     step: (state, input, output) => {
-      if (input.kind === "look") return { ok: output === undefined || output === state, state };
-      if (output !== undefined) return { ok: true, state: output };
+      if (input.kind === "look") {
+        return { ok: output === undefined || output === state, state };
+      }
+      if (output !== undefined) {
+        return { ok: true, state: output };
+      }
       return [
         { ok: true, state: "heads" },
         { ok: true, state: "tails" },
@@ -327,10 +364,15 @@ function legalSequentially(order: readonly RegisterOp[]): boolean {
     if (input.kind === "write") {
       values.set(input.key, input.value);
     } else if (input.kind === "read") {
-      if (output !== undefined && output.value !== current) return false;
+      if (output !== undefined && output.value !== current) {
+        return false;
+      }
     } else if (output === undefined || output.ok === true) {
-      if (current === input.from) values.set(input.key, input.to);
-      else if (output !== undefined) return false;
+      if (current === input.from) {
+        values.set(input.key, input.to);
+      } else if (output !== undefined) {
+        return false;
+      }
     } else if (current === input.from) {
       return false;
     }
@@ -342,18 +384,26 @@ function bruteForceLinearizable(history: readonly RegisterOp[]): boolean {
   const determinate = history.filter((op) => op.output !== undefined);
   const indeterminate = history.filter((op) => op.output === undefined);
   const orderExists = (placed: RegisterOp[], rest: RegisterOp[]): boolean => {
-    if (rest.length === 0) return legalSequentially(placed);
-    if (!legalSequentially(placed)) return false;
+    if (rest.length === 0) {
+      return legalSequentially(placed);
+    }
+    if (!legalSequentially(placed)) {
+      return false;
+    }
     return rest.some((op, i) => {
       const others = rest.filter((_, j) => j !== i);
       // op may go next only if nothing left returned strictly before op was called.
-      if (others.some((other) => other.ret < op.call)) return false;
+      if (others.some((other) => other.ret < op.call)) {
+        return false;
+      }
       return orderExists([...placed, op], others);
     });
   };
   for (let mask = 0; mask < 1 << indeterminate.length; mask++) {
     const chosen = indeterminate.filter((_, i) => (mask & (1 << i)) !== 0);
-    if (orderExists([], [...determinate, ...chosen])) return true;
+    if (orderExists([], [...determinate, ...chosen])) {
+      return true;
+    }
   }
   return false;
 }
@@ -369,9 +419,16 @@ function randomHistory(random: () => number): RegisterOp[] {
     const ret = call + Math.floor(random() * 6);
     const kind = pick(["read", "read", "write", "write", "cas"] as const);
     const input: RegisterInput =
-      kind === "read" ? read(key) : kind === "write" ? write(pick(values), key) : cas(pick([null, ...values]), pick(values), key);
-    if (kind !== "read" && random() < 0.3) return timedOut<RegisterInput, RegisterOutput>(clientId, call, input);
-    const output: RegisterOutput = kind === "read" ? { value: pick([null, ...values]) } : kind === "write" ? {} : { ok: random() < 0.5 };
+      kind === "read"
+        ? read(key)
+        : kind === "write"
+          ? write(pick(values), key)
+          : cas(pick([null, ...values]), pick(values), key);
+    if (kind !== "read" && random() < 0.3) {
+      return timedOut<RegisterInput, RegisterOutput>(clientId, call, input);
+    }
+    const output: RegisterOutput =
+      kind === "read" ? { value: pick([null, ...values]) } : kind === "write" ? {} : { ok: random() < 0.5 };
     return done(clientId, call, ret, input, output);
   });
 }
@@ -384,7 +441,9 @@ describe("agreement with a brute-force oracle", () => {
       const history = randomHistory(random);
       const expected = bruteForceLinearizable(history) ? "linearizable" : "not-linearizable";
       const actual = checkLinearizability(registerModel, history).verdict;
-      if (actual !== expected) expect.fail(`history ${i}: expected ${expected}, got ${actual}: ${JSON.stringify(history)}`);
+      if (actual !== expected) {
+        expect.fail(`history ${i}: expected ${expected}, got ${actual}: ${JSON.stringify(history)}`);
+      }
       tally[expected]++;
     }
     // Both verdicts must be well represented, or the comparison proves little.
@@ -420,11 +479,14 @@ function atomicRegisterHistory(shape: LongHistoryShape): RegisterOp[] {
     const roll = random();
     // Unique values, as the simulator writes them; a cas expects a recent value, so it sometimes succeeds.
     const recent = `v${Math.max(0, index - Math.floor(random() * 3 * shape.clients))}`;
-    const input: RegisterInput = roll < 0.5 ? read(key) : roll < 0.85 ? write(`v${index}`, key) : cas(recent, `v${index}`, key);
+    const input: RegisterInput =
+      roll < 0.5 ? read(key) : roll < 0.85 ? write(`v${index}`, key) : cas(recent, `v${index}`, key);
     const indeterminate = input.kind !== "read" && random() < shape.timedOutFraction;
     inputs.push(input);
     windows.push({ clientId, call, ret, indeterminate });
-    if (!(indeterminate && random() < 0.5)) effects.push({ at: call + random() * (ret - call), index });
+    if (!(indeterminate && random() < 0.5)) {
+      effects.push({ at: call + random() * (ret - call), index });
+    }
   }
   const outputs: (RegisterOutput | undefined)[] = new Array(shape.operations).fill(undefined);
   const values = new Map<string, string>();
@@ -437,15 +499,21 @@ function atomicRegisterHistory(shape: LongHistoryShape): RegisterOp[] {
       values.set(input.key, input.value);
       outputs[index] = {};
     } else {
-      if (current === input.from) values.set(input.key, input.to);
+      if (current === input.from) {
+        values.set(input.key, input.to);
+      }
       outputs[index] = { ok: current === input.from };
     }
   }
   return windows.map(({ clientId, call, ret, indeterminate }, index): RegisterOp => {
     const input = inputs[index] as RegisterInput;
-    if (indeterminate) return timedOut(clientId, call, input);
+    if (indeterminate) {
+      return timedOut(clientId, call, input);
+    }
     const output = outputs[index];
-    if (output === undefined) throw new Error(`generator bug: operation ${index} completed without taking effect`);
+    if (output === undefined) {
+      throw new Error(`generator bug: operation ${index} completed without taking effect`);
+    }
     return done(clientId, call, ret, input, output);
   });
 }
@@ -466,7 +534,9 @@ describe("long histories", () => {
       expect(accepted.steps).toBeLessThan(2_000_000);
 
       // A read, halfway through, of a value nobody wrote.
-      const victim = history.findIndex((op, i) => i > history.length / 2 && op.input.kind === "read" && op.output !== undefined);
+      const victim = history.findIndex(
+        (op, i) => i > history.length / 2 && op.input.kind === "read" && op.output !== undefined,
+      );
       const corrupted = history.map((op, i) => (i === victim ? { ...op, output: { value: "never-written" } } : op));
       const rejected = checkLinearizability(registerModel, corrupted);
       expect(rejected.verdict, rejected.detail).toBe("not-linearizable");

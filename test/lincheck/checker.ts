@@ -43,9 +43,7 @@ interface Budget {
 }
 
 type PartitionOutcome =
-  | { kind: "linearizable" }
-  | { kind: "not-linearizable"; detail: string }
-  | { kind: "unknown"; detail: string };
+  { kind: "linearizable" } | { kind: "not-linearizable"; detail: string } | { kind: "unknown"; detail: string };
 
 export function checkLinearizability<S, I, O>(
   model: Model<S, I, O>,
@@ -54,11 +52,17 @@ export function checkLinearizability<S, I, O>(
 ): CheckResult {
   const startedMs = performance.now();
   const maxSteps = options.maxSteps ?? DEFAULT_MAX_STEPS;
-  if (!Number.isInteger(maxSteps) || maxSteps < 0) throw new RangeError(`maxSteps must be a non-negative integer, got ${maxSteps}`);
+  if (!Number.isInteger(maxSteps) || maxSteps < 0) {
+    throw new RangeError(`maxSteps must be a non-negative integer, got ${maxSteps}`);
+  }
   const timeoutMs = options.timeoutMs ?? Number.POSITIVE_INFINITY;
-  if (!(timeoutMs >= 0)) throw new RangeError(`timeoutMs must be >= 0, got ${timeoutMs}`);
+  if (!(timeoutMs >= 0)) {
+    throw new RangeError(`timeoutMs must be >= 0, got ${timeoutMs}`);
+  }
   const maxCacheWords = options.maxCacheWords ?? DEFAULT_MAX_CACHE_WORDS;
-  if (!(maxCacheWords >= 0)) throw new RangeError(`maxCacheWords must be >= 0, got ${maxCacheWords}`);
+  if (!(maxCacheWords >= 0)) {
+    throw new RangeError(`maxCacheWords must be >= 0, got ${maxCacheWords}`);
+  }
   history.forEach((op, index) => validateOperation(op, index));
 
   const maxStepsPerPartition = options.maxStepsPerPartition ?? maxSteps;
@@ -67,7 +71,14 @@ export function checkLinearizability<S, I, O>(
   }
   const partitions = model.partition ? model.partition(history) : [history.slice()];
   assertPartitionsCoverHistory(partitions, history.length);
-  const budget: Budget = { maxSteps, deadlineMs: startedMs + timeoutMs, stepsUsed: 0, maxStepsPerPartition, maxCacheWords, cacheWordsUsed: 0 };
+  const budget: Budget = {
+    maxSteps,
+    deadlineMs: startedMs + timeoutMs,
+    stepsUsed: 0,
+    maxStepsPerPartition,
+    maxCacheWords,
+    cacheWordsUsed: 0,
+  };
   const result = (verdict: CheckResult["verdict"], detail?: string): CheckResult => ({
     verdict,
     operations: history.length,
@@ -80,7 +91,11 @@ export function checkLinearizability<S, I, O>(
   // Round-robin: every partition still undecided runs one slice per round, until each is decided or out of budget.
   let searching = partitions.map((partition, index) => ({
     where: `partition ${index + 1} of ${partitions.length}`,
-    search: searchPartition(model, partition.filter((op) => !(op.output === undefined && model.isReadOnly?.(op.input) === true)), budget),
+    search: searchPartition(
+      model,
+      partition.filter((op) => !(op.output === undefined && model.isReadOnly?.(op.input) === true)),
+      budget,
+    ),
   }));
   const undecided: string[] = [];
   while (searching.length > 0) {
@@ -92,8 +107,12 @@ export function checkLinearizability<S, I, O>(
         continue;
       }
       const outcome = step.value;
-      if (outcome.kind === "not-linearizable") return result("not-linearizable", `${entry.where}: ${outcome.detail}`);
-      if (outcome.kind === "unknown") undecided.push(`${entry.where}: ${outcome.detail}`);
+      if (outcome.kind === "not-linearizable") {
+        return result("not-linearizable", `${entry.where}: ${outcome.detail}`);
+      }
+      if (outcome.kind === "unknown") {
+        undecided.push(`${entry.where}: ${outcome.detail}`);
+      }
     }
     searching = stillSearching;
   }
@@ -107,24 +126,39 @@ export function checkLinearizability<S, I, O>(
 function validateOperation<I, O>(op: Operation<I, O>, index: number): void {
   const problem = operationProblem(op);
   if (problem !== undefined) {
-    throw new Error(`history[${index}] is malformed: ${problem} (call=${op.call}, ret=${op.ret}, client=${op.clientId})`);
+    throw new Error(
+      `history[${index}] is malformed: ${problem} (call=${op.call}, ret=${op.ret}, client=${op.clientId})`,
+    );
   }
 }
 
 function operationProblem<I, O>(op: Operation<I, O>): string | undefined {
-  if (!Number.isFinite(op.call)) return "call time must be a finite number";
-  if (op.output === undefined) {
-    return op.ret === Number.POSITIVE_INFINITY ? undefined : "an indeterminate operation (output undefined) must have ret = +Infinity";
+  if (!Number.isFinite(op.call)) {
+    return "call time must be a finite number";
   }
-  if (!Number.isFinite(op.ret)) return "an operation with an output must have a finite return time";
-  if (op.ret < op.call) return "return time is before call time";
+  if (op.output === undefined) {
+    return op.ret === Number.POSITIVE_INFINITY
+      ? undefined
+      : "an indeterminate operation (output undefined) must have ret = +Infinity";
+  }
+  if (!Number.isFinite(op.ret)) {
+    return "an operation with an output must have a finite return time";
+  }
+  if (op.ret < op.call) {
+    return "return time is before call time";
+  }
   return undefined;
 }
 
-function assertPartitionsCoverHistory<I, O>(partitions: readonly (readonly Operation<I, O>[])[], historyLength: number): void {
+function assertPartitionsCoverHistory<I, O>(
+  partitions: readonly (readonly Operation<I, O>[])[],
+  historyLength: number,
+): void {
   const covered = partitions.reduce((sum, part) => sum + part.length, 0);
   if (covered !== historyLength) {
-    throw new Error(`model.partition returned ${covered} operations for a history of ${historyLength}: it must place each exactly once`);
+    throw new Error(
+      `model.partition returned ${covered} operations for a history of ${historyLength}: it must place each exactly once`,
+    );
   }
 }
 
@@ -146,8 +180,12 @@ function buildEntryList<I, O>(ops: readonly Operation<I, O>[]): EntryList {
   });
   // Calls before returns at equal times, so that operations touching at an instant count as concurrent.
   events.sort((a, b) => {
-    if (a.time !== b.time) return a.time < b.time ? -1 : 1;
-    if (a.isCall !== b.isCall) return a.isCall ? -1 : 1;
+    if (a.time !== b.time) {
+      return a.time < b.time ? -1 : 1;
+    }
+    if (a.isCall !== b.isCall) {
+      return a.isCall ? -1 : 1;
+    }
     return a.op - b.op;
   });
   const nodeCount = events.length + 1;
@@ -167,7 +205,9 @@ function buildEntryList<I, O>(ops: readonly Operation<I, O>[]): EntryList {
       callNodeOfOp[event.op] = node;
     } else {
       const callNode = at(callNodeOfOp, event.op);
-      if (callNode === NO_NODE) throw new Error(`invariant: return of operation ${event.op} sorted before its call`);
+      if (callNode === NO_NODE) {
+        throw new Error(`invariant: return of operation ${event.op} sorted before its call`);
+      }
       list.matchOf[callNode] = node;
     }
   });
@@ -180,7 +220,9 @@ function buildEntryList<I, O>(ops: readonly Operation<I, O>[]): EntryList {
 
 function at(array: Int32Array | Uint32Array | Uint8Array, index: number): number {
   const value = array[index];
-  if (value === undefined) throw new Error(`invariant: index ${index} outside an array of ${array.length}`);
+  if (value === undefined) {
+    throw new Error(`invariant: index ${index} outside an array of ${array.length}`);
+  }
   return value;
 }
 
@@ -192,7 +234,9 @@ function lift(list: EntryList, callNode: number): void {
   const returnNode = at(list.matchOf, callNode);
   next[at(prev, returnNode)] = at(next, returnNode);
   const afterReturn = at(next, returnNode);
-  if (afterReturn !== NO_NODE) prev[afterReturn] = at(prev, returnNode);
+  if (afterReturn !== NO_NODE) {
+    prev[afterReturn] = at(prev, returnNode);
+  }
 }
 
 /** Undoes lift: the exact reverse order restores the links even when the two entries were adjacent. */
@@ -201,13 +245,17 @@ function unlift(list: EntryList, callNode: number): void {
   const returnNode = at(list.matchOf, callNode);
   next[at(prev, returnNode)] = returnNode;
   const afterReturn = at(next, returnNode);
-  if (afterReturn !== NO_NODE) prev[afterReturn] = returnNode;
+  if (afterReturn !== NO_NODE) {
+    prev[afterReturn] = returnNode;
+  }
   next[at(prev, callNode)] = callNode;
   prev[at(next, callNode)] = callNode;
 }
 
 function okSuccessors<S>(result: StepResult<S>[] | StepResult<S>): StepResult<S>[] {
-  if (Array.isArray(result)) return result.filter((r) => r.ok);
+  if (Array.isArray(result)) {
+    return result.filter((r) => r.ok);
+  }
   return result.ok ? [result] : [];
 }
 
@@ -281,7 +329,9 @@ interface CacheEntry {
 /** True when every bit of `inner` is also set in `outer` (same length). */
 function isSubsetOf(inner: Uint32Array, outer: Uint32Array): boolean {
   for (let i = 0; i < inner.length; i++) {
-    if (((inner[i] ?? 0) & ~(outer[i] ?? 0)) !== 0) return false;
+    if (((inner[i] ?? 0) & ~(outer[i] ?? 0)) !== 0) {
+      return false;
+    }
   }
   return true;
 }
@@ -308,13 +358,24 @@ class ExploredCache {
     const bucket = this.buckets.get(key) ?? [];
     const covered = new Set<CacheEntry>();
     for (const entry of bucket) {
-      if (entry.stateKey !== stateKey || !set.determinate.equalsWindow(entry.determinateLowWord, entry.determinateWindow)) continue;
-      if (isSubsetOf(entry.indeterminate, set.indeterminate.words)) return false;
-      if (isSubsetOf(set.indeterminate.words, entry.indeterminate)) covered.add(entry);
+      if (
+        entry.stateKey !== stateKey ||
+        !set.determinate.equalsWindow(entry.determinateLowWord, entry.determinateWindow)
+      ) {
+        continue;
+      }
+      if (isSubsetOf(entry.indeterminate, set.indeterminate.words)) {
+        return false;
+      }
+      if (isSubsetOf(set.indeterminate.words, entry.indeterminate)) {
+        covered.add(entry);
+      }
     }
     // Entries the new one covers can go: whatever they would prune, it prunes.
     const kept = covered.size === 0 ? bucket : bucket.filter((entry) => !covered.has(entry));
-    for (const entry of covered) this.wordsUsed -= entryWords(entry);
+    for (const entry of covered) {
+      this.wordsUsed -= entryWords(entry);
+    }
     const entry: CacheEntry = {
       determinateLowWord: set.determinate.lowWord,
       determinateWindow: set.determinate.windowWords(),
@@ -339,7 +400,9 @@ function* searchPartition<S, I, O>(
   const opCount = ops.length;
   const isDeterminate = ops.map((op) => op.output !== undefined);
   let determinateLeft = isDeterminate.filter(Boolean).length;
-  if (determinateLeft === 0) return { kind: "linearizable" };
+  if (determinateLeft === 0) {
+    return { kind: "linearizable" };
+  }
 
   const list = buildEntryList(ops);
   const linearized = new LinearizedSet(isDeterminate);
@@ -379,18 +442,26 @@ function* searchPartition<S, I, O>(
       node = at(list.next, node);
     }
     // While a determinate operation is left its return is in the list, before every indeterminate (+inf) one.
-    if (node === NO_NODE) throw new Error("invariant: no pending return while determinate operations remain");
+    if (node === NO_NODE) {
+      throw new Error("invariant: no pending return while determinate operations remain");
+    }
     const blockedOp = at(list.nodeOp, node);
     const blocked = ops[blockedOp];
-    if (blocked === undefined) throw new Error("invariant: entry names an unknown operation");
+    if (blocked === undefined) {
+      throw new Error("invariant: entry names an unknown operation");
+    }
     const blockedCanGoNow = okSuccessors(model.step(state, blocked.input, blocked.output)).length > 0;
     const nodeCount = list.nodeOp.length;
     const sortKey = (callNode: number): number => {
       const determinate = isDeterminate[at(list.nodeOp, callNode)] === true;
-      if (determinate) return at(list.matchOf, callNode) + (blockedCanGoNow ? 0 : nodeCount);
+      if (determinate) {
+        return at(list.matchOf, callNode) + (blockedCanGoNow ? 0 : nodeCount);
+      }
       return callNode + (blockedCanGoNow ? nodeCount : 0);
     };
-    const ordered = (blockedCanGoNow ? candidates : candidates.filter((callNode) => at(list.nodeOp, callNode) !== blockedOp))
+    const ordered = (
+      blockedCanGoNow ? candidates : candidates.filter((callNode) => at(list.nodeOp, callNode) !== blockedOp)
+    )
       .map((callNode) => ({ callNode, key: sortKey(callNode) }))
       .sort((a, b) => a.key - b.key);
     levelCandidates[depth] = Int32Array.from(ordered, (candidate) => candidate.callNode);
@@ -404,8 +475,12 @@ function* searchPartition<S, I, O>(
     linearized.add(op);
     for (let alternative = fromAlternative; alternative < successors.length; alternative++) {
       const successor = successors[alternative];
-      if (successor === undefined) throw new Error("invariant: successor index out of range");
-      if (!cache.enter(linearized, model.hashState(successor.state))) continue;
+      if (successor === undefined) {
+        throw new Error("invariant: successor index out of range");
+      }
+      if (!cache.enter(linearized, model.hashState(successor.state))) {
+        continue;
+      }
       frameNode[depth] = callNode;
       frameAlternative[depth] = alternative;
       frameState[depth] = state;
@@ -413,7 +488,9 @@ function* searchPartition<S, I, O>(
       depth++;
       state = successor.state;
       lift(list, callNode);
-      if (isDeterminate[op] === true) determinateLeft--;
+      if (isDeterminate[op] === true) {
+        determinateLeft--;
+      }
       return true;
     }
     linearized.remove(op);
@@ -422,19 +499,25 @@ function* searchPartition<S, I, O>(
 
   /** Undoes the most recent linearization; returns its call node. */
   const backtrack = (): number => {
-    if (depth === 0) throw new Error("invariant: backtracking past the bottom of the stack");
+    if (depth === 0) {
+      throw new Error("invariant: backtracking past the bottom of the stack");
+    }
     depth--;
     const callNode = at(frameNode, depth);
     const op = at(list.nodeOp, callNode);
     state = frameState[depth] as S;
     linearized.remove(op);
     unlift(list, callNode);
-    if (isDeterminate[op] === true) determinateLeft++;
+    if (isDeterminate[op] === true) {
+      determinateLeft++;
+    }
     return callNode;
   };
 
   const recordDeadEnd = (): void => {
-    if (bestOrder !== undefined && depth <= bestOrder.length) return;
+    if (bestOrder !== undefined && depth <= bestOrder.length) {
+      return;
+    }
     bestOrder = Array.from(frameNode.subarray(0, depth), (node) => at(list.nodeOp, node));
     bestBlockedOp = at(levelBlockedOp, depth);
   };
@@ -466,17 +549,25 @@ function* searchPartition<S, I, O>(
       const deepest = Math.max(bestOrder?.length ?? 0, depth);
       return finish({ kind: "unknown", detail: `${reason}; ${opCount} operations, deepest linearization ${deepest}` });
     }
-    if (partitionSteps % SLICE_STEPS === 0) yield;
+    if (partitionSteps % SLICE_STEPS === 0) {
+      yield;
+    }
     const candidates = levelCandidates[depth];
-    if (candidates === undefined) throw new Error("invariant: a search level without candidates");
+    if (candidates === undefined) {
+      throw new Error("invariant: a search level without candidates");
+    }
     const next = at(levelNext, depth);
     if (next < candidates.length) {
       levelNext[depth] = next + 1;
       const callNode = at(candidates, next);
       const operation = ops[at(list.nodeOp, callNode)];
-      if (operation === undefined) throw new Error("invariant: entry names an unknown operation");
+      if (operation === undefined) {
+        throw new Error("invariant: entry names an unknown operation");
+      }
       if (tryLinearize(callNode, okSuccessors(model.step(state, operation.input, operation.output)), 0)) {
-        if (determinateLeft === 0) return finish({ kind: "linearizable" });
+        if (determinateLeft === 0) {
+          return finish({ kind: "linearizable" });
+        }
         enterLevel();
       }
       continue;
@@ -484,12 +575,18 @@ function* searchPartition<S, I, O>(
     // Every candidate failed: the blocking operation cannot take effect after this prefix. Undo the last choice
     // and try its next successor state; its level then goes on with its next candidate.
     recordDeadEnd();
-    if (depth === 0) return finish({ kind: "not-linearizable", detail: describeFailure(model, ops, bestOrder ?? [], bestBlockedOp) });
+    if (depth === 0) {
+      return finish({ kind: "not-linearizable", detail: describeFailure(model, ops, bestOrder ?? [], bestBlockedOp) });
+    }
     const callNode = backtrack();
     const successors = frameSuccessors[depth];
-    if (successors === undefined) throw new Error("invariant: missing successors for a stack frame");
+    if (successors === undefined) {
+      throw new Error("invariant: missing successors for a stack frame");
+    }
     if (tryLinearize(callNode, successors, at(frameAlternative, depth) + 1)) {
-      if (determinateLeft === 0) return finish({ kind: "linearizable" });
+      if (determinateLeft === 0) {
+        return finish({ kind: "linearizable" });
+      }
       enterLevel();
     }
   }

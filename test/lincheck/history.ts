@@ -26,10 +26,16 @@ export class HistoryRecorder<I, O> {
 
   /** Records a call; returns the handle to complete it with. A client has at most one call open. */
   invoke(clientId: number, input: I, time: number): number {
-    if (!Number.isFinite(time)) throw new Error(`invoke time must be finite, got ${time}`);
+    if (!Number.isFinite(time)) {
+      throw new Error(`invoke time must be finite, got ${time}`);
+    }
     const open = this.openByClient.get(clientId);
-    if (open !== undefined) throw new Error(`client ${clientId} invokes while its call #${open} is still open`);
-    if (this.nextHandle >= this.maxOperations) throw new Error(`history is full: more than ${this.maxOperations} operations`);
+    if (open !== undefined) {
+      throw new Error(`client ${clientId} invokes while its call #${open} is still open`);
+    }
+    if (this.nextHandle >= this.maxOperations) {
+      throw new Error(`history is full: more than ${this.maxOperations} operations`);
+    }
     const handle = this.nextHandle++;
     this.pending.set(handle, { clientId, input, call: time });
     this.openByClient.set(clientId, handle);
@@ -50,14 +56,24 @@ export class HistoryRecorder<I, O> {
   /** Closes a call whose outcome is unknown (timed out, connection lost): it may take effect any time or never. */
   indeterminate(handle: number): void {
     const call = this.take(handle);
-    this.finished.push({ clientId: call.clientId, input: call.input, output: undefined, call: call.call, ret: Number.POSITIVE_INFINITY });
+    this.finished.push({
+      clientId: call.clientId,
+      input: call.input,
+      output: undefined,
+      call: call.call,
+      ret: Number.POSITIVE_INFINITY,
+    });
   }
 
   /** Every operation so far, by call time; calls still open are indeterminate. */
   operations(): Operation<I, O>[] {
-    const open = [...this.pending.values()].map(
-      (call): Operation<I, O> => ({ clientId: call.clientId, input: call.input, output: undefined, call: call.call, ret: Number.POSITIVE_INFINITY }),
-    );
+    const open = [...this.pending.values()].map((call): Operation<I, O> => ({
+      clientId: call.clientId,
+      input: call.input,
+      output: undefined,
+      call: call.call,
+      ret: Number.POSITIVE_INFINITY,
+    }));
     return [...this.finished, ...open].sort((a, b) => a.call - b.call);
   }
 
@@ -67,7 +83,9 @@ export class HistoryRecorder<I, O> {
 
   private take(handle: number): Pending<I> {
     const call = this.pending.get(handle);
-    if (call === undefined) throw new Error(`call #${handle} is not open (never invoked, or already closed)`);
+    if (call === undefined) {
+      throw new Error(`call #${handle} is not open (never invoked, or already closed)`);
+    }
     this.pending.delete(handle);
     this.openByClient.delete(call.clientId);
     return call;

@@ -38,19 +38,35 @@ describe("parseJepsenEtcdLog", () => {
     const ops = parseJepsenEtcdLog(log);
     expect(ops).toEqual([
       { clientId: 2, call: 1, ret: INF, input: { kind: "write", key: "register", value: "1" }, output: undefined },
-      { clientId: 4, call: 5, ret: INF, input: { kind: "cas", key: "register", from: "1", to: "2" }, output: undefined },
+      {
+        clientId: 4,
+        call: 5,
+        ret: INF,
+        input: { kind: "cas", key: "register", from: "1", to: "2" },
+        output: undefined,
+      },
     ]);
   });
 
   it("rejects malformed or inconsistent lines with the line number", () => {
     const bad = (lines: string[]) => () => parseJepsenEtcdLog(lines.join("\n"), { source: "t.log" });
     expect(bad(["INFO  jepsen.util - 0\t:invoke\t:delete\tnil"])).toThrow(/t\.log:1: unrecognised jepsen\.util line/);
-    expect(bad(["INFO  jepsen.util - 0\t:ok\t:read\tnil"])).toThrow(/t\.log:1: process 0 completes :read with no open call/);
-    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:read\tnil", "INFO  jepsen.util - 0\t:invoke\t:read\tnil"])).toThrow(/t\.log:2: .*still open/);
-    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:write\t1", "INFO  jepsen.util - 0\t:ok\t:write\t2"])).toThrow(/t\.log:2: .*does not echo/);
-    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:write\t1", "INFO  jepsen.util - 0\t:ok\t:read\t1"])).toThrow(/its open call .* is :write/);
+    expect(bad(["INFO  jepsen.util - 0\t:ok\t:read\tnil"])).toThrow(
+      /t\.log:1: process 0 completes :read with no open call/,
+    );
+    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:read\tnil", "INFO  jepsen.util - 0\t:invoke\t:read\tnil"])).toThrow(
+      /t\.log:2: .*still open/,
+    );
+    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:write\t1", "INFO  jepsen.util - 0\t:ok\t:write\t2"])).toThrow(
+      /t\.log:2: .*does not echo/,
+    );
+    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:write\t1", "INFO  jepsen.util - 0\t:ok\t:read\t1"])).toThrow(
+      /its open call .* is :write/,
+    );
     expect(bad(["INFO  jepsen.util - 0\t:invoke\t:cas\t[1]"])).toThrow(/t\.log:1: a cas argument is \[from to\]/);
-    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:read\tnil", "INFO  jepsen.util - 0\t:ok\t:read\tx"])).toThrow(HistoryParseError);
+    expect(bad(["INFO  jepsen.util - 0\t:invoke\t:read\tnil", "INFO  jepsen.util - 0\t:ok\t:read\tx"])).toThrow(
+      HistoryParseError,
+    );
   });
 });
 
@@ -99,10 +115,15 @@ describe("parseKvLog", () => {
   });
 
   it("rejects broken lines with the line number", () => {
-    expect(() => parseKvLog('{:process 0, :type :invoke, :f :get, :key "k", :value nil}\n{:process 0, :type :ok, :f :get, :key "z", :value ""}', { source: "kv" })).toThrow(
-      /kv:2: completion for key "z"/,
+    expect(() =>
+      parseKvLog(
+        '{:process 0, :type :invoke, :f :get, :key "k", :value nil}\n{:process 0, :type :ok, :f :get, :key "z", :value ""}',
+        { source: "kv" },
+      ),
+    ).toThrow(/kv:2: completion for key "z"/);
+    expect(() => parseKvLog('{:process 0, :type :invoke, :f :delete, :key "k", :value nil}', { source: "kv" })).toThrow(
+      /kv:1: unknown operation :delete/,
     );
-    expect(() => parseKvLog('{:process 0, :type :invoke, :f :delete, :key "k", :value nil}', { source: "kv" })).toThrow(/kv:1: unknown operation :delete/);
     expect(() => parseKvLog("not edn", { source: "kv" })).toThrow(/kv:1: expected \{/);
   });
 });

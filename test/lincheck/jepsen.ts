@@ -13,7 +13,9 @@ export class HistoryParseError extends Error {
 }
 
 function rethrowAtLine(error: unknown, builder: { error(line: number, message: string): Error }, line: number): never {
-  if (error instanceof HistoryParseError) throw error;
+  if (error instanceof HistoryParseError) {
+    throw error;
+  }
   throw builder.error(line, error instanceof Error ? error.message : String(error));
 }
 
@@ -37,25 +39,39 @@ class HistoryBuilder<I, O> {
 
   invoke(process: number, line: number, f: string, argument: string, input: I): void {
     const already = this.open.get(process);
-    if (already) throw this.error(line, `process ${process} invokes while its call on line ${already.call} is still open`);
+    if (already) {
+      throw this.error(line, `process ${process} invokes while its call on line ${already.call} is still open`);
+    }
     this.open.set(process, { input, call: line, f, argument });
   }
 
   /** Closes the open call of `process`; `output` undefined = indeterminate, null = drop (did not take effect). */
   complete(process: number, line: number, f: string, output: (open: OpenOperation<I>) => O | undefined | null): void {
     const open = this.open.get(process);
-    if (!open) throw this.error(line, `process ${process} completes :${f} with no open call`);
-    if (open.f !== f) throw this.error(line, `process ${process} completes :${f} but its open call (line ${open.call}) is :${open.f}`);
+    if (!open) {
+      throw this.error(line, `process ${process} completes :${f} with no open call`);
+    }
+    if (open.f !== f) {
+      throw this.error(line, `process ${process} completes :${f} but its open call (line ${open.call}) is :${open.f}`);
+    }
     this.open.delete(process);
     const result = output(open);
-    if (result === null) return;
+    if (result === null) {
+      return;
+    }
     const ret = result === undefined ? Number.POSITIVE_INFINITY : line;
     this.done.push({ clientId: process, input: open.input, output: result, call: open.call, ret });
   }
 
   finish(): Operation<I, O>[] {
     for (const [process, open] of this.open) {
-      this.done.push({ clientId: process, input: open.input, output: undefined, call: open.call, ret: Number.POSITIVE_INFINITY });
+      this.done.push({
+        clientId: process,
+        input: open.input,
+        output: undefined,
+        call: open.call,
+        ret: Number.POSITIVE_INFINITY,
+      });
     }
     this.open.clear();
     return this.done.sort((a, b) => a.call - b.call);
@@ -78,24 +94,34 @@ const INTEGER = /^-?\d+$/;
 const CAS_ARGUMENT = /^\[\s*(-?\d+|nil)\s+(-?\d+)\s*\]$/;
 
 function etcdValue(text: string): RegisterValue {
-  if (text === "nil") return null;
-  if (INTEGER.test(text)) return text;
+  if (text === "nil") {
+    return null;
+  }
+  if (INTEGER.test(text)) {
+    return text;
+  }
   throw new Error(`not a register value: ${JSON.stringify(text)}`);
 }
 
 function etcdInput(f: string, argument: string, key: string): RegisterInput {
   switch (f) {
     case "read":
-      if (argument !== "nil") throw new Error(`a read is invoked with nil, got ${argument}`);
+      if (argument !== "nil") {
+        throw new Error(`a read is invoked with nil, got ${argument}`);
+      }
       return { kind: "read", key };
     case "write": {
       const value = etcdValue(argument);
-      if (value === null) throw new Error("a write needs a value, got nil");
+      if (value === null) {
+        throw new Error("a write needs a value, got nil");
+      }
       return { kind: "write", key, value };
     }
     case "cas": {
       const match = CAS_ARGUMENT.exec(argument);
-      if (!match?.[1] || !match[2]) throw new Error(`a cas argument is [from to], got ${argument}`);
+      if (!match?.[1] || !match[2]) {
+        throw new Error(`a cas argument is [from to], got ${argument}`);
+      }
       return { kind: "cas", key, from: etcdValue(match[1]), to: match[2] };
     }
     default:
@@ -103,29 +129,52 @@ function etcdInput(f: string, argument: string, key: string): RegisterInput {
   }
 }
 
-function etcdOutput(type: CompletionType, f: string, argument: string, open: OpenOperation<RegisterInput>): RegisterOutput | undefined | null {
-  if (type === "info") return undefined;
-  if (type === "fail") return f === "cas" ? { ok: false } : null;
-  if (f === "read") return { value: etcdValue(argument) };
+function etcdOutput(
+  type: CompletionType,
+  f: string,
+  argument: string,
+  open: OpenOperation<RegisterInput>,
+): RegisterOutput | undefined | null {
+  if (type === "info") {
+    return undefined;
+  }
+  if (type === "fail") {
+    return f === "cas" ? { ok: false } : null;
+  }
+  if (f === "read") {
+    return { value: etcdValue(argument) };
+  }
   // Jepsen echoes the invocation's argument on completion; anything else means a mispaired line.
-  if (argument !== open.argument) throw new Error(`:ok :${f} ${argument} does not echo its invocation's ${open.argument}`);
+  if (argument !== open.argument) {
+    throw new Error(`:ok :${f} ${argument} does not echo its invocation's ${open.argument}`);
+  }
   return f === "cas" ? { ok: true } : {};
 }
 
 /** Parses a Jepsen etcd log into operations on one register, `key` (the log has a single anonymous key). */
-export function parseJepsenEtcdLog(text: string, options: { source?: string; key?: string } = {}): Operation<RegisterInput, RegisterOutput>[] {
+export function parseJepsenEtcdLog(
+  text: string,
+  options: { source?: string; key?: string } = {},
+): Operation<RegisterInput, RegisterOutput>[] {
   const key = options.key ?? "register";
   const builder = new HistoryBuilder<RegisterInput, RegisterOutput>(options.source ?? "etcd log");
   lines(text).forEach((content, index) => {
     const line = index + 1;
-    if (!content.includes("jepsen.util")) return; // noise: other loggers, blank lines
+    if (!content.includes("jepsen.util")) {
+      return;
+    } // noise: other loggers, blank lines
     const match = JEPSEN_LINE.exec(content);
     const [, processText, type, f, argument] = match ?? [];
-    if (!processText || !type || !f || argument === undefined) throw builder.error(line, `unrecognised jepsen.util line: ${content}`);
+    if (!processText || !type || !f || argument === undefined) {
+      throw builder.error(line, `unrecognised jepsen.util line: ${content}`);
+    }
     const process = Number(processText);
     try {
-      if (type === "invoke") builder.invoke(process, line, f, argument, etcdInput(f, argument, key));
-      else builder.complete(process, line, f, (open) => etcdOutput(type as CompletionType, f, argument, open));
+      if (type === "invoke") {
+        builder.invoke(process, line, f, argument, etcdInput(f, argument, key));
+      } else {
+        builder.complete(process, line, f, (open) => etcdOutput(type as CompletionType, f, argument, open));
+      }
     } catch (error) {
       rethrowAtLine(error, builder, line);
     }
@@ -152,77 +201,113 @@ export function parseEdnMap(text: string): Map<string, EdnScalar> {
     throw new Error(`${message} at column ${position + 1} of ${JSON.stringify(text)}`);
   };
   const skipSpace = (): void => {
-    while (position < text.length && /[\s,]/.test(text.charAt(position))) position++;
+    while (position < text.length && /[\s,]/.test(text.charAt(position))) {
+      position++;
+    }
   };
   const token = (pattern: RegExp): string => {
     pattern.lastIndex = position;
     const match = pattern.exec(text);
-    if (!match) return fail("expected a token");
+    if (!match) {
+      return fail("expected a token");
+    }
     position += match[0].length;
     return match[0];
   };
   const scalar = (): EdnScalar => {
     const first = text.charAt(position);
-    if (first === ":") return { type: "keyword", name: token(/:[^\s,{}[\]"]+/y).slice(1) };
+    if (first === ":") {
+      return { type: "keyword", name: token(/:[^\s,{}[\]"]+/y).slice(1) };
+    }
     if (first === '"') {
       position++;
       let value = "";
       for (;;) {
-        if (position >= text.length) return fail("unterminated string");
+        if (position >= text.length) {
+          return fail("unterminated string");
+        }
         const char = text.charAt(position++);
-        if (char === '"') return { type: "string", value };
+        if (char === '"') {
+          return { type: "string", value };
+        }
         if (char !== "\\") {
           value += char;
           continue;
         }
         const escaped = EDN_STRING_ESCAPES[text.charAt(position++)];
-        if (escaped === undefined) return fail("unsupported string escape");
+        if (escaped === undefined) {
+          return fail("unsupported string escape");
+        }
         value += escaped;
       }
     }
     const word = token(/[^\s,{}[\]"]+/y);
-    if (word === "nil") return { type: "nil" };
-    if (word === "true" || word === "false") return { type: "boolean", value: word === "true" };
-    if (INTEGER.test(word)) return { type: "integer", value: Number(word) };
+    if (word === "nil") {
+      return { type: "nil" };
+    }
+    if (word === "true" || word === "false") {
+      return { type: "boolean", value: word === "true" };
+    }
+    if (INTEGER.test(word)) {
+      return { type: "integer", value: Number(word) };
+    }
     return fail(`unsupported value ${JSON.stringify(word)}`);
   };
 
   const map = new Map<string, EdnScalar>();
   skipSpace();
-  if (text.charAt(position) !== "{") fail("expected {");
+  if (text.charAt(position) !== "{") {
+    fail("expected {");
+  }
   position++;
   for (;;) {
     skipSpace();
-    if (position >= text.length) fail("unterminated map");
-    if (text.charAt(position) === "}") break;
+    if (position >= text.length) {
+      fail("unterminated map");
+    }
+    if (text.charAt(position) === "}") {
+      break;
+    }
     const key = scalar();
-    if (key.type !== "keyword") fail("map keys must be keywords");
+    if (key.type !== "keyword") {
+      fail("map keys must be keywords");
+    }
     skipSpace();
     const name = key.type === "keyword" ? key.name : "";
-    if (map.has(name)) fail(`duplicate key :${name}`);
+    if (map.has(name)) {
+      fail(`duplicate key :${name}`);
+    }
     map.set(name, scalar());
   }
   position++;
   skipSpace();
-  if (position !== text.length) fail("trailing characters after the map");
+  if (position !== text.length) {
+    fail("trailing characters after the map");
+  }
   return map;
 }
 
 function field(map: Map<string, EdnScalar>, name: string): EdnScalar {
   const value = map.get(name);
-  if (value === undefined) throw new Error(`missing :${name}`);
+  if (value === undefined) {
+    throw new Error(`missing :${name}`);
+  }
   return value;
 }
 
 function keywordField(map: Map<string, EdnScalar>, name: string): string {
   const value = field(map, name);
-  if (value.type !== "keyword") throw new Error(`:${name} must be a keyword`);
+  if (value.type !== "keyword") {
+    throw new Error(`:${name} must be a keyword`);
+  }
   return value.name;
 }
 
 function stringField(map: Map<string, EdnScalar>, name: string): string {
   const value = field(map, name);
-  if (value.type !== "string") throw new Error(`:${name} must be a string`);
+  if (value.type !== "string") {
+    throw new Error(`:${name} must be a string`);
+  }
   return value.value;
 }
 
@@ -258,11 +343,15 @@ export function parseKvLog(text: string, options: { source?: string } = {}): Ope
   const builder = new HistoryBuilder<KvInput, KvOutput>(source);
   lines(text).forEach((content, index) => {
     const line = index + 1;
-    if (content.trim() === "") return;
+    if (content.trim() === "") {
+      return;
+    }
     try {
       const map = parseEdnMap(content);
       const processField = field(map, "process");
-      if (processField.type !== "integer") throw new Error(":process must be an integer");
+      if (processField.type !== "integer") {
+        throw new Error(":process must be an integer");
+      }
       const type = keywordField(map, "type");
       const f = keywordField(map, "f");
       const key = stringField(map, "key");
@@ -270,7 +359,11 @@ export function parseKvLog(text: string, options: { source?: string } = {}): Ope
         builder.invoke(processField.value, line, f, key, kvInput(f, map));
       } else {
         builder.complete(processField.value, line, f, (open) => {
-          if (open.argument !== key) throw new Error(`completion for key ${JSON.stringify(key)} but the call was on ${JSON.stringify(open.argument)}`);
+          if (open.argument !== key) {
+            throw new Error(
+              `completion for key ${JSON.stringify(key)} but the call was on ${JSON.stringify(open.argument)}`,
+            );
+          }
           return kvOutput(type, f, map);
         });
       }
@@ -287,14 +380,20 @@ export function parseKvLog(text: string, options: { source?: string } = {}): Ope
 export function parseVerdicts(text: string, source = "verdicts.tsv"): Map<string, boolean> {
   const verdicts = new Map<string, boolean>();
   const rows = lines(text);
-  if (rows[0]?.trim() !== "file\tlinearizable") throw new Error(`${source}:1: expected the header "file<TAB>linearizable"`);
+  if (rows[0]?.trim() !== "file\tlinearizable") {
+    throw new Error(`${source}:1: expected the header "file<TAB>linearizable"`);
+  }
   rows.slice(1).forEach((row, index) => {
-    if (row.trim() === "") return;
+    if (row.trim() === "") {
+      return;
+    }
     const [file, verdict, ...rest] = row.split("\t");
     if (!file || (verdict !== "true" && verdict !== "false") || rest.length > 0) {
       throw new Error(`${source}:${index + 2}: expected "name<TAB>true|false", got ${JSON.stringify(row)}`);
     }
-    if (verdicts.has(file)) throw new Error(`${source}:${index + 2}: ${file} listed twice`);
+    if (verdicts.has(file)) {
+      throw new Error(`${source}:${index + 2}: ${file} listed twice`);
+    }
     verdicts.set(file, verdict === "true");
   });
   return verdicts;

@@ -1,12 +1,17 @@
 import type { Model, Operation, StepResult } from "./types";
 
 /** Groups operations by key, keys in order of first appearance so that partition numbers are reproducible. */
-export function partitionByKey<I extends { readonly key: string }, O>(history: readonly Operation<I, O>[]): Operation<I, O>[][] {
+export function partitionByKey<I extends { readonly key: string }, O>(
+  history: readonly Operation<I, O>[],
+): Operation<I, O>[][] {
   const byKey = new Map<string, Operation<I, O>[]>();
   for (const op of history) {
     const group = byKey.get(op.input.key);
-    if (group) group.push(op);
-    else byKey.set(op.input.key, [op]);
+    if (group) {
+      group.push(op);
+    } else {
+      byKey.set(op.input.key, [op]);
+    }
   }
   return [...byKey.values()];
 }
@@ -36,16 +41,24 @@ export interface RegisterOutput {
 }
 
 function registerReadValue(output: RegisterOutput): RegisterValue {
-  if (output.value === undefined) throw new Error(`a read's output needs a value (string or null), got ${JSON.stringify(output)}`);
+  if (output.value === undefined) {
+    throw new Error(`a read's output needs a value (string or null), got ${JSON.stringify(output)}`);
+  }
   return output.value;
 }
 
 function casSucceeded(output: RegisterOutput): boolean {
-  if (typeof output.ok !== "boolean") throw new Error(`a cas output needs ok: boolean, got ${JSON.stringify(output)}`);
+  if (typeof output.ok !== "boolean") {
+    throw new Error(`a cas output needs ok: boolean, got ${JSON.stringify(output)}`);
+  }
   return output.ok;
 }
 
-function stepRegister(state: RegisterValue, input: RegisterInput, output: RegisterOutput | undefined): StepResult<RegisterValue> {
+function stepRegister(
+  state: RegisterValue,
+  input: RegisterInput,
+  output: RegisterOutput | undefined,
+): StepResult<RegisterValue> {
   switch (input.kind) {
     case "read":
       return { ok: output === undefined || registerReadValue(output) === state, state };
@@ -55,7 +68,9 @@ function stepRegister(state: RegisterValue, input: RegisterInput, output: Regist
       const matches = state === input.from;
       // Indeterminate: if it took effect here it succeeded exactly when the value matched; "failed" and "never
       // happened" leave the same state, and not taking effect at all is the checker's business.
-      if (output === undefined) return { ok: true, state: matches ? input.to : state };
+      if (output === undefined) {
+        return { ok: true, state: matches ? input.to : state };
+      }
       return casSucceeded(output) ? { ok: matches, state: input.to } : { ok: !matches, state };
     }
     default:
@@ -109,8 +124,12 @@ export interface KvOutput {
 function stepKv(state: string, input: KvInput, output: KvOutput | undefined): StepResult<string> {
   switch (input.kind) {
     case "get": {
-      if (output === undefined) return { ok: true, state };
-      if (typeof output.value !== "string") throw new Error(`a get's output needs value: string, got ${JSON.stringify(output)}`);
+      if (output === undefined) {
+        return { ok: true, state };
+      }
+      if (typeof output.value !== "string") {
+        throw new Error(`a get's output needs value: string, got ${JSON.stringify(output)}`);
+      }
       return { ok: output.value === state, state };
     }
     case "put":

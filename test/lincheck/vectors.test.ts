@@ -4,7 +4,14 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { appendKvModel, checkLinearizability, parseJepsenEtcdLog, parseKvLog, parseVerdicts, registerModel } from "./index";
+import {
+  appendKvModel,
+  checkLinearizability,
+  parseJepsenEtcdLog,
+  parseKvLog,
+  parseVerdicts,
+  registerModel,
+} from "./index";
 import type { CheckResult } from "./index";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -40,7 +47,9 @@ const folders: readonly VectorFolder[] = [
 const timings: { file: string; ms: number; steps: number }[] = [];
 
 afterAll(() => {
-  if (timings.length === 0) return;
+  if (timings.length === 0) {
+    return;
+  }
   const totalMs = timings.reduce((sum, t) => sum + t.ms, 0);
   const slowest = [...timings].sort((a, b) => b.ms - a.ms).slice(0, 3);
   console.log(
@@ -68,7 +77,9 @@ for (const { folder, dataFile, check } of folders) {
         timings.push({ file: `${folder}/${file}`, ms: performance.now() - started, steps: result.steps ?? 0 });
         expect(result.verdict, result.detail).toBe(linearizable ? "linearizable" : "not-linearizable");
         expect(result.operations).toBeGreaterThan(0);
-        if (!linearizable) expect(result.detail).toMatch(/cannot place/);
+        if (!linearizable) {
+          expect(result.detail).toMatch(/cannot place/);
+        }
       });
     }
   });
@@ -76,7 +87,11 @@ for (const { folder, dataFile, check } of folders) {
 
 describe("the vector suite as a whole", () => {
   it(`checks every vector within ${SUITE_BUDGET_MS / 1000} s`, () => {
-    const expected = folders.reduce((sum, { folder }) => sum + parseVerdicts(readFileSync(path.join(vectorsDir, folder, "verdicts.tsv"), "utf8")).size, 0);
+    const expected = folders.reduce(
+      (sum, { folder }) =>
+        sum + parseVerdicts(readFileSync(path.join(vectorsDir, folder, "verdicts.tsv"), "utf8")).size,
+      0,
+    );
     expect(timings).toHaveLength(expected);
     const totalMs = timings.reduce((sum, t) => sum + t.ms, 0);
     expect(totalMs).toBeLessThan(SUITE_BUDGET_MS);

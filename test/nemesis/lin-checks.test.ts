@@ -3,12 +3,26 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { HISTORY_FORMAT, readHistoryFile, writeHistoryFile, type HistoryInput, type HistoryOperation, type HistoryOutput } from "./history-file";
+import {
+  HISTORY_FORMAT,
+  readHistoryFile,
+  writeHistoryFile,
+  type HistoryInput,
+  type HistoryOperation,
+  type HistoryOutput,
+} from "./history-file";
 import { checkRun } from "./lin-checks";
 import { registerRowsOf } from "./lin-run";
 
 let nextId = 0;
-function op(client: number, call: number, ret: number | null, input: HistoryInput, output: HistoryOutput | null, extra: Partial<HistoryOperation> = {}): HistoryOperation {
+function op(
+  client: number,
+  call: number,
+  ret: number | null,
+  input: HistoryInput,
+  output: HistoryOutput | null,
+  extra: Partial<HistoryOperation> = {},
+): HistoryOperation {
   return { id: nextId++, client, call, return: ret, input, output, unknown: ret === null, ...extra };
 }
 
@@ -17,7 +31,13 @@ describe("checks of the linearizability run", () => {
     const w1 = op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}, { raftIndex: 5 });
     const history = [
       w1,
-      op(1, 11, 12, { kind: "read", key: "k", level: "read-your-writes", minRaftIndex: 5, afterWrite: w1.id }, { value: "a" }),
+      op(
+        1,
+        11,
+        12,
+        { kind: "read", key: "k", level: "read-your-writes", minRaftIndex: 5, afterWrite: w1.id },
+        { value: "a" },
+      ),
       op(2, 13, 14, { kind: "read", key: "k", level: "linearizable" }, { value: "a" }),
       op(2, 15, 16, { kind: "read", key: "k", level: "weak" }, { value: "a" }),
       op(3, 17, 18, { kind: "backup" }, { values: { k: "a" } }),
@@ -30,7 +50,10 @@ describe("checks of the linearizability run", () => {
   });
 
   it("catches a linearizable read that misses an acknowledged write", () => {
-    const history = [op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}), op(2, 11, 12, { kind: "read", key: "k", level: "strong" }, { value: null })];
+    const history = [
+      op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}),
+      op(2, 11, 12, { kind: "read", key: "k", level: "strong" }, { value: null }),
+    ];
     expect(checkRun(history).verdict).toBe("not-linearizable");
   });
 
@@ -43,13 +66,19 @@ describe("checks of the linearizability run", () => {
   });
 
   it("puts level-none reads into the linearizability check only when asked to", () => {
-    const history = [op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}), op(2, 11, 12, { kind: "read", key: "k", level: "none" }, { value: null })];
+    const history = [
+      op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}),
+      op(2, 11, 12, { kind: "read", key: "k", level: "none" }, { value: null }),
+    ];
     expect(checkRun(history).verdict).toBe("linearizable");
     expect(checkRun(history, { alsoLinearizable: ["none"] }).verdict).toBe("not-linearizable");
   });
 
   it("catches a weak read of a value no write sent", () => {
-    const history = [op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}), op(2, 11, 12, { kind: "read", key: "k", level: "weak" }, { value: "zz" })];
+    const history = [
+      op(1, 0, 10, { kind: "write", key: "k", value: "a" }, {}),
+      op(2, 11, 12, { kind: "read", key: "k", level: "weak" }, { value: "zz" }),
+    ];
     const result = checkRun(history);
     expect(result.verdict).toBe("not-linearizable");
     expect(result.problems[0]).toMatch(/read a value no write had sent/);
@@ -58,7 +87,17 @@ describe("checks of the linearizability run", () => {
   it("catches a read-your-writes read that sees an older value than the write it carries", () => {
     const old = op(2, 0, 5, { kind: "write", key: "k", value: "old" }, {});
     const mine = op(1, 6, 10, { kind: "write", key: "k", value: "mine" }, {}, { raftIndex: 9 });
-    const history = [old, mine, op(1, 11, 12, { kind: "read", key: "k", level: "read-your-writes", minRaftIndex: 9, afterWrite: mine.id }, { value: "old" })];
+    const history = [
+      old,
+      mine,
+      op(
+        1,
+        11,
+        12,
+        { kind: "read", key: "k", level: "read-your-writes", minRaftIndex: 9, afterWrite: mine.id },
+        { value: "old" },
+      ),
+    ];
     const result = checkRun(history);
     expect(result.verdict).toBe("not-linearizable");
     expect(result.problems[0]).toMatch(/acknowledged before #\d+ was sent/);
@@ -88,7 +127,13 @@ describe("checks of the linearizability run", () => {
     try {
       const file = join(dir, "history.json");
       const operations = [op(1, 0.5, null, { kind: "write", key: "k", value: "a" }, null)];
-      writeHistoryFile(file, { format: HISTORY_FORMAT, seed: 7, startedAt: "2026-11-30T00:00:00.000Z", model: "register-per-key", operations });
+      writeHistoryFile(file, {
+        format: HISTORY_FORMAT,
+        seed: 7,
+        startedAt: "2026-11-30T00:00:00.000Z",
+        model: "register-per-key",
+        operations,
+      });
       expect(readHistoryFile(file).operations).toEqual(operations);
     } finally {
       rmSync(dir, { recursive: true, force: true });

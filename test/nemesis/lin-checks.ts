@@ -1,7 +1,14 @@
 // What each read level promises, checked on a recorded run: writes with linearizable and strong reads form a
 // linearizable history; reads at weak, none and auto return only values that were written; a read carrying a
 // write's raft index sees that write (or a later one); a backup holds every write acknowledged before it started.
-import { checkLinearizability, registerModel, type CheckResult, type Operation, type RegisterInput, type RegisterOutput } from "../lincheck/index";
+import {
+  checkLinearizability,
+  registerModel,
+  type CheckResult,
+  type Operation,
+  type RegisterInput,
+  type RegisterOutput,
+} from "../lincheck/index";
 import type { HistoryOperation, ReadMode } from "./history-file";
 
 export interface RunChecks {
@@ -28,17 +35,31 @@ export function checkRun(operations: readonly HistoryOperation[], options: RunCh
   // A write that definitely failed (4xx, 503) took no effect and is left out; one whose outcome is unknown may
   // take effect at any time after its call or never.
   const history = operations
-    .filter((op) => (isWrite(op) && (op.unknown || op.output !== null)) || (isRead(op) && linearizableModes.has(op.input.level)))
+    .filter(
+      (op) =>
+        (isWrite(op) && (op.unknown || op.output !== null)) || (isRead(op) && linearizableModes.has(op.input.level)),
+    )
     .map(toRegisterOperation);
   const linearizability = checkLinearizability(registerModel, history, { maxSteps: options.maxSteps ?? 20_000_000 });
   const writes = new WriteIndex(operations);
   const problems: string[] = [];
-  const checked = { writes: 0, linearizable: 0, strong: 0, weak: 0, none: 0, auto: 0, "read-your-writes": 0, backups: 0 };
+  const checked = {
+    writes: 0,
+    linearizable: 0,
+    strong: 0,
+    weak: 0,
+    none: 0,
+    auto: 0,
+    "read-your-writes": 0,
+    backups: 0,
+  };
   for (const op of operations) {
     if (isWrite(op)) {
       checked.writes++;
     } else if (isRead(op)) {
-      if (op.output === null) continue;
+      if (op.output === null) {
+        continue;
+      }
       checked[op.input.level]++;
       problems.push(...readProblems(op, writes));
     } else if (op.output !== null) {
@@ -46,7 +67,12 @@ export function checkRun(operations: readonly HistoryOperation[], options: RunCh
       problems.push(...backupProblems(op, writes));
     }
   }
-  const verdict = linearizability.verdict !== "linearizable" ? linearizability.verdict : problems.length > 0 ? "not-linearizable" : "linearizable";
+  const verdict =
+    linearizability.verdict !== "linearizable"
+      ? linearizability.verdict
+      : problems.length > 0
+        ? "not-linearizable"
+        : "linearizable";
   const detail = linearizability.detail ?? (problems.length > 0 ? problems.slice(0, 10).join("\n") : undefined);
   return { linearizability, checked, problems, verdict, ...(detail === undefined ? {} : { detail }) };
 }
@@ -70,9 +96,21 @@ function toRegisterOperation(op: HistoryOperation): Operation<RegisterInput, Reg
           ? { kind: "cas", key: input.key, from: input.from, to: input.to }
           : unexpected(op);
   if (op.unknown || op.output === null || op.return === null) {
-    return { clientId: op.client, call: op.call, ret: Number.POSITIVE_INFINITY, input: registerInput, output: undefined };
+    return {
+      clientId: op.client,
+      call: op.call,
+      ret: Number.POSITIVE_INFINITY,
+      input: registerInput,
+      output: undefined,
+    };
   }
-  return { clientId: op.client, call: op.call, ret: op.return, input: registerInput, output: op.output as RegisterOutput };
+  return {
+    clientId: op.client,
+    call: op.call,
+    ret: op.return,
+    input: registerInput,
+    output: op.output as RegisterOutput,
+  };
 }
 
 function unexpected(op: HistoryOperation): never {
@@ -89,7 +127,9 @@ class WriteIndex {
     for (const op of operations) {
       this.ids.set(op.id, op);
       const written = writtenValue(op);
-      if (written === undefined) continue;
+      if (written === undefined) {
+        continue;
+      }
       this.byValue.set(written.value, op);
       if (acknowledged(op)) {
         this.byKey.set(written.key, [...(this.byKey.get(written.key) ?? []), op]);
@@ -119,7 +159,9 @@ class WriteIndex {
 /** The key and value an operation may have written: a write, or a cas that succeeded or whose outcome is unknown. */
 function writtenValue(op: HistoryOperation): { key: string; value: string } | undefined {
   const input = op.input;
-  if (input.kind === "write") return { key: input.key, value: input.value };
+  if (input.kind === "write") {
+    return { key: input.key, value: input.value };
+  }
   if (input.kind === "cas") {
     const failed = !op.unknown && op.output !== null && "ok" in op.output && op.output.ok === false;
     return failed ? undefined : { key: input.key, value: input.to };
@@ -128,7 +170,12 @@ function writtenValue(op: HistoryOperation): { key: string; value: string } | un
 }
 
 function acknowledged(op: HistoryOperation): boolean {
-  return !op.unknown && op.return !== null && op.output !== null && (op.input.kind === "write" || ("ok" in op.output && op.output.ok === true));
+  return (
+    !op.unknown &&
+    op.return !== null &&
+    op.output !== null &&
+    (op.input.kind === "write" || ("ok" in op.output && op.output.ok === true))
+  );
 }
 
 function describe(op: HistoryOperation): string {
@@ -144,14 +191,22 @@ function readProblems(op: ReadOp, writes: WriteIndex): string[] {
       return [`${describe(op)}: read a value no write had sent`];
     }
   }
-  if (op.input.level !== "read-your-writes" || op.input.afterWrite === undefined) return [];
+  if (op.input.level !== "read-your-writes" || op.input.afterWrite === undefined) {
+    return [];
+  }
   const own = op.input.afterWrite;
   const ownWrite = writes.byId(own);
-  if (value === null) return [`${describe(op)}: a read carrying the raft index of write #${own} saw no value`];
+  if (value === null) {
+    return [`${describe(op)}: a read carrying the raft index of write #${own} saw no value`];
+  }
   const writer = writes.writerOf(value);
-  if (writer === undefined || writer.id === own || ownWrite === undefined) return [];
+  if (writer === undefined || writer.id === own || ownWrite === undefined) {
+    return [];
+  }
   if (acknowledged(writer) && writer.return !== null && writer.return < ownWrite.call) {
-    return [`${describe(op)}: a read carrying the raft index of write #${own} saw ${describe(writer)}, acknowledged before #${own} was sent`];
+    return [
+      `${describe(op)}: a read carrying the raft index of write #${own} saw ${describe(writer)}, acknowledged before #${own} was sent`,
+    ];
   }
   return [];
 }
@@ -161,12 +216,18 @@ function backupProblems(op: HistoryOperation, writes: WriteIndex): string[] {
   const output = op.output as { values: Readonly<Record<string, string>> };
   const problems: string[] = [];
   const keys = new Set(Object.keys(output.values));
-  for (const key of keysWithAcknowledgedWrites(writes, op.call)) keys.add(key);
+  for (const key of keysWithAcknowledgedWrites(writes, op.call)) {
+    keys.add(key);
+  }
   for (const key of keys) {
     const value = output.values[key] ?? null;
     const acked = writes.acknowledgedBefore(key, op.call);
     if (value === null) {
-      if (acked.length > 0) problems.push(`${describe(op)}: holds no ${key}, although ${describe(acked[0] as HistoryOperation)} was acknowledged before the backup`);
+      if (acked.length > 0) {
+        problems.push(
+          `${describe(op)}: holds no ${key}, although ${describe(acked[0] as HistoryOperation)} was acknowledged before the backup`,
+        );
+      }
       continue;
     }
     const writer = writes.writerOf(value);
@@ -176,7 +237,9 @@ function backupProblems(op: HistoryOperation, writes: WriteIndex): string[] {
     }
     const newer = acked.find((other) => other.id !== writer.id && writer.return !== null && writer.return < other.call);
     if (newer !== undefined) {
-      problems.push(`${describe(op)}: holds ${key} = ${value} from ${describe(writer)}, missing ${describe(newer)} acknowledged before the backup`);
+      problems.push(
+        `${describe(op)}: holds ${key} = ${value} from ${describe(writer)}, missing ${describe(newer)} acknowledged before the backup`,
+      );
     }
   }
   return problems;

@@ -8,7 +8,15 @@
 // --history FILE writes every operation as JSON (format: README, "Testing"), for an independent checker.
 import { resolve } from "node:path";
 import { LocalServer, pollUntil } from "../e2e/local-server";
-import { HISTORY_FORMAT, READ_MODES, writeHistoryFile, type HistoryInput, type HistoryOperation, type HistoryOutput, type ReadMode } from "./history-file";
+import {
+  HISTORY_FORMAT,
+  READ_MODES,
+  writeHistoryFile,
+  type HistoryInput,
+  type HistoryOperation,
+  type HistoryOutput,
+  type ReadMode,
+} from "./history-file";
 import { checkRun, type RunChecks } from "./lin-checks";
 
 const TOKEN = "dev-admin-token";
@@ -63,7 +71,11 @@ interface HttpAnswer {
   readonly code?: string;
 }
 
-async function call(baseUrl: string, path: string, init: { method?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<HttpAnswer> {
+async function call(
+  baseUrl: string,
+  path: string,
+  init: { method?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<HttpAnswer> {
   const response = await fetch(`${baseUrl}${path}`, {
     method: init.method ?? "GET",
     headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json", ...init.headers },
@@ -80,11 +92,22 @@ async function call(baseUrl: string, path: string, init: { method?: string; body
   const node = response.headers.get("X-DHA-Node");
   const code = response.headers.get("X-DHA-Error-Code");
   const raftIndex = Number(response.headers.get("X-DHA-Raft-Index") ?? Number.NaN);
-  return { status: response.status, body, text, ...(node === null ? {} : { node }), ...(Number.isSafeInteger(raftIndex) ? { raftIndex } : {}), ...(code === null ? {} : { code }) };
+  return {
+    status: response.status,
+    body,
+    text,
+    ...(node === null ? {} : { node }),
+    ...(Number.isSafeInteger(raftIndex) ? { raftIndex } : {}),
+    ...(code === null ? {} : { code }),
+  };
 }
 
 interface RqliteResults {
-  readonly results?: readonly { readonly error?: string; readonly rows_affected?: number; readonly values?: readonly (readonly unknown[])[] }[];
+  readonly results?: readonly {
+    readonly error?: string;
+    readonly rows_affected?: number;
+    readonly values?: readonly (readonly unknown[])[];
+  }[];
   readonly error?: string;
 }
 
@@ -98,7 +121,10 @@ function readPath(input: HistoryInput & { kind: "read" }): { path: string; heade
   const q = encodeURIComponent(`SELECT v FROM reg WHERE k = '${input.key}'`);
   if (input.level === "read-your-writes") {
     // No level: the read becomes level none with the write's index as its floor (README, "Read-your-writes").
-    return { path: `/db/query?timeout=${SERVER_TIMEOUT}&q=${q}`, headers: { "X-DHA-Raft-Index": String(input.minRaftIndex ?? 0) } };
+    return {
+      path: `/db/query?timeout=${SERVER_TIMEOUT}&q=${q}`,
+      headers: { "X-DHA-Raft-Index": String(input.minRaftIndex ?? 0) },
+    };
   }
   return { path: `/db/query?timeout=${SERVER_TIMEOUT}&level=${input.level}&q=${q}`, headers: {} };
 }
@@ -115,7 +141,13 @@ async function perform(baseUrl: string, input: HistoryInput, requestId: string):
       case "write":
         answer = await call(baseUrl, `/db/execute?timeout=${SERVER_TIMEOUT}`, {
           method: "POST",
-          body: [["INSERT INTO reg (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", input.key, input.value]],
+          body: [
+            [
+              "INSERT INTO reg (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+              input.key,
+              input.value,
+            ],
+          ],
           headers: { "Idempotency-Key": requestId },
         });
         break;
@@ -176,7 +208,9 @@ export function registerRowsOf(dump: string): Record<string, string> {
 }
 
 function errorOf(answer: HttpAnswer | undefined): string {
-  if (answer === undefined) return "no answer";
+  if (answer === undefined) {
+    return "no answer";
+  }
   const body = answer.body as RqliteResults;
   const message = (body.error ?? body.results?.[0]?.error ?? answer.text.slice(0, 200)) || `HTTP ${answer.status}`;
   return answer.code === undefined ? message : `${answer.code}: ${message}`;
@@ -236,23 +270,45 @@ async function runClient(options: ClientOptions): Promise<void> {
       // Modes in rotation (from a different start per client), so that even a short run reads at every level.
       const level = options.readModes[(options.clientId + reads++) % options.readModes.length] as ReadMode;
       input =
-        level === "read-your-writes" && lastWrite?.raftIndex !== undefined && lastWrite.input.kind !== "read" && lastWrite.input.kind !== "backup"
-          ? { kind: "read", key: lastWrite.input.key, level, minRaftIndex: lastWrite.raftIndex, afterWrite: lastWrite.id }
+        level === "read-your-writes" &&
+        lastWrite?.raftIndex !== undefined &&
+        lastWrite.input.kind !== "read" &&
+        lastWrite.input.kind !== "backup"
+          ? {
+              kind: "read",
+              key: lastWrite.input.key,
+              level,
+              minRaftIndex: lastWrite.raftIndex,
+              afterWrite: lastWrite.id,
+            }
           : { kind: "read", key, level: level === "read-your-writes" ? "linearizable" : level };
     } else {
-      input = dice < 0.8 || seen === undefined ? { kind: "write", key, value } : { kind: "cas", key, from: seen, to: value };
+      input =
+        dice < 0.8 || seen === undefined ? { kind: "write", key, value } : { kind: "cas", key, from: seen, to: value };
     }
     const callAt = options.history.now();
     const outcome = await perform(options.baseUrl, input, `lin-${options.clientId}-${seq}`);
     const op = options.history.record(options.clientId, input, callAt, outcome);
-    if (outcome.kind !== "ok") continue;
-    if (input.kind === "read" && "value" in outcome.output && outcome.output.value !== null) options.lastValues.set(input.key, outcome.output.value);
-    if (input.kind === "write" || (input.kind === "cas" && "ok" in outcome.output && outcome.output.ok)) lastWrite = op;
+    if (outcome.kind !== "ok") {
+      continue;
+    }
+    if (input.kind === "read" && "value" in outcome.output && outcome.output.value !== null) {
+      options.lastValues.set(input.key, outcome.output.value);
+    }
+    if (input.kind === "write" || (input.kind === "cas" && "ok" in outcome.output && outcome.output.ok)) {
+      lastWrite = op;
+    }
   }
 }
 
 /** Takes a backup every one to two seconds. */
-async function runBackups(options: { baseUrl: string; clientId: number; until: number; random: () => number; history: RunHistory }): Promise<void> {
+async function runBackups(options: {
+  baseUrl: string;
+  clientId: number;
+  until: number;
+  random: () => number;
+  history: RunHistory;
+}): Promise<void> {
   while (Date.now() < options.until) {
     await new Promise((done) => setTimeout(done, 1_000 + options.random() * 1_000));
     const callAt = options.history.now();
@@ -261,8 +317,14 @@ async function runBackups(options: { baseUrl: string; clientId: number; until: n
   }
 }
 
-async function runNemesis(options: { baseUrl: string; until: number; random: () => number; actions: string[] }): Promise<void> {
-  const setFaults = (node: string, rules: unknown) => call(options.baseUrl, `/_test/nodes/${node}/faults`, { method: "POST", body: rules });
+async function runNemesis(options: {
+  baseUrl: string;
+  until: number;
+  random: () => number;
+  actions: string[];
+}): Promise<void> {
+  const setFaults = (node: string, rules: unknown) =>
+    call(options.baseUrl, `/_test/nodes/${node}/faults`, { method: "POST", body: rules });
   const healAll = () => Promise.all(NODES.map((node) => setFaults(node, {})));
   while (Date.now() < options.until) {
     await new Promise((r) => setTimeout(r, 1_000 + options.random() * 1_500));
@@ -274,7 +336,17 @@ async function runNemesis(options: { baseUrl: string; until: number; random: () 
         await call(options.baseUrl, `/_test/nodes/${victim}/crash`, { method: "POST", body: {} });
       } else if (choice < 0.6) {
         options.actions.push(`isolate ${victim}`);
-        await Promise.all(NODES.map((node) => setFaults(node, { partitions: NODES.filter((o) => o !== node && (o === victim || node === victim)).map((o) => ({ from: node, to: o, bothWays: true })) })));
+        await Promise.all(
+          NODES.map((node) =>
+            setFaults(node, {
+              partitions: NODES.filter((o) => o !== node && (o === victim || node === victim)).map((o) => ({
+                from: node,
+                to: o,
+                bothWays: true,
+              })),
+            }),
+          ),
+        );
       } else if (choice < 0.8) {
         options.actions.push("stepdown");
         await call(options.baseUrl, "/api/v1/cluster/leader/stepdown", { method: "POST", body: {} });
@@ -297,7 +369,10 @@ export async function runLinearizability(options: LinRunOptions): Promise<LinRun
   try {
     const baseUrl = server.baseUrl;
     await pollUntil("the cluster to accept the schema", 30_000, async () => {
-      const created = await call(baseUrl, "/db/execute", { method: "POST", body: ["CREATE TABLE IF NOT EXISTS reg (k TEXT PRIMARY KEY, v TEXT)"] }).catch(() => null);
+      const created = await call(baseUrl, "/db/execute", {
+        method: "POST",
+        body: ["CREATE TABLE IF NOT EXISTS reg (k TEXT PRIMARY KEY, v TEXT)"],
+      }).catch(() => null);
       return created?.status === 200 ? true : undefined;
     });
     const random = seededRandom(options.seed);
@@ -307,17 +382,40 @@ export async function runLinearizability(options: LinRunOptions): Promise<LinRun
     const until = Date.now() + options.seconds * 1_000;
     const actions: string[] = [];
     const readModes: readonly ReadMode[] = options.staleReads === true ? ["none"] : READ_MODES;
-    log(`linearizability run: seed ${options.seed}, ${options.clients} clients + 1 taking backups, ${options.keys} keys, ${options.seconds} s, nemesis on`);
+    log(
+      `linearizability run: seed ${options.seed}, ${options.clients} clients + 1 taking backups, ${options.keys} keys, ${options.seconds} s, nemesis on`,
+    );
     await Promise.all([
       ...Array.from({ length: options.clients }, (_, clientId) =>
-        runClient({ baseUrl, clientId, keys: options.keys, until, random: seededRandom(options.seed * 31 + clientId), history, lastValues, readModes }),
+        runClient({
+          baseUrl,
+          clientId,
+          keys: options.keys,
+          until,
+          random: seededRandom(options.seed * 31 + clientId),
+          history,
+          lastValues,
+          readModes,
+        }),
       ),
-      runBackups({ baseUrl, clientId: options.clients, until, random: seededRandom(options.seed * 31 + options.clients), history }),
+      runBackups({
+        baseUrl,
+        clientId: options.clients,
+        until,
+        random: seededRandom(options.seed * 31 + options.clients),
+        history,
+      }),
       runNemesis({ baseUrl, until, random, actions }),
     ]);
     const operations = history.operations;
     if (options.historyFile !== undefined) {
-      writeHistoryFile(options.historyFile, { format: HISTORY_FORMAT, seed: options.seed, startedAt, model: "register-per-key", operations });
+      writeHistoryFile(options.historyFile, {
+        format: HISTORY_FORMAT,
+        seed: options.seed,
+        startedAt,
+        model: "register-per-key",
+        operations,
+      });
       log(`history: ${operations.length} operations written to ${options.historyFile}`);
     }
     const checks = checkRun(operations, { alsoLinearizable: options.staleReads === true ? ["none"] : [] });
@@ -341,14 +439,20 @@ export async function runLinearizability(options: LinRunOptions): Promise<LinRun
 function parseArgs(argv: readonly string[]): LinRunOptions {
   const value = (name: string, fallback: number): number => {
     const at = argv.indexOf(`--${name}`);
-    if (at < 0) return fallback;
+    if (at < 0) {
+      return fallback;
+    }
     const parsed = Number(argv[at + 1]);
-    if (!Number.isInteger(parsed) || parsed < 0) throw new Error(`--${name} needs a non-negative integer`);
+    if (!Number.isInteger(parsed) || parsed < 0) {
+      throw new Error(`--${name} needs a non-negative integer`);
+    }
     return parsed;
   };
   const historyAt = argv.indexOf("--history");
   const historyFile = historyAt < 0 ? undefined : argv[historyAt + 1];
-  if (historyAt >= 0 && (historyFile === undefined || historyFile.startsWith("--"))) throw new Error("--history needs a file name");
+  if (historyAt >= 0 && (historyFile === undefined || historyFile.startsWith("--"))) {
+    throw new Error("--history needs a file name");
+  }
   return {
     staleReads: argv.includes("--stale-reads"),
     seconds: value("seconds", 20),
@@ -364,9 +468,17 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === resolve(import
   runLinearizability(options)
     .then((result) => {
       console.log(`nemesis: ${result.nemesisActions.join(", ")}`);
-      console.log(`operations ${result.operations} (answered ${result.ok}; writes: unknown outcome ${result.indeterminate}, failed ${result.failed})`);
-      console.log(`checked: ${Object.entries(result.checked).map(([what, count]) => `${what} ${count}`).join(", ")}`);
-      if (result.detail !== undefined) console.log(result.detail);
+      console.log(
+        `operations ${result.operations} (answered ${result.ok}; writes: unknown outcome ${result.indeterminate}, failed ${result.failed})`,
+      );
+      console.log(
+        `checked: ${Object.entries(result.checked)
+          .map(([what, count]) => `${what} ${count}`)
+          .join(", ")}`,
+      );
+      if (result.detail !== undefined) {
+        console.log(result.detail);
+      }
       console.log(`verdict: ${result.verdict} (seed ${options.seed})`);
       process.exit(result.verdict === "linearizable" ? 0 : 1);
     })

@@ -6,8 +6,12 @@ import { runLinearizability } from "./lin-run";
 it("concurrent HTTP clients under crashes, partitions and leader changes see a linearizable history", async () => {
   const seed = Number(process.env["LIN_SEED"] ?? Date.now() % 1_000_000);
   const result = await runLinearizability({ seconds: 12, clients: 5, keys: 3, seed, log: () => undefined });
-  const checked = Object.entries(result.checked).map(([what, count]) => `${what} ${count}`).join(", ");
-  console.log(`linearizability run (seed ${seed}): ${result.operations} operations, ${result.indeterminate} with unknown outcome; checked ${checked}; nemesis: ${result.nemesisActions.join(", ")}; verdict ${result.verdict}`);
+  const checked = Object.entries(result.checked)
+    .map(([what, count]) => `${what} ${count}`)
+    .join(", ");
+  console.log(
+    `linearizability run (seed ${seed}): ${result.operations} operations, ${result.indeterminate} with unknown outcome; checked ${checked}; nemesis: ${result.nemesisActions.join(", ")}; verdict ${result.verdict}`,
+  );
   expect(result.nemesisActions.length).toBeGreaterThan(2);
   expect(result.operations).toBeGreaterThan(50);
   // Every read level and backups were exercised, not just written about.

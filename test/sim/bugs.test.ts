@@ -16,12 +16,22 @@ describe("planted bugs are caught", () => {
     it(`${name}: ${bug.description}, within ${MAX_SEEDS_PER_BUG} seeds`, async () => {
       let found: { seed: number; kind: string; detail: string } | null = null;
       for (let seed = 1; seed <= MAX_SEEDS_PER_BUG && found === null; seed += 1) {
-        const result = await runSeed({ seed, steps: bug.steps, harnessBugs: bug.bugs, adjustScenario: bug.adjustScenario, liveness: false });
+        const result = await runSeed({
+          seed,
+          steps: bug.steps,
+          harnessBugs: bug.bugs,
+          adjustScenario: bug.adjustScenario,
+          liveness: false,
+        });
         const first = result.violations[0];
-        if (first !== undefined) found = { seed, kind: first.kind, detail: first.detail };
+        if (first !== undefined) {
+          found = { seed, kind: first.kind, detail: first.detail };
+        }
       }
       expect(found, `no violation reported in ${MAX_SEEDS_PER_BUG} seeds`).not.toBeNull();
-      if (found === null) return;
+      if (found === null) {
+        return;
+      }
       console.log(`${name}: caught at seed ${found.seed} by "${found.kind}": ${found.detail.split("\n")[0]}`);
       expect(bug.expectedKinds as readonly string[]).toContain(found.kind);
     });
@@ -29,7 +39,10 @@ describe("planted bugs are caught", () => {
     it(`${name}: the same directed scenario without the bug reports nothing`, async () => {
       for (let seed = 1; seed <= CLEAN_SEEDS_PER_SCENARIO; seed += 1) {
         const result = await runSeed({ seed, steps: bug.steps, adjustScenario: bug.adjustScenario, liveness: false });
-        expect(result.violations, `seed ${seed}: ${result.violations.map((v) => `${v.kind}: ${v.detail}`).join("; ")}`).toEqual([]);
+        expect(
+          result.violations,
+          `seed ${seed}: ${result.violations.map((v) => `${v.kind}: ${v.detail}`).join("; ")}`,
+        ).toEqual([]);
         expect(result.lincheck?.verdict).toBe("linearizable");
       }
     });
@@ -39,9 +52,11 @@ describe("planted bugs are caught", () => {
 /**
  * Shell findings the simulator catches on its own, the checkers expected to see each, and where the hunt starts.
  */
-const CAUGHT_FINDINGS: readonly { readonly name: BugName; readonly kinds: readonly string[]; readonly firstSeed: number }[] = [
-  { name: "backupFromAnyNode", kinds: ["linearizability"], firstSeed: 1 },
-];
+const CAUGHT_FINDINGS: readonly {
+  readonly name: BugName;
+  readonly kinds: readonly string[];
+  readonly firstSeed: number;
+}[] = [{ name: "backupFromAnyNode", kinds: ["linearizability"], firstSeed: 1 }];
 
 describe("shell findings put back are caught", () => {
   for (const finding of CAUGHT_FINDINGS) {
@@ -51,12 +66,20 @@ describe("shell findings put back are caught", () => {
       for (let seed = finding.firstSeed; seed < finding.firstSeed + MAX_SEEDS_PER_BUG && caught === null; seed += 1) {
         const result = await runSeed({ seed, bugs: bug.bugs, adjustScenario: bug.adjustScenario, liveness: false });
         const first = result.violations[0];
-        if (first === undefined || !finding.kinds.includes(first.kind)) continue;
+        if (first === undefined || !finding.kinds.includes(first.kind)) {
+          continue;
+        }
         const control = await runSeed({ seed, adjustScenario: bug.adjustScenario, liveness: false });
-        if (control.violations.length === 0) caught = { seed, kind: first.kind, detail: first.detail };
+        if (control.violations.length === 0) {
+          caught = { seed, kind: first.kind, detail: first.detail };
+        }
       }
       expect(caught, `not caught in ${MAX_SEEDS_PER_BUG} seeds`).not.toBeNull();
-      if (caught !== null) console.log(`${finding.name}: caught at seed ${caught.seed} by "${caught.kind}": ${caught.detail.split("\n")[0]}`);
+      if (caught !== null) {
+        console.log(
+          `${finding.name}: caught at seed ${caught.seed} by "${caught.kind}": ${caught.detail.split("\n")[0]}`,
+        );
+      }
     });
   }
 });

@@ -19,7 +19,14 @@ export interface BugScenario {
 function churn(scenario: Scenario): Scenario {
   return {
     ...scenario,
-    faults: { ...scenario.faults, crashes: true, crashesInsideEvents: true, storageErrors: true, partitions: true, meanIntervalMs: Math.min(scenario.faults.meanIntervalMs, 150) },
+    faults: {
+      ...scenario.faults,
+      crashes: true,
+      crashesInsideEvents: true,
+      storageErrors: true,
+      partitions: true,
+      meanIntervalMs: Math.min(scenario.faults.meanIntervalMs, 150),
+    },
   };
 }
 
@@ -30,25 +37,61 @@ const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scen
     ...scenario,
     nodes: 3,
     network: { ...scenario.network, minLatencyMs: 5, maxLatencyMs: random.between(10, 40), maxDropProbability: 0 },
-    faults: { ...scenario.faults, crashes: true, crashesInsideEvents: false, storageWipes: false, leaderTargeting: 0, minDownMs: 1, maxDownMs: 5, meanIntervalMs: random.between(10, 40), maxDownNodes: 1 },
-    workload: { ...scenario.workload, clients: 4, keys: 1, roamProbability: 0.8, maxThinkMs: 5, mix: { ...scenario.workload.mix, write: 6, cas: 0, linearizableRead: 10 } },
+    faults: {
+      ...scenario.faults,
+      crashes: true,
+      crashesInsideEvents: false,
+      storageWipes: false,
+      leaderTargeting: 0,
+      minDownMs: 1,
+      maxDownMs: 5,
+      meanIntervalMs: random.between(10, 40),
+      maxDownNodes: 1,
+    },
+    workload: {
+      ...scenario.workload,
+      clients: 4,
+      keys: 1,
+      roamProbability: 0.8,
+      maxThinkMs: 5,
+      mix: { ...scenario.workload.mix, write: 6, cas: 0, linearizableRead: 10 },
+    },
   }),
   stoppedWritesAnsweredNotMember: churn,
-  readyFailureAnsweredInternal: (scenario) => ({ ...churn(scenario), faults: { ...churn(scenario).faults, storageErrors: true, stateMachineErrors: true } }),
+  readyFailureAnsweredInternal: (scenario) => ({
+    ...churn(scenario),
+    faults: { ...churn(scenario).faults, storageErrors: true, stateMachineErrors: true },
+  }),
   writeWaitersKeyedByIndex: churn,
-  brokenRuntimeKeepsServing: (scenario) => ({ ...churn(scenario), faults: { ...churn(scenario).faults, storageErrors: true } }),
+  brokenRuntimeKeepsServing: (scenario) => ({
+    ...churn(scenario),
+    faults: { ...churn(scenario).faults, storageErrors: true },
+  }),
   pendingWritesWaitAfterStepDown: churn,
   // Leadership changes all the time, and clients read weakly from whoever leads while others write.
   weakReadBeforeOwnTermApplied: (scenario, random) => ({
     ...scenario,
-    faults: { ...scenario.faults, transfers: true, crashes: true, partitions: true, leaderTargeting: 1, meanIntervalMs: random.between(30, 100) },
+    faults: {
+      ...scenario.faults,
+      transfers: true,
+      crashes: true,
+      partitions: true,
+      leaderTargeting: 1,
+      meanIntervalMs: random.between(30, 100),
+    },
     workload: { ...scenario.workload, clients: 4, keys: 1, mix: { ...scenario.workload.mix, write: 10, weakRead: 10 } },
   }),
-  backupFromAnyNode: (scenario) => ({ ...churn(scenario), workload: { ...scenario.workload, roamProbability: 0.5, mix: { ...scenario.workload.mix, backup: 5, write: 10 } } }),
+  backupFromAnyNode: (scenario) => ({
+    ...churn(scenario),
+    workload: { ...scenario.workload, roamProbability: 0.5, mix: { ...scenario.workload.mix, backup: 5, write: 10 } },
+  }),
 };
 
 export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.fromEntries(
-  SHELL_BUG_NAMES.map((name) => [name, { bugs: { [name]: true } as ShellBugs, adjustScenario: TUNING[name] ?? ((scenario: Scenario) => scenario) }]),
+  SHELL_BUG_NAMES.map((name) => [
+    name,
+    { bugs: { [name]: true } as ShellBugs, adjustScenario: TUNING[name] ?? ((scenario: Scenario) => scenario) },
+  ]),
 ) as Record<BugName, BugScenario>;
 
 export function isBugName(name: string): name is BugName {
@@ -91,26 +134,58 @@ export const HARNESS_BUG_SCENARIOS = {
   "forget-vote": {
     description: "a vote that does not survive a restart",
     bugs: { forgetVoteOnRestart: true },
-    expectedKinds: ["election safety", "log matching", "state machine safety", "leader completeness", "linearizability", "acknowledged write lost"],
+    expectedKinds: [
+      "election safety",
+      "log matching",
+      "state machine safety",
+      "leader completeness",
+      "linearizability",
+      "acknowledged write lost",
+    ],
     steps: 4000,
     adjustScenario: (scenario: Scenario, random: Prng): Scenario => ({
       ...scenario,
       nodes: random.pick([3, 5]),
       electionTimeoutMs: scenario.heartbeatIntervalMs * 5,
-      faults: { ...QUIET, crashes: true, crashesInsideEvents: true, partitions: true, meanIntervalMs: random.between(20, 60), leaderTargeting: 0.8, maxDownNodes: 2, maxDownMs: 30 },
+      faults: {
+        ...QUIET,
+        crashes: true,
+        crashesInsideEvents: true,
+        partitions: true,
+        meanIntervalMs: random.between(20, 60),
+        leaderTargeting: 0.8,
+        maxDownNodes: 2,
+        maxDownMs: 30,
+      },
       workload: { ...scenario.workload, clients: 3, mix: { ...scenario.workload.mix, write: 10, linearizableRead: 5 } },
     }),
   },
   "keep-suffix": {
     description: "log truncation that does not delete: a conflicting suffix survives a restart",
     bugs: { keepTruncatedSuffix: true },
-    expectedKinds: ["log matching", "log continuity", "state machine safety", "leader completeness", "linearizability", "acknowledged write lost", "host threw"],
+    expectedKinds: [
+      "log matching",
+      "log continuity",
+      "state machine safety",
+      "leader completeness",
+      "linearizability",
+      "acknowledged write lost",
+      "host threw",
+    ],
     steps: 4000,
     adjustScenario: (scenario: Scenario, random: Prng): Scenario => ({
       ...scenario,
       nodes: random.pick([3, 5]),
       snapshotThresholdEntries: 1000,
-      faults: { ...QUIET, crashes: true, partitions: true, meanIntervalMs: random.between(40, 120), leaderTargeting: 0.9, maxDownNodes: 1, maxDownMs: 50 },
+      faults: {
+        ...QUIET,
+        crashes: true,
+        partitions: true,
+        meanIntervalMs: random.between(40, 120),
+        leaderTargeting: 0.9,
+        maxDownNodes: 1,
+        maxDownMs: 50,
+      },
       workload: { ...scenario.workload, clients: 4, mix: { ...scenario.workload.mix, write: 10 } },
     }),
   },

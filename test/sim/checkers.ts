@@ -53,7 +53,9 @@ export function stateDigest(kv: ReadonlyMap<string, string>): string {
   let hash = 0x811c9dc5;
   for (const key of keys) {
     const text = `${key}=${kv.get(key) ?? ""};`;
-    for (let i = 0; i < text.length; i += 1) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+    for (let i = 0; i < text.length; i += 1) {
+      hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
+    }
   }
   return `${keys.length}:${(hash >>> 0).toString(16)}`;
 }
@@ -94,11 +96,16 @@ export class Checkers {
     this.checksRun += 1;
     const entries = node.store.entries;
     const first = entries[0];
-    if (first === undefined || touchedFromIndex === null) return;
+    if (first === undefined || touchedFromIndex === null) {
+      return;
+    }
     const snapshot = node.store.snapshot?.meta ?? null;
     const expectedFirst = (snapshot?.index ?? 0) + 1;
     if (first.index !== expectedFirst) {
-      this.fail("log continuity", `${node.id}'s log starts at ${first.index}, right after its snapshot it should start at ${expectedFirst}`);
+      this.fail(
+        "log continuity",
+        `${node.id}'s log starts at ${first.index}, right after its snapshot it should start at ${expectedFirst}`,
+      );
       return;
     }
     const start = Math.max(0, touchedFromIndex - first.index - 1);
@@ -111,7 +118,10 @@ export class Checkers {
         return;
       }
       if (entry.term < previousTerm) {
-        this.fail("log matching", `${node.id}'s log has term ${entry.term} at ${entry.index} after term ${previousTerm}: a conflicting suffix survived`);
+        this.fail(
+          "log matching",
+          `${node.id}'s log has term ${entry.term} at ${entry.index} after term ${previousTerm}: a conflicting suffix survived`,
+        );
         return;
       }
       this.registerEntry(node, entry, previousTerm);
@@ -127,22 +137,46 @@ export class Checkers {
       return;
     }
     if (known.content !== content) {
-      this.fail("log matching", `entry ${key} differs between ${known.node} (${known.content}) and ${node.id} (${content})`);
+      this.fail(
+        "log matching",
+        `entry ${key} differs between ${known.node} (${known.content}) and ${node.id} (${content})`,
+      );
     } else if (known.previousTerm !== previousTerm) {
-      this.fail("log matching", `entry ${key} follows term ${known.previousTerm} on ${known.node} but term ${previousTerm} on ${node.id}: the logs differ before a matching entry`);
+      this.fail(
+        "log matching",
+        `entry ${key} follows term ${known.previousTerm} on ${known.node} but term ${previousTerm} on ${node.id}: the logs differ before a matching entry`,
+      );
     }
   }
 
   /** Leader Append-Only: a leader never truncates or overwrites its own log. */
-  checkLeaderAppendOnly(node: NodeView, leaderTermBefore: number | null, ready: { truncateFrom: number | null; firstNewIndex: number | null; installsSnapshot: boolean }, lastIndexBefore: number): void {
-    if (leaderTermBefore === null) return;
+  checkLeaderAppendOnly(
+    node: NodeView,
+    leaderTermBefore: number | null,
+    ready: { truncateFrom: number | null; firstNewIndex: number | null; installsSnapshot: boolean },
+    lastIndexBefore: number,
+  ): void {
+    if (leaderTermBefore === null) {
+      return;
+    }
     const { truncateFrom, firstNewIndex } = ready;
-    if (ready.installsSnapshot) this.fail("leader append-only", `${node.id}, leader of term ${leaderTermBefore}, installs a snapshot over its log`);
+    if (ready.installsSnapshot) {
+      this.fail(
+        "leader append-only",
+        `${node.id}, leader of term ${leaderTermBefore}, installs a snapshot over its log`,
+      );
+    }
     if (truncateFrom !== null && truncateFrom <= lastIndexBefore) {
-      this.fail("leader append-only", `${node.id}, leader of term ${leaderTermBefore}, truncates its log from ${truncateFrom} (last index ${lastIndexBefore})`);
+      this.fail(
+        "leader append-only",
+        `${node.id}, leader of term ${leaderTermBefore}, truncates its log from ${truncateFrom} (last index ${lastIndexBefore})`,
+      );
     }
     if (firstNewIndex !== null && firstNewIndex <= lastIndexBefore) {
-      this.fail("leader append-only", `${node.id}, leader of term ${leaderTermBefore}, overwrites index ${firstNewIndex} (last index ${lastIndexBefore})`);
+      this.fail(
+        "leader append-only",
+        `${node.id}, leader of term ${leaderTermBefore}, overwrites index ${firstNewIndex} (last index ${lastIndexBefore})`,
+      );
     }
   }
 
@@ -159,25 +193,44 @@ export class Checkers {
       }
       this.markCommitted(node, entry.index, entry.term, entryContent(entry));
     }
-    if (upTo >= from) this.commitMarked.set(node.id, upTo);
+    if (upTo >= from) {
+      this.commitMarked.set(node.id, upTo);
+    }
   }
 
-  private markCommitted(node: NodeView, index: number, term: number, content: string | null, knownByTerm?: number): void {
+  private markCommitted(
+    node: NodeView,
+    index: number,
+    term: number,
+    content: string | null,
+    knownByTerm?: number,
+  ): void {
     const knownBy = knownByTerm ?? node.store.hardState.term;
     const known = this.committed.get(index);
     if (known !== undefined) {
       if (known.term !== term || (content !== null && known.content !== "" && known.content !== content)) {
-        this.fail("state machine safety", `index ${index} committed with term ${known.term} (${known.content}), but ${node.id} has it committed with term ${term} (${content ?? "snapshot"})`);
+        this.fail(
+          "state machine safety",
+          `index ${index} committed with term ${known.term} (${known.content}), but ${node.id} has it committed with term ${term} (${content ?? "snapshot"})`,
+        );
         return;
       }
-      if (knownBy >= known.knownCommittedByTerm) return;
+      if (knownBy >= known.knownCommittedByTerm) {
+        return;
+      }
       known.knownCommittedByTerm = knownBy;
     } else {
-      this.committed.set(index, { term, content: content ?? this.registry.get(`${index}:${term}`)?.content ?? "", knownCommittedByTerm: knownBy });
+      this.committed.set(index, {
+        term,
+        content: content ?? this.registry.get(`${index}:${term}`)?.content ?? "",
+        knownCommittedByTerm: knownBy,
+      });
     }
     // Leader Completeness, for leaders already in office when this commitment became known.
     for (const [leader, leaderTerm] of this.currentLeaders) {
-      if (leaderTerm > knownBy) this.expectInLeaderLog(leader, leaderTerm, index, term);
+      if (leaderTerm > knownBy) {
+        this.expectInLeaderLog(leader, leaderTerm, index, term);
+      }
     }
   }
 
@@ -185,12 +238,19 @@ export class Checkers {
 
   private expectInLeaderLog(leaderId: NodeId, leaderTerm: number, index: number, term: number): void {
     const leader = this.leaderNodes.get(leaderId);
-    if (leader === undefined) return;
+    if (leader === undefined) {
+      return;
+    }
     const snapshotIndex = leader.store.snapshot?.meta.index ?? 0;
-    if (index < snapshotIndex) return;
+    if (index < snapshotIndex) {
+      return;
+    }
     const have = leader.termAt(index);
     if (have !== term) {
-      this.fail("leader completeness", `${leaderId}, leader of term ${leaderTerm}, has ${have === null ? "no entry" : `term ${have}`} at ${index}, committed with term ${term}`);
+      this.fail(
+        "leader completeness",
+        `${leaderId}, leader of term ${leaderTerm}, has ${have === null ? "no entry" : `term ${have}`} at ${index}, committed with term ${term}`,
+      );
     }
   }
 
@@ -200,12 +260,16 @@ export class Checkers {
   /** After every step that touched a node: Election Safety, term monotonicity, Leader Completeness at election. */
   observeStatus(node: NodeView, status: NodeStatus): void {
     this.checksRun += 1;
-    if (status.id !== node.id) this.fail("status", `${node.id} reports id ${status.id}`);
+    if (status.id !== node.id) {
+      this.fail("status", `${node.id} reports id ${status.id}`);
+    }
     const seen = this.lastSeen.get(node.id);
     if (seen !== undefined && seen.incarnation === node.incarnation && status.term < seen.term) {
       this.fail("term monotonicity", `${node.id}'s term went from ${seen.term} back to ${status.term}`);
     }
-    const becameLeader = status.role === "leader" && !(seen?.role === "leader" && seen.term === status.term && seen.incarnation === node.incarnation);
+    const becameLeader =
+      status.role === "leader" &&
+      !(seen?.role === "leader" && seen.term === status.term && seen.incarnation === node.incarnation);
     this.lastSeen.set(node.id, { role: status.role, term: status.term, incarnation: node.incarnation });
     if (status.role !== "leader") {
       this.currentLeaders.delete(node.id);
@@ -216,12 +280,16 @@ export class Checkers {
     if (holder !== undefined && holder !== node.id) {
       this.fail("election safety", `${node.id} and ${holder} both lead term ${status.term}`);
     }
-    if (!becameLeader) return;
+    if (!becameLeader) {
+      return;
+    }
     this.leaderOfTerm.set(status.term, node.id);
     this.currentLeaders.set(node.id, status.term);
     this.leaderNodes.set(node.id, node);
     for (const [index, entry] of this.committed) {
-      if (entry.knownCommittedByTerm < status.term) this.expectInLeaderLog(node.id, status.term, index, entry.term);
+      if (entry.knownCommittedByTerm < status.term) {
+        this.expectInLeaderLog(node.id, status.term, index, entry.term);
+      }
     }
   }
 
@@ -246,15 +314,23 @@ export class Checkers {
     return () => {
       this.checksRun += 1;
       if (persisted === null || persisted.term !== entry.term || entryContent(persisted) !== entryContent(entry)) {
-        this.fail("apply", `${node.id} applies ${entry.index}:${entry.term} which is not the entry in its persisted log (${persisted === null ? "none" : `${persisted.index}:${persisted.term}`})`);
+        this.fail(
+          "apply",
+          `${node.id} applies ${entry.index}:${entry.term} which is not the entry in its persisted log (${persisted === null ? "none" : `${persisted.index}:${persisted.term}`})`,
+        );
       }
       this.markCommitted(node, entry.index, entry.term, entryContent(entry), knownBy);
-      if (digest !== null) this.expectState(node, entry.index, digest, "after applying");
+      if (digest !== null) {
+        this.expectState(node, entry.index, digest, "after applying");
+      }
     };
   }
 
   /** Like captureApplied, for a snapshot image swapped in. */
-  captureSnapshotInstalled(node: NodeView, meta: { readonly index: number; readonly term: number; readonly appliedIndex: number }): () => void {
+  captureSnapshotInstalled(
+    node: NodeView,
+    meta: { readonly index: number; readonly term: number; readonly appliedIndex: number },
+  ): () => void {
     const knownBy = node.store.hardState.term;
     const digest = stateDigest(node.store.kv);
     return () => {
@@ -262,14 +338,22 @@ export class Checkers {
       // The image may be later than the snapshot's index: the state is the one at the image's applied index.
       this.expectState(node, meta.appliedIndex, digest, "after installing a snapshot");
       const marked = this.commitMarked.get(node.id) ?? 0;
-      if (meta.index > marked) this.commitMarked.set(node.id, meta.index);
+      if (meta.index > marked) {
+        this.commitMarked.set(node.id, meta.index);
+      }
     };
   }
 
   private expectState(node: NodeView, index: number, digest: string, when: string): void {
     const known = this.stateAtIndex.get(index);
-    if (known === undefined) this.stateAtIndex.set(index, digest);
-    else if (known !== digest) this.fail("state machine safety", `${node.id}'s state at ${index} ${when} is ${digest}, another node had ${known}`);
+    if (known === undefined) {
+      this.stateAtIndex.set(index, digest);
+    } else if (known !== digest) {
+      this.fail(
+        "state machine safety",
+        `${node.id}'s state at ${index} ${when} is ${digest}, another node had ${known}`,
+      );
+    }
   }
 
   /**
@@ -278,14 +362,22 @@ export class Checkers {
    * committed twice (a resend proposed before the first copy committed): applying deduplicates it, and the
    * linearizability check sees any second effect.
    */
-  checkAcknowledged(acknowledged: readonly { readonly requestId: string; readonly what: string }[], entryIds: (content: string) => readonly string[]): void {
+  checkAcknowledged(
+    acknowledged: readonly { readonly requestId: string; readonly what: string }[],
+    entryIds: (content: string) => readonly string[],
+  ): void {
     const committedIds = new Set<string>();
     for (const entry of this.committed.values()) {
-      for (const id of entryIds(entry.content)) committedIds.add(id);
+      for (const id of entryIds(entry.content)) {
+        committedIds.add(id);
+      }
     }
     for (const ack of acknowledged) {
       if (!committedIds.has(ack.requestId)) {
-        this.fail("acknowledged write lost", `${ack.what} (request ${ack.requestId}) was acknowledged but no committed entry carries it`);
+        this.fail(
+          "acknowledged write lost",
+          `${ack.what} (request ${ack.requestId}) was acknowledged but no committed entry carries it`,
+        );
       }
     }
   }
@@ -294,7 +386,11 @@ export class Checkers {
   private firstCommittedIndexById(entryIds: (content: string) => readonly string[]): Map<string, number> {
     const byId = new Map<string, number>();
     for (const [index, entry] of [...this.committed.entries()].sort((a, b) => a[0] - b[0])) {
-      for (const id of entryIds(entry.content)) if (!byId.has(id)) byId.set(id, index);
+      for (const id of entryIds(entry.content)) {
+        if (!byId.has(id)) {
+          byId.set(id, index);
+        }
+      }
     }
     return byId;
   }
@@ -304,19 +400,31 @@ export class Checkers {
    * the value it reads was written at or after the client's own write: never an older value, never nothing.
    */
   checkReadYourWrites(
-    reads: readonly { readonly opId: number; readonly key: string; readonly value: string | null; readonly own: { readonly requestId: string; readonly value: string } }[],
+    reads: readonly {
+      readonly opId: number;
+      readonly key: string;
+      readonly value: string | null;
+      readonly own: { readonly requestId: string; readonly value: string };
+    }[],
     writerOf: ReadonlyMap<string, string>,
     entryIds: (content: string) => readonly string[],
   ): void {
-    if (reads.length === 0) return;
+    if (reads.length === 0) {
+      return;
+    }
     const indexOf = this.firstCommittedIndexById(entryIds);
     for (const read of reads) {
       const ownIndex = indexOf.get(read.own.requestId);
-      if (ownIndex === undefined || read.value === read.own.value) continue;
+      if (ownIndex === undefined || read.value === read.own.value) {
+        continue;
+      }
       const writer = read.value === null ? undefined : writerOf.get(read.value);
       const valueIndex = writer === undefined ? undefined : indexOf.get(writer);
       if (read.value === null || (valueIndex !== undefined && valueIndex < ownIndex)) {
-        this.fail("read your writes", `op ${read.opId} read ${read.key} = ${read.value ?? "nothing"} (written at ${valueIndex ?? "-"}) after the client's own write of ${read.own.value} at ${ownIndex}`);
+        this.fail(
+          "read your writes",
+          `op ${read.opId} read ${read.key} = ${read.value ?? "nothing"} (written at ${valueIndex ?? "-"}) after the client's own write of ${read.own.value} at ${ownIndex}`,
+        );
       }
     }
   }

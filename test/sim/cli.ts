@@ -18,16 +18,30 @@ interface CliOptions {
   budgetSeconds: number | null;
 }
 
-const USAGE = "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--bug " + Object.keys(BUG_SCENARIOS).join("|") + "]";
+const USAGE =
+  "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--bug " +
+  Object.keys(BUG_SCENARIOS).join("|") +
+  "]";
 
 function parseInteger(flag: string, text: string | undefined, min: number): number {
   const value = Number(text);
-  if (text === undefined || !Number.isSafeInteger(value) || value < min) throw new Error(`${flag} needs an integer >= ${min}, got ${text ?? "nothing"}\n${USAGE}`);
+  if (text === undefined || !Number.isSafeInteger(value) || value < min) {
+    throw new Error(`${flag} needs an integer >= ${min}, got ${text ?? "nothing"}\n${USAGE}`);
+  }
   return value;
 }
 
 function parseArguments(argv: readonly string[]): CliOptions {
-  const options: CliOptions = { seed: null, seeds: null, from: null, steps: null, verbose: false, bug: null, storageErrorsEverywhere: false, budgetSeconds: null };
+  const options: CliOptions = {
+    seed: null,
+    seeds: null,
+    from: null,
+    steps: null,
+    verbose: false,
+    bug: null,
+    storageErrorsEverywhere: false,
+    budgetSeconds: null,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
     switch (flag) {
@@ -54,7 +68,9 @@ function parseArguments(argv: readonly string[]): CliOptions {
         break;
       case "--bug": {
         const name = argv[++i] ?? "";
-        if (!isBugName(name)) throw new Error(`--bug needs one of ${Object.keys(BUG_SCENARIOS).join(", ")}, got ${name}\n${USAGE}`);
+        if (!isBugName(name)) {
+          throw new Error(`--bug needs one of ${Object.keys(BUG_SCENARIOS).join(", ")}, got ${name}\n${USAGE}`);
+        }
         options.bug = name;
         break;
       }
@@ -66,7 +82,9 @@ function parseArguments(argv: readonly string[]): CliOptions {
         throw new Error(`unknown argument ${flag}\n${USAGE}`);
     }
   }
-  if (options.seed !== null && (options.seeds !== null || options.from !== null)) throw new Error(`--seed runs one seed; use --seeds with --from for a range\n${USAGE}`);
+  if (options.seed !== null && (options.seeds !== null || options.from !== null)) {
+    throw new Error(`--seed runs one seed; use --seeds with --from for a range\n${USAGE}`);
+  }
   return options;
 }
 
@@ -78,7 +96,9 @@ function simOptions(cli: CliOptions, seed: number, onTraceLine?: (line: string) 
     ...(bug !== null ? { bugs: bug.bugs } : {}),
     adjustScenario: (drawn: Scenario, random: Prng) => {
       const scenario = bug === null ? drawn : bug.adjustScenario(drawn, random);
-      return cli.storageErrorsEverywhere ? { ...scenario, faults: { ...scenario.faults, storageErrors: true, storageErrorsEverywhere: true } } : scenario;
+      return cli.storageErrorsEverywhere
+        ? { ...scenario, faults: { ...scenario.faults, storageErrors: true, storageErrorsEverywhere: true } }
+        : scenario;
     },
     ...(onTraceLine !== undefined ? { onTraceLine } : {}),
   };
@@ -86,16 +106,29 @@ function simOptions(cli: CliOptions, seed: number, onTraceLine?: (line: string) 
 
 function replayCommand(cli: CliOptions, seed: number): string {
   const parts = ["npm run sim --", "--seed", String(seed)];
-  if (cli.steps !== null) parts.push("--steps", String(cli.steps));
-  if (cli.bug !== null) parts.push("--bug", cli.bug);
-  if (cli.storageErrorsEverywhere) parts.push("--storage-errors-everywhere");
+  if (cli.steps !== null) {
+    parts.push("--steps", String(cli.steps));
+  }
+  if (cli.bug !== null) {
+    parts.push("--bug", cli.bug);
+  }
+  if (cli.storageErrorsEverywhere) {
+    parts.push("--storage-errors-everywhere");
+  }
   return parts.join(" ");
 }
 
 function summarize(result: SimResult): string {
-  const lincheck = result.lincheck === null ? "not run" : `${result.lincheck.verdict} (${result.lincheck.operations} ops, ${result.lincheck.steps} search steps)`;
+  const lincheck =
+    result.lincheck === null
+      ? "not run"
+      : `${result.lincheck.verdict} (${result.lincheck.operations} ops, ${result.lincheck.steps} search steps)`;
   const stats = result.stats;
-  const faults = Object.entries(stats.faults).filter(([, count]) => count > 0).map(([kind, count]) => `${kind} ${count}`).join(", ") || "none";
+  const faults =
+    Object.entries(stats.faults)
+      .filter(([, count]) => count > 0)
+      .map(([kind, count]) => `${kind} ${count}`)
+      .join(", ") || "none";
   return [
     `seed ${result.seed}: ${result.violations.length === 0 ? "ok" : "FAILED"}, ${result.steps} steps (${result.safetySteps} safety, ${result.livenessSteps} liveness), ${result.simulatedMs}ms simulated`,
     `  liveness: the healed majority made progress in ${result.livenessMs === null ? "-" : `${result.livenessMs}ms`}; faults: ${faults}; runtimes discarded ${stats.runtimeDiscards}; elections ${stats.elections}`,
@@ -144,10 +177,26 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
     steps += result.steps;
     operations += result.lincheck?.operations ?? 0;
     acknowledged += result.stats.acknowledged;
-    for (const [kind, value] of Object.entries(result.stats.faults)) faults[kind] = (faults[kind] ?? 0) + value;
-    for (const level of ["linearizable", "strong", "weak", "weakFromLeader", "none", "readYourWrites", "backup"] as const) reads[level] += result.stats.readsByLevel[level];
-    if (result.lincheck !== null) verdicts[result.lincheck.verdict] += 1;
-    if (result.lincheck?.verdict === "unknown") unknownSeeds.push(seed);
+    for (const [kind, value] of Object.entries(result.stats.faults)) {
+      faults[kind] = (faults[kind] ?? 0) + value;
+    }
+    for (const level of [
+      "linearizable",
+      "strong",
+      "weak",
+      "weakFromLeader",
+      "none",
+      "readYourWrites",
+      "backup",
+    ] as const) {
+      reads[level] += result.stats.readsByLevel[level];
+    }
+    if (result.lincheck !== null) {
+      verdicts[result.lincheck.verdict] += 1;
+    }
+    if (result.lincheck?.verdict === "unknown") {
+      unknownSeeds.push(seed);
+    }
     if (result.violations.length > 0 && cli.bug !== null) {
       // A bug counts as caught only by a seed that passes without it (same scenario tuning, switch off).
       const control = await runSeed({ ...simOptions(cli, seed), bugs: {} });
@@ -162,26 +211,48 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
       failedSeeds += 1;
       firstFailing ??= seed;
       console.log(formatFailure(result, replayCommand(cli, seed)));
-      if (cli.bug !== null) break;
+      if (cli.bug !== null) {
+        break;
+      }
     }
     const done = seed - from + 1;
-    if (done % 100 === 0) console.log(`... ${done} seeds, ${((performance.now() - startedMs) / done).toFixed(0)}ms per seed, ${failedSeeds} failed`);
+    if (done % 100 === 0) {
+      console.log(
+        `... ${done} seeds, ${((performance.now() - startedMs) / done).toFixed(0)}ms per seed, ${failedSeeds} failed`,
+      );
+    }
   }
   const ran = steps === 0 ? 0 : Math.max(1, (firstFailing ?? from + count - 1) - from + 1);
   const elapsedMs = performance.now() - startedMs;
   const seedsRun = cli.bug !== null && firstFailing !== null ? ran : ranTo - from + 1;
-  console.log(`linearizability verdicts: ${verdicts.linearizable} linearizable, ${verdicts["not-linearizable"]} not linearizable, ${verdicts.unknown} unknown${unknownSeeds.length > 0 ? ` (seeds ${unknownSeeds.slice(0, 20).join(", ")})` : ""}`);
-  console.log(`faults injected: ${Object.entries(faults).map(([kind, value]) => `${kind} ${value} (${(value / seedsRun).toFixed(2)}/seed)`).join(", ")}`);
-  console.log(`operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}`);
-  console.log(`failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`);
-  if (controlFailures.length > 0) console.log(`seeds that fail without the bug too (not counted): ${controlFailures.join(", ")}`);
-  console.log(`seeds ${seedsRun} (${from}..${from + seedsRun - 1}), violations ${violations}, operations checked ${operations}, steps ${steps}`);
+  console.log(
+    `linearizability verdicts: ${verdicts.linearizable} linearizable, ${verdicts["not-linearizable"]} not linearizable, ${verdicts.unknown} unknown${unknownSeeds.length > 0 ? ` (seeds ${unknownSeeds.slice(0, 20).join(", ")})` : ""}`,
+  );
+  console.log(
+    `faults injected: ${Object.entries(faults)
+      .map(([kind, value]) => `${kind} ${value} (${(value / seedsRun).toFixed(2)}/seed)`)
+      .join(", ")}`,
+  );
+  console.log(
+    `operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}`,
+  );
+  console.log(
+    `failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`,
+  );
+  if (controlFailures.length > 0) {
+    console.log(`seeds that fail without the bug too (not counted): ${controlFailures.join(", ")}`);
+  }
+  console.log(
+    `seeds ${seedsRun} (${from}..${from + seedsRun - 1}), violations ${violations}, operations checked ${operations}, steps ${steps}`,
+  );
   return violations > 0 ? 1 : 0;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
   const cli = parseArguments(argv);
-  if (cli.seed !== null) return runOne(cli, cli.seed);
+  if (cli.seed !== null) {
+    return runOne(cli, cli.seed);
+  }
   return runRange(cli, cli.seeds ?? 100);
 }
 

@@ -26,7 +26,11 @@ describe("replay determinism", () => {
     const bug = HARNESS_BUG_SCENARIOS["keep-suffix"];
     const options = { steps: bug.steps, harnessBugs: bug.bugs, adjustScenario: bug.adjustScenario };
     let failing: number | null = null;
-    for (let seed = 1; seed <= 20 && failing === null; seed += 1) if ((await runSeed({ seed, ...options })).violations.length > 0) failing = seed;
+    for (let seed = 1; seed <= 20 && failing === null; seed += 1) {
+      if ((await runSeed({ seed, ...options })).violations.length > 0) {
+        failing = seed;
+      }
+    }
     expect(failing).not.toBeNull();
     const first = await runSeed({ seed: failing ?? 0, ...options });
     const second = await runSeed({ seed: failing ?? 0, ...options });
@@ -37,7 +41,9 @@ describe("replay determinism", () => {
 
   it("different seeds yield different traces", async () => {
     const hashes = new Set<string>();
-    for (const seed of [1, 2, 3]) hashes.add((await runSeed({ seed, steps: 500 })).traceHash);
+    for (const seed of [1, 2, 3]) {
+      hashes.add((await runSeed({ seed, steps: 500 })).traceHash);
+    }
     expect(hashes.size).toBe(3);
   });
 
@@ -55,6 +61,8 @@ describe("replay determinism", () => {
       const face = random.nextInt(6);
       counts[face] = (counts[face] ?? 0) + 1;
     }
-    for (const count of counts) expect(count).toBeGreaterThan(800);
+    for (const count of counts) {
+      expect(count).toBeGreaterThan(800);
+    }
   });
 });

@@ -43,7 +43,18 @@ export interface FaultOptions {
   readonly maxDownNodes: number;
 }
 
-export type FaultKind = "crash" | "crashInsideEvent" | "storageError" | "stateMachineError" | "staleInstance" | "storageWipe" | "partition" | "pathFault" | "alarmFault" | "transfer" | "slowNode";
+export type FaultKind =
+  | "crash"
+  | "crashInsideEvent"
+  | "storageError"
+  | "stateMachineError"
+  | "staleInstance"
+  | "storageWipe"
+  | "partition"
+  | "pathFault"
+  | "alarmFault"
+  | "transfer"
+  | "slowNode";
 
 export type NemesisEvent =
   | { readonly kind: "act" }
@@ -80,7 +91,19 @@ export class Nemesis {
   private partitionEpoch = 0;
   private pathFaultEpoch = 0;
   private active = true;
-  readonly counts: Record<FaultKind, number> = { crash: 0, crashInsideEvent: 0, storageError: 0, stateMachineError: 0, staleInstance: 0, storageWipe: 0, partition: 0, pathFault: 0, alarmFault: 0, transfer: 0, slowNode: 0 };
+  readonly counts: Record<FaultKind, number> = {
+    crash: 0,
+    crashInsideEvent: 0,
+    storageError: 0,
+    stateMachineError: 0,
+    staleInstance: 0,
+    storageWipe: 0,
+    partition: 0,
+    pathFault: 0,
+    alarmFault: 0,
+    transfer: 0,
+    slowNode: 0,
+  };
 
   constructor(
     readonly options: FaultOptions,
@@ -102,17 +125,23 @@ export class Nemesis {
   handle(event: NemesisEvent): void {
     switch (event.kind) {
       case "act":
-        if (!this.active) return;
+        if (!this.active) {
+          return;
+        }
         this.act();
         this.env.schedule(this.env.nowMs() + this.nextIntervalMs(), { kind: "act" });
         return;
       case "healPartition":
-        if (!this.active || event.epoch !== this.partitionEpoch || this.env.network.blockedPathCount === 0) return;
+        if (!this.active || event.epoch !== this.partitionEpoch || this.env.network.blockedPathCount === 0) {
+          return;
+        }
         this.env.network.healPartitions();
         this.env.trace("nemesis: partition healed");
         return;
       case "clearPathFaults":
-        if (!this.active || event.epoch !== this.pathFaultEpoch) return;
+        if (!this.active || event.epoch !== this.pathFaultEpoch) {
+          return;
+        }
         this.env.network.clearPathFaults();
         this.env.trace("nemesis: degraded paths restored");
         return;
@@ -126,49 +155,87 @@ export class Nemesis {
   private act(): void {
     const options = this.options;
     const candidates: [FaultKind, () => boolean][] = [];
-    if (options.crashes) candidates.push(["crash", () => this.crashSomeone(false)]);
-    if (options.staleInstances) candidates.push(["staleInstance", () => this.crashSomeone(true)]);
-    if (options.storageWipes) candidates.push(["storageWipe", () => this.wipeSomeone()]);
-    if (options.crashesInsideEvents) candidates.push(["crashInsideEvent", () => this.armStorage("crash")]);
-    if (options.storageErrors) candidates.push(["storageError", () => this.armStorage("error")]);
-    if (options.stateMachineErrors) candidates.push(["stateMachineError", () => this.armApply()]);
-    if (options.partitions) candidates.push(["partition", () => this.partition()]);
-    if (options.pathFaults) candidates.push(["pathFault", () => this.degradePaths()]);
-    if (options.alarmFaults) candidates.push(["alarmFault", () => this.disturbAlarms()]);
-    if (options.transfers) candidates.push(["transfer", () => this.transferLeadership()]);
-    if (options.slowNodes) candidates.push(["slowNode", () => this.slowSomeone()]);
-    if (candidates.length === 0) return;
+    if (options.crashes) {
+      candidates.push(["crash", () => this.crashSomeone(false)]);
+    }
+    if (options.staleInstances) {
+      candidates.push(["staleInstance", () => this.crashSomeone(true)]);
+    }
+    if (options.storageWipes) {
+      candidates.push(["storageWipe", () => this.wipeSomeone()]);
+    }
+    if (options.crashesInsideEvents) {
+      candidates.push(["crashInsideEvent", () => this.armStorage("crash")]);
+    }
+    if (options.storageErrors) {
+      candidates.push(["storageError", () => this.armStorage("error")]);
+    }
+    if (options.stateMachineErrors) {
+      candidates.push(["stateMachineError", () => this.armApply()]);
+    }
+    if (options.partitions) {
+      candidates.push(["partition", () => this.partition()]);
+    }
+    if (options.pathFaults) {
+      candidates.push(["pathFault", () => this.degradePaths()]);
+    }
+    if (options.alarmFaults) {
+      candidates.push(["alarmFault", () => this.disturbAlarms()]);
+    }
+    if (options.transfers) {
+      candidates.push(["transfer", () => this.transferLeadership()]);
+    }
+    if (options.slowNodes) {
+      candidates.push(["slowNode", () => this.slowSomeone()]);
+    }
+    if (candidates.length === 0) {
+      return;
+    }
     const [kind, run] = this.env.random.pick(candidates);
-    if (run()) this.counts[kind] += 1;
+    if (run()) {
+      this.counts[kind] += 1;
+    }
   }
 
   private targetNode(): NodeId | null {
     const leader = this.env.leader();
-    if (leader !== null && this.env.random.chance(this.options.leaderTargeting)) return leader;
+    if (leader !== null && this.env.random.chance(this.options.leaderTargeting)) {
+      return leader;
+    }
     const up = this.env.upNodes();
     return up.length === 0 ? null : this.env.random.pick(up);
   }
 
   private crashSomeone(keepStale: boolean): boolean {
-    if (this.env.downCount() >= this.options.maxDownNodes) return false;
+    if (this.env.downCount() >= this.options.maxDownNodes) {
+      return false;
+    }
     const node = this.targetNode();
-    if (node === null) return false;
+    if (node === null) {
+      return false;
+    }
     this.env.crash(node, { keepStale });
     return true;
   }
 
   /** Only where the others keep every committed entry on a majority (see mayWipe); at most three wipes per seed. */
   private wipeSomeone(): boolean {
-    if (this.counts.storageWipe >= 3) return false;
+    if (this.counts.storageWipe >= 3) {
+      return false;
+    }
     const node = this.targetNode();
-    if (node === null || !this.env.mayWipe(node)) return false;
+    if (node === null || !this.env.mayWipe(node)) {
+      return false;
+    }
     this.env.wipe(node);
     return true;
   }
 
   private slowSomeone(): boolean {
     const node = this.targetNode();
-    if (node === null) return false;
+    if (node === null) {
+      return false;
+    }
     const random = this.env.random;
     const lateByMs = random.between(5, 150);
     const untilMs = this.env.nowMs() + random.between(this.options.minPartitionMs, this.options.maxPartitionMs);
@@ -179,7 +246,9 @@ export class Nemesis {
 
   private transferLeadership(): boolean {
     const leader = this.env.leader();
-    if (leader === null) return false;
+    if (leader === null) {
+      return false;
+    }
     this.env.transfer(leader);
     this.env.trace(`nemesis: ${leader} is asked to hand leadership over`);
     return true;
@@ -190,18 +259,26 @@ export class Nemesis {
   }
 
   private armStorage(kind: "crash" | "error"): boolean {
-    if (kind === "crash" && this.env.downCount() >= this.options.maxDownNodes) return false;
+    if (kind === "crash" && this.env.downCount() >= this.options.maxDownNodes) {
+      return false;
+    }
     const node = this.targetNode();
-    if (node === null) return false;
+    if (node === null) {
+      return false;
+    }
     const afterOps = this.env.random.between(1, 12);
     this.env.armStorageFault(node, { kind, afterOps });
-    this.env.trace(`nemesis: ${node} will ${kind === "crash" ? "crash" : "fail"} at its ${afterOps}th storage operation from now`);
+    this.env.trace(
+      `nemesis: ${node} will ${kind === "crash" ? "crash" : "fail"} at its ${afterOps}th storage operation from now`,
+    );
     return true;
   }
 
   private armApply(): boolean {
     const node = this.targetNode();
-    if (node === null) return false;
+    if (node === null) {
+      return false;
+    }
     this.env.armApplyFault(node);
     this.env.trace(`nemesis: ${node}'s state machine will throw on its next apply`);
     return true;
@@ -209,13 +286,17 @@ export class Nemesis {
 
   private disturbAlarms(): boolean {
     const node = this.targetNode();
-    if (node === null) return false;
+    if (node === null) {
+      return false;
+    }
     const random = this.env.random;
     const duplicate = random.chance(0.5);
     const lateByMs = random.chance(0.5) ? random.between(1, 200) : 0;
     const untilMs = this.env.nowMs() + random.between(this.options.minPartitionMs, this.options.maxPartitionMs);
     this.env.disturbAlarms(node, { duplicate, lateByMs, untilMs });
-    this.env.trace(`nemesis: ${node}'s alarms fire ${duplicate ? "twice" : "once"}${lateByMs > 0 ? `, up to ${lateByMs}ms late` : ""}, until ${untilMs}ms`);
+    this.env.trace(
+      `nemesis: ${node}'s alarms fire ${duplicate ? "twice" : "once"}${lateByMs > 0 ? `, up to ${lateByMs}ms late` : ""}, until ${untilMs}ms`,
+    );
     return true;
   }
 
@@ -223,7 +304,9 @@ export class Nemesis {
     const random = this.env.random;
     const network = this.env.network;
     const nodes = this.env.upNodes();
-    if (nodes.length < 2) return false;
+    if (nodes.length < 2) {
+      return false;
+    }
     network.healPartitions();
     const leader = this.env.leader();
     const kind = random.pick(["isolateLeader", "isolateOne", "halves", "oneWay", "randomCuts"] as const);
@@ -232,7 +315,10 @@ export class Nemesis {
       case "isolateLeader":
       case "isolateOne": {
         const victim = kind === "isolateLeader" && leader !== null ? leader : random.pick(nodes);
-        network.separate([victim], nodes.filter((id) => id !== victim));
+        network.separate(
+          [victim],
+          nodes.filter((id) => id !== victim),
+        );
         description = `isolate ${victim}${victim === leader ? " (leader)" : ""}`;
         break;
       }
@@ -247,9 +333,14 @@ export class Nemesis {
         const victim = leader !== null && random.chance(this.options.leaderTargeting) ? leader : random.pick(nodes);
         const inbound = random.chance(0.5);
         for (const other of nodes) {
-          if (other === victim) continue;
-          if (inbound) network.block(other, victim);
-          else network.block(victim, other);
+          if (other === victim) {
+            continue;
+          }
+          if (inbound) {
+            network.block(other, victim);
+          } else {
+            network.block(victim, other);
+          }
         }
         description = inbound ? `${victim} hears no one` : `${victim} is heard by no one`;
         break;
@@ -278,7 +369,9 @@ export class Nemesis {
   private degradePaths(): boolean {
     const random = this.env.random;
     const nodes = this.env.upNodes();
-    if (nodes.length < 2) return false;
+    if (nodes.length < 2) {
+      return false;
+    }
     const count = random.between(1, 3);
     const described: string[] = [];
     for (let i = 0; i < count; i += 1) {

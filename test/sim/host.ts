@@ -51,7 +51,10 @@ export interface HostEnvironment {
   beforeApply(host: SimHost, instance: Instance, entry: LogEntry): void;
   /** `applied` is false when the state machine skipped the entry (it was ahead of its log). */
   observeApplied(host: SimHost, entry: LogEntry, applied: boolean): void;
-  observeSnapshotInstalled(host: SimHost, snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number }): void;
+  observeSnapshotInstalled(
+    host: SimHost,
+    snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number },
+  ): void;
   /** A leader deletes a log entry: only compaction may (Leader Append-Only). */
   observeLogDelete(host: SimHost, index: number): void;
   note(text: string): void;
@@ -94,15 +97,19 @@ export class PersistedLog {
     const meta = kv.get<SnapshotMeta>(SNAPSHOT_KEY);
     this.snapshot = meta === undefined ? null : { meta };
     this.byIndex.clear();
-    for (const [, entry] of kv.list<LogEntry>({ prefix: LOG_PREFIX })) this.byIndex.set(entry.index, entry);
+    for (const [, entry] of kv.list<LogEntry>({ prefix: LOG_PREFIX })) {
+      this.byIndex.set(entry.index, entry);
+    }
     // After a (re)load the whole log is checked again: a restart must find what was persisted, nothing else.
     this.touchedFromIndex = this.byIndex.size === 0 ? null : Math.min(...this.byIndex.keys());
   }
 
   noteWrite(key: string, value: unknown): void {
-    if (key === HARD_STATE_KEY) this.hardState = value as HardState;
-    else if (key === SNAPSHOT_KEY) this.snapshot = { meta: value as SnapshotMeta };
-    else if (key.startsWith(LOG_PREFIX)) {
+    if (key === HARD_STATE_KEY) {
+      this.hardState = value as HardState;
+    } else if (key === SNAPSHOT_KEY) {
+      this.snapshot = { meta: value as SnapshotMeta };
+    } else if (key.startsWith(LOG_PREFIX)) {
       const entry = value as LogEntry;
       this.byIndex.set(entry.index, entry);
       this.touchedFromIndex = Math.min(this.touchedFromIndex ?? entry.index, entry.index);
@@ -110,7 +117,9 @@ export class PersistedLog {
   }
 
   noteDelete(key: string): number | null {
-    if (!key.startsWith(LOG_PREFIX)) return null;
+    if (!key.startsWith(LOG_PREFIX)) {
+      return null;
+    }
     const index = Number(key.slice(LOG_PREFIX.length));
     this.byIndex.delete(index);
     return index;
@@ -127,7 +136,11 @@ export class PersistedLog {
 
   lastIndex(): number {
     let last = this.snapshot?.meta.index ?? 0;
-    for (const index of this.byIndex.keys()) if (index > last) last = index;
+    for (const index of this.byIndex.keys()) {
+      if (index > last) {
+        last = index;
+      }
+    }
     return last;
   }
 }
@@ -160,11 +173,15 @@ export class SimHost {
 
   /** The live runtime, loading it from storage if there is none (as ClusterNode's loadRuntime does). */
   ensureRuntime(): NodeRuntime | null {
-    if (this.down) return null;
+    if (this.down) {
+      return null;
+    }
     const current = this.instance;
     if (current !== null && current.alive && current.runtime !== null) {
       // ClusterNode.loadRuntime: a runtime that broke in a callback no request awaited is dropped and reloaded.
-      if (!current.runtime.isBroken || this.env.bugs.brokenRuntimeKeepsServing === true) return current.runtime;
+      if (!current.runtime.isBroken || this.env.bugs.brokenRuntimeKeepsServing === true) {
+        return current.runtime;
+      }
       this.discard(current, new Error("the runtime broke in a background callback"));
     }
     return this.startInstance();
@@ -192,7 +209,12 @@ export class SimHost {
     return instance.runtime;
   }
 
-  private createRuntime(instance: Instance, kv: ReturnType<SimHost["kvFacade"]>, incarnation: string, clock: TransportClock): NodeRuntime {
+  private createRuntime(
+    instance: Instance,
+    kv: ReturnType<SimHost["kvFacade"]>,
+    incarnation: string,
+    clock: TransportClock,
+  ): NodeRuntime {
     return new NodeRuntime({
       identity: this.identity,
       kv,
@@ -218,7 +240,9 @@ export class SimHost {
     this.instance = null;
     this.down = true;
     this.lastStatus = null;
-    if (instance === null) return;
+    if (instance === null) {
+      return;
+    }
     if (options.keepStale && instance.runtime !== null && !instance.runtime.isStopped) {
       instance.fenced = true;
       this.staleInstances.push(instance);
@@ -242,11 +266,17 @@ export class SimHost {
   /** Like ClusterNode.discardRuntime: drop a runtime that failed; the next event reloads it from storage. */
   discard(instance: Instance, error: unknown): void {
     this.discards += 1;
-    this.env.note(`${this.id} discards its runtime (instance ${instance.number}): ${error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error)}`);
+    this.env.note(
+      `${this.id} discards its runtime (instance ${instance.number}): ${error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error)}`,
+    );
     instance.alive = false;
-    if (this.instance === instance) this.instance = null;
+    if (this.instance === instance) {
+      this.instance = null;
+    }
     const runtime = instance.runtime;
-    if (runtime !== null && !runtime.isStopped) void runtime.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
+    if (runtime !== null && !runtime.isStopped) {
+      void runtime.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
+    }
   }
 
   /** Drops stale instances whose runtime stopped (a storage access failed and broke it). */
@@ -266,11 +296,15 @@ export class SimHost {
   alarm(instance: Instance | null = this.instance): void {
     const runtime = instance === this.instance ? this.ensureRuntime() : (instance?.runtime ?? null);
     const current = instance === this.instance ? this.instance : instance;
-    if (runtime === null || current === null || runtime.isStopped) return;
+    if (runtime === null || current === null || runtime.isStopped) {
+      return;
+    }
     try {
       runtime.advanceClock();
     } catch (error) {
-      if (error instanceof SimCrash) return;
+      if (error instanceof SimCrash) {
+        return;
+      }
       this.discard(current, error);
     }
   }
@@ -279,15 +313,26 @@ export class SimHost {
   receive(envelope: unknown): unknown {
     const runtime = this.ensureRuntime();
     const instance = this.instance;
-    if (runtime === null || instance === null) return { ok: false, error: { code: "UNAVAILABLE", message: `${this.id} is down` } };
+    if (runtime === null || instance === null) {
+      return { ok: false, error: { code: "UNAVAILABLE", message: `${this.id} is down` } };
+    }
     const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
-    if (!checked.ok) return { ok: false, error: checked.error };
+    if (!checked.ok) {
+      return { ok: false, error: checked.error };
+    }
     try {
       runtime.receiveEnvelope(checked.envelope);
     } catch (error) {
-      if (error instanceof SimCrash) throw error;
-      if (error instanceof RaftInvariantError || runtime.isBroken) this.discard(instance, error);
-      return { ok: false, error: { code: "UNAVAILABLE", message: error instanceof Error ? error.message : String(error) } };
+      if (error instanceof SimCrash) {
+        throw error;
+      }
+      if (error instanceof RaftInvariantError || runtime.isBroken) {
+        this.discard(instance, error);
+      }
+      return {
+        ok: false,
+        error: { code: "UNAVAILABLE", message: error instanceof Error ? error.message : String(error) },
+      };
     }
     return { ok: true, report: runtime.peerReport() };
   }
@@ -296,7 +341,12 @@ export class SimHost {
     return this.handle((runtime) => runtime.execute({ request, timeoutMs }));
   }
 
-  query(options: { statements: readonly Statement[]; level: "none" | "weak" | "linearizable" | "strong"; minAppliedIndex?: number; timeoutMs: number }): Promise<NodeResult<QueryValue>> {
+  query(options: {
+    statements: readonly Statement[];
+    level: "none" | "weak" | "linearizable" | "strong";
+    minAppliedIndex?: number;
+    timeoutMs: number;
+  }): Promise<NodeResult<QueryValue>> {
     return this.handle((runtime) =>
       runtime.query({
         statements: options.statements,
@@ -321,20 +371,32 @@ export class SimHost {
   private async handle<T>(body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     const runtime = this.ensureRuntime();
     const instance = this.instance;
-    if (runtime === null || instance === null) return { ok: false, node: this.id, error: unavailable(`${this.id} is down`) };
+    if (runtime === null || instance === null) {
+      return { ok: false, node: this.id, error: unavailable(`${this.id} is down`) };
+    }
     try {
       const value = await body(runtime);
       return { ok: true, node: this.id, value };
     } catch (error) {
-      if (error instanceof SimCrash) throw error;
+      if (error instanceof SimCrash) {
+        throw error;
+      }
       const broken = error instanceof RaftInvariantError || runtime.isBroken;
       // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
       if (error instanceof NodeFailure && (!broken || this.env.bugs.readyFailureAnsweredInternal !== true)) {
-        if (broken && instance.alive) this.discard(instance, error);
+        if (broken && instance.alive) {
+          this.discard(instance, error);
+        }
         return { ok: false, node: this.id, error: error.error };
       }
-      if (broken && instance.alive) this.discard(instance, error);
-      return { ok: false, node: this.id, error: { code: "INTERNAL", message: error instanceof Error ? error.message : String(error), retryable: false } };
+      if (broken && instance.alive) {
+        this.discard(instance, error);
+      }
+      return {
+        ok: false,
+        node: this.id,
+        error: { code: "INTERNAL", message: error instanceof Error ? error.message : String(error), retryable: false },
+      };
     }
   }
 
@@ -351,8 +413,14 @@ export class SimHost {
    * in (nothing it does survives: the event's writes roll back, its messages are dropped); after that it never runs.
    */
   private checkRead(instance: Instance, what: string): void {
-    if (instance.fenced) throw new Error(`${this.id} instance ${instance.number}: storage access refused, a newer instance owns the object (${what})`);
-    if (!instance.alive && !this.env.inCrashedEvent(this)) throw new SimCrash(this.id);
+    if (instance.fenced) {
+      throw new Error(
+        `${this.id} instance ${instance.number}: storage access refused, a newer instance owns the object (${what})`,
+      );
+    }
+    if (!instance.alive && !this.env.inCrashedEvent(this)) {
+      throw new SimCrash(this.id);
+    }
   }
 
   private kvFacade(instance: Instance): SqliteStorage["kv"] {
@@ -361,7 +429,9 @@ export class SimHost {
       get: <T>(key: string) => {
         this.checkRead(instance, `get ${key}`);
         const value = kv.get<T>(key);
-        if (key === HARD_STATE_KEY && value !== undefined && this.env.harnessBugs.forgetVoteOnRestart === true) return { ...(value as HardState), vote: null } as T;
+        if (key === HARD_STATE_KEY && value !== undefined && this.env.harnessBugs.forgetVoteOnRestart === true) {
+          return { ...(value as HardState), vote: null } as T;
+        }
         return value;
       },
       put: <T>(key: string, value: T) => {
@@ -371,10 +441,18 @@ export class SimHost {
       },
       delete: (key: string) => {
         this.checkAccess(instance, `delete ${key}`, "delete");
-        if (this.env.harnessBugs.keepTruncatedSuffix === true && key.startsWith(LOG_PREFIX) && Number(key.slice(LOG_PREFIX.length)) > (this.log.snapshot?.meta.index ?? 0)) return true;
+        if (
+          this.env.harnessBugs.keepTruncatedSuffix === true &&
+          key.startsWith(LOG_PREFIX) &&
+          Number(key.slice(LOG_PREFIX.length)) > (this.log.snapshot?.meta.index ?? 0)
+        ) {
+          return true;
+        }
         const deleted = kv.delete(key);
         const index = this.log.noteDelete(key);
-        if (index !== null) this.env.observeLogDelete(this, index);
+        if (index !== null) {
+          this.env.observeLogDelete(this, index);
+        }
         return deleted;
       },
       list: <T>(options?: Parameters<SqliteStorage["kv"]["list"]>[0]) => {
@@ -407,12 +485,20 @@ export class SimHost {
       applyEntry: (entry) => {
         env.beforeApply(this, instance, entry as LogEntry);
         const results = machine.applyEntry(entry);
-        if (instance.alive && !instance.fenced) env.observeApplied(this, entry as LogEntry, results !== null);
+        if (instance.alive && !instance.fenced) {
+          env.observeApplied(this, entry as LogEntry, results !== null);
+        }
         return results;
       },
       installStagedSnapshot: (snapshot) => {
         const appliedIndex = machine.installStagedSnapshot(snapshot);
-        if (instance.alive && !instance.fenced) env.observeSnapshotInstalled(this, { index: snapshot.snapshotIndex, term: snapshot.snapshotTerm, appliedIndex });
+        if (instance.alive && !instance.fenced) {
+          env.observeSnapshotInstalled(this, {
+            index: snapshot.snapshotIndex,
+            term: snapshot.snapshotTerm,
+            appliedIndex,
+          });
+        }
         return appliedIndex;
       },
     };
@@ -427,7 +513,9 @@ export class SimHost {
     } catch {
       return map;
     }
-    for (const [k, v] of rows) map.set(String(k), String(v));
+    for (const [k, v] of rows) {
+      map.set(String(k), String(v));
+    }
     return map;
   }
 }
@@ -439,10 +527,16 @@ function unavailable(message: string): NodeError {
 /** Every method of a port, bound to it (so that a spread copy keeps working, whatever methods the port has). */
 function bindAll(port: StateMachinePort): StateMachinePort {
   const bound: Record<string, unknown> = {};
-  for (let proto: object | null = Object.getPrototypeOf(port) as object | null; proto !== null && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
+  for (
+    let proto: object | null = Object.getPrototypeOf(port) as object | null;
+    proto !== null && proto !== Object.prototype;
+    proto = Object.getPrototypeOf(proto) as object | null
+  ) {
     for (const name of Object.getOwnPropertyNames(proto)) {
       const method = (port as unknown as Record<string, unknown>)[name];
-      if (name !== "constructor" && !(name in bound) && typeof method === "function") bound[name] = (method as (...args: unknown[]) => unknown).bind(port);
+      if (name !== "constructor" && !(name in bound) && typeof method === "function") {
+        bound[name] = (method as (...args: unknown[]) => unknown).bind(port);
+      }
     }
   }
   return bound as unknown as StateMachinePort;

@@ -45,7 +45,8 @@ export const HEALTHY_PROFILE: NetworkProfile = {
 };
 
 /** Degradations the nemesis can put on one path for a while. */
-export type PathFault = { readonly kind: "flaky"; readonly dropProbability: number } | { readonly kind: "slow"; readonly factor: number };
+export type PathFault =
+  { readonly kind: "flaky"; readonly dropProbability: number } | { readonly kind: "slow"; readonly factor: number };
 
 export class Network {
   private readonly paths = new Map<string, PathState>();
@@ -64,14 +65,21 @@ export class Network {
   /** Decides what happens to one message sent now from `from` to `to`. */
   route(from: NodeId, to: NodeId): RouteDecision {
     const key = pathKey(from, to);
-    if (this.blocked.has(key)) return { kind: "drop", reason: "partition" };
+    if (this.blocked.has(key)) {
+      return { kind: "drop", reason: "partition" };
+    }
     const path = this.pathState(key);
     const fault = this.pathFaults.get(key);
-    const dropProbability = fault?.kind === "flaky" ? Math.max(fault.dropProbability, path.dropProbability) : path.dropProbability;
-    if (this.random.chance(dropProbability)) return { kind: "drop", reason: "loss" };
+    const dropProbability =
+      fault?.kind === "flaky" ? Math.max(fault.dropProbability, path.dropProbability) : path.dropProbability;
+    if (this.random.chance(dropProbability)) {
+      return { kind: "drop", reason: "loss" };
+    }
     const copies = this.random.chance(path.duplicateProbability) ? 2 : 1;
     const delaysMs: number[] = [];
-    for (let copy = 0; copy < copies; copy += 1) delaysMs.push(this.delayMs(path, fault));
+    for (let copy = 0; copy < copies; copy += 1) {
+      delaysMs.push(this.delayMs(path, fault));
+    }
     return { kind: "deliver", delaysMs };
   }
 
@@ -81,7 +89,9 @@ export class Network {
   }
 
   block(from: NodeId, to: NodeId): void {
-    if (from !== to) this.blocked.add(pathKey(from, to));
+    if (from !== to) {
+      this.blocked.add(pathKey(from, to));
+    }
   }
 
   blockBothWays(left: NodeId, right: NodeId): void {
@@ -91,7 +101,11 @@ export class Network {
 
   /** Cuts every path between the two groups (both directions). */
   separate(groupA: readonly NodeId[], groupB: readonly NodeId[]): void {
-    for (const a of groupA) for (const b of groupB) this.blockBothWays(a, b);
+    for (const a of groupA) {
+      for (const b of groupB) {
+        this.blockBothWays(a, b);
+      }
+    }
   }
 
   healPartitions(): void {
@@ -125,14 +139,16 @@ export class Network {
 
   private pathState(key: string): PathState {
     const existing = this.paths.get(key);
-    if (existing !== undefined) return existing;
+    if (existing !== undefined) {
+      return existing;
+    }
     const profile = this.profile;
     const created: PathState = {
       latencyMs: this.random.between(profile.minLatencyMs, profile.maxLatencyMs),
       jitterMs: this.random.between(0, profile.maxJitterMs),
-      dropProbability: this.random.nextInt(1001) / 1000 * profile.maxDropProbability,
-      duplicateProbability: this.random.nextInt(1001) / 1000 * profile.maxDuplicateProbability,
-      reorderProbability: this.random.nextInt(1001) / 1000 * profile.maxReorderProbability,
+      dropProbability: (this.random.nextInt(1001) / 1000) * profile.maxDropProbability,
+      duplicateProbability: (this.random.nextInt(1001) / 1000) * profile.maxDuplicateProbability,
+      reorderProbability: (this.random.nextInt(1001) / 1000) * profile.maxReorderProbability,
     };
     this.paths.set(key, created);
     return created;
@@ -141,7 +157,9 @@ export class Network {
   private delayMs(path: PathState, fault: PathFault | undefined): number {
     const factor = fault?.kind === "slow" ? fault.factor : 1;
     let delay = path.latencyMs * factor + this.random.between(0, path.jitterMs);
-    if (this.random.chance(path.reorderProbability)) delay += this.random.between(1, 4 * (path.latencyMs + path.jitterMs) * factor + 4);
+    if (this.random.chance(path.reorderProbability)) {
+      delay += this.random.between(1, 4 * (path.latencyMs + path.jitterMs) * factor + 4);
+    }
     return Math.max(1, Math.round(delay));
   }
 }
@@ -152,8 +170,12 @@ function pathKey(from: NodeId, to: NodeId): string {
 
 function assertProfile(profile: NetworkProfile): void {
   const probabilities = [profile.maxDropProbability, profile.maxDuplicateProbability, profile.maxReorderProbability];
-  if (probabilities.some((p) => !(p >= 0 && p <= 1))) throw new RangeError("network probabilities are in [0, 1]");
+  if (probabilities.some((p) => !(p >= 0 && p <= 1))) {
+    throw new RangeError("network probabilities are in [0, 1]");
+  }
   if (!(profile.minLatencyMs >= 1 && profile.maxLatencyMs >= profile.minLatencyMs && profile.maxJitterMs >= 0)) {
-    throw new RangeError(`bad latency range [${profile.minLatencyMs}, ${profile.maxLatencyMs}] jitter ${profile.maxJitterMs}`);
+    throw new RangeError(
+      `bad latency range [${profile.minLatencyMs}, ${profile.maxLatencyMs}] jitter ${profile.maxJitterMs}`,
+    );
   }
 }

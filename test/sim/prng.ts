@@ -15,7 +15,9 @@ function splitmix32(state: { value: number }): number {
 }
 
 export function assertValidSeed(seed: number): void {
-  if (!Number.isSafeInteger(seed) || seed < 0) throw new RangeError(`a seed is a non-negative safe integer, got ${seed}`);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    throw new RangeError(`a seed is a non-negative safe integer, got ${seed}`);
+  }
 }
 
 export class Prng implements RandomSource {
@@ -34,7 +36,9 @@ export class Prng implements RandomSource {
     this.c = splitmix32(state);
     this.d = splitmix32(state) | 1;
     // Discard the first outputs: sfc32 mixes poorly right after seeding.
-    for (let i = 0; i < 12; i += 1) this.nextUint32();
+    for (let i = 0; i < 12; i += 1) {
+      this.nextUint32();
+    }
   }
 
   nextUint32(): number {
@@ -55,25 +59,35 @@ export class Prng implements RandomSource {
     const limit = TWO_POW_32 - (TWO_POW_32 % maxExclusive);
     for (;;) {
       const value = this.nextUint32();
-      if (value < limit) return value % maxExclusive;
+      if (value < limit) {
+        return value % maxExclusive;
+      }
     }
   }
 
   /** An integer in [min, max], both inclusive. */
   between(minInclusive: number, maxInclusive: number): number {
-    if (maxInclusive < minInclusive) throw new RangeError(`empty range [${minInclusive}, ${maxInclusive}]`);
+    if (maxInclusive < minInclusive) {
+      throw new RangeError(`empty range [${minInclusive}, ${maxInclusive}]`);
+    }
     return minInclusive + this.nextInt(maxInclusive - minInclusive + 1);
   }
 
   /** True with the given probability (0 never, 1 always). */
   chance(probability: number): boolean {
-    if (!(probability >= 0 && probability <= 1)) throw new RangeError(`a probability is in [0, 1], got ${probability}`);
-    if (probability === 0) return false;
+    if (!(probability >= 0 && probability <= 1)) {
+      throw new RangeError(`a probability is in [0, 1], got ${probability}`);
+    }
+    if (probability === 0) {
+      return false;
+    }
     return this.nextUint32() / TWO_POW_32 < probability;
   }
 
   pick<T>(items: readonly T[]): T {
-    if (items.length === 0) throw new RangeError("cannot pick from an empty list");
+    if (items.length === 0) {
+      throw new RangeError("cannot pick from an empty list");
+    }
     return items[this.nextInt(items.length)] as T;
   }
 

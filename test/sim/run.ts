@@ -98,7 +98,9 @@ export interface SimResult {
     readonly committedEntries: number;
     readonly operations: number;
     readonly acknowledged: number;
-    readonly readsByLevel: Readonly<Record<"linearizable" | "strong" | "weak" | "weakFromLeader" | "none" | "readYourWrites" | "backup", number>>;
+    readonly readsByLevel: Readonly<
+      Record<"linearizable" | "strong" | "weak" | "weakFromLeader" | "none" | "readYourWrites" | "backup", number>
+    >;
     readonly clientRetriesSameId: number;
     readonly checkerRuns: number;
   };
@@ -108,10 +110,29 @@ export interface SimResult {
 type SimEvent =
   | { readonly kind: "timer"; readonly node: NodeId; readonly instance: Instance; readonly id: number }
   | { readonly kind: "alarm"; readonly node: NodeId; readonly seq: number; readonly extra: boolean }
-  | { readonly kind: "rpc"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly envelope: unknown; readonly copy: number }
+  | {
+      readonly kind: "rpc";
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly callId: number;
+      readonly envelope: unknown;
+      readonly copy: number;
+    }
   | { readonly kind: "rpcAnswer"; readonly to: NodeId; readonly callId: number; readonly answer: unknown }
-  | { readonly kind: "clientCall"; readonly node: NodeId; readonly clientId: number; readonly attemptId: number; readonly call: ClientCall }
-  | { readonly kind: "clientAnswer"; readonly clientId: number; readonly attemptId: number; readonly answer: ClientAnswer; readonly servedByLeader: boolean }
+  | {
+      readonly kind: "clientCall";
+      readonly node: NodeId;
+      readonly clientId: number;
+      readonly attemptId: number;
+      readonly call: ClientCall;
+    }
+  | {
+      readonly kind: "clientAnswer";
+      readonly clientId: number;
+      readonly attemptId: number;
+      readonly answer: ClientAnswer;
+      readonly servedByLeader: boolean;
+    }
   | { readonly kind: "client"; readonly clientId: number }
   | { readonly kind: "nemesis"; readonly event: NemesisEvent }
   | { readonly kind: "restart"; readonly node: NodeId }
@@ -119,9 +140,27 @@ type SimEvent =
   | { readonly kind: "transfer"; readonly node: NodeId };
 
 type Outgoing =
-  | { readonly kind: "rpc"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly envelope: unknown }
-  | { readonly kind: "rpcAnswer"; readonly from: NodeId; readonly to: NodeId; readonly callId: number; readonly answer: unknown }
-  | { readonly kind: "clientAnswer"; readonly clientId: number; readonly attemptId: number; readonly answer: ClientAnswer; readonly servedByLeader: boolean };
+  | {
+      readonly kind: "rpc";
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly callId: number;
+      readonly envelope: unknown;
+    }
+  | {
+      readonly kind: "rpcAnswer";
+      readonly from: NodeId;
+      readonly to: NodeId;
+      readonly callId: number;
+      readonly answer: unknown;
+    }
+  | {
+      readonly kind: "clientAnswer";
+      readonly clientId: number;
+      readonly attemptId: number;
+      readonly answer: ClientAnswer;
+      readonly servedByLeader: boolean;
+    };
 
 interface Turn {
   readonly host: SimHost;
@@ -146,14 +185,22 @@ function weighted<T>(random: Prng, choices: readonly (readonly [T, number])[]): 
   const total = choices.reduce((sum, [, weight]) => sum + weight, 0);
   let roll = random.nextInt(total);
   for (const [value, weight] of choices) {
-    if (roll < weight) return value;
+    if (roll < weight) {
+      return value;
+    }
     roll -= weight;
   }
   throw new Error("unreachable: weights exhausted");
 }
 
 export function drawScenario(random: Prng): Scenario {
-  const nodes = weighted(random, [[1, 3], [2, 4], [3, 45], [4, 8], [5, 30]] as const);
+  const nodes = weighted(random, [
+    [1, 3],
+    [2, 4],
+    [3, 45],
+    [4, 8],
+    [5, 30],
+  ] as const);
   const heartbeatIntervalMs = random.between(10, 30);
   const electionTimeoutMs = heartbeatIntervalMs * random.between(5, 12);
   const on = (probability: number): boolean => random.chance(probability);
@@ -222,7 +269,21 @@ export function drawScenario(random: Prng): Scenario {
 
 export function describeScenario(scenario: Scenario): string {
   const faults = scenario.faults;
-  const kinds = (["crashes", "crashesInsideEvents", "storageErrors", "stateMachineErrors", "staleInstances", "storageWipes", "partitions", "pathFaults", "alarmFaults", "transfers", "slowNodes"] as const).filter((kind) => faults[kind]);
+  const kinds = (
+    [
+      "crashes",
+      "crashesInsideEvents",
+      "storageErrors",
+      "stateMachineErrors",
+      "staleInstances",
+      "storageWipes",
+      "partitions",
+      "pathFaults",
+      "alarmFaults",
+      "transfers",
+      "slowNodes",
+    ] as const
+  ).filter((kind) => faults[kind]);
   const net = scenario.network;
   const work = scenario.workload;
   return [
@@ -258,7 +319,10 @@ class Simulation implements HostEnvironment {
   private readonly timers = new Map<number, () => void>();
   private nextCallId = 1;
   private readonly pendingCalls = new Map<number, PendingCall>();
-  private readonly alarms = new Map<NodeId, { atMs: number | null; seq: number; disturbed: { duplicate: boolean; lateByMs: number; untilMs: number } | null }>();
+  private readonly alarms = new Map<
+    NodeId,
+    { atMs: number | null; seq: number; disturbed: { duplicate: boolean; lateByMs: number; untilMs: number } | null }
+  >();
   private readonly storageFaults = new Map<NodeId, { kind: "crash" | "error"; afterOps: number }>();
   private readonly applyFaults = new Set<NodeId>();
   /** Nodes running late (slowNodes): how late, and until when. */
@@ -267,7 +331,12 @@ class Simulation implements HostEnvironment {
   healed: NodeId[] = [];
   /** False when too many nodes lost their storage for any majority to make progress. */
   livenessPromised = true;
-  probe: { attempt: number; inFlight: boolean; index: number | null; sentAtMs: number } = { attempt: 0, inFlight: false, index: null, sentAtMs: 0 };
+  probe: { attempt: number; inFlight: boolean; index: number | null; sentAtMs: number } = {
+    attempt: 0,
+    inFlight: false,
+    index: null,
+    sentAtMs: 0,
+  };
   stats = { delivered: 0, dropped: 0, answersLost: 0, duplicates: 0, elections: 0 };
 
   constructor(
@@ -318,19 +387,25 @@ class Simulation implements HostEnvironment {
   }
 
   private schedule(atMs: number, event: SimEvent): void {
-    if (!this.scheduler.schedule(atMs, event)) this.checkers.fail("simulator bound", `the event queue is full (${MAX_PENDING_EVENTS} events)`);
+    if (!this.scheduler.schedule(atMs, event)) {
+      this.checkers.fail("simulator bound", `the event queue is full (${MAX_PENDING_EVENTS} events)`);
+    }
   }
 
   /** Extra delay for an event of `node` while it runs late. */
   private lateness(node: NodeId): number {
     const slow = this.slowNodes.get(node);
-    if (slow === undefined || slow.untilMs <= this.nowMs() || this.phase === "liveness") return 0;
+    if (slow === undefined || slow.untilMs <= this.nowMs() || this.phase === "liveness") {
+      return 0;
+    }
     return this.random.between(0, slow.lateByMs);
   }
 
   private host(id: NodeId): SimHost {
     const host = this.hosts.get(id);
-    if (host === undefined) throw new Error(`unknown node ${id}`);
+    if (host === undefined) {
+      throw new Error(`unknown node ${id}`);
+    }
     return host;
   }
 
@@ -341,7 +416,12 @@ class Simulation implements HostEnvironment {
     const id = this.nextTimerId;
     this.nextTimerId += 1;
     this.timers.set(id, fn);
-    this.schedule(this.nowMs() + Math.max(0, Math.ceil(delayMs)) + this.lateness(host.id), { kind: "timer", node: host.id, instance, id });
+    this.schedule(this.nowMs() + Math.max(0, Math.ceil(delayMs)) + this.lateness(host.id), {
+      kind: "timer",
+      node: host.id,
+      instance,
+      id,
+    });
     return () => {
       this.timers.delete(id);
     };
@@ -352,7 +432,9 @@ class Simulation implements HostEnvironment {
       receive: (envelope) =>
         new Promise<unknown>((resolve, reject) => {
           const turn = this.turn;
-          if (turn === null || turn.host !== host || !instance.alive) return; // a dead instance sends nothing
+          if (turn === null || turn.host !== host || !instance.alive) {
+            return;
+          } // a dead instance sends nothing
           const callId = this.nextCallId;
           this.nextCallId += 1;
           this.pendingCalls.set(callId, { resolve, reject, instance, from: host.id });
@@ -369,12 +451,22 @@ class Simulation implements HostEnvironment {
 
   beforeStorageOperation(host: SimHost, instance: Instance, what: string, kind: "put" | "delete" | "sql"): void {
     const fault = this.storageFaults.get(host.id);
-    if (fault === undefined || instance !== host.instance || this.turn?.host !== host) return;
+    if (fault === undefined || instance !== host.instance || this.turn?.host !== host) {
+      return;
+    }
     // Known open findings (see faults.ts, storageErrorsEverywhere): unless asked for, errors only on KV puts
     // outside the Raft log and hard state.
-    if (fault.kind === "error" && (kind !== "put" || what.startsWith("put raft/")) && !this.scenario.faults.storageErrorsEverywhere) return;
+    if (
+      fault.kind === "error" &&
+      (kind !== "put" || what.startsWith("put raft/")) &&
+      !this.scenario.faults.storageErrorsEverywhere
+    ) {
+      return;
+    }
     fault.afterOps -= 1;
-    if (fault.afterOps > 0) return;
+    if (fault.afterOps > 0) {
+      return;
+    }
     this.storageFaults.delete(host.id);
     if (fault.kind === "crash") {
       this.traceLine(`${host.id} CRASHES inside an event, at ${what}`);
@@ -386,35 +478,56 @@ class Simulation implements HostEnvironment {
   }
 
   beforeApply(host: SimHost, instance: Instance, entry: LogEntry): void {
-    if (!this.applyFaults.has(host.id) || instance !== host.instance) return;
+    if (!this.applyFaults.has(host.id) || instance !== host.instance) {
+      return;
+    }
     this.applyFaults.delete(host.id);
     this.traceLine(`${host.id}: state machine THROWS applying ${entry.index}`);
     throw new Error(`injected state machine failure applying entry ${entry.index}`);
   }
 
   observeApplied(host: SimHost, entry: LogEntry, applied: boolean): void {
-    if (this.turn?.crashed === true) return;
+    if (this.turn?.crashed === true) {
+      return;
+    }
     this.trace.mix(`${host.id} apply ${entry.index}/${entry.term}`);
     this.record(this.checkers.captureApplied(this.view(host), entry, applied));
   }
 
-  observeSnapshotInstalled(host: SimHost, snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number }): void {
-    if (this.turn?.crashed === true) return;
-    this.traceLine(`${host.id} installs snapshot ${snapshot.index}/${snapshot.term} (image at ${snapshot.appliedIndex})`);
+  observeSnapshotInstalled(
+    host: SimHost,
+    snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number },
+  ): void {
+    if (this.turn?.crashed === true) {
+      return;
+    }
+    this.traceLine(
+      `${host.id} installs snapshot ${snapshot.index}/${snapshot.term} (image at ${snapshot.appliedIndex})`,
+    );
     this.record(this.checkers.captureSnapshotInstalled(this.view(host), snapshot));
   }
 
   /** Keeps a checker record until the current event commits (at once outside an event). */
   private record(observation: () => void): void {
-    if (this.turn === null) observation();
-    else this.turn.observations.push(observation);
+    if (this.turn === null) {
+      observation();
+    } else {
+      this.turn.observations.push(observation);
+    }
   }
 
   observeLogDelete(host: SimHost, index: number): void {
     const status = host.instance?.runtime?.status();
-    if (status === undefined || status.role !== "leader") return;
+    if (status === undefined || status.role !== "leader") {
+      return;
+    }
     const snapshotIndex = host.log.snapshot?.meta.index ?? 0;
-    if (index > snapshotIndex) this.checkers.fail("leader append-only", `${host.id}, leader of term ${status.term}, deletes its log entry ${index} (snapshot at ${snapshotIndex})`);
+    if (index > snapshotIndex) {
+      this.checkers.fail(
+        "leader append-only",
+        `${host.id}, leader of term ${status.term}, deletes its log entry ${index} (snapshot at ${snapshotIndex})`,
+      );
+    }
   }
 
   note(text: string): void {
@@ -440,7 +553,12 @@ class Simulation implements HostEnvironment {
     try {
       body();
     } catch (error) {
-      if (!turn.crashed) this.checkers.fail("host threw", `${host.id}: ${error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error)}`);
+      if (!turn.crashed) {
+        this.checkers.fail(
+          "host threw",
+          `${host.id}: ${error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error)}`,
+        );
+      }
     }
     await drain();
     this.turn = null;
@@ -450,8 +568,12 @@ class Simulation implements HostEnvironment {
       return;
     }
     host.storage.commitImplicit();
-    for (const record of turn.observations) record();
-    for (const outgoing of turn.outbox) this.release(outgoing);
+    for (const record of turn.observations) {
+      record();
+    }
+    for (const outgoing of turn.outbox) {
+      this.release(outgoing);
+    }
     this.afterTurn(host);
   }
 
@@ -465,13 +587,19 @@ class Simulation implements HostEnvironment {
     if (runtime === null || host.down) {
       host.lastStatus = null;
       // A discarded runtime: the object's alarm brings it back from storage (ClusterNode sets it a tick ahead).
-      if (!host.down) this.setAlarm(host, this.nowMs() + this.scenario.heartbeatIntervalMs);
+      if (!host.down) {
+        this.setAlarm(host, this.nowMs() + this.scenario.heartbeatIntervalMs);
+      }
       return;
     }
-    if (runtime.isStopped) return;
+    if (runtime.isStopped) {
+      return;
+    }
     const status = runtime.status();
     // A wiped node counts as lost until a leader caught it up (its voting probation ended).
-    if (host.wiped && !status.votingProbation) host.wiped = false;
+    if (host.wiped && !status.votingProbation) {
+      host.wiped = false;
+    }
     const wasLeader = host.lastStatus?.role === "leader" && host.lastStatus.term === status.term;
     host.lastStatus = status;
     this.checkers.observeStatus(view, status);
@@ -485,15 +613,28 @@ class Simulation implements HostEnvironment {
   /** ClusterNode.scheduleAlarm: one alarm per object, moved earlier only. */
   private setAlarm(host: SimHost, wakeAtMs: number): void {
     const alarm = this.alarms.get(host.id);
-    if (alarm === undefined) return;
+    if (alarm === undefined) {
+      return;
+    }
     const now = this.nowMs();
-    if (alarm.atMs !== null && alarm.atMs <= wakeAtMs && alarm.atMs > now) return;
+    if (alarm.atMs !== null && alarm.atMs <= wakeAtMs && alarm.atMs > now) {
+      return;
+    }
     alarm.atMs = Math.max(wakeAtMs, now + 1);
     alarm.seq += 1;
     const disturbed = alarm.disturbed !== null && alarm.disturbed.untilMs > now ? alarm.disturbed : null;
-    const late = (disturbed !== null && disturbed.lateByMs > 0 ? this.random.between(0, disturbed.lateByMs) : 0) + this.lateness(host.id);
+    const late =
+      (disturbed !== null && disturbed.lateByMs > 0 ? this.random.between(0, disturbed.lateByMs) : 0) +
+      this.lateness(host.id);
     this.schedule(alarm.atMs + late, { kind: "alarm", node: host.id, seq: alarm.seq, extra: false });
-    if (disturbed?.duplicate === true) this.schedule(alarm.atMs + late + this.random.between(0, 5), { kind: "alarm", node: host.id, seq: alarm.seq, extra: true });
+    if (disturbed?.duplicate === true) {
+      this.schedule(alarm.atMs + late + this.random.between(0, 5), {
+        kind: "alarm",
+        node: host.id,
+        seq: alarm.seq,
+        extra: true,
+      });
+    }
   }
 
   private release(outgoing: Outgoing): void {
@@ -505,7 +646,14 @@ class Simulation implements HostEnvironment {
           return;
         }
         decision.delaysMs.forEach((delayMs, copy) => {
-          this.schedule(this.nowMs() + delayMs + this.lateness(outgoing.to), { kind: "rpc", from: outgoing.from, to: outgoing.to, callId: outgoing.callId, envelope: outgoing.envelope, copy });
+          this.schedule(this.nowMs() + delayMs + this.lateness(outgoing.to), {
+            kind: "rpc",
+            from: outgoing.from,
+            to: outgoing.to,
+            callId: outgoing.callId,
+            envelope: outgoing.envelope,
+            copy,
+          });
         });
         return;
       }
@@ -515,12 +663,23 @@ class Simulation implements HostEnvironment {
           this.stats.answersLost += 1;
           return;
         }
-        this.schedule(this.nowMs() + (decision.delaysMs[0] ?? 1) + this.lateness(outgoing.to), { kind: "rpcAnswer", to: outgoing.to, callId: outgoing.callId, answer: outgoing.answer });
+        this.schedule(this.nowMs() + (decision.delaysMs[0] ?? 1) + this.lateness(outgoing.to), {
+          kind: "rpcAnswer",
+          to: outgoing.to,
+          callId: outgoing.callId,
+          answer: outgoing.answer,
+        });
         return;
       }
       case "clientAnswer": {
         const latency = this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
-        this.schedule(this.nowMs() + latency, { kind: "clientAnswer", clientId: outgoing.clientId, attemptId: outgoing.attemptId, answer: outgoing.answer, servedByLeader: outgoing.servedByLeader });
+        this.schedule(this.nowMs() + latency, {
+          kind: "clientAnswer",
+          clientId: outgoing.clientId,
+          attemptId: outgoing.attemptId,
+          answer: outgoing.answer,
+          servedByLeader: outgoing.servedByLeader,
+        });
         return;
       }
     }
@@ -528,24 +687,38 @@ class Simulation implements HostEnvironment {
 
   private sendClientCall(clientId: number, node: NodeId, call: ClientCall, attemptId: number): void {
     const latency = this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
-    this.schedule(this.nowMs() + latency + this.lateness(node), { kind: "clientCall", node, clientId, attemptId, call });
+    this.schedule(this.nowMs() + latency + this.lateness(node), {
+      kind: "clientCall",
+      node,
+      clientId,
+      attemptId,
+      call,
+    });
   }
 
   private crashHost(host: SimHost, options: { keepStale: boolean }): void {
-    if (this.turn?.host === host) this.turn.crashed = true;
+    if (this.turn?.host === host) {
+      this.turn.crashed = true;
+    }
     host.crash(options);
     this.storageFaults.delete(host.id);
     this.applyFaults.delete(host.id);
     this.checkers.forgetNode(this.view(host));
     const downMs = this.phase === "safety" ? this.nemesis.drawDowntimeMs() : 1;
-    if (this.phase === "safety" || this.healed.includes(host.id)) this.schedule(this.nowMs() + downMs, { kind: "restart", node: host.id });
-    this.traceLine(`${host.id} is down for ${downMs}ms${options.keepStale ? " (its old instance keeps running, fenced)" : ""}`);
+    if (this.phase === "safety" || this.healed.includes(host.id)) {
+      this.schedule(this.nowMs() + downMs, { kind: "restart", node: host.id });
+    }
+    this.traceLine(
+      `${host.id} is down for ${downMs}ms${options.keepStale ? " (its old instance keeps running, fenced)" : ""}`,
+    );
   }
 
   /** Runs one event; false when none is left. */
   async step(): Promise<boolean> {
     const event = this.scheduler.pop();
-    if (event === null) return false;
+    if (event === null) {
+      return false;
+    }
     switch (event.kind) {
       case "timer":
         await this.onTimer(event);
@@ -563,8 +736,13 @@ class Simulation implements HostEnvironment {
         await this.onClientCall(event);
         break;
       case "clientAnswer":
-        if (event.clientId === 0) this.onProbeAnswer(event.answer);
-        else this.workload.onAnswer(event.clientId, event.attemptId, event.answer, { servedByLeader: event.servedByLeader });
+        if (event.clientId === 0) {
+          this.onProbeAnswer(event.answer);
+        } else {
+          this.workload.onAnswer(event.clientId, event.attemptId, event.answer, {
+            servedByLeader: event.servedByLeader,
+          });
+        }
         break;
       case "client":
         this.workload.resume(event.clientId);
@@ -588,30 +766,42 @@ class Simulation implements HostEnvironment {
   private async onTimer(event: Extract<SimEvent, { kind: "timer" }>): Promise<void> {
     const fn = this.timers.get(event.id);
     this.timers.delete(event.id);
-    if (fn === undefined || !event.instance.alive) return;
+    if (fn === undefined || !event.instance.alive) {
+      return;
+    }
     await this.runTurn(this.host(event.node), event.instance, fn);
   }
 
   private async onAlarm(event: Extract<SimEvent, { kind: "alarm" }>): Promise<void> {
     const host = this.host(event.node);
     const alarm = this.alarms.get(host.id);
-    if (alarm === undefined || host.down || (alarm.seq !== event.seq && !event.extra)) return;
-    if (!event.extra) alarm.atMs = null;
+    if (alarm === undefined || host.down || (alarm.seq !== event.seq && !event.extra)) {
+      return;
+    }
+    if (!event.extra) {
+      alarm.atMs = null;
+    }
     await this.runTurn(host, host.instance, () => host.alarm());
   }
 
   /** A peer's envelope arrives; the answer (or the exception the RPC method threw) goes back through the network. */
   private async onRpc(event: Extract<SimEvent, { kind: "rpc" }>): Promise<void> {
     const host = this.host(event.to);
-    if (host.down) return;
-    if (event.copy > 0) this.stats.duplicates += 1;
+    if (host.down) {
+      return;
+    }
+    if (event.copy > 0) {
+      this.stats.duplicates += 1;
+    }
     this.stats.delivered += 1;
     await this.runTurn(host, host.instance, () => {
       let answer: unknown;
       try {
         answer = host.receive(event.envelope);
       } catch (error) {
-        if (error instanceof SimCrash) return;
+        if (error instanceof SimCrash) {
+          return;
+        }
         // An exception out of the RPC method reaches the caller as a rejected call.
         answer = { [THROWN]: error instanceof Error ? error.message : String(error) };
       }
@@ -621,29 +811,50 @@ class Simulation implements HostEnvironment {
 
   private async onRpcAnswer(event: Extract<SimEvent, { kind: "rpcAnswer" }>): Promise<void> {
     const pending = this.pendingCalls.get(event.callId);
-    if (pending === undefined) return;
+    if (pending === undefined) {
+      return;
+    }
     this.pendingCalls.delete(event.callId);
-    if (!pending.instance.alive) return;
+    if (!pending.instance.alive) {
+      return;
+    }
     const answer = event.answer;
-    const thrown = typeof answer === "object" && answer !== null && THROWN in answer ? String((answer as Record<string, unknown>)[THROWN]) : null;
-    await this.runTurn(this.host(event.to), pending.instance, () => (thrown === null ? pending.resolve(answer) : pending.reject(new Error(thrown))));
+    const thrown =
+      typeof answer === "object" && answer !== null && THROWN in answer
+        ? String((answer as Record<string, unknown>)[THROWN])
+        : null;
+    await this.runTurn(this.host(event.to), pending.instance, () =>
+      thrown === null ? pending.resolve(answer) : pending.reject(new Error(thrown)),
+    );
   }
 
   /** A client's call reaches a node; its answer leaves with whichever later event of that node settles it. */
   private async onClientCall(event: Extract<SimEvent, { kind: "clientCall" }>): Promise<void> {
     const host = this.host(event.node);
-    if (host.down) return;
+    if (host.down) {
+      return;
+    }
     await this.runTurn(host, host.instance, () => {
       const instance = host.instance;
       void this.callNode(host, event.call).then(
         (answer) => {
           // Lost with a crashed or dead instance.
           const current = this.turn;
-          if (current === null || current.host !== host || current.crashed || (instance !== null && !instance.alive)) return;
-          current.outbox.push({ kind: "clientAnswer", clientId: event.clientId, attemptId: event.attemptId, answer: answer as ClientAnswer, servedByLeader: this.leadsHighestTerm(host) });
+          if (current === null || current.host !== host || current.crashed || (instance !== null && !instance.alive)) {
+            return;
+          }
+          current.outbox.push({
+            kind: "clientAnswer",
+            clientId: event.clientId,
+            attemptId: event.attemptId,
+            answer: answer as ClientAnswer,
+            servedByLeader: this.leadsHighestTerm(host),
+          });
         },
         (error: unknown) => {
-          if (!(error instanceof SimCrash)) this.checkers.fail("host threw", `${host.id} client call: ${String(error)}`);
+          if (!(error instanceof SimCrash)) {
+            this.checkers.fail("host threw", `${host.id} client call: ${String(error)}`);
+          }
         },
       );
     });
@@ -656,21 +867,30 @@ class Simulation implements HostEnvironment {
       case "backup":
         return host.backup(call.timeoutMs);
       case "query":
-        return host.query({ statements: call.statements, level: call.level, timeoutMs: call.timeoutMs, ...(call.minAppliedIndex === undefined ? {} : { minAppliedIndex: call.minAppliedIndex }) });
+        return host.query({
+          statements: call.statements,
+          level: call.level,
+          timeoutMs: call.timeoutMs,
+          ...(call.minAppliedIndex === undefined ? {} : { minAppliedIndex: call.minAppliedIndex }),
+        });
     }
   }
 
   private async onRestart(node: NodeId): Promise<void> {
     const host = this.host(node);
     // A restart planned during the safety phase does not bring back a node the liveness phase keeps down.
-    if (!host.down || (this.phase === "liveness" && !this.healed.includes(host.id))) return;
+    if (!host.down || (this.phase === "liveness" && !this.healed.includes(host.id))) {
+      return;
+    }
     this.traceLine(`${host.id} restarts from storage`);
     await this.runTurn(host, null, () => host.restart());
   }
 
   private async onTransfer(node: NodeId): Promise<void> {
     const host = this.host(node);
-    if (host.down) return;
+    if (host.down) {
+      return;
+    }
     await this.runTurn(host, host.instance, () => {
       void host.transferLeadership(this.scenario.electionTimeoutMs * 3).catch(() => undefined);
     });
@@ -678,9 +898,15 @@ class Simulation implements HostEnvironment {
 
   start(): void {
     this.traceLine(`seed ${this.seed}: ${describeScenario(this.scenario).replaceAll("\n", "; ")}`);
-    for (const host of this.hosts.values()) this.schedule(this.nodeRandom.between(0, this.scenario.heartbeatIntervalMs), { kind: "restart", node: host.id });
-    for (const host of this.hosts.values()) host.down = true;
-    for (const clientId of this.workload.clientIds) this.schedule(this.random.between(0, 50), { kind: "client", clientId });
+    for (const host of this.hosts.values()) {
+      this.schedule(this.nodeRandom.between(0, this.scenario.heartbeatIntervalMs), { kind: "restart", node: host.id });
+    }
+    for (const host of this.hosts.values()) {
+      host.down = true;
+    }
+    for (const clientId of this.workload.clientIds) {
+      this.schedule(this.random.between(0, 50), { kind: "client", clientId });
+    }
     this.nemesis.start();
   }
 
@@ -703,13 +929,17 @@ class Simulation implements HostEnvironment {
       mayWipe: (node) => this.mayWipe(node),
       crash: (node, options) => {
         const host = this.host(node);
-        if (host.down) return;
+        if (host.down) {
+          return;
+        }
         this.traceLine(`nemesis: ${node} CRASHES`);
         this.crashHost(host, options);
       },
       wipe: (node) => {
         const host = this.host(node);
-        if (host.down) return;
+        if (host.down) {
+          return;
+        }
         this.traceLine(`nemesis: ${node}'s storage is WIPED (it comes back empty)`);
         this.crashHost(host, { keepStale: false });
         host.wipeStorage();
@@ -718,7 +948,9 @@ class Simulation implements HostEnvironment {
       armApplyFault: (node) => this.applyFaults.add(node),
       disturbAlarms: (node, options) => {
         const alarm = this.alarms.get(node);
-        if (alarm !== undefined) alarm.disturbed = options;
+        if (alarm !== undefined) {
+          alarm.disturbed = options;
+        }
       },
     };
   }
@@ -731,20 +963,28 @@ class Simulation implements HostEnvironment {
    */
   private mayWipe(node: NodeId): boolean {
     const hosts = [...this.hosts.values()];
-    if (hosts.some((host) => host.down || host.wiped)) return false;
+    if (hosts.some((host) => host.down || host.wiped)) {
+      return false;
+    }
     const majority = Math.floor(hosts.length / 2) + 1;
     const committed = Math.max(...hosts.map((host) => host.log.hardState.commit));
-    const holders = hosts.filter((host) => host.id !== node && host.log.lastIndex() >= committed && host.log.hardState.commit >= committed);
+    const holders = hosts.filter(
+      (host) => host.id !== node && host.log.lastIndex() >= committed && host.log.hardState.commit >= committed,
+    );
     return holders.length >= majority;
   }
 
   /** Whether `host`'s current runtime leads, in a term no other node has gone past. */
   private leadsHighestTerm(host: SimHost): boolean {
     const status = host.instance?.alive === true ? host.instance.runtime?.status() : undefined;
-    if (status === undefined || status.role !== "leader") return false;
+    if (status === undefined || status.role !== "leader") {
+      return false;
+    }
     for (const other of this.hosts.values()) {
       const seen = other === host ? status.term : Math.max(other.lastStatus?.term ?? 0, other.log.hardState.term);
-      if (seen > status.term) return false;
+      if (seen > status.term) {
+        return false;
+      }
     }
     return true;
   }
@@ -753,8 +993,12 @@ class Simulation implements HostEnvironment {
     let best: SimHost | null = null;
     for (const host of this.hosts.values()) {
       const status = host.lastStatus;
-      if (host.down || status === null || status.role !== "leader") continue;
-      if (best === null || (best.lastStatus?.term ?? 0) < status.term) best = host;
+      if (host.down || status === null || status.role !== "leader") {
+        continue;
+      }
+      if (best === null || (best.lastStatus?.term ?? 0) < status.term) {
+        best = host;
+      }
     }
     return best?.id ?? null;
   }
@@ -769,7 +1013,9 @@ class Simulation implements HostEnvironment {
     this.workload.stopNewOperations();
     this.storageFaults.clear();
     this.applyFaults.clear();
-    for (const alarm of this.alarms.values()) alarm.disturbed = null;
+    for (const alarm of this.alarms.values()) {
+      alarm.disturbed = null;
+    }
     this.network.heal(HEALTHY_PROFILE);
     const ids = [...this.hosts.keys()];
     const majority = Math.floor(ids.length / 2) + 1;
@@ -784,24 +1030,35 @@ class Simulation implements HostEnvironment {
     for (const id of rest) {
       const host = this.host(id);
       if (host.down || this.random.chance(0.5)) {
-        if (!host.down) this.crashHost(host, { keepStale: false });
+        if (!host.down) {
+          this.crashHost(host, { keepStale: false });
+        }
         this.traceLine(`liveness: ${id} stays down`);
       } else {
-        this.network.separate([id], ids.filter((other) => other !== id));
+        this.network.separate(
+          [id],
+          ids.filter((other) => other !== id),
+        );
         this.traceLine(`liveness: ${id} stays cut off`);
       }
     }
     for (const id of this.healed) {
       const host = this.host(id);
-      if (host.down) this.schedule(this.nowMs() + 1, { kind: "restart", node: id });
+      if (host.down) {
+        this.schedule(this.nowMs() + 1, { kind: "restart", node: id });
+      }
     }
-    this.traceLine(`=== liveness: healed [${this.healed.join(",")}], the rest [${rest.join(",")}] stay down or cut off${this.livenessPromised ? "" : "; too many wiped nodes: no progress promised"} ===`);
+    this.traceLine(
+      `=== liveness: healed [${this.healed.join(",")}], the rest [${rest.join(",")}] stay down or cut off${this.livenessPromised ? "" : "; too many wiped nodes: no progress promised"} ===`,
+    );
     this.schedule(this.nowMs() + this.scenario.heartbeatIntervalMs, { kind: "probe" });
   }
 
   /** A new write through the healed majority, resent (same request id) until one node acknowledges it. */
   private sendProbe(): void {
-    if (this.probe.index !== null) return;
+    if (this.probe.index !== null) {
+      return;
+    }
     const retryMs = this.scenario.electionTimeoutMs * 3;
     if (this.probe.inFlight && this.nowMs() - this.probe.sentAtMs < retryMs) {
       this.schedule(this.nowMs() + this.scenario.heartbeatIntervalMs, { kind: "probe" });
@@ -812,7 +1069,14 @@ class Simulation implements HostEnvironment {
     this.probe.attempt += 1;
     this.probe.inFlight = true;
     this.probe.sentAtMs = this.nowMs();
-    const request = { id: "liveness-probe", transaction: false, statements: [{ sql: KV_TABLE_DDL }, { sql: "INSERT INTO kv (k, v) VALUES ('probe', 'done') ON CONFLICT (k) DO UPDATE SET v = excluded.v" }] };
+    const request = {
+      id: "liveness-probe",
+      transaction: false,
+      statements: [
+        { sql: KV_TABLE_DDL },
+        { sql: "INSERT INTO kv (k, v) VALUES ('probe', 'done') ON CONFLICT (k) DO UPDATE SET v = excluded.v" },
+      ],
+    };
     this.sendClientCall(0, target, { kind: "execute", request, timeoutMs: retryMs }, this.probe.attempt);
     this.schedule(this.nowMs() + this.scenario.heartbeatIntervalMs, { kind: "probe" });
   }
@@ -827,13 +1091,21 @@ class Simulation implements HostEnvironment {
 
   /** Null once the healed majority committed the probe and every healed node applied it. */
   livenessGap(): string | null {
-    if (this.probe.index === null) return `the probe write is not acknowledged (leader: ${this.leader() ?? "none"})`;
+    if (this.probe.index === null) {
+      return `the probe write is not acknowledged (leader: ${this.leader() ?? "none"})`;
+    }
     for (const id of this.healed) {
       const status = this.host(id).lastStatus;
-      if (status === null) return `${id} is not running`;
-      if (status.applied < this.probe.index) return `${id} applied ${status.applied}, not yet the probe at ${this.probe.index}`;
+      if (status === null) {
+        return `${id} is not running`;
+      }
+      if (status.applied < this.probe.index) {
+        return `${id} applied ${status.applied}, not yet the probe at ${this.probe.index}`;
+      }
     }
-    if (this.workload.inFlight > 0) return `${this.workload.inFlight} client operations still waiting`;
+    if (this.workload.inFlight > 0) {
+      return `${this.workload.inFlight} client operations still waiting`;
+    }
     return null;
   }
 
@@ -845,7 +1117,9 @@ class Simulation implements HostEnvironment {
         const runtime = host.instance?.runtime ?? null;
         const alarm = this.alarms.get(host.id)?.atMs ?? null;
         const stored = `store: term ${log.hardState.term} vote ${log.hardState.vote ?? "-"} commit ${log.hardState.commit} last ${log.lastIndex()}; runtime ${runtime === null ? "none" : runtime.isBroken ? "BROKEN" : runtime.isStopped ? "STOPPED" : "running"}, alarm ${alarm === null ? "none" : `at ${alarm}ms`}`;
-        if (host.down || status === null) return `    ${host.id}: ${host.down ? "down" : "not running"}; ${stored}`;
+        if (host.down || status === null) {
+          return `    ${host.id}: ${host.down ? "down" : "not running"}; ${stored}`;
+        }
         return `    ${host.id}: ${status.role} t${status.term} leader ${status.leader ?? "-"} commit ${status.commit} applied ${status.applied} last ${status.lastIndex}; ${stored}`;
       })
       .join("\n");
@@ -876,7 +1150,9 @@ function viewOf(host: SimHost): NodeView {
     entryAt: (index) => host.log.entryAt(index),
     termAt: (index) => {
       const snapshot = host.log.snapshot?.meta;
-      if (snapshot !== undefined && snapshot.index === index) return snapshot.term;
+      if (snapshot !== undefined && snapshot.index === index) {
+        return snapshot.term;
+      }
       return host.log.entryAt(index)?.term ?? null;
     },
   };
@@ -885,7 +1161,9 @@ function viewOf(host: SimHost): NodeView {
 /** The request ids an entry carries (a normal entry is one SQL request). */
 function entryIds(content: string): string[] {
   const separator = content.indexOf("|");
-  if (content.slice(0, separator) !== "normal") return [];
+  if (content.slice(0, separator) !== "normal") {
+    return [];
+  }
   try {
     return [decodeSqlRequest(content.slice(separator + 1)).id];
   } catch {
@@ -906,7 +1184,9 @@ function muteRuntimeLogs<T>(run: () => Promise<T>): Promise<T> {
   const filter =
     (write: (...args: unknown[]) => void) =>
     (...args: unknown[]): void => {
-      if (typeof args[0] === "string" && args[0].startsWith('{"level":')) return;
+      if (typeof args[0] === "string" && args[0].startsWith('{"level":')) {
+        return;
+      }
       write(...args);
     };
   console.log = filter(original.log);
@@ -930,12 +1210,18 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
   const scenarioRandom = root.fork();
   const streams = { network: root.fork(), nemesis: root.fork(), workload: root.fork(), nodes: root.fork() };
   let scenario = drawScenario(scenarioRandom);
-  if (options.adjustScenario !== undefined) scenario = options.adjustScenario(scenario, scenarioRandom);
-  if (options.steps !== undefined) scenario = { ...scenario, safetySteps: options.steps };
+  if (options.adjustScenario !== undefined) {
+    scenario = options.adjustScenario(scenario, scenarioRandom);
+  }
+  if (options.steps !== undefined) {
+    scenario = { ...scenario, safetySteps: options.steps };
+  }
   const sim = new Simulation(options.seed, scenario, streams, options);
   const violations = sim.checkers.violations;
   const workloadViolations = (): void => {
-    for (const violation of sim.workload.violations.splice(0)) sim.checkers.fail(violation.kind, violation.detail);
+    for (const violation of sim.workload.violations.splice(0)) {
+      sim.checkers.fail(violation.kind, violation.detail);
+    }
   };
 
   sim.start();
@@ -955,15 +1241,27 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
     while (violations.length === 0 && sim.nowMs() <= deadlineMs) {
       if (livenessSteps % 8 === 0) {
         gap = sim.livenessGap();
-        if (gap === null) break;
+        if (gap === null) {
+          break;
+        }
       }
-      if (!(await sim.step())) break;
+      if (!(await sim.step())) {
+        break;
+      }
       livenessSteps += 1;
       workloadViolations();
     }
-    if (gap !== null && violations.length === 0) gap = sim.livenessGap();
-    if (gap === null) livenessMs = sim.nowMs() - healedAtMs;
-    else if (violations.length === 0 && sim.livenessPromised) sim.checkers.fail("liveness", `no progress ${scenario.livenessBudgetMs}ms after healing a majority: ${gap}\n${sim.describeNodes()}`);
+    if (gap !== null && violations.length === 0) {
+      gap = sim.livenessGap();
+    }
+    if (gap === null) {
+      livenessMs = sim.nowMs() - healedAtMs;
+    } else if (violations.length === 0 && sim.livenessPromised) {
+      sim.checkers.fail(
+        "liveness",
+        `no progress ${scenario.livenessBudgetMs}ms after healing a majority: ${gap}\n${sim.describeNodes()}`,
+      );
+    }
   }
 
   let lincheck: LincheckSummary | null = null;
@@ -971,12 +1269,24 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
     sim.checkers.checkAcknowledged(sim.workload.acknowledged, entryIds);
     sim.checkers.checkReadYourWrites(sim.workload.readYourWrites, sim.workload.writerOf, entryIds);
     const history = sim.workload.linearizableHistory();
-    const result = checkLinearizability(registerModel, history, { maxSteps: options.lincheckMaxSteps ?? DEFAULT_LINCHECK_MAX_STEPS });
-    lincheck = { verdict: result.verdict, operations: result.operations, partitions: result.partitions, steps: result.steps ?? 0, detail: result.detail ?? null };
-    if (result.verdict === "not-linearizable") sim.checkers.fail("linearizability", result.detail ?? "the history is not linearizable");
+    const result = checkLinearizability(registerModel, history, {
+      maxSteps: options.lincheckMaxSteps ?? DEFAULT_LINCHECK_MAX_STEPS,
+    });
+    lincheck = {
+      verdict: result.verdict,
+      operations: result.operations,
+      partitions: result.partitions,
+      steps: result.steps ?? 0,
+      detail: result.detail ?? null,
+    };
+    if (result.verdict === "not-linearizable") {
+      sim.checkers.fail("linearizability", result.detail ?? "the history is not linearizable");
+    }
     sim.traceLine(`linearizability: ${result.verdict} (${result.operations} operations, ${result.partitions} keys)`);
   }
-  for (const violation of violations) sim.traceLine(`VIOLATION ${violation.kind}: ${violation.detail}`);
+  for (const violation of violations) {
+    sim.traceLine(`VIOLATION ${violation.kind}: ${violation.detail}`);
+  }
 
   return {
     seed: options.seed,

@@ -13,7 +13,9 @@ export class Scheduler<E> {
   private currentMs = 0;
 
   constructor(private readonly maxPendingEvents: number) {
-    if (!Number.isInteger(maxPendingEvents) || maxPendingEvents < 1) throw new RangeError("maxPendingEvents must be a positive integer");
+    if (!Number.isInteger(maxPendingEvents) || maxPendingEvents < 1) {
+      throw new RangeError("maxPendingEvents must be a positive integer");
+    }
   }
 
   get nowMs(): number {
@@ -26,8 +28,12 @@ export class Scheduler<E> {
 
   /** Schedules `event` at `atMs` (never in the past). Returns false when the queue is full (the caller decides). */
   schedule(atMs: number, event: E): boolean {
-    if (!Number.isInteger(atMs) || atMs < this.currentMs) throw new RangeError(`cannot schedule at ${atMs}ms, now is ${this.currentMs}ms`);
-    if (this.heap.length >= this.maxPendingEvents) return false;
+    if (!Number.isInteger(atMs) || atMs < this.currentMs) {
+      throw new RangeError(`cannot schedule at ${atMs}ms, now is ${this.currentMs}ms`);
+    }
+    if (this.heap.length >= this.maxPendingEvents) {
+      return false;
+    }
     this.heap.push({ atMs, order: this.order, event });
     this.order += 1;
     this.siftUp(this.heap.length - 1);
@@ -37,7 +43,9 @@ export class Scheduler<E> {
   /** Removes the earliest event and moves time to it; null when nothing is scheduled. */
   pop(): E | null {
     const top = this.heap[0];
-    if (top === undefined) return null;
+    if (top === undefined) {
+      return null;
+    }
     const last = this.heap.pop() as Slot<E>;
     if (this.heap.length > 0) {
       this.heap[0] = last;
@@ -61,7 +69,9 @@ export class Scheduler<E> {
       const parent = (index - 1) >> 1;
       const child = this.heap[index] as Slot<E>;
       const above = this.heap[parent] as Slot<E>;
-      if (!this.before(child, above)) return;
+      if (!this.before(child, above)) {
+        return;
+      }
       this.heap[index] = above;
       this.heap[parent] = child;
       index = parent;
@@ -75,9 +85,15 @@ export class Scheduler<E> {
       const left = 2 * index + 1;
       const right = left + 1;
       let smallest = index;
-      if (left < length && this.before(this.heap[left] as Slot<E>, this.heap[smallest] as Slot<E>)) smallest = left;
-      if (right < length && this.before(this.heap[right] as Slot<E>, this.heap[smallest] as Slot<E>)) smallest = right;
-      if (smallest === index) return;
+      if (left < length && this.before(this.heap[left] as Slot<E>, this.heap[smallest] as Slot<E>)) {
+        smallest = left;
+      }
+      if (right < length && this.before(this.heap[right] as Slot<E>, this.heap[smallest] as Slot<E>)) {
+        smallest = right;
+      }
+      if (smallest === index) {
+        return;
+      }
       const held = this.heap[index] as Slot<E>;
       this.heap[index] = this.heap[smallest] as Slot<E>;
       this.heap[smallest] = held;

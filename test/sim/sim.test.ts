@@ -14,7 +14,9 @@ function startSeed(): number {
   const pinned = process.env.SIM_FROM;
   if (pinned !== undefined && pinned !== "") {
     const value = Number(pinned);
-    if (!Number.isSafeInteger(value) || value < 0) throw new Error(`SIM_FROM must be a non-negative integer, got ${pinned}`);
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new Error(`SIM_FROM must be a non-negative integer, got ${pinned}`);
+    }
     return value;
   }
   // Only the choice of where the range starts reads the clock; every seed inside it is deterministic.
@@ -22,7 +24,9 @@ function startSeed(): number {
 }
 
 const FROM = startSeed();
-console.log(`simulator: seeds ${FROM}..${FROM + SEEDS - 1} (replay one with: npm run sim -- --seed N; rerun all with SIM_FROM=${FROM})`);
+console.log(
+  `simulator: seeds ${FROM}..${FROM + SEEDS - 1} (replay one with: npm run sim -- --seed N; rerun all with SIM_FROM=${FROM})`,
+);
 
 interface Totals {
   seeds: number;
@@ -44,9 +48,13 @@ describe(`simulator, seeds ${FROM}..${FROM + SEEDS - 1}`, () => {
         totals.seeds += 1;
         totals.steps += result.steps;
         totals.operations += result.lincheck?.operations ?? 0;
-        if (result.lincheck?.verdict === "unknown") totals.unknown.push(seed);
+        if (result.lincheck?.verdict === "unknown") {
+          totals.unknown.push(seed);
+        }
         // Every seed must reach its history check: a run that never got there checked less than it claims.
-        if (result.violations.length === 0) expect(result.lincheck).not.toBeNull();
+        if (result.violations.length === 0) {
+          expect(result.lincheck).not.toBeNull();
+        }
         if (result.violations.length > 0) {
           totals.failures.push(result);
           failures.push(formatFailure(result, `npm run sim -- --seed ${seed}`));

@@ -15,7 +15,9 @@ export class Trace {
     private readonly tailLines: number = DEFAULT_TRACE_TAIL_LINES,
     private readonly sink: ((line: string) => void) | null = null,
   ) {
-    if (!Number.isInteger(tailLines) || tailLines < 1) throw new RangeError(`tailLines must be a positive integer, got ${tailLines}`);
+    if (!Number.isInteger(tailLines) || tailLines < 1) {
+      throw new RangeError(`tailLines must be a positive integer, got ${tailLines}`);
+    }
     this.ring = new Array<string>(tailLines);
   }
 
@@ -25,7 +27,9 @@ export class Trace {
     this.mix(line);
     this.ring[this.next] = line;
     this.next = (this.next + 1) % this.tailLines;
-    if (this.next === 0) this.filled = true;
+    if (this.next === 0) {
+      this.filled = true;
+    }
     this.lineCount += 1;
     this.sink?.(line);
   }
@@ -54,8 +58,9 @@ export class Trace {
 
   /** The latest lines, oldest first. */
   tail(): string[] {
-    if (!this.filled) return this.ring.slice(0, this.next);
+    if (!this.filled) {
+      return this.ring.slice(0, this.next);
+    }
     return [...this.ring.slice(this.next), ...this.ring.slice(0, this.next)];
   }
 }
-

@@ -44,7 +44,13 @@ export interface WorkloadOptions {
 /** What a client sends to a node. */
 export type ClientCall =
   | { readonly kind: "execute"; readonly request: SqlRequest; readonly timeoutMs: number }
-  | { readonly kind: "query"; readonly statements: readonly Statement[]; readonly level: ReadLevel; readonly timeoutMs: number; readonly minAppliedIndex?: number }
+  | {
+      readonly kind: "query";
+      readonly statements: readonly Statement[];
+      readonly level: ReadLevel;
+      readonly timeoutMs: number;
+      readonly minAppliedIndex?: number;
+    }
   | { readonly kind: "backup"; readonly timeoutMs: number };
 
 export type BackupValue = { readonly sql: string; readonly raftIndex: number };
@@ -90,7 +96,12 @@ interface Client {
   attempt: { readonly id: number; readonly node: NodeId; readonly deadlineMs: number } | null;
   nextActionAtMs: number;
   /** The client's last acknowledged write that took effect, per key. */
-  lastWrite: { readonly key: string; readonly requestId: string; readonly value: string; readonly raftIndex: number } | null;
+  lastWrite: {
+    readonly key: string;
+    readonly requestId: string;
+    readonly value: string;
+    readonly raftIndex: number;
+  } | null;
 }
 
 export interface WorkloadEnvironment {
@@ -113,7 +124,15 @@ export class Workload {
   readonly history: HistoryOp[] = [];
   readonly uncheckedReads: { level: ReadLevel; key: string; value: string | null; node: NodeId }[] = [];
   readonly acknowledged: { requestId: string; what: string }[] = [];
-  readonly readsByLevel = { linearizable: 0, strong: 0, weak: 0, weakFromLeader: 0, none: 0, readYourWrites: 0, backup: 0 };
+  readonly readsByLevel = {
+    linearizable: 0,
+    strong: 0,
+    weak: 0,
+    weakFromLeader: 0,
+    none: 0,
+    readYourWrites: 0,
+    backup: 0,
+  };
   readonly readYourWrites: ReadYourWrites[] = [];
   /** Which request wrote each value (values are unique per operation). */
   readonly writerOf = new Map<string, string>();
@@ -132,8 +151,12 @@ export class Workload {
     private readonly options: WorkloadOptions,
     private readonly env: WorkloadEnvironment,
   ) {
-    if (options.clients < 1 || options.keys < 1) throw new RangeError("a workload needs at least one client and one key");
-    for (let id = 1; id <= options.clients; id += 1) this.clients.push({ id, target: null, current: null, attempt: null, nextActionAtMs: 0, lastWrite: null });
+    if (options.clients < 1 || options.keys < 1) {
+      throw new RangeError("a workload needs at least one client and one key");
+    }
+    for (let id = 1; id <= options.clients; id += 1) {
+      this.clients.push({ id, target: null, current: null, attempt: null, nextActionAtMs: 0, lastWrite: null });
+    }
   }
 
   get clientIds(): number[] {
@@ -160,7 +183,9 @@ export class Workload {
     if (client.current !== null) {
       if (client.attempt !== null && now >= client.attempt.deadlineMs) {
         this.lostAnswers += 1;
-        this.env.mixIntoTrace(`client ${client.id} got no answer from ${client.attempt.node} for op ${client.current.opId}`);
+        this.env.mixIntoTrace(
+          `client ${client.id} got no answer from ${client.attempt.node} for op ${client.current.opId}`,
+        );
         const op = client.current;
         client.attempt = null;
         client.target = null;
@@ -168,7 +193,9 @@ export class Workload {
       }
       return;
     }
-    if (now < client.nextActionAtMs || !this.acceptingNewOps) return;
+    if (now < client.nextActionAtMs || !this.acceptingNewOps) {
+      return;
+    }
     const { input, level, after, backup } = this.generateInput(client);
     const opId = this.nextOpId;
     this.nextOpId += 1;
@@ -189,27 +216,53 @@ export class Workload {
       values: null,
       servedByLeader: false,
     };
-    if (input.kind === "write") this.writtenValues.add(input.value);
-    if (input.kind === "cas") this.writtenValues.add(input.to);
-    if (op.requestId !== null && input.kind === "write") this.writerOf.set(input.value, op.requestId);
-    if (op.requestId !== null && input.kind === "cas") this.writerOf.set(input.to, op.requestId);
+    if (input.kind === "write") {
+      this.writtenValues.add(input.value);
+    }
+    if (input.kind === "cas") {
+      this.writtenValues.add(input.to);
+    }
+    if (op.requestId !== null && input.kind === "write") {
+      this.writerOf.set(input.value, op.requestId);
+    }
+    if (op.requestId !== null && input.kind === "cas") {
+      this.writerOf.set(input.to, op.requestId);
+    }
     this.history.push(op);
     client.current = op;
-    if (this.env.random.chance(this.options.roamProbability)) client.target = null;
+    if (this.env.random.chance(this.options.roamProbability)) {
+      client.target = null;
+    }
     this.attempt(client, op);
   }
 
   private clientById(clientId: number): Client {
     const client = this.clients[clientId - 1];
-    if (client === undefined) throw new Error(`unknown client ${clientId}`);
+    if (client === undefined) {
+      throw new Error(`unknown client ${clientId}`);
+    }
     return client;
   }
 
-  private generateInput(client: Client): { input: RegisterInput; level: ReadLevel | null; after: HistoryOp["after"]; backup: boolean } {
+  private generateInput(client: Client): {
+    input: RegisterInput;
+    level: ReadLevel | null;
+    after: HistoryOp["after"];
+    backup: boolean;
+  } {
     const random = this.env.random;
     const key = `k${random.nextInt(this.options.keys)}`;
     const mix = this.options.mix;
-    const weights = [mix.write, mix.cas, mix.linearizableRead, mix.strongRead, mix.weakRead, mix.noneRead, mix.readYourWrites, mix.backup];
+    const weights = [
+      mix.write,
+      mix.cas,
+      mix.linearizableRead,
+      mix.strongRead,
+      mix.weakRead,
+      mix.noneRead,
+      mix.readYourWrites,
+      mix.backup,
+    ];
     let roll = random.nextInt(weights.reduce((sum, weight) => sum + weight, 0));
     let choice = 0;
     while (roll >= (weights[choice] ?? 0)) {
@@ -217,7 +270,15 @@ export class Workload {
       choice += 1;
     }
     const value = `c${client.id}v${this.nextOpId}`;
-    const plain = (input: RegisterInput, level: ReadLevel | null): { input: RegisterInput; level: ReadLevel | null; after: null; backup: false } => ({ input, level, after: null, backup: false });
+    const plain = (
+      input: RegisterInput,
+      level: ReadLevel | null,
+    ): { input: RegisterInput; level: ReadLevel | null; after: null; backup: false } => ({
+      input,
+      level,
+      after: null,
+      backup: false,
+    });
     switch (choice) {
       case 0:
         return plain({ kind: "write", key, value }, null);
@@ -236,8 +297,15 @@ export class Workload {
         return plain({ kind: "read", key }, "none");
       case 6: {
         const last = client.lastWrite;
-        if (last === null) return plain({ kind: "read", key }, "linearizable");
-        return { input: { kind: "read", key: last.key }, level: "none", after: { requestId: last.requestId, value: last.value, raftIndex: last.raftIndex }, backup: false };
+        if (last === null) {
+          return plain({ kind: "read", key }, "linearizable");
+        }
+        return {
+          input: { kind: "read", key: last.key },
+          level: "none",
+          after: { requestId: last.requestId, value: last.value, raftIndex: last.raftIndex },
+          backup: false,
+        };
       }
       default:
         return { input: { kind: "read", key: "k0" }, level: null, after: null, backup: true };
@@ -246,8 +314,12 @@ export class Workload {
 
   private chooseNode(client: Client): NodeId | null {
     const reachable = this.env.reachableNodes();
-    if (client.target !== null && reachable.includes(client.target)) return client.target;
-    if (reachable.length === 0) return null;
+    if (client.target !== null && reachable.includes(client.target)) {
+      return client.target;
+    }
+    if (reachable.length === 0) {
+      return null;
+    }
     const chosen = this.env.random.pick(reachable);
     client.target = chosen;
     return chosen;
@@ -264,17 +336,28 @@ export class Workload {
     this.nextAttemptId += 1;
     const deadlineMs = this.env.nowMs() + this.options.timeoutMs + ANSWER_GRACE_MS;
     client.attempt = { id: attemptId, node, deadlineMs };
-    if (op.attempts > 1 && op.requestId !== null) this.retriesSameId += 1;
-    this.env.trace(`client ${client.id} -> ${node} op ${op.opId} ${describeInput(op.input, op.level)}${op.attempts > 1 ? ` (attempt ${op.attempts})` : ""}`);
+    if (op.attempts > 1 && op.requestId !== null) {
+      this.retriesSameId += 1;
+    }
+    this.env.trace(
+      `client ${client.id} -> ${node} op ${op.opId} ${describeInput(op.input, op.level)}${op.attempts > 1 ? ` (attempt ${op.attempts})` : ""}`,
+    );
     this.env.send(client.id, node, callFor(op, this.options.timeoutMs), attemptId);
     this.env.wakeClient(client.id, deadlineMs);
   }
 
   /** The answer to an attempt; ignored when the client stopped waiting for it. */
-  onAnswer(clientId: number, attemptId: number, answer: ClientAnswer, meta: { readonly servedByLeader: boolean } = { servedByLeader: false }): void {
+  onAnswer(
+    clientId: number,
+    attemptId: number,
+    answer: ClientAnswer,
+    meta: { readonly servedByLeader: boolean } = { servedByLeader: false },
+  ): void {
     const client = this.clientById(clientId);
     const op = client.current;
-    if (op === null || client.attempt === null || client.attempt.id !== attemptId) return;
+    if (op === null || client.attempt === null || client.attempt.id !== attemptId) {
+      return;
+    }
     client.attempt = null;
     if (answer.ok) {
       op.servedByLeader = meta.servedByLeader;
@@ -291,16 +374,22 @@ export class Workload {
 
   private succeed(client: Client, op: HistoryOp, value: ExecuteValue | QueryValue | BackupValue): void {
     if (op.backup) {
-      if (!("sql" in value)) throw new Error(`op ${op.opId}: a backup answered without a dump`);
+      if (!("sql" in value)) {
+        throw new Error(`op ${op.opId}: a backup answered without a dump`);
+      }
       op.values = valuesInDump(value.sql);
       op.ret = this.tick();
       op.state = "ok";
       this.readsByLevel.backup += 1;
-      this.env.trace(`client ${op.clientId} <- op ${op.opId} backup at index ${value.raftIndex}: ${JSON.stringify([...op.values])}`);
+      this.env.trace(
+        `client ${op.clientId} <- op ${op.opId} backup at index ${value.raftIndex}: ${JSON.stringify([...op.values])}`,
+      );
       this.finish(client);
       return;
     }
-    if (!("results" in value)) throw new Error(`op ${op.opId}: a ${op.input.kind} answered without results`);
+    if (!("results" in value)) {
+      throw new Error(`op ${op.opId}: a ${op.input.kind} answered without results`);
+    }
     const results = value.results;
     const output = this.outputOf(op, results);
     if (output === null) {
@@ -313,17 +402,28 @@ export class Workload {
     if (op.input.kind !== "read" && op.requestId !== null) {
       this.acknowledged.push({ requestId: op.requestId, what: `op ${op.opId} ${describeInput(op.input, op.level)}` });
       const written = op.input.kind === "write" ? op.input.value : output.ok === true ? op.input.to : null;
-      if (written !== null) client.lastWrite = { key: op.input.key, requestId: op.requestId, value: written, raftIndex: value.raftIndex };
+      if (written !== null) {
+        client.lastWrite = { key: op.input.key, requestId: op.requestId, value: written, raftIndex: value.raftIndex };
+      }
     }
     if (op.after !== null && op.input.kind === "read") {
       this.readsByLevel.readYourWrites += 1;
       this.readYourWrites.push({ opId: op.opId, key: op.input.key, value: output.value ?? null, own: op.after });
-    } else if (op.level !== null) this.readsByLevel[op.level] += 1;
-    if (op.level === "weak" && op.servedByLeader) this.readsByLevel.weakFromLeader += 1;
+    } else if (op.level !== null) {
+      this.readsByLevel[op.level] += 1;
+    }
+    if (op.level === "weak" && op.servedByLeader) {
+      this.readsByLevel.weakFromLeader += 1;
+    }
     if (op.input.kind === "read" && op.after === null && (op.level === "weak" || op.level === "none")) {
       const read = output.value ?? null;
       this.uncheckedReads.push({ level: op.level, key: op.input.key, value: read, node: client.target ?? "?" });
-      if (read !== null && !this.writtenValues.has(read)) this.violations.push({ kind: "read of a value never written", detail: `op ${op.opId} (${op.level}) read ${read} of ${op.input.key}` });
+      if (read !== null && !this.writtenValues.has(read)) {
+        this.violations.push({
+          kind: "read of a value never written",
+          detail: `op ${op.opId} (${op.level}) read ${read} of ${op.input.key}`,
+        });
+      }
     }
     this.env.trace(`client ${op.clientId} <- op ${op.opId} ok ${JSON.stringify(output)} at index ${value.raftIndex}`);
     this.finish(client);
@@ -334,21 +434,36 @@ export class Workload {
     const input = op.input;
     if (input.kind === "read") {
       const result = results[0];
-      if (result === undefined) return null;
-      if (result.error !== undefined) return /no such table: kv/.test(result.error) ? { value: null } : null;
+      if (result === undefined) {
+        return null;
+      }
+      if (result.error !== undefined) {
+        return /no such table: kv/.test(result.error) ? { value: null } : null;
+      }
       const row = result.rows?.[0];
       return { value: row === undefined ? null : String(row[0]) };
     }
     const change = results[1];
-    if (change === undefined || change.error !== undefined || results[0]?.error !== undefined) return null;
-    if (input.kind === "write") return {};
+    if (change === undefined || change.error !== undefined || results[0]?.error !== undefined) {
+      return null;
+    }
+    if (input.kind === "write") {
+      return {};
+    }
     return { ok: change.rowsAffected === 1 };
   }
 
-  private retryOrGiveUp(client: Client, op: HistoryOp, outcome: { unknown: boolean; why: string; error?: NodeError }): void {
-    if (outcome.unknown) op.state = "indeterminate";
+  private retryOrGiveUp(
+    client: Client,
+    op: HistoryOp,
+    outcome: { unknown: boolean; why: string; error?: NodeError },
+  ): void {
+    if (outcome.unknown) {
+      op.state = "indeterminate";
+    }
     const elapsedMs = this.env.nowMs() - op.startedAtMs;
-    const giveUp = op.attempts >= this.options.maxAttempts || elapsedMs > 4 * this.options.timeoutMs || !this.acceptingNewOps;
+    const giveUp =
+      op.attempts >= this.options.maxAttempts || elapsedMs > 4 * this.options.timeoutMs || !this.acceptingNewOps;
     if (!giveUp) {
       const delayMs = this.env.random.between(1, this.options.retryBackoffMs * op.attempts);
       client.nextActionAtMs = this.env.nowMs() + delayMs;
@@ -390,54 +505,101 @@ export class Workload {
   }
 
   /** Operations for the linearizability check: writes, cas, and reads at the linearizable levels. */
-  linearizableHistory(): { clientId: number; input: RegisterInput; output: RegisterOutput | undefined; call: number; ret: number }[] {
+  linearizableHistory(): {
+    clientId: number;
+    input: RegisterInput;
+    output: RegisterOutput | undefined;
+    call: number;
+    ret: number;
+  }[] {
     const out = [];
     for (const op of this.history) {
       if (op.backup) {
         // Every key a backup holds (and every key it lacks: absent) is a read at the backup's moment.
-        if (op.state !== "ok" || op.values === null) continue;
+        if (op.state !== "ok" || op.values === null) {
+          continue;
+        }
         for (let key = 0; key < this.options.keys; key += 1) {
-          out.push({ clientId: op.clientId, input: { kind: "read" as const, key: `k${key}` }, output: { value: op.values.get(`k${key}`) ?? null }, call: op.call, ret: op.ret });
+          out.push({
+            clientId: op.clientId,
+            input: { kind: "read" as const, key: `k${key}` },
+            output: { value: op.values.get(`k${key}`) ?? null },
+            call: op.call,
+            ret: op.ret,
+          });
         }
         continue;
       }
       if (op.state === "failed" || op.state === "pending") {
         // A pending write may still have been applied: it constrains nothing once indeterminate.
-        if (op.state === "pending" && op.input.kind !== "read") out.push({ clientId: op.clientId, input: op.input, output: undefined, call: op.call, ret: Number.POSITIVE_INFINITY });
+        if (op.state === "pending" && op.input.kind !== "read") {
+          out.push({
+            clientId: op.clientId,
+            input: op.input,
+            output: undefined,
+            call: op.call,
+            ret: Number.POSITIVE_INFINITY,
+          });
+        }
         continue;
       }
       // A weak read promises the leader's applied state: checked when the leader of the highest term answered it.
-      if (op.input.kind === "read" && (op.level === "none" || (op.level === "weak" && !op.servedByLeader))) continue;
-      if (op.input.kind === "read" && op.state !== "ok") continue;
-      out.push({ clientId: op.clientId, input: op.input, output: op.state === "ok" ? op.output : undefined, call: op.call, ret: op.state === "ok" ? op.ret : Number.POSITIVE_INFINITY });
+      if (op.input.kind === "read" && (op.level === "none" || (op.level === "weak" && !op.servedByLeader))) {
+        continue;
+      }
+      if (op.input.kind === "read" && op.state !== "ok") {
+        continue;
+      }
+      out.push({
+        clientId: op.clientId,
+        input: op.input,
+        output: op.state === "ok" ? op.output : undefined,
+        call: op.call,
+        ret: op.state === "ok" ? op.ret : Number.POSITIVE_INFINITY,
+      });
     }
     return out;
   }
 }
 
 function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
-  if (op.backup) return { kind: "backup", timeoutMs };
+  if (op.backup) {
+    return { kind: "backup", timeoutMs };
+  }
   const input = op.input;
   if (input.kind === "read") {
     const statements = [{ sql: "SELECT v FROM kv WHERE k = ?", params: [input.key] }];
-    if (op.level === "strong") return { kind: "query", statements, level: "strong", timeoutMs };
-    if (op.after !== null) return { kind: "query", statements, level: "none", timeoutMs, minAppliedIndex: op.after.raftIndex };
+    if (op.level === "strong") {
+      return { kind: "query", statements, level: "strong", timeoutMs };
+    }
+    if (op.after !== null) {
+      return { kind: "query", statements, level: "none", timeoutMs, minAppliedIndex: op.after.raftIndex };
+    }
     return { kind: "query", statements, level: op.level ?? "linearizable", timeoutMs };
   }
   const change: Statement =
     input.kind === "write"
-      ? { sql: "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", params: [input.key, input.value] }
+      ? {
+          sql: "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v",
+          params: [input.key, input.value],
+        }
       : input.from === null
         ? { sql: "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT (k) DO NOTHING", params: [input.key, input.to] }
         : { sql: "UPDATE kv SET v = ? WHERE k = ? AND v = ?", params: [input.to, input.key, input.from] };
-  return { kind: "execute", request: { id: op.requestId ?? `op${op.opId}`, transaction: false, statements: [{ sql: KV_TABLE_DDL }, change] }, timeoutMs };
+  return {
+    kind: "execute",
+    request: { id: op.requestId ?? `op${op.opId}`, transaction: false, statements: [{ sql: KV_TABLE_DDL }, change] },
+    timeoutMs,
+  };
 }
 
 /** The kv table's rows in a dump (INSERT INTO "kv" VALUES('k0','c1v2');). */
 export function valuesInDump(sql: string): Map<string, string | null> {
   const values = new Map<string, string | null>();
   const row = /^INSERT INTO "kv" VALUES\('((?:[^']|'')*)','((?:[^']|'')*)'\);$/gm;
-  for (const match of sql.matchAll(row)) values.set((match[1] ?? "").replaceAll("''", "'"), (match[2] ?? "").replaceAll("''", "'"));
+  for (const match of sql.matchAll(row)) {
+    values.set((match[1] ?? "").replaceAll("''", "'"), (match[2] ?? "").replaceAll("''", "'"));
+  }
   return values;
 }
 

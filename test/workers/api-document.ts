@@ -13,12 +13,17 @@ export interface Operation {
   readonly security?: readonly Record<string, unknown>[];
   readonly parameters?: readonly { name: string; in: string; required?: boolean; schema: Record<string, unknown> }[];
   readonly requestBody?: { required?: boolean; content: Record<string, { schema: Record<string, unknown> }> };
-  readonly responses: Record<string, { content?: Record<string, { schema: Record<string, unknown> }>; headers?: Record<string, unknown> }>;
+  readonly responses: Record<
+    string,
+    { content?: Record<string, { schema: Record<string, unknown> }>; headers?: Record<string, unknown> }
+  >;
 }
 
 export function operationOf(document: OpenApiDocument, method: string, path: string): Operation {
   const operation = document.paths[path]?.[method.toLowerCase()];
-  if (operation === undefined) throw new Error(`${method} ${path} is not documented`);
+  if (operation === undefined) {
+    throw new Error(`${method} ${path} is not documented`);
+  }
   return operation;
 }
 
@@ -37,24 +42,39 @@ export function schemaErrors(document: OpenApiDocument, schema: Record<string, u
 }
 
 /** Checks a response against what the document says of that operation and status; returns the problems. */
-export async function responseProblems(document: OpenApiDocument, method: string, path: string, response: Response): Promise<string[]> {
+export async function responseProblems(
+  document: OpenApiDocument,
+  method: string,
+  path: string,
+  response: Response,
+): Promise<string[]> {
   const operation = operationOf(document, method, path);
   const documented = operation.responses[String(response.status)];
   if (documented === undefined) {
-    return [`${method} ${path} answered ${response.status}, which is not documented (${Object.keys(operation.responses).join(", ")}): ${await response.text()}`];
+    return [
+      `${method} ${path} answered ${response.status}, which is not documented (${Object.keys(operation.responses).join(", ")}): ${await response.text()}`,
+    ];
   }
   const missing = Object.entries(documented.headers ?? {})
     .filter(([name, header]) => (header as { required?: boolean }).required === true && !response.headers.has(name))
     .map(([name]) => `${method} ${path} ${response.status}: the documented header ${name} is missing`);
-  if (missing.length > 0) return missing;
+  if (missing.length > 0) {
+    return missing;
+  }
   const contentType = (response.headers.get("content-type") ?? "").split(";")[0]?.trim() ?? "";
   const content = documented.content;
-  if (content === undefined) return [];
+  if (content === undefined) {
+    return [];
+  }
   const media = content[contentType];
   if (media === undefined) {
-    return [`${method} ${path} ${response.status} answered ${contentType}, documented: ${Object.keys(content).join(", ")}`];
+    return [
+      `${method} ${path} ${response.status} answered ${contentType}, documented: ${Object.keys(content).join(", ")}`,
+    ];
   }
-  if (contentType !== "application/json") return [];
+  if (contentType !== "application/json") {
+    return [];
+  }
   const text = await response.text();
   let body: unknown;
   try {
@@ -62,5 +82,7 @@ export async function responseProblems(document: OpenApiDocument, method: string
   } catch {
     return [`${method} ${path} ${response.status}: the body is not JSON: ${text.slice(0, 200)}`];
   }
-  return schemaErrors(document, media.schema, body).map((error) => `${method} ${path} ${response.status}: ${error} in ${text.slice(0, 300)}`);
+  return schemaErrors(document, media.schema, body).map(
+    (error) => `${method} ${path} ${response.status}: ${error} in ${text.slice(0, 300)}`,
+  );
 }

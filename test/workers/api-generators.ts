@@ -46,7 +46,19 @@ const invalid = <T>(arb: fc.Arbitrary<T>): fc.Arbitrary<Part<T>> => arb.map((val
 // ---------------------------------------------------------------------------------------------------------------
 // Query parameters
 
-const FLAGS = ["pretty", "timings", "transaction", "raft_index", "redirect", "associative", "blob_array", "nonvoters", "noleader", "sync", "compress"];
+const FLAGS = [
+  "pretty",
+  "timings",
+  "transaction",
+  "raft_index",
+  "redirect",
+  "associative",
+  "blob_array",
+  "nonvoters",
+  "noleader",
+  "sync",
+  "compress",
+];
 const MEMBERS = ["n1", "n2", "n3"];
 
 const flagValue = fc.constantFrom("", "true", "1", "false", "yes");
@@ -57,22 +69,36 @@ const shortDuration = fc.oneof(
 
 /** Valid and invalid values of each query parameter (the request's deadline stays short: fakes answer at once). */
 function parameterValue(name: string): fc.Arbitrary<Part<string>> | undefined {
-  if (FLAGS.includes(name)) return valid(flagValue);
+  if (FLAGS.includes(name)) {
+    return valid(flagValue);
+  }
   switch (name) {
     case "timeout":
       return fc.oneof(valid(shortDuration), invalid(fc.constantFrom("", "0", "-1s", "abc", "10", "61s", "1x", "1s-")));
     case "db_timeout":
     case "linearizable_timeout":
     case "freshness":
-      return fc.oneof(valid(fc.oneof(shortDuration, fc.constant("0"))), invalid(fc.constantFrom("", "-1s", "abc", "5", ".s")));
+      return fc.oneof(
+        valid(fc.oneof(shortDuration, fc.constant("0"))),
+        invalid(fc.constantFrom("", "-1s", "abc", "5", ".s")),
+      );
     case "level":
-      return fc.oneof(valid(fc.constantFrom("none", "weak", "linearizable", "strong", "auto")), invalid(fc.constantFrom("", "WEAK", "fast")));
+      return fc.oneof(
+        valid(fc.constantFrom("none", "weak", "linearizable", "strong", "auto")),
+        invalid(fc.constantFrom("", "WEAK", "fast")),
+      );
     case "min_raft_index":
-      return fc.oneof(valid(fc.integer({ min: 0, max: 12 }).map(String)), invalid(fc.constantFrom("", "-1", "1.5", "9999999999999999", "x")));
+      return fc.oneof(
+        valid(fc.integer({ min: 0, max: 12 }).map(String)),
+        invalid(fc.constantFrom("", "-1", "1.5", "9999999999999999", "x")),
+      );
     case "q":
       return fc.oneof(valid(readSql), invalid(fc.constantFrom("", "   ")));
     case "node":
-      return fc.oneof(valid(fc.constantFrom(...MEMBERS)), invalid(fc.constantFrom("", "a/b", "-x", "ghost", "x".repeat(65))));
+      return fc.oneof(
+        valid(fc.constantFrom(...MEMBERS)),
+        invalid(fc.constantFrom("", "a/b", "-x", "ghost", "x".repeat(65))),
+      );
     case "ver":
       return fc.oneof(valid(fc.constantFrom("1", "2")), invalid(fc.constantFrom("", "3", "v2")));
     case "key":
@@ -82,7 +108,10 @@ function parameterValue(name: string): fc.Arbitrary<Part<string>> | undefined {
     case "vacuum":
       return valid(flagValue);
     case "limit":
-      return fc.oneof(valid(fc.integer({ min: 1, max: 1000 }).map(String)), invalid(fc.constantFrom("", "0", "1001", "abc", "-5", "1.5")));
+      return fc.oneof(
+        valid(fc.integer({ min: 1, max: 1000 }).map(String)),
+        invalid(fc.constantFrom("", "0", "1001", "abc", "-5", "1.5")),
+      );
     case "since":
       return fc.oneof(
         valid(fc.constantFrom("0", "1767225600000", "2026-01-01T00:00:00Z", "2026-11-30")),
@@ -96,8 +125,13 @@ function parameterValue(name: string): fc.Arbitrary<Part<string>> | undefined {
 function queryArb(names: readonly string[]): fc.Arbitrary<Part<(readonly [string, string])[]>> {
   const parts = names.map((name) => {
     const value = parameterValue(name);
-    if (value === undefined) throw new Error(`no generator for the query parameter ${name}`);
-    return fc.option(value.map((part) => ({ value: [name, part.value] as const, valid: part.valid })), { freq: 2 });
+    if (value === undefined) {
+      throw new Error(`no generator for the query parameter ${name}`);
+    }
+    return fc.option(
+      value.map((part) => ({ value: [name, part.value] as const, valid: part.valid })),
+      { freq: 2 },
+    );
   });
   return fc.tuple(...parts).map((chosen) => {
     const present = chosen.filter((part) => part !== null);
@@ -108,8 +142,19 @@ function queryArb(names: readonly string[]): fc.Arbitrary<Part<(readonly [string
 // ---------------------------------------------------------------------------------------------------------------
 // Bodies
 
-const readSql = fc.constantFrom("SELECT 1", "SELECT * FROM foo WHERE id = ?", "VALUES (1, 2)", "EXPLAIN SELECT 1", "select name from foo");
-const writeSql = fc.constantFrom("INSERT INTO foo VALUES (?, ?)", "CREATE TABLE t (a)", "UPDATE foo SET name = :name", "DELETE FROM foo");
+const readSql = fc.constantFrom(
+  "SELECT 1",
+  "SELECT * FROM foo WHERE id = ?",
+  "VALUES (1, 2)",
+  "EXPLAIN SELECT 1",
+  "select name from foo",
+);
+const writeSql = fc.constantFrom(
+  "INSERT INTO foo VALUES (?, ?)",
+  "CREATE TABLE t (a)",
+  "UPDATE foo SET name = :name",
+  "DELETE FROM foo",
+);
 const sqlValue = fc.oneof(
   fc.constant(null),
   fc.string({ maxLength: 8 }),
@@ -123,7 +168,9 @@ function statementArb(sql: fc.Arbitrary<string>): fc.Arbitrary<unknown> {
   return fc.oneof(
     sql,
     fc.tuple(sql, fc.array(sqlValue, { maxLength: 3 })).map(([text, values]) => [text, ...values]),
-    fc.tuple(sql, fc.dictionary(fc.stringMatching(/^[a-z]{1,4}$/), sqlValue, { maxKeys: 3 })).map(([text, named]) => [text, named]),
+    fc
+      .tuple(sql, fc.dictionary(fc.stringMatching(/^[a-z]{1,4}$/), sqlValue, { maxKeys: 3 }))
+      .map(([text, named]) => [text, named]),
   );
 }
 
@@ -143,15 +190,25 @@ function statementsBodyArb(sql: fc.Arbitrary<string>): fc.Arbitrary<Part<{ text:
     invalid(fc.constantFrom("", "  \n").map((text) => ({ text, contentType: "text/plain" }))),
   );
   const broken = invalid(
-    fc.constantFrom("{not json", "", "[", "nul", '[["SELECT ?", 1, {"a": 2}]]', "[9223372036854775808]", '[["SELECT ?", 99999999999999999999]]').map((text) => ({
-      text,
-      contentType: "application/json"
-    })),
+    fc
+      .constantFrom(
+        "{not json",
+        "",
+        "[",
+        "nul",
+        '[["SELECT ?", 1, {"a": 2}]]',
+        "[9223372036854775808]",
+        '[["SELECT ?", 99999999999999999999]]',
+      )
+      .map((text) => ({
+        text,
+        contentType: "application/json",
+      })),
   );
   const exactInt64 = valid(
     fc.constantFrom("9223372036854775807", "-9223372036854775808", "9007199254740993").map((literal) => ({
       text: `[["SELECT ?", ${literal}]]`,
-      contentType: "application/json"
+      contentType: "application/json",
     })),
   );
   return fc.oneof({ arbitrary: generated, weight: 4 }, { arbitrary: arbitrary, weight: 2 }, plain, broken, exactInt64);
@@ -159,7 +216,9 @@ function statementsBodyArb(sql: fc.Arbitrary<string>): fc.Arbitrary<Part<{ text:
 
 /** Whether the route must treat a valid statements body as a write (the server's own test, isSurelyReadOnly). */
 function mayWrite(text: string, contentType: string): boolean {
-  if (contentType === "text/plain") return !isSurelyReadOnly(text);
+  if (contentType === "text/plain") {
+    return !isSurelyReadOnly(text);
+  }
   const items = JSON.parse(text) as (string | [string, ...unknown[]])[];
   return !items.every((item) => isSurelyReadOnly(typeof item === "string" ? item : item[0]));
 }
@@ -177,7 +236,11 @@ const malformedName = fc.constantFrom("", "a/b", "-n", "x".repeat(65), "n 1");
 const idempotencyHeader: fc.Arbitrary<Part<Record<string, string>>> = fc.oneof(
   valid(fc.constant({})),
   valid(fc.stringMatching(/^[A-Za-z0-9._:-]{1,24}$/).map((key) => ({ "Idempotency-Key": key }))),
-  invalid(fc.constantFrom("", "has space", "x".repeat(129), "ключ!").map((key) => ({ "Idempotency-Key": encodeURIComponent(key) === key ? key : "bad key" }))),
+  invalid(
+    fc
+      .constantFrom("", "has space", "x".repeat(129), "ключ!")
+      .map((key) => ({ "Idempotency-Key": encodeURIComponent(key) === key ? key : "bad key" })),
+  ),
 );
 const raftIndexHeader: fc.Arbitrary<Part<Record<string, string>>> = fc.oneof(
   valid(fc.constant({})),
@@ -195,11 +258,19 @@ function request(
   method: string,
   route: string,
   role: Role | "public",
-  parts: { query?: Part<(readonly [string, string])[]>; headers?: Part<Record<string, string>>[]; body?: Part<string | Uint8Array>; path?: string; contentType?: string },
+  parts: {
+    query?: Part<(readonly [string, string])[]>;
+    headers?: Part<Record<string, string>>[];
+    body?: Part<string | Uint8Array>;
+    path?: string;
+    contentType?: string;
+  },
 ): Generated {
   const headerParts = parts.headers ?? [];
   const headers: Record<string, string> = Object.assign({}, ...headerParts.map((part) => part.value));
-  if (parts.contentType !== undefined) headers["Content-Type"] = parts.contentType;
+  if (parts.contentType !== undefined) {
+    headers["Content-Type"] = parts.contentType;
+  }
   const validParts = [parts.query, parts.body, ...headerParts].every((part) => part === undefined || part.valid);
   return {
     method,
@@ -215,7 +286,12 @@ function request(
 
 const dataRequest = (path: string, sql: fc.Arbitrary<string>, read: boolean, baseRole: Role) =>
   fc
-    .tuple(queryArb(read ? [...DATA_QUERY, ...READ_QUERY] : DATA_QUERY), statementsBodyArb(sql), idempotencyHeader, raftIndexHeader)
+    .tuple(
+      queryArb(read ? [...DATA_QUERY, ...READ_QUERY] : DATA_QUERY),
+      statementsBodyArb(sql),
+      idempotencyHeader,
+      raftIndexHeader,
+    )
     .map(([query, body, idempotency, raftIndex]) => {
       // /db/request needs the write role once a statement may write (arbitrary JSON counts as possibly writing).
       // (An unparseable body is refused before the route knows whether it writes.)
@@ -230,7 +306,12 @@ const dataRequest = (path: string, sql: fc.Arbitrary<string>, read: boolean, bas
     });
 
 const dumps = fc.oneof(
-  valid(fc.constantFrom("CREATE TABLE t (a);\nINSERT INTO t VALUES (1);\n", "BEGIN TRANSACTION;\nCREATE TABLE u (b TEXT);\nCOMMIT;\n")),
+  valid(
+    fc.constantFrom(
+      "CREATE TABLE t (a);\nINSERT INTO t VALUES (1);\n",
+      "BEGIN TRANSACTION;\nCREATE TABLE u (b TEXT);\nCOMMIT;\n",
+    ),
+  ),
   invalid(fc.constantFrom("", "ROLLBACK;\n", "CREATE TABLE t (a);\nROLLBACK;\n")),
   invalid(fc.uint8Array({ minLength: 1, maxLength: 64 }).map((bytes) => Uint8Array.from([0xff, 0xfe, ...bytes]))),
   invalid(fc.constant(new TextEncoder().encode("SQLite format 3\0not really a database file"))),
@@ -240,27 +321,40 @@ export const ROUTES: Record<string, fc.Arbitrary<Generated>> = {
   "GET /livez": queryArb([]).map((query) => request("GET", "/livez", "public", { query })),
   "GET /openapi.json": queryArb([]).map((query) => request("GET", "/openapi.json", "public", { query })),
   "POST /db/execute": dataRequest("/db/execute", fc.oneof(readSql, writeSql), false, "write"),
-  "GET /db/query": fc
-    .tuple(queryArb(["q", ...DATA_QUERY, ...READ_QUERY]), raftIndexHeader)
-    .map(([query, header]) => {
-      // q is required: without it the request is invalid.
-      const hasQ = query.value.some(([name]) => name === "q");
-      return request("GET", "/db/query", "read", { query: { value: query.value, valid: query.valid && hasQ }, headers: [header] });
-    }),
+  "GET /db/query": fc.tuple(queryArb(["q", ...DATA_QUERY, ...READ_QUERY]), raftIndexHeader).map(([query, header]) => {
+    // q is required: without it the request is invalid.
+    const hasQ = query.value.some(([name]) => name === "q");
+    return request("GET", "/db/query", "read", {
+      query: { value: query.value, valid: query.valid && hasQ },
+      headers: [header],
+    });
+  }),
   "POST /db/query": dataRequest("/db/query", readSql, true, "read"),
   "POST /db/request": dataRequest("/db/request", fc.oneof(readSql, writeSql), true, "read"),
   "GET /db/backup": queryArb(["timeout", "db_timeout", "fmt", "compress", "vacuum"]).map((query) => {
     // vacuum applies to SQLite files only: with fmt=sql it is refused.
-    const sqlWithVacuum = query.value.some(([name, value]) => name === "fmt" && value === "sql") && query.value.some(([name]) => name === "vacuum");
+    const sqlWithVacuum =
+      query.value.some(([name, value]) => name === "fmt" && value === "sql") &&
+      query.value.some(([name]) => name === "vacuum");
     const fmtFirst = query.value.find(([name]) => name === "fmt");
-    return request("GET", "/db/backup", "read", { query: { value: query.value, valid: query.valid && !(sqlWithVacuum && fmtFirst !== undefined) } });
+    return request("GET", "/db/backup", "read", {
+      query: { value: query.value, valid: query.valid && !(sqlWithVacuum && fmtFirst !== undefined) },
+    });
   }),
-  "POST /db/load": fc.tuple(queryArb(DATA_QUERY), dumps, idempotencyHeader).map(([query, body, idempotency]) =>
-    request("POST", "/db/load", "write", { query, body, headers: [idempotency], contentType: "text/plain" }),
+  "POST /db/load": fc
+    .tuple(queryArb(DATA_QUERY), dumps, idempotencyHeader)
+    .map(([query, body, idempotency]) =>
+      request("POST", "/db/load", "write", { query, body, headers: [idempotency], contentType: "text/plain" }),
+    ),
+  "GET /status": queryArb(["node", "key", "pretty", "timeout"]).map((query) =>
+    request("GET", "/status", "read", { query }),
   ),
-  "GET /status": queryArb(["node", "key", "pretty", "timeout"]).map((query) => request("GET", "/status", "read", { query })),
-  "GET /nodes": queryArb(["ver", "nonvoters", "timeout", "pretty"]).map((query) => request("GET", "/nodes", "read", { query })),
-  "GET /readyz": queryArb(["noleader", "sync", "node", "timeout"]).map((query) => request("GET", "/readyz", "read", { query })),
+  "GET /nodes": queryArb(["ver", "nonvoters", "timeout", "pretty"]).map((query) =>
+    request("GET", "/nodes", "read", { query }),
+  ),
+  "GET /readyz": queryArb(["noleader", "sync", "node", "timeout"]).map((query) =>
+    request("GET", "/readyz", "read", { query }),
+  ),
   "GET /leader": queryArb(["timeout", "pretty"]).map((query) => request("GET", "/leader", "read", { query })),
   "POST /leader": fc
     .tuple(
@@ -268,13 +362,26 @@ export const ROUTES: Record<string, fc.Arbitrary<Generated>> = {
       fc.oneof(
         valid(fc.constant("")),
         valid(fc.constantFrom(...MEMBERS).map((id) => jsonBody({ id }))),
-        invalid(fc.oneof(junkJson.filter((text) => text !== '""'), malformedName.map((id) => jsonBody({ id })), fc.constant(jsonBody({ id: "ghost" })), fc.constant(jsonBody({ id: "n2", to: "n3" })))),
+        invalid(
+          fc.oneof(
+            junkJson.filter((text) => text !== '""'),
+            malformedName.map((id) => jsonBody({ id })),
+            fc.constant(jsonBody({ id: "ghost" })),
+            fc.constant(jsonBody({ id: "n2", to: "n3" })),
+          ),
+        ),
       ),
     )
     .map(([query, body]) => request("POST", "/leader", "admin", { query, body, contentType: "application/json" })),
-  "GET /api/v1/cluster/health": queryArb(["timeout", "pretty"]).map((query) => request("GET", "/api/v1/cluster/health", "read", { query })),
-  "GET /api/v1/cluster": queryArb(["timeout", "pretty"]).map((query) => request("GET", "/api/v1/cluster", "read", { query })),
-  "GET /api/v1/cluster/events": queryArb(["timeout", "limit", "since"]).map((query) => request("GET", "/api/v1/cluster/events", "read", { query })),
+  "GET /api/v1/cluster/health": queryArb(["timeout", "pretty"]).map((query) =>
+    request("GET", "/api/v1/cluster/health", "read", { query }),
+  ),
+  "GET /api/v1/cluster": queryArb(["timeout", "pretty"]).map((query) =>
+    request("GET", "/api/v1/cluster", "read", { query }),
+  ),
+  "GET /api/v1/cluster/events": queryArb(["timeout", "limit", "since"]).map((query) =>
+    request("GET", "/api/v1/cluster/events", "read", { query }),
+  ),
   "POST /api/v1/cluster/leader/stepdown": queryArb(["timeout", "pretty"]).map((query) =>
     request("POST", "/api/v1/cluster/leader/stepdown", "admin", { query }),
   ),
@@ -283,25 +390,49 @@ export const ROUTES: Record<string, fc.Arbitrary<Generated>> = {
       queryArb(["timeout", "pretty"]),
       fc.oneof(
         valid(fc.constantFrom(...MEMBERS).map((to) => jsonBody({ to }))),
-        invalid(fc.oneof(junkJson, malformedName.map((to) => jsonBody({ to })), fc.constant(jsonBody({ to: "ghost" })), fc.constant(""))),
+        invalid(
+          fc.oneof(
+            junkJson,
+            malformedName.map((to) => jsonBody({ to })),
+            fc.constant(jsonBody({ to: "ghost" })),
+            fc.constant(""),
+          ),
+        ),
       ),
     )
-    .map(([query, body]) => request("POST", "/api/v1/cluster/leader/transfer", "admin", { query, body, contentType: "application/json" })),
+    .map(([query, body]) =>
+      request("POST", "/api/v1/cluster/leader/transfer", "admin", { query, body, contentType: "application/json" }),
+    ),
   "POST /api/v1/cluster/members": fc
     .tuple(
       queryArb(["timeout", "pretty"]),
       fc.oneof(
         valid(
           fc
-            .tuple(fc.constantFrom("n5", "n6", "edge.1", "A_9"), fc.option(fc.constantFrom("wnam", "weur", "apac", "oc")))
+            .tuple(
+              fc.constantFrom("n5", "n6", "edge.1", "A_9"),
+              fc.option(fc.constantFrom("wnam", "weur", "apac", "oc")),
+            )
             .map(([name, hint]) => jsonBody(hint === null ? { name } : { name, locationHint: hint })),
         ),
-        invalid(fc.oneof(junkJson, malformedName.map((name) => jsonBody({ name })), fc.constant(jsonBody({ name: "n5", locationHint: "mars" })), fc.constant(jsonBody({ name: "n5", extra: 1 })))),
+        invalid(
+          fc.oneof(
+            junkJson,
+            malformedName.map((name) => jsonBody({ name })),
+            fc.constant(jsonBody({ name: "n5", locationHint: "mars" })),
+            fc.constant(jsonBody({ name: "n5", extra: 1 })),
+          ),
+        ),
       ),
     )
-    .map(([query, body]) => request("POST", "/api/v1/cluster/members", "admin", { query, body, contentType: "application/json" })),
+    .map(([query, body]) =>
+      request("POST", "/api/v1/cluster/members", "admin", { query, body, contentType: "application/json" }),
+    ),
   "DELETE /api/v1/cluster/members/{name}": fc
-    .tuple(queryArb(["timeout", "pretty"]), fc.oneof(valid(fc.constantFrom("n2", "n3")), invalid(fc.constantFrom("ghost", "a b", "-x", "x".repeat(65)))))
+    .tuple(
+      queryArb(["timeout", "pretty"]),
+      fc.oneof(valid(fc.constantFrom("n2", "n3")), invalid(fc.constantFrom("ghost", "a b", "-x", "x".repeat(65)))),
+    )
     .map(([query, name]) =>
       request("DELETE", "/api/v1/cluster/members/{name}", "admin", {
         query,
@@ -321,7 +452,10 @@ export const credential = fc.oneof(
 /** The highest read-your-writes bookmark the request carries (query or header), if a valid one. */
 export function bookmarkOf(generated: Generated): number | undefined {
   const values = [
-    ...generated.query.filter(([name]) => name === "min_raft_index").slice(0, 1).map(([, value]) => value),
+    ...generated.query
+      .filter(([name]) => name === "min_raft_index")
+      .slice(0, 1)
+      .map(([, value]) => value),
     generated.headers["X-DHA-Raft-Index"] ?? "",
   ].filter((value) => /^[0-9]{1,15}$/.test(value));
   return values.length === 0 ? undefined : Math.max(...values.map(Number));
@@ -329,23 +463,37 @@ export function bookmarkOf(generated: Generated): number | undefined {
 
 /** Anything that sends a request to the app as a client would (the fake and the real harness both do). */
 export interface Sender {
-  request(method: string, path: string, init: { token: string | null; headers: Record<string, string>; body?: string | Uint8Array }): Promise<Response>;
+  request(
+    method: string,
+    path: string,
+    init: { token: string | null; headers: Record<string, string>; body?: string | Uint8Array },
+  ): Promise<Response>;
 }
 
 export function send(h: Sender, generated: Generated, who: Credential): Promise<Response> {
   const query = new URLSearchParams(generated.query.map(([name, value]) => [name, value])).toString();
   const path = `${generated.path}${query === "" ? "" : `?${query}`}`;
   const token = who === "none" ? null : who === "bogus" ? "not-a-known-token-000" : TOKENS[who];
-  const body = generated.body === undefined || (generated.method === "GET" || generated.method === "DELETE") ? undefined : generated.body;
-  return h.request(generated.method, path, { token, headers: { ...generated.headers }, ...(body === undefined ? {} : { body }) });
+  const body =
+    generated.body === undefined || generated.method === "GET" || generated.method === "DELETE"
+      ? undefined
+      : generated.body;
+  return h.request(generated.method, path, {
+    token,
+    headers: { ...generated.headers },
+    ...(body === undefined ? {} : { body }),
+  });
 }
-
 
 /** Whether the request sets a deadline (timeout, db_timeout, linearizable_timeout) shorter than a second. */
 export function hasShortDeadline(generated: Generated): boolean {
   const names = ["timeout", "db_timeout", "linearizable_timeout"];
   const firsts = new Map<string, string>();
-  for (const [name, value] of generated.query) if (!firsts.has(name)) firsts.set(name, value);
+  for (const [name, value] of generated.query) {
+    if (!firsts.has(name)) {
+      firsts.set(name, value);
+    }
+  }
   return names.some((name) => {
     const ms = parseGoDurationMs(firsts.get(name) ?? "");
     return ms !== null && ms > 0 && ms < 1_000;

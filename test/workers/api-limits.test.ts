@@ -15,7 +15,9 @@ describe("long URLs", () => {
     expect(refused.headers.get("X-DHA-Error-Code")).toBe("URL_TOO_LONG");
     const body = (await refused.json()) as { results: unknown[]; error: string };
     expect(body.results).toEqual([]);
-    expect(body.error).toMatch(/^the URL is \d+ bytes long; at most 16384 are allowed: send the statements in a JSON body instead, with POST \/db\/query/);
+    expect(body.error).toMatch(
+      /^the URL is \d+ bytes long; at most 16384 are allowed: send the statements in a JSON body instead, with POST \/db\/query/,
+    );
     expect(cluster.callsTo("query")).toEqual([]);
 
     // The same statement as a JSON body is served, and a URL exactly at the limit still is.

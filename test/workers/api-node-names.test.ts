@@ -13,7 +13,9 @@ describe("node names in requests", () => {
     const { cluster, request } = harness();
     const unknown = await request("GET", "/status?node=ghost-16957");
     expect(unknown.status).toBe(404);
-    expect(((await unknown.json()) as { error: string }).error).toMatch(/ghost-16957 is not a member of cluster .*: members are n1, n2, n3/);
+    expect(((await unknown.json()) as { error: string }).error).toMatch(
+      /ghost-16957 is not a member of cluster .*: members are n1, n2, n3/,
+    );
     const malformed = await request("GET", "/status?node=a/b");
     expect(malformed.status).toBe(400);
     const empty = await request("GET", "/status?node=");

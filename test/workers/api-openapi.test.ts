@@ -12,13 +12,21 @@ async function documentOf(h = harness()): Promise<OpenApiDocument> {
   return (await (await h.request("GET", "/openapi.json", { token: null })).json()) as OpenApiDocument;
 }
 
-function parameterSchema(document: OpenApiDocument, method: string, path: string, name: string): Record<string, unknown> {
+function parameterSchema(
+  document: OpenApiDocument,
+  method: string,
+  path: string,
+  name: string,
+): Record<string, unknown> {
   const parameter = operationOf(document, method, path).parameters?.find((p) => p.name === name);
-  if (parameter === undefined) throw new Error(`${method} ${path} does not document ${name}`);
+  if (parameter === undefined) {
+    throw new Error(`${method} ${path} does not document ${name}`);
+  }
   return parameter.schema;
 }
 
-const accepts = (document: OpenApiDocument, schema: Record<string, unknown>, value: unknown) => schemaErrors(document, schema, value).length === 0;
+const accepts = (document: OpenApiDocument, schema: Record<string, unknown>, value: unknown) =>
+  schemaErrors(document, schema, value).length === 0;
 
 describe("/openapi.json", () => {
   it("documents exactly the routes the app serves", async () => {
@@ -37,7 +45,9 @@ describe("/openapi.json", () => {
     expect(new Set(documented)).toEqual(declared);
     // Each declared route has a handler behind the declaration: without credentials it asks for them (or serves).
     for (const { route, access } of API_ROUTES) {
-      const response = await h.request(route.method.toUpperCase(), honoPath(route).replace(":name", "n2"), { token: null });
+      const response = await h.request(route.method.toUpperCase(), honoPath(route).replace(":name", "n2"), {
+        token: null,
+      });
       expect(response.status, `${route.method} ${route.path}`).toBe(access === "public" ? 200 : 401);
     }
   });
@@ -58,7 +68,14 @@ describe("/openapi.json", () => {
 
   it("documents timeout and db_timeout where the server parses them, with the server's duration syntax", async () => {
     const document = await documentOf();
-    for (const [method, path] of [["POST", "/db/execute"], ["GET", "/db/query"], ["POST", "/db/query"], ["POST", "/db/request"], ["POST", "/db/load"], ["GET", "/db/backup"]] as const) {
+    for (const [method, path] of [
+      ["POST", "/db/execute"],
+      ["GET", "/db/query"],
+      ["POST", "/db/query"],
+      ["POST", "/db/request"],
+      ["POST", "/db/load"],
+      ["GET", "/db/backup"],
+    ] as const) {
       for (const name of ["timeout", "db_timeout"]) {
         const schema = parameterSchema(document, method, path, name);
         expect(accepts(document, schema, "1m30s"), `${method} ${path} ${name}`).toBe(true);
@@ -91,11 +108,17 @@ describe("/openapi.json", () => {
     expect(accepts(document, ver, "3")).toBe(false);
     expect((await h.request("GET", "/nodes?ver=3")).status).toBe(400);
 
-    for (const [path, name] of [["/status", "node"], ["/readyz", "node"]] as const) {
+    for (const [path, name] of [
+      ["/status", "node"],
+      ["/readyz", "node"],
+    ] as const) {
       const schema = parameterSchema(document, "GET", path, name);
       for (const bad of ["", "a/b", "-n", "x".repeat(65)]) {
         expect(accepts(document, schema, bad), `${path} ${name}=${bad}`).toBe(false);
-        expect((await h.request("GET", `${path}?${name}=${encodeURIComponent(bad)}`)).status, `${path} ${name}=${bad}`).toBe(400);
+        expect(
+          (await h.request("GET", `${path}?${name}=${encodeURIComponent(bad)}`)).status,
+          `${path} ${name}=${bad}`,
+        ).toBe(400);
       }
     }
     const level = parameterSchema(document, "POST", "/db/query", "level");
@@ -106,22 +129,43 @@ describe("/openapi.json", () => {
     const index = parameterSchema(document, "POST", "/db/query", "min_raft_index");
     expect(accepts(document, index, "999999999999999")).toBe(true);
     expect(accepts(document, index, "9999999999999999")).toBe(false);
-    expect((await h.request("POST", "/db/query?min_raft_index=9999999999999999", { json: ["SELECT 1"] })).status).toBe(400);
+    expect((await h.request("POST", "/db/query?min_raft_index=9999999999999999", { json: ["SELECT 1"] })).status).toBe(
+      400,
+    );
   });
 
   it("describes statement parameters as the server parses them", async () => {
     const h = harness();
     const document = await documentOf(h);
     const body = operationOf(document, "POST", "/db/execute").requestBody?.content["application/json"]?.schema ?? {};
-    const valid = [["SELECT 1"], [["SELECT ?, ?, ?, ?", 1, "a", null, true]], [["SELECT ?", [1, 2, 255]]], [["SELECT :a", { a: 1 }]]];
-    const invalid = [[], [""], [[]], [[1]], [["SELECT ?", { a: { b: 1 } }]], [["SELECT ?", [256]]], [["SELECT ?", [1.5]]], [{ sql: "SELECT 1" }], "SELECT 1"];
+    const valid = [
+      ["SELECT 1"],
+      [["SELECT ?, ?, ?, ?", 1, "a", null, true]],
+      [["SELECT ?", [1, 2, 255]]],
+      [["SELECT :a", { a: 1 }]],
+    ];
+    const invalid = [
+      [],
+      [""],
+      [[]],
+      [[1]],
+      [["SELECT ?", { a: { b: 1 } }]],
+      [["SELECT ?", [256]]],
+      [["SELECT ?", [1.5]]],
+      [{ sql: "SELECT 1" }],
+      "SELECT 1",
+    ];
     for (const statements of valid) {
       expect(accepts(document, body, statements), JSON.stringify(statements)).toBe(true);
-      expect((await h.request("POST", "/db/execute", { json: statements })).status, JSON.stringify(statements)).toBe(200);
+      expect((await h.request("POST", "/db/execute", { json: statements })).status, JSON.stringify(statements)).toBe(
+        200,
+      );
     }
     for (const statements of invalid) {
       expect(accepts(document, body, statements), JSON.stringify(statements)).toBe(false);
-      expect((await h.request("POST", "/db/execute", { json: statements })).status, JSON.stringify(statements)).toBe(400);
+      expect((await h.request("POST", "/db/execute", { json: statements })).status, JSON.stringify(statements)).toBe(
+        400,
+      );
     }
   });
 
@@ -147,7 +191,9 @@ describe("/openapi.json", () => {
     await check("GET", "/api/v1/cluster", "/api/v1/cluster");
     const status = (await (await h.request("GET", "/status")).json()) as unknown;
     expect(schemaErrors(document, { $ref: "#/components/schemas/Status" }, status)).toEqual([]);
-    const associative = (await (await h.request("POST", "/db/request?associative", { json: ["INSERT INTO t VALUES (1)"] })).json()) as unknown;
+    const associative = (await (
+      await h.request("POST", "/db/request?associative", { json: ["INSERT INTO t VALUES (1)"] })
+    ).json()) as unknown;
     expect(associative).toEqual({ results: [{ last_insert_id: 3, rows_affected: 1, rows: null }] });
   });
 
@@ -164,6 +210,11 @@ describe("/openapi.json", () => {
       expect(memberProblem({ name: "n1", locationHint: hint }), hint).toBeNull();
     }
     const refusal = memberProblem({ name: "n1", locationHint: "mars" }) ?? "";
-    expect(refusal.match(/\(one of (.*)\)$/)?.[1]?.split(", ").sort()).toEqual([...LOCATION_HINTS].sort());
+    expect(
+      refusal
+        .match(/\(one of (.*)\)$/)?.[1]
+        ?.split(", ")
+        .sort(),
+    ).toEqual([...LOCATION_HINTS].sort());
   });
 });

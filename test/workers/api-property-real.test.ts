@@ -32,37 +32,49 @@ describe("generated requests against a real cluster", () => {
     const h = new RealHarness(cluster);
     await cluster.startAll();
     let leader = await cluster.waitForLeader();
-    await cluster.execute(["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo VALUES (1, 'fiona')"]);
+    await cluster.execute([
+      "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)",
+      "INSERT INTO foo VALUES (1, 'fiona')",
+    ]);
     // Past every bookmark the generators send (0-12), so no read waits for its deadline, which stays the default.
-    for (let id = 2; id <= 13; id++) await cluster.execute([{ sql: "INSERT INTO foo VALUES (?, 'x')", params: [id] }]);
+    for (let id = 2; id <= 13; id++) {
+      await cluster.execute([{ sql: "INSERT INTO foo VALUES (?, 'x')", params: [id] }]);
+    }
     const document = (await (await h.request("GET", "/openapi.json", { token: null })).json()) as OpenApiDocument;
     const counts = { requests: 0, refused: 0, logChecked: 0 };
     const statuses = new Map<number, number>();
     const started = Date.now();
 
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...REAL_ROUTES).chain((key) => ROUTES[key] as fc.Arbitrary<Generated>), credential, async (generated, who) => {
-        let before = await cluster.status(leader);
-        if (before.role !== "leader") {
-          leader = await cluster.waitForLeader();
-          before = await cluster.status(leader);
-        }
-        const response = await send(h, generated, who);
-        counts.requests++;
-        statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
-        await checkAnswer(document, generated, who, response, before.appliedIndex);
-        // 504 alone leaves a write's outcome unknown (documented); every other refusal applied nothing.
-        if (response.status >= 400 && response.status !== 504) {
-          counts.refused++;
-          const after = await cluster.status(leader);
-          // A new term appends the new leader's no-op: the log says nothing about this request then (a loaded
-          // machine can cost the leader its lease); otherwise it must be exactly as it was.
-          if (after.role === "leader" && after.term === before.term) {
-            counts.logChecked++;
-            expect(after.lastLogIndex, `${describeRequest(generated, who)}: refused with ${response.status} but appended to the log`).toBe(before.lastLogIndex);
+      fc.asyncProperty(
+        fc.constantFrom(...REAL_ROUTES).chain((key) => ROUTES[key] as fc.Arbitrary<Generated>),
+        credential,
+        async (generated, who) => {
+          let before = await cluster.status(leader);
+          if (before.role !== "leader") {
+            leader = await cluster.waitForLeader();
+            before = await cluster.status(leader);
           }
-        }
-      }),
+          const response = await send(h, generated, who);
+          counts.requests++;
+          statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+          await checkAnswer(document, generated, who, response, before.appliedIndex);
+          // 504 alone leaves a write's outcome unknown (documented); every other refusal applied nothing.
+          if (response.status >= 400 && response.status !== 504) {
+            counts.refused++;
+            const after = await cluster.status(leader);
+            // A new term appends the new leader's no-op: the log says nothing about this request then (a loaded
+            // machine can cost the leader its lease); otherwise it must be exactly as it was.
+            if (after.role === "leader" && after.term === before.term) {
+              counts.logChecked++;
+              expect(
+                after.lastLogIndex,
+                `${describeRequest(generated, who)}: refused with ${response.status} but appended to the log`,
+              ).toBe(before.lastLogIndex);
+            }
+          }
+        },
+      ),
       { numRuns: 250 },
     );
     console.log(

@@ -3,7 +3,12 @@
 // SQLite the worker bundles (sql.js); values are compared through quote(), which renders them exactly (int64 included).
 import { describe, expect, it } from "vitest";
 import { backupBody } from "../../src/worker/data/backup-formats";
-import { DEFAULT_BACKUP_FILE_LIMITS, dumpFromSqliteFile, SqliteFileError, sqliteFileFromDump } from "../../src/worker/data/sqlite-file";
+import {
+  DEFAULT_BACKUP_FILE_LIMITS,
+  dumpFromSqliteFile,
+  SqliteFileError,
+  sqliteFileFromDump,
+} from "../../src/worker/data/sqlite-file";
 import { loadSqlJs } from "../../src/worker/data/sqlite-wasm";
 import { ApiError } from "../../src/worker/http/errors";
 import { clusterFactory } from "./helpers/cluster";
@@ -33,7 +38,8 @@ const SCHEMA_AND_ROWS = [
   "CREATE TRIGGER parent_named AFTER INSERT ON parent BEGIN UPDATE parent SET name = upper(NEW.name) WHERE id = NEW.id; END",
 ];
 
-const EXACT_KINDS = "SELECT quote(id), quote(i), quote(r), quote(t), quote(b), quote(n), typeof(i), typeof(r), typeof(n) FROM kinds ORDER BY id";
+const EXACT_KINDS =
+  "SELECT quote(id), quote(i), quote(r), quote(t), quote(b), quote(n), typeof(i), typeof(r), typeof(n) FROM kinds ORDER BY id";
 
 async function writeAll(h: RealHarness, statements: readonly string[]): Promise<void> {
   const written = await h.send("POST", "/db/execute", { json: statements });
@@ -107,12 +113,9 @@ describe("GET /db/backup as a SQLite file", () => {
     // Rollback-journal mode (header bytes 18 and 19 are 1): the file opens on its own, with no -wal beside it.
     expect([file[18], file[19]]).toEqual([1, 1]);
     expect(await rowsOfFile(file, EXACT_KINDS)).toEqual(expected);
-    expect(await rowsOfFile(file, "SELECT name FROM sqlite_master WHERE type IN ('index', 'view', 'trigger') ORDER BY name")).toEqual([
-      ["child_by_parent"],
-      ["child_names"],
-      ["parent_named"],
-      ["sqlite_autoindex_parent_1"],
-    ]);
+    expect(
+      await rowsOfFile(file, "SELECT name FROM sqlite_master WHERE type IN ('index', 'view', 'trigger') ORDER BY name"),
+    ).toEqual([["child_by_parent"], ["child_names"], ["parent_named"], ["sqlite_autoindex_parent_1"]]);
     expect(await rowsOfFile(file, "SELECT note, name FROM child_names ORDER BY note")).toEqual([
       ["c1", "p2"],
       ["c2", "p1"],
@@ -133,7 +136,10 @@ describe("GET /db/backup as a SQLite file", () => {
 
   it("keeps ?fmt=sql as it was, gzips with ?compress, and refuses formats it does not know", async () => {
     const h = setUp("file-formats");
-    await writeAll(h, ["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", "INSERT INTO foo(name) VALUES ('fiona')"]);
+    await writeAll(h, [
+      "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)",
+      "INSERT INTO foo(name) VALUES ('fiona')",
+    ]);
     const sql = await h.send("GET", "/db/backup?fmt=sql");
     expect(sql.status).toBe(200);
     expect(sql.headers.get("Content-Type")).toBe("application/sql");
@@ -144,15 +150,23 @@ describe("GET /db/backup as a SQLite file", () => {
     const compressed = await backupBytes(h, "?compress&vacuum");
     expect(compressed.contentType).toBe("application/octet-stream");
     expect([compressed.bytes[0], compressed.bytes[1]]).toEqual([0x1f, 0x8b]);
-    const unzipped = new Uint8Array(await new Response(new Blob([compressed.bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).arrayBuffer());
+    const unzipped = new Uint8Array(
+      await new Response(
+        new Blob([compressed.bytes]).stream().pipeThrough(new DecompressionStream("gzip")),
+      ).arrayBuffer(),
+    );
     expect(unzipped).toEqual(plain.bytes);
     const sqlCompressed = await backupBytes(h, "?fmt=sql&compress");
-    const sqlUnzipped = await new Response(new Blob([sqlCompressed.bytes]).stream().pipeThrough(new DecompressionStream("gzip"))).text();
+    const sqlUnzipped = await new Response(
+      new Blob([sqlCompressed.bytes]).stream().pipeThrough(new DecompressionStream("gzip")),
+    ).text();
     expect(sqlUnzipped).toBe(sql.text);
 
     const unknown = await h.send("GET", "/db/backup?fmt=csv");
     expect(unknown.status).toBe(400);
-    expect(JSON.parse(unknown.text)).toEqual({ error: 'backup format "csv" is unknown: leave fmt out for a SQLite database file, or use fmt=sql' });
+    expect(JSON.parse(unknown.text)).toEqual({
+      error: 'backup format "csv" is unknown: leave fmt out for a SQLite database file, or use fmt=sql',
+    });
     const vacuumSql = await h.send("GET", "/db/backup?fmt=sql&vacuum");
     expect(vacuumSql.status).toBe(400);
   });
@@ -161,7 +175,9 @@ describe("GET /db/backup as a SQLite file", () => {
     const dump = `CREATE TABLE big (x TEXT);\nINSERT INTO big VALUES('${"y".repeat(5000)}');\n`;
     const limits = { ...DEFAULT_BACKUP_FILE_LIMITS, maxDumpBytes: 4096 };
     await expect(sqliteFileFromDump(dump, limits)).rejects.toThrow(SqliteFileError);
-    const refused = await backupBody(dump, { format: "sqlite", compress: false, limits }).catch((error: unknown) => error);
+    const refused = await backupBody(dump, { format: "sqlite", compress: false, limits }).catch(
+      (error: unknown) => error,
+    );
     expect(refused).toBeInstanceOf(ApiError);
     expect((refused as ApiError).status).toBe(400);
     expect((refused as ApiError).message).toMatch(/use \?fmt=sql$/);
@@ -189,7 +205,9 @@ describe("POST /db/load with a SQLite file", () => {
     expect(file.length % 1024).toBe(0);
     const loaded = await load(h, file);
     expect(loaded.status, loaded.text).toBe(200);
-    expect(JSON.parse(loaded.text)).toEqual({ results: [{}, { last_insert_id: 1, rows_affected: 1 }, { last_insert_id: 2, rows_affected: 1 }] });
+    expect(JSON.parse(loaded.text)).toEqual({
+      results: [{}, { last_insert_id: 1, rows_affected: 1 }, { last_insert_id: 2, rows_affected: 1 }],
+    });
     expect(await queryValues(h, "SELECT quote(i), quote(r), quote(s), quote(b) FROM t ORDER BY rowid")).toEqual([
       ["9223372036854775807", "2.5", "'a''b'", "X'CAFE'"],
       ["-3", "-0.125", "NULL", "X'00'"],
@@ -221,7 +239,11 @@ describe("POST /db/load with a SQLite file", () => {
       ["cut", cut, /not a whole number of 4096-byte pages: it is truncated$/],
       ["damaged", damaged, /^the (SQLite file is damaged|file is not a readable SQLite database)/],
       // SQLite 3.54 refuses such a schema itself; the worker's own check stands behind it for any that would not.
-      ["two statements", twoStatements, /malformed database schema \(t\)|^the SQLite file's table "t" is not defined by exactly one statement$/],
+      [
+        "two statements",
+        twoStatements,
+        /malformed database schema \(t\)|^the SQLite file's table "t" is not defined by exactly one statement$/,
+      ],
       ["reserved", reserved, /^the SQLite file holds objects with reserved names \(_dha_state\)/],
     ];
     for (const [name, file, message] of cases) {
@@ -240,16 +262,26 @@ describe("POST /db/load with a SQLite file", () => {
     await writeAll(h, ["CREATE TABLE t (x BLOB)"]);
     const executesBefore = h.callsTo("execute").length;
     // Within the 8 KiB body limit as a file (512-byte pages), beyond it as SQL (blobs are hex in a dump).
-    const blobs = await fileOf("PRAGMA page_size=512; CREATE TABLE blobs (x BLOB); INSERT INTO blobs VALUES (zeroblob(2500)), (zeroblob(2500));");
+    const blobs = await fileOf(
+      "PRAGMA page_size=512; CREATE TABLE blobs (x BLOB); INSERT INTO blobs VALUES (zeroblob(2500)), (zeroblob(2500));",
+    );
     expect(blobs.length).toBeLessThanOrEqual(8192);
     const tooLarge = await load(h, blobs);
     expect(tooLarge.status, tooLarge.text).toBe(413);
-    expect(JSON.parse(tooLarge.text)).toEqual({ results: [], error: "the file's contents as SQL are larger than the 8192 bytes a load may carry" });
+    expect(JSON.parse(tooLarge.text)).toEqual({
+      results: [],
+      error: "the file's contents as SQL are larger than the 8192 bytes a load may carry",
+    });
     // More rows than a load may carry: refused from the file's counts, before any SQL is written.
-    const manyRows = await fileOf("CREATE TABLE rows (x INTEGER); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20) INSERT INTO rows SELECT x FROM c;");
+    const manyRows = await fileOf(
+      "CREATE TABLE rows (x INTEGER); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20) INSERT INTO rows SELECT x FROM c;",
+    );
     const tooMany = await load(h, manyRows);
     expect(tooMany.status, tooMany.text).toBe(413);
-    expect(JSON.parse(tooMany.text)).toEqual({ results: [], error: "the SQLite file holds more than 10 rows and schema entries; at most 10 statements may be loaded at once" });
+    expect(JSON.parse(tooMany.text)).toEqual({
+      results: [],
+      error: "the SQLite file holds more than 10 rows and schema entries; at most 10 statements may be loaded at once",
+    });
     expect(h.callsTo("execute")).toHaveLength(executesBefore);
 
     // A file that creates a table the cluster already has: the transaction fails whole, reported per statement.
@@ -266,7 +298,9 @@ describe("POST /db/load with a SQLite file", () => {
     expect(await dumpFromSqliteFile(good, limits)).toBe(
       'PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE t (x INTEGER);\nINSERT INTO "t" VALUES(1);\nCOMMIT;\n',
     );
-    await expect(dumpFromSqliteFile(good, { ...limits, maxFileBytes: good.length - 1 })).rejects.toMatchObject({ kind: "too-large" });
+    await expect(dumpFromSqliteFile(good, { ...limits, maxFileBytes: good.length - 1 })).rejects.toMatchObject({
+      kind: "too-large",
+    });
     // One schema entry and one row: two statements.
     await expect(dumpFromSqliteFile(good, { ...limits, maxStatements: 2 })).resolves.toContain("INSERT");
     await expect(dumpFromSqliteFile(good, { ...limits, maxStatements: 1 })).rejects.toMatchObject({
@@ -274,13 +308,20 @@ describe("POST /db/load with a SQLite file", () => {
       message: "the SQLite file holds more than 1 rows and schema entries; at most 1 statements may be loaded at once",
     });
     // SQLite's heap is bounded: a file that needs more than the limit to check is "too large", not "damaged".
-    const wide = await fileOf("CREATE TABLE w (x BLOB); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) INSERT INTO w SELECT zeroblob(100) FROM c;");
-    await expect(dumpFromSqliteFile(wide, { ...limits, maxStatements: 10_000, maxHeapBytes: 64 * 1024 })).rejects.toMatchObject({
+    const wide = await fileOf(
+      "CREATE TABLE w (x BLOB); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) INSERT INTO w SELECT zeroblob(100) FROM c;",
+    );
+    await expect(
+      dumpFromSqliteFile(wide, { ...limits, maxStatements: 10_000, maxHeapBytes: 64 * 1024 }),
+    ).rejects.toMatchObject({
       kind: "too-large",
       message: expect.stringMatching(/out of memory \(SQLite is limited to the memory a Worker can spare\)$/),
     });
     const badPageSize = good.slice();
     badPageSize[16] = 0x03;
-    await expect(dumpFromSqliteFile(badPageSize, limits)).rejects.toMatchObject({ kind: "invalid", message: "the SQLite file's page size (768) is invalid" });
+    await expect(dumpFromSqliteFile(badPageSize, limits)).rejects.toMatchObject({
+      kind: "invalid",
+      message: "the SQLite file's page size (768) is invalid",
+    });
   });
 });

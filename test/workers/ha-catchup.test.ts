@@ -4,7 +4,16 @@
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory } from "./helpers/cluster";
-import { CREATE_LEDGER_TABLE, expectConvergedAndComplete, expectOnlyFailoverErrors, isolateAll, Ledger, Load, scenarioSeed, waitForStatus } from "./helpers/ha";
+import {
+  CREATE_LEDGER_TABLE,
+  expectConvergedAndComplete,
+  expectOnlyFailoverErrors,
+  isolateAll,
+  Ledger,
+  Load,
+  scenarioSeed,
+  waitForStatus,
+} from "./helpers/ha";
 
 const newCluster = clusterFactory();
 
@@ -34,15 +43,28 @@ describe("HA scenario 10: replicas catching up", () => {
     expect(leaderStatus.replicas.find((replica) => replica.name === offline)?.status).not.toBe("ONLINE");
 
     await cluster.heal();
-    await waitForStatus(cluster, offline, `${offline} to catch up to ${leaderStatus.commitIndex}`, (status) => status.appliedIndex >= leaderStatus.commitIndex);
+    await waitForStatus(
+      cluster,
+      offline,
+      `${offline} to catch up to ${leaderStatus.commitIndex}`,
+      (status) => status.appliedIndex >= leaderStatus.commitIndex,
+    );
     const report = await load.stop();
     await expectConvergedAndComplete(cluster, ledger);
     // From the log: nothing was compacted, so no snapshot could have been sent; its log still starts at 1.
     const caughtUp = await cluster.status(offline);
     expect(caughtUp.firstLogIndex).toBe(1);
     expect((await cluster.status(leader)).firstLogIndex).toBe(1);
-    await waitForStatus(cluster, leader, `the leader to see ${offline} ONLINE again`, (status) => status.role !== "leader" || status.replicas.find((replica) => replica.name === offline)?.status === "ONLINE");
-    console.log(`[ha] scenario 10 (log): ${offline} was ${leaderStatus.commitIndex - behind.appliedIndex} entries behind; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    await waitForStatus(
+      cluster,
+      leader,
+      `the leader to see ${offline} ONLINE again`,
+      (status) =>
+        status.role !== "leader" || status.replicas.find((replica) => replica.name === offline)?.status === "ONLINE",
+    );
+    console.log(
+      `[ha] scenario 10 (log): ${offline} was ${leaderStatus.commitIndex - behind.appliedIndex} entries behind; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 10: a replica with wiped storage catches up from a snapshot", async () => {
@@ -63,13 +85,21 @@ describe("HA scenario 10: replicas catching up", () => {
     await load.waitForProgress({ more: 30, timeoutMs: 15_000, what: `after wiping ${wiped}` });
     const leaderStatus = await cluster.status(leader);
     expect(leaderStatus.firstLogIndex, "the leader compacted its log").toBeGreaterThan(1);
-    await waitForStatus(cluster, wiped, `${wiped} to catch up to ${leaderStatus.commitIndex}`, (status) => status.appliedIndex >= leaderStatus.commitIndex, 20_000);
+    await waitForStatus(
+      cluster,
+      wiped,
+      `${wiped} to catch up to ${leaderStatus.commitIndex}`,
+      (status) => status.appliedIndex >= leaderStatus.commitIndex,
+      20_000,
+    );
     const report = await load.stop();
     await expectConvergedAndComplete(cluster, ledger);
     // It held no log after the wipe: a first log index past 1 means it started from an installed snapshot.
     const restored = await cluster.status(wiped);
     expect(restored.firstLogIndex).toBeGreaterThan(1);
     expect(restored.member).toBe(true);
-    console.log(`[ha] scenario 10 (snapshot): ${wiped} restored from a snapshot, log from ${restored.firstLogIndex}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 10 (snapshot): ${wiped} restored from a snapshot, log from ${restored.firstLogIndex}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 });

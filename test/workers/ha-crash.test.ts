@@ -3,7 +3,16 @@
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, unwrap, waitFor } from "./helpers/cluster";
-import { CREATE_LEDGER_TABLE, expectConvergedAndComplete, expectOnlyFailoverErrors, Ledger, Load, pause, scenarioSeed, waitForStatus } from "./helpers/ha";
+import {
+  CREATE_LEDGER_TABLE,
+  expectConvergedAndComplete,
+  expectOnlyFailoverErrors,
+  Ledger,
+  Load,
+  pause,
+  scenarioSeed,
+  waitForStatus,
+} from "./helpers/ha";
 
 const newCluster = clusterFactory();
 
@@ -36,17 +45,29 @@ describe("HA scenarios: crashes and leader changes", () => {
       // Land the crash at a random point of the clients' write cycle. (A seeded jitter, not a wait for a state: while
       // the test itself makes RPC calls back to back, workerd does not run the clients' timers.)
       await pause(random.nextInt(30));
-      if (how === "evict") await cluster.evict(node);
-      else await cluster.abort(node);
-      if (how === "abort") await cluster.heal();
+      if (how === "evict") {
+        await cluster.evict(node);
+      } else {
+        await cluster.abort(node);
+      }
+      if (how === "abort") {
+        await cluster.heal();
+      }
       crashes.push(`${how} ${node}${node === leader ? " (leader)" : ""}`);
       // Pace the crashes by the clients' progress rather than by a clock: writes must go on after every crash.
       await load.waitForProgress({ more: 2 + random.nextInt(8), timeoutMs: 15_000, what: `after ${how} ${node}` });
     }
     const report = await load.stop();
-    console.log(`[ha] scenario 1: ${crashes.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 1: ${crashes.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
     // Crashes of the leader interrupted writes in flight, which the clients retried under the same request id.
-    expect((report.errors.get("TRANSPORT") ?? 0) + (report.errors.get("TIMEOUT") ?? 0) + (report.errors.get("OUTCOME_UNKNOWN") ?? 0), "retried writes").toBeGreaterThan(0);
+    expect(
+      (report.errors.get("TRANSPORT") ?? 0) +
+        (report.errors.get("TIMEOUT") ?? 0) +
+        (report.errors.get("OUTCOME_UNKNOWN") ?? 0),
+      "retried writes",
+    ).toBeGreaterThan(0);
     await expectConvergedAndComplete(cluster, ledger);
   });
 
@@ -63,7 +84,9 @@ describe("HA scenarios: crashes and leader changes", () => {
     // 1. Step-down: the leader hands over to the most up-to-date voter.
     const first = await cluster.waitForLeader();
     const firstTerm = (await cluster.status(first)).term;
-    const stepped = unwrap(await cluster.stub(first).transferLeadership({ ...cluster.address(first), timeoutMs: 5_000 }));
+    const stepped = unwrap(
+      await cluster.stub(first).transferLeadership({ ...cluster.address(first), timeoutMs: 5_000 }),
+    );
     expect(stepped.leader).not.toBe(first);
     expect(stepped.term).toBeGreaterThan(firstTerm);
     await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "after the step-down" });
@@ -73,7 +96,9 @@ describe("HA scenarios: crashes and leader changes", () => {
     const followers = cluster.names.filter((name) => name !== second);
     const chosen = followers[random.nextInt(followers.length)]!;
     const secondTerm = (await cluster.status(second)).term;
-    const moved = unwrap(await cluster.stub(second).transferLeadership({ ...cluster.address(second), to: chosen, timeoutMs: 5_000 }));
+    const moved = unwrap(
+      await cluster.stub(second).transferLeadership({ ...cluster.address(second), to: chosen, timeoutMs: 5_000 }),
+    );
     expect(moved.leader).toBe(chosen);
     expect(moved.term).toBeGreaterThan(secondTerm);
     await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "after the transfer" });
@@ -112,11 +137,22 @@ describe("HA scenarios: crashes and leader changes", () => {
       const { commitIndex } = await cluster.status(leader);
       await cluster.evict(node);
       // Back: it answers, and has applied everything committed before it went down.
-      await waitForStatus(cluster, node, `${node} to come back and catch up to ${commitIndex}`, (status) => status.started && status.appliedIndex >= commitIndex);
-      await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: `after restarting ${node}${node === leader ? " (leader)" : ""}` });
+      await waitForStatus(
+        cluster,
+        node,
+        `${node} to come back and catch up to ${commitIndex}`,
+        (status) => status.started && status.appliedIndex >= commitIndex,
+      );
+      await load.waitForProgress({
+        more: 5,
+        timeoutMs: 10_000,
+        what: `after restarting ${node}${node === leader ? " (leader)" : ""}`,
+      });
     }
     const report = await load.stop();
-    console.log(`[ha] scenario 7: restarted ${order.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 7: restarted ${order.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
     await expectConvergedAndComplete(cluster, ledger);
   });
 });

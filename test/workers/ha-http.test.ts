@@ -93,18 +93,32 @@ describe("HA scenario 8: writes through followers (HTTP)", () => {
       random,
       prefix: "s8-load",
       clients: 6,
-      writerFor: (client, options) => new HttpWriter(httpHarness(cluster, { seed: options.random.nextUint32() }), { cluster: cluster.config.name, random: options.random, errors: options.errors, firstNode: cluster.names[client % cluster.names.length]! }),
+      writerFor: (client, options) =>
+        new HttpWriter(httpHarness(cluster, { seed: options.random.nextUint32() }), {
+          cluster: cluster.config.name,
+          random: options.random,
+          errors: options.errors,
+          firstNode: cluster.names[client % cluster.names.length]!,
+        }),
     }).start();
     await load.waitForProgress({ more: 20, timeoutMs: 10_000, what: "HTTP clients at every node" });
-    const moved = unwrap(await cluster.stub(leader).transferLeadership({ ...cluster.address(leader), timeoutMs: 5_000 }));
+    const moved = unwrap(
+      await cluster.stub(leader).transferLeadership({ ...cluster.address(leader), timeoutMs: 5_000 }),
+    );
     await load.waitForProgress({ more: 20, timeoutMs: 10_000, what: `after the step-down to ${moved.leader}` });
-    const back = unwrap(await cluster.stub(moved.leader).transferLeadership({ ...cluster.address(moved.leader), to: leader, timeoutMs: 5_000 }));
+    const back = unwrap(
+      await cluster
+        .stub(moved.leader)
+        .transferLeadership({ ...cluster.address(moved.leader), to: leader, timeoutMs: 5_000 }),
+    );
     expect(back.leader).toBe(leader);
     await load.waitForProgress({ more: 20, timeoutMs: 10_000, what: "after the transfer back" });
     const report = await load.stop();
 
     const dump = await expectConvergedAndComplete(cluster, ledger);
     expect(dump.match(/s8-retried/g)?.length).toBe(1);
-    console.log(`[ha] scenario 8: leader ${leader}, then ${moved.leader}, then ${back.leader}; ${ledger.summary()}; HTTP errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 8: leader ${leader}, then ${moved.leader}, then ${back.leader}; ${ledger.summary()}; HTTP errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 });

@@ -5,7 +5,16 @@ import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/replication/random";
 import type { Statement } from "../../src/shared/sql";
 import { clusterFactory } from "./helpers/cluster";
-import { CREATE_LEDGER_TABLE, expectConvergedAndComplete, expectOnlyFailoverErrors, httpHarness, HttpWriter, Ledger, Load, scenarioSeed } from "./helpers/ha";
+import {
+  CREATE_LEDGER_TABLE,
+  expectConvergedAndComplete,
+  expectOnlyFailoverErrors,
+  httpHarness,
+  HttpWriter,
+  Ledger,
+  Load,
+  scenarioSeed,
+} from "./helpers/ha";
 
 const newCluster = clusterFactory();
 
@@ -16,7 +25,12 @@ const CLIENTS_PER_NODE = 4;
 /** 49 bulk rows and the ledger row: 50 rows, all or nothing. */
 function bulkTransaction(key: string, value: string): { statements: Statement[]; transaction: boolean } {
   const statements: Statement[] = [];
-  for (let n = 0; n < ROWS_PER_TRANSACTION - 1; n++) statements.push({ sql: "INSERT INTO bulk (tx, n, payload) VALUES (?, ?, ?)", params: [key, n, `${key}/${n}/${value}`] });
+  for (let n = 0; n < ROWS_PER_TRANSACTION - 1; n++) {
+    statements.push({
+      sql: "INSERT INTO bulk (tx, n, payload) VALUES (?, ?, ?)",
+      params: [key, n, `${key}/${n}/${value}`],
+    });
+  }
   statements.push(Ledger.insert(key, value));
   return { statements, transaction: true };
 }
@@ -27,7 +41,10 @@ describe("HA scenario 12: concurrent writers through every node", () => {
     const random = new SeededRandom(seed);
     const cluster = newCluster({ prefix: "ha12-bulk", nodes: 3 });
     await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE, "CREATE TABLE bulk (id INTEGER PRIMARY KEY, tx TEXT NOT NULL, n INTEGER NOT NULL, payload TEXT NOT NULL)"]);
+    await cluster.execute([
+      CREATE_LEDGER_TABLE,
+      "CREATE TABLE bulk (id INTEGER PRIMARY KEY, tx TEXT NOT NULL, n INTEGER NOT NULL, payload TEXT NOT NULL)",
+    ]);
     const ledger = new Ledger();
     const startedAt = Date.now();
     const load = new Load({
@@ -57,11 +74,18 @@ describe("HA scenario 12: concurrent writers through every node", () => {
     await expectConvergedAndComplete(cluster, ledger, { timeoutMs: 60_000 });
     // Every transaction whole on every node: 49 bulk rows each, no partial one, nothing else.
     for (const node of cluster.names) {
-      const perTransaction = await cluster.queryLocal(node, "SELECT count(*), min(c), max(c), count(DISTINCT c) FROM (SELECT tx, count(*) AS c FROM bulk GROUP BY tx)");
-      expect(perTransaction.rows, node).toEqual([[TRANSACTIONS, ROWS_PER_TRANSACTION - 1, ROWS_PER_TRANSACTION - 1, 1]]);
+      const perTransaction = await cluster.queryLocal(
+        node,
+        "SELECT count(*), min(c), max(c), count(DISTINCT c) FROM (SELECT tx, count(*) AS c FROM bulk GROUP BY tx)",
+      );
+      expect(perTransaction.rows, node).toEqual([
+        [TRANSACTIONS, ROWS_PER_TRANSACTION - 1, ROWS_PER_TRANSACTION - 1, 1],
+      ]);
       const rows = await cluster.queryLocal(node, "SELECT (SELECT count(*) FROM bulk) + (SELECT count(*) FROM ledger)");
       expect(rows.rows).toEqual([[TRANSACTIONS * ROWS_PER_TRANSACTION]]);
     }
-    console.log(`[ha] scenario 12: ${TRANSACTIONS} transactions x ${ROWS_PER_TRANSACTION} rows by ${CLIENTS_PER_NODE * cluster.names.length} HTTP clients in ${writeMs} ms (${Math.round((TRANSACTIONS * 1000) / writeMs)} tx/s), converged in ${Date.now() - startedAt - writeMs} ms; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 12: ${TRANSACTIONS} transactions x ${ROWS_PER_TRANSACTION} rows by ${CLIENTS_PER_NODE * cluster.names.length} HTTP clients in ${writeMs} ms (${Math.round((TRANSACTIONS * 1000) / writeMs)} tx/s), converged in ${Date.now() - startedAt - writeMs} ms; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   }, 180_000);
 });

@@ -6,7 +6,16 @@ import { describe, expect, it } from "vitest";
 import type { NodeResult } from "../../src/objects/api";
 import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, unwrap, waitFor } from "./helpers/cluster";
-import { CREATE_LEDGER_TABLE, expectConvergedAndComplete, expectOnlyFailoverErrors, haltWhenFinished, Ledger, Load, pause, scenarioSeed } from "./helpers/ha";
+import {
+  CREATE_LEDGER_TABLE,
+  expectConvergedAndComplete,
+  expectOnlyFailoverErrors,
+  haltWhenFinished,
+  Ledger,
+  Load,
+  pause,
+  scenarioSeed,
+} from "./helpers/ha";
 
 const newCluster = clusterFactory();
 
@@ -21,7 +30,11 @@ describe("HA scenarios: membership and formation", () => {
     const cluster = newCluster({ prefix: "ha13-members", nodes: 3 });
     haltWhenFinished(cluster, ["n4", "n5"]);
     await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE, "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)", "CREATE INDEX notes_by_body ON notes (body)"]);
+    await cluster.execute([
+      CREATE_LEDGER_TABLE,
+      "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
+      "CREATE INDEX notes_by_body ON notes (body)",
+    ]);
     const members = [...cluster.names];
     const ledger = new Ledger();
     const load = new Load({ cluster, ledger, random, prefix: "s13", clients: 3, members: () => members }).start();
@@ -30,7 +43,11 @@ describe("HA scenarios: membership and formation", () => {
     // 1. Learners join, catch up log and schema, and are promoted to voters by the leader.
     for (const joining of ["n4", "n5"]) {
       const leader = await cluster.waitForLeader({ among: members });
-      const added = unwrap(await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: joining }, timeoutMs: 5_000 }));
+      const added = unwrap(
+        await cluster
+          .stub(leader)
+          .addMember({ ...cluster.address(leader), member: { name: joining }, timeoutMs: 5_000 }),
+      );
       expect(added.learners).toContain(joining);
       members.push(joining);
       const promoted = await waitFor(`${joining} to be promoted to voter`, async () => {
@@ -48,7 +65,11 @@ describe("HA scenarios: membership and formation", () => {
     const leaderBefore = await cluster.waitForLeader({ among: members });
     const followers = members.filter((name) => name !== leaderBefore);
     const removed = followers[random.nextInt(followers.length)]!;
-    const afterRemoval = unwrap(await cluster.stub(leaderBefore).removeMember({ ...cluster.address(leaderBefore), member: { name: removed }, timeoutMs: 5_000 }));
+    const afterRemoval = unwrap(
+      await cluster
+        .stub(leaderBefore)
+        .removeMember({ ...cluster.address(leaderBefore), member: { name: removed }, timeoutMs: 5_000 }),
+    );
     expect(afterRemoval.voters).not.toContain(removed);
     members.splice(members.indexOf(removed), 1);
     await waitFor(`${removed} to answer NOT_MEMBER`, async () => {
@@ -59,7 +80,11 @@ describe("HA scenarios: membership and formation", () => {
 
     // 3. The leader removes itself: it hands leadership over first, then the new leader removes it.
     const oldLeader = await cluster.waitForLeader({ among: members });
-    const selfRemoval = unwrap(await cluster.stub(oldLeader).removeMember({ ...cluster.address(oldLeader), member: { name: oldLeader }, timeoutMs: 10_000 }));
+    const selfRemoval = unwrap(
+      await cluster
+        .stub(oldLeader)
+        .removeMember({ ...cluster.address(oldLeader), member: { name: oldLeader }, timeoutMs: 10_000 }),
+    );
     expect(selfRemoval.voters).not.toContain(oldLeader);
     members.splice(members.indexOf(oldLeader), 1);
     const newLeader = await cluster.waitForLeader({ among: members });
@@ -72,9 +97,15 @@ describe("HA scenarios: membership and formation", () => {
 
     // Removed nodes refuse writes too, with an error that says so and is not retryable there.
     for (const gone of [removed, oldLeader]) {
-      const refused = await cluster.stub(gone).execute({ ...cluster.address(gone), request: { id: `s13-to-${gone}`, transaction: false, statements: [Ledger.insert(`s13-to-${gone}`, "x")] }, timeoutMs: 1_000 });
+      const refused = await cluster.stub(gone).execute({
+        ...cluster.address(gone),
+        request: { id: `s13-to-${gone}`, transaction: false, statements: [Ledger.insert(`s13-to-${gone}`, "x")] },
+        timeoutMs: 1_000,
+      });
       expect(errorCodeOf(refused)).toBe("NOT_MEMBER");
-      if (!refused.ok) expect(refused.error.retryable).toBe(false);
+      if (!refused.ok) {
+        expect(refused.error.retryable).toBe(false);
+      }
       ledger.record(`s13-to-${gone}`, "x", "refused", "sent to a removed node");
     }
 
@@ -83,7 +114,9 @@ describe("HA scenarios: membership and formation", () => {
     const final = await cluster.status(newLeader);
     expect([...final.voters].sort()).toEqual([...members].sort());
     expect(final.learners).toEqual([]);
-    console.log(`[ha] scenario 13: added n4, n5; removed ${removed}, then the leader ${oldLeader} (new leader ${newLeader}); members ${members.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 13: added n4, n5; removed ${removed}, then the leader ${oldLeader} (new leader ${newLeader}); members ${members.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 14: cluster formation: one node started by hand, the others by its messages; a cluster forms with no ordering", async () => {
@@ -92,7 +125,9 @@ describe("HA scenarios: membership and formation", () => {
     const cluster = newCluster({ prefix: "ha14-one", nodes: 3 });
     const first = cluster.names[random.nextInt(cluster.names.length)]!;
     const others = cluster.names.filter((name) => name !== first);
-    for (const node of others) expect(await cluster.isStarted(node), `${node} before anything happened`).toBe(false);
+    for (const node of others) {
+      expect(await cluster.isStarted(node), `${node} before anything happened`).toBe(false);
+    }
     await cluster.startNode(first);
     // Nobody else is started by hand (and not by our observation either: isStarted peeks at storage): the first
     // node's (pre)vote requests start its peers.
@@ -109,7 +144,9 @@ describe("HA scenarios: membership and formation", () => {
     await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "after formation" });
     const report = await load.stop();
     await expectConvergedAndComplete(cluster, ledger);
-    console.log(`[ha] scenario 14 (one node): started ${first} only; ${leader} leads; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 14 (one node): started ${first} only; ${leader} leads; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 14: cluster formation: five nodes started at random moments in random order while clients already write", async () => {
@@ -128,7 +165,13 @@ describe("HA scenarios: membership and formation", () => {
       clients: 1,
       totalWrites: 1,
       startAt: () => order.at(-1)!,
-      request: (key, value) => ({ statements: [{ sql: CREATE_LEDGER_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS") }, Ledger.insert(key, value)], transaction: true }),
+      request: (key, value) => ({
+        statements: [
+          { sql: CREATE_LEDGER_TABLE.replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS") },
+          Ledger.insert(key, value),
+        ],
+        transaction: true,
+      }),
     }).start();
     // The moments differ by design (that is the scenario): a seeded stagger of 0 to 300 ms between starts.
     const gaps: number[] = [];
@@ -139,7 +182,14 @@ describe("HA scenarios: membership and formation", () => {
       await pause(gapMs);
     }
     await creating.finished();
-    const load = new Load({ cluster, ledger, random, prefix: "s14", clients: 4, startAt: (client) => order[(client + 3) % order.length]! }).start();
+    const load = new Load({
+      cluster,
+      ledger,
+      random,
+      prefix: "s14",
+      clients: 4,
+      startAt: (client) => order[(client + 3) % order.length]!,
+    }).start();
     for (const node of order.slice(3)) {
       const gapMs = random.nextInt(300);
       gaps.push(gapMs);
@@ -154,6 +204,8 @@ describe("HA scenarios: membership and formation", () => {
     const statuses = await cluster.statuses();
     expect(statuses.filter((status) => status.role === "leader").map((status) => status.node)).toEqual([leader]);
     expect(new Set(statuses.map((status) => status.voters.join(","))).size).toBe(1);
-    console.log(`[ha] scenario 14 (staggered): start order ${order.join(", ")} with gaps ${gaps.join("/")} ms; ${leader} leads; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 14 (staggered): start order ${order.join(", ")} with gaps ${gaps.join("/")} ms; ${leader} leads; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 });

@@ -4,11 +4,22 @@
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, type TestCluster } from "./helpers/cluster";
-import { CREATE_LEDGER_TABLE, expectConvergedAndComplete, expectOnlyFailoverErrors, Ledger, Load, scenarioSeed, waitForStatus } from "./helpers/ha";
+import {
+  CREATE_LEDGER_TABLE,
+  expectConvergedAndComplete,
+  expectOnlyFailoverErrors,
+  Ledger,
+  Load,
+  scenarioSeed,
+  waitForStatus,
+} from "./helpers/ha";
 
 const newCluster = clusterFactory();
 
-async function clusterUnderLoad(cluster: TestCluster, options: { random: SeededRandom; prefix: string }): Promise<{ ledger: Ledger; load: Load }> {
+async function clusterUnderLoad(
+  cluster: TestCluster,
+  options: { random: SeededRandom; prefix: string },
+): Promise<{ ledger: Ledger; load: Load }> {
   await cluster.startAll();
   await cluster.execute([CREATE_LEDGER_TABLE]);
   const ledger = new Ledger();
@@ -41,7 +52,9 @@ describe("HA scenario 9: lossy and slow networks", () => {
       await cluster.heal();
       const report = await load.stop();
       await expectConvergedAndComplete(cluster, ledger);
-      console.log(`[ha] scenario 9 (${level.percent}% loss): ${level.acks} writes in ${tookMs} ms; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+      console.log(
+        `[ha] scenario 9 (${level.percent}% loss): ${level.acks} writes in ${tookMs} ms; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+      );
     });
   }
 
@@ -52,21 +65,36 @@ describe("HA scenario 9: lossy and slow networks", () => {
     const { ledger, load } = await clusterUnderLoad(cluster, { random, prefix: "s9-oneway" });
     const leader = await cluster.waitForLeader();
     const { term } = await cluster.status(leader);
-    const [follower, other] = cluster.names.filter((name) => name !== leader).sort(() => random.nextFloat() - 0.5) as [string, string];
+    const [follower, other] = cluster.names.filter((name) => name !== leader).sort(() => random.nextFloat() - 0.5) as [
+      string,
+      string,
+    ];
 
     // 1. The leader cannot reach one follower (the follower still reaches it): the other follower makes a quorum,
     // and the deaf follower, refused by PreVote, does not disrupt the leader.
     await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: follower }] });
-    await waitForStatus(cluster, follower, `${follower} to miss the leader for 2 election timeouts`, (s) => (s.lastLeaderContactMs ?? 0) >= 2 * cluster.config.electionTimeoutMs);
+    await waitForStatus(
+      cluster,
+      follower,
+      `${follower} to miss the leader for 2 election timeouts`,
+      (s) => (s.lastLeaderContactMs ?? 0) >= 2 * cluster.config.electionTimeoutMs,
+    );
     await load.waitForProgress({ more: 15, timeoutMs: 10_000, what: `${leader} -/-> ${follower}` });
-    expect((await cluster.status(leader)).term, "a follower that cannot hear the leader must not raise the term").toBe(term);
+    expect((await cluster.status(leader)).term, "a follower that cannot hear the leader must not raise the term").toBe(
+      term,
+    );
 
     // 2. The follower's answers are lost (it hears the leader but cannot answer): still a quorum with the other.
     await cluster.setFaultsEverywhere({ partitions: [{ from: follower, to: leader }] });
     await load.waitForProgress({ more: 15, timeoutMs: 10_000, what: `${follower} -/-> ${leader}` });
 
     // 3. The leader hears everyone but reaches no one: the followers elect a new leader and the old one follows it.
-    await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: follower }, { from: leader, to: other }] });
+    await cluster.setFaultsEverywhere({
+      partitions: [
+        { from: leader, to: follower },
+        { from: leader, to: other },
+      ],
+    });
     const newLeader = await cluster.waitForLeader({ among: [follower, other], notLeader: leader });
     await load.waitForProgress({ more: 15, timeoutMs: 15_000, what: `${leader} mute, ${newLeader} leading` });
 
@@ -74,7 +102,9 @@ describe("HA scenario 9: lossy and slow networks", () => {
     await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "after healing" });
     const report = await load.stop();
     await expectConvergedAndComplete(cluster, ledger);
-    console.log(`[ha] scenario 9 (one-way): leader ${leader}, deaf/mute follower ${follower}, then ${leader} mute -> ${newLeader}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 9 (one-way): leader ${leader}, deaf/mute follower ${follower}, then ${leader} mute -> ${newLeader}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 9: added delay (40 ms per message, then 40 ms with 10% loss): correct and still making progress", async () => {

@@ -44,14 +44,21 @@ describe("HA scenarios: partitions and quorum", () => {
     const majority = cluster.names.filter((name) => !minority.includes(name));
     // Cut both ways between the leader and the two; they still reach the other followers (which refuse their votes).
     await Promise.all(
-      cluster.names.map((node) => cluster.setFaults(node, { partitions: minority.map((cut) => ({ from: leader, to: cut, bothWays: true })) })),
+      cluster.names.map((node) =>
+        cluster.setFaults(node, { partitions: minority.map((cut) => ({ from: leader, to: cut, bothWays: true })) }),
+      ),
     );
     // Let anything already in flight land before taking the minority's commit index as the reference.
     await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "with the minority cut off" });
     const cutAt = await commitIndexes(cluster, minority);
     // "For a while": until both have gone without a leader for three election timeouts (they tried to campaign).
     for (const node of minority) {
-      await waitForStatus(cluster, node, `${node} to miss the leader for 3 election timeouts`, (s) => (s.lastLeaderContactMs ?? 0) >= 3 * cluster.config.electionTimeoutMs);
+      await waitForStatus(
+        cluster,
+        node,
+        `${node} to miss the leader for 3 election timeouts`,
+        (s) => (s.lastLeaderContactMs ?? 0) >= 3 * cluster.config.electionTimeoutMs,
+      );
     }
     await load.waitForProgress({ more: 20, timeoutMs: 10_000, what: "on the majority side during the cut" });
     const duringCut = await commitIndexes(cluster, minority);
@@ -63,7 +70,9 @@ describe("HA scenarios: partitions and quorum", () => {
       expect(leaderDuring.commitIndex).toBeGreaterThan(cutAt.get(node)!);
     }
     const minorityStatuses = await cluster.statuses(minority);
-    for (const status of minorityStatuses) expect(status.term, `${status.node} must not raise the term (PreVote)`).toBe(term);
+    for (const status of minorityStatuses) {
+      expect(status.term, `${status.node} must not raise the term (PreVote)`).toBe(term);
+    }
 
     await cluster.heal();
     await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "after healing" });
@@ -73,7 +82,9 @@ describe("HA scenarios: partitions and quorum", () => {
     const leaderAfter = await cluster.status(leader);
     expect(leaderAfter.role, "the leader keeps its role through the split and the healing").toBe("leader");
     expect(leaderAfter.term).toBe(term);
-    console.log(`[ha] scenario 2: leader ${leader} term ${term}; cut off ${minority.join(", ")} (majority ${majority.join(", ")}); ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 2: leader ${leader} term ${term}; cut off ${minority.join(", ")} (majority ${majority.join(", ")}); ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 3: an isolated leader commits nothing; a new leader takes over; after healing one history remains", async () => {
@@ -106,13 +117,20 @@ describe("HA scenarios: partitions and quorum", () => {
     const isolatedAt = (await cluster.status(oldLeader)).commitIndex;
     for (const answer of stranded) {
       expect(answer.ok).toBe(false);
-      if (!answer.ok) expect(["TIMEOUT", "OUTCOME_UNKNOWN", "NO_LEADER", "NOT_LEADER"]).toContain(answer.error.code);
+      if (!answer.ok) {
+        expect(["TIMEOUT", "OUTCOME_UNKNOWN", "NO_LEADER", "NOT_LEADER"]).toContain(answer.error.code);
+      }
     }
     const majority = cluster.names.filter((name) => name !== oldLeader);
     const newLeader = await cluster.waitForLeader({ among: majority, notLeader: oldLeader });
     await load.waitForProgress({ more: 20, timeoutMs: 15_000, what: "under the new leader" });
     // CheckQuorum: without word from a majority it stops leading, by itself.
-    const isolated = await waitForStatus(cluster, oldLeader, `${oldLeader} to step down`, (status) => status.role !== "leader");
+    const isolated = await waitForStatus(
+      cluster,
+      oldLeader,
+      `${oldLeader} to step down`,
+      (status) => status.role !== "leader",
+    );
     expect(isolated.commitIndex, "the isolated leader commits nothing").toBe(isolatedAt);
 
     await cluster.heal();
@@ -122,7 +140,9 @@ describe("HA scenarios: partitions and quorum", () => {
     expect(dump).not.toContain("stranded");
     const after = await cluster.status(oldLeader);
     expect(after.term).toBeGreaterThan(oldTerm);
-    console.log(`[ha] scenario 3: ${oldLeader} (term ${oldTerm}) isolated at commit ${isolatedAt}; ${newLeader} took over; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 3: ${oldLeader} (term ${oldTerm}) isolated at commit ${isolatedAt}; ${newLeader} took over; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 4: a 1+1+1 split: nobody commits, writes fail clearly within their deadline, the cluster recovers by itself", async () => {
@@ -138,7 +158,10 @@ describe("HA scenarios: partitions and quorum", () => {
       expect(written.status).toBe(200);
     }
 
-    await splitInto(cluster, cluster.names.map((name) => [name]));
+    await splitInto(
+      cluster,
+      cluster.names.map((name) => [name]),
+    );
     // Nobody leads for long (CheckQuorum); from then on nothing sent before the split is in flight any more.
     await waitFor("every node to give up leadership", async () => {
       const statuses = await cluster.statuses();
@@ -154,12 +177,17 @@ describe("HA scenarios: partitions and quorum", () => {
       expect([503, 504], JSON.stringify(outcome)).toContain(outcome.status);
       expect(outcome.body.error ?? "", "a failure says why").toMatch(/leader|quorum|deadline|confirmed/i);
       expect(outcome.code).toMatch(/^(NO_LEADER|OUTCOME_UNKNOWN|TIMEOUT)$/);
-      expect(outcome.elapsedMs, "the failure arrives within the deadline (plus scheduling slack)").toBeLessThan(deadlineMs + 750);
+      expect(outcome.elapsedMs, "the failure arrives within the deadline (plus scheduling slack)").toBeLessThan(
+        deadlineMs + 750,
+      );
     }
     // And through the node RPC, the same: a definite error code within the client's deadline.
     const writer = new RpcWriter(cluster, { startAt: cluster.names[random.nextInt(3)]!, random });
     const rpcKey = "s4-split-rpc";
-    const rpcOutcome = await writer.write({ id: rpcKey, transaction: false, statements: [Ledger.insert(rpcKey, "split")] }, { deadlineMs });
+    const rpcOutcome = await writer.write(
+      { id: rpcKey, transaction: false, statements: [Ledger.insert(rpcKey, "split")] },
+      { deadlineMs },
+    );
     expect(rpcOutcome.ok).toBe(false);
     if (!rpcOutcome.ok) {
       ledger.record(rpcKey, "split", rpcOutcome.maybeApplied ? "unknown" : "refused", rpcOutcome.code);
@@ -168,7 +196,9 @@ describe("HA scenarios: partitions and quorum", () => {
     }
     // Nobody committed anything while split.
     const stillSplit = await commitIndexes(cluster, cluster.names);
-    for (const node of cluster.names) expect(stillSplit.get(node), `${node}'s commit index during the split`).toBe(splitAt.get(node));
+    for (const node of cluster.names) {
+      expect(stillSplit.get(node), `${node}'s commit index during the split`).toBe(splitAt.get(node));
+    }
 
     await cluster.heal();
     // No hand-holding: the next write just works once a leader emerges by itself.
@@ -194,21 +224,33 @@ describe("HA scenarios: partitions and quorum", () => {
     await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "with all three nodes" });
 
     const leader = await cluster.waitForLeader();
-    const [firstOut, secondOut] = cluster.names.filter((name) => name !== leader).sort(() => random.nextFloat() - 0.5) as [string, string];
+    const [firstOut, secondOut] = cluster.names
+      .filter((name) => name !== leader)
+      .sort(() => random.nextFloat() - 0.5) as [string, string];
     await isolateAll(cluster, [firstOut]);
     await load.waitForProgress({ more: 15, timeoutMs: 10_000, what: `with ${firstOut} out` });
 
     await isolateAll(cluster, [firstOut, secondOut]);
     // The lone leader notices it lost its quorum (CheckQuorum) and stops taking writes.
-    await waitForStatus(cluster, leader, `${leader} to step down without a quorum`, (status) => status.role !== "leader");
+    await waitForStatus(
+      cluster,
+      leader,
+      `${leader} to step down without a quorum`,
+      (status) => status.role !== "leader",
+    );
     const outAt = await commitIndexes(cluster, [leader]);
     const refusedWrites = [];
     for (let i = 0; i < 3; i++) {
       const key = `s5-no-quorum-${i}`;
       const writer = new RpcWriter(cluster, { startAt: leader, random, members: () => [leader] });
-      const outcome = await writer.write({ id: key, transaction: false, statements: [Ledger.insert(key, "no-quorum")] }, { deadlineMs: 1_000 });
+      const outcome = await writer.write(
+        { id: key, transaction: false, statements: [Ledger.insert(key, "no-quorum")] },
+        { deadlineMs: 1_000 },
+      );
       expect(outcome.ok, `${key} must fail without a quorum`).toBe(false);
-      if (outcome.ok) continue;
+      if (outcome.ok) {
+        continue;
+      }
       expect(outcome.code).toBe("NO_LEADER");
       expect(outcome.message).toMatch(/leader/);
       expect(outcome.maybeApplied, "refused before it reached any log").toBe(false);
@@ -226,6 +268,8 @@ describe("HA scenarios: partitions and quorum", () => {
     await cluster.heal();
     const report = await load.stop();
     await expectConvergedAndComplete(cluster, ledger);
-    console.log(`[ha] scenario 5: leader ${leader}; out ${firstOut} then ${secondOut}; refused ${refusedWrites.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 5: leader ${leader}; out ${firstOut} then ${secondOut}; refused ${refusedWrites.join(", ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 });

@@ -5,7 +5,15 @@
 import { describe, expect, it } from "vitest";
 import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, type TestCluster, waitFor } from "./helpers/cluster";
-import { CREATE_LEDGER_TABLE, expectConvergedAndComplete, expectOnlyFailoverErrors, haltWhenFinished, Ledger, Load, scenarioSeed } from "./helpers/ha";
+import {
+  CREATE_LEDGER_TABLE,
+  expectConvergedAndComplete,
+  expectOnlyFailoverErrors,
+  haltWhenFinished,
+  Ledger,
+  Load,
+  scenarioSeed,
+} from "./helpers/ha";
 
 const newCluster = clusterFactory();
 
@@ -25,7 +33,10 @@ async function columnsOf(cluster: TestCluster, node: string, table: string): Pro
 }
 
 async function schemaObjects(cluster: TestCluster, node: string): Promise<string[]> {
-  const result = await cluster.queryLocal(node, "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%' ORDER BY 1");
+  const result = await cluster.queryLocal(
+    node,
+    "SELECT type || ':' || name FROM sqlite_master WHERE name NOT LIKE '_cf_%' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+  );
   return (result.rows ?? []).map((row) => String(row[0]));
 }
 
@@ -41,34 +52,59 @@ describe("HA scenario 11: schema changes", () => {
     await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "before the schema changes" });
     const initial = await expectOneSchema(cluster, (await cluster.execute(["SELECT 1"])).raftIndex);
 
-    const created = await cluster.execute(["CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)", "INSERT INTO items (name) VALUES ('apple'), ('pear')"]);
+    const created = await cluster.execute([
+      "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+      "INSERT INTO items (name) VALUES ('apple'), ('pear')",
+    ]);
     expect(created.results.map((result) => result.error)).toEqual([undefined, undefined]);
     const afterCreate = await expectOneSchema(cluster, created.raftIndex);
     expect(afterCreate.version).toBeGreaterThan(initial.version);
 
-    const altered = await cluster.execute(["ALTER TABLE items ADD COLUMN price REAL", "UPDATE items SET price = 1.5 WHERE name = 'apple'"]);
+    const altered = await cluster.execute([
+      "ALTER TABLE items ADD COLUMN price REAL",
+      "UPDATE items SET price = 1.5 WHERE name = 'apple'",
+    ]);
     expect(altered.results.map((result) => result.error)).toEqual([undefined, undefined]);
     const indexed = await cluster.execute(["CREATE INDEX items_by_price ON items (price)"]);
     expect(indexed.results[0]?.error).toBeUndefined();
     const afterIndex = await expectOneSchema(cluster, indexed.raftIndex);
     expect(afterIndex.version).toBeGreaterThan(afterCreate.version);
-    for (const node of cluster.names) expect(await columnsOf(cluster, node, "items")).toEqual(["id", "name", "price"]);
+    for (const node of cluster.names) {
+      expect(await columnsOf(cluster, node, "items")).toEqual(["id", "name", "price"]);
+    }
 
     // Unique violations: refused the same way on every node, outside and inside a transaction.
-    const violation = await cluster.execute(["INSERT INTO items (name) VALUES ('apple')", "INSERT INTO items (name) VALUES ('plum')"]);
+    const violation = await cluster.execute([
+      "INSERT INTO items (name) VALUES ('apple')",
+      "INSERT INTO items (name) VALUES ('plum')",
+    ]);
     expect(violation.results[0]?.error).toMatch(/UNIQUE/i);
     expect(violation.results[1]?.error).toBeUndefined();
-    const violationInTx = await cluster.execute(["INSERT INTO items (name) VALUES ('fig')", "INSERT INTO items (name) VALUES ('pear')"], { transaction: true });
+    const violationInTx = await cluster.execute(
+      ["INSERT INTO items (name) VALUES ('fig')", "INSERT INTO items (name) VALUES ('pear')"],
+      { transaction: true },
+    );
     expect(violationInTx.results.some((result) => /UNIQUE/i.test(result.error ?? ""))).toBe(true);
 
     // A schema change inside a transaction that commits, and one that rolls back (its DDL with it).
     const txOk = await cluster.execute(
-      ["CREATE TABLE tags (item INTEGER NOT NULL REFERENCES items (id), tag TEXT NOT NULL)", "INSERT INTO tags VALUES (1, 'fruit')", "ALTER TABLE items ADD COLUMN note TEXT"],
+      [
+        "CREATE TABLE tags (item INTEGER NOT NULL REFERENCES items (id), tag TEXT NOT NULL)",
+        "INSERT INTO tags VALUES (1, 'fruit')",
+        "ALTER TABLE items ADD COLUMN note TEXT",
+      ],
       { transaction: true },
     );
     expect(txOk.results.map((result) => result.error)).toEqual([undefined, undefined, undefined]);
     const afterTx = await expectOneSchema(cluster, txOk.raftIndex);
-    const txRolledBack = await cluster.execute(["CREATE TABLE doomed (x INTEGER)", "ALTER TABLE items ADD COLUMN doomed TEXT", "INSERT INTO no_such_table VALUES (1)"], { transaction: true });
+    const txRolledBack = await cluster.execute(
+      [
+        "CREATE TABLE doomed (x INTEGER)",
+        "ALTER TABLE items ADD COLUMN doomed TEXT",
+        "INSERT INTO no_such_table VALUES (1)",
+      ],
+      { transaction: true },
+    );
     expect(txRolledBack.results.some((result) => result.error !== undefined)).toBe(true);
     const afterRollback = await expectOneSchema(cluster, txRolledBack.raftIndex);
     expect(afterRollback.hash, "a rolled-back transaction leaves the schema as it was").toBe(afterTx.hash);
@@ -90,7 +126,9 @@ describe("HA scenario 11: schema changes", () => {
     }
     expect(dump).not.toContain("doomed");
     expect(dump).not.toContain("fig");
-    console.log(`[ha] scenario 11 (DDL): schema version ${initial.version} -> ${afterRollback.version}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 11 (DDL): schema version ${initial.version} -> ${afterRollback.version}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
 
   it("scenario 11: a joining replica is not reported ONLINE before its schema matches the leader's", async () => {
@@ -100,7 +138,11 @@ describe("HA scenario 11: schema changes", () => {
     haltWhenFinished(cluster, ["n4"]);
     await cluster.startAll();
     await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ddl = await cluster.execute(["CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)", "CREATE INDEX items_by_name ON items (name)", "ALTER TABLE items ADD COLUMN price REAL"]);
+    const ddl = await cluster.execute([
+      "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
+      "CREATE INDEX items_by_name ON items (name)",
+      "ALTER TABLE items ADD COLUMN price REAL",
+    ]);
     const ledger = new Ledger();
     const load = new Load({ cluster, ledger, random, prefix: "s11-join", clients: 2 }).start();
     await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "before the replica joins" });
@@ -109,7 +151,9 @@ describe("HA scenario 11: schema changes", () => {
 
     // Hold the learner back: the leader cannot send to it until we heal, so it stays behind on schema and log.
     await cluster.setFaults(leader, { partitions: [{ from: leader, to: "n4" }] });
-    const added = await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
+    const added = await cluster
+      .stub(leader)
+      .addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
     expect(added.ok, JSON.stringify(added)).toBe(true);
     const held = await cluster.status("n4");
     expect(held.schemaHash).not.toBe(schemaHash);
@@ -125,10 +169,16 @@ describe("HA scenario 11: schema changes", () => {
       async () => {
         const status = await cluster.status(leader);
         const replica = status.replicas.find((r) => r.name === "n4");
-        if (replica === undefined) return undefined;
+        if (replica === undefined) {
+          return undefined;
+        }
         const seen = `${replica.status}/${replica.schemaHash === status.schemaHash ? "same" : replica.schemaHash === null ? "unknown" : "other"} schema/${replica.isLearner ? "learner" : "voter"}`;
-        if (observations.at(-1) !== seen) observations.push(seen);
-        if (replica.status === "ONLINE" && replica.schemaHash !== status.schemaHash) violations.push(`${seen} at match ${replica.matchIndex}`);
+        if (observations.at(-1) !== seen) {
+          observations.push(seen);
+        }
+        if (replica.status === "ONLINE" && replica.schemaHash !== status.schemaHash) {
+          violations.push(`${seen} at match ${replica.matchIndex}`);
+        }
         return replica.status === "ONLINE" && !replica.isLearner ? true : undefined;
       },
       { timeoutMs: 15_000, intervalMs: 2 },
@@ -141,7 +191,9 @@ describe("HA scenario 11: schema changes", () => {
     const report = await load.stop();
     await expectConvergedAndComplete(cluster, ledger, { nodes: [...cluster.names, "n4"] });
     expect(ddl.results.map((result) => result.error)).toEqual([undefined, undefined, undefined]);
-    console.log(`[ha] scenario 11 (ONLINE): leader's view of n4: ${observations.join(" -> ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`);
+    console.log(
+      `[ha] scenario 11 (ONLINE): leader's view of n4: ${observations.join(" -> ")}; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+    );
   });
   it("scenario 11: a joining replica whose log arrives in several batches over a slow link is not ONLINE before its schema matches", async () => {
     scenarioSeed("scenario 11 (ONLINE, batches)");
@@ -151,7 +203,9 @@ describe("HA scenario 11: schema changes", () => {
     await cluster.execute([CREATE_LEDGER_TABLE, "CREATE TABLE big (x TEXT)"]);
     // 30 entries of 200 KB: the leader sends at most 1 MB per message, so the learner's log arrives in ~6 batches.
     const chunk = "x".repeat(200_000);
-    for (let i = 0; i < 30; i++) await cluster.execute([{ sql: "INSERT INTO big VALUES (?)", params: [chunk] }]);
+    for (let i = 0; i < 30; i++) {
+      await cluster.execute([{ sql: "INSERT INTO big VALUES (?)", params: [chunk] }]);
+    }
     // The last schema change sits well within the lag threshold of the log's end.
     const ddl = await cluster.execute(["CREATE TABLE late (id INTEGER PRIMARY KEY)"]);
     expect(ddl.results[0]?.error).toBeUndefined();
@@ -159,7 +213,9 @@ describe("HA scenario 11: schema changes", () => {
     const { schemaHash } = await cluster.status(leader);
     // A slow link (every message from the leader takes 60 ms) keeps the batches apart long enough to be seen.
     await cluster.setFaults(leader, { delayMs: 60 });
-    const added = await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
+    const added = await cluster
+      .stub(leader)
+      .addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
     expect(added.ok, JSON.stringify(added)).toBe(true);
     const observations: string[] = [];
     const violations: string[] = [];
@@ -168,10 +224,16 @@ describe("HA scenario 11: schema changes", () => {
       async () => {
         const status = await cluster.status(leader);
         const replica = status.replicas.find((r) => r.name === "n4");
-        if (replica === undefined) return undefined;
+        if (replica === undefined) {
+          return undefined;
+        }
         const seen = `${replica.status}/${replica.schemaHash === status.schemaHash ? "same" : replica.schemaHash === null ? "unknown" : "other"} schema`;
-        if (observations.at(-1) !== seen) observations.push(seen);
-        if (replica.status === "ONLINE" && replica.schemaHash !== status.schemaHash) violations.push(`${seen} at match ${replica.matchIndex} of ${status.lastLogIndex}`);
+        if (observations.at(-1) !== seen) {
+          observations.push(seen);
+        }
+        if (replica.status === "ONLINE" && replica.schemaHash !== status.schemaHash) {
+          violations.push(`${seen} at match ${replica.matchIndex} of ${status.lastLogIndex}`);
+        }
         return replica.status === "ONLINE" && replica.schemaHash === schemaHash ? true : undefined;
       },
       { timeoutMs: 15_000, intervalMs: 2 },

@@ -14,7 +14,16 @@ describe("public routes", () => {
     expect(openapi.status).toBe(200);
     const document = (await openapi.json()) as { openapi: string; paths: Record<string, unknown> };
     expect(document.openapi).toBe("3.1.0");
-    for (const path of ["/db/execute", "/db/query", "/db/request", "/status", "/nodes", "/readyz", "/leader", "/api/v1/cluster/health"]) {
+    for (const path of [
+      "/db/execute",
+      "/db/query",
+      "/db/request",
+      "/status",
+      "/nodes",
+      "/readyz",
+      "/leader",
+      "/api/v1/cluster/health",
+    ]) {
       expect(document.paths[path], path).toBeDefined();
     }
   });
@@ -39,7 +48,9 @@ describe("authentication", () => {
     const { cluster, request } = harness();
     const response = await request("POST", "/db/execute", { json: ["DELETE FROM foo"], token: null });
     expect(response.status).toBe(401);
-    expect(response.headers.get("WWW-Authenticate")).toBe('Bearer realm="durable-ha", Basic realm="durable-ha", charset="UTF-8"');
+    expect(response.headers.get("WWW-Authenticate")).toBe(
+      'Bearer realm="durable-ha", Basic realm="durable-ha", charset="UTF-8"',
+    );
     expect(await response.json()).toEqual({
       error: "credentials required: send Authorization: Bearer <token>, or HTTP Basic with the token as password",
     });
@@ -58,7 +69,10 @@ describe("authentication", () => {
       ["Digest abc", 'unsupported authorization scheme "Digest": use Bearer or Basic'],
     ];
     for (const [authorization, message] of cases) {
-      const response = await request("GET", "/db/query?q=SELECT%201", { token: null, headers: { Authorization: authorization } });
+      const response = await request("GET", "/db/query?q=SELECT%201", {
+        token: null,
+        headers: { Authorization: authorization },
+      });
       expect(response.status, authorization).toBe(401);
       expect(await response.json(), authorization).toEqual({ error: message });
     }
@@ -67,8 +81,16 @@ describe("authentication", () => {
 
   it("accepts a bearer token (any case of the scheme) and HTTP Basic with the token as password", async () => {
     const { request } = harness();
-    for (const authorization of [`Bearer ${TOKENS.reader}`, `bearer ${TOKENS.reader}`, basic("anyone", TOKENS.reader), basic("", TOKENS.reader)]) {
-      const response = await request("GET", "/db/query?q=SELECT%201", { token: null, headers: { Authorization: authorization } });
+    for (const authorization of [
+      `Bearer ${TOKENS.reader}`,
+      `bearer ${TOKENS.reader}`,
+      basic("anyone", TOKENS.reader),
+      basic("", TOKENS.reader),
+    ]) {
+      const response = await request("GET", "/db/query?q=SELECT%201", {
+        token: null,
+        headers: { Authorization: authorization },
+      });
       expect(response.status, authorization).toBe(200);
     }
   });
@@ -93,14 +115,24 @@ describe("roles", () => {
       const response = await request(method, path, { token, ...(json === undefined ? {} : { json }) });
       expect(response.status, `${who} ${method} ${path}`).toBe(status);
       if (status === 403) {
-        expect(((await response.json()) as { error: string }).error).toMatch(/^this token lacks the "(write|admin)" role$/);
+        expect(((await response.json()) as { error: string }).error).toMatch(
+          /^this token lacks the "(write|admin)" role$/,
+        );
       }
     }
   });
 
   it("requires credentials for health detail", async () => {
     const { request } = harness();
-    for (const path of ["/api/v1/cluster/health", "/api/v1/cluster", "/status", "/nodes", "/readyz", "/leader", "/db/backup?fmt=sql"]) {
+    for (const path of [
+      "/api/v1/cluster/health",
+      "/api/v1/cluster",
+      "/status",
+      "/nodes",
+      "/readyz",
+      "/leader",
+      "/db/backup?fmt=sql",
+    ]) {
       const response = await request("GET", path, { token: null });
       expect(response.status, path).toBe(401);
     }
@@ -110,10 +142,16 @@ describe("roles", () => {
 describe("failing closed", () => {
   it("refuses every protected route when DHA_TOKENS is missing", async () => {
     const { cluster, request } = harness(new FakeCluster(), {}, { DHA_TOKENS: undefined });
-    for (const [method, path] of [["POST", "/db/execute"], ["GET", "/db/query?q=SELECT%201"], ["GET", "/api/v1/cluster/health"]] as const) {
+    for (const [method, path] of [
+      ["POST", "/db/execute"],
+      ["GET", "/db/query?q=SELECT%201"],
+      ["GET", "/api/v1/cluster/health"],
+    ] as const) {
       const response = await request(method, path, method === "POST" ? { json: ["SELECT 1"] } : {});
       expect(response.status, path).toBe(500);
-      expect(((await response.json()) as { error: string }).error).toMatch(/^authentication is not configured: set the DHA_TOKENS secret/);
+      expect(((await response.json()) as { error: string }).error).toMatch(
+        /^authentication is not configured: set the DHA_TOKENS secret/,
+      );
     }
     expect(cluster.calls).toEqual([]);
   });
@@ -125,7 +163,10 @@ describe("failing closed", () => {
       ['["a"]', /must be a JSON object/],
       ["{}", /holds no tokens/],
       [JSON.stringify({ [secret]: ["read"] }), /token #1 is invalid/],
-      [JSON.stringify({ "long-enough-token-1": ["read"], "long-enough-token-2": ["root"] }), /token #2 has invalid roles/],
+      [
+        JSON.stringify({ "long-enough-token-1": ["read"], "long-enough-token-2": ["root"] }),
+        /token #2 has invalid roles/,
+      ],
       [JSON.stringify({ "long-enough-token-1": [] }), /token #1 has invalid roles/],
     ];
     for (const [tokens, message] of cases) {
@@ -143,7 +184,9 @@ describe("failing closed", () => {
     const { request } = harness(new FakeCluster(), {}, { CLUSTER_NODES: "n1,,n2" });
     const response = await request("GET", "/db/query?q=SELECT%201");
     expect(response.status).toBe(500);
-    expect(((await response.json()) as { error: string }).error).toMatch(/^the cluster configuration is invalid: CLUSTER_NODES/);
+    expect(((await response.json()) as { error: string }).error).toMatch(
+      /^the cluster configuration is invalid: CLUSTER_NODES/,
+    );
   });
 });
 

@@ -89,8 +89,16 @@ describe("GET /api/v1/cluster/health", () => {
     expect(health.quorumAvailable).toBe(true);
     expect(health.onlineServers).toBe(2);
     expect(health.onlineReplicas).toBe(1);
-    expect(health.nodes.find((n) => n.name === "n3")).toMatchObject({ reachable: false, error: "DEADLINE: node n3: no answer within 150 ms" });
-    expect(health.replicas.find((r) => r.name === "n3")).toMatchObject({ status: "OFFLINE", reachable: false, breaker: "OPEN", lag: 7 });
+    expect(health.nodes.find((n) => n.name === "n3")).toMatchObject({
+      reachable: false,
+      error: "DEADLINE: node n3: no answer within 150 ms",
+    });
+    expect(health.replicas.find((r) => r.name === "n3")).toMatchObject({
+      status: "OFFLINE",
+      reachable: false,
+      breaker: "OPEN",
+      lag: 7,
+    });
     expect(health.problems).toEqual([
       "node n3 is unreachable: node n3: no answer within 150 ms",
       "replica n3 is OFFLINE (lag 7 entries)",
@@ -176,9 +184,33 @@ describe("GET /api/v1/cluster", () => {
       heartbeatIntervalMs: 100,
       electionTimeoutMs: 1000,
       members: [
-        { name: "n1", role: "leader", voter: true, learner: false, configured: true, locationHint: "weur", reachable: true },
-        { name: "n2", role: "follower", voter: true, learner: false, configured: true, locationHint: null, reachable: true },
-        { name: "n3", role: "unknown", voter: true, learner: false, configured: true, locationHint: "apac", reachable: false },
+        {
+          name: "n1",
+          role: "leader",
+          voter: true,
+          learner: false,
+          configured: true,
+          locationHint: "weur",
+          reachable: true,
+        },
+        {
+          name: "n2",
+          role: "follower",
+          voter: true,
+          learner: false,
+          configured: true,
+          locationHint: null,
+          reachable: true,
+        },
+        {
+          name: "n3",
+          role: "unknown",
+          voter: true,
+          learner: false,
+          configured: true,
+          locationHint: "apac",
+          reachable: false,
+        },
       ],
     });
   });
@@ -208,7 +240,10 @@ describe("leadership and membership changes", () => {
       ["", /empty/],
     ];
     for (const [body, message] of cases) {
-      const response = await request("POST", "/api/v1/cluster/leader/transfer", { body, headers: { "Content-Type": "application/json" } });
+      const response = await request("POST", "/api/v1/cluster/leader/transfer", {
+        body,
+        headers: { "Content-Type": "application/json" },
+      });
       expect(response.status, body).toBe(400);
       expect(((await response.json()) as { error: string }).error, body).toMatch(message);
     }
@@ -222,7 +257,9 @@ describe("leadership and membership changes", () => {
 
   it("answers 409 while a change is under way and 504 when an admin call times out", async () => {
     const { cluster, request } = harness();
-    cluster.on("n1", "transferLeadership", () => nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"));
+    cluster.on("n1", "transferLeadership", () =>
+      nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"),
+    );
     const busy = await request("POST", "/api/v1/cluster/leader/stepdown");
     expect(busy.status).toBe(409);
     expect(await busy.json()).toEqual({ error: "a transfer to n2 is under way" });
@@ -258,9 +295,9 @@ describe("leadership and membership changes", () => {
     // A transfer to a follower still goes through the leader.
     const moved = await request("POST", "/api/v1/cluster/leader/transfer", { json: { to: "n2" } });
     expect(await moved.text()).toBe('{"leader":"n2","term":2}');
-    expect(cluster.callsTo("transferLeadership").map((call) => [call.node, (call.request as TransferRequest).to])).toEqual([
-      ["n1", "n2"],
-    ]);
+    expect(
+      cluster.callsTo("transferLeadership").map((call) => [call.node, (call.request as TransferRequest).to]),
+    ).toEqual([["n1", "n2"]]);
   });
 
   it("adds and removes members", async () => {
@@ -268,13 +305,18 @@ describe("leadership and membership changes", () => {
     const added = await request("POST", "/api/v1/cluster/members", { json: { name: "n4", locationHint: "weur" } });
     expect(added.status).toBe(200);
     expect(await added.text()).toBe('{"voters":["n1","n2","n3"],"learners":["n4"]}');
-    expect((cluster.callsTo("addMember")[0]?.request as MemberChangeRequest).member).toEqual({ name: "n4", locationHint: "weur" });
+    expect((cluster.callsTo("addMember")[0]?.request as MemberChangeRequest).member).toEqual({
+      name: "n4",
+      locationHint: "weur",
+    });
     const removed = await request("DELETE", "/api/v1/cluster/members/n3");
     expect(removed.status).toBe(200);
     expect(await removed.text()).toBe('{"voters":["n1","n2"],"learners":["n4"]}');
     const badHint = await request("POST", "/api/v1/cluster/members", { json: { name: "n5", locationHint: "mars" } });
     expect(badHint.status).toBe(400);
-    expect(((await badHint.json()) as { error: string }).error).toMatch(/^locationHint: member "n5": unknown location hint "mars" \(one of wnam, /);
+    expect(((await badHint.json()) as { error: string }).error).toMatch(
+      /^locationHint: member "n5": unknown location hint "mars" \(one of wnam, /,
+    );
     const badName = await request("DELETE", "/api/v1/cluster/members/bad!name");
     expect(badName.status).toBe(400);
     expect(((await badName.json()) as { error: string }).error).toMatch(/^name: member name ".*" is invalid/);
@@ -288,7 +330,9 @@ describe("GET /status", () => {
     const response = await request("GET", "/status");
     expect(response.status).toBe(200);
     expect(response.headers.get("X-DHA-Node")).toBe("n1");
-    const status = (await response.json()) as { store: { node_id: string; ready: boolean; leader: unknown; raft: { state: string } } };
+    const status = (await response.json()) as {
+      store: { node_id: string; ready: boolean; leader: unknown; raft: { state: string } };
+    };
     expect(status.store.node_id).toBe("n1");
     expect(status.store.ready).toBe(true);
     expect(status.store.leader).toEqual({ node_id: "n1", addr: `${cluster.name}/n1` });
@@ -329,7 +373,9 @@ describe("GET /nodes", () => {
     expect(legacy.status).toBe(200);
     expect(await legacy.text()).toBe(JSON.stringify({ n1, n2, n3 }));
     const v2 = await request("GET", "/nodes?ver=2&timeout=50ms");
-    expect(await v2.text()).toBe(JSON.stringify({ nodes: [n1, n2, { ...n3, error: "node n3: no answer within 50 ms" }] }));
+    expect(await v2.text()).toBe(
+      JSON.stringify({ nodes: [n1, n2, { ...n3, error: "node n3: no answer within 50 ms" }] }),
+    );
   });
 
   it("includes learners only with nonvoters", async () => {
@@ -338,8 +384,15 @@ describe("GET /nodes", () => {
     cluster.learners = ["n4"];
     const voters = (await (await request("GET", "/nodes?ver=2")).json()) as { nodes: { id: string; voter: boolean }[] };
     expect(voters.nodes.map((n) => n.id)).toEqual(["n1", "n2", "n3"]);
-    const all = (await (await request("GET", "/nodes?ver=2&nonvoters")).json()) as { nodes: { id: string; voter: boolean }[] };
-    expect(all.nodes.map((n) => [n.id, n.voter])).toEqual([["n1", true], ["n2", true], ["n3", true], ["n4", false]]);
+    const all = (await (await request("GET", "/nodes?ver=2&nonvoters")).json()) as {
+      nodes: { id: string; voter: boolean }[];
+    };
+    expect(all.nodes.map((n) => [n.id, n.voter])).toEqual([
+      ["n1", true],
+      ["n2", true],
+      ["n3", true],
+      ["n4", false],
+    ]);
   });
 });
 
@@ -364,13 +417,17 @@ describe("GET /readyz", () => {
     cut.unreachable("n1");
     const unreachable = await harness(cut).request("GET", "/readyz?node=n2");
     expect(unreachable.status).toBe(503);
-    expect(await unreachable.text()).toBe("[+]node ok\n[+]leader not contactable: node n1: RPC failed: n1 is unreachable");
+    expect(await unreachable.text()).toBe(
+      "[+]node ok\n[+]leader not contactable: node n1: RPC failed: n1 is unreachable",
+    );
 
     const behind = new FakeCluster();
     behind.applied.set("n2", 8);
     const lagging = await harness(behind).request("GET", "/readyz?node=n2");
     expect(lagging.status).toBe(503);
-    expect(await lagging.text()).toBe("[+]node ok\n[+]leader ok\n[+]store not ready: n2 has applied 8 of 10 committed entries");
+    expect(await lagging.text()).toBe(
+      "[+]node ok\n[+]leader ok\n[+]store not ready: n2 has applied 8 of 10 committed entries",
+    );
   });
 
   it("with sync, waits until the node has applied the leader's commit index, within the timeout", async () => {
@@ -388,7 +445,11 @@ describe("GET /readyz", () => {
     expect(probes).toBeGreaterThanOrEqual(3);
 
     const stuck = new FakeCluster();
-    stuck.on("n2", "status", (_request: never, node) => ({ ok: true, node: "n2", value: { ...node.report(), commitIndex: 8, appliedIndex: 8 } }));
+    stuck.on("n2", "status", (_request: never, node) => ({
+      ok: true,
+      node: "n2",
+      value: { ...node.report(), commitIndex: 8, appliedIndex: 8 },
+    }));
     const started = Date.now();
     const never = await harness(stuck).request("GET", "/readyz?node=n2&sync&timeout=300ms");
     expect(Date.now() - started).toBeLessThan(2_000);
@@ -420,21 +481,32 @@ describe("/leader", () => {
     const response = await request("GET", "/leader");
     expect(response.status).toBe(200);
     expect(await response.text()).toBe(
-      JSON.stringify({ id: "n2", api_addr: "https://db.example.com", addr: `${cluster.name}/n2`, voter: true, reachable: true, leader: true, time_s: "0s" }),
+      JSON.stringify({
+        id: "n2",
+        api_addr: "https://db.example.com",
+        addr: `${cluster.name}/n2`,
+        voter: true,
+        reachable: true,
+        leader: true,
+        time_s: "0s",
+      }),
     );
     const none = await harness(new FakeCluster(["n1", "n2", "n3"], null)).request("GET", "/leader");
     expect(none.status).toBe(503);
     expect(none.headers.get("Retry-After")).toBe("2");
   });
 
-  it("POST steps down, optionally to {\"id\": name}", async () => {
+  it('POST steps down, optionally to {"id": name}', async () => {
     const { cluster, request } = harness();
     const plain = await request("POST", "/leader");
     expect(plain.status).toBe(200);
     expect(await plain.json()).toEqual({ leader: "n2", term: 2 });
     const named = await request("POST", "/leader", { json: { id: "n3" } });
     expect(await named.json()).toEqual({ leader: "n3", term: 3 });
-    expect(cluster.callsTo("transferLeadership").map((call) => (call.request as TransferRequest).to)).toEqual([undefined, "n3"]);
+    expect(cluster.callsTo("transferLeadership").map((call) => (call.request as TransferRequest).to)).toEqual([
+      undefined,
+      "n3",
+    ]);
     const bad = await request("POST", "/leader", { json: { id: 5 } });
     expect(bad.status).toBe(400);
   });

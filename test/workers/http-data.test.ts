@@ -19,11 +19,16 @@ describe("POST /db/execute", () => {
   it("answers in rqlite's exact shape, with the serving node and raft index in headers", async () => {
     const { cluster, request } = harness();
     const response = await request("POST", "/db/execute", {
-      json: ["CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)", ["INSERT INTO foo(name) VALUES(?)", "fiona"]],
+      json: [
+        "CREATE TABLE foo (id INTEGER NOT NULL PRIMARY KEY, name TEXT)",
+        ["INSERT INTO foo(name) VALUES(?)", "fiona"],
+      ],
     });
     expect(response.status).toBe(200);
     expect(response.headers.get("content-type")).toBe("application/json; charset=utf-8");
-    expect(await response.text()).toBe('{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}');
+    expect(await response.text()).toBe(
+      '{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}',
+    );
     expect(response.headers.get("X-DHA-Node")).toBe("n1");
     expect(response.headers.get("X-DHA-Raft-Index")).toBe("11");
     const sent = lastExecute(cluster);
@@ -41,7 +46,9 @@ describe("POST /db/execute", () => {
   it("honours transaction, raft_index, timings and pretty", async () => {
     const { cluster, request } = harness();
     cluster.executeResult = () => ({ lastInsertId: 5, rowsAffected: 2, time: 0.25 });
-    const response = await request("POST", "/db/execute?transaction&raft_index&timings&pretty", { json: ["UPDATE foo SET a = 1"] });
+    const response = await request("POST", "/db/execute?transaction&raft_index&timings&pretty", {
+      json: ["UPDATE foo SET a = 1"],
+    });
     const text = await response.text();
     expect(lastExecute(cluster).request.transaction).toBe(true);
     const parsed = JSON.parse(text) as { results: unknown[]; time?: number; raft_index: number };
@@ -54,15 +61,21 @@ describe("POST /db/execute", () => {
 
   it("returns per-statement errors with HTTP 200", async () => {
     const { cluster, request } = harness();
-    cluster.executeResult = (statement) => (statement.sql.includes("nonsense") ? { error: 'near "nonsense": syntax error' } : { rowsAffected: 1 });
+    cluster.executeResult = (statement) =>
+      statement.sql.includes("nonsense") ? { error: 'near "nonsense": syntax error' } : { rowsAffected: 1 };
     const response = await request("POST", "/db/execute", { json: ["INSERT INTO nonsense", "DELETE FROM foo"] });
     expect(response.status).toBe(200);
-    expect(await response.text()).toBe('{"results":[{"error":"near \\"nonsense\\": syntax error"},{"rows_affected":1}]}');
+    expect(await response.text()).toBe(
+      '{"results":[{"error":"near \\"nonsense\\": syntax error"},{"rows_affected":1}]}',
+    );
   });
 
   it("takes one statement as text/plain", async () => {
     const { cluster, request } = harness();
-    const response = await request("POST", "/db/execute", { body: "DELETE FROM foo", headers: { "Content-Type": "text/plain" } });
+    const response = await request("POST", "/db/execute", {
+      body: "DELETE FROM foo",
+      headers: { "Content-Type": "text/plain" },
+    });
     expect(response.status).toBe(200);
     expect(lastExecute(cluster).request.statements).toEqual([{ sql: "DELETE FROM foo" }]);
   });
@@ -103,8 +116,14 @@ describe("POST /db/execute", () => {
 
   it("uses a client's Idempotency-Key as the request id, namespaced per token", async () => {
     const { cluster, request } = harness();
-    const first = await request("POST", "/db/execute", { json: ["INSERT INTO t VALUES(1)"], headers: { "Idempotency-Key": "order-42" } });
-    const again = await request("POST", "/db/execute", { json: ["INSERT INTO t VALUES(1)"], headers: { "Idempotency-Key": "order-42" } });
+    const first = await request("POST", "/db/execute", {
+      json: ["INSERT INTO t VALUES(1)"],
+      headers: { "Idempotency-Key": "order-42" },
+    });
+    const again = await request("POST", "/db/execute", {
+      json: ["INSERT INTO t VALUES(1)"],
+      headers: { "Idempotency-Key": "order-42" },
+    });
     expect(first.headers.get("X-DHA-Request-Id")).toBe("order-42");
     expect(await again.text()).toBe(await first.text());
     const ids = cluster.callsTo("execute").map((call) => (call.request as ExecuteRequest).request.id);
@@ -118,7 +137,10 @@ describe("POST /db/execute", () => {
     });
     expect(other.status).toBe(200);
     expect(cluster.applied_requests.size).toBe(2);
-    const bad = await request("POST", "/db/execute", { json: ["SELECT 1"], headers: { "Idempotency-Key": "no spaces" } });
+    const bad = await request("POST", "/db/execute", {
+      json: ["SELECT 1"],
+      headers: { "Idempotency-Key": "no spaces" },
+    });
     expect(bad.status).toBe(400);
   });
 });
@@ -128,7 +150,9 @@ describe("GET|POST /db/query", () => {
     const { cluster, request } = harness();
     const response = await request("GET", `/db/query?q=${encodeURIComponent("SELECT * FROM foo")}`);
     expect(response.status).toBe(200);
-    expect(await response.text()).toBe('{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}');
+    expect(await response.text()).toBe(
+      '{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}',
+    );
     const sent = lastQuery(cluster);
     expect(sent.statements).toEqual([{ sql: "SELECT * FROM foo" }]);
     expect(sent.level).toBe("weak");
@@ -146,12 +170,24 @@ describe("GET|POST /db/query", () => {
 
   it("answers POST with parameters, associatively and with byte-array BLOBs", async () => {
     const { cluster, request } = harness();
-    cluster.queryResult = () => ({ columns: ["id", "data"], types: ["integer", "blob"], rows: [[1, new Uint8Array([104, 105])]] });
-    const response = await request("POST", "/db/query?associative&blob_array", { json: [["SELECT * FROM foo WHERE name=:name", { name: "fiona" }]] });
-    expect(await response.text()).toBe('{"results":[{"types":{"data":"blob","id":"integer"},"rows":[{"data":[104,105],"id":1}]}]}');
-    expect(lastQuery(cluster).statements).toEqual([{ sql: "SELECT * FROM foo WHERE name=:name", params: { name: "fiona" } }]);
+    cluster.queryResult = () => ({
+      columns: ["id", "data"],
+      types: ["integer", "blob"],
+      rows: [[1, new Uint8Array([104, 105])]],
+    });
+    const response = await request("POST", "/db/query?associative&blob_array", {
+      json: [["SELECT * FROM foo WHERE name=:name", { name: "fiona" }]],
+    });
+    expect(await response.text()).toBe(
+      '{"results":[{"types":{"data":"blob","id":"integer"},"rows":[{"data":[104,105],"id":1}]}]}',
+    );
+    expect(lastQuery(cluster).statements).toEqual([
+      { sql: "SELECT * FROM foo WHERE name=:name", params: { name: "fiona" } },
+    ]);
     const base64 = await request("POST", "/db/query", { json: ["SELECT data FROM foo"] });
-    expect(await base64.text()).toBe('{"results":[{"columns":["id","data"],"types":["integer","blob"],"values":[[1,"aGk="]]}]}');
+    expect(await base64.text()).toBe(
+      '{"results":[{"columns":["id","data"],"types":["integer","blob"],"values":[[1,"aGk="]]}]}',
+    );
   });
 
   it("omits values on an empty result set", async () => {
@@ -165,7 +201,9 @@ describe("GET|POST /db/query", () => {
     const { cluster, request } = harness();
     const missing = await request("GET", "/db/query");
     expect(missing.status).toBe(400);
-    expect(await missing.text()).toBe('{"results":[],"error":"the query parameter q is missing: GET /db/query?q=SELECT..."}');
+    expect(await missing.text()).toBe(
+      '{"results":[],"error":"the query parameter q is missing: GET /db/query?q=SELECT..."}',
+    );
     const level = await request("GET", "/db/query?q=SELECT%201&level=eventual");
     expect(level.status).toBe(400);
     expect(((await level.json()) as { error: string }).error).toBe(
@@ -195,7 +233,9 @@ describe("POST /db/request", () => {
   it("sends reads to the query path and mixed requests through the log", async () => {
     const { cluster, request } = harness();
     const reads = await request("POST", "/db/request", { json: ["SELECT * FROM foo"] });
-    expect(await reads.text()).toBe('{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}');
+    expect(await reads.text()).toBe(
+      '{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}',
+    );
     expect(cluster.callsTo("query")).toHaveLength(1);
     cluster.executeResult = (statement) =>
       statement.sql.startsWith("SELECT")
@@ -216,7 +256,10 @@ describe("POST /db/request", () => {
     const { cluster, request } = harness();
     const read = await request("POST", "/db/request", { json: ["SELECT 1"], token: TOKENS.reader });
     expect(read.status).toBe(200);
-    const write = await request("POST", "/db/request", { json: ["SELECT 1", "INSERT INTO t VALUES(1)"], token: TOKENS.reader });
+    const write = await request("POST", "/db/request", {
+      json: ["SELECT 1", "INSERT INTO t VALUES(1)"],
+      token: TOKENS.reader,
+    });
     expect(write.status).toBe(403);
     expect(await write.text()).toBe('{"error":"this token lacks the \\"write\\" role"}');
     expect(cluster.callsTo("execute")).toEqual([]);
@@ -241,22 +284,34 @@ describe("GET /db/backup and POST /db/load", () => {
 
   it("loads a dump as one transactional request", async () => {
     const { cluster, request } = harness();
-    const dump = "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE foo (id INTEGER, name TEXT);\nINSERT INTO foo VALUES(1,'a;b');\nCOMMIT;\n";
+    const dump =
+      "PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE foo (id INTEGER, name TEXT);\nINSERT INTO foo VALUES(1,'a;b');\nCOMMIT;\n";
     const response = await request("POST", "/db/load", { body: dump, headers: { "Content-Type": "text/plain" } });
     expect(response.status).toBe(200);
-    expect(await response.text()).toBe('{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}');
+    expect(await response.text()).toBe(
+      '{"results":[{"last_insert_id":1,"rows_affected":1},{"last_insert_id":1,"rows_affected":1}]}',
+    );
     const sent = lastExecute(cluster);
     expect(sent.request.transaction).toBe(true);
-    expect(sent.request.statements).toEqual([{ sql: "CREATE TABLE foo (id INTEGER, name TEXT)" }, { sql: "INSERT INTO foo VALUES(1,'a;b')" }]);
+    expect(sent.request.statements).toEqual([
+      { sql: "CREATE TABLE foo (id INTEGER, name TEXT)" },
+      { sql: "INSERT INTO foo VALUES(1,'a;b')" },
+    ]);
   });
 
   it("refuses unreadable SQLite files, empty dumps and oversized dumps, applying nothing", async () => {
     const { cluster, request } = harness(new FakeCluster(), { limits: { maxLoadBodyBytes: 200 } });
     const sqlite = new Uint8Array([...new TextEncoder().encode("SQLite format 3\0"), 1, 2, 3]);
-    const binary = await request("POST", "/db/load", { body: sqlite, headers: { "Content-Type": "application/octet-stream" } });
+    const binary = await request("POST", "/db/load", {
+      body: sqlite,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
     expect(binary.status).toBe(400);
     expect(((await binary.json()) as { error: string }).error).toMatch(/^the body is not a SQLite database file/);
-    const empty = await request("POST", "/db/load", { body: "-- nothing\n", headers: { "Content-Type": "text/plain" } });
+    const empty = await request("POST", "/db/load", {
+      body: "-- nothing\n",
+      headers: { "Content-Type": "text/plain" },
+    });
     expect(empty.status).toBe(400);
     expect(await empty.text()).toBe('{"results":[],"error":"the dump holds no statements"}');
     const rolledBack = await request("POST", "/db/load", { body: "CREATE TABLE a(x);\nROLLBACK; -- due to errors\n" });
@@ -265,7 +320,10 @@ describe("GET /db/backup and POST /db/load", () => {
     const unterminated = await request("POST", "/db/load", { body: "INSERT INTO a VALUES('open);" });
     expect(unterminated.status).toBe(400);
     expect(((await unterminated.json()) as { error: string }).error).toMatch(/^the dump cannot be read: unterminated/);
-    const large = await request("POST", "/db/load", { body: "INSERT INTO t VALUES(1);".repeat(20), headers: { "Content-Type": "text/plain" } });
+    const large = await request("POST", "/db/load", {
+      body: "INSERT INTO t VALUES(1);".repeat(20),
+      headers: { "Content-Type": "text/plain" },
+    });
     expect(large.status).toBe(413);
     expect(cluster.callsTo("execute")).toEqual([]);
   });
@@ -274,7 +332,9 @@ describe("GET /db/backup and POST /db/load", () => {
 describe("node refusals", () => {
   it("maps INVALID_REQUEST to 400 and INTERNAL to 500 in rqlite's request-level shape", async () => {
     const { cluster, request } = harness();
-    cluster.on("n1", "execute", () => nodeError("n1", "INVALID_REQUEST", "random() is not deterministic", { retryable: false }));
+    cluster.on("n1", "execute", () =>
+      nodeError("n1", "INVALID_REQUEST", "random() is not deterministic", { retryable: false }),
+    );
     const invalid = await request("POST", "/db/execute", { json: ["INSERT INTO t VALUES(random())"] });
     expect(invalid.status).toBe(400);
     expect(await invalid.text()).toBe('{"results":[],"error":"random() is not deterministic"}');

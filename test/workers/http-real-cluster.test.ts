@@ -45,7 +45,9 @@ interface ClusterDocument {
   members: { name: string; role: string; voter: boolean; learner: boolean; configured: boolean; reachable: boolean }[];
 }
 
-async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: RealHarness; leader: string; followers: [string, string] }> {
+async function setUp(
+  prefix: string,
+): Promise<{ cluster: TestCluster; h: RealHarness; leader: string; followers: [string, string] }> {
   const cluster = newCluster({ prefix, nodes: 3 });
   const h = new RealHarness(cluster);
   await cluster.startAll();
@@ -79,9 +81,19 @@ describe("rqlite's operational routes over a real cluster", () => {
     expect(status.headers.get("X-DHA-Node")).toBe(leader);
     const document = JSON.parse(status.text) as {
       cluster: { name: string; heartbeat_interval_ms: number; election_timeout_ms: number };
-      store: { node_id: string; ready: boolean; leader: unknown; raft: { state: string; voters: string[]; applied_index: number }; schema: { version: number } };
+      store: {
+        node_id: string;
+        ready: boolean;
+        leader: unknown;
+        raft: { state: string; voters: string[]; applied_index: number };
+        schema: { version: number };
+      };
     };
-    expect(document.cluster).toMatchObject({ name: cluster.config.name, heartbeat_interval_ms: 20, election_timeout_ms: 200 });
+    expect(document.cluster).toMatchObject({
+      name: cluster.config.name,
+      heartbeat_interval_ms: 20,
+      election_timeout_ms: 200,
+    });
     expect(document.store).toMatchObject({
       node_id: leader,
       ready: true,
@@ -96,10 +108,19 @@ describe("rqlite's operational routes over a real cluster", () => {
     const legacy = JSON.parse((await h.send("GET", "/nodes")).text) as Record<string, NodeEntry>;
     expect(Object.keys(legacy)).toEqual(["n1", "n2", "n3"]);
     for (const name of cluster.names) {
-      expect(legacy[name]).toMatchObject({ id: name, api_addr: "https://db.example.com", addr: `${cluster.config.name}/${name}`, voter: true, reachable: true, leader: name === leader });
+      expect(legacy[name]).toMatchObject({
+        id: name,
+        api_addr: "https://db.example.com",
+        addr: `${cluster.config.name}/${name}`,
+        voter: true,
+        reachable: true,
+        leader: name === leader,
+      });
     }
     const v2 = JSON.parse((await h.send("GET", "/nodes?ver=2")).text) as { nodes: NodeEntry[] };
-    expect(v2.nodes.map((node) => [node.id, node.leader])).toEqual(cluster.names.map((name) => [name, name === leader]));
+    expect(v2.nodes.map((node) => [node.id, node.leader])).toEqual(
+      cluster.names.map((name) => [name, name === leader]),
+    );
 
     const ready = await h.send("GET", "/readyz");
     expect(ready.status).toBe(200);
@@ -118,7 +139,13 @@ describe("rqlite's operational routes over a real cluster", () => {
     const { cluster, h, leader, followers } = await setUp("real-leader");
     const named = await h.send("GET", "/leader");
     expect(named.status, named.text).toBe(200);
-    expect(JSON.parse(named.text)).toMatchObject({ id: leader, addr: `${cluster.config.name}/${leader}`, voter: true, reachable: true, leader: true });
+    expect(JSON.parse(named.text)).toMatchObject({
+      id: leader,
+      addr: `${cluster.config.name}/${leader}`,
+      voter: true,
+      reachable: true,
+      leader: true,
+    });
     expect(JSON.parse(named.text)).toHaveProperty("time_s");
 
     const steppedDown = await h.send("POST", "/leader");
@@ -137,7 +164,12 @@ describe("rqlite's operational routes over a real cluster", () => {
     const before = h.callsTo("execute").length;
     const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
     expect(written.status, written.text).toBe(200);
-    expect(h.callsTo("execute").slice(before).map((call) => call.node)).toEqual([target]);
+    expect(
+      h
+        .callsTo("execute")
+        .slice(before)
+        .map((call) => call.node),
+    ).toEqual([target]);
 
     const unknown = await h.send("POST", "/leader", { json: { id: "a/b" } });
     expect(unknown.status).toBe(400);
@@ -177,7 +209,9 @@ describe("the cluster API over a real cluster", () => {
     const degraded = await waitFor("a DEGRADED report naming the cut follower", async () => {
       const report = await health(h);
       const replica = report.body.replicas.find((r) => r.name === cut);
-      return report.body.status === "DEGRADED" && replica !== undefined && replica.status !== "ONLINE" ? report : undefined;
+      return report.body.status === "DEGRADED" && replica !== undefined && replica.status !== "ONLINE"
+        ? report
+        : undefined;
     });
     expect(degraded.status).toBe(200);
     expect(degraded.body).toMatchObject({ leader, quorumAvailable: true, onlineServers: 3, onlineReplicas: 1 });
@@ -192,12 +226,18 @@ describe("the cluster API over a real cluster", () => {
     expect(hung.status).toBe(200);
     expect(hung.body.status).toBe("DEGRADED");
     expect(hung.body.onlineServers).toBe(2);
-    expect(hung.body.nodes.find((node) => node.name === other)).toMatchObject({ reachable: false, role: null, error: `DEADLINE: node ${other}: no answer within 300 ms` });
+    expect(hung.body.nodes.find((node) => node.name === other)).toMatchObject({
+      reachable: false,
+      role: null,
+      error: `DEADLINE: node ${other}: no answer within 300 ms`,
+    });
     expect(hung.body.problems).toContain(`node ${other} is unreachable: node ${other}: no answer within 300 ms`);
 
     await cluster.heal();
     h.hung.clear();
-    await waitFor("HEALTHY again after healing", async () => ((await health(h)).body.status === "HEALTHY" ? true : undefined));
+    await waitFor("HEALTHY again after healing", async () =>
+      (await health(h)).body.status === "HEALTHY" ? true : undefined,
+    );
   });
 
   it("steps the leader down and transfers leadership to a named voter", async () => {
@@ -248,12 +288,19 @@ describe("the cluster API over a real cluster", () => {
       const n4 = document.members.find((member) => member.name === "n4");
       return n4?.voter === true ? document : undefined;
     });
-    expect(promoted.members.find((member) => member.name === "n4")).toMatchObject({ learner: false, configured: false, reachable: true });
+    expect(promoted.members.find((member) => member.name === "n4")).toMatchObject({
+      learner: false,
+      configured: false,
+      reachable: true,
+    });
     // The new member holds the data written before it joined, and what is written after.
     expect((await cluster.queryLocal("n4", "SELECT count(*) FROM t")).rows).toEqual([[1]]);
     const after = await h.send("POST", "/db/execute", { json: ["INSERT INTO t VALUES (2)"] });
     expect(after.status, after.text).toBe(200);
-    await cluster.waitForConvergence({ index: Number(after.headers.get("X-DHA-Raft-Index")), nodes: [...cluster.names, "n4"] });
+    await cluster.waitForConvergence({
+      index: Number(after.headers.get("X-DHA-Raft-Index")),
+      nodes: [...cluster.names, "n4"],
+    });
     const nodes = JSON.parse((await h.send("GET", "/nodes?ver=2")).text) as { nodes: NodeEntry[] };
     expect(nodes.nodes.map((node) => [node.id, node.voter, node.reachable])).toEqual([
       ["n1", true, true],
@@ -275,7 +322,10 @@ describe("the cluster API over a real cluster", () => {
 
     const badHint = await h.send("POST", "/api/v1/cluster/members", { json: { name: "n5", locationHint: "mars" } });
     expect(badHint.status).toBe(400);
-    expect(JSON.parse(badHint.text)).toEqual({ error: 'locationHint: member "n5": unknown location hint "mars" (one of wnam, enam, sam, weur, eeur, apac, oc, afr, me)' });
+    expect(JSON.parse(badHint.text)).toEqual({
+      error:
+        'locationHint: member "n5": unknown location hint "mars" (one of wnam, enam, sam, weur, eeur, apac, oc, afr, me)',
+    });
     const notAMember = await h.send("DELETE", "/api/v1/cluster/members/n9");
     expect(notAMember.status, notAMember.text).toBe(404);
   });

@@ -9,7 +9,10 @@ import { RealHarness, TOKENS } from "./http-support";
 
 const newCluster = clusterFactory();
 
-const CREATE_AND_INSERT = ["CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)", ["INSERT INTO foo(name) VALUES(?)", "fiona"]];
+const CREATE_AND_INSERT = [
+  "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT)",
+  ["INSERT INTO foo(name) VALUES(?)", "fiona"],
+];
 const FIONA = '{"results":[{"columns":["id","name"],"types":["integer","text"],"values":[[1,"fiona"]]}]}';
 const SELECT_FOO = `/db/query?q=${encodeURIComponent("SELECT * FROM foo")}`;
 
@@ -36,7 +39,9 @@ async function countRows(h: RealHarness, where: string): Promise<number> {
 
 /** Cuts every link between the nodes, both ways: no leader can be elected or keep its lease. */
 async function partitionEveryone(cluster: TestCluster): Promise<void> {
-  const partitions = cluster.names.flatMap((from, i) => cluster.names.slice(i + 1).map((to) => ({ from, to, bothWays: true })));
+  const partitions = cluster.names.flatMap((from, i) =>
+    cluster.names.slice(i + 1).map((to) => ({ from, to, bothWays: true })),
+  );
   await cluster.setFaultsEverywhere({ partitions });
 }
 
@@ -76,13 +81,23 @@ describe("the data API over a real cluster", () => {
 
     // rqlite's other shapes: associative, the unified endpoint, raft_index, per-statement errors with 200.
     // (Types are the declared ones, as rqlite reports them: an empty set has them too.)
-    const associative = await h.send("POST", "/db/query?associative&level=strong", { json: ["SELECT * FROM foo", "SELECT * FROM foo WHERE 0"] });
-    expect(associative.text).toBe('{"results":[{"types":{"id":"integer","name":"text"},"rows":[{"id":1,"name":"fiona"}]},{"types":{"id":"integer","name":"text"},"rows":[]}]}');
-    const unified = await h.send("POST", "/db/request?raft_index", { json: [["INSERT INTO foo(name) VALUES(?)", "declan"], "SELECT name FROM foo ORDER BY id"] });
+    const associative = await h.send("POST", "/db/query?associative&level=strong", {
+      json: ["SELECT * FROM foo", "SELECT * FROM foo WHERE 0"],
+    });
+    expect(associative.text).toBe(
+      '{"results":[{"types":{"id":"integer","name":"text"},"rows":[{"id":1,"name":"fiona"}]},{"types":{"id":"integer","name":"text"},"rows":[]}]}',
+    );
+    const unified = await h.send("POST", "/db/request?raft_index", {
+      json: [["INSERT INTO foo(name) VALUES(?)", "declan"], "SELECT name FROM foo ORDER BY id"],
+    });
     expect(unified.status, unified.text).toBe(200);
     const unifiedIndex = Number(unified.headers.get("X-DHA-Raft-Index"));
-    expect(unified.text).toBe(`{"results":[{"last_insert_id":2,"rows_affected":1},{"columns":["name"],"types":["text"],"values":[["fiona"],["declan"]]}],"raft_index":${unifiedIndex}}`);
-    const failing = await h.send("POST", "/db/execute", { json: ["INSERT INTO nope VALUES(1)", ["INSERT INTO foo(name) VALUES(?)", "erin"]] });
+    expect(unified.text).toBe(
+      `{"results":[{"last_insert_id":2,"rows_affected":1},{"columns":["name"],"types":["text"],"values":[["fiona"],["declan"]]}],"raft_index":${unifiedIndex}}`,
+    );
+    const failing = await h.send("POST", "/db/execute", {
+      json: ["INSERT INTO nope VALUES(1)", ["INSERT INTO foo(name) VALUES(?)", "erin"]],
+    });
     expect(failing.status).toBe(200);
     expect(failing.text).toBe('{"results":[{"error":"no such table: nope"},{"last_insert_id":3,"rows_affected":1}]}');
 
@@ -109,9 +124,13 @@ describe("the data API over a real cluster", () => {
       expect(written.status, written.text).toBe(200);
       const bookmark = written.headers.get("X-DHA-Raft-Index") as string;
       // Without a level, a bookmarked read may be served by any node that has applied the bookmark.
-      const read = await h.send("GET", `/db/query?q=${encodeURIComponent(`SELECT name FROM foo WHERE name = 'ryw-${i}'`)}`, {
-        headers: { "X-DHA-Raft-Index": bookmark },
-      });
+      const read = await h.send(
+        "GET",
+        `/db/query?q=${encodeURIComponent(`SELECT name FROM foo WHERE name = 'ryw-${i}'`)}`,
+        {
+          headers: { "X-DHA-Raft-Index": bookmark },
+        },
+      );
       expect(read.status, read.text).toBe(200);
       expect(read.headers.get("X-DHA-Node")).toBe(follower);
       expect(Number(read.headers.get("X-DHA-Raft-Index"))).toBeGreaterThanOrEqual(Number(bookmark));
@@ -126,12 +145,18 @@ describe("the data API over a real cluster", () => {
     const followerStatus = await cluster.status(follower);
     expect(followerStatus.appliedIndex).toBeLessThan(bookmark);
     const started = Date.now();
-    const read = await h.send("GET", `/db/query?timeout=4s&min_raft_index=${bookmark}&q=${encodeURIComponent("SELECT name FROM foo WHERE name = 'lagging'")}`);
+    const read = await h.send(
+      "GET",
+      `/db/query?timeout=4s&min_raft_index=${bookmark}&q=${encodeURIComponent("SELECT name FROM foo WHERE name = 'lagging'")}`,
+    );
     expect(read.status, read.text).toBe(200);
     expect(Date.now() - started).toBeLessThan(4_000);
     expect([leader, other]).toContain(read.headers.get("X-DHA-Node"));
     expect(read.text).toBe('{"results":[{"columns":["name"],"types":["text"],"values":[["lagging"]]}]}');
-    const tried = h.callsTo("query").slice(-2).map((call) => call.node);
+    const tried = h
+      .callsTo("query")
+      .slice(-2)
+      .map((call) => call.node);
     expect(tried[0]).toBe(follower);
 
     await cluster.heal();
@@ -179,7 +204,9 @@ describe("the data API over a real cluster", () => {
     expect(ready.text).toBe("[+]node ok\n[+]leader does not exist");
     const leaderNow = await h.send("GET", "/leader");
     expect(leaderNow.status).toBe(503);
-    expect(JSON.parse(leaderNow.text)).toEqual({ error: "no leader: an election is under way, or no quorum is reachable" });
+    expect(JSON.parse(leaderNow.text)).toEqual({
+      error: "no leader: an election is under way, or no quorum is reachable",
+    });
 
     await cluster.heal();
     await cluster.waitForLeader();
@@ -209,7 +236,12 @@ describe("the data API over a real cluster", () => {
     expect(written.text).toBe('{"results":[{"last_insert_id":2,"rows_affected":1}]}');
     expect(written.headers.get("X-DHA-Node")).toBe(leader);
     expect(written.headers.get("X-DHA-Request-Id")).toBe("stale-hint-1");
-    expect(h.callsTo("execute").slice(before).map((call) => call.node)).toEqual([follower, leader]);
+    expect(
+      h
+        .callsTo("execute")
+        .slice(before)
+        .map((call) => call.node),
+    ).toEqual([follower, leader]);
     expect(h.leaders.get(cluster.config.name)).toBe(leader);
 
     // The client retries the same request (say its connection dropped), again via the stale hint: the leader
@@ -251,7 +283,9 @@ describe("the data API over a real cluster", () => {
     expect(loaded.status, loaded.text).toBe(200);
     const loadedIndex = Number(loaded.headers.get("X-DHA-Raft-Index"));
     // The framing (PRAGMA foreign_keys, BEGIN, COMMIT) is dropped: the load is one transaction of three statements.
-    expect(loaded.text).toBe('{"results":[{},{"last_insert_id":1,"rows_affected":1},{"last_insert_id":2,"rows_affected":1}]}');
+    expect(loaded.text).toBe(
+      '{"results":[{},{"last_insert_id":1,"rows_affected":1},{"last_insert_id":2,"rows_affected":1}]}',
+    );
 
     const backup = await h.send("GET", "/db/backup?fmt=sql");
     expect(backup.status, backup.text).toBe(200);
@@ -285,7 +319,9 @@ describe("the data API over a real cluster", () => {
     const noFormat = await h.request("GET", "/db/backup");
     expect(noFormat.status).toBe(200);
     expect(noFormat.headers.get("Content-Type")).toBe("application/octet-stream");
-    expect(new TextDecoder().decode(new Uint8Array(await noFormat.arrayBuffer()).slice(0, 16))).toBe("SQLite format 3\0");
+    expect(new TextDecoder().decode(new Uint8Array(await noFormat.arrayBuffer()).slice(0, 16))).toBe(
+      "SQLite format 3\0",
+    );
   });
 
   it("checks credentials and roles before touching the cluster", async () => {
@@ -299,12 +335,19 @@ describe("the data API over a real cluster", () => {
 
     // rqlite clients that only speak HTTP Basic: any user name, the token as password.
     const basic = `Basic ${btoa(`rqlite:${TOKENS.writer}`)}`;
-    const written = await h.send("POST", "/db/execute", { json: CREATE_AND_INSERT, token: null, headers: { Authorization: basic } });
+    const written = await h.send("POST", "/db/execute", {
+      json: CREATE_AND_INSERT,
+      token: null,
+      headers: { Authorization: basic },
+    });
     expect(written.status, written.text).toBe(200);
     const read = await h.send("GET", `${SELECT_FOO}&level=strong`, { token: TOKENS.reader });
     expect(read.status).toBe(200);
     expect(read.text).toBe(FIONA);
-    const readerWrites = await h.send("POST", "/db/request", { json: ["SELECT 1", "DELETE FROM foo"], token: TOKENS.reader });
+    const readerWrites = await h.send("POST", "/db/request", {
+      json: ["SELECT 1", "DELETE FROM foo"],
+      token: TOKENS.reader,
+    });
     expect(readerWrites.status).toBe(403);
     const stepdown = await h.send("POST", "/api/v1/cluster/leader/stepdown", { token: TOKENS.writer });
     expect(stepdown.status).toBe(403);

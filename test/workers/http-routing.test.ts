@@ -62,7 +62,9 @@ describe("elections (waitForElectionComplete)", () => {
   });
 
   it("answers 503 NO_LEADER with Retry-After and the reason when no leader emerges before the deadline, applying nothing", async () => {
-    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null), { policy: { maxElectionWaitMs: 60 } });
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null), {
+      policy: { maxElectionWaitMs: 60 },
+    });
     const started = Date.now();
     const response = await request("POST", "/db/execute?timeout=400ms", write);
     const elapsedMs = Date.now() - started;
@@ -214,7 +216,9 @@ describe("read routing", () => {
     const read = await request("GET", "/db/query?q=SELECT%201", { headers: { "X-DHA-Raft-Index": index } });
     expect(read.status).toBe(200);
     expect(read.headers.get("X-DHA-Node")).toBe("n3");
-    const sent = cluster.callsTo("query").map((call) => [call.node, (call.request as QueryRequest).level, (call.request as QueryRequest).minAppliedIndex]);
+    const sent = cluster
+      .callsTo("query")
+      .map((call) => [call.node, (call.request as QueryRequest).level, (call.request as QueryRequest).minAppliedIndex]);
     expect(sent).toEqual([
       ["n1", "none", 11],
       ["n3", "none", 11],

@@ -29,18 +29,31 @@ describe("DurableHaApi data calls", () => {
       ["CREATE TABLE t (b BLOB, f INTEGER)", { sql: "INSERT INTO t VALUES(?, ?)", params: [blob, true] }],
       { transaction: true, idempotencyKey: "k-1" },
     );
-    expect(result).toEqual({ ok: true, node: "n2", results: [{ lastInsertId: 1, rowsAffected: 1 }, { lastInsertId: 1, rowsAffected: 1 }], raftIndex: 11 });
+    expect(result).toEqual({
+      ok: true,
+      node: "n2",
+      results: [
+        { lastInsertId: 1, rowsAffected: 1 },
+        { lastInsertId: 1, rowsAffected: 1 },
+      ],
+      raftIndex: 11,
+    });
     const sent = cluster.callsTo("execute").at(-1)?.request as ExecuteRequest;
     expect(sent.request).toEqual({
       id: "rpc:k-1",
       transaction: true,
-      statements: [{ sql: "CREATE TABLE t (b BLOB, f INTEGER)" }, { sql: "INSERT INTO t VALUES(?, ?)", params: [blob, 1] }],
+      statements: [
+        { sql: "CREATE TABLE t (b BLOB, f INTEGER)" },
+        { sql: "INSERT INTO t VALUES(?, ?)", params: [blob, 1] },
+      ],
     });
   });
 
   it("reads at the requested level with a read-your-writes floor", async () => {
     const cluster = new FakeCluster();
-    const result = await rpcQuery(runtimeFor(cluster), [{ sql: "SELECT * FROM t WHERE id = :id", params: { id: 1 } }], { minRaftIndex: 10 });
+    const result = await rpcQuery(runtimeFor(cluster), [{ sql: "SELECT * FROM t WHERE id = :id", params: { id: 1 } }], {
+      minRaftIndex: 10,
+    });
     expect(result.ok).toBe(true);
     const sent = cluster.callsTo("query").at(-1)?.request as QueryRequest;
     expect(sent.level).toBe("none");
@@ -63,7 +76,10 @@ describe("DurableHaApi data calls", () => {
     for (const result of await Promise.all(cases)) {
       expect(result).toMatchObject({ ok: false, status: 400, code: "BAD_REQUEST", outcomeUnknown: false });
     }
-    const tooMany = await rpcExecute(runtime, Array.from({ length: 1001 }, () => "SELECT 1"));
+    const tooMany = await rpcExecute(
+      runtime,
+      Array.from({ length: 1001 }, () => "SELECT 1"),
+    );
     expect(tooMany).toMatchObject({ ok: false, status: 413 });
     expect(cluster.calls).toEqual([]);
   });
@@ -72,7 +88,10 @@ describe("DurableHaApi data calls", () => {
     const cluster = new FakeCluster(["n1", "n2", "n3"], "n2");
     const runtime = runtimeFor(cluster);
     const big = 9223372036854775807n;
-    const result = await rpcExecute(runtime, [{ sql: "INSERT INTO t VALUES(?, :n)", params: [big] }, { sql: "INSERT INTO t VALUES(:n)", params: { n: -(2n ** 63n) } }]);
+    const result = await rpcExecute(runtime, [
+      { sql: "INSERT INTO t VALUES(?, :n)", params: [big] },
+      { sql: "INSERT INTO t VALUES(:n)", params: { n: -(2n ** 63n) } },
+    ]);
     expect(result.ok).toBe(true);
     const sent = cluster.callsTo("execute").at(-1)?.request as ExecuteRequest;
     expect(sent.request.statements).toEqual([
@@ -83,7 +102,9 @@ describe("DurableHaApi data calls", () => {
     for (const outside of [2n ** 63n, -(2n ** 63n) - 1n]) {
       const refused = await rpcQuery(runtime, [{ sql: "SELECT ?", params: [outside] }]);
       expect(refused).toMatchObject({ ok: false, status: 400, code: "BAD_REQUEST", outcomeUnknown: false });
-      if (!refused.ok) expect(refused.error).toContain("64-bit range");
+      if (!refused.ok) {
+        expect(refused.error).toContain("64-bit range");
+      }
     }
     expect(cluster.calls.length).toBe(before);
   });
@@ -91,15 +112,27 @@ describe("DurableHaApi data calls", () => {
   it("stores and reads back BigInt parameters exactly on real nodes", async () => {
     const cluster = newCluster({ prefix: "rpc-bigint", nodes: 3 });
     const h = new RealHarness(cluster);
-    const runtime = runtimeFactory({ directory: (env, config) => durableObjectDirectory(env, config), leaders: new LeaderCache() })(h.env);
+    const runtime = runtimeFactory({
+      directory: (env, config) => durableObjectDirectory(env, config),
+      leaders: new LeaderCache(),
+    })(h.env);
     const values = [9223372036854775807n, -9223372036854775808n, 9007199254740993n, 5n];
     const written = await rpcExecute(runtime, [
       "CREATE TABLE big (id INTEGER PRIMARY KEY, v INTEGER)",
       ...values.map((v, i) => ({ sql: "INSERT INTO big VALUES(?, ?)", params: [i + 1, v] })),
     ]);
-    expect(written.ok, JSON.stringify(written, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v))).toBe(true);
-    const read = await rpcQuery(runtime, [{ sql: "SELECT v, typeof(v), v = ? FROM big ORDER BY id", params: [9223372036854775807n] }], { level: "strong" });
-    if (!read.ok) throw new Error(read.error);
+    expect(
+      written.ok,
+      JSON.stringify(written, (_k, v: unknown) => (typeof v === "bigint" ? `${v}n` : v)),
+    ).toBe(true);
+    const read = await rpcQuery(
+      runtime,
+      [{ sql: "SELECT v, typeof(v), v = ? FROM big ORDER BY id", params: [9223372036854775807n] }],
+      { level: "strong" },
+    );
+    if (!read.ok) {
+      throw new Error(read.error);
+    }
     expect(read.results[0]?.rows).toEqual([
       [9223372036854775807n, "integer", 1],
       [-9223372036854775808n, "integer", 0],
@@ -111,7 +144,13 @@ describe("DurableHaApi data calls", () => {
   it("reports routing failures as values", async () => {
     const cluster = new FakeCluster(["n1", "n2", "n3"], null);
     const result = await rpcExecute(runtimeFor(cluster), ["DELETE FROM t"]);
-    expect(result).toMatchObject({ ok: false, status: 503, code: "NO_LEADER", retryAfterSeconds: 2, outcomeUnknown: false });
+    expect(result).toMatchObject({
+      ok: false,
+      status: 503,
+      code: "NO_LEADER",
+      retryAfterSeconds: 2,
+      outcomeUnknown: false,
+    });
   });
 
   it("returns the health aggregate", async () => {

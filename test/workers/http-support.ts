@@ -47,7 +47,10 @@ export interface Call {
 }
 
 /** A behaviour override: return a result, or undefined to fall through to the default behaviour. */
-export type Override = (request: never, node: FakeNode) => Promise<NodeResult<unknown> | undefined> | NodeResult<unknown> | undefined;
+export type Override = (
+  request: never,
+  node: FakeNode,
+) => Promise<NodeResult<unknown> | undefined> | NodeResult<unknown> | undefined;
 
 let clusterCounter = 0;
 
@@ -72,7 +75,10 @@ export class FakeCluster {
   private readonly leaderWaiters: (() => void)[] = [];
   /** Every execute the leader applied, by request id (the leader deduplicates). */
   readonly applied_requests = new Map<string, ExecuteValue>();
-  executeResult: (statement: Statement, index: number) => StatementResult = () => ({ lastInsertId: 1, rowsAffected: 1 });
+  executeResult: (statement: Statement, index: number) => StatementResult = () => ({
+    lastInsertId: 1,
+    rowsAffected: 1,
+  });
   queryResult: (statement: Statement) => StatementResult = () => ({
     columns: ["id", "name"],
     types: ["integer", "text"],
@@ -184,7 +190,12 @@ const METHODS: readonly Method[] = [
   "backup",
 ];
 
-export function nodeError(node: string, code: NodeErrorCode, message: string, extra: Partial<NodeError> = {}): NodeResult<never> {
+export function nodeError(
+  node: string,
+  code: NodeErrorCode,
+  message: string,
+  extra: Partial<NodeError> = {},
+): NodeResult<never> {
   return { ok: false, node, error: { code, message, retryable: true, ...extra } };
 }
 
@@ -194,7 +205,11 @@ export class FakeNode implements ClusterNodeRpc {
     private readonly cluster: FakeCluster,
   ) {}
 
-  private async dispatch<T>(method: Method, request: unknown, fallback: () => Promise<NodeResult<T>> | NodeResult<T>): Promise<NodeResult<T>> {
+  private async dispatch<T>(
+    method: Method,
+    request: unknown,
+    fallback: () => Promise<NodeResult<T>> | NodeResult<T>,
+  ): Promise<NodeResult<T>> {
     this.cluster.calls.push({ node: this.name, method, request });
     for (const override of this.cluster.overridesFor(this.name, method)) {
       const result = await override(request as never, this);
@@ -237,7 +252,13 @@ export class FakeNode implements ClusterNodeRpc {
       election: { status: cluster.leader === null ? "VOTING" : "ELECTED", term: cluster.term, lastElectionMs: 120 },
       schemaVersion: 3,
       schemaHash: cluster.schemaHashes.get(this.name) ?? "hash-a",
-      lastLeaderContactMs: cluster.leaderContactMs.has(this.name) ? (cluster.leaderContactMs.get(this.name) ?? null) : leading ? 0 : cluster.leader === null ? null : 40,
+      lastLeaderContactMs: cluster.leaderContactMs.has(this.name)
+        ? (cluster.leaderContactMs.get(this.name) ?? null)
+        : leading
+          ? 0
+          : cluster.leader === null
+            ? null
+            : 40,
       replicas: leading
         ? [...cluster.voters, ...cluster.learners]
             .filter((name) => name !== this.name)
@@ -260,11 +281,19 @@ export class FakeNode implements ClusterNodeRpc {
   }
 
   start(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
-    return this.dispatch<NodeStatusReport>("start", address, () => ({ ok: true, node: this.name, value: this.report() }));
+    return this.dispatch<NodeStatusReport>("start", address, () => ({
+      ok: true,
+      node: this.name,
+      value: this.report(),
+    }));
   }
 
   status(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
-    return this.dispatch<NodeStatusReport>("status", address, () => ({ ok: true, node: this.name, value: this.report() }));
+    return this.dispatch<NodeStatusReport>("status", address, () => ({
+      ok: true,
+      node: this.name,
+      value: this.report(),
+    }));
   }
 
   execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
@@ -303,12 +332,17 @@ export class FakeNode implements ClusterNodeRpc {
       return {
         ok: true,
         node: this.name,
-        value: { results: request.statements.map((statement) => this.cluster.queryResult(statement)), raftIndex: applied },
+        value: {
+          results: request.statements.map((statement) => this.cluster.queryResult(statement)),
+          raftIndex: applied,
+        },
       };
     });
   }
 
-  waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ readonly leader: string; readonly term: number }>> {
+  waitForLeader(
+    request: WaitForLeaderRequest,
+  ): Promise<NodeResult<{ readonly leader: string; readonly term: number }>> {
     return this.dispatch<{ readonly leader: string; readonly term: number }>("waitForLeader", request, async () => {
       await this.cluster.waitForLeader(request.timeoutMs);
       const leader = this.cluster.leader;
@@ -318,7 +352,9 @@ export class FakeNode implements ClusterNodeRpc {
     });
   }
 
-  transferLeadership(request: TransferRequest): Promise<NodeResult<{ readonly leader: string; readonly term: number }>> {
+  transferLeadership(
+    request: TransferRequest,
+  ): Promise<NodeResult<{ readonly leader: string; readonly term: number }>> {
     return this.dispatch<{ readonly leader: string; readonly term: number }>("transferLeadership", request, () => {
       if (!this.isLeader()) {
         return this.notLeader();
@@ -332,7 +368,9 @@ export class FakeNode implements ClusterNodeRpc {
     });
   }
 
-  addMember(request: MemberChangeRequest): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
+  addMember(
+    request: MemberChangeRequest,
+  ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
     return this.dispatch<Membership>("addMember", request, () => {
       if (!this.isLeader()) {
         return this.notLeader();
@@ -342,7 +380,9 @@ export class FakeNode implements ClusterNodeRpc {
     });
   }
 
-  removeMember(request: MemberChangeRequest): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
+  removeMember(
+    request: MemberChangeRequest,
+  ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
     return this.dispatch<Membership>("removeMember", request, () => {
       if (!this.isLeader()) {
         return this.notLeader();
@@ -363,7 +403,10 @@ export class FakeNode implements ClusterNodeRpc {
         ? {
             ok: true,
             node: this.name,
-            value: { sql: "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO foo VALUES(1,'fiona');\n", raftIndex: this.cluster.raftIndex },
+            value: {
+              sql: "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO foo VALUES(1,'fiona');\n",
+              raftIndex: this.cluster.raftIndex,
+            },
           }
         : this.notLeader(),
     );
@@ -388,7 +431,11 @@ export interface RequestOptions {
 }
 
 /** Backoff waits are scaled down so tests stay fast; random 0 picks the first node and waits nothing. */
-export function harness(cluster = new FakeCluster(), options: AppOptions = {}, envOverrides: Partial<AppEnv> = {}): Harness {
+export function harness(
+  cluster = new FakeCluster(),
+  options: AppOptions = {},
+  envOverrides: Partial<AppEnv> = {},
+): Harness {
   const env = cluster.env(envOverrides);
   const app = createApp({
     directory: cluster.directory,
@@ -401,7 +448,8 @@ export function harness(cluster = new FakeCluster(), options: AppOptions = {}, e
     cluster,
     env,
     app,
-    request: (method, path, init = {}) => Promise.resolve(app.request(buildRequest(method, path, init), undefined, env)),
+    request: (method, path, init = {}) =>
+      Promise.resolve(app.request(buildRequest(method, path, init), undefined, env)),
   };
 }
 
@@ -417,7 +465,12 @@ export function buildRequest(method: string, path: string, init: RequestOptions 
     body = JSON.stringify(init.json);
     headers["Content-Type"] ??= "application/json";
   }
-  const requestInit = { method, headers, ...(body === undefined ? {} : { body }), ...(init.cf === undefined ? {} : { cf: init.cf }) };
+  const requestInit = {
+    method,
+    headers,
+    ...(body === undefined ? {} : { body }),
+    ...(init.cf === undefined ? {} : { cf: init.cf }),
+  };
   return new Request(`https://db.example.com${path}`, requestInit as RequestInit);
 }
 
@@ -476,7 +529,11 @@ export class RealHarness {
   }
 
   /** Sends the request and returns status, headers and the body text. */
-  async send(method: string, path: string, init: RequestOptions = {}): Promise<{ status: number; headers: Headers; text: string }> {
+  async send(
+    method: string,
+    path: string,
+    init: RequestOptions = {},
+  ): Promise<{ status: number; headers: Headers; text: string }> {
     const response = await this.request(method, path, init);
     return { status: response.status, headers: response.headers, text: await response.text() };
   }
@@ -485,7 +542,9 @@ export class RealHarness {
   preferNode(node: string): void {
     const names = this.cluster.config.members.map((member) => member.name);
     const index = names.indexOf(node);
-    if (index === -1) throw new Error(`${node} is not a configured member`);
+    if (index === -1) {
+      throw new Error(`${node} is not a configured member`);
+    }
     // nodePreference rotates the members from floor(random * n): aim at the middle of the node's slot.
     this.random = () => (index + 0.5) / names.length;
   }

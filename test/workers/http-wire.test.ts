@@ -37,7 +37,16 @@ describe("Go-compatible JSON", () => {
   });
 
   it("sorts map keys bytewise and keeps a struct's field order", () => {
-    expect(encodeWire(new GoMap([["name", 1], ["10", 2], ["2", 3], ["Age", 4]]))).toBe('{"10":2,"2":3,"Age":4,"name":1}');
+    expect(
+      encodeWire(
+        new GoMap([
+          ["name", 1],
+          ["10", 2],
+          ["2", 3],
+          ["Age", 4],
+        ]),
+      ),
+    ).toBe('{"10":2,"2":3,"Age":4,"name":1}');
     expect(encodeWire({ z: 1, a: 2, skipped: undefined })).toBe('{"z":1,"a":2}');
   });
 
@@ -93,7 +102,7 @@ describe("request bodies", () => {
     expect(parseError('{"sql": "x"}').message).toBe("invalid request: the body must be a JSON array of statements");
     expect(parseError("[]").message).toBe("no statements");
     expect(parseError('["SELECT 1", 5]').message).toMatch(/^statement 2: expected a SQL string/);
-    expect(parseError('[[1, 2]]').message).toBe("statement 1: the first element must be the SQL string");
+    expect(parseError("[[1, 2]]").message).toBe("statement 1: the first element must be the SQL string");
     expect(parseError('[["SELECT ?", [1, 300]]]').message).toMatch(/byte/);
     expect(parseError('[["SELECT ?", [[1]]]]').message).toMatch(/byte/);
     expect(parseError('[["SELECT ?, :a", 1, {"a": 2}]]').message).toMatch(/mixes positional and named/);
@@ -127,14 +136,17 @@ describe("request bodies", () => {
 
 describe("rqlite result shapes", () => {
   it("renders execute results without zero fields", () => {
-    const results = [{ lastInsertId: 1, rowsAffected: 1, time: 0.01 }, {}, { error: "near \"nonsense\": syntax error" }];
+    const results = [{ lastInsertId: 1, rowsAffected: 1, time: 0.01 }, {}, { error: 'near "nonsense": syntax error' }];
     expect(encodeDataResponse({ results: results.map((r) => renderExecuteResult(r, plain)) }, false)).toBe(
       '{"results":[{"last_insert_id":1,"rows_affected":1},{},{"error":"near \\"nonsense\\": syntax error"}]}',
     );
     const timed = { ...plain, timings: true };
-    expect(encodeDataResponse({ results: [renderExecuteResult(results[0] ?? {}, timed)], timeSeconds: 0.5, raftIndex: 7 }, false)).toBe(
-      '{"results":[{"last_insert_id":1,"rows_affected":1,"time":0.01}],"time":0.5,"raft_index":7}',
-    );
+    expect(
+      encodeDataResponse(
+        { results: [renderExecuteResult(results[0] ?? {}, timed)], timeSeconds: 0.5, raftIndex: 7 },
+        false,
+      ),
+    ).toBe('{"results":[{"last_insert_id":1,"rows_affected":1,"time":0.01}],"time":0.5,"raft_index":7}');
   });
 
   it("renders query results: no values key on an empty set, BLOBs as base64 or byte arrays", () => {
@@ -145,11 +157,13 @@ describe("rqlite result shapes", () => {
     expect(encodeWire(renderQueryResult(blob, { ...plain, blobArray: true }))).toBe(
       '{"columns":["b"],"types":["blob"],"values":[[[1,2,3]]]}',
     );
-    expect(encodeWire(renderQueryResult({ error: "no such table: bar" }, plain))).toBe('{"error":"no such table: bar"}');
+    expect(encodeWire(renderQueryResult({ error: "no such table: bar" }, plain))).toBe(
+      '{"error":"no such table: bar"}',
+    );
   });
 
   it("renders associative results with sorted maps and an always-present rows list", () => {
-    const result = { columns: ["name", "id", "age"], types: ["text", "integer", "integer"], rows: [[ "fiona", 1, 20 ]] };
+    const result = { columns: ["name", "id", "age"], types: ["text", "integer", "integer"], rows: [["fiona", 1, 20]] };
     const assoc = { ...plain, associative: true };
     expect(encodeWire(renderQueryResult(result, assoc))).toBe(
       '{"types":{"age":"integer","id":"integer","name":"text"},"rows":[{"age":20,"id":1,"name":"fiona"}]}',
@@ -160,7 +174,9 @@ describe("rqlite result shapes", () => {
   });
 
   it("renders unified results as query or execute results", () => {
-    expect(encodeWire(renderRequestResult({ lastInsertId: 2, rowsAffected: 1 }, plain))).toBe('{"last_insert_id":2,"rows_affected":1}');
+    expect(encodeWire(renderRequestResult({ lastInsertId: 2, rowsAffected: 1 }, plain))).toBe(
+      '{"last_insert_id":2,"rows_affected":1}',
+    );
     expect(encodeWire(renderRequestResult({ lastInsertId: 2, rowsAffected: 1 }, { ...plain, associative: true }))).toBe(
       '{"last_insert_id":2,"rows_affected":1,"rows":null}',
     );
@@ -185,7 +201,12 @@ describe("read levels", () => {
 });
 
 describe("cluster configuration", () => {
-  const base = { CLUSTER_NAME: "main", CLUSTER_NODES: "n1,n2@weur,n3", HEARTBEAT_INTERVAL_MS: "100", ELECTION_TIMEOUT_MS: "1000" };
+  const base = {
+    CLUSTER_NAME: "main",
+    CLUSTER_NODES: "n1,n2@weur,n3",
+    HEARTBEAT_INTERVAL_MS: "100",
+    ELECTION_TIMEOUT_MS: "1000",
+  };
 
   it("parses names, location hints and timings", () => {
     expect(parseClusterConfig(base)).toEqual({
@@ -198,16 +219,32 @@ describe("cluster configuration", () => {
 
   it("says which variable is wrong and why, with the objects' own validation", () => {
     expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: undefined })).toThrow("CLUSTER_NAME is not set");
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: "a/b" })).toThrow(/^cluster name "a\/b" is invalid: .* \(set by CLUSTER_NAME, /);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NAME: "a/b" })).toThrow(
+      /^cluster name "a\/b" is invalid: .* \(set by CLUSTER_NAME, /,
+    );
     expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,,n2" })).toThrow(/empty entry/);
     expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,n1" })).toThrow(/member "n1" is listed twice/);
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@mars" })).toThrow(/^CLUSTER_NODES entry "n1@mars" is invalid: member "n1": unknown location hint "mars"/);
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,bad/name" })).toThrow(/^CLUSTER_NODES entry "bad\/name" is invalid: member name "bad\/name" is invalid/);
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@mars" })).toThrow(
+      /^CLUSTER_NODES entry "n1@mars" is invalid: member "n1": unknown location hint "mars"/,
+    );
+    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1,bad/name" })).toThrow(
+      /^CLUSTER_NODES entry "bad\/name" is invalid: member name "bad\/name" is invalid/,
+    );
     expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: "n1@weur@x" })).toThrow(/expected "name" or "name@hint"/);
-    expect(() => parseClusterConfig({ ...base, CLUSTER_NODES: Array.from({ length: 10 }, (_, i) => `n${i}`).join(",") })).toThrow(/at most 9 members, got 10/);
-    expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "1e2" })).toThrow(/HEARTBEAT_INTERVAL_MS "1e2" is not a whole number/);
-    expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "5" })).toThrow(/heartbeat interval must be an integer from 10 to 10000 ms, got 5/);
-    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "0" })).toThrow(/election timeout must be an integer of at least 3 heartbeat intervals/);
-    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "200" })).toThrow(/at least 3 heartbeat intervals \(300 ms\).*got 200/);
+    expect(() =>
+      parseClusterConfig({ ...base, CLUSTER_NODES: Array.from({ length: 10 }, (_, i) => `n${i}`).join(",") }),
+    ).toThrow(/at most 9 members, got 10/);
+    expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "1e2" })).toThrow(
+      /HEARTBEAT_INTERVAL_MS "1e2" is not a whole number/,
+    );
+    expect(() => parseClusterConfig({ ...base, HEARTBEAT_INTERVAL_MS: "5" })).toThrow(
+      /heartbeat interval must be an integer from 10 to 10000 ms, got 5/,
+    );
+    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "0" })).toThrow(
+      /election timeout must be an integer of at least 3 heartbeat intervals/,
+    );
+    expect(() => parseClusterConfig({ ...base, ELECTION_TIMEOUT_MS: "200" })).toThrow(
+      /at least 3 heartbeat intervals \(300 ms\).*got 200/,
+    );
   });
 });

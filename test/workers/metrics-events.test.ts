@@ -12,7 +12,16 @@ const WAIT = { timeoutMs: 30_000 };
 
 interface Feed {
   cluster: string;
-  events: { time: string; timeMs: number; node: string; event: string; level: string; term: number; commitIndex: number | null; details: Record<string, unknown> }[];
+  events: {
+    time: string;
+    timeMs: number;
+    node: string;
+    event: string;
+    level: string;
+    term: number;
+    commitIndex: number | null;
+    details: Record<string, unknown>;
+  }[];
   nodes: { name: string; reachable: boolean; events: number; clockOffsetMs: number | null; error: string | null }[];
   maxEventsPerNode: number;
 }
@@ -23,7 +32,9 @@ async function feed(h: MetricsHarness, query = ""): Promise<Feed> {
   return JSON.parse(response.text) as Feed;
 }
 
-async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: MetricsHarness; leader: string; followers: string[] }> {
+async function setUp(
+  prefix: string,
+): Promise<{ cluster: TestCluster; h: MetricsHarness; leader: string; followers: string[] }> {
   const cluster = newCluster({ prefix, nodes: 3 });
   const h = new MetricsHarness(cluster);
   await cluster.startAll();
@@ -34,12 +45,16 @@ async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: Metrics
 describe("GET /api/v1/cluster/events on a real cluster", () => {
   it("lists each node's start and the election, merged by time, with term and commit index", async () => {
     const { cluster, h, leader } = await setUp("events-election");
-    const events = await waitFor("every node's start and the leader's election in the feed", async () => {
-      const current = await feed(h);
-      const started = new Set(current.events.filter((e) => e.event === "nodeStarted").map((e) => e.node));
-      const elected = current.events.some((e) => e.event === "becameLeader" && e.node === leader);
-      return started.size === 3 && elected ? current : undefined;
-    }, WAIT);
+    const events = await waitFor(
+      "every node's start and the leader's election in the feed",
+      async () => {
+        const current = await feed(h);
+        const started = new Set(current.events.filter((e) => e.event === "nodeStarted").map((e) => e.node));
+        const elected = current.events.some((e) => e.event === "becameLeader" && e.node === leader);
+        return started.size === 3 && elected ? current : undefined;
+      },
+      WAIT,
+    );
     expect(events.cluster).toBe(cluster.config.name);
     expect(events.nodes.map((node) => node.reachable)).toEqual([true, true, true]);
     const times = events.events.map((e) => e.timeMs);
@@ -58,10 +73,14 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
     const stepped = await h.send("POST", "/api/v1/cluster/leader/stepdown");
     expect(stepped.status, stepped.text).toBe(200);
     const newLeader = await cluster.waitForLeader({ notLeader: leader, timeoutMs: LEADER_TIMEOUT_MS });
-    const after = await waitFor("the new leader's election in the feed", async () => {
-      const current = await feed(h);
-      return current.events.some((e) => e.event === "becameLeader" && e.node === newLeader) ? current : undefined;
-    }, WAIT);
+    const after = await waitFor(
+      "the new leader's election in the feed",
+      async () => {
+        const current = await feed(h);
+        return current.events.some((e) => e.event === "becameLeader" && e.node === newLeader) ? current : undefined;
+      },
+      WAIT,
+    );
     const oldTerm = Math.max(...before.events.filter((e) => e.event === "becameLeader").map((e) => e.term));
     expect(after.events.find((e) => e.event === "becameLeader" && e.node === newLeader)!.term).toBeGreaterThan(oldTerm);
     expect(after.events.some((e) => e.event === "leadershipTransfer" && e.node === leader)).toBe(true);
@@ -73,12 +92,21 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
     const leader = await cluster.waitForLeader({ timeoutMs: LEADER_TIMEOUT_MS });
     const cut = cluster.names.find((name) => name !== leader)!;
     await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: cut, bothWays: true }] });
-    const events = await waitFor("the breaker and replica status events of the cut-off replica", async () => {
-      const current = await feed(h);
-      const breaker = current.events.some((e) => e.event === "circuitBreaker" && e.node === leader && e.details.peer === cut && e.details.to === "OPEN");
-      const status = current.events.some((e) => e.event === "replicaStatus" && e.node === leader && e.details.peer === cut && e.details.from === "ONLINE");
-      return breaker && status ? current : undefined;
-    }, WAIT);
+    const events = await waitFor(
+      "the breaker and replica status events of the cut-off replica",
+      async () => {
+        const current = await feed(h);
+        const breaker = current.events.some(
+          (e) => e.event === "circuitBreaker" && e.node === leader && e.details.peer === cut && e.details.to === "OPEN",
+        );
+        const status = current.events.some(
+          (e) =>
+            e.event === "replicaStatus" && e.node === leader && e.details.peer === cut && e.details.from === "ONLINE",
+        );
+        return breaker && status ? current : undefined;
+      },
+      WAIT,
+    );
     expect(events.events.filter((e) => e.event === "circuitBreaker").every((e) => e.term >= 1)).toBe(true);
     await cluster.heal();
   });
@@ -91,7 +119,9 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
     expect(limited.events).toEqual(all.events.slice(-3));
     expect((await feed(h, `?since=${Date.now() + 60_000}`)).events).toEqual([]);
     const since = all.events[Math.floor(all.events.length / 2)]!.timeMs;
-    expect((await feed(h, `?since=${new Date(since).toISOString()}`)).events.every((e) => e.timeMs >= since)).toBe(true);
+    expect((await feed(h, `?since=${new Date(since).toISOString()}`)).events.every((e) => e.timeMs >= since)).toBe(
+      true,
+    );
     for (const bad of ["?limit=0", "?limit=1001", "?limit=x", "?since=yesterday", "?timeout=banana", "?timeout=0s"]) {
       const response = await h.send("GET", `/api/v1/cluster/events${bad}`);
       expect(response.status, bad).toBe(400);

@@ -7,15 +7,38 @@ import type { RaftEnvelope } from "../../src/objects/transport/index";
 import { negotiateFormat, renderMetrics, type MetricFamily } from "../../src/worker/metrics/exposition";
 
 const families: MetricFamily[] = [
-  { name: "demo_requests_total", type: "counter", help: "Requests.\nSecond line with a \\ backslash.", samples: [{ labels: { cluster: "c", node: 'n"1\\\n' }, value: 3 }] },
-  { name: "demo_up", type: "gauge", help: "Up.", samples: [{ labels: { node: "n1" }, value: 1 }, { labels: { node: "n2" }, value: Number.NaN }] },
+  {
+    name: "demo_requests_total",
+    type: "counter",
+    help: "Requests.\nSecond line with a \\ backslash.",
+    samples: [{ labels: { cluster: "c", node: 'n"1\\\n' }, value: 3 }],
+  },
+  {
+    name: "demo_up",
+    type: "gauge",
+    help: "Up.",
+    samples: [
+      { labels: { node: "n1" }, value: 1 },
+      { labels: { node: "n2" }, value: Number.NaN },
+    ],
+  },
   { name: "demo_empty", type: "gauge", help: "Never rendered: no samples.", samples: [] },
   {
     name: "demo_duration_seconds",
     type: "histogram",
     unit: "seconds",
     help: "Durations.",
-    samples: [{ labels: { node: "n1" }, buckets: [{ le: 0.1, count: 1 }, { le: 1, count: 2 }], sum: 1.25, count: 3 }],
+    samples: [
+      {
+        labels: { node: "n1" },
+        buckets: [
+          { le: 0.1, count: 1 },
+          { le: 1, count: 2 },
+        ],
+        sum: 1.25,
+        count: 3,
+      },
+    ],
   },
 ];
 
@@ -45,11 +68,46 @@ describe("text exposition format 0.0.4", () => {
   it("refuses malformed families instead of rendering output a scraper would reject", () => {
     const counterWithoutTotal: MetricFamily = { name: "demo_requests", type: "counter", help: "x", samples: [] };
     const gaugeWithTotal: MetricFamily = { name: "demo_things_total", type: "gauge", help: "x", samples: [] };
-    const duplicateSeries: MetricFamily = { name: "demo_up", type: "gauge", help: "x", samples: [{ labels: { a: "1" }, value: 1 }, { labels: { a: "1" }, value: 2 }] };
-    const badLabel: MetricFamily = { name: "demo_up", type: "gauge", help: "x", samples: [{ labels: { "bad-label": "1" }, value: 1 }] };
-    const shrinkingBuckets: MetricFamily = { name: "demo_seconds", type: "histogram", help: "x", samples: [{ labels: {}, buckets: [{ le: 1, count: 2 }, { le: 2, count: 1 }], sum: 0, count: 2 }] };
+    const duplicateSeries: MetricFamily = {
+      name: "demo_up",
+      type: "gauge",
+      help: "x",
+      samples: [
+        { labels: { a: "1" }, value: 1 },
+        { labels: { a: "1" }, value: 2 },
+      ],
+    };
+    const badLabel: MetricFamily = {
+      name: "demo_up",
+      type: "gauge",
+      help: "x",
+      samples: [{ labels: { "bad-label": "1" }, value: 1 }],
+    };
+    const shrinkingBuckets: MetricFamily = {
+      name: "demo_seconds",
+      type: "histogram",
+      help: "x",
+      samples: [
+        {
+          labels: {},
+          buckets: [
+            { le: 1, count: 2 },
+            { le: 2, count: 1 },
+          ],
+          sum: 0,
+          count: 2,
+        },
+      ],
+    };
     const wrongUnit: MetricFamily = { name: "demo_up", type: "gauge", unit: "seconds", help: "x", samples: [] };
-    for (const family of [counterWithoutTotal, gaugeWithTotal, duplicateSeries, badLabel, shrinkingBuckets, wrongUnit]) {
+    for (const family of [
+      counterWithoutTotal,
+      gaugeWithTotal,
+      duplicateSeries,
+      badLabel,
+      shrinkingBuckets,
+      wrongUnit,
+    ]) {
       expect(() => renderMetrics([family], "prometheus"), family.name).toThrow();
     }
     expect(() => renderMetrics([families[1]!, families[1]!], "prometheus")).toThrow(/twice/);
@@ -68,7 +126,8 @@ describe("OpenMetrics", () => {
   });
 
   it("is chosen only when the Accept header ranks it at least as high as text/plain", () => {
-    const prometheusDefault = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    const prometheusDefault =
+      "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
     expect(negotiateFormat(prometheusDefault)).toBe("openmetrics");
     expect(negotiateFormat("application/openmetrics-text")).toBe("openmetrics");
     expect(negotiateFormat("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5")).toBe("prometheus");
@@ -83,20 +142,33 @@ describe("OpenMetrics", () => {
 
 describe("node counters", () => {
   function envelope(types: ("append" | "heartbeat" | "vote" | "appendResponse")[], chunk = false): RaftEnvelope {
-    const messages = types.map((type) => ({ type, from: "n1", to: "n2", term: 1, ...(type === "append" ? { entries: [] } : {}) }) as unknown as RaftEnvelope["messages"][number]);
+    const messages = types.map(
+      (type) =>
+        ({
+          type,
+          from: "n1",
+          to: "n2",
+          term: 1,
+          ...(type === "append" ? { entries: [] } : {}),
+        }) as unknown as RaftEnvelope["messages"][number],
+    );
     return {
       protocolVersion: PROTOCOL_VERSION,
       cluster: "c",
       from: "n1",
       to: "n2",
       messages,
-      ...(chunk ? { snapshotChunk: { snapshotIndex: 5, snapshotTerm: 1, seq: 0, last: true, data: "x".repeat(10) } } : {}),
+      ...(chunk
+        ? { snapshotChunk: { snapshotIndex: 5, snapshotTerm: 1, seq: 0, last: true, data: "x".repeat(10) } }
+        : {}),
     };
   }
 
   it("counts a leader change only when a different leader becomes known", () => {
     const counters = new NodeCounters(() => 0);
-    for (const leader of ["n1", "n1", null, "n1", "n2", null, null, "n3"]) counters.observeLeader(leader);
+    for (const leader of ["n1", "n1", null, "n1", "n2", null, null, "n3"]) {
+      counters.observeLeader(leader);
+    }
     expect(counters.snapshot().leaderChangesSeen).toBe(3);
   });
 
@@ -105,7 +177,10 @@ describe("node counters", () => {
     const counters = new NodeCounters(() => now);
     type Answer = { ok: boolean; error?: { code: string } };
     let release: (value: Answer) => void = () => {};
-    const running = counters.trackWrite({ asLeader: true }, () => new Promise<Answer>((resolve) => (release = resolve)));
+    const running = counters.trackWrite(
+      { asLeader: true },
+      () => new Promise<Answer>((resolve) => (release = resolve)),
+    );
     expect(counters.snapshot().proposalsPending).toBe(1);
     now += 30;
     release({ ok: false, error: { code: "TIMEOUT" } });
@@ -128,7 +203,9 @@ describe("node counters", () => {
     const counters = new NodeCounters(() => 0);
     await counters.trackRead("linearizable", async () => ({ ok: true }));
     await expect(counters.trackRead("weak", async () => Promise.reject(new Error("gone")))).rejects.toThrow("gone");
-    const levels = Object.fromEntries(counters.snapshot().readDuration.map((entry) => [entry.level, entry.duration.count]));
+    const levels = Object.fromEntries(
+      counters.snapshot().readDuration.map((entry) => [entry.level, entry.duration.count]),
+    );
     expect(levels).toEqual({ linearizable: 1, weak: 1 });
   });
 
@@ -138,7 +215,9 @@ describe("node counters", () => {
     const stub = counters.instrumentPeer("n2", {
       receive: async () => {
         const next = answers.shift();
-        if (next === "throw") throw new Error("network");
+        if (next === "throw") {
+          throw new Error("network");
+        }
         return next;
       },
       start: async () => ({ ok: true }),
@@ -168,7 +247,10 @@ describe("node counters", () => {
     });
     const withEntries = envelope(["append"]);
     const entries = [{ index: 7, term: 1, kind: "normal", data: "{}" }];
-    const appendWithEntries = { ...withEntries, messages: withEntries.messages.map((message) => ({ ...message, entries })) } as RaftEnvelope;
+    const appendWithEntries = {
+      ...withEntries,
+      messages: withEntries.messages.map((message) => ({ ...message, entries })),
+    } as RaftEnvelope;
     const trace = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7", flags: "01" };
     await runWithTrace(trace, async () => {
       await stub.receive(appendWithEntries);

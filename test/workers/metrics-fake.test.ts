@@ -15,7 +15,9 @@ describe("GET /metrics with fake nodes", () => {
     const text = await response.text();
     expect(sampleLines(text, "durable_ha_node_up")).toHaveLength(3);
     expect(text).toContain(`durable_ha_is_leader{cluster="${h.cluster.name}",node="n1"} 1`);
-    expect(text).toContain(`durable_ha_replica_status{cluster="${h.cluster.name}",node="n1",peer="n2",status="ONLINE"} 1`);
+    expect(text).toContain(
+      `durable_ha_replica_status{cluster="${h.cluster.name}",node="n1",peer="n2",status="ONLINE"} 1`,
+    );
     expect(text).toContain(`durable_ha_cluster_quorum_available{cluster="${h.cluster.name}"} 1`);
     expect(sampleLines(text, "durable_ha_alarm_wakeups_total")).toEqual([]);
     expect(h.cluster.calls.filter((call) => call.method === "status")).toHaveLength(3);
@@ -23,7 +25,9 @@ describe("GET /metrics with fake nodes", () => {
 
   it("asks a refusing node once per scrape and shows it down, with its error code nowhere retried", async () => {
     const cluster = new FakeCluster(["n1", "n2", "n3"], "n1");
-    cluster.on("n3", "status", () => nodeError("n3", "PROTOCOL", "this node speaks another protocol version", { retryable: false }));
+    cluster.on("n3", "status", () =>
+      nodeError("n3", "PROTOCOL", "this node speaks another protocol version", { retryable: false }),
+    );
     const h = harness(cluster);
     const text = await (await h.request("GET", "/metrics")).text();
     expect(text).toContain(`durable_ha_node_up{cluster="${cluster.name}",node="n3"} 0`);
@@ -52,7 +56,9 @@ describe("GET /metrics with fake nodes", () => {
 
   it("answers 400 to a bad timeout and 401 without a token, and never a 5xx when every node is down", async () => {
     const cluster = new FakeCluster(["n1", "n2", "n3"], "n1");
-    for (const node of ["n1", "n2", "n3"]) cluster.hang(node);
+    for (const node of ["n1", "n2", "n3"]) {
+      cluster.hang(node);
+    }
     const h = harness(cluster);
     expect((await h.request("GET", "/metrics?timeout=banana")).status).toBe(400);
     expect((await h.request("GET", "/metrics", { token: null })).status).toBe(401);

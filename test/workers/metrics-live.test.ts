@@ -11,18 +11,28 @@ const LEADER_TIMEOUT_MS = 40_000;
 const WAIT = { timeoutMs: 30_000 };
 
 function value(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number | undefined {
-  const found = samples.filter((sample) => sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected));
-  if (found.length > 1) throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} samples`);
+  const found = samples.filter(
+    (sample) =>
+      sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected),
+  );
+  if (found.length > 1) {
+    throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} samples`);
+  }
   return found[0]?.value;
 }
 
 function sum(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
   return samples
-    .filter((sample) => sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected))
+    .filter(
+      (sample) =>
+        sample.name === name && Object.entries(labels).every(([key, expected]) => sample.labels[key] === expected),
+    )
     .reduce((total, sample) => total + sample.value, 0);
 }
 
-async function setUp(prefix: string): Promise<{ cluster: TestCluster; h: MetricsHarness; leader: string; followers: string[] }> {
+async function setUp(
+  prefix: string,
+): Promise<{ cluster: TestCluster; h: MetricsHarness; leader: string; followers: string[] }> {
   const cluster = newCluster({ prefix, nodes: 3 });
   const h = new MetricsHarness(cluster);
   await cluster.startAll();
@@ -37,15 +47,21 @@ describe("GET /metrics on a real cluster", () => {
     const { cluster, h } = await setUp("metrics-writes");
     const base = { cluster: cluster.config.name };
     // Under load an election can happen at any time: wait for a scrape that sees every node agree on one leader.
-    const before = await waitFor("a scrape with every node up and one agreed leader", async () => {
-      const response = await h.send("GET", "/metrics", { token: TOKENS.scraper });
-      expect(response.status).toBe(200);
-      expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
-      const samples = parseMetrics(response.text);
-      const agreed = cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1) && sum(samples, "durable_ha_is_leader") === 1;
-      const replicasOnline = sum(samples, "durable_ha_replica_status", { status: "ONLINE" }) === 2;
-      return agreed && replicasOnline ? samples : undefined;
-    }, WAIT);
+    const before = await waitFor(
+      "a scrape with every node up and one agreed leader",
+      async () => {
+        const response = await h.send("GET", "/metrics", { token: TOKENS.scraper });
+        expect(response.status).toBe(200);
+        expect(response.headers.get("content-type")).toBe("text/plain; version=0.0.4; charset=utf-8");
+        const samples = parseMetrics(response.text);
+        const agreed =
+          cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1) &&
+          sum(samples, "durable_ha_is_leader") === 1;
+        const replicasOnline = sum(samples, "durable_ha_replica_status", { status: "ONLINE" }) === 2;
+        return agreed && replicasOnline ? samples : undefined;
+      },
+      WAIT,
+    );
     const leader = cluster.names.find((node) => value(before, "durable_ha_is_leader", { node }) === 1)!;
     for (const node of cluster.names) {
       expect(value(before, "durable_ha_node_up", { ...base, node }), node).toBe(1);
@@ -66,22 +82,36 @@ describe("GET /metrics on a real cluster", () => {
       async () => {
         const first = await h.scrape();
         const current = cluster.names.find((node) => value(first, "durable_ha_is_leader", { node }) === 1);
-        if (current === undefined) return undefined;
+        if (current === undefined) {
+          return undefined;
+        }
         await h.write(5);
         const second = await h.scrape();
         const started = (samples: Sample[]) => value(samples, "durable_ha_node_start_time_seconds", { node: current });
-        const same = value(second, "durable_ha_is_leader", { node: current }) === 1 && started(first) === started(second);
+        const same =
+          value(second, "durable_ha_is_leader", { node: current }) === 1 && started(first) === started(second);
         return same ? { first, second, current } : undefined;
       },
       { timeoutMs: 40_000 },
     );
     const { first, second: after, current } = measured;
-    const at = (samples: Sample[], name: string, labels: Record<string, string> = {}) => value(samples, name, { node: current, ...labels }) ?? 0;
-    expect(at(after, "durable_ha_proposals_applied_total")).toBeGreaterThanOrEqual(at(first, "durable_ha_proposals_applied_total") + 5);
-    expect(at(after, "durable_ha_write_duration_seconds_count")).toBeGreaterThanOrEqual(at(first, "durable_ha_write_duration_seconds_count") + 5);
-    expect(at(after, "durable_ha_write_duration_seconds_bucket", { le: "+Inf" })).toBe(at(after, "durable_ha_write_duration_seconds_count"));
-    expect(sum(after, "durable_ha_rpc_calls_total", { node: current, kind: "append" })).toBeGreaterThan(sum(first, "durable_ha_rpc_calls_total", { node: current, kind: "append" }));
-    expect(at(after, "durable_ha_rpcs_received_total", { kind: "worker" })).toBeGreaterThan(at(first, "durable_ha_rpcs_received_total", { kind: "worker" }));
+    const at = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+      value(samples, name, { node: current, ...labels }) ?? 0;
+    expect(at(after, "durable_ha_proposals_applied_total")).toBeGreaterThanOrEqual(
+      at(first, "durable_ha_proposals_applied_total") + 5,
+    );
+    expect(at(after, "durable_ha_write_duration_seconds_count")).toBeGreaterThanOrEqual(
+      at(first, "durable_ha_write_duration_seconds_count") + 5,
+    );
+    expect(at(after, "durable_ha_write_duration_seconds_bucket", { le: "+Inf" })).toBe(
+      at(after, "durable_ha_write_duration_seconds_count"),
+    );
+    expect(sum(after, "durable_ha_rpc_calls_total", { node: current, kind: "append" })).toBeGreaterThan(
+      sum(first, "durable_ha_rpc_calls_total", { node: current, kind: "append" }),
+    );
+    expect(at(after, "durable_ha_rpcs_received_total", { kind: "worker" })).toBeGreaterThan(
+      at(first, "durable_ha_rpcs_received_total", { kind: "worker" }),
+    );
     expect(at(after, "durable_ha_log_size_bytes")).toBeGreaterThan(0);
     expect(at(after, "durable_ha_dedup_window_entries")).toBeGreaterThanOrEqual(6);
     expect(at(after, "durable_ha_proposals_pending")).toBe(0);
@@ -91,13 +121,20 @@ describe("GET /metrics on a real cluster", () => {
     expect(value(after, "durable_ha_alarm_wakeups_total", { node: follower })).toBeGreaterThan(0);
 
     // A read at a level shows in that level's histogram on the node that served it (X-DHA-Node).
-    await waitFor("a strong read in the histogram of the node that served it", async () => {
-      const read = await h.send("GET", `/db/query?level=strong&q=${encodeURIComponent("SELECT COUNT(*) FROM t")}`);
-      expect(read.status, read.text).toBe(200);
-      const served = read.headers.get("X-DHA-Node");
-      const samples = await h.scrape();
-      return served !== null && (value(samples, "durable_ha_read_duration_seconds_count", { node: served, level: "strong" }) ?? 0) >= 1 ? true : undefined;
-    }, WAIT);
+    await waitFor(
+      "a strong read in the histogram of the node that served it",
+      async () => {
+        const read = await h.send("GET", `/db/query?level=strong&q=${encodeURIComponent("SELECT COUNT(*) FROM t")}`);
+        expect(read.status, read.text).toBe(200);
+        const served = read.headers.get("X-DHA-Node");
+        const samples = await h.scrape();
+        return served !== null &&
+          (value(samples, "durable_ha_read_duration_seconds_count", { node: served, level: "strong" }) ?? 0) >= 1
+          ? true
+          : undefined;
+      },
+      WAIT,
+    );
   });
 
   it("speaks OpenMetrics when the scraper asks for it", async () => {
@@ -113,8 +150,12 @@ describe("GET /metrics on a real cluster", () => {
   it("lets the metrics role scrape and nothing else; other routes refuse it, and no token gets 401", async () => {
     const { h } = await setUp("metrics-auth");
     expect((await h.send("GET", "/metrics", { token: TOKENS.admin })).status).toBe(200);
-    expect((await h.send("GET", `/db/query?q=${encodeURIComponent("SELECT 1")}`, { token: TOKENS.scraper })).status).toBe(403);
-    expect((await h.send("POST", "/db/execute", { token: TOKENS.scraper, json: ["INSERT INTO t(v) VALUES('x')"] })).status).toBe(403);
+    expect(
+      (await h.send("GET", `/db/query?q=${encodeURIComponent("SELECT 1")}`, { token: TOKENS.scraper })).status,
+    ).toBe(403);
+    expect(
+      (await h.send("POST", "/db/execute", { token: TOKENS.scraper, json: ["INSERT INTO t(v) VALUES('x')"] })).status,
+    ).toBe(403);
     expect((await h.send("GET", "/api/v1/cluster/health", { token: TOKENS.scraper })).status).toBe(403);
     expect((await h.send("GET", "/metrics", { token: "not-a-valid-token-at-all" })).status).toBe(401);
     expect((await h.send("GET", "/metrics?timeout=0s", { token: TOKENS.scraper })).status).toBe(400);
@@ -144,15 +185,26 @@ describe("GET /metrics on a real cluster", () => {
     const stepped = await h.send("POST", "/api/v1/cluster/leader/stepdown");
     expect(stepped.status, stepped.text).toBe(200);
     const newLeader = await cluster.waitForLeader({ notLeader: leader, timeoutMs: LEADER_TIMEOUT_MS });
-    const after = await waitFor("the scrape to show the new leader", async () => {
-      const samples = await h.scrape();
-      return value(samples, "durable_ha_is_leader", { node: newLeader }) === 1 && cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1) ? samples : undefined;
-    }, WAIT);
+    const after = await waitFor(
+      "the scrape to show the new leader",
+      async () => {
+        const samples = await h.scrape();
+        return value(samples, "durable_ha_is_leader", { node: newLeader }) === 1 &&
+          cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1)
+          ? samples
+          : undefined;
+      },
+      WAIT,
+    );
     expect(value(after, "durable_ha_is_leader", { node: leader })).toBe(0);
     for (const node of cluster.names) {
-      expect(value(after, "durable_ha_term", { node }), node).toBeGreaterThan(value(before, "durable_ha_term", { node })!);
+      expect(value(after, "durable_ha_term", { node }), node).toBeGreaterThan(
+        value(before, "durable_ha_term", { node })!,
+      );
       // A node object restarted in between counts from zero again: then it has seen at least the current leader.
-      const restarted = value(after, "durable_ha_node_start_time_seconds", { node }) !== value(before, "durable_ha_node_start_time_seconds", { node });
+      const restarted =
+        value(after, "durable_ha_node_start_time_seconds", { node }) !==
+        value(before, "durable_ha_node_start_time_seconds", { node });
       const floor = restarted ? 0 : value(before, "durable_ha_leader_changes_seen_total", { node })!;
       expect(value(after, "durable_ha_leader_changes_seen_total", { node }), node).toBeGreaterThan(floor);
     }
@@ -161,23 +213,38 @@ describe("GET /metrics on a real cluster", () => {
   it("a cut-off replica: its lag grows, the breaker to it opens, failed deliveries show, the others stay online", async () => {
     const { cluster, h } = await setUp("metrics-cutoff");
     // The leader as a scrape sees it, with both breakers closed (under load leadership may have moved since setUp).
-    const { leader, cut, kept } = await waitFor("one leader with both breakers closed", async () => {
-      const samples = await h.scrape();
-      const current = cluster.names.find((node) => value(samples, "durable_ha_is_leader", { node }) === 1);
-      if (current === undefined) return undefined;
-      const [first, second] = cluster.names.filter((name) => name !== current) as [string, string];
-      const closed = [first, second].every((peer) => value(samples, "durable_ha_replica_breaker_state", { node: current, peer, state: "CLOSED" }) === 1);
-      return closed ? { leader: current, cut: first, kept: second } : undefined;
-    }, WAIT);
+    const { leader, cut, kept } = await waitFor(
+      "one leader with both breakers closed",
+      async () => {
+        const samples = await h.scrape();
+        const current = cluster.names.find((node) => value(samples, "durable_ha_is_leader", { node }) === 1);
+        if (current === undefined) {
+          return undefined;
+        }
+        const [first, second] = cluster.names.filter((name) => name !== current) as [string, string];
+        const closed = [first, second].every(
+          (peer) => value(samples, "durable_ha_replica_breaker_state", { node: current, peer, state: "CLOSED" }) === 1,
+        );
+        return closed ? { leader: current, cut: first, kept: second } : undefined;
+      },
+      WAIT,
+    );
     // Cut the follower off from the leader in both directions; the leader and the other follower still form a quorum.
     await cluster.setFaultsEverywhere({ partitions: [{ from: leader, to: cut, bothWays: true }] });
     await h.write(5);
-    const after = await waitFor("the breaker to the cut-off replica to open while the other replica keeps up", async () => {
-      const samples = await h.scrape();
-      const open = value(samples, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "OPEN" }) === 1;
-      const keptUp = value(samples, "durable_ha_replica_status", { node: leader, peer: kept, status: "ONLINE" }) === 1 && value(samples, "durable_ha_replica_lag_entries", { node: leader, peer: kept }) === 0;
-      return open && keptUp ? samples : undefined;
-    }, WAIT);
+    const after = await waitFor(
+      "the breaker to the cut-off replica to open while the other replica keeps up",
+      async () => {
+        const samples = await h.scrape();
+        const open =
+          value(samples, "durable_ha_replica_breaker_state", { node: leader, peer: cut, state: "OPEN" }) === 1;
+        const keptUp =
+          value(samples, "durable_ha_replica_status", { node: leader, peer: kept, status: "ONLINE" }) === 1 &&
+          value(samples, "durable_ha_replica_lag_entries", { node: leader, peer: kept }) === 0;
+        return open && keptUp ? samples : undefined;
+      },
+      WAIT,
+    );
     expect(value(after, "durable_ha_replica_lag_entries", { node: leader, peer: cut })).toBeGreaterThanOrEqual(5);
     expect(value(after, "durable_ha_replica_status", { node: leader, peer: cut, status: "ONLINE" })).toBe(0);
     // Injected faults drop envelopes before any RPC is made, so they show as failed deliveries, not failed calls.

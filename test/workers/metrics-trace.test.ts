@@ -20,7 +20,10 @@ afterEach(() => {
 describe("traceparent", () => {
   it("parses the W3C format and refuses invalid values", () => {
     expect(parseTraceparent(`00-${INCOMING.traceId}-${INCOMING.spanId}-01`)).toEqual({ ...INCOMING, flags: "01" });
-    expect(parseTraceparent(`01-${INCOMING.traceId}-${INCOMING.spanId}-01-future-field`)).toEqual({ ...INCOMING, flags: "01" });
+    expect(parseTraceparent(`01-${INCOMING.traceId}-${INCOMING.spanId}-01-future-field`)).toEqual({
+      ...INCOMING,
+      flags: "01",
+    });
     for (const invalid of [
       `ff-${INCOMING.traceId}-${INCOMING.spanId}-01`,
       `00-${"0".repeat(32)}-${INCOMING.spanId}-01`,
@@ -37,10 +40,21 @@ describe("traceparent", () => {
   it("puts the trace and span ids into every log line written in a traced call", () => {
     const printed: string[] = [];
     vi.spyOn(console, "warn").mockImplementation((line: unknown) => void printed.push(String(line)));
-    runWithTrace({ ...INCOMING, flags: "01" }, () => logEvent("warn", { cluster: "c", node: "n1", term: 3 }, "steppedDown", { reason: "test" }));
+    runWithTrace({ ...INCOMING, flags: "01" }, () =>
+      logEvent("warn", { cluster: "c", node: "n1", term: 3 }, "steppedDown", { reason: "test" }),
+    );
     logEvent("warn", { cluster: "c", node: "n1", term: 3 }, "steppedDown", { reason: "untraced" });
     expect(printed.map((line) => JSON.parse(line) as Record<string, unknown>)).toEqual([
-      { level: "warn", event: "steppedDown", cluster: "c", node: "n1", term: 3, traceId: INCOMING.traceId, spanId: INCOMING.spanId, reason: "test" },
+      {
+        level: "warn",
+        event: "steppedDown",
+        cluster: "c",
+        node: "n1",
+        term: 3,
+        traceId: INCOMING.traceId,
+        spanId: INCOMING.spanId,
+        reason: "test",
+      },
       { level: "warn", event: "steppedDown", cluster: "c", node: "n1", term: 3, reason: "untraced" },
     ]);
   });
@@ -50,17 +64,27 @@ describe("traceparent", () => {
     const h = new MetricsHarness(cluster);
     const fresh = await h.send("GET", "/livez");
     expect(fresh.headers.get("traceparent")).toMatch(TRACEPARENT);
-    const child = await h.send("GET", "/livez", { headers: { traceparent: `00-${INCOMING.traceId}-${INCOMING.spanId}-01` } });
+    const child = await h.send("GET", "/livez", {
+      headers: { traceparent: `00-${INCOMING.traceId}-${INCOMING.spanId}-01` },
+    });
     const span = parseTraceparent(child.headers.get("traceparent"));
     expect(span?.traceId).toBe(INCOMING.traceId);
     expect(span?.spanId).not.toBe(INCOMING.spanId);
     expect(span?.flags).toBe("01");
-    const invalid = await h.send("GET", "/livez", { headers: { traceparent: `ff-${INCOMING.traceId}-${INCOMING.spanId}-01` } });
+    const invalid = await h.send("GET", "/livez", {
+      headers: { traceparent: `ff-${INCOMING.traceId}-${INCOMING.spanId}-01` },
+    });
     expect(parseTraceparent(invalid.headers.get("traceparent"))?.traceId).not.toBe(INCOMING.traceId);
     // Errors carry it too.
-    const refused = await h.send("GET", "/metrics", { token: "not-a-valid-token-at-all", headers: { traceparent: `00-${INCOMING.traceId}-${INCOMING.spanId}-00` } });
+    const refused = await h.send("GET", "/metrics", {
+      token: "not-a-valid-token-at-all",
+      headers: { traceparent: `00-${INCOMING.traceId}-${INCOMING.spanId}-00` },
+    });
     expect(refused.status).toBe(401);
-    expect(parseTraceparent(refused.headers.get("traceparent"))).toMatchObject({ traceId: INCOMING.traceId, flags: "00" });
+    expect(parseTraceparent(refused.headers.get("traceparent"))).toMatchObject({
+      traceId: INCOMING.traceId,
+      flags: "00",
+    });
   });
 
   it("follows a write's trace id from the HTTP request to the followers' appends in the logs", async () => {
@@ -73,7 +97,10 @@ describe("traceparent", () => {
 
     // An unsampled trace: its appends are logged at debug level only, and kept out of the event feed.
     const unsampled = "1f2e3d4c5b6a79881f2e3d4c5b6a7988";
-    const quiet = await h.send("POST", "/db/execute", { json: [["INSERT INTO t(v) VALUES(?)", "quiet"]], headers: { traceparent: `00-${unsampled}-b7ad6b7169203331-00` } });
+    const quiet = await h.send("POST", "/db/execute", {
+      json: [["INSERT INTO t(v) VALUES(?)", "quiet"]],
+      headers: { traceparent: `00-${unsampled}-b7ad6b7169203331-00` },
+    });
     expect(quiet.status, quiet.text).toBe(200);
     expect(parseTraceparent(quiet.headers.get("traceparent"))).toMatchObject({ traceId: unsampled, flags: "00" });
 
@@ -86,12 +113,17 @@ describe("traceparent", () => {
     const feed = await waitFor(
       "both followers to show an append under the write's trace id",
       async () => {
-        const written = await h.send("POST", "/db/execute", { json: [["INSERT INTO t(v) VALUES(?)", `traced-${++writes}`]], headers: { traceparent: `00-${traceId}-b7ad6b7169203331-01` } });
+        const written = await h.send("POST", "/db/execute", {
+          json: [["INSERT INTO t(v) VALUES(?)", `traced-${++writes}`]],
+          headers: { traceparent: `00-${traceId}-b7ad6b7169203331-01` },
+        });
         expect(written.status, written.text).toBe(200);
         expect(parseTraceparent(written.headers.get("traceparent"))?.traceId).toBe(traceId);
         const events = await h.send("GET", "/api/v1/cluster/events?limit=1000");
         expect(events.status, events.text).toBe(200);
-        const all = (JSON.parse(events.text) as { events: { event: string; node: string; details: Record<string, unknown> }[] }).events;
+        const all = (
+          JSON.parse(events.text) as { events: { event: string; node: string; details: Record<string, unknown> }[] }
+        ).events;
         const traced = all.filter((event) => event.event === "appendReceived" && event.details.traceId === traceId);
         return followers.every((node) => traced.some((event) => event.node === node)) ? { all, traced } : undefined;
       },
@@ -101,6 +133,8 @@ describe("traceparent", () => {
       expect(event.details.from).toBe(leader);
       expect(event.details.entries).toBeGreaterThanOrEqual(1);
     }
-    expect(feed.all.filter((event) => event.event === "appendReceived" && event.details.traceId === unsampled)).toEqual([]);
+    expect(feed.all.filter((event) => event.event === "appendReceived" && event.details.traceId === unsampled)).toEqual(
+      [],
+    );
   });
 });

@@ -10,10 +10,16 @@ async function createTable(cluster: TestCluster): Promise<number> {
   return created.raftIndex;
 }
 
-async function writeRows(cluster: TestCluster, options: { from: number; count: number; among?: readonly string[] }): Promise<number> {
+async function writeRows(
+  cluster: TestCluster,
+  options: { from: number; count: number; among?: readonly string[] },
+): Promise<number> {
   let lastIndex = 0;
   for (let i = options.from; i < options.from + options.count; i++) {
-    const written = await cluster.execute([{ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", params: [`k${i}`, `v${i}`] }], options.among === undefined ? {} : { among: options.among });
+    const written = await cluster.execute(
+      [{ sql: "INSERT INTO kv (k, v) VALUES (?, ?)", params: [`k${i}`, `v${i}`] }],
+      options.among === undefined ? {} : { among: options.among },
+    );
     expect(written.results[0]?.error).toBeUndefined();
     expect(written.results[0]?.rowsAffected).toBe(1);
     lastIndex = written.raftIndex;
@@ -21,11 +27,16 @@ async function writeRows(cluster: TestCluster, options: { from: number; count: n
   return lastIndex;
 }
 
-async function expectIdentical(cluster: TestCluster, options: { index: number; nodes?: readonly string[] }): Promise<string> {
+async function expectIdentical(
+  cluster: TestCluster,
+  options: { index: number; nodes?: readonly string[] },
+): Promise<string> {
   const nodes = options.nodes ?? cluster.names;
   await cluster.waitForConvergence({ index: options.index, nodes });
   const dumps = await Promise.all(nodes.map((node) => cluster.dump(node)));
-  for (const dump of dumps) expect(dump).toBe(dumps[0]);
+  for (const dump of dumps) {
+    expect(dump).toBe(dumps[0]);
+  }
   return dumps[0]!;
 }
 
@@ -40,7 +51,7 @@ describe("ClusterNode", () => {
       await createTable(cluster);
       const index = await writeRows(cluster, { from: 0, count: 10 });
       const dump = await expectIdentical(cluster, { index });
-      expect(dump).toContain("INSERT INTO \"kv\"");
+      expect(dump).toContain('INSERT INTO "kv"');
       const rows = await cluster.queryLocal(cluster.names[size - 1]!, "SELECT count(*) FROM kv");
       expect(rows.rows).toEqual([[10]]);
     });
@@ -99,7 +110,9 @@ describe("ClusterNode", () => {
     await writeRows(cluster, { from: 0, count: 24 });
     const firstLeader = await cluster.waitForLeader();
     const firstTerm = (await cluster.status(firstLeader)).term;
-    const moved = await cluster.stub(firstLeader).transferLeadership({ ...cluster.address(firstLeader), timeoutMs: 5_000 });
+    const moved = await cluster
+      .stub(firstLeader)
+      .transferLeadership({ ...cluster.address(firstLeader), timeoutMs: 5_000 });
     expect(moved.ok).toBe(true);
     const leader = await cluster.waitForLeader({ notLeader: firstLeader });
     expect((await cluster.status(leader)).term).toBeGreaterThan(firstTerm);
@@ -143,9 +156,13 @@ describe("ClusterNode", () => {
     await createTable(cluster);
     await writeRows(cluster, { from: 0, count: 5 });
     const leader = await cluster.waitForLeader();
-    const added = await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
+    const added = await cluster
+      .stub(leader)
+      .addMember({ ...cluster.address(leader), member: { name: "n4" }, timeoutMs: 5_000 });
     expect(added.ok).toBe(true);
-    if (added.ok) expect(added.value.learners).toContain("n4");
+    if (added.ok) {
+      expect(added.value.learners).toContain("n4");
+    }
     const final = await waitFor("n4 to be promoted", async () => {
       const status = await cluster.status(leader);
       return status.voters.includes("n4") ? status : undefined;
@@ -169,7 +186,9 @@ describe("ClusterNode", () => {
       timeoutMs: 2_000,
     });
     expect(refused.ok).toBe(false);
-    if (!refused.ok) expect(refused.error.code).toBe("INVALID_REQUEST");
+    if (!refused.ok) {
+      expect(refused.error.code).toBe("INVALID_REQUEST");
+    }
     const after = await cluster.status(leader);
     expect(after.lastLogIndex).toBe(before.lastLogIndex);
 
@@ -185,6 +204,6 @@ describe("ClusterNode", () => {
     ]);
     const dump = await expectIdentical(cluster, { index: nondeterministic.raftIndex });
     expect(dump).not.toContain("tx1");
-    expect(dump).toContain("INSERT INTO \"nd\"");
+    expect(dump).toContain('INSERT INTO "nd"');
   });
 });

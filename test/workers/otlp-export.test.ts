@@ -15,13 +15,24 @@ afterEach(() => {
 });
 
 function span(index: number): SpanRecord {
-  return { name: `s${index}`, kind: "internal", traceId: TRACE_ID, spanId: (index + 1).toString(16).padStart(16, "0"), flags: "01", startMs: 1_000, endMs: 1_001, attributes: { index } };
+  return {
+    name: `s${index}`,
+    kind: "internal",
+    traceId: TRACE_ID,
+    spanId: (index + 1).toString(16).padStart(16, "0"),
+    flags: "01",
+    startMs: 1_000,
+    endMs: 1_001,
+    attributes: { index },
+  };
 }
 
 function sentSpanNames(body: unknown): string[] {
   const text = new TextDecoder().decode(body as Uint8Array);
   const request = JSON.parse(text) as { resourceSpans: { scopeSpans: { spans: { name: string }[] }[] }[] };
-  return request.resourceSpans.flatMap((resource) => resource.scopeSpans.flatMap((scope) => scope.spans.map((one) => one.name)));
+  return request.resourceSpans.flatMap((resource) =>
+    resource.scopeSpans.flatMap((scope) => scope.spans.map((one) => one.name)),
+  );
 }
 
 describe("OTLP settings", () => {
@@ -31,20 +42,37 @@ describe("OTLP settings", () => {
   });
 
   it("posts to <endpoint>/v1/traces, or to the URL as given when it already ends so", () => {
-    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "https://otel.example.com:4318" })?.tracesUrl).toBe("https://otel.example.com:4318/v1/traces");
-    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "https://otel.example.com/otlp/" })?.tracesUrl).toBe("https://otel.example.com/otlp/v1/traces");
-    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "http://127.0.0.1:4318/v1/traces" })?.tracesUrl).toBe("http://127.0.0.1:4318/v1/traces");
+    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "https://otel.example.com:4318" })?.tracesUrl).toBe(
+      "https://otel.example.com:4318/v1/traces",
+    );
+    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "https://otel.example.com/otlp/" })?.tracesUrl).toBe(
+      "https://otel.example.com/otlp/v1/traces",
+    );
+    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "http://127.0.0.1:4318/v1/traces" })?.tracesUrl).toBe(
+      "http://127.0.0.1:4318/v1/traces",
+    );
   });
 
   it("reads DHA_OTLP_HEADERS as name=value pairs with percent-encoded values", () => {
-    expect(otlpSettingsFromEnv({ DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "authorization=Basic%20YWJj, x-scope-orgid=tenant-1" })?.headers).toEqual({
+    expect(
+      otlpSettingsFromEnv({
+        DHA_OTLP_ENDPOINT: "https://x.example",
+        DHA_OTLP_HEADERS: "authorization=Basic%20YWJj, x-scope-orgid=tenant-1",
+      })?.headers,
+    ).toEqual({
       authorization: "Basic YWJj",
       "x-scope-orgid": "tenant-1",
     });
   });
 
   it("refuses what it cannot use, naming the variable", () => {
-    for (const bad of [{ DHA_OTLP_ENDPOINT: "otel.example.com:4318" }, { DHA_OTLP_ENDPOINT: "ftp://otel.example.com" }, { DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "novalue" }, { DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "bad name=v" }, { DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "a=%E0%A4%A" }]) {
+    for (const bad of [
+      { DHA_OTLP_ENDPOINT: "otel.example.com:4318" },
+      { DHA_OTLP_ENDPOINT: "ftp://otel.example.com" },
+      { DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "novalue" },
+      { DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "bad name=v" },
+      { DHA_OTLP_ENDPOINT: "https://x.example", DHA_OTLP_HEADERS: "a=%E0%A4%A" },
+    ]) {
       expect(() => otlpSettingsFromEnv(bad), JSON.stringify(bad)).toThrow(OtlpConfigError);
       expect(() => otlpSettingsFromEnv(bad)).toThrow(/DHA_OTLP_/);
     }
@@ -62,9 +90,16 @@ describe("the worker", () => {
     // The flush would have started before the response returned: nothing was sent.
     expect(fetchSpy).not.toHaveBeenCalled();
 
-    const on = await app.request("/livez", { headers: { traceparent } }, { ...env, DHA_OTLP_ENDPOINT: "http://127.0.0.1:9" });
+    const on = await app.request(
+      "/livez",
+      { headers: { traceparent } },
+      { ...env, DHA_OTLP_ENDPOINT: "http://127.0.0.1:9" },
+    );
     expect(on.status).toBe(200);
-    const [url, init] = await waitFor("the export request", async () => fetchSpy.mock.calls[0], { timeoutMs: 10_000, intervalMs: 20 });
+    const [url, init] = await waitFor("the export request", async () => fetchSpy.mock.calls[0], {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+    });
     expect(String(url)).toBe("http://127.0.0.1:9/v1/traces");
     expect(init?.method).toBe("POST");
     expect(sentSpanNames(init?.body)).toEqual(["GET /livez"]);
@@ -85,7 +120,9 @@ describe("the exporter's bounds", () => {
         return new Response("{}");
       },
     });
-    for (let i = 0; i < 13; i++) exporter.record(span(i));
+    for (let i = 0; i < 13; i++) {
+      exporter.record(span(i));
+    }
     expect(exporter.bufferedSpans).toBe(10);
     await exporter.flush();
     expect(batches).toEqual([
@@ -106,7 +143,9 @@ describe("the exporter's bounds", () => {
       // A collector that accepts the request and never answers: only the exporter's own signal ends the wait.
       fetch: (_url, init) => {
         calls++;
-        return new Promise<Response>((_resolve, reject) => init?.signal?.addEventListener("abort", () => reject(init.signal?.reason as Error)));
+        return new Promise<Response>((_resolve, reject) =>
+          init?.signal?.addEventListener("abort", () => reject(init.signal?.reason as Error)),
+        );
       },
     });
     vi.spyOn(console, "warn").mockImplementation(() => undefined);
@@ -125,7 +164,12 @@ describe("the exporter's bounds", () => {
   it("flushIfDue sends only once enough spans wait or the oldest waited long enough", async () => {
     let nowMs = 10_000;
     let calls = 0;
-    const exporter = new OtlpSpanExporter({ settings, resource: {}, now: () => nowMs, fetch: async () => (calls++, new Response("{}")) });
+    const exporter = new OtlpSpanExporter({
+      settings,
+      resource: {},
+      now: () => nowMs,
+      fetch: async () => (calls++, new Response("{}")),
+    });
     const due = { minSpans: 3, maxAgeMs: 1_000 };
     exporter.record({ ...span(1), endMs: nowMs });
     exporter.record({ ...span(2), endMs: nowMs });
@@ -145,7 +189,11 @@ describe("the exporter's bounds", () => {
   });
 
   it("counts a collector's error answer as a failed export", async () => {
-    const exporter = new OtlpSpanExporter({ settings, resource: {}, fetch: async () => new Response("no", { status: 503 }) });
+    const exporter = new OtlpSpanExporter({
+      settings,
+      resource: {},
+      fetch: async () => new Response("no", { status: 503 }),
+    });
     vi.spyOn(console, "warn").mockImplementation(() => undefined);
     exporter.record(span(1));
     await exporter.flush();

@@ -14,13 +14,25 @@ async function backupFromLaggingFollower(bugs: RouterBugs): Promise<string[]> {
   const problems: string[] = [];
   const backup = await request("GET", "/db/backup?fmt=sql");
   const body = await backup.text();
-  if (backup.status !== 200) problems.push(`backup answered ${backup.status}: ${body}`);
-  if (backup.headers.get("X-DHA-Node") !== "n2") problems.push(`backup served by ${backup.headers.get("X-DHA-Node")}, not the leader n2`);
-  if (body === STALE_DUMP) problems.push("the dump is the follower's, missing acknowledged writes");
+  if (backup.status !== 200) {
+    problems.push(`backup answered ${backup.status}: ${body}`);
+  }
+  if (backup.headers.get("X-DHA-Node") !== "n2") {
+    problems.push(`backup served by ${backup.headers.get("X-DHA-Node")}, not the leader n2`);
+  }
+  if (body === STALE_DUMP) {
+    problems.push("the dump is the follower's, missing acknowledged writes");
+  }
   const write = await request("POST", "/db/execute", { json: ["INSERT INTO foo(name) VALUES('fiona')"] });
-  if (write.status !== 200) problems.push(`the write after the backup answered ${write.status}`);
+  if (write.status !== 200) {
+    problems.push(`the write after the backup answered ${write.status}`);
+  }
   const firstTried = cluster.callsTo("execute")[0]?.node;
-  if (firstTried !== "n2") problems.push(`the write went first to ${firstTried}: the router took the node that answered the backup for the leader`);
+  if (firstTried !== "n2") {
+    problems.push(
+      `the write went first to ${firstTried}: the router took the node that answered the backup for the leader`,
+    );
+  }
   return problems;
 }
 
@@ -38,7 +50,11 @@ describe("finding 2: backups are served by the leader only", () => {
   it("follows a follower's NOT_LEADER refusal of a backup to the leader", async () => {
     // The nodes' own check: a follower refuses backups naming the leader (the fake's default behaviour).
     const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"));
-    cluster.on("n1", "status", (_request, node) => ({ ok: true, node: "n1", value: { ...node.report(), role: "leader" } }));
+    cluster.on("n1", "status", (_request, node) => ({
+      ok: true,
+      node: "n1",
+      value: { ...node.report(), role: "leader" },
+    }));
     const backup = await request("GET", "/db/backup?fmt=sql");
     expect(backup.status).toBe(200);
     expect(backup.headers.get("X-DHA-Node")).toBe("n3");
@@ -46,7 +62,9 @@ describe("finding 2: backups are served by the leader only", () => {
   });
 
   it("answers 503 NO_LEADER, not a follower's dump, when no node leads before the deadline", async () => {
-    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null), { policy: { maxElectionWaitMs: 40 } });
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], null), {
+      policy: { maxElectionWaitMs: 40 },
+    });
     for (const node of ["n1", "n2", "n3"]) {
       cluster.on(node, "backup", () => ({ ok: true, node, value: { sql: STALE_DUMP, raftIndex: 7 } }));
     }

@@ -19,15 +19,23 @@ interface Scenario {
 /** Applies the write as the leader would, without going through the fake's overrides again. */
 function applyDirectly(cluster: FakeCluster, request: ExecuteRequest): void {
   if (!cluster.applied_requests.has(request.request.id)) {
-    cluster.applied_requests.set(request.request.id, { results: [{ lastInsertId: 1, rowsAffected: 1 }], raftIndex: ++cluster.raftIndex });
+    cluster.applied_requests.set(request.request.id, {
+      results: [{ lastInsertId: 1, rowsAffected: 1 }],
+      raftIndex: ++cluster.raftIndex,
+    });
   }
 }
 
-const appliedThen = (code: string, message: string, extra: { leader?: string | null; elect?: string | null } = {}) =>
+const appliedThen =
+  (code: string, message: string, extra: { leader?: string | null; elect?: string | null } = {}) =>
   async (cluster: FakeCluster, request: ExecuteRequest, calls: number): Promise<unknown> => {
-    if (calls > 1) return undefined;
+    if (calls > 1) {
+      return undefined;
+    }
     applyDirectly(cluster, request);
-    if (extra.elect !== undefined) cluster.elect(extra.elect);
+    if (extra.elect !== undefined) {
+      cluster.elect(extra.elect);
+    }
     return nodeError("n1", code as NodeErrorCode, message, extra.leader === undefined ? {} : { leader: extra.leader });
   };
 
@@ -44,7 +52,10 @@ const SCENARIOS: readonly Scenario[] = [
   },
   {
     name: "a leader that stepped down answers outcome unknown and names the new leader",
-    answer: appliedThen("OUTCOME_UNKNOWN", "leadership changed before the write was confirmed", { elect: "n2", leader: "n2" }),
+    answer: appliedThen("OUTCOME_UNKNOWN", "leadership changed before the write was confirmed", {
+      elect: "n2",
+      leader: "n2",
+    }),
     expectStatus: 200,
   },
   {
@@ -62,18 +73,29 @@ async function possiblyAppliedWrite(scenario: Scenario, bugs: RouterBugs): Promi
   const { cluster, request } = harness(new FakeCluster(), { routerBugs: bugs, policy: { maxElectionWaitMs: 40 } });
   let calls = 0;
   cluster.on("n1", "execute", (req: ExecuteRequest) => scenario.answer(cluster, req, ++calls) as never);
-  const response = await request("POST", "/db/execute?timeout=400ms", { ...write, headers: { "Idempotency-Key": "order-42" } });
+  const response = await request("POST", "/db/execute?timeout=400ms", {
+    ...write,
+    headers: { "Idempotency-Key": "order-42" },
+  });
   const problems: string[] = [];
   const text = await response.text();
-  if (response.status !== scenario.expectStatus) problems.push(`answered ${response.status} ${response.headers.get("X-DHA-Error-Code")}: ${text}`);
+  if (response.status !== scenario.expectStatus) {
+    problems.push(`answered ${response.status} ${response.headers.get("X-DHA-Error-Code")}: ${text}`);
+  }
   const code = response.headers.get("X-DHA-Error-Code");
   if (response.status !== 200 && !(response.status === 504 && code === "OUTCOME_UNKNOWN")) {
     problems.push(`a write that was applied failed with ${response.status} ${code}, not 504 OUTCOME_UNKNOWN`);
   }
-  if (response.headers.get("X-DHA-Request-Id") !== "order-42") problems.push("the answer does not carry the request id to resend");
+  if (response.headers.get("X-DHA-Request-Id") !== "order-42") {
+    problems.push("the answer does not carry the request id to resend");
+  }
   const ids = new Set(cluster.callsTo("execute").map((call) => (call.request as ExecuteRequest).request.id));
-  if (ids.size !== 1) problems.push(`the write was sent under ${ids.size} request ids`);
-  if (cluster.applied_requests.size !== 1) problems.push(`applied ${cluster.applied_requests.size} times`);
+  if (ids.size !== 1) {
+    problems.push(`the write was sent under ${ids.size} request ids`);
+  }
+  if (cluster.applied_requests.size !== 1) {
+    problems.push(`applied ${cluster.applied_requests.size} times`);
+  }
   return problems;
 }
 
@@ -87,13 +109,18 @@ describe("finding 3: a write that may have been applied is answered as outcome u
   it("catches the defect in every scenario when definiteWriteFailures puts it back", async () => {
     for (const scenario of SCENARIOS) {
       const problems = await possiblyAppliedWrite(scenario, { definiteWriteFailures: true });
-      expect(problems.some((problem) => problem.includes("not 504 OUTCOME_UNKNOWN")), `${scenario.name}: ${problems.join("; ")}`).toBe(true);
+      expect(
+        problems.some((problem) => problem.includes("not 504 OUTCOME_UNKNOWN")),
+        `${scenario.name}: ${problems.join("; ")}`,
+      ).toBe(true);
     }
   });
 
   it("still answers a write refused before proposing as a definite failure", async () => {
     const { cluster, request } = harness(new FakeCluster());
-    cluster.on("n1", "execute", () => nodeError("n1", "INVALID_REQUEST", "near \"SELEC\": syntax error", { retryable: false }));
+    cluster.on("n1", "execute", () =>
+      nodeError("n1", "INVALID_REQUEST", 'near "SELEC": syntax error', { retryable: false }),
+    );
     const response = await request("POST", "/db/execute", write);
     expect(response.status).toBe(400);
     expect(response.headers.get("X-DHA-Error-Code")).toBe("INVALID_REQUEST");

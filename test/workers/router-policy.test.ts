@@ -1,6 +1,11 @@
 // The retry arithmetic on its own: deadline-bound budgets and a backoff that grows, jitters and never collapses.
 import { describe, expect, it } from "vitest";
-import { attemptBudgetMs, backoffDelayMs, DEFAULT_ROUTING_POLICY, electionWaitMs } from "../../src/worker/routing/retry-policy";
+import {
+  attemptBudgetMs,
+  backoffDelayMs,
+  DEFAULT_ROUTING_POLICY,
+  electionWaitMs,
+} from "../../src/worker/routing/retry-policy";
 
 const policy = DEFAULT_ROUTING_POLICY;
 

@@ -20,7 +20,12 @@ async function startWithBugs(options: { prefix: string; bugs: ShellBugs }): Prom
 
 // ---------------------------------------------------------------------------------------------------------------
 
-async function backupFromLaggingFollower(bugs: ShellBugs): Promise<{ healthy: { ok: boolean; code?: string; leader?: string | null }; follower: { ok: boolean; code?: string; hasWrite?: boolean }; leaderHasWrite: boolean; leader: string }> {
+async function backupFromLaggingFollower(bugs: ShellBugs): Promise<{
+  healthy: { ok: boolean; code?: string; leader?: string | null };
+  follower: { ok: boolean; code?: string; hasWrite?: boolean };
+  leaderHasWrite: boolean;
+  leader: string;
+}> {
   const cluster = await startWithBugs({ prefix: "f2-backup", bugs });
   const leader = await cluster.waitForLeader();
   await cluster.execute(["CREATE TABLE t (v TEXT)"]);
@@ -28,15 +33,23 @@ async function backupFromLaggingFollower(bugs: ShellBugs): Promise<{ healthy: { 
   const fromHealthy = await cluster.stub(follower).backup(cluster.address(follower));
   // The follower stops hearing from the leader; the write is acknowledged by the other two.
   await cluster.setFaults(leader, { partitions: [{ from: leader, to: follower }] });
-  await cluster.execute([{ sql: "INSERT INTO t (v) VALUES (?)", params: ["acknowledged-write"] }], { among: cluster.names.filter((n) => n !== follower) });
+  await cluster.execute([{ sql: "INSERT INTO t (v) VALUES (?)", params: ["acknowledged-write"] }], {
+    among: cluster.names.filter((n) => n !== follower),
+  });
   const fromFollower = await cluster.stub(follower).backup(cluster.address(follower));
   const fromLeader = await cluster.stub(leader).backup(cluster.address(leader));
-  if (!fromLeader.ok) throw new Error(`the leader refused the backup: ${fromLeader.error.code}: ${fromLeader.error.message}`);
+  if (!fromLeader.ok) {
+    throw new Error(`the leader refused the backup: ${fromLeader.error.code}: ${fromLeader.error.message}`);
+  }
   return {
     leader,
     leaderHasWrite: fromLeader.value.sql.includes("acknowledged-write"),
-    healthy: fromHealthy.ok ? { ok: true } : { ok: false, code: fromHealthy.error.code, leader: fromHealthy.error.leader ?? null },
-    follower: fromFollower.ok ? { ok: true, hasWrite: fromFollower.value.sql.includes("acknowledged-write") } : { ok: false },
+    healthy: fromHealthy.ok
+      ? { ok: true }
+      : { ok: false, code: fromHealthy.error.code, leader: fromHealthy.error.leader ?? null },
+    follower: fromFollower.ok
+      ? { ok: true, hasWrite: fromFollower.value.sql.includes("acknowledged-write") }
+      : { ok: false },
   };
 }
 
@@ -46,8 +59,11 @@ describe("finding 2: backups come from the leader", () => {
     expect(seen.leaderHasWrite).toBe(true);
     // NOT_LEADER names the leader; a follower that has not heard it lately (a loaded machine) says NO_LEADER instead.
     expect(seen.healthy.ok).toBe(false);
-    if (seen.healthy.code === "NOT_LEADER") expect(seen.healthy.leader).toBe(seen.leader);
-    else expect(seen.healthy.code).toBe("NO_LEADER");
+    if (seen.healthy.code === "NOT_LEADER") {
+      expect(seen.healthy.leader).toBe(seen.leader);
+    } else {
+      expect(seen.healthy.code).toBe("NO_LEADER");
+    }
     expect(seen.follower).toEqual({ ok: false });
   });
   it("finding 2: with backupFromAnyNode the lagging follower serves a dump without the acknowledged write (the check can fail)", async () => {
@@ -65,7 +81,9 @@ type Patched = NodeRuntime & { brokenByTest?: true };
 async function breakInDeliveryCallback(cluster: TestCluster, node: string): Promise<void> {
   await runInDurableObject(cluster.stub(node), (instance: ClusterNode) => {
     const runtime = (instance as unknown as { runtime: Patched | null }).runtime;
-    if (runtime === null) throw new Error(`${node} has no runtime`);
+    if (runtime === null) {
+      throw new Error(`${node} has no runtime`);
+    }
     const raft = runtime.raft as { -readonly [K in keyof NodeRuntime["raft"]]: NodeRuntime["raft"][K] };
     let armed = false;
     const reportUnreachable = raft.reportUnreachable.bind(raft);
@@ -87,16 +105,25 @@ async function breakInDeliveryCallback(cluster: TestCluster, node: string): Prom
   });
 }
 
-async function runtimeState(cluster: TestCluster, node: string): Promise<"patched-broken" | "patched-running" | "replaced" | "none"> {
+async function runtimeState(
+  cluster: TestCluster,
+  node: string,
+): Promise<"patched-broken" | "patched-running" | "replaced" | "none"> {
   return runInDurableObject(cluster.stub(node), (instance: ClusterNode) => {
     const runtime = (instance as unknown as { runtime: Patched | null }).runtime;
-    if (runtime === null) return "none";
-    if (runtime.brokenByTest !== true) return "replaced";
+    if (runtime === null) {
+      return "none";
+    }
+    if (runtime.brokenByTest !== true) {
+      return "replaced";
+    }
     return runtime.isBroken ? "patched-broken" : "patched-running";
   });
 }
 
-async function followerBrokenInBackground(bugs: ShellBugs): Promise<{ broke: boolean; caughtUp: boolean; appliedIndex: number; writeIndex: number }> {
+async function followerBrokenInBackground(
+  bugs: ShellBugs,
+): Promise<{ broke: boolean; caughtUp: boolean; appliedIndex: number; writeIndex: number }> {
   const cluster = await startWithBugs({ prefix: "f4-broken", bugs });
   const leader = await cluster.waitForLeader();
   await cluster.execute(["CREATE TABLE t (v TEXT)"]);
@@ -104,13 +131,21 @@ async function followerBrokenInBackground(bugs: ShellBugs): Promise<{ broke: boo
   await breakInDeliveryCallback(cluster, follower);
   // Its answers to the leader are lost: its transport reports the failures, and the callback breaks the runtime.
   await cluster.setFaults(follower, { partitions: [{ from: follower, to: leader }] });
-  const broke = await waitFor("the follower's runtime to break or be replaced", async () => {
-    const state = await runtimeState(cluster, follower);
-    return state === "patched-broken" || state === "replaced" ? true : undefined;
-  }, { timeoutMs: 10_000 });
+  const broke = await waitFor(
+    "the follower's runtime to break or be replaced",
+    async () => {
+      const state = await runtimeState(cluster, follower);
+      return state === "patched-broken" || state === "replaced" ? true : undefined;
+    },
+    { timeoutMs: 10_000 },
+  );
   await cluster.heal();
   const write = await cluster.execute([{ sql: "INSERT INTO t (v) VALUES (?)", params: ["after-the-break"] }]);
-  const caughtUp = await waitFor("the follower to apply the write", async () => ((await cluster.status(follower)).appliedIndex >= write.raftIndex ? true : undefined), { timeoutMs: 5_000 }).catch(() => false);
+  const caughtUp = await waitFor(
+    "the follower to apply the write",
+    async () => ((await cluster.status(follower)).appliedIndex >= write.raftIndex ? true : undefined),
+    { timeoutMs: 5_000 },
+  ).catch(() => false);
   return { broke, caughtUp, appliedIndex: (await cluster.status(follower)).appliedIndex, writeIndex: write.raftIndex };
 }
 

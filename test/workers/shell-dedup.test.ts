@@ -14,9 +14,17 @@ async function dedupEntriesAfterStrongReads(bugs: ShellBugs): Promise<number> {
     const node = new ScriptedNode(state, cluster, { prefix: "f5-strong", nodes: ["n1"], self: "n1", bugs });
     try {
       await node.electSelf([]);
-      await node.runtime.execute({ request: { id: "create", statements: [{ sql: "CREATE TABLE t (x INTEGER)" }], transaction: false }, timeoutMs: 5_000 });
+      await node.runtime.execute({
+        request: { id: "create", statements: [{ sql: "CREATE TABLE t (x INTEGER)" }], transaction: false },
+        timeoutMs: 5_000,
+      });
       for (let i = 0; i < 20; i++) {
-        await node.runtime.query({ statements: [{ sql: "SELECT count(*) FROM t" }], level: "strong", transaction: false, timeoutMs: 5_000 });
+        await node.runtime.query({
+          statements: [{ sql: "SELECT count(*) FROM t" }],
+          level: "strong",
+          transaction: false,
+          timeoutMs: 5_000,
+        });
       }
       return state.storage.kv.get<number>(StateKeys.dedupCount) ?? 0;
     } finally {
@@ -39,12 +47,18 @@ describe("finding 5: the dedup table holds writes only, bounded in bytes", () =>
       const maxDedupBytes = 64 * 1024;
       const machine = new SqlStateMachine(state.storage, { maxDedupEntries: 10_000, maxDedupBytes });
       const apply = (index: number, id: string, sql: string): void => {
-        machine.applyEntry({ index, kind: "normal", data: encodeSqlRequest({ id, statements: [{ sql }], transaction: false }) });
+        machine.applyEntry({
+          index,
+          kind: "normal",
+          data: encodeSqlRequest({ id, statements: [{ sql }], transaction: false }),
+        });
       };
       apply(1, "setup", "CREATE TABLE big (v TEXT)");
       apply(2, "fill", `INSERT INTO big (v) VALUES ('${"x".repeat(4_000)}')`);
       // Each request returns a 4 KB row: about 16 of them fit in 64 KB.
-      for (let i = 0; i < 40; i++) apply(3 + i, `read-back-${i}`, "SELECT v FROM big");
+      for (let i = 0; i < 40; i++) {
+        apply(3 + i, `read-back-${i}`, "SELECT v FROM big");
+      }
       const bytes = dedupWindowBytes(state.storage.kv);
       expect(bytes).toBeLessThanOrEqual(maxDedupBytes);
       expect(machine.rememberedResults("read-back-39")).not.toBeNull();

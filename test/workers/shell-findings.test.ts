@@ -6,7 +6,17 @@ import { describe, expect, it } from "vitest";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
 import type { StateMachinePort } from "../../src/objects/state-machine-port";
 import { waitFor } from "./helpers/cluster";
-import { codeOf, noopEntry, replicateTo, ScriptedNode, scriptedObject, settle, writeEntry, yieldToEvents, type ScriptedNodeOptions } from "./helpers/scripted-runtime";
+import {
+  codeOf,
+  noopEntry,
+  replicateTo,
+  ScriptedNode,
+  scriptedObject,
+  settle,
+  writeEntry,
+  yieldToEvents,
+  type ScriptedNodeOptions,
+} from "./helpers/scripted-runtime";
 
 const CREATE = { sql: "CREATE TABLE t (x INTEGER)" };
 const INSERT = { sql: "INSERT INTO t (x) VALUES (1)" };
@@ -30,7 +40,16 @@ function countOf(results: readonly { rows?: readonly (readonly unknown[])[] }[])
 
 /** Makes `self` a follower of n1 in term 1 holding the table and nothing else (applied 2). */
 function followWithTable(node: ScriptedNode): void {
-  node.deliver("n1", [{ type: "append", term: 1, prevLogIndex: 0, prevLogTerm: 0, entries: [noopEntry(1, 1), writeEntry({ index: 2, term: 1, id: "create", statements: [CREATE] })], commit: 2 }]);
+  node.deliver("n1", [
+    {
+      type: "append",
+      term: 1,
+      prevLogIndex: 0,
+      prevLogTerm: 0,
+      entries: [noopEntry(1, 1), writeEntry({ index: 2, term: 1, id: "create", statements: [CREATE] })],
+      commit: 2,
+    },
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -40,7 +59,9 @@ async function restartedFollowerRead(bugs: ShellBugs): Promise<unknown> {
     followWithTable(node);
     // A linearizable read of the first runtime: the leader answers it late.
     const before = node.sent.length;
-    const oldRead = settle(node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 5_000 }));
+    const oldRead = settle(
+      node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 5_000 }),
+    );
     const oldContext = (await node.nextSent("readIndex", { after: before })).context;
     // The object restarts (the old runtime is gone); the leader meanwhile commits an insert at index 3.
     await node.runtime.stop("crash");
@@ -48,15 +69,28 @@ async function restartedFollowerRead(bugs: ShellBugs): Promise<unknown> {
     node.start();
     node.deliver("n1", [{ type: "heartbeat", term: 1, commit: 2, readContext: null, round: 1 }]);
     const afterRestart = node.sent.length;
-    const newRead = settle(node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 5_000 }));
+    const newRead = settle(
+      node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 5_000 }),
+    );
     const newContext = (await node.nextSent("readIndex", { after: afterRestart })).context;
     // The late answer to the old read arrives first, then the insert and the answer to the new read.
     node.deliver("n1", [{ type: "readIndexResponse", term: 1, context: oldContext, index: 2 }]);
     await yieldToEvents();
-    node.deliver("n1", [{ type: "append", term: 1, prevLogIndex: 2, prevLogTerm: 1, entries: [writeEntry({ index: 3, term: 1, id: "insert", statements: [INSERT] })], commit: 3 }]);
+    node.deliver("n1", [
+      {
+        type: "append",
+        term: 1,
+        prevLogIndex: 2,
+        prevLogTerm: 1,
+        entries: [writeEntry({ index: 3, term: 1, id: "insert", statements: [INSERT] })],
+        commit: 3,
+      },
+    ]);
     node.deliver("n1", [{ type: "readIndexResponse", term: 1, context: newContext, index: 3 }]);
     const read = await newRead;
-    if (!read.ok) throw read.error;
+    if (!read.ok) {
+      throw read.error;
+    }
     return countOf(read.value.results);
   });
 }
@@ -75,9 +109,19 @@ describe("finding 1: read contexts are unique across restarts", () => {
 async function freshnessAfterStaleLeader(bugs: ShellBugs): Promise<{ fresh: string; afterStale: string }> {
   return withScripted({ prefix: "f6-fresh", nodes: ["n1", "n2", "n3"], self: "n2", bugs }, async (node) => {
     // n3 leads term 2; n2 heard from it just now.
-    node.deliver("n3", [{ type: "append", term: 2, prevLogIndex: 0, prevLogTerm: 0, entries: [noopEntry(1, 2)], commit: 1 }]);
+    node.deliver("n3", [
+      { type: "append", term: 2, prevLogIndex: 0, prevLogTerm: 0, entries: [noopEntry(1, 2)], commit: 1 },
+    ]);
     const readNone = async (): Promise<string> => {
-      const outcome = await settle(node.runtime.query({ statements: [{ sql: "SELECT 1" }], level: "none", freshnessMs: 1_000, transaction: false, timeoutMs: 1_000 }));
+      const outcome = await settle(
+        node.runtime.query({
+          statements: [{ sql: "SELECT 1" }],
+          level: "none",
+          freshnessMs: 1_000,
+          transaction: false,
+          timeoutMs: 1_000,
+        }),
+      );
       return outcome.ok ? "served" : codeOf(outcome.error);
     };
     const fresh = await readNone();
@@ -93,23 +137,37 @@ describe("finding 6: freshness counts only the current leader", () => {
     expect(await freshnessAfterStaleLeader({})).toEqual({ fresh: "served", afterStale: "STALE" });
   });
   it("finding 6: with freshnessCountsStaleTerm the stale heartbeat counts (the check can fail)", async () => {
-    expect(await freshnessAfterStaleLeader({ freshnessCountsStaleTerm: true })).toEqual({ fresh: "served", afterStale: "served" });
+    expect(await freshnessAfterStaleLeader({ freshnessCountsStaleTerm: true })).toEqual({
+      fresh: "served",
+      afterStale: "served",
+    });
   });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 
-async function oversizedByBytes(bugs: ShellBugs): Promise<{ code: string; lastIndexBefore: number; lastIndexAfter: number }> {
+async function oversizedByBytes(
+  bugs: ShellBugs,
+): Promise<{ code: string; lastIndexBefore: number; lastIndexAfter: number }> {
   return withScripted({ prefix: "f7-size", nodes: ["n1"], self: "n1", bugs }, async (node) => {
     await node.electSelf([]);
-    const created = await node.runtime.execute({ request: { id: "create", statements: [CREATE], transaction: false }, timeoutMs: 5_000 });
+    const created = await node.runtime.execute({
+      request: { id: "create", statements: [CREATE], transaction: false },
+      timeoutMs: 5_000,
+    });
     expect(created.results[0]?.error).toBeUndefined();
     const lastIndexBefore = node.runtime.status().lastIndex;
     // 10 values of 70,000 euro signs: 700,000 UTF-16 characters, 2.1 MB in UTF-8 (the platform counts bytes).
     const big = "€".repeat(70_000);
     const statements = Array.from({ length: 10 }, () => ({ sql: "INSERT INTO t (x) VALUES (?)", params: [big] }));
-    const outcome = await settle(node.runtime.execute({ request: { id: "big", statements, transaction: false }, timeoutMs: 2_000 }));
-    return { code: outcome.ok ? "accepted" : codeOf(outcome.error), lastIndexBefore, lastIndexAfter: node.runtime.status().lastIndex };
+    const outcome = await settle(
+      node.runtime.execute({ request: { id: "big", statements, transaction: false }, timeoutMs: 2_000 }),
+    );
+    return {
+      code: outcome.ok ? "accepted" : codeOf(outcome.error),
+      lastIndexBefore,
+      lastIndexAfter: node.runtime.status().lastIndex,
+    };
   });
 }
 
@@ -130,7 +188,12 @@ describe("finding 7: the entry size guard counts bytes", () => {
 async function stoppedWithWritePending(bugs: ShellBugs): Promise<string> {
   return withScripted({ prefix: "f3-stop", nodes: ["n1", "n2", "n3"], self: "n1", bugs }, async (node) => {
     await node.electSelf(["n2"]);
-    const write = settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 30_000 }));
+    const write = settle(
+      node.runtime.execute({
+        request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
+        timeoutMs: 30_000,
+      }),
+    );
     await node.nextSent("append", { to: "n2" });
     await node.runtime.stop("halted");
     const outcome = await write;
@@ -145,7 +208,9 @@ function failingApply(armed: { on: boolean }): (port: StateMachinePort) => State
       get(target, property, receiver) {
         if (property === "applyEntry") {
           return (entry: Parameters<StateMachinePort["applyEntry"]>[0]) => {
-            if (armed.on && entry.kind === "normal") throw new Error("injected state machine failure");
+            if (armed.on && entry.kind === "normal") {
+              throw new Error("injected state machine failure");
+            }
             return target.applyEntry(entry);
           };
         }
@@ -157,37 +222,66 @@ function failingApply(armed: { on: boolean }): (port: StateMachinePort) => State
 
 async function readyFailsAfterPersisting(bugs: ShellBugs): Promise<{ code: string; persisted: boolean }> {
   const armed = { on: false };
-  return withScripted({ prefix: "f3-ready", nodes: ["n1"], self: "n1", bugs, wrapStateMachine: failingApply(armed) }, async (node) => {
-    await node.electSelf([]);
-    armed.on = true;
-    const before = node.runtime.status().lastIndex;
-    const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 5_000 }));
-    // The entry is in the log on storage: after a restart it is applied (it may well have been acknowledged elsewhere).
-    armed.on = false;
-    node.start();
-    return { code: outcome.ok ? "applied" : codeOf(outcome.error), persisted: node.runtime.status().lastIndex > before };
-  });
+  return withScripted(
+    { prefix: "f3-ready", nodes: ["n1"], self: "n1", bugs, wrapStateMachine: failingApply(armed) },
+    async (node) => {
+      await node.electSelf([]);
+      armed.on = true;
+      const before = node.runtime.status().lastIndex;
+      const outcome = await settle(
+        node.runtime.execute({
+          request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
+          timeoutMs: 5_000,
+        }),
+      );
+      // The entry is in the log on storage: after a restart it is applied (it may well have been acknowledged elsewhere).
+      armed.on = false;
+      node.start();
+      return {
+        code: outcome.ok ? "applied" : codeOf(outcome.error),
+        persisted: node.runtime.status().lastIndex > before,
+      };
+    },
+  );
 }
 
 /** Leader n1 in term 1 with writes at 2, 3 and 4 pending; deposed; the log truncated to 2; leader again in term 3. */
 async function reElectedAfterTruncation(bugs: ShellBugs): Promise<{ code: string; lost: string[] }> {
   return withScripted({ prefix: "f3-keys", nodes: ["n1", "n2", "n3"], self: "n1", bugs }, async (node) => {
     await node.electSelf(["n2"]);
-    const early = [2, 3, 4].map((i) => settle(node.runtime.execute({ request: { id: `early-${i}`, statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 30_000 })));
+    const early = [2, 3, 4].map((i) =>
+      settle(
+        node.runtime.execute({
+          request: { id: `early-${i}`, statements: [{ sql: "SELECT 1" }], transaction: false },
+          timeoutMs: 30_000,
+        }),
+      ),
+    );
     expect(node.runtime.status().lastIndex).toBe(4);
     // n2 leads term 2 with only index 1 of ours and replaces index 2: our 2, 3 and 4 of term 1 are gone.
-    node.deliver("n2", [{ type: "append", term: 2, prevLogIndex: 1, prevLogTerm: 1, entries: [noopEntry(2, 2)], commit: 1 }]);
+    node.deliver("n2", [
+      { type: "append", term: 2, prevLogIndex: 1, prevLogTerm: 1, entries: [noopEntry(2, 2)], commit: 1 },
+    ]);
     expect(node.runtime.status().lastIndex).toBe(2);
     // n1 wins term 3 (its log is the most up to date); its no-op takes index 3, the next write index 4.
     await node.electSelf(["n3"]);
-    const late = settle(node.runtime.execute({ request: { id: "late", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 30_000 }));
+    const late = settle(
+      node.runtime.execute({
+        request: { id: "late", statements: [{ sql: "SELECT 1" }], transaction: false },
+        timeoutMs: 30_000,
+      }),
+    );
     await yieldToEvents();
-    if (node.runtime.status().lastIndex === 4) await replicateTo(node, ["n3"], 4).catch(() => undefined);
+    if (node.runtime.status().lastIndex === 4) {
+      await replicateTo(node, ["n3"], 4).catch(() => undefined);
+    }
     const outcome = await late;
-    const lost = await Promise.all(early.map(async (p) => {
-      const settled = await p;
-      return settled.ok ? "applied" : codeOf(settled.error);
-    }));
+    const lost = await Promise.all(
+      early.map(async (p) => {
+        const settled = await p;
+        return settled.ok ? "applied" : codeOf(settled.error);
+      }),
+    );
     return { code: outcome.ok ? "applied" : codeOf(outcome.error), lost };
   });
 }
@@ -215,7 +309,10 @@ describe("finding 3: possibly-applied writes are answered as outcome unknown", (
     expect(seen.lost).toEqual(["NOT_LEADER", "NOT_LEADER", "NOT_LEADER"]);
   });
   it("finding 3: with writeWaitersKeyedByIndex the new write collides with a dead waiter (the check can fail)", async () => {
-    const seen = await reElectedAfterTruncation({ pendingWritesWaitAfterStepDown: true, writeWaitersKeyedByIndex: true });
+    const seen = await reElectedAfterTruncation({
+      pendingWritesWaitAfterStepDown: true,
+      writeWaitersKeyedByIndex: true,
+    });
     expect(seen.code).not.toBe("applied");
   });
 });
@@ -226,7 +323,10 @@ async function deposedWithWritePending(bugs: ShellBugs): Promise<{ code: string;
   return withScripted({ prefix: "f11-down", nodes: ["n1", "n2", "n3"], self: "n1", bugs }, async (node) => {
     await node.electSelf(["n2"]);
     const started = Date.now();
-    const write = node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 1_500 });
+    const write = node.runtime.execute({
+      request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
+      timeoutMs: 1_500,
+    });
     await node.nextSent("append", { to: "n2" });
     // A newer term: n1 steps down at once.
     node.deliver("n3", [{ type: "heartbeat", term: 5, commit: 0, readContext: null, round: 1 }]);
@@ -236,37 +336,83 @@ async function deposedWithWritePending(bugs: ShellBugs): Promise<{ code: string;
 }
 
 async function leaderCutOff(bugs: ShellBugs): Promise<{ code: string; proposed: boolean }> {
-  return withScripted({ prefix: "f11-quorum", nodes: ["n1", "n2", "n3"], self: "n1", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
-    await node.electSelf(["n2"]);
-    // 0.9 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
-    for (let i = 0; i < 9; i++) node.advance(100);
-    expect(node.runtime.status().role).toBe("leader");
-    const before = node.runtime.status().lastIndex;
-    const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 300 }));
-    return { code: outcome.ok ? "applied" : codeOf(outcome.error), proposed: node.runtime.status().lastIndex > before };
-  });
+  return withScripted(
+    {
+      prefix: "f11-quorum",
+      nodes: ["n1", "n2", "n3"],
+      self: "n1",
+      bugs,
+      heartbeatIntervalMs: 100,
+      electionTimeoutMs: 1000,
+    },
+    async (node) => {
+      await node.electSelf(["n2"]);
+      // 0.9 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
+      for (let i = 0; i < 9; i++) {
+        node.advance(100);
+      }
+      expect(node.runtime.status().role).toBe("leader");
+      const before = node.runtime.status().lastIndex;
+      const outcome = await settle(
+        node.runtime.execute({
+          request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
+          timeoutMs: 300,
+        }),
+      );
+      return {
+        code: outcome.ok ? "applied" : codeOf(outcome.error),
+        proposed: node.runtime.status().lastIndex > before,
+      };
+    },
+  );
 }
 
 /** Leader n1 hears nothing for 0.9 s; a caller asks it who leads. */
 async function cutOffLeaderNamesLeader(bugs: ShellBugs): Promise<string> {
-  return withScripted({ prefix: "f11-wait", nodes: ["n1", "n2", "n3"], self: "n1", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
-    await node.electSelf(["n2"]);
-    for (let i = 0; i < 9; i++) node.advance(100);
-    const outcome = await settle(node.runtime.waitForLeader(300));
-    return outcome.ok ? `leader ${outcome.value.leader}` : codeOf(outcome.error);
-  });
+  return withScripted(
+    {
+      prefix: "f11-wait",
+      nodes: ["n1", "n2", "n3"],
+      self: "n1",
+      bugs,
+      heartbeatIntervalMs: 100,
+      electionTimeoutMs: 1000,
+    },
+    async (node) => {
+      await node.electSelf(["n2"]);
+      for (let i = 0; i < 9; i++) {
+        node.advance(100);
+      }
+      const outcome = await settle(node.runtime.waitForLeader(300));
+      return outcome.ok ? `leader ${outcome.value.leader}` : codeOf(outcome.error);
+    },
+  );
 }
 
 /** Follower n2 last heard its leader 0.9 s ago (no election yet); a linearizable read arrives. */
 async function readOnFollowerOfSilentLeader(bugs: ShellBugs): Promise<{ code: string; waitedMs: number }> {
-  return withScripted({ prefix: "f11-read", nodes: ["n1", "n2", "n3"], self: "n2", bugs, heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
-    followWithTable(node);
-    for (let i = 0; i < 9; i++) node.advance(100);
-    expect(node.runtime.status().leader).toBe("n1");
-    const started = Date.now();
-    const outcome = await settle(node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 400 }));
-    return { code: outcome.ok ? "served" : codeOf(outcome.error), waitedMs: Date.now() - started };
-  });
+  return withScripted(
+    {
+      prefix: "f11-read",
+      nodes: ["n1", "n2", "n3"],
+      self: "n2",
+      bugs,
+      heartbeatIntervalMs: 100,
+      electionTimeoutMs: 1000,
+    },
+    async (node) => {
+      followWithTable(node);
+      for (let i = 0; i < 9; i++) {
+        node.advance(100);
+      }
+      expect(node.runtime.status().leader).toBe("n1");
+      const started = Date.now();
+      const outcome = await settle(
+        node.runtime.query({ statements: COUNT, level: "linearizable", transaction: false, timeoutMs: 400 }),
+      );
+      return { code: outcome.ok ? "served" : codeOf(outcome.error), waitedMs: Date.now() - started };
+    },
+  );
 }
 
 describe("finding 11: a leader that lost its quorum lets writes move on", () => {
@@ -286,16 +432,31 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
     expect(await leaderCutOff({ leaderAcceptsWithoutQuorum: true })).toEqual({ code: "TIMEOUT", proposed: true });
   });
   it("finding 11: a leader that was itself stalled (many ticks caught up at once) is not judged cut off by the silence", async () => {
-    const seen = await withScripted({ prefix: "f11-stall", nodes: ["n1", "n2", "n3"], self: "n1", heartbeatIntervalMs: 100, electionTimeoutMs: 1000 }, async (node) => {
-      await node.electSelf(["n2"]);
-      for (let i = 0; i < 9; i++) node.advance(100);
-      node.deliver("n2", [{ type: "heartbeatResponse", term: node.runtime.status().term, readContext: null, round: 1 }]);
-      // 0.9 s pass in one go: the followers' answers of that time may simply not have been handled yet.
-      node.advance(900);
-      const before = node.runtime.status().lastIndex;
-      const outcome = await settle(node.runtime.execute({ request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 200 }));
-      return { code: outcome.ok ? "applied" : codeOf(outcome.error), proposed: node.runtime.status().lastIndex > before };
-    });
+    const seen = await withScripted(
+      { prefix: "f11-stall", nodes: ["n1", "n2", "n3"], self: "n1", heartbeatIntervalMs: 100, electionTimeoutMs: 1000 },
+      async (node) => {
+        await node.electSelf(["n2"]);
+        for (let i = 0; i < 9; i++) {
+          node.advance(100);
+        }
+        node.deliver("n2", [
+          { type: "heartbeatResponse", term: node.runtime.status().term, readContext: null, round: 1 },
+        ]);
+        // 0.9 s pass in one go: the followers' answers of that time may simply not have been handled yet.
+        node.advance(900);
+        const before = node.runtime.status().lastIndex;
+        const outcome = await settle(
+          node.runtime.execute({
+            request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
+            timeoutMs: 200,
+          }),
+        );
+        return {
+          code: outcome.ok ? "applied" : codeOf(outcome.error),
+          proposed: node.runtime.status().lastIndex > before,
+        };
+      },
+    );
     expect(seen).toEqual({ code: "TIMEOUT", proposed: true });
   });
   it("finding 11: a follower whose leader went quiet refuses a linearizable read at once (NO_LEADER) instead of waiting", async () => {
@@ -319,16 +480,39 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
 async function weakReadOnNewLeader(bugs: ShellBugs): Promise<unknown> {
   return withScripted({ prefix: "weak-new", nodes: ["n1", "n2", "n3"], self: "n1", bugs }, async (node) => {
     // Leader n2 (term 1) logged the insert at 3 and told us only commit 2; it then acknowledged the insert (n3 has it).
-    node.deliver("n2", [{ type: "append", term: 1, prevLogIndex: 0, prevLogTerm: 0, entries: [noopEntry(1, 1), writeEntry({ index: 2, term: 1, id: "create", statements: [CREATE] }), writeEntry({ index: 3, term: 1, id: "insert", statements: [INSERT] })], commit: 2 }]);
+    node.deliver("n2", [
+      {
+        type: "append",
+        term: 1,
+        prevLogIndex: 0,
+        prevLogTerm: 0,
+        entries: [
+          noopEntry(1, 1),
+          writeEntry({ index: 2, term: 1, id: "create", statements: [CREATE] }),
+          writeEntry({ index: 3, term: 1, id: "insert", statements: [INSERT] }),
+        ],
+        commit: 2,
+      },
+    ]);
     const term = await node.electSelf(["n3"]);
     const after = node.sent.length;
     const read = settle(node.runtime.query({ statements: COUNT, level: "weak", transaction: false, timeoutMs: 5_000 }));
     await yieldToEvents();
     const append = await node.nextSent("append", { to: "n3", after: 0 });
     void after;
-    node.deliver("n3", [{ type: "appendResponse", term, success: true, index: append.prevLogIndex + append.entries.length, rejectHint: null }]);
+    node.deliver("n3", [
+      {
+        type: "appendResponse",
+        term,
+        success: true,
+        index: append.prevLogIndex + append.entries.length,
+        rejectHint: null,
+      },
+    ]);
     const outcome = await read;
-    if (!outcome.ok) throw outcome.error;
+    if (!outcome.ok) {
+      throw outcome.error;
+    }
     return countOf(outcome.value.results);
   });
 }
@@ -345,7 +529,9 @@ describe("weak reads on a new leader (issue 9, also)", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 /** Leader n1; n2 acknowledges; n3 lost its log and keeps asking for a snapshot, which it never manages to keep. */
-async function snapshotImagesForRepeatedProbes(bugs: ShellBugs): Promise<{ snapshotsSent: number; imagesBuilt: number }> {
+async function snapshotImagesForRepeatedProbes(
+  bugs: ShellBugs,
+): Promise<{ snapshotsSent: number; imagesBuilt: number }> {
   const rounds = 5;
   let snapshotsSent = 0;
   const later = (fn: () => void): void => void setTimeout(fn, 5);
@@ -360,7 +546,17 @@ async function snapshotImagesForRepeatedProbes(bugs: ShellBugs): Promise<{ snaps
         for (const message of envelope.messages) {
           if (message.to === "n3" && message.type === "snapshot" && ++snapshotsSent < rounds) {
             // It installed nothing: ask again from the start (as a wiped follower answers every probe).
-            later(() => node.deliver("n3", [{ type: "appendResponse", term: message.term, success: false, index: message.snapshot.index, rejectHint: { index: 0, term: 0 } }]));
+            later(() =>
+              node.deliver("n3", [
+                {
+                  type: "appendResponse",
+                  term: message.term,
+                  success: false,
+                  index: message.snapshot.index,
+                  rejectHint: { index: 0, term: 0 },
+                },
+              ]),
+            );
           }
         }
         return undefined;
@@ -369,16 +565,34 @@ async function snapshotImagesForRepeatedProbes(bugs: ShellBugs): Promise<{ snaps
     async (node) => {
       await node.electSelf(["n2"]);
       for (let i = 0; i < 4; i++) {
-        const write = node.runtime.execute({ request: { id: `w${i}`, statements: [{ sql: "SELECT 1" }], transaction: false }, timeoutMs: 5_000 });
+        const write = node.runtime.execute({
+          request: { id: `w${i}`, statements: [{ sql: "SELECT 1" }], transaction: false },
+          timeoutMs: 5_000,
+        });
         await replicateTo(node, ["n2"], node.runtime.status().lastIndex);
         await write;
       }
       expect(node.runtime.status().firstIndex).toBeGreaterThan(1);
       // n3 rejects the probe it got: the leader no longer holds the entries it needs and sends a snapshot.
-      const probe = node.sent.filter((m): m is Extract<typeof m, { type: "append" }> => m.type === "append" && m.to === "n3").pop();
-      if (probe === undefined) throw new Error("the leader never probed n3");
-      node.deliver("n3", [{ type: "appendResponse", term: probe.term, success: false, index: probe.prevLogIndex, rejectHint: { index: 0, term: 0 } }]);
-      await waitFor(`${rounds} snapshot transfers to n3`, () => (snapshotsSent >= rounds ? true : undefined), { timeoutMs: 10_000, intervalMs: 10 });
+      const probe = node.sent
+        .filter((m): m is Extract<typeof m, { type: "append" }> => m.type === "append" && m.to === "n3")
+        .pop();
+      if (probe === undefined) {
+        throw new Error("the leader never probed n3");
+      }
+      node.deliver("n3", [
+        {
+          type: "appendResponse",
+          term: probe.term,
+          success: false,
+          index: probe.prevLogIndex,
+          rejectHint: { index: 0, term: 0 },
+        },
+      ]);
+      await waitFor(`${rounds} snapshot transfers to n3`, () => (snapshotsSent >= rounds ? true : undefined), {
+        timeoutMs: 10_000,
+        intervalMs: 10,
+      });
       return { snapshotsSent, imagesBuilt: node.runtime.snapshotImagesBuilt() };
     },
   );
@@ -389,9 +603,11 @@ describe("finding 8: snapshot images are not rebuilt on every probe", () => {
     expect(await snapshotImagesForRepeatedProbes({})).toEqual({ snapshotsSent: 5, imagesBuilt: 1 });
   });
   it("finding 8: with snapshotRebuiltOnEveryProbe every transfer rebuilds it (the check can fail)", async () => {
-    expect(await snapshotImagesForRepeatedProbes({ snapshotRebuiltOnEveryProbe: true })).toEqual({ snapshotsSent: 5, imagesBuilt: 5 });
+    expect(await snapshotImagesForRepeatedProbes({ snapshotRebuiltOnEveryProbe: true })).toEqual({
+      snapshotsSent: 5,
+      imagesBuilt: 5,
+    });
   });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-

@@ -9,7 +9,9 @@ import { runFixture, type Fixture, type StorageUnderTest } from "../sim/platform
 describe("simulator storage fixture on the platform", () => {
   it("ctx.storage behaves as the fixture says on every step", async () => {
     const stub = env.CLUSTER_NODE.getByName(`sim-sql-fixture-${crypto.randomUUID()}`);
-    const outcome = await runInDurableObject(stub, (_instance, state) => runFixture(state.storage as unknown as StorageUnderTest, fixture as unknown as Fixture));
+    const outcome = await runInDurableObject(stub, (_instance, state) =>
+      runFixture(state.storage as unknown as StorageUnderTest, fixture as unknown as Fixture),
+    );
     expect(outcome.problems).toEqual([]);
     expect(outcome.steps).toBeGreaterThan(50);
   });

@@ -39,9 +39,15 @@ class Driver {
   }
 
   data(statements: Statement[], options: { transaction?: boolean; id?: string } = {}): string {
-    const request: SqlRequest = { id: options.id ?? `req-${this.index + 1}-${crypto.randomUUID()}`, transaction: options.transaction ?? false, statements };
+    const request: SqlRequest = {
+      id: options.id ?? `req-${this.index + 1}-${crypto.randomUUID()}`,
+      transaction: options.transaction ?? false,
+      statements,
+    };
     const prepared = prepareWrite(request, { nowMs: NOW_MS, randomBytes: fixedBytes });
-    if (!prepared.ok) throw new Error(`refused: ${prepared.error}`);
+    if (!prepared.ok) {
+      throw new Error(`refused: ${prepared.error}`);
+    }
     return encodeSqlRequest(prepared.request);
   }
 
@@ -49,20 +55,28 @@ class Driver {
     const data = this.data(statements, options);
     this.index += 1;
     const results = this.machine.applyEntry({ index: this.index, kind: "normal", data });
-    if (results === null) throw new Error(`entry ${this.index} was already applied`);
+    if (results === null) {
+      throw new Error(`entry ${this.index} was already applied`);
+    }
     return results;
   }
 
   exec(sql: string, params?: Statement["params"]): StatementResult {
     const [result] = this.apply([params === undefined ? { sql } : { sql, params }]);
-    if (result === undefined) throw new Error("no result");
-    if (result.error !== undefined) throw new Error(`statement failed: ${result.error}`);
+    if (result === undefined) {
+      throw new Error("no result");
+    }
+    if (result.error !== undefined) {
+      throw new Error(`statement failed: ${result.error}`);
+    }
     return result;
   }
 
   read(sql: string): unknown[][] {
     const [result] = this.machine.query([{ sql }], { transaction: false });
-    if (result?.error !== undefined) throw new Error(`query failed: ${result.error}`);
+    if (result?.error !== undefined) {
+      throw new Error(`query failed: ${result.error}`);
+    }
     return (result?.rows ?? []) as unknown[][];
   }
 }
@@ -100,15 +114,26 @@ describe("applying entries", () => {
       d.exec("INSERT INTO t VALUES (1, 'kept')");
       const id = "tx-request";
       const results = d.apply(
-        [{ sql: "INSERT INTO t VALUES (2, 'x')" }, { sql: "UPDATE t SET v = 'changed' WHERE id = 1" }, { sql: "INSERT INTO t VALUES (3, NULL)" }, { sql: "INSERT INTO t VALUES (4, 'never')" }],
+        [
+          { sql: "INSERT INTO t VALUES (2, 'x')" },
+          { sql: "UPDATE t SET v = 'changed' WHERE id = 1" },
+          { sql: "INSERT INTO t VALUES (3, NULL)" },
+          { sql: "INSERT INTO t VALUES (4, 'never')" },
+        ],
         { transaction: true, id },
       );
       expect(results.map((r) => r.error)).toEqual([undefined, undefined, "NOT NULL constraint failed: t.v"]);
       expect(d.read("SELECT id, v FROM t ORDER BY id")).toEqual([[1, "kept"]]);
       expect(d.machine.appliedIndex()).toBe(3);
-      expect(d.machine.rememberedResults(id)?.map((r) => r.error)).toEqual([undefined, undefined, "NOT NULL constraint failed: t.v"]);
+      expect(d.machine.rememberedResults(id)?.map((r) => r.error)).toEqual([
+        undefined,
+        undefined,
+        "NOT NULL constraint failed: t.v",
+      ]);
       // A successful transactional request commits every statement.
-      const ok = d.apply([{ sql: "INSERT INTO t VALUES (2, 'b')" }, { sql: "INSERT INTO t VALUES (3, 'c')" }], { transaction: true });
+      const ok = d.apply([{ sql: "INSERT INTO t VALUES (2, 'b')" }, { sql: "INSERT INTO t VALUES (3, 'c')" }], {
+        transaction: true,
+      });
       expect(ok.every((r) => r.error === undefined)).toBe(true);
       expect(d.read("SELECT count(*) FROM t")).toEqual([[3]]);
     });
@@ -122,7 +147,9 @@ describe("applying entries", () => {
       expect(d.machine.applyEntry({ index: 2, kind: "normal", data })?.[0]).toMatchObject({ rowsAffected: 1 });
       expect(d.machine.applyEntry({ index: 2, kind: "normal", data })).toBeNull();
       expect(d.machine.applyEntry({ index: 1, kind: "normal", data })).toBeNull();
-      expect(() => d.machine.applyEntry({ index: 4, kind: "normal", data })).toThrow(/entry 4 cannot be applied: the last applied entry is 2/);
+      expect(() => d.machine.applyEntry({ index: 4, kind: "normal", data })).toThrow(
+        /entry 4 cannot be applied: the last applied entry is 2/,
+      );
       expect(d.machine.applyEntry({ index: 3, kind: "noop", data: "" })).toEqual([]);
       expect(d.machine.applyEntry({ index: 4, kind: "config", data: '{"voters":["a"],"learners":[]}' })).toEqual([]);
       expect(d.machine.appliedIndex()).toBe(4);
@@ -186,8 +213,16 @@ describe("results", () => {
       const update = d.exec("UPDATE t SET name = name || '!' WHERE id <= 2");
       expect(update).toMatchObject({ rowsAffected: 2 });
       const returning = d.exec("INSERT INTO t(name) VALUES ('d') RETURNING id, name");
-      expect(returning).toMatchObject({ columns: ["id", "name"], types: ["integer", "text"], rows: [[4, "d"]], lastInsertId: 4, rowsAffected: 1 });
-      const [select] = d.machine.query([{ sql: "SELECT id, name, score, data, NULL AS empty FROM t ORDER BY id" }], { transaction: false });
+      expect(returning).toMatchObject({
+        columns: ["id", "name"],
+        types: ["integer", "text"],
+        rows: [[4, "d"]],
+        lastInsertId: 4,
+        rowsAffected: 1,
+      });
+      const [select] = d.machine.query([{ sql: "SELECT id, name, score, data, NULL AS empty FROM t ORDER BY id" }], {
+        transaction: false,
+      });
       expect(select?.error).toBeUndefined();
       expect(select?.columns).toEqual(["id", "name", "score", "data", "empty"]);
       expect(select?.types).toEqual(["integer", "text", "real", "blob", ""]);
@@ -224,11 +259,24 @@ describe("results", () => {
       const d = driverFor(storage, { maxResultBytes: 1000 });
       d.exec("CREATE TABLE t(v TEXT)");
       // A read fails as a whole (the node answers 4xx; issue 10, item 9).
-      expect(() => d.machine.query([{ sql: "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200) SELECT 'xxxxxxxxxx' FROM c" }], { transaction: false })).toThrow(
+      expect(() =>
+        d.machine.query(
+          [
+            {
+              sql: "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200) SELECT 'xxxxxxxxxx' FROM c",
+            },
+          ],
+          { transaction: false },
+        ),
+      ).toThrow(
         /statement 1: the results are larger than 1000 bytes, the most one request may return \(DHA_MAX_RESULT_BYTES\)/,
       );
       // A write's effects stand even when its RETURNING rows are too many to report.
-      const [inserted] = d.apply([{ sql: "INSERT INTO t SELECT 'yyyyyyyyyy' FROM (WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200) SELECT n FROM c) RETURNING v" }]);
+      const [inserted] = d.apply([
+        {
+          sql: "INSERT INTO t SELECT 'yyyyyyyyyy' FROM (WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 200) SELECT n FROM c) RETURNING v",
+        },
+      ]);
       expect(inserted?.error).toMatch(/^the results are larger than 1000 bytes/);
       expect(d.read("SELECT count(*) FROM t")).toEqual([[200]]);
     });
@@ -240,8 +288,12 @@ describe("request-id deduplication", () => {
     await withStorage("dedup", (storage) => {
       const d = driverFor(storage);
       d.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
-      const first = d.apply([{ sql: "INSERT INTO t(v) VALUES ('x')" }, { sql: "SELECT count(*) AS n FROM t" }], { id: "client-7" });
-      const retry = d.apply([{ sql: "INSERT INTO t(v) VALUES ('x')" }, { sql: "SELECT count(*) AS n FROM t" }], { id: "client-7" });
+      const first = d.apply([{ sql: "INSERT INTO t(v) VALUES ('x')" }, { sql: "SELECT count(*) AS n FROM t" }], {
+        id: "client-7",
+      });
+      const retry = d.apply([{ sql: "INSERT INTO t(v) VALUES ('x')" }, { sql: "SELECT count(*) AS n FROM t" }], {
+        id: "client-7",
+      });
       expect(retry).toEqual(first);
       expect(first[1]?.rows).toEqual([[1]]);
       expect(d.read("SELECT count(*) FROM t")).toEqual([[1]]);
@@ -254,8 +306,16 @@ describe("request-id deduplication", () => {
     await withStorage("dedup-bound", (storage) => {
       const d = driverFor(storage, { maxDedupEntries: 3 });
       d.exec("CREATE TABLE t(v)", undefined);
-      for (let i = 1; i <= 5; i += 1) d.apply([{ sql: "INSERT INTO t VALUES (?)", params: [`v${i}`] }], { id: `id-${i}` });
-      expect(["id-1", "id-2", "id-3", "id-4", "id-5"].map((id) => d.machine.rememberedRequest(id) !== null)).toEqual([false, false, true, true, true]);
+      for (let i = 1; i <= 5; i += 1) {
+        d.apply([{ sql: "INSERT INTO t VALUES (?)", params: [`v${i}`] }], { id: `id-${i}` });
+      }
+      expect(["id-1", "id-2", "id-3", "id-4", "id-5"].map((id) => d.machine.rememberedRequest(id) !== null)).toEqual([
+        false,
+        false,
+        true,
+        true,
+        true,
+      ]);
       // A forgotten id is applied again: the bound is the window within which retries are safe.
       d.apply([{ sql: "INSERT INTO t VALUES ('again')" }], { id: "id-1" });
       expect(d.read("SELECT count(*) FROM t")).toEqual([[6]]);
@@ -266,7 +326,14 @@ describe("request-id deduplication", () => {
     await withStorage("dedup-large", (storage) => {
       const d = driverFor(storage, { maxDedupResultBytes: 200 });
       d.exec("CREATE TABLE t(v)");
-      const first = d.apply([{ sql: "INSERT INTO t VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') RETURNING v, v, v, v" }], { id: "big" });
+      const first = d.apply(
+        [
+          {
+            sql: "INSERT INTO t VALUES ('aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa') RETURNING v, v, v, v",
+          },
+        ],
+        { id: "big" },
+      );
       expect(first[0]?.rows).toHaveLength(1);
       expect(d.machine.rememberedResults("big")).toEqual([{ lastInsertId: 1, rowsAffected: 1 }]);
     });
@@ -292,7 +359,11 @@ describe("schema version and hash", () => {
       // DDL inside a transactional request that fails is undone, version included.
       d.apply([{ sql: "CREATE INDEX ta ON t(a)" }, { sql: "INSERT INTO nope VALUES (1)" }], { transaction: true });
       expect(d.machine.schemaInfo()).toEqual(afterTable);
-      d.apply([{ sql: "CREATE INDEX ta ON t(a)" }, { sql: "ALTER TABLE t ADD COLUMN b TEXT" }, { sql: "CREATE VIEW v AS SELECT a FROM t" }]);
+      d.apply([
+        { sql: "CREATE INDEX ta ON t(a)" },
+        { sql: "ALTER TABLE t ADD COLUMN b TEXT" },
+        { sql: "CREATE VIEW v AS SELECT a FROM t" },
+      ]);
       expect(d.machine.schemaInfo().version).toBe(4);
       d.exec("DROP VIEW v");
       expect(d.machine.schemaInfo().version).toBe(5);
@@ -303,7 +374,10 @@ describe("schema version and hash", () => {
     const entries: Statement[][] = [
       [{ sql: "CREATE TABLE a(id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT DEFAULT 'x', at TEXT)" }],
       [{ sql: "INSERT INTO a(v, at) VALUES ('one', CURRENT_TIMESTAMP), (hex(randomblob(4)), datetime('now'))" }],
-      [{ sql: "CREATE INDEX a_v ON a(v)" }, { sql: "CREATE TRIGGER a_t AFTER DELETE ON a BEGIN INSERT INTO a(v) VALUES ('deleted ' || old.id); END" }],
+      [
+        { sql: "CREATE INDEX a_v ON a(v)" },
+        { sql: "CREATE TRIGGER a_t AFTER DELETE ON a BEGIN INSERT INTO a(v) VALUES ('deleted ' || old.id); END" },
+      ],
       [{ sql: "DELETE FROM a WHERE id = 1" }],
     ];
     const data = await withStorage("schema-leader", (storage) => {
@@ -313,7 +387,10 @@ describe("schema version and hash", () => {
     const applyAll = (storage: DurableObjectStorage): { schema: unknown; rows: unknown } => {
       const machine = new SqlStateMachine(storage);
       data.forEach((entryData, i) => machine.applyEntry({ index: i + 1, kind: "normal", data: entryData }));
-      return { schema: machine.schemaInfo(), rows: machine.query([{ sql: "SELECT * FROM a ORDER BY id" }], { transaction: false })[0]?.rows };
+      return {
+        schema: machine.schemaInfo(),
+        rows: machine.query([{ sql: "SELECT * FROM a ORDER BY id" }], { transaction: false })[0]?.rows,
+      };
     };
     const first = await withStorage("schema-a", applyAll);
     const second = await withStorage("schema-b", applyAll);
@@ -331,12 +408,19 @@ describe("local reads", () => {
       const d = driverFor(storage);
       d.exec("CREATE TABLE t(v)");
       const results = d.machine.query(
-        [{ sql: "SELECT count(*) FROM t" }, { sql: "INSERT INTO t VALUES (1)" }, { sql: "SELECT nope FROM t" }, { sql: "SELECT 2" }],
+        [
+          { sql: "SELECT count(*) FROM t" },
+          { sql: "INSERT INTO t VALUES (1)" },
+          { sql: "SELECT nope FROM t" },
+          { sql: "SELECT 2" },
+        ],
         { transaction: false },
       );
       expect(results.map((r) => r.error)).toEqual([undefined, READ_ONLY_VIOLATION, "no such column: nope", undefined]);
       expect(d.read("SELECT count(*) FROM t")).toEqual([[0]]);
-      const stopped = d.machine.query([{ sql: "SELECT 1" }, { sql: "SELECT nope FROM t" }, { sql: "SELECT 3" }], { transaction: true });
+      const stopped = d.machine.query([{ sql: "SELECT 1" }, { sql: "SELECT nope FROM t" }, { sql: "SELECT 3" }], {
+        transaction: true,
+      });
       expect(stopped).toHaveLength(2);
     });
   });
@@ -347,15 +431,31 @@ describe("the node runtime's port", () => {
     await withStorage("port", (storage) => {
       const port = createStateMachine(storage);
       const prepared = port.prepareWrite(
-        { id: "p1", transaction: true, statements: [{ sql: "CREATE TABLE t(v, r)" }, { sql: "INSERT INTO t VALUES (:v, random())", params: { v: 5 } }] },
+        {
+          id: "p1",
+          transaction: true,
+          statements: [
+            { sql: "CREATE TABLE t(v, r)" },
+            { sql: "INSERT INTO t VALUES (:v, random())", params: { v: 5 } },
+          ],
+        },
         { nowMs: NOW_MS },
       );
-      if (!prepared.ok) throw new Error(prepared.error);
-      expect(port.applyEntry({ index: 1, kind: "normal", data: prepared.value })?.map((r) => r.error)).toEqual([undefined, undefined]);
+      if (!prepared.ok) {
+        throw new Error(prepared.error);
+      }
+      expect(port.applyEntry({ index: 1, kind: "normal", data: prepared.value })?.map((r) => r.error)).toEqual([
+        undefined,
+        undefined,
+      ]);
       expect(port.rememberedResults("p1")).toHaveLength(2);
-      expect(port.prepareWrite({ id: "p2", transaction: false, statements: [{ sql: "BEGIN" }] }, { nowMs: NOW_MS })).toMatchObject({ ok: false });
+      expect(
+        port.prepareWrite({ id: "p2", transaction: false, statements: [{ sql: "BEGIN" }] }, { nowMs: NOW_MS }),
+      ).toMatchObject({ ok: false });
       const read = port.prepareRead([{ sql: "SELECT v, typeof(r) FROM t" }]);
-      if (!read.ok) throw new Error(read.error);
+      if (!read.ok) {
+        throw new Error(read.error);
+      }
       expect(port.query(read.value, { transaction: false })[0]?.rows).toEqual([[5, "integer"]]);
       expect(port.schemaInfo().version).toBe(1);
       expect(port.appliedIndex()).toBe(1);

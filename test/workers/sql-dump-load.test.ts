@@ -2,19 +2,31 @@
 // dump past the statement limit is refused (413) where the limit is passed, before the rest is read or built.
 import { describe, expect, it } from "vitest";
 import { DumpTooLargeError, parseDump } from "../../src/objects/sql/dump";
-import { splitTokensIntoStatements, streamStatements, streamTokens, tokenizeSql } from "../../src/objects/sql/tokenizer";
+import {
+  splitTokensIntoStatements,
+  streamStatements,
+  streamTokens,
+  tokenizeSql,
+} from "../../src/objects/sql/tokenizer";
 import { FakeCluster, harness } from "./http-support";
 
 function dumpOf(rows: number): string {
-  const lines = ["PRAGMA foreign_keys=OFF;", "BEGIN TRANSACTION;", "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);"];
-  for (let i = 0; i < rows; i += 1) lines.push(`INSERT INTO t VALUES(${i},'row ${i}; not the end');`);
+  const lines = [
+    "PRAGMA foreign_keys=OFF;",
+    "BEGIN TRANSACTION;",
+    "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT);",
+  ];
+  for (let i = 0; i < rows; i += 1) {
+    lines.push(`INSERT INTO t VALUES(${i},'row ${i}; not the end');`);
+  }
   lines.push("COMMIT;");
   return lines.join("\n");
 }
 
 describe("splitting a dump", () => {
   it("streams the same statements as the whole-text splitter, trigger bodies and comments included", () => {
-    const text = "CREATE TABLE a(x); -- c;\nCREATE TRIGGER tr AFTER INSERT ON a BEGIN INSERT INTO a VALUES(1); END;\n;; /* x; */ INSERT INTO a VALUES('a;b')";
+    const text =
+      "CREATE TABLE a(x); -- c;\nCREATE TRIGGER tr AFTER INSERT ON a BEGIN INSERT INTO a VALUES(1); END;\n;; /* x; */ INSERT INTO a VALUES('a;b')";
     expect([...streamStatements(streamTokens(text))]).toEqual(splitTokensIntoStatements(tokenizeSql(text)));
     expect([...streamStatements(streamTokens(text))]).toHaveLength(3);
   });
@@ -47,10 +59,15 @@ describe("splitting a dump", () => {
 describe("POST /db/load with a dump past the statement limit", () => {
   it("answers 413 and proposes nothing", async () => {
     const { cluster, request } = harness(new FakeCluster(), { limits: { maxLoadStatements: 50 } });
-    const response = await request("POST", "/db/load", { body: dumpOf(5_000), headers: { "Content-Type": "text/plain" } });
+    const response = await request("POST", "/db/load", {
+      body: dumpOf(5_000),
+      headers: { "Content-Type": "text/plain" },
+    });
     expect(response.status).toBe(413);
     expect(response.headers.get("X-DHA-Error-Code")).toBe("LIMIT");
-    expect(((await response.json()) as { error: string }).error).toBe("the dump holds more than 50 statements; at most 50 may be loaded at once");
+    expect(((await response.json()) as { error: string }).error).toBe(
+      "the dump holds more than 50 statements; at most 50 may be loaded at once",
+    );
     expect(cluster.callsTo("execute")).toEqual([]);
     const fits = await request("POST", "/db/load", { body: dumpOf(49), headers: { "Content-Type": "text/plain" } });
     expect(fits.status).toBe(200);

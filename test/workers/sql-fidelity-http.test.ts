@@ -25,34 +25,59 @@ function query(sql: string, flags = "level=strong"): string {
 
 describe("declared column types over HTTP (item 1)", () => {
   it("reports a REAL column as real even when its first value is whole, and an empty result with its declared types", async () => {
-    const h = await clusterWith("fidelity-types", ["CREATE TABLE m (id INTEGER PRIMARY KEY, price REAL, at DATETIME, code VARCHAR(10))", "INSERT INTO m(price) VALUES (3.0), (0.5), (-7.25)"]);
+    const h = await clusterWith("fidelity-types", [
+      "CREATE TABLE m (id INTEGER PRIMARY KEY, price REAL, at DATETIME, code VARCHAR(10))",
+      "INSERT INTO m(price) VALUES (3.0), (0.5), (-7.25)",
+    ]);
     const read = await h.send("GET", query("SELECT price FROM m ORDER BY id"));
     expect(read.text).toBe('{"results":[{"columns":["price"],"types":["real"],"values":[[3],[0.5],[-7.25]]}]}');
     const empty = await h.send("GET", query("SELECT * FROM m WHERE 0", "level=weak&associative"));
-    expect(empty.text).toBe('{"results":[{"types":{"at":"datetime","code":"varchar(10)","id":"integer","price":"real"},"rows":[]}]}');
+    expect(empty.text).toBe(
+      '{"results":[{"types":{"at":"datetime","code":"varchar(10)","id":"integer","price":"real"},"rows":[]}]}',
+    );
   });
 });
 
 describe("64-bit integers over HTTP (item 2)", () => {
   it("parses request integers from their source text, refuses those outside int64, and writes exact integers", () => {
-    const [statement] = parseStatementsBody('[["INSERT INTO t VALUES (?, ?, ?)", 9223372036854775807, -9223372036854775808, 1.5]]', "application/json", DEFAULT_LIMITS);
+    const [statement] = parseStatementsBody(
+      '[["INSERT INTO t VALUES (?, ?, ?)", 9223372036854775807, -9223372036854775808, 1.5]]',
+      "application/json",
+      DEFAULT_LIMITS,
+    );
     expect(statement?.params).toEqual([9223372036854775807n, -9223372036854775808n, 1.5]);
     const named = parseStatementsBody('[["SELECT :a", {"a": 9007199254740993}]]', "application/json", DEFAULT_LIMITS);
     expect(named[0]?.params).toEqual({ a: 9007199254740993n });
-    expect(() => parseStatementsBody('[["SELECT ?", 9223372036854775808]]', "application/json", DEFAULT_LIMITS)).toThrow(ApiError);
-    expect(() => parseStatementsBody('[["SELECT ?", 9223372036854775808]]', "application/json", DEFAULT_LIMITS)).toThrow(/outside SQLite's 64-bit range/);
-    expect(encodeWire({ values: [[9223372036854775807n, -9223372036854775808n, 1]] })).toBe('{"values":[[9223372036854775807,-9223372036854775808,1]]}');
+    expect(() =>
+      parseStatementsBody('[["SELECT ?", 9223372036854775808]]', "application/json", DEFAULT_LIMITS),
+    ).toThrow(ApiError);
+    expect(() =>
+      parseStatementsBody('[["SELECT ?", 9223372036854775808]]', "application/json", DEFAULT_LIMITS),
+    ).toThrow(/outside SQLite's 64-bit range/);
+    expect(encodeWire({ values: [[9223372036854775807n, -9223372036854775808n, 1]] })).toBe(
+      '{"values":[[9223372036854775807,-9223372036854775808,1]]}',
+    );
   });
 
   it("round-trips 9223372036854775807 through SELECT, a bound parameter and last_insert_id", async () => {
     const h = await clusterWith("fidelity-int64", ["CREATE TABLE t (id INTEGER PRIMARY KEY, v)"]);
     const literal = await h.send("GET", query("SELECT 9223372036854775807, -9223372036854775808"));
-    expect(literal.text).toBe('{"results":[{"columns":["9223372036854775807","-9223372036854775808"],"types":["integer","integer"],"values":[[9223372036854775807,-9223372036854775808]]}]}');
-    const bound = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(id, v) VALUES (?, ?)", 9223372036854775807, 9007199254740993]]', headers: { "Content-Type": "application/json" } });
+    expect(literal.text).toBe(
+      '{"results":[{"columns":["9223372036854775807","-9223372036854775808"],"types":["integer","integer"],"values":[[9223372036854775807,-9223372036854775808]]}]}',
+    );
+    const bound = await h.send("POST", "/db/execute", {
+      body: '[["INSERT INTO t(id, v) VALUES (?, ?)", 9223372036854775807, 9007199254740993]]',
+      headers: { "Content-Type": "application/json" },
+    });
     expect(bound.text).toBe('{"results":[{"last_insert_id":9223372036854775807,"rows_affected":1}]}');
     const stored = await h.send("GET", query("SELECT id, v, typeof(v) FROM t"));
-    expect(stored.text).toBe('{"results":[{"columns":["id","v","typeof(v)"],"types":["integer","integer","text"],"values":[[9223372036854775807,9007199254740993,"integer"]]}]}');
-    const outOfRange = await h.send("POST", "/db/execute", { body: '[["INSERT INTO t(v) VALUES (?)", 9223372036854775808]]', headers: { "Content-Type": "application/json" } });
+    expect(stored.text).toBe(
+      '{"results":[{"columns":["id","v","typeof(v)"],"types":["integer","integer","text"],"values":[[9223372036854775807,9007199254740993,"integer"]]}]}',
+    );
+    const outOfRange = await h.send("POST", "/db/execute", {
+      body: '[["INSERT INTO t(v) VALUES (?)", 9223372036854775808]]',
+      headers: { "Content-Type": "application/json" },
+    });
     expect(outOfRange.status).toBe(400);
     expect(outOfRange.text).toContain("outside SQLite's 64-bit range");
   });
@@ -60,11 +85,15 @@ describe("64-bit integers over HTTP (item 2)", () => {
 
 describe("PRAGMAs over HTTP (item 3)", () => {
   it("answers what an ORM sends when it connects and reflects, as rqlite does", async () => {
-    const h = await clusterWith("fidelity-pragmas", ["CREATE TABLE m (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES m(id))"]);
+    const h = await clusterWith("fidelity-pragmas", [
+      "CREATE TABLE m (id INTEGER PRIMARY KEY, parent INTEGER REFERENCES m(id))",
+    ]);
     const uncommitted = await h.send("GET", query("PRAGMA read_uncommitted", "level=weak"));
     expect(uncommitted.status).toBe(200);
     expect(uncommitted.text).toBe('{"results":[{"columns":["read_uncommitted"],"types":["integer"],"values":[[0]]}]}');
-    const temp = await h.send("POST", "/db/query", { json: ['PRAGMA temp.table_info("m")', 'PRAGMA temp.foreign_key_list("m")', 'PRAGMA main.foreign_key_list("m")'] });
+    const temp = await h.send("POST", "/db/query", {
+      json: ['PRAGMA temp.table_info("m")', 'PRAGMA temp.foreign_key_list("m")', 'PRAGMA main.foreign_key_list("m")'],
+    });
     expect(temp.status).toBe(200);
     expect(temp.text).toBe(
       '{"results":[{"columns":["cid","name","type","notnull","dflt_value","pk"],"types":["","","","","",""]},' +
@@ -79,11 +108,19 @@ describe("PRAGMAs over HTTP (item 3)", () => {
 
 describe("the schema tables over HTTP (item 4)", () => {
   it("lists only the user's objects on every node, whichever way a client asks", async () => {
-    const h = await clusterWith("fidelity-schema", ["CREATE TABLE m (id INTEGER PRIMARY KEY)", "CREATE VIEW v AS SELECT id FROM m"]);
-    const expected = '{"results":[{"columns":["type","name"],"types":["text","text"],"values":[["table","m"],["view","v"]]}]}';
+    const h = await clusterWith("fidelity-schema", [
+      "CREATE TABLE m (id INTEGER PRIMARY KEY)",
+      "CREATE VIEW v AS SELECT id FROM m",
+    ]);
+    const expected =
+      '{"results":[{"columns":["type","name"],"types":["text","text"],"values":[["table","m"],["view","v"]]}]}';
     expect((await h.send("GET", query("SELECT type, name FROM sqlite_master ORDER BY name"))).text).toBe(expected);
-    expect((await h.send("GET", query("SELECT type, name FROM sqlite_schema ORDER BY name", "level=weak"))).text).toBe(expected);
-    const listed = await h.send("POST", "/db/request", { json: ["PRAGMA table_list", "SELECT name FROM pragma_table_list ORDER BY name"] });
+    expect((await h.send("GET", query("SELECT type, name FROM sqlite_schema ORDER BY name", "level=weak"))).text).toBe(
+      expected,
+    );
+    const listed = await h.send("POST", "/db/request", {
+      json: ["PRAGMA table_list", "SELECT name FROM pragma_table_list ORDER BY name"],
+    });
     expect(listed.status).toBe(200);
     expect(listed.text).not.toMatch(/_cf_|__miniflare|_dha_/);
     expect(listed.text).toContain('"values":[["m"],["sqlite_schema"],["sqlite_temp_schema"],["v"]]');
@@ -100,7 +137,8 @@ describe("runaway reads over HTTP (item 9)", () => {
       expect(read.headers.get("X-DHA-Error-Code")).toBe("INVALID_REQUEST");
       expect(JSON.parse(read.text)).toEqual({
         results: [],
-        error: "statement 1: the results hold more than 100000 rows, the most one request may return (DHA_MAX_RESULT_ROWS): add a LIMIT, or page with WHERE",
+        error:
+          "statement 1: the results hold more than 100000 rows, the most one request may return (DHA_MAX_RESULT_ROWS): add a LIMIT, or page with WHERE",
       });
     }
     const write = await h.send("POST", "/db/execute", { json: ["INSERT INTO t VALUES (1)"] });

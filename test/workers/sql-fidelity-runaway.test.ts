@@ -20,29 +20,45 @@ describe("a runaway read cut off by the platform", () => {
     await cluster.execute([CREATE_LEDGER_TABLE]);
     const ledger = new Ledger();
     const load = new Load({ cluster, ledger, random: new SeededRandom(seed), prefix: "runaway", clients: 3 }).start();
-    await load.waitForProgress({ more: 5, timeoutMs: 30_000, what: "before the runaway read" }).catch(async (error: unknown) => {
-      throw new Error(`${String(error)}; errors ${JSON.stringify(Object.fromEntries(load.errors))}; ${JSON.stringify((await load.stop()).failures.slice(0, 3))}`);
-    });
+    await load
+      .waitForProgress({ more: 5, timeoutMs: 30_000, what: "before the runaway read" })
+      .catch(async (error: unknown) => {
+        throw new Error(
+          `${String(error)}; errors ${JSON.stringify(Object.fromEntries(load.errors))}; ${JSON.stringify((await load.stop()).failures.slice(0, 3))}`,
+        );
+      });
 
     const leader = await cluster.waitForLeader();
     const before = await cluster.status(leader);
     // The read a reader token can send; bounded here (x < 20000) so that the test's workerd is not stuck in it.
-    const runaway = cluster.stub(leader).query({
-      protocolVersion: PROTOCOL_VERSION,
-      cluster: cluster.config,
-      node: leader,
-      statements: [{ sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) SELECT count(*) FROM c" }],
-      level: "weak",
-      transaction: false,
-      timeoutMs: 2_000,
-    }).catch((error: unknown) => error);
+    const runaway = cluster
+      .stub(leader)
+      .query({
+        protocolVersion: PROTOCOL_VERSION,
+        cluster: cluster.config,
+        node: leader,
+        statements: [
+          {
+            sql: "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000) SELECT count(*) FROM c",
+          },
+        ],
+        level: "weak",
+        transaction: false,
+        timeoutMs: 2_000,
+      })
+      .catch((error: unknown) => error);
     // The platform's CPU limit ends it: the object is reset.
     await cluster.abort(leader);
     await runaway;
 
     // Restarted from storage: it has applied at least what it had before, with no leader's help yet.
     console.log(`[runaway] reset ${leader} at term ${before.term}, applied ${before.appliedIndex}`);
-    const restarted = await waitForStatus(cluster, leader, "the reset node answering again", (status) => status.started);
+    const restarted = await waitForStatus(
+      cluster,
+      leader,
+      "the reset node answering again",
+      (status) => status.started,
+    );
     expect(restarted.appliedIndex).toBeGreaterThanOrEqual(before.appliedIndex);
     expect(restarted.role === "leader" && restarted.term === before.term).toBe(false);
     // Replaced: a leader of a later term, agreed by every node.
@@ -53,10 +69,14 @@ describe("a runaway read cut off by the platform", () => {
     });
     expect(nextStatus.term).toBeGreaterThan(before.term);
 
-    await load.waitForProgress({ more: 5, timeoutMs: 30_000, what: "after the reset" }).catch(async (error: unknown) => {
-      const statuses = await cluster.statuses();
-      throw new Error(`${String(error)}; errors ${JSON.stringify(Object.fromEntries(load.errors))}; ${JSON.stringify(statuses.map((s) => [s.node, s.role, s.term, s.commitIndex, s.appliedIndex, s.lastLogIndex]))}`);
-    });
+    await load
+      .waitForProgress({ more: 5, timeoutMs: 30_000, what: "after the reset" })
+      .catch(async (error: unknown) => {
+        const statuses = await cluster.statuses();
+        throw new Error(
+          `${String(error)}; errors ${JSON.stringify(Object.fromEntries(load.errors))}; ${JSON.stringify(statuses.map((s) => [s.node, s.role, s.term, s.commitIndex, s.appliedIndex, s.lastLogIndex]))}`,
+        );
+      });
     const { errors } = await load.stop();
     expectOnlyFailoverErrors(errors);
     // Every node holds every acknowledged write exactly once (and nothing refused or never sent).

@@ -34,7 +34,10 @@ describe("backups of TEXT holding NUL characters", () => {
     expect(dump.text).toContain(`INSERT INTO "t" VALUES('plain');`);
 
     const fromDump = new RealHarness(newCluster({ prefix: "sql-review-dump-sql", nodes: 1 }));
-    const loaded = await fromDump.send("POST", "/db/load", { body: dump.text, headers: { "Content-Type": "text/plain" } });
+    const loaded = await fromDump.send("POST", "/db/load", {
+      body: dump.text,
+      headers: { "Content-Type": "text/plain" },
+    });
     expect(loaded.status, loaded.text).toBe(200);
     expect(await values(fromDump, EXACT)).toEqual(expected);
 
@@ -49,7 +52,10 @@ describe("backups of TEXT holding NUL characters", () => {
       db.close();
     }
     const fromFile = new RealHarness(newCluster({ prefix: "sql-review-dump-file", nodes: 1 }));
-    const loadedFile = await fromFile.send("POST", "/db/load", { body: bytes, headers: { "Content-Type": "application/octet-stream" } });
+    const loadedFile = await fromFile.send("POST", "/db/load", {
+      body: bytes,
+      headers: { "Content-Type": "application/octet-stream" },
+    });
     expect(loadedFile.status, loadedFile.text).toBe(200);
     expect(await values(fromFile, EXACT)).toEqual(expected);
   });

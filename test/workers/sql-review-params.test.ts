@@ -11,7 +11,9 @@ function statusOf(body: string): number {
     parseStatementsBody(body, "application/json", DEFAULT_LIMITS);
     return 200;
   } catch (error) {
-    if (error instanceof ApiError) return error.status;
+    if (error instanceof ApiError) {
+      return error.status;
+    }
     throw error;
   }
 }
@@ -34,9 +36,13 @@ describe("work per request", () => {
   it("answers the largest allowed request of integer parameters with the values and types expected", async () => {
     const statements = parseStatementsBody(intStatements(100), "application/json", DEFAULT_LIMITS);
     const prepared = prepareRead(statements);
-    if (!prepared.ok) throw new Error(prepared.error);
+    if (!prepared.ok) {
+      throw new Error(prepared.error);
+    }
     const stub = env.CLUSTER_NODE.getByName(`sql-review-params-${crypto.randomUUID()}`);
-    const results = await runInDurableObject(stub, (_instance, state) => new SqlStateMachine(state.storage).query(prepared.statements, { transaction: false }));
+    const results = await runInDurableObject(stub, (_instance, state) =>
+      new SqlStateMachine(state.storage).query(prepared.statements, { transaction: false }),
+    );
     expect(results).toHaveLength(100);
     expect(results[99]?.rows).toEqual([Array.from({ length: 100 }, (_, i) => 9_900 + i)]);
     expect(results[0]?.types).toEqual(Array.from({ length: 100 }, () => "integer"));
@@ -50,14 +56,21 @@ describe("integer parameters", () => {
         id: "r",
         transaction: false,
         statements: [
-          { sql: "CREATE TABLE t AS SELECT ? AS named, ?, ?, typeof(?) AS kind, max(?, 1) FROM (SELECT 1) ORDER BY ?", params: [1, 2, "s", -0, 5, 1] },
+          {
+            sql: "CREATE TABLE t AS SELECT ? AS named, ?, ?, typeof(?) AS kind, max(?, 1) FROM (SELECT 1) ORDER BY ?",
+            params: [1, 2, "s", -0, 5, 1],
+          },
         ],
       },
       { nowMs: 0, randomBytes: (n) => new Uint8Array(n) },
     );
-    if (!write.ok) throw new Error(write.error);
+    if (!write.ok) {
+      throw new Error(write.error);
+    }
     const read = prepareRead([{ sql: "SELECT ?, ? + 1, ?", params: [7, 7, -0] }]);
-    if (!read.ok) throw new Error(read.error);
+    if (!read.ok) {
+      throw new Error(read.error);
+    }
     const stub = env.CLUSTER_NODE.getByName(`sql-review-params-names-${crypto.randomUUID()}`);
     const [columns, rows, readColumns, readRows] = await runInDurableObject(stub, (_instance, state) => {
       const [statement] = write.request.statements;
@@ -83,16 +96,23 @@ describe("result column aliases", () => {
         statements: [
           { sql: "CREATE TABLE u(a PRIMARY KEY, b)" },
           { sql: "INSERT INTO u(a, b) SELECT ?, ? ON CONFLICT(a) DO UPDATE SET b = ?", params: [1, 2, 3] },
-          { sql: "INSERT INTO u(a, b) SELECT ?, ? ON CONFLICT(a) DO UPDATE SET b = ? RETURNING b + ?", params: [1, 2, 4, 10] },
+          {
+            sql: "INSERT INTO u(a, b) SELECT ?, ? ON CONFLICT(a) DO UPDATE SET b = ? RETURNING b + ?",
+            params: [1, 2, 4, 10],
+          },
         ],
       },
       { nowMs: 0, randomBytes: (n) => new Uint8Array(n) },
     );
-    if (!write.ok) throw new Error(write.error);
+    if (!write.ok) {
+      throw new Error(write.error);
+    }
     const stub = env.CLUSTER_NODE.getByName(`sql-review-params-upsert-${crypto.randomUUID()}`);
     const returned = await runInDurableObject(stub, (_instance, state) => {
       let rows: unknown[][] = [];
-      for (const statement of write.request.statements) rows = [...state.storage.sql.exec(statement.sql, ...((statement.params ?? []) as unknown[])).raw()];
+      for (const statement of write.request.statements) {
+        rows = [...state.storage.sql.exec(statement.sql, ...((statement.params ?? []) as unknown[])).raw()];
+      }
       return rows;
     });
     expect(returned).toEqual([[14]]);

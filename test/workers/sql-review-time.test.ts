@@ -12,18 +12,32 @@ const NOW_MS = Date.UTC(2026, 0, 2, 3, 4, 5, 678); // far from the test's real c
 const LEADER_TIME = "2026-01-02 03:04:05.678";
 
 function prepared(statements: Statement[]): SqlRequest | string {
-  const result = prepareWrite({ id: "r", transaction: false, statements }, { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n) });
+  const result = prepareWrite(
+    { id: "r", transaction: false, statements },
+    { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n) },
+  );
   return result.ok ? result.request : result.error;
 }
 
 /** Runs the statements as the leader prepared them on real SQLite and returns the rows of `query`. */
-async function runPrepared(label: string, setup: string[], statements: Statement[], query: string): Promise<unknown[][]> {
+async function runPrepared(
+  label: string,
+  setup: string[],
+  statements: Statement[],
+  query: string,
+): Promise<unknown[][]> {
   const request = prepared(statements);
-  if (typeof request === "string") throw new Error(`refused: ${request}`);
+  if (typeof request === "string") {
+    throw new Error(`refused: ${request}`);
+  }
   const stub = env.CLUSTER_NODE.getByName(`sql-review-time-${label}-${crypto.randomUUID()}`);
   return runInDurableObject(stub, (_instance, state) => {
-    for (const sql of setup) state.storage.sql.exec(sql);
-    for (const statement of request.statements) state.storage.sql.exec(statement.sql, ...((statement.params ?? []) as unknown[]));
+    for (const sql of setup) {
+      state.storage.sql.exec(sql);
+    }
+    for (const statement of request.statements) {
+      state.storage.sql.exec(statement.sql, ...((statement.params ?? []) as unknown[]));
+    }
     return [...state.storage.sql.exec(query).raw()] as unknown[][];
   });
 }
@@ -72,7 +86,10 @@ describe("time values reached through expressions", () => {
     const rows = await runPrepared(
       "params",
       ["CREATE TABLE div(k, v)"],
-      [{ sql: "INSERT INTO div VALUES(?, date(? || ?))", params: ["p", "N", "ow"] }, { sql: "INSERT INTO div VALUES(?, date(? || ?))", params: ["q", "2021-", "03-04"] }],
+      [
+        { sql: "INSERT INTO div VALUES(?, date(? || ?))", params: ["p", "N", "ow"] },
+        { sql: "INSERT INTO div VALUES(?, date(? || ?))", params: ["q", "2021-", "03-04"] },
+      ],
       "SELECT k, v FROM div ORDER BY rowid",
     );
     expect(rows).toEqual([
@@ -82,7 +99,12 @@ describe("time values reached through expressions", () => {
   });
 
   it("fixes the literal time values 'subsec' and 'subsecond' too, keeping the fractional seconds", async () => {
-    const rows = await runPrepared("subsec", [], [{ sql: "CREATE TABLE t AS SELECT datetime('subsec') AS a, datetime('SubSecond', '+1 hour') AS b" }], "SELECT a, b FROM t");
+    const rows = await runPrepared(
+      "subsec",
+      [],
+      [{ sql: "CREATE TABLE t AS SELECT datetime('subsec') AS a, datetime('SubSecond', '+1 hour') AS b" }],
+      "SELECT a, b FROM t",
+    );
     expect(rows).toEqual([[LEADER_TIME, "2026-01-02 04:04:05.678"]]);
   });
 
@@ -113,7 +135,9 @@ describe("time values reached through expressions", () => {
     expect(rows).toEqual([["2020-01-01", "2020-01-01"]]);
     const stub = env.CLUSTER_NODE.getByName(`sql-review-time-pure-now-${crypto.randomUUID()}`);
     const error = await runInDurableObject(stub, (_instance, state) => {
-      for (const statement of statements.slice(0, 1)) state.storage.sql.exec(statement.sql);
+      for (const statement of statements.slice(0, 1)) {
+        state.storage.sql.exec(statement.sql);
+      }
       try {
         state.storage.sql.exec("INSERT INTO g(s) VALUES('now')");
         return "accepted";
@@ -130,7 +154,12 @@ const newCluster = clusterFactory();
 describe("time values reached through expressions, on a real cluster", () => {
   it("store identical rows on every replica", async () => {
     // A longer election timeout than the default: the machine running the tests may be loaded.
-    const cluster = newCluster({ prefix: "sql-review-time", nodes: 3, heartbeatIntervalMs: 100, electionTimeoutMs: 1_500 });
+    const cluster = newCluster({
+      prefix: "sql-review-time",
+      nodes: 3,
+      heartbeatIntervalMs: 100,
+      electionTimeoutMs: 1_500,
+    });
     const h = new RealHarness(cluster);
     const setup = await h.send("POST", "/db/execute", {
       json: ["CREATE TABLE div(k, v)", "CREATE TABLE src(s)", "INSERT INTO src VALUES('now')"],

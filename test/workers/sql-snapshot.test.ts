@@ -29,9 +29,15 @@ const NOW_MS = Date.UTC(2026, 10, 26, 8, 0, 0, 123);
 
 /** Encoded log entries, produced the way a leader produces them. */
 function entry(statements: Statement[], options: { id?: string; transaction?: boolean } = {}): string {
-  const request: SqlRequest = { id: options.id ?? crypto.randomUUID(), transaction: options.transaction ?? false, statements };
+  const request: SqlRequest = {
+    id: options.id ?? crypto.randomUUID(),
+    transaction: options.transaction ?? false,
+    statements,
+  };
   const prepared = prepareWrite(request, { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n).fill(3) });
-  if (!prepared.ok) throw new Error(`refused: ${prepared.error}`);
+  if (!prepared.ok) {
+    throw new Error(`refused: ${prepared.error}`);
+  }
   return encodeSqlRequest(prepared.request);
 }
 
@@ -39,9 +45,13 @@ function applyAll(storage: DurableObjectStorage, entries: readonly string[], fir
   const machine = new SqlStateMachine(storage);
   return entries.map((data, i) => {
     const results = machine.applyEntry({ index: firstIndex + i, kind: "normal", data });
-    if (results === null) throw new Error("already applied");
+    if (results === null) {
+      throw new Error("already applied");
+    }
     const failed = results.find((r) => r.error !== undefined);
-    if (failed !== undefined) throw new Error(`entry ${firstIndex + i} failed: ${failed.error}`);
+    if (failed !== undefined) {
+      throw new Error(`entry ${firstIndex + i} failed: ${failed.error}`);
+    }
     return results;
   });
 }
@@ -52,12 +62,16 @@ const BIG_TEXT = "é😀a".repeat(40_000); // 280,000 UTF-8 bytes with 2- and 4-
 const RICH_ENTRIES = [
   entry([
     // The child table comes first: its rows precede the parent's in the snapshot, so foreign keys must be deferred.
-    { sql: "CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE, note TEXT)" },
+    {
+      sql: "CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id) ON DELETE CASCADE, note TEXT)",
+    },
     { sql: "CREATE TABLE parent(id INTEGER PRIMARY KEY, name TEXT UNIQUE)" },
     { sql: "CREATE TABLE plain(a, b TEXT, c REAL, d BLOB)" },
     { sql: "CREATE TABLE kv(k TEXT PRIMARY KEY, v) WITHOUT ROWID" },
     { sql: "CREATE TABLE auto(id INTEGER PRIMARY KEY AUTOINCREMENT, v)" },
-    { sql: "CREATE TABLE gen(a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2) STORED, c GENERATED ALWAYS AS (a + 1) VIRTUAL)" },
+    {
+      sql: "CREATE TABLE gen(a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2) STORED, c GENERATED ALWAYS AS (a + 1) VIRTUAL)",
+    },
     { sql: "CREATE VIRTUAL TABLE docs USING fts5(title, body)" },
   ]),
   entry([
@@ -67,7 +81,9 @@ const RICH_ENTRIES = [
       sql: "INSERT INTO plain VALUES (9223372036854775807, 'max', 1.0, x'00ff'), (-9223372036854775807, 'min', 2.5, NULL), (1.0, 'real one', 9e999, x''), (?, ?, -9e999, ?)",
       params: [BIG_TEXT, "line\nbreak 'quoted' \"double\"", new Uint8Array([1, 2, 3])],
     },
-    { sql: "INSERT INTO plain VALUES (NULL, NULL, NULL, NULL), (0, '1', 0.1, randomblob(3)), ('x', 'gap', 1e300, NULL)" },
+    {
+      sql: "INSERT INTO plain VALUES (NULL, NULL, NULL, NULL), (0, '1', 0.1, randomblob(3)), ('x', 'gap', 1e300, NULL)",
+    },
     { sql: "DELETE FROM plain WHERE b = 'gap' OR b IS NULL" },
     { sql: "INSERT INTO plain(b) VALUES ('after the gap')" },
     { sql: "INSERT INTO kv VALUES ('b', 2), ('a', 'one'), ('c', NULL)" },
@@ -80,7 +96,9 @@ const RICH_ENTRIES = [
     [
       { sql: "CREATE INDEX plain_b ON plain(b)" },
       { sql: "CREATE VIEW parent_names AS SELECT name FROM parent" },
-      { sql: "CREATE TRIGGER kv_audit AFTER INSERT ON kv BEGIN INSERT INTO plain(b) VALUES ('trigger ' || new.k); END" },
+      {
+        sql: "CREATE TRIGGER kv_audit AFTER INSERT ON kv BEGIN INSERT INTO plain(b) VALUES ('trigger ' || new.k); END",
+      },
       { sql: "ANALYZE" },
     ],
     { id: "schema-request" },
@@ -92,9 +110,16 @@ const RICH_ENTRIES = [
 function fingerprint(storage: DurableObjectStorage, withRowids: boolean): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const table of listTables(storage.sql)) {
-    if (table.kind === "shadow") continue;
-    const columns = [...(withRowids && table.rowidName !== null && !table.name.startsWith("sqlite_") ? [table.rowidName] : []), ...table.columns];
-    if (columns.length === 0) continue;
+    if (table.kind === "shadow") {
+      continue;
+    }
+    const columns = [
+      ...(withRowids && table.rowidName !== null && !table.name.startsWith("sqlite_") ? [table.rowidName] : []),
+      ...table.columns,
+    ];
+    if (columns.length === 0) {
+      continue;
+    }
     const select = `SELECT ${columns.map((c) => `quote("${c}")`).join(" || ',' || ")} FROM "${table.name}"`;
     out[table.name] = rowsOf(storage.sql, select)
       .map((row) => String(row[0]))
@@ -104,12 +129,17 @@ function fingerprint(storage: DurableObjectStorage, withRowids: boolean): Record
 }
 
 function schemaRows(storage: DurableObjectStorage): unknown[] {
-  return rowsOf(storage.sql, "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT GLOB '_cf_*' ORDER BY type, name");
+  return rowsOf(
+    storage.sql,
+    "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT GLOB '_cf_*' ORDER BY type, name",
+  );
 }
 
 function installAll(storage: DurableObjectStorage, image: SnapshotImage, snapshotIndex = image.index): void {
   const installer = new SnapshotInstaller(storage);
-  image.chunks.forEach((data, seq) => installer.receive({ snapshotIndex, snapshotTerm: 2, seq, last: seq === image.chunks.length - 1, data }));
+  image.chunks.forEach((data, seq) =>
+    installer.receive({ snapshotIndex, snapshotTerm: 2, seq, last: seq === image.chunks.length - 1, data }),
+  );
   expect(installer.isComplete({ snapshotIndex, snapshotTerm: 2 })).toBe(true);
   expect(installer.finish({ snapshotIndex, snapshotTerm: 2 })).toEqual({ installed: true, appliedIndex: image.index });
   expect(installer.status()).toBeNull();
@@ -132,7 +162,9 @@ describe("snapshots", () => {
     });
     expect(snapshot.image.index).toBe(RICH_ENTRIES.length);
     expect(snapshot.image.chunks.length).toBeGreaterThan(4);
-    for (const chunk of snapshot.image.chunks) expect(new TextEncoder().encode(chunk).length).toBeLessThanOrEqual(64 * 1024);
+    for (const chunk of snapshot.image.chunks) {
+      expect(new TextEncoder().encode(chunk).length).toBeLessThanOrEqual(64 * 1024);
+    }
     expect(snapshot.rows.plain).toContain("1,9223372036854775807,'max',1.0,X'00FF'");
     expect(snapshot.rows.plain).toContain("3,1.0,'real one',9.0e+999,X''");
     expect(snapshot.rows.plain).toContain("7,NULL,'after the gap',NULL,NULL");
@@ -143,7 +175,13 @@ describe("snapshots", () => {
     const follower = newObject("follower");
     const installed = await inObject(follower, (storage) => {
       applyAll(storage, [
-        entry([{ sql: "CREATE TABLE old(id INTEGER PRIMARY KEY AUTOINCREMENT, x)" }, { sql: "INSERT INTO old(x) VALUES (1)" }], { id: "follower-only" }),
+        entry(
+          [
+            { sql: "CREATE TABLE old(id INTEGER PRIMARY KEY AUTOINCREMENT, x)" },
+            { sql: "INSERT INTO old(x) VALUES (1)" },
+          ],
+          { id: "follower-only" },
+        ),
         entry([{ sql: "CREATE VIEW old_view AS SELECT x FROM old" }]),
       ]);
       installAll(storage, snapshot.image);
@@ -173,12 +211,19 @@ describe("snapshots", () => {
 
     // From here on both behave identically: AUTOINCREMENT continues after 3, the trigger fires, retries dedup.
     const next = [
-      entry([{ sql: "INSERT INTO auto(v) VALUES ('next')" }, { sql: "INSERT INTO kv VALUES ('e', 5)" }, { sql: "DELETE FROM parent WHERE id = 2" }]),
+      entry([
+        { sql: "INSERT INTO auto(v) VALUES ('next')" },
+        { sql: "INSERT INTO kv VALUES ('e', 5)" },
+        { sql: "DELETE FROM parent WHERE id = 2" },
+      ]),
       entry([{ sql: "INSERT INTO kv VALUES ('d', 4)" }], { id: "client-retry-id" }),
     ];
     const continueOn = (storage: DurableObjectStorage): unknown => {
       const results = applyAll(storage, next, snapshot.image.index + 1);
-      return { results: results.map((r) => r.map(({ time: _time, ...rest }) => rest)), rows: fingerprint(storage, true) };
+      return {
+        results: results.map((r) => r.map(({ time: _time, ...rest }) => rest)),
+        rows: fingerprint(storage, true),
+      };
     };
     const leaderAfter = await inObject(leader, continueOn);
     const followerAfter = await inObject(follower, continueOn);
@@ -203,7 +248,12 @@ describe("snapshots", () => {
       const before = { rows: fingerprint(storage, true), schema: new SqlStateMachine(storage).schemaInfo() };
       const installer = new SnapshotInstaller(storage);
       const id = { snapshotIndex: 1, snapshotTerm: 3 };
-      const chunk = (seq: number, data = image.chunks[seq] ?? "") => ({ ...id, seq, last: seq === image.chunks.length - 1, data });
+      const chunk = (seq: number, data = image.chunks[seq] ?? "") => ({
+        ...id,
+        seq,
+        last: seq === image.chunks.length - 1,
+        data,
+      });
 
       installer.receive(chunk(0));
       installer.receive(chunk(1));
@@ -213,7 +263,9 @@ describe("snapshots", () => {
       expect(() => installer.receive(chunk(3))).toThrow(/expected chunk 2 .* got 3/);
       expect(installer.receive(chunk(1)).chunks).toBe(2); // an identical repeat is fine
       expect(() => installer.receive(chunk(1, `${image.chunks[1]}x`))).toThrow(/differs from the one already staged/);
-      expect(() => installer.receive({ ...chunk(2), snapshotTerm: 4 })).toThrow(/arrived while snapshot 1 \(term 3\) is staged/);
+      expect(() => installer.receive({ ...chunk(2), snapshotTerm: 4 })).toThrow(
+        /arrived while snapshot 1 \(term 3\) is staged/,
+      );
       expect(() => installer.finish({ snapshotIndex: 1, snapshotTerm: 4 })).toThrow(/is not staged/);
 
       // Chunk 0 of another snapshot starts over.
@@ -227,7 +279,9 @@ describe("snapshots", () => {
       tight.receive(chunk(0));
       tight.receive(chunk(1));
       expect(() => tight.receive(chunk(2))).toThrow(/would exceed 2048 staged bytes/);
-      expect(() => new SnapshotInstaller(storage, { maxChunkBytes: 1024 }).receive(chunk(0, "y".repeat(1025)))).toThrow(/1025 bytes; at most 1024/);
+      expect(() => new SnapshotInstaller(storage, { maxChunkBytes: 1024 }).receive(chunk(0, "y".repeat(1025)))).toThrow(
+        /1025 bytes; at most 1024/,
+      );
       tight.abort();
 
       // A corrupted chunk (same length) is caught by the checksum: nothing changes and the bad staging is dropped.
@@ -257,9 +311,15 @@ describe("snapshots", () => {
       return new SqlStateMachine(storage).createSnapshot();
     });
     await inObject(newObject("ahead"), (storage) => {
-      applyAll(storage, [entry([{ sql: "CREATE TABLE mine(v)" }]), entry([{ sql: "INSERT INTO mine VALUES (1)" }]), entry([{ sql: "INSERT INTO mine VALUES (2)" }])]);
+      applyAll(storage, [
+        entry([{ sql: "CREATE TABLE mine(v)" }]),
+        entry([{ sql: "INSERT INTO mine VALUES (1)" }]),
+        entry([{ sql: "INSERT INTO mine VALUES (2)" }]),
+      ]);
       const installer = new SnapshotInstaller(storage);
-      image.chunks.forEach((data, seq) => installer.receive({ snapshotIndex: 2, snapshotTerm: 1, seq, last: seq === image.chunks.length - 1, data }));
+      image.chunks.forEach((data, seq) =>
+        installer.receive({ snapshotIndex: 2, snapshotTerm: 1, seq, last: seq === image.chunks.length - 1, data }),
+      );
       expect(installer.finish({ snapshotIndex: 2, snapshotTerm: 1 })).toEqual({ installed: false, appliedIndex: 3 });
       expect(installer.status()).toBeNull();
       expect(rowsOf(storage.sql, "SELECT count(*) FROM mine")).toEqual([[2]]);
@@ -279,7 +339,12 @@ describe("SQL dumps", () => {
     const dumped = await inObject(source, (storage) => {
       applyAll(storage, RICH_ENTRIES);
       const machine = new SqlStateMachine(storage);
-      return { text: machine.dumpSql(), schema: machine.schemaInfo(), rows: fingerprint(storage, false), schemaRows: schemaRows(storage) };
+      return {
+        text: machine.dumpSql(),
+        schema: machine.schemaInfo(),
+        rows: fingerprint(storage, false),
+        schemaRows: schemaRows(storage),
+      };
     });
     expect(dumped.text.startsWith("PRAGMA foreign_keys=OFF;\nBEGIN TRANSACTION;\nCREATE TABLE child(")).toBe(true);
     expect(dumped.text.endsWith("COMMIT;\n")).toBe(true);
@@ -298,7 +363,12 @@ describe("SQL dumps", () => {
     const loaded = await inObject(target, (storage) => {
       const [results] = applyAll(storage, [load]);
       const machine = new SqlStateMachine(storage);
-      return { count: results?.length, schemaHash: machine.schemaInfo().hash, rows: fingerprint(storage, false), schemaRows: schemaRows(storage) };
+      return {
+        count: results?.length,
+        schemaHash: machine.schemaInfo().hash,
+        rows: fingerprint(storage, false),
+        schemaRows: schemaRows(storage),
+      };
     });
     expect(loaded.count).toBe(statements.length);
     expect(loaded.schemaHash).toBe(dumped.schema.hash);
@@ -322,6 +392,8 @@ describe("SQL dumps", () => {
       { sql: "/* a comment; */ INSERT INTO t VALUES(X'0102',NULL)" },
       { sql: "CREATE TRIGGER tr AFTER INSERT ON t BEGIN INSERT INTO t VALUES('x;', 1); END" },
     ]);
-    expect(() => parseDump("INSERT INTO t VALUES('open")).toThrow(/the dump cannot be read: unterminated string literal/);
+    expect(() => parseDump("INSERT INTO t VALUES('open")).toThrow(
+      /the dump cannot be read: unterminated string literal/,
+    );
   });
 });

@@ -28,7 +28,9 @@ function countingContext(): WriteContext & { calls: number[] } {
     randomBytes(length: number): Uint8Array {
       calls.push(length);
       const bytes = new Uint8Array(length);
-      for (let i = 0; i < length; i += 1) bytes[i] = next++ & 0xff;
+      for (let i = 0; i < length; i += 1) {
+        bytes[i] = next++ & 0xff;
+      }
       return bytes;
     },
   };
@@ -40,15 +42,21 @@ function request(statements: Statement[], transaction = false): SqlRequest {
 
 function prepareOne(sql: string, params?: Statement["params"]): Statement {
   const prepared = prepareWrite(request([params === undefined ? { sql } : { sql, params }]), countingContext());
-  if (!prepared.ok) throw new Error(`refused: ${prepared.error}`);
+  if (!prepared.ok) {
+    throw new Error(`refused: ${prepared.error}`);
+  }
   const statement = prepared.request.statements[0];
-  if (statement === undefined) throw new Error("no statement");
+  if (statement === undefined) {
+    throw new Error("no statement");
+  }
   return statement;
 }
 
 function refusal(sql: string, params?: Statement["params"]): string {
   const prepared = prepareWrite(request([params === undefined ? { sql } : { sql, params }]), countingContext());
-  if (prepared.ok) throw new Error(`accepted: ${prepared.request.statements[0]?.sql}`);
+  if (prepared.ok) {
+    throw new Error(`accepted: ${prepared.request.statements[0]?.sql}`);
+  }
   return prepared.error;
 }
 
@@ -175,15 +183,22 @@ describe("prepareWrite refusals", () => {
   });
 
   it("accepts what is merely similar to a refused construct", () => {
-    expect(prepareOne("INSERT INTO t VALUES ('_cf_KV', 'ROLLBACK', 'BEGIN')").sql).toBe("INSERT INTO t VALUES ('_cf_KV', 'ROLLBACK', 'BEGIN')");
-    expect(prepareOne("CREATE TABLE c(p REFERENCES t(id) NOT DEFERRABLE INITIALLY DEFERRED)").sql).toContain("NOT DEFERRABLE");
+    expect(prepareOne("INSERT INTO t VALUES ('_cf_KV', 'ROLLBACK', 'BEGIN')").sql).toBe(
+      "INSERT INTO t VALUES ('_cf_KV', 'ROLLBACK', 'BEGIN')",
+    );
+    expect(prepareOne("CREATE TABLE c(p REFERENCES t(id) NOT DEFERRABLE INITIALLY DEFERRED)").sql).toContain(
+      "NOT DEFERRABLE",
+    );
     expect(prepareOne("PRAGMA table_info(t)").sql).toBe("PRAGMA table_info(t)");
     expect(prepareOne("SELECT CASE WHEN 1 THEN 2 END").sql).toBe("SELECT CASE WHEN 1 THEN 2 END");
   });
 
   it("allows changes() and last_insert_rowid() after the statement they refer to", () => {
     const prepared = prepareWrite(
-      request([{ sql: "INSERT INTO a(v) VALUES (1)" }, { sql: "INSERT INTO b(a_id, n) VALUES (last_insert_rowid(), changes())" }]),
+      request([
+        { sql: "INSERT INTO a(v) VALUES (1)" },
+        { sql: "INSERT INTO b(a_id, n) VALUES (last_insert_rowid(), changes())" },
+      ]),
       countingContext(),
     );
     expect(prepared.ok).toBe(true);
@@ -204,12 +219,19 @@ describe("prepareWrite rewriting", () => {
   it("fixes random() and randomblob() as literals, never inside strings, comments or quoted names", () => {
     const context = countingContext();
     const prepared = prepareWrite(
-      request([{ sql: `INSERT INTO t("random()", b) VALUES (random(), 'random()') -- random()\n` }, { sql: "SELECT hex(RANDOMBLOB(4)), randomblob(0)" }]),
+      request([
+        { sql: `INSERT INTO t("random()", b) VALUES (random(), 'random()') -- random()\n` },
+        { sql: "SELECT hex(RANDOMBLOB(4)), randomblob(0)" },
+      ]),
       context,
     );
-    if (!prepared.ok) throw new Error(prepared.error);
+    if (!prepared.ok) {
+      throw new Error(prepared.error);
+    }
     // Bytes 1..8 as a big-endian signed 64-bit integer: 0x0102030405060708.
-    expect(prepared.request.statements[0]?.sql).toBe(`INSERT INTO t("random()", b) VALUES ((${0x0102030405060708n}+0), 'random()')`);
+    expect(prepared.request.statements[0]?.sql).toBe(
+      `INSERT INTO t("random()", b) VALUES ((${0x0102030405060708n}+0), 'random()')`,
+    );
     expect(prepared.request.statements[1]?.sql).toBe("SELECT hex(x'090a0b0c'), x'0d'");
     expect(context.calls).toEqual([8, 4, 1]);
   });
@@ -219,7 +241,9 @@ describe("prepareWrite rewriting", () => {
   });
 
   it("replaces 'now' in date and time functions by the leader's time, keeping the rest", () => {
-    expect(prepareOne("SELECT datetime('now'), DATE('NOW', 'start of month'), strftime('%s', 'now'), julianday('now')").sql).toBe(
+    expect(
+      prepareOne("SELECT datetime('now'), DATE('NOW', 'start of month'), strftime('%s', 'now'), julianday('now')").sql,
+    ).toBe(
       "SELECT datetime('2026-11-26 08:00:00.123'), DATE('2026-11-26 08:00:00.123', 'start of month'), " +
         "strftime('%s', '2026-11-26 08:00:00.123'), julianday('2026-11-26 08:00:00.123')",
     );
@@ -228,30 +252,51 @@ describe("prepareWrite rewriting", () => {
         "timediff('2026-11-26 08:00:00.123', '2026-01-01')",
     );
     // 'now' as a parameter value is replaced too; elsewhere it is just a string.
-    expect(prepareOne("SELECT datetime(?), ?", ["now", "now"])).toEqual({ sql: "SELECT datetime('2026-11-26 08:00:00.123'), ?", params: ["now"] });
-    expect(prepareOne("SELECT strftime('now', '2020-01-01'), 'now'").sql).toBe("SELECT strftime('now', '2020-01-01'), 'now'");
+    expect(prepareOne("SELECT datetime(?), ?", ["now", "now"])).toEqual({
+      sql: "SELECT datetime('2026-11-26 08:00:00.123'), ?",
+      params: ["now"],
+    });
+    expect(prepareOne("SELECT strftime('now', '2020-01-01'), 'now'").sql).toBe(
+      "SELECT strftime('now', '2020-01-01'), 'now'",
+    );
   });
 
   it("turns CURRENT_TIMESTAMP, CURRENT_DATE and CURRENT_TIME into literals outside strings", () => {
-    expect(prepareOne("INSERT INTO t VALUES (CURRENT_TIMESTAMP, current_date, Current_Time, 'CURRENT_TIMESTAMP', \"CURRENT_DATE\")").sql).toBe(
+    expect(
+      prepareOne(
+        "INSERT INTO t VALUES (CURRENT_TIMESTAMP, current_date, Current_Time, 'CURRENT_TIMESTAMP', \"CURRENT_DATE\")",
+      ).sql,
+    ).toBe(
       "INSERT INTO t VALUES ('2026-11-26 08:00:00', '2026-11-26', '08:00:00', 'CURRENT_TIMESTAMP', \"CURRENT_DATE\")",
     );
   });
 
   it("refuses non-deterministic functions in stored definitions but rewrites CREATE TABLE ... AS SELECT", () => {
-    expect(refusal("CREATE TABLE t(a TEXT DEFAULT CURRENT_TIMESTAMP)")).toMatch(/CURRENT_TIMESTAMP in a stored definition/);
+    expect(refusal("CREATE TABLE t(a TEXT DEFAULT CURRENT_TIMESTAMP)")).toMatch(
+      /CURRENT_TIMESTAMP in a stored definition/,
+    );
     expect(refusal("CREATE TABLE t(a INTEGER DEFAULT (random()))")).toMatch(/random\(\) in a stored definition/);
     expect(refusal("CREATE VIEW v AS SELECT datetime('now')")).toMatch(/datetime\('now'\) in a stored definition/);
-    expect(refusal("CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET at = unixepoch(); END")).toMatch(/unixepoch\(\) in a stored definition/);
-    expect(refusal("ALTER TABLE t ADD COLUMN r BLOB DEFAULT (randomblob(4))")).toMatch(/randomblob\(\) in a stored definition/);
-    expect(prepareOne("CREATE TABLE snap AS SELECT CURRENT_DATE AS d").sql).toBe("CREATE TABLE snap AS SELECT '2026-11-26' AS d");
+    expect(refusal("CREATE TRIGGER tr AFTER INSERT ON t BEGIN UPDATE t SET at = unixepoch(); END")).toMatch(
+      /unixepoch\(\) in a stored definition/,
+    );
+    expect(refusal("ALTER TABLE t ADD COLUMN r BLOB DEFAULT (randomblob(4))")).toMatch(
+      /randomblob\(\) in a stored definition/,
+    );
+    expect(prepareOne("CREATE TABLE snap AS SELECT CURRENT_DATE AS d").sql).toBe(
+      "CREATE TABLE snap AS SELECT '2026-11-26' AS d",
+    );
   });
 
   it("does not mistake object names with column lists for function calls", () => {
-    expect(prepareOne("CREATE TABLE random(date TEXT, time TEXT)").sql).toBe("CREATE TABLE random(date TEXT, time TEXT)");
+    expect(prepareOne("CREATE TABLE random(date TEXT, time TEXT)").sql).toBe(
+      "CREATE TABLE random(date TEXT, time TEXT)",
+    );
     expect(prepareOne("INSERT INTO date(x) VALUES (?)", [1]).sql).toBe("INSERT INTO date(x) VALUES ((1+0))");
     expect(prepareOne("CREATE INDEX i ON datetime(x)").sql).toBe("CREATE INDEX i ON datetime(x)");
-    expect(prepareOne("WITH random(x) AS (SELECT 1) SELECT x FROM random").sql).toBe("WITH random(x) AS (SELECT 1) SELECT x FROM random");
+    expect(prepareOne("WITH random(x) AS (SELECT 1) SELECT x FROM random").sql).toBe(
+      "WITH random(x) AS (SELECT 1) SELECT x FROM random",
+    );
   });
 });
 
@@ -265,7 +310,10 @@ describe("parameters", () => {
   });
 
   it("numbers parameters as SQLite does (?NNN and following ?)", () => {
-    expect(prepareOne("SELECT ?2, ?, ?1", ["one", "two", "three"])).toEqual({ sql: "SELECT ?, ?, ?", params: ["two", "three", "one"] });
+    expect(prepareOne("SELECT ?2, ?, ?1", ["one", "two", "three"])).toEqual({
+      sql: "SELECT ?, ?, ?",
+      params: ["two", "three", "one"],
+    });
   });
 
   it("writes whole numbers as integer literals (the platform binds numbers as REAL) and binds the rest", () => {
@@ -292,10 +340,20 @@ describe("parameters", () => {
 describe("limits", () => {
   it("refuses more than 100 parameters", () => {
     const sql = `SELECT ${Array.from({ length: 101 }, () => "?").join(", ")}`;
-    expect(refusal(sql, Array.from({ length: 101 }, () => "v"))).toMatch(/101 parameters; at most 100/);
+    expect(
+      refusal(
+        sql,
+        Array.from({ length: 101 }, () => "v"),
+      ),
+    ).toMatch(/101 parameters; at most 100/);
     expect(refusal("SELECT ?101", [])).toMatch(/parameter \?101 is out of range/);
     const hundred = `SELECT ${Array.from({ length: 100 }, () => "?").join(", ")}`;
-    expect(prepareOne(hundred, Array.from({ length: 100 }, () => "v")).params).toHaveLength(100);
+    expect(
+      prepareOne(
+        hundred,
+        Array.from({ length: 100 }, () => "v"),
+      ).params,
+    ).toHaveLength(100);
   });
 
   it("refuses statements over 100 KB, as given or once rewritten", () => {
@@ -306,16 +364,25 @@ describe("limits", () => {
   });
 
   it("refuses values over 2 MB", () => {
-    expect(refusal("SELECT ?", ["y".repeat(2_000_001)])).toMatch(/parameter 1 is 2000001 bytes; a value may be at most 2000000/);
+    expect(refusal("SELECT ?", ["y".repeat(2_000_001)])).toMatch(
+      /parameter 1 is 2000001 bytes; a value may be at most 2000000/,
+    );
     expect(refusal("SELECT ?", [new Uint8Array(2_000_001)])).toMatch(/2000001 bytes/);
   });
 });
 
 describe("prepareRead", () => {
   it("refuses writes with rqlite's message and internal objects with a clear one", () => {
-    expect(prepareRead([{ sql: "SELECT 1" }, { sql: "INSERT INTO t VALUES (1)" }])).toEqual({ ok: false, error: READ_ONLY_VIOLATION });
+    expect(prepareRead([{ sql: "SELECT 1" }, { sql: "INSERT INTO t VALUES (1)" }])).toEqual({
+      ok: false,
+      error: READ_ONLY_VIOLATION,
+    });
     expect(READ_ONLY_VIOLATION).toBe("attempt to change database via query operation");
-    expect(prepareRead([{ sql: "SELECT * FROM _cf_KV" }])).toEqual({ ok: false, error: 'statements[0]: "_cf_KV" is an internal object: names starting with _cf_, _dha_, __miniflare_ are reserved' });
+    expect(prepareRead([{ sql: "SELECT * FROM _cf_KV" }])).toEqual({
+      ok: false,
+      error:
+        'statements[0]: "_cf_KV" is an internal object: names starting with _cf_, _dha_, __miniflare_ are reserved',
+    });
   });
 
   it("makes parameters positional and leaves non-deterministic functions alone", () => {
@@ -350,7 +417,10 @@ describe("request codec", () => {
     ['{"id":"","transaction":false,"statements":[]}', /id must be a string of 1 to 256/],
     ['{"id":"a","transaction":"yes","statements":[]}', /transaction must be a boolean/],
     ['{"id":"a","transaction":false,"statements":[{"sql":1}]}', /statements\[0\]\.sql is not a string/],
-    ['{"id":"a","transaction":false,"statements":[{"sql":"x","params":[{"$blob":"!!"}]}]}', /\$blob is not valid base64/],
+    [
+      '{"id":"a","transaction":false,"statements":[{"sql":"x","params":[{"$blob":"!!"}]}]}',
+      /\$blob is not valid base64/,
+    ],
     ['{"id":"a","transaction":false,"statements":[{"sql":"x","params":[{"$what":1}]}]}', /unknown value tag/],
     ['{"id":"a","transaction":false,"statements":[{"sql":"x","params":[true]}]}', /not a SQL value/],
     ['{"id":"a","transaction":false,"statements":[],"extra":1}', /unexpected field "extra"/],

@@ -11,7 +11,9 @@ function heartbeat(term: number): Message {
 async function waitUntil(condition: () => boolean, what: string, deadlineMs = 5_000): Promise<void> {
   const giveUpAt = Date.now() + deadlineMs;
   while (!condition()) {
-    if (Date.now() > giveUpAt) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > giveUpAt) {
+      throw new Error(`timed out waiting for ${what}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
@@ -30,7 +32,9 @@ describe("PeerTransport on workerd", () => {
     transport.send([heartbeat(1)]);
     await waitUntil(() => failures.length > 0, "the refusal");
     await transport.settled();
-    expect(failures).toEqual([expect.objectContaining({ kind: "refused", refusal: "UNAVAILABLE", attempts: 1, messages: [heartbeat(1)] })]);
+    expect(failures).toEqual([
+      expect.objectContaining({ kind: "refused", refusal: "UNAVAILABLE", attempts: 1, messages: [heartbeat(1)] }),
+    ]);
     expect(transport.stats()).toMatchObject({ stubsMade: 1, envelopesFailed: 1, breaker: "CLOSED" });
   });
 
@@ -48,7 +52,9 @@ describe("PeerTransport on workerd", () => {
       },
       // The first call goes to a method no ClusterNode has; later calls to one it has.
       call: async (stub, envelope) => {
-        if (stubsMade === 1) return (stub as unknown as { noSuchMethod(e: unknown): Promise<unknown> }).noSuchMethod(envelope);
+        if (stubsMade === 1) {
+          return (stub as unknown as { noSuchMethod(e: unknown): Promise<unknown> }).noSuchMethod(envelope);
+        }
         await stub.ping();
         return { ok: true };
       },

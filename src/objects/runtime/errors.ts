@@ -11,23 +11,38 @@ export class NodeFailure extends Error {
   }
 }
 
-export function nodeError(code: NodeErrorCode, message: string, extra: { leader?: string | null; retryable?: boolean } = {}): NodeFailure {
-  const retryable = extra.retryable ?? (code === "NOT_LEADER" || code === "NO_LEADER" || code === "QUEUE_FULL" || code === "TRANSFER_IN_PROGRESS");
+export function nodeError(
+  code: NodeErrorCode,
+  message: string,
+  extra: { leader?: string | null; retryable?: boolean } = {},
+): NodeFailure {
+  const retryable =
+    extra.retryable ??
+    (code === "NOT_LEADER" || code === "NO_LEADER" || code === "QUEUE_FULL" || code === "TRANSFER_IN_PROGRESS");
   return new NodeFailure({ code, message, retryable, ...(extra.leader === undefined ? {} : { leader: extra.leader }) });
 }
 
 /** A write this node proposed but can no longer follow: it may or may not be applied; resend it with the same id. */
 export function outcomeUnknownError(what: string, leader: string | null): NodeFailure {
-  return nodeError("OUTCOME_UNKNOWN", `${what}; the write may or may not have been applied: resend it with the same request id`, { leader, retryable: true });
+  return nodeError(
+    "OUTCOME_UNKNOWN",
+    `${what}; the write may or may not have been applied: resend it with the same request id`,
+    { leader, retryable: true },
+  );
 }
 
 /** NOT_LEADER when the leader is known, NO_LEADER otherwise. */
 export function notLeaderError(message: string, leader: string | null): NodeFailure {
-  return leader === null ? nodeError("NO_LEADER", message, { leader: null }) : nodeError("NOT_LEADER", message, { leader });
+  return leader === null
+    ? nodeError("NO_LEADER", message, { leader: null })
+    : nodeError("NOT_LEADER", message, { leader });
 }
 
 /** A proposal, read or transfer the core refused, as the NodeError the caller sees. */
-export function proposalFailure(error: { code: string; message: string; leader?: string | null }, status: Pick<NodeStatus, "leader" | "role">): NodeFailure {
+export function proposalFailure(
+  error: { code: string; message: string; leader?: string | null },
+  status: Pick<NodeStatus, "leader" | "role">,
+): NodeFailure {
   switch (error.code) {
     case "NOT_LEADER":
       return notLeaderError(error.message, error.leader ?? status.leader);
@@ -60,7 +75,11 @@ export async function awaitWaiter<T>(waiting: Promise<T>, onTimeout: () => NodeF
 }
 
 export function translateWaiterError(err: unknown, onTimeout: () => NodeFailure): unknown {
-  if (err instanceof WaitTimeoutError) return onTimeout();
-  if (err instanceof TooManyWaitersError) return nodeError("QUEUE_FULL", err.message);
+  if (err instanceof WaitTimeoutError) {
+    return onTimeout();
+  }
+  if (err instanceof TooManyWaitersError) {
+    return nodeError("QUEUE_FULL", err.message);
+  }
   return err;
 }

@@ -2,7 +2,15 @@
 import type { InstallSnapshot, Membership, Message } from "../../replication/types";
 import { PROTOCOL_VERSION, type MemberConfig } from "../api";
 import type { SnapshotImage } from "../state-machine-port";
-import { applyFaults, FAULT_RULES_STORAGE_KEY, PeerTransport, type DeliveryFailure, type FaultRules, type PeerTransportStats, type SnapshotChunk } from "../transport/index";
+import {
+  applyFaults,
+  FAULT_RULES_STORAGE_KEY,
+  PeerTransport,
+  type DeliveryFailure,
+  type FaultRules,
+  type PeerTransportStats,
+  type SnapshotChunk,
+} from "../transport/index";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 
 /** What a peer tells the sender of an envelope about itself. */
@@ -58,7 +66,9 @@ export class PeerLinks {
 
   constructor(private readonly core: RuntimeCore) {
     for (const member of core.identity.cluster.members) {
-      if (member.locationHint !== undefined) this.memberHints.set(member.name, member.locationHint);
+      if (member.locationHint !== undefined) {
+        this.memberHints.set(member.name, member.locationHint);
+      }
     }
     for (const [name, hint] of Object.entries(core.deps.kv.get<Record<string, string>>(HINTS_KEY) ?? {})) {
       this.memberHints.set(name, hint);
@@ -91,7 +101,9 @@ export class PeerLinks {
       list.push(message);
       byPeer.set(message.to, list);
     }
-    for (const [peer, list] of byPeer) this.transportFor(peer).send(list);
+    for (const [peer, list] of byPeer) {
+      this.transportFor(peer).send(list);
+    }
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
@@ -107,7 +119,9 @@ export class PeerLinks {
     info.schemaHash = report.schemaHash;
     info.lastReplyAtMs = core.deps.clock.now();
     // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
-    if (report.schemaHash === core.sm.schemaInfo().hash) core.raft.reportReplicaReady(peer);
+    if (report.schemaHash === core.sm.schemaInfo().hash) {
+      core.raft.reportReplicaReady(peer);
+    }
     const replica = core.raft.status().replicas.find((r) => r.id === peer);
     const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
     if (replica !== undefined && storageReplaced && report.lastLogIndex < replica.matchIndex) {
@@ -132,7 +146,9 @@ export class PeerLinks {
   /** Test-only: whether a message from here to `to` would pass the fault rules right now. */
   faultDecision(to: string): ReturnType<typeof applyFaults> {
     const rules = this.faultRules();
-    return rules === null ? "deliver" : applyFaults(rules, this.core.identity.node, to, () => this.core.random.nextInt(1_000_000) / 1_000_000);
+    return rules === null
+      ? "deliver"
+      : applyFaults(rules, this.core.identity.node, to, () => this.core.random.nextInt(1_000_000) / 1_000_000);
   }
 
   async closeAll(): Promise<void> {
@@ -142,7 +158,9 @@ export class PeerLinks {
 
   private transportFor(peer: string): PeerTransport<PeerStub> {
     const existing = this.peers.get(peer);
-    if (existing !== undefined && !existing.isClosed) return existing;
+    if (existing !== undefined && !existing.isClosed) {
+      return existing;
+    }
     const core = this.core;
     const cluster = core.identity.cluster;
     const hint = this.memberHints.get(peer);
@@ -160,13 +178,27 @@ export class PeerLinks {
           await stub.start({ protocolVersion: PROTOCOL_VERSION, cluster, node: peer });
           answer = await stub.receive(envelope);
         }
-        if (isPeerAnswer(answer) && answer.ok && answer.report !== undefined) this.recordPeerReport(peer, answer.report);
+        if (isPeerAnswer(answer) && answer.ok && answer.report !== undefined) {
+          this.recordPeerReport(peer, answer.report);
+        }
         return answer;
       },
       onFailure: (failedPeer, failure) => this.onDeliveryFailure(failedPeer, failure),
       onEvent: (event) => {
-        if (event.kind === "breaker") core.log("info", "circuitBreaker", { peer: event.peer, from: event.transition.from, to: event.transition.to });
-        if (event.kind === "callbackFailed") core.log("error", "transportCallbackFailed", { peer: event.peer, callback: event.callback, error: String(event.error) });
+        if (event.kind === "breaker") {
+          core.log("info", "circuitBreaker", {
+            peer: event.peer,
+            from: event.transition.from,
+            to: event.transition.to,
+          });
+        }
+        if (event.kind === "callbackFailed") {
+          core.log("error", "transportCallbackFailed", {
+            peer: event.peer,
+            callback: event.callback,
+            error: String(event.error),
+          });
+        }
       },
       faultRules: () => this.faultRules(),
       config: {
@@ -184,7 +216,9 @@ export class PeerLinks {
     const core = this.core;
     core.inBackground("delivery failure", () => {
       // Overflow drops are flow control, not a broken peer; everything else means the peer did not get it.
-      if (failure.kind !== "overflow") core.raft.reportUnreachable(peer);
+      if (failure.kind !== "overflow") {
+        core.raft.reportUnreachable(peer);
+      }
       core.log("debug", "deliveryFailed", { peer, kind: failure.kind, detail: failure.detail });
       core.processReady();
     });
@@ -201,15 +235,30 @@ export class PeerLinks {
     const nowMs = core.deps.clock.now();
     const reuse = core.bugs.snapshotRebuiltOnEveryProbe !== true;
     const cached = this.cachedImage;
-    if (reuse && cached !== null && cached.image.appliedIndex >= snapshotIndex && nowMs - cached.builtAtMs < SNAPSHOT_IMAGE_LIMITS.reuseForMs) return cached.image;
-    if (reuse && this.imageBuildFailedAtMs !== null && nowMs - this.imageBuildFailedAtMs < SNAPSHOT_IMAGE_LIMITS.retryBuildAfterMs) return null;
+    if (
+      reuse &&
+      cached !== null &&
+      cached.image.appliedIndex >= snapshotIndex &&
+      nowMs - cached.builtAtMs < SNAPSHOT_IMAGE_LIMITS.reuseForMs
+    ) {
+      return cached.image;
+    }
+    if (
+      reuse &&
+      this.imageBuildFailedAtMs !== null &&
+      nowMs - this.imageBuildFailedAtMs < SNAPSHOT_IMAGE_LIMITS.retryBuildAfterMs
+    ) {
+      return null;
+    }
     this.cachedImage = null;
     this.imagesBuilt++;
     try {
       const image = core.sm.createSnapshotImage();
       this.imageBuildFailedAtMs = null;
       const chars = image.chunks.reduce((sum, chunk) => sum + chunk.length, 0);
-      if (chars <= SNAPSHOT_IMAGE_LIMITS.maxCachedChars) this.cachedImage = { image, builtAtMs: nowMs };
+      if (chars <= SNAPSHOT_IMAGE_LIMITS.maxCachedChars) {
+        this.cachedImage = { image, builtAtMs: nowMs };
+      }
       return image;
     } catch (err) {
       this.imageBuildFailedAtMs = nowMs;
@@ -221,7 +270,9 @@ export class PeerLinks {
   private streamSnapshot(message: InstallSnapshot): void {
     const core = this.core;
     const peer = message.to;
-    if (this.snapshotStreams.has(peer)) return;
+    if (this.snapshotStreams.has(peer)) {
+      return;
+    }
     let image: SnapshotImage | null;
     try {
       image = this.snapshotImage(message.snapshot.index);
@@ -242,12 +293,29 @@ export class PeerLinks {
     const sending = image;
     const transport = this.transportFor(peer);
     this.snapshotStreams.add(peer);
-    core.log("info", "snapshotSending", { peer, snapshotIndex: message.snapshot.index, appliedIndex: image.appliedIndex, chunks: image.chunks.length });
+    core.log("info", "snapshotSending", {
+      peer,
+      snapshotIndex: message.snapshot.index,
+      appliedIndex: image.appliedIndex,
+      chunks: image.chunks.length,
+    });
     const run = async (): Promise<boolean> => {
       for (const [seq, data] of sending.chunks.entries()) {
-        const chunk: SnapshotChunk = { snapshotIndex: message.snapshot.index, snapshotTerm: message.snapshot.term, seq, last: seq === sending.chunks.length - 1, data };
-        const outcome = await transport.deliverNow({ snapshotChunk: chunk, timeoutMs: LIMITS.snapshotChunkTimeoutMs, deadlineMs: LIMITS.snapshotChunkTimeoutMs * 2 });
-        if (!outcome.ok || core.isStopped()) return false;
+        const chunk: SnapshotChunk = {
+          snapshotIndex: message.snapshot.index,
+          snapshotTerm: message.snapshot.term,
+          seq,
+          last: seq === sending.chunks.length - 1,
+          data,
+        };
+        const outcome = await transport.deliverNow({
+          snapshotChunk: chunk,
+          timeoutMs: LIMITS.snapshotChunkTimeoutMs,
+          deadlineMs: LIMITS.snapshotChunkTimeoutMs * 2,
+        });
+        if (!outcome.ok || core.isStopped()) {
+          return false;
+        }
       }
       const outcome = await transport.deliverNow({ messages: [message], timeoutMs: LIMITS.snapshotChunkTimeoutMs });
       return outcome.ok;
@@ -265,7 +333,9 @@ export class PeerLinks {
   }
 
   private faultRules(): FaultRules | null {
-    if (!this.core.deps.faultsEnabled) return null;
+    if (!this.core.deps.faultsEnabled) {
+      return null;
+    }
     return this.core.deps.kv.get<FaultRules>(FAULT_RULES_STORAGE_KEY) ?? null;
   }
 

@@ -6,12 +6,18 @@ import { sleepMs } from "../transport/index";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sql/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
-import { awaitWaiter, nodeError, notLeaderError, outcomeUnknownError, proposalFailure, type NodeFailure } from "./errors";
+import {
+  awaitWaiter,
+  nodeError,
+  notLeaderError,
+  outcomeUnknownError,
+  proposalFailure,
+  type NodeFailure,
+} from "./errors";
 import { LIMITS, type RuntimeCore } from "./types";
 
 /** A log entry is one KV value, which the platform limits to 2 MB (bytes, UTF-8); leave room for the entry's envelope. */
 export const MAX_ENTRY_BYTES = 1_900_000;
-
 
 interface ApplyOutcome {
   readonly term: number;
@@ -65,7 +71,11 @@ export class ClientRequests {
     const timers = core.deps.clock;
     this.writes = new KeyedWaiters<string, ApplyOutcome>({ what: "write", limit: LIMITS.maxWritesWaiting, timers });
     this.reads = new KeyedWaiters<string, number>({ what: "linearizable read", limit: LIMITS.maxReadsWaiting, timers });
-    this.applied = new ThresholdWaiters({ what: "wait for the applied index", limit: LIMITS.maxAppliedWaiters, timers });
+    this.applied = new ThresholdWaiters({
+      what: "wait for the applied index",
+      limit: LIMITS.maxAppliedWaiters,
+      timers,
+    });
     this.leaderKnown = new ThresholdWaiters({ what: "wait for a leader", limit: LIMITS.maxLeaderWaiters, timers });
     this.readContextPrefix = `${core.identity.node}:${runtimeId}`;
   }
@@ -79,7 +89,9 @@ export class ClientRequests {
    */
   entryApplied(entry: LogEntry, results: readonly StatementResult[] | null): void {
     const keys = this.pendingByIndex.get(entry.index);
-    if (keys === undefined) return;
+    if (keys === undefined) {
+      return;
+    }
     this.pendingByIndex.delete(entry.index);
     for (const key of keys) {
       this.pendingWrites.delete(key);
@@ -93,10 +105,16 @@ export class ClientRequests {
    * than when CheckQuorum finally steps it down.
    */
   ticked(): void {
-    if (this.core.bugs.pendingWritesWaitAfterStepDown || this.pendingWrites.size === 0) return;
-    if (this.core.raft.status().role !== "leader") return;
+    if (this.core.bugs.pendingWritesWaitAfterStepDown || this.pendingWrites.size === 0) {
+      return;
+    }
+    if (this.core.raft.status().role !== "leader") {
+      return;
+    }
     const heard = this.quorumHeard();
-    if (!heard.ok) this.rejectPendingWrites(`${this.core.identity.node} ${heard.why}`);
+    if (!heard.ok) {
+      this.rejectPendingWrites(`${this.core.identity.node} ${heard.why}`);
+    }
   }
 
   /** This node became leader: weak reads wait until it applied the entries up to here (its term's no-op among them). */
@@ -109,7 +127,9 @@ export class ClientRequests {
    * the next leader, or may be lost. Answer them now so their clients resend (same request id) to the new leader.
    */
   leadershipLost(reason: string): void {
-    if (this.core.bugs.pendingWritesWaitAfterStepDown) return;
+    if (this.core.bugs.pendingWritesWaitAfterStepDown) {
+      return;
+    }
     this.rejectPendingWrites(`${this.core.identity.node} stopped leading (${reason}) before the write committed`);
   }
 
@@ -121,17 +141,28 @@ export class ClientRequests {
       this.writes.reject(
         key,
         pending.kind === "config"
-          ? nodeError("TIMEOUT", `${what}; the membership change at index ${pending.index} may still complete: check the cluster status`, { leader, retryable: true })
+          ? nodeError(
+              "TIMEOUT",
+              `${what}; the membership change at index ${pending.index} may still complete: check the cluster status`,
+              { leader, retryable: true },
+            )
           : outcomeUnknownError(`${what} (proposed at index ${pending.index}, term ${pending.term})`, leader),
       );
     }
   }
 
   readsConfirmed(ready: Pick<Ready, "readStates" | "failedReads">): void {
-    for (const read of ready.readStates) this.reads.resolve(read.context, read.index);
+    for (const read of ready.readStates) {
+      this.reads.resolve(read.context, read.index);
+    }
     for (const failed of ready.failedReads) {
       const leader = this.core.raft.status().leader;
-      this.reads.reject(failed.context, failed.error.code === "NOT_LEADER" ? notLeaderError(failed.error.message, leader) : nodeError("NO_LEADER", failed.error.message, { leader }));
+      this.reads.reject(
+        failed.context,
+        failed.error.code === "NOT_LEADER"
+          ? notLeaderError(failed.error.message, leader)
+          : nodeError("NO_LEADER", failed.error.message, { leader }),
+      );
     }
   }
 
@@ -139,7 +170,9 @@ export class ClientRequests {
   readyHandled(): void {
     this.applied.advance(this.core.sm.appliedIndex());
     const known = this.core.bugs.cutOffNodeWaits ? this.core.raft.status().leader !== null : this.liveLeader() !== null;
-    if (known) this.leaderKnown.advance(1);
+    if (known) {
+      this.leaderKnown.advance(1);
+    }
   }
 
   /**
@@ -159,8 +192,13 @@ export class ClientRequests {
 
   /** A stopped runtime (removed, or discarded after an error) answers nothing from its frozen state. */
   assertServing(): void {
-    if (!this.core.isStopped() || this.core.bugs.brokenRuntimeKeepsServing) return;
-    throw nodeError("NO_LEADER", `${this.core.identity.node} is restarting; retry shortly`, { leader: null, retryable: true });
+    if (!this.core.isStopped() || this.core.bugs.brokenRuntimeKeepsServing) {
+      return;
+    }
+    throw nodeError("NO_LEADER", `${this.core.identity.node} is restarting; retry shortly`, {
+      leader: null,
+      retryable: true,
+    });
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -175,22 +213,39 @@ export class ClientRequests {
     this.assertQuorumHeard();
     this.touchStorage();
     const remembered = sm.rememberedResults(options.request.id);
-    if (remembered !== null) return { results: remembered, raftIndex: sm.appliedIndex() };
+    if (remembered !== null) {
+      return { results: remembered, raftIndex: sm.appliedIndex() };
+    }
     const prepared = sm.prepareWrite(options.request, { nowMs: this.core.deps.clock.now() });
-    if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
+    if (!prepared.ok) {
+      throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
+    }
     this.assertEntryFits(prepared.value);
     // Refuse before proposing: once proposed, a refusal would hide a write that may still commit.
-    if (this.writes.size >= LIMITS.maxWritesWaiting) throw nodeError("QUEUE_FULL", `${this.writes.size} writes are already waiting on this leader; retry later`);
+    if (this.writes.size >= LIMITS.maxWritesWaiting) {
+      throw nodeError("QUEUE_FULL", `${this.writes.size} writes are already waiting on this leader; retry later`);
+    }
     const proposal = raft.propose(prepared.value);
-    if (!proposal.ok) throw proposalFailure(proposal.error, raft.status());
-    return this.awaitApplied({ index: proposal.index, term: proposal.term, timeoutMs: options.timeoutMs, requestId: options.request.id });
+    if (!proposal.ok) {
+      throw proposalFailure(proposal.error, raft.status());
+    }
+    return this.awaitApplied({
+      index: proposal.index,
+      term: proposal.term,
+      timeoutMs: options.timeoutMs,
+      requestId: options.request.id,
+    });
   }
 
   /** The log stores bytes: a request's UTF-8 encoding must fit one entry (one KV value). */
   private assertEntryFits(encoded: string): void {
     const size = this.core.bugs.entrySizeCountsChars ? encoded.length : utf8ByteLength(encoded);
     if (size > MAX_ENTRY_BYTES) {
-      throw nodeError("INVALID_REQUEST", `the request encodes to ${size} bytes, above the ${MAX_ENTRY_BYTES} a log entry may hold`, { retryable: false });
+      throw nodeError(
+        "INVALID_REQUEST",
+        `the request encodes to ${size} bytes, above the ${MAX_ENTRY_BYTES} a log entry may hold`,
+        { retryable: false },
+      );
     }
   }
 
@@ -199,9 +254,13 @@ export class ClientRequests {
    * proposal would not commit, so refuse it (retryable) and let the client find the majority's leader.
    */
   private assertQuorumHeard(): void {
-    if (this.core.bugs.leaderAcceptsWithoutQuorum) return;
+    if (this.core.bugs.leaderAcceptsWithoutQuorum) {
+      return;
+    }
     const heard = this.quorumHeard();
-    if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}`, { leader: null, retryable: true });
+    if (!heard.ok) {
+      throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}`, { leader: null, retryable: true });
+    }
   }
 
   /**
@@ -224,15 +283,24 @@ export class ClientRequests {
     const { raft, identity, tickIntervalMs } = this.core;
     const status = raft.status();
     const windowTicks = this.recentTicks();
-    if (this.recentlyStalled(windowTicks * tickIntervalMs)) return { ok: true };
+    if (this.recentlyStalled(windowTicks * tickIntervalMs)) {
+      return { ok: true };
+    }
     const heard = status.membership.voters.filter((voter) => {
-      if (voter === identity.node) return true;
+      if (voter === identity.node) {
+        return true;
+      }
       const replica = status.replicas.find((r) => r.id === voter);
       return replica !== undefined && replica.ticksSinceContact <= windowTicks;
     }).length;
     const majority = Math.floor(status.membership.voters.length / 2) + 1;
-    if (heard >= majority) return { ok: true };
-    return { ok: false, why: `leads term ${status.term} but heard from only ${heard} of ${status.membership.voters.length} voters in the last ${windowTicks * tickIntervalMs} ms; it may be cut off from the majority` };
+    if (heard >= majority) {
+      return { ok: true };
+    }
+    return {
+      ok: false,
+      why: `leads term ${status.term} but heard from only ${heard} of ${status.membership.voters.length} voters in the last ${windowTicks * tickIntervalMs} ms; it may be cut off from the majority`,
+    };
   }
 
   /**
@@ -240,12 +308,23 @@ export class ClientRequests {
    * gone quiet, the read would wait for its whole deadline; say so now so the caller can try another node.
    */
   private assertLeaderHeardLately(): void {
-    if (this.core.bugs.cutOffNodeWaits) return;
+    if (this.core.bugs.cutOffNodeWaits) {
+      return;
+    }
     const status = this.core.raft.status();
-    if (status.leader === null || this.liveLeader() !== null) return;
+    if (status.leader === null || this.liveLeader() !== null) {
+      return;
+    }
     const last = this.core.lastLeaderContactAtMs();
-    const silence = last === null ? "has not heard from it since it started" : `has not heard from it for ${this.core.deps.clock.now() - last} ms`;
-    throw nodeError("NO_LEADER", `${this.core.identity.node} follows ${status.leader} but ${silence}: it cannot confirm a read index; try another node`, { leader: null, retryable: true });
+    const silence =
+      last === null
+        ? "has not heard from it since it started"
+        : `has not heard from it for ${this.core.deps.clock.now() - last} ms`;
+    throw nodeError(
+      "NO_LEADER",
+      `${this.core.identity.node} follows ${status.leader} but ${silence}: it cannot confirm a read index; try another node`,
+      { leader: null, retryable: true },
+    );
   }
 
   /**
@@ -254,17 +333,28 @@ export class ClientRequests {
    * will not learn of a leader or confirm a read in time, so say so at once and let the caller try another node.
    */
   private assertNotCutOff(what: string): void {
-    if (this.core.bugs.cutOffNodeWaits) return;
+    if (this.core.bugs.cutOffNodeWaits) {
+      return;
+    }
     const { identity, tickIntervalMs } = this.core;
     const nowMs = this.core.deps.clock.now();
     const membership = this.core.raft.status().membership;
     const windowMs = 2 * identity.cluster.electionTimeoutMs + tickIntervalMs;
-    if (nowMs - this.core.startedAtMs < windowMs || membership.voters.length + membership.learners.length <= 1) return;
-    if (this.recentlyStalled(windowMs)) return;
+    if (nowMs - this.core.startedAtMs < windowMs || membership.voters.length + membership.learners.length <= 1) {
+      return;
+    }
+    if (this.recentlyStalled(windowMs)) {
+      return;
+    }
     const last = this.core.lastPeerMessageAtMs();
-    if (last !== null && nowMs - last <= windowMs) return;
+    if (last !== null && nowMs - last <= windowMs) {
+      return;
+    }
     const heard = last === null ? "never heard from any other node" : `heard from no other node for ${nowMs - last} ms`;
-    throw nodeError("NO_LEADER", `${identity.node} ${heard}: it is cut off, so ${what}; try another node`, { leader: null, retryable: true });
+    throw nodeError("NO_LEADER", `${identity.node} ${heard}: it is cut off, so ${what}; try another node`, {
+      leader: null,
+      retryable: true,
+    });
   }
 
   private writeKey(index: number, term: number): string {
@@ -275,11 +365,19 @@ export class ClientRequests {
     this.pendingWrites.delete(key);
     const keys = this.pendingByIndex.get(pending.index);
     keys?.delete(key);
-    if (keys !== undefined && keys.size === 0) this.pendingByIndex.delete(pending.index);
+    if (keys !== undefined && keys.size === 0) {
+      this.pendingByIndex.delete(pending.index);
+    }
   }
 
   /** Waits for the entry proposed at (index, term) to be applied; a different term there means it was lost. */
-  private async awaitApplied(options: { index: number; term: number; timeoutMs: number; requestId?: string; kind?: "write" | "config" }): Promise<RequestAnswer> {
+  private async awaitApplied(options: {
+    index: number;
+    term: number;
+    timeoutMs: number;
+    requestId?: string;
+    kind?: "write" | "config";
+  }): Promise<RequestAnswer> {
     const key = this.writeKey(options.index, options.term);
     const pending: PendingWrite = { index: options.index, term: options.term, kind: options.kind ?? "write" };
     const waiting = this.writes.wait(key, options.timeoutMs);
@@ -296,22 +394,40 @@ export class ClientRequests {
     } catch (err) {
       // The entry is in the log (proposed, maybe persisted and sent): it may commit without us.
       waiting.catch(() => undefined);
-      if (this.core.bugs.readyFailureAnsweredInternal) throw err;
-      throw outcomeUnknownError(`${this.core.identity.node} failed while logging the write at index ${options.index} (${err instanceof Error ? err.message : String(err)})`, null);
+      if (this.core.bugs.readyFailureAnsweredInternal) {
+        throw err;
+      }
+      throw outcomeUnknownError(
+        `${this.core.identity.node} failed while logging the write at index ${options.index} (${err instanceof Error ? err.message : String(err)})`,
+        null,
+      );
     }
     let outcome: ApplyOutcome;
     try {
       outcome = await awaitWaiter(waiting, () =>
-        nodeError("TIMEOUT", `the write was proposed at index ${options.index} but not applied within ${options.timeoutMs} ms; its outcome is unknown (retrying with the same request id is safe)`, { retryable: true }),
+        nodeError(
+          "TIMEOUT",
+          `the write was proposed at index ${options.index} but not applied within ${options.timeoutMs} ms; its outcome is unknown (retrying with the same request id is safe)`,
+          { retryable: true },
+        ),
       );
     } catch (err) {
-      if (this.pendingWrites.get(key) === pending) this.forgetPendingWrite(key, pending);
+      if (this.pendingWrites.get(key) === pending) {
+        this.forgetPendingWrite(key, pending);
+      }
       throw err;
     }
     if (outcome.term !== options.term) {
-      throw nodeError("NOT_LEADER", `leadership changed before index ${options.index} committed: the write was not applied; retry it`, { leader: this.core.raft.status().leader });
+      throw nodeError(
+        "NOT_LEADER",
+        `leadership changed before index ${options.index} committed: the write was not applied; retry it`,
+        { leader: this.core.raft.status().leader },
+      );
     }
-    const results = outcome.results ?? (options.requestId !== undefined ? this.core.sm.rememberedResults(options.requestId) : null) ?? [];
+    const results =
+      outcome.results ??
+      (options.requestId !== undefined ? this.core.sm.rememberedResults(options.requestId) : null) ??
+      [];
     return { results, raftIndex: options.index };
   }
 
@@ -323,11 +439,20 @@ export class ClientRequests {
     this.assertServing();
     this.core.advanceClock();
     const prepared = sm.prepareRead(options.statements);
-    if (!prepared.ok) throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
+    if (!prepared.ok) {
+      throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
+    }
     const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     if (options.level === "strong") {
       const prefix = this.core.bugs.strongReadsRemembered ? "read-" : STRONG_READ_ID_PREFIX;
-      return this.execute({ request: { id: `${prefix}${this.core.identity.node}-${randomId(this.core.random)}`, statements: prepared.value, transaction: options.transaction }, timeoutMs: options.timeoutMs });
+      return this.execute({
+        request: {
+          id: `${prefix}${this.core.identity.node}-${randomId(this.core.random)}`,
+          statements: prepared.value,
+          transaction: options.transaction,
+        },
+        timeoutMs: options.timeoutMs,
+      });
     }
     if (options.level === "weak") {
       this.assertLeader();
@@ -336,47 +461,72 @@ export class ClientRequests {
         // A new leader may not have applied what the previous one acknowledged until its own term's entry applies.
         const term = this.core.raft.status().term;
         await this.waitApplied(this.leaderTermStartIndex, deadlineAtMs);
-        if (this.core.raft.status().term !== term) this.assertLeader();
+        if (this.core.raft.status().term !== term) {
+          this.assertLeader();
+        }
       }
     }
     if (options.level === "linearizable") {
       const readIndex = await this.confirmReadIndex(options.timeoutMs);
       await this.waitApplied(readIndex, deadlineAtMs);
     }
-    if (options.level === "none" && options.freshnessMs !== undefined) this.assertFresh(options.freshnessMs);
-    if (options.minAppliedIndex !== undefined) await this.waitApplied(options.minAppliedIndex, deadlineAtMs);
+    if (options.level === "none" && options.freshnessMs !== undefined) {
+      this.assertFresh(options.freshnessMs);
+    }
+    if (options.minAppliedIndex !== undefined) {
+      await this.waitApplied(options.minAppliedIndex, deadlineAtMs);
+    }
     return { results: sm.query(prepared.value, { transaction: options.transaction }), raftIndex: sm.appliedIndex() };
   }
 
   private async confirmReadIndex(timeoutMs: number): Promise<number> {
     const { raft } = this.core;
-    if (raft.status().role === "leader") this.assertQuorumHeard();
-    else this.assertLeaderHeardLately();
+    if (raft.status().role === "leader") {
+      this.assertQuorumHeard();
+    } else {
+      this.assertLeaderHeardLately();
+    }
     const context = this.core.bugs.readContextRestartsAtZero
       ? `${this.core.identity.node}:${this.core.ticks()}:${++this.readContextSeq}`
       : `${this.readContextPrefix}:${++this.readContextSeq}`;
     const started = raft.requestRead(context);
-    if (!started.ok) throw proposalFailure(started.error, raft.status());
+    if (!started.ok) {
+      throw proposalFailure(started.error, raft.status());
+    }
     const waiting = this.reads.wait(context, timeoutMs);
     this.core.processReady();
-    return awaitWaiter(waiting, () => nodeError("TIMEOUT", `the read index was not confirmed within ${timeoutMs} ms (no quorum reachable?)`, { retryable: true }));
+    return awaitWaiter(waiting, () =>
+      nodeError("TIMEOUT", `the read index was not confirmed within ${timeoutMs} ms (no quorum reachable?)`, {
+        retryable: true,
+      }),
+    );
   }
 
   private async waitApplied(index: number, deadlineAtMs: number): Promise<void> {
     const { sm } = this.core;
     const remainingMs = deadlineAtMs - this.core.deps.clock.now();
     await awaitWaiter(this.applied.wait(index, sm.appliedIndex(), Math.max(1, remainingMs)), () =>
-      nodeError("STALE", `this node has applied index ${sm.appliedIndex()}, not yet ${index}, and the deadline passed`, { retryable: true }),
+      nodeError(
+        "STALE",
+        `this node has applied index ${sm.appliedIndex()}, not yet ${index}, and the deadline passed`,
+        { retryable: true },
+      ),
     );
   }
 
   private assertFresh(freshnessMs: number): void {
-    if (this.core.raft.status().role === "leader") return;
+    if (this.core.raft.status().role === "leader") {
+      return;
+    }
     const last = this.core.lastLeaderContactAtMs();
     const nowMs = this.core.deps.clock.now();
     if (last === null || nowMs - last > freshnessMs) {
       const age = last === null ? "never" : `${nowMs - last} ms ago`;
-      throw nodeError("STALE", `this node last heard from a leader ${age}, beyond the requested freshness of ${freshnessMs} ms`, { retryable: true });
+      throw nodeError(
+        "STALE",
+        `this node last heard from a leader ${age}, beyond the requested freshness of ${freshnessMs} ms`,
+        { retryable: true },
+      );
     }
   }
 
@@ -404,21 +554,35 @@ export class ClientRequests {
   async waitForLeader(timeoutMs: number): Promise<{ leader: string; term: number }> {
     this.assertServing();
     this.core.advanceClock();
-    if (this.core.bugs.cutOffNodeWaits) return this.waitForAnyLeader(timeoutMs);
+    if (this.core.bugs.cutOffNodeWaits) {
+      return this.waitForAnyLeader(timeoutMs);
+    }
     const live = this.liveLeader();
-    if (live !== null) return live;
+    if (live !== null) {
+      return live;
+    }
     const status = this.core.raft.status();
     if (status.leader === this.core.identity.node) {
       const heard = this.quorumHeard();
-      if (!heard.ok) throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}; try another node`, { leader: null, retryable: true });
+      if (!heard.ok) {
+        throw nodeError("NO_LEADER", `${this.core.identity.node} ${heard.why}; try another node`, {
+          leader: null,
+          retryable: true,
+        });
+      }
     }
     this.assertNotCutOff("it cannot learn of a leader");
     // Woken by the Ready loop once a leader is heard from (readyHandled), or failed at the deadline.
     await awaitWaiter(this.leaderKnown.wait(1, 0, timeoutMs), () =>
-      nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, { leader: null, retryable: true }),
+      nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, {
+        leader: null,
+        retryable: true,
+      }),
     );
     const found = this.liveLeader();
-    if (found === null) throw nodeError("NO_LEADER", "the leader was lost again while waiting", { leader: null, retryable: true });
+    if (found === null) {
+      throw nodeError("NO_LEADER", "the leader was lost again while waiting", { leader: null, retryable: true });
+    }
     return found;
   }
 
@@ -429,8 +593,12 @@ export class ClientRequests {
    */
   private liveLeader(): { leader: string; term: number } | null {
     const status = this.core.raft.status();
-    if (status.leader === null) return null;
-    if (status.leader === this.core.identity.node) return this.quorumHeard().ok ? { leader: status.leader, term: status.term } : null;
+    if (status.leader === null) {
+      return null;
+    }
+    if (status.leader === this.core.identity.node) {
+      return this.quorumHeard().ok ? { leader: status.leader, term: status.term } : null;
+    }
     const last = this.core.lastLeaderContactAtMs();
     const windowMs = this.recentTicks() * this.core.tickIntervalMs;
     const fresh = last !== null && (this.core.deps.clock.now() - last <= windowMs || this.recentlyStalled(windowMs));
@@ -441,12 +609,18 @@ export class ClientRequests {
   private async waitForAnyLeader(timeoutMs: number): Promise<{ leader: string; term: number }> {
     const { raft } = this.core;
     const current = raft.status();
-    if (current.leader !== null) return { leader: current.leader, term: current.term };
+    if (current.leader !== null) {
+      return { leader: current.leader, term: current.term };
+    }
     await awaitWaiter(this.leaderKnown.wait(1, 0, timeoutMs), () =>
-      nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, { retryable: true }),
+      nodeError("NO_LEADER", `no leader was elected within ${timeoutMs} ms (is a quorum of nodes reachable?)`, {
+        retryable: true,
+      }),
     );
     const status = raft.status();
-    if (status.leader === null) throw nodeError("NO_LEADER", "the leader was lost again while waiting", { retryable: true });
+    if (status.leader === null) {
+      throw nodeError("NO_LEADER", "the leader was lost again while waiting", { retryable: true });
+    }
     return { leader: status.leader, term: status.term };
   }
 
@@ -456,26 +630,42 @@ export class ClientRequests {
     this.assertServing();
     this.core.advanceClock();
     this.assertLeader();
-    if (options.to === identity.node) return { leader: identity.node, term: raft.status().term };
+    if (options.to === identity.node) {
+      return { leader: identity.node, term: raft.status().term };
+    }
     const started = options.to === undefined ? raft.stepDown() : raft.transferLeadership(options.to);
-    if (!started.ok) throw proposalFailure(started.error, raft.status());
+    if (!started.ok) {
+      throw proposalFailure(started.error, raft.status());
+    }
     this.core.processReady();
     const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     const oldTerm = raft.status().term;
     // Leadership moves through messages this node handles in other events; poll our own view, bounded.
     while (this.core.deps.clock.now() < deadlineAtMs) {
       const status = raft.status();
-      if (status.term > oldTerm && status.leader !== null && status.leader !== identity.node) return { leader: status.leader, term: status.term };
+      if (status.term > oldTerm && status.leader !== null && status.leader !== identity.node) {
+        return { leader: status.leader, term: status.term };
+      }
       await this.waitOneTick(deadlineAtMs);
-      if (this.core.isStopped()) throw nodeError("NOT_MEMBER", "this node stopped while leadership was moving", { retryable: true });
+      if (this.core.isStopped()) {
+        throw nodeError("NOT_MEMBER", "this node stopped while leadership was moving", { retryable: true });
+      }
       this.core.advanceClock();
     }
     const status = raft.status();
-    throw nodeError("TIMEOUT", `leadership did not move within ${options.timeoutMs} ms (current leader: ${status.leader ?? "none"})`, { leader: status.leader, retryable: true });
+    throw nodeError(
+      "TIMEOUT",
+      `leadership did not move within ${options.timeoutMs} ms (current leader: ${status.leader ?? "none"})`,
+      { leader: status.leader, retryable: true },
+    );
   }
 
   /** Leader only: proposes a membership change and waits until it is applied. */
-  async changeMembership(options: { change: { kind: "addLearner" | "remove" | "promote"; node: string }; beforePropose?: () => void; timeoutMs: number }): Promise<Membership> {
+  async changeMembership(options: {
+    change: { kind: "addLearner" | "remove" | "promote"; node: string };
+    beforePropose?: () => void;
+    timeoutMs: number;
+  }): Promise<Membership> {
     const { raft } = this.core;
     this.assertServing();
     this.core.advanceClock();
@@ -483,8 +673,15 @@ export class ClientRequests {
     this.touchStorage();
     options.beforePropose?.();
     const proposal = raft.proposeConfigChange(options.change);
-    if (!proposal.ok) throw proposalFailure(proposal.error, raft.status());
-    await this.awaitApplied({ index: proposal.index, term: proposal.term, timeoutMs: options.timeoutMs, kind: "config" });
+    if (!proposal.ok) {
+      throw proposalFailure(proposal.error, raft.status());
+    }
+    await this.awaitApplied({
+      index: proposal.index,
+      term: proposal.term,
+      timeoutMs: options.timeoutMs,
+      kind: "config",
+    });
     return raft.status().membership;
   }
 
@@ -494,7 +691,9 @@ export class ClientRequests {
     const { raft, identity } = this.core;
     const status = raft.status();
     if (status.removed && status.role !== "leader") {
-      throw nodeError("NOT_MEMBER", `${identity.node} is no longer a member of cluster ${identity.cluster.name}`, { retryable: false });
+      throw nodeError("NOT_MEMBER", `${identity.node} is no longer a member of cluster ${identity.cluster.name}`, {
+        retryable: false,
+      });
     }
     if (status.role !== "leader") {
       // Name the leader only while it is heard from: a stale hint sends the caller to a cut-off or deposed node.

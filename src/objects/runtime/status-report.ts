@@ -3,7 +3,11 @@ import type { NodeStatusReport, ReplicaReport } from "../api";
 import type { PeerLinks } from "./peers";
 import type { RuntimeCore } from "./types";
 
-export function buildStatusReport(core: RuntimeCore, peers: PeerLinks, options: { locationHint: string | null; lastElectionMs: number | null }): NodeStatusReport {
+export function buildStatusReport(
+  core: RuntimeCore,
+  peers: PeerLinks,
+  options: { locationHint: string | null; lastElectionMs: number | null },
+): NodeStatusReport {
   const status = core.raft.status();
   const schema = core.sm.schemaInfo();
   const nowMs = core.deps.clock.now();
@@ -16,7 +20,8 @@ export function buildStatusReport(core: RuntimeCore, peers: PeerLinks, options: 
       status: replica.status,
       matchIndex: replica.matchIndex,
       lagEntries: replica.lagEntries,
-      lastContactMs: replica.ticksSinceContact === Number.POSITIVE_INFINITY ? null : replica.ticksSinceContact * core.tickIntervalMs,
+      lastContactMs:
+        replica.ticksSinceContact === Number.POSITIVE_INFINITY ? null : replica.ticksSinceContact * core.tickIntervalMs,
       consecutiveFailures: Math.max(replica.consecutiveFailures, transport?.consecutiveFailures ?? 0),
       reconnections: Math.max(replica.reconnections, transport?.reconnections ?? 0),
       breaker: transport?.breaker ?? "CLOSED",
@@ -42,11 +47,15 @@ export function buildStatusReport(core: RuntimeCore, peers: PeerLinks, options: 
     election: {
       status: status.election.status,
       term: status.election.term,
-      lastElectionMs: status.election.lastElectionTicks === null ? options.lastElectionMs : status.election.lastElectionTicks * core.tickIntervalMs,
+      lastElectionMs:
+        status.election.lastElectionTicks === null
+          ? options.lastElectionMs
+          : status.election.lastElectionTicks * core.tickIntervalMs,
     },
     schemaVersion: schema.version,
     schemaHash: schema.hash,
-    lastLeaderContactMs: status.role === "leader" ? 0 : lastLeaderContactAtMs === null ? null : nowMs - lastLeaderContactAtMs,
+    lastLeaderContactMs:
+      status.role === "leader" ? 0 : lastLeaderContactAtMs === null ? null : nowMs - lastLeaderContactAtMs,
     replicas,
     locationHint: options.locationHint,
   };
@@ -55,10 +64,18 @@ export function buildStatusReport(core: RuntimeCore, peers: PeerLinks, options: 
 /** On the leader, every so many ticks: one log line with every replica's progress. */
 export function logReplicaSummary(core: RuntimeCore): void {
   const status = core.raft.status();
-  if (status.role !== "leader") return;
+  if (status.role !== "leader") {
+    return;
+  }
   core.log("info", "replicaSummary", {
     commit: status.commit,
     lastIndex: status.lastIndex,
-    replicas: status.replicas.map((r) => ({ peer: r.id, status: r.status, match: r.matchIndex, lag: r.lagEntries, learner: r.isLearner })),
+    replicas: status.replicas.map((r) => ({
+      peer: r.id,
+      status: r.status,
+      match: r.matchIndex,
+      lag: r.lagEntries,
+      learner: r.isLearner,
+    })),
   });
 }

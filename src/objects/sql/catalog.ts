@@ -40,7 +40,10 @@ export function listSchemaObjects(sql: SqlStorage): SchemaObject[] {
  * on history (sqlite_sequence can never be dropped), not on the schema the user defined.
  */
 export function computeSchemaHash(sql: SqlStorage): string {
-  const rows = rowsOf(sql, `SELECT type, name, tbl_name, sql FROM sqlite_master WHERE ${NOT_INTERNAL} AND name NOT GLOB 'sqlite_*' ORDER BY type, name`);
+  const rows = rowsOf(
+    sql,
+    `SELECT type, name, tbl_name, sql FROM sqlite_master WHERE ${NOT_INTERNAL} AND name NOT GLOB 'sqlite_*' ORDER BY type, name`,
+  );
   return bytesToHex(sha256(new TextEncoder().encode(JSON.stringify(rows))));
 }
 
@@ -66,11 +69,14 @@ export function listTables(sql: SqlStorage): TableInfo[] {
   );
   const tables = rows.map(([name, type, withoutRowid]): TableInfo => {
     const tableName = String(name);
-    if (type !== "table" && type !== "virtual" && type !== "shadow") throw new Error(`unexpected table type ${String(type)}`);
+    if (type !== "table" && type !== "virtual" && type !== "shadow") {
+      throw new Error(`unexpected table type ${String(type)}`);
+    }
     const columns = rowsOf(sql, "SELECT name, hidden FROM pragma_table_xinfo(?)", tableName);
     const allNames = new Set(columns.map(([columnName]) => String(columnName).toLowerCase()));
     const visible = columns.filter(([, hidden]) => Number(hidden) === 0).map(([columnName]) => String(columnName));
-    const rowidName = withoutRowid === 1 ? null : (["rowid", "_rowid_", "oid"].find((candidate) => !allNames.has(candidate)) ?? null);
+    const rowidName =
+      withoutRowid === 1 ? null : (["rowid", "_rowid_", "oid"].find((candidate) => !allNames.has(candidate)) ?? null);
     return {
       name: tableName,
       kind: type,

@@ -39,7 +39,9 @@ export class DeclaredTypes {
     // A SELECT or VALUES that names no table and casts nothing has no declared type to find: every column is a
     // literal, a parameter or an expression over them. Asking SQLite (a view, thrown away) would cost more than the
     // statement, and such statements rarely repeat (values written inline make every text new).
-    if (NAMES_NO_COLUMN.test(sql) && !MAY_NAME_A_COLUMN.test(sql)) return null;
+    if (NAMES_NO_COLUMN.test(sql) && !MAY_NAME_A_COLUMN.test(sql)) {
+      return null;
+    }
     // The answer depends on the schema and the statement only: looked up by the text as sent, then by its shape
     // (literals left out), so that statements differing only in inline values ask SQLite once.
     const byText = `${schemaHash}\n${sql}`;
@@ -50,7 +52,9 @@ export class DeclaredTypes {
       types = byShape === null ? undefined : this.recall(byShape);
       if (types === undefined) {
         types = probe === null ? null : this.ask(probe.text);
-        if (byShape !== null) this.remember(byShape, types);
+        if (byShape !== null) {
+          this.remember(byShape, types);
+        }
       }
       this.remember(byText, types);
     }
@@ -68,10 +72,14 @@ export class DeclaredTypes {
   }
 
   private remember(key: string, types: readonly string[] | null): void {
-    if (key.length > MAX_CACHED_KEY_LENGTH) return;
+    if (key.length > MAX_CACHED_KEY_LENGTH) {
+      return;
+    }
     if (this.cache.size >= MAX_CACHED_PROBES) {
       const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
+      if (oldest !== undefined) {
+        this.cache.delete(oldest);
+      }
     }
     this.cache.set(key, types);
   }
@@ -84,7 +92,9 @@ export class DeclaredTypes {
         throw new DiscardProbe(rows.map(([type]) => (typeof type === "string" ? type : "")));
       });
     } catch (error) {
-      if (error instanceof DiscardProbe) return error.types;
+      if (error instanceof DiscardProbe) {
+        return error.types;
+      }
       // SQLite could not make a view of it (the statement's own error is reported when it runs): infer instead.
       return null;
     }
@@ -101,11 +111,19 @@ interface ColumnValues {
 }
 
 function classOf(value: SqlValue): ValueClass {
-  if (value === null) return "";
-  if (typeof value === "bigint") return "integer";
+  if (value === null) {
+    return "";
+  }
+  if (typeof value === "bigint") {
+    return "integer";
+  }
   // Results carry every INTEGER beyond the safe range as a bigint, so a whole number beyond it is a REAL (1e300).
-  if (typeof value === "number") return Number.isSafeInteger(value) ? "integer" : "real";
-  if (typeof value === "string") return "text";
+  if (typeof value === "number") {
+    return Number.isSafeInteger(value) ? "integer" : "real";
+  }
+  if (typeof value === "string") {
+    return "text";
+  }
   return "blob";
 }
 
@@ -115,15 +133,21 @@ function surveyColumn(rows: readonly (readonly SqlValue[])[], column: number): C
   for (const row of rows) {
     const value = row[column] ?? null;
     const kind = classOf(value);
-    if (first === "" && kind !== "") first = kind;
-    if (kind === "real") hasNonIntegralNumber = true;
+    if (first === "" && kind !== "") {
+      first = kind;
+    }
+    if (kind === "real") {
+      hasNonIntegralNumber = true;
+    }
   }
   return { first, hasNonIntegralNumber };
 }
 
 /** What the values alone say: the first value's class, except that any non-integral number makes numbers real. */
 function inferredType(values: ColumnValues): string {
-  if (values.first === "integer" && values.hasNonIntegralNumber) return "real";
+  if (values.first === "integer" && values.hasNonIntegralNumber) {
+    return "real";
+  }
   return values.first;
 }
 
@@ -132,14 +156,23 @@ function inferredType(values: ColumnValues): string {
  * integer type (SQLite: any type containing "INT") for a column holding a non-integral number, which a client
  * converting by type would truncate.
  */
-export function resultColumnTypes(declared: readonly string[] | null, columnCount: number, rows: readonly (readonly SqlValue[])[]): string[] {
+export function resultColumnTypes(
+  declared: readonly string[] | null,
+  columnCount: number,
+  rows: readonly (readonly SqlValue[])[],
+): string[] {
   const types: string[] = [];
   for (let column = 0; column < columnCount; column += 1) {
     const values = surveyColumn(rows, column);
     const inferred = inferredType(values);
     const declaredType = declared?.[column] ?? "";
-    let type = declaredType === "" || (declaredType === "BLOB" && inferred !== "" && inferred !== "blob") ? inferred : declaredType.toLowerCase();
-    if (values.hasNonIntegralNumber && type.includes("int")) type = "real";
+    let type =
+      declaredType === "" || (declaredType === "BLOB" && inferred !== "" && inferred !== "blob")
+        ? inferred
+        : declaredType.toLowerCase();
+    if (values.hasNonIntegralNumber && type.includes("int")) {
+      type = "real";
+    }
     types.push(type);
   }
   return types;

@@ -2,7 +2,15 @@
 // turns such a text back into statements for one transactional request (/db/load).
 import type { SqlValue, Statement } from "../../shared/sql";
 import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "./catalog";
-import { isSignificant, keywordOf, SqlSyntaxError, statementText, streamStatements, streamTokens, type SqlToken } from "./tokenizer";
+import {
+  isSignificant,
+  keywordOf,
+  SqlSyntaxError,
+  statementText,
+  streamStatements,
+  streamTokens,
+  type SqlToken,
+} from "./tokenizer";
 import { quoteSqlIdentifier } from "./tokenizer";
 import { utf8ByteLength } from "./values";
 
@@ -28,7 +36,9 @@ class BoundedText {
 
   line(text: string): void {
     this.bytes += utf8ByteLength(text) + 1;
-    if (this.bytes > this.maxBytes) throw new DumpError(`the dump is larger than ${this.maxBytes} bytes`);
+    if (this.bytes > this.maxBytes) {
+      throw new DumpError(`the dump is larger than ${this.maxBytes} bytes`);
+    }
     this.parts.push(text);
   }
 
@@ -46,7 +56,9 @@ function exactLiteral(column: string): string {
 }
 
 function dumpRows(sql: SqlStorage, table: TableInfo, out: BoundedText): void {
-  if (table.columns.length === 0) return;
+  if (table.columns.length === 0) {
+    return;
+  }
   const quoted = table.columns.map((column) => exactLiteral(quoteSqlIdentifier(column))).join(", ");
   const target = table.hasHiddenColumns
     ? `${quoteSqlIdentifier(table.name)}(${qualifiedColumns(table.columns)})`
@@ -68,16 +80,22 @@ function parentsFirst(sql: SqlStorage, tables: readonly TableInfo[]): TableInfo[
   const state = new Map<string, "visiting" | "done">();
   const visit = (table: TableInfo): void => {
     const key = table.name.toLowerCase();
-    if (state.has(key)) return;
+    if (state.has(key)) {
+      return;
+    }
     state.set(key, "visiting");
-    for (const [parent] of rowsOf(sql, "SELECT DISTINCT \"table\" FROM pragma_foreign_key_list(?)", table.name)) {
+    for (const [parent] of rowsOf(sql, 'SELECT DISTINCT "table" FROM pragma_foreign_key_list(?)', table.name)) {
       const parentTable = byName.get(String(parent).toLowerCase());
-      if (parentTable !== undefined) visit(parentTable);
+      if (parentTable !== undefined) {
+        visit(parentTable);
+      }
     }
     state.set(key, "done");
     ordered.push(table);
   };
-  for (const table of tables) visit(table);
+  for (const table of tables) {
+    visit(table);
+  }
   return ordered;
 }
 
@@ -90,7 +108,9 @@ function parentsFirst(sql: SqlStorage, tables: readonly TableInfo[]): TableInfo[
  */
 export function dumpDatabase(sql: SqlStorage, options: DumpOptions = {}): string {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_DUMP_BYTES;
-  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) throw new DumpError("maxBytes must be a positive integer");
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new DumpError("maxBytes must be a positive integer");
+  }
   const out = new BoundedText(maxBytes);
   out.line("PRAGMA foreign_keys=OFF;");
   out.line("BEGIN TRANSACTION;");
@@ -99,13 +119,19 @@ export function dumpDatabase(sql: SqlStorage, options: DumpOptions = {}): string
   const isSqliteName = (name: string): boolean => name.toLowerCase().startsWith("sqlite_");
   const dumped: TableInfo[] = [];
   for (const object of objects) {
-    if (object.type !== "table" || object.sql === null || isSqliteName(object.name)) continue;
+    if (object.type !== "table" || object.sql === null || isSqliteName(object.name)) {
+      continue;
+    }
     const table = tables.get(object.name);
-    if (table === undefined || table.kind === "shadow") continue;
+    if (table === undefined || table.kind === "shadow") {
+      continue;
+    }
     out.line(`${object.sql};`);
     dumped.push(table);
   }
-  for (const table of parentsFirst(sql, dumped)) dumpRows(sql, table, out);
+  for (const table of parentsFirst(sql, dumped)) {
+    dumpRows(sql, table, out);
+  }
   const stat1 = tables.get("sqlite_stat1");
   if (stat1 !== undefined) {
     out.line("ANALYZE sqlite_schema;");
@@ -116,9 +142,13 @@ export function dumpDatabase(sql: SqlStorage, options: DumpOptions = {}): string
     out.line("DELETE FROM sqlite_sequence;");
     dumpRows(sql, sequence, out);
   }
-  const shadowTables = new Set([...tables.values()].filter((table) => table.kind === "shadow").map((table) => table.name));
+  const shadowTables = new Set(
+    [...tables.values()].filter((table) => table.kind === "shadow").map((table) => table.name),
+  );
   for (const object of objects) {
-    if (object.type === "table" || object.sql === null || shadowTables.has(object.tableName)) continue;
+    if (object.type === "table" || object.sql === null || shadowTables.has(object.tableName)) {
+      continue;
+    }
     out.line(`${object.sql};`);
   }
   out.line("COMMIT;");
@@ -131,14 +161,18 @@ const MAX_PARAMETERS = 100;
 
 function hexToBytes(hex: string): Uint8Array {
   const bytes = new Uint8Array(hex.length / 2);
-  for (let i = 0; i < bytes.length; i += 1) bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  for (let i = 0; i < bytes.length; i += 1) {
+    bytes[i] = Number.parseInt(hex.slice(i * 2, i * 2 + 2), 16);
+  }
   return bytes;
 }
 
 /** BEGIN/COMMIT/END and PRAGMA foreign_keys lines belong to the dump's framing: the load is one transaction. */
 function isFraming(significant: readonly SqlToken[]): boolean {
   const verb = keywordOf(significant[0]);
-  if (verb === "BEGIN" || verb === "COMMIT" || verb === "END") return true;
+  if (verb === "BEGIN" || verb === "COMMIT" || verb === "END") {
+    return true;
+  }
   return verb === "PRAGMA" && significant[1]?.value.toLowerCase() === "foreign_keys";
 }
 
@@ -147,11 +181,15 @@ function parameterizeLiterals(tokens: readonly SqlToken[]): Statement {
   const significant = tokens.filter(isSignificant);
   const verb = keywordOf(significant[0]);
   const hasParameters = tokens.some((token) => token.kind === "param");
-  if ((verb !== "INSERT" && verb !== "REPLACE") || hasParameters) return { sql: statementText(tokens) };
+  if ((verb !== "INSERT" && verb !== "REPLACE") || hasParameters) {
+    return { sql: statementText(tokens) };
+  }
   const params: SqlValue[] = [];
   const rewritten = tokens.map((token): SqlToken => {
     const large = (token.kind === "string" || token.kind === "blob") && token.text.length > LITERAL_TO_PARAMETER_CHARS;
-    if (!large || params.length >= MAX_PARAMETERS) return token;
+    if (!large || params.length >= MAX_PARAMETERS) {
+      return token;
+    }
     params.push(token.kind === "string" ? token.value : hexToBytes(token.value));
     return { ...token, kind: "param", text: "?", value: "?" };
   });
@@ -191,7 +229,9 @@ export function parseDump(text: string, options: ParseDumpOptions = {}): Stateme
   try {
     for (const statement of streamStatements(streamTokens(text))) {
       const significant = statement.filter((token) => isSignificant(token) && token.kind !== "semicolon");
-      if (isFraming(significant)) continue;
+      if (isFraming(significant)) {
+        continue;
+      }
       if (statements.length >= maxStatements) {
         const last = statement[statement.length - 1];
         throw new DumpTooLargeError(maxStatements, last === undefined ? 0 : last.start + last.text.length);
@@ -199,7 +239,9 @@ export function parseDump(text: string, options: ParseDumpOptions = {}): Stateme
       statements.push(parameterizeLiterals(statement));
     }
   } catch (error) {
-    if (error instanceof SqlSyntaxError) throw new DumpError(`the dump cannot be read: ${error.message}`);
+    if (error instanceof SqlSyntaxError) {
+      throw new DumpError(`the dump cannot be read: ${error.message}`);
+    }
     throw error;
   }
   return statements;

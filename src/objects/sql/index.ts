@@ -1,6 +1,14 @@
 // The replicated SQL state machine of a ClusterNode: request encoding, validation and rewriting (leader side),
 // applying committed entries, local reads, schema version/hash, request-id deduplication, snapshots and dumps.
-export { encodeSqlRequest, decodeSqlRequest, sqlRequestSizeBytes, encodeStatementResults, decodeStatementResults, SqlCodecError, MAX_REQUEST_ID_LENGTH } from "./codec";
+export {
+  encodeSqlRequest,
+  decodeSqlRequest,
+  sqlRequestSizeBytes,
+  encodeStatementResults,
+  decodeStatementResults,
+  SqlCodecError,
+  MAX_REQUEST_ID_LENGTH,
+} from "./codec";
 export {
   prepareWrite,
   prepareRead,
@@ -23,7 +31,13 @@ export {
   type LogEntryToApply,
   type SchemaInfo,
 } from "./state-machine";
-export { SnapshotError, DEFAULT_SNAPSHOT_LIMITS, MAX_SNAPSHOT_CHUNK_BYTES, type SnapshotImage, type SnapshotOptions } from "./snapshot";
+export {
+  SnapshotError,
+  DEFAULT_SNAPSHOT_LIMITS,
+  MAX_SNAPSHOT_CHUNK_BYTES,
+  type SnapshotImage,
+  type SnapshotOptions,
+} from "./snapshot";
 export {
   SnapshotInstaller,
   type SnapshotChunk,
@@ -32,7 +46,20 @@ export {
   type StagingStatus,
   type InstallOutcome,
 } from "./snapshot-install";
-export { createStateMachine, secureRandomBytes, stateMachineOptionsFromEnv, type StateMachineEnv, type StateMachineOptions } from "./port";
-export { parseDump, DumpError, DumpTooLargeError, DEFAULT_MAX_DUMP_BYTES, type DumpOptions, type ParseDumpOptions } from "./dump";
+export {
+  createStateMachine,
+  secureRandomBytes,
+  stateMachineOptionsFromEnv,
+  type StateMachineEnv,
+  type StateMachineOptions,
+} from "./port";
+export {
+  parseDump,
+  DumpError,
+  DumpTooLargeError,
+  DEFAULT_MAX_DUMP_BYTES,
+  type DumpOptions,
+  type ParseDumpOptions,
+} from "./dump";
 export { tokenizeSql, splitSqlStatements, SqlSyntaxError, type SqlToken, type SqlTokenKind } from "./tokenizer";
 export { SQL_STATE_KEY_PREFIX } from "./keys";

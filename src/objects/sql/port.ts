@@ -47,7 +47,9 @@ class SqlStateMachinePort implements StateMachinePort {
 
   prepareWrite(request: SqlRequest, context: { readonly nowMs: number }): PrepareResult<string> {
     const prepared = prepareWrite(request, { nowMs: context.nowMs, randomBytes: secureRandomBytes });
-    if (!prepared.ok) return prepared;
+    if (!prepared.ok) {
+      return prepared;
+    }
     // Only the leader prepares writes, just before proposing: a write that could never finish is stopped here.
     const checked = this.machine.checkBeforeProposing(prepared.request);
     return checked.ok ? { ok: true, value: encodeSqlRequest(prepared.request) } : checked;
@@ -62,7 +64,11 @@ class SqlStateMachinePort implements StateMachinePort {
     return this.machine.rememberedResults(requestId);
   }
 
-  applyEntry(entry: { readonly index: number; readonly kind: "normal" | "noop" | "config"; readonly data: string }): readonly StatementResult[] | null {
+  applyEntry(entry: {
+    readonly index: number;
+    readonly kind: "normal" | "noop" | "config";
+    readonly data: string;
+  }): readonly StatementResult[] | null {
     return this.machine.applyEntry(entry);
   }
 
@@ -71,7 +77,9 @@ class SqlStateMachinePort implements StateMachinePort {
       return this.machine.query(statements, options);
     } catch (error) {
       // Too large a result is the request's fault, not the node's: the caller gets a 4xx and nothing else happens.
-      if (error instanceof ResultLimitError) throw nodeError("INVALID_REQUEST", error.message, { retryable: false });
+      if (error instanceof ResultLimitError) {
+        throw nodeError("INVALID_REQUEST", error.message, { retryable: false });
+      }
       throw error;
     }
   }
@@ -92,7 +100,9 @@ class SqlStateMachinePort implements StateMachinePort {
       this.installer.receive(chunk);
       return true;
     } catch (error) {
-      if (error instanceof SnapshotError) return false;
+      if (error instanceof SnapshotError) {
+        return false;
+      }
       throw error;
     }
   }
@@ -118,7 +128,9 @@ export interface StateMachineEnv {
 
 function positiveIntegerVar(env: StateMachineEnv, name: keyof StateMachineEnv): number | undefined {
   const text = env[name];
-  if (text === undefined || text.trim() === "") return undefined;
+  if (text === undefined || text.trim() === "") {
+    return undefined;
+  }
   const value = Number(text);
   if (!/^\s*[0-9]+\s*$/.test(text) || !Number.isSafeInteger(value) || value < 1) {
     throw new Error(`${name} must be a positive integer, got ${JSON.stringify(text)}`);

@@ -6,8 +6,7 @@ import type { SqlValue } from "../../shared/sql";
 import type { PragmaShape } from "./validate";
 
 export type PragmaAnswer =
-  | { readonly columns: readonly string[]; readonly rows: readonly (readonly SqlValue[])[] }
-  | { readonly error: string };
+  { readonly columns: readonly string[]; readonly rows: readonly (readonly SqlValue[])[] } | { readonly error: string };
 
 /** Result columns of the table-scoped PRAGMAs, which answer no rows for a table the temp schema does not hold. */
 const TABLE_PRAGMA_COLUMNS: Readonly<Record<string, readonly string[]>> = {
@@ -23,29 +22,45 @@ const FOREIGN_KEY_CHECK_COLUMNS = ["table", "rowid", "parent", "fkid"];
 
 /** The answer to a read-only PRAGMA the node gives itself, or null when the platform should run it. */
 export function answerPragma(pragma: PragmaShape): PragmaAnswer | null {
-  if (pragma.assigns) return null;
-  if (pragma.name === "read_uncommitted") return { columns: ["read_uncommitted"], rows: [[0]] };
-  if (pragma.schema !== "temp") return null;
+  if (pragma.assigns) {
+    return null;
+  }
+  if (pragma.name === "read_uncommitted") {
+    return { columns: ["read_uncommitted"], rows: [[0]] };
+  }
+  if (pragma.schema !== "temp") {
+    return null;
+  }
   return answerForEmptyTempSchema(pragma);
 }
 
 function answerForEmptyTempSchema(pragma: PragmaShape): PragmaAnswer {
   const { name, argument } = pragma;
   const tableColumns = TABLE_PRAGMA_COLUMNS[name];
-  if (tableColumns !== undefined) return { columns: tableColumns, rows: [] };
+  if (tableColumns !== undefined) {
+    return { columns: tableColumns, rows: [] };
+  }
   switch (name) {
     case "table_list":
       // SQLite lists the temp schema's own table; with an argument, only under its legacy name.
-      if (pragma.hasArgument && argument?.toLowerCase() !== "sqlite_temp_master") return { columns: TABLE_LIST_COLUMNS, rows: [] };
+      if (pragma.hasArgument && argument?.toLowerCase() !== "sqlite_temp_master") {
+        return { columns: TABLE_LIST_COLUMNS, rows: [] };
+      }
       return { columns: TABLE_LIST_COLUMNS, rows: [["temp", "sqlite_temp_schema", "table", 5, 0, 0]] };
     case "foreign_key_check":
-      if (pragma.hasArgument) return { error: `no such table: temp.${argument ?? ""}` };
+      if (pragma.hasArgument) {
+        return { error: `no such table: temp.${argument ?? ""}` };
+      }
       return { columns: FOREIGN_KEY_CHECK_COLUMNS, rows: [] };
     case "quick_check":
     case "integrity_check":
-      if (pragma.hasArgument && !/^[0-9]+$/.test(argument ?? "")) return { error: `no such table: temp.${argument ?? ""}` };
+      if (pragma.hasArgument && !/^[0-9]+$/.test(argument ?? "")) {
+        return { error: `no such table: temp.${argument ?? ""}` };
+      }
       return { columns: [name], rows: [["ok"]] };
     default:
-      return { error: `PRAGMA temp.${name} is not available: the platform refuses the temp schema (it is always empty here)` };
+      return {
+        error: `PRAGMA temp.${name} is not available: the platform refuses the temp schema (it is always empty here)`,
+      };
   }
 }

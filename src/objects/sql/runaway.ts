@@ -50,10 +50,13 @@ function isPunct(token: SqlToken | undefined, text: string): boolean {
 function matchingParen(significant: readonly SqlToken[], open: number): number {
   let depth = 0;
   for (let i = open; i < significant.length; i += 1) {
-    if (isPunct(significant[i], "(")) depth += 1;
-    else if (isPunct(significant[i], ")")) {
+    if (isPunct(significant[i], "(")) {
+      depth += 1;
+    } else if (isPunct(significant[i], ")")) {
       depth -= 1;
-      if (depth === 0) return i;
+      if (depth === 0) {
+        return i;
+      }
     }
   }
   return -1;
@@ -63,28 +66,46 @@ function matchingParen(significant: readonly SqlToken[], open: number): number {
 function clauseAt(significant: readonly SqlToken[], withAt: number): CommonTableExpression[] {
   const ctes: CommonTableExpression[] = [];
   let i = withAt + 1;
-  if (keywordOf(significant[i]) === "RECURSIVE") i += 1;
+  if (keywordOf(significant[i]) === "RECURSIVE") {
+    i += 1;
+  }
   for (;;) {
     const nameToken = significant[i];
-    if (nameToken === undefined || (nameToken.kind !== "word" && nameToken.kind !== "quoted")) return ctes;
+    if (nameToken === undefined || (nameToken.kind !== "word" && nameToken.kind !== "quoted")) {
+      return ctes;
+    }
     const nameAt = i;
     i += 1;
     if (isPunct(significant[i], "(")) {
       const close = matchingParen(significant, i);
-      if (close === -1) return ctes;
+      if (close === -1) {
+        return ctes;
+      }
       i = close + 1;
     }
-    if (keywordOf(significant[i]) !== "AS") return ctes;
+    if (keywordOf(significant[i]) !== "AS") {
+      return ctes;
+    }
     const asAt = i;
     i += 1;
-    if (keywordOf(significant[i]) === "NOT") i += 1;
-    if (keywordOf(significant[i]) === "MATERIALIZED") i += 1;
-    if (!isPunct(significant[i], "(")) return ctes;
+    if (keywordOf(significant[i]) === "NOT") {
+      i += 1;
+    }
+    if (keywordOf(significant[i]) === "MATERIALIZED") {
+      i += 1;
+    }
+    if (!isPunct(significant[i], "(")) {
+      return ctes;
+    }
     const closeAt = matchingParen(significant, i);
-    if (closeAt === -1) return ctes;
+    if (closeAt === -1) {
+      return ctes;
+    }
     ctes.push({ name: nameToken.value, nameAt, asAt, openAt: i, closeAt });
     i = closeAt + 1;
-    if (!isPunct(significant[i], ",")) return ctes;
+    if (!isPunct(significant[i], ",")) {
+      return ctes;
+    }
     i += 1;
   }
 }
@@ -97,10 +118,15 @@ function isRecursive(significant: readonly SqlToken[], cte: CommonTableExpressio
   let depth = 0;
   for (let i = cte.openAt + 1; i < cte.closeAt; i += 1) {
     const token = significant[i] as SqlToken;
-    if (isPunct(token, "(")) depth += 1;
-    else if (isPunct(token, ")")) depth -= 1;
-    else if ((token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase() === name) namesItself = true;
-    else if (depth === 0 && keywordOf(token) === "UNION") compound = true;
+    if (isPunct(token, "(")) {
+      depth += 1;
+    } else if (isPunct(token, ")")) {
+      depth -= 1;
+    } else if ((token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase() === name) {
+      namesItself = true;
+    } else if (depth === 0 && keywordOf(token) === "UNION") {
+      compound = true;
+    }
   }
   return namesItself && compound;
 }
@@ -109,28 +135,51 @@ function hasTopLevelLimit(significant: readonly SqlToken[], cte: CommonTableExpr
   let depth = 0;
   for (let i = cte.openAt + 1; i < cte.closeAt; i += 1) {
     const token = significant[i] as SqlToken;
-    if (isPunct(token, "(")) depth += 1;
-    else if (isPunct(token, ")")) depth -= 1;
-    else if (depth === 0 && keywordOf(token) === "LIMIT") return true;
+    if (isPunct(token, "(")) {
+      depth += 1;
+    } else if (isPunct(token, ")")) {
+      depth -= 1;
+    } else if (depth === 0 && keywordOf(token) === "LIMIT") {
+      return true;
+    }
   }
   return false;
 }
 
 /** Aggregate and window-capable functions: a query calling one reads every row of its FROM. */
 const AGGREGATES = new Set([
-  "COUNT", "SUM", "TOTAL", "AVG", "MIN", "MAX", "GROUP_CONCAT", "STRING_AGG", "JSON_GROUP_ARRAY", "JSON_GROUP_OBJECT",
-  "JSONB_GROUP_ARRAY", "JSONB_GROUP_OBJECT", "MEDIAN", "PERCENTILE", "PERCENTILE_CONT", "PERCENTILE_DISC",
+  "COUNT",
+  "SUM",
+  "TOTAL",
+  "AVG",
+  "MIN",
+  "MAX",
+  "GROUP_CONCAT",
+  "STRING_AGG",
+  "JSON_GROUP_ARRAY",
+  "JSON_GROUP_OBJECT",
+  "JSONB_GROUP_ARRAY",
+  "JSONB_GROUP_OBJECT",
+  "MEDIAN",
+  "PERCENTILE",
+  "PERCENTILE_CONT",
+  "PERCENTILE_DISC",
 ]);
 
 /** Index of the first significant token at or after `from` that closes a parenthesis opened before it (or the end). */
 function scopeEnd(significant: readonly SqlToken[], from: number): number {
   let depth = 0;
   for (let i = from; i < significant.length; i += 1) {
-    if (isPunct(significant[i], "(")) depth += 1;
-    else if (isPunct(significant[i], ")")) {
-      if (depth === 0) return i;
+    if (isPunct(significant[i], "(")) {
+      depth += 1;
+    } else if (isPunct(significant[i], ")")) {
+      if (depth === 0) {
+        return i;
+      }
       depth -= 1;
-    } else if (depth === 0 && significant[i]?.kind === "semicolon") return i;
+    } else if (depth === 0 && significant[i]?.kind === "semicolon") {
+      return i;
+    }
   }
   return significant.length;
 }
@@ -138,7 +187,12 @@ function scopeEnd(significant: readonly SqlToken[], from: number): number {
 /** An integer LIMIT as written or as prepareWrite writes whole parameters: `n` or `(n+0)`; else null. */
 function literalLimit(tokens: readonly SqlToken[]): number | null {
   const texts = tokens.map((token) => token.text);
-  const digits = texts.length === 1 ? texts[0] : texts.length === 5 && texts[0] === "(" && texts[2] === "+" && texts[3] === "0" && texts[4] === ")" ? texts[1] : undefined;
+  const digits =
+    texts.length === 1
+      ? texts[0]
+      : texts.length === 5 && texts[0] === "(" && texts[2] === "+" && texts[3] === "0" && texts[4] === ")"
+        ? texts[1]
+        : undefined;
   return digits !== undefined && /^[0-9]{1,15}$/.test(digits) ? Number(digits) : null;
 }
 
@@ -148,41 +202,71 @@ function literalLimit(tokens: readonly SqlToken[]): number | null {
  * DISTINCT, grouping or aggregates, and stops at LIMIT n (n <= maxRows), makes at most n of them. Only exactly that
  * shape is recognised (c named nowhere else); anything else is checked by running the CTE by itself.
  */
-function boundedByConsumer(significant: readonly SqlToken[], clause: readonly CommonTableExpression[], k: number, maxRows: number): boolean {
+function boundedByConsumer(
+  significant: readonly SqlToken[],
+  clause: readonly CommonTableExpression[],
+  k: number,
+  maxRows: number,
+): boolean {
   const cte = clause[k] as CommonTableExpression;
   const last = clause[clause.length - 1] as CommonTableExpression;
   const name = cte.name.toLowerCase();
-  const namesIt = (token: SqlToken | undefined): boolean => token !== undefined && (token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase() === name;
+  const namesIt = (token: SqlToken | undefined): boolean =>
+    token !== undefined && (token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase() === name;
   const mainStart = last.closeAt + 1;
   const mainEnd = scopeEnd(significant, mainStart);
-  for (let i = cte.closeAt + 1; i < mainStart; i += 1) if (namesIt(significant[i])) return false;
+  for (let i = cte.closeAt + 1; i < mainStart; i += 1) {
+    if (namesIt(significant[i])) {
+      return false;
+    }
+  }
   let i = mainStart;
   const verb = keywordOf(significant[i]);
   if (verb === "INSERT" || verb === "REPLACE") {
     while (i < mainEnd && keywordOf(significant[i]) !== "SELECT") {
-      if (keywordOf(significant[i]) === "VALUES" || keywordOf(significant[i]) === "WITH") return false;
+      if (keywordOf(significant[i]) === "VALUES" || keywordOf(significant[i]) === "WITH") {
+        return false;
+      }
       i += 1;
     }
   }
-  if (keywordOf(significant[i]) !== "SELECT") return false;
+  if (keywordOf(significant[i]) !== "SELECT") {
+    return false;
+  }
   i += 1;
-  if (keywordOf(significant[i]) === "ALL") i += 1;
+  if (keywordOf(significant[i]) === "ALL") {
+    i += 1;
+  }
   let depth = 0;
   for (; i < mainEnd; i += 1) {
     const token = significant[i] as SqlToken;
     const keyword = keywordOf(token);
-    if (isPunct(token, "(")) depth += 1;
-    else if (isPunct(token, ")")) depth -= 1;
-    else if (depth === 0 && keyword === "FROM") break;
-    else if (keyword === "SELECT" || keyword === "OVER" || keyword === "DISTINCT" || namesIt(token)) return false;
-    else if (keyword !== null && AGGREGATES.has(keyword) && isPunct(significant[i + 1], "(")) return false;
+    if (isPunct(token, "(")) {
+      depth += 1;
+    } else if (isPunct(token, ")")) {
+      depth -= 1;
+    } else if (depth === 0 && keyword === "FROM") {
+      break;
+    } else if (keyword === "SELECT" || keyword === "OVER" || keyword === "DISTINCT" || namesIt(token)) {
+      return false;
+    } else if (keyword !== null && AGGREGATES.has(keyword) && isPunct(significant[i + 1], "(")) {
+      return false;
+    }
   }
-  if (keywordOf(significant[i]) !== "FROM" || !namesIt(significant[i + 1])) return false;
+  if (keywordOf(significant[i]) !== "FROM" || !namesIt(significant[i + 1])) {
+    return false;
+  }
   i += 2;
-  if (keywordOf(significant[i]) === "AS") i += 1;
+  if (keywordOf(significant[i]) === "AS") {
+    i += 1;
+  }
   const alias = significant[i];
-  if (alias !== undefined && keywordOf(alias) !== "LIMIT" && (alias.kind === "word" || alias.kind === "quoted")) i += 1;
-  if (keywordOf(significant[i]) !== "LIMIT") return false;
+  if (alias !== undefined && keywordOf(alias) !== "LIMIT" && (alias.kind === "word" || alias.kind === "quoted")) {
+    i += 1;
+  }
+  if (keywordOf(significant[i]) !== "LIMIT") {
+    return false;
+  }
   const limit = literalLimit(significant.slice(i + 1, mainEnd));
   return limit !== null && limit <= maxRows;
 }
@@ -199,7 +283,11 @@ export function recursionChecks(statement: Statement, maxRows: number): Recursio
   const significant = tokens.filter(isSignificant);
   const params = Array.isArray(statement.params) ? (statement.params as readonly SqlValue[]) : [];
   const paramAt = new Map<number, number>();
-  for (const token of significant) if (token.kind === "param") paramAt.set(token.start, paramAt.size);
+  for (const token of significant) {
+    if (token.kind === "param") {
+      paramAt.set(token.start, paramAt.size);
+    }
+  }
   const limit = maxRows + 1;
 
   const textOf = (from: number, to: number, bound: SqlValue[]): string => {
@@ -208,25 +296,37 @@ export function recursionChecks(statement: Statement, maxRows: number): Recursio
     const last = significant[to] as SqlToken;
     for (let i = from; i <= to; i += 1) {
       const token = significant[i] as SqlToken;
-      if (token.kind === "param") bound.push(params[paramAt.get(token.start) ?? -1] ?? null);
+      if (token.kind === "param") {
+        bound.push(params[paramAt.get(token.start) ?? -1] ?? null);
+      }
     }
     return sql.slice(first.start, last.start + last.text.length);
   };
 
   const checks: RecursionCheck[] = [];
   significant.forEach((token, withAt) => {
-    if (keywordOf(token) !== "WITH") return;
+    if (keywordOf(token) !== "WITH") {
+      return;
+    }
     const clause = clauseAt(significant, withAt);
     clause.forEach((cte, k) => {
-      if (!isRecursive(significant, cte) || boundedByConsumer(significant, clause, k, maxRows)) return;
+      if (!isRecursive(significant, cte) || boundedByConsumer(significant, clause, k, maxRows)) {
+        return;
+      }
       const bound: SqlValue[] = [];
       const parts = clause.slice(0, k + 1).map((each) => {
         const header = textOf(each.nameAt, each.asAt, bound);
         let body = textOf(each.openAt, each.closeAt, bound);
-        if (each === cte && !hasTopLevelLimit(significant, cte)) body = `${body.slice(0, -1)} LIMIT ${limit})`;
+        if (each === cte && !hasTopLevelLimit(significant, cte)) {
+          body = `${body.slice(0, -1)} LIMIT ${limit})`;
+        }
         return `${header} ${body}`;
       });
-      checks.push({ name: cte.name, sql: `WITH RECURSIVE ${parts.join(", ")} SELECT 1 FROM ${quoteSqlIdentifier(cte.name)} LIMIT ${limit}`, params: bound });
+      checks.push({
+        name: cte.name,
+        sql: `WITH RECURSIVE ${parts.join(", ")} SELECT 1 FROM ${quoteSqlIdentifier(cte.name)} LIMIT ${limit}`,
+        params: bound,
+      });
     });
   });
   return checks;
@@ -242,10 +342,18 @@ export function readsOtherTables(sql: string): boolean {
   const significant = tokenizeSql(sql).filter(isSignificant);
   return significant.some((token, i) => {
     const keyword = keywordOf(token);
-    if (keyword === null) return false;
-    if (READS_TABLES.has(keyword)) return true;
-    if (keyword === "FROM") return keywordOf(significant[i - 1]) !== "DELETE";
-    if (keyword === "IN") return !isPunct(significant[i + 1], "(");
+    if (keyword === null) {
+      return false;
+    }
+    if (READS_TABLES.has(keyword)) {
+      return true;
+    }
+    if (keyword === "FROM") {
+      return keywordOf(significant[i - 1]) !== "DELETE";
+    }
+    if (keyword === "IN") {
+      return !isPunct(significant[i + 1], "(");
+    }
     return false;
   });
 }

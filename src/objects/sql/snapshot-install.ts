@@ -56,8 +56,12 @@ function sameSnapshot(a: SnapshotId, b: SnapshotId): boolean {
 }
 
 function checkSnapshotId(id: SnapshotId): void {
-  if (!Number.isSafeInteger(id.snapshotIndex) || id.snapshotIndex < 1) throw new SnapshotError(`invalid snapshot index ${id.snapshotIndex}`);
-  if (!Number.isSafeInteger(id.snapshotTerm) || id.snapshotTerm < 0) throw new SnapshotError(`invalid snapshot term ${id.snapshotTerm}`);
+  if (!Number.isSafeInteger(id.snapshotIndex) || id.snapshotIndex < 1) {
+    throw new SnapshotError(`invalid snapshot index ${id.snapshotIndex}`);
+  }
+  if (!Number.isSafeInteger(id.snapshotTerm) || id.snapshotTerm < 0) {
+    throw new SnapshotError(`invalid snapshot term ${id.snapshotTerm}`);
+  }
 }
 
 /**
@@ -73,8 +77,18 @@ export class SnapshotInstaller {
     private readonly storage: DurableObjectStorage,
     options: SnapshotInstallerOptions = {},
   ) {
-    this.maxChunkBytes = limit(options.maxChunkBytes, MAX_SNAPSHOT_CHUNK_BYTES, MAX_SNAPSHOT_CHUNK_BYTES, "maxChunkBytes");
-    this.maxStagingBytes = limit(options.maxStagingBytes, DEFAULT_SNAPSHOT_LIMITS.maxStagingBytes, Number.MAX_SAFE_INTEGER, "maxStagingBytes");
+    this.maxChunkBytes = limit(
+      options.maxChunkBytes,
+      MAX_SNAPSHOT_CHUNK_BYTES,
+      MAX_SNAPSHOT_CHUNK_BYTES,
+      "maxChunkBytes",
+    );
+    this.maxStagingBytes = limit(
+      options.maxStagingBytes,
+      DEFAULT_SNAPSHOT_LIMITS.maxStagingBytes,
+      Number.MAX_SAFE_INTEGER,
+      "maxStagingBytes",
+    );
   }
 
   /** What is staged, or null. */
@@ -95,23 +109,37 @@ export class SnapshotInstaller {
    */
   receive(chunk: SnapshotChunk): StagingStatus {
     checkSnapshotId(chunk);
-    if (!Number.isSafeInteger(chunk.seq) || chunk.seq < 0) throw new SnapshotError(`invalid chunk seq ${chunk.seq}`);
-    if (typeof chunk.data !== "string") throw new SnapshotError("chunk data must be a string");
+    if (!Number.isSafeInteger(chunk.seq) || chunk.seq < 0) {
+      throw new SnapshotError(`invalid chunk seq ${chunk.seq}`);
+    }
+    if (typeof chunk.data !== "string") {
+      throw new SnapshotError("chunk data must be a string");
+    }
     const bytes = utf8ByteLength(chunk.data);
-    if (bytes > this.maxChunkBytes) throw new SnapshotError(`chunk ${chunk.seq} is ${bytes} bytes; at most ${this.maxChunkBytes} are accepted`);
+    if (bytes > this.maxChunkBytes) {
+      throw new SnapshotError(`chunk ${chunk.seq} is ${bytes} bytes; at most ${this.maxChunkBytes} are accepted`);
+    }
     const id: SnapshotId = { snapshotIndex: chunk.snapshotIndex, snapshotTerm: chunk.snapshotTerm };
     const name = `snapshot ${chunk.snapshotIndex} (term ${chunk.snapshotTerm})`;
     return this.storage.transactionSync(() => {
       let staged = this.status();
-      if (staged !== null && chunk.seq === 0 && (!sameSnapshot(staged, id) || this.storage.kv.get(StateKeys.stagingChunk(0)) !== chunk.data)) {
+      if (
+        staged !== null &&
+        chunk.seq === 0 &&
+        (!sameSnapshot(staged, id) || this.storage.kv.get(StateKeys.stagingChunk(0)) !== chunk.data)
+      ) {
         this.discardStaging();
         staged = null;
       }
       if (staged !== null && !sameSnapshot(staged, id)) {
-        throw new SnapshotError(`chunk ${chunk.seq} of ${name} arrived while snapshot ${staged.snapshotIndex} (term ${staged.snapshotTerm}) is staged; send chunk 0 first`);
+        throw new SnapshotError(
+          `chunk ${chunk.seq} of ${name} arrived while snapshot ${staged.snapshotIndex} (term ${staged.snapshotTerm}) is staged; send chunk 0 first`,
+        );
       }
       if (staged === null) {
-        if (chunk.seq !== 0) throw new SnapshotError(`chunk ${chunk.seq} of ${name} arrived before chunk 0`);
+        if (chunk.seq !== 0) {
+          throw new SnapshotError(`chunk ${chunk.seq} of ${name} arrived before chunk 0`);
+        }
         staged = { ...id, chunks: 0, bytes: 0, complete: false };
       }
       if (chunk.seq < staged.chunks) {
@@ -120,13 +148,22 @@ export class SnapshotInstaller {
         }
         return staged;
       }
-      if (staged.complete) throw new SnapshotError(`${name} is complete with ${staged.chunks} chunks; chunk ${chunk.seq} is one too many`);
-      if (chunk.seq > staged.chunks) throw new SnapshotError(`expected chunk ${staged.chunks} of ${name}, got ${chunk.seq}`);
+      if (staged.complete) {
+        throw new SnapshotError(`${name} is complete with ${staged.chunks} chunks; chunk ${chunk.seq} is one too many`);
+      }
+      if (chunk.seq > staged.chunks) {
+        throw new SnapshotError(`expected chunk ${staged.chunks} of ${name}, got ${chunk.seq}`);
+      }
       if (staged.bytes + bytes > this.maxStagingBytes) {
         throw new SnapshotError(`${name} would exceed ${this.maxStagingBytes} staged bytes (maxStagingBytes)`);
       }
       this.storage.kv.put(StateKeys.stagingChunk(chunk.seq), chunk.data);
-      const next: StagingStatus = { ...id, chunks: staged.chunks + 1, bytes: staged.bytes + bytes, complete: chunk.last };
+      const next: StagingStatus = {
+        ...id,
+        chunks: staged.chunks + 1,
+        bytes: staged.bytes + bytes,
+        complete: chunk.last,
+      };
       this.storage.kv.put(StateKeys.stagingMeta, next);
       return next;
     });
@@ -148,8 +185,12 @@ export class SnapshotInstaller {
     checkSnapshotId(id);
     const staged = this.status();
     const name = `snapshot ${id.snapshotIndex} (term ${id.snapshotTerm})`;
-    if (staged === null || !sameSnapshot(staged, id)) throw new SnapshotError(`${name} is not staged`);
-    if (!staged.complete) throw new SnapshotError(`${name} is incomplete: ${staged.chunks} chunks staged, the last one has not arrived`);
+    if (staged === null || !sameSnapshot(staged, id)) {
+      throw new SnapshotError(`${name} is not staged`);
+    }
+    if (!staged.complete) {
+      throw new SnapshotError(`${name} is incomplete: ${staged.chunks} chunks staged, the last one has not arrived`);
+    }
     try {
       return this.install(id, staged.chunks);
     } catch (error) {
@@ -157,7 +198,9 @@ export class SnapshotInstaller {
       try {
         this.abort();
       } catch (abortError) {
-        throw new SnapshotError(`installing failed (${String(error)}) and so did discarding the staging (${String(abortError)})`);
+        throw new SnapshotError(
+          `installing failed (${String(error)}) and so did discarding the staging (${String(abortError)})`,
+        );
       }
       throw error;
     }
@@ -167,7 +210,11 @@ export class SnapshotInstaller {
     return this.storage.transactionSync(() => {
       const applied = this.storage.kv.get<number>(StateKeys.applied) ?? 0;
       const imageIndex = readImageIndex(this.storage.kv.get<string>(StateKeys.stagingChunk(0)) ?? "");
-      if (imageIndex < id.snapshotIndex) throw new SnapshotError(`the staged image is at index ${imageIndex}, before the snapshot's ${id.snapshotIndex}`);
+      if (imageIndex < id.snapshotIndex) {
+        throw new SnapshotError(
+          `the staged image is at index ${imageIndex}, before the snapshot's ${id.snapshotIndex}`,
+        );
+      }
       if (imageIndex <= applied) {
         this.discardStaging();
         return { installed: false, appliedIndex: applied };
@@ -181,14 +228,18 @@ export class SnapshotInstaller {
   private *stagedChunks(count: number): Generator<string> {
     for (let seq = 0; seq < count; seq += 1) {
       const data = this.storage.kv.get<string>(StateKeys.stagingChunk(seq));
-      if (typeof data !== "string") throw new SnapshotError(`staged chunk ${seq} is missing`);
+      if (typeof data !== "string") {
+        throw new SnapshotError(`staged chunk ${seq} is missing`);
+      }
       yield data;
     }
   }
 
   private discardStaging(): void {
     const keys = [...this.storage.kv.list({ prefix: StateKeys.stagingChunkPrefix })].map(([key]) => key);
-    for (const key of keys) this.storage.kv.delete(key);
+    for (const key of keys) {
+      this.storage.kv.delete(key);
+    }
     this.storage.kv.delete(StateKeys.stagingMeta);
   }
 }
@@ -203,7 +254,9 @@ function readImageIndex(firstChunk: string): number {
     throw new SnapshotError("the staged snapshot does not start with a readable header");
   }
   const index = (header as { index?: unknown } | null)?.index;
-  if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 1) throw new SnapshotError("the staged snapshot's header has no valid index");
+  if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 1) {
+    throw new SnapshotError("the staged snapshot's header has no valid index");
+  }
   return index;
 }
 
@@ -232,7 +285,11 @@ class SnapshotLoader {
   private header: HeaderRecord | null = null;
   private readonly objects: ObjectRecord[] = [];
   private phase: "header" | "objects" | "rows" | "dedup" | "done" = "header";
-  private rowsTarget: { readonly table: string; readonly columns: readonly string[]; readonly insertPrefix: string } | null = null;
+  private rowsTarget: {
+    readonly table: string;
+    readonly columns: readonly string[];
+    readonly insertPrefix: string;
+  } | null = null;
   private lineCount = 0;
   private dedupCount = 0;
   private readonly hash = sha256.create();
@@ -258,12 +315,18 @@ class SnapshotLoader {
       }
       carry = text.slice(start);
     }
-    if (carry !== "") throw new SnapshotError("the snapshot ends in the middle of a line");
-    if (this.phase !== "done") throw new SnapshotError("the snapshot is incomplete (no end record)");
+    if (carry !== "") {
+      throw new SnapshotError("the snapshot ends in the middle of a line");
+    }
+    if (this.phase !== "done") {
+      throw new SnapshotError("the snapshot is incomplete (no end record)");
+    }
   }
 
   private onLine(line: string): void {
-    if (this.phase === "done") throw new SnapshotError("data after the end record");
+    if (this.phase === "done") {
+      throw new SnapshotError("data after the end record");
+    }
     let record: unknown;
     try {
       record = JSON.parse(line);
@@ -275,7 +338,9 @@ class SnapshotLoader {
       this.insertRow(record);
       return;
     }
-    if (typeof record !== "object" || record === null) throw new SnapshotError(`line ${this.lineCount + 1} is not a record`);
+    if (typeof record !== "object" || record === null) {
+      throw new SnapshotError(`line ${this.lineCount + 1} is not a record`);
+    }
     const tagged = record as { readonly t?: unknown };
     if (tagged.t === "end") {
       this.onEnd(record as { lines?: unknown; sha256?: unknown });
@@ -286,7 +351,9 @@ class SnapshotLoader {
       case "header":
         return this.onHeader(record as HeaderRecord);
       case "object":
-        if (this.phase !== "objects") throw new SnapshotError("schema object out of place");
+        if (this.phase !== "objects") {
+          throw new SnapshotError("schema object out of place");
+        }
         this.objects.push(record as ObjectRecord);
         return;
       case "rows":
@@ -304,12 +371,18 @@ class SnapshotLoader {
   }
 
   private onHeader(header: HeaderRecord): void {
-    if (this.phase !== "header") throw new SnapshotError("a second header");
+    if (this.phase !== "header") {
+      throw new SnapshotError("a second header");
+    }
     if (header.format !== SNAPSHOT_FORMAT || header.version !== SNAPSHOT_FORMAT_VERSION) {
       throw new SnapshotError(`unsupported snapshot format ${String(header.format)} v${String(header.version)}`);
     }
-    if (header.index !== this.index) throw new SnapshotError(`the snapshot's header says index ${header.index}, expected ${this.index}`);
-    if (!Number.isSafeInteger(header.schemaVersion) || typeof header.schemaHash !== "string") throw new SnapshotError("malformed header");
+    if (header.index !== this.index) {
+      throw new SnapshotError(`the snapshot's header says index ${header.index}, expected ${this.index}`);
+    }
+    if (!Number.isSafeInteger(header.schemaVersion) || typeof header.schemaHash !== "string") {
+      throw new SnapshotError("malformed header");
+    }
     this.header = header;
     this.phase = "objects";
     this.clearDatabase();
@@ -320,31 +393,48 @@ class SnapshotLoader {
     this.sql.exec("PRAGMA defer_foreign_keys = ON");
     const tables = listTables(this.sql);
     for (const object of listSchemaObjects(this.sql)) {
-      if (object.type === "view") this.sql.exec(`DROP VIEW ${quoteSqlIdentifier(object.name)}`);
+      if (object.type === "view") {
+        this.sql.exec(`DROP VIEW ${quoteSqlIdentifier(object.name)}`);
+      }
     }
     for (const table of tables) {
-      if (table.kind === "shadow") continue; // goes with its virtual table
-      if (table.name.toLowerCase() === "sqlite_sequence") this.sql.exec("DELETE FROM sqlite_sequence");
-      else this.sql.exec(`DROP TABLE IF EXISTS ${quoteSqlIdentifier(table.name)}`);
+      if (table.kind === "shadow") {
+        continue;
+      } // goes with its virtual table
+      if (table.name.toLowerCase() === "sqlite_sequence") {
+        this.sql.exec("DELETE FROM sqlite_sequence");
+      } else {
+        this.sql.exec(`DROP TABLE IF EXISTS ${quoteSqlIdentifier(table.name)}`);
+      }
     }
     const dedupKeys = [...this.kv.list({ prefix: "sm/dedup/" })].map(([key]) => key);
-    for (const key of dedupKeys) this.kv.delete(key);
+    for (const key of dedupKeys) {
+      this.kv.delete(key);
+    }
   }
 
   private createTables(): void {
     let needsStats = false;
     for (const object of this.objects) {
-      if (object.type !== "table") continue;
+      if (object.type !== "table") {
+        continue;
+      }
       const lower = object.name.toLowerCase();
       if (object.kind === "shadow") {
         this.shadowTables.add(object.name);
         continue;
       }
-      if (lower.startsWith("sqlite_stat")) needsStats = true;
-      if (lower.startsWith("sqlite_")) continue; // SQLite makes these itself
+      if (lower.startsWith("sqlite_stat")) {
+        needsStats = true;
+      }
+      if (lower.startsWith("sqlite_")) {
+        continue;
+      } // SQLite makes these itself
       this.sql.exec(object.sql);
     }
-    if (needsStats && !this.tableExists("sqlite_stat1")) this.sql.exec("ANALYZE sqlite_schema");
+    if (needsStats && !this.tableExists("sqlite_stat1")) {
+      this.sql.exec("ANALYZE sqlite_schema");
+    }
   }
 
   private tableExists(name: string): boolean {
@@ -356,8 +446,14 @@ class SnapshotLoader {
       this.createTables();
       this.phase = "rows";
     }
-    if (this.phase !== "rows") throw new SnapshotError("rows out of place");
-    if (typeof record.table !== "string" || !Array.isArray(record.columns) || !record.columns.every((c) => typeof c === "string")) {
+    if (this.phase !== "rows") {
+      throw new SnapshotError("rows out of place");
+    }
+    if (
+      typeof record.table !== "string" ||
+      !Array.isArray(record.columns) ||
+      !record.columns.every((c) => typeof c === "string")
+    ) {
       throw new SnapshotError("malformed rows record");
     }
     const table = record.table;
@@ -373,14 +469,22 @@ class SnapshotLoader {
       this.sql.exec(`DELETE FROM ${quoteSqlIdentifier(table)}`);
     }
     const columns = record.columns as string[];
-    this.rowsTarget = { table, columns, insertPrefix: `INSERT INTO ${quoteSqlIdentifier(table)}(${qualifiedColumns(columns)}) VALUES (` };
+    this.rowsTarget = {
+      table,
+      columns,
+      insertPrefix: `INSERT INTO ${quoteSqlIdentifier(table)}(${qualifiedColumns(columns)}) VALUES (`,
+    };
   }
 
   private insertRow(encoded: readonly unknown[]): void {
     const target = this.rowsTarget;
-    if (this.phase !== "rows" || target === null) throw new SnapshotError("a row outside a rows section");
+    if (this.phase !== "rows" || target === null) {
+      throw new SnapshotError("a row outside a rows section");
+    }
     if (encoded.length !== target.columns.length) {
-      throw new SnapshotError(`a row of ${target.table} has ${encoded.length} values for ${target.columns.length} columns`);
+      throw new SnapshotError(
+        `a row of ${target.table} has ${encoded.length} values for ${target.columns.length} columns`,
+      );
     }
     const values = encoded.map((value, i) => {
       try {
@@ -394,21 +498,40 @@ class SnapshotLoader {
   }
 
   private finishRows(): void {
-    if (this.phase === "objects") this.createTables();
+    if (this.phase === "objects") {
+      this.createTables();
+    }
     // Indexes, views and triggers after the rows: triggers must not fire while rows are restored.
     for (const object of this.objects) {
-      if (object.type === "table" || this.shadowTables.has(object.tableName) || object.name.toLowerCase().startsWith("sqlite_")) continue;
+      if (
+        object.type === "table" ||
+        this.shadowTables.has(object.tableName) ||
+        object.name.toLowerCase().startsWith("sqlite_")
+      ) {
+        continue;
+      }
       this.sql.exec(object.sql);
     }
-    if (this.tableExists("sqlite_stat1")) this.sql.exec("ANALYZE sqlite_schema"); // reloads the planner statistics
+    if (this.tableExists("sqlite_stat1")) {
+      this.sql.exec("ANALYZE sqlite_schema");
+    } // reloads the planner statistics
     this.phase = "dedup";
   }
 
   private onDedup(record: { id?: unknown; index?: unknown; results?: unknown; count?: unknown }): void {
-    if (this.phase === "objects" || this.phase === "rows") this.finishRows();
-    if (this.phase !== "dedup") throw new SnapshotError("dedup record out of place");
+    if (this.phase === "objects" || this.phase === "rows") {
+      this.finishRows();
+    }
+    if (this.phase !== "dedup") {
+      throw new SnapshotError("dedup record out of place");
+    }
     const { id, index, results, count } = record;
-    if (typeof id !== "string" || !Number.isSafeInteger(index) || !(typeof results === "string" || results === null) || !Number.isSafeInteger(count)) {
+    if (
+      typeof id !== "string" ||
+      !Number.isSafeInteger(index) ||
+      !(typeof results === "string" || results === null) ||
+      !Number.isSafeInteger(count)
+    ) {
       throw new SnapshotError("malformed dedup record");
     }
     const dedup: DedupRecord = { index: index as number, results, count: count as number };
@@ -418,16 +541,28 @@ class SnapshotLoader {
   }
 
   private onEnd(record: { lines?: unknown; sha256?: unknown }): void {
-    if (this.phase === "header") throw new SnapshotError("the snapshot has no header");
-    if (this.phase === "objects" || this.phase === "rows") this.finishRows();
-    if (record.lines !== this.lineCount) throw new SnapshotError(`the snapshot has ${this.lineCount} lines, its end record says ${String(record.lines)}`);
+    if (this.phase === "header") {
+      throw new SnapshotError("the snapshot has no header");
+    }
+    if (this.phase === "objects" || this.phase === "rows") {
+      this.finishRows();
+    }
+    if (record.lines !== this.lineCount) {
+      throw new SnapshotError(`the snapshot has ${this.lineCount} lines, its end record says ${String(record.lines)}`);
+    }
     const digest = bytesToHex(this.hash.digest());
-    if (record.sha256 !== digest) throw new SnapshotError("the snapshot's checksum does not match its content");
+    if (record.sha256 !== digest) {
+      throw new SnapshotError("the snapshot's checksum does not match its content");
+    }
     const header = this.header as HeaderRecord;
     const hash = computeSchemaHash(this.sql);
-    if (hash !== header.schemaHash) throw new SnapshotError(`the restored schema hash ${hash} differs from the snapshot's ${header.schemaHash}`);
+    if (hash !== header.schemaHash) {
+      throw new SnapshotError(`the restored schema hash ${hash} differs from the snapshot's ${header.schemaHash}`);
+    }
     const violations = rowsOf(this.sql, "PRAGMA foreign_key_check");
-    if (violations.length > 0) throw new SnapshotError(`the restored data violates ${violations.length} foreign key constraint(s)`);
+    if (violations.length > 0) {
+      throw new SnapshotError(`the restored data violates ${violations.length} foreign key constraint(s)`);
+    }
     this.sql.exec("PRAGMA defer_foreign_keys = OFF");
     this.kv.put(StateKeys.dedupCount, this.dedupCount);
     this.kv.put(StateKeys.schemaVersion, header.schemaVersion);
@@ -445,38 +580,61 @@ const MAX_STATEMENT_BYTES = 100_000;
  * CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Past 100 bound values the rest are
  * written as literals.
  */
-function insertStatement(prefix: string, values: readonly StoredValue[]): { sql: string; bindings: (SqlValue | string)[] } {
+function insertStatement(
+  prefix: string,
+  values: readonly StoredValue[],
+): { sql: string; bindings: (SqlValue | string)[] } {
   const bindings: (SqlValue | string)[] = [];
   const parts = values.map((value, i) => {
     const canBind = i < MAX_BINDINGS;
-    if (value === null) return "NULL";
+    if (value === null) {
+      return "NULL";
+    }
     if (typeof value === "number") {
-      if (!Number.isInteger(value)) return bindOrLiteral(canBind, bindings, value, realLiteral(value));
+      if (!Number.isInteger(value)) {
+        return bindOrLiteral(canBind, bindings, value, realLiteral(value));
+      }
       return canBind ? (bindings.push(value), "CAST(? AS INTEGER)") : value.toString();
     }
     if (typeof value === "string") {
-      if (!canBind && value.includes("\u0000")) throw new SnapshotError("a text value with NUL characters in a column past the 100th");
+      if (!canBind && value.includes("\u0000")) {
+        throw new SnapshotError("a text value with NUL characters in a column past the 100th");
+      }
       return bindOrLiteral(canBind, bindings, value, quoteSqlString(value));
     }
-    if (value instanceof Uint8Array) return bindOrLiteral(canBind, bindings, value, `x'${bytesToHex(value)}'`);
-    if (typeof value === "bigint") return canBind ? (bindings.push(value.toString()), "CAST(? AS INTEGER)") : value.toString();
-    if ("bigint" in value) return canBind ? (bindings.push(value.bigint), "CAST(? AS INTEGER)") : value.bigint;
+    if (value instanceof Uint8Array) {
+      return bindOrLiteral(canBind, bindings, value, `x'${bytesToHex(value)}'`);
+    }
+    if (typeof value === "bigint") {
+      return canBind ? (bindings.push(value.toString()), "CAST(? AS INTEGER)") : value.toString();
+    }
+    if ("bigint" in value) {
+      return canBind ? (bindings.push(value.bigint), "CAST(? AS INTEGER)") : value.bigint;
+    }
     return bindOrLiteral(canBind, bindings, value.real, realLiteral(value.real));
   });
   const sql = `${prefix}${parts.join(", ")})`;
-  if (utf8ByteLength(sql) > MAX_STATEMENT_BYTES) throw new SnapshotError("a row is too wide to restore within the statement size limit");
+  if (utf8ByteLength(sql) > MAX_STATEMENT_BYTES) {
+    throw new SnapshotError("a row is too wide to restore within the statement size limit");
+  }
   return { sql, bindings };
 }
 
 function bindOrLiteral(canBind: boolean, bindings: (SqlValue | string)[], value: SqlValue, literal: string): string {
-  if (!canBind) return literal;
+  if (!canBind) {
+    return literal;
+  }
   bindings.push(value);
   return "?";
 }
 
 function realLiteral(value: number): string {
-  if (value === Infinity) return "9e999";
-  if (value === -Infinity) return "-9e999";
+  if (value === Infinity) {
+    return "9e999";
+  }
+  if (value === -Infinity) {
+    return "-9e999";
+  }
   const text = value.toString();
   return /[.eE]/.test(text) ? text : `${text}.0`;
 }

@@ -90,7 +90,9 @@ class ChunkWriter {
 
   finish(): { readonly chunks: string[]; readonly bytes: number } {
     this.append(`${JSON.stringify({ t: "end", lines: this.lineCount, sha256: bytesToHex(this.hash.digest()) })}\n`);
-    if (this.current.length > 0) this.flush();
+    if (this.current.length > 0) {
+      this.flush();
+    }
     return { chunks: this.chunks, bytes: this.totalBytes };
   }
 
@@ -128,7 +130,9 @@ class ChunkWriter {
  * (which the platform reads back as null). Every other number is an INTEGER if whole, else a REAL.
  */
 function kindsExpression(columns: readonly string[]): string {
-  if (columns.length === 0) return "''";
+  if (columns.length === 0) {
+    return "''";
+  }
   return columns
     .map((column, i) => {
       const c = quoteSqlIdentifier(column);
@@ -141,18 +145,28 @@ function kindsExpression(columns: readonly string[]): string {
 }
 
 function readRowValues(raw: readonly SqlStorageValue[], columnCount: number): StoredValue[] {
-  const values: StoredValue[] = raw.slice(0, columnCount).map((value) => (value instanceof ArrayBuffer ? new Uint8Array(value) : value));
+  const values: StoredValue[] = raw
+    .slice(0, columnCount)
+    .map((value) => (value instanceof ArrayBuffer ? new Uint8Array(value) : value));
   const kinds = String(raw[columnCount] ?? "");
   for (const entry of kinds.split(";")) {
-    if (entry === "") continue;
+    if (entry === "") {
+      continue;
+    }
     const match = /^(\d+)([IRPN])(.*)$/.exec(entry);
-    if (match === null) throw new SnapshotError(`unexpected value kind ${JSON.stringify(entry)}`);
+    if (match === null) {
+      throw new SnapshotError(`unexpected value kind ${JSON.stringify(entry)}`);
+    }
     const [, position, code, digits] = match as unknown as [string, string, string, string];
     const i = Number(position);
     const current = values[i];
-    if (code === "I") values[i] = { bigint: digits };
-    else if (code === "R") values[i] = { real: typeof current === "number" ? current : 0 };
-    else values[i] = { real: code === "P" ? Infinity : -Infinity };
+    if (code === "I") {
+      values[i] = { bigint: digits };
+    } else if (code === "R") {
+      values[i] = { real: typeof current === "number" ? current : 0 };
+    } else {
+      values[i] = { real: code === "P" ? Infinity : -Infinity };
+    }
   }
   return values;
 }
@@ -171,8 +185,18 @@ export function writeSnapshot(
   state: { readonly index: number; readonly schema: { readonly version: number; readonly hash: string } },
   options: SnapshotOptions,
 ): SnapshotImage {
-  const maxChunkBytes = limit(options.maxChunkBytes, DEFAULT_SNAPSHOT_LIMITS.maxChunkBytes, MAX_SNAPSHOT_CHUNK_BYTES, "maxChunkBytes");
-  const maxTotalBytes = limit(options.maxTotalBytes, DEFAULT_SNAPSHOT_LIMITS.maxTotalBytes, Number.MAX_SAFE_INTEGER, "maxTotalBytes");
+  const maxChunkBytes = limit(
+    options.maxChunkBytes,
+    DEFAULT_SNAPSHOT_LIMITS.maxChunkBytes,
+    MAX_SNAPSHOT_CHUNK_BYTES,
+    "maxChunkBytes",
+  );
+  const maxTotalBytes = limit(
+    options.maxTotalBytes,
+    DEFAULT_SNAPSHOT_LIMITS.maxTotalBytes,
+    Number.MAX_SAFE_INTEGER,
+    "maxTotalBytes",
+  );
   const sql = storage.sql;
   const writer = new ChunkWriter(maxChunkBytes, maxTotalBytes);
   writer.line({
@@ -186,12 +210,22 @@ export function writeSnapshot(
   const tables = listTables(sql);
   const kindOf = new Map(tables.map((table) => [table.name, table.kind]));
   for (const object of listSchemaObjects(sql)) {
-    if (object.sql === null) continue; // autoindexes come back with their tables
-    writer.line({ t: "object", type: object.type, name: object.name, tableName: object.tableName, sql: object.sql, kind: kindOf.get(object.name) ?? null });
+    if (object.sql === null) {
+      continue;
+    } // autoindexes come back with their tables
+    writer.line({
+      t: "object",
+      type: object.type,
+      name: object.name,
+      tableName: object.tableName,
+      sql: object.sql,
+      kind: kindOf.get(object.name) ?? null,
+    });
   }
   for (const table of tablesInSnapshotOrder(tables)) {
     const isSqliteTable = table.name.toLowerCase().startsWith("sqlite_");
-    const columns = table.rowidName !== null && !isSqliteTable ? [table.rowidName, ...table.columns] : [...table.columns];
+    const columns =
+      table.rowidName !== null && !isSqliteTable ? [table.rowidName, ...table.columns] : [...table.columns];
     writer.line({ t: "rows", table: table.name, columns });
     const select = `SELECT ${qualifiedColumns(columns)}, ${kindsExpression(columns)} FROM ${quoteSqlIdentifier(table.name)}`;
     let cursor;
@@ -206,7 +240,9 @@ export function writeSnapshot(
   }
   for (const [, id] of storage.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
     const record = storage.kv.get<DedupRecord>(StateKeys.dedupById(id));
-    if (record === undefined) throw new SnapshotError(`request id ${JSON.stringify(id)} is indexed but not remembered`);
+    if (record === undefined) {
+      throw new SnapshotError(`request id ${JSON.stringify(id)} is indexed but not remembered`);
+    }
     writer.line({ t: "dedup", id, index: record.index, results: record.results, count: record.count });
   }
   const { chunks, bytes } = writer.finish();

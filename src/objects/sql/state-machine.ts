@@ -36,11 +36,15 @@ function dedupRecordBytes(id: string, record: DedupRecord): number {
 /** The bytes the dedup window holds now (recomputed from the records when the running total is absent). */
 export function dedupWindowBytes(kv: SyncKvStorage): number {
   const kept = kv.get<number>(DEDUP_BYTES_KEY);
-  if (kept !== undefined) return kept;
+  if (kept !== undefined) {
+    return kept;
+  }
   let bytes = 0;
   for (const [, id] of kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
     const record = kv.get<DedupRecord>(StateKeys.dedupById(id));
-    if (record !== undefined) bytes += dedupRecordBytes(id, record);
+    if (record !== undefined) {
+      bytes += dedupRecordBytes(id, record);
+    }
   }
   return bytes;
 }
@@ -103,7 +107,9 @@ class Rollback extends Error {}
 
 function positiveInteger(value: number | undefined, fallback: number, name: string): number {
   const chosen = value ?? fallback;
-  if (!Number.isSafeInteger(chosen) || chosen < 1) throw new Error(`${name} must be a positive integer, got ${String(value)}`);
+  if (!Number.isSafeInteger(chosen) || chosen < 1) {
+    throw new Error(`${name} must be a positive integer, got ${String(value)}`);
+  }
   return chosen;
 }
 
@@ -114,10 +120,15 @@ function fromStorageValue(value: SqlStorageValue): SqlValue {
 function approximateBytes(row: readonly SqlValue[]): number {
   let bytes = 0;
   for (const value of row) {
-    if (value === null) bytes += 1;
-    else if (typeof value === "number" || typeof value === "bigint") bytes += 8;
-    else if (typeof value === "string") bytes += value.length;
-    else bytes += value.byteLength;
+    if (value === null) {
+      bytes += 1;
+    } else if (typeof value === "number" || typeof value === "bigint") {
+      bytes += 8;
+    } else if (typeof value === "string") {
+      bytes += value.length;
+    } else {
+      bytes += value.byteLength;
+    }
   }
   return bytes;
 }
@@ -170,11 +181,17 @@ class ResultBudget {
  * without keeping the rows: its changes are all made by then (SQLite makes them on the first step) and an
  * unfinished write statement must not stay open under the transaction.
  */
-function readRows(cursor: SqlStorageCursor<Record<string, SqlStorageValue>>, budget: ResultBudget, options: { readonly drain: boolean }): ReadRows {
+function readRows(
+  cursor: SqlStorageCursor<Record<string, SqlStorageValue>>,
+  budget: ResultBudget,
+  options: { readonly drain: boolean },
+): ReadRows {
   const rows: SqlValue[][] = [];
   let tooLarge: string | null = null;
   for (const raw of cursor.raw()) {
-    if (tooLarge !== null) continue;
+    if (tooLarge !== null) {
+      continue;
+    }
     const row = raw.map(fromStorageValue);
     tooLarge = budget.take(row);
     if (tooLarge === null) {
@@ -182,7 +199,9 @@ function readRows(cursor: SqlStorageCursor<Record<string, SqlStorageValue>>, bud
       continue;
     }
     rows.length = 0;
-    if (!options.drain) break;
+    if (!options.drain) {
+      break;
+    }
   }
   return { rows, tooLarge };
 }
@@ -224,15 +243,31 @@ export class SqlStateMachine {
   ) {
     this.sql = storage.sql;
     this.kv = storage.kv;
-    this.maxDedupEntries = positiveInteger(options.maxDedupEntries, DEFAULT_STATE_MACHINE_OPTIONS.maxDedupEntries, "maxDedupEntries");
+    this.maxDedupEntries = positiveInteger(
+      options.maxDedupEntries,
+      DEFAULT_STATE_MACHINE_OPTIONS.maxDedupEntries,
+      "maxDedupEntries",
+    );
     this.maxDedupResultBytes = positiveInteger(
       options.maxDedupResultBytes,
       DEFAULT_STATE_MACHINE_OPTIONS.maxDedupResultBytes,
       "maxDedupResultBytes",
     );
-    this.maxDedupBytes = positiveInteger(options.maxDedupBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxDedupBytes, "maxDedupBytes");
-    this.maxResultRows = positiveInteger(options.maxResultRows, DEFAULT_STATE_MACHINE_OPTIONS.maxResultRows, "maxResultRows");
-    this.maxResultBytes = positiveInteger(options.maxResultBytes, DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes, "maxResultBytes");
+    this.maxDedupBytes = positiveInteger(
+      options.maxDedupBytes,
+      DEFAULT_STATE_MACHINE_OPTIONS.maxDedupBytes,
+      "maxDedupBytes",
+    );
+    this.maxResultRows = positiveInteger(
+      options.maxResultRows,
+      DEFAULT_STATE_MACHINE_OPTIONS.maxResultRows,
+      "maxResultRows",
+    );
+    this.maxResultBytes = positiveInteger(
+      options.maxResultBytes,
+      DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes,
+      "maxResultBytes",
+    );
     this.declaredTypes = new DeclaredTypes(storage);
   }
 
@@ -241,17 +276,27 @@ export class SqlStateMachine {
    * maxResultRows rows, and trial-runs (always rolled back) one that may do large finite work, so that a write that
    * never ends is never proposed (the design is in runaway.ts). Returns whether the trial ran.
    */
-  checkBeforeProposing(request: SqlRequest): { readonly ok: true; readonly trialRun: boolean } | { readonly ok: false; readonly error: string } {
+  checkBeforeProposing(
+    request: SqlRequest,
+  ): { readonly ok: true; readonly trialRun: boolean } | { readonly ok: false; readonly error: string } {
     for (const [i, statement] of request.statements.entries()) {
       // Cheap test first: a statement without the word WITH has no CTE (most writes, every row of a dump).
-      if (!/with/i.test(statement.sql)) continue;
+      if (!/with/i.test(statement.sql)) {
+        continue;
+      }
       for (const check of recursionChecks(statement, this.maxResultRows)) {
         const refusal = this.recursionRefusal(check);
-        if (refusal !== null) return { ok: false, error: `statements[${i}]: ${refusal}` };
+        if (refusal !== null) {
+          return { ok: false, error: `statements[${i}]: ${refusal}` };
+        }
       }
     }
-    const mayReadTables = request.statements.some((statement) => /select|with|from|\bin\b/i.test(statement.sql) && readsOtherTables(statement.sql));
-    if (!mayReadTables && !this.hasTriggers()) return { ok: true, trialRun: false };
+    const mayReadTables = request.statements.some(
+      (statement) => /select|with|from|\bin\b/i.test(statement.sql) && readsOtherTables(statement.sql),
+    );
+    if (!mayReadTables && !this.hasTriggers()) {
+      return { ok: true, trialRun: false };
+    }
     this.trialRun(request);
     return { ok: true, trialRun: true };
   }
@@ -263,7 +308,9 @@ export class SqlStateMachine {
     try {
       for (const _row of this.sql.exec(check.sql, ...check.params).raw()) {
         rows += 1;
-        if (rows > this.maxResultRows) break;
+        if (rows > this.maxResultRows) {
+          break;
+        }
       }
     } catch (error) {
       return (
@@ -271,7 +318,9 @@ export class SqlStateMachine {
         "be shown to end; in a write, a recursive CTE may not read NEW, OLD or the columns of an enclosing query"
       );
     }
-    if (rows <= this.maxResultRows) return null;
+    if (rows <= this.maxResultRows) {
+      return null;
+    }
     return (
       `the recursive common table expression ${name} yields more than ${this.maxResultRows} rows, the most one may ` +
       "yield in a write (DHA_MAX_RESULT_ROWS): every replica applies a write, so one that never ended would stop them " +
@@ -283,12 +332,17 @@ export class SqlStateMachine {
   private trialRun(request: SqlRequest): void {
     try {
       this.storage.transactionSync(() => {
-        if (request.transaction) this.runAllOrNothing(request.statements);
-        else this.runEach(request.statements);
+        if (request.transaction) {
+          this.runAllOrNothing(request.statements);
+        } else {
+          this.runEach(request.statements);
+        }
         throw new Rollback();
       });
     } catch (error) {
-      if (!(error instanceof Rollback)) throw error;
+      if (!(error instanceof Rollback)) {
+        throw error;
+      }
     }
   }
 
@@ -313,14 +367,20 @@ export class SqlStateMachine {
    * the entry is out of order or its data cannot be decoded: a node must stop rather than diverge.
    */
   applyEntry(entry: LogEntryToApply): StatementResult[] | null {
-    if (!Number.isSafeInteger(entry.index) || entry.index < 1) throw new Error(`invalid log index ${entry.index}`);
+    if (!Number.isSafeInteger(entry.index) || entry.index < 1) {
+      throw new Error(`invalid log index ${entry.index}`);
+    }
     if (entry.kind !== "normal" && entry.kind !== "noop" && entry.kind !== "config") {
       throw new Error(`invalid entry kind ${String(entry.kind)}`);
     }
     const applied = this.appliedIndex();
-    if (entry.index <= applied) return null;
+    if (entry.index <= applied) {
+      return null;
+    }
     if (entry.index !== applied + 1) {
-      throw new Error(`entry ${entry.index} cannot be applied: the last applied entry is ${applied}; entries apply in order`);
+      throw new Error(
+        `entry ${entry.index} cannot be applied: the last applied entry is ${applied}; entries apply in order`,
+      );
     }
     const request = entry.kind === "normal" ? decodeSqlRequest(entry.data) : null;
     return this.storage.transactionSync(() => {
@@ -332,9 +392,13 @@ export class SqlStateMachine {
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
     const remembered = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
-    if (remembered !== undefined) return this.resultsOf(remembered, request.id);
+    if (remembered !== undefined) {
+      return this.resultsOf(remembered, request.id);
+    }
     const results = request.transaction ? this.runAllOrNothing(request.statements) : this.runEach(request.statements);
-    if (!request.id.startsWith(STRONG_READ_ID_PREFIX)) this.rememberRequest(request.id, index, results);
+    if (!request.id.startsWith(STRONG_READ_ID_PREFIX)) {
+      this.rememberRequest(request.id, index, results);
+    }
     return results;
   }
 
@@ -355,11 +419,15 @@ export class SqlStateMachine {
         for (const statement of statements) {
           const result = this.runStatement(statement, "write", budget);
           results.push(result);
-          if (result.error !== undefined) throw new Rollback();
+          if (result.error !== undefined) {
+            throw new Rollback();
+          }
         }
       });
     } catch (error) {
-      if (!(error instanceof Rollback)) throw error;
+      if (!(error instanceof Rollback)) {
+        throw error;
+      }
     }
     return results;
   }
@@ -371,23 +439,43 @@ export class SqlStateMachine {
   private runStatement(statement: Statement, mode: "write" | "read", budget: ResultBudget): StatementResult {
     const started = performance.now();
     const seconds = (): number => (performance.now() - started) / 1000;
-    if (typeof statement.sql !== "string") return { error: "a statement needs an sql string", time: seconds() };
+    if (typeof statement.sql !== "string") {
+      return { error: "a statement needs an sql string", time: seconds() };
+    }
     const { shape, hazard } = inspectStatement(statement.sql);
-    if (hazard !== null) return { error: hazard, time: seconds() };
-    if (mode === "read" && shape.access !== "read") return { error: READ_ONLY_VIOLATION, time: seconds() };
+    if (hazard !== null) {
+      return { error: hazard, time: seconds() };
+    }
+    if (mode === "read" && shape.access !== "read") {
+      return { error: READ_ONLY_VIOLATION, time: seconds() };
+    }
     const params = statement.params ?? [];
     if (!Array.isArray(params)) {
-      return { error: "named parameters must be made positional (prepareWrite/prepareRead) before they reach a node", time: seconds() };
+      return {
+        error: "named parameters must be made positional (prepareWrite/prepareRead) before they reach a node",
+        time: seconds(),
+      };
     }
     if (params.some((value) => typeof value === "bigint")) {
       // prepareWrite/prepareRead write 64-bit integers into the SQL as literals; the platform cannot bind them.
-      return { error: "64-bit integer parameters must be written into the SQL (prepareWrite/prepareRead) before they reach a node", time: seconds() };
+      return {
+        error:
+          "64-bit integer parameters must be written into the SQL (prepareWrite/prepareRead) before they reach a node",
+        time: seconds(),
+      };
     }
     const answer = shape.pragma === undefined ? null : answerPragma(shape.pragma);
     if (answer !== null) {
-      if ("error" in answer) return { error: answer.error, time: seconds() };
+      if ("error" in answer) {
+        return { error: answer.error, time: seconds() };
+      }
       const rows = answer.rows.map((row) => [...row]);
-      return { columns: answer.columns, types: resultColumnTypes(null, answer.columns.length, rows), rows, time: seconds() };
+      return {
+        columns: answer.columns,
+        types: resultColumnTypes(null, answer.columns.length, rows),
+        rows,
+        time: seconds(),
+      };
     }
     const schemaBefore = shape.changesSchema ? this.schemaInfo() : null;
     try {
@@ -401,13 +489,18 @@ export class SqlStateMachine {
       }
       const result: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
       if (shape.isDml) {
-        const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), CAST(last_insert_rowid() AS TEXT)")[0] ?? [0, "0"];
+        const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), CAST(last_insert_rowid() AS TEXT)")[0] ?? [
+          0,
+          "0",
+        ];
         result.lastInsertId = exactInteger(BigInt(String(lastInsertId)));
         result.rowsAffected = Number(changes);
       } else if (columns.length === 0) {
         result.rowsAffected = 0;
       }
-      if (schemaBefore !== null) this.noteSchemaChange(schemaBefore);
+      if (schemaBefore !== null) {
+        this.noteSchemaChange(schemaBefore);
+      }
       if (read.tooLarge === null && read.rows.some((row) => row.some(isPossiblyRoundedInteger))) {
         // The same rows again, counted once.
         budget.rowsLeft = budgetAtStart.rows;
@@ -435,7 +528,10 @@ export class SqlStateMachine {
     } catch (error) {
       const message = cleanSqliteError(error);
       if (shape.pragma !== undefined && message === "not authorized") {
-        return { error: `PRAGMA ${shape.pragma.name} is not available: the platform refuses it (not authorized)`, time: seconds() };
+        return {
+          error: `PRAGMA ${shape.pragma.name} is not available: the platform refuses it (not authorized)`,
+          time: seconds(),
+        };
       }
       return { error: message, time: seconds() };
     }
@@ -447,18 +543,32 @@ export class SqlStateMachine {
    * VALUES, WITH ... SELECT) can run twice without effect; for anything else (RETURNING) this returns null.
    * The wrapped query reads the same rows in the same order: the outer SELECT neither filters nor sorts.
    */
-  private readExactly(sql: string, params: readonly SqlValue[], columnCount: number, budget: ResultBudget): ReadRows | null {
-    if (typeProbe(sql)?.query !== true || columnCount === 0) return null;
+  private readExactly(
+    sql: string,
+    params: readonly SqlValue[],
+    columnCount: number,
+    budget: ResultBudget,
+  ): ReadRows | null {
+    if (typeProbe(sql)?.query !== true || columnCount === 0) {
+      return null;
+    }
     const names = Array.from({ length: columnCount }, (_, i) => `c${i}`);
-    const select = names.map((c) => `typeof(${c}), CASE typeof(${c}) WHEN 'integer' THEN CAST(${c} AS TEXT) ELSE ${c} END`).join(", ");
-    const cursor = this.sql.exec(`WITH ${EXACT_CTE}(${names.join(", ")}) AS (${sql}) SELECT ${select} FROM ${EXACT_CTE}`, ...params);
+    const select = names
+      .map((c) => `typeof(${c}), CASE typeof(${c}) WHEN 'integer' THEN CAST(${c} AS TEXT) ELSE ${c} END`)
+      .join(", ");
+    const cursor = this.sql.exec(
+      `WITH ${EXACT_CTE}(${names.join(", ")}) AS (${sql}) SELECT ${select} FROM ${EXACT_CTE}`,
+      ...params,
+    );
     const read = readRows(cursor, budget, { drain: false });
     return { ...read, rows: read.rows.map((raw) => exactRow(raw, columnCount)) };
   }
 
   private noteSchemaChange(before: SchemaInfo): void {
     const hash = computeSchemaHash(this.sql);
-    if (hash === before.hash) return;
+    if (hash === before.hash) {
+      return;
+    }
     this.kv.put(StateKeys.schemaVersion, before.version + 1);
     this.kv.put(StateKeys.schemaHash, hash);
   }
@@ -470,13 +580,21 @@ export class SqlStateMachine {
       encoded = encodeStatementResults(
         results.map((result) => {
           const kept: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
-          if (result.lastInsertId !== undefined) kept.lastInsertId = result.lastInsertId;
-          if (result.rowsAffected !== undefined) kept.rowsAffected = result.rowsAffected;
-          if (result.error !== undefined) kept.error = result.error;
+          if (result.lastInsertId !== undefined) {
+            kept.lastInsertId = result.lastInsertId;
+          }
+          if (result.rowsAffected !== undefined) {
+            kept.rowsAffected = result.rowsAffected;
+          }
+          if (result.error !== undefined) {
+            kept.error = result.error;
+          }
           return kept;
         }),
       );
-      if (utf8ByteLength(encoded) > this.maxDedupResultBytes) encoded = null;
+      if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
+        encoded = null;
+      }
     }
     const record: DedupRecord = { index, results: encoded, count: results.length };
     let bytes = dedupWindowBytes(this.kv) + dedupRecordBytes(id, record);
@@ -486,9 +604,13 @@ export class SqlStateMachine {
     // Forget the oldest (by applied index) until both bounds hold; the request just remembered always stays.
     if (count > this.maxDedupEntries || bytes > this.maxDedupBytes) {
       for (const [key, oldId] of this.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
-        if (count <= 1 || (count <= this.maxDedupEntries && bytes <= this.maxDedupBytes)) break;
+        if (count <= 1 || (count <= this.maxDedupEntries && bytes <= this.maxDedupBytes)) {
+          break;
+        }
         const old = this.kv.get<DedupRecord>(StateKeys.dedupById(oldId));
-        if (old !== undefined) bytes -= dedupRecordBytes(oldId, old);
+        if (old !== undefined) {
+          bytes -= dedupRecordBytes(oldId, old);
+        }
         this.kv.delete(key);
         this.kv.delete(StateKeys.dedupById(oldId));
         count -= 1;
@@ -499,7 +621,9 @@ export class SqlStateMachine {
   }
 
   private resultsOf(record: DedupRecord, id: string): StatementResult[] {
-    if (record.results !== null) return decodeStatementResults(record.results);
+    if (record.results !== null) {
+      return decodeStatementResults(record.results);
+    }
     const message = `request ${JSON.stringify(id)} was already applied at index ${record.index}; its results were too large to keep`;
     return Array.from({ length: record.count }, () => ({ error: message }));
   }
@@ -529,14 +653,20 @@ export class SqlStateMachine {
       this.storage.transactionSync(() => {
         for (const statement of statements) {
           const result = this.runStatement(statement, "read", budget);
-          if (budget.isSpent()) throw new ResultLimitError(`statement ${results.length + 1}: ${result.error ?? "the result is too large"}`);
+          if (budget.isSpent()) {
+            throw new ResultLimitError(`statement ${results.length + 1}: ${result.error ?? "the result is too large"}`);
+          }
           results.push(result);
-          if (options.transaction && result.error !== undefined) break;
+          if (options.transaction && result.error !== undefined) {
+            break;
+          }
         }
         throw new Rollback();
       });
     } catch (error) {
-      if (!(error instanceof Rollback)) throw error;
+      if (!(error instanceof Rollback)) {
+        throw error;
+      }
     }
     return results;
   }

@@ -93,7 +93,9 @@ function readToken(sql: string, start: number): SqlToken {
 
   if (isSpace(code)) {
     let end = start + 1;
-    while (end < sql.length && isSpace(sql.charCodeAt(end))) end += 1;
+    while (end < sql.length && isSpace(sql.charCodeAt(end))) {
+      end += 1;
+    }
     return make("space", end);
   }
   if (code === 45 && next === 45) {
@@ -106,25 +108,41 @@ function readToken(sql: string, start: number): SqlToken {
     const close = sql.indexOf("*/", start + 2);
     return make("comment", close === -1 ? sql.length : close + 2);
   }
-  if (code === 39) return readQuoted(sql, start, "'", "string");
-  if (code === 34) return readQuoted(sql, start, '"', "quoted");
-  if (code === 96) return readQuoted(sql, start, "`", "quoted");
+  if (code === 39) {
+    return readQuoted(sql, start, "'", "string");
+  }
+  if (code === 34) {
+    return readQuoted(sql, start, '"', "quoted");
+  }
+  if (code === 96) {
+    return readQuoted(sql, start, "`", "quoted");
+  }
   if (code === 91) {
     const close = sql.indexOf("]", start + 1);
-    if (close === -1) throw new SqlSyntaxError("unterminated [identifier]", start);
+    if (close === -1) {
+      throw new SqlSyntaxError("unterminated [identifier]", start);
+    }
     return make("quoted", close + 1, sql.slice(start + 1, close));
   }
-  if ((code === 120 || code === 88) && next === 39) return readBlob(sql, start);
-  if (isDigit(code) || (code === 46 && isDigit(next))) return make("number", scanNumber(sql, start));
+  if ((code === 120 || code === 88) && next === 39) {
+    return readBlob(sql, start);
+  }
+  if (isDigit(code) || (code === 46 && isDigit(next))) {
+    return make("number", scanNumber(sql, start));
+  }
   if (isIdentifierStart(code)) {
     let end = start + 1;
-    while (end < sql.length && isIdentifierPart(sql.charCodeAt(end))) end += 1;
+    while (end < sql.length && isIdentifierPart(sql.charCodeAt(end))) {
+      end += 1;
+    }
     return make("word", end);
   }
   if (code === 63) {
     // ? or ?NNN
     let end = start + 1;
-    while (end < sql.length && isDigit(sql.charCodeAt(end))) end += 1;
+    while (end < sql.length && isDigit(sql.charCodeAt(end))) {
+      end += 1;
+    }
     return make("param", end);
   }
   if ((code === 58 || code === 64 || code === 36) && next !== -1 && isIdentifierPart(next)) {
@@ -132,16 +150,24 @@ function readToken(sql: string, start: number): SqlToken {
     let end = start + 1;
     while (end < sql.length) {
       const c = sql.charCodeAt(end);
-      if (isIdentifierPart(c)) end += 1;
-      else if (code === 36 && c === 58 && sql.charCodeAt(end + 1) === 58) end += 2;
-      else break;
+      if (isIdentifierPart(c)) {
+        end += 1;
+      } else if (code === 36 && c === 58 && sql.charCodeAt(end + 1) === 58) {
+        end += 2;
+      } else {
+        break;
+      }
     }
     return make("param", end);
   }
-  if (code === 59) return make("semicolon", start + 1);
+  if (code === 59) {
+    return make("semicolon", start + 1);
+  }
   if (MULTI_CHAR_STARTS.has(code)) {
     for (const operator of MULTI_CHAR_OPERATORS) {
-      if (sql.startsWith(operator, start)) return make("punct", start + operator.length);
+      if (sql.startsWith(operator, start)) {
+        return make("punct", start + operator.length);
+      }
     }
   }
   // Any other single character (including surrogate halves, which SQLite would refuse anyway).
@@ -154,7 +180,10 @@ function readQuoted(sql: string, start: number, quote: string, kind: "string" | 
   for (;;) {
     const close = sql.indexOf(quote, position);
     if (close === -1) {
-      throw new SqlSyntaxError(kind === "string" ? "unterminated string literal" : "unterminated quoted identifier", start);
+      throw new SqlSyntaxError(
+        kind === "string" ? "unterminated string literal" : "unterminated quoted identifier",
+        start,
+      );
     }
     value += sql.slice(position, close);
     if (sql.startsWith(quote, close + 1)) {
@@ -169,12 +198,18 @@ function readQuoted(sql: string, start: number, quote: string, kind: "string" | 
 
 function readBlob(sql: string, start: number): SqlToken {
   const close = sql.indexOf("'", start + 2);
-  if (close === -1) throw new SqlSyntaxError("unterminated blob literal", start);
+  if (close === -1) {
+    throw new SqlSyntaxError("unterminated blob literal", start);
+  }
   const hex = sql.slice(start + 2, close);
   for (let i = 0; i < hex.length; i += 1) {
-    if (!isHexDigit(hex.charCodeAt(i))) throw new SqlSyntaxError("malformed blob literal (not hexadecimal)", start);
+    if (!isHexDigit(hex.charCodeAt(i))) {
+      throw new SqlSyntaxError("malformed blob literal (not hexadecimal)", start);
+    }
   }
-  if (hex.length % 2 !== 0) throw new SqlSyntaxError("malformed blob literal (odd number of hex digits)", start);
+  if (hex.length % 2 !== 0) {
+    throw new SqlSyntaxError("malformed blob literal (odd number of hex digits)", start);
+  }
   return { kind: "blob", text: sql.slice(start, close + 1), value: hex, start };
 }
 
@@ -183,18 +218,25 @@ function scanNumber(sql: string, start: number): number {
   const at = (i: number): number => (i < sql.length ? sql.charCodeAt(i) : -1);
   if (at(end) === 48 && (at(end + 1) === 120 || at(end + 1) === 88) && isHexDigit(at(end + 2))) {
     end += 2;
-    while (isHexDigit(at(end)) || (at(end) === 95 && isHexDigit(at(end + 1)))) end += 1;
+    while (isHexDigit(at(end)) || (at(end) === 95 && isHexDigit(at(end + 1)))) {
+      end += 1;
+    }
     return end;
   }
   const digits = (): void => {
-    while (isDigit(at(end)) || (at(end) === 95 && isDigit(at(end + 1)))) end += 1;
+    while (isDigit(at(end)) || (at(end) === 95 && isDigit(at(end + 1)))) {
+      end += 1;
+    }
   };
   digits();
   if (at(end) === 46) {
     end += 1;
     digits();
   }
-  if ((at(end) === 101 || at(end) === 69) && (isDigit(at(end + 1)) || ((at(end + 1) === 43 || at(end + 1) === 45) && isDigit(at(end + 2))))) {
+  if (
+    (at(end) === 101 || at(end) === 69) &&
+    (isDigit(at(end + 1)) || ((at(end + 1) === 43 || at(end + 1) === 45) && isDigit(at(end + 2))))
+  ) {
     end += 2;
     digits();
   }
@@ -229,32 +271,48 @@ export function* streamStatements(tokens: Iterable<SqlToken>): Generator<SqlToke
   let significant: SqlToken[] = [];
   for (const token of tokens) {
     current.push(token);
-    if (!isSignificant(token)) continue;
+    if (!isSignificant(token)) {
+      continue;
+    }
     significant.push(token);
-    if (token.kind !== "semicolon") continue;
+    if (token.kind !== "semicolon") {
+      continue;
+    }
     if (isTriggerDefinition(significant)) {
       const previous = significant[significant.length - 2];
       const beforePrevious = significant[significant.length - 3];
       const endsBody = keywordOf(previous) === "END" && beforePrevious?.kind === "semicolon";
-      if (!endsBody) continue;
+      if (!endsBody) {
+        continue;
+      }
     }
-    if (significant.some((t) => t.kind !== "semicolon")) yield current;
+    if (significant.some((t) => t.kind !== "semicolon")) {
+      yield current;
+    }
     current = [];
     significant = [];
   }
-  if (significant.some((t) => t.kind !== "semicolon")) yield current;
+  if (significant.some((t) => t.kind !== "semicolon")) {
+    yield current;
+  }
 }
 
 function isTriggerDefinition(significant: readonly SqlToken[]): boolean {
   let i = 0;
   if (keywordOf(significant[i]) === "EXPLAIN") {
     i += 1;
-    if (keywordOf(significant[i]) === "QUERY") i += 2;
+    if (keywordOf(significant[i]) === "QUERY") {
+      i += 2;
+    }
   }
-  if (keywordOf(significant[i]) !== "CREATE") return false;
+  if (keywordOf(significant[i]) !== "CREATE") {
+    return false;
+  }
   i += 1;
   const modifier = keywordOf(significant[i]);
-  if (modifier === "TEMP" || modifier === "TEMPORARY") i += 1;
+  if (modifier === "TEMP" || modifier === "TEMPORARY") {
+    i += 1;
+  }
   return keywordOf(significant[i]) === "TRIGGER";
 }
 
@@ -268,17 +326,25 @@ export function statementText(tokens: readonly SqlToken[]): string {
   let end = tokens.length;
   while (end > 0) {
     const token = tokens[end - 1];
-    if (token === undefined || isSignificant(token)) break;
+    if (token === undefined || isSignificant(token)) {
+      break;
+    }
     end -= 1;
   }
-  if (tokens[end - 1]?.kind === "semicolon") end -= 1;
+  if (tokens[end - 1]?.kind === "semicolon") {
+    end -= 1;
+  }
   while (end > 0) {
     const token = tokens[end - 1];
-    if (token === undefined || isSignificant(token)) break;
+    if (token === undefined || isSignificant(token)) {
+      break;
+    }
     end -= 1;
   }
   let start = 0;
-  while (start < end && tokens[start]?.kind === "space") start += 1;
+  while (start < end && tokens[start]?.kind === "space") {
+    start += 1;
+  }
   return tokens
     .slice(start, end)
     .map((t) => t.text)

@@ -35,10 +35,10 @@ export interface WriteContext {
   readonly randomBytes: (length: number) => Uint8Array;
 }
 
-export type PrepareWriteResult = { readonly ok: true; readonly request: SqlRequest } | { readonly ok: false; readonly error: string };
+export type PrepareWriteResult =
+  { readonly ok: true; readonly request: SqlRequest } | { readonly ok: false; readonly error: string };
 export type PrepareReadResult =
-  | { readonly ok: true; readonly statements: readonly Statement[] }
-  | { readonly ok: false; readonly error: string };
+  { readonly ok: true; readonly statements: readonly Statement[] } | { readonly ok: false; readonly error: string };
 
 /** rqlite's words for a write sent to the query endpoint. */
 export const READ_ONLY_VIOLATION = "attempt to change database via query operation";
@@ -106,8 +106,18 @@ const SCHEMA_VERBS = new Set(["CREATE", "DROP", "ALTER"]);
 const INTERNAL_PREFIXES = ["_cf_", "_dha_", "__miniflare_"];
 /** Every keyword a SQLite statement can start with. */
 const STATEMENT_VERBS = new Set([
-  ...TRANSACTION_VERBS, ...READ_VERBS, ...DML_VERBS, ...SCHEMA_VERBS,
-  "WITH", "EXPLAIN", "PRAGMA", "ATTACH", "DETACH", "VACUUM", "REINDEX", "ANALYZE",
+  ...TRANSACTION_VERBS,
+  ...READ_VERBS,
+  ...DML_VERBS,
+  ...SCHEMA_VERBS,
+  "WITH",
+  "EXPLAIN",
+  "PRAGMA",
+  "ATTACH",
+  "DETACH",
+  "VACUUM",
+  "REINDEX",
+  "ANALYZE",
 ]);
 
 /** Date/time functions and which argument positions hold a time value (where 'now' means the clock). */
@@ -146,11 +156,15 @@ function isPunct(token: SqlToken | undefined, text: string): boolean {
 function mainVerbAfterWith(significant: readonly SqlToken[]): string {
   let depth = 0;
   for (const token of significant.slice(1)) {
-    if (isPunct(token, "(")) depth += 1;
-    else if (isPunct(token, ")")) depth -= 1;
-    else if (depth === 0) {
+    if (isPunct(token, "(")) {
+      depth += 1;
+    } else if (isPunct(token, ")")) {
+      depth -= 1;
+    } else if (depth === 0) {
       const keyword = keywordOf(token);
-      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) return keyword;
+      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) {
+        return keyword;
+      }
     }
   }
   return "";
@@ -182,19 +196,29 @@ function pragmaShape(significant: readonly SqlToken[]): PragmaShape {
 }
 
 function isReadOnlyPragma(shape: PragmaShape): boolean {
-  if (shape.assigns) return false;
-  if (shape.hasArgument) return READ_PRAGMAS_WITH_ARGUMENT.has(shape.name);
+  if (shape.assigns) {
+    return false;
+  }
+  if (shape.hasArgument) {
+    return READ_PRAGMAS_WITH_ARGUMENT.has(shape.name);
+  }
   return READ_PRAGMAS_WITHOUT_ARGUMENT.has(shape.name);
 }
 
 /** The object a CREATE makes, and whether a CREATE TABLE is CREATE TABLE ... AS SELECT. */
 function createTarget(significant: readonly SqlToken[]): { readonly object: string; readonly asSelect: boolean } {
   let i = 1;
-  while (["TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL"].includes(keywordOf(significant[i]) ?? "")) i += 1;
+  while (["TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL"].includes(keywordOf(significant[i]) ?? "")) {
+    i += 1;
+  }
   const object = keywordOf(significant[i]) ?? "";
-  if (object !== "TABLE") return { object, asSelect: false };
+  if (object !== "TABLE") {
+    return { object, asSelect: false };
+  }
   i += 1;
-  if (keywordOf(significant[i]) === "IF") i += 3; // IF NOT EXISTS
+  if (keywordOf(significant[i]) === "IF") {
+    i += 3;
+  } // IF NOT EXISTS
   i += isPunct(significant[i + 1], ".") ? 3 : 1; // [schema.]name
   return { object, asSelect: keywordOf(significant[i]) === "AS" };
 }
@@ -203,12 +227,24 @@ function shapeOf(significant: readonly SqlToken[]): StatementShape {
   const verb = keywordOf(significant[0]) ?? "";
   const mainVerb = verb === "WITH" ? mainVerbAfterWith(significant) : verb;
   let access: "read" | "write" = "write";
-  if (verb === "EXPLAIN" || READ_VERBS.has(mainVerb)) access = "read";
-  else if (verb === "PRAGMA" && isReadOnlyPragma(pragmaShape(significant))) access = "read";
+  if (verb === "EXPLAIN" || READ_VERBS.has(mainVerb)) {
+    access = "read";
+  } else if (verb === "PRAGMA" && isReadOnlyPragma(pragmaShape(significant))) {
+    access = "read";
+  }
   const changesSchema = SCHEMA_VERBS.has(verb);
   let storedDefinition = verb === "ALTER";
-  if (verb === "CREATE") storedDefinition = !createTarget(significant).asSelect;
-  const shape = { verb, mainVerb, access, isDml: verb !== "EXPLAIN" && DML_VERBS.has(mainVerb), changesSchema, storedDefinition };
+  if (verb === "CREATE") {
+    storedDefinition = !createTarget(significant).asSelect;
+  }
+  const shape = {
+    verb,
+    mainVerb,
+    access,
+    isDml: verb !== "EXPLAIN" && DML_VERBS.has(mainVerb),
+    changesSchema,
+    storedDefinition,
+  };
   return verb === "PRAGMA" ? { ...shape, pragma: pragmaShape(significant) } : shape;
 }
 
@@ -216,10 +252,14 @@ function shapeOf(significant: readonly SqlToken[]): StatementShape {
 export function classifyStatement(sql: string): "read" | "write" {
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
-    if (statements.length !== 1 || statements[0] === undefined) return "write";
+    if (statements.length !== 1 || statements[0] === undefined) {
+      return "write";
+    }
     return shapeOf(significantTokens(statements[0])).access;
   } catch (error) {
-    if (error instanceof SqlSyntaxError) return "write";
+    if (error instanceof SqlSyntaxError) {
+      return "write";
+    }
     throw error;
   }
 }
@@ -237,10 +277,14 @@ const UNKNOWN_SHAPE: StatementShape = {
 export function describeStatement(sql: string): StatementShape {
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
-    if (statements.length !== 1 || statements[0] === undefined) return UNKNOWN_SHAPE;
+    if (statements.length !== 1 || statements[0] === undefined) {
+      return UNKNOWN_SHAPE;
+    }
     return shapeOf(significantTokens(statements[0]));
   } catch (error) {
-    if (error instanceof SqlSyntaxError) return UNKNOWN_SHAPE;
+    if (error instanceof SqlSyntaxError) {
+      return UNKNOWN_SHAPE;
+    }
     throw error;
   }
 }
@@ -258,10 +302,13 @@ export function isInternalName(name: string): boolean {
 function matchingParen(significant: readonly SqlToken[], open: number): number {
   let depth = 0;
   for (let i = open; i < significant.length; i += 1) {
-    if (isPunct(significant[i], "(")) depth += 1;
-    else if (isPunct(significant[i], ")")) {
+    if (isPunct(significant[i], "(")) {
+      depth += 1;
+    } else if (isPunct(significant[i], ")")) {
       depth -= 1;
-      if (depth === 0) return i;
+      if (depth === 0) {
+        return i;
+      }
     }
   }
   return -1;
@@ -270,17 +317,27 @@ function matchingParen(significant: readonly SqlToken[], open: number): number {
 /** True when the word at `i` followed by "(" is a function call rather than an object name with a column list. */
 function isFunctionCall(significant: readonly SqlToken[], i: number, shape: StatementShape): boolean {
   const token = significant[i];
-  if (token === undefined || token.kind !== "word" || !isPunct(significant[i + 1], "(")) return false;
+  if (token === undefined || token.kind !== "word" || !isPunct(significant[i + 1], "(")) {
+    return false;
+  }
   const previous = significant[i - 1];
-  if (isPunct(previous, ".")) return false;
+  if (isPunct(previous, ".")) {
+    return false;
+  }
   const previousKeyword = keywordOf(previous);
-  if (previousKeyword !== null && NAME_BEFORE_PAREN.has(previousKeyword)) return false;
-  if (previousKeyword === "ON" && shape.verb === "CREATE" && createTarget(significant).object === "INDEX") return false;
+  if (previousKeyword !== null && NAME_BEFORE_PAREN.has(previousKeyword)) {
+    return false;
+  }
+  if (previousKeyword === "ON" && shape.verb === "CREATE" && createTarget(significant).object === "INDEX") {
+    return false;
+  }
   // A common table expression "name(columns) AS (" / "AS NOT MATERIALIZED (" / "AS MATERIALIZED (".
   const close = matchingParen(significant, i + 1);
   if (close !== -1 && keywordOf(significant[close + 1]) === "AS") {
     const after = significant[close + 2];
-    if (isPunct(after, "(") || keywordOf(after) === "NOT" || keywordOf(after) === "MATERIALIZED") return false;
+    if (isPunct(after, "(") || keywordOf(after) === "NOT" || keywordOf(after) === "MATERIALIZED") {
+      return false;
+    }
   }
   return true;
 }
@@ -290,18 +347,24 @@ function isFunctionCall(significant: readonly SqlToken[], i: number, shape: Stat
  * again when applying (a leader must never be able to crash its followers). Returns a message or null.
  */
 function hazardIn(significant: readonly SqlToken[], shape: StatementShape): string | null {
-  if (shape.verb === "ATTACH" || shape.verb === "DETACH") return `${shape.verb} is not supported: a node has exactly one database`;
+  if (shape.verb === "ATTACH" || shape.verb === "DETACH") {
+    return `${shape.verb} is not supported: a node has exactly one database`;
+  }
   if (TRANSACTION_VERBS.has(shape.verb)) {
     return `${shape.verb} is not supported: set the request's transaction flag to run its statements all or nothing`;
   }
-  if (shape.verb === "VACUUM") return "VACUUM is not supported";
+  if (shape.verb === "VACUUM") {
+    return "VACUUM is not supported";
+  }
   if (shape.verb === "PRAGMA" && shape.access === "write") {
     const pragma = pragmaShape(significant);
     return `PRAGMA ${pragma.name} is not supported here: only read-only PRAGMAs are allowed (${[...READ_PRAGMAS_WITH_ARGUMENT].join(", ")}, ...)`;
   }
   for (let i = 0; i < significant.length; i += 1) {
     const token = significant[i];
-    if (token === undefined) continue;
+    if (token === undefined) {
+      continue;
+    }
     if ((token.kind === "word" || token.kind === "quoted") && isInternalName(token.value)) {
       return `${JSON.stringify(token.value)} is an internal object: names starting with ${INTERNAL_PREFIXES.join(", ")} are reserved`;
     }
@@ -309,10 +372,16 @@ function hazardIn(significant: readonly SqlToken[], shape: StatementShape): stri
     if (keyword === "ROLLBACK") {
       return "ROLLBACK (as a conflict clause or RAISE action) is not supported: it would abort the node's whole transaction; use ABORT or FAIL";
     }
-    if (keyword === "INITIALLY" && keywordOf(significant[i + 1]) === "DEFERRED" && keywordOf(significant[i - 2]) !== "NOT") {
+    if (
+      keyword === "INITIALLY" &&
+      keywordOf(significant[i + 1]) === "DEFERRED" &&
+      keywordOf(significant[i - 2]) !== "NOT"
+    ) {
       return "deferred foreign keys (DEFERRABLE INITIALLY DEFERRED) are not supported: a violation found only at commit would reset the node";
     }
-    if (keyword === "LOAD_EXTENSION" && isPunct(significant[i + 1], "(")) return "load_extension() is not supported";
+    if (keyword === "LOAD_EXTENSION" && isPunct(significant[i + 1], "(")) {
+      return "load_extension() is not supported";
+    }
   }
   return null;
 }
@@ -325,28 +394,39 @@ export function inspectStatement(sql: string): { readonly shape: StatementShape;
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
     if (statements.length !== 1 || statements[0] === undefined) {
-      return { shape: UNKNOWN_SHAPE, hazard: statements.length === 0 ? "the statement is empty" : "exactly one SQL statement per entry is supported" };
+      return {
+        shape: UNKNOWN_SHAPE,
+        hazard: statements.length === 0 ? "the statement is empty" : "exactly one SQL statement per entry is supported",
+      };
     }
     const significant = significantTokens(statements[0]);
     const shape = shapeOf(significant);
     return { shape, hazard: hazardIn(significant, shape) };
   } catch (error) {
-    if (error instanceof SqlSyntaxError) return { shape: UNKNOWN_SHAPE, hazard: null };
+    if (error instanceof SqlSyntaxError) {
+      return { shape: UNKNOWN_SHAPE, hazard: null };
+    }
     throw error;
   }
 }
 
 /** Index in `significant` of the keyword that runs (past WITH's common table expressions), or -1. */
 function mainVerbIndex(significant: readonly SqlToken[]): number {
-  if (keywordOf(significant[0]) !== "WITH") return 0;
+  if (keywordOf(significant[0]) !== "WITH") {
+    return 0;
+  }
   let depth = 0;
   for (let i = 1; i < significant.length; i += 1) {
     const token = significant[i];
-    if (isPunct(token, "(")) depth += 1;
-    else if (isPunct(token, ")")) depth -= 1;
-    else if (depth === 0) {
+    if (isPunct(token, "(")) {
+      depth += 1;
+    } else if (isPunct(token, ")")) {
+      depth -= 1;
+    } else if (depth === 0) {
       const keyword = keywordOf(token);
-      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) return i;
+      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) {
+        return i;
+      }
     }
   }
   return -1;
@@ -359,19 +439,31 @@ function mainVerbIndex(significant: readonly SqlToken[]): number {
 function returningAsSelect(significant: readonly SqlToken[]): SqlToken[] | null {
   const verbAt = mainVerbIndex(significant);
   const verb = keywordOf(significant[verbAt]);
-  if (verbAt === -1 || verb === null || !DML_VERBS.has(verb)) return null;
+  if (verbAt === -1 || verb === null || !DML_VERBS.has(verb)) {
+    return null;
+  }
   let returningAt = -1;
   let depth = 0;
   for (let i = verbAt + 1; i < significant.length && returningAt === -1; i += 1) {
     const token = significant[i];
-    if (isPunct(token, "(")) depth += 1;
-    else if (isPunct(token, ")")) depth -= 1;
-    else if (depth === 0 && keywordOf(token) === "RETURNING") returningAt = i;
+    if (isPunct(token, "(")) {
+      depth += 1;
+    } else if (isPunct(token, ")")) {
+      depth -= 1;
+    } else if (depth === 0 && keywordOf(token) === "RETURNING") {
+      returningAt = i;
+    }
   }
-  if (returningAt === -1) return null;
+  if (returningAt === -1) {
+    return null;
+  }
   let i = verbAt + 1;
-  if (keywordOf(significant[i]) === "OR") i += 2; // INSERT OR REPLACE, UPDATE OR IGNORE, ...
-  if (keywordOf(significant[i]) === "INTO" || keywordOf(significant[i]) === "FROM") i += 1;
+  if (keywordOf(significant[i]) === "OR") {
+    i += 2;
+  } // INSERT OR REPLACE, UPDATE OR IGNORE, ...
+  if (keywordOf(significant[i]) === "INTO" || keywordOf(significant[i]) === "FROM") {
+    i += 1;
+  }
   const targetStart = i;
   i += isPunct(significant[i + 1], ".") ? 3 : 1;
   const target = significant.slice(targetStart, i);
@@ -388,22 +480,30 @@ function returningAsSelect(significant: readonly SqlToken[]): SqlToken[] | null 
  * query names, never from a value); `query` says whether the statement itself only reads. Null for anything else,
  * or text that is not one statement.
  */
-export function typeProbe(sql: string): { readonly text: string; readonly key: string; readonly query: boolean } | null {
+export function typeProbe(
+  sql: string,
+): { readonly text: string; readonly key: string; readonly query: boolean } | null {
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
     const statement = statements[0];
-    if (statements.length !== 1 || statement === undefined) return null;
+    if (statements.length !== 1 || statement === undefined) {
+      return null;
+    }
     const significant = significantTokens(statement);
     const shape = shapeOf(significant);
     const query = READ_VERBS.has(shape.mainVerb) && (shape.verb === "WITH" || READ_VERBS.has(shape.verb));
     const tokens = query ? significant : shape.verb === "EXPLAIN" ? null : returningAsSelect(significant);
-    if (tokens === null) return null;
+    if (tokens === null) {
+      return null;
+    }
     const literal = new Set(["param", "number", "string", "blob"]);
     const text = tokens.map((token) => (token.kind === "param" ? "NULL" : token.text)).join(" ");
     const key = tokens.map((token) => (literal.has(token.kind) ? "?" : token.text)).join(" ");
     return { text, key, query };
   } catch (error) {
-    if (error instanceof SqlSyntaxError) return null;
+    if (error instanceof SqlSyntaxError) {
+      return null;
+    }
     throw error;
   }
 }
@@ -419,13 +519,19 @@ interface ParameterPlan {
 }
 
 function checkValue(value: unknown, where: string): SqlValue {
-  if (!isSqlValue(value)) refuse(`${where} is not a SQL value (null, number, string or bytes)`);
-  if (typeof value === "number" && Number.isNaN(value)) refuse(`${where} is NaN, which SQLite cannot store`);
+  if (!isSqlValue(value)) {
+    refuse(`${where} is not a SQL value (null, number, string or bytes)`);
+  }
+  if (typeof value === "number" && Number.isNaN(value)) {
+    refuse(`${where} is NaN, which SQLite cannot store`);
+  }
   if (typeof value === "bigint" && !isInt64(value)) {
     refuse(`${where} is ${value}, outside SQLite's 64-bit integer range (${MIN_INT64} to ${MAX_INT64})`);
   }
   const bytes = sqlValueByteLength(value);
-  if (bytes > SQL_LIMITS.maxValueBytes) refuse(`${where} is ${bytes} bytes; a value may be at most ${SQL_LIMITS.maxValueBytes}`);
+  if (bytes > SQL_LIMITS.maxValueBytes) {
+    refuse(`${where} is ${bytes} bytes; a value may be at most ${SQL_LIMITS.maxValueBytes}`);
+  }
   return value;
 }
 
@@ -435,10 +541,13 @@ function planParameters(tokens: readonly SqlToken[], params: SqlParams | undefin
   const names = new Map<number, string>();
   let highest = 0;
   tokens.forEach((token, index) => {
-    if (token.kind !== "param") return;
+    if (token.kind !== "param") {
+      return;
+    }
     let number: number;
-    if (token.text === "?") number = highest + 1;
-    else if (token.text.startsWith("?")) {
+    if (token.text === "?") {
+      number = highest + 1;
+    } else if (token.text.startsWith("?")) {
       number = Number(token.text.slice(1));
       if (!Number.isSafeInteger(number) || number < 1 || number > SQL_LIMITS.maxBoundParameters) {
         refuse(`parameter ${token.text} is out of range (1 to ${SQL_LIMITS.maxBoundParameters})`);
@@ -456,29 +565,41 @@ function planParameters(tokens: readonly SqlToken[], params: SqlParams | undefin
   }
   const values = new Map<number, SqlValue>();
   if (params === undefined || (Array.isArray(params) && params.length === 0 && highest === 0)) {
-    if (highest > 0) refuse(`the statement has ${highest} parameter(s) but no values were given`);
+    if (highest > 0) {
+      refuse(`the statement has ${highest} parameter(s) but no values were given`);
+    }
     return { numberOfToken, values };
   }
   if (Array.isArray(params)) {
     const list = params as readonly unknown[];
-    if (list.length !== highest) refuse(`the statement has ${highest} parameter(s) but ${list.length} value(s) were given`);
+    if (list.length !== highest) {
+      refuse(`the statement has ${highest} parameter(s) but ${list.length} value(s) were given`);
+    }
     list.forEach((value, i) => values.set(i + 1, checkValue(value, `parameter ${i + 1}`)));
     return { numberOfToken, values };
   }
-  if (typeof params !== "object" || params === null) refuse("params must be an array or an object");
+  if (typeof params !== "object" || params === null) {
+    refuse("params must be an array or an object");
+  }
   const named = params as Readonly<Record<string, unknown>>;
   const used = new Set<string>();
   for (let number = 1; number <= highest; number += 1) {
     const text = names.get(number);
-    if (text === undefined) refuse(`parameter ?${number} is positional, but params were given by name`);
+    if (text === undefined) {
+      refuse(`parameter ?${number} is positional, but params were given by name`);
+    }
     const bare = text.slice(1);
     const key = Object.hasOwn(named, bare) ? bare : Object.hasOwn(named, text) ? text : null;
-    if (key === null) refuse(`no value was given for parameter ${text}`);
+    if (key === null) {
+      refuse(`no value was given for parameter ${text}`);
+    }
     used.add(key);
     values.set(number, checkValue(named[key], `parameter ${text}`));
   }
   const unused = Object.keys(named).filter((key) => !used.has(key));
-  if (unused.length > 0) refuse(`params ${unused.map((key) => JSON.stringify(key)).join(", ")} match no parameter in the statement`);
+  if (unused.length > 0) {
+    refuse(`params ${unused.map((key) => JSON.stringify(key)).join(", ")} match no parameter in the statement`);
+  }
   return { numberOfToken, values };
 }
 
@@ -515,7 +636,9 @@ interface RewriteContext extends WriteContext {
 }
 
 function isoTimestamp(nowMs: number): string {
-  if (!Number.isFinite(nowMs)) refuse("the leader's clock reading is not a finite number");
+  if (!Number.isFinite(nowMs)) {
+    refuse("the leader's clock reading is not a finite number");
+  }
   const date = new Date(nowMs);
   if (Number.isNaN(date.getTime()) || date.getUTCFullYear() < 0 || date.getUTCFullYear() > 9999) {
     refuse(`the leader's clock reading ${nowMs} is outside SQLite's date range`);
@@ -527,7 +650,9 @@ function isoTimestamp(nowMs: number): string {
 function randomInteger(context: RewriteContext): bigint {
   const bytes = takeRandomBytes(context, 8);
   let value = 0n;
-  for (const byte of bytes) value = (value << 8n) | BigInt(byte);
+  for (const byte of bytes) {
+    value = (value << 8n) | BigInt(byte);
+  }
   const signed = BigInt.asIntN(64, value);
   // -9223372036854775808 cannot be written as a literal (its magnitude overflows before the minus applies).
   return signed === -(2n ** 63n) ? signed + 1n : signed;
@@ -536,7 +661,9 @@ function randomInteger(context: RewriteContext): bigint {
 function takeRandomBytes(context: RewriteContext, length: number): Uint8Array {
   const bytes = context.randomBytes(length);
   if (!(bytes instanceof Uint8Array) || bytes.length !== length) {
-    throw new Error(`randomBytes(${length}) returned ${bytes instanceof Uint8Array ? bytes.length : typeof bytes} bytes`);
+    throw new Error(
+      `randomBytes(${length}) returned ${bytes instanceof Uint8Array ? bytes.length : typeof bytes} bytes`,
+    );
   }
   return bytes;
 }
@@ -547,14 +674,18 @@ function callArguments(significant: readonly SqlToken[], open: number, close: nu
   let depth = 0;
   let start = open + 1;
   for (let i = open + 1; i < close; i += 1) {
-    if (isPunct(significant[i], "(")) depth += 1;
-    else if (isPunct(significant[i], ")")) depth -= 1;
-    else if (depth === 0 && isPunct(significant[i], ",")) {
+    if (isPunct(significant[i], "(")) {
+      depth += 1;
+    } else if (isPunct(significant[i], ")")) {
+      depth -= 1;
+    } else if (depth === 0 && isPunct(significant[i], ",")) {
       args.push([start, i]);
       start = i + 1;
     }
   }
-  if (close > open + 1) args.push([start, close]);
+  if (close > open + 1) {
+    args.push([start, close]);
+  }
   return args;
 }
 
@@ -592,75 +723,117 @@ function nondeterminismEdits(
   for (let i = 0; i < significant.length; i += 1) {
     const token = significant[i];
     const keyword = keywordOf(token);
-    if (token === undefined || keyword === null) continue;
+    if (token === undefined || keyword === null) {
+      continue;
+    }
 
     if (CURRENT_KEYWORDS.has(keyword)) {
-      if (shape.storedDefinition) refuse(storedDefinitionRefusal(keyword));
+      if (shape.storedDefinition) {
+        refuse(storedDefinitionRefusal(keyword));
+      }
       const [day, clock] = context.isoNow.split(" ") as [string, string];
-      const literal = keyword === "CURRENT_DATE" ? day : keyword === "CURRENT_TIME" ? clock.slice(0, 8) : `${day} ${clock.slice(0, 8)}`;
+      const literal =
+        keyword === "CURRENT_DATE"
+          ? day
+          : keyword === "CURRENT_TIME"
+            ? clock.slice(0, 8)
+            : `${day} ${clock.slice(0, 8)}`;
       edits.push({ from: at(i), to: at(i) + 1, text: quoteSqlString(literal) });
       continue;
     }
-    if (!isFunctionCall(significant, i, shape)) continue;
+    if (!isFunctionCall(significant, i, shape)) {
+      continue;
+    }
     const open = i + 1;
     const close = matchingParen(significant, open);
-    if (close === -1) continue; // unbalanced: SQLite reports the syntax error
+    if (close === -1) {
+      continue;
+    } // unbalanced: SQLite reports the syntax error
     const args = callArguments(significant, open, close);
 
-    if (keyword === "TOTAL_CHANGES") refuse("total_changes() depends on each node's connection history and is not supported in writes");
+    if (keyword === "TOTAL_CHANGES") {
+      refuse("total_changes() depends on each node's connection history and is not supported in writes");
+    }
     if ((keyword === "CHANGES" || keyword === "LAST_INSERT_ROWID") && isFirstStatement) {
-      refuse(`${keyword.toLowerCase()}() in the first statement of a request depends on each node's history; use it after the statement it refers to, in the same request`);
+      refuse(
+        `${keyword.toLowerCase()}() in the first statement of a request depends on each node's history; use it after the statement it refers to, in the same request`,
+      );
     }
 
     if (keyword === "RANDOM" && args.length === 0) {
-      if (shape.storedDefinition) refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      if (shape.storedDefinition) {
+        refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      }
       edits.push({ from: at(i), to: at(close) + 1, text: integerLiteral(randomInteger(context)) });
       i = close;
       continue;
     }
     if (keyword === "RANDOMBLOB" && args.length === 1) {
-      if (shape.storedDefinition) refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      if (shape.storedDefinition) {
+        refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      }
       const [start, end] = args[0] as [number, number];
       let length: number | undefined;
       if (end === start + 1) {
         const arg = significant[start];
-        if (arg?.kind === "number" && /^[0-9]+$/.test(arg.text)) length = Number(arg.text);
-        else if (arg?.kind === "param") {
+        if (arg?.kind === "number" && /^[0-9]+$/.test(arg.text)) {
+          length = Number(arg.text);
+        } else if (arg?.kind === "param") {
           const value = valueOfParam(start);
-          if (typeof value === "number" && Number.isSafeInteger(value)) length = value;
+          if (typeof value === "number" && Number.isSafeInteger(value)) {
+            length = value;
+          }
         }
       }
-      if (length === undefined) refuse("randomblob(N) needs N as an integer literal or integer parameter, so the leader can fix the bytes");
+      if (length === undefined) {
+        refuse("randomblob(N) needs N as an integer literal or integer parameter, so the leader can fix the bytes");
+      }
       const bytes = Math.max(1, length); // SQLite: N < 1 gives one byte
       if (bytes * 2 + 3 > SQL_LIMITS.maxStatementBytes) {
-        refuse(`randomblob(${length}) would not fit in a ${SQL_LIMITS.maxStatementBytes}-byte statement once fixed as a literal`);
+        refuse(
+          `randomblob(${length}) would not fit in a ${SQL_LIMITS.maxStatementBytes}-byte statement once fixed as a literal`,
+        );
       }
       edits.push({ from: at(i), to: at(close) + 1, text: `x'${bytesToHex(takeRandomBytes(context, bytes))}'` });
       i = close;
       continue;
     }
     const timeFunction = TIME_FUNCTIONS.get(keyword);
-    if (timeFunction === undefined) continue;
+    if (timeFunction === undefined) {
+      continue;
+    }
     const timeLiteral = quoteSqlString(context.isoNow);
     if (args.length <= timeFunction.firstTimeArg) {
       // No time value given: SQLite uses the clock.
-      if (shape.storedDefinition) refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      if (shape.storedDefinition) {
+        refuse(storedDefinitionRefusal(describeConstruct(keyword)));
+      }
       const closeToken = at(close);
-      edits.push({ from: closeToken, to: closeToken + 1, text: args.length === 0 ? `${timeLiteral})` : `, ${timeLiteral})` });
+      edits.push({
+        from: closeToken,
+        to: closeToken + 1,
+        text: args.length === 0 ? `${timeLiteral})` : `, ${timeLiteral})`,
+      });
       i = close;
       continue;
     }
     for (const argIndex of timeFunction.timeArgs) {
       const range = args[argIndex];
-      if (range === undefined) continue;
+      if (range === undefined) {
+        continue;
+      }
       const name = keyword.toLowerCase();
       const value = timeValueOf(significant, range, valueOfParam);
       if (value === "quoted-now") {
         refuse(`"now" in ${name}() is ambiguous (a column, or by SQLite's legacy rule the string 'now'); write 'now'`);
       }
-      if (value === "literal") continue;
+      if (value === "literal") {
+        continue;
+      }
       if (value === "now" || value === "subsec") {
-        if (shape.storedDefinition) refuse(storedDefinitionRefusal(`${name}('${value}')`));
+        if (shape.storedDefinition) {
+          refuse(storedDefinitionRefusal(`${name}('${value}')`));
+        }
         // 'subsec' as the time value is the clock read with fractional seconds kept: the same with the modifier.
         const text = value === "now" ? timeLiteral : `${timeLiteral}, 'subsec'`;
         edits.push({ from: at(range[0]), to: at(range[0]) + 1, text });
@@ -676,7 +849,9 @@ function nondeterminismEdits(
             "would read each replica's clock whenever the value is 'now'; use a literal time value there, or compute the value in the INSERT or UPDATE",
         );
       }
-      if (shape.storedDefinition) continue;
+      if (shape.storedDefinition) {
+        continue;
+      }
       // SQLite takes a time value equal to 'now', 'subsec' or 'subsecond' (ASCII case-insensitive, up to a NUL:
       // date.c parseDateOrTime) as the clock. LIKE without wildcards is that same comparison, so the value becomes
       // the leader's time exactly when SQLite would read the clock. (A 'subsec' value loses its fractional
@@ -697,21 +872,41 @@ function nondeterminismEdits(
 type TimeValue = "literal" | "now" | "subsec" | "quoted-now" | "expression";
 
 /** What a time-value argument is: a fixed literal, the clock ('now', 'subsec'), or an expression known only later. */
-function timeValueOf(significant: readonly SqlToken[], range: readonly [number, number], valueOfParam: (i: number) => SqlValue | undefined): TimeValue {
-  if (range[1] !== range[0] + 1) return "expression";
+function timeValueOf(
+  significant: readonly SqlToken[],
+  range: readonly [number, number],
+  valueOfParam: (i: number) => SqlValue | undefined,
+): TimeValue {
+  if (range[1] !== range[0] + 1) {
+    return "expression";
+  }
   const arg = significant[range[0]];
-  if (arg === undefined) return "expression";
+  if (arg === undefined) {
+    return "expression";
+  }
   let text: string;
-  if (arg.kind === "string") text = arg.value;
-  else if (arg.kind === "param") {
+  if (arg.kind === "string") {
+    text = arg.value;
+  } else if (arg.kind === "param") {
     const value = valueOfParam(range[0]);
-    if (typeof value !== "string") return "literal"; // a number, NULL or bytes never reads the clock
+    if (typeof value !== "string") {
+      return "literal";
+    } // a number, NULL or bytes never reads the clock
     text = value;
-  } else if (arg.kind === "number" || arg.kind === "blob") return "literal";
-  else if (arg.kind === "quoted") return arg.value.toLowerCase() === "now" ? "quoted-now" : "expression";
-  else {
+  } else if (arg.kind === "number" || arg.kind === "blob") {
+    return "literal";
+  } else if (arg.kind === "quoted") {
+    return arg.value.toLowerCase() === "now" ? "quoted-now" : "expression";
+  } else {
     const keyword = keywordOf(arg);
-    if (keyword === "NULL" || keyword === "TRUE" || keyword === "FALSE" || (keyword !== null && CURRENT_KEYWORDS.has(keyword))) return "literal";
+    if (
+      keyword === "NULL" ||
+      keyword === "TRUE" ||
+      keyword === "FALSE" ||
+      (keyword !== null && CURRENT_KEYWORDS.has(keyword))
+    ) {
+      return "literal";
+    }
     return "expression";
   }
   const clock = clockWord(text);
@@ -722,8 +917,12 @@ function timeValueOf(significant: readonly SqlToken[], range: readonly [number, 
 function clockWord(text: string): "now" | "subsec" | null {
   const nul = text.indexOf("\u0000");
   const lower = (nul === -1 ? text : text.slice(0, nul)).replace(/[A-Z]/g, (c) => c.toLowerCase());
-  if (lower === "now") return "now";
-  if (lower === "subsec" || lower === "subsecond") return "subsec";
+  if (lower === "now") {
+    return "now";
+  }
+  if (lower === "subsec" || lower === "subsecond") {
+    return "subsec";
+  }
   return null;
 }
 
@@ -735,14 +934,23 @@ function clockWord(text: string): "now" | "subsec" | null {
 function evaluatedLaterWithClock(significant: readonly SqlToken[], shape: StatementShape, i: number): boolean {
   if (shape.verb === "CREATE") {
     const object = createTarget(significant).object;
-    if (object === "INDEX") return false;
-    if (object !== "TABLE") return true;
+    if (object === "INDEX") {
+      return false;
+    }
+    if (object !== "TABLE") {
+      return true;
+    }
   }
-  if (shape.verb !== "CREATE" && shape.verb !== "ALTER") return true;
+  if (shape.verb !== "CREATE" && shape.verb !== "ALTER") {
+    return true;
+  }
   const defaults: boolean[] = [];
   for (let j = 0; j < i; j += 1) {
-    if (isPunct(significant[j], "(")) defaults.push(keywordOf(significant[j - 1]) === "DEFAULT" || defaults[defaults.length - 1] === true);
-    else if (isPunct(significant[j], ")")) defaults.pop();
+    if (isPunct(significant[j], "(")) {
+      defaults.push(keywordOf(significant[j - 1]) === "DEFAULT" || defaults[defaults.length - 1] === true);
+    } else if (isPunct(significant[j], ")")) {
+      defaults.pop();
+    }
   }
   return defaults[defaults.length - 1] === true;
 }
@@ -757,7 +965,9 @@ interface PrepareOptions {
 }
 
 function prepareStatement(statement: Statement, options: PrepareOptions): Statement {
-  if (typeof statement !== "object" || statement === null || typeof statement.sql !== "string") refuse("a statement needs an sql string");
+  if (typeof statement !== "object" || statement === null || typeof statement.sql !== "string") {
+    refuse("a statement needs an sql string");
+  }
   const inputBytes = utf8ByteLength(statement.sql);
   if (inputBytes > SQL_LIMITS.maxStatementBytes) {
     refuse(`the statement is ${inputBytes} bytes; at most ${SQL_LIMITS.maxStatementBytes} are allowed`);
@@ -766,16 +976,24 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
   try {
     tokens = tokenizeSql(statement.sql);
   } catch (error) {
-    if (error instanceof SqlSyntaxError) refuse(error.message);
+    if (error instanceof SqlSyntaxError) {
+      refuse(error.message);
+    }
     throw error;
   }
   const statements = splitTokensIntoStatements(tokens);
-  if (statements.length === 0) refuse("the statement is empty");
-  if (statements.length > 1) refuse("only one SQL statement per entry is supported; send several statements as separate entries");
+  if (statements.length === 0) {
+    refuse("the statement is empty");
+  }
+  if (statements.length > 1) {
+    refuse("only one SQL statement per entry is supported; send several statements as separate entries");
+  }
 
   const positions: number[] = [];
   tokens.forEach((token, index) => {
-    if (isSignificant(token) && token.kind !== "semicolon") positions.push(index);
+    if (isSignificant(token) && token.kind !== "semicolon") {
+      positions.push(index);
+    }
   });
   const significant = positions.map((index) => tokens[index] as SqlToken);
   const shape = shapeOf(significant);
@@ -785,10 +1003,14 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
     refuse("the SQL holds a NUL character outside a string literal; SQLite would read only the text before it");
   }
   const hazard = hazardIn(significant, shape);
-  if (hazard !== null) refuse(hazard);
+  if (hazard !== null) {
+    refuse(hazard);
+  }
   if (options.mode === "read" && shape.access === "write") {
     // Text that starts with no statement keyword is not a write: say what SQLite would say of it.
-    if (!STATEMENT_VERBS.has(shape.verb)) refuse(`near ${JSON.stringify(significant[0]?.text ?? "")}: syntax error`);
+    if (!STATEMENT_VERBS.has(shape.verb)) {
+      refuse(`near ${JSON.stringify(significant[0]?.text ?? "")}: syntax error`);
+    }
     refuse(READ_ONLY_VIOLATION);
   }
 
@@ -812,14 +1034,45 @@ const SQL_INTERNAL_TABLE_FILTER = INTERNAL_PREFIXES.map((prefix) => `tbl_name NO
 const SCHEMA_TABLES = new Set(["sqlite_master", "sqlite_schema"]);
 /** Words that may follow a table in a FROM clause; anything else there is the table's alias. */
 const AFTER_TABLE_KEYWORDS = new Set([
-  "WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "WINDOW", "JOIN", "LEFT", "RIGHT", "FULL", "INNER", "CROSS", "NATURAL",
-  "OUTER", "ON", "USING", "UNION", "INTERSECT", "EXCEPT", "INDEXED", "NOT", "RETURNING", "SET", "VALUES", "SELECT",
-  "DO", "WHEN", "THEN", "ELSE", "END",
+  "WHERE",
+  "GROUP",
+  "ORDER",
+  "LIMIT",
+  "HAVING",
+  "WINDOW",
+  "JOIN",
+  "LEFT",
+  "RIGHT",
+  "FULL",
+  "INNER",
+  "CROSS",
+  "NATURAL",
+  "OUTER",
+  "ON",
+  "USING",
+  "UNION",
+  "INTERSECT",
+  "EXCEPT",
+  "INDEXED",
+  "NOT",
+  "RETURNING",
+  "SET",
+  "VALUES",
+  "SELECT",
+  "DO",
+  "WHEN",
+  "THEN",
+  "ELSE",
+  "END",
 ]);
 
 function hasAlias(next: SqlToken | undefined): boolean {
-  if (next === undefined) return false;
-  if (next.kind === "quoted") return true;
+  if (next === undefined) {
+    return false;
+  }
+  if (next.kind === "quoted") {
+    return true;
+  }
   const keyword = keywordOf(next);
   return keyword !== null && (keyword === "AS" || !AFTER_TABLE_KEYWORDS.has(keyword));
 }
@@ -828,7 +1081,9 @@ function isTablePosition(significant: readonly SqlToken[], i: number, shape: Sta
   const previous = significant[i - 1];
   const keyword = keywordOf(previous);
   // DELETE FROM sqlite_master: SQLite's own refusal is clearer than a rewritten statement's syntax error.
-  if (keyword === "FROM" && i - 1 === 1 && shape.verb === "DELETE") return false;
+  if (keyword === "FROM" && i - 1 === 1 && shape.verb === "DELETE") {
+    return false;
+  }
   return keyword === "FROM" || keyword === "JOIN" || isPunct(previous, ",");
 }
 
@@ -838,25 +1093,40 @@ function isTablePosition(significant: readonly SqlToken[], i: number, shape: Sta
  * pragma_table_list) in a FROM clause becomes a subquery that leaves internal objects out, under the same name.
  * Writes are rewritten too, so every replica copies the same rows whatever its platform's tables.
  */
-function userSchemaEdits(tokens: readonly SqlToken[], significant: readonly SqlToken[], positions: readonly number[], shape: StatementShape): Edit[] {
+function userSchemaEdits(
+  tokens: readonly SqlToken[],
+  significant: readonly SqlToken[],
+  positions: readonly number[],
+  shape: StatementShape,
+): Edit[] {
   const edits: Edit[] = [];
   const at = (i: number): number => positions[i] ?? -1;
   for (let i = 0; i < significant.length; i += 1) {
     const token = significant[i];
-    if (token === undefined || (token.kind !== "word" && token.kind !== "quoted")) continue;
+    if (token === undefined || (token.kind !== "word" && token.kind !== "quoted")) {
+      continue;
+    }
     const name = token.value.toLowerCase();
-    if (tokens[at(i) + 1]?.text === USER_OBJECTS_MARK) continue;
+    if (tokens[at(i) + 1]?.text === USER_OBJECTS_MARK) {
+      continue;
+    }
     const qualified = isPunct(significant[i - 1], ".");
-    if (qualified && significant[i - 2]?.value.toLowerCase() !== "main") continue;
+    if (qualified && significant[i - 2]?.value.toLowerCase() !== "main") {
+      continue;
+    }
     const first = qualified ? i - 2 : i;
-    if (!isTablePosition(significant, first, shape) || isPunct(significant[i + 1], ".")) continue;
+    if (!isTablePosition(significant, first, shape) || isPunct(significant[i + 1], ".")) {
+      continue;
+    }
     if (SCHEMA_TABLES.has(name)) {
       const alias = hasAlias(significant[i + 1]) ? "" : ` AS ${token.text}`;
       const text = `(SELECT type, name, tbl_name, rootpage, sql FROM main.sqlite_schema${USER_OBJECTS_MARK} WHERE ${SQL_INTERNAL_NAME_FILTER} AND ${SQL_INTERNAL_TABLE_FILTER})${alias}`;
       edits.push({ from: at(first), to: at(i) + 1, text });
     } else if (name === "pragma_table_list" && !qualified) {
       const close = isPunct(significant[i + 1], "(") ? matchingParen(significant, i + 1) : i;
-      if (close === -1) continue;
+      if (close === -1) {
+        continue;
+      }
       const alias = hasAlias(significant[close + 1]) ? "" : ` AS ${token.text}`;
       const head = `(SELECT * FROM pragma_table_list${USER_OBJECTS_MARK}`;
       const tail = ` WHERE ${SQL_INTERNAL_NAME_FILTER})${alias}`;
@@ -874,11 +1144,26 @@ function userSchemaEdits(tokens: readonly SqlToken[], significant: readonly SqlT
 
 /** Whether a parameter's value is written into the SQL as an integer literal rather than bound (see render). */
 function isInlinedInteger(value: SqlValue | undefined): boolean {
-  return (typeof value === "number" && Number.isSafeInteger(value) && !Object.is(value, -0)) || typeof value === "bigint";
+  return (
+    (typeof value === "number" && Number.isSafeInteger(value) && !Object.is(value, -0)) || typeof value === "bigint"
+  );
 }
 
 /** Keywords that end a SELECT's result column list at its own depth. */
-const AFTER_RESULT_COLUMNS = new Set(["FROM", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "WINDOW", "UNION", "INTERSECT", "EXCEPT", "ON", "RETURNING"]);
+const AFTER_RESULT_COLUMNS = new Set([
+  "FROM",
+  "WHERE",
+  "GROUP",
+  "HAVING",
+  "ORDER",
+  "LIMIT",
+  "WINDOW",
+  "UNION",
+  "INTERSECT",
+  "EXCEPT",
+  "ON",
+  "RETURNING",
+]);
 
 /**
  * SQLite names an unaliased result column by its text: `SELECT ?` gives "?". An integer parameter written into the
@@ -886,38 +1171,63 @@ const AFTER_RESULT_COLUMNS = new Set(["FROM", "WHERE", "GROUP", "HAVING", "ORDER
  * index one past a column's last token, the alias to append. A column ending in a word (an implicit alias, or
  * NULL of IS NULL) is left alone.
  */
-function resultColumnAliases(tokens: readonly SqlToken[], significant: readonly SqlToken[], positions: readonly number[], plan: ParameterPlan): Map<number, string> {
+function resultColumnAliases(
+  tokens: readonly SqlToken[],
+  significant: readonly SqlToken[],
+  positions: readonly number[],
+  plan: ParameterPlan,
+): Map<number, string> {
   const aliases = new Map<number, string>();
   const at = (i: number): number => positions[i] ?? -1;
   const considerColumn = (first: number, last: number): void => {
-    if (last < first) return;
+    if (last < first) {
+      return;
+    }
     let inlined = false;
     for (let k = first; k <= last && !inlined; k += 1) {
       const number = plan.numberOfToken.get(at(k));
-      if (number !== undefined && isInlinedInteger(plan.values.get(number))) inlined = true;
+      if (number !== undefined && isInlinedInteger(plan.values.get(number))) {
+        inlined = true;
+      }
     }
-    if (!inlined) return;
+    if (!inlined) {
+      return;
+    }
     const end = significant[last];
-    if (end === undefined || end.kind === "word" || end.kind === "quoted") return;
-    const text = tokens.slice(at(first), at(last) + 1).map((token) => token.text).join("");
+    if (end === undefined || end.kind === "word" || end.kind === "quoted") {
+      return;
+    }
+    const text = tokens
+      .slice(at(first), at(last) + 1)
+      .map((token) => token.text)
+      .join("");
     aliases.set(at(last) + 1, ` AS ${quoteSqlIdentifier(text)}`);
   };
   for (let i = 0; i < significant.length; i += 1) {
-    if (keywordOf(significant[i]) !== "SELECT") continue;
+    if (keywordOf(significant[i]) !== "SELECT") {
+      continue;
+    }
     let j = i + 1;
-    if (keywordOf(significant[j]) === "DISTINCT" || keywordOf(significant[j]) === "ALL") j += 1;
+    if (keywordOf(significant[j]) === "DISTINCT" || keywordOf(significant[j]) === "ALL") {
+      j += 1;
+    }
     let depth = 0;
     let columnStart = j;
     for (; j < significant.length; j += 1) {
       const token = significant[j];
-      if (isPunct(token, "(")) depth += 1;
-      else if (isPunct(token, ")")) {
-        if (depth === 0) break;
+      if (isPunct(token, "(")) {
+        depth += 1;
+      } else if (isPunct(token, ")")) {
+        if (depth === 0) {
+          break;
+        }
         depth -= 1;
       } else if (depth === 0 && isPunct(token, ",")) {
         considerColumn(columnStart, j - 1);
         columnStart = j + 1;
-      } else if (depth === 0 && AFTER_RESULT_COLUMNS.has(keywordOf(token) ?? "")) break;
+      } else if (depth === 0 && AFTER_RESULT_COLUMNS.has(keywordOf(token) ?? "")) {
+        break;
+      }
     }
     considerColumn(columnStart, j - 1);
   }
@@ -928,7 +1238,11 @@ function resultColumnAliases(tokens: readonly SqlToken[], significant: readonly 
 function render(
   tokens: readonly SqlToken[],
   positions: readonly number[],
-  changes: { readonly edits: readonly Edit[]; readonly wraps: readonly Wrap[]; readonly aliases: ReadonlyMap<number, string> },
+  changes: {
+    readonly edits: readonly Edit[];
+    readonly wraps: readonly Wrap[];
+    readonly aliases: ReadonlyMap<number, string>;
+  },
   plan: ParameterPlan,
 ): Statement {
   const firstSignificant = positions[0] ?? 0;
@@ -936,7 +1250,9 @@ function render(
   // Keep leading comments (they may matter to whoever reads the log), drop leading space and anything after the
   // last significant token (the terminating semicolon, trailing comments).
   let start = 0;
-  while (start < firstSignificant && tokens[start]?.kind === "space") start += 1;
+  while (start < firstSignificant && tokens[start]?.kind === "space") {
+    start += 1;
+  }
   const byStart = new Map(changes.edits.map((edit) => [edit.from, edit]));
   // At most one wrap starts at a token: each wraps one argument of one call, which starts after its "(" or ",".
   const wrapByStart = new Map(changes.wraps.map((wrap) => [wrap.from, wrap]));
@@ -944,7 +1260,7 @@ function render(
   // Tokens [from, to); a wrap starting at `from` itself is not applied again (it is the one being rendered).
   const renderRange = (from: number, to: number, inside: Wrap | null): string => {
     let sql = "";
-    for (let i = from; i < to; ) {
+    for (let i = from; i < to;) {
       const wrap = wrapByStart.get(i);
       if (wrap !== undefined && wrap !== inside) {
         sql += wrap.around(() => renderRange(wrap.from, wrap.to, wrap));
@@ -963,12 +1279,15 @@ function render(
         const value = plan.values.get(number) ?? null;
         // 64-bit integers become literals too: the platform cannot bind a bigint, and a double would round it.
         // -0 is a REAL (JSON -0.0): bound as the double it is, not written as the integer 0.
-        if (isInlinedInteger(value)) sql += integerLiteral(value as number | bigint);
-        else {
+        if (isInlinedInteger(value)) {
+          sql += integerLiteral(value as number | bigint);
+        } else {
           sql += "?";
           params.push(value);
         }
-      } else sql += token.text;
+      } else {
+        sql += token.text;
+      }
       i += 1;
       sql += changes.aliases.get(i) ?? "";
     }
@@ -977,7 +1296,9 @@ function render(
   const sql = renderRange(start, lastSignificant + 1, null);
   const outputBytes = utf8ByteLength(sql);
   if (outputBytes > SQL_LIMITS.maxStatementBytes) {
-    refuse(`the statement is ${outputBytes} bytes once made deterministic; at most ${SQL_LIMITS.maxStatementBytes} are allowed`);
+    refuse(
+      `the statement is ${outputBytes} bytes once made deterministic; at most ${SQL_LIMITS.maxStatementBytes} are allowed`,
+    );
   }
   if (params.length > SQL_LIMITS.maxBoundParameters) {
     refuse(`the statement binds ${params.length} values; at most ${SQL_LIMITS.maxBoundParameters} are allowed`);
@@ -986,10 +1307,16 @@ function render(
 }
 
 function checkStatementList(statements: unknown): asserts statements is readonly Statement[] {
-  if (!Array.isArray(statements)) refuse("statements must be an array");
-  if (statements.length === 0) refuse("the request has no statements");
+  if (!Array.isArray(statements)) {
+    refuse("statements must be an array");
+  }
+  if (statements.length === 0) {
+    refuse("the request has no statements");
+  }
   if (statements.length > SQL_LIMITS.maxStatementsPerRequest) {
-    refuse(`the request has ${statements.length} statements; at most ${SQL_LIMITS.maxStatementsPerRequest} are allowed`);
+    refuse(
+      `the request has ${statements.length} statements; at most ${SQL_LIMITS.maxStatementsPerRequest} are allowed`,
+    );
   }
 }
 
@@ -1002,20 +1329,26 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
     if (typeof request.id !== "string" || request.id.length === 0 || request.id.length > MAX_REQUEST_ID_LENGTH) {
       refuse(`the request id must be a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`);
     }
-    if (typeof request.transaction !== "boolean") refuse("transaction must be a boolean");
+    if (typeof request.transaction !== "boolean") {
+      refuse("transaction must be a boolean");
+    }
     checkStatementList(request.statements);
     const rewriteContext: RewriteContext = { ...context, isoNow: isoTimestamp(context.nowMs) };
     const statements = request.statements.map((statement, i) => {
       try {
         return prepareStatement(statement, { mode: "write", context: rewriteContext, isFirstStatement: i === 0 });
       } catch (error) {
-        if (error instanceof Refusal) refuse(`statements[${i}]: ${error.message}`);
+        if (error instanceof Refusal) {
+          refuse(`statements[${i}]: ${error.message}`);
+        }
         throw error;
       }
     });
     return { ok: true, request: { id: request.id, transaction: request.transaction, statements } };
   } catch (error) {
-    if (error instanceof Refusal) return { ok: false, error: error.message };
+    if (error instanceof Refusal) {
+      return { ok: false, error: error.message };
+    }
     throw error;
   }
 }
@@ -1032,7 +1365,9 @@ export function prepareRead(statements: readonly Statement[]): PrepareReadResult
         return prepareStatement(statement, { mode: "read", isFirstStatement: i === 0 });
       } catch (error) {
         if (error instanceof Refusal) {
-          if (error.message === READ_ONLY_VIOLATION) refuse(READ_ONLY_VIOLATION);
+          if (error.message === READ_ONLY_VIOLATION) {
+            refuse(READ_ONLY_VIOLATION);
+          }
           refuse(`statements[${i}]: ${error.message}`);
         }
         throw error;
@@ -1040,7 +1375,9 @@ export function prepareRead(statements: readonly Statement[]): PrepareReadResult
     });
     return { ok: true, statements: prepared };
   } catch (error) {
-    if (error instanceof Refusal) return { ok: false, error: error.message };
+    if (error instanceof Refusal) {
+      return { ok: false, error: error.message };
+    }
     throw error;
   }
 }

@@ -15,11 +15,15 @@ export interface BackoffOptions {
 const MAX_BACKOFF_EXPONENT = 30;
 
 function assertNonNegativeFinite(value: number, name: string): void {
-  if (!Number.isFinite(value) || value < 0) throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
+  if (!Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${name} must be a finite number >= 0, got ${value}`);
+  }
 }
 
 function assertPositiveInteger(value: number, name: string): void {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  }
 }
 
 function assertBackoffOptions(options: BackoffOptions): void {
@@ -29,11 +33,15 @@ function assertBackoffOptions(options: BackoffOptions): void {
 
 /** The delay before retry number `attempt + 1` (attempt 0 is the first call), drawn with full jitter. */
 export function backoffDelayMs(attempt: number, options: BackoffOptions, random: () => number): number {
-  if (!Number.isInteger(attempt) || attempt < 0) throw new RangeError(`attempt must be an integer >= 0, got ${attempt}`);
+  if (!Number.isInteger(attempt) || attempt < 0) {
+    throw new RangeError(`attempt must be an integer >= 0, got ${attempt}`);
+  }
   assertBackoffOptions(options);
   const ceilingMs = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** Math.min(attempt, MAX_BACKOFF_EXPONENT));
   const draw = random();
-  if (!(draw >= 0 && draw < 1)) throw new RangeError(`random() must return a number in [0, 1), got ${draw}`);
+  if (!(draw >= 0 && draw < 1)) {
+    throw new RangeError(`random() must return a number in [0, 1), got ${draw}`);
+  }
   return Math.floor(draw * ceilingMs);
 }
 
@@ -57,8 +65,12 @@ export interface RetryOptions extends BackoffOptions {
 function assertRetryOptions(options: RetryOptions): void {
   assertBackoffOptions(options);
   assertPositiveInteger(options.maxAttempts, "maxAttempts");
-  if (!(options.timeoutMs > 0)) throw new RangeError(`timeoutMs must be > 0, got ${options.timeoutMs}`);
-  if (!(options.deadlineMs > 0)) throw new RangeError(`deadlineMs must be > 0, got ${options.deadlineMs}`);
+  if (!(options.timeoutMs > 0)) {
+    throw new RangeError(`timeoutMs must be > 0, got ${options.timeoutMs}`);
+  }
+  if (!(options.deadlineMs > 0)) {
+    throw new RangeError(`deadlineMs must be > 0, got ${options.deadlineMs}`);
+  }
 }
 
 /**

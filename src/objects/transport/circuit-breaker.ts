@@ -52,7 +52,9 @@ export function assertBreakerTransition(from: BreakerState, to: BreakerState, re
 export function assertCircuitBreakerConfig(config: CircuitBreakerConfig): void {
   for (const key of ["failureThreshold", "successThreshold"] as const) {
     const value = config[key];
-    if (!Number.isInteger(value) || value < 1) throw new RangeError(`${key} must be an integer >= 1, got ${value}`);
+    if (!Number.isInteger(value) || value < 1) {
+      throw new RangeError(`${key} must be an integer >= 1, got ${value}`);
+    }
   }
   if (!Number.isFinite(config.openTimeoutMs) || config.openTimeoutMs <= 0) {
     throw new RangeError(`openTimeoutMs must be a finite number > 0, got ${config.openTimeoutMs}`);
@@ -113,12 +115,18 @@ export class CircuitBreaker {
       case "CLOSED":
         return { epoch: this.currentEpoch, probe: false };
       case "OPEN":
-        if (nowMs - this.openedAtMs < this.config.openTimeoutMs) return null;
+        if (nowMs - this.openedAtMs < this.config.openTimeoutMs) {
+          return null;
+        }
         this.transition("HALF_OPEN", `open for ${nowMs - this.openedAtMs} ms: probing`, nowMs);
         return this.admitProbe(nowMs);
       case "HALF_OPEN":
-        if (this.probeAdmittedAtMs === null) return this.admitProbe(nowMs);
-        if (nowMs - this.probeAdmittedAtMs < this.config.openTimeoutMs) return null;
+        if (this.probeAdmittedAtMs === null) {
+          return this.admitProbe(nowMs);
+        }
+        if (nowMs - this.probeAdmittedAtMs < this.config.openTimeoutMs) {
+          return null;
+        }
         this.failuresInARow++;
         this.reopen(`probe unanswered for ${nowMs - this.probeAdmittedAtMs} ms`, nowMs);
         return null;
@@ -132,7 +140,9 @@ export class CircuitBreaker {
 
   /** Records a success. Without a permit, it applies to the current state (and the probe in flight, if any). */
   recordSuccess(permit?: BreakerPermit): RecordOutcome {
-    if (permit !== undefined && permit.epoch !== this.currentEpoch) return "stale";
+    if (permit !== undefined && permit.epoch !== this.currentEpoch) {
+      return "stale";
+    }
     const nowMs = this.now();
     switch (this.currentState) {
       case "CLOSED":
@@ -156,7 +166,9 @@ export class CircuitBreaker {
   /** Records a failure. Stale failures still count towards consecutiveFailures but move no state. */
   recordFailure(permit?: BreakerPermit): RecordOutcome {
     this.failuresInARow++;
-    if (permit !== undefined && permit.epoch !== this.currentEpoch) return "stale";
+    if (permit !== undefined && permit.epoch !== this.currentEpoch) {
+      return "stale";
+    }
     const nowMs = this.now();
     switch (this.currentState) {
       case "CLOSED":

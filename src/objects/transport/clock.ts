@@ -34,19 +34,25 @@ export function withTimeout<T>(
   return new Promise<T>((resolve, reject) => {
     let settled = false;
     const cancelTimer = options.clock.schedule(() => {
-      if (settled) return;
+      if (settled) {
+        return;
+      }
       settled = true;
       reject(new TransportTimeoutError(`${options.what} timed out after ${options.timeoutMs} ms`, options.timeoutMs));
     }, options.timeoutMs);
     promise.then(
       (value) => {
-        if (settled) return;
+        if (settled) {
+          return;
+        }
         settled = true;
         cancelTimer();
         resolve(value);
       },
       (err: unknown) => {
-        if (settled) return;
+        if (settled) {
+          return;
+        }
         settled = true;
         cancelTimer();
         reject(err);

@@ -34,8 +34,7 @@ export interface EnvelopeError {
 }
 
 export type EnvelopeValidation =
-  | { readonly ok: true; readonly envelope: RaftEnvelope }
-  | { readonly ok: false; readonly error: EnvelopeError };
+  { readonly ok: true; readonly envelope: RaftEnvelope } | { readonly ok: false; readonly error: EnvelopeError };
 
 /** Why a receiver refused an envelope: a validation error, or "UNAVAILABLE" (not started, shutting down...). */
 export type ReceiveRefusalCode = EnvelopeErrorCode | "UNAVAILABLE";
@@ -171,7 +170,9 @@ function addressingError(envelope: RaftEnvelope): string | null {
   if (envelope.messages.length === 0 && envelope.snapshotChunk === undefined) {
     return "the envelope carries neither messages nor a snapshot chunk";
   }
-  if (envelope.from === envelope.to) return `the envelope is addressed from ${envelope.from} to itself`;
+  if (envelope.from === envelope.to) {
+    return `the envelope is addressed from ${envelope.from} to itself`;
+  }
   for (const [position, message] of envelope.messages.entries()) {
     if (message.from !== envelope.from || message.to !== envelope.to) {
       return (
@@ -190,7 +191,10 @@ function addressingError(envelope: RaftEnvelope): string | null {
  */
 export function validateEnvelope(input: unknown, expected: { cluster: string; node: string }): EnvelopeValidation {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
-    return refuse("MALFORMED", `an envelope must be an object, got ${Array.isArray(input) ? "an array" : typeof input}`);
+    return refuse(
+      "MALFORMED",
+      `an envelope must be an object, got ${Array.isArray(input) ? "an array" : typeof input}`,
+    );
   }
   const fields = input as Record<string, unknown>;
   const version = fields["protocolVersion"];
@@ -211,10 +215,14 @@ export function validateEnvelope(input: unknown, expected: { cluster: string; no
     );
   }
   const parsed = envelopeSchema.safeParse(input);
-  if (!parsed.success) return refuse("MALFORMED", `malformed envelope: ${describeIssues(parsed.error.issues)}`);
+  if (!parsed.success) {
+    return refuse("MALFORMED", `malformed envelope: ${describeIssues(parsed.error.issues)}`);
+  }
   const envelope: RaftEnvelope = parsed.data;
   const problem = addressingError(envelope);
-  if (problem !== null) return refuse("MALFORMED", `malformed envelope: ${problem}`);
+  if (problem !== null) {
+    return refuse("MALFORMED", `malformed envelope: ${problem}`);
+  }
   return { ok: true, envelope };
 }
 
@@ -230,7 +238,9 @@ export function createEnvelope(parts: {
   snapshotChunk?: SnapshotChunk;
 }): RaftEnvelope {
   if (parts.messages.length > MAX_MESSAGES_PER_ENVELOPE) {
-    throw new RangeError(`an envelope holds at most ${MAX_MESSAGES_PER_ENVELOPE} messages, got ${parts.messages.length}`);
+    throw new RangeError(
+      `an envelope holds at most ${MAX_MESSAGES_PER_ENVELOPE} messages, got ${parts.messages.length}`,
+    );
   }
   const envelope: RaftEnvelope = {
     protocolVersion: PROTOCOL_VERSION,
@@ -241,7 +251,9 @@ export function createEnvelope(parts: {
     ...(parts.snapshotChunk === undefined ? {} : { snapshotChunk: parts.snapshotChunk }),
   };
   const problem = addressingError(envelope);
-  if (problem !== null) throw new Error(`createEnvelope: ${problem}`);
+  if (problem !== null) {
+    throw new Error(`createEnvelope: ${problem}`);
+  }
   return envelope;
 }
 
@@ -251,10 +263,15 @@ export function createEnvelope(parts: {
  */
 export function parseReceiveResult(input: unknown): ReceiveResult {
   const parsed = receiveResultSchema.safeParse(input);
-  if (parsed.success) return parsed.data;
+  if (parsed.success) {
+    return parsed.data;
+  }
   return {
     ok: false,
-    error: { code: "MALFORMED", message: `the peer answered with a malformed result: ${describeIssues(parsed.error.issues)}` },
+    error: {
+      code: "MALFORMED",
+      message: `the peer answered with a malformed result: ${describeIssues(parsed.error.issues)}`,
+    },
   };
 }
 
@@ -267,13 +284,17 @@ export function estimateMessageBytes(message: Message): number {
   switch (message.type) {
     case "append": {
       let bytes = fixedBytes;
-      for (const entry of message.entries) bytes += 48 + 2 * entry.data.length;
+      for (const entry of message.entries) {
+        bytes += 48 + 2 * entry.data.length;
+      }
       return bytes;
     }
     case "snapshot": {
       const { voters, learners } = message.snapshot.membership;
       let bytes = fixedBytes;
-      for (const member of [...voters, ...learners]) bytes += 16 + 2 * member.length;
+      for (const member of [...voters, ...learners]) {
+        bytes += 16 + 2 * member.length;
+      }
       return bytes;
     }
     case "heartbeat":

@@ -53,20 +53,36 @@ function hasTrueFlag(err: object, flag: "retryable" | "overloaded" | "remote"): 
 
 /** Sorts a thrown value into one of the five failure classes (see FailureClass). */
 export function classifyError(err: unknown): FailureClass {
-  if (err instanceof TransportTimeoutError) return "timeout";
-  if (err instanceof DeliveryError) return err.classification;
-  if (typeof err !== "object" || err === null) return "broken";
+  if (err instanceof TransportTimeoutError) {
+    return "timeout";
+  }
+  if (err instanceof DeliveryError) {
+    return err.classification;
+  }
+  if (typeof err !== "object" || err === null) {
+    return "broken";
+  }
   // Overloaded wins over retryable: the docs say never retry an overloaded object.
-  if (hasTrueFlag(err, "overloaded")) return "overloaded";
-  if (hasTrueFlag(err, "retryable")) return "retryable";
-  if (hasTrueFlag(err, "remote")) return "remote";
+  if (hasTrueFlag(err, "overloaded")) {
+    return "overloaded";
+  }
+  if (hasTrueFlag(err, "retryable")) {
+    return "retryable";
+  }
+  if (hasTrueFlag(err, "remote")) {
+    return "remote";
+  }
   return "broken";
 }
 
 /** A one-line description of any thrown value, for logs and failure reports. */
 export function describeError(err: unknown): string {
-  if (err instanceof Error) return `${err.name}: ${err.message}`;
-  if (typeof err === "string") return err;
+  if (err instanceof Error) {
+    return `${err.name}: ${err.message}`;
+  }
+  if (typeof err === "string") {
+    return err;
+  }
   try {
     return JSON.stringify(err) ?? String(err);
   } catch {

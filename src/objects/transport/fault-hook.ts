@@ -39,7 +39,9 @@ export function faultsEnabled(env: FaultSwitchEnv): boolean {
 /** For the test-only RPC: throws unless fault injection is switched on. */
 export function assertFaultsEnabled(env: FaultSwitchEnv): void {
   if (!faultsEnabled(env)) {
-    throw new Error('fault injection is disabled: it needs DHA_TEST_FAULTS = "1", which only the test configuration sets');
+    throw new Error(
+      'fault injection is disabled: it needs DHA_TEST_FAULTS = "1", which only the test configuration sets',
+    );
   }
 }
 
@@ -57,7 +59,9 @@ const faultRulesSchema = z.strictObject({
 /** Validates rules coming from a test; throws an Error naming every problem. */
 export function parseFaultRules(input: unknown): FaultRules {
   const parsed = faultRulesSchema.safeParse(input);
-  if (!parsed.success) throw new Error(`invalid fault rules: ${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) {
+    throw new Error(`invalid fault rules: ${z.prettifyError(parsed.error)}`);
+  }
   return parsed.data;
 }
 
@@ -74,9 +78,13 @@ export function isPartitioned(rules: FaultRules, from: string, to: string): bool
  * sets none sees no change in its random sequence.
  */
 export function applyFaults(rules: FaultRules, from: string, to: string, random: () => number): FaultDecision {
-  if (isPartitioned(rules, from, to)) return "drop";
+  if (isPartitioned(rules, from, to)) {
+    return "drop";
+  }
   const dropProbability = rules.dropProbability ?? 0;
-  if (dropProbability > 0 && random() < dropProbability) return "drop";
+  if (dropProbability > 0 && random() < dropProbability) {
+    return "drop";
+  }
   const delayMs = rules.delayMs ?? 0;
   return delayMs > 0 ? { delayMs } : "deliver";
 }

@@ -39,12 +39,16 @@ export class ManualClock implements TransportClock {
    * released can run and schedule further timers, which also run if they fall due within the window.
    */
   async advance(deltaMs: number, settle: () => Promise<void>): Promise<void> {
-    if (!(deltaMs >= 0)) throw new RangeError(`advance needs deltaMs >= 0, got ${deltaMs}`);
+    if (!(deltaMs >= 0)) {
+      throw new RangeError(`advance needs deltaMs >= 0, got ${deltaMs}`);
+    }
     const targetMs = this.nowMs + deltaMs;
     await settle();
     for (;;) {
       const next = this.nextDue(targetMs);
-      if (next === null) break;
+      if (next === null) {
+        break;
+      }
       this.timers = this.timers.filter((t) => t !== next);
       this.nowMs = next.dueMs;
       next.fn();
@@ -56,8 +60,12 @@ export class ManualClock implements TransportClock {
   private nextDue(limitMs: number): Timer | null {
     let best: Timer | null = null;
     for (const timer of this.timers) {
-      if (timer.dueMs > limitMs) continue;
-      if (best === null || timer.dueMs < best.dueMs || (timer.dueMs === best.dueMs && timer.id < best.id)) best = timer;
+      if (timer.dueMs > limitMs) {
+        continue;
+      }
+      if (best === null || timer.dueMs < best.dueMs || (timer.dueMs === best.dueMs && timer.id < best.id)) {
+        best = timer;
+      }
     }
     return best;
   }

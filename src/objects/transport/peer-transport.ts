@@ -16,7 +16,13 @@
 //    reportSnapshotResult(peer, ok). They are never called synchronously from inside send() or deliverNow();
 //    onEvent (logging only: breaker transitions, stub replacements) may be.
 import { withRetry, type BackoffOptions } from "./backoff";
-import { CircuitBreaker, type BreakerPermit, type BreakerState, type BreakerTransition, type CircuitBreakerConfig } from "./circuit-breaker";
+import {
+  CircuitBreaker,
+  type BreakerPermit,
+  type BreakerState,
+  type BreakerTransition,
+  type CircuitBreakerConfig,
+} from "./circuit-breaker";
 import { sleepMs, systemClock, type TransportClock } from "./clock";
 import {
   createEnvelope,
@@ -64,12 +70,18 @@ export interface Delivery {
   readonly attempts: number;
 }
 
-export type DeliveryOutcome = { readonly ok: true; readonly delivery: Delivery } | { readonly ok: false; readonly failure: DeliveryFailure };
+export type DeliveryOutcome =
+  { readonly ok: true; readonly delivery: Delivery } | { readonly ok: false; readonly failure: DeliveryFailure };
 
 export type PeerTransportEvent =
   | { readonly kind: "breaker"; readonly peer: string; readonly transition: BreakerTransition }
   | { readonly kind: "stubReplaced"; readonly peer: string; readonly after: FailureClass }
-  | { readonly kind: "callbackFailed"; readonly peer: string; readonly callback: "onDelivered" | "onFailure"; readonly error: unknown }
+  | {
+      readonly kind: "callbackFailed";
+      readonly peer: string;
+      readonly callback: "onDelivered" | "onFailure";
+      readonly error: unknown;
+    }
   | { readonly kind: "internalError"; readonly peer: string; readonly error: unknown };
 
 export interface PeerTransportConfig {
@@ -149,7 +161,9 @@ interface Batch {
 }
 
 function assertPositiveInteger(value: number, name: string): void {
-  if (!Number.isInteger(value) || value < 1) throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  if (!Number.isInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be an integer >= 1, got ${value}`);
+  }
 }
 
 export function resolvePeerTransportConfig(overrides: Partial<PeerTransportConfig> = {}): PeerTransportConfig {
@@ -162,12 +176,16 @@ export function resolvePeerTransportConfig(overrides: Partial<PeerTransportConfi
   assertPositiveInteger(config.maxMessagesPerEnvelope, "maxMessagesPerEnvelope");
   assertPositiveInteger(config.maxEnvelopeBytes, "maxEnvelopeBytes");
   if (config.maxMessagesPerEnvelope > MAX_MESSAGES_PER_ENVELOPE) {
-    throw new RangeError(`maxMessagesPerEnvelope must be <= ${MAX_MESSAGES_PER_ENVELOPE}, got ${config.maxMessagesPerEnvelope}`);
+    throw new RangeError(
+      `maxMessagesPerEnvelope must be <= ${MAX_MESSAGES_PER_ENVELOPE}, got ${config.maxMessagesPerEnvelope}`,
+    );
   }
   if (config.maxEnvelopeBytes > MAX_RPC_PAYLOAD_BYTES) {
     throw new RangeError(`maxEnvelopeBytes must be <= ${MAX_RPC_PAYLOAD_BYTES}, got ${config.maxEnvelopeBytes}`);
   }
-  if (!(config.callTimeoutMs > 0)) throw new RangeError(`callTimeoutMs must be > 0, got ${config.callTimeoutMs}`);
+  if (!(config.callTimeoutMs > 0)) {
+    throw new RangeError(`callTimeoutMs must be > 0, got ${config.callTimeoutMs}`);
+  }
   if (!(config.deadlineMs >= config.callTimeoutMs)) {
     throw new RangeError(`deadlineMs (${config.deadlineMs}) must be >= callTimeoutMs (${config.callTimeoutMs})`);
   }
@@ -192,7 +210,9 @@ export class PeerTransport<Stub> {
   private counters = { envelopesDelivered: 0, envelopesFailed: 0, messagesDropped: 0, stubsMade: 0 };
 
   constructor(options: PeerTransportOptions<Stub>) {
-    if (options.self === options.peer) throw new Error(`a node cannot have a transport to itself (${options.self})`);
+    if (options.self === options.peer) {
+      throw new Error(`a node cannot have a transport to itself (${options.self})`);
+    }
     this.options = options;
     this.peer = options.peer;
     this.config = resolvePeerTransportConfig(options.config);
@@ -208,7 +228,9 @@ export class PeerTransport<Stub> {
   /** Queues messages for the peer and returns at once; delivery happens in the background. */
   send(messages: readonly Message[]): void {
     this.assertOpen();
-    for (const message of messages) this.assertAddressed(message);
+    for (const message of messages) {
+      this.assertAddressed(message);
+    }
     const oversize: Message[] = [];
     for (const message of messages) {
       const bytes = estimateMessageBytes(message);
@@ -221,7 +243,12 @@ export class PeerTransport<Stub> {
       this.pendingByteCount += bytes;
     }
     if (oversize.length > 0) {
-      this.reportLater({ kind: "oversize", detail: `estimated above the ${MAX_RPC_PAYLOAD_BYTES}-byte RPC limit`, messages: oversize, attempts: 0 });
+      this.reportLater({
+        kind: "oversize",
+        detail: `estimated above the ${MAX_RPC_PAYLOAD_BYTES}-byte RPC limit`,
+        messages: oversize,
+        attempts: 0,
+      });
     }
     this.enforcePendingBounds();
     this.pump();
@@ -232,26 +259,56 @@ export class PeerTransport<Stub> {
    * dropped), and resolves with its outcome; it never rejects. The callbacks fire for it as well. At most
    * `maxDirectInFlight` run at once; beyond that it resolves at once with a "busy" failure.
    */
-  deliverNow(parts: { messages?: readonly Message[]; snapshotChunk?: SnapshotChunk; timeoutMs?: number; deadlineMs?: number }): Promise<DeliveryOutcome> {
+  deliverNow(parts: {
+    messages?: readonly Message[];
+    snapshotChunk?: SnapshotChunk;
+    timeoutMs?: number;
+    deadlineMs?: number;
+  }): Promise<DeliveryOutcome> {
     this.assertOpen();
     const batch: Batch = {
       messages: parts.messages ?? [],
       ...(parts.snapshotChunk === undefined ? {} : { snapshotChunk: parts.snapshotChunk }),
     };
-    for (const message of batch.messages) this.assertAddressed(message);
+    for (const message of batch.messages) {
+      this.assertAddressed(message);
+    }
     if (batch.messages.length === 0 && batch.snapshotChunk === undefined) {
       throw new Error(`deliverNow to ${this.peer} was given neither messages nor a snapshot chunk`);
     }
-    const bytes = batch.messages.reduce((sum, m) => sum + estimateMessageBytes(m), 0) + (batch.snapshotChunk ? estimateChunkBytes(batch.snapshotChunk) : 0);
+    const bytes =
+      batch.messages.reduce((sum, m) => sum + estimateMessageBytes(m), 0) +
+      (batch.snapshotChunk ? estimateChunkBytes(batch.snapshotChunk) : 0);
     if (bytes > MAX_RPC_PAYLOAD_BYTES) {
-      return Promise.resolve(this.failNow({ kind: "oversize", detail: `estimated ${bytes} bytes, above the RPC limit`, ...batch, attempts: 0 }));
+      return Promise.resolve(
+        this.failNow({
+          kind: "oversize",
+          detail: `estimated ${bytes} bytes, above the RPC limit`,
+          ...batch,
+          attempts: 0,
+        }),
+      );
     }
     if (this.directInFlightCount >= this.config.maxDirectInFlight) {
-      return Promise.resolve(this.failNow({ kind: "busy", detail: `${this.directInFlightCount} direct deliveries already in flight`, ...batch, attempts: 0 }));
+      return Promise.resolve(
+        this.failNow({
+          kind: "busy",
+          detail: `${this.directInFlightCount} direct deliveries already in flight`,
+          ...batch,
+          attempts: 0,
+        }),
+      );
     }
     const permit = this.breaker.tryAcquire();
     if (permit === null) {
-      return Promise.resolve(this.failNow({ kind: "circuitOpen", detail: `circuit breaker is ${this.breaker.state}`, ...batch, attempts: 0 }));
+      return Promise.resolve(
+        this.failNow({
+          kind: "circuitOpen",
+          detail: `circuit breaker is ${this.breaker.state}`,
+          ...batch,
+          attempts: 0,
+        }),
+      );
     }
     this.directInFlightCount++;
     const timing = {
@@ -267,7 +324,9 @@ export class PeerTransport<Stub> {
 
   /** Resolves once no call is in flight and no callback is pending (each call is bounded by its deadline). */
   async settled(): Promise<void> {
-    while (this.tasks.size > 0) await Promise.all([...this.tasks]);
+    while (this.tasks.size > 0) {
+      await Promise.all([...this.tasks]);
+    }
   }
 
   /** Stops the transport: pending messages are discarded, in-flight calls finish without callbacks. */
@@ -300,7 +359,9 @@ export class PeerTransport<Stub> {
   // -------------------------------------------------------------------------------------------------------------
 
   private assertOpen(): void {
-    if (this.closed) throw new Error(`the transport to ${this.peer} is closed`);
+    if (this.closed) {
+      throw new Error(`the transport to ${this.peer} is closed`);
+    }
   }
 
   private assertAddressed(message: Message): void {
@@ -317,17 +378,25 @@ export class PeerTransport<Stub> {
     let droppedBytes = 0;
     while (
       this.pending.length - dropCount > 1 &&
-      (this.pending.length - dropCount > this.config.maxPendingMessages || this.pendingByteCount - droppedBytes > this.config.maxPendingBytes)
+      (this.pending.length - dropCount > this.config.maxPendingMessages ||
+        this.pendingByteCount - droppedBytes > this.config.maxPendingBytes)
     ) {
       droppedBytes += this.pendingSizes[dropCount] ?? 0;
       dropCount++;
     }
-    if (dropCount === 0) return;
+    if (dropCount === 0) {
+      return;
+    }
     const dropped = this.pending.splice(0, dropCount);
     this.pendingSizes.splice(0, dropCount);
     this.pendingByteCount -= droppedBytes;
     this.counters.messagesDropped += dropped.length;
-    this.reportLater({ kind: "overflow", detail: `pending batch over its bounds: dropped the ${dropped.length} oldest message(s)`, messages: dropped, attempts: 0 });
+    this.reportLater({
+      kind: "overflow",
+      detail: `pending batch over its bounds: dropped the ${dropped.length} oldest message(s)`,
+      messages: dropped,
+      attempts: 0,
+    });
   }
 
   /** Starts calls while slots are free and messages wait; discards them while the breaker refuses. */
@@ -337,7 +406,12 @@ export class PeerTransport<Stub> {
       if (permit === null) {
         const discarded = this.takePending(this.pending.length, Number.POSITIVE_INFINITY);
         this.counters.messagesDropped += discarded.length;
-        this.reportLater({ kind: "circuitOpen", detail: `circuit breaker is ${this.breaker.state}`, messages: discarded, attempts: 0 });
+        this.reportLater({
+          kind: "circuitOpen",
+          detail: `circuit breaker is ${this.breaker.state}`,
+          messages: discarded,
+          attempts: 0,
+        });
         return;
       }
       const messages = this.takePending(this.config.maxMessagesPerEnvelope, this.config.maxEnvelopeBytes);
@@ -348,7 +422,10 @@ export class PeerTransport<Stub> {
       };
       // deliver() does not reject; should a bug make it, the slot is still freed and the error surfaced.
       this.track(
-        this.deliver({ messages }, permit, { timeoutMs: this.config.callTimeoutMs, deadlineMs: this.config.deadlineMs }).then(done, (error: unknown) => {
+        this.deliver({ messages }, permit, {
+          timeoutMs: this.config.callTimeoutMs,
+          deadlineMs: this.config.deadlineMs,
+        }).then(done, (error: unknown) => {
           this.emit({ kind: "internalError", peer: this.peer, error });
           done();
         }),
@@ -362,7 +439,9 @@ export class PeerTransport<Stub> {
     let bytes = 0;
     while (count < this.pending.length && count < maxCount) {
       const next = this.pendingSizes[count] ?? 0;
-      if (count > 0 && bytes + next > maxBytes) break;
+      if (count > 0 && bytes + next > maxBytes) {
+        break;
+      }
       bytes += next;
       count++;
     }
@@ -373,8 +452,17 @@ export class PeerTransport<Stub> {
   }
 
   /** One envelope, with retries; records the result on the breaker and reports it. Never rejects. */
-  private async deliver(batch: Batch, permit: BreakerPermit, timing: { timeoutMs: number; deadlineMs: number }): Promise<DeliveryOutcome> {
-    const envelope = createEnvelope({ cluster: this.options.cluster, from: this.options.self, to: this.peer, ...batch });
+  private async deliver(
+    batch: Batch,
+    permit: BreakerPermit,
+    timing: { timeoutMs: number; deadlineMs: number },
+  ): Promise<DeliveryOutcome> {
+    const envelope = createEnvelope({
+      cluster: this.options.cluster,
+      from: this.options.self,
+      to: this.peer,
+      ...batch,
+    });
     let attempts = 0;
     let answer: ReceiveResult;
     try {
@@ -403,7 +491,13 @@ export class PeerTransport<Stub> {
     }
     if (!answer.ok) {
       this.breaker.recordFailure(permit);
-      return this.finishFailed({ kind: "refused", detail: `${answer.error.code}: ${answer.error.message}`, refusal: answer.error.code, ...batch, attempts });
+      return this.finishFailed({
+        kind: "refused",
+        detail: `${answer.error.code}: ${answer.error.message}`,
+        refusal: answer.error.code,
+        ...batch,
+        attempts,
+      });
     }
     this.breaker.recordSuccess(permit);
     this.counters.envelopesDelivered++;
@@ -417,8 +511,12 @@ export class PeerTransport<Stub> {
     const rules = this.options.faultRules?.() ?? null;
     if (rules !== null) {
       const decision = applyFaults(rules, this.options.self, this.peer, this.random);
-      if (decision === "drop") throw new FaultInjectedError(`fault injection dropped an envelope ${this.options.self} -> ${this.peer}`);
-      if (decision !== "deliver") await sleepMs(this.clock, decision.delayMs);
+      if (decision === "drop") {
+        throw new FaultInjectedError(`fault injection dropped an envelope ${this.options.self} -> ${this.peer}`);
+      }
+      if (decision !== "deliver") {
+        await sleepMs(this.clock, decision.delayMs);
+      }
     }
     return this.options.call(this.currentStub(), envelope);
   }
@@ -432,7 +530,9 @@ export class PeerTransport<Stub> {
   }
 
   private dropStub(after: FailureClass): void {
-    if (this.stub === null) return;
+    if (this.stub === null) {
+      return;
+    }
     this.stub = null;
     this.emit({ kind: "stubReplaced", peer: this.peer, after });
   }
@@ -458,7 +558,9 @@ export class PeerTransport<Stub> {
   }
 
   private invokeCallback(callback: "onDelivered" | "onFailure", run: () => void): void {
-    if (this.closed) return;
+    if (this.closed) {
+      return;
+    }
     try {
       run();
     } catch (error) {

@@ -22,7 +22,8 @@ export async function gatherCluster(router: ClusterRouter, perNodeTimeoutMs: num
   const first = await router.probeAll(configured, perNodeTimeoutMs);
   const reference = referenceReport(first);
   const known = new Set(configured);
-  const extras = reference === undefined ? [] : [...reference.voters, ...reference.learners].filter((name) => !known.has(name));
+  const extras =
+    reference === undefined ? [] : [...reference.voters, ...reference.learners].filter((name) => !known.has(name));
   const probes = extras.length === 0 ? first : [...first, ...(await router.probeAll(extras, perNodeTimeoutMs))];
   return viewOf(router.config, probes);
 }

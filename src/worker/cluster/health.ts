@@ -79,9 +79,15 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
   // Without a leader, a voter counts only if it heard from one recently: an election normally ends within a couple
   // of election timeouts, while voters that cannot reach each other stay leaderless (and answer us all the same).
   const electionWindowMs = ELECTION_WINDOW_TIMEOUTS * view.config.electionTimeoutMs;
-  const ackingVoters = leaderReport === undefined
-    ? reports.filter((report) => voters.includes(report.node) && report.lastLeaderContactMs !== null && report.lastLeaderContactMs <= electionWindowMs).length
-    : 1 + replicas.filter((r) => !r.isLearner && voters.includes(r.name) && ACKING_STATUSES.has(r.status)).length;
+  const ackingVoters =
+    leaderReport === undefined
+      ? reports.filter(
+          (report) =>
+            voters.includes(report.node) &&
+            report.lastLeaderContactMs !== null &&
+            report.lastLeaderContactMs <= electionWindowMs,
+        ).length
+      : 1 + replicas.filter((r) => !r.isLearner && voters.includes(r.name) && ACKING_STATUSES.has(r.status)).length;
   const quorumAvailable = ackingVoters >= quorum;
 
   if (leaderReport === undefined) {
@@ -125,9 +131,10 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
     reportingNode: reporting?.node ?? null,
     leader: leaderReport?.node ?? null,
     term: view.term,
-    election: electionSource === undefined
-      ? { status: "NO_LEADER", term: view.term, lastElectionMs: null }
-      : { ...electionSource.election },
+    election:
+      electionSource === undefined
+        ? { status: "NO_LEADER", term: view.term, lastElectionMs: null }
+        : { ...electionSource.election },
     configuredServers: members.length,
     onlineServers,
     onlineReplicas: replicas.filter((replica) => replica.status === "ONLINE").length,

@@ -4,18 +4,30 @@
 import { ApiError, badRequest, type ErrorShape } from "../http/errors";
 import type { QueryParams } from "../http/params";
 import type { RequestLimits } from "./limits";
-import { DEFAULT_BACKUP_FILE_LIMITS, dumpFromSqliteFile, SqliteFileError, sqliteFileFromDump, type SqliteFileLimits } from "./sqlite-file";
+import {
+  DEFAULT_BACKUP_FILE_LIMITS,
+  dumpFromSqliteFile,
+  SqliteFileError,
+  sqliteFileFromDump,
+  type SqliteFileLimits,
+} from "./sqlite-file";
 
 export type BackupFormat = "sqlite" | "sql";
 
 /** rqlite's names: no fmt (or fmt=binary) is the database file, fmt=sql the dump; vacuum applies to files only. */
 export function backupFormatOf(params: QueryParams): BackupFormat {
   if (params.fmt === "sql") {
-    if (params.has("vacuum")) throw badRequest("vacuum applies to SQLite file backups only: drop it, or drop fmt=sql");
+    if (params.has("vacuum")) {
+      throw badRequest("vacuum applies to SQLite file backups only: drop it, or drop fmt=sql");
+    }
     return "sql";
   }
-  if (params.fmt === undefined || params.fmt === "binary") return "sqlite";
-  throw badRequest(`backup format ${JSON.stringify(params.fmt)} is unknown: leave fmt out for a SQLite database file, or use fmt=sql`);
+  if (params.fmt === undefined || params.fmt === "binary") {
+    return "sqlite";
+  }
+  throw badRequest(
+    `backup format ${JSON.stringify(params.fmt)} is unknown: leave fmt out for a SQLite database file, or use fmt=sql`,
+  );
 }
 
 export interface BackupBody {
@@ -70,7 +82,11 @@ export async function dumpOfUploadedFile(file: Uint8Array, limits: RequestLimits
 }
 
 function refusal(error: unknown, options: { readonly shape: ErrorShape; readonly tooLargeStatus: 400 | 413 }): unknown {
-  if (!(error instanceof SqliteFileError)) return error;
-  if (error.kind === "too-large") return new ApiError(options.tooLargeStatus, error.message, { shape: options.shape, code: "LIMIT" });
+  if (!(error instanceof SqliteFileError)) {
+    return error;
+  }
+  if (error.kind === "too-large") {
+    return new ApiError(options.tooLargeStatus, error.message, { shape: options.shape, code: "LIMIT" });
+  }
   return badRequest(error.message, options.shape);
 }

@@ -78,7 +78,11 @@ export async function rpcExecute(
   });
 }
 
-export async function rpcQuery(runtime: Runtime, statements: unknown, options: RpcQueryOptions = {}): Promise<RpcResult> {
+export async function rpcQuery(
+  runtime: Runtime,
+  statements: unknown,
+  options: RpcQueryOptions = {},
+): Promise<RpcResult> {
   return guarded(async () => {
     const checked = normalizeStatements(runtime, statements);
     if (options.level !== undefined && !(READ_LEVELS as readonly string[]).includes(options.level)) {
@@ -87,7 +91,10 @@ export async function rpcQuery(runtime: Runtime, statements: unknown, options: R
     if (options.freshnessMs !== undefined && !(Number.isFinite(options.freshnessMs) && options.freshnessMs >= 0)) {
       throw invalid("freshnessMs must be a non-negative number of milliseconds");
     }
-    if (options.minRaftIndex !== undefined && !(Number.isSafeInteger(options.minRaftIndex) && options.minRaftIndex >= 0)) {
+    if (
+      options.minRaftIndex !== undefined &&
+      !(Number.isSafeInteger(options.minRaftIndex) && options.minRaftIndex >= 0)
+    ) {
       throw invalid("minRaftIndex must be a log index (a non-negative whole number)");
     }
     const outcome = await queryStatements(runtime, {
@@ -119,7 +126,10 @@ function normalizeStatements(runtime: Runtime, input: unknown): Statement[] {
     throw invalid("statements must be a non-empty array of SQL strings or {sql, params} objects");
   }
   if (input.length > runtime.limits.maxStatements) {
-    throw new ApiError(413, `${input.length} statements; at most ${runtime.limits.maxStatements} are allowed per request`);
+    throw new ApiError(
+      413,
+      `${input.length} statements; at most ${runtime.limits.maxStatements} are allowed per request`,
+    );
   }
   const statements = input.map((item: unknown, index): Statement => {
     if (typeof item === "string") {
@@ -143,7 +153,10 @@ function normalizeParams(params: unknown, position: number): Statement["params"]
   }
   if (typeof params === "object" && params !== null) {
     return Object.fromEntries(
-      Object.entries(params as Record<string, unknown>).map(([name, value]) => [name, sqlValue(value, position, `parameter "${name}"`)]),
+      Object.entries(params as Record<string, unknown>).map(([name, value]) => [
+        name,
+        sqlValue(value, position, `parameter "${name}"`),
+      ]),
     );
   }
   throw invalid(`statement ${position}: params must be an array or an object`);
@@ -162,17 +175,23 @@ function sqlValue(value: unknown, position: number, what: string): SqlValue {
   if (typeof value === "bigint") {
     // Bound exactly, as a JSON integer beyond 2^53 is on the HTTP routes (the node writes it into the SQL as a literal).
     if (value < MIN_INT64 || value > MAX_INT64) {
-      throw invalid(`statement ${position}, ${what}: the integer ${value} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`);
+      throw invalid(
+        `statement ${position}, ${what}: the integer ${value} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`,
+      );
     }
     return value;
   }
   if (typeof value === "boolean") {
     return value ? 1 : 0;
   }
-  throw invalid(`statement ${position}, ${what}: unsupported type (use null, a finite number, a bigint, a string or a Uint8Array)`);
+  throw invalid(
+    `statement ${position}, ${what}: unsupported type (use null, a finite number, a bigint, a string or a Uint8Array)`,
+  );
 }
 
-function toResult(outcome: RouteOutcome<{ readonly results: readonly StatementResult[]; readonly raftIndex: number }>): RpcResult {
+function toResult(
+  outcome: RouteOutcome<{ readonly results: readonly StatementResult[]; readonly raftIndex: number }>,
+): RpcResult {
   if (outcome.ok) {
     return { ok: true, node: outcome.node, results: outcome.value.results, raftIndex: outcome.value.raftIndex };
   }

@@ -53,7 +53,9 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
       ...address,
       statements: input.statements,
       level,
-      ...(level === "none" && input.freshnessMs !== undefined && input.freshnessMs > 0 ? { freshnessMs: input.freshnessMs } : {}),
+      ...(level === "none" && input.freshnessMs !== undefined && input.freshnessMs > 0
+        ? { freshnessMs: input.freshnessMs }
+        : {}),
       ...(input.minRaftIndex !== undefined ? { minAppliedIndex: input.minRaftIndex } : {}),
       transaction: input.transaction,
       timeoutMs,
@@ -86,7 +88,10 @@ export function requestNeedsLog(statements: readonly Statement[]): boolean {
  * A SQL dump of the leader's applied state: a follower's may miss acknowledged writes. Sent only to a node that
  * reports itself leader (nodes refuse backups as followers too), and never taken as proof of who leads.
  */
-export function backupFromLeader(runtime: Runtime, deadlineAt: number): Promise<RouteOutcome<{ readonly sql: string; readonly raftIndex: number }>> {
+export function backupFromLeader(
+  runtime: Runtime,
+  deadlineAt: number,
+): Promise<RouteOutcome<{ readonly sql: string; readonly raftIndex: number }>> {
   return runtime.router.toCheckedLeader((node, address) => node.backup(address), { deadlineAt, kind: "read" });
 }
 

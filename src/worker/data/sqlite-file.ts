@@ -68,7 +68,10 @@ export async function sqliteFileFromDump(dump: string, limits: SqliteFileLimits)
     runOrExplain(() => db.exec(dump), "the database cannot be written as a SQLite file");
     const file = runOrExplain(() => db.export(), "the database cannot be written as a SQLite file");
     if (file.length > limits.maxFileBytes) {
-      throw new SqliteFileError("too-large", `the SQLite file would be ${file.length} bytes, more than ${limits.maxFileBytes}: use ?fmt=sql`);
+      throw new SqliteFileError(
+        "too-large",
+        `the SQLite file would be ${file.length} bytes, more than ${limits.maxFileBytes}: use ?fmt=sql`,
+      );
     }
     return file;
   } finally {
@@ -82,7 +85,10 @@ export async function sqliteFileFromDump(dump: string, limits: SqliteFileLimits)
  */
 export async function dumpFromSqliteFile(file: Uint8Array, limits: SqliteFileLimits): Promise<string> {
   if (file.length > limits.maxFileBytes) {
-    throw new SqliteFileError("too-large", `the SQLite file is ${file.length} bytes; at most ${limits.maxFileBytes} may be loaded`);
+    throw new SqliteFileError(
+      "too-large",
+      `the SQLite file is ${file.length} bytes; at most ${limits.maxFileBytes} may be loaded`,
+    );
   }
   const image = checkedImage(file);
   const sqlJs = await loadSqlJs();
@@ -100,7 +106,10 @@ export async function dumpFromSqliteFile(file: Uint8Array, limits: SqliteFileLim
       return dumpDatabase(sqlStorageOf(db), { maxBytes: limits.maxDumpBytes });
     } catch (error) {
       if (error instanceof DumpError) {
-        throw new SqliteFileError("too-large", `the file's contents as SQL are larger than the ${limits.maxDumpBytes} bytes a load may carry`);
+        throw new SqliteFileError(
+          "too-large",
+          `the file's contents as SQL are larger than the ${limits.maxDumpBytes} bytes a load may carry`,
+        );
       }
       throw explain(error, "the file's contents cannot be read");
     }
@@ -126,12 +135,18 @@ function checkedImage(file: Uint8Array): Uint8Array {
     throw new SqliteFileError("invalid", `the SQLite file's page size (${rawPageSize}) is invalid`);
   }
   if (file.length % pageSizeBytes !== 0) {
-    throw new SqliteFileError("invalid", `the SQLite file is ${file.length} bytes, not a whole number of ${pageSizeBytes}-byte pages: it is truncated`);
+    throw new SqliteFileError(
+      "invalid",
+      `the SQLite file is ${file.length} bytes, not a whole number of ${pageSizeBytes}-byte pages: it is truncated`,
+    );
   }
   const writeVersion = view.getUint8(18);
   const readVersion = view.getUint8(19);
   if ((writeVersion !== 1 && writeVersion !== 2) || (readVersion !== 1 && readVersion !== 2)) {
-    throw new SqliteFileError("invalid", `the SQLite file's format versions (${writeVersion}, ${readVersion}) are unknown`);
+    throw new SqliteFileError(
+      "invalid",
+      `the SQLite file's format versions (${writeVersion}, ${readVersion}) are unknown`,
+    );
   }
   if (view.getUint8(21) !== 64 || view.getUint8(22) !== 32 || view.getUint8(23) !== 32) {
     throw new SqliteFileError("invalid", "the SQLite file's payload fractions are not 64, 32, 32");
@@ -182,11 +197,16 @@ function checkSchema(db: SqlJsDatabase): void {
     try {
       count = splitSqlStatements(String(text)).length;
     } catch (error) {
-      if (!(error instanceof SqlSyntaxError)) throw error;
+      if (!(error instanceof SqlSyntaxError)) {
+        throw error;
+      }
       count = Number.NaN;
     }
     if (count !== 1) {
-      throw new SqliteFileError("invalid", `the SQLite file's ${String(type)} ${JSON.stringify(String(name))} is not defined by exactly one statement`);
+      throw new SqliteFileError(
+        "invalid",
+        `the SQLite file's ${String(type)} ${JSON.stringify(String(name))} is not defined by exactly one statement`,
+      );
     }
   }
 }
@@ -196,13 +216,19 @@ function checkSchema(db: SqlJsDatabase): void {
  * memory than the dump itself (every token is an object), so the count comes first, from the file.
  */
 function checkStatementCount(db: SqlJsDatabase, maxStatements: number): void {
-  let statements = rowsOf(db, "SELECT count(*) FROM sqlite_master WHERE sql IS NOT NULL").map(([count]) => Number(count))[0] ?? 0;
+  let statements =
+    rowsOf(db, "SELECT count(*) FROM sqlite_master WHERE sql IS NOT NULL").map(([count]) => Number(count))[0] ?? 0;
   for (const table of listTables(sqlStorageOf(db))) {
-    if (table.kind === "shadow") continue;
+    if (table.kind === "shadow") {
+      continue;
+    }
     const [count] = rowsOf(db, `SELECT count(*) FROM ${quoteSqlIdentifier(table.name)}`).map(([rows]) => Number(rows));
     statements += count ?? 0;
     if (statements > maxStatements) {
-      throw new SqliteFileError("too-large", `the SQLite file holds more than ${maxStatements} rows and schema entries; at most ${maxStatements} statements may be loaded at once`);
+      throw new SqliteFileError(
+        "too-large",
+        `the SQLite file holds more than ${maxStatements} rows and schema entries; at most ${maxStatements} statements may be loaded at once`,
+      );
     }
   }
 }
@@ -215,14 +241,18 @@ function* rowsOfStatement(db: SqlJsDatabase, query: string, bindings: readonly u
   const statement = db.prepare(query);
   try {
     statement.bind(bindings.map(toBindable));
-    while (statement.step()) yield statement.get();
+    while (statement.step()) {
+      yield statement.get();
+    }
   } finally {
     statement.free();
   }
 }
 
 function toBindable(value: unknown): number | string | Uint8Array | null {
-  if (value === null || typeof value === "number" || typeof value === "string" || value instanceof Uint8Array) return value;
+  if (value === null || typeof value === "number" || typeof value === "string" || value instanceof Uint8Array) {
+    return value;
+  }
   throw new TypeError(`cannot bind a ${typeof value}`);
 }
 
@@ -254,10 +284,15 @@ const LIMIT_CODES = new Set(["SQLITE_NOMEM", "SQLITE_TOOBIG", "SQLITE_FULL"]);
  * a SqliteFileError.
  */
 function explain(error: unknown, context: string): SqliteFileError {
-  if (error instanceof SqliteFileError) return error;
+  if (error instanceof SqliteFileError) {
+    return error;
+  }
   const code = error instanceof Error ? (error as Error & { code?: unknown }).code : undefined;
   if (typeof code === "string" && LIMIT_CODES.has(code)) {
-    return new SqliteFileError("too-large", `${context}: ${error instanceof Error ? error.message : String(error)} (SQLite is limited to the memory a Worker can spare)`);
+    return new SqliteFileError(
+      "too-large",
+      `${context}: ${error instanceof Error ? error.message : String(error)} (SQLite is limited to the memory a Worker can spare)`,
+    );
   }
   if (error instanceof Error && error.name === "RuntimeError") {
     // A trap inside the WebAssembly module (out of memory, most likely): the file or database is beyond what fits.

@@ -11,7 +11,9 @@ let loading: Promise<SqlJsStatic> | null = null;
  * through instantiateWasm instead, so a placeholder is defined for exactly that synchronous call and removed after.
  */
 function withPlaceholderLocation<T>(run: () => T): T {
-  if ("location" in globalThis) return run();
+  if ("location" in globalThis) {
+    return run();
+  }
   Object.defineProperty(globalThis, "location", { value: { href: "https://sql-js.invalid/" }, configurable: true });
   try {
     return run();

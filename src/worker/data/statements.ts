@@ -9,7 +9,11 @@ const UTF8 = new TextEncoder();
 export type StatementLimits = Pick<RequestLimits, "maxStatements" | "maxParamsPerStatement" | "maxSqlBytes">;
 
 /** Parses a request body into statements, or throws a 400 that says what is wrong and where. */
-export function parseStatementsBody(body: string, contentType: string | undefined, limits: StatementLimits): Statement[] {
+export function parseStatementsBody(
+  body: string,
+  contentType: string | undefined,
+  limits: StatementLimits,
+): Statement[] {
   // A body starting with "[" can never be SQL: it is JSON whatever the content type says (fetch sends a string body
   // as text/plain;charset=UTF-8 unless told otherwise).
   if (isPlainText(contentType) && !/^\s*\[/.test(body)) {
@@ -52,7 +56,10 @@ export function parseJsonExactly(text: string): unknown {
     }
     const exact = BigInt(source);
     if (exact < MIN_INT64 || exact > MAX_INT64) {
-      throw badRequest(`the integer ${source} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`, "rqlite");
+      throw badRequest(
+        `the integer ${source} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`,
+        "rqlite",
+      );
     }
     return exact;
   };
@@ -68,7 +75,9 @@ export function parseStatementsJson(parsed: unknown, limits: StatementLimits): S
     throw badRequest("no statements", "rqlite");
   }
   if (parsed.length > limits.maxStatements) {
-    throw tooMany(`the request has ${parsed.length} statements; at most ${limits.maxStatements} are allowed per request`);
+    throw tooMany(
+      `the request has ${parsed.length} statements; at most ${limits.maxStatements} are allowed per request`,
+    );
   }
   return checkStatements(
     parsed.map((item, index) => parseStatement(item, index + 1)),
@@ -124,13 +133,19 @@ function toSqlValue(value: unknown, position: number, what: string): SqlValue {
   }
   if (typeof value === "string") {
     if (LONE_SURROGATE.test(value)) {
-      throw badRequest(`statement ${position}, ${what}: the string holds a lone UTF-16 surrogate, which is not valid UTF-8 text`, "rqlite");
+      throw badRequest(
+        `statement ${position}, ${what}: the string holds a lone UTF-16 surrogate, which is not valid UTF-8 text`,
+        "rqlite",
+      );
     }
     return value;
   }
   if (typeof value === "number") {
     if (!Number.isFinite(value)) {
-      throw badRequest(`statement ${position}, ${what}: ${value} is not a finite number (JSON numbers beyond ±1.8e308 cannot be stored exactly)`, "rqlite");
+      throw badRequest(
+        `statement ${position}, ${what}: ${value} is not a finite number (JSON numbers beyond ±1.8e308 cannot be stored exactly)`,
+        "rqlite",
+      );
     }
     return value;
   }
@@ -144,9 +159,15 @@ function toSqlValue(value: unknown, position: number, what: string): SqlValue {
     if (value.every((byte) => Number.isInteger(byte) && byte >= 0 && byte <= 255)) {
       return Uint8Array.from(value as number[]);
     }
-    throw badRequest(`statement ${position}, ${what}: an array parameter must hold bytes (integers 0-255), for a BLOB`, "rqlite");
+    throw badRequest(
+      `statement ${position}, ${what}: an array parameter must hold bytes (integers 0-255), for a BLOB`,
+      "rqlite",
+    );
   }
-  throw badRequest(`statement ${position}, ${what}: unsupported type (use null, a number, a string, a boolean or a byte array)`, "rqlite");
+  throw badRequest(
+    `statement ${position}, ${what}: unsupported type (use null, a number, a string, a boolean or a byte array)`,
+    "rqlite",
+  );
 }
 
 /**
@@ -165,7 +186,10 @@ export function checkStatements(statements: Statement[], limits: StatementLimits
       throw badRequest(`statement ${position} is empty`, "rqlite");
     }
     if (LONE_SURROGATE.test(statement.sql)) {
-      throw badRequest(`statement ${position}: the SQL holds a lone UTF-16 surrogate, which is not valid UTF-8 text`, "rqlite");
+      throw badRequest(
+        `statement ${position}: the SQL holds a lone UTF-16 surrogate, which is not valid UTF-8 text`,
+        "rqlite",
+      );
     }
     const sqlBytes = UTF8.encode(statement.sql).length;
     if (sqlBytes > limits.maxSqlBytes) {
@@ -179,7 +203,9 @@ export function checkStatements(statements: Statement[], limits: StatementLimits
     }
     requestParams += paramCount;
     if (requestParams > MAX_PARAMS_PER_REQUEST) {
-      throw tooMany(`the request has more than ${MAX_PARAMS_PER_REQUEST} parameters (all statements together); send them in several requests`);
+      throw tooMany(
+        `the request has more than ${MAX_PARAMS_PER_REQUEST} parameters (all statements together); send them in several requests`,
+      );
     }
   });
   return statements;
@@ -216,8 +242,24 @@ export function isSurelyReadOnly(sql: string): boolean {
 
 /** Statements that always change the database (or transaction state); refused on /db/query. */
 const WRITE_KEYWORDS = new Set([
-  "INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER", "ATTACH", "DETACH", "REINDEX", "VACUUM",
-  "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE",
+  "INSERT",
+  "UPDATE",
+  "DELETE",
+  "REPLACE",
+  "CREATE",
+  "DROP",
+  "ALTER",
+  "ATTACH",
+  "DETACH",
+  "REINDEX",
+  "VACUUM",
+  "ANALYZE",
+  "BEGIN",
+  "COMMIT",
+  "END",
+  "ROLLBACK",
+  "SAVEPOINT",
+  "RELEASE",
 ]);
 
 export function isSurelyWrite(sql: string): boolean {

@@ -13,7 +13,8 @@ export { nodeNameSchema } from "./schemas";
 
 /** A member to add: the body's fields, checked by the objects' validateMember (the location hint included). */
 export const memberSchema = memberBodySchema.transform((body, ctx): MemberConfig => {
-  const member: MemberConfig = body.locationHint === undefined ? { name: body.name } : { name: body.name, locationHint: body.locationHint };
+  const member: MemberConfig =
+    body.locationHint === undefined ? { name: body.name } : { name: body.name, locationHint: body.locationHint };
   // The name passed above, so a problem left is the location hint's.
   const problem = memberProblem(member);
   if (problem !== null) {
@@ -53,9 +54,13 @@ export async function requireMember(
   const view = viewOf(runtime.config, probes);
   const members = [...new Set([...configured, ...view.voters, ...view.learners])];
   if (!members.includes(name)) {
-    throw new ApiError(404, `${options.what}: ${name} is not a member of cluster ${runtime.config.name}: members are ${members.join(", ")}`, {
-      shape,
-      code: "NOT_MEMBER",
-    });
+    throw new ApiError(
+      404,
+      `${options.what}: ${name} is not a member of cluster ${runtime.config.name}: members are ${members.join(", ")}`,
+      {
+        shape,
+        code: "NOT_MEMBER",
+      },
+    );
   }
 }

@@ -28,7 +28,8 @@ export const RAFT_INDEX = /^[0-9]{1,15}$/;
 const GO_DURATION = /^(?:0|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+)$/;
 
 function durationMs(name: string, description: string) {
-  const invalid = (text: string) => `${name} ${JSON.stringify(text)} is not a valid duration: use Go syntax such as 500ms, 2s or 1m30s`;
+  const invalid = (text: string) =>
+    `${name} ${JSON.stringify(text)} is not a valid duration: use Go syntax such as 500ms, 2s or 1m30s`;
   return z
     .string()
     .regex(GO_DURATION, { error: (issue) => invalid(String(issue.input)) })
@@ -40,7 +41,11 @@ function durationMs(name: string, description: string) {
       }
       return ms;
     })
-    .openapi({ description: `${description} (a Go duration: 500ms, 2s, 1m30s)`, pattern: GO_DURATION.source, example: "2s" });
+    .openapi({
+      description: `${description} (a Go duration: 500ms, 2s, 1m30s)`,
+      pattern: GO_DURATION.source,
+      example: "2s",
+    });
 }
 
 function raftIndex(name: string, description: string) {
@@ -56,7 +61,10 @@ function flag(description: string) {
   return z
     .string()
     .optional()
-    .openapi({ description: `${description} (a flag: present means on, as in rqlite)`, param: { allowEmptyValue: true } });
+    .openapi({
+      description: `${description} (a flag: present means on, as in rqlite)`,
+      param: { allowEmptyValue: true },
+    });
 }
 
 /**
@@ -71,8 +79,14 @@ export const QUERY_FIELDS = {
     .optional()
     .openapi({ description: "Read consistency; default weak. auto is none when freshness is given, else weak." }),
   freshness: durationMs("freshness", "Level none: refuse if the node last heard from the leader longer ago").optional(),
-  timeout: durationMs("timeout", "The request's deadline: more than 0, at most 60s; default 10s (per node on status routes: default 2s)").optional(),
-  linearizable_timeout: durationMs("linearizable_timeout", "Shortens the deadline of a linearizable read (0: no effect)").optional(),
+  timeout: durationMs(
+    "timeout",
+    "The request's deadline: more than 0, at most 60s; default 10s (per node on status routes: default 2s)",
+  ).optional(),
+  linearizable_timeout: durationMs(
+    "linearizable_timeout",
+    "Shortens the deadline of a linearizable read (0: no effect)",
+  ).optional(),
   db_timeout: durationMs("db_timeout", "Shortens the request's deadline (0: no effect)").optional(),
   min_raft_index: raftIndex("min_raft_index", "Read-your-writes bookmark, as the X-DHA-Raft-Index header").optional(),
   q: z
@@ -81,14 +95,19 @@ export const QUERY_FIELDS = {
     .openapi({ description: "One SQL statement (URLs are limited to 16 KiB: send longer ones with POST)" }),
   fmt: z.string().optional(),
   ver: z
-    .enum(["1", "2"], { error: (issue) => `ver ${JSON.stringify(issue.input)} is unknown: use 2 for {"nodes": [...]}, or leave it out` })
+    .enum(["1", "2"], {
+      error: (issue) => `ver ${JSON.stringify(issue.input)} is unknown: use 2 for {"nodes": [...]}, or leave it out`,
+    })
     .optional()
-    .openapi({ description: "2: {\"nodes\": [...]}; otherwise (or 1) rqlite's legacy map keyed by node id" }),
-  key: z.string().optional().openapi({ description: "Return only this dotted sub-document, e.g. store.raft ({} when absent)" }),
-  node: z
+    .openapi({ description: '2: {"nodes": [...]}; otherwise (or 1) rqlite\'s legacy map keyed by node id' }),
+  key: z
     .string()
     .optional()
-    .openapi({ description: "The member to ask (a configured node or one added at run time)", pattern: NODE_NAME_PATTERN }),
+    .openapi({ description: "Return only this dotted sub-document, e.g. store.raft ({} when absent)" }),
+  node: z.string().optional().openapi({
+    description: "The member to ask (a configured node or one added at run time)",
+    pattern: NODE_NAME_PATTERN,
+  }),
   pretty: flag("Indent the JSON"),
   timings: flag("Add time fields (seconds)"),
   transaction: flag("All statements or none"),
@@ -105,12 +124,25 @@ export type QueryField = keyof typeof QUERY_FIELDS;
 
 /** The query schema of a route: the listed fields (unknown parameters are ignored, as rqlite does). */
 export function queryOf<const Fields extends readonly QueryField[]>(...fields: Fields) {
-  const shape = Object.fromEntries(fields.map((field) => [field, QUERY_FIELDS[field]])) as { [F in Fields[number]]: (typeof QUERY_FIELDS)[F] };
+  const shape = Object.fromEntries(fields.map((field) => [field, QUERY_FIELDS[field]])) as {
+    [F in Fields[number]]: (typeof QUERY_FIELDS)[F];
+  };
   return z.object(shape);
 }
 
 /** Every value parameter with its check: what routes without their own schema parse. */
-const ALL_VALUES = queryOf("level", "freshness", "timeout", "linearizable_timeout", "db_timeout", "min_raft_index", "fmt", "ver", "key", "node");
+const ALL_VALUES = queryOf(
+  "level",
+  "freshness",
+  "timeout",
+  "linearizable_timeout",
+  "db_timeout",
+  "min_raft_index",
+  "fmt",
+  "ver",
+  "key",
+  "node",
+);
 const DEFAULT_QUERY = ALL_VALUES.extend({ q: z.string().optional() });
 
 interface ParsedValues {

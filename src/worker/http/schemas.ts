@@ -3,7 +3,14 @@
 // Responses are written by the handlers in rqlite's exact wire form; the API tests check every body against these.
 import { z } from "@hono/zod-openapi";
 import { memberProblem } from "../config";
-import { IDEMPOTENCY_HEADER, IDEMPOTENCY_KEY, NODE_NAME_PATTERN, queryOf, RAFT_INDEX, RAFT_INDEX_HEADER } from "./params";
+import {
+  IDEMPOTENCY_HEADER,
+  IDEMPOTENCY_KEY,
+  NODE_NAME_PATTERN,
+  queryOf,
+  RAFT_INDEX,
+  RAFT_INDEX_HEADER,
+} from "./params";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Node names and members (the objects' rules: validateMember in src/objects/config.ts)
@@ -33,7 +40,10 @@ export const memberBodySchema = z
     locationHint: z
       .string()
       .optional()
-      .openapi({ enum: [...LOCATION_HINTS], description: "A Durable Object location hint; validated by the nodes' rules" }),
+      .openapi({
+        enum: [...LOCATION_HINTS],
+        description: "A Durable Object location hint; validated by the nodes' rules",
+      }),
   })
   .openapi("MemberRequest");
 
@@ -62,12 +72,16 @@ export const STATEMENT_COMPONENTS = { SqlValue: positionalValueSchema, NamedValu
 export const statementSchema = z
   .union([
     sqlSchema,
-    z
-      .tuple([sqlSchema], positionalValueSchema)
-      .openapi({ description: "[sql, ...positional values] (at most 100)", minItems: 1, items: { $ref: "#/components/schemas/SqlValue" } }),
-    z
-      .tuple([sqlSchema], namedValuesSchema)
-      .openapi({ description: "[sql, {named values}]; positional and named do not mix", minItems: 1, items: { $ref: "#/components/schemas/NamedValues" } }),
+    z.tuple([sqlSchema], positionalValueSchema).openapi({
+      description: "[sql, ...positional values] (at most 100)",
+      minItems: 1,
+      items: { $ref: "#/components/schemas/SqlValue" },
+    }),
+    z.tuple([sqlSchema], namedValuesSchema).openapi({
+      description: "[sql, {named values}]; positional and named do not mix",
+      minItems: 1,
+      items: { $ref: "#/components/schemas/NamedValues" },
+    }),
   ])
   .openapi("Statement");
 
@@ -94,7 +108,10 @@ export const raftIndexHeaderSchema = z.object({
     // The handlers' own check (minRaftIndexOf): a log index, or empty for none.
     .regex(new RegExp(`^(?:${RAFT_INDEX.source.slice(1, -1)})?$`))
     .optional()
-    .openapi({ description: "Read-your-writes: serve only once the node has applied this log index (any node may serve); empty means none" }),
+    .openapi({
+      description:
+        "Read-your-writes: serve only once the node has applied this log index (any node may serve); empty means none",
+    }),
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -104,7 +121,9 @@ export const errorSchema = z.strictObject({ error: z.string() }).openapi("Error"
 
 export const requestErrorSchema = z
   .strictObject({ results: z.array(z.unknown()).max(0), error: z.string() })
-  .openapi("RequestError", { description: "rqlite's request-level error: nothing was applied (unless the status is 504)" });
+  .openapi("RequestError", {
+    description: "rqlite's request-level error: nothing was applied (unless the status is 504)",
+  });
 
 const secondsSchema = z.number().positive();
 const integerSchema = z.number().int();
@@ -160,7 +179,9 @@ const responseEnvelope = <T extends z.ZodType>(results: T) =>
   });
 
 export const executeResponseSchema = responseEnvelope(executeResultSchema).openapi("ExecuteResponse");
-export const queryResponseSchema = responseEnvelope(z.union([queryResultSchema, associativeQueryResultSchema])).openapi("QueryResponse");
+export const queryResponseSchema = responseEnvelope(z.union([queryResultSchema, associativeQueryResultSchema])).openapi(
+  "QueryResponse",
+);
 export const requestResponseSchema = responseEnvelope(
   z.union([queryResultSchema, associativeQueryResultSchema, executeResultSchema, associativeExecuteResultSchema]),
 ).openapi("RequestResponse");
@@ -181,7 +202,9 @@ export const nodeEntrySchema = z
 export const nodesResponseSchema = z
   .union([
     z.strictObject({ nodes: z.array(nodeEntrySchema) }).openapi({ description: "With ver=2" }),
-    z.record(z.string().regex(new RegExp(NODE_NAME_PATTERN)), nodeEntrySchema).openapi({ description: "Otherwise: a map keyed by node id" }),
+    z
+      .record(z.string().regex(new RegExp(NODE_NAME_PATTERN)), nodeEntrySchema)
+      .openapi({ description: "Otherwise: a map keyed by node id" }),
   ])
   .openapi("Nodes");
 
@@ -192,7 +215,9 @@ export const leaderEntrySchema = z
   })
   .openapi("LeaderNode");
 
-export const leadershipSchema = z.strictObject({ leader: z.string(), term: integerSchema.nonnegative() }).openapi("Leadership");
+export const leadershipSchema = z
+  .strictObject({ leader: z.string(), term: integerSchema.nonnegative() })
+  .openapi("Leadership");
 export const membershipSchema = z
   .strictObject({ voters: z.array(z.string()), learners: z.array(z.string()) })
   .openapi("Membership");
@@ -337,15 +362,23 @@ export const eventsQuerySchema = queryOf("timeout").extend({
     .string()
     .regex(/^[0-9]{1,4}$/, { error: `limit must be a whole number from 1 to ${MAX_EVENTS_LIMIT}` })
     .transform(Number)
-    .refine((limit) => limit >= 1 && limit <= MAX_EVENTS_LIMIT, { error: `limit must be a whole number from 1 to ${MAX_EVENTS_LIMIT}` })
+    .refine((limit) => limit >= 1 && limit <= MAX_EVENTS_LIMIT, {
+      error: `limit must be a whole number from 1 to ${MAX_EVENTS_LIMIT}`,
+    })
     .optional()
-    .openapi({ description: `At most this many of the newest events, 1 to ${MAX_EVENTS_LIMIT} (default 100)`, pattern: "^[0-9]{1,4}$" }),
+    .openapi({
+      description: `At most this many of the newest events, 1 to ${MAX_EVENTS_LIMIT} (default 100)`,
+      pattern: "^[0-9]{1,4}$",
+    }),
   since: z
     .string()
     .transform((text, ctx) => {
       const ms = /^[0-9]{1,15}$/.test(text) ? Number(text) : Date.parse(text);
       if (!Number.isFinite(ms)) {
-        ctx.addIssue({ code: "custom", message: `since ${JSON.stringify(text)} is neither epoch milliseconds nor an ISO 8601 time` });
+        ctx.addIssue({
+          code: "custom",
+          message: `since ${JSON.stringify(text)} is neither epoch milliseconds nor an ISO 8601 time`,
+        });
         return z.NEVER;
       }
       return ms;

@@ -57,7 +57,8 @@ function encodeValue(value: WireValue, newline: string): string {
     const items = (value as readonly WireValue[]).map((item) => encodeValue(item, inner));
     return wrap("[", items, "]", newline);
   }
-  const entries = value instanceof GoMap ? value.entries : definedEntries(value as Record<string, WireValue | undefined>);
+  const entries =
+    value instanceof GoMap ? value.entries : definedEntries(value as Record<string, WireValue | undefined>);
   const separator = newline === "" ? ":" : ": ";
   const items = entries.map(([key, item]) => encodeString(key) + separator + encodeValue(item, inner));
   return wrap("{", items, "}", newline);

@@ -31,11 +31,18 @@ export interface ClusterEvents {
   readonly nodes: readonly NodeEventsSource[];
 }
 
-type Answer = { readonly ok: true; readonly value: EventsValue } | { readonly ok: false; readonly code: string; readonly message: string };
+type Answer =
+  | { readonly ok: true; readonly value: EventsValue }
+  | { readonly ok: false; readonly code: string; readonly message: string };
 
 export async function gatherEvents(
   router: ClusterRouter,
-  options: { readonly limit: number; readonly sinceMs?: number; readonly perNodeTimeoutMs: number; readonly now: () => number },
+  options: {
+    readonly limit: number;
+    readonly sinceMs?: number;
+    readonly perNodeTimeoutMs: number;
+    readonly now: () => number;
+  },
 ): Promise<ClusterEvents> {
   const configured = router.memberNames();
   // Members only the nodes know about (added at run time) are asked too; the membership comes from their status,
@@ -47,7 +54,10 @@ export async function gatherEvents(
   const view = viewOf(router.config, statuses);
   const members = new Set([...view.voters, ...view.learners]);
   const extras = [...members].filter((name) => !configured.includes(name));
-  const answers = [...first, ...(await Promise.all(extras.map(async (node) => ({ node, answer: await ask(router, node, options) }))))];
+  const answers = [
+    ...first,
+    ...(await Promise.all(extras.map(async (node) => ({ node, answer: await ask(router, node, options) })))),
+  ];
   const someoneAnswered = statuses.some((probe) => probe.ok && probe.report.member);
   const kept = someoneAnswered ? answers.filter(({ node }) => members.has(node)) : answers;
 
@@ -56,25 +66,62 @@ export async function gatherEvents(
   const now = options.now();
   for (const { node, answer } of kept) {
     if (!answer.ok) {
-      nodes.push({ name: node, reachable: false, events: 0, clockOffsetMs: null, error: `${answer.code}: ${answer.message}` });
+      nodes.push({
+        name: node,
+        reachable: false,
+        events: 0,
+        clockOffsetMs: null,
+        error: `${answer.code}: ${answer.message}`,
+      });
       continue;
     }
-    nodes.push({ name: node, reachable: true, events: answer.value.events.length, clockOffsetMs: answer.value.nowMs - now, error: null });
-    for (const event of answer.value.events) events.push(merged(node, event));
+    nodes.push({
+      name: node,
+      reachable: true,
+      events: answer.value.events.length,
+      clockOffsetMs: answer.value.nowMs - now,
+      error: null,
+    });
+    for (const event of answer.value.events) {
+      events.push(merged(node, event));
+    }
   }
   events.sort((a, b) => a.timeMs - b.timeMs || (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
   return { cluster: router.config.name, events: events.slice(Math.max(0, events.length - options.limit)), nodes };
 }
 
-async function ask(router: ClusterRouter, node: string, options: { readonly limit: number; readonly sinceMs?: number; readonly perNodeTimeoutMs: number; readonly now: () => number }): Promise<Answer> {
+async function ask(
+  router: ClusterRouter,
+  node: string,
+  options: {
+    readonly limit: number;
+    readonly sinceMs?: number;
+    readonly perNodeTimeoutMs: number;
+    readonly now: () => number;
+  },
+): Promise<Answer> {
   const outcome = await router.toAnyNode<Answer>(
     async (rpc, address) => {
       if (rpc.recentEvents === undefined) {
-        return { ok: true, node, value: { ok: false, code: "UNSUPPORTED", message: "this node's version keeps no event feed" } };
+        return {
+          ok: true,
+          node,
+          value: { ok: false, code: "UNSUPPORTED", message: "this node's version keeps no event feed" },
+        };
       }
-      const answer = await rpc.recentEvents({ ...address, limit: options.limit, ...(options.sinceMs === undefined ? {} : { sinceMs: options.sinceMs }) });
+      const answer = await rpc.recentEvents({
+        ...address,
+        limit: options.limit,
+        ...(options.sinceMs === undefined ? {} : { sinceMs: options.sinceMs }),
+      });
       // A refusal is an answer: the router must not retry it until the deadline.
-      return { ok: true, node, value: answer.ok ? { ok: true, value: answer.value } : { ok: false, code: answer.error.code, message: answer.error.message } };
+      return {
+        ok: true,
+        node,
+        value: answer.ok
+          ? { ok: true, value: answer.value }
+          : { ok: false, code: answer.error.code, message: answer.error.message },
+      };
     },
     { deadlineAt: options.now() + options.perNodeTimeoutMs, kind: "read" },
     [node],

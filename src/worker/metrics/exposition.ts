@@ -48,7 +48,9 @@ const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
  * as the text format (Prometheus itself sends openmetrics-text first); everything else gets 0.0.4.
  */
 export function negotiateFormat(accept: string | null | undefined): ExpositionFormat {
-  if (accept === null || accept === undefined || accept.trim() === "") return "prometheus";
+  if (accept === null || accept === undefined || accept.trim() === "") {
+    return "prometheus";
+  }
   let openMetricsQuality = 0;
   let textQuality = 0;
   for (const range of accept.split(",").slice(0, 32)) {
@@ -58,7 +60,9 @@ export function negotiateFormat(accept: string | null | undefined): ExpositionFo
     const quality = Number.isFinite(parsed) ? Math.min(1, Math.max(0, parsed)) : 0;
     if (mediaType === "application/openmetrics-text") {
       const version = parameters.find((parameter) => parameter.startsWith("version="))?.slice("version=".length);
-      if (version === undefined || version === "1.0.0" || version === "0.0.1") openMetricsQuality = Math.max(openMetricsQuality, quality);
+      if (version === undefined || version === "1.0.0" || version === "0.0.1") {
+        openMetricsQuality = Math.max(openMetricsQuality, quality);
+      }
     } else if (mediaType === "text/plain" || mediaType === "text/*" || mediaType === "*/*") {
       textQuality = Math.max(textQuality, quality);
     }
@@ -72,25 +76,41 @@ export function renderMetrics(families: readonly MetricFamily[], format: Exposit
   const seen = new Set<string>();
   for (const family of families) {
     assertFamily(family);
-    if (seen.has(family.name)) throw new Error(`metric family ${family.name} is rendered twice`);
+    if (seen.has(family.name)) {
+      throw new Error(`metric family ${family.name} is rendered twice`);
+    }
     seen.add(family.name);
-    if (family.samples.length === 0) continue;
-    const familyName = format === "openmetrics" && family.type === "counter" ? family.name.slice(0, -"_total".length) : family.name;
+    if (family.samples.length === 0) {
+      continue;
+    }
+    const familyName =
+      format === "openmetrics" && family.type === "counter" ? family.name.slice(0, -"_total".length) : family.name;
     lines.push(`# HELP ${familyName} ${escapeHelp(family.help)}`);
     lines.push(`# TYPE ${familyName} ${family.type}`);
-    if (format === "openmetrics" && family.unit !== undefined) lines.push(`# UNIT ${familyName} ${family.unit}`);
+    if (format === "openmetrics" && family.unit !== undefined) {
+      lines.push(`# UNIT ${familyName} ${family.unit}`);
+    }
     if (family.type === "histogram") {
-      for (const sample of family.samples) lines.push(...histogramLines(family.name, sample));
+      for (const sample of family.samples) {
+        lines.push(...histogramLines(family.name, sample));
+      }
     } else {
-      for (const sample of family.samples) lines.push(`${family.name}${labelText(sample.labels)} ${formatValue(sample.value)}`);
+      for (const sample of family.samples) {
+        lines.push(`${family.name}${labelText(sample.labels)} ${formatValue(sample.value)}`);
+      }
     }
   }
-  if (format === "openmetrics") lines.push("# EOF");
+  if (format === "openmetrics") {
+    lines.push("# EOF");
+  }
   return `${lines.join("\n")}\n`;
 }
 
 function histogramLines(name: string, sample: HistogramSample): string[] {
-  const lines = sample.buckets.map((bucket) => `${name}_bucket${labelText({ ...sample.labels, le: formatValue(bucket.le) })} ${formatValue(bucket.count)}`);
+  const lines = sample.buckets.map(
+    (bucket) =>
+      `${name}_bucket${labelText({ ...sample.labels, le: formatValue(bucket.le) })} ${formatValue(bucket.count)}`,
+  );
   lines.push(`${name}_bucket${labelText({ ...sample.labels, le: "+Inf" })} ${formatValue(sample.count)}`);
   lines.push(`${name}_sum${labelText(sample.labels)} ${formatValue(sample.sum)}`);
   lines.push(`${name}_count${labelText(sample.labels)} ${formatValue(sample.count)}`);
@@ -98,9 +118,15 @@ function histogramLines(name: string, sample: HistogramSample): string[] {
 }
 
 function assertFamily(family: MetricFamily): void {
-  if (!METRIC_NAME.test(family.name)) throw new Error(`invalid metric name ${JSON.stringify(family.name)}`);
-  if (family.type === "counter" && !family.name.endsWith("_total")) throw new Error(`counter ${family.name} must end in _total`);
-  if (family.type !== "counter" && family.name.endsWith("_total")) throw new Error(`${family.type} ${family.name} must not end in _total`);
+  if (!METRIC_NAME.test(family.name)) {
+    throw new Error(`invalid metric name ${JSON.stringify(family.name)}`);
+  }
+  if (family.type === "counter" && !family.name.endsWith("_total")) {
+    throw new Error(`counter ${family.name} must end in _total`);
+  }
+  if (family.type !== "counter" && family.name.endsWith("_total")) {
+    throw new Error(`${family.type} ${family.name} must not end in _total`);
+  }
   if (family.unit !== undefined && !family.name.replace(/_total$/, "").endsWith(`_${family.unit}`)) {
     throw new Error(`${family.name} announces unit ${family.unit} but its name does not end with it`);
   }
@@ -109,10 +135,14 @@ function assertFamily(family: MetricFamily): void {
   for (const sample of family.samples) {
     const labelNames = Object.keys(sample.labels);
     for (const label of labelNames) {
-      if (!LABEL_NAME.test(label) || label.startsWith("__") || reserved.includes(label)) throw new Error(`invalid label name ${JSON.stringify(label)} on ${family.name}`);
+      if (!LABEL_NAME.test(label) || label.startsWith("__") || reserved.includes(label)) {
+        throw new Error(`invalid label name ${JSON.stringify(label)} on ${family.name}`);
+      }
     }
     const key = JSON.stringify(labelNames.sort().map((label) => [label, sample.labels[label]]));
-    if (keys.has(key)) throw new Error(`${family.name} has two samples with the labels ${key}`);
+    if (keys.has(key)) {
+      throw new Error(`${family.name} has two samples with the labels ${key}`);
+    }
     keys.add(key);
     if (family.type === "histogram") {
       const histogram = sample as HistogramSample;
@@ -123,14 +153,18 @@ function assertFamily(family: MetricFamily): void {
         }
         previous = bucket;
       }
-      if (histogram.count < previous.count) throw new Error(`${family.name}: the +Inf bucket holds fewer observations than ${previous.le}`);
+      if (histogram.count < previous.count) {
+        throw new Error(`${family.name}: the +Inf bucket holds fewer observations than ${previous.le}`);
+      }
     }
   }
 }
 
 function labelText(labels: Labels): string {
   const entries = Object.entries(labels);
-  if (entries.length === 0) return "";
+  if (entries.length === 0) {
+    return "";
+  }
   return `{${entries.map(([name, value]) => `${name}="${escapeLabelValue(value)}"`).join(",")}}`;
 }
 
@@ -145,8 +179,14 @@ function escapeHelp(help: string): string {
 }
 
 export function formatValue(value: number): string {
-  if (Number.isNaN(value)) return "NaN";
-  if (value === Number.POSITIVE_INFINITY) return "+Inf";
-  if (value === Number.NEGATIVE_INFINITY) return "-Inf";
+  if (Number.isNaN(value)) {
+    return "NaN";
+  }
+  if (value === Number.POSITIVE_INFINITY) {
+    return "+Inf";
+  }
+  if (value === Number.NEGATIVE_INFINITY) {
+    return "-Inf";
+  }
   return String(value);
 }

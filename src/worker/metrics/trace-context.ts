@@ -4,7 +4,14 @@
 // write) carry the same trace id.
 import type { MiddlewareHandler } from "hono";
 import type { ClusterNodeRpc } from "../../objects/api";
-import { childSpan, formatTraceparent, newTrace, outgoingTraceparent, parseTraceparent, runWithTrace } from "../../objects/trace";
+import {
+  childSpan,
+  formatTraceparent,
+  newTrace,
+  outgoingTraceparent,
+  parseTraceparent,
+  runWithTrace,
+} from "../../objects/trace";
 import type { NodeDirectory } from "../directory";
 
 export const TRACEPARENT_HEADER = "traceparent";
@@ -37,10 +44,13 @@ function tracedNode(node: ClusterNodeRpc): ClusterNodeRpc {
   return new Proxy(node, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property);
-      if (typeof value !== "function") return value;
+      if (typeof value !== "function") {
+        return value;
+      }
       return (first: unknown, ...rest: unknown[]) => {
         const traceparent = outgoingTraceparent();
-        const argument = traceparent !== undefined && typeof first === "object" && first !== null ? { ...first, traceparent } : first;
+        const argument =
+          traceparent !== undefined && typeof first === "object" && first !== null ? { ...first, traceparent } : first;
         // Reflect.apply, not value.call: on an RPC stub every property, `call` included, is a remote method.
         return Reflect.apply(value as (...args: unknown[]) => unknown, target, [argument, ...rest]);
       };

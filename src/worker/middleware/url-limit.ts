@@ -18,9 +18,10 @@ export function limitUrl(options: { maxUrlBytes: number; maxBodyBytes: number })
     }
     const path = new URL(c.req.url).pathname;
     const dataRoute = path.startsWith("/db/");
-    const hint = path === "/db/query" || path === "/db/request"
-      ? `: send the statements in a JSON body instead, with POST ${path} (e.g. [["SELECT ... WHERE x = ?", value]]), which takes up to ${maxBodyBytes} bytes`
-      : ": send long values in a request body instead";
+    const hint =
+      path === "/db/query" || path === "/db/request"
+        ? `: send the statements in a JSON body instead, with POST ${path} (e.g. [["SELECT ... WHERE x = ?", value]]), which takes up to ${maxBodyBytes} bytes`
+        : ": send long values in a request body instead";
     return apiErrorResponse(
       new ApiError(414, `the URL is ${urlBytes} bytes long; at most ${maxUrlBytes} are allowed${hint}`, {
         shape: dataRoute ? "rqlite" : "plain",

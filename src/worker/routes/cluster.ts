@@ -111,7 +111,12 @@ function perNodeTimeout(c: Context<AppBindings>, runtime: Runtime): number {
 }
 
 function adminDeadline(c: Context<AppBindings>, runtime: Runtime): number {
-  return deadlineFor(parseQueryParams(new URL(c.req.url), "plain", c.var.querySchema), c.var.startedAt, runtime.policy, "plain");
+  return deadlineFor(
+    parseQueryParams(new URL(c.req.url), "plain", c.var.querySchema),
+    c.var.startedAt,
+    runtime.policy,
+    "plain",
+  );
 }
 
 function adminResponse<T extends Record<string, unknown>>(c: Context<AppBindings>, outcome: RouteOutcome<T>): Response {

@@ -4,7 +4,13 @@ import type { ExecuteValue, QueryValue } from "../../objects/api";
 import type { Statement, StatementResult } from "../../shared/sql";
 import { DumpError, DumpTooLargeError, parseDump } from "../../objects/sql/dump";
 import { backupBody, backupFormatOf, dumpOfUploadedFile } from "../data/backup-formats";
-import { encodeDataResponse, renderExecuteResult, renderQueryResult, renderRequestResult, type RenderOptions } from "../data/render";
+import {
+  encodeDataResponse,
+  renderExecuteResult,
+  renderQueryResult,
+  renderRequestResult,
+  type RenderOptions,
+} from "../data/render";
 import {
   backupFromLeader,
   concreteLevel,
@@ -110,7 +116,10 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
   return app;
 }
 
-function prepare(c: Context<AppBindings>, shape: "rqlite" | "plain" = "rqlite"): { runtime: Runtime; params: QueryParams } {
+function prepare(
+  c: Context<AppBindings>,
+  shape: "rqlite" | "plain" = "rqlite",
+): { runtime: Runtime; params: QueryParams } {
   return { runtime: c.var.runtime(), params: parseQueryParams(new URL(c.req.url), shape, c.var.querySchema) };
 }
 
@@ -230,17 +239,24 @@ function dumpStatements(text: string, runtime: Runtime): Statement[] {
   const rollback = statements.findIndex((statement) => leadingKeyword(statement.sql) === "ROLLBACK");
   if (rollback !== -1) {
     // sqlite3 .dump ends with ROLLBACK when it hit errors: the dump is incomplete and must not be applied.
-    throw badRequest(`statement ${rollback + 1} of the dump is ROLLBACK: it was written after errors; refusing to load it`, "rqlite");
+    throw badRequest(
+      `statement ${rollback + 1} of the dump is ROLLBACK: it was written after errors; refusing to load it`,
+      "rqlite",
+    );
   }
   if (statements.length === 0) {
     throw badRequest("the dump holds no statements", "rqlite");
   }
   const limits = runtime.limits;
   if (statements.length > limits.maxLoadStatements) {
-    throw new ApiError(413, `the dump holds ${statements.length} statements; at most ${limits.maxLoadStatements} may be loaded at once`, {
-      shape: "rqlite",
-      code: "LIMIT",
-    });
+    throw new ApiError(
+      413,
+      `the dump holds ${statements.length} statements; at most ${limits.maxLoadStatements} may be loaded at once`,
+      {
+        shape: "rqlite",
+        code: "LIMIT",
+      },
+    );
   }
   return checkStatements(statements, { ...limits, maxStatements: limits.maxLoadStatements });
 }

@@ -15,10 +15,16 @@ export function eventRoutes(): Hono<AppBindings> {
   app.get("/api/v1/cluster/events", requireRole("read"), async (c) => {
     const runtime = c.var.runtime();
     const first: Record<string, string> = {};
-    for (const [key, value] of new URL(c.req.url).searchParams) if (!Object.hasOwn(first, key)) first[key] = value;
+    for (const [key, value] of new URL(c.req.url).searchParams) {
+      if (!Object.hasOwn(first, key)) {
+        first[key] = value;
+      }
+    }
     // The schema /openapi.json documents for this route (routes/spec.ts).
     const parsed = eventsQuerySchema.safeParse(first);
-    if (!parsed.success) throw badRequest(parsed.error.issues.map((issue) => issue.message).join("; "));
+    if (!parsed.success) {
+      throw badRequest(parsed.error.issues.map((issue) => issue.message).join("; "));
+    }
     const { limit = DEFAULT_LIMIT, since, timeout } = parsed.data;
     const perNodeTimeoutMs = timeout ?? runtime.policy.statusTimeoutMs;
     if (perNodeTimeoutMs <= 0 || perNodeTimeoutMs > runtime.policy.maxTimeoutMs) {

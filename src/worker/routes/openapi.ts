@@ -15,7 +15,11 @@ export function openApiDocument(): Record<string, unknown> {
   }
   const generator = new OpenAPIHono();
   const registry = generator.openAPIRegistry;
-  registry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer", description: "A token from DHA_TOKENS" });
+  registry.registerComponent("securitySchemes", "bearer", {
+    type: "http",
+    scheme: "bearer",
+    description: "A token from DHA_TOKENS",
+  });
   registry.registerComponent("securitySchemes", "basic", {
     type: "http",
     scheme: "basic",

@@ -49,24 +49,38 @@ const json = (schema: z.ZodType, description: string, headers?: Record<string, z
 });
 
 const error = (description: string, headers?: Record<string, z.ZodType>) => json(errorSchema, description, headers);
-const requestError = (description: string, headers?: Record<string, z.ZodType>) => json(requestErrorSchema, description, headers);
+const requestError = (description: string, headers?: Record<string, z.ZodType>) =>
+  json(requestErrorSchema, description, headers);
 
-const retryAfter = { "Retry-After": z.string().regex(/^[0-9]+$/).openapi({ description: "Seconds before a retry has a fair chance" }) };
+const retryAfter = {
+  "Retry-After": z
+    .string()
+    .regex(/^[0-9]+$/)
+    .openapi({ description: "Seconds before a retry has a fair chance" }),
+};
 const dataHeaders = {
   "X-DHA-Node": z.string().openapi({ description: "The node that served the request" }),
-  "X-DHA-Raft-Index": z.string().regex(/^[0-9]+$/).openapi({ description: "Log index of the write, or the applied index the read saw" }),
+  "X-DHA-Raft-Index": z
+    .string()
+    .regex(/^[0-9]+$/)
+    .openapi({ description: "Log index of the write, or the applied index the read saw" }),
 };
 const requestIdDescription = "The id the write was proposed under: resend it as Idempotency-Key to retry safely";
 const writeHeaders = { ...dataHeaders, "X-DHA-Request-Id": z.string().openapi({ description: requestIdDescription }) };
 /** /db/request: a request id only when the statements went through the log. */
 const mixedHeaders = {
   ...dataHeaders,
-  "X-DHA-Request-Id": z.string().optional().openapi({ description: `${requestIdDescription} (only when a statement may write)` }),
+  "X-DHA-Request-Id": z
+    .string()
+    .optional()
+    .openapi({ description: `${requestIdDescription} (only when a statement may write)` }),
 };
 
 /** Every route: a URL over the platform's 16 KiB limit. */
 const urlTooLong = (shape: "plain" | "rqlite"): Responses => ({
-  414: (shape === "rqlite" ? requestError : error)("The URL is longer than 16 KiB: send long statements with POST /db/query and a JSON body"),
+  414: (shape === "rqlite" ? requestError : error)(
+    "The URL is longer than 16 KiB: send long statements with POST /db/query and a JSON body",
+  ),
 });
 
 /** Every protected route. */
@@ -114,7 +128,14 @@ const statementsBody = {
 };
 
 const DATA_FLAGS = ["pretty", "timings", "transaction", "raft_index", "redirect", "timeout", "db_timeout"] as const;
-const READ_FIELDS = ["associative", "blob_array", "level", "freshness", "linearizable_timeout", "min_raft_index"] as const;
+const READ_FIELDS = [
+  "associative",
+  "blob_array",
+  "level",
+  "freshness",
+  "linearizable_timeout",
+  "min_raft_index",
+] as const;
 
 const readRole = { anyRole: ["read"] } as const;
 const writeRole = { anyRole: ["write"] } as const;
@@ -155,7 +176,11 @@ export const API_ROUTES: readonly ApiRoute[] = [
       summary: "Execute statements through the log, on the leader (role write)",
       request: { query: queryOf(...DATA_FLAGS), headers: idempotencyHeaderSchema, body: statementsBody },
       responses: {
-        200: json(executeResponseSchema, "Per-statement results; a failed statement has error, the others still ran unless transaction", writeHeaders),
+        200: json(
+          executeResponseSchema,
+          "Per-statement results; a failed statement has error, the others still ran unless transaction",
+          writeHeaders,
+        ),
         ...dataFailures,
       },
     }),
@@ -191,7 +216,10 @@ export const API_ROUTES: readonly ApiRoute[] = [
         headers: idempotencyHeaderSchema.extend(raftIndexHeaderSchema.shape),
         body: statementsBody,
       },
-      responses: { 200: json(requestResponseSchema, "Per-statement execute or query results", mixedHeaders), ...dataFailures },
+      responses: {
+        200: json(requestResponseSchema, "Per-statement execute or query results", mixedHeaders),
+        ...dataFailures,
+      },
     }),
   },
   backupRoute(),
@@ -209,7 +237,9 @@ export const API_ROUTES: readonly ApiRoute[] = [
           content: {
             [TEXT_TYPE]: { schema: z.string() },
             "application/sql": { schema: z.string() },
-            "application/octet-stream": { schema: z.string().openapi({ format: "binary", description: "A SQLite database file" }) },
+            "application/octet-stream": {
+              schema: z.string().openapi({ format: "binary", description: "A SQLite database file" }),
+            },
           },
         },
       },
@@ -224,7 +254,11 @@ export const API_ROUTES: readonly ApiRoute[] = [
       summary: "rqlite-like status of one node (role read)",
       request: { query: queryOf("node", "key", "pretty", "timeout") },
       responses: {
-        200: json(statusResponseSchema, "The status document; with ?key= the sub-document at that path ({} when absent)", { "X-DHA-Node": z.string() }),
+        200: json(
+          statusResponseSchema,
+          "The status document; with ?key= the sub-document at that path ({} when absent)",
+          { "X-DHA-Node": z.string() },
+        ),
         400: error("Bad parameter (a malformed node name, a bad timeout)"),
         404: error("?node= names no member of the cluster"),
         503: error("No node answered", retryAfter),
@@ -254,11 +288,15 @@ export const API_ROUTES: readonly ApiRoute[] = [
       summary: "Ready: a reachable leader is known and the local node has caught up (role read)",
       request: { query: queryOf("noleader", "sync", "node", "timeout") },
       responses: {
-        200: { description: "[+]node ok / [+]leader ok / [+]store ok", content: { [TEXT_TYPE]: { schema: z.string() } } },
+        200: {
+          description: "[+]node ok / [+]leader ok / [+]store ok",
+          content: { [TEXT_TYPE]: { schema: z.string() } },
+        },
         400: error("Bad parameter (a malformed node name, a bad timeout)"),
         404: error("?node= names no member of the cluster"),
         503: {
-          description: "Not ready (text: the failing line says why), or no configured node answered to tell whether ?node= is a member (JSON)",
+          description:
+            "Not ready (text: the failing line says why), or no configured node answered to tell whether ?node= is a member (JSON)",
           headers: z.object(retryAfter),
           content: { [TEXT_TYPE]: { schema: z.string() }, [JSON_TYPE]: { schema: errorSchema } },
         },
@@ -286,10 +324,14 @@ export const API_ROUTES: readonly ApiRoute[] = [
     route: createRoute({
       method: "post",
       path: "/leader",
-      summary: "Step the leader down; with {\"id\": name}, to that voter (role admin)",
+      summary: 'Step the leader down; with {"id": name}, to that voter (role admin)',
       request: {
         query: queryOf("timeout", "pretty"),
-        body: { required: false, description: "Empty, or {\"id\": name}", content: { [JSON_TYPE]: { schema: leaderBodySchema } } },
+        body: {
+          required: false,
+          description: 'Empty, or {"id": name}',
+          content: { [JSON_TYPE]: { schema: leaderBodySchema } },
+        },
       },
       responses: {
         200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }),
@@ -330,7 +372,8 @@ export const API_ROUTES: readonly ApiRoute[] = [
     route: createRoute({
       method: "get",
       path: "/api/v1/cluster/events",
-      summary: "Every node's recent elections, leader changes, breaker and replica transitions, membership changes and snapshots, merged by time (role read)",
+      summary:
+        "Every node's recent elections, leader changes, breaker and replica transitions, membership changes and snapshots, merged by time (role read)",
       request: { query: eventsQuerySchema },
       responses: {
         200: json(eventsResponseSchema, "Events, newest last; a node that did not answer is listed with its error"),
@@ -425,12 +468,22 @@ function backupRoute(): ApiRoute {
         query: queryOf("timeout", "db_timeout").extend({
           fmt: z
             .enum(["binary", "sql"], {
-              error: (issue) => `backup format ${JSON.stringify(issue.input)} is unknown: leave fmt out for a SQLite database file, or use fmt=sql`,
+              error: (issue) =>
+                `backup format ${JSON.stringify(issue.input)} is unknown: leave fmt out for a SQLite database file, or use fmt=sql`,
             })
             .optional()
             .openapi({ description: "sql: a SQL dump; binary or absent: a SQLite database file" }),
-          compress: z.string().optional().openapi({ description: "Gzip the backup (a flag)", param: { allowEmptyValue: true } }),
-          vacuum: z.string().optional().openapi({ description: "Accepted for SQLite files (a flag; the file is always compact)", param: { allowEmptyValue: true } }),
+          compress: z
+            .string()
+            .optional()
+            .openapi({ description: "Gzip the backup (a flag)", param: { allowEmptyValue: true } }),
+          vacuum: z
+            .string()
+            .optional()
+            .openapi({
+              description: "Accepted for SQLite files (a flag; the file is always compact)",
+              param: { allowEmptyValue: true },
+            }),
         }),
       },
       responses: {

@@ -34,7 +34,9 @@ export function statusRoutes(options: AppOptions): Hono<AppBindings> {
     const timeoutMs = statusTimeout(runtime, params);
     const probe = await localNode(runtime, await candidateNodes(runtime, params, timeoutMs), timeoutMs);
     const status = statusDocument(c, runtime, probe);
-    return wireResponse(c, params.key === undefined ? status : subKey(status, params.key), 200, { [NODE_HEADER]: probe.node });
+    return wireResponse(c, params.key === undefined ? status : subKey(status, params.key), 200, {
+      [NODE_HEADER]: probe.node,
+    });
   });
 
   app.get("/nodes", requireRole("read"), async (c) => {
@@ -93,7 +95,9 @@ async function stepDown(c: Context<AppBindings>, to: string | undefined): Promis
     throw failureError(outcome, "plain");
   }
   runtime.router.noteLeader(outcome.value.leader);
-  return wireResponse(c, { leader: outcome.value.leader, term: outcome.value.term }, 200, { [NODE_HEADER]: outcome.node });
+  return wireResponse(c, { leader: outcome.value.leader, term: outcome.value.term }, 200, {
+    [NODE_HEADER]: outcome.node,
+  });
 }
 
 function prepare(c: Context<AppBindings>): { runtime: Runtime; params: QueryParams } {
@@ -113,7 +117,11 @@ function statusTimeout(runtime: Runtime, params: QueryParams): number {
  * The node a status-like request is about: ?node= when given, else the cached leader, else the first configured
  * member that answers. All are asked in parallel, so unreachable ones cost one deadline in total.
  */
-async function localNode(runtime: Runtime, candidates: readonly string[], timeoutMs: number): Promise<StatusProbe & { ok: true }> {
+async function localNode(
+  runtime: Runtime,
+  candidates: readonly string[],
+  timeoutMs: number,
+): Promise<StatusProbe & { ok: true }> {
   const probes = await runtime.router.probeAll(candidates, timeoutMs);
   const answered = probes.find((probe): probe is StatusProbe & { ok: true } => probe.ok);
   if (answered === undefined) {
@@ -175,7 +183,8 @@ function statusDocument(c: Context<AppBindings>, runtime: Runtime, probe: Status
       started: report.started,
       member: report.member,
       ready: isCaughtUp(report, config.electionTimeoutMs),
-      leader: report.leader === null ? null : { node_id: report.leader, addr: nodeObjectName(config.name, report.leader) },
+      leader:
+        report.leader === null ? null : { node_id: report.leader, addr: nodeObjectName(config.name, report.leader) },
       raft: {
         state: RAFT_STATE[report.role] ?? report.role,
         term: report.term,
@@ -274,7 +283,12 @@ async function readiness(c: Context<AppBindings>): Promise<Response> {
   lines.push("[+]store ok");
   if (params.has("sync")) {
     const target = leader.report.commitIndex;
-    const synced = await waitUntilApplied(runtime, { node: local.node, appliedIndex: local.report.appliedIndex }, target, c.var.startedAt + timeoutMs);
+    const synced = await waitUntilApplied(
+      runtime,
+      { node: local.node, appliedIndex: local.report.appliedIndex },
+      target,
+      c.var.startedAt + timeoutMs,
+    );
     lines.push(synced === true ? "[+]sync ok" : `[+]sync not ok: ${synced}`);
     return text(synced === true ? 200 : 503);
   }
@@ -311,4 +325,3 @@ async function waitUntilApplied(
     await runtime.sleep(Math.min(runtime.config.heartbeatIntervalMs, Math.max(0, deadlineAt - runtime.now())));
   }
 }
-

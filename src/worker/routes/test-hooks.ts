@@ -14,12 +14,19 @@ export function testHookRoutes(): Hono<AppBindings> {
   const app = new Hono<AppBindings>();
 
   app.use("*", async (c, next) => {
-    if (!faultsEnabled(c.env)) return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
+    if (!faultsEnabled(c.env)) {
+      return c.json({ error: `no route for ${c.req.method} ${new URL(c.req.url).pathname}` }, 404);
+    }
     await next();
   });
 
   app.post("/nodes/:name/faults", requireRole("admin"), async (c) => {
-    const node = nodeStub(c.env, c.var.runtime().config.name, c.req.param("name"), c.var.runtime().config.members.map((m) => m.name));
+    const node = nodeStub(
+      c.env,
+      c.var.runtime().config.name,
+      c.req.param("name"),
+      c.var.runtime().config.members.map((m) => m.name),
+    );
     let rules;
     try {
       rules = parseFaultRules(await readJsonBody(c, z.unknown()));
@@ -31,7 +38,12 @@ export function testHookRoutes(): Hono<AppBindings> {
   });
 
   app.post("/nodes/:name/crash", requireRole("admin"), async (c) => {
-    const node = nodeStub(c.env, c.var.runtime().config.name, c.req.param("name"), c.var.runtime().config.members.map((m) => m.name));
+    const node = nodeStub(
+      c.env,
+      c.var.runtime().config.name,
+      c.req.param("name"),
+      c.var.runtime().config.members.map((m) => m.name),
+    );
     // The crash resets the object mid-call: the RPC fails by design.
     await node.testCrash().catch(() => undefined);
     return c.json({ ok: true });
@@ -42,6 +54,8 @@ export function testHookRoutes(): Hono<AppBindings> {
 
 function nodeStub(env: AppBindings["Bindings"], cluster: string, name: string, members: readonly string[]) {
   // Configured members only, checked before any object is reached: an unknown name is a 404, never a new object.
-  if (!members.includes(name)) throw new ApiError(404, `unknown node "${name}" (configured: ${members.join(", ")})`, { code: "NOT_MEMBER" });
+  if (!members.includes(name)) {
+    throw new ApiError(404, `unknown node "${name}" (configured: ${members.join(", ")})`, { code: "NOT_MEMBER" });
+  }
   return env.CLUSTER_NODE.getByName(objectName({ cluster, node: name }));
 }

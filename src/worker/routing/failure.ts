@@ -117,13 +117,19 @@ export function giveUpFailure(context: GiveUpContext): RouteFailure {
 /** The old router's answer when it gave up (bug `fixedRetryBudget`): NO_LEADER quoting a node that names the leader. */
 export function legacyGiveUpFailure(context: GiveUpContext): RouteFailure {
   const { last } = context;
-  const reason = last === undefined ? "no node was tried" : `last error from ${last.node}: ${last.code}: ${last.message}`;
+  const reason =
+    last === undefined ? "no node was tried" : `last error from ${last.node}: ${last.code}: ${last.message}`;
   const ranOut = context.deadlinePassed ? "the deadline passed" : `${context.attempts} attempts failed`;
   if (context.outcomeUnknown) {
-    return routeFailure(504, "OUTCOME_UNKNOWN", `${ranOut} before the write was confirmed; it may or may not have been applied (${reason})`, {
-      node: last?.node,
-      outcomeUnknown: true,
-    });
+    return routeFailure(
+      504,
+      "OUTCOME_UNKNOWN",
+      `${ranOut} before the write was confirmed; it may or may not have been applied (${reason})`,
+      {
+        node: last?.node,
+        outcomeUnknown: true,
+      },
+    );
   }
   const code = last?.code === "NO_LEADER" || last?.code === "NOT_LEADER" ? "NO_LEADER" : (last?.code ?? "UNAVAILABLE");
   return routeFailure(503, code, `${ranOut} (${reason})`, {

@@ -57,7 +57,10 @@ export type Reach = "leader" | "any";
  * How long the next call may take: never past the deadline, never longer than attemptTimeoutMs, and when another
  * node could serve the call, at most a share of what is left and a few election timeouts.
  */
-export function attemptBudgetMs(policy: RoutingPolicy, options: { remainingMs: number; reach: Reach; electionTimeoutMs: number }): number {
+export function attemptBudgetMs(
+  policy: RoutingPolicy,
+  options: { remainingMs: number; reach: Reach; electionTimeoutMs: number },
+): number {
   const { remainingMs, reach } = options;
   if (remainingMs <= 0) {
     return 0;
@@ -65,16 +68,26 @@ export function attemptBudgetMs(policy: RoutingPolicy, options: { remainingMs: n
   if (reach === "leader") {
     return Math.min(remainingMs, policy.attemptTimeoutMs);
   }
-  return Math.min(remainingMs * policy.anyNodeAttemptShare, policy.attemptTimeoutMs, anyNodeCapMs(policy, options.electionTimeoutMs));
+  return Math.min(
+    remainingMs * policy.anyNodeAttemptShare,
+    policy.attemptTimeoutMs,
+    anyNodeCapMs(policy, options.electionTimeoutMs),
+  );
 }
 
 /** How long to wait on one node for an election to finish. */
-export function electionWaitMs(policy: RoutingPolicy, options: { remainingMs: number; reach: Reach; electionTimeoutMs: number }): number {
+export function electionWaitMs(
+  policy: RoutingPolicy,
+  options: { remainingMs: number; reach: Reach; electionTimeoutMs: number },
+): number {
   const bound = Math.min(options.remainingMs, policy.maxElectionWaitMs);
   if (options.reach === "leader") {
     return Math.max(0, bound);
   }
-  return Math.max(0, Math.min(bound, options.remainingMs * policy.anyNodeAttemptShare, anyNodeCapMs(policy, options.electionTimeoutMs)));
+  return Math.max(
+    0,
+    Math.min(bound, options.remainingMs * policy.anyNodeAttemptShare, anyNodeCapMs(policy, options.electionTimeoutMs)),
+  );
 }
 
 function anyNodeCapMs(policy: RoutingPolicy, electionTimeoutMs: number): number {
@@ -87,7 +100,10 @@ function anyNodeCapMs(policy: RoutingPolicy, electionTimeoutMs: number): number 
  * do not retry together; half is fixed, so that the wait never collapses to zero and the deadline, not a call
  * count, is what ends the retries. Never past the deadline.
  */
-export function backoffDelayMs(policy: RoutingPolicy, options: { failures: number; random: number; remainingMs: number }): number {
+export function backoffDelayMs(
+  policy: RoutingPolicy,
+  options: { failures: number; random: number; remainingMs: number },
+): number {
   const exponent = Math.min(Math.max(0, options.failures - 1), 30);
   const ceilingMs = Math.min(policy.maxBackoffMs, policy.baseBackoffMs * 2 ** exponent);
   const waitMs = ceilingMs / 2 + (options.random * ceilingMs) / 2;

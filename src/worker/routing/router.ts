@@ -67,7 +67,13 @@ type Invocation<T> =
 
 export type StatusProbe =
   | { readonly ok: true; readonly node: string; readonly report: NodeStatusReport; readonly elapsedMs: number }
-  | { readonly ok: false; readonly node: string; readonly error: string; readonly code: string; readonly elapsedMs: number };
+  | {
+      readonly ok: false;
+      readonly node: string;
+      readonly error: string;
+      readonly code: string;
+      readonly elapsedMs: number;
+    };
 
 /** What to do after an answer: stop with an outcome, or call again (where, and whether to back off first). */
 type Next<T> =
@@ -164,7 +170,11 @@ export class ClusterRouter {
     if (this.bugs.backupFromAnyNode === true) {
       return this.toLeader(call, options);
     }
-    return this.route(leaderChecked(call), this.leaderOrder(), { options, reach: "leader", successProvesLeader: false });
+    return this.route(leaderChecked(call), this.leaderOrder(), {
+      options,
+      reach: "leader",
+      successProvesLeader: false,
+    });
   }
 
   /** Sends the call to the first node of `preference` that serves it; STALE moves to the leader. */
@@ -179,7 +189,13 @@ export class ClusterRouter {
     const invocation = await this.invoke(node, (rpc, address) => rpc.status(address), timeoutMs);
     const elapsedMs = this.deps.now() - started;
     if (invocation.kind === "transport") {
-      return { ok: false, node, error: invocation.message, code: invocation.timedOut ? "DEADLINE" : "UNREACHABLE", elapsedMs };
+      return {
+        ok: false,
+        node,
+        error: invocation.message,
+        code: invocation.timedOut ? "DEADLINE" : "UNREACHABLE",
+        elapsedMs,
+      };
     }
     const result = invocation.result;
     if (!result.ok) {
@@ -226,9 +242,15 @@ export class ClusterRouter {
     const remainingMs = plan.options.deadlineAt - this.deps.now();
     if (this.bugs.fixedRetryBudget === true && plan.reach === "any") {
       // The old bound: a share of the deadline, however many election timeouts that is.
-      return remainingMs <= 0 ? 0 : Math.min(remainingMs * this.policy.anyNodeAttemptShare, this.policy.attemptTimeoutMs);
+      return remainingMs <= 0
+        ? 0
+        : Math.min(remainingMs * this.policy.anyNodeAttemptShare, this.policy.attemptTimeoutMs);
     }
-    return attemptBudgetMs(this.policy, { remainingMs, reach: plan.reach, electionTimeoutMs: this.config.electionTimeoutMs });
+    return attemptBudgetMs(this.policy, {
+      remainingMs,
+      reach: plan.reach,
+      electionTimeoutMs: this.config.electionTimeoutMs,
+    });
   }
 
   private decide<T>(invocation: Invocation<T>, state: Attempts, plan: Plan): Promise<Next<T>> | Next<T> {
@@ -256,7 +278,14 @@ export class ClusterRouter {
     this.leader.forget(node);
     if (plan.options.kind === "admin" && invocation.timedOut) {
       // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
-      return done(routeFailure(504, "TIMEOUT", `${invocation.message}; the change may still complete: check GET /api/v1/cluster`, { node, outcomeUnknown: true }));
+      return done(
+        routeFailure(
+          504,
+          "TIMEOUT",
+          `${invocation.message}; the change may still complete: check GET /api/v1/cluster`,
+          { node, outcomeUnknown: true },
+        ),
+      );
     }
     if (invocation.overloaded) {
       return done(
@@ -293,7 +322,11 @@ export class ClusterRouter {
       case "STALE": {
         // The leader has applied at least as much as anyone: go there (or to the next node when it is unknown).
         const leader = this.cachedLeader() ?? error.leader ?? undefined;
-        return { kind: "retry", to: leader !== undefined && leader !== state.target ? { node: leader } : "next", backoff: true };
+        return {
+          kind: "retry",
+          to: leader !== undefined && leader !== state.target ? { node: leader } : "next",
+          backoff: true,
+        };
       }
       case "NOT_MEMBER":
       case "PROTOCOL":
@@ -314,7 +347,12 @@ export class ClusterRouter {
     const uncertain = code === "TIMEOUT" || (!legacyWrites && isOutcomeUnknownCode(code));
     if (kind === "admin" && uncertain) {
       const outcomeCode = code === "TIMEOUT" ? "TIMEOUT" : "OUTCOME_UNKNOWN";
-      return done(routeFailure(504, outcomeCode, `${error.message}; the change may still complete: check GET /api/v1/cluster`, { node, outcomeUnknown: true }));
+      return done(
+        routeFailure(504, outcomeCode, `${error.message}; the change may still complete: check GET /api/v1/cluster`, {
+          node,
+          outcomeUnknown: true,
+        }),
+      );
     }
     // A write answered INTERNAL (or with a code this worker does not know) may have been applied: resend it under
     // the same request id rather than report a failure that may be false.
@@ -369,9 +407,20 @@ export class ClusterRouter {
     state.last = { code: "NO_LEADER", message: waited.message, node: state.target };
     if (legacy) {
       if (state.outcomeUnknown) {
-        return done(outcomeUnknownFailure(`no leader (${waited.message}) after an earlier attempt may have applied it`, state.target));
+        return done(
+          outcomeUnknownFailure(
+            `no leader (${waited.message}) after an earlier attempt may have applied it`,
+            state.target,
+          ),
+        );
       }
-      return done(routeFailure(503, "NO_LEADER", `no leader: ${waited.message}`, { node: state.target, outcomeUnknown: false, retryAfterSeconds: this.retryAfterSeconds() }));
+      return done(
+        routeFailure(503, "NO_LEADER", `no leader: ${waited.message}`, {
+          node: state.target,
+          outcomeUnknown: false,
+          retryAfterSeconds: this.retryAfterSeconds(),
+        }),
+      );
     }
     // This node saw no election finish: another node may know better (or the deadline ends it).
     return { kind: "retry", to: "next", backoff: true };
@@ -393,7 +442,11 @@ export class ClusterRouter {
     }
     if (next.backoff) {
       state.hops = 0;
-      const waitMs = backoffDelayMs(this.policy, { failures: ++state.failures, random: this.deps.random(), remainingMs: deadlineAt - this.deps.now() });
+      const waitMs = backoffDelayMs(this.policy, {
+        failures: ++state.failures,
+        random: this.deps.random(),
+        remainingMs: deadlineAt - this.deps.now(),
+      });
       if (waitMs > 0) {
         await this.deps.sleep(waitMs);
       }
@@ -415,7 +468,12 @@ export class ClusterRouter {
 
   /** A write that may have been applied is never answered as a definite failure, whatever ended it. */
   private finish<T>(outcome: RouteOutcome<T>, state: Attempts, plan: Plan): RouteOutcome<T> {
-    if (outcome.ok || plan.options.kind !== "write" || !state.outcomeUnknown || this.bugs.definiteWriteFailures === true) {
+    if (
+      outcome.ok ||
+      plan.options.kind !== "write" ||
+      !state.outcomeUnknown ||
+      this.bugs.definiteWriteFailures === true
+    ) {
       return outcome;
     }
     if (outcome.status === 504 && outcome.code === "OUTCOME_UNKNOWN") {
@@ -433,12 +491,22 @@ export class ClusterRouter {
     node: string,
     deadlineAt: number,
     reach: Reach,
-  ): Promise<{ kind: "leader"; leader: string } | { kind: "unreachable"; message: string } | { kind: "none"; message: string }> {
-    const waitMs = electionWaitMs(this.policy, { remainingMs: deadlineAt - this.deps.now(), reach, electionTimeoutMs: this.config.electionTimeoutMs });
+  ): Promise<
+    { kind: "leader"; leader: string } | { kind: "unreachable"; message: string } | { kind: "none"; message: string }
+  > {
+    const waitMs = electionWaitMs(this.policy, {
+      remainingMs: deadlineAt - this.deps.now(),
+      reach,
+      electionTimeoutMs: this.config.electionTimeoutMs,
+    });
     if (waitMs <= 0) {
       return { kind: "none", message: "no leader is known and the deadline has passed" };
     }
-    const invocation = await this.invoke(node, (rpc, address, timeoutMs) => rpc.waitForLeader({ ...address, timeoutMs }), waitMs);
+    const invocation = await this.invoke(
+      node,
+      (rpc, address, timeoutMs) => rpc.waitForLeader({ ...address, timeoutMs }),
+      waitMs,
+    );
     if (invocation.kind === "transport") {
       return { kind: "unreachable", message: invocation.message };
     }
@@ -463,13 +531,20 @@ export class ClusterRouter {
       const node = this.deps.directory.node(name);
       const result = await withDeadline(call(node, nodeAddress(this.config, name), nodeTimeoutMs), guardMs);
       if (!isNodeResult(result)) {
-        return { kind: "transport", message: `node ${name} sent a malformed answer`, overloaded: false, timedOut: false };
+        return {
+          kind: "transport",
+          message: `node ${name} sent a malformed answer`,
+          overloaded: false,
+          timedOut: false,
+        };
       }
       return { kind: "answer", result };
     } catch (error) {
       const timedOut = error instanceof DeadlineExceeded;
       const overloaded = (error as { overloaded?: unknown } | null)?.overloaded === true;
-      const message = timedOut ? `node ${name}: ${(error as Error).message}` : `node ${name}: RPC failed: ${describe(error)}`;
+      const message = timedOut
+        ? `node ${name}: ${(error as Error).message}`
+        : `node ${name}: RPC failed: ${describe(error)}`;
       return { kind: "transport", message, overloaded, timedOut };
     }
   }

@@ -5,7 +5,12 @@
 import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
 import type { ClusterNodeRpc } from "../../objects/api";
-import { otlpExporterFromEnv, type OtlpEnv, type OtlpSpanExporter, type SpanAttributes } from "../../objects/otlp-export";
+import {
+  otlpExporterFromEnv,
+  type OtlpEnv,
+  type OtlpSpanExporter,
+  type SpanAttributes,
+} from "../../objects/otlp-export";
 import { childSpan, currentTrace, parseTraceparent, runWithTrace, type TraceContext } from "../../objects/trace";
 import type { NodeDirectory } from "../directory";
 import { RAFT_INDEX_HEADER, NODE_HEADER } from "../http/params";
@@ -18,9 +23,13 @@ const exporters = new WeakMap<object, OtlpSpanExporter | null>();
 
 /** The isolate's exporter for this environment (one per env object), or null when export is off. */
 export function workerExporter(env: unknown): OtlpSpanExporter | null {
-  if (typeof env !== "object" || env === null) return null;
+  if (typeof env !== "object" || env === null) {
+    return null;
+  }
   const cached = exporters.get(env);
-  if (cached !== undefined) return cached;
+  if (cached !== undefined) {
+    return cached;
+  }
   const exporter = otlpExporterFromEnv(env as OtlpEnv, { "dha.component": "worker", ...clusterAttribute(env) });
   exporters.set(env, exporter);
   return exporter;
@@ -39,7 +48,9 @@ export function otlpRequestSpans(): MiddlewareHandler {
   return async (c, next) => {
     const exporter = workerExporter(c.env);
     const span = currentTrace();
-    if (exporter === null || span === undefined) return next();
+    if (exporter === null || span === undefined) {
+      return next();
+    }
     const startMs = Date.now();
     nodeCallsOf.set(span, { calls: 0 });
     let thrown: unknown = null;
@@ -109,10 +120,14 @@ function spannedNode(node: ClusterNodeRpc, name: string, exporter: OtlpSpanExpor
   return new Proxy(node, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property);
-      if (typeof value !== "function" || typeof property !== "string") return value;
+      if (typeof value !== "function" || typeof property !== "string") {
+        return value;
+      }
       return (...args: unknown[]) => {
         const parent = currentTrace();
-        if (parent === undefined) return Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
+        if (parent === undefined) {
+          return Reflect.apply(value as (...a: unknown[]) => unknown, target, args);
+        }
         const counter = nodeCallsOf.get(parent);
         const attempt = counter === undefined ? undefined : ++counter.calls;
         const span = childSpan(parent);
@@ -127,7 +142,13 @@ function spannedNode(node: ClusterNodeRpc, name: string, exporter: OtlpSpanExpor
             flags: span.flags,
             startMs,
             endMs: Date.now(),
-            attributes: { "rpc.system": "cloudflare_durable_objects", "rpc.method": property, "dha.node": name, "dha.outcome": outcome, ...(attempt === undefined ? {} : { "dha.attempt": attempt }) },
+            attributes: {
+              "rpc.system": "cloudflare_durable_objects",
+              "rpc.method": property,
+              "dha.node": name,
+              "dha.outcome": outcome,
+              ...(attempt === undefined ? {} : { "dha.attempt": attempt }),
+            },
             ...(error === undefined ? {} : { error }),
           });
         // Reflect.apply, not value.call: on an RPC stub every property, `call` included, is a remote method.

@@ -24,7 +24,13 @@ export interface FixtureStep {
   readonly kvPut?: readonly [string, FixtureValue];
   readonly kvGet?: string;
   readonly kvDelete?: string;
-  readonly kvList?: { readonly prefix?: string; readonly start?: string; readonly end?: string; readonly reverse?: boolean; readonly limit?: number };
+  readonly kvList?: {
+    readonly prefix?: string;
+    readonly start?: string;
+    readonly end?: string;
+    readonly reverse?: boolean;
+    readonly limit?: number;
+  };
   /** Steps run inside transactionSync, which then throws: nothing they wrote may remain. */
   readonly rolledBack?: readonly FixtureStep[];
   /** Steps run inside transactionSync. */
@@ -60,22 +66,44 @@ interface CursorLike {
 }
 
 function decode(value: FixtureValue): unknown {
-  if (value === null || typeof value !== "object") return value;
-  if ("$blob" in value && Array.isArray(value.$blob)) return new Uint8Array(value.$blob as number[]);
-  if ("$ab" in value && Array.isArray(value.$ab)) return new Uint8Array(value.$ab as number[]).buffer;
-  if ("$bigint" in value && typeof value.$bigint === "string") return BigInt(value.$bigint);
-  if ("$undefined" in value) return undefined;
+  if (value === null || typeof value !== "object") {
+    return value;
+  }
+  if ("$blob" in value && Array.isArray(value.$blob)) {
+    return new Uint8Array(value.$blob as number[]);
+  }
+  if ("$ab" in value && Array.isArray(value.$ab)) {
+    return new Uint8Array(value.$ab as number[]).buffer;
+  }
+  if ("$bigint" in value && typeof value.$bigint === "string") {
+    return BigInt(value.$bigint);
+  }
+  if ("$undefined" in value) {
+    return undefined;
+  }
   return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, decode(inner as FixtureValue)]));
 }
 
 /** What a result looks like in the fixture: ArrayBuffers as {$blob}, bigints as {$bigint}, undefined as {$undefined}. */
 export function encode(value: unknown): unknown {
-  if (value === undefined) return { $undefined: true };
-  if (typeof value === "bigint") return { $bigint: String(value) };
-  if (value instanceof ArrayBuffer) return { $blob: [...new Uint8Array(value)] };
-  if (ArrayBuffer.isView(value)) return { $typedArray: [...new Uint8Array(value.buffer, value.byteOffset, value.byteLength)] };
-  if (Array.isArray(value)) return value.map(encode);
-  if (value !== null && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, encode(inner)]));
+  if (value === undefined) {
+    return { $undefined: true };
+  }
+  if (typeof value === "bigint") {
+    return { $bigint: String(value) };
+  }
+  if (value instanceof ArrayBuffer) {
+    return { $blob: [...new Uint8Array(value)] };
+  }
+  if (ArrayBuffer.isView(value)) {
+    return { $typedArray: [...new Uint8Array(value.buffer, value.byteOffset, value.byteLength)] };
+  }
+  if (Array.isArray(value)) {
+    return value.map(encode);
+  }
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, encode(inner)]));
+  }
   return value;
 }
 
@@ -106,9 +134,15 @@ function runOne(storage: StorageUnderTest, step: FixtureStep): unknown {
     storage.kv.put(step.kvPut[0], decode(step.kvPut[1]));
     return null;
   }
-  if (step.kvGet !== undefined) return storage.kv.get(step.kvGet);
-  if (step.kvDelete !== undefined) return storage.kv.delete(step.kvDelete);
-  if (step.kvList !== undefined) return [...storage.kv.list(step.kvList)].map(([key, value]) => [key, value]);
+  if (step.kvGet !== undefined) {
+    return storage.kv.get(step.kvGet);
+  }
+  if (step.kvDelete !== undefined) {
+    return storage.kv.delete(step.kvDelete);
+  }
+  if (step.kvList !== undefined) {
+    return [...storage.kv.list(step.kvList)].map(([key, value]) => [key, value]);
+  }
   if (step.inTransaction !== undefined) {
     const inner = step.inTransaction;
     return storage.transactionSync(() => inner.map((s) => checkStep(storage, s)).filter((problem) => problem !== null));
@@ -122,7 +156,9 @@ function runOne(storage: StorageUnderTest, step: FixtureStep): unknown {
         throw new RollbackOnPurpose();
       });
     } catch (error) {
-      if (!(error instanceof RollbackOnPurpose)) throw error;
+      if (!(error instanceof RollbackOnPurpose)) {
+        throw error;
+      }
     }
     return problems;
   }
@@ -140,25 +176,36 @@ function checkStep(storage: StorageUnderTest, step: FixtureStep): string | null 
     outcome = runOne(storage, step);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    if (step.expectError !== undefined && message.startsWith(step.expectError)) return null;
+    if (step.expectError !== undefined && message.startsWith(step.expectError)) {
+      return null;
+    }
     return `${step.name}: threw ${JSON.stringify(message)}, expected ${step.expectError === undefined ? JSON.stringify(step.expect) : `an error starting ${JSON.stringify(step.expectError)}`}`;
   }
-  if (step.expectError !== undefined) return `${step.name}: returned ${JSON.stringify(encode(outcome))}, expected an error starting ${JSON.stringify(step.expectError)}`;
+  if (step.expectError !== undefined) {
+    return `${step.name}: returned ${JSON.stringify(encode(outcome))}, expected an error starting ${JSON.stringify(step.expectError)}`;
+  }
   if (step.rolledBack !== undefined || step.inTransaction !== undefined) {
     const problems = outcome as string[];
     return problems.length === 0 ? null : problems.join("; ");
   }
   const actual = encode(outcome);
   const expected = step.expect === undefined ? null : step.expect;
-  return same(actual, expected) ? null : `${step.name}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`;
+  return same(actual, expected)
+    ? null
+    : `${step.name}: got ${JSON.stringify(actual)}, expected ${JSON.stringify(expected)}`;
 }
 
 /** Every step that disagrees with the fixture (empty when the storage behaves as the fixture says). */
-export function runFixture(storage: StorageUnderTest, fixture: Fixture): { readonly problems: string[]; readonly steps: number } {
+export function runFixture(
+  storage: StorageUnderTest,
+  fixture: Fixture,
+): { readonly problems: string[]; readonly steps: number } {
   const problems: string[] = [];
   for (const step of fixture.steps) {
     const problem = checkStep(storage, step);
-    if (problem !== null) problems.push(problem);
+    if (problem !== null) {
+      problems.push(problem);
+    }
   }
   return { problems, steps: fixture.steps.length };
 }

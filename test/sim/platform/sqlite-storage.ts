@@ -16,7 +16,14 @@
 //    the object crashes first: beginImplicit/commitImplicit/rollbackImplicit let the simulator do the same.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { deserialize, serialize } from "node:v8";
-import { keywordOf, isSignificant, splitTokensIntoStatements, statementText, tokenizeSql, type SqlToken } from "../../../src/objects/sql/tokenizer";
+import {
+  keywordOf,
+  isSignificant,
+  splitTokensIntoStatements,
+  statementText,
+  tokenizeSql,
+  type SqlToken,
+} from "../../../src/objects/sql/tokenizer";
 
 export const TRANSACTION_REFUSAL =
   "To execute a transaction, please use the state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' automatic atomic write coalescing.";
@@ -67,28 +74,50 @@ export type StorageValue = ArrayBuffer | string | number | null;
 
 /** Rewrites a node:sqlite error into the platform's message shape ("<sqlite message>: SQLITE_X (extended: ...)"). */
 function platformError(error: unknown): Error {
-  if (!(error instanceof Error)) return new Error(String(error));
+  if (!(error instanceof Error)) {
+    return new Error(String(error));
+  }
   const errcode = (error as { errcode?: unknown }).errcode;
-  if (typeof errcode !== "number") return error;
+  if (typeof errcode !== "number") {
+    return error;
+  }
   const primary = PRIMARY_CODES[errcode & 0xff] ?? `SQLITE_${errcode & 0xff}`;
   const extended = errcode > 0xff ? EXTENDED_CODES[errcode] : undefined;
   return new Error(`${error.message}: ${primary}${extended === undefined ? "" : ` (extended: ${extended})`}`);
 }
 
 function bindValue(value: unknown): null | number | string | Uint8Array {
-  if (value === null || value === undefined) return null;
-  if (typeof value === "number" || typeof value === "string") return value;
-  if (typeof value === "boolean") return String(value);
-  if (typeof value === "bigint") throw new TypeError("Cannot convert a BigInt value to a number");
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (ArrayBuffer.isView(value)) return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (value === null || value === undefined) {
+    return null;
+  }
+  if (typeof value === "number" || typeof value === "string") {
+    return value;
+  }
+  if (typeof value === "boolean") {
+    return String(value);
+  }
+  if (typeof value === "bigint") {
+    throw new TypeError("Cannot convert a BigInt value to a number");
+  }
+  if (value instanceof ArrayBuffer) {
+    return new Uint8Array(value);
+  }
+  if (ArrayBuffer.isView(value)) {
+    return new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
   throw new TypeError(`a ${typeof value} cannot be bound to an SQL parameter`);
 }
 
 function readValue(value: unknown): StorageValue {
-  if (value === null || typeof value === "string" || typeof value === "number") return value;
-  if (typeof value === "bigint") return Number(value);
-  if (value instanceof Uint8Array) return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer;
+  if (value === null || typeof value === "string" || typeof value === "number") {
+    return value;
+  }
+  if (typeof value === "bigint") {
+    return Number(value);
+  }
+  if (value instanceof Uint8Array) {
+    return value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength) as ArrayBuffer;
+  }
   throw new Error(`node:sqlite returned an unexpected ${typeof value}`);
 }
 
@@ -96,16 +125,26 @@ function readValue(value: unknown): StorageValue {
 function refusalOf(tokens: readonly SqlToken[]): string | null {
   const significant = tokens.filter(isSignificant);
   const first = keywordOf(significant[0]);
-  if (first !== null && TRANSACTION_KEYWORDS.has(first)) return TRANSACTION_REFUSAL;
-  if (first === "ATTACH" || first === "DETACH") return NOT_AUTHORIZED;
+  if (first !== null && TRANSACTION_KEYWORDS.has(first)) {
+    return TRANSACTION_REFUSAL;
+  }
+  if (first === "ATTACH" || first === "DETACH") {
+    return NOT_AUTHORIZED;
+  }
   if (first === "CREATE") {
     const modifier = keywordOf(significant[1]);
-    if (modifier === "TEMP" || modifier === "TEMPORARY") return NOT_AUTHORIZED;
+    if (modifier === "TEMP" || modifier === "TEMPORARY") {
+      return NOT_AUTHORIZED;
+    }
   }
   for (const [position, token] of significant.entries()) {
-    if ((token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase().startsWith("_cf_")) return NOT_AUTHORIZED;
+    if ((token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase().startsWith("_cf_")) {
+      return NOT_AUTHORIZED;
+    }
     // temp.name: an object of the temp schema
-    if (keywordOf(token) === "TEMP" && significant[position + 1]?.text === ".") return NOT_AUTHORIZED;
+    if (keywordOf(token) === "TEMP" && significant[position + 1]?.text === ".") {
+      return NOT_AUTHORIZED;
+    }
   }
   return null;
 }
@@ -121,9 +160,13 @@ const SPLIT_CACHE_ENTRIES = 512;
 
 function splitStatementsCached(query: string): readonly SplitStatement[] {
   const known = splitCache.get(query);
-  if (known !== undefined) return known;
+  if (known !== undefined) {
+    return known;
+  }
   const split = splitStatements(query);
-  if (splitCache.size >= SPLIT_CACHE_ENTRIES) splitCache.delete(splitCache.keys().next().value as string);
+  if (splitCache.size >= SPLIT_CACHE_ENTRIES) {
+    splitCache.delete(splitCache.keys().next().value as string);
+  }
   splitCache.set(query, split);
   return split;
 }
@@ -143,14 +186,22 @@ function splitStatements(query: string): SplitStatement[] {
 type Bindable = null | number | string | Uint8Array;
 
 /** The platform binds every parameter by position; node:sqlite wants named ones in an object before the rest. */
-function bindingsFor(layout: readonly (string | null)[], values: readonly Bindable[]): (Bindable | Record<string, Bindable>)[] {
-  if (layout.every((name) => name === null)) return [...values];
+function bindingsFor(
+  layout: readonly (string | null)[],
+  values: readonly Bindable[],
+): (Bindable | Record<string, Bindable>)[] {
+  if (layout.every((name) => name === null)) {
+    return [...values];
+  }
   const named: Record<string, Bindable> = {};
   const anonymous: Bindable[] = [];
   layout.forEach((name, position) => {
     const value = values[position] ?? null;
-    if (name === null) anonymous.push(value);
-    else named[name] = value;
+    if (name === null) {
+      anonymous.push(value);
+    } else {
+      named[name] = value;
+    }
   });
   return [named, ...anonymous];
 }
@@ -164,7 +215,11 @@ export class SqliteCursor implements Iterator<Record<string, StorageValue>> {
   private buffered: IteratorResult<unknown[]> | null = null;
   private exhausted = false;
 
-  constructor(statement: StatementSync | null, params: readonly (Bindable | Record<string, Bindable>)[], options: { readonly changes: () => number }) {
+  constructor(
+    statement: StatementSync | null,
+    params: readonly (Bindable | Record<string, Bindable>)[],
+    options: { readonly changes: () => number },
+  ) {
     if (statement === null) {
       this.columnNames = [];
       this.rows = null;
@@ -196,21 +251,28 @@ export class SqliteCursor implements Iterator<Record<string, StorageValue>> {
   }
 
   private step(): IteratorResult<unknown[]> {
-    if (this.rows === null || this.exhausted) return { done: true, value: undefined };
+    if (this.rows === null || this.exhausted) {
+      return { done: true, value: undefined };
+    }
     let result: IteratorResult<unknown[]>;
     try {
       result = this.rows.next();
     } catch (error) {
       throw platformError(error);
     }
-    if (result.done === true) this.exhausted = true;
-    else this.rowsReadCount += 1;
+    if (result.done === true) {
+      this.exhausted = true;
+    } else {
+      this.rowsReadCount += 1;
+    }
     return result;
   }
 
   private nextRaw(): IteratorResult<StorageValue[]> {
     const current = this.buffered ?? this.step();
-    if (current.done === true) return { done: true, value: undefined };
+    if (current.done === true) {
+      return { done: true, value: undefined };
+    }
     // The platform keeps one row stepped ahead (rowsRead counts it, and its error surfaces here).
     this.buffered = this.step();
     return { done: false, value: current.value.map(readValue) };
@@ -218,7 +280,9 @@ export class SqliteCursor implements Iterator<Record<string, StorageValue>> {
 
   next(): IteratorResult<Record<string, StorageValue>> {
     const raw = this.nextRaw();
-    if (raw.done === true) return { done: true, value: undefined };
+    if (raw.done === true) {
+      return { done: true, value: undefined };
+    }
     return { done: false, value: this.toObject(raw.value) };
   }
 
@@ -236,14 +300,20 @@ export class SqliteCursor implements Iterator<Record<string, StorageValue>> {
 
   toArray(): Record<string, StorageValue>[] {
     const out: Record<string, StorageValue>[] = [];
-    for (let row = this.next(); row.done !== true; row = this.next()) out.push(row.value);
+    for (let row = this.next(); row.done !== true; row = this.next()) {
+      out.push(row.value);
+    }
     return out;
   }
 
   one(): Record<string, StorageValue> {
     const first = this.next();
-    if (first.done === true) throw new Error("Expected exactly one result from SQL query, but got no results.");
-    if (this.next().done !== true) throw new Error("Expected exactly one result from SQL query, but got multiple results.");
+    if (first.done === true) {
+      throw new Error("Expected exactly one result from SQL query, but got no results.");
+    }
+    if (this.next().done !== true) {
+      throw new Error("Expected exactly one result from SQL query, but got multiple results.");
+    }
     return first.value;
   }
 
@@ -337,19 +407,25 @@ export class SqliteStorage {
 
   /** The platform's implicit transaction around one event: writes commit when it ends, a crash loses them. */
   beginImplicit(): void {
-    if (this.depth !== 0) throw new Error(`an event began with ${this.depth} transaction(s) open`);
+    if (this.depth !== 0) {
+      throw new Error(`an event began with ${this.depth} transaction(s) open`);
+    }
     this.db.exec("BEGIN");
     this.depth = 1;
   }
 
   commitImplicit(): void {
-    if (this.depth !== 1) throw new Error(`an event ended with ${this.depth} transaction(s) open`);
+    if (this.depth !== 1) {
+      throw new Error(`an event ended with ${this.depth} transaction(s) open`);
+    }
     this.depth = 0;
     this.db.exec("COMMIT");
   }
 
   rollbackImplicit(): void {
-    if (this.depth === 0) return;
+    if (this.depth === 0) {
+      return;
+    }
     this.depth = 0;
     this.db.exec("ROLLBACK");
     this.kvCache.clear();
@@ -371,14 +447,20 @@ export class SqliteStorage {
   private exec(query: string, bindings: readonly unknown[]): SqliteCursor {
     const params = bindings.map(bindValue);
     const statements = splitStatementsCached(query);
-    if (statements.length === 0) throw new Error("SQL code did not contain a statement.");
+    if (statements.length === 0) {
+      throw new Error("SQL code did not contain a statement.");
+    }
     for (const statement of statements) {
       const refusal = statement.tokens === null ? null : refusalOf(statement.tokens);
-      if (refusal !== null) throw new Error(refusal);
+      if (refusal !== null) {
+        throw new Error(refusal);
+      }
     }
     const prepared = statements.map((statement) => this.prepare(statement.text));
     const totalParams = prepared.reduce((sum, { layout }) => sum + layout.length, 0);
-    if (totalParams !== params.length) throw new Error("Wrong number of parameter bindings for SQL query.");
+    if (totalParams !== params.length) {
+      throw new Error("Wrong number of parameter bindings for SQL query.");
+    }
     let cursor: SqliteCursor | null = null;
     let offset = 0;
     for (const [position, { statement, layout }] of prepared.entries()) {
@@ -386,7 +468,11 @@ export class SqliteStorage {
       offset += layout.length;
       cursor = new SqliteCursor(statement, bindingsFor(layout, own), { changes: () => this.changes() });
       // Every statement but the last runs to completion, as the platform's exec() does.
-      if (position < prepared.length - 1) for (const _row of cursor.raw()) void _row;
+      if (position < prepared.length - 1) {
+        for (const _row of cursor.raw()) {
+          void _row;
+        }
+      }
     }
     return cursor ?? new SqliteCursor(null, [], { changes: () => 0 });
   }
@@ -407,7 +493,8 @@ export class SqliteStorage {
   private kvGet<T>(key: string): T | undefined {
     let stored = this.kvCache.get(key);
     if (stored === undefined) {
-      const row = this.internal(`SELECT value FROM ${KV_TABLE} WHERE key = ?`).get(key) as { value: Uint8Array } | undefined;
+      const row = this.internal(`SELECT value FROM ${KV_TABLE} WHERE key = ?`).get(key) as
+        { value: Uint8Array } | undefined;
       stored = row === undefined ? null : row.value;
       this.kvCache.set(key, stored);
     }
@@ -418,7 +505,9 @@ export class SqliteStorage {
   private kvPut(key: string, value: unknown): void {
     this.observer?.beforeWrite?.(key);
     const bytes = serialize(value);
-    this.internal(`INSERT INTO ${KV_TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`).run(key, bytes);
+    this.internal(
+      `INSERT INTO ${KV_TABLE} (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
+    ).run(key, bytes);
     this.kvCache.set(key, bytes);
   }
 
@@ -453,8 +542,12 @@ export class SqliteStorage {
     const order = options.reverse === true ? "DESC" : "ASC";
     const limit = options.limit === undefined ? "" : ` LIMIT ${Math.max(0, Math.floor(options.limit))}`;
     // Read eagerly: callers delete while they iterate (as the platform allows).
-    const rows = this.db.prepare(`SELECT key, value FROM ${KV_TABLE}${where} ORDER BY key ${order}${limit}`).all(...params) as { key: string; value: Uint8Array }[];
-    for (const row of rows) yield [row.key, deserialize(row.value) as T];
+    const rows = this.db
+      .prepare(`SELECT key, value FROM ${KV_TABLE}${where} ORDER BY key ${order}${limit}`)
+      .all(...params) as { key: string; value: Uint8Array }[];
+    for (const row of rows) {
+      yield [row.key, deserialize(row.value) as T];
+    }
   }
 }
 
@@ -472,11 +565,16 @@ function parameterLayout(text: string): (string | null)[] {
   const names: (string | null)[] = [];
   const named = new Map<string, number>();
   for (const token of tokens) {
-    if (token.kind !== "param") continue;
-    if (token.text === "?") names.push(null);
-    else if (/^\?\d+$/.test(token.text)) {
+    if (token.kind !== "param") {
+      continue;
+    }
+    if (token.text === "?") {
+      names.push(null);
+    } else if (/^\?\d+$/.test(token.text)) {
       const number = Number(token.text.slice(1));
-      while (names.length < number) names.push(null);
+      while (names.length < number) {
+        names.push(null);
+      }
     } else if (!named.has(token.text)) {
       names.push(token.text);
       named.set(token.text, names.length);

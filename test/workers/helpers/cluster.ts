@@ -3,7 +3,13 @@
 // deadlines, never on fixed sleeps.
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test";
 import { afterEach } from "vitest";
-import { PROTOCOL_VERSION, type ClusterConfig, type NodeAddress, type NodeResult, type NodeStatusReport } from "../../../src/objects/api";
+import {
+  PROTOCOL_VERSION,
+  type ClusterConfig,
+  type NodeAddress,
+  type NodeResult,
+  type NodeStatusReport,
+} from "../../../src/objects/api";
 import type { ClusterNode } from "../../../src/objects/cluster-node";
 import { objectName } from "../../../src/objects/config";
 import { createStateMachine } from "../../../src/objects/sql/port";
@@ -19,7 +25,11 @@ export function uniqueClusterName(prefix: string): string {
 }
 
 /** Polls `probe` until it returns a value other than undefined, or throws with `what` after the deadline. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, options: { timeoutMs?: number; intervalMs?: number } = {}): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined> | T | undefined,
+  options: { timeoutMs?: number; intervalMs?: number } = {},
+): Promise<T> {
   const timeoutMs = options.timeoutMs ?? 15_000;
   const intervalMs = options.intervalMs ?? 20;
   const deadline = Date.now() + timeoutMs;
@@ -27,12 +37,16 @@ export async function waitFor<T>(what: string, probe: () => Promise<T | undefine
   for (;;) {
     try {
       const value = await probe();
-      if (value !== undefined) return value;
+      if (value !== undefined) {
+        return value;
+      }
     } catch (err) {
       lastError = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${lastError === null ? "" : ` (last error: ${String(lastError)})`}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
@@ -57,7 +71,9 @@ export class TestCluster {
       members: this.names.map((name) => ({ name })),
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 20,
       electionTimeoutMs: options.electionTimeoutMs ?? 200,
-      ...(options.snapshotThresholdEntries === undefined ? {} : { snapshotThresholdEntries: options.snapshotThresholdEntries }),
+      ...(options.snapshotThresholdEntries === undefined
+        ? {}
+        : { snapshotThresholdEntries: options.snapshotThresholdEntries }),
     };
   }
 
@@ -82,16 +98,22 @@ export class TestCluster {
   }
 
   /** Waits until exactly one node of `among` leads and every one of them names it at the same term. */
-  async waitForLeader(options: { among?: readonly string[]; timeoutMs?: number; notLeader?: string } = {}): Promise<string> {
+  async waitForLeader(
+    options: { among?: readonly string[]; timeoutMs?: number; notLeader?: string } = {},
+  ): Promise<string> {
     const among = options.among ?? this.names;
     return waitFor(
       "a single agreed leader",
       async () => {
         const statuses = await this.statuses(among);
         const leaders = statuses.filter((s) => s.role === "leader");
-        if (leaders.length !== 1) return undefined;
+        if (leaders.length !== 1) {
+          return undefined;
+        }
         const leader = leaders[0]!;
-        if (options.notLeader !== undefined && leader.node === options.notLeader) return undefined;
+        if (options.notLeader !== undefined && leader.node === options.notLeader) {
+          return undefined;
+        }
         const agreed = statuses.every((s) => s.leader === leader.node && s.term === leader.term);
         return agreed ? leader.node : undefined;
       },
@@ -100,16 +122,30 @@ export class TestCluster {
   }
 
   /** Executes on the current leader, following NOT_LEADER hints, until the deadline. Returns results and index. */
-  async execute(statements: readonly (string | { sql: string; params?: readonly SqlValue[] })[], options: { transaction?: boolean; id?: string; timeoutMs?: number; among?: readonly string[] } = {}): Promise<{ results: readonly StatementResult[]; raftIndex: number; node: string }> {
+  async execute(
+    statements: readonly (string | { sql: string; params?: readonly SqlValue[] })[],
+    options: { transaction?: boolean; id?: string; timeoutMs?: number; among?: readonly string[] } = {},
+  ): Promise<{ results: readonly StatementResult[]; raftIndex: number; node: string }> {
     const id = options.id ?? crypto.randomUUID();
-    const request = { id, transaction: options.transaction ?? false, statements: statements.map((s) => (typeof s === "string" ? { sql: s } : s)) };
+    const request = {
+      id,
+      transaction: options.transaction ?? false,
+      statements: statements.map((s) => (typeof s === "string" ? { sql: s } : s)),
+    };
     return waitFor(
       "a write to be applied",
       async () => {
-        const leader = await this.waitForLeader({ ...(options.among === undefined ? {} : { among: options.among }), timeoutMs: options.timeoutMs ?? 20_000 });
+        const leader = await this.waitForLeader({
+          ...(options.among === undefined ? {} : { among: options.among }),
+          timeoutMs: options.timeoutMs ?? 20_000,
+        });
         const answer = await this.stub(leader).execute({ ...this.address(leader), request, timeoutMs: 2_000 });
-        if (answer.ok) return { ...answer.value, node: leader };
-        if (answer.error.retryable) return undefined;
+        if (answer.ok) {
+          return { ...answer.value, node: leader };
+        }
+        if (answer.error.retryable) {
+          return undefined;
+        }
         throw new Error(`${answer.error.code}: ${answer.error.message}`);
       },
       { timeoutMs: options.timeoutMs ?? 20_000 },
@@ -118,12 +154,24 @@ export class TestCluster {
 
   /** A local read on one node (level none). */
   async queryLocal(node: string, sql: string): Promise<StatementResult> {
-    const answer = unwrap(await this.stub(node).query({ ...this.address(node), statements: [{ sql }], level: "none", transaction: false, timeoutMs: 2_000 }));
+    const answer = unwrap(
+      await this.stub(node).query({
+        ...this.address(node),
+        statements: [{ sql }],
+        level: "none",
+        transaction: false,
+        timeoutMs: 2_000,
+      }),
+    );
     return answer.results[0]!;
   }
 
   /** Waits until every node in `nodes` has applied at least `index` and they all report the same schema hash. */
-  async waitForConvergence(options: { index: number; nodes?: readonly string[]; timeoutMs?: number }): Promise<NodeStatusReport[]> {
+  async waitForConvergence(options: {
+    index: number;
+    nodes?: readonly string[];
+    timeoutMs?: number;
+  }): Promise<NodeStatusReport[]> {
     const nodes = options.nodes ?? this.names;
     return waitFor(
       `nodes ${nodes.join(",")} to apply index ${options.index} with one schema`,
@@ -153,7 +201,9 @@ export class TestCluster {
 
   /** Cuts `node` off from every other node, both ways. */
   async isolate(node: string): Promise<void> {
-    const partitions = this.names.filter((other) => other !== node).map((other) => ({ from: node, to: other, bothWays: true }));
+    const partitions = this.names
+      .filter((other) => other !== node)
+      .map((other) => ({ from: node, to: other, bothWays: true }));
     await this.setFaultsEverywhere({ partitions });
   }
 
@@ -199,7 +249,10 @@ export class TestCluster {
    * call would start it, which a test of who starts whom must not do.
    */
   async isStarted(node: string): Promise<boolean> {
-    return runInDurableObject(this.stub(node), (_instance, state) => state.storage.kv.get("node/identity") !== undefined);
+    return runInDurableObject(
+      this.stub(node),
+      (_instance, state) => state.storage.kv.get("node/identity") !== undefined,
+    );
   }
 
   /** Starts one node (any node, configured or not) without touching the others. */
@@ -209,7 +262,9 @@ export class TestCluster {
 }
 
 export function unwrap<T>(result: NodeResult<T>): T {
-  if (!result.ok) throw new Error(`${result.node}: ${result.error.code}: ${result.error.message}`);
+  if (!result.ok) {
+    throw new Error(`${result.node}: ${result.error.code}: ${result.error.message}`);
+  }
   return result.value;
 }
 

@@ -46,7 +46,9 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string): 
   try {
     return await Promise.race([promise, guard]);
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
+    if (timer !== undefined) {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -81,9 +83,13 @@ export class Ledger {
 
   record(key: string, value: string, fate: WriteFate, detail = ""): void {
     const existing = this.entries.get(key);
-    if (existing !== undefined && existing.value !== value) throw new Error(`ledger: key ${key} was written with two values`);
+    if (existing !== undefined && existing.value !== value) {
+      throw new Error(`ledger: key ${key} was written with two values`);
+    }
     // An acknowledgement wins over an earlier unknown outcome of the same request id.
-    if (existing !== undefined && existing.fate === "acked") return;
+    if (existing !== undefined && existing.fate === "acked") {
+      return;
+    }
     this.entries.set(key, { value, fate, detail });
   }
 
@@ -93,7 +99,11 @@ export class Ledger {
 
   count(fate: WriteFate): number {
     let n = 0;
-    for (const entry of this.entries.values()) if (entry.fate === fate) n++;
+    for (const entry of this.entries.values()) {
+      if (entry.fate === fate) {
+        n++;
+      }
+    }
     return n;
   }
 
@@ -107,7 +117,9 @@ export class Ledger {
    */
   async problemsOn(cluster: TestCluster, node: string): Promise<string[]> {
     const result = await cluster.queryLocal(node, `SELECT k, count(*), min(v), max(v) FROM ${LEDGER_TABLE} GROUP BY k`);
-    if (result.error !== undefined) return [`${node}: reading the ledger failed: ${result.error}`];
+    if (result.error !== undefined) {
+      return [`${node}: reading the ledger failed: ${result.error}`];
+    }
     const seen = new Map<string, { count: number; values: [unknown, unknown] }>();
     for (const row of result.rows ?? []) {
       seen.set(String(row[0]), { count: Number(row[1]), values: [row[2], row[3]] });
@@ -115,14 +127,26 @@ export class Ledger {
     const problems: string[] = [];
     for (const [key, entry] of this.entries) {
       const found = seen.get(key);
-      if (entry.fate === "acked" && found === undefined) problems.push(`${node}: acknowledged write ${key} is missing`);
-      if (entry.fate === "refused" && found !== undefined) problems.push(`${node}: refused write ${key} was applied (${entry.detail})`);
-      if (found !== undefined && found.count !== 1) problems.push(`${node}: write ${key} (${entry.fate}) was applied ${found.count} times`);
+      if (entry.fate === "acked" && found === undefined) {
+        problems.push(`${node}: acknowledged write ${key} is missing`);
+      }
+      if (entry.fate === "refused" && found !== undefined) {
+        problems.push(`${node}: refused write ${key} was applied (${entry.detail})`);
+      }
+      if (found !== undefined && found.count !== 1) {
+        problems.push(`${node}: write ${key} (${entry.fate}) was applied ${found.count} times`);
+      }
       if (found !== undefined && (found.values[0] !== entry.value || found.values[1] !== entry.value)) {
-        problems.push(`${node}: write ${key} holds ${String(found.values[0])}/${String(found.values[1])}, not ${entry.value}`);
+        problems.push(
+          `${node}: write ${key} holds ${String(found.values[0])}/${String(found.values[1])}, not ${entry.value}`,
+        );
       }
     }
-    for (const key of seen.keys()) if (!this.entries.has(key)) problems.push(`${node}: row ${key} was never written by any client`);
+    for (const key of seen.keys()) {
+      if (!this.entries.has(key)) {
+        problems.push(`${node}: row ${key} was never written by any client`);
+      }
+    }
     return problems;
   }
 }
@@ -131,7 +155,14 @@ export class Ledger {
 // A client writing through the node RPC
 
 export type WriteOutcome =
-  | { readonly ok: true; readonly node: string; readonly raftIndex: number; readonly results: readonly StatementResult[]; readonly attempts: number; readonly elapsedMs: number }
+  | {
+      readonly ok: true;
+      readonly node: string;
+      readonly raftIndex: number;
+      readonly results: readonly StatementResult[];
+      readonly attempts: number;
+      readonly elapsedMs: number;
+    }
   | {
       readonly ok: false;
       readonly code: string;
@@ -205,7 +236,14 @@ export class RpcWriter {
         continue;
       }
       if (answer.ok) {
-        return { ok: true, node: target, raftIndex: answer.value.raftIndex, results: answer.value.results, attempts, elapsedMs: Date.now() - startedAt };
+        return {
+          ok: true,
+          node: target,
+          raftIndex: answer.value.raftIndex,
+          results: answer.value.results,
+          attempts,
+          elapsedMs: Date.now() - startedAt,
+        };
       }
       const error = answer.error;
       last = { code: error.code, message: error.message };
@@ -215,7 +253,9 @@ export class RpcWriter {
           if (error.leader !== undefined && error.leader !== null && error.leader !== target) {
             this.target = error.leader;
             // Hints can chase each other while leadership moves: after a round of hops, slow down.
-            if (++hops % Math.max(1, this.members().length) === 0) await this.backoff(++failures, deadlineAt);
+            if (++hops % Math.max(1, this.members().length) === 0) {
+              await this.backoff(++failures, deadlineAt);
+            }
           } else {
             await this.followElection(target, deadlineAt);
           }
@@ -247,16 +287,32 @@ export class RpcWriter {
           continue;
         case "INVALID_REQUEST":
         case "PROTOCOL":
-          return { ok: false, code: error.code, message: error.message, maybeApplied, attempts, elapsedMs: Date.now() - startedAt };
+          return {
+            ok: false,
+            code: error.code,
+            message: error.message,
+            maybeApplied,
+            attempts,
+            elapsedMs: Date.now() - startedAt,
+          };
       }
     }
-    return { ok: false, code: last.code, message: last.message, maybeApplied, attempts, elapsedMs: Date.now() - startedAt };
+    return {
+      ok: false,
+      code: last.code,
+      message: last.message,
+      maybeApplied,
+      attempts,
+      elapsedMs: Date.now() - startedAt,
+    };
   }
 
   /** Asks `node` (bounded) who leads; goes there, or to the next node if it cannot tell. */
   private async followElection(node: string, deadlineAt: number): Promise<void> {
     const waitMs = Math.min(WRITER_LIMITS.leaderWaitMs, deadlineAt - Date.now());
-    if (waitMs <= 0) return;
+    if (waitMs <= 0) {
+      return;
+    }
     try {
       const answer = await within(
         this.rpc(node).waitForLeader({ ...this.cluster.address(node), timeoutMs: waitMs }),
@@ -294,13 +350,18 @@ export class RpcWriter {
   }
 
   private async backoff(failures: number, deadlineAt: number): Promise<void> {
-    const ceilingMs = Math.min(WRITER_LIMITS.maxBackoffMs, WRITER_LIMITS.baseBackoffMs * 2 ** Math.min(failures - 1, 20));
+    const ceilingMs = Math.min(
+      WRITER_LIMITS.maxBackoffMs,
+      WRITER_LIMITS.baseBackoffMs * 2 ** Math.min(failures - 1, 20),
+    );
     await pause(Math.min(this.options.random.nextFloat() * ceilingMs, deadlineAt - Date.now()));
   }
 
   private count(code: string): void {
     const errors = this.options.errors;
-    if (errors !== undefined) errors.set(code, (errors.get(code) ?? 0) + 1);
+    if (errors !== undefined) {
+      errors.set(code, (errors.get(code) ?? 0) + 1);
+    }
   }
 }
 
@@ -330,13 +391,28 @@ export interface LoadOptions {
   /** Upper bound on the writes of all clients together (the load also stops when asked). */
   readonly totalWrites?: number;
   /** The client of client i (default: an RpcWriter starting at startAt(i)). */
-  readonly writerFor?: (client: number, options: { startAt: string; random: SeededRandom; errors: Map<string, number> }) => Writer;
+  readonly writerFor?: (
+    client: number,
+    options: { startAt: string; random: SeededRandom; errors: Map<string, number> },
+  ) => Writer;
   /** The request for one key (default: the ledger insert alone). It must contain Ledger.insert(key, value). */
   readonly request?: (key: string, value: string) => { statements: readonly Statement[]; transaction: boolean };
 }
 
 /** Error codes a write may see while the cluster fails over; anything else is a finding. */
-export const EXPECTED_WRITE_ERRORS = new Set(["NOT_LEADER", "NO_LEADER", "TIMEOUT", "QUEUE_FULL", "TRANSFER_IN_PROGRESS", "CONFIG_CHANGE_IN_PROGRESS", "TRANSPORT", "NOT_MEMBER", "OUTCOME_UNKNOWN", "UNREACHABLE", "DEADLINE"]);
+export const EXPECTED_WRITE_ERRORS = new Set([
+  "NOT_LEADER",
+  "NO_LEADER",
+  "TIMEOUT",
+  "QUEUE_FULL",
+  "TRANSFER_IN_PROGRESS",
+  "CONFIG_CHANGE_IN_PROGRESS",
+  "TRANSPORT",
+  "NOT_MEMBER",
+  "OUTCOME_UNKNOWN",
+  "UNREACHABLE",
+  "DEADLINE",
+]);
 
 export class Load {
   readonly errors = new Map<string, number>();
@@ -374,10 +450,14 @@ export class Load {
   /** Waits until at least `more` further writes were acknowledged: progress, proven. */
   async waitForProgress(options: { more: number; timeoutMs: number; what: string }): Promise<void> {
     const target = this.acked + options.more;
-    await waitFor(`${options.what}: ${options.more} more acknowledged writes (at ${this.acked})`, () => (this.acked >= target ? true : undefined), {
-      timeoutMs: options.timeoutMs,
-      intervalMs: 10,
-    });
+    await waitFor(
+      `${options.what}: ${options.more} more acknowledged writes (at ${this.acked})`,
+      () => (this.acked >= target ? true : undefined),
+      {
+        timeoutMs: options.timeoutMs,
+        intervalMs: 10,
+      },
+    );
   }
 
   /** Resolves once every client has finished (totalWrites reached, or stopped). */
@@ -400,9 +480,19 @@ export class Load {
       this.started++;
       const key = `${prefix}-c${client}-${seq}`;
       const value = `v${seq}`;
-      const shape = this.options.request?.(key, value) ?? { statements: [Ledger.insert(key, value)], transaction: false };
-      const ledgerAt = shape.statements.findIndex((statement) => Array.isArray(statement.params) && statement.params[0] === key && statement.sql.startsWith(`INSERT INTO ${LEDGER_TABLE} `));
-      if (ledgerAt === -1) throw new Error(`load ${prefix}: the request for ${key} does not write its ledger row`);
+      const shape = this.options.request?.(key, value) ?? {
+        statements: [Ledger.insert(key, value)],
+        transaction: false,
+      };
+      const ledgerAt = shape.statements.findIndex(
+        (statement) =>
+          Array.isArray(statement.params) &&
+          statement.params[0] === key &&
+          statement.sql.startsWith(`INSERT INTO ${LEDGER_TABLE} `),
+      );
+      if (ledgerAt === -1) {
+        throw new Error(`load ${prefix}: the request for ${key} does not write its ledger row`);
+      }
       // Think time between writes. Not optional: in workerd the tests and the node objects share one event loop, and
       // clients that never wait on a timer starve every timer in it (the test's own deadlines included).
       await pause(this.options.thinkMs ?? 2);
@@ -410,7 +500,9 @@ export class Load {
       if (outcome.ok) {
         const failed = outcome.results.map((result) => result.error).filter((error) => error !== undefined);
         const ledgerRowFailed = shape.transaction ? failed.length > 0 : outcome.results[ledgerAt]?.error !== undefined;
-        if (failed.length > 0) this.failures.push(`${key}: applied with statement errors: ${failed.join("; ")}`);
+        if (failed.length > 0) {
+          this.failures.push(`${key}: applied with statement errors: ${failed.join("; ")}`);
+        }
         if (ledgerRowFailed) {
           // Applied as a failure: its ledger row was never written (and never will be: the id is remembered).
           ledger.record(key, value, "refused", `applied with an error: ${failed.join("; ")}`);
@@ -420,7 +512,9 @@ export class Load {
         }
       } else {
         ledger.record(key, value, outcome.maybeApplied ? "unknown" : "refused", `${outcome.code}: ${outcome.message}`);
-        this.failures.push(`${key}: ${outcome.code}: ${outcome.message} (${outcome.attempts} attempts, ${outcome.elapsedMs} ms)`);
+        this.failures.push(
+          `${key}: ${outcome.code}: ${outcome.message} (${outcome.attempts} attempts, ${outcome.elapsedMs} ms)`,
+        );
       }
     }
   }
@@ -457,7 +551,10 @@ export async function expectConvergedAndComplete(
       const dumps = await Promise.all(nodes.map((node) => cluster.dump(node)));
       const first = dumps[0]!;
       const differing = nodes.filter((_, i) => dumps[i] !== first);
-      lastDiff = differing.length === 0 ? "" : `${differing.join(", ")} differ from ${nodes[0]}: ${describeDifference(first, dumps[nodes.indexOf(differing[0]!)]!)}`;
+      lastDiff =
+        differing.length === 0
+          ? ""
+          : `${differing.join(", ")} differ from ${nodes[0]}: ${describeDifference(first, dumps[nodes.indexOf(differing[0]!)]!)}`;
       return differing.length === 0 ? first : undefined;
     },
     { timeoutMs, intervalMs: 50 },
@@ -474,7 +571,9 @@ function describeDifference(a: string, b: string): string {
   const left = a.split("\n");
   const right = b.split("\n");
   for (let i = 0; i < Math.max(left.length, right.length); i++) {
-    if (left[i] !== right[i]) return `line ${i + 1}: ${JSON.stringify(left[i] ?? "<end>")} vs ${JSON.stringify(right[i] ?? "<end>")}`;
+    if (left[i] !== right[i]) {
+      return `line ${i + 1}: ${JSON.stringify(left[i] ?? "<end>")} vs ${JSON.stringify(right[i] ?? "<end>")}`;
+    }
   }
   return "no line differs";
 }
@@ -486,18 +585,30 @@ function describeDifference(a: string, b: string): string {
  * Splits the cluster into groups that cannot talk to each other (both ways); nodes in no group keep every link.
  * The same rules go to every node, since a node applies them to what it sends.
  */
-export async function splitInto(cluster: TestCluster, groups: readonly (readonly string[])[], nodes: readonly string[] = cluster.names): Promise<void> {
+export async function splitInto(
+  cluster: TestCluster,
+  groups: readonly (readonly string[])[],
+  nodes: readonly string[] = cluster.names,
+): Promise<void> {
   const partitions: { from: string; to: string; bothWays: boolean }[] = [];
   for (let i = 0; i < groups.length; i++) {
     for (let j = i + 1; j < groups.length; j++) {
-      for (const from of groups[i]!) for (const to of groups[j]!) partitions.push({ from, to, bothWays: true });
+      for (const from of groups[i]!) {
+        for (const to of groups[j]!) {
+          partitions.push({ from, to, bothWays: true });
+        }
+      }
     }
   }
   await Promise.all(nodes.map((node) => cluster.setFaults(node, { partitions })));
 }
 
 /** Cuts each of `isolated` off from every other node of `nodes`, both ways. */
-export async function isolateAll(cluster: TestCluster, isolated: readonly string[], nodes: readonly string[] = cluster.names): Promise<void> {
+export async function isolateAll(
+  cluster: TestCluster,
+  isolated: readonly string[],
+  nodes: readonly string[] = cluster.names,
+): Promise<void> {
   const rest = nodes.filter((node) => !isolated.includes(node));
   await splitInto(cluster, [...isolated.map((node) => [node]), rest], nodes);
 }
@@ -505,7 +616,14 @@ export async function isolateAll(cluster: TestCluster, isolated: readonly string
 /** Halts nodes the cluster's own list does not know (members added during a test) once the test finishes. */
 export function haltWhenFinished(cluster: TestCluster, nodes: readonly string[]): void {
   onTestFinished(async () => {
-    await Promise.all(nodes.map((node) => cluster.stub(node).testHalt().catch(() => undefined)));
+    await Promise.all(
+      nodes.map((node) =>
+        cluster
+          .stub(node)
+          .testHalt()
+          .catch(() => undefined),
+      ),
+    );
   });
 }
 
@@ -517,10 +635,14 @@ export async function waitForStatus(
   predicate: (status: Awaited<ReturnType<TestCluster["status"]>>) => boolean,
   timeoutMs = 15_000,
 ): Promise<Awaited<ReturnType<TestCluster["status"]>>> {
-  return waitFor(what, async () => {
-    const status = await cluster.status(node);
-    return predicate(status) ? status : undefined;
-  }, { timeoutMs });
+  return waitFor(
+    what,
+    async () => {
+      const status = await cluster.status(node);
+      return predicate(status) ? status : undefined;
+    },
+    { timeoutMs },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -549,7 +671,10 @@ export interface HttpHarness {
  * recording wrapper around every node call. The cluster's nodes must have been started through the TestCluster so
  * that they run its exact configuration.
  */
-export function httpHarness(cluster: TestCluster, options: { seed: number; intercept?: NodeCallInterceptor; policy?: AppOptions["policy"] }): HttpHarness {
+export function httpHarness(
+  cluster: TestCluster,
+  options: { seed: number; intercept?: NodeCallInterceptor; policy?: AppOptions["policy"] },
+): HttpHarness {
   const calls: NodeCallRecord[] = [];
   const leaders = new LeaderCache();
   const random = new SeededRandom(options.seed);
@@ -561,8 +686,14 @@ export function httpHarness(cluster: TestCluster, options: { seed: number; inter
     ELECTION_TIMEOUT_MS: String(cluster.config.electionTimeoutMs),
     DHA_TOKENS: JSON.stringify({ [HTTP_TOKEN]: ["read", "write", "admin"] }),
   };
-  const directory = (workerEnv: AppEnv): NodeDirectory => recordingDirectory(durableObjectDirectory(workerEnv, cluster.config), calls, options.intercept);
-  const app = createApp({ directory, leaders, random: () => random.nextFloat(), ...(options.policy === undefined ? {} : { policy: options.policy }) });
+  const directory = (workerEnv: AppEnv): NodeDirectory =>
+    recordingDirectory(durableObjectDirectory(workerEnv, cluster.config), calls, options.intercept);
+  const app = createApp({
+    directory,
+    leaders,
+    random: () => random.nextFloat(),
+    ...(options.policy === undefined ? {} : { policy: options.policy }),
+  });
   return {
     calls,
     leaders,
@@ -573,12 +704,20 @@ export function httpHarness(cluster: TestCluster, options: { seed: number; inter
         body = JSON.stringify(init.json);
         headers["Content-Type"] = "application/json";
       }
-      return app.request(new Request(`https://db.example.com${path}`, { method, headers, ...(body === undefined ? {} : { body }) }), undefined, appEnv);
+      return app.request(
+        new Request(`https://db.example.com${path}`, { method, headers, ...(body === undefined ? {} : { body }) }),
+        undefined,
+        appEnv,
+      );
     },
   };
 }
 
-function recordingDirectory(inner: NodeDirectory, calls: NodeCallRecord[], intercept: NodeCallInterceptor | undefined): NodeDirectory {
+function recordingDirectory(
+  inner: NodeDirectory,
+  calls: NodeCallRecord[],
+  intercept: NodeCallInterceptor | undefined,
+): NodeDirectory {
   return {
     config: inner.config,
     node(name: string): ClusterNodeRpc {
@@ -641,8 +780,16 @@ export async function httpLedgerWrite(
   const statementError = body.results?.[0]?.error;
   // A failure's body does not say whether an earlier attempt may have been applied (a 503 NO_LEADER can follow a
   // TIMEOUT), so every failure counts as unknown.
-  if (response.status === 200 && statementError === undefined) ledger.record(options.key, options.value, "acked");
-  else ledger.record(options.key, options.value, "unknown", `HTTP ${response.status} ${outcome.code ?? ""}: ${body.error ?? statementError ?? ""}`);
+  if (response.status === 200 && statementError === undefined) {
+    ledger.record(options.key, options.value, "acked");
+  } else {
+    ledger.record(
+      options.key,
+      options.value,
+      "unknown",
+      `HTTP ${response.status} ${outcome.code ?? ""}: ${body.error ?? statementError ?? ""}`,
+    );
+  }
   return outcome;
 }
 
@@ -672,7 +819,12 @@ interface RqliteResult {
 export class HttpWriter implements Writer {
   constructor(
     private readonly harness: HttpHarness,
-    private readonly options: { cluster: string; random: SeededRandom; errors?: Map<string, number>; firstNode?: string },
+    private readonly options: {
+      cluster: string;
+      random: SeededRandom;
+      errors?: Map<string, number>;
+      firstNode?: string;
+    },
   ) {}
 
   async write(request: SqlRequest, options: { deadlineMs: number }): Promise<WriteOutcome> {
@@ -684,12 +836,18 @@ export class HttpWriter implements Writer {
     let last = { code: "NONE", message: "no attempt was made before the deadline" };
     while (Date.now() < deadlineAt && attempts < HTTP_WRITER_LIMITS.maxAttempts) {
       attempts++;
-      if (this.options.firstNode !== undefined) this.harness.leaders.set(this.options.cluster, this.options.firstNode);
+      if (this.options.firstNode !== undefined) {
+        this.harness.leaders.set(this.options.cluster, this.options.firstNode);
+      }
       const timeoutMs = Math.max(1, Math.min(HTTP_WRITER_LIMITS.maxRequestTimeoutMs, deadlineAt - Date.now()));
       const path = `/db/execute?timeout=${timeoutMs}ms${request.transaction ? "&transaction" : ""}`;
       const response = await within(
         this.harness.request("POST", path, {
-          json: request.statements.map((statement) => (Array.isArray(statement.params) && statement.params.length > 0 ? [statement.sql, ...statement.params] : statement.sql)),
+          json: request.statements.map((statement) =>
+            Array.isArray(statement.params) && statement.params.length > 0
+              ? [statement.sql, ...statement.params]
+              : statement.sql,
+          ),
           headers: { "Idempotency-Key": request.id },
         }),
         timeoutMs + HTTP_WRITER_LIMITS.guardMarginMs,
@@ -702,20 +860,46 @@ export class HttpWriter implements Writer {
           ...(result.rows_affected === undefined ? {} : { rowsAffected: result.rows_affected }),
           ...(result.last_insert_id === undefined ? {} : { lastInsertId: result.last_insert_id }),
         }));
-        return { ok: true, node: response.headers.get("X-DHA-Node") ?? "?", raftIndex: Number(response.headers.get("X-DHA-Raft-Index")), results, attempts, elapsedMs: Date.now() - startedAt };
+        return {
+          ok: true,
+          node: response.headers.get("X-DHA-Node") ?? "?",
+          raftIndex: Number(response.headers.get("X-DHA-Raft-Index")),
+          results,
+          attempts,
+          elapsedMs: Date.now() - startedAt,
+        };
       }
       const code = response.headers.get("X-DHA-Error-Code") ?? `HTTP_${response.status}`;
       last = { code, message: `HTTP ${response.status}: ${body.error ?? ""}` };
       const errors = this.options.errors;
-      if (errors !== undefined) errors.set(code, (errors.get(code) ?? 0) + 1);
+      if (errors !== undefined) {
+        errors.set(code, (errors.get(code) ?? 0) + 1);
+      }
       if (response.status !== 503 && response.status !== 504) {
-        return { ok: false, code, message: last.message, maybeApplied: maybeApplied || response.status >= 500, attempts, elapsedMs: Date.now() - startedAt };
+        return {
+          ok: false,
+          code,
+          message: last.message,
+          maybeApplied: maybeApplied || response.status >= 500,
+          attempts,
+          elapsedMs: Date.now() - startedAt,
+        };
       }
       // The body cannot say whether an earlier attempt inside the router reached a leader: assume it may have.
       maybeApplied = true;
-      const ceilingMs = Math.min(HTTP_WRITER_LIMITS.maxBackoffMs, HTTP_WRITER_LIMITS.baseBackoffMs * 2 ** Math.min(++failures - 1, 20));
+      const ceilingMs = Math.min(
+        HTTP_WRITER_LIMITS.maxBackoffMs,
+        HTTP_WRITER_LIMITS.baseBackoffMs * 2 ** Math.min(++failures - 1, 20),
+      );
       await pause(Math.min(this.options.random.nextFloat() * ceilingMs, deadlineAt - Date.now()));
     }
-    return { ok: false, code: last.code, message: last.message, maybeApplied, attempts, elapsedMs: Date.now() - startedAt };
+    return {
+      ok: false,
+      code: last.code,
+      message: last.message,
+      maybeApplied,
+      attempts,
+      elapsedMs: Date.now() - startedAt,
+    };
   }
 }

@@ -22,11 +22,17 @@ export interface Sample {
 export function parseMetrics(text: string): Sample[] {
   const samples: Sample[] = [];
   for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
+    if (line === "" || line.startsWith("#")) {
+      continue;
+    }
     const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) throw new Error(`unparseable line: ${line}`);
+    if (match === null) {
+      throw new Error(`unparseable line: ${line}`);
+    }
     const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[pair[1]!] = pair[2]!;
+    }
     samples.push({ name: match[1]!, labels, value: Number(match[3]) });
   }
   return samples;
@@ -52,17 +58,44 @@ export class MetricsHarness {
         const real = durableObjectDirectory(env, config);
         // A hung node: every call from the worker waits forever (the per-node deadline must cut it off).
         const never = (() => new Promise<never>(() => {})) as never;
-        const hang: ClusterNodeRpc = { start: never, status: never, execute: never, query: never, waitForLeader: never, transferLeadership: never, addMember: never, removeMember: never, backup: never, metrics: never, recentEvents: never };
+        const hang: ClusterNodeRpc = {
+          start: never,
+          status: never,
+          execute: never,
+          query: never,
+          waitForLeader: never,
+          transferLeadership: never,
+          addMember: never,
+          removeMember: never,
+          backup: never,
+          metrics: never,
+          recentEvents: never,
+        };
         return { config, node: (name) => (this.hung.has(name) ? hang : real.node(name)) };
       },
     });
   }
 
-  async send(method: string, path: string, options: { token?: string; json?: unknown; accept?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: Headers; text: string }> {
-    const headers: Record<string, string> = { Authorization: `Bearer ${options.token ?? TOKENS.admin}`, ...options.headers };
-    if (options.accept !== undefined) headers.Accept = options.accept;
-    if (options.json !== undefined) headers["Content-Type"] = "application/json";
-    const request = new Request(`https://db.example.com${path}`, { method, headers, ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }) });
+  async send(
+    method: string,
+    path: string,
+    options: { token?: string; json?: unknown; accept?: string; headers?: Record<string, string> } = {},
+  ): Promise<{ status: number; headers: Headers; text: string }> {
+    const headers: Record<string, string> = {
+      Authorization: `Bearer ${options.token ?? TOKENS.admin}`,
+      ...options.headers,
+    };
+    if (options.accept !== undefined) {
+      headers.Accept = options.accept;
+    }
+    if (options.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+    }
+    const request = new Request(`https://db.example.com${path}`, {
+      method,
+      headers,
+      ...(options.json === undefined ? {} : { body: JSON.stringify(options.json) }),
+    });
     const response = await this.app.request(request, undefined, this.env);
     return { status: response.status, headers: response.headers, text: await response.text() };
   }

@@ -55,7 +55,9 @@ export class ScriptedNode {
       members: options.nodes.map((name) => ({ name })),
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 100,
       electionTimeoutMs: options.electionTimeoutMs ?? 1000,
-      ...(options.snapshotThresholdEntries === undefined ? {} : { snapshotThresholdEntries: options.snapshotThresholdEntries }),
+      ...(options.snapshotThresholdEntries === undefined
+        ? {}
+        : { snapshotThresholdEntries: options.snapshotThresholdEntries }),
     };
     this.clock = {
       now: () => this.nowMs,
@@ -94,7 +96,13 @@ export class ScriptedNode {
   /** Steps `messages` from `from` into the runtime, as the transport would. */
   deliver(from: string, messages: readonly DistributiveOmit<Message, "from" | "to">[]): void {
     const full = messages.map((message) => ({ ...message, from, to: this.options.self }) as Message);
-    this.runtime.receiveEnvelope({ protocolVersion: PROTOCOL_VERSION, cluster: this.config.name, from, to: this.options.self, messages: full });
+    this.runtime.receiveEnvelope({
+      protocolVersion: PROTOCOL_VERSION,
+      cluster: this.config.name,
+      from,
+      to: this.options.self,
+      messages: full,
+    });
   }
 
   /** Moves the manual clock and lets the runtime tick. */
@@ -104,11 +112,20 @@ export class ScriptedNode {
   }
 
   /** The first message sent after `afterCount` messages that matches; waits (bounded) for the transport. */
-  async nextSent<T extends Message["type"]>(type: T, options: { to?: string; after?: number; timeoutMs?: number } = {}): Promise<Extract<Message, { type: T }>> {
+  async nextSent<T extends Message["type"]>(
+    type: T,
+    options: { to?: string; after?: number; timeoutMs?: number } = {},
+  ): Promise<Extract<Message, { type: T }>> {
     const after = options.after ?? 0;
     return waitFor(
       `a ${type} message${options.to === undefined ? "" : ` to ${options.to}`}`,
-      () => this.sent.slice(after).find((m): m is Extract<Message, { type: T }> => m.type === type && (options.to === undefined || m.to === options.to)),
+      () =>
+        this.sent
+          .slice(after)
+          .find(
+            (m): m is Extract<Message, { type: T }> =>
+              m.type === type && (options.to === undefined || m.to === options.to),
+          ),
       { timeoutMs: options.timeoutMs ?? 5_000, intervalMs: 5 },
     );
   }
@@ -117,13 +134,21 @@ export class ScriptedNode {
   async electSelf(voters: readonly string[]): Promise<number> {
     const after = this.sent.length;
     this.advance(this.config.electionTimeoutMs * 2 + this.config.heartbeatIntervalMs);
-    if (voters.length === 0 && this.runtime.status().role === "leader") return this.runtime.status().term;
+    if (voters.length === 0 && this.runtime.status().role === "leader") {
+      return this.runtime.status().term;
+    }
     const preVote = await this.nextSent("preVote", { after });
-    for (const voter of voters) this.deliver(voter, [{ type: "preVoteResponse", term: preVote.term, granted: true }]);
+    for (const voter of voters) {
+      this.deliver(voter, [{ type: "preVoteResponse", term: preVote.term, granted: true }]);
+    }
     const vote = await this.nextSent("vote", { after });
-    for (const voter of voters) this.deliver(voter, [{ type: "voteResponse", term: vote.term, granted: true }]);
+    for (const voter of voters) {
+      this.deliver(voter, [{ type: "voteResponse", term: vote.term, granted: true }]);
+    }
     const status = this.runtime.status();
-    if (status.role !== "leader") throw new Error(`${this.options.self} did not become leader (role ${status.role}, term ${status.term})`);
+    if (status.role !== "leader") {
+      throw new Error(`${this.options.self} did not become leader (role ${status.role}, term ${status.term})`);
+    }
     return status.term;
   }
 }
@@ -134,24 +159,48 @@ export class ScriptedNode {
  */
 export async function replicateTo(node: ScriptedNode, peers: readonly string[], index: number): Promise<void> {
   const acked = new Map<string, number>();
-  await waitFor(`commit index ${index}`, () => {
-    if (node.runtime.status().commit >= index) return true;
-    for (const peer of peers) {
-      const appends = node.sent.filter((m): m is Extract<Message, { type: "append" }> => m.type === "append" && m.to === peer);
-      const newest = appends[appends.length - 1];
-      if (newest === undefined) continue;
-      const last = newest.prevLogIndex + newest.entries.length;
-      if ((acked.get(peer) ?? -1) >= last) continue;
-      acked.set(peer, last);
-      node.deliver(peer, [{ type: "appendResponse", term: newest.term, success: true, index: last, rejectHint: null }]);
-    }
-    return undefined;
-  }, { timeoutMs: 5_000, intervalMs: 5 });
+  await waitFor(
+    `commit index ${index}`,
+    () => {
+      if (node.runtime.status().commit >= index) {
+        return true;
+      }
+      for (const peer of peers) {
+        const appends = node.sent.filter(
+          (m): m is Extract<Message, { type: "append" }> => m.type === "append" && m.to === peer,
+        );
+        const newest = appends[appends.length - 1];
+        if (newest === undefined) {
+          continue;
+        }
+        const last = newest.prevLogIndex + newest.entries.length;
+        if ((acked.get(peer) ?? -1) >= last) {
+          continue;
+        }
+        acked.set(peer, last);
+        node.deliver(peer, [
+          { type: "appendResponse", term: newest.term, success: true, index: last, rejectHint: null },
+        ]);
+      }
+      return undefined;
+    },
+    { timeoutMs: 5_000, intervalMs: 5 },
+  );
 }
 
 /** The log entry of a write request, as a leader would have logged it. */
-export function writeEntry(options: { index: number; term: number; id: string; statements: readonly Statement[] }): LogEntry {
-  return { index: options.index, term: options.term, kind: "normal", data: encodeSqlRequest({ id: options.id, statements: options.statements, transaction: false }) };
+export function writeEntry(options: {
+  index: number;
+  term: number;
+  id: string;
+  statements: readonly Statement[];
+}): LogEntry {
+  return {
+    index: options.index,
+    term: options.term,
+    kind: "normal",
+    data: encodeSqlRequest({ id: options.id, statements: options.statements, transaction: false }),
+  };
 }
 
 export function noopEntry(index: number, term: number): LogEntry {
@@ -171,7 +220,9 @@ export async function settle<T>(promise: Promise<T>): Promise<{ ok: true; value:
 export function codeOf(error: unknown): string {
   if (typeof error === "object" && error !== null && "error" in error) {
     const inner = (error as { error?: { code?: unknown } }).error;
-    if (typeof inner?.code === "string") return inner.code;
+    if (typeof inner?.code === "string") {
+      return inner.code;
+    }
   }
   return `not a NodeFailure: ${String(error)}`;
 }

@@ -65,7 +65,9 @@ export async function authenticate(c: Context<AppBindings>): Promise<Principal> 
 function presentedToken(request: Request): string {
   const header = request.headers.get("authorization");
   if (header === null || header.trim() === "") {
-    throw unauthorized("credentials required: send Authorization: Bearer <token>, or HTTP Basic with the token as password");
+    throw unauthorized(
+      "credentials required: send Authorization: Bearer <token>, or HTTP Basic with the token as password",
+    );
   }
   const [scheme = "", ...rest] = header.trim().split(/\s+/);
   const lowerScheme = scheme.toLowerCase();
