@@ -1,17 +1,45 @@
 import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
-// What the pure core (src/election, src/replication) may never touch: it must stay deterministic and
-// platform-free, so that the simulator and the Durable Object run the very same code.
-const coreForbiddenImports = {
+// The layers, lowest first. Each may import only from the layers below it, never from one above (see ARCHITECTURE.md):
+//   src/quorum       majority arithmetic, node ids (imports nothing)
+//   src/election     election timer, vote tally, PreVote and stickiness decisions (imports quorum)
+//   src/replication  the Raft node: log, progress, commit, snapshots, membership, reads (imports election, quorum)
+//   src/shared       plain request/result shapes and SQL text handling both the node and the worker read (a leaf)
+//   src/objects      the Durable Object shell (imports the core and shared)
+//   src/worker       the Hono worker (imports objects and shared, never the core directly)
+function importsFromLayers(layers, message) {
+  return { regex: `^\\.{1,2}/(.*/)?(${layers.join("|")})(/|$)`, message };
+}
+
+// What the pure core may never touch: it must stay deterministic and platform-free, so that the simulator and the
+// Durable Object run the very same code.
+const corePlatformImports = [
+  { group: ["cloudflare:*"], message: "The pure core must not import platform modules." },
+  { group: ["hono", "hono/*"], message: "The pure core must not import the HTTP layer." },
+  { group: ["node:*", "fs", "path", "crypto", "timers"], message: "The pure core does no I/O." },
+];
+const coreOneWay =
+  "Imports run worker -> objects -> replication -> election -> quorum: nothing imports a layer above it.";
+const quorumForbiddenImports = {
   patterns: [
-    { group: ["cloudflare:*"], message: "The pure core must not import platform modules." },
-    { group: ["hono", "hono/*"], message: "The pure core must not import the HTTP layer." },
-    { group: ["node:*", "fs", "path", "crypto", "timers"], message: "The pure core does no I/O." },
-    {
-      regex: "^\\.{1,2}/(.*/)?(objects|worker)(/|$)",
-      message: "Imports run worker -> objects -> core: the core imports nothing from src/objects or src/worker.",
-    },
+    ...corePlatformImports,
+    importsFromLayers(["election", "replication", "shared", "objects", "worker"], coreOneWay),
+  ],
+};
+const electionForbiddenImports = {
+  patterns: [...corePlatformImports, importsFromLayers(["replication", "shared", "objects", "worker"], coreOneWay)],
+};
+const replicationForbiddenImports = {
+  patterns: [...corePlatformImports, importsFromLayers(["shared", "objects", "worker"], coreOneWay)],
+};
+const sharedForbiddenImports = {
+  patterns: [
+    ...corePlatformImports,
+    importsFromLayers(
+      ["quorum", "election", "replication", "objects", "worker"],
+      "src/shared is a leaf both the node and the worker read: it imports no other layer.",
+    ),
   ],
 };
 
@@ -19,10 +47,19 @@ const coreForbiddenImports = {
 // bindings), so that the worker can change without the node objects noticing.
 const objectsForbiddenImports = {
   patterns: [
-    {
-      regex: "^\\.{1,2}/(.*/)?worker(/|$)",
-      message: "Imports run worker -> objects -> core: src/objects imports nothing from src/worker.",
-    },
+    importsFromLayers(
+      ["worker"],
+      "Imports run worker -> objects -> core: src/objects imports nothing from src/worker.",
+    ),
+  ],
+};
+// The worker reaches the core only through the objects (objects/api.ts re-exports what it may see).
+const workerForbiddenImports = {
+  patterns: [
+    importsFromLayers(
+      ["quorum", "election", "replication"],
+      "Imports run worker -> objects -> core: the worker takes core types through src/objects/api.ts.",
+    ),
   ],
 };
 const coreForbiddenSyntax = [
@@ -57,19 +94,18 @@ export default tseslint.config(
     },
   },
   {
-    files: ["src/election/**/*.ts", "src/replication/**/*.ts"],
+    files: ["src/quorum/**/*.ts", "src/election/**/*.ts", "src/replication/**/*.ts"],
     rules: {
-      "no-restricted-imports": ["error", coreForbiddenImports],
       "no-restricted-syntax": ["error", ...coreForbiddenSyntax],
       "no-restricted-globals": ["error", "Date", "setTimeout", "setInterval", "performance", "fetch", "crypto"],
     },
   },
-  {
-    files: ["src/objects/**/*.ts"],
-    rules: {
-      "no-restricted-imports": ["error", objectsForbiddenImports],
-    },
-  },
+  { files: ["src/quorum/**/*.ts"], rules: { "no-restricted-imports": ["error", quorumForbiddenImports] } },
+  { files: ["src/election/**/*.ts"], rules: { "no-restricted-imports": ["error", electionForbiddenImports] } },
+  { files: ["src/replication/**/*.ts"], rules: { "no-restricted-imports": ["error", replicationForbiddenImports] } },
+  { files: ["src/shared/**/*.ts"], rules: { "no-restricted-imports": ["error", sharedForbiddenImports] } },
+  { files: ["src/objects/**/*.ts"], rules: { "no-restricted-imports": ["error", objectsForbiddenImports] } },
+  { files: ["src/worker/**/*.ts"], rules: { "no-restricted-imports": ["error", workerForbiddenImports] } },
   {
     files: ["scripts/**/*.mjs", "*.js"],
     languageOptions: { globals: { process: "readonly", console: "readonly", URL: "readonly" } },

@@ -1,6 +1,12 @@
 // Election rules that do not need the whole node: the randomized timer, the up-to-date check, stickiness, and the
 // decision to grant a (pre-)vote. raft-node.ts wires them to role transitions and messages.
-import type { NodeId, RandomSource } from "../replication/types.js";
+import type { NodeId } from "../quorum/quorum.js";
+
+/** A seeded source of randomness, injected so that the core stays deterministic (the timer is its one consumer). */
+export interface RandomSource {
+  /** An integer in [0, maxExclusive). */
+  nextInt(maxExclusive: number): number;
+}
 
 /**
  * Counts ticks since the last reset and fires after a timeout drawn uniformly from [min, 2 * min): randomization

@@ -1,8 +1,7 @@
 // The tally of one (pre-)election: who granted, who refused, and whether a majority has decided.
-import { quorumSize } from "../replication/quorum.js";
-import type { NodeId } from "../replication/types.js";
+import { voteOutcome, type NodeId, type VoteOutcome } from "../quorum/quorum.js";
 
-export type VoteOutcome = "won" | "lost" | "pending";
+export type { VoteOutcome } from "../quorum/quorum.js";
 
 export class VoteTally {
   private readonly answers = new Map<NodeId, boolean>();
@@ -34,15 +33,6 @@ export class VoteTally {
   }
 
   outcome(): VoteOutcome {
-    const quorum = quorumSize(this.voters.size);
-    const { granted, rejected } = this.counts();
-    if (granted >= quorum) {
-      return "won";
-    }
-    // Lost once a majority can no longer be reached.
-    if (this.voters.size - rejected < quorum) {
-      return "lost";
-    }
-    return "pending";
+    return voteOutcome({ voterCount: this.voters.size, ...this.counts() });
   }
 }

@@ -25,7 +25,7 @@ export {
   targetReplicaStatus,
 } from "./replica-status.js";
 export { isWellFormedMessage } from "./messages.js";
-export { quorumSize } from "./quorum.js";
+export { quorumSize } from "../quorum/quorum.js";
 
 /** Creates a Raft node from its configuration and what the shell loaded from storage. */
 export function createRaftNode(options: RaftNodeOptions): RaftNodeApi {

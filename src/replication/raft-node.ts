@@ -19,7 +19,7 @@ import {
 } from "./membership.js";
 import { isWellFormedMessage } from "./messages.js";
 import { Progress } from "./progress.js";
-import { majorityValue, isQuorum } from "./quorum.js";
+import { majorityValue, isQuorum } from "../quorum/quorum.js";
 import { ForwardedReads, LeaderReads, type LeaderRead } from "./read-index.js";
 import { assertReplicaStatusTransition, isReconnection, targetReplicaStatus } from "./replica-status.js";
 import type {

@@ -1,7 +1,11 @@
 // The contract between the pure Raft core and whatever drives it (the simulator, the Durable Object shell).
 // Everything here is plain data: it crosses RPC, lands in storage and shows up in traces unchanged.
 
-export type NodeId = string;
+import type { NodeId } from "../quorum/quorum.js";
+import type { RandomSource } from "../election/election.js";
+
+export type { NodeId } from "../quorum/quorum.js";
+export type { RandomSource } from "../election/election.js";
 
 /** A log entry. `data` is opaque to the core: the shell encodes its requests (SQL) into it. */
 export interface LogEntry {
@@ -148,12 +152,6 @@ export type MessageType = Message["type"];
 
 // ---------------------------------------------------------------------------------------------------------------
 // Configuration, start-up state and results.
-
-/** A seeded source of randomness, injected so that the core stays deterministic. */
-export interface RandomSource {
-  /** An integer in [0, maxExclusive). */
-  nextInt(maxExclusive: number): number;
-}
 
 export interface RaftConfig {
   readonly id: NodeId;
