@@ -1,7 +1,7 @@
 // Everything a request needs beyond its own input, built once per environment and shared by its requests.
 import type { ClusterConfig } from "../objects/api";
 import { ConfigError, parseClusterConfig, type AppEnv } from "./config";
-import { DEFAULT_LIMITS, type RequestLimits } from "./data/limits";
+import { DEFAULT_LIMITS, type RequestLimits } from "../shared/sql-text/limits";
 import { durableObjectDirectory, type NodeDirectory } from "./directory";
 import { tracedDirectory } from "./metrics/trace-context";
 import { spannedDirectory, workerExporter } from "./tracing/otlp";

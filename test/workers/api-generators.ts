@@ -2,7 +2,7 @@
 // (api-property*.test.ts), and the checks every answer must pass.
 import fc from "fast-check";
 import { expect } from "vitest";
-import { isSurelyReadOnly } from "../../src/worker/data/statements";
+import { isSurelyReadOnly } from "../../src/shared/sql-text";
 import { parseGoDurationMs } from "../../src/worker/http/duration";
 import { statementsSchema } from "../../src/worker/http/schemas";
 import { responseProblems, type OpenApiDocument } from "./api-document";

@@ -264,6 +264,19 @@ describe("POST /db/request", () => {
     expect(await write.text()).toBe('{"error":"this token lacks the \\"write\\" role"}');
     expect(cluster.callsTo("execute")).toEqual([]);
   });
+
+  it("sends WITH and PRAGMA through the log on /db/request, as documented, while /db/query runs them as reads", async () => {
+    const { cluster, request } = harness();
+    for (const sql of ["WITH x AS (SELECT 1) SELECT * FROM x", "PRAGMA table_info(foo)"]) {
+      const unified = await request("POST", "/db/request", { json: [sql], token: TOKENS.reader });
+      expect(unified.status, sql).toBe(403);
+      const queried = await request("POST", "/db/query", { json: [sql], token: TOKENS.reader });
+      expect(queried.status, sql).toBe(200);
+    }
+    expect(cluster.callsTo("execute")).toEqual([]);
+    await request("POST", "/db/request", { json: ["PRAGMA table_info(foo)"], token: TOKENS.writer });
+    expect(cluster.callsTo("execute")).toHaveLength(1);
+  });
 });
 
 describe("GET /db/backup and POST /db/load", () => {

@@ -1,7 +1,7 @@
 // Units of the HTTP layer: rqlite's JSON encoding, Go durations, request bodies, result shapes, config.
 import { describe, expect, it } from "vitest";
 import { parseClusterConfig } from "../../src/worker/config";
-import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
+import { DEFAULT_LIMITS, isSurelyReadOnly, isSurelyWrite } from "../../src/shared/sql-text";
 import {
   encodeDataResponse,
   renderExecuteResult,
@@ -10,7 +10,7 @@ import {
   type RenderOptions,
 } from "../../src/worker/data/render";
 import { concreteLevel } from "../../src/worker/data/service";
-import { isSurelyReadOnly, isSurelyWrite, parseStatementsBody } from "../../src/worker/data/statements";
+import { parseStatementsBody } from "../../src/worker/data/statements";
 import { parseGoDurationMs } from "../../src/worker/http/duration";
 import { ApiError } from "../../src/worker/http/errors";
 import { encodeWire, GoMap } from "../../src/worker/http/wire-json";

@@ -2,12 +2,7 @@
 // dump past the statement limit is refused (413) where the limit is passed, before the rest is read or built.
 import { describe, expect, it } from "vitest";
 import { DumpTooLargeError, parseDump } from "../../src/objects/sql/dump";
-import {
-  splitTokensIntoStatements,
-  streamStatements,
-  streamTokens,
-  tokenizeSql,
-} from "../../src/objects/sql/tokenizer";
+import { splitTokensIntoStatements, streamStatements, streamTokens, tokenizeSql } from "../../src/shared/sql-text";
 import { FakeCluster, harness } from "./http-support";
 
 function dumpOf(rows: number): string {

@@ -3,7 +3,7 @@
 // Each test has its own cluster and halts it at the end.
 import { describe, expect, it } from "vitest";
 import { parseStatementsBody } from "../../src/worker/data/statements";
-import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
+import { DEFAULT_LIMITS } from "../../src/shared/sql-text";
 import { ApiError } from "../../src/worker/http/errors";
 import { encodeWire } from "../../src/worker/http/wire-json";
 import { clusterFactory } from "./helpers/cluster";

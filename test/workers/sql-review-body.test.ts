@@ -1,7 +1,7 @@
 // Review findings E and F: request bodies that used to be stored wrongly or misread.
 import { describe, expect, it } from "vitest";
 import { parseStatementsBody } from "../../src/worker/data/statements";
-import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
+import { DEFAULT_LIMITS } from "../../src/shared/sql-text";
 import { ApiError } from "../../src/worker/http/errors";
 import { clusterFactory } from "./helpers/cluster";
 import { RealHarness } from "./http-support";

@@ -2,8 +2,8 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { prepareRead, prepareWrite, SqlStateMachine } from "../../src/objects/sql/index";
-import { DEFAULT_LIMITS } from "../../src/worker/data/limits";
-import { MAX_PARAMS_PER_REQUEST, parseStatementsBody } from "../../src/worker/data/statements";
+import { DEFAULT_LIMITS, MAX_PARAMS_PER_REQUEST } from "../../src/shared/sql-text";
+import { parseStatementsBody } from "../../src/worker/data/statements";
 import { ApiError } from "../../src/worker/http/errors";
 
 function statusOf(body: string): number {

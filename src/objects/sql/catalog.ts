@@ -1,7 +1,7 @@
 // What the user's database holds, read from SQLite's own catalog: schema objects, tables and their columns, the
 // schema hash. Internal objects (the platform's _cf_*, our reserved _dha_*) are never listed.
 import { sha256 } from "@noble/hashes/sha2.js";
-import { quoteSqlIdentifier } from "./tokenizer";
+import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 import { bytesToHex } from "./values";
 
 /** All rows of a statement, as arrays; the cursor is drained (an unfinished statement would block the commit). */

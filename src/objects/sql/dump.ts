@@ -2,16 +2,15 @@
 // turns such a text back into statements for one transactional request (/db/load).
 import type { SqlValue, Statement } from "../../shared/sql";
 import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "./catalog";
+import { statementText, streamStatements } from "../../shared/sql-text/split";
 import {
   isSignificant,
   keywordOf,
+  quoteSqlIdentifier,
   SqlSyntaxError,
-  statementText,
-  streamStatements,
   streamTokens,
   type SqlToken,
-} from "./tokenizer";
-import { quoteSqlIdentifier } from "./tokenizer";
+} from "../../shared/sql-text/tokenizer";
 import { utf8ByteLength } from "./values";
 
 export interface DumpOptions {

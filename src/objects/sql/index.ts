@@ -12,16 +12,23 @@ export {
 export {
   prepareWrite,
   prepareRead,
-  classifyStatement,
-  describeStatement,
   inspectStatement,
-  SQL_LIMITS,
   READ_ONLY_VIOLATION,
   type WriteContext,
   type PrepareWriteResult,
   type PrepareReadResult,
-  type StatementShape,
 } from "./validate";
+export {
+  classifyStatement,
+  describeStatement,
+  SQL_LIMITS,
+  tokenizeSql,
+  splitSqlStatements,
+  SqlSyntaxError,
+  type StatementShape,
+  type SqlToken,
+  type SqlTokenKind,
+} from "../../shared/sql-text";
 export {
   SqlStateMachine,
   ResultLimitError,
@@ -61,5 +68,4 @@ export {
   type DumpOptions,
   type ParseDumpOptions,
 } from "./dump";
-export { tokenizeSql, splitSqlStatements, SqlSyntaxError, type SqlToken, type SqlTokenKind } from "./tokenizer";
 export { SQL_STATE_KEY_PREFIX } from "./keys";

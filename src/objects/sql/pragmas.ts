@@ -3,7 +3,7 @@
 // the temp schema, which a node never has (CREATE TEMP is refused) and so always reads empty. Column names and
 // answers are SQLite's (pragma.h), checked against SQLite itself by the tests.
 import type { SqlValue } from "../../shared/sql";
-import type { PragmaShape } from "./validate";
+import type { PragmaShape } from "../../shared/sql-text/classify";
 
 export type PragmaAnswer =
   { readonly columns: readonly string[]; readonly rows: readonly (readonly SqlValue[])[] } | { readonly error: string };

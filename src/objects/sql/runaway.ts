@@ -23,7 +23,15 @@
 // is checked without them (an earlier write in flight that raises the bound a recursive CTE reads, or adds a
 // trigger, is not seen). Step 2 relies on replicas being about as fast as the leader.
 import type { SqlValue, Statement } from "../../shared/sql";
-import { isSignificant, keywordOf, quoteSqlIdentifier, tokenizeSql, type SqlToken } from "./tokenizer";
+import {
+  isPunct,
+  isSignificant,
+  keywordOf,
+  matchingParen,
+  quoteSqlIdentifier,
+  tokenizeSql,
+  type SqlToken,
+} from "../../shared/sql-text/tokenizer";
 
 /** One recursive CTE of a statement, as a query that reads its rows by itself. */
 export interface RecursionCheck {
@@ -41,25 +49,6 @@ interface CommonTableExpression {
   readonly asAt: number;
   readonly openAt: number;
   readonly closeAt: number;
-}
-
-function isPunct(token: SqlToken | undefined, text: string): boolean {
-  return token !== undefined && token.kind === "punct" && token.text === text;
-}
-
-function matchingParen(significant: readonly SqlToken[], open: number): number {
-  let depth = 0;
-  for (let i = open; i < significant.length; i += 1) {
-    if (isPunct(significant[i], "(")) {
-      depth += 1;
-    } else if (isPunct(significant[i], ")")) {
-      depth -= 1;
-      if (depth === 0) {
-        return i;
-      }
-    }
-  }
-  return -1;
 }
 
 /** The CTEs of the WITH clause whose WITH keyword is at `withAt`; stops at anything it does not recognise. */

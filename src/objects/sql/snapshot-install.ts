@@ -12,7 +12,7 @@ import {
   SNAPSHOT_FORMAT_VERSION,
   SnapshotError,
 } from "./snapshot";
-import { quoteSqlIdentifier, quoteSqlString } from "./tokenizer";
+import { quoteSqlIdentifier, quoteSqlString } from "../../shared/sql-text/tokenizer";
 import { bytesToHex, decodeValue, utf8ByteLength, type StoredValue } from "./values";
 
 export interface SnapshotInstallerOptions {

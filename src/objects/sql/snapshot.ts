@@ -13,7 +13,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "./catalog";
 import { StateKeys, type DedupRecord } from "./keys";
-import { quoteSqlIdentifier } from "./tokenizer";
+import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "./values";
 
 export const SNAPSHOT_FORMAT = "durable-ha/sql-snapshot";

@@ -4,28 +4,32 @@
 import type { SqlParams, SqlRequest, SqlValue, Statement } from "../../shared/sql";
 import { MAX_REQUEST_ID_LENGTH } from "./codec";
 import {
+  createTarget,
+  DML_VERBS,
+  mainVerbIndex,
+  READ_PRAGMAS_WITH_ARGUMENT,
+  READ_VERBS,
+  shapeOf,
+  STATEMENT_VERBS,
+  TRANSACTION_VERBS,
+  UNKNOWN_SHAPE,
+  type StatementShape,
+} from "../../shared/sql-text/classify";
+import { SQL_LIMITS } from "../../shared/sql-text/limits";
+import { splitTokensIntoStatements } from "../../shared/sql-text/split";
+import {
+  isPunct,
   isSignificant,
   keywordOf,
+  matchingParen,
   quoteSqlIdentifier,
   quoteSqlString,
-  splitTokensIntoStatements,
+  significantTokens,
   SqlSyntaxError,
   tokenizeSql,
   type SqlToken,
-} from "./tokenizer";
+} from "../../shared/sql-text/tokenizer";
 import { bytesToHex, isInt64, isSqlValue, MAX_INT64, MIN_INT64, sqlValueByteLength, utf8ByteLength } from "./values";
-
-/** Platform limits (DESIGN.md §4) and our own bounds. */
-export const SQL_LIMITS = {
-  /** Cloudflare: 100 KB per SQL statement. Checked on the statement as given and as rewritten. */
-  maxStatementBytes: 100_000,
-  /** Cloudflare: 100 bound parameters per statement. */
-  maxBoundParameters: 100,
-  /** Cloudflare: 2 MB per string, BLOB or row. */
-  maxValueBytes: 2_000_000,
-  /** Our bound on statements in one request (one log entry). */
-  maxStatementsPerRequest: 100_000,
-} as const;
 
 /** What the leader supplies so that every replica stores the same values. */
 export interface WriteContext {
@@ -43,82 +47,7 @@ export type PrepareReadResult =
 /** rqlite's words for a write sent to the query endpoint. */
 export const READ_ONLY_VIOLATION = "attempt to change database via query operation";
 
-export interface StatementShape {
-  /** The first keyword, upper case ("" when there is none). */
-  readonly verb: string;
-  /** The statement that runs: for WITH ... the keyword after the common table expressions. */
-  readonly mainVerb: string;
-  readonly access: "read" | "write";
-  /** INSERT, UPDATE, DELETE or REPLACE: rowsAffected and lastInsertId mean something. */
-  readonly isDml: boolean;
-  /** CREATE, DROP or ALTER: the schema may change. */
-  readonly changesSchema: boolean;
-  /** A definition stored in the schema and evaluated later (CREATE TABLE (...), VIEW, TRIGGER, INDEX, ALTER). */
-  readonly storedDefinition: boolean;
-  /** For PRAGMA statements: which one, on which schema, with what. */
-  readonly pragma?: PragmaShape;
-}
-
-// PRAGMAs that only read. Those in the first set take a table/index name or limit as argument; the others take none
-// (with an argument they would set something).
-const READ_PRAGMAS_WITH_ARGUMENT = new Set([
-  "table_info",
-  "table_xinfo",
-  "table_list",
-  "index_list",
-  "index_info",
-  "index_xinfo",
-  "foreign_key_list",
-  "foreign_key_check",
-  "integrity_check",
-  "quick_check",
-]);
-const READ_PRAGMAS_WITHOUT_ARGUMENT = new Set([
-  ...READ_PRAGMAS_WITH_ARGUMENT,
-  "foreign_keys",
-  "defer_foreign_keys",
-  // Answered by the node itself (pragmas.ts): the platform refuses it, and it is always 0 here.
-  "read_uncommitted",
-  "ignore_check_constraints",
-  "legacy_alter_table",
-  "reverse_unordered_selects",
-  "recursive_triggers",
-  "user_version",
-  "schema_version",
-  "application_id",
-  "page_size",
-  "page_count",
-  "freelist_count",
-  "data_version",
-  "encoding",
-  "collation_list",
-  "function_list",
-  "module_list",
-  "pragma_list",
-  "compile_options",
-  "database_list",
-]);
-
-const TRANSACTION_VERBS = new Set(["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"]);
-const READ_VERBS = new Set(["SELECT", "VALUES"]);
-const DML_VERBS = new Set(["INSERT", "UPDATE", "DELETE", "REPLACE"]);
-const SCHEMA_VERBS = new Set(["CREATE", "DROP", "ALTER"]);
 const INTERNAL_PREFIXES = ["_cf_", "_dha_", "__miniflare_"];
-/** Every keyword a SQLite statement can start with. */
-const STATEMENT_VERBS = new Set([
-  ...TRANSACTION_VERBS,
-  ...READ_VERBS,
-  ...DML_VERBS,
-  ...SCHEMA_VERBS,
-  "WITH",
-  "EXPLAIN",
-  "PRAGMA",
-  "ATTACH",
-  "DETACH",
-  "VACUUM",
-  "REINDEX",
-  "ANALYZE",
-]);
 
 /** Date/time functions and which argument positions hold a time value (where 'now' means the clock). */
 const TIME_FUNCTIONS = new Map<string, { readonly timeArgs: readonly number[]; readonly firstTimeArg: number }>([
@@ -142,176 +71,12 @@ function refuse(message: string): never {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Statement shape
-
-function significantTokens(tokens: readonly SqlToken[]): SqlToken[] {
-  return tokens.filter((token) => isSignificant(token) && token.kind !== "semicolon");
-}
-
-function isPunct(token: SqlToken | undefined, text: string): boolean {
-  return token !== undefined && token.kind === "punct" && token.text === text;
-}
-
-/** The keyword that runs after WITH's common table expressions (at parenthesis depth 0). */
-function mainVerbAfterWith(significant: readonly SqlToken[]): string {
-  let depth = 0;
-  for (const token of significant.slice(1)) {
-    if (isPunct(token, "(")) {
-      depth += 1;
-    } else if (isPunct(token, ")")) {
-      depth -= 1;
-    } else if (depth === 0) {
-      const keyword = keywordOf(token);
-      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) {
-        return keyword;
-      }
-    }
-  }
-  return "";
-}
-
-export interface PragmaShape {
-  /** Lower case. */
-  readonly name: string;
-  /** The schema it names (lower case: "main", "temp"), or null when none is named. */
-  readonly schema: string | null;
-  readonly hasArgument: boolean;
-  /** The argument when it is one token (a name, string or number), unquoted; null otherwise. */
-  readonly argument: string | null;
-  readonly assigns: boolean;
-}
-
-function pragmaShape(significant: readonly SqlToken[]): PragmaShape {
-  let i = 1;
-  let schema: string | null = null;
-  if (isPunct(significant[i + 1], ".")) {
-    schema = significant[i]?.value.toLowerCase() ?? null;
-    i += 2;
-  }
-  const name = significant[i]?.value.toLowerCase() ?? "";
-  const next = significant[i + 1];
-  const hasArgument = isPunct(next, "(");
-  const argument = hasArgument && isPunct(significant[i + 3], ")") ? (significant[i + 2]?.value ?? null) : null;
-  return { name, schema, hasArgument, argument, assigns: isPunct(next, "=") };
-}
-
-function isReadOnlyPragma(shape: PragmaShape): boolean {
-  if (shape.assigns) {
-    return false;
-  }
-  if (shape.hasArgument) {
-    return READ_PRAGMAS_WITH_ARGUMENT.has(shape.name);
-  }
-  return READ_PRAGMAS_WITHOUT_ARGUMENT.has(shape.name);
-}
-
-/** The object a CREATE makes, and whether a CREATE TABLE is CREATE TABLE ... AS SELECT. */
-function createTarget(significant: readonly SqlToken[]): { readonly object: string; readonly asSelect: boolean } {
-  let i = 1;
-  while (["TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL"].includes(keywordOf(significant[i]) ?? "")) {
-    i += 1;
-  }
-  const object = keywordOf(significant[i]) ?? "";
-  if (object !== "TABLE") {
-    return { object, asSelect: false };
-  }
-  i += 1;
-  if (keywordOf(significant[i]) === "IF") {
-    i += 3;
-  } // IF NOT EXISTS
-  i += isPunct(significant[i + 1], ".") ? 3 : 1; // [schema.]name
-  return { object, asSelect: keywordOf(significant[i]) === "AS" };
-}
-
-function shapeOf(significant: readonly SqlToken[]): StatementShape {
-  const verb = keywordOf(significant[0]) ?? "";
-  const mainVerb = verb === "WITH" ? mainVerbAfterWith(significant) : verb;
-  let access: "read" | "write" = "write";
-  if (verb === "EXPLAIN" || READ_VERBS.has(mainVerb)) {
-    access = "read";
-  } else if (verb === "PRAGMA" && isReadOnlyPragma(pragmaShape(significant))) {
-    access = "read";
-  }
-  const changesSchema = SCHEMA_VERBS.has(verb);
-  let storedDefinition = verb === "ALTER";
-  if (verb === "CREATE") {
-    storedDefinition = !createTarget(significant).asSelect;
-  }
-  const shape = {
-    verb,
-    mainVerb,
-    access,
-    isDml: verb !== "EXPLAIN" && DML_VERBS.has(mainVerb),
-    changesSchema,
-    storedDefinition,
-  };
-  return verb === "PRAGMA" ? { ...shape, pragma: pragmaShape(significant) } : shape;
-}
-
-/** How a statement is handled: "read" (SELECT, WITH ... SELECT, VALUES, EXPLAIN, read-only PRAGMA) or "write". */
-export function classifyStatement(sql: string): "read" | "write" {
-  try {
-    const statements = splitTokensIntoStatements(tokenizeSql(sql));
-    if (statements.length !== 1 || statements[0] === undefined) {
-      return "write";
-    }
-    return shapeOf(significantTokens(statements[0])).access;
-  } catch (error) {
-    if (error instanceof SqlSyntaxError) {
-      return "write";
-    }
-    throw error;
-  }
-}
-
-const UNKNOWN_SHAPE: StatementShape = {
-  verb: "",
-  mainVerb: "",
-  access: "write",
-  isDml: false,
-  changesSchema: false,
-  storedDefinition: false,
-};
-
-/** The shape of one (already validated) statement; never throws (unparseable text gets a neutral "write" shape). */
-export function describeStatement(sql: string): StatementShape {
-  try {
-    const statements = splitTokensIntoStatements(tokenizeSql(sql));
-    if (statements.length !== 1 || statements[0] === undefined) {
-      return UNKNOWN_SHAPE;
-    }
-    return shapeOf(significantTokens(statements[0]));
-  } catch (error) {
-    if (error instanceof SqlSyntaxError) {
-      return UNKNOWN_SHAPE;
-    }
-    throw error;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // Refusals
 
 /** Names of the platform's objects and ours (_cf_*, _dha_*, __miniflare_*), which users never see or touch. */
 export function isInternalName(name: string): boolean {
   const lower = name.toLowerCase();
   return INTERNAL_PREFIXES.some((prefix) => lower.startsWith(prefix));
-}
-
-/** Index of the ")" matching the "(" at `open`, or -1. */
-function matchingParen(significant: readonly SqlToken[], open: number): number {
-  let depth = 0;
-  for (let i = open; i < significant.length; i += 1) {
-    if (isPunct(significant[i], "(")) {
-      depth += 1;
-    } else if (isPunct(significant[i], ")")) {
-      depth -= 1;
-      if (depth === 0) {
-        return i;
-      }
-    }
-  }
-  return -1;
 }
 
 /** True when the word at `i` followed by "(" is a function call rather than an object name with a column list. */
@@ -357,8 +122,7 @@ function hazardIn(significant: readonly SqlToken[], shape: StatementShape): stri
     return "VACUUM is not supported";
   }
   if (shape.verb === "PRAGMA" && shape.access === "write") {
-    const pragma = pragmaShape(significant);
-    return `PRAGMA ${pragma.name} is not supported here: only read-only PRAGMAs are allowed (${[...READ_PRAGMAS_WITH_ARGUMENT].join(", ")}, ...)`;
+    return `PRAGMA ${shape.pragma?.name ?? ""} is not supported here: only read-only PRAGMAs are allowed (${[...READ_PRAGMAS_WITH_ARGUMENT].join(", ")}, ...)`;
   }
   for (let i = 0; i < significant.length; i += 1) {
     const token = significant[i];
@@ -408,28 +172,6 @@ export function inspectStatement(sql: string): { readonly shape: StatementShape;
     }
     throw error;
   }
-}
-
-/** Index in `significant` of the keyword that runs (past WITH's common table expressions), or -1. */
-function mainVerbIndex(significant: readonly SqlToken[]): number {
-  if (keywordOf(significant[0]) !== "WITH") {
-    return 0;
-  }
-  let depth = 0;
-  for (let i = 1; i < significant.length; i += 1) {
-    const token = significant[i];
-    if (isPunct(token, "(")) {
-      depth += 1;
-    } else if (isPunct(token, ")")) {
-      depth -= 1;
-    } else if (depth === 0) {
-      const keyword = keywordOf(token);
-      if (keyword !== null && (READ_VERBS.has(keyword) || DML_VERBS.has(keyword))) {
-        return i;
-      }
-    }
-  }
-  return -1;
 }
 
 /**

@@ -3,7 +3,7 @@
 // and the refusals (4xx) for files that cannot be made or read.
 import { ApiError, badRequest, type ErrorShape } from "../http/errors";
 import type { QueryParams } from "../http/params";
-import type { RequestLimits } from "./limits";
+import type { RequestLimits } from "../../shared/sql-text/limits";
 import {
   DEFAULT_BACKUP_FILE_LIMITS,
   dumpFromSqliteFile,

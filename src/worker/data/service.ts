@@ -3,7 +3,7 @@ import type { ExecuteValue, MemberConfig, QueryValue } from "../../objects/api";
 import type { ReadLevel, Statement } from "../../shared/sql";
 import type { NodeCall, RouteOutcome } from "../routing/router";
 import type { Runtime } from "../runtime";
-import { isSurelyReadOnly } from "./statements";
+import { isSurelyReadOnly } from "../../shared/sql-text/classify";
 
 export interface ExecuteInput {
   readonly statements: readonly Statement[];

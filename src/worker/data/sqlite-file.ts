@@ -6,7 +6,8 @@
 import type { SqlJsDatabase, SqlJsStatic, SqlJsValue } from "sql.js/dist/sql-wasm-browser.js";
 import { listTables } from "../../objects/sql/catalog";
 import { DumpError, dumpDatabase } from "../../objects/sql/dump";
-import { quoteSqlIdentifier, splitSqlStatements, SqlSyntaxError } from "../../objects/sql/tokenizer";
+import { splitSqlStatements } from "../../shared/sql-text/split";
+import { quoteSqlIdentifier, SqlSyntaxError } from "../../shared/sql-text/tokenizer";
 import { utf8ByteLength } from "../../objects/sql/values";
 import { loadSqlJs } from "./sqlite-wasm";
 

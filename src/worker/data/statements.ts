@@ -2,7 +2,7 @@
 // or, with Content-Type text/plain, one statement as the whole body.
 import type { SqlValue, Statement } from "../../shared/sql";
 import { ApiError, badRequest } from "../http/errors";
-import type { RequestLimits } from "./limits";
+import { MAX_PARAMS_PER_REQUEST, type RequestLimits } from "../../shared/sql-text/limits";
 
 const UTF8 = new TextEncoder();
 
@@ -170,13 +170,6 @@ function toSqlValue(value: unknown, position: number, what: string): SqlValue {
   );
 }
 
-/**
- * Bound parameters one request may carry, all statements together. Each parameter costs the nodes work on every
- * statement (checked, rewritten, parsed by SQLite): 1,000 statements of 100 integers took the leader seconds, long
- * enough to lose its leadership. At this bound a request stays within a few hundred milliseconds of node CPU.
- */
-export const MAX_PARAMS_PER_REQUEST = 10_000;
-
 /** Checks each statement against the limits: not empty, not too long, not too many parameters. */
 export function checkStatements(statements: Statement[], limits: StatementLimits): Statement[] {
   let requestParams = 0;
@@ -229,60 +222,4 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function isPlainText(contentType: string | undefined): boolean {
   return contentType !== undefined && /^\s*text\/plain\s*(;|$)/i.test(contentType);
-}
-
-/**
- * Whether a statement can only read. The worker cannot ask SQLite (sqlite3_stmt_readonly), so this is conservative:
- * only SELECT, VALUES and EXPLAIN count as reads; anything else (WITH, PRAGMA, ...) is treated as a possible write.
- */
-export function isSurelyReadOnly(sql: string): boolean {
-  const keyword = leadingKeyword(sql);
-  return keyword === "SELECT" || keyword === "VALUES" || keyword === "EXPLAIN";
-}
-
-/** Statements that always change the database (or transaction state); refused on /db/query. */
-const WRITE_KEYWORDS = new Set([
-  "INSERT",
-  "UPDATE",
-  "DELETE",
-  "REPLACE",
-  "CREATE",
-  "DROP",
-  "ALTER",
-  "ATTACH",
-  "DETACH",
-  "REINDEX",
-  "VACUUM",
-  "ANALYZE",
-  "BEGIN",
-  "COMMIT",
-  "END",
-  "ROLLBACK",
-  "SAVEPOINT",
-  "RELEASE",
-]);
-
-export function isSurelyWrite(sql: string): boolean {
-  return WRITE_KEYWORDS.has(leadingKeyword(sql));
-}
-
-/** The first keyword, past whitespace, comments and opening parentheses, upper-cased. */
-export function leadingKeyword(sql: string): string {
-  let i = 0;
-  while (i < sql.length) {
-    const char = sql[i] as string;
-    if (/\s/.test(char) || char === "(") {
-      i++;
-    } else if (sql.startsWith("--", i)) {
-      const end = sql.indexOf("\n", i);
-      i = end === -1 ? sql.length : end + 1;
-    } else if (sql.startsWith("/*", i)) {
-      const end = sql.indexOf("*/", i + 2);
-      i = end === -1 ? sql.length : end + 2;
-    } else {
-      break;
-    }
-  }
-  const match = /^[A-Za-z]+/.exec(sql.slice(i));
-  return match === null ? "" : match[0].toUpperCase();
 }

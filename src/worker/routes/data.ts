@@ -20,7 +20,8 @@ import {
   requestNeedsLog,
 } from "../data/service";
 import { isSqliteFile } from "../data/sqlite-file";
-import { checkStatements, isSurelyWrite, leadingKeyword, parseStatementsBody } from "../data/statements";
+import { isSurelyWrite, leadingKeyword } from "../../shared/sql-text/classify";
+import { checkStatements, parseStatementsBody } from "../data/statements";
 import { ApiError, badRequest } from "../http/errors";
 import {
   deadlineFor,

@@ -23,7 +23,7 @@ import {
   statementText,
   tokenizeSql,
   type SqlToken,
-} from "../../../src/objects/sql/tokenizer";
+} from "../../../src/shared/sql-text";
 
 export const TRANSACTION_REFUSAL =
   "To execute a transaction, please use the state.storage.transaction() or state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT statements. The JavaScript API is safer because it will automatically roll back on exceptions, and because it interacts correctly with Durable Objects' automatic atomic write coalescing.";
