@@ -14,11 +14,10 @@ export interface FaultOptions {
   readonly crashesInsideEvents: boolean;
   readonly storageErrors: boolean;
   /**
-   * Storage errors also on the Raft log and hard state, on KV deletes and on SQL statements. Off by default: open
-   * findings fail there. An SQL storage error while applying is recorded as the statement's result, so replicas
-   * diverge; a failed write in the middle of persisting a Ready or a compaction (the platform keeps the writes
-   * before it: only a crash loses the event) leaves a log that no longer loads ("hard state term below the last
-   * log term", "log is not contiguous"), and the node never starts again. `npm run sim -- --storage-errors-everywhere`.
+   * Storage errors also on the Raft log and hard state and on KV deletes. Off by default: open findings fail there.
+   * A failed write in the middle of persisting a Ready or a compaction (the platform keeps the writes before it:
+   * only a crash loses the event) leaves a log that no longer loads ("hard state term below the last log term",
+   * "log is not contiguous"), and the node never starts again. `npm run sim -- --storage-errors-everywhere`.
    */
   readonly storageErrorsEverywhere: boolean;
   readonly stateMachineErrors: boolean;

@@ -454,11 +454,11 @@ class Simulation implements HostEnvironment {
     if (fault === undefined || instance !== host.instance || this.turn?.host !== host) {
       return;
     }
-    // Known open findings (see faults.ts, storageErrorsEverywhere): unless asked for, errors only on KV puts
-    // outside the Raft log and hard state.
+    // Known open findings (see faults.ts, storageErrorsEverywhere): unless asked for, errors only on SQL statements
+    // and on KV puts outside the Raft log and hard state.
     if (
       fault.kind === "error" &&
-      (kind !== "put" || what.startsWith("put raft/")) &&
+      (kind === "delete" || what.startsWith("put raft/")) &&
       !this.scenario.faults.storageErrorsEverywhere
     ) {
       return;

@@ -11,6 +11,7 @@
 // table column, "INT"/"REAL"/"TEXT"/"NUM" for a CAST); only "BLOB" can mislead (an untyped column holding integers),
 // so a "BLOB" that the values contradict is replaced by what the values say.
 import type { SqlValue } from "../../shared/sql";
+import { statementResultError } from "./storage-failure";
 import { typeProbe } from "./validate";
 
 /** Reserved prefix (_dha_): user statements can never name it. */
@@ -95,6 +96,8 @@ export class DeclaredTypes {
       if (error instanceof DiscardProbe) {
         return error.types;
       }
+      // A failing storage must not change the answer (the types are part of a replicated result): it throws on.
+      statementResultError(error, "while reading result column types");
       // SQLite could not make a view of it (the statement's own error is reported when it runs): infer instead.
       return null;
     }

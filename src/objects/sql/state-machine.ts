@@ -14,9 +14,10 @@ import { answerPragma } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
+import { statementResultError } from "./storage-failure";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
 import { recursionChecks, readsOtherTables, type RecursionCheck } from "./runaway";
-import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
+import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe, type StatementShape } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
 /**
@@ -313,6 +314,8 @@ export class SqlStateMachine {
         }
       }
     } catch (error) {
+      // A failing storage is no reason to refuse the write (400): it throws on, and the request fails as the node's.
+      statementResultError(error, "while checking a recursive common table expression");
       return (
         `the recursive common table expression ${name} cannot run by itself (${cleanSqliteError(error)}), so it cannot ` +
         "be shown to end; in a write, a recursive CTE may not read NEW, OLD or the columns of an enclosing query"
@@ -478,63 +481,79 @@ export class SqlStateMachine {
       };
     }
     const schemaBefore = shape.changesSchema ? this.schemaInfo() : null;
+    let columns: string[];
+    let read: ReadRows;
+    const budgetAtStart = { rows: budget.rowsLeft, bytes: budget.bytesLeft };
     try {
       const cursor = this.sql.exec(statement.sql, ...(params as readonly SqlValue[]));
-      const columns = cursor.columnNames;
-      const budgetAtStart = { rows: budget.rowsLeft, bytes: budget.bytesLeft };
-      let read = readRows(cursor, budget, { drain: shape.access === "write" });
-      if (shape.pragma?.name === "table_list") {
-        // PRAGMA table_list names the platform's tables too; users see only their own (column 1 is the name).
-        read = { ...read, rows: read.rows.filter((row) => typeof row[1] !== "string" || !isInternalName(row[1])) };
-      }
-      const result: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
-      if (shape.isDml) {
-        const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), CAST(last_insert_rowid() AS TEXT)")[0] ?? [
-          0,
-          "0",
-        ];
-        result.lastInsertId = exactInteger(BigInt(String(lastInsertId)));
-        result.rowsAffected = Number(changes);
-      } else if (columns.length === 0) {
-        result.rowsAffected = 0;
-      }
-      if (schemaBefore !== null) {
-        this.noteSchemaChange(schemaBefore);
-      }
-      if (read.tooLarge === null && read.rows.some((row) => row.some(isPossiblyRoundedInteger))) {
-        // The same rows again, counted once.
-        budget.rowsLeft = budgetAtStart.rows;
-        budget.bytesLeft = budgetAtStart.bytes;
-        read = this.readExactly(statement.sql, params as readonly SqlValue[], columns.length, budget) ?? {
-          rows: [],
-          tooLarge: null,
-          inexact:
-            "the result holds an integer beyond ±2^53 that this platform cannot return exactly from this statement; " +
-            "select it as text (CAST(x AS TEXT)) in a separate query",
-        };
-      }
-      if (read.tooLarge !== null) {
-        result.error = read.tooLarge;
-      } else if (read.inexact !== undefined) {
-        result.error = read.inexact;
-      } else if (columns.length > 0) {
-        result.columns = columns;
-        const declared = this.declaredTypes.of(statement.sql, columns.length, this.schemaInfo().hash);
-        result.types = resultColumnTypes(declared, columns.length, read.rows);
-        result.rows = read.rows;
-      }
-      result.time = seconds();
-      return result;
+      columns = cursor.columnNames;
+      read = readRows(cursor, budget, { drain: shape.access === "write" });
     } catch (error) {
-      const message = cleanSqliteError(error);
-      if (shape.pragma !== undefined && message === "not authorized") {
-        return {
-          error: `PRAGMA ${shape.pragma.name} is not available: the platform refuses it (not authorized)`,
-          time: seconds(),
-        };
-      }
-      return { error: message, time: seconds() };
+      return this.statementFailed(error, shape, seconds());
     }
+    if (shape.pragma?.name === "table_list") {
+      // PRAGMA table_list names the platform's tables too; users see only their own (column 1 is the name).
+      read = { ...read, rows: read.rows.filter((row) => typeof row[1] !== "string" || !isInternalName(row[1])) };
+    }
+    // From here on only our own bookkeeping runs: whatever fails now is the storage, never the statement's result.
+    const result: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
+    if (shape.isDml) {
+      const [changes, lastInsertId] = rowsOf(this.sql, "SELECT changes(), CAST(last_insert_rowid() AS TEXT)")[0] ?? [
+        0,
+        "0",
+      ];
+      result.lastInsertId = exactInteger(BigInt(String(lastInsertId)));
+      result.rowsAffected = Number(changes);
+    } else if (columns.length === 0) {
+      result.rowsAffected = 0;
+    }
+    if (schemaBefore !== null) {
+      this.noteSchemaChange(schemaBefore);
+    }
+    if (read.tooLarge === null && read.rows.some((row) => row.some(isPossiblyRoundedInteger))) {
+      // The same rows again, counted once.
+      budget.rowsLeft = budgetAtStart.rows;
+      budget.bytesLeft = budgetAtStart.bytes;
+      let exact: ReadRows | null;
+      try {
+        exact = this.readExactly(statement.sql, params as readonly SqlValue[], columns.length, budget);
+      } catch (error) {
+        return this.statementFailed(error, shape, seconds());
+      }
+      read = exact ?? {
+        rows: [],
+        tooLarge: null,
+        inexact:
+          "the result holds an integer beyond ±2^53 that this platform cannot return exactly from this statement; " +
+          "select it as text (CAST(x AS TEXT)) in a separate query",
+      };
+    }
+    if (read.tooLarge !== null) {
+      result.error = read.tooLarge;
+    } else if (read.inexact !== undefined) {
+      result.error = read.inexact;
+    } else if (columns.length > 0) {
+      result.columns = columns;
+      const declared = this.declaredTypes.of(statement.sql, columns.length, this.schemaInfo().hash);
+      result.types = resultColumnTypes(declared, columns.length, read.rows);
+      result.rows = read.rows;
+    }
+    result.time = seconds();
+    return result;
+  }
+
+  /**
+   * The result of a statement that threw: its error, when the statement's SQL and the data decided it (the same on
+   * every replica). An error of the storage underneath is thrown on (StorageFailure): recorded as the result, it
+   * would make this replica differ from the others; thrown, it rolls the entry back and the node reloads.
+   */
+  private statementFailed(error: unknown, shape: StatementShape, time: number): StatementResult {
+    statementResultError(error, "while running a statement");
+    const message = cleanSqliteError(error);
+    if (shape.pragma !== undefined && message === "not authorized") {
+      return { error: `PRAGMA ${shape.pragma.name} is not available: the platform refuses it (not authorized)`, time };
+    }
+    return { error: message, time };
   }
 
   /**

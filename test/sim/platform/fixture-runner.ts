@@ -2,6 +2,7 @@
 // Node) and reports every step whose outcome differs from the fixture. Both test/workers/sim-sql-fixture.test.ts
 // and test/sim/platform/sqlite-storage.test.ts run it, so the adapter and the platform must agree on every step.
 // No platform or Node imports here: the same file runs in both.
+import { isStatementResultError } from "../../../src/objects/sql/storage-failure";
 
 /** A value in the fixture: JSON, plus tagged forms for what JSON cannot hold. */
 export type FixtureValue =
@@ -177,6 +178,11 @@ function checkStep(storage: StorageUnderTest, step: FixtureStep): string | null 
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     if (step.expectError !== undefined && message.startsWith(step.expectError)) {
+      // The state machine records a statement's error as its result only when the statement decided it: every
+      // error a statement of the fixture raises must be classified so (a cursor's one() is not a statement's).
+      if (step.sql !== undefined && step.read !== "one" && !isStatementResultError(error)) {
+        return `${step.name}: threw ${JSON.stringify(message)}, which the state machine would take for a storage failure`;
+      }
       return null;
     }
     return `${step.name}: threw ${JSON.stringify(message)}, expected ${step.expectError === undefined ? JSON.stringify(step.expect) : `an error starting ${JSON.stringify(step.expectError)}`}`;
