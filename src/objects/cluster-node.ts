@@ -1,5 +1,6 @@
-// ClusterNode: one Raft node of one cluster, as a Durable Object. This file is the object's shell: lazy start,
-// the one alarm, and the RPC methods. The Raft plumbing lives in NodeRuntime, the SQL in ./sql.
+// ClusterNode: one Raft node of one cluster, as a Durable Object. This file adapts the platform to NodeHost (lazy
+// start, the one alarm, receive, discarding a failed runtime: node-host.ts, shared with the simulator) and adds
+// the RPC methods, metrics, events and tracing. The Raft plumbing lives in NodeRuntime, the SQL in ./sql.
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "./env";
 import {
@@ -18,10 +19,10 @@ import {
   type TransferRequest,
   type WaitForLeaderRequest,
 } from "./api";
-import { objectName, validateClusterConfig, validateMember } from "./config";
+import { objectName, validateMember } from "./config";
 import { logEvent, setLogLevel } from "./log";
-import { RaftInvariantError } from "../replication/index";
-import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
+import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStub } from "./node-runtime";
+import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
 import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
@@ -35,34 +36,23 @@ import {
   faultsEnabled,
   parseFaultRules,
   systemClock,
-  validateEnvelope,
   type FaultRules,
 } from "./transport/index";
 
-const IDENTITY_KEY = "node/identity";
-const REMOVED_KEY = "node/removed";
-const INCARNATION_KEY = "node/incarnation";
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
 const PEER_CALL_TIMEOUT_MS = 5_000;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
 const BACKUP_TIMEOUT_MS = 10_000;
 
 export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
-  private runtime: NodeRuntime | null = null;
-  private identity: NodeIdentity | null = null;
-  private removedReason: string | null = null;
-  private alarmAtMs: number | null = null;
-  /** Test only (set through testSetBugs when test configuration enabled faults); empty in production. */
-  private bugs: ShellBugs = {};
+  private readonly host: NodeHost;
   /** In-memory counters for GET /metrics (reset when the instance restarts). */
   private readonly counters = new NodeCounters(() => Date.now());
   /** Recent elections, leader changes, breaker and replica transitions... for GET /api/v1/cluster/events. */
   private readonly events = new NodeEventLog(
     () => Date.now(),
-    () => this.runtime?.status().commit ?? null,
+    () => this.host.current?.status().commit ?? null,
   );
-  /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
-  private strayAlarmCleared = false;
   /** OTLP span export (otlp-spans.ts); null unless DHA_OTLP_ENDPOINT is set. */
   private readonly otlp: OtlpSpanExporter | null;
 
@@ -73,11 +63,28 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       "dha.component": "node",
       "dha.cluster": env.CLUSTER_NAME,
     });
+    const faults = faultsEnabled(env);
+    this.host = new NodeHost({
+      kv: ctx.storage.kv,
+      stateMachine: () => createStateMachine(ctx.storage, stateMachineOptionsFromEnv(env)),
+      clock: systemClock,
+      alarm: { set: (atMs) => ctx.storage.setAlarm(atMs), delete: () => ctx.storage.deleteAlarm() },
+      randomSeed: () => crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
+      newIncarnation: () => crypto.randomUUID(),
+      peerStub: (cluster, member) => this.counters.instrumentPeer(member.name, this.stubFor(cluster, member)),
+      faultsEnabled: faults,
+      // Test only (set through testSetBugs when test configuration enabled faults); empty in production.
+      bugs: () => (faults ? (ctx.storage.kv.get<ShellBugs>(SHELL_BUGS_STORAGE_KEY) ?? {}) : {}),
+      exclusive: (fn) => ctx.blockConcurrencyWhile(fn),
+      onRuntimeStarted: (identity) =>
+        registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events),
+      afterEvent: (runtime) => this.counters.observeLeader(runtime.status().leader),
+    });
     // A node evicted while it was a member must come back by itself: its alarm brings it back, and so does any
     // call. Loading is lazy and retried on the next call if it fails, never wedged.
     void ctx.blockConcurrencyWhile(async () => {
       try {
-        await this.loadRuntime();
+        await this.host.loadRuntime();
       } catch (err) {
         logEvent("error", { cluster: "?", node: "?", term: 0 }, "startFailed", { error: String(err) });
       }
@@ -100,7 +107,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   async execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
-    const asLeader = this.runtime?.status().role === "leader";
+    const asLeader = this.host.current?.status().role === "leader";
     return this.counters.trackWrite({ asLeader }, () =>
       this.handle(request, (runtime) =>
         runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) }),
@@ -211,55 +218,29 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // RPC: node-to-node
 
   /** Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. */
-  async receive(
-    envelope: unknown,
-    traceparent?: unknown,
-  ): Promise<PeerAnswer | { ok: false; notStarted?: boolean; error: { code: string; message: string } }> {
+  async receive(envelope: unknown, traceparent?: unknown): Promise<PeerAnswer | ReceiveRefusal> {
     this.counters.received("peer");
-    const runtime = await this.loadRuntime();
-    if (runtime === null || this.identity === null) {
-      return {
-        ok: false,
-        notStarted: true,
-        error: { code: "UNAVAILABLE", message: "this node has not been started yet" },
-      };
-    }
-    if (this.removedReason !== null) {
-      return { ok: false, error: { code: "UNAVAILABLE", message: this.removedReason } };
-    }
-    const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
-    if (!checked.ok) {
-      return { ok: false, error: checked.error };
-    }
-    try {
-      const counted = this.counters.watchEnvelope(checked.envelope, () => runtime.peerReport().appliedIndex);
-      const node = this.identity.node;
+    return this.host.receive(envelope, (runtime, checked) => {
+      const counted = this.counters.watchEnvelope(checked, () => runtime.peerReport().appliedIndex);
       runWithTrace(
         spanForIncoming(traceparent),
         spannedAppend(
           this.otlp,
-          { traceparent, envelope: checked.envelope, node, term: () => runtime.status().term },
+          { traceparent, envelope: checked, node: runtime.identity.node, term: () => runtime.status().term },
           () => {
-            logTracedAppends(checked.envelope, (level, fields) => runtime.log(level, "appendReceived", fields));
-            runtime.receiveEnvelope(checked.envelope);
+            logTracedAppends(checked, (level, fields) => runtime.log(level, "appendReceived", fields));
+            runtime.receiveEnvelope(checked);
           },
         ),
       );
       counted();
-    } catch (err) {
-      if (err instanceof RaftInvariantError || runtime.isBroken) {
-        await this.discardRuntime(runtime, err);
-      }
-      return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
-    }
-    await this.scheduleAlarm(runtime);
-    return { ok: true, report: runtime.peerReport() };
+    });
   }
 
   /** Called by the leader once this node's removal is applied: it stops for good and says so. */
   async leave(address: NodeAddress): Promise<NodeResult<{ removed: true }>> {
     return this.handle(address, async (runtime) => {
-      await this.markRemoved(runtime, `${address.node} was removed from cluster ${address.cluster.name}`);
+      await this.host.decommission(runtime, `${address.node} was removed from cluster ${address.cluster.name}`);
       return { removed: true as const };
     });
   }
@@ -277,12 +258,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
    */
   async testHalt(): Promise<void> {
     assertFaultsEnabled(this.env);
-    this.ctx.storage.kv.put(REMOVED_KEY, "halted by the test harness");
-    const runtime = await this.loadRuntime();
-    if (runtime !== null) {
-      await this.markRemoved(runtime, "halted by the test harness");
-    }
-    await this.ctx.storage.deleteAlarm();
+    await this.host.halt("halted by the test harness");
   }
 
   /**
@@ -307,187 +283,14 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.counters.alarmWakeup();
     // The spans of recent calls go out in one batch (bounded; never awaited; see otlp-spans.ts).
     void this.otlp?.flush();
-    this.alarmAtMs = null;
-    const runtime = await this.loadRuntime();
-    if (runtime === null || runtime.isStopped) {
-      return;
-    }
-    try {
-      runtime.advanceClock();
-      const status = runtime.status();
-      if (status.removed && status.role !== "leader") {
-        await this.markRemoved(
-          runtime,
-          `${runtime.identity.node} is no longer a member of cluster ${runtime.identity.cluster.name}`,
-        );
-        return;
-      }
-    } catch (err) {
-      await this.discardRuntime(runtime, err);
-      // Come back soon from storage rather than keep running in a state the core refused.
-      await this.ctx.storage.setAlarm(Date.now() + this.identityTickMs());
-      return;
-    }
-    await this.scheduleAlarm(runtime);
+    await this.host.alarm();
   }
 
-  /**
-   * Something unexpected failed inside the runtime (an assertion of the core, a storage error): stopping is better
-   * than running in a wrong state. Drop the in-memory node; the next event reloads it from storage.
-   */
-  private async discardRuntime(runtime: NodeRuntime, err: unknown): Promise<void> {
-    runtime.log("error", "runtimeDiscarded", {
-      error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
-    });
-    if (this.runtime === runtime) {
-      this.runtime = null;
-    }
-    this.alarmAtMs = null;
-    await runtime.stop("the node hit an internal error and is restarting from storage");
-  }
-
-  /** A random id written with the node's first state: a peer that sees it change knows the storage was wiped. */
-  private incarnation(): string {
-    const existing = this.ctx.storage.kv.get<string>(INCARNATION_KEY);
-    if (existing !== undefined) {
-      return existing;
-    }
-    const created = crypto.randomUUID();
-    this.ctx.storage.kv.put(INCARNATION_KEY, created);
-    return created;
-  }
-
-  private identityTickMs(): number {
-    return this.identity?.cluster.heartbeatIntervalMs ?? 100;
-  }
-
-  private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
-    this.counters.observeLeader(runtime.status().leader);
-    if (runtime.isStopped) {
-      return;
-    }
-    if (!mayTick(runtime)) {
-      // Never a member (reached by a name no membership lists): it must not tick, and be billed, forever. A leader
-      // adding it makes it a member with its first entries, and the next scheduling arms the alarm. An alarm left
-      // from before (this instance has not cleared one yet) is deleted, once.
-      if (this.alarmAtMs !== null || !this.strayAlarmCleared) {
-        this.alarmAtMs = null;
-        this.strayAlarmCleared = true;
-        await this.ctx.storage.deleteAlarm();
-      }
-      return;
-    }
-    const nowMs = Date.now();
-    // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
-    const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
-    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs && this.alarmAtMs > nowMs) {
-      return;
-    }
-    this.alarmAtMs = wakeAtMs;
-    await this.ctx.storage.setAlarm(wakeAtMs);
-  }
-
-  // -------------------------------------------------------------------------------------------------------------
-  // Start-up
-
-  /** Loads the runtime from storage if this node was started before; null if it never was. */
-  private async loadRuntime(): Promise<NodeRuntime | null> {
-    const current = this.runtime;
-    if (current !== null && current.isBroken && this.bugs.brokenRuntimeKeepsServing !== true) {
-      // It broke in a callback no request awaited: drop it (synchronously, so no other event can use it) and reload.
-      this.runtime = null;
-      this.alarmAtMs = null;
-      current.log("error", "runtimeDiscarded", { error: "the runtime broke in a background callback" });
-      void current.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
-    } else if (current !== null) {
-      return current;
-    }
-    const identity = this.ctx.storage.kv.get<NodeIdentity>(IDENTITY_KEY);
-    if (identity === undefined) {
-      return null;
-    }
-    return this.startRuntime(identity);
-  }
-
-  private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
-    this.identity = identity;
-    registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events);
-    this.removedReason = this.ctx.storage.kv.get<string>(REMOVED_KEY) ?? null;
-    this.bugs = faultsEnabled(this.env) ? (this.ctx.storage.kv.get<ShellBugs>(SHELL_BUGS_STORAGE_KEY) ?? {}) : {};
-    const runtime = new NodeRuntime({
-      identity,
-      bugs: this.bugs,
-      kv: this.ctx.storage.kv,
-      stateMachine: createStateMachine(this.ctx.storage, stateMachineOptionsFromEnv(this.env)),
-      peerStub: (member) => this.counters.instrumentPeer(member.name, this.stubFor(identity.cluster, member)),
-      faultsEnabled: faultsEnabled(this.env),
-      clock: systemClock,
-      seed: crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
-      incarnation: this.incarnation(),
-    });
-    this.runtime = runtime;
-    if (this.removedReason !== null) {
-      await runtime.stop(this.removedReason);
-      await this.ctx.storage.deleteAlarm();
-      return runtime;
-    }
-    await this.scheduleAlarm(runtime);
-    return runtime;
-  }
-
-  /** First contact: validate the address, persist the identity, start. Harmless when already started. */
-  private async ensureStarted(address: NodeAddress): Promise<NodeRuntime> {
-    if (address.protocolVersion !== PROTOCOL_VERSION) {
-      throw nodeError(
-        "PROTOCOL",
-        `the caller speaks protocol version ${String(address.protocolVersion)}; this node speaks ${PROTOCOL_VERSION}`,
-        { retryable: false },
-      );
-    }
-    const loaded = await this.loadRuntime();
-    if (loaded !== null) {
-      if (
-        this.identity !== null &&
-        (this.identity.cluster.name !== address.cluster.name || this.identity.node !== address.node)
-      ) {
-        throw nodeError(
-          "INVALID_REQUEST",
-          `this object is node ${this.identity.node} of cluster ${this.identity.cluster.name}, not ${address.node} of ${address.cluster.name}`,
-          { retryable: false },
-        );
-      }
-      return loaded;
-    }
-    try {
-      validateClusterConfig(address.cluster);
-    } catch (err) {
-      throw nodeError("INVALID_REQUEST", err instanceof Error ? err.message : String(err), { retryable: false });
-    }
-    const identity: NodeIdentity = { cluster: address.cluster, node: address.node };
-    let started: NodeRuntime | null = null;
-    await this.ctx.blockConcurrencyWhile(async () => {
-      if (this.runtime !== null) {
-        started = this.runtime;
-        return;
-      }
-      this.ctx.storage.kv.put(IDENTITY_KEY, identity);
-      started = await this.startRuntime(identity);
-    });
-    if (started === null) {
-      throw nodeError("INTERNAL", "the node failed to start", { retryable: true });
-    }
-    return started;
-  }
-
-  /** Runs one RPC: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */
+  /** Runs one RPC through the host (start if needed, failures translated, alarm kept set), traced. */
   private async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     this.counters.received("worker");
-    try {
-      const runtime = await this.ensureStarted(address);
-      if (this.removedReason !== null) {
-        throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
-      }
-      const value = await tracedBody(
+    return this.host.handle(address, (runtime) =>
+      tracedBody(
         address,
         spannedNodeCall(
           this.otlp,
@@ -495,48 +298,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           { node: address.node, role: () => runtime.status().role, term: () => runtime.status().term },
           body,
         ),
-      )(runtime);
-      // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
-      const after = runtime.status();
-      if (after.removed && after.role !== "leader") {
-        await this.markRemoved(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
-      } else {
-        await this.scheduleAlarm(runtime);
-      }
-      return { ok: true, node: address.node, value };
-    } catch (err) {
-      const current = this.runtime;
-      const broken = current !== null && (err instanceof RaftInvariantError || current.isBroken);
-      // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
-      if (err instanceof NodeFailure && (!broken || this.bugs.readyFailureAnsweredInternal !== true)) {
-        if (broken) {
-          await this.discardRuntime(current, err);
-        } else if (current !== null && !current.isStopped) {
-          await this.scheduleAlarm(current).catch(() => undefined);
-        }
-        return { ok: false, node: address.node, error: err.error };
-      }
-      if (broken) {
-        await this.discardRuntime(current, err);
-      }
-      return {
-        ok: false,
-        node: address.node,
-        error: { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false },
-      };
-    }
-  }
-
-  private async markRemoved(runtime: NodeRuntime, reason: string): Promise<void> {
-    if (this.removedReason !== null) {
-      return;
-    }
-    this.removedReason = reason;
-    this.ctx.storage.kv.put(REMOVED_KEY, reason);
-    runtime.log("warn", "decommissioned", { reason });
-    await runtime.stop(reason);
-    await this.ctx.storage.deleteAlarm();
-    this.alarmAtMs = null;
+      )(runtime),
+    );
   }
 
   private stubFor(cluster: ClusterConfig, member: MemberConfig): DurableObjectStub<ClusterNode> & PeerStub {
@@ -558,14 +321,14 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         PEER_CALL_TIMEOUT_MS,
       );
       if (!answer.ok) {
-        this.runtime?.log("warn", "memberStartRefused", {
+        this.host.current?.log("warn", "memberStartRefused", {
           peer: member.name,
           code: answer.error.code,
           error: answer.error.message,
         });
       }
     } catch (err) {
-      this.runtime?.log("warn", "memberStartFailed", { peer: member.name, error: String(err) });
+      this.host.current?.log("warn", "memberStartFailed", { peer: member.name, error: String(err) });
     }
   }
 
@@ -580,38 +343,18 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         PEER_CALL_TIMEOUT_MS,
       );
     } catch (err) {
-      this.runtime?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
+      this.host.current?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
     }
   }
 
   private locationHintOf(node: string): string | null {
-    return this.identity?.cluster.members.find((member) => member.name === node)?.locationHint ?? null;
+    return this.host.identity?.cluster.members.find((member) => member.name === node)?.locationHint ?? null;
   }
 
   /** Liveness probe used by tests and the worker's /livez. */
   ping(): { ok: true } {
     return { ok: true };
   }
-}
-
-/**
- * Whether the node has a reason to tick: it is a voter or learner, leads (a removed leader hands over first), was
- * removed (its next tick decommissions it), or hears from a leader (a member being added, before it has applied
- * its own admission). A node that no leader contacts and that never was a member has none.
- */
-function mayTick(runtime: NodeRuntime): boolean {
-  const status = runtime.status();
-  const self = runtime.identity.node;
-  const member = status.membership.voters.includes(self) || status.membership.learners.includes(self);
-  return member || status.removed || status.role === "leader" || status.leader !== null;
-}
-
-/** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */
-function boundedTimeout(timeoutMs: number): number {
-  if (!Number.isFinite(timeoutMs)) {
-    return 10_000;
-  }
-  return Math.min(60_000, Math.max(1, Math.floor(timeoutMs)));
 }
 
 /** Settles like `promise`, or rejects after `timeoutMs`; the timer is always cleared. */

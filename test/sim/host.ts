@@ -1,9 +1,8 @@
-// One simulated Durable Object: what ClusterNode is on the platform, for one node of the simulated cluster (its
-// alarm, receive, handle and loadRuntime logic is mirrored here and must follow src/objects/cluster-node.ts). It owns
-// the node's "disk" (a node:sqlite database behind the platform's storage API) and runs the real NodeRuntime over
-// it through the runtime's seams: the KV store, the SQL state machine, a clock, a random source and peer stubs,
-// all supplied by the simulation. Like ClusterNode, it reloads the runtime from storage when the runtime breaks,
-// answers peers' envelopes, runs the alarm, and answers client calls with NodeResult values.
+// One simulated Durable Object: what ClusterNode is on the platform, for one node of the simulated cluster. Each
+// in-memory instance of the object is a NodeHost (src/objects/node-host.ts, the very code ClusterNode runs: lazy
+// start, the one alarm, receive, client calls, discarding a failed runtime and reloading it from storage) over the
+// simulation's seams. This file owns the node's "disk" (a node:sqlite database behind the platform's storage API)
+// and supplies the seams: the KV store, the SQL state machine, a clock, the alarm, a random source and peer stubs.
 //
 // Each instance (one "incarnation" of the object in memory) sees storage through its own facade, so the
 // simulation can crash it between any two storage operations (the platform then loses the event's uncommitted
@@ -11,11 +10,17 @@
 // storage access throws, as the platform does).
 import { createStateMachine } from "../../src/objects/sql/port";
 import type { StateMachinePort } from "../../src/objects/state-machine-port";
-import { NodeFailure, NodeRuntime, type NodeIdentity, type PeerStub } from "../../src/objects/node-runtime";
-import type { ExecuteValue, MemberConfig, NodeError, NodeResult, QueryValue } from "../../src/objects/api";
+import type { NodeIdentity, NodeRuntime, PeerStub } from "../../src/objects/node-runtime";
+import { NodeHost, writeIdentity } from "../../src/objects/node-host";
+import {
+  PROTOCOL_VERSION,
+  type ExecuteValue,
+  type NodeAddress,
+  type NodeResult,
+  type QueryValue,
+} from "../../src/objects/api";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
-import { validateEnvelope, type TransportClock } from "../../src/objects/transport/index";
-import { RaftInvariantError } from "../../src/replication/index";
+import type { TransportClock } from "../../src/objects/transport/index";
 import type { HardState, LogEntry, NodeId, NodeStatus, SnapshotMeta } from "../../src/replication/types";
 import type { SqlRequest, Statement } from "../../src/shared/sql";
 import { SqliteStorage } from "./platform/sqlite-storage";
@@ -23,7 +28,6 @@ import { SqliteStorage } from "./platform/sqlite-storage";
 const HARD_STATE_KEY = "raft/hard";
 const SNAPSHOT_KEY = "raft/snapshot";
 const LOG_PREFIX = "raft/log/";
-const INCARNATION_KEY = "node/incarnation";
 
 /** Thrown into the runtime at the moment the simulation crashes its instance: nothing after it may take effect. */
 export class SimCrash extends Error {
@@ -36,6 +40,8 @@ export class SimCrash extends Error {
 /** What the simulation gives a host. */
 export interface HostEnvironment {
   nowMs(): number;
+  /** The object's one alarm: replaces any alarm set before; null deletes it. */
+  setAlarm(host: SimHost, atMs: number | null): void;
   /** Schedules `fn` for this instance (dropped if the instance is dead by then). */
   scheduleTimer(host: SimHost, instance: Instance, fn: () => void, delayMs: number): () => void;
   /** A stub through which `instance` of `host` calls the peer `to`. */
@@ -72,13 +78,18 @@ export interface HarnessBugs {
 }
 
 /** One in-memory incarnation of the object. */
-export interface Instance {
-  readonly number: number;
-  runtime: NodeRuntime | null;
-  /** False once crashed or discarded: its timers, sends and answers no longer happen. */
-  alive: boolean;
+export class Instance {
+  /** False once crashed: its timers, sends and answers no longer happen. */
+  alive = true;
   /** A stale instance: still running, but every storage access throws. */
-  fenced: boolean;
+  fenced = false;
+  node!: NodeHost;
+
+  constructor(readonly number: number) {}
+
+  get runtime(): NodeRuntime | null {
+    return this.node.current;
+  }
 }
 
 /**
@@ -160,78 +171,62 @@ export class SimHost {
   discards = 0;
   /** Lost its storage and not yet caught up by a leader (its voting probation has not ended). */
   wiped = false;
+  private readonly address: NodeAddress;
 
   constructor(
     readonly id: NodeId,
     readonly identity: NodeIdentity,
     private readonly env: HostEnvironment,
-  ) {}
+  ) {
+    this.address = { protocolVersion: PROTOCOL_VERSION, cluster: identity.cluster, node: identity.node };
+    // The worker started every node when it created the cluster.
+    writeIdentity(this.storage.kv, identity);
+  }
 
   get incarnation(): number {
     return this.instance?.number ?? 0;
   }
 
-  /** The live runtime, loading it from storage if there is none (as ClusterNode's loadRuntime does). */
-  ensureRuntime(): NodeRuntime | null {
-    if (this.down) {
-      return null;
-    }
-    const current = this.instance;
-    if (current !== null && current.alive && current.runtime !== null) {
-      // ClusterNode.loadRuntime: a runtime that broke in a callback no request awaited is dropped and reloaded.
-      if (!current.runtime.isBroken || this.env.bugs.brokenRuntimeKeepsServing === true) {
-        return current.runtime;
-      }
-      this.discard(current, new Error("the runtime broke in a background callback"));
-    }
-    return this.startInstance();
-  }
-
-  private startInstance(): NodeRuntime | null {
+  /** A new in-memory instance of the object: a NodeHost over this instance's view of the storage. */
+  private newInstance(): Instance {
     this.instanceCount += 1;
-    const instance: Instance = { number: this.instanceCount, runtime: null, alive: true, fenced: false };
+    const instance = new Instance(this.instanceCount);
     this.instance = instance;
     this.log.reload(this.storage.kv);
-    const kv = this.kvFacade(instance);
     const clock: TransportClock = {
       now: () => this.env.nowMs(),
       schedule: (fn, delayMs) => this.env.scheduleTimer(this, instance, fn, delayMs),
     };
-    try {
-      const incarnation = kv.get<string>(INCARNATION_KEY) ?? this.createIncarnation(kv);
-      instance.runtime = this.createRuntime(instance, kv, incarnation, clock);
-    } catch (error) {
-      // As ClusterNode: a runtime that fails to start leaves the object without one; the next event (or the
-      // alarm, which the platform retries) tries again from storage.
-      this.discard(instance, error);
-      return null;
-    }
-    return instance.runtime;
-  }
-
-  private createRuntime(
-    instance: Instance,
-    kv: ReturnType<SimHost["kvFacade"]>,
-    incarnation: string,
-    clock: TransportClock,
-  ): NodeRuntime {
-    return new NodeRuntime({
-      identity: this.identity,
-      kv,
-      stateMachine: this.stateMachineFor(instance),
-      peerStub: (member: MemberConfig) => this.env.peerStub(this, instance, member.name),
-      faultsEnabled: false,
+    instance.node = new NodeHost({
+      kv: this.kvFacade(instance),
+      stateMachine: () => this.stateMachineFor(instance),
       clock,
-      seed: this.env.seedFor(this, instance.number),
-      incarnation,
-      bugs: this.env.bugs,
+      alarm: {
+        set: (atMs) => this.alarmAccess(instance, atMs),
+        delete: () => this.alarmAccess(instance, null),
+      },
+      randomSeed: () => this.env.seedFor(this, instance.number),
+      newIncarnation: () => `${this.id}-inc-${this.env.seedFor(this, 0).toString(36)}`,
+      peerStub: (_cluster, member) => this.env.peerStub(this, instance, member.name),
+      faultsEnabled: false,
+      bugs: () => this.env.bugs,
+      exclusive: (fn) => fn(),
+      isInstanceAbort: (err) => err instanceof SimCrash,
+      onDiscard: (err) => {
+        this.discards += 1;
+        this.env.note(
+          `${this.id} discards its runtime (instance ${instance.number}): ${err instanceof Error ? `${err.name}: ${err.message.split("\n")[0]}` : String(err)}`,
+        );
+      },
     });
+    return instance;
   }
 
-  private createIncarnation(kv: ReturnType<SimHost["kvFacade"]>): string {
-    const created = `${this.id}-inc-${this.env.seedFor(this, 0).toString(36)}`;
-    kv.put(INCARNATION_KEY, created);
-    return created;
+  /** Setting or deleting the alarm is a storage operation: refused to a stale instance, lost with a dead one. */
+  private alarmAccess(instance: Instance, atMs: number | null): Promise<void> {
+    this.checkRead(instance, atMs === null ? "deleteAlarm" : "setAlarm");
+    this.env.setAlarm(this, atMs);
+    return Promise.resolve();
   }
 
   /** The crash: the in-memory instance is gone (its pending timers, sends and answers with it). */
@@ -255,27 +250,27 @@ export class SimHost {
   wipeStorage(): void {
     this.wiped = true;
     this.storage = new SqliteStorage();
+    writeIdentity(this.storage.kv, this.identity);
     this.log.reload(this.storage.kv);
   }
 
-  restart(): void {
+  /**
+   * The object comes back (as ClusterNode's constructor: load from storage). A load that fails is retried by the
+   * alarm a tick later, as the platform retries a failed alarm.
+   */
+  async restart(): Promise<void> {
     this.down = false;
-    this.ensureRuntime();
-  }
-
-  /** Like ClusterNode.discardRuntime: drop a runtime that failed; the next event reloads it from storage. */
-  discard(instance: Instance, error: unknown): void {
-    this.discards += 1;
-    this.env.note(
-      `${this.id} discards its runtime (instance ${instance.number}): ${error instanceof Error ? `${error.name}: ${error.message.split("\n")[0]}` : String(error)}`,
-    );
-    instance.alive = false;
-    if (this.instance === instance) {
-      this.instance = null;
-    }
-    const runtime = instance.runtime;
-    if (runtime !== null && !runtime.isStopped) {
-      void runtime.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
+    const instance = this.newInstance();
+    try {
+      await instance.node.loadRuntime();
+    } catch (error) {
+      if (error instanceof SimCrash) {
+        throw error;
+      }
+      this.env.note(
+        `${this.id} fails to start: ${error instanceof Error ? error.message.split("\n")[0] : String(error)}`,
+      );
+      this.env.setAlarm(this, this.env.nowMs() + this.identity.cluster.heartbeatIntervalMs);
     }
   }
 
@@ -291,50 +286,19 @@ export class SimHost {
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // The object's entry points (ClusterNode's alarm, receive, execute, query)
+  // The object's entry points (ClusterNode's alarm, receive, execute, query), all through the instance's NodeHost
 
-  alarm(instance: Instance | null = this.instance): void {
-    const runtime = instance === this.instance ? this.ensureRuntime() : (instance?.runtime ?? null);
-    const current = instance === this.instance ? this.instance : instance;
-    if (runtime === null || current === null || runtime.isStopped) {
-      return;
-    }
-    try {
-      runtime.advanceClock();
-    } catch (error) {
-      if (error instanceof SimCrash) {
-        return;
-      }
-      this.discard(current, error);
-    }
+  async alarm(): Promise<void> {
+    await this.instance?.node.alarm();
   }
 
   /** A peer's envelope: a refusal is an answer ({ ok: false }), never an exception. */
-  receive(envelope: unknown): unknown {
-    const runtime = this.ensureRuntime();
+  async receive(envelope: unknown): Promise<unknown> {
     const instance = this.instance;
-    if (runtime === null || instance === null) {
+    if (instance === null) {
       return { ok: false, error: { code: "UNAVAILABLE", message: `${this.id} is down` } };
     }
-    const checked = validateEnvelope(envelope, { cluster: this.identity.cluster.name, node: this.identity.node });
-    if (!checked.ok) {
-      return { ok: false, error: checked.error };
-    }
-    try {
-      runtime.receiveEnvelope(checked.envelope);
-    } catch (error) {
-      if (error instanceof SimCrash) {
-        throw error;
-      }
-      if (error instanceof RaftInvariantError || runtime.isBroken) {
-        this.discard(instance, error);
-      }
-      return {
-        ok: false,
-        error: { code: "UNAVAILABLE", message: error instanceof Error ? error.message : String(error) },
-      };
-    }
-    return { ok: true, report: runtime.peerReport() };
+    return instance.node.receive(envelope);
   }
 
   execute(request: SqlRequest, timeoutMs: number): Promise<NodeResult<ExecuteValue>> {
@@ -367,37 +331,12 @@ export class SimHost {
     return this.handle((runtime) => runtime.backup({ timeoutMs }));
   }
 
-  /** ClusterNode.handle: run, translate failures into NodeResult errors, discard a runtime that broke. */
   private async handle<T>(body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
-    const runtime = this.ensureRuntime();
     const instance = this.instance;
-    if (runtime === null || instance === null) {
-      return { ok: false, node: this.id, error: unavailable(`${this.id} is down`) };
+    if (instance === null) {
+      return { ok: false, node: this.id, error: { code: "NO_LEADER", message: `${this.id} is down`, retryable: true } };
     }
-    try {
-      const value = await body(runtime);
-      return { ok: true, node: this.id, value };
-    } catch (error) {
-      if (error instanceof SimCrash) {
-        throw error;
-      }
-      const broken = error instanceof RaftInvariantError || runtime.isBroken;
-      // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
-      if (error instanceof NodeFailure && (!broken || this.env.bugs.readyFailureAnsweredInternal !== true)) {
-        if (broken && instance.alive) {
-          this.discard(instance, error);
-        }
-        return { ok: false, node: this.id, error: error.error };
-      }
-      if (broken && instance.alive) {
-        this.discard(instance, error);
-      }
-      return {
-        ok: false,
-        node: this.id,
-        error: { code: "INTERNAL", message: error instanceof Error ? error.message : String(error), retryable: false },
-      };
-    }
+    return instance.node.handle(this.address, body);
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -518,10 +457,6 @@ export class SimHost {
     }
     return map;
   }
-}
-
-function unavailable(message: string): NodeError {
-  return { code: "NO_LEADER", message, retryable: true };
 }
 
 /** Every method of a port, bound to it (so that a spread copy keeps working, whatever methods the port has). */

@@ -546,22 +546,29 @@ class Simulation implements HostEnvironment {
   // Events of one node.
 
   /** Runs `body` as one event of `host`'s object (see the header): implicit transaction, drained, output gated. */
-  private async runTurn(host: SimHost, instance: Instance | null, body: () => void): Promise<void> {
+  private async runTurn(host: SimHost, instance: Instance | null, body: () => void | Promise<unknown>): Promise<void> {
     const turn: Turn = { host, instance, outbox: [], observations: [], crashed: false };
     this.turn = turn;
     host.storage.beginImplicit();
+    const failures: unknown[] = [];
     try {
-      body();
+      const result = body();
+      if (result instanceof Promise) {
+        result.catch((error: unknown) => failures.push(error));
+      }
     } catch (error) {
-      if (!turn.crashed) {
+      failures.push(error);
+    }
+    await drain();
+    this.turn = null;
+    if (!turn.crashed) {
+      for (const error of failures) {
         this.checkers.fail(
           "host threw",
           `${host.id}: ${error instanceof Error ? `${error.message}\n${error.stack ?? ""}` : String(error)}`,
         );
       }
     }
-    await drain();
-    this.turn = null;
     if (turn.crashed) {
       host.storage.rollbackImplicit();
       host.log.reload(host.storage.kv);
@@ -585,11 +592,8 @@ class Simulation implements HostEnvironment {
     this.checkers.noteCommitIndex(view);
     const runtime = host.instance?.alive === true ? host.instance.runtime : null;
     if (runtime === null || host.down) {
+      // A discarded runtime: the object's alarm brings it back from storage.
       host.lastStatus = null;
-      // A discarded runtime: the object's alarm brings it back from storage (ClusterNode sets it a tick ahead).
-      if (!host.down) {
-        this.setAlarm(host, this.nowMs() + this.scenario.heartbeatIntervalMs);
-      }
       return;
     }
     if (runtime.isStopped) {
@@ -607,21 +611,21 @@ class Simulation implements HostEnvironment {
       this.stats.elections += 1;
       this.traceLine(`${host.id} LEADER t${status.term} (commit ${status.commit}, last ${status.lastIndex})`);
     }
-    this.setAlarm(host, Math.max(runtime.nextWakeAtMs(), this.nowMs() + 1));
   }
 
-  /** ClusterNode.scheduleAlarm: one alarm per object, moved earlier only. */
-  private setAlarm(host: SimHost, wakeAtMs: number): void {
+  /** The object's one alarm (setAlarm replaces it, deleteAlarm drops it), possibly late or repeated under faults. */
+  setAlarm(host: SimHost, wakeAtMs: number | null): void {
     const alarm = this.alarms.get(host.id);
     if (alarm === undefined) {
       return;
     }
-    const now = this.nowMs();
-    if (alarm.atMs !== null && alarm.atMs <= wakeAtMs && alarm.atMs > now) {
+    alarm.seq += 1;
+    if (wakeAtMs === null) {
+      alarm.atMs = null;
       return;
     }
+    const now = this.nowMs();
     alarm.atMs = Math.max(wakeAtMs, now + 1);
-    alarm.seq += 1;
     const disturbed = alarm.disturbed !== null && alarm.disturbed.untilMs > now ? alarm.disturbed : null;
     const late =
       (disturbed !== null && disturbed.lateByMs > 0 ? this.random.between(0, disturbed.lateByMs) : 0) +
@@ -794,10 +798,10 @@ class Simulation implements HostEnvironment {
       this.stats.duplicates += 1;
     }
     this.stats.delivered += 1;
-    await this.runTurn(host, host.instance, () => {
+    await this.runTurn(host, host.instance, async () => {
       let answer: unknown;
       try {
-        answer = host.receive(event.envelope);
+        answer = await host.receive(event.envelope);
       } catch (error) {
         if (error instanceof SimCrash) {
           return;

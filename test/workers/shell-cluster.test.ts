@@ -5,6 +5,7 @@ import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { ClusterNode } from "../../src/objects/cluster-node";
 import type { NodeRuntime } from "../../src/objects/node-runtime";
+import type { NodeHost } from "../../src/objects/node-host";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
 import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
 
@@ -80,7 +81,7 @@ type Patched = NodeRuntime & { brokenByTest?: true };
 /** Makes the follower's next delivery-failure callback fail inside its Ready loop (a background break). */
 async function breakInDeliveryCallback(cluster: TestCluster, node: string): Promise<void> {
   await runInDurableObject(cluster.stub(node), (instance: ClusterNode) => {
-    const runtime = (instance as unknown as { runtime: Patched | null }).runtime;
+    const runtime = (instance as unknown as { host: NodeHost }).host.current as Patched | null;
     if (runtime === null) {
       throw new Error(`${node} has no runtime`);
     }
@@ -110,7 +111,7 @@ async function runtimeState(
   node: string,
 ): Promise<"patched-broken" | "patched-running" | "replaced" | "none"> {
   return runInDurableObject(cluster.stub(node), (instance: ClusterNode) => {
-    const runtime = (instance as unknown as { runtime: Patched | null }).runtime;
+    const runtime = (instance as unknown as { host: NodeHost }).host.current as Patched | null;
     if (runtime === null) {
       return "none";
     }

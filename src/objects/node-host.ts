@@ -1,0 +1,427 @@
+// NodeHost: what one in-memory instance of a node object does around its NodeRuntime, written once for the platform
+// (ClusterNode) and the simulator (test/sim/host.ts): lazy start from storage, the one alarm that carries every
+// timer, peers' envelopes, client calls with their failures translated, and dropping a runtime that failed so the
+// next event reloads it from storage. Everything platform-specific comes in through NodeHostSeams. A stale
+// instance (a newer one owns the object) is fenced by its storage: every access throws, its runtime breaks, and
+// reloading fails, so it can neither act nor answer as the node.
+import {
+  PROTOCOL_VERSION,
+  type ClusterConfig,
+  type MemberConfig,
+  type NodeAddress,
+  type NodeError,
+  type NodeResult,
+} from "./api";
+import { validateClusterConfig } from "./config";
+import { logEvent } from "./log";
+import { RaftInvariantError } from "../replication/index";
+import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
+import type { SyncKv } from "./raft-storage";
+import type { ShellBugs } from "./shell-bugs";
+import type { StateMachinePort } from "./state-machine-port";
+import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./transport/index";
+
+const IDENTITY_KEY = "node/identity";
+const REMOVED_KEY = "node/removed";
+const INCARNATION_KEY = "node/incarnation";
+/** The retry delay of an alarm whose runtime failed, when no identity says the tick. */
+const DEFAULT_TICK_MS = 100;
+
+/** The object's one alarm (ctx.storage.setAlarm / deleteAlarm on the platform). */
+export interface AlarmScheduler {
+  set(atMs: number): Promise<void>;
+  delete(): Promise<void>;
+}
+
+/** What a host needs from where it runs. */
+export interface NodeHostSeams {
+  /** The object's synchronous key-value store (identity, removal, incarnation; the runtime's Raft state). */
+  readonly kv: SyncKv;
+  /** A state machine over the object's SQL storage, built for each runtime. */
+  readonly stateMachine: () => StateMachinePort;
+  readonly clock: TransportClock;
+  readonly alarm: AlarmScheduler;
+  /** A seed for a new runtime's random source. */
+  readonly randomSeed: () => number;
+  /** A new storage incarnation id (random on the platform), written once with the node's first state. */
+  readonly newIncarnation: () => string;
+  readonly peerStub: (cluster: ClusterConfig, member: MemberConfig) => PeerStub;
+  readonly faultsEnabled: boolean;
+  /** Shell bug switches for the next runtime (none in production). */
+  readonly bugs: () => ShellBugs;
+  /** Runs `fn` with no other event of the object interleaved (blockConcurrencyWhile on the platform). */
+  readonly exclusive: (fn: () => Promise<void>) => Promise<void>;
+  /**
+   * True for an error that ends the instance itself (the simulator's crash): it is passed through untouched, never
+   * answered or handled as a failure of the runtime.
+   */
+  readonly isInstanceAbort?: (err: unknown) => boolean;
+  /** Called once a runtime was created, with its identity. */
+  readonly onRuntimeStarted?: (identity: NodeIdentity) => void;
+  /** Called after each event that leaves a runtime in place (before its alarm is set). */
+  readonly afterEvent?: (runtime: NodeRuntime) => void;
+  /** Called when a runtime (or starting one) failed and was dropped. */
+  readonly onDiscard?: (err: unknown) => void;
+}
+
+/** A refusal of `receive`: an answer ({ ok: false }), never an exception. */
+export type ReceiveRefusal = { ok: false; notStarted?: boolean; error: { code: string; message: string } };
+
+export class NodeHost {
+  private runtime: NodeRuntime | null = null;
+  private identityValue: NodeIdentity | null = null;
+  private removedReason: string | null = null;
+  private alarmAtMs: number | null = null;
+  /** The switches the current runtime runs with (empty in production). */
+  private bugs: ShellBugs = {};
+  /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
+  private strayAlarmCleared = false;
+
+  constructor(private readonly seams: NodeHostSeams) {}
+
+  /** The running runtime, if any (not loaded by this call). */
+  get current(): NodeRuntime | null {
+    return this.runtime;
+  }
+
+  get identity(): NodeIdentity | null {
+    return this.identityValue;
+  }
+
+  get isRemoved(): boolean {
+    return this.removedReason !== null;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Entry points
+
+  /** The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core. */
+  async alarm(): Promise<void> {
+    this.alarmAtMs = null;
+    let runtime: NodeRuntime | null;
+    try {
+      runtime = await this.loadRuntime();
+    } catch (err) {
+      this.rethrowAbort(err);
+      // Starting failed (a storage error): try again a tick later rather than leave the node without an alarm.
+      this.seams.onDiscard?.(err);
+      logEvent("error", { cluster: this.identityValue?.cluster.name ?? "?", node: "?", term: 0 }, "startFailed", {
+        error: String(err),
+      });
+      await this.armRetry();
+      return;
+    }
+    if (runtime === null || runtime.isStopped) {
+      return;
+    }
+    try {
+      runtime.advanceClock();
+      const status = runtime.status();
+      if (status.removed && status.role !== "leader") {
+        await this.decommission(
+          runtime,
+          `${runtime.identity.node} is no longer a member of cluster ${runtime.identity.cluster.name}`,
+        );
+        return;
+      }
+    } catch (err) {
+      this.rethrowAbort(err);
+      await this.discardRuntime(runtime, err);
+      // Come back soon from storage rather than keep running in a state the core refused.
+      await this.armRetry();
+      return;
+    }
+    await this.scheduleAlarm(runtime);
+  }
+
+  /**
+   * Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. `deliver` steps the
+   * validated envelope into the runtime (the platform wraps it in its tracing and counters).
+   */
+  async receive(
+    envelope: unknown,
+    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => void = (runtime, checked) =>
+      runtime.receiveEnvelope(checked),
+  ): Promise<PeerAnswer | ReceiveRefusal> {
+    const runtime = await this.loadRuntime();
+    if (runtime === null || this.identityValue === null) {
+      return {
+        ok: false,
+        notStarted: true,
+        error: { code: "UNAVAILABLE", message: "this node has not been started yet" },
+      };
+    }
+    if (this.removedReason !== null) {
+      return { ok: false, error: { code: "UNAVAILABLE", message: this.removedReason } };
+    }
+    const checked = validateEnvelope(envelope, {
+      cluster: this.identityValue.cluster.name,
+      node: this.identityValue.node,
+    });
+    if (!checked.ok) {
+      return { ok: false, error: checked.error };
+    }
+    try {
+      deliver(runtime, checked.envelope);
+    } catch (err) {
+      this.rethrowAbort(err);
+      if (err instanceof RaftInvariantError || runtime.isBroken) {
+        await this.discardRuntime(runtime, err);
+      }
+      return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
+    }
+    await this.scheduleAlarm(runtime);
+    return { ok: true, report: runtime.peerReport() };
+  }
+
+  /** Runs one client call: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */
+  async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
+    try {
+      const runtime = await this.ensureStarted(address);
+      if (this.removedReason !== null) {
+        throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
+      }
+      const value = await body(runtime);
+      // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
+      const after = runtime.status();
+      if (after.removed && after.role !== "leader") {
+        await this.decommission(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
+      } else {
+        await this.scheduleAlarm(runtime);
+      }
+      return { ok: true, node: address.node, value };
+    } catch (err) {
+      this.rethrowAbort(err);
+      return { ok: false, node: address.node, error: await this.failureOf(err) };
+    }
+  }
+
+  /**
+   * Stops this node for good (alarm cleared, waiting requests failed, every later call refused), whether or not it
+   * runs now; the reason survives restarts.
+   */
+  async halt(reason: string): Promise<void> {
+    this.seams.kv.put(REMOVED_KEY, reason);
+    const runtime = await this.loadRuntime();
+    if (runtime !== null) {
+      await this.decommission(runtime, reason);
+    }
+    await this.seams.alarm.delete();
+  }
+
+  /** First contact: validate the address, persist the identity, start. Harmless when already started. */
+  async ensureStarted(address: NodeAddress): Promise<NodeRuntime> {
+    if (address.protocolVersion !== PROTOCOL_VERSION) {
+      throw nodeError(
+        "PROTOCOL",
+        `the caller speaks protocol version ${String(address.protocolVersion)}; this node speaks ${PROTOCOL_VERSION}`,
+        { retryable: false },
+      );
+    }
+    const loaded = await this.loadRuntime();
+    if (loaded !== null) {
+      const identity = this.identityValue;
+      if (identity !== null && (identity.cluster.name !== address.cluster.name || identity.node !== address.node)) {
+        throw nodeError(
+          "INVALID_REQUEST",
+          `this object is node ${identity.node} of cluster ${identity.cluster.name}, not ${address.node} of ${address.cluster.name}`,
+          { retryable: false },
+        );
+      }
+      return loaded;
+    }
+    try {
+      validateClusterConfig(address.cluster);
+    } catch (err) {
+      throw nodeError("INVALID_REQUEST", err instanceof Error ? err.message : String(err), { retryable: false });
+    }
+    const identity: NodeIdentity = { cluster: address.cluster, node: address.node };
+    let started: NodeRuntime | null = null;
+    await this.seams.exclusive(async () => {
+      if (this.runtime !== null) {
+        started = this.runtime;
+        return;
+      }
+      this.seams.kv.put(IDENTITY_KEY, identity);
+      started = await this.startRuntime(identity);
+    });
+    if (started === null) {
+      throw nodeError("INTERNAL", "the node failed to start", { retryable: true });
+    }
+    return started;
+  }
+
+  /** Loads the runtime from storage if this node was started before; null if it never was. */
+  async loadRuntime(): Promise<NodeRuntime | null> {
+    const current = this.runtime;
+    if (current !== null && current.isBroken && this.bugs.brokenRuntimeKeepsServing !== true) {
+      // It broke in a callback no request awaited: drop it (synchronously, so no other event can use it) and reload.
+      this.dropRuntime(current, new Error("the runtime broke in a background callback"));
+      void current.stop("the node hit an internal error and is restarting from storage").catch(() => undefined);
+    } else if (current !== null) {
+      return current;
+    }
+    const identity = this.seams.kv.get<NodeIdentity>(IDENTITY_KEY);
+    if (identity === undefined) {
+      return null;
+    }
+    return this.startRuntime(identity);
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // Lifecycle
+
+  private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
+    this.identityValue = identity;
+    this.removedReason = this.seams.kv.get<string>(REMOVED_KEY) ?? null;
+    this.bugs = this.seams.bugs();
+    const runtime = new NodeRuntime({
+      identity,
+      bugs: this.bugs,
+      kv: this.seams.kv,
+      stateMachine: this.seams.stateMachine(),
+      peerStub: (member) => this.seams.peerStub(identity.cluster, member),
+      faultsEnabled: this.seams.faultsEnabled,
+      clock: this.seams.clock,
+      seed: this.seams.randomSeed(),
+      incarnation: this.incarnation(),
+    });
+    this.runtime = runtime;
+    this.seams.onRuntimeStarted?.(identity);
+    if (this.removedReason !== null) {
+      await runtime.stop(this.removedReason);
+      await this.seams.alarm.delete();
+      return runtime;
+    }
+    await this.scheduleAlarm(runtime);
+    return runtime;
+  }
+
+  /** A random id written with the node's first state: a peer that sees it change knows the storage was wiped. */
+  private incarnation(): string {
+    const existing = this.seams.kv.get<string>(INCARNATION_KEY);
+    if (existing !== undefined) {
+      return existing;
+    }
+    const created = this.seams.newIncarnation();
+    this.seams.kv.put(INCARNATION_KEY, created);
+    return created;
+  }
+
+  /** What a failed call answers; a runtime that broke doing it is discarded. */
+  private async failureOf(err: unknown): Promise<NodeError> {
+    const current = this.runtime;
+    const broken = current !== null && (err instanceof RaftInvariantError || current.isBroken);
+    // A broken runtime's own answers (e.g. "outcome unknown" for a write it logged) still go back as they are.
+    if (err instanceof NodeFailure && (!broken || this.bugs.readyFailureAnsweredInternal !== true)) {
+      if (broken) {
+        await this.discardRuntime(current, err);
+      } else if (current !== null && !current.isStopped) {
+        await this.scheduleAlarm(current).catch(() => undefined);
+      }
+      return err.error;
+    }
+    if (broken) {
+      await this.discardRuntime(current, err);
+    }
+    return { code: "INTERNAL", message: err instanceof Error ? err.message : String(err), retryable: false };
+  }
+
+  /**
+   * Something unexpected failed inside the runtime (an assertion of the core, a storage error): stopping is better
+   * than running in a wrong state. Drop the in-memory node; the next event reloads it from storage.
+   */
+  private async discardRuntime(runtime: NodeRuntime, err: unknown): Promise<void> {
+    this.dropRuntime(runtime, err);
+    await runtime.stop("the node hit an internal error and is restarting from storage");
+  }
+
+  private dropRuntime(runtime: NodeRuntime, err: unknown): void {
+    runtime.log("error", "runtimeDiscarded", {
+      error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+    });
+    if (this.runtime === runtime) {
+      this.runtime = null;
+    }
+    this.alarmAtMs = null;
+    this.seams.onDiscard?.(err);
+  }
+
+  /** The node was removed (or halted): it stops for good and refuses every later call with `reason`. */
+  async decommission(runtime: NodeRuntime, reason: string): Promise<void> {
+    if (this.removedReason !== null) {
+      return;
+    }
+    this.removedReason = reason;
+    this.seams.kv.put(REMOVED_KEY, reason);
+    runtime.log("warn", "decommissioned", { reason });
+    await runtime.stop(reason);
+    await this.seams.alarm.delete();
+    this.alarmAtMs = null;
+  }
+
+  // -------------------------------------------------------------------------------------------------------------
+  // The alarm
+
+  private async armRetry(): Promise<void> {
+    const tickMs = this.identityValue?.cluster.heartbeatIntervalMs ?? DEFAULT_TICK_MS;
+    await this.seams.alarm.set(this.seams.clock.now() + tickMs);
+  }
+
+  private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
+    this.seams.afterEvent?.(runtime);
+    if (runtime.isStopped) {
+      return;
+    }
+    if (!mayTick(runtime)) {
+      // Never a member (reached by a name no membership lists): it must not tick, and be billed, forever. A leader
+      // adding it makes it a member with its first entries, and the next scheduling arms the alarm. An alarm left
+      // from before (this instance has not cleared one yet) is deleted, once.
+      if (this.alarmAtMs !== null || !this.strayAlarmCleared) {
+        this.alarmAtMs = null;
+        this.strayAlarmCleared = true;
+        await this.seams.alarm.delete();
+      }
+      return;
+    }
+    const nowMs = this.seams.clock.now();
+    // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
+    const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
+    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs && this.alarmAtMs > nowMs) {
+      return;
+    }
+    this.alarmAtMs = wakeAtMs;
+    await this.seams.alarm.set(wakeAtMs);
+  }
+
+  private rethrowAbort(err: unknown): void {
+    if (this.seams.isInstanceAbort?.(err) === true) {
+      throw err;
+    }
+  }
+}
+
+/**
+ * Whether the node has a reason to tick: it is a voter or learner, leads (a removed leader hands over first), was
+ * removed (its next tick decommissions it), or hears from a leader (a member being added, before it has applied
+ * its own admission). A node that no leader contacts and that never was a member has none.
+ */
+function mayTick(runtime: NodeRuntime): boolean {
+  const status = runtime.status();
+  const self = runtime.identity.node;
+  const member = status.membership.voters.includes(self) || status.membership.learners.includes(self);
+  return member || status.removed || status.role === "leader" || status.leader !== null;
+}
+
+/** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */
+export function boundedTimeout(timeoutMs: number): number {
+  if (!Number.isFinite(timeoutMs)) {
+    return 10_000;
+  }
+  return Math.min(60_000, Math.max(1, Math.floor(timeoutMs)));
+}
+
+/** Records which node an object is, as the first start does (the simulator seeds its objects' storage with it). */
+export function writeIdentity(kv: SyncKv, identity: NodeIdentity): void {
+  kv.put(IDENTITY_KEY, identity);
+}
