@@ -14,10 +14,11 @@ import { answerPragma } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "./keys";
+import type { StatementShape } from "../../shared/sql-text/classify";
 import { statementResultError } from "./storage-failure";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
 import { recursionChecks, readsOtherTables, type RecursionCheck } from "./runaway";
-import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe, type StatementShape } from "./validate";
+import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
 
 /**
