@@ -175,7 +175,7 @@ export interface ClusterNodeRpc {
   execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>>;
   /** "strong" must be sent to the leader; "linearizable" may go to any node (followers ask the leader for a read index). */
   query(request: QueryRequest): Promise<NodeResult<QueryValue>>;
-  /** Waits (bounded) until a leader is known; the HA plan's waitForElectionComplete. */
+  /** Waits (bounded) until a leader is known: the router calls it during an election instead of polling. */
   waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ readonly leader: string; readonly term: number }>>;
   /** Leader only: hands leadership over (to a named voter, or the most up-to-date one) and waits for it. */
   transferLeadership(request: TransferRequest): Promise<NodeResult<{ readonly leader: string; readonly term: number }>>;

@@ -1,5 +1,5 @@
-// The replica status machine the leader keeps per peer (the HA plan's JOINING -> ONLINE -> LAGGING/RECONNECTING ->
-// OFFLINE). The status is derived from observations (contact, lag, reported failures) and moved along an explicit
+// The replica status machine the leader keeps per peer (JOINING -> ONLINE -> LAGGING/RECONNECTING -> OFFLINE, as
+// /api/v1/cluster/health reports it). The status is derived from observations (contact, lag, reported failures) and moved along an explicit
 // table of transitions; a move the table does not allow is a bug and throws.
 import { invariant } from "./assert.js";
 import type { ReplicaStatus } from "./types.js";

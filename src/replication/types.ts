@@ -191,7 +191,7 @@ export interface RaftConfig {
   /** A peer left in snapshot state without a report or a reply for this long goes back to probe. Default 20 * electionTimeoutTicks. */
   readonly snapshotRetryTicks?: number;
   /**
-   * The HA plan's ReplicaReady handshake: a replica stays JOINING until the shell reports it ready with
+   * The ReplicaReady handshake: a replica stays JOINING until the shell reports it ready with
    * reportReplicaReady (e.g. its schema matches the leader's), not only when its log caught up. Default false.
    */
   readonly requireReplicaReady?: boolean;

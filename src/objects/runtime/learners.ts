@@ -1,4 +1,5 @@
-// The HA plan's JOINING -> ONLINE on the leader: a learner is promoted once its log and schema caught up.
+// A replica's JOINING -> ONLINE on the leader: a learner is promoted to voter once its log and its schema caught up
+// (a voter whose schema lags would answer reads with the wrong tables; see ARCHITECTURE.md, "Membership").
 import type { PeerLinks } from "./peers";
 import { LIMITS, type RuntimeCore } from "./types";
 

@@ -37,7 +37,7 @@ export function openApiDocument(): Record<string, unknown> {
       title: "durable-ha",
       version: "0.1.0",
       description:
-        "A Raft-replicated SQLite database on Durable Objects. The data API is wire-compatible with rqlite; the cluster API follows the HA plan. Unknown query parameters are ignored, as rqlite does; flags count by presence.",
+        "A Raft-replicated SQLite database on Durable Objects. The data API is wire-compatible with rqlite; the cluster API (/api/v1/cluster) reports health, leadership and membership and changes them. Unknown query parameters are ignored, as rqlite does; flags count by presence.",
     },
     security: SECURITY,
   }) as unknown as Record<string, unknown>;
