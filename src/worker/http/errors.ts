@@ -1,6 +1,9 @@
 // Errors that end a request with a chosen status and a JSON body saying why.
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 
+/** The response header naming the error code of a failure (INVALID_REQUEST, NOT_LEADER, ...). */
+export const ERROR_CODE_HEADER = "X-DHA-Error-Code";
+
 /** The body shape of an error: data routes use rqlite's request-level form, the others a bare error object. */
 export type ErrorShape = "rqlite" | "plain";
 

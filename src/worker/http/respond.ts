@@ -3,12 +3,11 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { RouteFailure } from "../routing/router";
 import type { AppBindings } from "../types";
-import { ApiError, type ErrorShape } from "./errors";
+import { ApiError, ERROR_CODE_HEADER, type ErrorShape } from "./errors";
 import { NODE_HEADER } from "./params";
 import { encodeWire, type WireValue } from "./wire-json";
 
 export const JSON_CONTENT_TYPE = "application/json; charset=utf-8";
-export const ERROR_CODE_HEADER = "X-DHA-Error-Code";
 
 export function jsonResponse(
   status: ContentfulStatusCode,

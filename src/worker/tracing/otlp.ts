@@ -14,7 +14,7 @@ import {
 import { childSpan, currentTrace, parseTraceparent, runWithTrace, type TraceContext } from "../../objects/trace";
 import type { NodeDirectory } from "../directory";
 import { RAFT_INDEX_HEADER, NODE_HEADER } from "../http/params";
-import { ERROR_CODE_HEADER } from "../http/respond";
+import { ERROR_CODE_HEADER } from "../http/errors";
 import { TRACEPARENT_HEADER } from "../metrics/trace-context";
 
 /** Per request: how many node calls it made so far (the attempt number of the next one). */
