@@ -2,16 +2,12 @@
 // catches up from a snapshot. Both under client load; both end with one schema and one data set on every node and
 // every acknowledged write present exactly once.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory } from "./helpers/cluster";
 import {
-  CREATE_LEDGER_TABLE,
   expectConvergedAndComplete,
   expectOnlyFailoverErrors,
   isolateAll,
-  Ledger,
-  Load,
-  scenarioSeed,
+  openScenarioUnderLoad,
   waitForStatus,
 } from "./helpers/ha";
 
@@ -19,14 +15,12 @@ const newCluster = clusterFactory();
 
 describe("HA scenario 10: replicas catching up", () => {
   it("scenario 10: a replica offline for a while catches up from the log", async () => {
-    const seed = scenarioSeed("scenario 10 (log)");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha10-offline", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s10-log", clients: 3 }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before the replica goes offline" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 10 (log)",
+      cluster: { prefix: "ha10-offline", nodes: 3 },
+      load: { prefix: "s10-log", clients: 3 },
+      progress: { more: 10, timeoutMs: 10_000, what: "before the replica goes offline" },
+    });
 
     const leader = await cluster.waitForLeader();
     const followers = cluster.names.filter((name) => name !== leader);
@@ -68,14 +62,12 @@ describe("HA scenario 10: replicas catching up", () => {
   });
 
   it("scenario 10: a replica with wiped storage catches up from a snapshot", async () => {
-    const seed = scenarioSeed("scenario 10 (snapshot)");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha10-wiped", nodes: 3, snapshotThresholdEntries: 20 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s10-snap", clients: 3 }).start();
-    await load.waitForProgress({ more: 50, timeoutMs: 15_000, what: "before the wipe" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 10 (snapshot)",
+      cluster: { prefix: "ha10-wiped", nodes: 3, snapshotThresholdEntries: 20 },
+      load: { prefix: "s10-snap", clients: 3 },
+      progress: { more: 50, timeoutMs: 15_000, what: "before the wipe" },
+    });
 
     const leader = await cluster.waitForLeader();
     const followers = cluster.names.filter((name) => name !== leader);

@@ -1,16 +1,12 @@
 // HA scenarios 1, 6 and 7 (issue #6): crashes, leader changes and a rolling restart, all under client load, on the
 // real runtime. Each ends with one schema and one data set on every node and every acknowledged write present once.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, unwrap, waitFor } from "./helpers/cluster";
 import {
-  CREATE_LEDGER_TABLE,
   expectConvergedAndComplete,
   expectOnlyFailoverErrors,
-  Ledger,
-  Load,
+  openScenarioUnderLoad,
   pause,
-  scenarioSeed,
   waitForStatus,
 } from "./helpers/ha";
 
@@ -18,14 +14,12 @@ const newCluster = clusterFactory();
 
 describe("HA scenarios: crashes and leader changes", () => {
   it("scenario 1: random nodes crash (evicted or aborted) and come back while clients write with retries", async () => {
-    const seed = scenarioSeed("scenario 1");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha1-crash", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s1", clients: 4 }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before the first crash" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 1",
+      cluster: { prefix: "ha1-crash", nodes: 3 },
+      load: { prefix: "s1", clients: 4 },
+      progress: { more: 10, timeoutMs: 10_000, what: "before the first crash" },
+    });
 
     const crashes: string[] = [];
     for (let round = 0; round < 12; round++) {
@@ -72,14 +66,12 @@ describe("HA scenarios: crashes and leader changes", () => {
   });
 
   it("scenario 6: the leader changes three times under load (step-down, transfer to a named node, crash)", async () => {
-    const seed = scenarioSeed("scenario 6");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha6-leader", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s6", clients: 3 }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before the first change" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 6",
+      cluster: { prefix: "ha6-leader", nodes: 3 },
+      load: { prefix: "s6", clients: 3 },
+      progress: { more: 10, timeoutMs: 10_000, what: "before the first change" },
+    });
 
     // 1. Step-down: the leader hands over to the most up-to-date voter.
     const first = await cluster.waitForLeader();
@@ -122,14 +114,12 @@ describe("HA scenarios: crashes and leader changes", () => {
   });
 
   it("scenario 7: rolling restart of every node, one at a time, under load", async () => {
-    const seed = scenarioSeed("scenario 7");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha7-rolling", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s7", clients: 3 }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before the restarts" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 7",
+      cluster: { prefix: "ha7-rolling", nodes: 3 },
+      load: { prefix: "s7", clients: 3 },
+      progress: { more: 10, timeoutMs: 10_000, what: "before the restarts" },
+    });
 
     const order = [...cluster.names].sort(() => random.nextFloat() - 0.5);
     for (const node of order) {

@@ -3,19 +3,16 @@
 // The worker's app (createApp) runs against the cluster's real node objects; a recording wrapper around the node
 // directory shows which node each call went to and lets the test lose answers.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, unwrap } from "./helpers/cluster";
 import {
-  CREATE_LEDGER_TABLE,
   expectConvergedAndComplete,
   expectOnlyFailoverErrors,
   httpHarness,
   httpLedgerWrite,
   HttpWriter,
-  Ledger,
   Load,
-  scenarioSeed,
   type NodeCallRecord,
+  openScenario,
 } from "./helpers/ha";
 
 const newCluster = clusterFactory();
@@ -27,14 +24,12 @@ function executeCallsFor(calls: readonly NodeCallRecord[], key: string): NodeCal
 
 describe("HA scenario 8: writes through followers (HTTP)", () => {
   it("scenario 8: writes sent through a follower are forwarded to the leader and applied once, even when answers are lost and clients retry", async () => {
-    const seed = scenarioSeed("scenario 8");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha8-follower", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
+    const { seed, random, cluster, ledger } = await openScenario(newCluster, {
+      scenario: "scenario 8",
+      cluster: { prefix: "ha8-follower", nodes: 3 },
+    });
     const leader = await cluster.waitForLeader();
     const followers = cluster.names.filter((name) => name !== leader);
-    const ledger = new Ledger();
 
     // Answers to lose: the leader applies the write, then the answer never reaches the worker.
     const loseAnswerOnce = new Set<string>();

@@ -2,18 +2,16 @@
 // every node. Clients enter at every node over HTTP (the worker's leader hint is reset to the client's node before
 // each request, so a follower's NOT_LEADER is followed every time) and retry with the same Idempotency-Key.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
 import type { Statement } from "../../src/shared/sql";
 import { clusterFactory } from "./helpers/cluster";
 import {
-  CREATE_LEDGER_TABLE,
   expectConvergedAndComplete,
   expectOnlyFailoverErrors,
   httpHarness,
   HttpWriter,
   Ledger,
   Load,
-  scenarioSeed,
+  openScenario,
 } from "./helpers/ha";
 
 const newCluster = clusterFactory();
@@ -37,15 +35,13 @@ function bulkTransaction(key: string, value: string): { statements: Statement[];
 
 describe("HA scenario 12: concurrent writers through every node", () => {
   it(`scenario 12: ${TRANSACTIONS} transactions of ${ROWS_PER_TRANSACTION} rows from clients at every node, identical on every node`, async () => {
-    const seed = scenarioSeed("scenario 12");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha12-bulk", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([
-      CREATE_LEDGER_TABLE,
-      "CREATE TABLE bulk (id INTEGER PRIMARY KEY, tx TEXT NOT NULL, n INTEGER NOT NULL, payload TEXT NOT NULL)",
-    ]);
-    const ledger = new Ledger();
+    const { random, cluster, ledger } = await openScenario(newCluster, {
+      scenario: "scenario 12",
+      cluster: { prefix: "ha12-bulk", nodes: 3 },
+      schema: [
+        "CREATE TABLE bulk (id INTEGER PRIMARY KEY, tx TEXT NOT NULL, n INTEGER NOT NULL, payload TEXT NOT NULL)",
+      ],
+    });
     const startedAt = Date.now();
     const load = new Load({
       cluster,

@@ -13,8 +13,10 @@ import {
   haltWhenFinished,
   Ledger,
   Load,
+  openScenario,
   pause,
   scenarioSeed,
+  startLoad,
 } from "./helpers/ha";
 
 const newCluster = clusterFactory();
@@ -25,20 +27,18 @@ function errorCodeOf(result: NodeResult<unknown>): string {
 
 describe("HA scenarios: membership and formation", () => {
   it("scenario 13: a learner joins and is promoted; a member is removed; the leader itself is removed; removed nodes answer NOT_MEMBER", async () => {
-    const seed = scenarioSeed("scenario 13");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha13-members", nodes: 3 });
+    const opened = await openScenario(newCluster, {
+      scenario: "scenario 13",
+      cluster: { prefix: "ha13-members", nodes: 3 },
+      schema: ["CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)", "CREATE INDEX notes_by_body ON notes (body)"],
+    });
+    const { random, cluster, ledger } = opened;
     haltWhenFinished(cluster, ["n4", "n5"]);
-    await cluster.startAll();
-    await cluster.execute([
-      CREATE_LEDGER_TABLE,
-      "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)",
-      "CREATE INDEX notes_by_body ON notes (body)",
-    ]);
     const members = [...cluster.names];
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s13", clients: 3, members: () => members }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before the membership changes" });
+    const load = await startLoad(opened, {
+      load: { prefix: "s13", clients: 3, members: () => members },
+      progress: { more: 10, what: "before the membership changes" },
+    });
 
     // 1. Learners join, catch up log and schema, and are promoted to voters by the leader.
     for (const joining of ["n4", "n5"]) {

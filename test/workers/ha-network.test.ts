@@ -2,31 +2,15 @@
 // Always correct (one schema and one data set everywhere, every acknowledged write present exactly once), and
 // progress wherever a quorum can talk, within a bound that grows with the loss.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
-import { clusterFactory, type TestCluster } from "./helpers/cluster";
+import { clusterFactory } from "./helpers/cluster";
 import {
-  CREATE_LEDGER_TABLE,
   expectConvergedAndComplete,
   expectOnlyFailoverErrors,
-  Ledger,
-  Load,
-  scenarioSeed,
+  openScenarioUnderLoad,
   waitForStatus,
 } from "./helpers/ha";
 
 const newCluster = clusterFactory();
-
-async function clusterUnderLoad(
-  cluster: TestCluster,
-  options: { random: SeededRandom; prefix: string },
-): Promise<{ ledger: Ledger; load: Load }> {
-  await cluster.startAll();
-  await cluster.execute([CREATE_LEDGER_TABLE]);
-  const ledger = new Ledger();
-  const load = new Load({ cluster, ledger, random: options.random, prefix: options.prefix, clients: 3 }).start();
-  await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "before the faults" });
-  return { ledger, load };
-}
 
 /**
  * Bounds on progress under loss. At 50% the leader loses its quorum every few seconds (measured: 3 CheckQuorum
@@ -41,10 +25,12 @@ const LOSS_LEVELS = [
 describe("HA scenario 9: lossy and slow networks", () => {
   for (const level of LOSS_LEVELS) {
     it(`scenario 9: ${level.percent}% packet loss on every node: correct, and ${level.acks} writes within ${level.withinMs / 1000} s`, async () => {
-      const seed = scenarioSeed(`scenario 9 (${level.percent}% loss)`);
-      const random = new SeededRandom(seed);
-      const cluster = newCluster({ prefix: `ha9-loss${level.percent}`, nodes: 3 });
-      const { ledger, load } = await clusterUnderLoad(cluster, { random, prefix: `s9-${level.percent}` });
+      const { cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+        scenario: `scenario 9 (${level.percent}% loss)`,
+        cluster: { prefix: `ha9-loss${level.percent}`, nodes: 3 },
+        load: { prefix: `s9-${level.percent}`, clients: 3 },
+        progress: { more: 5, what: "before the faults" },
+      });
       await cluster.setFaultsEverywhere({ dropProbability: level.percent / 100 });
       const startedAt = Date.now();
       await load.waitForProgress({ more: level.acks, timeoutMs: level.withinMs, what: `${level.percent}% loss` });
@@ -59,10 +45,12 @@ describe("HA scenario 9: lossy and slow networks", () => {
   }
 
   it("scenario 9: loss in one direction only: leader to follower, follower to leader, and a leader that can hear but not speak", async () => {
-    const seed = scenarioSeed("scenario 9 (one-way)");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha9-oneway", nodes: 3 });
-    const { ledger, load } = await clusterUnderLoad(cluster, { random, prefix: "s9-oneway" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 9 (one-way)",
+      cluster: { prefix: "ha9-oneway", nodes: 3 },
+      load: { prefix: "s9-oneway", clients: 3 },
+      progress: { more: 5, what: "before the faults" },
+    });
     const leader = await cluster.waitForLeader();
     const { term } = await cluster.status(leader);
     const [follower, other] = cluster.names.filter((name) => name !== leader).sort(() => random.nextFloat() - 0.5) as [
@@ -108,10 +96,12 @@ describe("HA scenario 9: lossy and slow networks", () => {
   });
 
   it("scenario 9: added delay (40 ms per message, then 40 ms with 10% loss): correct and still making progress", async () => {
-    const seed = scenarioSeed("scenario 9 (delay)");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha9-delay", nodes: 3 });
-    const { ledger, load } = await clusterUnderLoad(cluster, { random, prefix: "s9-delay" });
+    const { cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 9 (delay)",
+      cluster: { prefix: "ha9-delay", nodes: 3 },
+      load: { prefix: "s9-delay", clients: 3 },
+      progress: { more: 5, what: "before the faults" },
+    });
     await cluster.setFaultsEverywhere({ delayMs: 40 });
     await load.waitForProgress({ more: 20, timeoutMs: 15_000, what: "40 ms delay" });
     await cluster.setFaultsEverywhere({ delayMs: 40, dropProbability: 0.1 });

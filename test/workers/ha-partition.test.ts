@@ -2,10 +2,8 @@
 // test-only hook (rules act on the sending node, so every node gets the same rules). Each scenario ends with one
 // schema and one data set on every node and every acknowledged write present exactly once.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, type TestCluster, waitFor } from "./helpers/cluster";
 import {
-  CREATE_LEDGER_TABLE,
   expectConvergedAndComplete,
   expectOnlyFailoverErrors,
   httpHarness,
@@ -13,8 +11,9 @@ import {
   isolateAll,
   Ledger,
   Load,
+  openScenario,
+  openScenarioUnderLoad,
   RpcWriter,
-  scenarioSeed,
   splitInto,
   waitForStatus,
 } from "./helpers/ha";
@@ -28,14 +27,12 @@ async function commitIndexes(cluster: TestCluster, nodes: readonly string[]): Pr
 
 describe("HA scenarios: partitions and quorum", () => {
   it("scenario 2: split brain: two of five followers cut off from the leader; it keeps its role and term, the minority never commits", async () => {
-    const seed = scenarioSeed("scenario 2");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha2-split", nodes: 5 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s2", clients: 3 }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before the cut" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 2",
+      cluster: { prefix: "ha2-split", nodes: 5 },
+      load: { prefix: "s2", clients: 3 },
+      progress: { more: 10, timeoutMs: 10_000, what: "before the cut" },
+    });
 
     const leader = await cluster.waitForLeader();
     const { term } = await cluster.status(leader);
@@ -88,14 +85,12 @@ describe("HA scenarios: partitions and quorum", () => {
   });
 
   it("scenario 3: an isolated leader commits nothing; a new leader takes over; after healing one history remains", async () => {
-    const seed = scenarioSeed("scenario 3");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha3-isolated", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s3", clients: 3 }).start();
-    await load.waitForProgress({ more: 10, timeoutMs: 10_000, what: "before isolating the leader" });
+    const { cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 3",
+      cluster: { prefix: "ha3-isolated", nodes: 3 },
+      load: { prefix: "s3", clients: 3 },
+      progress: { more: 10, timeoutMs: 10_000, what: "before isolating the leader" },
+    });
 
     const oldLeader = await cluster.waitForLeader();
     const oldTerm = (await cluster.status(oldLeader)).term;
@@ -146,12 +141,10 @@ describe("HA scenarios: partitions and quorum", () => {
   });
 
   it("scenario 4: a 1+1+1 split: nobody commits, writes fail clearly within their deadline, the cluster recovers by itself", async () => {
-    const seed = scenarioSeed("scenario 4");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha4-split3", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
+    const { seed, random, cluster, ledger } = await openScenario(newCluster, {
+      scenario: "scenario 4",
+      cluster: { prefix: "ha4-split3", nodes: 3 },
+    });
     const http = httpHarness(cluster, { seed });
     for (let i = 0; i < 5; i++) {
       const written = await httpLedgerWrite(http, ledger, { key: `s4-before-${i}`, value: "before" });
@@ -214,14 +207,12 @@ describe("HA scenarios: partitions and quorum", () => {
   });
 
   it("scenario 5: quorum: one of three out, writes go on; two out, writes fail clearly and nothing is applied; one back, writes succeed", async () => {
-    const seed = scenarioSeed("scenario 5");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha5-quorum", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s5", clients: 2 }).start();
-    await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "with all three nodes" });
+    const { random, cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 5",
+      cluster: { prefix: "ha5-quorum", nodes: 3 },
+      load: { prefix: "s5", clients: 2 },
+      progress: { more: 5, timeoutMs: 10_000, what: "with all three nodes" },
+    });
 
     const leader = await cluster.waitForLeader();
     const [firstOut, secondOut] = cluster.names

@@ -3,7 +3,6 @@
 // ONLINE before its schema matches the leader's. Under client load; ends with one schema and one data set on every
 // node and every acknowledged write present exactly once.
 import { describe, expect, it } from "vitest";
-import { SeededRandom } from "../../src/replication/random";
 import { clusterFactory, type TestCluster, waitFor } from "./helpers/cluster";
 import {
   CREATE_LEDGER_TABLE,
@@ -11,8 +10,10 @@ import {
   expectOnlyFailoverErrors,
   haltWhenFinished,
   Ledger,
-  Load,
+  openScenario,
+  openScenarioUnderLoad,
   scenarioSeed,
+  startLoad,
 } from "./helpers/ha";
 
 const newCluster = clusterFactory();
@@ -42,14 +43,12 @@ async function schemaObjects(cluster: TestCluster, node: string): Promise<string
 
 describe("HA scenario 11: schema changes", () => {
   it("scenario 11: create/drop table, add column, create index and unique violations replicate, also inside transactions", async () => {
-    const seed = scenarioSeed("scenario 11 (DDL)");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha11-ddl", nodes: 3 });
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s11", clients: 2 }).start();
-    await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "before the schema changes" });
+    const { cluster, ledger, load } = await openScenarioUnderLoad(newCluster, {
+      scenario: "scenario 11 (DDL)",
+      cluster: { prefix: "ha11-ddl", nodes: 3 },
+      load: { prefix: "s11", clients: 2 },
+      progress: { more: 5, timeoutMs: 10_000, what: "before the schema changes" },
+    });
     const initial = await expectOneSchema(cluster, (await cluster.execute(["SELECT 1"])).raftIndex);
 
     const created = await cluster.execute([
@@ -132,20 +131,21 @@ describe("HA scenario 11: schema changes", () => {
   });
 
   it("scenario 11: a joining replica is not reported ONLINE before its schema matches the leader's", async () => {
-    const seed = scenarioSeed("scenario 11 (ONLINE)");
-    const random = new SeededRandom(seed);
-    const cluster = newCluster({ prefix: "ha11-online", nodes: 3 });
+    const opened = await openScenario(newCluster, {
+      scenario: "scenario 11 (ONLINE)",
+      cluster: { prefix: "ha11-online", nodes: 3 },
+    });
+    const { cluster, ledger } = opened;
     haltWhenFinished(cluster, ["n4"]);
-    await cluster.startAll();
-    await cluster.execute([CREATE_LEDGER_TABLE]);
     const ddl = await cluster.execute([
       "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)",
       "CREATE INDEX items_by_name ON items (name)",
       "ALTER TABLE items ADD COLUMN price REAL",
     ]);
-    const ledger = new Ledger();
-    const load = new Load({ cluster, ledger, random, prefix: "s11-join", clients: 2 }).start();
-    await load.waitForProgress({ more: 5, timeoutMs: 10_000, what: "before the replica joins" });
+    const load = await startLoad(opened, {
+      load: { prefix: "s11-join", clients: 2 },
+      progress: { more: 5, what: "before the replica joins" },
+    });
     const leader = await cluster.waitForLeader();
     const { schemaHash } = await cluster.status(leader);
 

@@ -11,7 +11,7 @@ import { createApp, type AppOptions } from "../../../src/worker/app";
 import type { AppEnv } from "../../../src/worker/config";
 import { durableObjectDirectory, type NodeDirectory } from "../../../src/worker/directory";
 import { LeaderCache } from "../../../src/worker/routing/leader-cache";
-import { type TestCluster, waitFor } from "./cluster";
+import { type TestCluster, type TestClusterOptions, waitFor } from "./cluster";
 
 // ---------------------------------------------------------------------------------------------------------------
 // Seeds
@@ -518,6 +518,63 @@ export class Load {
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Opening a scenario
+
+/** What a scenario has once it is open: its printed seed, the generator of its choices, a started cluster whose
+ * ledger table exists, and the (empty) ledger. */
+export interface OpenScenario {
+  readonly seed: number;
+  readonly random: SeededRandom;
+  readonly cluster: TestCluster;
+  readonly ledger: Ledger;
+}
+
+export interface OpenScenarioOptions {
+  /** The name printed with the seed ("scenario 10 (log)"). */
+  readonly scenario: string;
+  /** The cluster, from the test file's clusterFactory (every scenario has its own cluster name). */
+  readonly cluster: TestClusterOptions;
+  /** Statements run after the ledger table is created (other tables the scenario writes to). */
+  readonly schema?: readonly string[];
+}
+
+/** Seed, cluster, start, ledger table, ledger: how every HA scenario opens. */
+export async function openScenario(
+  newCluster: (options: TestClusterOptions) => TestCluster,
+  options: OpenScenarioOptions,
+): Promise<OpenScenario> {
+  const seed = scenarioSeed(options.scenario);
+  const random = new SeededRandom(seed);
+  const cluster = newCluster(options.cluster);
+  await cluster.startAll();
+  await cluster.execute([CREATE_LEDGER_TABLE, ...(options.schema ?? [])]);
+  return { seed, random, cluster, ledger: new Ledger() };
+}
+
+/** Starts clients writing to the ledger and waits until they have made `progress` (the scenario then does its part). */
+export async function startLoad(
+  opened: OpenScenario,
+  options: {
+    readonly load: Omit<LoadOptions, "cluster" | "ledger" | "random">;
+    readonly progress: { readonly more: number; readonly timeoutMs?: number; readonly what: string };
+  },
+): Promise<Load> {
+  const { cluster, ledger, random } = opened;
+  const load = new Load({ cluster, ledger, random, ...options.load }).start();
+  await load.waitForProgress({ timeoutMs: 10_000, ...options.progress });
+  return load;
+}
+
+/** openScenario, then startLoad: the whole opening of a scenario under client load. */
+export async function openScenarioUnderLoad(
+  newCluster: (options: TestClusterOptions) => TestCluster,
+  options: OpenScenarioOptions & Parameters<typeof startLoad>[1],
+): Promise<OpenScenario & { readonly load: Load }> {
+  const opened = await openScenario(newCluster, options);
+  return { ...opened, load: await startLoad(opened, options) };
 }
 
 /** Asserts that a load saw only the error codes a failover explains, and returns a one-line summary to print. */
