@@ -1,6 +1,6 @@
 // What the benchmark asks of the running cluster besides load: its metrics (billed work, indexes), its leader, the
 // test-only fault hook (cut a node off, crash it), and the measurements built on them: failover and catch-up.
-import { pollUntil } from "./servers";
+import { pollUntil } from "../lib/processes";
 
 export const TOKEN = "dev-admin-token";
 export const NODES = ["n1", "n2", "n3"] as const;

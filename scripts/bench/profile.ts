@@ -10,7 +10,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AUTH_HEADERS, INSERT_BODY, settle } from "./cluster";
 import { measurePoint } from "./load";
-import { REPO_ROOT, WranglerServer, sleep } from "./servers";
+import { REPO_ROOT, sleep } from "../lib/processes";
+import { WranglerServer } from "./servers";
 
 interface ProfileNode {
   readonly id: number;

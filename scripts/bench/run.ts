@@ -35,7 +35,8 @@ import {
   type Summary,
   type WritePoint,
 } from "./results";
-import { EtcdCluster, REPO_ROOT, WranglerServer, sleep } from "./servers";
+import { REPO_ROOT, sleep } from "../lib/processes";
+import { EtcdCluster, WranglerServer } from "./servers";
 
 export interface BenchOptions {
   readonly durationS: number;

@@ -1,122 +1,13 @@
 // The systems the benchmark drives, each started from empty state on free loopback ports and always stopped: the
 // cluster as `npm start` runs it (wrangler dev with the repository's config), the baseline (bench/baseline, wrangler dev on the
 // same runtime) and, when an `etcd` binary is on the PATH, a three-member etcd cluster.
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { delimiter, join, resolve } from "node:path";
+import { join } from "node:path";
+import { freePort, pollUntil, REPO_ROOT, spawnGroup, waitUntilLive, type ProcessGroup } from "../lib/processes";
 
-export const REPO_ROOT = resolve(import.meta.dirname, "../..");
 const STARTUP_TIMEOUT_MS = 60_000;
-const STOP_TIMEOUT_MS = 5_000;
-const MAX_OUTPUT_CHARS = 64 * 1024;
-const POLL_INTERVAL_MS = 200;
-
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolvePort(port) : reject(new Error("no free port"))));
-    });
-  });
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((done) => setTimeout(done, ms));
-}
-
-/** Polls `probe` until it returns a value; throws naming `what` once `timeoutMs` passed, or what `probe` throws. */
-export async function pollUntil<T>(
-  what: string,
-  options: { readonly timeoutMs: number; readonly intervalMs?: number },
-  probe: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + options.timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) {
-      return value;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}`);
-    }
-    await sleep(options.intervalMs ?? POLL_INTERVAL_MS);
-  }
-}
-
-/** A process group the benchmark started (one child and everything it spawned), with the tail of its output. */
-class ProcessGroup {
-  private output = "";
-  private exitedWith: string | null = null;
-  private readonly exit: Promise<void>;
-
-  constructor(
-    readonly name: string,
-    private readonly child: ChildProcess,
-  ) {
-    const keep = (chunk: Buffer) => {
-      this.output = (this.output + chunk.toString("utf8")).slice(-MAX_OUTPUT_CHARS);
-    };
-    child.stdout?.on("data", keep);
-    child.stderr?.on("data", keep);
-    this.exit = new Promise((done) => {
-      child.once("exit", (code, signal) => {
-        this.exitedWith = `code ${code}, signal ${signal}`;
-        done();
-      });
-    });
-  }
-
-  get exited(): string | null {
-    return this.exitedWith;
-  }
-
-  get log(): string {
-    return this.output;
-  }
-
-  /** SIGTERM to the whole group, SIGKILL if it lingers, and SIGKILL again for children that outlive the leader. */
-  async stop(): Promise<void> {
-    const pid = this.child.pid;
-    if (pid === undefined) {
-      return;
-    }
-    if (this.exitedWith === null) {
-      signalGroup(pid, "SIGTERM");
-      await Promise.race([this.exit, sleep(STOP_TIMEOUT_MS)]);
-    }
-    signalGroup(pid, "SIGKILL");
-  }
-}
-
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pid, signal);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ESRCH") {
-      throw error;
-    }
-  }
-}
-
-function spawnGroup(name: string, command: string, args: readonly string[], cwd: string = REPO_ROOT): ProcessGroup {
-  const child = spawn(command, args, {
-    cwd,
-    detached: true,
-    stdio: ["ignore", "pipe", "pipe"],
-    // As under `npm run`: the project's binaries (wrangler, and Node 22 itself) first on the PATH.
-    env: {
-      ...process.env,
-      WRANGLER_SEND_METRICS: "false",
-      PATH: `${join(REPO_ROOT, "node_modules", ".bin")}${delimiter}${process.env["PATH"] ?? ""}`,
-    },
-  });
-  return new ProcessGroup(name, child);
-}
 
 /** One `wrangler dev` server: the cluster or the baseline. */
 export class WranglerServer {
@@ -165,15 +56,7 @@ export class WranglerServer {
     }
     const server = new WranglerServer(group, `http://127.0.0.1:${port}`, inspectorPort, stateDir);
     try {
-      await pollUntil(`${kind} to answer /livez`, { timeoutMs: STARTUP_TIMEOUT_MS }, async () => {
-        if (group.exited !== null) {
-          throw new Error(`${kind} exited (${group.exited}):\n${group.log}`);
-        }
-        const response = await fetch(`${server.baseUrl}/livez`, { signal: AbortSignal.timeout(2_000) }).catch(
-          () => null,
-        );
-        return response?.status === 200 ? true : undefined;
-      });
+      await waitUntilLive(group, server.baseUrl, STARTUP_TIMEOUT_MS);
     } catch (error) {
       await server.stop();
       throw new Error(`${kind} did not start: ${String(error)}\n${group.log.slice(-4_000)}`, { cause: error });

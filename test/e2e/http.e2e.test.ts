@@ -145,7 +145,7 @@ describe("npm start, over real HTTP", () => {
     expect(bookmarked.status, bookmarked.text).toBe(200);
     expect(bookmarked.text).toBe(fiona);
     // Level none reads whichever node it reaches; within a few heartbeats every node has the row.
-    const none = await pollUntil("a level-none read to see the row", 10_000, async () => {
+    const none = await pollUntil("a level-none read to see the row", { timeoutMs: 10_000 }, async () => {
       const read = await query("SELECT * FROM foo", "level=none&freshness=5s");
       return read.status === 200 && read.text === fiona ? read : undefined;
     });
@@ -199,7 +199,7 @@ describe("npm start, over real HTTP", () => {
         }
       };
       const stepDown = async () => {
-        await pollUntil(`${stepDownAfter} acknowledged writes before the step-down`, 20_000, async () =>
+        await pollUntil(`${stepDownAfter} acknowledged writes before the step-down`, { timeoutMs: 20_000 }, async () =>
           acknowledged.length >= stepDownAfter ? true : undefined,
         );
         const reply = await call("POST", "/api/v1/cluster/leader/stepdown");

@@ -169,7 +169,7 @@ async function call(method: string, path: string, init: { json?: unknown; tracep
 /** pollUntil, and on a timeout the server's export warnings in the error (an export that failed pauses export). */
 async function pollSpans<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
   try {
-    return await pollUntil(what, timeoutMs, probe);
+    return await pollUntil(what, { timeoutMs }, probe);
   } catch (error) {
     const warnings = server.log
       .split("\n")
@@ -225,7 +225,7 @@ describe("OTLP span export, npm start with DHA_OTLP_ENDPOINT", () => {
     "exports a write's spans under the caller's trace: request -> node calls -> the leader's call -> followers' appends",
     { timeout: 60_000 },
     async () => {
-      const created = await pollUntil("the cluster to accept a write", 20_000, async () => {
+      const created = await pollUntil("the cluster to accept a write", { timeoutMs: 20_000 }, async () => {
         const reply = await call("POST", "/db/execute", {
           json: ["CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"],
         });
@@ -403,10 +403,16 @@ describe("OTLP span export, npm start with DHA_OTLP_ENDPOINT", () => {
         // The export runs after the response (waitUntil): a request never waits for the collector.
         expect(reply.elapsedMs, "a request waited for the collector").toBeLessThan(EXPORT_TIMEOUT_MS);
       }
-      const held = await pollUntil("an export to reach the hanging collector", 10_000, async () => receiver.held[0]);
+      const held = await pollUntil(
+        "an export to reach the hanging collector",
+        { timeoutMs: 10_000 },
+        async () => receiver.held[0],
+      );
       // The exporter aborts its request at its timeout (with some slack for a loaded machine).
-      await pollUntil("the held export to be aborted by the exporter", EXPORT_TIMEOUT_MS + 10_000, async () =>
-        held.closedAtMs === null ? undefined : held,
+      await pollUntil(
+        "the held export to be aborted by the exporter",
+        { timeoutMs: EXPORT_TIMEOUT_MS + 10_000 },
+        async () => (held.closedAtMs === null ? undefined : held),
       );
       expect((held.closedAtMs ?? 0) - held.arrivedAtMs).toBeLessThan(EXPORT_TIMEOUT_MS + 5_000);
       // No retry storm: after a failure an exporter pauses, so only a few exports are tried meanwhile.
@@ -416,7 +422,7 @@ describe("OTLP span export, npm start with DHA_OTLP_ENDPOINT", () => {
       const resumedTrace = randomHex(16);
       const resumed = await pollUntil(
         "export to resume once the collector answers",
-        PAUSE_AFTER_FAILURE_MS + 20_000,
+        { timeoutMs: PAUSE_AFTER_FAILURE_MS + 20_000 },
         async () => {
           const reply = await call("GET", "/livez", { traceparent: `00-${resumedTrace}-${randomHex(8)}-01` });
           expect(reply.status).toBe(200);

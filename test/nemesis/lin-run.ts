@@ -368,7 +368,7 @@ export async function runLinearizability(options: LinRunOptions): Promise<LinRun
   const server = await LocalServer.start({ extraArgs: ["--var", "DHA_TEST_FAULTS:1", "--var", "DHA_LOG_LEVEL:warn"] });
   try {
     const baseUrl = server.baseUrl;
-    await pollUntil("the cluster to accept the schema", 30_000, async () => {
+    await pollUntil("the cluster to accept the schema", { timeoutMs: 30_000 }, async () => {
       const created = await call(baseUrl, "/db/execute", {
         method: "POST",
         body: ["CREATE TABLE IF NOT EXISTS reg (k TEXT PRIMARY KEY, v TEXT)"],
