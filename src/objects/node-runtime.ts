@@ -299,10 +299,22 @@ export class NodeRuntime {
     if (ready.snapshot === null) {
       return;
     }
-    const appliedIndex = this.sm.installStagedSnapshot({
-      snapshotIndex: ready.snapshot.index,
-      snapshotTerm: ready.snapshot.term,
-    });
+    let appliedIndex: number;
+    try {
+      appliedIndex = this.sm.installStagedSnapshot({
+        snapshotIndex: ready.snapshot.index,
+        snapshotTerm: ready.snapshot.term,
+      });
+    } catch (err) {
+      // Named apart from the discard that follows: an image that can never install (the leader keeps sending it,
+      // backing off) shows up as this event, again and again, rather than as a node that merely restarts.
+      this.log("error", "snapshotInstallFailed", {
+        snapshotIndex: ready.snapshot.index,
+        snapshotTerm: ready.snapshot.term,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+      });
+      throw err;
+    }
     this.raftStorage.installSnapshot(ready.snapshot);
     this.log("info", "snapshotInstalled", { snapshotIndex: ready.snapshot.index, appliedIndex });
   }

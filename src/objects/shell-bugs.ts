@@ -32,6 +32,8 @@ export interface ShellBugs {
   readonly cutOffNodeWaits?: boolean;
   /** Issue 9 ("also"): a new leader serves weak reads before it applied an entry of its own term. */
   readonly weakReadBeforeOwnTermApplied?: boolean;
+  /** Issue 9 (simulator): a snapshot chunk whose answer is lost stalls the transfer for a fixed 5 s, and is not sent again. */
+  readonly snapshotChunkWaitsFixedTimeout?: boolean;
 }
 
 /** The names of every switch, for validating what a test sends over RPC. */
@@ -50,6 +52,7 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
   "leaderAcceptsWithoutQuorum",
   "cutOffNodeWaits",
   "weakReadBeforeOwnTermApplied",
+  "snapshotChunkWaitsFixedTimeout",
 ];
 
 /** Checks switches sent by a test: an object of known names with boolean values. */

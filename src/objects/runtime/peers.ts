@@ -54,11 +54,56 @@ export const SNAPSHOT_IMAGE_LIMITS = {
   retryBuildAfterMs: 10_000,
 } as const;
 
+/**
+ * One snapshot chunk's call: a few heartbeat intervals (a lost answer then costs about that, not seconds), within
+ * bounds; a chunk that timed out is sent again (the receiver takes an identical repeat), a few times, before the
+ * transfer is given up. A transfer that failed waits before the next one to that peer (see snapshotRetryDelayMs),
+ * so that a peer that can never install is not streamed the whole image again on every probe.
+ */
+export const SNAPSHOT_CHUNK_LIMITS = {
+  heartbeatsPerChunk: 4,
+  minChunkTimeoutMs: 50,
+  maxChunkTimeoutMs: 5_000,
+  attemptsPerChunk: 3,
+  maxRetryDelayMs: 30_000,
+} as const;
+
+/** How long one snapshot chunk's call may take, from the cluster's timing. */
+export function snapshotChunkTimeoutMs(cluster: { readonly heartbeatIntervalMs: number }): number {
+  const { heartbeatsPerChunk, minChunkTimeoutMs, maxChunkTimeoutMs } = SNAPSHOT_CHUNK_LIMITS;
+  return Math.max(minChunkTimeoutMs, Math.min(maxChunkTimeoutMs, heartbeatsPerChunk * cluster.heartbeatIntervalMs));
+}
+
+/**
+ * How long to wait before streaming to a peer again after `failures` transfers to it failed in a row: none after
+ * one (a lost message), then from a heartbeat interval doubling up to two election timeouts (and at most 30 s).
+ */
+export function snapshotRetryDelayMs(
+  cluster: { readonly heartbeatIntervalMs: number; readonly electionTimeoutMs: number },
+  failures: number,
+): number {
+  if (failures <= 1) {
+    return 0;
+  }
+  const maxMs = Math.min(SNAPSHOT_CHUNK_LIMITS.maxRetryDelayMs, 2 * cluster.electionTimeoutMs);
+  return Math.min(maxMs, cluster.heartbeatIntervalMs * 2 ** Math.min(failures - 2, 20));
+}
+
+/** Failed transfers in a row to one peer, and when the next may start. */
+interface SnapshotRetry {
+  readonly failures: number;
+  readonly notBeforeMs: number;
+}
+
+/** From this many failed transfers in a row on, each failure is logged as an error. */
+const SNAPSHOT_FAILURES_LOGGED_AS_ERROR = 5;
+
 export class PeerLinks {
   private readonly peers = new Map<string, PeerTransport<PeerStub>>();
   private readonly peerInfo = new Map<string, PeerInfo>();
   private readonly memberHints = new Map<string, string>();
   private readonly snapshotStreams = new Set<string>();
+  private readonly snapshotRetries = new Map<string, SnapshotRetry>();
   private cachedImage: { readonly image: SnapshotImage; readonly builtAtMs: number } | null = null;
   private imageBuildFailedAtMs: number | null = null;
   /** Images built so far (for tests and the status log). */
@@ -273,6 +318,11 @@ export class PeerLinks {
     if (this.snapshotStreams.has(peer)) {
       return;
     }
+    const retry = this.snapshotRetries.get(peer);
+    if (retry !== undefined && core.deps.clock.now() < retry.notBeforeMs) {
+      this.reportSnapshotNotSent(peer);
+      return;
+    }
     let image: SnapshotImage | null;
     try {
       image = this.snapshotImage(message.snapshot.index);
@@ -282,12 +332,7 @@ export class PeerLinks {
       image = null;
     }
     if (image === null) {
-      queueMicrotask(() => {
-        core.inBackground("snapshot failure report", () => {
-          core.raft.reportSnapshotResult(peer, false);
-          core.processReady();
-        });
-      });
+      this.reportSnapshotNotSent(peer);
       return;
     }
     const sending = image;
@@ -299,6 +344,11 @@ export class PeerLinks {
       appliedIndex: image.appliedIndex,
       chunks: image.chunks.length,
     });
+    const timeoutMs =
+      core.bugs.snapshotChunkWaitsFixedTimeout === true
+        ? LIMITS.snapshotChunkTimeoutMs
+        : snapshotChunkTimeoutMs(core.identity.cluster);
+    const attempts = core.bugs.snapshotChunkWaitsFixedTimeout === true ? 1 : SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk;
     const run = async (): Promise<boolean> => {
       for (const [seq, data] of sending.chunks.entries()) {
         const chunk: SnapshotChunk = {
@@ -308,16 +358,11 @@ export class PeerLinks {
           last: seq === sending.chunks.length - 1,
           data,
         };
-        const outcome = await transport.deliverNow({
-          snapshotChunk: chunk,
-          timeoutMs: LIMITS.snapshotChunkTimeoutMs,
-          deadlineMs: LIMITS.snapshotChunkTimeoutMs * 2,
-        });
-        if (!outcome.ok || core.isStopped()) {
+        if (!(await this.deliverChunk(peer, transport, chunk, { timeoutMs, attempts }))) {
           return false;
         }
       }
-      const outcome = await transport.deliverNow({ messages: [message], timeoutMs: LIMITS.snapshotChunkTimeoutMs });
+      const outcome = await transport.deliverNow({ messages: [message], timeoutMs });
       return outcome.ok;
     };
     void run()
@@ -325,11 +370,72 @@ export class PeerLinks {
       .then((ok) => {
         this.snapshotStreams.delete(peer);
         core.inBackground("snapshot result", () => {
-          core.log(ok ? "info" : "warn", "snapshotSent", { peer, ok });
+          this.noteSnapshotResult(peer, ok);
           core.raft.reportSnapshotResult(peer, ok);
           core.processReady();
         });
       });
+  }
+
+  /**
+   * Sends one chunk, again after a timeout (its answer, or the chunk, was lost: the receiver takes an identical
+   * repeat), at most `attempts` times. False when it did not get through or the runtime stopped.
+   */
+  private async deliverChunk(
+    peer: string,
+    transport: PeerTransport<PeerStub>,
+    chunk: SnapshotChunk,
+    limits: { readonly timeoutMs: number; readonly attempts: number },
+  ): Promise<boolean> {
+    for (let attempt = 1; attempt <= limits.attempts; attempt += 1) {
+      const outcome = await transport.deliverNow({
+        snapshotChunk: chunk,
+        timeoutMs: limits.timeoutMs,
+        deadlineMs: limits.timeoutMs * 2,
+      });
+      if (this.core.isStopped()) {
+        return false;
+      }
+      if (outcome.ok) {
+        return true;
+      }
+      if (outcome.failure.kind !== "timeout") {
+        return false;
+      }
+      this.core.log("info", "snapshotChunkTimedOut", { peer, seq: chunk.seq, attempt });
+    }
+    return false;
+  }
+
+  /** The core hears that no snapshot went out (after this event: the core is in the middle of a Ready). */
+  private reportSnapshotNotSent(peer: string): void {
+    const core = this.core;
+    queueMicrotask(() => {
+      core.inBackground("snapshot failure report", () => {
+        core.raft.reportSnapshotResult(peer, false);
+        core.processReady();
+      });
+    });
+  }
+
+  /** Counts failed transfers in a row per peer and logs them; after a success the next transfer starts at once. */
+  private noteSnapshotResult(peer: string, ok: boolean): void {
+    const core = this.core;
+    if (ok) {
+      this.snapshotRetries.delete(peer);
+      core.log("info", "snapshotSent", { peer, ok });
+      return;
+    }
+    const failures = (this.snapshotRetries.get(peer)?.failures ?? 0) + 1;
+    const retryInMs = snapshotRetryDelayMs(core.identity.cluster, failures);
+    this.snapshotRetries.set(peer, { failures, notBeforeMs: core.deps.clock.now() + retryInMs });
+    // A peer that fails again and again (it cannot install what it is sent) must be seen, not retried in silence.
+    core.log(failures >= SNAPSHOT_FAILURES_LOGGED_AS_ERROR ? "error" : "warn", "snapshotSent", {
+      peer,
+      ok,
+      failuresInARow: failures,
+      retryInMs,
+    });
   }
 
   private faultRules(): FaultRules | null {
