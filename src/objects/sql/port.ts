@@ -112,7 +112,11 @@ class SqlStateMachinePort implements StateMachinePort {
   }
 
   installStagedSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): number {
-    return this.installer.finish(snapshot).appliedIndex;
+    try {
+      return this.installer.finish(snapshot).appliedIndex;
+    } finally {
+      this.machine.forgetCachedState();
+    }
   }
 
   dumpSql(): string {

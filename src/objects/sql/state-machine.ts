@@ -238,6 +238,15 @@ export class SqlStateMachine {
   private readonly maxResultBytes: number;
   private readonly declaredTypes: DeclaredTypes;
   private triggersBySchema: { readonly hash: string; readonly found: boolean } | null = null;
+  /**
+   * The applied index and schema as stored, kept in memory: every peer answer and every read reports them. Null
+   * until read. Only this class writes them (and the snapshot installer, after which forgetCachedState() runs); a
+   * transaction that rolls back a schema write drops the cached schema (see inTransaction).
+   */
+  private cachedApplied: number | null = null;
+  private cachedSchema: SchemaInfo | null = null;
+  /** Counts schema writes, so a rolled-back transaction knows whether the cached schema may be one it undid. */
+  private schemaWrites = 0;
 
   constructor(
     private readonly storage: DurableObjectStorage,
@@ -335,7 +344,7 @@ export class SqlStateMachine {
   /** Runs a request as applyEntry would, in a transaction that is always rolled back; the results are dropped. */
   private trialRun(request: SqlRequest): void {
     try {
-      this.storage.transactionSync(() => {
+      this.inTransaction(() => {
         if (request.transaction) {
           this.runAllOrNothing(request.statements);
         } else {
@@ -362,7 +371,8 @@ export class SqlStateMachine {
 
   /** The index of the last entry applied (0 before any). */
   appliedIndex(): number {
-    return this.kv.get<number>(StateKeys.applied) ?? 0;
+    this.cachedApplied ??= this.kv.get<number>(StateKeys.applied) ?? 0;
+    return this.cachedApplied;
   }
 
   /**
@@ -387,11 +397,36 @@ export class SqlStateMachine {
       );
     }
     const request = entry.kind === "normal" ? decodeSqlRequest(entry.data) : null;
-    return this.storage.transactionSync(() => {
-      const results = request === null ? [] : this.applyRequest(request, entry.index);
+    const results = this.inTransaction(() => {
+      const applied = request === null ? [] : this.applyRequest(request, entry.index);
       this.kv.put(StateKeys.applied, entry.index);
-      return results;
+      return applied;
     });
+    // Only once committed: a transaction that threw left the stored index (and so the cached one) as it was.
+    this.cachedApplied = entry.index;
+    return results;
+  }
+
+  /**
+   * transactionSync that keeps the in-memory copies true: when it rolls back after writing the schema, the cached
+   * schema may be the undone one, so it is read from storage again.
+   */
+  private inTransaction<T>(fn: () => T): T {
+    const schemaWritesBefore = this.schemaWrites;
+    try {
+      return this.storage.transactionSync(fn);
+    } catch (error) {
+      if (this.schemaWrites !== schemaWritesBefore) {
+        this.cachedSchema = null;
+      }
+      throw error;
+    }
+  }
+
+  /** Storage changed behind this object (a snapshot was installed): read the applied index and schema again. */
+  forgetCachedState(): void {
+    this.cachedApplied = null;
+    this.cachedSchema = null;
   }
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
@@ -419,7 +454,7 @@ export class SqlStateMachine {
     const results: StatementResult[] = [];
     const budget = this.newBudget();
     try {
-      this.storage.transactionSync(() => {
+      this.inTransaction(() => {
         for (const statement of statements) {
           const result = this.runStatement(statement, "write", budget);
           results.push(result);
@@ -589,6 +624,8 @@ export class SqlStateMachine {
     if (hash === before.hash) {
       return;
     }
+    this.schemaWrites += 1;
+    this.cachedSchema = null;
     this.kv.put(StateKeys.schemaVersion, before.version + 1);
     this.kv.put(StateKeys.schemaHash, hash);
   }
@@ -670,7 +707,7 @@ export class SqlStateMachine {
     const results: StatementResult[] = [];
     const budget = this.newBudget();
     try {
-      this.storage.transactionSync(() => {
+      this.inTransaction(() => {
         for (const statement of statements) {
           const result = this.runStatement(statement, "read", budget);
           if (budget.isSpent()) {
@@ -693,9 +730,12 @@ export class SqlStateMachine {
 
   /** The schema version and hash. Reads only: a node that never changed its schema reports version 0. */
   schemaInfo(): SchemaInfo {
-    const version = this.kv.get<number>(StateKeys.schemaVersion) ?? 0;
-    const hash = this.kv.get<string>(StateKeys.schemaHash) ?? computeSchemaHash(this.sql);
-    return { version, hash };
+    if (this.cachedSchema === null) {
+      const version = this.kv.get<number>(StateKeys.schemaVersion) ?? 0;
+      const hash = this.kv.get<string>(StateKeys.schemaHash) ?? computeSchemaHash(this.sql);
+      this.cachedSchema = { version, hash };
+    }
+    return this.cachedSchema;
   }
 
   /** A consistent image of the state at the applied index, in bounded chunks (see snapshot.ts). Synchronous. */
