@@ -387,11 +387,20 @@ export class NodeHost {
     const nowMs = this.seams.clock.now();
     // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
     const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
-    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs && this.alarmAtMs > nowMs) {
+    // One alarm serves every timer: re-set it only when the next deadline moved earlier or it fired (alarm() clears
+    // alarmAtMs). An alarm already due is about to run, and it re-arms for the next tick itself: setting it again on
+    // every event while it waits to run was most of what the alarm cost under load.
+    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs) {
       return;
     }
     this.alarmAtMs = wakeAtMs;
-    await this.seams.alarm.set(wakeAtMs);
+    try {
+      await this.seams.alarm.set(wakeAtMs);
+    } catch (err) {
+      // Not set: the next event must try again rather than trust an alarm that does not exist.
+      this.alarmAtMs = null;
+      throw err;
+    }
   }
 
   private rethrowAbort(err: unknown): void {

@@ -333,6 +333,7 @@ export class NodeRuntime {
           this.lastElectionMs = event.electionTicks * this.tickIntervalMs;
           this.log("info", "becameLeader", { electionMs: this.lastElectionMs });
           this.requests.becameLeader(this.raft.status().lastIndex);
+          this.peers.leadershipGained();
           this.deps.onLeaderWork?.();
           break;
         case "becameFollower":

@@ -104,6 +104,8 @@ export class PeerLinks {
   private readonly memberHints = new Map<string, string>();
   private readonly snapshotStreams = new Set<string>();
   private readonly snapshotRetries = new Map<string, SnapshotRetry>();
+  /** Per peer, the (own, peer) schema hashes last compared; one entry per member. */
+  private readonly schemasCompared = new Map<string, string>();
   private cachedImage: { readonly image: SnapshotImage; readonly builtAtMs: number } | null = null;
   private imageBuildFailedAtMs: number | null = null;
   /** Images built so far (for tests and the status log). */
@@ -164,17 +166,31 @@ export class PeerLinks {
     info.schemaHash = report.schemaHash;
     info.lastReplyAtMs = core.deps.clock.now();
     // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
-    if (report.schemaHash === core.sm.schemaInfo().hash) {
-      core.raft.reportReplicaReady(peer);
+    // Every answer carries the hashes; compare them only when either changed (or this node began leading).
+    const ownHash = core.sm.schemaInfo().hash;
+    const pair = `${ownHash} ${report.schemaHash}`;
+    if (this.schemasCompared.get(peer) !== pair) {
+      this.schemasCompared.set(peer, pair);
+      if (report.schemaHash === ownHash) {
+        core.raft.reportReplicaReady(peer);
+      }
+    }
+    const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
+    if (!storageReplaced) {
+      return;
     }
     const replica = core.raft.status().replicas.find((r) => r.id === peer);
-    const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
-    if (replica !== undefined && storageReplaced && report.lastLogIndex < replica.matchIndex) {
+    if (replica !== undefined && report.lastLogIndex < replica.matchIndex) {
       // The peer's storage was wiped (a new incarnation) and it holds less than it acknowledged: probe it again.
       core.log("warn", "peerLostLog", { peer, matchIndex: replica.matchIndex, lastLogIndex: report.lastLogIndex });
       core.raft.reportPeerLogLost(peer, report.lastLogIndex);
       core.processReady();
     }
+  }
+
+  /** This node began leading: its new progress trackers have not heard which replicas' schemas match. */
+  leadershipGained(): void {
+    this.schemasCompared.clear();
   }
 
   dropTransportsOfFormerMembers(membership: Membership): void {
@@ -184,6 +200,7 @@ export class PeerLinks {
         void transport.close();
         this.peers.delete(peer);
         this.peerInfo.delete(peer);
+        this.schemasCompared.delete(peer);
       }
     }
   }
