@@ -66,6 +66,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     const faults = faultsEnabled(env);
     this.host = new NodeHost({
       kv: ctx.storage.kv,
+      transaction: (fn) => ctx.storage.transactionSync(fn),
       stateMachine: () => createStateMachine(ctx.storage, stateMachineOptionsFromEnv(env)),
       clock: systemClock,
       alarm: { set: (atMs) => ctx.storage.setAlarm(atMs), delete: () => ctx.storage.deleteAlarm() },

@@ -16,7 +16,7 @@ import { validateClusterConfig } from "./config";
 import { logEvent } from "./log";
 import { RaftInvariantError } from "../replication/index";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
-import type { SyncKv } from "./raft-storage";
+import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
 import type { StateMachinePort } from "./state-machine-port";
 import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./transport/index";
@@ -37,6 +37,8 @@ export interface AlarmScheduler {
 export interface NodeHostSeams {
   /** The object's synchronous key-value store (identity, removal, incarnation; the runtime's Raft state). */
   readonly kv: SyncKv;
+  /** Makes a group of KV writes atomic (transactionSync on the platform): the runtime persists each Ready in one. */
+  readonly transaction: SyncTransaction;
   /** A state machine over the object's SQL storage, built for each runtime. */
   readonly stateMachine: () => StateMachinePort;
   readonly clock: TransportClock;
@@ -279,6 +281,7 @@ export class NodeHost {
       identity,
       bugs: this.bugs,
       kv: this.seams.kv,
+      transaction: this.seams.transaction,
       stateMachine: this.seams.stateMachine(),
       peerStub: (member) => this.seams.peerStub(identity.cluster, member),
       faultsEnabled: this.seams.faultsEnabled,

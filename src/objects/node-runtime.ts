@@ -51,7 +51,11 @@ export class NodeRuntime {
     this.deps = deps;
     this.identity = deps.identity;
     this.sm = deps.stateMachine;
-    this.raftStorage = new RaftStorage(deps.kv);
+    // The bug switch puts back the old, non-atomic persist (a storage error half-way left entries without their term).
+    this.raftStorage = new RaftStorage(
+      deps.kv,
+      deps.bugs?.persistNotAtomic === true ? <T>(fn: () => T): T => fn() : deps.transaction,
+    );
     this.tickIntervalMs = tickMs(deps.identity.cluster);
     this.lastTickAtMs = deps.clock.now();
     this.random = new SeededRandom(deps.seed);

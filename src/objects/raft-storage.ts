@@ -20,13 +20,19 @@ export interface SyncKv {
   list<T = unknown>(options?: { readonly prefix?: string; readonly limit?: number }): Iterable<[string, T]>;
 }
 
+/** Runs `fn` so that all of its writes happen or none do (ctx.storage.transactionSync on the platform). */
+export type SyncTransaction = <T>(fn: () => T) => T;
+
 /** Reads and writes the Raft hard state, log and snapshot metadata of one node. */
 export class RaftStorage {
   /** Index of the last entry on disk (or of the snapshot when the log is empty). */
   private lastIndex = 0;
   private firstIndex = 1;
 
-  constructor(private readonly kv: SyncKv) {}
+  constructor(
+    private readonly kv: SyncKv,
+    private readonly transaction: SyncTransaction,
+  ) {}
 
   /** Loads everything the core needs to restart; `applied` comes from the state machine. */
   load(applied: number): PersistedState {
@@ -46,8 +52,27 @@ export class RaftStorage {
     return { hardState, snapshot, entries, applied: clampedApplied };
   }
 
-  /** Step 2 of a Ready: truncate, append, write the hard state. */
+  /**
+   * Step 2 of a Ready: truncate, append, write the hard state, in one transaction. A storage error half-way must not
+   * leave entries of a new term beside the old hard state (the node could not load again), nor a truncation
+   * without the entries that replace it.
+   */
   persist(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {
+    if (ready.truncateFrom === null && ready.entries.length === 0 && ready.hardState === null) {
+      return;
+    }
+    const before = { firstIndex: this.firstIndex, lastIndex: this.lastIndex };
+    try {
+      this.transaction(() => this.write(ready));
+    } catch (error) {
+      // Nothing was written: the indexes this object tracks go back with the storage.
+      this.firstIndex = before.firstIndex;
+      this.lastIndex = before.lastIndex;
+      throw error;
+    }
+  }
+
+  private write(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {
     if (ready.truncateFrom !== null) {
       this.truncateFrom(ready.truncateFrom);
     }
@@ -63,18 +88,22 @@ export class RaftStorage {
     }
   }
 
-  /** Records a snapshot received from the leader: the log restarts right after it. */
+  /** Records a snapshot received from the leader: the log restarts right after it. In one transaction. */
   installSnapshot(meta: SnapshotMeta): void {
-    this.deleteRange({ fromIndex: this.firstIndex, toIndex: this.lastIndex });
-    this.kv.put(SNAPSHOT_KEY, meta);
+    this.transaction(() => {
+      this.deleteRange({ fromIndex: this.firstIndex, toIndex: this.lastIndex });
+      this.kv.put(SNAPSHOT_KEY, meta);
+    });
     this.firstIndex = meta.index + 1;
     this.lastIndex = meta.index;
   }
 
-  /** Records our own snapshot at `meta.index` and drops the log up to it. */
+  /** Records our own snapshot at `meta.index` and drops the log up to it, in one transaction (a log with a hole no longer loads). */
   compact(meta: SnapshotMeta): void {
-    this.kv.put(SNAPSHOT_KEY, meta);
-    this.deleteRange({ fromIndex: this.firstIndex, toIndex: Math.min(meta.index, this.lastIndex) });
+    this.transaction(() => {
+      this.kv.put(SNAPSHOT_KEY, meta);
+      this.deleteRange({ fromIndex: this.firstIndex, toIndex: Math.min(meta.index, this.lastIndex) });
+    });
     this.firstIndex = meta.index + 1;
     if (this.lastIndex < meta.index) {
       this.lastIndex = meta.index;

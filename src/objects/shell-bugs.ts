@@ -34,6 +34,8 @@ export interface ShellBugs {
   readonly weakReadBeforeOwnTermApplied?: boolean;
   /** Issue 9 (simulator): a snapshot chunk whose answer is lost stalls the transfer for a fixed 5 s, and is not sent again. */
   readonly snapshotChunkWaitsFixedTimeout?: boolean;
+  /** Issue 11 (simulator bug B): a Ready's entries and hard state are persisted outside one transaction. */
+  readonly persistNotAtomic?: boolean;
 }
 
 /** The names of every switch, for validating what a test sends over RPC. */
@@ -53,6 +55,7 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
   "cutOffNodeWaits",
   "weakReadBeforeOwnTermApplied",
   "snapshotChunkWaitsFixedTimeout",
+  "persistNotAtomic",
 ];
 
 /** Checks switches sent by a test: an object of known names with boolean values. */

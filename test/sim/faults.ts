@@ -14,10 +14,10 @@ export interface FaultOptions {
   readonly crashesInsideEvents: boolean;
   readonly storageErrors: boolean;
   /**
-   * Storage errors also on the Raft log and hard state and on KV deletes. Off by default: open findings fail there.
-   * A failed write in the middle of persisting a Ready or a compaction (the platform keeps the writes before it:
-   * only a crash loses the event) leaves a log that no longer loads ("hard state term below the last log term",
-   * "log is not contiguous"), and the node never starts again. `npm run sim -- --storage-errors-everywhere`.
+   * Storage errors also on KV deletes. Off by default (not yet shown safe everywhere). KV puts can fail anywhere, the
+   * Raft log's and hard state's among them: a Ready, a compaction and a snapshot's log reset are each written in one
+   * transaction (before, a failed write half-way left a log that no longer loaded). `npm run sim --
+   * --storage-errors-everywhere`.
    */
   readonly storageErrorsEverywhere: boolean;
   readonly stateMachineErrors: boolean;

@@ -199,6 +199,7 @@ export class SimHost {
     };
     instance.node = new NodeHost({
       kv: this.kvFacade(instance),
+      transaction: (fn) => this.transaction(fn),
       stateMachine: () => this.stateMachineFor(instance),
       clock,
       alarm: {
@@ -220,6 +221,19 @@ export class SimHost {
       },
     });
     return instance;
+  }
+
+  /**
+   * The runtime's transactionSync: when it rolls back, the writes the checkers' copy of the log already noted are
+   * undone in storage, so that copy is read again.
+   */
+  private transaction<T>(fn: () => T): T {
+    try {
+      return this.storage.transactionSync(fn);
+    } catch (error) {
+      this.log.reload(this.storage.kv);
+      throw error;
+    }
   }
 
   /** Setting or deleting the alarm is a storage operation: refused to a stale instance, lost with a dead one. */

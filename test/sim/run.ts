@@ -454,13 +454,8 @@ class Simulation implements HostEnvironment {
     if (fault === undefined || instance !== host.instance || this.turn?.host !== host) {
       return;
     }
-    // Known open findings (see faults.ts, storageErrorsEverywhere): unless asked for, errors only on SQL statements
-    // and on KV puts outside the Raft log and hard state.
-    if (
-      fault.kind === "error" &&
-      (kind === "delete" || what.startsWith("put raft/")) &&
-      !this.scenario.faults.storageErrorsEverywhere
-    ) {
+    // Unless asked for (see faults.ts, storageErrorsEverywhere), no errors on KV deletes.
+    if (fault.kind === "error" && kind === "delete" && !this.scenario.faults.storageErrorsEverywhere) {
       return;
     }
     fault.afterOps -= 1;

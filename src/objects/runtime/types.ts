@@ -4,7 +4,7 @@ import type { ClusterConfig, MemberConfig, NodeAddress } from "../api";
 import type { LogLevel } from "../log";
 import type { ShellBugs } from "../shell-bugs";
 import type { StateMachinePort } from "../state-machine-port";
-import type { SyncKv } from "../raft-storage";
+import type { SyncKv, SyncTransaction } from "../raft-storage";
 import type { RaftEnvelope, TransportClock } from "../transport/index";
 
 /** What a peer node must offer for the transport to reach it. */
@@ -22,6 +22,8 @@ export interface RuntimeDeps {
   readonly identity: NodeIdentity;
   /** The synchronous key-value store Raft state and runtime hints live in (ctx.storage.kv on the platform). */
   readonly kv: SyncKv;
+  /** Makes a group of KV writes atomic (ctx.storage.transactionSync on the platform); see RaftStorage.persist. */
+  readonly transaction: SyncTransaction;
   readonly stateMachine: StateMachinePort;
   readonly peerStub: (member: MemberConfig) => PeerStub;
   /** Fault rules are consulted only when test configuration switched fault injection on. */

@@ -75,6 +75,7 @@ export class ScriptedNode {
     this.runtime = new NodeRuntime({
       identity: { cluster: this.config, node: this.options.self },
       kv: this.state.storage.kv,
+      transaction: (fn) => this.state.storage.transactionSync(fn),
       stateMachine: this.options.wrapStateMachine === undefined ? port : this.options.wrapStateMachine(port),
       peerStub: (member) => ({
         receive: async (envelope: RaftEnvelope) => {
