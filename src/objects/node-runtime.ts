@@ -90,6 +90,7 @@ export class NodeRuntime {
       startedAtMs: this.lastTickAtMs,
       advanceClock: () => this.advanceClock(),
       processReady: () => this.processReady(),
+      requestReady: () => this.requestReady(),
       inBackground: (what, fn) => this.inBackground(what, fn),
       log: (level, event, fields) => this.log(level, event, fields),
     };
@@ -264,10 +265,30 @@ export class NodeRuntime {
     if (this.deps.bugs?.readyFailureAnsweredInternal !== true) {
       this.requests.rejectPendingWrites(`${this.identity.node} failed (${reason})`);
     }
+    // Reads waiting for a confirmation round this runtime will never run: the caller retries elsewhere.
+    this.requests.rejectPendingReads(
+      nodeError("NO_LEADER", `${this.identity.node} is restarting (${reason}); retry shortly`, {
+        leader: null,
+        retryable: true,
+      }),
+    );
   }
 
   // ---------------------------------------------------------------------------------------------------------
   // The Ready loop
+
+  /**
+   * Group commit: a proposal or read that arrives while a round of messages to the peers is in flight rides the
+   * next round with everything else that arrived meanwhile: the peers' answers run the Ready loop (so does the next
+   * tick, and a failed delivery), which persists the batch in one transaction and sends it in one append (or one
+   * read-confirmation round) per peer. With nothing in flight the Ready loop runs now.
+   */
+  requestReady(): void {
+    if (this.deps.bugs?.readyFailureAnsweredInternal !== true && this.peers.roundInFlight()) {
+      return;
+    }
+    this.processReady();
+  }
 
   /** Handles every pending Ready, in the documented order, until the core has nothing more to say. */
   processReady(): void {

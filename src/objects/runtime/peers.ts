@@ -188,6 +188,19 @@ export class PeerLinks {
     }
   }
 
+  /**
+   * Whether a call to a peer that has been answering is in flight: the peer's reply runs the Ready loop again soon
+   * (and a failure does, and so does the next tick).
+   */
+  roundInFlight(): boolean {
+    for (const transport of this.peers.values()) {
+      if (transport.answerExpected) {
+        return true;
+      }
+    }
+    return false;
+  }
+
   /** This node began leading: its new progress trackers have not heard which replicas' schemas match. */
   leadershipGained(): void {
     this.schemasCompared.clear();

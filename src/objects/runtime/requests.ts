@@ -151,6 +151,11 @@ export class ClientRequests {
     }
   }
 
+  /** Fails every read waiting for its read index (the runtime stops: no round will confirm them). */
+  rejectPendingReads(failure: NodeFailure): void {
+    this.reads.rejectAll(failure);
+  }
+
   readsConfirmed(ready: Pick<Ready, "readStates" | "failedReads">): void {
     for (const read of ready.readStates) {
       this.reads.resolve(read.context, read.index);
@@ -390,7 +395,8 @@ export class ClientRequests {
       this.pendingByIndex.set(options.index, keys);
     }
     try {
-      this.core.processReady();
+      // Group commit: now, or with the next round when one is in flight (see NodeRuntime.requestReady).
+      this.core.requestReady();
     } catch (err) {
       // The entry is in the log (proposed, maybe persisted and sent): it may commit without us.
       waiting.catch(() => undefined);
@@ -494,7 +500,8 @@ export class ClientRequests {
       throw proposalFailure(started.error, raft.status());
     }
     const waiting = this.reads.wait(context, timeoutMs);
-    this.core.processReady();
+    // Reads that arrive while a round is in flight share the next confirmation round.
+    this.core.requestReady();
     return awaitWaiter(waiting, () =>
       nodeError("TIMEOUT", `the read index was not confirmed within ${timeoutMs} ms (no quorum reachable?)`, {
         retryable: true,

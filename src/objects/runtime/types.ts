@@ -80,6 +80,8 @@ export interface RuntimeCore {
   /** Advances the core's clock to real time and handles what that produced. */
   advanceClock(): void;
   processReady(): void;
+  /** Runs the Ready loop now, or lets the round in flight carry the request (group commit); see NodeRuntime.requestReady. */
+  requestReady(): void;
   /** Runs a callback no request awaits; if it throws, the runtime is marked broken (the object then reloads it). */
   inBackground(what: string, fn: () => void): void;
   log(level: LogLevel, event: string, fields: Record<string, unknown>): void;

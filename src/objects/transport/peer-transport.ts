@@ -342,6 +342,14 @@ export class PeerTransport<Stub> {
     return this.closed;
   }
 
+  /**
+   * Whether a background call is in flight to a peer that has been answering (breaker closed, no failure since the
+   * last success): its answer is expected soon. A call to a silent peer is expected to time out instead.
+   */
+  get answerExpected(): boolean {
+    return this.inFlightCount > 0 && this.breaker.state === "CLOSED" && this.breaker.consecutiveFailures === 0;
+  }
+
   stats(): PeerTransportStats {
     return {
       peer: this.peer,
