@@ -46,6 +46,8 @@ export class NodeRuntime {
   private lastElectionMs: number | null = null;
   private stopped = false;
   private broken = false;
+  /** A request left its Ready to the round in flight (requestReady); the round's end runs it at the latest. */
+  private readyDeferred = false;
 
   constructor(deps: RuntimeDeps) {
     this.deps = deps;
@@ -91,6 +93,7 @@ export class NodeRuntime {
       advanceClock: () => this.advanceClock(),
       processReady: () => this.processReady(),
       requestReady: () => this.requestReady(),
+      runDeferredReady: () => this.runDeferredReady(),
       inBackground: (what, fn) => this.inBackground(what, fn),
       log: (level, event, fields) => this.log(level, event, fields),
     };
@@ -285,9 +288,17 @@ export class NodeRuntime {
    */
   requestReady(): void {
     if (this.deps.bugs?.readyFailureAnsweredInternal !== true && this.peers.roundInFlight()) {
+      this.readyDeferred = true;
       return;
     }
     this.processReady();
+  }
+
+  /** A call to a peer ended: if a request left its Ready to that round and no Ready ran since, run it now. */
+  private runDeferredReady(): void {
+    if (this.readyDeferred) {
+      this.inBackground("deferred Ready loop", () => this.processReady());
+    }
   }
 
   /** Handles every pending Ready, in the documented order, until the core has nothing more to say. */
@@ -296,6 +307,7 @@ export class NodeRuntime {
     if (this.stopped) {
       return;
     }
+    this.readyDeferred = false;
     try {
       // Bounded: each round either makes progress or empties the Ready; 1,000 rounds means something is wrong.
       for (let round = 0; round < 1000 && this.raft.hasReady(); round++) {

@@ -189,8 +189,8 @@ export class PeerLinks {
   }
 
   /**
-   * Whether a call to a peer that has been answering is in flight: the peer's reply runs the Ready loop again soon
-   * (and a failure does, and so does the next tick).
+   * Whether a call to a peer that has been answering is in flight: its end runs a deferred Ready loop (see
+   * NodeRuntime.requestReady), and the peer's reply, a failure or the next tick may run it sooner.
    */
   roundInFlight(): boolean {
     for (const transport of this.peers.values()) {
@@ -258,6 +258,7 @@ export class PeerLinks {
         }
         return answer;
       },
+      onDelivered: () => core.runDeferredReady(),
       onFailure: (failedPeer, failure) => this.onDeliveryFailure(failedPeer, failure),
       onEvent: (event) => {
         if (event.kind === "breaker") {

@@ -82,6 +82,8 @@ export interface RuntimeCore {
   processReady(): void;
   /** Runs the Ready loop now, or lets the round in flight carry the request (group commit); see NodeRuntime.requestReady. */
   requestReady(): void;
+  /** A call to a peer ended: runs the Ready loop a request left to that round, if none ran since. */
+  runDeferredReady(): void;
   /** Runs a callback no request awaits; if it throws, the runtime is marked broken (the object then reloads it). */
   inBackground(what: string, fn: () => void): void;
   log(level: LogLevel, event: string, fields: Record<string, unknown>): void;
