@@ -1,5 +1,6 @@
 // What the benchmark asks of the running cluster besides load: its metrics (billed work, indexes), its leader, the
 // test-only fault hook (cut a node off, crash it), and the measurements built on them: failover and catch-up.
+import { parseMetrics, type Sample } from "../lib/metrics-text";
 import { pollUntil } from "../lib/processes";
 
 export const TOKEN = "dev-admin-token";
@@ -35,32 +36,6 @@ export async function call(
 
 // ---------------------------------------------------------------------------------------------------------------
 // Metrics
-
-export interface Sample {
-  readonly name: string;
-  readonly labels: Record<string, string>;
-  readonly value: number;
-}
-
-/** Prometheus text exposition, samples only. */
-export function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line.length === 0 || line.startsWith("#")) {
-      continue;
-    }
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
-    if (match === null) {
-      continue;
-    }
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[pair[1]!] = pair[2]!;
-    }
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
-}
 
 export async function scrape(baseUrl: string): Promise<Sample[]> {
   const answer = await call(baseUrl, "/metrics");

@@ -3,7 +3,8 @@
 // metrics role opens this route and nothing else. Each test has its own cluster, halted after the test.
 import { describe, expect, it } from "vitest";
 import { clusterFactory, waitFor, type TestCluster } from "./helpers/cluster";
-import { MetricsHarness, OPENMETRICS_ACCEPT, parseMetrics, TOKENS, type Sample } from "./helpers/metrics-harness";
+import { parseMetrics, type Sample } from "../../scripts/lib/metrics-text";
+import { MetricsHarness, OPENMETRICS_ACCEPT, TOKENS } from "./helpers/metrics-harness";
 
 const newCluster = clusterFactory();
 /** Generous: on a loaded machine the nodes (which share the test's thread) may take long to agree on a leader. */

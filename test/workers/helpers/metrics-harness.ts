@@ -7,36 +7,11 @@ import { createApp } from "../../../src/worker/app";
 import type { AppEnv } from "../../../src/worker/config";
 import { durableObjectDirectory } from "../../../src/worker/directory";
 import { LeaderCache } from "../../../src/worker/routing/leader-cache";
+import { parseMetrics, type Sample } from "../../../scripts/lib/metrics-text";
 import type { TestCluster } from "./cluster";
 
 export const TOKENS = { admin: "metrics-test-admin-01", scraper: "metrics-test-scraper-02" } as const;
 export const OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
-
-export interface Sample {
-  readonly name: string;
-  readonly labels: Record<string, string>;
-  readonly value: number;
-}
-
-/** A small parser of the text format, enough to read back what the endpoint renders. */
-export function parseMetrics(text: string): Sample[] {
-  const samples: Sample[] = [];
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) {
-      continue;
-    }
-    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (match === null) {
-      throw new Error(`unparseable line: ${line}`);
-    }
-    const labels: Record<string, string> = {};
-    for (const pair of (match[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) {
-      labels[pair[1]!] = pair[2]!;
-    }
-    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
-  }
-  return samples;
-}
 
 export class MetricsHarness {
   readonly env: AppEnv;
