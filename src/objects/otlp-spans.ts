@@ -5,7 +5,7 @@
 import type { RaftEnvelope } from "./transport/index";
 import type { NodeAddress } from "./api";
 import type { OtlpSpanExporter, SpanAttributes } from "./otlp-export";
-import { currentTrace, parseTraceparent } from "./trace";
+import { currentTrace, parseTraceparent, type TraceContext } from "./trace";
 
 /**
  * After a call the buffer is sent only when it holds a good part of a batch or its oldest span waited a second; the
@@ -18,6 +18,33 @@ export interface NodeSpanFacts {
   readonly node: string;
   readonly role: () => string;
   readonly term: () => number;
+}
+
+/** Records a SERVER span of this node, ending now, whose parent is a span of another process (worker or leader). */
+function recordServerSpan(
+  exporter: OtlpSpanExporter,
+  fields: {
+    readonly name: string;
+    readonly span: TraceContext;
+    readonly parent: { readonly spanId: string };
+    readonly startMs: number;
+    readonly attributes: SpanAttributes;
+    readonly error: string | undefined;
+  },
+): void {
+  exporter.record({
+    name: fields.name,
+    kind: "server",
+    traceId: fields.span.traceId,
+    spanId: fields.span.spanId,
+    parentSpanId: fields.parent.spanId,
+    parentIsRemote: true,
+    flags: fields.span.flags,
+    startMs: fields.startMs,
+    endMs: Date.now(),
+    attributes: fields.attributes,
+    ...(fields.error === undefined ? {} : { error: fields.error }),
+  });
 }
 
 /** The RPC method a worker call is, told by the fields only that request carries (api.ts). */
@@ -82,19 +109,14 @@ export function spannedNodeCall<A, T>(
         if ("level" in address && typeof address.level === "string") {
           attributes["dha.level"] = address.level;
         }
-        exporter.record({
+        recordServerSpan(exporter, {
           name: `ClusterNode.${operation}`,
-          kind: "server",
-          traceId: span.traceId,
-          spanId: span.spanId,
-          parentSpanId: parent.spanId,
-          parentIsRemote: true,
-          flags: span.flags,
+          span,
+          parent,
           startMs,
-          endMs: Date.now(),
           attributes,
           // A refusal the caller acts on (NOT_LEADER, STALE, ...) is not the node's failure; internal errors are.
-          ...(outcome === "INTERNAL" || outcome === "thrown" ? { error: error ?? outcome } : {}),
+          error: outcome === "INTERNAL" || outcome === "thrown" ? (error ?? outcome) : undefined,
         });
       }
       void exporter.flushIfDue(FLUSH_AFTER_CALL);
@@ -135,16 +157,12 @@ export function spannedAppend(
           if (message.type !== "append" || message.entries.length === 0) {
             continue;
           }
-          exporter.record({
+          recordServerSpan(exporter, {
             name: "raft.append",
-            kind: "server",
-            traceId: span.traceId,
-            spanId: span.spanId,
-            parentSpanId: parent.spanId,
-            parentIsRemote: true,
-            flags: span.flags,
+            span,
+            parent,
             startMs,
-            endMs: Date.now(),
+            error,
             attributes: {
               "dha.node": options.node,
               "dha.from": message.from,
@@ -153,7 +171,6 @@ export function spannedAppend(
               "dha.last_index": message.entries[message.entries.length - 1]?.index ?? 0,
               "dha.entries": message.entries.length,
             },
-            ...(error === undefined ? {} : { error }),
           });
           // One envelope carries at most one append per sender; a span per envelope is enough.
           break;
