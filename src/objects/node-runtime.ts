@@ -23,7 +23,6 @@ export { NodeFailure, nodeError } from "./runtime/errors";
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
 
-const PEER_INFO_CHUNK_SEQ = -1;
 const RUNTIME_STARTS_KEY = "node/runtimeStarts";
 const VOTING_PROBATION_KEY = "node/votingProbation";
 
@@ -172,9 +171,6 @@ export class NodeRuntime {
     this.advanceClock();
     this.lastPeerMessageAtMs = this.deps.clock.now();
     if (envelope.snapshotChunk !== undefined) {
-      if (envelope.snapshotChunk.seq === PEER_INFO_CHUNK_SEQ) {
-        return;
-      }
       if (!this.sm.stageSnapshotChunk(envelope.snapshotChunk)) {
         throw nodeError(
           "INTERNAL",

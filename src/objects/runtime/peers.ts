@@ -37,8 +37,6 @@ export function isPeerAnswer(value: unknown): value is PeerAnswer {
 export interface PeerInfo {
   incarnation: string | null;
   schemaHash: string | null;
-  appliedIndex: number;
-  lastReplyAtMs: number | null;
 }
 
 export const HINTS_KEY = "node/hints";
@@ -162,10 +160,8 @@ export class PeerLinks {
     const info = this.peerInfoFor(peer);
     const previousIncarnation = info.incarnation;
     info.incarnation = report.incarnation;
-    info.appliedIndex = report.appliedIndex;
     info.schemaHash = report.schemaHash;
-    info.lastReplyAtMs = core.deps.clock.now();
-    // The HA plan's ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
+    // ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
     // Every answer carries the hashes; compare them only when either changed (or this node began leading).
     const ownHash = core.sm.schemaInfo().hash;
     const pair = `${ownHash} ${report.schemaHash}`;
@@ -479,7 +475,7 @@ export class PeerLinks {
   private peerInfoFor(peer: string): PeerInfo {
     let info = this.peerInfo.get(peer);
     if (info === undefined) {
-      info = { incarnation: null, schemaHash: null, appliedIndex: 0, lastReplyAtMs: null };
+      info = { incarnation: null, schemaHash: null };
       this.peerInfo.set(peer, info);
     }
     return info;
