@@ -41,8 +41,6 @@ import {
 
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
 const PEER_CALL_TIMEOUT_MS = 5_000;
-/** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
-const BACKUP_TIMEOUT_MS = 10_000;
 
 export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private readonly host: NodeHost;
@@ -80,6 +78,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       onRuntimeStarted: (identity) =>
         registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events),
       afterEvent: (runtime) => this.counters.observeLeader(runtime.status().leader),
+      wrapCall: (address, body) => this.traced(address, body),
     });
     // A node evicted while it was a member must come back by itself: its alarm brings it back, and so does any
     // call. Loading is lazy and retried on the next call if it fails, never wedged.
@@ -96,52 +95,38 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // RPC: worker-facing
 
   async start(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
-    return this.handle(address, async (runtime) =>
-      runtime.statusReport({ locationHint: this.locationHintOf(address.node) }),
-    );
+    this.counters.received("worker");
+    return this.host.status(address, this.locationHintOf(address.node));
   }
 
   async status(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
-    return this.handle(address, async (runtime) =>
-      runtime.statusReport({ locationHint: this.locationHintOf(address.node) }),
-    );
+    this.counters.received("worker");
+    return this.host.status(address, this.locationHintOf(address.node));
   }
 
   async execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
     const asLeader = this.host.current?.status().role === "leader";
-    return this.counters.trackWrite({ asLeader }, () =>
-      this.handle(request, (runtime) =>
-        runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) }),
-      ),
-    );
+    return this.counters.trackWrite({ asLeader }, () => {
+      this.counters.received("worker");
+      return this.host.execute(request);
+    });
   }
 
   async query(request: QueryRequest): Promise<NodeResult<QueryValue>> {
-    return this.counters.trackRead(request.level, () =>
-      this.handle(request, (runtime) =>
-        runtime.query({
-          statements: request.statements,
-          level: request.level,
-          ...(request.freshnessMs === undefined ? {} : { freshnessMs: request.freshnessMs }),
-          ...(request.minAppliedIndex === undefined ? {} : { minAppliedIndex: request.minAppliedIndex }),
-          transaction: request.transaction,
-          timeoutMs: boundedTimeout(request.timeoutMs),
-        }),
-      ),
-    );
+    return this.counters.trackRead(request.level, () => {
+      this.counters.received("worker");
+      return this.host.query(request);
+    });
   }
 
   async waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ leader: string; term: number }>> {
-    return this.handle(request, (runtime) => runtime.waitForLeader(boundedTimeout(request.timeoutMs)));
+    this.counters.received("worker");
+    return this.host.waitForLeader(request);
   }
 
   async transferLeadership(request: TransferRequest): Promise<NodeResult<{ leader: string; term: number }>> {
-    return this.handle(request, (runtime) =>
-      runtime.transferLeadership({
-        ...(request.to === undefined ? {} : { to: request.to }),
-        timeoutMs: boundedTimeout(request.timeoutMs),
-      }),
-    );
+    this.counters.received("worker");
+    return this.host.transferLeadership(request);
   }
 
   async addMember(
@@ -212,7 +197,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
-    return this.handle(address, async (runtime) => runtime.backup({ timeoutMs: BACKUP_TIMEOUT_MS }));
+    this.counters.received("worker");
+    return this.host.backup(address);
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -290,7 +276,15 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   /** Runs one RPC through the host (start if needed, failures translated, alarm kept set), traced. */
   private async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     this.counters.received("worker");
-    return this.host.handle(address, (runtime) =>
+    return this.host.handle(address, body);
+  }
+
+  /** Every client call runs inside its trace context and OTLP span. */
+  private traced<T>(
+    address: NodeAddress,
+    body: (runtime: NodeRuntime) => Promise<T>,
+  ): (runtime: NodeRuntime) => Promise<T> {
+    return (runtime) =>
       tracedBody(
         address,
         spannedNodeCall(
@@ -299,8 +293,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           { node: address.node, role: () => runtime.status().role, term: () => runtime.status().term },
           body,
         ),
-      )(runtime),
-    );
+      )(runtime);
   }
 
   private stubFor(cluster: ClusterConfig, member: MemberConfig): DurableObjectStub<ClusterNode> & PeerStub {

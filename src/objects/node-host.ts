@@ -7,10 +7,17 @@
 import {
   PROTOCOL_VERSION,
   type ClusterConfig,
+  type ExecuteRequest,
+  type ExecuteValue,
   type MemberConfig,
   type NodeAddress,
   type NodeError,
   type NodeResult,
+  type NodeStatusReport,
+  type QueryRequest,
+  type QueryValue,
+  type TransferRequest,
+  type WaitForLeaderRequest,
 } from "./api";
 import { validateClusterConfig } from "./config";
 import { logEvent } from "./log";
@@ -26,6 +33,8 @@ const REMOVED_KEY = "node/removed";
 const INCARNATION_KEY = "node/incarnation";
 /** The retry delay of an alarm whose runtime failed, when no identity says the tick. */
 const DEFAULT_TICK_MS = 100;
+/** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
+const BACKUP_TIMEOUT_MS = 10_000;
 
 /** The object's one alarm (ctx.storage.setAlarm / deleteAlarm on the platform). */
 export interface AlarmScheduler {
@@ -64,6 +73,11 @@ export interface NodeHostSeams {
   readonly afterEvent?: (runtime: NodeRuntime) => void;
   /** Called when a runtime (or starting one) failed and was dropped. */
   readonly onDiscard?: (err: unknown) => void;
+  /** Wraps the body of every client call (the platform traces them). */
+  readonly wrapCall?: <T>(
+    address: NodeAddress,
+    body: (runtime: NodeRuntime) => Promise<T>,
+  ) => (runtime: NodeRuntime) => Promise<T>;
 }
 
 /** A refusal of `receive`: an answer ({ ok: false }), never an exception. */
@@ -176,6 +190,48 @@ export class NodeHost {
     return { ok: true, report: runtime.peerReport() };
   }
 
+  // The worker-facing calls (ClusterNodeRpc), as the platform's object and the simulator's both answer them.
+
+  status(address: NodeAddress, locationHint: string | null): Promise<NodeResult<NodeStatusReport>> {
+    return this.handle(address, async (runtime) => runtime.statusReport({ locationHint }));
+  }
+
+  execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
+    return this.handle(request, (runtime) =>
+      runtime.execute({ request: request.request, timeoutMs: boundedTimeout(request.timeoutMs) }),
+    );
+  }
+
+  query(request: QueryRequest): Promise<NodeResult<QueryValue>> {
+    return this.handle(request, (runtime) =>
+      runtime.query({
+        statements: request.statements,
+        level: request.level,
+        ...(request.freshnessMs === undefined ? {} : { freshnessMs: request.freshnessMs }),
+        ...(request.minAppliedIndex === undefined ? {} : { minAppliedIndex: request.minAppliedIndex }),
+        transaction: request.transaction,
+        timeoutMs: boundedTimeout(request.timeoutMs),
+      }),
+    );
+  }
+
+  waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ leader: string; term: number }>> {
+    return this.handle(request, (runtime) => runtime.waitForLeader(boundedTimeout(request.timeoutMs)));
+  }
+
+  transferLeadership(request: TransferRequest): Promise<NodeResult<{ leader: string; term: number }>> {
+    return this.handle(request, (runtime) =>
+      runtime.transferLeadership({
+        ...(request.to === undefined ? {} : { to: request.to }),
+        timeoutMs: boundedTimeout(request.timeoutMs),
+      }),
+    );
+  }
+
+  backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
+    return this.handle(address, (runtime) => runtime.backup({ timeoutMs: BACKUP_TIMEOUT_MS }));
+  }
+
   /** Runs one client call: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */
   async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     try {
@@ -183,7 +239,7 @@ export class NodeHost {
       if (this.removedReason !== null) {
         throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
       }
-      const value = await body(runtime);
+      const value = await (this.seams.wrapCall?.(address, body) ?? body)(runtime);
       // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
       const after = runtime.status();
       if (after.removed && after.role !== "leader") {

@@ -1,7 +1,8 @@
 // The checkers must bite: each bug planted in the simulated storage is reported within a bounded number of seeds,
 // by a checker expected to catch it, while the very same directed scenario without the bug stays clean. These are
 // safety hunts: they run without the liveness phase (its own checks run in sim.test.ts). (The
-// shell's own bug switches, one per review finding, are hunted with `npm run sim -- --bug NAME --seeds N`.)
+// shell's own bug switches, one per review finding, and the router's (router-NAME) are hunted with
+// `npm run sim -- --bug NAME --seeds N`.)
 
 import { describe, expect, it } from "vitest";
 import { BUG_SCENARIOS, HARNESS_BUG_SCENARIOS, type BugName, type HarnessBugName } from "./bugs.js";
@@ -56,7 +57,11 @@ const CAUGHT_FINDINGS: readonly {
   readonly name: BugName;
   readonly kinds: readonly string[];
   readonly firstSeed: number;
-}[] = [{ name: "backupFromAnyNode", kinds: ["linearizability"], firstSeed: 1 }];
+}[] = [
+  { name: "backupFromAnyNode", kinds: ["linearizability"], firstSeed: 1 },
+  // The router's switch: the simulated client goes through the worker's real router.
+  { name: "router-definiteWriteFailures", kinds: ["linearizability"], firstSeed: 1 },
+];
 
 describe("shell findings put back are caught", () => {
   for (const finding of CAUGHT_FINDINGS) {
@@ -64,7 +69,13 @@ describe("shell findings put back are caught", () => {
       const bug = BUG_SCENARIOS[finding.name];
       let caught: { seed: number; kind: string; detail: string } | null = null;
       for (let seed = finding.firstSeed; seed < finding.firstSeed + MAX_SEEDS_PER_BUG && caught === null; seed += 1) {
-        const result = await runSeed({ seed, bugs: bug.bugs, adjustScenario: bug.adjustScenario, liveness: false });
+        const result = await runSeed({
+          seed,
+          bugs: bug.bugs,
+          ...(bug.routerBugs === undefined ? {} : { routerBugs: bug.routerBugs }),
+          adjustScenario: bug.adjustScenario,
+          liveness: false,
+        });
         const first = result.violations[0];
         if (first === undefined || !finding.kinds.includes(first.kind)) {
           continue;

@@ -1,16 +1,25 @@
-// The shell's bug switches (src/objects/shell-bugs.ts), one per review finding, as `npm run sim -- --bug NAME`:
-// the simulator runs the real runtime with that finding put back, so a seed range shows whether (and by which
-// seed) the simulator catches it.
+// The shell's bug switches (src/objects/shell-bugs.ts), one per review finding, and the router's
+// (src/worker/routing/router-bugs.ts, named router-NAME), as `npm run sim -- --bug NAME`: the simulator runs the real
+// runtime and router with that finding put back, so a seed range shows whether (and by which seed) it is caught.
 
 import { SHELL_BUG_NAMES, type ShellBugs } from "../../src/objects/shell-bugs.js";
+import type { RouterBugs } from "../../src/worker/routing/router-bugs.js";
 import type { HarnessBugs } from "./host.js";
 import type { Prng } from "./prng.js";
 import type { Scenario } from "./run.js";
 
-export type BugName = (typeof SHELL_BUG_NAMES)[number];
+type ShellBugName = (typeof SHELL_BUG_NAMES)[number];
+const ROUTER_BUG_NAMES = [
+  "backupFromAnyNode",
+  "definiteWriteFailures",
+  "fixedRetryBudget",
+] as const satisfies readonly (keyof RouterBugs)[];
+type RouterBugName = `router-${(typeof ROUTER_BUG_NAMES)[number]}`;
+export type BugName = ShellBugName | RouterBugName;
 
 export interface BugScenario {
   readonly bugs: ShellBugs;
+  readonly routerBugs?: RouterBugs;
   /** Tunes what the seed drew towards the faults that expose this finding (identity when none is needed). */
   readonly adjustScenario: (scenario: Scenario, random: Prng) => Scenario;
 }
@@ -85,17 +94,44 @@ const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scen
     ...churn(scenario),
     workload: { ...scenario.workload, roamProbability: 0.5, mix: { ...scenario.workload.mix, backup: 5, write: 10 } },
   }),
+  // Writes answered INTERNAL or "outcome unknown" by nodes that crash, fail storage or lose leadership mid-write.
+  // One key, leaders crashed and moved all the time: a write answered "leader changed" that commits anyway is read.
+  "router-definiteWriteFailures": (scenario, random) => ({
+    ...churn(scenario),
+    faults: {
+      ...churn(scenario).faults,
+      storageErrors: true,
+      stateMachineErrors: true,
+      transfers: true,
+      leaderTargeting: 1,
+      meanIntervalMs: random.between(30, 100),
+    },
+    workload: {
+      ...scenario.workload,
+      clients: 4,
+      keys: 1,
+      mix: { ...scenario.workload.mix, write: 10, cas: 3, linearizableRead: 10, strongRead: 3 },
+    },
+  }),
 };
 
-export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.fromEntries(
-  SHELL_BUG_NAMES.map((name) => [
+export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.fromEntries([
+  ...SHELL_BUG_NAMES.map((name) => [
     name,
     { bugs: { [name]: true } as ShellBugs, adjustScenario: TUNING[name] ?? ((scenario: Scenario) => scenario) },
   ]),
-) as Record<BugName, BugScenario>;
+  ...ROUTER_BUG_NAMES.map((name) => [
+    `router-${name}`,
+    {
+      bugs: {},
+      routerBugs: { [name]: true } as RouterBugs,
+      adjustScenario: TUNING[`router-${name}`] ?? ((scenario: Scenario) => scenario),
+    },
+  ]),
+]) as Record<BugName, BugScenario>;
 
 export function isBugName(name: string): name is BugName {
-  return (SHELL_BUG_NAMES as readonly string[]).includes(name);
+  return Object.hasOwn(BUG_SCENARIOS, name);
 }
 
 /** Bugs planted in the simulated storage, with the directed scenario that shows each one quickly. */

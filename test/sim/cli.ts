@@ -94,6 +94,7 @@ function simOptions(cli: CliOptions, seed: number, onTraceLine?: (line: string) 
     seed,
     ...(cli.steps !== null ? { steps: cli.steps } : {}),
     ...(bug !== null ? { bugs: bug.bugs } : {}),
+    ...(bug?.routerBugs !== undefined ? { routerBugs: bug.routerBugs } : {}),
     adjustScenario: (drawn: Scenario, random: Prng) => {
       const scenario = bug === null ? drawn : bug.adjustScenario(drawn, random);
       return cli.storageErrorsEverywhere
@@ -199,7 +200,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
     }
     if (result.violations.length > 0 && cli.bug !== null) {
       // A bug counts as caught only by a seed that passes without it (same scenario tuning, switch off).
-      const control = await runSeed({ ...simOptions(cli, seed), bugs: {} });
+      const control = await runSeed({ ...simOptions(cli, seed), bugs: {}, routerBugs: {} });
       if (control.violations.length > 0) {
         console.log(`seed ${seed} fails without the bug too (${control.violations[0]?.kind ?? "?"}): not counted`);
         controlFailures.push(seed);

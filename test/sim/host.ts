@@ -12,17 +12,10 @@ import { createStateMachine } from "../../src/objects/sql/port";
 import type { StateMachinePort } from "../../src/objects/state-machine-port";
 import type { NodeIdentity, NodeRuntime, PeerStub } from "../../src/objects/node-runtime";
 import { NodeHost, writeIdentity } from "../../src/objects/node-host";
-import {
-  PROTOCOL_VERSION,
-  type ExecuteValue,
-  type NodeAddress,
-  type NodeResult,
-  type QueryValue,
-} from "../../src/objects/api";
+import { PROTOCOL_VERSION, type NodeAddress, type NodeResult } from "../../src/objects/api";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
 import type { TransportClock } from "../../src/objects/transport/index";
 import type { HardState, LogEntry, NodeId, NodeStatus, SnapshotMeta } from "../../src/replication/types";
-import type { SqlRequest, Statement } from "../../src/shared/sql";
 import { SqliteStorage } from "./platform/sqlite-storage";
 
 const HARD_STATE_KEY = "raft/hard";
@@ -300,7 +293,8 @@ export class SimHost {
   }
 
   // ---------------------------------------------------------------------------------------------------------
-  // The object's entry points (ClusterNode's alarm, receive, execute, query), all through the instance's NodeHost
+  // The object's entry points (alarm, receive, transfer) through the instance's NodeHost; the worker's calls reach
+  // instance.node directly (test/sim/worker.ts)
 
   async alarm(): Promise<void> {
     await this.instance?.node.alarm();
@@ -315,42 +309,13 @@ export class SimHost {
     return instance.node.receive(envelope);
   }
 
-  execute(request: SqlRequest, timeoutMs: number): Promise<NodeResult<ExecuteValue>> {
-    return this.handle((runtime) => runtime.execute({ request, timeoutMs }));
-  }
-
-  query(options: {
-    statements: readonly Statement[];
-    level: "none" | "weak" | "linearizable" | "strong";
-    minAppliedIndex?: number;
-    timeoutMs: number;
-  }): Promise<NodeResult<QueryValue>> {
-    return this.handle((runtime) =>
-      runtime.query({
-        statements: options.statements,
-        level: options.level,
-        ...(options.minAppliedIndex === undefined ? {} : { minAppliedIndex: options.minAppliedIndex }),
-        transaction: false,
-        timeoutMs: options.timeoutMs,
-      }),
-    );
-  }
-
   /** The admin step-down (POST leader transfer): the leader hands leadership over and waits for a new one. */
-  transferLeadership(timeoutMs: number): Promise<NodeResult<{ leader: string; term: number }>> {
-    return this.handle((runtime) => runtime.transferLeadership({ timeoutMs }));
-  }
-
-  backup(timeoutMs: number): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
-    return this.handle((runtime) => runtime.backup({ timeoutMs }));
-  }
-
-  private async handle<T>(body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
+  async transferLeadership(timeoutMs: number): Promise<NodeResult<{ leader: string; term: number }>> {
     const instance = this.instance;
     if (instance === null) {
       return { ok: false, node: this.id, error: { code: "NO_LEADER", message: `${this.id} is down`, retryable: true } };
     }
-    return instance.node.handle(this.address, body);
+    return instance.node.transferLeadership({ ...this.address, timeoutMs });
   }
 
   // ---------------------------------------------------------------------------------------------------------

@@ -26,7 +26,11 @@ import { HEALTHY_PROFILE, Network, type NetworkProfile } from "./network.js";
 import { Prng, assertValidSeed } from "./prng.js";
 import { Scheduler } from "./scheduler.js";
 import { DEFAULT_TRACE_TAIL_LINES, Trace } from "./trace.js";
-import { KV_TABLE_DDL, Workload, type ClientAnswer, type ClientCall, type WorkloadOptions } from "./workload.js";
+import { KV_TABLE_DDL, Workload, type WorkloadOptions } from "./workload.js";
+import { SimWorker } from "./worker.js";
+import type { NodeHost } from "../../src/objects/node-host.js";
+import { PROTOCOL_VERSION } from "../../src/objects/api.js";
+import type { RouterBugs } from "../../src/worker/routing/router-bugs.js";
 
 export const DEFAULT_SAFETY_STEPS = 3_000;
 export const DEFAULT_LINCHECK_MAX_STEPS = 2_000_000;
@@ -60,6 +64,8 @@ export interface SimOptions {
   readonly bugs?: ShellBugs;
   /** Bugs planted in the simulated storage (host.ts), to show the checkers bite. */
   readonly harnessBugs?: HarnessBugs;
+  /** Router bugs to put back (src/worker/routing/router-bugs.ts). */
+  readonly routerBugs?: RouterBugs;
   readonly adjustScenario?: (scenario: Scenario, random: Prng) => Scenario;
   readonly traceTailLines?: number;
   readonly onTraceLine?: (line: string) => void;
@@ -119,20 +125,13 @@ type SimEvent =
       readonly copy: number;
     }
   | { readonly kind: "rpcAnswer"; readonly to: NodeId; readonly callId: number; readonly answer: unknown }
-  | {
-      readonly kind: "clientCall";
-      readonly node: NodeId;
-      readonly clientId: number;
-      readonly attemptId: number;
-      readonly call: ClientCall;
-    }
+  | { readonly kind: "clientCall"; readonly node: NodeId; readonly callId: number }
   | {
       readonly kind: "clientAnswer";
-      readonly clientId: number;
-      readonly attemptId: number;
-      readonly answer: ClientAnswer;
-      readonly servedByLeader: boolean;
+      readonly callId: number;
+      readonly answer: { readonly value: unknown; readonly servedByLeader: boolean } | { readonly thrown: string };
     }
+  | { readonly kind: "workerTimer"; readonly id: number }
   | { readonly kind: "client"; readonly clientId: number }
   | { readonly kind: "nemesis"; readonly event: NemesisEvent }
   | { readonly kind: "restart"; readonly node: NodeId }
@@ -156,10 +155,8 @@ type Outgoing =
     }
   | {
       readonly kind: "clientAnswer";
-      readonly clientId: number;
-      readonly attemptId: number;
-      readonly answer: ClientAnswer;
-      readonly servedByLeader: boolean;
+      readonly callId: number;
+      readonly answer: { readonly value: unknown; readonly servedByLeader: boolean };
     };
 
 interface Turn {
@@ -176,6 +173,16 @@ interface PendingCall {
   readonly reject: (error: Error) => void;
   readonly instance: Instance;
   readonly from: NodeId;
+}
+
+/** A worker's RPC to a node, from the call until its answer (or failure) is back at the worker. */
+interface ClientCallState {
+  readonly to: NodeId;
+  readonly invoke: (node: NodeHost) => Promise<NodeResult<unknown>>;
+  readonly resolve: (answer: { answer: NodeResult<unknown>; servedByLeader: boolean }) => void;
+  readonly reject: (error: Error) => void;
+  /** The instance running it, once it arrived. */
+  instance: Instance | null;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -307,6 +314,7 @@ class Simulation implements HostEnvironment {
   readonly network: Network;
   readonly hosts = new Map<NodeId, SimHost>();
   readonly workload: Workload;
+  readonly worker: SimWorker;
   readonly nemesis: Nemesis;
   readonly bugs: ShellBugs;
   readonly harnessBugs: HarnessBugs;
@@ -319,6 +327,8 @@ class Simulation implements HostEnvironment {
   private readonly timers = new Map<number, () => void>();
   private nextCallId = 1;
   private readonly pendingCalls = new Map<number, PendingCall>();
+  private readonly clientCalls = new Map<number, ClientCallState>();
+  private readonly workerTimers = new Map<number, () => void>();
   private readonly alarms = new Map<
     NodeId,
     { atMs: number | null; seq: number; disturbed: { duplicate: boolean; lateByMs: number; untilMs: number } | null }
@@ -366,14 +376,22 @@ class Simulation implements HostEnvironment {
       this.views.set(name, viewOf(host));
       this.alarms.set(name, { atMs: null, seq: 0, disturbed: null });
     }
+    this.worker = new SimWorker({
+      config: this.cluster,
+      random: this.random,
+      nowMs: () => this.nowMs(),
+      timer: (fn, delayMs) => this.workerTimer(fn, delayMs),
+      callNode: (clientId, to, invoke) => this.callNode(clientId, to, invoke),
+      bugs: options.routerBugs ?? {},
+    });
     this.workload = new Workload(scenario.workload, {
       random: this.random,
       nowMs: () => this.nowMs(),
       trace: (text) => this.traceLine(text),
       mixIntoTrace: (text) => this.trace.mix(text),
       wakeClient: (clientId, atMs) => this.schedule(Math.max(atMs, this.nowMs()), { kind: "client", clientId }),
-      send: (clientId, node, call, attemptId) => this.sendClientCall(clientId, node, call, attemptId),
-      reachableNodes: () => [...this.hosts.values()].filter((host) => !host.down).map((host) => host.id),
+      route: (clientId, request, deadlineAt) => this.worker.route(clientId, request, deadlineAt),
+      forgetLeader: () => this.worker.forgetLeader(),
     });
     this.nemesis = new Nemesis(scenario.faults, this.nemesisEnvironment(streams.nemesis));
   }
@@ -670,36 +688,94 @@ class Simulation implements HostEnvironment {
         });
         return;
       }
-      case "clientAnswer": {
-        const latency = this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
-        this.schedule(this.nowMs() + latency, {
-          kind: "clientAnswer",
-          clientId: outgoing.clientId,
-          attemptId: outgoing.attemptId,
-          answer: outgoing.answer,
-          servedByLeader: outgoing.servedByLeader,
-        });
+      case "clientAnswer":
+        this.answerClient(outgoing.callId, outgoing.answer);
         return;
-      }
     }
   }
 
-  private sendClientCall(clientId: number, node: NodeId, call: ClientCall, attemptId: number): void {
-    const latency = this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
-    this.schedule(this.nowMs() + latency + this.lateness(node), {
-      kind: "clientCall",
-      node,
-      clientId,
-      attemptId,
-      call,
+  // -------------------------------------------------------------------------------------------------------------
+  // The worker's side: its RPCs to nodes and its timers.
+
+  /** Carries one RPC of the worker to node `to` (client latency each way); see WorkerEnvironment.callNode. */
+  private callNode<T>(
+    clientId: number,
+    to: NodeId,
+    invoke: (node: NodeHost) => Promise<NodeResult<T>>,
+  ): Promise<{ answer: NodeResult<T>; servedByLeader: boolean }> {
+    return new Promise((resolve, reject) => {
+      const callId = this.nextCallId;
+      this.nextCallId += 1;
+      this.clientCalls.set(callId, {
+        to,
+        invoke: invoke as ClientCallState["invoke"],
+        resolve: resolve as ClientCallState["resolve"],
+        reject,
+        instance: null,
+      });
+      this.trace.mix(`client ${clientId} call ${callId} -> ${to}`);
+      this.schedule(this.nowMs() + this.clientLatency() + this.lateness(to), { kind: "clientCall", node: to, callId });
     });
+  }
+
+  private clientLatency(): number {
+    return this.random.between(this.scenario.clientLatencyMs.min, this.scenario.clientLatencyMs.max);
+  }
+
+  /** An answer (or the failure of the call) travels back to the worker. */
+  private answerClient(callId: number, answer: Extract<SimEvent, { kind: "clientAnswer" }>["answer"]): void {
+    this.schedule(this.nowMs() + this.clientLatency(), { kind: "clientAnswer", callId, answer });
+  }
+
+  private workerTimer(fn: () => void, delayMs: number): () => void {
+    const id = this.nextTimerId;
+    this.nextTimerId += 1;
+    this.workerTimers.set(id, fn);
+    this.schedule(this.nowMs() + Math.max(0, Math.ceil(delayMs)), { kind: "workerTimer", id });
+    return () => {
+      this.workerTimers.delete(id);
+    };
+  }
+
+  /** The worker's side of an event: its promise continuations run now, at this simulated time. */
+  private async onWorkerEvent(run: () => void): Promise<void> {
+    run();
+    await drain();
+  }
+
+  private onClientAnswer(event: Extract<SimEvent, { kind: "clientAnswer" }>): void {
+    const call = this.clientCalls.get(event.callId);
+    if (call === undefined) {
+      return;
+    }
+    this.clientCalls.delete(event.callId);
+    const answer = event.answer;
+    if ("thrown" in answer) {
+      call.reject(new Error(answer.thrown));
+      return;
+    }
+    call.resolve({ answer: answer.value as NodeResult<unknown>, servedByLeader: answer.servedByLeader });
+  }
+
+  /** Calls in flight on an instance that crashed fail, as an RPC to a Durable Object that was reset does. */
+  private failCallsOn(instance: Instance): void {
+    for (const [callId, call] of this.clientCalls) {
+      if (call.instance === instance) {
+        call.instance = null;
+        this.answerClient(callId, { thrown: `node ${call.to} was reset while the call was in flight` });
+      }
+    }
   }
 
   private crashHost(host: SimHost, options: { keepStale: boolean }): void {
     if (this.turn?.host === host) {
       this.turn.crashed = true;
     }
+    const instance = host.instance;
     host.crash(options);
+    if (instance !== null && !instance.alive) {
+      this.failCallsOn(instance);
+    }
     this.storageFaults.delete(host.id);
     this.applyFaults.delete(host.id);
     this.checkers.forgetNode(this.view(host));
@@ -735,16 +811,17 @@ class Simulation implements HostEnvironment {
         await this.onClientCall(event);
         break;
       case "clientAnswer":
-        if (event.clientId === 0) {
-          this.onProbeAnswer(event.answer);
-        } else {
-          this.workload.onAnswer(event.clientId, event.attemptId, event.answer, {
-            servedByLeader: event.servedByLeader,
-          });
-        }
+        await this.onWorkerEvent(() => this.onClientAnswer(event));
+        break;
+      case "workerTimer":
+        await this.onWorkerEvent(() => {
+          const fn = this.workerTimers.get(event.id);
+          this.workerTimers.delete(event.id);
+          fn?.();
+        });
         break;
       case "client":
-        this.workload.resume(event.clientId);
+        await this.onWorkerEvent(() => this.workload.resume(event.clientId));
         break;
       case "nemesis":
         this.nemesis.handle(event.event);
@@ -753,7 +830,7 @@ class Simulation implements HostEnvironment {
         await this.onRestart(event.node);
         break;
       case "probe":
-        this.sendProbe();
+        await this.onWorkerEvent(() => this.sendProbe());
         break;
       case "transfer":
         await this.onTransfer(event.node);
@@ -827,27 +904,32 @@ class Simulation implements HostEnvironment {
     );
   }
 
-  /** A client's call reaches a node; its answer leaves with whichever later event of that node settles it. */
+  /** A worker's call reaches a node; its answer leaves with whichever later event of that node settles it. */
   private async onClientCall(event: Extract<SimEvent, { kind: "clientCall" }>): Promise<void> {
-    const host = this.host(event.node);
-    if (host.down) {
+    const call = this.clientCalls.get(event.callId);
+    if (call === undefined) {
       return;
     }
-    await this.runTurn(host, host.instance, () => {
-      const instance = host.instance;
-      void this.callNode(host, event.call).then(
+    const host = this.host(event.node);
+    const instance = host.instance;
+    if (host.down || instance === null) {
+      this.answerClient(event.callId, { thrown: `node ${host.id} is down` });
+      return;
+    }
+    call.instance = instance;
+    await this.runTurn(host, instance, () => {
+      void call.invoke(instance.node).then(
         (answer) => {
-          // Lost with a crashed or dead instance.
+          // Lost with a crashed or dead instance (whose calls fail: failCallsOn).
           const current = this.turn;
-          if (current === null || current.host !== host || current.crashed || (instance !== null && !instance.alive)) {
+          if (current === null || current.host !== host || current.crashed || !instance.alive) {
             return;
           }
+          call.instance = null;
           current.outbox.push({
             kind: "clientAnswer",
-            clientId: event.clientId,
-            attemptId: event.attemptId,
-            answer: answer as ClientAnswer,
-            servedByLeader: this.leadsHighestTerm(host),
+            callId: event.callId,
+            answer: { value: answer, servedByLeader: this.leadsHighestTerm(host) },
           });
         },
         (error: unknown) => {
@@ -857,22 +939,6 @@ class Simulation implements HostEnvironment {
         },
       );
     });
-  }
-
-  private callNode(host: SimHost, call: ClientCall): Promise<NodeResult<unknown>> {
-    switch (call.kind) {
-      case "execute":
-        return host.execute(call.request, call.timeoutMs);
-      case "backup":
-        return host.backup(call.timeoutMs);
-      case "query":
-        return host.query({
-          statements: call.statements,
-          level: call.level,
-          timeoutMs: call.timeoutMs,
-          ...(call.minAppliedIndex === undefined ? {} : { minAppliedIndex: call.minAppliedIndex }),
-        });
-    }
   }
 
   private async onRestart(node: NodeId): Promise<void> {
@@ -1076,11 +1142,17 @@ class Simulation implements HostEnvironment {
         { sql: "INSERT INTO kv (k, v) VALUES ('probe', 'done') ON CONFLICT (k) DO UPDATE SET v = excluded.v" },
       ],
     };
-    this.sendClientCall(0, target, { kind: "execute", request, timeoutMs: retryMs }, this.probe.attempt);
+    const address = { protocolVersion: PROTOCOL_VERSION, cluster: this.cluster, node: target };
+    void this.callNode(0, target, (node) => node.execute({ ...address, request, timeoutMs: retryMs })).then(
+      ({ answer }) => this.onProbeAnswer(answer),
+      () => {
+        this.probe.inFlight = false;
+      },
+    );
     this.schedule(this.nowMs() + this.scenario.heartbeatIntervalMs, { kind: "probe" });
   }
 
-  private onProbeAnswer(answer: ClientAnswer): void {
+  private onProbeAnswer(answer: NodeResult<{ readonly raftIndex: number }>): void {
     this.probe.inFlight = false;
     if (answer.ok) {
       this.probe.index = answer.value.raftIndex;

@@ -1,15 +1,16 @@
-// Clients and their history. Each client runs one operation at a time against a node, the way the worker's router
-// does: writes and compare-and-set as SQL writes to a `kv` table, reads as SQL queries at every consistency level.
-// A client believes the node's contract, the one the router reads answers by (writeMayHaveApplied): a write
-// refused with a code that says "refused before proposing" definitely failed; any other error, or no answer at all,
-// leaves its outcome unknown and the client resends it, with the same request id, elsewhere. So a node that refuses
-// a write that was (or will be) applied produces a history that is not linearizable.
+// Clients and their history. Each client runs one operation at a time through the worker's own data service and
+// router (src/worker/data/service.ts, src/worker/routing): writes and compare-and-set as SQL writes to a `kv`
+// table, reads as SQL queries at every consistency level, backups. The router picks the node, follows leader hints,
+// retries with backoff inside the deadline under one request id, and classifies the outcome. A client believes the
+// router: a failure it does not mark "outcome unknown" definitely failed; an unknown outcome is resent under the same
+// request id, and if it stays unknown the write is indeterminate. So a node or router that reports a write failed
+// while it was (or will be) applied produces a history that is not linearizable.
 
 import type { RegisterInput, RegisterOutput } from "../lincheck/index.js";
-import type { ExecuteValue, NodeError, NodeResult, QueryValue } from "../../src/objects/api.js";
+import type { ExecuteValue, QueryValue } from "../../src/objects/api.js";
 import type { NodeId } from "../../src/replication/types.js";
-import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql.js";
-import { writeMayHaveApplied } from "../../src/worker/routing/failure.js";
+import type { Statement, StatementResult } from "../../src/shared/sql.js";
+import type { RouteOutcome } from "../../src/worker/routing/router.js";
 import type { Prng } from "./prng.js";
 
 export type ReadLevel = "linearizable" | "strong" | "weak" | "none";
@@ -17,7 +18,7 @@ export type ReadLevel = "linearizable" | "strong" | "weak" | "none";
 export interface WorkloadOptions {
   readonly clients: number;
   readonly keys: number;
-  /** What a client asks the node for (the node's own deadline). */
+  /** One call's deadline (the router's share of it per attempt); an operation gives up after four. */
   readonly timeoutMs: number;
   readonly maxThinkMs: number;
   /** Relative weights of the kinds of operation. */
@@ -33,28 +34,31 @@ export interface WorkloadOptions {
     /** A backup (dumpSql): it must contain every write acknowledged before it started, like a read of every key. */
     readonly backup: number;
   };
-  /** Attempts per operation (the first included). */
+  /** Calls per operation through the router (the first included); each call retries inside its own deadline. */
   readonly maxAttempts: number;
-  /** Back-off before the n-th retry: up to n times this (a router waits out an election the same way). */
+  /** Back-off before the n-th resend: up to n times this. */
   readonly retryBackoffMs: number;
-  /** Chance that a client starts an operation at a random node rather than the leader it knows. */
+  /** Chance that a client forgets which node led (the worker's leader cache) before an operation. */
   readonly roamProbability: number;
 }
 
-/** What a client sends to a node. */
-export type ClientCall =
-  | { readonly kind: "execute"; readonly request: SqlRequest; readonly timeoutMs: number }
+/** What a client asks the worker's data service for. */
+export type ClientRequest =
+  | { readonly kind: "execute"; readonly requestId: string; readonly statements: readonly Statement[] }
   | {
       readonly kind: "query";
       readonly statements: readonly Statement[];
       readonly level: ReadLevel;
-      readonly timeoutMs: number;
-      readonly minAppliedIndex?: number;
+      readonly minRaftIndex?: number;
     }
-  | { readonly kind: "backup"; readonly timeoutMs: number };
+  | { readonly kind: "backup" };
 
 export type BackupValue = { readonly sql: string; readonly raftIndex: number };
-export type ClientAnswer = NodeResult<ExecuteValue> | NodeResult<QueryValue> | NodeResult<BackupValue>;
+/** The router's outcome, and (for a weak read) whether the node that served it led the highest term then. */
+export interface ClientOutcome {
+  readonly outcome: RouteOutcome<ExecuteValue | QueryValue | BackupValue>;
+  readonly servedByLeader: boolean;
+}
 
 type OpState = "pending" | "ok" | "failed" | "indeterminate";
 
@@ -90,10 +94,9 @@ export interface ReadYourWrites {
 
 interface Client {
   readonly id: number;
-  target: NodeId | null;
   current: HistoryOp | null;
-  /** The attempt in flight: its id and when the client stops waiting for its answer. */
-  attempt: { readonly id: number; readonly node: NodeId; readonly deadlineMs: number } | null;
+  /** A call through the router is in flight. */
+  calling: boolean;
   nextActionAtMs: number;
   /** The client's last acknowledged write that took effect, per key. */
   lastWrite: {
@@ -110,15 +113,13 @@ export interface WorkloadEnvironment {
   trace(text: string): void;
   mixIntoTrace(text: string): void;
   wakeClient(clientId: number, atMs: number): void;
-  /** Sends one call; the answer comes back through Workload.onAnswer (or never). */
-  send(clientId: number, node: NodeId, call: ClientCall, attemptId: number): void;
-  /** Every node a client may call (members that are not down). */
-  reachableNodes(): NodeId[];
+  /** Sends one request through the worker's router; settles once the router has an outcome (bounded by deadlineAt). */
+  route(clientId: number, request: ClientRequest, deadlineAt: number): Promise<ClientOutcome>;
+  /** The worker forgets which node leads (a new isolate, or the cached leader was evicted). */
+  forgetLeader(): void;
 }
 
 export const KV_TABLE_DDL = "CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)";
-/** How long past the node's deadline a client waits for an answer before it counts it as lost. */
-const ANSWER_GRACE_MS = 50;
 
 export class Workload {
   readonly history: HistoryOp[] = [];
@@ -140,10 +141,8 @@ export class Workload {
   private readonly writtenValues = new Set<string>();
   private clock = 0;
   private nextOpId = 1;
-  private nextAttemptId = 1;
   private acceptingNewOps = true;
   refusals = 0;
-  lostAnswers = 0;
   retriesSameId = 0;
   violations: { kind: string; detail: string }[] = [];
 
@@ -155,7 +154,7 @@ export class Workload {
       throw new RangeError("a workload needs at least one client and one key");
     }
     for (let id = 1; id <= options.clients; id += 1) {
-      this.clients.push({ id, target: null, current: null, attempt: null, nextActionAtMs: 0, lastWrite: null });
+      this.clients.push({ id, current: null, calling: false, nextActionAtMs: 0, lastWrite: null });
     }
   }
 
@@ -176,21 +175,11 @@ export class Workload {
     return this.clock;
   }
 
-  /** A client's scheduled moment: count a lost answer, or start the next operation. */
+  /** A client's scheduled moment: start the next operation. */
   runClient(clientId: number): void {
     const client = this.clientById(clientId);
     const now = this.env.nowMs();
     if (client.current !== null) {
-      if (client.attempt !== null && now >= client.attempt.deadlineMs) {
-        this.lostAnswers += 1;
-        this.env.mixIntoTrace(
-          `client ${client.id} got no answer from ${client.attempt.node} for op ${client.current.opId}`,
-        );
-        const op = client.current;
-        client.attempt = null;
-        client.target = null;
-        this.retryOrGiveUp(client, op, { unknown: true, why: "no answer" });
-      }
       return;
     }
     if (now < client.nextActionAtMs || !this.acceptingNewOps) {
@@ -231,7 +220,7 @@ export class Workload {
     this.history.push(op);
     client.current = op;
     if (this.env.random.chance(this.options.roamProbability)) {
-      client.target = null;
+      this.env.forgetLeader();
     }
     this.attempt(client, op);
   }
@@ -312,67 +301,43 @@ export class Workload {
     }
   }
 
-  private chooseNode(client: Client): NodeId | null {
-    const reachable = this.env.reachableNodes();
-    if (client.target !== null && reachable.includes(client.target)) {
-      return client.target;
-    }
-    if (reachable.length === 0) {
-      return null;
-    }
-    const chosen = this.env.random.pick(reachable);
-    client.target = chosen;
-    return chosen;
-  }
-
+  /** One call through the router, under the operation's request id; it settles within the deadline. */
   private attempt(client: Client, op: HistoryOp): void {
     op.attempts += 1;
-    const node = this.chooseNode(client);
-    if (node === null) {
-      this.retryOrGiveUp(client, op, { unknown: false, why: "no node reachable" });
-      return;
-    }
-    const attemptId = this.nextAttemptId;
-    this.nextAttemptId += 1;
-    const deadlineMs = this.env.nowMs() + this.options.timeoutMs + ANSWER_GRACE_MS;
-    client.attempt = { id: attemptId, node, deadlineMs };
     if (op.attempts > 1 && op.requestId !== null) {
       this.retriesSameId += 1;
     }
     this.env.trace(
-      `client ${client.id} -> ${node} op ${op.opId} ${describeInput(op.input, op.level)}${op.attempts > 1 ? ` (attempt ${op.attempts})` : ""}`,
+      `client ${client.id} op ${op.opId} ${describeInput(op.input, op.level)}${op.attempts > 1 ? ` (call ${op.attempts})` : ""}`,
     );
-    this.env.send(client.id, node, callFor(op, this.options.timeoutMs), attemptId);
-    this.env.wakeClient(client.id, deadlineMs);
+    client.calling = true;
+    const deadlineAt = this.env.nowMs() + this.options.timeoutMs;
+    void this.env.route(client.id, requestFor(op), deadlineAt).then((answer) => {
+      client.calling = false;
+      this.onOutcome(client, op, answer);
+    });
   }
 
-  /** The answer to an attempt; ignored when the client stopped waiting for it. */
-  onAnswer(
-    clientId: number,
-    attemptId: number,
-    answer: ClientAnswer,
-    meta: { readonly servedByLeader: boolean } = { servedByLeader: false },
-  ): void {
-    const client = this.clientById(clientId);
-    const op = client.current;
-    if (op === null || client.attempt === null || client.attempt.id !== attemptId) {
-      return;
-    }
-    client.attempt = null;
-    if (answer.ok) {
-      op.servedByLeader = meta.servedByLeader;
-      this.succeed(client, op, answer.value);
+  private onOutcome(client: Client, op: HistoryOp, answer: ClientOutcome): void {
+    const outcome = answer.outcome;
+    if (outcome.ok) {
+      if (outcome.attempts > 1 && op.requestId !== null) {
+        // The router resent it, under the same request id.
+        this.retriesSameId += outcome.attempts - 1;
+      }
+      op.servedByLeader = answer.servedByLeader;
+      this.succeed(client, op, outcome.node, outcome.value);
       return;
     }
     this.refusals += 1;
-    const error = answer.error;
-    client.target = error.leader ?? null;
-    this.env.mixIntoTrace(`client ${client.id} <- ${answer.node} op ${op.opId} ${error.code}`);
-    const unknown = op.input.kind !== "read" && writeMayHaveApplied(error.code);
-    this.retryOrGiveUp(client, op, { unknown, why: `${error.code}: ${error.message}`, error });
+    this.env.mixIntoTrace(
+      `client ${client.id} <- op ${op.opId} ${outcome.status} ${outcome.code}${outcome.outcomeUnknown ? " (outcome unknown)" : ""}`,
+    );
+    const unknown = op.input.kind !== "read" && outcome.outcomeUnknown;
+    this.retryOrGiveUp(client, op, { unknown, why: `${outcome.status} ${outcome.code}: ${outcome.message}` });
   }
 
-  private succeed(client: Client, op: HistoryOp, value: ExecuteValue | QueryValue | BackupValue): void {
+  private succeed(client: Client, op: HistoryOp, node: NodeId, value: ExecuteValue | QueryValue | BackupValue): void {
     if (op.backup) {
       if (!("sql" in value)) {
         throw new Error(`op ${op.opId}: a backup answered without a dump`);
@@ -417,7 +382,7 @@ export class Workload {
     }
     if (op.input.kind === "read" && op.after === null && (op.level === "weak" || op.level === "none")) {
       const read = output.value ?? null;
-      this.uncheckedReads.push({ level: op.level, key: op.input.key, value: read, node: client.target ?? "?" });
+      this.uncheckedReads.push({ level: op.level, key: op.input.key, value: read, node });
       if (read !== null && !this.writtenValues.has(read)) {
         this.violations.push({
           kind: "read of a value never written",
@@ -453,17 +418,19 @@ export class Workload {
     return { ok: change.rowsAffected === 1 };
   }
 
-  private retryOrGiveUp(
-    client: Client,
-    op: HistoryOp,
-    outcome: { unknown: boolean; why: string; error?: NodeError },
-  ): void {
+  private retryOrGiveUp(client: Client, op: HistoryOp, outcome: { unknown: boolean; why: string }): void {
     if (outcome.unknown) {
       op.state = "indeterminate";
     }
     const elapsedMs = this.env.nowMs() - op.startedAtMs;
+    // A write the router reports definitely refused is believed: the client gives up on it (a resend under the same
+    // id would hide a refusal that was false). One whose outcome is unknown is resent to learn the outcome.
+    const believedRefused = op.input.kind !== "read" && op.state !== "indeterminate";
     const giveUp =
-      op.attempts >= this.options.maxAttempts || elapsedMs > 4 * this.options.timeoutMs || !this.acceptingNewOps;
+      believedRefused ||
+      op.attempts >= this.options.maxAttempts ||
+      elapsedMs > 4 * this.options.timeoutMs ||
+      !this.acceptingNewOps;
     if (!giveUp) {
       const delayMs = this.env.random.between(1, this.options.retryBackoffMs * op.attempts);
       client.nextActionAtMs = this.env.nowMs() + delayMs;
@@ -488,7 +455,7 @@ export class Workload {
   resume(clientId: number): void {
     const client = this.clientById(clientId);
     const retryAt = this.pendingRetry.get(clientId);
-    if (retryAt !== undefined && client.current !== null && client.attempt === null && this.env.nowMs() >= retryAt) {
+    if (retryAt !== undefined && client.current !== null && !client.calling && this.env.nowMs() >= retryAt) {
       this.pendingRetry.delete(clientId);
       this.attempt(client, client.current);
       return;
@@ -498,7 +465,6 @@ export class Workload {
 
   private finish(client: Client): void {
     client.current = null;
-    client.attempt = null;
     this.pendingRetry.delete(client.id);
     client.nextActionAtMs = this.env.nowMs() + this.env.random.between(0, this.options.maxThinkMs);
     this.env.wakeClient(client.id, client.nextActionAtMs);
@@ -562,20 +528,17 @@ export class Workload {
   }
 }
 
-function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
+function requestFor(op: HistoryOp): ClientRequest {
   if (op.backup) {
-    return { kind: "backup", timeoutMs };
+    return { kind: "backup" };
   }
   const input = op.input;
   if (input.kind === "read") {
     const statements = [{ sql: "SELECT v FROM kv WHERE k = ?", params: [input.key] }];
-    if (op.level === "strong") {
-      return { kind: "query", statements, level: "strong", timeoutMs };
-    }
     if (op.after !== null) {
-      return { kind: "query", statements, level: "none", timeoutMs, minAppliedIndex: op.after.raftIndex };
+      return { kind: "query", statements, level: "none", minRaftIndex: op.after.raftIndex };
     }
-    return { kind: "query", statements, level: op.level ?? "linearizable", timeoutMs };
+    return { kind: "query", statements, level: op.level ?? "linearizable" };
   }
   const change: Statement =
     input.kind === "write"
@@ -588,8 +551,8 @@ function callFor(op: HistoryOp, timeoutMs: number): ClientCall {
         : { sql: "UPDATE kv SET v = ? WHERE k = ? AND v = ?", params: [input.to, input.key, input.from] };
   return {
     kind: "execute",
-    request: { id: op.requestId ?? `op${op.opId}`, transaction: false, statements: [{ sql: KV_TABLE_DDL }, change] },
-    timeoutMs,
+    requestId: op.requestId ?? `op${op.opId}`,
+    statements: [{ sql: KV_TABLE_DDL }, change],
   };
 }
 

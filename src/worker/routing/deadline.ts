@@ -8,19 +8,30 @@ export class DeadlineExceeded extends Error {
   }
 }
 
+/** Runs `fn` once after `delayMs`; returns a function that cancels it. The router's clock seam for timers. */
+export type ScheduleTimer = (fn: () => void, delayMs: number) => () => void;
+
+/** Real timers (the worker's). */
+export const realTimer: ScheduleTimer = (fn, delayMs) => {
+  const handle = setTimeout(fn, Math.max(0, delayMs));
+  return () => clearTimeout(handle);
+};
+
 /** Settles like `promise`, or rejects with DeadlineExceeded after `ms`. The timer never outlives the race. */
-export function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | null = null;
+export function withDeadline<T>(promise: Promise<T>, ms: number, timer: ScheduleTimer = realTimer): Promise<T> {
+  let cancel: (() => void) | null = null;
   const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new DeadlineExceeded(ms)), Math.max(0, ms));
+    cancel = timer(() => reject(new DeadlineExceeded(ms)), Math.max(0, ms));
   });
   return Promise.race([promise, expired]).finally(() => {
-    if (timer !== null) {
-      clearTimeout(timer);
+    if (cancel !== null) {
+      cancel();
     }
   });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+export function sleep(ms: number, timer: ScheduleTimer = realTimer): Promise<void> {
+  return new Promise((resolve) => {
+    timer(resolve, Math.max(0, ms));
+  });
 }

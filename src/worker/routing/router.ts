@@ -4,7 +4,7 @@
 // ./leader-cache, the choice of status and code in ./failure; this file decides what to do after each answer.
 import type { ClusterNodeRpc, NodeAddress, NodeError, NodeResult, NodeStatusReport } from "../../objects/api";
 import { nodeAddress, type NodeDirectory } from "../directory";
-import { DeadlineExceeded, sleep, withDeadline } from "./deadline";
+import { DeadlineExceeded, realTimer, sleep, withDeadline, type ScheduleTimer } from "./deadline";
 import {
   giveUpFailure,
   isOutcomeUnknownCode,
@@ -57,6 +57,8 @@ export interface RouterDeps {
   readonly random: () => number;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
+  /** Timers for the deadline of each node call (real ones by default; the simulator's run on simulated time). */
+  readonly timer?: ScheduleTimer;
   /** Test only: defects to put back (see router-bugs.ts). */
   readonly bugs?: RouterBugs;
 }
@@ -529,7 +531,11 @@ export class ClusterRouter {
     const nodeTimeoutMs = Math.max(1, Math.floor(guardMs - marginMs));
     try {
       const node = this.deps.directory.node(name);
-      const result = await withDeadline(call(node, nodeAddress(this.config, name), nodeTimeoutMs), guardMs);
+      const result = await withDeadline(
+        call(node, nodeAddress(this.config, name), nodeTimeoutMs),
+        guardMs,
+        this.deps.timer ?? realTimer,
+      );
       if (!isNodeResult(result)) {
         return {
           kind: "transport",
