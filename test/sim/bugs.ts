@@ -118,7 +118,13 @@ const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scen
 export const BUG_SCENARIOS: Readonly<Record<BugName, BugScenario>> = Object.fromEntries([
   ...SHELL_BUG_NAMES.map((name) => [
     name,
-    { bugs: { [name]: true } as ShellBugs, adjustScenario: TUNING[name] ?? ((scenario: Scenario) => scenario) },
+    {
+      bugs: { [name]: true } as ShellBugs,
+      // Finding 2 has two halves: the node serves a backup whatever its role, and the router sends it to whichever
+      // node answers (the fixed router checks the node leads first, which hides the node's half on its own).
+      ...(name === "backupFromAnyNode" ? { routerBugs: { backupFromAnyNode: true } } : {}),
+      adjustScenario: TUNING[name] ?? ((scenario: Scenario) => scenario),
+    },
   ]),
   ...ROUTER_BUG_NAMES.map((name) => [
     `router-${name}`,
