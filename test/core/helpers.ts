@@ -89,17 +89,31 @@ export class TestCluster {
 
   /** Adds a node; `bootstrap` null makes a joiner that waits for a leader. */
   addNode(id: NodeId, bootstrap: Membership | null, overrides: ConfigOverrides = {}): TestNode {
-    const config = makeConfig(id, this.seed++, { ...this.options.overrides, ...overrides });
+    return this.startNode(id, { persisted: emptyPersistedState(), bootstrap, overrides });
+  }
+
+  /** Adds a node started from a given persisted state (crafted logs for transcript tests). */
+  addNodeFromPersisted(id: NodeId, persisted: PersistedState, overrides: ConfigOverrides = {}): TestNode {
+    return this.startNode(id, { persisted, bootstrap: null, overrides });
+  }
+
+  /** A core over `persisted`, with a store holding exactly that; its first Readys handled. */
+  private startNode(
+    id: NodeId,
+    options: { persisted: PersistedState; bootstrap: Membership | null; overrides: ConfigOverrides },
+  ): TestNode {
+    const { persisted, bootstrap } = options;
+    const config = makeConfig(id, this.seed++, { ...this.options.overrides, ...options.overrides });
     const store: Store = {
-      hardState: { term: 0, vote: null, commit: 0 },
-      snapshot: null,
-      entries: [],
-      applied: 0,
+      hardState: persisted.hardState,
+      snapshot: persisted.snapshot,
+      entries: [...persisted.entries],
+      applied: persisted.applied,
       appliedEntries: [],
     };
     const node: TestNode = {
       id,
-      core: createRaftNode({ config, persisted: emptyPersistedState(), bootstrap }),
+      core: createRaftNode({ config, persisted, bootstrap }),
       store,
       config,
       readStates: [],
@@ -191,31 +205,6 @@ export class TestCluster {
 
   isDropped(message: Message): boolean {
     return this.cutLinks.has(`${message.from}->${message.to}`) || this.dropIf(message);
-  }
-
-  /** Adds a node started from a given persisted state (crafted logs for transcript tests). */
-  addNodeFromPersisted(id: NodeId, persisted: PersistedState, overrides: ConfigOverrides = {}): TestNode {
-    const config = makeConfig(id, this.seed++, { ...this.options.overrides, ...overrides });
-    const store: Store = {
-      hardState: persisted.hardState,
-      snapshot: persisted.snapshot,
-      entries: [...persisted.entries],
-      applied: persisted.applied,
-      appliedEntries: [],
-    };
-    const node: TestNode = {
-      id,
-      core: createRaftNode({ config, persisted, bootstrap: null }),
-      store,
-      config,
-      readStates: [],
-      failedReads: [],
-      events: [],
-      readies: [],
-    };
-    this.nodes.set(id, node);
-    this.processReadies(id);
-    return node;
   }
 
   /** Ticks one node's core without delivering anything (its Readys are handled; messages stay queued). */
