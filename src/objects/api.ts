@@ -194,3 +194,5 @@ export interface ClusterNodeRpc {
   /** This node's recent cluster events (elections, leader changes, breakers, replicas, membership, snapshots). Optional as metrics(). */
   recentEvents?(request: EventsRequest): Promise<NodeResult<EventsValue>>;
 }
+
+export { electionRetryAfterSeconds, electionWindowMs, isInTouchWithLeader, type ClusterTiming } from "./timing";

@@ -11,6 +11,7 @@ import {
   type PeerTransportStats,
   type SnapshotChunk,
 } from "../transport/index";
+import { peerTransportTiming } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 
 /** What a peer tells the sender of an envelope about itself. */
@@ -236,6 +237,7 @@ export class PeerLinks {
     const cluster = core.identity.cluster;
     const hint = this.memberHints.get(peer);
     const member: MemberConfig = hint === undefined ? { name: peer } : { name: peer, locationHint: hint };
+    const transportTiming = peerTransportTiming(cluster);
     const transport = new PeerTransport<PeerStub>({
       cluster: cluster.name,
       self: core.identity.node,
@@ -274,9 +276,9 @@ export class PeerLinks {
       },
       faultRules: () => this.faultRules(),
       config: {
-        callTimeoutMs: Math.max(50, Math.min(1000, cluster.electionTimeoutMs)),
-        deadlineMs: Math.max(75, Math.min(1500, cluster.electionTimeoutMs * 1.5)),
-        breaker: { failureThreshold: 3, successThreshold: 1, openTimeoutMs: Math.max(100, cluster.electionTimeoutMs) },
+        callTimeoutMs: transportTiming.callTimeoutMs,
+        deadlineMs: transportTiming.deadlineMs,
+        breaker: { failureThreshold: 3, successThreshold: 1, openTimeoutMs: transportTiming.breakerOpenMs },
       },
       random: () => core.random.nextInt(1_000_000) / 1_000_000,
     });

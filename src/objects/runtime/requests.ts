@@ -14,6 +14,7 @@ import {
   proposalFailure,
   type NodeFailure,
 } from "./errors";
+import { recentContactTicks, startupQuietWindowMs } from "../timing";
 import { LIMITS, type RuntimeCore } from "./types";
 
 /** A log entry is one KV value, which the platform limits to 2 MB (bytes, UTF-8); leave room for the entry's envelope. */
@@ -268,13 +269,9 @@ export class ClientRequests {
     }
   }
 
-  /**
-   * Ticks in "a while": three quarters of an election timeout (at least two ticks). Shorter than CheckQuorum's full
-   * timeout, so a cut-off leader lets go of its writes before it steps down; long enough that a busy machine's late
-   * heartbeats are not taken for a cut.
-   */
+  /** Ticks in "a while" (timing.ts, recentContactTicks). */
   private recentTicks(): number {
-    return Math.max(2, Math.ceil((this.core.identity.cluster.electionTimeoutMs * 3) / 4 / this.core.tickIntervalMs));
+    return recentContactTicks(this.core.identity.cluster);
   }
 
   /** True for a window after this node caught up several ticks at once: its own stall explains any silence. */
@@ -341,10 +338,10 @@ export class ClientRequests {
     if (this.core.bugs.cutOffNodeWaits) {
       return;
     }
-    const { identity, tickIntervalMs } = this.core;
+    const { identity } = this.core;
     const nowMs = this.core.deps.clock.now();
     const membership = this.core.raft.status().membership;
-    const windowMs = 2 * identity.cluster.electionTimeoutMs + tickIntervalMs;
+    const windowMs = startupQuietWindowMs(identity.cluster);
     if (nowMs - this.core.startedAtMs < windowMs || membership.voters.length + membership.learners.length <= 1) {
       return;
     }

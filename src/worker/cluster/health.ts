@@ -1,5 +1,5 @@
 // The HA plan's /api/v1/cluster/health: one aggregate view of leadership, quorum, replicas and schema agreement.
-import type { NodeStatusReport, ReplicaReport } from "../../objects/api";
+import { electionWindowMs, type NodeStatusReport, type ReplicaReport } from "../../objects/api";
 import type { StatusProbe } from "../routing/router";
 import { reachableReports, type ClusterView } from "./gather";
 
@@ -61,8 +61,6 @@ export interface ClusterHealth {
 
 /** Replicas that still acknowledge appends (a lagging one is behind, not gone). */
 const ACKING_STATUSES = new Set<ReplicaReport["status"]>(["ONLINE", "LAGGING"]);
-/** Election timeouts without a leader after which a leaderless voter no longer counts towards a quorum. */
-const ELECTION_WINDOW_TIMEOUTS = 2;
 
 export function summarizeHealth(view: ClusterView): ClusterHealth {
   const reports = reachableReports(view.probes).filter((report) => report.started && report.member);
@@ -78,14 +76,14 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
   const replicas = (leaderReport?.replicas ?? []).map((replica) => replicaHealth(replica, probeOf.get(replica.name)));
   // Without a leader, a voter counts only if it heard from one recently: an election normally ends within a couple
   // of election timeouts, while voters that cannot reach each other stay leaderless (and answer us all the same).
-  const electionWindowMs = ELECTION_WINDOW_TIMEOUTS * view.config.electionTimeoutMs;
+  const electionWindow = electionWindowMs(view.config);
   const ackingVoters =
     leaderReport === undefined
       ? reports.filter(
           (report) =>
             voters.includes(report.node) &&
             report.lastLeaderContactMs !== null &&
-            report.lastLeaderContactMs <= electionWindowMs,
+            report.lastLeaderContactMs <= electionWindow,
         ).length
       : 1 + replicas.filter((r) => !r.isLearner && voters.includes(r.name) && ACKING_STATUSES.has(r.status)).length;
   const quorumAvailable = ackingVoters >= quorum;
@@ -100,7 +98,7 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
   if (!quorumAvailable) {
     problems.push(
       leaderReport === undefined
-        ? `only ${ackingVoters} of ${voters.length} voters answered and heard from a leader within ${electionWindowMs} ms; ${quorum} are needed to elect one`
+        ? `only ${ackingVoters} of ${voters.length} voters answered and heard from a leader within ${electionWindow} ms; ${quorum} are needed to elect one`
         : `only ${ackingVoters} of ${voters.length} voters can acknowledge writes; ${quorum} are needed`,
     );
   }

@@ -1,6 +1,6 @@
 // rqlite's operational routes: /status, /nodes, /readyz and /leader.
 import { Hono, type Context } from "hono";
-import { PROTOCOL_VERSION, type NodeStatusReport } from "../../objects/api";
+import { isInTouchWithLeader, PROTOCOL_VERSION, type ClusterTiming, type NodeStatusReport } from "../../objects/api";
 import { gatherCluster } from "../cluster/gather";
 import { transferLeadership } from "../data/service";
 import { nodeObjectName } from "../directory";
@@ -182,7 +182,7 @@ function statusDocument(c: Context<AppBindings>, runtime: Runtime, probe: Status
       node_id: report.node,
       started: report.started,
       member: report.member,
-      ready: isCaughtUp(report, config.electionTimeoutMs),
+      ready: isCaughtUp(report, config),
       leader:
         report.leader === null ? null : { node_id: report.leader, addr: nodeObjectName(config.name, report.leader) },
       raft: {
@@ -207,10 +207,12 @@ function statusDocument(c: Context<AppBindings>, runtime: Runtime, probe: Status
 }
 
 /** Started, a member, everything it knows committed applied, and in touch with a leader. */
-function isCaughtUp(report: NodeStatusReport, electionTimeoutMs: number): boolean {
+function isCaughtUp(report: NodeStatusReport, timing: ClusterTiming): boolean {
   const inTouch =
     report.role === "leader" ||
-    (report.leader !== null && report.lastLeaderContactMs !== null && report.lastLeaderContactMs <= electionTimeoutMs);
+    (report.leader !== null &&
+      report.lastLeaderContactMs !== null &&
+      isInTouchWithLeader(timing, report.lastLeaderContactMs));
   return report.started && report.member && report.appliedIndex >= report.commitIndex && inTouch;
 }
 
@@ -273,7 +275,7 @@ async function readiness(c: Context<AppBindings>): Promise<Response> {
     return text(503);
   }
   lines.push("[+]leader ok");
-  if (!isCaughtUp(local.report, runtime.config.electionTimeoutMs)) {
+  if (!isCaughtUp(local.report, runtime.config)) {
     const report = local.report;
     lines.push(
       `[+]store not ready: ${report.node} ${!report.started ? "has not started" : !report.member ? "is not a member" : `has applied ${report.appliedIndex} of ${report.commitIndex} committed entries`}`,

@@ -2,7 +2,14 @@
 // reads, read-your-writes), following "not leader" hints, waiting out elections (bounded), retrying with backoff,
 // all inside the request's deadline. The retry arithmetic lives in ./retry-policy, the leader hint's rules in
 // ./leader-cache, the choice of status and code in ./failure; this file decides what to do after each answer.
-import type { ClusterNodeRpc, NodeAddress, NodeError, NodeResult, NodeStatusReport } from "../../objects/api";
+import {
+  electionRetryAfterSeconds,
+  type ClusterNodeRpc,
+  type NodeAddress,
+  type NodeError,
+  type NodeResult,
+  type NodeStatusReport,
+} from "../../objects/api";
 import { nodeAddress, type NodeDirectory } from "../directory";
 import { DeadlineExceeded, realTimer, sleep, withDeadline, type ScheduleTimer } from "./deadline";
 import {
@@ -155,7 +162,7 @@ export class ClusterRouter {
 
   /** Seconds a client should wait before retrying after an election-related 503. */
   retryAfterSeconds(): number {
-    return Math.max(1, Math.ceil((2 * this.config.electionTimeoutMs) / 1000));
+    return electionRetryAfterSeconds(this.config);
   }
 
   /** Sends the call to the leader: the cached hint first, then wherever "not leader" answers point. */
