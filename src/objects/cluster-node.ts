@@ -177,7 +177,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         change: { kind: "remove", node: request.member.name },
         timeoutMs,
       });
-      await this.notifyRemoved(request, request.member.name);
+      await this.notifyRemoved(request, { node: request.member.name, removedAtIndex: runtime.status().applied });
       return { voters: membership.voters, learners: membership.learners };
     });
   }
@@ -224,11 +224,25 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     });
   }
 
-  /** Called by the leader once this node's removal is applied: it stops for good and says so. */
-  async leave(address: NodeAddress): Promise<NodeResult<{ removed: true }>> {
-    return this.handle(address, async (runtime) => {
-      await this.host.decommission(runtime, `${address.node} was removed from cluster ${address.cluster.name}`);
-      return { removed: true as const };
+  /**
+   * Called by the leader once this node's removal is applied (at the leader's applied index `removedAtIndex`): it
+   * stops and says so. A notice that arrives after this node applied a later configuration listing it (it was added
+   * back meanwhile) is stale and ignored.
+   */
+  async leave(request: NodeAddress & { readonly removedAtIndex?: unknown }): Promise<NodeResult<{ removed: boolean }>> {
+    return this.handle(request, async (runtime) => {
+      const removedAtIndex =
+        typeof request.removedAtIndex === "number" && Number.isSafeInteger(request.removedAtIndex)
+          ? Math.max(0, request.removedAtIndex)
+          : undefined;
+      const status = runtime.status();
+      if (removedAtIndex !== undefined && !status.removed && status.applied >= removedAtIndex) {
+        return { removed: false };
+      }
+      await this.host.decommission(runtime, `${request.node} was removed from cluster ${request.cluster.name}`, {
+        ...(removedAtIndex === undefined ? {} : { removedAtIndex }),
+      });
+      return { removed: true };
     });
   }
 
@@ -326,13 +340,18 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     }
   }
 
-  private async notifyRemoved(address: NodeAddress, node: string): Promise<void> {
+  private async notifyRemoved(
+    address: NodeAddress,
+    removed: { readonly node: string; readonly removedAtIndex: number },
+  ): Promise<void> {
+    const node = removed.node;
     try {
       await withDeadline<unknown>(
         this.stubFor(address.cluster, { name: node }).leave({
           protocolVersion: PROTOCOL_VERSION,
           cluster: address.cluster,
           node,
+          removedAtIndex: removed.removedAtIndex,
         }),
         PEER_CALL_TIMEOUT_MS,
       );

@@ -26,6 +26,8 @@ export const FEED_EVENTS: ReadonlySet<string> = new Set([
   "snapshotInstalled",
   "decommissioned",
   "removedFromCluster",
+  "readmitted",
+  "readmissionApplied",
   "runtimeDiscarded",
 ]);
 

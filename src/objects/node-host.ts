@@ -35,6 +35,24 @@ const INCARNATION_KEY = "node/incarnation";
 const DEFAULT_TICK_MS = 100;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
 const BACKUP_TIMEOUT_MS = 10_000;
+/** A re-admitted node that still applies no configuration listing it is fenced again after this many election timeouts without a proof. */
+const READMISSION_GRACE_ELECTION_TIMEOUTS = 2;
+
+/**
+ * Why a node stopped for good, and the applied index it stopped at. A configuration applied past `appliedIndex` that
+ * lists the node again (a re-add) lifts it; null for a stop no configuration can lift (a halt).
+ */
+interface RemovalRecord {
+  readonly reason: string;
+  readonly appliedIndex: number | null;
+}
+
+/** A removed node that a later configuration lists again, catching up until it applies that configuration. */
+interface Readmission {
+  /** The applied index the node was removed at: only a proof beyond it counts. */
+  readonly removedAtIndex: number;
+  lastProofAtMs: number;
+}
 
 /** The object's one alarm (ctx.storage.setAlarm / deleteAlarm on the platform). */
 export interface AlarmScheduler {
@@ -86,7 +104,8 @@ export type ReceiveRefusal = { ok: false; notStarted?: boolean; error: { code: s
 export class NodeHost {
   private runtime: NodeRuntime | null = null;
   private identityValue: NodeIdentity | null = null;
-  private removedReason: string | null = null;
+  private removal: RemovalRecord | null = null;
+  private readmission: Readmission | null = null;
   private alarmAtMs: number | null = null;
   /** The switches the current runtime runs with (empty in production). */
   private bugs: ShellBugs = {};
@@ -105,7 +124,7 @@ export class NodeHost {
   }
 
   get isRemoved(): boolean {
-    return this.removedReason !== null;
+    return this.removal !== null;
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -132,8 +151,7 @@ export class NodeHost {
     }
     try {
       runtime.advanceClock();
-      const status = runtime.status();
-      if (status.removed && status.role !== "leader") {
+      if (this.mustDecommission(runtime)) {
         await this.decommission(
           runtime,
           `${runtime.identity.node} is no longer a member of cluster ${runtime.identity.cluster.name}`,
@@ -167,9 +185,6 @@ export class NodeHost {
         error: { code: "UNAVAILABLE", message: "this node has not been started yet" },
       };
     }
-    if (this.removedReason !== null) {
-      return { ok: false, error: { code: "UNAVAILABLE", message: this.removedReason } };
-    }
     const checked = validateEnvelope(envelope, {
       cluster: this.identityValue.cluster.name,
       node: this.identityValue.node,
@@ -177,8 +192,20 @@ export class NodeHost {
     if (!checked.ok) {
       return { ok: false, error: checked.error };
     }
+    const receiving = (await this.readmittedBy(runtime, checked.envelope)) ?? runtime;
+    if (this.removal !== null) {
+      return { ok: false, error: { code: "UNAVAILABLE", message: this.removal.reason } };
+    }
+    return this.deliverTo(receiving, checked.envelope, deliver);
+  }
+
+  private async deliverTo(
+    runtime: NodeRuntime,
+    envelope: RaftEnvelope,
+    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => void,
+  ): Promise<PeerAnswer | ReceiveRefusal> {
     try {
-      deliver(runtime, checked.envelope);
+      deliver(runtime, envelope);
     } catch (err) {
       this.rethrowAbort(err);
       if (err instanceof RaftInvariantError || runtime.isBroken) {
@@ -236,13 +263,12 @@ export class NodeHost {
   async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     try {
       const runtime = await this.ensureStarted(address);
-      if (this.removedReason !== null) {
-        throw nodeError("NOT_MEMBER", this.removedReason, { retryable: false });
+      if (this.removal !== null) {
+        throw nodeError("NOT_MEMBER", this.removal.reason, { retryable: false });
       }
       const value = await (this.seams.wrapCall?.(address, body) ?? body)(runtime);
       // A removed leader keeps leading for a moment to hand over; it stops once it is a follower.
-      const after = runtime.status();
-      if (after.removed && after.role !== "leader") {
+      if (this.mustDecommission(runtime)) {
         await this.decommission(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
       } else {
         await this.scheduleAlarm(runtime);
@@ -259,10 +285,10 @@ export class NodeHost {
    * runs now; the reason survives restarts.
    */
   async halt(reason: string): Promise<void> {
-    this.seams.kv.put(REMOVED_KEY, reason);
+    this.seams.kv.put(REMOVED_KEY, { reason, appliedIndex: null } satisfies RemovalRecord);
     const runtime = await this.loadRuntime();
     if (runtime !== null) {
-      await this.decommission(runtime, reason);
+      await this.decommission(runtime, reason, { liftable: false });
     }
     await this.seams.alarm.delete();
   }
@@ -331,7 +357,6 @@ export class NodeHost {
 
   private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
     this.identityValue = identity;
-    this.removedReason = this.seams.kv.get<string>(REMOVED_KEY) ?? null;
     this.bugs = this.seams.bugs();
     const runtime = new NodeRuntime({
       identity,
@@ -346,9 +371,10 @@ export class NodeHost {
       incarnation: this.incarnation(),
     });
     this.runtime = runtime;
+    this.removal = readRemoval(this.seams.kv, runtime);
     this.seams.onRuntimeStarted?.(identity);
-    if (this.removedReason !== null) {
-      await runtime.stop(this.removedReason);
+    if (this.removal !== null) {
+      await runtime.stop(this.removal.reason);
       await this.seams.alarm.delete();
       return runtime;
     }
@@ -406,17 +432,84 @@ export class NodeHost {
     this.seams.onDiscard?.(err);
   }
 
-  /** The node was removed (or halted): it stops for good and refuses every later call with `reason`. */
-  async decommission(runtime: NodeRuntime, reason: string): Promise<void> {
-    if (this.removedReason !== null) {
+  /**
+   * The node was removed (or halted): it stops and refuses every later call with `reason`, until a configuration
+   * applied past the index it stopped at lists it again (see readmittedBy); a halt (`liftable: false`) is for good.
+   * `removedAtIndex` is the remover's applied index when it is known (the leader's notice may arrive before this
+   * node applied its own removal).
+   */
+  async decommission(
+    runtime: NodeRuntime,
+    reason: string,
+    options: { readonly liftable?: boolean; readonly removedAtIndex?: number } = {},
+  ): Promise<void> {
+    if (this.removal !== null) {
       return;
     }
-    this.removedReason = reason;
-    this.seams.kv.put(REMOVED_KEY, reason);
-    runtime.log("warn", "decommissioned", { reason });
+    const appliedIndex =
+      options.liftable === false ? null : Math.max(runtime.status().applied, options.removedAtIndex ?? 0);
+    const removal: RemovalRecord = { reason, appliedIndex };
+    // Persisted first: if the write throws, the node keeps running as before rather than refuse calls un-ticked.
+    this.seams.kv.put(REMOVED_KEY, removal);
+    this.removal = removal;
+    this.readmission = null;
+    runtime.log("warn", "decommissioned", { reason, appliedIndex });
     await runtime.stop(reason);
     await this.seams.alarm.delete();
     this.alarmAtMs = null;
+  }
+
+  /**
+   * Whether a removed node's runtime must stop now: its applied configuration no longer lists it, it does not lead
+   * (a removed leader hands over first), and it is not catching up after a re-admission whose leader still calls.
+   */
+  private mustDecommission(runtime: NodeRuntime): boolean {
+    const status = runtime.status();
+    if (!status.removed) {
+      if (this.readmission !== null) {
+        runtime.log("info", "readmissionApplied", { appliedIndex: status.applied });
+        this.readmission = null;
+      }
+      return false;
+    }
+    if (status.role === "leader") {
+      return false;
+    }
+    const readmission = this.readmission;
+    const graceMs = READMISSION_GRACE_ELECTION_TIMEOUTS * runtime.identity.cluster.electionTimeoutMs;
+    return readmission === null || this.seams.clock.now() - readmission.lastProofAtMs > graceMs;
+  }
+
+  /**
+   * A removed node accepts envelopes again once a sender proves that a configuration applied after its removal lists
+   * it (RaftEnvelope.memberAsOf beyond the applied index it stopped at): the removal is lifted and a new runtime
+   * starts from storage, returned to take the envelope. A message sent before the removal carries no such proof (its
+   * sender had applied less than the removal), so it cannot revive the node. Also refreshes the proof of a node
+   * catching up after a re-admission. Null when nothing changed.
+   */
+  private async readmittedBy(stopped: NodeRuntime, envelope: RaftEnvelope): Promise<NodeRuntime | null> {
+    const proof = envelope.memberAsOf;
+    const readmission = this.readmission;
+    if (proof !== undefined && readmission !== null && proof > readmission.removedAtIndex) {
+      readmission.lastProofAtMs = this.seams.clock.now();
+    }
+    const removal = this.removal;
+    const identity = this.identityValue;
+    if (
+      removal === null ||
+      removal.appliedIndex === null ||
+      proof === undefined ||
+      proof <= removal.appliedIndex ||
+      identity === null
+    ) {
+      return null;
+    }
+    stopped.log("warn", "readmitted", { by: envelope.from, memberAsOf: proof, removedAtIndex: removal.appliedIndex });
+    this.seams.kv.delete(REMOVED_KEY);
+    this.removal = null;
+    this.readmission = { removedAtIndex: removal.appliedIndex, lastProofAtMs: this.seams.clock.now() };
+    this.runtime = null;
+    return this.startRuntime(identity);
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -487,6 +580,18 @@ export function boundedTimeout(timeoutMs: number): number {
     return 10_000;
   }
   return Math.min(60_000, Math.max(1, Math.floor(timeoutMs)));
+}
+
+/**
+ * The persisted removal, if any. Older code stored only the reason: the node then stopped at the applied index its
+ * stopped runtime still holds (a stopped runtime never persists again).
+ */
+function readRemoval(kv: SyncKv, runtime: NodeRuntime): RemovalRecord | null {
+  const stored = kv.get<RemovalRecord | string>(REMOVED_KEY);
+  if (stored === undefined) {
+    return null;
+  }
+  return typeof stored === "string" ? { reason: stored, appliedIndex: runtime.status().applied } : stored;
 }
 
 /** Records which node an object is, as the first start does (the simulator seeds its objects' storage with it). */

@@ -385,7 +385,7 @@ export class NodeRuntime {
             voters: event.membership.voters,
             learners: event.membership.learners,
           });
-          this.peers.dropTransportsOfFormerMembers(event.membership);
+          this.peers.membershipApplied(event.membership);
           break;
         case "steppedDown":
           this.log("warn", "steppedDown", { reason: event.reason });

@@ -9,6 +9,7 @@ import {
   type DeliveryFailure,
   type FaultRules,
   type PeerTransportStats,
+  type RaftEnvelope,
   type SnapshotChunk,
 } from "../transport/index";
 import { peerTransportTiming } from "../timing";
@@ -203,14 +204,19 @@ export class PeerLinks {
     this.schemasCompared.clear();
   }
 
-  dropTransportsOfFormerMembers(membership: Membership): void {
+  /**
+   * A configuration was applied: links to former members close, and every schema comparison is made afresh. A member
+   * added back after a removal gets a new progress tracker that has not heard its schema matches, while an answer it
+   * sent before the removal may have left the same pair of hashes here (which would skip the comparison for good).
+   */
+  membershipApplied(membership: Membership): void {
+    this.schemasCompared.clear();
     const members = new Set([...membership.voters, ...membership.learners]);
     for (const [peer, transport] of this.peers) {
       if (!members.has(peer)) {
         void transport.close();
         this.peers.delete(peer);
         this.peerInfo.delete(peer);
-        this.schemasCompared.delete(peer);
       }
     }
   }
@@ -244,7 +250,8 @@ export class PeerLinks {
       peer,
       getStub: () => core.deps.peerStub(member),
       clock: core.deps.clock,
-      call: async (stub, envelope) => {
+      call: async (stub, unstamped) => {
+        const envelope = this.stampMembership(unstamped);
         let answer = await stub.receive(envelope);
         if (isPeerAnswer(answer) && answer.notStarted === true) {
           // Cluster formation: whoever reaches a node first starts it, in any order (no hand-made ordering).
@@ -284,6 +291,16 @@ export class PeerLinks {
     });
     this.peers.set(peer, transport);
     return transport;
+  }
+
+  /**
+   * Adds the proof a removed peer needs to accept a re-admission (RaftEnvelope.memberAsOf): stamped at each attempt,
+   * from this node's applied configuration at that moment, never from the one the messages were made under.
+   */
+  private stampMembership(envelope: RaftEnvelope): RaftEnvelope {
+    const status = this.core.raft.status();
+    const listed = status.membership.voters.includes(envelope.to) || status.membership.learners.includes(envelope.to);
+    return listed ? { ...envelope, memberAsOf: status.applied } : envelope;
   }
 
   private onDeliveryFailure(peer: string, failure: DeliveryFailure): void {

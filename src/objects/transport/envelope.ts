@@ -24,6 +24,12 @@ export interface RaftEnvelope {
   /** Every message has the envelope's `from` and `to`. */
   readonly messages: readonly Message[];
   readonly snapshotChunk?: SnapshotChunk;
+  /**
+   * Set by a sender whose applied configuration lists the addressee: the sender's applied index. It proves to a
+   * node that was removed (as of an earlier applied index) that a later configuration added it back. Older senders
+   * omit it, and older receivers drop it.
+   */
+  readonly memberAsOf?: number;
 }
 
 export type EnvelopeErrorCode = "PROTOCOL" | "WRONG_CLUSTER" | "WRONG_NODE" | "MALFORMED";
@@ -141,6 +147,7 @@ const envelopeSchema = z.object({
   to: nodeId,
   messages: z.array(messageSchema).max(MAX_MESSAGES_PER_ENVELOPE),
   snapshotChunk: snapshotChunkSchema.optional(),
+  memberAsOf: count.optional(),
 });
 
 const receiveResultSchema = z.discriminatedUnion("ok", [
