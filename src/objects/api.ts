@@ -3,6 +3,7 @@ import type { ReadLevel, SqlRequest, Statement, StatementResult } from "../share
 import type { ElectionStatus, ReplicaStatus, Role } from "../replication/types";
 import type { EventsRequest, EventsValue } from "./events";
 import type { NodeMetricsReport } from "./metrics-counters";
+import type { DropRequest, DropValue } from "./lifecycle/drop";
 
 export type {
   HistogramSnapshot,
@@ -14,6 +15,7 @@ export type {
 export { LATENCY_BUCKETS_SECONDS } from "./metrics-counters";
 export type { ClusterEvent, EventsRequest, EventsValue } from "./events";
 export { MAX_EVENTS_PER_NODE } from "./events";
+export type { DropRequest, DropValue } from "./lifecycle/drop";
 
 /** Bumped on any incompatible change to what nodes or the worker send each other. */
 export const PROTOCOL_VERSION = 1;
@@ -57,6 +59,7 @@ export type NodeErrorCode =
   | "STALE" // a read could not reach the requested freshness or raft index in time
   | "PROTOCOL" // unknown protocol version
   | "INTERNAL"
+  | "DROPPED" // the database was dropped, or is being dropped: nothing new is accepted (never retryable)
   // A write was proposed and this node can no longer follow it (it stepped down, stopped, or failed after logging
   // it): it may or may not be applied. Retryable: resend it with the same request id, which is applied at most once.
   | "OUTCOME_UNKNOWN";
@@ -191,6 +194,8 @@ export interface ClusterNodeRpc {
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
   /** Status, counters and storage sizes for GET /metrics. Optional: a node of an older version lacks it. */
   metrics?(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>>;
+  /** One phase of dropping this node's database (lifecycle/drop.ts). Optional as metrics(). */
+  drop?(request: DropRequest): Promise<NodeResult<DropValue>>;
   /** This node's recent cluster events (elections, leader changes, breakers, replicas, membership, snapshots). Optional as metrics(). */
   recentEvents?(request: EventsRequest): Promise<NodeResult<EventsValue>>;
 }

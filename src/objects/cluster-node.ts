@@ -20,6 +20,7 @@ import {
   type WaitForLeaderRequest,
 } from "./api";
 import { objectName, validateMember } from "./config";
+import { NodeLifecycle, type DropRequest, type DropValue, type LifecycleHost } from "./lifecycle/drop";
 import { logEvent, setLogLevel } from "./log";
 import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStub } from "./node-runtime";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
@@ -44,6 +45,8 @@ const PEER_CALL_TIMEOUT_MS = 5_000;
 
 export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private readonly host: NodeHost;
+  /** Dropping the database: the gate every worker call passes, and the tombstone (lifecycle/drop.ts). */
+  private readonly lifecycle: NodeLifecycle;
   /** In-memory counters for GET /metrics (reset when the instance restarts). */
   private readonly counters = new NodeCounters(() => Date.now());
   /** Recent elections, leader changes, breaker and replica transitions... for GET /api/v1/cluster/events. */
@@ -60,6 +63,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.otlp = otlpExporterFromEnv(env as Env & { DHA_OTLP_ENDPOINT?: string; DHA_OTLP_HEADERS?: string }, {
       "dha.component": "node",
       "dha.cluster": env.CLUSTER_NAME,
+    });
+    this.lifecycle = new NodeLifecycle(this.lifecycleHost(), {
+      now: () => Date.now(),
+      sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     });
     const faults = faultsEnabled(env);
     this.host = new NodeHost({
@@ -96,37 +103,37 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   async start(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
     this.counters.received("worker");
-    return this.host.status(address, this.locationHintOf(address.node));
+    return this.gated(address, "start", () => this.host.status(address, this.locationHintOf(address.node)));
   }
 
   async status(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
     this.counters.received("worker");
-    return this.host.status(address, this.locationHintOf(address.node));
+    return this.gated(address, "status", () => this.host.status(address, this.locationHintOf(address.node)));
   }
 
   async execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
     const asLeader = this.host.current?.status().role === "leader";
     return this.counters.trackWrite({ asLeader }, () => {
       this.counters.received("worker");
-      return this.host.execute(request);
+      return this.gated(request, "execute", () => this.host.execute(request));
     });
   }
 
   async query(request: QueryRequest): Promise<NodeResult<QueryValue>> {
     return this.counters.trackRead(request.level, () => {
       this.counters.received("worker");
-      return this.host.query(request);
+      return this.gated(request, "query", () => this.host.query(request));
     });
   }
 
   async waitForLeader(request: WaitForLeaderRequest): Promise<NodeResult<{ leader: string; term: number }>> {
     this.counters.received("worker");
-    return this.host.waitForLeader(request);
+    return this.gated(request, "waitForLeader", () => this.host.waitForLeader(request));
   }
 
   async transferLeadership(request: TransferRequest): Promise<NodeResult<{ leader: string; term: number }>> {
     this.counters.received("worker");
-    return this.host.transferLeadership(request);
+    return this.gated(request, "transferLeadership", () => this.host.transferLeadership(request));
   }
 
   async addMember(
@@ -198,7 +205,37 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
     this.counters.received("worker");
-    return this.host.backup(address);
+    return this.gated(address, "backup", () => this.host.backup(address));
+  }
+
+  /** One phase of dropping this node's database; never starts a node that was not running. */
+  async drop(request: DropRequest): Promise<NodeResult<DropValue>> {
+    if (request.protocolVersion !== PROTOCOL_VERSION) {
+      return {
+        ok: false,
+        node: request.node,
+        error: {
+          code: "PROTOCOL",
+          message: `unknown protocol version ${String(request.protocolVersion)}`,
+          retryable: false,
+        },
+      };
+    }
+    // Load a node that was started before (and evicted), so that its membership is known and it can be stopped.
+    await this.host.loadRuntime();
+    const identity = this.host.identity;
+    if (identity !== null && identity.cluster.name !== request.cluster.name) {
+      return {
+        ok: false,
+        node: request.node,
+        error: {
+          code: "INVALID_REQUEST",
+          message: `this object is not a node of ${request.cluster.name}`,
+          retryable: false,
+        },
+      };
+    }
+    return { ok: true, node: request.node, value: await this.lifecycle.drop(request) };
   }
 
   // -------------------------------------------------------------------------------------------------------------
@@ -207,6 +244,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   /** Raft messages from a peer. A refusal is an answer ({ ok: false }), never an exception. */
   async receive(envelope: unknown, traceparent?: unknown): Promise<PeerAnswer | ReceiveRefusal> {
     this.counters.received("peer");
+    if (this.lifecycle.tombstoned !== null) {
+      return { ok: false, error: { code: "DROPPED", message: this.lifecycle.tombstoned.reason } };
+    }
     return this.host.receive(envelope, (runtime, checked) => {
       const counted = this.counters.watchEnvelope(checked, () => runtime.peerReport().appliedIndex);
       runWithTrace(
@@ -284,13 +324,62 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     this.counters.alarmWakeup();
     // The spans of recent calls go out in one batch (bounded; never awaited; see otlp-spans.ts).
     void this.otlp?.flush();
+    if (this.lifecycle.tombstoned !== null) {
+      // A late alarm of a dropped database: it must not bring the object back.
+      await this.ctx.storage.deleteAlarm();
+      return;
+    }
     await this.host.alarm();
   }
 
   /** Runs one RPC through the host (start if needed, failures translated, alarm kept set), traced. */
   private async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     this.counters.received("worker");
-    return this.host.handle(address, body);
+    return this.gated(address, "request", () => this.host.handle(address, body));
+  }
+
+  /**
+   * Every worker call holds a lease of the lifecycle gate while it runs: refused once the database is dropped or
+   * being dropped, and answered DROPPED if a drop broke the lease before it finished.
+   */
+  private async gated<T>(
+    address: NodeAddress,
+    operation: string,
+    call: () => Promise<NodeResult<T>>,
+  ): Promise<NodeResult<T>> {
+    const admitted = this.lifecycle.admit(address.cluster?.name ?? "?", operation);
+    if (!admitted.ok) {
+      return { ok: false, node: address.node, error: admitted.error };
+    }
+    try {
+      const result = await call();
+      const refused = admitted.lease.broken ? this.lifecycle.refusal(address.cluster.name) : null;
+      return refused === null ? result : { ok: false, node: address.node, error: refused };
+    } finally {
+      admitted.lease.release();
+    }
+  }
+
+  private lifecycleHost(): LifecycleHost {
+    const storage = this.ctx.storage;
+    return {
+      kv: storage.kv,
+      deleteAll: () => storage.deleteAll(),
+      deleteAlarm: () => storage.deleteAlarm(),
+      members: () => {
+        const membership = this.host.current?.status().membership;
+        return membership === undefined ? [] : [...membership.voters, ...membership.learners];
+      },
+      busy: () => (this.host.current?.snapshotStreamsInFlight() ?? []).map((peer) => `snapshot to ${peer}`),
+      stopRuntime: (reason) => this.host.halt(reason),
+      log: (level, event, fields) =>
+        logEvent(
+          level,
+          { cluster: this.host.identity?.cluster.name ?? "?", node: this.host.identity?.node ?? "?", term: 0 },
+          event,
+          fields,
+        ),
+    };
   }
 
   /** Every client call runs inside its trace context and OTLP span. */

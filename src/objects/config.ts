@@ -1,6 +1,7 @@
 // From the cluster configuration (milliseconds, names) to what the pure core needs (ticks, ids).
 import type { RaftConfig, RandomSource } from "../replication/types";
 import type { ClusterConfig, MemberConfig } from "./api";
+import { parseDatabaseClusterName } from "./lifecycle/names";
 
 /** Bounds on the configuration a cluster accepts; outside them timing or storage would misbehave. */
 export const CONFIG_LIMITS = {
@@ -24,7 +25,10 @@ export function objectName(options: { cluster: string; node: string }): string {
 
 /** Throws a clear error for anything a cluster cannot run with. */
 export function validateClusterConfig(config: ClusterConfig): void {
-  validateName("cluster name", config.name);
+  // A database of the deployment (lifecycle/names.ts) has a derived name; anything else is a plain name.
+  if (typeof config.name !== "string" || parseDatabaseClusterName(config.name) === null) {
+    validateName("cluster name", config.name);
+  }
   if (config.members.length === 0) {
     throw new Error("cluster configuration: at least one member is required");
   }

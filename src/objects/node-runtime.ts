@@ -461,6 +461,11 @@ export class NodeRuntime {
     });
   }
 
+  /** The peers a snapshot is being streamed to right now. */
+  snapshotStreamsInFlight(): string[] {
+    return this.peers.snapshotStreamsInFlight();
+  }
+
   /** How many snapshot images this runtime built (each reads the whole database; tests check they are reused). */
   snapshotImagesBuilt(): number {
     return this.peers.snapshotImagesBuilt();

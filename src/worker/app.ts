@@ -17,7 +17,9 @@ import { API_ROUTES, honoPath } from "./routes/spec";
 import { statusRoutes } from "./routes/status";
 import { testHookRoutes } from "./routes/test-hooks";
 import { limitUrl, MAX_URL_BYTES } from "./middleware/url-limit";
-import { resolveLimits, runtimeFactory, type AppOptions } from "./runtime";
+import { databaseRoutes, databaseScope } from "./routes/databases";
+import { DEFAULT_DATABASE } from "../objects/lifecycle/names";
+import { clusterRuntimeFactory, resolveLimits, runtimeFactory, type AppOptions } from "./runtime";
 import type { AppBindings } from "./types";
 
 export type { AppOptions } from "./runtime";
@@ -27,6 +29,7 @@ export type { AppBindings } from "./types";
 export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   const app = new Hono<AppBindings>();
   const runtimeOf = runtimeFactory(options);
+  const clusterRuntime = clusterRuntimeFactory(options);
   const now = options.now ?? Date.now;
 
   app.use("*", traceContext());
@@ -42,20 +45,32 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
   });
 
   // Each declared route's query schema, for its handlers: what they validate with is what /openapi.json states.
-  for (const { route } of API_ROUTES) {
+  // Routes of one database learn which: the default one at the root, a named one under /databases/{database}/.
+  const scoped = databaseScope(clusterRuntime, now);
+  for (const { route, scope } of API_ROUTES) {
     const schema = route.request?.query;
     app.on(route.method.toUpperCase(), honoPath(route), async (c, next) => {
       c.set("querySchema", schema);
+      if (scope === undefined) {
+        c.set("database", DEFAULT_DATABASE);
+      }
       await next();
     });
+    if (scope === "prefixed") {
+      app.on(route.method.toUpperCase(), honoPath(route), scoped);
+    }
   }
   app.get("/livez", (c) => c.text("ok\n"));
   app.get("/openapi.json", (c) => c.json(openApiDocument()));
-  app.route("/", dataRoutes(options));
-  app.route("/", statusRoutes(options));
-  app.route("/", metricsRoutes());
-  app.route("/", eventRoutes());
-  app.route("/api/v1/cluster", clusterRoutes(options));
+  app.route("/api/v1/databases", databaseRoutes(options, clusterRuntime));
+  // The routes of one database, mounted twice: at the root for the default database, under /databases/{database}.
+  for (const prefix of ["/", "/databases/:database"]) {
+    app.route(prefix, dataRoutes(options));
+    app.route(prefix, statusRoutes(options));
+    app.route(prefix, metricsRoutes());
+    app.route(prefix, eventRoutes());
+    app.route(`${prefix === "/" ? "" : prefix}/api/v1/cluster`, clusterRoutes(options));
+  }
   // Fault injection for end-to-end tests: a 404 unless test configuration set DHA_TEST_FAULTS = "1".
   app.route("/_test", testHookRoutes());
 

@@ -48,24 +48,50 @@ export function resolveLimits(options: AppOptions): RequestLimits {
 /** Returns a function that builds (and caches per env object) the runtime, or throws a 500 naming the bad setting. */
 export function runtimeFactory(options: AppOptions): (env: AppEnv) => Runtime {
   const built = new WeakMap<object, Runtime>();
-  const policy: RoutingPolicy = { ...DEFAULT_ROUTING_POLICY, ...options.policy };
-  const limits = resolveLimits(options);
-  const random = options.random ?? defaultRouterDeps.random;
-  const now = options.now ?? defaultRouterDeps.now;
-  const sleep = options.sleep ?? defaultRouterDeps.sleep;
+  const clusterRuntime = clusterRuntimeFactory(options);
   return (env) => {
     const cached = built.get(env);
     if (cached !== undefined) {
       return cached;
     }
-    let config: ClusterConfig;
-    try {
-      config = parseClusterConfig(env);
-    } catch (error) {
-      if (error instanceof ConfigError) {
-        throw new ApiError(500, `the cluster configuration is invalid: ${error.message}`, { code: "CONFIG" });
-      }
-      throw error;
+    const runtime = clusterRuntime(env, deploymentConfig(env));
+    built.set(env, runtime);
+    return runtime;
+  };
+}
+
+/** The cluster of wrangler.toml (the default database), or a 500 naming the bad setting. */
+export function deploymentConfig(env: AppEnv): ClusterConfig {
+  try {
+    return parseClusterConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      throw new ApiError(500, `the cluster configuration is invalid: ${error.message}`, { code: "CONFIG" });
+    }
+    throw error;
+  }
+}
+
+/** Runtimes cached per env object, per cluster name (one per database generation); bounded. */
+const MAX_CLUSTER_RUNTIMES = 256;
+
+/** Builds (and caches per env object and cluster name) the runtime of any cluster: a database of the deployment. */
+export function clusterRuntimeFactory(options: AppOptions): (env: AppEnv, config: ClusterConfig) => Runtime {
+  const built = new WeakMap<object, Map<string, Runtime>>();
+  const policy: RoutingPolicy = { ...DEFAULT_ROUTING_POLICY, ...options.policy };
+  const limits = resolveLimits(options);
+  const random = options.random ?? defaultRouterDeps.random;
+  const now = options.now ?? defaultRouterDeps.now;
+  const sleep = options.sleep ?? defaultRouterDeps.sleep;
+  return (env, config) => {
+    let perEnv = built.get(env);
+    if (perEnv === undefined) {
+      perEnv = new Map();
+      built.set(env, perEnv);
+    }
+    const cached = perEnv.get(config.name);
+    if (cached !== undefined) {
+      return cached;
     }
     const traced = tracedDirectory((options.directory ?? durableObjectDirectory)(env, config));
     const exporter = workerExporter(env);
@@ -80,7 +106,10 @@ export function runtimeFactory(options: AppOptions): (env: AppEnv) => Runtime {
       ...(options.routerBugs === undefined ? {} : { bugs: options.routerBugs }),
     });
     const runtime: Runtime = { config, router, limits, policy, now, random, sleep };
-    built.set(env, runtime);
+    if (perEnv.size >= MAX_CLUSTER_RUNTIMES) {
+      perEnv.clear();
+    }
+    perEnv.set(config.name, runtime);
     return runtime;
   };
 }

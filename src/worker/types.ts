@@ -11,6 +11,8 @@ export interface AppVariables {
   runtime: () => Runtime;
   /** The query schema of the matched route (routes/spec.ts), set by app.ts before the route's handlers run. */
   querySchema: z.ZodType | undefined;
+  /** The database a per-database route addresses ("default": wrangler.toml's); unset on deployment routes. */
+  database: string | undefined;
   /** Epoch milliseconds at which the request arrived (deadlines and `timings` count from here). */
   startedAt: number;
 }

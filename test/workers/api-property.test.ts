@@ -9,6 +9,10 @@ import type { OpenApiDocument } from "./api-document";
 import { checkAnswer, credential, describeRequest, ROUTES, send, type Generated } from "./api-generators";
 import { FakeCluster, harness } from "./http-support";
 
+function isDatabasesRoute(path: string): boolean {
+  return path.startsWith("/databases/") || path.startsWith("/api/v1/databases");
+}
+
 interface ClusterState {
   readonly applied: number;
   readonly voters: string;
@@ -38,10 +42,12 @@ describe("every route, with generated valid and invalid input", () => {
     const document = (await (
       await harness().request("GET", "/openapi.json", { token: null })
     ).json()) as OpenApiDocument;
-    const declared = API_ROUTES.map(({ route }) => `${route.method.toUpperCase()} ${route.path}`).filter(
-      (route) => route !== "GET /metrics",
-    );
+    const declared = API_ROUTES.filter(({ route }) => !isDatabasesRoute(route.path))
+      .map(({ route }) => `${route.method.toUpperCase()} ${route.path}`)
+      .filter((route) => route !== "GET /metrics");
     // Every declared route but /metrics (which fakes cannot serve: it needs the nodes' metrics RPC) has a generator.
+    // The databases API and the routes under /databases/{database} need real nodes (a catalog in a system
+    // database): test/workers/databases-*.test.ts covers them.
     expect(Object.keys(ROUTES).sort()).toEqual(declared.sort());
     const counts = { requests: 0, valid: 0, refused: 0 };
     const statuses = new Map<number, number>();

@@ -315,6 +315,11 @@ export class PeerLinks {
     });
   }
 
+  /** The peers a snapshot is being streamed to right now (a drop waits for them, bounded). */
+  snapshotStreamsInFlight(): string[] {
+    return [...this.snapshotStreams];
+  }
+
   /** How many snapshot images this runtime built (each one reads the whole database). */
   snapshotImagesBuilt(): number {
     return this.imagesBuilt;

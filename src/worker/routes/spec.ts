@@ -28,6 +28,13 @@ import {
   statusResponseSchema,
   transferBodySchema,
 } from "../http/schemas";
+import {
+  createDatabaseBodySchema,
+  databaseEntrySchema,
+  databaseListSchema,
+  databaseParamsSchema,
+  databasePathSchema,
+} from "../databases/schemas";
 
 /** Who may call a route: anyone, or a token holding any one of the roles. */
 export type Access = "public" | { readonly anyRole: readonly Role[] };
@@ -35,6 +42,12 @@ export type Access = "public" | { readonly anyRole: readonly Role[] };
 export interface ApiRoute {
   readonly route: RouteConfig;
   readonly access: Access;
+  /**
+   * Where the route lives: undefined for a route of the default database (wrangler.toml's, at the root), which is
+   * also served for every database under /databases/{database}/ ("prefixed", generated below); "deployment" for
+   * the routes of the whole deployment (/livez, /openapi.json, /api/v1/databases).
+   */
+  readonly scope?: "deployment" | "prefixed";
 }
 
 type Responses = RouteConfig["responses"];
@@ -141,9 +154,10 @@ const readRole = { anyRole: ["read"] } as const;
 const writeRole = { anyRole: ["write"] } as const;
 const adminRole = { anyRole: ["admin"] } as const;
 
-export const API_ROUTES: readonly ApiRoute[] = [
+const ROOT_ROUTES: readonly ApiRoute[] = [
   {
     access: "public",
+    scope: "deployment",
     route: createRoute({
       method: "get",
       path: "/livez",
@@ -157,6 +171,7 @@ export const API_ROUTES: readonly ApiRoute[] = [
   },
   {
     access: "public",
+    scope: "deployment",
     route: createRoute({
       method: "get",
       path: "/openapi.json",
@@ -454,6 +469,127 @@ export const API_ROUTES: readonly ApiRoute[] = [
       },
     }),
   },
+];
+
+/** The databases API: the catalog of the deployment's databases (routes/databases.ts). */
+const CATALOG_ROUTES: readonly ApiRoute[] = [
+  {
+    access: adminRole,
+    scope: "deployment",
+    route: createRoute({
+      method: "get",
+      path: "/api/v1/databases",
+      summary:
+        "The databases of this deployment (those a scoped token may address), with state, leader and size (role admin)",
+      request: { query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(databaseListSchema, "The catalog"),
+        400: error("Bad parameter"),
+        503: error("The catalog (the system database) has no leader, or no node is reachable", retryAfter),
+        504: error("The deadline passed"),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    scope: "deployment",
+    route: createRoute({
+      method: "get",
+      path: "/api/v1/databases/{name}",
+      summary: "One database: state, generation, options, leader and size (role admin)",
+      request: { params: databaseParamsSchema, query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(databaseEntrySchema, "The database"),
+        400: error("Bad name or parameter"),
+        404: error("No database of that name"),
+        503: error("The catalog has no leader, or no node is reachable", retryAfter),
+        504: error("The deadline passed"),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    scope: "deployment",
+    route: createRoute({
+      method: "put",
+      path: "/api/v1/databases/{name}",
+      summary:
+        "Create a database (its own Raft group) and wait until it has a leader; idempotent for the same options (role admin)",
+      request: {
+        params: databaseParamsSchema,
+        query: queryOf("timeout", "pretty"),
+        body: { required: false, content: { [JSON_TYPE]: { schema: createDatabaseBodySchema } } },
+      },
+      responses: {
+        200: json(databaseEntrySchema, "It existed with the same options (now ONLINE)"),
+        201: json(databaseEntrySchema, "Created (ONLINE)"),
+        400: error("Bad name, body or options"),
+        409: error(
+          "It exists with other options, is being dropped, or the deployment holds DHA_MAX_DATABASES databases already",
+        ),
+        413: error("Body over 16 KiB"),
+        503: error("The catalog or the new database has no leader yet: repeat the PUT to finish", retryAfter),
+        504: error("The deadline passed"),
+        ...guarded("plain"),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    scope: "deployment",
+    route: createRoute({
+      method: "delete",
+      path: "/api/v1/databases/{name}",
+      summary:
+        "Drop a database: refuse new requests, drain those in flight (bounded), wipe every node and leave a tombstone (role admin)",
+      request: { params: databaseParamsSchema, query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(databaseEntrySchema, "Dropped (DROPPED)"),
+        400: error("Bad name or parameter"),
+        404: error("No database of that name"),
+        503: error(
+          "Not every node could be dropped yet (the database refuses requests): repeat the DELETE",
+          retryAfter,
+        ),
+        504: error("The deadline passed"),
+        ...guarded("plain"),
+      },
+    }),
+  },
+];
+
+/** A route of the default database, served for database {database} under /databases/{database}. */
+function perDatabase({ route, access }: ApiRoute): ApiRoute {
+  const shape = route.path.startsWith("/db/") ? "rqlite" : "plain";
+  const params = route.request?.params as z.ZodObject | undefined;
+  const failure = shape === "rqlite" ? requestError : error;
+  return {
+    access,
+    scope: "prefixed",
+    route: {
+      ...route,
+      path: `/databases/{database}${route.path}`,
+      request: {
+        ...route.request,
+        params: params === undefined ? databasePathSchema : databasePathSchema.extend(params.shape),
+      },
+      responses: {
+        ...route.responses,
+        400: route.responses[400] ?? failure("Bad database name or parameter"),
+        404: failure(`No database of that name${route.responses[404] === undefined ? "" : ", or no such member"}`),
+        410: failure("The database was dropped, or is being dropped"),
+      },
+    },
+  };
+}
+
+/** Every route: the default database's, the deployment's, and each database's under /databases/{database}. */
+export const API_ROUTES: readonly ApiRoute[] = [
+  ...ROOT_ROUTES,
+  ...CATALOG_ROUTES,
+  ...ROOT_ROUTES.filter((route) => route.scope === undefined).map(perDatabase),
 ];
 
 /** GET /db/backup, on its own: the backup formats are the backup module's (data/backup-formats.ts). */

@@ -1,7 +1,7 @@
 // What a routed call that did not succeed answers: the HTTP status and the code, chosen in one place, so that a
 // write that may have been applied is never reported as a definite failure and every code says what happened.
 
-export type FailureStatus = 400 | 404 | 409 | 500 | 503 | 504;
+export type FailureStatus = 400 | 404 | 409 | 410 | 500 | 503 | 504;
 
 export interface RouteFailure {
   readonly ok: false;
@@ -55,6 +55,9 @@ const REFUSED_BEFORE_PROPOSING: ReadonlySet<string> = new Set([
   "TRANSFER_IN_PROGRESS",
   "CONFIG_CHANGE_IN_PROGRESS",
   "STALE",
+  // Refused by the lifecycle gate: the database is dropped or being dropped (a write whose lease a drop broke may
+  // have been applied, but its database is gone with it).
+  "DROPPED",
 ]);
 
 export function writeMayHaveApplied(code: string): boolean {

@@ -213,6 +213,25 @@ export class ClusterRouter {
     return { ok: true, node, report: result.value, elapsedMs };
   }
 
+  /** One call to one named node (no retries, no leader search), within `timeoutMs`; never throws. */
+  async toNode<T>(
+    node: string,
+    call: NodeCall<T>,
+    timeoutMs: number,
+  ): Promise<{ ok: true; value: T } | { ok: false; code: string; message: string }> {
+    if (timeoutMs <= 0) {
+      return { ok: false, code: "DEADLINE", message: "the deadline passed before the call" };
+    }
+    const invocation = await this.invoke(node, call, timeoutMs);
+    if (invocation.kind === "transport") {
+      return { ok: false, code: invocation.timedOut ? "DEADLINE" : "UNREACHABLE", message: invocation.message };
+    }
+    const result = invocation.result;
+    return result.ok
+      ? { ok: true, value: result.value }
+      : { ok: false, code: result.error.code, message: `${result.error.code}: ${result.error.message}` };
+  }
+
   /** Every named node's status in parallel, each within the per-node deadline. */
   probeAll(nodes: readonly string[], timeoutMs = this.policy.statusTimeoutMs): Promise<StatusProbe[]> {
     return Promise.all(nodes.map((node) => this.probeStatus(node, timeoutMs)));
@@ -343,6 +362,8 @@ export class ClusterRouter {
         return { kind: "retry", to: "next", backoff: true };
       case "INVALID_REQUEST":
         return done(routeFailure(400, code, error.message, { node, outcomeUnknown: false }));
+      case "DROPPED":
+        return done(routeFailure(410, code, error.message, { node, outcomeUnknown: false }));
       default:
         return this.afterUncertainAnswer(error, node, state, plan);
     }
@@ -488,7 +509,7 @@ export class ClusterRouter {
     if (outcome.status === 504 && outcome.code === "OUTCOME_UNKNOWN") {
       return outcome;
     }
-    if (outcome.code === "INVALID_REQUEST") {
+    if (outcome.code === "INVALID_REQUEST" || outcome.code === "DROPPED") {
       // The same request is refused the same way everywhere: no earlier attempt can have been applied either.
       return { ...outcome, outcomeUnknown: false };
     }

@@ -21,6 +21,18 @@ export function requireRole(...roles: Role[]): MiddlewareHandler<AppBindings> {
   });
 }
 
+/** Refuses (403) a token scoped to other databases than `database`. */
+export function assertDatabase(principal: Principal, database: string): void {
+  if (principal.databases !== null && !principal.databases.has(database)) {
+    throw new ApiError(403, `this token is not scoped to database ${JSON.stringify(database)}`, { code: "FORBIDDEN" });
+  }
+}
+
+/** Whether the token may address `database`. */
+export function mayAccessDatabase(principal: Principal, database: string): boolean {
+  return principal.databases === null || principal.databases.has(database);
+}
+
 /** For handlers that learn late which roles they need (e.g. /db/request once it knows it writes). */
 export function assertRoles(principal: Principal, roles: readonly Role[]): void {
   const missing = roles.filter((role) => !principal.roles.has(role));
@@ -57,6 +69,11 @@ export async function authenticate(c: Context<AppBindings>): Promise<Principal> 
   const principal = await authenticateToken(table, presented);
   if (principal === null) {
     throw unauthorized("invalid token");
+  }
+  // Routes of one database (the default one included) check the token's scope here, whatever role they need.
+  const database = c.get("database");
+  if (database !== undefined) {
+    assertDatabase(principal, database);
   }
   c.set("principal", principal);
   return principal;

@@ -3,6 +3,8 @@
 // Roles are exactly what is listed (admin does not imply read). "metrics" opens GET /metrics only, so that a
 // Prometheus scraper can hold a token without data access. Tokens are kept only as SHA-256 digests, and a
 // presented token is compared against every digest in constant time, so neither timing nor order reveals a match.
+// A token may be scoped to databases: {"a-tenant-token": {"roles": ["read", "write"], "databases": ["tenant-a"]}}
+// opens only those databases ("default" is the database of wrangler.toml) and answers 403 on any other.
 import { z } from "zod";
 
 export const ROLES = ["read", "write", "admin", "metrics"] as const;
@@ -12,6 +14,8 @@ export interface Principal {
   /** Stable and not secret: the first 16 hex digits of the token's SHA-256. Namespaces idempotency keys. */
   readonly id: string;
   readonly roles: ReadonlySet<Role>;
+  /** The databases this token may address; null: every database. */
+  readonly databases: ReadonlySet<string> | null;
 }
 
 interface TokenEntry {
@@ -27,6 +31,15 @@ export class TokenConfigError extends Error {
 const TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]{12,512}$/;
 const MAX_TOKENS = 256;
 const rolesSchema = z.array(z.enum(ROLES)).min(1);
+/** At most this many databases in one token's scope. */
+const MAX_SCOPED_DATABASES = 1000;
+const DATABASE_IN_SCOPE = /^(?:[a-z0-9][a-z0-9_-]{0,47})$/;
+const scopedSchema = z.strictObject({
+  roles: rolesSchema,
+  databases: z.array(z.string().regex(DATABASE_IN_SCOPE)).min(1).max(MAX_SCOPED_DATABASES).optional(),
+});
+/** An entry: its roles (every database), or roles with the databases it is scoped to. */
+const entrySchema = z.union([rolesSchema, scopedSchema]);
 
 const UTF8 = new TextEncoder();
 /** Parsed tables by the DHA_TOKENS text; bounded, as the secret changes only on deploy. */
@@ -73,14 +86,25 @@ async function buildTable(raw: string): Promise<readonly TokenEntry[]> {
           `DHA_TOKENS token #${position} is invalid: use 12-512 characters from A-Z a-z 0-9 . _ ~ + / = -`,
         );
       }
-      const checked = rolesSchema.safeParse(roles);
+      const checked = entrySchema.safeParse(roles);
       if (!checked.success) {
+        const roleList = `a non-empty array of ${ROLES.map((r) => `"${r}"`).join(", ")}`;
         throw new TokenConfigError(
-          `DHA_TOKENS token #${position} has invalid roles: expected a non-empty array of ${ROLES.map((r) => `"${r}"`).join(", ")}`,
+          Array.isArray(roles)
+            ? `DHA_TOKENS token #${position} has invalid roles: expected ${roleList}`
+            : `DHA_TOKENS token #${position} is invalid: expected ${roleList}, or {"roles": [...], "databases": ["name", ...]} with database names as PUT /api/v1/databases accepts them (or "default")`,
         );
       }
+      const entry = Array.isArray(checked.data) ? { roles: checked.data } : checked.data;
       const digest = await sha256(token);
-      return { digest, principal: { id: hex(digest).slice(0, 16), roles: new Set(checked.data) } };
+      return {
+        digest,
+        principal: {
+          id: hex(digest).slice(0, 16),
+          roles: new Set(entry.roles),
+          databases: entry.databases === undefined ? null : new Set(entry.databases),
+        },
+      };
     }),
   );
 }

@@ -1,0 +1,234 @@
+// Creating and dropping the databases of a deployment: the catalog transitions (CREATING -> ONLINE, -> DROPPING ->
+// DROPPED), each logged as one JSON line, and the calls to the database's nodes in between. Every step is
+// idempotent: a request that fails half way leaves a state that the same request, repeated, finishes.
+import type { ClusterConfig, DropValue, MemberConfig } from "../../objects/api";
+import { CONFIG_LIMITS, validateClusterConfig } from "../../objects/config";
+import { databaseClusterName, SYSTEM_DATABASE, SYSTEM_GENERATION } from "../../objects/lifecycle/names";
+import { ApiError } from "../http/errors";
+import type { Runtime } from "../runtime";
+import type { Catalog } from "./catalog";
+import type { CreateDatabaseBody, DatabaseEntry, DatabaseOptions, DatabaseState } from "./schemas";
+
+/** Drop: how long calls in flight and long operations (load, backup, snapshot streams) may still run, by default. */
+export const DEFAULT_DROP_DRAIN_MS = 10_000;
+/** At most this many rounds of asking nodes for members the catalog does not list (added at run time). */
+const MAX_MEMBER_ROUNDS = 3;
+
+/** The system database: the deployment's nodes and timing, its own Raft group (created by its first call). */
+export function systemClusterConfig(deployment: ClusterConfig): ClusterConfig {
+  return {
+    name: databaseClusterName({
+      deployment: deployment.name,
+      database: SYSTEM_DATABASE,
+      generation: SYSTEM_GENERATION,
+    }),
+    members: deployment.members,
+    heartbeatIntervalMs: deployment.heartbeatIntervalMs,
+    electionTimeoutMs: deployment.electionTimeoutMs,
+  };
+}
+
+/** The Raft group of one generation of a database. */
+export function databaseClusterConfig(deployment: ClusterConfig, entry: DatabaseEntry): ClusterConfig {
+  return {
+    name: databaseClusterName({ deployment: deployment.name, database: entry.name, generation: entry.generation }),
+    members: entry.options.members.map((member) => ({ ...member })),
+    heartbeatIntervalMs: entry.options.heartbeatIntervalMs,
+    electionTimeoutMs: entry.options.electionTimeoutMs,
+  };
+}
+
+/** PUT's options with the deployment's defaults filled in; 400 for a combination the nodes would refuse. */
+export function resolveOptions(body: CreateDatabaseBody, deployment: ClusterConfig): DatabaseOptions {
+  let members: MemberConfig[];
+  if (body.nodes === undefined) {
+    members = deployment.members.map((member) => ({ ...member }));
+  } else if (typeof body.nodes === "number") {
+    members = Array.from({ length: body.nodes }, (_, i) => ({ name: `n${i + 1}` }));
+  } else {
+    members = body.nodes.map((name) => ({ name }));
+  }
+  if (body.locationHints !== undefined) {
+    const hints = body.locationHints;
+    members = members.map((member, i) => ({ name: member.name, locationHint: hints[i % hints.length] as string }));
+  }
+  const options: DatabaseOptions = {
+    members,
+    heartbeatIntervalMs: body.heartbeatIntervalMs ?? deployment.heartbeatIntervalMs,
+    electionTimeoutMs: body.electionTimeoutMs ?? deployment.electionTimeoutMs,
+  };
+  try {
+    validateClusterConfig({ name: deployment.name, ...options });
+  } catch (error) {
+    throw new ApiError(400, (error as Error).message.replace(/^cluster configuration: /, "database options: "), {
+      code: "BAD_REQUEST",
+    });
+  }
+  return options;
+}
+
+export function sameOptions(a: DatabaseOptions, b: DatabaseOptions): boolean {
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
+}
+
+function canonical(options: DatabaseOptions): DatabaseOptions {
+  return {
+    members: options.members.map((m) => (m.locationHint === undefined ? { name: m.name } : { ...m })),
+    heartbeatIntervalMs: options.heartbeatIntervalMs,
+    electionTimeoutMs: options.electionTimeoutMs,
+  };
+}
+
+/** One JSON line per catalog transition (Workers Logs / wrangler tail). */
+export function logTransition(
+  entry: { readonly name: string; readonly generation: number; readonly from: DatabaseState | null },
+  to: DatabaseState,
+  reason: string,
+  atMs: number,
+): void {
+  console.log(
+    JSON.stringify({
+      level: "info",
+      event: "databaseStateChanged",
+      database: entry.name,
+      generation: entry.generation,
+      from: entry.from,
+      to,
+      reason,
+      at: new Date(atMs).toISOString(),
+    }),
+  );
+}
+
+export interface LifecycleContext {
+  readonly catalog: Catalog;
+  /** The database's runtime (router over its nodes) for a catalog entry. */
+  readonly runtimeOf: (entry: DatabaseEntry) => Runtime;
+  readonly now: () => number;
+  readonly deadlineAt: number;
+}
+
+/** Moves the entry and logs the transition; false (nothing logged) when another request moved it first. */
+export async function transition(
+  context: LifecycleContext,
+  entry: DatabaseEntry,
+  options: { from: readonly DatabaseState[]; to: DatabaseState; reason: string },
+): Promise<boolean> {
+  const atMs = context.now();
+  const moved = await context.catalog.transition({ entry, ...options, atMs, deadlineAt: context.deadlineAt });
+  if (moved) {
+    logTransition(
+      { name: entry.name, generation: entry.generation, from: entry.state },
+      options.to,
+      options.reason,
+      atMs,
+    );
+  }
+  return moved;
+}
+
+/** CREATING -> ONLINE once every configured node has started and a leader is elected. */
+export async function bringOnline(context: LifecycleContext, entry: DatabaseEntry): Promise<DatabaseEntry> {
+  const runtime = context.runtimeOf(entry);
+  const started = await Promise.all(
+    runtime.router.memberNames().map(async (node) => {
+      const remainingMs = context.deadlineAt - context.now();
+      const outcome = await runtime.router.toNode(node, (rpc, address) => rpc.start(address), remainingMs);
+      return outcome.ok ? null : `${node}: ${outcome.message}`;
+    }),
+  );
+  const failures = started.filter((failure): failure is string => failure !== null);
+  if (failures.length > 0) {
+    throw new ApiError(
+      503,
+      `database ${entry.name} is CREATING: not every node started (${failures.join("; ")}); repeat the PUT to finish`,
+      {
+        code: "CREATING",
+        retryAfterSeconds: runtime.router.retryAfterSeconds(),
+      },
+    );
+  }
+  const leader = await runtime.router.toLeader(
+    (rpc, address, timeoutMs) => rpc.waitForLeader({ ...address, timeoutMs }),
+    { deadlineAt: context.deadlineAt, kind: "admin" },
+  );
+  if (!leader.ok) {
+    throw new ApiError(
+      503,
+      `database ${entry.name} is CREATING: no leader yet (${leader.message}); repeat the PUT to finish`,
+      {
+        code: "CREATING",
+        retryAfterSeconds: runtime.router.retryAfterSeconds(),
+      },
+    );
+  }
+  await transition(context, entry, {
+    from: ["CREATING"],
+    to: "ONLINE",
+    reason: `leader ${leader.value.leader} elected`,
+  });
+  return { ...entry, state: "ONLINE", reason: `leader ${leader.value.leader} elected` };
+}
+
+export interface DropReport {
+  readonly nodes: readonly string[];
+  readonly brokenLeases: number;
+  readonly failures: readonly string[];
+}
+
+/**
+ * DROPPING: close every node (new calls refused, calls in flight and long operations drained for up to
+ * `drainMs`, then broken), then wipe every node (stopped, alarm deleted, storage deleted, tombstone written).
+ * Members the catalog does not list (added at run time) are learned from the nodes and dropped too.
+ */
+export async function dropNodes(
+  context: LifecycleContext,
+  entry: DatabaseEntry,
+  options: { drainMs: number; reason: string },
+): Promise<DropReport> {
+  const runtime = context.runtimeOf(entry);
+  const known = new Set(runtime.router.memberNames());
+  const failures: string[] = [];
+  let brokenLeases = 0;
+  const phase = async (name: "close" | "wipe", nodes: readonly string[]): Promise<string[]> => {
+    const learned: string[] = [];
+    await Promise.all(
+      nodes.map(async (node) => {
+        const remainingMs = context.deadlineAt - context.now();
+        const outcome = await runtime.router.toNode(
+          node,
+          (rpc, address) => {
+            if (rpc.drop === undefined) {
+              throw new Error("this node cannot drop databases (an older version)");
+            }
+            return rpc.drop({
+              ...address,
+              phase: name,
+              timeoutMs: Math.max(0, Math.min(options.drainMs, remainingMs - 1_000)),
+              reason: options.reason,
+            });
+          },
+          remainingMs,
+        );
+        if (!outcome.ok) {
+          failures.push(`${node} (${name}): ${outcome.message}`);
+          return;
+        }
+        const value: DropValue = outcome.value;
+        brokenLeases += value.brokenLeases.length;
+        learned.push(...value.members.filter((member) => !known.has(member)));
+      }),
+    );
+    return learned;
+  };
+  let pending = [...known];
+  for (let round = 0; round < MAX_MEMBER_ROUNDS && pending.length > 0; round++) {
+    const learned = [...new Set(await phase("close", pending))].slice(0, CONFIG_LIMITS.maxMembers);
+    learned.forEach((node) => known.add(node));
+    pending = learned;
+  }
+  if (failures.length === 0) {
+    await phase("wipe", [...known]);
+  }
+  return { nodes: [...known], brokenLeases, failures };
+}

@@ -1,0 +1,233 @@
+// Many databases per deployment over real ClusterNode objects: the catalog routes, /databases/{name}/... on each
+// database's own Raft group, isolation, scoped tokens, limits, drop under load with its tombstone, re-creation.
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { PROTOCOL_VERSION } from "../../src/objects/api";
+import { waitFor } from "./helpers/cluster";
+import { DeploymentHarness, type Reply } from "./helpers/databases";
+import { TOKENS } from "./http-support";
+
+const T = "timeout=30s";
+
+async function rows(h: DeploymentHarness, database: string, sql: string): Promise<unknown[][]> {
+  const reply = await h.send("GET", `/databases/${database}/db/query?${T}&level=strong&q=${encodeURIComponent(sql)}`);
+  expect(reply.status, reply.text).toBe(200);
+  return (reply.json().results[0].values ?? []) as unknown[][];
+}
+
+function execute(h: DeploymentHarness, database: string, statements: unknown): Promise<Reply> {
+  return h.send("POST", `/databases/${database}/db/execute?${T}`, { json: statements });
+}
+
+/** Several Raft groups per test on a shared machine: more room than the suite's default. */
+const SLOW_MS = 180_000;
+
+describe("databases of one deployment", { timeout: SLOW_MS }, () => {
+  it("creates a database, serves its data API under /databases/{name}, lists it, drops it for good", async () => {
+    const h = new DeploymentHarness("db-smoke");
+    const created = await h.create("alpha");
+    expect(created).toEqual({ generation: 1, status: 201 });
+    const again = await h.create("alpha");
+    expect(again.status).toBe(200);
+    const conflict = await h.send("PUT", `/api/v1/databases/alpha?${T}`, { json: { nodes: 1 } });
+    expect(conflict.status, conflict.text).toBe(409);
+
+    const write = await execute(h, "alpha", ["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"]);
+    expect(write.status, write.text).toBe(200);
+    expect(await rows(h, "alpha", "SELECT x FROM t")).toEqual([[1]]);
+
+    const list = await h.send("GET", `/api/v1/databases?${T}`);
+    expect(list.status, list.text).toBe(200);
+    const listed = list.json().databases;
+    expect(listed.map((d: { name: string; state: string }) => [d.name, d.state])).toEqual([["alpha", "ONLINE"]]);
+    expect(listed[0].leader).toMatch(/^n[123]$/);
+    expect(listed[0].sizeBytes).toBeGreaterThan(0);
+    const one = await h.send("GET", `/api/v1/databases/alpha?${T}`);
+    expect(one.json()).toMatchObject({ name: "alpha", state: "ONLINE", generation: 1 });
+
+    const dropped = await h.send("DELETE", "/api/v1/databases/alpha?timeout=40s");
+    expect(dropped.status, dropped.text).toBe(200);
+    expect(dropped.json().state).toBe("DROPPED");
+    const late = await h.send("GET", "/databases/alpha/db/query?q=SELECT%201");
+    expect(late.status, late.text).toBe(410);
+    expect(late.headers.get("X-DHA-Error-Code")).toBe("DROPPED");
+    for (const node of h.nodes) {
+      expect(await h.storageOf(h.clusterOf("alpha", 1), node)).toEqual({
+        keys: ["lifecycle/tombstone"],
+        tables: [],
+        alarm: null,
+      });
+    }
+    const recreated = await h.create("alpha");
+    expect(recreated).toEqual({ generation: 2, status: 201 });
+    expect(await rows(h, "alpha", "SELECT name FROM sqlite_master")).toEqual([]);
+  });
+
+  it("keeps two databases written concurrently apart, and apart from the default database", async () => {
+    const h = new DeploymentHarness("db-isolation");
+    await Promise.all([h.create("left"), h.create("right")]);
+    for (const name of ["left", "right"]) {
+      expect((await execute(h, name, ["CREATE TABLE t (db TEXT, i INTEGER)"])).status).toBe(200);
+    }
+    const writes = Array.from({ length: 12 }, (_, i) =>
+      (["left", "right"] as const).map((name) => execute(h, name, [["INSERT INTO t VALUES (?, ?)", name, i]])),
+    ).flat();
+    const answers = await Promise.all(writes);
+    expect(answers.map((reply) => reply.status)).toEqual(answers.map(() => 200));
+    for (const name of ["left", "right"]) {
+      const seen = await rows(h, name, "SELECT db, count(*) FROM t GROUP BY db");
+      expect(seen).toEqual([[name, 12]]);
+    }
+    // The default database (wrangler.toml's, at /db) has no table t.
+    const fromDefault = await h.send("GET", `/db/query?${T}&level=strong&q=${encodeURIComponent("SELECT * FROM t")}`);
+    expect(fromDefault.status, fromDefault.text).toBe(200);
+    expect(fromDefault.json().results[0].error).toMatch(/no such table/);
+  });
+
+  it("enforces tokens scoped to databases: 403 on any other, the default one and the catalog included", async () => {
+    const scoped = "scoped-writer-token-0001";
+    const scopedAdmin = "scoped-admin-token-00001";
+    const defaultOnly = "default-only-token-00001";
+    const tokens = JSON.stringify({
+      [TOKENS.admin]: ["read", "write", "admin"],
+      [scoped]: { roles: ["read", "write"], databases: ["mine"] },
+      [scopedAdmin]: { roles: ["read", "admin"], databases: ["mine"] },
+      [defaultOnly]: { roles: ["read"], databases: ["default"] },
+    });
+    const h = new DeploymentHarness("db-scopes", { tokens });
+    await Promise.all([h.create("mine"), h.create("theirs")]);
+
+    expect((await execute(h, "mine", ["CREATE TABLE t (x)"])).status).toBe(200);
+    const mine = await h.send("POST", `/databases/mine/db/execute?${T}`, {
+      token: scoped,
+      json: ["INSERT INTO t VALUES (1)"],
+    });
+    expect(mine.status, mine.text).toBe(200);
+    for (const [method, path] of [
+      ["POST", "/databases/theirs/db/execute"],
+      ["GET", "/databases/theirs/db/query?q=SELECT%201"],
+      ["GET", "/databases/theirs/status"],
+      ["GET", "/databases/theirs/api/v1/cluster/health"],
+      ["GET", "/databases/theirs/metrics"],
+      ["GET", "/databases/nonexistent/db/query?q=SELECT%201"],
+      ["GET", "/db/query?q=SELECT%201"],
+      ["GET", "/databases/default/db/query?q=SELECT%201"],
+      ["GET", "/status"],
+    ] as const) {
+      const reply = await h.send(method, path, { token: scoped, json: method === "POST" ? ["SELECT 1"] : undefined });
+      expect(reply.status, `${method} ${path}: ${reply.text}`).toBe(403);
+      expect(reply.headers.get("X-DHA-Error-Code")).toBe("FORBIDDEN");
+    }
+    // Basic auth (rqlite clients) is scoped the same way.
+    const basic = `Basic ${btoa(`any:${scoped}`)}`;
+    const viaBasic = await h.send("GET", "/databases/theirs/db/query?q=SELECT%201", {
+      token: null,
+      headers: { Authorization: basic },
+    });
+    expect(viaBasic.status).toBe(403);
+
+    // A scoped admin sees and manages only its databases.
+    const list = await h.send("GET", `/api/v1/databases?${T}`, { token: scopedAdmin });
+    expect(list.status, list.text).toBe(200);
+    expect(list.json().databases.map((d: { name: string }) => d.name)).toEqual(["mine"]);
+    expect((await h.send("GET", `/api/v1/databases/theirs?${T}`, { token: scopedAdmin })).status).toBe(403);
+    expect((await h.send("DELETE", `/api/v1/databases/theirs?${T}`, { token: scopedAdmin })).status).toBe(403);
+    expect((await h.send("PUT", `/api/v1/databases/other?${T}`, { token: scopedAdmin })).status).toBe(403);
+    // Roles still apply inside the scope.
+    expect((await h.send("GET", `/api/v1/databases?${T}`, { token: scoped })).status).toBe(403);
+
+    const onDefault = await h.send("GET", "/livez", { token: defaultOnly });
+    expect(onDefault.status).toBe(200);
+    expect((await h.send("GET", "/databases/mine/db/query?q=SELECT%201", { token: defaultOnly })).status).toBe(403);
+  });
+
+  it("validates names and options, and holds at most DHA_MAX_DATABASES databases", async () => {
+    const h = new DeploymentHarness("db-limits", { maxDatabases: 1 });
+    for (const [name, body] of [
+      ["Upper", {}],
+      ["_system", {}],
+      ["default", {}],
+      ["x".repeat(49), {}],
+      ["ok", { nodes: 10 }],
+      ["ok", { nodes: ["n1", "n1"] }],
+      ["ok", { locationHints: ["mars"] }],
+      ["ok", { heartbeatIntervalMs: 100, electionTimeoutMs: 200 }],
+      ["ok", { unknown: 1 }],
+    ] as const) {
+      const reply = await h.send("PUT", `/api/v1/databases/${name}?${T}`, { json: body });
+      expect(reply.status, `${name} ${JSON.stringify(body)}: ${reply.text}`).toBe(400);
+    }
+    expect((await h.send("GET", "/databases/_system/db/query?q=SELECT%201")).status).toBe(400);
+    expect((await h.send("GET", "/databases/never-made/db/query?q=SELECT%201")).status).toBe(404);
+    expect((await h.send("DELETE", `/api/v1/databases/never-made?${T}`)).status).toBe(404);
+
+    await h.create("first", { nodes: 1 });
+    const second = await h.send("PUT", `/api/v1/databases/second?${T}`, { json: { nodes: 1 } });
+    expect(second.status, second.text).toBe(409);
+    expect(second.headers.get("X-DHA-Error-Code")).toBe("DATABASE_LIMIT");
+    expect((await h.send("DELETE", "/api/v1/databases/first?timeout=40s")).status).toBe(200);
+    await h.create("second", { nodes: 1 });
+  });
+
+  it("drops under write load: every write gets its result or a clear error; no storage, no alarm, no way back", async () => {
+    const h = new DeploymentHarness("db-drop-load");
+    const { generation } = await h.create("busy");
+    expect((await execute(h, "busy", ["CREATE TABLE t (i INTEGER)"])).status).toBe(200);
+    let stop = false;
+    const statuses = new Map<number, number>();
+    const acked: number[] = [];
+    const writer = async (id: number) => {
+      for (let i = 0; !stop && i < 200; i++) {
+        const value = id * 1000 + i;
+        const reply = await execute(h, "busy", [["INSERT INTO t VALUES (?)", value]]);
+        statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
+        if (reply.status === 200) {
+          acked.push(value);
+          expect(reply.json().results[0].error).toBeUndefined();
+        } else {
+          // A clear refusal: the database is dropped (410), with its code; never a 5xx.
+          expect(reply.status, reply.text).toBe(410);
+          expect(reply.headers.get("X-DHA-Error-Code")).toBe("DROPPED");
+          expect(reply.json().error).toMatch(/dropped/);
+          return;
+        }
+      }
+    };
+    const writers = [1, 2, 3].map(writer);
+    await waitFor("ten acknowledged writes before the drop", () => (acked.length >= 10 ? true : undefined), {
+      timeoutMs: 60_000,
+    });
+    const dropped = await h.send("DELETE", "/api/v1/databases/busy?timeout=40s");
+    expect(dropped.status, dropped.text).toBe(200);
+    await Promise.all(writers);
+    stop = true;
+    expect(statuses.get(410)).toBe(3);
+    expect([...statuses.keys()].sort()).toEqual([200, 410]);
+
+    const cluster = h.clusterOf("busy", generation);
+    for (const node of h.nodes) {
+      expect(await h.storageOf(cluster, node)).toEqual({ keys: ["lifecycle/tombstone"], tables: [], alarm: null });
+      // A late call cannot start the object again...
+      const address = {
+        protocolVersion: PROTOCOL_VERSION,
+        cluster: {
+          name: cluster,
+          members: h.nodes.map((name) => ({ name })),
+          heartbeatIntervalMs: 50,
+          electionTimeoutMs: 600,
+        },
+        node,
+      };
+      const late = await h.stub(cluster, node).start(address);
+      expect(late.ok).toBe(false);
+      expect(late.ok ? null : late.error.code).toBe("DROPPED");
+      // ...nor can a late alarm.
+      await runInDurableObject(h.stub(cluster, node), (_instance, state) => state.storage.setAlarm(Date.now() + 1));
+      expect(await runDurableObjectAlarm(h.stub(cluster, node))).toBe(true);
+      expect(await h.storageOf(cluster, node)).toEqual({ keys: ["lifecycle/tombstone"], tables: [], alarm: null });
+    }
+    const catalog = await h.send("GET", `/api/v1/databases/busy?${T}`);
+    expect(catalog.json()).toMatchObject({ state: "DROPPED", generation });
+    expect((await h.send("DELETE", `/api/v1/databases/busy?${T}`)).status).toBe(200);
+  });
+});
