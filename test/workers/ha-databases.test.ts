@@ -2,26 +2,11 @@
 // the loss of a node, and databases are created and dropped while nodes of the catalog and of the databases crash.
 // The admin routes are idempotent: a request cut short by a crash is repeated until it answers, as a client would.
 import { describe, expect, it } from "vitest";
-import { waitFor } from "./helpers/cluster";
-import { DeploymentHarness, type Reply } from "./helpers/databases";
+import { DeploymentHarness } from "./helpers/databases";
 import { SeededRandom } from "../../src/replication/random";
 import { pause, scenarioSeed } from "./helpers/ha";
 
 const T = "timeout=30s";
-
-/** Repeats an admin request while it answers 503/504 (a leader lost mid-way), up to a deadline. */
-async function untilDone(h: DeploymentHarness, method: string, path: string, body?: unknown): Promise<Reply> {
-  let last: Reply | undefined;
-  await waitFor(
-    `${method} ${path} to finish`,
-    async () => {
-      last = await h.send(method, path, body === undefined ? {} : { json: body });
-      return last.status === 503 || last.status === 504 ? undefined : last;
-    },
-    { timeoutMs: 120_000, intervalMs: 50 },
-  );
-  return last as Reply;
-}
 
 describe("databases: HA", { timeout: 300_000 }, () => {
   it("keeps the catalog when a node of the system database is lost for good", async () => {
@@ -30,13 +15,13 @@ describe("databases: HA", { timeout: 300_000 }, () => {
     const system = h.clusterOf("_system", 1);
     // n1 of the system database stops for good (its storage kept but it answers nothing any more).
     await h.stub(system, "n1").testHalt();
-    const entry = await untilDone(h, "GET", `/api/v1/databases/kept?${T}`);
+    const entry = await h.untilDone("GET", `/api/v1/databases/kept?${T}`);
     expect(entry.status, entry.text).toBe(200);
     expect(entry.json()).toMatchObject({ name: "kept", state: "ONLINE", generation: 1 });
     // The two remaining nodes are a quorum: the catalog still takes changes.
-    const created = await untilDone(h, "PUT", `/api/v1/databases/added?${T}`, { nodes: 1 });
+    const created = await h.untilDone("PUT", `/api/v1/databases/added?${T}`, { json: { nodes: 1 } });
     expect(created.status, created.text).toBe(201);
-    const list = await untilDone(h, "GET", `/api/v1/databases?${T}`);
+    const list = await h.untilDone("GET", `/api/v1/databases?${T}`);
     expect(list.json().databases.map((d: { name: string }) => d.name)).toEqual(["added", "kept"]);
   });
 
@@ -63,22 +48,21 @@ describe("databases: HA", { timeout: 300_000 }, () => {
     })();
     try {
       for (let round = 1; round <= 2; round++) {
-        const created = await untilDone(h, "PUT", `/api/v1/databases/churn?${T}`, { nodes: 3 });
+        const created = await h.untilDone("PUT", `/api/v1/databases/churn?${T}`, { json: { nodes: 3 } });
         expect([200, 201], created.text).toContain(created.status);
         expect(created.json()).toMatchObject({ state: "ONLINE", generation: round });
-        const written = await untilDone(h, "POST", `/databases/churn/db/execute?${T}`, [
-          "CREATE TABLE IF NOT EXISTS t (round INTEGER)",
-          ["INSERT INTO t VALUES (?)", round],
-        ]);
+        const written = await h.untilDone("POST", `/databases/churn/db/execute?${T}`, {
+          headers: { "Idempotency-Key": `churn-round-${round}` },
+          json: ["CREATE TABLE IF NOT EXISTS t (round INTEGER)", ["INSERT INTO t VALUES (?)", round]],
+        });
         expect(written.status, written.text).toBe(200);
-        const read = await untilDone(
-          h,
+        const read = await h.untilDone(
           "GET",
           `/databases/churn/db/query?${T}&level=strong&q=SELECT%20round%20FROM%20t`,
         );
         // Each generation starts empty: only this round's row.
         expect(read.json().results[0].values).toEqual([[round]]);
-        const dropped = await untilDone(h, "DELETE", `/api/v1/databases/churn?${T}`);
+        const dropped = await h.untilDone("DELETE", `/api/v1/databases/churn?${T}`);
         expect(dropped.status, dropped.text).toBe(200);
         expect(dropped.json().state).toBe("DROPPED");
       }

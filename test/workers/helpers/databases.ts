@@ -10,7 +10,7 @@ import { createApp, type AppOptions } from "../../../src/worker/app";
 import type { AppEnv } from "../../../src/worker/config";
 import { LeaderCache } from "../../../src/worker/routing/leader-cache";
 import { buildRequest, TOKENS_JSON, type RequestOptions } from "../http-support";
-import { uniqueClusterName } from "./cluster";
+import { uniqueClusterName, waitFor } from "./cluster";
 
 export interface Reply {
   readonly status: number;
@@ -32,8 +32,8 @@ export class DeploymentHarness {
       CLUSTER_NAME: uniqueClusterName(prefix),
       CLUSTER_NODES: this.nodes.join(","),
       // Slower than the other workerd tests: a deployment runs several Raft groups at once on a shared machine.
-      HEARTBEAT_INTERVAL_MS: "50",
-      ELECTION_TIMEOUT_MS: "600",
+      HEARTBEAT_INTERVAL_MS: "100",
+      ELECTION_TIMEOUT_MS: "1000",
       DHA_TOKENS: options.tokens ?? TOKENS_JSON,
       ...(options.maxDatabases === undefined ? {} : { DHA_MAX_DATABASES: String(options.maxDatabases) }),
     } as AppEnv;
@@ -61,9 +61,27 @@ export class DeploymentHarness {
     return { status: response.status, headers: response.headers, text, json: () => JSON.parse(text) };
   }
 
-  /** PUT /api/v1/databases/{name}, expecting 200 or 201; remembers the database for the cleanup. */
+  /**
+   * Sends the request again while it answers 503 or 504 (no leader yet, a leader lost mid-way), as a client of
+   * these idempotent routes would, until it answers otherwise or the deadline passes.
+   */
+  async untilDone(method: string, path: string, init: RequestOptions = {}, timeoutMs = 120_000): Promise<Reply> {
+    let last: Reply | undefined;
+    await waitFor(
+      `${method} ${path} to answer other than 503/504`,
+      async () => {
+        last = await this.send(method, path, init);
+        return last.status === 503 || last.status === 504 ? undefined : last;
+      },
+      { timeoutMs, intervalMs: 50 },
+    );
+    return last as Reply;
+  }
+
+  /** PUT /api/v1/databases/{name} until it answers, expecting 200 or 201; the database is halted after the test. */
   async create(name: string, body: unknown = { nodes: 3 }): Promise<{ generation: number; status: number }> {
-    const reply = await this.send("PUT", `/api/v1/databases/${name}?timeout=40s`, { json: body });
+    this.touched.add(this.clusterOf(name, 1));
+    const reply = await this.untilDone("PUT", `/api/v1/databases/${name}?timeout=30s`, { json: body });
     if (reply.status !== 200 && reply.status !== 201) {
       throw new Error(`PUT ${name}: ${reply.status} ${reply.text}`);
     }
