@@ -71,8 +71,9 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
   });
 
   it("keeps two databases written concurrently apart, and apart from the default database", async () => {
-    const h = new DeploymentHarness("db-isolation");
-    await Promise.all([h.create("left"), h.create("right")]);
+    // One node per group here: isolation does not depend on replication, and the machine runs several groups.
+    const h = new DeploymentHarness("db-isolation", { nodes: 1 });
+    await Promise.all([h.create("left", { nodes: 1 }), h.create("right", { nodes: 1 })]);
     for (const name of ["left", "right"]) {
       expect((await execute(h, name, ["CREATE TABLE t (db TEXT, i INTEGER)"])).status).toBe(200);
     }
@@ -104,8 +105,8 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
       [scopedAdmin]: { roles: ["read", "admin"], databases: ["mine"] },
       [defaultOnly]: { roles: ["read"], databases: ["default"] },
     });
-    const h = new DeploymentHarness("db-scopes", { tokens });
-    await Promise.all([h.create("mine"), h.create("theirs")]);
+    const h = new DeploymentHarness("db-scopes", { tokens, nodes: 1 });
+    await Promise.all([h.create("mine", { nodes: 1 }), h.create("theirs", { nodes: 1 })]);
 
     expect((await execute(h, "mine", ["CREATE TABLE t (x)"])).status).toBe(200);
     const mine = await h.send("POST", `/databases/mine/db/execute?${T}`, {
@@ -152,7 +153,7 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
   });
 
   it("validates names and options, and holds at most DHA_MAX_DATABASES databases", async () => {
-    const h = new DeploymentHarness("db-limits", { maxDatabases: 1 });
+    const h = new DeploymentHarness("db-limits", { maxDatabases: 1, nodes: 1 });
     for (const [name, body] of [
       ["Upper", {}],
       ["_system", {}],

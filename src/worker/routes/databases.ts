@@ -46,13 +46,7 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
   });
 
   app.get("/:name", requireRole("admin"), nameParam, async (c) => {
-    const name = c.req.valid("param").name;
-    assertDatabase(await authenticate(c), name);
-    const { deployment, context } = prepare(c, clusterRuntime);
-    const entry = await deployment.catalog.get(name, { deadlineAt: context.deadlineAt, strong: true });
-    if (entry === null) {
-      throw noDatabase(name);
-    }
+    const { deployment, entry } = await existingEntry(c, c.req.valid("param").name, clusterRuntime);
     return json(await describeLive(deployment, entry));
   });
 
@@ -116,13 +110,7 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
   });
 
   app.delete("/:name", requireRole("admin"), nameParam, async (c) => {
-    const name = c.req.valid("param").name;
-    assertDatabase(await authenticate(c), name);
-    const { deployment, context } = prepare(c, clusterRuntime);
-    const entry = await deployment.catalog.get(name, { deadlineAt: context.deadlineAt, strong: true });
-    if (entry === null) {
-      throw noDatabase(name);
-    }
+    const { name, deployment, context, entry } = await existingEntry(c, c.req.valid("param").name, clusterRuntime);
     if (entry.state === "DROPPED") {
       return json(entry);
     }
@@ -216,8 +204,15 @@ async function describeLive(deployment: Deployment, entry: DatabaseEntry) {
   return { ...entry, leader, sizeBytes };
 }
 
-function noDatabase(name: string): ApiError {
-  return new ApiError(404, `no database ${JSON.stringify(name)}`, { code: "NO_DATABASE" });
+/** The catalog entry of a database the token may address (403), read through the log; 404 when there is none. */
+async function existingEntry(c: Context<AppBindings>, name: string, clusterRuntime: ClusterRuntimeOf) {
+  assertDatabase(await authenticate(c), name);
+  const { deployment, context } = prepare(c, clusterRuntime);
+  const entry = await deployment.catalog.get(name, { deadlineAt: context.deadlineAt, strong: true });
+  if (entry === null) {
+    throw new ApiError(404, `no database ${JSON.stringify(name)}`, { code: "NO_DATABASE" });
+  }
+  return { name, deployment, context, entry };
 }
 
 function json(value: unknown, status: 200 | 201 = 200): Response {

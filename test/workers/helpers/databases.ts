@@ -22,11 +22,15 @@ export interface Reply {
 export class DeploymentHarness {
   readonly env: AppEnv;
   readonly app: ReturnType<typeof createApp>;
-  readonly nodes = ["n1", "n2", "n3"];
+  readonly nodes: readonly string[];
   /** Databases this test created (name and generation), halted after the test unless wiped. */
   private readonly touched = new Set<string>();
 
-  constructor(prefix: string, options: { tokens?: string; maxDatabases?: number; app?: AppOptions } = {}) {
+  constructor(
+    prefix: string,
+    options: { tokens?: string; maxDatabases?: number; app?: AppOptions; nodes?: number } = {},
+  ) {
+    this.nodes = Array.from({ length: options.nodes ?? 3 }, (_, i) => `n${i + 1}`);
     this.env = {
       ...testEnv,
       CLUSTER_NAME: uniqueClusterName(prefix),
