@@ -33,6 +33,12 @@ const REMOVED_KEY = "node/removed";
 const INCARNATION_KEY = "node/incarnation";
 /** The retry delay of an alarm whose runtime failed, when no identity says the tick. */
 const DEFAULT_TICK_MS = 100;
+/** The cap of that retry's back-off, when no identity says the election timeout. */
+const DEFAULT_ELECTION_TIMEOUT_MS = 1_000;
+/** Failed starts in a row back off up to this many election timeouts between tries. */
+const START_RETRY_MAX_ELECTION_TIMEOUTS = 3;
+/** From this many failed starts in a row on, each one's log line carries an alert. */
+const START_FAILURES_ALERT = 5;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
 const BACKUP_TIMEOUT_MS = 10_000;
 /** A re-admitted node that still applies no configuration listing it is fenced again after this many election timeouts without a proof. */
@@ -111,6 +117,8 @@ export class NodeHost {
   private bugs: ShellBugs = {};
   /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
   private strayAlarmCleared = false;
+  /** Failed starts in a row (reset by a start that succeeds): the retry backs off with them. */
+  private startFailuresInARow = 0;
 
   constructor(private readonly seams: NodeHostSeams) {}
 
@@ -138,14 +146,23 @@ export class NodeHost {
       runtime = await this.loadRuntime();
     } catch (err) {
       this.rethrowAbort(err);
-      // Starting failed (a storage error): try again a tick later rather than leave the node without an alarm.
+      // Starting failed (a storage error): try again later rather than leave the node without an alarm, backing off
+      // (an error that repeats on every start, e.g. a full database, must not reload the node every tick).
       this.seams.onDiscard?.(err);
+      this.startFailuresInARow++;
+      const retryInMs = startRetryDelayMs(this.identityValue?.cluster, this.startFailuresInARow);
       logEvent("error", { cluster: this.identityValue?.cluster.name ?? "?", node: "?", term: 0 }, "startFailed", {
         error: String(err),
+        failuresInARow: this.startFailuresInARow,
+        retryInMs,
+        ...(this.startFailuresInARow >= START_FAILURES_ALERT
+          ? { alert: "the node fails to start again and again" }
+          : {}),
       });
-      await this.armRetry();
+      await this.armRetry(retryInMs);
       return;
     }
+    this.startFailuresInARow = 0;
     if (runtime === null || runtime.isStopped) {
       return;
     }
@@ -162,7 +179,7 @@ export class NodeHost {
       this.rethrowAbort(err);
       await this.discardRuntime(runtime, err);
       // Come back soon from storage rather than keep running in a state the core refused.
-      await this.armRetry();
+      await this.armRetry(this.identityValue?.cluster.heartbeatIntervalMs ?? DEFAULT_TICK_MS);
       return;
     }
     await this.scheduleAlarm(runtime);
@@ -515,9 +532,16 @@ export class NodeHost {
   // -------------------------------------------------------------------------------------------------------------
   // The alarm
 
-  private async armRetry(): Promise<void> {
-    const tickMs = this.identityValue?.cluster.heartbeatIntervalMs ?? DEFAULT_TICK_MS;
-    await this.seams.alarm.set(this.seams.clock.now() + tickMs);
+  /** Sets the alarm `delayMs` from now, recorded like any other (scheduleAlarm compares with it). */
+  private async armRetry(delayMs: number): Promise<void> {
+    const atMs = this.seams.clock.now() + Math.max(1, delayMs);
+    this.alarmAtMs = atMs;
+    try {
+      await this.seams.alarm.set(atMs);
+    } catch (err) {
+      this.alarmAtMs = null;
+      throw err;
+    }
   }
 
   private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
@@ -572,6 +596,19 @@ function mayTick(runtime: NodeRuntime): boolean {
   const self = runtime.identity.node;
   const member = status.membership.voters.includes(self) || status.membership.learners.includes(self);
   return member || status.removed || status.role === "leader" || status.leader !== null;
+}
+
+/**
+ * How long to wait before starting again after `failures` failed starts in a row: a heartbeat interval, doubling,
+ * at most START_RETRY_MAX_ELECTION_TIMEOUTS election timeouts.
+ */
+export function startRetryDelayMs(
+  cluster: { readonly heartbeatIntervalMs: number; readonly electionTimeoutMs: number } | undefined,
+  failures: number,
+): number {
+  const tickMs = cluster?.heartbeatIntervalMs ?? DEFAULT_TICK_MS;
+  const maxMs = START_RETRY_MAX_ELECTION_TIMEOUTS * (cluster?.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS);
+  return Math.min(maxMs, tickMs * 2 ** Math.min(Math.max(0, failures - 1), 20));
 }
 
 /** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */
