@@ -4,6 +4,11 @@ import type { ElectionStatus, ReplicaStatus, Role } from "../replication/types";
 import type { EventsRequest, EventsValue } from "./events";
 import type { NodeMetricsReport } from "./metrics-counters";
 import type { DropRequest, DropValue } from "./lifecycle/drop";
+import type { ConsistencySettings } from "./monitor/config";
+import type { NodeConsistency, ReplicaConsistency, RepairOutcome } from "./monitor/types";
+
+export type { ConsistencySettings } from "./monitor/config";
+export type { DivergedFlag, NodeConsistency, ReplicaConsistency, RepairOutcome } from "./monitor/types";
 
 export type {
   HistogramSnapshot,
@@ -36,6 +41,8 @@ export interface ClusterConfig {
   readonly electionTimeoutMs: number;
   /** Take a snapshot and compact the log after this many applied entries (default 1000). */
   readonly snapshotThresholdEntries?: number;
+  /** The consistency monitor (README "Consistency monitor"); unset fields take their defaults. */
+  readonly consistency?: ConsistencySettings;
 }
 
 /** Addresses one node of one cluster; its object id derives from `${cluster.name}/${node}`. */
@@ -118,6 +125,8 @@ export interface ReplicaReport {
   readonly reconnections: number;
   readonly breaker: "CLOSED" | "OPEN" | "HALF_OPEN";
   readonly schemaHash: string | null;
+  /** The consistency monitor's verdict on this replica; absent from nodes of older versions. */
+  readonly consistency?: ReplicaConsistency;
 }
 
 /** Everything the health endpoint and /status need from one node. */
@@ -147,6 +156,8 @@ export interface NodeStatusReport {
   /** Only on the leader. */
   readonly replicas: readonly ReplicaReport[];
   readonly locationHint: string | null;
+  /** This node's consistency checkpoints and DIVERGED flag; absent from nodes of older versions. */
+  readonly consistency?: NodeConsistency;
 }
 
 /** Admin operations. Each answers once the change is committed (or refused). */
@@ -158,6 +169,12 @@ export interface TransferRequest extends NodeAddress {
 
 export interface MemberChangeRequest extends NodeAddress {
   readonly member: MemberConfig;
+  readonly timeoutMs: number;
+}
+
+export interface RepairRequest extends NodeAddress {
+  /** The member whose state is replaced with the leader's. */
+  readonly member: string;
   readonly timeoutMs: number;
 }
 
@@ -192,6 +209,8 @@ export interface ClusterNodeRpc {
   ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
   /** A SQL dump of this node's applied state (any node; call the leader after a linearizable read for a fresh one). */
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
+  /** Leader only: replaces a member's state with the leader's (consistency repair). Optional as metrics(). */
+  repairMember?(request: RepairRequest): Promise<NodeResult<RepairOutcome>>;
   /** Status, counters and storage sizes for GET /metrics. Optional: a node of an older version lacks it. */
   metrics?(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>>;
   /** One phase of dropping this node's database (lifecycle/drop.ts). Optional as metrics(). */

@@ -16,6 +16,8 @@ import {
   type NodeStatusReport,
   type QueryRequest,
   type QueryValue,
+  type RepairOutcome,
+  type RepairRequest,
   type TransferRequest,
   type WaitForLeaderRequest,
 } from "./api";
@@ -189,6 +191,13 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     });
   }
 
+  /** Leader only: replaces a member's state with the leader's (the consistency monitor's repair). */
+  async repairMember(request: RepairRequest): Promise<NodeResult<RepairOutcome>> {
+    return this.handle(request, (runtime) =>
+      runtime.repairMember({ node: request.member, timeoutMs: boundedTimeout(request.timeoutMs) }),
+    );
+  }
+
   async metrics(address: NodeAddress): Promise<NodeResult<NodeMetricsReport>> {
     return this.handle(address, async (runtime) =>
       nodeMetricsReport({
@@ -309,6 +318,20 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   async testSetBugs(bugs: unknown): Promise<void> {
     assertFaultsEnabled(this.env);
     this.ctx.storage.kv.put(SHELL_BUGS_STORAGE_KEY, parseShellBugs(bugs));
+  }
+
+  /**
+   * Test-only: runs SQL statements straight on this node's database, outside Raft (no log entry, no other node sees
+   * them), to plant the divergence the consistency monitor must find. Refused unless test configuration enabled faults.
+   */
+  async testCorruptOutsideRaft(statements: unknown): Promise<void> {
+    assertFaultsEnabled(this.env);
+    if (!Array.isArray(statements) || !statements.every((statement) => typeof statement === "string")) {
+      throw new Error("testCorruptOutsideRaft: expected an array of SQL strings");
+    }
+    for (const statement of statements as string[]) {
+      this.ctx.storage.sql.exec(statement);
+    }
   }
 
   /** Test-only: crashes this object (in-memory state lost, storage kept); its alarm or the next call restarts it. */

@@ -2,6 +2,7 @@
 import type { RaftConfig, RandomSource } from "../replication/types";
 import type { ClusterConfig, MemberConfig } from "./api";
 import { parseDatabaseClusterName } from "./lifecycle/names";
+import { validateConsistencySettings } from "./monitor/config";
 
 /** Bounds on the configuration a cluster accepts; outside them timing or storage would misbehave. */
 export const CONFIG_LIMITS = {
@@ -68,6 +69,7 @@ export function validateClusterConfig(config: ClusterConfig): void {
       `cluster configuration: snapshotThresholdEntries must be an integer from 2 to 1000000, got ${threshold}`,
     );
   }
+  validateConsistencySettings(config.consistency);
 }
 
 export function validateMember(member: MemberConfig): void {

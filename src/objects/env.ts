@@ -20,6 +20,13 @@ export interface Env {
   DHA_MAX_RESULT_ROWS?: string;
   /** Optional: the most bytes (approximate) all statements of one request may return (default 16777216). */
   DHA_MAX_RESULT_BYTES?: string;
+  /** Optional: the consistency monitor ("on"/"off", every N entries / T ms, slice bounds, "auto"/"manual" repair). */
+  DHA_CONSISTENCY_CHECKS?: string;
+  DHA_CHECKPOINT_EVERY_ENTRIES?: string;
+  DHA_CHECKPOINT_EVERY_MS?: string;
+  DHA_CHECKPOINT_ROWS?: string;
+  DHA_CHECKPOINT_BYTES?: string;
+  DHA_CONSISTENCY_REPAIR?: string;
   /** Test configuration only: "1" lets tests inject network faults between nodes. */
   DHA_TEST_FAULTS?: string;
 }

@@ -29,6 +29,16 @@ export const FEED_EVENTS: ReadonlySet<string> = new Set([
   "readmitted",
   "readmissionApplied",
   "runtimeDiscarded",
+  // The consistency monitor (src/objects/monitor).
+  "consistencyAlert",
+  "replicaDiverged",
+  "replicaDivergenceCleared",
+  "nodeDiverged",
+  "divergedLeaderSteppingDown",
+  "repairStarted",
+  "replicaRepaired",
+  "repairFailed",
+  "repairInstalled",
 ]);
 
 export const MAX_EVENTS_PER_NODE = 256;

@@ -17,7 +17,9 @@ import { ClientRequests, type QueryOptions, type RequestAnswer } from "./runtime
 import { buildStatusReport, logReplicaSummary } from "./runtime/status-report";
 import { LIMITS, type NodeIdentity, type RuntimeCore, type RuntimeDeps } from "./runtime/types";
 import type { StateMachinePort } from "./state-machine-port";
-import type { applyFaults, RaftEnvelope } from "./transport/index";
+import type { applyFaults, RaftEnvelope, SnapshotChunk } from "./transport/index";
+import { isMonitorCommand } from "./monitor/command";
+import { ConsistencyMonitor, type RepairOutcome } from "./monitor/monitor";
 
 export { NodeFailure, nodeError } from "./runtime/errors";
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
@@ -37,6 +39,7 @@ export class NodeRuntime {
   private readonly core: RuntimeCore;
   private readonly peers: PeerLinks;
   private readonly requests: ClientRequests;
+  private readonly monitor: ConsistencyMonitor;
   private lastTickAtMs: number;
   private ticks = 0;
   private lastLeaderContactAtMs: number | null = null;
@@ -95,8 +98,12 @@ export class NodeRuntime {
       runDeferredReady: () => this.runDeferredReady(),
       inBackground: (what, fn) => this.inBackground(what, fn),
       log: (level, event, fields) => this.log(level, event, fields),
+      readRefusal: () => this.monitor.readRefusal(),
     };
     this.peers = new PeerLinks(this.core);
+    this.monitor = new ConsistencyMonitor(this.core, (options) => this.peers.sendRepairImage(options));
+    this.peers.onPeerReport = (peer, report) =>
+      this.monitor.recordPeerReport(peer, report.consistency, report.appliedIndex);
     this.requests = new ClientRequests(this.core, this.nextRuntimeId());
     this.log("info", "nodeStarted", {
       fresh,
@@ -144,6 +151,7 @@ export class NodeRuntime {
     this.lastTickAtMs = due > ticks ? nowMs : this.lastTickAtMs + ticks * this.tickIntervalMs;
     maybePromoteLearners(this.core, this.peers);
     this.requests.ticked();
+    this.monitor.ticked();
     this.processReady();
   }
 
@@ -178,6 +186,9 @@ export class NodeRuntime {
           { retryable: false },
         );
       }
+      if (envelope.snapshotChunk.repair === true && envelope.snapshotChunk.last) {
+        this.installRepair(envelope.snapshotChunk);
+      }
     }
     for (const message of envelope.messages) {
       if (
@@ -203,7 +214,35 @@ export class NodeRuntime {
       schemaHash: this.sm.schemaInfo().hash,
       lastLogIndex: this.raft.status().lastIndex,
       incarnation: this.deps.incarnation,
+      consistency: this.monitor.peerReport(),
     };
+  }
+
+  /**
+   * A repair image from the leader is fully staged: swap it in, replacing this node's diverged state, then replay
+   * this node's own log from the image's index to where it had applied (the core has handed those entries out
+   * already). A failure half-way marks the runtime broken: reloaded from storage, it replays from what was kept.
+   */
+  private installRepair(chunk: SnapshotChunk): void {
+    const appliedBefore = this.sm.appliedIndex();
+    const replayFrom = this.raftStorage.snapshot()?.index ?? 0;
+    const imageIndex = this.sm.installRepairImage(
+      { snapshotIndex: chunk.snapshotIndex, snapshotTerm: chunk.snapshotTerm },
+      { minImageIndex: replayFrom },
+    );
+    try {
+      for (let index = imageIndex + 1; index <= appliedBefore; index++) {
+        const entry = this.raftStorage.entry(index);
+        if (entry === undefined) {
+          throw new Error(`entry ${index} is not in the log to replay after the repair image at ${imageIndex}`);
+        }
+        this.sm.applyEntry(entry);
+      }
+    } catch (err) {
+      this.markBroken(`replaying the log after a repair failed: ${err instanceof Error ? err.message : String(err)}`);
+      throw err;
+    }
+    this.monitor.stateReplaced({ repair: true, imageIndex });
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
@@ -349,12 +388,16 @@ export class NodeRuntime {
       throw err;
     }
     this.raftStorage.installSnapshot(ready.snapshot);
+    this.monitor.stateReplaced({ repair: false, imageIndex: appliedIndex });
     this.log("info", "snapshotInstalled", { snapshotIndex: ready.snapshot.index, appliedIndex });
   }
 
   private applyCommitted(entries: readonly LogEntry[]): void {
     for (const entry of entries) {
       const results = this.sm.applyEntry(entry);
+      if (entry.kind === "normal" && results !== null && isMonitorCommand(entry.data)) {
+        this.monitor.entryApplied(entry.index);
+      }
       this.requests.entryApplied(entry, results);
     }
   }
@@ -367,6 +410,7 @@ export class NodeRuntime {
           this.log("info", "becameLeader", { electionMs: this.lastElectionMs });
           this.requests.becameLeader(this.raft.status().lastIndex);
           this.peers.leadershipGained();
+          this.monitor.becameLeader();
           this.deps.onLeaderWork?.();
           break;
         case "becameFollower":
@@ -386,6 +430,7 @@ export class NodeRuntime {
             learners: event.membership.learners,
           });
           this.peers.membershipApplied(event.membership);
+          this.monitor.membershipChanged(new Set([...event.membership.voters, ...event.membership.learners]));
           break;
         case "steppedDown":
           this.log("warn", "steppedDown", { reason: event.reason });
@@ -447,6 +492,38 @@ export class NodeRuntime {
     return this.requests.backup(options);
   }
 
+  /**
+   * Leader only: replaces a member's state with the leader's (README "Consistency monitor"); resolves once the member
+   * installed it, or fails at the deadline (the repair may still complete).
+   */
+  async repairMember(options: { node: string; timeoutMs: number }): Promise<RepairOutcome> {
+    this.requests.assertServing();
+    this.advanceClock();
+    const status = this.raft.status();
+    if (status.role !== "leader") {
+      throw nodeError("NOT_LEADER", `${this.identity.node} is not the leader`, { leader: status.leader });
+    }
+    let timer: (() => void) | null = null;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = this.deps.clock.schedule(
+        () =>
+          reject(
+            nodeError(
+              "TIMEOUT",
+              `the repair of ${options.node} did not finish within ${options.timeoutMs} ms; it may still complete: check /api/v1/cluster/health`,
+              { retryable: true },
+            ),
+          ),
+        options.timeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([this.monitor.repair(options.node), deadline]);
+    } finally {
+      (timer as (() => void) | null)?.();
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Status
 
@@ -458,6 +535,7 @@ export class NodeRuntime {
     return buildStatusReport(this.core, this.peers, {
       locationHint: options.locationHint,
       lastElectionMs: this.lastElectionMs,
+      monitor: this.monitor,
     });
   }
 

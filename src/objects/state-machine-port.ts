@@ -1,6 +1,7 @@
 // What the node runtime needs from the replicated SQL state machine. The runtime is written against this port so
 // that the Raft plumbing and the SQL semantics stay in separate files.
 import type { SqlRequest, Statement, StatementResult } from "../shared/sql";
+import type { CheckpointRecord, DivergedFlag } from "./monitor/types";
 
 export type PrepareResult<T> =
   { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
@@ -41,4 +42,14 @@ export interface StateMachinePort {
   /** Swaps the staged image in, in one transaction; returns the applied index it carries. */
   installStagedSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): number;
   dumpSql(): string;
+  /**
+   * Repair (src/objects/monitor): swaps the staged image in even when this node applied as far or further, since its
+   * own state diverged; the image must be at least at `minImageIndex`. Returns the applied index it carries.
+   */
+  installRepairImage(
+    snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number },
+    options: { readonly minImageIndex: number },
+  ): number;
+  /** This node's latest consistency checkpoints (oldest first, bounded) and its DIVERGED flag, if set. */
+  consistencyState(): { readonly records: readonly CheckpointRecord[]; readonly diverged: DivergedFlag | null };
 }

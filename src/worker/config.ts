@@ -31,9 +31,21 @@ export function memberProblem(member: MemberConfig): string | null {
   }
 }
 
-type ClusterVars = Pick<Env, "CLUSTER_NAME" | "CLUSTER_NODES" | "HEARTBEAT_INTERVAL_MS" | "ELECTION_TIMEOUT_MS">;
+type ClusterVars = Pick<Env, "CLUSTER_NAME" | "CLUSTER_NODES" | "HEARTBEAT_INTERVAL_MS" | "ELECTION_TIMEOUT_MS"> &
+  ConsistencyVars;
 
-const CLUSTER_VARS = "CLUSTER_NAME, CLUSTER_NODES, HEARTBEAT_INTERVAL_MS, ELECTION_TIMEOUT_MS";
+/** The consistency monitor's variables (README "Consistency monitor"); each one unset or empty keeps its default. */
+export interface ConsistencyVars {
+  readonly DHA_CONSISTENCY_CHECKS?: string;
+  readonly DHA_CHECKPOINT_EVERY_ENTRIES?: string;
+  readonly DHA_CHECKPOINT_EVERY_MS?: string;
+  readonly DHA_CHECKPOINT_ROWS?: string;
+  readonly DHA_CHECKPOINT_BYTES?: string;
+  readonly DHA_CONSISTENCY_REPAIR?: string;
+}
+
+const CLUSTER_VARS =
+  "CLUSTER_NAME, CLUSTER_NODES, HEARTBEAT_INTERVAL_MS, ELECTION_TIMEOUT_MS and the DHA_CONSISTENCY_* / DHA_CHECKPOINT_* variables";
 
 /**
  * Parses CLUSTER_NAME, CLUSTER_NODES ("n1,n2@weur,n3"), HEARTBEAT_INTERVAL_MS and ELECTION_TIMEOUT_MS, then checks
@@ -45,6 +57,7 @@ export function parseClusterConfig(env: Partial<ClusterVars>): ClusterConfig {
     members: parseMembers(requireVar(env, "CLUSTER_NODES")),
     heartbeatIntervalMs: parseWholeMs(env, "HEARTBEAT_INTERVAL_MS"),
     electionTimeoutMs: parseWholeMs(env, "ELECTION_TIMEOUT_MS"),
+    ...consistencyFromVars(env),
   };
   try {
     validateClusterConfig(config);
@@ -52,6 +65,47 @@ export function parseClusterConfig(env: Partial<ClusterVars>): ClusterConfig {
     throw new ConfigError(`${error instanceof Error ? error.message : String(error)} (set by ${CLUSTER_VARS})`);
   }
   return config;
+}
+
+function optionalVar(env: ConsistencyVars, key: keyof ConsistencyVars): string | undefined {
+  const value = env[key];
+  return typeof value === "string" && value.trim() !== "" ? value.trim() : undefined;
+}
+
+function optionalWhole(env: ConsistencyVars, key: keyof ConsistencyVars): number | undefined {
+  const raw = optionalVar(env, key);
+  if (raw === undefined) {
+    return undefined;
+  }
+  if (!/^[0-9]{1,12}$/.test(raw)) {
+    throw new ConfigError(`${key} ${JSON.stringify(raw)} is not a whole number`);
+  }
+  return Number(raw);
+}
+
+/** The monitor's settings from DHA_CONSISTENCY_* and DHA_CHECKPOINT_*; the objects check their ranges. */
+function consistencyFromVars(env: ConsistencyVars): Pick<ClusterConfig, "consistency"> {
+  const checks = optionalVar(env, "DHA_CONSISTENCY_CHECKS");
+  if (checks !== undefined && checks !== "on" && checks !== "off") {
+    throw new ConfigError(`DHA_CONSISTENCY_CHECKS ${JSON.stringify(checks)} must be "on" or "off"`);
+  }
+  const repair = optionalVar(env, "DHA_CONSISTENCY_REPAIR");
+  if (repair !== undefined && repair !== "auto" && repair !== "manual") {
+    throw new ConfigError(`DHA_CONSISTENCY_REPAIR ${JSON.stringify(repair)} must be "auto" or "manual"`);
+  }
+  const everyEntries = optionalWhole(env, "DHA_CHECKPOINT_EVERY_ENTRIES");
+  const everyMs = optionalWhole(env, "DHA_CHECKPOINT_EVERY_MS");
+  const sliceRows = optionalWhole(env, "DHA_CHECKPOINT_ROWS");
+  const sliceBytes = optionalWhole(env, "DHA_CHECKPOINT_BYTES");
+  const consistency = {
+    ...(checks === undefined ? {} : { enabled: checks === "on" }),
+    ...(repair === undefined ? {} : { repair: repair as "auto" | "manual" }),
+    ...(everyEntries === undefined ? {} : { everyEntries }),
+    ...(everyMs === undefined ? {} : { everyMs }),
+    ...(sliceRows === undefined ? {} : { sliceRows }),
+    ...(sliceBytes === undefined ? {} : { sliceBytes }),
+  };
+  return Object.keys(consistency).length === 0 ? {} : { consistency };
 }
 
 /** "n1,n2@weur,n3": names, each optionally with a location hint; the names themselves are checked by the objects. */

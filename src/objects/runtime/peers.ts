@@ -14,6 +14,7 @@ import {
 } from "../transport/index";
 import { peerTransportTiming } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
+import type { PeerConsistencyReport } from "../monitor/types";
 
 /** What a peer tells the sender of an envelope about itself. */
 export interface PeerReport {
@@ -22,6 +23,8 @@ export interface PeerReport {
   readonly lastLogIndex: number;
   /** Made when the node's storage was first written: a new one means the storage was wiped. */
   readonly incarnation: string;
+  /** Its consistency checkpoints and DIVERGED flag (src/objects/monitor); absent from nodes of older versions. */
+  readonly consistency?: PeerConsistencyReport;
 }
 
 /** The answer of a peer's receive(): the transport's result plus, on success, the peer's progress report. */
@@ -110,6 +113,8 @@ export class PeerLinks {
   private imageBuildFailedAtMs: number | null = null;
   /** Images built so far (for tests and the status log). */
   private imagesBuilt = 0;
+  /** Called with every report a peer sends back (the consistency monitor reads its checkpoints). */
+  onPeerReport: ((peer: string, report: PeerReport) => void) | null = null;
 
   constructor(private readonly core: RuntimeCore) {
     for (const member of core.identity.cluster.members) {
@@ -177,6 +182,7 @@ export class PeerLinks {
     if (!storageReplaced) {
       return;
     }
+    this.onPeerReport?.(peer, report);
     const replica = core.raft.status().replicas.find((r) => r.id === peer);
     if (replica !== undefined && report.lastLogIndex < replica.matchIndex) {
       // The peer's storage was wiped (a new incarnation) and it holds less than it acknowledged: probe it again.
@@ -487,6 +493,48 @@ export class PeerLinks {
       failuresInARow: failures,
       retryInMs,
     });
+  }
+
+  /**
+   * A repair (src/objects/monitor): streams this node's image to `peer`, flagged so that the peer installs it as soon
+   * as the last chunk is staged. Resolves once the peer accepted the last chunk, that is, installed it. While it
+   * runs, no Raft snapshot is streamed to the same peer (they would share its staging area).
+   */
+  async sendRepairImage(options: {
+    readonly peer: string;
+    readonly image: SnapshotImage;
+    readonly snapshotTerm: number;
+  }): Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }> {
+    const { peer, image } = options;
+    if (this.snapshotStreams.has(peer)) {
+      return { ok: false, error: "a snapshot is being streamed to it; try again shortly" };
+    }
+    this.snapshotStreams.add(peer);
+    const transport = this.transportFor(peer);
+    const limits = {
+      timeoutMs: snapshotChunkTimeoutMs(this.core.identity.cluster),
+      attempts: SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk,
+    };
+    try {
+      for (const [seq, data] of image.chunks.entries()) {
+        const chunk: SnapshotChunk = {
+          snapshotIndex: image.appliedIndex,
+          snapshotTerm: options.snapshotTerm,
+          seq,
+          last: seq === image.chunks.length - 1,
+          data,
+          repair: true,
+        };
+        if (!(await this.deliverChunk(peer, transport, chunk, limits))) {
+          return { ok: false, error: `chunk ${seq} of ${image.chunks.length} was not accepted (see the peer's log)` };
+        }
+      }
+      return { ok: true };
+    } catch (err) {
+      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+    } finally {
+      this.snapshotStreams.delete(peer);
+    }
   }
 
   private faultRules(): FaultRules | null {

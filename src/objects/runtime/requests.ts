@@ -216,6 +216,7 @@ export class ClientRequests {
     this.assertServing();
     this.core.advanceClock();
     this.assertLeader();
+    this.assertConsistent("write");
     this.assertQuorumHeard();
     this.touchStorage();
     const remembered = sm.rememberedResults(options.request.id);
@@ -441,6 +442,7 @@ export class ClientRequests {
     const { sm } = this.core;
     this.assertServing();
     this.core.advanceClock();
+    this.assertConsistent("read");
     const prepared = sm.prepareRead(options.statements);
     if (!prepared.ok) {
       throw nodeError("INVALID_REQUEST", prepared.error, { retryable: false });
@@ -542,6 +544,7 @@ export class ClientRequests {
     const { sm } = this.core;
     this.assertServing();
     this.core.advanceClock();
+    this.assertConsistent("read");
     if (!this.core.bugs.backupFromAnyNode) {
       this.assertLeader();
       this.touchStorage();
@@ -709,6 +712,28 @@ export class ClientRequests {
         hint,
       );
     }
+  }
+
+  /**
+   * A node the consistency monitor found DIVERGED answers nothing from its database: reads go to another node (STALE
+   * names the leader), writes wait for the consistent node it hands leadership to.
+   */
+  private assertConsistent(what: "read" | "write"): void {
+    const refusal = this.core.readRefusal();
+    if (refusal === null) {
+      return;
+    }
+    if (what === "read") {
+      const leader = this.liveLeader()?.leader ?? null;
+      throw nodeError("STALE", refusal, {
+        leader: leader === this.core.identity.node ? null : leader,
+        retryable: true,
+      });
+    }
+    throw nodeError("NO_LEADER", `${refusal}; it hands leadership to a consistent node`, {
+      leader: null,
+      retryable: true,
+    });
   }
 
   /** A stale instance that no longer owns the object fails on its next storage access: touch it before leading. */

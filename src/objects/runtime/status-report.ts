@@ -1,12 +1,13 @@
 // The status report a node gives the worker's /status, /nodes and health endpoints, and the periodic log summary.
 import type { NodeStatusReport, ReplicaReport } from "../api";
 import type { PeerLinks } from "./peers";
+import type { ConsistencyMonitor } from "../monitor/monitor";
 import type { RuntimeCore } from "./types";
 
 export function buildStatusReport(
   core: RuntimeCore,
   peers: PeerLinks,
-  options: { locationHint: string | null; lastElectionMs: number | null },
+  options: { locationHint: string | null; lastElectionMs: number | null; monitor: ConsistencyMonitor },
 ): NodeStatusReport {
   const status = core.raft.status();
   const schema = core.sm.schemaInfo();
@@ -26,6 +27,7 @@ export function buildStatusReport(
       reconnections: Math.max(replica.reconnections, transport?.reconnections ?? 0),
       breaker: transport?.breaker ?? "CLOSED",
       schemaHash: info?.schemaHash ?? null,
+      consistency: options.monitor.replicaConsistency(replica.id),
     };
   });
   const node = core.identity.node;
@@ -58,6 +60,7 @@ export function buildStatusReport(
       status.role === "leader" ? 0 : lastLeaderContactAtMs === null ? null : nowMs - lastLeaderContactAtMs,
     replicas,
     locationHint: options.locationHint,
+    consistency: options.monitor.status(),
   };
 }
 

@@ -87,4 +87,6 @@ export interface RuntimeCore {
   /** Runs a callback no request awaits; if it throws, the runtime is marked broken (the object then reloads it). */
   inBackground(what: string, fn: () => void): void;
   log(level: LogLevel, event: string, fields: Record<string, unknown>): void;
+  /** Why this node must serve no reads now (the consistency monitor found it DIVERGED), or null. */
+  readRefusal(): string | null;
 }

@@ -13,7 +13,7 @@ export function rowsOf(sql: SqlStorage, query: string, ...bindings: unknown[]): 
  * The platform's tables (_cf_KV ...), Miniflare's (__miniflare_do_name, local development only) and our reserved
  * prefix. GLOB, not LIKE: "_" is a LIKE wildcard.
  */
-const NOT_INTERNAL = "name NOT GLOB '_cf_*' AND name NOT GLOB '_dha_*' AND name NOT GLOB '__miniflare_*'";
+export const NOT_INTERNAL = "name NOT GLOB '_cf_*' AND name NOT GLOB '_dha_*' AND name NOT GLOB '__miniflare_*'";
 
 export interface SchemaObject {
   readonly type: "table" | "index" | "view" | "trigger";

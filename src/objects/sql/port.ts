@@ -7,6 +7,7 @@ import { SnapshotInstaller, type SnapshotInstallerOptions } from "./snapshot-ins
 import { ResultLimitError, SqlStateMachine, type SqlStateMachineOptions } from "./state-machine";
 import { nodeError } from "../runtime/errors";
 import { prepareRead, prepareWrite } from "./validate";
+import { readDivergedFlag, readRecords, type CheckpointRecord, type DivergedFlag } from "../monitor/records";
 
 /** crypto.getRandomValues fills at most 65,536 bytes per call. */
 const RANDOM_BYTES_PER_CALL = 65_536;
@@ -30,7 +31,7 @@ class SqlStateMachinePort implements StateMachinePort {
   private readonly installer: SnapshotInstaller;
 
   constructor(
-    storage: DurableObjectStorage,
+    private readonly storage: DurableObjectStorage,
     private readonly options: StateMachineOptions,
   ) {
     this.machine = new SqlStateMachine(storage, options.stateMachine);
@@ -121,6 +122,17 @@ class SqlStateMachinePort implements StateMachinePort {
 
   dumpSql(): string {
     return this.machine.dumpSql();
+  }
+
+  installRepairImage(
+    snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number },
+    options: { readonly minImageIndex: number },
+  ): number {
+    return this.installer.finish(snapshot, { replace: { minImageIndex: options.minImageIndex } }).appliedIndex;
+  }
+
+  consistencyState(): { readonly records: readonly CheckpointRecord[]; readonly diverged: DivergedFlag | null } {
+    return { records: readRecords(this.storage.kv), diverged: readDivergedFlag(this.storage.kv) };
   }
 }
 

@@ -4,6 +4,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import type { SqlValue } from "../../shared/sql";
 import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "./catalog";
 import { StateKeys, type DedupRecord } from "./keys";
+import { MONITOR_KEY_PREFIX } from "../monitor/records";
 import {
   DEFAULT_SNAPSHOT_LIMITS,
   limit,
@@ -49,6 +50,15 @@ export interface InstallOutcome {
   readonly installed: boolean;
   /** The applied index after the call. */
   readonly appliedIndex: number;
+}
+
+export interface FinishOptions {
+  /**
+   * A repair (src/objects/monitor): install even when this node applied as far as the image or further (its state
+   * diverged; the caller replays its own log from the image's index on). The image must be at least at
+   * `minImageIndex`, the oldest index the caller can replay from.
+   */
+  readonly replace?: { readonly minImageIndex: number };
 }
 
 function sameSnapshot(a: SnapshotId, b: SnapshotId): boolean {
@@ -181,7 +191,7 @@ export class SnapshotInstaller {
    * staging, which is discarded when the staged image itself is at fault.
    * When the node has already applied as far as the image, nothing changes but the staging is cleared.
    */
-  finish(id: SnapshotId): InstallOutcome {
+  finish(id: SnapshotId, options: FinishOptions = {}): InstallOutcome {
     checkSnapshotId(id);
     const staged = this.status();
     const name = `snapshot ${id.snapshotIndex} (term ${id.snapshotTerm})`;
@@ -192,7 +202,7 @@ export class SnapshotInstaller {
       throw new SnapshotError(`${name} is incomplete: ${staged.chunks} chunks staged, the last one has not arrived`);
     }
     try {
-      return this.install(id, staged.chunks);
+      return this.install(id, staged.chunks, options);
     } catch (error) {
       // The same bytes would fail the same way again: drop them so that the sender's next attempt starts afresh.
       try {
@@ -206,7 +216,7 @@ export class SnapshotInstaller {
     }
   }
 
-  private install(id: SnapshotId, chunkCount: number): InstallOutcome {
+  private install(id: SnapshotId, chunkCount: number, options: FinishOptions): InstallOutcome {
     return this.storage.transactionSync(() => {
       const applied = this.storage.kv.get<number>(StateKeys.applied) ?? 0;
       const imageIndex = readImageIndex(this.storage.kv.get<string>(StateKeys.stagingChunk(0)) ?? "");
@@ -215,7 +225,12 @@ export class SnapshotInstaller {
           `the staged image is at index ${imageIndex}, before the snapshot's ${id.snapshotIndex}`,
         );
       }
-      if (imageIndex <= applied) {
+      if (options.replace !== undefined && imageIndex < options.replace.minImageIndex) {
+        throw new SnapshotError(
+          `the staged image is at index ${imageIndex}, before ${options.replace.minImageIndex}, the oldest this node can replay from`,
+        );
+      }
+      if (options.replace === undefined && imageIndex <= applied) {
         this.discardStaging();
         return { installed: false, appliedIndex: applied };
       }
@@ -407,7 +422,10 @@ class SnapshotLoader {
         this.sql.exec(`DROP TABLE IF EXISTS ${quoteSqlIdentifier(table.name)}`);
       }
     }
-    const dedupKeys = [...this.kv.list({ prefix: "sm/dedup/" })].map(([key]) => key);
+    // The consistency monitor's records and DIVERGED flag describe the state being replaced: they go with it.
+    const dedupKeys = [...this.kv.list({ prefix: "sm/dedup/" }), ...this.kv.list({ prefix: MONITOR_KEY_PREFIX })].map(
+      ([key]) => key,
+    );
     for (const key of dedupKeys) {
       this.kv.delete(key);
     }

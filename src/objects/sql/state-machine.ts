@@ -20,6 +20,8 @@ import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snaps
 import { recursionChecks, readsOtherTables, type RecursionCheck } from "./runaway";
 import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
 import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
+import { isMonitorCommand } from "../monitor/command";
+import { applyMonitorEntry } from "../monitor/records";
 
 /**
  * Strong reads go through the log under ids with this prefix and are not remembered (a read is not retried for its
@@ -395,6 +397,14 @@ export class SqlStateMachine {
       throw new Error(
         `entry ${entry.index} cannot be applied: the last applied entry is ${applied}; entries apply in order`,
       );
+    }
+    if (entry.kind === "normal" && isMonitorCommand(entry.data)) {
+      // A consistency checkpoint or verdict (src/objects/monitor): digests at exactly this index, no results.
+      return this.storage.transactionSync(() => {
+        applyMonitorEntry(this.storage, entry.data, entry.index, () => performance.now());
+        this.kv.put(StateKeys.applied, entry.index);
+        return [];
+      });
     }
     const request = entry.kind === "normal" ? decodeSqlRequest(entry.data) : null;
     const results = this.inTransaction(() => {

@@ -14,6 +14,11 @@ export interface SnapshotChunk {
   readonly last: boolean;
   /** The shell's encoding of this part of the image. */
   readonly data: string;
+  /**
+   * A repair (src/objects/monitor): once the last chunk is staged the receiver installs the image at once, replacing
+   * its diverged state, instead of waiting for a Raft snapshot message.
+   */
+  readonly repair?: boolean;
 }
 
 export interface RaftEnvelope {
@@ -138,6 +143,7 @@ const snapshotChunkSchema = z.object({
   seq: count,
   last: z.boolean(),
   data: z.string(),
+  repair: z.boolean().optional(),
 });
 
 const envelopeSchema = z.object({

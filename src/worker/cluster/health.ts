@@ -19,7 +19,15 @@ export interface ReplicaHealth {
   readonly schemaHash: string | null;
   /** Whether the replica answered our own status call. */
   readonly reachable: boolean;
+  /** The consistency monitor's verdict (README "Consistency monitor"); null from a node of an older version. */
+  readonly consistency: ConsistencyStatus | null;
+  /** The last checkpoint at which its digests matched the majority's. */
+  readonly consistencyCheckedIndex: number | null;
+  /** What differs, while DIVERGED or REPAIRING. */
+  readonly consistencyDetail: string | null;
 }
+
+export type ConsistencyStatus = "UNCHECKED" | "CONSISTENT" | "DIVERGED" | "REPAIRING";
 
 export interface NodeHealth {
   readonly name: string;
@@ -34,6 +42,8 @@ export interface NodeHealth {
   readonly locationHint: string | null;
   readonly responseMs: number;
   readonly error: string | null;
+  /** DIVERGED: the node found its own digests contradict the majority's; it serves no reads until repaired. */
+  readonly consistency: "OK" | "DIVERGED" | null;
 }
 
 export interface ClusterHealth {
@@ -55,6 +65,12 @@ export interface ClusterHealth {
   readonly schemaAgreement: boolean;
   readonly replicas: readonly ReplicaHealth[];
   readonly nodes: readonly NodeHealth[];
+  /** The consistency monitor, as the reporting node runs it, and the members found DIVERGED. */
+  readonly consistency: {
+    readonly enabled: boolean | null;
+    readonly repair: "auto" | "manual" | null;
+    readonly diverged: readonly string[];
+  };
   /** Why the status is not HEALTHY, one line each. */
   readonly problems: readonly string[];
 }
@@ -113,6 +129,24 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
       problems.push(`replica ${replica.name} is ${replica.status} (lag ${replica.lag} entries)`);
     }
   }
+  const diverged = new Set<string>();
+  for (const replica of replicas) {
+    if (replica.consistency === "DIVERGED" || replica.consistency === "REPAIRING") {
+      diverged.add(replica.name);
+      problems.push(
+        `replica ${replica.name} is ${replica.consistency}: ${replica.consistencyDetail ?? "its digests differ"}`,
+      );
+    }
+  }
+  for (const report of reports) {
+    const flag = report.consistency?.diverged;
+    if (flag !== undefined && flag !== null && !diverged.has(report.node)) {
+      diverged.add(report.node);
+      problems.push(
+        `node ${report.node} is DIVERGED since checkpoint ${flag.checkpointIndex} (${flag.schemaDiffers ? "the schema differs" : `rows differ in ${flag.slice}`})`,
+      );
+    }
+  }
   const hashes = new Set(reports.map((report) => report.schemaHash));
   const schemaAgreement = hashes.size <= 1;
   if (!schemaAgreement) {
@@ -143,6 +177,11 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
     schemaAgreement,
     replicas,
     nodes: view.probes.map(nodeHealth),
+    consistency: {
+      enabled: reporting?.consistency?.enabled ?? null,
+      repair: reporting?.consistency?.repair ?? null,
+      diverged: [...diverged].sort(),
+    },
     problems,
   };
 }
@@ -162,6 +201,9 @@ function replicaHealth(replica: ReplicaReport, probe: StatusProbe | undefined): 
     schemaVersion: own?.schemaVersion ?? null,
     schemaHash: replica.schemaHash,
     reachable: probe?.ok === true,
+    consistency: replica.consistency?.status ?? null,
+    consistencyCheckedIndex: replica.consistency?.checkedIndex ?? null,
+    consistencyDetail: replica.consistency?.detail ?? null,
   };
 }
 
@@ -180,5 +222,6 @@ function nodeHealth(probe: StatusProbe): NodeHealth {
     locationHint: report?.locationHint ?? null,
     responseMs: Math.round(probe.elapsedMs),
     error: probe.ok ? null : `${probe.code}: ${probe.error}`,
+    consistency: report?.consistency?.status ?? null,
   };
 }

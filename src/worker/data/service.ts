@@ -137,6 +137,27 @@ export function removeMember(
   );
 }
 
+/** The leader replaces `name`'s state with its own (the consistency monitor's repair). */
+export function repairMember(
+  runtime: Runtime,
+  name: string,
+  deadlineAt: number,
+): Promise<RouteOutcome<{ readonly node: string; readonly imageIndex: number; readonly durationMs: number }>> {
+  return runtime.router.toLeader(
+    async (node, address, timeoutMs) => {
+      if (node.repairMember === undefined) {
+        return {
+          ok: false,
+          node: address.node,
+          error: { code: "PROTOCOL", message: `node ${address.node} runs a version without repair`, retryable: false },
+        };
+      }
+      return node.repairMember({ ...address, member: name, timeoutMs });
+    },
+    { deadlineAt, kind: "admin" },
+  );
+}
+
 /** Continents as Cloudflare reports them (request.cf.continent), to the location hints nearest to each. */
 const HINTS_BY_CONTINENT: Record<string, readonly string[]> = {
   NA: ["wnam", "enam"],

@@ -218,6 +218,13 @@ export const leaderEntrySchema = z
 export const leadershipSchema = z
   .strictObject({ leader: z.string(), term: integerSchema.nonnegative() })
   .openapi("Leadership");
+export const repairSchema = z
+  .strictObject({
+    node: z.string(),
+    imageIndex: integerSchema.positive().openapi({ description: "The leader's applied index the image carried" }),
+    durationMs: z.number().nonnegative(),
+  })
+  .openapi("Repair");
 export const membershipSchema = z
   .strictObject({ voters: z.array(z.string()), learners: z.array(z.string()) })
   .openapi("Membership");
@@ -259,6 +266,11 @@ export const healthSchema = z
         schemaVersion: integerSchema.nonnegative().nullable(),
         schemaHash: z.string().nullable(),
         reachable: z.boolean(),
+        consistency: z.enum(["UNCHECKED", "CONSISTENT", "DIVERGED", "REPAIRING"]).nullable().openapi({
+          description: "The consistency monitor's verdict on the replica (null from a node of an older version)",
+        }),
+        consistencyCheckedIndex: integerSchema.nonnegative().nullable(),
+        consistencyDetail: z.string().nullable(),
       }),
     ),
     nodes: z.array(
@@ -275,8 +287,16 @@ export const healthSchema = z
         locationHint: z.string().nullable(),
         responseMs: z.number().nonnegative(),
         error: z.string().nullable(),
+        consistency: z.enum(["OK", "DIVERGED"]).nullable().openapi({
+          description: "DIVERGED: the node's own digests contradict the majority's; it serves no reads until repaired",
+        }),
       }),
     ),
+    consistency: z.strictObject({
+      enabled: z.boolean().nullable(),
+      repair: z.enum(["auto", "manual"]).nullable(),
+      diverged: z.array(z.string()),
+    }),
     problems: z.array(z.string()),
     checkedAt: z.string().openapi({ format: "date-time" }),
   })

@@ -181,6 +181,47 @@ export const NODE_METRICS = {
     "Bytes of snapshot chunks behind the installed snapshots.",
     "bytes",
   ),
+  consistency_diverged: spec(
+    "gauge",
+    [],
+    "1 when the node's own checkpoint digests contradict the majority's (DIVERGED: it serves no reads until repaired), else 0.",
+  ),
+  consistency_last_checkpoint_index: spec(
+    "gauge",
+    [],
+    "The log index of the last consistency checkpoint the node applied.",
+  ),
+  consistency_checkpoint_digest_seconds: spec(
+    "gauge",
+    [],
+    "How long the node took to digest the schema and rows of its last checkpoint.",
+    "seconds",
+  ),
+  consistency_mismatches_total: spec(
+    "counter",
+    [],
+    "Leader only: replicas (itself included) whose checkpoint digests differed from the majority's.",
+  ),
+  consistency_repairs_total: spec(
+    "counter",
+    [],
+    "Leader only: repairs the node completed (its image installed on a replica).",
+  ),
+  consistency_repair_failures_total: spec(
+    "counter",
+    [],
+    "Leader only: repairs that failed (retried in automatic mode).",
+  ),
+  consistency_repairs_installed_total: spec(
+    "counter",
+    [],
+    "Repair images from a leader the node installed over its own diverged state.",
+  ),
+  replica_consistency_status: spec(
+    "gauge",
+    ["peer", "status"],
+    "Leader only: 1 for the consistency monitor's verdict on the peer (UNCHECKED, CONSISTENT, DIVERGED, REPAIRING), 0 for the others.",
+  ),
   dedup_window_entries: spec("gauge", [], "Request ids the node remembers to deduplicate retried writes."),
   log_size_bytes: spec(
     "gauge",

@@ -31,6 +31,7 @@ export interface Scrape {
 const ELECTION_STATUSES = ["NO_LEADER", "VOTING", "ELECTED"] as const;
 const REPLICA_STATUSES = ["JOINING", "ONLINE", "LAGGING", "RECONNECTING", "OFFLINE"] as const;
 const BREAKER_STATES = ["CLOSED", "OPEN", "HALF_OPEN"] as const;
+const CONSISTENCY_STATUSES = ["UNCHECKED", "CONSISTENT", "DIVERGED", "REPAIRING"] as const;
 const HEALTH_STATUSES = ["HEALTHY", "DEGRADED", "UNHEALTHY"] as const;
 
 /** A node's answer; a refusal (NOT_MEMBER, PROTOCOL...) is an answer too, so the router does not retry it. */
@@ -195,6 +196,23 @@ function addNode(families: FamilyBuilder, base: Labels, sample: NodeSample): voi
     families.node("replica_consecutive_failures", peer, replica.consecutiveFailures);
     families.node("replica_reconnections_total", peer, replica.reconnections);
     families.node("replica_is_learner", peer, replica.isLearner ? 1 : 0);
+    if (replica.consistency !== undefined) {
+      for (const status of CONSISTENCY_STATUSES) {
+        families.node("replica_consistency_status", { ...peer, status }, replica.consistency.status === status ? 1 : 0);
+      }
+    }
+  }
+  const consistency = report.consistency;
+  if (consistency !== undefined) {
+    families.node("consistency_diverged", labels, consistency.status === "DIVERGED" ? 1 : 0);
+    if (consistency.lastCheckpoint !== null) {
+      families.node("consistency_last_checkpoint_index", labels, consistency.lastCheckpoint.index);
+      families.node("consistency_checkpoint_digest_seconds", labels, consistency.lastCheckpoint.digestMs / 1000);
+    }
+    families.node("consistency_mismatches_total", labels, consistency.mismatchesDetected);
+    families.node("consistency_repairs_total", labels, consistency.repairsSent);
+    families.node("consistency_repair_failures_total", labels, consistency.repairFailures);
+    families.node("consistency_repairs_installed_total", labels, consistency.repairsInstalled);
   }
   if (sample.counters !== null) {
     addCounters(families, labels, sample.counters);

@@ -3,7 +3,7 @@ import { Hono, type Context } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { gatherCluster } from "../cluster/gather";
 import { summarizeHealth } from "../cluster/health";
-import { addMember, removeMember, transferLeadership } from "../data/service";
+import { addMember, removeMember, repairMember, transferLeadership } from "../data/service";
 import { badRequest } from "../http/errors";
 import { readJsonBody, validationHook } from "../http/json-body";
 import { memberSchema, requireMember } from "../http/members";
@@ -95,6 +95,18 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
       const name = c.req.valid("param").name;
       await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
       return adminResponse(c, await removeMember(runtime, name, adminDeadline(c, runtime)));
+    },
+  );
+
+  app.post(
+    "/members/:name/repair",
+    requireRole("admin"),
+    zValidator("param", memberNameParamsSchema, validationHook),
+    async (c) => {
+      const runtime = c.var.runtime();
+      const name = c.req.valid("param").name;
+      await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
+      return adminResponse(c, await repairMember(runtime, name, adminDeadline(c, runtime)));
     },
   );
 

@@ -21,6 +21,7 @@ import {
   membershipSchema,
   nodesResponseSchema,
   queryResponseSchema,
+  repairSchema,
   raftIndexHeaderSchema,
   requestErrorSchema,
   requestResponseSchema,
@@ -448,6 +449,20 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       request: { params: memberNameParamsSchema, query: queryOf("timeout", "pretty") },
       responses: {
         200: json(membershipSchema, "Membership", { "X-DHA-Node": z.string() }),
+        ...adminFailures({ 404: error("name names no member of the cluster") }),
+      },
+    }),
+  },
+  {
+    access: adminRole,
+    route: createRoute({
+      method: "post",
+      path: "/api/v1/cluster/members/{name}/repair",
+      summary:
+        "Replace a member's state with the leader's (a snapshot image, installed at once); for a replica the consistency monitor found DIVERGED (role admin)",
+      request: { params: memberNameParamsSchema, query: queryOf("timeout", "pretty") },
+      responses: {
+        200: json(repairSchema, "The member installed the leader's image", { "X-DHA-Node": z.string() }),
         ...adminFailures({ 404: error("name names no member of the cluster") }),
       },
     }),

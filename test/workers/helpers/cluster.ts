@@ -58,6 +58,7 @@ export interface TestClusterOptions {
   readonly heartbeatIntervalMs?: number;
   readonly electionTimeoutMs?: number;
   readonly snapshotThresholdEntries?: number;
+  readonly consistency?: ClusterConfig["consistency"];
 }
 
 export class TestCluster {
@@ -74,6 +75,7 @@ export class TestCluster {
       ...(options.snapshotThresholdEntries === undefined
         ? {}
         : { snapshotThresholdEntries: options.snapshotThresholdEntries }),
+      ...(options.consistency === undefined ? {} : { consistency: options.consistency }),
     };
   }
 
