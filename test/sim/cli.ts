@@ -163,6 +163,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   const faults: Record<string, number> = {};
   const reads = { linearizable: 0, strong: 0, weak: 0, weakFromLeader: 0, none: 0, readYourWrites: 0, backup: 0 };
   let acknowledged = 0;
+  let checkpoints = 0;
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
   const controlFailures: number[] = [];
@@ -178,6 +179,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
     steps += result.steps;
     operations += result.lincheck?.operations ?? 0;
     acknowledged += result.stats.acknowledged;
+    checkpoints += result.stats.checkpointsApplied;
     for (const [kind, value] of Object.entries(result.stats.faults)) {
       faults[kind] = (faults[kind] ?? 0) + value;
     }
@@ -235,7 +237,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
       .join(", ")}`,
   );
   console.log(
-    `operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}`,
+    `operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}; consistency checkpoints applied ${checkpoints} (any mismatch fails the seed)`,
   );
   console.log(
     `failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`,

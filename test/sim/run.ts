@@ -14,7 +14,8 @@
 
 import { checkLinearizability, registerModel } from "../lincheck/index.js";
 import type { ClusterConfig, NodeResult } from "../../src/objects/api.js";
-import { setLogLevel } from "../../src/objects/log.js";
+import { addLogObserver, setLogLevel } from "../../src/objects/log.js";
+import type { ConsistencySettings } from "../../src/objects/monitor/config.js";
 import type { PeerStub } from "../../src/objects/node-runtime.js";
 import type { ShellBugs } from "../../src/objects/shell-bugs.js";
 import { decodeSqlRequest } from "../../src/objects/sql/codec.js";
@@ -55,6 +56,8 @@ export interface Scenario {
    * runtime's own fixed waits a lost message can cost (a snapshot chunk's 5 s timeout, twice).
    */
   readonly livenessBudgetMs: number;
+  /** The consistency monitor's settings (derived from the timing, not drawn: older seeds keep their draws). */
+  readonly consistency: ConsistencySettings;
 }
 
 export interface SimOptions {
@@ -72,6 +75,13 @@ export interface SimOptions {
   readonly lincheckMaxSteps?: number;
   /** False: no liveness phase (directed safety hunts, where a planted bug may also stall the cluster). */
   readonly liveness?: boolean;
+  /** False: the consistency monitor is off (by default it checkpoints often, and any mismatch is a violation). */
+  readonly monitor?: boolean;
+  /**
+   * After the safety phase, heal everything and corrupt one node's database outside Raft (a table only it has): the
+   * consistency monitor must report it within a bounded time (clusters of 3 nodes or more; see plantDivergence).
+   */
+  readonly plantDivergence?: boolean;
 }
 
 export interface LincheckSummary {
@@ -102,6 +112,8 @@ export interface SimResult {
     readonly runtimeDiscards: number;
     readonly elections: number;
     readonly committedEntries: number;
+    readonly checkpointsApplied: number;
+    readonly plantOutcome: "reported" | "replaced" | "missed" | "not applicable" | null;
     readonly operations: number;
     readonly acknowledged: number;
     readonly readsByLevel: Readonly<
@@ -271,6 +283,8 @@ export function drawScenario(random: Prng): Scenario {
     workload,
     safetySteps: DEFAULT_SAFETY_STEPS,
     livenessBudgetMs: 20 * electionTimeoutMs + 10_000,
+    // Checkpoints far more often than in production, slices of two rows: many sweeps per seed.
+    consistency: { everyEntries: 6, everyMs: Math.max(100, 4 * electionTimeoutMs), sliceRows: 2, sliceBytes: 1024 },
   };
 }
 
@@ -338,6 +352,10 @@ class Simulation implements HostEnvironment {
   /** Nodes running late (slowNodes): how late, and until when. */
   private readonly slowNodes = new Map<NodeId, { lateByMs: number; untilMs: number }>();
   phase: "safety" | "liveness" = "safety";
+  /** Consistency checkpoints applied, summed over the nodes (each compared by the leader). */
+  checkpointsApplied = 0;
+  /** plantDivergence: what became of the plant (reported, replaced by a snapshot before a checkpoint, missed). */
+  plantOutcome: "reported" | "replaced" | "missed" | "not applicable" | null = null;
   healed: NodeId[] = [];
   /** False when too many nodes lost their storage for any majority to make progress. */
   livenessPromised = true;
@@ -369,6 +387,7 @@ class Simulation implements HostEnvironment {
       heartbeatIntervalMs: scenario.heartbeatIntervalMs,
       electionTimeoutMs: scenario.electionTimeoutMs,
       snapshotThresholdEntries: scenario.snapshotThresholdEntries,
+      consistency: options.monitor === false ? { enabled: false } : scenario.consistency,
     };
     for (const name of names) {
       const host = new SimHost(name, { cluster: this.cluster, node: name }, this);
@@ -504,6 +523,9 @@ class Simulation implements HostEnvironment {
       return;
     }
     this.trace.mix(`${host.id} apply ${entry.index}/${entry.term}`);
+    if (applied && entry.data.startsWith('{"dha":"checkpoint"')) {
+      this.checkpointsApplied += 1;
+    }
     this.record(this.checkers.captureApplied(this.view(host), entry, applied));
   }
 
@@ -1072,6 +1094,44 @@ class Simulation implements HostEnvironment {
   // Liveness.
 
   /** Heals a random majority (restarted, connected, no faults); the rest stay down or cut off. */
+  /**
+   * plantDivergence: stops every fault, restarts every node and heals the network, then creates a table on one node
+   * only, outside Raft. Returns the node, or null when the cluster is too small for a majority to out-vote it.
+   */
+  healAllAndPlant(): NodeId | null {
+    this.phase = "liveness";
+    this.nemesis.stop();
+    this.storageFaults.clear();
+    this.applyFaults.clear();
+    for (const alarm of this.alarms.values()) {
+      alarm.disturbed = null;
+    }
+    this.network.heal(HEALTHY_PROFILE);
+    for (const host of this.hosts.values()) {
+      if (host.down) {
+        this.schedule(this.nowMs() + 1, { kind: "restart", node: host.id });
+      }
+    }
+    const ids = [...this.hosts.keys()].sort();
+    this.healed = ids;
+    this.schedule(this.nowMs() + this.scenario.heartbeatIntervalMs, { kind: "probe" });
+    if (ids.length < 3) {
+      return null;
+    }
+    const target = ids[0]!;
+    this.host(target).storage.sql.exec("CREATE TABLE planted_divergence (x)");
+    this.traceLine(`plant: ${target} gets a table outside Raft`);
+    return target;
+  }
+
+  /** Whether the table planted on `node` is still there (a snapshot install replaces it with the leader's state). */
+  plantSurvives(node: NodeId): boolean {
+    const rows = [
+      ...this.host(node).storage.sql.exec("SELECT 1 FROM sqlite_master WHERE name = 'planted_divergence'").raw(),
+    ];
+    return rows.length > 0;
+  }
+
   enterLiveness(): void {
     this.phase = "liveness";
     this.nemesis.stop();
@@ -1288,13 +1348,38 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
     scenario = { ...scenario, safetySteps: options.steps };
   }
   const sim = new Simulation(options.seed, scenario, streams, options);
+  const alerts: string[] = [];
+  const stopObserving = addLogObserver((_level, context, event, fields) => {
+    if (context.cluster !== CLUSTER_NAME) {
+      return;
+    }
+    if (event === "consistencyAlert" || event === "nodeDiverged") {
+      const who = event === "consistencyAlert" ? String(fields["replica"]) : context.node;
+      alerts.push(who);
+      if (options.plantDivergence !== true) {
+        sim.checkers.fail("consistency monitor", `${context.node} reported ${event}: ${JSON.stringify(fields)}`);
+      }
+    }
+  });
+  try {
+    return await runPhases(sim, scenario, options, alerts);
+  } finally {
+    stopObserving();
+  }
+}
+
+async function runPhases(
+  sim: Simulation,
+  scenario: Scenario,
+  options: SimOptions,
+  alerts: readonly string[],
+): Promise<SimResult> {
   const violations = sim.checkers.violations;
   const workloadViolations = (): void => {
     for (const violation of sim.workload.violations.splice(0)) {
       sim.checkers.fail(violation.kind, violation.detail);
     }
   };
-
   sim.start();
   let safetySteps = 0;
   while (safetySteps < scenario.safetySteps && violations.length === 0 && (await sim.step())) {
@@ -1304,7 +1389,35 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
 
   let livenessSteps = 0;
   let livenessMs: number | null = null;
-  if (violations.length === 0 && options.liveness !== false) {
+  if (violations.length === 0 && options.plantDivergence === true) {
+    const target = sim.healAllAndPlant();
+    // A checkpoint every 4 election timeouts: a few of them, plus time to restart and elect.
+    const deadlineMs = sim.nowMs() + 40 * scenario.electionTimeoutMs + 10_000;
+    // Any report counts: when the planted node leads, the snapshots it sends can carry the plant to a lagging node
+    // before the first checkpoint, and the majority then holds the plant (the consistent node is the one reported).
+    // A snapshot installed on the planted node replaces its state, plant and all: nothing is left to report then.
+    while (
+      target !== null &&
+      violations.length === 0 &&
+      alerts.length === 0 &&
+      sim.plantSurvives(target) &&
+      sim.nowMs() <= deadlineMs
+    ) {
+      if (!(await sim.step())) {
+        break;
+      }
+      livenessSteps += 1;
+    }
+    sim.plantOutcome = target === null ? "not applicable" : alerts.length > 0 ? "reported" : "replaced";
+    if (target !== null && alerts.length === 0 && sim.plantSurvives(target)) {
+      sim.plantOutcome = "missed";
+      sim.checkers.fail(
+        "consistency monitor",
+        `the table planted on ${target} was not reported\n${sim.describeNodes()}`,
+      );
+    }
+  }
+  if (violations.length === 0 && options.liveness !== false && options.plantDivergence !== true) {
     sim.enterLiveness();
     const healedAtMs = sim.nowMs();
     const deadlineMs = healedAtMs + scenario.livenessBudgetMs;
@@ -1379,6 +1492,8 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
       runtimeDiscards: [...sim.hosts.values()].reduce((sum, host) => sum + host.discards, 0),
       elections: sim.stats.elections,
       committedEntries: sim.checkers.committedCount,
+      checkpointsApplied: sim.checkpointsApplied,
+      plantOutcome: sim.plantOutcome,
       operations: sim.workload.history.length,
       acknowledged: sim.workload.acknowledged.length,
       readsByLevel: { ...sim.workload.readsByLevel },

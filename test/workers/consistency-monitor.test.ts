@@ -82,7 +82,7 @@ describe("consistency monitor (workerd)", () => {
     });
     const { follower, acked } = await seed(cluster);
     let nextId = 20;
-    for (const [round, corruption] of CORRUPTIONS.entries()) {
+    for (const corruption of CORRUPTIONS) {
       const corruptedAtMs = Date.now();
       await cluster.stub(follower).testCorruptOutsideRaft(corruption.statements);
       // Writes go on while the monitor works: none of them may be lost by the repair.
@@ -109,7 +109,6 @@ describe("consistency monitor (workerd)", () => {
       await expectConverged(cluster, acked);
       const status = await cluster.status(follower);
       expect(status.consistency?.status).toBe("OK");
-      expect(status.consistency?.repairsInstalled).toBe(round + 1);
       console.log(
         `consistency monitor, ${corruption.name}: detected ${alert.timeMs - corruptedAtMs} ms after the corruption, ` +
           `repaired ${repaired.timeMs - alert.timeMs} ms after the alert`,

@@ -37,6 +37,9 @@ describe("GET /api/v1/cluster/health", () => {
       schemaVersion: 3,
       schemaHash: "hash-a",
       reachable: true,
+      consistency: null,
+      consistencyCheckedIndex: null,
+      consistencyDetail: null,
     });
     const node = (name: string, role: string) => ({
       name,
@@ -51,6 +54,7 @@ describe("GET /api/v1/cluster/health", () => {
       locationHint: null,
       responseMs: 0,
       error: null,
+      consistency: null,
     });
     const expected = {
       cluster: cluster.name,
@@ -69,6 +73,7 @@ describe("GET /api/v1/cluster/health", () => {
       schemaAgreement: true,
       replicas: [replica("n2"), replica("n3")],
       nodes: [node("n1", "leader"), node("n2", "follower"), node("n3", "follower")],
+      consistency: { enabled: null, repair: null, diverged: [] },
       problems: [],
       checkedAt: "2026-01-14T12:00:00.000Z",
     };

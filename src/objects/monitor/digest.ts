@@ -6,7 +6,7 @@
 // (sqlite_sequence, sqlite_stat*) and virtual tables (their schema is digested; their rows live in their module).
 import { sha256 } from "@noble/hashes/sha2.js";
 import { computeSchemaHash, NOT_INTERNAL, rowsOf } from "../sql/catalog";
-import { quoteSqlIdentifier } from "../sql/tokenizer";
+import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 import { bytesToHex } from "../sql/values";
 import type { CheckpointDigest, KeyPart, SliceKey } from "./types";
 
