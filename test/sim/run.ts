@@ -1093,12 +1093,8 @@ class Simulation implements HostEnvironment {
   // -------------------------------------------------------------------------------------------------------------
   // Liveness.
 
-  /** Heals a random majority (restarted, connected, no faults); the rest stay down or cut off. */
-  /**
-   * plantDivergence: stops every fault, restarts every node and heals the network, then creates a table on one node
-   * only, outside Raft. Returns the node, or null when the cluster is too small for a majority to out-vote it.
-   */
-  healAllAndPlant(): NodeId | null {
+  /** The end of the safety phase: no more faults, a healthy network. */
+  private stopFaults(): void {
     this.phase = "liveness";
     this.nemesis.stop();
     this.storageFaults.clear();
@@ -1107,6 +1103,14 @@ class Simulation implements HostEnvironment {
       alarm.disturbed = null;
     }
     this.network.heal(HEALTHY_PROFILE);
+  }
+
+  /**
+   * plantDivergence: stops every fault, restarts every node and heals the network, then creates a table on one node
+   * only, outside Raft. Returns the node, or null when the cluster is too small for a majority to out-vote it.
+   */
+  healAllAndPlant(): NodeId | null {
+    this.stopFaults();
     for (const host of this.hosts.values()) {
       if (host.down) {
         this.schedule(this.nowMs() + 1, { kind: "restart", node: host.id });
@@ -1132,16 +1136,10 @@ class Simulation implements HostEnvironment {
     return rows.length > 0;
   }
 
+  /** Heals a random majority (restarted, connected, no faults); the rest stay down or cut off. */
   enterLiveness(): void {
-    this.phase = "liveness";
-    this.nemesis.stop();
+    this.stopFaults();
     this.workload.stopNewOperations();
-    this.storageFaults.clear();
-    this.applyFaults.clear();
-    for (const alarm of this.alarms.values()) {
-      alarm.disturbed = null;
-    }
-    this.network.heal(HEALTHY_PROFILE);
     const ids = [...this.hosts.keys()];
     const majority = Math.floor(ids.length / 2) + 1;
     // A node that lost its storage counts as lost for liveness (it may not vote until a leader caught it up):

@@ -1,7 +1,7 @@
 // The cluster API and rqlite's operational routes against fake nodes: health aggregation with per-node deadlines,
 // membership and leadership changes, /status, /nodes, /readyz and /leader.
 import { describe, expect, it } from "vitest";
-import type { MemberChangeRequest, NodeStatusReport, TransferRequest } from "../../src/objects/api";
+import type { MemberChangeRequest, NodeStatusReport, RepairRequest, TransferRequest } from "../../src/objects/api";
 import { FakeCluster, harness, nodeError } from "./http-support";
 
 const FIXED_NOW = Date.UTC(2026, 0, 14, 12, 0, 0);
@@ -326,6 +326,21 @@ describe("leadership and membership changes", () => {
     expect(badName.status).toBe(400);
     expect(((await badName.json()) as { error: string }).error).toMatch(/^name: member name ".*" is invalid/);
     expect(cluster.callsTo("removeMember")).toHaveLength(1);
+  });
+
+  it("repairs a member on the leader, and refuses unknown and malformed names", async () => {
+    const { cluster, request } = harness();
+    const repaired = await request("POST", "/api/v1/cluster/members/n2/repair");
+    expect(repaired.status).toBe(200);
+    expect(await repaired.text()).toBe('{"node":"n2","imageIndex":10,"durationMs":5}');
+    expect(repaired.headers.get("X-DHA-Node")).toBe("n1");
+    expect((cluster.callsTo("repairMember")[0]?.request as RepairRequest).member).toBe("n2");
+    const unknown = await request("POST", "/api/v1/cluster/members/n9/repair");
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { error: string }).error).toMatch(/n9 is not a member/);
+    const badName = await request("POST", "/api/v1/cluster/members/bad!name/repair");
+    expect(badName.status).toBe(400);
+    expect(cluster.callsTo("repairMember")).toHaveLength(1);
   });
 });
 

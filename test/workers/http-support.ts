@@ -6,6 +6,8 @@ import type {
   ExecuteRequest,
   ExecuteValue,
   MemberChangeRequest,
+  RepairOutcome,
+  RepairRequest,
   NodeAddress,
   NodeError,
   NodeErrorCode,
@@ -187,6 +189,7 @@ const METHODS: readonly Method[] = [
   "transferLeadership",
   "addMember",
   "removeMember",
+  "repairMember",
   "backup",
 ];
 
@@ -397,6 +400,18 @@ export class FakeNode implements ClusterNodeRpc {
     });
   }
 
+  repairMember(request: RepairRequest): Promise<NodeResult<RepairOutcome>> {
+    return this.dispatch<RepairOutcome>("repairMember", request, () => {
+      if (!this.isLeader()) {
+        return this.notLeader();
+      }
+      if (!this.cluster.voters.includes(request.member) && !this.cluster.learners.includes(request.member)) {
+        return nodeError(this.name, "NOT_MEMBER", `${request.member} is not a member`, { retryable: false });
+      }
+      return { ok: true, node: this.name, value: { node: request.member, imageIndex: 10, durationMs: 5 } };
+    });
+  }
+
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>> {
     return this.dispatch<{ readonly sql: string; readonly raftIndex: number }>("backup", address, () =>
       this.isLeader()
@@ -575,6 +590,7 @@ export class RealHarness {
           transferLeadership: wrap("transferLeadership"),
           addMember: wrap("addMember"),
           removeMember: wrap("removeMember"),
+          repairMember: wrap("repairMember"),
           backup: wrap("backup"),
         };
       },

@@ -7,6 +7,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import { computeSchemaHash, NOT_INTERNAL, rowsOf } from "../sql/catalog";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
+import { statementResultError } from "../sql/storage-failure";
 import { bytesToHex } from "../sql/values";
 import type { CheckpointDigest, KeyPart, SliceKey } from "./types";
 
@@ -200,7 +201,9 @@ export function computeCheckpoint(sql: SqlStorage, request: SliceRequest): Check
         }
         complete = rows < request.maxRows && bytes < request.maxBytes;
       } catch (error) {
-        // The same statement fails the same way on every correct replica: the message is part of the digest.
+        // A statement error (SQLite's verdict on the statement) is the same on every correct replica: its message is
+        // part of the digest. A failing storage is not: it throws on, and the apply stops (seed 500028).
+        statementResultError(error, "while digesting a checkpoint's rows");
         note = `the rows cannot be read: ${error instanceof Error ? error.message : String(error)}`;
         rows = 0;
         end = null;

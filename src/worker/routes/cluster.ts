@@ -86,29 +86,23 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
     return adminResponse(c, await addMember(runtime, member, adminDeadline(c, runtime)));
   });
 
-  app.delete(
-    "/members/:name",
-    requireRole("admin"),
-    zValidator("param", memberNameParamsSchema, validationHook),
-    async (c) => {
-      const runtime = c.var.runtime();
-      const name = c.req.valid("param").name;
-      await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
-      return adminResponse(c, await removeMember(runtime, name, adminDeadline(c, runtime)));
-    },
-  );
+  /** An admin route on one member: the name checked (400 malformed, 404 not a member), then `act` on the leader. */
+  const onMember = <T extends Record<string, unknown>>(
+    act: (runtime: Runtime, name: string, deadlineAt: number) => Promise<RouteOutcome<T>>,
+  ) =>
+    [
+      requireRole("admin"),
+      zValidator("param", memberNameParamsSchema, validationHook),
+      async (c: Context<AppBindings>) => {
+        const runtime = c.var.runtime();
+        const name = c.req.param("name") ?? "";
+        await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
+        return adminResponse(c, await act(runtime, name, adminDeadline(c, runtime)));
+      },
+    ] as const;
 
-  app.post(
-    "/members/:name/repair",
-    requireRole("admin"),
-    zValidator("param", memberNameParamsSchema, validationHook),
-    async (c) => {
-      const runtime = c.var.runtime();
-      const name = c.req.valid("param").name;
-      await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
-      return adminResponse(c, await repairMember(runtime, name, adminDeadline(c, runtime)));
-    },
-  );
+  app.delete("/members/:name", ...onMember(removeMember));
+  app.post("/members/:name/repair", ...onMember(repairMember));
 
   return app;
 }
