@@ -178,11 +178,11 @@ export class PeerLinks {
         core.raft.reportReplicaReady(peer);
       }
     }
+    this.onPeerReport?.(peer, report);
     const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
     if (!storageReplaced) {
       return;
     }
-    this.onPeerReport?.(peer, report);
     const replica = core.raft.status().replicas.find((r) => r.id === peer);
     if (replica !== undefined && report.lastLogIndex < replica.matchIndex) {
       // The peer's storage was wiped (a new incarnation) and it holds less than it acknowledged: probe it again.

@@ -128,7 +128,11 @@ class SqlStateMachinePort implements StateMachinePort {
     snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number },
     options: { readonly minImageIndex: number },
   ): number {
-    return this.installer.finish(snapshot, { replace: { minImageIndex: options.minImageIndex } }).appliedIndex;
+    try {
+      return this.installer.finish(snapshot, { replace: { minImageIndex: options.minImageIndex } }).appliedIndex;
+    } finally {
+      this.machine.forgetCachedState();
+    }
   }
 
   consistencyState(): { readonly records: readonly CheckpointRecord[]; readonly diverged: DivergedFlag | null } {

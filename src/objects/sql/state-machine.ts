@@ -398,16 +398,13 @@ export class SqlStateMachine {
         `entry ${entry.index} cannot be applied: the last applied entry is ${applied}; entries apply in order`,
       );
     }
-    if (entry.kind === "normal" && isMonitorCommand(entry.data)) {
-      // A consistency checkpoint or verdict (src/objects/monitor): digests at exactly this index, no results.
-      return this.storage.transactionSync(() => {
-        applyMonitorEntry(this.storage, entry.data, entry.index, () => performance.now());
-        this.kv.put(StateKeys.applied, entry.index);
-        return [];
-      });
-    }
-    const request = entry.kind === "normal" ? decodeSqlRequest(entry.data) : null;
+    // A consistency checkpoint or verdict (src/objects/monitor) digests the state at exactly this index: no results.
+    const monitor = entry.kind === "normal" && isMonitorCommand(entry.data);
+    const request = entry.kind === "normal" && !monitor ? decodeSqlRequest(entry.data) : null;
     const results = this.inTransaction(() => {
+      if (monitor) {
+        applyMonitorEntry(this.storage, entry.data, entry.index, () => performance.now());
+      }
       const applied = request === null ? [] : this.applyRequest(request, entry.index);
       this.kv.put(StateKeys.applied, entry.index);
       return applied;
