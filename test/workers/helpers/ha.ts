@@ -541,6 +541,13 @@ export interface OpenScenarioOptions {
   readonly schema?: readonly string[];
 }
 
+/**
+ * Every scenario runs the consistency monitor often, so that the whole suite (crashes, partitions, snapshots,
+ * compaction, membership and schema changes) is also a search for its false positives: expectConvergedAndComplete
+ * requires that no node saw a mismatch.
+ */
+const SCENARIO_CHECKPOINTS = { everyEntries: 20, everyMs: 1_000 } as const;
+
 /** Seed, cluster, start, ledger table, ledger: how every HA scenario opens. */
 export async function openScenario(
   newCluster: (options: TestClusterOptions) => TestCluster,
@@ -548,7 +555,7 @@ export async function openScenario(
 ): Promise<OpenScenario> {
   const seed = scenarioSeed(options.scenario);
   const random = new SeededRandom(seed);
-  const cluster = newCluster(options.cluster);
+  const cluster = newCluster({ consistency: SCENARIO_CHECKPOINTS, ...options.cluster });
   await cluster.startAll();
   await cluster.execute([CREATE_LEDGER_TABLE, ...(options.schema ?? [])]);
   return { seed, random, cluster, ledger: new Ledger() };
@@ -621,7 +628,25 @@ export async function expectConvergedAndComplete(
   const problems = (await Promise.all(nodes.map((node) => ledger.problemsOn(cluster, node)))).flat();
   expect(problems, `ledger check (${ledger.summary()})`).toEqual([]);
   expect(ledger.count("acked"), "a scenario must acknowledge writes to prove anything").toBeGreaterThan(0);
+  await expectNoConsistencyMismatch(cluster, nodes);
   return dump;
+}
+
+/**
+ * Replicas that converged to identical dumps must never have been judged different by the consistency monitor: a
+ * mismatch here is a false positive (or a divergence repaired behind the scenario's back). Prints how many
+ * checkpoints the nodes applied, so that a run shows the monitor was at work.
+ */
+async function expectNoConsistencyMismatch(cluster: TestCluster, nodes: readonly string[]): Promise<void> {
+  const reports = await cluster.statuses(nodes);
+  const views = reports.map((report, i) => ({ node: nodes[i]!, consistency: report.consistency }));
+  const flagged = views.filter(
+    ({ consistency }) =>
+      consistency !== undefined && (consistency.status !== "OK" || consistency.mismatchesDetected > 0),
+  );
+  expect(flagged, "consistency monitor false positives").toEqual([]);
+  const checkpoints = views.map(({ node, consistency }) => `${node}@${consistency?.lastCheckpoint?.index ?? "-"}`);
+  console.log(`consistency monitor: no mismatch; last checkpoint per node ${checkpoints.join(" ")}`);
 }
 
 function describeDifference(a: string, b: string): string {
