@@ -76,6 +76,8 @@ function harness(options: {
     raft: {
       reportSnapshotResult: (_peer: string, ok: boolean) => results.push({ ok, atMs: clock.now() }),
       reportUnreachable: () => undefined,
+      // Envelopes to members carry the sender's applied index (memberAsOf, the proof of membership a re-added node needs).
+      status: () => ({ applied: 7, membership: { voters: ["n1", "n2"], learners: [] } }),
     },
     sm: { createSnapshotImage: () => ({ appliedIndex: 7, chunks: ["c0", "c1", "c2"] }) },
     deps: {
