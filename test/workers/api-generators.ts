@@ -440,6 +440,18 @@ export const ROUTES: Record<string, fc.Arbitrary<Generated>> = {
         body: { value: "", valid: name.valid },
       }),
     ),
+  "POST /api/v1/cluster/members/{name}/repair": fc
+    .tuple(
+      queryArb(["timeout", "pretty"]),
+      fc.oneof(valid(fc.constantFrom("n2", "n3")), invalid(fc.constantFrom("ghost", "a b", "-x", "x".repeat(65)))),
+    )
+    .map(([query, name]) =>
+      request("POST", "/api/v1/cluster/members/{name}/repair", "admin", {
+        query,
+        path: `/api/v1/cluster/members/${encodeURIComponent(name.value)}/repair`,
+        body: { value: "", valid: name.valid },
+      }),
+    ),
 };
 
 export const credential = fc.oneof(
