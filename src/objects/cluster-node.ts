@@ -84,7 +84,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       // Test only (set through testSetBugs when test configuration enabled faults); empty in production.
       bugs: () => (faults ? (ctx.storage.kv.get<ShellBugs>(SHELL_BUGS_STORAGE_KEY) ?? {}) : {}),
       exclusive: (fn) => ctx.blockConcurrencyWhile(fn),
-      onRuntimeStarted: (identity) =>
+      onRuntimeStarting: (identity) =>
         registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events),
       afterEvent: (runtime) => this.counters.observeLeader(runtime.status().leader),
       wrapCall: (address, body) => this.traced(address, body),

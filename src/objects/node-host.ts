@@ -91,8 +91,8 @@ export interface NodeHostSeams {
    * answered or handled as a failure of the runtime.
    */
   readonly isInstanceAbort?: (err: unknown) => boolean;
-  /** Called once a runtime was created, with its identity. */
-  readonly onRuntimeStarted?: (identity: NodeIdentity) => void;
+  /** Called right before a runtime is created, with its identity: the event feed must be in place for its nodeStarted. */
+  readonly onRuntimeStarting?: (identity: NodeIdentity) => void;
   /** Called after each event that leaves a runtime in place (before its alarm is set). */
   readonly afterEvent?: (runtime: NodeRuntime) => void;
   /** Called when a runtime (or starting one) failed and was dropped. */
@@ -375,6 +375,7 @@ export class NodeHost {
   private async startRuntime(identity: NodeIdentity): Promise<NodeRuntime> {
     this.identityValue = identity;
     this.bugs = this.seams.bugs();
+    this.seams.onRuntimeStarting?.(identity);
     const runtime = new NodeRuntime({
       identity,
       bugs: this.bugs,
@@ -389,7 +390,6 @@ export class NodeHost {
     });
     this.runtime = runtime;
     this.removal = readRemoval(this.seams.kv, runtime);
-    this.seams.onRuntimeStarted?.(identity);
     if (this.removal !== null) {
       await runtime.stop(this.removal.reason);
       await this.seams.alarm.delete();
