@@ -186,17 +186,19 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
     expect((await execute(h, "busy", ["CREATE TABLE t (i INTEGER)"])).status).toBe(200);
     const statuses = new Map<number, number>();
     const acked: number[] = [];
-    // Each writer writes until the drop answers it 410: bounded by a deadline, not by a count, since a quiet machine
-    // writes any fixed count before the drop is under way.
-    const writersDeadlineMs = Date.now() + 60_000;
+    // Each writer writes until the drop answers it 410. A write sent after the DELETE was answered must be that 410:
+    // writers never outlive the drop, whatever the machine's speed.
+    let dropAnswered = false;
     const writer = async (id: number) => {
-      for (let i = 0; Date.now() < writersDeadlineMs; i++) {
-        const value = id * 1000 + i;
+      for (let i = 0; i < 100_000; i++) {
+        const sentAfterDrop = dropAnswered;
+        const value = id * 100_000 + i;
         const reply = await h.send("POST", `/databases/busy/db/execute?${T}`, {
           json: [["INSERT INTO t VALUES (?)", value]],
         });
         statuses.set(reply.status, (statuses.get(reply.status) ?? 0) + 1);
         if (reply.status === 200) {
+          expect(sentAfterDrop, "a write sent after the drop was answered was applied").toBe(false);
           acked.push(value);
           expect(reply.json().results[0].error).toBeUndefined();
           continue;
@@ -210,6 +212,7 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
           expect(reply.json().error).toMatch(/dropped/);
           return;
         }
+        expect(sentAfterDrop, `a write sent after the drop was answered got ${reply.status}`).toBe(false);
       }
     };
     const writers = [1, 2, 3].map(writer);
@@ -218,6 +221,7 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
     });
     const dropped = await h.untilDone("DELETE", `/api/v1/databases/busy?${T}`);
     expect(dropped.status, dropped.text).toBe(200);
+    dropAnswered = true;
     await Promise.all(writers);
     // Every writer ended on a 410; no request went unanswered or got a 5xx other than an election's.
     expect(statuses.get(410), JSON.stringify([...statuses])).toBe(3);
