@@ -174,6 +174,55 @@ export interface DropReport {
   readonly nodes: readonly string[];
   readonly brokenLeases: number;
   readonly failures: readonly string[];
+  /** When each node answered each phase and how long its drain waited (for the drop's log line). */
+  readonly answers: readonly NodeDropAnswer[];
+}
+
+export interface NodeDropAnswer {
+  readonly node: string;
+  readonly phase: "close" | "wipe";
+  readonly answeredAtMs: number;
+  /** How long the node waited for calls in flight to end; null when it did not answer. */
+  readonly drainedMs: number | null;
+}
+
+/** When a drop reached each phase (clock ms), for its log line. */
+export interface DropTimeline {
+  readonly receivedAtMs: number;
+  readonly foundAtMs: number;
+  readonly droppingAtMs: number;
+  readonly droppedAtMs: number;
+  readonly answers: readonly NodeDropAnswer[];
+}
+
+/**
+ * One JSON line per finished drop: milliseconds from the DELETE's arrival to the catalog read, DROPPING committed,
+ * every node closed (new calls refused, calls in flight drained), every node wiped, and DROPPED committed.
+ */
+export function logDropTimeline(database: { readonly name: string; readonly generation: number }, t: DropTimeline) {
+  const since = (atMs: number) => atMs - t.receivedAtMs;
+  const lastAnswer = (phase: "close" | "wipe") =>
+    since(Math.max(t.droppingAtMs, ...t.answers.filter((a) => a.phase === phase).map((a) => a.answeredAtMs)));
+  console.log(
+    JSON.stringify({
+      level: "info",
+      event: "databaseDropTimeline",
+      database: database.name,
+      generation: database.generation,
+      catalogReadMs: since(t.foundAtMs),
+      droppingCommittedMs: since(t.droppingAtMs),
+      nodesClosedMs: lastAnswer("close"),
+      nodesWipedMs: lastAnswer("wipe"),
+      droppedCommittedMs: since(t.droppedAtMs),
+      longestDrainMs: Math.max(0, ...t.answers.map((a) => a.drainedMs ?? 0)),
+      nodes: t.answers.map((a) => ({
+        node: a.node,
+        phase: a.phase,
+        answeredAfterMs: since(a.answeredAtMs),
+        drainedMs: a.drainedMs,
+      })),
+    }),
+  );
 }
 
 /**
@@ -189,6 +238,7 @@ export async function dropNodes(
   const runtime = context.runtimeOf(entry);
   const known = new Set(runtime.router.memberNames());
   const failures: string[] = [];
+  const answers: NodeDropAnswer[] = [];
   let brokenLeases = 0;
   const phase = async (name: "close" | "wipe", nodes: readonly string[]): Promise<string[]> => {
     const learned: string[] = [];
@@ -210,11 +260,14 @@ export async function dropNodes(
           },
           remainingMs,
         );
+        const answeredAtMs = context.now();
         if (!outcome.ok) {
+          answers.push({ node, phase: name, answeredAtMs, drainedMs: null });
           failures.push(`${node} (${name}): ${outcome.message}`);
           return;
         }
         const value: DropValue = outcome.value;
+        answers.push({ node, phase: name, answeredAtMs, drainedMs: value.waitedMs });
         brokenLeases += value.brokenLeases.length;
         learned.push(...value.members.filter((member) => !known.has(member)));
       }),
@@ -230,5 +283,5 @@ export async function dropNodes(
   if (failures.length === 0) {
     await phase("wipe", [...known]);
   }
-  return { nodes: [...known], brokenLeases, failures };
+  return { nodes: [...known], brokenLeases, failures, answers };
 }

@@ -19,6 +19,7 @@ import {
   bringOnline,
   DEFAULT_DROP_DRAIN_MS,
   dropNodes,
+  logDropTimeline,
   logTransition,
   resolveOptions,
   sameOptions,
@@ -110,7 +111,9 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
   });
 
   app.delete("/:name", requireRole("admin"), nameParam, async (c) => {
+    const receivedAtMs = c.var.startedAt;
     const { name, deployment, context, entry } = await existingEntry(c, c.req.valid("param").name, clusterRuntime);
+    const foundAtMs = context.now();
     if (entry.state === "DROPPED") {
       return json(entry);
     }
@@ -118,6 +121,7 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
     if (entry.state !== "DROPPING") {
       await transition(context, entry, { from: ["CREATING", "ONLINE"], to: "DROPPING", reason });
     }
+    const droppingAtMs = context.now();
     forgetEntry(deployment, name);
     const dropping: DatabaseEntry = { ...entry, state: "DROPPING", reason };
     const drainMs = Math.min(DEFAULT_DROP_DRAIN_MS, context.deadlineAt - context.now() - DROP_WIPE_MARGIN_MS);
@@ -132,6 +136,8 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
     const done = `${report.nodes.length} nodes wiped${report.brokenLeases > 0 ? `, ${report.brokenLeases} leases broken` : ""}`;
     await transition(context, dropping, { from: ["DROPPING"], to: "DROPPED", reason: done });
     forgetEntry(deployment, name);
+    const droppedAtMs = context.now();
+    logDropTimeline(entry, { receivedAtMs, foundAtMs, droppingAtMs, droppedAtMs, answers: report.answers });
     return json({ ...dropping, state: "DROPPED", reason: done });
   });
 
