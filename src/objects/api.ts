@@ -220,3 +220,4 @@ export interface ClusterNodeRpc {
 }
 
 export { electionRetryAfterSeconds, electionWindowMs, isInTouchWithLeader, type ClusterTiming } from "./timing";
+export { DeadlineExceeded, realTimers, sleep, withDeadline, type ScheduleTimer, type Timers } from "./deadline";

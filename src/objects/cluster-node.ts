@@ -26,6 +26,7 @@ import { NodeLifecycle, type DropRequest, type DropValue, type LifecycleHost } f
 import { logEvent, setLogLevel } from "./log";
 import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStub } from "./node-runtime";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
+import { withDeadline } from "./deadline";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
 import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
@@ -167,9 +168,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         // Decommissioning the leader: hand leadership over first, then let the new leader remove us.
         const moved = await runtime.transferLeadership({ timeoutMs: Math.floor(timeoutMs / 2) });
         const stub = this.stubFor(request.cluster, { name: moved.leader });
-        const answer = await withDeadline<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>>(
-          stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) }),
-          timeoutMs,
+        const answer = await withDeadline(
+          // RPC stubs type their promises as unions; the method returns this.
+          stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) }) as Promise<
+            NodeResult<{ voters: readonly string[]; learners: readonly string[] }>
+          >,
+          { timeoutMs, what: `forward the removal to ${moved.leader}` },
         ).catch((err: unknown) => {
           throw nodeError(
             "TIMEOUT",
@@ -436,9 +440,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     // Best effort: the leader's own messages start the node anyway (it answers notStarted and gets started).
     try {
       const stub = this.stubFor(address.cluster, member);
-      const answer = await withDeadline<NodeResult<NodeStatusReport>>(
-        stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name }),
-        PEER_CALL_TIMEOUT_MS,
+      const answer = await withDeadline(
+        stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name }) as Promise<
+          NodeResult<NodeStatusReport>
+        >,
+        { timeoutMs: PEER_CALL_TIMEOUT_MS, what: `start ${member.name}` },
       );
       if (!answer.ok) {
         this.host.current?.log("warn", "memberStartRefused", {
@@ -458,14 +464,14 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   ): Promise<void> {
     const node = removed.node;
     try {
-      await withDeadline<unknown>(
+      await withDeadline(
         this.stubFor(address.cluster, { name: node }).leave({
           protocolVersion: PROTOCOL_VERSION,
           cluster: address.cluster,
           node,
           removedAtIndex: removed.removedAtIndex,
-        }),
-        PEER_CALL_TIMEOUT_MS,
+        }) as Promise<unknown>,
+        { timeoutMs: PEER_CALL_TIMEOUT_MS, what: `tell ${node} it was removed` },
       );
     } catch (err) {
       this.host.current?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
@@ -480,18 +486,4 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   ping(): { ok: true } {
     return { ok: true };
   }
-}
-
-/** Settles like `promise`, or rejects after `timeoutMs`; the timer is always cleared. */
-function withDeadline<T>(promise: PromiseLike<unknown>, timeoutMs: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-  });
-  // RPC stubs type their promises as unions; the caller names what the method returns.
-  return Promise.race([Promise.resolve(promise) as Promise<T>, timeout]).finally(() => {
-    if (timer !== undefined) {
-      clearTimeout(timer);
-    }
-  });
 }

@@ -8,6 +8,7 @@ import type { LogEntry, Membership, Message, NodeStatus, RaftEvent, RaftNodeApi,
 import type { SqlRequest } from "../shared/sql";
 import type { NodeStatusReport } from "./api";
 import { objectName, raftConfigFor, tickMs } from "./config";
+import { withDeadline } from "./deadline";
 import { logEvent, type LogLevel } from "./log";
 import { RaftStorage } from "./raft-storage";
 import { nodeError } from "./runtime/errors";
@@ -503,25 +504,17 @@ export class NodeRuntime {
     if (status.role !== "leader") {
       throw nodeError("NOT_LEADER", `${this.identity.node} is not the leader`, { leader: status.leader });
     }
-    let timer: (() => void) | null = null;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = this.deps.clock.schedule(
-        () =>
-          reject(
-            nodeError(
-              "TIMEOUT",
-              `the repair of ${options.node} did not finish within ${options.timeoutMs} ms; it may still complete: check /api/v1/cluster/health`,
-              { retryable: true },
-            ),
-          ),
-        options.timeoutMs,
-      );
+    return withDeadline(this.monitor.repair(options.node), {
+      timeoutMs: options.timeoutMs,
+      what: `the repair of ${options.node}`,
+      timers: this.deps.clock,
+      onTimeout: () =>
+        nodeError(
+          "TIMEOUT",
+          `the repair of ${options.node} did not finish within ${options.timeoutMs} ms; it may still complete: check /api/v1/cluster/health`,
+          { retryable: true },
+        ),
     });
-    try {
-      return await Promise.race([this.monitor.repair(options.node), deadline]);
-    } finally {
-      (timer as (() => void) | null)?.();
-    }
   }
 
   // ---------------------------------------------------------------------------------------------------------

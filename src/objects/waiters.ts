@@ -1,5 +1,6 @@
 // Requests that wait for something the Raft loop will do later (an entry applied, a read index confirmed, a
 // leader known). Every waiter has a deadline and the number of waiters is bounded, so nothing hangs or piles up.
+import type { Timers } from "./deadline";
 
 export class WaitTimeoutError extends Error {
   constructor(what: string, timeoutMs: number) {
@@ -15,12 +16,6 @@ export class TooManyWaitersError extends Error {
   }
 }
 
-/** Where deadlines run: setTimeout on the platform, simulated time in the simulator. */
-export interface WaiterTimers {
-  /** Runs `fn` once after `delayMs`; returns a function that cancels it. */
-  schedule(fn: () => void, delayMs: number): () => void;
-}
-
 interface Pending<K, T> {
   readonly key: K;
   readonly resolve: (value: T) => void;
@@ -32,9 +27,7 @@ interface Pending<K, T> {
 export class KeyedWaiters<K, T> {
   private readonly pending = new Map<K, Pending<K, T>>();
 
-  constructor(
-    private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers },
-  ) {}
+  constructor(private readonly options: { readonly what: string; readonly limit: number; readonly timers: Timers }) {}
 
   get size(): number {
     return this.pending.size;
@@ -104,9 +97,7 @@ export class ThresholdWaiters {
     readonly cancelTimer: () => void;
   }>();
 
-  constructor(
-    private readonly options: { readonly what: string; readonly limit: number; readonly timers: WaiterTimers },
-  ) {}
+  constructor(private readonly options: { readonly what: string; readonly limit: number; readonly timers: Timers }) {}
 
   wait(threshold: number, current: number, timeoutMs: number): Promise<void> {
     if (current >= threshold) {

@@ -1,7 +1,8 @@
 import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import { backoffDelayMs, withRetry, type RetryOptions } from "../../src/objects/transport/backoff";
-import { DeliveryError, TransportTimeoutError } from "../../src/objects/transport/errors";
+import { DeadlineExceeded } from "../../src/objects/deadline";
+import { DeliveryError } from "../../src/objects/transport/errors";
 import { ManualClock } from "../../src/objects/transport/manual-clock";
 
 const settle = async (): Promise<void> => {
@@ -157,7 +158,7 @@ describe("withRetry", () => {
     await clock.advance(1, settle);
     const err = await outcome;
     expect(err).toMatchObject({ classification: "timeout", attempts: 1 });
-    expect((err as DeliveryError).cause).toBeInstanceOf(TransportTimeoutError);
+    expect((err as DeliveryError).cause).toBeInstanceOf(DeadlineExceeded);
     expect(calls).toBe(1);
   });
 
@@ -202,7 +203,7 @@ describe("withRetry", () => {
     await clock.advance(1, settle);
     const err = await outcome;
     expect(err).toMatchObject({ classification: "timeout", attempts: 2 });
-    expect(((err as DeliveryError).cause as TransportTimeoutError).timeoutMs).toBe(150);
+    expect(((err as DeliveryError).cause as DeadlineExceeded).timeoutMs).toBe(150);
   });
 
   it("turns a synchronous throw into a classified failure", async () => {

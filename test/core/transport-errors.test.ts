@@ -1,11 +1,6 @@
 import { describe, expect, it } from "vitest";
-import {
-  classifyError,
-  DeliveryError,
-  describeError,
-  FaultInjectedError,
-  TransportTimeoutError,
-} from "../../src/objects/transport/errors";
+import { DeadlineExceeded } from "../../src/objects/deadline";
+import { classifyError, DeliveryError, describeError, FaultInjectedError } from "../../src/objects/transport/errors";
 
 /** An Error carrying the flags Workers RPC sets on its exceptions. */
 function rpcError(flags: { retryable?: boolean; overloaded?: boolean; remote?: boolean }): Error {
@@ -31,7 +26,7 @@ describe("classifyError", () => {
   });
 
   it("classifies our own timeouts as timeout", () => {
-    expect(classifyError(new TransportTimeoutError("slow", 10))).toBe("timeout");
+    expect(classifyError(new DeadlineExceeded("slow", 10))).toBe("timeout");
   });
 
   it("classifies errors without flags, and non-errors, as broken", () => {

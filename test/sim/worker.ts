@@ -2,11 +2,16 @@
 // and router (src/worker/routing: leader cache, retries with backoff inside the deadline, one request id per write,
 // outcome-unknown classification), over a directory whose node stubs carry each RPC through the simulation to the
 // node's NodeHost. The router's clock (now, backoff sleeps, the deadline of each node call) is simulated time.
-import type { ClusterConfig, ClusterNodeRpc, NodeResult } from "../../src/objects/api.js";
+import {
+  sleep as sleepOn,
+  type ClusterConfig,
+  type ClusterNodeRpc,
+  type NodeResult,
+  type ScheduleTimer,
+} from "../../src/objects/api.js";
 import type { NodeHost } from "../../src/objects/node-host.js";
 import { DEFAULT_LIMITS } from "../../src/shared/sql-text/limits.js";
 import { backupFromLeader, executeStatements, queryStatements } from "../../src/worker/data/service.js";
-import type { ScheduleTimer } from "../../src/worker/routing/deadline.js";
 import { LeaderCache } from "../../src/worker/routing/leader-cache.js";
 import { ClusterRouter, DEFAULT_ROUTING_POLICY, type RouterBugs } from "../../src/worker/routing/router.js";
 import type { Runtime } from "../../src/worker/runtime.js";
@@ -81,10 +86,7 @@ export class SimWorker {
     const env = this.env;
     const random = (): number => env.random.nextUint32() / 2 ** 32;
     const now = (): number => env.nowMs();
-    const sleep = (ms: number): Promise<void> =>
-      new Promise((resolve) => {
-        env.timer(resolve, ms);
-      });
+    const sleep = (ms: number): Promise<void> => sleepOn(ms, { schedule: env.timer });
     const policy = DEFAULT_ROUTING_POLICY;
     const router = new ClusterRouter({
       directory: { config: env.config, node: (name) => this.stub(clientId, name) },

@@ -4,6 +4,7 @@
 // own digest is the one that differs, and repairs diverged replicas by sending them its own state as a snapshot
 // image (automatically, or when an admin asks). On every node: reports its digests to the leader in the answers to
 // its envelopes, and refuses reads while its own DIVERGED flag is set (the flag is set by applying the verdict).
+import { withDeadline } from "../deadline";
 import type { SnapshotImage } from "../state-machine-port";
 import { nodeError } from "../runtime/errors";
 import type { RuntimeCore } from "../runtime/types";
@@ -516,7 +517,13 @@ export class ConsistencyMonitor {
       this.core.log("warn", "replicaRepaired", { peer, imageIndex: image.appliedIndex, durationMs });
       return { node: peer, imageIndex: image.appliedIndex, durationMs };
     };
-    const running = withTimeout(run(), REPAIR_TIMEOUT_MS, this.core).finally(() => {
+    const running = withDeadline(run(), {
+      timeoutMs: REPAIR_TIMEOUT_MS,
+      what: `the repair of ${peer}`,
+      timers: this.core.deps.clock,
+      onTimeout: () =>
+        nodeError("TIMEOUT", `the repair did not finish within ${REPAIR_TIMEOUT_MS} ms`, { retryable: true }),
+    }).finally(() => {
       state.repairing = null;
     });
     state.repairing = running;
@@ -549,17 +556,4 @@ export class ConsistencyMonitor {
 
 function divergedDetail(flag: DivergedFlag): string {
   return flag.schemaDiffers ? "the schema differs" : `rows differ in ${flag.slice}`;
-}
-
-function withTimeout<T>(promise: Promise<T>, timeoutMs: number, core: RuntimeCore): Promise<T> {
-  let cancel: (() => void) | null = null;
-  const timeout = new Promise<never>((_, reject) => {
-    cancel = core.deps.clock.schedule(
-      () => reject(nodeError("TIMEOUT", `the repair did not finish within ${timeoutMs} ms`, { retryable: true })),
-      timeoutMs,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => {
-    (cancel as (() => void) | null)?.();
-  });
 }

@@ -2,7 +2,7 @@
 // changes. Each one that waits on the log parks a bounded waiter with a deadline; the Ready loop wakes them.
 import type { LogEntry, Membership, Ready } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
-import { sleepMs } from "../transport/index";
+import { sleep } from "../deadline";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sql/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
@@ -744,7 +744,7 @@ export class ClientRequests {
   /** One tick, but never past `deadlineAtMs`. */
   private waitOneTick(deadlineAtMs: number): Promise<void> {
     const waitMs = Math.max(1, Math.min(this.core.tickIntervalMs, deadlineAtMs - this.core.deps.clock.now()));
-    return sleepMs(this.core.deps.clock, waitMs);
+    return sleep(waitMs, this.core.deps.clock);
   }
 }
 

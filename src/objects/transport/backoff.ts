@@ -1,8 +1,9 @@
 // Bounded retries with exponential backoff and full jitter (AWS Architecture Blog, "Exponential Backoff And
 // Jitter"): delay = random() * min(cap, base * 2^attempt). Only "retryable" failures are retried — never
 // "overloaded" ones (Cloudflare: retrying an overloaded object makes it worse) — and never past the deadline.
-import { sleepMs, withTimeout, type TransportClock } from "./clock";
-import { classifyError, DeliveryError, TransportTimeoutError, type FailureClass } from "./errors";
+import { DeadlineExceeded, sleep, withDeadline } from "../deadline";
+import type { TransportClock } from "./clock";
+import { classifyError, DeliveryError, type FailureClass } from "./errors";
 
 export interface BackoffOptions {
   /** The ceiling of the first retry's delay. */
@@ -91,10 +92,10 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
     let error: unknown;
     if (attemptTimeoutMs <= 0) {
       // Reached only after a sleep that ended at the deadline: report the deadline, not the previous error.
-      error = new TransportTimeoutError(`${what}: deadline of ${options.deadlineMs} ms passed`, options.deadlineMs);
+      error = new DeadlineExceeded(what, options.deadlineMs, `the deadline of ${options.deadlineMs} ms passed`);
     } else {
       try {
-        return await withTimeout(invoke(fn, attempt), { timeoutMs: attemptTimeoutMs, clock: options.clock, what });
+        return await withDeadline(invoke(fn, attempt), { timeoutMs: attemptTimeoutMs, timers: options.clock, what });
       } catch (err) {
         error = err;
       }
@@ -109,7 +110,7 @@ export async function withRetry<T>(fn: (attempt: number) => Promise<T>, options:
     if (options.clock.now() + delayMs >= deadlineAtMs) {
       throw new DeliveryError({ classification, attempts: attemptsMade, cause: error });
     }
-    await sleepMs(options.clock, delayMs);
+    await sleep(delayMs, options.clock);
   }
 }
 

@@ -6,26 +6,16 @@
 //   .overloaded — the target object is overloaded; retrying makes it worse, so never retry.
 //   .remote     — the exception was thrown inside the target object (its code, or it exceeded a limit).
 // A stub is broken after most exceptions: the transport makes a new one after every failed call.
+import { DeadlineExceeded } from "../deadline";
 
 /**
  * - "retryable": an infrastructure error with `.retryable` (and not `.overloaded`); the only kind retried.
  * - "overloaded": the peer is overloaded (`.overloaded`, even if also `.retryable`); back off, do not retry.
  * - "remote": the peer's own code threw (`.remote`, not retryable); retrying would throw again.
- * - "timeout": our own per-call or overall deadline passed; the call may still complete on the peer.
+ * - "timeout": our own per-call or overall deadline passed (DeadlineExceeded); the call may still complete on the peer.
  * - "broken": anything else (no flags: lost connection, disposed stub, a bug on our side); not retried now.
  */
 export type FailureClass = "retryable" | "overloaded" | "remote" | "timeout" | "broken";
-
-/** Raised by the transport itself when a call or a retry loop runs out of time. */
-export class TransportTimeoutError extends Error {
-  override readonly name = "TransportTimeoutError";
-  readonly timeoutMs: number;
-
-  constructor(message: string, timeoutMs: number) {
-    super(message);
-    this.timeoutMs = timeoutMs;
-  }
-}
 
 /** Raised by the fault-injection hook (test configuration only) to stand for a lost call. */
 export class FaultInjectedError extends Error {
@@ -53,7 +43,7 @@ function hasTrueFlag(err: object, flag: "retryable" | "overloaded" | "remote"): 
 
 /** Sorts a thrown value into one of the five failure classes (see FailureClass). */
 export function classifyError(err: unknown): FailureClass {
-  if (err instanceof TransportTimeoutError) {
+  if (err instanceof DeadlineExceeded) {
     return "timeout";
   }
   if (err instanceof DeliveryError) {

@@ -23,7 +23,8 @@ import {
   type BreakerTransition,
   type CircuitBreakerConfig,
 } from "./circuit-breaker";
-import { sleepMs, systemClock, type TransportClock } from "./clock";
+import { sleep } from "../deadline";
+import { systemClock, type TransportClock } from "./clock";
 import {
   createEnvelope,
   estimateChunkBytes,
@@ -523,7 +524,7 @@ export class PeerTransport<Stub> {
         throw new FaultInjectedError(`fault injection dropped an envelope ${this.options.self} -> ${this.peer}`);
       }
       if (decision !== "deliver") {
-        await sleepMs(this.clock, decision.delayMs);
+        await sleep(decision.delayMs, this.clock);
       }
     }
     return this.options.call(this.currentStub(), envelope);

@@ -3,15 +3,20 @@
 // all inside the request's deadline. The retry arithmetic lives in ./retry-policy, the leader hint's rules in
 // ./leader-cache, the choice of status and code in ./failure; this file decides what to do after each answer.
 import {
+  DeadlineExceeded,
   electionRetryAfterSeconds,
+  realTimers,
+  sleep,
+  withDeadline,
   type ClusterNodeRpc,
   type NodeAddress,
   type NodeError,
   type NodeResult,
   type NodeStatusReport,
+  type ScheduleTimer,
+  type Timers,
 } from "../../objects/api";
 import { nodeAddress, type NodeDirectory } from "../directory";
-import { DeadlineExceeded, realTimer, sleep, withDeadline, type ScheduleTimer } from "./deadline";
 import {
   giveUpFailure,
   isOutcomeUnknownCode,
@@ -133,9 +138,11 @@ class Attempts {
 export class ClusterRouter {
   private readonly bugs: RouterBugs;
   private readonly leader: ClusterLeaderHint;
+  private readonly timers: Timers;
 
   constructor(private readonly deps: RouterDeps) {
     this.bugs = deps.bugs ?? NO_ROUTER_BUGS;
+    this.timers = deps.timer === undefined ? realTimers : { schedule: deps.timer };
     this.leader = new ClusterLeaderHint(deps.leaders, deps.directory.config.name);
   }
 
@@ -559,11 +566,11 @@ export class ClusterRouter {
     const nodeTimeoutMs = Math.max(1, Math.floor(guardMs - marginMs));
     try {
       const node = this.deps.directory.node(name);
-      const result = await withDeadline(
-        call(node, nodeAddress(this.config, name), nodeTimeoutMs),
-        guardMs,
-        this.deps.timer ?? realTimer,
-      );
+      const result = await withDeadline(call(node, nodeAddress(this.config, name), nodeTimeoutMs), {
+        timeoutMs: guardMs,
+        what: `node ${name}`,
+        timers: this.timers,
+      });
       if (!isNodeResult(result)) {
         return {
           kind: "transport",
@@ -576,9 +583,7 @@ export class ClusterRouter {
     } catch (error) {
       const timedOut = error instanceof DeadlineExceeded;
       const overloaded = (error as { overloaded?: unknown } | null)?.overloaded === true;
-      const message = timedOut
-        ? `node ${name}: ${(error as Error).message}`
-        : `node ${name}: RPC failed: ${describe(error)}`;
+      const message = timedOut ? (error as Error).message : `node ${name}: RPC failed: ${describe(error)}`;
       return { kind: "transport", message, overloaded, timedOut };
     }
   }
@@ -641,5 +646,5 @@ function describe(error: unknown): string {
 export const defaultRouterDeps = {
   random: () => Math.random(),
   now: () => Date.now(),
-  sleep,
+  sleep: (ms: number) => sleep(ms),
 } as const;
