@@ -1,4 +1,5 @@
-// The HA plan's /api/v1/cluster/health: one aggregate view of leadership, quorum, replicas and schema agreement.
+// GET /api/v1/cluster/health: one aggregate view of leadership, quorum, replicas and schema agreement (what each
+// status means: README, "Operations: Health").
 import { electionWindowMs, type NodeStatusReport, type ReplicaReport } from "../../objects/api";
 import type { StatusProbe } from "../routing/router";
 import { reachableReports, type ClusterView } from "./gather";

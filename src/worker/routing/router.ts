@@ -523,7 +523,10 @@ export class ClusterRouter {
     return outcomeUnknownFailure(`${outcome.code}: ${outcome.message}`, outcome.node);
   }
 
-  /** The HA plan's waitForElectionComplete: asks `node` to wait (bounded) until a leader is known. */
+  /**
+   * Asks `node` to wait (bounded) until a leader is known: one call that returns as the election ends, rather than
+   * polling nodes while it runs.
+   */
   private async waitForLeader(
     node: string,
     deadlineAt: number,
