@@ -219,5 +219,13 @@ export interface ClusterNodeRpc {
   recentEvents?(request: EventsRequest): Promise<NodeResult<EventsValue>>;
 }
 
-export { electionRetryAfterSeconds, electionWindowMs, isInTouchWithLeader, type ClusterTiming } from "./timing";
+export {
+  appliedPollIntervalMs,
+  electionRetryAfterSeconds,
+  electionWindowMs,
+  isInTouchWithLeader,
+  nodeTimeoutWithinMs,
+  readElsewhereAfterMs,
+  type ClusterTiming,
+} from "./timing";
 export { DeadlineExceeded, realTimers, sleep, withDeadline, type ScheduleTimer, type Timers } from "./deadline";

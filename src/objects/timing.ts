@@ -65,3 +65,36 @@ export function peerTransportTiming(timing: ClusterTiming): {
     breakerOpenMs: Math.max(100, timing.electionTimeoutMs),
   };
 }
+
+/**
+ * The timeout to hand a node that the caller waits `callerTimeoutMs` for: shorter by a margin of at least one
+ * heartbeat interval (the step in which nodes wait), so that the node answers TIMEOUT itself, a definite answer,
+ * before the caller stops listening. At least 1 ms.
+ */
+export function nodeTimeoutWithinMs(
+  timing: Pick<ClusterTiming, "heartbeatIntervalMs">,
+  options: { readonly callerTimeoutMs: number; readonly minMarginMs: number },
+): number {
+  const marginMs = Math.max(options.minMarginMs, timing.heartbeatIntervalMs);
+  return Math.max(1, Math.floor(options.callerTimeoutMs - marginMs));
+}
+
+/**
+ * How long one node may spend on a read that another node could serve: `electionTimeouts` election timeouts (at least
+ * 1 ms). A node cut off from the majority cannot confirm a read index, and within a few election timeouts a connected
+ * node can: past that, another node is the better bet.
+ */
+export function readElsewhereAfterMs(
+  timing: Pick<ClusterTiming, "electionTimeoutMs">,
+  options: { readonly electionTimeouts: number },
+): number {
+  return Math.max(1, options.electionTimeouts * timing.electionTimeoutMs);
+}
+
+/**
+ * How often to ask a node whether it has applied up to an index: once a heartbeat interval. Followers learn of new
+ * commits with the leader's heartbeats (or appends), so asking more often learns nothing new.
+ */
+export function appliedPollIntervalMs(timing: Pick<ClusterTiming, "heartbeatIntervalMs">): number {
+  return timing.heartbeatIntervalMs;
+}

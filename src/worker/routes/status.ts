@@ -1,6 +1,12 @@
 // rqlite's operational routes: /status, /nodes, /readyz and /leader.
 import { Hono, type Context } from "hono";
-import { isInTouchWithLeader, PROTOCOL_VERSION, type ClusterTiming, type NodeStatusReport } from "../../objects/api";
+import {
+  appliedPollIntervalMs,
+  isInTouchWithLeader,
+  PROTOCOL_VERSION,
+  type ClusterTiming,
+  type NodeStatusReport,
+} from "../../objects/api";
 import { gatherCluster } from "../cluster/gather";
 import { transferLeadership } from "../data/service";
 import { nodeObjectName } from "../directory";
@@ -324,6 +330,6 @@ async function waitUntilApplied(
         return true;
       }
     }
-    await runtime.sleep(Math.min(runtime.config.heartbeatIntervalMs, Math.max(0, deadlineAt - runtime.now())));
+    await runtime.sleep(Math.min(appliedPollIntervalMs(runtime.config), Math.max(0, deadlineAt - runtime.now())));
   }
 }

@@ -1,5 +1,7 @@
 // How long a request may keep trying, how long each call may take, and how long to wait between calls. Pure
-// functions of the policy, the clock reading and a random draw, so that they can be tested without nodes.
+// functions of the policy, the clock reading and a random draw, so that they can be tested without nodes. Durations
+// that follow the cluster's timing come from src/objects/timing.ts.
+import { readElsewhereAfterMs } from "../../objects/api";
 
 export interface RoutingPolicy {
   /** Deadline of a request that names none (?timeout=). */
@@ -68,11 +70,7 @@ export function attemptBudgetMs(
   if (reach === "leader") {
     return Math.min(remainingMs, policy.attemptTimeoutMs);
   }
-  return Math.min(
-    remainingMs * policy.anyNodeAttemptShare,
-    policy.attemptTimeoutMs,
-    anyNodeCapMs(policy, options.electionTimeoutMs),
-  );
+  return Math.min(remainingMs * policy.anyNodeAttemptShare, policy.attemptTimeoutMs, anyNodeCapMs(policy, options));
 }
 
 /** How long to wait on one node for an election to finish. */
@@ -84,14 +82,11 @@ export function electionWaitMs(
   if (options.reach === "leader") {
     return Math.max(0, bound);
   }
-  return Math.max(
-    0,
-    Math.min(bound, options.remainingMs * policy.anyNodeAttemptShare, anyNodeCapMs(policy, options.electionTimeoutMs)),
-  );
+  return Math.max(0, Math.min(bound, options.remainingMs * policy.anyNodeAttemptShare, anyNodeCapMs(policy, options)));
 }
 
-function anyNodeCapMs(policy: RoutingPolicy, electionTimeoutMs: number): number {
-  return Math.max(1, policy.anyNodeElectionTimeouts * electionTimeoutMs);
+function anyNodeCapMs(policy: RoutingPolicy, timing: { electionTimeoutMs: number }): number {
+  return readElsewhereAfterMs(timing, { electionTimeouts: policy.anyNodeElectionTimeouts });
 }
 
 /**

@@ -5,6 +5,7 @@
 import {
   DeadlineExceeded,
   electionRetryAfterSeconds,
+  nodeTimeoutWithinMs,
   realTimers,
   sleep,
   withDeadline,
@@ -564,9 +565,10 @@ export class ClusterRouter {
   }
 
   private async invoke<T>(name: string, call: NodeCall<T>, guardMs: number): Promise<Invocation<T>> {
-    // Nodes wait in steps of one heartbeat: leave them at least that much room to answer TIMEOUT themselves.
-    const marginMs = Math.max(this.policy.nodeMarginMs, this.config.heartbeatIntervalMs);
-    const nodeTimeoutMs = Math.max(1, Math.floor(guardMs - marginMs));
+    const nodeTimeoutMs = nodeTimeoutWithinMs(this.config, {
+      callerTimeoutMs: guardMs,
+      minMarginMs: this.policy.nodeMarginMs,
+    });
     try {
       const node = this.deps.directory.node(name);
       const result = await withDeadline(call(node, nodeAddress(this.config, name), nodeTimeoutMs), {
