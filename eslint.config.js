@@ -82,6 +82,13 @@ const coreForbiddenSyntax = [
   },
 ];
 
+// One Ready loop in the codebase (src/replication/ready-loop.ts): everything else that drives the core, the runtime
+// and the tests alike, hands its steps to handleReadies instead of taking Readys itself.
+const oneReadyLoop = {
+  selector: "CallExpression[callee.type='MemberExpression'][callee.property.name='ready'][arguments.length=0]",
+  message: "Readys are taken only by handleReadies (src/replication/ready-loop.ts): pass it your ports instead.",
+};
+
 export default tseslint.config(
   { ignores: ["**/node_modules/", "**/dist/", "**/.wrangler/", "coverage/", "bench/results/"] },
   js.configs.recommended,
@@ -93,13 +100,15 @@ export default tseslint.config(
       curly: ["error", "all"],
     },
   },
+  { files: ["src/**/*.ts", "test/**/*.ts"], rules: { "no-restricted-syntax": ["error", oneReadyLoop] } },
   {
     files: ["src/quorum/**/*.ts", "src/election/**/*.ts", "src/replication/**/*.ts"],
     rules: {
-      "no-restricted-syntax": ["error", ...coreForbiddenSyntax],
+      "no-restricted-syntax": ["error", ...coreForbiddenSyntax, oneReadyLoop],
       "no-restricted-globals": ["error", "Date", "setTimeout", "setInterval", "performance", "fetch", "crypto"],
     },
   },
+  { files: ["src/replication/ready-loop.ts"], rules: { "no-restricted-syntax": ["error", ...coreForbiddenSyntax] } },
   { files: ["src/quorum/**/*.ts"], rules: { "no-restricted-imports": ["error", quorumForbiddenImports] } },
   { files: ["src/election/**/*.ts"], rules: { "no-restricted-imports": ["error", electionForbiddenImports] } },
   { files: ["src/replication/**/*.ts"], rules: { "no-restricted-imports": ["error", replicationForbiddenImports] } },

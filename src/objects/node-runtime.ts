@@ -3,8 +3,16 @@
 // one event, except the awaits on waiters and on outgoing RPC; after each of those, callers re-read role and term.
 // The concerns around the loop live in ./runtime: peer links and snapshot streaming (peers), client requests
 // (requests), error translation (errors), the status report (status-report).
-import { createRaftNode, SeededRandom } from "../replication/index";
-import type { LogEntry, Membership, Message, NodeStatus, RaftEvent, RaftNodeApi, Ready } from "../replication/types";
+import { createRaftNode, handleReadies, SeededRandom, type ReadyPorts } from "../replication/index";
+import type {
+  LogEntry,
+  Membership,
+  Message,
+  NodeStatus,
+  RaftEvent,
+  RaftNodeApi,
+  SnapshotMeta,
+} from "../replication/types";
 import type { SqlRequest } from "../shared/sql";
 import type { NodeStatusReport } from "./api";
 import { objectName, raftConfigFor, tickMs } from "./config";
@@ -51,6 +59,16 @@ export class NodeRuntime {
   private broken = false;
   /** A request left its Ready to the round in flight (requestReady); the round's end runs it at the latest. */
   private readyDeferred = false;
+  /** What each step of a Ready means for this node; the loop itself, and its order, is handleReadies. */
+  private readonly readyPorts: ReadyPorts = {
+    installSnapshot: (snapshot) => this.installSnapshot(snapshot),
+    persist: (ready) => this.raftStorage.persist(ready),
+    send: (messages) => this.peers.sendMessages(messages),
+    apply: (entries) => this.applyCommitted(entries),
+    compact: (meta) => this.raftStorage.compact(meta),
+    settleReads: (ready) => this.requests.readsConfirmed(ready),
+    observeEvents: (events) => this.handleEvents(events),
+  };
 
   constructor(deps: RuntimeDeps) {
     this.deps = deps;
@@ -337,7 +355,7 @@ export class NodeRuntime {
     }
   }
 
-  /** Handles every pending Ready, in the documented order, until the core has nothing more to say. */
+  /** Handles every pending Ready (bounded), in the documented order, until the core has nothing more to say. */
   processReady(): void {
     // A stopped runtime (removed, halted, or discarded after an error) must never touch storage or send again.
     if (this.stopped) {
@@ -345,20 +363,7 @@ export class NodeRuntime {
     }
     this.readyDeferred = false;
     try {
-      // Bounded: each round either makes progress or empties the Ready; 1,000 rounds means something is wrong.
-      for (let round = 0; round < 1000 && this.raft.hasReady(); round++) {
-        const ready = this.raft.ready();
-        this.installSnapshot(ready);
-        this.raftStorage.persist(ready);
-        this.peers.sendMessages(ready.messages);
-        this.applyCommitted(ready.committedEntries);
-        if (ready.compact !== null) {
-          this.raftStorage.compact(ready.compact);
-        }
-        this.requests.readsConfirmed(ready);
-        this.handleEvents(ready.events);
-        this.raft.advance(ready);
-      }
+      handleReadies(this.raft, this.readyPorts);
     } catch (err) {
       // The core handed out a Ready we could not finish: it will never hand out another. Stop; the object reloads
       // the node from storage (which holds everything persisted so far, in order).
@@ -368,29 +373,23 @@ export class NodeRuntime {
     this.requests.readyHandled();
   }
 
-  private installSnapshot(ready: Ready): void {
-    if (ready.snapshot === null) {
-      return;
-    }
+  private installSnapshot(snapshot: SnapshotMeta): void {
     let appliedIndex: number;
     try {
-      appliedIndex = this.sm.installStagedSnapshot({
-        snapshotIndex: ready.snapshot.index,
-        snapshotTerm: ready.snapshot.term,
-      });
+      appliedIndex = this.sm.installStagedSnapshot({ snapshotIndex: snapshot.index, snapshotTerm: snapshot.term });
     } catch (err) {
       // Named apart from the discard that follows: an image that can never install (the leader keeps sending it,
       // backing off) shows up as this event, again and again, rather than as a node that merely restarts.
       this.log("error", "snapshotInstallFailed", {
-        snapshotIndex: ready.snapshot.index,
-        snapshotTerm: ready.snapshot.term,
+        snapshotIndex: snapshot.index,
+        snapshotTerm: snapshot.term,
         error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
       });
       throw err;
     }
-    this.raftStorage.installSnapshot(ready.snapshot);
+    this.raftStorage.installSnapshot(snapshot);
     this.monitor.stateReplaced({ repair: false, imageIndex: appliedIndex });
-    this.log("info", "snapshotInstalled", { snapshotIndex: ready.snapshot.index, appliedIndex });
+    this.log("info", "snapshotInstalled", { snapshotIndex: snapshot.index, appliedIndex });
   }
 
   private applyCommitted(entries: readonly LogEntry[]): void {

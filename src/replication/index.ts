@@ -25,6 +25,7 @@ export {
   targetReplicaStatus,
 } from "./replica-status.js";
 export { isWellFormedMessage } from "./messages.js";
+export { handleReadies, MAX_READIES_PER_LOOP, type ReadyPorts, type ReadySource } from "./ready-loop.js";
 export { quorumSize } from "../quorum/quorum.js";
 
 /** Creates a Raft node from its configuration and what the shell loaded from storage. */

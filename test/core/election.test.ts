@@ -209,7 +209,7 @@ describe("elections", () => {
 
   it("learners and nodes without a membership never campaign", () => {
     const cluster = new TestCluster(["a", "b", "c"], { learners: ["l"] });
-    cluster.addNode("fresh", null);
+    cluster.addNode("fresh");
     cluster.isolate("l");
     cluster.isolate("fresh");
     cluster.tickMany(200, ["l", "fresh"]);

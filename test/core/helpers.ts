@@ -1,6 +1,14 @@
 // A tiny in-test cluster for the core's unit tests: every node is a real core plus an in-memory store that keeps
 // exactly what its Readys say; messages travel through one FIFO queue that tests can inspect, filter, cut and drop.
-import { createRaftNode, emptyPersistedState, SeededRandom } from "../../src/replication/index.js";
+// Readys are handled by the runtime's own loop (handleReadies): only the ports here (store, queue) are the test's.
+import {
+  createRaftNode,
+  emptyPersistedState,
+  handleReadies,
+  MAX_READIES_PER_LOOP,
+  SeededRandom,
+  type ReadyPorts,
+} from "../../src/replication/index.js";
 import type {
   HardState,
   LogEntry,
@@ -79,43 +87,31 @@ export class TestCluster {
   ) {
     this.seed = options.seed ?? 1;
     const membership: Membership = { voters: [...ids], learners: [...(options.learners ?? [])] };
-    for (const id of ids) {
-      this.addNode(id, membership);
-    }
-    for (const id of options.learners ?? []) {
-      this.addNode(id, membership);
+    for (const id of [...ids, ...(options.learners ?? [])]) {
+      this.addNode(id, { bootstrap: membership });
     }
   }
 
-  /** Adds a node; `bootstrap` null makes a joiner that waits for a leader. */
-  addNode(id: NodeId, bootstrap: Membership | null, overrides: ConfigOverrides = {}): TestNode {
-    return this.startNode(id, { persisted: emptyPersistedState(), bootstrap, overrides });
-  }
-
-  /** Adds a node started from a given persisted state (crafted logs for transcript tests). */
-  addNodeFromPersisted(id: NodeId, persisted: PersistedState, overrides: ConfigOverrides = {}): TestNode {
-    return this.startNode(id, { persisted, bootstrap: null, overrides });
-  }
-
-  /** A core over `persisted`, with a store holding exactly that; its first Readys handled. */
-  private startNode(
+  /**
+   * Adds a node over `persisted` (default: empty storage; crafted logs for transcript tests), with a store holding
+   * exactly that, and handles its first Readys. `bootstrap` (a fresh node only) is its initial membership; without
+   * it the node is a joiner that waits for a leader.
+   */
+  addNode(
     id: NodeId,
-    options: { persisted: PersistedState; bootstrap: Membership | null; overrides: ConfigOverrides },
+    options: { bootstrap?: Membership; persisted?: PersistedState; overrides?: ConfigOverrides } = {},
   ): TestNode {
-    const { persisted, bootstrap } = options;
-    const config = makeConfig(id, this.seed++, { ...this.options.overrides, ...options.overrides });
-    const store: Store = {
-      hardState: persisted.hardState,
-      snapshot: persisted.snapshot,
-      entries: [...persisted.entries],
-      applied: persisted.applied,
-      appliedEntries: [],
-    };
+    const persisted = options.persisted ?? emptyPersistedState();
     const node: TestNode = {
       id,
-      core: createRaftNode({ config, persisted, bootstrap }),
-      store,
-      config,
+      ...this.bootCore(id, { persisted, bootstrap: options.bootstrap ?? null, overrides: options.overrides ?? {} }),
+      store: {
+        hardState: persisted.hardState,
+        snapshot: persisted.snapshot,
+        entries: [...persisted.entries],
+        applied: persisted.applied,
+        appliedEntries: [],
+      },
       readStates: [],
       failedReads: [],
       events: [],
@@ -124,6 +120,15 @@ export class TestCluster {
     this.nodes.set(id, node);
     this.processReadies(id);
     return node;
+  }
+
+  /** A core (and its configuration) over `persisted`, as at start-up: new nodes and restarts alike. */
+  private bootCore(
+    id: NodeId,
+    options: { persisted: PersistedState; bootstrap: Membership | null; overrides: ConfigOverrides },
+  ): { core: RaftNodeApi; config: RaftConfig } {
+    const config = makeConfig(id, this.seed++, { ...this.options.overrides, ...options.overrides });
+    return { core: createRaftNode({ config, persisted: options.persisted, bootstrap: options.bootstrap }), config };
   }
 
   node(id: NodeId): TestNode {
@@ -142,18 +147,12 @@ export class TestCluster {
     return this.core(id).status();
   }
 
-  /** Handles every pending Ready of `id` in the documented order; returns how many there were. */
+  /** Handles every pending Ready of `id` through the one Ready loop; returns how many there were. */
   processReadies(id: NodeId): number {
     const node = this.node(id);
-    let count = 0;
-    while (node.core.hasReady()) {
-      if (++count > 1000) {
-        throw new Error(`${id} keeps producing Readys`);
-      }
-      const ready = node.core.ready();
-      node.readies.push(ready);
-      this.handleReady(node, ready);
-      node.core.advance(ready);
+    const count = handleReadies(node.core, this.portsOf(node));
+    if (node.core.hasReady()) {
+      throw new Error(`${id} keeps producing Readys (more than ${MAX_READIES_PER_LOOP} in one loop)`);
     }
     return count;
   }
@@ -301,8 +300,7 @@ export class TestCluster {
   /** Replaces the node's core with a fresh one built from its store, as after a crash. */
   restart(id: NodeId, overrides: ConfigOverrides = {}): void {
     const node = this.node(id);
-    node.config = makeConfig(id, this.seed++, { ...this.options.overrides, ...overrides });
-    node.core = createRaftNode({ config: node.config, persisted: this.persisted(id), bootstrap: null });
+    Object.assign(node, this.bootCore(id, { persisted: this.persisted(id), bootstrap: null, overrides }));
     this.queue = this.queue.filter((message) => message.to !== id && message.from !== id);
     this.processReadies(id);
   }
@@ -333,48 +331,86 @@ export class TestCluster {
       .map((entry) => entry.data);
   }
 
-  private handleReady(node: TestNode, ready: Ready): void {
+  /** What each step of a Ready means in this test: an in-memory store that checks the order, and the queue. */
+  private portsOf(node: TestNode): ReadyPorts {
     const store = node.store;
-    if (ready.snapshot !== null) {
-      store.snapshot = ready.snapshot;
-      store.entries = [];
-      store.applied = ready.snapshot.index;
-      store.appliedEntries = [];
-    }
-    if (ready.truncateFrom !== null) {
-      const from = ready.truncateFrom;
-      store.entries = store.entries.filter((entry) => entry.index < from);
-    }
-    for (const entry of ready.entries) {
-      const last = store.entries[store.entries.length - 1]?.index ?? store.snapshot?.index ?? 0;
-      if (entry.index !== last + 1) {
-        throw new Error(`${node.id}: store append ${entry.index} after ${last}`);
-      }
-      store.entries.push(entry);
-    }
-    if (ready.hardState !== null) {
-      store.hardState = ready.hardState;
-    }
-    this.queue.push(...ready.messages);
-    for (const entry of ready.committedEntries) {
-      if (entry.index !== store.applied + 1) {
-        throw new Error(`${node.id}: apply ${entry.index} after ${store.applied}`);
-      }
-      store.applied = entry.index;
-      store.appliedEntries.push(entry);
-    }
-    if (ready.compact !== null) {
-      if (ready.compact.index !== store.applied) {
-        throw new Error(`${node.id}: compact at ${ready.compact.index} with applied ${store.applied}`);
-      }
-      const compactIndex = ready.compact.index;
-      store.snapshot = ready.compact;
-      store.entries = store.entries.filter((entry) => entry.index > compactIndex);
-    }
-    node.readStates.push(...ready.readStates);
-    node.failedReads.push(...ready.failedReads);
-    node.events.push(...ready.events);
+    return {
+      received: (ready) => {
+        node.readies.push(ready);
+      },
+      installSnapshot: (snapshot) => {
+        store.snapshot = snapshot;
+        store.entries = [];
+        store.applied = snapshot.index;
+        store.appliedEntries = [];
+      },
+      persist: (ready) => {
+        if (ready.truncateFrom !== null) {
+          const from = ready.truncateFrom;
+          store.entries = store.entries.filter((entry) => entry.index < from);
+        }
+        for (const entry of ready.entries) {
+          const last = store.entries[store.entries.length - 1]?.index ?? store.snapshot?.index ?? 0;
+          if (entry.index !== last + 1) {
+            throw new Error(`${node.id}: store append ${entry.index} after ${last}`);
+          }
+          store.entries.push(entry);
+        }
+        if (ready.hardState !== null) {
+          store.hardState = ready.hardState;
+        }
+      },
+      send: (messages) => {
+        this.queue.push(...messages);
+      },
+      apply: (entries) => {
+        for (const entry of entries) {
+          if (entry.index !== store.applied + 1) {
+            throw new Error(`${node.id}: apply ${entry.index} after ${store.applied}`);
+          }
+          store.applied = entry.index;
+          store.appliedEntries.push(entry);
+        }
+      },
+      compact: (meta) => {
+        if (meta.index !== store.applied) {
+          throw new Error(`${node.id}: compact at ${meta.index} with applied ${store.applied}`);
+        }
+        store.snapshot = meta;
+        store.entries = store.entries.filter((entry) => entry.index > meta.index);
+      },
+      settleReads: (ready) => {
+        node.readStates.push(...ready.readStates);
+        node.failedReads.push(...ready.failedReads);
+      },
+      observeEvents: (events) => {
+        node.events.push(...events);
+      },
+    };
   }
+}
+
+/**
+ * Handles every pending Ready of a core that stands alone (no TestCluster, no store: the test looks only at what the
+ * core says) through the one Ready loop; returns the messages it sent and the events it reported, in order.
+ */
+export function drainLoneCore(core: RaftNodeApi): { messages: Message[]; events: RaftEvent[] } {
+  const messages: Message[] = [];
+  const events: RaftEvent[] = [];
+  const ignore = (): void => {};
+  handleReadies(core, {
+    installSnapshot: ignore,
+    persist: ignore,
+    send: (sent) => messages.push(...sent),
+    apply: ignore,
+    compact: ignore,
+    settleReads: ignore,
+    observeEvents: (reported) => events.push(...reported),
+  });
+  if (core.hasReady()) {
+    throw new Error(`the core keeps producing Readys (more than ${MAX_READIES_PER_LOOP} in one loop)`);
+  }
+  return { messages, events };
 }
 
 /** A short description of a message, for transcript-style assertions. */

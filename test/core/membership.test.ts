@@ -36,7 +36,7 @@ describe("single-server membership changes", () => {
     for (let i = 0; i < 3; i++) {
       cluster.propose(leader, `v${i}`);
     }
-    cluster.addNode("d", null);
+    cluster.addNode("d");
     const added = cluster.core(leader).proposeConfigChange({ kind: "addLearner", node: "d" });
     expect(added.ok).toBe(true);
     cluster.tickMany(6);
@@ -141,7 +141,7 @@ describe("single-server membership changes", () => {
 
   it("membership survives restarts (snapshot + config entries in the log)", () => {
     const { cluster, leader } = settledCluster();
-    cluster.addNode("d", null);
+    cluster.addNode("d");
     cluster.core(leader).proposeConfigChange({ kind: "addLearner", node: "d" });
     cluster.tickMany(6);
     for (const id of ["a", "b", "c", "d"]) {

@@ -49,9 +49,9 @@ describe("log matching and truncation", () => {
   it("a new leader truncates a follower's conflicting suffix and the follower reports it in truncateFrom", () => {
     const membership = { voters: ["a", "b", "c"], learners: [] };
     const cluster = new TestCluster([]);
-    cluster.addNodeFromPersisted("a", persistedWith({ term: 3, terms: [1, 1, 3], commit: 1, membership }));
-    cluster.addNodeFromPersisted("b", persistedWith({ term: 2, terms: [1, 2, 2, 2], commit: 1, membership }));
-    cluster.addNodeFromPersisted("c", persistedWith({ term: 3, terms: [1, 1, 3], commit: 1, membership }));
+    cluster.addNode("a", { persisted: persistedWith({ term: 3, terms: [1, 1, 3], commit: 1, membership }) });
+    cluster.addNode("b", { persisted: persistedWith({ term: 2, terms: [1, 2, 2, 2], commit: 1, membership }) });
+    cluster.addNode("c", { persisted: persistedWith({ term: 3, terms: [1, 1, 3], commit: 1, membership }) });
     campaignAlone(cluster, "a");
     expect(cluster.status("a")).toMatchObject({ role: "leader", term: 4 });
     cluster.deliverAll();
@@ -67,12 +67,11 @@ describe("log matching and truncation", () => {
     const membership = { voters: ["a", "b", "c"], learners: [] };
     const cluster = new TestCluster([]);
     // b holds a long tail of term 2 that the new leader never had.
-    cluster.addNodeFromPersisted("a", persistedWith({ term: 5, terms: [1, 1, 3, 3, 3, 3], commit: 1, membership }));
-    cluster.addNodeFromPersisted(
-      "b",
-      persistedWith({ term: 2, terms: [1, 1, 2, 2, 2, 2, 2, 2, 2], commit: 1, membership }),
-    );
-    cluster.addNodeFromPersisted("c", persistedWith({ term: 5, terms: [1, 1, 3, 3, 3, 3], commit: 1, membership }));
+    cluster.addNode("a", { persisted: persistedWith({ term: 5, terms: [1, 1, 3, 3, 3, 3], commit: 1, membership }) });
+    cluster.addNode("b", {
+      persisted: persistedWith({ term: 2, terms: [1, 1, 2, 2, 2, 2, 2, 2, 2], commit: 1, membership }),
+    });
+    cluster.addNode("c", { persisted: persistedWith({ term: 5, terms: [1, 1, 3, 3, 3, 3], commit: 1, membership }) });
     campaignAlone(cluster, "a");
     expect(cluster.status("a")).toMatchObject({ role: "leader", term: 6 });
     // The first probe to b: prevLogIndex 6 (term 3).
@@ -93,9 +92,9 @@ describe("log matching and truncation", () => {
   it("a follower that lacks entries hints its last index", () => {
     const membership = { voters: ["a", "b", "c"], learners: [] };
     const cluster = new TestCluster([]);
-    cluster.addNodeFromPersisted("a", persistedWith({ term: 2, terms: [1, 1, 2, 2, 2], commit: 1, membership }));
-    cluster.addNodeFromPersisted("b", persistedWith({ term: 2, terms: [1], commit: 1, membership }));
-    cluster.addNodeFromPersisted("c", persistedWith({ term: 2, terms: [1, 1, 2, 2, 2], commit: 1, membership }));
+    cluster.addNode("a", { persisted: persistedWith({ term: 2, terms: [1, 1, 2, 2, 2], commit: 1, membership }) });
+    cluster.addNode("b", { persisted: persistedWith({ term: 2, terms: [1], commit: 1, membership }) });
+    cluster.addNode("c", { persisted: persistedWith({ term: 2, terms: [1, 1, 2, 2, 2], commit: 1, membership }) });
     campaignAlone(cluster, "a");
     cluster.deliverOne(appendsTo("b"));
     const rejection = cluster.queue.find((m) => m.type === "appendResponse" && m.from === "b") as AppendResponse;
@@ -115,12 +114,12 @@ describe("commit rule (Raft Figure 8)", () => {
     const membership = { voters: ["s1", "s2", "s3", "s4", "s5"], learners: [] };
     const cluster = new TestCluster([]);
     const overrides = unsafe ? { unsafeTestingFaults: { commitPreviousTermByCounting: true } } : {};
-    cluster.addNodeFromPersisted("s1", persistedWith({ term: 3, terms: [1, 2], commit: 1, membership }), overrides);
-    cluster.addNodeFromPersisted("s2", persistedWith({ term: 3, terms: [1, 2], commit: 1, membership }), overrides);
+    cluster.addNode("s1", { persisted: persistedWith({ term: 3, terms: [1, 2], commit: 1, membership }), overrides });
+    cluster.addNode("s2", { persisted: persistedWith({ term: 3, terms: [1, 2], commit: 1, membership }), overrides });
     for (const id of ["s3", "s4"]) {
-      cluster.addNodeFromPersisted(id, persistedWith({ term: 3, terms: [1], commit: 1, membership }), overrides);
+      cluster.addNode(id, { persisted: persistedWith({ term: 3, terms: [1], commit: 1, membership }), overrides });
     }
-    cluster.addNodeFromPersisted("s5", persistedWith({ term: 3, terms: [1, 3], commit: 1, membership }), overrides);
+    cluster.addNode("s5", { persisted: persistedWith({ term: 3, terms: [1, 3], commit: 1, membership }), overrides });
     campaignAlone(cluster, "s1");
     expect(cluster.status("s1")).toMatchObject({ role: "leader", term: 4 });
     // Replace the first appends by ones that carry entry 2 only (the no-op is "still in flight").

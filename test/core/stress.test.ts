@@ -109,8 +109,8 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
       ...options.overrides,
     },
   });
-  cluster.addNode("d", null);
-  cluster.addNode("e", null);
+  cluster.addNode("d");
+  cluster.addNode("e");
   const state: SafetyState = {
     leaderOfTerm: new Map(),
     applied: new Map(),

@@ -4,19 +4,13 @@
 import { describe, expect, it } from "vitest";
 import { createRaftNode, emptyPersistedState } from "../../src/replication/index.js";
 import type { Membership, Message, RaftNodeApi } from "../../src/replication/types.js";
-import { makeConfig, TestCluster } from "./helpers.js";
+import { drainLoneCore, makeConfig, TestCluster } from "./helpers.js";
 
 const MEMBERS: Membership = { voters: ["a", "b", "c"], learners: [] };
 
-/** Handles every Ready the way a shell would (nothing to persist in memory here) and returns the messages sent. */
+/** Handles every Ready through the one Ready loop (nothing to persist in memory here); returns the messages sent. */
 function drain(core: RaftNodeApi): Message[] {
-  const sent: Message[] = [];
-  while (core.hasReady()) {
-    const ready = core.ready();
-    sent.push(...ready.messages);
-    core.advance(ready);
-  }
-  return sent;
+  return drainLoneCore(core).messages;
 }
 
 function wipedVoter(options: { probation: boolean }): RaftNodeApi {
@@ -72,12 +66,7 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
       data: "",
     }));
     core.step({ type: "append", from: "b", to: "c", term: 4, prevLogIndex: 0, prevLogTerm: 0, entries, commit: 5 });
-    const readyEvents: string[] = [];
-    while (core.hasReady()) {
-      const ready = core.ready();
-      readyEvents.push(...ready.events.map((e) => e.kind));
-      core.advance(ready);
-    }
+    const readyEvents = drainLoneCore(core).events.map((e) => e.kind);
     expect(readyEvents).toContain("votingProbationEnded");
     expect(core.status().votingProbation).toBe(false);
     // b falls silent in turn; a campaigns in term 5 and c, off probation, votes like any voter.
