@@ -28,20 +28,14 @@ import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStu
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
-import { parseShellBugs, SHELL_BUGS_STORAGE_KEY, type ShellBugs } from "./shell-bugs";
+import { parseShellBugs, type ShellBugs } from "./shell-bugs";
+import { TestHookKeys } from "./storage-keys";
 import { NodeCounters, nodeMetricsReport, type NodeMetricsReport } from "./metrics-counters";
 import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } from "./events";
 import { logTracedAppends, runWithTrace, spanForIncoming, tracedBody } from "./trace";
 import { otlpExporterFromEnv, type OtlpSpanExporter } from "./otlp-export";
 import { spannedAppend, spannedNodeCall } from "./otlp-spans";
-import {
-  assertFaultsEnabled,
-  FAULT_RULES_STORAGE_KEY,
-  faultsEnabled,
-  parseFaultRules,
-  systemClock,
-  type FaultRules,
-} from "./transport/index";
+import { assertFaultsEnabled, faultsEnabled, parseFaultRules, systemClock, type FaultRules } from "./transport/index";
 
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
 const PEER_CALL_TIMEOUT_MS = 5_000;
@@ -83,7 +77,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       peerStub: (cluster, member) => this.counters.instrumentPeer(member.name, this.stubFor(cluster, member)),
       faultsEnabled: faults,
       // Test only (set through testSetBugs when test configuration enabled faults); empty in production.
-      bugs: () => (faults ? (ctx.storage.kv.get<ShellBugs>(SHELL_BUGS_STORAGE_KEY) ?? {}) : {}),
+      bugs: () => (faults ? (ctx.storage.kv.get<ShellBugs>(TestHookKeys.shellBugs) ?? {}) : {}),
       exclusive: (fn) => ctx.blockConcurrencyWhile(fn),
       onRuntimeStarting: (identity) =>
         registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events),
@@ -303,7 +297,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   async setFaults(rules: unknown): Promise<void> {
     assertFaultsEnabled(this.env);
     const parsed: FaultRules = parseFaultRules(rules);
-    this.ctx.storage.kv.put(FAULT_RULES_STORAGE_KEY, parsed);
+    this.ctx.storage.kv.put(TestHookKeys.faultRules, parsed);
   }
 
   /**
@@ -321,7 +315,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
    */
   async testSetBugs(bugs: unknown): Promise<void> {
     assertFaultsEnabled(this.env);
-    this.ctx.storage.kv.put(SHELL_BUGS_STORAGE_KEY, parseShellBugs(bugs));
+    this.ctx.storage.kv.put(TestHookKeys.shellBugs, parseShellBugs(bugs));
   }
 
   /**

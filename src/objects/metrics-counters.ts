@@ -9,6 +9,7 @@
 // Every map here is bounded: peers by membership (and MAX_SERIES), kinds and levels by fixed lists.
 import type { Message } from "../replication/types";
 import type { NodeAddress, NodeStatusReport } from "./api";
+import { RaftKeys, StateKeys } from "./storage-keys";
 import { outgoingTraceparent } from "./trace";
 import type { RaftEnvelope } from "./transport/index";
 
@@ -36,11 +37,6 @@ export type ReceivedKind = (typeof RECEIVED_KINDS)[number];
 
 export const READ_LEVELS = ["none", "weak", "linearizable", "strong"] as const;
 export type ReadLevelLabel = (typeof READ_LEVELS)[number];
-
-/** Where RaftStorage keeps log entries (raft-storage.ts): one KV value per entry, keyed by zero-padded index. */
-const LOG_KEY_PREFIX = "raft/log/";
-/** Where the SQL state machine counts remembered request ids (sql/keys.ts, StateKeys.dedupCount). */
-const DEDUP_COUNT_KEY = "sm/dedup/count";
 
 /** At most this many (peer, kind) series: a bound even if membership churns through many names. */
 const MAX_RPC_SERIES = 256;
@@ -347,7 +343,7 @@ export class NodeCounters {
     readonly firstLogIndex: number;
     readonly lastLogIndex: number;
   }): NodeStorageSnapshot {
-    const logPrefix = LOG_KEY_PREFIX;
+    const logPrefix = RaftKeys.logPrefix;
     for (const index of this.logEntryBytes.keys()) {
       if (index < options.firstLogIndex || index > options.lastLogIndex) {
         this.logEntryBytes.delete(index);
@@ -358,7 +354,7 @@ export class NodeCounters {
       measuredUpTo = Math.max(measuredUpTo, index);
     }
     if (measuredUpTo < options.lastLogIndex && this.logEntryBytes.size < MAX_LOG_SIZE_CACHE_ENTRIES) {
-      const start = logPrefix + String(measuredUpTo + 1).padStart(16, "0");
+      const start = RaftKeys.log(measuredUpTo + 1);
       const limit = Math.min(options.lastLogIndex - measuredUpTo, MAX_LOG_SIZE_CACHE_ENTRIES - this.logEntryBytes.size);
       for (const [key, value] of options.kv.list<unknown>({ start, prefix: logPrefix, limit })) {
         this.logEntryBytes.set(Number(key.slice(logPrefix.length)), JSON.stringify(value).length);
@@ -371,7 +367,7 @@ export class NodeCounters {
     return {
       databaseBytes: options.databaseBytes,
       logBytes,
-      dedupEntries: options.kv.get<number>(DEDUP_COUNT_KEY) ?? 0,
+      dedupEntries: options.kv.get<number>(StateKeys.dedupCount) ?? 0,
     };
   }
 

@@ -26,11 +26,9 @@ import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer
 import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
 import type { StateMachinePort } from "./state-machine-port";
+import { NodeKeys } from "./storage-keys";
 import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./transport/index";
 
-const IDENTITY_KEY = "node/identity";
-const REMOVED_KEY = "node/removed";
-const INCARNATION_KEY = "node/incarnation";
 /** The retry delay of an alarm whose runtime failed, when no identity says the tick. */
 const DEFAULT_TICK_MS = 100;
 /** The cap of that retry's back-off, when no identity says the election timeout. */
@@ -302,7 +300,7 @@ export class NodeHost {
    * runs now; the reason survives restarts.
    */
   async halt(reason: string): Promise<void> {
-    this.seams.kv.put(REMOVED_KEY, { reason, appliedIndex: null } satisfies RemovalRecord);
+    this.seams.kv.put(NodeKeys.removed, { reason, appliedIndex: null } satisfies RemovalRecord);
     const runtime = await this.loadRuntime();
     if (runtime !== null) {
       await this.decommission(runtime, reason, { liftable: false });
@@ -343,7 +341,7 @@ export class NodeHost {
         started = this.runtime;
         return;
       }
-      this.seams.kv.put(IDENTITY_KEY, identity);
+      this.seams.kv.put(NodeKeys.identity, identity);
       started = await this.startRuntime(identity);
     });
     if (started === null) {
@@ -362,7 +360,7 @@ export class NodeHost {
     } else if (current !== null) {
       return current;
     }
-    const identity = this.seams.kv.get<NodeIdentity>(IDENTITY_KEY);
+    const identity = this.seams.kv.get<NodeIdentity>(NodeKeys.identity);
     if (identity === undefined) {
       return null;
     }
@@ -401,12 +399,12 @@ export class NodeHost {
 
   /** A random id written with the node's first state: a peer that sees it change knows the storage was wiped. */
   private incarnation(): string {
-    const existing = this.seams.kv.get<string>(INCARNATION_KEY);
+    const existing = this.seams.kv.get<string>(NodeKeys.incarnation);
     if (existing !== undefined) {
       return existing;
     }
     const created = this.seams.newIncarnation();
-    this.seams.kv.put(INCARNATION_KEY, created);
+    this.seams.kv.put(NodeKeys.incarnation, created);
     return created;
   }
 
@@ -467,7 +465,7 @@ export class NodeHost {
       options.liftable === false ? null : Math.max(runtime.status().applied, options.removedAtIndex ?? 0);
     const removal: RemovalRecord = { reason, appliedIndex };
     // Persisted first: if the write throws, the node keeps running as before rather than refuse calls un-ticked.
-    this.seams.kv.put(REMOVED_KEY, removal);
+    this.seams.kv.put(NodeKeys.removed, removal);
     this.removal = removal;
     this.readmission = null;
     runtime.log("warn", "decommissioned", { reason, appliedIndex });
@@ -522,7 +520,7 @@ export class NodeHost {
       return null;
     }
     stopped.log("warn", "readmitted", { by: envelope.from, memberAsOf: proof, removedAtIndex: removal.appliedIndex });
-    this.seams.kv.delete(REMOVED_KEY);
+    this.seams.kv.delete(NodeKeys.removed);
     this.removal = null;
     this.readmission = { removedAtIndex: removal.appliedIndex, lastProofAtMs: this.seams.clock.now() };
     this.runtime = null;
@@ -624,7 +622,7 @@ export function boundedTimeout(timeoutMs: number): number {
  * stopped runtime still holds (a stopped runtime never persists again).
  */
 function readRemoval(kv: SyncKv, runtime: NodeRuntime): RemovalRecord | null {
-  const stored = kv.get<RemovalRecord | string>(REMOVED_KEY);
+  const stored = kv.get<RemovalRecord | string>(NodeKeys.removed);
   if (stored === undefined) {
     return null;
   }
@@ -633,5 +631,5 @@ function readRemoval(kv: SyncKv, runtime: NodeRuntime): RemovalRecord | null {
 
 /** Records which node an object is, as the first start does (the simulator seeds its objects' storage with it). */
 export function writeIdentity(kv: SyncKv, identity: NodeIdentity): void {
-  kv.put(IDENTITY_KEY, identity);
+  kv.put(NodeKeys.identity, identity);
 }

@@ -26,6 +26,7 @@ import { ClientRequests, type QueryOptions, type RequestAnswer } from "./runtime
 import { buildStatusReport, logReplicaSummary } from "./runtime/status-report";
 import { LIMITS, type NodeIdentity, type RuntimeCore, type RuntimeDeps } from "./runtime/types";
 import type { StateMachinePort } from "./state-machine-port";
+import { NodeKeys } from "./storage-keys";
 import type { applyFaults, RaftEnvelope, SnapshotChunk } from "./transport/index";
 import { isMonitorCommand } from "./monitor/command";
 import { ConsistencyMonitor, type RepairOutcome } from "./monitor/monitor";
@@ -33,9 +34,6 @@ import { ConsistencyMonitor, type RepairOutcome } from "./monitor/monitor";
 export { NodeFailure, nodeError } from "./runtime/errors";
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
-
-const RUNTIME_STARTS_KEY = "node/runtimeStarts";
-const VOTING_PROBATION_KEY = "node/votingProbation";
 
 export class NodeRuntime {
   readonly identity: NodeIdentity;
@@ -95,7 +93,7 @@ export class NodeRuntime {
       config: raftConfigFor({ config: deps.identity.cluster, node: deps.identity.node, random: this.random }),
       persisted,
       bootstrap,
-      votingProbation: deps.kv.get<boolean>(VOTING_PROBATION_KEY) === true,
+      votingProbation: deps.kv.get<boolean>(NodeKeys.votingProbation) === true,
     });
     this.core = {
       identity: this.identity,
@@ -138,8 +136,8 @@ export class NodeRuntime {
    * the incarnation it names this runtime in read contexts, which must never repeat across restarts.
    */
   private nextRuntimeId(): string {
-    const starts = (this.deps.kv.get<number>(RUNTIME_STARTS_KEY) ?? 0) + 1;
-    this.deps.kv.put(RUNTIME_STARTS_KEY, starts);
+    const starts = (this.deps.kv.get<number>(NodeKeys.runtimeStarts) ?? 0) + 1;
+    this.deps.kv.put(NodeKeys.runtimeStarts, starts);
     return `${this.deps.incarnation}.${starts}`;
   }
 
@@ -440,7 +438,7 @@ export class NodeRuntime {
           this.log("info", "leadershipTransfer", { to: event.to, outcome: event.outcome });
           break;
         case "votingProbationEnded":
-          this.deps.kv.delete(VOTING_PROBATION_KEY);
+          this.deps.kv.delete(NodeKeys.votingProbation);
           this.log("info", "votingProbationEnded", { commit: event.commit });
           break;
       }

@@ -1,16 +1,7 @@
 // Durable Raft state of one node, kept through the synchronous KV API: it lives in a platform-reserved table that
 // user SQL cannot reach (SQLITE_AUTH), so no statement of a client can corrupt the log or the vote.
 import type { HardState, LogEntry, PersistedState, Ready, SnapshotMeta } from "../replication/types";
-
-const HARD_STATE_KEY = "raft/hard";
-const SNAPSHOT_KEY = "raft/snapshot";
-const LOG_PREFIX = "raft/log/";
-/** Zero-padded so that the KV list order is the index order. */
-const INDEX_DIGITS = 16;
-
-function logKey(index: number): string {
-  return LOG_PREFIX + String(index).padStart(INDEX_DIGITS, "0");
-}
+import { RaftKeys } from "./storage-keys";
 
 /** The synchronous key-value store this needs: the platform's ctx.storage.kv, or the simulator's. */
 export interface SyncKv {
@@ -36,10 +27,10 @@ export class RaftStorage {
 
   /** Loads everything the core needs to restart; `applied` comes from the state machine. */
   load(applied: number): PersistedState {
-    const hardState = this.kv.get<HardState>(HARD_STATE_KEY) ?? { term: 0, vote: null, commit: 0 };
-    const snapshot = this.kv.get<SnapshotMeta>(SNAPSHOT_KEY) ?? null;
+    const hardState = this.kv.get<HardState>(RaftKeys.hardState) ?? { term: 0, vote: null, commit: 0 };
+    const snapshot = this.kv.get<SnapshotMeta>(RaftKeys.snapshot) ?? null;
     const entries: LogEntry[] = [];
-    for (const [, entry] of this.kv.list<LogEntry>({ prefix: LOG_PREFIX })) {
+    for (const [, entry] of this.kv.list<LogEntry>({ prefix: RaftKeys.logPrefix })) {
       entries.push(entry);
     }
     const snapshotIndex = snapshot?.index ?? 0;
@@ -80,11 +71,11 @@ export class RaftStorage {
       if (entry.index !== this.lastIndex + 1) {
         throw new Error(`raft storage: appending index ${entry.index} after last index ${this.lastIndex}`);
       }
-      this.kv.put(logKey(entry.index), entry);
+      this.kv.put(RaftKeys.log(entry.index), entry);
       this.lastIndex = entry.index;
     }
     if (ready.hardState !== null) {
-      this.kv.put(HARD_STATE_KEY, ready.hardState);
+      this.kv.put(RaftKeys.hardState, ready.hardState);
     }
   }
 
@@ -92,7 +83,7 @@ export class RaftStorage {
   installSnapshot(meta: SnapshotMeta): void {
     this.transaction(() => {
       this.deleteRange({ fromIndex: this.firstIndex, toIndex: this.lastIndex });
-      this.kv.put(SNAPSHOT_KEY, meta);
+      this.kv.put(RaftKeys.snapshot, meta);
     });
     this.firstIndex = meta.index + 1;
     this.lastIndex = meta.index;
@@ -101,7 +92,7 @@ export class RaftStorage {
   /** Records our own snapshot at `meta.index` and drops the log up to it, in one transaction (a log with a hole no longer loads). */
   compact(meta: SnapshotMeta): void {
     this.transaction(() => {
-      this.kv.put(SNAPSHOT_KEY, meta);
+      this.kv.put(RaftKeys.snapshot, meta);
       this.deleteRange({ fromIndex: this.firstIndex, toIndex: Math.min(meta.index, this.lastIndex) });
     });
     this.firstIndex = meta.index + 1;
@@ -111,11 +102,11 @@ export class RaftStorage {
   }
 
   entry(index: number): LogEntry | undefined {
-    return this.kv.get<LogEntry>(logKey(index));
+    return this.kv.get<LogEntry>(RaftKeys.log(index));
   }
 
   snapshot(): SnapshotMeta | null {
-    return this.kv.get<SnapshotMeta>(SNAPSHOT_KEY) ?? null;
+    return this.kv.get<SnapshotMeta>(RaftKeys.snapshot) ?? null;
   }
 
   private truncateFrom(index: number): void {
@@ -125,7 +116,7 @@ export class RaftStorage {
 
   private deleteRange(range: { fromIndex: number; toIndex: number }): void {
     for (let index = range.fromIndex; index <= range.toIndex; index++) {
-      this.kv.delete(logKey(index));
+      this.kv.delete(RaftKeys.log(index));
     }
   }
 }

@@ -75,6 +75,3 @@ export function parseShellBugs(input: unknown): ShellBugs {
   }
   return out as ShellBugs;
 }
-
-/** Where a test-configured node keeps its switches, so they survive a restart within the test. */
-export const SHELL_BUGS_STORAGE_KEY = "test:shellBugs";

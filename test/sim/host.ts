@@ -14,13 +14,10 @@ import type { NodeIdentity, NodeRuntime, PeerStub } from "../../src/objects/node
 import { NodeHost, writeIdentity } from "../../src/objects/node-host";
 import { PROTOCOL_VERSION, type NodeAddress, type NodeResult } from "../../src/objects/api";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
+import { RaftKeys } from "../../src/objects/storage-keys";
 import type { TransportClock } from "../../src/objects/transport/index";
 import type { HardState, LogEntry, NodeId, NodeStatus, SnapshotMeta } from "../../src/replication/types";
 import { SqliteStorage } from "./platform/sqlite-storage";
-
-const HARD_STATE_KEY = "raft/hard";
-const SNAPSHOT_KEY = "raft/snapshot";
-const LOG_PREFIX = "raft/log/";
 
 /** Thrown into the runtime at the moment the simulation crashes its instance: nothing after it may take effect. */
 export class SimCrash extends Error {
@@ -97,11 +94,11 @@ export class PersistedLog {
   touchedFromIndex: number | null = null;
 
   reload(kv: SqliteStorage["kv"]): void {
-    this.hardState = kv.get<HardState>(HARD_STATE_KEY) ?? { term: 0, vote: null, commit: 0 };
-    const meta = kv.get<SnapshotMeta>(SNAPSHOT_KEY);
+    this.hardState = kv.get<HardState>(RaftKeys.hardState) ?? { term: 0, vote: null, commit: 0 };
+    const meta = kv.get<SnapshotMeta>(RaftKeys.snapshot);
     this.snapshot = meta === undefined ? null : { meta };
     this.byIndex.clear();
-    for (const [, entry] of kv.list<LogEntry>({ prefix: LOG_PREFIX })) {
+    for (const [, entry] of kv.list<LogEntry>({ prefix: RaftKeys.logPrefix })) {
       this.byIndex.set(entry.index, entry);
     }
     // After a (re)load the whole log is checked again: a restart must find what was persisted, nothing else.
@@ -109,11 +106,11 @@ export class PersistedLog {
   }
 
   noteWrite(key: string, value: unknown): void {
-    if (key === HARD_STATE_KEY) {
+    if (key === RaftKeys.hardState) {
       this.hardState = value as HardState;
-    } else if (key === SNAPSHOT_KEY) {
+    } else if (key === RaftKeys.snapshot) {
       this.snapshot = { meta: value as SnapshotMeta };
-    } else if (key.startsWith(LOG_PREFIX)) {
+    } else if (key.startsWith(RaftKeys.logPrefix)) {
       const entry = value as LogEntry;
       this.byIndex.set(entry.index, entry);
       this.touchedFromIndex = Math.min(this.touchedFromIndex ?? entry.index, entry.index);
@@ -121,10 +118,10 @@ export class PersistedLog {
   }
 
   noteDelete(key: string): number | null {
-    if (!key.startsWith(LOG_PREFIX)) {
+    if (!key.startsWith(RaftKeys.logPrefix)) {
       return null;
     }
-    const index = Number(key.slice(LOG_PREFIX.length));
+    const index = Number(key.slice(RaftKeys.logPrefix.length));
     this.byIndex.delete(index);
     return index;
   }
@@ -347,7 +344,7 @@ export class SimHost {
       get: <T>(key: string) => {
         this.checkRead(instance, `get ${key}`);
         const value = kv.get<T>(key);
-        if (key === HARD_STATE_KEY && value !== undefined && this.env.harnessBugs.forgetVoteOnRestart === true) {
+        if (key === RaftKeys.hardState && value !== undefined && this.env.harnessBugs.forgetVoteOnRestart === true) {
           return { ...(value as HardState), vote: null } as T;
         }
         return value;
@@ -361,8 +358,8 @@ export class SimHost {
         this.checkAccess(instance, `delete ${key}`, "delete");
         if (
           this.env.harnessBugs.keepTruncatedSuffix === true &&
-          key.startsWith(LOG_PREFIX) &&
-          Number(key.slice(LOG_PREFIX.length)) > (this.log.snapshot?.meta.index ?? 0)
+          key.startsWith(RaftKeys.logPrefix) &&
+          Number(key.slice(RaftKeys.logPrefix.length)) > (this.log.snapshot?.meta.index ?? 0)
         ) {
           return true;
         }

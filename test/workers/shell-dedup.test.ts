@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
 import { encodeSqlRequest } from "../../src/objects/sql/codec";
 import { dedupWindowBytes, SqlStateMachine } from "../../src/objects/sql/state-machine";
-import { StateKeys } from "../../src/objects/sql/keys";
+import { StateKeys } from "../../src/objects/storage-keys";
 import { ScriptedNode, scriptedObject } from "./helpers/scripted-runtime";
 
 async function dedupEntriesAfterStrongReads(bugs: ShellBugs): Promise<number> {

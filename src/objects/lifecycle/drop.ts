@@ -9,9 +9,7 @@ import type { NodeAddress, NodeError } from "../api";
 import type { LogLevel } from "../log";
 import { LifecycleGate, type GateClock, type Lease, type LeaseInfo } from "./gate";
 import { parseDatabaseClusterName } from "./names";
-
-export const TOMBSTONE_KEY = "lifecycle/tombstone";
-export const DROPPING_KEY = "lifecycle/dropping";
+import { LifecycleKeys } from "../storage-keys";
 
 export interface Tombstone {
   readonly cluster: string;
@@ -71,8 +69,8 @@ export class NodeLifecycle {
     private readonly clock: GateClock,
   ) {
     this.gate = new LifecycleGate(clock);
-    this.tombstone = host.kv.get<Tombstone>(TOMBSTONE_KEY) ?? null;
-    const dropping = host.kv.get<DroppingMark>(DROPPING_KEY);
+    this.tombstone = host.kv.get<Tombstone>(LifecycleKeys.tombstone) ?? null;
+    const dropping = host.kv.get<DroppingMark>(LifecycleKeys.dropping);
     if (dropping !== undefined) {
       this.gate.close(dropping.reason);
     }
@@ -117,8 +115,8 @@ export class NodeLifecycle {
       return { phase: request.phase, alreadyDropped: true, members: [], waitedMs: 0, brokenLeases: [] };
     }
     const reason = request.reason;
-    if (this.host.kv.get<DroppingMark>(DROPPING_KEY) === undefined) {
-      this.host.kv.put(DROPPING_KEY, { cluster: request.cluster.name, sinceMs: this.clock.now(), reason });
+    if (this.host.kv.get<DroppingMark>(LifecycleKeys.dropping) === undefined) {
+      this.host.kv.put(LifecycleKeys.dropping, { cluster: request.cluster.name, sinceMs: this.clock.now(), reason });
       this.host.log("warn", "databaseDropping", { phase: request.phase, reason });
     }
     this.gate.close(reason);
@@ -159,7 +157,7 @@ export class NodeLifecycle {
       reason,
     };
     // deleteAll() removed the dropping mark with everything else: the tombstone is the one key left.
-    this.host.kv.put(TOMBSTONE_KEY, tombstone);
+    this.host.kv.put(LifecycleKeys.tombstone, tombstone);
     this.tombstone = tombstone;
     this.host.log("warn", "databaseWiped", { reason });
   }

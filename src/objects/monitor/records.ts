@@ -5,13 +5,10 @@
 import { decodeMonitorCommand } from "./command";
 import { computeCheckpoint, describeSlice } from "./digest";
 import type { CheckpointRecord, DivergedFlag } from "./types";
+import { StateKeys } from "../storage-keys";
 
 export type { CheckpointRecord, DivergedFlag } from "./types";
 
-/** Under the state machine's prefix (sm/): the snapshot installer clears it with the rest of the replaced state. */
-export const MONITOR_KEY_PREFIX = "sm/checkpoint/";
-const RECORD_PREFIX = `${MONITOR_KEY_PREFIX}rec/`;
-const DIVERGED_KEY = `${MONITOR_KEY_PREFIX}diverged`;
 /** Records kept per node: enough for the leader to hear of each one, bounded. */
 export const RECORDS_KEPT = 4;
 
@@ -22,17 +19,13 @@ interface MonitorKv {
   list<T>(options: { prefix: string }): Iterable<[string, T]>;
 }
 
-function recordKey(index: number): string {
-  return RECORD_PREFIX + String(index).padStart(16, "0");
-}
-
 /** This node's records, oldest first (at most RECORDS_KEPT). */
 export function readRecords(kv: MonitorKv): CheckpointRecord[] {
-  return [...kv.list<CheckpointRecord>({ prefix: RECORD_PREFIX })].map(([, record]) => record);
+  return [...kv.list<CheckpointRecord>({ prefix: StateKeys.checkpointRecordPrefix })].map(([, record]) => record);
 }
 
 export function readDivergedFlag(kv: MonitorKv): DivergedFlag | null {
-  return kv.get<DivergedFlag>(DIVERGED_KEY) ?? null;
+  return kv.get<DivergedFlag>(StateKeys.diverged) ?? null;
 }
 
 /** Applies one monitor entry at `index`. Throws (changing nothing: the caller's transaction rolls back) on garbage. */
@@ -47,14 +40,14 @@ export function applyMonitorEntry(
     const started = nowMs();
     const digest = computeCheckpoint(storage.sql, command);
     const record: CheckpointRecord = { index, ...digest, tookMs: nowMs() - started };
-    storage.kv.put(recordKey(index), record);
+    storage.kv.put(StateKeys.checkpointRecord(index), record);
     const records = readRecords(storage.kv);
     for (const old of records.slice(0, Math.max(0, records.length - RECORDS_KEPT))) {
-      storage.kv.delete(recordKey(old.index));
+      storage.kv.delete(StateKeys.checkpointRecord(old.index));
     }
     return;
   }
-  const own = storage.kv.get<CheckpointRecord>(recordKey(command.index));
+  const own = storage.kv.get<CheckpointRecord>(StateKeys.checkpointRecord(command.index));
   if (own === undefined || readDivergedFlag(storage.kv) !== null) {
     // No record (this node's state was replaced since, or it skipped the checkpoint inside a snapshot): no opinion.
     return;
@@ -71,5 +64,5 @@ export function applyMonitorEntry(
     rowsDiffer,
     slice: describeSlice(own),
   };
-  storage.kv.put(DIVERGED_KEY, flag);
+  storage.kv.put(StateKeys.diverged, flag);
 }

@@ -4,7 +4,6 @@ import { PROTOCOL_VERSION, type MemberConfig } from "../api";
 import type { SnapshotImage } from "../state-machine-port";
 import {
   applyFaults,
-  FAULT_RULES_STORAGE_KEY,
   PeerTransport,
   type DeliveryFailure,
   type FaultRules,
@@ -12,6 +11,7 @@ import {
   type RaftEnvelope,
   type SnapshotChunk,
 } from "../transport/index";
+import { NodeKeys, TestHookKeys } from "../storage-keys";
 import { peerTransportTiming } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 import type { PeerConsistencyReport } from "../monitor/types";
@@ -43,8 +43,6 @@ export interface PeerInfo {
   incarnation: string | null;
   schemaHash: string | null;
 }
-
-export const HINTS_KEY = "node/hints";
 
 /**
  * Building a snapshot image reads the whole database synchronously. A peer whose transfer failed is probed again and
@@ -122,7 +120,7 @@ export class PeerLinks {
         this.memberHints.set(member.name, member.locationHint);
       }
     }
-    for (const [name, hint] of Object.entries(core.deps.kv.get<Record<string, string>>(HINTS_KEY) ?? {})) {
+    for (const [name, hint] of Object.entries(core.deps.kv.get<Record<string, string>>(NodeKeys.memberHints) ?? {})) {
       this.memberHints.set(name, hint);
     }
   }
@@ -130,7 +128,7 @@ export class PeerLinks {
   /** Remembers where a new member should be placed, durably, so every later link to it uses the hint. */
   rememberHint(node: string, locationHint: string): void {
     this.memberHints.set(node, locationHint);
-    this.core.deps.kv.put(HINTS_KEY, Object.fromEntries(this.memberHints));
+    this.core.deps.kv.put(NodeKeys.memberHints, Object.fromEntries(this.memberHints));
   }
 
   info(peer: string): PeerInfo | undefined {
@@ -541,7 +539,7 @@ export class PeerLinks {
     if (!this.core.deps.faultsEnabled) {
       return null;
     }
-    return this.core.deps.kv.get<FaultRules>(FAULT_RULES_STORAGE_KEY) ?? null;
+    return this.core.deps.kv.get<FaultRules>(TestHookKeys.faultRules) ?? null;
   }
 
   private peerInfoFor(peer: string): PeerInfo {

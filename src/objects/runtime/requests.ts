@@ -3,6 +3,7 @@
 import type { LogEntry, Membership, Ready } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { sleep } from "../deadline";
+import { RaftKeys } from "../storage-keys";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sql/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
@@ -738,7 +739,7 @@ export class ClientRequests {
 
   /** A stale instance that no longer owns the object fails on its next storage access: touch it before leading. */
   private touchStorage(): void {
-    this.core.deps.kv.get("raft/hard");
+    this.core.deps.kv.get(RaftKeys.hardState);
   }
 
   /** One tick, but never past `deadlineAtMs`. */

@@ -68,4 +68,4 @@ export {
   type DumpOptions,
   type ParseDumpOptions,
 } from "./dump";
-export { SQL_STATE_KEY_PREFIX } from "./keys";
+export { SQL_STATE_KEY_PREFIX } from "../storage-keys";

@@ -3,8 +3,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { SqlValue } from "../../shared/sql";
 import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "./catalog";
-import { StateKeys, type DedupRecord } from "./keys";
-import { MONITOR_KEY_PREFIX } from "../monitor/records";
+import { StateKeys, type DedupRecord } from "../storage-keys";
 import {
   DEFAULT_SNAPSHOT_LIMITS,
   limit,
@@ -423,9 +422,10 @@ class SnapshotLoader {
       }
     }
     // The consistency monitor's records and DIVERGED flag describe the state being replaced: they go with it.
-    const dedupKeys = [...this.kv.list({ prefix: "sm/dedup/" }), ...this.kv.list({ prefix: MONITOR_KEY_PREFIX })].map(
-      ([key]) => key,
-    );
+    const dedupKeys = [
+      ...this.kv.list({ prefix: StateKeys.dedupPrefix }),
+      ...this.kv.list({ prefix: StateKeys.checkpointPrefix }),
+    ].map(([key]) => key);
     for (const key of dedupKeys) {
       this.kv.delete(key);
     }

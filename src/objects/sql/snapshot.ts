@@ -12,7 +12,7 @@
 // The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
 import { sha256 } from "@noble/hashes/sha2.js";
 import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "./catalog";
-import { StateKeys, type DedupRecord } from "./keys";
+import { StateKeys, type DedupRecord } from "../storage-keys";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "./values";
 

@@ -13,7 +13,7 @@ import { DeclaredTypes, resultColumnTypes } from "./column-types";
 import { answerPragma } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
-import { StateKeys, type DedupRecord } from "./keys";
+import { StateKeys, type DedupRecord } from "../storage-keys";
 import type { StatementShape } from "../../shared/sql-text/classify";
 import { statementResultError } from "./storage-failure";
 import { writeSnapshot, type SnapshotImage, type SnapshotOptions } from "./snapshot";
@@ -30,7 +30,6 @@ import { applyMonitorEntry } from "../monitor/records";
 export const STRONG_READ_ID_PREFIX = "~read/";
 
 /** Running total of dedupRecordBytes over the remembered requests; absent after a snapshot install (recomputed). */
-const DEDUP_BYTES_KEY = "sm/dedup/bytes";
 
 /** What one remembered request counts against maxDedupBytes: a pure function of the record, so replicas agree. */
 function dedupRecordBytes(id: string, record: DedupRecord): number {
@@ -39,7 +38,7 @@ function dedupRecordBytes(id: string, record: DedupRecord): number {
 
 /** The bytes the dedup window holds now (recomputed from the records when the running total is absent). */
 export function dedupWindowBytes(kv: SyncKvStorage): number {
-  const kept = kv.get<number>(DEDUP_BYTES_KEY);
+  const kept = kv.get<number>(StateKeys.dedupBytes);
   if (kept !== undefined) {
     return kept;
   }
@@ -681,7 +680,7 @@ export class SqlStateMachine {
       }
     }
     this.kv.put(StateKeys.dedupCount, count);
-    this.kv.put(DEDUP_BYTES_KEY, bytes);
+    this.kv.put(StateKeys.dedupBytes, bytes);
   }
 
   private resultsOf(record: DedupRecord, id: string): StatementResult[] {

@@ -28,9 +28,6 @@ export interface FaultSwitchEnv {
 
 export const MAX_FAULT_DELAY_MS = 60_000;
 export const MAX_PARTITIONS = 64;
-/** Where the node may keep the rules (in its storage), so they survive an eviction during a test. */
-export const FAULT_RULES_STORAGE_KEY = "transport:faultRules";
-
 /** True only when the test configuration set DHA_TEST_FAULTS to exactly "1". */
 export function faultsEnabled(env: FaultSwitchEnv): boolean {
   return env.DHA_TEST_FAULTS === "1";
