@@ -2,15 +2,12 @@
 // that the Raft plumbing and the SQL semantics stay in separate files.
 import type { SqlRequest, Statement, StatementResult } from "../shared/sql";
 import type { CheckpointRecord, DivergedFlag } from "./monitor/types";
+import type { SnapshotChunk, SnapshotId, SnapshotImage } from "./snapshot-types";
 
 export type PrepareResult<T> =
   { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
 
-export interface SnapshotImage {
-  /** The applied index the image reflects (at least the snapshot metadata's index). */
-  readonly appliedIndex: number;
-  readonly chunks: readonly string[];
-}
+export type { SnapshotChunk, SnapshotId, SnapshotImage } from "./snapshot-types";
 
 export interface StateMachinePort {
   appliedIndex(): number;
@@ -30,26 +27,17 @@ export interface StateMachinePort {
   query(statements: readonly Statement[], options: { readonly transaction: boolean }): readonly StatementResult[];
   createSnapshotImage(): SnapshotImage;
   /** Stages one received chunk; false when it does not fit the staging bounds or arrives out of order. */
-  stageSnapshotChunk(chunk: {
-    readonly snapshotIndex: number;
-    readonly snapshotTerm: number;
-    readonly seq: number;
-    readonly last: boolean;
-    readonly data: string;
-  }): boolean;
+  stageSnapshotChunk(chunk: SnapshotChunk): boolean;
   /** True when every chunk of that snapshot is staged. */
-  hasCompleteSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): boolean;
+  hasCompleteSnapshot(snapshot: SnapshotId): boolean;
   /** Swaps the staged image in, in one transaction; returns the applied index it carries. */
-  installStagedSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): number;
+  installStagedSnapshot(snapshot: SnapshotId): number;
   dumpSql(): string;
   /**
    * Repair (src/objects/monitor): swaps the staged image in even when this node applied as far or further, since its
    * own state diverged; the image must be at least at `minImageIndex`. Returns the applied index it carries.
    */
-  installRepairImage(
-    snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number },
-    options: { readonly minImageIndex: number },
-  ): number;
+  installRepairImage(snapshot: SnapshotId, options: { readonly minImageIndex: number }): number;
   /** This node's latest consistency checkpoints (oldest first, bounded) and its DIVERGED flag, if set. */
   consistencyState(): { readonly records: readonly CheckpointRecord[]; readonly diverged: DivergedFlag | null };
 }

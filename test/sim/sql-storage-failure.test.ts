@@ -72,7 +72,7 @@ function snapshotOnto(from: SqlStateMachine): number {
   const receiver = new SqliteStorage() as unknown as DurableObjectStorage;
   const image = from.createSnapshot();
   const installer = new SnapshotInstaller(receiver);
-  const id = { snapshotIndex: image.index, snapshotTerm: 1 };
+  const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
   image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
   return installer.finish(id).appliedIndex;
 }

@@ -135,13 +135,16 @@ function schemaRows(storage: DurableObjectStorage): unknown[] {
   );
 }
 
-function installAll(storage: DurableObjectStorage, image: SnapshotImage, snapshotIndex = image.index): void {
+function installAll(storage: DurableObjectStorage, image: SnapshotImage, snapshotIndex = image.appliedIndex): void {
   const installer = new SnapshotInstaller(storage);
   image.chunks.forEach((data, seq) =>
     installer.receive({ snapshotIndex, snapshotTerm: 2, seq, last: seq === image.chunks.length - 1, data }),
   );
   expect(installer.isComplete({ snapshotIndex, snapshotTerm: 2 })).toBe(true);
-  expect(installer.finish({ snapshotIndex, snapshotTerm: 2 })).toEqual({ installed: true, appliedIndex: image.index });
+  expect(installer.finish({ snapshotIndex, snapshotTerm: 2 })).toEqual({
+    installed: true,
+    appliedIndex: image.appliedIndex,
+  });
   expect(installer.status()).toBeNull();
 }
 
@@ -160,7 +163,7 @@ describe("snapshots", () => {
         remembered: machine.rememberedResults("client-retry-id"),
       };
     });
-    expect(snapshot.image.index).toBe(RICH_ENTRIES.length);
+    expect(snapshot.image.appliedIndex).toBe(RICH_ENTRIES.length);
     expect(snapshot.image.chunks.length).toBeGreaterThan(4);
     for (const chunk of snapshot.image.chunks) {
       expect(new TextEncoder().encode(chunk).length).toBeLessThanOrEqual(64 * 1024);
@@ -197,7 +200,7 @@ describe("snapshots", () => {
         view: rowsOf(storage.sql, "SELECT name FROM parent_names ORDER BY name"),
       };
     });
-    expect(installed.applied).toBe(snapshot.image.index);
+    expect(installed.applied).toBe(snapshot.image.appliedIndex);
     expect(installed.schema).toEqual(snapshot.schema);
     expect(installed.schemaRows).toEqual(snapshot.schemaRows);
     expect(installed.rows).toEqual(snapshot.rows);
@@ -219,7 +222,7 @@ describe("snapshots", () => {
       entry([{ sql: "INSERT INTO kv VALUES ('d', 4)" }], { id: "client-retry-id" }),
     ];
     const continueOn = (storage: DurableObjectStorage): unknown => {
-      const results = applyAll(storage, next, snapshot.image.index + 1);
+      const results = applyAll(storage, next, snapshot.image.appliedIndex + 1);
       return {
         results: results.map((r) => r.map(({ time: _time, ...rest }) => rest)),
         rows: fingerprint(storage, true),

@@ -38,17 +38,10 @@ export {
   type LogEntryToApply,
   type SchemaInfo,
 } from "./state-machine";
-export {
-  SnapshotError,
-  DEFAULT_SNAPSHOT_LIMITS,
-  MAX_SNAPSHOT_CHUNK_BYTES,
-  type SnapshotImage,
-  type SnapshotOptions,
-} from "./snapshot";
+export { SnapshotError, DEFAULT_SNAPSHOT_LIMITS, MAX_SNAPSHOT_CHUNK_BYTES, type SnapshotOptions } from "./snapshot";
+export type { SnapshotChunk, SnapshotId, SnapshotImage } from "../snapshot-types";
 export {
   SnapshotInstaller,
-  type SnapshotChunk,
-  type SnapshotId,
   type SnapshotInstallerOptions,
   type StagingStatus,
   type InstallOutcome,

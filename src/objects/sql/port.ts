@@ -1,5 +1,6 @@
 // The SQL state machine behind the node runtime's StateMachinePort (src/objects/state-machine-port.ts).
-import type { PrepareResult, SnapshotImage, StateMachinePort } from "../state-machine-port";
+import type { PrepareResult, StateMachinePort } from "../state-machine-port";
+import type { SnapshotChunk, SnapshotId, SnapshotImage } from "../snapshot-types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { encodeSqlRequest } from "./codec";
 import { SnapshotError, type SnapshotOptions } from "./snapshot";
@@ -86,17 +87,10 @@ class SqlStateMachinePort implements StateMachinePort {
   }
 
   createSnapshotImage(): SnapshotImage {
-    const image = this.machine.createSnapshot(this.options.snapshot);
-    return { appliedIndex: image.index, chunks: image.chunks };
+    return this.machine.createSnapshot(this.options.snapshot);
   }
 
-  stageSnapshotChunk(chunk: {
-    readonly snapshotIndex: number;
-    readonly snapshotTerm: number;
-    readonly seq: number;
-    readonly last: boolean;
-    readonly data: string;
-  }): boolean {
+  stageSnapshotChunk(chunk: SnapshotChunk): boolean {
     try {
       this.installer.receive(chunk);
       return true;
@@ -108,11 +102,11 @@ class SqlStateMachinePort implements StateMachinePort {
     }
   }
 
-  hasCompleteSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): boolean {
+  hasCompleteSnapshot(snapshot: SnapshotId): boolean {
     return this.installer.isComplete(snapshot);
   }
 
-  installStagedSnapshot(snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number }): number {
+  installStagedSnapshot(snapshot: SnapshotId): number {
     try {
       return this.installer.finish(snapshot).appliedIndex;
     } finally {
@@ -124,10 +118,7 @@ class SqlStateMachinePort implements StateMachinePort {
     return this.machine.dumpSql();
   }
 
-  installRepairImage(
-    snapshot: { readonly snapshotIndex: number; readonly snapshotTerm: number },
-    options: { readonly minImageIndex: number },
-  ): number {
+  installRepairImage(snapshot: SnapshotId, options: { readonly minImageIndex: number }): number {
     try {
       return this.installer.finish(snapshot, { replace: { minImageIndex: options.minImageIndex } }).appliedIndex;
     } finally {

@@ -3,6 +3,7 @@
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { SqlValue } from "../../shared/sql";
 import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "./catalog";
+import type { SnapshotChunk, SnapshotId } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import {
   DEFAULT_SNAPSHOT_LIMITS,
@@ -20,20 +21,6 @@ export interface SnapshotInstallerOptions {
   readonly maxChunkBytes?: number;
   /** Largest total staged before chunks are refused. */
   readonly maxStagingBytes?: number;
-}
-
-/** Which snapshot a chunk belongs to: the Raft snapshot's index and the sender's term. */
-export interface SnapshotId {
-  readonly snapshotIndex: number;
-  readonly snapshotTerm: number;
-}
-
-export interface SnapshotChunk extends SnapshotId {
-  /** 0-based position of the chunk. */
-  readonly seq: number;
-  /** True on the final chunk. */
-  readonly last: boolean;
-  readonly data: string;
 }
 
 export interface StagingStatus extends SnapshotId {

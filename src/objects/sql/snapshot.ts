@@ -12,6 +12,7 @@
 // The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
 import { sha256 } from "@noble/hashes/sha2.js";
 import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "./catalog";
+import type { SnapshotImage } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "./values";
@@ -37,16 +38,6 @@ export const MAX_SNAPSHOT_CHUNK_BYTES = 1024 * 1024;
 export interface SnapshotOptions {
   readonly maxChunkBytes?: number;
   readonly maxTotalBytes?: number;
-}
-
-export interface SnapshotImage {
-  /** The applied index the image reflects. */
-  readonly index: number;
-  readonly chunks: readonly string[];
-  /** Total UTF-8 bytes of all chunks. */
-  readonly bytes: number;
-  readonly schemaVersion: number;
-  readonly schemaHash: string;
 }
 
 export class SnapshotError extends Error {
@@ -246,5 +237,11 @@ export function writeSnapshot(
     writer.line({ t: "dedup", id, index: record.index, results: record.results, count: record.count });
   }
   const { chunks, bytes } = writer.finish();
-  return { index: state.index, chunks, bytes, schemaVersion: state.schema.version, schemaHash: state.schema.hash };
+  return {
+    appliedIndex: state.index,
+    chunks,
+    bytes,
+    schemaVersion: state.schema.version,
+    schemaHash: state.schema.hash,
+  };
 }

@@ -4,22 +4,9 @@
 import { z } from "zod";
 import { PROTOCOL_VERSION } from "../api";
 import type { LogEntry, Message, MessageType } from "../../replication/types";
+import type { SnapshotChunk } from "../snapshot-types";
 
-/** One piece of a snapshot image; chunks of one snapshot are numbered from 0 and the final one has `last`. */
-export interface SnapshotChunk {
-  /** Identify the snapshot (its SnapshotMeta index and term), so chunks of different snapshots never mix. */
-  readonly snapshotIndex: number;
-  readonly snapshotTerm: number;
-  readonly seq: number;
-  readonly last: boolean;
-  /** The shell's encoding of this part of the image. */
-  readonly data: string;
-  /**
-   * A repair (src/objects/monitor): once the last chunk is staged the receiver installs the image at once, replacing
-   * its diverged state, instead of waiting for a Raft snapshot message.
-   */
-  readonly repair?: boolean;
-}
+export type { SnapshotChunk } from "../snapshot-types";
 
 export interface RaftEnvelope {
   readonly protocolVersion: number;
