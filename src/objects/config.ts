@@ -1,6 +1,6 @@
 // From the cluster configuration (milliseconds, names) to what the pure core needs (ticks, ids).
 import type { RaftConfig, RandomSource } from "../replication/types";
-import type { ClusterConfig, MemberConfig } from "./api";
+import type { ClusterConfig, MemberConfig } from "./cluster-types";
 import { parseDatabaseClusterName } from "./lifecycle/names";
 import { validateConsistencySettings } from "./monitor/config";
 

@@ -3,7 +3,7 @@
 // (log.ts), so every event the node logs is also in its feed, whatever the log level; only events in FEED_EVENTS
 // are kept (and, apart, the appends a follower received under a sampled trace), only the newest of them, in memory (a restarted object starts an empty feed,
 // its first entry being nodeStarted).
-import type { NodeAddress } from "./api";
+import type { NodeAddress } from "./cluster-types";
 import { addLogObserver, type LogContext, type LogLevel } from "./log";
 
 /** The log events that make up the feed. */

@@ -8,7 +8,7 @@
 // The shell calls these from one-line hooks; everything is plain data once snapshotted, so it crosses RPC as is.
 // Every map here is bounded: peers by membership (and MAX_SERIES), kinds and levels by fixed lists.
 import type { Message } from "../replication/types";
-import type { NodeAddress, NodeStatusReport } from "./api";
+import type { NodeAddress, NodeStatusReport } from "./cluster-types";
 import { RaftKeys, StateKeys } from "./storage-keys";
 import { outgoingTraceparent } from "./trace";
 import type { RaftEnvelope } from "./transport/index";

@@ -14,7 +14,7 @@ import type {
   SnapshotMeta,
 } from "../replication/types";
 import type { SqlRequest } from "../shared/sql";
-import type { NodeStatusReport } from "./api";
+import type { NodeStatusReport } from "./cluster-types";
 import { objectName, raftConfigFor, tickMs } from "./config";
 import { withDeadline } from "./deadline";
 import { logEvent, type LogLevel } from "./log";

@@ -3,7 +3,7 @@
 // per traced append a follower receives (its parent is the leader's span that sent it). They are buffered in the
 // object (bounded) and sent on the next alarm, or after a call when enough of them wait (FLUSH_AFTER_CALL).
 import type { RaftEnvelope } from "./transport/index";
-import type { NodeAddress } from "./api";
+import type { NodeAddress } from "./cluster-types";
 import type { OtlpSpanExporter, SpanAttributes } from "./otlp-export";
 import { currentTrace, parseTraceparent, type TraceContext } from "./trace";
 

@@ -5,7 +5,7 @@
 //   wipe:  stop the runtime (waiting requests fail), delete the alarm, deleteAll() the storage (SQL and KV), then
 //          write a tombstone, so that a late call or alarm can never start this object again.
 // A re-created database has a new generation in its cluster name (names.ts), hence other objects.
-import type { NodeAddress, NodeError } from "../api";
+import type { NodeAddress, NodeError } from "../cluster-types";
 import type { LogLevel } from "../log";
 import { LifecycleGate, type GateClock, type Lease, type LeaseInfo } from "./gate";
 import { parseDatabaseClusterName } from "./names";

@@ -1,6 +1,6 @@
 // Error translation, written once: the NodeError every failure of a node request becomes, and the mapping of
 // core refusals and waiter failures to it.
-import type { NodeError, NodeErrorCode } from "../api";
+import type { NodeError, NodeErrorCode } from "../cluster-types";
 import type { NodeStatus } from "../../replication/types";
 import { TooManyWaitersError, WaitTimeoutError } from "../waiters";
 

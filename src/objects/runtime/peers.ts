@@ -1,6 +1,6 @@
 // Peer links: one transport per peer, what peers report about themselves, and snapshot streaming.
 import type { InstallSnapshot, Membership, Message } from "../../replication/types";
-import { PROTOCOL_VERSION, type MemberConfig } from "../api";
+import { PROTOCOL_VERSION, type MemberConfig } from "../cluster-types";
 import type { SnapshotImage } from "../state-machine-port";
 import {
   applyFaults,

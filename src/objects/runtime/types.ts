@@ -1,6 +1,6 @@
 // What NodeRuntime is built from and what the modules under this folder share with it.
 import type { RaftNodeApi, SeededRandom } from "../../replication/index";
-import type { ClusterConfig, MemberConfig, NodeAddress } from "../api";
+import type { ClusterConfig, MemberConfig, NodeAddress } from "../cluster-types";
 import type { LogLevel } from "../log";
 import type { ShellBugs } from "../shell-bugs";
 import type { StateMachinePort } from "../state-machine-port";

@@ -2,7 +2,7 @@
 // chunk of its image), stamped with the protocol version and the cluster name. During a deploy old and new code
 // talk to each other, so the receiver checks the version before anything else and refuses unknown ones cleanly.
 import { z } from "zod";
-import { PROTOCOL_VERSION } from "../api";
+import { PROTOCOL_VERSION } from "../cluster-types";
 import type { LogEntry, Message, MessageType } from "../../replication/types";
 import type { SnapshotChunk } from "../snapshot-types";
 
