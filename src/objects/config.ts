@@ -3,12 +3,13 @@ import type { RaftConfig, RandomSource } from "../replication/types";
 import type { ClusterConfig, MemberConfig } from "./cluster-types";
 import { parseDatabaseClusterName } from "./lifecycle/names";
 import { validateConsistencySettings } from "./monitor/config";
+import { electionTimeoutTicks, MIN_ELECTION_TICKS, offlineAfterTicks } from "./timing";
 
 /** Bounds on the configuration a cluster accepts; outside them timing or storage would misbehave. */
 export const CONFIG_LIMITS = {
   minHeartbeatIntervalMs: 10,
   maxHeartbeatIntervalMs: 10_000,
-  minElectionTicks: 3,
+  minElectionTicks: MIN_ELECTION_TICKS,
   maxElectionTimeoutMs: 120_000,
   maxMembers: 9,
   maxNameLength: 64,
@@ -94,19 +95,10 @@ function validateName(what: string, name: string): void {
   }
 }
 
-/** One core tick is one heartbeat interval: the leader heartbeats every tick. */
-export function tickMs(config: ClusterConfig): number {
-  return config.heartbeatIntervalMs;
-}
-
 export function raftConfigFor(options: { config: ClusterConfig; node: string; random: RandomSource }): RaftConfig {
-  const electionTimeoutTicks = Math.max(
-    CONFIG_LIMITS.minElectionTicks,
-    Math.round(options.config.electionTimeoutMs / options.config.heartbeatIntervalMs),
-  );
   return {
     id: options.node,
-    electionTimeoutTicks,
+    electionTimeoutTicks: electionTimeoutTicks(options.config),
     heartbeatIntervalTicks: 1,
     checkQuorum: true,
     leaseRead: false,
@@ -115,7 +107,7 @@ export function raftConfigFor(options: { config: ClusterConfig; node: string; ra
     maxPendingProposals: 1024,
     snapshotThresholdEntries: options.config.snapshotThresholdEntries ?? DEFAULT_SNAPSHOT_THRESHOLD_ENTRIES,
     laggingThresholdEntries: 100,
-    offlineAfterTicks: electionTimeoutTicks * 3,
+    offlineAfterTicks: offlineAfterTicks(options.config),
     // JOINING -> ONLINE waits for the replica's schema hash to equal the leader's, not only for its log.
     requireReplicaReady: true,
     random: options.random,

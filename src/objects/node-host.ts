@@ -27,14 +27,9 @@ import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
 import type { StateMachinePort } from "./state-machine-port";
 import { NodeKeys } from "./storage-keys";
+import { failedRuntimeRetryMs, startRetryDelayMs } from "./timing";
 import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./transport/index";
 
-/** The retry delay of an alarm whose runtime failed, when no identity says the tick. */
-const DEFAULT_TICK_MS = 100;
-/** The cap of that retry's back-off, when no identity says the election timeout. */
-const DEFAULT_ELECTION_TIMEOUT_MS = 1_000;
-/** Failed starts in a row back off up to this many election timeouts between tries. */
-const START_RETRY_MAX_ELECTION_TIMEOUTS = 3;
 /** From this many failed starts in a row on, each one's log line carries an alert. */
 const START_FAILURES_ALERT = 5;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
@@ -177,7 +172,7 @@ export class NodeHost {
       this.rethrowAbort(err);
       await this.discardRuntime(runtime, err);
       // Come back soon from storage rather than keep running in a state the core refused.
-      await this.armRetry(this.identityValue?.cluster.heartbeatIntervalMs ?? DEFAULT_TICK_MS);
+      await this.armRetry(failedRuntimeRetryMs(this.identityValue?.cluster));
       return;
     }
     await this.scheduleAlarm(runtime);
@@ -594,19 +589,6 @@ function mayTick(runtime: NodeRuntime): boolean {
   const self = runtime.identity.node;
   const member = status.membership.voters.includes(self) || status.membership.learners.includes(self);
   return member || status.removed || status.role === "leader" || status.leader !== null;
-}
-
-/**
- * How long to wait before starting again after `failures` failed starts in a row: a heartbeat interval, doubling,
- * at most START_RETRY_MAX_ELECTION_TIMEOUTS election timeouts.
- */
-export function startRetryDelayMs(
-  cluster: { readonly heartbeatIntervalMs: number; readonly electionTimeoutMs: number } | undefined,
-  failures: number,
-): number {
-  const tickMs = cluster?.heartbeatIntervalMs ?? DEFAULT_TICK_MS;
-  const maxMs = START_RETRY_MAX_ELECTION_TIMEOUTS * (cluster?.electionTimeoutMs ?? DEFAULT_ELECTION_TIMEOUT_MS);
-  return Math.min(maxMs, tickMs * 2 ** Math.min(Math.max(0, failures - 1), 20));
 }
 
 /** Every wait a caller asks for is clamped: at least 1 ms, at most a minute. */

@@ -15,7 +15,7 @@ import type {
 } from "../replication/types";
 import type { SqlRequest } from "../shared/sql";
 import type { NodeStatusReport } from "./cluster-types";
-import { objectName, raftConfigFor, tickMs } from "./config";
+import { objectName, raftConfigFor } from "./config";
 import { withDeadline } from "./deadline";
 import { logEvent, type LogLevel } from "./log";
 import { RaftStorage } from "./raft-storage";
@@ -27,6 +27,7 @@ import { buildStatusReport, logReplicaSummary } from "./runtime/status-report";
 import { LIMITS, type NodeIdentity, type RuntimeCore, type RuntimeDeps } from "./runtime/types";
 import type { StateMachinePort } from "./state-machine-port";
 import { NodeKeys } from "./storage-keys";
+import { tickMs } from "./timing";
 import type { applyFaults, RaftEnvelope, SnapshotChunk } from "./transport/index";
 import { isMonitorCommand } from "./monitor/command";
 import { ConsistencyMonitor, type RepairOutcome } from "./monitor/monitor";

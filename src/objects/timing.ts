@@ -98,3 +98,112 @@ export function readElsewhereAfterMs(
 export function appliedPollIntervalMs(timing: Pick<ClusterTiming, "heartbeatIntervalMs">): number {
   return timing.heartbeatIntervalMs;
 }
+
+/** One core tick is one heartbeat interval: the leader heartbeats every tick, and the core counts in ticks. */
+export function tickMs(timing: ClusterTiming): number {
+  return timing.heartbeatIntervalMs;
+}
+
+/**
+ * The fewest ticks an election timeout may span: with fewer, one late heartbeat would start an election (config.ts
+ * refuses such a configuration).
+ */
+export const MIN_ELECTION_TICKS = 3;
+
+/** The election timeout in ticks, rounded (validation already keeps it at MIN_ELECTION_TICKS or more). */
+export function electionTimeoutTicks(timing: ClusterTiming): number {
+  return Math.max(MIN_ELECTION_TICKS, Math.round(timing.electionTimeoutMs / timing.heartbeatIntervalMs));
+}
+
+/**
+ * A leader reports a replica OFFLINE after three election timeouts without an answer from it: a replica only slowed
+ * by an election or a lost heartbeat or two answers well within that, so the flag means it is really gone.
+ */
+export function offlineAfterTicks(timing: ClusterTiming): number {
+  return 3 * electionTimeoutTicks(timing);
+}
+
+/**
+ * The timing a node assumes before it knows its cluster's (no identity stored yet, or it could not be read): the
+ * deployment's usual heartbeat and election timeout, so that retries neither spin nor stall.
+ */
+export const UNKNOWN_CLUSTER_TIMING: ClusterTiming = { heartbeatIntervalMs: 100, electionTimeoutMs: 1_000 };
+
+/** A runtime the core refused is discarded and the node reloads from storage one tick later: soon, not in a spin. */
+export function failedRuntimeRetryMs(timing: ClusterTiming | undefined): number {
+  return tickMs(timing ?? UNKNOWN_CLUSTER_TIMING);
+}
+
+/** Failed starts in a row back off up to this many election timeouts between tries. */
+const START_RETRY_MAX_ELECTION_TIMEOUTS = 3;
+
+/**
+ * How long to wait before starting again after `failures` failed starts in a row: a tick, doubling, at most three
+ * election timeouts. A start that fails every time (a full database) must not reload the node every tick, and a
+ * node that comes back is in its cluster's next election at the latest.
+ */
+export function startRetryDelayMs(timing: ClusterTiming | undefined, failures: number): number {
+  const known = timing ?? UNKNOWN_CLUSTER_TIMING;
+  return doublingDelayMs({
+    firstMs: tickMs(known),
+    doublings: failures - 1,
+    maxMs: START_RETRY_MAX_ELECTION_TIMEOUTS * known.electionTimeoutMs,
+  });
+}
+
+/**
+ * Snapshot chunks. One chunk's call may take a few heartbeat intervals (four, within 50 ms to 5 s), so that a lost
+ * answer costs about that, not seconds; on top of it an allowance that grows with the chunk (1 ms per KiB, i.e. the
+ * call must move at least 1 MiB/s: a full 512 KiB chunk gets half a second more), since sending it and the receiver's
+ * staging write take longer as it grows while the base covers a small call's round trip. A transfer that failed waits
+ * before the next one to that peer (snapshotRetryDelayMs), at most 30 s.
+ */
+export const SNAPSHOT_CHUNK_TIMING = {
+  heartbeatsPerChunk: 4,
+  minChunkTimeoutMs: 50,
+  maxChunkTimeoutMs: 5_000,
+  allowanceMsPerKiB: 1,
+  maxRetryDelayMs: 30_000,
+} as const;
+
+/**
+ * How long one snapshot chunk's call may take: the base from the cluster's timing, plus the allowance for its size
+ * (`chunkChars`: characters of chunk data; the stream format is JSON text, nearly all ASCII, so about its bytes).
+ */
+export function snapshotChunkTimeoutMs(
+  timing: Pick<ClusterTiming, "heartbeatIntervalMs">,
+  chunk: { readonly chunkChars: number },
+): number {
+  const { heartbeatsPerChunk, minChunkTimeoutMs, maxChunkTimeoutMs, allowanceMsPerKiB } = SNAPSHOT_CHUNK_TIMING;
+  const baseMs = Math.max(
+    minChunkTimeoutMs,
+    Math.min(maxChunkTimeoutMs, heartbeatsPerChunk * timing.heartbeatIntervalMs),
+  );
+  return baseMs + Math.ceil((chunk.chunkChars / 1024) * allowanceMsPerKiB);
+}
+
+/**
+ * How long to wait before streaming to a peer again after `failures` transfers to it failed in a row: none after
+ * one (a lost message), then from a heartbeat interval doubling up to two election timeouts (one election window:
+ * by then the peer may have a new leader to ask) and at most 30 s, so that a peer that can never install is not
+ * streamed the whole image again on every probe.
+ */
+export function snapshotRetryDelayMs(timing: ClusterTiming, failures: number): number {
+  if (failures <= 1) {
+    return 0;
+  }
+  return doublingDelayMs({
+    firstMs: timing.heartbeatIntervalMs,
+    doublings: failures - 2,
+    maxMs: Math.min(SNAPSHOT_CHUNK_TIMING.maxRetryDelayMs, electionWindowMs(timing)),
+  });
+}
+
+/** `firstMs` doubled `doublings` times (none when it is zero or less; at most 20), capped at `maxMs`. */
+function doublingDelayMs(options: {
+  readonly firstMs: number;
+  readonly doublings: number;
+  readonly maxMs: number;
+}): number {
+  return Math.min(options.maxMs, options.firstMs * 2 ** Math.min(Math.max(0, options.doublings), 20));
+}

@@ -4,12 +4,8 @@
 import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import type { ClusterConfig } from "../../src/objects/api";
-import {
-  PeerLinks,
-  SNAPSHOT_CHUNK_LIMITS,
-  snapshotChunkTimeoutMs,
-  snapshotRetryDelayMs,
-} from "../../src/objects/runtime/peers";
+import { PeerLinks, SNAPSHOT_CHUNK_LIMITS } from "../../src/objects/runtime/peers";
+import { SNAPSHOT_CHUNK_TIMING, snapshotChunkTimeoutMs, snapshotRetryDelayMs } from "../../src/objects/timing";
 import type { PeerStub, RuntimeCore } from "../../src/objects/runtime/types";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
 import type { RaftEnvelope } from "../../src/objects/transport/envelope";
@@ -110,9 +106,18 @@ async function runFor(h: Harness, ms: number): Promise<void> {
 
 describe("snapshot chunks: timeout from the cluster timing, and sent again", () => {
   it("the chunk timeout is a few heartbeat intervals, within bounds", () => {
-    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 50 })).toBe(200);
-    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 10 })).toBe(SNAPSHOT_CHUNK_LIMITS.minChunkTimeoutMs);
-    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 10_000 })).toBe(SNAPSHOT_CHUNK_LIMITS.maxChunkTimeoutMs);
+    const empty = { chunkChars: 0 };
+    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 50 }, empty)).toBe(200);
+    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 10 }, empty)).toBe(SNAPSHOT_CHUNK_TIMING.minChunkTimeoutMs);
+    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 10_000 }, empty)).toBe(
+      SNAPSHOT_CHUNK_TIMING.maxChunkTimeoutMs,
+    );
+  });
+
+  it("a larger chunk gets a per-KiB allowance on top of that base, past its bound too", () => {
+    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 50 }, { chunkChars: 512 * 1024 })).toBe(200 + 512);
+    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 50 }, { chunkChars: 1 })).toBe(201);
+    expect(snapshotChunkTimeoutMs({ heartbeatIntervalMs: 10_000 }, { chunkChars: 512 * 1024 })).toBe(5_000 + 512);
   });
 
   it("a lost chunk answer costs one chunk timeout: the chunk goes again and the transfer completes", async () => {
@@ -122,7 +127,9 @@ describe("snapshot chunks: timeout from the cluster timing, and sent again", () 
     expect(h.received).toEqual([0, 1, 1, 2]);
     expect(h.results).toEqual([{ ok: true, atMs: expect.any(Number) as number }]);
     // About one chunk timeout (200 ms) after the start, far from the old fixed 5 s.
-    expect((h.results[0]?.atMs ?? Infinity) - 1_000).toBeLessThanOrEqual(snapshotChunkTimeoutMs(CLUSTER) + 50);
+    expect((h.results[0]?.atMs ?? Infinity) - 1_000).toBeLessThanOrEqual(
+      snapshotChunkTimeoutMs(CLUSTER, { chunkChars: 2 }) + 50,
+    );
     expect(h.logs.some((line) => line.event === "snapshotChunkTimedOut")).toBe(true);
   });
 

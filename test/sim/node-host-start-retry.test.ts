@@ -1,7 +1,8 @@
 // A node whose start fails every time (a deterministic storage error) backs off between tries instead of reloading
 // on every tick, and the alarm time it sets is the one it remembers.
 import { describe, expect, it } from "vitest";
-import { NodeHost, startRetryDelayMs, type NodeHostSeams } from "../../src/objects/node-host";
+import { NodeHost, type NodeHostSeams } from "../../src/objects/node-host";
+import { startRetryDelayMs } from "../../src/objects/timing";
 
 function hostWhoseStorageFails(): { host: NodeHost; alarms: number[]; advance: (ms: number) => void } {
   let nowMs = 1_000_000;

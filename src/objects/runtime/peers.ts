@@ -12,7 +12,7 @@ import {
   type SnapshotChunk,
 } from "../transport/index";
 import { NodeKeys, TestHookKeys } from "../storage-keys";
-import { peerTransportTiming } from "../timing";
+import { peerTransportTiming, snapshotChunkTimeoutMs, snapshotRetryDelayMs } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 import type { PeerConsistencyReport } from "../monitor/types";
 
@@ -56,39 +56,12 @@ export const SNAPSHOT_IMAGE_LIMITS = {
 } as const;
 
 /**
- * One snapshot chunk's call: a few heartbeat intervals (a lost answer then costs about that, not seconds), within
- * bounds; a chunk that timed out is sent again (the receiver takes an identical repeat), a few times, before the
- * transfer is given up. A transfer that failed waits before the next one to that peer (see snapshotRetryDelayMs),
- * so that a peer that can never install is not streamed the whole image again on every probe.
+ * A snapshot chunk that timed out (snapshotChunkTimeoutMs in timing.ts) is sent again, a few times, before the
+ * transfer is given up: the receiver takes an identical repeat, so a lost answer costs one chunk timeout.
  */
 export const SNAPSHOT_CHUNK_LIMITS = {
-  heartbeatsPerChunk: 4,
-  minChunkTimeoutMs: 50,
-  maxChunkTimeoutMs: 5_000,
   attemptsPerChunk: 3,
-  maxRetryDelayMs: 30_000,
 } as const;
-
-/** How long one snapshot chunk's call may take, from the cluster's timing. */
-export function snapshotChunkTimeoutMs(cluster: { readonly heartbeatIntervalMs: number }): number {
-  const { heartbeatsPerChunk, minChunkTimeoutMs, maxChunkTimeoutMs } = SNAPSHOT_CHUNK_LIMITS;
-  return Math.max(minChunkTimeoutMs, Math.min(maxChunkTimeoutMs, heartbeatsPerChunk * cluster.heartbeatIntervalMs));
-}
-
-/**
- * How long to wait before streaming to a peer again after `failures` transfers to it failed in a row: none after
- * one (a lost message), then from a heartbeat interval doubling up to two election timeouts (and at most 30 s).
- */
-export function snapshotRetryDelayMs(
-  cluster: { readonly heartbeatIntervalMs: number; readonly electionTimeoutMs: number },
-  failures: number,
-): number {
-  if (failures <= 1) {
-    return 0;
-  }
-  const maxMs = Math.min(SNAPSHOT_CHUNK_LIMITS.maxRetryDelayMs, 2 * cluster.electionTimeoutMs);
-  return Math.min(maxMs, cluster.heartbeatIntervalMs * 2 ** Math.min(failures - 2, 20));
-}
 
 /** Failed transfers in a row to one peer, and when the next may start. */
 interface SnapshotRetry {
@@ -399,11 +372,10 @@ export class PeerLinks {
       appliedIndex: image.appliedIndex,
       chunks: image.chunks.length,
     });
-    const timeoutMs =
-      core.bugs.snapshotChunkWaitsFixedTimeout === true
-        ? LIMITS.snapshotChunkTimeoutMs
-        : snapshotChunkTimeoutMs(core.identity.cluster);
-    const attempts = core.bugs.snapshotChunkWaitsFixedTimeout === true ? 1 : SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk;
+    const fixedTimeout = core.bugs.snapshotChunkWaitsFixedTimeout === true;
+    const timeoutMsFor = (chunkChars: number): number =>
+      fixedTimeout ? LIMITS.snapshotChunkTimeoutMs : snapshotChunkTimeoutMs(core.identity.cluster, { chunkChars });
+    const attempts = fixedTimeout ? 1 : SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk;
     const run = async (): Promise<boolean> => {
       for (const [seq, data] of sending.chunks.entries()) {
         const chunk: SnapshotChunk = {
@@ -413,11 +385,11 @@ export class PeerLinks {
           last: seq === sending.chunks.length - 1,
           data,
         };
-        if (!(await this.deliverChunk(peer, transport, chunk, { timeoutMs, attempts }))) {
+        if (!(await this.deliverChunk(peer, transport, chunk, { timeoutMs: timeoutMsFor(data.length), attempts }))) {
           return false;
         }
       }
-      const outcome = await transport.deliverNow({ messages: [message], timeoutMs });
+      const outcome = await transport.deliverNow({ messages: [message], timeoutMs: timeoutMsFor(0) });
       return outcome.ok;
     };
     void run()
@@ -509,10 +481,6 @@ export class PeerLinks {
     }
     this.snapshotStreams.add(peer);
     const transport = this.transportFor(peer);
-    const limits = {
-      timeoutMs: snapshotChunkTimeoutMs(this.core.identity.cluster),
-      attempts: SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk,
-    };
     try {
       for (const [seq, data] of image.chunks.entries()) {
         const chunk: SnapshotChunk = {
@@ -522,6 +490,10 @@ export class PeerLinks {
           last: seq === image.chunks.length - 1,
           data,
           repair: true,
+        };
+        const limits = {
+          timeoutMs: snapshotChunkTimeoutMs(this.core.identity.cluster, { chunkChars: data.length }),
+          attempts: SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk,
         };
         if (!(await this.deliverChunk(peer, transport, chunk, limits))) {
           return { ok: false, error: `chunk ${seq} of ${image.chunks.length} was not accepted (see the peer's log)` };
