@@ -42,17 +42,11 @@ export interface DivergedFlag {
   readonly slice: string;
 }
 
-/** One checkpoint as a node reports it to the leader. */
-export interface CheckpointSummary {
-  readonly index: number;
-  readonly schemaDigest: string;
-  readonly rowsDigest: string;
-  readonly table: string | null;
-  readonly after: SliceKey | null;
-  readonly end: SliceKey | null;
-  readonly rows: number;
-  readonly complete: boolean;
-}
+/** One checkpoint as a node reports it to the leader: its record without the sweep's position, note and timing. */
+export type CheckpointSummary = Pick<
+  CheckpointRecord,
+  "index" | "schemaDigest" | "rowsDigest" | "table" | "after" | "end" | "rows" | "complete"
+>;
 
 /** What a node adds to its answers to the leader (PeerReport.consistency). */
 export interface PeerConsistencyReport {

@@ -104,14 +104,8 @@ function isRecursive(significant: readonly SqlToken[], cte: CommonTableExpressio
   const name = cte.name.toLowerCase();
   let namesItself = false;
   let compound = false;
-  let depth = 0;
-  for (let i = cte.openAt + 1; i < cte.closeAt; i += 1) {
-    const token = significant[i] as SqlToken;
-    if (isPunct(token, "(")) {
-      depth += 1;
-    } else if (isPunct(token, ")")) {
-      depth -= 1;
-    } else if ((token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase() === name) {
+  for (const { token, depth } of bodyTokens(significant, cte)) {
+    if ((token.kind === "word" || token.kind === "quoted") && token.value.toLowerCase() === name) {
       namesItself = true;
     } else if (depth === 0 && keywordOf(token) === "UNION") {
       compound = true;
@@ -121,6 +115,19 @@ function isRecursive(significant: readonly SqlToken[], cte: CommonTableExpressio
 }
 
 function hasTopLevelLimit(significant: readonly SqlToken[], cte: CommonTableExpression): boolean {
+  for (const { token, depth } of bodyTokens(significant, cte)) {
+    if (depth === 0 && keywordOf(token) === "LIMIT") {
+      return true;
+    }
+  }
+  return false;
+}
+
+/** The tokens of the CTE's body other than parentheses, each with its nesting depth (0 at the body's top level). */
+function* bodyTokens(
+  significant: readonly SqlToken[],
+  cte: CommonTableExpression,
+): Generator<{ readonly token: SqlToken; readonly depth: number }> {
   let depth = 0;
   for (let i = cte.openAt + 1; i < cte.closeAt; i += 1) {
     const token = significant[i] as SqlToken;
@@ -128,11 +135,10 @@ function hasTopLevelLimit(significant: readonly SqlToken[], cte: CommonTableExpr
       depth += 1;
     } else if (isPunct(token, ")")) {
       depth -= 1;
-    } else if (depth === 0 && keywordOf(token) === "LIMIT") {
-      return true;
+    } else {
+      yield { token, depth };
     }
   }
-  return false;
 }
 
 /** Aggregate and window-capable functions: a query calling one reads every row of its FROM. */

@@ -256,31 +256,13 @@ export class SqlStateMachine {
   ) {
     this.sql = storage.sql;
     this.kv = storage.kv;
-    this.maxDedupEntries = positiveInteger(
-      options.maxDedupEntries,
-      DEFAULT_STATE_MACHINE_OPTIONS.maxDedupEntries,
-      "maxDedupEntries",
-    );
-    this.maxDedupResultBytes = positiveInteger(
-      options.maxDedupResultBytes,
-      DEFAULT_STATE_MACHINE_OPTIONS.maxDedupResultBytes,
-      "maxDedupResultBytes",
-    );
-    this.maxDedupBytes = positiveInteger(
-      options.maxDedupBytes,
-      DEFAULT_STATE_MACHINE_OPTIONS.maxDedupBytes,
-      "maxDedupBytes",
-    );
-    this.maxResultRows = positiveInteger(
-      options.maxResultRows,
-      DEFAULT_STATE_MACHINE_OPTIONS.maxResultRows,
-      "maxResultRows",
-    );
-    this.maxResultBytes = positiveInteger(
-      options.maxResultBytes,
-      DEFAULT_STATE_MACHINE_OPTIONS.maxResultBytes,
-      "maxResultBytes",
-    );
+    const option = (name: keyof typeof DEFAULT_STATE_MACHINE_OPTIONS): number =>
+      positiveInteger(options[name], DEFAULT_STATE_MACHINE_OPTIONS[name], name);
+    this.maxDedupEntries = option("maxDedupEntries");
+    this.maxDedupResultBytes = option("maxDedupResultBytes");
+    this.maxDedupBytes = option("maxDedupBytes");
+    this.maxResultRows = option("maxResultRows");
+    this.maxResultBytes = option("maxResultBytes");
     this.declaredTypes = new DeclaredTypes(storage);
   }
 
@@ -640,21 +622,10 @@ export class SqlStateMachine {
   private rememberRequest(id: string, index: number, results: readonly StatementResult[]): void {
     let encoded: string | null = encodeStatementResults(results);
     if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
-      // Keep what a retrying writer needs (outcome, ids, counts); rows and timings are what make results large.
+      // Keep what a retrying writer needs (outcome, ids, counts); rows and timings are what make results large. The
+      // encoding leaves out the fields a result does not have, so the kept ones are written as before.
       encoded = encodeStatementResults(
-        results.map((result) => {
-          const kept: { -readonly [K in keyof StatementResult]: StatementResult[K] } = {};
-          if (result.lastInsertId !== undefined) {
-            kept.lastInsertId = result.lastInsertId;
-          }
-          if (result.rowsAffected !== undefined) {
-            kept.rowsAffected = result.rowsAffected;
-          }
-          if (result.error !== undefined) {
-            kept.error = result.error;
-          }
-          return kept;
-        }),
+        results.map(({ lastInsertId, rowsAffected, error }) => ({ lastInsertId, rowsAffected, error })),
       );
       if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
         encoded = null;
