@@ -434,6 +434,65 @@ line(
   ]),
 );
 
+row("Consistency monitor");
+line(
+  8,
+  stateTimeline(
+    8,
+    "Replica consistency",
+    "The consistency monitor's verdict on each replica, as the leader sees it (README: Consistency monitor).",
+    [
+      [
+        stateCode("durable_ha_replica_consistency_status", "status", [
+          "UNCHECKED",
+          "CONSISTENT",
+          "DIVERGED",
+          "REPAIRING",
+        ]),
+        "{{node}} -> {{peer}}",
+      ],
+    ],
+    codeMapping([
+      [1, "UNCHECKED", "blue"],
+      [2, "CONSISTENT", "green"],
+      [3, "DIVERGED", "red"],
+      [4, "REPAIRING", "orange"],
+    ]),
+  ),
+  timeseries(
+    8,
+    "Mismatches and repairs",
+    "Checkpoint mismatches found, repairs completed and failed (leader), and repair images installed, per hour.",
+    "short",
+    [
+      [`sum by (node) (increase(durable_ha_consistency_mismatches_total{${CN}}[1h]))`, "mismatches {{node}}"],
+      [`sum by (node) (increase(durable_ha_consistency_repairs_total{${CN}}[1h]))`, "repairs {{node}}"],
+      [`sum by (node) (increase(durable_ha_consistency_repair_failures_total{${CN}}[1h]))`, "repair failures {{node}}"],
+      [`sum by (node) (increase(durable_ha_consistency_repairs_installed_total{${CN}}[1h]))`, "installed {{node}}"],
+    ],
+  ),
+  timeseries(
+    8,
+    "Nodes DIVERGED and checkpoints",
+    "1 while a node holds its own state DIVERGED (it serves no reads); the last checkpoint index each node applied.",
+    "short",
+    [
+      [`durable_ha_consistency_diverged{${CN}}`, "diverged {{node}}"],
+      [`durable_ha_consistency_last_checkpoint_index{${CN}}`, "checkpoint index {{node}}"],
+    ],
+  ),
+);
+line(
+  6,
+  timeseries(
+    24,
+    "Checkpoint digest time",
+    "How long each node took to digest its last checkpoint's schema and rows.",
+    "s",
+    [[`durable_ha_consistency_checkpoint_digest_seconds{${CN}}`, "{{node}}"]],
+  ),
+);
+
 row("Alerts");
 line(8, {
   w: 24,
