@@ -1,9 +1,10 @@
 // Many databases per deployment over real ClusterNode objects: the catalog routes, /databases/{name}/... on each
 // database's own Raft group, isolation, scoped tokens, limits, drop under load with its tombstone, re-creation.
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { PROTOCOL_VERSION } from "../../src/objects/api";
 import { DeploymentHarness, type Reply } from "./helpers/databases";
+import { pause } from "./helpers/ha";
 import { TOKENS } from "./http-support";
 
 const T = "timeout=30s";
@@ -274,5 +275,127 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
     const catalog = await h.untilDone("GET", `/api/v1/databases/busy?${T}`);
     expect(catalog.json()).toMatchObject({ state: "DROPPED", generation });
     expect((await h.send("DELETE", `/api/v1/databases/busy?${T}`)).status).toBe(200);
+  });
+  it("answers hostile database names with a clear 4xx on every route, and creates nothing", async () => {
+    const h = new DeploymentHarness("db-hostile", { nodes: 1 });
+    const hostile = [
+      "x".repeat(49),
+      "x".repeat(6000),
+      "_system",
+      "_other",
+      "..",
+      "%2e%2e",
+      ".",
+      "a%2Fb",
+      "%2F",
+      "a%252Fb",
+      "a%5Cb",
+      "%C3%A9t%C3%A9",
+      "%E6%95%B0%E6%8D%AE",
+      "%F0%9F%92%A5",
+      "a%00b",
+      "a%20b",
+      "UPPER",
+      "-lead",
+    ];
+    for (const name of hostile) {
+      // "/databases/../db/query" is "/db/query" by URL rules (for every client too): the default database's route,
+      // not a database named "..". Dot segments are checked on the admin routes only, where they name no route.
+      const dotSegment = ["..", "%2e%2e", "."].includes(name);
+      for (const [method, path] of [
+        ["PUT", `/api/v1/databases/${name}?${T}`],
+        ["GET", `/api/v1/databases/${name}?${T}`],
+        ["DELETE", `/api/v1/databases/${name}?${T}`],
+        ...(dotSegment
+          ? []
+          : ([
+              ["GET", `/databases/${name}/db/query?q=SELECT%201`],
+              ["POST", `/databases/${name}/db/execute`],
+              ["GET", `/databases/${name}/status`],
+            ] as const)),
+      ] as const) {
+        const reply = await h.send(method, path, { json: method === "POST" ? ["CREATE TABLE t (x)"] : undefined });
+        const label = `${method} ${path.slice(0, 120)}: ${reply.status} ${reply.text.slice(0, 200)}`;
+        expect(reply.status, label).toBeGreaterThanOrEqual(400);
+        expect(reply.status, label).toBeLessThan(500);
+        // Clear: a message saying what is wrong, and an error code unless no route matched at all (404/405: a path
+        // with "." or ".." segments is resolved by URL rules, as any client does, before it reaches a route).
+        const error = String(reply.json().error);
+        expect(error, label).toMatch(/\S/);
+        if (!/^(no route for|method \S+ is not allowed)/.test(error)) {
+          expect(reply.headers.get("X-DHA-Error-Code") ?? "(none)", label).toMatch(/^[A-Z_]+$/);
+        }
+      }
+    }
+    const list = await h.untilDone("GET", `/api/v1/databases?${T}`);
+    expect(list.status, list.text).toBe(200);
+    expect(list.json().databases).toEqual([]);
+  });
+
+  it("ends concurrent PUT and DELETE of one name from two clients in a consistent catalog", async () => {
+    const h = new DeploymentHarness("db-race", { nodes: 1 });
+    const logged = vi.spyOn(console, "log");
+    const onlineLogged = (generation: number) =>
+      logged.mock.calls.some(([line]) => {
+        if (typeof line !== "string" || !line.includes('"databaseStateChanged"')) {
+          return false;
+        }
+        const event = JSON.parse(line) as { database: string; generation: number; to: string };
+        return event.database === "race" && event.generation === generation && event.to === "ONLINE";
+      });
+    const outcomes: string[] = [];
+    for (let round = 1; round <= 4; round++) {
+      let putAnswered = false;
+      const put = h
+        .untilDone("PUT", `/api/v1/databases/race?${T}`, { json: { nodes: 1 } })
+        .finally(() => (putAnswered = true));
+      // The other client deletes as soon as the name exists: its DELETE lands while the PUT brings the nodes up.
+      // It pauses between tries: a loop of calls that never waits on a timer starves every timer of this isolate
+      // (the PUT's retries, the test's timeout) and the PUT would never finish.
+      const drop = (async () => {
+        for (let attempt = 0; ; attempt++) {
+          const reply = await h.untilDone("DELETE", `/api/v1/databases/race?${T}`);
+          // Each round creates generation `round`: an older generation's DROPPED entry is not this round's name.
+          const stale = reply.status === 404 || (reply.status === 200 && reply.json().generation < round);
+          if (!stale || putAnswered || attempt >= 2_000) {
+            return reply;
+          }
+          await pause(5);
+        }
+      })();
+      const [created, dropped] = await Promise.all([put, drop]);
+      const entry = await h.untilDone("GET", `/api/v1/databases/race?${T}`);
+      expect(entry.status, entry.text).toBe(200);
+      const final = entry.json() as { state: string; generation: number };
+      h.touch("race", final.generation);
+      outcomes.push(`PUT ${created.status} DELETE ${dropped.status} -> ${final.state} g${final.generation}`);
+      const label = outcomes.join("; ");
+      expect([200, 201, 409], `${label}: ${created.text}`).toContain(created.status);
+      expect([200, 404], `${label}: ${dropped.text}`).toContain(dropped.status);
+      // Neither request is left half done: the name is ONLINE or DROPPED, never CREATING or DROPPING.
+      expect(["ONLINE", "DROPPED"], label).toContain(final.state);
+      if (created.status === 409) {
+        expect(created.headers.get("X-DHA-Error-Code"), label).toBe("DROPPING");
+      } else {
+        // A PUT that answered ONLINE made it so: the catalog moved that generation to ONLINE.
+        expect(created.json().state, label).toBe("ONLINE");
+        expect(onlineLogged(created.json().generation as number), `${label}: ONLINE never committed`).toBe(true);
+      }
+      if (dropped.status === 200 && dropped.json().generation === final.generation) {
+        expect(final.state, label).toBe("DROPPED");
+      }
+      if (final.state === "DROPPED") {
+        expect(await h.storageOf(h.clusterOf("race", final.generation), "n1")).toEqual({
+          keys: ["lifecycle/tombstone"],
+          tables: [],
+          alarm: null,
+        });
+      } else {
+        const write = await execute(h, "race", ["CREATE TABLE IF NOT EXISTS t (x)"]);
+        expect(write.status, `${label}: ${write.text}`).toBe(200);
+        expect((await h.untilDone("DELETE", `/api/v1/databases/race?${T}`)).status).toBe(200);
+      }
+    }
+    console.info(`PUT/DELETE races: ${outcomes.join("; ")}`);
   });
 });

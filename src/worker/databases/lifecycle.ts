@@ -134,10 +134,14 @@ export async function bringOnline(context: LifecycleContext, entry: DatabaseEntr
     runtime.router.memberNames().map(async (node) => {
       const remainingMs = context.deadlineAt - context.now();
       const outcome = await runtime.router.toNode(node, (rpc, address) => rpc.start(address), remainingMs);
-      return outcome.ok ? null : `${node}: ${outcome.message}`;
+      return outcome.ok ? null : { node, code: outcome.code, message: outcome.message };
     }),
   );
-  const failures = started.filter((failure): failure is string => failure !== null);
+  const failed = started.filter((failure) => failure !== null);
+  if (failed.some((failure) => failure.code === "DROPPED")) {
+    throw droppedWhileCreating(entry);
+  }
+  const failures = failed.map((failure) => `${failure.node}: ${failure.message}`);
   if (failures.length > 0) {
     throw new ApiError(
       503,
@@ -162,12 +166,25 @@ export async function bringOnline(context: LifecycleContext, entry: DatabaseEntr
       },
     );
   }
-  await transition(context, entry, {
-    from: ["CREATING"],
-    to: "ONLINE",
-    reason: `leader ${leader.value.leader} elected`,
-  });
-  return { ...entry, state: "ONLINE", reason: `leader ${leader.value.leader} elected` };
+  const reason = `leader ${leader.value.leader} elected`;
+  if (await transition(context, entry, { from: ["CREATING"], to: "ONLINE", reason })) {
+    return { ...entry, state: "ONLINE", reason };
+  }
+  // Another request moved it first: a concurrent PUT brought it online (that is the answer), or a DELETE began to
+  // drop it (then it is not online, whatever this PUT saw).
+  const current = await context.catalog.get(entry.name, { deadlineAt: context.deadlineAt, strong: true });
+  if (current !== null && current.generation === entry.generation && current.state === "ONLINE") {
+    return current;
+  }
+  throw droppedWhileCreating(entry);
+}
+
+function droppedWhileCreating(entry: DatabaseEntry): ApiError {
+  return new ApiError(
+    409,
+    `database ${entry.name} was dropped while it was being created: repeat the DELETE if it is still DROPPING, then the PUT`,
+    { code: "DROPPING" },
+  );
 }
 
 export interface DropReport {

@@ -94,6 +94,11 @@ export class DeploymentHarness {
     return { generation, status: reply.status };
   }
 
+  /** Halts the nodes of this generation of `database` after the test (for databases not made through create()). */
+  touch(database: string, generation: number): void {
+    this.touched.add(this.clusterOf(database, generation));
+  }
+
   /** What is left in one node object's storage: KV keys, user tables, the alarm. */
   async storageOf(cluster: string, node: string): Promise<{ keys: string[]; tables: string[]; alarm: number | null }> {
     return runInDurableObject(this.stub(cluster, node), async (_instance, state) => ({
