@@ -1,6 +1,7 @@
 // The consistency monitor on a real cluster (issue 14): one replica is corrupted outside Raft (a changed, deleted
 // or added row, an added table or index); the leader's next checkpoint finds it, alerts, and repairs it from its own
-// state, and every node then holds every acknowledged write and nothing else. Manual mode: the diverged replica
+// state, and every node then holds every acknowledged write and nothing else. A changed row on the leader itself:
+// the leader finds itself in the minority, steps down, and the next leader repairs it. Manual mode: the diverged replica
 // serves no reads until an admin repairs it. Detection latency and repair time are printed.
 import { describe, expect, it } from "vitest";
 import type { ClusterEvent, NodeResult } from "../../src/objects/api";
@@ -114,6 +115,52 @@ describe("consistency monitor (workerd)", () => {
           `repaired ${repaired.timeMs - alert.timeMs} ms after the alert`,
       );
     }
+  }, 300_000);
+
+  it("a changed row on the leader: detected, the leader steps down, is repaired, and every acknowledged write stays", async () => {
+    const cluster = makeCluster({
+      prefix: "cm-leader",
+      nodes: 3,
+      ...TIMING,
+      consistency: { ...MONITOR, repair: "auto" },
+    });
+    const { leader, acked } = await seed(cluster);
+    const corruptedAtMs = Date.now();
+    await cluster.stub(leader).testCorruptOutsideRaft(["UPDATE t SET v = 'corrupt' WHERE id = 5"]);
+    // Writes go on through whichever node leads: none of them may be lost when the old leader's state is replaced.
+    for (let id = 40; id < 43; id++) {
+      await cluster.execute([`INSERT INTO t (id, v) VALUES (${id}, 'v${id}')`], { timeoutMs: 30_000 });
+      acked.push(id);
+    }
+    const alert = await waitFor("the consistency alert naming the leader", () =>
+      eventOnAnyNode(
+        cluster,
+        "consistencyAlert",
+        (event) => event.fields["replica"] === leader && event.timeMs >= corruptedAtMs,
+      ),
+    );
+    expect(alert.fields["table"]).toBe("t");
+    const steppedDown = await waitFor("the diverged leader to step down", async () =>
+      (await events(cluster, leader)).find(
+        (event) => event.event === "divergedLeaderSteppingDown" && event.timeMs >= corruptedAtMs,
+      ),
+    );
+    const newLeader = await waitFor("another node to lead", async () => {
+      const current = await cluster.waitForLeader({ timeoutMs: 30_000 });
+      return current !== leader ? current : undefined;
+    });
+    const repaired = await waitFor("the old leader's repair", async () =>
+      (await events(cluster, newLeader)).find(
+        (event) => event.event === "replicaRepaired" && event.fields["peer"] === leader && event.timeMs >= alert.timeMs,
+      ),
+    );
+    await expectConverged(cluster, acked);
+    expect((await cluster.status(leader)).consistency?.status).toBe("OK");
+    console.log(
+      `consistency monitor, a changed row on the leader ${leader}: detected ${alert.timeMs - corruptedAtMs} ms ` +
+        `after the corruption, stepped down ${steppedDown.timeMs - alert.timeMs} ms after the alert, ` +
+        `${newLeader} repaired it ${repaired.timeMs - alert.timeMs} ms after the alert`,
+    );
   }, 300_000);
 
   it("manual mode: the diverged replica serves no reads until an admin repairs it", async () => {
