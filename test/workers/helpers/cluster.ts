@@ -213,9 +213,14 @@ export class TestCluster {
     await this.setFaultsEverywhere({});
   }
 
-  /** Wipes a node's storage (data, log, identity) and its in-memory state. */
+  /**
+   * Wipes a node's storage (data, log, identity) and its in-memory state. The running instance is halted first:
+   * otherwise, between deleteAll() and the eviction, it could still persist its in-memory hard state (a commit
+   * index with no log under it), which no real wipe produces.
+   */
   async wipe(node: string): Promise<void> {
-    await runInDurableObject(this.stub(node), async (_instance, state) => {
+    await runInDurableObject(this.stub(node), async (instance, state) => {
+      await instance.testHalt();
       await state.storage.deleteAlarm();
       await state.storage.deleteAll();
     });
