@@ -130,3 +130,29 @@ export {
   type ClusterTiming,
 } from "./timing";
 export { DeadlineExceeded, realTimers, sleep, withDeadline, type ScheduleTimer, type Timers } from "./deadline";
+
+// What else the worker uses of the objects: it imports nothing from src/objects but this file (eslint.config.js),
+// so that the objects can change their insides without the worker noticing. (The bindings' type, ./env, stays out:
+// it needs the Workers types, and Node-only code such as the transport tests reads this file too.)
+export { CONFIG_LIMITS, objectName, validateClusterConfig, validateMember } from "./config";
+export {
+  databaseClusterName,
+  databaseNameProblem,
+  DATABASE_NAME_LIMITS,
+  DEFAULT_DATABASE,
+  SYSTEM_DATABASE,
+  SYSTEM_GENERATION,
+} from "./lifecycle/names";
+export { utf8ByteLength } from "./sql/values";
+export { faultsEnabled, parseFaultRules } from "./transport/fault-hook";
+export {
+  childSpan,
+  currentTrace,
+  formatTraceparent,
+  newTrace,
+  outgoingTraceparent,
+  parseTraceparent,
+  runWithTrace,
+  type TraceContext,
+} from "./trace";
+export { otlpExporterFromEnv, type OtlpEnv, type OtlpSpanExporter, type SpanAttributes } from "./otlp-export";

@@ -18,7 +18,7 @@ import { statusRoutes } from "./routes/status";
 import { testHookRoutes } from "./routes/test-hooks";
 import { limitUrl, MAX_URL_BYTES } from "./middleware/url-limit";
 import { databaseRoutes, databaseScope } from "./routes/databases";
-import { DEFAULT_DATABASE } from "../objects/lifecycle/names";
+import { DEFAULT_DATABASE } from "../objects/api";
 import { clusterRuntimeFactory, resolveLimits, runtimeFactory, type AppOptions } from "./runtime";
 import type { AppBindings } from "./types";
 

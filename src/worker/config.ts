@@ -2,8 +2,7 @@
 // parses the variables; what a valid cluster is (names, hints, limits, timing) is the objects' rule, checked by
 // validateClusterConfig and validateMember from src/objects/config.ts, so that the worker and the nodes never
 // disagree on what they accept.
-import type { ClusterConfig, MemberConfig } from "../objects/api";
-import { validateClusterConfig, validateMember } from "../objects/config";
+import { validateClusterConfig, validateMember, type ClusterConfig, type MemberConfig } from "../objects/api";
 import type { Env } from "./env";
 
 /** Variables the HTTP layer reads beyond the cluster configuration (see .dev.vars.example and the README). */

@@ -1,6 +1,11 @@
 // The seam between the HTTP layer and the nodes: everything above it speaks ClusterNodeRpc, so tests can pass fakes.
-import { PROTOCOL_VERSION, type ClusterConfig, type ClusterNodeRpc, type NodeAddress } from "../objects/api";
-import { objectName } from "../objects/config";
+import {
+  objectName,
+  PROTOCOL_VERSION,
+  type ClusterConfig,
+  type ClusterNodeRpc,
+  type NodeAddress,
+} from "../objects/api";
 import type { AppEnv } from "./config";
 
 /** Reaches the nodes of one cluster. */

@@ -8,7 +8,7 @@ import { listTables } from "../../objects/sql/catalog";
 import { DumpError, dumpDatabase } from "../../objects/sql/dump";
 import { splitSqlStatements } from "../../shared/sql-text/split";
 import { quoteSqlIdentifier, SqlSyntaxError } from "../../shared/sql-text/tokenizer";
-import { utf8ByteLength } from "../../objects/sql/values";
+import { utf8ByteLength } from "../../objects/api";
 import { loadSqlJs } from "./sqlite-wasm";
 
 /** The first 16 bytes of every SQLite database file. */

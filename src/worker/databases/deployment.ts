@@ -1,7 +1,6 @@
 // The databases of one deployment as the worker sees them: the system database holding the catalog, the runtime
 // of each database, and, per isolate, a short-lived cache of catalog entries for the data routes.
-import type { ClusterConfig } from "../../objects/api";
-import { DEFAULT_DATABASE } from "../../objects/lifecycle/names";
+import { DEFAULT_DATABASE, type ClusterConfig } from "../../objects/api";
 import type { AppEnv } from "../config";
 import { ApiError } from "../http/errors";
 import { deploymentConfig, type Runtime } from "../runtime";

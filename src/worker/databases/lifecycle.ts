@@ -1,9 +1,16 @@
 // Creating and dropping the databases of a deployment: the catalog transitions (CREATING -> ONLINE, -> DROPPING ->
 // DROPPED), each logged as one JSON line, and the calls to the database's nodes in between. Every step is
 // idempotent: a request that fails half way leaves a state that the same request, repeated, finishes.
-import type { ClusterConfig, DropValue, MemberConfig } from "../../objects/api";
-import { CONFIG_LIMITS, validateClusterConfig } from "../../objects/config";
-import { databaseClusterName, SYSTEM_DATABASE, SYSTEM_GENERATION } from "../../objects/lifecycle/names";
+import {
+  CONFIG_LIMITS,
+  databaseClusterName,
+  SYSTEM_DATABASE,
+  SYSTEM_GENERATION,
+  validateClusterConfig,
+  type ClusterConfig,
+  type DropValue,
+  type MemberConfig,
+} from "../../objects/api";
 import { ApiError } from "../http/errors";
 import type { Runtime } from "../runtime";
 import type { Catalog } from "./catalog";

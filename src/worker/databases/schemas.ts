@@ -1,8 +1,7 @@
 // The databases API's shapes (PUT /api/v1/databases/{name} and the catalog entries), as zod schemas: the routes
 // validate with them and /openapi.json is generated from them.
 import { z } from "@hono/zod-openapi";
-import { CONFIG_LIMITS } from "../../objects/config";
-import { databaseNameProblem, DATABASE_NAME_LIMITS } from "../../objects/lifecycle/names";
+import { CONFIG_LIMITS, DATABASE_NAME_LIMITS, databaseNameProblem } from "../../objects/api";
 import { LOCATION_HINTS, nodeNameSchema } from "../http/schemas";
 
 export const DATABASE_STATES = ["CREATING", "ONLINE", "DROPPING", "DROPPED"] as const;

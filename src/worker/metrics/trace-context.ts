@@ -3,7 +3,6 @@
 // call to a node carries it in the call's address, so that the nodes' log lines (and the followers' appends of a
 // write) carry the same trace id.
 import type { MiddlewareHandler } from "hono";
-import type { ClusterNodeRpc } from "../../objects/api";
 import {
   childSpan,
   formatTraceparent,
@@ -11,7 +10,8 @@ import {
   outgoingTraceparent,
   parseTraceparent,
   runWithTrace,
-} from "../../objects/trace";
+  type ClusterNodeRpc,
+} from "../../objects/api";
 import type { NodeDirectory } from "../directory";
 
 export const TRACEPARENT_HEADER = "traceparent";

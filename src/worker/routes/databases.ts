@@ -4,7 +4,7 @@
 import { Hono, type Context, type MiddlewareHandler } from "hono";
 import { zValidator } from "@hono/zod-validator";
 import { createMiddleware } from "hono/factory";
-import { DEFAULT_DATABASE, databaseNameProblem } from "../../objects/lifecycle/names";
+import { DEFAULT_DATABASE, databaseNameProblem } from "../../objects/api";
 import { ApiError } from "../http/errors";
 import { readJsonBody, validationHook } from "../http/json-body";
 import { deadlineFor, parseQueryParams } from "../http/params";

@@ -3,8 +3,7 @@
 // path here is an ordinary 404. They still require the admin role.
 import { Hono } from "hono";
 import { z } from "zod";
-import { faultsEnabled, parseFaultRules } from "../../objects/transport/fault-hook";
-import { objectName } from "../../objects/config";
+import { faultsEnabled, objectName, parseFaultRules } from "../../objects/api";
 import { ApiError, badRequest } from "../http/errors";
 import { readJsonBody } from "../http/json-body";
 import { requireRole } from "../middleware/auth";

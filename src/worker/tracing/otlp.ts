@@ -4,14 +4,18 @@
 // Spans are sent after the response, in ctx.waitUntil, by the bounded exporter of src/objects/otlp-export.ts.
 import type { MiddlewareHandler } from "hono";
 import { routePath } from "hono/route";
-import type { ClusterNodeRpc } from "../../objects/api";
 import {
+  childSpan,
+  currentTrace,
   otlpExporterFromEnv,
+  parseTraceparent,
+  runWithTrace,
+  type ClusterNodeRpc,
   type OtlpEnv,
   type OtlpSpanExporter,
   type SpanAttributes,
-} from "../../objects/otlp-export";
-import { childSpan, currentTrace, parseTraceparent, runWithTrace, type TraceContext } from "../../objects/trace";
+  type TraceContext,
+} from "../../objects/api";
 import type { NodeDirectory } from "../directory";
 import { RAFT_INDEX_HEADER, NODE_HEADER } from "../http/params";
 import { ERROR_CODE_HEADER } from "../http/errors";
