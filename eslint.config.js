@@ -53,14 +53,20 @@ const objectsForbiddenImports = {
     ),
   ],
 };
-// The worker reaches the core only through the objects (objects/api.ts re-exports what it may see).
+// The worker reaches the objects, and through them the core, only by src/objects/api.ts, the one contract between
+// them: it re-exports what the worker may see.
+const workerOnlyThroughApi =
+  "Imports run worker -> objects -> core: the worker imports only src/objects/api.ts (re-export what it needs there).";
 const workerForbiddenImports = {
   patterns: [
-    importsFromLayers(
-      ["quorum", "election", "replication"],
-      "Imports run worker -> objects -> core: the worker takes core types through src/objects/api.ts.",
-    ),
+    importsFromLayers(["quorum", "election", "replication"], workerOnlyThroughApi),
+    { regex: "^\\.{1,2}/(.*/)?objects/(?!api$)", message: workerOnlyThroughApi },
   ],
+};
+// The one place where the worker meets the objects' insides: the entry module hands the Durable Object class to the
+// runtime (wrangler.toml's main).
+const workerEntryImports = {
+  patterns: [importsFromLayers(["quorum", "election", "replication"], workerOnlyThroughApi)],
 };
 const coreForbiddenSyntax = [
   { selector: "Identifier[name='Date']", message: "The pure core reads no clock: time enters as tick()." },
@@ -115,6 +121,10 @@ export default tseslint.config(
   { files: ["src/shared/**/*.ts"], rules: { "no-restricted-imports": ["error", sharedForbiddenImports] } },
   { files: ["src/objects/**/*.ts"], rules: { "no-restricted-imports": ["error", objectsForbiddenImports] } },
   { files: ["src/worker/**/*.ts"], rules: { "no-restricted-imports": ["error", workerForbiddenImports] } },
+  {
+    files: ["src/worker/index.ts"],
+    rules: { "no-restricted-imports": ["error", workerEntryImports] },
+  },
   {
     files: ["scripts/**/*.mjs", "*.js"],
     languageOptions: { globals: { process: "readonly", console: "readonly", URL: "readonly" } },

@@ -132,8 +132,9 @@ export {
 export { DeadlineExceeded, realTimers, sleep, withDeadline, type ScheduleTimer, type Timers } from "./deadline";
 
 // What else the worker uses of the objects: it imports nothing from src/objects but this file (eslint.config.js),
-// so that the objects can change their insides without the worker noticing. (The bindings' type, ./env, stays out:
-// it needs the Workers types, and Node-only code such as the transport tests reads this file too.)
+// so that the objects can change their insides without the worker noticing. It needs the Workers types: Node-only code
+// (test/core) imports the contract's leaf, ./cluster-types, instead.
+export type { Env } from "./env";
 export { CONFIG_LIMITS, objectName, validateClusterConfig, validateMember } from "./config";
 export {
   databaseClusterName,
@@ -143,6 +144,8 @@ export {
   SYSTEM_DATABASE,
   SYSTEM_GENERATION,
 } from "./lifecycle/names";
+export { listTables } from "./sql/catalog";
+export { DumpError, DumpTooLargeError, dumpDatabase, parseDump } from "./sql/dump";
 export { utf8ByteLength } from "./sql/values";
 export { faultsEnabled, parseFaultRules } from "./transport/fault-hook";
 export {

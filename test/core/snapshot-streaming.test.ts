@@ -3,7 +3,7 @@
 // it); a transfer that keeps failing backs off, and says so in the log.
 import { setImmediate as nextMacrotask } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
-import type { ClusterConfig } from "../../src/objects/api";
+import type { ClusterConfig } from "../../src/objects/cluster-types";
 import { PeerLinks, SNAPSHOT_CHUNK_LIMITS } from "../../src/objects/runtime/peers";
 import { SNAPSHOT_CHUNK_TIMING, snapshotChunkTimeoutMs, snapshotRetryDelayMs } from "../../src/objects/timing";
 import type { PeerStub, RuntimeCore } from "../../src/objects/runtime/types";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PROTOCOL_VERSION } from "../../src/objects/api";
+import { PROTOCOL_VERSION } from "../../src/objects/cluster-types";
 import {
   createEnvelope,
   estimateMessageBytes,

@@ -4,11 +4,9 @@
 //  - load opens the uploaded file, checks it, and writes it out as a dump with that same dumpDatabase, so that the
 //    route applies it exactly as a dump load: parsed by parseDump, validated by the nodes, one transaction.
 import type { SqlJsDatabase, SqlJsStatic, SqlJsValue } from "sql.js/dist/sql-wasm-browser.js";
-import { listTables } from "../../objects/sql/catalog";
-import { DumpError, dumpDatabase } from "../../objects/sql/dump";
+import { dumpDatabase, DumpError, listTables, utf8ByteLength } from "../../objects/api";
 import { splitSqlStatements } from "../../shared/sql-text/split";
 import { quoteSqlIdentifier, SqlSyntaxError } from "../../shared/sql-text/tokenizer";
-import { utf8ByteLength } from "../../objects/api";
 import { loadSqlJs } from "./sqlite-wasm";
 
 /** The first 16 bytes of every SQLite database file. */

@@ -1,8 +1,7 @@
 // rqlite's data API: /db/execute, /db/query, /db/request, /db/backup, /db/load.
 import { Hono, type Context } from "hono";
-import type { ExecuteValue, QueryValue } from "../../objects/api";
+import { DumpError, DumpTooLargeError, parseDump, type ExecuteValue, type QueryValue } from "../../objects/api";
 import type { Statement, StatementResult } from "../../shared/sql";
-import { DumpError, DumpTooLargeError, parseDump } from "../../objects/sql/dump";
 import { backupBody, backupFormatOf, dumpOfUploadedFile } from "../data/backup-formats";
 import {
   encodeDataResponse,
