@@ -316,6 +316,21 @@ export class Checkers {
     }
   }
 
+  /**
+   * A wiped node's votes for itself die with its candidacy: the tally that could have made it leader was in the lost
+   * memory, and any other node that granted that candidacy a vote persisted the term, so the census's term floor keeps
+   * the new incarnation from voting in it again (src/objects/runtime/census.ts). Its votes for others stay recorded: a
+   * second, different one is the double vote finding 9 is about. Two leaders in a term are still caught by election
+   * safety.
+   */
+  forgetOwnCandidacies(node: NodeId): void {
+    for (const [key, vote] of this.votesGranted) {
+      if (vote === node && key.startsWith(`${node} `)) {
+        this.votesGranted.delete(key);
+      }
+    }
+  }
+
   forgetNode(node: NodeView): void {
     this.currentLeaders.delete(node.id);
     this.leaderNodes.delete(node.id);

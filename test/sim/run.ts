@@ -1034,6 +1034,7 @@ class Simulation implements HostEnvironment {
         this.traceLine(`nemesis: ${node}'s storage is WIPED (it comes back empty)`);
         this.crashHost(host, { keepStale: false });
         host.wipeStorage();
+        this.checkers.forgetOwnCandidacies(node);
       },
       armStorageFault: (node, fault) => this.storageFaults.set(node, { ...fault }),
       armApplyFault: (node) => this.applyFaults.add(node),
