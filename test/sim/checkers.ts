@@ -318,10 +318,10 @@ export class Checkers {
 
   /**
    * A wiped node's votes for itself die with its candidacy: the tally that could have made it leader was in the lost
-   * memory, and any other node that granted that candidacy a vote persisted the term, so the census's term floor keeps
-   * the new incarnation from voting in it again (src/objects/runtime/census.ts). Its votes for others stay recorded: a
-   * second, different one is the double vote finding 9 is about. Two leaders in a term are still caught by election
-   * safety.
+   * memory, so no grant to that candidacy, even one still in flight, is ever counted. (A candidacy that had already won
+   * had a grant persisted with its term, and the census's term floor keeps the new incarnation out of that term: see
+   * src/objects/runtime/census.ts.) Its votes for others stay recorded: a second, different one is the double vote
+   * finding 9 is about. Two leaders in a term are still caught by election safety.
    */
   forgetOwnCandidacies(node: NodeId): void {
     for (const [key, vote] of this.votesGranted) {
