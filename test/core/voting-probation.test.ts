@@ -44,22 +44,6 @@ function voteOfWipedVoter(options: { probation: boolean }): { granted: boolean; 
   return { granted: answer.granted, core };
 }
 
-/** A brand-new cluster of three whose voters all start with new storage, hence on probation (as the shell starts them). */
-function brandNewClusterOnProbation(): TestCluster {
-  const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
-  for (const id of ["a", "b", "c"]) {
-    const node = cluster.node(id);
-    node.core = createRaftNode({
-      config: node.config,
-      persisted: emptyPersistedState(),
-      bootstrap: MEMBERS,
-      votingProbation: true,
-    });
-    cluster.processReadies(id);
-  }
-  return cluster;
-}
-
 describe("finding 9: a wiped voter does not vote until a leader caught it up", () => {
   it("finding 9: on probation, a voter that saw the cluster's log refuses a vote and does not campaign", () => {
     const { granted, core } = voteOfWipedVoter({ probation: true });
@@ -111,7 +95,17 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
   });
 
   it("finding 9: a brand-new cluster whose voters all start on probation elects once each census found no log, and every probation ends", () => {
-    const cluster = brandNewClusterOnProbation();
+    const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
+    for (const id of ["a", "b", "c"]) {
+      const node = cluster.node(id);
+      node.core = createRaftNode({
+        config: node.config,
+        persisted: emptyPersistedState(),
+        bootstrap: MEMBERS,
+        votingProbation: true,
+      });
+      cluster.processReadies(id);
+    }
     for (const id of ["a", "b", "c"]) {
       expect(cluster.status(id).votingProbation).toBe(true);
       cluster.node(id).core.concludeVotingCensus({ maxTerm: 0, history: false });
@@ -125,7 +119,17 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
   });
 
   it("finding 9: a brand-new cluster whose census never concluded elects nobody (probation is what keeps it from voting)", () => {
-    const cluster = brandNewClusterOnProbation();
+    const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
+    for (const id of ["a", "b", "c"]) {
+      const node = cluster.node(id);
+      node.core = createRaftNode({
+        config: node.config,
+        persisted: emptyPersistedState(),
+        bootstrap: MEMBERS,
+        votingProbation: true,
+      });
+      cluster.processReadies(id);
+    }
     expect(() => cluster.elect()).toThrow(/condition not reached/);
   });
 });
