@@ -108,11 +108,10 @@ export interface VoteDecisionInput {
    */
   readonly ownRemoval: { readonly candidateIsSoleVoter: boolean } | null;
   /**
-   * Set while this node is on voting probation (its storage was new, possibly wiped, and no leader has caught it up
-   * yet): whether it has seen any sign that the cluster has a log (an index of 1 or more in any message). Null when
-   * not on probation.
+   * True while this node is on voting probation (its storage was new, possibly wiped: it may have voted in this very
+   * term, and acknowledged entries it no longer holds; see RaftNodeOptions.votingProbation).
    */
-  readonly ownProbation?: { readonly historySeen: boolean } | null;
+  readonly onProbation?: boolean;
 }
 
 /**
@@ -132,10 +131,9 @@ export function decideVote(input: VoteDecisionInput): boolean {
   if (input.ownRemoval !== null && !input.ownRemoval.candidateIsSoleVoter) {
     return false;
   }
-  // On probation a node may have voted in this very term before its storage was wiped: it votes only in a brand-new
-  // cluster's first elections (nobody has a log yet), never once it saw that a log exists, until a leader caught it up.
-  const probation = input.ownProbation ?? null;
-  if (probation !== null && (probation.historySeen || input.candidateLog.lastIndex > 0)) {
+  // On probation a node may have voted in this very term before its storage was wiped, and its empty log vouches for
+  // nothing: it refuses every (pre-)vote until its probation ends.
+  if (input.onProbation === true) {
     return false;
   }
   return isLogUpToDate(input.candidateLog, input.ownLog);

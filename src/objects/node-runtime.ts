@@ -22,6 +22,7 @@ import { RaftStorage } from "./raft-storage";
 import { nodeError } from "./runtime/errors";
 import { maybePromoteLearners } from "./runtime/learners";
 import { PeerLinks, type PeerReport } from "./runtime/peers";
+import { VotingCensus } from "./runtime/census";
 import { ClientRequests, type QueryOptions, type RequestAnswer } from "./runtime/requests";
 import { buildStatusReport, logReplicaSummary } from "./runtime/status-report";
 import { LIMITS, type NodeIdentity, type RuntimeCore, type RuntimeDeps } from "./runtime/types";
@@ -48,6 +49,7 @@ export class NodeRuntime {
   private readonly peers: PeerLinks;
   private readonly requests: ClientRequests;
   private readonly monitor: ConsistencyMonitor;
+  private readonly census: VotingCensus;
   private lastTickAtMs: number;
   private ticks = 0;
   private lastLeaderContactAtMs: number | null = null;
@@ -86,15 +88,17 @@ export class NodeRuntime {
     const initialVoters = deps.identity.cluster.members.map((member) => member.name);
     const bootstrap: Membership | null =
       fresh && initialVoters.includes(deps.identity.node) ? { voters: initialVoters, learners: [] } : null;
-    // The shell does not put new storage on voting probation (the core supports it: RaftNodeOptions.votingProbation).
-    // A new node cannot tell a wiped voter from a brand-new cluster's first start, and probation on every first start
-    // stalls a new cluster whose first leader is lost before it caught the others up (the simulator found it: two
-    // healthy voters on probation never elect). A voter whose storage was lost is removed and re-added (README).
+    // New storage may be a wiped voter's: on voting probation until the census (./runtime/census) concludes.
+    const votingProbation =
+      deps.kv.get<boolean>(NodeKeys.votingProbation) === true || (fresh && deps.bugs?.wipedVoterVotesAtOnce !== true);
+    if (fresh && votingProbation) {
+      deps.kv.put(NodeKeys.votingProbation, true);
+    }
     this.raft = createRaftNode({
       config: raftConfigFor({ config: deps.identity.cluster, node: deps.identity.node, random: this.random }),
       persisted,
       bootstrap,
-      votingProbation: deps.kv.get<boolean>(NodeKeys.votingProbation) === true,
+      votingProbation,
     });
     this.core = {
       identity: this.identity,
@@ -122,6 +126,8 @@ export class NodeRuntime {
     this.monitor = new ConsistencyMonitor(this.core, (options) => this.peers.sendRepairImage(options));
     this.peers.onPeerReport = (peer, report) =>
       this.monitor.recordPeerReport(peer, report.consistency, report.appliedIndex);
+    this.census = new VotingCensus(this.core, (peer) => this.peers.askForReport(peer));
+    this.peers.onCensusReport = (peer, report) => this.census.noteReport(peer, report);
     this.requests = new ClientRequests(this.core, this.nextRuntimeId());
     this.log("info", "nodeStarted", {
       fresh,
@@ -130,6 +136,7 @@ export class NodeRuntime {
       lastLogIndex: this.raft.status().lastIndex,
     });
     this.processReady();
+    this.census.ticked();
   }
 
   /**
@@ -170,6 +177,7 @@ export class NodeRuntime {
     maybePromoteLearners(this.core, this.peers);
     this.requests.ticked();
     this.monitor.ticked();
+    this.census.ticked();
     this.processReady();
   }
 
@@ -232,6 +240,7 @@ export class NodeRuntime {
       schemaHash: this.sm.schemaInfo().hash,
       lastLogIndex: this.raft.status().lastIndex,
       incarnation: this.deps.incarnation,
+      term: this.raft.status().term,
       consistency: this.monitor.peerReport(),
     };
   }

@@ -24,6 +24,8 @@ export interface ShellBugs {
   readonly entrySizeCountsChars?: boolean;
   /** Finding 8: a snapshot image that failed to send is rebuilt, synchronously, on every probe. */
   readonly snapshotRebuiltOnEveryProbe?: boolean;
+  /** Finding 9: a node whose storage is new votes at once (no voting probation, no census): a wiped voter may vote twice in a term. */
+  readonly wipedVoterVotesAtOnce?: boolean;
   /** Finding 11: a leader that steps down leaves its pending writes waiting for their whole deadline. */
   readonly pendingWritesWaitAfterStepDown?: boolean;
   /** Finding 11: a leader that has not heard from a quorum for a while still accepts proposals that cannot commit. */
@@ -50,6 +52,7 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
   "freshnessCountsStaleTerm",
   "entrySizeCountsChars",
   "snapshotRebuiltOnEveryProbe",
+  "wipedVoterVotesAtOnce",
   "pendingWritesWaitAfterStepDown",
   "leaderAcceptsWithoutQuorum",
   "cutOffNodeWaits",

@@ -65,10 +65,11 @@ export interface RaftNodeOptions {
   readonly bootstrap?: Membership | null;
   /**
    * Voting probation, for a node whose storage is new: it may be a voter whose storage was wiped, which may have voted
-   * in the current term already. Until a leader has caught it up (it holds the commit index of an AppendEntries it
-   * accepted), it neither campaigns nor votes, except in a brand-new cluster's first elections (no message it has seen
-   * carries a log index of 1 or more, and the candidate's log is empty). The shell persists the flag and clears it on
-   * the votingProbationEnded event.
+   * in a term still running and may have acknowledged entries that are now committed on fewer nodes. On probation it
+   * neither campaigns nor votes until the shell concluded its census (concludeVotingCensus: every other member told
+   * its persisted term, and whether it holds any log) and, when some member holds a log, a leader caught it up (it
+   * holds the commit index of an AppendEntries it accepted). The shell persists the flag and clears it on the
+   * votingProbationEnded event.
    */
   readonly votingProbation?: boolean;
 }
@@ -109,8 +110,10 @@ export class RaftNode implements RaftNodeApi {
   private wasMember: boolean;
   private removed = false;
   private votingProbation: boolean;
-  /** On probation: some message carried a log index of 1 or more (the cluster has a log; this is not its genesis). */
-  private historySeen = false;
+  /** On probation: the shell's census concluded (see concludeVotingCensus). */
+  private probationCensusDone = false;
+  /** On probation: nothing is left to catch up (a leader caught us up, or the census found no log anywhere). */
+  private probationCaughtUp = false;
 
   private nowTicks = 0;
   private heartbeatElapsedTicks = 0;
@@ -385,6 +388,31 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  /**
+   * On voting probation, the shell heard from every other member (see RaftNodeOptions.votingProbation): `maxTerm` is
+   * the highest term any of them had persisted, `history` whether any holds a log entry or snapshot. A vote our lost
+   * storage held was given in a term some member persisted, so it lies at or below maxTerm: we move to maxTerm with
+   * our vote there spent, and vote only in later terms. With no log anywhere nothing was ever committed, so nothing
+   * is left to catch up; otherwise the probation ends once a leader caught us up.
+   */
+  concludeVotingCensus(census: { readonly maxTerm: number; readonly history: boolean }): void {
+    if (!this.votingProbation || this.probationCensusDone) {
+      return;
+    }
+    if (census.maxTerm > this.term) {
+      this.becomeFollower(census.maxTerm, null, `the voting census found term ${census.maxTerm}`);
+    }
+    if (census.maxTerm > 0 && census.maxTerm === this.term && this.vote === null) {
+      this.setVote(this.id);
+    }
+    this.probationCensusDone = true;
+    if (!census.history) {
+      this.probationCaughtUp = true;
+    }
+    this.endVotingProbationIfDone();
+    this.assertInvariants();
+  }
+
   reportSnapshotResult(peer: NodeId, ok: boolean): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
     if (progress === undefined || progress.state !== "snapshot") {
@@ -576,9 +604,6 @@ export class RaftNode implements RaftNodeApi {
   // Message dispatch
 
   private stepMessage(m: Message): void {
-    if (this.votingProbation && !this.historySeen && carriesLogHistory(m)) {
-      this.historySeen = true;
-    }
     if (m.term > this.term) {
       if ((m.type === "preVote" || m.type === "vote") && ignoresCampaign(this.stickiness(), m.transfer)) {
         return;
@@ -693,7 +718,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private isPromotable(): boolean {
-    return isVoter(this.membership, this.id) && !this.removed && !(this.votingProbation && this.historySeen);
+    return isVoter(this.membership, this.id) && !this.removed && !this.votingProbation;
   }
 
   /** Starts an election (etcd hup), unless a committed config change is still unapplied. */
@@ -757,7 +782,7 @@ export class RaftNode implements RaftNodeApi {
       ownRemoval: this.removed
         ? { candidateIsSoleVoter: this.membership.voters.length === 1 && isVoter(this.membership, m.from) }
         : null,
-      ownProbation: this.votingProbation ? { historySeen: this.historySeen } : null,
+      onProbation: this.votingProbation,
     });
     const type = preVote ? "preVoteResponse" : "voteResponse";
     if (!grant) {
@@ -864,10 +889,6 @@ export class RaftNode implements RaftNodeApi {
       this.addProgress(member);
     }
     this.events.push({ kind: "becameLeader", term: this.term, electionTicks });
-    // Elected by a majority (only possible on probation in a brand-new cluster): nothing committed can be missing.
-    if (this.votingProbation) {
-      this.endVotingProbation();
-    }
     // The no-op commits the entries of earlier terms (they never commit by counting) and unblocks reads.
     this.appendEntry("noop", "");
     this.broadcastAppend({ evenIfEmpty: true });
@@ -977,13 +998,16 @@ export class RaftNode implements RaftNodeApi {
   /** A leader caught us up: we hold its commit index, so we know at least what it knew when it sent this. */
   private maybeEndVotingProbation(m: AppendEntries): void {
     if (this.votingProbation && this.commit >= m.commit) {
-      this.endVotingProbation();
+      this.probationCaughtUp = true;
+      this.endVotingProbationIfDone();
     }
   }
 
-  private endVotingProbation(): void {
+  private endVotingProbationIfDone(): void {
+    if (!this.votingProbation || !this.probationCensusDone || !this.probationCaughtUp) {
+      return;
+    }
     this.votingProbation = false;
-    this.historySeen = false;
     this.events.push({ kind: "votingProbationEnded", term: this.term, commit: this.commit });
   }
 
@@ -1782,24 +1806,5 @@ function checkPersistedStateShape(persisted: PersistedState): void {
   }
   if (!Number.isSafeInteger(applied) || applied < 0) {
     throw new TypeError(`persisted state: applied must be a non-negative integer, got ${String(applied)}`);
-  }
-}
-
-/** Whether a message shows that the cluster has a log (some index of 1 or more), i.e. it is past its genesis. */
-function carriesLogHistory(m: Message): boolean {
-  switch (m.type) {
-    case "preVote":
-    case "vote":
-      return m.lastLogIndex > 0;
-    case "append":
-      return m.prevLogIndex > 0 || m.entries.length > 0 || m.commit > 0;
-    case "heartbeat":
-      return m.commit > 0;
-    case "snapshot":
-      return m.snapshot.index > 0;
-    case "appendResponse":
-      return m.index > 0;
-    default:
-      return false;
   }
 }

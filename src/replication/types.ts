@@ -384,6 +384,8 @@ export interface RaftNodeApi {
   reportReplicaReady(peer: NodeId): void;
   /** Leader only: `peer` reported a last log index below its match index (its storage was wiped). */
   reportPeerLogLost(peer: NodeId, lastIndex: number): void;
+  /** On voting probation: every other member answered the shell's census (see RaftNode.concludeVotingCensus). */
+  concludeVotingCensus(census: { readonly maxTerm: number; readonly history: boolean }): void;
   /** The shell finished (or failed) sending a snapshot to `peer`. */
   reportSnapshotResult(peer: NodeId, ok: boolean): void;
   hasReady(): boolean;

@@ -1,6 +1,8 @@
 // Finding 9 of issue 9: a voter whose storage was wiped may have voted in the current term already. It starts on
-// voting probation (the shell sets it for new storage) and neither votes nor campaigns once it has seen that the
-// cluster has a log, until a leader has caught it up; a brand-new cluster still elects its first leader.
+// voting probation (the shell sets it for new storage) and neither votes nor campaigns until the shell's census
+// concluded (every other member told its persisted term and whether it holds a log) and, when some member holds a
+// log, a leader caught it up; it then votes only in terms above every term reported. A brand-new cluster's census
+// finds term 0 and no log anywhere, and it elects at once.
 import { describe, expect, it } from "vitest";
 import { createRaftNode, emptyPersistedState } from "../../src/replication/index.js";
 import type { Membership, Message, RaftNodeApi } from "../../src/replication/types.js";
@@ -57,7 +59,7 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     expect(voteOfWipedVoter({ probation: false }).granted).toBe(true);
   });
 
-  it("finding 9: once a leader's append brings it to the leader's commit index, the probation ends and it votes again", () => {
+  it("finding 9: a leader catching it up is not enough; with the census concluded too it votes, above the census's term only", () => {
     const { core } = voteOfWipedVoter({ probation: true });
     const entries = [1, 2, 3, 4, 5].map((index) => ({
       index,
@@ -66,20 +68,33 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
       data: "",
     }));
     core.step({ type: "append", from: "b", to: "c", term: 4, prevLogIndex: 0, prevLogTerm: 0, entries, commit: 5 });
+    drain(core);
+    expect(core.status().votingProbation).toBe(true);
+    // a had persisted term 6 (c's lost storage may have voted there): c moves to term 6 with its vote spent.
+    core.concludeVotingCensus({ maxTerm: 6, history: true });
     const readyEvents = drainLoneCore(core).events.map((e) => e.kind);
     expect(readyEvents).toContain("votingProbationEnded");
     expect(core.status().votingProbation).toBe(false);
-    // b falls silent in turn; a campaigns in term 5 and c, off probation, votes like any voter.
-    for (let i = 0; i < 25; i++) {
-      core.tick();
-    }
-    drain(core);
-    core.step({ type: "vote", from: "a", to: "c", term: 9, lastLogIndex: 5, lastLogTerm: 4, transfer: false });
-    const answer = drain(core).find((m) => m.type === "voteResponse");
-    expect(answer?.type === "voteResponse" && answer.granted).toBe(true);
+    expect(core.status().term).toBe(6);
+    core.step({ type: "vote", from: "a", to: "c", term: 6, lastLogIndex: 5, lastLogTerm: 4, transfer: false });
+    const inTerm6 = drain(core).find((m) => m.type === "voteResponse");
+    expect(inTerm6?.type === "voteResponse" && inTerm6.granted).toBe(false);
+    core.step({ type: "vote", from: "a", to: "c", term: 7, lastLogIndex: 5, lastLogTerm: 4, transfer: false });
+    const inTerm7 = drain(core).find((m) => m.type === "voteResponse");
+    expect(inTerm7?.type === "voteResponse" && inTerm7.granted).toBe(true);
   });
 
-  it("finding 9: a brand-new cluster whose voters all start on probation elects a leader, and every probation ends", () => {
+  it("finding 9: with a log somewhere, the census alone does not end the probation (a leader must catch it up)", () => {
+    const core = wipedVoter({ probation: true });
+    core.concludeVotingCensus({ maxTerm: 3, history: true });
+    drain(core);
+    expect(core.status().votingProbation).toBe(true);
+    core.step({ type: "vote", from: "b", to: "c", term: 4, lastLogIndex: 5, lastLogTerm: 3, transfer: false });
+    const answer = drain(core).find((m) => m.type === "voteResponse");
+    expect(answer?.type === "voteResponse" && answer.granted).toBe(false);
+  });
+
+  it("finding 9: a brand-new cluster whose voters all start on probation elects once each census found no log, and every probation ends", () => {
     const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
     for (const id of ["a", "b", "c"]) {
       const node = cluster.node(id);
@@ -91,12 +106,30 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
       });
       cluster.processReadies(id);
     }
+    for (const id of ["a", "b", "c"]) {
+      expect(cluster.status(id).votingProbation).toBe(true);
+      cluster.node(id).core.concludeVotingCensus({ maxTerm: 0, history: false });
+      cluster.processReadies(id);
+      expect(cluster.status(id).votingProbation).toBe(false);
+    }
     const leader = cluster.elect();
     cluster.propose(leader, "x");
     cluster.deliverAll();
-    for (const id of ["a", "b", "c"]) {
-      expect(cluster.status(id).votingProbation).toBe(false);
-    }
     expect(cluster.appliedData("c")).toContain("x");
+  });
+
+  it("finding 9: a brand-new cluster whose census never concluded elects nobody (probation is what keeps it from voting)", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
+    for (const id of ["a", "b", "c"]) {
+      const node = cluster.node(id);
+      node.core = createRaftNode({
+        config: node.config,
+        persisted: emptyPersistedState(),
+        bootstrap: MEMBERS,
+        votingProbation: true,
+      });
+      cluster.processReadies(id);
+    }
+    expect(() => cluster.elect()).toThrow(/condition not reached/);
   });
 });

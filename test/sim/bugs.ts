@@ -66,6 +66,26 @@ const TUNING: Partial<Record<BugName, (scenario: Scenario, random: Prng) => Scen
       mix: { ...scenario.workload.mix, write: 6, cas: 0, linearizableRead: 10 },
     },
   }),
+  // Finding 9: three voters, wiped often (also where committed entries live on the wiped node and one other) while
+  // partitions split them: a wiped voter that votes at once re-elects a node whose log lacks what it acknowledged,
+  // or votes a second time in a term.
+  wipedVoterVotesAtOnce: (scenario, random) => ({
+    ...scenario,
+    nodes: 3,
+    faults: {
+      ...scenario.faults,
+      storageWipes: true,
+      storageWipesAnywhere: true,
+      partitions: true,
+      crashes: false,
+      staleInstances: false,
+      transfers: false,
+      leaderTargeting: 0,
+      meanIntervalMs: random.between(20, 60),
+      minPartitionMs: 20,
+      maxPartitionMs: random.between(100, 400),
+    },
+  }),
   stoppedWritesAnsweredNotMember: churn,
   readyFailureAnsweredInternal: (scenario) => ({
     ...churn(scenario),
@@ -177,6 +197,7 @@ export const HARNESS_BUG_SCENARIOS = {
     description: "a vote that does not survive a restart",
     bugs: { forgetVoteOnRestart: true },
     expectedKinds: [
+      "double vote",
       "election safety",
       "log matching",
       "state machine safety",

@@ -64,6 +64,8 @@ export class Checkers {
   readonly violations: Violation[] = [];
   /** Every (index, term) any node ever persisted: its content and the term before it (Log Matching, inductively). */
   private readonly registry = new Map<string, RegisteredEntry>();
+  /** "node term" -> the candidate it voted for (see checkVote). */
+  private readonly votesGranted = new Map<string, NodeId>();
   private readonly leaderOfTerm = new Map<number, NodeId>();
   private readonly committed = new Map<number, CommittedEntry>();
   private readonly stateAtIndex = new Map<number, string>();
@@ -260,6 +262,7 @@ export class Checkers {
   /** After every step that touched a node: Election Safety, term monotonicity, Leader Completeness at election. */
   observeStatus(node: NodeView, status: NodeStatus): void {
     this.checksRun += 1;
+    this.checkVote(node, status);
     if (status.id !== node.id) {
       this.fail("status", `${node.id} reports id ${status.id}`);
     }
@@ -289,6 +292,41 @@ export class Checkers {
     for (const [index, entry] of this.committed) {
       if (entry.knownCommittedByTerm < status.term) {
         this.expectInLeaderLog(node.id, status.term, index, entry.term);
+      }
+    }
+  }
+
+  /**
+   * One vote per node and term, across restarts and storage wipes: the persisted vote of a node in a term never
+   * changes to another candidate. A vote for itself counts only while it campaigns or leads in that term (a node with
+   * new storage marks its vote in the highest term it heard of as spent with one; see src/objects/runtime/census.ts).
+   */
+  private checkVote(node: NodeView, status: NodeStatus): void {
+    const { term, vote } = node.store.hardState;
+    const campaigning = status.term === term && (status.role === "candidate" || status.role === "leader");
+    if (vote === null || (vote === node.id && !campaigning)) {
+      return;
+    }
+    const key = `${node.id} ${term}`;
+    const earlier = this.votesGranted.get(key);
+    if (earlier === undefined) {
+      this.votesGranted.set(key, vote);
+    } else if (earlier !== vote) {
+      this.fail("double vote", `${node.id} voted for ${earlier} and then for ${vote} in term ${term}`);
+    }
+  }
+
+  /**
+   * A wiped node's votes for itself die with its candidacy: the tally that could have made it leader was in the lost
+   * memory, so no grant to that candidacy, even one still in flight, is ever counted. (A candidacy that had already won
+   * had a grant persisted with its term, and the census's term floor keeps the new incarnation out of that term: see
+   * src/objects/runtime/census.ts.) Its votes for others stay recorded: a second, different one is the double vote
+   * finding 9 is about. Two leaders in a term are still caught by election safety.
+   */
+  forgetOwnCandidacies(node: NodeId): void {
+    for (const [key, vote] of this.votesGranted) {
+      if (vote === node && key.startsWith(`${node} `)) {
+        this.votesGranted.delete(key);
       }
     }
   }

@@ -25,6 +25,12 @@ export interface FaultOptions {
   readonly staleInstances: boolean;
   /** A node loses its storage and comes back empty (never while another wiped node is still catching up). */
   readonly storageWipes: boolean;
+  /**
+   * Wipes also where some committed entries live on the wiped node and a minority of the others (not drawn; the
+   * finding-9 hunt sets it). Safety must hold (a wiped node votes only once its census concluded and, where a log
+   * exists, a leader caught it up); progress is not promised, so such runs have no liveness phase.
+   */
+  readonly storageWipesAnywhere?: boolean;
   readonly partitions: boolean;
   readonly pathFaults: boolean;
   /** Alarms delivered twice, or late. */

@@ -159,7 +159,7 @@ export class SimHost {
   /** Simulated ms between ticks of this node's clock (tick skew) is applied by the simulation's timers. */
   lastStatus: NodeStatus | null = null;
   discards = 0;
-  /** Lost its storage and not yet caught up by a leader (its voting probation has not ended). */
+  /** On voting probation (lost its storage, or new): its census has not concluded or no leader caught it up yet. */
   wiped = false;
   private readonly address: NodeAddress;
 

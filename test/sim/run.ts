@@ -230,7 +230,7 @@ export function drawScenario(random: Prng): Scenario {
     storageErrorsEverywhere: false,
     stateMachineErrors: on(0.3),
     staleInstances: on(0.3),
-    // Off: a wiped voter may vote twice in a term (the shell puts no node on voting probation; see NodeRuntime).
+    // Drawn last (below), so that adding it left every other draw of older seeds as it was.
     storageWipes: false,
     partitions: on(0.6),
     pathFaults: on(0.4),
@@ -272,7 +272,7 @@ export function drawScenario(random: Prng): Scenario {
     retryBackoffMs: Math.max(1, Math.round(electionTimeoutMs / random.between(2, 8))),
     roamProbability: random.pick([0, 0.1, 0.5]),
   };
-  return {
+  const scenario: Scenario = {
     nodes,
     heartbeatIntervalMs,
     electionTimeoutMs,
@@ -286,6 +286,8 @@ export function drawScenario(random: Prng): Scenario {
     // Checkpoints far more often than in production, slices of two rows: many sweeps per seed.
     consistency: { everyEntries: 6, everyMs: Math.max(100, 4 * electionTimeoutMs), sliceRows: 2, sliceBytes: 1024 },
   };
+  // A wiped node starts on voting probation and asks every member what it persisted (src/objects/runtime/census.ts).
+  return { ...scenario, faults: { ...faults, storageWipes: on(0.3) } };
 }
 
 export function describeScenario(scenario: Scenario): string {
@@ -635,10 +637,8 @@ class Simulation implements HostEnvironment {
       return;
     }
     const status = runtime.status();
-    // A wiped node counts as lost until a leader caught it up (its voting probation ended).
-    if (host.wiped && !status.votingProbation) {
-      host.wiped = false;
-    }
+    // A node on voting probation (new or wiped storage) counts as lost until its probation ended.
+    host.wiped = status.votingProbation;
     const wasLeader = host.lastStatus?.role === "leader" && host.lastStatus.term === status.term;
     host.lastStatus = status;
     this.checkers.observeStatus(view, status);
@@ -1030,6 +1030,7 @@ class Simulation implements HostEnvironment {
         this.traceLine(`nemesis: ${node}'s storage is WIPED (it comes back empty)`);
         this.crashHost(host, { keepStale: false });
         host.wipeStorage();
+        this.checkers.forgetOwnCandidacies(node);
       },
       armStorageFault: (node, fault) => this.storageFaults.set(node, { ...fault }),
       armApplyFault: (node) => this.applyFaults.add(node),
@@ -1052,6 +1053,9 @@ class Simulation implements HostEnvironment {
     const hosts = [...this.hosts.values()];
     if (hosts.some((host) => host.down || host.wiped)) {
       return false;
+    }
+    if (this.scenario.faults.storageWipesAnywhere === true) {
+      return true;
     }
     const majority = Math.floor(hosts.length / 2) + 1;
     const committed = Math.max(...hosts.map((host) => host.log.hardState.commit));
@@ -1142,7 +1146,8 @@ class Simulation implements HostEnvironment {
     this.workload.stopNewOperations();
     const ids = [...this.hosts.keys()];
     const majority = Math.floor(ids.length / 2) + 1;
-    // A node that lost its storage counts as lost for liveness (it may not vote until a leader caught it up):
+    // A node that lost its storage, or whose census never concluded, counts as lost for liveness (it may not vote
+    // until every member answered its census and, where a log exists, a leader caught it up):
     // the healed majority is drawn from the others; when they are too few, no progress can be promised.
     const intact = this.random.shuffled(ids.filter((id) => !this.host(id).wiped));
     const wiped = ids.filter((id) => this.host(id).wiped);

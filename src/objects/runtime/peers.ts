@@ -23,6 +23,8 @@ export interface PeerReport {
   readonly lastLogIndex: number;
   /** Made when the node's storage was first written: a new one means the storage was wiped. */
   readonly incarnation: string;
+  /** Its persisted term (the voting census of a node with new storage reads it); absent from older versions. */
+  readonly term?: number;
   /** Its consistency checkpoints and DIVERGED flag (src/objects/monitor); absent from nodes of older versions. */
   readonly consistency?: PeerConsistencyReport;
 }
@@ -86,6 +88,8 @@ export class PeerLinks {
   private imagesBuilt = 0;
   /** Called with every report a peer sends back (the consistency monitor reads its checkpoints). */
   onPeerReport: ((peer: string, report: PeerReport) => void) | null = null;
+  /** Called with every report too: the voting census of a node with new storage (./census). */
+  onCensusReport: ((peer: string, report: PeerReport) => void) | null = null;
 
   constructor(private readonly core: RuntimeCore) {
     for (const member of core.identity.cluster.members) {
@@ -150,6 +154,7 @@ export class PeerLinks {
       }
     }
     this.onPeerReport?.(peer, report);
+    this.onCensusReport?.(peer, report);
     const storageReplaced = previousIncarnation !== null && previousIncarnation !== report.incarnation;
     if (!storageReplaced) {
       return;
@@ -196,6 +201,12 @@ export class PeerLinks {
         this.peerInfo.delete(peer);
       }
     }
+  }
+
+  /** Sends `peer` an empty envelope for its answer (its report reaches onCensusReport); true once it answered. */
+  async askForReport(peer: string): Promise<boolean> {
+    const outcome = await this.transportFor(peer).deliverNow({ onlyForAnswer: true });
+    return outcome.ok;
   }
 
   /** Test-only: whether a message from here to `to` would pass the fault rules right now. */

@@ -22,6 +22,11 @@ export interface RaftEnvelope {
    * omit it, and older receivers drop it.
    */
   readonly memberAsOf?: number;
+  /**
+   * Set on an envelope with nothing in it, sent for the answer alone (the receiver's report about itself, read by
+   * the voting census of a node with new storage). Older receivers refuse it, and are asked again later.
+   */
+  readonly onlyForAnswer?: true;
 }
 
 export type EnvelopeErrorCode = "PROTOCOL" | "WRONG_CLUSTER" | "WRONG_NODE" | "MALFORMED";
@@ -141,6 +146,7 @@ const envelopeSchema = z.object({
   messages: z.array(messageSchema).max(MAX_MESSAGES_PER_ENVELOPE),
   snapshotChunk: snapshotChunkSchema.optional(),
   memberAsOf: count.optional(),
+  onlyForAnswer: z.literal(true).optional(),
 });
 
 const receiveResultSchema = z.discriminatedUnion("ok", [
@@ -167,8 +173,12 @@ function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
 }
 
 function addressingError(envelope: RaftEnvelope): string | null {
-  if (envelope.messages.length === 0 && envelope.snapshotChunk === undefined) {
+  const empty = envelope.messages.length === 0 && envelope.snapshotChunk === undefined;
+  if (empty && envelope.onlyForAnswer !== true) {
     return "the envelope carries neither messages nor a snapshot chunk";
+  }
+  if (!empty && envelope.onlyForAnswer === true) {
+    return "an envelope sent only for the answer carries messages or a snapshot chunk";
   }
   if (envelope.from === envelope.to) {
     return `the envelope is addressed from ${envelope.from} to itself`;
@@ -236,6 +246,7 @@ export function createEnvelope(parts: {
   to: string;
   messages: readonly Message[];
   snapshotChunk?: SnapshotChunk;
+  onlyForAnswer?: true;
 }): RaftEnvelope {
   if (parts.messages.length > MAX_MESSAGES_PER_ENVELOPE) {
     throw new RangeError(
@@ -249,6 +260,7 @@ export function createEnvelope(parts: {
     to: parts.to,
     messages: parts.messages,
     ...(parts.snapshotChunk === undefined ? {} : { snapshotChunk: parts.snapshotChunk }),
+    ...(parts.onlyForAnswer === true ? { onlyForAnswer: true as const } : {}),
   };
   const problem = addressingError(envelope);
   if (problem !== null) {

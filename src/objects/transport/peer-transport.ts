@@ -159,6 +159,7 @@ export interface PeerTransportStats {
 interface Batch {
   readonly messages: readonly Message[];
   readonly snapshotChunk?: SnapshotChunk;
+  readonly onlyForAnswer?: true;
 }
 
 function assertPositiveInteger(value: number, name: string): void {
@@ -263,6 +264,8 @@ export class PeerTransport<Stub> {
   deliverNow(parts: {
     messages?: readonly Message[];
     snapshotChunk?: SnapshotChunk;
+    /** Send an empty envelope, for the peer's answer alone (its report about itself); only with nothing else. */
+    onlyForAnswer?: boolean;
     timeoutMs?: number;
     deadlineMs?: number;
   }): Promise<DeliveryOutcome> {
@@ -270,12 +273,18 @@ export class PeerTransport<Stub> {
     const batch: Batch = {
       messages: parts.messages ?? [],
       ...(parts.snapshotChunk === undefined ? {} : { snapshotChunk: parts.snapshotChunk }),
+      ...(parts.onlyForAnswer === true ? { onlyForAnswer: true as const } : {}),
     };
     for (const message of batch.messages) {
       this.assertAddressed(message);
     }
-    if (batch.messages.length === 0 && batch.snapshotChunk === undefined) {
-      throw new Error(`deliverNow to ${this.peer} was given neither messages nor a snapshot chunk`);
+    const empty = batch.messages.length === 0 && batch.snapshotChunk === undefined;
+    if (empty !== (parts.onlyForAnswer === true)) {
+      throw new Error(
+        empty
+          ? `deliverNow to ${this.peer} was given neither messages nor a snapshot chunk`
+          : `deliverNow to ${this.peer} was asked for an answer only, but given messages or a snapshot chunk`,
+      );
     }
     const bytes =
       batch.messages.reduce((sum, m) => sum + estimateMessageBytes(m), 0) +
