@@ -132,6 +132,7 @@ export class NodeRuntime {
     this.log("info", "nodeStarted", {
       fresh,
       bootstrap: bootstrap !== null,
+      votingProbation,
       appliedIndex: this.sm.appliedIndex(),
       lastLogIndex: this.raft.status().lastIndex,
     });

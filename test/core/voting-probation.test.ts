@@ -44,6 +44,22 @@ function voteOfWipedVoter(options: { probation: boolean }): { granted: boolean; 
   return { granted: answer.granted, core };
 }
 
+/** A brand-new cluster of three whose voters all start with new storage, hence on probation (as the shell starts them). */
+function brandNewClusterOnProbation(): TestCluster {
+  const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
+  for (const id of ["a", "b", "c"]) {
+    const node = cluster.node(id);
+    node.core = createRaftNode({
+      config: node.config,
+      persisted: emptyPersistedState(),
+      bootstrap: MEMBERS,
+      votingProbation: true,
+    });
+    cluster.processReadies(id);
+  }
+  return cluster;
+}
+
 describe("finding 9: a wiped voter does not vote until a leader caught it up", () => {
   it("finding 9: on probation, a voter that saw the cluster's log refuses a vote and does not campaign", () => {
     const { granted, core } = voteOfWipedVoter({ probation: true });
@@ -95,17 +111,7 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
   });
 
   it("finding 9: a brand-new cluster whose voters all start on probation elects once each census found no log, and every probation ends", () => {
-    const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
-    for (const id of ["a", "b", "c"]) {
-      const node = cluster.node(id);
-      node.core = createRaftNode({
-        config: node.config,
-        persisted: emptyPersistedState(),
-        bootstrap: MEMBERS,
-        votingProbation: true,
-      });
-      cluster.processReadies(id);
-    }
+    const cluster = brandNewClusterOnProbation();
     for (const id of ["a", "b", "c"]) {
       expect(cluster.status(id).votingProbation).toBe(true);
       cluster.node(id).core.concludeVotingCensus({ maxTerm: 0, history: false });
@@ -119,17 +125,7 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
   });
 
   it("finding 9: a brand-new cluster whose census never concluded elects nobody (probation is what keeps it from voting)", () => {
-    const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
-    for (const id of ["a", "b", "c"]) {
-      const node = cluster.node(id);
-      node.core = createRaftNode({
-        config: node.config,
-        persisted: emptyPersistedState(),
-        bootstrap: MEMBERS,
-        votingProbation: true,
-      });
-      cluster.processReadies(id);
-    }
+    const cluster = brandNewClusterOnProbation();
     expect(() => cluster.elect()).toThrow(/condition not reached/);
   });
 });

@@ -69,6 +69,12 @@ const CAUGHT_FINDINGS: readonly {
   { name: "backupFromAnyNode", kinds: ["linearizability"], firstSeed: 1 },
   // The router's switch: the simulated client goes through the worker's real router.
   { name: "router-definiteWriteFailures", kinds: ["linearizability"], firstSeed: 1 },
+  // Finding 9: a wiped voter that votes at once votes twice in a term (seed 10 at the time of writing).
+  {
+    name: "wipedVoterVotesAtOnce",
+    kinds: ["double vote", "election safety", "log matching", "leader completeness", "acknowledged write lost"],
+    firstSeed: 1,
+  },
 ];
 
 describe("shell findings put back are caught", () => {

@@ -111,6 +111,8 @@ export interface SimResult {
     readonly duplicatesDelivered: number;
     readonly runtimeDiscards: number;
     readonly elections: number;
+    /** Simulated ms from the start to the first leader (null when none was elected). */
+    readonly firstLeaderAtMs: number | null;
     readonly committedEntries: number;
     readonly checkpointsApplied: number;
     readonly plantOutcome: "reported" | "replaced" | "missed" | "not applicable" | null;
@@ -368,6 +370,7 @@ class Simulation implements HostEnvironment {
     sentAtMs: 0,
   };
   stats = { delivered: 0, dropped: 0, answersLost: 0, duplicates: 0, elections: 0 };
+  firstLeaderAtMs: number | null = null;
 
   constructor(
     readonly seed: number,
@@ -644,6 +647,7 @@ class Simulation implements HostEnvironment {
     this.checkers.observeStatus(view, status);
     if (status.role === "leader" && !wasLeader) {
       this.stats.elections += 1;
+      this.firstLeaderAtMs ??= this.nowMs();
       this.traceLine(`${host.id} LEADER t${status.term} (commit ${status.commit}, last ${status.lastIndex})`);
     }
   }
@@ -1494,6 +1498,7 @@ async function runPhases(
       duplicatesDelivered: sim.stats.duplicates,
       runtimeDiscards: [...sim.hosts.values()].reduce((sum, host) => sum + host.discards, 0),
       elections: sim.stats.elections,
+      firstLeaderAtMs: sim.firstLeaderAtMs,
       committedEntries: sim.checkers.committedCount,
       checkpointsApplied: sim.checkpointsApplied,
       plantOutcome: sim.plantOutcome,
