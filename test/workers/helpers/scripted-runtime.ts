@@ -31,6 +31,15 @@ export interface ScriptedNodeOptions {
   readonly answer?: (envelope: RaftEnvelope, node: ScriptedNode) => unknown;
 }
 
+/** What a scripted peer reports about its storage when asked: nothing persisted yet, as new as the scripted node. */
+const SCRIPTED_PEER_REPORT = {
+  appliedIndex: 0,
+  schemaHash: "scripted-peer",
+  lastLogIndex: 0,
+  incarnation: "scripted-peer",
+  term: 0,
+} as const;
+
 /** A stub of a ClusterNode object that was never started: the scripted runtime runs on its storage. */
 export function scriptedObject(prefix: string): { stub: DurableObjectStub; cluster: string } {
   const cluster = uniqueClusterName(prefix);
@@ -79,6 +88,11 @@ export class ScriptedNode {
       stateMachine: this.options.wrapStateMachine === undefined ? port : this.options.wrapStateMachine(port),
       peerStub: (member) => ({
         receive: async (envelope: RaftEnvelope) => {
+          if (envelope.onlyForAnswer === true) {
+            // The voting census of the scripted node's new storage (src/objects/runtime/census.ts): the scripted
+            // peers are as new as it is. Not recorded: it carries no message.
+            return { ok: true, report: SCRIPTED_PEER_REPORT };
+          }
           this.envelopes.push(envelope);
           this.sent.push(...envelope.messages);
           return this.options.answer?.(envelope, this) ?? { ok: true };
@@ -131,8 +145,24 @@ export class ScriptedNode {
     );
   }
 
+  /**
+   * New storage starts on voting probation until its census heard every member (src/objects/runtime/census.ts): one
+   * tick asks the scripted peers, who answer that they hold nothing, and the probation ends (bounded wait).
+   */
+  async endVotingProbation(): Promise<void> {
+    if (!this.runtime.status().votingProbation) {
+      return;
+    }
+    this.advance(this.config.heartbeatIntervalMs);
+    await waitFor("the voting census to conclude", () => (this.runtime.status().votingProbation ? undefined : true), {
+      timeoutMs: 5_000,
+      intervalMs: 5,
+    });
+  }
+
   /** Times out the election timer and grants the campaign with `voters`' (pre)votes: this node leads. */
   async electSelf(voters: readonly string[]): Promise<number> {
+    await this.endVotingProbation();
     const after = this.sent.length;
     this.advance(this.config.electionTimeoutMs * 2 + this.config.heartbeatIntervalMs);
     if (voters.length === 0 && this.runtime.status().role === "leader") {
