@@ -81,12 +81,12 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
       return jsonResponse(
         405,
         errorBody(`method ${c.req.method} is not allowed on ${path}: use ${allowed.join(" or ")}`, "plain"),
-        {
-          Allow: allowed.join(", "),
-        },
+        { Allow: allowed.join(", "), [ERROR_CODE_HEADER]: "METHOD_NOT_ALLOWED" },
       );
     }
-    return c.json({ error: `no route for ${c.req.method} ${path}` }, 404);
+    return jsonResponse(404, errorBody(`no route for ${c.req.method} ${path}`, "plain"), {
+      [ERROR_CODE_HEADER]: "NO_ROUTE",
+    });
   });
 
   app.onError((error, c) => {
@@ -98,14 +98,20 @@ export function createApp(options: AppOptions = {}): Hono<AppBindings> {
       return jsonResponse(
         status === 401 || status === 413 ? status : 400,
         errorBody(error.message || "bad request", "plain"),
+        { [ERROR_CODE_HEADER]: HTTP_EXCEPTION_CODES[status] ?? "BAD_REQUEST" },
       );
     }
     console.error(`unhandled error on ${c.req.method} ${new URL(c.req.url).pathname}`, error);
-    return jsonResponse(500, errorBody(`internal error: ${(error as Error)?.message ?? String(error)}`, "plain"));
+    return jsonResponse(500, errorBody(`internal error: ${(error as Error)?.message ?? String(error)}`, "plain"), {
+      [ERROR_CODE_HEADER]: "INTERNAL",
+    });
   });
 
   return app;
 }
+
+/** Error codes of the statuses Hono's own middleware throws (auth and body limits); everything else is a 400. */
+const HTTP_EXCEPTION_CODES: Readonly<Record<number, string>> = { 401: "UNAUTHORIZED", 413: "BODY_TOO_LARGE" };
 
 /** CORS only when DHA_CORS_ORIGINS lists origins; the handler is rebuilt only when the list changes. */
 function corsFromEnv(): MiddlewareHandler<AppBindings> {

@@ -1,6 +1,7 @@
 // Property-based: generated valid and invalid requests to every route of /openapi.json, through the app with fake
 // nodes. For each answer: no 5xx; the status is documented for that route; a JSON body matches the documented
-// schema; a refused request (4xx) applied nothing; a request valid by the document is not refused as bad input.
+// schema; a refused request (4xx) applied nothing and names its X-DHA-Error-Code; a request valid by the document
+// is not refused as bad input.
 // A failure prints fast-check's seed and path; rerun with them to replay it exactly.
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -70,6 +71,10 @@ describe("every route, with generated valid and invalid input", () => {
           const authorized = await checkAnswer(document, generated, who, response, cluster.raftIndex);
           if (status >= 400) {
             counts.refused++;
+            expect(
+              response.headers.get("X-DHA-Error-Code") ?? "(none)",
+              `${describeRequest(generated, who)}: ${status} without an error code`,
+            ).toMatch(/^[A-Z_]+$/);
             expect(stateOf(cluster), `${describeRequest(generated, who)}: refused with ${status} but applied`).toEqual(
               before,
             );

@@ -33,10 +33,12 @@ describe("public routes", () => {
     const missing = await request("GET", "/nope", { token: null });
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: "no route for GET /nope" });
+    expect(missing.headers.get("X-DHA-Error-Code")).toBe("NO_ROUTE");
     const wrong = await request("GET", "/db/execute");
     expect(wrong.status).toBe(405);
     expect(wrong.headers.get("Allow")).toBe("POST");
     expect(await wrong.json()).toEqual({ error: "method GET is not allowed on /db/execute: use POST" });
+    expect(wrong.headers.get("X-DHA-Error-Code")).toBe("METHOD_NOT_ALLOWED");
     const member = await request("GET", "/api/v1/cluster/members/n2");
     expect(member.status).toBe(405);
     expect(member.headers.get("Allow")).toBe("DELETE");
