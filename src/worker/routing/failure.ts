@@ -79,6 +79,95 @@ export function outcomeUnknownFailure(reason: string, node: string | undefined):
   );
 }
 
+/** A cluster with no members: a configuration error, never the client's. */
+export function noMembersFailure(): RouteFailure {
+  return routeFailure(500, "INTERNAL", "the cluster has no members", { outcomeUnknown: false });
+}
+
+/**
+ * An admin call whose node could not say whether the change happened (it timed out, or answered "outcome unknown"):
+ * 504, and the client checks the cluster rather than resend a change that may be under way.
+ */
+export function adminMayCompleteFailure(
+  code: "TIMEOUT" | "OUTCOME_UNKNOWN",
+  message: string,
+  node: string | undefined,
+): RouteFailure {
+  return routeFailure(504, code, `${message}; the change may still complete: check GET /api/v1/cluster`, {
+    node,
+    outcomeUnknown: true,
+  });
+}
+
+/** The node's object refused the call without running it: 503, retry later. */
+export function overloadedFailure(
+  node: string,
+  message: string,
+  extra: { outcomeUnknown: boolean; retryAfterSeconds: number },
+): RouteFailure {
+  return routeFailure(503, "OVERLOADED", `node ${node} is overloaded: ${message}`, { node, ...extra });
+}
+
+/** Refusals that every node would repeat, so they are answered at once with a status of their own. */
+const DEFINITE_REFUSAL_STATUS = {
+  INVALID_REQUEST: 400,
+  TRANSFER_IN_PROGRESS: 409,
+  CONFIG_CHANGE_IN_PROGRESS: 409,
+  DROPPED: 410,
+} as const satisfies Record<string, FailureStatus>;
+
+export type DefiniteRefusalCode = keyof typeof DEFINITE_REFUSAL_STATUS;
+
+/** A refusal that proves nothing was applied: a bad request (400), a change already under way (409), a drop (410). */
+export function definiteRefusalFailure(code: DefiniteRefusalCode, message: string, node: string): RouteFailure {
+  return routeFailure(DEFINITE_REFUSAL_STATUS[code], code, message, { node, outcomeUnknown: false });
+}
+
+/** An error the router does not retry (INTERNAL, or a code this worker does not know, on a read or admin call). */
+export function unretriedErrorFailure(
+  code: string,
+  message: string,
+  extra: { node: string; outcomeUnknown: boolean },
+): RouteFailure {
+  return routeFailure(500, code, message, extra);
+}
+
+/** The old router's answer when a wait saw no leader elected (bug `fixedRetryBudget`): it stopped there. */
+export function legacyNoLeaderFailure(
+  waitMessage: string,
+  extra: { node: string; outcomeUnknown: boolean; retryAfterSeconds: number },
+): RouteFailure {
+  if (extra.outcomeUnknown) {
+    return outcomeUnknownFailure(`no leader (${waitMessage}) after an earlier attempt may have applied it`, extra.node);
+  }
+  return routeFailure(503, "NO_LEADER", `no leader: ${waitMessage}`, {
+    node: extra.node,
+    outcomeUnknown: false,
+    retryAfterSeconds: extra.retryAfterSeconds,
+  });
+}
+
+/**
+ * The answer a routed call ends with. A write that may have been applied (`writeMayHaveApplied`: an earlier attempt
+ * left its outcome unknown) is never answered as a definite failure, whatever ended it.
+ */
+export function finalOutcome<S extends { readonly ok: true }>(
+  outcome: S | RouteFailure,
+  writeMayHaveApplied: boolean,
+): S | RouteFailure {
+  if (outcome.ok || !writeMayHaveApplied) {
+    return outcome;
+  }
+  if (outcome.status === 504 && outcome.code === "OUTCOME_UNKNOWN") {
+    return outcome;
+  }
+  if (outcome.code === "INVALID_REQUEST" || outcome.code === "DROPPED") {
+    // The same request is refused the same way everywhere: no earlier attempt can have been applied either.
+    return { ...outcome, outcomeUnknown: false };
+  }
+  return outcomeUnknownFailure(`${outcome.code}: ${outcome.message}`, outcome.node);
+}
+
 export interface GiveUpContext {
   readonly attempts: number;
   readonly elapsedMs: number;

@@ -19,11 +19,16 @@ import {
 } from "../../objects/api";
 import { nodeAddress, type NodeDirectory } from "../directory";
 import {
+  adminMayCompleteFailure,
+  definiteRefusalFailure,
+  finalOutcome,
   giveUpFailure,
   isOutcomeUnknownCode,
   legacyGiveUpFailure,
-  outcomeUnknownFailure,
-  routeFailure,
+  legacyNoLeaderFailure,
+  noMembersFailure,
+  overloadedFailure,
+  unretriedErrorFailure,
   writeMayHaveApplied,
   type LastFailure,
   type RouteFailure,
@@ -254,7 +259,7 @@ export class ClusterRouter {
   private async route<T>(call: NodeCall<T>, order: readonly string[], plan: Plan): Promise<RouteOutcome<T>> {
     const first = order[0] ?? this.memberNames()[0];
     if (first === undefined) {
-      return routeFailure(500, "INTERNAL", "the cluster has no members", { outcomeUnknown: false });
+      return noMembersFailure();
     }
     const state = new Attempts(order, first, this.deps.now());
     const maxAttempts = this.bugs.fixedRetryBudget === true ? LEGACY_MAX_ATTEMPTS : this.policy.maxAttempts;
@@ -314,19 +319,11 @@ export class ClusterRouter {
     this.leader.forget(node);
     if (plan.options.kind === "admin" && invocation.timedOut) {
       // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
-      return done(
-        routeFailure(
-          504,
-          "TIMEOUT",
-          `${invocation.message}; the change may still complete: check GET /api/v1/cluster`,
-          { node, outcomeUnknown: true },
-        ),
-      );
+      return done(adminMayCompleteFailure("TIMEOUT", invocation.message, node));
     }
     if (invocation.overloaded) {
       return done(
-        routeFailure(503, "OVERLOADED", `node ${node} is overloaded: ${invocation.message}`, {
-          node,
+        overloadedFailure(node, invocation.message, {
           outcomeUnknown: state.outcomeUnknown,
           retryAfterSeconds: this.retryAfterSeconds(),
         }),
@@ -351,7 +348,7 @@ export class ClusterRouter {
       case "TRANSFER_IN_PROGRESS":
       case "CONFIG_CHANGE_IN_PROGRESS":
         if (kind === "admin") {
-          return done(routeFailure(409, code, error.message, { node, outcomeUnknown: false }));
+          return done(definiteRefusalFailure(code, error.message, node));
         }
         this.leader.forget(state.target);
         return { kind: "retry", to: "same", backoff: true };
@@ -369,9 +366,8 @@ export class ClusterRouter {
         this.leader.forget(state.target);
         return { kind: "retry", to: "next", backoff: true };
       case "INVALID_REQUEST":
-        return done(routeFailure(400, code, error.message, { node, outcomeUnknown: false }));
       case "DROPPED":
-        return done(routeFailure(410, code, error.message, { node, outcomeUnknown: false }));
+        return done(definiteRefusalFailure(code, error.message, node));
       default:
         return this.afterUncertainAnswer(error, node, state, plan);
     }
@@ -384,18 +380,12 @@ export class ClusterRouter {
     const legacyWrites = this.bugs.definiteWriteFailures === true;
     const uncertain = code === "TIMEOUT" || (!legacyWrites && isOutcomeUnknownCode(code));
     if (kind === "admin" && uncertain) {
-      const outcomeCode = code === "TIMEOUT" ? "TIMEOUT" : "OUTCOME_UNKNOWN";
-      return done(
-        routeFailure(504, outcomeCode, `${error.message}; the change may still complete: check GET /api/v1/cluster`, {
-          node,
-          outcomeUnknown: true,
-        }),
-      );
+      return done(adminMayCompleteFailure(code === "TIMEOUT" ? "TIMEOUT" : "OUTCOME_UNKNOWN", error.message, node));
     }
     // A write answered INTERNAL (or with a code this worker does not know) may have been applied: resend it under
     // the same request id rather than report a failure that may be false.
     if (!uncertain && !(kind === "write" && !legacyWrites)) {
-      return done(routeFailure(500, code, error.message, { node, outcomeUnknown: state.outcomeUnknown }));
+      return done(unretriedErrorFailure(code, error.message, { node, outcomeUnknown: state.outcomeUnknown }));
     }
     if (code !== "TIMEOUT") {
       // The node may have stepped down or restarted: its hint (if any) is where the call should go next.
@@ -444,18 +434,10 @@ export class ClusterRouter {
     }
     state.last = { code: "NO_LEADER", message: waited.message, node: state.target };
     if (legacy) {
-      if (state.outcomeUnknown) {
-        return done(
-          outcomeUnknownFailure(
-            `no leader (${waited.message}) after an earlier attempt may have applied it`,
-            state.target,
-          ),
-        );
-      }
       return done(
-        routeFailure(503, "NO_LEADER", `no leader: ${waited.message}`, {
+        legacyNoLeaderFailure(waited.message, {
           node: state.target,
-          outcomeUnknown: false,
+          outcomeUnknown: state.outcomeUnknown,
           retryAfterSeconds: this.retryAfterSeconds(),
         }),
       );
@@ -504,24 +486,10 @@ export class ClusterRouter {
     return this.bugs.fixedRetryBudget === true ? legacyGiveUpFailure(context) : giveUpFailure(context);
   }
 
-  /** A write that may have been applied is never answered as a definite failure, whatever ended it. */
+  /** Whatever ended the call, a write that may have been applied is not answered as a definite failure. */
   private finish<T>(outcome: RouteOutcome<T>, state: Attempts, plan: Plan): RouteOutcome<T> {
-    if (
-      outcome.ok ||
-      plan.options.kind !== "write" ||
-      !state.outcomeUnknown ||
-      this.bugs.definiteWriteFailures === true
-    ) {
-      return outcome;
-    }
-    if (outcome.status === 504 && outcome.code === "OUTCOME_UNKNOWN") {
-      return outcome;
-    }
-    if (outcome.code === "INVALID_REQUEST" || outcome.code === "DROPPED") {
-      // The same request is refused the same way everywhere: no earlier attempt can have been applied either.
-      return { ...outcome, outcomeUnknown: false };
-    }
-    return outcomeUnknownFailure(`${outcome.code}: ${outcome.message}`, outcome.node);
+    const legacyWrites = this.bugs.definiteWriteFailures === true;
+    return finalOutcome(outcome, plan.options.kind === "write" && state.outcomeUnknown && !legacyWrites);
   }
 
   /**
