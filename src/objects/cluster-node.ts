@@ -24,7 +24,6 @@ import { objectName, validateMember } from "./config";
 import { NodeLifecycle, type DropRequest, type DropValue, type LifecycleHost } from "./lifecycle/drop";
 import { logEvent, setLogLevel } from "./log";
 import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStub } from "./node-runtime";
-import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
@@ -287,7 +286,6 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     }
     return this.host.receive(envelope, (runtime, checked) => {
       const counted = this.counters.watchEnvelope(checked, () => runtime.peerReport().appliedIndex);
-      let replies: readonly Message[] = [];
       runWithTrace(
         spanForIncoming(traceparent),
         spannedAppend(
@@ -295,12 +293,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           { traceparent, envelope: checked, node: runtime.identity.node, term: () => runtime.status().term },
           () => {
             logTracedAppends(checked, (level, fields) => runtime.log(level, "appendReceived", fields));
-            replies = runtime.receiveEnvelope(checked);
+            runtime.receiveEnvelope(checked);
           },
         ),
       );
       counted();
-      return replies;
     });
   }
 

@@ -45,6 +45,7 @@ export type NodeErrorCode =
   | "TRANSFER_IN_PROGRESS" // leadership is moving; retry shortly
   | "CONFIG_CHANGE_IN_PROGRESS"
   | "INVALID_REQUEST" // the request was refused before it reached the log; nothing was applied
+  | "IDEMPOTENCY_KEY_REUSED" // the request id was already used for a different request; nothing was applied
   | "NOT_MEMBER" // this node was removed from (or never joined) the cluster
   | "STALE" // a read could not reach the requested freshness or raft index in time
   | "PROTOCOL" // unknown protocol version

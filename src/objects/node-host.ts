@@ -22,7 +22,6 @@ import {
 import { validateClusterConfig } from "./config";
 import { logEvent } from "./log";
 import { RaftInvariantError } from "../replication/index";
-import type { Message } from "../replication/types";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
 import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
@@ -185,7 +184,7 @@ export class NodeHost {
    */
   async receive(
     envelope: unknown,
-    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => readonly Message[] = (runtime, checked) =>
+    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => void = (runtime, checked) =>
       runtime.receiveEnvelope(checked),
   ): Promise<PeerAnswer | ReceiveRefusal> {
     const runtime = await this.loadRuntime();
@@ -213,11 +212,10 @@ export class NodeHost {
   private async deliverTo(
     runtime: NodeRuntime,
     envelope: RaftEnvelope,
-    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => readonly Message[],
+    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => void,
   ): Promise<PeerAnswer | ReceiveRefusal> {
-    let replies: readonly Message[];
     try {
-      replies = deliver(runtime, envelope);
+      deliver(runtime, envelope);
     } catch (err) {
       this.rethrowAbort(err);
       if (err instanceof RaftInvariantError || runtime.isBroken) {
@@ -226,7 +224,7 @@ export class NodeHost {
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
     await this.scheduleAlarm(runtime);
-    return { ok: true, report: runtime.peerReport(), ...(replies.length === 0 ? {} : { replies }) };
+    return { ok: true, report: runtime.peerReport() };
   }
 
   // The worker-facing calls (ClusterNodeRpc), as the platform's object and the simulator's both answer them.

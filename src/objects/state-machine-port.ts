@@ -18,6 +18,8 @@ export interface StateMachinePort {
   prepareRead(statements: readonly Statement[]): PrepareResult<readonly Statement[]>;
   /** The results of an already applied request id, if it is still remembered. */
   rememberedResults(requestId: string): readonly StatementResult[] | null;
+  /** Why a request (not yet prepared) is refused because its id is remembered for a different request; else null. */
+  reusedIdRefusal(request: SqlRequest): string | null;
   /** Applies one committed entry and advances the applied index atomically; null when it was applied before. */
   applyEntry(entry: {
     readonly index: number;

@@ -76,4 +76,9 @@ export interface DedupRecord {
   readonly results: string | null;
   /** How many statements the request had. */
   readonly count: number;
+  /**
+   * requestFingerprint of the request's statements and transaction flag, so that an id reused for another request
+   * is refused rather than answered with the first one's results. Absent in records written before it existed.
+   */
+  readonly fingerprint?: string;
 }

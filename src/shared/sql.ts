@@ -22,6 +22,11 @@ export interface SqlRequest {
   readonly statements: readonly Statement[];
   /** All statements or none. Without it each statement runs on its own and an error does not stop the rest. */
   readonly transaction: boolean;
+  /**
+   * Set by the leader's prepareWrite: a digest of the request as the client sent it (before non-deterministic values
+   * are fixed), so that a request id reused for a different request is refused, not answered with the first's results.
+   */
+  readonly fingerprint?: string;
 }
 
 /** The result of one statement, in rqlite's vocabulary (the worker renders the exact wire shape). */

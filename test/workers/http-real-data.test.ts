@@ -267,6 +267,41 @@ describe("the data API over a real cluster", () => {
     expect(await countRows(h, "name = 'moved'")).toBe(1);
   });
 
+  it("refuses an Idempotency-Key reused for a different request with 422, applying nothing", async () => {
+    const { cluster, h } = setUp("real-key-reused");
+    await cluster.startAll();
+    await createFoo(h);
+    const leader = await cluster.waitForLeader();
+    const first = await h.send("POST", "/db/execute", {
+      json: [["INSERT INTO foo(name) VALUES(?)", "first"]],
+      headers: { "Idempotency-Key": "reused-1" },
+    });
+    expect(first.status, first.text).toBe(200);
+    const logBefore = (await cluster.status(leader)).lastLogIndex;
+
+    const other = await h.send("POST", "/db/execute", {
+      json: [["INSERT INTO foo(name) VALUES(?)", "second"]],
+      headers: { "Idempotency-Key": "reused-1" },
+    });
+    expect(other.status, other.text).toBe(422);
+    expect(other.headers.get("X-DHA-Error-Code")).toBe("IDEMPOTENCY_KEY_REUSED");
+    expect(JSON.parse(other.text)).toEqual({
+      results: [],
+      error: expect.stringMatching(/already used for a different request .*nothing of this one was applied/),
+    });
+    expect((await cluster.status(leader)).lastLogIndex).toBe(logBefore);
+    expect(await countRows(h, "name = 'second'")).toBe(0);
+
+    // The same request under the same key is still a retry: the first answer, nothing appended.
+    const again = await h.send("POST", "/db/execute", {
+      json: [["INSERT INTO foo(name) VALUES(?)", "first"]],
+      headers: { "Idempotency-Key": "reused-1" },
+    });
+    expect(again.status, again.text).toBe(200);
+    expect(again.text).toBe(first.text);
+    expect(await countRows(h, "name = 'first'")).toBe(1);
+  });
+
   it("backs up as a SQL dump and loads a dump atomically", async () => {
     const { cluster, h } = setUp("real-dump");
     await cluster.startAll();

@@ -31,6 +31,8 @@ function fixedBytes(length: number): Uint8Array {
 /** What the leader does: prepare, encode; then what every replica does: apply at `index`. */
 class Driver {
   index: number;
+  /** The leader's clock when it prepares a write. */
+  now = NOW_MS;
   constructor(
     readonly machine: SqlStateMachine,
     startIndex = 0,
@@ -44,7 +46,7 @@ class Driver {
       transaction: options.transaction ?? false,
       statements,
     };
-    const prepared = prepareWrite(request, { nowMs: NOW_MS, randomBytes: fixedBytes });
+    const prepared = prepareWrite(request, { nowMs: this.now, randomBytes: fixedBytes });
     if (!prepared.ok) {
       throw new Error(`refused: ${prepared.error}`);
     }
@@ -299,6 +301,47 @@ describe("request-id deduplication", () => {
       expect(d.read("SELECT count(*) FROM t")).toEqual([[1]]);
       expect(d.machine.appliedIndex()).toBe(3);
       expect(d.machine.rememberedRequest("client-7")).toEqual({ index: 2 });
+    });
+  });
+
+  it("refuses an id reused for a different request, applying nothing of it, but not a retry with new times", async () => {
+    await withStorage("dedup-reused", (storage) => {
+      const d = driverFor(storage);
+      d.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+      const first = d.apply([{ sql: "INSERT INTO t(v) VALUES ('a')" }], { id: "key-1" });
+      // Both reached the log (sent concurrently, say): the second request under key-1 is another one.
+      const other = d.apply([{ sql: "INSERT INTO t(v) VALUES ('b')" }, { sql: "DELETE FROM t" }], { id: "key-1" });
+      expect(other.map((result) => result.error)).toEqual([
+        expect.stringContaining('request id "key-1" was already used for a different request'),
+        expect.stringContaining("nothing of this one was applied"),
+      ]);
+      expect(d.read("SELECT v FROM t")).toEqual([["a"]]);
+      expect(d.machine.reusedIdRefusal({ id: "key-1", transaction: false, statements: [{ sql: "SELECT 1" }] })).toMatch(
+        /already used for a different request \(applied at index 2\)/,
+      );
+      expect(
+        d.machine.reusedIdRefusal({
+          id: "key-1",
+          transaction: false,
+          statements: [{ sql: "INSERT INTO t(v) VALUES ('a')" }],
+        }),
+      ).toBeNull();
+      // The transaction flag is part of the request.
+      expect(
+        d.machine.reusedIdRefusal({
+          id: "key-1",
+          transaction: true,
+          statements: [{ sql: "INSERT INTO t(v) VALUES ('a')" }],
+        }),
+      ).not.toBeNull();
+      expect(d.apply([{ sql: "INSERT INTO t(v) VALUES ('a')" }], { id: "key-1" })).toEqual(first);
+
+      // prepareWrite fixes the time and random values of each attempt: a retry is still the same request.
+      const timed = [{ sql: "INSERT INTO t(v) VALUES (strftime('%Y-%m-%d %H:%M:%f', 'now'))" }];
+      const once = d.apply(timed, { id: "key-2" });
+      d.now = NOW_MS + 60_000;
+      expect(d.apply(timed, { id: "key-2" })).toEqual(once);
+      expect(d.read("SELECT count(*) FROM t")).toEqual([[2]]);
     });
   });
 

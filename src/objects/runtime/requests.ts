@@ -220,6 +220,10 @@ export class ClientRequests {
     this.assertConsistent("write");
     this.assertQuorumHeard();
     this.touchStorage();
+    const reused = sm.reusedIdRefusal(options.request);
+    if (reused !== null) {
+      throw nodeError("IDEMPOTENCY_KEY_REUSED", reused, { retryable: false });
+    }
     const remembered = sm.rememberedResults(options.request.id);
     if (remembered !== null) {
       return { results: remembered, raftIndex: sm.appliedIndex() };

@@ -2,7 +2,8 @@
 // non-finite numbers tagged (see values.ts). Decoding validates the whole shape: a log entry is data from another
 // node, and garbage must fail loudly rather than apply half-understood.
 import type { SqlParams, SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
-import { decodeValue, encodeValue, isInt64, toSqlValue, utf8ByteLength, type EncodedValue } from "./values";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { bytesToHex, decodeValue, encodeValue, isInt64, toSqlValue, utf8ByteLength, type EncodedValue } from "./values";
 
 /** Request ids are short client tokens; they are also storage keys. */
 export const MAX_REQUEST_ID_LENGTH = 256;
@@ -23,7 +24,11 @@ interface EncodedRequest {
   readonly id: string;
   readonly transaction: boolean;
   readonly statements: EncodedStatement[];
+  readonly fingerprint?: string;
 }
+
+/** requestFingerprint's length: 64 bits of SHA-256 tell two requests under one id apart. */
+const FINGERPRINT_HEX_DIGITS = 16;
 
 function encodeParams(params: SqlParams): EncodedValue[] | Record<string, EncodedValue> {
   if (Array.isArray(params)) {
@@ -45,8 +50,18 @@ export function encodeSqlRequest(request: SqlRequest): string {
         ? { sql: statement.sql }
         : { sql: statement.sql, params: encodeParams(statement.params) },
     ),
+    ...(request.fingerprint === undefined ? {} : { fingerprint: request.fingerprint }),
   };
   return JSON.stringify(encoded);
+}
+
+/**
+ * What identifies a request's content apart from its id: the first hex digits of the SHA-256 of its encoding with an
+ * empty id. Taken of the request as the client sent it, before prepareWrite fixes times and random values.
+ */
+export function requestFingerprint(request: SqlRequest): string {
+  const content = encodeSqlRequest({ id: "", transaction: request.transaction, statements: request.statements });
+  return bytesToHex(sha256(new TextEncoder().encode(content))).slice(0, FINGERPRINT_HEX_DIGITS);
 }
 
 /** Bytes the request occupies in the log (UTF-8 of its encoding). */
@@ -124,7 +139,7 @@ export function decodeSqlRequest(data: string): SqlRequest {
   if (!isPlainObject(parsed)) {
     fail("not an object");
   }
-  checkKeys(parsed, ["id", "transaction", "statements"], "request");
+  checkKeys(parsed, ["id", "transaction", "statements", "fingerprint"], "request");
   if (typeof parsed.id !== "string" || parsed.id.length === 0 || parsed.id.length > MAX_REQUEST_ID_LENGTH) {
     fail(`id must be a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`);
   }
@@ -134,8 +149,19 @@ export function decodeSqlRequest(data: string): SqlRequest {
   if (!Array.isArray(parsed.statements)) {
     fail("statements must be an array");
   }
+  if (
+    parsed.fingerprint !== undefined &&
+    (typeof parsed.fingerprint !== "string" || parsed.fingerprint.length !== FINGERPRINT_HEX_DIGITS)
+  ) {
+    fail(`fingerprint must be a string of ${FINGERPRINT_HEX_DIGITS} hex digits`);
+  }
   const statements = parsed.statements.map((statement, i) => decodeStatement(statement, `statements[${i}]`));
-  return { id: parsed.id, transaction: parsed.transaction, statements };
+  return {
+    id: parsed.id,
+    transaction: parsed.transaction,
+    statements,
+    ...(parsed.fingerprint === undefined ? {} : { fingerprint: parsed.fingerprint }),
+  };
 }
 
 // Results, as kept for deduplication. Same value tagging; the fields are StatementResult's.

@@ -66,6 +66,10 @@ class SqlStateMachinePort implements StateMachinePort {
     return this.machine.rememberedResults(requestId);
   }
 
+  reusedIdRefusal(request: SqlRequest): string | null {
+    return this.machine.reusedIdRefusal(request);
+  }
+
   applyEntry(entry: {
     readonly index: number;
     readonly kind: "normal" | "noop" | "config";

@@ -270,6 +270,14 @@ interface HeaderRecord {
   readonly schemaHash: string;
 }
 
+interface DedupLine {
+  readonly id?: unknown;
+  readonly index?: unknown;
+  readonly results?: unknown;
+  readonly count?: unknown;
+  readonly fingerprint?: unknown;
+}
+
 interface ObjectRecord {
   readonly t: "object";
   readonly type: "table" | "index" | "view" | "trigger";
@@ -360,7 +368,7 @@ class SnapshotLoader {
       case "rows":
         return this.onRows(record as { table?: unknown; columns?: unknown });
       case "dedup":
-        return this.onDedup(record as { id?: unknown; index?: unknown; results?: unknown; count?: unknown });
+        return this.onDedup(record as DedupLine);
       default:
         throw new SnapshotError(`unknown record type ${JSON.stringify(tagged.t)}`);
     }
@@ -523,23 +531,29 @@ class SnapshotLoader {
     this.phase = "dedup";
   }
 
-  private onDedup(record: { id?: unknown; index?: unknown; results?: unknown; count?: unknown }): void {
+  private onDedup(record: DedupLine): void {
     if (this.phase === "objects" || this.phase === "rows") {
       this.finishRows();
     }
     if (this.phase !== "dedup") {
       throw new SnapshotError("dedup record out of place");
     }
-    const { id, index, results, count } = record;
+    const { id, index, results, count, fingerprint } = record;
     if (
       typeof id !== "string" ||
       !Number.isSafeInteger(index) ||
       !(typeof results === "string" || results === null) ||
-      !Number.isSafeInteger(count)
+      !Number.isSafeInteger(count) ||
+      !(fingerprint === undefined || typeof fingerprint === "string")
     ) {
       throw new SnapshotError("malformed dedup record");
     }
-    const dedup: DedupRecord = { index: index as number, results, count: count as number };
+    const dedup: DedupRecord = {
+      index: index as number,
+      results,
+      count: count as number,
+      ...(fingerprint === undefined ? {} : { fingerprint }),
+    };
     this.kv.put(StateKeys.dedupById(id), dedup);
     this.kv.put(StateKeys.dedupByIndex(dedup.index), id);
     this.dedupCount += 1;

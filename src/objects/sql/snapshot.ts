@@ -7,7 +7,7 @@
 //   {"t":"object","type":"table","name":..,"tableName":..,"sql":..,"kind":"table"|"virtual"|"shadow"}   creation order
 //   {"t":"rows","table":..,"columns":[..]}  then one JSON array per row (first value is the rowid when columns
 //                                            start with a rowid name)          values tagged as in values.ts
-//   {"t":"dedup","id":..,"index":..,"results":..,"count":..}
+//   {"t":"dedup","id":..,"index":..,"results":..,"count":..,"fingerprint":..}   fingerprint optional
 //   {"t":"end","lines":N,"sha256":hex of every byte before this line}
 // The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -234,7 +234,14 @@ export function writeSnapshot(
     if (record === undefined) {
       throw new SnapshotError(`request id ${JSON.stringify(id)} is indexed but not remembered`);
     }
-    writer.line({ t: "dedup", id, index: record.index, results: record.results, count: record.count });
+    writer.line({
+      t: "dedup",
+      id,
+      index: record.index,
+      results: record.results,
+      count: record.count,
+      ...(record.fingerprint === undefined ? {} : { fingerprint: record.fingerprint }),
+    });
   }
   const { chunks, bytes } = writer.finish();
   return {

@@ -11,7 +11,7 @@ import type { SqlRequest, SqlValue, Statement, StatementResult } from "../../sha
 import { computeSchemaHash, rowsOf } from "./catalog";
 import { DeclaredTypes, resultColumnTypes } from "./column-types";
 import { answerPragma } from "./pragmas";
-import { decodeSqlRequest, decodeStatementResults, encodeStatementResults } from "./codec";
+import { decodeSqlRequest, decodeStatementResults, encodeStatementResults, requestFingerprint } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import type { StatementShape } from "../../shared/sql-text/classify";
@@ -31,6 +31,15 @@ import { applyMonitorEntry } from "../monitor/records";
 export const STRONG_READ_ID_PREFIX = "~read/";
 
 /** Running total of dedupRecordBytes over the remembered requests; absent after a snapshot install (recomputed). */
+
+/** Records and entries written before fingerprints existed have none: they are never called reused. */
+function isReusedId(record: DedupRecord, fingerprint: string | undefined): boolean {
+  return record.fingerprint !== undefined && fingerprint !== undefined && record.fingerprint !== fingerprint;
+}
+
+function reusedIdMessage(id: string, record: DedupRecord): string {
+  return `request id ${JSON.stringify(id)} was already used for a different request (applied at index ${record.index}); nothing of this one was applied: use a new Idempotency-Key`;
+}
 
 /** What one remembered request counts against maxDedupBytes: a pure function of the record, so replicas agree. */
 function dedupRecordBytes(id: string, record: DedupRecord): number {
@@ -419,13 +428,17 @@ export class SqlStateMachine {
   }
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
+    const fingerprint = request.fingerprint;
     const remembered = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
     if (remembered !== undefined) {
-      return this.resultsOf(remembered, request.id);
+      // Two different requests under one id can both reach the log (sent concurrently): the second applies nothing.
+      return isReusedId(remembered, fingerprint)
+        ? Array.from({ length: request.statements.length }, () => ({ error: reusedIdMessage(request.id, remembered) }))
+        : this.resultsOf(remembered, request.id);
     }
     const results = request.transaction ? this.runAllOrNothing(request.statements) : this.runEach(request.statements);
     if (!request.id.startsWith(STRONG_READ_ID_PREFIX)) {
-      this.rememberRequest(request.id, index, results);
+      this.rememberRequest({ id: request.id, fingerprint }, index, results);
     }
     return results;
   }
@@ -619,7 +632,11 @@ export class SqlStateMachine {
     this.kv.put(StateKeys.schemaHash, hash);
   }
 
-  private rememberRequest(id: string, index: number, results: readonly StatementResult[]): void {
+  private rememberRequest(
+    { id, fingerprint }: { id: string; fingerprint: string | undefined },
+    index: number,
+    results: readonly StatementResult[],
+  ): void {
     let encoded: string | null = encodeStatementResults(results);
     if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
       // Keep what a retrying writer needs (outcome, ids, counts); rows and timings are what make results large. The
@@ -631,7 +648,12 @@ export class SqlStateMachine {
         encoded = null;
       }
     }
-    const record: DedupRecord = { index, results: encoded, count: results.length };
+    const record: DedupRecord = {
+      index,
+      results: encoded,
+      count: results.length,
+      ...(fingerprint === undefined ? {} : { fingerprint }),
+    };
     let bytes = dedupWindowBytes(this.kv) + dedupRecordBytes(id, record);
     this.kv.put(StateKeys.dedupById(id), record);
     this.kv.put(StateKeys.dedupByIndex(index), id);
@@ -667,6 +689,17 @@ export class SqlStateMachine {
   rememberedResults(id: string): StatementResult[] | null {
     const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
     return record === undefined ? null : this.resultsOf(record, id);
+  }
+
+  /**
+   * Why a request (as the client sent it, not yet prepared) is refused when its id is remembered for a different
+   * request; null when it is not.
+   */
+  reusedIdRefusal(request: SqlRequest): string | null {
+    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
+    return record !== undefined && isReusedId(record, requestFingerprint(request))
+      ? reusedIdMessage(request.id, record)
+      : null;
   }
 
   /** Whether a request id is currently remembered, and at which index it was applied. */

@@ -2,7 +2,7 @@
 // reading (prepareRead): refuse what cannot be replicated safely, make non-deterministic SQL deterministic, and turn
 // every parameter into a positional one that sql.exec can bind. Nothing here touches storage.
 import type { SqlParams, SqlRequest, SqlValue, Statement } from "../../shared/sql";
-import { MAX_REQUEST_ID_LENGTH } from "./codec";
+import { MAX_REQUEST_ID_LENGTH, requestFingerprint } from "./codec";
 import {
   createTarget,
   DML_VERBS,
@@ -1086,7 +1086,15 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
         throw error;
       }
     });
-    return { ok: true, request: { id: request.id, transaction: request.transaction, statements } };
+    return {
+      ok: true,
+      request: {
+        id: request.id,
+        transaction: request.transaction,
+        statements,
+        fingerprint: requestFingerprint(request),
+      },
+    };
   } catch (error) {
     if (error instanceof Refusal) {
       return { ok: false, error: error.message };

@@ -123,6 +123,14 @@ const dataFailures: Responses = {
   ...guarded("rqlite"),
 };
 
+/** Routes that take an Idempotency-Key: the data failures, and a key reused for another request. */
+const writeFailures: Responses = {
+  ...dataFailures,
+  422: requestError(
+    "The Idempotency-Key was already used for a different request (other statements or transaction flag): nothing was applied",
+  ),
+};
+
 /** Admin changes: refused, conflicting with one under way, no leader, or unknown outcome. */
 const adminFailures = (extra: Responses): Responses => ({
   400: error("Bad parameter or body, or the leader refused the change"),
@@ -197,7 +205,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
           "Per-statement results; a failed statement has error, the others still ran unless transaction",
           writeHeaders,
         ),
-        ...dataFailures,
+        ...writeFailures,
       },
     }),
   },
@@ -234,7 +242,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       },
       responses: {
         200: json(requestResponseSchema, "Per-statement execute or query results", mixedHeaders),
-        ...dataFailures,
+        ...writeFailures,
       },
     }),
   },
@@ -259,7 +267,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
           },
         },
       },
-      responses: { 200: json(executeResponseSchema, "One result per statement", writeHeaders), ...dataFailures },
+      responses: { 200: json(executeResponseSchema, "One result per statement", writeHeaders), ...writeFailures },
     }),
   },
   {

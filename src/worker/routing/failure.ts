@@ -1,7 +1,7 @@
 // What a routed call that did not succeed answers: the HTTP status and the code, chosen in one place, so that a
 // write that may have been applied is never reported as a definite failure and every code says what happened.
 
-export type FailureStatus = 400 | 404 | 409 | 410 | 500 | 503 | 504;
+export type FailureStatus = 400 | 404 | 409 | 410 | 422 | 500 | 503 | 504;
 
 export interface RouteFailure {
   readonly ok: false;
@@ -51,6 +51,7 @@ const REFUSED_BEFORE_PROPOSING: ReadonlySet<string> = new Set([
   "NO_LEADER",
   "QUEUE_FULL",
   "INVALID_REQUEST",
+  "IDEMPOTENCY_KEY_REUSED",
   "PROTOCOL",
   "TRANSFER_IN_PROGRESS",
   "CONFIG_CHANGE_IN_PROGRESS",
@@ -111,6 +112,8 @@ export function overloadedFailure(
 /** Refusals that every node would repeat, so they are answered at once with a status of their own. */
 const DEFINITE_REFUSAL_STATUS = {
   INVALID_REQUEST: 400,
+  // The request id (Idempotency-Key) is remembered for another request: this one was applied nowhere, in any attempt.
+  IDEMPOTENCY_KEY_REUSED: 422,
   TRANSFER_IN_PROGRESS: 409,
   CONFIG_CHANGE_IN_PROGRESS: 409,
   DROPPED: 410,
@@ -118,7 +121,10 @@ const DEFINITE_REFUSAL_STATUS = {
 
 export type DefiniteRefusalCode = keyof typeof DEFINITE_REFUSAL_STATUS;
 
-/** A refusal that proves nothing was applied: a bad request (400), a change already under way (409), a drop (410). */
+/**
+ * A refusal that proves nothing was applied: a bad request (400), a change already under way (409), a drop (410), a
+ * reused Idempotency-Key (422).
+ */
 export function definiteRefusalFailure(code: DefiniteRefusalCode, message: string, node: string): RouteFailure {
   return routeFailure(DEFINITE_REFUSAL_STATUS[code], code, message, { node, outcomeUnknown: false });
 }
@@ -161,7 +167,7 @@ export function finalOutcome<S extends { readonly ok: true }>(
   if (outcome.status === 504 && outcome.code === "OUTCOME_UNKNOWN") {
     return outcome;
   }
-  if (outcome.code === "INVALID_REQUEST" || outcome.code === "DROPPED") {
+  if (outcome.code === "INVALID_REQUEST" || outcome.code === "DROPPED" || outcome.code === "IDEMPOTENCY_KEY_REUSED") {
     // The same request is refused the same way everywhere: no earlier attempt can have been applied either.
     return { ...outcome, outcomeUnknown: false };
   }

@@ -366,6 +366,7 @@ export class ClusterRouter {
         this.leader.forget(state.target);
         return { kind: "retry", to: "next", backoff: true };
       case "INVALID_REQUEST":
+      case "IDEMPOTENCY_KEY_REUSED":
       case "DROPPED":
         return done(definiteRefusalFailure(code, error.message, node));
       default:
