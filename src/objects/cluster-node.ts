@@ -24,6 +24,7 @@ import { objectName, validateMember } from "./config";
 import { NodeLifecycle, type DropRequest, type DropValue, type LifecycleHost } from "./lifecycle/drop";
 import { logEvent, setLogLevel } from "./log";
 import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStub } from "./node-runtime";
+import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
@@ -286,6 +287,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     }
     return this.host.receive(envelope, (runtime, checked) => {
       const counted = this.counters.watchEnvelope(checked, () => runtime.peerReport().appliedIndex);
+      let replies: readonly Message[] = [];
       runWithTrace(
         spanForIncoming(traceparent),
         spannedAppend(
@@ -293,11 +295,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           { traceparent, envelope: checked, node: runtime.identity.node, term: () => runtime.status().term },
           () => {
             logTracedAppends(checked, (level, fields) => runtime.log(level, "appendReceived", fields));
-            runtime.receiveEnvelope(checked);
+            replies = runtime.receiveEnvelope(checked);
           },
         ),
       );
       counted();
+      return replies;
     });
   }
 

@@ -22,6 +22,7 @@ import {
 import { validateClusterConfig } from "./config";
 import { logEvent } from "./log";
 import { RaftInvariantError } from "../replication/index";
+import type { Message } from "../replication/types";
 import { NodeFailure, NodeRuntime, nodeError, type NodeIdentity, type PeerAnswer, type PeerStub } from "./node-runtime";
 import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
@@ -184,7 +185,7 @@ export class NodeHost {
    */
   async receive(
     envelope: unknown,
-    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => void = (runtime, checked) =>
+    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => readonly Message[] = (runtime, checked) =>
       runtime.receiveEnvelope(checked),
   ): Promise<PeerAnswer | ReceiveRefusal> {
     const runtime = await this.loadRuntime();
@@ -212,10 +213,11 @@ export class NodeHost {
   private async deliverTo(
     runtime: NodeRuntime,
     envelope: RaftEnvelope,
-    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => void,
+    deliver: (runtime: NodeRuntime, envelope: RaftEnvelope) => readonly Message[],
   ): Promise<PeerAnswer | ReceiveRefusal> {
+    let replies: readonly Message[];
     try {
-      deliver(runtime, envelope);
+      replies = deliver(runtime, envelope);
     } catch (err) {
       this.rethrowAbort(err);
       if (err instanceof RaftInvariantError || runtime.isBroken) {
@@ -224,7 +226,7 @@ export class NodeHost {
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
     await this.scheduleAlarm(runtime);
-    return { ok: true, report: runtime.peerReport() };
+    return { ok: true, report: runtime.peerReport(), ...(replies.length === 0 ? {} : { replies }) };
   }
 
   // The worker-facing calls (ClusterNodeRpc), as the platform's object and the simulator's both answer them.

@@ -118,6 +118,7 @@ export class NodeRuntime {
       processReady: () => this.processReady(),
       requestReady: () => this.requestReady(),
       runDeferredReady: () => this.runDeferredReady(),
+      receiveReplies: (envelope) => void this.receiveEnvelope(envelope),
       inBackground: (what, fn) => this.inBackground(what, fn),
       log: (level, event, fields) => this.log(level, event, fields),
       readRefusal: () => this.monitor.readRefusal(),
@@ -199,10 +200,25 @@ export class NodeRuntime {
   // ---------------------------------------------------------------------------------------------------------
   // Incoming messages
 
-  /** Steps every message of a validated envelope; a snapshot message only once its image is fully staged. */
-  receiveEnvelope(envelope: RaftEnvelope): void {
+  /**
+   * Steps every message of a validated envelope; a snapshot message only once its image is fully staged. Returns the
+   * responses to hand back in the answer when the envelope asked for them there (repliesInAnswer), else none: they
+   * are persisted like anything sent (the Ready loop persists before it sends).
+   */
+  receiveEnvelope(envelope: RaftEnvelope): readonly Message[] {
     // A stopped runtime must not acknowledge what it will never persist.
     this.requests.assertServing();
+    const holding = envelope.repliesInAnswer === true && this.peers.holdRepliesTo(envelope.from);
+    try {
+      this.stepEnvelope(envelope);
+    } catch (err) {
+      this.peers.releaseReplies();
+      throw err;
+    }
+    return holding ? this.peers.releaseReplies() : [];
+  }
+
+  private stepEnvelope(envelope: RaftEnvelope): void {
     this.advanceClock();
     this.lastPeerMessageAtMs = this.deps.clock.now();
     if (envelope.snapshotChunk !== undefined) {

@@ -12,6 +12,7 @@ import {
   type PeerTransportEvent,
 } from "../../src/objects/transport/peer-transport";
 import type { Message } from "../../src/replication/types";
+import { isRound } from "../../src/objects/runtime/peers";
 
 const settle = async (): Promise<void> => {
   // Several macrotask turns: a delivery chains a few promises (withRetry, withTimeout, callbacks).
@@ -66,7 +67,12 @@ interface Call {
 
 /** A PeerTransport from n1 to n2 whose calls wait until the test answers them. */
 function harness(
-  options: { config?: Partial<PeerTransportConfig>; faultRules?: FaultRules; random?: () => number } = {},
+  options: {
+    config?: Partial<PeerTransportConfig>;
+    faultRules?: FaultRules;
+    random?: () => number;
+    isRound?: (messages: readonly Message[]) => boolean;
+  } = {},
 ) {
   const clock = new ManualClock();
   let stubsMade = 0;
@@ -97,6 +103,7 @@ function harness(
     random: options.random ?? (() => 0.5),
     config: { breaker: { failureThreshold: 3, successThreshold: 1, openTimeoutMs: 1_000 }, ...options.config },
     ...(options.faultRules === undefined ? {} : { faultRules: () => options.faultRules ?? null }),
+    ...(options.isRound === undefined ? {} : { isRound: options.isRound }),
   });
   const ok: ReceiveResult = { ok: true };
   return { clock, calls, delivered, failures, events, transport, ok };
@@ -222,6 +229,52 @@ describe("PeerTransport: sending", () => {
     );
     expect(() => h.transport.send([heartbeat(1, "n3", "n2")])).toThrow(/from n3 to n2/);
     expect(h.calls).toHaveLength(0);
+  });
+});
+
+describe("PeerTransport: rounds in flight (group commit)", () => {
+  it("expects a round's answer only while a call whose batch is a round is in flight to a peer that answers", async () => {
+    const h = harness({ isRound, config: { maxInFlight: 4 } });
+    h.transport.send([heartbeat(1)]);
+    expect(h.calls).toHaveLength(1);
+    expect(h.transport.roundAnswerExpected).toBe(false);
+    h.transport.send([append(1, 10)]);
+    expect(h.calls).toHaveLength(2);
+    expect(h.transport.roundAnswerExpected).toBe(true);
+    call(h.calls, 1).answer.resolve(h.ok);
+    await settle();
+    expect(h.transport.roundAnswerExpected).toBe(false);
+    // Not after a failure: a peer that stopped answering is expected to time out, not to answer.
+    h.transport.send([append(1, 10)]);
+    call(h.calls, 2).answer.reject(rpcError({ retryable: false }));
+    await settle();
+    h.transport.send([append(1, 10)]);
+    expect(h.calls).toHaveLength(4);
+    expect(h.transport.roundAnswerExpected).toBe(false);
+  });
+
+  it("counts every call as a round when no isRound is given", () => {
+    const h = harness();
+    h.transport.send([heartbeat(1)]);
+    expect(h.transport.roundAnswerExpected).toBe(true);
+  });
+
+  it("isRound: entries, a read confirmation or a read index are rounds; heartbeats and commit notifications are not", () => {
+    const commitOnly: Message = {
+      type: "append",
+      from: "n1",
+      to: "n2",
+      term: 1,
+      prevLogIndex: 1,
+      prevLogTerm: 1,
+      entries: [],
+      commit: 1,
+    };
+    expect(isRound([heartbeat(1)])).toBe(false);
+    expect(isRound([commitOnly, heartbeat(1)])).toBe(false);
+    expect(isRound([heartbeat(1), append(1, 10)])).toBe(true);
+    expect(isRound([{ ...heartbeat(1), readContext: "r1" } as Message])).toBe(true);
+    expect(isRound([{ type: "readIndex", from: "n1", to: "n2", term: 1, context: "r1" }])).toBe(true);
   });
 });
 

@@ -1,5 +1,5 @@
 // Peer links: one transport per peer, what peers report about themselves, and snapshot streaming.
-import type { InstallSnapshot, Membership, Message } from "../../replication/types";
+import type { InstallSnapshot, Membership, Message, MessageType } from "../../replication/types";
 import { PROTOCOL_VERSION, type MemberConfig } from "../cluster-types";
 import type { SnapshotImage } from "../state-machine-port";
 import {
@@ -10,6 +10,7 @@ import {
   type PeerTransportStats,
   type RaftEnvelope,
   type SnapshotChunk,
+  validateEnvelope,
 } from "../transport/index";
 import { NodeKeys, TestHookKeys } from "../storage-keys";
 import { peerTransportTiming, snapshotChunkTimeoutMs, snapshotRetryDelayMs } from "../timing";
@@ -35,6 +36,11 @@ export interface PeerAnswer {
   /** The peer has never been started: the sender starts it with the cluster configuration and tries again. */
   readonly notStarted?: boolean;
   readonly report?: PeerReport;
+  /**
+   * The receiver's responses to the envelope's messages, when the envelope asked for them here
+   * (RaftEnvelope.repliesInAnswer): one call per round instead of two. Checked like any envelope before they are stepped.
+   */
+  readonly replies?: readonly Message[];
 }
 
 export function isPeerAnswer(value: unknown): value is PeerAnswer {
@@ -44,6 +50,33 @@ export function isPeerAnswer(value: unknown): value is PeerAnswer {
 export interface PeerInfo {
   incarnation: string | null;
   schemaHash: string | null;
+}
+
+/**
+ * The messages a receiver hands back in its answer instead of calling the sender: responses only, each small and at
+ * most one per message received, so an answer stays as bounded as the envelope it answers. Requests (appends with
+ * entries among them) always go through the transport and its flow control.
+ */
+const REPLY_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
+  "appendResponse",
+  "heartbeatResponse",
+  "preVoteResponse",
+  "voteResponse",
+  "readIndexResponse",
+]);
+
+/**
+ * Group commit waits on a round in flight: entries being replicated, a read being confirmed (a heartbeat carrying a
+ * read context), a read index asked of the leader. Plain heartbeats and commit notifications (appends without
+ * entries) are not: a lone write that arrived while one was out would wait a whole round trip for nothing.
+ */
+export function isRound(messages: readonly Message[]): boolean {
+  return messages.some(
+    (message) =>
+      (message.type === "append" && message.entries.length > 0) ||
+      (message.type === "heartbeat" && message.readContext !== null) ||
+      message.type === "readIndex",
+  );
 }
 
 /**
@@ -86,6 +119,8 @@ export class PeerLinks {
   private imageBuildFailedAtMs: number | null = null;
   /** Images built so far (for tests and the status log). */
   private imagesBuilt = 0;
+  /** While a peer's envelope is stepped with repliesInAnswer: that peer, and the responses held for the answer. */
+  private held: { readonly peer: string; readonly replies: Message[] } | null = null;
   /** Called with every report a peer sends back (the consistency monitor reads its checkpoints). */
   onPeerReport: ((peer: string, report: PeerReport) => void) | null = null;
   /** Called with every report too: the voting census of a node with new storage (./census). */
@@ -124,6 +159,10 @@ export class PeerLinks {
         this.streamSnapshot(message);
         continue;
       }
+      if (this.held !== null && message.to === this.held.peer && REPLY_TYPES.has(message.type)) {
+        this.held.replies.push(message);
+        continue;
+      }
       const list = byPeer.get(message.to) ?? [];
       list.push(message);
       byPeer.set(message.to, list);
@@ -131,6 +170,29 @@ export class PeerLinks {
     for (const [peer, list] of byPeer) {
       this.transportFor(peer).send(list);
     }
+  }
+
+  /**
+   * Until releaseReplies(), responses to `peer` are held for the answer to its call rather than sent (unless test
+   * fault rules would not deliver them right now: the transport then applies the rules as it does to any call).
+   * Returns whether they are held.
+   */
+  holdRepliesTo(peer: string): boolean {
+    if (this.held !== null) {
+      throw new Error(`replies to ${this.held.peer} are still held while an envelope from ${peer} is stepped`);
+    }
+    if (this.faultDecision(peer) !== "deliver") {
+      return false;
+    }
+    this.held = { peer, replies: [] };
+    return true;
+  }
+
+  /** Ends holding: the responses held since holdRepliesTo(). */
+  releaseReplies(): Message[] {
+    const replies = this.held?.replies ?? [];
+    this.held = null;
+    return replies;
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
@@ -169,12 +231,12 @@ export class PeerLinks {
   }
 
   /**
-   * Whether a call to a peer that has been answering is in flight: its end runs a deferred Ready loop (see
+   * Whether a round (isRound) is in flight to a peer that has been answering: its end runs a deferred Ready loop (see
    * NodeRuntime.requestReady), and the peer's reply, a failure or the next tick may run it sooner.
    */
   roundInFlight(): boolean {
     for (const transport of this.peers.values()) {
-      if (transport.answerExpected) {
+      if (transport.roundAnswerExpected) {
         return true;
       }
     }
@@ -239,7 +301,7 @@ export class PeerLinks {
       getStub: () => core.deps.peerStub(member),
       clock: core.deps.clock,
       call: async (stub, unstamped) => {
-        const envelope = this.stampMembership(unstamped);
+        const envelope: RaftEnvelope = { ...this.stampMembership(unstamped), repliesInAnswer: true };
         let answer = await stub.receive(envelope);
         if (isPeerAnswer(answer) && answer.notStarted === true) {
           // Cluster formation: whoever reaches a node first starts it, in any order (no hand-made ordering).
@@ -248,6 +310,9 @@ export class PeerLinks {
         }
         if (isPeerAnswer(answer) && answer.ok && answer.report !== undefined) {
           this.recordPeerReport(peer, answer.report);
+        }
+        if (isPeerAnswer(answer) && answer.ok && answer.replies !== undefined) {
+          this.receiveReplies(peer, answer.replies);
         }
         return answer;
       },
@@ -276,9 +341,32 @@ export class PeerLinks {
         breaker: { failureThreshold: 3, successThreshold: 1, openTimeoutMs: transportTiming.breakerOpenMs },
       },
       random: () => core.random.nextInt(1_000_000) / 1_000_000,
+      isRound,
     });
     this.peers.set(peer, transport);
     return transport;
+  }
+
+  /** Steps the responses a peer handed back in its answer, once checked like an envelope it had sent. */
+  private receiveReplies(peer: string, replies: unknown): void {
+    const core = this.core;
+    const checked = validateEnvelope(
+      {
+        protocolVersion: PROTOCOL_VERSION,
+        cluster: core.identity.cluster.name,
+        from: peer,
+        to: core.identity.node,
+        messages: replies,
+      },
+      { cluster: core.identity.cluster.name, node: core.identity.node },
+    );
+    if (!checked.ok) {
+      core.log("warn", "repliesRefused", { peer, error: checked.error.message });
+      return;
+    }
+    if (checked.envelope.messages.length > 0) {
+      core.inBackground("replies in an answer", () => core.receiveReplies(checked.envelope));
+    }
   }
 
   /**

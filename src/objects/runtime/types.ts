@@ -84,6 +84,8 @@ export interface RuntimeCore {
   requestReady(): void;
   /** A call to a peer ended: runs the Ready loop a request left to that round, if none ran since. */
   runDeferredReady(): void;
+  /** Steps messages a peer handed back in the answer to a call (PeerAnswer.replies), as if it had sent them. */
+  receiveReplies(envelope: RaftEnvelope): void;
   /** Runs a callback no request awaits; if it throws, the runtime is marked broken (the object then reloads it). */
   inBackground(what: string, fn: () => void): void;
   log(level: LogLevel, event: string, fields: Record<string, unknown>): void;

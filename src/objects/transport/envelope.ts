@@ -27,6 +27,11 @@ export interface RaftEnvelope {
    * the voting census of a node with new storage). Older receivers refuse it, and are asked again later.
    */
   readonly onlyForAnswer?: true;
+  /**
+   * Set by a sender that reads replies in the answer (PeerAnswer.replies): the receiver may hand back its responses
+   * to these messages there instead of in a call of its own. Older receivers drop the flag and call back as before.
+   */
+  readonly repliesInAnswer?: true;
 }
 
 export type EnvelopeErrorCode = "PROTOCOL" | "WRONG_CLUSTER" | "WRONG_NODE" | "MALFORMED";
@@ -147,6 +152,7 @@ const envelopeSchema = z.object({
   snapshotChunk: snapshotChunkSchema.optional(),
   memberAsOf: count.optional(),
   onlyForAnswer: z.literal(true).optional(),
+  repliesInAnswer: z.literal(true).optional(),
 });
 
 const receiveResultSchema = z.discriminatedUnion("ok", [

@@ -139,6 +139,11 @@ export interface PeerTransportOptions<Stub> {
   readonly clock?: TransportClock;
   /** In [0, 1); used for backoff jitter and fault dice. */
   readonly random?: () => number;
+  /**
+   * Whether a batch is a round whose answers the sender waits on (see roundAnswerExpected); every batch when absent.
+   * Heartbeats and commit notifications, say, need not hold back the next proposal.
+   */
+  readonly isRound?: (messages: readonly Message[]) => boolean;
 }
 
 export interface PeerTransportStats {
@@ -206,6 +211,8 @@ export class PeerTransport<Stub> {
   private pendingSizes: number[] = [];
   private pendingByteCount = 0;
   private inFlightCount = 0;
+  /** Background calls in flight whose batch is a round (options.isRound). */
+  private roundsInFlightCount = 0;
   private directInFlightCount = 0;
   private readonly tasks = new Set<Promise<void>>();
   private closed = false;
@@ -353,11 +360,12 @@ export class PeerTransport<Stub> {
   }
 
   /**
-   * Whether a background call is in flight to a peer that has been answering (breaker closed, no failure since the
-   * last success): its answer is expected soon. A call to a silent peer is expected to time out instead.
+   * Whether a background call carrying a round (options.isRound) is in flight to a peer that has been answering
+   * (breaker closed, no failure since the last success): its answer is expected soon. A call to a silent peer is
+   * expected to time out instead.
    */
-  get answerExpected(): boolean {
-    return this.inFlightCount > 0 && this.breaker.state === "CLOSED" && this.breaker.consecutiveFailures === 0;
+  get roundAnswerExpected(): boolean {
+    return this.roundsInFlightCount > 0 && this.breaker.state === "CLOSED" && this.breaker.consecutiveFailures === 0;
   }
 
   stats(): PeerTransportStats {
@@ -433,9 +441,12 @@ export class PeerTransport<Stub> {
         return;
       }
       const messages = this.takePending(this.config.maxMessagesPerEnvelope, this.config.maxEnvelopeBytes);
+      const round = this.options.isRound?.(messages) ?? true;
       this.inFlightCount++;
+      this.roundsInFlightCount += round ? 1 : 0;
       const done = (): void => {
         this.inFlightCount--;
+        this.roundsInFlightCount -= round ? 1 : 0;
         this.pump();
       };
       // deliver() does not reject; should a bug make it, the slot is still freed and the error surfaced.
