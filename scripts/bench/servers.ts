@@ -5,7 +5,15 @@ import { spawnSync } from "node:child_process";
 import { copyFileSync, cpSync, mkdtempSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort, pollUntil, REPO_ROOT, spawnGroup, waitUntilLive, type ProcessGroup } from "../lib/processes";
+import {
+  freePort,
+  pollUntil,
+  REPO_ROOT,
+  spawnGroup,
+  waitUntilLive,
+  wranglerDevPlaceArgs,
+  type ProcessGroup,
+} from "../lib/processes";
 
 const STARTUP_TIMEOUT_MS = 60_000;
 
@@ -32,14 +40,7 @@ export class WranglerServer {
     const common = [
       "--local",
       "--show-interactive-dev-session=false",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(inspectorPort),
-      "--persist-to",
-      join(stateDir, "state"),
+      ...wranglerDevPlaceArgs({ port, inspectorPort, stateDir: join(stateDir, "state") }),
     ];
     const wrangler = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
     let group: ProcessGroup;

@@ -27,20 +27,32 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((done) => setTimeout(done, ms));
 }
 
-/** Polls `probe` until it returns a value; throws naming `what` once `timeoutMs` passed, or what `probe` throws. */
+/**
+ * Polls `probe` until it returns a value; throws naming `what` once `timeoutMs` passed, or what `probe` throws. With
+ * `retryErrors`, a probe that throws counts as "not yet" (a server still starting) and the timeout names its last error.
+ */
 export async function pollUntil<T>(
   what: string,
-  options: { readonly timeoutMs: number; readonly intervalMs?: number },
+  options: { readonly timeoutMs: number; readonly intervalMs?: number; readonly retryErrors?: boolean },
   probe: () => Promise<T | undefined>,
 ): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
+  let lastError: unknown = null;
   for (;;) {
-    const value = await probe();
-    if (value !== undefined) {
-      return value;
+    try {
+      const value = await probe();
+      if (value !== undefined) {
+        return value;
+      }
+    } catch (error) {
+      if (options.retryErrors !== true) {
+        throw error;
+      }
+      lastError = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}`);
+      const last = lastError === null ? "" : ` (last error: ${(lastError as Error).message ?? String(lastError)})`;
+      throw new Error(`timed out after ${options.timeoutMs} ms waiting for ${what}${last}`);
     }
     await sleep(options.intervalMs ?? POLL_INTERVAL_MS);
   }
@@ -121,6 +133,20 @@ export function spawnGroup(
     },
   });
   return new ProcessGroup(name, child);
+}
+
+/** Where a local wrangler dev listens and keeps its state: loopback only, on the given (free) ports. */
+export function wranglerDevPlaceArgs(place: { port: number; inspectorPort: number; stateDir: string }): string[] {
+  return [
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(place.port),
+    "--inspector-port",
+    String(place.inspectorPort),
+    "--persist-to",
+    place.stateDir,
+  ];
 }
 
 /** Waits until a server the group runs answers GET /livez with 200; throws with the group's output if it exits first. */

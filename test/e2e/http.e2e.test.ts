@@ -3,15 +3,8 @@
 // over real HTTP with the development token of .dev.vars.example. A write, a read at every level, then a leader
 // step-down in the middle of a stream of writes whose client retries 503/504 with the same Idempotency-Key; every
 // acknowledged write must then be present exactly once.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  developmentAdminToken,
-  LocalServer,
-  pollUntil,
-  sleep,
-  STARTUP_TIMEOUT_MS,
-  STOP_TIMEOUT_MS,
-} from "./local-server";
+import { describe, expect, it } from "vitest";
+import { pollUntil, sleep, withLocalServer } from "./local-server";
 
 const REQUEST_TIMEOUT_MS = 15_000;
 
@@ -29,18 +22,17 @@ interface QueryBody {
   error?: string;
 }
 
-let server: LocalServer;
-let token: string;
+const local = withLocalServer();
 
 async function call(
   method: string,
   path: string,
   init: { json?: unknown; headers?: Record<string, string> } = {},
 ): Promise<Reply> {
-  const response = await fetch(`${server.baseUrl}${path}`, {
+  const response = await fetch(`${local.server.baseUrl}${path}`, {
     method,
     headers: {
-      Authorization: `Bearer ${token}`,
+      Authorization: `Bearer ${local.token}`,
       ...(init.json === undefined ? {} : { "Content-Type": "application/json" }),
       ...init.headers,
     },
@@ -102,18 +94,6 @@ async function currentLeader(): Promise<string> {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("npm start, over real HTTP", () => {
-  beforeAll(
-    async () => {
-      token = developmentAdminToken();
-      server = await LocalServer.start();
-    },
-    STARTUP_TIMEOUT_MS + STOP_TIMEOUT_MS + 5_000,
-  );
-
-  afterAll(async () => {
-    await server?.stop();
-  }, STOP_TIMEOUT_MS * 2);
-
   it("writes, then reads at every consistency level", { timeout: 30_000 }, async () => {
     expect((await call("GET", "/db/query?q=SELECT%201", { headers: { Authorization: "Bearer wrong" } })).status).toBe(
       401,

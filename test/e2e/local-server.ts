@@ -1,90 +1,57 @@
-// The local server as `npm start` runs it (scripts/start.mjs: wrangler dev), for end-to-end tests: started from an
-// empty state directory on free ports, in its own process group, and always stopped, even when a test fails.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { freePort, REPO_ROOT, spawnGroup, waitUntilLive, type ProcessGroup } from "../../scripts/lib/processes";
+// The local server of scripts/lib/local-server.ts as the end-to-end tests use it: one server per test file, started
+// before its tests with the development admin token and always stopped after them, even when a test fails.
+import { afterAll, beforeAll } from "vitest";
+import { STOP_TIMEOUT_MS } from "../../scripts/lib/processes";
+import { developmentAdminToken, LocalServer, STARTUP_TIMEOUT_MS } from "../../scripts/lib/local-server";
 
-export { freePort, pollUntil, sleep, STOP_TIMEOUT_MS } from "../../scripts/lib/processes";
-export const STARTUP_TIMEOUT_MS = 45_000;
+export { freePort, pollUntil, sleep } from "../../scripts/lib/processes";
 
-// ---------------------------------------------------------------------------------------------------------------
-// The development token, as the README tells users to use it.
-
-/** The admin token of .dev.vars.example; .dev.vars (what the server really reads) must not disagree. */
-export function developmentAdminToken(): string {
-  const example = tokensOf(join(REPO_ROOT, ".dev.vars.example"));
-  const local = join(REPO_ROOT, ".dev.vars");
-  if (existsSync(local) && JSON.stringify(tokensOf(local)) !== JSON.stringify(example)) {
-    throw new Error(
-      ".dev.vars sets other DHA_TOKENS than .dev.vars.example; this test uses the example's tokens (delete .dev.vars to reset it)",
-    );
-  }
-  const admin = Object.entries(example).find(([, roles]) => roles.includes("admin"));
-  if (admin === undefined) {
-    throw new Error(".dev.vars.example has no admin token");
-  }
-  return admin[0];
+/** The file's server and the token its tests call it with; read them inside tests (they exist once beforeAll ran). */
+export interface LocalServerFixture {
+  readonly server: LocalServer;
+  readonly token: string;
 }
 
-function tokensOf(path: string): Record<string, string[]> {
-  const line = readFileSync(path, "utf8")
-    .split("\n")
-    .find((text) => text.startsWith("DHA_TOKENS="));
-  if (line === undefined) {
-    throw new Error(`${path} does not set DHA_TOKENS`);
-  }
-  const raw = line
-    .slice("DHA_TOKENS=".length)
-    .trim()
-    .replace(/^'(.*)'$/, "$1");
-  return JSON.parse(raw) as Record<string, string[]>;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// The server process
-
-export class LocalServer {
-  private constructor(
-    private readonly group: ProcessGroup,
-    readonly baseUrl: string,
-    private readonly stateDir: string,
-  ) {}
-
-  /** `node scripts/start.mjs` from the repository root, in its own process group, with an empty state directory. */
-  static async start(options: { readonly extraArgs?: readonly string[] } = {}): Promise<LocalServer> {
-    const [port, inspectorPort] = [await freePort(), await freePort()];
-    const stateDir = mkdtempSync(join(tmpdir(), "durable-ha-e2e-"));
-    const args = [
-      "scripts/start.mjs",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(inspectorPort),
-      "--persist-to",
-      stateDir,
-      ...(options.extraArgs ?? []),
-    ];
-    const group = spawnGroup("the server", process.execPath, args);
-    const server = new LocalServer(group, `http://127.0.0.1:${port}`, stateDir);
-    try {
-      await waitUntilLive(group, server.baseUrl, STARTUP_TIMEOUT_MS);
-    } catch (error) {
-      await server.stop();
-      throw error;
-    }
-    return server;
-  }
-
-  /** Ends the whole process group (start.mjs, wrangler, workerd), forcibly if it lingers; removes the state. */
-  async stop(): Promise<void> {
-    await this.group.stop();
-    rmSync(this.stateDir, { recursive: true, force: true });
-  }
-
-  get log(): string {
-    return this.group.log;
-  }
+/**
+ * Registers beforeAll/afterAll hooks that start the local server (with `extraArgs`, after `before` has run: e.g. a
+ * receiver the server must know the port of) and stop it (then `after`).
+ */
+export function withLocalServer(
+  options: {
+    readonly extraArgs?: () => readonly string[];
+    readonly before?: () => Promise<void>;
+    readonly after?: () => Promise<void>;
+  } = {},
+): LocalServerFixture {
+  let server: LocalServer | undefined;
+  let token: string | undefined;
+  beforeAll(
+    async () => {
+      token = developmentAdminToken();
+      await options.before?.();
+      server = await LocalServer.start({ extraArgs: options.extraArgs?.() ?? [] });
+    },
+    STARTUP_TIMEOUT_MS + STOP_TIMEOUT_MS + 5_000,
+  );
+  afterAll(
+    async () => {
+      await server?.stop();
+      await options.after?.();
+    },
+    STOP_TIMEOUT_MS * 2 + 5_000,
+  );
+  return {
+    get server(): LocalServer {
+      if (server === undefined) {
+        throw new Error("the local server is not started: use it inside a test, after beforeAll");
+      }
+      return server;
+    },
+    get token(): string {
+      if (token === undefined) {
+        throw new Error("the development token is not read yet: use it inside a test, after beforeAll");
+      }
+      return token;
+    },
+  };
 }

@@ -5,15 +5,8 @@
 // hanging collector must neither slow nor fail requests, and export must resume once it answers again.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import {
-  developmentAdminToken,
-  freePort,
-  LocalServer,
-  pollUntil,
-  STARTUP_TIMEOUT_MS,
-  STOP_TIMEOUT_MS,
-} from "./local-server";
+import { describe, expect, it } from "vitest";
+import { freePort, pollUntil, withLocalServer } from "./local-server";
 
 const REQUEST_TIMEOUT_MS = 15_000;
 /** The exporters' timeout and pause after a failure (DEFAULT_OTLP_LIMITS in src/objects/otlp-export.ts). */
@@ -139,9 +132,21 @@ function attributesOf(attributes: OtlpSpan["attributes"]): Record<string, unknow
 // ---------------------------------------------------------------------------------------------------------------
 // A small client
 
-let server: LocalServer;
-let receiver: OtlpReceiver;
-let token: string;
+const receiver = new OtlpReceiver();
+let receiverPort = 0;
+const local = withLocalServer({
+  before: async () => {
+    receiverPort = await freePort();
+    await receiver.listen(receiverPort);
+  },
+  extraArgs: () => [
+    "--var",
+    `DHA_OTLP_ENDPOINT:http://127.0.0.1:${receiverPort}`,
+    "--var",
+    `DHA_OTLP_HEADERS:authorization=${encodeURIComponent(AUTH_HEADER_VALUE)}`,
+  ],
+  after: () => receiver.close(),
+});
 
 interface Reply {
   readonly status: number;
@@ -152,10 +157,10 @@ interface Reply {
 
 async function call(method: string, path: string, init: { json?: unknown; traceparent?: string } = {}): Promise<Reply> {
   const startedAt = Date.now();
-  const response = await fetch(`${server.baseUrl}${path}`, {
+  const response = await fetch(`${local.server.baseUrl}${path}`, {
     method,
     headers: {
-      Authorization: `Bearer ${token}`,
+      Authorization: `Bearer ${local.token}`,
       ...(init.json === undefined ? {} : { "Content-Type": "application/json" }),
       ...(init.traceparent === undefined ? {} : { traceparent: init.traceparent }),
     },
@@ -171,7 +176,7 @@ async function pollSpans<T>(what: string, timeoutMs: number, probe: () => Promis
   try {
     return await pollUntil(what, { timeoutMs }, probe);
   } catch (error) {
-    const warnings = server.log
+    const warnings = local.server.log
       .split("\n")
       .filter((line) => line.includes("otlp"))
       .slice(-10);
@@ -195,32 +200,6 @@ function responseSpanId(reply: Reply): string {
 // ---------------------------------------------------------------------------------------------------------------
 
 describe("OTLP span export, npm start with DHA_OTLP_ENDPOINT", () => {
-  beforeAll(
-    async () => {
-      token = developmentAdminToken();
-      receiver = new OtlpReceiver();
-      const port = await freePort();
-      await receiver.listen(port);
-      server = await LocalServer.start({
-        extraArgs: [
-          "--var",
-          `DHA_OTLP_ENDPOINT:http://127.0.0.1:${port}`,
-          "--var",
-          `DHA_OTLP_HEADERS:authorization=${encodeURIComponent(AUTH_HEADER_VALUE)}`,
-        ],
-      });
-    },
-    STARTUP_TIMEOUT_MS + STOP_TIMEOUT_MS + 5_000,
-  );
-
-  afterAll(
-    async () => {
-      await server?.stop();
-      await receiver?.close();
-    },
-    STOP_TIMEOUT_MS * 2 + 5_000,
-  );
-
   it(
     "exports a write's spans under the caller's trace: request -> node calls -> the leader's call -> followers' appends",
     { timeout: 60_000 },

@@ -2,17 +2,18 @@
 // wrangler.toml database (`/db/...`) and once at a database created at run time (`/databases/{name}/...`). Both
 // must pass the same checks: the client builds every URL from the host it was given, so a base path must work.
 import { DataApiClient } from "rqlite-js";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { developmentAdminToken, LocalServer, pollUntil, STARTUP_TIMEOUT_MS, STOP_TIMEOUT_MS } from "./local-server";
+import { describe, expect, it } from "vitest";
+import { pollUntil, withLocalServer } from "./local-server";
 
 const DATABASE = "rqlitejs";
 const LEADER_TIMEOUT_MS = 30_000;
 
-let server: LocalServer;
-let token: string;
+const local = withLocalServer();
 
 function client(basePath: string): DataApiClient {
-  return new DataApiClient(`${server.baseUrl}${basePath}`, { authentication: { username: "any", password: token } });
+  return new DataApiClient(`${local.server.baseUrl}${basePath}`, {
+    authentication: { username: "any", password: local.token },
+  });
 }
 
 /** The first write waits for the database's leader: rqlite-js gives up on a 503 sooner than an election takes. */
@@ -54,26 +55,14 @@ async function checkClient(basePath: string, table: string): Promise<void> {
 }
 
 describe("rqlite-js against npm start", () => {
-  beforeAll(
-    async () => {
-      token = developmentAdminToken();
-      server = await LocalServer.start();
-    },
-    STARTUP_TIMEOUT_MS + STOP_TIMEOUT_MS + 5_000,
-  );
-
-  afterAll(async () => {
-    await server?.stop();
-  }, STOP_TIMEOUT_MS * 2);
-
   it("works against /db (the wrangler.toml database)", { timeout: 60_000 }, async () => {
     await checkClient("", "js_default");
   });
 
   it("works unchanged against /databases/{name}, and the two databases stay apart", { timeout: 90_000 }, async () => {
-    const created = await fetch(`${server.baseUrl}/api/v1/databases/${DATABASE}`, {
+    const created = await fetch(`${local.server.baseUrl}/api/v1/databases/${DATABASE}`, {
       method: "PUT",
-      headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+      headers: { Authorization: `Bearer ${local.token}`, "Content-Type": "application/json" },
       body: JSON.stringify({ nodes: 3 }),
     });
     expect([200, 201]).toContain(created.status);

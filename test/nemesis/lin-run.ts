@@ -7,7 +7,8 @@
 // --stale-reads puts level-"none" reads into the linearizability check, which must then find a violation.
 // --history FILE writes every operation as JSON (format: README, "Testing"), for an independent checker.
 import { resolve } from "node:path";
-import { LocalServer, pollUntil } from "../e2e/local-server";
+import { LocalServer } from "../../scripts/lib/local-server";
+import { pollUntil } from "../../scripts/lib/processes";
 import {
   HISTORY_FORMAT,
   READ_MODES,

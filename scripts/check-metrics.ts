@@ -6,27 +6,25 @@
 //     asks for OpenMetrics first) and queries what it stored: proof that Prometheus parses both formats.
 // promtool and prometheus come with Debian's `prometheus` package. Without promtool the check is skipped, except
 // when CI is set, where it fails; without the prometheus server only step 3's scrape is skipped (failed in CI).
-/* global setTimeout, fetch, AbortSignal */
-import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { delimiter, dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { LocalServer, tokensOf } from "./lib/local-server";
+import { freePort, pollUntil as pollWithOptions, REPO_ROOT as ROOT, spawnGroup } from "./lib/processes";
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const STARTUP_TIMEOUT_MS = 60_000;
 const CLUSTER_TIMEOUT_MS = 60_000;
 const SCRAPE_TIMEOUT_MS = 60_000;
 const NODES = ["n1", "n2", "n3"];
 const OPENMETRICS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
 
-function isCi() {
+function isCi(): boolean {
   const value = process.env.CI;
   return value !== undefined && value !== "" && value !== "0" && value.toLowerCase() !== "false";
 }
 
-function has(command) {
+function has(command: string): boolean {
   const found = spawnSync(command, ["--version"], { stdio: "ignore" });
   return found.error === undefined && found.status === 0;
 }
@@ -42,132 +40,38 @@ if (!has("promtool")) {
   process.exit(0);
 }
 
-const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
-
-function freePort() {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolvePort(address.port));
-    });
-  });
+/** Polls every 200 ms; a probe that throws (the cluster still electing, say) is tried again until the deadline. */
+function pollUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  return pollWithOptions(what, { timeoutMs, intervalMs: 200, retryErrors: true }, probe);
 }
 
-async function pollUntil(what, timeoutMs, probe) {
-  const deadline = Date.now() + timeoutMs;
-  let last = null;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value !== undefined) {
-        return value;
-      }
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last === null ? "" : ` (last error: ${last.message})`}`,
-      );
-    }
-    await sleep(200);
-  }
-}
-
-/** The read token of the development secrets, as `npm start` loads them (.dev.vars, made from the example). */
-function developmentToken() {
+/** The read and write token of the development secrets, as `npm start` loads them (.dev.vars, made from the example). */
+function developmentToken(): string {
   const file = existsSync(join(ROOT, ".dev.vars")) ? join(ROOT, ".dev.vars") : join(ROOT, ".dev.vars.example");
-  const line = readFileSync(file, "utf8")
-    .split("\n")
-    .find((text) => text.startsWith("DHA_TOKENS="));
-  if (line === undefined) {
-    throw new Error(`${file} does not set DHA_TOKENS`);
-  }
-  const tokens = JSON.parse(
-    line
-      .slice("DHA_TOKENS=".length)
-      .trim()
-      .replace(/^'(.*)'$/, "$1"),
-  );
-  const admin = Object.entries(tokens).find(([, roles]) => roles.includes("read") && roles.includes("write"));
-  if (admin === undefined) {
+  const writer = Object.entries(tokensOf(file)).find(([, roles]) => roles.includes("read") && roles.includes("write"));
+  if (writer === undefined) {
     throw new Error(`${file} has no token with the read and write roles`);
   }
-  return admin[0];
+  return writer[0];
 }
 
-/** A child in its own process group, so that stopping it ends everything it started. */
-function startGroup(command, args, options) {
-  const child = spawn(command, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const keep = (chunk) => {
-    output = (output + chunk.toString("utf8")).slice(-32_768);
-  };
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  const exited = new Promise((done) => child.once("exit", done));
-  return {
-    output: () => output,
-    async stop() {
-      for (const signal of ["SIGTERM", "SIGKILL"]) {
-        try {
-          process.kill(-child.pid, signal);
-        } catch (error) {
-          if (error.code !== "ESRCH") {
-            throw error;
-          }
-        }
-        if (signal === "SIGTERM") {
-          await Promise.race([exited, sleep(5_000)]);
-        }
-      }
-    },
-  };
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
-const cleanups = [];
+const cleanups: (() => unknown)[] = [];
 let failed = false;
 try {
-  const [port, inspectorPort] = [await freePort(), await freePort()];
-  const stateDir = mkdtempSync(join(tmpdir(), "durable-ha-metrics-"));
-  cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
-  const server = startGroup(
-    process.execPath,
-    [
-      "scripts/start.mjs",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(inspectorPort),
-      "--persist-to",
-      stateDir,
-    ],
-    {
-      cwd: ROOT,
-      env: { ...process.env, PATH: `${join(ROOT, "node_modules", ".bin")}${delimiter}${process.env.PATH ?? ""}` },
-    },
-  );
-  cleanups.push(() => server.stop());
-  const base = `http://127.0.0.1:${port}`;
   const token = developmentToken();
-  const call = (path, init = {}) =>
-    fetch(`${base}${path}`, {
+  const server = await LocalServer.start({ startupTimeoutMs: STARTUP_TIMEOUT_MS });
+  cleanups.push(() => server.stop());
+  const port = new URL(server.baseUrl).port;
+  const call = (path: string, init: RequestInit & { headers?: Record<string, string> } = {}) =>
+    fetch(`${server.baseUrl}${path}`, {
       ...init,
       headers: { Authorization: `Bearer ${token}`, ...init.headers },
       signal: AbortSignal.timeout(15_000),
     });
-
-  try {
-    await pollUntil("the server to answer /livez", STARTUP_TIMEOUT_MS, async () =>
-      (await call("/livez")).status === 200 ? true : undefined,
-    );
-  } catch (error) {
-    throw new Error(`${error.message}\n${server.output()}`, { cause: error });
-  }
   const statements = [
     "CREATE TABLE IF NOT EXISTS metrics_check(id INTEGER PRIMARY KEY, v TEXT)",
     ["INSERT INTO metrics_check(v) VALUES(?)", 'a "quoted" \\ value'],
@@ -233,7 +137,7 @@ try {
   }
 } catch (error) {
   failed = true;
-  console.error(`check-metrics: FAILED: ${error.message}`);
+  console.error(`check-metrics: FAILED: ${messageOf(error)}`);
 } finally {
   for (const cleanup of cleanups.reverse()) {
     await cleanup();
@@ -242,7 +146,7 @@ try {
 process.exit(failed ? 1 : 0);
 
 /** Runs Prometheus against the endpoint until it has stored a scrape, then queries it. */
-async function scrapeWithPrometheus({ target, token }) {
+async function scrapeWithPrometheus({ target, token }: { target: string; token: string }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "durable-ha-prometheus-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const webPort = await freePort();
@@ -264,21 +168,22 @@ async function scrapeWithPrometheus({ target, token }) {
       ],
     }),
   );
-  const prometheus = startGroup(
+  const prometheus = spawnGroup(
+    "prometheus",
     "prometheus",
     [
       `--config.file=${join(dir, "prometheus.yml")}`,
       `--storage.tsdb.path=${join(dir, "data")}`,
       `--web.listen-address=127.0.0.1:${webPort}`,
     ],
-    { cwd: dir },
+    dir,
   );
   cleanups.push(() => prometheus.stop());
-  const query = async (expr) => {
+  const query = async (expr: string): Promise<PrometheusSample[]> => {
     const response = await fetch(`http://127.0.0.1:${webPort}/api/v1/query?query=${encodeURIComponent(expr)}`, {
       signal: AbortSignal.timeout(5_000),
     });
-    const body = await response.json();
+    const body = (await response.json()) as { status: string; data: { result: PrometheusSample[] } };
     if (body.status !== "success") {
       throw new Error(`query ${expr}: ${JSON.stringify(body)}`);
     }
@@ -287,7 +192,7 @@ async function scrapeWithPrometheus({ target, token }) {
   try {
     await pollUntil("Prometheus to scrape the endpoint successfully", SCRAPE_TIMEOUT_MS, async () => {
       const up = await query('up{job="durable-ha"}');
-      return up.length === 1 && up[0].value[1] === "1" ? true : undefined;
+      return up.length === 1 && up[0]?.value[1] === "1" ? true : undefined;
     });
     let seen = "nothing yet";
     try {
@@ -307,9 +212,11 @@ async function scrapeWithPrometheus({ target, token }) {
           : undefined;
       });
     } catch (error) {
-      throw new Error(`${error.message} (last seen: ${seen})`, { cause: error });
+      throw new Error(`${messageOf(error)} (last seen: ${seen})`, { cause: error });
     }
-    const targets = await (await fetch(`http://127.0.0.1:${webPort}/api/v1/targets`)).json();
+    const targets = (await (await fetch(`http://127.0.0.1:${webPort}/api/v1/targets`)).json()) as {
+      data: { activeTargets: { health: string; lastError?: string }[] };
+    };
     const health = targets.data.activeTargets.map(
       (active) => `${active.health}${active.lastError ? `: ${active.lastError}` : ""}`,
     );
@@ -317,6 +224,12 @@ async function scrapeWithPrometheus({ target, token }) {
       `ok: a real Prometheus scraped GET /metrics (target ${health.join(", ")}) and stored every node's series`,
     );
   } catch (error) {
-    throw new Error(`${error.message}\nprometheus output:\n${prometheus.output()}`, { cause: error });
+    throw new Error(`${messageOf(error)}\nprometheus output:\n${prometheus.log}`, { cause: error });
   }
+}
+
+/** One sample of a Prometheus instant query: its labels and [time, value]. */
+interface PrometheusSample {
+  readonly metric: Record<string, string>;
+  readonly value: [number, string];
 }
