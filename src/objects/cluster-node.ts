@@ -23,7 +23,8 @@ import {
 import { objectName, validateMember } from "./config";
 import { NodeLifecycle, type DropRequest, type DropValue, type LifecycleHost } from "./lifecycle/drop";
 import { logEvent, setLogLevel } from "./log";
-import { NodeFailure, nodeError, type NodeRuntime, type PeerAnswer, type PeerStub } from "./node-runtime";
+import { NodeFailure, nodeError } from "./node-failure";
+import type { NodeRuntime, PeerAnswer, PeerStub } from "./node-runtime";
 import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";

@@ -1,26 +1,11 @@
-// Error translation, written once: the NodeError every failure of a node request becomes, and the mapping of
-// core refusals and waiter failures to it.
-import type { NodeError, NodeErrorCode } from "../cluster-types";
+// Error translation, written once: the mapping of core refusals and waiter failures to the NodeError every failure
+// of a node request becomes (../node-failure).
+import { nodeError, type NodeFailure } from "../node-failure";
+
+// Until node-runtime.ts and the monitor import them from ../node-failure.
+export { NodeFailure, nodeError } from "../node-failure";
 import type { NodeStatus } from "../../replication/types";
 import { TooManyWaitersError, WaitTimeoutError } from "../waiters";
-
-export class NodeFailure extends Error {
-  constructor(readonly error: NodeError) {
-    super(error.message);
-    this.name = "NodeFailure";
-  }
-}
-
-export function nodeError(
-  code: NodeErrorCode,
-  message: string,
-  extra: { leader?: string | null; retryable?: boolean } = {},
-): NodeFailure {
-  const retryable =
-    extra.retryable ??
-    (code === "NOT_LEADER" || code === "NO_LEADER" || code === "QUEUE_FULL" || code === "TRANSFER_IN_PROGRESS");
-  return new NodeFailure({ code, message, retryable, ...(extra.leader === undefined ? {} : { leader: extra.leader }) });
-}
 
 /** A write this node proposed but can no longer follow: it may or may not be applied; resend it with the same id. */
 export function outcomeUnknownError(what: string, leader: string | null): NodeFailure {

@@ -7,14 +7,8 @@ import { RaftKeys } from "../storage-keys";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sql/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
-import {
-  awaitWaiter,
-  nodeError,
-  notLeaderError,
-  outcomeUnknownError,
-  proposalFailure,
-  type NodeFailure,
-} from "./errors";
+import { awaitWaiter, notLeaderError, outcomeUnknownError, proposalFailure } from "./errors";
+import { nodeError, type NodeFailure } from "../node-failure";
 import { recentContactTicks, startupQuietWindowMs } from "../timing";
 import { LIMITS, type RuntimeCore } from "./types";
 

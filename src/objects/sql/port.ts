@@ -6,7 +6,7 @@ import { encodeSqlRequest } from "./codec";
 import { SnapshotError, type SnapshotOptions } from "./snapshot";
 import { SnapshotInstaller, type SnapshotInstallerOptions } from "./snapshot-install";
 import { ResultLimitError, SqlStateMachine, type SqlStateMachineOptions } from "./state-machine";
-import { nodeError } from "../runtime/errors";
+import { nodeError } from "../node-failure";
 import { prepareRead, prepareWrite } from "./validate";
 import { readDivergedFlag, readRecords, type CheckpointRecord, type DivergedFlag } from "../monitor/records";
 
