@@ -19,7 +19,7 @@ import { objectName, raftConfigFor } from "./config";
 import { withDeadline } from "./deadline";
 import { logEvent, type LogLevel } from "./log";
 import { RaftStorage } from "./raft-storage";
-import { nodeError } from "./runtime/errors";
+import { nodeError } from "./node-failure";
 import { maybePromoteLearners } from "./runtime/learners";
 import { PeerLinks, type PeerReport } from "./runtime/peers";
 import { VotingCensus } from "./runtime/census";
@@ -33,7 +33,6 @@ import type { applyFaults, RaftEnvelope, SnapshotChunk } from "./transport/index
 import { isMonitorCommand } from "./monitor/command";
 import { ConsistencyMonitor, type RepairOutcome } from "./monitor/monitor";
 
-export { NodeFailure, nodeError } from "./runtime/errors";
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
 

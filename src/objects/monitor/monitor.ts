@@ -6,7 +6,7 @@
 // its envelopes, and refuses reads while its own DIVERGED flag is set (the flag is set by applying the verdict).
 import { withDeadline } from "../deadline";
 import type { SnapshotImage } from "../state-machine-port";
-import { nodeError } from "../runtime/errors";
+import { nodeError } from "../node-failure";
 import type { RuntimeCore } from "../runtime/types";
 import { encodeMonitorCommand } from "./command";
 import { resolveConsistency, type ConsistencyConfig } from "./config";

@@ -1,9 +1,6 @@
 // Error translation, written once: the mapping of core refusals and waiter failures to the NodeError every failure
 // of a node request becomes (../node-failure).
 import { nodeError, type NodeFailure } from "../node-failure";
-
-// Until node-runtime.ts and the monitor import them from ../node-failure.
-export { NodeFailure, nodeError } from "../node-failure";
 import type { NodeStatus } from "../../replication/types";
 import { TooManyWaitersError, WaitTimeoutError } from "../waiters";
 
