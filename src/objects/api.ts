@@ -134,7 +134,7 @@ export { DeadlineExceeded, realTimers, sleep, withDeadline, type ScheduleTimer, 
 // What else the worker uses of the objects: it imports nothing from src/objects but this file (eslint.config.js),
 // so that the objects can change their insides without the worker noticing. It needs the Workers types: Node-only code
 // (test/core) imports the contract's leaf, ./cluster-types, instead.
-export type { Env } from "./env";
+export type { Bindings } from "./env";
 export { CONFIG_LIMITS, objectName, validateClusterConfig, validateMember } from "./config";
 export {
   databaseClusterName,

@@ -21,6 +21,7 @@ import {
   type WaitForLeaderRequest,
 } from "./api";
 import { objectName, validateMember } from "./config";
+import type { Bindings } from "./env";
 import { NodeLifecycle, type DropRequest, type DropValue, type LifecycleHost } from "./lifecycle/drop";
 import { logEvent, setLogLevel } from "./log";
 import { NodeFailure, nodeError } from "./node-failure";
@@ -41,36 +42,8 @@ import { assertFaultsEnabled, faultsEnabled, parseFaultRules, systemClock, type 
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
 const PEER_CALL_TIMEOUT_MS = 5_000;
 
-/**
- * Bindings and variables of the deployment (see wrangler.toml). Declared here, in the object that receives them, so
- * that src/objects needs nothing from src/worker; the worker imports this type through ./env.
- */
-export interface Env {
-  CLUSTER_NODE: DurableObjectNamespace<ClusterNode>;
-  CLUSTER_NAME: string;
-  CLUSTER_NODES: string;
-  HEARTBEAT_INTERVAL_MS: string;
-  ELECTION_TIMEOUT_MS: string;
-  /** Secret: JSON mapping each bearer token to its roles, e.g. {"tok": ["read", "write", "admin"]}. */
-  DHA_TOKENS?: string;
-  /** Optional: comma-separated browser origins allowed to call the API (CORS). */
-  DHA_CORS_ORIGINS?: string;
-  /** Lowest structured-log level printed: debug, info (default), warn or error. */
-  DHA_LOG_LEVEL?: string;
-  /** Optional: the most rows all statements of one request may return (default 100000). */
-  DHA_MAX_RESULT_ROWS?: string;
-  /** Optional: the most bytes (approximate) all statements of one request may return (default 16777216). */
-  DHA_MAX_RESULT_BYTES?: string;
-  /** Optional: the consistency monitor ("on"/"off", every N entries / T ms, slice bounds, "auto"/"manual" repair). */
-  DHA_CONSISTENCY_CHECKS?: string;
-  DHA_CHECKPOINT_EVERY_ENTRIES?: string;
-  DHA_CHECKPOINT_EVERY_MS?: string;
-  DHA_CHECKPOINT_ROWS?: string;
-  DHA_CHECKPOINT_BYTES?: string;
-  DHA_CONSISTENCY_REPAIR?: string;
-  /** Test configuration only: "1" lets tests inject network faults between nodes. */
-  DHA_TEST_FAULTS?: string;
-}
+/** The deployment's bindings and variables, with this object as the node namespace's class. */
+export type Env = Bindings<ClusterNode>;
 
 export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   private readonly host: NodeHost;

@@ -1,2 +1,3 @@
-// The worker receives the same bindings as the node objects: the type lives with them (imports run worker -> objects).
-export type { Env } from "../objects/api";
+// The bindings the worker receives: those of the node objects (Bindings in src/objects/env.ts), with the entry's
+// ClusterNode as the namespace's class, as src/worker/global.d.ts ties them to the runtime's ambient Env.
+export type Env = Cloudflare.Env;
