@@ -4,6 +4,7 @@ import { PROTOCOL_VERSION, type MemberConfig } from "../cluster-types";
 import type { SnapshotImage } from "../state-machine-port";
 import {
   applyFaults,
+  isPartitioned,
   PeerTransport,
   type DeliveryFailure,
   type FaultRules,
@@ -12,6 +13,7 @@ import {
   type SnapshotChunk,
   validateEnvelope,
 } from "../transport/index";
+import { quorumSize } from "../../quorum/quorum";
 import { NodeKeys, TestHookKeys } from "../storage-keys";
 import { peerTransportTiming, snapshotChunkTimeoutMs, snapshotRetryDelayMs } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
@@ -57,6 +59,9 @@ export interface PeerInfo {
  * most one per message received, so an answer stays as bounded as the envelope it answers. Requests (appends with
  * entries among them) always go through the transport and its flow control.
  */
+/** Responses one answer carries at most; more go through the transport (a step makes about one per message). */
+const MAX_REPLIES_IN_ANSWER = 256;
+
 const REPLY_TYPES: ReadonlySet<MessageType> = new Set<MessageType>([
   "appendResponse",
   "heartbeatResponse",
@@ -120,7 +125,7 @@ export class PeerLinks {
   /** Images built so far (for tests and the status log). */
   private imagesBuilt = 0;
   /** While a peer's envelope is stepped with repliesInAnswer: that peer, and the responses held for the answer. */
-  private held: { readonly peer: string; readonly replies: Message[] } | null = null;
+  private held: { readonly peer: string; readonly replies: Message[]; readonly dropped: boolean } | null = null;
   /** Called with every report a peer sends back (the consistency monitor reads its checkpoints). */
   onPeerReport: ((peer: string, report: PeerReport) => void) | null = null;
   /** Called with every report too: the voting census of a node with new storage (./census). */
@@ -159,7 +164,12 @@ export class PeerLinks {
         this.streamSnapshot(message);
         continue;
       }
-      if (this.held !== null && message.to === this.held.peer && REPLY_TYPES.has(message.type)) {
+      if (
+        this.held !== null &&
+        message.to === this.held.peer &&
+        REPLY_TYPES.has(message.type) &&
+        this.held.replies.length < MAX_REPLIES_IN_ANSWER
+      ) {
         this.held.replies.push(message);
         continue;
       }
@@ -173,26 +183,35 @@ export class PeerLinks {
   }
 
   /**
-   * Until releaseReplies(), responses to `peer` are held for the answer to its call rather than sent (unless test
-   * fault rules would not deliver them right now: the transport then applies the rules as it does to any call).
-   * Returns whether they are held.
+   * Until releaseReplies(), responses to `peer` are held for the answer to its call rather than sent. Test fault rules
+   * are applied once, as to any call: across a partition or with a delay the responses go through the transport,
+   * which applies the rules; a random drop discards the held responses (rolling the dice again in the transport would
+   * lose a response with the square of the configured probability). Returns whether they are held.
    */
   holdRepliesTo(peer: string): boolean {
     if (this.held !== null) {
       throw new Error(`replies to ${this.held.peer} are still held while an envelope from ${peer} is stepped`);
     }
-    if (this.faultDecision(peer) !== "deliver") {
+    const rules = this.faultRules();
+    if (rules !== null && (isPartitioned(rules, this.core.identity.node, peer) || (rules.delayMs ?? 0) > 0)) {
       return false;
     }
-    this.held = { peer, replies: [] };
+    const dropped = rules !== null && this.faultDecision(peer) === "drop";
+    this.held = { peer, replies: [], dropped };
     return true;
   }
 
-  /** Ends holding: the responses held since holdRepliesTo(). */
+  /** Ends holding: the responses held since holdRepliesTo() (none when the fault rules dropped them). */
   releaseReplies(): Message[] {
-    const replies = this.held?.replies ?? [];
+    const held = this.held;
     this.held = null;
-    return replies;
+    if (held === null) {
+      return [];
+    }
+    if (held.replies.length > MAX_REPLIES_IN_ANSWER) {
+      throw new Error(`${held.replies.length} replies held, above the ${MAX_REPLIES_IN_ANSWER} an answer may carry`);
+    }
+    return held.dropped ? [] : held.replies;
   }
 
   recordPeerReport(peer: string, report: PeerReport): void {
@@ -231,16 +250,22 @@ export class PeerLinks {
   }
 
   /**
-   * Whether a round (isRound) is in flight to a peer that has been answering: its end runs a deferred Ready loop (see
-   * NodeRuntime.requestReady), and the peer's reply, a failure or the next tick may run it sooner.
+   * Whether a new proposal should wait for a round (isRound) in flight: true while too few voters are free (no round
+   * answer expected from them) to make a quorum with this node. A round's end runs the deferred Ready loop (see
+   * NodeRuntime.requestReady), and a failure or the next tick may run it sooner. Learners being caught up, or one slow
+   * voter while enough others are free, do not hold a write back: commit waits only for the fastest quorum anyway.
    */
   roundInFlight(): boolean {
-    for (const transport of this.peers.values()) {
-      if (transport.roundAnswerExpected) {
-        return true;
+    const self = this.core.identity.node;
+    const voters = this.core.raft.status().membership.voters;
+    let free = 0;
+    for (const voter of voters) {
+      if (voter !== self && this.peers.get(voter)?.roundAnswerExpected !== true) {
+        free += 1;
       }
     }
-    return false;
+    const othersNeeded = quorumSize(voters.length) - (voters.includes(self) ? 1 : 0);
+    return free < othersNeeded;
   }
 
   /** This node began leading: its new progress trackers have not heard which replicas' schemas match. */
