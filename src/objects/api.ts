@@ -144,9 +144,9 @@ export {
   SYSTEM_DATABASE,
   SYSTEM_GENERATION,
 } from "./lifecycle/names";
-export { listTables } from "./sql/catalog";
+export { listTables } from "./sqlite/catalog";
 export { DumpError, DumpTooLargeError, dumpDatabase, parseDump } from "./sql/dump";
-export { utf8ByteLength } from "./sql/values";
+export { utf8ByteLength } from "./sqlite/values";
 export { faultsEnabled, parseFaultRules } from "./transport/fault-hook";
 export {
   childSpan,

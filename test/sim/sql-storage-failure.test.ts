@@ -6,10 +6,10 @@
 import { describe, expect, it } from "vitest";
 import type { SqlRequest } from "../../src/shared/sql";
 import { encodeSqlRequest } from "../../src/objects/sql/codec";
-import { computeSchemaHash } from "../../src/objects/sql/catalog";
+import { computeSchemaHash } from "../../src/objects/sqlite/catalog";
 import { SnapshotInstaller } from "../../src/objects/sql/snapshot-install";
 import { SqlStateMachine } from "../../src/objects/sql/state-machine";
-import { isStatementResultError, StorageFailure } from "../../src/objects/sql/storage-failure";
+import { isStatementResultError, StorageFailure } from "../../src/objects/sqlite/storage-failure";
 import { SqliteStorage } from "./platform/sqlite-storage";
 
 /** The adapter, with one storage operation that fails the way the simulator injects it (no SQLite code). */

@@ -12,7 +12,7 @@ import {
   SqlStateMachine,
   type SnapshotImage,
 } from "../../src/objects/sql/index";
-import { listTables, rowsOf } from "../../src/objects/sql/catalog";
+import { listTables, rowsOf } from "../../src/objects/sqlite/catalog";
 
 let objectCounter = 0;
 

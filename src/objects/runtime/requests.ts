@@ -5,7 +5,7 @@ import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { sleep } from "../deadline";
 import { RaftKeys } from "../storage-keys";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
-import { utf8ByteLength } from "../sql/values";
+import { utf8ByteLength } from "../sqlite/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
 import { awaitWaiter, notLeaderError, outcomeUnknownError, proposalFailure } from "./errors";
 import { nodeError, type NodeFailure } from "../node-failure";

@@ -3,7 +3,15 @@
 // node, and garbage must fail loudly rather than apply half-understood.
 import type { SqlParams, SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { bytesToHex, decodeValue, encodeValue, isInt64, toSqlValue, utf8ByteLength, type EncodedValue } from "./values";
+import {
+  bytesToHex,
+  decodeValue,
+  encodeValue,
+  isInt64,
+  toSqlValue,
+  utf8ByteLength,
+  type EncodedValue,
+} from "../sqlite/values";
 
 /** Request ids are short client tokens; they are also storage keys. */
 export const MAX_REQUEST_ID_LENGTH = 256;

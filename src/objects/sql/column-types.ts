@@ -11,7 +11,7 @@
 // table column, "INT"/"REAL"/"TEXT"/"NUM" for a CAST); only "BLOB" can mislead (an untyped column holding integers),
 // so a "BLOB" that the values contradict is replaced by what the values say.
 import type { SqlValue } from "../../shared/sql";
-import { statementResultError } from "./storage-failure";
+import { statementResultError } from "../sqlite/storage-failure";
 import { typeProbe } from "./validate";
 
 /** Reserved prefix (_dha_): user statements can never name it. */

@@ -1,7 +1,7 @@
 // SQL text backups in the form of SQLite's .dump (what rqlite serves for GET /db/backup?fmt=sql), and the parser that
 // turns such a text back into statements for one transactional request (/db/load).
 import type { SqlValue, Statement } from "../../shared/sql";
-import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "./catalog";
+import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "../sqlite/catalog";
 import { statementText, streamStatements } from "../../shared/sql-text/split";
 import {
   isSignificant,
@@ -11,7 +11,7 @@ import {
   streamTokens,
   type SqlToken,
 } from "../../shared/sql-text/tokenizer";
-import { utf8ByteLength } from "./values";
+import { utf8ByteLength } from "../sqlite/values";
 
 export interface DumpOptions {
   /** Refuse to build a dump larger than this many UTF-8 bytes (it is built in memory). */

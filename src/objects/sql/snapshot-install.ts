@@ -2,7 +2,7 @@
 // transactionSync. The stream format is described in snapshot.ts.
 import { sha256 } from "@noble/hashes/sha2.js";
 import type { SqlValue } from "../../shared/sql";
-import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "./catalog";
+import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "../sqlite/catalog";
 import type { SnapshotChunk, SnapshotId } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import {
@@ -14,7 +14,7 @@ import {
   SnapshotError,
 } from "./snapshot";
 import { quoteSqlIdentifier, quoteSqlString } from "../../shared/sql-text/tokenizer";
-import { bytesToHex, decodeValue, utf8ByteLength, type StoredValue } from "./values";
+import { bytesToHex, decodeValue, utf8ByteLength, type StoredValue } from "../sqlite/values";
 
 export interface SnapshotInstallerOptions {
   /** Largest chunk accepted (UTF-8 bytes). */

@@ -11,11 +11,11 @@
 //   {"t":"end","lines":N,"sha256":hex of every byte before this line}
 // The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
 import { sha256 } from "@noble/hashes/sha2.js";
-import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "./catalog";
+import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "../sqlite/catalog";
 import type { SnapshotImage } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
-import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "./values";
+import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "../sqlite/values";
 
 export const SNAPSHOT_FORMAT = "durable-ha/sql-snapshot";
 export const SNAPSHOT_FORMAT_VERSION = 1;

@@ -8,19 +8,19 @@
 // crash at any point leaves either all of the entry or none of it.
 import type { EntryKind } from "../../replication/types";
 import type { SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
-import { computeSchemaHash, rowsOf } from "./catalog";
+import { computeSchemaHash, rowsOf } from "../sqlite/catalog";
 import { DeclaredTypes, resultColumnTypes } from "./column-types";
 import { answerPragma } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults, requestFingerprint } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import type { StatementShape } from "../../shared/sql-text/classify";
-import { statementResultError } from "./storage-failure";
+import { statementResultError } from "../sqlite/storage-failure";
 import type { SnapshotImage } from "../snapshot-types";
 import { writeSnapshot, type SnapshotOptions } from "./snapshot";
 import { recursionChecks, readsOtherTables, type RecursionCheck } from "./runaway";
 import { inspectStatement, isInternalName, READ_ONLY_VIOLATION, typeProbe } from "./validate";
-import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "./values";
+import { exactInteger, isPossiblyRoundedInteger, utf8ByteLength } from "../sqlite/values";
 import { isMonitorCommand } from "../monitor/command";
 import { applyMonitorEntry } from "../monitor/records";
 

@@ -29,7 +29,15 @@ import {
   tokenizeSql,
   type SqlToken,
 } from "../../shared/sql-text/tokenizer";
-import { bytesToHex, isInt64, isSqlValue, MAX_INT64, MIN_INT64, sqlValueByteLength, utf8ByteLength } from "./values";
+import {
+  bytesToHex,
+  isInt64,
+  isSqlValue,
+  MAX_INT64,
+  MIN_INT64,
+  sqlValueByteLength,
+  utf8ByteLength,
+} from "../sqlite/values";
 
 /** What the leader supplies so that every replica stores the same values. */
 export interface WriteContext {

@@ -2,7 +2,7 @@
 // Node) and reports every step whose outcome differs from the fixture. Both test/workers/sim-sql-fixture.test.ts
 // and test/sim/platform/sqlite-storage.test.ts run it, so the adapter and the platform must agree on every step.
 // No platform or Node imports here: the same file runs in both.
-import { isStatementResultError } from "../../../src/objects/sql/storage-failure";
+import { isStatementResultError } from "../../../src/objects/sqlite/storage-failure";
 
 /** A value in the fixture: JSON, plus tagged forms for what JSON cannot hold. */
 export type FixtureValue =
