@@ -5,10 +5,10 @@
 // Internal tables are left out as everywhere in src/objects/sql (NOT_INTERNAL), and so are SQLite's own
 // (sqlite_sequence, sqlite_stat*) and virtual tables (their schema is digested; their rows live in their module).
 import { sha256 } from "@noble/hashes/sha2.js";
-import { computeSchemaHash, NOT_INTERNAL, rowsOf } from "../sql/catalog";
+import { computeSchemaHash, NOT_INTERNAL, rowsOf } from "../sqlite/catalog";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
-import { statementResultError } from "../sql/storage-failure";
-import { bytesToHex } from "../sql/values";
+import { statementResultError } from "../sqlite/storage-failure";
+import { bytesToHex } from "../sqlite/values";
 import type { CheckpointDigest, KeyPart, SliceKey } from "./types";
 
 export type { CheckpointDigest, KeyPart, SliceKey } from "./types";
