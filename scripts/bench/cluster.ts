@@ -152,19 +152,42 @@ export async function crash(baseUrl: string, node: string): Promise<void> {
 
 export const INSERT_BODY = JSON.stringify([["INSERT INTO bench(v) VALUES(?)", "value-of-a-benchmark-write"]]);
 
-/** One write with the failover probe's deadline: the node that acknowledged it, or null when it failed. */
-export async function writeOnce(baseUrl: string, timeoutMs = PROBE_CLIENT_TIMEOUT_MS): Promise<string | null> {
+/** One write of the failover probe: when it was sent (epoch ms), how long it took, and how it was answered. */
+export interface ProbeWrite {
+  readonly sentAtMs: number;
+  readonly ms: number;
+  /** The node that acknowledged it (X-DHA-Node), or null when it failed. */
+  readonly node: string | null;
+  /** The HTTP status, or null when no answer came (the client's deadline, a refused connection). */
+  readonly status: number | null;
+  /** X-DHA-Error-Code of a failure. */
+  readonly code: string | null;
+}
+
+/** One write with the failover probe's deadline, and how it was answered. */
+export async function writeAttempt(baseUrl: string, timeoutMs = PROBE_CLIENT_TIMEOUT_MS): Promise<ProbeWrite> {
+  const sentAtMs = Date.now();
+  const started = performance.now();
   const answer = await fetch(`${baseUrl}/db/execute?timeout=${PROBE_SERVER_TIMEOUT}`, {
     method: "POST",
     headers: AUTH_HEADERS,
     body: INSERT_BODY,
     signal: AbortSignal.timeout(timeoutMs),
   }).catch(() => null);
-  if (answer === null) {
-    return null;
-  }
-  const text = await answer.text().catch(() => "");
-  return answer.status === 200 && !text.includes('"error"') ? (answer.headers.get("X-DHA-Node") ?? "?") : null;
+  const text = answer === null ? "" : await answer.text().catch(() => "");
+  const ok = answer !== null && answer.status === 200 && !text.includes('"error"');
+  return {
+    sentAtMs,
+    ms: performance.now() - started,
+    node: ok ? (answer.headers.get("X-DHA-Node") ?? "?") : null,
+    status: answer?.status ?? null,
+    code: ok ? null : (answer?.headers.get("X-DHA-Error-Code") ?? (answer === null ? "NO_ANSWER" : "?")),
+  };
+}
+
+/** One write with the failover probe's deadline: the node that acknowledged it, or null when it failed. */
+export async function writeOnce(baseUrl: string, timeoutMs = PROBE_CLIENT_TIMEOUT_MS): Promise<string | null> {
+  return (await writeAttempt(baseUrl, timeoutMs)).node;
 }
 
 /** A leader answers, a write goes through, and every node has applied everything the leader has. */
@@ -201,6 +224,9 @@ export interface FailoverRun {
   /** Writes the probe sent that failed before the first one went through. */
   readonly failedWrites: number;
   readonly gaveUp: boolean;
+  /** When the fault was injected (epoch ms), and every write the probe sent after it. */
+  readonly faultAtMs: number;
+  readonly writes: readonly ProbeWrite[];
 }
 
 /**
@@ -209,6 +235,7 @@ export interface FailoverRun {
  */
 export async function measureFailover(baseUrl: string, kind: "crash" | "cut-off"): Promise<FailoverRun> {
   const oldLeader = await settle(baseUrl);
+  const faultAtMs = Date.now();
   const faultAt = performance.now();
   if (kind === "crash") {
     await crash(baseUrl, oldLeader);
@@ -218,8 +245,11 @@ export async function measureFailover(baseUrl: string, kind: "crash" | "cut-off"
   let failedWrites = 0;
   let ackedAt: number | null = null;
   let newLeader: string | null = null;
+  const writes: ProbeWrite[] = [];
   while (performance.now() - faultAt < FAILOVER_GIVE_UP_MS) {
-    newLeader = await writeOnce(baseUrl);
+    const write = await writeAttempt(baseUrl);
+    writes.push(write);
+    newLeader = write.node;
     if (newLeader !== null) {
       ackedAt = performance.now();
       break;
@@ -236,6 +266,8 @@ export async function measureFailover(baseUrl: string, kind: "crash" | "cut-off"
     ms: (ackedAt ?? performance.now()) - faultAt,
     failedWrites,
     gaveUp: ackedAt === null,
+    faultAtMs,
+    writes,
   };
 }
 

@@ -177,7 +177,7 @@ const etcdRange = (serializable: boolean): RequestShape => ({
 
 // ---------------------------------------------------------------------------------------------------------------
 
-function electionTimeoutMs(): number {
+export function electionTimeoutMs(): number {
   const toml = readFileSync(join(REPO_ROOT, "wrangler.toml"), "utf8");
   const match = /^ELECTION_TIMEOUT_MS\s*=\s*"(\d+)"/m.exec(toml);
   if (match === null) {
@@ -186,7 +186,7 @@ function electionTimeoutMs(): number {
   return Number(match[1]);
 }
 
-function summarize(runs: readonly FailoverRun[]): Summary | null {
+export function summarize(runs: readonly FailoverRun[]): Summary | null {
   if (runs.length === 0) {
     return null;
   }
@@ -477,7 +477,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
 }
 
 /** The cluster elects a leader and takes the benchmark's table (an election may still be under way at first). */
-async function settleWithSchema(baseUrl: string): Promise<void> {
+export async function settleWithSchema(baseUrl: string): Promise<void> {
   const deadline = Date.now() + 60_000;
   for (;;) {
     try {

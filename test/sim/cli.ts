@@ -164,6 +164,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   const reads = { linearizable: 0, strong: 0, weak: 0, weakFromLeader: 0, none: 0, readYourWrites: 0, backup: 0 };
   let acknowledged = 0;
   let checkpoints = 0;
+  const campaigns = { preCampaigns: 0, campaigns: 0, won: 0 };
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
   const controlFailures: number[] = [];
@@ -180,6 +181,9 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
     operations += result.lincheck?.operations ?? 0;
     acknowledged += result.stats.acknowledged;
     checkpoints += result.stats.checkpointsApplied;
+    campaigns.preCampaigns += result.stats.campaigns.preCampaigns;
+    campaigns.campaigns += result.stats.campaigns.campaigns;
+    campaigns.won += result.stats.campaigns.won;
     for (const [kind, value] of Object.entries(result.stats.faults)) {
       faults[kind] = (faults[kind] ?? 0) + value;
     }
@@ -238,6 +242,9 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   );
   console.log(
     `operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}; consistency checkpoints applied ${checkpoints} (any mismatch fails the seed)`,
+  );
+  console.log(
+    `elections: ${campaigns.preCampaigns} pre-campaigns, ${campaigns.campaigns} campaigns, ${campaigns.won} won; campaigns not won ${campaigns.campaigns - campaigns.won} (${campaigns.campaigns === 0 ? "-" : (((campaigns.campaigns - campaigns.won) / campaigns.campaigns) * 100).toFixed(1)}%: split votes, partitions, crashes)`,
   );
   console.log(
     `failed seeds ${failedSeeds}${firstFailing === null ? "" : ` (first ${firstFailing})`}; ${(elapsedMs / 1000).toFixed(1)}s, ${(elapsedMs / seedsRun).toFixed(1)}ms per seed, ${((seedsRun * 1000) / elapsedMs).toFixed(2)} seeds/s`,

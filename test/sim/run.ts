@@ -111,6 +111,11 @@ export interface SimResult {
     readonly duplicatesDelivered: number;
     readonly runtimeDiscards: number;
     readonly elections: number;
+    /**
+     * Election rounds: pre-campaigns, campaigns and campaigns won. A campaign not won lost to a split vote, a
+     * partition, a crash or a newer term; compare the counts over the same seeds.
+     */
+    readonly campaigns: { readonly preCampaigns: number; readonly campaigns: number; readonly won: number };
     /** Simulated ms from the start to the first leader (null when none was elected). */
     readonly firstLeaderAtMs: number | null;
     readonly committedEntries: number;
@@ -370,6 +375,8 @@ class Simulation implements HostEnvironment {
     sentAtMs: 0,
   };
   stats = { delivered: 0, dropped: 0, answersLost: 0, duplicates: 0, elections: 0 };
+  /** Election rounds as the nodes log them: pre-campaigns, campaigns (a real vote) and campaigns won. */
+  campaigns = { preCampaigns: 0, campaigns: 0, won: 0 };
   firstLeaderAtMs: number | null = null;
 
   constructor(
@@ -1360,6 +1367,13 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
     if (context.cluster !== CLUSTER_NAME) {
       return;
     }
+    if (event === "becamePreCandidate") {
+      sim.campaigns.preCampaigns += 1;
+    } else if (event === "becameCandidate") {
+      sim.campaigns.campaigns += 1;
+    } else if (event === "becameLeader") {
+      sim.campaigns.won += 1;
+    }
     if (event === "consistencyAlert" || event === "nodeDiverged") {
       const who = event === "consistencyAlert" ? String(fields["replica"]) : context.node;
       alerts.push(who);
@@ -1498,6 +1512,7 @@ async function runPhases(
       duplicatesDelivered: sim.stats.duplicates,
       runtimeDiscards: [...sim.hosts.values()].reduce((sum, host) => sum + host.discards, 0),
       elections: sim.stats.elections,
+      campaigns: { ...sim.campaigns },
       firstLeaderAtMs: sim.firstLeaderAtMs,
       committedEntries: sim.checkers.committedCount,
       checkpointsApplied: sim.checkpointsApplied,
