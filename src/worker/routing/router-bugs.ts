@@ -19,6 +19,13 @@ export interface RouterBugs {
    * confirm it (waiting for a leader there, retrying there after TIMEOUT) instead of moving on.
    */
   readonly fixedRetryBudget?: boolean;
+  /**
+   * After NO_LEADER, or an "outcome unknown" answer naming no other leader, from a call only the leader serves, the
+   * router waits for the election on that very node (and resends an outcome-unknown write there after a backoff).
+   * A leader cut off from its peers never sees the election end: the wait there takes up to the election wait
+   * (5 s) or the request's deadline.
+   */
+  readonly waitsOnFailedLeader?: boolean;
 }
 
 export const NO_ROUTER_BUGS: RouterBugs = Object.freeze({});

@@ -375,7 +375,12 @@ export class ClusterRouter {
   }
 
   /** TIMEOUT, INTERNAL, an "outcome unknown" answer or a code this worker does not know. */
-  private afterUncertainAnswer<T>(error: NodeError, node: string, state: Attempts, plan: Plan): Next<T> {
+  private afterUncertainAnswer<T>(
+    error: NodeError,
+    node: string,
+    state: Attempts,
+    plan: Plan,
+  ): Next<T> | Promise<Next<T>> {
     const { kind } = plan.options;
     const code: string = error.code;
     const legacyWrites = this.bugs.definiteWriteFailures === true;
@@ -396,6 +401,11 @@ export class ClusterRouter {
     if (hint !== undefined && hint !== state.target && !legacyWrites) {
       this.leader.learn(hint);
       return { kind: "retry", to: { node: hint }, backoff: true };
+    }
+    if (plan.reach === "leader" && code !== "TIMEOUT" && uncertain && !this.waitsOnFailedLeader()) {
+      // The node let go of the write (it lost the majority or stepped down) and names no other leader: the election
+      // that follows is seen by the others, so wait for it there (afterNotLeader) rather than resend here.
+      return this.afterNotLeader<T>({ ...error, code: "NO_LEADER", leader: null }, state, plan);
     }
     if (plan.reach === "any" && this.bugs.fixedRetryBudget !== true) {
       // A node that cannot confirm a read in its share of the deadline is likely cut off: another one may.
@@ -420,6 +430,11 @@ export class ClusterRouter {
       return { kind: "retry", to: "next", backoff: false };
     }
     state.leaderless = 0;
+    if (plan.reach === "leader" && !this.waitsOnFailedLeader() && state.order.length > 1) {
+      // A node that knows no leader may be the one cut off (a deposed leader never sees the election end there): wait
+      // for the election on the next node, at once, instead of backing off and asking this one again.
+      state.advance();
+    }
     const waited = await this.waitForLeader(state.target, plan.options.deadlineAt, legacy ? "leader" : plan.reach);
     if (waited.kind === "leader") {
       this.leader.learn(waited.leader);
@@ -445,6 +460,11 @@ export class ClusterRouter {
     }
     // This node saw no election finish: another node may know better (or the deadline ends it).
     return { kind: "retry", to: "next", backoff: true };
+  }
+
+  /** The old rule (`waitsOnFailedLeader`, or with `fixedRetryBudget`): wait for the election on the node that failed. */
+  private waitsOnFailedLeader(): boolean {
+    return this.bugs.waitsOnFailedLeader === true || this.bugs.fixedRetryBudget === true;
   }
 
   /** Whether an answer to a write leaves open that it was applied (the old rule under `definiteWriteFailures`). */
