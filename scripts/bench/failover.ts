@@ -9,14 +9,9 @@ import { call, measureFailover, type FailoverRun } from "./cluster";
 import { electionTimeoutMs, settleWithSchema, summarize } from "./run";
 import { WranglerServer } from "./servers";
 
-const TIMELINE_EVENTS = new Set([
-  "nodeStarted",
-  "becamePreCandidate",
-  "becameCandidate",
-  "becameLeader",
-  "becameFollower",
-  "steppedDown",
-]);
+/** Elections and leader changes: the events that make up a failover's timeline. */
+const isTimelineEvent = (event: string): boolean =>
+  event === "nodeStarted" || event === "steppedDown" || event.startsWith("became");
 
 interface TimelineEvent {
   readonly atMs: number;
@@ -60,7 +55,7 @@ async function electionEvents(baseUrl: string, sinceMs: number): Promise<Timelin
     events: { timeMs: number; node: string; event: string; term: number; commitIndex: number | null }[];
   };
   return body.events
-    .filter((e) => TIMELINE_EVENTS.has(e.event))
+    .filter((e) => isTimelineEvent(e.event))
     .map((e) => ({ atMs: e.timeMs - sinceMs, node: e.node, event: e.event, term: e.term, commitIndex: e.commitIndex }))
     .sort((a, b) => a.atMs - b.atMs);
 }
