@@ -31,7 +31,7 @@ import { NodeKeys } from "./storage-keys";
 import { tickMs } from "./timing";
 import type { applyFaults, RaftEnvelope, SnapshotChunk } from "./transport/index";
 import { isMonitorCommand } from "./monitor/command";
-import { ConsistencyMonitor, type RepairOutcome } from "./monitor/monitor";
+import { ConsistencyMonitor, type RepairOutcome } from "./runtime/consistency-monitor";
 
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";

@@ -1,7 +1,7 @@
 // The status report a node gives the worker's /status, /nodes and health endpoints, and the periodic log summary.
 import type { NodeStatusReport, ReplicaReport } from "../cluster-types";
 import type { PeerLinks } from "./peers";
-import type { ConsistencyMonitor } from "../monitor/monitor";
+import type { ConsistencyMonitor } from "./consistency-monitor";
 import type { RuntimeCore } from "./types";
 
 export function buildStatusReport(

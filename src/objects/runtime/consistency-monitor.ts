@@ -7,10 +7,10 @@
 import { withDeadline } from "../deadline";
 import type { SnapshotImage } from "../state-machine-port";
 import { nodeError } from "../node-failure";
-import type { RuntimeCore } from "../runtime/types";
-import { encodeMonitorCommand } from "./command";
-import { resolveConsistency, type ConsistencyConfig } from "./config";
-import { describeSlice } from "./digest";
+import type { RuntimeCore } from "./types";
+import { encodeMonitorCommand } from "../monitor/command";
+import { resolveConsistency, type ConsistencyConfig } from "../monitor/config";
+import { describeSlice } from "../monitor/digest";
 import type {
   CheckpointRecord,
   CheckpointSummary,
@@ -20,7 +20,7 @@ import type {
   RepairOutcome,
   ReplicaConsistency,
   ReplicaConsistencyStatus,
-} from "./types";
+} from "../monitor/types";
 
 export type {
   CheckpointSummary,
@@ -29,7 +29,7 @@ export type {
   RepairOutcome,
   ReplicaConsistency,
   ReplicaConsistencyStatus,
-} from "./types";
+} from "../monitor/types";
 
 /** Checkpoints a node reports in each answer, and the leader keeps comparing. */
 const REPORTED_CHECKPOINTS = 2;
