@@ -13,32 +13,26 @@ import {
   defaultRouterDeps,
   type RouterBugs,
   type RoutingPolicy,
+  type RoutingSeams,
 } from "./routing/router";
 
 /** How the app is wired; everything is optional and production needs none of it. Tests inject fakes here. */
-export interface AppOptions {
+export interface AppOptions extends Partial<RoutingSeams> {
   /** Builds the node directory; defaults to the Durable Objects of env.CLUSTER_NODE. */
   readonly directory?: (env: AppEnv, config: ClusterConfig) => NodeDirectory;
   /** Defaults to one cache per isolate. */
   readonly leaders?: LeaderCache;
   readonly policy?: Partial<RoutingPolicy>;
   readonly limits?: Partial<RequestLimits>;
-  /** In [0, 1): backoff jitter and node choice. */
-  readonly random?: () => number;
-  readonly now?: () => number;
-  readonly sleep?: (ms: number) => Promise<void>;
   /** Test only: routing defects to put back (see routing/router-bugs.ts). */
   readonly routerBugs?: RouterBugs;
 }
 
-export interface Runtime {
+export interface Runtime extends RoutingSeams {
   readonly config: ClusterConfig;
   readonly router: ClusterRouter;
   readonly limits: RequestLimits;
   readonly policy: RoutingPolicy;
-  readonly now: () => number;
-  readonly random: () => number;
-  readonly sleep: (ms: number) => Promise<void>;
 }
 
 export function resolveLimits(options: AppOptions): RequestLimits {

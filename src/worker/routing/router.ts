@@ -67,14 +67,18 @@ export interface RouteOptions {
   readonly kind: RouteKind;
 }
 
-export interface RouterDeps {
-  readonly directory: NodeDirectory;
-  readonly leaders: LeaderCache;
-  readonly policy: RoutingPolicy;
+/** Time, waiting and chance as the router (and what runs beside it) sees them: tests and the simulator inject theirs. */
+export interface RoutingSeams {
   /** In [0, 1): jitter and the choice of a first node. */
   readonly random: () => number;
   readonly now: () => number;
   readonly sleep: (ms: number) => Promise<void>;
+}
+
+export interface RouterDeps extends RoutingSeams {
+  readonly directory: NodeDirectory;
+  readonly leaders: LeaderCache;
+  readonly policy: RoutingPolicy;
   /** Timers for the deadline of each node call (real ones by default; the simulator's run on simulated time). */
   readonly timer?: ScheduleTimer;
   /** Test only: defects to put back (see router-bugs.ts). */
@@ -637,8 +641,8 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export const defaultRouterDeps = {
+export const defaultRouterDeps: RoutingSeams = {
   random: () => Math.random(),
   now: () => Date.now(),
   sleep: (ms: number) => sleep(ms),
-} as const;
+};
