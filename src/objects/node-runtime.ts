@@ -164,7 +164,8 @@ export class NodeRuntime {
       return;
     }
     const ticks = Math.min(due, LIMITS.maxCatchUpTicks);
-    if (due > 2) {
+    // Stalled: woken two ticks or more after it meant to wake. A quiet follower meant to sleep (nextWakeAtMs).
+    if (nowMs - this.nextWakeAtMs() >= 2 * this.tickIntervalMs) {
       this.lastStallAtMs = nowMs;
     }
     for (let i = 0; i < ticks; i++) {
@@ -182,9 +183,20 @@ export class NodeRuntime {
     this.processReady();
   }
 
-  /** When the alarm should next fire: the next tick. */
+  /**
+   * When the alarm should next fire: the next tick, or for a quiet follower (the core's quietTicks) the tick its
+   * election timer would fire at. A leader's heartbeats wake a follower anyway (each envelope catches its clock up);
+   * setting the alarm every tick on every node was most of what an idle cluster cost.
+   */
   nextWakeAtMs(): number {
-    return this.lastTickAtMs + this.tickIntervalMs;
+    const quiet = this.census.needsTicks ? 1 : Math.min(this.raft.quietTicks(), LIMITS.maxQuietTicks);
+    const wakeAtMs = this.lastTickAtMs + quiet * this.tickIntervalMs;
+    if (!Number.isFinite(wakeAtMs)) {
+      throw new Error(
+        `next wake is not a time: last tick ${this.lastTickAtMs}, quiet ticks ${quiet} (core ${this.raft.quietTicks()}), tick ${this.tickIntervalMs} ms`,
+      );
+    }
+    return wakeAtMs;
   }
 
   get isStopped(): boolean {
@@ -568,6 +580,11 @@ export class NodeRuntime {
   /** Test-only: whether a message from here to `to` would pass the fault rules right now. */
   faultDecision(to: string): ReturnType<typeof applyFaults> {
     return this.peers.faultDecision(to);
+  }
+
+  /** Test-only: the stored fault rules changed; the peer links read them again. */
+  faultRulesChanged(): void {
+    this.peers.faultRulesChanged();
   }
 
   /** Stops every timer-like thing this runtime holds; waiting requests fail cleanly. */

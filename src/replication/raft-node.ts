@@ -430,6 +430,16 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  quietTicks(): number {
+    if (this.role !== "follower" || this.forwardedReads.size() > 0 || this.leaderReads.size() > 0) {
+      return 1;
+    }
+    if (!this.isPromotable()) {
+      return Number.POSITIVE_INFINITY;
+    }
+    return Math.max(1, this.timer.currentTimeoutTicks() - this.timer.elapsedTicks);
+  }
+
   hasReady(): boolean {
     if (this.outstanding !== null) {
       return false;

@@ -388,6 +388,13 @@ export interface RaftNodeApi {
   concludeVotingCensus(census: { readonly maxTerm: number; readonly history: boolean }): void;
   /** The shell finished (or failed) sending a snapshot to `peer`. */
   reportSnapshotResult(peer: NodeId, ok: boolean): void;
+  /**
+   * How many ticks may pass before one would do more than count (at least 1): a follower with no read pending sleeps
+   * until its election timer would fire; any other role ticks every tick. Infinity for a follower that never
+   * campaigns (a learner, a removed node, one on voting probation). The shell may skip ticks until then and catch
+   * them up at once: only counters move in between.
+   */
+  quietTicks(): number;
   hasReady(): boolean;
   /**
    * The pending batch; call advance() with it once it is fully handled. One Ready at a time: hasReady() is false and

@@ -256,3 +256,35 @@ describe("elections", () => {
     }
   });
 });
+
+describe("quiet ticks (how long the shell may let a node sleep)", () => {
+  it("a follower may skip exactly the ticks before its election timer fires; a leader and a campaigner tick each tick", () => {
+    const cluster = new TestCluster(["a", "b", "c"]);
+    const leader = cluster.elect();
+    const follower = ["a", "b", "c"].find((id) => id !== leader)!;
+    expect(cluster.core(leader).quietTicks()).toBe(1);
+    cluster.tick([leader]);
+    const quiet = cluster.core(follower).quietTicks();
+    expect(quiet).toBeGreaterThanOrEqual(1);
+    expect(quiet).toBeLessThan(20);
+    // The leader falls silent: after quiet - 1 ticks the follower still follows, and the next one starts its campaign.
+    for (let i = 0; i < quiet - 1; i++) {
+      cluster.tickQuietly(follower);
+      expect(cluster.status(follower).role).toBe("follower");
+      expect(cluster.core(follower).quietTicks()).toBe(quiet - 1 - i);
+    }
+    cluster.tickQuietly(follower);
+    expect(cluster.status(follower).role).toBe("preCandidate");
+    expect(cluster.core(follower).quietTicks()).toBe(1);
+  });
+
+  it("a follower with a read forwarded to the leader ticks each tick (the read's deadline counts ticks)", () => {
+    const cluster = new TestCluster(["a", "b", "c"]);
+    const leader = cluster.elect();
+    const follower = ["a", "b", "c"].find((id) => id !== leader)!;
+    cluster.tick([leader]);
+    expect(cluster.core(follower).quietTicks()).toBeGreaterThan(1);
+    expect(cluster.core(follower).requestRead("r1")).toMatchObject({ ok: true });
+    expect(cluster.core(follower).quietTicks()).toBe(1);
+  });
+});

@@ -46,6 +46,11 @@ export class VotingCensus {
     private readonly ask: (peer: string) => Promise<boolean>,
   ) {}
 
+  /** While open the census asks its peers on every tick (with back-off): the node must not skip ticks. */
+  get needsTicks(): boolean {
+    return this.open;
+  }
+
   private get open(): boolean {
     return !this.concluded && this.core.raft.status().votingProbation;
   }

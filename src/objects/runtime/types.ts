@@ -46,6 +46,11 @@ export const LIMITS = {
   maxLeaderWaiters: 1024,
   /** After a long eviction, catch up at most this many ticks at once (the core only needs "a timeout passed"). */
   maxCatchUpTicks: 64,
+  /**
+   * A quiet follower sleeps at most this many ticks (it wakes at its election deadline, or sooner): half of
+   * maxCatchUpTicks, so the ticks it skipped are always caught up in one go.
+   */
+  maxQuietTicks: 32,
   snapshotChunkTimeoutMs: 5_000,
   statusSummaryEveryTicks: 50,
 } as const;
