@@ -305,6 +305,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     assertFaultsEnabled(this.env);
     const parsed: FaultRules = parseFaultRules(rules);
     this.ctx.storage.kv.put(TestHookKeys.faultRules, parsed);
+    this.host.current?.faultRulesChanged();
   }
 
   /**

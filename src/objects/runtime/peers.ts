@@ -124,6 +124,8 @@ export class PeerLinks {
   private imageBuildFailedAtMs: number | null = null;
   /** Images built so far (for tests and the status log). */
   private imagesBuilt = 0;
+  /** The stored test fault rules (null: none that fault anything), undefined until read (see faultRules). */
+  private cachedFaultRules: FaultRules | null | undefined = undefined;
   /** While a peer's envelope is stepped with repliesInAnswer: that peer, and the responses held for the answer. */
   private held: { readonly peer: string; readonly replies: Message[]; readonly dropped: boolean } | null = null;
   /** Called with every report a peer sends back (the consistency monitor reads its checkpoints). */
@@ -631,11 +633,24 @@ export class PeerLinks {
     }
   }
 
+  /**
+   * The test fault rules: read from storage once and kept until faultRulesChanged(), since every call to a peer asks
+   * for them. Rules that fault nothing are kept as none, so a healed cluster skips them as one never faulted does.
+   */
   private faultRules(): FaultRules | null {
     if (!this.core.deps.faultsEnabled) {
       return null;
     }
-    return this.core.deps.kv.get<FaultRules>(TestHookKeys.faultRules) ?? null;
+    if (this.cachedFaultRules === undefined) {
+      const stored = this.core.deps.kv.get<FaultRules>(TestHookKeys.faultRules) ?? null;
+      this.cachedFaultRules = stored !== null && faultsAnything(stored) ? stored : null;
+    }
+    return this.cachedFaultRules;
+  }
+
+  /** The stored fault rules changed (ClusterNode.setFaults): read them again at the next call. */
+  faultRulesChanged(): void {
+    this.cachedFaultRules = undefined;
   }
 
   private peerInfoFor(peer: string): PeerInfo {
@@ -646,4 +661,9 @@ export class PeerLinks {
     }
     return info;
   }
+}
+
+/** Whether rules can change anything: a partition, a drop probability or a delay (applyFaults delivers otherwise). */
+function faultsAnything(rules: FaultRules): boolean {
+  return (rules.partitions ?? []).length > 0 || (rules.dropProbability ?? 0) > 0 || (rules.delayMs ?? 0) > 0;
 }

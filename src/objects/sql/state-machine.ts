@@ -256,6 +256,11 @@ export class SqlStateMachine {
    */
   private cachedApplied: number | null = null;
   private cachedSchema: SchemaInfo | null = null;
+  /**
+   * The dedup window's size (records and bytes) as stored, kept in memory because every write updates it; null until
+   * read, and dropped by any transaction that throws (it may have undone the update) and by forgetCachedState().
+   */
+  private cachedDedupWindow: { count: number; bytes: number } | null = null;
   /** Counts schema writes, so a rolled-back transaction knows whether the cached schema may be one it undid. */
   private schemaWrites = 0;
 
@@ -414,6 +419,7 @@ export class SqlStateMachine {
     try {
       return this.storage.transactionSync(fn);
     } catch (error) {
+      this.cachedDedupWindow = null;
       if (this.schemaWrites !== schemaWritesBefore) {
         this.cachedSchema = null;
       }
@@ -425,6 +431,7 @@ export class SqlStateMachine {
   forgetCachedState(): void {
     this.cachedApplied = null;
     this.cachedSchema = null;
+    this.cachedDedupWindow = null;
   }
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
@@ -654,10 +661,14 @@ export class SqlStateMachine {
       count: results.length,
       ...(fingerprint === undefined ? {} : { fingerprint }),
     };
-    let bytes = dedupWindowBytes(this.kv) + dedupRecordBytes(id, record);
+    const window = (this.cachedDedupWindow ??= {
+      count: this.kv.get<number>(StateKeys.dedupCount) ?? 0,
+      bytes: dedupWindowBytes(this.kv),
+    });
+    let bytes = window.bytes + dedupRecordBytes(id, record);
     this.kv.put(StateKeys.dedupById(id), record);
     this.kv.put(StateKeys.dedupByIndex(index), id);
-    let count = (this.kv.get<number>(StateKeys.dedupCount) ?? 0) + 1;
+    let count = window.count + 1;
     // Forget the oldest (by applied index) until both bounds hold; the request just remembered always stays.
     if (count > this.maxDedupEntries || bytes > this.maxDedupBytes) {
       for (const [key, oldId] of this.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
@@ -675,6 +686,8 @@ export class SqlStateMachine {
     }
     this.kv.put(StateKeys.dedupCount, count);
     this.kv.put(StateKeys.dedupBytes, bytes);
+    window.count = count;
+    window.bytes = bytes;
   }
 
   private resultsOf(record: DedupRecord, id: string): StatementResult[] {
