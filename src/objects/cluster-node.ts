@@ -37,7 +37,13 @@ import { NodeEventLog, registerEventLog, type EventsRequest, type EventsValue } 
 import { logTracedAppends, runWithTrace, spanForIncoming, tracedBody } from "./trace";
 import { otlpExporterFromEnv, type OtlpSpanExporter } from "./otlp-export";
 import { spannedAppend, spannedNodeCall } from "./otlp-spans";
-import { assertFaultsEnabled, faultsEnabled, parseFaultRules, systemClock, type FaultRules } from "./transport/index";
+import {
+  assertFaultsEnabled,
+  CoalescedClock,
+  faultsEnabled,
+  parseFaultRules,
+  type FaultRules,
+} from "./transport/index";
 
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
 const PEER_CALL_TIMEOUT_MS = 5_000;
@@ -75,7 +81,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       kv: ctx.storage.kv,
       transaction: (fn) => ctx.storage.transactionSync(fn),
       stateMachine: () => createStateMachine(ctx.storage, stateMachineOptionsFromEnv(env)),
-      clock: systemClock,
+      // Its own: a timer runs in the context of the object that set it.
+      clock: new CoalescedClock(),
       alarm: { set: (atMs) => ctx.storage.setAlarm(atMs), delete: () => ctx.storage.deleteAlarm() },
       randomSeed: () => crypto.getRandomValues(new Uint32Array(1))[0] ?? 1,
       newIncarnation: () => crypto.randomUUID(),
