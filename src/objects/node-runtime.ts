@@ -31,7 +31,8 @@ import { NodeKeys } from "./storage-keys";
 import { tickMs } from "./timing";
 import type { applyFaults, RaftEnvelope, SnapshotChunk } from "./transport/index";
 import { isMonitorCommand } from "./monitor/command";
-import { ConsistencyMonitor, type RepairOutcome } from "./runtime/consistency-monitor";
+import { ConsistencyMonitor } from "./runtime/consistency-monitor";
+import type { RepairOutcome } from "./monitor/types";
 
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";

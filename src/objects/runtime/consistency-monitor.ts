@@ -22,15 +22,6 @@ import type {
   ReplicaConsistencyStatus,
 } from "../monitor/types";
 
-export type {
-  CheckpointSummary,
-  NodeConsistency,
-  PeerConsistencyReport,
-  RepairOutcome,
-  ReplicaConsistency,
-  ReplicaConsistencyStatus,
-} from "../monitor/types";
-
 /** Checkpoints a node reports in each answer, and the leader keeps comparing. */
 const REPORTED_CHECKPOINTS = 2;
 const COMPARED_CHECKPOINTS = 8;
