@@ -19,6 +19,11 @@ export class VoteTally {
     this.answers.set(voter, granted);
   }
 
+  /** Whether `voter` has answered (granted or refused). */
+  hasAnswered(voter: NodeId): boolean {
+    return this.answers.has(voter);
+  }
+
   counts(): { readonly granted: number; readonly rejected: number } {
     let granted = 0;
     let rejected = 0;

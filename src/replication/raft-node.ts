@@ -119,6 +119,8 @@ export class RaftNode implements RaftNodeApi {
   private heartbeatElapsedTicks = 0;
   private checkQuorumElapsedTicks = 0;
   private votes: VoteTally | null = null;
+  /** Whether the current campaign was started by a leadership transfer (its requests are asked again as such). */
+  private campaignIsTransfer = false;
   private readonly progress = new Map<NodeId, Progress>();
   private transferee: NodeId | null = null;
   private transferElapsedTicks = 0;
@@ -550,6 +552,35 @@ export class RaftNode implements RaftNodeApi {
     this.timer.tick();
     if (this.timer.hasTimedOut() && this.isPromotable()) {
       this.hup({ transfer: false });
+      return;
+    }
+    if (
+      (this.role === "preCandidate" || this.role === "candidate") &&
+      this.timer.elapsedTicks % this.config.heartbeatIntervalTicks === 0
+    ) {
+      this.askUnansweredVoters();
+    }
+  }
+
+  /**
+   * A (pre-)candidate asks again, every heartbeat interval of its round, each voter that has not answered. A voter
+   * that still heard from the old leader within the minimum timeout ignores a request without answering
+   * (stickiness); followers hear the last heartbeat at slightly different moments, so the first to time out is often
+   * ignored by one that is a tick or two behind, and without asking again it would wait for its next round (one to two
+   * election timeouts) while that voter is ready a tick later. A lost request is recovered the same way. Asking again
+   * changes no term and no vote: the request is the same one, and a voter answers it as it would have the first time.
+   */
+  private askUnansweredVoters(): void {
+    const votes = this.votes;
+    if (votes === null) {
+      return;
+    }
+    const kind = this.role === "preCandidate" ? "preVote" : "vote";
+    const voteTerm = kind === "preVote" ? this.term + 1 : this.term;
+    for (const voter of this.membership.voters) {
+      if (voter !== this.id && !votes.hasAnswered(voter)) {
+        this.sendVoteRequest(voter, { kind, voteTerm, transfer: this.campaignIsTransfer });
+      }
     }
   }
 
@@ -755,6 +786,7 @@ export class RaftNode implements RaftNodeApi {
     const voteTerm = kind === "preVote" ? this.term + 1 : this.term;
     const votes = new VoteTally(this.membership.voters);
     this.votes = votes;
+    this.campaignIsTransfer = transfer;
     votes.record(this.id, true);
     if (votes.outcome() === "won") {
       // A single voter: nobody else to ask.
@@ -765,14 +797,25 @@ export class RaftNode implements RaftNodeApi {
       }
       return;
     }
-    const lastLogIndex = this.log.lastIndex();
-    const lastLogTerm = this.log.lastTerm();
     for (const voter of this.membership.voters) {
       if (voter === this.id) {
         continue;
       }
-      this.send({ ...this.envelope(voter, voteTerm), type: kind, lastLogIndex, lastLogTerm, transfer });
+      this.sendVoteRequest(voter, { kind, voteTerm, transfer });
     }
+  }
+
+  private sendVoteRequest(
+    voter: NodeId,
+    request: { readonly kind: "preVote" | "vote"; readonly voteTerm: number; readonly transfer: boolean },
+  ): void {
+    this.send({
+      ...this.envelope(voter, request.voteTerm),
+      type: request.kind,
+      lastLogIndex: this.log.lastIndex(),
+      lastLogTerm: this.log.lastTerm(),
+      transfer: request.transfer,
+    });
   }
 
   private handleVoteRequest(m: PreVoteRequest | VoteRequest): void {

@@ -3,7 +3,7 @@ import { ElectionTimer } from "../../src/election/election.js";
 import { VoteTally } from "../../src/election/votes.js";
 import { SeededRandom } from "../../src/replication/index.js";
 import type { Message, VoteRequest } from "../../src/replication/types.js";
-import { TestCluster, describeMessage } from "./helpers.js";
+import { BASE_CONFIG, TestCluster, describeMessage } from "./helpers.js";
 
 const isCampaignMessage = (m: Message): boolean =>
   m.type === "preVote" || m.type === "preVoteResponse" || m.type === "vote" || m.type === "voteResponse";
@@ -154,6 +154,27 @@ describe("elections", () => {
     const answers = cluster.take((m) => m.from === follower).map(describeMessage);
     expect(answers).toEqual([`${follower}->${other} voteResponse t${term + 1} granted`]);
     expect(cluster.status(follower)).toMatchObject({ term: term + 1, vote: other });
+  });
+
+  it("a pre-candidate asks again, every heartbeat, the voters that have not answered: one that ignored it while it still heard from the leader grants it as soon as that ends", () => {
+    const cluster = new TestCluster(["a", "b", "c"]);
+    const leader = cluster.elect();
+    const [early, late] = ["a", "b", "c"].filter((id) => id !== leader) as [string, string];
+    cluster.isolate(leader);
+    cluster.tickMany(2); // the leader's last heartbeats reach no one: both followers count from the same moment
+    // `early` times out first; `late` has not ticked, so it still heard from its leader within the minimum timeout.
+    cluster.tickUntil(() => cluster.status(early).role === "preCandidate", 30, [early]);
+    expect(cluster.status(late)).toMatchObject({ role: "follower", leader });
+    // `late`'s leader contact ages past the minimum election timeout (before its own timer, drawn at or above it, fires).
+    for (let tick = 0; tick < BASE_CONFIG.electionTimeoutTicks; tick++) {
+      cluster.tickQuietly(late);
+    }
+    expect(cluster.queue.filter((m) => m.from === late)).toEqual([]);
+    expect(cluster.status(late).role).toBe("follower");
+    // One heartbeat interval of `early` (its own round is far from over): it asks `late` again and wins.
+    cluster.tickMany(BASE_CONFIG.heartbeatIntervalTicks, [early]);
+    expect(cluster.status(early).role).toBe("leader");
+    expect(cluster.status(late)).toMatchObject({ role: "follower", leader: early });
   });
 
   it("a follower that has not heard from a leader within the minimum timeout grants a pre-vote without changing its term", () => {
