@@ -9,8 +9,11 @@ export interface RandomSource {
 }
 
 /**
- * Counts ticks since the last reset and fires after a timeout drawn uniformly from [min, 2 * min): randomization
- * makes split votes resolve, because one candidate usually times out well before the others.
+ * Counts ticks since the last reset and fires after a timeout drawn uniformly from [min, 1.5 * min) (at least two
+ * values): randomization makes split votes resolve, because one candidate usually times out a tick or more before
+ * the others. Half a timeout of spread is enough for that: with pre-vote, a split needs two voters to time out
+ * within one message delay of each other, and candidates ask unanswered voters again every heartbeat; a wider
+ * spread only delays the first candidate after a leader is lost (the earliest of the followers' draws).
  */
 export class ElectionTimer {
   elapsedTicks = 0;
@@ -47,9 +50,15 @@ export class ElectionTimer {
     return this.timeoutTicks;
   }
 
+  /** How many timeouts a draw may pick from: half the minimum (rounded up), at least two. */
+  spreadTicks(): number {
+    return Math.max(2, Math.ceil(this.minTimeoutTicks / 2));
+  }
+
   private drawTimeoutTicks(): number {
-    const drawn = this.minTimeoutTicks + this.random.nextInt(this.minTimeoutTicks);
-    if (!Number.isInteger(drawn) || drawn < this.minTimeoutTicks || drawn >= 2 * this.minTimeoutTicks) {
+    const spread = this.spreadTicks();
+    const drawn = this.minTimeoutTicks + this.random.nextInt(spread);
+    if (!Number.isInteger(drawn) || drawn < this.minTimeoutTicks || drawn >= this.minTimeoutTicks + spread) {
       throw new RangeError(`RandomSource.nextInt(${this.minTimeoutTicks}) returned a value out of range`);
     }
     return drawn;

@@ -9,8 +9,9 @@ export interface ClusterTiming {
 }
 
 /**
- * How long an election normally takes to end: two election timeouts. A timer fires after one to two timeouts
- * (randomized), and a split vote costs one more round; voters that cannot reach each other stay leaderless longer.
+ * How long an election normally takes to end: two election timeouts. A timer fires after one to one and a half
+ * timeouts (randomized), and a split vote costs one more round; voters that cannot reach each other stay leaderless
+ * longer.
  * Health stops counting a leaderless voter after it; a client told to retry after an election waits this long.
  */
 export function electionWindowMs(timing: ClusterTiming): number {

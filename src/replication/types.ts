@@ -155,7 +155,7 @@ export type MessageType = Message["type"];
 
 export interface RaftConfig {
   readonly id: NodeId;
-  /** The minimum election timeout; each timer draws uniformly from [min, 2 * min). */
+  /** The minimum election timeout; each timer draws uniformly from [min, 1.5 * min) (election.ts, ElectionTimer). */
   readonly electionTimeoutTicks: number;
   readonly heartbeatIntervalTicks: number;
   /** A leader that has not heard from a quorum within an election timeout steps down. */
