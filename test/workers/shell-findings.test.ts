@@ -34,8 +34,15 @@ async function withScripted<T>(options: ScriptedNodeOptions, body: (node: Script
   });
 }
 
-function countOf(results: readonly { rows?: readonly (readonly unknown[])[] }[]): unknown {
-  return results[0]?.rows?.[0]?.[0];
+type CountRows = readonly { rows?: readonly (readonly unknown[])[] }[];
+
+/** The count a settled COUNT read answered; its error is thrown, so the test shows what went wrong. */
+async function countOf(read: Promise<{ ok: true; value: { results: CountRows } } | { ok: false; error: unknown }>) {
+  const outcome = await read;
+  if (!outcome.ok) {
+    throw outcome.error;
+  }
+  return outcome.value.results[0]?.rows?.[0]?.[0];
 }
 
 /** Makes `self` a follower of n1 in term 1 holding the table and nothing else (applied 2). */
@@ -87,11 +94,7 @@ async function restartedFollowerRead(bugs: ShellBugs): Promise<unknown> {
       },
     ]);
     node.deliver("n1", [{ type: "readIndexResponse", term: 1, context: newContext, index: 3 }]);
-    const read = await newRead;
-    if (!read.ok) {
-      throw read.error;
-    }
-    return countOf(read.value.results);
+    return countOf(newRead);
   });
 }
 
@@ -335,76 +338,68 @@ async function deposedWithWritePending(bugs: ShellBugs): Promise<{ code: string;
   });
 }
 
-async function leaderCutOff(bugs: ShellBugs): Promise<{ code: string; proposed: boolean }> {
-  return withScripted(
-    {
-      prefix: "f11-quorum",
-      nodes: ["n1", "n2", "n3"],
-      self: "n1",
-      bugs,
-      heartbeatIntervalMs: 100,
-      electionTimeoutMs: 1000,
-    },
-    async (node) => {
-      await node.electSelf(["n2"]);
-      // 0.9 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
-      for (let i = 0; i < 9; i++) {
-        node.advance(100);
-      }
-      expect(node.runtime.status().role).toBe("leader");
-      const before = node.runtime.status().lastIndex;
-      const outcome = await settle(
-        node.runtime.execute({
-          request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
-          timeoutMs: 300,
-        }),
-      );
-      return {
-        code: outcome.ok ? "applied" : codeOf(outcome.error),
-        proposed: node.runtime.status().lastIndex > before,
-      };
-    },
+/** Finding 11's timing: 100 ms heartbeats and a 1 s election timeout, after which CheckQuorum judges a leader. */
+const QUORUM_CHECK_TIMING = { heartbeatIntervalMs: 100, electionTimeoutMs: 1000 } as const;
+
+/** 0.9 s pass in 100 ms ticks without a word from any peer: CheckQuorum (1 s) has not fired yet. */
+function silenceFor900Ms(node: ScriptedNode): void {
+  for (let i = 0; i < 9; i++) {
+    node.advance(100);
+  }
+}
+
+/** n1 is elected leader with n2's vote, then hears nothing from its followers for 0.9 s. */
+function withSilencedLeader<T>(
+  prefix: string,
+  bugs: ShellBugs | undefined,
+  body: (node: ScriptedNode) => Promise<T>,
+): Promise<T> {
+  const options = { prefix, nodes: ["n1", "n2", "n3"], self: "n1", ...QUORUM_CHECK_TIMING };
+  return withScripted(bugs === undefined ? options : { ...options, bugs }, async (node) => {
+    await node.electSelf(["n2"]);
+    silenceFor900Ms(node);
+    return body(node);
+  });
+}
+
+/** Proposes a write (SELECT 1): how it ended, and whether it reached the log. */
+async function proposeProbe(node: ScriptedNode, timeoutMs: number): Promise<{ code: string; proposed: boolean }> {
+  const before = node.runtime.status().lastIndex;
+  const outcome = await settle(
+    node.runtime.execute({
+      request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
+      timeoutMs,
+    }),
   );
+  return {
+    code: outcome.ok ? "applied" : codeOf(outcome.error),
+    proposed: node.runtime.status().lastIndex > before,
+  };
+}
+
+async function leaderCutOff(bugs: ShellBugs): Promise<{ code: string; proposed: boolean }> {
+  // 0.9 s without a word from any follower: CheckQuorum (1 s) has not fired yet, but a majority is out of reach.
+  return withSilencedLeader("f11-quorum", bugs, async (node) => {
+    expect(node.runtime.status().role).toBe("leader");
+    return proposeProbe(node, 300);
+  });
 }
 
 /** Leader n1 hears nothing for 0.9 s; a caller asks it who leads. */
 async function cutOffLeaderNamesLeader(bugs: ShellBugs): Promise<string> {
-  return withScripted(
-    {
-      prefix: "f11-wait",
-      nodes: ["n1", "n2", "n3"],
-      self: "n1",
-      bugs,
-      heartbeatIntervalMs: 100,
-      electionTimeoutMs: 1000,
-    },
-    async (node) => {
-      await node.electSelf(["n2"]);
-      for (let i = 0; i < 9; i++) {
-        node.advance(100);
-      }
-      const outcome = await settle(node.runtime.waitForLeader(300));
-      return outcome.ok ? `leader ${outcome.value.leader}` : codeOf(outcome.error);
-    },
-  );
+  return withSilencedLeader("f11-wait", bugs, async (node) => {
+    const outcome = await settle(node.runtime.waitForLeader(300));
+    return outcome.ok ? `leader ${outcome.value.leader}` : codeOf(outcome.error);
+  });
 }
 
 /** Follower n2 last heard its leader 0.9 s ago (no election yet); a linearizable read arrives. */
 async function readOnFollowerOfSilentLeader(bugs: ShellBugs): Promise<{ code: string; waitedMs: number }> {
   return withScripted(
-    {
-      prefix: "f11-read",
-      nodes: ["n1", "n2", "n3"],
-      self: "n2",
-      bugs,
-      heartbeatIntervalMs: 100,
-      electionTimeoutMs: 1000,
-    },
+    { prefix: "f11-read", nodes: ["n1", "n2", "n3"], self: "n2", bugs, ...QUORUM_CHECK_TIMING },
     async (node) => {
       followWithTable(node);
-      for (let i = 0; i < 9; i++) {
-        node.advance(100);
-      }
+      silenceFor900Ms(node);
       expect(node.runtime.status().leader).toBe("n1");
       const started = Date.now();
       const outcome = await settle(
@@ -432,31 +427,14 @@ describe("finding 11: a leader that lost its quorum lets writes move on", () => 
     expect(await leaderCutOff({ leaderAcceptsWithoutQuorum: true })).toEqual({ code: "TIMEOUT", proposed: true });
   });
   it("finding 11: a leader that was itself stalled (many ticks caught up at once) is not judged cut off by the silence", async () => {
-    const seen = await withScripted(
-      { prefix: "f11-stall", nodes: ["n1", "n2", "n3"], self: "n1", heartbeatIntervalMs: 100, electionTimeoutMs: 1000 },
-      async (node) => {
-        await node.electSelf(["n2"]);
-        for (let i = 0; i < 9; i++) {
-          node.advance(100);
-        }
-        node.deliver("n2", [
-          { type: "heartbeatResponse", term: node.runtime.status().term, readContext: null, round: 1 },
-        ]);
-        // 0.9 s pass in one go: the followers' answers of that time may simply not have been handled yet.
-        node.advance(900);
-        const before = node.runtime.status().lastIndex;
-        const outcome = await settle(
-          node.runtime.execute({
-            request: { id: "w1", statements: [{ sql: "SELECT 1" }], transaction: false },
-            timeoutMs: 200,
-          }),
-        );
-        return {
-          code: outcome.ok ? "applied" : codeOf(outcome.error),
-          proposed: node.runtime.status().lastIndex > before,
-        };
-      },
-    );
+    const seen = await withSilencedLeader("f11-stall", undefined, async (node) => {
+      node.deliver("n2", [
+        { type: "heartbeatResponse", term: node.runtime.status().term, readContext: null, round: 1 },
+      ]);
+      // 0.9 s pass in one go: the followers' answers of that time may simply not have been handled yet.
+      node.advance(900);
+      return proposeProbe(node, 200);
+    });
     expect(seen).toEqual({ code: "TIMEOUT", proposed: true });
   });
   it("finding 11: a follower whose leader went quiet refuses a linearizable read at once (NO_LEADER) instead of waiting", async () => {
@@ -509,11 +487,7 @@ async function weakReadOnNewLeader(bugs: ShellBugs): Promise<unknown> {
         rejectHint: null,
       },
     ]);
-    const outcome = await read;
-    if (!outcome.ok) {
-      throw outcome.error;
-    }
-    return countOf(outcome.value.results);
+    return countOf(read);
   });
 }
 
