@@ -133,6 +133,28 @@ const codeMapping = (codes) => [
 function stateCode(metric, label, states) {
   return `sum by (node, peer) (${states.map((state, index) => `(${metric}{${CN},${label}="${state}"} * ${index + 1})`).join(" or ")})`;
 }
+/**
+ * A per-replica state set (one 0/1 series per state, labelled node and peer) as a timeline: each state becomes its
+ * code (1, 2, ...) and is shown by name in its colour.
+ */
+function replicaStateTimeline(w, title, description, { metric, label, states }) {
+  return stateTimeline(
+    w,
+    title,
+    description,
+    [
+      [
+        stateCode(
+          metric,
+          label,
+          states.map(([name]) => name),
+        ),
+        "{{node}} -> {{peer}}",
+      ],
+    ],
+    codeMapping(states.map(([name, color], index) => [index + 1, name, color])),
+  );
+}
 const redBelowOne = {
   mode: "absolute",
   steps: [
@@ -280,35 +302,26 @@ line(
 );
 line(
   8,
-  stateTimeline(
-    8,
-    "Replica status",
-    "Each replica's status as the leader sees it.",
-    [
-      [
-        stateCode("durable_ha_replica_status", "status", ["JOINING", "ONLINE", "LAGGING", "RECONNECTING", "OFFLINE"]),
-        "{{node}} -> {{peer}}",
-      ],
+  replicaStateTimeline(8, "Replica status", "Each replica's status as the leader sees it.", {
+    metric: "durable_ha_replica_status",
+    label: "status",
+    states: [
+      ["JOINING", "blue"],
+      ["ONLINE", "green"],
+      ["LAGGING", "orange"],
+      ["RECONNECTING", "red"],
+      ["OFFLINE", "dark-red"],
     ],
-    codeMapping([
-      [1, "JOINING", "blue"],
-      [2, "ONLINE", "green"],
-      [3, "LAGGING", "orange"],
-      [4, "RECONNECTING", "red"],
-      [5, "OFFLINE", "dark-red"],
-    ]),
-  ),
-  stateTimeline(
-    8,
-    "Circuit breakers",
-    "The state of the breaker from the leader to each replica.",
-    [[stateCode("durable_ha_replica_breaker_state", "state", ["CLOSED", "HALF_OPEN", "OPEN"]), "{{node}} -> {{peer}}"]],
-    codeMapping([
-      [1, "CLOSED", "green"],
-      [2, "HALF_OPEN", "orange"],
-      [3, "OPEN", "red"],
-    ]),
-  ),
+  }),
+  replicaStateTimeline(8, "Circuit breakers", "The state of the breaker from the leader to each replica.", {
+    metric: "durable_ha_replica_breaker_state",
+    label: "state",
+    states: [
+      ["CLOSED", "green"],
+      ["HALF_OPEN", "orange"],
+      ["OPEN", "red"],
+    ],
+  }),
   timeseries(
     8,
     "Replica failures and reconnections",
@@ -437,27 +450,20 @@ line(
 row("Consistency monitor");
 line(
   8,
-  stateTimeline(
+  replicaStateTimeline(
     8,
     "Replica consistency",
     "The consistency monitor's verdict on each replica, as the leader sees it (README: Consistency monitor).",
-    [
-      [
-        stateCode("durable_ha_replica_consistency_status", "status", [
-          "UNCHECKED",
-          "CONSISTENT",
-          "DIVERGED",
-          "REPAIRING",
-        ]),
-        "{{node}} -> {{peer}}",
+    {
+      metric: "durable_ha_replica_consistency_status",
+      label: "status",
+      states: [
+        ["UNCHECKED", "blue"],
+        ["CONSISTENT", "green"],
+        ["DIVERGED", "red"],
+        ["REPAIRING", "orange"],
       ],
-    ],
-    codeMapping([
-      [1, "UNCHECKED", "blue"],
-      [2, "CONSISTENT", "green"],
-      [3, "DIVERGED", "red"],
-      [4, "REPAIRING", "orange"],
-    ]),
+    },
   ),
   timeseries(
     8,
