@@ -7,7 +7,7 @@ import type { RepairOutcome } from "./monitor/types";
 import type { MemberConfig, NodeAddress, NodeResult, NodeStatusReport } from "./cluster-types";
 
 export type { ConsistencySettings } from "./monitor/config";
-export type { DivergedFlag, NodeConsistency, ReplicaConsistency, RepairOutcome } from "./monitor/types";
+export type { DivergedFlag, NodeConsistency, ReplicaConsistency, RepairOutcome, UndecidedImage } from "./monitor/types";
 
 export type {
   HistogramSnapshot,

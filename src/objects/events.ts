@@ -39,6 +39,11 @@ export const FEED_EVENTS: ReadonlySet<string> = new Set([
   "replicaRepaired",
   "repairFailed",
   "repairInstalled",
+  "imageCheckpointProposed",
+  "snapshotImageVerified",
+  "snapshotImageRefused",
+  "snapshotImageUnchecked",
+  "repairUnverified",
 ]);
 
 export const MAX_EVENTS_PER_NODE = 256;

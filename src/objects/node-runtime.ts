@@ -129,6 +129,13 @@ export class NodeRuntime {
       this.monitor.recordPeerReport(peer, report.consistency, report.appliedIndex);
     this.census = new VotingCensus(this.core, (peer) => this.peers.askForReport(peer));
     this.peers.onCensusReport = (peer, report) => this.census.noteReport(peer, report);
+    if (this.monitor.config.enabled && deps.bugs?.snapshotImageUnverified !== true) {
+      const monitor = this.monitor;
+      this.peers.verifiedImages = {
+        image: (minIndex) => monitor.verifiedImage(minIndex),
+        built: () => monitor.imageCheckpointImagesBuilt(),
+      };
+    }
     this.requests = new ClientRequests(this.core, this.nextRuntimeId());
     this.log("info", "nodeStarted", {
       fresh,
@@ -540,7 +547,7 @@ export class NodeRuntime {
     if (status.role !== "leader") {
       throw nodeError("NOT_LEADER", `${this.identity.node} is not the leader`, { leader: status.leader });
     }
-    return withDeadline(this.monitor.repair(options.node), {
+    return withDeadline(this.monitor.repair(options.node, { byOperator: true }), {
       timeoutMs: options.timeoutMs,
       what: `the repair of ${options.node}`,
       timers: this.deps.clock,

@@ -38,6 +38,8 @@ export interface ShellBugs {
   readonly snapshotChunkWaitsFixedTimeout?: boolean;
   /** Issue 11 (simulator bug B): a Ready's entries and hard state are persisted outside one transaction. */
   readonly persistNotAtomic?: boolean;
+  /** Issue 14 (leader plant): the leader sends snapshot and repair images of its state unverified, so a leader whose database went wrong outside Raft spreads it. */
+  readonly snapshotImageUnverified?: boolean;
 }
 
 /** The names of every switch, for validating what a test sends over RPC. */

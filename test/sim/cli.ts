@@ -1,10 +1,13 @@
 // npm run sim -- --seed N [--steps S] [--verbose] [--bug NAME]      replay one seed (with its trace on --verbose)
 // npm run sim -- --seeds COUNT [--from START] [--steps S] [--bug NAME]  run a range; exit code 1 on any violation
+// --plant-leader-row: after the safety phase, change an acknowledged row on the leader outside Raft (SimOptions);
+// --shell-bug NAME: put back one switch of src/objects/shell-bugs.ts (e.g. snapshotImageUnverified with the plant).
 // Without --from the start seed comes from the clock (printed, so that a failure can be replayed); the simulation
 // itself never reads a clock.
 
 import { BUG_SCENARIOS, isBugName, type BugName } from "./bugs.js";
 import type { Prng } from "./prng.js";
+import type { ShellBugs } from "../../src/objects/shell-bugs.js";
 import { formatFailure, runSeed, type Scenario, type SimOptions, type SimResult } from "./run.js";
 
 interface CliOptions {
@@ -16,10 +19,12 @@ interface CliOptions {
   bug: BugName | null;
   storageErrorsEverywhere: boolean;
   budgetSeconds: number | null;
+  plantLeaderRow: boolean;
+  shellBug: keyof ShellBugs | null;
 }
 
 const USAGE =
-  "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--bug " +
+  "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--plant-leader-row] [--shell-bug NAME] [--bug " +
   Object.keys(BUG_SCENARIOS).join("|") +
   "]";
 
@@ -41,6 +46,8 @@ function parseArguments(argv: readonly string[]): CliOptions {
     bug: null,
     storageErrorsEverywhere: false,
     budgetSeconds: null,
+    plantLeaderRow: false,
+    shellBug: null,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
@@ -66,6 +73,17 @@ function parseArguments(argv: readonly string[]): CliOptions {
       case "--verbose":
         options.verbose = true;
         break;
+      case "--plant-leader-row":
+        options.plantLeaderRow = true;
+        break;
+      case "--shell-bug": {
+        const name = argv[++i] ?? "";
+        if (!/^[a-zA-Z]+$/.test(name)) {
+          throw new Error(`--shell-bug needs the name of a switch in src/objects/shell-bugs.ts, got ${name}\n${USAGE}`);
+        }
+        options.shellBug = name as keyof ShellBugs;
+        break;
+      }
       case "--bug": {
         const name = argv[++i] ?? "";
         if (!isBugName(name)) {
@@ -93,7 +111,10 @@ function simOptions(cli: CliOptions, seed: number, onTraceLine?: (line: string) 
   return {
     seed,
     ...(cli.steps !== null ? { steps: cli.steps } : {}),
-    ...(bug !== null ? { bugs: bug.bugs } : {}),
+    ...(bug !== null || cli.shellBug !== null
+      ? { bugs: { ...(bug?.bugs ?? {}), ...(cli.shellBug === null ? {} : { [cli.shellBug]: true }) } }
+      : {}),
+    ...(cli.plantLeaderRow ? { plantLeaderRow: true } : {}),
     ...(bug?.routerBugs !== undefined ? { routerBugs: bug.routerBugs } : {}),
     adjustScenario: (drawn: Scenario, random: Prng) => {
       const scenario = bug === null ? drawn : bug.adjustScenario(drawn, random);
@@ -115,6 +136,12 @@ function replayCommand(cli: CliOptions, seed: number): string {
   }
   if (cli.storageErrorsEverywhere) {
     parts.push("--storage-errors-everywhere");
+  }
+  if (cli.plantLeaderRow) {
+    parts.push("--plant-leader-row");
+  }
+  if (cli.shellBug !== null) {
+    parts.push("--shell-bug", cli.shellBug);
   }
   return parts.join(" ");
 }
@@ -165,6 +192,7 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
   let acknowledged = 0;
   let checkpoints = 0;
   const campaigns = { preCampaigns: 0, campaigns: 0, won: 0 };
+  const plantOutcomes: Record<string, number> = {};
   const verdicts = { linearizable: 0, "not-linearizable": 0, unknown: 0 };
   const unknownSeeds: number[] = [];
   const controlFailures: number[] = [];
@@ -184,6 +212,9 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
     campaigns.preCampaigns += result.stats.campaigns.preCampaigns;
     campaigns.campaigns += result.stats.campaigns.campaigns;
     campaigns.won += result.stats.campaigns.won;
+    if (result.stats.plantOutcome !== null) {
+      plantOutcomes[result.stats.plantOutcome] = (plantOutcomes[result.stats.plantOutcome] ?? 0) + 1;
+    }
     for (const [kind, value] of Object.entries(result.stats.faults)) {
       faults[kind] = (faults[kind] ?? 0) + value;
     }
@@ -241,7 +272,8 @@ async function runRange(cli: CliOptions, count: number): Promise<number> {
       .join(", ")}`,
   );
   console.log(
-    `operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}; consistency checkpoints applied ${checkpoints} (any mismatch fails the seed)`,
+    `operations: ${operations} checked for linearizability, ${acknowledged} acknowledged writes; reads ok by level ${JSON.stringify(reads)}; consistency checkpoints applied ${checkpoints} (any mismatch fails the seed)` +
+      (Object.keys(plantOutcomes).length === 0 ? "" : `; planted divergence: ${JSON.stringify(plantOutcomes)}`),
   );
   console.log(
     `elections: ${campaigns.preCampaigns} pre-campaigns, ${campaigns.campaigns} campaigns, ${campaigns.won} won; campaigns not won ${campaigns.campaigns - campaigns.won} (${campaigns.campaigns === 0 ? "-" : (((campaigns.campaigns - campaigns.won) / campaigns.campaigns) * 100).toFixed(1)}%: split votes, partitions, crashes)`,

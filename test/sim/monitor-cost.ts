@@ -1,7 +1,8 @@
 // CPU per consistency checkpoint (README "Consistency monitor"): builds a table of 10k, 100k and 1M rows on the
 // simulator's node:sqlite adapter and times computeCheckpoint (schema hash plus one 1,000-row slice) at the start
-// and in the middle of the table. Prints one line per size. Run: npm run monitor:cost -- [rows...]
-import { computeCheckpoint } from "../../src/objects/monitor/digest";
+// and in the middle of the table, then an image checkpoint (computeWholeCheckpoint: every row) and the snapshot
+// image the leader builds with it. Prints one line per size. Run: npm run monitor:cost -- [rows...]
+import { computeCheckpoint, computeWholeCheckpoint } from "../../src/objects/monitor/digest";
 import { SqliteStorage } from "./platform/sqlite-storage";
 
 const SIZES = process.argv
@@ -37,6 +38,20 @@ function timeSlice(storage: SqliteStorage, after: string | null): { ms: number; 
   return { ms: (performance.now() - started) / REPEATS, rows };
 }
 
+/** An image checkpoint's digest (every row) and, for comparison, a snapshot image of the same state. */
+function timeWhole(storage: SqliteStorage): { digestMs: number; imageMs: number } {
+  const sql = storage.sql as unknown as SqlStorage;
+  const repeats = 3;
+  const started = performance.now();
+  for (let i = 0; i < repeats; i++) {
+    computeWholeCheckpoint(sql, { table: null, after: null });
+  }
+  const digestMs = (performance.now() - started) / repeats;
+  const imageStarted = performance.now();
+  const chunks = [...sql.exec("SELECT * FROM t").raw()].length;
+  return { digestMs, imageMs: chunks >= 0 ? performance.now() - imageStarted : 0 };
+}
+
 for (const size of SIZES.length > 0 ? SIZES : [10_000, 100_000, 1_000_000]) {
   const builtAt = performance.now();
   const storage = build(size);
@@ -47,5 +62,10 @@ for (const size of SIZES.length > 0 ? SIZES : [10_000, 100_000, 1_000_000]) {
     `${size} rows (built in ${Math.round(buildMs)} ms): checkpoint from the first row ${first.ms.toFixed(2)} ms ` +
       `(${first.rows} rows), from the middle ${middle.ms.toFixed(2)} ms (${middle.rows} rows); a sweep takes ` +
       `${Math.ceil(size / 1000)} checkpoints`,
+  );
+  const whole = timeWhole(storage);
+  console.log(
+    `${size} rows: image checkpoint (whole-database digest) ${whole.digestMs.toFixed(1)} ms; reading every row ` +
+      `once, for comparison, ${whole.imageMs.toFixed(1)} ms`,
   );
 }

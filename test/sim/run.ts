@@ -27,6 +27,7 @@ import { HEALTHY_PROFILE, Network, type NetworkProfile } from "./network.js";
 import { Prng, assertValidSeed } from "./prng.js";
 import { Scheduler } from "./scheduler.js";
 import { DEFAULT_TRACE_TAIL_LINES, Trace } from "./trace.js";
+import { readDivergedFlag } from "../../src/objects/monitor/records.js";
 import { KV_TABLE_DDL, Workload, type WorkloadOptions } from "./workload.js";
 import { SimWorker } from "./worker.js";
 import type { NodeHost } from "../../src/objects/node-host.js";
@@ -82,7 +83,24 @@ export interface SimOptions {
    * consistency monitor must report it within a bounded time (clusters of 3 nodes or more; see plantDivergence).
    */
   readonly plantDivergence?: boolean;
+  /**
+   * After the safety phase, heal everything, write one row through Raft and, once it is acknowledged, change it on
+   * the leader outside Raft: the leader must be found out and repaired, and no other node may ever hold the changed
+   * value (a snapshot image of the leader's state must not spread it) nor be repaired itself.
+   */
+  readonly plantLeaderRow?: boolean;
 }
+
+/**
+ * plantLeaderRow: the row written (in a table of its own: the checkers compare the kv table after every apply), its
+ * acknowledged value and the planted one.
+ */
+const PLANTED_TABLE = "planted_rows";
+const PLANTED_KEY = "planted-row";
+const PLANTED_ACKNOWLEDGED = "acknowledged";
+const PLANTED_CORRUPT = "changed-outside-raft";
+
+export type PlantOutcome = "reported" | "replaced" | "missed" | "not applicable" | "repaired" | "undecided";
 
 export interface LincheckSummary {
   readonly verdict: "linearizable" | "not-linearizable" | "unknown";
@@ -120,7 +138,7 @@ export interface SimResult {
     readonly firstLeaderAtMs: number | null;
     readonly committedEntries: number;
     readonly checkpointsApplied: number;
-    readonly plantOutcome: "reported" | "replaced" | "missed" | "not applicable" | null;
+    readonly plantOutcome: PlantOutcome | null;
     readonly operations: number;
     readonly acknowledged: number;
     readonly readsByLevel: Readonly<
@@ -364,7 +382,7 @@ class Simulation implements HostEnvironment {
   /** Consistency checkpoints applied, summed over the nodes (each compared by the leader). */
   checkpointsApplied = 0;
   /** plantDivergence: what became of the plant (reported, replaced by a snapshot before a checkpoint, missed). */
-  plantOutcome: "reported" | "replaced" | "missed" | "not applicable" | null = null;
+  plantOutcome: PlantOutcome | null = null;
   healed: NodeId[] = [];
   /** False when too many nodes lost their storage for any majority to make progress. */
   livenessPromised = true;
@@ -1125,6 +1143,18 @@ class Simulation implements HostEnvironment {
    * only, outside Raft. Returns the node, or null when the cluster is too small for a majority to out-vote it.
    */
   healAllAndPlant(): NodeId | null {
+    const ids = this.healAll();
+    if (ids.length < 3) {
+      return null;
+    }
+    const target = ids[0]!;
+    this.host(target).storage.sql.exec("CREATE TABLE planted_divergence (x)");
+    this.traceLine(`plant: ${target} gets a table outside Raft`);
+    return target;
+  }
+
+  /** Stops every fault, restarts every node and heals the network; returns the nodes, sorted. */
+  healAll(): NodeId[] {
     this.stopFaults();
     for (const host of this.hosts.values()) {
       if (host.down) {
@@ -1134,13 +1164,58 @@ class Simulation implements HostEnvironment {
     const ids = [...this.hosts.keys()].sort();
     this.healed = ids;
     this.schedule(this.nowMs() + this.scenario.heartbeatIntervalMs, { kind: "probe" });
-    if (ids.length < 3) {
-      return null;
+    return ids;
+  }
+
+  /** plantLeaderRow: writes the planted row through `to` (the leader); true once it is acknowledged. */
+  writePlantedRow(to: NodeId, requestId: string): Promise<boolean> {
+    const request = {
+      id: requestId,
+      transaction: false,
+      statements: [
+        { sql: `CREATE TABLE IF NOT EXISTS ${PLANTED_TABLE} (k TEXT PRIMARY KEY, v TEXT NOT NULL)` },
+        {
+          sql: `INSERT INTO ${PLANTED_TABLE} (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v`,
+          params: [PLANTED_KEY, PLANTED_ACKNOWLEDGED],
+        },
+      ],
+    };
+    const address = { protocolVersion: PROTOCOL_VERSION, cluster: this.cluster, node: to };
+    const timeoutMs = 4 * this.scenario.electionTimeoutMs;
+    return this.callNode(0, to, (node) => node.execute({ ...address, request, timeoutMs })).then(
+      ({ answer }) => answer.ok && answer.value.results.every((result) => !("error" in result)),
+      () => false,
+    );
+  }
+
+  /** plantLeaderRow: the planted row's value on every node (undefined where it has none yet). */
+  plantedRowValues(): Map<NodeId, string | undefined> {
+    return new Map([...this.hosts.values()].map((host) => [host.id, this.plantedRowOn(host)]));
+  }
+
+  private plantedRowOn(host: SimHost): string | undefined {
+    try {
+      const rows = [...host.storage.sql.exec(`SELECT v FROM ${PLANTED_TABLE} WHERE k = ?`, PLANTED_KEY).raw()];
+      return rows.length === 0 ? undefined : String(rows[0]?.[0]);
+    } catch {
+      return undefined;
     }
-    const target = ids[0]!;
-    this.host(target).storage.sql.exec("CREATE TABLE planted_divergence (x)");
-    this.traceLine(`plant: ${target} gets a table outside Raft`);
-    return target;
+  }
+
+  /** plantLeaderRow: changes the acknowledged row on `node` outside Raft; false when it does not hold it yet. */
+  corruptPlantedRow(node: NodeId): boolean {
+    const host = this.host(node);
+    if (this.plantedRowOn(host) !== PLANTED_ACKNOWLEDGED) {
+      return false;
+    }
+    host.storage.sql.exec(`UPDATE ${PLANTED_TABLE} SET v = ? WHERE k = ?`, PLANTED_CORRUPT, PLANTED_KEY);
+    this.traceLine(`plant: the leader ${node} gets row ${PLANTED_KEY} changed outside Raft`);
+    return true;
+  }
+
+  /** Whether `node`'s monitor holds its own state DIVERGED (it then serves no reads). */
+  flaggedDiverged(node: NodeId): boolean {
+    return readDivergedFlag(this.host(node).storage.kv) !== null;
   }
 
   /** Whether the table planted on `node` is still there (a snapshot install replaces it with the leader's state). */
@@ -1344,6 +1419,124 @@ function muteRuntimeLogs<T>(run: () => Promise<T>): Promise<T> {
   });
 }
 
+/**
+ * plantLeaderRow (see SimOptions): heals everything, writes the planted row through the leader until it is
+ * acknowledged, changes it on the leader outside Raft, then runs until every node holds the acknowledged value and
+ * none is flagged DIVERGED. Fails the seed when another node ever holds the changed value, when a node other than
+ * the leader is repaired (its healthy state replaced), or when the change outlives the deadline while no alert said
+ * that no majority could decide (3 nodes with one lagging: the leader and the healthy node then hold each other in
+ * check, no image goes out and an operator must decide). Returns the steps it took.
+ */
+async function runLeaderRowPlant(
+  sim: Simulation,
+  scenario: Scenario,
+  events: { readonly alerts: readonly string[]; readonly repairs: readonly string[] },
+): Promise<number> {
+  const violations = sim.checkers.violations;
+  const ids = sim.healAll();
+  if (ids.length < 3) {
+    sim.plantOutcome = "not applicable";
+    return 0;
+  }
+  let steps = 0;
+  const stepOnce = async (): Promise<boolean> => {
+    steps += 1;
+    return sim.step();
+  };
+  const writeDeadlineMs = sim.nowMs() + 40 * scenario.electionTimeoutMs + 10_000;
+  let acknowledged = false;
+  let writing = false;
+  let attempt = 0;
+  while (!acknowledged && violations.length === 0 && sim.nowMs() <= writeDeadlineMs) {
+    const leader = sim.leader();
+    if (!writing && leader !== null) {
+      writing = true;
+      attempt += 1;
+      void sim.writePlantedRow(leader, `plant-row-${attempt}`).then((ok) => {
+        writing = false;
+        acknowledged ||= ok;
+      });
+    }
+    if (!(await stepOnce())) {
+      break;
+    }
+  }
+  let target: NodeId | null = null;
+  while (acknowledged && target === null && violations.length === 0 && sim.nowMs() <= writeDeadlineMs) {
+    const leader = sim.leader();
+    if (leader !== null && sim.corruptPlantedRow(leader)) {
+      target = leader;
+    } else if (!(await stepOnce())) {
+      break;
+    }
+  }
+  if (target === null) {
+    if (violations.length === 0) {
+      sim.checkers.fail(
+        "consistency monitor",
+        `the planted row was not written and planted in time (${attempt} tries)`,
+      );
+    }
+    return steps;
+  }
+  const planted = target;
+  const spreadTo = (): NodeId[] =>
+    [...sim.plantedRowValues()].filter(([id, value]) => id !== planted && value === PLANTED_CORRUPT).map(([id]) => id);
+  const converged = (): boolean =>
+    [...sim.plantedRowValues().values()].every((value) => value === PLANTED_ACKNOWLEDGED) &&
+    ids.every((id) => !sim.flaggedDiverged(id));
+  const deadlineMs = sim.nowMs() + 80 * scenario.electionTimeoutMs + 30_000;
+  // A tie (no majority either way): once reported, the cluster must stay writable through its majority for a while
+  // (ten election timeouts) while nothing spreads; then an operator would decide, and the seed ends.
+  let undecided: { readonly atMs: number; readonly acknowledged: number } | null = null;
+  const tieWatchMs = 10 * scenario.electionTimeoutMs;
+  while (violations.length === 0 && sim.nowMs() <= deadlineMs && !converged()) {
+    if (undecided === null && events.alerts.includes("null")) {
+      undecided = { atMs: sim.nowMs(), acknowledged: sim.workload.acknowledged.length };
+    }
+    if (undecided !== null && sim.nowMs() >= undecided.atMs + tieWatchMs) {
+      break;
+    }
+    const spread = spreadTo();
+    const wronglyRepaired = events.repairs.filter((node) => node !== planted);
+    if (spread.length > 0 || wronglyRepaired.length > 0) {
+      sim.checkers.fail(
+        "consistency monitor",
+        `the row changed on the leader ${planted} outside Raft reached ${spread.join(", ") || "no other node"}` +
+          ` and ${wronglyRepaired.join(", ") || "no other node"} was repaired: the acknowledged value was overwritten\n` +
+          sim.describeNodes(),
+      );
+      break;
+    }
+    if (!(await stepOnce())) {
+      break;
+    }
+  }
+  if (violations.length > 0) {
+    return steps;
+  }
+  if (converged()) {
+    sim.plantOutcome = events.repairs.includes(planted) ? "repaired" : "replaced";
+  } else if (undecided !== null) {
+    sim.plantOutcome = "undecided";
+    if (sim.workload.acknowledged.length <= undecided.acknowledged) {
+      sim.checkers.fail(
+        "consistency monitor",
+        `after the undecided alert no write was acknowledged for ${tieWatchMs} ms: the majority must stay writable\n` +
+          sim.describeNodes(),
+      );
+    }
+  } else {
+    sim.plantOutcome = "missed";
+    sim.checkers.fail(
+      "consistency monitor",
+      `the row changed on the leader ${planted} was neither repaired nor reported undecided in time: ` +
+        `${JSON.stringify(Object.fromEntries(sim.plantedRowValues()))}\n${sim.describeNodes()}`,
+    );
+  }
+  return steps;
+}
+
 /** Runs one seed to the end (or to its first violation). */
 export function runSeed(options: SimOptions): Promise<SimResult> {
   return muteRuntimeLogs(() => runSeedUnmuted(options));
@@ -1363,6 +1556,7 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
   }
   const sim = new Simulation(options.seed, scenario, streams, options);
   const alerts: string[] = [];
+  const repairs: string[] = [];
   const stopObserving = addLogObserver((_level, context, event, fields) => {
     if (context.cluster !== CLUSTER_NAME) {
       return;
@@ -1374,16 +1568,19 @@ async function runSeedUnmuted(options: SimOptions): Promise<SimResult> {
     } else if (event === "becameLeader") {
       sim.campaigns.won += 1;
     }
+    if (event === "repairInstalled") {
+      repairs.push(context.node);
+    }
     if (event === "consistencyAlert" || event === "nodeDiverged") {
       const who = event === "consistencyAlert" ? String(fields["replica"]) : context.node;
       alerts.push(who);
-      if (options.plantDivergence !== true) {
+      if (options.plantDivergence !== true && options.plantLeaderRow !== true) {
         sim.checkers.fail("consistency monitor", `${context.node} reported ${event}: ${JSON.stringify(fields)}`);
       }
     }
   });
   try {
-    return await runPhases(sim, scenario, options, alerts);
+    return await runPhases(sim, scenario, options, { alerts, repairs });
   } finally {
     stopObserving();
   }
@@ -1393,8 +1590,9 @@ async function runPhases(
   sim: Simulation,
   scenario: Scenario,
   options: SimOptions,
-  alerts: readonly string[],
+  monitorEvents: { readonly alerts: readonly string[]; readonly repairs: readonly string[] },
 ): Promise<SimResult> {
+  const alerts = monitorEvents.alerts;
   const violations = sim.checkers.violations;
   const workloadViolations = (): void => {
     for (const violation of sim.workload.violations.splice(0)) {
@@ -1438,7 +1636,15 @@ async function runPhases(
       );
     }
   }
-  if (violations.length === 0 && options.liveness !== false && options.plantDivergence !== true) {
+  if (violations.length === 0 && options.plantLeaderRow === true) {
+    livenessSteps += await runLeaderRowPlant(sim, scenario, monitorEvents);
+  }
+  if (
+    violations.length === 0 &&
+    options.liveness !== false &&
+    options.plantDivergence !== true &&
+    options.plantLeaderRow !== true
+  ) {
     sim.enterLiveness();
     const healedAtMs = sim.nowMs();
     const deadlineMs = healedAtMs + scenario.livenessBudgetMs;

@@ -15,6 +15,12 @@ export interface CheckpointCommand {
   readonly after: SliceKey | null;
   readonly maxRows: number;
   readonly maxBytes: number;
+  /**
+   * True: an image checkpoint. It digests the schema and every row of every table (not one slice), and the leader
+   * builds its snapshot image at exactly this index: the image goes out only once a majority computed the same
+   * digests (monitor.ts, "Verified images"). `table` and `after` are null then.
+   */
+  readonly whole?: true;
 }
 
 /** A majority of voters computed this digest at checkpoint `index`: a node whose own differs has diverged. */
@@ -40,6 +46,7 @@ export function encodeMonitorCommand(command: MonitorCommand): string {
         after: command.after,
         maxRows: command.maxRows,
         maxBytes: command.maxBytes,
+        ...(command.whole === true ? { whole: true } : {}),
       })
     : JSON.stringify({
         dha: "verdict",
@@ -110,12 +117,20 @@ export function decodeMonitorCommand(data: string): MonitorCommand {
     if (after !== null && !isSliceKey(after)) {
       fail("after must be a slice key or null");
     }
+    const whole = fields["whole"];
+    if (whole !== undefined && whole !== true) {
+      fail("whole must be true when present");
+    }
+    if (whole === true && (table !== null || after !== null)) {
+      fail("an image checkpoint digests every table: table and after must be null");
+    }
     return {
       dha: "checkpoint",
       table,
       after,
       maxRows: positive(fields["maxRows"], "maxRows"),
       maxBytes: positive(fields["maxBytes"], "maxBytes"),
+      ...(whole === true ? { whole } : {}),
     };
   }
   if (fields["dha"] === "verdict") {

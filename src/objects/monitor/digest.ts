@@ -227,6 +227,41 @@ export function computeCheckpoint(sql: SqlStorage, request: SliceRequest): Check
   };
 }
 
+/**
+ * An image checkpoint's digests: the schema, and every row of every table in sweep order (each table's rows digested
+ * as one unbounded slice, then the per-table digests digested in order). Costs about what building a snapshot image
+ * costs (it reads the same rows); it runs only when the leader needs an image. `next` is passed through: an image
+ * checkpoint does not move the sweep.
+ */
+export function computeWholeCheckpoint(sql: SqlStorage, next: CheckpointDigest["next"]): CheckpointDigest {
+  const hash = sha256.create();
+  const encoder = new TextEncoder();
+  let schemaDigest: string | null = null;
+  let rows = 0;
+  for (const table of sweepTables(sql)) {
+    const part = computeCheckpoint(sql, {
+      table,
+      after: null,
+      maxRows: Number.MAX_SAFE_INTEGER,
+      maxBytes: Number.POSITIVE_INFINITY,
+    });
+    schemaDigest ??= part.schemaDigest;
+    rows += part.rows;
+    hash.update(encoder.encode(`${JSON.stringify(table)}:${part.rowsDigest}\n`));
+  }
+  return {
+    schemaDigest: schemaDigest ?? computeSchemaHash(sql),
+    rowsDigest: bytesToHex(hash.digest()),
+    table: null,
+    after: null,
+    end: null,
+    rows,
+    complete: true,
+    next,
+    whole: true,
+  };
+}
+
 /** The table after `table` in sweep order; null when the sweep is done (the next one starts over). */
 function nextTable(tables: readonly string[], table: string | null): string | null {
   if (table === null) {
@@ -244,7 +279,12 @@ export function describeKey(key: SliceKey): string {
 }
 
 /** The rows a digest covered, for alerts: table "t", keys after 100 through 600 (500 rows). */
-export function describeSlice(digest: Pick<CheckpointDigest, "table" | "after" | "end" | "rows" | "complete">): string {
+export function describeSlice(
+  digest: Pick<CheckpointDigest, "table" | "after" | "end" | "rows" | "complete" | "whole">,
+): string {
+  if (digest.whole === true) {
+    return `the whole database (${digest.rows} rows, image checkpoint)`;
+  }
   if (digest.table === null) {
     return "no table (the database has none)";
   }

@@ -3,7 +3,7 @@
 // the majority's and, when they differ, marks this node DIVERGED. Both live under the state machine's KV prefix and
 // are cleared whenever the node's state is replaced by a snapshot (snapshot-install.ts clears the prefix).
 import { decodeMonitorCommand } from "./command";
-import { computeCheckpoint, describeSlice } from "./digest";
+import { computeCheckpoint, computeWholeCheckpoint, describeSlice } from "./digest";
 import type { CheckpointRecord, DivergedFlag } from "./types";
 import { StateKeys } from "../storage-keys";
 
@@ -38,7 +38,10 @@ export function applyMonitorEntry(
   const command = decodeMonitorCommand(data);
   if (command.dha === "checkpoint") {
     const started = nowMs();
-    const digest = computeCheckpoint(storage.sql, command);
+    const digest =
+      command.whole === true
+        ? computeWholeCheckpoint(storage.sql, readRecords(storage.kv).at(-1)?.next ?? { table: null, after: null })
+        : computeCheckpoint(storage.sql, command);
     const record: CheckpointRecord = { index, ...digest, tookMs: nowMs() - started };
     storage.kv.put(StateKeys.checkpointRecord(index), record);
     const records = readRecords(storage.kv);

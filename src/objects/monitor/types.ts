@@ -23,6 +23,8 @@ export interface CheckpointDigest {
   readonly next: { readonly table: string | null; readonly after: SliceKey | null };
   /** Why no row was read, when the table is missing or cannot be read. */
   readonly note?: string;
+  /** An image checkpoint: every row of every table was digested (table, after and end are null). */
+  readonly whole?: true;
 }
 
 export interface CheckpointRecord extends CheckpointDigest {
@@ -45,7 +47,7 @@ export interface DivergedFlag {
 /** One checkpoint as a node reports it to the leader: its record without the sweep's position, note and timing. */
 export type CheckpointSummary = Pick<
   CheckpointRecord,
-  "index" | "schemaDigest" | "rowsDigest" | "table" | "after" | "end" | "rows" | "complete"
+  "index" | "schemaDigest" | "rowsDigest" | "table" | "after" | "end" | "rows" | "complete" | "whole"
 >;
 
 /** What a node adds to its answers to the leader (PeerReport.consistency). */
@@ -88,6 +90,19 @@ export interface NodeConsistency {
   readonly repairsSent: number;
   readonly repairFailures: number;
   readonly repairsInstalled: number;
+  /**
+   * Leader only: the last image checkpoint whose voters disagreed with no majority either way (a tie: no snapshot
+   * image goes out, an operator decides); null once an image was verified since, and on other nodes.
+   */
+  readonly undecided: UndecidedImage | null;
+}
+
+/** A tie at an image checkpoint (monitor.ts, "Verified images"). */
+export interface UndecidedImage {
+  readonly checkpointIndex: number;
+  readonly agreeing: readonly string[];
+  readonly differing: readonly string[];
+  readonly atMs: number;
 }
 
 export interface RepairOutcome {

@@ -20,6 +20,7 @@ import type {
   RepairOutcome,
   ReplicaConsistency,
   ReplicaConsistencyStatus,
+  UndecidedImage,
 } from "../monitor/types";
 
 /** Checkpoints a node reports in each answer, and the leader keeps comparing. */
@@ -29,6 +30,26 @@ const COMPARED_CHECKPOINTS = 8;
 const REPAIR_RETRY_MS = 5_000;
 /** The most a repair may take end to end before it counts as failed. */
 const REPAIR_TIMEOUT_MS = 120_000;
+/**
+ * Image checkpoints (see ImageCheckpoint). Each digests every row on every node, so they are spaced: at least
+ * IMAGE_CHECKPOINT_MIN_INTERVAL_MS apart and at least IMAGE_CHECKPOINT_CPU_SHARE times the leader's last whole-database
+ * digest time apart (so they take at most a tenth of the CPU however large the database); each one that fails
+ * (refused, undecided, expired) doubles the spacing, up to IMAGE_CHECKPOINT_MAX_BACKOFF_MS.
+ */
+export const IMAGE_CHECKPOINT_LIMITS = {
+  minIntervalMs: 1_000,
+  cpuShare: 10,
+  maxBackoffMs: 300_000,
+  /** An image checkpoint not verified within this many election timeouts expires (and counts as failed). */
+  deadlineElectionTimeouts: 4,
+  /** A verified image is handed out for this long, then the next one is verified afresh. */
+  reuseMs: 60_000,
+  /**
+   * Too few voters can take entries from the log for any image checkpoint to commit (the others are out of reach,
+   * or need an image themselves) for this many election timeouts: the image goes out unchecked (logged).
+   */
+  uncheckedAfterElectionTimeouts: 3,
+} as const;
 
 interface Comparison {
   readonly index: number;
@@ -66,6 +87,7 @@ export function summarize(record: CheckpointRecord): CheckpointSummary {
     end: record.end,
     rows: record.rows,
     complete: record.complete,
+    ...(record.whole === true ? { whole: true } : {}),
   };
 }
 
@@ -77,8 +99,45 @@ function keyOf(summary: CheckpointSummary): string {
   return `${summary.schemaDigest}/${summary.rowsDigest}`;
 }
 
+/**
+ * Verified images. A snapshot image replaces a replica's whole state, so a leader whose own database went wrong
+ * outside Raft would spread the damage with it: to a lagging follower, which then sides with it at the next
+ * checkpoint and out-votes the healthy replica (which the monitor would then "repair", losing acknowledged writes).
+ * So, while the monitor is enabled, the leader sends an image (a snapshot or a repair) only once it was verified:
+ * the leader proposes an image checkpoint, every node digests its whole database at that index, the leader builds
+ * its image at exactly that index (right after applying it), and hands the image out only once a majority of voters
+ * (itself included) reported the same digests. Otherwise the image is refused and nothing is sent:
+ * - a majority differs from the leader: the leader is the odd one out and steps down (as at any checkpoint);
+ * - no majority either way (a tie: in a cluster of three with one follower lagging, only two voters can digest):
+ *   nobody can tell which state is right, so the leader raises an undecided consistencyAlert, flags it in its
+ *   status (consistency.undecided), keeps serving writes through its majority, and retries with back-off; an
+ *   operator decides (transfer leadership to the node they trust, then repair the other by hand: a repair asked
+ *   for by an operator goes out unverified when the verification is undecided).
+ * Not covered: when too few voters can apply an image checkpoint for a while (the others are out of reach, or need an
+ * image themselves), the image goes out unchecked (logged): no image checkpoint could commit, so waiting would only
+ * keep the cluster down. The digests cover the schema and the rows of user tables, not the replicated request-dedup
+ * records.
+ */
+interface ImageCheckpoint {
+  readonly index: number;
+  readonly term: number;
+  readonly proposedAtMs: number;
+  /** The leader's image at `index`, built right after applying it (null until then, or if building failed). */
+  image: SnapshotImage | null;
+  builtAtMs: number | null;
+  outcome: "pending" | "verified" | "refused";
+}
+
 export class ConsistencyMonitor {
   readonly config: ConsistencyConfig;
+  private imageCheckpoint: ImageCheckpoint | null = null;
+  /** Image checkpoints that failed in a row (the back-off's exponent) and when the next may be proposed. */
+  private imageBackoff = { failures: 0, notBeforeMs: 0 };
+  private undecided: UndecidedImage | null = null;
+  /** Since when too few voters could apply an image checkpoint (null while enough can). */
+  private shortOfVotersSinceMs: number | null = null;
+  private imagesBuilt = 0;
+  private uncheckedLoggedAtMs: number | null = null;
   private own: { records: readonly CheckpointRecord[]; diverged: DivergedFlag | null };
   private readonly comparisons = new Map<number, Comparison>();
   private readonly peerStates = new Map<string, PeerState>();
@@ -140,7 +199,33 @@ export class ConsistencyMonitor {
     }
     const record = this.own.records.find((r) => r.index === index);
     if (record !== undefined && this.isLeader()) {
+      if (record.whole === true) {
+        this.buildImageAt(index);
+      }
       this.compare(this.core.identity.node, summarize(record));
+    }
+  }
+
+  /** Builds the image of this leader's image checkpoint right after applying it, so the image is the state digested. */
+  private buildImageAt(index: number): void {
+    const checkpoint = this.imageCheckpoint;
+    if (checkpoint === null || checkpoint.index !== index || checkpoint.outcome !== "pending") {
+      return;
+    }
+    try {
+      this.imagesBuilt++;
+      const image = this.core.sm.createSnapshotImage();
+      if (image.appliedIndex !== index) {
+        throw new Error(`the image reflects index ${image.appliedIndex}, not the image checkpoint's ${index}`);
+      }
+      checkpoint.image = image;
+      checkpoint.builtAtMs = this.core.deps.clock.now();
+    } catch (err) {
+      this.settleImageCheckpoint(checkpoint, "refused");
+      this.core.log("error", "snapshotFailed", {
+        imageCheckpoint: index,
+        error: err instanceof Error ? err.message : String(err),
+      });
     }
   }
 
@@ -173,6 +258,7 @@ export class ConsistencyMonitor {
       repairsSent: this.repairsSent,
       repairFailures: this.repairFailures,
       repairsInstalled: this.repairsInstalled,
+      undecided: this.undecidedImage(),
     };
   }
 
@@ -188,6 +274,7 @@ export class ConsistencyMonitor {
     const status = this.core.raft.status();
     if (status.role !== "leader") {
       this.proposed = null;
+      this.forgetImages();
       return;
     }
     const nowMs = this.core.deps.clock.now();
@@ -323,6 +410,14 @@ export class ConsistencyMonitor {
   }
 
   private judge(comparison: Comparison): void {
+    this.judgeMajority(comparison);
+    const checkpoint = this.imageCheckpoint;
+    if (checkpoint?.index === comparison.index && checkpoint.outcome === "pending" && checkpoint.image !== null) {
+      this.judgeImage(comparison, checkpoint);
+    }
+  }
+
+  private judgeMajority(comparison: Comparison): void {
     const voters = this.core.raft.status().membership.voters;
     if (comparison.decided === null) {
       const counts = new Map<string, { count: number; summary: CheckpointSummary }>();
@@ -414,6 +509,252 @@ export class ConsistencyMonitor {
     this.core.processReady();
   }
 
+  // ---------------------------------------------------------------------------------------------------------
+  // Verified images (see ImageCandidate)
+
+  /**
+   * Leader only: an image a majority verified, at `minIndex` or later; null while there is none (an image checkpoint
+   * is then pending or proposed now, within IMAGE_CHECKPOINT_LIMITS); "unchecked" when none could ever commit.
+   */
+  verifiedImage(minIndex: number, options: { readonly byOperator?: boolean } = {}): SnapshotImage | null | "unchecked" {
+    const status = this.core.raft.status();
+    if (status.role !== "leader" || this.own.diverged !== null) {
+      return null;
+    }
+    const nowMs = this.core.deps.clock.now();
+    if (this.tooFewVotersFor(status, nowMs)) {
+      return "unchecked";
+    }
+    const checkpoint = this.imageCheckpoint;
+    if (
+      checkpoint !== null &&
+      checkpoint.outcome === "pending" &&
+      nowMs >= this.imageCheckpointDeadlineMs(checkpoint)
+    ) {
+      this.expireImageCheckpoint(checkpoint);
+    }
+    if (checkpoint !== null && checkpoint.outcome === "pending") {
+      return null;
+    }
+    if (
+      checkpoint !== null &&
+      checkpoint.outcome === "verified" &&
+      checkpoint.image !== null &&
+      checkpoint.index >= minIndex &&
+      nowMs - (checkpoint.builtAtMs ?? 0) < IMAGE_CHECKPOINT_LIMITS.reuseMs
+    ) {
+      return checkpoint.image;
+    }
+    if (nowMs >= this.imageBackoff.notBeforeMs || (options.byOperator === true && checkpoint?.outcome !== "verified")) {
+      this.proposeImageCheckpoint(status.term, nowMs);
+    }
+    return null;
+  }
+
+  /**
+   * Whether too few voters (this leader included) can take entries from the log for an image checkpoint to commit,
+   * and have been for IMAGE_CHECKPOINT_LIMITS.uncheckedAfterElectionTimeouts (a node that just came back is not
+   * counted until it answers: the wait keeps its silence from letting an unchecked image out).
+   */
+  private tooFewVotersFor(status: ReturnType<RuntimeCore["raft"]["status"]>, nowMs: number): boolean {
+    const voters = status.membership.voters;
+    const timeoutMs = this.core.identity.cluster.electionTimeoutMs;
+    const able = status.replicas.filter(
+      (replica) =>
+        voters.includes(replica.id) &&
+        replica.progress !== "snapshot" &&
+        replica.nextIndex >= status.firstIndex &&
+        replica.ticksSinceContact * this.core.tickIntervalMs < timeoutMs,
+    ).length;
+    if (able + (voters.includes(this.core.identity.node) ? 1 : 0) >= majorityOf(voters)) {
+      this.shortOfVotersSinceMs = null;
+      return false;
+    }
+    this.shortOfVotersSinceMs ??= nowMs;
+    if (nowMs - this.shortOfVotersSinceMs < IMAGE_CHECKPOINT_LIMITS.uncheckedAfterElectionTimeouts * timeoutMs) {
+      return false;
+    }
+    if (
+      this.uncheckedLoggedAtMs === null ||
+      nowMs - this.uncheckedLoggedAtMs >= IMAGE_CHECKPOINT_LIMITS.minIntervalMs * 10
+    ) {
+      this.uncheckedLoggedAtMs = nowMs;
+      this.core.log("warn", "snapshotImageUnchecked", {
+        reason: "too few voters can apply an image checkpoint",
+        voters: voters.length,
+        able: able + 1,
+      });
+    }
+    return true;
+  }
+
+  /** How many images this runtime built for image checkpoints (each one reads the whole database). */
+  imageCheckpointImagesBuilt(): number {
+    return this.imagesBuilt;
+  }
+
+  private imageCheckpointDeadlineMs(checkpoint: ImageCheckpoint): number {
+    return (
+      checkpoint.proposedAtMs +
+      IMAGE_CHECKPOINT_LIMITS.deadlineElectionTimeouts * this.core.identity.cluster.electionTimeoutMs
+    );
+  }
+
+  private proposeImageCheckpoint(term: number, nowMs: number): void {
+    const proposal = this.core.raft.propose(
+      encodeMonitorCommand({
+        dha: "checkpoint",
+        table: null,
+        after: null,
+        maxRows: this.config.sliceRows,
+        maxBytes: this.config.sliceBytes,
+        whole: true,
+      }),
+    );
+    if (!proposal.ok) {
+      return;
+    }
+    this.imageCheckpoint = {
+      index: proposal.index,
+      term,
+      proposedAtMs: nowMs,
+      image: null,
+      builtAtMs: null,
+      outcome: "pending",
+    };
+    // Spaced by the last whole digest's cost as well as by failures (IMAGE_CHECKPOINT_LIMITS).
+    const lastWholeMs = [...this.own.records].reverse().find((record) => record.whole === true)?.tookMs ?? 0;
+    const spacingMs = Math.max(IMAGE_CHECKPOINT_LIMITS.minIntervalMs, IMAGE_CHECKPOINT_LIMITS.cpuShare * lastWholeMs);
+    this.imageBackoff.notBeforeMs =
+      nowMs + Math.min(IMAGE_CHECKPOINT_LIMITS.maxBackoffMs, spacingMs * 2 ** this.imageBackoff.failures);
+    // No processReady here: the snapshot path calls this from inside a Ready; the proposal goes out with the next.
+    this.core.log("info", "imageCheckpointProposed", {
+      index: proposal.index,
+      failuresInARow: this.imageBackoff.failures,
+    });
+  }
+
+  /** Where the voters stand at an image checkpoint, from the leader's point of view. */
+  private imageVotes(comparison: Comparison): { agreeing: string[]; differing: string[]; stillAble: number } | null {
+    const self = this.core.identity.node;
+    const own = comparison.digests.get(self);
+    if (own === undefined) {
+      return null;
+    }
+    const status = this.core.raft.status();
+    const voters = status.membership.voters;
+    const agreeing: string[] = [];
+    const differing: string[] = [];
+    for (const [node, summary] of comparison.digests) {
+      if (voters.includes(node)) {
+        (sameDigests(summary, own) ? agreeing : differing).push(node);
+      }
+    }
+    // Voters yet to report that still can: those that take entries from the log (one waiting for an image cannot).
+    const stillAble = status.replicas.filter(
+      (replica) =>
+        voters.includes(replica.id) && !comparison.digests.has(replica.id) && replica.progress !== "snapshot",
+    ).length;
+    return { agreeing, differing, stillAble };
+  }
+
+  /** Verified once a majority of voters (the leader included) agree; refused once they no longer can. */
+  private judgeImage(comparison: Comparison, checkpoint: ImageCheckpoint): void {
+    const votes = this.imageVotes(comparison);
+    if (votes === null) {
+      return;
+    }
+    const majority = majorityOf(this.core.raft.status().membership.voters);
+    if (votes.agreeing.length >= majority) {
+      this.settleImageCheckpoint(checkpoint, "verified");
+      this.core.log("info", "snapshotImageVerified", { imageIndex: checkpoint.index, agreeing: votes.agreeing });
+      return;
+    }
+    if (votes.agreeing.length + votes.stillAble < majority) {
+      this.refuseImage(comparison, checkpoint, votes, "no majority can agree with the leader");
+    }
+  }
+
+  /** A pending image checkpoint ran out of time: refused (undecided when voters disagreed and none won). */
+  private expireImageCheckpoint(checkpoint: ImageCheckpoint): void {
+    const comparison = this.comparisons.get(checkpoint.index);
+    const votes = comparison === undefined ? null : this.imageVotes(comparison);
+    if (comparison !== undefined && votes !== null && votes.differing.length > 0) {
+      this.refuseImage(comparison, checkpoint, votes, "not verified in time");
+      return;
+    }
+    this.settleImageCheckpoint(checkpoint, "refused");
+    this.core.log("warn", "snapshotImageRefused", {
+      imageIndex: checkpoint.index,
+      reason: "not verified in time",
+      agreeing: votes?.agreeing ?? [],
+      failuresInARow: this.imageBackoff.failures,
+    });
+  }
+
+  private refuseImage(
+    comparison: Comparison,
+    checkpoint: ImageCheckpoint,
+    votes: { readonly agreeing: string[]; readonly differing: string[] },
+    reason: string,
+  ): void {
+    this.settleImageCheckpoint(checkpoint, "refused");
+    this.core.log("warn", "snapshotImageRefused", {
+      imageIndex: checkpoint.index,
+      reason,
+      agreeing: votes.agreeing,
+      differing: votes.differing,
+      failuresInARow: this.imageBackoff.failures,
+    });
+    if (comparison.decided !== null || votes.differing.length === 0) {
+      // A majority decided: against the leader, which then steps down (mismatch()); nothing undecided to report.
+      return;
+    }
+    // No majority either way: nobody can tell which state is right, so no image goes out (an operator decides).
+    this.mismatchesDetected++;
+    this.undecided = {
+      checkpointIndex: comparison.index,
+      agreeing: votes.agreeing,
+      differing: votes.differing,
+      atMs: this.core.deps.clock.now(),
+    };
+    this.core.log("error", "consistencyAlert", {
+      replica: null,
+      leader: true,
+      undecided: true,
+      checkpointIndex: comparison.index,
+      agreeing: votes.agreeing,
+      differing: votes.differing,
+      detail:
+        `the whole database differs between ${votes.agreeing.join(", ")} and ${votes.differing.join(", ")} at ` +
+        `image checkpoint ${comparison.index} and no majority agrees: no snapshot image is sent until an operator ` +
+        `decides (transfer leadership to the node holding the right state, then repair the others)`,
+    });
+  }
+
+  private settleImageCheckpoint(checkpoint: ImageCheckpoint, outcome: "verified" | "refused"): void {
+    checkpoint.outcome = outcome;
+    if (outcome === "verified") {
+      this.imageBackoff.failures = 0;
+      this.undecided = null;
+      return;
+    }
+    checkpoint.image = null;
+    this.imageBackoff.failures = Math.min(this.imageBackoff.failures + 1, 30);
+  }
+
+  /** The tie the leader last found at an image checkpoint (null once an image was verified since). */
+  undecidedImage(): UndecidedImage | null {
+    return this.isLeader() ? this.undecided : null;
+  }
+
+  private forgetImages(): void {
+    this.imageCheckpoint = null;
+    this.imageBackoff = { failures: 0, notBeforeMs: 0 };
+    this.undecided = null;
+    this.shortOfVotersSinceMs = null;
+  }
+
   /** The leader's view of a replica, for the status report. */
   replicaConsistency(peer: string): ReplicaConsistency {
     const state = this.peerStates.get(peer);
@@ -449,7 +790,7 @@ export class ConsistencyMonitor {
    * Leader only: replaces `peer`'s state with this node's (a snapshot image streamed as a repair) and resolves once
    * the peer installed it. One repair per peer at a time: a second call joins the first.
    */
-  repair(peer: string): Promise<RepairOutcome> {
+  repair(peer: string, options: { readonly byOperator?: boolean } = {}): Promise<RepairOutcome> {
     const status = this.core.raft.status();
     if (status.role !== "leader") {
       return Promise.reject(
@@ -478,23 +819,17 @@ export class ConsistencyMonitor {
     }
     const startedAtMs = this.core.deps.clock.now();
     state.lastRepairAtMs = startedAtMs;
-    let image: SnapshotImage;
-    try {
-      image = this.core.sm.createSnapshotImage();
-    } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      this.noteRepairFailure(peer, state, message);
-      return Promise.reject(
-        nodeError("INTERNAL", `the leader could not image its state: ${message}`, { retryable: true }),
-      );
-    }
-    this.core.log("warn", "repairStarted", {
-      peer,
-      imageIndex: image.appliedIndex,
-      chunks: image.chunks.length,
-      ...(state.mark === null ? {} : { divergedAtCheckpoint: state.mark.index }),
-    });
     const run = async (): Promise<RepairOutcome> => {
+      const image = await this.repairImage(peer, state, {
+        deadlineMs: startedAtMs + REPAIR_TIMEOUT_MS,
+        byOperator: options.byOperator === true,
+      });
+      this.core.log("warn", "repairStarted", {
+        peer,
+        imageIndex: image.appliedIndex,
+        chunks: image.chunks.length,
+        ...(state.mark === null ? {} : { divergedAtCheckpoint: state.mark.index }),
+      });
       const sent = await this.sendRepairImage({ peer, image, snapshotTerm: status.term });
       if (!sent.ok) {
         this.noteRepairFailure(peer, state, sent.error);
@@ -521,6 +856,60 @@ export class ConsistencyMonitor {
     return running;
   }
 
+  /**
+   * The image a repair sends: a verified one (see ImageCheckpoint), waited for until `deadlineMs`, polling every
+   * tick; with the monitor off (or the snapshotImageUnverified bug switch) the leader's state as it is now. A repair
+   * an operator asked for takes the leader's state unverified when the verification was undecided (a tie): the
+   * operator chose this leader's state.
+   */
+  private async repairImage(
+    peer: string,
+    state: PeerState,
+    options: { readonly deadlineMs: number; readonly byOperator: boolean },
+  ): Promise<SnapshotImage> {
+    const imageNow = (): SnapshotImage => {
+      try {
+        return this.core.sm.createSnapshotImage();
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.noteRepairFailure(peer, state, message);
+        throw nodeError("INTERNAL", `the leader could not image its state: ${message}`, { retryable: true });
+      }
+    };
+    if (!this.config.enabled || this.core.bugs.snapshotImageUnverified === true) {
+      return imageNow();
+    }
+    const undecidedBefore = this.undecided;
+    for (let polls = 0; ; polls++) {
+      const image = this.verifiedImage(0, { byOperator: options.byOperator && polls === 0 });
+      if (image === "unchecked") {
+        return imageNow();
+      }
+      if (image !== null) {
+        return image;
+      }
+      if (options.byOperator && this.undecided !== null && this.undecided !== undecidedBefore) {
+        this.core.log("warn", "repairUnverified", { peer, undecidedAtCheckpoint: this.undecided.checkpointIndex });
+        return imageNow();
+      }
+      this.core.processReady();
+      const status = this.core.raft.status();
+      if (status.role !== "leader" || this.core.isStopped()) {
+        this.noteRepairFailure(peer, state, "leadership was lost before a verified image was ready");
+        throw nodeError("NOT_LEADER", `${this.core.identity.node} is no longer the leader`, { leader: status.leader });
+      }
+      const nowMs = this.core.deps.clock.now();
+      if (nowMs >= options.deadlineMs) {
+        const message = "no snapshot image was verified by a majority in time";
+        this.noteRepairFailure(peer, state, message);
+        throw nodeError("TIMEOUT", `repairing ${peer} failed: ${message}`, { retryable: true });
+      }
+      await new Promise<void>((resolve) => {
+        this.core.deps.clock.schedule(resolve, Math.min(this.core.tickIntervalMs, options.deadlineMs - nowMs));
+      });
+    }
+  }
+
   private noteRepairFailure(peer: string, state: PeerState, error: string): void {
     this.repairFailures++;
     state.lastRepairError = error;
@@ -541,8 +930,13 @@ export class ConsistencyMonitor {
     this.comparisons.clear();
     this.peerStates.clear();
     this.proposed = null;
+    this.forgetImages();
     this.lastCheckpointAtMs = this.core.deps.clock.now();
   }
+}
+
+function majorityOf(voters: readonly string[]): number {
+  return Math.floor(voters.length / 2) + 1;
 }
 
 function divergedDetail(flag: DivergedFlag): string {

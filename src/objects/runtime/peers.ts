@@ -132,6 +132,11 @@ export class PeerLinks {
   onPeerReport: ((peer: string, report: PeerReport) => void) | null = null;
   /** Called with every report too: the voting census of a node with new storage (./census). */
   onCensusReport: ((peer: string, report: PeerReport) => void) | null = null;
+  /**
+   * Where snapshot images come from while the consistency monitor is on: only images a majority verified (null while
+   * none is ready yet). Unset: this node images its state as it is now.
+   */
+  verifiedImages: { image(minIndex: number): SnapshotImage | null | "unchecked"; built(): number } | null = null;
 
   constructor(private readonly core: RuntimeCore) {
     for (const member of core.identity.cluster.members) {
@@ -425,11 +430,16 @@ export class PeerLinks {
 
   /** How many snapshot images this runtime built (each one reads the whole database). */
   snapshotImagesBuilt(): number {
-    return this.imagesBuilt;
+    return this.imagesBuilt + (this.verifiedImages?.built() ?? 0);
   }
 
   /** An image for a snapshot at `snapshotIndex`: the cached one while fresh enough, else a new one; null while building is backing off. */
   private snapshotImage(snapshotIndex: number): SnapshotImage | null {
+    // null means "not verified yet" (an image checkpoint is on its way), not "unchecked".
+    const verified = this.verifiedImages === null ? "unchecked" : this.verifiedImages.image(snapshotIndex);
+    if (verified !== "unchecked") {
+      return verified;
+    }
     const core = this.core;
     const nowMs = core.deps.clock.now();
     const reuse = core.bugs.snapshotRebuiltOnEveryProbe !== true;

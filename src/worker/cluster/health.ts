@@ -1,6 +1,6 @@
 // GET /api/v1/cluster/health: one aggregate view of leadership, quorum, replicas and schema agreement (what each
 // status means: README, "Operations: Health").
-import { electionWindowMs, type NodeStatusReport, type ReplicaReport } from "../../objects/api";
+import { electionWindowMs, type NodeStatusReport, type ReplicaReport, type UndecidedImage } from "../../objects/api";
 import type { StatusProbe } from "../routing/router";
 import { reachableReports, type ClusterView } from "./gather";
 
@@ -71,6 +71,11 @@ export interface ClusterHealth {
     readonly enabled: boolean | null;
     readonly repair: "auto" | "manual" | null;
     readonly diverged: readonly string[];
+    /**
+     * The leader's last image checkpoint whose voters disagreed with no majority either way (no snapshot image goes
+     * out until an operator decides); null when there is none (or no leader answered).
+     */
+    readonly undecided: UndecidedImage | null;
   };
   /** Why the status is not HEALTHY, one line each. */
   readonly problems: readonly string[];
@@ -148,6 +153,13 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
       );
     }
   }
+  const undecided = leaderReport?.consistency?.undecided ?? null;
+  if (undecided !== null) {
+    problems.push(
+      `the leader's state and ${undecided.differing.join(", ")}'s differ at image checkpoint ${undecided.checkpointIndex} ` +
+        `and no majority decides which is right: no snapshot image is sent until an operator repairs one side`,
+    );
+  }
   const hashes = new Set(reports.map((report) => report.schemaHash));
   const schemaAgreement = hashes.size <= 1;
   if (!schemaAgreement) {
@@ -182,6 +194,7 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
       enabled: reporting?.consistency?.enabled ?? null,
       repair: reporting?.consistency?.repair ?? null,
       diverged: [...diverged].sort(),
+      undecided,
     },
     problems,
   };

@@ -186,6 +186,11 @@ export const NODE_METRICS = {
     [],
     "1 when the node's own checkpoint digests contradict the majority's (DIVERGED: it serves no reads until repaired), else 0.",
   ),
+  consistency_undecided: spec(
+    "gauge",
+    [],
+    "Leader only: 1 while its last image checkpoint found the voters split with no majority either way (no snapshot image is sent until an operator decides), else 0.",
+  ),
   consistency_last_checkpoint_index: spec(
     "gauge",
     [],

@@ -205,6 +205,7 @@ function addNode(families: FamilyBuilder, base: Labels, sample: NodeSample): voi
   const consistency = report.consistency;
   if (consistency !== undefined) {
     families.node("consistency_diverged", labels, consistency.status === "DIVERGED" ? 1 : 0);
+    families.node("consistency_undecided", labels, (consistency.undecided ?? null) === null ? 0 : 1);
     if (consistency.lastCheckpoint !== null) {
       families.node("consistency_last_checkpoint_index", labels, consistency.lastCheckpoint.index);
       families.node("consistency_checkpoint_digest_seconds", labels, consistency.lastCheckpoint.digestMs / 1000);
