@@ -61,6 +61,7 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
   "weakReadBeforeOwnTermApplied",
   "snapshotChunkWaitsFixedTimeout",
   "persistNotAtomic",
+  "snapshotImageUnverified",
 ];
 
 /** Checks switches sent by a test: an object of known names with boolean values. */

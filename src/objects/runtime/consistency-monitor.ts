@@ -68,6 +68,8 @@ interface PeerState {
   lastRepairAtMs: number | null;
   repairs: number;
   lastRepairError: string | null;
+  /** The index the replica last said it had applied: a repair image must be at least as recent (it replays from it). */
+  appliedIndex: number;
 }
 
 /** What the monitor needs from PeerLinks: stream an image to a peer (as a repair); true once it was installed. */
@@ -344,6 +346,7 @@ export class ConsistencyMonitor {
       return;
     }
     const state = this.peerState(peer);
+    state.appliedIndex = Math.max(state.appliedIndex, appliedIndex);
     if (report.diverged !== null) {
       if (state.mark === null) {
         // Found by an earlier leader: the replica applied the verdict and says so itself.
@@ -379,6 +382,7 @@ export class ConsistencyMonitor {
         lastRepairAtMs: null,
         repairs: 0,
         lastRepairError: null,
+        appliedIndex: 0,
       };
       this.peerStates.set(peer, state);
     }
@@ -881,7 +885,9 @@ export class ConsistencyMonitor {
     }
     const undecidedBefore = this.undecided;
     for (let polls = 0; ; polls++) {
-      const image = this.verifiedImage(0, { byOperator: options.byOperator && polls === 0 });
+      // At least as recent as what the replica applied: it replays its own log after the image, from the image's
+      // index, and may have compacted its log up to what it applied.
+      const image = this.verifiedImage(state.appliedIndex, { byOperator: options.byOperator && polls === 0 });
       if (image === "unchecked") {
         return imageNow();
       }
