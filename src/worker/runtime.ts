@@ -6,6 +6,7 @@ import { durableObjectDirectory, type NodeDirectory } from "./directory";
 import { tracedDirectory } from "./metrics/trace-context";
 import { spannedDirectory, workerExporter } from "./tracing/otlp";
 import { ApiError } from "./http/errors";
+import type { Runtime } from "./types";
 import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
 import {
   ClusterRouter,
@@ -28,12 +29,7 @@ export interface AppOptions extends Partial<RoutingSeams> {
   readonly routerBugs?: RouterBugs;
 }
 
-export interface Runtime extends RoutingSeams {
-  readonly config: ClusterConfig;
-  readonly router: ClusterRouter;
-  readonly limits: RequestLimits;
-  readonly policy: RoutingPolicy;
-}
+export type { Runtime } from "./types";
 
 export function resolveLimits(options: AppOptions): RequestLimits {
   return { ...DEFAULT_LIMITS, ...options.limits };

@@ -1,8 +1,18 @@
 // The Hono environment of the app: bindings from wrangler and the per-request variables middleware sets.
 import type { z } from "zod";
 import type { AppEnv } from "./config";
-import type { Principal } from "./middleware/auth/tokens";
-import type { Runtime } from "./runtime";
+import type { Principal } from "./principal";
+import type { ClusterConfig } from "../objects/api";
+import type { RequestLimits } from "../shared/sql-text/limits";
+import type { ClusterRouter, RoutingPolicy, RoutingSeams } from "./routing/router";
+
+/** Everything a request needs beyond its own input, built once per environment by runtime.ts. */
+export interface Runtime extends RoutingSeams {
+  readonly config: ClusterConfig;
+  readonly router: ClusterRouter;
+  readonly limits: RequestLimits;
+  readonly policy: RoutingPolicy;
+}
 
 export interface AppVariables {
   /** Set by the auth middleware once the request is authenticated. */

@@ -5,7 +5,7 @@ import { z } from "zod";
 import type { MemberConfig } from "../../objects/api";
 import { viewOf } from "../cluster/gather";
 import { memberProblem } from "../config";
-import type { Runtime } from "../runtime";
+import type { Runtime } from "../types";
 import { ApiError, badRequest, type ErrorShape } from "./errors";
 import { memberBodySchema } from "./schemas";
 

@@ -5,9 +5,10 @@ import { createMiddleware } from "hono/factory";
 import { auth as parseBasicAuth } from "hono/utils/basic-auth";
 import type { AppBindings } from "../../types";
 import { ApiError } from "../../http/errors";
-import { authenticateToken, tokenTable, TokenConfigError, type Principal, type Role } from "./tokens";
+import type { Principal, Role } from "../../principal";
+import { authenticateToken, tokenTable, TokenConfigError } from "./tokens";
 
-export { ROLES, type Principal, type Role } from "./tokens";
+export { ROLES, type Principal, type Role } from "../../principal";
 
 const REALM = "durable-ha";
 const CHALLENGE = `Bearer realm="${REALM}", Basic realm="${REALM}", charset="UTF-8"`;

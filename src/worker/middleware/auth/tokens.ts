@@ -6,17 +6,7 @@
 // A token may be scoped to databases: {"a-tenant-token": {"roles": ["read", "write"], "databases": ["tenant-a"]}}
 // opens only those databases ("default" is the database of wrangler.toml) and answers 403 on any other.
 import { z } from "zod";
-
-export const ROLES = ["read", "write", "admin", "metrics"] as const;
-export type Role = (typeof ROLES)[number];
-
-export interface Principal {
-  /** Stable and not secret: the first 16 hex digits of the token's SHA-256. Namespaces idempotency keys. */
-  readonly id: string;
-  readonly roles: ReadonlySet<Role>;
-  /** The databases this token may address; null: every database. */
-  readonly databases: ReadonlySet<string> | null;
-}
+import { ROLES, type Principal } from "../../principal";
 
 interface TokenEntry {
   readonly digest: Uint8Array;
