@@ -73,7 +73,7 @@ describe("GET /api/v1/cluster/health", () => {
       schemaAgreement: true,
       replicas: [replica("n2"), replica("n3")],
       nodes: [node("n1", "leader"), node("n2", "follower"), node("n3", "follower")],
-      consistency: { enabled: null, repair: null, diverged: [] },
+      consistency: { enabled: null, repair: null, diverged: [], undecided: null },
       problems: [],
       checkedAt: "2026-01-14T12:00:00.000Z",
     };
