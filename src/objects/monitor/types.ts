@@ -55,6 +55,11 @@ export interface PeerConsistencyReport {
   /** Its latest checkpoints, newest last (at most REPORTED_CHECKPOINTS). */
   readonly checkpoints: readonly CheckpointSummary[];
   readonly diverged: DivergedFlag | null;
+  /**
+   * The last index its log no longer holds (compacted into its snapshot): a repair image must be at least this
+   * recent, since the node replays its own log after the image. Absent from nodes of older versions.
+   */
+  readonly compactedThrough?: number;
 }
 
 export type ReplicaConsistencyStatus = "UNCHECKED" | "CONSISTENT" | "DIVERGED" | "REPAIRING";

@@ -68,8 +68,11 @@ interface PeerState {
   lastRepairAtMs: number | null;
   repairs: number;
   lastRepairError: string | null;
-  /** The index the replica last said it had applied: a repair image must be at least as recent (it replays from it). */
-  appliedIndex: number;
+  /**
+   * The last index the replica said its log no longer holds (or, from an older node, what it had applied): a repair
+   * image must be at least as recent, since the replica replays its own log after the image.
+   */
+  compactedThrough: number;
 }
 
 /** What the monitor needs from PeerLinks: stream an image to a peer (as a repair); true once it was installed. */
@@ -185,6 +188,7 @@ export class ConsistencyMonitor {
     return {
       checkpoints: this.own.records.slice(-REPORTED_CHECKPOINTS).map(summarize),
       diverged: this.own.diverged,
+      compactedThrough: this.core.raft.status().firstIndex - 1,
     };
   }
 
@@ -346,7 +350,7 @@ export class ConsistencyMonitor {
       return;
     }
     const state = this.peerState(peer);
-    state.appliedIndex = Math.max(state.appliedIndex, appliedIndex);
+    state.compactedThrough = report.compactedThrough ?? appliedIndex;
     if (report.diverged !== null) {
       if (state.mark === null) {
         // Found by an earlier leader: the replica applied the verdict and says so itself.
@@ -382,7 +386,7 @@ export class ConsistencyMonitor {
         lastRepairAtMs: null,
         repairs: 0,
         lastRepairError: null,
-        appliedIndex: 0,
+        compactedThrough: 0,
       };
       this.peerStates.set(peer, state);
     }
@@ -885,9 +889,8 @@ export class ConsistencyMonitor {
     }
     const undecidedBefore = this.undecided;
     for (let polls = 0; ; polls++) {
-      // At least as recent as what the replica applied: it replays its own log after the image, from the image's
-      // index, and may have compacted its log up to what it applied.
-      const image = this.verifiedImage(state.appliedIndex, { byOperator: options.byOperator && polls === 0 });
+      // At least as recent as the replica's compacted log: it replays its own log after the image.
+      const image = this.verifiedImage(state.compactedThrough, { byOperator: options.byOperator && polls === 0 });
       if (image === "unchecked") {
         return imageNow();
       }
