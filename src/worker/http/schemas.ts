@@ -296,6 +296,18 @@ export const healthSchema = z
       enabled: z.boolean().nullable(),
       repair: z.enum(["auto", "manual"]).nullable(),
       diverged: z.array(z.string()),
+      undecided: z
+        .strictObject({
+          checkpointIndex: integerSchema.nonnegative(),
+          agreeing: z.array(z.string()),
+          differing: z.array(z.string()),
+          atMs: z.number(),
+        })
+        .nullable()
+        .openapi({
+          description:
+            "Set while the leader's last image checkpoint found the voters split with no majority either way: no snapshot image is sent until an operator decides (README, consistency monitor)",
+        }),
     }),
     problems: z.array(z.string()),
     checkedAt: z.string().openapi({ format: "date-time" }),
