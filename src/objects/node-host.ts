@@ -29,15 +29,13 @@ import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
 import type { StateMachinePort } from "./state-machine-port";
 import { NodeKeys } from "./storage-keys";
-import { failedRuntimeRetryMs, startRetryDelayMs } from "./timing";
+import { failedRuntimeRetryMs, readmissionGraceMs, startRetryDelayMs } from "./timing";
 import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./transport/index";
 
 /** From this many failed starts in a row on, each one's log line carries an alert. */
 const START_FAILURES_ALERT = 5;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
 const BACKUP_TIMEOUT_MS = 10_000;
-/** A re-admitted node that still applies no configuration listing it is fenced again after this many election timeouts without a proof. */
-const READMISSION_GRACE_ELECTION_TIMEOUTS = 2;
 
 /**
  * Why a node stopped for good, and the applied index it stopped at. A configuration applied past `appliedIndex` that
@@ -489,7 +487,7 @@ export class NodeHost {
       return false;
     }
     const readmission = this.readmission;
-    const graceMs = READMISSION_GRACE_ELECTION_TIMEOUTS * runtime.identity.cluster.electionTimeoutMs;
+    const graceMs = readmissionGraceMs(runtime.identity.cluster);
     return readmission === null || this.seams.clock.now() - readmission.lastProofAtMs > graceMs;
   }
 

@@ -200,6 +200,41 @@ export function snapshotRetryDelayMs(timing: ClusterTiming, failures: number): n
   });
 }
 
+/**
+ * A node with new storage asks a member for its census answer (runtime/census.ts) again after `failures` failed asks
+ * in a row: from a heartbeat interval, doubling, up to one election timeout (a member that was restarting has had
+ * time to start by then, and the census must not wait much longer than an election would).
+ */
+export function censusAskRetryDelayMs(timing: ClusterTiming, failures: number): number {
+  return doublingDelayMs({ firstMs: timing.heartbeatIntervalMs, doublings: failures, maxMs: timing.electionTimeoutMs });
+}
+
+/**
+ * A re-admitted node that still applies no configuration listing it is fenced again after one election window
+ * without a proof: by then a leader has been elected that would have sent it such a configuration.
+ */
+export function readmissionGraceMs(timing: ClusterTiming): number {
+  return electionWindowMs(timing);
+}
+
+/**
+ * The consistency monitor's image checkpoint (runtime/consistency-monitor.ts) expires, counted as failed, when a
+ * majority has not verified it within four election timeouts: two election windows, time for the checkpoint to
+ * commit through one change of leader.
+ */
+export function imageCheckpointDeadlineMs(timing: ClusterTiming): number {
+  return 2 * electionWindowMs(timing);
+}
+
+/**
+ * When too few voters can take entries from the log for any image checkpoint to commit, and have been for three
+ * election timeouts (longer than a leader change, so a node that is only restarting is not given up on), an image
+ * goes out unchecked (logged).
+ */
+export function uncheckedImageAfterMs(timing: ClusterTiming): number {
+  return 3 * timing.electionTimeoutMs;
+}
+
 /** `firstMs` doubled `doublings` times (none when it is zero or less; at most 20), capped at `maxMs`. */
 function doublingDelayMs(options: {
   readonly firstMs: number;

@@ -18,19 +18,12 @@
 // one another: about one round trip, well within an election timeout.
 import type { PeerReport } from "./peers";
 import type { RuntimeCore } from "./types";
+import { censusAskRetryDelayMs } from "../timing";
 
 /** What one member reported: its persisted term, and whether it holds any log entry or snapshot. */
 interface CensusAnswer {
   readonly term: number;
   readonly history: boolean;
-}
-
-/** Failed asks in a row to one member back off from a heartbeat interval, doubling, up to an election timeout. */
-function askRetryDelayMs(
-  cluster: { heartbeatIntervalMs: number; electionTimeoutMs: number },
-  failures: number,
-): number {
-  return Math.min(cluster.electionTimeoutMs, cluster.heartbeatIntervalMs * 2 ** Math.min(failures, 20));
 }
 
 export class VotingCensus {
@@ -94,7 +87,10 @@ export class VotingCensus {
         }
         const failures = (this.failures.get(peer) ?? 0) + 1;
         this.failures.set(peer, failures);
-        this.nextAskAtMs.set(peer, this.core.deps.clock.now() + askRetryDelayMs(this.core.identity.cluster, failures));
+        this.nextAskAtMs.set(
+          peer,
+          this.core.deps.clock.now() + censusAskRetryDelayMs(this.core.identity.cluster, failures),
+        );
       });
   }
 

@@ -8,6 +8,7 @@ import { withDeadline } from "../deadline";
 import type { SnapshotImage } from "../state-machine-port";
 import { nodeError } from "../node-failure";
 import type { RuntimeCore } from "./types";
+import { imageCheckpointDeadlineMs, uncheckedImageAfterMs } from "../timing";
 import { encodeMonitorCommand } from "../monitor/command";
 import { resolveConsistency, type ConsistencyConfig } from "../monitor/config";
 import { describeSlice } from "../monitor/digest";
@@ -40,15 +41,8 @@ export const IMAGE_CHECKPOINT_LIMITS = {
   minIntervalMs: 1_000,
   cpuShare: 10,
   maxBackoffMs: 300_000,
-  /** An image checkpoint not verified within this many election timeouts expires (and counts as failed). */
-  deadlineElectionTimeouts: 4,
   /** A verified image is handed out for this long, then the next one is verified afresh. */
   reuseMs: 60_000,
-  /**
-   * Too few voters can take entries from the log for any image checkpoint to commit (the others are out of reach,
-   * or need an image themselves) for this many election timeouts: the image goes out unchecked (logged).
-   */
-  uncheckedAfterElectionTimeouts: 3,
 } as const;
 
 interface Comparison {
@@ -561,7 +555,7 @@ export class ConsistencyMonitor {
 
   /**
    * Whether too few voters (this leader included) can take entries from the log for an image checkpoint to commit,
-   * and have been for IMAGE_CHECKPOINT_LIMITS.uncheckedAfterElectionTimeouts (a node that just came back is not
+   * and have been for uncheckedImageAfterMs (timing.ts; a node that just came back is not
    * counted until it answers: the wait keeps its silence from letting an unchecked image out).
    */
   private tooFewVotersFor(status: ReturnType<RuntimeCore["raft"]["status"]>, nowMs: number): boolean {
@@ -579,7 +573,7 @@ export class ConsistencyMonitor {
       return false;
     }
     this.shortOfVotersSinceMs ??= nowMs;
-    if (nowMs - this.shortOfVotersSinceMs < IMAGE_CHECKPOINT_LIMITS.uncheckedAfterElectionTimeouts * timeoutMs) {
+    if (nowMs - this.shortOfVotersSinceMs < uncheckedImageAfterMs(this.core.identity.cluster)) {
       return false;
     }
     if (
@@ -602,10 +596,7 @@ export class ConsistencyMonitor {
   }
 
   private imageCheckpointDeadlineMs(checkpoint: ImageCheckpoint): number {
-    return (
-      checkpoint.proposedAtMs +
-      IMAGE_CHECKPOINT_LIMITS.deadlineElectionTimeouts * this.core.identity.cluster.electionTimeoutMs
-    );
+    return checkpoint.proposedAtMs + imageCheckpointDeadlineMs(this.core.identity.cluster);
   }
 
   private proposeImageCheckpoint(term: number, nowMs: number): void {
