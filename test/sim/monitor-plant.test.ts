@@ -3,7 +3,11 @@
 import { describe, expect, it } from "vitest";
 import { formatFailure, runSeed } from "./run.js";
 
-const PLANT_SEEDS = [7, 8, 9, 10, 11, 12];
+/**
+ * Seeds 1-12. Over seeds 1-30 on the code with verified images and the [E, 1.5E) election timer, 24 report the plant,
+ * 5 have it replaced by a snapshot first (8, 9, 10, 12, 18) and 1 has too few nodes; seeds 7-12 alone report only 2.
+ */
+const PLANT_SEEDS = Array.from({ length: 12 }, (_, i) => i + 1);
 /**
  * Seeds whose leader, planted, sends a snapshot image before a checkpoint sees the change (without verified images:
  * snapshotImageUnverified). Seed 8 is the tie: three nodes, one lagging, so the leader and the healthy follower
