@@ -4,7 +4,7 @@
 // encode every value exactly (integers as text, so none beyond 2^53 rounds), so they compute the same digests.
 // Internal tables are left out as everywhere in src/objects/sql (NOT_INTERNAL), and so are SQLite's own
 // (sqlite_sequence, sqlite_stat*) and virtual tables (their schema is digested; their rows live in their module).
-import { sha256 } from "@noble/hashes/sha2.js";
+import { Sha256Stream } from "../sha256";
 import { computeSchemaHash, NOT_INTERNAL, rowsOf } from "../sqlite/catalog";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 import { statementResultError } from "../sqlite/storage-failure";
@@ -169,9 +169,8 @@ export function computeCheckpoint(sql: SqlStorage, request: SliceRequest): Check
   const schemaDigest = computeSchemaHash(sql);
   const tables = sweepTables(sql);
   const table = request.table ?? tables[0] ?? null;
-  const hash = sha256.create();
-  const encoder = new TextEncoder();
-  hash.update(encoder.encode(JSON.stringify([table, request.after, request.maxRows, request.maxBytes])));
+  const hash = new Sha256Stream();
+  hash.update(JSON.stringify([table, request.after, request.maxRows, request.maxBytes]));
   let rows = 0;
   let bytes = 0;
   let end: SliceKey | null = null;
@@ -191,7 +190,7 @@ export function computeCheckpoint(sql: SqlStorage, request: SliceRequest): Check
             parts.push(toKeyPart(raw[i] ?? null, raw[i + 1] ?? null));
           }
           const line = parts.map(encodePart).join("") + "\n";
-          hash.update(encoder.encode(line));
+          hash.update(line);
           rows += 1;
           bytes += line.length;
           end = parts.slice(0, query.keyWidth);
@@ -212,11 +211,11 @@ export function computeCheckpoint(sql: SqlStorage, request: SliceRequest): Check
     }
   }
   if (note !== undefined) {
-    hash.update(encoder.encode(`note:${note}`));
+    hash.update(`note:${note}`);
   }
   return {
     schemaDigest,
-    rowsDigest: bytesToHex(hash.digest()),
+    rowsDigest: hash.digestHex(),
     table,
     after: request.after,
     end,
@@ -234,8 +233,7 @@ export function computeCheckpoint(sql: SqlStorage, request: SliceRequest): Check
  * checkpoint does not move the sweep.
  */
 export function computeWholeCheckpoint(sql: SqlStorage, next: CheckpointDigest["next"]): CheckpointDigest {
-  const hash = sha256.create();
-  const encoder = new TextEncoder();
+  const hash = new Sha256Stream();
   let schemaDigest: string | null = null;
   let rows = 0;
   for (const table of sweepTables(sql)) {
@@ -247,11 +245,11 @@ export function computeWholeCheckpoint(sql: SqlStorage, next: CheckpointDigest["
     });
     schemaDigest ??= part.schemaDigest;
     rows += part.rows;
-    hash.update(encoder.encode(`${JSON.stringify(table)}:${part.rowsDigest}\n`));
+    hash.update(`${JSON.stringify(table)}:${part.rowsDigest}\n`);
   }
   return {
     schemaDigest: schemaDigest ?? computeSchemaHash(sql),
-    rowsDigest: bytesToHex(hash.digest()),
+    rowsDigest: hash.digestHex(),
     table: null,
     after: null,
     end: null,

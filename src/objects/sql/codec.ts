@@ -1,17 +1,9 @@
 // The log's encoding of a SqlRequest, and of the results kept for request-id deduplication: JSON, with bytes and
 // non-finite numbers tagged (see values.ts). Decoding validates the whole shape: a log entry is data from another
 // node, and garbage must fail loudly rather than apply half-understood.
+import { sha256Hex } from "../sha256";
 import type { SqlParams, SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
-import { sha256 } from "@noble/hashes/sha2.js";
-import {
-  bytesToHex,
-  decodeValue,
-  encodeValue,
-  isInt64,
-  toSqlValue,
-  utf8ByteLength,
-  type EncodedValue,
-} from "../sqlite/values";
+import { decodeValue, encodeValue, isInt64, toSqlValue, utf8ByteLength, type EncodedValue } from "../sqlite/values";
 
 /** Request ids are short client tokens; they are also storage keys. */
 export const MAX_REQUEST_ID_LENGTH = 256;
@@ -69,7 +61,7 @@ export function encodeSqlRequest(request: SqlRequest): string {
  */
 export function requestFingerprint(request: SqlRequest): string {
   const content = encodeSqlRequest({ id: "", transaction: request.transaction, statements: request.statements });
-  return bytesToHex(sha256(new TextEncoder().encode(content))).slice(0, FINGERPRINT_HEX_DIGITS);
+  return sha256Hex(content).slice(0, FINGERPRINT_HEX_DIGITS);
 }
 
 /** Bytes the request occupies in the log (UTF-8 of its encoding). */

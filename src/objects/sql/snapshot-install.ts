@@ -1,6 +1,6 @@
 // Receiving a snapshot (staged chunk by chunk in ctx.storage.kv, never touching live data) and installing it in one
 // transactionSync. The stream format is described in snapshot.ts.
-import { sha256 } from "@noble/hashes/sha2.js";
+import { Sha256Stream } from "../sha256";
 import type { SqlValue } from "../../shared/sql";
 import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "../sqlite/catalog";
 import type { SnapshotChunk, SnapshotId } from "../snapshot-types";
@@ -301,8 +301,7 @@ class SnapshotLoader {
   } | null = null;
   private lineCount = 0;
   private dedupCount = 0;
-  private readonly hash = sha256.create();
-  private readonly encoder = new TextEncoder();
+  private readonly hash = new Sha256Stream();
   private readonly shadowTables = new Set<string>();
 
   constructor(
@@ -376,7 +375,7 @@ class SnapshotLoader {
 
   private count(line: string): void {
     this.lineCount += 1;
-    this.hash.update(this.encoder.encode(`${line}\n`));
+    this.hash.update(`${line}\n`);
   }
 
   private onHeader(header: HeaderRecord): void {
@@ -569,7 +568,7 @@ class SnapshotLoader {
     if (record.lines !== this.lineCount) {
       throw new SnapshotError(`the snapshot has ${this.lineCount} lines, its end record says ${String(record.lines)}`);
     }
-    const digest = bytesToHex(this.hash.digest());
+    const digest = this.hash.digestHex();
     if (record.sha256 !== digest) {
       throw new SnapshotError("the snapshot's checksum does not match its content");
     }

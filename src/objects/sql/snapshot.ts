@@ -10,12 +10,12 @@
 //   {"t":"dedup","id":..,"index":..,"results":..,"count":..,"fingerprint":..}   fingerprint optional
 //   {"t":"end","lines":N,"sha256":hex of every byte before this line}
 // The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
-import { sha256 } from "@noble/hashes/sha2.js";
+import { Sha256Stream } from "../sha256";
 import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from "../sqlite/catalog";
 import type { SnapshotImage } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
-import { bytesToHex, encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "../sqlite/values";
+import { encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "../sqlite/values";
 
 export const SNAPSHOT_FORMAT = "durable-ha/sql-snapshot";
 export const SNAPSHOT_FORMAT_VERSION = 1;
@@ -64,8 +64,7 @@ class ChunkWriter {
   private currentBytes = 0;
   private totalBytes = 0;
   private lineCount = 0;
-  private readonly hash = sha256.create();
-  private readonly encoder = new TextEncoder();
+  private readonly hash = new Sha256Stream();
 
   constructor(
     private readonly maxChunkBytes: number,
@@ -74,13 +73,13 @@ class ChunkWriter {
 
   line(record: unknown): void {
     const text = `${JSON.stringify(record)}\n`;
-    this.hash.update(this.encoder.encode(text));
+    this.hash.update(text);
     this.lineCount += 1;
     this.append(text);
   }
 
   finish(): { readonly chunks: string[]; readonly bytes: number } {
-    this.append(`${JSON.stringify({ t: "end", lines: this.lineCount, sha256: bytesToHex(this.hash.digest()) })}\n`);
+    this.append(`${JSON.stringify({ t: "end", lines: this.lineCount, sha256: this.hash.digestHex() })}\n`);
     if (this.current.length > 0) {
       this.flush();
     }

@@ -1,8 +1,7 @@
 // What the user's database holds, read from SQLite's own catalog: schema objects, tables and their columns, the
 // schema hash. Internal objects (the platform's _cf_*, our reserved _dha_*) are never listed.
-import { sha256 } from "@noble/hashes/sha2.js";
+import { sha256Hex } from "../sha256";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
-import { bytesToHex } from "./values";
 
 /** All rows of a statement, as arrays; the cursor is drained (an unfinished statement would block the commit). */
 export function rowsOf(sql: SqlStorage, query: string, ...bindings: unknown[]): SqlStorageValue[][] {
@@ -44,7 +43,7 @@ export function computeSchemaHash(sql: SqlStorage): string {
     sql,
     `SELECT type, name, tbl_name, sql FROM sqlite_master WHERE ${NOT_INTERNAL} AND name NOT GLOB 'sqlite_*' ORDER BY type, name`,
   );
-  return bytesToHex(sha256(new TextEncoder().encode(JSON.stringify(rows))));
+  return sha256Hex(JSON.stringify(rows));
 }
 
 export interface TableInfo {
