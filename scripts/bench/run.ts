@@ -204,7 +204,7 @@ async function expectOk(what: string, response: Promise<Response>): Promise<void
   }
 }
 
-async function prepareTable(baseUrl: string): Promise<void> {
+export async function prepareTable(baseUrl: string): Promise<void> {
   await expectOk(
     `creating the table on ${baseUrl}`,
     fetch(`${baseUrl}/db/execute`, {

@@ -65,6 +65,11 @@ export class WranglerServer {
     return server;
   }
 
+  /** The process group every process of this server runs in (wrangler and workerd). */
+  get processGroupId(): number | undefined {
+    return this.group.pid;
+  }
+
   async stop(): Promise<void> {
     await this.group.stop();
     rmSync(this.stateDir, { recursive: true, force: true });

@@ -81,6 +81,11 @@ export class ProcessGroup {
     });
   }
 
+  /** The process id of the group's leader, which is also the group's id (it is spawned detached). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
   /** How the group's leader exited, or null while it runs. */
   get exited(): string | null {
     return this.exitedWith;

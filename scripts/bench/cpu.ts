@@ -1,0 +1,119 @@
+// CPU time per write, which a shared machine does not distort the way it distorts throughput and latency: the
+// cluster and the baseline each take writes at a number of clients while the CPU time (user + system, from /proc) of
+// every process of their wrangler dev (wrangler and workerd) is read before and after. Under wrangler dev the worker
+// and all three nodes share one isolate, so on a quiet machine the cluster's throughput at many clients is about the
+// baseline's times the inverse of this ratio. Linux only.
+//
+//   npx tsx scripts/bench/cpu.ts [--clients 32] [--duration-s 8] [--rounds 2]
+import { readdirSync, readFileSync } from "node:fs";
+import { AUTH_HEADERS, INSERT_BODY, settle } from "./cluster";
+import { measurePoint, type RequestShape } from "./load";
+import { prepareTable } from "./run";
+import { WranglerServer } from "./servers";
+import { pollUntil } from "../lib/processes";
+
+const CLOCK_TICKS_PER_S = 100;
+
+const WRITE: RequestShape = {
+  method: "POST",
+  path: "/db/execute",
+  headers: AUTH_HEADERS,
+  body: INSERT_BODY,
+  accepts: (text) => text.includes('"results"') && !text.includes('"error"'),
+};
+
+/** CPU milliseconds used so far by each command (wrangler's node, workerd) of process group `pgid` (utime + stime, /proc/PID/stat). */
+function groupCpuMsByCommand(pgid: number): Map<string, number> {
+  const byCommand = new Map<string, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) {
+      continue;
+    }
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // it exited meanwhile
+    }
+    // Fields after the command (which may hold spaces) start after its closing parenthesis: state is field 3.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === pgid) {
+      const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const ms = ((Number(fields[11]) + Number(fields[12])) * 1_000) / CLOCK_TICKS_PER_S;
+      byCommand.set(command, (byCommand.get(command) ?? 0) + ms);
+    }
+  }
+  return byCommand;
+}
+
+interface CpuPoint {
+  readonly writes: number;
+  readonly cpuMsPerWrite: number;
+  readonly ratePerS: number;
+  /** CPU ms per write by process command. */
+  readonly byCommand: string;
+}
+
+async function measure(kind: "cluster" | "baseline", clients: number, durationS: number): Promise<CpuPoint> {
+  const server = await WranglerServer.start(kind);
+  try {
+    const pgid = server.processGroupId;
+    if (pgid === undefined) {
+      throw new Error(`${kind}: no process group`);
+    }
+    await pollUntil(
+      `${kind} to take the table`,
+      { timeoutMs: 60_000 },
+      async () =>
+        await prepareTable(server.baseUrl).then(
+          () => true,
+          () => undefined,
+        ),
+    );
+    if (kind === "cluster") {
+      await settle(server.baseUrl);
+    }
+    let before = new Map<string, number>();
+    const point = await measurePoint(server.baseUrl, WRITE, {
+      connections: clients,
+      durationS,
+      warmupS: 2,
+      timeoutS: 20,
+      beforeMeasured: () => {
+        before = groupCpuMsByCommand(pgid);
+        return Promise.resolve();
+      },
+    });
+    const after = groupCpuMsByCommand(pgid);
+    const byCommand = new Map([...after].map(([command, ms]) => [command, ms - (before.get(command) ?? 0)]));
+    const used = [...byCommand.values()].reduce((a, b) => a + b, 0);
+    const perWrite = (ms: number) => ms / Math.max(1, point.ok);
+    return {
+      writes: point.ok,
+      cpuMsPerWrite: perWrite(used),
+      ratePerS: point.ratePerS,
+      byCommand: [...byCommand].map(([command, ms]) => `${command} ${perWrite(ms).toFixed(2)}`).join(", "),
+    };
+  } finally {
+    await server.stop();
+  }
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const valueOf = (flag: string, fallback: number) =>
+    argv.includes(flag) ? Number(argv[argv.indexOf(flag) + 1]) : fallback;
+  const clients = valueOf("--clients", 32);
+  const durationS = valueOf("--duration-s", 8);
+  const rounds = valueOf("--rounds", 2);
+  for (let round = 1; round <= rounds; round++) {
+    const baseline = await measure("baseline", clients, durationS);
+    const cluster = await measure("cluster", clients, durationS);
+    const show = (name: string, p: CpuPoint) =>
+      `${name} ${p.cpuMsPerWrite.toFixed(2)} ms CPU/write [${p.byCommand}] (${p.writes} writes, ${p.ratePerS.toFixed(0)}/s)`;
+    console.log(
+      `round ${round}, ${clients} clients: ${show("baseline", baseline)}; ${show("cluster", cluster)}; cluster/baseline ${(cluster.cpuMsPerWrite / baseline.cpuMsPerWrite).toFixed(2)}x`,
+    );
+  }
+}
+
+await main(process.argv.slice(2));
