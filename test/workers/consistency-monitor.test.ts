@@ -34,6 +34,18 @@ async function eventOnAnyNode(
   return undefined;
 }
 
+/**
+ * The alert names the corrupted table, or the whole database when an image checkpoint found the difference first (the
+ * leader proposes one when a lagging follower needs a snapshot image, which a loaded machine makes likely).
+ */
+function expectAlertLocates(alert: ClusterEvent, table: string): void {
+  if (alert.fields["table"] === null) {
+    expect(String(alert.fields["detail"])).toContain("the whole database");
+  } else {
+    expect(alert.fields["table"]).toBe(table);
+  }
+}
+
 async function seed(cluster: TestCluster): Promise<{ leader: string; follower: string; acked: number[] }> {
   await cluster.startAll();
   // The first cluster of a loaded machine can take a while to settle.
@@ -99,7 +111,7 @@ describe("consistency monitor (workerd)", () => {
         ),
       );
       expect(alert.level).toBe("error");
-      expect(alert.fields["table"]).toBe("t");
+      expectAlertLocates(alert, "t");
       const repaired = await waitFor(`the repair after ${corruption.name}`, () =>
         eventOnAnyNode(
           cluster,
@@ -139,7 +151,7 @@ describe("consistency monitor (workerd)", () => {
         (event) => event.fields["replica"] === leader && event.timeMs >= corruptedAtMs,
       ),
     );
-    expect(alert.fields["table"]).toBe("t");
+    expectAlertLocates(alert, "t");
     const steppedDown = await waitFor("the diverged leader to step down", async () =>
       (await events(cluster, leader)).find(
         (event) => event.event === "divergedLeaderSteppingDown" && event.timeMs >= corruptedAtMs,
