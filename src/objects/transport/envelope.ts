@@ -1,10 +1,11 @@
 // What one node sends another over RPC: a batch of Raft messages (and, while a snapshot is being streamed, one
 // chunk of its image), stamped with the protocol version and the cluster name. During a deploy old and new code
 // talk to each other, so the receiver checks the version before anything else and refuses unknown ones cleanly.
-import { z } from "zod";
 import { PROTOCOL_VERSION } from "../cluster-types";
-import type { LogEntry, Message, MessageType } from "../../replication/types";
+import type { Message } from "../../replication/types";
 import type { SnapshotChunk } from "../snapshot-types";
+import { MAX_MESSAGES_PER_ENVELOPE } from "./envelope-limits";
+import { readEnvelope, ShapeError } from "./envelope-reader";
 
 export type { SnapshotChunk } from "../snapshot-types";
 
@@ -52,130 +53,12 @@ export type ReceiveResult =
   | { readonly ok: true }
   | { readonly ok: false; readonly error: { readonly code: ReceiveRefusalCode; readonly message: string } };
 
-/** Bounds on what one envelope may carry; the platform's own limit is 32 MiB per RPC payload. */
-export const MAX_MESSAGES_PER_ENVELOPE = 1024;
-export const MAX_ENTRIES_PER_MESSAGE = 65_536;
-export const MAX_NAME_LENGTH = 256;
-export const MAX_READ_CONTEXT_LENGTH = 1024;
-export const MAX_MEMBERS = 256;
-
-// ---------------------------------------------------------------------------------------------------------------
-// Schemas. Full but flat: the cost is linear in the number of messages and entries, which structured clone
-// already paid for; entry payloads (strings) are checked for type only, never copied or parsed.
-
-const nodeId = z.string().min(1).max(MAX_NAME_LENGTH);
-const count = z.number().int().nonnegative();
-const readContext = z.string().max(MAX_READ_CONTEXT_LENGTH);
-
-const base = { from: nodeId, to: nodeId, term: count };
-
-const logEntry = z.object({
-  index: count,
-  term: count,
-  kind: z.enum(["normal", "noop", "config"]),
-  data: z.string(),
-});
-
-const membership = z.object({
-  voters: z.array(nodeId).max(MAX_MEMBERS),
-  learners: z.array(nodeId).max(MAX_MEMBERS),
-});
-
-const messageSchema = z.discriminatedUnion("type", [
-  z.object({ ...base, type: z.literal("preVote"), lastLogIndex: count, lastLogTerm: count, transfer: z.boolean() }),
-  z.object({ ...base, type: z.literal("preVoteResponse"), granted: z.boolean() }),
-  z.object({ ...base, type: z.literal("vote"), lastLogIndex: count, lastLogTerm: count, transfer: z.boolean() }),
-  z.object({ ...base, type: z.literal("voteResponse"), granted: z.boolean() }),
-  z.object({
-    ...base,
-    type: z.literal("append"),
-    prevLogIndex: count,
-    prevLogTerm: count,
-    entries: z.array(logEntry).max(MAX_ENTRIES_PER_MESSAGE),
-    commit: count,
-  }),
-  z.object({
-    ...base,
-    type: z.literal("appendResponse"),
-    success: z.boolean(),
-    index: count,
-    rejectHint: z.object({ index: count, term: count }).nullable(),
-  }),
-  z.object({ ...base, type: z.literal("heartbeat"), commit: count, readContext: readContext.nullable(), round: count }),
-  z.object({ ...base, type: z.literal("heartbeatResponse"), readContext: readContext.nullable(), round: count }),
-  z.object({
-    ...base,
-    type: z.literal("snapshot"),
-    snapshot: z.object({ index: count, term: count, membership }),
-  }),
-  z.object({ ...base, type: z.literal("timeoutNow") }),
-  z.object({ ...base, type: z.literal("readIndex"), context: readContext }),
-  z.object({ ...base, type: z.literal("readIndexResponse"), context: readContext, index: count.nullable() }),
-]);
-
-// The schemas strip unknown fields, so a field added to a message type but not here would vanish in transit.
-// These compile-time checks fail (naming the type) when the field sets differ in either direction.
-type SchemaMessage = z.output<typeof messageSchema>;
-type FieldsOf<Union, Type extends MessageType> = keyof Extract<Union, { type: Type }>;
-type MessageTypesWithDifferentFields = {
-  [Type in MessageType]: [FieldsOf<Message, Type>] extends [FieldsOf<SchemaMessage, Type>]
-    ? [FieldsOf<SchemaMessage, Type>] extends [FieldsOf<Message, Type>]
-      ? never
-      : Type
-    : Type;
-}[MessageType];
-type EntryFieldsDiffer = [keyof LogEntry] extends [keyof z.output<typeof logEntry>]
-  ? [keyof z.output<typeof logEntry>] extends [keyof LogEntry]
-    ? never
-    : "LogEntry"
-  : "LogEntry";
-const schemasMatchTypes: [MessageTypesWithDifferentFields | EntryFieldsDiffer] extends [never]
-  ? true
-  : MessageTypesWithDifferentFields | EntryFieldsDiffer = true;
-void schemasMatchTypes;
-
-const snapshotChunkSchema = z.object({
-  snapshotIndex: count,
-  snapshotTerm: count,
-  seq: count,
-  last: z.boolean(),
-  data: z.string(),
-  repair: z.boolean().optional(),
-});
-
-const envelopeSchema = z.object({
-  protocolVersion: z.literal(PROTOCOL_VERSION),
-  cluster: z.string().min(1).max(MAX_NAME_LENGTH),
-  from: nodeId,
-  to: nodeId,
-  messages: z.array(messageSchema).max(MAX_MESSAGES_PER_ENVELOPE),
-  snapshotChunk: snapshotChunkSchema.optional(),
-  memberAsOf: count.optional(),
-  onlyForAnswer: z.literal(true).optional(),
-  repliesInAnswer: z.literal(true).optional(),
-});
-
-const receiveResultSchema = z.discriminatedUnion("ok", [
-  z.object({ ok: z.literal(true) }),
-  z.object({
-    ok: z.literal(false),
-    error: z.object({
-      code: z.enum(["PROTOCOL", "WRONG_CLUSTER", "WRONG_NODE", "MALFORMED", "UNAVAILABLE"]),
-      message: z.string(),
-    }),
-  }),
-]);
+export * from "./envelope-limits";
 
 // ---------------------------------------------------------------------------------------------------------------
 
 function refuse(code: EnvelopeErrorCode, message: string): EnvelopeValidation {
   return { ok: false, error: { code, message } };
-}
-
-function describeIssues(issues: readonly z.core.$ZodIssue[]): string {
-  const shown = issues.slice(0, 3).map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
-  const more = issues.length > shown.length ? ` (and ${issues.length - shown.length} more)` : "";
-  return shown.join("; ") + more;
 }
 
 function addressingError(envelope: RaftEnvelope): string | null {
@@ -230,11 +113,15 @@ export function validateEnvelope(input: unknown, expected: { cluster: string; no
       `the envelope is addressed to ${JSON.stringify(fields["to"])}; this node is ${JSON.stringify(expected.node)}`,
     );
   }
-  const parsed = envelopeSchema.safeParse(input);
-  if (!parsed.success) {
-    return refuse("MALFORMED", `malformed envelope: ${describeIssues(parsed.error.issues)}`);
+  let envelope: RaftEnvelope;
+  try {
+    envelope = readEnvelope(input, PROTOCOL_VERSION);
+  } catch (err) {
+    if (err instanceof ShapeError) {
+      return refuse("MALFORMED", `malformed envelope: ${err.message}`);
+    }
+    throw err;
   }
-  const envelope: RaftEnvelope = parsed.data;
   const problem = addressingError(envelope);
   if (problem !== null) {
     return refuse("MALFORMED", `malformed envelope: ${problem}`);
@@ -280,17 +167,48 @@ export function createEnvelope(parts: {
  * MALFORMED refusal rather than an exception, so it is reported like any other refusal.
  */
 export function parseReceiveResult(input: unknown): ReceiveResult {
-  const parsed = receiveResultSchema.safeParse(input);
-  if (parsed.success) {
-    return parsed.data;
+  const problem = receiveResultProblem(input);
+  if (problem === null) {
+    const answer = input as ReceiveResult;
+    return answer.ok ? { ok: true } : { ok: false, error: { code: answer.error.code, message: answer.error.message } };
   }
   return {
     ok: false,
-    error: {
-      code: "MALFORMED",
-      message: `the peer answered with a malformed result: ${describeIssues(parsed.error.issues)}`,
-    },
+    error: { code: "MALFORMED", message: `the peer answered with a malformed result: ${problem}` },
   };
+}
+
+const REFUSAL_CODES: ReadonlySet<unknown> = new Set<ReceiveRefusalCode>([
+  "PROTOCOL",
+  "WRONG_CLUSTER",
+  "WRONG_NODE",
+  "MALFORMED",
+  "UNAVAILABLE",
+]);
+
+/** What is wrong with a peer's answer (checked by hand like the envelope, see envelope-reader.ts), or null. */
+function receiveResultProblem(input: unknown): string | null {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return `expected an object, got ${input === null ? "null" : Array.isArray(input) ? "an array" : typeof input}`;
+  }
+  const { ok, error } = input as { ok?: unknown; error?: unknown };
+  if (ok === true) {
+    return null;
+  }
+  if (ok !== false) {
+    return `ok: expected true or false, got ${typeof ok}`;
+  }
+  if (typeof error !== "object" || error === null || Array.isArray(error)) {
+    return "error: expected an object";
+  }
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  if (!REFUSAL_CODES.has(code)) {
+    return `error.code: expected one of ${[...REFUSAL_CODES].join(", ")}, got ${JSON.stringify(code) ?? "nothing"}`;
+  }
+  if (typeof message !== "string") {
+    return `error.message: expected a string, got ${typeof message}`;
+  }
+  return null;
 }
 
 /**
