@@ -8,6 +8,7 @@
 // never copies or parses entry payloads.
 import type { LogEntry, Membership, Message, MessageType } from "../../replication/types";
 import type { SnapshotChunk } from "../snapshot-types";
+import type { RaftEnvelope } from "./envelope";
 import {
   MAX_ENTRIES_PER_MESSAGE,
   MAX_MEMBERS,
@@ -309,24 +310,11 @@ function readSnapshotChunk(value: unknown, path: string): SnapshotChunk {
   };
 }
 
-/** What the envelope reader returns: the envelope's fields, typed, unknown ones dropped. */
-export interface EnvelopeFields {
-  readonly protocolVersion: number;
-  readonly cluster: string;
-  readonly from: string;
-  readonly to: string;
-  readonly messages: readonly Message[];
-  readonly snapshotChunk?: SnapshotChunk;
-  readonly memberAsOf?: number;
-  readonly onlyForAnswer?: true;
-  readonly repliesInAnswer?: true;
-}
-
 /**
  * Reads a whole envelope whose protocol version the caller has already checked (a newer version may change the
  * shape, so the version is checked first and alone). Throws a ShapeError naming the first problem.
  */
-export function readEnvelope(value: unknown, protocolVersion: number): EnvelopeFields {
+export function readEnvelope(value: unknown, protocolVersion: number): RaftEnvelope {
   const fields = objectAt(value, "");
   if (fields["protocolVersion"] !== protocolVersion) {
     throw new ShapeError("protocolVersion", `expected ${protocolVersion}, got ${describe(fields["protocolVersion"])}`);
