@@ -49,12 +49,19 @@ export class RaftStorage {
    * without the entries that replace it.
    */
   persist(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {
-    if (ready.truncateFrom === null && ready.entries.length === 0 && ready.hardState === null) {
+    const puts = ready.entries.length + (ready.hardState === null ? 0 : 1);
+    if (ready.truncateFrom === null && puts === 0) {
       return;
     }
     const before = { firstIndex: this.firstIndex, lastIndex: this.lastIndex };
     try {
-      this.transaction(() => this.write(ready));
+      if (ready.truncateFrom === null && puts === 1) {
+        // One put is atomic by itself; a transaction around it would only cost its savepoint (a Ready that only
+        // advances the commit index, or appends one entry, is most of them at low load).
+        this.write(ready);
+      } else {
+        this.transaction(() => this.write(ready));
+      }
     } catch (error) {
       // Nothing was written: the indexes this object tracks go back with the storage.
       this.firstIndex = before.firstIndex;

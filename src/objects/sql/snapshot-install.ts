@@ -5,6 +5,7 @@ import type { SqlValue } from "../../shared/sql";
 import { computeSchemaHash, listSchemaObjects, listTables, qualifiedColumns, rowsOf } from "../sqlite/catalog";
 import type { SnapshotChunk, SnapshotId } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
+import { DedupWindowLoader } from "./dedup-window";
 import {
   DEFAULT_SNAPSHOT_LIMITS,
   limit,
@@ -300,7 +301,9 @@ class SnapshotLoader {
     readonly insertPrefix: string;
   } | null = null;
   private lineCount = 0;
-  private dedupCount = 0;
+  private readonly dedupWindow: DedupWindowLoader;
+  /** The index of the last dedup record loaded: they come oldest first, which the window's byte total relies on. */
+  private lastDedupIndex = 0;
   private readonly hash = new Sha256Stream();
   private readonly shadowTables = new Set<string>();
 
@@ -310,6 +313,7 @@ class SnapshotLoader {
   ) {
     this.sql = storage.sql;
     this.kv = storage.kv;
+    this.dedupWindow = new DedupWindowLoader(this.kv);
   }
 
   load(chunks: Iterable<string>): void {
@@ -553,9 +557,11 @@ class SnapshotLoader {
       count: count as number,
       ...(fingerprint === undefined ? {} : { fingerprint }),
     };
-    this.kv.put(StateKeys.dedupById(id), dedup);
-    this.kv.put(StateKeys.dedupByIndex(dedup.index), id);
-    this.dedupCount += 1;
+    if (dedup.index <= this.lastDedupIndex) {
+      throw new SnapshotError("dedup records out of order");
+    }
+    this.lastDedupIndex = dedup.index;
+    this.dedupWindow.add(id, dedup);
   }
 
   private onEnd(record: { lines?: unknown; sha256?: unknown }): void {
@@ -582,7 +588,7 @@ class SnapshotLoader {
       throw new SnapshotError(`the restored data violates ${violations.length} foreign key constraint(s)`);
     }
     this.sql.exec("PRAGMA defer_foreign_keys = OFF");
-    this.kv.put(StateKeys.dedupCount, this.dedupCount);
+    this.dedupWindow.finish();
     this.kv.put(StateKeys.schemaVersion, header.schemaVersion);
     this.kv.put(StateKeys.schemaHash, header.schemaHash);
     this.kv.put(StateKeys.applied, header.index);

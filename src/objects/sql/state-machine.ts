@@ -14,6 +14,9 @@ import { answerPragma } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults, requestFingerprint } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "../storage-keys";
+import { DedupWindow } from "./dedup-window";
+
+export { dedupWindowBytes } from "./dedup-window";
 import type { StatementShape } from "../../shared/sql-text/classify";
 import { statementResultError } from "../sqlite/storage-failure";
 import type { SnapshotImage } from "../snapshot-types";
@@ -30,8 +33,6 @@ import { applyMonitorEntry } from "../monitor/records";
  */
 export const STRONG_READ_ID_PREFIX = "~read/";
 
-/** Running total of dedupRecordBytes over the remembered requests; absent after a snapshot install (recomputed). */
-
 /** Records and entries written before fingerprints existed have none: they are never called reused. */
 function isReusedId(record: DedupRecord, fingerprint: string | undefined): boolean {
   return record.fingerprint !== undefined && fingerprint !== undefined && record.fingerprint !== fingerprint;
@@ -39,27 +40,6 @@ function isReusedId(record: DedupRecord, fingerprint: string | undefined): boole
 
 function reusedIdMessage(id: string, record: DedupRecord): string {
   return `request id ${JSON.stringify(id)} was already used for a different request (applied at index ${record.index}); nothing of this one was applied: use a new Idempotency-Key`;
-}
-
-/** What one remembered request counts against maxDedupBytes: a pure function of the record, so replicas agree. */
-function dedupRecordBytes(id: string, record: DedupRecord): number {
-  return utf8ByteLength(id) + (record.results === null ? 0 : utf8ByteLength(record.results)) + 32;
-}
-
-/** The bytes the dedup window holds now (recomputed from the records when the running total is absent). */
-export function dedupWindowBytes(kv: SyncKvStorage): number {
-  const kept = kv.get<number>(StateKeys.dedupBytes);
-  if (kept !== undefined) {
-    return kept;
-  }
-  let bytes = 0;
-  for (const [, id] of kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
-    const record = kv.get<DedupRecord>(StateKeys.dedupById(id));
-    if (record !== undefined) {
-      bytes += dedupRecordBytes(id, record);
-    }
-  }
-  return bytes;
 }
 
 export interface SqlStateMachineOptions {
@@ -242,9 +222,7 @@ export function cleanSqliteError(error: unknown): string {
 export class SqlStateMachine {
   private readonly sql: SqlStorage;
   private readonly kv: SyncKvStorage;
-  private readonly maxDedupEntries: number;
   private readonly maxDedupResultBytes: number;
-  private readonly maxDedupBytes: number;
   private readonly maxResultRows: number;
   private readonly maxResultBytes: number;
   private readonly declaredTypes: DeclaredTypes;
@@ -256,11 +234,8 @@ export class SqlStateMachine {
    */
   private cachedApplied: number | null = null;
   private cachedSchema: SchemaInfo | null = null;
-  /**
-   * The dedup window's size (records and bytes) as stored, kept in memory because every write updates it; null until
-   * read, and dropped by any transaction that throws (it may have undone the update) and by forgetCachedState().
-   */
-  private cachedDedupWindow: { count: number; bytes: number } | null = null;
+  /** The dedup window's bookkeeping, with its counts in memory (every write updates them). */
+  private readonly dedupWindow: DedupWindow;
   /** Counts schema writes, so a rolled-back transaction knows whether the cached schema may be one it undid. */
   private schemaWrites = 0;
 
@@ -272,12 +247,14 @@ export class SqlStateMachine {
     this.kv = storage.kv;
     const option = (name: keyof typeof DEFAULT_STATE_MACHINE_OPTIONS): number =>
       positiveInteger(options[name], DEFAULT_STATE_MACHINE_OPTIONS[name], name);
-    this.maxDedupEntries = option("maxDedupEntries");
     this.maxDedupResultBytes = option("maxDedupResultBytes");
-    this.maxDedupBytes = option("maxDedupBytes");
     this.maxResultRows = option("maxResultRows");
     this.maxResultBytes = option("maxResultBytes");
     this.declaredTypes = new DeclaredTypes(storage);
+    this.dedupWindow = new DedupWindow(this.kv, {
+      maxEntries: option("maxDedupEntries"),
+      maxBytes: option("maxDedupBytes"),
+    });
   }
 
   /**
@@ -416,10 +393,14 @@ export class SqlStateMachine {
    */
   private inTransaction<T>(fn: () => T): T {
     const schemaWritesBefore = this.schemaWrites;
+    const dedupWritesBefore = this.dedupWindow.writes;
     try {
       return this.storage.transactionSync(fn);
     } catch (error) {
-      this.cachedDedupWindow = null;
+      // Reads run in a transaction that always rolls back: only one that wrote the window makes its counts stale.
+      if (this.dedupWindow.writes !== dedupWritesBefore) {
+        this.dedupWindow.forget();
+      }
       if (this.schemaWrites !== schemaWritesBefore) {
         this.cachedSchema = null;
       }
@@ -431,7 +412,7 @@ export class SqlStateMachine {
   forgetCachedState(): void {
     this.cachedApplied = null;
     this.cachedSchema = null;
-    this.cachedDedupWindow = null;
+    this.dedupWindow.forget();
   }
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
@@ -661,33 +642,7 @@ export class SqlStateMachine {
       count: results.length,
       ...(fingerprint === undefined ? {} : { fingerprint }),
     };
-    const window = (this.cachedDedupWindow ??= {
-      count: this.kv.get<number>(StateKeys.dedupCount) ?? 0,
-      bytes: dedupWindowBytes(this.kv),
-    });
-    let bytes = window.bytes + dedupRecordBytes(id, record);
-    this.kv.put(StateKeys.dedupById(id), record);
-    this.kv.put(StateKeys.dedupByIndex(index), id);
-    let count = window.count + 1;
-    // Forget the oldest (by applied index) until both bounds hold; the request just remembered always stays.
-    if (count > this.maxDedupEntries || bytes > this.maxDedupBytes) {
-      for (const [key, oldId] of this.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
-        if (count <= 1 || (count <= this.maxDedupEntries && bytes <= this.maxDedupBytes)) {
-          break;
-        }
-        const old = this.kv.get<DedupRecord>(StateKeys.dedupById(oldId));
-        if (old !== undefined) {
-          bytes -= dedupRecordBytes(oldId, old);
-        }
-        this.kv.delete(key);
-        this.kv.delete(StateKeys.dedupById(oldId));
-        count -= 1;
-      }
-    }
-    this.kv.put(StateKeys.dedupCount, count);
-    this.kv.put(StateKeys.dedupBytes, bytes);
-    window.count = count;
-    window.bytes = bytes;
+    this.dedupWindow.remember(id, record);
   }
 
   private resultsOf(record: DedupRecord, id: string): StatementResult[] {

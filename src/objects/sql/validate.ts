@@ -162,7 +162,36 @@ function hazardIn(significant: readonly SqlToken[], shape: StatementShape): stri
  * What the apply and read paths need of a statement, from one pass: its shape, and the hazard that forbids running
  * it (a message), or null. Text SQLite itself cannot tokenize gets a neutral shape and no hazard: SQLite reports it.
  */
-export function inspectStatement(sql: string): { readonly shape: StatementShape; readonly hazard: string | null } {
+export function inspectStatement(sql: string): StatementInspection {
+  const cached = inspections.get(sql);
+  if (cached !== undefined) {
+    return cached;
+  }
+  const inspection = inspectUncached(sql);
+  if (sql.length <= INSPECTION_CACHE.maxSqlChars) {
+    if (inspections.size >= INSPECTION_CACHE.maxEntries) {
+      // The oldest first: Map iterates in insertion order.
+      inspections.delete(inspections.keys().next().value as string);
+    }
+    inspections.set(sql, inspection);
+  }
+  return inspection;
+}
+
+export interface StatementInspection {
+  readonly shape: StatementShape;
+  readonly hazard: string | null;
+}
+
+/**
+ * Every node inspects every statement it applies, and a workload runs the same few statement texts over and over
+ * (values go in parameters): inspections of recent texts are kept, bounded in count and text length (about 1 MB at
+ * most). An inspection is a pure function of the text, so a kept one is the one a fresh pass would give.
+ */
+const INSPECTION_CACHE = { maxEntries: 256, maxSqlChars: 2_048 } as const;
+const inspections = new Map<string, StatementInspection>();
+
+function inspectUncached(sql: string): StatementInspection {
   try {
     const statements = splitTokensIntoStatements(tokenizeSql(sql));
     if (statements.length !== 1 || statements[0] === undefined) {

@@ -1,0 +1,188 @@
+// Issue 11 (CPU per write): the request-dedup window's bookkeeping writes fewer keys per write (no byte-total key, the
+// count only when it changes, the oldest index entries listed a batch at a time), and keeps its documented behaviour:
+// the most recent writes, at most maxDedupEntries and maxDedupBytes, the oldest forgotten first, the request just
+// remembered always kept. Data an earlier version stored (byte total in its own key, records without windowBytes)
+// still loads. Runs the real state machine on the simulator's node:sqlite adapter.
+import { describe, expect, it } from "vitest";
+import type { SqlRequest } from "../../src/shared/sql";
+import { encodeSqlRequest } from "../../src/objects/sql/codec";
+import { dedupRecordBytes, type StoredDedupRecord } from "../../src/objects/sql/dedup-window";
+import { SnapshotInstaller } from "../../src/objects/sql/snapshot-install";
+import { dedupWindowBytes, SqlStateMachine, type SqlStateMachineOptions } from "../../src/objects/sql/state-machine";
+import { StateKeys, type DedupRecord } from "../../src/objects/storage-keys";
+import { SeededRandom } from "../../src/replication/random";
+import { SqliteStorage } from "./platform/sqlite-storage";
+
+/** The adapter, counting the KV operations on the dedup window's keys. */
+function countingStorage(): { storage: DurableObjectStorage; ops: Map<string, number>; inner: SqliteStorage } {
+  const inner = new SqliteStorage();
+  const ops = new Map<string, number>();
+  const count = (op: string, key: string | undefined): void => {
+    if (key === undefined || key.startsWith(StateKeys.dedupPrefix)) {
+      ops.set(op, (ops.get(op) ?? 0) + 1);
+    }
+  };
+  const storage = {
+    sql: inner.sql,
+    kv: {
+      get: <T>(key: string) => {
+        count("get", key);
+        return inner.kv.get<T>(key);
+      },
+      put: <T>(key: string, value: T) => {
+        count("put", key);
+        inner.kv.put(key, value);
+      },
+      delete: (key: string) => {
+        count("delete", key);
+        return inner.kv.delete(key);
+      },
+      list: <T>(options?: Parameters<SqliteStorage["kv"]["list"]>[0]) => {
+        count("list", options?.prefix);
+        return inner.kv.list<T>(options);
+      },
+    },
+    transactionSync: <T>(fn: () => T): T => inner.transactionSync(fn),
+  };
+  return { storage: storage as unknown as DurableObjectStorage, ops, inner };
+}
+
+function entry(index: number, id: string, sql: string): { index: number; kind: "normal"; data: string } {
+  const request: SqlRequest = { id, transaction: false, statements: [{ sql }] };
+  return { index, kind: "normal", data: encodeSqlRequest(request) };
+}
+
+function rememberedIds(storage: DurableObjectStorage): string[] {
+  return [...storage.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })].map(([, id]) => id);
+}
+
+function recomputedBytes(storage: DurableObjectStorage): number {
+  let bytes = 0;
+  for (const id of rememberedIds(storage)) {
+    bytes += dedupRecordBytes(id, storage.kv.get<DedupRecord>(StateKeys.dedupById(id))!);
+  }
+  return bytes;
+}
+
+/** The window as the previous version (before this change) kept it: byte total in a key, no windowBytes. */
+function rewriteAsPreviousVersion(storage: DurableObjectStorage, options: { keepBytesKey: boolean }): void {
+  for (const id of rememberedIds(storage)) {
+    const key = StateKeys.dedupById(id);
+    const { windowBytes: _dropped, ...record } = storage.kv.get<StoredDedupRecord>(key)!;
+    storage.kv.put(key, record);
+  }
+  if (options.keepBytesKey) {
+    storage.kv.put(StateKeys.dedupBytes, recomputedBytes(storage));
+  }
+}
+
+const SETUP = "CREATE TABLE t (v TEXT)";
+
+function machineWithWrites(
+  storage: DurableObjectStorage,
+  options: SqlStateMachineOptions,
+  writes: number,
+): SqlStateMachine {
+  const machine = new SqlStateMachine(storage, options);
+  machine.applyEntry(entry(1, "setup", SETUP));
+  for (let i = 0; i < writes; i++) {
+    machine.applyEntry(entry(2 + i, `w-${i}`, `INSERT INTO t (v) VALUES ('${i}')`));
+  }
+  return machine;
+}
+
+describe("the dedup window's bookkeeping (issue 11)", () => {
+  it("a write into a full window costs two puts, one get and two deletes of window keys, and lists only per batch", () => {
+    const { storage, ops } = countingStorage();
+    const machine = machineWithWrites(storage, { maxDedupEntries: 100 }, 120);
+    ops.clear();
+    for (let i = 0; i < 64; i++) {
+      machine.applyEntry(entry(122 + i, `more-${i}`, "INSERT INTO t (v) VALUES ('x')"));
+    }
+    const lists = ops.get("list") ?? 0;
+    ops.delete("list");
+    // Per write: the dedup check and the forgotten record's bytes (get), the record and its index entry (put), the
+    // forgotten record and its index entry (delete); the count stays at the bound and is not written again. The
+    // earlier version wrote the count and a byte total as well, and listed the index once per write.
+    expect(Object.fromEntries(ops)).toEqual({ get: 128, put: 128, delete: 128 });
+    expect(lists).toBeGreaterThan(0);
+    expect(lists).toBeLessThanOrEqual(2);
+    expect(storage.kv.get(StateKeys.dedupCount)).toBe(100);
+    const ids = rememberedIds(storage);
+    expect(ids.slice(0, 36)).toEqual(Array.from({ length: 36 }, (_, i) => `w-${84 + i}`));
+    expect(ids.slice(36)).toEqual(Array.from({ length: 64 }, (_, i) => `more-${i}`));
+  });
+
+  it("reads (always rolled back) do not make the next write read the window again", () => {
+    const { storage, ops } = countingStorage();
+    const machine = machineWithWrites(storage, {}, 3);
+    ops.clear();
+    machine.query([{ sql: "SELECT count(*) FROM t" }], { transaction: false });
+    machine.applyEntry(entry(5, "after-read", "INSERT INTO t (v) VALUES ('y')"));
+    expect(Object.fromEntries(ops)).toEqual({ get: 1, put: 3 });
+  });
+
+  it("keeps the newest requests within both bounds, forgetting the oldest first, across reloads (model check)", () => {
+    const random = new SeededRandom(11);
+    const options = { maxDedupEntries: 7, maxDedupBytes: 2_000 };
+    const { storage } = countingStorage();
+    let machine = new SqlStateMachine(storage, options);
+    machine.applyEntry(entry(1, "setup", "CREATE TABLE big (v TEXT)"));
+    const model = [{ id: "setup", bytes: dedupRecordBytes("setup", storage.kv.get(StateKeys.dedupById("setup"))!) }];
+    for (let index = 2; index < 300; index++) {
+      const id = `r-${index}`;
+      // Results of very different sizes: one row of 0 to 900 characters (some alone break the byte bound).
+      const width = random.nextInt(901);
+      machine.applyEntry(entry(index, id, `SELECT '${"x".repeat(width)}' AS v`));
+      model.push({ id, bytes: dedupRecordBytes(id, storage.kv.get<DedupRecord>(StateKeys.dedupById(id))!) });
+      let bytes = model.reduce((sum, record) => sum + record.bytes, 0);
+      while (model.length > 1 && (model.length > options.maxDedupEntries || bytes > options.maxDedupBytes)) {
+        bytes -= model.shift()!.bytes;
+      }
+      expect(rememberedIds(storage)).toEqual(model.map((record) => record.id));
+      expect(storage.kv.get(StateKeys.dedupCount)).toBe(model.length);
+      expect(dedupWindowBytes(storage.kv)).toBe(bytes);
+      if (random.nextInt(10) === 0) {
+        machine = new SqlStateMachine(storage, options);
+      }
+    }
+  });
+
+  for (const keepBytesKey of [true, false]) {
+    it(`loads the window the previous version stored (${keepBytesKey ? "with its byte total" : "after its snapshot install: no total"}) and replaces the old total`, () => {
+      const { storage } = countingStorage();
+      machineWithWrites(storage, { maxDedupEntries: 5, maxDedupBytes: 10_000 }, 8);
+      rewriteAsPreviousVersion(storage, { keepBytesKey });
+      expect(dedupWindowBytes(storage.kv)).toBe(recomputedBytes(storage));
+      // Restarted on this code, with a byte bound that forces forgetting more than one.
+      const machine = new SqlStateMachine(storage, { maxDedupEntries: 5, maxDedupBytes: 3 * 70 });
+      machine.applyEntry(entry(10, "new", "INSERT INTO t (v) VALUES ('n')"));
+      expect(storage.kv.get(StateKeys.dedupBytes)).toBeUndefined();
+      const ids = rememberedIds(storage);
+      expect(ids[ids.length - 1]).toBe("new");
+      expect(ids.length).toBeLessThan(5);
+      expect(storage.kv.get(StateKeys.dedupCount)).toBe(ids.length);
+      expect(recomputedBytes(storage)).toBeLessThanOrEqual(3 * 70);
+      expect(storage.kv.get<StoredDedupRecord>(StateKeys.dedupById("new"))?.windowBytes).toBe(recomputedBytes(storage));
+      expect(machine.rememberedResults(ids[0]!)).not.toBeNull();
+      expect(machine.rememberedResults("w-0")).toBeNull();
+    });
+  }
+
+  it("a snapshot install writes the window's byte total into its newest record", () => {
+    const source = countingStorage().storage;
+    const machine = machineWithWrites(source, {}, 6);
+    const image = machine.createSnapshot();
+    const receiver = countingStorage().storage;
+    receiver.kv.put(StateKeys.dedupBytes, 12_345);
+    const installer = new SnapshotInstaller(receiver);
+    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
+    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
+    installer.finish(id);
+    expect(rememberedIds(receiver)).toEqual(rememberedIds(source));
+    expect(receiver.kv.get(StateKeys.dedupCount)).toBe(7);
+    expect(receiver.kv.get(StateKeys.dedupBytes)).toBeUndefined();
+    expect(receiver.kv.get<StoredDedupRecord>(StateKeys.dedupById("w-5"))?.windowBytes).toBe(recomputedBytes(source));
+    expect(dedupWindowBytes(receiver.kv)).toBe(dedupWindowBytes(source.kv));
+  });
+});
