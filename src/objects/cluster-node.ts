@@ -347,6 +347,15 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     }
   }
 
+  /**
+   * Test-only: the node ticks by its alarm alone from now on (no timer pending), so that the test pool can evict it
+   * (its eviction waits for pending work to drain). Refused unless test configuration enabled faults.
+   */
+  async testBeforeEviction(): Promise<void> {
+    assertFaultsEnabled(this.env);
+    await this.host.tickByAlarmOnly();
+  }
+
   /** Test-only: crashes this object (in-memory state lost, storage kept); its alarm or the next call restarts it. */
   async testCrash(): Promise<void> {
     assertFaultsEnabled(this.env);
@@ -354,7 +363,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   // -------------------------------------------------------------------------------------------------------------
-  // The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core.
+  // The one alarm, the watchdog of the in-memory timer that ticks the node (node-host.ts): every timer of the core
+  // (election, heartbeat, retries, probes) is a tick.
 
   override async alarm(): Promise<void> {
     this.counters.alarmWakeup();

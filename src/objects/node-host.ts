@@ -1,6 +1,6 @@
 // NodeHost: what one in-memory instance of a node object does around its NodeRuntime, written once for the platform
-// (ClusterNode) and the simulator (test/sim/host.ts): lazy start from storage, the one alarm that carries every
-// timer, peers' envelopes, client calls with their failures translated, and dropping a runtime that failed so the
+// (ClusterNode) and the simulator (test/sim/host.ts): lazy start from storage, the ticks (an in-memory timer while the
+// instance lives, the one alarm as the watchdog that brings back an evicted one), peers' envelopes, client calls with their failures translated, and dropping a runtime that failed so the
 // next event reloads it from storage. Everything platform-specific comes in through NodeHostSeams. A stale
 // instance (a newer one owns the object) is fenced by its storage: every access throws, its runtime breaks, and
 // reloading fails, so it can neither act nor answer as the node.
@@ -29,7 +29,13 @@ import type { SyncKv, SyncTransaction } from "./raft-storage";
 import type { ShellBugs } from "./shell-bugs";
 import type { StateMachinePort } from "./state-machine-port";
 import { NodeKeys } from "./storage-keys";
-import { failedRuntimeRetryMs, readmissionGraceMs, startRetryDelayMs } from "./timing";
+import {
+  failedRuntimeRetryMs,
+  readmissionGraceMs,
+  startRetryDelayMs,
+  watchdogAlarmAtMs,
+  watchdogRenewWithinMs,
+} from "./timing";
 import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./transport/index";
 
 /** From this many failed starts in a row on, each one's log line carries an alert. */
@@ -105,10 +111,15 @@ export class NodeHost {
   private identityValue: NodeIdentity | null = null;
   private removal: RemovalRecord | null = null;
   private readmission: Readmission | null = null;
+  /** When the alarm (the watchdog) is set for, as this instance set it; null when it may not be set. */
   private alarmAtMs: number | null = null;
+  /** The in-memory timer that drives the ticks while this instance lives; null when none is armed. */
+  private tickTimer: { readonly atMs: number; readonly cancel: () => void } | null = null;
+  /** Ticking by the alarm alone, without the in-memory timer (a test's eviction: see tickByAlarmOnly). */
+  private alarmOnly = false;
   /** The switches the current runtime runs with (empty in production). */
   private bugs: ShellBugs = {};
-  /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleAlarm). */
+  /** Whether this instance deleted any alarm left on a node that may not tick (see scheduleWake). */
   private strayAlarmCleared = false;
   /** Failed starts in a row (reset by a start that succeeds): the retry backs off with them. */
   private startFailuresInARow = 0;
@@ -131,9 +142,41 @@ export class NodeHost {
   // -------------------------------------------------------------------------------------------------------------
   // Entry points
 
-  /** The one alarm: every timer (election, heartbeat, retries, probes) is a tick of the core. */
+  /**
+   * The one alarm, the watchdog: it wakes an instance that lost its in-memory timer (an evicted object comes back
+   * by it), and does what the timer would have done. Every timer of the core (election, heartbeat, retries, probes)
+   * is a tick.
+   */
   async alarm(): Promise<void> {
     this.alarmAtMs = null;
+    await this.wake();
+  }
+
+  /** The in-memory timer fired: the same wake as the alarm's. A failure is logged and retried, never thrown. */
+  private onTickTimer(): void {
+    this.tickTimer = null;
+    void this.wake().catch((err: unknown) => {
+      if (this.seams.isInstanceAbort?.(err) === true) {
+        return;
+      }
+      const identity = this.identityValue;
+      const retryInMs = failedRuntimeRetryMs(identity?.cluster);
+      logEvent(
+        "error",
+        { cluster: identity?.cluster.name ?? "?", node: identity?.node ?? "?", term: 0 },
+        "tickFailed",
+        {
+          error: String(err),
+          retryInMs,
+        },
+      );
+      // The alarm may not be set (setting it is what failed): the timer tries again soon.
+      this.armTickTimer(this.seams.clock.now() + retryInMs);
+    });
+  }
+
+  /** A tick: load the runtime if needed, catch its clock up with real time, and schedule the next wake. */
+  private async wake(): Promise<void> {
     let runtime: NodeRuntime | null;
     try {
       runtime = await this.loadRuntime();
@@ -175,7 +218,7 @@ export class NodeHost {
       await this.armRetry(failedRuntimeRetryMs(this.identityValue?.cluster));
       return;
     }
-    await this.scheduleAlarm(runtime);
+    await this.scheduleWake(runtime);
   }
 
   /**
@@ -224,7 +267,7 @@ export class NodeHost {
       }
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
-    await this.scheduleAlarm(runtime);
+    await this.scheduleWake(runtime);
     return { ok: true, report: runtime.peerReport(), ...(replies.length === 0 ? {} : { replies }) };
   }
 
@@ -282,7 +325,7 @@ export class NodeHost {
       if (this.mustDecommission(runtime)) {
         await this.decommission(runtime, `${address.node} is no longer a member of cluster ${address.cluster.name}`);
       } else {
-        await this.scheduleAlarm(runtime);
+        await this.scheduleWake(runtime);
       }
       return { ok: true, node: address.node, value };
     } catch (err) {
@@ -301,6 +344,7 @@ export class NodeHost {
     if (runtime !== null) {
       await this.decommission(runtime, reason, { liftable: false });
     }
+    this.cancelTickTimer();
     await this.seams.alarm.delete();
   }
 
@@ -363,6 +407,20 @@ export class NodeHost {
     return this.startRuntime(identity);
   }
 
+  /**
+   * Test only: from now on this instance ticks by its alarm alone, set for each next deadline, and keeps no timer
+   * pending. The test pool's eviction waits for the object's pending work to drain, and the in-memory timer is always
+   * pending: a test that evicts a node calls this first, and the node runs on until the eviction as before.
+   */
+  async tickByAlarmOnly(): Promise<void> {
+    this.alarmOnly = true;
+    this.cancelTickTimer();
+    const runtime = this.runtime;
+    if (runtime !== null) {
+      await this.scheduleWake(runtime);
+    }
+  }
+
   // -------------------------------------------------------------------------------------------------------------
   // Lifecycle
 
@@ -389,7 +447,7 @@ export class NodeHost {
       await this.seams.alarm.delete();
       return runtime;
     }
-    await this.scheduleAlarm(runtime);
+    await this.scheduleWake(runtime);
     return runtime;
   }
 
@@ -413,7 +471,7 @@ export class NodeHost {
       if (broken) {
         await this.discardRuntime(current, err);
       } else if (current !== null && !current.isStopped) {
-        await this.scheduleAlarm(current).catch(() => undefined);
+        await this.scheduleWake(current).catch(() => undefined);
       }
       return err.error;
     }
@@ -466,6 +524,7 @@ export class NodeHost {
     this.readmission = null;
     runtime.log("warn", "decommissioned", { reason, appliedIndex });
     await runtime.stop(reason);
+    this.cancelTickTimer();
     await this.seams.alarm.delete();
     this.alarmAtMs = null;
   }
@@ -524,9 +583,9 @@ export class NodeHost {
   }
 
   // -------------------------------------------------------------------------------------------------------------
-  // The alarm
+  // The ticks: the in-memory timer, and the alarm as its watchdog
 
-  /** Sets the alarm `delayMs` from now, recorded like any other (scheduleAlarm compares with it). */
+  /** Sets the alarm `delayMs` from now, recorded like any other (scheduleWake compares with it). */
   private async armRetry(delayMs: number): Promise<void> {
     const atMs = this.seams.clock.now() + Math.max(1, delayMs);
     this.alarmAtMs = atMs;
@@ -538,15 +597,22 @@ export class NodeHost {
     }
   }
 
-  private async scheduleAlarm(runtime: NodeRuntime): Promise<void> {
+  /**
+   * Arms the next wake: the in-memory timer at the runtime's next deadline (see NodeRuntime.nextWakeAtMs), and the
+   * alarm as a watchdog well after it (watchdogAlarmAtMs). The timer is what ticks the node while this instance
+   * lives; the alarm is set again only once it comes within watchdogRenewWithinMs, or when the node's next deadline
+   * moved earlier than it allows, so that it seldom fires (every firing is a billed request) and is seldom set.
+   */
+  private async scheduleWake(runtime: NodeRuntime): Promise<void> {
     this.seams.afterEvent?.(runtime);
     if (runtime.isStopped) {
       return;
     }
     if (!mayTick(runtime)) {
       // Never a member (reached by a name no membership lists): it must not tick, and be billed, forever. A leader
-      // adding it makes it a member with its first entries, and the next scheduling arms the alarm. An alarm left
-      // from before (this instance has not cleared one yet) is deleted, once.
+      // adding it makes it a member with its first entries, and the next scheduling arms the timer and the alarm. An
+      // alarm left from before (this instance has not cleared one yet) is deleted, once.
+      this.cancelTickTimer();
       if (this.alarmAtMs !== null || !this.strayAlarmCleared) {
         this.alarmAtMs = null;
         this.strayAlarmCleared = true;
@@ -555,22 +621,48 @@ export class NodeHost {
       return;
     }
     const nowMs = this.seams.clock.now();
-    // Never at the current instant: at least now + 1 (an alarm in the past fires at once, again and again).
+    // Never at the current instant: an alarm in the past fires at once, again and again.
     const wakeAtMs = Math.max(runtime.nextWakeAtMs(), nowMs + 1);
-    // One alarm serves every timer: re-set it only when the next deadline moved earlier or it fired (alarm() clears
-    // alarmAtMs). An alarm already due is about to run, and it re-arms for the next tick itself: setting it again on
-    // every event while it waits to run was most of what the alarm cost under load.
-    if (this.alarmAtMs !== null && this.alarmAtMs <= wakeAtMs) {
-      return;
+    const timing = runtime.identity.cluster;
+    let setAtMs: number;
+    if (this.alarmOnly) {
+      // The alarm does the timer's work: set again only when the next deadline moved earlier, or once it fired.
+      setAtMs = wakeAtMs;
+      if (this.alarmAtMs !== null && this.alarmAtMs <= setAtMs) {
+        return;
+      }
+    } else {
+      this.armTickTimer(wakeAtMs);
+      setAtMs = watchdogAlarmAtMs(timing, { nowMs, nextWakeAtMs: wakeAtMs });
+      const alarmAtMs = this.alarmAtMs;
+      if (alarmAtMs !== null && alarmAtMs <= setAtMs && alarmAtMs - nowMs >= watchdogRenewWithinMs(timing)) {
+        return;
+      }
     }
-    this.alarmAtMs = wakeAtMs;
+    this.alarmAtMs = setAtMs;
     try {
-      await this.seams.alarm.set(wakeAtMs);
+      await this.seams.alarm.set(setAtMs);
     } catch (err) {
       // Not set: the next event must try again rather than trust an alarm that does not exist.
       this.alarmAtMs = null;
       throw err;
     }
+  }
+
+  /** Arms the in-memory timer for `atMs`, unless it is armed for that time or an earlier one (it re-arms then). */
+  private armTickTimer(atMs: number): void {
+    const armed = this.tickTimer;
+    if (armed !== null && armed.atMs <= atMs) {
+      return;
+    }
+    armed?.cancel();
+    const cancel = this.seams.clock.schedule(() => this.onTickTimer(), Math.max(0, atMs - this.seams.clock.now()));
+    this.tickTimer = { atMs, cancel };
+  }
+
+  private cancelTickTimer(): void {
+    this.tickTimer?.cancel();
+    this.tickTimer = null;
   }
 
   private rethrowAbort(err: unknown): void {

@@ -135,6 +135,32 @@ export function failedRuntimeRetryMs(timing: ClusterTiming | undefined): number 
   return tickMs(timing ?? UNKNOWN_CLUSTER_TIMING);
 }
 
+/**
+ * While a node's instance lives, an in-memory timer drives its ticks; the object's alarm is only the watchdog that
+ * brings back an instance that was evicted (in-memory timers do not survive it). An evicted node that has a leader is
+ * woken by that leader's next message; the alarm matters when there is none, and a node that restarts campaigns one
+ * election timeout or more later anyway. So the watchdog is set at the node's next deadline but no sooner than one
+ * election timeout from now, plus half an election timeout: a leader, or a follower that keeps hearing from one, sets
+ * its alarm about once an election timeout instead of every tick (setting the alarm is a storage write, and each
+ * firing is a billed request).
+ */
+export function watchdogAlarmAtMs(
+  timing: Pick<ClusterTiming, "electionTimeoutMs">,
+  options: { readonly nowMs: number; readonly nextWakeAtMs: number },
+): number {
+  return Math.ceil(
+    Math.max(options.nextWakeAtMs, options.nowMs + timing.electionTimeoutMs) + timing.electionTimeoutMs / 2,
+  );
+}
+
+/**
+ * The watchdog alarm is set again once it is due within half an election timeout, so that it does not fire while the
+ * in-memory timer drives the node (the node's events come far more often than that: a heartbeat every tick).
+ */
+export function watchdogRenewWithinMs(timing: Pick<ClusterTiming, "electionTimeoutMs">): number {
+  return Math.floor(timing.electionTimeoutMs / 2);
+}
+
 /** Failed starts in a row back off up to this many election timeouts between tries. */
 const START_RETRY_MAX_ELECTION_TIMEOUTS = 3;
 

@@ -232,8 +232,13 @@ export class TestCluster {
     await Promise.all(this.names.map((name) => this.stub(name).testHalt()));
   }
 
-  /** Evicts a node: in-memory state is lost, storage kept; its alarm or the next call brings it back. */
+  /**
+   * Evicts a node: in-memory state is lost, storage kept; its alarm or the next call brings it back. The eviction waits
+   * for the object's pending work to drain, and a running node always has its tick timer pending: it ticks by its
+   * alarm alone first.
+   */
   async evict(node: string): Promise<void> {
+    await this.stub(node).testBeforeEviction();
     await evictDurableObject(this.stub(node));
   }
 
