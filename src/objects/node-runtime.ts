@@ -131,6 +131,8 @@ export class NodeRuntime {
     this.peers.onCensusReport = (peer, report) => this.census.noteReport(peer, report);
     if (this.monitor.config.enabled && deps.bugs?.snapshotImageUnverified !== true) {
       const monitor = this.monitor;
+      this.monitor.onImageSettled = () =>
+        queueMicrotask(() => this.inBackground("snapshots awaiting an image", () => this.peers.retryAwaitingImages()));
       this.peers.verifiedImages = {
         image: (minIndex) => monitor.verifiedImage(minIndex),
         built: () => monitor.imageCheckpointImagesBuilt(),
@@ -187,6 +189,7 @@ export class NodeRuntime {
     maybePromoteLearners(this.core, this.peers);
     this.requests.ticked();
     this.monitor.ticked();
+    this.peers.retryAwaitingImages();
     this.census.ticked();
     this.processReady();
   }

@@ -132,6 +132,8 @@ export class ConsistencyMonitor {
   private imageCheckpoint: ImageCheckpoint | null = null;
   /** Image checkpoints that failed in a row (the back-off's exponent) and when the next may be proposed. */
   private imageBackoff = { failures: 0, notBeforeMs: 0 };
+  /** Called when an image checkpoint is verified or refused (snapshots waiting for it go out or give up at once). */
+  onImageSettled: (() => void) | null = null;
   private undecided: UndecidedImage | null = null;
   /** Since when too few voters could apply an image checkpoint (null while enough can). */
   private shortOfVotersSinceMs: number | null = null;
@@ -733,6 +735,7 @@ export class ConsistencyMonitor {
 
   private settleImageCheckpoint(checkpoint: ImageCheckpoint, outcome: "verified" | "refused"): void {
     checkpoint.outcome = outcome;
+    this.onImageSettled?.();
     if (outcome === "verified") {
       this.imageBackoff.failures = 0;
       this.undecided = null;

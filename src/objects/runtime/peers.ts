@@ -15,7 +15,12 @@ import {
 } from "../transport/index";
 import { quorumSize } from "../../quorum/quorum";
 import { NodeKeys, TestHookKeys } from "../storage-keys";
-import { peerTransportTiming, snapshotChunkTimeoutMs, snapshotRetryDelayMs } from "../timing";
+import {
+  imageCheckpointDeadlineMs,
+  peerTransportTiming,
+  snapshotChunkTimeoutMs,
+  snapshotRetryDelayMs,
+} from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 import type { PeerConsistencyReport } from "../monitor/types";
 
@@ -137,6 +142,14 @@ export class PeerLinks {
    * none is ready yet). Unset: this node images its state as it is now.
    */
   verifiedImages: { image(minIndex: number): SnapshotImage | null | "unchecked"; built(): number } | null = null;
+  /**
+   * Snapshots waiting for an image checkpoint to be verified, by peer (one each). The core's progress stays in its
+   * snapshot state meanwhile, as for a transfer in flight, and the image goes out once a majority has verified it
+   * (retryAwaitingImages, on every tick and when a checkpoint settles). Reporting "not sent" instead made the core probe
+   * again, be refused, and ask for the snapshot again, a heartbeat round or more each time around. Given up (reported
+   * not sent) after the image checkpoint's deadline.
+   */
+  private readonly awaitingImage = new Map<string, { readonly message: InstallSnapshot; readonly sinceMs: number }>();
 
   constructor(private readonly core: RuntimeCore) {
     for (const member of core.identity.cluster.members) {
@@ -433,12 +446,32 @@ export class PeerLinks {
     return this.imagesBuilt + (this.verifiedImages?.built() ?? 0);
   }
 
-  /** An image for a snapshot at `snapshotIndex`: the cached one while fresh enough, else a new one; null while building is backing off. */
-  private snapshotImage(snapshotIndex: number): SnapshotImage | null {
-    // null means "not verified yet" (an image checkpoint is on its way), not "unchecked".
+  /**
+   * Snapshots that wait for a verified image try again: the image may be ready, the checkpoint's deadline past, or
+   * this node no longer the leader of the term they were asked in (then the core has dropped their progress).
+   */
+  retryAwaitingImages(): void {
+    if (this.awaitingImage.size === 0) {
+      return;
+    }
+    const status = this.core.raft.status();
+    for (const [peer, { message }] of [...this.awaitingImage]) {
+      if (status.role !== "leader" || status.term !== message.term) {
+        this.awaitingImage.delete(peer);
+        continue;
+      }
+      this.streamSnapshot(message);
+    }
+  }
+
+  /**
+   * An image for a snapshot at `snapshotIndex`: the cached one while fresh enough, else a new one; null while building
+   * is backing off; "verifying" while an image checkpoint is on its way (the consistency monitor is on).
+   */
+  private snapshotImage(snapshotIndex: number): SnapshotImage | null | "verifying" {
     const verified = this.verifiedImages === null ? "unchecked" : this.verifiedImages.image(snapshotIndex);
     if (verified !== "unchecked") {
-      return verified;
+      return verified ?? "verifying";
     }
     const core = this.core;
     const nowMs = core.deps.clock.now();
@@ -487,7 +520,7 @@ export class PeerLinks {
       this.reportSnapshotNotSent(peer);
       return;
     }
-    let image: SnapshotImage | null;
+    let image: SnapshotImage | null | "verifying";
     try {
       image = this.snapshotImage(message.snapshot.index);
     } catch (err) {
@@ -495,6 +528,16 @@ export class PeerLinks {
       core.log("error", "snapshotFailed", { peer, error: err instanceof Error ? err.message : String(err) });
       image = null;
     }
+    if (image === "verifying") {
+      const nowMs = core.deps.clock.now();
+      const sinceMs = this.awaitingImage.get(peer)?.sinceMs ?? nowMs;
+      if (nowMs - sinceMs < imageCheckpointDeadlineMs(core.identity.cluster)) {
+        this.awaitingImage.set(peer, { message, sinceMs });
+        return;
+      }
+      image = null;
+    }
+    this.awaitingImage.delete(peer);
     if (image === null) {
       this.reportSnapshotNotSent(peer);
       return;
