@@ -93,6 +93,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       exclusive: (fn) => ctx.blockConcurrencyWhile(fn),
       onRuntimeStarting: (identity) =>
         registerEventLog({ cluster: identity.cluster.name, node: identity.node }, this.events),
+      // The spans of recent calls go out in one batch on every tick (bounded; never awaited; see otlp-spans.ts).
+      onWake: () => void this.otlp?.flush(),
       afterEvent: (runtime) => this.counters.observeLeader(runtime.status().leader),
       wrapCall: (address, body) => this.traced(address, body),
     });
@@ -368,8 +370,6 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   override async alarm(): Promise<void> {
     this.counters.alarmWakeup();
-    // The spans of recent calls go out in one batch (bounded; never awaited; see otlp-spans.ts).
-    void this.otlp?.flush();
     if (this.lifecycle.tombstoned !== null) {
       // A late alarm of a dropped database: it must not bring the object back.
       await this.ctx.storage.deleteAlarm();

@@ -92,6 +92,8 @@ export interface NodeHostSeams {
   readonly isInstanceAbort?: (err: unknown) => boolean;
   /** Called right before a runtime is created, with its identity: the event feed must be in place for its nodeStarted. */
   readonly onRuntimeStarting?: (identity: NodeIdentity) => void;
+  /** Called at the start of every wake (the tick timer's or the alarm's): the platform flushes its spans then. */
+  readonly onWake?: () => void;
   /** Called after each event that leaves a runtime in place (before its alarm is set). */
   readonly afterEvent?: (runtime: NodeRuntime) => void;
   /** Called when a runtime (or starting one) failed and was dropped. */
@@ -177,6 +179,7 @@ export class NodeHost {
 
   /** A tick: load the runtime if needed, catch its clock up with real time, and schedule the next wake. */
   private async wake(): Promise<void> {
+    this.seams.onWake?.();
     let runtime: NodeRuntime | null;
     try {
       runtime = await this.loadRuntime();
