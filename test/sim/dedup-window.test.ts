@@ -122,6 +122,26 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     expect(Object.fromEntries(ops)).toEqual({ get: 1, put: 3 });
   });
 
+  it("the leader's two lookups of a write's id (reused? remembered?) read it once, and again after an apply", () => {
+    const { storage, ops } = countingStorage();
+    const machine = machineWithWrites(storage, {}, 1);
+    const request: SqlRequest = {
+      id: "w-0",
+      transaction: false,
+      statements: [{ sql: "INSERT INTO t (v) VALUES ('0')" }],
+    };
+    ops.clear();
+    expect(machine.reusedIdRefusal(request)).toBeNull();
+    expect(machine.rememberedResults("w-0")).toEqual([expect.objectContaining({ rowsAffected: 1 })]);
+    expect(machine.reusedIdRefusal({ ...request, id: "fresh" })).toBeNull();
+    expect(machine.rememberedResults("fresh")).toBeNull();
+    expect(Object.fromEntries(ops)).toEqual({ get: 2 });
+    machine.applyEntry(entry(3, "fresh", "INSERT INTO t (v) VALUES ('f')"));
+    ops.clear();
+    expect(machine.rememberedResults("fresh")).toEqual([expect.objectContaining({ rowsAffected: 1 })]);
+    expect(Object.fromEntries(ops)).toEqual({ get: 1 });
+  });
+
   it("keeps the newest requests within both bounds, forgetting the oldest first, across reloads (model check)", () => {
     const random = new SeededRandom(11);
     const options = { maxDedupEntries: 7, maxDedupBytes: 2_000 };

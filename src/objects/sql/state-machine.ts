@@ -236,6 +236,13 @@ export class SqlStateMachine {
   private cachedSchema: SchemaInfo | null = null;
   /** The dedup window's bookkeeping, with its counts in memory (every write updates them). */
   private readonly dedupWindow: DedupWindow;
+  /** Bumped whenever the remembered requests may change (an entry applied, a transaction undone, state replaced). */
+  private stateVersion = 0;
+  private lastLookup: {
+    readonly id: string;
+    readonly record: DedupRecord | undefined;
+    readonly stateVersion: number;
+  } | null = null;
   /** Counts schema writes, so a rolled-back transaction knows whether the cached schema may be one it undid. */
   private schemaWrites = 0;
 
@@ -362,6 +369,7 @@ export class SqlStateMachine {
     if (entry.kind !== "normal" && entry.kind !== "noop" && entry.kind !== "config") {
       throw new Error(`invalid entry kind ${String(entry.kind)}`);
     }
+    this.stateVersion += 1;
     const applied = this.appliedIndex();
     if (entry.index <= applied) {
       return null;
@@ -397,6 +405,7 @@ export class SqlStateMachine {
     try {
       return this.storage.transactionSync(fn);
     } catch (error) {
+      this.stateVersion += 1;
       // Reads run in a transaction that always rolls back: only one that wrote the window makes its counts stale.
       if (this.dedupWindow.writes !== dedupWritesBefore) {
         this.dedupWindow.forget();
@@ -413,6 +422,7 @@ export class SqlStateMachine {
     this.cachedApplied = null;
     this.cachedSchema = null;
     this.dedupWindow.forget();
+    this.stateVersion += 1;
   }
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
@@ -645,6 +655,20 @@ export class SqlStateMachine {
     this.dedupWindow.remember(id, record);
   }
 
+  /**
+   * The record of a remembered id. The leader looks a write's id up twice before proposing it (reusedIdRefusal, then
+   * rememberedResults): the second lookup reuses the first while no entry was applied and no state replaced since.
+   */
+  private rememberedRecord(id: string): DedupRecord | undefined {
+    const last = this.lastLookup;
+    if (last !== null && last.id === id && last.stateVersion === this.stateVersion) {
+      return last.record;
+    }
+    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    this.lastLookup = { id, record, stateVersion: this.stateVersion };
+    return record;
+  }
+
   private resultsOf(record: DedupRecord, id: string): StatementResult[] {
     if (record.results !== null) {
       return decodeStatementResults(record.results);
@@ -655,7 +679,7 @@ export class SqlStateMachine {
 
   /** The results a request id was first answered with, if it is still remembered (a retry gets these). */
   rememberedResults(id: string): StatementResult[] | null {
-    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    const record = this.rememberedRecord(id);
     return record === undefined ? null : this.resultsOf(record, id);
   }
 
@@ -664,7 +688,7 @@ export class SqlStateMachine {
    * request; null when it is not.
    */
   reusedIdRefusal(request: SqlRequest): string | null {
-    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
+    const record = this.rememberedRecord(request.id);
     return record !== undefined && isReusedId(record, requestFingerprint(request))
       ? reusedIdMessage(request.id, record)
       : null;
@@ -672,7 +696,7 @@ export class SqlStateMachine {
 
   /** Whether a request id is currently remembered, and at which index it was applied. */
   rememberedRequest(id: string): { readonly index: number } | null {
-    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    const record = this.rememberedRecord(id);
     return record === undefined ? null : { index: record.index };
   }
 
