@@ -40,6 +40,8 @@ import { validateEnvelope, type RaftEnvelope, type TransportClock } from "./tran
 
 /** From this many failed starts in a row on, each one's log line carries an alert. */
 const START_FAILURES_ALERT = 5;
+/** Timer wakes that may fail in a row before the in-memory timer stops re-arming itself (see onTickTimer). */
+const MAX_TIMER_FAILURES_IN_A_ROW = 3;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
 const BACKUP_TIMEOUT_MS = 10_000;
 
@@ -125,6 +127,8 @@ export class NodeHost {
   private strayAlarmCleared = false;
   /** Failed starts in a row (reset by a start that succeeds): the retry backs off with them. */
   private startFailuresInARow = 0;
+  /** Timer wakes that failed in a row; the timer stops re-arming itself after MAX_TIMER_FAILURES_IN_A_ROW. */
+  private timerFailuresInARow = 0;
 
   constructor(private readonly seams: NodeHostSeams) {}
 
@@ -157,24 +161,38 @@ export class NodeHost {
   /** The in-memory timer fired: the same wake as the alarm's. A failure is logged and retried, never thrown. */
   private onTickTimer(): void {
     this.tickTimer = null;
-    void this.wake().catch((err: unknown) => {
-      if (this.seams.isInstanceAbort?.(err) === true) {
-        return;
-      }
-      const identity = this.identityValue;
-      const retryInMs = failedRuntimeRetryMs(identity?.cluster);
-      logEvent(
-        "error",
-        { cluster: identity?.cluster.name ?? "?", node: identity?.node ?? "?", term: 0 },
-        "tickFailed",
-        {
-          error: String(err),
-          retryInMs,
-        },
-      );
-      // The alarm may not be set (setting it is what failed): the timer tries again soon.
-      this.armTickTimer(this.seams.clock.now() + retryInMs);
-    });
+    void this.wake().then(
+      () => {
+        this.timerFailuresInARow = 0;
+      },
+      (err: unknown) => {
+        if (this.seams.isInstanceAbort?.(err) === true) {
+          return;
+        }
+        this.timerFailuresInARow++;
+        const identity = this.identityValue;
+        const retryInMs = failedRuntimeRetryMs(identity?.cluster);
+        // A stale instance (a newer one owns the object) fails every storage access, and a pending timer keeps an
+        // object from being evicted: re-arming for good would keep it alive, failing, forever. After a few failures
+        // the timer stops; the alarm (the watchdog, owned by the current instance), a peer's message or a client's
+        // call wakes the node again, and each of those arms the timer anew.
+        const retrying = this.timerFailuresInARow < MAX_TIMER_FAILURES_IN_A_ROW;
+        logEvent(
+          "error",
+          { cluster: identity?.cluster.name ?? "?", node: identity?.node ?? "?", term: 0 },
+          "tickFailed",
+          {
+            error: String(err),
+            failuresInARow: this.timerFailuresInARow,
+            ...(retrying ? { retryInMs } : { timerStopped: true }),
+          },
+        );
+        if (retrying) {
+          // The alarm may not be set (setting it is what failed): the timer tries again soon.
+          this.armTickTimer(this.seams.clock.now() + retryInMs);
+        }
+      },
+    );
   }
 
   /** A tick: load the runtime if needed, catch its clock up with real time, and schedule the next wake. */
@@ -206,6 +224,9 @@ export class NodeHost {
       return;
     }
     try {
+      // A stale instance that still holds its runtime fails here, on its first storage access, before its core ticks:
+      // otherwise a stale leader's timer would go on heartbeating and keep its followers from ever electing anew.
+      this.seams.kv.get(NodeKeys.identity);
       runtime.advanceClock();
       if (this.mustDecommission(runtime)) {
         await this.decommission(
