@@ -42,6 +42,20 @@ function describe(value: unknown): string {
   return typeof value;
 }
 
+/** Characters of a received string an error message quotes at most. */
+const QUOTED_CHARS = 200;
+
+/**
+ * A received value as an error message names it: a string quoted (cut at QUOTED_CHARS), anything else by its kind.
+ * Never JSON.stringify of the value itself: a bigint or a cyclic object would throw, and a refusal must be an answer.
+ */
+export function describeReceived(value: unknown): string {
+  if (typeof value === "string") {
+    return JSON.stringify(value.length > QUOTED_CHARS ? `${value.slice(0, QUOTED_CHARS)}…` : value);
+  }
+  return describe(value);
+}
+
 function at(path: string, key: string | number): string {
   return path === "" ? String(key) : `${path}.${key}`;
 }
@@ -189,10 +203,7 @@ export function readMessage(value: unknown, path: string): Message {
   const fields = objectAt(value, path);
   const type = fields["type"];
   if (typeof type !== "string" || !MESSAGE_TYPE_SET.has(type)) {
-    throw new ShapeError(
-      at(path, "type"),
-      `expected one of ${MESSAGE_TYPES}, got ${JSON.stringify(type) ?? "nothing"}`,
-    );
+    throw new ShapeError(at(path, "type"), `expected one of ${MESSAGE_TYPES}, got ${describeReceived(type)}`);
   }
   const from = nodeId(fields, "from", path);
   const to = nodeId(fields, "to", path);

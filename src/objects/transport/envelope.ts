@@ -5,7 +5,7 @@ import { PROTOCOL_VERSION } from "../cluster-types";
 import type { Message } from "../../replication/types";
 import type { SnapshotChunk } from "../snapshot-types";
 import { MAX_MESSAGES_PER_ENVELOPE } from "./envelope-limits";
-import { readEnvelope, ShapeError } from "./envelope-reader";
+import { describeReceived, readEnvelope, ShapeError } from "./envelope-reader";
 
 export type { SnapshotChunk } from "../snapshot-types";
 
@@ -104,13 +104,13 @@ export function validateEnvelope(input: unknown, expected: { cluster: string; no
   if (fields["cluster"] !== expected.cluster) {
     return refuse(
       "WRONG_CLUSTER",
-      `the envelope is for cluster ${JSON.stringify(fields["cluster"])}; this node belongs to ${JSON.stringify(expected.cluster)}`,
+      `the envelope is for cluster ${describeReceived(fields["cluster"])}; this node belongs to ${JSON.stringify(expected.cluster)}`,
     );
   }
   if (fields["to"] !== expected.node) {
     return refuse(
       "WRONG_NODE",
-      `the envelope is addressed to ${JSON.stringify(fields["to"])}; this node is ${JSON.stringify(expected.node)}`,
+      `the envelope is addressed to ${describeReceived(fields["to"])}; this node is ${JSON.stringify(expected.node)}`,
     );
   }
   let envelope: RaftEnvelope;
@@ -203,7 +203,7 @@ function receiveResultProblem(input: unknown): string | null {
   }
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (!REFUSAL_CODES.has(code)) {
-    return `error.code: expected one of ${[...REFUSAL_CODES].join(", ")}, got ${JSON.stringify(code) ?? "nothing"}`;
+    return `error.code: expected one of ${[...REFUSAL_CODES].join(", ")}, got ${describeReceived(code)}`;
   }
   if (typeof message !== "string") {
     return `error.message: expected a string, got ${typeof message}`;
