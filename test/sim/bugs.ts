@@ -170,7 +170,7 @@ export interface HarnessBugScenario {
   readonly adjustScenario: (scenario: Scenario, random: Prng) => Scenario;
 }
 
-const QUIET: Scenario["faults"] = {
+export const QUIET: Scenario["faults"] = {
   crashes: false,
   crashesInsideEvents: false,
   storageErrors: false,

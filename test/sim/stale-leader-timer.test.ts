@@ -3,6 +3,7 @@
 // refused (1.6 s without any client answer on seed 1 before the fix, against about one election timeout after it).
 // The simulator's summaries did not catch it: availability is checked only in the liveness phase, after healing.
 import { describe, expect, it } from "vitest";
+import { QUIET } from "./bugs";
 import { runSeed } from "./run";
 
 describe("a stale leader instance", () => {
@@ -18,18 +19,8 @@ describe("a stale leader instance", () => {
         return {
           ...scenario,
           faults: {
-            ...scenario.faults,
-            crashes: false,
-            crashesInsideEvents: false,
-            storageErrors: false,
-            stateMachineErrors: false,
+            ...QUIET,
             staleInstances: true,
-            storageWipes: false,
-            partitions: false,
-            pathFaults: false,
-            alarmFaults: false,
-            transfers: false,
-            slowNodes: false,
             leaderTargeting: 0.8,
             maxDownNodes: 1,
             minDownMs: 10,
