@@ -165,7 +165,12 @@ describe("the data API over a real cluster", () => {
 
   it("without a leader answers 503 with Retry-After and a JSON reason, applies nothing, and recovers", async () => {
     const { cluster, h } = setUp("real-noleader");
-    await createFoo(h);
+    const written = await createFoo(h);
+    // An acknowledged write is on a majority; a follower learns its commit a little later (a commit notice waits up to
+    // a quarter heartbeat for the next message). The level-none read below needs it applied wherever it lands.
+    await waitFor("every node to apply the row", async () =>
+      (await cluster.statuses()).every((status) => status.appliedIndex >= written) ? true : undefined,
+    );
     await partitionEveryone(cluster);
     await waitFor("every node to lose its leader", async () => {
       const statuses = await cluster.statuses();

@@ -59,7 +59,11 @@ describe("GET /metrics on a real cluster", () => {
           cluster.names.every((node) => value(samples, "durable_ha_has_leader", { node }) === 1) &&
           sum(samples, "durable_ha_is_leader") === 1;
         const replicasOnline = sum(samples, "durable_ha_replica_status", { status: "ONLINE" }) === 2;
-        return agreed && replicasOnline ? samples : undefined;
+        // A follower applies the table a little after the leader answered (commit notices wait for the next message).
+        const schemaEverywhere = cluster.names.every(
+          (node) => (value(samples, "durable_ha_schema_version", { node }) ?? 0) >= 1,
+        );
+        return agreed && replicasOnline && schemaEverywhere ? samples : undefined;
       },
       WAIT,
     );
