@@ -2,7 +2,6 @@
 import type { InstallSnapshot, Membership, Message, MessageType } from "../../replication/types";
 import { PROTOCOL_VERSION, type MemberConfig } from "../cluster-types";
 import type { SnapshotImage } from "../state-machine-port";
-import { CommitNotices } from "../transport/commit-notices";
 import {
   applyFaults,
   isPartitioned,
@@ -109,22 +108,6 @@ export const SNAPSHOT_CHUNK_LIMITS = {
   attemptsPerChunk: 3,
 } as const;
 
-/**
- * How long a commit notice (an append without entries) waits for the next message to the same peer before it goes
- * alone. A follower learns the commit that much later at worst (a read on it with a read-your-writes floor waits for
- * it), while the notice usually rides with, or is made redundant by, the next write's append.
- */
-export function commitNoticeHoldMs(timing: { readonly heartbeatIntervalMs: number }): number {
-  return Math.round(timing.heartbeatIntervalMs * COMMIT_NOTICE_HOLD_HEARTBEATS);
-}
-
-/**
- * The hold as a fraction of the heartbeat interval. A quarter (25 ms by default) covers the gap from one write's
- * commit to the next write's append from a client writing one after another, without making a read-your-writes read
- * on a follower wait long; a whole interval also removed the notices of slower clients but added up to 100 ms there.
- */
-const COMMIT_NOTICE_HOLD_HEARTBEATS = 0.25;
-
 /** Failed transfers in a row to one peer, and when the next may start. */
 interface SnapshotRetry {
   readonly failures: number;
@@ -168,15 +151,7 @@ export class PeerLinks {
    */
   private readonly awaitingImage = new Map<string, { readonly message: InstallSnapshot; readonly sinceMs: number }>();
 
-  /** Appends without entries wait here a moment for the next message to the same peer (see commit-notices.ts). */
-  private readonly commitNotices: CommitNotices;
-
   constructor(private readonly core: RuntimeCore) {
-    this.commitNotices = new CommitNotices({
-      holdMs: commitNoticeHoldMs(core.identity.cluster),
-      timers: core.deps.clock,
-      send: (peer, messages) => this.transportFor(peer).send(messages),
-    });
     for (const member of core.identity.cluster.members) {
       if (member.locationHint !== undefined) {
         this.memberHints.set(member.name, member.locationHint);
@@ -223,10 +198,7 @@ export class PeerLinks {
       byPeer.set(message.to, list);
     }
     for (const [peer, list] of byPeer) {
-      const outgoing = this.commitNotices.route(peer, list);
-      if (outgoing.length > 0) {
-        this.transportFor(peer).send(outgoing);
-      }
+      this.transportFor(peer).send(list);
     }
   }
 
@@ -331,7 +303,6 @@ export class PeerLinks {
     const members = new Set([...membership.voters, ...membership.learners]);
     for (const [peer, transport] of this.peers) {
       if (!members.has(peer)) {
-        this.commitNotices.forget(peer);
         void transport.close();
         this.peers.delete(peer);
         this.peerInfo.delete(peer);
@@ -354,7 +325,6 @@ export class PeerLinks {
   }
 
   async closeAll(): Promise<void> {
-    this.commitNotices.clear();
     await Promise.all([...this.peers.values()].map((transport) => transport.close()));
     this.peers.clear();
   }
