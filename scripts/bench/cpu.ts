@@ -22,7 +22,10 @@ const WRITE: RequestShape = {
   accepts: (text) => text.includes('"results"') && !text.includes('"error"'),
 };
 
-/** CPU milliseconds used so far by each command (wrangler's node, workerd) of process group `pgid` (utime + stime, /proc/PID/stat). */
+/**
+ * CPU milliseconds used so far by each command (wrangler's node, workerd) of process group `pgid`: utime + stime,
+ * from /proc/PID/stat.
+ */
 function groupCpuMsByCommand(pgid: number): Map<string, number> {
   const byCommand = new Map<string, number>();
   for (const entry of readdirSync("/proc")) {

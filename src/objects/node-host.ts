@@ -1,9 +1,10 @@
 // NodeHost: what one in-memory instance of a node object does around its NodeRuntime, written once for the platform
 // (ClusterNode) and the simulator (test/sim/host.ts): lazy start from storage, the ticks (an in-memory timer while the
-// instance lives, the one alarm as the watchdog that brings back an evicted one), peers' envelopes, client calls with their failures translated, and dropping a runtime that failed so the
-// next event reloads it from storage. Everything platform-specific comes in through NodeHostSeams. A stale
-// instance (a newer one owns the object) is fenced by its storage: every access throws, its runtime breaks, and
-// reloading fails, so it can neither act nor answer as the node.
+// instance lives, the one alarm as the watchdog that brings back an evicted one), peers' envelopes, client calls with
+// their failures translated, and dropping a runtime that failed so the next event reloads it from storage.
+// Everything platform-specific comes in through NodeHostSeams. A stale instance (a newer one owns the object) is
+// fenced by its storage: every access throws, its runtime breaks, and reloading fails, so it can neither act nor
+// answer as the node.
 import {
   PROTOCOL_VERSION,
   type ClusterConfig,
