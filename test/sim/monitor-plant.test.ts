@@ -11,10 +11,10 @@ const PLANT_SEEDS = Array.from({ length: 12 }, (_, i) => i + 1);
 /**
  * Seeds whose leader, planted, sends a snapshot image before a checkpoint sees the change (without verified images:
  * snapshotImageUnverified). One of them ends in the tie: three nodes, one lagging, so the leader and the healthy
- * follower disagree one against one and no image may go out (seed 9 since a snapshot waits for its image to be
- * verified rather than being refused and asked for again; seed 8 before).
+ * follower disagree one against one and no image may go out. Which seed ends so moves with timing: seed 12 on this
+ * code (12, 14, 16 and 17 among 10-20), seed 8 and seed 9 on earlier code.
  */
-const LEADER_PLANT_SEEDS = [7, 8, 9];
+const LEADER_PLANT_SEEDS = [7, 8, 12];
 
 describe("consistency monitor in the simulator", () => {
   it("checkpoints through faults without a single mismatch", async () => {
