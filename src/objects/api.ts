@@ -51,6 +51,8 @@ export interface QueryRequest extends NodeAddress {
   readonly freshnessMs?: number;
   /** Serve only once this node has applied at least this index (read-your-writes). */
   readonly minAppliedIndex?: number;
+  /** Wait at most this long for minAppliedIndex (else until timeoutMs), then answer STALE: another node may serve. */
+  readonly minAppliedWaitMs?: number;
   readonly transaction: boolean;
   readonly timeoutMs: number;
 }

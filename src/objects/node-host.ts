@@ -315,6 +315,9 @@ export class NodeHost {
         level: request.level,
         ...(request.freshnessMs === undefined ? {} : { freshnessMs: request.freshnessMs }),
         ...(request.minAppliedIndex === undefined ? {} : { minAppliedIndex: request.minAppliedIndex }),
+        ...(request.minAppliedWaitMs === undefined
+          ? {}
+          : { minAppliedWaitMs: boundedTimeout(request.minAppliedWaitMs) }),
         transaction: request.transaction,
         timeoutMs: boundedTimeout(request.timeoutMs),
       }),

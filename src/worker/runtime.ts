@@ -7,6 +7,7 @@ import { tracedDirectory } from "./metrics/trace-context";
 import { spannedDirectory, workerExporter } from "./tracing/otlp";
 import { ApiError } from "./http/errors";
 import type { Runtime } from "./types";
+import { RecentWrites, recentWritesTiming } from "./data/recent-writes";
 import { isolateLeaderCache, type LeaderCache } from "./routing/leader-cache";
 import {
   ClusterRouter,
@@ -95,7 +96,8 @@ export function clusterRuntimeFactory(options: AppOptions): (env: AppEnv, config
       sleep,
       ...(options.routerBugs === undefined ? {} : { bugs: options.routerBugs }),
     });
-    const runtime: Runtime = { config, router, limits, policy, now, random, sleep };
+    const recentWrites = new RecentWrites(recentWritesTiming(config));
+    const runtime: Runtime = { config, router, limits, policy, now, random, sleep, recentWrites };
     if (perEnv.size >= MAX_CLUSTER_RUNTIMES) {
       perEnv.clear();
     }

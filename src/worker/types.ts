@@ -5,6 +5,7 @@ import type { Principal } from "./principal";
 import type { ClusterConfig } from "../objects/api";
 import type { RequestLimits } from "../shared/sql-text/limits";
 import type { ClusterRouter, RoutingPolicy, RoutingSeams } from "./routing/router";
+import type { RecentWrites } from "./data/recent-writes";
 
 /** Everything a request needs beyond its own input, built once per environment by runtime.ts. */
 export interface Runtime extends RoutingSeams {
@@ -12,6 +13,8 @@ export interface Runtime extends RoutingSeams {
   readonly router: ClusterRouter;
   readonly limits: RequestLimits;
   readonly policy: RoutingPolicy;
+  /** The writes this isolate acknowledged lately: the floor of its level-none reads (data/recent-writes.ts). */
+  readonly recentWrites: RecentWrites;
 }
 
 export interface AppVariables {

@@ -12,6 +12,7 @@ import {
 import type { NodeHost } from "../../src/objects/node-host.js";
 import { DEFAULT_LIMITS } from "../../src/shared/sql-text/limits.js";
 import { backupFromLeader, executeStatements, queryStatements } from "../../src/worker/data/service.js";
+import { RecentWrites, recentWritesTiming } from "../../src/worker/data/recent-writes.js";
 import { LeaderCache } from "../../src/worker/routing/leader-cache.js";
 import { ClusterRouter, DEFAULT_ROUTING_POLICY, type RouterBugs } from "../../src/worker/routing/router.js";
 import type { Runtime } from "../../src/worker/runtime.js";
@@ -98,7 +99,8 @@ export class SimWorker {
       timer: env.timer,
       bugs: env.bugs,
     });
-    return { config: env.config, router, limits: DEFAULT_LIMITS, policy, now, random, sleep };
+    const recentWrites = new RecentWrites(recentWritesTiming(env.config));
+    return { config: env.config, router, limits: DEFAULT_LIMITS, policy, now, random, sleep, recentWrites };
   }
 
   /** A node stub: each worker-facing RPC runs the NodeHost method ClusterNode's RPC method runs. */

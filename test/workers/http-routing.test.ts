@@ -230,6 +230,40 @@ describe("read routing", () => {
     expect(bad.status).toBe(400);
   });
 
+  it("reads its own writes at level none within one isolate: a follower behind waits briefly, then the leader serves", async () => {
+    let nowMs = 1_000_000;
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"), { now: () => nowMs });
+    const written = await request("POST", "/db/execute", write);
+    expect(written.headers.get("X-DHA-Raft-Index")).toBe("11");
+    cluster.applied.set("n1", 10);
+    const read = await request("GET", "/db/query?q=SELECT%201&level=none");
+    expect(read.status).toBe(200);
+    expect(read.headers.get("X-DHA-Node")).toBe("n3");
+    const floors = () =>
+      cluster.callsTo("query").map((call) => {
+        const query = call.request as QueryRequest;
+        return [call.node, query.minAppliedIndex, query.minAppliedWaitMs];
+      });
+    // Two heartbeat intervals (the fake cluster's is 100 ms) at most, then STALE: the read moves to the leader.
+    const waitMs = 200;
+    expect(floors()).toEqual([
+      ["n1", 11, waitMs],
+      ["n3", 11, waitMs],
+    ]);
+    // Past one election timeout (1 s) after the last write, level none serves what a node has, as documented.
+    nowMs += 1_001;
+    const late = await request("GET", "/db/query?q=SELECT%201&level=none");
+    expect(late.status).toBe(200);
+    expect(late.headers.get("X-DHA-Node")).toBe("n1");
+    expect(floors().at(-1)).toEqual(["n1", undefined, undefined]);
+    // The client's own floor wins, with the usual wait; leader-served levels carry none.
+    await request("POST", "/db/execute", write);
+    await request("GET", "/db/query?q=SELECT%201&level=none&min_raft_index=5");
+    expect(floors().at(-1)).toEqual(["n1", 5, undefined]);
+    await request("GET", "/db/query?q=SELECT%201&level=weak");
+    expect(floors().at(-1)).toEqual(["n3", undefined, undefined]);
+  });
+
   it("prefers nodes on the caller's continent", async () => {
     const cluster = new FakeCluster();
     const { request } = harness(cluster, {}, { CLUSTER_NODES: "n1@wnam,n2@weur,n3@apac" });

@@ -57,6 +57,38 @@ describe("ClusterNode", () => {
     });
   }
 
+  it("a read with a floor the node has not applied waits at most minAppliedWaitMs, then answers STALE", async () => {
+    const cluster = newCluster({ prefix: "floorwait", nodes: 3 });
+    await cluster.startAll();
+    const leader = await cluster.waitForLeader();
+    const index = await createTable(cluster);
+    const query = (minAppliedWaitMs?: number) =>
+      cluster.stub(leader).query({
+        ...cluster.address(leader),
+        statements: [{ sql: "SELECT count(*) FROM kv" }],
+        level: "none",
+        minAppliedIndex: index + 1_000,
+        ...(minAppliedWaitMs === undefined ? {} : { minAppliedWaitMs }),
+        transaction: false,
+        timeoutMs: 10_000,
+      });
+    const started = Date.now();
+    const refused = await query(50);
+    expect(refused.ok ? null : refused.error.code).toBe("STALE");
+    // Well under the 10 s timeout it would otherwise wait (the margin is for a loaded machine).
+    expect(Date.now() - started).toBeLessThan(5_000);
+    const served = await cluster.stub(leader).query({
+      ...cluster.address(leader),
+      statements: [{ sql: "SELECT count(*) FROM kv" }],
+      level: "none",
+      minAppliedIndex: index,
+      minAppliedWaitMs: 50,
+      transaction: false,
+      timeoutMs: 10_000,
+    });
+    expect(served.ok).toBe(true);
+  });
+
   it("elects a new leader when the leader is evicted mid-write; acknowledged writes survive; the old leader rejoins", async () => {
     const cluster = newCluster({ prefix: "evict-leader", nodes: 3 });
     await cluster.startAll();

@@ -33,6 +33,8 @@ export interface QueryOptions {
   readonly level: "none" | "weak" | "linearizable" | "strong";
   readonly freshnessMs?: number;
   readonly minAppliedIndex?: number;
+  /** How long to wait for minAppliedIndex at most (default: until timeoutMs). */
+  readonly minAppliedWaitMs?: number;
   readonly transaction: boolean;
   readonly timeoutMs: number;
 }
@@ -478,7 +480,8 @@ export class ClientRequests {
       this.assertFresh(options.freshnessMs);
     }
     if (options.minAppliedIndex !== undefined) {
-      await this.waitApplied(options.minAppliedIndex, deadlineAtMs);
+      const waitMs = options.minAppliedWaitMs ?? options.timeoutMs;
+      await this.waitApplied(options.minAppliedIndex, Math.min(deadlineAtMs, this.core.deps.clock.now() + waitMs));
     }
     return { results: sm.query(prepared.value, { transaction: options.transaction }), raftIndex: sm.appliedIndex() };
   }

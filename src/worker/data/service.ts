@@ -29,8 +29,8 @@ export interface QueryInput {
 export type ConcreteLevel = Exclude<ReadLevel, "auto">;
 
 /** Executes statements through the log, on the leader. */
-export function executeStatements(runtime: Runtime, input: ExecuteInput): Promise<RouteOutcome<ExecuteValue>> {
-  return runtime.router.toLeader(
+export async function executeStatements(runtime: Runtime, input: ExecuteInput): Promise<RouteOutcome<ExecuteValue>> {
+  const outcome = await runtime.router.toLeader(
     (node, address, timeoutMs) =>
       node.execute({
         ...address,
@@ -39,6 +39,10 @@ export function executeStatements(runtime: Runtime, input: ExecuteInput): Promis
       }),
     { deadlineAt: input.deadlineAt, kind: "write" },
   );
+  if (outcome.ok) {
+    runtime.recentWrites.acknowledged(outcome.value.raftIndex, runtime.now());
+  }
+  return outcome;
 }
 
 /**
@@ -48,6 +52,7 @@ export function executeStatements(runtime: Runtime, input: ExecuteInput): Promis
  */
 export function queryStatements(runtime: Runtime, input: QueryInput): Promise<RouteOutcome<QueryValue>> {
   const level = concreteLevel(input);
+  const floor = readFloor(runtime, input, level);
   const call: NodeCall<QueryValue> = (node, address, timeoutMs) =>
     node.query({
       ...address,
@@ -56,7 +61,7 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
       ...(level === "none" && input.freshnessMs !== undefined && input.freshnessMs > 0
         ? { freshnessMs: input.freshnessMs }
         : {}),
-      ...(input.minRaftIndex !== undefined ? { minAppliedIndex: input.minRaftIndex } : {}),
+      ...floor,
       transaction: input.transaction,
       timeoutMs,
     });
@@ -65,6 +70,22 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
     return runtime.router.toLeader(call, options);
   }
   return runtime.router.toAnyNode(call, options, input.preference ?? []);
+}
+
+/**
+ * The applied index a read needs: the client's own (read-your-writes), else for level none what this isolate
+ * acknowledged lately, waited for only briefly (data/recent-writes.ts); none for the leader-served levels.
+ */
+function readFloor(
+  runtime: Runtime,
+  input: Pick<QueryInput, "minRaftIndex">,
+  level: ConcreteLevel,
+): { readonly minAppliedIndex?: number; readonly minAppliedWaitMs?: number } {
+  if (input.minRaftIndex !== undefined) {
+    return { minAppliedIndex: input.minRaftIndex };
+  }
+  const recent = level === "none" ? runtime.recentWrites.floorAt(runtime.now()) : null;
+  return recent === null ? {} : { minAppliedIndex: recent.minRaftIndex, minAppliedWaitMs: recent.waitMs };
 }
 
 /** rqlite's levels, resolved: no level is weak; auto is none when freshness bounds it, else weak. */
