@@ -269,3 +269,19 @@ function doublingDelayMs(options: {
 }): number {
   return Math.min(options.maxMs, options.firstMs * 2 ** Math.min(Math.max(0, options.doublings), 20));
 }
+
+/**
+ * The hold as a fraction of the heartbeat interval. A quarter (25 ms by default) covers the gap from one write's
+ * commit to the next write's append from a client writing one after another, without making a read-your-writes read
+ * on a follower wait long; a whole interval also removed the notices of slower clients but added up to 100 ms there.
+ */
+const COMMIT_NOTICE_HOLD_HEARTBEATS = 0.25;
+
+/**
+ * How long a commit notice (an append without entries) waits for the next message to the same peer before it goes
+ * alone. A follower learns the commit that much later at worst (a read on it with a read-your-writes floor waits for
+ * it), while the notice usually rides with, or is made redundant by, the next write's append.
+ */
+export function commitNoticeHoldMs(timing: { readonly heartbeatIntervalMs: number }): number {
+  return Math.round(timing.heartbeatIntervalMs * COMMIT_NOTICE_HOLD_HEARTBEATS);
+}

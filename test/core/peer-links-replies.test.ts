@@ -146,3 +146,33 @@ describe("group commit waits for a round in flight only while too few voters are
     expect(h.links.roundInFlight()).toBe(true);
   });
 });
+
+describe("commit notices (appends without entries) wait for the next message to the peer", () => {
+  function notice(to: string, commit: number): Message {
+    return { ...(append(to) as object), entries: [], prevLogIndex: 8, commit } as unknown as Message;
+  }
+
+  it("ride with the next message, or go alone once a quarter of a heartbeat interval passed", async () => {
+    const h = harness({});
+    h.links.sendMessages([notice("n2", 8), notice("n3", 8)]);
+    await settle();
+    expect(h.receivedBy.size).toBe(0);
+    const heartbeat = { type: "heartbeat", from: "n1", to: "n2", term: 3, commit: 8, readContext: null, round: 1 };
+    h.links.sendMessages([heartbeat as Message]);
+    await settle();
+    expect(h.receivedBy.get("n2")).toEqual([notice("n2", 8), heartbeat]);
+    // 50 ms heartbeats: n3's notice goes alone after 13 ms (12.5, rounded).
+    await h.clock.advance(12, settle);
+    expect(h.receivedBy.get("n3")).toBeUndefined();
+    await h.clock.advance(1, settle);
+    expect(h.receivedBy.get("n3")).toEqual([notice("n3", 8)]);
+  });
+
+  it("are dropped when the next append carries at least their commit", async () => {
+    const h = harness({});
+    h.links.sendMessages([notice("n2", 7)]);
+    h.links.sendMessages([append("n2")]);
+    await h.clock.advance(1_000, settle);
+    expect(h.receivedBy.get("n2")).toEqual([append("n2")]);
+  });
+});

@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import {
   censusAskRetryDelayMs,
+  commitNoticeHoldMs,
   imageCheckpointDeadlineMs,
   readmissionGraceMs,
   uncheckedImageAfterMs,
@@ -21,5 +22,9 @@ describe("shell durations from timing.ts", () => {
     expect(readmissionGraceMs(TIMING)).toBe(2_000);
     expect(imageCheckpointDeadlineMs(TIMING)).toBe(4_000);
     expect(uncheckedImageAfterMs(TIMING)).toBe(3_000);
+  });
+
+  it("holds a commit notice a quarter of a heartbeat interval", () => {
+    expect(commitNoticeHoldMs(TIMING)).toBe(25);
   });
 });

@@ -2,6 +2,7 @@
 import type { InstallSnapshot, Membership, Message, MessageType } from "../../replication/types";
 import { PROTOCOL_VERSION, type MemberConfig } from "../cluster-types";
 import type { SnapshotImage } from "../state-machine-port";
+import { CommitNotices } from "../transport/commit-notices";
 import {
   applyFaults,
   isPartitioned,
@@ -16,6 +17,7 @@ import {
 import { quorumSize } from "../../quorum/quorum";
 import { NodeKeys, TestHookKeys } from "../storage-keys";
 import {
+  commitNoticeHoldMs,
   imageCheckpointDeadlineMs,
   peerTransportTiming,
   snapshotChunkTimeoutMs,
@@ -151,7 +153,15 @@ export class PeerLinks {
    */
   private readonly awaitingImage = new Map<string, { readonly message: InstallSnapshot; readonly sinceMs: number }>();
 
+  /** Appends without entries wait here a moment for the next message to the same peer (see commit-notices.ts). */
+  private readonly commitNotices: CommitNotices;
+
   constructor(private readonly core: RuntimeCore) {
+    this.commitNotices = new CommitNotices({
+      holdMs: commitNoticeHoldMs(core.identity.cluster),
+      timers: core.deps.clock,
+      send: (peer, messages) => this.transportFor(peer).send(messages),
+    });
     for (const member of core.identity.cluster.members) {
       if (member.locationHint !== undefined) {
         this.memberHints.set(member.name, member.locationHint);
@@ -198,7 +208,10 @@ export class PeerLinks {
       byPeer.set(message.to, list);
     }
     for (const [peer, list] of byPeer) {
-      this.transportFor(peer).send(list);
+      const outgoing = this.commitNotices.route(peer, list);
+      if (outgoing.length > 0) {
+        this.transportFor(peer).send(outgoing);
+      }
     }
   }
 
@@ -303,6 +316,7 @@ export class PeerLinks {
     const members = new Set([...membership.voters, ...membership.learners]);
     for (const [peer, transport] of this.peers) {
       if (!members.has(peer)) {
+        this.commitNotices.forget(peer);
         void transport.close();
         this.peers.delete(peer);
         this.peerInfo.delete(peer);
@@ -325,6 +339,7 @@ export class PeerLinks {
   }
 
   async closeAll(): Promise<void> {
+    this.commitNotices.clear();
     await Promise.all([...this.peers.values()].map((transport) => transport.close()));
     this.peers.clear();
   }
