@@ -3,6 +3,14 @@
 // statements on POST /db/execute, `q` on GET /db/query), answered in rqlite's shapes, so that the benchmark's client
 // sends byte for byte the same requests to both. Each request is one RPC to the one object, which runs its
 // statements against its own SQLite.
+//
+// POST /fanout/execute (same body and answer) is the replication floor: the least work any system that keeps three
+// copies does on this runtime. One object of the same class runs the statements in its own SQLite and sends them to
+// two others (by name, over DO RPC), which run them too; the answer waits until both copies are applied, or one with
+// `?ack=majority`. Writes that arrive while a call to a peer is in flight ride the next call together (one RPC per
+// peer per batch, at most one in flight per peer), as a good replicator batches. It is a floor, not a database:
+// no log, no terms, no elections, no retries, no catch-up, no durability beyond what each object's SQLite gives; a
+// failed call to a peer fails the writes it carried, and the copies may then differ.
 import { DurableObject } from "cloudflare:workers";
 import { Hono } from "hono";
 
@@ -28,11 +36,37 @@ const MAX_BODY_BYTES = 1024 * 1024;
 const MAX_STATEMENTS = 100;
 const MAX_RESULT_ROWS = 10_000;
 
+/** The replication floor's three copies: the first takes the requests and sends to the other two. */
+const FLOOR_LEADER = "floor-1";
+const FLOOR_PEERS = ["floor-2", "floor-3"] as const;
+/** Writes one call to a peer carries at most, and writes that may wait for a peer at most (then an error). */
+const MAX_WRITES_PER_CALL = 256;
+const MAX_WRITES_WAITING = 10_000;
+/** A call to a peer that has not answered by then fails the writes it carried. */
+const PEER_CALL_TIMEOUT_MS = 10_000;
+
 class BadRequest extends Error {}
+
+/** One write waiting for copies: answered when `acksMissing` peers more have applied it. */
+interface WaitingWrite {
+  readonly statements: readonly Statement[];
+  acksMissing: number;
+  readonly answer: () => void;
+  readonly fail: (error: unknown) => void;
+}
+
+/** One peer as the floor's first copy sees it: writes not sent yet, and whether a call is in flight (one at most). */
+interface PeerLane {
+  readonly stub: DurableObjectStub<BaselineNode>;
+  readonly queued: WaitingWrite[];
+  inFlight: boolean;
+}
 
 export class BaselineNode extends DurableObject<Env> {
   /** RPCs this instance received: the benchmark reads it to count billed work per write (one per request). */
   private rpcsReceived = 0;
+  /** The floor's first copy's peers, made on its first write (the other objects have none). */
+  private lanes: PeerLane[] | null = null;
 
   execute(statements: readonly Statement[]): StatementResult[] {
     this.rpcsReceived += 1;
@@ -44,8 +78,68 @@ export class BaselineNode extends DurableObject<Env> {
     return statements.map((statement) => this.runOne(statement, { write: false }));
   }
 
+  /** The floor's first copy: runs `statements` here, then waits until `acksNeeded` peers have applied them too. */
+  async replicate(
+    statements: readonly Statement[],
+    options: { readonly acksNeeded: 1 | 2 },
+  ): Promise<StatementResult[]> {
+    this.rpcsReceived += 1;
+    const results = statements.map((statement) => this.runOne(statement, { write: true }));
+    await this.copyToPeers(statements, options.acksNeeded);
+    return results;
+  }
+
+  /** A peer of the floor: applies each write of a batch, in order (one RPC, so one implicit transaction). */
+  applyCopies(writes: readonly (readonly Statement[])[]): number {
+    this.rpcsReceived += 1;
+    for (const statements of writes) {
+      for (const statement of statements) {
+        this.runOne(statement, { write: true });
+      }
+    }
+    return writes.length;
+  }
+
   stats(): { readonly rpcsReceived: number } {
     return { rpcsReceived: this.rpcsReceived };
+  }
+
+  private copyToPeers(statements: readonly Statement[], acksNeeded: 1 | 2): Promise<void> {
+    this.lanes ??= FLOOR_PEERS.map((name) => ({
+      stub: this.env.BASELINE.getByName(name),
+      queued: [],
+      inFlight: false,
+    }));
+    const lanes = this.lanes;
+    if (lanes.some((lane) => lane.queued.length >= MAX_WRITES_WAITING)) {
+      return Promise.reject(new Error(`more than ${MAX_WRITES_WAITING} writes wait for a peer`));
+    }
+    return new Promise((answer, fail) => {
+      const write: WaitingWrite = { statements, acksMissing: acksNeeded, answer, fail };
+      for (const lane of lanes) {
+        lane.queued.push(write);
+        this.sendNextBatch(lane);
+      }
+    });
+  }
+
+  /** Sends everything queued for `lane` in one call, unless a call is already in flight (its answer sends next). */
+  private sendNextBatch(lane: PeerLane): void {
+    if (lane.inFlight || lane.queued.length === 0) {
+      return;
+    }
+    const batch = lane.queued.splice(0, MAX_WRITES_PER_CALL);
+    lane.inFlight = true;
+    withDeadline(lane.stub.applyCopies(batch.map((write) => write.statements)), PEER_CALL_TIMEOUT_MS, "a peer's copy")
+      .then(
+        () => batch.forEach(acknowledge),
+        // Failing an already answered write (the other peer acknowledged it at majority) does nothing.
+        (error: unknown) => batch.forEach((write) => write.fail(error)),
+      )
+      .finally(() => {
+        lane.inFlight = false;
+        this.sendNextBatch(lane);
+      });
   }
 
   private runOne(statement: Statement, options: { readonly write: boolean }): StatementResult {
@@ -68,6 +162,27 @@ export class BaselineNode extends DurableObject<Env> {
       return { columns: cursor.columnNames, values };
     } catch (err) {
       return { error: err instanceof Error ? err.message : String(err) };
+    }
+  }
+}
+
+function acknowledge(write: WaitingWrite): void {
+  write.acksMissing -= 1;
+  if (write.acksMissing === 0) {
+    write.answer();
+  }
+}
+
+async function withDeadline<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  const deadline = new Promise<never>((_, fail) => {
+    timer = setTimeout(() => fail(new Error(`${what} took longer than ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    if (timer !== null) {
+      clearTimeout(timer);
     }
   }
 }
@@ -101,20 +216,35 @@ const app = new Hono<{ Bindings: Env }>();
 
 app.get("/livez", (c) => c.text("ok\n"));
 
-app.use("/db/*", async (c, next) => {
-  if (c.req.header("authorization") !== `Bearer ${c.env.BENCH_TOKEN}`) {
-    return c.json({ error: "unauthorized" }, 401);
+for (const path of ["/db/*", "/fanout/*"]) {
+  app.use(path, async (c, next) => {
+    if (c.req.header("authorization") !== `Bearer ${c.env.BENCH_TOKEN}`) {
+      return c.json({ error: "unauthorized" }, 401);
+    }
+    await next();
+  });
+}
+
+class BodyTooLarge extends Error {}
+
+async function statementsOf(request: Request): Promise<Statement[]> {
+  const text = await request.text();
+  if (text.length > MAX_BODY_BYTES) {
+    throw new BodyTooLarge("body too large");
   }
-  await next();
-});
+  return parseStatements(text);
+}
 
 app.post("/db/execute", async (c) => {
-  const text = await c.req.text();
-  if (text.length > MAX_BODY_BYTES) {
-    return c.json({ error: "body too large" }, 413);
-  }
-  const statements = parseStatements(text);
+  const statements = await statementsOf(c.req.raw);
   const results = await c.env.BASELINE.getByName("baseline").execute(statements);
+  return c.json({ results });
+});
+
+app.post("/fanout/execute", async (c) => {
+  const statements = await statementsOf(c.req.raw);
+  const acksNeeded = c.req.query("ack") === "majority" ? 1 : 2;
+  const results = await c.env.BASELINE.getByName(FLOOR_LEADER).replicate(statements, { acksNeeded });
   return c.json({ results });
 });
 
@@ -127,10 +257,35 @@ app.get("/db/query", async (c) => {
   return c.json({ results });
 });
 
+/** A read on one of the floor's copies (`copy` 1 to 3): to check that the copies agree, not to benchmark. */
+app.get("/fanout/query", async (c) => {
+  const q = c.req.query("q");
+  const name = [FLOOR_LEADER, ...FLOOR_PEERS][Number(c.req.query("copy") ?? "1") - 1];
+  if (q === undefined || q.length === 0 || name === undefined) {
+    return c.json({ error: "q and copy (1 to 3) are required" }, 400);
+  }
+  const results = await c.env.BASELINE.getByName(name).query([{ sql: q, params: [] }]);
+  return c.json({ results });
+});
+
 app.get("/bench/stats", async (c) => c.json(await c.env.BASELINE.getByName("baseline").stats()));
 
-app.onError((err, c) =>
-  err instanceof BadRequest ? c.json({ error: err.message }, 400) : c.json({ error: String(err) }, 500),
-);
+/** RPCs the floor's three copies received, together (the worker's and the peer calls). */
+app.get("/bench/fanout-stats", async (c) => {
+  const names = [FLOOR_LEADER, ...FLOOR_PEERS];
+  const each = await Promise.all(names.map((name) => c.env.BASELINE.getByName(name).stats()));
+  return c.json({ rpcsReceived: each.reduce((sum, stats) => sum + stats.rpcsReceived, 0) });
+});
+
+app.onError((err, c) => {
+  if (err instanceof BadRequest) {
+    return c.json({ error: err.message }, 400);
+  }
+  if (err instanceof BodyTooLarge) {
+    return c.json({ error: err.message }, 413);
+  }
+  // An error the floor's object threw (too many writes waiting, a peer's copy that failed) comes here too.
+  return c.json({ error: String(err) }, 500);
+});
 
 export default app;

@@ -57,7 +57,7 @@ export function markdownReport(results: BenchResults): string {
   const lines: string[] = [];
   lines.push(
     `Run ${results.startedAt} on ${m.cpus} × ${m.cpuModel}, ${fmt(m.memoryGiB, 1)} GiB, ${m.os}, Node ${m.node}; load average ${fmt(m.loadAverageAtStart, 1)} at the start, ${fmt(m.loadAverageAtEnd, 1)} at the end.`,
-    `${results.options["durationS"]} s per point after ${results.options["warmupS"]} s of warm-up; autocannon (latency to 1 ms), closed loop, keep-alive, over loopback. Cluster: 3 nodes, \`wrangler dev\`, ${results.electionTimeoutMs} ms election timeout. Baseline: one unreplicated SQLite Durable Object behind a worker, \`wrangler dev\`. ${results.etcdVersion === null ? "etcd: not on the PATH, not run." : `etcd: ${results.etcdVersion}, 3 members.`}`,
+    `${results.options["durationS"]} s per point after ${results.options["warmupS"]} s of warm-up; autocannon (latency to 1 ms), closed loop, keep-alive, over loopback. Cluster: 3 nodes, \`wrangler dev\`, ${results.electionTimeoutMs} ms election timeout. Baseline: one unreplicated SQLite Durable Object behind a worker, \`wrangler dev\`. Replication floor: the baseline's worker, one object running each write and sending it, batched, to two others (no log, no Raft). ${results.etcdVersion === null ? "etcd: not on the PATH, not run." : `etcd: ${results.etcdVersion}, 3 members.`}`,
     "",
     "**Writes** (one INSERT per request; ratios are to the baseline at the same number of clients)",
     "",
@@ -65,10 +65,27 @@ export function markdownReport(results: BenchResults): string {
   );
   for (const point of results.writes) {
     lines.push(pointRow(`baseline, ${point.connections} clients`, point.baseline, null));
+    const floor = point.replicationFloor;
+    lines.push(pointRow(`replication floor, ${point.connections} clients`, floor.all, point.baseline));
+    lines.push(pointRow(`replication floor (majority), ${point.connections} clients`, floor.majority, point.baseline));
     lines.push(pointRow(`durable-ha, ${point.connections} clients`, point.cluster, point.baseline));
     if (point.etcd !== undefined) {
       lines.push(pointRow(`etcd, ${point.connections} clients`, point.etcd, point.baseline));
     }
+  }
+  lines.push(
+    "",
+    "**The replication floor** (`POST /fanout/execute` on the baseline's worker: one object runs the INSERT and sends it to two others, which run it too; writes arriving while a call to a peer is in flight ride the next call together; answered after both copies, or after one at majority. No log, no Raft: the least work any system keeping three copies does here)",
+    "",
+    "| clients | floor / baseline | floor (majority) / baseline | durable-ha / floor | durable-ha / floor (majority) | RPCs per write: baseline, floor, floor (majority) |",
+    "|---|---|---|---|---|---|",
+  );
+  for (const point of results.writes) {
+    const { all, majority } = point.replicationFloor;
+    const rpcs = [point.baseline, all, majority].map((p) => (p.rpcsPerWrite === null ? "n/a" : fmt(p.rpcsPerWrite, 2)));
+    lines.push(
+      `| ${point.connections} | ${ratio(all.ratePerS, point.baseline.ratePerS)} | ${ratio(majority.ratePerS, point.baseline.ratePerS)} | ${ratio(point.cluster.ratePerS, all.ratePerS)} | ${ratio(point.cluster.ratePerS, majority.ratePerS)} | ${rpcs.join(", ")} |`,
+    );
   }
   lines.push("", "**Reads** (one point read per request; ratios are to the baseline's read)", "", ...POINT_HEADER);
   for (const point of results.reads) {
@@ -179,7 +196,7 @@ export function targetChecks(results: Omit<BenchResults, "targets">): TargetChec
       ? { target: "writes at 32 clients ≥ 0.8× the baseline", measured: "not measured", met: null }
       : {
           target: "writes at 32 clients ≥ 0.8× the baseline",
-          measured: ratio(w32.cluster.ratePerS, w32.baseline.ratePerS),
+          measured: `${ratio(w32.cluster.ratePerS, w32.baseline.ratePerS)} (the replication floor: ${ratio(w32.replicationFloor.all.ratePerS, w32.baseline.ratePerS)}, at majority ${ratio(w32.replicationFloor.majority.ratePerS, w32.baseline.ratePerS)})`,
           met: w32.cluster.ratePerS >= 0.8 * w32.baseline.ratePerS,
         },
   );
@@ -257,7 +274,13 @@ export function targetChecks(results: Omit<BenchResults, "targets">): TargetChec
 // ---------------------------------------------------------------------------------------------------------------
 // SVG chart: writes per second by clients, and reads per second at each level, one bar per system.
 
-const COLORS = { baseline: "#8c8c8c", cluster: "#f38020", etcd: "#419eda" } as const;
+const COLORS = {
+  baseline: "#8c8c8c",
+  floor: "#4d8f4a",
+  floorMajority: "#a6cf9f",
+  cluster: "#f38020",
+  etcd: "#419eda",
+} as const;
 
 interface Bar {
   readonly label: string;
@@ -328,6 +351,12 @@ export function svgChart(results: BenchResults): string {
     label: `${p.connections} client${p.connections === 1 ? "" : "s"}`,
     bars: [
       { label: "baseline", value: p.baseline.ratePerS, color: COLORS.baseline },
+      { label: "replication floor", value: p.replicationFloor.all.ratePerS, color: COLORS.floor },
+      {
+        label: "replication floor (majority)",
+        value: p.replicationFloor.majority.ratePerS,
+        color: COLORS.floorMajority,
+      },
       { label: "durable-ha", value: p.cluster.ratePerS, color: COLORS.cluster },
       ...(p.etcd === undefined ? [] : [{ label: "etcd", value: p.etcd.ratePerS, color: COLORS.etcd }]),
     ],
@@ -355,13 +384,15 @@ export function svgChart(results: BenchResults): string {
         ]),
   ]);
   const legend = Object.entries({
-    baseline: "baseline (one SQLite Durable Object)",
+    baseline: "baseline (1 SQLite object)",
+    floor: "floor, all 3 copies",
+    floorMajority: "floor, majority",
     cluster: "durable-ha (3 nodes)",
     etcd: "etcd (3 members)",
   })
     .map(
       ([key, label], i) =>
-        `<rect x="${20 + i * 260}" y="44" width="12" height="12" fill="${COLORS[key as keyof typeof COLORS]}"/><text x="${38 + i * 260}" y="54" font-size="12">${escapeXml(label)}</text>`,
+        `<rect x="${20 + i * 185}" y="44" width="12" height="12" fill="${COLORS[key as keyof typeof COLORS]}"/><text x="${38 + i * 185}" y="54" font-size="12">${escapeXml(label)}</text>`,
     )
     .join("\n");
   const body = [

@@ -34,9 +34,17 @@ export interface BilledPerWrite {
   readonly valid: boolean;
 }
 
+/** A write point of an object system: with the RPCs its objects received per acknowledged write. */
+export type ObjectPoint = PointResult & { readonly rpcsPerWrite: number | null };
+
 export interface WritePoint {
   readonly connections: number;
-  readonly baseline: PointResult & { readonly rpcsPerWrite: number | null };
+  readonly baseline: ObjectPoint;
+  /**
+   * The replication floor (bench/baseline's POST /fanout/execute): one object runs the write and sends it, batched,
+   * to two others; answered when both copies are applied (`all`) or one (`majority`). No log, no Raft.
+   */
+  readonly replicationFloor: { readonly all: ObjectPoint; readonly majority: ObjectPoint };
   readonly cluster: PointResult & { readonly billed: BilledPerWrite | null };
   readonly etcd?: PointResult;
 }

@@ -1,6 +1,8 @@
 // `npm run bench`: the cluster beside an unreplicated SQLite Durable Object (the baseline) on the same runtime, and
-// etcd when it is installed, driven by the same client with the same requests. Prints a table of every figure with
-// its ratio to the baseline and writes bench/results/latest.json, latest.md and latest.svg.
+// etcd when it is installed, driven by the same client with the same requests. Writes are also measured on the
+// replication floor (bench/baseline's /fanout/execute: three copies with no log, the least any replicator does
+// here). Prints a table of every figure with its ratio to the baseline and writes bench/results/latest.json,
+// latest.md and latest.svg.
 //
 //   npm run bench -- [--duration-s 8] [--warmup-s 2] [--quick] [--smoke] [--no-etcd] [--failover-runs 5]
 //                    [--soak-s 0] [--out bench/results] [--update-readme]
@@ -31,6 +33,7 @@ import {
   RESULTS_FORMAT,
   type BenchResults,
   type Heap,
+  type ObjectPoint,
   type ReadPoint,
   type Summary,
   type WritePoint,
@@ -147,6 +150,12 @@ const WRITE_SHAPE: RequestShape = {
   accepts: accepted,
 };
 
+/** The replication floor's write: the same request on another path of the baseline's worker. */
+const FLOOR_SHAPES = {
+  all: { ...WRITE_SHAPE, path: "/fanout/execute" },
+  majority: { ...WRITE_SHAPE, path: "/fanout/execute?ack=majority" },
+} as const satisfies Record<string, RequestShape>;
+
 function readShape(level: string): RequestShape {
   return {
     method: "GET",
@@ -204,10 +213,11 @@ async function expectOk(what: string, response: Promise<Response>): Promise<void
   }
 }
 
-export async function prepareTable(baseUrl: string): Promise<void> {
+/** Creates the benchmark's table through `path` (the floor's path creates it on all three copies). */
+export async function prepareTable(baseUrl: string, path = "/db/execute"): Promise<void> {
   await expectOk(
-    `creating the table on ${baseUrl}`,
-    fetch(`${baseUrl}/db/execute`, {
+    `creating the table on ${baseUrl}${path}`,
+    fetch(`${baseUrl}${path}`, {
       method: "POST",
       headers: AUTH_HEADERS,
       body: JSON.stringify([
@@ -219,10 +229,23 @@ export async function prepareTable(baseUrl: string): Promise<void> {
   );
 }
 
-async function baselineRpcs(baseUrl: string): Promise<number> {
-  const answer = await fetch(`${baseUrl}/bench/stats`, { signal: AbortSignal.timeout(10_000) });
+async function baselineRpcs(baseUrl: string, statsPath = "/bench/stats"): Promise<number> {
+  const answer = await fetch(`${baseUrl}${statsPath}`, { signal: AbortSignal.timeout(10_000) });
   return ((await answer.json()) as { rpcsReceived: number }).rpcsReceived;
 }
+
+/** One write point on the replication floor, with the RPCs its three objects received per acknowledged write. */
+async function measureFloorWrite(baseUrl: string, shape: RequestShape, load: LoadOptions): Promise<ObjectPoint> {
+  let rpcsBefore = 0;
+  const point = await measurePoint(baseUrl, shape, {
+    ...load,
+    beforeMeasured: async () => void (rpcsBefore = await baselineRpcs(baseUrl, "/bench/fanout-stats")),
+  });
+  const rpcsAfter = await baselineRpcs(baseUrl, "/bench/fanout-stats");
+  return { ...point, rpcsPerWrite: point.ok > 0 ? (rpcsAfter - rpcsBefore) / point.ok : null };
+}
+
+const times = (value: number, base: number) => (base > 0 ? `${(value / base).toFixed(2)}×` : "n/a");
 
 function describe(point: PointResult): string {
   return `${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, p99 ${point.latencyMs.p99} ms, errors ${point.errors.total}`;
@@ -257,6 +280,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     const baselineUrl = baseline.baseUrl;
     await settleWithSchema(clusterUrl);
     await prepareTable(baselineUrl);
+    await prepareTable(baselineUrl, FLOOR_SHAPES.all.path);
 
     // Memory and billed work at rest.
     await collectGarbage(cluster.inspectorPort);
@@ -295,6 +319,16 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       // The stats call itself is one RPC.
       const rpcsPerWrite = basePoint.ok > 0 ? (rpcsAfter - rpcsBefore - 1) / basePoint.ok : null;
       log(`writes, ${connections} clients: baseline ${describe(basePoint)}`);
+      const replicationFloor = {
+        all: await measureFloorWrite(baselineUrl, FLOOR_SHAPES.all, load({ connections })),
+        majority: await measureFloorWrite(baselineUrl, FLOOR_SHAPES.majority, load({ connections })),
+      };
+      for (const ack of ["all", "majority"] as const) {
+        const point = replicationFloor[ack];
+        log(
+          `writes, ${connections} clients: replication floor (${ack}) ${describe(point)}, ${times(point.ratePerS, basePoint.ratePerS)} the baseline, ${point.rpcsPerWrite?.toFixed(2) ?? "n/a"} RPCs/write`,
+        );
+      }
       let countersBefore: BilledCounters | null = null;
       let windowStart = 0;
       const clusterPoint = await measurePoint(
@@ -329,7 +363,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
               valid: delta.valid,
             };
       log(
-        `writes, ${connections} clients: durable-ha ${describe(clusterPoint)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}`,
+        `writes, ${connections} clients: durable-ha ${describe(clusterPoint)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}; ${times(clusterPoint.ratePerS, basePoint.ratePerS)} the baseline, ${times(clusterPoint.ratePerS, replicationFloor.all.ratePerS)} the floor (${times(clusterPoint.ratePerS, replicationFloor.majority.ratePerS)} at majority)`,
       );
       let etcdPoint: PointResult | undefined;
       if (etcd !== null) {
@@ -339,6 +373,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       writes.push({
         connections,
         baseline: { ...basePoint, rpcsPerWrite },
+        replicationFloor,
         cluster: { ...clusterPoint, billed },
         ...(etcdPoint === undefined ? {} : { etcd: etcdPoint }),
       });

@@ -36,6 +36,10 @@ describe("npm run bench --smoke", () => {
     // (A request cut off when a run stops may still reach the object: at least one RPC per write, not exactly.)
     expect(write?.baseline.rpcsPerWrite).toBeGreaterThanOrEqual(1);
     expect(write?.baseline.rpcsPerWrite).toBeLessThan(2);
+    // The replication floor took writes too: each costs the worker's RPC and its share of the peer calls.
+    expect(write?.replicationFloor.all.ok).toBeGreaterThan(0);
+    expect(write?.replicationFloor.majority.ok).toBeGreaterThan(0);
+    expect(write?.replicationFloor.all.rpcsPerWrite).toBeGreaterThan(1);
     expect(written.reads[0]?.cluster.linearizable?.ok).toBeGreaterThan(0);
     // One failover of each kind, each ended by an acknowledged write.
     expect(written.failover.runs.map((r) => r.kind).sort()).toEqual(["crash", "cut-off"]);
@@ -46,6 +50,7 @@ describe("npm run bench --smoke", () => {
     expect(written.targets.length).toBeGreaterThan(0);
 
     expect(readFileSync(join(outDir, "latest.md"), "utf8")).toContain("| durable-ha, 1 clients |");
+    expect(readFileSync(join(outDir, "latest.md"), "utf8")).toContain("| replication floor, 1 clients |");
     expect(readFileSync(join(outDir, "latest.svg"), "utf8")).toMatch(/^<svg [^>]*>[\s\S]*<rect[\s\S]*<\/svg>\n$/);
     expect(lines.some((line) => line.startsWith("catch-up by log"))).toBe(true);
   });
