@@ -5,9 +5,11 @@
 // latest.md and latest.svg.
 //
 //   npm run bench -- [--duration-s 8] [--warmup-s 2] [--quick] [--smoke] [--no-etcd] [--failover-runs 5]
-//                    [--soak-s 0] [--out bench/results] [--update-readme]
+//                    [--soak-s 0] [--only catch-up] [--catch-up-runs 1] [--out bench/results] [--update-readme]
 // --quick: 3 s points, 3 failover runs of each kind, fewer entries to catch up. --smoke: the smallest run that still
 // goes through every kind of measurement once (for the smoke test; its figures mean nothing).
+// --only catch-up: the writes at 32 clients (the catch-up ratio's denominator) and catch-up by log and by snapshot,
+// nothing else (no etcd). --catch-up-runs N: each kind of catch-up N times in a row on the same cluster.
 // --soak-s N: then N more seconds of writes at 32 clients, sampling the cluster's heap every tenth of it.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem, type as osType } from "node:os";
@@ -50,6 +52,8 @@ export interface BenchOptions {
   readonly floorClients: readonly number[];
   readonly failoverRuns: number;
   readonly catchUp: readonly ("log" | "snapshot")[];
+  /** How many times each kind of catch-up is measured, in turn. */
+  readonly catchUpRuns: number;
   readonly logCatchUpEntries: number;
   readonly idleS: number;
   readonly soakS: number;
@@ -86,24 +90,58 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     "--no-etcd",
     "--failover-runs",
     "--soak-s",
+    "--only",
+    "--catch-up-runs",
     "--out",
     "--update-readme",
   ]);
+  const takesValue = [
+    "--duration-s",
+    "--warmup-s",
+    "--failover-runs",
+    "--soak-s",
+    "--only",
+    "--catch-up-runs",
+    "--out",
+  ];
   const unknown = argv.filter(
-    (arg, i) =>
-      arg.startsWith("--") &&
-      !known.has(arg) &&
-      !(i > 0 && ["--duration-s", "--warmup-s", "--failover-runs", "--soak-s", "--out"].includes(argv[i - 1]!)),
+    (arg, i) => arg.startsWith("--") && !known.has(arg) && !(i > 0 && takesValue.includes(argv[i - 1]!)),
   );
   if (unknown.length > 0) {
     throw new Error(`unknown option ${unknown.join(", ")}`);
+  }
+  const onlyAt = argv.indexOf("--only");
+  if (onlyAt >= 0 && argv[onlyAt + 1] !== "catch-up") {
+    throw new Error(`--only takes "catch-up", got ${argv[onlyAt + 1] ?? "nothing"}`);
+  }
+  const catchUpRuns = numberOf("--catch-up-runs", 1);
+  if (!Number.isInteger(catchUpRuns) || catchUpRuns < 1) {
+    throw new Error("--catch-up-runs needs a whole number of at least 1");
   }
   const common = {
     etcd: !has("--no-etcd"),
     outDir,
     updateReadme: has("--update-readme"),
+    catchUpRuns,
     log: (line: string) => console.log(line),
   };
+  if (onlyAt >= 0) {
+    return {
+      ...common,
+      etcd: false,
+      durationS: numberOf("--duration-s", 8),
+      warmupS: numberOf("--warmup-s", 2),
+      writeClients: [32],
+      readClients: [],
+      readLevels: [],
+      floorClients: [],
+      failoverRuns: 0,
+      catchUp: ["log", "snapshot"],
+      logCatchUpEntries: 800,
+      idleS: 1,
+      soakS: 0,
+    };
+  }
   if (has("--smoke")) {
     return {
       ...common,
@@ -441,12 +479,19 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       }
     };
     const catchUp: CatchUpRun[] = [];
-    for (const via of options.catchUp) {
-      const run = await measureCatchUp(clusterUrl, { via, write: fill, logEntries: options.logCatchUpEntries });
-      catchUp.push(run);
-      log(
-        `catch-up by ${via}: ${run.entriesBehind} entries in ${run.totalMs.toFixed(0)} ms (first progress after ${run.firstProgressMs.toFixed(0)} ms): ${run.entriesPerS.toFixed(0)} entries/s${run.snapshotsInstalled > 0 ? `, ${run.snapshotsInstalled} snapshot(s)` : ""}`,
-      );
+    const writeRateAt32 = writes.find((point) => point.connections === 32)?.cluster.ratePerS;
+    const ratioText = (run: CatchUpRun) =>
+      writeRateAt32 === undefined || writeRateAt32 <= 0
+        ? ""
+        : ` (${(run.entriesPerS / writeRateAt32).toFixed(2)}× the write rate at 32 clients)`;
+    for (let i = 0; i < options.catchUpRuns; i++) {
+      for (const via of options.catchUp) {
+        const run = await measureCatchUp(clusterUrl, { via, write: fill, logEntries: options.logCatchUpEntries });
+        catchUp.push(run);
+        log(
+          `catch-up by ${via}: ${run.entriesBehind} entries in ${run.totalMs.toFixed(0)} ms (first progress after ${run.firstProgressMs.toFixed(0)} ms): ${run.entriesPerS.toFixed(0)} entries/s${run.snapshotsInstalled > 0 ? `, ${run.snapshotsInstalled} snapshot(s)` : ""}${ratioText(run)}`,
+        );
+      }
     }
 
     // Optional soak: writes at 32 clients, the heap sampled every tenth of the time.
