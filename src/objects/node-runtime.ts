@@ -230,6 +230,7 @@ export class NodeRuntime {
   receiveEnvelope(envelope: RaftEnvelope): readonly Message[] {
     // A stopped runtime must not acknowledge what it will never persist.
     this.requests.assertServing();
+    this.peers.heardFrom(envelope.from);
     const holding = envelope.repliesInAnswer === true && this.peers.holdRepliesTo(envelope.from);
     try {
       this.stepEnvelope(envelope);

@@ -52,18 +52,23 @@ export function recentContactTicks(timing: ClusterTiming): number {
  * The node-to-node transport's bounds. One call may take an election timeout (within 50 ms to 1 s): a peer slower
  * than that is as good as gone for Raft, and waiting longer only delays the retry. A delivery, retries included, may
  * take one and a half (75 ms to 1.5 s): one retry fits, and a message older than that is superseded by the next
- * heartbeat. The breaker leaves a failing peer alone for an election timeout (at least 100 ms): by then an election
- * may have changed who needs to talk to it.
+ * heartbeat. The breaker leaves a failing peer alone for two heartbeat intervals at first (a peer back from a
+ * restart or a short cut is caught up a couple of heartbeats later, not an election timeout later), twice as long
+ * after each failed probe, up to an election timeout (at least 100 ms): a peer gone for good costs one probe per
+ * election timeout, and by then an election may have changed who needs to talk to it.
  */
 export function peerTransportTiming(timing: ClusterTiming): {
   readonly callTimeoutMs: number;
   readonly deadlineMs: number;
-  readonly breakerOpenMs: number;
+  readonly breakerMinOpenMs: number;
+  readonly breakerMaxOpenMs: number;
 } {
+  const breakerMaxOpenMs = Math.max(100, timing.electionTimeoutMs);
   return {
     callTimeoutMs: Math.max(50, Math.min(1000, timing.electionTimeoutMs)),
     deadlineMs: Math.max(75, Math.min(1500, timing.electionTimeoutMs * 1.5)),
-    breakerOpenMs: Math.max(100, timing.electionTimeoutMs),
+    breakerMinOpenMs: Math.min(breakerMaxOpenMs, 2 * timing.heartbeatIntervalMs),
+    breakerMaxOpenMs,
   };
 }
 

@@ -5,6 +5,7 @@ import {
   censusAskRetryDelayMs,
   commitNoticeHoldMs,
   imageCheckpointDeadlineMs,
+  peerTransportTiming,
   readmissionGraceMs,
   uncheckedImageAfterMs,
 } from "../../src/objects/timing";
@@ -26,5 +27,17 @@ describe("shell durations from timing.ts", () => {
 
   it("holds a commit notice a quarter of a heartbeat interval", () => {
     expect(commitNoticeHoldMs(TIMING)).toBe(25);
+  });
+
+  it("leaves a failing peer alone for two heartbeats at first, for an election timeout at most (at least 100 ms)", () => {
+    expect(peerTransportTiming(TIMING)).toMatchObject({ breakerMinOpenMs: 200, breakerMaxOpenMs: 1_000 });
+    expect(peerTransportTiming({ heartbeatIntervalMs: 20, electionTimeoutMs: 60 })).toMatchObject({
+      breakerMinOpenMs: 40,
+      breakerMaxOpenMs: 100,
+    });
+    expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 1_200 })).toMatchObject({
+      breakerMinOpenMs: 800,
+      breakerMaxOpenMs: 1_200,
+    });
   });
 });

@@ -104,13 +104,92 @@ describe("CircuitBreaker", () => {
     breaker.recordFailure(probe ?? undefined);
     expect(breaker.state).toBe("OPEN");
     expect(breaker.consecutiveFailures).toBe(4);
-    expect(transitions.at(-1)).toMatchObject({ from: "HALF_OPEN", to: "OPEN", atMs: 1_010, reason: "probe failed" });
+    expect(transitions.at(-1)).toMatchObject({
+      from: "HALF_OPEN",
+      to: "OPEN",
+      atMs: 1_010,
+      reason: "probe failed; open for 1000 ms",
+    });
     advance(999);
     expect(breaker.allowRequest()).toBe(false);
     advance(1);
     expect(breaker.allowRequest()).toBe(true);
     expect(breaker.reconnections).toBe(0);
     expect(path()).toEqual(["CLOSED->OPEN", "OPEN->HALF_OPEN", "HALF_OPEN->OPEN", "OPEN->HALF_OPEN"]);
+  });
+
+  it("doubles the time OPEN after each failed probe, up to maxOpenTimeoutMs, and starts short again once closed", () => {
+    const { breaker, advance } = makeBreaker({ successThreshold: 1, openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    const waits: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      let waitedMs = 0;
+      while (!breaker.allowRequest()) {
+        advance(10);
+        waitedMs += 10;
+      }
+      waits.push(waitedMs);
+      breaker.recordFailure();
+    }
+    expect(waits).toEqual([200, 400, 800, 1_000, 1_000]);
+    advance(1_000);
+    breaker.recordSuccess(breaker.tryAcquire() ?? undefined);
+    expect(breaker.state).toBe("CLOSED");
+    expect(breaker.openTimeoutMs).toBe(200);
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(199);
+    expect(breaker.allowRequest()).toBe(false);
+    advance(1);
+    expect(breaker.allowRequest()).toBe(true);
+  });
+
+  it("probes early once the peer is heard from, no sooner than openTimeoutMs after opening", () => {
+    const { breaker, advance, transitions } = makeBreaker({ openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
+    breaker.noteContact(); // before it opened: says nothing about the outage
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(200);
+    breaker.recordFailure(breaker.tryAcquire() ?? undefined); // open for 400 ms now
+    advance(100);
+    breaker.noteContact();
+    advance(50);
+    expect(breaker.allowRequest()).toBe(false); // 150 ms into the period: not yet
+    advance(50);
+    expect(breaker.tryAcquire()).toEqual({ epoch: 4, probe: true });
+    expect(transitions.at(-1)?.reason).toBe("open for 200 ms, peer heard from: probing");
+  });
+
+  it("disregards contact once a probe it let through failed, until the breaker closes", () => {
+    const { breaker, advance } = makeBreaker({ successThreshold: 1, openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(200);
+    breaker.noteContact();
+    breaker.recordFailure(breaker.tryAcquire() ?? undefined); // a timed probe: contact still counts
+    advance(200);
+    const onContact = breaker.tryAcquire();
+    expect(onContact?.probe).toBe(true);
+    breaker.recordFailure(onContact ?? undefined); // the peer calls us but cannot be reached: open for 800 ms
+    breaker.noteContact();
+    advance(799);
+    expect(breaker.allowRequest()).toBe(false);
+    advance(1);
+    const timed = breaker.tryAcquire();
+    expect(timed?.probe).toBe(true);
+    breaker.recordSuccess(timed ?? undefined);
+    expect(breaker.state).toBe("CLOSED");
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    breaker.noteContact();
+    advance(200);
+    expect(breaker.allowRequest()).toBe(true);
   });
 
   it("ignores stale results of requests admitted before the last transition", () => {
@@ -135,7 +214,22 @@ describe("CircuitBreaker", () => {
     expect(breaker.state).toBe("CLOSED");
   });
 
-  it("treats a probe unanswered for openTimeoutMs as failed, so a lost result cannot wedge it", () => {
+  it("treats a probe unanswered for maxOpenTimeoutMs as failed, so a lost result cannot wedge it", () => {
+    const { breaker, advance } = makeBreaker({ openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(200);
+    expect(breaker.tryAcquire()?.probe).toBe(true);
+    advance(999);
+    expect(breaker.tryAcquire()).toBeNull();
+    expect(breaker.state).toBe("HALF_OPEN");
+    advance(1);
+    expect(breaker.tryAcquire()).toBeNull();
+    expect(breaker.state).toBe("OPEN");
+  });
+
+  it("treats a probe unanswered for openTimeoutMs as failed when the time OPEN does not grow", () => {
     const { breaker, advance, path } = makeBreaker();
     for (let i = 0; i < 3; i++) {
       breaker.recordFailure();
@@ -207,5 +301,12 @@ describe("CircuitBreaker", () => {
     expect(
       () => new CircuitBreaker({ config: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 0 }, now }),
     ).toThrow(/openTimeoutMs/);
+    expect(
+      () =>
+        new CircuitBreaker({
+          config: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, maxOpenTimeoutMs: 100 },
+          now,
+        }),
+    ).toThrow(/maxOpenTimeoutMs must be a finite number >= openTimeoutMs/);
   });
 });

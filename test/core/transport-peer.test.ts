@@ -416,14 +416,15 @@ describe("PeerTransport: circuit breaker", () => {
     expect(h.transport.stats().breaker).toBe("HALF_OPEN");
     h.transport.send([heartbeat(5)]);
     await settle();
-    expect(h.calls).toHaveLength(3); // one probe at a time
-    expect(h.failures.at(-1)).toMatchObject({ kind: "circuitOpen", messages: [heartbeat(5)] });
+    expect(h.calls).toHaveLength(3); // one probe at a time; what comes meanwhile waits for its result
+    expect(h.transport.stats().pendingMessages).toBe(1);
 
     call(h.calls, 2).answer.resolve(h.ok);
     await settle();
     expect(h.transport.stats()).toMatchObject({ breaker: "CLOSED", reconnections: 1, consecutiveFailures: 0 });
+    expect(call(h.calls, 3).envelope.messages).toEqual([heartbeat(5)]);
     h.transport.send([heartbeat(6)]);
-    expect(h.calls).toHaveLength(4);
+    expect(h.calls).toHaveLength(5);
     const transitions = h.events.flatMap((e) =>
       e.kind === "breaker" ? [`${e.transition.from}->${e.transition.to}`] : [],
     );
@@ -439,6 +440,46 @@ describe("PeerTransport: circuit breaker", () => {
     call(h.calls, 1).answer.reject(new Error("still down"));
     await settle();
     expect(h.transport.stats()).toMatchObject({ breaker: "OPEN", reconnections: 0, consecutiveFailures: 2 });
+  });
+
+  it("discards what waited on the probe when the probe fails", async () => {
+    const h = harness({ config: { breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 500 } } });
+    h.transport.send([heartbeat(1)]);
+    call(h.calls, 0).answer.reject(new Error("down"));
+    await h.clock.advance(500, settle);
+    h.transport.send([heartbeat(2)]);
+    h.transport.send([heartbeat(3)]);
+    expect(h.calls).toHaveLength(2);
+    call(h.calls, 1).answer.reject(new Error("still down"));
+    await settle();
+    expect(h.calls).toHaveLength(2);
+    expect(h.transport.stats()).toMatchObject({ breaker: "OPEN", pendingMessages: 0 });
+    expect(h.failures.at(-1)).toMatchObject({ kind: "circuitOpen", messages: [heartbeat(3)] });
+  });
+
+  it("waits longer after each failed probe, and probes early once the peer called us", async () => {
+    const h = harness({
+      config: { breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 } },
+    });
+    h.transport.send([heartbeat(1)]);
+    call(h.calls, 0).answer.reject(new Error("down"));
+    await h.clock.advance(200, settle);
+    h.transport.send([heartbeat(2)]);
+    call(h.calls, 1).answer.reject(new Error("still down"));
+    await h.clock.advance(399, settle); // open for 400 ms now
+    h.transport.send([heartbeat(3)]);
+    expect(h.calls).toHaveLength(2);
+
+    await h.clock.advance(1, settle);
+    h.transport.send([heartbeat(4)]);
+    call(h.calls, 2).answer.reject(new Error("still down")); // open for 800 ms now
+    await h.clock.advance(300, settle);
+    h.transport.peerHeardFrom();
+    h.transport.send([heartbeat(5)]);
+    expect(h.calls).toHaveLength(4); // the probe, 300 ms into an 800 ms wait
+    call(h.calls, 3).answer.resolve(h.ok);
+    await settle();
+    expect(h.transport.stats().breaker).toBe("CLOSED");
   });
 
   it("counts refusals as failures: a peer on an unknown protocol version is left alone", async () => {

@@ -324,6 +324,17 @@ export class PeerLinks {
     }
   }
 
+  /**
+   * `peer` called this node: it is up and reaches us, so the breaker of an existing link to it need not wait out its
+   * time before probing (transport/peer-transport.ts, peerHeardFrom). Makes no link.
+   */
+  heardFrom(peer: string): void {
+    const transport = this.peers.get(peer);
+    if (transport !== undefined && !transport.isClosed) {
+      transport.peerHeardFrom();
+    }
+  }
+
   /** Sends `peer` an empty envelope for its answer (its report reaches onCensusReport); true once it answered. */
   async askForReport(peer: string): Promise<boolean> {
     const outcome = await this.transportFor(peer).deliverNow({ onlyForAnswer: true });
@@ -398,7 +409,12 @@ export class PeerLinks {
       config: {
         callTimeoutMs: transportTiming.callTimeoutMs,
         deadlineMs: transportTiming.deadlineMs,
-        breaker: { failureThreshold: 3, successThreshold: 1, openTimeoutMs: transportTiming.breakerOpenMs },
+        breaker: {
+          failureThreshold: 3,
+          successThreshold: 1,
+          openTimeoutMs: transportTiming.breakerMinOpenMs,
+          maxOpenTimeoutMs: transportTiming.breakerMaxOpenMs,
+        },
       },
       random: () => core.random.nextInt(1_000_000) / 1_000_000,
       isRound,

@@ -1,6 +1,10 @@
 // A per-peer circuit breaker: after `failureThreshold` consecutive failures the peer is left alone for
 // `openTimeoutMs`, then one probe at a time is let through; `successThreshold` probe successes close it again
-// and a probe failure reopens it. This keeps a dead or overloaded peer from absorbing every heartbeat.
+// and a probe failure reopens it, for twice as long each time up to `maxOpenTimeoutMs`. This keeps a dead or
+// overloaded peer from absorbing every heartbeat, while a peer that was gone only briefly is tried again soon.
+// A peer we hear from (noteContact: it called us) is alive and reaching us: the next request goes out as a probe
+// at once rather than at the end of a long wait (no sooner than `openTimeoutMs` after opening, and only until a
+// probe so let through fails: then contact is not taken as a sign again until the breaker closes).
 //
 // Results are matched to the permit that admitted the request: a call admitted before the breaker last changed
 // state (e.g. one of several in flight when it opened) reports a stale result, which is counted in the
@@ -13,8 +17,13 @@ export interface CircuitBreakerConfig {
   readonly failureThreshold: number;
   /** Consecutive probe successes in HALF_OPEN that close it. */
   readonly successThreshold: number;
-  /** How long it stays OPEN before letting a probe through; also how long a probe may stay unanswered. */
+  /** How long it stays OPEN the first time (after being CLOSED) before letting a probe through. */
   readonly openTimeoutMs: number;
+  /**
+   * Each failed probe doubles the time OPEN, up to this (at least openTimeoutMs; openTimeoutMs when absent: no growth).
+   * Also how long a probe may stay unanswered.
+   */
+  readonly maxOpenTimeoutMs?: number;
 }
 
 export interface BreakerTransition {
@@ -59,6 +68,10 @@ export function assertCircuitBreakerConfig(config: CircuitBreakerConfig): void {
   if (!Number.isFinite(config.openTimeoutMs) || config.openTimeoutMs <= 0) {
     throw new RangeError(`openTimeoutMs must be a finite number > 0, got ${config.openTimeoutMs}`);
   }
+  const max = config.maxOpenTimeoutMs;
+  if (max !== undefined && (!Number.isFinite(max) || max < config.openTimeoutMs)) {
+    throw new RangeError(`maxOpenTimeoutMs must be a finite number >= openTimeoutMs, got ${max}`);
+  }
 }
 
 export class CircuitBreaker {
@@ -71,8 +84,17 @@ export class CircuitBreaker {
   private probeSuccessesInARow = 0;
   private reconnectionCount = 0;
   private openedAtMs = 0;
+  /** How long this OPEN period lasts (openTimeoutMs, doubled by each failed probe, at most maxOpenMs). */
+  private openForMs: number;
+  private readonly maxOpenMs: number;
+  /** When the peer was last heard from (noteContact); null when never. */
+  private contactAtMs: number | null = null;
+  /** A probe let through early on contact failed: contact is no sign the peer is reachable until it closes. */
+  private contactDisregarded = false;
   /** When the HALF_OPEN probe in flight was admitted; null when none is. */
   private probeAdmittedAtMs: number | null = null;
+  /** Whether that probe was let through early because the peer was heard from. */
+  private probeOnContact = false;
 
   constructor(options: {
     config: CircuitBreakerConfig;
@@ -81,6 +103,8 @@ export class CircuitBreaker {
   }) {
     assertCircuitBreakerConfig(options.config);
     this.config = options.config;
+    this.openForMs = options.config.openTimeoutMs;
+    this.maxOpenMs = options.config.maxOpenTimeoutMs ?? options.config.openTimeoutMs;
     this.now = options.now;
     this.onTransition = options.onTransition ?? (() => {});
   }
@@ -104,27 +128,49 @@ export class CircuitBreaker {
     return this.currentEpoch;
   }
 
+  /** How long the current (or, when not OPEN, the next) OPEN period lasts. */
+  get openTimeoutMs(): number {
+    return this.openForMs;
+  }
+
+  /** Whether a HALF_OPEN probe is in flight: its result decides whether requests go out or are refused. */
+  get probeInFlight(): boolean {
+    return this.currentState === "HALF_OPEN" && this.probeAdmittedAtMs !== null;
+  }
+
   /**
-   * Admits a request, or returns null. CLOSED admits everything. OPEN admits nothing until `openTimeoutMs`
-   * passed, then moves to HALF_OPEN and admits this request as the probe. HALF_OPEN admits one probe at a time;
-   * a probe unanswered for `openTimeoutMs` counts as failed (so a lost result cannot wedge the breaker).
+   * The peer was heard from (it called us): an OPEN breaker lets the next request through as a probe without
+   * waiting out its time (but not within `openTimeoutMs` of opening). Moves no state by itself.
+   */
+  noteContact(): void {
+    this.contactAtMs = this.now();
+  }
+
+  /**
+   * Admits a request, or returns null. CLOSED admits everything. OPEN admits nothing until its time passed (or the
+   * peer was heard from since it opened, see noteContact), then moves to HALF_OPEN and admits this request as the
+   * probe. HALF_OPEN admits one probe at a time; a probe unanswered for `maxOpenTimeoutMs` counts as failed (so a
+   * lost result cannot wedge the breaker).
    */
   tryAcquire(): BreakerPermit | null {
     const nowMs = this.now();
     switch (this.currentState) {
       case "CLOSED":
         return { epoch: this.currentEpoch, probe: false };
-      case "OPEN":
-        if (nowMs - this.openedAtMs < this.config.openTimeoutMs) {
+      case "OPEN": {
+        const openMs = nowMs - this.openedAtMs;
+        const onContact = openMs < this.openForMs && this.heardFromSinceOpening(openMs);
+        if (openMs < this.openForMs && !onContact) {
           return null;
         }
-        this.transition("HALF_OPEN", `open for ${nowMs - this.openedAtMs} ms: probing`, nowMs);
-        return this.admitProbe(nowMs);
+        this.transition("HALF_OPEN", `open for ${openMs} ms${onContact ? ", peer heard from" : ""}: probing`, nowMs);
+        return this.admitProbe(nowMs, onContact);
+      }
       case "HALF_OPEN":
         if (this.probeAdmittedAtMs === null) {
-          return this.admitProbe(nowMs);
+          return this.admitProbe(nowMs, false);
         }
-        if (nowMs - this.probeAdmittedAtMs < this.config.openTimeoutMs) {
+        if (nowMs - this.probeAdmittedAtMs < this.maxOpenMs) {
           return null;
         }
         this.failuresInARow++;
@@ -157,6 +203,8 @@ export class CircuitBreaker {
         if (this.probeSuccessesInARow >= this.config.successThreshold) {
           this.failuresInARow = 0;
           this.reconnectionCount++;
+          this.openForMs = this.config.openTimeoutMs;
+          this.contactDisregarded = false;
           this.transition("CLOSED", `${this.probeSuccessesInARow} probe(s) succeeded`, nowMs);
         }
         return "applied";
@@ -185,14 +233,30 @@ export class CircuitBreaker {
     }
   }
 
-  private admitProbe(nowMs: number): BreakerPermit {
+  /** Contact after the breaker opened, at least `openTimeoutMs` into the period, and not disregarded. */
+  private heardFromSinceOpening(openMs: number): boolean {
+    return (
+      !this.contactDisregarded &&
+      this.contactAtMs !== null &&
+      this.contactAtMs >= this.openedAtMs &&
+      openMs >= this.config.openTimeoutMs
+    );
+  }
+
+  private admitProbe(nowMs: number, onContact: boolean): BreakerPermit {
     this.probeAdmittedAtMs = nowMs;
+    this.probeOnContact = onContact;
     return { epoch: this.currentEpoch, probe: true };
   }
 
+  /** A probe failed: OPEN again, for twice as long as last time (at most maxOpenTimeoutMs). */
   private reopen(reason: string, nowMs: number): void {
+    if (this.probeOnContact) {
+      this.contactDisregarded = true;
+    }
+    this.openForMs = Math.min(this.maxOpenMs, this.openForMs * 2);
     this.openedAtMs = nowMs;
-    this.transition("OPEN", reason, nowMs);
+    this.transition("OPEN", `${reason}; open for ${this.openForMs} ms`, nowMs);
   }
 
   private transition(to: BreakerState, reason: string, nowMs: number): void {
@@ -201,6 +265,7 @@ export class CircuitBreaker {
     this.currentState = to;
     this.currentEpoch++;
     this.probeAdmittedAtMs = null;
+    this.probeOnContact = false;
     this.probeSuccessesInARow = 0;
     this.onTransition({ from, to, atMs: nowMs, consecutiveFailures: this.failuresInARow, reason });
   }

@@ -11,7 +11,9 @@
 //  - After any failed call the stub is dropped and a fresh one is made for the next call (a stub is broken after
 //    an exception).
 //  - A per-peer circuit breaker: while OPEN, pending messages are discarded and reported ("circuitOpen"); once
-//    `openTimeoutMs` passed, the next batch goes out alone as the probe.
+//    its time passed (or the peer called us: peerHeardFrom), the next batch goes out alone as the probe, and what
+//    is sent meanwhile waits in the pending batch (bounded as ever) for the probe's result: sent on success,
+//    discarded on failure. Discarding it at once cost a reconnected peer a heartbeat interval.
 //  - Callbacks report the outcome of every envelope so the node can call core.reportUnreachable(peer) and
 //    reportSnapshotResult(peer, ok). They are never called synchronously from inside send() or deliverNow();
 //    onEvent (logging only: breaker transitions, stub replacements) may be.
@@ -334,9 +336,19 @@ export class PeerTransport<Stub> {
     };
     const outcome = this.deliver(batch, permit, timing).finally(() => {
       this.directInFlightCount--;
+      // It may have been the breaker's probe, which messages pending meanwhile wait on.
+      this.pump();
     });
     this.track(outcome.then(() => undefined));
     return outcome;
+  }
+
+  /**
+   * The peer called us, so it is up and reaching us: an open breaker lets the next envelope through as a probe
+   * (circuit-breaker.ts, noteContact), rather than leaving the peer alone for the rest of its time.
+   */
+  peerHeardFrom(): void {
+    this.breaker.noteContact();
   }
 
   /** Resolves once no call is in flight and no callback is pending (each call is bounded by its deadline). */
@@ -425,10 +437,16 @@ export class PeerTransport<Stub> {
     });
   }
 
-  /** Starts calls while slots are free and messages wait; discards them while the breaker refuses. */
+  /**
+   * Starts calls while slots are free and messages wait; discards them while the breaker refuses, except while its
+   * probe is in flight: then they wait for its result (each delivery's end pumps again).
+   */
   private pump(): void {
     while (!this.closed && this.inFlightCount < this.config.maxInFlight && this.pending.length > 0) {
       const permit = this.breaker.tryAcquire();
+      if (permit === null && this.breaker.probeInFlight) {
+        return;
+      }
       if (permit === null) {
         const discarded = this.takePending(this.pending.length, Number.POSITIVE_INFINITY);
         this.counters.messagesDropped += discarded.length;
