@@ -431,18 +431,7 @@ describe("PeerTransport: circuit breaker", () => {
     expect(transitions).toEqual(["CLOSED->OPEN", "OPEN->HALF_OPEN", "HALF_OPEN->CLOSED"]);
   });
 
-  it("reopens when the probe fails", async () => {
-    const h = harness({ config: { breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 500 } } });
-    h.transport.send([heartbeat(1)]);
-    call(h.calls, 0).answer.reject(new Error("down"));
-    await h.clock.advance(500, settle);
-    h.transport.send([heartbeat(2)]);
-    call(h.calls, 1).answer.reject(new Error("still down"));
-    await settle();
-    expect(h.transport.stats()).toMatchObject({ breaker: "OPEN", reconnections: 0, consecutiveFailures: 2 });
-  });
-
-  it("discards what waited on the probe when the probe fails", async () => {
+  it("reopens when the probe fails, discarding what waited on it", async () => {
     const h = harness({ config: { breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 500 } } });
     h.transport.send([heartbeat(1)]);
     call(h.calls, 0).answer.reject(new Error("down"));
@@ -453,7 +442,12 @@ describe("PeerTransport: circuit breaker", () => {
     call(h.calls, 1).answer.reject(new Error("still down"));
     await settle();
     expect(h.calls).toHaveLength(2);
-    expect(h.transport.stats()).toMatchObject({ breaker: "OPEN", pendingMessages: 0 });
+    expect(h.transport.stats()).toMatchObject({
+      breaker: "OPEN",
+      reconnections: 0,
+      consecutiveFailures: 2,
+      pendingMessages: 0,
+    });
     expect(h.failures.at(-1)).toMatchObject({ kind: "circuitOpen", messages: [heartbeat(3)] });
   });
 
