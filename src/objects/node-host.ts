@@ -293,7 +293,12 @@ export class NodeHost {
       return { ok: false, error: { code: "UNAVAILABLE", message: err instanceof Error ? err.message : String(err) } };
     }
     await this.scheduleWake(runtime);
-    return { ok: true, report: runtime.peerReport(), ...(replies.length === 0 ? {} : { replies }) };
+    const report = runtime.peerReportFor(envelope);
+    return {
+      ok: true,
+      ...(report === undefined ? {} : { report }),
+      ...(replies.length === 0 ? {} : { replies }),
+    };
   }
 
   // The worker-facing calls (ClusterNodeRpc), as the platform's object and the simulator's both answer them.

@@ -37,6 +37,9 @@ import type { RepairOutcome } from "./monitor/types";
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
 
+/** Senders whose last report is remembered (peerReportFor); beyond it all are forgotten and get a full one next. */
+const MAX_REPORT_RECIPIENTS = 64;
+
 export class NodeRuntime {
   readonly identity: NodeIdentity;
   readonly raft: RaftNodeApi;
@@ -60,6 +63,8 @@ export class NodeRuntime {
   private broken = false;
   /** A request left its Ready to the round in flight (requestReady); the round's end runs it at the latest. */
   private readyDeferred = false;
+  /** The last report answered to each sender, and when: see peerReportFor. */
+  private readonly reportsSent = new Map<string, { readonly key: string; readonly atMs: number }>();
   /** What each step of a Ready means for this node; the loop itself, and its order, is handleReadies. */
   private readonly readyPorts: ReadyPorts = {
     installSnapshot: (snapshot) => this.installSnapshot(snapshot),
@@ -271,6 +276,38 @@ export class NodeRuntime {
       this.noteLeaderContact(message);
     }
     this.processReady();
+  }
+
+  /**
+   * The report to answer `envelope` with: in full when it asks only for the answer (a probe), when what the sender
+   * acts on at once may have changed since the last report to it (incarnation, term, schema, consistency records,
+   * compaction), and at least once a heartbeat interval (the applied and last log indexes); otherwise none, which
+   * saves building, sending and judging it on every answer of a busy leader's rounds.
+   */
+  peerReportFor(envelope: Pick<RaftEnvelope, "from" | "onlyForAnswer">): PeerReport | undefined {
+    const nowMs = this.deps.clock.now();
+    const status = this.raft.status();
+    const key = [
+      this.deps.incarnation,
+      status.term,
+      this.sm.schemaInfo().hash,
+      this.monitor.ownRecordsVersion,
+      status.firstIndex,
+    ].join(" ");
+    const last = this.reportsSent.get(envelope.from);
+    if (
+      envelope.onlyForAnswer !== true &&
+      last !== undefined &&
+      last.key === key &&
+      nowMs - last.atMs < this.identity.cluster.heartbeatIntervalMs
+    ) {
+      return undefined;
+    }
+    if (last === undefined && this.reportsSent.size >= MAX_REPORT_RECIPIENTS) {
+      this.reportsSent.clear();
+    }
+    this.reportsSent.set(envelope.from, { key, atMs: nowMs });
+    return this.peerReport();
   }
 
   /** What a receiver tells the sender besides "ok": enough for the leader to judge a learner's schema. */

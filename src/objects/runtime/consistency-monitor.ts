@@ -127,6 +127,12 @@ interface ImageCheckpoint {
   outcome: "pending" | "verified" | "refused";
 }
 
+/** This node's own checkpoint records and DIVERGED flag, as last read from storage. */
+interface OwnRecords {
+  readonly records: readonly CheckpointRecord[];
+  readonly diverged: DivergedFlag | null;
+}
+
 export class ConsistencyMonitor {
   readonly config: ConsistencyConfig;
   private imageCheckpoint: ImageCheckpoint | null = null;
@@ -139,7 +145,8 @@ export class ConsistencyMonitor {
   private shortOfVotersSinceMs: number | null = null;
   private imagesBuilt = 0;
   private uncheckedLoggedAtMs: number | null = null;
-  private own: { records: readonly CheckpointRecord[]; diverged: DivergedFlag | null };
+  private own: OwnRecords;
+  private ownVersion = 0;
   private readonly comparisons = new Map<number, Comparison>();
   private readonly peerStates = new Map<string, PeerState>();
   private lastCheckpointAtMs: number;
@@ -159,7 +166,7 @@ export class ConsistencyMonitor {
     this.lastCheckpointAtMs = core.deps.clock.now();
   }
 
-  private readOwn(): { records: readonly CheckpointRecord[]; diverged: DivergedFlag | null } {
+  private readOwn(): OwnRecords {
     const state = this.core.sm.consistencyState();
     return { records: state.records, diverged: state.diverged };
   }
@@ -180,6 +187,16 @@ export class ConsistencyMonitor {
   }
 
   /** What this node tells the leader in its answers. */
+  /** Changes whenever what peerReport() says may have changed, other than compactedThrough (a peer-report cache key). */
+  get ownRecordsVersion(): number {
+    return this.ownVersion;
+  }
+
+  private setOwn(own: OwnRecords): void {
+    this.own = own;
+    this.ownVersion += 1;
+  }
+
   peerReport(): PeerConsistencyReport {
     return {
       checkpoints: this.own.records.slice(-REPORTED_CHECKPOINTS).map(summarize),
@@ -191,7 +208,7 @@ export class ConsistencyMonitor {
   /** A monitor entry was applied at `index` (checkpoint or verdict): re-read this node's records and flag. */
   entryApplied(index: number): void {
     const before = this.own.diverged;
-    this.own = this.readOwn();
+    this.setOwn(this.readOwn());
     this.lastCheckpointAtMs = this.core.deps.clock.now();
     if (this.proposed !== null && index >= this.proposed.index) {
       this.proposed = null;
@@ -234,7 +251,7 @@ export class ConsistencyMonitor {
   /** This node's state was replaced (a snapshot or a repair): its records and flag went with it. */
   stateReplaced(options: { readonly repair: boolean; readonly imageIndex: number }): void {
     const wasDiverged = this.own.diverged;
-    this.own = this.readOwn();
+    this.setOwn(this.readOwn());
     if (options.repair) {
       this.repairsInstalled++;
       this.core.log("warn", "repairInstalled", {
