@@ -46,13 +46,17 @@ export class RecentWrites {
     if (!Number.isSafeInteger(raftIndex) || raftIndex < 1) {
       return;
     }
-    this.highestIndex = Math.max(this.highestIndex, raftIndex);
-    this.lastAtMs = Math.max(this.lastAtMs, nowMs);
+    // The window runs from the highest index's acknowledgement: a lower index (a cluster whose log started again)
+    // neither keeps an unreachable floor alive nor is lost once that floor has expired.
+    if (raftIndex >= this.highestIndex || this.floorAt(nowMs) === null) {
+      this.highestIndex = raftIndex;
+      this.lastAtMs = nowMs;
+    }
   }
 
   /** The floor for a `none` read at `nowMs` that has none of its own; null outside the window. */
   floorAt(nowMs: number): ReadFloor | null {
-    if (this.highestIndex === 0 || nowMs - this.lastAtMs > this.timing.windowMs) {
+    if (this.highestIndex === 0 || nowMs - this.lastAtMs > this.timing.windowMs || nowMs < this.lastAtMs) {
       return null;
     }
     return { minRaftIndex: this.highestIndex, waitMs: this.timing.followerWaitMs };
