@@ -280,8 +280,8 @@ export class NodeRuntime {
 
   /**
    * The report to answer `envelope` with: in full when it asks only for the answer (a probe), when what the sender
-   * acts on at once may have changed since the last report to it (incarnation, term, schema, consistency records,
-   * compaction), and at least once a heartbeat interval (the applied and last log indexes); otherwise none, which
+   * acts on at once may have changed since the last report to it (incarnation, term, leader, schema, consistency
+   * records, compaction), and at least once a heartbeat interval (a clock that went back sends one too) (the applied and last log indexes); otherwise none, which
    * saves building, sending and judging it on every answer of a busy leader's rounds.
    */
   peerReportFor(envelope: Pick<RaftEnvelope, "from" | "onlyForAnswer">): PeerReport | undefined {
@@ -290,6 +290,8 @@ export class NodeRuntime {
     const key = [
       this.deps.incarnation,
       status.term,
+      // A new leader in the same term (it won after this node's vote answer went to it as candidate) hears at once.
+      status.leader,
       this.sm.schemaInfo().hash,
       this.monitor.ownRecordsVersion,
       status.firstIndex,
@@ -299,6 +301,7 @@ export class NodeRuntime {
       envelope.onlyForAnswer !== true &&
       last !== undefined &&
       last.key === key &&
+      nowMs >= last.atMs &&
       nowMs - last.atMs < this.identity.cluster.heartbeatIntervalMs
     ) {
       return undefined;

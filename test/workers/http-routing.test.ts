@@ -264,6 +264,25 @@ describe("read routing", () => {
     expect(floors().at(-1)).toEqual(["n3", undefined, undefined]);
   });
 
+  it("a log that starts again under the same name ends the level-none floor within one election timeout", async () => {
+    let nowMs = 1_000_000;
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"), { now: () => nowMs });
+    cluster.raftIndex = 500;
+    expect((await request("POST", "/db/execute", write)).headers.get("X-DHA-Raft-Index")).toBe("501");
+    // Every node comes back empty (README "Lost storage"): the cluster's log starts again.
+    cluster.raftIndex = 3;
+    cluster.applied.clear();
+    for (let i = 0; i < 5; i++) {
+      nowMs += 500; // writes keep coming, each within one election timeout of the last
+      expect((await request("POST", "/db/execute", write)).status).toBe(200);
+      const read = await request("GET", "/db/query?q=SELECT%201&level=none");
+      // Within one election timeout of the write at 501 its floor may hold (the read is refused); never past it.
+      if (i >= 2) {
+        expect(read.status).toBe(200);
+      }
+    }
+  });
+
   it("prefers nodes on the caller's continent", async () => {
     const cluster = new FakeCluster();
     const { request } = harness(cluster, {}, { CLUSTER_NODES: "n1@wnam,n2@weur,n3@apac" });

@@ -186,7 +186,6 @@ export class ConsistencyMonitor {
     );
   }
 
-  /** What this node tells the leader in its answers. */
   /** Changes whenever what peerReport() says may have changed, other than compactedThrough (a peer-report cache key). */
   get ownRecordsVersion(): number {
     return this.ownVersion;
@@ -197,6 +196,7 @@ export class ConsistencyMonitor {
     this.ownVersion += 1;
   }
 
+  /** What this node tells the leader in its answers. */
   peerReport(): PeerConsistencyReport {
     return {
       checkpoints: this.own.records.slice(-REPORTED_CHECKPOINTS).map(summarize),
