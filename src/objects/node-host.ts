@@ -442,7 +442,7 @@ export class NodeHost {
 
   /**
    * Test only: from now on this instance ticks by its alarm alone, set for each next deadline, and keeps no timer
-   * pending. The test pool's eviction waits for the object's pending work to drain, and the in-memory timer is always
+   * pending (commit notices go out at once rather than wait for the next message). The test pool's eviction waits for the object's pending work to drain, and the in-memory timer is always
    * pending: a test that evicts a node calls this first, and the node runs on until the eviction as before.
    */
   async tickByAlarmOnly(): Promise<void> {
@@ -450,6 +450,7 @@ export class NodeHost {
     this.cancelTickTimer();
     const runtime = this.runtime;
     if (runtime !== null) {
+      runtime.sendCommitNoticesAtOnce();
       await this.scheduleWake(runtime);
     }
   }
@@ -474,6 +475,9 @@ export class NodeHost {
       incarnation: this.incarnation(),
     });
     this.runtime = runtime;
+    if (this.alarmOnly) {
+      runtime.sendCommitNoticesAtOnce();
+    }
     this.removal = readRemoval(this.seams.kv, runtime);
     if (this.removal !== null) {
       await runtime.stop(this.removal.reason);

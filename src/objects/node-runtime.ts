@@ -620,6 +620,11 @@ export class NodeRuntime {
   }
 
   /** The peers a snapshot is being streamed to right now. */
+  /** Test only: commit notices go out at once, holding no timer (NodeHost.tickByAlarmOnly). */
+  sendCommitNoticesAtOnce(): void {
+    this.peers.sendCommitNoticesAtOnce();
+  }
+
   snapshotStreamsInFlight(): string[] {
     return this.peers.snapshotStreamsInFlight();
   }

@@ -95,6 +95,18 @@ describe("CommitNotices", () => {
     expect(sent).toHaveLength(1);
   });
 
+  it("sends what it holds at once when told to, and holds nothing after (no timer left for an eviction)", async () => {
+    const { clock, sent, notices } = setup();
+    notices.route("n2", [notice(5)]);
+    notices.sendAtOnce();
+    expect(sent).toEqual([{ peer: "n2", messages: [notice(5)] }]);
+    expect(notices.heldCount).toBe(0);
+    expect(notices.route("n2", [notice(6)])).toEqual([notice(6)]);
+    expect(notices.heldCount).toBe(0);
+    await clock.advance(100, settle);
+    expect(sent).toHaveLength(1);
+  });
+
   it("passes every batch through unchanged with a hold of 0", () => {
     const { notices } = setup(0);
     expect(notices.route("n2", [notice(5)])).toEqual([notice(5)]);

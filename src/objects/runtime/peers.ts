@@ -349,6 +349,11 @@ export class PeerLinks {
       : applyFaults(rules, this.core.identity.node, to, () => this.core.random.nextInt(1_000_000) / 1_000_000);
   }
 
+  /** Commit notices go out at once from now on (see CommitNotices.sendAtOnce). */
+  sendCommitNoticesAtOnce(): void {
+    this.commitNotices.sendAtOnce();
+  }
+
   async closeAll(): Promise<void> {
     this.commitNotices.clear();
     await Promise.all([...this.peers.values()].map((transport) => transport.close()));

@@ -31,6 +31,8 @@ interface HeldNotice {
 
 export class CommitNotices {
   private readonly held = new Map<string, HeldNotice>();
+  /** False once sendAtOnce() ran: every notice then goes out as the core made it. */
+  private holding = true;
 
   constructor(private readonly options: CommitNoticeOptions) {
     if (!(options.holdMs >= 0)) {
@@ -44,7 +46,7 @@ export class CommitNotices {
    * a notice redundant.
    */
   route(peer: string, messages: readonly Message[]): readonly Message[] {
-    if (this.options.holdMs === 0) {
+    if (this.options.holdMs === 0 || !this.holding) {
       return messages;
     }
     const previous = this.take(peer);
@@ -87,6 +89,20 @@ export class CommitNotices {
   /** The peer left the configuration (or its link closed): its held notice goes nowhere. */
   forget(peer: string): void {
     this.take(peer);
+  }
+
+  /**
+   * From now on holds nothing, and sends what it holds now: no timer stays pending (a test's eviction waits for an
+   * object's pending work to drain, see NodeHost.tickByAlarmOnly).
+   */
+  sendAtOnce(): void {
+    this.holding = false;
+    for (const peer of [...this.held.keys()]) {
+      const notice = this.take(peer);
+      if (notice !== null) {
+        this.options.send(peer, [notice]);
+      }
+    }
   }
 
   /** Drops every held notice and its timer (the node stops). */
