@@ -442,8 +442,9 @@ export class NodeHost {
 
   /**
    * Test only: from now on this instance ticks by its alarm alone, set for each next deadline, and keeps no timer
-   * pending (commit notices go out at once rather than wait for the next message). The test pool's eviction waits for the object's pending work to drain, and the in-memory timer is always
-   * pending: a test that evicts a node calls this first, and the node runs on until the eviction as before.
+   * pending (commit notices go out at once rather than wait for the next message). The test pool's eviction waits
+   * for the object's pending work to drain, and the in-memory timer is always pending: a test that evicts a node calls
+   * this first, and the node runs on until the eviction as before.
    */
   async tickByAlarmOnly(): Promise<void> {
     this.alarmOnly = true;

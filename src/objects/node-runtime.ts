@@ -281,8 +281,9 @@ export class NodeRuntime {
   /**
    * The report to answer `envelope` with: in full when it asks only for the answer (a probe), when what the sender
    * acts on at once may have changed since the last report to it (incarnation, term, leader, schema, consistency
-   * records, compaction), and at least once a heartbeat interval (a clock that went back sends one too) (the applied and last log indexes); otherwise none, which
-   * saves building, sending and judging it on every answer of a busy leader's rounds.
+   * records, compaction), and at least once a heartbeat interval for the applied and last log indexes (also when the
+   * clock went back); otherwise none, which saves building, sending and judging it on every answer of a busy leader's
+   * rounds.
    */
   peerReportFor(envelope: Pick<RaftEnvelope, "from" | "onlyForAnswer">): PeerReport | undefined {
     const nowMs = this.deps.clock.now();
@@ -619,12 +620,12 @@ export class NodeRuntime {
     });
   }
 
-  /** The peers a snapshot is being streamed to right now. */
   /** Test only: commit notices go out at once, holding no timer (NodeHost.tickByAlarmOnly). */
   sendCommitNoticesAtOnce(): void {
     this.peers.sendCommitNoticesAtOnce();
   }
 
+  /** The peers a snapshot is being streamed to right now. */
   snapshotStreamsInFlight(): string[] {
     return this.peers.snapshotStreamsInFlight();
   }

@@ -186,7 +186,7 @@ export class ConsistencyMonitor {
     );
   }
 
-  /** Changes whenever what peerReport() says may have changed, other than compactedThrough (a peer-report cache key). */
+  /** Changes whenever what peerReport() says may have changed, but for compactedThrough (a peer-report cache key). */
   get ownRecordsVersion(): number {
     return this.ownVersion;
   }
