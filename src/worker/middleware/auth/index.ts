@@ -67,7 +67,7 @@ export async function authenticate(c: Context<AppBindings>): Promise<Principal> 
     throw error;
   }
   const presented = presentedToken(c.req.raw);
-  const principal = await authenticateToken(table, presented);
+  const principal = authenticateToken(table, presented);
   if (principal === null) {
     throw unauthorized("invalid token");
   }

@@ -5,6 +5,7 @@
 // presented token is compared against every digest in constant time, so neither timing nor order reveals a match.
 // A token may be scoped to databases: {"a-tenant-token": {"roles": ["read", "write"], "databases": ["tenant-a"]}}
 // opens only those databases ("default" is the database of wrangler.toml) and answers 403 on any other.
+import { createHash } from "node:crypto";
 import { z } from "zod";
 import { ROLES, type Principal } from "../../principal";
 
@@ -31,7 +32,6 @@ const scopedSchema = z.strictObject({
 /** An entry: its roles (every database), or roles with the databases it is scoped to. */
 const entrySchema = z.union([rolesSchema, scopedSchema]);
 
-const UTF8 = new TextEncoder();
 /** Parsed tables by the DHA_TOKENS text; bounded, as the secret changes only on deploy. */
 const tables = new Map<string, Promise<readonly TokenEntry[]>>();
 const MAX_CACHED_TABLES = 4;
@@ -86,7 +86,7 @@ async function buildTable(raw: string): Promise<readonly TokenEntry[]> {
         );
       }
       const entry = Array.isArray(checked.data) ? { roles: checked.data } : checked.data;
-      const digest = await sha256(token);
+      const digest = sha256(token);
       return {
         digest,
         principal: {
@@ -100,8 +100,8 @@ async function buildTable(raw: string): Promise<readonly TokenEntry[]> {
 }
 
 /** Finds the principal of a presented token, comparing against every entry without an early exit. */
-export async function authenticateToken(table: readonly TokenEntry[], presented: string): Promise<Principal | null> {
-  const digest = await sha256(presented);
+export function authenticateToken(table: readonly TokenEntry[], presented: string): Principal | null {
+  const digest = sha256(presented);
   let match: Principal | null = null;
   for (const entry of table) {
     if (constantTimeEqual(entry.digest, digest)) {
@@ -111,8 +111,12 @@ export async function authenticateToken(table: readonly TokenEntry[], presented:
   return match;
 }
 
-async function sha256(text: string): Promise<Uint8Array> {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", UTF8.encode(text)));
+/**
+ * Synchronous, through node:crypto (nodejs_compat): every request hashes the token it presents, and
+ * crypto.subtle.digest's promise cost about 150 µs of CPU per request in a profile at 32 clients, against a few µs.
+ */
+function sha256(text: string): Uint8Array {
+  return createHash("sha256").update(text, "utf8").digest();
 }
 
 function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
