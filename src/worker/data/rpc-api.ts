@@ -9,6 +9,7 @@ import type { RouteOutcome } from "../routing/router";
 import type { Runtime } from "../runtime";
 import { executeStatements, queryStatements } from "./service";
 import { checkStatements } from "./statements";
+import { newRequestId } from "./request-ids";
 
 /** A statement as SQL text, or SQL with positional or named parameters (BLOBs as Uint8Array). */
 export type StatementInput = string | Statement;
@@ -71,7 +72,7 @@ export async function rpcExecute(
     const outcome = await executeStatements(runtime, {
       statements: checked,
       transaction: options.transaction === true,
-      requestId: `${RPC_PRINCIPAL}:${key ?? crypto.randomUUID()}`,
+      requestId: `${RPC_PRINCIPAL}:${key ?? newRequestId()}`,
       deadlineAt: deadline(runtime, options.timeoutMs),
     });
     return toResult(outcome);

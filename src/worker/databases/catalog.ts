@@ -7,6 +7,7 @@ import { ApiError } from "../http/errors";
 import { failureError } from "../http/respond";
 import type { Runtime } from "../runtime";
 import { databaseOptionsSchema, type DatabaseEntry, type DatabaseOptions, type DatabaseState } from "./schemas";
+import { newRequestId } from "../data/request-ids";
 
 const TABLE = "databases";
 const COLUMNS = "name, state, generation, options, created_at, updated_at, reason";
@@ -118,7 +119,7 @@ WHERE state = 'DROPPED'`,
     const outcome = await executeStatements(this.system, {
       statements: [statement],
       transaction: true,
-      requestId: `catalog-${crypto.randomUUID()}`,
+      requestId: `catalog-${newRequestId()}`,
       deadlineAt,
     });
     return resultOf(outcome);

@@ -40,6 +40,7 @@ import { limitBody } from "../middleware/body-limit";
 import type { RouteOutcome } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
+import { newRequestId } from "../data/request-ids";
 
 type Render = (result: StatementResult, options: RenderOptions) => WireValue;
 
@@ -145,7 +146,7 @@ async function executeAndRespond(
 ): Promise<Response> {
   const principal = await authenticate(c);
   const clientKey = idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
-  const visibleId = clientKey ?? crypto.randomUUID();
+  const visibleId = clientKey ?? newRequestId();
   const outcome = await executeStatements(runtime, {
     statements,
     transaction: overrides.transaction ?? params.has("transaction"),
