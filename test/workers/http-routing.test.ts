@@ -264,6 +264,35 @@ describe("read routing", () => {
     expect(floors().at(-1)).toEqual(["n3", undefined, undefined]);
   });
 
+  it("asks a node that answered STALE to its recent-writes floor last, for one election timeout", async () => {
+    let nowMs = 1_000_000;
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"), { now: () => nowMs });
+    await request("POST", "/db/execute", write);
+    cluster.applied.set("n1", 10);
+    cluster.applied.set("n2", 10);
+    const servedBy = async () => {
+      const read = await request("GET", "/db/query?q=SELECT%201&level=none");
+      expect(read.status).toBe(200);
+      return read.headers.get("X-DHA-Node");
+    };
+    const askedFor = (from: number) => cluster.callsTo("query").slice(from).map((call) => call.node);
+    expect(await servedBy()).toBe("n3");
+    expect(askedFor(0)).toEqual(["n1", "n3"]);
+    // n1 answered STALE: the next reads go elsewhere first; n2 then answers STALE too, and both wait their turn.
+    expect(await servedBy()).toBe("n3");
+    expect(askedFor(2)).toEqual(["n2", "n3"]);
+    expect(await servedBy()).toBe("n3");
+    expect(askedFor(4)).toEqual(["n3"]);
+    // The client's own floor is not this isolate's: its read keeps the usual order.
+    await request("GET", "/db/query?q=SELECT%201&level=none&min_raft_index=5");
+    expect(askedFor(5)).toEqual(["n1"]);
+    // One election timeout after a node's STALE, it is asked in turn again (the floor of a new write included).
+    nowMs += 1_001;
+    cluster.applied.set("n1", 12);
+    await request("POST", "/db/execute", write);
+    expect(await servedBy()).toBe("n1");
+  });
+
   it("a log that starts again under the same name ends the level-none floor within one election timeout", async () => {
     let nowMs = 1_000_000;
     const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n3"), { now: () => nowMs });

@@ -34,10 +34,19 @@ export interface ReadFloor {
   readonly waitMs: number;
 }
 
-/** The highest raft index this isolate acknowledged for one cluster's writes, and when it last acknowledged one. */
+/** At most this many nodes are remembered as behind (a cluster has a handful; the bound holds whatever names come). */
+const MAX_NODES_BEHIND = 16;
+
+/**
+ * The highest raft index this isolate acknowledged for one cluster's writes, when it last acknowledged one, and
+ * which nodes lately answered STALE to that floor (a follower catching up would otherwise cost one read in N the
+ * whole wait, again and again: those nodes are asked last for one window).
+ */
 export class RecentWrites {
   private highestIndex = 0;
   private lastAtMs = Number.NEGATIVE_INFINITY;
+  /** Node name to when its STALE answer stops counting. */
+  private readonly behindUntilMs = new Map<string, number>();
 
   constructor(private readonly timing: RecentWritesTiming) {}
 
@@ -52,6 +61,32 @@ export class RecentWrites {
       this.highestIndex = raftIndex;
       this.lastAtMs = nowMs;
     }
+  }
+
+  /** `node` answered STALE at `nowMs` to a floor from floorAt: it is asked last for one window. */
+  nodeBehind(node: string, nowMs: number): void {
+    this.behindUntilMs.delete(node);
+    if (this.behindUntilMs.size >= MAX_NODES_BEHIND) {
+      const oldest = this.behindUntilMs.keys().next().value;
+      if (oldest !== undefined) {
+        this.behindUntilMs.delete(oldest);
+      }
+    }
+    this.behindUntilMs.set(node, nowMs + this.timing.windowMs);
+  }
+
+  /** The nodes to ask last for a read with a floor from floorAt, at `nowMs` (oldest mark first). */
+  nodesBehind(nowMs: number): string[] {
+    const behind: string[] = [];
+    for (const [node, untilMs] of this.behindUntilMs) {
+      // A clock that went back ends the mark too, as it ends the floor.
+      if (nowMs > untilMs || untilMs - nowMs > this.timing.windowMs) {
+        this.behindUntilMs.delete(node);
+      } else {
+        behind.push(node);
+      }
+    }
+    return behind;
   }
 
   /** The floor for a `none` read at `nowMs` that has none of its own; null outside the window. */

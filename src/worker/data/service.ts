@@ -52,7 +52,7 @@ export async function executeStatements(runtime: Runtime, input: ExecuteInput): 
  */
 export function queryStatements(runtime: Runtime, input: QueryInput): Promise<RouteOutcome<QueryValue>> {
   const level = concreteLevel(input);
-  const floor = readFloor(runtime, input, level);
+  const { floor, recent } = readFloor(runtime, input, level);
   const call: NodeCall<QueryValue> = (node, address, timeoutMs) =>
     node.query({
       ...address,
@@ -69,7 +69,13 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
   if (level === "weak" || level === "strong") {
     return runtime.router.toLeader(call, options);
   }
-  return runtime.router.toAnyNode(call, options, input.preference ?? []);
+  if (!recent) {
+    return runtime.router.toAnyNode(call, options, input.preference ?? []);
+  }
+  // This isolate's own floor: a node that lately answered STALE to it is asked last, and one that answers so now is.
+  const onStale = (node: string) => runtime.recentWrites.nodeBehind(node, runtime.now());
+  const behind = runtime.recentWrites.nodesBehind(runtime.now());
+  return runtime.router.toAnyNode(call, { ...options, onStale }, input.preference ?? [], behind);
 }
 
 /**
@@ -80,12 +86,18 @@ function readFloor(
   runtime: Runtime,
   input: Pick<QueryInput, "minRaftIndex">,
   level: ConcreteLevel,
-): { readonly minAppliedIndex?: number; readonly minAppliedWaitMs?: number } {
+): {
+  readonly floor: { readonly minAppliedIndex?: number; readonly minAppliedWaitMs?: number };
+  /** Whether the floor is this isolate's recent writes' (not the client's own). */
+  readonly recent: boolean;
+} {
   if (input.minRaftIndex !== undefined) {
-    return { minAppliedIndex: input.minRaftIndex };
+    return { floor: { minAppliedIndex: input.minRaftIndex }, recent: false };
   }
   const recent = level === "none" ? runtime.recentWrites.floorAt(runtime.now()) : null;
-  return recent === null ? {} : { minAppliedIndex: recent.minRaftIndex, minAppliedWaitMs: recent.waitMs };
+  return recent === null
+    ? { floor: {}, recent: false }
+    : { floor: { minAppliedIndex: recent.minRaftIndex, minAppliedWaitMs: recent.waitMs }, recent: true };
 }
 
 /** rqlite's levels, resolved: no level is weak; auto is none when freshness bounds it, else weak. */

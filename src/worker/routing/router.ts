@@ -65,6 +65,8 @@ export interface RouteOptions {
   /** Epoch milliseconds after which nothing more is attempted. */
   readonly deadlineAt: number;
   readonly kind: RouteKind;
+  /** Told of each node that answered STALE (it has not applied the read's floor), before the read moves on. */
+  readonly onStale?: (node: string) => void;
 }
 
 /** Time, waiting and chance as the router (and what runs beside it) sees them: tests and the simulator inject theirs. */
@@ -203,10 +205,21 @@ export class ClusterRouter {
     });
   }
 
-  /** Sends the call to the first node of `preference` that serves it; STALE moves to the leader. */
-  toAnyNode<T>(call: NodeCall<T>, options: RouteOptions, preference: readonly string[]): Promise<RouteOutcome<T>> {
+  /**
+   * Sends the call to the first node of `preference` that serves it, the nodes of `askLast` after every other;
+   * STALE moves to the leader.
+   */
+  toAnyNode<T>(
+    call: NodeCall<T>,
+    options: RouteOptions,
+    preference: readonly string[],
+    askLast: readonly string[] = [],
+  ): Promise<RouteOutcome<T>> {
     const order = preference.length > 0 ? [...preference] : this.rotatedMembers();
-    return this.route(call, order, { options, reach: "any", successProvesLeader: false });
+    const demoted = new Set(askLast);
+    const ordered =
+      demoted.size === 0 ? order : [...order.filter((n) => !demoted.has(n)), ...order.filter((n) => demoted.has(n))];
+    return this.route(call, ordered, { options, reach: "any", successProvesLeader: false });
   }
 
   /** One node's status, within `timeoutMs`; never throws. */
@@ -357,6 +370,7 @@ export class ClusterRouter {
         this.leader.forget(state.target);
         return { kind: "retry", to: "same", backoff: true };
       case "STALE": {
+        plan.options.onStale?.(node);
         // The leader has applied at least as much as anyone: go there (or to the next node when it is unknown).
         const leader = this.cachedLeader() ?? error.leader ?? undefined;
         return {
