@@ -43,8 +43,12 @@ export class SimWorker {
   private readonly leaders = new LeaderCache();
   /** Per client: whether the node that last answered its query led the highest term then. */
   private readonly lastQueryFromLeader = new Map<number, boolean>();
+  /** One isolate: the writes it acknowledged give its level-none reads a floor, and the nodes behind it go last. */
+  private readonly recentWrites: RecentWrites;
 
-  constructor(private readonly env: WorkerEnvironment) {}
+  constructor(private readonly env: WorkerEnvironment) {
+    this.recentWrites = new RecentWrites(recentWritesTiming(env.config));
+  }
 
   forgetLeader(): void {
     const cached = this.leaders.get(this.env.config.name);
@@ -99,7 +103,7 @@ export class SimWorker {
       timer: env.timer,
       bugs: env.bugs,
     });
-    const recentWrites = new RecentWrites(recentWritesTiming(env.config));
+    const recentWrites = this.recentWrites;
     return { config: env.config, router, limits: DEFAULT_LIMITS, policy, now, random, sleep, recentWrites };
   }
 

@@ -53,8 +53,13 @@ export async function executeStatements(runtime: Runtime, input: ExecuteInput): 
 export function queryStatements(runtime: Runtime, input: QueryInput): Promise<RouteOutcome<QueryValue>> {
   const level = concreteLevel(input);
   const { floor, recent } = readFloor(runtime, input, level);
-  const call: NodeCall<QueryValue> = (node, address, timeoutMs) =>
-    node.query({
+  /** Nodes this read gave the floor's whole wait: only their STALE says they are behind (not a short deadline). */
+  const waitedFully = new Set<string>();
+  const call: NodeCall<QueryValue> = (node, address, timeoutMs) => {
+    if (floor.minAppliedWaitMs !== undefined && timeoutMs >= floor.minAppliedWaitMs) {
+      waitedFully.add(address.node);
+    }
+    return node.query({
       ...address,
       statements: input.statements,
       level,
@@ -65,6 +70,7 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
       transaction: input.transaction,
       timeoutMs,
     });
+  };
   const options = { deadlineAt: input.deadlineAt, kind: "read" as const };
   if (level === "weak" || level === "strong") {
     return runtime.router.toLeader(call, options);
@@ -72,8 +78,13 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
   if (!recent) {
     return runtime.router.toAnyNode(call, options, input.preference ?? []);
   }
-  // This isolate's own floor: a node that lately answered STALE to it is asked last, and one that answers so now is.
-  const onStale = (node: string) => runtime.recentWrites.nodeBehind(node, runtime.now());
+  // This isolate's own floor: a node that lately answered STALE to it after the whole wait is asked last, and one
+  // that answers so now will be.
+  const onStale = (node: string) => {
+    if (waitedFully.has(node)) {
+      runtime.recentWrites.nodeBehind(node, runtime.now());
+    }
+  };
   const behind = runtime.recentWrites.nodesBehind(runtime.now());
   return runtime.router.toAnyNode(call, { ...options, onStale }, input.preference ?? [], behind);
 }

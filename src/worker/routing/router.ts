@@ -370,7 +370,7 @@ export class ClusterRouter {
         this.leader.forget(state.target);
         return { kind: "retry", to: "same", backoff: true };
       case "STALE": {
-        plan.options.onStale?.(node);
+        plan.options.onStale?.(state.target);
         // The leader has applied at least as much as anyone: go there (or to the next node when it is unknown).
         const leader = this.cachedLeader() ?? error.leader ?? undefined;
         return {
