@@ -235,10 +235,10 @@ export class NodeRuntime {
   receiveEnvelope(envelope: RaftEnvelope): readonly Message[] {
     // A stopped runtime must not acknowledge what it will never persist.
     this.requests.assertServing();
-    this.peers.heardFrom(envelope.from);
+    const reachableAgain = this.peers.heardFrom(envelope.from);
     const holding = envelope.repliesInAnswer === true && this.peers.holdRepliesTo(envelope.from);
     try {
-      this.stepEnvelope(envelope);
+      this.stepEnvelope(envelope, { reachableAgain });
     } catch (err) {
       this.peers.releaseReplies();
       throw err;
@@ -246,7 +246,7 @@ export class NodeRuntime {
     return holding ? this.peers.releaseReplies() : [];
   }
 
-  private stepEnvelope(envelope: RaftEnvelope): void {
+  private stepEnvelope(envelope: RaftEnvelope, options: { readonly reachableAgain: boolean }): void {
     this.advanceClock();
     this.lastPeerMessageAtMs = this.deps.clock.now();
     if (envelope.snapshotChunk !== undefined) {
@@ -274,6 +274,9 @@ export class NodeRuntime {
       }
       this.raft.step(message);
       this.noteLeaderContact(message);
+    }
+    if (options.reachableAgain) {
+      this.raft.reportReachable(envelope.from);
     }
     this.processReady();
   }

@@ -365,6 +365,21 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  /**
+   * The shell hears from `peer` again after failing to reach it (the peer called this node): a follower left probing
+   * gets its probe now, entries and all, rather than after the next heartbeat's answer. Marks no contact: a call from
+   * the peer is not an answer to this leader.
+   */
+  reportReachable(peer: NodeId): void {
+    const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
+    if (progress === undefined || progress.state !== "probe") {
+      return;
+    }
+    progress.probeSent = false;
+    this.sendAppend(peer, { evenIfEmpty: true });
+    this.assertInvariants();
+  }
+
   reportReplicaReady(peer: NodeId): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
     if (progress === undefined || progress.readyReported) {

@@ -380,6 +380,8 @@ export interface RaftNodeApi {
   stepDown(): ReadRequestResult;
   /** The shell could not deliver a message to `peer` (after its retries). */
   reportUnreachable(peer: NodeId): void;
+  /** Leader only: `peer`, which the shell had failed to reach, called this node: probe it now. */
+  reportReachable(peer: NodeId): void;
   /** Leader only: with requireReplicaReady, `peer` is ready to be ONLINE once its log has caught up too. */
   reportReplicaReady(peer: NodeId): void;
   /** Leader only: `peer` reported a last log index below its match index (its storage was wiped). */

@@ -276,6 +276,45 @@ describe("proposals, batching and flow control", () => {
   });
 });
 
+describe("a follower reachable again", () => {
+  it("gets its probe, with the entries it missed, when the shell reports it reachable, before any tick", () => {
+    const cluster = new TestCluster(["a", "b", "c"]);
+    const leader = cluster.elect();
+    cluster.tickMany(3);
+    const peer = ["a", "b", "c"].find((id) => id !== leader) as string;
+    cluster.isolate(peer);
+    for (let i = 0; i < 5; i++) {
+      cluster.propose(leader, `missed-${i}`);
+    }
+    cluster.deliverAll();
+    cluster.core(leader).reportUnreachable(peer);
+    cluster.tickMany(2, [leader]); // the probe the next heartbeat answer would have let out is lost too
+    const lastIndex = cluster.status(leader).lastIndex;
+    const view = () => cluster.status(leader).replicas.find((r) => r.id === peer);
+    expect(view()).toMatchObject({ progress: "probe" });
+    expect(view()?.matchIndex).toBeLessThan(lastIndex);
+    cluster.heal();
+    cluster.queue.length = 0;
+
+    cluster.core(leader).reportReachable(peer);
+    cluster.processReadies(leader);
+    const probes = cluster.queue.filter((m): m is AppendEntries => m.type === "append" && m.to === peer);
+    expect(probes).toHaveLength(1);
+    expect(probes[0]?.entries.at(-1)?.index).toBe(lastIndex);
+    cluster.deliverAll();
+    expect(view()).toMatchObject({ matchIndex: lastIndex, progress: "replicate" });
+    expect(cluster.appliedData(peer)).toEqual(cluster.appliedData(leader));
+
+    // Caught up and streaming: a second report sends nothing; a follower's core ignores it.
+    cluster.core(leader).reportReachable(peer);
+    cluster.processReadies(leader);
+    expect(cluster.queue).toEqual([]);
+    cluster.core(peer).reportReachable(leader);
+    cluster.processReadies(peer);
+    expect(cluster.queue).toEqual([]);
+  });
+});
+
 describe("stale, duplicated and reordered messages", () => {
   it("keep every log and state machine consistent (seeded random delivery with duplicates and drops)", () => {
     for (let seed = 1; seed <= 12; seed++) {

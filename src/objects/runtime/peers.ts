@@ -326,13 +326,17 @@ export class PeerLinks {
 
   /**
    * `peer` called this node: it is up and reaches us, so the breaker of an existing link to it need not wait out its
-   * time before probing (transport/peer-transport.ts, peerHeardFrom). Makes no link.
+   * time before probing (transport/peer-transport.ts, peerHeardFrom). Makes no link. True when calls to it had been
+   * failing (its breaker is not closed): the caller has the core probe it now (RaftNode.reportReachable) rather than
+   * at the next heartbeat, and the breaker lets that probe through (circuit-breaker.ts, noteContact).
    */
-  heardFrom(peer: string): void {
+  heardFrom(peer: string): boolean {
     const transport = this.peers.get(peer);
-    if (transport !== undefined && !transport.isClosed) {
-      transport.peerHeardFrom();
+    if (transport === undefined || transport.isClosed) {
+      return false;
     }
+    transport.peerHeardFrom();
+    return transport.breakerState !== "CLOSED";
   }
 
   /** Sends `peer` an empty envelope for its answer (its report reaches onCensusReport); true once it answered. */

@@ -351,6 +351,11 @@ export class PeerTransport<Stub> {
     this.breaker.noteContact();
   }
 
+  /** The breaker's state: CLOSED while calls get through, OPEN or HALF_OPEN after failures. */
+  get breakerState(): BreakerState {
+    return this.breaker.state;
+  }
+
   /** Resolves once no call is in flight and no callback is pending (each call is bounded by its deadline). */
   async settled(): Promise<void> {
     while (this.tasks.size > 0) {
