@@ -299,6 +299,7 @@ class SnapshotLoader {
     readonly table: string;
     readonly columns: readonly string[];
     readonly insertPrefix: string;
+    readonly insertPrefixBytes: number;
   } | null = null;
   private lineCount = 0;
   private readonly dedupWindow: DedupWindowLoader;
@@ -306,6 +307,8 @@ class SnapshotLoader {
   private lastDedupIndex = 0;
   private readonly hash = new Sha256Stream();
   private readonly shadowTables = new Set<string>();
+  /** Rows of the current rows section not yet inserted: they go in one multi-row INSERT (see flushRows). */
+  private pendingRows: PendingRows = emptyPendingRows();
 
   constructor(
     storage: DurableObjectStorage,
@@ -458,6 +461,7 @@ class SnapshotLoader {
   }
 
   private onRows(record: { table?: unknown; columns?: unknown }): void {
+    this.flushRows();
     if (this.phase === "objects") {
       this.createTables();
       this.phase = "rows";
@@ -485,11 +489,8 @@ class SnapshotLoader {
       this.sql.exec(`DELETE FROM ${quoteSqlIdentifier(table)}`);
     }
     const columns = record.columns as string[];
-    this.rowsTarget = {
-      table,
-      columns,
-      insertPrefix: `INSERT INTO ${quoteSqlIdentifier(table)}(${qualifiedColumns(columns)}) VALUES (`,
-    };
+    const insertPrefix = `INSERT INTO ${quoteSqlIdentifier(table)}(${qualifiedColumns(columns)}) VALUES `;
+    this.rowsTarget = { table, columns, insertPrefix, insertPrefixBytes: utf8ByteLength(insertPrefix) };
   }
 
   private insertRow(encoded: readonly unknown[]): void {
@@ -509,11 +510,42 @@ class SnapshotLoader {
         throw new SnapshotError((error as Error).message);
       }
     });
-    const { sql, bindings } = insertStatement(target.insertPrefix, values);
-    this.sql.exec(sql, ...bindings);
+    const row = rowTuple(values);
+    const pending = this.pendingRows;
+    if (
+      pending.count > 0 &&
+      (pending.count >= MAX_ROWS_PER_INSERT ||
+        pending.bindings.length + row.bindings.length > MAX_BINDINGS ||
+        target.insertPrefixBytes + pending.bytes + row.bytes > MAX_STATEMENT_BYTES)
+    ) {
+      this.flushRows();
+    }
+    this.pendingRows.tuples.push(row.sql);
+    this.pendingRows.bindings.push(...row.bindings);
+    this.pendingRows.bytes += row.bytes;
+    this.pendingRows.count += 1;
+  }
+
+  /**
+   * Inserts the rows held so far in one statement: a call into SQLite per row cost more than the row itself (most of
+   * an install's time). Bounded like any statement here: at most MAX_BINDINGS bound values and MAX_STATEMENT_BYTES.
+   */
+  private flushRows(): void {
+    const pending = this.pendingRows;
+    const target = this.rowsTarget;
+    if (pending.count === 0 || target === null) {
+      return;
+    }
+    this.pendingRows = emptyPendingRows();
+    const sql = `${target.insertPrefix}${pending.tuples.join(", ")}`;
+    if (utf8ByteLength(sql) > MAX_STATEMENT_BYTES) {
+      throw new SnapshotError("a row is too wide to restore within the statement size limit");
+    }
+    this.sql.exec(sql, ...pending.bindings);
   }
 
   private finishRows(): void {
+    this.flushRows();
     if (this.phase === "objects") {
       this.createTables();
     }
@@ -598,16 +630,27 @@ class SnapshotLoader {
 
 const MAX_BINDINGS = 100;
 const MAX_STATEMENT_BYTES = 100_000;
+/** Rows one INSERT restores at most (fewer when their bound values or text reach the bounds above). */
+const MAX_ROWS_PER_INSERT = 64;
+
+interface PendingRows {
+  readonly tuples: string[];
+  readonly bindings: (SqlValue | string)[];
+  /** UTF-8 bytes of the tuples' text, separators included. */
+  bytes: number;
+  count: number;
+}
+
+function emptyPendingRows(): PendingRows {
+  return { tuples: [], bindings: [], bytes: 0, count: 0 };
+}
 
 /**
- * One INSERT for one row. Values are bound (text, blobs, reals exactly) except NULL; whole numbers go through
- * CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Past 100 bound values the rest are
- * written as literals.
+ * One row's `(...)` of an INSERT's VALUES. Values are bound (text, blobs, reals exactly) except NULL; whole numbers
+ * go through CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Past 100 bound values the rest
+ * are written as literals.
  */
-function insertStatement(
-  prefix: string,
-  values: readonly StoredValue[],
-): { sql: string; bindings: (SqlValue | string)[] } {
+function rowTuple(values: readonly StoredValue[]): { sql: string; bindings: (SqlValue | string)[]; bytes: number } {
   const bindings: (SqlValue | string)[] = [];
   const parts = values.map((value, i) => {
     const canBind = i < MAX_BINDINGS;
@@ -637,11 +680,12 @@ function insertStatement(
     }
     return bindOrLiteral(canBind, bindings, value.real, realLiteral(value.real));
   });
-  const sql = `${prefix}${parts.join(", ")})`;
-  if (utf8ByteLength(sql) > MAX_STATEMENT_BYTES) {
+  const sql = `(${parts.join(", ")})`;
+  const bytes = utf8ByteLength(sql) + 2;
+  if (bytes > MAX_STATEMENT_BYTES) {
     throw new SnapshotError("a row is too wide to restore within the statement size limit");
   }
-  return { sql, bindings };
+  return { sql, bindings, bytes };
 }
 
 function bindOrLiteral(canBind: boolean, bindings: (SqlValue | string)[], value: SqlValue, literal: string): string {
