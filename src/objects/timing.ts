@@ -54,21 +54,27 @@ export function recentContactTicks(timing: ClusterTiming): number {
  * take one and a half (75 ms to 1.5 s): one retry fits, and a message older than that is superseded by the next
  * heartbeat. The breaker leaves a failing peer alone for two heartbeat intervals at first (a peer back from a
  * restart or a short cut is caught up a couple of heartbeats later, not an election timeout later), twice as long
- * after each failed probe, up to an election timeout (at least 100 ms): a peer gone for good costs one probe per
- * election timeout, and by then an election may have changed who needs to talk to it.
+ * after each failed probe, up to half an election timeout (at least 100 ms): a peer gone for good costs two probes
+ * per election timeout. Not longer: after a cut heals, both sides' breakers are open, and the first probe of either
+ * starts the catch-up (the other side takes the call as contact), so the wait is about a third of this bound on
+ * average (with a whole election timeout, heal to first contact took 40 to 810 ms in the benchmark's catch-up, most
+ * of the time a returning follower spent). A probe may stay unanswered for an election timeout (at least 100 ms)
+ * before it counts as failed, as long as a call may take: a slow peer is not taken for a dead one.
  */
 export function peerTransportTiming(timing: ClusterTiming): {
   readonly callTimeoutMs: number;
   readonly deadlineMs: number;
   readonly breakerMinOpenMs: number;
   readonly breakerMaxOpenMs: number;
+  readonly breakerProbeTimeoutMs: number;
 } {
-  const breakerMaxOpenMs = Math.max(100, timing.electionTimeoutMs);
+  const breakerMaxOpenMs = Math.max(100, Math.round(timing.electionTimeoutMs / 2));
   return {
     callTimeoutMs: Math.max(50, Math.min(1000, timing.electionTimeoutMs)),
     deadlineMs: Math.max(75, Math.min(1500, timing.electionTimeoutMs * 1.5)),
     breakerMinOpenMs: Math.min(breakerMaxOpenMs, 2 * timing.heartbeatIntervalMs),
     breakerMaxOpenMs,
+    breakerProbeTimeoutMs: Math.max(100, timing.electionTimeoutMs),
   };
 }
 

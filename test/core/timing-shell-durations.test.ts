@@ -29,15 +29,21 @@ describe("shell durations from timing.ts", () => {
     expect(commitNoticeHoldMs(TIMING)).toBe(25);
   });
 
-  it("leaves a failing peer alone for two heartbeats at first, for an election timeout at most (at least 100 ms)", () => {
-    expect(peerTransportTiming(TIMING)).toMatchObject({ breakerMinOpenMs: 200, breakerMaxOpenMs: 1_000 });
+  it("leaves a failing peer alone for two heartbeats at first, for half an election timeout at most (at least 100 ms)", () => {
+    expect(peerTransportTiming(TIMING)).toMatchObject({
+      breakerMinOpenMs: 200,
+      breakerMaxOpenMs: 500,
+      breakerProbeTimeoutMs: 1_000,
+    });
     expect(peerTransportTiming({ heartbeatIntervalMs: 20, electionTimeoutMs: 60 })).toMatchObject({
       breakerMinOpenMs: 40,
       breakerMaxOpenMs: 100,
+      breakerProbeTimeoutMs: 100,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 1_200 })).toMatchObject({
-      breakerMinOpenMs: 800,
-      breakerMaxOpenMs: 1_200,
+      breakerMinOpenMs: 600,
+      breakerMaxOpenMs: 600,
+      breakerProbeTimeoutMs: 1_200,
     });
   });
 });

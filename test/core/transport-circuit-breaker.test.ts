@@ -229,6 +229,28 @@ describe("CircuitBreaker", () => {
     expect(breaker.state).toBe("OPEN");
   });
 
+  it("with probeTimeoutMs, waits that long for a probe however short the time OPEN", () => {
+    const { breaker, advance } = makeBreaker({ openTimeoutMs: 200, maxOpenTimeoutMs: 500, probeTimeoutMs: 1_000 });
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(200);
+    expect(breaker.tryAcquire()?.probe).toBe(true);
+    advance(999);
+    expect(breaker.tryAcquire()).toBeNull();
+    expect(breaker.state).toBe("HALF_OPEN");
+    advance(1);
+    expect(breaker.tryAcquire()).toBeNull();
+    expect(breaker.state).toBe("OPEN");
+    // The time OPEN still grows only to maxOpenTimeoutMs.
+    expect(breaker.openTimeoutMs).toBe(400);
+    advance(400);
+    const probe = breaker.tryAcquire();
+    expect(probe?.probe).toBe(true);
+    breaker.recordFailure(probe!);
+    expect(breaker.openTimeoutMs).toBe(500);
+  });
+
   it("treats a probe unanswered for openTimeoutMs as failed when the time OPEN does not grow", () => {
     const { breaker, advance, path } = makeBreaker();
     for (let i = 0; i < 3; i++) {
@@ -308,5 +330,12 @@ describe("CircuitBreaker", () => {
           now,
         }),
     ).toThrow(/maxOpenTimeoutMs must be a finite number >= openTimeoutMs/);
+    expect(
+      () =>
+        new CircuitBreaker({
+          config: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 0 },
+          now,
+        }),
+    ).toThrow(/probeTimeoutMs must be a finite number > 0/);
   });
 });

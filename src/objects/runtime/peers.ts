@@ -423,6 +423,7 @@ export class PeerLinks {
           successThreshold: 1,
           openTimeoutMs: transportTiming.breakerMinOpenMs,
           maxOpenTimeoutMs: transportTiming.breakerMaxOpenMs,
+          probeTimeoutMs: transportTiming.breakerProbeTimeoutMs,
         },
       },
       random: () => core.random.nextInt(1_000_000) / 1_000_000,

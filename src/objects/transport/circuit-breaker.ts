@@ -21,9 +21,11 @@ export interface CircuitBreakerConfig {
   readonly openTimeoutMs: number;
   /**
    * Each failed probe doubles the time OPEN, up to this (at least openTimeoutMs; openTimeoutMs when absent: no growth).
-   * Also how long a probe may stay unanswered.
+   * Also how long a probe may stay unanswered, unless probeTimeoutMs says otherwise.
    */
   readonly maxOpenTimeoutMs?: number;
+  /** How long a probe may stay unanswered before it counts as failed (maxOpenTimeoutMs when absent). */
+  readonly probeTimeoutMs?: number;
 }
 
 export interface BreakerTransition {
@@ -72,6 +74,10 @@ export function assertCircuitBreakerConfig(config: CircuitBreakerConfig): void {
   if (max !== undefined && (!Number.isFinite(max) || max < config.openTimeoutMs)) {
     throw new RangeError(`maxOpenTimeoutMs must be a finite number >= openTimeoutMs, got ${max}`);
   }
+  const probe = config.probeTimeoutMs;
+  if (probe !== undefined && (!Number.isFinite(probe) || probe <= 0)) {
+    throw new RangeError(`probeTimeoutMs must be a finite number > 0, got ${probe}`);
+  }
 }
 
 export class CircuitBreaker {
@@ -87,6 +93,7 @@ export class CircuitBreaker {
   /** How long this OPEN period lasts (openTimeoutMs, doubled by each failed probe, at most maxOpenMs). */
   private openForMs: number;
   private readonly maxOpenMs: number;
+  private readonly probeTimeoutMs: number;
   /** When the peer was last heard from (noteContact); null when never. */
   private contactAtMs: number | null = null;
   /** A probe let through early on contact failed: contact is no sign the peer is reachable until it closes. */
@@ -105,6 +112,7 @@ export class CircuitBreaker {
     this.config = options.config;
     this.openForMs = options.config.openTimeoutMs;
     this.maxOpenMs = options.config.maxOpenTimeoutMs ?? options.config.openTimeoutMs;
+    this.probeTimeoutMs = options.config.probeTimeoutMs ?? this.maxOpenMs;
     this.now = options.now;
     this.onTransition = options.onTransition ?? (() => {});
   }
@@ -149,7 +157,7 @@ export class CircuitBreaker {
   /**
    * Admits a request, or returns null. CLOSED admits everything. OPEN admits nothing until its time passed (or the
    * peer was heard from since it opened, see noteContact), then moves to HALF_OPEN and admits this request as the
-   * probe. HALF_OPEN admits one probe at a time; a probe unanswered for `maxOpenTimeoutMs` counts as failed (so a
+   * probe. HALF_OPEN admits one probe at a time; a probe unanswered for `probeTimeoutMs` counts as failed (so a
    * lost result cannot wedge the breaker).
    */
   tryAcquire(): BreakerPermit | null {
@@ -170,7 +178,7 @@ export class CircuitBreaker {
         if (this.probeAdmittedAtMs === null) {
           return this.admitProbe(nowMs, false);
         }
-        if (nowMs - this.probeAdmittedAtMs < this.maxOpenMs) {
+        if (nowMs - this.probeAdmittedAtMs < this.probeTimeoutMs) {
           return null;
         }
         this.failuresInARow++;
