@@ -5,17 +5,22 @@
 // latest.md and latest.svg.
 //
 //   npm run bench -- [--duration-s 8] [--warmup-s 2] [--quick] [--smoke] [--no-etcd] [--failover-runs 5]
-//                    [--soak-s 0] [--only catch-up] [--catch-up-runs 1] [--out bench/results] [--update-readme]
+//                    [--soak-s 0] [--only catch-up] [--catch-up-runs 1] [--catch-up-rows 0] [--out bench/results]
+//                    [--update-readme]
 // --quick: 3 s points, 3 failover runs of each kind, fewer entries to catch up. --smoke: the smallest run that still
 // goes through every kind of measurement once (for the smoke test; its figures mean nothing).
 // --only catch-up: the writes at 32 clients (the catch-up ratio's denominator) and catch-up by log and by snapshot,
 // nothing else (no etcd). --catch-up-runs N: each kind of catch-up N times in a row on the same cluster.
+// --catch-up-rows N: before the catch-ups, the benchmark's table is grown to at least N rows (copies of its own rows,
+// a few large writes), so that the snapshot installed is as large as a longer run's: with --only catch-up the table
+// holds only the writes of one point, and the full run's (about 50,000 rows, 2.4 MiB) costs more to install.
 // --soak-s N: then N more seconds of writes at 32 clients, sampling the cluster's heap every tenth of it.
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, loadavg, release, totalmem, type as osType } from "node:os";
 import { join, resolve } from "node:path";
 import {
   AUTH_HEADERS,
+  call,
   billedCounters,
   billedDelta,
   INSERT_BODY,
@@ -54,6 +59,8 @@ export interface BenchOptions {
   readonly catchUp: readonly ("log" | "snapshot")[];
   /** How many times each kind of catch-up is measured, in turn. */
   readonly catchUpRuns: number;
+  /** Rows the benchmark's table is grown to before the catch-ups (0: as it is). */
+  readonly catchUpRows: number;
   readonly logCatchUpEntries: number;
   readonly idleS: number;
   readonly soakS: number;
@@ -92,6 +99,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     "--soak-s",
     "--only",
     "--catch-up-runs",
+    "--catch-up-rows",
     "--out",
     "--update-readme",
   ]);
@@ -102,6 +110,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     "--soak-s",
     "--only",
     "--catch-up-runs",
+    "--catch-up-rows",
     "--out",
   ];
   const unknown = argv.filter(
@@ -118,11 +127,16 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   if (!Number.isInteger(catchUpRuns) || catchUpRuns < 1) {
     throw new Error("--catch-up-runs needs a whole number of at least 1");
   }
+  const catchUpRows = numberOf("--catch-up-rows", 0);
+  if (!Number.isInteger(catchUpRows)) {
+    throw new Error("--catch-up-rows needs a whole number");
+  }
   const common = {
     etcd: !has("--no-etcd"),
     outDir,
     updateReadme: has("--update-readme"),
     catchUpRuns,
+    catchUpRows,
     log: (line: string) => console.log(line),
   };
   if (onlyAt >= 0) {
@@ -265,6 +279,36 @@ export async function prepareTable(baseUrl: string, path = "/db/execute"): Promi
       signal: AbortSignal.timeout(30_000),
     }),
   );
+}
+
+/** Copies the benchmark table's rows into it until it holds at least `rows`; returns how many it holds. */
+async function growTable(baseUrl: string, rows: number): Promise<number> {
+  const countOf = async (): Promise<number> => {
+    const answer = await call(baseUrl, `/db/query?q=${encodeURIComponent("SELECT count(*) FROM bench")}`);
+    const parsed = JSON.parse(answer.text) as { results?: { values?: number[][] }[] };
+    const count = parsed.results?.[0]?.values?.[0]?.[0];
+    if (answer.status !== 200 || typeof count !== "number") {
+      throw new Error(`counting the table's rows answered ${answer.status}: ${answer.text.slice(0, 300)}`);
+    }
+    return count;
+  };
+  // Each copy at most 10,000 rows: one entry stays well within the log's and the statement checker's bounds.
+  for (let count = await countOf(), round = 0; count < rows; count = await countOf(), round++) {
+    if (round >= 100) {
+      throw new Error(`the table holds ${count} rows after 100 copies, short of ${rows}`);
+    }
+    const copy = Math.min(count, rows - count, 10_000);
+    await expectOk(
+      "growing the table",
+      fetch(`${baseUrl}/db/execute`, {
+        method: "POST",
+        headers: AUTH_HEADERS,
+        body: JSON.stringify([[`INSERT INTO bench(v) SELECT v FROM bench LIMIT ${copy}`]]),
+        signal: AbortSignal.timeout(30_000),
+      }),
+    );
+  }
+  return countOf();
 }
 
 async function baselineRpcs(baseUrl: string, statsPath = "/bench/stats"): Promise<number> {
@@ -479,6 +523,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       }
     };
     const catchUp: CatchUpRun[] = [];
+    if (options.catchUpRows > 0) {
+      const rows = await growTable(clusterUrl, options.catchUpRows);
+      log(`catch-up: the table grown to ${rows} rows`);
+    }
     const writeRateAt32 = writes.find((point) => point.connections === 32)?.cluster.ratePerS;
     const ratioText = (run: CatchUpRun) =>
       writeRateAt32 === undefined || writeRateAt32 <= 0
