@@ -214,42 +214,33 @@ describe("CircuitBreaker", () => {
     expect(breaker.state).toBe("CLOSED");
   });
 
-  it("treats a probe unanswered for maxOpenTimeoutMs as failed, so a lost result cannot wedge it", () => {
-    const { breaker, advance } = makeBreaker({ openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
-    for (let i = 0; i < 3; i++) {
-      breaker.recordFailure();
-    }
-    advance(200);
-    expect(breaker.tryAcquire()?.probe).toBe(true);
-    advance(999);
-    expect(breaker.tryAcquire()).toBeNull();
-    expect(breaker.state).toBe("HALF_OPEN");
-    advance(1);
-    expect(breaker.tryAcquire()).toBeNull();
-    expect(breaker.state).toBe("OPEN");
-  });
-
-  it("with probeTimeoutMs, waits that long for a probe however short the time OPEN", () => {
-    const { breaker, advance } = makeBreaker({ openTimeoutMs: 200, maxOpenTimeoutMs: 500, probeTimeoutMs: 1_000 });
-    for (let i = 0; i < 3; i++) {
-      breaker.recordFailure();
-    }
-    advance(200);
-    expect(breaker.tryAcquire()?.probe).toBe(true);
-    advance(999);
-    expect(breaker.tryAcquire()).toBeNull();
-    expect(breaker.state).toBe("HALF_OPEN");
-    advance(1);
-    expect(breaker.tryAcquire()).toBeNull();
-    expect(breaker.state).toBe("OPEN");
-    // The time OPEN still grows only to maxOpenTimeoutMs.
-    expect(breaker.openTimeoutMs).toBe(400);
-    advance(400);
-    const probe = breaker.tryAcquire();
-    expect(probe?.probe).toBe(true);
-    breaker.recordFailure(probe!);
-    expect(breaker.openTimeoutMs).toBe(500);
-  });
+  it.each([
+    { config: { openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 }, longestOpenMs: 1_000 },
+    // probeTimeoutMs apart from the time OPEN: the wait for a probe stays as long however short the time OPEN is.
+    { config: { openTimeoutMs: 200, maxOpenTimeoutMs: 500, probeTimeoutMs: 1_000 }, longestOpenMs: 500 },
+  ])(
+    "treats a probe unanswered for probeTimeoutMs (else maxOpenTimeoutMs) as failed, so a lost result cannot wedge it",
+    ({ config, longestOpenMs }) => {
+      const { breaker, advance } = makeBreaker(config);
+      for (let i = 0; i < 3; i++) {
+        breaker.recordFailure();
+      }
+      advance(200);
+      expect(breaker.tryAcquire()?.probe).toBe(true);
+      advance(999);
+      expect(breaker.tryAcquire()).toBeNull();
+      expect(breaker.state).toBe("HALF_OPEN");
+      advance(1);
+      expect(breaker.tryAcquire()).toBeNull();
+      expect(breaker.state).toBe("OPEN");
+      // The time OPEN grows only to maxOpenTimeoutMs, whatever the probe's timeout.
+      advance(breaker.openTimeoutMs);
+      breaker.recordFailure(breaker.tryAcquire()!);
+      advance(breaker.openTimeoutMs);
+      breaker.recordFailure(breaker.tryAcquire()!);
+      expect(breaker.openTimeoutMs).toBe(longestOpenMs);
+    },
+  );
 
   it("treats a probe unanswered for openTimeoutMs as failed when the time OPEN does not grow", () => {
     const { breaker, advance, path } = makeBreaker();
