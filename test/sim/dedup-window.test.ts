@@ -189,6 +189,59 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     });
   }
 
+  it("a snapshot install keeps the records the replaced window shares with the image, and drops the others", () => {
+    const source = countingStorage().storage;
+    const machine = machineWithWrites(source, { maxDedupEntries: 5 }, 12);
+    const image = machine.createSnapshot();
+    // A follower that applied the same log as far as w-8: it remembers w-4 to w-8, the image w-7 to w-11.
+    const { storage: receiver, ops } = countingStorage();
+    machineWithWrites(receiver, { maxDedupEntries: 5 }, 9);
+    const before = (id: string) => receiver.kv.get<StoredDedupRecord>(StateKeys.dedupById(id));
+    const keptBefore = [before("w-7"), before("w-8")];
+    expect(rememberedIds(receiver)).toEqual(["w-4", "w-5", "w-6", "w-7", "w-8"]);
+    ops.clear();
+    const installer = new SnapshotInstaller(receiver);
+    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
+    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
+    installer.finish(id);
+
+    expect(rememberedIds(receiver)).toEqual(rememberedIds(source));
+    // w-7 and w-8 stay as this node wrote them (its own timings); w-9 to w-11 are written, w-4 to w-6 deleted.
+    expect([before("w-7"), before("w-8")]).toEqual(keptBefore);
+    for (const id of ["w-9", "w-10", "w-11"]) {
+      const { windowBytes: _mine, ...written } = before(id)!;
+      const { windowBytes: _theirs, ...imaged } = source.kv.get<StoredDedupRecord>(StateKeys.dedupById(id))!;
+      expect(written).toEqual(imaged);
+    }
+    expect(dedupWindowBytes(receiver.kv)).toBe(dedupWindowBytes(source.kv));
+    expect(receiver.kv.get(StateKeys.dedupCount)).toBe(5);
+    // Two keys per written record and the count; three dropped records' two keys, the old count and bytes.
+    expect(ops.get("put")).toBe(2 * 3 + 1);
+    expect(ops.get("delete")).toBeLessThanOrEqual(2 * 3 + 2);
+
+    // From here on it dedups like the leader: a retry of a kept id answers, a forgotten one is new.
+    const follower = new SqlStateMachine(receiver, { maxDedupEntries: 5 });
+    expect(follower.rememberedResults("w-7")).not.toBeNull();
+    expect(follower.rememberedResults("w-4")).toBeNull();
+  });
+
+  it("a snapshot install rewrites a record the replaced window holds with other results", () => {
+    const source = countingStorage().storage;
+    const image = machineWithWrites(source, {}, 3).createSnapshot();
+    const receiver = countingStorage().storage;
+    const other = new SqlStateMachine(receiver, {});
+    other.applyEntry(entry(1, "setup", SETUP));
+    other.applyEntry(entry(2, "w-0", "INSERT INTO t (v) VALUES ('diverged'), ('twice')"));
+    const installer = new SnapshotInstaller(receiver);
+    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
+    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
+    installer.finish(id);
+    const { windowBytes: _mine, ...written } = receiver.kv.get<StoredDedupRecord>(StateKeys.dedupById("w-0"))!;
+    const { windowBytes: _theirs, ...imaged } = source.kv.get<StoredDedupRecord>(StateKeys.dedupById("w-0"))!;
+    expect(written).toEqual(imaged);
+    expect(rememberedIds(receiver)).toEqual(rememberedIds(source));
+  });
+
   it("a snapshot install writes the window's byte total into its newest record", () => {
     const source = countingStorage().storage;
     const machine = machineWithWrites(source, {}, 6);

@@ -422,14 +422,21 @@ class SnapshotLoader {
         this.sql.exec(`DROP TABLE IF EXISTS ${quoteSqlIdentifier(table.name)}`);
       }
     }
-    // The consistency monitor's records and DIVERGED flag describe the state being replaced: they go with it.
-    const dedupKeys = [
+    // The consistency monitor's records and DIVERGED flag describe the state being replaced: they go with it. So do
+    // the remembered requests, but the loader keeps those the image holds unchanged (DedupWindowLoader).
+    const windowKeys: string[] = [];
+    const otherKeys: string[] = [];
+    for (const [key] of [
       ...this.kv.list({ prefix: StateKeys.dedupPrefix }),
       ...this.kv.list({ prefix: StateKeys.checkpointPrefix }),
-    ].map(([key]) => key);
-    for (const key of dedupKeys) {
+    ]) {
+      const inWindow = key.startsWith(StateKeys.dedupIdPrefix) || key.startsWith(StateKeys.dedupIndexPrefix);
+      (inWindow ? windowKeys : otherKeys).push(key);
+    }
+    for (const key of otherKeys) {
       this.kv.delete(key);
     }
+    this.dedupWindow.replacing(windowKeys);
   }
 
   private createTables(): void {
