@@ -189,6 +189,21 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     });
   }
 
+  it("replicas remember a request byte for byte alike: no timings, so a byte bound forgets the same requests", () => {
+    // Each replica times the statements it runs; a record that kept its timings weighed differently on each, and a
+    // byte bound could forget a request on one replica only (sent again, it would apply there alone).
+    const stored = [countingStorage().storage, countingStorage().storage];
+    const [first, second] = stored.map((storage) => machineWithWrites(storage, { maxDedupBytes: 10_000 }, 20));
+    const applied = first!.applyEntry(entry(22, "timed", "INSERT INTO t (v) VALUES ('timed')"));
+    second!.applyEntry(entry(22, "timed", "INSERT INTO t (v) VALUES ('timed')"));
+    expect(applied?.[0]?.time).toBeTypeOf("number");
+    const records = stored.map((storage) => storage.kv.get<DedupRecord>(StateKeys.dedupById("timed")));
+    expect(records[0]?.results).not.toContain('"time"');
+    expect(records[0]).toEqual(records[1]);
+    expect(rememberedIds(stored[0]!)).toEqual(rememberedIds(stored[1]!));
+    expect(first!.rememberedResults("timed")).toEqual([{ lastInsertId: 21, rowsAffected: 1 }]);
+  });
+
   it("a snapshot install keeps the records the replaced window shares with the image, and drops the others", () => {
     const source = countingStorage().storage;
     const machine = machineWithWrites(source, { maxDedupEntries: 5 }, 12);

@@ -635,10 +635,13 @@ export class SqlStateMachine {
     index: number,
     results: readonly StatementResult[],
   ): void {
-    let encoded: string | null = encodeStatementResults(results);
+    // Without timings: each replica times what it runs, and a record must weigh the same on every replica. The
+    // window forgets the oldest by bytes: a request forgotten on one replica only would, sent again, apply there alone.
+    const untimed = results.map(({ time: _time, ...rest }) => rest);
+    let encoded: string | null = encodeStatementResults(untimed);
     if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
-      // Keep what a retrying writer needs (outcome, ids, counts); rows and timings are what make results large. The
-      // encoding leaves out the fields a result does not have, so the kept ones are written as before.
+      // Keep what a retrying writer needs (outcome, ids, counts); rows are what make results large. The encoding
+      // leaves out the fields a result does not have, so the kept ones are written as before.
       encoded = encodeStatementResults(
         results.map(({ lastInsertId, rowsAffected, error }) => ({ lastInsertId, rowsAffected, error })),
       );
