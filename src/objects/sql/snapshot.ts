@@ -123,15 +123,28 @@ function kindsExpression(columns: readonly string[]): string {
   if (columns.length === 0) {
     return "''";
   }
-  return columns
-    .map((column, i) => {
+  return balancedConcat(
+    columns.map((column, i) => {
       const c = quoteSqlIdentifier(column);
       return (
         `iif(typeof(${c})='integer',iif(${c} BETWEEN -9007199254740991 AND 9007199254740991,'','${i}I'||${c}||';'),` +
         `iif(typeof(${c})='real' AND ${c}=round(${c}),iif(abs(${c})=9e999,iif(${c}>0,'${i}P;','${i}N;'),'${i}R;'),''))`
       );
-    })
-    .join("||");
+    }),
+  );
+}
+
+/**
+ * `a||b||c||...` as a balanced tree of parenthesized halves: a chain of N terms is an expression about N deep, and
+ * the platform refuses expressions deeper than 100 (a chain failed from 95 columns on). The query's result columns
+ * (rowid, the columns, the kinds) are bounded at 100 too: tables of up to 98 columns are imaged (99 WITHOUT ROWID).
+ */
+function balancedConcat(terms: readonly string[]): string {
+  if (terms.length === 1) {
+    return terms[0] as string;
+  }
+  const half = Math.ceil(terms.length / 2);
+  return `(${balancedConcat(terms.slice(0, half))})||(${balancedConcat(terms.slice(half))})`;
 }
 
 function readRowValues(raw: readonly SqlStorageValue[], columnCount: number): StoredValue[] {
