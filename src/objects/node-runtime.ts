@@ -123,7 +123,7 @@ export class NodeRuntime {
       processReady: () => this.processReady(),
       requestReady: () => this.requestReady(),
       runDeferredReady: () => this.runDeferredReady(),
-      receiveReplies: (envelope) => void this.receiveEnvelope(envelope),
+      receiveReplies: (envelope) => void this.receiveEnvelope(envelope, { answer: true }),
       inBackground: (what, fn) => this.inBackground(what, fn),
       log: (level, event, fields) => this.log(level, event, fields),
       readRefusal: () => this.monitor.readRefusal(),
@@ -232,10 +232,12 @@ export class NodeRuntime {
    * responses to hand back in the answer when the envelope asked for them there (repliesInAnswer), else none: they
    * are persisted like anything sent (the Ready loop persists before it sends).
    */
-  receiveEnvelope(envelope: RaftEnvelope): readonly Message[] {
+  receiveEnvelope(envelope: RaftEnvelope, how: { readonly answer?: boolean } = {}): readonly Message[] {
     // A stopped runtime must not acknowledge what it will never persist.
     this.requests.assertServing();
-    const reachableAgain = this.peers.heardFrom(envelope.from);
+    // An answer to this node's own call is stepped before its breaker counts the call a success: its responses drive
+    // the next append already, and reporting the peer reachable too would send the same probe twice.
+    const reachableAgain = this.peers.heardFrom(envelope.from) && how.answer !== true;
     const holding = envelope.repliesInAnswer === true && this.peers.holdRepliesTo(envelope.from);
     try {
       this.stepEnvelope(envelope, { reachableAgain });

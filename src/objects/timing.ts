@@ -58,8 +58,8 @@ export function recentContactTicks(timing: ClusterTiming): number {
  * per election timeout. Not longer: after a cut heals, both sides' breakers are open, and the first probe of either
  * starts the catch-up (the other side takes the call as contact), so the wait is about a third of this bound on
  * average (with a whole election timeout, heal to first contact took 40 to 810 ms in the benchmark's catch-up, most
- * of the time a returning follower spent). A probe may stay unanswered for an election timeout (at least 100 ms)
- * before it counts as failed, as long as a call may take: a slow peer is not taken for a dead one.
+ * of the time a returning follower spent). A probe may stay unanswered as long as one delivery may take with its
+ * retry (deadlineMs) before it counts as failed: a slow peer is not taken for a dead one.
  */
 export function peerTransportTiming(timing: ClusterTiming): {
   readonly callTimeoutMs: number;
@@ -69,12 +69,13 @@ export function peerTransportTiming(timing: ClusterTiming): {
   readonly breakerProbeTimeoutMs: number;
 } {
   const breakerMaxOpenMs = Math.max(100, Math.round(timing.electionTimeoutMs / 2));
+  const deadlineMs = Math.max(75, Math.min(1500, timing.electionTimeoutMs * 1.5));
   return {
     callTimeoutMs: Math.max(50, Math.min(1000, timing.electionTimeoutMs)),
-    deadlineMs: Math.max(75, Math.min(1500, timing.electionTimeoutMs * 1.5)),
+    deadlineMs,
     breakerMinOpenMs: Math.min(breakerMaxOpenMs, 2 * timing.heartbeatIntervalMs),
     breakerMaxOpenMs,
-    breakerProbeTimeoutMs: Math.max(100, timing.electionTimeoutMs),
+    breakerProbeTimeoutMs: deadlineMs,
   };
 }
 

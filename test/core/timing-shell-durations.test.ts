@@ -33,17 +33,18 @@ describe("shell durations from timing.ts", () => {
     expect(peerTransportTiming(TIMING)).toMatchObject({
       breakerMinOpenMs: 200,
       breakerMaxOpenMs: 500,
-      breakerProbeTimeoutMs: 1_000,
+      // A probe may take as long as one delivery with its retry.
+      breakerProbeTimeoutMs: 1_500,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 20, electionTimeoutMs: 60 })).toMatchObject({
       breakerMinOpenMs: 40,
       breakerMaxOpenMs: 100,
-      breakerProbeTimeoutMs: 100,
+      breakerProbeTimeoutMs: 90,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 1_200 })).toMatchObject({
       breakerMinOpenMs: 600,
       breakerMaxOpenMs: 600,
-      breakerProbeTimeoutMs: 1_200,
+      breakerProbeTimeoutMs: 1_500,
     });
   });
 });

@@ -164,6 +164,38 @@ describe("CircuitBreaker", () => {
     expect(transitions.at(-1)?.reason).toBe("open for 200 ms, peer heard from: probing");
   });
 
+  it("says whether it would let a probe through now, changing nothing (wouldAdmitProbe)", () => {
+    const { breaker, advance } = makeBreaker({ openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
+    expect(breaker.wouldAdmitProbe()).toBe(false); // CLOSED: nothing to probe
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    breaker.noteContact();
+    expect(breaker.wouldAdmitProbe()).toBe(false); // contact counts only openTimeoutMs after opening
+    advance(199);
+    expect(breaker.wouldAdmitProbe()).toBe(false);
+    advance(1);
+    expect(breaker.wouldAdmitProbe()).toBe(true);
+    expect(breaker.state).toBe("OPEN");
+    const probe = breaker.tryAcquire();
+    expect(probe?.probe).toBe(true);
+    expect(breaker.wouldAdmitProbe()).toBe(false); // a probe is out
+    breaker.recordFailure(probe ?? undefined); // a timed probe failed: open for 400 ms, contact still counts
+    breaker.noteContact();
+    advance(199);
+    expect(breaker.wouldAdmitProbe()).toBe(false);
+    advance(1);
+    expect(breaker.wouldAdmitProbe()).toBe(true);
+    const onContact = breaker.tryAcquire(); // what it said tryAcquire does
+    expect(onContact?.probe).toBe(true);
+    breaker.recordFailure(onContact ?? undefined); // a probe let through on contact failed: contact is disregarded
+    breaker.noteContact();
+    advance(799);
+    expect(breaker.wouldAdmitProbe()).toBe(false);
+    advance(1);
+    expect(breaker.wouldAdmitProbe()).toBe(true);
+  });
+
   it("disregards contact once a probe it let through failed, until the breaker closes", () => {
     const { breaker, advance } = makeBreaker({ successThreshold: 1, openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
     for (let i = 0; i < 3; i++) {

@@ -327,8 +327,8 @@ export class PeerLinks {
   /**
    * `peer` called this node: it is up and reaches us, so the breaker of an existing link to it need not wait out its
    * time before probing (transport/peer-transport.ts, peerHeardFrom). Makes no link. True when calls to it had been
-   * failing (its breaker is not closed): the caller has the core probe it now (RaftNode.reportReachable) rather than
-   * at the next heartbeat, and the breaker lets that probe through (circuit-breaker.ts, noteContact).
+   * failing and its breaker lets a probe through now (circuit-breaker.ts, noteContact, wouldAdmitProbe): the caller
+   * has the core probe it now (RaftNode.reportReachable) rather than at the next heartbeat.
    */
   heardFrom(peer: string): boolean {
     const transport = this.peers.get(peer);
@@ -336,7 +336,8 @@ export class PeerLinks {
       return false;
     }
     transport.peerHeardFrom();
-    return transport.breakerState !== "CLOSED";
+    // Only when the breaker lets the probe through now: otherwise the append would be built and refused at once.
+    return transport.probeWouldGoOut;
   }
 
   /** Sends `peer` an empty envelope for its answer (its report reaches onCensusReport); true once it answered. */

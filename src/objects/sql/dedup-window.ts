@@ -145,10 +145,11 @@ export class DedupWindow {
  * The window it replaces (replacing()) mostly holds the same records: a follower behind by a few thousand writes
  * shares the rest of a 10,000-record window with the image, and writing two keys per record was most of an install's
  * time (about 1.2 of 1.5 s for an 8,000-record window beside 2.4 MiB of rows, in a profile in wrangler dev). A record
- * stored under the same index entry with the same fields is kept as it is. Results may differ in their timings only:
- * each replica times the statements it runs, so the kept record is the one this node wrote when it applied that
- * entry itself. windowBytes may differ too, and only the newest record's is ever read (dedupWindowBytes), so that one
- * is written in any case. Keys of the old window the image does not hold are deleted at the end.
+ * stored under the same index entry with the same fields, byte for byte, is kept as it is: its bytes are what the
+ * loaded total counts, as on the leader (records kept statement timings before, which differ between replicas: such
+ * a record is rewritten as the image has it). windowBytes may differ, and only the newest record's is ever read
+ * (dedupWindowBytes), so that one is written in any case. Keys of the old window the image does not hold are deleted
+ * at the end.
  */
 export class DedupWindowLoader {
   private count = 0;
@@ -208,40 +209,10 @@ export class DedupWindowLoader {
     return (
       existing !== undefined &&
       existing.index === record.index &&
-      sameResultsButTimings(existing.results, record.results) &&
+      existing.results === record.results &&
       existing.count === record.count &&
       existing.fingerprint === record.fingerprint &&
       this.kv.get<string>(indexKey) === loaded.id
     );
   }
-}
-
-/** Whether two encoded results (encodeStatementResults) are the same but for the statements' timings. */
-function sameResultsButTimings(a: string | null, b: string | null): boolean {
-  if (a === b) {
-    return true;
-  }
-  if (a === null || b === null) {
-    return false;
-  }
-  const withoutTimings = (encoded: string): string => {
-    try {
-      const results: unknown = JSON.parse(encoded);
-      if (!Array.isArray(results)) {
-        return encoded;
-      }
-      return JSON.stringify(
-        results.map((result: unknown) => {
-          if (typeof result !== "object" || result === null) {
-            return result;
-          }
-          const { time: _time, ...rest } = result as Record<string, unknown>;
-          return rest;
-        }),
-      );
-    } catch {
-      return encoded;
-    }
-  };
-  return withoutTimings(a) === withoutTimings(b);
 }

@@ -187,6 +187,24 @@ export class CircuitBreaker {
     }
   }
 
+  /**
+   * Whether the breaker, not CLOSED, would let a probe through now (tryAcquire would admit one), without changing
+   * anything: false while OPEN and neither its time passed nor contact counts yet, and while a probe is out.
+   */
+  wouldAdmitProbe(): boolean {
+    const nowMs = this.now();
+    switch (this.currentState) {
+      case "CLOSED":
+        return false;
+      case "OPEN": {
+        const openMs = nowMs - this.openedAtMs;
+        return openMs >= this.openForMs || this.heardFromSinceOpening(openMs);
+      }
+      case "HALF_OPEN":
+        return this.probeAdmittedAtMs === null;
+    }
+  }
+
   /** tryAcquire() for callers that record results without a permit. */
   allowRequest(): boolean {
     return this.tryAcquire() !== null;

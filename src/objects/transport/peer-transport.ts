@@ -351,9 +351,9 @@ export class PeerTransport<Stub> {
     this.breaker.noteContact();
   }
 
-  /** The breaker's state: CLOSED while calls get through, OPEN or HALF_OPEN after failures. */
-  get breakerState(): BreakerState {
-    return this.breaker.state;
+  /** Whether calls had been failing and the breaker would let the next one through as its probe now. */
+  get probeWouldGoOut(): boolean {
+    return this.breaker.wouldAdmitProbe();
   }
 
   /** Resolves once no call is in flight and no callback is pending (each call is bounded by its deadline). */
