@@ -146,8 +146,8 @@ export class DedupWindow {
  * shares the rest of a 10,000-record window with the image, and writing two keys per record was most of an install's
  * time (about 1.2 of 1.5 s for an 8,000-record window beside 2.4 MiB of rows, in a profile in wrangler dev). A record
  * stored under the same index entry with the same fields, byte for byte, is kept as it is: its bytes are what the
- * loaded total counts, as on the leader (records kept statement timings before, which differ between replicas: such
- * a record is rewritten as the image has it). windowBytes may differ, and only the newest record's is ever read
+ * loaded total counts, as on the leader (records kept statement timings before, which may differ between replicas:
+ * such a record is rewritten as the image has it). windowBytes may differ, and only the newest record's is ever read
  * (dedupWindowBytes), so that one is written in any case. Keys of the old window the image does not hold are deleted
  * at the end.
  */

@@ -635,8 +635,9 @@ export class SqlStateMachine {
     index: number,
     results: readonly StatementResult[],
   ): void {
-    // Without timings: each replica times what it runs, and a record must weigh the same on every replica. The
-    // window forgets the oldest by bytes: a request forgotten on one replica only would, sent again, apply there alone.
+    // Without timings: each replica times what it runs (on Workers the clock stands still within the apply, elsewhere
+    // it does not), and a record must weigh the same on every replica. The window forgets the oldest by bytes: a
+    // request forgotten on one replica only would, sent again, apply there alone.
     const untimed = results.map(({ time: _time, ...rest }) => rest);
     let encoded: string | null = encodeStatementResults(untimed);
     if (utf8ByteLength(encoded) > this.maxDedupResultBytes) {
