@@ -73,7 +73,7 @@ function harness(options: {
       reportSnapshotResult: (_peer: string, ok: boolean) => results.push({ ok, atMs: clock.now() }),
       reportUnreachable: () => undefined,
       // Envelopes to members carry the sender's applied index (memberAsOf, the proof of membership a re-added node needs).
-      status: () => ({ applied: 7, membership: { voters: ["n1", "n2"], learners: [] } }),
+      status: () => ({ role: "leader", term: 3, applied: 7, membership: { voters: ["n1", "n2"], learners: [] } }),
     },
     sm: { createSnapshotImage: () => ({ appliedIndex: 7, chunks: ["c0", "c1", "c2"] }) },
     deps: {
@@ -205,5 +205,43 @@ describe("a snapshot transfer that keeps failing backs off", () => {
     await runFor(h, 10);
     expect(h.results.map((r) => r.ok)).toEqual([false, false, true, false, false]);
     expect(streams()).toBe(5);
+  });
+});
+
+describe("a snapshot waiting for a verified image (consistency monitor on)", () => {
+  const waitForImage = (h: Harness): { verified: () => void } => {
+    let ready = false;
+    h.links.verifiedImages = {
+      image: () =>
+        ready ? { appliedIndex: 7, chunks: ["c0", "c1", "c2"], bytes: 6, schemaVersion: 1, schemaHash: "" } : null,
+      built: () => 0,
+    };
+    return { verified: () => (ready = true) };
+  };
+
+  it("goes out once the image is verified", async () => {
+    const h = harness({ answer: () => "ok" });
+    const image = waitForImage(h);
+    h.links.sendMessages([SNAPSHOT]);
+    await runFor(h, 10);
+    expect(h.received).toEqual([]);
+    image.verified();
+    h.links.retryAwaitingImages();
+    await runFor(h, 100);
+    expect(h.received).toEqual([0, 1, 2]);
+    expect(h.results.map((r) => r.ok)).toEqual([true]);
+  });
+
+  it("is dropped when its peer leaves the cluster: no image goes to a former member", async () => {
+    const h = harness({ answer: () => "ok" });
+    const image = waitForImage(h);
+    h.links.sendMessages([SNAPSHOT]);
+    await runFor(h, 10);
+    h.links.membershipApplied({ voters: ["n1"], learners: [] });
+    image.verified();
+    h.links.retryAwaitingImages();
+    await runFor(h, 100);
+    expect(h.received).toEqual([]);
+    expect(h.results).toEqual([]);
   });
 });

@@ -324,6 +324,40 @@ describe("snapshots", () => {
     });
   });
 
+  it("refuses an image whose dedup window holds one id twice, and changes nothing", async () => {
+    const leader = newObject("dup-leader");
+    const image = await inObject(leader, (storage) => {
+      applyAll(storage, [
+        entry([{ sql: "CREATE TABLE t(v)" }], { id: "first" }),
+        entry([{ sql: "INSERT INTO t VALUES (1)" }], { id: "second" }),
+      ]);
+      return new SqlStateMachine(storage).createSnapshot({ maxChunkBytes: 1024 * 1024 });
+    });
+    expect(image.chunks).toHaveLength(1);
+    // The same image with the second record's id made the first's, and its checksum made to match.
+    const lines = (image.chunks[0] ?? "").trimEnd().split("\n");
+    const second = lines.findIndex((line) => line.startsWith('{"t":"dedup","id":"second"'));
+    expect(second).toBeGreaterThan(0);
+    lines[second] = (lines[second] ?? "").replace('"id":"second"', '"id":"first"');
+    const body = lines
+      .slice(0, -1)
+      .map((line) => `${line}\n`)
+      .join("");
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(body)));
+    const sha256 = [...digest].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+    const forged = `${body}${JSON.stringify({ t: "end", lines: lines.length - 1, sha256 })}\n`;
+
+    await inObject(newObject("dup-follower"), (storage) => {
+      applyAll(storage, [entry([{ sql: "CREATE TABLE live(v)" }])]);
+      const installer = new SnapshotInstaller(storage);
+      const id = { snapshotIndex: 2, snapshotTerm: 2 };
+      installer.receive({ ...id, seq: 0, last: true, data: forged });
+      expect(() => installer.finish(id)).toThrow(/dedup id "first" appears twice/);
+      expect(new SqlStateMachine(storage).appliedIndex()).toBe(1);
+      expect(rowsOf(storage.sql, "SELECT name FROM sqlite_master WHERE name IN ('t', 'live')")).toEqual([["live"]]);
+    });
+  });
+
   it("restores many rows several to a statement, within the bound values one statement may carry", async () => {
     // 98 columns: with the rowid and the value kinds, the most result columns (100) the platform reads at once.
     const wideColumns = Array.from({ length: 98 }, (_, i) => `c${i}`);

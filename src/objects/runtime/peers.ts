@@ -322,6 +322,14 @@ export class PeerLinks {
         this.peerInfo.delete(peer);
       }
     }
+    // A snapshot still waiting for its verified image would otherwise go out to the former member once the image is
+    // ready (and open a new link to it); its back-off would greet a member added back under the same name.
+    for (const peer of [...this.awaitingImage.keys(), ...this.snapshotRetries.keys()]) {
+      if (!members.has(peer)) {
+        this.awaitingImage.delete(peer);
+        this.snapshotRetries.delete(peer);
+      }
+    }
   }
 
   /**

@@ -305,6 +305,11 @@ class SnapshotLoader {
   private readonly dedupWindow: DedupWindowLoader;
   /** The index of the last dedup record loaded: they come oldest first, which the window's byte total relies on. */
   private lastDedupIndex = 0;
+  /**
+   * The ids loaded so far: a window holds each id once, and a second record for one would be counted twice and leave
+   * an index entry behind. Bounded as the image is: a leader's window keeps at most maxDedupEntries (state-machine.ts).
+   */
+  private readonly dedupIds = new Set<string>();
   private readonly hash = new Sha256Stream();
   private readonly shadowTables = new Set<string>();
   /** Rows of the current rows section not yet inserted: they go in one multi-row INSERT (see flushRows). */
@@ -599,6 +604,10 @@ class SnapshotLoader {
     if (dedup.index <= this.lastDedupIndex) {
       throw new SnapshotError("dedup records out of order");
     }
+    if (this.dedupIds.has(id)) {
+      throw new SnapshotError(`dedup id ${JSON.stringify(id.slice(0, 64))} appears twice`);
+    }
+    this.dedupIds.add(id);
     this.lastDedupIndex = dedup.index;
     this.dedupWindow.add(id, dedup);
   }
