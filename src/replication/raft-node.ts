@@ -430,6 +430,32 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  /**
+   * The snapshot metadata of the state as it was after applying `index`: for an image of the state machine taken at a
+   * later index than the last compaction, so that the snapshot sent with it says where it really ends and the follower
+   * is not sent again the entries it already holds. Null unless `index` is committed and not before the last
+   * compaction (the only indexes whose term and membership this node knows for certain).
+   */
+  snapshotMetaAt(index: number): SnapshotMeta | null {
+    const compacted = this.log.snapshot();
+    if (!Number.isSafeInteger(index) || index < compacted.index || index > this.commit) {
+      return null;
+    }
+    const term = this.log.term(index);
+    if (term === undefined) {
+      return null;
+    }
+    let membership = compacted.membership;
+    for (let at = compacted.index + 1; at <= index; at++) {
+      const entry = this.log.entryAt(at);
+      invariant(entry !== undefined, () => `snapshot metadata at ${index}: entry ${at} missing`);
+      if (entry.kind === "config") {
+        membership = decodeMembership(entry.data, at);
+      }
+    }
+    return { index, term, membership };
+  }
+
   reportSnapshotResult(peer: NodeId, ok: boolean): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
     if (progress === undefined || progress.state !== "snapshot") {

@@ -390,6 +390,8 @@ export interface RaftNodeApi {
   concludeVotingCensus(census: { readonly maxTerm: number; readonly history: boolean }): void;
   /** The shell finished (or failed) sending a snapshot to `peer`. */
   reportSnapshotResult(peer: NodeId, ok: boolean): void;
+  /** Snapshot metadata for the state after applying `index` (committed, not before the last compaction), else null. */
+  snapshotMetaAt(index: number): SnapshotMeta | null;
   /**
    * How many ticks may pass before one would do more than count (at least 1): a follower with no read pending sleeps
    * until its election timer would fire; any other role ticks every tick. Infinity for a follower that never

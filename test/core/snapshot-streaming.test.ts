@@ -32,6 +32,8 @@ interface Harness {
   readonly results: { readonly ok: boolean; readonly atMs: number }[];
   /** Chunk seqs the peer received, in order (repeats included). */
   readonly received: number[];
+  /** Every envelope the peer received, in order. */
+  readonly envelopes: RaftEnvelope[];
   readonly logs: { readonly level: string; readonly event: string; readonly fields: Record<string, unknown> }[];
 }
 
@@ -42,14 +44,18 @@ interface Harness {
 function harness(options: {
   readonly bugs?: ShellBugs;
   readonly answer: (seq: number | null, copy: number) => "ok" | "lost" | "refuse";
+  /** The applied index of the image n1 builds (7, the snapshot's own index, unless said). */
+  readonly imageIndex?: number;
 }): Harness {
   const clock = new ManualClock(1_000);
   const results: { ok: boolean; atMs: number }[] = [];
   const received: number[] = [];
+  const envelopes: RaftEnvelope[] = [];
   const logs: Harness["logs"] = [];
   const copies = new Map<number | null, number>();
   const stub: PeerStub = {
     receive: (envelope: RaftEnvelope) => {
+      envelopes.push(envelope);
       const seq = envelope.snapshotChunk?.seq ?? null;
       const copy = (copies.get(seq) ?? 0) + 1;
       copies.set(seq, copy);
@@ -72,10 +78,13 @@ function harness(options: {
     raft: {
       reportSnapshotResult: (_peer: string, ok: boolean) => results.push({ ok, atMs: clock.now() }),
       reportUnreachable: () => undefined,
+      // n1 has committed up to 9: it knows the snapshot metadata of the state at 7 (its compaction) to 9.
+      snapshotMetaAt: (index: number) =>
+        index >= 7 && index <= 9 ? { index, term: 3, membership: { voters: ["n1", "n2"], learners: [] } } : null,
       // Envelopes to members carry the sender's applied index (memberAsOf, the proof of membership a re-added node needs).
       status: () => ({ role: "leader", term: 3, applied: 7, membership: { voters: ["n1", "n2"], learners: [] } }),
     },
-    sm: { createSnapshotImage: () => ({ appliedIndex: 7, chunks: ["c0", "c1", "c2"] }) },
+    sm: { createSnapshotImage: () => ({ appliedIndex: options.imageIndex ?? 7, chunks: ["c0", "c1", "c2"] }) },
     deps: {
       kv: { get: (key: string) => kv.get(key), put: (key: string, value: unknown) => kv.set(key, value) },
       clock,
@@ -89,7 +98,7 @@ function harness(options: {
     processReady: () => undefined,
     log: (level: string, event: string, fields: Record<string, unknown>) => logs.push({ level, event, fields }),
   } as unknown as RuntimeCore;
-  return { clock, links: new PeerLinks(core), results, received, logs };
+  return { clock, links: new PeerLinks(core), results, received, envelopes, logs };
 }
 
 const SNAPSHOT: InstallSnapshot = {
@@ -243,5 +252,35 @@ describe("a snapshot waiting for a verified image (consistency monitor on)", () 
     await runFor(h, 100);
     expect(h.received).toEqual([]);
     expect(h.results).toEqual([]);
+  });
+});
+
+describe("a snapshot sent with an image taken after the last compaction", () => {
+  const indexesSent = (h: Harness): (number | undefined)[] =>
+    h.envelopes.map((envelope) => {
+      const message = envelope.messages.find((m) => m.type === "snapshot");
+      return (
+        envelope.snapshotChunk?.snapshotIndex ?? (message?.type === "snapshot" ? message.snapshot.index : undefined)
+      );
+    });
+
+  it("says the image's own index, in every chunk and in the snapshot message, so no entry goes twice", async () => {
+    const h = harness({ answer: () => "ok", imageIndex: 9 });
+    h.links.sendMessages([SNAPSHOT]);
+    await runFor(h, 100);
+    expect(indexesSent(h)).toEqual([9, 9, 9, 9]);
+    expect(h.results.map((r) => r.ok)).toEqual([true]);
+    expect(h.logs.find((line) => line.event === "snapshotSending")?.fields).toMatchObject({
+      snapshotIndex: 9,
+      compactedIndex: 7,
+      appliedIndex: 9,
+    });
+  });
+
+  it("keeps the compaction's index when the core does not know the image's (not committed there)", async () => {
+    const h = harness({ answer: () => "ok", imageIndex: 12 });
+    h.links.sendMessages([SNAPSHOT]);
+    await runFor(h, 100);
+    expect(indexesSent(h)).toEqual([7, 7, 7, 7]);
   });
 });

@@ -120,3 +120,37 @@ describe("compaction and InstallSnapshot", () => {
     ]);
   });
 });
+
+describe("snapshotMetaAt: the snapshot metadata of a later state than the last compaction", () => {
+  it("gives the term and membership as of any committed index from the last compaction on, else null", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { overrides: { snapshotThresholdEntries: 5 } });
+    const leader = cluster.elect();
+    for (let i = 0; i < 6; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
+    cluster.tickMany(4);
+    cluster.addNode("d");
+    expect(cluster.core(leader).proposeConfigChange({ kind: "addLearner", node: "d" }).ok).toBe(true);
+    cluster.tickMany(4);
+    cluster.propose(leader, "after");
+    cluster.tickMany(4);
+    const core = cluster.core(leader);
+    const status = cluster.status(leader);
+    const compacted = status.firstIndex - 1;
+    expect(compacted).toBeGreaterThan(0);
+    const configIndex = cluster
+      .node(leader)
+      .store.entries.find((entry) => entry.kind === "config" && entry.index > compacted)?.index;
+    expect(configIndex).toBeDefined();
+    const before = { voters: ["a", "b", "c"], learners: [] };
+    const after = { voters: ["a", "b", "c"], learners: ["d"] };
+
+    expect(core.snapshotMetaAt(compacted)).toEqual(cluster.node(leader).store.snapshot);
+    expect(core.snapshotMetaAt(configIndex! - 1)).toMatchObject({ index: configIndex! - 1, membership: before });
+    expect(core.snapshotMetaAt(configIndex!)).toMatchObject({ index: configIndex!, membership: after });
+    expect(core.snapshotMetaAt(status.commit)).toEqual({ index: status.commit, term: status.term, membership: after });
+    for (const outside of [compacted - 1, status.commit + 1, Number.NaN, 1.5]) {
+      expect(core.snapshotMetaAt(outside), String(outside)).toBeNull();
+    }
+  });
+});

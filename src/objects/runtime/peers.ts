@@ -593,11 +593,13 @@ export class PeerLinks {
       return;
     }
     const sending = image;
+    const snapshot = this.snapshotMetaFor(message, image);
     const transport = this.transportFor(peer);
     this.snapshotStreams.add(peer);
     core.log("info", "snapshotSending", {
       peer,
-      snapshotIndex: message.snapshot.index,
+      snapshotIndex: snapshot.snapshot.index,
+      compactedIndex: message.snapshot.index,
       appliedIndex: image.appliedIndex,
       chunks: image.chunks.length,
     });
@@ -608,8 +610,8 @@ export class PeerLinks {
     const run = async (): Promise<boolean> => {
       for (const [seq, data] of sending.chunks.entries()) {
         const chunk: SnapshotChunk = {
-          snapshotIndex: message.snapshot.index,
-          snapshotTerm: message.snapshot.term,
+          snapshotIndex: snapshot.snapshot.index,
+          snapshotTerm: snapshot.snapshot.term,
           seq,
           last: seq === sending.chunks.length - 1,
           data,
@@ -618,7 +620,7 @@ export class PeerLinks {
           return false;
         }
       }
-      const outcome = await transport.deliverNow({ messages: [message], timeoutMs: timeoutMsFor(0) });
+      const outcome = await transport.deliverNow({ messages: [snapshot], timeoutMs: timeoutMsFor(0) });
       return outcome.ok;
     };
     void run()
@@ -631,6 +633,19 @@ export class PeerLinks {
           core.processReady();
         });
       });
+  }
+
+  /**
+   * The snapshot message to send with `image`: the core names its last compaction, up to a compaction interval
+   * behind the image, and the follower would be sent again every entry in between (which its state machine already
+   * holds). Said at the image's own index instead when the core knows that index's term and membership.
+   */
+  private snapshotMetaFor(message: InstallSnapshot, image: SnapshotImage): InstallSnapshot {
+    if (image.appliedIndex <= message.snapshot.index) {
+      return message;
+    }
+    const meta = this.core.raft.snapshotMetaAt(image.appliedIndex);
+    return meta === null ? message : { ...message, snapshot: meta };
   }
 
   /**
