@@ -19,7 +19,7 @@ import type { ConsistencySettings } from "../../src/objects/monitor/config.js";
 import type { PeerStub } from "../../src/objects/node-runtime.js";
 import type { ShellBugs } from "../../src/objects/shell-bugs.js";
 import { decodeSqlRequest } from "../../src/objects/sql/codec.js";
-import type { LogEntry, NodeId } from "../../src/replication/types.js";
+import type { LogEntry, NodeId, NodeStatus } from "../../src/replication/types.js";
 import { Checkers, type NodeView, type Violation } from "./checkers.js";
 import { Nemesis, type FaultKind, type FaultOptions, type NemesisEnvironment, type NemesisEvent } from "./faults.js";
 import { SimCrash, SimHost, type HarnessBugs, type HostEnvironment, type Instance } from "./host.js";
@@ -89,6 +89,31 @@ export interface SimOptions {
    * value (a snapshot image of the leader's state must not spread it) nor be repaired itself.
    */
   readonly plantLeaderRow?: boolean;
+  /**
+   * Directed scenarios: sees every peer RPC when it leaves its sender ("sent": before the network decides its fate,
+   * so the hook may still cut or heal its path) and when it reaches its addressee ("delivered": before it is handled).
+   */
+  readonly onPeerRpc?: (rpc: PeerRpc, run: DirectedRun) => void;
+}
+
+/** One peer RPC as onPeerRpc sees it; the envelope is what the sender's runtime handed its stub. */
+export interface PeerRpc {
+  readonly stage: "sent" | "delivered";
+  readonly atMs: number;
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly envelope: unknown;
+}
+
+/** What a directed scenario may see and do while the run goes on. */
+export interface DirectedRun {
+  readonly network: Network;
+  nowMs(): number;
+  leader(): NodeId | null;
+  /** The node's status after its last event (null while down or discarded). */
+  status(node: NodeId): NodeStatus | null;
+  /** Every event of the node is handled up to `lateByMs` late (drawn per event) until `untilMs`. */
+  slowDown(node: NodeId, options: { lateByMs: number; untilMs: number }): void;
 }
 
 /**
@@ -378,6 +403,7 @@ class Simulation implements HostEnvironment {
   private readonly applyFaults = new Set<NodeId>();
   /** Nodes running late (slowNodes): how late, and until when. */
   private readonly slowNodes = new Map<NodeId, { lateByMs: number; untilMs: number }>();
+  private readonly onPeerRpc: SimOptions["onPeerRpc"];
   phase: "safety" | "liveness" = "safety";
   /** Consistency checkpoints applied, summed over the nodes (each compared by the leader). */
   checkpointsApplied = 0;
@@ -404,6 +430,7 @@ class Simulation implements HostEnvironment {
     options: SimOptions,
   ) {
     this.bugs = options.bugs ?? {};
+    this.onPeerRpc = options.onPeerRpc;
     this.harnessBugs = options.harnessBugs ?? {};
     this.trace = new Trace(options.traceTailLines ?? DEFAULT_TRACE_TAIL_LINES, options.onTraceLine ?? null);
     this.checkers = new Checkers(() => this.scheduler.nowMs);
@@ -708,6 +735,7 @@ class Simulation implements HostEnvironment {
   private release(outgoing: Outgoing): void {
     switch (outgoing.kind) {
       case "rpc": {
+        this.observePeerRpc("sent", outgoing);
         const decision = this.network.route(outgoing.from, outgoing.to);
         if (decision.kind === "drop") {
           this.stats.dropped += 1;
@@ -767,6 +795,22 @@ class Simulation implements HostEnvironment {
       this.trace.mix(`client ${clientId} call ${callId} -> ${to}`);
       this.schedule(this.nowMs() + this.clientLatency() + this.lateness(to), { kind: "clientCall", node: to, callId });
     });
+  }
+
+  private observePeerRpc(
+    stage: PeerRpc["stage"],
+    rpc: { readonly from: NodeId; readonly to: NodeId; readonly envelope: unknown },
+  ): void {
+    this.onPeerRpc?.(
+      { stage, atMs: this.nowMs(), from: rpc.from, to: rpc.to, envelope: rpc.envelope },
+      {
+        network: this.network,
+        nowMs: () => this.nowMs(),
+        leader: () => this.leader(),
+        status: (node) => this.host(node).lastStatus,
+        slowDown: (node, options) => this.slowNodes.set(node, options),
+      },
+    );
   }
 
   private clientLatency(): number {
@@ -921,6 +965,7 @@ class Simulation implements HostEnvironment {
       this.stats.duplicates += 1;
     }
     this.stats.delivered += 1;
+    this.observePeerRpc("delivered", event);
     await this.runTurn(host, host.instance, async () => {
       let answer: unknown;
       try {
