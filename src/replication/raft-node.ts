@@ -1067,6 +1067,7 @@ export class RaftNode implements RaftNodeApi {
   private handleAppend(m: AppendEntries): void {
     if (m.prevLogIndex < this.commit) {
       // Everything up to our commit index matches any leader's log: say so, and let the leader go on from there.
+      this.maybeEndVotingProbation(m);
       this.sendAppendResponse(m.from, { success: true, index: this.commit });
       return;
     }
@@ -1352,6 +1353,7 @@ export class RaftNode implements RaftNodeApi {
       return;
     }
     progress.matchedOnce = true;
+    const resumed = progress.state !== "replicate";
     if (progress.state === "probe") {
       progress.becomeReplicate();
     } else if (progress.state === "snapshot" && progress.matchIndex + 1 >= this.log.firstIndex()) {
@@ -1364,7 +1366,10 @@ export class RaftNode implements RaftNodeApi {
     if (this.maybeCommit()) {
       this.onLeaderCommitAdvanced();
     }
-    this.sendAppendsWhileAllowed(progress.id, { evenIfEmpty: false });
+    // Replication to this follower resumed: an append goes out even with nothing new in it, carrying our commit index.
+    // A follower on voting probation ends it only on an append that brings it to our commit (maybeEndVotingProbation),
+    // and one caught up by a snapshot at our last index would otherwise wait for the next write.
+    this.sendAppendsWhileAllowed(progress.id, { evenIfEmpty: resumed && progress.state === "replicate" });
     this.maybeSendTimeoutNow(progress);
   }
 

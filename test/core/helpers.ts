@@ -11,6 +11,7 @@ import {
 } from "../../src/replication/index.js";
 import type {
   HardState,
+  InstallSnapshot,
   LogEntry,
   Membership,
   Message,
@@ -75,6 +76,13 @@ export class TestCluster {
   private readonly cutLinks = new Set<string>();
   /** Messages matching this are dropped when their turn comes (a selective, lossy network). */
   dropIf: (message: Message) => boolean = () => false;
+  /**
+   * Each snapshot message a node sends goes through this, as the shell does it (src/objects/runtime/peers.ts,
+   * snapshotMetaFor): the shell sends it at its image's index, which is the state machine's applied index or a little
+   * less. `at(sender, message)` picks that index; the message is sent at the compaction's when it returns null or the
+   * core does not know that index.
+   */
+  snapshotSentAt: ((sender: TestNode, message: InstallSnapshot) => number | null) | null = null;
   private seed: number;
 
   constructor(
@@ -204,6 +212,15 @@ export class TestCluster {
 
   isDropped(message: Message): boolean {
     return this.cutLinks.has(`${message.from}->${message.to}`) || this.dropIf(message);
+  }
+
+  private asTheShellSends(sender: TestNode, message: Message): Message {
+    if (message.type !== "snapshot" || this.snapshotSentAt === null) {
+      return message;
+    }
+    const index = this.snapshotSentAt(sender, message);
+    const meta = index === null || index <= message.snapshot.index ? null : sender.core.snapshotMetaAt(index);
+    return meta === null ? message : { ...message, snapshot: meta };
   }
 
   /** Ticks one node's core without delivering anything (its Readys are handled; messages stay queued). */
@@ -361,7 +378,7 @@ export class TestCluster {
         }
       },
       send: (messages) => {
-        this.queue.push(...messages);
+        this.queue.push(...messages.map((message) => this.asTheShellSends(node, message)));
       },
       apply: (entries) => {
         for (const entry of entries) {

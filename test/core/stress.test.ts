@@ -111,6 +111,17 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
   });
   cluster.addNode("d");
   cluster.addNode("e");
+  // Snapshots go out as the shell sends them: at its image's index, mostly the applied index, sometimes an older one
+  // (a cached or verified image), between the compaction and the applied index.
+  const imageRandom = new SeededRandom(seed * 31 + 7);
+  cluster.snapshotSentAt = (sender, message) => {
+    const applied = sender.store.applied;
+    const compacted = message.snapshot.index;
+    if (applied <= compacted || imageRandom.nextInt(3) !== 0) {
+      return applied;
+    }
+    return compacted + imageRandom.nextInt(applied - compacted + 1);
+  };
   const state: SafetyState = {
     leaderOfTerm: new Map(),
     applied: new Map(),

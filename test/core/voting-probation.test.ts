@@ -129,3 +129,79 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     expect(() => cluster.elect()).toThrow(/condition not reached/);
   });
 });
+
+/**
+ * A follower of a 3-voter cluster comes back wiped, on probation, after `writes` entries (compacted every 5), and is
+ * caught up by a snapshot sent the shell's way (at the leader's applied index); then the cluster idles and the leader
+ * is cut off. Can the other two elect a leader?
+ */
+function wipedVoterCaughtUpBySnapshot(writes: number): {
+  probation: boolean;
+  snapshotIndexes: number[];
+  elected: boolean;
+} {
+  const cluster = new TestCluster(["a", "b", "c"], { seed: 5, overrides: { snapshotThresholdEntries: 5 } });
+  const leader = cluster.elect();
+  for (let i = 0; i < writes; i++) {
+    cluster.propose(leader, `v${i}`);
+  }
+  cluster.tickMany(10);
+  const wiped = ["a", "b", "c"].find((id) => id !== leader)!;
+  const node = cluster.node(wiped);
+  node.core = createRaftNode({
+    config: node.config,
+    persisted: emptyPersistedState(),
+    bootstrap: MEMBERS,
+    votingProbation: true,
+  });
+  node.store.hardState = { term: 0, vote: null, commit: 0 };
+  node.store.snapshot = null;
+  node.store.entries = [];
+  node.store.applied = 0;
+  node.store.appliedEntries = [];
+  cluster.processReadies(wiped);
+  node.core.concludeVotingCensus({ maxTerm: cluster.status(leader).term, history: true });
+  cluster.processReadies(wiped);
+  const snapshotIndexes: number[] = [];
+  cluster.snapshotSentAt = (sender, message) => {
+    snapshotIndexes.push(message.snapshot.index);
+    return sender.store.applied;
+  };
+  cluster.core(leader).reportPeerLogLost(wiped, 0);
+  cluster.processReadies(leader);
+  cluster.tickMany(200);
+  const probation = cluster.status(wiped).votingProbation;
+  cluster.isolate(leader);
+  const others = ["a", "b", "c"].filter((id) => id !== leader);
+  let elected = true;
+  try {
+    cluster.tickUntil(() => others.some((id) => cluster.status(id).role === "leader"), 500, others);
+  } catch {
+    elected = false;
+  }
+  return { probation, snapshotIndexes, elected };
+}
+
+describe("a wiped voter caught up by a snapshot at the leader's last index (review of issue 11)", () => {
+  it("an append below its commit index ends the probation too, once it holds the leader's commit", () => {
+    const core = wipedVoter({ probation: true });
+    core.concludeVotingCensus({ maxTerm: 3, history: true });
+    drain(core);
+    const snapshot = { index: 5, term: 3, membership: MEMBERS };
+    core.step({ type: "snapshot", from: "a", to: "c", term: 3, snapshot });
+    drain(core);
+    expect(core.status()).toMatchObject({ commit: 5, votingProbation: true });
+    // A probe from before the snapshot: its prevLogIndex is below our commit, and the leader's commit is 5.
+    core.step({ type: "append", from: "a", to: "c", term: 3, prevLogIndex: 2, prevLogTerm: 3, entries: [], commit: 5 });
+    drain(core);
+    expect(core.status().votingProbation).toBe(false);
+  });
+
+  it("ends its probation without waiting for a write: the leader resumes with an append even if it is empty", () => {
+    for (let writes = 6; writes <= 14; writes++) {
+      const outcome = wipedVoterCaughtUpBySnapshot(writes);
+      expect(outcome.snapshotIndexes.length, `writes ${writes}`).toBeGreaterThan(0);
+      expect(outcome, `writes ${writes}`).toMatchObject({ probation: false, elected: true });
+    }
+  });
+});
