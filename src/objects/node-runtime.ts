@@ -136,6 +136,7 @@ export class NodeRuntime {
     this.peers.onCensusReport = (peer, report) => this.census.noteReport(peer, report);
     if (this.monitor.config.enabled && deps.bugs?.snapshotImageUnverified !== true) {
       const monitor = this.monitor;
+      this.monitor.imagesVerified = true;
       this.monitor.onImageSettled = () =>
         queueMicrotask(() => this.inBackground("snapshots awaiting an image", () => this.peers.retryAwaitingImages()));
       this.peers.verifiedImages = {

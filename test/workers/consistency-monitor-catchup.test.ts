@@ -1,11 +1,12 @@
 // Verified snapshot images (issue 14, README "Consistency monitor"): on a healthy cluster an image checkpoint does
 // not hold a lagging follower back. A follower is cut off while the leader compacts its log past it, then healed; it
-// must catch up (from a verified image) within a deadline. The same run with the snapshotImageUnverified switch (the
+// must catch up (from a verified image) within a deadline, and the leader verifies that image while the follower is
+// still away (so that it is ready when the follower comes back). The same run with the snapshotImageUnverified switch (the
 // leader images its state unchecked, as before image checkpoints) gives the time to compare; both are printed.
 import { describe, expect, it } from "vitest";
 import type { ClusterEvent, NodeResult } from "../../src/objects/api";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
-import { clusterFactory, unwrap, waitFor } from "./helpers/cluster";
+import { clusterFactory, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
 
 const makeCluster = clusterFactory();
 
@@ -42,6 +43,14 @@ async function catchUpAfterCutOff(options: { prefix: string; bugs: ShellBugs }):
   const leaderStatus = await cluster.status(await cluster.waitForLeader({ among: others }));
   // The leader compacted past what the follower holds: only an image can bring it back.
   expect(leaderStatus.firstLogIndex).toBeGreaterThan(behind.appliedIndex + 1);
+  if (options.bugs.snapshotImageUnverified !== true) {
+    // The leader verifies that image while the follower is away, not once it is back (prepareImageForAbsentReplicas).
+    await waitFor(
+      "an image verified while the follower is cut off",
+      async () => ((await imageEvents(cluster, leaderStatus.node)).verified > 0 ? true : undefined),
+      { timeoutMs: CATCH_UP_DEADLINE_MS },
+    );
+  }
   const healedAtMs = Date.now();
   await cluster.heal();
   const caughtUp = await waitFor(
@@ -55,12 +64,16 @@ async function catchUpAfterCutOff(options: { prefix: string; bugs: ShellBugs }):
   const catchUpMs = Date.now() - healedAtMs;
   const dump = await cluster.dump(lagging);
   expect(dump).toContain(`VALUES(${ROWS_WHILE_CUT_OFF},'v${ROWS_WHILE_CUT_OFF}')`);
-  const current = await cluster.waitForLeader();
-  const answer = (await cluster.stub(current).recentEvents({ ...cluster.address(current), limit: 256 })) as NodeResult<{
+  const { verified: imageCheckpoints } = await imageEvents(cluster, await cluster.waitForLeader());
+  return { catchUpMs, firstLogIndex: caughtUp.firstLogIndex, imageCheckpoints };
+}
+
+/** How many image checkpoints `node` (a leader) saw verified, from its recent events. */
+async function imageEvents(cluster: TestCluster, node: string): Promise<{ verified: number }> {
+  const answer = (await cluster.stub(node).recentEvents({ ...cluster.address(node), limit: 256 })) as NodeResult<{
     events: readonly ClusterEvent[];
   }>;
-  const imageCheckpoints = unwrap(answer).events.filter((event) => event.event === "snapshotImageVerified").length;
-  return { catchUpMs, firstLogIndex: caughtUp.firstLogIndex, imageCheckpoints };
+  return { verified: unwrap(answer).events.filter((event) => event.event === "snapshotImageVerified").length };
 }
 
 describe("verified snapshot images (workerd)", () => {

@@ -5,10 +5,11 @@
 // image (automatically, or when an admin asks). On every node: reports its digests to the leader in the answers to
 // its envelopes, and refuses reads while its own DIVERGED flag is set (the flag is set by applying the verdict).
 import { withDeadline } from "../deadline";
+import type { NodeStatus } from "../../replication/types";
 import type { SnapshotImage } from "../state-machine-port";
 import { nodeError } from "../node-failure";
 import type { RuntimeCore } from "./types";
-import { imageCheckpointDeadlineMs, uncheckedImageAfterMs } from "../timing";
+import { imageCheckpointDeadlineMs, tickMs, uncheckedImageAfterMs } from "../timing";
 import { encodeMonitorCommand } from "../monitor/command";
 import { resolveConsistency, type ConsistencyConfig } from "../monitor/config";
 import { describeSlice } from "../monitor/digest";
@@ -43,6 +44,12 @@ export const IMAGE_CHECKPOINT_LIMITS = {
   maxBackoffMs: 300_000,
   /** A verified image is handed out for this long, then the next one is verified afresh. */
   reuseMs: 60_000,
+  /**
+   * A replica the log was compacted past is prepared an image for (see prepareImageForAbsentReplicas) while it was
+   * heard from within this long: a brief absence is the common one, and each preparation digests every row on every
+   * node (spaced as above), which a replica gone for good should not keep costing.
+   */
+  prepareForAbsentMs: 30_000,
 } as const;
 
 interface Comparison {
@@ -140,6 +147,8 @@ export class ConsistencyMonitor {
   private imageBackoff = { failures: 0, notBeforeMs: 0 };
   /** Called when an image checkpoint is verified or refused (snapshots waiting for it go out or give up at once). */
   onImageSettled: (() => void) | null = null;
+  /** Whether snapshots and repairs take only verified images (node-runtime.ts): then images are prepared ahead. */
+  imagesVerified = false;
   private undecided: UndecidedImage | null = null;
   /** Since when too few voters could apply an image checkpoint (null while enough can). */
   private shortOfVotersSinceMs: number | null = null;
@@ -311,6 +320,7 @@ export class ConsistencyMonitor {
     if (!this.config.enabled) {
       return;
     }
+    this.prepareImageForAbsentReplicas(status);
     if (this.proposed !== null && (this.proposed.term !== status.term || status.applied >= this.proposed.index)) {
       this.proposed = null;
     }
@@ -335,6 +345,30 @@ export class ConsistencyMonitor {
     if (proposal.ok) {
       this.proposed = { index: proposal.index, term: proposal.term };
       this.lastCheckpointAtMs = nowMs;
+    }
+  }
+
+  /**
+   * Leader: a replica whose next entry the log no longer holds will need a snapshot, and only a verified image may go
+   * (verifiedImage). Verifying takes a round of the cluster and a digest of every row on every node: about 0.5 s of a
+   * 1.6 s catch-up of a 50,000-row table in the benchmark. Start it now, while the replica is away, so that the image
+   * is ready when it comes back (verifiedImage proposes an image checkpoint unless a fresh verified image covers the
+   * log's start, one is pending, or the spacing says wait). A later compaction needs a later image: prepared again
+   * while the replica was heard from within prepareForAbsentMs.
+   */
+  private prepareImageForAbsentReplicas(status: NodeStatus): void {
+    if (!this.imagesVerified || this.imageCheckpoint?.outcome === "pending") {
+      return;
+    }
+    const compactedIndex = status.firstIndex - 1;
+    const tickIntervalMs = tickMs(this.core.identity.cluster);
+    const needsImage = status.replicas.some(
+      (replica) =>
+        replica.matchIndex < compactedIndex &&
+        replica.ticksSinceContact * tickIntervalMs <= IMAGE_CHECKPOINT_LIMITS.prepareForAbsentMs,
+    );
+    if (needsImage) {
+      this.verifiedImage(compactedIndex);
     }
   }
 
