@@ -290,6 +290,54 @@ export interface CatchUpRun {
   /** When healed: the follower's applied index and the leader's first log index (log catch-up needs first ≤ applied + 1). */
   readonly followerAppliedAtHeal: number;
   readonly leaderFirstLogIndexAtHeal: number;
+  /**
+   * When each step of a catch-up by snapshot first happened after the heal, in ms (from the nodes' event feed, whose
+   * times are the nodes' clocks: good to a few ms on one machine); absent when it did not happen or was not seen.
+   */
+  readonly phasesMs?: Partial<Record<CatchUpPhase, number>>;
+}
+
+/** The steps of a catch-up by snapshot, in the order they happen, each named by the feed event that marks it. */
+export const CATCH_UP_PHASES = [
+  "imageCheckpointProposed",
+  "snapshotImageVerified",
+  "snapshotSending",
+  "snapshotInstalled",
+  "snapshotSent",
+] as const;
+export type CatchUpPhase = (typeof CATCH_UP_PHASES)[number];
+
+interface FeedEvent {
+  readonly timeMs: number;
+  readonly node: string;
+  readonly event: string;
+  readonly details: Record<string, unknown>;
+}
+
+/** The first time each catch-up phase happened for `follower` since `sinceMs` (wall clock), relative to it. */
+async function catchUpPhases(
+  baseUrl: string,
+  options: { readonly sinceMs: number; readonly leader: string; readonly follower: string },
+): Promise<Partial<Record<CatchUpPhase, number>>> {
+  const answer = await call(baseUrl, `/api/v1/cluster/events?limit=1000&since=${options.sinceMs}`);
+  if (answer.status !== 200) {
+    return {};
+  }
+  const { events } = JSON.parse(answer.text) as { events: FeedEvent[] };
+  const concerns = (e: FeedEvent): boolean =>
+    e.event.startsWith("imageCheckpoint") || e.event.startsWith("snapshotImage")
+      ? e.node === options.leader
+      : e.event === "snapshotInstalled"
+        ? e.node === options.follower
+        : e.node === options.leader && e.details.peer === options.follower;
+  const phases: Partial<Record<CatchUpPhase, number>> = {};
+  for (const event of events) {
+    const phase = CATCH_UP_PHASES.find((name) => name === event.event);
+    if (phase !== undefined && phases[phase] === undefined && concerns(event)) {
+      phases[phase] = event.timeMs - options.sinceMs;
+    }
+  }
+  return phases;
 }
 
 const CATCH_UP_TIMEOUT_MS = 120_000;
@@ -344,6 +392,7 @@ export async function measureCatchUp(
   const behindFrom = nodeValue(samples, "durable_ha_applied_index", follower) ?? followerStart;
   const leaderFirst = nodeValue(samples, "durable_ha_first_log_index", leader) ?? 0;
   const healedAt = performance.now();
+  const healedAtWallMs = Date.now();
   await healAll(baseUrl);
   let firstProgressAt: number | null = null;
   const doneAt = await pollUntil(
@@ -367,7 +416,12 @@ export async function measureCatchUp(
   );
   const entriesBehind = target - behindFrom;
   const totalMs = doneAt - healedAt;
+  const phasesMs =
+    options.via === "snapshot"
+      ? await catchUpPhases(baseUrl, { sinceMs: healedAtWallMs, leader, follower }).catch(() => ({}))
+      : undefined;
   return {
+    ...(phasesMs === undefined ? {} : { phasesMs }),
     via: options.via,
     follower,
     entriesBehind,

@@ -20,6 +20,7 @@ import { cpus, loadavg, release, totalmem, type as osType } from "node:os";
 import { join, resolve } from "node:path";
 import {
   AUTH_HEADERS,
+  CATCH_UP_PHASES,
   call,
   billedCounters,
   billedDelta,
@@ -539,6 +540,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         log(
           `catch-up by ${via}: ${run.entriesBehind} entries in ${run.totalMs.toFixed(0)} ms (first progress after ${run.firstProgressMs.toFixed(0)} ms): ${run.entriesPerS.toFixed(0)} entries/s${run.snapshotsInstalled > 0 ? `, ${run.snapshotsInstalled} snapshot(s)` : ""}${ratioText(run)}`,
         );
+        if (run.phasesMs !== undefined) {
+          const steps = CATCH_UP_PHASES.map((phase) => `${phase} ${run.phasesMs?.[phase]?.toFixed(0) ?? "-"}`);
+          log(`  after the heal, in ms (first time each was seen): ${steps.join(", ")}`);
+        }
       }
     }
 
