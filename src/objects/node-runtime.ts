@@ -196,6 +196,7 @@ export class NodeRuntime {
     this.requests.ticked();
     this.monitor.ticked();
     this.peers.retryAwaitingImages();
+    this.holdCompactionForImages();
     this.census.ticked();
     this.processReady();
   }
@@ -337,6 +338,19 @@ export class NodeRuntime {
    * this node's own log from the image's index to where it had applied (the core has handed those entries out
    * already). A failure half-way marks the runtime broken: reloaded from storage, it replays from what was kept.
    */
+  /**
+   * The leader keeps its log from being compacted past an image it is about to send or is sending (the older of the
+   * consistency monitor's image checkpoint and the streams in flight): the peer that installs it goes on from the log
+   * right after it. Set on every tick; RaftNode.holdCompaction bounds how long the log may grow meanwhile.
+   */
+  private holdCompactionForImages(): void {
+    const holds = [this.monitor.compactionHold(), this.peers.oldestImageInFlight()].filter(
+      (index): index is number => index !== null,
+    );
+    const leading = this.raft.status().role === "leader";
+    this.raft.holdCompaction(leading && holds.length > 0 ? Math.min(...holds) : null);
+  }
+
   private installRepair(chunk: SnapshotChunk): void {
     const appliedBefore = this.sm.appliedIndex();
     const replayFrom = this.raftStorage.snapshot()?.index ?? 0;

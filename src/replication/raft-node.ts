@@ -75,6 +75,11 @@ export interface RaftNodeOptions {
 }
 
 const OK: ReadRequestResult = Object.freeze({ ok: true });
+/**
+ * A compaction held by the shell (holdCompaction) gives way once the log past the last compaction reaches this many
+ * times snapshotThresholdEntries: the log in memory grows by at most that much while an image is being prepared.
+ */
+export const COMPACTION_HOLD_MAX_THRESHOLDS = 4;
 
 /** A removed leader's hand-over to the most up-to-date remaining voter. */
 interface RemovalHandover {
@@ -136,6 +141,8 @@ export class RaftNode implements RaftNodeApi {
   /** New entries (or a new commit index) wait to go out in one AppendEntries per follower at the next ready(). */
   private entriesToBroadcast = false;
   private commitToBroadcast = false;
+  /** See holdCompaction. */
+  private compactionHoldIndex: number | null = null;
   /** The bootstrap snapshot the first Ready hands to the shell; null once persisted. */
   private bootstrapCompact: SnapshotMeta | null;
 
@@ -428,6 +435,16 @@ export class RaftNode implements RaftNodeApi {
     }
     this.endVotingProbationIfDone();
     this.assertInvariants();
+  }
+
+  /**
+   * The shell is about to send an image of its state at `index` (null: none): until then the log is not compacted past
+   * it, so that the entries after the image stay available to the follower that installs it. Bounded: see
+   * compactionIndex.
+   */
+  holdCompaction(index: number | null): void {
+    invariant(index === null || Number.isSafeInteger(index), () => `compaction hold at ${index}`);
+    this.compactionHoldIndex = index;
   }
 
   /**
@@ -1751,10 +1768,28 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private isCompactionDue(appliedAfterReady: number): boolean {
-    return appliedAfterReady - this.log.snapshot().index >= this.config.snapshotThresholdEntries;
+    const compacted = this.log.snapshot().index;
+    return (
+      appliedAfterReady - compacted >= this.config.snapshotThresholdEntries &&
+      this.compactionIndex(appliedAfterReady) > compacted
+    );
   }
 
-  /** The snapshot to take at the end of this Ready, at the applied index it reaches. */
+  /**
+   * Where to compact: the applied index, or the index held by the shell (holdCompaction) while the log past the last
+   * compaction is under COMPACTION_HOLD_MAX_THRESHOLDS times snapshotThresholdEntries (then the hold gives way: the
+   * log in memory stays bounded).
+   */
+  private compactionIndex(appliedAfterReady: number): number {
+    const hold = this.compactionHoldIndex;
+    const held = appliedAfterReady - this.log.snapshot().index;
+    if (hold === null || held >= COMPACTION_HOLD_MAX_THRESHOLDS * this.config.snapshotThresholdEntries) {
+      return appliedAfterReady;
+    }
+    return Math.min(appliedAfterReady, hold);
+  }
+
+  /** The snapshot to take at the end of this Ready, at the applied index it reaches (or the held one). */
   private takeCompaction(committedEntries: readonly LogEntry[]): SnapshotMeta | null {
     if (this.bootstrapCompact !== null) {
       return this.bootstrapCompact;
@@ -1762,6 +1797,12 @@ export class RaftNode implements RaftNodeApi {
     const appliedAfter = this.appliedHandedOut;
     if (!this.isCompactionDue(appliedAfter)) {
       return null;
+    }
+    const index = this.compactionIndex(appliedAfter);
+    if (index < appliedAfter) {
+      const meta = this.snapshotMetaAt(index);
+      invariant(meta !== null, () => `compaction held at ${index}: its term or membership is unknown`);
+      return meta;
     }
     const term = this.log.term(appliedAfter);
     invariant(term !== undefined, () => `compaction at ${appliedAfter}: term unknown`);

@@ -340,7 +340,8 @@ export type RaftEvent =
  *  3. send `messages` (only now: they may depend on what was just persisted);
  *  4. apply `committedEntries` in order, advancing the applied index with each one atomically;
  *  5. if `compact` is set: record the snapshot (the state machine as of `compact.index`, which equals the applied
- *     index after step 4) and discard log entries up to `compact.index`;
+ *     index after step 4, or is below it while the shell holds compaction: holdCompaction) and discard log entries up
+ *     to `compact.index`;
  *  6. serve `readStates` once applied >= index; fail `failedReads`;
  *  7. call `advance(ready)`.
  */
@@ -392,6 +393,8 @@ export interface RaftNodeApi {
   reportSnapshotResult(peer: NodeId, ok: boolean): void;
   /** Snapshot metadata for the state after applying `index` (committed, not before the last compaction), else null. */
   snapshotMetaAt(index: number): SnapshotMeta | null;
+  /** An image of the state at `index` is about to be sent (null: none): the log is not compacted past it, bounded. */
+  holdCompaction(index: number | null): void;
   /**
    * How many ticks may pass before one would do more than count (at least 1): a follower with no read pending sleeps
    * until its election timer would fire; any other role ticks every tick. Infinity for a follower that never

@@ -277,6 +277,17 @@ describe("a snapshot sent with an image taken after the last compaction", () => 
     });
   });
 
+  it("names the image being streamed while it is, so that the leader's log is kept from it", async () => {
+    const h = harness({ answer: (seq, copy) => (seq === 1 && copy === 1 ? "lost" : "ok"), imageIndex: 9 });
+    expect(h.links.oldestImageInFlight()).toBeNull();
+    h.links.sendMessages([SNAPSHOT]);
+    await runFor(h, 10);
+    expect(h.links.oldestImageInFlight()).toBe(9);
+    await runFor(h, 1_000);
+    expect(h.results.map((r) => r.ok)).toEqual([true]);
+    expect(h.links.oldestImageInFlight()).toBeNull();
+  });
+
   it("keeps the compaction's index when the core does not know the image's (not committed there)", async () => {
     const h = harness({ answer: () => "ok", imageIndex: 12 });
     h.links.sendMessages([SNAPSHOT]);

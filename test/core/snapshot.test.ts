@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { InstallSnapshot } from "../../src/replication/types.js";
+import { COMPACTION_HOLD_MAX_THRESHOLDS } from "../../src/replication/raft-node.js";
 import { TestCluster } from "./helpers.js";
 
 describe("bootstrap", () => {
@@ -152,5 +153,52 @@ describe("snapshotMetaAt: the snapshot metadata of a later state than the last c
     for (const outside of [compacted - 1, status.commit + 1, Number.NaN, 1.5]) {
       expect(core.snapshotMetaAt(outside), String(outside)).toBeNull();
     }
+  });
+});
+
+describe("holdCompaction: the log is kept from an image's index while the image is prepared", () => {
+  const compactions = (cluster: TestCluster, id: string): number[] =>
+    cluster
+      .node(id)
+      .readies.map((r) => r.compact?.index ?? 0)
+      .filter((index) => index > 0);
+
+  it("compacts no further than the hold, with the term and membership at it, and as usual once released", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { overrides: { snapshotThresholdEntries: 5 } });
+    const leader = cluster.elect();
+    const core = cluster.core(leader);
+    const start = cluster.status(leader).applied;
+    core.holdCompaction(start + 3);
+    for (let i = 0; i < 12; i++) {
+      cluster.propose(leader, `v${i}`);
+    }
+    cluster.tickMany(4);
+    expect(compactions(cluster, leader).filter((index) => index > start)).toEqual([start + 3]);
+    expect(cluster.node(leader).store.snapshot).toEqual(core.snapshotMetaAt(start + 3));
+    expect(cluster.status(leader).firstIndex).toBe(start + 4);
+    core.holdCompaction(null);
+    cluster.propose(leader, "released");
+    cluster.tickMany(4);
+    // Released: the next compaction is at the applied index it is taken at, past the hold.
+    const after = compactions(cluster, leader).filter((index) => index > start + 3);
+    expect(after.length).toBeGreaterThan(0);
+    expect(cluster.status(leader).firstIndex - 1).toBe(after.at(-1));
+  });
+
+  it("gives way once the log past the last compaction reaches its bound", () => {
+    const threshold = 5;
+    const cluster = new TestCluster(["a", "b", "c"], { overrides: { snapshotThresholdEntries: threshold } });
+    const leader = cluster.elect();
+    cluster.tickMany(2);
+    const compacted = cluster.status(leader).firstIndex - 1;
+    cluster.core(leader).holdCompaction(compacted); // holds nothing new: no compaction until the bound
+    const bound = COMPACTION_HOLD_MAX_THRESHOLDS * threshold;
+    for (let i = 0; i < bound + 2; i++) {
+      cluster.propose(leader, `v${i}`);
+      cluster.tickMany(2);
+      const status = cluster.status(leader);
+      expect(status.applied - (status.firstIndex - 1)).toBeLessThanOrEqual(bound);
+    }
+    expect(cluster.status(leader).firstIndex - 1).toBeGreaterThan(compacted);
   });
 });

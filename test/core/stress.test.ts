@@ -186,13 +186,19 @@ function runSeed(seed: number, options: { readonly overrides: ConfigOverrides })
         }
       }
     } else if (leader !== null) {
-      const action = random.nextInt(3);
+      const action = random.nextInt(4);
       if (action === 0) {
         cluster.core(leader).transferLeadership(pick(ALL));
       } else if (action === 1) {
         cluster.core(leader).stepDown();
-      } else {
+      } else if (action === 2) {
         cluster.core(leader).reportUnreachable(pick(ALL));
+      } else {
+        // The shell holds compaction at an image it prepares (consistency monitor), or lets go.
+        const status = cluster.status(leader);
+        const compacted = status.firstIndex - 1;
+        const hold = random.nextInt(2) === 0 ? null : compacted + random.nextInt(status.applied - compacted + 2);
+        cluster.core(leader).holdCompaction(hold);
       }
       cluster.processReadies(leader);
     }

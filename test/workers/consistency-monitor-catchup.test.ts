@@ -93,4 +93,48 @@ describe("verified snapshot images (workerd)", () => {
         `with verification, ${unverified.catchUpMs} ms without (snapshotImageUnverified)`,
     );
   }, 240_000);
+
+  it("a follower that needs an image catches up while writes go on (the log is held at the image)", async () => {
+    const cluster = makeCluster({
+      prefix: "cm-catchup-writing",
+      nodes: 3,
+      ...TIMING,
+      snapshotThresholdEntries: 10,
+      consistency: MONITOR,
+    });
+    await cluster.startAll();
+    await cluster.waitForLeader({ timeoutMs: 60_000 });
+    await cluster.execute(["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)"], { timeoutMs: 60_000 });
+    // Enough rows that digesting them for an image checkpoint spans several compactions of the writes below.
+    await cluster.execute([
+      "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) " +
+        "INSERT INTO t (id, v) SELECT i, printf('row %d with some text to digest', i) FROM n",
+    ]);
+    const leader = await cluster.waitForLeader();
+    const lagging = cluster.names.find((name) => name !== leader)!;
+    const others = cluster.names.filter((name) => name !== lagging);
+    await cluster.isolate(lagging);
+    let id = 100_000;
+    const writeSome = async (count: number): Promise<number> => {
+      let raftIndex = 0;
+      for (let i = 0; i < count; i++) {
+        id += 1;
+        raftIndex = (await cluster.execute([`INSERT INTO t (id, v) VALUES (${id}, 'w')`], { among: others })).raftIndex;
+      }
+      return raftIndex;
+    };
+    const cutOffAt = await writeSome(30);
+    await cluster.heal();
+    // Writes go on, back to back, until the follower holds what was written while it was away.
+    const caughtUp = await waitFor(
+      `${lagging} to catch up to ${cutOffAt} while writes go on`,
+      async () => {
+        await writeSome(3);
+        const status = await cluster.status(lagging);
+        return status.appliedIndex >= cutOffAt ? status : undefined;
+      },
+      { timeoutMs: CATCH_UP_DEADLINE_MS },
+    );
+    expect(caughtUp.firstLogIndex).toBeGreaterThan(1);
+  }, 240_000);
 });

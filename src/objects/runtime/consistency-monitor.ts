@@ -372,6 +372,31 @@ export class ConsistencyMonitor {
     }
   }
 
+  /**
+   * Leader: while a replica that needs an image waits for the image checkpoint's image (being verified, or verified and
+   * not yet sent), the log should not be compacted past the checkpoint (node-runtime.ts hands this to
+   * RaftNode.holdCompaction, bounded there): a compaction past it would leave the image short of the log's start, to be
+   * verified again at a later index, and under steady writes on a large database (a digest of several seconds against
+   * a compaction every few seconds) that could go on for as long as the writes do. Null when nothing is waited for.
+   */
+  compactionHold(): number | null {
+    const status = this.core.raft.status();
+    const checkpoint = this.imageCheckpoint;
+    const compactedIndex = status.firstIndex - 1;
+    const nowMs = this.core.deps.clock.now();
+    const usable =
+      status.role === "leader" &&
+      this.imagesVerified &&
+      checkpoint !== null &&
+      checkpoint.index > compactedIndex &&
+      (checkpoint.outcome === "pending" ||
+        (checkpoint.outcome === "verified" &&
+          checkpoint.image !== null &&
+          nowMs - (checkpoint.builtAtMs ?? 0) < IMAGE_CHECKPOINT_LIMITS.reuseMs));
+    const awaited = usable && status.replicas.some((replica) => replica.matchIndex < compactedIndex);
+    return awaited ? checkpoint.index : null;
+  }
+
   private wantsAutomaticRepair(state: PeerState, nowMs: number): boolean {
     return (
       state.mark !== null &&

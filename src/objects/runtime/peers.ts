@@ -123,7 +123,8 @@ export class PeerLinks {
   private readonly peers = new Map<string, PeerTransport<PeerStub>>();
   private readonly peerInfo = new Map<string, PeerInfo>();
   private readonly memberHints = new Map<string, string>();
-  private readonly snapshotStreams = new Set<string>();
+  /** The peers an image is being streamed to (a snapshot or a repair), each with the image's applied index. */
+  private readonly snapshotStreams = new Map<string, number>();
   private readonly snapshotRetries = new Map<string, SnapshotRetry>();
   /** Per peer, the (own, peer) schema hashes last compared; one entry per member. */
   private readonly schemasCompared = new Map<string, string>();
@@ -488,7 +489,16 @@ export class PeerLinks {
 
   /** The peers a snapshot is being streamed to right now (a drop waits for them, bounded). */
   snapshotStreamsInFlight(): string[] {
-    return [...this.snapshotStreams];
+    return [...this.snapshotStreams.keys()];
+  }
+
+  /**
+   * The oldest image being streamed (its applied index), or null: the leader keeps its log from being compacted past
+   * it (RaftNode.holdCompaction), since the peer that installs it goes on from the log right after it. Compacting past
+   * it during a long stream and install would have the peer need another image as soon as it installed this one.
+   */
+  oldestImageInFlight(): number | null {
+    return this.snapshotStreams.size === 0 ? null : Math.min(...this.snapshotStreams.values());
   }
 
   /** How many snapshot images this runtime built (each one reads the whole database). */
@@ -595,7 +605,7 @@ export class PeerLinks {
     const sending = image;
     const snapshot = this.snapshotMetaFor(message, image);
     const transport = this.transportFor(peer);
-    this.snapshotStreams.add(peer);
+    this.snapshotStreams.set(peer, image.appliedIndex);
     core.log("info", "snapshotSending", {
       peer,
       snapshotIndex: snapshot.snapshot.index,
@@ -723,7 +733,7 @@ export class PeerLinks {
     if (this.snapshotStreams.has(peer)) {
       return { ok: false, error: "a snapshot is being streamed to it; try again shortly" };
     }
-    this.snapshotStreams.add(peer);
+    this.snapshotStreams.set(peer, image.appliedIndex);
     const transport = this.transportFor(peer);
     try {
       for (const [seq, data] of image.chunks.entries()) {
