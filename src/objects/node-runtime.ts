@@ -334,11 +334,6 @@ export class NodeRuntime {
   }
 
   /**
-   * A repair image from the leader is fully staged: swap it in, replacing this node's diverged state, then replay
-   * this node's own log from the image's index to where it had applied (the core has handed those entries out
-   * already). A failure half-way marks the runtime broken: reloaded from storage, it replays from what was kept.
-   */
-  /**
    * The leader keeps its log from being compacted past an image it is about to send or is sending (the older of the
    * consistency monitor's image checkpoint and the streams in flight): the peer that installs it goes on from the log
    * right after it. Set on every tick; RaftNode.holdCompaction bounds how long the log may grow meanwhile.
@@ -351,6 +346,11 @@ export class NodeRuntime {
     this.raft.holdCompaction(leading && holds.length > 0 ? Math.min(...holds) : null);
   }
 
+  /**
+   * A repair image from the leader is fully staged: swap it in, replacing this node's diverged state, then replay
+   * this node's own log from the image's index to where it had applied (the core has handed those entries out
+   * already). A failure half-way marks the runtime broken: reloaded from storage, it replays from what was kept.
+   */
   private installRepair(chunk: SnapshotChunk): void {
     const appliedBefore = this.sm.appliedIndex();
     const replayFrom = this.raftStorage.snapshot()?.index ?? 0;

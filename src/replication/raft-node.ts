@@ -119,6 +119,8 @@ export class RaftNode implements RaftNodeApi {
   private probationCensusDone = false;
   /** On probation: nothing is left to catch up (a leader caught us up, or the census found no log anywhere). */
   private probationCaughtUp = false;
+  /** The term of the leader that caught us up (before the census, it may be a deposed one: see concludeVotingCensus). */
+  private probationCaughtUpTerm = 0;
 
   private nowTicks = 0;
   private heartbeatElapsedTicks = 0;
@@ -430,6 +432,11 @@ export class RaftNode implements RaftNodeApi {
       this.setVote(this.id);
     }
     this.probationCensusDone = true;
+    if (this.probationCaughtUp && this.probationCaughtUpTerm < census.maxTerm) {
+      // A leader of an older term caught us up: a later one may have committed more (with our lost vote among its
+      // majority). Only a leader of the census's term or later may end the probation now.
+      this.probationCaughtUp = false;
+    }
     if (!census.history) {
       this.probationCaughtUp = true;
     }
@@ -1111,6 +1118,7 @@ export class RaftNode implements RaftNodeApi {
   private maybeEndVotingProbation(m: AppendEntries): void {
     if (this.votingProbation && this.commit >= m.commit) {
       this.probationCaughtUp = true;
+      this.probationCaughtUpTerm = Math.max(this.probationCaughtUpTerm, m.term);
       this.endVotingProbationIfDone();
     }
   }
@@ -1782,8 +1790,14 @@ export class RaftNode implements RaftNodeApi {
    */
   private compactionIndex(appliedAfterReady: number): number {
     const hold = this.compactionHoldIndex;
-    const held = appliedAfterReady - this.log.snapshot().index;
-    if (hold === null || held >= COMPACTION_HOLD_MAX_THRESHOLDS * this.config.snapshotThresholdEntries) {
+    const compacted = this.log.snapshot().index;
+    const held = appliedAfterReady - compacted;
+    // A hold below the last compaction holds nothing back: that image is already older than the log's start.
+    if (
+      hold === null ||
+      hold < compacted ||
+      held >= COMPACTION_HOLD_MAX_THRESHOLDS * this.config.snapshotThresholdEntries
+    ) {
       return appliedAfterReady;
     }
     return Math.min(appliedAfterReady, hold);
@@ -1833,6 +1847,7 @@ export class RaftNode implements RaftNodeApi {
       status: progress.status ?? "JOINING",
       progress: progress.state,
       matchIndex: progress.matchIndex,
+      matchedOnce: progress.matchedOnce,
       nextIndex: progress.nextIndex,
       lagEntries: this.log.lastIndex() - progress.matchIndex,
       ticksSinceContact: progress.ticksSinceContact,

@@ -274,6 +274,8 @@ export interface ReplicaView {
   readonly status: ReplicaStatus;
   readonly progress: ProgressState;
   readonly matchIndex: number;
+  /** Whether this leader heard a successful append answer from the replica in its term (matchIndex means something). */
+  readonly matchedOnce: boolean;
   readonly nextIndex: number;
   /** The leader's last index minus matchIndex. */
   readonly lagEntries: number;

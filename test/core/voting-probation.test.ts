@@ -86,12 +86,21 @@ describe("finding 9: a wiped voter does not vote until a leader caught it up", (
     core.step({ type: "append", from: "b", to: "c", term: 4, prevLogIndex: 0, prevLogTerm: 0, entries, commit: 5 });
     drain(core);
     expect(core.status().votingProbation).toBe(true);
-    // a had persisted term 6 (c's lost storage may have voted there): c moves to term 6 with its vote spent.
+    // a had persisted term 6 (c's lost storage may have voted there): c moves to term 6 with its vote spent. b's term-4
+    // catch-up no longer counts: a leader of term 6 may have committed more.
     core.concludeVotingCensus({ maxTerm: 6, history: true });
+    drain(core);
+    expect(core.status().votingProbation).toBe(true);
+    core.step({ type: "append", from: "a", to: "c", term: 6, prevLogIndex: 5, prevLogTerm: 4, entries: [], commit: 5 });
     const readyEvents = drainLoneCore(core).events.map((e) => e.kind);
     expect(readyEvents).toContain("votingProbationEnded");
     expect(core.status().votingProbation).toBe(false);
     expect(core.status().term).toBe(6);
+    // a falls silent: past two election timeouts c no longer ignores campaigns as it does while a leader is live.
+    for (let i = 0; i < 25; i++) {
+      core.tick();
+    }
+    drain(core);
     core.step({ type: "vote", from: "a", to: "c", term: 6, lastLogIndex: 5, lastLogTerm: 4, transfer: false });
     const inTerm6 = drain(core).find((m) => m.type === "voteResponse");
     expect(inTerm6?.type === "voteResponse" && inTerm6.granted).toBe(false);
@@ -181,6 +190,56 @@ function wipedVoterCaughtUpBySnapshot(writes: number): {
   }
   return { probation, snapshotIndexes, elected };
 }
+
+describe("a wiped voter caught up by a stale leader before its census concluded (review of issue 11)", () => {
+  for (const via of ["an append below its commit", "an append at its last index"] as const) {
+    it(`stays on probation when the census finds a later term (${via})`, () => {
+      const core = wipedVoter({ probation: true });
+      // a, a deposed leader of term 5 (b leads term 7 and committed with c's lost vote and ack), catches c up.
+      core.step({
+        type: "snapshot",
+        from: "a",
+        to: "c",
+        term: 5,
+        snapshot: { index: 5, term: 5, membership: MEMBERS },
+      });
+      drain(core);
+      const prevLogIndex = via === "an append below its commit" ? 2 : 5;
+      core.step({ type: "append", from: "a", to: "c", term: 5, prevLogIndex, prevLogTerm: 5, entries: [], commit: 5 });
+      drain(core);
+      core.concludeVotingCensus({ maxTerm: 7, history: true });
+      drain(core);
+      expect(core.status().votingProbation).toBe(true);
+      core.step({ type: "vote", from: "a", to: "c", term: 8, lastLogIndex: 5, lastLogTerm: 5, transfer: false });
+      const answer = drain(core).find((m) => m.type === "voteResponse");
+      expect(answer?.type === "voteResponse" && answer.granted).toBe(false);
+      // A leader of the census's term or later (b, leading term 8 now) catches it up: the probation ends.
+      core.step({
+        type: "append",
+        from: "b",
+        to: "c",
+        term: 8,
+        prevLogIndex: 5,
+        prevLogTerm: 5,
+        entries: [],
+        commit: 5,
+      });
+      drain(core);
+      expect(core.status().votingProbation).toBe(false);
+    });
+  }
+
+  it("ends the probation at the census when the leader that caught it up is of the census's term", () => {
+    const core = wipedVoter({ probation: true });
+    core.step({ type: "snapshot", from: "a", to: "c", term: 5, snapshot: { index: 5, term: 5, membership: MEMBERS } });
+    drain(core);
+    core.step({ type: "append", from: "a", to: "c", term: 5, prevLogIndex: 5, prevLogTerm: 5, entries: [], commit: 5 });
+    drain(core);
+    core.concludeVotingCensus({ maxTerm: 5, history: true });
+    drain(core);
+    expect(core.status().votingProbation).toBe(false);
+  });
+});
 
 describe("a wiped voter caught up by a snapshot at the leader's last index (review of issue 11)", () => {
   it("an append below its commit index ends the probation too, once it holds the leader's commit", () => {

@@ -320,6 +320,7 @@ export class ConsistencyMonitor {
     if (!this.config.enabled) {
       return;
     }
+    this.dropExpiredImage(nowMs);
     this.prepareImageForAbsentReplicas(status);
     if (this.proposed !== null && (this.proposed.term !== status.term || status.applied >= this.proposed.index)) {
       this.proposed = null;
@@ -362,11 +363,18 @@ export class ConsistencyMonitor {
     }
     const compactedIndex = status.firstIndex - 1;
     const tickIntervalMs = tickMs(this.core.identity.cluster);
-    const needsImage = status.replicas.some(
-      (replica) =>
+    const cluster = this.core.identity.cluster;
+    // Away: silent for an election timeout at least (a replica whose answer is merely in flight is not), and matched
+    // by this leader before (a new leader knows no replica's log yet, nor whether a silent one was ever back).
+    const needsImage = status.replicas.some((replica) => {
+      const silentMs = replica.ticksSinceContact * tickIntervalMs;
+      return (
+        replica.matchedOnce &&
         replica.matchIndex < compactedIndex &&
-        replica.ticksSinceContact * tickIntervalMs <= IMAGE_CHECKPOINT_LIMITS.prepareForAbsentMs,
-    );
+        silentMs >= cluster.electionTimeoutMs &&
+        silentMs <= IMAGE_CHECKPOINT_LIMITS.prepareForAbsentMs
+      );
+    });
     if (needsImage) {
       this.verifiedImage(compactedIndex);
     }
@@ -388,12 +396,16 @@ export class ConsistencyMonitor {
       status.role === "leader" &&
       this.imagesVerified &&
       checkpoint !== null &&
-      checkpoint.index > compactedIndex &&
+      checkpoint.index >= compactedIndex &&
       (checkpoint.outcome === "pending" ||
         (checkpoint.outcome === "verified" &&
           checkpoint.image !== null &&
           nowMs - (checkpoint.builtAtMs ?? 0) < IMAGE_CHECKPOINT_LIMITS.reuseMs));
-    const awaited = usable && status.replicas.some((replica) => replica.matchIndex < compactedIndex);
+    const awaited =
+      usable &&
+      status.replicas.some(
+        (replica) => replica.progress === "snapshot" || (replica.matchedOnce && replica.matchIndex < compactedIndex),
+      );
     return awaited ? checkpoint.index : null;
   }
 
@@ -824,6 +836,18 @@ export class ConsistencyMonitor {
   /** The tie the leader last found at an image checkpoint (null once an image was verified since). */
   undecidedImage(): UndecidedImage | null {
     return this.isLeader() ? this.undecided : null;
+  }
+
+  /** A verified image is handed out for reuseMs, no longer: then its memory (up to 64 MiB) is let go. */
+  private dropExpiredImage(nowMs: number): void {
+    const checkpoint = this.imageCheckpoint;
+    if (
+      checkpoint !== null &&
+      checkpoint.image !== null &&
+      nowMs - (checkpoint.builtAtMs ?? 0) >= IMAGE_CHECKPOINT_LIMITS.reuseMs
+    ) {
+      checkpoint.image = null;
+    }
   }
 
   private forgetImages(): void {

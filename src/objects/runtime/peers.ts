@@ -123,8 +123,11 @@ export class PeerLinks {
   private readonly peers = new Map<string, PeerTransport<PeerStub>>();
   private readonly peerInfo = new Map<string, PeerInfo>();
   private readonly memberHints = new Map<string, string>();
-  /** The peers an image is being streamed to (a snapshot or a repair), each with the image's applied index. */
-  private readonly snapshotStreams = new Map<string, number>();
+  /**
+   * The peers an image is being streamed to, each with the image's applied index for a Raft snapshot (null for a repair,
+   * which is checked against the replica's own log and replays it: the leader's log is not held for it).
+   */
+  private readonly snapshotStreams = new Map<string, number | null>();
   private readonly snapshotRetries = new Map<string, SnapshotRetry>();
   /** Per peer, the (own, peer) schema hashes last compared; one entry per member. */
   private readonly schemasCompared = new Map<string, string>();
@@ -498,7 +501,8 @@ export class PeerLinks {
    * it during a long stream and install would have the peer need another image as soon as it installed this one.
    */
   oldestImageInFlight(): number | null {
-    return this.snapshotStreams.size === 0 ? null : Math.min(...this.snapshotStreams.values());
+    const indexes = [...this.snapshotStreams.values()].filter((index): index is number => index !== null);
+    return indexes.length === 0 ? null : Math.min(...indexes);
   }
 
   /** How many snapshot images this runtime built (each one reads the whole database). */
@@ -733,7 +737,7 @@ export class PeerLinks {
     if (this.snapshotStreams.has(peer)) {
       return { ok: false, error: "a snapshot is being streamed to it; try again shortly" };
     }
-    this.snapshotStreams.set(peer, image.appliedIndex);
+    this.snapshotStreams.set(peer, null);
     const transport = this.transportFor(peer);
     try {
       for (const [seq, data] of image.chunks.entries()) {
