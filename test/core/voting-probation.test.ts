@@ -44,18 +44,28 @@ function voteOfWipedVoter(options: { probation: boolean }): { granted: boolean; 
   return { granted: answer.granted, core };
 }
 
+/** Gives a node of the cluster a new core on empty storage, on probation (as the shell starts one on new storage). */
+function startOnNewStorage(cluster: TestCluster, id: string): void {
+  const node = cluster.node(id);
+  node.core = createRaftNode({
+    config: node.config,
+    persisted: emptyPersistedState(),
+    bootstrap: MEMBERS,
+    votingProbation: true,
+  });
+  node.store.hardState = { term: 0, vote: null, commit: 0 };
+  node.store.snapshot = null;
+  node.store.entries = [];
+  node.store.applied = 0;
+  node.store.appliedEntries = [];
+  cluster.processReadies(id);
+}
+
 /** A brand-new cluster of three whose voters all start with new storage, hence on probation (as the shell starts them). */
 function brandNewClusterOnProbation(): TestCluster {
   const cluster = new TestCluster(["a", "b", "c"], { seed: 11 });
   for (const id of ["a", "b", "c"]) {
-    const node = cluster.node(id);
-    node.core = createRaftNode({
-      config: node.config,
-      persisted: emptyPersistedState(),
-      bootstrap: MEMBERS,
-      votingProbation: true,
-    });
-    cluster.processReadies(id);
+    startOnNewStorage(cluster, id);
   }
   return cluster;
 }
@@ -156,20 +166,8 @@ function wipedVoterCaughtUpBySnapshot(writes: number): {
   }
   cluster.tickMany(10);
   const wiped = ["a", "b", "c"].find((id) => id !== leader)!;
-  const node = cluster.node(wiped);
-  node.core = createRaftNode({
-    config: node.config,
-    persisted: emptyPersistedState(),
-    bootstrap: MEMBERS,
-    votingProbation: true,
-  });
-  node.store.hardState = { term: 0, vote: null, commit: 0 };
-  node.store.snapshot = null;
-  node.store.entries = [];
-  node.store.applied = 0;
-  node.store.appliedEntries = [];
-  cluster.processReadies(wiped);
-  node.core.concludeVotingCensus({ maxTerm: cluster.status(leader).term, history: true });
+  startOnNewStorage(cluster, wiped);
+  cluster.core(wiped).concludeVotingCensus({ maxTerm: cluster.status(leader).term, history: true });
   cluster.processReadies(wiped);
   const snapshotIndexes: number[] = [];
   cluster.snapshotSentAt = (sender, message) => {

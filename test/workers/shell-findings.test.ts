@@ -519,14 +519,16 @@ async function snapshotImagesForRepeatedProbes(
       answer: (envelope, node) => {
         for (const message of envelope.messages) {
           if (message.to === "n3" && message.type === "snapshot" && ++snapshotsSent < rounds) {
-            // It installed nothing: ask again from the start (as a wiped follower answers every probe).
+            // It installed nothing: ask again from the start, as a wiped follower answers the leader's next probe
+            // (which goes out right after the log's compaction; the snapshot names its image's own index).
+            const probedAt = node.runtime.status().firstIndex - 1;
             later(() =>
               node.deliver("n3", [
                 {
                   type: "appendResponse",
                   term: message.term,
                   success: false,
-                  index: message.snapshot.index,
+                  index: probedAt,
                   rejectHint: { index: 0, term: 0 },
                 },
               ]),
