@@ -29,7 +29,7 @@ describe("CircuitBreaker", () => {
     const { breaker } = makeBreaker();
     expect(breaker.state).toBe("CLOSED");
     for (let i = 0; i < 10; i++) {
-      expect(breaker.tryAcquire()).toEqual({ epoch: 0, probe: false });
+      expect(breaker.tryAcquire()).toEqual({ epoch: 0, probe: false, probeSeq: 0 });
     }
   });
 
@@ -67,7 +67,7 @@ describe("CircuitBreaker", () => {
     expect(breaker.state).toBe("OPEN");
     advance(1);
     const probe = breaker.tryAcquire();
-    expect(probe).toEqual({ epoch: 2, probe: true });
+    expect(probe).toEqual({ epoch: 2, probe: true, probeSeq: 1 });
     expect(breaker.state).toBe("HALF_OPEN");
     expect(breaker.tryAcquire()).toBeNull(); // one probe at a time
     expect(path()).toEqual(["CLOSED->OPEN", "OPEN->HALF_OPEN"]);
@@ -160,7 +160,7 @@ describe("CircuitBreaker", () => {
     advance(50);
     expect(breaker.allowRequest()).toBe(false); // 150 ms into the period: not yet
     advance(50);
-    expect(breaker.tryAcquire()).toEqual({ epoch: 4, probe: true });
+    expect(breaker.tryAcquire()).toEqual({ epoch: 4, probe: true, probeSeq: 1 });
     expect(transitions.at(-1)?.reason).toBe("open for 200 ms, peer heard from: probing");
   });
 
@@ -224,6 +224,64 @@ describe("CircuitBreaker", () => {
     expect(breaker.allowRequest()).toBe(true);
   });
 
+  it("lets one more probe through when the peer is heard from while a probe hangs", () => {
+    const { breaker, advance, path } = makeBreaker({ successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 1_500 });
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(200);
+    breaker.noteContact(); // before the probe: it says nothing the probe does not
+    const hung = breaker.tryAcquire();
+    expect(hung).toEqual({ epoch: 2, probe: true, probeSeq: 1 });
+    expect(breaker.wouldAdmitProbe()).toBe(false);
+    advance(10);
+    breaker.noteContact(); // the peer called us after the probe went: it is up
+    expect(breaker.wouldAdmitProbe()).toBe(true);
+    const second = breaker.tryAcquire();
+    expect(second).toEqual({ epoch: 2, probe: true, probeSeq: 2 });
+    breaker.noteContact();
+    expect(breaker.tryAcquire()).toBeNull(); // at most one more: the second went out on contact
+    expect(breaker.wouldAdmitProbe()).toBe(false);
+    expect(breaker.recordFailure(hung ?? undefined)).toBe("stale"); // the first times out: superseded
+    expect(breaker.state).toBe("HALF_OPEN");
+    expect(breaker.recordSuccess(second ?? undefined)).toBe("applied");
+    expect(breaker.state).toBe("CLOSED");
+    expect(path()).toEqual(["CLOSED->OPEN", "OPEN->HALF_OPEN", "HALF_OPEN->CLOSED"]);
+  });
+
+  it("closes on a superseded probe's success, and disregards contact when the probe let through on it fails", () => {
+    const { breaker, advance } = makeBreaker({ successThreshold: 1, openTimeoutMs: 200, maxOpenTimeoutMs: 1_000 });
+    const open = (): void => {
+      for (let i = 0; i < 3; i++) {
+        breaker.recordFailure();
+      }
+    };
+    open();
+    advance(200);
+    const first = breaker.tryAcquire();
+    breaker.noteContact();
+    const second = breaker.tryAcquire();
+    expect(second?.probeSeq).toBe(2);
+    expect(breaker.recordSuccess(first ?? undefined)).toBe("applied"); // the peer answered after all
+    expect(breaker.state).toBe("CLOSED");
+    expect(breaker.recordFailure(second ?? undefined)).toBe("stale");
+
+    open();
+    advance(200);
+    breaker.tryAcquire();
+    breaker.noteContact();
+    const onContact = breaker.tryAcquire();
+    expect(breaker.recordFailure(onContact ?? undefined)).toBe("applied"); // it calls us but cannot be reached
+    expect(breaker.state).toBe("OPEN");
+    breaker.noteContact();
+    advance(399);
+    expect(breaker.wouldAdmitProbe()).toBe(false); // contact is disregarded: the doubled time is waited out
+    advance(1);
+    expect(breaker.tryAcquire()?.probe).toBe(true);
+    breaker.noteContact();
+    expect(breaker.tryAcquire()).toBeNull(); // nor does it supersede a probe until the breaker closes
+  });
+
   it("ignores stale results of requests admitted before the last transition", () => {
     const { breaker, advance } = makeBreaker({ successThreshold: 1 });
     const inFlight = [breaker.tryAcquire(), breaker.tryAcquire(), breaker.tryAcquire(), breaker.tryAcquire()];
@@ -239,7 +297,7 @@ describe("CircuitBreaker", () => {
     expect(breaker.state).toBe("HALF_OPEN");
     expect(breaker.tryAcquire()).toBeNull();
     // A stale failure does not reopen it either, but it is counted.
-    expect(breaker.recordFailure({ epoch: 0, probe: false })).toBe("stale");
+    expect(breaker.recordFailure({ epoch: 0, probe: false, probeSeq: 0 })).toBe("stale");
     expect(breaker.state).toBe("HALF_OPEN");
     expect(breaker.consecutiveFailures).toBe(4);
     breaker.recordSuccess(probe ?? undefined);

@@ -476,6 +476,36 @@ describe("PeerTransport: circuit breaker", () => {
     expect(h.transport.stats().breaker).toBe("CLOSED");
   });
 
+  it("sends a second probe when the peer calls us while the first hangs, and takes no notice of the first's timeout", async () => {
+    const h = harness({
+      config: {
+        callTimeoutMs: 1_000,
+        deadlineMs: 1_000,
+        maxAttempts: 1,
+        breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 1_000 },
+      },
+    });
+    h.transport.send([heartbeat(1)]);
+    call(h.calls, 0).answer.reject(new Error("down"));
+    await h.clock.advance(200, settle);
+    h.transport.send([heartbeat(2)]); // the probe: into a black hole
+    expect(h.calls).toHaveLength(2);
+    await h.clock.advance(100, settle);
+    h.transport.send([heartbeat(3)]);
+    expect(h.calls).toHaveLength(2); // it waits on the probe
+    h.transport.peerHeardFrom(); // the peer is back
+    expect(h.transport.probeWouldGoOut).toBe(true);
+    h.transport.send([heartbeat(4)]);
+    expect(h.calls).toHaveLength(3);
+    expect(call(h.calls, 2).envelope.messages).toEqual([heartbeat(3), heartbeat(4)]);
+    call(h.calls, 2).answer.resolve(h.ok);
+    await settle();
+    expect(h.transport.stats().breaker).toBe("CLOSED");
+    await h.clock.advance(1_000, settle); // the first probe times out: stale, the breaker stays closed
+    expect(h.failures.at(-1)).toMatchObject({ kind: "timeout", messages: [heartbeat(2)] });
+    expect(h.transport.stats()).toMatchObject({ breaker: "CLOSED" });
+  });
+
   it("counts refusals as failures: a peer on an unknown protocol version is left alone", async () => {
     const h = harness({ config: { breaker: { failureThreshold: 2, successThreshold: 1, openTimeoutMs: 1_000 } } });
     for (let term = 1; term <= 2; term++) {
@@ -541,6 +571,45 @@ describe("PeerTransport: deliverNow", () => {
     expect(call(h.calls, 1).envelope).toMatchObject({ messages: [], snapshotChunk: chunk });
     call(h.calls, 1).answer.resolve(h.ok);
     await expect(outcome).resolves.toEqual({ ok: true, delivery: { messages: [], snapshotChunk: chunk, attempts: 1 } });
+  });
+
+  it("waits for the breaker's probe when asked to, then goes out, or is refused if the probe failed", async () => {
+    const h = harness({
+      config: { deadlineMs: 1_500, breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200 } },
+    });
+    const openAndProbe = async (term: number): Promise<Call> => {
+      h.transport.send([heartbeat(term)]);
+      call(h.calls, h.calls.length - 1).answer.reject(new Error("down"));
+      await h.clock.advance(2_000, settle);
+      h.transport.send([heartbeat(term + 1)]);
+      return call(h.calls, h.calls.length - 1);
+    };
+    const probe = await openAndProbe(1);
+    expect(await h.transport.deliverNow({ snapshotChunk: chunk })).toMatchObject({
+      ok: false,
+      failure: { kind: "circuitOpen" },
+    }); // not asked to wait: refused at once, as ever
+    const waiting = h.transport.deliverNow({ snapshotChunk: chunk, waitForProbe: true });
+    await settle();
+    const callsBefore = h.calls.length;
+    probe.answer.resolve(h.ok);
+    await settle();
+    expect(h.calls).toHaveLength(callsBefore + 1);
+    call(h.calls, callsBefore).answer.resolve(h.ok);
+    expect((await waiting).ok).toBe(true);
+
+    const failing = await openAndProbe(10);
+    const refused = h.transport.deliverNow({ snapshotChunk: chunk, waitForProbe: true });
+    failing.answer.reject(new Error("still down"));
+    await settle();
+    await expect(refused).resolves.toMatchObject({ ok: false, failure: { kind: "circuitOpen" } });
+
+    await h.clock.advance(5_000, settle);
+    h.transport.send([heartbeat(20)]); // a probe that never answers: the wait ends with its deadline
+    const bounded = h.transport.deliverNow({ snapshotChunk: chunk, waitForProbe: true });
+    await h.clock.advance(1_500, settle);
+    await expect(bounded).resolves.toMatchObject({ ok: false, failure: { kind: "circuitOpen" } });
+    expect(h.transport.stats().breaker).toBe("OPEN");
   });
 
   it("refuses a second concurrent direct delivery as busy", async () => {

@@ -634,7 +634,11 @@ export class PeerLinks {
           return false;
         }
       }
-      const outcome = await transport.deliverNow({ messages: [snapshot], timeoutMs: timeoutMsFor(0) });
+      const outcome = await transport.deliverNow({
+        messages: [snapshot],
+        timeoutMs: timeoutMsFor(0),
+        waitForProbe: true,
+      });
       return outcome.ok;
     };
     void run()
@@ -677,6 +681,9 @@ export class PeerLinks {
         snapshotChunk: chunk,
         timeoutMs: limits.timeoutMs,
         deadlineMs: limits.timeoutMs * 2,
+        // The core asks for a snapshot as a returning peer answers its first probe, often while that probe's
+        // breaker has not closed yet.
+        waitForProbe: true,
       });
       if (this.core.isStopped()) {
         return false;

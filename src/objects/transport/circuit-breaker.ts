@@ -4,7 +4,10 @@
 // overloaded peer from absorbing every heartbeat, while a peer that was gone only briefly is tried again soon.
 // A peer we hear from (noteContact: it called us) is alive and reaching us: the next request goes out as a probe
 // at once rather than at the end of a long wait (no sooner than `openTimeoutMs` after opening, and only until a
-// probe so let through fails: then contact is not taken as a sign again until the breaker closes).
+// probe so let through fails: then contact is not taken as a sign again until the breaker closes). Contact while a
+// probe is out, from after that probe went, lets one more probe through at once: the first may hang (a call into a
+// black hole lasts until its timeout) while the peer, back meanwhile, is plainly up. A superseded probe's failure is
+// stale; its success still closes the breaker.
 //
 // Results are matched to the permit that admitted the request: a call admitted before the breaker last changed
 // state (e.g. one of several in flight when it opened) reports a stale result, which is counted in the
@@ -42,6 +45,8 @@ export interface BreakerPermit {
   readonly epoch: number;
   /** True when this request is the single HALF_OPEN probe. */
   readonly probe: boolean;
+  /** Which probe of this epoch it is (0 when not a probe): a later probe supersedes it. */
+  readonly probeSeq: number;
 }
 
 /** What a recorded result did: moved or kept the state, or was stale (admitted in an earlier epoch). */
@@ -96,6 +101,12 @@ export class CircuitBreaker {
   private readonly probeTimeoutMs: number;
   /** When the peer was last heard from (noteContact); null when never. */
   private contactAtMs: number | null = null;
+  /** How many times the peer was heard from: orders contact and probes exactly, even within one millisecond. */
+  private contactCount = 0;
+  /** contactCount when the probe in flight was admitted: later contact lets a second probe through. */
+  private contactCountAtProbe = 0;
+  /** Probes admitted in this epoch; the newest is the one in flight. */
+  private probesAdmitted = 0;
   /** A probe let through early on contact failed: contact is no sign the peer is reachable until it closes. */
   private contactDisregarded = false;
   /** When the HALF_OPEN probe in flight was admitted; null when none is. */
@@ -152,6 +163,7 @@ export class CircuitBreaker {
    */
   noteContact(): void {
     this.contactAtMs = this.now();
+    this.contactCount++;
   }
 
   /**
@@ -164,7 +176,7 @@ export class CircuitBreaker {
     const nowMs = this.now();
     switch (this.currentState) {
       case "CLOSED":
-        return { epoch: this.currentEpoch, probe: false };
+        return { epoch: this.currentEpoch, probe: false, probeSeq: 0 };
       case "OPEN": {
         const openMs = nowMs - this.openedAtMs;
         const onContact = openMs < this.openForMs && this.heardFromSinceOpening(openMs);
@@ -177,6 +189,9 @@ export class CircuitBreaker {
       case "HALF_OPEN":
         if (this.probeAdmittedAtMs === null) {
           return this.admitProbe(nowMs, false);
+        }
+        if (this.contactSupersedesProbe()) {
+          return this.admitProbe(nowMs, true);
         }
         if (nowMs - this.probeAdmittedAtMs < this.probeTimeoutMs) {
           return null;
@@ -201,7 +216,7 @@ export class CircuitBreaker {
         return openMs >= this.openForMs || this.heardFromSinceOpening(openMs);
       }
       case "HALF_OPEN":
-        return this.probeAdmittedAtMs === null;
+        return this.probeAdmittedAtMs === null || this.contactSupersedesProbe();
     }
   }
 
@@ -237,10 +252,16 @@ export class CircuitBreaker {
     }
   }
 
-  /** Records a failure. Stale failures still count towards consecutiveFailures but move no state. */
+  /**
+   * Records a failure. Stale failures (of an earlier epoch, or of a probe superseded since) still count towards
+   * consecutiveFailures but move no state.
+   */
   recordFailure(permit?: BreakerPermit): RecordOutcome {
     this.failuresInARow++;
     if (permit !== undefined && permit.epoch !== this.currentEpoch) {
+      return "stale";
+    }
+    if (permit !== undefined && permit.probe && permit.probeSeq !== this.probesAdmitted) {
       return "stale";
     }
     const nowMs = this.now();
@@ -269,10 +290,20 @@ export class CircuitBreaker {
     );
   }
 
+  /**
+   * The peer was heard from after the probe in flight went out, and that probe was not itself let through on
+   * contact (at most one probe more per probe that may hang), nor is contact disregarded.
+   */
+  private contactSupersedesProbe(): boolean {
+    return !this.probeOnContact && !this.contactDisregarded && this.contactCount > this.contactCountAtProbe;
+  }
+
   private admitProbe(nowMs: number, onContact: boolean): BreakerPermit {
     this.probeAdmittedAtMs = nowMs;
     this.probeOnContact = onContact;
-    return { epoch: this.currentEpoch, probe: true };
+    this.contactCountAtProbe = this.contactCount;
+    this.probesAdmitted++;
+    return { epoch: this.currentEpoch, probe: true, probeSeq: this.probesAdmitted };
   }
 
   /** A probe failed: OPEN again, for twice as long as last time (at most maxOpenTimeoutMs). */
@@ -292,6 +323,7 @@ export class CircuitBreaker {
     this.currentEpoch++;
     this.probeAdmittedAtMs = null;
     this.probeOnContact = false;
+    this.probesAdmitted = 0;
     this.probeSuccessesInARow = 0;
     this.onTransition({ from, to, atMs: nowMs, consecutiveFailures: this.failuresInARow, reason });
   }

@@ -216,6 +216,8 @@ export class PeerTransport<Stub> {
   /** Background calls in flight whose batch is a round (options.isRound). */
   private roundsInFlightCount = 0;
   private directInFlightCount = 0;
+  /** Direct deliveries waiting for the breaker's probe to be answered (at most maxDirectInFlight, counted there). */
+  private readonly probeWaiters = new Set<() => void>();
   private readonly tasks = new Set<Promise<void>>();
   private closed = false;
   private counters = { envelopesDelivered: 0, envelopesFailed: 0, messagesDropped: 0, stubsMade: 0 };
@@ -277,6 +279,12 @@ export class PeerTransport<Stub> {
     onlyForAnswer?: boolean;
     timeoutMs?: number;
     deadlineMs?: number;
+    /**
+     * While the breaker's probe is in flight, wait for its answer (at most `deadlineMs`, as long as any delivery
+     * takes) and go out then, instead of failing at once: a snapshot the core asks for just as the peer comes back
+     * would otherwise fail, count against the peer, and wait for the next heartbeat round.
+     */
+    waitForProbe?: boolean;
   }): Promise<DeliveryOutcome> {
     this.assertOpen();
     const batch: Batch = {
@@ -318,22 +326,35 @@ export class PeerTransport<Stub> {
         }),
       );
     }
-    const permit = this.breaker.tryAcquire();
-    if (permit === null) {
-      return Promise.resolve(
-        this.failNow({
-          kind: "circuitOpen",
-          detail: `circuit breaker is ${this.breaker.state}`,
-          ...batch,
-          attempts: 0,
-        }),
-      );
-    }
-    this.directInFlightCount++;
     const timing = {
       timeoutMs: parts.timeoutMs ?? this.config.callTimeoutMs,
       deadlineMs: parts.deadlineMs ?? Math.max(this.config.deadlineMs, parts.timeoutMs ?? 0),
     };
+    const permit = this.breaker.tryAcquire();
+    if (permit === null && parts.waitForProbe === true && this.breaker.probeInFlight) {
+      this.directInFlightCount++;
+      const outcome = this.probeAnswered(this.config.deadlineMs).then(() => {
+        this.directInFlightCount--;
+        return this.closed
+          ? this.refusedByBreaker(batch)
+          : this.deliverDirect(batch, this.breaker.tryAcquire(), timing);
+      });
+      this.track(outcome.then(() => undefined));
+      return outcome;
+    }
+    return this.deliverDirect(batch, permit, timing);
+  }
+
+  /** deliverNow once its checks passed: out now with `permit`, or refused by the breaker without one. */
+  private deliverDirect(
+    batch: Batch,
+    permit: BreakerPermit | null,
+    timing: { timeoutMs: number; deadlineMs: number },
+  ): Promise<DeliveryOutcome> {
+    if (permit === null) {
+      return Promise.resolve(this.refusedByBreaker(batch));
+    }
+    this.directInFlightCount++;
     const outcome = this.deliver(batch, permit, timing).finally(() => {
       this.directInFlightCount--;
       // It may have been the breaker's probe, which messages pending meanwhile wait on.
@@ -341,6 +362,28 @@ export class PeerTransport<Stub> {
     });
     this.track(outcome.then(() => undefined));
     return outcome;
+  }
+
+  private refusedByBreaker(batch: Batch): DeliveryOutcome {
+    return this.failNow({
+      kind: "circuitOpen",
+      detail: `circuit breaker is ${this.breaker.state}`,
+      ...batch,
+      attempts: 0,
+    });
+  }
+
+  /** Resolves when a delivery in flight ends (the probe's, or one that settles the breaker), or after `waitMs`. */
+  private probeAnswered(waitMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.probeWaiters.delete(done);
+        cancel();
+        resolve();
+      };
+      const cancel = this.clock.schedule(done, waitMs);
+      this.probeWaiters.add(done);
+    });
   }
 
   /**
@@ -369,6 +412,7 @@ export class PeerTransport<Stub> {
     this.pending = [];
     this.pendingSizes = [];
     this.pendingByteCount = 0;
+    this.wakeProbeWaiters();
     return this.settled();
   }
 
@@ -503,8 +547,27 @@ export class PeerTransport<Stub> {
     return taken;
   }
 
-  /** One envelope, with retries; records the result on the breaker and reports it. Never rejects. */
+  /** One envelope (deliverOnce); then direct deliveries waiting for the probe's answer look at the breaker again. */
   private async deliver(
+    batch: Batch,
+    permit: BreakerPermit,
+    timing: { timeoutMs: number; deadlineMs: number },
+  ): Promise<DeliveryOutcome> {
+    try {
+      return await this.deliverOnce(batch, permit, timing);
+    } finally {
+      this.wakeProbeWaiters();
+    }
+  }
+
+  private wakeProbeWaiters(): void {
+    for (const wake of [...this.probeWaiters]) {
+      wake();
+    }
+  }
+
+  /** One envelope, with retries; records the result on the breaker and reports it. Never rejects. */
+  private async deliverOnce(
     batch: Batch,
     permit: BreakerPermit,
     timing: { timeoutMs: number; deadlineMs: number },
