@@ -54,12 +54,13 @@ export function recentContactTicks(timing: ClusterTiming): number {
  * take one and a half (75 ms to 1.5 s): one retry fits, and a message older than that is superseded by the next
  * heartbeat. The breaker leaves a failing peer alone for two heartbeat intervals at first (a peer back from a
  * restart or a short cut is caught up a couple of heartbeats later, not an election timeout later), twice as long
- * after each failed probe, up to half an election timeout (at least 100 ms): a peer gone for good costs two probes
- * per election timeout. Not longer: after a cut heals, both sides' breakers are open, and the first probe of either
- * starts the catch-up (the other side takes the call as contact), so the wait is about a third of this bound on
- * average (with a whole election timeout, heal to first contact took 40 to 810 ms in the benchmark's catch-up, most
- * of the time a returning follower spent). A probe may stay unanswered as long as one delivery may take with its
- * retry (deadlineMs) before it counts as failed: a slow peer is not taken for a dead one.
+ * after each failed probe, up to a quarter of an election timeout (at least 100 ms): a peer gone for good costs four
+ * probes per election timeout, fewer than the ten heartbeats a live one gets. Not longer: after a cut heals, both
+ * sides' breakers are open, and the first probe of either starts the catch-up (the other side takes the call as
+ * contact); a cut-off follower sends little, so the wait is mostly what is left of the leader's open period (with
+ * half an election timeout, heal to first contact took 67 to 574 ms in the benchmark's catch-ups, the largest part
+ * of a returning follower's time; with a whole one, 40 to 810 ms). A probe may stay unanswered as long as one
+ * delivery may take with its retry (deadlineMs) before it counts as failed: a slow peer is not taken for a dead one.
  */
 export function peerTransportTiming(timing: ClusterTiming): {
   readonly callTimeoutMs: number;
@@ -68,7 +69,7 @@ export function peerTransportTiming(timing: ClusterTiming): {
   readonly breakerMaxOpenMs: number;
   readonly breakerProbeTimeoutMs: number;
 } {
-  const breakerMaxOpenMs = Math.max(100, Math.round(timing.electionTimeoutMs / 2));
+  const breakerMaxOpenMs = Math.max(100, Math.round(timing.electionTimeoutMs / 4));
   const deadlineMs = Math.max(75, Math.min(1500, timing.electionTimeoutMs * 1.5));
   return {
     callTimeoutMs: Math.max(50, Math.min(1000, timing.electionTimeoutMs)),

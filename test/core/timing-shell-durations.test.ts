@@ -29,10 +29,10 @@ describe("shell durations from timing.ts", () => {
     expect(commitNoticeHoldMs(TIMING)).toBe(25);
   });
 
-  it("leaves a failing peer alone for two heartbeats at first, for half an election timeout at most (at least 100 ms)", () => {
+  it("leaves a failing peer alone for two heartbeats at first, for a quarter of an election timeout at most (at least 100 ms)", () => {
     expect(peerTransportTiming(TIMING)).toMatchObject({
       breakerMinOpenMs: 200,
-      breakerMaxOpenMs: 500,
+      breakerMaxOpenMs: 250,
       // A probe may take as long as one delivery with its retry.
       breakerProbeTimeoutMs: 1_500,
     });
@@ -41,7 +41,7 @@ describe("shell durations from timing.ts", () => {
       breakerMaxOpenMs: 100,
       breakerProbeTimeoutMs: 90,
     });
-    expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 1_200 })).toMatchObject({
+    expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 2_400 })).toMatchObject({
       breakerMinOpenMs: 600,
       breakerMaxOpenMs: 600,
       breakerProbeTimeoutMs: 1_500,
