@@ -612,6 +612,58 @@ describe("PeerTransport: deliverNow", () => {
     expect(h.transport.stats().breaker).toBe("OPEN");
   });
 
+  it("keeps waiting for the probe when another call of an earlier epoch ends first", async () => {
+    const h = harness({
+      config: { deadlineMs: 1_500, breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200 } },
+    });
+    h.transport.send([heartbeat(1)]);
+    h.transport.send([heartbeat(2)]); // two calls in flight while CLOSED
+    expect(h.calls).toHaveLength(2);
+    call(h.calls, 0).answer.reject(new Error("down")); // opens the breaker; call 1 still hangs
+    await h.clock.advance(200, settle);
+    h.transport.send([heartbeat(3)]); // the probe
+    expect(h.calls).toHaveLength(3);
+    const waiting = h.transport.deliverNow({ snapshotChunk: chunk, waitForProbe: true });
+    await settle();
+    call(h.calls, 1).answer.resolve(h.ok); // the stale call of the CLOSED epoch ends: not the probe
+    await settle();
+    call(h.calls, 2).answer.resolve(h.ok); // now the probe is answered and closes the breaker
+    await settle();
+    expect(h.transport.stats().breaker).toBe("CLOSED");
+    const chunkCall = h.calls[3];
+    chunkCall?.answer.resolve(h.ok);
+    expect((await waiting).ok).toBe(true);
+  });
+
+  it("keeps waiting for the newer probe when the superseded one ends first", async () => {
+    const h = harness({
+      config: {
+        callTimeoutMs: 1_000,
+        deadlineMs: 1_000,
+        maxAttempts: 1,
+        breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 1_000 },
+      },
+    });
+    h.transport.send([heartbeat(1)]);
+    call(h.calls, 0).answer.reject(new Error("down"));
+    await h.clock.advance(200, settle);
+    h.transport.send([heartbeat(2)]); // probe 1: into a black hole
+    await h.clock.advance(100, settle);
+    h.transport.peerHeardFrom();
+    h.transport.send([heartbeat(3)]); // probe 2, on contact
+    expect(h.calls).toHaveLength(3);
+    const waiting = h.transport.deliverNow({ snapshotChunk: chunk, waitForProbe: true });
+    await settle();
+    call(h.calls, 1).answer.reject(new Error("black hole")); // probe 1 ends (stale)
+    await settle();
+    call(h.calls, 2).answer.resolve(h.ok); // probe 2 closes the breaker
+    await settle();
+    expect(h.transport.stats().breaker).toBe("CLOSED");
+    h.calls[3]?.answer.resolve(h.ok);
+    expect((await waiting).ok).toBe(true);
+    expect(h.transport.stats().directInFlight).toBe(0);
+  });
+
   it("refuses a second concurrent direct delivery as busy", async () => {
     const h = harness();
     const first = h.transport.deliverNow({ snapshotChunk: chunk });

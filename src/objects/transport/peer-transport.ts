@@ -333,11 +333,9 @@ export class PeerTransport<Stub> {
     const permit = this.breaker.tryAcquire();
     if (permit === null && parts.waitForProbe === true && this.breaker.probeInFlight) {
       this.directInFlightCount++;
-      const outcome = this.probeAnswered(this.config.deadlineMs).then(() => {
+      const outcome = this.untilProbeAnswered(this.clock.now() + this.config.deadlineMs).then((afterProbe) => {
         this.directInFlightCount--;
-        return this.closed
-          ? this.refusedByBreaker(batch)
-          : this.deliverDirect(batch, this.breaker.tryAcquire(), timing);
+        return this.closed ? this.refusedByBreaker(batch) : this.deliverDirect(batch, afterProbe, timing);
       });
       this.track(outcome.then(() => undefined));
       return outcome;
@@ -373,8 +371,24 @@ export class PeerTransport<Stub> {
     });
   }
 
-  /** Resolves when a delivery in flight ends (the probe's, or one that settles the breaker), or after `waitMs`. */
-  private probeAnswered(waitMs: number): Promise<void> {
+  /**
+   * Waits while the breaker's probe is in flight, until `deadlineAtMs`: every delivery's end wakes it, but only the
+   * probe's answer settles the breaker (another call of an earlier epoch, or a probe superseded since, may end first).
+   * Then the permit tryAcquire gives, or null when the breaker refuses or the transport closed.
+   */
+  private async untilProbeAnswered(deadlineAtMs: number): Promise<BreakerPermit | null> {
+    for (;;) {
+      const permit = this.breaker.tryAcquire();
+      const leftMs = deadlineAtMs - this.clock.now();
+      if (permit !== null || this.closed || !this.breaker.probeInFlight || leftMs <= 0) {
+        return this.closed ? null : permit;
+      }
+      await this.deliveryEnded(leftMs);
+    }
+  }
+
+  /** Resolves when a delivery in flight ends (or the transport closes), or after `waitMs`. */
+  private deliveryEnded(waitMs: number): Promise<void> {
     return new Promise((resolve) => {
       const done = (): void => {
         this.probeWaiters.delete(done);
