@@ -45,10 +45,20 @@ interface ClusterDocument {
   members: { name: string; role: string; voter: boolean; learner: boolean; configured: boolean; reachable: boolean }[];
 }
 
+/**
+ * Timing for the membership tests. The router answers an admin call at once, without retrying, when the leader
+ * steps down while the change is pending (504, "may still complete") or when a new leader has not yet committed in
+ * its term (409), so these tests must not meet an election they did not cause. With the default 200 ms election
+ * timeout they did now and then: on a loaded machine a leader's ticks came 60 to 180 ms late, now and then more
+ * than 200 ms, and it stepped down by CheckQuorum. A 1 s timeout makes that much rarer.
+ */
+const STALL_TOLERANT_TIMING = { heartbeatIntervalMs: 50, electionTimeoutMs: 1_000 } as const;
+
 async function setUp(
   prefix: string,
+  timing: { heartbeatIntervalMs?: number; electionTimeoutMs?: number } = {},
 ): Promise<{ cluster: TestCluster; h: RealHarness; leader: string; followers: [string, string] }> {
-  const cluster = newCluster({ prefix, nodes: 3 });
+  const cluster = newCluster({ prefix, nodes: 3, ...timing });
   const h = new RealHarness(cluster);
   await cluster.startAll();
   const leader = await cluster.waitForLeader();
@@ -275,7 +285,7 @@ describe("the cluster API over a real cluster", () => {
   });
 
   it("adds a member that is promoted once caught up, then removes it", async () => {
-    const { cluster, h } = await setUp("real-members");
+    const { cluster, h } = await setUp("real-members", STALL_TOLERANT_TIMING);
     haltAfterTest(cluster, "n4");
     const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"] });
     expect(written.status, written.text).toBe(200);
@@ -331,7 +341,7 @@ describe("the cluster API over a real cluster", () => {
   });
 
   it("removes the leader itself: it hands leadership over first, then the new leader removes it", async () => {
-    const { cluster, h, leader, followers } = await setUp("real-remove-leader");
+    const { cluster, h, leader, followers } = await setUp("real-remove-leader", STALL_TOLERANT_TIMING);
     const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
     expect(written.status, written.text).toBe(200);
 
