@@ -109,6 +109,22 @@ function harness(
   return { clock, calls, delivered, failures, events, transport, ok };
 }
 
+/** A harness whose breaker opened on one failed call, 200 ms ago (its open time): the next send is the probe. */
+async function openedWithOneSecondCalls(): Promise<ReturnType<typeof harness>> {
+  const h = harness({
+    config: {
+      callTimeoutMs: 1_000,
+      deadlineMs: 1_000,
+      maxAttempts: 1,
+      breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 1_000 },
+    },
+  });
+  h.transport.send([heartbeat(1)]);
+  call(h.calls, 0).answer.reject(new Error("down"));
+  await h.clock.advance(200, settle);
+  return h;
+}
+
 function call(calls: readonly Call[], index: number): Call {
   const found = calls[index];
   if (found === undefined) {
@@ -477,17 +493,7 @@ describe("PeerTransport: circuit breaker", () => {
   });
 
   it("sends a second probe when the peer calls us while the first hangs, and takes no notice of the first's timeout", async () => {
-    const h = harness({
-      config: {
-        callTimeoutMs: 1_000,
-        deadlineMs: 1_000,
-        maxAttempts: 1,
-        breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 1_000 },
-      },
-    });
-    h.transport.send([heartbeat(1)]);
-    call(h.calls, 0).answer.reject(new Error("down"));
-    await h.clock.advance(200, settle);
+    const h = await openedWithOneSecondCalls();
     h.transport.send([heartbeat(2)]); // the probe: into a black hole
     expect(h.calls).toHaveLength(2);
     await h.clock.advance(100, settle);
@@ -636,17 +642,7 @@ describe("PeerTransport: deliverNow", () => {
   });
 
   it("keeps waiting for the newer probe when the superseded one ends first", async () => {
-    const h = harness({
-      config: {
-        callTimeoutMs: 1_000,
-        deadlineMs: 1_000,
-        maxAttempts: 1,
-        breaker: { failureThreshold: 1, successThreshold: 1, openTimeoutMs: 200, probeTimeoutMs: 1_000 },
-      },
-    });
-    h.transport.send([heartbeat(1)]);
-    call(h.calls, 0).answer.reject(new Error("down"));
-    await h.clock.advance(200, settle);
+    const h = await openedWithOneSecondCalls();
     h.transport.send([heartbeat(2)]); // probe 1: into a black hole
     await h.clock.advance(100, settle);
     h.transport.peerHeardFrom();
