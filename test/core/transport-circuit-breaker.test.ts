@@ -282,6 +282,22 @@ describe("CircuitBreaker", () => {
     expect(breaker.tryAcquire()).toBeNull(); // nor does it supersede a probe until the breaker closes
   });
 
+  it("review rev1: a superseded probe's success (successThreshold 2) leaves the newer probe in flight", () => {
+    const { breaker, advance } = makeBreaker({ successThreshold: 2, openTimeoutMs: 200 });
+    for (let i = 0; i < 3; i++) {
+      breaker.recordFailure();
+    }
+    advance(200);
+    const first = breaker.tryAcquire();
+    breaker.noteContact();
+    const second = breaker.tryAcquire();
+    expect(second?.probeSeq).toBe(2);
+    expect(breaker.recordSuccess(first ?? undefined)).toBe("applied"); // one success of two
+    expect(breaker.state).toBe("HALF_OPEN");
+    expect(breaker.probeInFlight).toBe(true); // the second is still out
+    expect(breaker.tryAcquire()).toBeNull(); // one probe at a time (a third would make its failure stale)
+  });
+
   it("ignores stale results of requests admitted before the last transition", () => {
     const { breaker, advance } = makeBreaker({ successThreshold: 1 });
     const inFlight = [breaker.tryAcquire(), breaker.tryAcquire(), breaker.tryAcquire(), breaker.tryAcquire()];
