@@ -239,7 +239,10 @@ export class CircuitBreaker {
         // Only possible without a permit: OPEN admits nothing, so a permit of this epoch cannot exist.
         return "stale";
       case "HALF_OPEN":
-        this.probeAdmittedAtMs = null;
+        // A superseded probe's success counts, but the newer probe is still out.
+        if (permit === undefined || !permit.probe || permit.probeSeq === this.probesAdmitted) {
+          this.probeAdmittedAtMs = null;
+        }
         this.probeSuccessesInARow++;
         if (this.probeSuccessesInARow >= this.config.successThreshold) {
           this.failuresInARow = 0;
