@@ -239,7 +239,8 @@ export class NodeRuntime {
     this.requests.assertServing();
     // An answer to this node's own call is stepped before its breaker counts the call a success: its responses drive
     // the next append already, and reporting the peer reachable too would send the same probe twice.
-    const reachableAgain = this.peers.heardFrom(envelope.from) && how.answer !== true;
+    const answer = how.answer === true;
+    const reachableAgain = this.peers.heardFrom(envelope.from, { answer }) && !answer;
     const holding = envelope.repliesInAnswer === true && this.peers.holdRepliesTo(envelope.from);
     try {
       this.stepEnvelope(envelope, { reachableAgain });

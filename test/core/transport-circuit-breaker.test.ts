@@ -235,6 +235,9 @@ describe("CircuitBreaker", () => {
     expect(hung).toEqual({ epoch: 2, probe: true, probeSeq: 1 });
     expect(breaker.wouldAdmitProbe()).toBe(false);
     advance(10);
+    breaker.noteContact({ answer: true }); // an answer to a call of ours (the probe's own, maybe): no sign
+    expect(breaker.wouldAdmitProbe()).toBe(false);
+    expect(breaker.tryAcquire()).toBeNull();
     breaker.noteContact(); // the peer called us after the probe went: it is up
     expect(breaker.wouldAdmitProbe()).toBe(true);
     const second = breaker.tryAcquire();

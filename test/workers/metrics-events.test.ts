@@ -95,7 +95,7 @@ describe("GET /api/v1/cluster/events on a real cluster", () => {
     const events = await waitFor(
       "the breaker and replica status events of the cut-off replica",
       async () => {
-        // Every node's whole ring: the breaker's probes log a transition or two every half election timeout, which
+        // Every node's whole ring: the breaker's probes log a transition or two every quarter of an election timeout, which
         // would push the one status change out of the default 100 newest before a slow poll sees both.
         const current = await feed(h, "?limit=1000");
         const breaker = current.events.some(

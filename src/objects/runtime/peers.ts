@@ -342,12 +342,12 @@ export class PeerLinks {
    * failing and its breaker lets a probe through now (circuit-breaker.ts, noteContact, wouldAdmitProbe): the caller
    * has the core probe it now (RaftNode.reportReachable) rather than at the next heartbeat.
    */
-  heardFrom(peer: string): boolean {
+  heardFrom(peer: string, how: { readonly answer?: boolean } = {}): boolean {
     const transport = this.peers.get(peer);
     if (transport === undefined || transport.isClosed) {
       return false;
     }
-    transport.peerHeardFrom();
+    transport.peerHeardFrom(how);
     // Only when the breaker lets the probe through now: otherwise the append would be built and refused at once.
     return transport.probeWouldGoOut;
   }

@@ -1,13 +1,13 @@
-// A per-peer circuit breaker: after `failureThreshold` consecutive failures the peer is left alone for
-// `openTimeoutMs`, then one probe at a time is let through; `successThreshold` probe successes close it again
-// and a probe failure reopens it, for twice as long each time up to `maxOpenTimeoutMs`. This keeps a dead or
-// overloaded peer from absorbing every heartbeat, while a peer that was gone only briefly is tried again soon.
-// A peer we hear from (noteContact: it called us) is alive and reaching us: the next request goes out as a probe
-// at once rather than at the end of a long wait (no sooner than `openTimeoutMs` after opening, and only until a
-// probe so let through fails: then contact is not taken as a sign again until the breaker closes). Contact while a
-// probe is out, from after that probe went, lets one more probe through at once: the first may hang (a call into a
-// black hole lasts until its timeout) while the peer, back meanwhile, is plainly up. A superseded probe's failure is
-// stale; its success still closes the breaker.
+// A per-peer circuit breaker: after `failureThreshold` consecutive failures the peer is left alone for `openTimeoutMs`,
+// then one probe at a time is let through (two at most, see below); `successThreshold` probe successes close it again
+// and a probe failure reopens it, for twice as long each time up to `maxOpenTimeoutMs`. This keeps a dead or overloaded
+// peer from absorbing every heartbeat, while a peer that was gone only briefly is tried again soon. A peer we hear from
+// (noteContact: it called us) is alive and reaching us: the next request goes out as a probe at once rather than at the
+// end of a long wait (no sooner than `openTimeoutMs` after opening, and only until a probe so let through fails: then
+// contact is not taken as a sign again until the breaker closes). Contact while a probe is out, from after that probe
+// went (a call from the peer, not its answer to ours, which may be the probe's own), lets one more probe through at
+// once: the first may hang (a call into a black hole lasts until its timeout) while the peer, back meanwhile, is
+// plainly up. A superseded probe's failure is stale; its success still closes the breaker.
 //
 // Results are matched to the permit that admitted the request: a call admitted before the breaker last changed
 // state (e.g. one of several in flight when it opened) reports a stale result, which is counted in the
@@ -43,7 +43,7 @@ export interface BreakerTransition {
 export interface BreakerPermit {
   /** The breaker's epoch (number of transitions so far) when the request was admitted. */
   readonly epoch: number;
-  /** True when this request is the single HALF_OPEN probe. */
+  /** True when this request is a HALF_OPEN probe. */
   readonly probe: boolean;
   /** Which probe of this epoch it is (0 when not a probe): a later probe supersedes it. */
   readonly probeSeq: number;
@@ -101,7 +101,10 @@ export class CircuitBreaker {
   private readonly probeTimeoutMs: number;
   /** When the peer was last heard from (noteContact); null when never. */
   private contactAtMs: number | null = null;
-  /** How many times the peer was heard from: orders contact and probes exactly, even within one millisecond. */
+  /**
+   * How many times the peer called us (not counting answers to our calls): orders contact and probes exactly, even
+   * within one millisecond.
+   */
   private contactCount = 0;
   /** contactCount when the probe in flight was admitted: later contact lets a second probe through. */
   private contactCountAtProbe = 0;
@@ -158,18 +161,22 @@ export class CircuitBreaker {
   }
 
   /**
-   * The peer was heard from (it called us): an OPEN breaker lets the next request through as a probe without
-   * waiting out its time (but not within `openTimeoutMs` of opening). Moves no state by itself.
+   * The peer was heard from (it called us, or answered a call of ours): an OPEN breaker lets the next request through
+   * as a probe without waiting out its time (but not within `openTimeoutMs` of opening); a call, not an answer, while a
+   * probe is out lets one more through. Moves no state by itself.
    */
-  noteContact(): void {
+  noteContact(how: { readonly answer?: boolean } = {}): void {
     this.contactAtMs = this.now();
-    this.contactCount++;
+    // The probe's own answer arrives before its result is recorded: it must not let a second probe through.
+    if (how.answer !== true) {
+      this.contactCount++;
+    }
   }
 
   /**
    * Admits a request, or returns null. CLOSED admits everything. OPEN admits nothing until its time passed (or the
    * peer was heard from since it opened, see noteContact), then moves to HALF_OPEN and admits this request as the
-   * probe. HALF_OPEN admits one probe at a time; a probe unanswered for `probeTimeoutMs` counts as failed (so a
+   * probe. HALF_OPEN admits one probe at a time (one more on contact, see noteContact); a probe unanswered for `probeTimeoutMs` counts as failed (so a
    * lost result cannot wedge the breaker).
    */
   tryAcquire(): BreakerPermit | null {

@@ -49,7 +49,7 @@ export const MAX_RPC_PAYLOAD_BYTES = 32 * 1024 * 1024;
  * - FailureClass: the call failed (see errors.ts).
  * - "refused": the peer answered but refused the envelope (protocol version, cluster, addressee, malformed,
  *   unavailable); `refusal` says which.
- * - "circuitOpen": not sent, the breaker is OPEN (or its single probe is in flight).
+ * - "circuitOpen": not sent, the breaker is OPEN (or its probe is in flight).
  * - "overflow": dropped from the pending batch to keep it within bounds.
  * - "oversize": one message (or chunk) is estimated larger than the 32 MiB RPC limit; it can never be sent.
  * - "busy": deliverNow() only, its slots are all in use.
@@ -378,10 +378,13 @@ export class PeerTransport<Stub> {
    */
   private async untilProbeAnswered(deadlineAtMs: number): Promise<BreakerPermit | null> {
     for (;;) {
+      if (this.closed) {
+        return null;
+      }
       const permit = this.breaker.tryAcquire();
       const leftMs = deadlineAtMs - this.clock.now();
-      if (permit !== null || this.closed || !this.breaker.probeInFlight || leftMs <= 0) {
-        return this.closed ? null : permit;
+      if (permit !== null || !this.breaker.probeInFlight || leftMs <= 0) {
+        return permit;
       }
       await this.deliveryEnded(leftMs);
     }
@@ -404,8 +407,8 @@ export class PeerTransport<Stub> {
    * The peer called us, so it is up and reaching us: an open breaker lets the next envelope through as a probe
    * (circuit-breaker.ts, noteContact), rather than leaving the peer alone for the rest of its time.
    */
-  peerHeardFrom(): void {
-    this.breaker.noteContact();
+  peerHeardFrom(how: { readonly answer?: boolean } = {}): void {
+    this.breaker.noteContact(how);
   }
 
   /** Whether calls had been failing and the breaker would let the next one through as its probe now. */
