@@ -103,6 +103,7 @@ export class NodeEventLog {
       // A runtime that is being discarded may refuse to answer: the event is still worth keeping.
     }
     const ring = tracedAppend ? this.tracedAppends : this.events;
+    const repeats = tracedAppend ? 0 : this.foldRepeatedProbe(event, fields);
     ring.push({
       seq: ++this.seq,
       timeMs: this.nowMs(),
@@ -110,12 +111,38 @@ export class NodeEventLog {
       level,
       term: context.term,
       commitIndex,
-      fields: boundedFields(fields),
+      fields: boundedFields(repeats === 0 ? fields : { ...fields, repeats }),
     });
     const bound = tracedAppend ? MAX_TRACED_APPENDS_PER_NODE : MAX_EVENTS_PER_NODE;
     if (ring.length > bound) {
       ring.splice(0, ring.length - bound);
     }
+  }
+
+  /**
+   * While a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, up to eight times per election
+   * timeout, which would soon leave nothing else in the feed. Such a transition replaces the same transition of the
+   * same outage (none since the breaker opened from CLOSED) and says how many it stands for: the count it returns.
+   */
+  private foldRepeatedProbe(event: string, fields: Record<string, unknown>): number {
+    if (event !== "circuitBreaker" || !isProbeTransition(fields)) {
+      return 0;
+    }
+    for (let i = this.events.length - 1; i >= 0; i--) {
+      const earlier = this.events[i]!;
+      if (earlier.event !== "circuitBreaker" || earlier.fields["peer"] !== fields["peer"]) {
+        continue;
+      }
+      if (!isProbeTransition(earlier.fields)) {
+        return 0;
+      }
+      if (earlier.fields["from"] === fields["from"]) {
+        this.events.splice(i, 1);
+        const folded = earlier.fields["repeats"];
+        return (typeof folded === "number" ? folded : 1) + 1;
+      }
+    }
+    return 0;
   }
 
   /** The answer to a recentEvents() call, with the limit clamped. */
@@ -163,6 +190,14 @@ export function registerEventLog(node: { readonly cluster: string; readonly node
 
 function registryKey(cluster: string, node: string): string {
   return `${cluster}\u0000${node}`;
+}
+
+/** OPEN -> HALF_OPEN (a probe goes out) or HALF_OPEN -> OPEN (it failed): the steps that repeat during an outage. */
+function isProbeTransition(fields: Readonly<Record<string, unknown>>): boolean {
+  return (
+    (fields["from"] === "OPEN" && fields["to"] === "HALF_OPEN") ||
+    (fields["from"] === "HALF_OPEN" && fields["to"] === "OPEN")
+  );
 }
 
 function boundedFields(fields: Record<string, unknown>): Record<string, unknown> {
