@@ -12,13 +12,11 @@ function breakerFeed() {
   );
   const transition = (peer: string, from: string, to: string): void =>
     log.record("info", context, "circuitBreaker", { peer, from, to });
-  const feed = () =>
-    log
-      .recent({ limit: 256 })
-      .map(
-        (e) =>
-          `${String(e.fields["peer"])} ${String(e.fields["from"])}->${String(e.fields["to"])}${e.fields["repeats"] === undefined ? "" : ` x${String(e.fields["repeats"])}`}`,
-      );
+  const describeEvent = (fields: Readonly<Record<string, unknown>>): string => {
+    const repeats = fields["repeats"] === undefined ? "" : ` x${String(fields["repeats"])}`;
+    return `${String(fields["peer"])} ${String(fields["from"])}->${String(fields["to"])}${repeats}`;
+  };
+  const feed = (): string[] => log.recent({ limit: 256 }).map((e) => describeEvent(e.fields));
   return { log, transition, feed };
 }
 

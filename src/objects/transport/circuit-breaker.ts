@@ -176,8 +176,8 @@ export class CircuitBreaker {
   /**
    * Admits a request, or returns null. CLOSED admits everything. OPEN admits nothing until its time passed (or the
    * peer was heard from since it opened, see noteContact), then moves to HALF_OPEN and admits this request as the
-   * probe. HALF_OPEN admits one probe at a time (one more on contact, see noteContact); a probe unanswered for `probeTimeoutMs` counts as failed (so a
-   * lost result cannot wedge the breaker).
+   * probe. HALF_OPEN admits one probe at a time (one more on contact, see noteContact); a probe unanswered for
+   * `probeTimeoutMs` counts as failed (so a lost result cannot wedge the breaker).
    */
   tryAcquire(): BreakerPermit | null {
     const nowMs = this.now();
