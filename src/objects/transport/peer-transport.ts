@@ -335,7 +335,7 @@ export class PeerTransport<Stub> {
       this.directInFlightCount++;
       const outcome = this.untilProbeAnswered(this.clock.now() + this.config.deadlineMs).then((afterProbe) => {
         this.directInFlightCount--;
-        return this.closed ? this.refusedByBreaker(batch) : this.deliverDirect(batch, afterProbe, timing);
+        return this.deliverDirect(batch, afterProbe, timing);
       });
       this.track(outcome.then(() => undefined));
       return outcome;
