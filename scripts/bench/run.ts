@@ -46,7 +46,7 @@ import {
   type Summary,
   type WritePoint,
 } from "./results";
-import { REPO_ROOT, sleep } from "../lib/processes";
+import { localObservability, REPO_ROOT, sleep } from "../lib/processes";
 import { EtcdCluster, WranglerServer } from "./servers";
 
 export interface BenchOptions {
@@ -583,6 +583,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         logCatchUpEntries: options.logCatchUpEntries,
         soakS: options.soakS,
         requestTimeoutS: REQUEST_TIMEOUT_S,
+        localObservability: localObservability(),
       },
       etcdVersion,
       electionTimeoutMs: electionTimeoutMs(),

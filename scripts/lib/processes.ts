@@ -119,6 +119,17 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * wrangler dev attaches a local trace collector to every worker unless X_LOCAL_OBSERVABILITY is "false". It turns
+ * each invocation's events (one span per storage call) into JavaScript objects on the thread that runs the worker and
+ * every object: after a snapshot install or a large append, a node stopped answering for 90 to 160 ms while it did.
+ * On the platform the traces are collected outside the isolate, so the benchmark and the end-to-end tests run without
+ * it (both the cluster and the baseline); set X_LOCAL_OBSERVABILITY=true to keep it.
+ */
+export function localObservability(): "true" | "false" {
+  return process.env["X_LOCAL_OBSERVABILITY"] === "true" ? "true" : "false";
+}
+
 /** Starts `command` in a process group of its own, with the project's binaries first on the PATH, as under `npm run`. */
 export function spawnGroup(
   name: string,
@@ -134,6 +145,7 @@ export function spawnGroup(
     env: {
       ...process.env,
       WRANGLER_SEND_METRICS: "false",
+      X_LOCAL_OBSERVABILITY: localObservability(),
       PATH: `${join(REPO_ROOT, "node_modules", ".bin")}${delimiter}${process.env["PATH"] ?? ""}`,
     },
   });
