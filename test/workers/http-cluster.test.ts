@@ -260,14 +260,47 @@ describe("leadership and membership changes", () => {
     expect(await learner.json()).toEqual({ error: "n4 is not a voter" });
   });
 
-  it("answers 409 while a change is under way and 504 when an admin call times out", async () => {
+  it("asks again while a conflict lasts: 200 once it clears, 409 with its reason at the deadline", async () => {
     const { cluster, request } = harness();
+    // A new leader that has not committed in its term refuses config changes for a heartbeat or two.
+    let refusals = 2;
+    cluster.on("n1", "addMember", () =>
+      refusals-- > 0
+        ? nodeError("n1", "CONFIG_CHANGE_IN_PROGRESS", "the leader has not yet committed an entry of its term 2")
+        : undefined,
+    );
+    const added = await request("POST", "/api/v1/cluster/members", { json: { name: "n4" } });
+    expect(added.status, await added.clone().text()).toBe(200);
+    expect(cluster.callsTo("addMember").map((call) => call.node)).toEqual(["n1", "n1", "n1"]);
+    expect(cluster.learners).toEqual(["n4"]);
+
     cluster.on("n1", "transferLeadership", () =>
       nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"),
     );
-    const busy = await request("POST", "/api/v1/cluster/leader/stepdown");
+    const busy = await request("POST", "/api/v1/cluster/leader/stepdown?timeout=300ms");
     expect(busy.status).toBe(409);
-    expect(await busy.json()).toEqual({ error: "a transfer to n2 is under way" });
+    expect(busy.headers.get("X-DHA-Error-Code")).toBe("TRANSFER_IN_PROGRESS");
+    expect(((await busy.json()) as { error: string }).error).toMatch(
+      /^a transfer to n2 is under way \(still refused after \d+ calls in \d+ ms, until the deadline; nothing was/,
+    );
+    expect(cluster.callsTo("transferLeadership").length).toBeGreaterThan(1);
+  });
+
+  it("answers refusals that will not clear by themselves at once", async () => {
+    const { cluster, request } = harness();
+    cluster.on("n1", "removeMember", () =>
+      nodeError("n1", "INVALID_REQUEST", "node n2 is the last voter; a cluster cannot remove its last voter"),
+    );
+    const lastVoter = await request("DELETE", "/api/v1/cluster/members/n2");
+    expect(lastVoter.status).toBe(400);
+    expect(await lastVoter.json()).toEqual({
+      error: "node n2 is the last voter; a cluster cannot remove its last voter",
+    });
+    expect(cluster.callsTo("removeMember")).toHaveLength(1);
+  });
+
+  it("answers 504 when an admin call times out, without asking again", async () => {
+    const { cluster, request } = harness();
     cluster.on("n1", "addMember", () => nodeError("n1", "TIMEOUT", "not committed in time"));
     const slow = await request("POST", "/api/v1/cluster/members", { json: { name: "n4" } });
     expect(slow.status).toBe(504);

@@ -129,6 +129,30 @@ export function definiteRefusalFailure(code: DefiniteRefusalCode, message: strin
   return routeFailure(DEFINITE_REFUSAL_STATUS[code], code, message, { node, outcomeUnknown: false });
 }
 
+/** Refusals that say a change is already under way: nothing was proposed, and they clear by themselves. */
+export type ConflictCode = "TRANSFER_IN_PROGRESS" | "CONFIG_CHANGE_IN_PROGRESS";
+
+export function isConflictCode(code: string): code is ConflictCode {
+  return code === "TRANSFER_IN_PROGRESS" || code === "CONFIG_CHANGE_IN_PROGRESS";
+}
+
+/**
+ * An admin change refused as a conflict on every attempt until the deadline: 409 with the node's last reason. Nothing
+ * was applied; the client may send it again later.
+ */
+export function persistentConflictFailure(
+  code: ConflictCode,
+  last: { readonly message: string; readonly node: string; readonly attempts: number; readonly elapsedMs: number },
+): RouteFailure {
+  return routeFailure(
+    DEFINITE_REFUSAL_STATUS[code],
+    code,
+    `${last.message} (still refused after ${last.attempts} calls in ${Math.round(last.elapsedMs)} ms, ` +
+      "until the deadline; nothing was applied)",
+    { node: last.node, outcomeUnknown: false },
+  );
+}
+
 /** An error the router does not retry (INTERNAL, or a code this worker does not know, on a read or admin call). */
 export function unretriedErrorFailure(
   code: string,

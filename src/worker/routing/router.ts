@@ -23,11 +23,13 @@ import {
   definiteRefusalFailure,
   finalOutcome,
   giveUpFailure,
+  isConflictCode,
   isOutcomeUnknownCode,
   legacyGiveUpFailure,
   legacyNoLeaderFailure,
   noMembersFailure,
   overloadedFailure,
+  persistentConflictFailure,
   unretriedErrorFailure,
   writeMayHaveApplied,
   type LastFailure,
@@ -47,7 +49,8 @@ export type NodeCall<T> = (node: ClusterNodeRpc, address: NodeAddress, timeoutMs
 /**
  * write: retried with the same request id (the leader deduplicates); any answer that does not prove the write was
  * refused makes its outcome unknown. read: retried freely. admin: not retried after TIMEOUT (the change may be
- * under way), conflicts answered at once.
+ * under way); a conflict (TRANSFER_IN_PROGRESS, CONFIG_CHANGE_IN_PROGRESS: nothing was proposed) is asked again
+ * until the deadline, and answered 409 if it lasts that long.
  */
 export type RouteKind = "write" | "read" | "admin";
 
@@ -364,10 +367,12 @@ export class ClusterRouter {
         return { kind: "retry", to: "same", backoff: true };
       case "TRANSFER_IN_PROGRESS":
       case "CONFIG_CHANGE_IN_PROGRESS":
-        if (kind === "admin") {
-          return done(definiteRefusalFailure(code, error.message, node));
+        // Refused before anything was proposed, and cleared by the cluster itself within moments (a transfer ends
+        // within an election timeout; a new leader commits in its term, and a pending config entry applies, within a
+        // round trip or two): ask again, with backoff, until the deadline (giveUp answers 409 if it persists).
+        if (code === "TRANSFER_IN_PROGRESS") {
+          this.leader.forget(state.target);
         }
-        this.leader.forget(state.target);
         return { kind: "retry", to: "same", backoff: true };
       case "STALE": {
         plan.options.onStale?.(state.target);
@@ -514,6 +519,15 @@ export class ClusterRouter {
 
   private giveUp(state: Attempts, plan: Plan): RouteFailure {
     const now = this.deps.now();
+    const last = state.last;
+    if (plan.options.kind === "admin" && last !== undefined && isConflictCode(last.code)) {
+      return persistentConflictFailure(last.code, {
+        message: last.message,
+        node: last.node,
+        attempts: state.calls,
+        elapsedMs: now - state.startedAt,
+      });
+    }
     const context = {
       attempts: state.calls,
       elapsedMs: now - state.startedAt,
