@@ -3,6 +3,7 @@ import type { ReadLevel, SqlRequest, Statement, StatementResult } from "../share
 import type { EventsRequest, EventsValue } from "./events";
 import type { NodeMetricsReport } from "./metrics-counters";
 import type { DropRequest, DropValue } from "./lifecycle/drop";
+import type { PendingFollowUp } from "./member-follow-ups";
 import type { RepairOutcome } from "./monitor/types";
 import type { MemberConfig, NodeAddress, NodeResult, NodeStatusReport } from "./cluster-types";
 
@@ -18,6 +19,7 @@ export type {
 } from "./metrics-counters";
 export { LATENCY_BUCKETS_SECONDS } from "./metrics-counters";
 export type { ClusterEvent, EventsRequest, EventsValue } from "./events";
+export type { PendingFollowUp } from "./member-follow-ups";
 export { MAX_EVENTS_PER_NODE } from "./events";
 export type { DropRequest, DropValue } from "./lifecycle/drop";
 export {
@@ -75,6 +77,17 @@ export interface MemberChangeRequest extends NodeAddress {
   readonly timeoutMs: number;
 }
 
+/** The membership after a change, as the leader applied it (a type, not an interface: the worker indexes it). */
+export type MembershipValue = {
+  readonly voters: readonly string[];
+  readonly learners: readonly string[];
+  /**
+   * Only when a step that follows the committed change (starting the new member, telling the removed one to stop)
+   * had not finished by the request's deadline: it goes on without the caller.
+   */
+  readonly pending?: readonly PendingFollowUp[];
+};
+
 export interface RepairRequest extends NodeAddress {
   /** The member whose state is replaced with the leader's. */
   readonly member: string;
@@ -103,13 +116,9 @@ export interface ClusterNodeRpc {
   /** Leader only: hands leadership over (to a named voter, or the most up-to-date one) and waits for it. */
   transferLeadership(request: TransferRequest): Promise<NodeResult<{ readonly leader: string; readonly term: number }>>;
   /** Leader only: adds a learner, which the leader promotes to voter once its log and schema have caught up. */
-  addMember(
-    request: MemberChangeRequest,
-  ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
+  addMember(request: MemberChangeRequest): Promise<NodeResult<MembershipValue>>;
   /** Leader only: removes a member (the leader itself included: it hands over leadership first). */
-  removeMember(
-    request: MemberChangeRequest,
-  ): Promise<NodeResult<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>>;
+  removeMember(request: MemberChangeRequest): Promise<NodeResult<MembershipValue>>;
   /** A SQL dump of this node's applied state (any node; call the leader after a linearizable read for a fresh one). */
   backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
   /** Leader only: replaces a member's state with the leader's (consistency repair). Optional as metrics(). */

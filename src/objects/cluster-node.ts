@@ -10,6 +10,7 @@ import {
   type ExecuteValue,
   type MemberChangeRequest,
   type MemberConfig,
+  type MembershipValue,
   type NodeAddress,
   type NodeResult,
   type NodeStatusReport,
@@ -29,6 +30,13 @@ import type { NodeRuntime, PeerAnswer, PeerStub } from "./node-runtime";
 import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
+import {
+  LEAVE_NOTICE_RETRY,
+  PEER_CALL_TIMEOUT_MS,
+  retryFollowUp,
+  settleBy,
+  type PendingFollowUp,
+} from "./member-follow-ups";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
 import { parseShellBugs, type ShellBugs } from "./shell-bugs";
 import { TestHookKeys } from "./storage-keys";
@@ -44,9 +52,6 @@ import {
   parseFaultRules,
   type FaultRules,
 } from "./transport/index";
-
-/** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
-const PEER_CALL_TIMEOUT_MS = 5_000;
 
 /** The deployment's bindings and variables, with this object as the node namespace's class. */
 export type Env = Bindings<ClusterNode>;
@@ -147,10 +152,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     return this.gated(request, "transferLeadership", () => this.host.transferLeadership(request));
   }
 
-  async addMember(
-    request: MemberChangeRequest,
-  ): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
+  async addMember(request: MemberChangeRequest): Promise<NodeResult<MembershipValue>> {
     return this.handle(request, async (runtime) => {
+      const timeoutMs = boundedTimeout(request.timeoutMs);
+      const deadlineAtMs = Date.now() + timeoutMs;
       try {
         validateMember(request.member);
       } catch (err) {
@@ -159,48 +164,64 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       const membership = await runtime.changeMembership({
         change: { kind: "addLearner", node: request.member.name },
         ...(request.member.locationHint === undefined ? {} : { locationHint: request.member.locationHint }),
-        timeoutMs: boundedTimeout(request.timeoutMs),
+        timeoutMs,
       });
-      // Reach the new node now so it starts and the leader can replicate to it.
-      await this.startPeer(request, request.member);
-      return { voters: membership.voters, learners: membership.learners };
+      // Reach the new node now so it starts and the leader can replicate to it; committed, so answered by the deadline.
+      const pending = await this.startMember(request, request.member, deadlineAtMs);
+      return membershipValue(membership, pending);
     });
   }
 
-  async removeMember(
-    request: MemberChangeRequest,
-  ): Promise<NodeResult<{ voters: readonly string[]; learners: readonly string[] }>> {
+  async removeMember(request: MemberChangeRequest): Promise<NodeResult<MembershipValue>> {
     return this.handle(request, async (runtime) => {
       const timeoutMs = boundedTimeout(request.timeoutMs);
+      const deadlineAtMs = Date.now() + timeoutMs;
       if (request.member.name === runtime.identity.node) {
-        // Decommissioning the leader: hand leadership over first, then let the new leader remove us.
-        const moved = await runtime.transferLeadership({ timeoutMs: Math.floor(timeoutMs / 2) });
-        const stub = this.stubFor(request.cluster, { name: moved.leader });
-        const answer = await withDeadline(
-          // RPC stubs type their promises as unions; the method returns this.
-          stub.removeMember({ ...request, node: moved.leader, timeoutMs: Math.floor(timeoutMs / 2) }) as Promise<
-            NodeResult<{ voters: readonly string[]; learners: readonly string[] }>
-          >,
-          { timeoutMs, what: `forward the removal to ${moved.leader}` },
-        ).catch((err: unknown) => {
-          throw nodeError(
-            "TIMEOUT",
-            `leadership moved to ${moved.leader}, but forwarding the removal failed: ${String(err)}; retry the removal`,
-            { leader: moved.leader, retryable: true },
-          );
-        });
-        if (!answer.ok) {
-          throw new NodeFailure(answer.error);
-        }
-        return answer.value;
+        return this.removeSelf(request, runtime, deadlineAtMs);
       }
       const membership = await runtime.changeMembership({
         change: { kind: "remove", node: request.member.name },
         timeoutMs,
       });
-      await this.notifyRemoved(request, { node: request.member.name, removedAtIndex: runtime.status().applied });
-      return { voters: membership.voters, learners: membership.learners };
+      const pending = await this.notifyRemoved(
+        request,
+        { node: request.member.name, removedAtIndex: runtime.status().applied },
+        deadlineAtMs,
+      );
+      return membershipValue(membership, pending);
     });
+  }
+
+  /** Decommissioning the leader: hand leadership over first, then let the new leader remove us, by the deadline. */
+  private async removeSelf(
+    request: MemberChangeRequest,
+    runtime: NodeRuntime,
+    deadlineAtMs: number,
+  ): Promise<MembershipValue> {
+    const moved = await runtime.transferLeadership({
+      timeoutMs: Math.max(1, Math.floor((deadlineAtMs - Date.now()) / 2)),
+    });
+    const remainingMs = Math.max(1, deadlineAtMs - Date.now());
+    const stub = this.stubFor(request.cluster, { name: moved.leader });
+    // The new leader answers a heartbeat before we stop listening.
+    const forwardedMs = Math.max(1, remainingMs - request.cluster.heartbeatIntervalMs);
+    const answer = await withDeadline(
+      // RPC stubs type their promises as unions; the method returns this.
+      stub.removeMember({ ...request, node: moved.leader, timeoutMs: forwardedMs }) as Promise<
+        NodeResult<MembershipValue>
+      >,
+      { timeoutMs: remainingMs, what: `forward the removal to ${moved.leader}` },
+    ).catch((err: unknown) => {
+      throw nodeError(
+        "TIMEOUT",
+        `leadership moved to ${moved.leader}, but forwarding the removal failed: ${String(err)}; retry the removal`,
+        { leader: moved.leader, retryable: true },
+      );
+    });
+    if (!answer.ok) {
+      throw new NodeFailure(answer.error);
+    }
+    return answer.value;
   }
 
   /** Leader only: replaces a member's state with the leader's (the consistency monitor's repair). */
@@ -454,9 +475,32 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     return stub as DurableObjectStub<ClusterNode> & PeerStub;
   }
 
-  /** Makes a (new) member start so the leader's messages find it running; bounded by the RPC timeout. */
-  private async startPeer(address: NodeAddress, member: MemberConfig): Promise<void> {
-    // Best effort: the leader's own messages start the node anyway (it answers notStarted and gets started).
+  /**
+   * Makes a new member start so the leader's messages find it running. Waited for until the request's deadline at
+   * most: if the member has not answered by then, the call goes on (bounded), and the leader's own replication starts
+   * the member anyway (a node that is not started answers notStarted and its caller starts it, runtime/peers.ts).
+   */
+  private async startMember(
+    address: NodeAddress,
+    member: MemberConfig,
+    deadlineAtMs: number,
+  ): Promise<PendingFollowUp[]> {
+    const starting = this.startPeer(address, member);
+    const outcome = await settleBy(starting, { deadlineAtMs, nowMs: Date.now(), what: `start ${member.name}` });
+    if (outcome === true) {
+      return [];
+    }
+    const detail =
+      outcome === "pending"
+        ? `${member.name} had not answered its start by the deadline; the start goes on, and the leader starts it ` +
+          "on its next contact"
+        : `${member.name} could not be started yet; the leader starts it on its next contact`;
+    this.followUpPending({ action: "start", node: member.name, detail }, starting);
+    return [{ action: "start", node: member.name, detail }];
+  }
+
+  /** One bounded start call; true once the member answered it (a refusal is logged), never rejects. */
+  private async startPeer(address: NodeAddress, member: MemberConfig): Promise<boolean> {
     try {
       const stub = this.stubFor(address.cluster, member);
       const answer = await withDeadline(
@@ -472,29 +516,82 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           error: answer.error.message,
         });
       }
+      return true;
     } catch (err) {
       this.host.current?.log("warn", "memberStartFailed", { peer: member.name, error: String(err) });
+      return false;
     }
   }
 
+  /**
+   * Tells a removed member to stop, waiting until the request's deadline at most. Nothing else tells it (the leader
+   * no longer replicates to it), so the notice goes on after the answer and is retried, bounded (LEAVE_NOTICE_RETRY),
+   * until the member answers or is a member again.
+   */
   private async notifyRemoved(
     address: NodeAddress,
     removed: { readonly node: string; readonly removedAtIndex: number },
-  ): Promise<void> {
+    deadlineAtMs: number,
+  ): Promise<PendingFollowUp[]> {
+    const node = removed.node;
+    const notifying = retryFollowUp(() => this.sendLeave(address, removed), {
+      ...LEAVE_NOTICE_RETRY,
+      moot: () => this.isMemberAgain(node),
+    });
+    const outcome = await settleBy(notifying, { deadlineAtMs, nowMs: Date.now(), what: `tell ${node} to leave` });
+    if (outcome === "delivered" || outcome === "moot") {
+      return [];
+    }
+    const detail =
+      outcome === "pending"
+        ? `${node} has not been told to stop yet; ${this.host.identity?.node ?? "the leader"} keeps telling it ` +
+          `(up to ${LEAVE_NOTICE_RETRY.attempts} attempts); until then it runs on outside the cluster`
+        : `${node} could not be told to stop; it runs on outside the cluster until it is called again`;
+    this.followUpPending({ action: "leave", node, detail }, notifying);
+    return [{ action: "leave", node, detail }];
+  }
+
+  /** One bounded leave notice; true once the removed member answered that it stopped (or already had). */
+  private async sendLeave(
+    address: NodeAddress,
+    removed: { readonly node: string; readonly removedAtIndex: number },
+  ): Promise<boolean> {
     const node = removed.node;
     try {
-      await withDeadline(
+      const answer = await withDeadline(
         this.stubFor(address.cluster, { name: node }).leave({
           protocolVersion: PROTOCOL_VERSION,
           cluster: address.cluster,
           node,
           removedAtIndex: removed.removedAtIndex,
-        }) as Promise<unknown>,
+        }) as Promise<NodeResult<{ removed: boolean }>>,
         { timeoutMs: PEER_CALL_TIMEOUT_MS, what: `tell ${node} it was removed` },
       );
+      // NOT_MEMBER and DROPPED: it stopped already.
+      return answer.ok || answer.error.code === "NOT_MEMBER" || answer.error.code === "DROPPED";
     } catch (err) {
       this.host.current?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
+      return false;
     }
+  }
+
+  /** Whether this node's applied configuration lists `node` again (added back after its removal). */
+  private isMemberAgain(node: string): boolean {
+    const membership = this.host.current?.status().membership;
+    return membership !== undefined && [...membership.voters, ...membership.learners].includes(node);
+  }
+
+  /** Logs a follow-up the answer left pending, and how it ends. */
+  private followUpPending(pending: PendingFollowUp, finishing: Promise<unknown>): void {
+    this.host.current?.log("warn", "memberFollowUpPending", { ...pending });
+    void finishing.then((outcome) => {
+      const finished = outcome === true || outcome === "delivered" || outcome === "moot";
+      this.host.current?.log(finished ? "info" : "error", finished ? "memberFollowUpDone" : "memberFollowUpFailed", {
+        action: pending.action,
+        peer: pending.node,
+        outcome: String(outcome),
+      });
+    });
   }
 
   private locationHintOf(node: string): string | null {
@@ -505,4 +602,13 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   ping(): { ok: true } {
     return { ok: true };
   }
+}
+
+/** The membership after a change, with what of it was still under way when it was answered (if anything). */
+function membershipValue(membership: MembershipValue, pending: readonly PendingFollowUp[]): MembershipValue {
+  return {
+    voters: membership.voters,
+    learners: membership.learners,
+    ...(pending.length === 0 ? {} : { pending }),
+  };
 }

@@ -19,6 +19,10 @@ export const FEED_EVENTS: ReadonlySet<string> = new Set([
   "circuitBreaker",
   "membershipApplied",
   "learnerPromoting",
+  // A membership change answered before its follow-up (start the new member, tell the removed one) finished.
+  "memberFollowUpPending",
+  "memberFollowUpDone",
+  "memberFollowUpFailed",
   "peerLostLog",
   "snapshotSending",
   "snapshotSent",

@@ -1,5 +1,5 @@
 // The data operations, independent of HTTP: the routes and the service-binding entrypoint both call these.
-import type { ExecuteValue, MemberConfig, QueryValue } from "../../objects/api";
+import type { ExecuteValue, MemberConfig, MembershipValue, QueryValue } from "../../objects/api";
 import type { ReadLevel, Statement } from "../../shared/sql";
 import type { NodeCall, RouteOutcome } from "../routing/router";
 import type { Runtime } from "../runtime";
@@ -163,7 +163,7 @@ export function addMember(
   runtime: Runtime,
   member: MemberConfig,
   deadlineAt: number,
-): Promise<RouteOutcome<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
+): Promise<RouteOutcome<MembershipValue>> {
   return runtime.router.toLeader((node, address, timeoutMs) => node.addMember({ ...address, member, timeoutMs }), {
     deadlineAt,
     kind: "admin",
@@ -174,7 +174,7 @@ export function removeMember(
   runtime: Runtime,
   name: string,
   deadlineAt: number,
-): Promise<RouteOutcome<{ readonly voters: readonly string[]; readonly learners: readonly string[] }>> {
+): Promise<RouteOutcome<MembershipValue>> {
   return runtime.router.toLeader(
     (node, address, timeoutMs) => node.removeMember({ ...address, member: { name }, timeoutMs }),
     { deadlineAt, kind: "admin" },

@@ -225,8 +225,20 @@ export const repairSchema = z
     durationMs: z.number().nonnegative(),
   })
   .openapi("Repair");
+const pendingFollowUpSchema = z
+  .strictObject({ action: z.enum(["start", "leave"]), node: z.string(), detail: z.string() })
+  .openapi("PendingFollowUp", {
+    description:
+      "A step after the committed change that had not finished by the deadline (start the new member, tell the " +
+      "removed one to stop); it goes on without the caller",
+  });
+
 export const membershipSchema = z
-  .strictObject({ voters: z.array(z.string()), learners: z.array(z.string()) })
+  .strictObject({
+    voters: z.array(z.string()),
+    learners: z.array(z.string()),
+    pending: z.array(pendingFollowUpSchema).optional(),
+  })
   .openapi("Membership");
 
 const roleSchema = z.enum(["leader", "follower", "candidate", "preCandidate"]);

@@ -1,0 +1,80 @@
+// What a membership change still does once it is committed: start the new member, tell a removed member to stop.
+// Each is a call to another node, and under load that node may answer late. The change is answered within the
+// request's deadline whatever these calls do (it is committed: a 504 would tell the client it may not be), the answer
+// names what is still under way, and the calls go on after the answer, each bounded.
+import { DeadlineExceeded, sleep, withDeadline, type Timers } from "./deadline";
+
+/** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
+export const PEER_CALL_TIMEOUT_MS = 5_000;
+
+/**
+ * Telling a removed member to stop is retried: nothing else tells it (the leader stops replicating to it once the
+ * removal is applied). Six attempts, the waits between them doubling from half a second: 15.5 s of waiting, each
+ * attempt bounded by PEER_CALL_TIMEOUT_MS.
+ */
+export const LEAVE_NOTICE_RETRY = { attempts: 6, firstBackoffMs: 500 } as const;
+
+/** A step of a committed membership change that had not finished when the change was answered. */
+export interface PendingFollowUp {
+  /** start: the new member's first start; leave: telling the removed member to stop. */
+  readonly action: "start" | "leave";
+  readonly node: string;
+  /** Why it is pending, and what completes it without the caller. */
+  readonly detail: string;
+}
+
+/**
+ * The outcome of `work` if it settles by `deadlineAtMs`, "pending" otherwise (it goes on: bound it by its own
+ * deadline). `work` must not reject.
+ */
+export async function settleBy<T>(
+  work: Promise<T>,
+  options: { readonly deadlineAtMs: number; readonly nowMs: number; readonly what: string; readonly timers?: Timers },
+): Promise<T | "pending"> {
+  const remainingMs = options.deadlineAtMs - options.nowMs;
+  if (remainingMs <= 0) {
+    return "pending";
+  }
+  try {
+    return await withDeadline(work, {
+      timeoutMs: remainingMs,
+      what: options.what,
+      ...(options.timers === undefined ? {} : { timers: options.timers }),
+    });
+  } catch (err) {
+    if (err instanceof DeadlineExceeded) {
+      return "pending";
+    }
+    throw err;
+  }
+}
+
+export type RetriedOutcome = "delivered" | "moot" | "gaveUp";
+
+/**
+ * Calls `attempt` until it says it delivered, `moot()` says it no longer matters, or the attempts run out, waiting
+ * `firstBackoffMs`, then twice that, ... between attempts. Never rejects (an attempt that throws counts as failed).
+ */
+export async function retryFollowUp(
+  attempt: () => Promise<boolean>,
+  options: {
+    readonly attempts: number;
+    readonly firstBackoffMs: number;
+    readonly moot: () => boolean;
+    readonly timers?: Timers;
+  },
+): Promise<RetriedOutcome> {
+  for (let tried = 0; tried < options.attempts; tried++) {
+    if (tried > 0) {
+      await sleep(options.firstBackoffMs * 2 ** (tried - 1), options.timers);
+    }
+    if (options.moot()) {
+      return "moot";
+    }
+    const delivered = await attempt().catch(() => false);
+    if (delivered) {
+      return "delivered";
+    }
+  }
+  return "gaveUp";
+}

@@ -1,0 +1,107 @@
+// The follow-ups of a committed membership change (src/objects/member-follow-ups.ts) on a hand-driven clock: waited
+// for until the request's deadline at most, and the leave notice retried, bounded, after the answer.
+import { describe, expect, it } from "vitest";
+import { retryFollowUp, settleBy, type RetriedOutcome } from "../../src/objects/member-follow-ups";
+import { ManualClock } from "../../src/objects/transport/manual-clock";
+
+const settle = async (): Promise<void> => {
+  for (let i = 0; i < 5; i++) {
+    await Promise.resolve();
+  }
+};
+
+/** A promise settled by hand. */
+function pending<T>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((res) => {
+    resolve = res;
+  });
+  return { promise, resolve };
+}
+
+/** Where a promise stands, read without awaiting it. */
+function watch<T>(promise: Promise<T>): { value: T | "unsettled" } {
+  const state: { value: T | "unsettled" } = { value: "unsettled" };
+  void promise.then((value) => {
+    state.value = value;
+  });
+  return state;
+}
+
+describe("settleBy", () => {
+  it("answers the work's outcome when it settles by the deadline, and pending when it does not", async () => {
+    const clock = new ManualClock(1_000);
+    const quick = pending<boolean>();
+    const first = watch(
+      settleBy(quick.promise, { deadlineAtMs: 1_300, nowMs: clock.now(), what: "start n4", timers: clock }),
+    );
+    quick.resolve(true);
+    await settle();
+    expect(first.value).toBe(true);
+
+    const slow = pending<boolean>();
+    const second = watch(
+      settleBy(slow.promise, { deadlineAtMs: 1_300, nowMs: clock.now(), what: "start n4", timers: clock }),
+    );
+    await clock.advance(299, settle);
+    expect(second.value).toBe("unsettled");
+    await clock.advance(1, settle);
+    expect(second.value).toBe("pending");
+  });
+
+  it("does not wait at all once the deadline has passed", async () => {
+    const clock = new ManualClock(2_000);
+    const work = pending<boolean>();
+    const outcome = watch(
+      settleBy(work.promise, { deadlineAtMs: 1_999, nowMs: clock.now(), what: "x", timers: clock }),
+    );
+    await settle();
+    expect(outcome.value).toBe("pending");
+  });
+});
+
+describe("retryFollowUp", () => {
+  it("tries again after doubling waits until an attempt delivers", async () => {
+    const clock = new ManualClock(0);
+    const attemptsAtMs: number[] = [];
+    const outcome = watch(
+      retryFollowUp(
+        async () => {
+          attemptsAtMs.push(clock.now());
+          if (attemptsAtMs.length === 2) {
+            throw new Error("an attempt that throws counts as failed");
+          }
+          return attemptsAtMs.length === 4;
+        },
+        { attempts: 6, firstBackoffMs: 500, moot: () => false, timers: clock },
+      ),
+    );
+    await clock.advance(10_000, settle);
+    expect(attemptsAtMs).toEqual([0, 500, 1_500, 3_500]);
+    expect(outcome.value).toBe<RetriedOutcome>("delivered");
+  });
+
+  it("gives up after its attempts, and stops early once the follow-up is moot", async () => {
+    const clock = new ManualClock(0);
+    /** Retries of an attempt that never delivers: how many attempts ran, and the outcome. */
+    const neverDelivered = (attempts: number, moot: () => boolean) => {
+      const run = { attempts: 0, outcome: { value: "unsettled" as RetriedOutcome | "unsettled" } };
+      run.outcome = watch(
+        retryFollowUp(async () => (run.attempts++, false), { attempts, firstBackoffMs: 100, moot, timers: clock }),
+      );
+      return run;
+    };
+    const failing = neverDelivered(3, () => false);
+    await clock.advance(10_000, settle);
+    expect(failing.attempts).toBe(3);
+    expect(failing.outcome.value).toBe<RetriedOutcome>("gaveUp");
+
+    let moot = false;
+    const readded = neverDelivered(6, () => moot);
+    await settle();
+    moot = true;
+    await clock.advance(10_000, settle);
+    expect(readded.attempts).toBe(1);
+    expect(readded.outcome.value).toBe<RetriedOutcome>("moot");
+  });
+});
