@@ -134,7 +134,10 @@ const writeFailures: Responses = {
 /** Admin changes: refused, conflicting with one under way, no leader, or unknown outcome. */
 const adminFailures = (extra: Responses): Responses => ({
   400: error("Bad parameter or body, or the leader refused the change"),
-  409: error("A leadership transfer or membership change is already under way"),
+  409: error(
+    "A leadership transfer or config change was still under way when the deadline passed (asked again until " +
+      "then); nothing was applied",
+  ),
   503: error("No leader, or no node reachable", retryAfter),
   504: error("The deadline passed: the change may still complete (check GET /api/v1/cluster)"),
   ...extra,
