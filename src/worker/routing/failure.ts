@@ -114,16 +114,13 @@ const DEFINITE_REFUSAL_STATUS = {
   INVALID_REQUEST: 400,
   // The request id (Idempotency-Key) is remembered for another request: this one was applied nowhere, in any attempt.
   IDEMPOTENCY_KEY_REUSED: 422,
-  TRANSFER_IN_PROGRESS: 409,
-  CONFIG_CHANGE_IN_PROGRESS: 409,
   DROPPED: 410,
 } as const satisfies Record<string, FailureStatus>;
 
 export type DefiniteRefusalCode = keyof typeof DEFINITE_REFUSAL_STATUS;
 
 /**
- * A refusal that proves nothing was applied: a bad request (400), a change already under way (409), a drop (410), a
- * reused Idempotency-Key (422).
+ * A refusal that proves nothing was applied: a bad request (400), a drop (410), a reused Idempotency-Key (422).
  */
 export function definiteRefusalFailure(code: DefiniteRefusalCode, message: string, node: string): RouteFailure {
   return routeFailure(DEFINITE_REFUSAL_STATUS[code], code, message, { node, outcomeUnknown: false });
@@ -145,7 +142,7 @@ export function persistentConflictFailure(
   last: { readonly message: string; readonly node: string; readonly attempts: number; readonly elapsedMs: number },
 ): RouteFailure {
   return routeFailure(
-    DEFINITE_REFUSAL_STATUS[code],
+    409,
     code,
     `${last.message} (still refused after ${last.attempts} calls in ${Math.round(last.elapsedMs)} ms, ` +
       "until the deadline; nothing was applied)",
