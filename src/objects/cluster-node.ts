@@ -31,6 +31,7 @@ import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
 import {
+  followUpDeadlineAtMs,
   LEAVE_NOTICE_RETRY,
   PEER_CALL_TIMEOUT_MS,
   retryFollowUp,
@@ -167,7 +168,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         timeoutMs,
       });
       // Reach the new node now so it starts and the leader can replicate to it; committed, so answered by the deadline.
-      const pending = await this.startMember(request, request.member, deadlineAtMs);
+      const pending = await this.startMember(
+        request,
+        request.member,
+        followUpDeadlineAtMs({ deadlineAtMs, timeoutMs }),
+      );
       return membershipValue(membership, pending);
     });
   }
@@ -186,7 +191,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       const pending = await this.notifyRemoved(
         request,
         { node: request.member.name, removedAtIndex: runtime.status().applied },
-        deadlineAtMs,
+        followUpDeadlineAtMs({ deadlineAtMs, timeoutMs }),
       );
       return membershipValue(membership, pending);
     });

@@ -14,6 +14,19 @@ export const PEER_CALL_TIMEOUT_MS = 5_000;
  */
 export const LEAVE_NOTICE_RETRY = { attempts: 6, firstBackoffMs: 500 } as const;
 
+/**
+ * A follow-up is waited for until this long before the node's deadline at most (a quarter of the timeout when that
+ * is shorter): the caller stops listening soon after that deadline (a heartbeat interval later, nodeTimeoutWithinMs),
+ * and a committed change whose answer arrives late is a 504 to the client. Ticks 60 to 180 ms late were seen on a
+ * loaded machine (test/workers/http-real-cluster.test.ts, STALL_TOLERANT_TIMING).
+ */
+export const FOLLOW_UP_ANSWER_SLACK_MS = 250;
+
+/** When to stop waiting for the follow-ups of a call that must answer by `deadlineAtMs` and was given `timeoutMs`. */
+export function followUpDeadlineAtMs(options: { readonly deadlineAtMs: number; readonly timeoutMs: number }): number {
+  return options.deadlineAtMs - Math.min(FOLLOW_UP_ANSWER_SLACK_MS, options.timeoutMs / 4);
+}
+
 /** A step of a committed membership change that had not finished when the change was answered. */
 export interface PendingFollowUp {
   /** start: the new member's first start; leave: telling the removed member to stop. */

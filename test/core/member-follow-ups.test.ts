@@ -1,7 +1,12 @@
 // The follow-ups of a committed membership change (src/objects/member-follow-ups.ts) on a hand-driven clock: waited
 // for until the request's deadline at most, and the leave notice retried, bounded, after the answer.
 import { describe, expect, it } from "vitest";
-import { retryFollowUp, settleBy, type RetriedOutcome } from "../../src/objects/member-follow-ups";
+import {
+  followUpDeadlineAtMs,
+  retryFollowUp,
+  settleBy,
+  type RetriedOutcome,
+} from "../../src/objects/member-follow-ups";
 import { ManualClock } from "../../src/objects/transport/manual-clock";
 
 const settle = async (): Promise<void> => {
@@ -57,6 +62,13 @@ describe("settleBy", () => {
     );
     await settle();
     expect(outcome.value).toBe("pending");
+  });
+});
+
+describe("followUpDeadlineAtMs", () => {
+  it("leaves the answer time to reach its caller: 250 ms, or a quarter of a short timeout", () => {
+    expect(followUpDeadlineAtMs({ deadlineAtMs: 10_000, timeoutMs: 2_000 })).toBe(9_750);
+    expect(followUpDeadlineAtMs({ deadlineAtMs: 10_000, timeoutMs: 400 })).toBe(9_900);
   });
 });
 
