@@ -225,6 +225,7 @@ export const repairSchema = z
     durationMs: z.number().nonnegative(),
   })
   .openapi("Repair");
+
 const pendingFollowUpSchema = z
   .strictObject({ action: z.enum(["start", "leave"]), node: z.string(), detail: z.string() })
   .openapi("PendingFollowUp", {
