@@ -588,7 +588,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   /** Logs a follow-up the answer left pending, and how it ends. */
   private followUpPending(pending: PendingFollowUp, finishing: Promise<unknown>): void {
-    this.host.current?.log("warn", "memberFollowUpPending", { ...pending });
+    // `peer`, not `node`: the log line's own `node` field names this node.
+    this.host.current?.log("warn", "memberFollowUpPending", {
+      action: pending.action,
+      peer: pending.node,
+      detail: pending.detail,
+    });
     void finishing.then((outcome) => {
       const finished = outcome === true || outcome === "delivered" || outcome === "moot";
       this.host.current?.log(finished ? "info" : "error", finished ? "memberFollowUpDone" : "memberFollowUpFailed", {

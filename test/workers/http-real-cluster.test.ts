@@ -108,12 +108,15 @@ async function holdObject(cluster: TestCluster, node: string): Promise<() => voi
   return release;
 }
 
-/** The names of `node`'s recent events, oldest first. */
-async function eventNames(cluster: TestCluster, node: string): Promise<string[]> {
+/** `node`'s recent events (name and fields), oldest first. */
+async function recentEvents(
+  cluster: TestCluster,
+  node: string,
+): Promise<{ event: string; fields: Record<string, unknown> }[]> {
   const answer = (await cluster.stub(node).recentEvents({ ...cluster.address(node), limit: 256 })) as NodeResult<{
-    events: { event: string }[];
+    events: { event: string; fields: Record<string, unknown> }[];
   }>;
-  return unwrap(answer).events.map((event) => event.event);
+  return unwrap(answer).events;
 }
 
 async function memberRole(h: RealHarness, name: string): Promise<ClusterDocument["members"][number] | undefined> {
@@ -454,10 +457,14 @@ describe("the cluster API over a real cluster", () => {
     releaseStart();
     // Started (by the start that went on, or by the leader's own contact), caught up and promoted.
     await waitFor("n4 to become a voter", async () => ((await memberRole(h, "n4"))?.voter === true ? true : undefined));
-    await waitFor("the start to be logged as done", async () =>
-      (await eventNames(cluster, leader)).includes("memberFollowUpDone") ? true : undefined,
-    );
-    expect(await eventNames(cluster, leader)).toContain("memberFollowUpPending");
+    const events = await waitFor("the start to be logged as done", async () => {
+      const feed = await recentEvents(cluster, leader);
+      return feed.some((entry) => entry.event === "memberFollowUpDone") ? feed : undefined;
+    });
+    expect(events.filter((entry) => entry.event.startsWith("memberFollowUp"))).toMatchObject([
+      { event: "memberFollowUpPending", fields: { action: "start", peer: "n4" } },
+      { event: "memberFollowUpDone", fields: { action: "start", peer: "n4", outcome: "true" } },
+    ]);
 
     const releaseLeave = await holdObject(cluster, "n4");
     const removed = await h.send("DELETE", "/api/v1/cluster/members/n4?timeout=2s");
