@@ -31,12 +31,14 @@ import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
 import {
+  FOLLOW_UP_ANSWER_SLACK_MS,
   followUpDeadlineAtMs,
   LEAVE_NOTICE_RETRY,
   PEER_CALL_TIMEOUT_MS,
   retryFollowUp,
   settleBy,
   type PendingFollowUp,
+  type RetriedOutcome,
 } from "./member-follow-ups";
 import { createStateMachine, stateMachineOptionsFromEnv } from "./sql/port";
 import { parseShellBugs, type ShellBugs } from "./shell-bugs";
@@ -208,8 +210,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     });
     const remainingMs = Math.max(1, deadlineAtMs - Date.now());
     const stub = this.stubFor(request.cluster, { name: moved.leader });
-    // The new leader answers a heartbeat before we stop listening.
-    const forwardedMs = Math.max(1, remainingMs - request.cluster.heartbeatIntervalMs);
+    // The new leader answers before we stop listening: ticks on a loaded machine come late (FOLLOW_UP_ANSWER_SLACK_MS).
+    const forwardedMs = Math.max(
+      1,
+      remainingMs - Math.max(request.cluster.heartbeatIntervalMs, FOLLOW_UP_ANSWER_SLACK_MS),
+    );
     const answer = await withDeadline(
       // RPC stubs type their promises as unions; the method returns this.
       stub.removeMember({ ...request, node: moved.leader, timeoutMs: forwardedMs }) as Promise<
@@ -529,9 +534,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   /**
-   * Tells a removed member to stop, waiting until the request's deadline at most. Nothing else tells it (the leader
-   * no longer replicates to it), so the notice goes on after the answer and is retried, bounded (LEAVE_NOTICE_RETRY),
-   * until the member answers or is a member again.
+   * Tells a removed member to stop, waiting for the first notice until the request's deadline at most. Nothing else
+   * tells it (the leader no longer replicates to it), so a notice that has not got through goes on after the answer,
+   * retried, bounded (LEAVE_NOTICE_RETRY), until the member answers or is a member again. Only the first attempt is
+   * waited for: a removed node that fails at once (the usual reason to remove it) does not hold the answer back.
    */
   private async notifyRemoved(
     address: NodeAddress,
@@ -539,19 +545,24 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     deadlineAtMs: number,
   ): Promise<PendingFollowUp[]> {
     const node = removed.node;
-    const notifying = retryFollowUp(() => this.sendLeave(address, removed), {
-      ...LEAVE_NOTICE_RETRY,
-      moot: () => this.isMemberAgain(node),
-    });
-    const outcome = await settleBy(notifying, { deadlineAtMs, nowMs: Date.now(), what: `tell ${node} to leave` });
-    if (outcome === "delivered" || outcome === "moot") {
+    const first = this.sendLeave(address, removed);
+    const outcome = await settleBy(first, { deadlineAtMs, nowMs: Date.now(), what: `tell ${node} to leave` });
+    if (outcome === true) {
       return [];
     }
+    const notifying: Promise<RetriedOutcome> = first.then((delivered) =>
+      delivered
+        ? "delivered"
+        : retryFollowUp(() => this.sendLeave(address, removed), {
+            attempts: LEAVE_NOTICE_RETRY.attempts - 1,
+            firstBackoffMs: 2 * LEAVE_NOTICE_RETRY.firstBackoffMs,
+            startAfterMs: LEAVE_NOTICE_RETRY.firstBackoffMs,
+            moot: () => this.isMemberAgain(node),
+          }),
+    );
     const detail =
-      outcome === "pending"
-        ? `${node} has not been told to stop yet; ${this.host.identity?.node ?? "the leader"} keeps telling it ` +
-          `(up to ${LEAVE_NOTICE_RETRY.attempts} attempts); until then it runs on outside the cluster`
-        : `${node} could not be told to stop; it runs on outside the cluster until it is called again`;
+      `${node} has not been told to stop yet; ${this.host.identity?.node ?? "the leader"} keeps telling it ` +
+      `(up to ${LEAVE_NOTICE_RETRY.attempts} attempts in all); until then it runs on outside the cluster`;
     this.followUpPending({ action: "leave", node, detail }, notifying);
     return [{ action: "leave", node, detail }];
   }

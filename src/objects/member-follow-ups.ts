@@ -66,7 +66,8 @@ export type RetriedOutcome = "delivered" | "moot" | "gaveUp";
 
 /**
  * Calls `attempt` until it says it delivered, `moot()` says it no longer matters, or the attempts run out, waiting
- * `firstBackoffMs`, then twice that, ... between attempts. Never rejects (an attempt that throws counts as failed).
+ * `firstBackoffMs`, then twice that, ... between attempts (and `startAfterMs` before the first: an attempt made
+ * elsewhere already failed). Never rejects (an attempt that throws counts as failed).
  */
 export async function retryFollowUp(
   attempt: () => Promise<boolean>,
@@ -74,12 +75,14 @@ export async function retryFollowUp(
     readonly attempts: number;
     readonly firstBackoffMs: number;
     readonly moot: () => boolean;
+    readonly startAfterMs?: number;
     readonly timers?: Timers;
   },
 ): Promise<RetriedOutcome> {
   for (let tried = 0; tried < options.attempts; tried++) {
-    if (tried > 0) {
-      await sleep(options.firstBackoffMs * 2 ** (tried - 1), options.timers);
+    const waitMs = tried > 0 ? options.firstBackoffMs * 2 ** (tried - 1) : (options.startAfterMs ?? 0);
+    if (waitMs > 0) {
+      await sleep(waitMs, options.timers);
     }
     if (options.moot()) {
       return "moot";

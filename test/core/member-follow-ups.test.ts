@@ -93,6 +93,23 @@ describe("retryFollowUp", () => {
     expect(outcome.value).toBe<RetriedOutcome>("delivered");
   });
 
+  it("waits startAfterMs before its first attempt when one made elsewhere already failed", async () => {
+    const clock = new ManualClock(0);
+    const attemptsAtMs: number[] = [];
+    const outcome = watch(
+      retryFollowUp(async () => (attemptsAtMs.push(clock.now()), attemptsAtMs.length === 3), {
+        attempts: 5,
+        firstBackoffMs: 1_000,
+        startAfterMs: 500,
+        moot: () => false,
+        timers: clock,
+      }),
+    );
+    await clock.advance(10_000, settle);
+    expect(attemptsAtMs).toEqual([500, 1_500, 3_500]);
+    expect(outcome.value).toBe<RetriedOutcome>("delivered");
+  });
+
   it("gives up after its attempts, and stops early once the follow-up is moot", async () => {
     const clock = new ManualClock(0);
     /** Retries of an attempt that never delivers: how many attempts ran, and the outcome. */

@@ -277,7 +277,7 @@ describe("leadership and membership changes", () => {
     cluster.on("n1", "transferLeadership", () =>
       nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"),
     );
-    const busy = await request("POST", "/api/v1/cluster/leader/stepdown?timeout=300ms");
+    const busy = await request("POST", "/api/v1/cluster/leader/stepdown?timeout=1s");
     expect(busy.status).toBe(409);
     expect(busy.headers.get("X-DHA-Error-Code")).toBe("TRANSFER_IN_PROGRESS");
     expect(((await busy.json()) as { error: string }).error).toMatch(

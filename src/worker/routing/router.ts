@@ -127,6 +127,11 @@ class Attempts {
   /** Consecutive NO_LEADER answers of reads that any node may serve, since the last wait for an election. */
   leaderless = 0;
   outcomeUnknown = false;
+  /**
+   * An admin call's answer was lost in transit (the object was not merely overloaded): that attempt may have proposed
+   * the change, so a later refusal may be about the call's own change and proves nothing.
+   */
+  adminAnswerLost = false;
   last: LastFailure | undefined;
 
   constructor(
@@ -285,7 +290,7 @@ export class ClusterRouter {
     const maxAttempts = this.bugs.fixedRetryBudget === true ? LEGACY_MAX_ATTEMPTS : this.policy.maxAttempts;
     while (state.calls < maxAttempts) {
       const budgetMs = this.attemptBudget(plan);
-      if (budgetMs <= 0) {
+      if (budgetMs <= 0 || this.tooLateToAskAgain(state, plan, budgetMs)) {
         break;
       }
       state.calls++;
@@ -297,6 +302,21 @@ export class ClusterRouter {
       await this.move(next, state, plan.options.deadlineAt);
     }
     return this.finish(this.giveUp(state, plan), state, plan);
+  }
+
+  /**
+   * After a conflict, an admin change is not asked again with less than half an election timeout left: if the
+   * conflict cleared just then, the change would be proposed but not confirmed in time (a 504, may still complete),
+   * where stopping now answers a definite 409 (nothing was applied).
+   */
+  private tooLateToAskAgain(state: Attempts, plan: Plan, budgetMs: number): boolean {
+    const last = state.last;
+    return (
+      plan.options.kind === "admin" &&
+      last !== undefined &&
+      isConflictCode(last.code) &&
+      budgetMs < this.config.electionTimeoutMs / 2
+    );
   }
 
   private attemptBudget(plan: Plan): number {
@@ -336,6 +356,9 @@ export class ClusterRouter {
     if (plan.options.kind === "write" && !invocation.overloaded) {
       state.outcomeUnknown = true;
     }
+    if (plan.options.kind === "admin" && !invocation.overloaded) {
+      state.adminAnswerLost = true;
+    }
     this.leader.forget(node);
     if (plan.options.kind === "admin" && invocation.timedOut) {
       // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
@@ -359,6 +382,15 @@ export class ClusterRouter {
       state.outcomeUnknown = true;
     }
     const code: string = error.code;
+    if (kind === "admin" && state.adminAnswerLost && mayBeAboutOwnChange(code)) {
+      return done(
+        adminMayCompleteFailure(
+          "OUTCOME_UNKNOWN",
+          `${error.message} (the answer to an earlier attempt of this call was lost: it may have made the change)`,
+          node,
+        ),
+      );
+    }
     switch (code) {
       case "NOT_LEADER":
       case "NO_LEADER":
@@ -520,6 +552,13 @@ export class ClusterRouter {
   private giveUp(state: Attempts, plan: Plan): RouteFailure {
     const now = this.deps.now();
     const last = state.last;
+    if (plan.options.kind === "admin" && state.adminAnswerLost) {
+      return adminMayCompleteFailure(
+        "OUTCOME_UNKNOWN",
+        `no attempt was answered by the deadline after an earlier attempt's answer was lost${last === undefined ? "" : ` (last: ${last.code}: ${last.message})`}`,
+        last?.node,
+      );
+    }
     if (plan.options.kind === "admin" && last !== undefined && isConflictCode(last.code)) {
       return persistentConflictFailure(last.code, {
         message: last.message,
@@ -674,3 +713,11 @@ export const defaultRouterDeps: RoutingSeams = {
   now: () => Date.now(),
   sleep: (ms: number) => sleep(ms),
 };
+
+/**
+ * Refusals that, after an attempt whose answer was lost, may be about the call's own change: a conflict (its change
+ * still pending) or an invalid request ("already a member", "not a member", ...).
+ */
+function mayBeAboutOwnChange(code: string): boolean {
+  return isConflictCode(code) || code === "INVALID_REQUEST";
+}
