@@ -1,8 +1,8 @@
 // The recent cluster events of one node, for GET /api/v1/cluster/events: elections, leader changes, breaker
 // transitions, replica status changes, membership changes and snapshots. They are taken from the structured log
 // (log.ts), so every event the node logs is also in its feed, whatever the log level; only events in FEED_EVENTS
-// are kept (and, apart, the appends a follower received under a sampled trace), only the newest of them, in memory (a restarted object starts an empty feed,
-// its first entry being nodeStarted).
+// are kept (and, apart, the appends a follower received under a sampled trace), only the newest of them, in memory
+// (a restarted object starts an empty feed, its first entry being nodeStarted).
 import type { NodeAddress } from "./cluster-types";
 import { addLogObserver, type LogContext, type LogLevel } from "./log";
 
@@ -124,7 +124,7 @@ export class NodeEventLog {
   }
 
   /**
-   * While a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, up to eight times per election
+   * While a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, up to four probes per election
    * timeout, which would soon leave nothing else in the feed. Such a transition replaces the same transition of the
    * same outage (none since the breaker opened from CLOSED) and says how many it stands for: the count it returns.
    */

@@ -24,6 +24,7 @@ import {
   snapshotRetryDelayMs,
 } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
+import { BreakerLogLevels } from "./breaker-log";
 import type { PeerConsistencyReport } from "../monitor/types";
 
 /** What a peer tells the sender of an envelope about itself. */
@@ -129,6 +130,8 @@ export class PeerLinks {
    */
   private readonly snapshotStreams = new Map<string, number | null>();
   private readonly snapshotRetries = new Map<string, SnapshotRetry>();
+  /** A dead peer's repeated probes are logged at debug (./breaker-log.ts). */
+  private readonly breakerLogLevels = new BreakerLogLevels();
   /** Per peer, the (own, peer) schema hashes last compared; one entry per member. */
   private readonly schemasCompared = new Map<string, string>();
   private cachedImage: { readonly image: SnapshotImage; readonly builtAtMs: number } | null = null;
@@ -324,6 +327,7 @@ export class PeerLinks {
         void transport.close();
         this.peers.delete(peer);
         this.peerInfo.delete(peer);
+        this.breakerLogLevels.forget(peer);
       }
     }
     // A snapshot still waiting for its verified image would otherwise go out to the former member once the image is
@@ -413,7 +417,7 @@ export class PeerLinks {
       onFailure: (failedPeer, failure) => this.onDeliveryFailure(failedPeer, failure),
       onEvent: (event) => {
         if (event.kind === "breaker") {
-          core.log("info", "circuitBreaker", {
+          core.log(this.breakerLogLevels.levelFor(event.peer, event.transition), "circuitBreaker", {
             peer: event.peer,
             from: event.transition.from,
             to: event.transition.to,
