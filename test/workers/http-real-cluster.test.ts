@@ -411,9 +411,10 @@ describe("the cluster API over a real cluster", () => {
     haltAfterTest(cluster, "n4");
     const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
     expect(written.status, written.text).toBe(200);
-    // The new leader's messages arrive 400 ms late: for that long after it wins, it has committed nothing in its term.
+    // The new leader's messages arrive 600 ms late: for that long after it wins, it has committed nothing in its term
+    // (the window the test must see it in; shorter than the 1 s election timeout, so no one else campaigns meanwhile).
     const [target] = followers;
-    await cluster.setFaults(target, { delayMs: 400 });
+    await cluster.setFaults(target, { delayMs: 600 });
     const moving = cluster
       .stub(leader)
       .transferLeadership({ ...cluster.address(leader), to: target, timeoutMs: 5_000 });
