@@ -295,6 +295,30 @@ describe("the cluster API over a real cluster", () => {
     );
   });
 
+  it("starts a transfer again when its first attempt gave up, and hands over within the deadline", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-transfer-again", STALL_TOLERANT_TIMING);
+    const [target] = followers;
+    // The target is cut off: the leader's first attempt cannot reach it and gives up after an election timeout.
+    await cluster.isolate(target);
+    const moving = h.send("POST", "/leader", { json: { id: target } });
+    await waitFor("the first attempt to give up", async () =>
+      (await recentEvents(cluster, leader)).some(
+        (entry) => entry.event === "leadershipTransfer" && entry.fields["outcome"] === "aborted",
+      )
+        ? true
+        : undefined,
+    );
+    await cluster.heal();
+    // Before, the node waited out its deadline after the abort and answered 504 (may still complete).
+    const moved = await moving;
+    expect(moved.status, moved.text).toBe(200);
+    expect(JSON.parse(moved.text)).toMatchObject({ leader: target });
+    const started = (await recentEvents(cluster, leader)).filter(
+      (entry) => entry.event === "leadershipTransfer" && entry.fields["outcome"] === "started",
+    );
+    expect(started.length).toBeGreaterThan(1);
+  });
+
   it("steps the leader down and transfers leadership to a named voter", async () => {
     const { cluster, h, leader, followers } = await setUp("real-transfer", STALL_TOLERANT_TIMING);
     const stepdown = await h.send("POST", "/api/v1/cluster/leader/stepdown");

@@ -642,11 +642,14 @@ export class ClientRequests {
     if (options.to === identity.node) {
       return { leader: identity.node, term: raft.status().term };
     }
-    const started = options.to === undefined ? raft.stepDown() : raft.transferLeadership(options.to);
-    if (!started.ok) {
-      throw proposalFailure(started.error, raft.status());
-    }
-    this.core.processReady();
+    const startTransfer = (): void => {
+      const started = options.to === undefined ? raft.stepDown() : raft.transferLeadership(options.to);
+      if (!started.ok) {
+        throw proposalFailure(started.error, raft.status());
+      }
+      this.core.processReady();
+    };
+    startTransfer();
     const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     const oldTerm = raft.status().term;
     // Leadership moves through messages this node handles in other events; poll our own view, bounded.
@@ -654,6 +657,11 @@ export class ClientRequests {
       const status = raft.status();
       if (status.term > oldTerm && status.leader !== null && status.leader !== identity.node) {
         return { leader: status.leader, term: status.term };
+      }
+      if (status.role === "leader" && status.term === oldTerm && status.transferee === null) {
+        // The core gave the transfer up (the target did not take over within an election timeout: it was cut off,
+        // or behind): nothing changed, so start it again while the deadline allows rather than wait it out.
+        startTransfer();
       }
       await this.waitOneTick(deadlineAtMs);
       if (this.core.isStopped()) {
