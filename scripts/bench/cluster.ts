@@ -355,6 +355,8 @@ export async function measureCatchUp(
     readonly write: (count: number) => Promise<void>;
     /** Entries to miss, for catch-up by log (kept below the compaction threshold). */
     readonly logEntries: number;
+    /** Runs just before the heal (the profiler starts there). */
+    readonly beforeHeal?: () => Promise<void>;
   },
 ): Promise<CatchUpRun> {
   let leader = await settle(baseUrl);
@@ -391,6 +393,7 @@ export async function measureCatchUp(
   const target = nodeValue(samples, "durable_ha_commit_index", leader) ?? 0;
   const behindFrom = nodeValue(samples, "durable_ha_applied_index", follower) ?? followerStart;
   const leaderFirst = nodeValue(samples, "durable_ha_first_log_index", leader) ?? 0;
+  await options.beforeHeal?.();
   const healedAt = performance.now();
   const healedAtWallMs = Date.now();
   await healAll(baseUrl);

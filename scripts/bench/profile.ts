@@ -5,11 +5,16 @@
 // any DevTools. Under wrangler dev the worker and the three nodes share the isolate: the profile is all of them.
 //
 //   npx tsx scripts/bench/profile.ts [--duration-s 10] [--clients 32] [--baseline] [--out bench/results]
+//   npx tsx scripts/bench/profile.ts --catch-up [--rows 25000] [--writes 10000]
 // --baseline profiles the benchmark's baseline (one unreplicated SQLite Durable Object) instead, for comparison.
+// --catch-up profiles one catch-up by snapshot instead: from the heal to the follower having applied all it missed,
+// times shown per catch-up rather than per write. First the table is grown to --rows and --writes single writes are
+// made, which fill the remembered request ids as a full benchmark run does (images of the same size).
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { AUTH_HEADERS, INSERT_BODY, settle } from "./cluster";
-import { measurePoint } from "./load";
+import { AUTH_HEADERS, INSERT_BODY, measureCatchUp, settle, type CatchUpRun } from "./cluster";
+import { growTable, WRITE_SHAPE } from "./run";
+import { measurePoint, sendAmount, type PointResult } from "./load";
 import { REPO_ROOT, sleep } from "../lib/processes";
 import { WranglerServer } from "./servers";
 
@@ -163,23 +168,12 @@ async function main(argv: readonly string[]): Promise<void> {
     await session.call("Profiler.enable");
     await session.call("Profiler.setSamplingInterval", { interval: 200 });
     let profile: CpuProfile | null = null;
-    const point = await measurePoint(
-      cluster.baseUrl,
-      {
-        method: "POST",
-        path: "/db/execute",
-        headers: AUTH_HEADERS,
-        body: INSERT_BODY,
-        accepts: (text) => text.includes('"results"') && !text.includes('"error"'),
-      },
-      {
-        connections: clients,
-        durationS,
-        warmupS: 2,
-        timeoutS: 20,
-        beforeMeasured: async () => void (await session.call("Profiler.start")),
-      },
-    );
+    const measured = argv.includes("--catch-up")
+      ? await profileCatchUp(cluster.baseUrl, session, {
+          rows: valueOf("--rows", 25_000),
+          writes: valueOf("--writes", 10_000),
+        })
+      : await profileWrites(cluster.baseUrl, session, { clients, durationS });
     profile = (await session.call<{ profile: CpuProfile }>("Profiler.stop", {}, 120_000)).profile;
     session.close();
     mkdirSync(outDir, { recursive: true });
@@ -187,21 +181,21 @@ async function main(argv: readonly string[]): Promise<void> {
     const { self, inclusive, busy } = timeByFunction(profile);
     const wallMs = (profile.endTime - profile.startTime) / 1_000;
     const perWrite = (micros: number) =>
-      `${(micros / Math.max(1, point.ok)).toFixed(0).padStart(7)} µs ${((100 * micros) / Math.max(1, busy)).toFixed(1).padStart(5)} %`;
+      `${(micros / measured.units).toFixed(0).padStart(7)} µs ${((100 * micros) / Math.max(1, busy)).toFixed(1).padStart(5)} %`;
+    console.log(measured.summary);
     console.log(
-      `${point.ok} writes in ${point.durationS.toFixed(1)} s at ${clients} clients (${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, errors ${point.errors.total})`,
+      `isolate busy ${(busy / 1_000).toFixed(0)} ms of ${wallMs.toFixed(0)} ms profiled: ${(busy / measured.units).toFixed(0)} µs of CPU per ${measured.unitName}`,
     );
     console.log(
-      `isolate busy ${(busy / 1_000).toFixed(0)} ms of ${wallMs.toFixed(0)} ms profiled: ${(busy / Math.max(1, point.ok)).toFixed(0)} µs of CPU per write`,
+      `inclusive time per ${measured.unitName} (the 30 largest, the root and the sampler's own frames left out):`,
     );
-    console.log("inclusive time per write (the 30 largest, the root and the sampler's own frames left out):");
     for (const [name, micros] of [...inclusive]
       .filter(([name]) => !name.startsWith("(root)") && !name.startsWith("(program)"))
       .sort((a, b) => b[1] - a[1])
       .slice(0, 30)) {
       console.log(`  ${perWrite(micros)}  ${name}`);
     }
-    console.log("self time per write (the 20 largest):");
+    console.log(`self time per ${measured.unitName} (the 20 largest):`);
     for (const [name, micros] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 20)) {
       console.log(`  ${perWrite(micros)}  ${name}`);
     }
@@ -209,6 +203,68 @@ async function main(argv: readonly string[]): Promise<void> {
   } finally {
     await cluster.stop();
   }
+}
+
+interface Measured {
+  readonly summary: string;
+  /** What the times are divided by, and its name. */
+  readonly units: number;
+  readonly unitName: string;
+}
+
+async function profileWrites(
+  baseUrl: string,
+  session: InspectorSession,
+  options: { readonly clients: number; readonly durationS: number },
+): Promise<Measured> {
+  const point: PointResult = await measurePoint(
+    baseUrl,
+    {
+      method: "POST",
+      path: "/db/execute",
+      headers: AUTH_HEADERS,
+      body: INSERT_BODY,
+      accepts: (text) => text.includes('"results"') && !text.includes('"error"'),
+    },
+    {
+      connections: options.clients,
+      durationS: options.durationS,
+      warmupS: 2,
+      timeoutS: 20,
+      beforeMeasured: async () => void (await session.call("Profiler.start")),
+    },
+  );
+  return {
+    summary: `${point.ok} writes in ${point.durationS.toFixed(1)} s at ${options.clients} clients (${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, errors ${point.errors.total})`,
+    units: Math.max(1, point.ok),
+    unitName: "write",
+  };
+}
+
+/** One catch-up by snapshot, profiled from before the follower is cut off to its having caught up. */
+async function profileCatchUp(
+  baseUrl: string,
+  session: InspectorSession,
+  options: { readonly rows: number; readonly writes: number },
+): Promise<Measured> {
+  const fill = async (count: number): Promise<void> => {
+    if (count > 0) {
+      await sendAmount(baseUrl, WRITE_SHAPE, { connections: Math.min(32, count), amount: count, timeoutS: 20 });
+    }
+  };
+  await fill(options.writes);
+  const held = await growTable(baseUrl, options.rows);
+  const run: CatchUpRun = await measureCatchUp(baseUrl, {
+    via: "snapshot",
+    write: fill,
+    logEntries: 0,
+    beforeHeal: async () => void (await session.call("Profiler.start")),
+  });
+  return {
+    summary: `catch-up by snapshot of ${run.entriesBehind} entries (table of ${held} rows, image ${(run.snapshotBytes / 1024).toFixed(0)} KiB) in ${run.totalMs.toFixed(0)} ms; after the heal: ${JSON.stringify(run.phasesMs)}`,
+    units: 1,
+    unitName: "catch-up",
+  };
 }
 
 main(process.argv.slice(2)).catch((error: unknown) => {

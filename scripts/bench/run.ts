@@ -195,7 +195,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
 
 const accepted = (body: string) => body.includes('"results"') && !body.includes('"error"');
 
-const WRITE_SHAPE: RequestShape = {
+export const WRITE_SHAPE: RequestShape = {
   method: "POST",
   path: "/db/execute",
   headers: AUTH_HEADERS,
@@ -283,7 +283,7 @@ export async function prepareTable(baseUrl: string, path = "/db/execute"): Promi
 }
 
 /** Copies the benchmark table's rows into it until it holds at least `rows`; returns how many it holds. */
-async function growTable(baseUrl: string, rows: number): Promise<number> {
+export async function growTable(baseUrl: string, rows: number): Promise<number> {
   const countOf = async (): Promise<number> => {
     const answer = await call(baseUrl, `/db/query?q=${encodeURIComponent("SELECT count(*) FROM bench")}`);
     const parsed = JSON.parse(answer.text) as { results?: { values?: number[][] }[] };

@@ -149,22 +149,27 @@ export class DedupWindow {
  * loaded total counts, as on the leader (records kept statement timings before, which may differ between replicas:
  * such a record is rewritten as the image has it). windowBytes may differ, and only the newest record's is ever read
  * (dedupWindowBytes), so that one is written in any case. Keys of the old window the image does not hold are deleted
- * at the end.
+ * at the end. The window being replaced is compared as the install listed it (one scan), not read again key by key:
+ * two reads per record were a third of an install's time (about 70 of 225 ms for a 10,000-record window beside
+ * 25,000 rows, in a profile in wrangler dev).
  */
 export class DedupWindowLoader {
   private count = 0;
   private bytes = 0;
-  /** Record and index keys of the window being replaced that the loaded window has not written or kept. */
-  private readonly leftOver = new Set<string>();
+  /**
+   * Record and index keys of the window being replaced that the loaded window has not written or kept, with their
+   * values as stored. At most the window's bounds (maxDedupEntries records of at most maxDedupBytes in all).
+   */
+  private readonly leftOver = new Map<string, unknown>();
   /** The newest record loaded, when it was kept rather than written: finish() writes it with the total. */
   private keptNewest: { readonly id: string; readonly stored: StoredDedupRecord } | null = null;
 
   constructor(private readonly kv: SyncKvStorage) {}
 
-  /** The window stored under these keys (records and index entries) is the one being replaced. */
-  replacing(keys: Iterable<string>): void {
-    for (const key of keys) {
-      this.leftOver.add(key);
+  /** The window stored as these entries (records and index entries, key and value) is the one being replaced. */
+  replacing(entries: Iterable<readonly [key: string, value: unknown]>): void {
+    for (const [key, value] of entries) {
+      this.leftOver.set(key, value);
     }
   }
 
@@ -188,7 +193,7 @@ export class DedupWindowLoader {
     if (this.keptNewest !== null) {
       this.kv.put(StateKeys.dedupById(this.keptNewest.id), this.keptNewest.stored);
     }
-    for (const key of this.leftOver) {
+    for (const key of this.leftOver.keys()) {
       this.kv.delete(key);
     }
     this.leftOver.clear();
@@ -204,15 +209,16 @@ export class DedupWindowLoader {
     if (!this.leftOver.has(recordKey) || !this.leftOver.has(indexKey)) {
       return false;
     }
-    const existing = this.kv.get<StoredDedupRecord>(recordKey);
+    const existing = this.leftOver.get(recordKey) as StoredDedupRecord | undefined;
     const record = loaded.record;
     return (
-      existing !== undefined &&
+      typeof existing === "object" &&
+      existing !== null &&
       existing.index === record.index &&
       existing.results === record.results &&
       existing.count === record.count &&
       existing.fingerprint === record.fingerprint &&
-      this.kv.get<string>(indexKey) === loaded.id
+      this.leftOver.get(indexKey) === loaded.id
     );
   }
 }

@@ -429,19 +429,24 @@ class SnapshotLoader {
     }
     // The consistency monitor's records and DIVERGED flag describe the state being replaced: they go with it. So do
     // the remembered requests, but the loader keeps those the image holds unchanged (DedupWindowLoader).
-    const windowKeys: string[] = [];
+    const windowEntries: (readonly [string, unknown])[] = [];
     const otherKeys: string[] = [];
-    for (const [key] of [
+    for (const entry of [
       ...this.kv.list({ prefix: StateKeys.dedupPrefix }),
       ...this.kv.list({ prefix: StateKeys.checkpointPrefix }),
     ]) {
+      const key = entry[0];
       const inWindow = key.startsWith(StateKeys.dedupIdPrefix) || key.startsWith(StateKeys.dedupIndexPrefix);
-      (inWindow ? windowKeys : otherKeys).push(key);
+      if (inWindow) {
+        windowEntries.push(entry);
+      } else {
+        otherKeys.push(key);
+      }
     }
     for (const key of otherKeys) {
       this.kv.delete(key);
     }
-    this.dedupWindow.replacing(windowKeys);
+    this.dedupWindow.replacing(windowEntries);
   }
 
   private createTables(): void {
