@@ -124,8 +124,8 @@ export class NodeEventLog {
   }
 
   /**
-   * While a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, up to four probes per election
-   * timeout, which would soon leave nothing else in the feed. Such a transition replaces the same transition of the
+   * While a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, once per heartbeat
+   * interval, which would soon leave nothing else in the feed. Such a transition replaces the same transition of the
    * same outage (none since the breaker opened from CLOSED) and says how many it stands for: the count it returns.
    */
   private foldRepeatedProbe(event: string, fields: Record<string, unknown>): number {

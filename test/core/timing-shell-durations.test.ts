@@ -29,21 +29,21 @@ describe("shell durations from timing.ts", () => {
     expect(commitNoticeHoldMs(TIMING)).toBe(25);
   });
 
-  it("leaves a failing peer alone for two heartbeats at first, for a quarter of an election timeout at most (at least 100 ms)", () => {
+  it("leaves a failing peer alone for one heartbeat interval, each time", () => {
     expect(peerTransportTiming(TIMING)).toMatchObject({
-      breakerMinOpenMs: 200,
-      breakerMaxOpenMs: 250,
+      breakerMinOpenMs: 100,
+      breakerMaxOpenMs: 100,
       // A probe may take as long as one delivery with its retry.
       breakerProbeTimeoutMs: 1_500,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 20, electionTimeoutMs: 60 })).toMatchObject({
-      breakerMinOpenMs: 40,
-      breakerMaxOpenMs: 100,
+      breakerMinOpenMs: 20,
+      breakerMaxOpenMs: 20,
       breakerProbeTimeoutMs: 90,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 2_400 })).toMatchObject({
-      breakerMinOpenMs: 600,
-      breakerMaxOpenMs: 600,
+      breakerMinOpenMs: 400,
+      breakerMaxOpenMs: 400,
       breakerProbeTimeoutMs: 1_500,
     });
   });
