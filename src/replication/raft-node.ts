@@ -81,6 +81,13 @@ const OK: ReadRequestResult = Object.freeze({ ok: true });
  */
 export const COMPACTION_HOLD_MAX_THRESHOLDS = 4;
 
+/** A TimeoutNow from `leader` in `term`, to act on once the committed config change is applied, until `untilTick`. */
+interface DeferredTimeoutNow {
+  readonly term: number;
+  readonly leader: NodeId;
+  readonly untilTick: number;
+}
+
 /** A removed leader's hand-over to the most up-to-date remaining voter. */
 interface RemovalHandover {
   readonly target: NodeId;
@@ -140,6 +147,8 @@ export class RaftNode implements RaftNodeApi {
   private removalHandover: RemovalHandover | null = null;
   /** A TimeoutNow may still be in flight: its campaign would ignore stickiness, so leases are off for the term. */
   private timeoutNowSentThisTerm = false;
+  /** Follower only: a TimeoutNow that waits for a committed config change to be applied (see deferTransferCampaign). */
+  private deferredTimeoutNow: DeferredTimeoutNow | null = null;
   /** New entries (or a new commit index) wait to go out in one AppendEntries per follower at the next ready(). */
   private entriesToBroadcast = false;
   private commitToBroadcast = false;
@@ -227,6 +236,9 @@ export class RaftNode implements RaftNodeApi {
 
   tick(): void {
     this.nowTicks++;
+    if (this.deferredTimeoutNow !== null && this.nowTicks >= this.deferredTimeoutNow.untilTick) {
+      this.deferredTimeoutNow = null;
+    }
     if (this.role === "leader") {
       this.tickLeader();
     } else {
@@ -587,6 +599,7 @@ export class RaftNode implements RaftNodeApi {
     if (this.role === "leader" && this.maybeCommit()) {
       this.onLeaderCommitAdvanced();
     }
+    this.runDeferredTransferCampaign();
     this.assertInvariants();
   }
 
@@ -756,7 +769,11 @@ export class RaftNode implements RaftNodeApi {
         return;
       case "timeoutNow":
         if (this.role === "follower" && this.isPromotable()) {
-          this.hup({ transfer: true });
+          if (this.hasUnappliedConfigChange()) {
+            this.deferTransferCampaign(m.from);
+          } else {
+            this.hup({ transfer: true });
+          }
         }
         return;
       case "readIndex":
@@ -827,9 +844,48 @@ export class RaftNode implements RaftNodeApi {
     return isVoter(this.membership, this.id) && !this.removed && !this.votingProbation;
   }
 
+  /**
+   * A TimeoutNow came while a committed config change is still unapplied: we may not campaign before we apply it
+   * (hup), but the leader sends TimeoutNow only once, so dropping it made the leader wait out an election timeout and
+   * give the transfer up. It happens when the change's commit reaches us in the same batch as the TimeoutNow: the
+   * shell steps a whole envelope before its Ready loop applies anything, and it holds a commit notice to send it along
+   * with the next message to that peer (src/objects/transport/commit-notices.ts), such as a step-down's TimeoutNow
+   * right after a member was added. The Ready loop applies the change at once, so we campaign then (advance), if we
+   * are still a promotable follower of the same leader in the same term; the leader gives up after an election
+   * timeout anyway, so the TimeoutNow is kept no longer.
+   */
+  private deferTransferCampaign(leader: NodeId): void {
+    this.deferredTimeoutNow = {
+      term: this.term,
+      leader,
+      untilTick: this.nowTicks + this.config.electionTimeoutTicks,
+    };
+  }
+
+  private runDeferredTransferCampaign(): void {
+    const deferred = this.deferredTimeoutNow;
+    if (deferred === null || this.hasUnappliedConfigChange()) {
+      return;
+    }
+    this.deferredTimeoutNow = null;
+    if (
+      this.role === "follower" &&
+      this.term === deferred.term &&
+      this.leader === deferred.leader &&
+      this.isPromotable()
+    ) {
+      this.hup({ transfer: true });
+    }
+  }
+
+  /** Whether a committed config change waits to be applied (the configuration we would campaign under changes). */
+  private hasUnappliedConfigChange(): boolean {
+    return this.findConfigEntry({ afterIndex: this.applied, toIndex: this.commit }) !== null;
+  }
+
   /** Starts an election (etcd hup), unless a committed config change is still unapplied. */
   private hup(options: { readonly transfer: boolean }): void {
-    if (this.findConfigEntry({ afterIndex: this.applied, toIndex: this.commit }) !== null) {
+    if (this.hasUnappliedConfigChange()) {
       // The configuration we would campaign under is about to change; wait for it.
       this.timer.reset();
       return;
@@ -957,6 +1013,7 @@ export class RaftNode implements RaftNodeApi {
       this.term = term;
       this.vote = null;
       this.timeoutNowSentThisTerm = false;
+      this.deferredTimeoutNow = null;
     }
     this.timer.reset();
     this.heartbeatElapsedTicks = 0;

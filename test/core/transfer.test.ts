@@ -8,6 +8,42 @@ function settled(): { cluster: TestCluster; leader: string; followers: [string, 
   return { cluster, leader, followers: ["a", "b", "c"].filter((id) => id !== leader) as [string, string] };
 }
 
+function transferOutcomes(cluster: TestCluster, id: string): string[] {
+  return cluster.node(id).events.flatMap((e) => (e.kind === "leadershipTransfer" ? [`${e.outcome} ${e.to}`] : []));
+}
+
+/**
+ * A learner added and its config entry committed on every voter's ack; the leader's commit notice to `target` is still
+ * queued when the transfer starts (the shell holds such notices to send them with the next message to that peer,
+ * src/objects/transport/commit-notices.ts), so the TimeoutNow goes right behind it. Both are then stepped into the
+ * target before its Ready loop runs, as NodeRuntime.stepEnvelope steps one envelope.
+ */
+function timeoutNowBehindConfigCommit(): { cluster: TestCluster; leader: string; target: string; term: number } {
+  const { cluster, leader, followers } = settled();
+  const [target] = followers;
+  cluster.addNode("d");
+  const added = cluster.core(leader).proposeConfigChange({ kind: "addLearner", node: "d" });
+  expect(added.ok).toBe(true);
+  cluster.processReadies(leader);
+  cluster.deliverMatching((m) => m.to !== leader && m.type === "append");
+  cluster.deliverMatching((m) => m.to === leader);
+  const committed = added.ok ? added.index : 0;
+  expect(cluster.status(leader).commit).toBe(committed);
+  expect(cluster.status(target).commit).toBeLessThan(committed);
+  const term = cluster.status(leader).term;
+  expect(cluster.core(leader).transferLeadership(target)).toEqual({ ok: true });
+  cluster.processReadies(leader);
+  const envelope = cluster.take((m) => m.to === target);
+  expect(envelope.map((m) => (m.type === "append" ? `append commit=${m.commit}` : m.type))).toEqual([
+    `append commit=${committed}`,
+    "timeoutNow",
+  ]);
+  for (const message of envelope) {
+    cluster.core(target).step(message);
+  }
+  return { cluster, leader, target, term };
+}
+
 describe("leadership transfer", () => {
   it("hands leadership to an up-to-date voter with TimeoutNow, which campaigns at once without PreVote", () => {
     const { cluster, leader, followers } = settled();
@@ -57,6 +93,32 @@ describe("leadership transfer", () => {
     );
     expect(cluster.status(leader).role).toBe("leader");
     expect(cluster.core(leader).propose("again").ok).toBe(true);
+  });
+
+  it("campaigns on a TimeoutNow that came with the commit of a config change, once that change is applied", () => {
+    const { cluster, leader, target, term } = timeoutNowBehindConfigCommit();
+    // The commit made the config entry committed but unapplied: no campaign under a configuration about to change.
+    expect(cluster.status(target)).toMatchObject({ role: "follower", term });
+    cluster.processReadies(target);
+    expect(cluster.status(target)).toMatchObject({ role: "candidate", term: term + 1 });
+    cluster.deliverAll();
+    expect(cluster.status(target)).toMatchObject({ role: "leader", term: term + 1 });
+    expect(cluster.status(target).membership).toEqual({ voters: ["a", "b", "c"], learners: ["d"] });
+    expect(cluster.status(leader)).toMatchObject({ role: "follower", leader: target, transferee: null });
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `completed ${target}`]);
+  });
+
+  it("forgets a TimeoutNow that waited an election timeout for its config change to be applied", () => {
+    const { cluster, leader, target, term } = timeoutNowBehindConfigCommit();
+    // The target's Ready loop does not run for an election timeout: the leader gives up by then.
+    for (let i = 0; i < 10; i++) {
+      cluster.core(target).tick();
+    }
+    cluster.processReadies(target);
+    expect(cluster.status(target)).toMatchObject({ role: "follower", term, applied: cluster.status(target).commit });
+    cluster.tickUntil(() => cluster.status(leader).transferee === null, 15, [leader]);
+    expect(cluster.status(leader)).toMatchObject({ role: "leader", term });
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target}`]);
   });
 
   it("stepDown() picks the most up-to-date voter", () => {
