@@ -1479,8 +1479,8 @@ export class RaftNode implements RaftNodeApi {
     if (!progress.isLearner) {
       this.releaseConfirmedReads();
     }
-    // A removed leader re-sends TimeoutNow with each qualifying echo: one may be lost, or arrive before the target
-    // applied the removal (it does not campaign with a committed config change unapplied).
+    // A removed leader re-sends TimeoutNow with each qualifying echo: one may be lost. (One that comes before the
+    // target applied the removal is kept until it has: deferTransferCampaign.)
     if (this.removalHandover !== null) {
       this.maybeSendTimeoutNow(progress);
     }
