@@ -52,16 +52,17 @@ export function recentContactTicks(timing: ClusterTiming): number {
  * The node-to-node transport's bounds. One call may take an election timeout (within 50 ms to 1 s): a peer slower
  * than that is as good as gone for Raft, and waiting longer only delays the retry. A delivery, retries included, may
  * take one and a half (75 ms to 1.5 s): one retry fits, and a message older than that is superseded by the next
- * heartbeat. The breaker leaves a failing peer alone for one heartbeat interval, each time: a peer gone for good gets
- * one probe per heartbeat, as a live one gets a heartbeat, and never more than one at a time, which is what the breaker
- * saves (no pile of calls into a peer that does not answer). Not longer: after a cut heals, both sides' breakers are
- * open, and the first probe of either starts the catch-up (the other side takes the call as contact); a cut-off
- * follower sends little, so the wait is mostly what is left of the leader's open period. In the benchmark's catch-ups
- * heal to first contact took 67 to 574 ms with open periods of up to half an election timeout, 12 to 248 ms (median
- * 128, nine catch-ups) with up to a quarter, and 22 to 146 ms (median 35, eight) with one heartbeat interval, against
- * 200 to 430 ms for streaming and installing the image of a 25,000-row table. A probe may stay unanswered as long as
- * one delivery may take with its retry (deadlineMs) before it counts as failed: a slow peer is not taken for a dead
- * one.
+ * heartbeat. The breaker leaves a failing peer alone for half a heartbeat interval, each time, so that the next
+ * heartbeat finds it past its open period and goes out as the probe: a peer gone for good gets one probe per
+ * heartbeat, as a live one gets a heartbeat, and never more than one call at a time, which is what the breaker saves
+ * (no pile of calls into a peer that does not answer). Not longer: after a cut heals, both sides' breakers are open,
+ * and the first probe of either starts the catch-up (the other side takes the call as contact); a cut-off follower
+ * sends little, so the wait is mostly what is left of the leader's open period. In the benchmark's catch-ups heal to
+ * first contact took 67 to 574 ms with open periods of up to half an election timeout, 12 to 248 ms (median 128, nine
+ * catch-ups) with up to a quarter, 22 to 192 ms (median 45, fifteen) with one heartbeat interval (a probe that just
+ * missed a heartbeat waited for the next), and 8 to 87 ms (median 22, eight) with half of one, against 200 to 430 ms
+ * for streaming and installing the image of a 25,000-row table. A probe may stay unanswered as long as one delivery
+ * may take with its retry (deadlineMs) before it counts as failed: a slow peer is not taken for a dead one.
  */
 export function peerTransportTiming(timing: ClusterTiming): {
   readonly callTimeoutMs: number;
@@ -70,7 +71,7 @@ export function peerTransportTiming(timing: ClusterTiming): {
   readonly breakerMaxOpenMs: number;
   readonly breakerProbeTimeoutMs: number;
 } {
-  const breakerMaxOpenMs = timing.heartbeatIntervalMs;
+  const breakerMaxOpenMs = Math.max(1, Math.round(timing.heartbeatIntervalMs / 2));
   const deadlineMs = Math.max(75, Math.min(1500, timing.electionTimeoutMs * 1.5));
   return {
     callTimeoutMs: Math.max(50, Math.min(1000, timing.electionTimeoutMs)),

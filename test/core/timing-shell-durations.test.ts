@@ -29,21 +29,21 @@ describe("shell durations from timing.ts", () => {
     expect(commitNoticeHoldMs(TIMING)).toBe(25);
   });
 
-  it("leaves a failing peer alone for one heartbeat interval, each time", () => {
+  it("leaves a failing peer alone for half a heartbeat interval, each time: the next heartbeat is its probe", () => {
     expect(peerTransportTiming(TIMING)).toMatchObject({
-      breakerMinOpenMs: 100,
-      breakerMaxOpenMs: 100,
+      breakerMinOpenMs: 50,
+      breakerMaxOpenMs: 50,
       // A probe may take as long as one delivery with its retry.
       breakerProbeTimeoutMs: 1_500,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 20, electionTimeoutMs: 60 })).toMatchObject({
-      breakerMinOpenMs: 20,
-      breakerMaxOpenMs: 20,
+      breakerMinOpenMs: 10,
+      breakerMaxOpenMs: 10,
       breakerProbeTimeoutMs: 90,
     });
     expect(peerTransportTiming({ heartbeatIntervalMs: 400, electionTimeoutMs: 2_400 })).toMatchObject({
-      breakerMinOpenMs: 400,
-      breakerMaxOpenMs: 400,
+      breakerMinOpenMs: 200,
+      breakerMaxOpenMs: 200,
       breakerProbeTimeoutMs: 1_500,
     });
   });

@@ -46,8 +46,9 @@ class ContactScenario extends FollowerCut {
 describe("a leader hears from a follower it could not reach", () => {
   it("sends it the entries it missed in the event that handles its call, not at the next heartbeat", async () => {
     const scenario = new ContactScenario();
-    // The breaker stays OPEN one heartbeat interval at a time, and the leader probes at its next heartbeat after that:
-    // a call of the follower's must leave in the short window between, which seeds 1, 10 and 11 of 1-12 give.
+    // The breaker stays OPEN half a heartbeat interval at a time, and the leader probes at its next heartbeat after
+    // that: a call of the follower's must leave in the short window between, which seed 11 gives (seeds move with
+    // timing: with whole-heartbeat periods seeds 1, 10 and 11 of 1-12 gave it).
     await runFollowerCut(scenario, { seed: 11 });
     const { contact, firstAppend } = scenario;
     console.log(

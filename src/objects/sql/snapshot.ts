@@ -60,7 +60,8 @@ export function limit(value: number | undefined, fallback: number, max: number, 
 
 class ChunkWriter {
   readonly chunks: string[] = [];
-  private current = "";
+  /** The current chunk's pieces, joined when it is full (see flush). */
+  private pieces: string[] = [];
   private currentBytes = 0;
   private totalBytes = 0;
   private lineCount = 0;
@@ -80,7 +81,7 @@ class ChunkWriter {
 
   finish(): { readonly chunks: string[]; readonly bytes: number } {
     this.append(`${JSON.stringify({ t: "end", lines: this.lineCount, sha256: this.hash.digestHex() })}\n`);
-    if (this.current.length > 0) {
+    if (this.pieces.length > 0) {
       this.flush();
     }
     return { chunks: this.chunks, bytes: this.totalBytes };
@@ -101,15 +102,21 @@ class ChunkWriter {
       if (this.totalBytes > this.maxTotalBytes) {
         throw new SnapshotError(`the snapshot is larger than ${this.maxTotalBytes} bytes (maxTotalBytes)`);
       }
-      this.current += piece;
+      this.pieces.push(piece);
       this.currentBytes += bytes;
       offset = end;
     }
   }
 
+  /**
+   * One flat string per chunk. A chunk grown with += is a rope of one node per line: every RPC that sends it must
+   * flatten it first, a 512 KiB allocation that set off a full garbage collection in the middle of a catch-up (a
+   * quarter of the CPU of a catch-up by snapshot, in a native profile), and the cached image is thousands of rope
+   * nodes for the collector to trace meanwhile. join() builds the flat string once.
+   */
   private flush(): void {
-    this.chunks.push(this.current);
-    this.current = "";
+    this.chunks.push(this.pieces.join(""));
+    this.pieces = [];
     this.currentBytes = 0;
   }
 }
