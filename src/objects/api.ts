@@ -3,7 +3,7 @@ import type { ReadLevel, SqlRequest, Statement, StatementResult } from "../share
 import type { EventsRequest, EventsValue } from "./events";
 import type { NodeMetricsReport } from "./metrics-counters";
 import type { DropRequest, DropValue } from "./lifecycle/drop";
-import type { PendingFollowUp } from "./member-follow-ups";
+import type { FailedFollowUp, PendingFollowUp } from "./member-follow-ups";
 import type { RepairOutcome } from "./monitor/types";
 import type { MemberConfig, NodeAddress, NodeResult, NodeStatusReport } from "./cluster-types";
 
@@ -19,7 +19,7 @@ export type {
 } from "./metrics-counters";
 export { LATENCY_BUCKETS_SECONDS } from "./metrics-counters";
 export type { ClusterEvent, EventsRequest, EventsValue } from "./events";
-export type { PendingFollowUp } from "./member-follow-ups";
+export type { FailedFollowUp, PendingFollowUp } from "./member-follow-ups";
 export { MAX_EVENTS_PER_NODE } from "./events";
 export type { DropRequest, DropValue } from "./lifecycle/drop";
 export {
@@ -86,6 +86,8 @@ export type MembershipValue = {
    * had not finished by the request's deadline: it goes on without the caller.
    */
   readonly pending?: readonly PendingFollowUp[];
+  /** Only when such a step failed before the deadline (the start of the new member): what failed, what happens now. */
+  readonly failed?: readonly FailedFollowUp[];
 };
 
 export interface RepairRequest extends NodeAddress {

@@ -37,6 +37,8 @@ import {
   PEER_CALL_TIMEOUT_MS,
   retryFollowUp,
   settleBy,
+  type FailedFollowUp,
+  type FollowUpReport,
   type PendingFollowUp,
   type RetriedOutcome,
 } from "./member-follow-ups";
@@ -164,18 +166,18 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       } catch (err) {
         throw nodeError("INVALID_REQUEST", err instanceof Error ? err.message : String(err), { retryable: false });
       }
-      const membership = await runtime.changeMembership({
+      const { membership } = await runtime.changeMembership({
         change: { kind: "addLearner", node: request.member.name },
         ...(request.member.locationHint === undefined ? {} : { locationHint: request.member.locationHint }),
         timeoutMs,
       });
       // Reach the new node now so it starts and the leader can replicate to it; committed, so answered by the deadline.
-      const pending = await this.startMember(
+      const followUps = await this.startMember(
         request,
         request.member,
         followUpDeadlineAtMs({ deadlineAtMs, timeoutMs }),
       );
-      return membershipValue(membership, pending);
+      return membershipValue(membership, followUps);
     });
   }
 
@@ -186,16 +188,16 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       if (request.member.name === runtime.identity.node) {
         return this.removeSelf(request, runtime, deadlineAtMs);
       }
-      const membership = await runtime.changeMembership({
+      const { membership, index } = await runtime.changeMembership({
         change: { kind: "remove", node: request.member.name },
         timeoutMs,
       });
-      const pending = await this.notifyRemoved(
+      const followUps = await this.notifyRemoved(
         request,
-        { node: request.member.name, removedAtIndex: runtime.status().applied },
+        { node: request.member.name, removedAtIndex: index },
         followUpDeadlineAtMs({ deadlineAtMs, timeoutMs }),
       );
-      return membershipValue(membership, pending);
+      return membershipValue(membership, followUps);
     });
   }
 
@@ -319,9 +321,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 
   /**
-   * Called by the leader once this node's removal is applied (at the leader's applied index `removedAtIndex`): it
-   * stops and says so. A notice that arrives after this node applied a later configuration listing it (it was added
-   * back meanwhile) is stale and ignored.
+   * Called by the leader once this node's removal is applied (`removedAtIndex`: the removal's config entry; older
+   * leaders pass their applied index after it, older still nothing): it stops and says so. A notice of a removal that
+   * a later configuration listing this node undid (it was added back while the notice was retried or in flight) is
+   * stale and ignored (NodeHost.isRemovalUndone).
    */
   async leave(request: NodeAddress & { readonly removedAtIndex?: unknown }): Promise<NodeResult<{ removed: boolean }>> {
     return this.handle(request, async (runtime) => {
@@ -329,8 +332,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         typeof request.removedAtIndex === "number" && Number.isSafeInteger(request.removedAtIndex)
           ? Math.max(0, request.removedAtIndex)
           : undefined;
-      const status = runtime.status();
-      if (removedAtIndex !== undefined && !status.removed && status.applied >= removedAtIndex) {
+      if (this.host.isRemovalUndone(runtime, removedAtIndex)) {
+        runtime.log("info", "staleLeaveIgnored", { removedAtIndex: removedAtIndex ?? null });
         return { removed: false };
       }
       await this.host.decommission(runtime, `${request.node} was removed from cluster ${request.cluster.name}`, {
@@ -488,29 +491,38 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   /**
    * Makes a new member start so the leader's messages find it running. Waited for until the request's deadline at
    * most: if the member has not answered by then, the call goes on (bounded), and the leader's own replication starts
-   * the member anyway (a node that is not started answers notStarted and its caller starts it, runtime/peers.ts).
+   * the member anyway (a node that is not started answers notStarted and its caller starts it, runtime/peers.ts). A
+   * call that failed by then is not made again: the answer names it as failed, not pending.
    */
-  private async startMember(
-    address: NodeAddress,
-    member: MemberConfig,
-    deadlineAtMs: number,
-  ): Promise<PendingFollowUp[]> {
+  private async startMember(address: NodeAddress, member: MemberConfig, deadlineAtMs: number): Promise<FollowUpReport> {
+    const node = member.name;
     const starting = this.startPeer(address, member);
-    const outcome = await settleBy(starting, { deadlineAtMs, nowMs: Date.now(), what: `start ${member.name}` });
+    const outcome = await settleBy(starting, { deadlineAtMs, nowMs: Date.now(), what: `start ${node}` });
     if (outcome === true) {
-      return [];
+      return {};
     }
-    const detail =
-      outcome === "pending"
-        ? `${member.name} had not answered its start by the deadline; the start goes on, and the leader starts it ` +
-          "on its next contact"
-        : `${member.name} could not be started yet; the leader starts it on its next contact`;
-    this.followUpPending({ action: "start", node: member.name, detail }, starting);
-    return [{ action: "start", node: member.name, detail }];
+    if (outcome === "pending") {
+      const detail =
+        `${node} had not answered its start by the deadline; the start goes on, and the leader starts it ` +
+        "on its next contact";
+      this.followUpPending(
+        { action: "start", node, detail },
+        starting.then((started) => (started === true ? true : started.error)),
+      );
+      return { pending: [{ action: "start", node, detail }] };
+    }
+    const failed: FailedFollowUp = {
+      action: "start",
+      node,
+      error: outcome.error,
+      detail: `the start is not made again; the leader starts ${node} on its next contact`,
+    };
+    this.host.current?.log("error", "memberFollowUpFailed", { action: "start", peer: node, outcome: outcome.error });
+    return { failed: [failed] };
   }
 
-  /** One bounded start call; true once the member answered it (a refusal is logged), never rejects. */
-  private async startPeer(address: NodeAddress, member: MemberConfig): Promise<boolean> {
+  /** One bounded start call; true once the member answered it (a refusal is logged), what failed if not; never rejects. */
+  private async startPeer(address: NodeAddress, member: MemberConfig): Promise<true | { readonly error: string }> {
     try {
       const stub = this.stubFor(address.cluster, member);
       const answer = await withDeadline(
@@ -529,7 +541,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       return true;
     } catch (err) {
       this.host.current?.log("warn", "memberStartFailed", { peer: member.name, error: String(err) });
-      return false;
+      return { error: String(err) };
     }
   }
 
@@ -543,12 +555,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     address: NodeAddress,
     removed: { readonly node: string; readonly removedAtIndex: number },
     deadlineAtMs: number,
-  ): Promise<PendingFollowUp[]> {
+  ): Promise<FollowUpReport> {
     const node = removed.node;
     const first = this.sendLeave(address, removed);
     const outcome = await settleBy(first, { deadlineAtMs, nowMs: Date.now(), what: `tell ${node} to leave` });
     if (outcome === true) {
-      return [];
+      return {};
     }
     const notifying: Promise<RetriedOutcome> = first.then((delivered) =>
       delivered
@@ -564,7 +576,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       `${node} has not been told to stop yet; ${this.host.identity?.node ?? "the leader"} keeps telling it ` +
       `(up to ${LEAVE_NOTICE_RETRY.attempts} attempts in all); until then it runs on outside the cluster`;
     this.followUpPending({ action: "leave", node, detail }, notifying);
-    return [{ action: "leave", node, detail }];
+    return { pending: [{ action: "leave", node, detail }] };
   }
 
   /** One bounded leave notice; true once the removed member answered that it stopped (or already had). */
@@ -625,11 +637,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   }
 }
 
-/** The membership after a change, with what of it was still under way when it was answered (if anything). */
-function membershipValue(membership: MembershipValue, pending: readonly PendingFollowUp[]): MembershipValue {
+/** The membership after a change, with what of it was still under way, or failed, when it was answered (if any). */
+function membershipValue(membership: MembershipValue, followUps: FollowUpReport): MembershipValue {
   return {
     voters: membership.voters,
     learners: membership.learners,
-    ...(pending.length === 0 ? {} : { pending }),
+    ...(followUps.pending === undefined ? {} : { pending: followUps.pending }),
+    ...(followUps.failed === undefined ? {} : { failed: followUps.failed }),
   };
 }

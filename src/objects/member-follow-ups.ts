@@ -27,13 +27,31 @@ export function followUpDeadlineAtMs(options: { readonly deadlineAtMs: number; r
   return options.deadlineAtMs - Math.min(FOLLOW_UP_ANSWER_SLACK_MS, options.timeoutMs / 4);
 }
 
+/** start: the new member's first start; leave: telling the removed member to stop. */
+export type FollowUpAction = "start" | "leave";
+
 /** A step of a committed membership change that had not finished when the change was answered. */
 export interface PendingFollowUp {
-  /** start: the new member's first start; leave: telling the removed member to stop. */
-  readonly action: "start" | "leave";
+  readonly action: FollowUpAction;
   readonly node: string;
   /** Why it is pending, and what completes it without the caller. */
   readonly detail: string;
+}
+
+/** A step of a committed membership change that failed before the change was answered, and is not tried again. */
+export interface FailedFollowUp {
+  readonly action: FollowUpAction;
+  readonly node: string;
+  /** What failed. */
+  readonly error: string;
+  /** What happens without it. */
+  readonly detail: string;
+}
+
+/** What of a committed change's follow-ups had not succeeded when it was answered (nothing: both absent). */
+export interface FollowUpReport {
+  readonly pending?: readonly PendingFollowUp[];
+  readonly failed?: readonly FailedFollowUp[];
 }
 
 /**

@@ -116,6 +116,11 @@ export class NodeHost {
   private identityValue: NodeIdentity | null = null;
   private removal: RemovalRecord | null = null;
   private readmission: Readmission | null = null;
+  /**
+   * The highest applied index at which a peer's configuration listed this node, as its envelopes proved (memberAsOf),
+   * seen by this instance: a removal before it was undone by a later re-add (see isRemovalUndone).
+   */
+  private memberProofIndex = 0;
   /** When the alarm (the watchdog) is set for, as this instance set it; null when it may not be set. */
   private alarmAtMs: number | null = null;
   /** The in-memory timer that drives the ticks while this instance lives; null when none is armed. */
@@ -270,6 +275,7 @@ export class NodeHost {
     if (!checked.ok) {
       return { ok: false, error: checked.error };
     }
+    this.memberProofIndex = Math.max(this.memberProofIndex, checked.envelope.memberAsOf ?? 0);
     const receiving = (await this.readmittedBy(runtime, checked.envelope)) ?? runtime;
     if (this.removal !== null) {
       return { ok: false, error: { code: "UNAVAILABLE", message: this.removal.reason } };
@@ -565,6 +571,21 @@ export class NodeHost {
     this.cancelTickTimer();
     await this.seams.alarm.delete();
     this.alarmAtMs = null;
+  }
+
+  /**
+   * Whether this node's removal at `removedAtIndex` (a leave notice's) was undone by a later configuration that lists
+   * it again: one it applied, or one a peer's envelope proved while it catches up after a re-add. Such a notice is
+   * stale (retried, or in flight, since before the re-add). A notice without the index (older senders) is not.
+   */
+  isRemovalUndone(runtime: NodeRuntime, removedAtIndex: number | undefined): boolean {
+    if (removedAtIndex === undefined) {
+      return false;
+    }
+    const status = runtime.status();
+    // Applied at or past the removal, and listed: a re-add came after it.
+    const appliedReadd = !status.removed && status.applied >= removedAtIndex;
+    return appliedReadd || this.memberProofIndex > removedAtIndex;
   }
 
   /**

@@ -581,12 +581,12 @@ export class NodeRuntime {
     return this.requests.transferLeadership(options);
   }
 
-  /** Leader only: proposes a membership change and waits until it is applied. */
+  /** Leader only: proposes a membership change and waits until it is applied (the membership then, and its entry). */
   changeMembership(options: {
     change: { kind: "addLearner" | "remove" | "promote"; node: string };
     locationHint?: string;
     timeoutMs: number;
-  }): Promise<Membership> {
+  }): Promise<{ readonly membership: Membership; readonly index: number }> {
     const { locationHint } = options;
     return this.requests.changeMembership({
       change: options.change,

@@ -281,9 +281,34 @@ describe("leadership and membership changes", () => {
     expect(busy.status).toBe(409);
     expect(busy.headers.get("X-DHA-Error-Code")).toBe("TRANSFER_IN_PROGRESS");
     expect(((await busy.json()) as { error: string }).error).toMatch(
-      /^a transfer to n2 is under way \(still refused after \d+ calls in \d+ ms, until the deadline; nothing was/,
+      /^a transfer to n2 is under way \(still refused after \d+ calls in \d+ ms, until less than half an election timeout was left before the deadline; nothing was/,
     );
     expect(cluster.callsTo("transferLeadership").length).toBeGreaterThan(1);
+  });
+
+  it("says what ended the asking when a conflict lasts: the attempt cap, or too little time left", async () => {
+    const capped = harness(new FakeCluster(), { policy: { maxAttempts: 3 } });
+    capped.cluster.on("n1", "transferLeadership", () =>
+      nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"),
+    );
+    const busy = await capped.request("POST", "/api/v1/cluster/leader/stepdown?timeout=10s");
+    expect(busy.status).toBe(409);
+    expect(((await busy.json()) as { error: string }).error).toMatch(
+      /^a transfer to n2 is under way \(still refused after 3 calls in \d+ ms, the most one request may make, before the deadline; nothing was applied\)$/,
+    );
+    expect(capped.cluster.callsTo("transferLeadership")).toHaveLength(3);
+
+    // The fake cluster's election timeout is 1 s: with 400 ms left, a change proposed now could not be confirmed.
+    const late = harness();
+    late.cluster.on("n1", "transferLeadership", () =>
+      nodeError("n1", "TRANSFER_IN_PROGRESS", "a transfer to n2 is under way"),
+    );
+    const short = await late.request("POST", "/api/v1/cluster/leader/stepdown?timeout=400ms");
+    expect(short.status).toBe(409);
+    expect(((await short.json()) as { error: string }).error).toMatch(
+      /^a transfer to n2 is under way \(still refused after 1 call in \d+ ms, until less than half an election timeout was left before the deadline; nothing was applied\)$/,
+    );
+    expect(late.cluster.callsTo("transferLeadership")).toHaveLength(1);
   });
 
   it("answers refusals that will not clear by themselves at once", async () => {

@@ -3,7 +3,7 @@
 // transfer and membership changes. Each test has its own cluster, halted after the test.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, onTestFinished } from "vitest";
-import type { NodeResult } from "../../src/objects/api";
+import type { NodeAddress, NodeResult } from "../../src/objects/api";
 import { objectName } from "../../src/objects/config";
 import { clusterFactory, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
 import { RealHarness, TOKENS } from "./http-support";
@@ -106,6 +106,29 @@ async function holdObject(cluster: TestCluster, node: string): Promise<() => voi
   });
   await holding;
   return release;
+}
+
+/**
+ * Makes every call to start `node` fail at once, as a call to an object that was reset fails, until the returned
+ * function is called (and at the latest when the test ends). The class's method is replaced: RPC looks it up there.
+ */
+async function failStarts(cluster: TestCluster, node: string): Promise<() => void> {
+  const prototype = await runInDurableObject(
+    cluster.stub(node),
+    (instance) => Object.getPrototypeOf(instance) as { start: (address: NodeAddress) => Promise<unknown> },
+  );
+  const start = prototype.start;
+  prototype.start = async function (this: unknown, address: NodeAddress) {
+    if (address.node === node && address.cluster.name === cluster.config.name) {
+      throw new Error(`start of ${node} failed (injected by the test)`);
+    }
+    return start.call(this, address);
+  };
+  const restore = (): void => {
+    prototype.start = start;
+  };
+  onTestFinished(restore);
+  return restore;
 }
 
 /** `node`'s recent events (name and fields), oldest first. */
@@ -505,5 +528,32 @@ describe("the cluster API over a real cluster", () => {
       const answer = await cluster.stub("n4").status(cluster.address("n4"));
       return !answer.ok && answer.error.code === "NOT_MEMBER" ? true : undefined;
     });
+  });
+
+  it("reports a follow-up that failed before the deadline as failed, with what failed, not as pending", async () => {
+    const { cluster, h, leader } = await setUp("real-failed-start", STALL_TOLERANT_TIMING);
+    haltAfterTest(cluster, "n4");
+    const allowStarts = await failStarts(cluster, "n4");
+    const added = await h.send("POST", "/api/v1/cluster/members?timeout=5s", { json: { name: "n4" } });
+    expect(added.status, added.text).toBe(200);
+    expect(JSON.parse(added.text)).toEqual({
+      voters: ["n1", "n2", "n3"],
+      learners: ["n4"],
+      failed: [
+        {
+          action: "start",
+          node: "n4",
+          error: expect.stringContaining("start of n4 failed (injected by the test)"),
+          detail: expect.stringMatching(/the leader starts n4 on its next contact/),
+        },
+      ],
+    });
+    const events = await recentEvents(cluster, leader);
+    expect(events.filter((entry) => entry.event.startsWith("memberFollowUp"))).toMatchObject([
+      { event: "memberFollowUpFailed", fields: { action: "start", peer: "n4" } },
+    ]);
+    // What the answer says comes next: the leader's own contact starts the member.
+    allowStarts();
+    await waitFor("n4 to become a voter", async () => ((await memberRole(h, "n4"))?.voter === true ? true : undefined));
   });
 });

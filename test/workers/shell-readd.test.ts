@@ -16,6 +16,14 @@ async function removeAndWaitNotMember(cluster: TestCluster, leader: string, gone
   );
 }
 
+/** A running cluster of three with a leader, and the follower the test removes. */
+async function startedWithOneToRemove(prefix: string): Promise<{ cluster: TestCluster; leader: string; gone: string }> {
+  const cluster = newCluster({ prefix, nodes: 3, heartbeatIntervalMs: 100, electionTimeoutMs: 1500 });
+  await cluster.startAll();
+  const leader = await cluster.waitForLeader();
+  return { cluster, leader, gone: cluster.names.find((n) => n !== leader)! };
+}
+
 /** A heartbeat from `from` to `to` in `term`, as a leader sends it, with the given membership proof. */
 function heartbeatEnvelope(
   cluster: TestCluster,
@@ -62,15 +70,7 @@ describe("remove and re-add a node under the same name", () => {
   }, 120_000);
 
   it("a message from before the removal (no proof, or a proof at or below the removal) is refused", async () => {
-    const cluster = newCluster({
-      prefix: "shell-readd-stale",
-      nodes: 3,
-      heartbeatIntervalMs: 100,
-      electionTimeoutMs: 1500,
-    });
-    await cluster.startAll();
-    const leader = await cluster.waitForLeader();
-    const gone = cluster.names.find((n) => n !== leader)!;
+    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-stale");
     const before = await cluster.status(leader);
     await removeAndWaitNotMember(cluster, leader, gone);
     const route = { from: leader, to: gone, term: (await cluster.status(leader)).term };
@@ -88,6 +88,46 @@ describe("remove and re-add a node under the same name", () => {
     const stayed = cluster.names.filter((n) => n !== gone);
     const later = await cluster.execute(["CREATE TABLE s (v INTEGER)"], { among: stayed });
     await cluster.waitForConvergence({ index: later.raftIndex, nodes: stayed });
+    expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("NOT_MEMBER");
+  }, 120_000);
+
+  it("a leave notice of the removal that arrives after the node was added back does not stop it", async () => {
+    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-late-leave");
+    await cluster.execute(["CREATE TABLE t (v INTEGER)", "INSERT INTO t VALUES (1)"]);
+    await removeAndWaitNotMember(cluster, leader, gone);
+    // At or past the removal's own index: what the leader's notice names, whichever it passes.
+    const removedAtIndex = (await cluster.status(leader)).appliedIndex;
+
+    // Added back while no message reaches it, so that it is caught between its readmission and applying the
+    // configuration that lists it again (a catch-up that takes a while), where a late notice finds it.
+    await cluster.isolate(gone);
+    unwrap(
+      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
+    );
+    const readdedAs = await cluster.status(leader);
+    expect(readdedAs.learners).toContain(gone);
+    const route = { from: leader, to: gone, term: readdedAs.term };
+    const readmitting = (await cluster
+      .stub(gone)
+      .receive(heartbeatEnvelope(cluster, route, readdedAs.appliedIndex))) as { ok: boolean };
+    expect(readmitting.ok).toBe(true);
+
+    // The removal's notice, retried by the leader in the background, arrives now.
+    const late = await cluster.stub(gone).leave({ ...cluster.address(gone), removedAtIndex });
+    expect(late).toMatchObject({ ok: true, value: { removed: false } });
+    expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
+
+    await cluster.heal();
+    await waitFor(
+      `${gone} promoted again`,
+      async () => ((await cluster.status(leader)).voters.includes(gone) ? true : undefined),
+      { timeoutMs: 20_000 },
+    );
+    const after = await cluster.execute(["INSERT INTO t VALUES (2)"]);
+    await cluster.waitForConvergence({ index: after.raftIndex, nodes: [gone] });
+    // A notice without the index (a leader of an earlier version) cannot be told from a current one: it stops the node.
+    const unindexed = await cluster.stub(gone).leave(cluster.address(gone));
+    expect(unindexed).toMatchObject({ ok: true, value: { removed: true } });
     expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("NOT_MEMBER");
   }, 120_000);
 });

@@ -677,12 +677,15 @@ export class ClientRequests {
     );
   }
 
-  /** Leader only: proposes a membership change and waits until it is applied. */
+  /**
+   * Leader only: proposes a membership change and waits until it is applied; answers the membership then, and the
+   * change's config entry (a removed node's leave notice names it).
+   */
   async changeMembership(options: {
     change: { kind: "addLearner" | "remove" | "promote"; node: string };
     beforePropose?: () => void;
     timeoutMs: number;
-  }): Promise<Membership> {
+  }): Promise<{ readonly membership: Membership; readonly index: number }> {
     const { raft } = this.core;
     this.assertServing();
     this.core.advanceClock();
@@ -699,7 +702,7 @@ export class ClientRequests {
       timeoutMs: options.timeoutMs,
       kind: "config",
     });
-    return raft.status().membership;
+    return { membership: raft.status().membership, index: proposal.index };
   }
 
   // ---------------------------------------------------------------------------------------------------------

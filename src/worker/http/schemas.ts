@@ -234,11 +234,20 @@ const pendingFollowUpSchema = z
       "removed one to stop); it goes on without the caller",
   });
 
+const failedFollowUpSchema = z
+  .strictObject({ action: z.enum(["start", "leave"]), node: z.string(), error: z.string(), detail: z.string() })
+  .openapi("FailedFollowUp", {
+    description:
+      "A step after the committed change that failed before the deadline (the start of the new member): what " +
+      "failed, and what happens without it",
+  });
+
 export const membershipSchema = z
   .strictObject({
     voters: z.array(z.string()),
     learners: z.array(z.string()),
     pending: z.array(pendingFollowUpSchema).optional(),
+    failed: z.array(failedFollowUpSchema).optional(),
   })
   .openapi("Membership");
 

@@ -134,18 +134,37 @@ export function isConflictCode(code: string): code is ConflictCode {
 }
 
 /**
- * An admin change refused as a conflict on every attempt until the deadline: 409 with the node's last reason. Nothing
- * was applied; the client may send it again later.
+ * What stopped the router asking again: the deadline, too little time left before it to confirm a change (half an
+ * election timeout), or the cap on calls per request.
+ */
+export type AskingEndedBy = "deadline" | "tooLittleTime" | "attemptCap";
+
+const ASKING_ENDED_BY: Readonly<Record<AskingEndedBy, string>> = {
+  deadline: "until the deadline",
+  tooLittleTime: "until less than half an election timeout was left before the deadline",
+  attemptCap: "the most one request may make, before the deadline",
+};
+
+/**
+ * An admin change refused as a conflict on every attempt until the router stopped asking (`endedBy`): 409 with the
+ * node's last reason. Nothing was applied; the client may send it again later.
  */
 export function persistentConflictFailure(
   code: ConflictCode,
-  last: { readonly message: string; readonly node: string; readonly attempts: number; readonly elapsedMs: number },
+  last: {
+    readonly message: string;
+    readonly node: string;
+    readonly attempts: number;
+    readonly elapsedMs: number;
+    readonly endedBy: AskingEndedBy;
+  },
 ): RouteFailure {
   return routeFailure(
     409,
     code,
-    `${last.message} (still refused after ${last.attempts} calls in ${Math.round(last.elapsedMs)} ms, ` +
-      "until the deadline; nothing was applied)",
+    `${last.message} (still refused after ${last.attempts} call${last.attempts === 1 ? "" : "s"} in ` +
+      `${Math.round(last.elapsedMs)} ms, ` +
+      `${ASKING_ENDED_BY[last.endedBy]}; nothing was applied)`,
     { node: last.node, outcomeUnknown: false },
   );
 }

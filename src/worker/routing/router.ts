@@ -32,6 +32,7 @@ import {
   persistentConflictFailure,
   unretriedErrorFailure,
   writeMayHaveApplied,
+  type AskingEndedBy,
   type LastFailure,
   type RouteFailure,
 } from "./failure";
@@ -287,8 +288,7 @@ export class ClusterRouter {
       return noMembersFailure();
     }
     const state = new Attempts(order, first, this.deps.now());
-    const maxAttempts = this.bugs.fixedRetryBudget === true ? LEGACY_MAX_ATTEMPTS : this.policy.maxAttempts;
-    while (state.calls < maxAttempts) {
+    while (state.calls < this.maxAttempts()) {
       const budgetMs = this.attemptBudget(plan);
       if (budgetMs <= 0 || this.tooLateToAskAgain(state, plan, budgetMs)) {
         break;
@@ -317,6 +317,21 @@ export class ClusterRouter {
       isConflictCode(last.code) &&
       budgetMs < this.config.electionTimeoutMs / 2
     );
+  }
+
+  /** The cap on calls per request (RoutingPolicy.maxAttempts). */
+  private maxAttempts(): number {
+    return this.bugs.fixedRetryBudget === true ? LEGACY_MAX_ATTEMPTS : this.policy.maxAttempts;
+  }
+
+  /** Why the loop of `route` stopped asking, once it did without an answer to end with. */
+  private askingEndedBy(state: Attempts, plan: Plan): AskingEndedBy {
+    if (state.calls >= this.maxAttempts()) {
+      return "attemptCap";
+    }
+    return plan.options.deadlineAt - this.deps.now() <= 0 || this.attemptBudget(plan) <= 0
+      ? "deadline"
+      : "tooLittleTime";
   }
 
   private attemptBudget(plan: Plan): number {
@@ -565,6 +580,7 @@ export class ClusterRouter {
         node: last.node,
         attempts: state.calls,
         elapsedMs: now - state.startedAt,
+        endedBy: this.askingEndedBy(state, plan),
       });
     }
     const context = {
