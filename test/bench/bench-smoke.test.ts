@@ -33,8 +33,11 @@ describe("npm run bench --smoke", () => {
     // Billed work comes from the nodes' counters: a replicated write costs peer RPCs; the baseline one RPC.
     expect(write?.cluster.billed?.valid).toBe(true);
     expect(write?.cluster.billed?.peerRpcs).toBeGreaterThan(0);
-    // (A request cut off when a run stops may still reach the object: at least one RPC per write, not exactly.)
-    expect(write?.baseline.rpcsPerWrite).toBeGreaterThanOrEqual(1);
+    // About one RPC per write, not exactly: a request cut off when a run stops may still reach the object (one more),
+    // and the write in flight when counting starts (one client: one write) is answered inside the measured window
+    // but reached the object before it (one fewer).
+    const baselineOk = write?.baseline.ok ?? 0;
+    expect(write?.baseline.rpcsPerWrite).toBeGreaterThanOrEqual((baselineOk - 1) / baselineOk);
     expect(write?.baseline.rpcsPerWrite).toBeLessThan(2);
     // The replication floor took writes too: each costs the worker's RPC and its share of the peer calls.
     expect(write?.replicationFloor.all.ok).toBeGreaterThan(0);

@@ -78,6 +78,14 @@ function rewriteAsPreviousVersion(storage: DurableObjectStorage, options: { keep
 
 const SETUP = "CREATE TABLE t (v TEXT)";
 
+/** Stages `image` chunk by chunk on `storage` and installs it, as a follower does. */
+function installImage(storage: DurableObjectStorage, image: { appliedIndex: number; chunks: readonly string[] }): void {
+  const installer = new SnapshotInstaller(storage);
+  const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
+  image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
+  installer.finish(id);
+}
+
 function machineWithWrites(
   storage: DurableObjectStorage,
   options: SqlStateMachineOptions,
@@ -221,10 +229,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     }
     const newest = StateKeys.dedupById(rememberedIds(receiver).at(-1)!);
     receiver.kv.put(newest, { ...receiver.kv.get<StoredDedupRecord>(newest)!, windowBytes: recomputedBytes(receiver) });
-    const installer = new SnapshotInstaller(receiver);
-    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
-    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
-    installer.finish(id);
+    installImage(receiver, image);
     expect(dedupWindowBytes(receiver.kv)).toBe(recomputedBytes(receiver));
     const tight = { maxDedupEntries: 10, maxDedupBytes: 700 };
     const [leader, follower] = [new SqlStateMachine(source, tight), new SqlStateMachine(receiver, tight)];
@@ -247,10 +252,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     const keptBefore = [before("w-7"), before("w-8")];
     expect(rememberedIds(receiver)).toEqual(["w-4", "w-5", "w-6", "w-7", "w-8"]);
     ops.clear();
-    const installer = new SnapshotInstaller(receiver);
-    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
-    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
-    installer.finish(id);
+    installImage(receiver, image);
 
     expect(rememberedIds(receiver)).toEqual(rememberedIds(source));
     // w-7 and w-8 stay as this node wrote them (its own timings); w-9 to w-11 are written, w-4 to w-6 deleted.
@@ -279,10 +281,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     const { storage: receiver, ops } = countingStorage();
     machineWithWrites(receiver, { maxDedupEntries: 200 }, 240);
     ops.clear();
-    const installer = new SnapshotInstaller(receiver);
-    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
-    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
-    installer.finish(id);
+    installImage(receiver, image);
     expect(rememberedIds(receiver)).toEqual(rememberedIds(source));
     expect(dedupWindowBytes(receiver.kv)).toBe(dedupWindowBytes(source.kv));
     // Ten new records (two keys each; the newest of them carries the total) and the count.
@@ -298,10 +297,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     const other = new SqlStateMachine(receiver, {});
     other.applyEntry(entry(1, "setup", SETUP));
     other.applyEntry(entry(2, "w-0", "INSERT INTO t (v) VALUES ('diverged'), ('twice')"));
-    const installer = new SnapshotInstaller(receiver);
-    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
-    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
-    installer.finish(id);
+    installImage(receiver, image);
     const { windowBytes: _mine, ...written } = receiver.kv.get<StoredDedupRecord>(StateKeys.dedupById("w-0"))!;
     const { windowBytes: _theirs, ...imaged } = source.kv.get<StoredDedupRecord>(StateKeys.dedupById("w-0"))!;
     expect(written).toEqual(imaged);
@@ -314,10 +310,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     const image = machine.createSnapshot();
     const receiver = countingStorage().storage;
     receiver.kv.put(StateKeys.dedupBytes, 12_345);
-    const installer = new SnapshotInstaller(receiver);
-    const id = { snapshotIndex: image.appliedIndex, snapshotTerm: 1 };
-    image.chunks.forEach((data, seq) => installer.receive({ ...id, seq, last: seq === image.chunks.length - 1, data }));
-    installer.finish(id);
+    installImage(receiver, image);
     expect(rememberedIds(receiver)).toEqual(rememberedIds(source));
     expect(receiver.kv.get(StateKeys.dedupCount)).toBe(7);
     expect(receiver.kv.get(StateKeys.dedupBytes)).toBeUndefined();
