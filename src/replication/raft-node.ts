@@ -1479,11 +1479,11 @@ export class RaftNode implements RaftNodeApi {
     if (!progress.isLearner) {
       this.releaseConfirmedReads();
     }
-    // A removed leader re-sends TimeoutNow with each qualifying echo: one may be lost. (One that comes before the
-    // target applied the removal is kept until it has: deferTransferCampaign.)
-    if (this.removalHandover !== null) {
-      this.maybeSendTimeoutNow(progress);
-    }
+    // During a transfer TimeoutNow goes again with each echo of a transferee that holds our whole log: the leader
+    // sends it once otherwise, and one that is lost left it waiting out an election timeout before giving up. A repeat
+    // the target gets after it campaigned is of an older term, and dropped. (One that comes before the target applied
+    // a committed config change, a removal among them, is kept until it has: deferTransferCampaign.)
+    this.maybeSendTimeoutNow(progress);
     this.updateReplicaStatus(progress);
   }
 

@@ -65,6 +65,20 @@ describe("leadership transfer", () => {
     expect(outcomes).toEqual(["started", "completed"]);
   });
 
+  it("sends TimeoutNow again with the target's next heartbeat echo when the first was lost", () => {
+    const { cluster, leader, followers } = settled();
+    const [target] = followers;
+    const term = cluster.status(leader).term;
+    expect(cluster.core(leader).transferLeadership(target)).toEqual({ ok: true });
+    cluster.processReadies(leader);
+    expect(cluster.take((m) => m.type === "timeoutNow" && m.to === target)).toHaveLength(1);
+    // Well within an election timeout (10 ticks): the next heartbeat round's echo brings a second TimeoutNow.
+    const ticks = cluster.tickUntil(() => cluster.status(target).role === "leader", 5);
+    expect(ticks).toBeLessThanOrEqual(5);
+    expect(cluster.status(target)).toMatchObject({ role: "leader", term: term + 1 });
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `completed ${target}`]);
+  });
+
   it("brings a lagging target up to date before sending TimeoutNow", () => {
     const { cluster, leader, followers } = settled();
     const [target] = followers;
@@ -110,7 +124,9 @@ describe("leadership transfer", () => {
 
   it("forgets a TimeoutNow that waited an election timeout for its config change to be applied", () => {
     const { cluster, leader, target, term } = timeoutNowBehindConfigCommit();
-    // The target's Ready loop does not run for an election timeout: the leader gives up by then.
+    // The target's Ready loop does not run for an election timeout: the leader gives up by then. (The leader's repeats
+    // of TimeoutNow with the target's echoes are lost, so that only the kept one could make it campaign.)
+    cluster.dropIf = (m) => m.type === "timeoutNow";
     for (let i = 0; i < 10; i++) {
       cluster.core(target).tick();
     }
