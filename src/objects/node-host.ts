@@ -583,8 +583,11 @@ export class NodeHost {
       return false;
     }
     const status = runtime.status();
-    // Applied at or past the removal, and listed: a re-add came after it.
-    const appliedReadd = !status.removed && status.applied >= removedAtIndex;
+    // Applied at or past the removal, and listed by the configuration applied: a re-add came after it. (Not `removed`
+    // alone: a node restarted from a snapshot taken at its removal is not flagged removed, nor listed.)
+    const self = runtime.identity.node;
+    const listed = status.membership.voters.includes(self) || status.membership.learners.includes(self);
+    const appliedReadd = !status.removed && listed && status.applied >= removedAtIndex;
     return appliedReadd || this.memberProofIndex > removedAtIndex;
   }
 

@@ -768,12 +768,12 @@ export class RaftNode implements RaftNodeApi {
         }
         return;
       case "timeoutNow":
-        if (this.role === "follower" && this.isPromotable()) {
-          if (this.hasUnappliedConfigChange()) {
-            this.deferTransferCampaign(m.from);
-          } else {
-            this.hup({ transfer: true });
-          }
+        // Deferred before asking whether we may campaign: the change waiting to be applied may be our own promotion
+        // (runDeferredTransferCampaign asks then, under the configuration applied).
+        if (this.role === "follower" && this.hasUnappliedConfigChange()) {
+          this.deferTransferCampaign(m.from);
+        } else if (this.role === "follower" && this.isPromotable()) {
+          this.hup({ transfer: true });
         }
         return;
       case "readIndex":

@@ -122,6 +122,36 @@ describe("leadership transfer", () => {
     expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `completed ${target}`]);
   });
 
+  it("acts on a TimeoutNow that came with the commit of the target's own promotion, once it is applied", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { learners: ["d"] });
+    const leader = cluster.elect();
+    cluster.tickMany(4);
+    const promoted = cluster.core(leader).proposeConfigChange({ kind: "promote", node: "d" });
+    expect(promoted.ok).toBe(true);
+    cluster.processReadies(leader);
+    cluster.deliverMatching((m) => m.to !== leader && m.type === "append");
+    cluster.deliverMatching((m) => m.to === leader);
+    const index = promoted.ok ? promoted.index : 0;
+    expect(cluster.status(leader).commit).toBe(index);
+    expect(cluster.status("d").commit).toBeLessThan(index);
+    const term = cluster.status(leader).term;
+    expect(cluster.core(leader).transferLeadership("d")).toEqual({ ok: true });
+    cluster.processReadies(leader);
+    const envelope = cluster.take((m) => m.to === "d");
+    expect(envelope.map((m) => (m.type === "append" ? `append commit=${m.commit}` : m.type))).toEqual([
+      `append commit=${index}`,
+      "timeoutNow",
+    ]);
+    // Still a learner while it steps them: the TimeoutNow waits for the promotion to be applied.
+    for (const message of envelope) {
+      cluster.core("d").step(message);
+    }
+    cluster.processReadies("d");
+    expect(cluster.status("d")).toMatchObject({ role: "candidate", term: term + 1 });
+    cluster.deliverAll();
+    expect(cluster.status("d")).toMatchObject({ role: "leader", term: term + 1 });
+  });
+
   it("forgets a TimeoutNow that waited an election timeout for its config change to be applied", () => {
     const { cluster, leader, target, term } = timeoutNowBehindConfigCommit();
     // The target's Ready loop does not run for an election timeout: the leader gives up by then. (The leader's repeats
