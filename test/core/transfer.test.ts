@@ -22,12 +22,29 @@ function timeoutNowBehindConfigCommit(): { cluster: TestCluster; leader: string;
   const { cluster, leader, followers } = settled();
   const [target] = followers;
   cluster.addNode("d");
-  const added = cluster.core(leader).proposeConfigChange({ kind: "addLearner", node: "d" });
-  expect(added.ok).toBe(true);
+  const term = stepTimeoutNowBehindCommit(cluster, { leader, target, change: { kind: "addLearner", node: "d" } });
+  return { cluster, leader, target, term };
+}
+
+/**
+ * Commits `change` on the leader and every voter's ack while the commit notice to `target` stays queued, starts a
+ * transfer to `target`, and steps the one envelope it gets (the notice, then TimeoutNow) into it. Returns the term.
+ */
+function stepTimeoutNowBehindCommit(
+  cluster: TestCluster,
+  options: {
+    readonly leader: string;
+    readonly target: string;
+    readonly change: { readonly kind: "addLearner" | "promote"; readonly node: string };
+  },
+): number {
+  const { leader, target } = options;
+  const proposed = cluster.core(leader).proposeConfigChange(options.change);
+  expect(proposed.ok).toBe(true);
   cluster.processReadies(leader);
   cluster.deliverMatching((m) => m.to !== leader && m.type === "append");
   cluster.deliverMatching((m) => m.to === leader);
-  const committed = added.ok ? added.index : 0;
+  const committed = proposed.ok ? proposed.index : 0;
   expect(cluster.status(leader).commit).toBe(committed);
   expect(cluster.status(target).commit).toBeLessThan(committed);
   const term = cluster.status(leader).term;
@@ -41,7 +58,7 @@ function timeoutNowBehindConfigCommit(): { cluster: TestCluster; leader: string;
   for (const message of envelope) {
     cluster.core(target).step(message);
   }
-  return { cluster, leader, target, term };
+  return term;
 }
 
 describe("leadership transfer", () => {
@@ -126,26 +143,8 @@ describe("leadership transfer", () => {
     const cluster = new TestCluster(["a", "b", "c"], { learners: ["d"] });
     const leader = cluster.elect();
     cluster.tickMany(4);
-    const promoted = cluster.core(leader).proposeConfigChange({ kind: "promote", node: "d" });
-    expect(promoted.ok).toBe(true);
-    cluster.processReadies(leader);
-    cluster.deliverMatching((m) => m.to !== leader && m.type === "append");
-    cluster.deliverMatching((m) => m.to === leader);
-    const index = promoted.ok ? promoted.index : 0;
-    expect(cluster.status(leader).commit).toBe(index);
-    expect(cluster.status("d").commit).toBeLessThan(index);
-    const term = cluster.status(leader).term;
-    expect(cluster.core(leader).transferLeadership("d")).toEqual({ ok: true });
-    cluster.processReadies(leader);
-    const envelope = cluster.take((m) => m.to === "d");
-    expect(envelope.map((m) => (m.type === "append" ? `append commit=${m.commit}` : m.type))).toEqual([
-      `append commit=${index}`,
-      "timeoutNow",
-    ]);
-    // Still a learner while it steps them: the TimeoutNow waits for the promotion to be applied.
-    for (const message of envelope) {
-      cluster.core("d").step(message);
-    }
+    // Still a learner while it steps the notice and TimeoutNow: the TimeoutNow waits for the promotion to be applied.
+    const term = stepTimeoutNowBehindCommit(cluster, { leader, target: "d", change: { kind: "promote", node: "d" } });
     cluster.processReadies("d");
     expect(cluster.status("d")).toMatchObject({ role: "candidate", term: term + 1 });
     cluster.deliverAll();
