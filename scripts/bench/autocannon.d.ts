@@ -36,6 +36,14 @@ declare module "autocannon" {
     readonly non2xx: number;
     readonly statusCodeStats: Record<string, { readonly count: number }>;
   }
-  function autocannon(options: AutocannonOptions): Promise<AutocannonResult>;
+  /** A running load: awaitable for its result, and an emitter of each answer as it comes. */
+  interface AutocannonRun extends PromiseLike<AutocannonResult> {
+    /** Every answer: its status, its size, and its time from sending to the whole answer, in (fractional) ms. */
+    on(
+      event: "response",
+      listener: (client: unknown, statusCode: number, responseBytes: number, responseTimeMs: number) => void,
+    ): this;
+  }
+  function autocannon(options: AutocannonOptions): AutocannonRun;
   export default autocannon;
 }

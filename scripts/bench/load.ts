@@ -2,6 +2,8 @@
 // its next request when the previous one is answered; no pipelining), keep-alive connections. A warm-up run with the
 // same connections comes first and is thrown away. Every answer is checked: only a 2xx whose body the shape accepts
 // counts as done; everything else (non-2xx, a body with an error, connection errors, timeouts) is counted as an error.
+// Latency percentiles come from every 2xx answer's own time (autocannon's per-response event, in fractions of a ms),
+// not from its histogram, which keeps whole milliseconds: at one client the systems differ by less than that.
 import autocannon from "autocannon";
 
 export interface RequestShape {
@@ -42,7 +44,7 @@ export interface PointResult {
   /** Requests still unanswered when the run stopped: one per connection in a closed loop that is moving at all. */
   readonly unansweredAtEnd: number;
   readonly statusCodes: Record<string, number>;
-  /** Latency of every answered request, errors included (autocannon's histogram), in ms. */
+  /** Latency of the requests answered 2xx (as autocannon's histogram counts them), in ms, to 0.01 ms. */
   readonly latencyMs: {
     readonly p50: number;
     readonly p90: number;
@@ -59,7 +61,8 @@ async function drive(
 ) {
   let accepted = 0;
   let rejectedBodies = 0;
-  const result = await autocannon({
+  const latenciesMs: number[] = [];
+  const run = autocannon({
     url: baseUrl,
     connections: options.connections,
     ...(options.amount === undefined ? { duration: options.durationS ?? 1 } : { amount: options.amount }),
@@ -84,40 +87,77 @@ async function drive(
       },
     ],
   });
-  return { result, accepted, rejectedBodies };
+  run.on("response", (_client, status, _bytes, latencyMs) => {
+    if (status >= 200 && status <= 299 && latenciesMs.length < MAX_LATENCY_SAMPLES) {
+      latenciesMs.push(latencyMs);
+    }
+  });
+  const result = await run;
+  return { result, accepted, rejectedBodies, latenciesMs };
 }
 
-function summarize(connections: number, run: Awaited<ReturnType<typeof drive>>): PointResult {
-  const { result } = run;
-  const statusCodes = Object.fromEntries(
-    Object.entries(result.statusCodeStats).map(([code, stat]) => [code, Number(stat.count)]),
-  );
-  const timeouts = result.timeouts;
-  const connectionErrors = result.errors - timeouts;
-  const errorsTotal = result.non2xx + run.rejectedBodies + result.errors;
+/** A bound on the latencies kept per run: far above what 10 s at the fastest system here answers (about 60,000). */
+const MAX_LATENCY_SAMPLES = 1_000_000;
+
+type DriveResult = Awaited<ReturnType<typeof drive>>;
+
+/** One point from one or more runs of the same system (slices of an interleaved comparison), pooled. */
+function summarize(connections: number, runs: readonly DriveResult[]): PointResult {
+  const statusCodes: Record<string, number> = {};
+  let durationS = 0;
+  let ok = 0;
+  let non2xx = 0;
+  let rejectedBodies = 0;
+  let connectionErrors = 0;
+  let timeouts = 0;
+  let unansweredAtEnd = 0;
+  const latenciesMs: number[] = [];
+  for (const run of runs) {
+    const { result } = run;
+    for (const [code, stat] of Object.entries(result.statusCodeStats)) {
+      statusCodes[code] = (statusCodes[code] ?? 0) + Number(stat.count);
+    }
+    durationS += result.duration;
+    ok += run.accepted;
+    non2xx += result.non2xx;
+    rejectedBodies += run.rejectedBodies;
+    connectionErrors += result.errors - result.timeouts;
+    timeouts += result.timeouts;
+    unansweredAtEnd += Math.max(0, result.requests.sent - result.requests.total - result.errors);
+    for (const latencyMs of run.latenciesMs) {
+      latenciesMs.push(latencyMs);
+    }
+  }
   return {
     connections,
-    durationS: result.duration,
-    ok: run.accepted,
-    ratePerS: result.duration > 0 ? run.accepted / result.duration : 0,
+    durationS,
+    ok,
+    ratePerS: durationS > 0 ? ok / durationS : 0,
     errors: {
-      total: errorsTotal,
-      non2xx: result.non2xx,
-      rejectedBodies: run.rejectedBodies,
+      total: non2xx + rejectedBodies + connectionErrors + timeouts,
+      non2xx,
+      rejectedBodies,
       connectionErrors,
       timeouts,
     },
-    unansweredAtEnd: Math.max(0, result.requests.sent - result.requests.total - result.errors),
+    unansweredAtEnd,
     statusCodes,
-    latencyMs: {
-      p50: result.latency.p50,
-      p90: result.latency.p90,
-      p99: result.latency.p99,
-      max: result.latency.max,
-      mean: result.latency.mean,
-    },
+    latencyMs: latencySummary(latenciesMs),
   };
 }
+
+/** Nearest-rank percentiles of `samplesMs` (sorted in place), to 0.01 ms; zeros when there are none. */
+function latencySummary(samplesMs: number[]): PointResult["latencyMs"] {
+  if (samplesMs.length === 0) {
+    return { p50: 0, p90: 0, p99: 0, max: 0, mean: 0 };
+  }
+  samplesMs.sort((a, b) => a - b);
+  const at = (fraction: number) => round2(samplesMs[Math.max(0, Math.ceil(fraction * samplesMs.length) - 1)]!);
+  const sum = samplesMs.reduce((total, value) => total + value, 0);
+  return { p50: at(0.5), p90: at(0.9), p99: at(0.99), max: at(1), mean: round2(sum / samplesMs.length) };
+}
+
+const round2 = (value: number) => Math.round(value * 100) / 100;
 
 /** One point: warm-up (discarded), then the measured run. */
 export async function measurePoint(baseUrl: string, shape: RequestShape, options: LoadOptions): Promise<PointResult> {
@@ -138,7 +178,7 @@ export async function measurePoint(baseUrl: string, shape: RequestShape, options
     await new Promise((done) => setTimeout(done, (options.durationS * 1_000) / 2));
     await options.atHalfway();
   }
-  return summarize(options.connections, await measured);
+  return summarize(options.connections, [await measured]);
 }
 
 /** Sends `amount` requests with `connections` clients (to fill a log, say) and reports how it went. */
@@ -147,5 +187,67 @@ export async function sendAmount(
   shape: RequestShape,
   options: { readonly connections: number; readonly amount: number; readonly timeoutS: number },
 ): Promise<PointResult> {
-  return summarize(options.connections, await drive(baseUrl, shape, options));
+  return summarize(options.connections, [await drive(baseUrl, shape, options)]);
+}
+
+/** One system of an interleaved comparison, with what to do around each of its measured slices. */
+export interface Contender {
+  readonly baseUrl: string;
+  readonly shape: RequestShape;
+  /** Before each measured slice, after the warm-ups (the benchmark reads counters then). */
+  readonly beforeSlice?: () => Promise<void>;
+  /** After each measured slice. */
+  readonly afterSlice?: () => Promise<void>;
+  /** Once, halfway through its slice of the middle round (the benchmark samples memory then). */
+  readonly atHalfway?: () => Promise<void>;
+}
+
+export interface InterleavedOptions {
+  readonly connections: number;
+  /** Measured seconds per contender in all, split evenly over the rounds. */
+  readonly durationS: number;
+  /** Seconds of warm-up per contender (thrown away), before the first round. */
+  readonly warmupS: number;
+  readonly rounds: number;
+  readonly timeoutS: number;
+}
+
+/**
+ * The contenders in turn, round after round, each measured for durationS/rounds per round, and each one's slices
+ * pooled into one point. These machines are shared and their speed drifts within a minute (the baseline alone ran
+ * at 158 and at 339 writes/s at one client in two runs 18 minutes apart): one long point per system, one after the
+ * other, hands each drift to whichever system ran then, and the ratios between them move with it. Each round starts
+ * one contender later than the one before, so that no contender always runs right after the same other.
+ */
+export async function measureInterleaved(
+  contenders: readonly Contender[],
+  options: InterleavedOptions,
+): Promise<PointResult[]> {
+  if (!Number.isInteger(options.rounds) || options.rounds < 1) {
+    throw new Error(`rounds must be a whole number of at least 1, got ${options.rounds}`);
+  }
+  const drives = { connections: options.connections, timeoutS: options.timeoutS };
+  if (options.warmupS > 0) {
+    for (const contender of contenders) {
+      await drive(contender.baseUrl, contender.shape, { ...drives, durationS: options.warmupS });
+    }
+  }
+  const sliceS = options.durationS / options.rounds;
+  const middleRound = Math.floor(options.rounds / 2);
+  const slices: DriveResult[][] = contenders.map(() => []);
+  for (let round = 0; round < options.rounds; round++) {
+    for (let turn = 0; turn < contenders.length; turn++) {
+      const at = (round + turn) % contenders.length;
+      const contender = contenders[at]!;
+      await contender.beforeSlice?.();
+      const measured = drive(contender.baseUrl, contender.shape, { ...drives, durationS: sliceS });
+      if (round === middleRound && contender.atHalfway !== undefined) {
+        await new Promise((done) => setTimeout(done, (sliceS * 1_000) / 2));
+        await contender.atHalfway();
+      }
+      slices[at]!.push(await measured);
+      await contender.afterSlice?.();
+    }
+  }
+  return slices.map((runs) => summarize(options.connections, runs));
 }

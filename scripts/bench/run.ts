@@ -30,18 +30,27 @@ import {
   scrape,
   settle,
   type BilledCounters,
+  type BilledDelta,
   type CatchUpRun,
   type FailoverRun,
 } from "./cluster";
 import { collectGarbage, tryHeapUsage } from "./heap";
-import { measurePoint, sendAmount, type LoadOptions, type PointResult, type RequestShape } from "./load";
+import {
+  measureInterleaved,
+  measurePoint,
+  sendAmount,
+  type Contender,
+  type InterleavedOptions,
+  type LoadOptions,
+  type PointResult,
+  type RequestShape,
+} from "./load";
 import { markdownReport, replaceReadmeTable, svgChart, targetChecks } from "./report";
 import {
   READ_LEVELS,
   RESULTS_FORMAT,
   type BenchResults,
   type Heap,
-  type ObjectPoint,
   type ReadPoint,
   type Summary,
   type WritePoint,
@@ -52,6 +61,8 @@ import { EtcdCluster, WranglerServer } from "./servers";
 export interface BenchOptions {
   readonly durationS: number;
   readonly warmupS: number;
+  /** Writes and reads: each point's durationS is split over this many rounds of the systems in turn. */
+  readonly rounds: number;
   readonly writeClients: readonly number[];
   readonly readClients: readonly number[];
   readonly readLevels: readonly (typeof READ_LEVELS)[number][];
@@ -93,6 +104,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const known = new Set([
     "--duration-s",
     "--warmup-s",
+    "--rounds",
     "--quick",
     "--smoke",
     "--no-etcd",
@@ -107,6 +119,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   const takesValue = [
     "--duration-s",
     "--warmup-s",
+    "--rounds",
     "--failover-runs",
     "--soak-s",
     "--only",
@@ -132,6 +145,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
   if (!Number.isInteger(catchUpRows)) {
     throw new Error("--catch-up-rows needs a whole number");
   }
+  const rounds = (fallback: number): number => {
+    const value = numberOf("--rounds", fallback);
+    if (!Number.isInteger(value) || value < 1) {
+      throw new Error("--rounds needs a whole number of at least 1");
+    }
+    return value;
+  };
   const common = {
     etcd: !has("--no-etcd"),
     outDir,
@@ -146,6 +166,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       etcd: false,
       durationS: numberOf("--duration-s", 8),
       warmupS: numberOf("--warmup-s", 2),
+      rounds: rounds(4),
       writeClients: [32],
       readClients: [],
       readLevels: [],
@@ -162,6 +183,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
       ...common,
       durationS: numberOf("--duration-s", 1),
       warmupS: numberOf("--warmup-s", 0.5),
+      rounds: rounds(1),
       writeClients: [1],
       readClients: [1],
       readLevels: ["linearizable"],
@@ -178,6 +200,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     ...common,
     durationS: numberOf("--duration-s", quick ? 3 : 8),
     warmupS: numberOf("--warmup-s", quick ? 1 : 2),
+    rounds: rounds(quick ? 3 : 4),
     writeClients: [1, 8, 32, 128],
     readClients: [1, 32],
     readLevels: READ_LEVELS,
@@ -317,15 +340,36 @@ async function baselineRpcs(baseUrl: string, statsPath = "/bench/stats"): Promis
   return ((await answer.json()) as { rpcsReceived: number }).rpcsReceived;
 }
 
-/** One write point on the replication floor, with the RPCs its three objects received per acknowledged write. */
-async function measureFloorWrite(baseUrl: string, shape: RequestShape, load: LoadOptions): Promise<ObjectPoint> {
-  let rpcsBefore = 0;
-  const point = await measurePoint(baseUrl, shape, {
-    ...load,
-    beforeMeasured: async () => void (rpcsBefore = await baselineRpcs(baseUrl, "/bench/fanout-stats")),
-  });
-  const rpcsAfter = await baselineRpcs(baseUrl, "/bench/fanout-stats");
-  return { ...point, rpcsPerWrite: point.ok > 0 ? (rpcsAfter - rpcsBefore) / point.ok : null };
+/**
+ * Counts the RPCs an object (or the floor's three) received during each measured slice of a contender, through its
+ * stats route (which counts no call to itself), for the RPCs per acknowledged write.
+ */
+function rpcsCounter(read: () => Promise<number>): {
+  readonly hooks: Pick<Contender, "beforeSlice" | "afterSlice">;
+  readonly perWrite: (point: PointResult) => number | null;
+} {
+  let before = 0;
+  let received = 0;
+  return {
+    hooks: {
+      beforeSlice: async () => void (before = await read()),
+      afterSlice: async () => void (received += (await read()) - before),
+    },
+    perWrite: (point) => (point.ok > 0 ? received / point.ok : null),
+  };
+}
+
+function addBilled(sum: BilledDelta | null, delta: BilledDelta): BilledDelta {
+  if (sum === null) {
+    return delta;
+  }
+  return {
+    peerRpcs: sum.peerRpcs + delta.peerRpcs,
+    workerRpcs: sum.workerRpcs + delta.workerRpcs,
+    alarmWakeups: sum.alarmWakeups + delta.alarmWakeups,
+    peerCallFailures: sum.peerCallFailures + delta.peerCallFailures,
+    valid: sum.valid && delta.valid,
+  };
 }
 
 const times = (value: number, base: number) => (base > 0 ? `${(value / base).toFixed(2)}×` : "n/a");
@@ -348,6 +392,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     warmupS: options.warmupS,
     timeoutS: REQUEST_TIMEOUT_S,
     ...extra,
+  });
+  const interleaved = (connections: number): InterleavedOptions => ({
+    connections,
+    durationS: options.durationS,
+    warmupS: options.warmupS,
+    rounds: options.rounds,
+    timeoutS: REQUEST_TIMEOUT_S,
   });
 
   log("starting the cluster, the baseline" + (etcdVersion === null ? "" : " and etcd"));
@@ -381,83 +432,99 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     };
     log(`idle: ${idle.alarmWakeupsPerS.toFixed(1)} alarm wake-ups/s, ${idle.peerRpcsPerS.toFixed(1)} peer RPCs/s`);
 
-    // Writes, the three systems in turn at each number of clients.
+    // Writes: at each number of clients, the systems measured in turn, round after round (measureInterleaved).
     const writes: WritePoint[] = [];
     let clusterAt128: Heap | null = null;
     let baselineAt128: Heap | null = null;
     for (const connections of options.writeClients) {
-      let rpcsBefore = 0;
-      const basePoint = await measurePoint(
-        baselineUrl,
-        WRITE_SHAPE,
-        load({
-          connections,
-          beforeMeasured: async () => void (rpcsBefore = await baselineRpcs(baselineUrl)),
+      const baselineRpcsCounter = rpcsCounter(() => baselineRpcs(baselineUrl));
+      const floorRpcsCounters = {
+        all: rpcsCounter(() => baselineRpcs(baselineUrl, "/bench/fanout-stats")),
+        majority: rpcsCounter(() => baselineRpcs(baselineUrl, "/bench/fanout-stats")),
+      };
+      // Summed over the cluster's slices (a holder: the slices' hooks assign it).
+      const billedSlices: { sum: BilledDelta | null } = { sum: null };
+      let countersBefore: BilledCounters | null = null;
+      let windowStart = 0;
+      let windowS = 0;
+      const contenders: Contender[] = [
+        {
+          baseUrl: baselineUrl,
+          shape: WRITE_SHAPE,
+          ...baselineRpcsCounter.hooks,
           ...(connections === 128
             ? { atHalfway: async () => void (baselineAt128 = await tryHeapUsage(baseline!.inspectorPort)) }
             : {}),
-        }),
-      );
-      const rpcsAfter = await baselineRpcs(baselineUrl);
-      // The stats call itself is one RPC.
-      const rpcsPerWrite = basePoint.ok > 0 ? (rpcsAfter - rpcsBefore - 1) / basePoint.ok : null;
-      log(`writes, ${connections} clients: baseline ${describe(basePoint)}`);
-      const replicationFloor = {
-        all: await measureFloorWrite(baselineUrl, FLOOR_SHAPES.all, load({ connections })),
-        majority: await measureFloorWrite(baselineUrl, FLOOR_SHAPES.majority, load({ connections })),
-      };
-      for (const ack of ["all", "majority"] as const) {
-        const point = replicationFloor[ack];
-        log(
-          `writes, ${connections} clients: replication floor (${ack}) ${describe(point)}, ${times(point.ratePerS, basePoint.ratePerS)} the baseline, ${point.rpcsPerWrite?.toFixed(2) ?? "n/a"} RPCs/write`,
-        );
-      }
-      let countersBefore: BilledCounters | null = null;
-      let windowStart = 0;
-      const clusterPoint = await measurePoint(
-        clusterUrl,
-        WRITE_SHAPE,
-        load({
-          connections,
-          beforeMeasured: async () => {
+        },
+        { baseUrl: baselineUrl, shape: FLOOR_SHAPES.all, ...floorRpcsCounters.all.hooks },
+        { baseUrl: baselineUrl, shape: FLOOR_SHAPES.majority, ...floorRpcsCounters.majority.hooks },
+        {
+          baseUrl: clusterUrl,
+          shape: WRITE_SHAPE,
+          beforeSlice: async () => {
             countersBefore = billedCounters(await scrape(clusterUrl));
             windowStart = performance.now();
+          },
+          afterSlice: async () => {
+            const after = billedCounters(await scrape(clusterUrl));
+            windowS += (performance.now() - windowStart) / 1_000;
+            if (countersBefore === null) {
+              return;
+            }
+            const delta = billedDelta(countersBefore, after);
+            billedSlices.sum = addBilled(billedSlices.sum, delta);
           },
           ...(connections === 128
             ? { atHalfway: async () => void (clusterAt128 = await tryHeapUsage(cluster.inspectorPort)) }
             : {}),
-        }),
+        },
+        ...(etcd === null ? [] : [{ baseUrl: etcd.clientUrls[0]!, shape: ETCD_PUT }]),
+      ];
+      const [basePoint, floorAll, floorMajority, clusterPoint, etcdPoint] = await measureInterleaved(
+        contenders,
+        interleaved(connections),
       );
-      const delta =
-        countersBefore === null ? null : billedDelta(countersBefore, billedCounters(await scrape(clusterUrl)));
-      const windowS = (performance.now() - windowStart) / 1_000;
+      const rpcsPerWrite = baselineRpcsCounter.perWrite(basePoint!);
+      log(`writes, ${connections} clients: baseline ${describe(basePoint!)}`);
+      const replicationFloor = {
+        all: { ...floorAll!, rpcsPerWrite: floorRpcsCounters.all.perWrite(floorAll!) },
+        majority: {
+          ...floorMajority!,
+          rpcsPerWrite: floorRpcsCounters.majority.perWrite(floorMajority!),
+        },
+      };
+      for (const ack of ["all", "majority"] as const) {
+        const point = replicationFloor[ack];
+        log(
+          `writes, ${connections} clients: replication floor (${ack}) ${describe(point)}, ${times(point.ratePerS, basePoint!.ratePerS)} the baseline, ${point.rpcsPerWrite?.toFixed(2) ?? "n/a"} RPCs/write`,
+        );
+      }
+      const delta = billedSlices.sum;
       const total = delta === null ? 0 : delta.peerRpcs + delta.workerRpcs + delta.alarmWakeups;
       const billed =
         delta === null
           ? null
           : {
-              peerRpcs: delta.peerRpcs / clusterPoint.ok,
-              workerRpcs: delta.workerRpcs / clusterPoint.ok,
-              alarmWakeups: delta.alarmWakeups / clusterPoint.ok,
-              total: total / clusterPoint.ok,
-              aboveIdle: (total - (idle.alarmWakeupsPerS + idle.peerRpcsPerS) * windowS) / clusterPoint.ok,
+              peerRpcs: delta.peerRpcs / clusterPoint!.ok,
+              workerRpcs: delta.workerRpcs / clusterPoint!.ok,
+              alarmWakeups: delta.alarmWakeups / clusterPoint!.ok,
+              total: total / clusterPoint!.ok,
+              aboveIdle: (total - (idle.alarmWakeupsPerS + idle.peerRpcsPerS) * windowS) / clusterPoint!.ok,
               peerCallFailures: delta.peerCallFailures,
               windowS,
               valid: delta.valid,
             };
       log(
-        `writes, ${connections} clients: durable-ha ${describe(clusterPoint)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}; ${times(clusterPoint.ratePerS, basePoint.ratePerS)} the baseline, ${times(clusterPoint.ratePerS, replicationFloor.all.ratePerS)} the floor (${times(clusterPoint.ratePerS, replicationFloor.majority.ratePerS)} at majority)`,
+        `writes, ${connections} clients: durable-ha ${describe(clusterPoint!)}${billed === null ? "" : `, ${billed.total.toFixed(2)} billed requests/write`}; ${times(clusterPoint!.ratePerS, basePoint!.ratePerS)} the baseline, ${times(clusterPoint!.ratePerS, replicationFloor.all.ratePerS)} the floor (${times(clusterPoint!.ratePerS, replicationFloor.majority.ratePerS)} at majority)`,
       );
-      let etcdPoint: PointResult | undefined;
-      if (etcd !== null) {
-        etcdPoint = await measurePoint(etcd.clientUrls[0]!, ETCD_PUT, load({ connections }));
+      if (etcdPoint !== undefined) {
         log(`writes, ${connections} clients: etcd ${describe(etcdPoint)}`);
       }
       writes.push({
         connections,
-        baseline: { ...basePoint, rpcsPerWrite },
+        baseline: { ...basePoint!, rpcsPerWrite },
         replicationFloor,
-        cluster: { ...clusterPoint, billed },
+        cluster: { ...clusterPoint!, billed },
         ...(etcdPoint === undefined ? {} : { etcd: etcdPoint }),
       });
     }
@@ -465,18 +532,27 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     // Reads.
     const reads: ReadPoint[] = [];
     for (const connections of options.readClients) {
-      const basePoint = await measurePoint(baselineUrl, readShape("weak"), load({ connections }));
-      log(`reads, ${connections} clients: baseline ${describe(basePoint)}`);
+      const contenders: Contender[] = [
+        { baseUrl: baselineUrl, shape: readShape("weak") },
+        ...options.readLevels.map((level) => ({ baseUrl: clusterUrl, shape: readShape(level) })),
+        ...(etcd === null
+          ? []
+          : [
+              { baseUrl: etcd.clientUrls[0]!, shape: etcdRange(true) },
+              { baseUrl: etcd.clientUrls[0]!, shape: etcdRange(false) },
+            ]),
+      ];
+      const [basePoint, ...rest] = await measureInterleaved(contenders, interleaved(connections));
+      log(`reads, ${connections} clients: baseline ${describe(basePoint!)}`);
       const clusterPoints: ReadPoint["cluster"] = {};
-      for (const level of options.readLevels) {
-        const point = await measurePoint(clusterUrl, readShape(level), load({ connections }));
+      options.readLevels.forEach((level, i) => {
+        const point = rest[i]!;
         clusterPoints[level] = point;
         log(`reads, ${connections} clients: durable-ha ${level} ${describe(point)}`);
-      }
+      });
       let etcdPoints: ReadPoint["etcd"];
       if (etcd !== null) {
-        const serializable = await measurePoint(etcd.clientUrls[0]!, etcdRange(true), load({ connections }));
-        const linearizable = await measurePoint(etcd.clientUrls[0]!, etcdRange(false), load({ connections }));
+        const [serializable, linearizable] = rest.slice(options.readLevels.length) as [PointResult, PointResult];
         etcdPoints = { serializable, linearizable };
         log(
           `reads, ${connections} clients: etcd serializable ${describe(serializable)}; linearizable ${describe(linearizable)}`,
@@ -484,7 +560,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       }
       reads.push({
         connections,
-        baseline: basePoint,
+        baseline: basePoint!,
         cluster: clusterPoints,
         ...(etcdPoints === undefined ? {} : { etcd: etcdPoints }),
       });
@@ -579,6 +655,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       options: {
         durationS: options.durationS,
         warmupS: options.warmupS,
+        rounds: options.rounds,
         failoverRuns: options.failoverRuns,
         logCatchUpEntries: options.logCatchUpEntries,
         soakS: options.soakS,
