@@ -11,6 +11,10 @@
 // peer per batch, at most one in flight per peer), as a good replicator batches. It is a floor, not a database:
 // no log, no terms, no elections, no retries, no catch-up, no durability beyond what each object's SQLite gives; a
 // failed call to a peer fails the writes it carried, and the copies may then differ.
+//
+// GET /probe/:op (scripts/bench/probe.ts) times what the platform itself charges an object: nothing, one write (a
+// storage commit before the answer leaves), a call to another object, and a write with a call sent after it or
+// before it in the same turn (whether a send made before a write waits for the write's commit too).
 import { DurableObject } from "cloudflare:workers";
 import { Hono } from "hono";
 
@@ -44,6 +48,12 @@ const MAX_WRITES_PER_CALL = 256;
 const MAX_WRITES_WAITING = 10_000;
 /** A call to a peer that has not answered by then fails the writes it carried. */
 const PEER_CALL_TIMEOUT_MS = 10_000;
+
+/** The probes of GET /probe/:op, and the object the calls among them go to. */
+export const PROBE_OPS = ["noop", "write", "call", "write-then-call", "call-then-write"] as const;
+type ProbeOp = (typeof PROBE_OPS)[number];
+const PROBE_OBJECT = "probe";
+const PROBE_PEER = "probe-peer";
 
 class BadRequest extends Error {}
 
@@ -98,6 +108,35 @@ export class BaselineNode extends DurableObject<Env> {
       }
     }
     return writes.length;
+  }
+
+  /** One probe of GET /probe/:op: what it does is its name (PROBE_OPS); answers 1. */
+  async probe(op: ProbeOp): Promise<number> {
+    switch (op) {
+      case "noop":
+        return 1;
+      case "write":
+        this.probeWrite();
+        return 1;
+      case "call":
+        return await this.env.BASELINE.getByName(PROBE_PEER).probe("noop");
+      case "write-then-call": {
+        this.probeWrite();
+        return await this.env.BASELINE.getByName(PROBE_PEER).probe("noop");
+      }
+      case "call-then-write": {
+        const answer = this.env.BASELINE.getByName(PROBE_PEER).probe("noop");
+        this.probeWrite();
+        return await answer;
+      }
+    }
+  }
+
+  private probeWrite(): void {
+    this.ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, v TEXT)");
+    this.ctx.storage.sql.exec("INSERT INTO probe (v) VALUES ('x')");
+    // Bounded: the table never holds more than the last write.
+    this.ctx.storage.sql.exec("DELETE FROM probe WHERE id < last_insert_rowid()");
   }
 
   stats(): { readonly rpcsReceived: number } {
@@ -266,6 +305,14 @@ app.get("/fanout/query", async (c) => {
   }
   const results = await c.env.BASELINE.getByName(name).query([{ sql: q, params: [] }]);
   return c.json({ results });
+});
+
+app.get("/probe/:op", async (c) => {
+  const op = PROBE_OPS.find((known) => known === c.req.param("op"));
+  if (op === undefined) {
+    return c.json({ error: `op must be one of ${PROBE_OPS.join(", ")}` }, 400);
+  }
+  return c.text(String(await c.env.BASELINE.getByName(PROBE_OBJECT).probe(op)));
 });
 
 app.get("/bench/stats", async (c) => c.json(await c.env.BASELINE.getByName("baseline").stats()));
