@@ -547,7 +547,12 @@ export class NodeRuntime {
           this.requests.leadershipLost(event.reason);
           break;
         case "leadershipTransfer":
-          this.log("info", "leadershipTransfer", { to: event.to, outcome: event.outcome });
+          if (event.outcome === "aborted") {
+            this.log("info", "leadershipTransfer", { to: event.to, outcome: event.outcome, reason: event.reason });
+            this.requests.transferAborted(event.to, event.reason);
+          } else {
+            this.log("info", "leadershipTransfer", { to: event.to, outcome: event.outcome });
+          }
           break;
         case "votingProbationEnded":
           this.deps.kv.delete(NodeKeys.votingProbation);

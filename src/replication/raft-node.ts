@@ -54,6 +54,7 @@ import type {
   ReplicaView,
   Role,
   SnapshotMeta,
+  TransferAbortReason,
   VoteRequest,
   VoteResponse,
 } from "./types.js";
@@ -343,11 +344,12 @@ export class RaftNode implements RaftNodeApi {
       );
     }
     if (to === this.id) {
-      this.abortTransfer();
+      this.abortTransfer("cancelled");
       return OK;
     }
-    if (typeof to !== "string" || !isVoter(this.membership, to)) {
-      return refuse("INVALID_REQUEST", `node ${String(to)} is not a voter; leadership can only go to a voter`);
+    const ineligible = this.transferTargetRefusal(to);
+    if (ineligible !== null) {
+      return { ok: false, error: ineligible };
     }
     if (this.transferee === to) {
       return OK;
@@ -366,7 +368,7 @@ export class RaftNode implements RaftNodeApi {
     } // already stepping down
     const best = this.bestTransferTarget();
     if (best === null) {
-      return refuse("INVALID_REQUEST", "there is no other voter to hand leadership to");
+      return refuse("INVALID_REQUEST", "there is no other voter (that stays one) to hand leadership to");
     }
     return this.transferLeadership(best);
   }
@@ -675,6 +677,7 @@ export class RaftNode implements RaftNodeApi {
     if (this.removalHandover !== null && ++this.removalHandover.elapsedTicks >= this.config.electionTimeoutTicks) {
       // The target did not take over in time (lost messages, a slow or cut-off target): step aside anyway. The voters
       // that stay can elect a leader without us, or (when one voter stays) with our vote (decideVote).
+      this.abortTransfer("deadline");
       this.becomeFollower(
         this.term,
         null,
@@ -688,7 +691,7 @@ export class RaftNode implements RaftNodeApi {
       this.transferee !== null &&
       ++this.transferElapsedTicks >= this.config.electionTimeoutTicks
     ) {
-      this.abortTransfer();
+      this.abortTransfer("deadline");
     }
     if (this.checkQuorumElapsedTicks >= this.config.electionTimeoutTicks) {
       this.checkQuorumElapsedTicks = 0;
@@ -1071,14 +1074,11 @@ export class RaftNode implements RaftNodeApi {
 
   /** Everything only a leader holds goes; pending reads fail. */
   private leaveLeadership(reason: string, transferHandedOver: boolean): void {
-    if (this.transferee !== null) {
-      this.events.push({
-        kind: "leadershipTransfer",
-        to: this.transferee,
-        outcome: transferHandedOver ? "completed" : "aborted",
-      });
+    if (this.transferee !== null && transferHandedOver) {
+      this.events.push({ kind: "leadershipTransfer", to: this.transferee, outcome: "completed" });
       this.transferee = null;
     }
+    this.abortTransfer("lostLeadership");
     this.removalHandover = null;
     this.selfRemovalIndex = null;
     this.progress.clear();
@@ -1302,10 +1302,16 @@ export class RaftNode implements RaftNodeApi {
 
   /** The index of an unapplied config entry in our log that removes us, or null. */
   private findSelfRemoval(): number | null {
+    const pending = this.latestUnappliedConfig();
+    return pending === null || isVoter(pending.membership, this.id) ? null : pending.index;
+  }
+
+  /** The last config entry in our log that is not applied yet (the configuration to come), or null. */
+  private latestUnappliedConfig(): { readonly index: number; readonly membership: Membership } | null {
     for (let index = this.log.lastIndex(); index > this.applied; index--) {
       const entry = this.log.entryAt(index);
       if (entry?.kind === "config") {
-        return isVoter(decodeMembership(entry.data, index), this.id) ? null : index;
+        return { index, membership: decodeMembership(entry.data, index) };
       }
     }
     return null;
@@ -1579,7 +1585,9 @@ export class RaftNode implements RaftNodeApi {
       }
     }
     if (this.transferee !== null && !isVoter(this.membership, this.transferee)) {
-      this.abortTransfer();
+      // (transferLeadership refuses a target whose removal is in the log, and no change is proposed during a
+      // transfer, so this is a safeguard.)
+      this.abortTransfer("notVoter");
     }
     if (!isVoter(this.membership, this.id)) {
       this.beginRemovalHandover(index);
@@ -1621,10 +1629,14 @@ export class RaftNode implements RaftNodeApi {
     this.broadcastHeartbeat();
   }
 
-  /** The voter (other than us) with the highest match index, then the freshest contact; null when there is none. */
+  /**
+   * The voter (other than us, and not being removed) with the highest match index, then the freshest contact; null
+   * when there is none.
+   */
   private bestTransferTarget(): NodeId | null {
+    const pending = this.latestUnappliedConfig();
     const candidates = this.membership.voters
-      .filter((voter) => voter !== this.id)
+      .filter((voter) => voter !== this.id && (pending === null || isVoter(pending.membership, voter)))
       .map((voter) => this.progress.get(voter))
       .filter((progress): progress is Progress => progress !== undefined)
       .sort(
@@ -1634,7 +1646,7 @@ export class RaftNode implements RaftNodeApi {
   }
 
   private startTransfer(to: NodeId): void {
-    this.abortTransfer();
+    this.abortTransfer("superseded");
     this.transferee = to;
     this.transferElapsedTicks = 0;
     this.events.push({ kind: "leadershipTransfer", to, outcome: "started" });
@@ -1662,12 +1674,45 @@ export class RaftNode implements RaftNodeApi {
     this.sendTimeoutNow(progress.id);
   }
 
-  private abortTransfer(): void {
+  private abortTransfer(reason: TransferAbortReason): void {
     if (this.transferee === null) {
       return;
     }
-    this.events.push({ kind: "leadershipTransfer", to: this.transferee, outcome: "aborted" });
+    this.events.push({ kind: "leadershipTransfer", to: this.transferee, outcome: "aborted", reason });
     this.transferee = null;
+  }
+
+  /**
+   * Why `to` cannot take leadership over, as far as the leader can tell, or null. (A target on voting probation, see
+   * RaftNodeOptions.votingProbation, ignores TimeoutNow; only it knows, so that transfer ends at its deadline.)
+   */
+  private transferTargetRefusal(to: NodeId): ProposalError | null {
+    if (typeof to !== "string") {
+      return {
+        code: "INVALID_REQUEST",
+        message: `node ${String(to)} is not a voter; leadership can only go to a voter`,
+      };
+    }
+    const pending = this.latestUnappliedConfig();
+    const staysVoter = pending === null || isVoter(pending.membership, to);
+    if (isLearner(this.membership, to)) {
+      return pending !== null && staysVoter
+        ? {
+            code: "CONFIG_CHANGE_IN_PROGRESS",
+            message: `node ${to} is a learner whose promotion (config entry ${pending.index}) is not applied yet; leadership can only go to a voter`,
+          }
+        : { code: "INVALID_REQUEST", message: `node ${to} is a learner; leadership can only go to a voter` };
+    }
+    if (!isVoter(this.membership, to)) {
+      return { code: "INVALID_REQUEST", message: `node ${to} is not a voter; leadership can only go to a voter` };
+    }
+    if (!staysVoter) {
+      return {
+        code: "INVALID_REQUEST",
+        message: `node ${to} is being removed (config entry ${pending.index}, not applied yet); leadership can only go to a voter that stays`,
+      };
+    }
+    return null;
   }
 
   // =============================================================================================================

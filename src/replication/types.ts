@@ -315,6 +315,17 @@ export interface NodeStatus {
   readonly votingProbation: boolean;
 }
 
+/**
+ * Why a leader gave a leadership transfer up:
+ *  - deadline: the target did not take over within an election timeout (cut off, behind, or on voting probation,
+ *    which only the target knows);
+ *  - notVoter: an applied configuration no longer lists the target as a voter;
+ *  - superseded: a transfer to another node replaced it;
+ *  - cancelled: leadership was asked for the leader itself;
+ *  - lostLeadership: the leader stepped down (a newer term, check quorum) before the target took over.
+ */
+export type TransferAbortReason = "deadline" | "notVoter" | "superseded" | "cancelled" | "lostLeadership";
+
 /** Things worth a log line, in the order they happened. */
 export type RaftEvent =
   | { readonly kind: "becameFollower"; readonly term: number; readonly leader: NodeId | null }
@@ -329,7 +340,13 @@ export type RaftEvent =
     }
   | { readonly kind: "membershipApplied"; readonly index: number; readonly membership: Membership }
   | { readonly kind: "steppedDown"; readonly term: number; readonly reason: string }
-  | { readonly kind: "leadershipTransfer"; readonly to: NodeId; readonly outcome: "started" | "completed" | "aborted" }
+  | { readonly kind: "leadershipTransfer"; readonly to: NodeId; readonly outcome: "started" | "completed" }
+  | {
+      readonly kind: "leadershipTransfer";
+      readonly to: NodeId;
+      readonly outcome: "aborted";
+      readonly reason: TransferAbortReason;
+    }
   /** A leader caught this node up (it holds `commit`, the leader's commit index): it may vote and campaign again. */
   | { readonly kind: "votingProbationEnded"; readonly term: number; readonly commit: number };
 
@@ -377,7 +394,11 @@ export interface RaftNodeApi {
    * readTimeoutTicks.
    */
   requestRead(context: string): ReadRequestResult;
-  /** Leader only: hand leadership to `to` (it must be a voter); new proposals are refused until it ends. */
+  /**
+   * Leader only: hand leadership to `to`; new proposals are refused until it ends. Refused at once (INVALID_REQUEST)
+   * when `to` is no voter, a learner, or a voter whose removal is in the log but not applied yet; with
+   * CONFIG_CHANGE_IN_PROGRESS when `to` is a learner whose promotion is not applied yet.
+   */
   transferLeadership(to: NodeId): ReadRequestResult;
   /** Leader only: transfer leadership to the most up-to-date voter. */
   stepDown(): ReadRequestResult;

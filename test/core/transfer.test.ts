@@ -8,8 +8,24 @@ function settled(): { cluster: TestCluster; leader: string; followers: [string, 
   return { cluster, leader, followers: ["a", "b", "c"].filter((id) => id !== leader) as [string, string] };
 }
 
+/** The node's leadershipTransfer events, as "started b", "completed b", "aborted b (reason)". */
 function transferOutcomes(cluster: TestCluster, id: string): string[] {
-  return cluster.node(id).events.flatMap((e) => (e.kind === "leadershipTransfer" ? [`${e.outcome} ${e.to}`] : []));
+  return cluster.node(id).events.flatMap((e) => {
+    if (e.kind !== "leadershipTransfer") {
+      return [];
+    }
+    return [e.outcome === "aborted" ? `aborted ${e.to} (${e.reason})` : `${e.outcome} ${e.to}`];
+  });
+}
+
+/** A settled cluster whose leader is transferring leadership to a cut-off follower, which cannot take over. */
+function transferToCutOffTarget(): { cluster: TestCluster; leader: string; target: string; other: string } {
+  const { cluster, leader, followers } = settled();
+  const [target, other] = followers;
+  cluster.isolate(target);
+  expect(cluster.core(leader).transferLeadership(target)).toEqual({ ok: true });
+  cluster.processReadies(leader);
+  return { cluster, leader, target, other };
 }
 
 /**
@@ -114,14 +130,9 @@ describe("leadership transfer", () => {
   });
 
   it("aborts after an election timeout when the target does not take over, and accepts proposals again", () => {
-    const { cluster, leader, followers } = settled();
-    const [target] = followers;
-    cluster.isolate(target);
-    cluster.core(leader).transferLeadership(target);
+    const { cluster, leader, target } = transferToCutOffTarget();
     cluster.tickUntil(() => cluster.status(leader).transferee === null, 15);
-    expect(cluster.node(leader).events.some((e) => e.kind === "leadershipTransfer" && e.outcome === "aborted")).toBe(
-      true,
-    );
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target} (deadline)`]);
     expect(cluster.status(leader).role).toBe("leader");
     expect(cluster.core(leader).propose("again").ok).toBe(true);
   });
@@ -163,7 +174,7 @@ describe("leadership transfer", () => {
     expect(cluster.status(target)).toMatchObject({ role: "follower", term, applied: cluster.status(target).commit });
     cluster.tickUntil(() => cluster.status(leader).transferee === null, 15, [leader]);
     expect(cluster.status(leader)).toMatchObject({ role: "leader", term });
-    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target}`]);
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target} (deadline)`]);
   });
 
   it("stepDown() picks the most up-to-date voter", () => {
@@ -199,5 +210,119 @@ describe("leadership transfer", () => {
     const single = new TestCluster(["solo"]);
     single.elect();
     expect(single.core("solo").stepDown()).toMatchObject({ ok: false, error: { code: "INVALID_REQUEST" } });
+  });
+});
+
+describe("leadership transfer: why one is given up", () => {
+  it("a transfer to another node replaces it (superseded)", () => {
+    const { cluster, leader, target, other } = transferToCutOffTarget();
+    expect(cluster.core(leader).transferLeadership(other)).toEqual({ ok: true });
+    cluster.processReadies(leader);
+    expect(transferOutcomes(cluster, leader)).toEqual([
+      `started ${target}`,
+      `aborted ${target} (superseded)`,
+      `started ${other}`,
+    ]);
+    expect(cluster.status(leader).transferee).toBe(other);
+  });
+
+  it("leadership asked for the leader itself cancels it, and proposals are taken again", () => {
+    const { cluster, leader, target } = transferToCutOffTarget();
+    expect(cluster.core(leader).transferLeadership(leader)).toEqual({ ok: true });
+    cluster.processReadies(leader);
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target} (cancelled)`]);
+    expect(cluster.status(leader)).toMatchObject({ role: "leader", transferee: null });
+    expect(cluster.core(leader).propose("again").ok).toBe(true);
+  });
+
+  it("the leader losing its leadership to another node first gives it up (lostLeadership)", () => {
+    const { cluster, leader, target, other } = transferToCutOffTarget();
+    const term = cluster.status(leader).term;
+    // The other follower campaigns (as if told to take over), in a newer term the leader sees before the target acts.
+    cluster.core(other).step({ type: "timeoutNow", from: leader, to: other, term });
+    cluster.processReadies(other);
+    cluster.deliverAll();
+    expect(cluster.status(other)).toMatchObject({ role: "leader", term: term + 1 });
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target} (lostLeadership)`]);
+  });
+
+  it("a removed leader whose hand-over target does not take over gives the transfer up at the deadline", () => {
+    const { cluster, leader, followers } = settled();
+    const [target, other] = followers;
+    cluster.isolate(other);
+    // Our own removal commits with the target's ack; then the target is cut off before it can take over.
+    cluster.dropIf = (m) => m.type === "timeoutNow";
+    const removal = cluster.core(leader).proposeConfigChange({ kind: "remove", node: leader });
+    expect(removal.ok).toBe(true);
+    cluster.tickUntil(() => cluster.status(leader).transferee !== null, 20);
+    const handedTo = cluster.status(leader).transferee;
+    expect(handedTo).toBe(target);
+    cluster.isolate(target);
+    cluster.tickUntil(() => cluster.status(leader).role !== "leader", 30, [leader]);
+    expect(transferOutcomes(cluster, leader)).toEqual([`started ${target}`, `aborted ${target} (deadline)`]);
+  });
+});
+
+describe("leadership transfer: targets refused at once", () => {
+  it("refuses a voter whose removal is in the leader's log but not applied yet, and stepDown() passes it over", () => {
+    const { cluster, leader, followers } = settled();
+    const [removed, staying] = followers;
+    // `staying` lags behind, so that stepDown() would prefer `removed` if its removal did not count.
+    cluster.dropIf = (m) => m.type === "append" && m.to === staying;
+    cluster.propose(leader, "v0");
+    cluster.tickMany(2);
+    cluster.dropIf = () => false;
+    const removal = cluster.core(leader).proposeConfigChange({ kind: "remove", node: removed });
+    expect(removal.ok).toBe(true);
+    const index = removal.ok ? removal.index : 0;
+    expect(cluster.core(leader).transferLeadership(removed)).toEqual({
+      ok: false,
+      error: {
+        code: "INVALID_REQUEST",
+        message: `node ${removed} is being removed (config entry ${index}, not applied yet); leadership can only go to a voter that stays`,
+      },
+    });
+    cluster.processReadies(leader);
+    expect(cluster.status(leader).transferee).toBeNull();
+    expect(transferOutcomes(cluster, leader)).toEqual([]);
+    expect(cluster.core(leader).stepDown()).toEqual({ ok: true });
+    expect(cluster.status(leader).transferee).toBe(staying);
+  });
+
+  it("stepDown() is refused when the only other voter is being removed", () => {
+    const cluster = new TestCluster(["a", "b"]);
+    const leader = cluster.elect();
+    cluster.tickMany(4);
+    const other = leader === "a" ? "b" : "a";
+    expect(cluster.core(leader).proposeConfigChange({ kind: "remove", node: other }).ok).toBe(true);
+    expect(cluster.core(leader).stepDown()).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_REQUEST", message: "there is no other voter (that stays one) to hand leadership to" },
+    });
+  });
+
+  it("refuses a learner, and says so; one whose promotion is not applied yet is a change in progress", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { learners: ["l"] });
+    const leader = cluster.elect();
+    cluster.tickMany(4);
+    expect(cluster.core(leader).transferLeadership("l")).toEqual({
+      ok: false,
+      error: { code: "INVALID_REQUEST", message: "node l is a learner; leadership can only go to a voter" },
+    });
+    const promotion = cluster.core(leader).proposeConfigChange({ kind: "promote", node: "l" });
+    expect(promotion.ok).toBe(true);
+    expect(cluster.core(leader).transferLeadership("l")).toMatchObject({
+      ok: false,
+      error: {
+        code: "CONFIG_CHANGE_IN_PROGRESS",
+        message: `node l is a learner whose promotion (config entry ${promotion.ok ? promotion.index : 0}) is not applied yet; leadership can only go to a voter`,
+      },
+    });
+    cluster.processReadies(leader);
+    expect(transferOutcomes(cluster, leader)).toEqual([]);
+    // Once the promotion is applied, it may lead.
+    cluster.tickUntil(() => cluster.status(leader).membership.voters.includes("l"), 20);
+    expect(cluster.core(leader).transferLeadership("l")).toEqual({ ok: true });
+    cluster.tickUntil(() => cluster.status("l").role === "leader", 20);
   });
 });

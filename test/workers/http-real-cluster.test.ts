@@ -320,13 +320,16 @@ describe("the cluster API over a real cluster", () => {
 
   it("starts a transfer again when its first attempt gave up, and hands over within the deadline", async () => {
     const { cluster, h, leader, followers } = await setUp("real-transfer-again", STALL_TOLERANT_TIMING);
-    const [target] = followers;
+    const [target, other] = followers;
     // The target is cut off: the leader's first attempt cannot reach it and gives up after an election timeout.
     await cluster.isolate(target);
     const moving = h.send("POST", "/leader", { json: { id: target } });
     await waitFor("the first attempt to give up", async () =>
       (await recentEvents(cluster, leader)).some(
-        (entry) => entry.event === "leadershipTransfer" && entry.fields["outcome"] === "aborted",
+        (entry) =>
+          entry.event === "leadershipTransfer" &&
+          entry.fields["outcome"] === "aborted" &&
+          entry.fields["reason"] === "deadline",
       )
         ? true
         : undefined,
@@ -340,6 +343,14 @@ describe("the cluster API over a real cluster", () => {
       (entry) => entry.event === "leadershipTransfer" && entry.fields["outcome"] === "started",
     );
     expect(started.length).toBeGreaterThan(1);
+
+    // A target that stays cut off until the deadline: 504, saying why the last attempt was given up and how many
+    // there were (the deadline is three election timeouts).
+    await cluster.isolate(other);
+    const timedOut = await h.send("POST", "/leader?timeout=3s", { json: { id: other } });
+    expect(timedOut.status, timedOut.text).toBe(504);
+    expect(timedOut.text).toMatch(new RegExp(`${other} did not take over within an election timeout, \\d+ attempts`));
+    await cluster.heal();
   });
 
   it("steps the leader down and transfers leadership to a named voter", async () => {
@@ -502,6 +513,10 @@ describe("the cluster API over a real cluster", () => {
       learners: ["n4"],
       pending: [{ action: "start", node: "n4", detail: expect.stringMatching(/^n4 had not answered its start/) }],
     });
+    // A learner (held, it cannot catch up to be promoted) cannot take leadership over: refused at once, not waited out.
+    const toLearner = await h.send("POST", "/leader", { json: { id: "n4" } });
+    expect(toLearner.status, toLearner.text).toBe(400);
+    expect(toLearner.text).toContain("node n4 is a learner; leadership can only go to a voter");
     releaseStart();
     // Started (by the start that went on, or by the leader's own contact), caught up and promoted.
     await waitFor("n4 to become a voter", async () => ((await memberRole(h, "n4"))?.voter === true ? true : undefined));

@@ -1,6 +1,6 @@
 // Client requests: writes, reads at every level, waiting for a leader, leadership transfer and membership
 // changes. Each one that waits on the log parks a bounded waiter with a deadline; the Ready loop wakes them.
-import type { LogEntry, Membership, Ready } from "../../replication/types";
+import type { LogEntry, Membership, Ready, TransferAbortReason } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
 import { sleep } from "../deadline";
 import { RaftKeys } from "../storage-keys";
@@ -60,6 +60,9 @@ export class ClientRequests {
   private readContextSeq = 0;
   /** The last index of the log when this node last became leader: its own term's first entry is at or below it. */
   private leaderTermStartIndex = 0;
+  /** Leadership transfers this node gave up, and the last one: what a transferLeadership that times out says. */
+  private transferAborts = 0;
+  private lastTransferAbort: { readonly to: string; readonly reason: TransferAbortReason } | null = null;
 
   /** `runtimeId` is unique among the runtimes this node's storage has ever had (see NodeRuntime). */
   constructor(
@@ -129,6 +132,12 @@ export class ClientRequests {
       return;
     }
     this.rejectPendingWrites(`${this.core.identity.node} stopped leading (${reason}) before the write committed`);
+  }
+
+  /** The core gave a leadership transfer up (transferLeadership starts it again while its deadline allows). */
+  transferAborted(to: string, reason: TransferAbortReason): void {
+    this.transferAborts++;
+    this.lastTransferAbort = { to, reason };
   }
 
   /** Fails every write still waiting with "outcome unknown" (membership changes with TIMEOUT: they may still complete). */
@@ -642,11 +651,14 @@ export class ClientRequests {
     if (options.to === identity.node) {
       return { leader: identity.node, term: raft.status().term };
     }
+    const abortsBefore = this.transferAborts;
+    let attempts = 0;
     const startTransfer = (): void => {
       const started = options.to === undefined ? raft.stepDown() : raft.transferLeadership(options.to);
       if (!started.ok) {
         throw proposalFailure(started.error, raft.status());
       }
+      attempts++;
       this.core.processReady();
     };
     startTransfer();
@@ -670,9 +682,15 @@ export class ClientRequests {
       this.core.advanceClock();
     }
     const status = raft.status();
+    const lastAbort = this.transferAborts > abortsBefore ? this.lastTransferAbort : null;
+    const why =
+      lastAbort === null
+        ? `${status.transferee ?? options.to ?? "the target"} has not taken over yet`
+        : describeTransferAbort(lastAbort);
+    const tries = `${attempts} ${attempts === 1 ? "attempt" : "attempts"}`;
     throw nodeError(
       "TIMEOUT",
-      `leadership did not move within ${options.timeoutMs} ms (current leader: ${status.leader ?? "none"})`,
+      `leadership did not move within ${options.timeoutMs} ms: ${why}, ${tries} (current leader: ${status.leader ?? "none"})`,
       { leader: status.leader, retryable: true },
     );
   }
@@ -758,6 +776,22 @@ export class ClientRequests {
   private waitOneTick(deadlineAtMs: number): Promise<void> {
     const waitMs = Math.max(1, Math.min(this.core.tickIntervalMs, deadlineAtMs - this.core.deps.clock.now()));
     return sleep(waitMs, this.core.deps.clock);
+  }
+}
+
+/** Why the core gave a leadership transfer up, in words. */
+function describeTransferAbort(abort: { readonly to: string; readonly reason: TransferAbortReason }): string {
+  switch (abort.reason) {
+    case "deadline":
+      return `${abort.to} did not take over within an election timeout`;
+    case "notVoter":
+      return `${abort.to} is no longer a voter`;
+    case "superseded":
+      return `the transfer to ${abort.to} was replaced by a transfer to another node`;
+    case "cancelled":
+      return `the transfer to ${abort.to} was cancelled (leadership was asked for the leader itself)`;
+    case "lostLeadership":
+      return `the leader stepped down before ${abort.to} took over`;
   }
 }
 

@@ -144,6 +144,20 @@ const adminFailures = (extra: Responses): Responses => ({
   ...guarded("plain"),
 });
 
+/** Leadership transfers: admin failures, with what is refused at once and what a deadline that passed means. */
+const transferFailures = (extra: Responses): Responses =>
+  adminFailures({
+    400: error(
+      "Bad parameter or body, or a target that cannot lead: a learner, a voter whose removal is proposed but not " +
+        "applied, or no other voter to hand over to",
+    ),
+    504: error(
+      "The target did not take over before the deadline (the message says why the last attempt was given up, and " +
+        "how many attempts were made); it may still take over (check GET /api/v1/cluster)",
+    ),
+    ...extra,
+  });
+
 const statementsBody = {
   required: true,
   content: {
@@ -362,7 +376,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       },
       responses: {
         200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }),
-        ...adminFailures({
+        ...transferFailures({
           404: error("id names no member of the cluster"),
           413: error("Body over 16 KiB"),
         }),
@@ -416,7 +430,10 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       path: "/api/v1/cluster/leader/stepdown",
       summary: "Hand leadership to the most up-to-date voter (role admin)",
       request: { query: queryOf("timeout", "pretty") },
-      responses: { 200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }), ...adminFailures({}) },
+      responses: {
+        200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }),
+        ...transferFailures({}),
+      },
     }),
   },
   {
@@ -431,7 +448,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       },
       responses: {
         200: json(leadershipSchema, "The new leader", { "X-DHA-Node": z.string() }),
-        ...adminFailures({ 404: error("to names no member of the cluster"), 413: error("Body over 16 KiB") }),
+        ...transferFailures({ 404: error("to names no member of the cluster"), 413: error("Body over 16 KiB") }),
       },
     }),
   },
