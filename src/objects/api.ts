@@ -25,6 +25,7 @@ export type { DropRequest, DropValue } from "./lifecycle/drop";
 export {
   PROTOCOL_VERSION,
   type ClusterConfig,
+  type LeaveValue,
   type MemberConfig,
   type NodeAddress,
   type NodeError,
@@ -86,7 +87,7 @@ export type MembershipValue = {
    * had not finished by the request's deadline: it goes on without the caller.
    */
   readonly pending?: readonly PendingFollowUp[];
-  /** Only when such a step failed before the deadline (the start of the new member): what failed, what happens now. */
+  /** Only when such a step failed or was refused before the deadline (the new member's start): what, what next. */
   readonly failed?: readonly FailedFollowUp[];
 };
 

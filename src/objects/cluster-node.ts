@@ -8,6 +8,7 @@ import {
   type ClusterNodeRpc,
   type ExecuteRequest,
   type ExecuteValue,
+  type LeaveValue,
   type MemberChangeRequest,
   type MemberConfig,
   type MembershipValue,
@@ -33,10 +34,13 @@ import { withDeadline } from "./deadline";
 import {
   FOLLOW_UP_ANSWER_SLACK_MS,
   followUpDeadlineAtMs,
+  followUpFinished,
   LEAVE_NOTICE_RETRY,
+  leaveNoticeOutcome,
   PEER_CALL_TIMEOUT_MS,
   retryFollowUp,
   settleBy,
+  type AttemptOutcome,
   type FailedFollowUp,
   type FollowUpReport,
   type PendingFollowUp,
@@ -122,9 +126,18 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   // -------------------------------------------------------------------------------------------------------------
   // RPC: worker-facing
 
-  async start(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
+  /**
+   * Starts the node. A leader starting a member it added passes `memberAsOf` (its applied index, its applied
+   * configuration listing the member): a member that still holds an earlier removal is re-admitted by it
+   * (NodeHost.start). Any other caller (the worker, a peer finding the node not started) passes none.
+   */
+  async start(request: NodeAddress & { readonly memberAsOf?: unknown }): Promise<NodeResult<NodeStatusReport>> {
     this.counters.received("worker");
-    return this.gated(address, "start", () => this.host.status(address, this.locationHintOf(address.node)));
+    const memberAsOf = safeIndex(request.memberAsOf);
+    const proof = memberAsOf === undefined ? {} : { proof: { from: "a leader's start", memberAsOf } };
+    return this.gated(request, "start", () =>
+      this.host.start(request, { locationHint: this.locationHintOf(request.node), ...proof }),
+    );
   }
 
   async status(address: NodeAddress): Promise<NodeResult<NodeStatusReport>> {
@@ -324,14 +337,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
    * Called by the leader once this node's removal is applied (`removedAtIndex`: the removal's config entry; older
    * leaders pass their applied index after it, older still nothing): it stops and says so. A notice of a removal that
    * a later configuration listing this node undid (it was added back while the notice was retried or in flight) is
-   * stale and ignored (NodeHost.isRemovalUndone).
+   * stale and ignored (NodeHost.isRemovalUndone), and answered `removed: false` so that the leader logs it as such.
    */
-  async leave(request: NodeAddress & { readonly removedAtIndex?: unknown }): Promise<NodeResult<{ removed: boolean }>> {
+  async leave(request: NodeAddress & { readonly removedAtIndex?: unknown }): Promise<NodeResult<LeaveValue>> {
     return this.handle(request, async (runtime) => {
-      const removedAtIndex =
-        typeof request.removedAtIndex === "number" && Number.isSafeInteger(request.removedAtIndex)
-          ? Math.max(0, request.removedAtIndex)
-          : undefined;
+      const removedAtIndex = safeIndex(request.removedAtIndex);
       if (this.host.isRemovalUndone(runtime, removedAtIndex)) {
         runtime.log("info", "staleLeaveIgnored", { removedAtIndex: removedAtIndex ?? null });
         return { removed: false };
@@ -492,7 +502,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
    * Makes a new member start so the leader's messages find it running. Waited for until the request's deadline at
    * most: if the member has not answered by then, the call goes on (bounded), and the leader's own replication starts
    * the member anyway (a node that is not started answers notStarted and its caller starts it, runtime/peers.ts). A
-   * call that failed by then is not made again: the answer names it as failed, not pending.
+   * call that failed or was refused by then is not made again: the answer names it as failed, not pending. (A member
+   * re-added under its name is re-admitted by the start, which carries this leader's proof; one of an earlier version
+   * refuses it NOT_MEMBER, and is re-admitted by this leader's next message, which carries the same proof.)
    */
   private async startMember(address: NodeAddress, member: MemberConfig, deadlineAtMs: number): Promise<FollowUpReport> {
     const node = member.name;
@@ -515,20 +527,29 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       action: "start",
       node,
       error: outcome.error,
-      detail: `the start is not made again; the leader starts ${node} on its next contact`,
+      detail:
+        `the start is not made again; the leader starts ${node} on its next contact (and re-admits it then if it ` +
+        "still holds an earlier removal)",
     };
     this.host.current?.log("error", "memberFollowUpFailed", { action: "start", peer: node, outcome: outcome.error });
     return { failed: [failed] };
   }
 
-  /** One bounded start call; true once the member answered it (a refusal is logged), what failed if not; never rejects. */
+  /**
+   * One bounded start call, with this leader's proof that its applied configuration lists the member (memberAsOf):
+   * true once the member started, what failed or why it refused if not; never rejects.
+   */
   private async startPeer(address: NodeAddress, member: MemberConfig): Promise<true | { readonly error: string }> {
     try {
       const stub = this.stubFor(address.cluster, member);
+      const memberAsOf = this.memberAsOf(member.name);
       const answer = await withDeadline(
-        stub.start({ protocolVersion: PROTOCOL_VERSION, cluster: address.cluster, node: member.name }) as Promise<
-          NodeResult<NodeStatusReport>
-        >,
+        stub.start({
+          protocolVersion: PROTOCOL_VERSION,
+          cluster: address.cluster,
+          node: member.name,
+          ...(memberAsOf === undefined ? {} : { memberAsOf }),
+        }) as Promise<NodeResult<NodeStatusReport>>,
         { timeoutMs: PEER_CALL_TIMEOUT_MS, what: `start ${member.name}` },
       );
       if (!answer.ok) {
@@ -537,6 +558,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           code: answer.error.code,
           error: answer.error.message,
         });
+        return { error: `${answer.error.code}: ${answer.error.message}` };
       }
       return true;
     } catch (err) {
@@ -559,19 +581,20 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     const node = removed.node;
     const first = this.sendLeave(address, removed);
     const outcome = await settleBy(first, { deadlineAtMs, nowMs: Date.now(), what: `tell ${node} to leave` });
-    if (outcome === true) {
+    if (outcome === true || outcome === "stale") {
       return {};
     }
-    const notifying: Promise<RetriedOutcome> = first.then((delivered) =>
-      delivered
-        ? "delivered"
-        : retryFollowUp(() => this.sendLeave(address, removed), {
-            attempts: LEAVE_NOTICE_RETRY.attempts - 1,
-            firstBackoffMs: 2 * LEAVE_NOTICE_RETRY.firstBackoffMs,
-            startAfterMs: LEAVE_NOTICE_RETRY.firstBackoffMs,
-            moot: () => this.isMemberAgain(node),
-          }),
-    );
+    const notifying: Promise<RetriedOutcome> = first.then((answered) => {
+      if (answered !== false) {
+        return answered === "stale" ? "stale" : "delivered";
+      }
+      return retryFollowUp(() => this.sendLeave(address, removed), {
+        attempts: LEAVE_NOTICE_RETRY.attempts - 1,
+        firstBackoffMs: 2 * LEAVE_NOTICE_RETRY.firstBackoffMs,
+        startAfterMs: LEAVE_NOTICE_RETRY.firstBackoffMs,
+        moot: () => this.isMemberAgain(node),
+      });
+    });
     const detail =
       `${node} has not been told to stop yet; ${this.host.identity?.node ?? "the leader"} keeps telling it ` +
       `(up to ${LEAVE_NOTICE_RETRY.attempts} attempts in all); until then it runs on outside the cluster`;
@@ -579,11 +602,14 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     return { pending: [{ action: "leave", node, detail }] };
   }
 
-  /** One bounded leave notice; true once the removed member answered that it stopped (or already had). */
+  /**
+   * One bounded leave notice: true once the removed member answered that it stopped (or already had), "stale" if it
+   * ignored the notice as a member again, false if it was not delivered.
+   */
   private async sendLeave(
     address: NodeAddress,
     removed: { readonly node: string; readonly removedAtIndex: number },
-  ): Promise<boolean> {
+  ): Promise<AttemptOutcome> {
     const node = removed.node;
     try {
       const answer = await withDeadline(
@@ -592,11 +618,10 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
           cluster: address.cluster,
           node,
           removedAtIndex: removed.removedAtIndex,
-        }) as Promise<NodeResult<{ removed: boolean }>>,
+        }) as Promise<NodeResult<LeaveValue>>,
         { timeoutMs: PEER_CALL_TIMEOUT_MS, what: `tell ${node} it was removed` },
       );
-      // NOT_MEMBER and DROPPED: it stopped already.
-      return answer.ok || answer.error.code === "NOT_MEMBER" || answer.error.code === "DROPPED";
+      return leaveNoticeOutcome(answer);
     } catch (err) {
       this.host.current?.log("warn", "leaveNotificationFailed", { peer: node, error: String(err) });
       return false;
@@ -605,8 +630,20 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
 
   /** Whether this node's applied configuration lists `node` again (added back after its removal). */
   private isMemberAgain(node: string): boolean {
-    const membership = this.host.current?.status().membership;
-    return membership !== undefined && [...membership.voters, ...membership.learners].includes(node);
+    return this.memberAsOf(node) !== undefined;
+  }
+
+  /**
+   * This node's applied index if its applied configuration lists `node`: the proof a removed node needs to be
+   * re-admitted (as runtime/peers.ts stamps it on envelopes, RaftEnvelope.memberAsOf).
+   */
+  private memberAsOf(node: string): number | undefined {
+    const status = this.host.current?.status();
+    if (status === undefined) {
+      return undefined;
+    }
+    const listed = status.membership.voters.includes(node) || status.membership.learners.includes(node);
+    return listed ? status.applied : undefined;
   }
 
   /** Logs a follow-up the answer left pending, and how it ends. */
@@ -618,7 +655,8 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
       detail: pending.detail,
     });
     void finishing.then((outcome) => {
-      const finished = outcome === true || outcome === "delivered" || outcome === "moot";
+      // "stale": the member ignored a leave notice, being a member again; a finished follow-up, not a failure.
+      const finished = followUpFinished(outcome);
       this.host.current?.log(finished ? "info" : "error", finished ? "memberFollowUpDone" : "memberFollowUpFailed", {
         action: pending.action,
         peer: pending.node,
@@ -635,6 +673,11 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
   ping(): { ok: true } {
     return { ok: true };
   }
+}
+
+/** A log index passed in a call from another node, if it is one (a negative one counts as 0). */
+function safeIndex(value: unknown): number | undefined {
+  return typeof value === "number" && Number.isSafeInteger(value) ? Math.max(0, value) : undefined;
 }
 
 /** The membership after a change, with what of it was still under way, or failed, when it was answered (if any). */

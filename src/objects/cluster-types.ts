@@ -55,6 +55,15 @@ export type NodeErrorCode =
   // it): it may or may not be applied. Retryable: resend it with the same request id, which is applied at most once.
   | "OUTCOME_UNKNOWN";
 
+/**
+ * A member's answer to the leader's leave notice: it stopped (`removed: true`), or it ignored the notice as stale
+ * (`removed: false`): a configuration applied after the removal the notice names lists it again (it was re-added
+ * while the notice was retried or in flight). A stopped node answers NOT_MEMBER instead.
+ */
+export interface LeaveValue {
+  readonly removed: boolean;
+}
+
 export interface NodeError {
   readonly code: NodeErrorCode;
   readonly message: string;

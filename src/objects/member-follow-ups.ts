@@ -2,6 +2,7 @@
 // Each is a call to another node, and under load that node may answer late. The change is answered within the
 // request's deadline whatever these calls do (it is committed: a 504 would tell the client it may not be), the answer
 // names what is still under way, and the calls go on after the answer, each bounded.
+import type { LeaveValue, NodeResult } from "./cluster-types";
 import { DeadlineExceeded, sleep, withDeadline, type Timers } from "./deadline";
 
 /** Calls this node makes to peers outside the transport (start, leave, forwarded removal) are bounded too. */
@@ -38,7 +39,10 @@ export interface PendingFollowUp {
   readonly detail: string;
 }
 
-/** A step of a committed membership change that failed before the change was answered, and is not tried again. */
+/**
+ * A step of a committed membership change that failed, or that the member refused, before the change was answered,
+ * and is not tried again.
+ */
 export interface FailedFollowUp {
   readonly action: FollowUpAction;
   readonly node: string;
@@ -80,15 +84,43 @@ export async function settleBy<T>(
   }
 }
 
-export type RetriedOutcome = "delivered" | "moot" | "gaveUp";
+/**
+ * How one attempt ended: delivered (true), not delivered (false, tried again), or "stale": the member answered but
+ * ignored it, being a member again (a leave notice of a removal that a re-add undid). Stale ends the retries.
+ */
+export type AttemptOutcome = boolean | "stale";
+
+export type RetriedOutcome = "delivered" | "stale" | "moot" | "gaveUp";
 
 /**
- * Calls `attempt` until it says it delivered, `moot()` says it no longer matters, or the attempts run out, waiting
- * `firstBackoffMs`, then twice that, ... between attempts (and `startAfterMs` before the first: an attempt made
- * elsewhere already failed). Never rejects (an attempt that throws counts as failed).
+ * What a member's answer to a leave notice means for the leader: true once it stopped (or had already: NOT_MEMBER,
+ * DROPPED), "stale" when it ignored the notice (`removed: false`: a later configuration lists it again, see
+ * ClusterNode.leave), false when it refused for another reason (tried again). Every member version that can ignore
+ * a notice answers `removed: false` for it, and only for it; older ones answer `removed: true`.
+ */
+export function leaveNoticeOutcome(answer: NodeResult<LeaveValue>): AttemptOutcome {
+  if (answer.ok) {
+    return answer.value.removed ? true : "stale";
+  }
+  return answer.error.code === "NOT_MEMBER" || answer.error.code === "DROPPED";
+}
+
+/**
+ * Whether a follow-up that went on after the answer ended as it should: delivered or started (true), ignored by a
+ * member that is a member again ("stale"), or no longer needed ("moot"). Anything else (gave up, an error) failed.
+ */
+export function followUpFinished(outcome: unknown): boolean {
+  return outcome === true || outcome === "delivered" || outcome === "stale" || outcome === "moot";
+}
+
+/**
+ * Calls `attempt` until it says it delivered (or that the member ignored it as stale), `moot()` says it no longer
+ * matters, or the attempts run out, waiting `firstBackoffMs`, then twice that, ... between attempts (and
+ * `startAfterMs` before the first: an attempt made elsewhere already failed). Never rejects (an attempt that throws
+ * counts as failed).
  */
 export async function retryFollowUp(
-  attempt: () => Promise<boolean>,
+  attempt: () => Promise<AttemptOutcome>,
   options: {
     readonly attempts: number;
     readonly firstBackoffMs: number;
@@ -105,8 +137,11 @@ export async function retryFollowUp(
     if (options.moot()) {
       return "moot";
     }
-    const delivered = await attempt().catch(() => false);
-    if (delivered) {
+    const outcome = await attempt().catch(() => false);
+    if (outcome === "stale") {
+      return "stale";
+    }
+    if (outcome) {
       return "delivered";
     }
   }

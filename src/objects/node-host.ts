@@ -62,6 +62,21 @@ interface Readmission {
   lastProofAtMs: number;
 }
 
+/**
+ * The last readmission, as persisted (NodeKeys.readmission) until the node is removed again: the removal it lifted
+ * and the proof that lifted it (memberAsOf). A restart keeps both (see restoreReadmission).
+ */
+interface ReadmissionRecord {
+  readonly removedAtIndex: number;
+  readonly memberAsOf: number;
+}
+
+/** A peer's proof (an envelope's, or a leader's start's) that its configuration applied at `memberAsOf` lists us. */
+interface MembershipProof {
+  readonly from: string;
+  readonly memberAsOf?: number;
+}
+
 /** The object's one alarm (ctx.storage.setAlarm / deleteAlarm on the platform). */
 export interface AlarmScheduler {
   set(atMs: number): Promise<void>;
@@ -117,8 +132,9 @@ export class NodeHost {
   private removal: RemovalRecord | null = null;
   private readmission: Readmission | null = null;
   /**
-   * The highest applied index at which a peer's configuration listed this node, as its envelopes proved (memberAsOf),
-   * seen by this instance: a removal before it was undone by a later re-add (see isRemovalUndone).
+   * The highest applied index at which a peer's configuration listed this node, as its envelopes (and a leader's
+   * start) proved (memberAsOf): a removal before it was undone by a later re-add (see isRemovalUndone). Seen by this
+   * instance, and restored from the last readmission after a restart (NodeKeys.readmission).
    */
   private memberProofIndex = 0;
   /** When the alarm (the watchdog) is set for, as this instance set it; null when it may not be set. */
@@ -275,7 +291,6 @@ export class NodeHost {
     if (!checked.ok) {
       return { ok: false, error: checked.error };
     }
-    this.memberProofIndex = Math.max(this.memberProofIndex, checked.envelope.memberAsOf ?? 0);
     const receiving = (await this.readmittedBy(runtime, checked.envelope)) ?? runtime;
     if (this.removal !== null) {
       return { ok: false, error: { code: "UNAVAILABLE", message: this.removal.reason } };
@@ -311,6 +326,29 @@ export class NodeHost {
 
   status(address: NodeAddress, locationHint: string | null): Promise<NodeResult<NodeStatusReport>> {
     return this.handle(address, async (runtime) => runtime.statusReport({ locationHint }));
+  }
+
+  /**
+   * Starts the node (harmless when it runs) and answers its status. A leader starting a member it added passes its
+   * proof that its applied configuration lists the node (`memberAsOf`, as on its envelopes): a node that still holds
+   * an earlier removal is re-admitted by the start itself, as the leader's next envelope would re-admit it, instead
+   * of refusing it NOT_MEMBER.
+   */
+  async start(
+    address: NodeAddress,
+    options: { readonly locationHint: string | null; readonly proof?: MembershipProof },
+  ): Promise<NodeResult<NodeStatusReport>> {
+    if (options.proof?.memberAsOf !== undefined) {
+      const runtime = await this.ensureStarted(address).catch((err: unknown) => {
+        // A start that fails here (a wrong address, storage) fails again below, and is answered there.
+        this.rethrowAbort(err);
+        return null;
+      });
+      if (runtime !== null) {
+        await this.readmittedBy(runtime, options.proof);
+      }
+    }
+    return this.status(address, options.locationHint);
   }
 
   execute(request: ExecuteRequest): Promise<NodeResult<ExecuteValue>> {
@@ -491,8 +529,27 @@ export class NodeHost {
       await this.seams.alarm.delete();
       return runtime;
     }
+    this.restoreReadmission(runtime);
     await this.scheduleWake(runtime);
     return runtime;
+  }
+
+  /**
+   * The last readmission, after the object restarted: its proof keeps stale leave notices of the lifted removal
+   * ignored (isRemovalUndone) whatever the node applied since. While the node has not applied up to the proof, it is
+   * still catching up: the readmission's grace comes back too, or the node would stop at its first tick, as removed by
+   * the configuration it applied (the one before the re-add), until the leader's next message.
+   */
+  private restoreReadmission(runtime: NodeRuntime): void {
+    const stored = this.seams.kv.get<ReadmissionRecord>(NodeKeys.readmission);
+    if (stored === undefined) {
+      return;
+    }
+    this.memberProofIndex = Math.max(this.memberProofIndex, stored.memberAsOf);
+    if (this.readmission === null && runtime.status().applied < stored.memberAsOf) {
+      this.readmission = { removedAtIndex: stored.removedAtIndex, lastProofAtMs: this.seams.clock.now() };
+      runtime.log("info", "readmissionRestored", { ...stored });
+    }
   }
 
   /** A random id written with the node's first state: a peer that sees it change knows the storage was wiped. */
@@ -565,7 +622,7 @@ export class NodeHost {
     // Persisted first: if the write throws, the node keeps running as before rather than refuse calls un-ticked.
     this.seams.kv.put(NodeKeys.removed, removal);
     this.removal = removal;
-    this.readmission = null;
+    this.endReadmission();
     runtime.log("warn", "decommissioned", { reason, appliedIndex });
     await runtime.stop(reason);
     this.cancelTickTimer();
@@ -612,15 +669,28 @@ export class NodeHost {
     return readmission === null || this.seams.clock.now() - readmission.lastProofAtMs > graceMs;
   }
 
+  /** A new removal supersedes the last readmission, persisted or not. */
+  private endReadmission(): void {
+    this.readmission = null;
+    this.seams.kv.delete(NodeKeys.readmission);
+  }
+
   /**
    * A removed node accepts envelopes again once a sender proves that a configuration applied after its removal lists
    * it (RaftEnvelope.memberAsOf beyond the applied index it stopped at): the removal is lifted and a new runtime
    * starts from storage, returned to take the envelope. A message sent before the removal carries no such proof (its
    * sender had applied less than the removal), so it cannot revive the node. Also refreshes the proof of a node
    * catching up after a re-admission. Null when nothing changed.
+   *
+   * The readmission is persisted in place of the removal record (NodeKeys.readmission), rather than every proof seen
+   * (memberProofIndex): memberAsOf is the sender's applied index, new on nearly every envelope, and persisting it
+   * would add a KV write to the write path; the proof that lifted the removal is the one a stale notice of that
+   * removal must lose against after a restart (a notice names the removal's index, at most the index the node stopped
+   * at). Not derived from the log instead: a configuration entry that lists the node is no proof until applied.
    */
-  private async readmittedBy(stopped: NodeRuntime, envelope: RaftEnvelope): Promise<NodeRuntime | null> {
-    const proof = envelope.memberAsOf;
+  private async readmittedBy(stopped: NodeRuntime, from: MembershipProof): Promise<NodeRuntime | null> {
+    const proof = from.memberAsOf;
+    this.memberProofIndex = Math.max(this.memberProofIndex, proof ?? 0);
     const readmission = this.readmission;
     if (proof !== undefined && readmission !== null && proof > readmission.removedAtIndex) {
       readmission.lastProofAtMs = this.seams.clock.now();
@@ -636,7 +706,12 @@ export class NodeHost {
     ) {
       return null;
     }
-    stopped.log("warn", "readmitted", { by: envelope.from, memberAsOf: proof, removedAtIndex: removal.appliedIndex });
+    stopped.log("warn", "readmitted", { by: from.from, memberAsOf: proof, removedAtIndex: removal.appliedIndex });
+    // The readmission first: a restart between the two writes finds the node still removed (the next proof lifts it).
+    this.seams.kv.put(NodeKeys.readmission, {
+      removedAtIndex: removal.appliedIndex,
+      memberAsOf: proof,
+    } satisfies ReadmissionRecord);
     this.seams.kv.delete(NodeKeys.removed);
     this.removal = null;
     this.readmission = { removedAtIndex: removal.appliedIndex, lastProofAtMs: this.seams.clock.now() };

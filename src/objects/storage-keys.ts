@@ -19,6 +19,8 @@ export const RaftKeys = {
 export const NodeKeys = {
   identity: "node/identity",
   removed: "node/removed",
+  /** The last lifted removal and the proof that lifted it (node-host.ts readmittedBy), until the next removal. */
+  readmission: "node/readmission",
   incarnation: "node/incarnation",
   runtimeStarts: "node/runtimeStarts",
   votingProbation: "node/votingProbation",

@@ -1,8 +1,11 @@
 // The follow-ups of a committed membership change (src/objects/member-follow-ups.ts) on a hand-driven clock: waited
 // for until the request's deadline at most, and the leave notice retried, bounded, after the answer.
 import { describe, expect, it } from "vitest";
+import type { LeaveValue, NodeResult } from "../../src/objects/cluster-types";
 import {
   followUpDeadlineAtMs,
+  followUpFinished,
+  leaveNoticeOutcome,
   retryFollowUp,
   settleBy,
   type RetriedOutcome,
@@ -110,6 +113,22 @@ describe("retryFollowUp", () => {
     expect(outcome.value).toBe<RetriedOutcome>("delivered");
   });
 
+  it("stops once the member answers that it ignored the notice as stale, and says so", async () => {
+    const clock = new ManualClock(0);
+    let attempts = 0;
+    const outcome = watch(
+      retryFollowUp(async () => (++attempts === 2 ? "stale" : false), {
+        attempts: 6,
+        firstBackoffMs: 100,
+        moot: () => false,
+        timers: clock,
+      }),
+    );
+    await clock.advance(10_000, settle);
+    expect(attempts).toBe(2);
+    expect(outcome.value).toBe<RetriedOutcome>("stale");
+  });
+
   it("gives up after its attempts, and stops early once the follow-up is moot", async () => {
     const clock = new ManualClock(0);
     /** Retries of an attempt that never delivers: how many attempts ran, and the outcome. */
@@ -132,5 +151,32 @@ describe("retryFollowUp", () => {
     await clock.advance(10_000, settle);
     expect(readded.attempts).toBe(1);
     expect(readded.outcome.value).toBe<RetriedOutcome>("moot");
+  });
+});
+
+describe("leaveNoticeOutcome and followUpFinished", () => {
+  const answered = (value: LeaveValue): NodeResult<LeaveValue> => ({ ok: true, node: "n2", value });
+  const refused = (code: "NOT_MEMBER" | "DROPPED" | "INTERNAL"): NodeResult<LeaveValue> => ({
+    ok: false,
+    node: "n2",
+    error: { code, message: "x", retryable: false },
+  });
+
+  it("tells a notice the member ignored as stale from one that stopped it, and from one not delivered", () => {
+    expect(leaveNoticeOutcome(answered({ removed: true }))).toBe(true);
+    expect(leaveNoticeOutcome(answered({ removed: false }))).toBe("stale");
+    // It had stopped already (a notice retried after one that got through, or a dropped database).
+    expect(leaveNoticeOutcome(refused("NOT_MEMBER"))).toBe(true);
+    expect(leaveNoticeOutcome(refused("DROPPED"))).toBe(true);
+    expect(leaveNoticeOutcome(refused("INTERNAL"))).toBe(false);
+  });
+
+  it("counts delivered, started, stale and moot follow-ups as finished, anything else as failed", () => {
+    for (const outcome of [true, "delivered", "stale", "moot"]) {
+      expect(followUpFinished(outcome), String(outcome)).toBe(true);
+    }
+    for (const outcome of ["gaveUp", "NOT_MEMBER: n4 was removed", false, undefined]) {
+      expect(followUpFinished(outcome), String(outcome)).toBe(false);
+    }
   });
 });

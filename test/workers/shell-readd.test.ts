@@ -1,7 +1,9 @@
 // A removed node added back under the same name (the README's "remove and re-add", e.g. for a voter whose storage
-// was wiped) catches up and is promoted; a message sent before its removal cannot revive it.
-import { describe, expect, it } from "vitest";
-import { PROTOCOL_VERSION, type NodeResult } from "../../src/objects/api";
+// was wiped) catches up and is promoted; a message sent before its removal cannot revive it, the leader's start
+// re-admits it, and a late leave notice of the removal stops it neither before nor after a restart of its object.
+import { runInDurableObject } from "cloudflare:test";
+import { describe, expect, it, onTestFinished } from "vitest";
+import { PROTOCOL_VERSION, type NodeAddress, type NodeResult } from "../../src/objects/api";
 import { clusterFactory, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
 
 const newCluster = clusterFactory();
@@ -38,6 +40,61 @@ function heartbeatEnvelope(
     messages: [{ ...route, type: "heartbeat", commit: 0, readContext: null, round: 1_000 }],
     ...(memberAsOf === undefined ? {} : { memberAsOf }),
   };
+}
+
+/** `node`'s recent events (name and fields), oldest first. */
+async function recentEvents(
+  cluster: TestCluster,
+  node: string,
+): Promise<{ event: string; fields: Record<string, unknown> }[]> {
+  const answer = (await cluster.stub(node).recentEvents({ ...cluster.address(node), limit: 256 })) as NodeResult<{
+    events: { event: string; fields: Record<string, unknown> }[];
+  }>;
+  return unwrap(answer).events;
+}
+
+type NodeMethods = Record<string, (this: unknown, request: NodeAddress & Record<string, unknown>) => Promise<unknown>>;
+
+/**
+ * Wraps one RPC method of `node`'s object (the class's prototype, shared by the isolate's objects: other nodes'
+ * calls go through unchanged) until the returned function, or the end of the test, restores it.
+ */
+async function wrapMethod(
+  cluster: TestCluster,
+  target: { readonly node: string; readonly method: "start" | "leave" },
+  wrapper: (
+    original: (request: NodeAddress & Record<string, unknown>) => Promise<unknown>,
+    request: NodeAddress & Record<string, unknown>,
+  ) => Promise<unknown>,
+): Promise<() => void> {
+  const prototype = await runInDurableObject(
+    cluster.stub(target.node),
+    (instance) => Object.getPrototypeOf(instance) as NodeMethods,
+  );
+  const original = prototype[target.method]!;
+  prototype[target.method] = async function (this: unknown, request) {
+    if (request.node !== target.node || request.cluster.name !== cluster.config.name) {
+      return original.call(this, request);
+    }
+    return wrapper((forwarded) => original.call(this, forwarded), request);
+  };
+  const restore = (): void => {
+    prototype[target.method] = original;
+  };
+  onTestFinished(restore);
+  return restore;
+}
+
+function isMember(membership: { voters: readonly string[]; learners: readonly string[] }, node: string): boolean {
+  return membership.voters.includes(node) || membership.learners.includes(node);
+}
+
+async function waitPromoted(cluster: TestCluster, leader: string, node: string): Promise<void> {
+  await waitFor(
+    `${node} promoted again`,
+    async () => ((await cluster.status(leader)).voters.includes(node) ? true : undefined),
+    { timeoutMs: 20_000 },
+  );
 }
 
 describe("remove and re-add a node under the same name", () => {
@@ -129,5 +186,129 @@ describe("remove and re-add a node under the same name", () => {
     const unindexed = await cluster.stub(gone).leave(cluster.address(gone));
     expect(unindexed).toMatchObject({ ok: true, value: { removed: true } });
     expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("NOT_MEMBER");
+  }, 120_000);
+
+  it("the leader's start re-admits the node at once, even while none of the leader's messages reaches it", async () => {
+    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-start");
+    await removeAndWaitNotMember(cluster, leader, gone);
+    // A start without the leader's proof (a worker's, or a leader's of an earlier version) does not lift the removal.
+    expect(codeOf(await cluster.stub(gone).start(cluster.address(gone)))).toBe("NOT_MEMBER");
+
+    await cluster.isolate(gone);
+    const added = unwrap(
+      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
+    );
+    // Started: nothing pending, nothing failed (before, a start refused NOT_MEMBER was answered so too).
+    expect(added).toEqual({ voters: cluster.names.filter((n) => n !== gone), learners: [gone] });
+    expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
+    const readmitted = (await recentEvents(cluster, gone)).filter((entry) => entry.event === "readmitted");
+    expect(readmitted).toMatchObject([{ fields: { by: "a leader's start" } }]);
+
+    await cluster.heal();
+    await waitPromoted(cluster, leader, gone);
+  }, 120_000);
+
+  it("a start the node refuses (a node of an earlier version) is answered as failed; the leader's next message re-admits it", async () => {
+    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-start-refused");
+    await removeAndWaitNotMember(cluster, leader, gone);
+    // A node of an earlier version ignores the proof on the start: it refuses it NOT_MEMBER.
+    await wrapMethod(cluster, { node: gone, method: "start" }, (start, request) => {
+      const { memberAsOf: _ignored, ...withoutProof } = request;
+      return start(withoutProof);
+    });
+    const added = unwrap(
+      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
+    );
+    expect(added).toEqual({
+      voters: cluster.names.filter((n) => n !== gone),
+      learners: [gone],
+      failed: [
+        {
+          action: "start",
+          node: gone,
+          error: expect.stringMatching(/^NOT_MEMBER: /),
+          detail: expect.stringMatching(/re-admits it then if it still holds an earlier removal/),
+        },
+      ],
+    });
+    expect((await recentEvents(cluster, leader)).filter((e) => e.event.startsWith("memberFollowUp"))).toMatchObject([
+      { event: "memberFollowUpFailed", fields: { action: "start", peer: gone } },
+    ]);
+    // What the answer says comes next: the leader's next message carries its proof, and the node comes back.
+    await waitPromoted(cluster, leader, gone);
+    const readmitted = (await recentEvents(cluster, gone)).filter((entry) => entry.event === "readmitted");
+    expect(readmitted).toMatchObject([{ fields: { by: leader } }]);
+  }, 120_000);
+
+  it("the leader logs a leave notice the re-added node ignored as stale as such, not as delivered", async () => {
+    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-stale-outcome");
+    // The removal's first notice reaches the node only once it was added back (held until then).
+    let releaseNotice = (): void => {};
+    const noticeReleased = new Promise<void>((resolve) => {
+      releaseNotice = resolve;
+    });
+    onTestFinished(releaseNotice);
+    let noticeArrived = (): void => {};
+    const arrived = new Promise<void>((resolve) => {
+      noticeArrived = resolve;
+    });
+    await wrapMethod(cluster, { node: gone, method: "leave" }, async (leave, request) => {
+      noticeArrived();
+      await noticeReleased;
+      return leave(request);
+    });
+    // A short deadline: the notice is left pending soon, and the node is added back well within the first notice's
+    // own bound (PEER_CALL_TIMEOUT_MS), which the leader still waits on when the answer comes.
+    const removed = unwrap(
+      await cluster.stub(leader).removeMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 1_000 }),
+    );
+    expect(removed.pending).toMatchObject([{ action: "leave", node: gone }]);
+    await arrived;
+    const added = unwrap(
+      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
+    );
+    expect(isMember(added, gone)).toBe(true);
+    releaseNotice();
+
+    const events = await waitFor("the notice to be logged as finished", async () => {
+      const feed = await recentEvents(cluster, leader);
+      const done = feed.some((e) => e.event === "memberFollowUpDone" || e.event === "memberFollowUpFailed");
+      return done ? feed : undefined;
+    });
+    expect(events.filter((e) => e.event.startsWith("memberFollowUp") && e.fields["action"] === "leave")).toMatchObject([
+      { event: "memberFollowUpPending", fields: { action: "leave", peer: gone } },
+      { event: "memberFollowUpDone", fields: { action: "leave", peer: gone, outcome: "stale" } },
+    ]);
+    expect((await recentEvents(cluster, gone)).some((e) => e.event === "staleLeaveIgnored")).toBe(true);
+    expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
+    await waitPromoted(cluster, leader, gone);
+  }, 120_000);
+
+  it("a late leave notice does not stop a re-added node whose object restarted before it applied its re-add", async () => {
+    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-restart");
+    await cluster.execute(["CREATE TABLE t (v INTEGER)", "INSERT INTO t VALUES (1)"]);
+    await removeAndWaitNotMember(cluster, leader, gone);
+    const removedAtIndex = (await cluster.status(leader)).appliedIndex;
+
+    // Re-admitted (by the leader's start) while no message reaches it: it has not applied the configuration that
+    // lists it again when its object restarts (a crash: memory lost, storage kept).
+    await cluster.isolate(gone);
+    unwrap(
+      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
+    );
+    expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
+    await cluster.abort(gone);
+
+    // Before, the restarted node had forgotten the proof: the notice stopped it until the leader's next message.
+    const late = await cluster.stub(gone).leave({ ...cluster.address(gone), removedAtIndex });
+    expect(late).toMatchObject({ ok: true, value: { removed: false } });
+    expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
+    expect((await recentEvents(cluster, gone)).map((e) => e.event)).toContain("staleLeaveIgnored");
+
+    await cluster.heal();
+    await waitPromoted(cluster, leader, gone);
+    const after = await cluster.execute(["INSERT INTO t VALUES (2)"]);
+    await cluster.waitForConvergence({ index: after.raftIndex, nodes: [gone] });
+    expect((await cluster.queryLocal(gone, "SELECT v FROM t ORDER BY v")).rows).toEqual([[1], [2]]);
   }, 120_000);
 });

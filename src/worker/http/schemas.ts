@@ -238,8 +238,8 @@ const failedFollowUpSchema = z
   .strictObject({ action: z.enum(["start", "leave"]), node: z.string(), error: z.string(), detail: z.string() })
   .openapi("FailedFollowUp", {
     description:
-      "A step after the committed change that failed before the deadline (the start of the new member): what " +
-      "failed, and what happens without it",
+      "A step after the committed change that failed, or that the member refused, before the deadline (the start " +
+      "of the new member): what failed, and what happens without it",
   });
 
 export const membershipSchema = z
