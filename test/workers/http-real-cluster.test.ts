@@ -3,9 +3,9 @@
 // transfer and membership changes. Each test has its own cluster, halted after the test.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, onTestFinished } from "vitest";
-import type { NodeAddress, NodeResult } from "../../src/objects/api";
+import type { NodeAddress } from "../../src/objects/api";
 import { objectName } from "../../src/objects/config";
-import { clusterFactory, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
+import { clusterFactory, recentEvents, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
 import { RealHarness, TOKENS } from "./http-support";
 
 const newCluster = clusterFactory();
@@ -129,17 +129,6 @@ async function failStarts(cluster: TestCluster, node: string): Promise<() => voi
   };
   onTestFinished(restore);
   return restore;
-}
-
-/** `node`'s recent events (name and fields), oldest first. */
-async function recentEvents(
-  cluster: TestCluster,
-  node: string,
-): Promise<{ event: string; fields: Record<string, unknown> }[]> {
-  const answer = (await cluster.stub(node).recentEvents({ ...cluster.address(node), limit: 256 })) as NodeResult<{
-    events: { event: string; fields: Record<string, unknown> }[];
-  }>;
-  return unwrap(answer).events;
 }
 
 async function memberRole(h: RealHarness, name: string): Promise<ClusterDocument["members"][number] | undefined> {

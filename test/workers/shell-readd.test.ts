@@ -4,7 +4,7 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { PROTOCOL_VERSION, type NodeAddress, type NodeResult } from "../../src/objects/api";
-import { clusterFactory, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
+import { clusterFactory, recentEvents, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
 
 const newCluster = clusterFactory();
 const codeOf = (r: NodeResult<unknown>): string => (r.ok ? "ok" : r.error.code);
@@ -26,6 +26,36 @@ async function startedWithOneToRemove(prefix: string): Promise<{ cluster: TestCl
   return { cluster, leader, gone: cluster.names.find((n) => n !== leader)! };
 }
 
+/**
+ * A cluster of three with a row written, from which a follower was removed and then added back while no message
+ * reaches it (isolated), so that it is caught between its readmission and applying the configuration that lists it
+ * again (a catch-up that takes a while), where a late notice finds it. `removedAtIndex` is at or past the removal's
+ * own index: what the leader's notice names, whichever it passes.
+ */
+async function readdedWhileIsolated(
+  prefix: string,
+): Promise<{ cluster: TestCluster; leader: string; gone: string; removedAtIndex: number }> {
+  const { cluster, leader, gone } = await startedWithOneToRemove(prefix);
+  await cluster.execute(["CREATE TABLE t (v INTEGER)", "INSERT INTO t VALUES (1)"]);
+  await removeAndWaitNotMember(cluster, leader, gone);
+  const removedAtIndex = (await cluster.status(leader)).appliedIndex;
+  await cluster.isolate(gone);
+  const added = unwrap(
+    await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
+  );
+  expect(added.learners).toContain(gone);
+  return { cluster, leader, gone, removedAtIndex };
+}
+
+/** Heals the cut: the re-added node is promoted, and a write made then reaches it with those made before. */
+async function healedAndCaughtUp(cluster: TestCluster, leader: string, gone: string): Promise<void> {
+  await cluster.heal();
+  await waitPromoted(cluster, leader, gone);
+  const after = await cluster.execute(["INSERT INTO t VALUES (2)"]);
+  await cluster.waitForConvergence({ index: after.raftIndex, nodes: [gone] });
+  expect((await cluster.queryLocal(gone, "SELECT v FROM t ORDER BY v")).rows).toEqual([[1], [2]]);
+}
+
 /** A heartbeat from `from` to `to` in `term`, as a leader sends it, with the given membership proof. */
 function heartbeatEnvelope(
   cluster: TestCluster,
@@ -40,17 +70,6 @@ function heartbeatEnvelope(
     messages: [{ ...route, type: "heartbeat", commit: 0, readContext: null, round: 1_000 }],
     ...(memberAsOf === undefined ? {} : { memberAsOf }),
   };
-}
-
-/** `node`'s recent events (name and fields), oldest first. */
-async function recentEvents(
-  cluster: TestCluster,
-  node: string,
-): Promise<{ event: string; fields: Record<string, unknown> }[]> {
-  const answer = (await cluster.stub(node).recentEvents({ ...cluster.address(node), limit: 256 })) as NodeResult<{
-    events: { event: string; fields: Record<string, unknown> }[];
-  }>;
-  return unwrap(answer).events;
 }
 
 type NodeMethods = Record<string, (this: unknown, request: NodeAddress & Record<string, unknown>) => Promise<unknown>>;
@@ -149,20 +168,9 @@ describe("remove and re-add a node under the same name", () => {
   }, 120_000);
 
   it("a leave notice of the removal that arrives after the node was added back does not stop it", async () => {
-    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-late-leave");
-    await cluster.execute(["CREATE TABLE t (v INTEGER)", "INSERT INTO t VALUES (1)"]);
-    await removeAndWaitNotMember(cluster, leader, gone);
-    // At or past the removal's own index: what the leader's notice names, whichever it passes.
-    const removedAtIndex = (await cluster.status(leader)).appliedIndex;
-
-    // Added back while no message reaches it, so that it is caught between its readmission and applying the
-    // configuration that lists it again (a catch-up that takes a while), where a late notice finds it.
-    await cluster.isolate(gone);
-    unwrap(
-      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
-    );
+    const { cluster, leader, gone, removedAtIndex } = await readdedWhileIsolated("shell-readd-late-leave");
+    // The leader's start re-admitted it already; its heartbeat carries the same proof.
     const readdedAs = await cluster.status(leader);
-    expect(readdedAs.learners).toContain(gone);
     const route = { from: leader, to: gone, term: readdedAs.term };
     const readmitting = (await cluster
       .stub(gone)
@@ -174,14 +182,7 @@ describe("remove and re-add a node under the same name", () => {
     expect(late).toMatchObject({ ok: true, value: { removed: false } });
     expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
 
-    await cluster.heal();
-    await waitFor(
-      `${gone} promoted again`,
-      async () => ((await cluster.status(leader)).voters.includes(gone) ? true : undefined),
-      { timeoutMs: 20_000 },
-    );
-    const after = await cluster.execute(["INSERT INTO t VALUES (2)"]);
-    await cluster.waitForConvergence({ index: after.raftIndex, nodes: [gone] });
+    await healedAndCaughtUp(cluster, leader, gone);
     // A notice without the index (a leader of an earlier version) cannot be told from a current one: it stops the node.
     const unindexed = await cluster.stub(gone).leave(cluster.address(gone));
     expect(unindexed).toMatchObject({ ok: true, value: { removed: true } });
@@ -285,17 +286,9 @@ describe("remove and re-add a node under the same name", () => {
   }, 120_000);
 
   it("a late leave notice does not stop a re-added node whose object restarted before it applied its re-add", async () => {
-    const { cluster, leader, gone } = await startedWithOneToRemove("shell-readd-restart");
-    await cluster.execute(["CREATE TABLE t (v INTEGER)", "INSERT INTO t VALUES (1)"]);
-    await removeAndWaitNotMember(cluster, leader, gone);
-    const removedAtIndex = (await cluster.status(leader)).appliedIndex;
-
-    // Re-admitted (by the leader's start) while no message reaches it: it has not applied the configuration that
-    // lists it again when its object restarts (a crash: memory lost, storage kept).
-    await cluster.isolate(gone);
-    unwrap(
-      await cluster.stub(leader).addMember({ ...cluster.address(leader), member: { name: gone }, timeoutMs: 5_000 }),
-    );
+    const { cluster, leader, gone, removedAtIndex } = await readdedWhileIsolated("shell-readd-restart");
+    // Re-admitted by the leader's start, it has not applied the configuration that lists it again when its object
+    // restarts (a crash: memory lost, storage kept).
     expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
     await cluster.abort(gone);
 
@@ -305,10 +298,6 @@ describe("remove and re-add a node under the same name", () => {
     expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
     expect((await recentEvents(cluster, gone)).map((e) => e.event)).toContain("staleLeaveIgnored");
 
-    await cluster.heal();
-    await waitPromoted(cluster, leader, gone);
-    const after = await cluster.execute(["INSERT INTO t VALUES (2)"]);
-    await cluster.waitForConvergence({ index: after.raftIndex, nodes: [gone] });
-    expect((await cluster.queryLocal(gone, "SELECT v FROM t ORDER BY v")).rows).toEqual([[1], [2]]);
+    await healedAndCaughtUp(cluster, leader, gone);
   }, 120_000);
 });

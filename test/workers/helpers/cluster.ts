@@ -308,6 +308,17 @@ export function unwrap<T>(result: NodeResult<T>): T {
   return result.value;
 }
 
+/** `node`'s recent events (name and fields), oldest first. */
+export async function recentEvents(
+  cluster: TestCluster,
+  node: string,
+): Promise<{ event: string; fields: Record<string, unknown> }[]> {
+  const answer = (await cluster.stub(node).recentEvents({ ...cluster.address(node), limit: 256 })) as NodeResult<{
+    events: { event: string; fields: Record<string, unknown> }[];
+  }>;
+  return unwrap(answer).events;
+}
+
 /**
  * Returns a factory for clusters that are halted after each test of the calling file, so that no cluster of a
  * finished test keeps ticking (alarms are not reset between tests) and eats the CPU of the next one.
