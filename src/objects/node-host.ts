@@ -59,6 +59,8 @@ interface RemovalRecord {
 interface Readmission {
   /** The applied index the node was removed at: only a proof beyond it counts. */
   readonly removedAtIndex: number;
+  /** The proof that lifted the removal: once the node applied this far, it applied a configuration listing it. */
+  readonly memberAsOf: number;
   lastProofAtMs: number;
 }
 
@@ -547,7 +549,7 @@ export class NodeHost {
     }
     this.memberProofIndex = Math.max(this.memberProofIndex, stored.memberAsOf);
     if (this.readmission === null && runtime.status().applied < stored.memberAsOf) {
-      this.readmission = { removedAtIndex: stored.removedAtIndex, lastProofAtMs: this.seams.clock.now() };
+      this.readmission = { ...stored, lastProofAtMs: this.seams.clock.now() };
       runtime.log("info", "readmissionRestored", { ...stored });
     }
   }
@@ -655,7 +657,9 @@ export class NodeHost {
   private mustDecommission(runtime: NodeRuntime): boolean {
     const status = runtime.status();
     if (!status.removed) {
-      if (this.readmission !== null) {
+      // Listed, but maybe by the configuration before the removal (a node stopped by the leader's notice had not
+      // applied its removal): the readmission ends once the node applied up to the proof, past the removal too.
+      if (this.readmission !== null && status.applied >= this.readmission.memberAsOf) {
         runtime.log("info", "readmissionApplied", { appliedIndex: status.applied });
         this.readmission = null;
       }
@@ -714,7 +718,11 @@ export class NodeHost {
     } satisfies ReadmissionRecord);
     this.seams.kv.delete(NodeKeys.removed);
     this.removal = null;
-    this.readmission = { removedAtIndex: removal.appliedIndex, lastProofAtMs: this.seams.clock.now() };
+    this.readmission = {
+      removedAtIndex: removal.appliedIndex,
+      memberAsOf: proof,
+      lastProofAtMs: this.seams.clock.now(),
+    };
     this.runtime = null;
     return this.startRuntime(identity);
   }

@@ -4,6 +4,8 @@
 import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { PROTOCOL_VERSION, type NodeAddress, type NodeResult } from "../../src/objects/api";
+import { RaftKeys } from "../../src/objects/storage-keys";
+import type { LogEntry } from "../../src/replication/types";
 import { clusterFactory, recentEvents, unwrap, waitFor, type TestCluster } from "./helpers/cluster";
 
 const newCluster = clusterFactory();
@@ -54,6 +56,46 @@ async function healedAndCaughtUp(cluster: TestCluster, leader: string, gone: str
   const after = await cluster.execute(["INSERT INTO t VALUES (2)"]);
   await cluster.waitForConvergence({ index: after.raftIndex, nodes: [gone] });
   expect((await cluster.queryLocal(gone, "SELECT v FROM t ORDER BY v")).rows).toEqual([[1], [2]]);
+}
+
+/**
+ * Delivers to the re-added `gone` (cut off from the leader) the leader's entries up to `upToIndex` and their commit,
+ * as the leader's catch-up would, with its proof of the re-add: the node applies the removal there, not yet its re-add.
+ */
+async function catchUpTo(
+  cluster: TestCluster,
+  route: { leader: string; gone: string },
+  upToIndex: number,
+): Promise<void> {
+  const [leaderStatus, goneStatus] = [await cluster.status(route.leader), await cluster.status(route.gone)];
+  const prevLogIndex = goneStatus.lastLogIndex;
+  const entries = await runInDurableObject(cluster.stub(route.leader), (_instance, state) => {
+    const read = (index: number): LogEntry => state.storage.kv.get<LogEntry>(RaftKeys.log(index))!;
+    const sent: LogEntry[] = [];
+    for (let index = prevLogIndex + 1; index <= upToIndex; index++) {
+      sent.push(read(index));
+    }
+    return { prevLogTerm: prevLogIndex === 0 ? 0 : read(prevLogIndex).term, sent };
+  });
+  const append = {
+    from: route.leader,
+    to: route.gone,
+    term: leaderStatus.term,
+    type: "append",
+    prevLogIndex,
+    prevLogTerm: entries.prevLogTerm,
+    entries: entries.sent,
+    commit: upToIndex,
+  };
+  const answer = (await cluster.stub(route.gone).receive({
+    protocolVersion: PROTOCOL_VERSION,
+    cluster: cluster.config.name,
+    from: route.leader,
+    to: route.gone,
+    messages: [append],
+    memberAsOf: leaderStatus.appliedIndex,
+  })) as { ok: boolean };
+  expect(answer.ok).toBe(true);
 }
 
 /** A heartbeat from `from` to `to` in `term`, as a leader sends it, with the given membership proof. */
@@ -297,6 +339,26 @@ describe("remove and re-add a node under the same name", () => {
     expect(late).toMatchObject({ ok: true, value: { removed: false } });
     expect(codeOf(await cluster.stub(gone).status(cluster.address(gone)))).toBe("ok");
     expect((await recentEvents(cluster, gone)).map((e) => e.event)).toContain("staleLeaveIgnored");
+
+    await healedAndCaughtUp(cluster, leader, gone);
+  }, 120_000);
+
+  it("a re-added node that applied its removal while catching up keeps catching up after its object restarts", async () => {
+    const { cluster, leader, gone, removedAtIndex } = await readdedWhileIsolated("shell-readd-restart-removed");
+    // It applies the removal (its applied configuration no longer lists it) but not yet the re-add: the readmission's
+    // grace, while the leader's messages prove the re-add, is what keeps it running.
+    await catchUpTo(cluster, { leader, gone }, removedAtIndex);
+    const caughtUp = unwrap(await cluster.stub(gone).status(cluster.address(gone)));
+    expect(caughtUp).toMatchObject({ appliedIndex: removedAtIndex, member: false });
+    await cluster.abort(gone);
+
+    // Before, the restarted node lost the grace: it stopped (decommissioned, as removed) after the first call that
+    // loaded it, until the leader's next message.
+    for (let call = 1; call <= 2; call++) {
+      expect(codeOf(await cluster.stub(gone).status(cluster.address(gone))), `status call ${call}`).toBe("ok");
+    }
+    const late = await cluster.stub(gone).leave({ ...cluster.address(gone), removedAtIndex });
+    expect(late).toMatchObject({ ok: true, value: { removed: false } });
 
     await healedAndCaughtUp(cluster, leader, gone);
   }, 120_000);
