@@ -32,6 +32,7 @@ export const FEED_EVENTS: ReadonlySet<string> = new Set([
   "removedFromCluster",
   "readmitted",
   "readmissionApplied",
+  "readmissionRestored",
   // A leave notice of a removal that a re-add undid since (retried or in flight from before it).
   "staleLeaveIgnored",
   "runtimeDiscarded",
