@@ -5,6 +5,7 @@
 // Latency percentiles come from every 2xx answer's own time (autocannon's per-response event, in fractions of a ms),
 // not from its histogram, which keeps whole milliseconds: at one client the systems differ by less than that.
 import autocannon from "autocannon";
+import { SeededRandom } from "../../src/replication/random";
 
 export interface RequestShape {
   readonly method: "GET" | "POST";
@@ -216,8 +217,12 @@ export interface InterleavedOptions {
  * The contenders in turn, round after round, each measured for durationS/rounds per round, and each one's slices
  * pooled into one point. These machines are shared and their speed drifts within a minute (the baseline alone ran
  * at 158 and at 339 writes/s at one client in two runs 18 minutes apart): one long point per system, one after the
- * other, hands each drift to whichever system ran then, and the ratios between them move with it. Each round starts
- * one contender later than the one before, so that no contender always runs right after the same other.
+ * other, hands each drift to whichever system ran then, and the ratios between them move with it.
+ *
+ * A slice cut off at its end leaves up to one request per connection in flight, which its system still works
+ * through: each slice is followed by one more request of its shape (not counted), answered only once the system
+ * got through what came before it, so that the next slice does not pay for them. The order within each round is
+ * shuffled (seeded, the same in every run), so that no contender always runs after the same other.
  */
 export async function measureInterleaved(
   contenders: readonly Contender[],
@@ -226,18 +231,26 @@ export async function measureInterleaved(
   if (!Number.isInteger(options.rounds) || options.rounds < 1) {
     throw new Error(`rounds must be a whole number of at least 1, got ${options.rounds}`);
   }
+  const sliceS = options.durationS / options.rounds;
+  // autocannon stops on a whole second: a slice of 2.5 s would run 3.
+  if (options.rounds > 1 && (!Number.isInteger(sliceS) || sliceS < 1)) {
+    throw new Error(`duration ${options.durationS} s in ${options.rounds} rounds: each slice must be whole seconds`);
+  }
   const drives = { connections: options.connections, timeoutS: options.timeoutS };
   if (options.warmupS > 0) {
     for (const contender of contenders) {
       await drive(contender.baseUrl, contender.shape, { ...drives, durationS: options.warmupS });
+      await drain(contender, options.timeoutS);
     }
   }
-  const sliceS = options.durationS / options.rounds;
   const middleRound = Math.floor(options.rounds / 2);
   const slices: DriveResult[][] = contenders.map(() => []);
+  const random = new SeededRandom(SLICE_ORDER_SEED);
   for (let round = 0; round < options.rounds; round++) {
-    for (let turn = 0; turn < contenders.length; turn++) {
-      const at = (round + turn) % contenders.length;
+    for (const at of shuffled(
+      contenders.map((_, i) => i),
+      random,
+    )) {
       const contender = contenders[at]!;
       await contender.beforeSlice?.();
       const measured = drive(contender.baseUrl, contender.shape, { ...drives, durationS: sliceS });
@@ -247,7 +260,36 @@ export async function measureInterleaved(
       }
       slices[at]!.push(await measured);
       await contender.afterSlice?.();
+      await drain(contender, options.timeoutS);
     }
   }
   return slices.map((runs) => summarize(options.connections, runs));
+}
+
+/** One request of the contender's shape, its answer thrown away: back once what was sent before it was handled. */
+async function drain(contender: Contender, timeoutS: number): Promise<void> {
+  const { shape } = contender;
+  await fetch(`${contender.baseUrl}${shape.path}`, {
+    method: shape.method,
+    headers: shape.headers,
+    ...(shape.body === undefined ? {} : { body: shape.body }),
+    signal: AbortSignal.timeout(timeoutS * 1_000),
+  })
+    .then((answer) => answer.arrayBuffer())
+    .catch(() => undefined);
+}
+
+/**
+ * Fixed, so that the slice order is the same in every run. With the five systems of a write point, 8 starts each of
+ * the four rounds with another system and puts no system after the same other more than twice.
+ */
+const SLICE_ORDER_SEED = 8;
+
+function shuffled<T>(items: readonly T[], random: SeededRandom): T[] {
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = random.nextInt(i + 1);
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy;
 }

@@ -55,7 +55,7 @@ function summaryText(summary: Summary | null): string {
 /**
  * What replication adds to a write's p50 (cluster − baseline) against etcd's whole write (its p50), at one client, as
  * the issue states it; the time per request of the one-client closed loop (1 / rate, the mean including the client's
- * own time) is shown beside it. (Results before 2026-12-01 15:30 UTC had latencies to the whole millisecond only, where
+ * own time) is shown beside it. (Results without `rounds` among their options had latencies to the whole millisecond only, where
  * etcd's p50 read 0 or 1 ms, and judged by the time per request.)
  */
 function etcdTargetCheck(points: {
@@ -78,7 +78,7 @@ function etcdTargetCheck(points: {
   };
 }
 
-/** How the points were driven (results before 2026-12-01 15:30 UTC ran each system's point in one piece). */
+/** How the points were driven (results without `rounds` among their options ran each system's point in one piece). */
 function loadMethod(options: BenchResults["options"]): string {
   const client = "closed loop, keep-alive, over loopback";
   if (options["rounds"] === undefined) {
@@ -153,7 +153,9 @@ export function markdownReport(results: BenchResults): string {
   }
   lines.push(
     "",
-    "**Billed work per acknowledged write** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`)",
+    results.options["rounds"] === undefined
+      ? "**Billed work per acknowledged write** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`)"
+      : "**Billed work per write taken** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`; writes acknowledged, and those cut off in flight at a slice's end, which the nodes still handle)",
     "",
   );
   lines.push(

@@ -355,8 +355,17 @@ function rpcsCounter(read: () => Promise<number>): {
       beforeSlice: async () => void (before = await read()),
       afterSlice: async () => void (received += (await read()) - before),
     },
-    perWrite: (point) => (point.ok > 0 ? received / point.ok : null),
+    perWrite: (point) => perWriteTaken(received, point),
   };
+}
+
+/**
+ * `count` per write taken: answered, or cut off in flight when a slice ended (a closed loop leaves up to one per
+ * connection, and the system still handles it, before the counters are read: its RPCs are in `count`).
+ */
+function perWriteTaken(count: number, point: PointResult): number | null {
+  const taken = point.ok + point.unansweredAtEnd;
+  return point.ok > 0 ? count / taken : null;
 }
 
 function addBilled(sum: BilledDelta | null, delta: BilledDelta): BilledDelta {
@@ -500,16 +509,18 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         );
       }
       const delta = billedSlices.sum;
+      // NaN when nothing was acknowledged, as the report expects.
+      const perWrite = (count: number) => perWriteTaken(count, clusterPoint!) ?? Number.NaN;
       const total = delta === null ? 0 : delta.peerRpcs + delta.workerRpcs + delta.alarmWakeups;
       const billed =
         delta === null
           ? null
           : {
-              peerRpcs: delta.peerRpcs / clusterPoint!.ok,
-              workerRpcs: delta.workerRpcs / clusterPoint!.ok,
-              alarmWakeups: delta.alarmWakeups / clusterPoint!.ok,
-              total: total / clusterPoint!.ok,
-              aboveIdle: (total - (idle.alarmWakeupsPerS + idle.peerRpcsPerS) * windowS) / clusterPoint!.ok,
+              peerRpcs: perWrite(delta.peerRpcs),
+              workerRpcs: perWrite(delta.workerRpcs),
+              alarmWakeups: perWrite(delta.alarmWakeups),
+              total: perWrite(total),
+              aboveIdle: perWrite(total - (idle.alarmWakeupsPerS + idle.peerRpcsPerS) * windowS),
               peerCallFailures: delta.peerCallFailures,
               windowS,
               valid: delta.valid,

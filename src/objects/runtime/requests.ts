@@ -651,7 +651,6 @@ export class ClientRequests {
     if (options.to === identity.node) {
       return { leader: identity.node, term: raft.status().term };
     }
-    const abortsBefore = this.transferAborts;
     let attempts = 0;
     const startTransfer = (): void => {
       const started = options.to === undefined ? raft.stepDown() : raft.transferLeadership(options.to);
@@ -662,6 +661,9 @@ export class ClientRequests {
       this.core.processReady();
     };
     startTransfer();
+    // Counted from after our first start: a transfer it replaced is given up by that start (superseded), and the
+    // answer must not describe another request's transfer.
+    const abortsBefore = this.transferAborts;
     const deadlineAtMs = this.core.deps.clock.now() + options.timeoutMs;
     const oldTerm = raft.status().term;
     // Leadership moves through messages this node handles in other events; poll our own view, bounded.
