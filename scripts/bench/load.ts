@@ -197,7 +197,7 @@ export interface Contender {
   readonly shape: RequestShape;
   /** Before each measured slice, after the warm-ups (the benchmark reads counters then). */
   readonly beforeSlice?: () => Promise<void>;
-  /** After each measured slice. */
+  /** After each measured slice and the drain request that follows it (one write more, when the shape writes). */
   readonly afterSlice?: () => Promise<void>;
   /** Once, halfway through its slice of the middle round (the benchmark samples memory then). */
   readonly atHalfway?: () => Promise<void>;
@@ -259,8 +259,8 @@ export async function measureInterleaved(
         await contender.atHalfway();
       }
       slices[at]!.push(await measured);
-      await contender.afterSlice?.();
       await drain(contender, options.timeoutS);
+      await contender.afterSlice?.();
     }
   }
   return slices.map((runs) => summarize(options.connections, runs));

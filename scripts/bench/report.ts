@@ -155,7 +155,7 @@ export function markdownReport(results: BenchResults): string {
     "",
     results.options["rounds"] === undefined
       ? "**Billed work per acknowledged write** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`)"
-      : "**Billed work per write taken** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`; writes acknowledged, and those cut off in flight at a slice's end, which the nodes still handle)",
+      : "**Billed work per write taken** (RPCs received by nodes and alarm wake-ups, from `GET /metrics`; writes acknowledged, those cut off in flight at a slice's end, and the drain write after each slice, which the nodes all handle before the counters are read)",
     "",
   );
   lines.push(

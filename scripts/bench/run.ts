@@ -344,7 +344,10 @@ async function baselineRpcs(baseUrl: string, statsPath = "/bench/stats"): Promis
  * Counts the RPCs an object (or the floor's three) received during each measured slice of a contender, through its
  * stats route (which counts no call to itself), for the RPCs per acknowledged write.
  */
-function rpcsCounter(read: () => Promise<number>): {
+function rpcsCounter(
+  read: () => Promise<number>,
+  slices: number,
+): {
   readonly hooks: Pick<Contender, "beforeSlice" | "afterSlice">;
   readonly perWrite: (point: PointResult) => number | null;
 } {
@@ -355,16 +358,17 @@ function rpcsCounter(read: () => Promise<number>): {
       beforeSlice: async () => void (before = await read()),
       afterSlice: async () => void (received += (await read()) - before),
     },
-    perWrite: (point) => perWriteTaken(received, point),
+    perWrite: (point) => perWriteTaken(received, point, slices),
   };
 }
 
 /**
- * `count` per write taken: answered, or cut off in flight when a slice ended (a closed loop leaves up to one per
- * connection, and the system still handles it, before the counters are read: its RPCs are in `count`).
+ * `count` per write taken: answered, cut off in flight when a slice ended (a closed loop leaves up to one per
+ * connection, and the system still handles it), and the drain request after each slice (measureInterleaved): the
+ * counters are read after the drain, so all of those are in `count`.
  */
-function perWriteTaken(count: number, point: PointResult): number | null {
-  const taken = point.ok + point.unansweredAtEnd;
+function perWriteTaken(count: number, point: PointResult, slices: number): number | null {
+  const taken = point.ok + point.unansweredAtEnd + slices;
   return point.ok > 0 ? count / taken : null;
 }
 
@@ -446,10 +450,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     let clusterAt128: Heap | null = null;
     let baselineAt128: Heap | null = null;
     for (const connections of options.writeClients) {
-      const baselineRpcsCounter = rpcsCounter(() => baselineRpcs(baselineUrl));
+      const baselineRpcsCounter = rpcsCounter(() => baselineRpcs(baselineUrl), options.rounds);
       const floorRpcsCounters = {
-        all: rpcsCounter(() => baselineRpcs(baselineUrl, "/bench/fanout-stats")),
-        majority: rpcsCounter(() => baselineRpcs(baselineUrl, "/bench/fanout-stats")),
+        all: rpcsCounter(() => baselineRpcs(baselineUrl, "/bench/fanout-stats"), options.rounds),
+        majority: rpcsCounter(() => baselineRpcs(baselineUrl, "/bench/fanout-stats"), options.rounds),
       };
       // Summed over the cluster's slices (a holder: the slices' hooks assign it).
       const billedSlices: { sum: BilledDelta | null } = { sum: null };
@@ -510,7 +514,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
       }
       const delta = billedSlices.sum;
       // NaN when nothing was acknowledged, as the report expects.
-      const perWrite = (count: number) => perWriteTaken(count, clusterPoint!) ?? Number.NaN;
+      const perWrite = (count: number) => perWriteTaken(count, clusterPoint!, options.rounds) ?? Number.NaN;
       const total = delta === null ? 0 : delta.peerRpcs + delta.workerRpcs + delta.alarmWakeups;
       const billed =
         delta === null
