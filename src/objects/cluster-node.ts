@@ -31,6 +31,7 @@ import type { NodeRuntime, PeerAnswer, PeerStub } from "./node-runtime";
 import type { Message } from "../replication/types";
 import { boundedTimeout, NodeHost, type ReceiveRefusal } from "./node-host";
 import { withDeadline } from "./deadline";
+import { membershipProof } from "./runtime/peers";
 import {
   FOLLOW_UP_ANSWER_SLACK_MS,
   followUpDeadlineAtMs,
@@ -639,11 +640,7 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
    */
   private memberAsOf(node: string): number | undefined {
     const status = this.host.current?.status();
-    if (status === undefined) {
-      return undefined;
-    }
-    const listed = status.membership.voters.includes(node) || status.membership.learners.includes(node);
-    return listed ? status.applied : undefined;
+    return status === undefined ? undefined : membershipProof(status, node);
   }
 
   /** Logs a follow-up the answer left pending, and how it ends. */

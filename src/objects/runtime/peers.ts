@@ -477,9 +477,8 @@ export class PeerLinks {
    * from this node's applied configuration at that moment, never from the one the messages were made under.
    */
   private stampMembership(envelope: RaftEnvelope): RaftEnvelope {
-    const status = this.core.raft.status();
-    const listed = status.membership.voters.includes(envelope.to) || status.membership.learners.includes(envelope.to);
-    return listed ? { ...envelope, memberAsOf: status.applied } : envelope;
+    const memberAsOf = membershipProof(this.core.raft.status(), envelope.to);
+    return memberAsOf === undefined ? envelope : { ...envelope, memberAsOf };
   }
 
   private onDeliveryFailure(peer: string, failure: DeliveryFailure): void {
@@ -809,4 +808,17 @@ export class PeerLinks {
 /** Whether rules can change anything: a partition, a drop probability or a delay (applyFaults delivers otherwise). */
 function faultsAnything(rules: FaultRules): boolean {
   return (rules.partitions ?? []).length > 0 || (rules.dropProbability ?? 0) > 0 || (rules.delayMs ?? 0) > 0;
+}
+
+/**
+ * The proof that the configuration this node applied lists `node`: its applied index (RaftEnvelope.memberAsOf, and
+ * a leader's start of a member it added), or undefined when that configuration does not list it. A removed node is
+ * re-admitted by a proof beyond the index it was removed at (NodeHost.readmittedBy).
+ */
+export function membershipProof(
+  status: { readonly membership: Membership; readonly applied: number },
+  node: string,
+): number | undefined {
+  const listed = status.membership.voters.includes(node) || status.membership.learners.includes(node);
+  return listed ? status.applied : undefined;
 }
