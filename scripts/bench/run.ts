@@ -5,12 +5,13 @@
 // latest.md and latest.svg.
 //
 //   npm run bench -- [--duration-s 8] [--warmup-s 2] [--quick] [--smoke] [--no-etcd] [--failover-runs 5]
-//                    [--soak-s 0] [--only catch-up] [--catch-up-runs 1] [--catch-up-rows 0] [--out bench/results]
+//                    [--soak-s 0] [--only catch-up|writes] [--catch-up-runs 1] [--catch-up-rows 0] [--out bench/results]
 //                    [--update-readme]
 // --quick: 3 s points, 3 failover runs of each kind, fewer entries to catch up. --smoke: the smallest run that still
 // goes through every kind of measurement once (for the smoke test; its figures mean nothing).
 // --only catch-up: the writes at 32 clients (the catch-up ratio's denominator) and catch-up by log and by snapshot,
-// nothing else (no etcd). --catch-up-runs N: each kind of catch-up N times in a row on the same cluster.
+// nothing else (no etcd). --only writes: writes at 1 and 32 clients on the cluster, the baseline, the floor and
+// etcd, nothing else (the write targets alone, for comparing two versions of the code). --catch-up-runs N: each kind of catch-up N times in a row on the same cluster.
 // --catch-up-rows N: before the catch-ups, the benchmark's table is grown to at least N rows (copies of its own rows,
 // a few large writes), so that the snapshot installed is as large as a longer run's: with --only catch-up the table
 // holds only the writes of one point, and the full run's (about 50,000 rows, 2.4 MiB) costs more to install.
@@ -134,8 +135,9 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     throw new Error(`unknown option ${unknown.join(", ")}`);
   }
   const onlyAt = argv.indexOf("--only");
-  if (onlyAt >= 0 && argv[onlyAt + 1] !== "catch-up") {
-    throw new Error(`--only takes "catch-up", got ${argv[onlyAt + 1] ?? "nothing"}`);
+  const only = onlyAt < 0 ? null : argv[onlyAt + 1];
+  if (only !== null && only !== "catch-up" && only !== "writes") {
+    throw new Error(`--only takes "catch-up" or "writes", got ${only ?? "nothing"}`);
   }
   const catchUpRuns = numberOf("--catch-up-runs", 1);
   if (!Number.isInteger(catchUpRuns) || catchUpRuns < 1) {
@@ -160,7 +162,26 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     catchUpRows,
     log: (line: string) => console.log(line),
   };
-  if (onlyAt >= 0) {
+  if (only === "writes") {
+    // The write targets alone (an A/B of a change in a few minutes): writes at 1 and 32 clients beside the
+    // baseline, the floor and etcd, and nothing else.
+    return {
+      ...common,
+      durationS: numberOf("--duration-s", 8),
+      warmupS: numberOf("--warmup-s", 2),
+      rounds: rounds(4),
+      writeClients: [1, 32],
+      readClients: [],
+      readLevels: [],
+      floorClients: [1, 32],
+      failoverRuns: 0,
+      catchUp: [],
+      logCatchUpEntries: 0,
+      idleS: 1,
+      soakS: 0,
+    };
+  }
+  if (only === "catch-up") {
     return {
       ...common,
       etcd: false,

@@ -33,8 +33,9 @@ export class WranglerServer {
    * peers. It runs from a copy of the sources taken now: wrangler dev reloads the worker (resetting every node) when
    * a source file changes, and a benchmark must measure one version of the code.
    * `kind` "baseline": wrangler dev with bench/baseline's config.
+   * `sourceRoot`: where the cluster's sources are copied from (scripts/bench/ab.ts runs an earlier commit's).
    */
-  static async start(kind: "cluster" | "baseline"): Promise<WranglerServer> {
+  static async start(kind: "cluster" | "baseline", sourceRoot = REPO_ROOT): Promise<WranglerServer> {
     const [port, inspectorPort] = [await freePort(), await freePort()];
     const stateDir = mkdtempSync(join(tmpdir(), `durable-ha-bench-${kind}-`));
     const common = [
@@ -45,7 +46,7 @@ export class WranglerServer {
     const wrangler = join(REPO_ROOT, "node_modules", ".bin", "wrangler");
     let group: ProcessGroup;
     if (kind === "cluster") {
-      const tree = copyOfSources(join(stateDir, "tree"));
+      const tree = copyOfSources(sourceRoot, join(stateDir, "tree"));
       group = spawnGroup(
         kind,
         wrangler,
@@ -76,14 +77,24 @@ export class WranglerServer {
   }
 }
 
-/** What wrangler dev needs to run the cluster, copied (node_modules linked) into `dir`; returns `dir`. */
-function copyOfSources(dir: string): string {
-  cpSync(join(REPO_ROOT, "src"), join(dir, "src"), { recursive: true });
+/** The files of a source tree the cluster runs from (node_modules apart). */
+export const CLUSTER_SOURCES = [
+  "src",
+  "wrangler.toml",
+  "package.json",
+  "tsconfig.json",
+  "tsconfig.base.json",
+  ".dev.vars.example",
+];
+
+/** What wrangler dev needs to run the cluster, copied from `root` (node_modules linked) into `dir`; returns `dir`. */
+function copyOfSources(root: string, dir: string): string {
+  cpSync(join(root, "src"), join(dir, "src"), { recursive: true });
   for (const file of ["wrangler.toml", "package.json", "tsconfig.json", "tsconfig.base.json"]) {
-    copyFileSync(join(REPO_ROOT, file), join(dir, file));
+    copyFileSync(join(root, file), join(dir, file));
   }
   // The development tokens, as scripts/start.mjs provides them on a fresh clone.
-  copyFileSync(join(REPO_ROOT, ".dev.vars.example"), join(dir, ".dev.vars"));
+  copyFileSync(join(root, ".dev.vars.example"), join(dir, ".dev.vars"));
   symlinkSync(join(REPO_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
   return dir;
 }
