@@ -5,7 +5,8 @@
 //
 //   npx tsx scripts/bench/ab.ts [--against HEAD] [--clients 1,32] [--duration-s 16] [--rounds 8] [--warmup-s 2]
 //
-// Prints each point's writes per second and p50 for A, B and the baseline, and B's ratio to A. A's sources come
+// Prints each point's writes per second, p50 and CPU time per write (every process of each system's wrangler dev,
+// from /proc, Linux only) for A, B and the baseline, and B's ratios to A. A's sources come
 // from `git archive` of the commit (node_modules are the working tree's: the commits must share their
 // dependencies).
 import { execFileSync } from "node:child_process";
@@ -14,6 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { measureInterleaved, type PointResult } from "./load";
 import { prepareTable, settleWithSchema, WRITE_SHAPE } from "./run";
+import { groupCpuMs } from "./proc-cpu";
 import { CLUSTER_SOURCES, WranglerServer } from "./servers";
 import { REPO_ROOT } from "../lib/processes";
 
@@ -89,24 +91,44 @@ async function main(): Promise<void> {
     await settleWithSchema(b.baseUrl);
     await prepareTable(baseline.baseUrl);
     for (const connections of options.clients) {
-      const [pointA, pointB, pointBase] = await measureInterleaved(
-        [a, b, baseline].map((server) => ({ baseUrl: server.baseUrl, shape: WRITE_SHAPE })),
-        {
-          connections,
-          durationS: options.durationS,
-          warmupS: options.warmupS,
-          rounds: options.rounds,
-          timeoutS: REQUEST_TIMEOUT_S,
-        },
-      );
+      const cpuMs = [0, 0, 0];
+      const contenders = [a, b, baseline].map((server, i) => {
+        const pgid = server.processGroupId;
+        let before = 0;
+        return {
+          baseUrl: server.baseUrl,
+          shape: WRITE_SHAPE,
+          ...(pgid === undefined
+            ? {}
+            : {
+                beforeSlice: () => Promise.resolve(void (before = groupCpuMs(pgid))),
+                afterSlice: () => Promise.resolve(void (cpuMs[i]! += groupCpuMs(pgid) - before)),
+              }),
+        };
+      });
+      const [pointA, pointB, pointBase] = await measureInterleaved(contenders, {
+        connections,
+        durationS: options.durationS,
+        warmupS: options.warmupS,
+        rounds: options.rounds,
+        timeoutS: REQUEST_TIMEOUT_S,
+      });
       console.log(
         `writes at ${connections} clients (${options.rounds} rounds of ${options.durationS / options.rounds} s each):`,
       );
-      console.log(`  ${line("A", pointA!)}  ${(pointA!.ratePerS / pointBase!.ratePerS).toFixed(2)}× the baseline`);
-      console.log(`  ${line("B", pointB!)}  ${(pointB!.ratePerS / pointBase!.ratePerS).toFixed(2)}× the baseline`);
-      console.log(`  ${line("baseline", pointBase!)}`);
+      // The drain write after each slice is handled in the slice's CPU time too (measureInterleaved).
+      const cpuPerWrite = (i: number, point: PointResult) => cpuMs[i]! / (point.ok + options.rounds);
+      const [cpuA, cpuB, cpuBase] = [cpuPerWrite(0, pointA!), cpuPerWrite(1, pointB!), cpuPerWrite(2, pointBase!)];
+      const cpu = (ms: number) => `CPU ${ms.toFixed(2)} ms/write`;
       console.log(
-        `  B / A: throughput ${(pointB!.ratePerS / pointA!.ratePerS).toFixed(3)}×, p50 ${(pointB!.latencyMs.p50 / pointA!.latencyMs.p50).toFixed(3)}×`,
+        `  ${line("A", pointA!)}  ${cpu(cpuA)}  ${(pointA!.ratePerS / pointBase!.ratePerS).toFixed(2)}× the baseline`,
+      );
+      console.log(
+        `  ${line("B", pointB!)}  ${cpu(cpuB)}  ${(pointB!.ratePerS / pointBase!.ratePerS).toFixed(2)}× the baseline`,
+      );
+      console.log(`  ${line("baseline", pointBase!)}  ${cpu(cpuBase)}`);
+      console.log(
+        `  B / A: throughput ${(pointB!.ratePerS / pointA!.ratePerS).toFixed(3)}×, p50 ${(pointB!.latencyMs.p50 / pointA!.latencyMs.p50).toFixed(3)}×, CPU per write ${(cpuB / cpuA).toFixed(3)}×`,
       );
     }
   } finally {

@@ -6,14 +6,12 @@
 // of this ratio. Each is a fresh wrangler dev. --majority: also the floor answering after one copy. Linux only.
 //
 //   npx tsx scripts/bench/cpu.ts [--clients 32] [--duration-s 8] [--rounds 2] [--majority]
-import { readdirSync, readFileSync } from "node:fs";
 import { AUTH_HEADERS, INSERT_BODY, settle } from "./cluster";
 import { measurePoint, type RequestShape } from "./load";
 import { prepareTable } from "./run";
 import { WranglerServer } from "./servers";
 import { pollUntil } from "../lib/processes";
-
-const CLOCK_TICKS_PER_S = 100;
+import { groupCpuMsByCommand } from "./proc-cpu";
 
 type Kind = "baseline" | "floor" | "floor-majority" | "cluster";
 
@@ -33,33 +31,6 @@ function writeShape(kind: Kind): RequestShape {
     body: INSERT_BODY,
     accepts: (text) => text.includes('"results"') && !text.includes('"error"'),
   };
-}
-
-/**
- * CPU milliseconds used so far by each command (wrangler's node, workerd) of process group `pgid`: utime + stime,
- * from /proc/PID/stat.
- */
-function groupCpuMsByCommand(pgid: number): Map<string, number> {
-  const byCommand = new Map<string, number>();
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) {
-      continue;
-    }
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // it exited meanwhile
-    }
-    // Fields after the command (which may hold spaces) start after its closing parenthesis: state is field 3.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === pgid) {
-      const command = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const ms = ((Number(fields[11]) + Number(fields[12])) * 1_000) / CLOCK_TICKS_PER_S;
-      byCommand.set(command, (byCommand.get(command) ?? 0) + ms);
-    }
-  }
-  return byCommand;
 }
 
 interface CpuPoint {
