@@ -19,8 +19,6 @@ export class RaftStorage {
   /** Index of the last entry on disk (or of the snapshot when the log is empty). */
   private lastIndex = 0;
   private firstIndex = 1;
-  /** The term and vote last written (or loaded): a hard state that differs from them only in commit is not written. */
-  private storedTermVote: Pick<HardState, "term" | "vote"> = { term: 0, vote: null };
 
   constructor(
     private readonly kv: SyncKv,
@@ -29,7 +27,7 @@ export class RaftStorage {
 
   /** Loads everything the core needs to restart; `applied` comes from the state machine. */
   load(applied: number): PersistedState {
-    const stored = this.kv.get<HardState>(RaftKeys.hardState) ?? { term: 0, vote: null, commit: 0 };
+    const hardState = this.kv.get<HardState>(RaftKeys.hardState) ?? { term: 0, vote: null, commit: 0 };
     const snapshot = this.kv.get<SnapshotMeta>(RaftKeys.snapshot) ?? null;
     const entries: LogEntry[] = [];
     for (const [, entry] of this.kv.list<LogEntry>({ prefix: RaftKeys.logPrefix })) {
@@ -39,12 +37,9 @@ export class RaftStorage {
     assertContiguous(entries, snapshotIndex);
     this.firstIndex = snapshotIndex + 1;
     this.lastIndex = entries.length > 0 ? entries[entries.length - 1]!.index : snapshotIndex;
-    this.storedTermVote = { term: stored.term, vote: stored.vote };
     // The state machine may be ahead of the log after installing a snapshot image taken later than the snapshot
     // metadata says; the core then re-delivers entries the state machine already holds, and applying skips them.
-    const clampedApplied = Math.max(snapshotIndex, Math.min(applied, this.lastIndex));
-    // The stored commit lags (see persist): what the state machine applied was committed, so it is commit too.
-    const hardState = { ...stored, commit: Math.max(stored.commit, clampedApplied) };
+    const clampedApplied = Math.max(snapshotIndex, Math.min(applied, hardState.commit, this.lastIndex));
     return { hardState, snapshot, entries, applied: clampedApplied };
   }
 
@@ -54,24 +49,18 @@ export class RaftStorage {
    * without the entries that replace it.
    */
   persist(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {
-    // A hard state whose term and vote are the stored ones only advances commit, which Raft keeps in memory: after a
-    // restart, load() takes commit back from what the state machine applied, and the leader tells the rest. Writing
-    // it cost each node one put per Ready, most of the Readies at low load, and a transaction around a follower's
-    // every append (its entries and the leader's commit arrive together).
-    const hardState = ready.hardState !== null && this.changesTermOrVote(ready.hardState) ? ready.hardState : null;
-    const puts = ready.entries.length + (hardState === null ? 0 : 1);
+    const puts = ready.entries.length + (ready.hardState === null ? 0 : 1);
     if (ready.truncateFrom === null && puts === 0) {
       return;
     }
     const before = { firstIndex: this.firstIndex, lastIndex: this.lastIndex };
-    const toWrite = { truncateFrom: ready.truncateFrom, entries: ready.entries, hardState };
     try {
       if (ready.truncateFrom === null && puts === 1) {
-        // One put is atomic by itself; a transaction around it would only cost its savepoint (a Ready that
-        // appends one entry is most of them at low load).
-        this.write(toWrite);
+        // One put is atomic by itself; a transaction around it would only cost its savepoint (a Ready that only
+        // advances the commit index, or appends one entry, is most of them at low load).
+        this.write(ready);
       } else {
-        this.transaction(() => this.write(toWrite));
+        this.transaction(() => this.write(ready));
       }
     } catch (error) {
       // Nothing was written: the indexes this object tracks go back with the storage.
@@ -79,13 +68,6 @@ export class RaftStorage {
       this.lastIndex = before.lastIndex;
       throw error;
     }
-    if (hardState !== null) {
-      this.storedTermVote = { term: hardState.term, vote: hardState.vote };
-    }
-  }
-
-  private changesTermOrVote(hardState: HardState): boolean {
-    return hardState.term !== this.storedTermVote.term || hardState.vote !== this.storedTermVote.vote;
   }
 
   private write(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {

@@ -11,8 +11,6 @@ export interface NodeView {
   readonly incarnation: number;
   readonly store: {
     readonly hardState: HardState;
-    /** The commit index a restart finds: the stored hard state's lags it (RaftStorage.persist). */
-    readonly durableCommit: number;
     readonly snapshot: { readonly meta: Pick<SnapshotMeta, "index" | "term"> } | null;
     readonly entries: readonly LogEntry[];
     readonly kv: ReadonlyMap<string, string>;
@@ -186,7 +184,7 @@ export class Checkers {
 
   /** Folds a node's persisted commit index into the committed set. */
   noteCommitIndex(node: NodeView): void {
-    const commit = node.store.durableCommit;
+    const commit = node.store.hardState.commit;
     const from = (this.commitMarked.get(node.id) ?? 0) + 1;
     const upTo = Math.min(commit, node.lastIndex());
     for (let index = Math.max(from, (node.store.snapshot?.meta.index ?? 0) + 1); index <= upTo; index += 1) {

@@ -14,7 +14,7 @@ import type { NodeIdentity, NodeRuntime, PeerStub } from "../../src/objects/node
 import { NodeHost, writeIdentity } from "../../src/objects/node-host";
 import { PROTOCOL_VERSION, type NodeAddress, type NodeResult } from "../../src/objects/api";
 import type { ShellBugs } from "../../src/objects/shell-bugs";
-import { RaftKeys, StateKeys } from "../../src/objects/storage-keys";
+import { RaftKeys } from "../../src/objects/storage-keys";
 import type { TransportClock } from "../../src/objects/transport/index";
 import type { HardState, LogEntry, NodeId, NodeStatus, SnapshotMeta } from "../../src/replication/types";
 import { SqliteStorage } from "./platform/sqlite-storage";
@@ -88,8 +88,6 @@ export class Instance {
  */
 export class PersistedLog {
   hardState: HardState = { term: 0, vote: null, commit: 0 };
-  /** The state machine's applied index as stored (StateKeys.applied). */
-  applied = 0;
   snapshot: { meta: SnapshotMeta } | null = null;
   private readonly byIndex = new Map<number, LogEntry>();
   /** Lowest index written since the last check (for the incremental Log Matching check). */
@@ -97,7 +95,6 @@ export class PersistedLog {
 
   reload(kv: SqliteStorage["kv"]): void {
     this.hardState = kv.get<HardState>(RaftKeys.hardState) ?? { term: 0, vote: null, commit: 0 };
-    this.applied = kv.get<number>(StateKeys.applied) ?? 0;
     const meta = kv.get<SnapshotMeta>(RaftKeys.snapshot);
     this.snapshot = meta === undefined ? null : { meta };
     this.byIndex.clear();
@@ -111,8 +108,6 @@ export class PersistedLog {
   noteWrite(key: string, value: unknown): void {
     if (key === RaftKeys.hardState) {
       this.hardState = value as HardState;
-    } else if (key === StateKeys.applied) {
-      this.applied = value as number;
     } else if (key === RaftKeys.snapshot) {
       this.snapshot = { meta: value as SnapshotMeta };
     } else if (key.startsWith(RaftKeys.logPrefix)) {
@@ -138,14 +133,6 @@ export class PersistedLog {
 
   entryAt(index: number): LogEntry | null {
     return this.byIndex.get(index) ?? null;
-  }
-
-  /**
-   * The commit index a restart finds (RaftStorage.load): the stored hard state's, which lags, or what the state
-   * machine applied from this log.
-   */
-  durableCommit(): number {
-    return Math.max(this.hardState.commit, Math.min(this.applied, this.lastIndex()));
   }
 
   lastIndex(): number {

@@ -1132,9 +1132,9 @@ class Simulation implements HostEnvironment {
       return true;
     }
     const majority = Math.floor(hosts.length / 2) + 1;
-    const committed = Math.max(...hosts.map((host) => host.log.durableCommit()));
+    const committed = Math.max(...hosts.map((host) => host.log.hardState.commit));
     const holders = hosts.filter(
-      (host) => host.id !== node && host.log.lastIndex() >= committed && host.log.durableCommit() >= committed,
+      (host) => host.id !== node && host.log.lastIndex() >= committed && host.log.hardState.commit >= committed,
     );
     return holders.length >= majority;
   }
@@ -1381,7 +1381,7 @@ class Simulation implements HostEnvironment {
         const log = host.log;
         const runtime = host.instance?.runtime ?? null;
         const alarm = this.alarms.get(host.id)?.atMs ?? null;
-        const stored = `store: term ${log.hardState.term} vote ${log.hardState.vote ?? "-"} commit ${log.hardState.commit} (durable ${log.durableCommit()}) last ${log.lastIndex()}; runtime ${runtime === null ? "none" : runtime.isBroken ? "BROKEN" : runtime.isStopped ? "STOPPED" : "running"}, alarm ${alarm === null ? "none" : `at ${alarm}ms`}`;
+        const stored = `store: term ${log.hardState.term} vote ${log.hardState.vote ?? "-"} commit ${log.hardState.commit} last ${log.lastIndex()}; runtime ${runtime === null ? "none" : runtime.isBroken ? "BROKEN" : runtime.isStopped ? "STOPPED" : "running"}, alarm ${alarm === null ? "none" : `at ${alarm}ms`}`;
         if (host.down || status === null) {
           return `    ${host.id}: ${host.down ? "down" : "not running"}; ${stored}`;
         }
@@ -1400,9 +1400,6 @@ function viewOf(host: SimHost): NodeView {
     store: {
       get hardState() {
         return host.log.hardState;
-      },
-      get durableCommit() {
-        return host.log.durableCommit();
       },
       get snapshot() {
         return host.log.snapshot;
