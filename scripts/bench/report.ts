@@ -198,10 +198,14 @@ export function markdownReport(results: BenchResults): string {
     "**Catch-up** of a follower cut off while the others took writes (ratio to the cluster's write rate at 32 clients)",
     "",
   );
-  lines.push(
-    "| by | entries missed | first progress after | total | rate | ratio | snapshot |",
-    "|---|---|---|---|---|---|---|",
-  );
+  if (results.catchUp.length === 0) {
+    lines.push("not run");
+  } else {
+    lines.push(
+      "| by | entries missed | first progress after | total | rate | ratio | snapshot |",
+      "|---|---|---|---|---|---|---|",
+    );
+  }
   for (const run of results.catchUp) {
     lines.push(
       `| ${run.via} | ${fmt(run.entriesBehind)} | ${ms(run.firstProgressMs)} | ${ms(run.totalMs)} | ${fmt(run.entriesPerS)} entries/s | ${ratio(run.entriesPerS, write32)} | ${run.snapshotsInstalled > 0 ? `${run.snapshotsInstalled} installed, ${fmt(run.snapshotBytes / 1024, 0)} KiB` : "none"} |`,
