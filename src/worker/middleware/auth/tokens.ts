@@ -99,37 +99,8 @@ async function buildTable(raw: string): Promise<readonly TokenEntry[]> {
   );
 }
 
-/**
- * Tokens of a table that were presented and matched, by their text. Only a token that matched is ever added, so a
- * table's map holds at most as many keys as the table has tokens (MAX_TOKENS), whatever is presented. Hashing a
- * token through node:crypto cost 100 to 800 µs of CPU per request in profiles of `npm run bench` (the most of any
- * step a write takes in the worker): a token seen before skips it. A hit tells only that the token is valid, which
- * the answer tells anyway; a token never accepted still takes the constant-time path below every time.
- */
-const acceptedTokens = new WeakMap<readonly TokenEntry[], Map<string, Principal>>();
-
 /** Finds the principal of a presented token, comparing against every entry without an early exit. */
 export function authenticateToken(table: readonly TokenEntry[], presented: string): Principal | null {
-  let accepted = acceptedTokens.get(table);
-  const known = accepted?.get(presented);
-  if (known !== undefined) {
-    return known;
-  }
-  const match = matchDigest(table, presented);
-  if (match !== null) {
-    if (accepted === undefined) {
-      accepted = new Map();
-      acceptedTokens.set(table, accepted);
-    }
-    if (accepted.size >= table.length) {
-      throw new Error(`token cache: ${accepted.size} accepted tokens for a table of ${table.length}`);
-    }
-    accepted.set(presented, match);
-  }
-  return match;
-}
-
-function matchDigest(table: readonly TokenEntry[], presented: string): Principal | null {
   const digest = sha256(presented);
   let match: Principal | null = null;
   for (const entry of table) {
