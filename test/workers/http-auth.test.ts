@@ -96,6 +96,28 @@ describe("authentication", () => {
       expect(response.status, authorization).toBe(200);
     }
   });
+  it("accepts a token again and again, and refuses its near misses and the tokens of another DHA_TOKENS", async () => {
+    const { request } = harness();
+    const query = (authorization: string) =>
+      request("GET", "/db/query?q=SELECT%201", { token: null, headers: { Authorization: authorization } });
+    for (let round = 0; round < 3; round++) {
+      expect((await query(`Bearer ${TOKENS.reader}`)).status).toBe(200);
+      expect((await query(`Bearer ${TOKENS.reader}x`)).status).toBe(401);
+      expect((await query(`Bearer ${TOKENS.reader.slice(0, -1)}`)).status).toBe(401);
+    }
+    // The same token is not valid under another DHA_TOKENS.
+    const other = harness(new FakeCluster(), {}, { DHA_TOKENS: JSON.stringify({ "another-token-123": ["read"] }) });
+    const refused = await other.request("GET", "/db/query?q=SELECT%201", {
+      token: null,
+      headers: { Authorization: `Bearer ${TOKENS.reader}` },
+    });
+    expect(refused.status).toBe(401);
+    const accepted = await other.request("GET", "/db/query?q=SELECT%201", {
+      token: null,
+      headers: { Authorization: "Bearer another-token-123" },
+    });
+    expect(accepted.status).toBe(200);
+  });
 });
 
 describe("roles", () => {
