@@ -152,6 +152,21 @@ function schemaRows(storage: DurableObjectStorage): unknown[] {
   );
 }
 
+/** Every row of a table of up to 100 columns, each value quote()d, in key order (read in two halves: one query
+ * reads at most 100 columns). */
+function wideRows(storage: DurableObjectStorage, table: string, key: readonly string[]): string[][] {
+  const columns = listTables(storage.sql).find((t) => t.name === table)?.columns ?? [];
+  const half = Math.ceil(columns.length / 2);
+  const read = (part: readonly string[]) =>
+    rowsOf(
+      storage.sql,
+      `SELECT ${[...key, ...part].map((c) => `quote("${c}")`).join(", ")} FROM "${table}" ORDER BY ${key.join(", ")}`,
+    );
+  const [first, second] = [read(columns.slice(0, half)), read(columns.slice(half))];
+  expect(first.map((row) => row.slice(0, key.length))).toEqual(second.map((row) => row.slice(0, key.length)));
+  return first.map((row, i) => [...row, ...(second[i] ?? []).slice(key.length)].map(String));
+}
+
 function installAll(storage: DurableObjectStorage, image: SnapshotImage, snapshotIndex = image.appliedIndex): void {
   const installer = new SnapshotInstaller(storage);
   image.chunks.forEach((data, seq) =>
@@ -398,6 +413,70 @@ describe("snapshots", () => {
     const installed = await inObject(newObject("many-rows-follower"), (storage) => {
       installAll(storage, snapshot.image);
       return { rows: quotedRows(storage), schema: new SqlStateMachine(storage).schemaInfo() };
+    });
+    expect(installed.rows).toEqual(snapshot.rows);
+    expect(installed.schema).toEqual(snapshot.schema);
+  });
+
+  it("images tables of 100 columns (more than one query reads) in parts, rowids, big integers and whole reals kept", async () => {
+    const columns = Array.from({ length: 100 }, (_, i) => `c${i}`);
+    const big = (i: number) => `CAST('${9007199254740993n + BigInt(i)}' AS INTEGER)`;
+    // Each row: a text key, integers, a whole REAL, integers beyond 2^53 and a blob, in both parts of a query
+    // (the first part reads the key and 98 columns: c0 to c97 without a rowid, c0 to c96 after one).
+    const rowValues = (row: number) =>
+      columns.map((_, i) => {
+        if (i === 0) {
+          return `'k${row % 3}'`;
+        }
+        if (i === 1) {
+          return String(row);
+        }
+        if (i === 5 || i === 98) {
+          return big(row * 100 + i);
+        }
+        if (i === 97) {
+          return "2.0";
+        }
+        if (i === 99) {
+          return `x'${(row % 256).toString(16).padStart(2, "0")}ff'`;
+        }
+        return i % 3 === 0 ? "NULL" : i % 3 === 1 ? String(row * 1000 + i) : `'r${row}c${i}'`;
+      });
+    const leader = newObject("wide-100");
+    const snapshot = await inObject(leader, (storage) => {
+      applyAll(storage, [
+        entry([
+          { sql: `CREATE TABLE wide(${columns.join(", ")})` },
+          { sql: `CREATE TABLE keyed(${columns.join(", ")}, PRIMARY KEY (c0, c1)) WITHOUT ROWID` },
+        ]),
+      ]);
+      for (let row = 0; row < 40; row++) {
+        const values = rowValues(row).join(", ");
+        // Rowids out of order and far apart: the parts are read in rowid order, not in insertion order.
+        storage.sql.exec(
+          `INSERT INTO wide(rowid, ${columns.join(", ")}) VALUES (${(40 - row) * 1_000_003}, ${values})`,
+        );
+        storage.sql.exec(`INSERT INTO keyed VALUES (${values})`);
+      }
+      const machine = new SqlStateMachine(storage);
+      return {
+        image: machine.createSnapshot({ maxChunkBytes: 4 * 1024 }),
+        rows: { wide: wideRows(storage, "wide", ["rowid"]), keyed: wideRows(storage, "keyed", ["c0", "c1"]) },
+        schema: machine.schemaInfo(),
+      };
+    });
+    expect(snapshot.rows.wide).toHaveLength(40);
+    expect(snapshot.rows.keyed).toHaveLength(40);
+    // The first row by rowid is the last inserted (row 39): its c5 and c98 are past 2^53, one in each part.
+    expect(snapshot.rows.wide[0]).toEqual(
+      expect.arrayContaining([String(9007199254740993n + 3905n), String(9007199254740993n + 3998n), "2.0"]),
+    );
+    const installed = await inObject(newObject("wide-100-follower"), (storage) => {
+      installAll(storage, snapshot.image);
+      return {
+        rows: { wide: wideRows(storage, "wide", ["rowid"]), keyed: wideRows(storage, "keyed", ["c0", "c1"]) },
+        schema: new SqlStateMachine(storage).schemaInfo(),
+      };
     });
     expect(installed.rows).toEqual(snapshot.rows);
     expect(installed.schema).toEqual(snapshot.schema);

@@ -144,7 +144,7 @@ function kindsExpression(columns: readonly string[]): string {
 /**
  * `a||b||c||...` as a balanced tree of parenthesized halves: a chain of N terms is an expression about N deep, and
  * the platform refuses expressions deeper than 100 (a chain failed from 95 columns on). The query's result columns
- * (rowid, the columns, the kinds) are bounded at 100 too: tables of up to 98 columns are imaged (99 WITHOUT ROWID).
+ * (rowid, the columns, the kinds) are bounded at 100 too: wider tables are read in parts (rowsInParts).
  */
 function balancedConcat(terms: readonly string[]): string {
   if (terms.length === 1) {
@@ -152,6 +152,87 @@ function balancedConcat(terms: readonly string[]): string {
   }
   const half = Math.ceil(terms.length / 2);
   return `(${balancedConcat(terms.slice(0, half))})||(${balancedConcat(terms.slice(half))})`;
+}
+
+/** The most result columns one query may have on the platform ("too many columns in result set" beyond it). */
+const MAX_RESULT_COLUMNS = 100;
+
+function execForSnapshot(sql: SqlStorage, table: TableInfo, select: string): Iterator<SqlStorageValue[]> {
+  try {
+    return sql.exec(select).raw();
+  } catch (error) {
+    throw new SnapshotError(`cannot read table ${table.name} for a snapshot: ${(error as Error).message}`);
+  }
+}
+
+/** A table's rows, the values of `columns` each, in one query (with their kinds: the last result column). */
+function* rowsInOneQuery(sql: SqlStorage, table: TableInfo, columns: readonly string[]): Generator<StoredValue[]> {
+  const select = `SELECT ${qualifiedColumns(columns)}, ${kindsExpression(columns)} FROM ${quoteSqlIdentifier(table.name)}`;
+  const cursor = execForSnapshot(sql, table, select);
+  for (let next = cursor.next(); next.done !== true; next = cursor.next()) {
+    yield readRowValues(next.value, columns.length);
+  }
+}
+
+/**
+ * A table too wide for one query (a table may have 100 columns, a query 100 result columns, and the rowid and the
+ * kinds take two): several queries, each reading the row's key and a slice of its columns, all in the key's order,
+ * stepped together. The key (the rowid, or a WITHOUT ROWID table's primary key) is checked equal across them, row
+ * by row. All of them run within the same synchronous call, so they read the same state.
+ */
+function* rowsInParts(sql: SqlStorage, table: TableInfo, columns: readonly string[]): Generator<StoredValue[]> {
+  const key = rowKeyColumns(sql, table);
+  const sliceLength = MAX_RESULT_COLUMNS - key.length - 1;
+  if (sliceLength < 1) {
+    throw new SnapshotError(`cannot read table ${table.name} for a snapshot: its key has ${key.length} columns`);
+  }
+  const order = qualifiedColumns(key);
+  const from = quoteSqlIdentifier(table.name);
+  const parts: { readonly width: number; readonly cursor: Iterator<SqlStorageValue[]> }[] = [];
+  for (let start = 0; start < columns.length; start += sliceLength) {
+    const slice = columns.slice(start, start + sliceLength);
+    const select = `SELECT ${order}, ${qualifiedColumns(slice)}, ${kindsExpression(slice)} FROM ${from} ORDER BY ${order}`;
+    parts.push({ width: slice.length, cursor: execForSnapshot(sql, table, select) });
+  }
+  for (;;) {
+    const nexts = parts.map((part) => part.cursor.next());
+    const ended = nexts.filter((next) => next.done === true).length;
+    if (ended === nexts.length) {
+      return;
+    }
+    if (ended > 0) {
+      throw new SnapshotError(`table ${table.name} read a different number of rows in the parts of its image`);
+    }
+    const row: StoredValue[] = [];
+    let firstKey: string | null = null;
+    nexts.forEach((next, i) => {
+      const raw = next.value as SqlStorageValue[];
+      const keyText = JSON.stringify(readRowValues(raw.slice(0, key.length), key.length).map(encodeValue));
+      if (firstKey !== null && keyText !== firstKey) {
+        throw new SnapshotError(`table ${table.name} read its rows in different orders in the parts of its image`);
+      }
+      firstKey = keyText;
+      row.push(...readRowValues(raw.slice(key.length), parts[i]!.width));
+    });
+    yield row;
+  }
+}
+
+/** What orders a wide table's rows the same in every query: its rowid, or its primary key (WITHOUT ROWID). */
+function rowKeyColumns(sql: SqlStorage, table: TableInfo): string[] {
+  if (table.rowidName !== null) {
+    return [table.rowidName];
+  }
+  const primaryKey = sql
+    .exec("SELECT name FROM pragma_table_xinfo(?) WHERE pk > 0 ORDER BY pk", table.name)
+    .toArray()
+    .map((row) => String(row.name));
+  if (!table.withoutRowid || primaryKey.length === 0) {
+    throw new SnapshotError(
+      `cannot read table ${table.name} for a snapshot: it has more than ${MAX_RESULT_COLUMNS - 2} columns and no name reaches its rowid`,
+    );
+  }
+  return primaryKey;
 }
 
 function readRowValues(raw: readonly SqlStorageValue[], columnCount: number): StoredValue[] {
@@ -237,15 +318,10 @@ export function writeSnapshot(
     const columns =
       table.rowidName !== null && !isSqliteTable ? [table.rowidName, ...table.columns] : [...table.columns];
     writer.line({ t: "rows", table: table.name, columns });
-    const select = `SELECT ${qualifiedColumns(columns)}, ${kindsExpression(columns)} FROM ${quoteSqlIdentifier(table.name)}`;
-    let cursor;
-    try {
-      cursor = sql.exec(select);
-    } catch (error) {
-      throw new SnapshotError(`cannot read table ${table.name} for a snapshot: ${(error as Error).message}`);
-    }
-    for (const raw of cursor.raw()) {
-      writer.line(readRowValues(raw, columns.length).map((value) => encodeValue(value)));
+    const rows =
+      columns.length + 1 <= MAX_RESULT_COLUMNS ? rowsInOneQuery(sql, table, columns) : rowsInParts(sql, table, columns);
+    for (const row of rows) {
+      writer.line(row.map((value) => encodeValue(value)));
     }
   }
   for (const [, id] of storage.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
