@@ -324,13 +324,15 @@ export class NodeRuntime {
 
   /** What a receiver tells the sender besides "ok": enough for the leader to judge a learner's schema. */
   peerReport(): PeerReport {
+    const status = this.raft.status();
     return {
       appliedIndex: this.sm.appliedIndex(),
       schemaHash: this.sm.schemaInfo().hash,
-      lastLogIndex: this.raft.status().lastIndex,
+      lastLogIndex: status.lastIndex,
       incarnation: this.deps.incarnation,
-      term: this.raft.status().term,
+      term: status.term,
       consistency: this.monitor.peerReport(),
+      votingProbation: status.votingProbation,
     };
   }
 
@@ -583,7 +585,10 @@ export class NodeRuntime {
 
   /** Leader only: moves leadership away and waits until another node leads. */
   transferLeadership(options: { to?: string; timeoutMs: number }): Promise<{ leader: string; term: number }> {
-    return this.requests.transferLeadership(options);
+    return this.requests.transferLeadership({
+      ...options,
+      onVotingProbation: (node) => this.peers.info(node)?.votingProbation === true,
+    });
   }
 
   /** Leader only: proposes a membership change and waits until it is applied (the membership then, and its entry). */

@@ -134,6 +134,42 @@ describe("ClusterNode", () => {
     expect(wiped.firstLogIndex).toBeGreaterThan(1);
   });
 
+  it("a leader refuses a transfer to a voter on voting probation up front, and transfers once it is off", async () => {
+    const cluster = newCluster({ prefix: "probation-transfer", nodes: 3 });
+    await cluster.startAll();
+    await createTable(cluster);
+    const leader = await cluster.waitForLeader();
+    const [wiped, other] = cluster.names.filter((n) => n !== leader) as [string, string];
+    await writeRows(cluster, { from: 0, count: 3 });
+    // The wiped node hears the leader but not the other follower: its census cannot conclude, so it stays on
+    // probation while it answers the leader (and reports that it is on it).
+    await cluster.wipe(wiped);
+    await cluster.setFaultsEverywhere({ partitions: [{ from: wiped, to: other, bothWays: true }] });
+    await cluster.stub(wiped).start(cluster.address(wiped));
+    const transfer = (timeoutMs: number) =>
+      cluster.stub(leader).transferLeadership({ ...cluster.address(leader), to: wiped, timeoutMs });
+    const refused = await waitFor(
+      `the leader to refuse a transfer to ${wiped} on probation`,
+      async () => {
+        const answer = await transfer(300);
+        return !answer.ok && answer.error.code === "CONFIG_CHANGE_IN_PROGRESS" ? answer : undefined;
+      },
+      { timeoutMs: 15_000 },
+    );
+    expect(refused.ok ? "" : refused.error.message).toMatch(new RegExp(`${wiped} is on voting probation`));
+    // Healed, its census concludes and the leader catches it up: then leadership can go to it.
+    await cluster.heal();
+    const moved = await waitFor(
+      `leadership to move to ${wiped} once its probation ended`,
+      async () => {
+        const answer = await transfer(2_000);
+        return answer.ok ? answer.value : undefined;
+      },
+      { timeoutMs: 20_000 },
+    );
+    expect(moved.leader).toBe(wiped);
+  });
+
   it("a wiped follower catches up through a snapshot taken in an earlier term than the leader's", async () => {
     // One compaction in the first term (after 20 entries), none in the second (it ends below 40 entries).
     const cluster = newCluster({ prefix: "wipe-term", nodes: 3, snapshotThresholdEntries: 20 });

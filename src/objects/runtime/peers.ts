@@ -38,6 +38,11 @@ export interface PeerReport {
   readonly term?: number;
   /** Its consistency checkpoints and DIVERGED flag (src/objects/monitor); absent from nodes of older versions. */
   readonly consistency?: PeerConsistencyReport;
+  /**
+   * Whether it is on voting probation (./census): it ignores "take over now", so a leader refuses a transfer to it
+   * up front. Absent from nodes of older versions.
+   */
+  readonly votingProbation?: boolean;
 }
 
 /** The answer of a peer's receive(): the transport's result plus, on success, the peer's progress report. */
@@ -60,6 +65,8 @@ export function isPeerAnswer(value: unknown): value is PeerAnswer {
 export interface PeerInfo {
   incarnation: string | null;
   schemaHash: string | null;
+  /** As of its last report; null before one, or from a node of an older version. */
+  votingProbation: boolean | null;
 }
 
 /**
@@ -264,6 +271,7 @@ export class PeerLinks {
     const previousIncarnation = info.incarnation;
     info.incarnation = report.incarnation;
     info.schemaHash = report.schemaHash;
+    info.votingProbation = report.votingProbation ?? null;
     // ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
     // Every answer carries the hashes; compare them only when either changed (or this node began leading).
     const ownHash = core.sm.schemaInfo().hash;
@@ -798,7 +806,7 @@ export class PeerLinks {
   private peerInfoFor(peer: string): PeerInfo {
     let info = this.peerInfo.get(peer);
     if (info === undefined) {
-      info = { incarnation: null, schemaHash: null };
+      info = { incarnation: null, schemaHash: null, votingProbation: null };
       this.peerInfo.set(peer, info);
     }
     return info;
