@@ -667,14 +667,43 @@ function emptyPendingRows(): PendingRows {
 }
 
 /**
+ * Whether a value is written as a short literal at no cost when it cannot be bound: NULL and integers are; text,
+ * blobs and reals are bound first (a literal of one may not fit the statement, or, for text with NUL, be written).
+ */
+function literalIsCheap(value: StoredValue): boolean {
+  return (
+    value === null ||
+    typeof value === "bigint" ||
+    (typeof value === "number" && Number.isInteger(value)) ||
+    (typeof value === "object" && !(value instanceof Uint8Array) && "bigint" in value)
+  );
+}
+
+/**
+ * Which values of a row are bound: all but NULLs when they fit within 100 bound values; else every text, blob and
+ * real first, and integers with what is left (a 100-column table's row has 101 values with its rowid, and its
+ * 101st written as a literal must not be a large text).
+ */
+function boundPositions(values: readonly StoredValue[]): ReadonlySet<number> | null {
+  if (values.length <= MAX_BINDINGS) {
+    return null;
+  }
+  const positions = values.map((_, i) => i);
+  const costly = positions.filter((i) => !literalIsCheap(values[i] as StoredValue));
+  const cheap = positions.filter((i) => literalIsCheap(values[i] as StoredValue) && values[i] !== null);
+  return new Set([...costly, ...cheap].slice(0, MAX_BINDINGS));
+}
+
+/**
  * One row's `(...)` of an INSERT's VALUES. Values are bound (text, blobs, reals exactly) except NULL; whole numbers
- * go through CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Past 100 bound values the rest
- * are written as literals.
+ * go through CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Beyond 100 values, those
+ * boundPositions leaves out are written as literals.
  */
 function rowTuple(values: readonly StoredValue[]): { sql: string; bindings: (SqlValue | string)[]; bytes: number } {
   const bindings: (SqlValue | string)[] = [];
+  const bound = boundPositions(values);
   const parts = values.map((value, i) => {
-    const canBind = i < MAX_BINDINGS;
+    const canBind = bound === null || bound.has(i);
     if (value === null) {
       return "NULL";
     }
@@ -686,7 +715,7 @@ function rowTuple(values: readonly StoredValue[]): { sql: string; bindings: (Sql
     }
     if (typeof value === "string") {
       if (!canBind && value.includes("\u0000")) {
-        throw new SnapshotError("a text value with NUL characters in a column past the 100th");
+        throw new SnapshotError("a text value with NUL characters beyond the 100 values one statement binds");
       }
       return bindOrLiteral(canBind, bindings, value, quoteSqlString(value));
     }

@@ -186,12 +186,15 @@ function* rowsInParts(sql: SqlStorage, table: TableInfo, columns: readonly strin
   if (sliceLength < 1) {
     throw new SnapshotError(`cannot read table ${table.name} for a snapshot: its key has ${key.length} columns`);
   }
-  const order = qualifiedColumns(key);
+  // BINARY, the finest collation: a key unique under its own collation has no ties under it, so no two parts can
+  // break a tie differently.
+  const order = key.map((column) => `${quoteSqlIdentifier(column)} COLLATE BINARY`).join(", ");
+  const keyColumns = qualifiedColumns(key);
   const from = quoteSqlIdentifier(table.name);
   const parts: { readonly width: number; readonly cursor: Iterator<SqlStorageValue[]> }[] = [];
   for (let start = 0; start < columns.length; start += sliceLength) {
     const slice = columns.slice(start, start + sliceLength);
-    const select = `SELECT ${order}, ${qualifiedColumns(slice)}, ${kindsExpression(slice)} FROM ${from} ORDER BY ${order}`;
+    const select = `SELECT ${keyColumns}, ${qualifiedColumns(slice)}, ${kindsExpression(slice)} FROM ${from} ORDER BY ${order}`;
     parts.push({ width: slice.length, cursor: execForSnapshot(sql, table, select) });
   }
   for (;;) {
