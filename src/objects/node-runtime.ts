@@ -304,6 +304,8 @@ export class NodeRuntime {
       this.sm.schemaInfo().hash,
       this.monitor.ownRecordsVersion,
       status.firstIndex,
+      // The leader passes a node on probation over as a transfer target: it hears at once when that ends.
+      status.votingProbation,
     ].join(" ");
     const last = this.reportsSent.get(envelope.from);
     if (
@@ -585,10 +587,7 @@ export class NodeRuntime {
 
   /** Leader only: moves leadership away and waits until another node leads. */
   transferLeadership(options: { to?: string; timeoutMs: number }): Promise<{ leader: string; term: number }> {
-    return this.requests.transferLeadership({
-      ...options,
-      onVotingProbation: (node) => this.peers.info(node)?.votingProbation === true,
-    });
+    return this.requests.transferLeadership(options);
   }
 
   /** Leader only: proposes a membership change and waits until it is applied (the membership then, and its entry). */

@@ -72,6 +72,8 @@ export class Progress {
   caughtUpOnce = false;
   /** The shell reported the replica ready (requireReplicaReady): e.g. its schema matches the leader's. */
   readyReported = false;
+  /** As the replica last reported it: on voting probation, it ignores TimeoutNow, so it is no transfer target. */
+  votingProbation = false;
   /** Highest commit index sent to it, so that a commit broadcast skips replicas that already know. */
   lastCommitSent = 0;
   status: ReplicaStatus | null = null;

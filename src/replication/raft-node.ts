@@ -403,6 +403,18 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  /**
+   * The shell heard from `peer` whether it is on voting probation (RaftNodeOptions.votingProbation): such a node
+   * ignores TimeoutNow, so a transfer to it is refused (CONFIG_CHANGE_IN_PROGRESS: it clears once the node is caught
+   * up) and stepDown() and a removed leader's hand-over pass it over while another voter can take leadership.
+   */
+  reportVotingProbation(peer: NodeId, onProbation: boolean): void {
+    const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
+    if (progress !== undefined) {
+      progress.votingProbation = onProbation;
+    }
+  }
+
   reportReplicaReady(peer: NodeId): void {
     const progress = this.role === "leader" ? this.progress.get(peer) : undefined;
     if (progress === undefined || progress.readyReported) {
@@ -1631,7 +1643,7 @@ export class RaftNode implements RaftNodeApi {
 
   /**
    * The voter (other than us, and not being removed) with the highest match index, then the freshest contact; null
-   * when there is none.
+   * when there is none. Voters on voting probation come last: they would ignore TimeoutNow.
    */
   private bestTransferTarget(): NodeId | null {
     const pending = this.latestUnappliedConfig();
@@ -1640,7 +1652,11 @@ export class RaftNode implements RaftNodeApi {
       .map((voter) => this.progress.get(voter))
       .filter((progress): progress is Progress => progress !== undefined)
       .sort(
-        (a, b) => b.matchIndex - a.matchIndex || a.ticksSinceContact - b.ticksSinceContact || (a.id < b.id ? -1 : 1),
+        (a, b) =>
+          Number(a.votingProbation) - Number(b.votingProbation) ||
+          b.matchIndex - a.matchIndex ||
+          a.ticksSinceContact - b.ticksSinceContact ||
+          (a.id < b.id ? -1 : 1),
       );
     return candidates[0]?.id ?? null;
   }
@@ -1683,8 +1699,9 @@ export class RaftNode implements RaftNodeApi {
   }
 
   /**
-   * Why `to` cannot take leadership over, as far as the leader can tell, or null. (A target on voting probation, see
-   * RaftNodeOptions.votingProbation, ignores TimeoutNow; only it knows, so that transfer ends at its deadline.)
+   * Why `to` cannot take leadership over, as far as the leader can tell, or null. A target on voting probation (see
+   * RaftNodeOptions.votingProbation) ignores TimeoutNow: refused while it last said so (reportVotingProbation); one
+   * that never said (an older version) is tried, and that transfer ends at its deadline.
    */
   private transferTargetRefusal(to: NodeId): ProposalError | null {
     if (typeof to !== "string") {
@@ -1710,6 +1727,12 @@ export class RaftNode implements RaftNodeApi {
       return {
         code: "INVALID_REQUEST",
         message: `node ${to} is being removed (config entry ${pending.index}, not applied yet); leadership can only go to a voter that stays`,
+      };
+    }
+    if (this.progress.get(to)?.votingProbation === true) {
+      return {
+        code: "CONFIG_CHANGE_IN_PROGRESS",
+        message: `node ${to} is on voting probation (its storage is new or was lost, and it has not yet heard from every member or been caught up by a leader); leadership can go to it once that ends`,
       };
     }
     return null;

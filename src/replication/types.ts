@@ -408,6 +408,8 @@ export interface RaftNodeApi {
   reportReachable(peer: NodeId): void;
   /** Leader only: with requireReplicaReady, `peer` is ready to be ONLINE once its log has caught up too. */
   reportReplicaReady(peer: NodeId): void;
+  /** Leader only: whether `peer` says it is on voting probation (no transfer target while it is). */
+  reportVotingProbation(peer: NodeId, onProbation: boolean): void;
   /** Leader only: `peer` reported a last log index below its match index (its storage was wiped). */
   reportPeerLogLost(peer: NodeId, lastIndex: number): void;
   /** On voting probation: every other member answered the shell's census (see RaftNode.concludeVotingCensus). */

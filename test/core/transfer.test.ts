@@ -301,6 +301,53 @@ describe("leadership transfer: targets refused at once", () => {
     });
   });
 
+  it("refuses a voter reported on voting probation as a change in progress, and stepDown() passes it over", () => {
+    const { cluster, leader, followers } = settled();
+    const [probation, other] = followers;
+    // `other` lags behind, so that stepDown() would prefer `probation` if its probation did not count.
+    cluster.dropIf = (m) => m.type === "append" && m.to === other;
+    cluster.propose(leader, "v0");
+    cluster.tickMany(2);
+    cluster.dropIf = () => false;
+    cluster.core(leader).reportVotingProbation(probation, true);
+    expect(cluster.core(leader).transferLeadership(probation)).toEqual({
+      ok: false,
+      error: {
+        code: "CONFIG_CHANGE_IN_PROGRESS",
+        message: `node ${probation} is on voting probation (its storage is new or was lost, and it has not yet heard from every member or been caught up by a leader); leadership can go to it once that ends`,
+      },
+    });
+    cluster.processReadies(leader);
+    expect(transferOutcomes(cluster, leader)).toEqual([]);
+    expect(cluster.core(leader).stepDown()).toEqual({ ok: true });
+    expect(cluster.status(leader).transferee).toBe(other);
+    // Reported off probation, it may lead.
+    cluster.core(leader).transferLeadership(leader);
+    cluster.core(leader).reportVotingProbation(probation, false);
+    expect(cluster.core(leader).transferLeadership(probation)).toEqual({ ok: true });
+    cluster.tickUntil(() => cluster.status(probation).role === "leader", 20);
+  });
+
+  it("stepDown() is refused as a change in progress when the only other voter is on voting probation", () => {
+    const cluster = new TestCluster(["a", "b"]);
+    const leader = cluster.elect();
+    cluster.tickMany(4);
+    const other = leader === "a" ? "b" : "a";
+    cluster.core(leader).reportVotingProbation(other, true);
+    expect(cluster.core(leader).stepDown()).toMatchObject({ ok: false, error: { code: "CONFIG_CHANGE_IN_PROGRESS" } });
+  });
+
+  it("a learner is refused as one whatever its probation", () => {
+    const cluster = new TestCluster(["a", "b", "c"], { learners: ["l"] });
+    const leader = cluster.elect();
+    cluster.tickMany(4);
+    cluster.core(leader).reportVotingProbation("l", true);
+    expect(cluster.core(leader).transferLeadership("l")).toMatchObject({
+      ok: false,
+      error: { code: "INVALID_REQUEST" },
+    });
+  });
+
   it("refuses a learner, and says so; one whose promotion is not applied yet is a change in progress", () => {
     const cluster = new TestCluster(["a", "b", "c"], { learners: ["l"] });
     const leader = cluster.elect();

@@ -39,8 +39,8 @@ export interface PeerReport {
   /** Its consistency checkpoints and DIVERGED flag (src/objects/monitor); absent from nodes of older versions. */
   readonly consistency?: PeerConsistencyReport;
   /**
-   * Whether it is on voting probation (./census): it ignores "take over now", so a leader refuses a transfer to it
-   * up front. Absent from nodes of older versions.
+   * Whether it is on voting probation (./census): it ignores "take over now", so a leader does not pick it for a
+   * leadership transfer (RaftNode.reportVotingProbation). Absent from nodes of older versions.
    */
   readonly votingProbation?: boolean;
 }
@@ -65,8 +65,6 @@ export function isPeerAnswer(value: unknown): value is PeerAnswer {
 export interface PeerInfo {
   incarnation: string | null;
   schemaHash: string | null;
-  /** As of its last report; null before one, or from a node of an older version. */
-  votingProbation: boolean | null;
 }
 
 /**
@@ -271,7 +269,9 @@ export class PeerLinks {
     const previousIncarnation = info.incarnation;
     info.incarnation = report.incarnation;
     info.schemaHash = report.schemaHash;
-    info.votingProbation = report.votingProbation ?? null;
+    if (report.votingProbation !== undefined) {
+      core.raft.reportVotingProbation(peer, report.votingProbation);
+    }
     // ReplicaReady: a replica is ONLINE only once its schema is the leader's (and its log caught up).
     // Every answer carries the hashes; compare them only when either changed (or this node began leading).
     const ownHash = core.sm.schemaInfo().hash;
@@ -806,7 +806,7 @@ export class PeerLinks {
   private peerInfoFor(peer: string): PeerInfo {
     let info = this.peerInfo.get(peer);
     if (info === undefined) {
-      info = { incarnation: null, schemaHash: null, votingProbation: null };
+      info = { incarnation: null, schemaHash: null };
       this.peerInfo.set(peer, info);
     }
     return info;

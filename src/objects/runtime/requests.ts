@@ -643,28 +643,13 @@ export class ClientRequests {
   }
 
   /** Leader only: moves leadership away and waits until another node leads. */
-  async transferLeadership(options: {
-    to?: string;
-    timeoutMs: number;
-    /** Whether a peer said in its last report that it is on voting probation (it would ignore "take over now"). */
-    onVotingProbation?: (node: string) => boolean;
-  }): Promise<{ leader: string; term: number }> {
+  async transferLeadership(options: { to?: string; timeoutMs: number }): Promise<{ leader: string; term: number }> {
     const { raft, identity } = this.core;
     this.assertServing();
     this.core.advanceClock();
     this.assertLeader();
     if (options.to === identity.node) {
       return { leader: identity.node, term: raft.status().term };
-    }
-    if (options.to !== undefined && options.onVotingProbation?.(options.to) === true) {
-      // Refused before anything starts, as a pending promotion is: it clears once a leader has caught the node up
-      // (the worker asks again until its deadline), and a transfer to it would only be given up after an election
-      // timeout, again and again.
-      throw nodeError(
-        "CONFIG_CHANGE_IN_PROGRESS",
-        `${options.to} is on voting probation (its storage is new or was lost, and it has not yet heard from every member or been caught up by a leader): it cannot take leadership until then`,
-        { retryable: true },
-      );
     }
     let attempts = 0;
     const startTransfer = (): void => {
