@@ -1,5 +1,5 @@
 // `npm run bench` is a benchmark, not a test: nothing here asserts a timing. This smoke test runs it in its smallest
-// mode (--smoke: every kind of measurement once, 1 s points, without etcd) into a temporary directory and checks
+// mode (--smoke: every kind of measurement once, 3 s points, without etcd) into a temporary directory and checks
 // that each part produced its figures and files: a broken benchmark fails here instead of on the day it is needed.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
