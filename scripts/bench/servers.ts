@@ -89,9 +89,8 @@ export const CLUSTER_SOURCES = [
 
 /** What wrangler dev needs to run the cluster, copied from `root` (node_modules linked) into `dir`; returns `dir`. */
 function copyOfSources(root: string, dir: string): string {
-  cpSync(join(root, "src"), join(dir, "src"), { recursive: true });
-  for (const file of ["wrangler.toml", "package.json", "tsconfig.json", "tsconfig.base.json"]) {
-    copyFileSync(join(root, file), join(dir, file));
+  for (const path of CLUSTER_SOURCES) {
+    cpSync(join(root, path), join(dir, path), { recursive: true });
   }
   // The development tokens, as scripts/start.mjs provides them on a fresh clone.
   copyFileSync(join(root, ".dev.vars.example"), join(dir, ".dev.vars"));
