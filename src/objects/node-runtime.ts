@@ -487,10 +487,21 @@ export class NodeRuntime {
     this.requests.readyHandled();
   }
 
+  /**
+   * The image and the Raft log's snapshot record in one transaction: a storage error between two transactions would
+   * leave the image applied beside a log that still holds entries it replaced, some perhaps never committed (a
+   * deposed leader's), and only the clamp of the applied index on load (RaftStorage.load) would keep them from
+   * counting as committed.
+   */
   private installSnapshot(snapshot: SnapshotMeta): void {
+    const id = { snapshotIndex: snapshot.index, snapshotTerm: snapshot.term };
+    const recordInLog = (): void => this.raftStorage.installSnapshot(snapshot);
+    const separately = this.deps.bugs?.snapshotInstallNotAtomic === true;
     let appliedIndex: number;
     try {
-      appliedIndex = this.sm.installStagedSnapshot({ snapshotIndex: snapshot.index, snapshotTerm: snapshot.term });
+      appliedIndex = separately
+        ? this.sm.installStagedSnapshot(id)
+        : this.sm.installStagedSnapshot(id, { alongside: recordInLog });
     } catch (err) {
       // Named apart from the discard that follows: an image that can never install (the leader keeps sending it,
       // backing off) shows up as this event, again and again, rather than as a node that merely restarts.
@@ -501,7 +512,9 @@ export class NodeRuntime {
       });
       throw err;
     }
-    this.raftStorage.installSnapshot(snapshot);
+    if (separately) {
+      recordInLog();
+    }
     this.monitor.stateReplaced({ repair: false, imageIndex: appliedIndex });
     this.log("info", "snapshotInstalled", { snapshotIndex: snapshot.index, appliedIndex });
   }

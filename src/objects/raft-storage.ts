@@ -86,7 +86,10 @@ export class RaftStorage {
     }
   }
 
-  /** Records a snapshot received from the leader: the log restarts right after it. In one transaction. */
+  /**
+   * Records a snapshot received from the leader: the log restarts right after it. In one transaction (NodeRuntime
+   * runs it inside the state machine's install of the image, so that both commit or neither does).
+   */
   installSnapshot(meta: SnapshotMeta): void {
     this.transaction(() => {
       this.deleteRange({ fromIndex: this.firstIndex, toIndex: this.lastIndex });

@@ -32,8 +32,11 @@ export interface StateMachinePort {
   stageSnapshotChunk(chunk: SnapshotChunk): boolean;
   /** True when every chunk of that snapshot is staged. */
   hasCompleteSnapshot(snapshot: SnapshotId): boolean;
-  /** Swaps the staged image in, in one transaction; returns the applied index it carries. */
-  installStagedSnapshot(snapshot: SnapshotId): number;
+  /**
+   * Swaps the staged image in, in one transaction; returns the applied index it carries. `alongside` runs last in
+   * that transaction, so that what it writes commits with the image or not at all.
+   */
+  installStagedSnapshot(snapshot: SnapshotId, options?: { readonly alongside?: () => void }): number;
   dumpSql(): string;
   /**
    * Repair (src/objects/monitor): swaps the staged image in even when this node applied as far or further, since its

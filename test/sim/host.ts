@@ -390,7 +390,9 @@ export class SimHost {
           return storage.sql.databaseSize;
         },
       },
-      transactionSync: <T>(fn: () => T): T => storage.transactionSync(fn),
+      // The runtime's, so that a rollback also undoes what the checkers' copy of the log noted: a snapshot install
+      // writes the Raft log's record of it inside the state machine's transaction (NodeRuntime.installSnapshot).
+      transactionSync: <T>(fn: () => T): T => this.transaction(fn),
     };
     // The state machine reads only sql, kv and transactionSync: the facade has the platform's shape for those.
     const machine = createStateMachine(facade as unknown as DurableObjectStorage);
@@ -405,8 +407,8 @@ export class SimHost {
         }
         return results;
       },
-      installStagedSnapshot: (snapshot) => {
-        const appliedIndex = machine.installStagedSnapshot(snapshot);
+      installStagedSnapshot: (snapshot, options) => {
+        const appliedIndex = machine.installStagedSnapshot(snapshot, options);
         if (instance.alive && !instance.fenced) {
           env.observeSnapshotInstalled(this, {
             index: snapshot.snapshotIndex,

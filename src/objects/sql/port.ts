@@ -110,9 +110,10 @@ class SqlStateMachinePort implements StateMachinePort {
     return this.installer.isComplete(snapshot);
   }
 
-  installStagedSnapshot(snapshot: SnapshotId): number {
+  installStagedSnapshot(snapshot: SnapshotId, options: { readonly alongside?: () => void } = {}): number {
     try {
-      return this.installer.finish(snapshot).appliedIndex;
+      return this.installer.finish(snapshot, options.alongside === undefined ? {} : { alongside: options.alongside })
+        .appliedIndex;
     } finally {
       this.machine.forgetCachedState();
     }

@@ -46,6 +46,11 @@ export interface FinishOptions {
    * `minImageIndex`, the oldest index the caller can replay from.
    */
   readonly replace?: { readonly minImageIndex: number };
+  /**
+   * Runs inside the install's transaction, last (also when the image turns out not newer than what is applied): the
+   * caller's own records of the snapshot (the Raft log's) commit with the image or not at all.
+   */
+  readonly alongside?: () => void;
 }
 
 function sameSnapshot(a: SnapshotId, b: SnapshotId): boolean {
@@ -219,10 +224,12 @@ export class SnapshotInstaller {
       }
       if (options.replace === undefined && imageIndex <= applied) {
         this.discardStaging();
+        options.alongside?.();
         return { installed: false, appliedIndex: applied };
       }
       new SnapshotLoader(this.storage, imageIndex).load(this.stagedChunks(chunkCount));
       this.discardStaging();
+      options.alongside?.();
       return { installed: true, appliedIndex: imageIndex };
     });
   }

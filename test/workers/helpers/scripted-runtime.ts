@@ -6,6 +6,7 @@ import { env } from "cloudflare:test";
 import { PROTOCOL_VERSION, type ClusterConfig } from "../../../src/objects/api";
 import { objectName } from "../../../src/objects/config";
 import { NodeRuntime } from "../../../src/objects/node-runtime";
+import type { SyncKv } from "../../../src/objects/raft-storage";
 import type { ShellBugs } from "../../../src/objects/shell-bugs";
 import { encodeSqlRequest } from "../../../src/objects/sql/codec";
 import { createStateMachine } from "../../../src/objects/sql/port";
@@ -27,6 +28,8 @@ export interface ScriptedNodeOptions {
   readonly snapshotThresholdEntries?: number;
   /** Wraps the real state machine (e.g. to count or fail calls). */
   readonly wrapStateMachine?: (port: StateMachinePort) => StateMachinePort;
+  /** Wraps the KV store the runtime and its Raft storage use (the state machine keeps the object's own). */
+  readonly wrapKv?: (kv: SyncKv) => SyncKv;
   /** What a peer's receive() answers (default { ok: true }); called after the envelope is recorded. */
   readonly answer?: (envelope: RaftEnvelope, node: ScriptedNode) => unknown;
 }
@@ -85,7 +88,7 @@ export class ScriptedNode {
     const port = createStateMachine(this.state.storage);
     this.runtime = new NodeRuntime({
       identity: { cluster: this.config, node: this.options.self },
-      kv: this.state.storage.kv,
+      kv: this.options.wrapKv === undefined ? this.state.storage.kv : this.options.wrapKv(this.state.storage.kv),
       transaction: (fn) => this.state.storage.transactionSync(fn),
       stateMachine: this.options.wrapStateMachine === undefined ? port : this.options.wrapStateMachine(port),
       peerStub: (member) => ({
