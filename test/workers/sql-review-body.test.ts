@@ -92,3 +92,44 @@ describe("unparsable SQL on the query path", () => {
     expect(nul.text).toContain("NUL character");
   });
 });
+
+// Outside check (issue 11 session): SQLite reads SQL text only up to a NUL, so a NUL in a comment turned
+// `DELETE ... /* NUL */ WHERE ...` into `DELETE FROM t`, applied on every replica while the answer was an error.
+describe("NUL characters in a write's SQL", () => {
+  it("refuses a NUL in a comment or a quoted name with 400, and applies nothing", async () => {
+    const h = new RealHarness(newCluster({ prefix: "sql-review-nul", nodes: 1 }));
+    const setUp = await h.send("POST", "/db/execute", {
+      json: [
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)",
+        "INSERT INTO t(v) VALUES('keep')",
+        "INSERT INTO t(v) VALUES('drop')",
+      ],
+    });
+    expect(setUp.status, setUp.text).toBe(200);
+    const refusals = [
+      { json: ["DELETE FROM t /* \u0000 */ WHERE v = 'drop'"] },
+      { json: ["UPDATE t SET v = 'x' -- \u0000\nWHERE v = 'drop'"] },
+      { json: ['DELETE FROM t WHERE "v\u0000" = 1'] },
+      { body: "DELETE FROM t -- \u0000\nWHERE v = 'drop'", headers: { "Content-Type": "text/plain" } },
+    ];
+    for (const request of refusals) {
+      const answer = await h.send("POST", "/db/execute", request);
+      expect(answer.status, answer.text).toBe(400);
+      expect(answer.text).toContain("NUL character");
+    }
+    const rows = await h.send("POST", "/db/query?level=strong", { json: ["SELECT v FROM t ORDER BY id"] });
+    expect(rows.text).toContain('"values":[["keep"],["drop"]]');
+  });
+
+  it("refuses a NUL inside a string literal too, and stores it as a parameter", async () => {
+    const h = new RealHarness(newCluster({ prefix: "sql-review-nul-literal", nodes: 1 }));
+    await h.send("POST", "/db/execute", { json: ["CREATE TABLE t(v TEXT)"] });
+    const literal = await h.send("POST", "/db/execute", { json: ["INSERT INTO t(v) VALUES('a\u0000b')"] });
+    expect(literal.status, literal.text).toBe(400);
+    expect(literal.text).toContain("as a parameter");
+    const bound = await h.send("POST", "/db/execute", { json: [["INSERT INTO t(v) VALUES(?)", "a\u0000b"]] });
+    expect(bound.status, bound.text).toBe(200);
+    const rows = await h.send("POST", "/db/query?level=strong", { json: ["SELECT hex(v) FROM t"] });
+    expect(rows.text).toContain('"values":[["610062"]]');
+  });
+});

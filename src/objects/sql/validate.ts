@@ -777,9 +777,14 @@ function prepareStatement(statement: Statement, options: PrepareOptions): Statem
   const significant = positions.map((index) => tokens[index] as SqlToken);
   const shape = shapeOf(significant);
 
-  // Checked here, on the way in only (never when applying: entries already in a log keep their meaning).
-  if (tokens.some((token) => token.kind === "punct" && token.text === "\u0000")) {
-    refuse("the SQL holds a NUL character outside a string literal; SQLite would read only the text before it");
+  // Checked here, on the way in only (never when applying: entries already in a log keep their meaning). SQLite reads
+  // SQL text only up to a NUL: cut inside a comment, what is left is a shorter statement that runs (`DELETE FROM t
+  // /* NUL */ WHERE ...` deleted every row); cut inside a literal, an "unrecognized token" error that says nothing of
+  // why. Refused wherever it is, with the way to store such text.
+  if (tokens.some((token) => token.text.includes("\u0000"))) {
+    refuse(
+      "the SQL holds a NUL character; SQLite would read only the text before it (pass text with NUL as a parameter)",
+    );
   }
   const hazard = hazardIn(significant, shape);
   if (hazard !== null) {
