@@ -199,11 +199,14 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     return this.handle(request, async (runtime) => {
       const timeoutMs = boundedTimeout(request.timeoutMs);
       const deadlineAtMs = Date.now() + timeoutMs;
+      // Before a leader removing itself hands leadership over; checked again right before the proposal.
+      refuseRemovingLastConfigured(runtime.status().membership, request);
       if (request.member.name === runtime.identity.node) {
         return this.removeSelf(request, runtime, deadlineAtMs);
       }
       const { membership, index } = await runtime.changeMembership({
         change: { kind: "remove", node: request.member.name },
+        check: () => refuseRemovingLastConfigured(runtime.status().membership, request),
         timeoutMs,
       });
       const followUps = await this.notifyRemoved(
@@ -685,4 +688,26 @@ function membershipValue(membership: MembershipValue, followUps: FollowUpReport)
     ...(followUps.pending === undefined ? {} : { pending: followUps.pending }),
     ...(followUps.failed === undefined ? {} : { failed: followUps.failed }),
   };
+}
+
+/**
+ * The worker finds a cluster only through its configured nodes (CLUSTER_NODES, or the database's nodes in the
+ * catalog): a removal that leaves none of them a member (voter or learner) would leave the cluster running where no
+ * request can reach it, for good. Checked by the leader right before it proposes (one change is in flight at a time).
+ */
+function refuseRemovingLastConfigured(
+  membership: { readonly voters: readonly string[]; readonly learners: readonly string[] },
+  request: MemberChangeRequest,
+): void {
+  const configured = request.cluster.members.map((member) => member.name);
+  const remaining = [...membership.voters, ...membership.learners].filter((name) => name !== request.member.name);
+  if (remaining.some((name) => configured.includes(name))) {
+    return;
+  }
+  throw nodeError(
+    "INVALID_REQUEST",
+    `removing ${request.member.name} would leave none of the configured nodes (${configured.join(", ")}) a member, and ` +
+      `requests reach the cluster only through them: add one of them back first`,
+    { retryable: false },
+  );
 }

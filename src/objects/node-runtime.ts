@@ -603,19 +603,26 @@ export class NodeRuntime {
     return this.requests.transferLeadership(options);
   }
 
-  /** Leader only: proposes a membership change and waits until it is applied (the membership then, and its entry). */
+  /**
+   * Leader only: proposes a membership change and waits until it is applied (the membership then, and its entry).
+   * `check` runs right before the proposal, as leader, and may refuse it by throwing.
+   */
   changeMembership(options: {
     change: { kind: "addLearner" | "remove" | "promote"; node: string };
     locationHint?: string;
+    check?: () => void;
     timeoutMs: number;
   }): Promise<{ readonly membership: Membership; readonly index: number }> {
-    const { locationHint } = options;
+    const { locationHint, check } = options;
     return this.requests.changeMembership({
       change: options.change,
       timeoutMs: options.timeoutMs,
-      ...(locationHint === undefined
-        ? {}
-        : { beforePropose: () => this.peers.rememberHint(options.change.node, locationHint) }),
+      beforePropose: () => {
+        check?.();
+        if (locationHint !== undefined) {
+          this.peers.rememberHint(options.change.node, locationHint);
+        }
+      },
     });
   }
 

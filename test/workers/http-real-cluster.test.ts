@@ -432,6 +432,29 @@ describe("the cluster API over a real cluster", () => {
     expect(notAMember.status, notAMember.text).toBe(404);
   });
 
+  it("refuses (400) a removal that would leave no configured node a member: requests reach the cluster through them", async () => {
+    const { cluster, h, leader, followers } = await setUp("real-last-configured", STALL_TOLERANT_TIMING);
+    haltAfterTest(cluster, "n4");
+    const added = await h.send("POST", "/api/v1/cluster/members", { json: { name: "n4" } });
+    expect(added.status, added.text).toBe(200);
+    await waitFor("n4 to become a voter", async () => {
+      const document = JSON.parse((await h.send("GET", "/api/v1/cluster")).text) as ClusterDocument;
+      return document.members.find((member) => member.name === "n4")?.voter === true ? true : undefined;
+    });
+    for (const follower of followers) {
+      const removed = await h.send("DELETE", `/api/v1/cluster/members/${follower}`);
+      expect(removed.status, removed.text).toBe(200);
+    }
+    // The leader is the last configured member: removing it would leave only n4, which no request can reach.
+    const refused = await h.send("DELETE", `/api/v1/cluster/members/${leader}`);
+    expect(refused.status, refused.text).toBe(400);
+    expect(refused.text).toContain("would leave none of the configured nodes");
+    const document = JSON.parse((await h.send("GET", "/api/v1/cluster")).text) as ClusterDocument;
+    expect(document.members.filter((member) => member.voter).map((member) => member.name)).toEqual([leader, "n4"]);
+    const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
+    expect(written.status, written.text).toBe(200);
+  });
+
   it("removes the leader itself: it hands leadership over first, then the new leader removes it", async () => {
     const { cluster, h, leader, followers } = await setUp("real-remove-leader", STALL_TOLERANT_TIMING);
     const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });
