@@ -1,6 +1,6 @@
 // The databases of one deployment as the worker sees them: the system database holding the catalog, the runtime
 // of each database, and, per isolate, a short-lived cache of catalog entries for the data routes.
-import { DEFAULT_DATABASE, type ClusterConfig } from "../../objects/api";
+import { DEFAULT_DATABASE, sleep, type ClusterConfig } from "../../objects/api";
 import type { AppEnv } from "../config";
 import { ApiError } from "../http/errors";
 import { deploymentConfig, type Runtime } from "../runtime";
@@ -14,6 +14,10 @@ export const DEFAULT_MAX_DATABASES = 100;
 export const MAX_DATABASES_CEILING = 1000;
 /** How long an isolate trusts a catalog entry it read for the data routes. */
 export const CATALOG_CACHE_TTL_MS = 1_000;
+/** While another request of this isolate reads an entry again, an older one is still used, up to this age. */
+export const CATALOG_STALE_WHILE_READING_MS = 10_000;
+/** How often a request that found no entry checks whether another request's read of it ended. */
+const CATALOG_READ_POLL_MS = 5;
 const MAX_CACHED_ENTRIES = 1024;
 
 export type ClusterRuntimeOf = (env: AppEnv, config: ClusterConfig) => Runtime;
@@ -67,6 +71,13 @@ interface Cached {
 
 /** Catalog entries read by this isolate's data routes, by deployment and database name. */
 const recentEntries = new Map<string, Cached>();
+/**
+ * Reads of the catalog in flight in this isolate, by the same key, with when each began: a burst of requests to one
+ * database makes one read, not one each (a burst of 1,500 writes made 1,500 reads at once, and the catalog's leader
+ * lost its quorum under them, failing every named database). The others wait for its entry by polling the cache:
+ * a promise of one request is not awaited by another (the platform ties each to the request that made it).
+ */
+const readsInFlight = new Map<string, number>();
 
 /** Forgets what this isolate read of `name` (after a create or a drop from this isolate). */
 export function forgetEntry(deployment: Deployment, name: string): void {
@@ -83,18 +94,7 @@ export async function resolveDatabase(
   name: string,
   options: { now: () => number; deadlineAt: number; shape: "rqlite" | "plain" },
 ): Promise<Runtime> {
-  const key = cacheKey(deployment, name);
-  const nowMs = options.now();
-  let cached = recentEntries.get(key);
-  if (cached === undefined || nowMs - cached.readAtMs > CATALOG_CACHE_TTL_MS) {
-    const entry = await deployment.catalog.get(name, { deadlineAt: options.deadlineAt, strong: false });
-    cached = { entry, readAtMs: nowMs };
-    if (recentEntries.size >= MAX_CACHED_ENTRIES) {
-      recentEntries.clear();
-    }
-    recentEntries.set(key, cached);
-  }
-  const entry = cached.entry;
+  const entry = (await cachedEntry(deployment, name, options)).entry;
   if (entry === null) {
     throw new ApiError(404, `no database ${JSON.stringify(name)}: create it with PUT /api/v1/databases/${name}`, {
       code: "NO_DATABASE",
@@ -108,6 +108,64 @@ export async function resolveDatabase(
     });
   }
   return deployment.runtimeOf(entry);
+}
+
+/**
+ * The entry of `name` as this isolate last read it, read again when older than CATALOG_CACHE_TTL_MS. Only one request
+ * at a time reads it: the others use the older entry meanwhile (up to CATALOG_STALE_WHILE_READING_MS) or, having none,
+ * wait for that read to end (by their own deadline), and read it themselves if it failed.
+ */
+async function cachedEntry(
+  deployment: Deployment,
+  name: string,
+  options: { now: () => number; deadlineAt: number },
+): Promise<Cached> {
+  const key = cacheKey(deployment, name);
+  for (;;) {
+    const nowMs = options.now();
+    const cached = recentEntries.get(key);
+    if (cached !== undefined && nowMs - cached.readAtMs <= CATALOG_CACHE_TTL_MS) {
+      return cached;
+    }
+    const readingSince = readsInFlight.get(key);
+    // A read older than any deadline was lost with its request (an isolate outlives an abandoned request).
+    const reading = readingSince !== undefined && nowMs - readingSince <= CATALOG_STALE_WHILE_READING_MS;
+    if (!reading) {
+      return readEntry(deployment, name, { key, ...options });
+    }
+    if (cached !== undefined && nowMs - cached.readAtMs <= CATALOG_STALE_WHILE_READING_MS) {
+      return cached;
+    }
+    if (nowMs >= options.deadlineAt) {
+      return readEntry(deployment, name, { key, ...options });
+    }
+    await sleep(Math.min(CATALOG_READ_POLL_MS, options.deadlineAt - nowMs));
+  }
+}
+
+async function readEntry(
+  deployment: Deployment,
+  name: string,
+  options: { key: string; now: () => number; deadlineAt: number },
+): Promise<Cached> {
+  const startedAtMs = options.now();
+  readsInFlight.set(options.key, startedAtMs);
+  try {
+    const entry = await deployment.catalog.get(name, { deadlineAt: options.deadlineAt, strong: false });
+    const cached = { entry, readAtMs: startedAtMs };
+    if (recentEntries.size >= MAX_CACHED_ENTRIES) {
+      recentEntries.clear();
+    }
+    recentEntries.set(options.key, cached);
+    return cached;
+  } finally {
+    if (readsInFlight.get(options.key) === startedAtMs) {
+      readsInFlight.delete(options.key);
+    }
+    if (readsInFlight.size >= MAX_CACHED_ENTRIES) {
+      readsInFlight.clear();
+    }
+  }
 }
 
 function cacheKey(deployment: Deployment, name: string): string {

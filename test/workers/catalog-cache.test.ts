@@ -1,0 +1,93 @@
+// The worker's cache of catalog entries (src/worker/databases/deployment.ts): a burst of requests to one database
+// makes one read of the catalog, not one each (an outside check sent 1,500 writes at once to a new database: 1,500
+// reads of the system database at once cost its leader its quorum, and every named database failed meanwhile).
+import { describe, expect, it } from "vitest";
+import { waitFor } from "./helpers/cluster";
+import { CATALOG_CACHE_TTL_MS, resolveDatabase, type Deployment } from "../../src/worker/databases/deployment";
+import type { Runtime } from "../../src/worker/runtime";
+
+interface FakeCatalog {
+  reads: number;
+  /** Reads still waiting for their answer: each resolves with the entry when the test says. */
+  readonly pending: Array<() => void>;
+  failNext: boolean;
+}
+
+let deploymentNumber = 0;
+
+/** A deployment of its own (the cache is per isolate, keyed by deployment name) whose catalog the test answers. */
+function fakeDeployment(): { deployment: Deployment; catalog: FakeCatalog } {
+  const catalog: FakeCatalog = { reads: 0, pending: [], failNext: false };
+  const entry = { name: "db", state: "READY", nodes: ["n1", "n2", "n3"] };
+  const deployment = {
+    config: { name: `catalog-cache-${++deploymentNumber}`, members: [] },
+    catalog: {
+      get: () => {
+        catalog.reads += 1;
+        const fail = catalog.failNext;
+        catalog.failNext = false;
+        return new Promise((resolve, reject) => {
+          catalog.pending.push(() => (fail ? reject(new Error("catalog unavailable")) : resolve(entry)));
+        });
+      },
+    },
+    runtimeOf: () => ({}) as Runtime,
+  } as unknown as Deployment;
+  return { deployment, catalog };
+}
+
+function answerAll(catalog: FakeCatalog): void {
+  for (const answer of catalog.pending.splice(0)) {
+    answer();
+  }
+}
+
+describe("catalog entries in the worker", () => {
+  it("a burst of requests to a database never read makes one read of the catalog", async () => {
+    const { deployment, catalog } = fakeDeployment();
+    const options = { now: () => Date.now(), deadlineAt: Date.now() + 5_000, shape: "plain" as const };
+    const burst = Array.from({ length: 200 }, () => resolveDatabase(deployment, "db", options));
+    await waitFor("the first read", () => (catalog.pending.length > 0 ? true : undefined));
+    answerAll(catalog);
+    const runtimes = await Promise.all(burst);
+    expect(runtimes).toHaveLength(200);
+    expect(catalog.reads).toBe(1);
+  });
+
+  it("an old entry serves the burst while one request reads it again", async () => {
+    const { deployment, catalog } = fakeDeployment();
+    let nowMs = 1_000_000;
+    const options = { now: () => nowMs, deadlineAt: Number.MAX_SAFE_INTEGER, shape: "plain" as const };
+    const first = resolveDatabase(deployment, "db", options);
+    answerAll(catalog);
+    await first;
+    nowMs += CATALOG_CACHE_TTL_MS + 1;
+    const burst = Array.from({ length: 100 }, () => resolveDatabase(deployment, "db", options));
+    // All but the one that reads again are answered from the old entry at once.
+    await Promise.all(burst.slice(1));
+    expect(catalog.reads).toBe(2);
+    answerAll(catalog);
+    await burst[0];
+    expect(catalog.reads).toBe(2);
+  });
+
+  it("when the one read fails, the next waiting request reads again, one at a time", async () => {
+    const { deployment, catalog } = fakeDeployment();
+    const options = { now: () => Date.now(), deadlineAt: Date.now() + 5_000, shape: "plain" as const };
+    catalog.failNext = true;
+    const burst = Array.from({ length: 20 }, () =>
+      resolveDatabase(deployment, "db", options).then(
+        () => "ok",
+        (error: unknown) => String(error),
+      ),
+    );
+    await waitFor("the first read", () => (catalog.pending.length > 0 ? true : undefined));
+    answerAll(catalog);
+    await waitFor("a second read", () => (catalog.pending.length > 0 ? true : undefined));
+    expect(catalog.pending).toHaveLength(1);
+    answerAll(catalog);
+    const outcomes = await Promise.all(burst);
+    expect(outcomes.filter((outcome) => outcome !== "ok")).toEqual(["Error: catalog unavailable"]);
+    expect(catalog.reads).toBe(2);
+  });
+});
