@@ -455,6 +455,23 @@ describe("the cluster API over a real cluster", () => {
     expect(written.status, written.text).toBe(200);
   });
 
+  it("answers 404 at once for a configured node that was removed (repair, remove again, transfer to it)", async () => {
+    const { h, followers } = await setUp("real-removed-configured", STALL_TOLERANT_TIMING);
+    const removedNode = followers[0] as string;
+    const removed = await h.send("DELETE", `/api/v1/cluster/members/${removedNode}`);
+    expect(removed.status, removed.text).toBe(200);
+    // Before, each was sent to the leader, refused, and asked again until the deadline: 503 NOT_MEMBER after 10 s.
+    const answers = [
+      await h.send("POST", `/api/v1/cluster/members/${removedNode}/repair`),
+      await h.send("DELETE", `/api/v1/cluster/members/${removedNode}`),
+      await h.send("POST", "/api/v1/cluster/leader/transfer", { json: { to: removedNode } }),
+    ];
+    for (const answer of answers) {
+      expect(answer.status, answer.text).toBe(404);
+      expect(answer.text).toContain(`${removedNode} is not a member`);
+    }
+  });
+
   it("removes the leader itself: it hands leadership over first, then the new leader removes it", async () => {
     const { cluster, h, leader, followers } = await setUp("real-remove-leader", STALL_TOLERANT_TIMING);
     const written = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] });

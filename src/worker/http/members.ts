@@ -25,9 +25,11 @@ export const memberSchema = memberBodySchema.transform((body, ctx): MemberConfig
 });
 
 /**
- * Refuses a name that is malformed (400) or not a member of the cluster (404). A configured name is a member; any
- * other is looked up in the membership the configured nodes report (members added at run time), so only then
- * does the check cost a round of status calls, and those go to configured members only.
+ * Refuses a name that is malformed (400) or not a member of the cluster (404). The name is looked up in the
+ * membership the configured nodes report (members added at run time are there; a configured node that was removed is
+ * not: a call for it would be refused by the leader on every retry until the deadline). The status calls go to
+ * configured members only; when none answers, a configured name is let through (the call then meets the nodes'
+ * own answer) and any other is a 503.
  */
 export async function requireMember(
   runtime: Runtime,
@@ -40,11 +42,11 @@ export async function requireMember(
     throw badRequest(`${options.what}: ${problem}`, shape);
   }
   const configured = runtime.router.memberNames();
-  if (configured.includes(name)) {
-    return;
-  }
   const probes = await runtime.router.probeAll(configured, options.timeoutMs);
   if (!probes.some((probe) => probe.ok)) {
+    if (configured.includes(name)) {
+      return;
+    }
     throw new ApiError(503, `cannot tell whether ${name} is a member: no configured node answered`, {
       shape,
       code: "UNREACHABLE",
@@ -52,7 +54,7 @@ export async function requireMember(
     });
   }
   const view = viewOf(runtime.config, probes);
-  const members = [...new Set([...configured, ...view.voters, ...view.learners])];
+  const members = [...new Set([...view.voters, ...view.learners])];
   if (!members.includes(name)) {
     throw new ApiError(
       404,
