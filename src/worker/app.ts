@@ -149,7 +149,9 @@ function allowedMethods(app: Hono<AppBindings>, path: string): string[] {
       continue;
     }
     const pattern = new RegExp(
-      `^${route.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+")}/?$`,
+      // Exactly the route's path: the router is strict about a trailing slash, and a 405 naming the very method sent
+      // for `/livez/` contradicted itself.
+      `^${route.path.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\/:[^/]+/g, "/[^/]+")}$`,
     );
     if (pattern.test(path)) {
       methods.add(route.method);

@@ -34,6 +34,12 @@ describe("public routes", () => {
     expect(missing.status).toBe(404);
     expect(await missing.json()).toEqual({ error: "no route for GET /nope" });
     expect(missing.headers.get("X-DHA-Error-Code")).toBe("NO_ROUTE");
+    // A trailing slash is another path (the router is strict): 404, not a 405 naming the very method sent.
+    for (const path of ["/livez/", "/status/", "/api/v1/cluster/", "/db/execute/"]) {
+      const slashed = await request("GET", path, { token: null });
+      expect(slashed.status, path).toBe(404);
+      expect(slashed.headers.get("X-DHA-Error-Code"), path).toBe("NO_ROUTE");
+    }
     const wrong = await request("GET", "/db/execute");
     expect(wrong.status).toBe(405);
     expect(wrong.headers.get("Allow")).toBe("POST");
