@@ -26,6 +26,8 @@ describe("parameter values", () => {
     expect(statusOf('[["SELECT ?", -1e400]]')).toBe(400);
     expect(statusOf('[["SELECT :x", {"x": 1e999}]]')).toBe(400);
     expect(statusOf('[["SELECT ?", "\\ud800"]]')).toBe(400);
+    const deep = "[".repeat(100_000) + "]".repeat(100_000);
+    expect(() => parseStatementsBody(deep, "application/json", DEFAULT_LIMITS)).toThrow(/nested too deeply/);
     expect(statusOf('[["SELECT ?", "a\\udc00b"]]')).toBe(400);
     expect(statusOf("[\"SELECT '\\ud800'\"]")).toBe(400);
     // Well-formed pairs and ordinary numbers stay fine.

@@ -26,6 +26,10 @@ export function parseStatementsBody(
     if (error instanceof ApiError) {
       throw error;
     }
+    if (error instanceof RangeError) {
+      // The parser ran out of stack: thousands of nested arrays. A request body is at most three levels deep.
+      throw badRequest("invalid JSON body: nested too deeply (statements are at most [[sql, [values]]])", "rqlite");
+    }
     throw badRequest(`invalid JSON body: ${(error as Error).message}`, "rqlite");
   }
   return parseStatementsJson(parsed, limits);
