@@ -66,6 +66,19 @@ export interface QueryValue {
   readonly raftIndex: number;
 }
 
+export interface BackupRequest extends NodeAddress {
+  /** Refuse (TOO_LARGE) a dump larger than this many UTF-8 bytes; the node caps it at MAX_BACKUP_DUMP_BYTES. */
+  readonly maxDumpBytes?: number;
+}
+
+/**
+ * A backup's SQL dump: inline when small, beyond that as a stream of its UTF-8 bytes (one value sent over Durable
+ * Object RPC holds at most 32 MiB; a stream is sent in pieces).
+ */
+export type BackupValue =
+  | { readonly sql: string; readonly raftIndex: number }
+  | { readonly sqlStream: ReadableStream<Uint8Array>; readonly sqlBytes: number; readonly raftIndex: number };
+
 /** Admin operations. Each answers once the change is committed (or refused). */
 export interface TransferRequest extends NodeAddress {
   /** Omit to let the leader pick the most up-to-date voter. */
@@ -122,8 +135,8 @@ export interface ClusterNodeRpc {
   addMember(request: MemberChangeRequest): Promise<NodeResult<MembershipValue>>;
   /** Leader only: removes a member (the leader itself included: it hands over leadership first). */
   removeMember(request: MemberChangeRequest): Promise<NodeResult<MembershipValue>>;
-  /** A SQL dump of this node's applied state (any node; call the leader after a linearizable read for a fresh one). */
-  backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>>;
+  /** Leader only: a SQL dump of the applied state, holding every write acknowledged before the call. */
+  backup(request: BackupRequest): Promise<NodeResult<BackupValue>>;
   /** Leader only: replaces a member's state with the leader's (consistency repair). Optional as metrics(). */
   repairMember?(request: RepairRequest): Promise<NodeResult<RepairOutcome>>;
   /** Status, counters and storage sizes for GET /metrics. Optional: a node of an older version lacks it. */

@@ -4,6 +4,8 @@
 import { DurableObject } from "cloudflare:workers";
 import {
   PROTOCOL_VERSION,
+  type BackupRequest,
+  type BackupValue,
   type ClusterConfig,
   type ClusterNodeRpc,
   type ExecuteRequest,
@@ -274,9 +276,9 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     return this.handle(request, async () => this.events.answer(request));
   }
 
-  async backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
+  async backup(request: BackupRequest): Promise<NodeResult<BackupValue>> {
     this.counters.received("worker");
-    return this.gated(address, "backup", () => this.host.backup(address));
+    return this.gated(request, "backup", () => this.host.backup(request));
   }
 
   /** One phase of dropping this node's database; never starts a node that was not running. */

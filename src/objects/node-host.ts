@@ -7,6 +7,8 @@
 // answer as the node.
 import {
   PROTOCOL_VERSION,
+  type BackupRequest,
+  type BackupValue,
   type ClusterConfig,
   type ExecuteRequest,
   type ExecuteValue,
@@ -21,6 +23,7 @@ import {
   type WaitForLeaderRequest,
 } from "./api";
 import { validateClusterConfig } from "./config";
+import { MAX_BACKUP_DUMP_BYTES } from "../shared/sql-text/limits";
 import { logEvent } from "./log";
 import { RaftInvariantError } from "../replication/index";
 import type { Message } from "../replication/types";
@@ -45,6 +48,12 @@ const START_FAILURES_ALERT = 5;
 const MAX_TIMER_FAILURES_IN_A_ROW = 3;
 /** A backup waits this long at most for the leader to confirm its read index and apply up to it. */
 const BACKUP_TIMEOUT_MS = 10_000;
+
+/** The dump limit a backup asked for, within the node's own (a malformed or missing one is the node's). */
+function backupDumpLimit(asked: unknown): number {
+  const valid = typeof asked === "number" && Number.isSafeInteger(asked) && asked > 0;
+  return valid ? Math.min(asked, MAX_BACKUP_DUMP_BYTES) : MAX_BACKUP_DUMP_BYTES;
+}
 
 /**
  * Why a node stopped for good, and the applied index it stopped at. A configuration applied past `appliedIndex` that
@@ -388,8 +397,10 @@ export class NodeHost {
     );
   }
 
-  backup(address: NodeAddress): Promise<NodeResult<{ sql: string; raftIndex: number }>> {
-    return this.handle(address, (runtime) => runtime.backup({ timeoutMs: BACKUP_TIMEOUT_MS }));
+  backup(request: BackupRequest): Promise<NodeResult<BackupValue>> {
+    return this.handle(request, (runtime) =>
+      runtime.backup({ timeoutMs: BACKUP_TIMEOUT_MS, maxDumpBytes: backupDumpLimit(request.maxDumpBytes) }),
+    );
   }
 
   /** Runs one client call: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */

@@ -14,6 +14,7 @@ import type {
   SnapshotMeta,
 } from "../replication/types";
 import type { SqlRequest } from "../shared/sql";
+import type { BackupValue } from "./api";
 import type { NodeStatusReport } from "./cluster-types";
 import { objectName, raftConfigFor } from "./config";
 import { withDeadline } from "./deadline";
@@ -627,7 +628,7 @@ export class NodeRuntime {
   }
 
   /** Leader only (after a read index): a SQL dump with every write acknowledged before the call. */
-  backup(options: { timeoutMs: number }): Promise<{ sql: string; raftIndex: number }> {
+  backup(options: { timeoutMs: number; maxDumpBytes: number }): Promise<BackupValue> {
     return this.requests.backup(options);
   }
 

@@ -37,7 +37,8 @@ export interface StateMachinePort {
    * that transaction, so that what it writes commits with the image or not at all.
    */
   installStagedSnapshot(snapshot: SnapshotId, options?: { readonly alongside?: () => void }): number;
-  dumpSql(): string;
+  /** Throws DumpError past maxBytes (the dump is built in memory). */
+  dumpSql(options?: { readonly maxBytes?: number }): string;
   /**
    * Repair (src/objects/monitor): swaps the staged image in even when this node applied as far or further, since its
    * own state diverged; the image must be at least at `minImageIndex`. Returns the applied index it carries.

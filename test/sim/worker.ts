@@ -4,6 +4,7 @@
 // node's NodeHost. The router's clock (now, backoff sleeps, the deadline of each node call) is simulated time.
 import {
   sleep as sleepOn,
+  type BackupValue as NodeBackupValue,
   type ClusterConfig,
   type ClusterNodeRpc,
   type NodeResult,
@@ -14,10 +15,15 @@ import { DEFAULT_LIMITS } from "../../src/shared/sql-text/limits.js";
 import { backupFromLeader, executeStatements, queryStatements } from "../../src/worker/data/service.js";
 import { RecentWrites, recentWritesTiming } from "../../src/worker/data/recent-writes.js";
 import { LeaderCache } from "../../src/worker/routing/leader-cache.js";
-import { ClusterRouter, DEFAULT_ROUTING_POLICY, type RouterBugs } from "../../src/worker/routing/router.js";
+import {
+  ClusterRouter,
+  DEFAULT_ROUTING_POLICY,
+  type RouteOutcome,
+  type RouterBugs,
+} from "../../src/worker/routing/router.js";
 import type { Runtime } from "../../src/worker/runtime.js";
 import type { Prng } from "./prng.js";
-import type { ClientOutcome, ClientRequest } from "./workload.js";
+import type { BackupValue, ClientOutcome, ClientRequest } from "./workload.js";
 
 /** What the simulated worker reaches. */
 export interface WorkerEnvironment {
@@ -36,6 +42,18 @@ export interface WorkerEnvironment {
     invoke: (node: NodeHost) => Promise<NodeResult<T>>,
   ): Promise<{ readonly answer: NodeResult<T>; readonly servedByLeader: boolean }>;
   readonly bugs: RouterBugs;
+}
+
+/** The simulation's databases are small: a node sends their dumps inline (a large one comes as a stream). */
+function inlineDump(outcome: RouteOutcome<NodeBackupValue>): RouteOutcome<BackupValue> {
+  if (!outcome.ok) {
+    return outcome;
+  }
+  const value = outcome.value;
+  if (!("sql" in value)) {
+    throw new Error(`a simulated backup of ${value.sqlBytes} bytes came as a stream`);
+  }
+  return { ...outcome, value };
 }
 
 export class SimWorker {
@@ -82,7 +100,12 @@ export class SimWorker {
         return { outcome, servedByLeader: this.lastQueryFromLeader.get(clientId) === true };
       }
       case "backup":
-        return { outcome: await backupFromLeader(runtime, deadlineAt), servedByLeader: false };
+        return {
+          outcome: inlineDump(
+            await backupFromLeader(runtime, { deadlineAt, maxDumpBytes: DEFAULT_LIMITS.maxBackupDumpBytes }),
+          ),
+          servedByLeader: false,
+        };
     }
   }
 

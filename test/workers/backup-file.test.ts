@@ -175,7 +175,7 @@ describe("GET /db/backup as a SQLite file", () => {
     const dump = `CREATE TABLE big (x TEXT);\nINSERT INTO big VALUES('${"y".repeat(5000)}');\n`;
     const limits = { ...DEFAULT_BACKUP_FILE_LIMITS, maxDumpBytes: 4096 };
     await expect(sqliteFileFromDump(dump, limits)).rejects.toThrow(SqliteFileError);
-    const refused = await backupBody(dump, { format: "sqlite", compress: false, limits }).catch(
+    const refused = await backupBody({ sql: dump, raftIndex: 1 }, { format: "sqlite", compress: false, limits }).catch(
       (error: unknown) => error,
     );
     expect(refused).toBeInstanceOf(ApiError);

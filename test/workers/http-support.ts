@@ -1,6 +1,8 @@
 // Fake nodes implementing ClusterNodeRpc, and helpers to call the app with a hand-built env (http-*.test.ts); and
 // the production app over real clusters of ClusterNode objects (http-real-*.test.ts).
 import type {
+  BackupRequest,
+  BackupValue,
   ClusterConfig,
   ClusterNodeRpc,
   ExecuteRequest,
@@ -412,8 +414,8 @@ export class FakeNode implements ClusterNodeRpc {
     });
   }
 
-  backup(address: NodeAddress): Promise<NodeResult<{ readonly sql: string; readonly raftIndex: number }>> {
-    return this.dispatch<{ readonly sql: string; readonly raftIndex: number }>("backup", address, () =>
+  backup(request: BackupRequest): Promise<NodeResult<BackupValue>> {
+    return this.dispatch<BackupValue>("backup", request, () =>
       this.isLeader()
         ? {
             ok: true,

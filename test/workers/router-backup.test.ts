@@ -1,8 +1,12 @@
 // Finding 2 (issue 9), the router's side: a backup comes from the leader only, and answering a backup does not make
 // a node the cached leader. Fake nodes play an older node that dumps whatever it has applied, whatever its role.
 import { describe, expect, it } from "vitest";
+import type { BackupRequest } from "../../src/objects/api";
+import { utf8Stream } from "../../src/objects/runtime/backup-dump";
+import { MAX_BACKUP_DUMP_BYTES } from "../../src/shared/sql-text/limits";
+import { DEFAULT_BACKUP_FILE_LIMITS } from "../../src/worker/data/sqlite-file";
 import type { RouterBugs } from "../../src/worker/routing/router-bugs";
-import { FakeCluster, harness } from "./http-support";
+import { FakeCluster, harness, nodeError } from "./http-support";
 
 const STALE_DUMP = "-- n1's dump, 3 writes behind\n";
 
@@ -72,5 +76,95 @@ describe("finding 2: backups are served by the leader only", () => {
     expect(backup.status).toBe(503);
     expect(backup.headers.get("X-DHA-Error-Code")).toBe("NO_LEADER");
     expect(cluster.callsTo("backup")).toEqual([]);
+  });
+});
+
+// Outside check, finding 4: a dump larger than one RPC value (32 MiB) failed with 503 after about 25 full dumps,
+// naming the platform's limit. The leader now refuses a dump past the format's limit at once (TOO_LARGE), the router
+// does not ask again, and a large dump within the limit comes as a stream that the worker sends on.
+describe("finding 4: backups of large databases", () => {
+  const refuseAsTooLarge = (cluster: FakeCluster): void => {
+    cluster.on("n1", "backup", (request: BackupRequest) =>
+      nodeError("n1", "TOO_LARGE", `the database's SQL dump is larger than ${request.maxDumpBytes} bytes`, {
+        retryable: false,
+      }),
+    );
+  };
+
+  it("answers a dump past the limit with 413 (fmt=sql) or 400 (file) at once, after one call to the leader", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n1"));
+    refuseAsTooLarge(cluster);
+    const sql = await request("GET", "/db/backup?fmt=sql");
+    const sqlText = await sql.text();
+    expect(sql.status, sqlText).toBe(413);
+    expect(sql.headers.get("X-DHA-Error-Code")).toBe("LIMIT");
+    expect(sqlText).toContain(`larger than ${MAX_BACKUP_DUMP_BYTES} bytes, the most a backup holds`);
+    expect(sqlText).toContain("/db/query");
+    const sqlCalls = cluster.callsTo("backup");
+    expect(sqlCalls.map((call) => (call.request as BackupRequest).maxDumpBytes)).toEqual([MAX_BACKUP_DUMP_BYTES]);
+
+    const file = await request("GET", "/db/backup");
+    const fileText = await file.text();
+    expect(file.status, fileText).toBe(400);
+    expect(file.headers.get("X-DHA-Error-Code")).toBe("LIMIT");
+    expect(fileText).toMatch(/use \?fmt=sql"}$/);
+    const fileCalls = cluster.callsTo("backup").slice(sqlCalls.length);
+    expect(fileCalls.map((call) => (call.request as BackupRequest).maxDumpBytes)).toEqual([
+      DEFAULT_BACKUP_FILE_LIMITS.maxDumpBytes,
+    ]);
+  });
+
+  it("asks for the configured limit", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n1"), {
+      limits: { maxBackupDumpBytes: 1000 },
+    });
+    refuseAsTooLarge(cluster);
+    const sql = await request("GET", "/db/backup?fmt=sql");
+    expect(await sql.text()).toContain("larger than 1000 bytes");
+    expect(cluster.callsTo("backup").map((call) => (call.request as BackupRequest).maxDumpBytes)).toEqual([1000]);
+  });
+
+  // Served over HTTP, the body carries the dump's length (Content-Length); app.request does not serialize it.
+  it("sends a streamed dump on, gzipped with ?compress, and builds a file from a small one", async () => {
+    const dump = "CREATE TABLE foo (id INTEGER PRIMARY KEY, name TEXT);\nINSERT INTO foo VALUES(1,'fïöna 😀');\n";
+    const bytes = new TextEncoder().encode(dump);
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n1"));
+    cluster.on("n1", "backup", () => ({
+      ok: true,
+      node: "n1",
+      value: { sqlStream: utf8Stream(dump, { chunkChars: 7 }), sqlBytes: bytes.length, raftIndex: 3 },
+    }));
+    const sql = await request("GET", "/db/backup?fmt=sql");
+    expect(sql.status).toBe(200);
+    expect(await sql.text()).toBe(dump);
+    const gzipped = await request("GET", "/db/backup?fmt=sql&compress");
+    const unzipped = gzipped.body!.pipeThrough(new DecompressionStream("gzip"));
+    expect(await new Response(unzipped).text()).toBe(dump);
+    const file = await request("GET", "/db/backup");
+    expect(file.status).toBe(200);
+    expect(new TextDecoder().decode(new Uint8Array(await file.arrayBuffer()).slice(0, 15))).toBe("SQLite format 3");
+  });
+
+  it("refuses a streamed dump too large for a file without reading it", async () => {
+    const { cluster, request } = harness(new FakeCluster(["n1", "n2", "n3"], "n1"));
+    let cancelled = false;
+    let pulled = false;
+    const sqlStream = new ReadableStream<Uint8Array>(
+      {
+        pull: () => {
+          pulled = true;
+        },
+        cancel: () => {
+          cancelled = true;
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    const sqlBytes = DEFAULT_BACKUP_FILE_LIMITS.maxDumpBytes + 1;
+    cluster.on("n1", "backup", () => ({ ok: true, node: "n1", value: { sqlStream, sqlBytes, raftIndex: 3 } }));
+    const file = await request("GET", "/db/backup");
+    expect(file.status).toBe(400);
+    expect(await file.text()).toContain(`the database's SQL dump is ${sqlBytes} bytes`);
+    expect({ cancelled, pulled }).toEqual({ cancelled: true, pulled: false });
   });
 });

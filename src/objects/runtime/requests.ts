@@ -2,11 +2,13 @@
 // changes. Each one that waits on the log parks a bounded waiter with a deadline; the Ready loop wakes them.
 import type { LogEntry, Membership, Ready, TransferAbortReason } from "../../replication/types";
 import type { SqlRequest, Statement, StatementResult } from "../../shared/sql";
+import type { BackupValue } from "../api";
 import { sleep } from "../deadline";
 import { RaftKeys } from "../storage-keys";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sqlite/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
+import { BackupStreams, dumpWithin } from "./backup-dump";
 import { awaitWaiter, notLeaderError, outcomeUnknownError, proposalFailure } from "./errors";
 import { nodeError, type NodeFailure } from "../node-failure";
 import { recentContactTicks, startupQuietWindowMs } from "../timing";
@@ -63,6 +65,8 @@ export class ClientRequests {
   /** Leadership transfers this node gave up, and the last one: what a transferLeadership that times out says. */
   private transferAborts = 0;
   private lastTransferAbort: { readonly to: string; readonly reason: TransferAbortReason } | null = null;
+  /** Large backups still being read by the worker: they hold their dump in memory until then. */
+  private readonly backupStreams: BackupStreams;
 
   /** `runtimeId` is unique among the runtimes this node's storage has ever had (see NodeRuntime). */
   constructor(
@@ -79,6 +83,7 @@ export class ClientRequests {
     });
     this.leaderKnown = new ThresholdWaiters({ what: "wait for a leader", limit: LIMITS.maxLeaderWaiters, timers });
     this.readContextPrefix = `${core.identity.node}:${runtimeId}`;
+    this.backupStreams = new BackupStreams(() => core.deps.clock.now());
   }
 
   // ---------------------------------------------------------------------------------------------------------
@@ -549,9 +554,9 @@ export class ClientRequests {
 
   /**
    * Leader only: a SQL dump holding every write acknowledged before the call (a read index confirms leadership and
-   * the commit index first). A follower answers NOT_LEADER naming the leader.
+   * the commit index first). A follower answers NOT_LEADER naming the leader; a dump past maxDumpBytes, TOO_LARGE.
    */
-  async backup(options: { timeoutMs: number }): Promise<{ sql: string; raftIndex: number }> {
+  async backup(options: { timeoutMs: number; maxDumpBytes: number }): Promise<BackupValue> {
     const { sm } = this.core;
     this.assertServing();
     this.core.advanceClock();
@@ -563,7 +568,10 @@ export class ClientRequests {
       const readIndex = await this.confirmReadIndex(options.timeoutMs);
       await this.waitApplied(readIndex, deadlineAtMs);
     }
-    return { sql: sm.dumpSql(), raftIndex: sm.appliedIndex() };
+    this.backupStreams.assertRoomFor(options.maxDumpBytes);
+    // Built in one synchronous step: the dump is the state at one applied index, whatever is applied after.
+    const sql = dumpWithin((dumpOptions) => sm.dumpSql(dumpOptions), options.maxDumpBytes);
+    return this.backupStreams.value(sql, sm.appliedIndex());
   }
 
   // ---------------------------------------------------------------------------------------------------------

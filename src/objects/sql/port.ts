@@ -119,8 +119,8 @@ class SqlStateMachinePort implements StateMachinePort {
     }
   }
 
-  dumpSql(): string {
-    return this.machine.dumpSql();
+  dumpSql(options: { readonly maxBytes?: number } = {}): string {
+    return this.machine.dumpSql(options);
   }
 
   installRepairImage(snapshot: SnapshotId, options: { readonly minImageIndex: number }): number {

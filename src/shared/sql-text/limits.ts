@@ -29,7 +29,15 @@ export interface RequestLimits {
   readonly maxLoadStatements: number;
   /** Body of the cluster admin routes (small JSON objects). */
   readonly maxAdminBodyBytes: number;
+  /** The SQL dump a backup (GET /db/backup?fmt=sql) may hold; the node caps it at MAX_BACKUP_DUMP_BYTES. */
+  readonly maxBackupDumpBytes: number;
 }
+
+/**
+ * The largest SQL dump a node builds for a backup. The dump is built in the node's memory (a Durable Object has
+ * 128 MB), its lines first and then joined, so for a moment it takes twice its size.
+ */
+export const MAX_BACKUP_DUMP_BYTES = 48 * 1024 * 1024;
 
 export const DEFAULT_LIMITS: RequestLimits = {
   maxBodyBytes: 1024 * 1024,
@@ -39,6 +47,7 @@ export const DEFAULT_LIMITS: RequestLimits = {
   maxLoadBodyBytes: 4 * 1024 * 1024,
   maxLoadStatements: 50_000,
   maxAdminBodyBytes: 16 * 1024,
+  maxBackupDumpBytes: MAX_BACKUP_DUMP_BYTES,
 };
 
 /**

@@ -1,5 +1,5 @@
 // The data operations, independent of HTTP: the routes and the service-binding entrypoint both call these.
-import type { ExecuteValue, MemberConfig, MembershipValue, QueryValue } from "../../objects/api";
+import type { BackupValue, ExecuteValue, MemberConfig, MembershipValue, QueryValue } from "../../objects/api";
 import type { ReadLevel, Statement } from "../../shared/sql";
 import type { NodeCall, RouteOutcome } from "../routing/router";
 import type { Runtime } from "../runtime";
@@ -130,13 +130,17 @@ export function requestNeedsLog(statements: readonly Statement[]): boolean {
 
 /**
  * A SQL dump of the leader's applied state: a follower's may miss acknowledged writes. Sent only to a node that
- * reports itself leader (nodes refuse backups as followers too), and never taken as proof of who leads.
+ * reports itself leader (nodes refuse backups as followers too), and never taken as proof of who leads. A dump past
+ * `maxDumpBytes` is refused by the leader (TOO_LARGE, 413), once: every node would refuse it.
  */
 export function backupFromLeader(
   runtime: Runtime,
-  deadlineAt: number,
-): Promise<RouteOutcome<{ readonly sql: string; readonly raftIndex: number }>> {
-  return runtime.router.toCheckedLeader((node, address) => node.backup(address), { deadlineAt, kind: "read" });
+  options: { readonly deadlineAt: number; readonly maxDumpBytes: number },
+): Promise<RouteOutcome<BackupValue>> {
+  return runtime.router.toCheckedLeader(
+    (node, address) => node.backup({ ...address, maxDumpBytes: options.maxDumpBytes }),
+    { deadlineAt: options.deadlineAt, kind: "read" },
+  );
 }
 
 export function transferLeadership(

@@ -2,7 +2,13 @@
 import { Hono, type Context } from "hono";
 import { DumpError, DumpTooLargeError, parseDump, type ExecuteValue, type QueryValue } from "../../objects/api";
 import type { Statement, StatementResult } from "../../shared/sql";
-import { backupBody, backupFormatOf, dumpOfUploadedFile } from "../data/backup-formats";
+import {
+  backupBody,
+  backupDumpLimit,
+  backupFormatOf,
+  backupTooLarge,
+  dumpOfUploadedFile,
+} from "../data/backup-formats";
 import {
   encodeDataResponse,
   renderExecuteResult,
@@ -88,11 +94,12 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
     const { runtime, params } = prepare(c, "plain");
     const format = backupFormatOf(params);
     const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "plain");
-    const outcome = await backupFromLeader(runtime, deadlineAt);
+    const maxDumpBytes = backupDumpLimit(format, runtime.limits);
+    const outcome = await backupFromLeader(runtime, { deadlineAt, maxDumpBytes });
     if (!outcome.ok) {
-      throw failureError(outcome, "plain");
+      throw outcome.code === "TOO_LARGE" ? backupTooLarge(outcome.message, format) : failureError(outcome, "plain");
     }
-    const backup = await backupBody(outcome.value.sql, { format, compress: params.has("compress") });
+    const backup = await backupBody(outcome.value, { format, compress: params.has("compress") });
     return new Response(backup.body, {
       status: 200,
       headers: {

@@ -675,6 +675,7 @@ function backupRoute(): ApiRoute {
           },
         },
         400: error("fmt unknown, or a file cannot be built (the SQL dump still can)"),
+        413: error("The SQL dump is larger than a backup holds"),
         503: error("No leader", retryAfter),
         504: error("The deadline passed"),
         ...guarded("plain"),

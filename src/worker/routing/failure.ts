@@ -1,7 +1,7 @@
 // What a routed call that did not succeed answers: the HTTP status and the code, chosen in one place, so that a
 // write that may have been applied is never reported as a definite failure and every code says what happened.
 
-export type FailureStatus = 400 | 404 | 409 | 410 | 422 | 500 | 503 | 504;
+export type FailureStatus = 400 | 404 | 409 | 410 | 413 | 422 | 500 | 503 | 504;
 
 export interface RouteFailure {
   readonly ok: false;
@@ -59,6 +59,8 @@ const REFUSED_BEFORE_PROPOSING: ReadonlySet<string> = new Set([
   // Refused by the lifecycle gate: the database is dropped or being dropped (a write whose lease a drop broke may
   // have been applied, but its database is gone with it).
   "DROPPED",
+  // The answer would be too large (a backup's dump): refused before anything was proposed.
+  "TOO_LARGE",
 ]);
 
 export function writeMayHaveApplied(code: string): boolean {
@@ -115,12 +117,15 @@ const DEFINITE_REFUSAL_STATUS = {
   // The request id (Idempotency-Key) is remembered for another request: this one was applied nowhere, in any attempt.
   IDEMPOTENCY_KEY_REUSED: 422,
   DROPPED: 410,
+  // The answer would exceed a size limit (a backup's dump): every node would build it and refuse it again.
+  TOO_LARGE: 413,
 } as const satisfies Record<string, FailureStatus>;
 
 export type DefiniteRefusalCode = keyof typeof DEFINITE_REFUSAL_STATUS;
 
 /**
- * A refusal that proves nothing was applied: a bad request (400), a drop (410), a reused Idempotency-Key (422).
+ * A refusal that proves nothing was applied: a bad request (400), a drop (410), an answer too large (413), a reused
+ * Idempotency-Key (422).
  */
 export function definiteRefusalFailure(code: DefiniteRefusalCode, message: string, node: string): RouteFailure {
   return routeFailure(DEFINITE_REFUSAL_STATUS[code], code, message, { node, outcomeUnknown: false });

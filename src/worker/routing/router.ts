@@ -438,6 +438,7 @@ export class ClusterRouter {
       case "INVALID_REQUEST":
       case "IDEMPOTENCY_KEY_REUSED":
       case "DROPPED":
+      case "TOO_LARGE":
         return done(definiteRefusalFailure(code, error.message, node));
       default:
         return this.afterUncertainAnswer(error, node, state, plan);
