@@ -2,7 +2,7 @@
 // not (char(55296) is ED A0 80, CAST(x'c3' AS TEXT) is C3); the platform decodes TEXT into a JS string and turns
 // every invalid sequence into U+FFFD. Whatever copies rows through JS strings (snapshot images, dumps) would write
 // EF BF BD where those bytes were. A string without U+FFFD came from valid UTF-8 and is exact; a string with one may
-// have lost bytes, so only those rows are read again, as BLOBs, by a second cursor over the same ordered scan.
+// have lost bytes: from the first row holding one, a second cursor over the same ordered scan reads text as BLOBs.
 import { rowsOf, type TableInfo } from "../sqlite/catalog";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
 
@@ -10,14 +10,14 @@ const REPLACEMENT_CHARACTER = "\uFFFD";
 
 /** What a reading query orders by, so that a second cursor over the same table meets its rows in the same order. */
 export interface ScanOrder {
-  /** " ORDER BY ...", never empty: every table gets an order no two different rows tie in. */
+  /** " ORDER BY ...": an order in which rows that tie hold the same text bytes (no ties at all where there is a key). */
   readonly orderBy: string;
 }
 
 /**
  * The table's own storage order, free to scan in: its rowid, or a WITHOUT ROWID table's primary key under the
- * collations of its index (unique under them, so no ties). A table whose rowid every name is taken by a column
- * has no key: all its columns under BINARY; rows that tie there hold the same text bytes, so either order serves.
+ * collations of its index (unique under them, so no ties). A table whose columns take every name of the rowid has
+ * no key: all its columns under BINARY (a sort); rows that tie there hold the same text bytes, so either order serves.
  */
 export function scanOrder(sql: SqlStorage, table: TableInfo): ScanOrder {
   if (table.rowidName !== null) {
