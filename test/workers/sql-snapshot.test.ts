@@ -1,44 +1,26 @@
 // Snapshots (create -> stage -> install into another object), staging isolation, and SQL dumps (dump -> parse ->
 // apply into another object), over real Durable Object SQLite storage.
-import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql";
+import type { Statement, StatementResult } from "../../src/shared/sql";
 import {
-  encodeSqlRequest,
   parseDump,
-  prepareWrite,
   SnapshotError,
   SnapshotInstaller,
   SqlStateMachine,
   type SnapshotImage,
 } from "../../src/objects/sql/index";
 import { listTables, rowsOf } from "../../src/objects/sqlite/catalog";
-
-let objectCounter = 0;
+import { inObject, newSqlObject, preparedEntry } from "./helpers/sql-objects";
 
 function newObject(label: string): DurableObjectStub {
-  objectCounter += 1;
-  return env.CLUSTER_NODE.getByName(`sql-test-snapshot-${label}-${objectCounter}-${crypto.randomUUID()}`);
-}
-
-function inObject<T>(stub: DurableObjectStub, fn: (storage: DurableObjectStorage) => T): Promise<T> {
-  return runInDurableObject(stub, (_instance, state) => fn(state.storage));
+  return newSqlObject("sql-test-snapshot", label);
 }
 
 const NOW_MS = Date.UTC(2026, 10, 26, 8, 0, 0, 123);
 
 /** Encoded log entries, produced the way a leader produces them. */
 function entry(statements: Statement[], options: { id?: string; transaction?: boolean } = {}): string {
-  const request: SqlRequest = {
-    id: options.id ?? crypto.randomUUID(),
-    transaction: options.transaction ?? false,
-    statements,
-  };
-  const prepared = prepareWrite(request, { nowMs: NOW_MS, randomBytes: (n) => new Uint8Array(n).fill(3) });
-  if (!prepared.ok) {
-    throw new Error(`refused: ${prepared.error}`);
-  }
-  return encodeSqlRequest(prepared.request);
+  return preparedEntry(statements, { ...options, nowMs: NOW_MS });
 }
 
 function applyAll(storage: DurableObjectStorage, entries: readonly string[], firstIndex = 1): StatementResult[][] {

@@ -11,7 +11,8 @@ import {
   streamTokens,
   type SqlToken,
 } from "../../shared/sql-text/tokenizer";
-import { utf8ByteLength } from "../sqlite/values";
+import { bytesToHex, utf8ByteLength } from "../sqlite/values";
+import { LostTextRecovery, scanOrder } from "./exact-text";
 
 export interface DumpOptions {
   /** Refuse to build a dump larger than this many UTF-8 bytes (it is built in memory). */
@@ -48,10 +49,15 @@ class BoundedText {
 
 /**
  * SQL that renders a column's value as a literal that reads back exactly: quote() does, except for TEXT holding a
- * NUL character, which quote() cuts at the NUL. Such text is written as its UTF-8 bytes cast to TEXT.
+ * NUL character, which quote() cuts at the NUL. Such text is written as its UTF-8 bytes cast to TEXT. So is text
+ * whose bytes are not valid UTF-8 (exact-text.ts): its quote() reaches JS with U+FFFD in place of those bytes.
  */
 function exactLiteral(column: string): string {
   return `CASE WHEN typeof(${column}) = 'text' AND instr(${column}, char(0)) > 0 THEN 'CAST(X''' || hex(${column}) || ''' AS TEXT)' ELSE quote(${column}) END`;
+}
+
+function bytesAsTextLiteral(bytes: Uint8Array): string {
+  return `CAST(X'${bytesToHex(bytes).toUpperCase()}' AS TEXT)`;
 }
 
 function dumpRows(sql: SqlStorage, table: TableInfo, out: BoundedText): void {
@@ -62,9 +68,33 @@ function dumpRows(sql: SqlStorage, table: TableInfo, out: BoundedText): void {
   const target = table.hasHiddenColumns
     ? `${quoteSqlIdentifier(table.name)}(${qualifiedColumns(table.columns)})`
     : quoteSqlIdentifier(table.name);
-  const order = table.rowidName !== null ? ` ORDER BY ${quoteSqlIdentifier(table.rowidName)}` : "";
-  for (const row of sql.exec(`SELECT ${quoted} FROM ${quoteSqlIdentifier(table.name)}${order}`).raw()) {
-    out.line(`INSERT INTO ${target} VALUES(${row.map((value) => String(value)).join(",")});`);
+  // An order the second cursor of LostTextRecovery meets the rows in too (by rowid, as before, when there is one).
+  const order = scanOrder(sql, table);
+  const recovery = new LostTextRecovery(sql, table.name, table.columns, order);
+  for (const row of sql.exec(`SELECT ${quoted} FROM ${quoteSqlIdentifier(table.name)}${order.orderBy}`).raw()) {
+    const literals = row.map((value) => String(value));
+    recoverText(table, recovery, literals)?.forEach((bytes, i) => {
+      literals[i] = bytesAsTextLiteral(bytes);
+    });
+    out.line(`INSERT INTO ${target} VALUES(${literals.join(",")});`);
+  }
+  recoverText(table, recovery, null);
+}
+
+/** exactTexts for a row, or (row null) the end of the table; a failure is the dump's. */
+function recoverText(
+  table: TableInfo,
+  recovery: LostTextRecovery,
+  literals: readonly string[] | null,
+): ReadonlyMap<number, Uint8Array> | null {
+  try {
+    if (literals === null) {
+      recovery.finish();
+      return null;
+    }
+    return recovery.exactTexts(literals);
+  } catch (error) {
+    throw new DumpError(`cannot dump table ${table.name}: ${(error as Error).message}`);
   }
 }
 

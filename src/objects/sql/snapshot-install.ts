@@ -7,15 +7,18 @@ import type { SnapshotChunk, SnapshotId } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import { DedupWindowLoader } from "./dedup-window";
 import {
+  decodeImageValue,
   DEFAULT_SNAPSHOT_LIMITS,
+  type ImageValue,
   limit,
   MAX_SNAPSHOT_CHUNK_BYTES,
   SNAPSHOT_FORMAT,
   SNAPSHOT_FORMAT_VERSION,
   SnapshotError,
+  TextBytes,
 } from "./snapshot";
 import { quoteSqlIdentifier, quoteSqlString } from "../../shared/sql-text/tokenizer";
-import { bytesToHex, decodeValue, utf8ByteLength, type StoredValue } from "../sqlite/values";
+import { bytesToHex, utf8ByteLength } from "../sqlite/values";
 
 export interface SnapshotInstallerOptions {
   /** Largest chunk accepted (UTF-8 bytes). */
@@ -527,13 +530,7 @@ class SnapshotLoader {
         `a row of ${target.table} has ${encoded.length} values for ${target.columns.length} columns`,
       );
     }
-    const values = encoded.map((value, i) => {
-      try {
-        return decodeValue(value, `${target.table}.${target.columns[i] ?? i}`);
-      } catch (error) {
-        throw new SnapshotError((error as Error).message);
-      }
-    });
+    const values = encoded.map((value, i) => decodeImageValue(value, `${target.table}.${target.columns[i] ?? i}`));
     const row = rowTuple(values);
     const pending = this.pendingRows;
     if (
@@ -677,7 +674,10 @@ function emptyPendingRows(): PendingRows {
  * Whether a value is written as a short literal at no cost when it cannot be bound: NULL and integers are; text,
  * blobs and reals are bound first (a literal of one may not fit the statement, or, for text with NUL, be written).
  */
-function literalIsCheap(value: StoredValue): boolean {
+function literalIsCheap(value: ImageValue): boolean {
+  if (value instanceof TextBytes) {
+    return false;
+  }
   return (
     value === null ||
     typeof value === "bigint" ||
@@ -691,13 +691,13 @@ function literalIsCheap(value: StoredValue): boolean {
  * real first, and integers with what is left (a 100-column table's row has 101 values with its rowid, and its
  * 101st written as a literal must not be a large text).
  */
-function boundPositions(values: readonly StoredValue[]): ReadonlySet<number> | null {
+function boundPositions(values: readonly ImageValue[]): ReadonlySet<number> | null {
   if (values.length <= MAX_BINDINGS) {
     return null;
   }
   const positions = values.map((_, i) => i);
-  const costly = positions.filter((i) => !literalIsCheap(values[i] as StoredValue));
-  const cheap = positions.filter((i) => literalIsCheap(values[i] as StoredValue) && values[i] !== null);
+  const costly = positions.filter((i) => !literalIsCheap(values[i] as ImageValue));
+  const cheap = positions.filter((i) => literalIsCheap(values[i] as ImageValue) && values[i] !== null);
   return new Set([...costly, ...cheap].slice(0, MAX_BINDINGS));
 }
 
@@ -706,7 +706,7 @@ function boundPositions(values: readonly StoredValue[]): ReadonlySet<number> | n
  * go through CAST(? AS INTEGER) because the platform binds every JS number as a REAL. Beyond 100 values, those
  * boundPositions leaves out are written as literals.
  */
-function rowTuple(values: readonly StoredValue[]): { sql: string; bindings: (SqlValue | string)[]; bytes: number } {
+function rowTuple(values: readonly ImageValue[]): { sql: string; bindings: (SqlValue | string)[]; bytes: number } {
   const bindings: (SqlValue | string)[] = [];
   const bound = boundPositions(values);
   const parts = values.map((value, i) => {
@@ -728,6 +728,10 @@ function rowTuple(values: readonly StoredValue[]): { sql: string; bindings: (Sql
     }
     if (value instanceof Uint8Array) {
       return bindOrLiteral(canBind, bindings, value, `x'${bytesToHex(value)}'`);
+    }
+    if (value instanceof TextBytes) {
+      // The bytes as given: a cast from BLOB to TEXT neither checks nor converts them.
+      return `CAST(${bindOrLiteral(canBind, bindings, value.bytes, `x'${bytesToHex(value.bytes)}'`)} AS TEXT)`;
     }
     if (typeof value === "bigint") {
       return canBind ? (bindings.push(value.toString()), "CAST(? AS INTEGER)") : value.toString();

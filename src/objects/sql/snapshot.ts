@@ -6,7 +6,8 @@
 //   {"t":"header","format":"durable-ha/sql-snapshot","version":1,"index":..,"schemaVersion":..,"schemaHash":..}
 //   {"t":"object","type":"table","name":..,"tableName":..,"sql":..,"kind":"table"|"virtual"|"shadow"}   creation order
 //   {"t":"rows","table":..,"columns":[..]}  then one JSON array per row (first value is the rowid when columns
-//                                            start with a rowid name)          values tagged as in values.ts
+//                                            start with a rowid name)          values tagged as in values.ts, plus
+//                                            {"$text": base64} for TEXT whose bytes are not valid UTF-8 (TextBytes)
 //   {"t":"dedup","id":..,"index":..,"results":..,"count":..,"fingerprint":..}   fingerprint optional
 //   {"t":"end","lines":N,"sha256":hex of every byte before this line}
 // The receiver (snapshot-install.ts) stages chunks in ctx.storage.kv and swaps the image in with one transactionSync.
@@ -15,10 +16,53 @@ import { listSchemaObjects, listTables, qualifiedColumns, type TableInfo } from 
 import type { SnapshotImage } from "../snapshot-types";
 import { StateKeys, type DedupRecord } from "../storage-keys";
 import { quoteSqlIdentifier } from "../../shared/sql-text/tokenizer";
-import { encodeValue, utf8ByteLength, utf8PrefixEnd, type StoredValue } from "../sqlite/values";
+import {
+  base64ToBytes,
+  bytesToBase64,
+  decodeValue,
+  encodeValue,
+  utf8ByteLength,
+  utf8PrefixEnd,
+  type EncodedValue,
+  type StoredValue,
+} from "../sqlite/values";
+import { LostTextRecovery, scanOrder, type ScanOrder } from "./exact-text";
 
 export const SNAPSHOT_FORMAT = "durable-ha/sql-snapshot";
+/**
+ * Still 1 with {"$text"} values: images without them are what they were, so nodes of the previous version install
+ * them during a rolling restart. An installer from before {"$text"} refuses an image holding one ("unknown value tag
+ * \"$text\"", values.ts decodeValue) and installs nothing, rather than install U+FFFD where the bytes were.
+ */
 export const SNAPSHOT_FORMAT_VERSION = 1;
+
+/** A TEXT value whose bytes are not valid UTF-8 (exact-text.ts): restored as CAST(bytes AS TEXT). */
+export class TextBytes {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+/** A value of an image's row. */
+export type ImageValue = StoredValue | TextBytes;
+
+export function encodeImageValue(value: ImageValue): EncodedValue | { readonly $text: string } {
+  return value instanceof TextBytes ? { $text: bytesToBase64(value.bytes) } : encodeValue(value);
+}
+
+/** Decodes what encodeImageValue produced; throws a SnapshotError on anything else. */
+export function decodeImageValue(encoded: unknown, where: string): ImageValue {
+  const text = (encoded as { $text?: unknown } | null)?.$text;
+  try {
+    if (text !== undefined && Object.keys(encoded as object).length === 1) {
+      if (typeof text !== "string") {
+        throw new Error(`${where}: $text must be a base64 string`);
+      }
+      return new TextBytes(base64ToBytes(text));
+    }
+    return decodeValue(encoded, where);
+  } catch (error) {
+    throw new SnapshotError((error as Error).message);
+  }
+}
 
 export const DEFAULT_SNAPSHOT_LIMITS = {
   /** Per chunk: well under the RPC payload limit and the KV value limit. */
@@ -165,13 +209,45 @@ function execForSnapshot(sql: SqlStorage, table: TableInfo, select: string): Ite
   }
 }
 
-/** A table's rows, the values of `columns` each, in one query (with their kinds: the last result column). */
-function* rowsInOneQuery(sql: SqlStorage, table: TableInfo, columns: readonly string[]): Generator<StoredValue[]> {
-  const select = `SELECT ${qualifiedColumns(columns)}, ${kindsExpression(columns)} FROM ${quoteSqlIdentifier(table.name)}`;
-  const cursor = execForSnapshot(sql, table, select);
-  for (let next = cursor.next(); next.done !== true; next = cursor.next()) {
-    yield readRowValues(next.value, columns.length);
+/** The row with each TEXT value the platform could not decode exactly replaced by its bytes (exact-text.ts). */
+function withExactTexts(table: TableInfo, values: ImageValue[], recovery: LostTextRecovery): ImageValue[] {
+  let exact: ReadonlyMap<number, Uint8Array> | null;
+  try {
+    exact = recovery.exactTexts(values);
+  } catch (error) {
+    throw new SnapshotError(`cannot read table ${table.name} for a snapshot: ${(error as Error).message}`);
   }
+  exact?.forEach((bytes, i) => {
+    values[i] = new TextBytes(bytes);
+  });
+  return values;
+}
+
+function finishRecovery(table: TableInfo, recovery: LostTextRecovery): void {
+  try {
+    recovery.finish();
+  } catch (error) {
+    throw new SnapshotError(`cannot read table ${table.name} for a snapshot: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * A table's rows, the values of `columns` each, in one query (with their kinds: the last result column), in the
+ * order of `scanOrder` (its storage order: no sort), which a second cursor for exact text relies on.
+ */
+function* rowsInOneQuery(sql: SqlStorage, table: TableInfo, columns: readonly string[]): Generator<ImageValue[]> {
+  const order = scanOrder(sql, table);
+  const from = `${quoteSqlIdentifier(table.name)}${order.orderBy}`;
+  const cursor = execForSnapshot(
+    sql,
+    table,
+    `SELECT ${qualifiedColumns(columns)}, ${kindsExpression(columns)} FROM ${from}`,
+  );
+  const recovery = new LostTextRecovery(sql, table.name, columns, order);
+  for (let next = cursor.next(); next.done !== true; next = cursor.next()) {
+    yield withExactTexts(table, readRowValues(next.value, columns.length), recovery);
+  }
+  finishRecovery(table, recovery);
 }
 
 /**
@@ -180,42 +256,48 @@ function* rowsInOneQuery(sql: SqlStorage, table: TableInfo, columns: readonly st
  * stepped together. The key (the rowid, or a WITHOUT ROWID table's primary key) is checked equal across them, row
  * by row. All of them run within the same synchronous call, so they read the same state.
  */
-function* rowsInParts(sql: SqlStorage, table: TableInfo, columns: readonly string[]): Generator<StoredValue[]> {
+function* rowsInParts(sql: SqlStorage, table: TableInfo, columns: readonly string[]): Generator<ImageValue[]> {
   const key = rowKeyColumns(sql, table);
   const sliceLength = MAX_RESULT_COLUMNS - key.length - 1;
   if (sliceLength < 1) {
     throw new SnapshotError(`cannot read table ${table.name} for a snapshot: its key has ${key.length} columns`);
   }
-  // BINARY, the finest collation: a key unique under its own collation has no ties under it, so no two parts can
-  // break a tie differently.
-  const order = key.map((column) => `${quoteSqlIdentifier(column)} COLLATE BINARY`).join(", ");
+  // The key under its own collations (scanOrder): unique there, so no two parts can break a tie differently.
+  const order: ScanOrder = scanOrder(sql, table);
   const keyColumns = qualifiedColumns(key);
-  const from = quoteSqlIdentifier(table.name);
-  const parts: { readonly width: number; readonly cursor: Iterator<SqlStorageValue[]> }[] = [];
+  const from = `${quoteSqlIdentifier(table.name)}${order.orderBy}`;
+  const parts: {
+    readonly width: number;
+    readonly cursor: Iterator<SqlStorageValue[]>;
+    readonly recovery: LostTextRecovery;
+  }[] = [];
   for (let start = 0; start < columns.length; start += sliceLength) {
     const slice = columns.slice(start, start + sliceLength);
-    const select = `SELECT ${keyColumns}, ${qualifiedColumns(slice)}, ${kindsExpression(slice)} FROM ${from} ORDER BY ${order}`;
-    parts.push({ width: slice.length, cursor: execForSnapshot(sql, table, select) });
+    const select = `SELECT ${keyColumns}, ${qualifiedColumns(slice)}, ${kindsExpression(slice)} FROM ${from}`;
+    const recovery = new LostTextRecovery(sql, table.name, slice, order);
+    parts.push({ width: slice.length, cursor: execForSnapshot(sql, table, select), recovery });
   }
   for (;;) {
     const nexts = parts.map((part) => part.cursor.next());
     const ended = nexts.filter((next) => next.done === true).length;
     if (ended === nexts.length) {
+      parts.forEach((part) => finishRecovery(table, part.recovery));
       return;
     }
     if (ended > 0) {
       throw new SnapshotError(`table ${table.name} read a different number of rows in the parts of its image`);
     }
-    const row: StoredValue[] = [];
+    const row: ImageValue[] = [];
     let firstKey: string | null = null;
     nexts.forEach((next, i) => {
       const raw = next.value as SqlStorageValue[];
-      const keyText = JSON.stringify(readRowValues(raw.slice(0, key.length), key.length).map(encodeValue));
+      const keyText = JSON.stringify(readRowValues(raw.slice(0, key.length), key.length).map(encodeImageValue));
       if (firstKey !== null && keyText !== firstKey) {
         throw new SnapshotError(`table ${table.name} read its rows in different orders in the parts of its image`);
       }
       firstKey = keyText;
-      row.push(...readRowValues(raw.slice(key.length), parts[i]!.width));
+      const part = parts[i]!;
+      row.push(...withExactTexts(table, readRowValues(raw.slice(key.length), part.width), part.recovery));
     });
     yield row;
   }
@@ -238,8 +320,8 @@ function rowKeyColumns(sql: SqlStorage, table: TableInfo): string[] {
   return primaryKey;
 }
 
-function readRowValues(raw: readonly SqlStorageValue[], columnCount: number): StoredValue[] {
-  const values: StoredValue[] = raw
+function readRowValues(raw: readonly SqlStorageValue[], columnCount: number): ImageValue[] {
+  const values: ImageValue[] = raw
     .slice(0, columnCount)
     .map((value) => (value instanceof ArrayBuffer ? new Uint8Array(value) : value));
   const kinds = String(raw[columnCount] ?? "");
@@ -324,7 +406,7 @@ export function writeSnapshot(
     const rows =
       columns.length + 1 <= MAX_RESULT_COLUMNS ? rowsInOneQuery(sql, table, columns) : rowsInParts(sql, table, columns);
     for (const row of rows) {
-      writer.line(row.map((value) => encodeValue(value)));
+      writer.line(row.map((value) => encodeImageValue(value)));
     }
   }
   for (const [, id] of storage.kv.list<string>({ prefix: StateKeys.dedupIndexPrefix })) {
