@@ -201,9 +201,12 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
     return this.handle(request, async (runtime) => {
       const timeoutMs = boundedTimeout(request.timeoutMs);
       const deadlineAtMs = Date.now() + timeoutMs;
-      // Before a leader removing itself hands leadership over; checked again right before the proposal.
-      refuseRemovingLastConfigured(runtime.status().membership, request);
       if (request.member.name === runtime.identity.node) {
+        // Before the leader hands leadership over (a follower's membership may be stale: the leader checks); the
+        // new leader checks again right before its proposal.
+        if (runtime.status().role === "leader") {
+          refuseRemovingLastConfigured(runtime.status().membership, request);
+        }
         return this.removeSelf(request, runtime, deadlineAtMs);
       }
       const { membership, index } = await runtime.changeMembership({

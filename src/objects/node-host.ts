@@ -399,7 +399,12 @@ export class NodeHost {
 
   backup(request: BackupRequest): Promise<NodeResult<BackupValue>> {
     return this.handle(request, (runtime) =>
-      runtime.backup({ timeoutMs: BACKUP_TIMEOUT_MS, maxDumpBytes: backupDumpLimit(request.maxDumpBytes) }),
+      runtime.backup({
+        timeoutMs: BACKUP_TIMEOUT_MS,
+        maxDumpBytes: backupDumpLimit(request.maxDumpBytes),
+        // A worker that names no limit is of a version that reads only an inline dump.
+        mayStream: request.maxDumpBytes !== undefined,
+      }),
     );
   }
 

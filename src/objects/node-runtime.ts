@@ -628,7 +628,7 @@ export class NodeRuntime {
   }
 
   /** Leader only (after a read index): a SQL dump with every write acknowledged before the call. */
-  backup(options: { timeoutMs: number; maxDumpBytes: number }): Promise<BackupValue> {
+  backup(options: { timeoutMs: number; maxDumpBytes: number; mayStream: boolean }): Promise<BackupValue> {
     return this.requests.backup(options);
   }
 

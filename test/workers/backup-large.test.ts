@@ -53,7 +53,8 @@ describe("finding 4: backups of large databases, real nodes", () => {
 
   it("refuses a file from a dump past the file's limit at once, and streams a dump larger than one RPC value", async () => {
     // One node: the 20 MB write can cost a loaded machine an election, and a refusal for leadership is a second call.
-    const h = new RealHarness(newCluster({ prefix: "big-stream", nodes: 1 }));
+    const cluster = newCluster({ prefix: "big-stream", nodes: 1 });
+    const h = new RealHarness(cluster);
     // 200 rows of 100 KB: a dump of about 40 MB, more than the 32 MiB one RPC value holds.
     await writeAll(h, [
       "CREATE TABLE b(id INTEGER PRIMARY KEY, v BLOB)",
@@ -63,6 +64,11 @@ describe("finding 4: backups of large databases, real nodes", () => {
     expect(file.status, file.text).toBe(400);
     expect(file.text).toMatch(/larger than 8388608 bytes.*use \?fmt=sql/);
     expect(h.callsTo("backup")).toHaveLength(1);
+
+    // A worker of an earlier version names no limit and reads only an inline dump, never a stream: this one is too
+    // large for one RPC value, so it is refused (before: the RPC failed on the platform's limit).
+    const inline = await cluster.stub("n1").backup(cluster.address("n1"));
+    expect(inline.ok ? "streamed or inline" : inline.error.code).toBe("TOO_LARGE");
 
     const sql = await h.request("GET", "/db/backup?fmt=sql");
     expect(sql.status).toBe(200);

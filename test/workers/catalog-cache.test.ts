@@ -3,28 +3,37 @@
 // reads of the system database at once cost its leader its quorum, and every named database failed meanwhile).
 import { describe, expect, it } from "vitest";
 import { waitFor } from "./helpers/cluster";
-import { CATALOG_CACHE_TTL_MS, resolveDatabase, type Deployment } from "../../src/worker/databases/deployment";
+import {
+  CATALOG_CACHE_TTL_MS,
+  CATALOG_READ_TAKEOVER_MS,
+  forgetEntry,
+  resolveDatabase,
+  type Deployment,
+} from "../../src/worker/databases/deployment";
 import type { Runtime } from "../../src/worker/runtime";
 
 interface FakeCatalog {
   reads: number;
+  /** What the catalog holds when a read is made (null: no such database). */
+  holds: unknown;
   /** Reads still waiting for their answer: each resolves with the entry when the test says. */
   readonly pending: Array<() => void>;
   failNext: boolean;
 }
 
 let deploymentNumber = 0;
+const READY_ENTRY = { name: "db", state: "READY", nodes: ["n1", "n2", "n3"] };
 
 /** A deployment of its own (the cache is per isolate, keyed by deployment name) whose catalog the test answers. */
 function fakeDeployment(): { deployment: Deployment; catalog: FakeCatalog } {
-  const catalog: FakeCatalog = { reads: 0, pending: [], failNext: false };
-  const entry = { name: "db", state: "READY", nodes: ["n1", "n2", "n3"] };
+  const catalog: FakeCatalog = { reads: 0, holds: READY_ENTRY, pending: [], failNext: false };
   const deployment = {
     config: { name: `catalog-cache-${++deploymentNumber}`, members: [] },
     catalog: {
       get: () => {
         catalog.reads += 1;
         const fail = catalog.failNext;
+        const entry = catalog.holds;
         catalog.failNext = false;
         return new Promise((resolve, reject) => {
           catalog.pending.push(() => (fail ? reject(new Error("catalog unavailable")) : resolve(entry)));
@@ -89,5 +98,42 @@ describe("catalog entries in the worker", () => {
     const outcomes = await Promise.all(burst);
     expect(outcomes.filter((outcome) => outcome !== "ok")).toEqual(["Error: catalog unavailable"]);
     expect(catalog.reads).toBe(2);
+  });
+
+  it("a read that never ends (its request cancelled) is taken over by one waiting request after a second", async () => {
+    const { deployment, catalog } = fakeDeployment();
+    let skewMs = 0;
+    const options = { now: () => Date.now() + skewMs, deadlineAt: Date.now() + 60_000, shape: "plain" as const };
+    void resolveDatabase(deployment, "db", options).catch(() => undefined);
+    await waitFor("the first read", () => (catalog.pending.length > 0 ? true : undefined));
+    catalog.pending.length = 0; // never answered
+    const waiting = Array.from({ length: 20 }, () => resolveDatabase(deployment, "db", options));
+    skewMs = CATALOG_READ_TAKEOVER_MS;
+    await waitFor("one takeover read", () => (catalog.pending.length > 0 ? true : undefined));
+    expect(catalog.reads).toBe(2);
+    answerAll(catalog);
+    expect(await Promise.all(waiting)).toHaveLength(20);
+    expect(catalog.reads).toBe(2);
+  });
+
+  it("a create in this isolate lets go of a read begun before it: the next request reads again", async () => {
+    const { deployment, catalog } = fakeDeployment();
+    const options = { now: () => Date.now(), deadlineAt: Date.now() + 5_000, shape: "plain" as const };
+    catalog.holds = null;
+    const before = resolveDatabase(deployment, "db", options).then(
+      () => "found",
+      (error: unknown) => String(error),
+    );
+    await waitFor("the first read", () => (catalog.pending.length > 0 ? true : undefined));
+    catalog.holds = READY_ENTRY;
+    forgetEntry(deployment, "db");
+    const after = resolveDatabase(deployment, "db", options).then(
+      () => "found",
+      (error: unknown) => String(error),
+    );
+    await waitFor("a second read", () => (catalog.pending.length > 1 ? true : undefined));
+    answerAll(catalog);
+    expect(await before).toContain("no database");
+    expect(await after).toBe("found");
   });
 });

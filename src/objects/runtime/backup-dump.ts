@@ -8,6 +8,11 @@ import { utf8ByteLength } from "../sqlite/values";
 
 /** Inline up to this many UTF-16 code units: 16 MiB serialized at most (two bytes each), half of one RPC value. */
 export const INLINE_DUMP_MAX_CHARS = 8 * 1024 * 1024;
+/**
+ * The most a caller that cannot read a stream (a worker of an earlier version, which names no limit) is sent inline:
+ * 30 MiB serialized at most, under the 32 MiB of one RPC value; past it, TOO_LARGE rather than an RPC that fails.
+ */
+export const INLINE_ONLY_DUMP_MAX_CHARS = 15 * 1024 * 1024;
 /** Characters encoded per piece of a streamed dump (at most 768 KiB of UTF-8). */
 const STREAM_CHUNK_CHARS = 256 * 1024;
 /** Bytes of streamed dumps a node holds at once: each is held in memory until the worker has read it all. */

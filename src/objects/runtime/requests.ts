@@ -8,7 +8,7 @@ import { RaftKeys } from "../storage-keys";
 import { STRONG_READ_ID_PREFIX } from "../sql/state-machine";
 import { utf8ByteLength } from "../sqlite/values";
 import { KeyedWaiters, ThresholdWaiters } from "../waiters";
-import { BackupStreams, dumpWithin } from "./backup-dump";
+import { BackupStreams, dumpWithin, INLINE_ONLY_DUMP_MAX_CHARS } from "./backup-dump";
 import { awaitWaiter, notLeaderError, outcomeUnknownError, proposalFailure } from "./errors";
 import { nodeError, type NodeFailure } from "../node-failure";
 import { recentContactTicks, startupQuietWindowMs } from "../timing";
@@ -556,7 +556,7 @@ export class ClientRequests {
    * Leader only: a SQL dump holding every write acknowledged before the call (a read index confirms leadership and
    * the commit index first). A follower answers NOT_LEADER naming the leader; a dump past maxDumpBytes, TOO_LARGE.
    */
-  async backup(options: { timeoutMs: number; maxDumpBytes: number }): Promise<BackupValue> {
+  async backup(options: { timeoutMs: number; maxDumpBytes: number; mayStream: boolean }): Promise<BackupValue> {
     const { sm } = this.core;
     this.assertServing();
     this.core.advanceClock();
@@ -571,6 +571,18 @@ export class ClientRequests {
     this.backupStreams.assertRoomFor(options.maxDumpBytes);
     // Built in one synchronous step: the dump is the state at one applied index, whatever is applied after.
     const sql = dumpWithin((dumpOptions) => sm.dumpSql(dumpOptions), options.maxDumpBytes);
+    if (!options.mayStream) {
+      if (sql.length > INLINE_ONLY_DUMP_MAX_CHARS) {
+        throw nodeError(
+          "TOO_LARGE",
+          `the database's SQL dump is larger than one answer holds (${sql.length} characters)`,
+          {
+            retryable: false,
+          },
+        );
+      }
+      return { sql, raftIndex: sm.appliedIndex() };
+    }
     return this.backupStreams.value(sql, sm.appliedIndex());
   }
 

@@ -16,8 +16,14 @@ export const MAX_DATABASES_CEILING = 1000;
 export const CATALOG_CACHE_TTL_MS = 1_000;
 /** While another request of this isolate reads an entry again, an older one is still used, up to this age. */
 export const CATALOG_STALE_WHILE_READING_MS = 10_000;
-/** How often a request that found no entry checks whether another request's read of it ended. */
-const CATALOG_READ_POLL_MS = 5;
+/**
+ * A read in flight for longer than this is taken over by the next request that needs the entry (one a second at
+ * most): its request may have been cancelled mid-read, and the others should not wait out their deadlines on it.
+ */
+export const CATALOG_READ_TAKEOVER_MS = 1_000;
+/** How often such a request looks again: first soon, then less often (many may wait at once). */
+const CATALOG_READ_POLL_FIRST_MS = 5;
+const CATALOG_READ_POLL_MAX_MS = 50;
 const MAX_CACHED_ENTRIES = 1024;
 
 export type ClusterRuntimeOf = (env: AppEnv, config: ClusterConfig) => Runtime;
@@ -71,17 +77,28 @@ interface Cached {
 
 /** Catalog entries read by this isolate's data routes, by deployment and database name. */
 const recentEntries = new Map<string, Cached>();
-/**
- * Reads of the catalog in flight in this isolate, by the same key, with when each began: a burst of requests to one
- * database makes one read, not one each (a burst of 1,500 writes made 1,500 reads at once, and the catalog's leader
- * lost its quorum under them, failing every named database). The others wait for its entry by polling the cache:
- * a promise of one request is not awaited by another (the platform ties each to the request that made it).
- */
-const readsInFlight = new Map<string, number>();
+interface ReadInFlight {
+  readonly startedAtMs: number;
+  /** The reading request's deadline: past it, the read is lost in any case. */
+  readonly deadlineAtMs: number;
+}
 
-/** Forgets what this isolate read of `name` (after a create or a drop from this isolate). */
+/**
+ * Reads of the catalog in flight in this isolate, by the same key: a burst of requests to one database makes one
+ * read, not one each (a burst of 1,500 writes made 1,500 reads at once, and the catalog's leader lost its quorum
+ * under them, failing every named database). The others wait for its entry by polling the cache: a promise of one
+ * request is not awaited by another (the platform ties each to the request that made it).
+ */
+const readsInFlight = new Map<string, ReadInFlight>();
+
+/**
+ * Forgets what this isolate read of `name` (after a create or a drop from this isolate), and any read of it still in
+ * flight, which may have begun before the change: its answer is not kept, and no request waits for it.
+ */
 export function forgetEntry(deployment: Deployment, name: string): void {
-  recentEntries.delete(cacheKey(deployment, name));
+  const key = cacheKey(deployment, name);
+  recentEntries.delete(key);
+  readsInFlight.delete(key);
 }
 
 /**
@@ -113,7 +130,7 @@ export async function resolveDatabase(
 /**
  * The entry of `name` as this isolate last read it, read again when older than CATALOG_CACHE_TTL_MS. Only one request
  * at a time reads it: the others use the older entry meanwhile (up to CATALOG_STALE_WHILE_READING_MS) or, having none,
- * wait for that read to end (by their own deadline), and read it themselves if it failed.
+ * wait for that read to end (by their deadline); one of them takes over a read that has run CATALOG_READ_TAKEOVER_MS.
  */
 async function cachedEntry(
   deployment: Deployment,
@@ -121,15 +138,18 @@ async function cachedEntry(
   options: { now: () => number; deadlineAt: number },
 ): Promise<Cached> {
   const key = cacheKey(deployment, name);
+  let pollMs = CATALOG_READ_POLL_FIRST_MS;
   for (;;) {
     const nowMs = options.now();
     const cached = recentEntries.get(key);
     if (cached !== undefined && nowMs - cached.readAtMs <= CATALOG_CACHE_TTL_MS) {
       return cached;
     }
-    const readingSince = readsInFlight.get(key);
-    // A read older than any deadline was lost with its request (an isolate outlives an abandoned request).
-    const reading = readingSince !== undefined && nowMs - readingSince <= CATALOG_STALE_WHILE_READING_MS;
+    const inFlight = readsInFlight.get(key);
+    const reading =
+      inFlight !== undefined &&
+      nowMs < inFlight.deadlineAtMs &&
+      nowMs - inFlight.startedAtMs < CATALOG_READ_TAKEOVER_MS;
     if (!reading) {
       return readEntry(deployment, name, { key, ...options });
     }
@@ -139,7 +159,8 @@ async function cachedEntry(
     if (nowMs >= options.deadlineAt) {
       return readEntry(deployment, name, { key, ...options });
     }
-    await sleep(Math.min(CATALOG_READ_POLL_MS, options.deadlineAt - nowMs));
+    await sleep(Math.min(pollMs, options.deadlineAt - nowMs));
+    pollMs = Math.min(pollMs * 2, CATALOG_READ_POLL_MAX_MS);
   }
 }
 
@@ -149,21 +170,25 @@ async function readEntry(
   options: { key: string; now: () => number; deadlineAt: number },
 ): Promise<Cached> {
   const startedAtMs = options.now();
-  readsInFlight.set(options.key, startedAtMs);
+  const read: ReadInFlight = { startedAtMs, deadlineAtMs: options.deadlineAt };
+  if (readsInFlight.size >= MAX_CACHED_ENTRIES) {
+    readsInFlight.clear();
+  }
+  readsInFlight.set(options.key, read);
   try {
     const entry = await deployment.catalog.get(name, { deadlineAt: options.deadlineAt, strong: false });
     const cached = { entry, readAtMs: startedAtMs };
-    if (recentEntries.size >= MAX_CACHED_ENTRIES) {
-      recentEntries.clear();
+    // Kept only while this read is still the one in flight: forgetEntry (a create or drop here) let it go.
+    if (readsInFlight.get(options.key) === read) {
+      if (recentEntries.size >= MAX_CACHED_ENTRIES) {
+        recentEntries.clear();
+      }
+      recentEntries.set(options.key, cached);
     }
-    recentEntries.set(options.key, cached);
     return cached;
   } finally {
-    if (readsInFlight.get(options.key) === startedAtMs) {
+    if (readsInFlight.get(options.key) === read) {
       readsInFlight.delete(options.key);
-    }
-    if (readsInFlight.size >= MAX_CACHED_ENTRIES) {
-      readsInFlight.clear();
     }
   }
 }

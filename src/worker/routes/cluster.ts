@@ -76,7 +76,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
   app.post("/leader/transfer", requireRole("admin"), limitAdminBody, async (c) => {
     const runtime = c.var.runtime();
     const { to } = await readJsonBody(c, transferBodySchema);
-    await requireMember(runtime, to, { what: "to", timeoutMs: runtime.policy.statusTimeoutMs });
+    await requireMember(runtime, to, { what: "to", timeoutMs: runtime.policy.statusTimeoutMs, live: true });
     return adminResponse(c, await transferLeadership(runtime, to, adminDeadline(c, runtime)));
   });
 
@@ -96,7 +96,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
       async (c: Context<AppBindings>) => {
         const runtime = c.var.runtime();
         const name = c.req.param("name") ?? "";
-        await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs });
+        await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs, live: true });
         return adminResponse(c, await act(runtime, name, adminDeadline(c, runtime)));
       },
     ] as const;

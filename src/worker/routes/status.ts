@@ -85,7 +85,11 @@ export function statusRoutes(options: AppOptions): Hono<AppBindings> {
   app.post("/leader", requireRole("admin"), limitBody(limits.maxAdminBodyBytes, "plain"), async (c) => {
     const body = await readJsonBody(c, leaderBodySchema, { optional: true });
     if (body !== undefined) {
-      await requireMember(c.var.runtime(), body.id, { what: "id", timeoutMs: c.var.runtime().policy.statusTimeoutMs });
+      await requireMember(c.var.runtime(), body.id, {
+        what: "id",
+        timeoutMs: c.var.runtime().policy.statusTimeoutMs,
+        live: true,
+      });
     }
     return stepDown(c, body?.id);
   });
