@@ -161,6 +161,8 @@ describe("prepareWrite refusals", () => {
     ["RELEASE s1", /RELEASE is not supported/],
     ["VACUUM", /VACUUM is not supported/],
     ["PRAGMA foreign_keys = OFF", /PRAGMA foreign_keys is not supported here/],
+    // The examples it names answer on the platform: not integrity_check, which it refuses (outside check).
+    ["PRAGMA journal_mode = WAL", /only read-only PRAGMAs are allowed \((?!.*integrity_check).*quick_check.*\)/],
     ["PRAGMA user_version = 7", /PRAGMA user_version is not supported/],
     ["PRAGMA defer_foreign_keys(1)", /PRAGMA defer_foreign_keys is not supported/],
     ["PRAGMA writable_schema=ON", /PRAGMA writable_schema is not supported/],
