@@ -46,8 +46,9 @@ interface ReviverContext {
 
 /**
  * JSON.parse, except that an integer beyond JavaScript's safe range becomes a bigint read from its source text rather
- * than a rounded double: 9223372036854775807 binds as exactly that. An integer outside SQLite's 64-bit range is
- * refused (400) instead of becoming a different number. Numbers written with a fraction or exponent stay numbers.
+ * than a rounded double: 9223372036854775807 binds as exactly that. An integer outside SQLite's 64-bit range stays a
+ * number and binds as a REAL, as rqlite binds it and as SQLite reads such a literal: no INTEGER could hold it.
+ * Numbers written with a fraction or exponent stay numbers.
  */
 export function parseJsonExactly(text: string): unknown {
   const reviver = (_key: string, value: unknown, context?: ReviverContext): unknown => {
@@ -59,13 +60,7 @@ export function parseJsonExactly(text: string): unknown {
       return value;
     }
     const exact = BigInt(source);
-    if (exact < MIN_INT64 || exact > MAX_INT64) {
-      throw badRequest(
-        `the integer ${source} is outside SQLite's 64-bit range (${MIN_INT64} to ${MAX_INT64})`,
-        "rqlite",
-      );
-    }
-    return exact;
+    return exact < MIN_INT64 || exact > MAX_INT64 ? value : exact;
   };
   return JSON.parse(text, reviver as (this: unknown, key: string, value: unknown) => unknown) as unknown;
 }

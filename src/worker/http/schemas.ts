@@ -60,7 +60,7 @@ const positionalValueSchema = z
   .union([z.null(), z.string(), z.number(), z.boolean(), byteArraySchema])
   .openapi("SqlValue", {
     description:
-      "null, text, a number, a boolean (bound as 1/0) or a byte array (a BLOB). An integer literal is bound exactly and must fit in 64 bits (else 400).",
+      "null, text, a number, a boolean (bound as 1/0) or a byte array (a BLOB). An integer within 64 bits is bound exactly as an INTEGER; one beyond binds as a REAL, as in rqlite.",
   });
 const namedValuesSchema = z
   .record(z.string(), positionalValueSchema)
