@@ -202,10 +202,17 @@ describe("HA scenarios: membership and formation", () => {
     await creating.stop();
     await expectConvergedAndComplete(cluster, ledger);
     const statuses = await cluster.statuses();
-    expect(statuses.filter((status) => status.role === "leader").map((status) => status.node)).toEqual([leader]);
+    // One leader in the newest term. Not necessarily the one seen before the load: on a busy machine a starved
+    // heartbeat may hand leadership over in between, which is correct.
+    const newestTerm = Math.max(...statuses.map((status) => status.term));
+    const leaders = statuses.filter((status) => status.role === "leader" && status.term === newestTerm);
+    expect(
+      leaders.map((status) => status.node),
+      `leaders in term ${newestTerm}`,
+    ).toHaveLength(1);
     expect(new Set(statuses.map((status) => status.voters.join(","))).size).toBe(1);
     console.log(
-      `[ha] scenario 14 (staggered): start order ${order.join(", ")} with gaps ${gaps.join("/")} ms; ${leader} leads; ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
+      `[ha] scenario 14 (staggered): start order ${order.join(", ")} with gaps ${gaps.join("/")} ms; ${leaders[0]?.node} leads (first ${leader}); ${ledger.summary()}; errors ${expectOnlyFailoverErrors(report.errors)}`,
     );
   });
 });

@@ -146,8 +146,11 @@ describe("ClusterNode", () => {
     await cluster.wipe(wiped);
     await cluster.setFaultsEverywhere({ partitions: [{ from: wiped, to: other, bothWays: true }] });
     await cluster.stub(wiped).start(cluster.address(wiped));
-    const transfer = (timeoutMs: number) =>
-      cluster.stub(leader).transferLeadership({ ...cluster.address(leader), to: wiped, timeoutMs });
+    // Asked of whoever leads now: on a busy machine a starved heartbeat may move leadership between the two others.
+    const transfer = async (timeoutMs: number) => {
+      const current = await cluster.waitForLeader({ among: [leader, other], timeoutMs: 5_000 });
+      return cluster.stub(current).transferLeadership({ ...cluster.address(current), to: wiped, timeoutMs });
+    };
     const refused = await waitFor(
       `the leader to refuse a transfer to ${wiped} on probation`,
       async () => {
