@@ -89,10 +89,29 @@ describe("BackupStreams", () => {
     await value.sqlStream.cancel();
     expect(codeOf(() => streams.assertRoomFor(MAX_STREAMED_BACKUP_BYTES))).toBeUndefined();
     // A stream nobody reads is no longer counted once expired.
-    streams.value(large, 2);
+    const unread = streams.value(large, 2);
     expect(codeOf(() => streams.assertRoomFor(MAX_STREAMED_BACKUP_BYTES))).toBe("QUEUE_FULL");
     nowMs += BACKUP_STREAM_MAX_MS;
     expect(codeOf(() => streams.assertRoomFor(MAX_STREAMED_BACKUP_BYTES))).toBeUndefined();
+    // No longer counted, so no longer held: the stream has let go of its text and fails for a late reader.
+    if (!("sqlStream" in unread)) {
+      throw new Error("a dump above the inline bound came inline");
+    }
+    await expect(bytesOf(unread.sqlStream)).rejects.toThrow(/not read in time/);
+  });
+
+  it("lets an expired stream's text go when the bound is next checked, not at a read that may never come", () => {
+    let abandon: (() => void) | undefined;
+    let released = 0;
+    utf8Stream("x".repeat(10), {
+      release: () => released++,
+      abandonWith: (fn) => {
+        abandon = fn;
+      },
+    });
+    abandon?.();
+    abandon?.();
+    expect(released).toBe(1);
   });
 });
 

@@ -37,6 +37,8 @@ export function dumpWithin(dump: (options: { maxBytes: number }) => string, maxD
 interface HeldDump {
   readonly bytes: number;
   readonly expiresAtMs: number;
+  /** Lets the text go now and fails the stream: it is no longer counted, so it must no longer be held either. */
+  abandon: () => void;
 }
 
 /** The dumps a node is streaming, so that backups taken together stay within the node's memory. */
@@ -63,11 +65,18 @@ export class BackupStreams {
       return { sql, raftIndex };
     }
     const id = this.nextId++;
-    const dump: HeldDump = { bytes: utf8ByteLength(sql), expiresAtMs: this.nowMs() + BACKUP_STREAM_MAX_MS };
+    const dump: HeldDump = {
+      bytes: utf8ByteLength(sql),
+      expiresAtMs: this.nowMs() + BACKUP_STREAM_MAX_MS,
+      abandon: () => undefined,
+    };
     this.held.set(id, dump);
     const sqlStream = utf8Stream(sql, {
       release: () => this.held.delete(id),
       expired: () => this.nowMs() >= dump.expiresAtMs,
+      abandonWith: (abandon) => {
+        dump.abandon = abandon;
+      },
     });
     return { sqlStream, sqlBytes: dump.bytes, raftIndex };
   }
@@ -76,7 +85,9 @@ export class BackupStreams {
     let total = 0;
     for (const [id, dump] of this.held) {
       if (this.nowMs() >= dump.expiresAtMs) {
-        // Its reader stopped asking (the stream fails at its next read): no longer counted.
+        // Its reader stopped asking: let go of the text now rather than at a read that may never come, so that what
+        // is counted is what is held.
+        dump.abandon();
         this.held.delete(id);
       } else {
         total += dump.bytes;
@@ -97,6 +108,8 @@ export interface Utf8StreamOptions {
   readonly release?: () => void;
   /** True once the stream should fail at its next read instead of holding the text any longer. */
   readonly expired?: () => boolean;
+  /** Receives, once, a function that lets the text go at once and fails the stream (for a reader that went away). */
+  readonly abandonWith?: (abandon: () => void) => void;
 }
 
 /** The text's UTF-8 bytes, encoded one piece at a time as the reader asks; the text is let go at the end or on cancel. */
@@ -114,14 +127,23 @@ export function utf8Stream(text: string, options: Utf8StreamOptions = {}): Reada
       options.release?.();
     }
   };
+  const notReadInTime = (): Error => new Error("the backup was not read in time: take it again");
   return new ReadableStream<Uint8Array>({
+    start(controller) {
+      options.abandonWith?.(() => {
+        if (rest !== null) {
+          letGo();
+          controller.error(notReadInTime());
+        }
+      });
+    },
     pull(controller) {
       if (rest === null) {
         return;
       }
       if (options.expired?.() === true) {
         letGo();
-        controller.error(new Error("the backup was not read in time: take it again"));
+        controller.error(notReadInTime());
         return;
       }
       let end = Math.min(offset + chunkChars, rest.length);
