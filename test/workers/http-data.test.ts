@@ -342,6 +342,49 @@ describe("GET /db/backup and POST /db/load", () => {
   });
 });
 
+describe("a deadline spent in the worker", () => {
+  /** A clock that stands at 0 when the request arrives and at `laterMs` from then on (the body took that long). */
+  function clockJumpingTo(laterMs: number): () => number {
+    let calls = 0;
+    return () => (calls++ === 0 ? 0 : laterMs);
+  }
+
+  it("says that reading and parsing a load spent it, and sends nothing", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { now: clockJumpingTo(900) });
+    const dump = Array.from({ length: 50 }, (_, i) => `INSERT INTO t VALUES(${i});`).join("\n");
+    const response = await request("POST", "/db/load?timeout=700ms", {
+      body: dump,
+      headers: { "Content-Type": "text/plain" },
+    });
+    expect(response.status).toBe(503);
+    expect(response.headers.get("X-DHA-Error-Code")).toBe("DEADLINE");
+    expect(await response.text()).toBe(
+      '{"results":[],"error":"the deadline (700 ms) passed while the worker read and parsed the load (900 ms); ' +
+        'nothing was sent, nothing applied: send it again with a longer timeout"}',
+    );
+    expect(cluster.callsTo("execute")).toEqual([]);
+  });
+
+  it("says so for an execute and a query too", async () => {
+    const { cluster, request } = harness(new FakeCluster(), { now: clockJumpingTo(1500) });
+    const write = await request("POST", "/db/execute?timeout=1s", { json: ["DELETE FROM t"] });
+    expect(write.status).toBe(503);
+    expect(((await write.json()) as { error: string }).error).toBe(
+      "the deadline (1000 ms) passed while the worker read and parsed the request (1500 ms); " +
+        "nothing was sent, nothing applied: send it again with a longer timeout",
+    );
+    // Without ?timeout=: the default deadline.
+    const read = await harness(cluster, { now: clockJumpingTo(12_000) }).request("GET", "/db/query?q=SELECT%201");
+    expect(read.status).toBe(503);
+    expect(((await read.json()) as { error: string }).error).toBe(
+      "the deadline (10000 ms) passed while the worker read and parsed the request (12000 ms); " +
+        "nothing was sent: send it again with a longer timeout",
+    );
+    expect(cluster.callsTo("execute")).toEqual([]);
+    expect(cluster.callsTo("query")).toEqual([]);
+  });
+});
+
 describe("node refusals", () => {
   it("maps INVALID_REQUEST to 400 and INTERNAL to 500 in rqlite's request-level shape", async () => {
     const { cluster, request } = harness();

@@ -118,7 +118,10 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
     const dump = isSqliteFile(body) ? await dumpOfUploadedFile(body, runtime.limits) : dumpText(body);
     const statements = dumpStatements(dump, runtime);
     // The dump is applied as one transaction: all of it or nothing.
-    return executeAndRespond(c, runtime, params, statements, deadlineAt, renderExecuteResult, { transaction: true });
+    return executeAndRespond(c, runtime, params, statements, deadlineAt, renderExecuteResult, {
+      transaction: true,
+      what: "the load",
+    });
   });
 
   return app;
@@ -149,11 +152,12 @@ async function executeAndRespond(
   statements: Statement[],
   deadlineAt: number,
   render: Render,
-  overrides: { transaction?: boolean } = {},
+  overrides: { transaction?: boolean; what?: string } = {},
 ): Promise<Response> {
   const principal = await authenticate(c);
   const clientKey = idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
   const visibleId = clientKey ?? newRequestId();
+  assertTimeLeft(c, runtime, { deadlineAt, what: overrides.what ?? "the request", write: true });
   const outcome = await executeStatements(runtime, {
     statements,
     transaction: overrides.transaction ?? params.has("transaction"),
@@ -176,6 +180,7 @@ async function queryAndRespond(
   const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite", {
     linearizable: level === "linearizable",
   });
+  assertTimeLeft(c, runtime, { deadlineAt, what: "the request", write: false });
   const outcome = await queryStatements(runtime, {
     statements,
     ...(params.level === undefined ? {} : { level: params.level }),
@@ -186,6 +191,30 @@ async function queryAndRespond(
     preference: nodePreference(runtime, continentOf(c)),
   });
   return respond(c, runtime, outcome, params, render);
+}
+
+/**
+ * The deadline runs from the request's arrival (c.var.startedAt), so reading and parsing the body spend it too: a
+ * large load can use it all up before any node is asked. Say so, rather than let the router report a deadline that
+ * passed after no call.
+ */
+function assertTimeLeft(
+  c: Context<AppBindings>,
+  runtime: Runtime,
+  request: { readonly deadlineAt: number; readonly what: string; readonly write: boolean },
+): void {
+  const now = runtime.now();
+  if (now < request.deadlineAt) {
+    return;
+  }
+  const budgetMs = Math.round(request.deadlineAt - c.var.startedAt);
+  const spentMs = Math.round(now - c.var.startedAt);
+  throw new ApiError(
+    503,
+    `the deadline (${budgetMs} ms) passed while the worker read and parsed ${request.what} (${spentMs} ms); ` +
+      `nothing was sent${request.write ? ", nothing applied" : ""}: send it again with a longer timeout`,
+    { shape: "rqlite", code: "DEADLINE", retryAfterSeconds: 1 },
+  );
 }
 
 function respond(

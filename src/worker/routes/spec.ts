@@ -114,7 +114,7 @@ const dataFailures: Responses = {
   400: requestError("Unparseable request, bad parameter, or a statement refused before the log: nothing was applied"),
   413: requestError("Body, statement count, statement length or parameter count over the limit: nothing was applied"),
   503: requestError(
-    "No leader (an election did not end in time), no node reachable, a node overloaded, or the request's own deadline (timeout, db_timeout) passed before a node answered: nothing was applied",
+    "No leader (an election did not end in time), no node reachable, a node overloaded, or the request's own deadline (timeout, db_timeout; it runs from the request's arrival, so reading and parsing the body spend it too) passed before a node answered: nothing was applied",
     retryAfter,
   ),
   504: requestError(
