@@ -29,6 +29,24 @@ export interface SqlRequest {
   readonly fingerprint?: string;
 }
 
+/**
+ * The id a write is proposed under: the caller's namespace (a token's digest prefix, or "rpc"), a colon, then the
+ * client's Idempotency-Key or a generated id. Two callers' keys can never meet; the namespace has no colon, so the
+ * key (which may hold colons) is everything after the first one.
+ */
+export function namespacedRequestId(namespace: string, key: string): string {
+  if (namespace.length === 0 || namespace.includes(":")) {
+    throw new Error(`a request id namespace must be non-empty and hold no colon, got ${JSON.stringify(namespace)}`);
+  }
+  return `${namespace}:${key}`;
+}
+
+/** What the client sent of a request id (its key, without the caller's namespace): the part its messages may show. */
+export function clientPartOfRequestId(id: string): string {
+  const colon = id.indexOf(":");
+  return colon === -1 ? id : id.slice(colon + 1);
+}
+
 /** The result of one statement, in rqlite's vocabulary (the worker renders the exact wire shape). */
 export interface StatementResult {
   readonly columns?: readonly string[];

@@ -2,7 +2,7 @@
 // version and hash, local reads.
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import type { SqlRequest, Statement, StatementResult } from "../../src/shared/sql";
+import { namespacedRequestId, type SqlRequest, type Statement, type StatementResult } from "../../src/shared/sql";
 import {
   createStateMachine,
   encodeSqlRequest,
@@ -348,6 +348,32 @@ describe("request-id deduplication", () => {
       d.now = NOW_MS + 60_000;
       expect(d.apply(timed, { id: "key-2" })).toEqual(untimed(once));
       expect(d.read("SELECT count(*) FROM t")).toEqual([[2]]);
+    });
+  });
+
+  it("names only the client's key in its messages, never the caller's namespace in front of it", async () => {
+    await withStorage("dedup-namespace", (storage) => {
+      const d = driverFor(storage, { maxDedupResultBytes: 40 });
+      d.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v)");
+      const namespace = "1734d503f6aa6a04";
+      const id = namespacedRequestId(namespace, "reuse-1");
+      d.apply([{ sql: "INSERT INTO t(v) VALUES ('a')" }], { id });
+      const reused = d.apply([{ sql: "INSERT INTO t(v) VALUES ('b')" }], { id });
+      const refusal = d.machine.reusedIdRefusal({ id, transaction: false, statements: [{ sql: "SELECT 1" }] });
+      expect([reused[0]?.error, refusal]).toEqual([
+        'request id "reuse-1" was already used for a different request (applied at index 2); nothing of this one ' +
+          "was applied: use a new Idempotency-Key",
+        'request id "reuse-1" was already used for a different request (applied at index 2); nothing of this one ' +
+          "was applied: use a new Idempotency-Key",
+      ]);
+      // A key may hold colons itself: only the namespace, up to the first one, is left out.
+      const big = namespacedRequestId(namespace, "big:1");
+      const statements = Array.from({ length: 4 }, (_, i) => ({ sql: `INSERT INTO t(v) VALUES (${i})` }));
+      d.apply(statements, { id: big });
+      expect(d.machine.rememberedResults(big)?.[0]?.error).toBe(
+        'request "big:1" was already applied at index 4; its results were too large to keep',
+      );
+      expect(JSON.stringify(d.machine.rememberedResults(big))).not.toContain(namespace);
     });
   });
 

@@ -7,7 +7,13 @@
 // that is thrown away when a statement fails, so the index still advances and the failure is remembered, and a
 // crash at any point leaves either all of the entry or none of it.
 import type { EntryKind } from "../../replication/types";
-import type { SqlRequest, SqlValue, Statement, StatementResult } from "../../shared/sql";
+import {
+  clientPartOfRequestId,
+  type SqlRequest,
+  type SqlValue,
+  type Statement,
+  type StatementResult,
+} from "../../shared/sql";
 import { computeSchemaHash, rowsOf } from "../sqlite/catalog";
 import { DeclaredTypes, resultColumnTypes } from "./column-types";
 import { answerPragma } from "./pragmas";
@@ -38,8 +44,9 @@ function isReusedId(record: DedupRecord, fingerprint: string | undefined): boole
   return record.fingerprint !== undefined && fingerprint !== undefined && record.fingerprint !== fingerprint;
 }
 
+/** The client's key only: the caller's namespace in front of it (namespacedRequestId) is not the client's to see. */
 function reusedIdMessage(id: string, record: DedupRecord): string {
-  return `request id ${JSON.stringify(id)} was already used for a different request (applied at index ${record.index}); nothing of this one was applied: use a new Idempotency-Key`;
+  return `request id ${JSON.stringify(clientPartOfRequestId(id))} was already used for a different request (applied at index ${record.index}); nothing of this one was applied: use a new Idempotency-Key`;
 }
 
 export interface SqlStateMachineOptions {
@@ -677,7 +684,7 @@ export class SqlStateMachine {
     if (record.results !== null) {
       return decodeStatementResults(record.results);
     }
-    const message = `request ${JSON.stringify(id)} was already applied at index ${record.index}; its results were too large to keep`;
+    const message = `request ${JSON.stringify(clientPartOfRequestId(id))} was already applied at index ${record.index}; its results were too large to keep`;
     return Array.from({ length: record.count }, () => ({ error: message }));
   }
 

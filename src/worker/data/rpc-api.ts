@@ -1,6 +1,12 @@
 // The data API for other Workers (through a service binding): typed inputs and results instead of HTTP and JSON.
 // Same validation, limits, routing and retries as the HTTP routes.
-import type { ReadLevel, SqlValue, Statement, StatementResult } from "../../shared/sql";
+import {
+  namespacedRequestId,
+  type ReadLevel,
+  type SqlValue,
+  type Statement,
+  type StatementResult,
+} from "../../shared/sql";
 import { gatherCluster } from "../cluster/gather";
 import { summarizeHealth, type ClusterHealth } from "../cluster/health";
 import { ApiError } from "../http/errors";
@@ -72,7 +78,7 @@ export async function rpcExecute(
     const outcome = await executeStatements(runtime, {
       statements: checked,
       transaction: options.transaction === true,
-      requestId: `${RPC_PRINCIPAL}:${key ?? newRequestId()}`,
+      requestId: namespacedRequestId(RPC_PRINCIPAL, key ?? newRequestId()),
       deadlineAt: deadline(runtime, options.timeoutMs),
     });
     return toResult(outcome);

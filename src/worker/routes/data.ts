@@ -1,7 +1,7 @@
 // rqlite's data API: /db/execute, /db/query, /db/request, /db/backup, /db/load.
 import { Hono, type Context } from "hono";
 import { DumpError, DumpTooLargeError, parseDump, type ExecuteValue, type QueryValue } from "../../objects/api";
-import type { Statement, StatementResult } from "../../shared/sql";
+import { namespacedRequestId, type Statement, type StatementResult } from "../../shared/sql";
 import {
   backupBody,
   backupDumpLimit,
@@ -162,7 +162,7 @@ async function executeAndRespond(
     statements,
     transaction: overrides.transaction ?? params.has("transaction"),
     // Namespaced by the caller, so that two tokens' idempotency keys can never collide.
-    requestId: `${principal.id}:${visibleId}`,
+    requestId: namespacedRequestId(principal.id, visibleId),
     deadlineAt,
   });
   return respond(c, runtime, outcome, params, render, { [REQUEST_ID_HEADER]: visibleId });
