@@ -137,12 +137,42 @@ describe("applying entries", () => {
         undefined,
         "NOT NULL constraint failed: t.v",
       ]);
+      // Against the old table: the rows they counted are gone, but they counted them (rqlite's db.go keeps them too).
+      expect(untimed(results)).toEqual([
+        { lastInsertId: 2, rowsAffected: 1 },
+        { lastInsertId: 2, rowsAffected: 1 },
+        { error: "NOT NULL constraint failed: t.v" },
+      ]);
       // A successful transactional request commits every statement.
       const ok = d.apply([{ sql: "INSERT INTO t VALUES (2, 'b')" }, { sql: "INSERT INTO t VALUES (3, 'c')" }], {
         transaction: true,
       });
       expect(ok.every((r) => r.error === undefined)).toBe(true);
       expect(d.read("SELECT count(*) FROM t")).toEqual([[3]]);
+    });
+  });
+
+  it("answers a statement that changed rows and then failed, in a transaction, with its error alone", async () => {
+    await withStorage("tx-failed-after-change", (storage) => {
+      const d = driverFor(storage);
+      d.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+      const inexact = "INSERT INTO t VALUES (7, 'r') RETURNING 9007199254740993";
+      const rolledBack = d.apply([{ sql: "INSERT INTO t VALUES (1, 'a')" }, { sql: inexact }], { transaction: true });
+      expect(untimed(rolledBack)).toEqual([
+        { lastInsertId: 1, rowsAffected: 1 },
+        { error: expect.stringMatching(/^the result holds an integer beyond ±2\^53/) as unknown },
+      ]);
+      expect(d.read("SELECT count(*) FROM t")).toEqual([[0]]);
+      // Without the flag the write stays, and its result says so beside the error (README, "64-bit integers").
+      const applied = d.apply([{ sql: inexact }]);
+      expect(untimed(applied)).toEqual([
+        {
+          lastInsertId: 7,
+          rowsAffected: 1,
+          error: expect.stringMatching(/^the result holds an integer beyond ±2\^53/) as unknown,
+        },
+      ]);
+      expect(d.read("SELECT count(*) FROM t")).toEqual([[1]]);
     });
   });
 

@@ -44,6 +44,11 @@ function isReusedId(record: DedupRecord, fingerprint: string | undefined): boole
   return record.fingerprint !== undefined && fingerprint !== undefined && record.fingerprint !== fingerprint;
 }
 
+/** A failed statement's result without what it counted before failing: its error and its time. */
+function errorAlone(result: StatementResult, error: string): StatementResult {
+  return result.time === undefined ? { error } : { error, time: result.time };
+}
+
 /** The client's key only: the caller's namespace in front of it (namespacedRequestId) is not the client's to see. */
 function reusedIdMessage(id: string, record: DedupRecord): string {
   return `request id ${JSON.stringify(clientPartOfRequestId(id))} was already used for a different request (applied at index ${record.index}); nothing of this one was applied: use a new Idempotency-Key`;
@@ -456,7 +461,12 @@ export class SqlStateMachine {
     return statements.map((statement) => this.runStatement(statement, "write", budget));
   }
 
-  /** All or nothing: stops at the first failure and undoes everything the request did. */
+  /**
+   * All or nothing: stops at the first failure and undoes everything the request did. The results are rqlite's (db.go,
+   * executeWithConn): up to and including the failing statement, which answers its error alone, even when it changed
+   * rows before failing (a RETURNING value it could not read exactly, a result over the limit): those changes are
+   * rolled back. The statements before it keep the counts they had, as rqlite's do.
+   */
   private runAllOrNothing(statements: readonly Statement[]): StatementResult[] {
     const results: StatementResult[] = [];
     const budget = this.newBudget();
@@ -464,10 +474,11 @@ export class SqlStateMachine {
       this.inTransaction(() => {
         for (const statement of statements) {
           const result = this.runStatement(statement, "write", budget);
-          results.push(result);
           if (result.error !== undefined) {
+            results.push(errorAlone(result, result.error));
             throw new Rollback();
           }
+          results.push(result);
         }
       });
     } catch (error) {
