@@ -92,6 +92,20 @@ describe("64-bit integers over HTTP (item 2)", () => {
   });
 });
 
+describe("named parameters in result columns", () => {
+  it("keep their names, so associative rows keep every column (as rqlite names them)", async () => {
+    const h = await clusterWith("fidelity-named", ["CREATE TABLE unused (a)"]);
+    const answer = await h.send("POST", "/db/query?associative&level=strong", {
+      body: '[["SELECT $first, $last, upper(:name)", {"first": "Ada", "last": "Lovelace", "name": "ab"}]]',
+      headers: { "Content-Type": "application/json" },
+    });
+    expect(answer.status).toBe(200);
+    expect(JSON.parse(answer.text)).toMatchObject({
+      results: [{ rows: [{ $first: "Ada", $last: "Lovelace", "upper(:name)": "AB" }] }],
+    });
+  });
+});
+
 describe("PRAGMAs over HTTP (item 3)", () => {
   it("answers what an ORM sends when it connects and reflects, as rqlite does", async () => {
     const h = await clusterWith("fidelity-pragmas", [

@@ -305,16 +305,32 @@ describe("prepareWrite rewriting", () => {
 describe("parameters", () => {
   it("turns named parameters into positional ones, repeating reused names", () => {
     expect(prepareOne("SELECT :a, @b, $c, :a", { a: "x", b: null, c: new Uint8Array([1]) })).toEqual({
-      sql: "SELECT ?, ?, ?, ?",
+      sql: 'SELECT ? AS ":a", ? AS "@b", ? AS "$c", ? AS ":a"',
       params: ["x", null, new Uint8Array([1]), "x"],
     });
-    expect(prepareOne("SELECT :a", { ":a": "prefixed" })).toEqual({ sql: "SELECT ?", params: ["prefixed"] });
+    expect(prepareOne("SELECT :a", { ":a": "prefixed" })).toEqual({ sql: 'SELECT ? AS ":a"', params: ["prefixed"] });
+    expect(prepareOne("INSERT INTO t VALUES (:a)", { a: "x" })).toEqual({
+      sql: "INSERT INTO t VALUES (?)",
+      params: ["x"],
+    });
   });
 
   it("numbers parameters as SQLite does (?NNN and following ?)", () => {
+    // A numbered or named parameter keeps the column name SQLite gives it (its text), as in rqlite.
     expect(prepareOne("SELECT ?2, ?, ?1", ["one", "two", "three"])).toEqual({
-      sql: "SELECT ?, ?, ?",
+      sql: 'SELECT ? AS "?2", ?, ? AS "?1"',
       params: ["two", "three", "one"],
+    });
+  });
+
+  it("names a result column holding a named parameter by its text, as SQLite and rqlite do", () => {
+    expect(prepareOne("SELECT $first, $last", { first: "Ada", last: "Lovelace" })).toEqual({
+      sql: 'SELECT ? AS "$first", ? AS "$last"',
+      params: ["Ada", "Lovelace"],
+    });
+    expect(prepareOne("SELECT upper(:name) , :a AS given, @b", { name: "ab", a: "x", b: null })).toEqual({
+      sql: 'SELECT upper(?) AS "upper(:name)" , ? AS given, ? AS "@b"',
+      params: ["ab", "x", null],
     });
   });
 

@@ -958,10 +958,12 @@ const AFTER_RESULT_COLUMNS = new Set([
 ]);
 
 /**
- * SQLite names an unaliased result column by its text: `SELECT ?` gives "?". An integer parameter written into the
- * SQL as a literal would rename it "(1+0)"; such columns get their text as written for an alias. Returns, by the
- * index one past a column's last token, the alias to append. A column ending in a word (an implicit alias, or
- * NULL of IS NULL) is left alone.
+ * SQLite names an unaliased result column by its text: `SELECT ?` gives "?", `SELECT $first` gives "$first". An
+ * integer parameter written into the SQL as a literal would rename it "(1+0)", and a named or numbered parameter
+ * made positional would rename it "?" (two such columns would then share a name, and an associative row would keep
+ * one of them): such columns get their text as written for an alias, as rqlite names them. Returns, by the index one
+ * past a column's last token, the alias to append. A column ending in a word (an implicit alias, or NULL of IS NULL)
+ * is left alone.
  */
 function resultColumnAliases(
   tokens: readonly SqlToken[],
@@ -975,14 +977,14 @@ function resultColumnAliases(
     if (last < first) {
       return;
     }
-    let inlined = false;
-    for (let k = first; k <= last && !inlined; k += 1) {
+    let renamed = false;
+    for (let k = first; k <= last && !renamed; k += 1) {
       const number = plan.numberOfToken.get(at(k));
-      if (number !== undefined && isInlinedInteger(plan.values.get(number))) {
-        inlined = true;
+      if (number !== undefined && (isInlinedInteger(plan.values.get(number)) || significant[k]?.text !== "?")) {
+        renamed = true;
       }
     }
-    if (!inlined) {
+    if (!renamed) {
       return;
     }
     const end = significant[last];
