@@ -1,0 +1,184 @@
+// Findings of an adversarial review of the databases lifecycle (drop, catalog), each a test that fails on the code
+// as reviewed: marked it.fails until fixed.
+import { onTestFinished, describe, expect, it, vi } from "vitest";
+import { PROTOCOL_VERSION, type ClusterConfig, type MembershipValue, type NodeResult } from "../../src/objects/api";
+import { DeploymentHarness } from "./helpers/databases";
+import { waitFor } from "./helpers/cluster";
+import { Deployment } from "../../src/worker/databases/deployment";
+import { clusterRuntimeFactory } from "../../src/worker/runtime";
+import { executeStatements } from "../../src/worker/data/service";
+import { MAX_LISTED_DATABASES } from "../../src/worker/databases/catalog";
+
+const T = "timeout=30s";
+const SLOW_MS = 180_000;
+
+/** The cluster configuration the worker sends the nodes of one generation of a database (lifecycle.ts). */
+async function clusterConfigOf(h: DeploymentHarness, name: string): Promise<ClusterConfig> {
+  const entry = (await h.untilDone("GET", `/api/v1/databases/${name}?${T}`)).json();
+  return {
+    name: h.clusterOf(name, entry.generation as number),
+    members: entry.options.members,
+    heartbeatIntervalMs: entry.options.heartbeatIntervalMs,
+    electionTimeoutMs: entry.options.electionTimeoutMs,
+  };
+}
+
+async function leaderOf(h: DeploymentHarness, config: ClusterConfig): Promise<string> {
+  return waitFor("a leader", async () => {
+    for (const { name } of config.members) {
+      const status = await h
+        .stub(config.name, name)
+        .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: name });
+      if (status.ok && status.value.role === "leader") {
+        return name;
+      }
+    }
+    return undefined;
+  });
+}
+
+describe("databases: review findings", { timeout: SLOW_MS }, () => {
+  // drop.ts takes the node's members before it drains the calls in flight, and dropNodes ignores the members the
+  // wipe phase reports: a member whose addition was in flight when the drop began is never closed nor wiped. The
+  // DELETE answers DROPPED and the addition is acknowledged, yet n4 stays a started node of the dropped generation
+  // without a tombstone (observed: node/identity, node/incarnation... kept; here it had received no entries yet, so it
+  // holds no rows and no alarm; one the leader reached before its wipe keeps what it received).
+  it.fails("wipes a member whose addition was acknowledged while the drop drained it", async () => {
+    const h = new DeploymentHarness("db-review-grow");
+    await h.create("grow");
+    const write = await h.untilDone("POST", `/databases/grow/db/execute?${T}`, {
+      json: ["CREATE TABLE secrets (x)", "INSERT INTO secrets VALUES ('kept after the drop')"],
+    });
+    expect(write.status, write.text).toBe(200);
+    const config = await clusterConfigOf(h, "grow");
+    onTestFinished(() =>
+      h
+        .stub(config.name, "n4")
+        .testHalt()
+        .catch(() => undefined),
+    );
+    const leader = await leaderOf(h, config);
+    // The leader's messages take a little longer, so that the addition is still being committed when the drop's
+    // close reaches the nodes (a leader on a busy machine, or far from its followers, is as slow).
+    await h.stub(config.name, leader).setFaults({ delayMs: 300 });
+
+    // An admin adds n4 as the DELETE commits DROPPING: through an isolate whose catalog entry still says ONLINE
+    // (it may for a second), which is the leader's addMember call.
+    let adding: Promise<NodeResult<MembershipValue>> | undefined;
+    const print = console.log.bind(console);
+    vi.spyOn(console, "log").mockImplementation((...args: unknown[]) => {
+      const line = args[0];
+      if (
+        adding === undefined &&
+        typeof line === "string" &&
+        line.includes('"databaseStateChanged"') &&
+        line.includes('"database":"grow"') &&
+        line.includes('"to":"DROPPING"')
+      ) {
+        adding = h.stub(config.name, leader).addMember({
+          protocolVersion: PROTOCOL_VERSION,
+          cluster: config,
+          node: leader,
+          member: { name: "n4" },
+          timeoutMs: 8_000,
+        }) as Promise<NodeResult<MembershipValue>>;
+      }
+      print(...args);
+    });
+    const dropped = await h.send("DELETE", `/api/v1/databases/grow?${T}`);
+    expect(dropped.status, dropped.text).toBe(200);
+    expect(dropped.json().state).toBe("DROPPED");
+    expect(adding).toBeDefined();
+    const added = await (adding as Promise<NodeResult<MembershipValue>>);
+    // The addition was acknowledged: n4 is a member of the database the DELETE answered as dropped.
+    expect(added.ok, JSON.stringify(added)).toBe(true);
+    expect(added.ok ? added.value.learners : []).toContain("n4");
+    // Then n4 must be gone like the others: a tombstone and nothing else.
+    for (const node of [...h.nodes, "n4"]) {
+      expect(await h.storageOf(config.name, node), node).toEqual({
+        keys: ["lifecycle/tombstone"],
+        tables: [],
+        alarm: null,
+      });
+    }
+  });
+
+  // A member removed before the drop is no member any more, so the drop neither closes nor wipes it, and a removal
+  // keeps the node's storage: the dropped database's tables, log and dedup ids stay in that object for good, while
+  // the catalog says DROPPED ("3 nodes wiped") and the README says a dropped database leaves only tombstones.
+  it.fails("leaves no copy of a dropped database's data in a member removed before the drop", async () => {
+    const h = new DeploymentHarness("db-review-removed");
+    await h.create("shrink");
+    const config = await clusterConfigOf(h, "shrink");
+    onTestFinished(() =>
+      h
+        .stub(config.name, "n4")
+        .testHalt()
+        .catch(() => undefined),
+    );
+    const added = await h.untilDone("POST", `/databases/shrink/api/v1/cluster/members?${T}`, { json: { name: "n4" } });
+    expect(added.status, added.text).toBe(200);
+    const write = await h.untilDone("POST", `/databases/shrink/db/execute?${T}`, {
+      headers: { "Idempotency-Key": "shrink-secret" },
+      json: ["CREATE TABLE secrets (x)", "INSERT INTO secrets VALUES ('kept after the drop')"],
+    });
+    expect(write.status, write.text).toBe(200);
+    // n4 holds the row before it is removed.
+    await waitFor("n4 to apply the write", async () => {
+      const status = await h
+        .stub(config.name, "n4")
+        .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: "n4" });
+      return status.ok && status.value.appliedIndex >= Number(write.headers.get("X-DHA-Raft-Index")) ? true : undefined;
+    });
+    const removed = await h.untilDone("DELETE", `/databases/shrink/api/v1/cluster/members/n4?${T}`);
+    expect(removed.status, removed.text).toBe(200);
+    // Every remaining member applied the removal: none lists n4 any more.
+    await waitFor("the removal applied everywhere", async () => {
+      for (const node of h.nodes) {
+        const status = await h
+          .stub(config.name, node)
+          .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node });
+        if (!status.ok || [...status.value.voters, ...status.value.learners].includes("n4")) {
+          return undefined;
+        }
+      }
+      return true;
+    });
+    const dropped = await h.untilDone("DELETE", `/api/v1/databases/shrink?${T}`);
+    expect(dropped.status, dropped.text).toBe(200);
+    expect(dropped.json().state).toBe("DROPPED");
+    const left = await h.storageOf(config.name, "n4");
+    expect(left.tables, JSON.stringify(left)).not.toContain("secrets");
+  });
+
+  // Dropped names stay in the catalog as tombstones, without bound, and GET /api/v1/databases lists the first
+  // MAX_LISTED_DATABASES rows by name, tombstones included: once enough names were dropped, a live database whose
+  // name sorts after them is missing from the list (and nothing says the list was cut).
+  it.fails("lists every live database however many names were dropped before", async () => {
+    const h = new DeploymentHarness("db-review-list", { nodes: 1 });
+    await h.create("zeta", { nodes: 1 });
+    // The rows that MAX_LISTED_DATABASES create-and-drop cycles leave (a DROPPED entry per name), written straight
+    // into the catalog table: making them through the API would take this machine most of an hour.
+    const deployment = new Deployment(h.env, clusterRuntimeFactory({}));
+    const options = JSON.stringify({ members: [{ name: "n1" }], heartbeatIntervalMs: 100, electionTimeoutMs: 1000 });
+    const at = new Date().toISOString();
+    const inserted = await executeStatements(deployment.system, {
+      statements: [
+        {
+          sql: `WITH RECURSIVE c(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM c)
+INSERT INTO databases (name, state, generation, options, created_at, updated_at, reason)
+SELECT printf('tmp-%04d', i), 'DROPPED', 1, ?, ?, ?, '1 nodes wiped' FROM c LIMIT ?`,
+          params: [options, at, at, MAX_LISTED_DATABASES],
+        },
+      ],
+      transaction: true,
+      requestId: "review-tombstones",
+      deadlineAt: Date.now() + 30_000,
+    });
+    expect(inserted.ok, JSON.stringify(inserted)).toBe(true);
+    const list = await h.untilDone("GET", `/api/v1/databases?${T}`);
+    expect(list.status, list.text).toBe(200);
+    const live = (list.json().databases as { name: string; state: string }[]).filter((d) => d.state !== "DROPPED");
+    expect(live.map((d) => d.name)).toEqual(["zeta"]);
+  });
+});
