@@ -11,7 +11,8 @@ import {
 } from "../../src/objects/api";
 import { DeploymentHarness } from "./helpers/databases";
 import { waitFor } from "./helpers/cluster";
-import { Deployment } from "../../src/worker/databases/deployment";
+import { CATALOG_CACHE_TTL_MS, Deployment, resolveDatabase } from "../../src/worker/databases/deployment";
+import type { Runtime } from "../../src/worker/runtime";
 import { clusterRuntimeFactory } from "../../src/worker/runtime";
 import { executeStatements } from "../../src/worker/data/service";
 import { MAX_LISTED_DATABASES } from "../../src/worker/databases/catalog";
@@ -265,5 +266,51 @@ SELECT printf('tmp-%04d', i), 'DROPPED', 1, ?, ?, ?, '1 nodes wiped' FROM c LIMI
     expect(second.status, second.text).toBe(200);
     expect(second.json().state).toBe("DROPPED");
     expect(await h.storageOf(config.name, "n4")).toEqual({ keys: ["lifecycle/tombstone"], tables: [], alarm: null });
+  });
+
+  // README: "Isolates cache what the catalog says for 1 s". deployment.ts also serves an entry up to
+  // CATALOG_STALE_WHILE_READING_MS (10 s) old to every request that comes while one request reads it again. An
+  // isolate that read "DROPPED" and stayed quiet for a few seconds while another isolate created the name again
+  // answers a burst to the live database 410 DROPPED (all but the one request that reads), "was dropped".
+  it.fails("never answers from a catalog entry older than the 1 s the README states", async () => {
+    const entry = (state: string, generation: number) => ({
+      name: "db",
+      state,
+      generation,
+      options: { members: [{ name: "n1" }], heartbeatIntervalMs: 100, electionTimeoutMs: 1000 },
+      createdAt: "",
+      updatedAt: "",
+      reason: null,
+    });
+    let holds = entry("DROPPED", 1);
+    const pending: Array<() => void> = [];
+    const deployment = {
+      config: { name: `review-cache-${Date.now()}`, members: [] },
+      catalog: {
+        get: () => {
+          const answer = holds;
+          return new Promise((resolve) => pending.push(() => resolve(answer)));
+        },
+      },
+      runtimeOf: (read: { generation: number }) => ({ generation: read.generation }) as unknown as Runtime,
+    } as unknown as Deployment;
+    let nowMs = 1_000_000;
+    const options = { now: () => nowMs, deadlineAt: Number.MAX_SAFE_INTEGER, shape: "plain" as const };
+    const outcome = (request: Promise<Runtime>) =>
+      request.then(
+        (runtime) => `generation ${(runtime as unknown as { generation: number }).generation}`,
+        (error: unknown) => String(error),
+      );
+    // This isolate reads the entry while the name is dropped...
+    const first = outcome(resolveDatabase(deployment, "db", options));
+    pending.splice(0).forEach((answer) => answer());
+    expect(await first).toContain("was dropped");
+    // ...another isolate creates it again (generation 2), and 5 s later a burst reaches this isolate.
+    holds = entry("ONLINE", 2);
+    nowMs += 5 * CATALOG_CACHE_TTL_MS;
+    const burst = Array.from({ length: 10 }, () => outcome(resolveDatabase(deployment, "db", options)));
+    await waitFor("the read", () => (pending.length > 0 ? true : undefined));
+    pending.splice(0).forEach((answer) => answer());
+    expect(await Promise.all(burst)).toEqual(burst.map(() => "generation 2"));
   });
 });
