@@ -47,6 +47,34 @@ async function leaderOf(h: DeploymentHarness, config: ClusterConfig): Promise<st
   });
 }
 
+/**
+ * Adds n4 to database `name` at run time (halted after the test) and writes a row that n4 applies: the cluster
+ * configuration of the database.
+ */
+async function withN4HoldingARow(h: DeploymentHarness, name: string): Promise<ClusterConfig> {
+  const config = await clusterConfigOf(h, name);
+  onTestFinished(() =>
+    h
+      .stub(config.name, "n4")
+      .testHalt()
+      .catch(() => undefined),
+  );
+  const added = await h.untilDone("POST", `/databases/${name}/api/v1/cluster/members?${T}`, { json: { name: "n4" } });
+  expect(added.status, added.text).toBe(200);
+  const write = await h.untilDone("POST", `/databases/${name}/db/execute?${T}`, {
+    headers: { "Idempotency-Key": `${name}-secret` },
+    json: ["CREATE TABLE secrets (x)", "INSERT INTO secrets VALUES ('kept after the drop')"],
+  });
+  expect(write.status, write.text).toBe(200);
+  await waitFor("n4 to apply the write", async () => {
+    const status = await h
+      .stub(config.name, "n4")
+      .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: "n4" });
+    return status.ok && status.value.appliedIndex >= Number(write.headers.get("X-DHA-Raft-Index")) ? true : undefined;
+  });
+  return config;
+}
+
 /** The nodes as the worker reaches them, except that `failing(node, phase)` makes a drop phase fail (unreachable). */
 function failingDrops(failing: (node: string, phase: string) => boolean) {
   return (env: AppEnv, config: ClusterConfig): NodeDirectory => {
@@ -165,27 +193,7 @@ describe("databases: review findings", { timeout: SLOW_MS }, () => {
   it.fails("leaves no copy of a dropped database's data in a member removed before the drop", async () => {
     const h = new DeploymentHarness("db-review-removed");
     await h.create("shrink");
-    const config = await clusterConfigOf(h, "shrink");
-    onTestFinished(() =>
-      h
-        .stub(config.name, "n4")
-        .testHalt()
-        .catch(() => undefined),
-    );
-    const added = await h.untilDone("POST", `/databases/shrink/api/v1/cluster/members?${T}`, { json: { name: "n4" } });
-    expect(added.status, added.text).toBe(200);
-    const write = await h.untilDone("POST", `/databases/shrink/db/execute?${T}`, {
-      headers: { "Idempotency-Key": "shrink-secret" },
-      json: ["CREATE TABLE secrets (x)", "INSERT INTO secrets VALUES ('kept after the drop')"],
-    });
-    expect(write.status, write.text).toBe(200);
-    // n4 holds the row before it is removed.
-    await waitFor("n4 to apply the write", async () => {
-      const status = await h
-        .stub(config.name, "n4")
-        .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: "n4" });
-      return status.ok && status.value.appliedIndex >= Number(write.headers.get("X-DHA-Raft-Index")) ? true : undefined;
-    });
+    const config = await withN4HoldingARow(h, "shrink");
     const removed = await h.untilDone("DELETE", `/databases/shrink/api/v1/cluster/members/n4?${T}`);
     expect(removed.status, removed.text).toBe(200);
     // Every remaining member applied the removal: none lists n4 any more.
@@ -247,26 +255,7 @@ SELECT printf('tmp-%04d', i), 'DROPPED', 1, ?, ?, ?, '1 nodes wiped' FROM c LIMI
       app: { directory: failingDrops((node, phase) => n4Unreachable && node === "n4" && phase === "wipe") },
     });
     await h.create("grown");
-    const config = await clusterConfigOf(h, "grown");
-    onTestFinished(() =>
-      h
-        .stub(config.name, "n4")
-        .testHalt()
-        .catch(() => undefined),
-    );
-    const added = await h.untilDone("POST", `/databases/grown/api/v1/cluster/members?${T}`, { json: { name: "n4" } });
-    expect(added.status, added.text).toBe(200);
-    const write = await h.untilDone("POST", `/databases/grown/db/execute?${T}`, {
-      headers: { "Idempotency-Key": "grown-secret" },
-      json: ["CREATE TABLE secrets (x)", "INSERT INTO secrets VALUES ('kept after the drop')"],
-    });
-    expect(write.status, write.text).toBe(200);
-    await waitFor("n4 to apply the write", async () => {
-      const status = await h
-        .stub(config.name, "n4")
-        .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: "n4" });
-      return status.ok && status.value.appliedIndex >= Number(write.headers.get("X-DHA-Raft-Index")) ? true : undefined;
-    });
+    const config = await withN4HoldingARow(h, "grown");
     // The first DELETE closes all four nodes and wipes three: n4 cannot be reached for its wipe.
     n4Unreachable = true;
     const first = await h.send("DELETE", `/api/v1/databases/grown?${T}`);
