@@ -297,8 +297,17 @@ export class ClusterNode extends DurableObject<Env> implements ClusterNodeRpc {
         },
       };
     }
-    // Load a node that was started before (and evicted), so that its membership is known and it can be stopped.
-    await this.host.loadRuntime();
+    // Load a node that was started before (and evicted), so that its membership is known and it can be stopped. A
+    // node that fails every start (storage it cannot read) is still dropped: the wipe needs nothing it failed to load,
+    // and its members are known to the others.
+    try {
+      await this.host.loadRuntime();
+    } catch (error) {
+      logEvent("warn", { cluster: request.cluster.name, node: request.node, term: 0 }, "dropWithoutRuntime", {
+        phase: request.phase,
+        error: String(error),
+      });
+    }
     const identity = this.host.identity;
     if (identity !== null && identity.cluster.name !== request.cluster.name) {
       return {

@@ -435,7 +435,8 @@ export class NodeHost {
    */
   async halt(reason: string): Promise<void> {
     this.seams.kv.put(NodeKeys.removed, { reason, appliedIndex: null } satisfies RemovalRecord);
-    const runtime = await this.loadRuntime();
+    // A node that fails every start has nothing running to stop: halting it (before a drop wipes it) must not fail.
+    const runtime = await this.loadRuntime().catch(() => null);
     if (runtime !== null) {
       await this.decommission(runtime, reason, { liftable: false });
     }

@@ -16,6 +16,11 @@ export interface Tombstone {
   readonly node: string;
   readonly droppedAtMs: number;
   readonly reason: string;
+  /**
+   * The members this node knew of when it was wiped, answered to a repeated drop: one whose first attempt could not
+   * wipe a member added at run time learns of it again here. Absent in tombstones of earlier versions.
+   */
+  readonly members?: readonly string[];
 }
 
 interface DroppingMark {
@@ -110,9 +115,10 @@ export class NodeLifecycle {
 
   /** One phase of a drop; see the file comment. */
   async drop(request: DropRequest): Promise<DropValue> {
-    const members = this.host.members();
+    const membersBefore = this.host.members();
     if (this.tombstone !== null) {
-      return { phase: request.phase, alreadyDropped: true, members: [], waitedMs: 0, brokenLeases: [] };
+      const known = this.tombstone.members ?? [];
+      return { phase: request.phase, alreadyDropped: true, members: known, waitedMs: 0, brokenLeases: [] };
     }
     const reason = request.reason;
     if (this.host.kv.get<DroppingMark>(LifecycleKeys.dropping) === undefined) {
@@ -134,8 +140,10 @@ export class NodeLifecycle {
     for (const operation of drained.busyAtDeadline) {
       this.host.log("warn", "leaseBroken", { operation, reason: "the database is being dropped" });
     }
+    // A member added by a call admitted before the gate closed joins while it drains: report it too.
+    const members = [...new Set([...membersBefore, ...this.host.members()])];
     if (request.phase === "wipe") {
-      await this.wipe(request, reason);
+      await this.wipe(request, { reason, members });
     }
     return {
       phase: request.phase,
@@ -146,7 +154,10 @@ export class NodeLifecycle {
     };
   }
 
-  private async wipe(request: DropRequest, reason: string): Promise<void> {
+  private async wipe(
+    request: DropRequest,
+    { reason, members }: { readonly reason: string; readonly members: readonly string[] },
+  ): Promise<void> {
     await this.host.stopRuntime(`the database was dropped: ${reason}`);
     await this.host.deleteAlarm();
     await this.host.deleteAll();
@@ -155,6 +166,7 @@ export class NodeLifecycle {
       node: request.node,
       droppedAtMs: this.clock.now(),
       reason,
+      members,
     };
     // deleteAll() removed the dropping mark with everything else: the tombstone is the one key left.
     this.host.kv.put(LifecycleKeys.tombstone, tombstone);

@@ -39,13 +39,21 @@ export class Catalog {
     return rows.length === 0 ? null : entryOf(rows[0] as readonly SqlValue[]);
   }
 
+  /**
+   * Every database that is not DROPPED (at most DHA_MAX_DATABASES, itself at most MAX_LISTED_DATABASES), then
+   * dropped names up to MAX_LISTED_DATABASES rows in all, by name. Dropped names stay as rows without bound: a plain
+   * first-rows-by-name would let them push live databases out of the list.
+   */
   async list(deadlineAt: number): Promise<DatabaseEntry[]> {
     const rows = await this.read(
-      { sql: `SELECT ${COLUMNS} FROM ${TABLE} ORDER BY name LIMIT ?`, params: [MAX_LISTED_DATABASES] },
+      {
+        sql: `SELECT ${COLUMNS} FROM ${TABLE} ORDER BY state = 'DROPPED', name LIMIT ?`,
+        params: [MAX_LISTED_DATABASES],
+      },
       deadlineAt,
       true,
     );
-    return rows.map(entryOf);
+    return rows.map(entryOf).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }
 
   /**

@@ -14,7 +14,12 @@ export const DEFAULT_MAX_DATABASES = 100;
 export const MAX_DATABASES_CEILING = 1000;
 /** How long an isolate trusts a catalog entry it read for the data routes. */
 export const CATALOG_CACHE_TTL_MS = 1_000;
-/** While another request of this isolate reads an entry again, an older one is still used, up to this age. */
+/**
+ * While another request of this isolate reads an entry again, an older one that routes to nodes (one resolveDatabase
+ * lets through) is still used, up to this age: if the database was dropped meanwhile, its nodes refuse. An older
+ * "never created" or "dropped" is not: the name may have been created again, and a 404 or 410 would be wrong; those
+ * requests wait for the read.
+ */
 export const CATALOG_STALE_WHILE_READING_MS = 10_000;
 /**
  * A read in flight for longer than this is taken over by the next request that needs the entry (one a second at
@@ -129,8 +134,9 @@ export async function resolveDatabase(
 
 /**
  * The entry of `name` as this isolate last read it, read again when older than CATALOG_CACHE_TTL_MS. Only one request
- * at a time reads it: the others use the older entry meanwhile (up to CATALOG_STALE_WHILE_READING_MS) or, having none,
- * wait for that read to end (by their deadline); one of them takes over a read that has run CATALOG_READ_TAKEOVER_MS.
+ * at a time reads it: the others use the older entry meanwhile when it routes to nodes (up to
+ * CATALOG_STALE_WHILE_READING_MS) or else wait for that read to end (by their deadline); one of them takes over a read
+ * that has run CATALOG_READ_TAKEOVER_MS.
  */
 async function cachedEntry(
   deployment: Deployment,
@@ -153,7 +159,11 @@ async function cachedEntry(
     if (!reading) {
       return readEntry(deployment, name, { key, ...options });
     }
-    if (cached !== undefined && nowMs - cached.readAtMs <= CATALOG_STALE_WHILE_READING_MS) {
+    if (
+      cached !== undefined &&
+      routesToNodes(cached.entry) &&
+      nowMs - cached.readAtMs <= CATALOG_STALE_WHILE_READING_MS
+    ) {
       return cached;
     }
     if (nowMs >= options.deadlineAt) {
@@ -191,6 +201,10 @@ async function readEntry(
       readsInFlight.delete(options.key);
     }
   }
+}
+
+function routesToNodes(entry: DatabaseEntry | null): boolean {
+  return entry !== null && entry.state !== "DROPPING" && entry.state !== "DROPPED";
 }
 
 function cacheKey(deployment: Deployment, name: string): string {

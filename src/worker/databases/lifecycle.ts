@@ -304,8 +304,13 @@ export async function dropNodes(
     learned.forEach((node) => known.add(node));
     pending = learned;
   }
-  if (failures.length === 0) {
-    await phase("wipe", [...known]);
+  // A wipe answers the members its node knew after draining: one added by a call in flight when the drop began is
+  // learned only there, and is wiped too.
+  let toWipe = failures.length === 0 ? [...known] : [];
+  for (let round = 0; round < MAX_MEMBER_ROUNDS && toWipe.length > 0 && failures.length === 0; round++) {
+    const learned = [...new Set(await phase("wipe", toWipe))].slice(0, CONFIG_LIMITS.maxMembers);
+    learned.forEach((node) => known.add(node));
+    toWipe = learned;
   }
   return { nodes: [...known], brokenLeases, failures, answers };
 }
