@@ -149,6 +149,7 @@ export interface ClusterNodeRpc {
 
 export {
   appliedPollIntervalMs,
+  checkQuorumWindowMs,
   electionRetryAfterSeconds,
   electionWindowMs,
   isInTouchWithLeader,

@@ -32,6 +32,15 @@ export function isInTouchWithLeader(timing: ClusterTiming, lastLeaderContactMs: 
 }
 
 /**
+ * A leader counts a voter as able to acknowledge writes while it heard from it less than this long ago: one election
+ * timeout in whole ticks, CheckQuorum's own bound (a leader that heard from fewer voters than a quorum within it steps
+ * down). A replica whose deliveries fail now and then (RECONNECTING after one lost message) still answers within it.
+ */
+export function checkQuorumWindowMs(timing: ClusterTiming): number {
+  return electionTimeoutTicks(timing) * tickMs(timing);
+}
+
+/**
  * After a restart a node stays quiet (no stale-contact findings) for one election window plus a tick: long enough
  * for the cluster to elect a leader and for that leader's first heartbeat to arrive.
  */

@@ -1,7 +1,13 @@
 // The cluster API and rqlite's operational routes against fake nodes: health aggregation with per-node deadlines,
 // membership and leadership changes, /status, /nodes, /readyz and /leader.
 import { describe, expect, it } from "vitest";
-import type { MemberChangeRequest, NodeStatusReport, RepairRequest, TransferRequest } from "../../src/objects/api";
+import type {
+  MemberChangeRequest,
+  NodeStatusReport,
+  RepairRequest,
+  ReplicaReport,
+  TransferRequest,
+} from "../../src/objects/api";
 import { FakeCluster, harness, nodeError } from "./http-support";
 
 const FIXED_NOW = Date.UTC(2026, 0, 14, 12, 0, 0);
@@ -124,15 +130,57 @@ describe("GET /api/v1/cluster/health", () => {
     expect(health.problems[0]).toBe("no leader is known (an election is under way, or no quorum is reachable)");
   });
 
-  it("is unhealthy when the leader cannot reach a quorum of replicas", async () => {
+  /** Health as the leader n1 sees n2 and n3 (the fake cluster's election timeout is 1000 ms, 10 ticks of 100 ms). */
+  async function healthWithReplicas(
+    n2: Partial<ReplicaReport>,
+    n3: Partial<ReplicaReport>,
+  ): Promise<{ code: number; health: Health }> {
     const cluster = new FakeCluster();
-    cluster.replicas.set("n2", { status: "RECONNECTING" });
-    cluster.replicas.set("n3", { status: "OFFLINE" });
+    cluster.replicas.set("n2", n2).set("n3", n3);
     const response = await harness(cluster).request("GET", "/api/v1/cluster/health");
-    expect(response.status).toBe(503);
-    const health = (await response.json()) as Health;
+    return { code: response.status, health: (await response.json()) as Health };
+  }
+
+  it("is unhealthy when the leader has not heard from a quorum of replicas within an election timeout", async () => {
+    // CheckQuorum no longer counts a voter last heard from 10 ticks ago.
+    const { code, health } = await healthWithReplicas(
+      { status: "RECONNECTING", lastContactMs: 1_000, consecutiveFailures: 9 },
+      { status: "OFFLINE", lastContactMs: 30_000, consecutiveFailures: 40 },
+    );
+    expect(code).toBe(503);
     expect(health.status).toBe("UNHEALTHY");
-    expect(health.problems).toContain("only 1 of 3 voters can acknowledge writes; 2 are needed");
+    expect(health.quorumAvailable).toBe(false);
+    expect(health.problems).toContain(
+      "only 1 of 3 voters can acknowledge writes (the leader heard from them within 1000 ms); 2 are needed",
+    );
+  });
+
+  it("counts a RECONNECTING replica heard from within an election timeout towards the quorum (DEGRADED, 200)", async () => {
+    // Message loss: one delivery to each failed a moment ago, while their answers to other messages arrive.
+    const { code, health } = await healthWithReplicas(
+      { status: "RECONNECTING", lastContactMs: 100, consecutiveFailures: 1 },
+      { status: "RECONNECTING", lastContactMs: 900, consecutiveFailures: 1 },
+    );
+    expect(code).toBe(200);
+    expect(health).toMatchObject({ status: "DEGRADED", quorumAvailable: true, onlineReplicas: 0 });
+    expect(health.replicas.map((r) => [r.name, r.status])).toEqual([
+      ["n2", "RECONNECTING"],
+      ["n3", "RECONNECTING"],
+    ]);
+    expect(health.problems).toEqual([
+      "replica n2 is RECONNECTING (lag 0 entries)",
+      "replica n3 is RECONNECTING (lag 0 entries)",
+    ]);
+  });
+
+  it("does not count an ONLINE-looking replica the leader has not heard from within an election timeout", async () => {
+    // A stalled leader's view: no tick has moved the statuses yet, but its contact times say the truth.
+    const { code, health } = await healthWithReplicas(
+      { lastContactMs: 1_200 },
+      { status: "LAGGING", lastContactMs: 5_000 },
+    );
+    expect(code).toBe(503);
+    expect(health.quorumAvailable).toBe(false);
   });
 
   it("stays available with a quorum but no leader during an election (unhealthy, 200)", async () => {

@@ -1,6 +1,12 @@
 // GET /api/v1/cluster/health: one aggregate view of leadership, quorum, replicas and schema agreement (what each
 // status means: README, "Operations: Health").
-import { electionWindowMs, type NodeStatusReport, type ReplicaReport, type UndecidedImage } from "../../objects/api";
+import {
+  checkQuorumWindowMs,
+  electionWindowMs,
+  type NodeStatusReport,
+  type ReplicaReport,
+  type UndecidedImage,
+} from "../../objects/api";
 import type { StatusProbe } from "../routing/router";
 import { reachableReports, type ClusterView } from "./gather";
 
@@ -81,8 +87,14 @@ export interface ClusterHealth {
   readonly problems: readonly string[];
 }
 
-/** Replicas that still acknowledge appends (a lagging one is behind, not gone). */
-const ACKING_STATUSES = new Set<ReplicaReport["status"]>(["ONLINE", "LAGGING"]);
+/**
+ * A voter replica counts towards the quorum while the leader heard from it within an election timeout, whatever its
+ * status: CheckQuorum's judgement. A status of RECONNECTING follows one failed delivery, and under light message loss
+ * a replica flips to it and back many times a second while every write commits (it stays a problem, DEGRADED).
+ */
+function acknowledgesWrites(replica: ReplicaHealth, contactWindowMs: number): boolean {
+  return replica.lastContactMs !== null && replica.lastContactMs < contactWindowMs;
+}
 
 export function summarizeHealth(view: ClusterView): ClusterHealth {
   const reports = reachableReports(view.probes).filter((report) => report.started && report.member);
@@ -99,6 +111,7 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
   // Without a leader, a voter counts only if it heard from one recently: an election normally ends within a couple
   // of election timeouts, while voters that cannot reach each other stay leaderless (and answer us all the same).
   const electionWindow = electionWindowMs(view.config);
+  const contactWindowMs = checkQuorumWindowMs(view.config);
   const ackingVoters =
     leaderReport === undefined
       ? reports.filter(
@@ -107,7 +120,9 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
             report.lastLeaderContactMs !== null &&
             report.lastLeaderContactMs <= electionWindow,
         ).length
-      : 1 + replicas.filter((r) => !r.isLearner && voters.includes(r.name) && ACKING_STATUSES.has(r.status)).length;
+      : 1 +
+        replicas.filter((r) => !r.isLearner && voters.includes(r.name) && acknowledgesWrites(r, contactWindowMs))
+          .length;
   const quorumAvailable = ackingVoters >= quorum;
 
   if (leaderReport === undefined) {
@@ -121,7 +136,8 @@ export function summarizeHealth(view: ClusterView): ClusterHealth {
     problems.push(
       leaderReport === undefined
         ? `only ${ackingVoters} of ${voters.length} voters answered and heard from a leader within ${electionWindow} ms; ${quorum} are needed to elect one`
-        : `only ${ackingVoters} of ${voters.length} voters can acknowledge writes; ${quorum} are needed`,
+        : `only ${ackingVoters} of ${voters.length} voters can acknowledge writes (the leader heard from them within ` +
+            `${contactWindowMs} ms); ${quorum} are needed`,
     );
   }
   for (const name of members) {

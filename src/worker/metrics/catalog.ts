@@ -22,7 +22,7 @@ export const CLUSTER_METRICS = {
   cluster_quorum_available: spec(
     "gauge",
     [],
-    "1 when a quorum of voters can acknowledge writes (or elect a leader), else 0.",
+    "1 when the leader heard from a quorum of voters (itself included) within an election timeout, as CheckQuorum judges (with no leader: when a quorum of voters heard from one within two), else 0.",
   ),
   cluster_health_status: spec(
     "gauge",
