@@ -110,15 +110,16 @@ export class NodeEventLog {
       // A runtime that is being discarded may refuse to answer: the event is still worth keeping.
     }
     const ring = tracedAppend ? this.tracedAppends : this.events;
-    const repeats = tracedAppend ? 0 : this.foldRepeatedProbe(event, fields);
+    const timeMs = this.nowMs();
+    const folded = tracedAppend ? null : this.foldRepeat(event, fields, timeMs);
     ring.push({
       seq: ++this.seq,
-      timeMs: this.nowMs(),
+      timeMs,
       event,
       level,
       term: context.term,
       commitIndex,
-      fields: boundedFields(repeats === 0 ? fields : { ...fields, repeats }),
+      fields: boundedFields(folded === null ? fields : { ...fields, ...folded }),
     });
     const bound = tracedAppend ? MAX_TRACED_APPENDS_PER_NODE : MAX_EVENTS_PER_NODE;
     if (ring.length > bound) {
@@ -127,29 +128,36 @@ export class NodeEventLog {
   }
 
   /**
-   * While a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, once per heartbeat
-   * interval, which would soon leave nothing else in the feed. Such a transition replaces the same transition of the
-   * same outage (none since the breaker opened from CLOSED) and says how many it stands for: the count it returns.
+   * A transition that repeats (FOLD_RULES) replaces the same transition of the same peer, if no other kind of
+   * transition of that peer came between them, and says how many it stands for and since when: the fields it returns.
    */
-  private foldRepeatedProbe(event: string, fields: Record<string, unknown>): number {
-    if (event !== "circuitBreaker" || !isProbeTransition(fields)) {
-      return 0;
+  private foldRepeat(event: string, fields: Record<string, unknown>, nowMs: number): FoldedRepeat | null {
+    const rule = FOLD_RULES.get(event);
+    if (rule === undefined || !rule.repeats(fields)) {
+      return null;
     }
     for (let i = this.events.length - 1; i >= 0; i--) {
       const earlier = this.events[i]!;
-      if (earlier.event !== "circuitBreaker" || earlier.fields["peer"] !== fields["peer"]) {
+      if (earlier.event !== event || earlier.fields["peer"] !== fields["peer"]) {
         continue;
       }
-      if (!isProbeTransition(earlier.fields)) {
-        return 0;
+      if (!rule.repeats(earlier.fields)) {
+        return null;
       }
-      if (earlier.fields["from"] === fields["from"]) {
+      if (earlier.fields["from"] === fields["from"] && earlier.fields["to"] === fields["to"]) {
+        if (nowMs - earlier.timeMs > rule.withinMs) {
+          return null;
+        }
         this.events.splice(i, 1);
-        const folded = earlier.fields["repeats"];
-        return (typeof folded === "number" ? folded : 1) + 1;
+        const repeats = earlier.fields["repeats"];
+        const firstTimeMs = earlier.fields["firstTimeMs"];
+        return {
+          repeats: (typeof repeats === "number" ? repeats : 1) + 1,
+          firstTimeMs: typeof firstTimeMs === "number" ? firstTimeMs : earlier.timeMs,
+        };
       }
     }
-    return 0;
+    return null;
   }
 
   /** The answer to a recentEvents() call, with the limit clamped. */
@@ -199,13 +207,42 @@ function registryKey(cluster: string, node: string): string {
   return `${cluster}\u0000${node}`;
 }
 
-/** OPEN -> HALF_OPEN (a probe goes out) or HALF_OPEN -> OPEN (it failed): the steps that repeat during an outage. */
-function isProbeTransition(fields: Readonly<Record<string, unknown>>): boolean {
-  return (
-    (fields["from"] === "OPEN" && fields["to"] === "HALF_OPEN") ||
-    (fields["from"] === "HALF_OPEN" && fields["to"] === "OPEN")
-  );
+/** What a folded event adds to its fields: how many transitions it stands for, and when the first of them was. */
+interface FoldedRepeat {
+  readonly repeats: number;
+  readonly firstTimeMs: number;
 }
+
+interface FoldRule {
+  /** Whether the transition is one that repeats; any other transition of the peer ends the run of repeats. */
+  readonly repeats: (fields: Readonly<Record<string, unknown>>) => boolean;
+  /** A repeat folds into the same transition only if that one is at most this old (a new run starts afresh). */
+  readonly withinMs: number;
+}
+
+/** A transition folds into the same one of the same peer at most this old: a quiet minute starts a new run. */
+export const FLAP_WINDOW_MS = 60_000;
+
+/**
+ * Transitions that repeat while a peer's link is down or flaky, which would soon leave nothing else in the feed
+ * (elections and membership changes among the first to go): only the newest of each is kept, counted.
+ *  - circuitBreaker: while a peer stays down, its breaker goes OPEN -> HALF_OPEN -> OPEN at every probe, once per
+ *    heartbeat interval; over a lossy link it opens and closes again every second or two.
+ *  - replicaStatus: a replica goes RECONNECTING after one failed delivery and back with its next answer, under light
+ *    message loss many times a second (or flips between ONLINE and LAGGING); going OFFLINE, or starting over under
+ *    a new leader, ends the run.
+ */
+const FOLD_RULES: ReadonlyMap<string, FoldRule> = new Map([
+  ["circuitBreaker", { repeats: () => true, withinMs: FLAP_WINDOW_MS }],
+  ["replicaStatus", { repeats: isFlapTransition, withinMs: FLAP_WINDOW_MS }],
+]);
+
+/** Between JOINING, ONLINE, LAGGING and RECONNECTING: not a replica's first status, nor one to or from OFFLINE. */
+function isFlapTransition(fields: Readonly<Record<string, unknown>>): boolean {
+  return FLAPPING_STATUSES.has(fields["from"]) && FLAPPING_STATUSES.has(fields["to"]);
+}
+
+const FLAPPING_STATUSES: ReadonlySet<unknown> = new Set(["JOINING", "ONLINE", "LAGGING", "RECONNECTING"]);
 
 function boundedFields(fields: Record<string, unknown>): Record<string, unknown> {
   let text: string;

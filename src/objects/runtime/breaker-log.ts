@@ -1,6 +1,6 @@
 // How loud a breaker transition is logged. A peer that stays down is probed at every heartbeat
 // (timing.ts, peerTransportTiming), two transitions each: one line per probe would fill the logs with what the first
-// probe already said. The event feed folds them the same way (src/objects/events.ts, foldRepeatedProbe).
+// probe already said. The event feed folds them the same way (src/objects/events.ts, FOLD_RULES).
 import type { LogLevel } from "../log";
 import type { BreakerState } from "../transport/circuit-breaker";
 
