@@ -95,6 +95,21 @@ describe("databases of one deployment", { timeout: SLOW_MS }, () => {
     );
     expect(fromDefault.status, fromDefault.text).toBe(200);
     expect(fromDefault.json().results[0].error).toMatch(/no such table/);
+
+    // Discovery hands out each database's own address: a client that follows api_addr stays on its database.
+    const origin = "https://db.example.com";
+    const addresses = async (prefix: string) => {
+      const nodes = await h.untilDone("GET", `${prefix}/nodes?${T}`);
+      const leader = await h.untilDone("GET", `${prefix}/leader?${T}`);
+      const status = await h.untilDone("GET", `${prefix}/status?${T}&key=http`);
+      return [
+        ...Object.values(nodes.json() as Record<string, { api_addr: string }>).map((node) => node.api_addr),
+        (leader.json() as { api_addr: string }).api_addr,
+        (status.json() as { api_addr: string }).api_addr,
+      ];
+    };
+    expect(new Set(await addresses("/databases/left"))).toEqual(new Set([`${origin}/databases/left`]));
+    expect(new Set(await addresses(""))).toEqual(new Set([origin]));
   });
 
   it("enforces tokens scoped to databases: 403 on any other, the default one and the catalog included", async () => {

@@ -554,6 +554,18 @@ describe("GET /readyz", () => {
     expect(await lagging.text()).toBe(
       "[+]node ok\n[+]leader ok\n[+]store not ready: n2 has applied 8 of 10 committed entries",
     );
+
+    // Caught up, but the leader has not been heard from for longer than an election timeout (1 s here).
+    const lost = new FakeCluster();
+    lost.leaderContactMs.set("n2", 4_500);
+    const out = await harness(lost).request("GET", "/readyz?node=n2");
+    expect(out.status).toBe(503);
+    expect(await out.text()).toBe(
+      "[+]node ok\n[+]leader ok\n[+]store not ready: n2 last heard from leader n1 4500 ms ago, " +
+        "more than an election timeout (1000 ms)",
+    );
+    const status = await harness(lost).request("GET", "/status?node=n2&key=store.ready");
+    expect(await status.text()).toBe("false");
   });
 
   it("with sync, waits until the node has applied the leader's commit index, within the timeout", async () => {

@@ -2,6 +2,7 @@
 import { Hono, type Context } from "hono";
 import {
   appliedPollIntervalMs,
+  DEFAULT_DATABASE,
   isInTouchWithLeader,
   PROTOCOL_VERSION,
   type ClusterTiming,
@@ -48,7 +49,7 @@ export function statusRoutes(options: AppOptions): Hono<AppBindings> {
   app.get("/nodes", requireRole("read"), async (c) => {
     const { runtime, params } = prepare(c);
     const view = await gatherCluster(runtime.router, statusTimeout(runtime, params));
-    const apiAddr = new URL(c.req.url).origin;
+    const apiAddr = apiAddressOf(c);
     const voters = new Set(view.voters);
     const names = new Set([...view.voters, ...(params.has("nonvoters") ? view.learners : [])]);
     const nodes = view.probes
@@ -77,7 +78,7 @@ export function statusRoutes(options: AppOptions): Hono<AppBindings> {
       });
     }
     runtime.router.noteLeader(probe.node);
-    const entry = nodeEntry(runtime, probe, new URL(c.req.url).origin, true, probe.node);
+    const entry = nodeEntry(runtime, probe, apiAddressOf(c), true, probe.node);
     return wireResponse(c, { ...entry, time_s: formatGoDuration(probe.elapsedMs) }, 200, { [NODE_HEADER]: probe.node });
   });
 
@@ -155,6 +156,19 @@ async function candidateNodes(runtime: Runtime, params: QueryParams, timeoutMs: 
   return cached === undefined ? members : [cached, ...members.filter((name) => name !== cached)];
 }
 
+/**
+ * The URL a client sends this database's API calls to, as rqlite's api_addr: the worker's origin for the default
+ * database (it serves /db/...), the origin and /databases/{name} for a named one, so that a client that follows
+ * api_addr after discovery stays on the database it discovered.
+ */
+function apiAddressOf(c: Context<AppBindings>): string {
+  const origin = new URL(c.req.url).origin;
+  const database = c.var.database;
+  return database === undefined || database === DEFAULT_DATABASE
+    ? origin
+    : `${origin}/databases/${encodeURIComponent(database)}`;
+}
+
 /** rqlite's /nodes entry: {id, api_addr, addr, voter, reachable, leader, time, error}. */
 function nodeEntry(runtime: Runtime, probe: StatusProbe, apiAddr: string, voter: boolean, leader: string | undefined) {
   return {
@@ -174,7 +188,7 @@ function statusDocument(c: Context<AppBindings>, runtime: Runtime, probe: Status
   const config = runtime.config;
   return {
     build: { name: "durable-ha", protocol_version: PROTOCOL_VERSION },
-    http: { api_addr: new URL(c.req.url).origin, auth: "enabled" },
+    http: { api_addr: apiAddressOf(c), auth: "enabled" },
     cluster: {
       name: config.name,
       heartbeat_interval_ms: config.heartbeatIntervalMs,
@@ -192,7 +206,7 @@ function statusDocument(c: Context<AppBindings>, runtime: Runtime, probe: Status
       node_id: report.node,
       started: report.started,
       member: report.member,
-      ready: isCaughtUp(report, config),
+      ready: notReadyReason(report, config) === null,
       leader:
         report.leader === null ? null : { node_id: report.leader, addr: nodeObjectName(config.name, report.leader) },
       raft: {
@@ -216,14 +230,34 @@ function statusDocument(c: Context<AppBindings>, runtime: Runtime, probe: Status
   };
 }
 
-/** Started, a member, everything it knows committed applied, and in touch with a leader. */
-function isCaughtUp(report: NodeStatusReport, timing: ClusterTiming): boolean {
-  const inTouch =
-    report.role === "leader" ||
-    (report.leader !== null &&
-      report.lastLeaderContactMs !== null &&
-      isInTouchWithLeader(timing, report.lastLeaderContactMs));
-  return report.started && report.member && report.appliedIndex >= report.commitIndex && inTouch;
+/**
+ * Why the node is not ready to serve, or null when it is: ready means started, a member, everything it knows
+ * committed applied, and in touch with a leader (it leads, or heard from the leader within an election timeout).
+ */
+function notReadyReason(report: NodeStatusReport, timing: ClusterTiming): string | null {
+  const node = report.node;
+  if (!report.started) {
+    return `${node} has not started`;
+  }
+  if (!report.member) {
+    return `${node} is not a member`;
+  }
+  if (report.appliedIndex < report.commitIndex) {
+    return `${node} has applied ${report.appliedIndex} of ${report.commitIndex} committed entries`;
+  }
+  if (report.role === "leader") {
+    return null;
+  }
+  if (report.leader === null || report.lastLeaderContactMs === null) {
+    return `${node} has not heard from a leader`;
+  }
+  if (!isInTouchWithLeader(timing, report.lastLeaderContactMs)) {
+    return (
+      `${node} last heard from leader ${report.leader} ${report.lastLeaderContactMs} ms ago, ` +
+      `more than an election timeout (${timing.electionTimeoutMs} ms)`
+    );
+  }
+  return null;
 }
 
 /** rqlite's ?key=a.b: the sub-document at that path, or {} when it is absent. */
@@ -285,11 +319,10 @@ async function readiness(c: Context<AppBindings>): Promise<Response> {
     return text(503);
   }
   lines.push("[+]leader ok");
-  if (!isCaughtUp(local.report, runtime.config)) {
-    const report = local.report;
-    lines.push(
-      `[+]store not ready: ${report.node} ${!report.started ? "has not started" : !report.member ? "is not a member" : `has applied ${report.appliedIndex} of ${report.commitIndex} committed entries`}`,
-    );
+  const notReady = notReadyReason(local.report, runtime.config);
+  if (notReady !== null) {
+    // rqlite marks every line "[+]", a failing one too ("[+]store not ready"): clients match the words, not the mark.
+    lines.push(`[+]store not ready: ${notReady}`);
     return text(503);
   }
   lines.push("[+]store ok");
