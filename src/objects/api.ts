@@ -174,6 +174,7 @@ export {
 } from "./lifecycle/names";
 export { listTables } from "./sqlite/catalog";
 export { DumpError, DumpTooLargeError, dumpDatabase, parseDump } from "./sql/dump";
+export { READ_ONLY_VIOLATION } from "./sql/validate";
 export { utf8ByteLength } from "./sqlite/values";
 export { faultsEnabled, parseFaultRules } from "./transport/fault-hook";
 export {

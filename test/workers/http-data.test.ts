@@ -197,7 +197,7 @@ describe("GET|POST /db/query", () => {
     expect(await response.text()).toBe('{"results":[{"columns":["id"],"types":["integer"]}]}');
   });
 
-  it("refuses a missing q, an unknown level and writes", async () => {
+  it("refuses a missing q and an unknown level", async () => {
     const { cluster, request } = harness();
     const missing = await request("GET", "/db/query");
     expect(missing.status).toBe(400);
@@ -209,12 +209,91 @@ describe("GET|POST /db/query", () => {
     expect(((await level.json()) as { error: string }).error).toBe(
       'level "eventual" is unknown: use none, weak, linearizable, strong or auto',
     );
-    const write = await request("POST", "/db/query", { json: ["SELECT 1", "DELETE FROM foo"] });
-    expect(write.status).toBe(400);
-    expect(((await write.json()) as { error: string }).error).toMatch(/statement 2 changes the database \(DELETE\)/);
     const strict = await request("GET", "/db/query?q=SELECT%201&level=none&freshness=1s&freshness_strict");
     expect(strict.status).toBe(400);
     expect(cluster.callsTo("query")).toEqual([]);
+  });
+
+  it("answers each write among reads with rqlite's error in its place, at every level, and sends only the reads", async () => {
+    const { cluster, request } = harness();
+    cluster.queryResult = (statement) => ({ columns: ["q"], types: ["text"], rows: [[statement.sql]] });
+    const violation = { error: "attempt to change database via query operation" };
+    for (const level of ["none", "weak", "linearizable", "strong"]) {
+      const mixed = await request("POST", `/db/query?level=${level}`, {
+        json: ["SELECT 1", ["INSERT INTO foo(name) VALUES(?)", "x"], "SELECT 2"],
+      });
+      expect(mixed.status, level).toBe(200);
+      expect(await mixed.json(), level).toEqual({
+        results: [
+          { columns: ["q"], types: ["text"], values: [["SELECT 1"]] },
+          violation,
+          { columns: ["q"], types: ["text"], values: [["SELECT 2"]] },
+        ],
+      });
+      expect(lastQuery(cluster).statements, level).toEqual([{ sql: "SELECT 1" }, { sql: "SELECT 2" }]);
+    }
+    // WITH ... DELETE, a PRAGMA that sets something and transaction control are writes too; associative as rqlite.
+    const hidden = await request("POST", "/db/query?associative", {
+      json: ["WITH x AS (SELECT 1) DELETE FROM foo", "PRAGMA foreign_keys = OFF", "BEGIN", "PRAGMA foreign_keys"],
+    });
+    expect(await hidden.text()).toBe(
+      '{"results":[{"rows":[],"error":"attempt to change database via query operation"},' +
+        '{"rows":[],"error":"attempt to change database via query operation"},' +
+        '{"rows":[],"error":"attempt to change database via query operation"},' +
+        '{"types":{"q":"text"},"rows":[{"q":"PRAGMA foreign_keys"}]}]}',
+    );
+    // Only writes: answered without a node, so neither a node nor a raft index is named.
+    const queriesBefore = cluster.callsTo("query").length;
+    const onlyWrites = await request("GET", "/db/query?raft_index&q=" + encodeURIComponent("DELETE FROM foo"));
+    expect(onlyWrites.status).toBe(200);
+    expect(await onlyWrites.text()).toBe('{"results":[{"error":"attempt to change database via query operation"}]}');
+    expect(onlyWrites.headers.get("X-DHA-Node")).toBeNull();
+    expect(onlyWrites.headers.get("X-DHA-Raft-Index")).toBeNull();
+    expect(cluster.callsTo("query")).toHaveLength(queriesBefore);
+    expect(cluster.callsTo("execute")).toEqual([]);
+    // A malformed request is still refused as a whole.
+    const malformed = await request("POST", "/db/query", {
+      body: '["SELECT 1", "INSERT INTO foo VALUES (1)"',
+      headers: { "Content-Type": "application/json" },
+    });
+    expect(malformed.status).toBe(400);
+  });
+
+  it("answers a freshness-bounded read no node can serve as rqlite does, once every node was asked", async () => {
+    const cluster = new FakeCluster();
+    for (const name of ["n1", "n2", "n3"]) {
+      cluster.on(name, "query", () =>
+        nodeError(name, "STALE", "this node last heard from a leader never, beyond the requested freshness of 300 ms"),
+      );
+    }
+    const { request } = harness(cluster);
+    const stale = await request("GET", "/db/query?level=none&freshness=300ms&timeout=30s&q=SELECT%201");
+    expect(stale.status).toBe(200);
+    expect(await stale.text()).toBe('{"results":[],"error":"stale read"}');
+    expect(stale.headers.get("X-DHA-Error-Code")).toBe("STALE");
+    expect(new Set(cluster.callsTo("query").map((call) => call.node))).toEqual(new Set(["n1", "n2", "n3"]));
+    expect(cluster.callsTo("query")).toHaveLength(3);
+    // A node that cannot be reached counts as not serving it either.
+    const cut = new FakeCluster();
+    cut.unreachable("n2");
+    for (const name of ["n1", "n3"]) {
+      cut.on(name, "query", () => nodeError(name, "STALE", `${name} last heard from a leader 900 ms ago`));
+    }
+    const partly = await harness(cut).request("GET", "/db/query?level=none&freshness=300ms&timeout=30s&q=SELECT%201");
+    expect(await partly.text()).toBe('{"results":[],"error":"stale read"}');
+    expect(cut.callsTo("query")).toHaveLength(3);
+    // One stale node only: the read moves on and another serves it.
+    const oneStale = new FakeCluster();
+    oneStale.on("n1", "query", () => nodeError("n1", "STALE", "n1 last heard from a leader 900 ms ago"));
+    const served = await harness(oneStale).request("GET", "/db/query?level=none&freshness=300ms&q=SELECT%201");
+    expect(served.status).toBe(200);
+    expect(served.headers.get("X-DHA-Node")).toBe("n2");
+    // A raft index of the client's own is a different promise: STALE there stays a 503 after the deadline.
+    const floored = await request("GET", "/db/query?level=none&freshness=300ms&timeout=200ms&q=SELECT%201", {
+      headers: { "X-DHA-Raft-Index": "5" },
+    });
+    expect(floored.status).toBe(503);
+    expect(floored.headers.get("X-DHA-Error-Code")).toBe("STALE");
   });
 
   it("passes transaction and freshness for level none", async () => {

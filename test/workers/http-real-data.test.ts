@@ -101,6 +101,20 @@ describe("the data API over a real cluster", () => {
     expect(failing.status).toBe(200);
     expect(failing.text).toBe('{"results":[{"error":"no such table: nope"},{"last_insert_id":3,"rows_affected":1}]}');
 
+    // A write sent to /db/query answers rqlite's error in its place, the reads around it still answer, at every
+    // level, and nothing is written.
+    for (const level of ["none", "weak", "linearizable", "strong"]) {
+      const mixed = await h.send("POST", `/db/query?level=${level}`, {
+        json: ["SELECT count(*) FROM foo", ["INSERT INTO foo(name) VALUES(?)", "query"], "SELECT count(*) FROM foo"],
+      });
+      expect(mixed.status, `${level}: ${mixed.text}`).toBe(200);
+      const count = '{"columns":["count(*)"],"types":["integer"],"values":[[3]]}';
+      expect(mixed.text, level).toBe(
+        `{"results":[${count},{"error":"attempt to change database via query operation"},${count}]}`,
+      );
+    }
+    expect(await countRows(h, "name = 'query'")).toBe(0);
+
     // Every call the worker made carried the address built from its env: protocol, the whole cluster, the node.
     const config = parseClusterConfig(h.env);
     expect(h.calls.length).toBeGreaterThan(0);
@@ -199,6 +213,20 @@ describe("the data API over a real cluster", () => {
     const none = await h.send("GET", `${SELECT_FOO}&level=none`);
     expect(none.status, none.text).toBe(200);
     expect(none.text).toBe(FIONA);
+    // Bounded by freshness, no node can serve it: rqlite's "stale read" at once, not after the deadline.
+    const queriesBefore = h.callsTo("query").length;
+    const stale = await h.send("GET", `${SELECT_FOO}&level=none&freshness=300ms&timeout=10s`);
+    // Each node asked once: not asked again until the deadline.
+    expect(
+      h
+        .callsTo("query")
+        .slice(queriesBefore)
+        .map((call) => call.node)
+        .sort(),
+    ).toEqual([...cluster.names].sort());
+    expect(stale.status, stale.text).toBe(200);
+    expect(stale.text).toBe('{"results":[],"error":"stale read"}');
+    expect(stale.headers.get("X-DHA-Error-Code")).toBe("STALE");
 
     const health = await h.send("GET", "/api/v1/cluster/health?timeout=1s");
     expect(health.status, health.text).toBe(503);

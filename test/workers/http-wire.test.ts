@@ -1,7 +1,7 @@
 // Units of the HTTP layer: rqlite's JSON encoding, Go durations, request bodies, result shapes, config.
 import { describe, expect, it } from "vitest";
 import { parseClusterConfig } from "../../src/worker/config";
-import { DEFAULT_LIMITS, isSurelyReadOnly, isSurelyWrite } from "../../src/shared/sql-text";
+import { DEFAULT_LIMITS, isSurelyReadOnly, isWriteOnQueryPath } from "../../src/shared/sql-text";
 import {
   encodeDataResponse,
   renderExecuteResult,
@@ -128,9 +128,10 @@ describe("request bodies", () => {
     expect(isSurelyReadOnly("  /* c */ -- x\n (SELECT 1)")).toBe(true);
     expect(isSurelyReadOnly("WITH x AS (SELECT 1) DELETE FROM t")).toBe(false);
     expect(isSurelyReadOnly("PRAGMA table_info(t)")).toBe(false);
-    expect(isSurelyWrite("insert into t values (1)")).toBe(true);
-    expect(isSurelyWrite("SELECT 1")).toBe(false);
-    expect(isSurelyWrite("WITH x AS (SELECT 1) SELECT * FROM x")).toBe(false);
+    expect(isWriteOnQueryPath("insert into t values (1)")).toBe(true);
+    expect(isWriteOnQueryPath("SELECT 1")).toBe(false);
+    expect(isWriteOnQueryPath("WITH x AS (SELECT 1) SELECT * FROM x")).toBe(false);
+    expect(isWriteOnQueryPath("WITH x AS (SELECT 1) DELETE FROM t")).toBe(true);
   });
 });
 

@@ -6,8 +6,9 @@
 // (DML, DDL, transaction control, ATTACH/DETACH, VACUUM, REINDEX, ANALYZE), and two whose effect depends on what
 // follows: WITH (the statement after the common table expressions) and PRAGMA (which one, and whether it assigns).
 // The node resolves all three (StatementShape.access). The worker's routing decides from the first keyword only
-// (isSurelyReadOnly, isSurelyWrite): the HTTP API documents that /db/request reads only SELECT, VALUES and EXPLAIN
-// and sends everything else, WITH and PRAGMA included, through the log, a rule a client can predict from the text.
+// (isSurelyReadOnly): the HTTP API documents that /db/request reads only SELECT, VALUES and EXPLAIN and sends
+// everything else, WITH and PRAGMA included, through the log, a rule a client can predict from the text. On
+// /db/query the worker answers what the node would classify as a write itself (isWriteOnQueryPath).
 import { splitTokensIntoStatements } from "./split";
 import {
   isPunct,
@@ -264,11 +265,6 @@ export function leadingKeyword(sql: string): string {
 
 /** The verbs that only read whatever follows them. */
 const ALWAYS_READ_VERBS = new Set([...READ_VERBS, "EXPLAIN"]);
-/** The verbs that always change the database or the transaction state. */
-const ALWAYS_WRITE_VERBS = new Set(
-  [...STATEMENT_VERBS].filter((verb) => !ALWAYS_READ_VERBS.has(verb) && verb !== "WITH" && verb !== "PRAGMA"),
-);
-
 /**
  * The worker's routing rule for /db/request: a statement is served on the read path only when its first keyword is
  * SELECT, VALUES or EXPLAIN. WITH and PRAGMA, which may read or write, go through the log (as the HTTP API documents):
@@ -279,9 +275,11 @@ export function isSurelyReadOnly(sql: string): boolean {
 }
 
 /**
- * The worker's early refusal on /db/query: statements whose first keyword always writes (INSERT, CREATE, BEGIN, ...).
- * A WITH ... DELETE or a writing PRAGMA passes here and is refused by the node (READ_ONLY_VIOLATION).
+ * The worker's rule on /db/query: a statement the node would classify as a write (WITH ... DELETE and a PRAGMA that
+ * sets something included) answers rqlite's "attempt to change database via query operation" in its place. Text that
+ * starts with no statement keyword, or holds several statements, is left to the node, which says what is wrong.
  */
-export function isSurelyWrite(sql: string): boolean {
-  return ALWAYS_WRITE_VERBS.has(leadingKeyword(sql));
+export function isWriteOnQueryPath(sql: string): boolean {
+  const shape = describeStatement(sql);
+  return shape.access === "write" && STATEMENT_VERBS.has(shape.verb);
 }

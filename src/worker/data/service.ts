@@ -71,7 +71,11 @@ export function queryStatements(runtime: Runtime, input: QueryInput): Promise<Ro
       timeoutMs,
     });
   };
-  const options = { deadlineAt: input.deadlineAt, kind: "read" as const };
+  const options = {
+    deadlineAt: input.deadlineAt,
+    kind: "read" as const,
+    endWhenEveryNodeStale: isFreshnessBound(input),
+  };
   if (level === "weak" || level === "strong") {
     return runtime.router.toLeader(call, options);
   }
@@ -121,6 +125,12 @@ export function concreteLevel(input: Pick<QueryInput, "level" | "freshnessMs" | 
     return bounded || input.minRaftIndex !== undefined ? "none" : "weak";
   }
   return input.level;
+}
+
+/** A read at level none bounded by freshness alone (no raft index of the client's own to wait for). */
+export function isFreshnessBound(input: Pick<QueryInput, "level" | "freshnessMs" | "minRaftIndex">): boolean {
+  const bounded = input.freshnessMs !== undefined && input.freshnessMs > 0;
+  return bounded && input.minRaftIndex === undefined && concreteLevel(input) === "none";
 }
 
 /** The unified endpoint: reads only when every statement surely reads, otherwise everything goes through the log. */

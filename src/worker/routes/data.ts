@@ -20,14 +20,15 @@ import {
   backupFromLeader,
   concreteLevel,
   executeStatements,
+  isFreshnessBound,
   nodePreference,
   queryStatements,
   requestNeedsLog,
 } from "../data/service";
 import { isSqliteFile } from "../data/sqlite-file";
-import { isSurelyWrite, leadingKeyword } from "../../shared/sql-text/classify";
+import { leadingKeyword } from "../../shared/sql-text/classify";
 import { checkStatements, parseStatementsBody } from "../data/statements";
-import { ApiError, badRequest } from "../http/errors";
+import { ApiError, badRequest, ERROR_CODE_HEADER } from "../http/errors";
 import {
   deadlineFor,
   IDEMPOTENCY_HEADER,
@@ -39,7 +40,7 @@ import {
   REQUEST_ID_HEADER,
   type QueryParams,
 } from "../http/params";
-import { failureError, jsonResponse } from "../http/respond";
+import { errorBody, failureError, jsonResponse } from "../http/respond";
 import type { WireValue } from "../http/wire-json";
 import { assertRoles, authenticate, requireRole } from "../middleware/auth";
 import { limitBody } from "../middleware/body-limit";
@@ -47,6 +48,7 @@ import type { RouteOutcome } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 import { newRequestId } from "../data/request-ids";
+import { mergeQueryResults, planQuery, type QueryPlan } from "../data/query-writes";
 
 type Render = (result: StatementResult, options: RenderOptions) => WireValue;
 
@@ -65,15 +67,7 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
   app.on(["GET", "POST"], "/db/query", requireRole("read"), limitDataBody, async (c) => {
     const { runtime, params } = prepare(c);
     const statements = await queryStatementsOf(c, params, runtime);
-    const surelyWrite = statements.findIndex((statement) => isSurelyWrite(statement.sql));
-    if (surelyWrite !== -1) {
-      const keyword = leadingKeyword((statements[surelyWrite] as Statement).sql);
-      throw badRequest(
-        `statement ${surelyWrite + 1} changes the database (${keyword}): send it to /db/execute or /db/request`,
-        "rqlite",
-      );
-    }
-    return queryAndRespond(c, runtime, params, statements, renderQueryResult);
+    return queryAndRespond(c, runtime, params, planQuery(statements), renderQueryResult);
   });
 
   app.post("/db/request", requireRole("read"), limitDataBody, async (c) => {
@@ -87,7 +81,13 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
       return executeAndRespond(c, runtime, params, statements, deadlineAt, renderRequestResult);
     }
     idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
-    return queryAndRespond(c, runtime, params, statements, renderRequestResult);
+    return queryAndRespond(
+      c,
+      runtime,
+      params,
+      { reads: statements, answers: statements.map(() => null) },
+      renderRequestResult,
+    );
   });
 
   app.get("/db/backup", requireRole("read"), async (c) => {
@@ -172,7 +172,7 @@ async function queryAndRespond(
   c: Context<AppBindings>,
   runtime: Runtime,
   params: QueryParams,
-  statements: Statement[],
+  plan: QueryPlan,
   render: Render,
 ): Promise<Response> {
   const minRaftIndex = minRaftIndexOf(params, c.req.header(RAFT_INDEX_HEADER), "rqlite");
@@ -181,8 +181,12 @@ async function queryAndRespond(
     linearizable: level === "linearizable",
   });
   assertTimeLeft(c, runtime, { deadlineAt, what: "the request", write: false });
+  if (plan.reads.length === 0) {
+    // Every statement would write: each answers rqlite's error, and no node has anything to read.
+    return respondWith(c, runtime, { results: mergeQueryResults(plan, []) }, params, render);
+  }
   const outcome = await queryStatements(runtime, {
-    statements,
+    statements: plan.reads,
     ...(params.level === undefined ? {} : { level: params.level }),
     ...(params.freshnessMs === undefined ? {} : { freshnessMs: params.freshnessMs }),
     ...(minRaftIndex === undefined ? {} : { minRaftIndex }),
@@ -190,7 +194,30 @@ async function queryAndRespond(
     deadlineAt,
     preference: nodePreference(runtime, continentOf(c)),
   });
-  return respond(c, runtime, outcome, params, render);
+  if (
+    !outcome.ok &&
+    outcome.code === "STALE" &&
+    isFreshnessBound({ level: params.level, freshnessMs: params.freshnessMs, minRaftIndex })
+  ) {
+    return staleRead(outcome.node);
+  }
+  if (!outcome.ok) {
+    throw failureError(outcome, "rqlite");
+  }
+  const value = { results: mergeQueryResults(plan, outcome.value.results), raftIndex: outcome.value.raftIndex };
+  return respondWith(c, runtime, value, params, render, { node: outcome.node });
+}
+
+/**
+ * rqlite's answer to a read no node could serve within its freshness: HTTP 200 and exactly "stale read" (rqlite
+ * http/service.go puts the store's error in the body), which clients such as rqdb match to fall back to level weak.
+ * X-DHA-Error-Code says it too, for clients that read headers.
+ */
+function staleRead(node: string | undefined): Response {
+  return jsonResponse(200, errorBody("stale read", "rqlite"), {
+    [ERROR_CODE_HEADER]: "STALE",
+    ...(node === undefined ? {} : { [NODE_HEADER]: node }),
+  });
 }
 
 /**
@@ -228,24 +255,39 @@ function respond(
   if (!outcome.ok) {
     throw failureError(outcome, "rqlite", extraHeaders);
   }
+  return respondWith(c, runtime, outcome.value, params, render, { node: outcome.node, headers: extraHeaders });
+}
+
+/**
+ * The 200 of a data route. `node` and the raft index are absent only when no node was asked (a /db/query whose
+ * every statement would write): then the body carries no raft_index, and neither header is sent.
+ */
+function respondWith(
+  c: Context<AppBindings>,
+  runtime: Runtime,
+  value: { readonly results: readonly StatementResult[]; readonly raftIndex?: number },
+  params: QueryParams,
+  render: Render,
+  served: { readonly node?: string; readonly headers?: Readonly<Record<string, string>> } = {},
+): Response {
   const options: RenderOptions = {
     associative: params.has("associative"),
     blobArray: params.has("blob_array"),
     timings: params.has("timings"),
   };
-  const value = outcome.value;
+  const raftIndex = value.raftIndex;
   const body = encodeDataResponse(
     {
       results: value.results.map((result) => render(result, options)),
       ...(options.timings ? { timeSeconds: (runtime.now() - c.var.startedAt) / 1000 } : {}),
-      ...(params.has("raft_index") ? { raftIndex: value.raftIndex } : {}),
+      ...(params.has("raft_index") && raftIndex !== undefined ? { raftIndex } : {}),
     },
     params.has("pretty"),
   );
   return jsonResponse(200, body, {
-    ...extraHeaders,
-    [NODE_HEADER]: outcome.node,
-    [RAFT_INDEX_HEADER]: String(value.raftIndex),
+    ...served.headers,
+    ...(served.node === undefined ? {} : { [NODE_HEADER]: served.node }),
+    ...(raftIndex === undefined ? {} : { [RAFT_INDEX_HEADER]: String(raftIndex) }),
   });
 }
 

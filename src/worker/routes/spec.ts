@@ -79,11 +79,22 @@ const dataHeaders = {
     .regex(/^[0-9]+$/)
     .openapi({ description: "Log index of the write, or the applied index the read saw" }),
 };
+/**
+ * Reads: a read no node could serve within its freshness answers 200 "stale read" with no raft index, and a
+ * /db/query whose every statement would write is answered without asking a node (neither header).
+ */
+const readHeaders = {
+  "X-DHA-Node": dataHeaders["X-DHA-Node"].optional(),
+  "X-DHA-Raft-Index": dataHeaders["X-DHA-Raft-Index"].optional(),
+  "X-DHA-Error-Code": z.literal("STALE").optional().openapi({
+    description: 'With the body {"results":[],"error":"stale read"}: no node could serve the read within freshness',
+  }),
+};
 const requestIdDescription = "The id the write was proposed under: resend it as Idempotency-Key to retry safely";
 const writeHeaders = { ...dataHeaders, "X-DHA-Request-Id": z.string().openapi({ description: requestIdDescription }) };
 /** /db/request: a request id only when the statements went through the log. */
 const mixedHeaders = {
-  ...dataHeaders,
+  ...readHeaders,
   "X-DHA-Request-Id": z
     .string()
     .optional()
@@ -233,7 +244,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       path: "/db/query",
       summary: "Read with one statement in ?q= (role read)",
       request: { query: queryOf("q", ...DATA_FLAGS, ...READ_FIELDS), headers: raftIndexHeaderSchema },
-      responses: { 200: json(queryResponseSchema, "Rows", dataHeaders), ...dataFailures },
+      responses: { 200: json(queryResponseSchema, "Rows", readHeaders), ...dataFailures },
     }),
   },
   {
@@ -243,7 +254,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       path: "/db/query",
       summary: "Read (role read)",
       request: { query: queryOf(...DATA_FLAGS, ...READ_FIELDS), headers: raftIndexHeaderSchema, body: statementsBody },
-      responses: { 200: json(queryResponseSchema, "Rows", dataHeaders), ...dataFailures },
+      responses: { 200: json(queryResponseSchema, "Rows", readHeaders), ...dataFailures },
     }),
   },
   {

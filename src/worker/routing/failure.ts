@@ -131,6 +131,25 @@ export function definiteRefusalFailure(code: DefiniteRefusalCode, message: strin
   return routeFailure(DEFINITE_REFUSAL_STATUS[code], code, message, { node, outcomeUnknown: false });
 }
 
+/**
+ * A read bounded by freshness that every node answered STALE (or left unanswered): 503 STALE at once, naming each
+ * node's reason. The data routes answer it as rqlite does, 200 "stale read" (routes/data.ts).
+ */
+export function everyNodeStaleFailure(
+  stale: ReadonlyMap<string, string>,
+  unreached: ReadonlySet<string>,
+): RouteFailure {
+  const reasons = [
+    ...[...stale].map(([node, message]) => `${node}: ${message}`),
+    ...[...unreached].filter((node) => !stale.has(node)).map((node) => `${node}: not reached`),
+  ];
+  const last = [...stale.keys()].at(-1);
+  return routeFailure(503, "STALE", `stale read: no node could serve it within the freshness (${reasons.join("; ")})`, {
+    node: last,
+    outcomeUnknown: false,
+  });
+}
+
 /** Refusals that say a change is already under way: nothing was proposed, and they clear by themselves. */
 export type ConflictCode = "TRANSFER_IN_PROGRESS" | "CONFIG_CHANGE_IN_PROGRESS";
 

@@ -21,6 +21,7 @@ import { nodeAddress, type NodeDirectory } from "../directory";
 import {
   adminMayCompleteFailure,
   definiteRefusalFailure,
+  everyNodeStaleFailure,
   finalOutcome,
   giveUpFailure,
   isConflictCode,
@@ -71,6 +72,12 @@ export interface RouteOptions {
   readonly kind: RouteKind;
   /** Told of each node that answered STALE (it has not applied the read's floor), before the read moves on. */
   readonly onStale?: (node: string) => void;
+  /**
+   * A read bounded by freshness: once every node has answered STALE or could not be reached, stop with STALE rather
+   * than ask them again until the deadline. A node that has not heard from a leader lately is not made fresh by
+   * being asked again; rqlite answers such a read at once ("stale read"), and clients fall back to another level.
+   */
+  readonly endWhenEveryNodeStale?: boolean;
 }
 
 /** Time, waiting and chance as the router (and what runs beside it) sees them: tests and the simulator inject theirs. */
@@ -134,6 +141,10 @@ class Attempts {
    */
   adminAnswerLost = false;
   last: LastFailure | undefined;
+  /** Nodes that answered STALE in this request, with their reason (endWhenEveryNodeStale). */
+  readonly stale = new Map<string, string>();
+  /** Nodes whose answer was lost in this request (endWhenEveryNodeStale). */
+  readonly unreached = new Set<string>();
 
   constructor(
     readonly order: readonly string[],
@@ -375,6 +386,10 @@ export class ClusterRouter {
       state.adminAnswerLost = true;
     }
     this.leader.forget(node);
+    state.unreached.add(node);
+    if (this.everyNodeStale(state, plan)) {
+      return done(everyNodeStaleFailure(state.stale, state.unreached));
+    }
     if (plan.options.kind === "admin" && invocation.timedOut) {
       // The node did not answer in time: the change may be under way; retrying elsewhere could start another.
       return done(adminMayCompleteFailure("TIMEOUT", invocation.message, node));
@@ -423,6 +438,10 @@ export class ClusterRouter {
         return { kind: "retry", to: "same", backoff: true };
       case "STALE": {
         plan.options.onStale?.(state.target);
+        state.stale.set(state.target, error.message);
+        if (this.everyNodeStale(state, plan)) {
+          return done(everyNodeStaleFailure(state.stale, state.unreached));
+        }
         // The leader has applied at least as much as anyone: go there (or to the next node when it is unknown).
         const leader = this.cachedLeader() ?? error.leader ?? undefined;
         return {
@@ -531,6 +550,15 @@ export class ClusterRouter {
     }
     // This node saw no election finish: another node may know better (or the deadline ends it).
     return { kind: "retry", to: "next", backoff: true };
+  }
+
+  /** A freshness-bounded read that every node refused as STALE, or left unanswered, at least once. */
+  private everyNodeStale(state: Attempts, plan: Plan): boolean {
+    return (
+      plan.options.endWhenEveryNodeStale === true &&
+      state.stale.size > 0 &&
+      state.order.every((node) => state.stale.has(node) || state.unreached.has(node))
+    );
   }
 
   /** The old rule (`waitsOnFailedLeader`, or with `fixedRetryBudget`): wait for the election on the node that failed. */
