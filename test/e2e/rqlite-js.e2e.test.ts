@@ -49,6 +49,14 @@ async function checkClient(basePath: string, table: string): Promise<void> {
     expect(rows.get(0).toObject().name, level).toBe("big");
   }
 
+  // A write sent through query() answers rqlite's per-statement error, which rqlite-js reports, and writes nothing.
+  const misrouted = await db.query([`SELECT count(*) AS n FROM ${table}`, `INSERT INTO ${table}(name) VALUES('q')`]);
+  expect(misrouted.hasError()).toBe(true);
+  expect(misrouted.get(0).toObject()).toEqual({ n: 2 });
+  expect(String(misrouted.getFirstError()?.toString())).toMatch(/attempt to change database via query operation/);
+  const after = await db.query(`SELECT count(*) AS n FROM ${table}`, { level: "strong" });
+  expect(after.get(0).toObject()).toEqual({ n: 2 });
+
   const failed = await db.execute(`INSERT INTO ${table}(id, name) VALUES(1, 'again')`);
   expect(failed.hasError()).toBe(true);
   expect(String(failed.getFirstError()?.toString())).toMatch(/UNIQUE constraint failed/);
