@@ -180,10 +180,15 @@ export class NodeRuntime {
     if (due <= 0) {
       return;
     }
-    const ticks = Math.min(due, LIMITS.maxCatchUpTicks);
+    let ticks = Math.min(due, LIMITS.maxCatchUpTicks);
     // Stalled: woken two ticks or more after it meant to wake. A quiet follower meant to sleep (nextWakeAtMs).
     if (nowMs - this.nextWakeAtMs() >= 2 * this.tickIntervalMs) {
       this.lastStallAtMs = nowMs;
+      ticks = this.ticksAfterStall(ticks);
+    }
+    if (ticks === 0) {
+      this.lastTickAtMs = nowMs;
+      return;
     }
     for (let i = 0; i < ticks; i++) {
       this.raft.tick();
@@ -200,6 +205,18 @@ export class NodeRuntime {
     this.holdCompactionForImages();
     this.census.ticked();
     this.processReady();
+  }
+
+  /**
+   * A follower's own stall is not its leader's silence: it catches up to one tick short of its election timeout, so
+   * that what waited behind the stall (the leader's heartbeat, a pre-vote it should refuse while the leader lives) is
+   * handled before it campaigns or grants one; if nothing comes, the next tick times out as usual. On a shared thread
+   * (every node of a local cluster) a stall of all followers at once otherwise ended in an election the leader's
+   * heartbeats, queued behind the stall, would have prevented.
+   */
+  private ticksAfterStall(ticks: number): number {
+    const untilElection = this.raft.ticksUntilElection();
+    return untilElection === null ? ticks : Math.min(ticks, untilElection - 1);
   }
 
   /**

@@ -523,6 +523,14 @@ export class RaftNode implements RaftNodeApi {
     this.assertInvariants();
   }
 
+  /** For a follower that may campaign: the ticks left before its election timer fires (at least 1); else null. */
+  ticksUntilElection(): number | null {
+    if (this.role !== "follower" || !this.isPromotable()) {
+      return null;
+    }
+    return Math.max(1, this.timer.currentTimeoutTicks() - this.timer.elapsedTicks);
+  }
+
   quietTicks(): number {
     if (this.role !== "follower" || this.forwardedReads.size() > 0 || this.leaderReads.size() > 0) {
       return 1;

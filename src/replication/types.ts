@@ -427,6 +427,8 @@ export interface RaftNodeApi {
    * them up at once: only counters move in between.
    */
   quietTicks(): number;
+  /** For a follower that may campaign: the ticks left before its election timer fires (at least 1); else null. */
+  ticksUntilElection(): number | null;
   hasReady(): boolean;
   /**
    * The pending batch; call advance() with it once it is fully handled. One Ready at a time: hasReady() is false and
