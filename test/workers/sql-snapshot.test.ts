@@ -3,6 +3,7 @@
 import { describe, expect, it } from "vitest";
 import type { Statement, StatementResult } from "../../src/shared/sql";
 import {
+  LOAD_DEFERS_FOREIGN_KEYS,
   parseDump,
   SnapshotError,
   SnapshotInstaller,
@@ -522,7 +523,8 @@ describe("SQL dumps", () => {
     expect(dumped.text.indexOf(`INSERT INTO "parent"`)).toBeLessThan(dumped.text.indexOf(`INSERT INTO "child"`));
 
     const statements = parseDump(dumped.text);
-    expect(statements.some((s) => /^(BEGIN|COMMIT|PRAGMA)/i.test(s.sql))).toBe(false);
+    expect(statements[0]).toEqual(LOAD_DEFERS_FOREIGN_KEYS);
+    expect(statements.slice(1).some((s) => /^(BEGIN|COMMIT|PRAGMA)/i.test(s.sql))).toBe(false);
     const bigRow = statements.find((s) => s.params !== undefined);
     expect(bigRow?.params).toEqual([BIG_TEXT]);
     const load = entry(statements, { transaction: true });
@@ -555,6 +557,7 @@ describe("SQL dumps", () => {
       "COMMIT;",
     ].join("\n");
     expect(parseDump(text)).toEqual([
+      LOAD_DEFERS_FOREIGN_KEYS,
       { sql: "CREATE TABLE t(a TEXT, b)" },
       { sql: "INSERT INTO t VALUES('semi;colon -- not a comment','it''s')" },
       { sql: "/* a comment; */ INSERT INTO t VALUES(X'0102',NULL)" },

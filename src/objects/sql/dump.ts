@@ -2,6 +2,7 @@
 // turns such a text back into statements for one transactional request (/db/load).
 import type { SqlValue, Statement } from "../../shared/sql";
 import { listSchemaObjects, listTables, qualifiedColumns, rowsOf, type TableInfo } from "../sqlite/catalog";
+import { createTarget } from "../../shared/sql-text/classify";
 import { statementText, streamStatements } from "../../shared/sql-text/split";
 import {
   isSignificant,
@@ -99,9 +100,9 @@ function recoverText(
 }
 
 /**
- * Tables ordered so that a table's rows come after those of the tables its foreign keys reference: a load runs
- * with foreign keys enforced (the platform cannot turn them off), so children must not arrive before parents.
- * Cycles (and self-references) keep creation order.
+ * Tables ordered so that a table's rows come after those of the tables its foreign keys reference, so that the
+ * dump also loads where foreign keys are checked row by row. Cycles (and self-references) keep creation order:
+ * a load here checks keys at its end (LOAD_DEFERS_FOREIGN_KEYS).
  */
 function parentsFirst(sql: SqlStorage, tables: readonly TableInfo[]): TableInfo[] {
   const byName = new Map(tables.map((table) => [table.name.toLowerCase(), table]));
@@ -196,13 +197,35 @@ function hexToBytes(hex: string): Uint8Array {
   return bytes;
 }
 
-/** BEGIN/COMMIT/END and PRAGMA foreign_keys lines belong to the dump's framing: the load is one transaction. */
+/** BEGIN/COMMIT/END belong to the dump's framing: the load is one transaction. */
 function isFraming(significant: readonly SqlToken[]): boolean {
   const verb = keywordOf(significant[0]);
-  if (verb === "BEGIN" || verb === "COMMIT" || verb === "END") {
-    return true;
+  return verb === "BEGIN" || verb === "COMMIT" || verb === "END";
+}
+
+/** `PRAGMA foreign_keys=...`: a dump's way to load without checks, which the load replaces (see parseDump). */
+function isForeignKeysPragma(significant: readonly SqlToken[]): boolean {
+  return keywordOf(significant[0]) === "PRAGMA" && significant[1]?.value.toLowerCase() === "foreign_keys";
+}
+
+/**
+ * The first statement of every load: foreign keys are checked once, when all of it is in (state-machine.ts,
+ * runAllOrNothing), so rows may arrive in any order, a table may hold rows that refer to each other, and two tables
+ * may refer to each other. Rows that still violate a key then fail the whole load.
+ */
+export const LOAD_DEFERS_FOREIGN_KEYS: Statement = { sql: "PRAGMA defer_foreign_keys = ON" };
+
+/** How a statement of a dump may move: plain CREATE TABLEs go first, unless the dump drops or alters a table. */
+function orderingRole(significant: readonly SqlToken[]): "create" | "blocksReorder" | "other" {
+  const verb = keywordOf(significant[0]);
+  if (verb === "DROP" || verb === "ALTER") {
+    return "blocksReorder";
   }
-  return verb === "PRAGMA" && significant[1]?.value.toLowerCase() === "foreign_keys";
+  if (verb !== "CREATE") {
+    return "other";
+  }
+  const target = createTarget(significant);
+  return target.object === "TABLE" && !target.asSelect ? "create" : "other";
 }
 
 /** Large string and blob literals of an INSERT/REPLACE become positional parameters. */
@@ -239,14 +262,18 @@ export class DumpTooLargeError extends DumpError {
 }
 
 export interface ParseDumpOptions {
-  /** Stop reading, with DumpTooLargeError, at the first statement past this many (framing not counted). */
+  /**
+   * Stop reading, with DumpTooLargeError, at the first statement past this many (framing not counted; the
+   * LOAD_DEFERS_FOREIGN_KEYS that opens every load counted).
+   */
   readonly maxStatements?: number;
 }
 
 /**
  * Splits a dump (ours or SQLite's) into statements, respecting strings, quoted names, comments and trigger bodies,
- * and drops the framing (BEGIN TRANSACTION, COMMIT, PRAGMA foreign_keys=...), so that the load can be proposed as
- * one transactional request. Everything else is kept for prepareWrite to validate.
+ * and drops the framing (BEGIN TRANSACTION, COMMIT), so that the load can be proposed as one transactional request.
+ * The load begins with LOAD_DEFERS_FOREIGN_KEYS, in place of any PRAGMA foreign_keys=..., and creates its tables
+ * before anything else (tablesFirst). Everything else is kept, in order, for prepareWrite to validate.
  *
  * The text is read one token and one statement at a time: only the statements (about the text's size) are kept,
  * never every token at once (a token object costs tens of times its text: a 2 MiB dump of small rows took over
@@ -254,16 +281,34 @@ export interface ParseDumpOptions {
  */
 export function parseDump(text: string, options: ParseDumpOptions = {}): Statement[] {
   const maxStatements = options.maxStatements ?? Number.POSITIVE_INFINITY;
-  const statements: Statement[] = [];
+  const statements: Statement[] = [LOAD_DEFERS_FOREIGN_KEYS];
+  const creates = new Set<number>();
+  let mayReorder = true;
   try {
     for (const statement of streamStatements(streamTokens(text))) {
       const significant = statement.filter((token) => isSignificant(token) && token.kind !== "semicolon");
       if (isFraming(significant)) {
         continue;
       }
+      if (isForeignKeysPragma(significant)) {
+        // Replaced by LOAD_DEFERS_FOREIGN_KEYS, already first: foreign keys cannot be turned off here.
+        continue;
+      }
+      if (keywordOf(significant[0]) === "ROLLBACK") {
+        // sqlite3 .dump ends with ROLLBACK when it hit errors: the dump is incomplete and must not be applied.
+        // Numbered among the dump's statements (framing aside), not counting the deferral in front.
+        throw new DumpError(
+          `statement ${statements.length} of the dump is ROLLBACK: it was written after errors; refusing to load it`,
+        );
+      }
       if (statements.length >= maxStatements) {
         const last = statement[statement.length - 1];
         throw new DumpTooLargeError(maxStatements, last === undefined ? 0 : last.start + last.text.length);
+      }
+      const role = orderingRole(significant);
+      mayReorder &&= role !== "blocksReorder";
+      if (role === "create") {
+        creates.add(statements.length);
       }
       statements.push(parameterizeLiterals(statement));
     }
@@ -273,5 +318,20 @@ export function parseDump(text: string, options: ParseDumpOptions = {}): Stateme
     }
     throw error;
   }
-  return statements;
+  if (statements.length === 1) {
+    return []; // Nothing but the deferral: the dump holds no statements.
+  }
+  return mayReorder ? tablesFirst(statements, creates) : statements;
+}
+
+/**
+ * SQLite's own .dump (and rqlite's) writes each table's rows right after its CREATE, tables in creation order, and
+ * loads them with foreign keys off. Here foreign keys stay on, and even deferred, a row cannot name a table that
+ * does not exist yet ("no such table"): every plain CREATE TABLE goes first, in its order, the rest after it.
+ */
+function tablesFirst(statements: readonly Statement[], creates: ReadonlySet<number>): Statement[] {
+  const [pragma, ...rest] = statements;
+  const moved = rest.filter((_, i) => creates.has(i + 1));
+  const others = rest.filter((_, i) => !creates.has(i + 1));
+  return pragma === undefined ? [] : [pragma, ...moved, ...others];
 }

@@ -55,6 +55,7 @@ export {
 } from "./port";
 export {
   parseDump,
+  LOAD_DEFERS_FOREIGN_KEYS,
   DumpError,
   DumpTooLargeError,
   DEFAULT_MAX_DUMP_BYTES,

@@ -64,3 +64,44 @@ function answerForEmptyTempSchema(pragma: PragmaShape): PragmaAnswer {
       };
   }
 }
+
+// Foreign keys. The platform opens SQLite with foreign_keys on, and every statement here runs inside a transaction,
+// where SQLite ignores PRAGMA foreign_keys (measured in workerd: it reads 1 after setting it off inside
+// transactionSync). defer_foreign_keys does work there, and it stays set after the transaction ends, so the state
+// machine turns it off again itself (state-machine.ts, runAllOrNothing).
+
+/** Why PRAGMA foreign_keys = ... is refused. */
+export const FOREIGN_KEYS_ALWAYS_ON =
+  "PRAGMA foreign_keys cannot be changed: foreign keys are always enforced on this platform (every statement runs " +
+  "inside a transaction, where SQLite ignores the pragma); to check them only at the end of a request instead, " +
+  "send PRAGMA defer_foreign_keys = ON as a statement of a request with ?transaction";
+
+/** Why PRAGMA defer_foreign_keys = ... is refused in a request without `transaction`. */
+export const DEFER_NEEDS_TRANSACTION =
+  "PRAGMA defer_foreign_keys is only allowed in a request with ?transaction: it defers foreign key checks to the end " +
+  "of the request's transaction, and without the flag each statement is its own";
+
+const BOOLEAN_WORDS: Readonly<Record<string, boolean>> = {
+  on: true,
+  true: true,
+  yes: true,
+  "1": true,
+  off: false,
+  false: false,
+  no: false,
+  "0": false,
+};
+
+/**
+ * What a PRAGMA statement does to defer_foreign_keys: sets it on or off, or null when it does not set it (a read, or
+ * another PRAGMA). Throws nothing; a setting whose value is not a boolean is `invalid`.
+ */
+export function deferForeignKeysSetting(pragma: PragmaShape | undefined): boolean | "invalid" | null {
+  if (pragma === undefined || pragma.name !== "defer_foreign_keys" || (pragma.schema ?? "main") !== "main") {
+    return null;
+  }
+  if (!pragma.assigns && !pragma.hasArgument) {
+    return null;
+  }
+  return BOOLEAN_WORDS[pragma.value?.toLowerCase() ?? ""] ?? "invalid";
+}

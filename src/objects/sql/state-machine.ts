@@ -16,7 +16,7 @@ import {
 } from "../../shared/sql";
 import { computeSchemaHash, rowsOf } from "../sqlite/catalog";
 import { DeclaredTypes, resultColumnTypes } from "./column-types";
-import { answerPragma } from "./pragmas";
+import { answerPragma, DEFER_NEEDS_TRANSACTION, deferForeignKeysSetting } from "./pragmas";
 import { decodeSqlRequest, decodeStatementResults, encodeStatementResults, requestFingerprint } from "./codec";
 import { dumpDatabase, type DumpOptions } from "./dump";
 import { StateKeys, type DedupRecord } from "../storage-keys";
@@ -136,6 +136,18 @@ function approximateBytes(row: readonly SqlValue[]): number {
     }
   }
   return bytes;
+}
+
+/** How many foreign key violations a failed transaction counts before it stops and says "at least". */
+const MAX_VIOLATIONS_COUNTED = 1_000;
+
+/** What a statement does to defer_foreign_keys (see pragmas.ts); a cheap test first, since most never name it. */
+function deferSettingOf(statement: Statement): boolean | null {
+  if (typeof statement.sql !== "string" || !/defer_foreign_keys/i.test(statement.sql)) {
+    return null;
+  }
+  const setting = deferForeignKeysSetting(inspectStatement(statement.sql).shape.pragma);
+  return setting === "invalid" ? null : setting;
 }
 
 /** Reserved prefix (_dha_): user statements can never name it. */
@@ -458,7 +470,11 @@ export class SqlStateMachine {
     // Each statement is atomic on its own: SQLite undoes a failed statement's partial effects (statement journal)
     // while the surrounding transaction stays open.
     const budget = this.newBudget();
-    return statements.map((statement) => this.runStatement(statement, "write", budget));
+    return statements.map((statement) =>
+      deferSettingOf(statement) === null
+        ? this.runStatement(statement, "write", budget)
+        : { error: DEFER_NEEDS_TRANSACTION },
+    );
   }
 
   /**
@@ -470,23 +486,85 @@ export class SqlStateMachine {
   private runAllOrNothing(statements: readonly Statement[]): StatementResult[] {
     const results: StatementResult[] = [];
     const budget = this.newBudget();
+    const setsDefer = statements.some((statement) => deferSettingOf(statement) !== null);
+    let deferring = false;
     try {
       this.inTransaction(() => {
         for (const statement of statements) {
+          const setting = setsDefer ? deferSettingOf(statement) : null;
+          // Turning deferral off forgets what it deferred (SQLite resets its count): check before it does.
+          const violation = setting === false && deferring ? this.foreignKeyViolation() : null;
+          if (violation !== null) {
+            results.push({ error: violation });
+            throw new Rollback();
+          }
           const result = this.runStatement(statement, "write", budget);
           if (result.error !== undefined) {
             results.push(errorAlone(result, result.error));
             throw new Rollback();
           }
+          deferring = setting ?? deferring;
           results.push(result);
+        }
+        const atEnd = deferring ? this.foreignKeyViolation() : null;
+        const last = results.pop();
+        if (atEnd !== null && last !== undefined) {
+          // The transaction fails at its end, where SQLite would have checked: its last statement answers so.
+          results.push(errorAlone(last, atEnd));
+          throw new Rollback();
+        }
+        if (last !== undefined) {
+          results.push(last);
         }
       });
     } catch (error) {
       if (!(error instanceof Rollback)) {
         throw error;
       }
+    } finally {
+      if (setsDefer) {
+        // The setting outlives the transaction (it is the connection's): the next entry must not inherit it.
+        this.sql.exec("PRAGMA defer_foreign_keys = OFF");
+      }
     }
     return results;
+  }
+
+  /**
+   * Which deferred foreign key violations the database holds, as a statement's error, or null when none. Every
+   * replica holds the same rows, so every replica finds the same first violation and count.
+   */
+  private foreignKeyViolation(): string | null {
+    let first: readonly SqlValue[] | undefined;
+    let count = 0;
+    try {
+      for (const row of this.sql.exec("PRAGMA foreign_key_check").raw()) {
+        first ??= row.map(fromStorageValue);
+        count += 1;
+        if (count >= MAX_VIOLATIONS_COUNTED) {
+          break;
+        }
+      }
+    } catch (error) {
+      statementResultError(error, "while checking deferred foreign keys");
+      return cleanSqliteError(error);
+    }
+    if (first === undefined) {
+      return null;
+    }
+    const [table, rowid, parent] = first;
+    const rows =
+      count >= MAX_VIOLATIONS_COUNTED
+        ? `at least ${count} rows refer`
+        : count === 1
+          ? "1 row refers"
+          : `${count} rows refer`;
+    const where = rowid === null || rowid === undefined ? "" : ` (rowid ${String(rowid)})`;
+    return (
+      `FOREIGN KEY constraint failed: with defer_foreign_keys the keys were checked at the end of the transaction, ` +
+      `and ${rows} to rows that do not exist; the first is in ${JSON.stringify(table)}${where}, referring to ` +
+      `${JSON.stringify(parent)}. Nothing was applied`
+    );
   }
 
   private newBudget(): ResultBudget {

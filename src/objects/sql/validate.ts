@@ -16,6 +16,7 @@ import {
   type StatementShape,
 } from "../../shared/sql-text/classify";
 import { SQL_LIMITS } from "../../shared/sql-text/limits";
+import { DEFER_NEEDS_TRANSACTION, deferForeignKeysSetting, FOREIGN_KEYS_ALWAYS_ON } from "./pragmas";
 import { splitTokensIntoStatements } from "../../shared/sql-text/split";
 import {
   isPunct,
@@ -123,6 +124,22 @@ const PRAGMAS_NAMED_IN_REFUSALS = [...READ_PRAGMAS_WITH_ARGUMENT]
   .filter((name) => name !== "integrity_check")
   .join(", ");
 
+/** Why a PRAGMA that sets something may not run, or null for the one that may (defer_foreign_keys, in context). */
+function writingPragmaHazard(shape: StatementShape): string | null {
+  const defer = deferForeignKeysSetting(shape.pragma);
+  if (defer === "invalid") {
+    return "PRAGMA defer_foreign_keys takes ON or OFF (or 1, 0, true, false, yes, no)";
+  }
+  if (defer !== null) {
+    // Allowed only in a request with `transaction`: prepareWrite refuses it elsewhere, runEach answers an error.
+    return null;
+  }
+  if (shape.pragma?.name === "foreign_keys") {
+    return FOREIGN_KEYS_ALWAYS_ON;
+  }
+  return `PRAGMA ${shape.pragma?.name ?? ""} is not supported here: only read-only PRAGMAs are allowed (${PRAGMAS_NAMED_IN_REFUSALS}, ...)`;
+}
+
 /**
  * Constructs that would reset the node or make replicas diverge whatever the context: checked when preparing and
  * again when applying (a leader must never be able to crash its followers). Returns a message or null.
@@ -138,7 +155,7 @@ function hazardIn(significant: readonly SqlToken[], shape: StatementShape): stri
     return "VACUUM is not supported";
   }
   if (shape.verb === "PRAGMA" && shape.access === "write") {
-    return `PRAGMA ${shape.pragma?.name ?? ""} is not supported here: only read-only PRAGMAs are allowed (${PRAGMAS_NAMED_IN_REFUSALS}, ...)`;
+    return writingPragmaHazard(shape);
   }
   for (let i = 0; i < significant.length; i += 1) {
     const token = significant[i];
@@ -184,6 +201,12 @@ export function inspectStatement(sql: string): StatementInspection {
     inspections.set(sql, inspection);
   }
   return inspection;
+}
+
+/** Whether a statement sets PRAGMA defer_foreign_keys (on or off). */
+export function setsDeferForeignKeys(sql: string): boolean {
+  const setting = deferForeignKeysSetting(inspectStatement(sql).shape.pragma);
+  return setting === true || setting === false;
 }
 
 export interface StatementInspection {
@@ -1130,7 +1153,15 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
     const rewriteContext: RewriteContext = { ...context, isoNow: isoTimestamp(context.nowMs) };
     const statements = request.statements.map((statement, i) => {
       try {
-        return prepareStatement(statement, { mode: "write", context: rewriteContext, isFirstStatement: i === 0 });
+        const prepared = prepareStatement(statement, {
+          mode: "write",
+          context: rewriteContext,
+          isFirstStatement: i === 0,
+        });
+        if (!request.transaction && setsDeferForeignKeys(prepared.sql)) {
+          refuse(DEFER_NEEDS_TRANSACTION);
+        }
+        return prepared;
       } catch (error) {
         if (error instanceof Refusal) {
           refuse(`statements[${i}]: ${error.message}`);

@@ -128,6 +128,8 @@ export interface PragmaShape {
   /** The argument when it is one token (a name, string or number), unquoted; null otherwise. */
   readonly argument: string | null;
   readonly assigns: boolean;
+  /** What `= value` or `(value)` gives it when that is one token (a name, string or number), unquoted; else null. */
+  readonly value: string | null;
 }
 
 export function pragmaShape(significant: readonly SqlToken[]): PragmaShape {
@@ -141,7 +143,9 @@ export function pragmaShape(significant: readonly SqlToken[]): PragmaShape {
   const next = significant[i + 1];
   const hasArgument = isPunct(next, "(");
   const argument = hasArgument && isPunct(significant[i + 3], ")") ? (significant[i + 2]?.value ?? null) : null;
-  return { name, schema, hasArgument, argument, assigns: isPunct(next, "=") };
+  const assigns = isPunct(next, "=");
+  const assigned = assigns && significant.length === i + 3 ? (significant[i + 2]?.value ?? null) : null;
+  return { name, schema, hasArgument, argument, assigns, value: assigns ? assigned : argument };
 }
 
 function isReadOnlyPragma(shape: PragmaShape): boolean {

@@ -13,7 +13,8 @@
 //  - the KV API lives in a `_cf_KV` table of the same database, values kept as structured clones (v8 serialize), so
 //    transactionSync rolls back SQL and KV together;
 //  - the platform runs every event inside an implicit transaction that commits when the event ends and is lost if
-//    the object crashes first: beginImplicit/commitImplicit/rollbackImplicit let the simulator do the same.
+//    the object crashes first: beginImplicit/commitImplicit/rollbackImplicit let the simulator do the same;
+//  - foreign keys are on; PRAGMA defer_foreign_keys set in a transactionSync stays set after it ends.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { deserialize, serialize } from "node:v8";
 import {
@@ -401,7 +402,18 @@ export class SqliteStorage {
       throw error;
     }
     this.depth -= 1;
-    this.db.exec(savepoint === null ? "COMMIT" : `RELEASE ${savepoint}`);
+    if (savepoint !== null) {
+      this.db.exec(`RELEASE ${savepoint}`);
+      return result;
+    }
+    // The platform's outermost transactionSync is a savepoint inside the event's transaction, so defer_foreign_keys
+    // outlives it; SQLite's COMMIT turns it off: set it again.
+    const deferring = (this.internal("PRAGMA defer_foreign_keys").get() as { defer_foreign_keys: number })
+      .defer_foreign_keys;
+    this.db.exec("COMMIT");
+    if (Number(deferring) === 1) {
+      this.db.exec("PRAGMA defer_foreign_keys = ON");
+    }
     return result;
   }
 
