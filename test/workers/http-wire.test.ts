@@ -1,5 +1,6 @@
 // Units of the HTTP layer: rqlite's JSON encoding, Go durations, request bodies, result shapes, config.
 import { describe, expect, it } from "vitest";
+import type { StatementResult } from "../../src/shared/sql";
 import { parseClusterConfig } from "../../src/worker/config";
 import { DEFAULT_LIMITS, isSurelyReadOnly, isWriteOnQueryPath } from "../../src/shared/sql-text";
 import {
@@ -148,6 +149,34 @@ describe("rqlite result shapes", () => {
         false,
       ),
     ).toBe('{"results":[{"last_insert_id":1,"rows_affected":1,"time":0.01}],"time":0.5,"raft_index":7}');
+  });
+
+  it("renders a write's RETURNING rows on /db/execute as rqlite 8.26.8 does: a query result, never associative", () => {
+    // What rqlite answered: UPDATE rt SET v = v * 10 RETURNING id, v; one matching no row; SELECT 1; a failed one.
+    const results: StatementResult[] = [
+      {
+        columns: ["id", "v"],
+        types: ["integer", "integer"],
+        rows: [
+          [1, 10],
+          [2, 20],
+        ],
+        lastInsertId: 3,
+        rowsAffected: 2,
+      },
+      { columns: ["id"], types: ["integer"], rows: [], lastInsertId: 3, rowsAffected: 0 },
+      { columns: ["1"], types: ["integer"], rows: [[1]] },
+      { error: "the result holds an integer beyond ±2^53", rowsAffected: 1, lastInsertId: 4 },
+    ];
+    const expected =
+      '{"results":[{"columns":["id","v"],"types":["integer","integer"],"values":[[1,10],[2,20]]},' +
+      '{"columns":["id"],"types":["integer"]},{},' +
+      '{"last_insert_id":4,"rows_affected":1,"error":"the result holds an integer beyond ±2^53"}]}';
+    for (const options of [plain, { ...plain, associative: true }]) {
+      expect(encodeDataResponse({ results: results.map((r) => renderExecuteResult(r, options)) }, false)).toBe(
+        expected,
+      );
+    }
   });
 
   it("renders query results: no values key on an empty set, BLOBs as base64 or byte arrays", () => {

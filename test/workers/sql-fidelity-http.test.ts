@@ -170,3 +170,23 @@ describe("runaway reads over HTTP (item 9)", () => {
     expect(bounded.text).toBe('{"results":[{"columns":["x"],"types":["integer"],"values":[[1],[2],[3]]}]}');
   });
 });
+
+describe("RETURNING on /db/execute", () => {
+  it("answers the rows, as rqlite 8.26.8 does, and a retry under the same key answers them again", async () => {
+    const h = await clusterWith("fidelity-returning", [
+      "CREATE TABLE rt (id INTEGER PRIMARY KEY, v INTEGER)",
+      "INSERT INTO rt(v) VALUES(1),(2),(3)",
+    ]);
+    const body = { json: ["UPDATE rt SET v = v * 10 RETURNING id, v", "INSERT INTO rt(v) VALUES (4)"] };
+    const headers = { "Idempotency-Key": "returning-1" };
+    const expected =
+      '{"results":[{"columns":["id","v"],"types":["integer","integer"],"values":[[1,10],[2,20],[3,30]]},' +
+      '{"last_insert_id":4,"rows_affected":1}]}';
+    const first = await h.send("POST", "/db/execute", { ...body, headers });
+    expect(first.text).toBe(expected);
+    const retried = await h.send("POST", "/db/execute?associative", { ...body, headers });
+    expect(retried.text).toBe(expected);
+    const request = await h.send("POST", "/db/request", { json: ["DELETE FROM rt WHERE id = 4 RETURNING id"] });
+    expect(request.text).toBe('{"results":[{"columns":["id"],"types":["integer"],"values":[[4]]}]}');
+  });
+});

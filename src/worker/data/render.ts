@@ -10,8 +10,21 @@ export interface RenderOptions {
   readonly timings: boolean;
 }
 
-/** /db/execute: {last_insert_id, rows_affected, error, time}. */
+/**
+ * /db/execute: {last_insert_id, rows_affected, error, time}. A write that returned columns (RETURNING: the node
+ * counts its rows and returns columns) answers them instead, as a query result that is never associative: rqlite
+ * runs such a statement as a query (db.go, executeStmtWithConn, ForceQuery) and renders it so on /db/execute,
+ * ?associative or not (measured on 8.26.8). A SELECT or PRAGMA sent there answers counts only, as in rqlite.
+ */
 export function renderExecuteResult(result: StatementResult, options: RenderOptions): WireValue {
+  const returning = result.columns !== undefined && result.rowsAffected !== undefined;
+  if (returning && nonEmpty(result.error) === undefined) {
+    return renderQueryResult(result, { ...options, associative: false });
+  }
+  return renderCounts(result, options);
+}
+
+function renderCounts(result: StatementResult, options: RenderOptions): Record<string, WireValue | undefined> {
   return {
     last_insert_id: nonZero(result.lastInsertId),
     rows_affected: nonZero(result.rowsAffected),
@@ -54,7 +67,7 @@ export function renderRequestResult(result: StatementResult, options: RenderOpti
   if (nonEmpty(result.error) !== undefined) {
     return { error: result.error };
   }
-  const execute = renderExecuteResult(result, options) as Record<string, WireValue | undefined>;
+  const execute = renderCounts(result, options);
   return options.associative ? { ...execute, rows: null } : execute;
 }
 

@@ -178,7 +178,10 @@ const responseEnvelope = <T extends z.ZodType>(results: T) =>
     raft_index: integerSchema.positive().optional(),
   });
 
-export const executeResponseSchema = responseEnvelope(executeResultSchema).openapi("ExecuteResponse");
+/** A write with RETURNING answers its rows on /db/execute as a (never associative) query result, as rqlite does. */
+export const executeResponseSchema = responseEnvelope(z.union([executeResultSchema, queryResultSchema])).openapi(
+  "ExecuteResponse",
+);
 export const queryResponseSchema = responseEnvelope(z.union([queryResultSchema, associativeQueryResultSchema])).openapi(
   "QueryResponse",
 );
