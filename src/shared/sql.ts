@@ -27,6 +27,12 @@ export interface SqlRequest {
    * are fixed), so that a request id reused for a different request is refused, not answered with the first's results.
    */
   readonly fingerprint?: string;
+  /**
+   * Set by the leader's prepareWrite when a statement sets PRAGMA defer_foreign_keys (every load does). A node of an
+   * earlier version refuses to decode such an entry and stops applying until it is upgraded, rather than refuse the
+   * pragma and roll the request back where newer replicas apply it: the replicas would diverge.
+   */
+  readonly defersForeignKeys?: true;
 }
 
 /**

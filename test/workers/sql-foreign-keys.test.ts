@@ -6,6 +6,8 @@
 import { describe, expect, it } from "vitest";
 import type { StatementResult } from "../../src/shared/sql";
 import { SqlStateMachine } from "../../src/objects/sql/index";
+import { decodeSqlRequest, encodeSqlRequest } from "../../src/objects/sql/codec";
+import { prepareWrite } from "../../src/objects/sql/validate";
 import { loadSqlJs } from "../../src/worker/data/sqlite-wasm";
 import { clusterFactory } from "./helpers/cluster";
 import { inObject, newSqlObject, preparedEntry } from "./helpers/sql-objects";
@@ -308,5 +310,34 @@ describe("PRAGMAs of foreign keys over HTTP", () => {
     });
     expect(deferred.status, deferred.text).toBe(200);
     expect(deferred.text).not.toContain("error");
+  });
+});
+
+describe("entries that defer foreign keys during a rolling deploy", () => {
+  const context = { nowMs: Date.UTC(2026, 0, 1), randomBytes: (length: number) => new Uint8Array(length) };
+
+  it("are marked, so that a node of an earlier version stops at them rather than refuse the pragma and diverge", () => {
+    const prepared = prepareWrite(
+      {
+        id: "load-1",
+        transaction: true,
+        statements: [{ sql: "PRAGMA defer_foreign_keys = ON" }, { sql: "CREATE TABLE p (id INTEGER PRIMARY KEY)" }],
+      },
+      context,
+    );
+    if (!prepared.ok) {
+      throw new Error(prepared.error);
+    }
+    expect(prepared.request.defersForeignKeys).toBe(true);
+    const encoded = encodeSqlRequest(prepared.request);
+    expect(JSON.parse(encoded)).toMatchObject({ defersForeignKeys: true });
+    expect(decodeSqlRequest(encoded).defersForeignKeys).toBe(true);
+    // An earlier decoder knew no such field, and a decoder refuses every field it does not know: the entry cannot
+    // apply there (the node stops and restarts until upgraded), so no replica refuses what the others apply.
+    expect(() => decodeSqlRequest(encoded.replace('"defersForeignKeys"', '"aFieldOfALaterVersion"'))).toThrow(
+      /unexpected field/,
+    );
+    const plain = prepareWrite({ id: "w-1", transaction: true, statements: [{ sql: "SELECT 1" }] }, context);
+    expect(plain.ok && plain.request.defersForeignKeys).toBeUndefined();
   });
 });

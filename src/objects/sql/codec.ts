@@ -25,6 +25,7 @@ interface EncodedRequest {
   readonly transaction: boolean;
   readonly statements: EncodedStatement[];
   readonly fingerprint?: string;
+  readonly defersForeignKeys?: true;
 }
 
 /** requestFingerprint's length: 64 bits of SHA-256 tell two requests under one id apart. */
@@ -51,6 +52,7 @@ export function encodeSqlRequest(request: SqlRequest): string {
         : { sql: statement.sql, params: encodeParams(statement.params) },
     ),
     ...(request.fingerprint === undefined ? {} : { fingerprint: request.fingerprint }),
+    ...(request.defersForeignKeys === true ? { defersForeignKeys: true } : {}),
   };
   return JSON.stringify(encoded);
 }
@@ -139,7 +141,7 @@ export function decodeSqlRequest(data: string): SqlRequest {
   if (!isPlainObject(parsed)) {
     fail("not an object");
   }
-  checkKeys(parsed, ["id", "transaction", "statements", "fingerprint"], "request");
+  checkKeys(parsed, ["id", "transaction", "statements", "fingerprint", "defersForeignKeys"], "request");
   if (typeof parsed.id !== "string" || parsed.id.length === 0 || parsed.id.length > MAX_REQUEST_ID_LENGTH) {
     fail(`id must be a string of 1 to ${MAX_REQUEST_ID_LENGTH} characters`);
   }
@@ -155,12 +157,16 @@ export function decodeSqlRequest(data: string): SqlRequest {
   ) {
     fail(`fingerprint must be a string of ${FINGERPRINT_HEX_DIGITS} hex digits`);
   }
+  if (parsed.defersForeignKeys !== undefined && parsed.defersForeignKeys !== true) {
+    fail("defersForeignKeys must be true when present");
+  }
   const statements = parsed.statements.map((statement, i) => decodeStatement(statement, `statements[${i}]`));
   return {
     id: parsed.id,
     transaction: parsed.transaction,
     statements,
     ...(parsed.fingerprint === undefined ? {} : { fingerprint: parsed.fingerprint }),
+    ...(parsed.defersForeignKeys === true ? { defersForeignKeys: true as const } : {}),
   };
 }
 

@@ -1169,6 +1169,7 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
         throw error;
       }
     });
+    const defers = statements.some((statement) => setsDeferForeignKeys(statement.sql));
     return {
       ok: true,
       request: {
@@ -1176,6 +1177,7 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
         transaction: request.transaction,
         statements,
         fingerprint: requestFingerprint(request),
+        ...(defers ? { defersForeignKeys: true as const } : {}),
       },
     };
   } catch (error) {
