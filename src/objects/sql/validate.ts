@@ -205,6 +205,10 @@ export function inspectStatement(sql: string): StatementInspection {
 
 /** Whether a statement sets PRAGMA defer_foreign_keys (on or off). */
 export function setsDeferForeignKeys(sql: string): boolean {
+  // Nearly no statement names it: skip the inspection (uncached for long texts, and a load has thousands).
+  if (!/defer_foreign_keys/i.test(sql)) {
+    return false;
+  }
   const setting = deferForeignKeysSetting(inspectStatement(sql).shape.pragma);
   return setting === true || setting === false;
 }
@@ -1151,6 +1155,7 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
     }
     checkStatementList(request.statements);
     const rewriteContext: RewriteContext = { ...context, isoNow: isoTimestamp(context.nowMs) };
+    let defers = false;
     const statements = request.statements.map((statement, i) => {
       try {
         const prepared = prepareStatement(statement, {
@@ -1158,8 +1163,11 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
           context: rewriteContext,
           isFirstStatement: i === 0,
         });
-        if (!request.transaction && setsDeferForeignKeys(prepared.sql)) {
-          refuse(DEFER_NEEDS_TRANSACTION);
+        if (setsDeferForeignKeys(prepared.sql)) {
+          if (!request.transaction) {
+            refuse(DEFER_NEEDS_TRANSACTION);
+          }
+          defers = true;
         }
         return prepared;
       } catch (error) {
@@ -1169,7 +1177,6 @@ export function prepareWrite(request: SqlRequest, context: WriteContext): Prepar
         throw error;
       }
     });
-    const defers = statements.some((statement) => setsDeferForeignKeys(statement.sql));
     return {
       ok: true,
       request: {

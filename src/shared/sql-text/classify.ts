@@ -284,6 +284,10 @@ export function isSurelyReadOnly(sql: string): boolean {
  * starts with no statement keyword, or holds several statements, is left to the node, which says what is wrong.
  */
 export function isWriteOnQueryPath(sql: string): boolean {
+  // Most reads say so in their first token: tokenize the whole text only for the rest.
+  if (isSurelyReadOnly(sql)) {
+    return false;
+  }
   const shape = describeStatement(sql);
   return shape.access === "write" && STATEMENT_VERBS.has(shape.verb);
 }
