@@ -170,6 +170,7 @@ export {
   DATABASE_NAME_LIMITS,
   DEFAULT_DATABASE,
   SYSTEM_DATABASE,
+  parseDatabaseClusterName,
   SYSTEM_GENERATION,
 } from "./lifecycle/names";
 export { listTables } from "./sqlite/catalog";

@@ -26,6 +26,12 @@ export interface AppVariables {
   querySchema: z.ZodType | undefined;
   /** The database a per-database route addresses ("default": wrangler.toml's); unset on deployment routes. */
   database: string | undefined;
+  /**
+   * Set on the routes of a named database: records a node name in the catalog before an admin call adds or removes
+   * it, so that a drop of the database wipes it (databases/lifecycle.ts, recordNode). Unset for the default database,
+   * which is never dropped.
+   */
+  recordNode: ((node: string, deadlineAt: number) => Promise<void>) | undefined;
   /** Epoch milliseconds at which the request arrived (deadlines and `timings` count from here). */
   startedAt: number;
 }

@@ -1,5 +1,5 @@
 // Findings of an adversarial review of the databases lifecycle (drop, catalog), each a test that failed on the code
-// as reviewed. One is still open and marked it.fails (README, Known limitations): a member removed before a drop.
+// as reviewed.
 import { runInDurableObject } from "cloudflare:test";
 import { onTestFinished, describe, expect, it, vi } from "vitest";
 import {
@@ -10,13 +10,14 @@ import {
   type MembershipValue,
   type NodeResult,
 } from "../../src/objects/api";
-import { DeploymentHarness } from "./helpers/databases";
+import { DeploymentHarness, type Reply } from "./helpers/databases";
 import { waitFor } from "./helpers/cluster";
 import { CATALOG_CACHE_TTL_MS, Deployment, resolveDatabase } from "../../src/worker/databases/deployment";
 import type { Runtime } from "../../src/worker/runtime";
 import { clusterRuntimeFactory } from "../../src/worker/runtime";
 import { executeStatements } from "../../src/worker/data/service";
 import { MAX_LISTED_DATABASES } from "../../src/worker/databases/catalog";
+import { MAX_ADDED_NODES, type DatabaseEntry } from "../../src/worker/databases/schemas";
 import { durableObjectDirectory, type NodeDirectory } from "../../src/worker/directory";
 import type { AppEnv } from "../../src/worker/config";
 
@@ -76,6 +77,35 @@ async function withN4HoldingARow(h: DeploymentHarness, name: string): Promise<Cl
   return config;
 }
 
+/** What a wiped node object holds: its tombstone and nothing else. */
+const WIPED = { keys: ["lifecycle/tombstone"], tables: [], alarm: null };
+
+/** The DELETE answered DROPPED, and every node of the database, n4 included, holds its tombstone and nothing else. */
+async function expectDroppedAndWiped(h: DeploymentHarness, config: ClusterConfig, dropped: Reply): Promise<void> {
+  expect(dropped.status, dropped.text).toBe(200);
+  expect(dropped.json().state).toBe("DROPPED");
+  for (const node of [...h.nodes, "n4"]) {
+    expect(await h.storageOf(config.name, node), node).toEqual(WIPED);
+  }
+}
+
+/** Removes n4 from database `name` and waits until no remaining member lists it. */
+async function removeN4(h: DeploymentHarness, config: ClusterConfig, name: string): Promise<void> {
+  const removed = await h.untilDone("DELETE", `/databases/${name}/api/v1/cluster/members/n4?${T}`);
+  expect(removed.status, removed.text).toBe(200);
+  await waitFor("the removal applied everywhere", async () => {
+    for (const node of h.nodes) {
+      const status = await h
+        .stub(config.name, node)
+        .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node });
+      if (!status.ok || [...status.value.voters, ...status.value.learners].includes("n4")) {
+        return undefined;
+      }
+    }
+    return true;
+  });
+}
+
 /** The nodes as the worker reaches them, except that `failing(node, phase)` makes a drop phase fail (unreachable). */
 function failingDrops(failing: (node: string, phase: string) => boolean) {
   return (env: AppEnv, config: ClusterConfig): NodeDirectory => {
@@ -108,6 +138,32 @@ function failingDrops(failing: (node: string, phase: string) => boolean) {
       },
     };
   };
+}
+
+/** A deployment whose worker cannot reach n4 for a drop's wipe while `n4.unreachable`. */
+function failingN4Wipes(prefix: string): { h: DeploymentHarness; n4: { unreachable: boolean } } {
+  const n4 = { unreachable: false };
+  const h = new DeploymentHarness(prefix, {
+    app: { directory: failingDrops((node, phase) => n4.unreachable && node === "n4" && phase === "wipe") },
+  });
+  return { h, n4 };
+}
+
+/**
+ * Drops `name` twice: the first DELETE closes every node and wipes all but n4, which it cannot reach for its wipe
+ * (503 naming it); the second, repeated as the 503 says, reaches n4 again. The second's reply.
+ */
+async function dropTwiceFirstFailingOnN4(
+  h: DeploymentHarness,
+  n4: { unreachable: boolean },
+  name: string,
+): Promise<Reply> {
+  n4.unreachable = true;
+  const first = await h.send("DELETE", `/api/v1/databases/${name}?${T}`);
+  expect(first.status, first.text).toBe(503);
+  expect(first.text).toContain("n4 (wipe)");
+  n4.unreachable = false;
+  return h.untilDone("DELETE", `/api/v1/databases/${name}?${T}`);
 }
 
 describe("databases: review findings", { timeout: SLOW_MS }, () => {
@@ -177,43 +233,80 @@ describe("databases: review findings", { timeout: SLOW_MS }, () => {
       expect(added.value.learners).toContain("n4");
       // ...so it must be gone like the others: a tombstone and nothing else.
       for (const node of [...h.nodes, "n4"]) {
-        expect(await h.storageOf(config.name, node), node).toEqual({
-          keys: ["lifecycle/tombstone"],
-          tables: [],
-          alarm: null,
-        });
+        expect(await h.storageOf(config.name, node), node).toEqual(WIPED);
       }
       return;
     }
     throw new Error("no round acknowledged the addition: inconclusive");
   });
 
-  // A member removed before the drop is no member any more, so the drop neither closes nor wipes it, and a removal
-  // keeps the node's storage: the dropped database's tables, log and dedup ids stay in that object for good, while
-  // the catalog says DROPPED ("3 nodes wiped") and the README says a dropped database leaves only tombstones.
-  it.fails("leaves no copy of a dropped database's data in a member removed before the drop", async () => {
+  // A member removed before the drop is no member any more, so the drop neither closed nor wiped it, and a removal
+  // keeps the node's storage: the dropped database's tables, log and dedup ids stayed in that object for good, while
+  // the catalog said DROPPED ("3 nodes wiped") and the README says a dropped database leaves only tombstones. The
+  // catalog now records every node added at run time before the addition, and the drop wipes the recorded ones too.
+  it("leaves no copy of a dropped database's data in a member removed before the drop", async () => {
     const h = new DeploymentHarness("db-review-removed");
     await h.create("shrink");
     const config = await withN4HoldingARow(h, "shrink");
-    const removed = await h.untilDone("DELETE", `/databases/shrink/api/v1/cluster/members/n4?${T}`);
-    expect(removed.status, removed.text).toBe(200);
-    // Every remaining member applied the removal: none lists n4 any more.
-    await waitFor("the removal applied everywhere", async () => {
-      for (const node of h.nodes) {
-        const status = await h
-          .stub(config.name, node)
-          .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node });
-        if (!status.ok || [...status.value.voters, ...status.value.learners].includes("n4")) {
-          return undefined;
-        }
-      }
-      return true;
-    });
+    await removeN4(h, config, "shrink");
     const dropped = await h.untilDone("DELETE", `/api/v1/databases/shrink?${T}`);
+    await expectDroppedAndWiped(h, config, dropped);
+  });
+
+  // The same with the first DELETE unable to wipe the removed member: no node reports it (the others never list a
+  // removed member, and the wiped ones answer from their tombstones), so only the catalog's record names it to the
+  // repeated DELETE.
+  it("a repeated DELETE wipes a member removed before the drop that the first DELETE could not wipe", async () => {
+    const { h, n4 } = failingN4Wipes("db-review-removed-redrop");
+    await h.create("shrunk");
+    const config = await withN4HoldingARow(h, "shrunk");
+    await removeN4(h, config, "shrunk");
+    await expectDroppedAndWiped(h, config, await dropTwiceFirstFailingOnN4(h, n4, "shrunk"));
+  });
+
+  // The record is bounded: an addition beyond it is refused before the leader is asked. A drop wipes the recorded
+  // names that never got storage harmlessly (a tombstone), forgets the record, and the name created again starts a
+  // record of its own.
+  it("refuses an addition beyond the recorded nodes' bound, and a new generation records afresh", async () => {
+    const h = new DeploymentHarness("db-review-bound", { nodes: 1 });
+    await h.create("bounded", { nodes: 1 });
+    const config = await clusterConfigOf(h, "bounded");
+    const deployment = new Deployment(h.env, clusterRuntimeFactory({}));
+    const record = (generation: number, node: string) =>
+      deployment.catalog.recordNode({
+        name: "bounded",
+        generation,
+        node,
+        atMs: Date.now(),
+        deadlineAt: Date.now() + 30_000,
+      });
+    const names = Array.from({ length: MAX_ADDED_NODES }, (_, i) => `r${i}`);
+    for (let i = 0; i < names.length; i += 8) {
+      expect(await Promise.all(names.slice(i, i + 8).map((node) => record(1, node)))).toEqual(
+        names.slice(i, i + 8).map(() => null),
+      );
+    }
+    expect(await record(1, "r0")).toBeNull();
+    const refused = await h.untilDone("POST", `/databases/bounded/api/v1/cluster/members?${T}`, {
+      json: { name: "n9" },
+    });
+    expect(refused.status, refused.text).toBe(409);
+    expect(refused.headers.get("X-DHA-Error-Code")).toBe("MEMBER_LIMIT");
+    const status = await h
+      .stub(config.name, "n1")
+      .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: "n1" });
+    expect(status.ok && [...status.value.voters, ...status.value.learners]).toEqual(["n1"]);
+
+    const dropped = await h.untilDone("DELETE", `/api/v1/databases/bounded?${T}`);
     expect(dropped.status, dropped.text).toBe(200);
-    expect(dropped.json().state).toBe("DROPPED");
-    const left = await h.storageOf(config.name, "n4");
-    expect(left.tables, JSON.stringify(left)).not.toContain("secrets");
+    expect(dropped.json().reason).toContain(`${MAX_ADDED_NODES + 1} nodes wiped`);
+    expect(await h.storageOf(config.name, "r7")).toEqual(WIPED);
+    expect(await record(1, "n9")).toBe("DROPPED");
+    expect(await deployment.catalog.recordedNodes(dropped.json() as DatabaseEntry, Date.now() + 30_000)).toEqual([]);
+
+    const again = await h.create("bounded", { nodes: 1 });
+    expect(again.generation).toBe(2);
+    expect(await record(2, "n9")).toBeNull();
   });
 
   // Dropped names stay in the catalog as tombstones, without bound, and GET /api/v1/databases lists the first
@@ -251,23 +344,10 @@ SELECT printf('tmp-%04d', i), 'DROPPED', 1, ?, ?, ?, '1 nodes wiped' FROM c LIMI
   // DELETE wiped answer none (tombstoned: members []), so a member added at run time whose wipe failed the first time
   // is forgotten: the second DELETE answers DROPPED without reaching it. It keeps the data, closed but running.
   it("a repeated DELETE wipes a member added at run time that the first DELETE could not wipe", async () => {
-    let n4Unreachable = false;
-    const h = new DeploymentHarness("db-review-redrop", {
-      app: { directory: failingDrops((node, phase) => n4Unreachable && node === "n4" && phase === "wipe") },
-    });
+    const { h, n4 } = failingN4Wipes("db-review-redrop");
     await h.create("grown");
     const config = await withN4HoldingARow(h, "grown");
-    // The first DELETE closes all four nodes and wipes three: n4 cannot be reached for its wipe.
-    n4Unreachable = true;
-    const first = await h.send("DELETE", `/api/v1/databases/grown?${T}`);
-    expect(first.status, first.text).toBe(503);
-    expect(first.text).toContain("n4 (wipe)");
-    n4Unreachable = false;
-    // Repeated, as the 503 says.
-    const second = await h.untilDone("DELETE", `/api/v1/databases/grown?${T}`);
-    expect(second.status, second.text).toBe(200);
-    expect(second.json().state).toBe("DROPPED");
-    expect(await h.storageOf(config.name, "n4")).toEqual({ keys: ["lifecycle/tombstone"], tables: [], alarm: null });
+    await expectDroppedAndWiped(h, config, await dropTwiceFirstFailingOnN4(h, n4, "grown"));
   });
 
   // README: "Isolates cache what the catalog says for 1 s". deployment.ts also serves an entry up to
@@ -352,6 +432,6 @@ SELECT printf('tmp-%04d', i), 'DROPPED', 1, ?, ?, ?, '1 nodes wiped' FROM c LIMI
       }
     }
     expect(last).toMatch(/^200 /);
-    expect(await h.storageOf(config.name, "n3")).toEqual({ keys: ["lifecycle/tombstone"], tables: [], alarm: null });
+    expect(await h.storageOf(config.name, "n3")).toEqual(WIPED);
   });
 });

@@ -6,7 +6,13 @@ import { executeStatements, queryStatements } from "../data/service";
 import { ApiError } from "../http/errors";
 import { failureError } from "../http/respond";
 import type { Runtime } from "../runtime";
-import { databaseOptionsSchema, type DatabaseEntry, type DatabaseOptions, type DatabaseState } from "./schemas";
+import {
+  databaseOptionsSchema,
+  MAX_ADDED_NODES,
+  type DatabaseEntry,
+  type DatabaseOptions,
+  type DatabaseState,
+} from "./schemas";
 import { newRequestId } from "../data/request-ids";
 
 const TABLE = "databases";
@@ -20,8 +26,24 @@ const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS ${TABLE} (
   updated_at TEXT NOT NULL,
   reason TEXT
 )`;
+/**
+ * The node names added at run time to each generation of a database (beyond its configured members), each recorded
+ * before the addition is sent to the database's leader: a member removed later keeps its storage, and the drop
+ * reaches it through this record. The rows of a generation go once it is DROPPED (every recorded node wiped).
+ */
+const NODES_TABLE = "database_nodes";
+const CREATE_NODES_TABLE = `CREATE TABLE IF NOT EXISTS ${NODES_TABLE} (
+  name TEXT NOT NULL,
+  generation INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  recorded_at TEXT NOT NULL,
+  PRIMARY KEY (name, generation, node)
+)`;
 /** A deployment lists at most this many catalog rows (dropped names included) in one answer. */
 export const MAX_LISTED_DATABASES = 1000;
+
+/** Why recordNode wrote nothing: the generation is no longer live, or its record is full. */
+export type RecordRefusal = "DROPPED" | "FULL";
 
 /** System runtimes whose catalog table this isolate has already made sure of. */
 const tablesReady = new WeakSet<Runtime>();
@@ -68,21 +90,26 @@ export class Catalog {
     deadlineAt: number;
   }): Promise<boolean> {
     const at = new Date(options.atMs).toISOString();
-    const result = await this.write(
-      {
-        sql: `INSERT INTO ${TABLE} (name, state, generation, options, created_at, updated_at, reason)
+    const [result] = await this.write(
+      [
+        {
+          sql: `INSERT INTO ${TABLE} (name, state, generation, options, created_at, updated_at, reason)
 SELECT ?, 'CREATING', 1, ?, ?, ?, 'created' WHERE (SELECT count(*) FROM ${TABLE} WHERE state <> 'DROPPED') < ?
 ON CONFLICT (name) DO UPDATE SET state = 'CREATING', generation = generation + 1, options = excluded.options,
 created_at = excluded.created_at, updated_at = excluded.updated_at, reason = 'created again after a drop'
 WHERE state = 'DROPPED'`,
-        params: [options.name, JSON.stringify(options.options), at, at, options.limit],
-      },
+          params: [options.name, JSON.stringify(options.options), at, at, options.limit],
+        },
+      ],
       options.deadlineAt,
     );
-    return (result.rowsAffected ?? 0) > 0;
+    return (result?.rowsAffected ?? 0) > 0;
   }
 
-  /** Moves one generation of a database from one of `from` to `to`; false when it was not in such a state. */
+  /**
+   * Moves one generation of a database from one of `from` to `to`; false when it was not in such a state. Once a
+   * generation is DROPPED, its recorded nodes (all wiped) are forgotten with those of earlier generations.
+   */
   async transition(options: {
     entry: DatabaseEntry;
     from: readonly DatabaseState[];
@@ -91,46 +118,124 @@ WHERE state = 'DROPPED'`,
     atMs: number;
     deadlineAt: number;
   }): Promise<boolean> {
-    const result = await this.write(
-      {
-        sql: `UPDATE ${TABLE} SET state = ?, updated_at = ?, reason = ? WHERE name = ? AND generation = ? AND state IN (${options.from.map(() => "?").join(", ")})`,
-        params: [
-          options.to,
-          new Date(options.atMs).toISOString(),
-          options.reason,
-          options.entry.name,
-          options.entry.generation,
-          ...options.from,
-        ],
-      },
+    const { name, generation } = options.entry;
+    const forgetNodes: Statement[] =
+      options.to === "DROPPED"
+        ? [
+            {
+              sql: `DELETE FROM ${NODES_TABLE} WHERE name = ? AND generation <= ?
+AND EXISTS (SELECT 1 FROM ${TABLE} WHERE name = ? AND generation = ? AND state = 'DROPPED')`,
+              params: [name, generation, name, generation],
+            },
+          ]
+        : [];
+    const [result] = await this.write(
+      [
+        {
+          sql: `UPDATE ${TABLE} SET state = ?, updated_at = ?, reason = ? WHERE name = ? AND generation = ? AND state IN (${options.from.map(() => "?").join(", ")})`,
+          params: [options.to, new Date(options.atMs).toISOString(), options.reason, name, generation, ...options.from],
+        },
+        ...forgetNodes,
+      ],
       options.deadlineAt,
     );
-    return (result.rowsAffected ?? 0) > 0;
+    return (result?.rowsAffected ?? 0) > 0;
+  }
+
+  /**
+   * Records `node` as added at run time to this generation of `name`, only while the generation is CREATING or
+   * ONLINE and its record holds fewer than MAX_ADDED_NODES other names. Null when it is recorded (now or before),
+   * else why not. Once DROPPING is committed nothing more is recorded, so a drop that reads the record after it
+   * reads all of it.
+   */
+  async recordNode(options: {
+    name: string;
+    generation: number;
+    node: string;
+    atMs: number;
+    deadlineAt: number;
+  }): Promise<RecordRefusal | null> {
+    const { name, generation, node } = options;
+    const [inserted] = await this.write(
+      [
+        {
+          sql: `INSERT INTO ${NODES_TABLE} (name, generation, node, recorded_at) SELECT ?, ?, ?, ?
+WHERE EXISTS (SELECT 1 FROM ${TABLE} WHERE name = ? AND generation = ? AND state IN ('CREATING', 'ONLINE'))
+AND (SELECT count(*) FROM ${NODES_TABLE} WHERE name = ? AND generation = ?) < ?
+ON CONFLICT (name, generation, node) DO NOTHING`,
+          params: [
+            name,
+            generation,
+            node,
+            new Date(options.atMs).toISOString(),
+            name,
+            generation,
+            name,
+            generation,
+            MAX_ADDED_NODES,
+          ],
+        },
+      ],
+      options.deadlineAt,
+    );
+    if ((inserted?.rowsAffected ?? 0) > 0) {
+      return null;
+    }
+    // Nothing inserted: recorded before, or refused. Read through the log which.
+    const [row] = await this.read(
+      {
+        sql: `SELECT
+(SELECT count(*) FROM ${TABLE} WHERE name = ? AND generation = ? AND state IN ('CREATING', 'ONLINE')),
+(SELECT count(*) FROM ${NODES_TABLE} WHERE name = ? AND generation = ? AND node = ?)`,
+        params: [name, generation, name, generation, node],
+      },
+      options.deadlineAt,
+      true,
+    );
+    const [live, recorded] = (row ?? []).map(Number);
+    if (live !== 1) {
+      return "DROPPED";
+    }
+    return recorded === 1 ? null : "FULL";
+  }
+
+  /** The node names recorded as added at run time to this generation of a database (at most MAX_ADDED_NODES). */
+  async recordedNodes(entry: DatabaseEntry, deadlineAt: number): Promise<string[]> {
+    const rows = await this.read(
+      {
+        sql: `SELECT node FROM ${NODES_TABLE} WHERE name = ? AND generation = ? ORDER BY node LIMIT ?`,
+        params: [entry.name, entry.generation, MAX_ADDED_NODES],
+      },
+      deadlineAt,
+      true,
+    );
+    return rows.map((row) => String(row[0]));
   }
 
   private async ensureTable(deadlineAt: number): Promise<void> {
     if (tablesReady.has(this.system)) {
       return;
     }
-    await this.write({ sql: CREATE_TABLE }, deadlineAt, { ensured: true });
+    await this.write([{ sql: CREATE_TABLE }, { sql: CREATE_NODES_TABLE }], deadlineAt, { ensured: true });
     tablesReady.add(this.system);
   }
 
+  /** Writes `statements` in one transaction; their results, in order. */
   private async write(
-    statement: Statement,
+    statements: readonly Statement[],
     deadlineAt: number,
     options: { ensured?: boolean } = {},
-  ): Promise<StatementResult> {
+  ): Promise<StatementResult[]> {
     if (options.ensured !== true) {
       await this.ensureTable(deadlineAt);
     }
     const outcome = await executeStatements(this.system, {
-      statements: [statement],
+      statements: [...statements],
       transaction: true,
       requestId: `catalog-${newRequestId()}`,
       deadlineAt,
     });
-    return resultOf(outcome);
+    return resultsOf(outcome, statements.length);
   }
 
   private async read(statement: Statement, deadlineAt: number, strong: boolean): Promise<readonly SqlValue[][]> {
@@ -141,24 +246,27 @@ WHERE state = 'DROPPED'`,
       transaction: false,
       deadlineAt,
     });
-    return (resultOf(outcome).rows ?? []) as SqlValue[][];
+    return (resultsOf(outcome)[0]?.rows ?? []) as SqlValue[][];
   }
 }
 
-function resultOf(
+/** The result of every statement sent; a 500 when one was refused or is missing, a 503/504 when none ran. */
+function resultsOf(
   outcome: Awaited<ReturnType<typeof executeStatements>> | Awaited<ReturnType<typeof queryStatements>>,
-): StatementResult {
+  expected = 1,
+): StatementResult[] {
   if (!outcome.ok) {
     const failure = failureError(outcome, "plain");
     throw new ApiError(failure.status, `the catalog of databases is unavailable: ${failure.message}`, failure.options);
   }
-  const result = outcome.value.results[0];
-  if (result === undefined || result.error !== undefined) {
-    throw new ApiError(500, `the catalog of databases refused a statement: ${result?.error ?? "no result"}`, {
+  const results = outcome.value.results;
+  const refused = results.find((result) => result.error !== undefined);
+  if (results.length < expected || refused !== undefined) {
+    throw new ApiError(500, `the catalog of databases refused a statement: ${refused?.error ?? "no result"}`, {
       code: "CATALOG",
     });
   }
-  return result;
+  return [...results];
 }
 
 function entryOf(row: readonly SqlValue[]): DatabaseEntry {

@@ -4,6 +4,7 @@
 import {
   CONFIG_LIMITS,
   databaseClusterName,
+  parseDatabaseClusterName,
   SYSTEM_DATABASE,
   SYSTEM_GENERATION,
   validateClusterConfig,
@@ -14,7 +15,13 @@ import {
 import { ApiError } from "../http/errors";
 import type { Runtime } from "../runtime";
 import type { Catalog } from "./catalog";
-import type { CreateDatabaseBody, DatabaseEntry, DatabaseOptions, DatabaseState } from "./schemas";
+import {
+  MAX_ADDED_NODES,
+  type CreateDatabaseBody,
+  type DatabaseEntry,
+  type DatabaseOptions,
+  type DatabaseState,
+} from "./schemas";
 
 /** Drop: how long calls in flight and long operations (load, backup, snapshot streams) may still run, by default. */
 export const DEFAULT_DROP_DRAIN_MS = 10_000;
@@ -105,6 +112,41 @@ export function logTransition(
       at: new Date(atMs).toISOString(),
     }),
   );
+}
+
+/**
+ * Records `node` in the catalog as a node of the database `runtime` serves, before an admin call that may give it
+ * storage (an addition) or leave it holding some (a removal) reaches the leader: a drop wipes every recorded node,
+ * so none keeps a copy of a dropped database. Configured members are wiped anyway and need no record. 410 once the
+ * database is being dropped (the call would be refused), 409 when its record is full.
+ */
+export async function recordNode(
+  catalog: Catalog,
+  runtime: Runtime,
+  node: string,
+  options: { readonly atMs: number; readonly deadlineAt: number },
+): Promise<void> {
+  if (runtime.config.members.some((member) => member.name === node)) {
+    return;
+  }
+  const parsed = parseDatabaseClusterName(runtime.config.name);
+  if (parsed === null) {
+    throw new Error(`assertion failed: ${runtime.config.name} is not the cluster of a named database`);
+  }
+  const { database: name, generation } = parsed;
+  const refusal = await catalog.recordNode({ name, generation, node, ...options });
+  if (refusal === "DROPPED") {
+    throw new ApiError(410, `database ${JSON.stringify(name)} was dropped (or is being dropped)`, {
+      code: "DROPPED",
+    });
+  }
+  if (refusal === "FULL") {
+    throw new ApiError(
+      409,
+      `database ${name} has had ${MAX_ADDED_NODES} nodes added at run time, the most one database may have (a drop must reach each): add one of those names again (a removed node may be added back), or move to a new database`,
+      { code: "MEMBER_LIMIT" },
+    );
+  }
 }
 
 export interface LifecycleContext {
@@ -250,9 +292,12 @@ export function logDropTimeline(database: { readonly name: string; readonly gene
 }
 
 /**
- * DROPPING: close every node (new calls refused, calls in flight and long operations drained for up to
- * `drainMs`, then broken), then wipe every node (stopped, alarm deleted, storage deleted, tombstone written).
- * Members the catalog does not list (added at run time) are learned from the nodes and dropped too.
+ * DROPPING (committed before this is called): close every node (new calls refused, calls in flight and long
+ * operations drained for up to `drainMs`, then broken), then wipe every node (stopped, alarm deleted, storage
+ * deleted, tombstone written). Every node is the configured members, the nodes the catalog recorded as added at run
+ * time (members removed since included: a removal keeps the node's storage), and the members the nodes report (one
+ * added by a worker of an earlier version, or while the drop began). Wiping a recorded node that never got storage
+ * leaves only its tombstone.
  */
 export async function dropNodes(
   context: LifecycleContext,
@@ -260,7 +305,8 @@ export async function dropNodes(
   options: { drainMs: number; reason: string },
 ): Promise<DropReport> {
   const runtime = context.runtimeOf(entry);
-  const known = new Set(runtime.router.memberNames());
+  const recorded = await context.catalog.recordedNodes(entry, context.deadlineAt);
+  const known = new Set([...runtime.router.memberNames(), ...recorded]);
   const failures: string[] = [];
   const answers: NodeDropAnswer[] = [];
   let brokenLeases = 0;

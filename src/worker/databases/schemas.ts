@@ -4,6 +4,12 @@ import { z } from "@hono/zod-openapi";
 import { CONFIG_LIMITS, DATABASE_NAME_LIMITS, databaseNameProblem } from "../../objects/api";
 import { LOCATION_HINTS, nodeNameSchema } from "../http/schemas";
 
+/**
+ * Node names one generation of a database may have added at run time (configured members not counted; a name added
+ * again counts once), each recorded in the catalog: a drop calls each of them twice, with the configured members.
+ */
+export const MAX_ADDED_NODES = 64;
+
 export const DATABASE_STATES = ["CREATING", "ONLINE", "DROPPING", "DROPPED"] as const;
 export type DatabaseState = (typeof DATABASE_STATES)[number];
 

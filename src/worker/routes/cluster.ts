@@ -83,12 +83,18 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
   app.post("/members", requireRole("admin"), limitAdminBody, async (c) => {
     const runtime = c.var.runtime();
     const member = await readJsonBody(c, memberSchema);
-    return adminResponse(c, await addMember(runtime, member, adminDeadline(c, runtime)));
+    const deadlineAt = adminDeadline(c, runtime);
+    await c.var.recordNode?.(member.name, deadlineAt);
+    return adminResponse(c, await addMember(runtime, member, deadlineAt));
   });
 
-  /** An admin route on one member: the name checked (400 malformed, 404 not a member), then `act` on the leader. */
+  /**
+   * An admin route on one member: the name checked (400 malformed, 404 not a member), recorded when `record` (a
+   * removed node keeps its storage: the drop of a named database must still reach it), then `act` on the leader.
+   */
   const onMember = <T extends Record<string, unknown>>(
     act: (runtime: Runtime, name: string, deadlineAt: number) => Promise<RouteOutcome<T>>,
+    options: { readonly record: boolean },
   ) =>
     [
       requireRole("admin"),
@@ -97,12 +103,16 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
         const runtime = c.var.runtime();
         const name = c.req.param("name") ?? "";
         await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs, live: true });
-        return adminResponse(c, await act(runtime, name, adminDeadline(c, runtime)));
+        const deadlineAt = adminDeadline(c, runtime);
+        if (options.record) {
+          await c.var.recordNode?.(name, deadlineAt);
+        }
+        return adminResponse(c, await act(runtime, name, deadlineAt));
       },
     ] as const;
 
-  app.delete("/members/:name", ...onMember(removeMember));
-  app.post("/members/:name/repair", ...onMember(repairMember));
+  app.delete("/members/:name", ...onMember(removeMember, { record: true }));
+  app.post("/members/:name/repair", ...onMember(repairMember, { record: false }));
 
   return app;
 }

@@ -21,6 +21,7 @@ import {
   dropNodes,
   logDropTimeline,
   logTransition,
+  recordNode,
   resolveOptions,
   sameOptions,
   transition,
@@ -166,6 +167,9 @@ export function databaseScope(clusterRuntime: ClusterRuntimeOf, now: () => numbe
     const deadlineAt = now() + deployment.system.policy.statusTimeoutMs * 2;
     const runtime = await resolveDatabase(deployment, name, { now, deadlineAt, shape });
     c.set("runtime", () => runtime);
+    c.set("recordNode", (node, recordDeadlineAt) =>
+      recordNode(deployment.catalog, runtime, node, { atMs: now(), deadlineAt: recordDeadlineAt }),
+    );
     await next();
   });
 }

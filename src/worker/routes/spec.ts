@@ -35,6 +35,7 @@ import {
   databaseListSchema,
   databaseParamsSchema,
   databasePathSchema,
+  MAX_ADDED_NODES,
 } from "../databases/schemas";
 
 /** Who may call a route: anyone, or a token holding any one of the roles. */
@@ -154,6 +155,17 @@ const adminFailures = (extra: Responses): Responses => ({
   ...extra,
   ...guarded("plain"),
 });
+
+/** Membership changes: admin failures, and the bound on the nodes a named database records (MEMBER_LIMIT). */
+const memberFailures = (extra: Responses): Responses =>
+  adminFailures({
+    409: error(
+      "A leadership transfer or config change was still under way when the deadline passed (asked again until " +
+        `then); or, on a named database, ${MAX_ADDED_NODES} node names were added at run time already (MEMBER_LIMIT): ` +
+        "nothing was applied",
+    ),
+    ...extra,
+  });
 
 /** Leadership transfers: admin failures, with what is refused at once and what a deadline that passed means. */
 const transferFailures = (extra: Responses): Responses =>
@@ -475,7 +487,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       },
       responses: {
         200: json(membershipSchema, "Membership", { "X-DHA-Node": z.string() }),
-        ...adminFailures({ 413: error("Body over 16 KiB") }),
+        ...memberFailures({ 413: error("Body over 16 KiB") }),
       },
     }),
   },
@@ -488,7 +500,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       request: { params: memberNameParamsSchema, query: queryOf("timeout", "pretty") },
       responses: {
         200: json(membershipSchema, "Membership", { "X-DHA-Node": z.string() }),
-        ...adminFailures({ 404: error("name names no member of the cluster") }),
+        ...memberFailures({ 404: error("name names no member of the cluster") }),
       },
     }),
   },
