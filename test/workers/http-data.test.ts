@@ -197,13 +197,34 @@ describe("GET|POST /db/query", () => {
     expect(await response.text()).toBe('{"results":[{"columns":["id"],"types":["integer"]}]}');
   });
 
-  it("refuses a missing q and an unknown level", async () => {
+  it("answers a GET without q as rqlite 8.26.8 does, 200 with no results, and asks no node", async () => {
     const { cluster, request } = harness();
     const missing = await request("GET", "/db/query");
-    expect(missing.status).toBe(400);
-    expect(await missing.text()).toBe(
-      '{"results":[],"error":"the query parameter q is missing: GET /db/query?q=SELECT..."}',
-    );
+    expect(missing.status).toBe(200);
+    expect(await missing.text()).toBe('{"results":[]}');
+    expect(missing.headers.get("X-DHA-Node")).toBeNull();
+    const pretty = await request("GET", "/db/query?pretty&associative&level=strong");
+    expect(await pretty.text()).toBe('{\n    "results": []\n}');
+    const timed = JSON.parse(await (await request("GET", "/db/query?timings")).text()) as Record<string, unknown>;
+    expect(Object.keys(timed).filter((key) => key !== "time")).toEqual(["results"]);
+    expect(timed["results"]).toEqual([]);
+    // Parameters are still checked, as rqlite checks them (a bad timeout is 400 there too).
+    expect((await request("GET", "/db/query?timeout=xyz")).status).toBe(400);
+    expect(cluster.callsTo("query")).toEqual([]);
+  });
+
+  it("refuses an empty q, an empty statement list and an unknown level", async () => {
+    const { cluster, request } = harness();
+    for (const empty of ["/db/query?q=", "/db/query?q=%20%20", "/db/query?q"]) {
+      const refused = await request("GET", empty);
+      expect(refused.status, empty).toBe(400);
+      expect(await refused.text()).toBe(
+        '{"results":[],"error":"the query parameter q is empty: GET /db/query?q=SELECT..."}',
+      );
+    }
+    const none = await request("POST", "/db/query", { json: [] });
+    expect(none.status).toBe(400);
+    expect(await none.text()).toBe('{"results":[],"error":"no statements"}');
     const level = await request("GET", "/db/query?q=SELECT%201&level=eventual");
     expect(level.status).toBe(400);
     expect(((await level.json()) as { error: string }).error).toBe(

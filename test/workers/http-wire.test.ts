@@ -192,6 +192,44 @@ describe("rqlite result shapes", () => {
     );
   });
 
+  it("shows BOOLEAN and date/time columns as rqlite 8.26.8 does, and a value it cannot show as the statement's error", () => {
+    const typed: StatementResult = {
+      columns: ["b", "d", "n"],
+      types: ["boolean", "datetime", "integer"],
+      rows: [
+        [1, 1700000000123, 1],
+        [0, "2024-01-02 03:04:05+02:00", 0],
+      ],
+      time: 0.25,
+    };
+    expect(encodeWire(renderQueryResult(typed, plain))).toBe(
+      '{"columns":["b","d","n"],"types":["boolean","datetime","integer"],' +
+        '"values":[[true,"2023-11-14T22:13:20.123Z",1],[false,"2024-01-02T03:04:05+02:00",0]]}',
+    );
+    expect(encodeWire(renderQueryResult(typed, { ...plain, associative: true }))).toBe(
+      '{"types":{"b":"boolean","d":"datetime","n":"integer"},' +
+        '"rows":[{"b":true,"d":"2023-11-14T22:13:20.123Z","n":1},{"b":false,"d":"2024-01-02T03:04:05+02:00","n":0}]}',
+    );
+    // 999999999999 seconds is beyond year 9999: rqlite answers the error alone, without time, in each shape it has.
+    const unshowable: StatementResult = {
+      ...typed,
+      rows: [
+        [1, 1, 1],
+        [1, 999999999999, 1],
+      ],
+    };
+    const returning: StatementResult = { ...unshowable, rowsAffected: 2, lastInsertId: 2 };
+    const error = '"error":"Time.MarshalText: year outside of range [0,9999]"';
+    const timed = { ...plain, timings: true };
+    const assoc = { ...timed, associative: true };
+    expect(encodeWire(renderQueryResult(unshowable, timed))).toBe(`{${error}}`);
+    expect(encodeWire(renderQueryResult(unshowable, assoc))).toBe(`{"rows":[],${error}}`);
+    expect(encodeWire(renderRequestResult(unshowable, assoc))).toBe(`{"rows":[],${error}}`);
+    expect(encodeWire(renderRequestResult(returning, assoc))).toBe(`{${error}}`);
+    expect(encodeWire(renderExecuteResult(returning, assoc))).toBe(`{${error}}`);
+    expect(encodeWire(renderExecuteResult(returning, timed))).toBe(`{${error}}`);
+  });
+
   it("renders associative results with sorted maps and an always-present rows list", () => {
     const result = { columns: ["name", "id", "age"], types: ["text", "integer", "integer"], rows: [["fiona", 1, 20]] };
     const assoc = { ...plain, associative: true };

@@ -38,6 +38,57 @@ describe("declared column types over HTTP (item 1)", () => {
   });
 });
 
+describe("BOOLEAN and date/time columns over HTTP, as rqlite 8.26.8 shows them", () => {
+  // Every expected body is what rqlited 8.26.8 answered for the same statements.
+  it("shows declared BOOLEAN as true/false and DATE/DATETIME/TIMESTAMP as RFC 3339, through aliases, views, joins and RETURNING", async () => {
+    const h = await clusterWith("fidelity-bool-time", [
+      "CREATE TABLE e (id INTEGER PRIMARY KEY, ok BOOLEAN, at DATETIME, day DATE, ts TIMESTAMP, flag BOOL, n INTEGER)",
+      "INSERT INTO e VALUES (1, 1, '2024-01-02 03:04:05', '2024-01-02', 1700000000123, 1, 1)",
+      "INSERT INTO e VALUES (2, -1, 1700000000, 'garbage', '2024-01-02T03:04:05.5-05:30', 0, 9223372036854775807)",
+      "CREATE TABLE other (id INTEGER PRIMARY KEY, seen BOOLEAN)",
+      "INSERT INTO other VALUES (1, 2)",
+      "CREATE VIEW ev AS SELECT id, ok AS good, at FROM e",
+    ]);
+    const all = await h.send("GET", query("SELECT ok, at, day, ts, flag, n FROM e ORDER BY id"));
+    expect(all.text).toBe(
+      '{"results":[{"columns":["ok","at","day","ts","flag","n"],' +
+        '"types":["boolean","datetime","date","timestamp","bool","integer"],' +
+        '"values":[[true,"2024-01-02T03:04:05Z","2024-01-02T00:00:00Z","2023-11-14T22:13:20.123Z",1,1],' +
+        '[false,"2023-11-14T22:13:20Z","0001-01-01T00:00:00Z","2024-01-02T03:04:05.5-05:30",0,9223372036854775807]]}]}',
+    );
+    const shapes = await h.send("POST", "/db/query?level=strong&associative", {
+      json: [
+        "SELECT ok AS b, at + 0 AS plus, ok + 0 AS sum FROM e WHERE id = 1",
+        "SELECT good, at FROM ev WHERE id = 1",
+        "SELECT e.ok, o.seen FROM e JOIN other o ON o.id = e.id",
+      ],
+    });
+    expect(shapes.text).toBe(
+      '{"results":[{"types":{"b":"boolean","plus":"integer","sum":"integer"},"rows":[{"b":true,"plus":2024,"sum":1}]},' +
+        '{"types":{"at":"datetime","good":"boolean"},"rows":[{"at":"2024-01-02T03:04:05Z","good":true}]},' +
+        '{"types":{"ok":"boolean","seen":"boolean"},"rows":[{"ok":true,"seen":true}]}]}',
+    );
+    const returning = await h.send("POST", "/db/execute", {
+      json: [
+        "UPDATE e SET ok = 0 WHERE id = 1 RETURNING ok, at",
+        "UPDATE e SET at = 999999999999 WHERE id = 2 RETURNING at",
+      ],
+    });
+    expect(returning.text).toBe(
+      '{"results":[{"columns":["ok","at"],"types":["boolean","datetime"],"values":[[false,"2024-01-02T03:04:05Z"]]},' +
+        '{"error":"Time.MarshalText: year outside of range [0,9999]"}]}',
+    );
+    // The value is stored as written: only what is shown changes. A time beyond year 9999 fails its statement.
+    const stored = await h.send("POST", "/db/request?level=strong", {
+      json: ["SELECT at FROM e", "SELECT typeof(at), CAST(at AS TEXT) FROM e WHERE id = 2"],
+    });
+    expect(stored.text).toBe(
+      '{"results":[{"error":"Time.MarshalText: year outside of range [0,9999]"},' +
+        '{"columns":["typeof(at)","CAST(at AS TEXT)"],"types":["text","text"],"values":[["integer","999999999999"]]}]}',
+    );
+  });
+});
+
 describe("64-bit integers over HTTP (item 2)", () => {
   it("parses request integers from their source text, reads those outside int64 as REALs (as rqlite), and writes exact integers", () => {
     const [statement] = parseStatementsBody(

@@ -1,7 +1,8 @@
 // Statement results in rqlite's wire shapes (rqlite command/encoding/json.go and http/service.go):
 // empty and zero fields omitted, no "values" key on an empty result set, associative rows as sorted maps.
-import type { SqlValue, StatementResult } from "../../shared/sql";
+import type { StatementResult } from "../../shared/sql";
 import { base64, encodeWire, GoMap, type WireValue } from "../http/wire-json";
+import { shownRows, UnshowableValue, type ShownValue } from "./declared-values";
 
 export interface RenderOptions {
   readonly associative: boolean;
@@ -35,9 +36,34 @@ function renderCounts(result: StatementResult, options: RenderOptions): Record<s
 
 /** /db/query: {columns, types, values, error, time}, or associatively {types, rows, error, time}. */
 export function renderQueryResult(result: StatementResult, options: RenderOptions): WireValue {
+  return renderShownQuery(result, shownValuesOf(result), options);
+}
+
+type ShownValues = { readonly rows: readonly (readonly ShownValue[])[] } | { readonly error: string };
+
+/**
+ * The result's rows as rqlite shows them (BOOLEAN and date/time columns converted by declared-values.ts), or the
+ * error rqlite answers in their place when one of them cannot be shown.
+ */
+function shownValuesOf(result: StatementResult): ShownValues {
+  try {
+    return { rows: shownRows(result.types ?? [], result.rows ?? []) };
+  } catch (error) {
+    if (error instanceof UnshowableValue) {
+      return { error: error.message };
+    }
+    throw error;
+  }
+}
+
+function renderShownQuery(result: StatementResult, shown: ShownValues, options: RenderOptions): WireValue {
+  if ("error" in shown) {
+    // rqlite answers the error alone: no columns, no types, no time (as for any failed statement).
+    return options.associative ? { rows: [], error: shown.error } : { error: shown.error };
+  }
   const columns = result.columns ?? [];
   const types = result.types ?? [];
-  const rows = result.rows ?? [];
+  const rows = shown.rows;
   if (options.associative) {
     return {
       types: columns.length === 0 ? undefined : new GoMap(columns.map((column, i) => [column, types[i] ?? ""])),
@@ -62,7 +88,12 @@ export function renderQueryResult(result: StatementResult, options: RenderOption
  */
 export function renderRequestResult(result: StatementResult, options: RenderOptions): WireValue {
   if (result.columns !== undefined) {
-    return renderQueryResult(result, options);
+    const shown = shownValuesOf(result);
+    // A write's RETURNING rows that cannot be shown answer the error alone, associative or not (rqlite 8.26.8).
+    if ("error" in shown && result.rowsAffected !== undefined) {
+      return { error: shown.error };
+    }
+    return renderShownQuery(result, shown, options);
   }
   if (nonEmpty(result.error) !== undefined) {
     return { error: result.error };
@@ -71,7 +102,7 @@ export function renderRequestResult(result: StatementResult, options: RenderOpti
   return options.associative ? { ...execute, rows: null } : execute;
 }
 
-export function renderValue(value: SqlValue, options: Pick<RenderOptions, "blobArray">): WireValue {
+export function renderValue(value: ShownValue, options: Pick<RenderOptions, "blobArray">): WireValue {
   if (value instanceof Uint8Array) {
     return options.blobArray ? Array.from(value) : base64(value);
   }

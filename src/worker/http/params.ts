@@ -90,9 +90,14 @@ export const QUERY_FIELDS = {
   db_timeout: durationMs("db_timeout", "Shortens the request's deadline (0: no effect)").optional(),
   min_raft_index: raftIndex("min_raft_index", "Read-your-writes bookmark, as the X-DHA-Raft-Index header").optional(),
   q: z
-    .string({ error: "the query parameter q is missing: GET /db/query?q=SELECT..." })
-    .regex(/\S/, { error: "the query parameter q is missing: GET /db/query?q=SELECT..." })
-    .openapi({ description: "One SQL statement (URLs are limited to 16 KiB: send longer ones with POST)" }),
+    .string()
+    .regex(/\S/, { error: "the query parameter q is empty: GET /db/query?q=SELECT..." })
+    .optional()
+    .openapi({
+      description:
+        "One SQL statement (URLs are limited to 16 KiB: send longer ones with POST). Without q the answer is " +
+        '{"results":[]}, as rqlite answers; an empty q is refused',
+    }),
   fmt: z.string().optional(),
   ver: z
     .enum(["1", "2"], {

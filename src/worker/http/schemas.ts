@@ -128,8 +128,15 @@ export const requestErrorSchema = z
 const secondsSchema = z.number().positive();
 const integerSchema = z.number().int();
 
-/** A value as rendered: BLOBs are base64 text, or byte arrays with blob_array. */
-const cellSchema = z.union([z.null(), z.number(), z.string(), byteArraySchema]);
+/**
+ * A value as rendered: BLOBs are base64 text, or byte arrays with blob_array; a column declared BOOLEAN shows its
+ * INTEGERs as true/false, and one declared DATE, DATETIME or TIMESTAMP its INTEGERs and TEXT as RFC 3339 text.
+ */
+const cellSchema = z.union([z.null(), z.boolean(), z.number(), z.string(), byteArraySchema]).openapi({
+  description:
+    "NULL, a number, text, or a BLOB (base64, or bytes with blob_array); true/false in a column declared BOOLEAN, " +
+    "RFC 3339 text for INTEGERs and TEXT in a column declared DATE, DATETIME or TIMESTAMP (as rqlite shows them)",
+});
 
 export const executeResultSchema = z
   .strictObject({

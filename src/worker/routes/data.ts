@@ -137,8 +137,12 @@ function prepare(
 async function queryStatementsOf(c: Context<AppBindings>, params: QueryParams, runtime: Runtime): Promise<Statement[]> {
   // HEAD is a GET without the body (Hono routes it to the GET handler): it reads ?q=, not a request body.
   if (c.req.method === "GET" || c.req.method === "HEAD") {
-    if (params.q === undefined || params.q.trim() === "") {
-      throw badRequest("the query parameter q is missing: GET /db/query?q=SELECT...", "rqlite");
+    // rqlite 8.26.8 answers a GET without q 200 {"results":[]}, and refuses an empty q (400).
+    if (params.q === undefined) {
+      return [];
+    }
+    if (params.q.trim() === "") {
+      throw badRequest("the query parameter q is empty: GET /db/query?q=SELECT...", "rqlite");
     }
     return checkStatements([{ sql: params.q }], runtime.limits);
   }
