@@ -31,7 +31,12 @@ export interface AppVariables {
    * it, so that a drop of the database wipes it (databases/lifecycle.ts, recordNode). Unset for the default database,
    * which is never dropped.
    */
-  recordNode: ((node: string, deadlineAt: number) => Promise<void>) | undefined;
+  recordNode:
+    | ((
+        node: string,
+        options: { readonly deadlineAt: number; readonly change: "addition" | "removal" },
+      ) => Promise<void>)
+    | undefined;
   /** Epoch milliseconds at which the request arrived (deadlines and `timings` count from here). */
   startedAt: number;
 }

@@ -5,8 +5,7 @@ import { onTestFinished, describe, expect, it, vi } from "vitest";
 import {
   PROTOCOL_VERSION,
   type ClusterConfig,
-  type ClusterNodeRpc,
-  type DropValue,
+  type DropRequest,
   type MembershipValue,
   type NodeResult,
 } from "../../src/objects/api";
@@ -18,22 +17,10 @@ import { clusterRuntimeFactory } from "../../src/worker/runtime";
 import { executeStatements } from "../../src/worker/data/service";
 import { MAX_LISTED_DATABASES } from "../../src/worker/databases/catalog";
 import { MAX_ADDED_NODES, type DatabaseEntry } from "../../src/worker/databases/schemas";
-import { durableObjectDirectory, type NodeDirectory } from "../../src/worker/directory";
-import type { AppEnv } from "../../src/worker/config";
+import { clusterConfigOf, failingCalls, removeN4, WIPED, withN4HoldingARow } from "./helpers/database-nodes";
 
 const T = "timeout=30s";
 const SLOW_MS = 180_000;
-
-/** The cluster configuration the worker sends the nodes of one generation of a database (lifecycle.ts). */
-async function clusterConfigOf(h: DeploymentHarness, name: string): Promise<ClusterConfig> {
-  const entry = (await h.untilDone("GET", `/api/v1/databases/${name}?${T}`)).json();
-  return {
-    name: h.clusterOf(name, entry.generation as number),
-    members: entry.options.members,
-    heartbeatIntervalMs: entry.options.heartbeatIntervalMs,
-    electionTimeoutMs: entry.options.electionTimeoutMs,
-  };
-}
 
 async function leaderOf(h: DeploymentHarness, config: ClusterConfig): Promise<string> {
   return waitFor("a leader", async () => {
@@ -49,37 +36,6 @@ async function leaderOf(h: DeploymentHarness, config: ClusterConfig): Promise<st
   });
 }
 
-/**
- * Adds n4 to database `name` at run time (halted after the test) and writes a row that n4 applies: the cluster
- * configuration of the database.
- */
-async function withN4HoldingARow(h: DeploymentHarness, name: string): Promise<ClusterConfig> {
-  const config = await clusterConfigOf(h, name);
-  onTestFinished(() =>
-    h
-      .stub(config.name, "n4")
-      .testHalt()
-      .catch(() => undefined),
-  );
-  const added = await h.untilDone("POST", `/databases/${name}/api/v1/cluster/members?${T}`, { json: { name: "n4" } });
-  expect(added.status, added.text).toBe(200);
-  const write = await h.untilDone("POST", `/databases/${name}/db/execute?${T}`, {
-    headers: { "Idempotency-Key": `${name}-secret` },
-    json: ["CREATE TABLE secrets (x)", "INSERT INTO secrets VALUES ('kept after the drop')"],
-  });
-  expect(write.status, write.text).toBe(200);
-  await waitFor("n4 to apply the write", async () => {
-    const status = await h
-      .stub(config.name, "n4")
-      .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node: "n4" });
-    return status.ok && status.value.appliedIndex >= Number(write.headers.get("X-DHA-Raft-Index")) ? true : undefined;
-  });
-  return config;
-}
-
-/** What a wiped node object holds: its tombstone and nothing else. */
-const WIPED = { keys: ["lifecycle/tombstone"], tables: [], alarm: null };
-
 /** The DELETE answered DROPPED, and every node of the database, n4 included, holds its tombstone and nothing else. */
 async function expectDroppedAndWiped(h: DeploymentHarness, config: ClusterConfig, dropped: Reply): Promise<void> {
   expect(dropped.status, dropped.text).toBe(200);
@@ -89,55 +45,11 @@ async function expectDroppedAndWiped(h: DeploymentHarness, config: ClusterConfig
   }
 }
 
-/** Removes n4 from database `name` and waits until no remaining member lists it. */
-async function removeN4(h: DeploymentHarness, config: ClusterConfig, name: string): Promise<void> {
-  const removed = await h.untilDone("DELETE", `/databases/${name}/api/v1/cluster/members/n4?${T}`);
-  expect(removed.status, removed.text).toBe(200);
-  await waitFor("the removal applied everywhere", async () => {
-    for (const node of h.nodes) {
-      const status = await h
-        .stub(config.name, node)
-        .status({ protocolVersion: PROTOCOL_VERSION, cluster: config, node });
-      if (!status.ok || [...status.value.voters, ...status.value.learners].includes("n4")) {
-        return undefined;
-      }
-    }
-    return true;
-  });
-}
-
 /** The nodes as the worker reaches them, except that `failing(node, phase)` makes a drop phase fail (unreachable). */
 function failingDrops(failing: (node: string, phase: string) => boolean) {
-  return (env: AppEnv, config: ClusterConfig): NodeDirectory => {
-    const real = durableObjectDirectory(env, config);
-    return {
-      config,
-      node: (name) => {
-        const stub = real.node(name);
-        const pass = <M extends keyof ClusterNodeRpc>(method: M) =>
-          ((request: unknown) =>
-            (stub[method] as (r: unknown) => Promise<unknown>)(request)) as unknown as ClusterNodeRpc[M];
-        return {
-          start: pass("start"),
-          status: pass("status"),
-          execute: pass("execute"),
-          query: pass("query"),
-          waitForLeader: pass("waitForLeader"),
-          transferLeadership: pass("transferLeadership"),
-          addMember: pass("addMember"),
-          removeMember: pass("removeMember"),
-          repairMember: pass("repairMember"),
-          backup: pass("backup"),
-          metrics: pass("metrics"),
-          recentEvents: pass("recentEvents"),
-          drop: (request) =>
-            failing(name, request.phase)
-              ? Promise.reject(new Error(`${name} cannot be reached`))
-              : (stub.drop as (r: unknown) => Promise<NodeResult<DropValue>>)(request),
-        };
-      },
-    };
-  };
+  return failingCalls(
+    ({ node, method, request }) => method === "drop" && failing(node, (request as DropRequest).phase),
+  );
 }
 
 /** A deployment whose worker cannot reach n4 for a drop's wipe while `n4.unreachable`. */

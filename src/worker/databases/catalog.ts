@@ -5,6 +5,7 @@ import type { SqlValue, Statement, StatementResult } from "../../shared/sql";
 import { executeStatements, queryStatements } from "../data/service";
 import { ApiError } from "../http/errors";
 import { failureError } from "../http/respond";
+import { RESEND_ADVICE } from "../routing/failure";
 import type { Runtime } from "../runtime";
 import {
   databaseOptionsSchema,
@@ -119,16 +120,7 @@ WHERE state = 'DROPPED'`,
     deadlineAt: number;
   }): Promise<boolean> {
     const { name, generation } = options.entry;
-    const forgetNodes: Statement[] =
-      options.to === "DROPPED"
-        ? [
-            {
-              sql: `DELETE FROM ${NODES_TABLE} WHERE name = ? AND generation <= ?
-AND EXISTS (SELECT 1 FROM ${TABLE} WHERE name = ? AND generation = ? AND state = 'DROPPED')`,
-              params: [name, generation, name, generation],
-            },
-          ]
-        : [];
+    const forgetNodes = options.to === "DROPPED" ? [forgetNodesStatement(options.entry)] : [];
     const [result] = await this.write(
       [
         {
@@ -199,6 +191,15 @@ ON CONFLICT (name, generation, node) DO NOTHING`,
     return recorded === 1 ? null : "FULL";
   }
 
+  /**
+   * Forgets the recorded nodes of a DROPPED generation (and earlier ones), once a drop wiped them all: one that a
+   * worker of an earlier version dropped kept its record (lifecycle.ts, wipeLeftBehind). Nothing once the name was
+   * created again.
+   */
+  async forgetNodes(entry: DatabaseEntry, deadlineAt: number): Promise<void> {
+    await this.write([forgetNodesStatement(entry)], deadlineAt);
+  }
+
   /** The node names recorded as added at run time to this generation of a database (at most MAX_ADDED_NODES). */
   async recordedNodes(entry: DatabaseEntry, deadlineAt: number): Promise<string[]> {
     const rows = await this.read(
@@ -250,6 +251,15 @@ ON CONFLICT (name, generation, node) DO NOTHING`,
   }
 }
 
+/** Deletes the records of `entry`'s generation and earlier ones, only while that generation is DROPPED. */
+function forgetNodesStatement(entry: DatabaseEntry): Statement {
+  return {
+    sql: `DELETE FROM ${NODES_TABLE} WHERE name = ? AND generation <= ?
+AND EXISTS (SELECT 1 FROM ${TABLE} WHERE name = ? AND generation = ? AND state = 'DROPPED')`,
+    params: [entry.name, entry.generation, entry.name, entry.generation],
+  };
+}
+
 /** The result of every statement sent; a 500 when one was refused or is missing, a 503/504 when none ran. */
 function resultsOf(
   outcome: Awaited<ReturnType<typeof executeStatements>> | Awaited<ReturnType<typeof queryStatements>>,
@@ -257,7 +267,11 @@ function resultsOf(
 ): StatementResult[] {
   if (!outcome.ok) {
     const failure = failureError(outcome, "plain");
-    throw new ApiError(failure.status, `the catalog of databases is unavailable: ${failure.message}`, failure.options);
+    // The catalog's request id means nothing to the client, whose admin call is idempotent: it repeats the call.
+    const message = outcome.outcomeUnknown
+      ? `the catalog of databases did not confirm a change in time, which may still apply: repeat the request (${failure.message.replace(`: ${RESEND_ADVICE}`, "")})`
+      : `the catalog of databases is unavailable: ${failure.message}`;
+    throw new ApiError(failure.status, message, failure.options);
   }
   const results = outcome.value.results;
   const refused = results.find((result) => result.error !== undefined);

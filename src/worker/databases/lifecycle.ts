@@ -114,17 +114,21 @@ export function logTransition(
   );
 }
 
+/** The membership change a node is recorded for. */
+export type MemberChange = "addition" | "removal";
+
 /**
  * Records `node` in the catalog as a node of the database `runtime` serves, before an admin call that may give it
  * storage (an addition) or leave it holding some (a removal) reaches the leader: a drop wipes every recorded node,
  * so none keeps a copy of a dropped database. Configured members are wiped anyway and need no record. 410 once the
- * database is being dropped (the call would be refused), 409 when its record is full.
+ * database is being dropped (the call would be refused), 409 when its record is full (a removal then too: removed
+ * unrecorded, the node would keep its copy out of any drop's reach).
  */
 export async function recordNode(
   catalog: Catalog,
   runtime: Runtime,
   node: string,
-  options: { readonly atMs: number; readonly deadlineAt: number },
+  options: { readonly atMs: number; readonly deadlineAt: number; readonly change: MemberChange },
 ): Promise<void> {
   if (runtime.config.members.some((member) => member.name === node)) {
     return;
@@ -134,19 +138,90 @@ export async function recordNode(
     throw new Error(`assertion failed: ${runtime.config.name} is not the cluster of a named database`);
   }
   const { database: name, generation } = parsed;
-  const refusal = await catalog.recordNode({ name, generation, node, ...options });
+  const refusal = await catalog
+    .recordNode({ name, generation, node, atMs: options.atMs, deadlineAt: options.deadlineAt })
+    .catch((error: unknown) => {
+      throw unrecorded(error, node, options.change);
+    });
   if (refusal === "DROPPED") {
     throw new ApiError(410, `database ${JSON.stringify(name)} was dropped (or is being dropped)`, {
       code: "DROPPED",
     });
   }
   if (refusal === "FULL") {
+    const full = `database ${name} has had ${MAX_ADDED_NODES} nodes added at run time, the most one database may have (a drop must reach each)`;
     throw new ApiError(
       409,
-      `database ${name} has had ${MAX_ADDED_NODES} nodes added at run time, the most one database may have (a drop must reach each): add one of those names again (a removed node may be added back), or move to a new database`,
+      options.change === "addition"
+        ? `${full}: add one of those names again (a removed node may be added back), or move to a new database`
+        : `${full}, and ${node} is not among them (a worker of an earlier version added it): it cannot be removed, since a removed node keeps its copy of the data and only a member or a recorded node is wiped by a drop; leave it a member (a drop wipes it), or move to a new database`,
       { code: "MEMBER_LIMIT" },
     );
   }
+}
+
+/**
+ * The change was not sent when its record failed: a 504 of the catalog (its write not confirmed in time) is a 503
+ * here, nothing changed, for the client to retry (a record that was applied after all costs nothing: the same name
+ * counts once).
+ */
+function unrecorded(error: unknown, node: string, change: MemberChange): unknown {
+  if (!(error instanceof ApiError) || error.status !== 504) {
+    return error;
+  }
+  return new ApiError(
+    503,
+    `the catalog of databases did not confirm the record of ${node} in time, so the ${change} was not sent: nothing changed, retry (${error.message})`,
+    { code: "UNAVAILABLE", retryAfterSeconds: 1 },
+  );
+}
+
+/**
+ * A DROPPED generation whose record still names nodes was dropped by a worker of an earlier version, which neither
+ * read nor forgot the record: a member removed before that drop kept its copy. Wipes the recorded nodes (the others
+ * answer from their tombstones) and forgets the record; 503 when a node cannot be reached (repeat the DELETE).
+ * The usual record is empty: one read.
+ */
+export async function wipeLeftBehind(
+  context: LifecycleContext,
+  entry: DatabaseEntry,
+  options: { reason: string },
+): Promise<void> {
+  const recorded = await context.catalog.recordedNodes(entry, context.deadlineAt);
+  if (recorded.length === 0) {
+    return;
+  }
+  const report = await dropNodes(context, entry, { drainMs: 0, reason: options.reason });
+  if (report.failures.length > 0) {
+    throw notEveryNodeDropped(entry, report.failures);
+  }
+  await context.catalog.forgetNodes(entry, context.deadlineAt);
+  console.log(
+    JSON.stringify({
+      level: "warn",
+      event: "databaseRecordedNodesWiped",
+      database: entry.name,
+      generation: entry.generation,
+      nodes: recorded,
+      reason: "an earlier version dropped the database without the record of the nodes added at run time",
+    }),
+  );
+}
+
+/** A drop that could not reach every node: the database stays as it is (DROPPING, or DROPPED with its record). */
+export function notEveryNodeDropped(
+  entry: { readonly name: string; readonly state: DatabaseState },
+  failures: readonly string[],
+): ApiError {
+  const state =
+    entry.state === "DROPPED"
+      ? "is DROPPED, but a drop by an earlier version left nodes it had recorded"
+      : "is DROPPING and refuses every request";
+  return new ApiError(
+    503,
+    `database ${entry.name} ${state}, and not every node could be dropped yet (${failures.join("; ")}): repeat the DELETE`,
+    { code: "DROPPING", retryAfterSeconds: 1 },
+  );
 }
 
 export interface LifecycleContext {

@@ -84,7 +84,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
     const runtime = c.var.runtime();
     const member = await readJsonBody(c, memberSchema);
     const deadlineAt = adminDeadline(c, runtime);
-    await c.var.recordNode?.(member.name, deadlineAt);
+    await c.var.recordNode?.(member.name, { deadlineAt, change: "addition" });
     return adminResponse(c, await addMember(runtime, member, deadlineAt));
   });
 
@@ -105,7 +105,7 @@ export function clusterRoutes(options: AppOptions): Hono<AppBindings> {
         await requireMember(runtime, name, { what: "name", timeoutMs: runtime.policy.statusTimeoutMs, live: true });
         const deadlineAt = adminDeadline(c, runtime);
         if (options.record) {
-          await c.var.recordNode?.(name, deadlineAt);
+          await c.var.recordNode?.(name, { deadlineAt, change: "removal" });
         }
         return adminResponse(c, await act(runtime, name, deadlineAt));
       },

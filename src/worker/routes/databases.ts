@@ -21,10 +21,12 @@ import {
   dropNodes,
   logDropTimeline,
   logTransition,
+  notEveryNodeDropped,
   recordNode,
   resolveOptions,
   sameOptions,
   transition,
+  wipeLeftBehind,
   type LifecycleContext,
 } from "../databases/lifecycle";
 import { createDatabaseBodySchema, databaseParamsSchema, type DatabaseEntry } from "../databases/schemas";
@@ -116,6 +118,7 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
     const { name, deployment, context, entry } = await existingEntry(c, c.req.valid("param").name, clusterRuntime);
     const foundAtMs = context.now();
     if (entry.state === "DROPPED") {
+      await wipeLeftBehind(context, entry, { reason: `dropped by DELETE /api/v1/databases/${name}` });
       return json(entry);
     }
     const reason = `dropped by DELETE /api/v1/databases/${name}`;
@@ -128,11 +131,7 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
     const drainMs = Math.min(DEFAULT_DROP_DRAIN_MS, context.deadlineAt - context.now() - DROP_WIPE_MARGIN_MS);
     const report = await dropNodes(context, dropping, { drainMs: Math.max(0, drainMs), reason });
     if (report.failures.length > 0) {
-      throw new ApiError(
-        503,
-        `database ${name} is DROPPING and refuses every request, but not every node could be dropped yet (${report.failures.join("; ")}): repeat the DELETE`,
-        { code: "DROPPING", retryAfterSeconds: 1 },
-      );
+      throw notEveryNodeDropped(dropping, report.failures);
     }
     const done = `${report.nodes.length} nodes wiped${report.brokenLeases > 0 ? `, ${report.brokenLeases} leases broken` : ""}`;
     await transition(context, dropping, { from: ["DROPPING"], to: "DROPPED", reason: done });
@@ -167,9 +166,7 @@ export function databaseScope(clusterRuntime: ClusterRuntimeOf, now: () => numbe
     const deadlineAt = now() + deployment.system.policy.statusTimeoutMs * 2;
     const runtime = await resolveDatabase(deployment, name, { now, deadlineAt, shape });
     c.set("runtime", () => runtime);
-    c.set("recordNode", (node, recordDeadlineAt) =>
-      recordNode(deployment.catalog, runtime, node, { atMs: now(), deadlineAt: recordDeadlineAt }),
-    );
+    c.set("recordNode", (node, options) => recordNode(deployment.catalog, runtime, node, { atMs: now(), ...options }));
     await next();
   });
 }

@@ -156,13 +156,21 @@ const adminFailures = (extra: Responses): Responses => ({
   ...guarded("plain"),
 });
 
-/** Membership changes: admin failures, and the bound on the nodes a named database records (MEMBER_LIMIT). */
+/**
+ * Membership changes: admin failures, the bound on the nodes a named database records (MEMBER_LIMIT), and the
+ * catalog's record of the node not confirmed in time.
+ */
 const memberFailures = (extra: Responses): Responses =>
   adminFailures({
     409: error(
       "A leadership transfer or config change was still under way when the deadline passed (asked again until " +
-        `then); or, on a named database, ${MAX_ADDED_NODES} node names were added at run time already (MEMBER_LIMIT): ` +
-        "nothing was applied",
+        `then); or, on a named database, ${MAX_ADDED_NODES} node names were added at run time already (MEMBER_LIMIT; ` +
+        "a removal of a node an earlier version added, which is not among them, is refused too): nothing was applied",
+    ),
+    503: error(
+      "No leader, or no node reachable; or, on a named database, the catalog did not confirm its record of the " +
+        "node in time (the change was not sent): nothing was applied",
+      retryAfter,
     ),
     ...extra,
   });

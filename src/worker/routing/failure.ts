@@ -72,12 +72,15 @@ export function isOutcomeUnknownCode(code: string): boolean {
   return code === "TIMEOUT" || code.startsWith("OUTCOME_UNKNOWN") || code === "LEADER_CHANGED";
 }
 
+/** What a client of the data routes does with a write whose outcome is unknown. */
+export const RESEND_ADVICE = "resend it with the same request id (X-DHA-Request-Id as Idempotency-Key)";
+
 /** A write whose outcome is unknown: 504, so that the client resends it under the same request id. */
 export function outcomeUnknownFailure(reason: string, node: string | undefined): RouteFailure {
   return routeFailure(
     504,
     "OUTCOME_UNKNOWN",
-    `${reason}; the write may or may not have been applied: resend it with the same request id (X-DHA-Request-Id as Idempotency-Key)`,
+    `${reason}; the write may or may not have been applied: ${RESEND_ADVICE}`,
     { node, outcomeUnknown: true },
   );
 }
