@@ -91,6 +91,18 @@ const MEASURED: readonly (readonly [SqlValue, Shown, Shown])[] = [
   ["\uff12\uff10\uff12\uff14-01-02", "0001-01-01T00:00:00Z", "\uff12\uff10\uff12\uff14-01-02"],
   ["2024-01-02z", "0001-01-01T00:00:00Z", "2024-01-02z"],
   ["2024-01-02 03:04:05Z+01:00", "0001-01-01T00:00:00Z", "2024-01-02 03:04:05Z+01:00"],
+  // Offsets are two digits each, not range-checked: minutes past 59 carry into the hours.
+  ["2024-01-02T03:04:05+00:61", "2024-01-02T03:04:05+01:01", "2024-01-02T03:04:05+00:61"],
+  ["2024-01-02T03:04:05+00:99", "2024-01-02T03:04:05+01:39", "2024-01-02T03:04:05+00:99"],
+  ["2024-01-02T03:04:05-00:99", "2024-01-02T03:04:05-01:39", "2024-01-02T03:04:05-00:99"],
+  // The layouts' space between date and time reads a run of spaces (Go's parser), but no tab and not beside a "T".
+  ["2024-01-02   03:04:05", "2024-01-02T03:04:05Z", "2024-01-02   03:04:05"],
+  ["2024-01-02  3:04", "2024-01-02T03:04:00Z", "2024-01-02  3:04"],
+  ["2024-01-02  03:04:05.5+01:00", "2024-01-02T03:04:05.5+01:00", "2024-01-02  03:04:05.5+01:00"],
+  ["2024-01-02 \t03:04", "0001-01-01T00:00:00Z", "2024-01-02 \t03:04"],
+  ["2024-01-02T 03:04", "0001-01-01T00:00:00Z", "2024-01-02T 03:04"],
+  ["2024-01-02  T03:04", "0001-01-01T00:00:00Z", "2024-01-02  T03:04"],
+  ["2024-01-02  ", "0001-01-01T00:00:00Z", "2024-01-02  "],
 ];
 
 /** Stored values whose statement rqlite answers with an error in place of rows (DATETIME column). */
@@ -100,6 +112,10 @@ const UNSHOWABLE: readonly (readonly [SqlValue, string])[] = [
   [-1000000000000, "Time.MarshalText: year outside of range [0,9999]"],
   [253402300800, "Time.MarshalText: year outside of range [0,9999]"],
   ["2024-01-02 03:04:05+24:00", "Time.MarshalText: timezone hour outside of range [0,23]"],
+  ["2024-01-02T03:04:05+25:00", "Time.MarshalText: timezone hour outside of range [0,23]"],
+  ["2024-01-02T03:04:05+99:00", "Time.MarshalText: timezone hour outside of range [0,23]"],
+  ["2024-01-02T03:04:05+23:60", "Time.MarshalText: timezone hour outside of range [0,23]"],
+  ["2024-01-02T03:04:05+23:99", "Time.MarshalText: timezone hour outside of range [0,23]"],
 ];
 
 function shown(type: string, value: SqlValue): Shown {
@@ -144,8 +160,8 @@ describe("values of declared BOOLEAN and date/time columns, as rqlite 8.26.8 sho
       nanosecond: 1,
       offsetSeconds: -5400,
     });
-    expect(parseDriverTime("2024-01-02 03:04:05+25:00")).toBeNull();
-    expect(parseDriverTime("2024-01-02 03:04:05+00:61")).toBeNull();
+    expect(parseDriverTime("2024-01-02 03:04:05+25:00")?.offsetSeconds).toBe(25 * 3600);
+    expect(parseDriverTime("2024-01-02 03:04:05+00:61")?.offsetSeconds).toBe(61 * 60);
     const base = { year: 5, month: 6, day: 7, hour: 8, minute: 9, second: 10, nanosecond: 120_000_000 };
     expect(marshalTime({ ...base, offsetSeconds: 0 })).toBe("0005-06-07T08:09:10.12Z");
     expect(marshalTime({ ...base, offsetSeconds: -(23 * 3600 + 59 * 60) })).toBe("0005-06-07T08:09:10.12-23:59");

@@ -161,13 +161,13 @@ function pad(value: number, width: number): string {
  * cut: "2006-01-02 15:04:05.999999999-07:00", the same without the offset, without the fraction, without the
  * seconds, the date alone; each with " " or "T" between date and time. Together they read: a date, optionally
  * followed by a time whose hour has one or two digits, whose seconds may carry a fraction ("." or "," and any number
- * of digits, the first nine kept) and then an offset ("+hh:mm", hours up to 24 and minutes up to 60 as Go allows).
+ * of digits, the first nine kept) and then an offset ("+hh:mm": any two digits each, unchecked by the Go that built
+ * rqlited 8.26.8, so "+00:99" is 99 minutes and "+25:00" fails only when written). Go's parser reads a space of a
+ * layout as a run of spaces, so "2024-01-02   03:04" reads too.
  */
 const DRIVER_TIME =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?(?:([+-])(\d{2}):(\d{2}))?)?)?$/;
+  /^(\d{4})-(\d{2})-(\d{2})(?:(?: +|T)(\d{1,2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?(?:([+-])(\d{2}):(\d{2}))?)?)?$/;
 
-const MAX_OFFSET_HOURS = 24;
-const MAX_OFFSET_MINUTES = 60;
 const MAX_MONTH = 12;
 const MAX_MINUTE = 59;
 const MAX_SECOND = 59;
@@ -203,12 +203,7 @@ export function parseDriverTime(text: string): WallTime | null {
   if (sign === undefined) {
     return time;
   }
-  const hours = Number(offsetHours);
-  const minutes = Number(offsetMinutes);
-  if (hours > MAX_OFFSET_HOURS || minutes > MAX_OFFSET_MINUTES) {
-    return null;
-  }
-  const offsetSeconds = (hours * SECONDS_PER_MINUTE + minutes) * SECONDS_PER_MINUTE;
+  const offsetSeconds = (Number(offsetHours) * SECONDS_PER_MINUTE + Number(offsetMinutes)) * SECONDS_PER_MINUTE;
   return { ...time, offsetSeconds: sign === "-" ? -offsetSeconds : offsetSeconds };
 }
 
