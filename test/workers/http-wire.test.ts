@@ -179,6 +179,23 @@ describe("rqlite result shapes", () => {
     }
   });
 
+  it("renders a RETURNING BLOB on /db/execute as base64 even with blob_array, as rqlite 8.26.8 does", () => {
+    // What rqlite answered to POST /db/execute?blob_array: INSERT INTO bl(b) VALUES(X'0102') RETURNING b
+    // (/db/request?blob_array answers [[1,2]]: it reads blob_array, /db/execute does not).
+    const returning: StatementResult = {
+      columns: ["b"],
+      types: ["blob"],
+      rows: [[new Uint8Array([1, 2])]],
+      lastInsertId: 1,
+      rowsAffected: 1,
+    };
+    const expected = '{"columns":["b"],"types":["blob"],"values":[["AQI="]]}';
+    expect(encodeWire(renderExecuteResult(returning, { ...plain, blobArray: true }))).toBe(expected);
+    expect(encodeWire(renderRequestResult(returning, { ...plain, blobArray: true }))).toBe(
+      '{"columns":["b"],"types":["blob"],"values":[[[1,2]]]}',
+    );
+  });
+
   it("renders query results: no values key on an empty set, BLOBs as base64 or byte arrays", () => {
     const empty = { columns: ["id"], types: ["integer"], rows: [] };
     expect(encodeWire(renderQueryResult(empty, plain))).toBe('{"columns":["id"],"types":["integer"]}');

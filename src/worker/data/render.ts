@@ -15,12 +15,13 @@ export interface RenderOptions {
  * /db/execute: {last_insert_id, rows_affected, error, time}. A write that returned columns (RETURNING: the node
  * counts its rows and returns columns) answers them instead, as a query result that is never associative: rqlite
  * runs such a statement as a query (db.go, executeStmtWithConn, ForceQuery) and renders it so on /db/execute,
- * ?associative or not (measured on 8.26.8). A SELECT or PRAGMA sent there answers counts only, as in rqlite.
+ * ?associative or not, its BLOBs base64 even with ?blob_array, which /db/execute does not read (measured on 8.26.8).
+ * A SELECT or PRAGMA sent there answers counts only, as in rqlite.
  */
 export function renderExecuteResult(result: StatementResult, options: RenderOptions): WireValue {
   const returning = result.columns !== undefined && result.rowsAffected !== undefined;
   if (returning && nonEmpty(result.error) === undefined) {
-    return renderQueryResult(result, { ...options, associative: false });
+    return renderQueryResult(result, { ...options, associative: false, blobArray: false });
   }
   return renderCounts(result, options);
 }
