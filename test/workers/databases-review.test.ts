@@ -346,4 +346,27 @@ SELECT printf('tmp-%04d', i), 'DROPPED', 1, ?, ?, ?, '1 nodes wiped' FROM c LIMI
     expect(last).toMatch(/^200 /);
     expect(await h.storageOf(config.name, "n3")).toEqual(WIPED);
   });
+
+  // Seen from outside (npm start): PUT answered the entry with the updatedAt of its insertion, DELETE with the one
+  // before the drop, while GET then showed the time of the last transition; ?pretty, honoured by the other admin
+  // routes and listed for these in /openapi.json, was ignored.
+  it("answers PUT and DELETE with the entry the catalog then holds, indented with ?pretty", async () => {
+    const h = new DeploymentHarness("db-review-answers", { nodes: 1 });
+    const created = await h.untilDone("PUT", `/api/v1/databases/kappa?${T}&pretty`, { json: { nodes: 1 } });
+    h.touch("kappa", 1);
+    expect(created.status, created.text).toBe(201);
+    expect(created.text).toContain('\n    "state": "ONLINE",\n');
+    const online = (await h.untilDone("GET", `/api/v1/databases/kappa?${T}`)).json();
+    expect(created.json()).toEqual({ ...online, leader: undefined, sizeBytes: undefined });
+    expect(online.updatedAt).not.toBe(online.createdAt);
+
+    const dropped = await h.untilDone("DELETE", `/api/v1/databases/kappa?${T}&pretty`);
+    expect(dropped.status, dropped.text).toBe(200);
+    expect(dropped.text).toContain('\n    "state": "DROPPED",\n');
+    const after = (await h.untilDone("GET", `/api/v1/databases/kappa?${T}`)).json();
+    expect(dropped.json()).toEqual({ ...after, leader: undefined, sizeBytes: undefined });
+    expect(after.updatedAt).not.toBe(online.updatedAt);
+    const list = await h.untilDone("GET", `/api/v1/databases?${T}&pretty`);
+    expect(list.text).toMatch(/^\{\n {4}"databases": \[/);
+  });
 });

@@ -232,23 +232,22 @@ export interface LifecycleContext {
   readonly deadlineAt: number;
 }
 
-/** Moves the entry and logs the transition; false (nothing logged) when another request moved it first. */
+/**
+ * Moves the entry and logs the transition: the entry as the catalog now holds it, or null (nothing logged) when
+ * another request moved it first.
+ */
 export async function transition(
   context: LifecycleContext,
   entry: DatabaseEntry,
   options: { from: readonly DatabaseState[]; to: DatabaseState; reason: string },
-): Promise<boolean> {
+): Promise<DatabaseEntry | null> {
   const atMs = context.now();
   const moved = await context.catalog.transition({ entry, ...options, atMs, deadlineAt: context.deadlineAt });
-  if (moved) {
-    logTransition(
-      { name: entry.name, generation: entry.generation, from: entry.state },
-      options.to,
-      options.reason,
-      atMs,
-    );
+  if (!moved) {
+    return null;
   }
-  return moved;
+  logTransition({ name: entry.name, generation: entry.generation, from: entry.state }, options.to, options.reason, atMs);
+  return { ...entry, state: options.to, reason: options.reason, updatedAt: new Date(atMs).toISOString() };
 }
 
 /** CREATING -> ONLINE once every configured node has started and a leader is elected. */
@@ -291,8 +290,9 @@ export async function bringOnline(context: LifecycleContext, entry: DatabaseEntr
     );
   }
   const reason = `leader ${leader.value.leader} elected`;
-  if (await transition(context, entry, { from: ["CREATING"], to: "ONLINE", reason })) {
-    return { ...entry, state: "ONLINE", reason };
+  const online = await transition(context, entry, { from: ["CREATING"], to: "ONLINE", reason });
+  if (online !== null) {
+    return online;
   }
   // Another request moved it first: a concurrent PUT brought it online (that is the answer), or a DELETE began to
   // drop it (then it is not online, whatever this PUT saw).

@@ -8,8 +8,8 @@ import { DEFAULT_DATABASE, databaseNameProblem } from "../../objects/api";
 import { ApiError } from "../http/errors";
 import { readJsonBody, validationHook } from "../http/json-body";
 import { deadlineFor, parseQueryParams } from "../http/params";
-import { jsonResponse } from "../http/respond";
-import { encodeWire, type WireValue } from "../http/wire-json";
+import { wireResponse } from "../http/respond";
+import type { WireValue } from "../http/wire-json";
 import { assertDatabase, authenticate, mayAccessDatabase, requireRole } from "../middleware/auth";
 import { limitBody } from "../middleware/body-limit";
 import { resolveLimits, type AppOptions } from "../runtime";
@@ -46,12 +46,12 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
       mayAccessDatabase(principal, entry.name),
     );
     const described = await Promise.all(entries.map((entry) => describeLive(deployment, entry)));
-    return json({ databases: described });
+    return json(c, { databases: described });
   });
 
   app.get("/:name", requireRole("admin"), nameParam, async (c) => {
     const { deployment, entry } = await existingEntry(c, c.req.valid("param").name, clusterRuntime);
-    return json(await describeLive(deployment, entry));
+    return json(c, await describeLive(deployment, entry));
   });
 
   app.put("/:name", requireRole("admin"), nameParam, limitBody(limits.maxAdminBodyBytes, "plain"), async (c) => {
@@ -110,7 +110,7 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
     }
     forgetEntry(deployment, name);
     const online = entry.state === "CREATING" ? await bringOnline(context, entry) : entry;
-    return json(online, created ? 201 : 200);
+    return json(c, online, created ? 201 : 200);
   });
 
   app.delete("/:name", requireRole("admin"), nameParam, async (c) => {
@@ -119,26 +119,27 @@ export function databaseRoutes(options: AppOptions, clusterRuntime: ClusterRunti
     const foundAtMs = context.now();
     if (entry.state === "DROPPED") {
       await wipeLeftBehind(context, entry, { reason: `dropped by DELETE /api/v1/databases/${name}` });
-      return json(entry);
+      return json(c, entry);
     }
     const reason = `dropped by DELETE /api/v1/databases/${name}`;
-    if (entry.state !== "DROPPING") {
-      await transition(context, entry, { from: ["CREATING", "ONLINE"], to: "DROPPING", reason });
-    }
+    const moved =
+      entry.state === "DROPPING"
+        ? null
+        : await transition(context, entry, { from: ["CREATING", "ONLINE"], to: "DROPPING", reason });
     const droppingAtMs = context.now();
     forgetEntry(deployment, name);
-    const dropping: DatabaseEntry = { ...entry, state: "DROPPING", reason };
+    const dropping: DatabaseEntry = moved ?? { ...entry, state: "DROPPING", reason };
     const drainMs = Math.min(DEFAULT_DROP_DRAIN_MS, context.deadlineAt - context.now() - DROP_WIPE_MARGIN_MS);
     const report = await dropNodes(context, dropping, { drainMs: Math.max(0, drainMs), reason });
     if (report.failures.length > 0) {
       throw notEveryNodeDropped(dropping, report.failures);
     }
     const done = `${report.nodes.length} nodes wiped${report.brokenLeases > 0 ? `, ${report.brokenLeases} leases broken` : ""}`;
-    await transition(context, dropping, { from: ["DROPPING"], to: "DROPPED", reason: done });
+    const dropped = await transition(context, dropping, { from: ["DROPPING"], to: "DROPPED", reason: done });
     forgetEntry(deployment, name);
     const droppedAtMs = context.now();
     logDropTimeline(entry, { receivedAtMs, foundAtMs, droppingAtMs, droppedAtMs, answers: report.answers });
-    return json({ ...dropping, state: "DROPPED", reason: done });
+    return json(c, dropped ?? { ...dropping, state: "DROPPED", reason: done });
   });
 
   return app;
@@ -222,6 +223,7 @@ async function existingEntry(c: Context<AppBindings>, name: string, clusterRunti
   return { name, deployment, context, entry };
 }
 
-function json(value: unknown, status: 200 | 201 = 200): Response {
-  return jsonResponse(status, encodeWire(value as WireValue));
+/** A JSON answer of the databases API, indented with ?pretty as on the other admin routes. */
+function json(c: Context<AppBindings>, value: unknown, status: 200 | 201 = 200): Response {
+  return wireResponse(c, value as WireValue, status);
 }
