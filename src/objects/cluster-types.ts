@@ -52,6 +52,7 @@ export type NodeErrorCode =
   | "INTERNAL"
   | "DROPPED" // the database was dropped, or is being dropped: nothing new is accepted (never retryable)
   | "TOO_LARGE" // the answer would exceed a size limit (a backup's dump): every node would refuse it (never retryable)
+  | "NOT_REPAIRED" // a repair's image surely did not reach the replica (unreachable, or it refused): nothing changed
   // A write was proposed and this node can no longer follow it (it stepped down, stopped, or failed after logging
   // it): it may or may not be applied. Retryable: resend it with the same request id, which is applied at most once.
   | "OUTCOME_UNKNOWN";

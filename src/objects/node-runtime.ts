@@ -651,7 +651,8 @@ export class NodeRuntime {
 
   /**
    * Leader only: replaces a member's state with the leader's (README "Consistency monitor"); resolves once the member
-   * installed it, or fails at the deadline (the repair may still complete).
+   * installed it. Fails NOT_REPAIRED when the image surely did not reach it, TIMEOUT when it may have (the answer to
+   * the last chunk was lost) or at the deadline (the repair may still complete).
    */
   async repairMember(options: { node: string; timeoutMs: number }): Promise<RepairOutcome> {
     this.requests.assertServing();

@@ -301,7 +301,9 @@ describe("PeerTransport: failures, retries and stubs", () => {
     await h.clock.advance(299, settle);
     expect(h.failures).toEqual([]);
     await h.clock.advance(1, settle);
-    expect(h.failures).toEqual([expect.objectContaining({ kind: "timeout", attempts: 1, messages: [heartbeat(1)] })]);
+    expect(h.failures).toEqual([
+      expect.objectContaining({ kind: "timeout", attempts: 1, callsMade: 1, messages: [heartbeat(1)] }),
+    ]);
     expect(h.events).toContainEqual({ kind: "stubReplaced", peer: "n2", after: "timeout" });
     h.transport.send([heartbeat(2)]);
     expect(call(h.calls, 1).stub).toBe(2);
@@ -424,7 +426,12 @@ describe("PeerTransport: circuit breaker", () => {
     h.transport.send([heartbeat(3)]);
     await settle();
     expect(h.calls).toHaveLength(2);
-    expect(h.failures.at(-1)).toMatchObject({ kind: "circuitOpen", messages: [heartbeat(3)], attempts: 0 });
+    expect(h.failures.at(-1)).toMatchObject({
+      kind: "circuitOpen",
+      messages: [heartbeat(3)],
+      attempts: 0,
+      callsMade: 0,
+    });
 
     await h.clock.advance(1_000, settle);
     h.transport.send([heartbeat(4)]);
@@ -529,8 +536,14 @@ describe("PeerTransport: fault injection", () => {
     h.transport.send([heartbeat(1)]);
     await settle();
     expect(h.calls).toHaveLength(0);
+    // An attempt, but no call: the envelope never left this node (a repair counts on it to answer NOT_REPAIRED).
     expect(h.failures).toEqual([
-      expect.objectContaining({ kind: "broken", detail: expect.stringContaining("fault injection dropped") }),
+      expect.objectContaining({
+        kind: "broken",
+        detail: expect.stringContaining("fault injection dropped"),
+        attempts: 1,
+        callsMade: 0,
+      }),
     ]);
   });
 

@@ -651,3 +651,59 @@ describe("the cluster API over a real cluster", () => {
     await waitFor("n4 to become a voter", async () => ((await memberRole(h, "n4"))?.voter === true ? true : undefined));
   });
 });
+
+describe("repair of a member the leader cannot reach", () => {
+  it("answers 503 NOT_REPAIRED at once when the image never reached it, and repairs it once it is back", async () => {
+    const { cluster, h, followers } = await setUp("real-repair-cut", STALL_TOLERANT_TIMING);
+    const [cut] = followers;
+    expect((await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] })).status).toBe(200);
+    await cluster.isolate(cut);
+    // Every way the leader fails to reach it: the first call dropped on the way, then the breaker open.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const refused = await h.send("POST", `/api/v1/cluster/members/${cut}/repair`);
+      // Before, 504 "the change may still complete", though nothing had reached the replica and nothing retried it.
+      expect(refused.status, refused.text).toBe(503);
+      expect(refused.headers.get("X-DHA-Error-Code")).toBe("NOT_REPAIRED");
+      expect(Number(refused.headers.get("Retry-After"))).toBeGreaterThan(0);
+      const { error } = JSON.parse(refused.text) as { error: string };
+      expect(error).toContain(`${cut} was NOT repaired`);
+      expect(error).toContain("nothing was installed");
+    }
+    expect((await cluster.status(cut)).consistency?.repairsInstalled).toBe(0);
+
+    await cluster.heal();
+    await waitFor(`the repair of ${cut} once healed`, async () => {
+      const repaired = await h.send("POST", `/api/v1/cluster/members/${cut}/repair`);
+      return repaired.status === 200 ? true : undefined;
+    });
+    expect((await cluster.status(cut)).consistency?.repairsInstalled).toBe(1);
+  });
+
+  it("answers 504 when the answer to the last chunk, which installs the image, was lost", async () => {
+    const { cluster, h, followers } = await setUp("real-repair-lost", STALL_TOLERANT_TIMING);
+    const [target] = followers;
+    expect((await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (x)"] })).status).toBe(200);
+    // The target installs the image, then its answer is lost.
+    type Receive = (this: unknown, envelope: unknown, traceparent?: unknown) => Promise<unknown>;
+    const prototype = await runInDurableObject(
+      cluster.stub(target),
+      (instance) => Object.getPrototypeOf(instance) as { receive: Receive },
+    );
+    const original = prototype.receive;
+    onTestFinished(() => {
+      prototype.receive = original;
+    });
+    prototype.receive = async function (this: unknown, envelope, traceparent) {
+      const answer = await original.call(this, envelope, traceparent);
+      const sent = envelope as { to?: string; snapshotChunk?: { repair?: boolean; last?: boolean } };
+      if (sent.to === target && sent.snapshotChunk?.repair === true && sent.snapshotChunk.last) {
+        throw new Error("the answer to the last repair chunk was lost (test)");
+      }
+      return answer;
+    };
+    const lost = await h.send("POST", `/api/v1/cluster/members/${target}/repair`);
+    expect(lost.status, lost.text).toBe(504);
+    expect(lost.text).toContain("may have installed the image");
+    expect((await cluster.status(target)).consistency?.repairsInstalled).toBe(1);
+  });
+});

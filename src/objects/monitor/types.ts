@@ -115,3 +115,11 @@ export interface RepairOutcome {
   readonly imageIndex: number;
   readonly durationMs: number;
 }
+
+/**
+ * A repair image sent to a replica: installed, or not. Not installed says whether it may have been all the same (the
+ * answer to the last chunk, which installs it, was lost), or surely was not (the replica could not be reached, or
+ * refused, before the last chunk).
+ */
+export type RepairImageSent =
+  { readonly ok: true } | { readonly ok: false; readonly error: string; readonly mayHaveInstalled: boolean };

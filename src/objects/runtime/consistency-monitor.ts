@@ -19,6 +19,7 @@ import type {
   DivergedFlag,
   NodeConsistency,
   PeerConsistencyReport,
+  RepairImageSent,
   RepairOutcome,
   ReplicaConsistency,
   ReplicaConsistencyStatus,
@@ -76,12 +77,12 @@ interface PeerState {
   compactedThrough: number;
 }
 
-/** What the monitor needs from PeerLinks: stream an image to a peer (as a repair); true once it was installed. */
+/** What the monitor needs from PeerLinks: stream an image to a peer (as a repair); ok once it was installed. */
 export type SendRepairImage = (options: {
   readonly peer: string;
   readonly image: SnapshotImage;
   readonly snapshotTerm: number;
-}) => Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }>;
+}) => Promise<RepairImageSent>;
 
 export function summarize(record: CheckpointRecord): CheckpointSummary {
   return {
@@ -935,7 +936,16 @@ export class ConsistencyMonitor {
       const sent = await this.sendRepairImage({ peer, image, snapshotTerm: status.term });
       if (!sent.ok) {
         this.noteRepairFailure(peer, state, sent.error);
-        throw nodeError("TIMEOUT", `repairing ${peer} failed: ${sent.error}`, { retryable: true });
+        throw sent.mayHaveInstalled
+          ? nodeError("TIMEOUT", `repairing ${peer}: ${sent.error}; it may have installed the image all the same`, {
+              retryable: true,
+            })
+          : nodeError(
+              "NOT_REPAIRED",
+              `${peer} was NOT repaired: the image did not reach it (${sent.error}); nothing was installed: ` +
+                `ask again once it is reachable (GET /api/v1/cluster/health)`,
+              { retryable: true },
+            );
       }
       const durationMs = this.core.deps.clock.now() - startedAtMs;
       state.repairs++;

@@ -25,7 +25,7 @@ import {
 } from "../timing";
 import { LIMITS, type PeerStub, type RuntimeCore } from "./types";
 import { BreakerLogLevels } from "./breaker-log";
-import type { PeerConsistencyReport } from "../monitor/types";
+import type { PeerConsistencyReport, RepairImageSent } from "../monitor/types";
 
 /** What a peer tells the sender of an envelope about itself. */
 export interface PeerReport {
@@ -641,7 +641,7 @@ export class PeerLinks {
           last: seq === sending.chunks.length - 1,
           data,
         };
-        if (!(await this.deliverChunk(peer, transport, chunk, { timeoutMs: timeoutMsFor(data.length), attempts }))) {
+        if (!(await this.deliverChunk(peer, transport, chunk, { timeoutMs: timeoutMsFor(data.length), attempts })).ok) {
           return false;
         }
       }
@@ -679,14 +679,17 @@ export class PeerLinks {
 
   /**
    * Sends one chunk, again after a timeout (its answer, or the chunk, was lost: the receiver takes an identical
-   * repeat), at most `attempts` times. False when it did not get through or the runtime stopped.
+   * repeat), at most `attempts` times. Not ok when it did not get through or the runtime stopped: then whether any
+   * call that carried it may have reached the peer.
    */
   private async deliverChunk(
     peer: string,
     transport: PeerTransport<PeerStub>,
     chunk: SnapshotChunk,
     limits: { readonly timeoutMs: number; readonly attempts: number },
-  ): Promise<boolean> {
+  ): Promise<ChunkDelivery> {
+    let mayHaveArrived = false;
+    let detail = "the runtime stopped";
     for (let attempt = 1; attempt <= limits.attempts; attempt += 1) {
       const outcome = await transport.deliverNow({
         snapshotChunk: chunk,
@@ -696,18 +699,18 @@ export class PeerLinks {
         // breaker has not closed yet.
         waitForProbe: true,
       });
-      if (this.core.isStopped()) {
-        return false;
-      }
       if (outcome.ok) {
-        return true;
+        // Accepted: installed, if it was a repair's last chunk, even should the runtime have stopped meanwhile.
+        return this.core.isStopped() ? { ok: false, detail, mayHaveArrived: true } : { ok: true };
       }
-      if (outcome.failure.kind !== "timeout") {
-        return false;
+      mayHaveArrived ||= mayHaveReachedPeer(outcome.failure);
+      detail = outcome.failure.detail;
+      if (this.core.isStopped() || outcome.failure.kind !== "timeout") {
+        return { ok: false, detail, mayHaveArrived };
       }
       this.core.log("info", "snapshotChunkTimedOut", { peer, seq: chunk.seq, attempt });
     }
-    return false;
+    return { ok: false, detail: `${detail} (${limits.attempts} attempts)`, mayHaveArrived };
   }
 
   /** The core hears that no snapshot went out (after this event: the core is in the middle of a Ready). */
@@ -750,14 +753,16 @@ export class PeerLinks {
     readonly peer: string;
     readonly image: SnapshotImage;
     readonly snapshotTerm: number;
-  }): Promise<{ readonly ok: true } | { readonly ok: false; readonly error: string }> {
+  }): Promise<RepairImageSent> {
     const { peer, image } = options;
     if (this.snapshotStreams.has(peer)) {
-      return { ok: false, error: "a snapshot is being streamed to it; try again shortly" };
+      return { ok: false, error: "a snapshot is being streamed to it; try again shortly", mayHaveInstalled: false };
     }
     this.snapshotStreams.set(peer, null);
-    const transport = this.transportFor(peer);
+    // The peer installs the image as it takes the last chunk: until that is sent, nothing can have been installed.
+    let lastChunkSent = false;
     try {
+      const transport = this.transportFor(peer);
       for (const [seq, data] of image.chunks.entries()) {
         const chunk: SnapshotChunk = {
           snapshotIndex: image.appliedIndex,
@@ -771,13 +776,19 @@ export class PeerLinks {
           timeoutMs: snapshotChunkTimeoutMs(this.core.identity.cluster, { chunkChars: data.length }),
           attempts: SNAPSHOT_CHUNK_LIMITS.attemptsPerChunk,
         };
-        if (!(await this.deliverChunk(peer, transport, chunk, limits))) {
-          return { ok: false, error: `chunk ${seq} of ${image.chunks.length} was not accepted (see the peer's log)` };
+        lastChunkSent = chunk.last;
+        const delivery = await this.deliverChunk(peer, transport, chunk, limits);
+        if (!delivery.ok) {
+          return {
+            ok: false,
+            error: `chunk ${seq} of ${image.chunks.length} was not delivered: ${delivery.detail}`,
+            mayHaveInstalled: chunk.last && delivery.mayHaveArrived,
+          };
         }
       }
       return { ok: true };
     } catch (err) {
-      return { ok: false, error: err instanceof Error ? err.message : String(err) };
+      return { ok: false, error: err instanceof Error ? err.message : String(err), mayHaveInstalled: lastChunkSent };
     } finally {
       this.snapshotStreams.delete(peer);
     }
@@ -829,4 +840,19 @@ export function membershipProof(
 ): number | undefined {
   const listed = status.membership.voters.includes(node) || status.membership.learners.includes(node);
   return listed ? status.applied : undefined;
+}
+
+/** One snapshot chunk sent (deliverChunk): accepted, or not, and then whether a call carrying it may have arrived. */
+type ChunkDelivery =
+  { readonly ok: true } | { readonly ok: false; readonly detail: string; readonly mayHaveArrived: boolean };
+
+/**
+ * Whether a failed delivery may have reached the peer: some call went to its stub, and the peer did not answer with a
+ * refusal it makes before taking anything in (UNAVAILABLE is also its answer when taking the envelope in failed).
+ */
+function mayHaveReachedPeer(failure: DeliveryFailure): boolean {
+  if (failure.callsMade === 0) {
+    return false;
+  }
+  return failure.kind !== "refused" || failure.refusal === "UNAVAILABLE";
 }

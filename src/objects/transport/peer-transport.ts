@@ -64,6 +64,11 @@ export interface DeliveryFailure {
   readonly snapshotChunk?: SnapshotChunk;
   /** Calls made (0 when nothing was sent). */
   readonly attempts: number;
+  /**
+   * Of those, the calls handed to the peer's stub: the others were dropped by the fault hook (tests) before any call.
+   * 0 means the envelope never left this node.
+   */
+  readonly callsMade: number;
   readonly refusal?: ReceiveRefusalCode;
 }
 
@@ -261,6 +266,7 @@ export class PeerTransport<Stub> {
         detail: `estimated above the ${MAX_RPC_PAYLOAD_BYTES}-byte RPC limit`,
         messages: oversize,
         attempts: 0,
+        callsMade: 0,
       });
     }
     this.enforcePendingBounds();
@@ -313,6 +319,7 @@ export class PeerTransport<Stub> {
           detail: `estimated ${bytes} bytes, above the RPC limit`,
           ...batch,
           attempts: 0,
+          callsMade: 0,
         }),
       );
     }
@@ -323,6 +330,7 @@ export class PeerTransport<Stub> {
           detail: `${this.directInFlightCount} direct deliveries already in flight`,
           ...batch,
           attempts: 0,
+          callsMade: 0,
         }),
       );
     }
@@ -368,6 +376,7 @@ export class PeerTransport<Stub> {
       detail: `circuit breaker is ${this.breaker.state}`,
       ...batch,
       attempts: 0,
+      callsMade: 0,
     });
   }
 
@@ -500,6 +509,7 @@ export class PeerTransport<Stub> {
       detail: `pending batch over its bounds: dropped the ${dropped.length} oldest message(s)`,
       messages: dropped,
       attempts: 0,
+      callsMade: 0,
     });
   }
 
@@ -521,6 +531,7 @@ export class PeerTransport<Stub> {
           detail: `circuit breaker is ${this.breaker.state}`,
           messages: discarded,
           attempts: 0,
+          callsMade: 0,
         });
         return;
       }
@@ -596,12 +607,13 @@ export class PeerTransport<Stub> {
       ...batch,
     });
     let attempts = 0;
+    const calls = { made: 0 };
     let answer: ReceiveResult;
     try {
       answer = await withRetry(
         async () => {
           attempts++;
-          return parseReceiveResult(await this.attempt(envelope));
+          return parseReceiveResult(await this.attempt(envelope, calls));
         },
         {
           maxAttempts: this.config.maxAttempts,
@@ -619,7 +631,7 @@ export class PeerTransport<Stub> {
       this.breaker.recordFailure(permit);
       const kind = classifyError(err);
       const detail = err instanceof DeliveryError ? err.message : describeError(err);
-      return this.finishFailed({ kind, detail, ...batch, attempts });
+      return this.finishFailed({ kind, detail, ...batch, attempts, callsMade: calls.made });
     }
     if (!answer.ok) {
       this.breaker.recordFailure(permit);
@@ -629,6 +641,7 @@ export class PeerTransport<Stub> {
         refusal: answer.error.code,
         ...batch,
         attempts,
+        callsMade: calls.made,
       });
     }
     this.breaker.recordSuccess(permit);
@@ -638,8 +651,8 @@ export class PeerTransport<Stub> {
     return { ok: true, delivery };
   }
 
-  /** One call: consult the fault rules (tests only), then the stub. */
-  private async attempt(envelope: RaftEnvelope): Promise<unknown> {
+  /** One call: consult the fault rules (tests only), then the stub (counted in `calls` once handed to it). */
+  private async attempt(envelope: RaftEnvelope, calls: { made: number }): Promise<unknown> {
     const rules = this.options.faultRules?.() ?? null;
     if (rules !== null) {
       const decision = applyFaults(rules, this.options.self, this.peer, this.random);
@@ -650,7 +663,9 @@ export class PeerTransport<Stub> {
         await sleep(decision.delayMs, this.clock);
       }
     }
-    return this.options.call(this.currentStub(), envelope);
+    const stub = this.currentStub();
+    calls.made++;
+    return this.options.call(stub, envelope);
   }
 
   private currentStub(): Stub {

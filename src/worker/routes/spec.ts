@@ -522,7 +522,18 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
       request: { params: memberNameParamsSchema, query: queryOf("timeout", "pretty") },
       responses: {
         200: json(repairSchema, "The member installed the leader's image", { "X-DHA-Node": z.string() }),
-        ...adminFailures({ 404: error("name names no member of the cluster") }),
+        ...adminFailures({
+          404: error("name names no member of the cluster"),
+          503: error(
+            "No leader, or no node reachable; or NOT_REPAIRED: the image did not reach the member (the leader could " +
+              "not reach it, or it refused the image): nothing was installed",
+            retryAfter,
+          ),
+          504: error(
+            "The member may have installed the image (the answer to its last chunk was lost), or the deadline " +
+              "passed while the repair went on: check GET /api/v1/cluster/health",
+          ),
+        }),
       },
     }),
   },

@@ -105,6 +105,17 @@ export function adminMayCompleteFailure(
   });
 }
 
+/**
+ * A repair whose image surely did not reach the replica (it could not be reached, or refused before installing):
+ * 503, nothing changed; ask again later.
+ */
+export function notRepairedFailure(
+  message: string,
+  extra: { readonly node: string; readonly retryAfterSeconds: number },
+): RouteFailure {
+  return routeFailure(503, "NOT_REPAIRED", message, { ...extra, outcomeUnknown: false });
+}
+
 /** The node's object refused the call without running it: 503, retry later. */
 export function overloadedFailure(
   node: string,

@@ -29,6 +29,7 @@ import {
   legacyGiveUpFailure,
   legacyNoLeaderFailure,
   noMembersFailure,
+  notRepairedFailure,
   overloadedFailure,
   persistentConflictFailure,
   unretriedErrorFailure,
@@ -459,6 +460,9 @@ export class ClusterRouter {
       case "DROPPED":
       case "TOO_LARGE":
         return done(definiteRefusalFailure(code, error.message, node));
+      case "NOT_REPAIRED":
+        // The leader answered: asking it again now would find the replica as unreachable as it just did.
+        return done(notRepairedFailure(error.message, { node, retryAfterSeconds: this.retryAfterSeconds() }));
       default:
         return this.afterUncertainAnswer(error, node, state, plan);
     }
@@ -761,8 +765,9 @@ export const defaultRouterDeps: RoutingSeams = {
 
 /**
  * Refusals that, after an attempt whose answer was lost, may be about the call's own change: a conflict (its change
- * still pending) or an invalid request ("already a member", "not a member", ...).
+ * still pending), an invalid request ("already a member", "not a member", ...), or a repair not made this time (the
+ * lost attempt may have made it).
  */
 function mayBeAboutOwnChange(code: string): boolean {
-  return isConflictCode(code) || code === "INVALID_REQUEST";
+  return isConflictCode(code) || code === "INVALID_REQUEST" || code === "NOT_REPAIRED";
 }
