@@ -143,10 +143,13 @@ describe("/openapi.json", () => {
       [["SELECT ?, ?, ?, ?", 1, "a", null, true]],
       [["SELECT ?", [1, 2, 255]]],
       [["SELECT :a", { a: 1 }]],
+      // An empty statement is skipped, as rqlite skips it; one of only whitespace is refused.
+      [""],
+      ["", "SELECT 1"],
     ];
     const invalid = [
       [],
-      [""],
+      ["  "],
       [[]],
       [[1]],
       [["SELECT ?", { a: { b: 1 } }]],

@@ -488,6 +488,71 @@ describe("a deadline spent in the worker", () => {
   });
 });
 
+describe('empty statements (""), skipped as rqlite 8.26.8 skips them', () => {
+  it("answers a request of only empty statements 200 with no results, asking no node", async () => {
+    const { cluster, request } = harness();
+    for (const path of ["/db/execute", "/db/query", "/db/request"]) {
+      const answer = await request("POST", path, { json: ["", ""] });
+      expect(answer.status, path).toBe(200);
+      expect(await answer.text(), path).toBe('{"results":[]}');
+      expect(answer.headers.get("X-DHA-Node"), path).toBeNull();
+    }
+    // Nothing to write: a reader may send them to /db/request.
+    const reader = await request("POST", "/db/request", { json: [""], token: TOKENS.reader });
+    expect(reader.status).toBe(200);
+    expect(cluster.calls).toEqual([]);
+  });
+
+  it("drops the empty ones and runs the rest, answering only for those", async () => {
+    const { cluster, request } = harness();
+    cluster.executeResult = () => ({ lastInsertId: 1, rowsAffected: 1 });
+    const executed = await request("POST", "/db/execute", { json: ["", "INSERT INTO foo VALUES (1)", ""] });
+    expect(executed.status).toBe(200);
+    expect(await executed.text()).toBe('{"results":[{"last_insert_id":1,"rows_affected":1}]}');
+    expect(lastExecute(cluster).request.statements).toEqual([{ sql: "INSERT INTO foo VALUES (1)" }]);
+
+    cluster.queryResult = (statement) => ({ columns: ["q"], types: ["text"], rows: [[statement.sql]] });
+    const queried = await request("POST", "/db/query", { json: ["", "SELECT 1", "DELETE FROM foo", "", "SELECT 2"] });
+    expect(await queried.json()).toEqual({
+      results: [
+        { columns: ["q"], types: ["text"], values: [["SELECT 1"]] },
+        { error: "attempt to change database via query operation" },
+        { columns: ["q"], types: ["text"], values: [["SELECT 2"]] },
+      ],
+    });
+    expect(lastQuery(cluster).statements).toEqual([{ sql: "SELECT 1" }, { sql: "SELECT 2" }]);
+
+    const unified = await request("POST", "/db/request", { json: ["", "SELECT 3"], token: TOKENS.reader });
+    expect(await unified.json()).toEqual({ results: [{ columns: ["q"], types: ["text"], values: [["SELECT 3"]] }] });
+    expect(lastQuery(cluster).statements).toEqual([{ sql: "SELECT 3" }]);
+  });
+
+  it("names a statement a node refuses as the client numbered it", async () => {
+    const { cluster, request } = harness();
+    const refuse = (what: string) => () =>
+      nodeError("n1", "INVALID_REQUEST", `statements[1]: ${what}`, { retryable: false });
+    cluster.on("n1", "execute", refuse("only one SQL statement per entry"));
+    const executed = await request("POST", "/db/execute", { json: ["", "INSERT INTO t VALUES (1)", "", "x; y"] });
+    expect(executed.status).toBe(400);
+    expect(await executed.text()).toBe('{"results":[],"error":"statements[3]: only one SQL statement per entry"}');
+    cluster.on("n1", "query", refuse("random() is not supported"));
+    // The nodes see the reads only: the write and the empty statements are answered by the worker.
+    const queried = await request("POST", "/db/query", { json: ["", "DELETE FROM t", "SELECT 1", "SELECT random()"] });
+    expect(queried.status).toBe(400);
+    expect(await queried.text()).toBe('{"results":[],"error":"statements[3]: random() is not supported"}');
+  });
+
+  it("still refuses a statement of only whitespace (rqlited 8.26.8 hangs on it), naming it", async () => {
+    const { cluster, request } = harness();
+    const refused = await request("POST", "/db/execute", { json: ["", "SELECT 1", " \n "] });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toBe(
+      '{"results":[],"error":"statement 3 is only whitespace: send \\"\\" to have it skipped, or leave it out"}',
+    );
+    expect(cluster.calls).toEqual([]);
+  });
+});
+
 describe("node refusals", () => {
   it("maps INVALID_REQUEST to 400 and INTERNAL to 500 in rqlite's request-level shape", async () => {
     const { cluster, request } = harness();

@@ -6,7 +6,7 @@ import { LeaderCache } from "../../src/worker/routing/leader-cache";
 import { durableObjectDirectory } from "../../src/worker/directory";
 import { runtimeFactory } from "../../src/worker/runtime";
 import { clusterFactory } from "./helpers/cluster";
-import { FakeCluster, RealHarness } from "./http-support";
+import { FakeCluster, nodeError, RealHarness } from "./http-support";
 
 const newCluster = clusterFactory();
 
@@ -59,6 +59,23 @@ describe("DurableHaApi data calls", () => {
     expect(sent.level).toBe("none");
     expect(sent.minAppliedIndex).toBe(10);
     expect(sent.statements).toEqual([{ sql: "SELECT * FROM t WHERE id = :id", params: { id: 1 } }]);
+  });
+
+  it('skips empty statements (""), and refuses a call of nothing else', async () => {
+    const cluster = new FakeCluster(["n1", "n2", "n3"], "n2");
+    const runtime = runtimeFor(cluster);
+    const executed = await rpcExecute(runtime, ["", "INSERT INTO t VALUES (1)"]);
+    expect(executed).toMatchObject({ ok: true, results: [{ lastInsertId: 1, rowsAffected: 1 }] });
+    expect((cluster.callsTo("execute")[0]?.request as ExecuteRequest).request.statements).toEqual([
+      { sql: "INSERT INTO t VALUES (1)" },
+    ]);
+    cluster.on("n2", "query", () =>
+      nodeError("n2", "INVALID_REQUEST", "statements[0]: random() is not supported", { retryable: false }),
+    );
+    const refused = await rpcQuery(runtime, ["", "SELECT random()"]);
+    expect(refused).toMatchObject({ ok: false, status: 400, error: "statements[1]: random() is not supported" });
+    const nothing = await rpcQuery(runtime, [""]);
+    expect(nothing).toMatchObject({ ok: false, status: 400, code: "BAD_REQUEST" });
   });
 
   it("refuses bad input with the HTTP status it would get, sending nothing", async () => {

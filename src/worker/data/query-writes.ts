@@ -9,23 +9,49 @@ import { isWriteOnQueryPath } from "../../shared/sql-text/classify";
 export interface QueryPlan {
   /** The statements the nodes run, in request order. */
   readonly reads: readonly Statement[];
-  /** Per statement of the request: its answer when the worker gives it (a write), else null (a read). */
-  readonly answers: readonly (StatementResult | null)[];
+  /** Per read: its index in the request, to name it as the client numbered it (inRequestNumbering). */
+  readonly readIndexes: readonly number[];
+  /**
+   * Per statement of the request: its answer when the worker gives it (a write), SKIPPED for an empty one (rqlite
+   * answers nothing in its place), else null (a read).
+   */
+  readonly answers: readonly (StatementResult | typeof SKIPPED | null)[];
 }
 
-/** Splits a /db/query request into the reads the nodes run and the writes answered with rqlite's error. */
-export function planQuery(statements: readonly Statement[]): QueryPlan {
-  const answers = statements.map((statement): StatementResult | null =>
-    isWriteOnQueryPath(statement.sql) ? { error: READ_ONLY_VIOLATION } : null,
-  );
-  return { reads: statements.filter((_, i) => answers[i] === null), answers };
+/** The answer of an empty statement (SQL exactly ""): none, as rqlite skips it (db/db.go). */
+export const SKIPPED = "skipped";
+
+/**
+ * Splits a /db/query request into the reads the nodes run and the writes answered with rqlite's error; with
+ * `writesRead` (/db/request, whose writes go through the log) every non-empty statement is a read here.
+ */
+export function planQuery(
+  statements: readonly Statement[],
+  options: { readonly writesRead?: boolean } = {},
+): QueryPlan {
+  const answers = statements.map((statement): StatementResult | typeof SKIPPED | null => {
+    if (statement.sql === "") {
+      return SKIPPED;
+    }
+    return options.writesRead !== true && isWriteOnQueryPath(statement.sql) ? { error: READ_ONLY_VIOLATION } : null;
+  });
+  const readIndexes = answers.flatMap((answer, i) => (answer === null ? [i] : []));
+  return { reads: readIndexes.map((i) => statements[i] as Statement), readIndexes, answers };
 }
 
-/** The request's results in its own order: the nodes' results for the reads, the worker's answer for the writes. */
+/**
+ * The request's results in its own order: the nodes' results for the reads, the worker's answer for the writes,
+ * nothing for the empty statements.
+ */
 export function mergeQueryResults(plan: QueryPlan, readResults: readonly StatementResult[]): StatementResult[] {
   if (readResults.length !== plan.reads.length) {
     throw new Error(`a node answered ${readResults.length} results for ${plan.reads.length} read statements`);
   }
   let next = 0;
-  return plan.answers.map((answer) => answer ?? (readResults[next++] as StatementResult));
+  return plan.answers.flatMap((answer) => {
+    if (answer === SKIPPED) {
+      return [];
+    }
+    return [answer ?? (readResults[next++] as StatementResult)];
+  });
 }

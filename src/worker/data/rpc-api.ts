@@ -14,7 +14,7 @@ import { READ_LEVELS } from "../http/params";
 import type { RouteOutcome } from "../routing/router";
 import type { Runtime } from "../runtime";
 import { executeStatements, queryStatements } from "./service";
-import { checkStatements } from "./statements";
+import { checkStatements, inRequestNumbering, withoutEmptyStatements, type SentStatements } from "./statements";
 import { newRequestId } from "./request-ids";
 
 /** A statement as SQL text, or SQL with positional or named parameters (BLOBs as Uint8Array). */
@@ -70,18 +70,18 @@ export async function rpcExecute(
   options: RpcExecuteOptions = {},
 ): Promise<RpcResult> {
   return guarded(async () => {
-    const checked = normalizeStatements(runtime, statements);
+    const sent = normalizeStatements(runtime, statements);
     const key = options.idempotencyKey;
     if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
       throw invalid("idempotencyKey must be 1-128 characters from A-Z a-z 0-9 . _ : -");
     }
     const outcome = await executeStatements(runtime, {
-      statements: checked,
+      statements: sent.statements,
       transaction: options.transaction === true,
       requestId: namespacedRequestId(RPC_PRINCIPAL, key ?? newRequestId()),
       deadlineAt: deadline(runtime, options.timeoutMs),
     });
-    return toResult(outcome);
+    return toResult(outcome, sent);
   });
 }
 
@@ -91,7 +91,7 @@ export async function rpcQuery(
   options: RpcQueryOptions = {},
 ): Promise<RpcResult> {
   return guarded(async () => {
-    const checked = normalizeStatements(runtime, statements);
+    const sent = normalizeStatements(runtime, statements);
     if (options.level !== undefined && !(READ_LEVELS as readonly string[]).includes(options.level)) {
       throw invalid(`level ${JSON.stringify(options.level)} is unknown: use none, weak, linearizable, strong or auto`);
     }
@@ -105,14 +105,14 @@ export async function rpcQuery(
       throw invalid("minRaftIndex must be a log index (a non-negative whole number)");
     }
     const outcome = await queryStatements(runtime, {
-      statements: checked,
+      statements: sent.statements,
       ...(options.level === undefined ? {} : { level: options.level }),
       ...(options.freshnessMs === undefined ? {} : { freshnessMs: options.freshnessMs }),
       ...(options.minRaftIndex === undefined ? {} : { minRaftIndex: options.minRaftIndex }),
       transaction: options.transaction === true,
       deadlineAt: deadline(runtime, options.timeoutMs),
     });
-    return toResult(outcome);
+    return toResult(outcome, sent);
   });
 }
 
@@ -128,7 +128,7 @@ function deadline(runtime: Runtime, timeoutMs: number | undefined): number {
   return runtime.now() + budget;
 }
 
-function normalizeStatements(runtime: Runtime, input: unknown): Statement[] {
+function normalizeStatements(runtime: Runtime, input: unknown): SentStatements {
   if (!Array.isArray(input) || input.length === 0) {
     throw invalid("statements must be a non-empty array of SQL strings or {sql, params} objects");
   }
@@ -151,7 +151,12 @@ function normalizeStatements(runtime: Runtime, input: unknown): Statement[] {
     }
     return { sql: candidate.sql, params: normalizeParams(candidate.params, index + 1) };
   });
-  return checkStatements(statements, runtime.limits);
+  // Empty statements ("") are skipped, as on the HTTP routes; a result always names a node, so not all of them.
+  const sent = withoutEmptyStatements(checkStatements(statements, runtime.limits));
+  if (sent.statements.length === 0) {
+    throw invalid('every statement is empty (""): there is nothing to run');
+  }
+  return sent;
 }
 
 function normalizeParams(params: unknown, position: number): Statement["params"] {
@@ -196,8 +201,10 @@ function sqlValue(value: unknown, position: number, what: string): SqlValue {
   );
 }
 
+/** The answer; a failure names a statement as the caller numbered it (`sent`: the empty ones were not sent). */
 function toResult(
   outcome: RouteOutcome<{ readonly results: readonly StatementResult[]; readonly raftIndex: number }>,
+  sent: SentStatements,
 ): RpcResult {
   if (outcome.ok) {
     return { ok: true, node: outcome.node, results: outcome.value.results, raftIndex: outcome.value.raftIndex };
@@ -206,7 +213,7 @@ function toResult(
     ok: false,
     status: outcome.status,
     code: outcome.code,
-    error: outcome.message,
+    error: inRequestNumbering(outcome.message, sent.requestIndexes),
     outcomeUnknown: outcome.outcomeUnknown,
     ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
   };

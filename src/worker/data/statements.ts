@@ -17,6 +17,9 @@ export function parseStatementsBody(
   // A body starting with "[" can never be SQL: it is JSON whatever the content type says (fetch sends a string body
   // as text/plain;charset=UTF-8 unless told otherwise).
   if (isPlainText(contentType) && !/^\s*\[/.test(body)) {
+    if (body.trim() === "") {
+      throw badRequest("the body is empty: send the statement as the body, or a JSON array of statements", "rqlite");
+    }
     return checkStatements([{ sql: body }], limits);
   }
   let parsed: unknown;
@@ -169,13 +172,20 @@ function toSqlValue(value: unknown, position: number, what: string): SqlValue {
   );
 }
 
-/** Checks each statement against the limits: not empty, not too long, not too many parameters. */
+/**
+ * Checks each statement against the limits: not blank, not too long, not too many parameters. An empty statement
+ * (SQL exactly "") passes: rqlite skips it (db/db.go) and so do the data routes (withoutEmptyStatements). One of
+ * only whitespace is refused: rqlited 8.26.8 hangs on it rather than skip it.
+ */
 export function checkStatements(statements: Statement[], limits: StatementLimits): Statement[] {
   let requestParams = 0;
   statements.forEach((statement, index) => {
     const position = index + 1;
-    if (statement.sql.trim() === "") {
-      throw badRequest(`statement ${position} is empty`, "rqlite");
+    if (statement.sql !== "" && statement.sql.trim() === "") {
+      throw badRequest(
+        `statement ${position} is only whitespace: send "" to have it skipped, or leave it out`,
+        "rqlite",
+      );
     }
     if (LONE_SURROGATE.test(statement.sql)) {
       throw badRequest(
@@ -221,4 +231,30 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 
 function isPlainText(contentType: string | undefined): boolean {
   return contentType !== undefined && /^\s*text\/plain\s*(;|$)/i.test(contentType);
+}
+
+/**
+ * The statements a node is sent: the request's without its empty ones (SQL exactly ""), which rqlite skips and answers
+ * nothing for (db/db.go), with each one's index in the request.
+ */
+export interface SentStatements {
+  readonly statements: readonly Statement[];
+  /** Per statement sent: its index (0-based) in the request. */
+  readonly requestIndexes: readonly number[];
+}
+
+export function withoutEmptyStatements(statements: readonly Statement[]): SentStatements {
+  const requestIndexes = statements.flatMap((statement, i) => (statement.sql === "" ? [] : [i]));
+  return { statements: requestIndexes.map((i) => statements[i] as Statement), requestIndexes };
+}
+
+/**
+ * A node's message naming a statement by its index in what it was sent (statements[k]: ..., sql/validate.ts), renamed
+ * to the statement's index in the request: the client numbered statements the worker did not send too.
+ */
+export function inRequestNumbering(message: string, requestIndexes: readonly number[]): string {
+  return message.replace(/^statements\[(\d+)\]/, (whole, sent: string) => {
+    const index = requestIndexes[Number(sent)];
+    return index === undefined ? whole : `statements[${index}]`;
+  });
 }

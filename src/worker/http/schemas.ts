@@ -54,7 +54,10 @@ export const memberNameParamsSchema = z.object({
 // ---------------------------------------------------------------------------------------------------------------
 // Statements (rqlite's request body), parsed by data/statements.ts
 
-const sqlSchema = z.string().regex(/\S/).openapi({ description: "One SQL statement (not empty; at most 100 KB)" });
+const sqlSchema = z.string().regex(/^$|\S/).openapi({
+  description:
+    'One SQL statement (at most 100 KB). "" is skipped, as rqlite does (no entry in results); only whitespace is refused',
+});
 const byteArraySchema = z.array(z.number().int().min(0).max(255)).openapi({ description: "A BLOB, as its bytes" });
 const positionalValueSchema = z
   .union([z.null(), z.string(), z.number(), z.boolean(), byteArraySchema])

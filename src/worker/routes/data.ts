@@ -27,7 +27,7 @@ import {
 } from "../data/service";
 import { isSqliteFile } from "../data/sqlite-file";
 import { leadingKeyword } from "../../shared/sql-text/classify";
-import { checkStatements, parseStatementsBody } from "../data/statements";
+import { checkStatements, inRequestNumbering, parseStatementsBody, withoutEmptyStatements } from "../data/statements";
 import { ApiError, badRequest, ERROR_CODE_HEADER } from "../http/errors";
 import {
   deadlineFor,
@@ -44,7 +44,7 @@ import { errorBody, failureError, jsonResponse } from "../http/respond";
 import type { WireValue } from "../http/wire-json";
 import { assertRoles, authenticate, requireRole } from "../middleware/auth";
 import { limitBody } from "../middleware/body-limit";
-import type { RouteOutcome } from "../routing/router";
+import type { RouteFailure, RouteOutcome } from "../routing/router";
 import { resolveLimits, type AppOptions, type Runtime } from "../runtime";
 import type { AppBindings } from "../types";
 import { newRequestId } from "../data/request-ids";
@@ -74,20 +74,14 @@ export function dataRoutes(options: AppOptions): Hono<AppBindings> {
     const { runtime, params } = prepare(c);
     const statements = parseStatementsBody(await c.req.text(), c.req.header("content-type"), runtime.limits);
     // Both headers are documented for /db/request: a bad one is refused whichever path the statements take.
-    if (requestNeedsLog(statements)) {
+    if (requestNeedsLog(withoutEmptyStatements(statements).statements)) {
       assertRoles(await authenticate(c), ["write"]);
       minRaftIndexOf(params, c.req.header(RAFT_INDEX_HEADER), "rqlite");
       const deadlineAt = deadlineFor(params, c.var.startedAt, runtime.policy, "rqlite");
       return executeAndRespond(c, runtime, params, statements, deadlineAt, renderRequestResult);
     }
     idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
-    return queryAndRespond(
-      c,
-      runtime,
-      params,
-      { reads: statements, answers: statements.map(() => null) },
-      renderRequestResult,
-    );
+    return queryAndRespond(c, runtime, params, planQuery(statements, { writesRead: true }), renderRequestResult);
   });
 
   app.get("/db/backup", requireRole("read"), async (c) => {
@@ -162,14 +156,26 @@ async function executeAndRespond(
   const clientKey = idempotencyKeyOf(c.req.header(IDEMPOTENCY_HEADER), "rqlite");
   const visibleId = clientKey ?? newRequestId();
   assertTimeLeft(c, runtime, { deadlineAt, what: overrides.what ?? "the request", write: true });
+  const sent = withoutEmptyStatements(statements);
+  if (sent.statements.length === 0) {
+    // Every statement is empty: rqlite answers no result for each, and no node has anything to run.
+    return respondWith(c, runtime, { results: [] }, params, render, { headers: { [REQUEST_ID_HEADER]: visibleId } });
+  }
   const outcome = await executeStatements(runtime, {
-    statements,
+    statements: sent.statements,
     transaction: overrides.transaction ?? params.has("transaction"),
     // Namespaced by the caller, so that two tokens' idempotency keys can never collide.
     requestId: namespacedRequestId(principal.id, visibleId),
     deadlineAt,
   });
-  return respond(c, runtime, outcome, params, render, { [REQUEST_ID_HEADER]: visibleId });
+  return respond(c, runtime, outcome.ok ? outcome : renumbered(outcome, sent.requestIndexes), params, render, {
+    [REQUEST_ID_HEADER]: visibleId,
+  });
+}
+
+/** A failure whose message names a statement the way the client numbered it (inRequestNumbering). */
+function renumbered(failure: RouteFailure, requestIndexes: readonly number[]): RouteFailure {
+  return { ...failure, message: inRequestNumbering(failure.message, requestIndexes) };
 }
 
 async function queryAndRespond(
@@ -206,7 +212,7 @@ async function queryAndRespond(
     return staleRead(outcome.node);
   }
   if (!outcome.ok) {
-    throw failureError(outcome, "rqlite");
+    throw failureError(renumbered(outcome, plan.readIndexes), "rqlite");
   }
   const value = { results: mergeQueryResults(plan, outcome.value.results), raftIndex: outcome.value.raftIndex };
   return respondWith(c, runtime, value, params, render, { node: outcome.node });
