@@ -488,6 +488,30 @@ describe("a deadline spent in the worker", () => {
   });
 });
 
+describe("timings", () => {
+  it("times each statement that succeeded, and answers a failed one with its error alone, as rqlite does", async () => {
+    const { cluster, request } = harness();
+    cluster.queryResult = (statement) =>
+      statement.sql.includes("nope")
+        ? { error: "no such table: nope", time: 0.125 }
+        : { columns: ["x"], types: ["integer"], rows: [[1]], time: 0.25 };
+    const queried = await request("POST", "/db/query?timings", { json: ["SELECT x FROM nope", "SELECT 1 AS x"] });
+    const body = (await queried.json()) as { results: unknown[] };
+    expect(body.results).toEqual([
+      { error: "no such table: nope" },
+      { columns: ["x"], types: ["integer"], values: [[1]], time: 0.25 },
+    ]);
+    cluster.executeResult = (statement) =>
+      statement.sql.includes("nope") ? { error: "no such table: nope", time: 0.125 } : { rowsAffected: 1, time: 0.25 };
+    for (const path of ["/db/execute?timings", "/db/request?timings&associative"]) {
+      const executed = await request("POST", path, { json: ["INSERT INTO nope VALUES (1)", "DELETE FROM t"] });
+      const results = ((await executed.json()) as { results: Record<string, unknown>[] }).results;
+      expect(results[0], path).toEqual({ error: "no such table: nope" });
+      expect(results[1], path).toMatchObject({ rows_affected: 1, time: 0.25 });
+    }
+  });
+});
+
 describe('empty statements (""), skipped as rqlite 8.26.8 skips them', () => {
   it("answers a request of only empty statements 200 with no results, asking no node", async () => {
     const { cluster, request } = harness();

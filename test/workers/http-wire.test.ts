@@ -268,6 +268,36 @@ describe("rqlite result shapes", () => {
     expect(encodeWire(renderExecuteResult(returning, timed))).toBe(`{${error}}`);
   });
 
+  it("gives a failed statement no time under timings: rqlite answers its error alone (db/db.go times successes)", () => {
+    const timed = { ...plain, timings: true };
+    const assoc = { ...timed, associative: true };
+    const failed: StatementResult = { error: "no such table: bar", time: 0.25 };
+    const error = '"error":"no such table: bar"';
+    for (const options of [timed, assoc]) {
+      expect(encodeWire(renderExecuteResult(failed, options))).toBe(`{${error}}`);
+      expect(encodeWire(renderRequestResult(failed, options))).toBe(`{${error}}`);
+    }
+    expect(encodeWire(renderQueryResult(failed, timed))).toBe(`{${error}}`);
+    expect(encodeWire(renderQueryResult(failed, assoc))).toBe(`{"rows":[],${error}}`);
+    // A failed read on /db/request, and a write that failed after counting its rows: no time either.
+    const failedRead: StatementResult = { ...failed, columns: [], types: [], rows: [] };
+    expect(encodeWire(renderRequestResult(failedRead, timed))).toBe(`{${error}}`);
+    expect(encodeWire(renderRequestResult(failedRead, assoc))).toBe(`{"rows":[],${error}}`);
+    expect(encodeWire(renderExecuteResult({ ...failed, rowsAffected: 1, lastInsertId: 4 }, timed))).toBe(
+      `{"last_insert_id":4,"rows_affected":1,${error}}`,
+    );
+    // What succeeded keeps its time.
+    expect(encodeWire(renderQueryResult({ columns: ["x"], types: ["integer"], rows: [[1]], time: 0.25 }, timed))).toBe(
+      '{"columns":["x"],"types":["integer"],"values":[[1]],"time":0.25}',
+    );
+    expect(encodeWire(renderExecuteResult({ rowsAffected: 1, time: 0.25 }, timed))).toBe(
+      '{"rows_affected":1,"time":0.25}',
+    );
+    expect(encodeWire(renderRequestResult({ rowsAffected: 1, time: 0.25 }, assoc))).toBe(
+      '{"rows_affected":1,"time":0.25,"rows":null}',
+    );
+  });
+
   it("renders associative results with sorted maps and an always-present rows list", () => {
     const result = { columns: ["name", "id", "age"], types: ["text", "integer", "integer"], rows: [["fiona", 1, 20]] };
     const assoc = { ...plain, associative: true };

@@ -31,7 +31,7 @@ function renderCounts(result: StatementResult, options: RenderOptions): Record<s
     last_insert_id: nonZero(result.lastInsertId),
     rows_affected: nonZero(result.rowsAffected),
     error: nonEmpty(result.error),
-    time: timing(result.time, options),
+    time: timing(result, options),
   };
 }
 
@@ -71,7 +71,7 @@ function renderShownQuery(result: StatementResult, shown: ShownValues, options: 
       // rqlite always writes "rows", an empty list included.
       rows: rows.map((row) => new GoMap(columns.map((column, i) => [column, renderValue(row[i] ?? null, options)]))),
       error: nonEmpty(result.error),
-      time: timing(result.time, options),
+      time: timing(result, options),
     };
   }
   return {
@@ -79,7 +79,7 @@ function renderShownQuery(result: StatementResult, shown: ShownValues, options: 
     types: types.length === 0 ? undefined : [...types],
     values: rows.length === 0 ? undefined : rows.map((row) => row.map((value) => renderValue(value, options))),
     error: nonEmpty(result.error),
-    time: timing(result.time, options),
+    time: timing(result, options),
   };
 }
 
@@ -140,8 +140,9 @@ export function encodeDataResponse(response: DataResponse, pretty: boolean): str
   );
 }
 
-function timing(seconds: number | undefined, options: Pick<RenderOptions, "timings">): number | undefined {
-  return options.timings ? nonZero(seconds) : undefined;
+/** A statement's time, with `timings`; none for a failed one: rqlite times only what succeeded (db/db.go). */
+function timing(result: StatementResult, options: Pick<RenderOptions, "timings">): number | undefined {
+  return options.timings && nonEmpty(result.error) === undefined ? nonZero(result.time) : undefined;
 }
 
 function nonZero<T extends number | bigint>(value: T | undefined): T | undefined {
