@@ -848,11 +848,13 @@ type ChunkDelivery =
 
 /**
  * Whether a failed delivery may have reached the peer: some call went to its stub, and the peer did not answer with a
- * refusal it makes before taking anything in (UNAVAILABLE is also its answer when taking the envelope in failed).
+ * refusal it makes before taking anything in (UNAVAILABLE is also its answer when taking the envelope in failed). A
+ * refusal answers the last call only: an earlier one the transport retried (a retryable error, which may come after
+ * the peer took the envelope in, e.g. a reset for a code update) may have reached it all the same.
  */
-function mayHaveReachedPeer(failure: DeliveryFailure): boolean {
+export function mayHaveReachedPeer(failure: DeliveryFailure): boolean {
   if (failure.callsMade === 0) {
     return false;
   }
-  return failure.kind !== "refused" || failure.refusal === "UNAVAILABLE";
+  return failure.kind !== "refused" || failure.refusal === "UNAVAILABLE" || failure.callsMade > 1;
 }

@@ -41,17 +41,37 @@ export function planQuery(
 
 /**
  * The request's results in its own order: the nodes' results for the reads, the worker's answer for the writes,
- * nothing for the empty statements.
+ * nothing for the empty statements. With `transaction` a node stops at the first read that fails (the state machine's
+ * query), answering fewer results than reads: the request's results then end with that failure.
  */
-export function mergeQueryResults(plan: QueryPlan, readResults: readonly StatementResult[]): StatementResult[] {
-  if (readResults.length !== plan.reads.length) {
+export function mergeQueryResults(
+  plan: QueryPlan,
+  readResults: readonly StatementResult[],
+  options: { readonly transaction: boolean },
+): StatementResult[] {
+  const stoppedAtFailure =
+    options.transaction && readResults.length < plan.reads.length && readResults.at(-1)?.error !== undefined;
+  if (readResults.length !== plan.reads.length && !stoppedAtFailure) {
     throw new Error(`a node answered ${readResults.length} results for ${plan.reads.length} read statements`);
   }
+  const merged: StatementResult[] = [];
   let next = 0;
-  return plan.answers.flatMap((answer) => {
+  for (const answer of plan.answers) {
     if (answer === SKIPPED) {
-      return [];
+      continue;
     }
-    return [answer ?? (readResults[next++] as StatementResult)];
-  });
+    if (answer !== null) {
+      merged.push(answer);
+      continue;
+    }
+    const read = readResults[next++];
+    if (read === undefined) {
+      break;
+    }
+    merged.push(read);
+    if (stoppedAtFailure && next === readResults.length) {
+      break;
+    }
+  }
+  return merged;
 }

@@ -249,12 +249,17 @@ export function withoutEmptyStatements(statements: readonly Statement[]): SentSt
 }
 
 /**
- * A node's message naming a statement by its index in what it was sent (statements[k]: ..., sql/validate.ts), renamed
- * to the statement's index in the request: the client numbered statements the worker did not send too.
+ * A node's message naming a statement by its place in what it was sent, renamed to the statement's place in the
+ * request: the client numbered statements the worker did not send too. Nodes write "statements[k]: ..." (0-based,
+ * sql/validate.ts) and, for a read past the result limits, "statement n: ..." (1-based, sql/state-machine.ts).
  */
 export function inRequestNumbering(message: string, requestIndexes: readonly number[]): string {
-  return message.replace(/^statements\[(\d+)\]/, (whole, sent: string) => {
+  const renamed = message.replace(/^statements\[(\d+)\]/, (whole, sent: string) => {
     const index = requestIndexes[Number(sent)];
     return index === undefined ? whole : `statements[${index}]`;
+  });
+  return renamed.replace(/^statement (\d+):/, (whole, sent: string) => {
+    const index = requestIndexes[Number(sent) - 1];
+    return index === undefined ? whole : `statement ${index + 1}:`;
   });
 }

@@ -193,7 +193,7 @@ async function queryAndRespond(
   assertTimeLeft(c, runtime, { deadlineAt, what: "the request", write: false });
   if (plan.reads.length === 0) {
     // Every statement would write: each answers rqlite's error, and no node has anything to read.
-    return respondWith(c, runtime, { results: mergeQueryResults(plan, []) }, params, render);
+    return respondWith(c, runtime, { results: mergeQueryResults(plan, [], { transaction: false }) }, params, render);
   }
   const outcome = await queryStatements(runtime, {
     statements: plan.reads,
@@ -214,7 +214,8 @@ async function queryAndRespond(
   if (!outcome.ok) {
     throw failureError(renumbered(outcome, plan.readIndexes), "rqlite");
   }
-  const value = { results: mergeQueryResults(plan, outcome.value.results), raftIndex: outcome.value.raftIndex };
+  const results = mergeQueryResults(plan, outcome.value.results, { transaction: params.has("transaction") });
+  const value = { results, raftIndex: outcome.value.raftIndex };
   return respondWith(c, runtime, value, params, render, { node: outcome.node });
 }
 

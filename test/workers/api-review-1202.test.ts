@@ -1,0 +1,86 @@
+// Review of 2 Dec: empty statements skipped (c60a5e4), no "time" on failed statements (e05ddd4), and repair answering
+// 503 NOT_REPAIRED (fce3a5b). Each test failed on the code as it was at e05ddd4.
+import { describe, expect, it } from "vitest";
+import { mayHaveReachedPeer } from "../../src/objects/runtime/peers";
+import type { DeliveryFailure } from "../../src/objects/transport/peer-transport";
+import { inRequestNumbering } from "../../src/worker/data/statements";
+import { clusterFactory } from "./helpers/cluster";
+import { RealHarness } from "./http-support";
+
+const newCluster = clusterFactory();
+
+async function harnessWithTable(prefix: string): Promise<RealHarness> {
+  const h = new RealHarness(newCluster({ prefix, nodes: 3 }));
+  const created = await h.send("POST", "/db/execute", { json: ["CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"] });
+  expect(created.status, created.text).toBe(200);
+  return h;
+}
+
+const ENDLESS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c";
+const TOO_MANY_ROWS =
+  "the results hold more than 100000 rows, the most one request may return (DHA_MAX_RESULT_ROWS): add a LIMIT, or page with WHERE";
+
+describe("reads in a transaction that fail", () => {
+  it("answer 200 with the results up to the failure, not 500 (the node stops at it)", async () => {
+    const h = await harnessWithTable("review-tx-read");
+    const failure = '{"error":"no such column: nosuch"}';
+    const queried = await h.send("POST", "/db/query?transaction", { json: ["SELECT nosuch FROM t", "SELECT 1"] });
+    expect(queried.status, queried.text).toBe(200);
+    expect(queried.text).toBe(`{"results":[${failure}]}`);
+    // The write before it is answered by the worker; the empty statement by nothing; no "time" on the failure.
+    const mixed = await h.send("POST", "/db/query?transaction&timings", {
+      json: ["", "INSERT INTO t VALUES (1, 'a')", "SELECT nosuch FROM t", "SELECT 1", "DELETE FROM t"],
+    });
+    expect(mixed.status, mixed.text).toBe(200);
+    expect(JSON.parse(mixed.text)).toMatchObject({
+      results: [{ error: "attempt to change database via query operation" }, { error: "no such column: nosuch" }],
+    });
+    expect((JSON.parse(mixed.text) as { results: unknown[] }).results).toHaveLength(2);
+    // /db/request of reads only takes the same path; rqlite aborts its transaction at the failure too.
+    const requested = await h.send("POST", "/db/request?transaction&associative", {
+      json: ["", "SELECT 1 AS one", "SELECT nosuch FROM t", "SELECT 2"],
+    });
+    expect(requested.status, requested.text).toBe(200);
+    expect(requested.text).toBe(`{"results":[{"types":{"one":"integer"},"rows":[{"one":1}]},${failure}]}`);
+  });
+});
+
+describe("a read past the result limits, named by a node as 'statement n'", () => {
+  it("is renamed to the client's numbering, as 'statements[k]' is", async () => {
+    const h = await harnessWithTable("review-limit-name");
+    for (const json of [
+      ["", "SELECT 1", ENDLESS],
+      // On /db/query the worker answers the write itself: the node sees two reads.
+      ["INSERT INTO t VALUES (9, 'z')", "SELECT 1", ENDLESS],
+    ]) {
+      const read = await h.send("POST", "/db/query", { json });
+      expect(read.status, read.text).toBe(400);
+      expect(JSON.parse(read.text)).toEqual({ results: [], error: `statement 3: ${TOO_MANY_ROWS}` });
+    }
+    expect(inRequestNumbering("statement 2: x", [1, 3])).toBe("statement 4: x");
+    expect(inRequestNumbering("statement 3: x", [1, 3])).toBe("statement 3: x");
+    expect(inRequestNumbering("statements[1]: statement 1: x", [1, 3])).toBe("statements[3]: statement 1: x");
+  });
+});
+
+describe("a repair chunk's delivery", () => {
+  const failure = (fields: Partial<DeliveryFailure>): DeliveryFailure => ({
+    kind: "refused",
+    detail: "PROTOCOL: the caller speaks protocol version 1; this node speaks 2",
+    messages: [],
+    attempts: 1,
+    callsMade: 1,
+    refusal: "PROTOCOL",
+    ...fields,
+  });
+
+  it("may have reached the peer when a call before the refused one failed with a retryable error", () => {
+    // One call, refused before anything was taken in: surely not installed.
+    expect(mayHaveReachedPeer(failure({}))).toBe(false);
+    // The first call failed retryably (the peer may have installed the image, then been reset for a code update);
+    // the retry was refused by the new code: the refusal says nothing of the first call.
+    expect(mayHaveReachedPeer(failure({ attempts: 2, callsMade: 2 }))).toBe(true);
+    expect(mayHaveReachedPeer(failure({ kind: "broken", refusal: undefined, attempts: 1, callsMade: 0 }))).toBe(false);
+    expect(mayHaveReachedPeer(failure({ refusal: "UNAVAILABLE" }))).toBe(true);
+  });
+});
