@@ -246,7 +246,12 @@ export async function transition(
   if (!moved) {
     return null;
   }
-  logTransition({ name: entry.name, generation: entry.generation, from: entry.state }, options.to, options.reason, atMs);
+  logTransition(
+    { name: entry.name, generation: entry.generation, from: entry.state },
+    options.to,
+    options.reason,
+    atMs,
+  );
   return { ...entry, state: options.to, reason: options.reason, updatedAt: new Date(atMs).toISOString() };
 }
 
