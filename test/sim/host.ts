@@ -51,6 +51,8 @@ export interface HostEnvironment {
     host: SimHost,
     snapshot: { readonly index: number; readonly term: number; readonly appliedIndex: number },
   ): void;
+  /** The state machine's own check of its in-memory state against storage failed. */
+  observeStateMachineDefect(host: SimHost, problem: string): void;
   /** A leader deletes a log entry: only compaction may (Leader Append-Only). */
   observeLogDelete(host: SimHost, index: number): void;
   note(text: string): void;
@@ -395,7 +397,11 @@ export class SimHost {
       transactionSync: <T>(fn: () => T): T => this.transaction(fn),
     };
     // The state machine reads only sql, kv and transactionSync: the facade has the platform's shape for those.
-    const machine = createStateMachine(facade as unknown as DurableObjectStorage);
+    // Every seed also checks the dedup window's in-memory index against storage (the runtime takes the exception
+    // for a failed apply and restarts the node, which would hide it: the report fails the seed).
+    const machine = createStateMachine(facade as unknown as DurableObjectStorage, {
+      stateMachine: { checkDedupIndex: (problem) => this.env.observeStateMachineDefect(this, problem) },
+    });
     const env = this.env;
     return {
       ...bindAll(machine),

@@ -608,6 +608,10 @@ class Simulation implements HostEnvironment {
     }
   }
 
+  observeStateMachineDefect(host: SimHost, problem: string): void {
+    this.checkers.fail("state machine", `${host.id}: ${problem}`);
+  }
+
   observeLogDelete(host: SimHost, index: number): void {
     const status = host.instance?.runtime?.status();
     if (status === undefined || status.role !== "leader") {

@@ -71,6 +71,11 @@ export interface SqlStateMachineOptions {
   readonly maxResultRows?: number;
   /** Most bytes (approximate) all statements of one request may return together. Configured with DHA_MAX_RESULT_BYTES. */
   readonly maxResultBytes?: number;
+  /**
+   * Check the dedup window's in-memory index against storage, reporting here what differs before throwing (the
+   * simulator and tests; see DedupWindowOptions.checkAgainstStorage).
+   */
+  readonly checkDedupIndex?: (problem: string) => void;
 }
 
 export const DEFAULT_STATE_MACHINE_OPTIONS = {
@@ -258,7 +263,7 @@ export class SqlStateMachine {
    */
   private cachedApplied: number | null = null;
   private cachedSchema: SchemaInfo | null = null;
-  /** The dedup window's bookkeeping, with its counts in memory (every write updates them). */
+  /** The dedup window's bookkeeping, with its counts and index entries in memory (every write updates them). */
   private readonly dedupWindow: DedupWindow;
   /** Bumped whenever the remembered requests may change (an entry applied, a transaction undone, state replaced). */
   private stateVersion = 0;
@@ -285,6 +290,7 @@ export class SqlStateMachine {
     this.dedupWindow = new DedupWindow(this.kv, {
       maxEntries: option("maxDedupEntries"),
       maxBytes: option("maxDedupBytes"),
+      ...(options.checkDedupIndex === undefined ? {} : { checkAgainstStorage: options.checkDedupIndex }),
     });
   }
 
@@ -451,7 +457,7 @@ export class SqlStateMachine {
 
   private applyRequest(request: SqlRequest, index: number): StatementResult[] {
     const fingerprint = request.fingerprint;
-    const remembered = this.kv.get<DedupRecord>(StateKeys.dedupById(request.id));
+    const remembered = this.dedupWindow.record(request.id);
     if (remembered !== undefined) {
       // Two different requests under one id can both reach the log (sent concurrently): the second applies nothing.
       return isReusedId(remembered, fingerprint)
@@ -764,7 +770,7 @@ export class SqlStateMachine {
     if (last !== null && last.id === id && last.stateVersion === this.stateVersion) {
       return last.record;
     }
-    const record = this.kv.get<DedupRecord>(StateKeys.dedupById(id));
+    const record = this.dedupWindow.record(id);
     this.lastLookup = { id, record, stateVersion: this.stateVersion };
     return record;
   }
