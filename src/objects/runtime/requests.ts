@@ -469,7 +469,8 @@ export class ClientRequests {
         request: {
           id: `${prefix}${this.core.identity.node}-${randomId(this.core.random)}`,
           statements: prepared.value,
-          transaction: options.transaction,
+          // Reads only: every statement answers, as at the other levels (the transaction would stop at a failure).
+          transaction: false,
         },
         timeoutMs: options.timeoutMs,
       });

@@ -808,11 +808,12 @@ export class SqlStateMachine {
 
   /**
    * Runs read statements locally, without the log. Statements that would write are refused with rqlite's message
-   * and, as a second line of defence, everything runs inside a transaction that is always rolled back.
-   * With `transaction`, stops at the first failure. Throws ResultLimitError, returning nothing, when the results
+   * and, as a second line of defence, everything runs inside a transaction that is always rolled back. Every
+   * statement answers, with `transaction` too: a failed read changes nothing, and rqlited 8.26.8 goes on past it (a
+   * write's transaction stops at its first failure). Throws ResultLimitError, returning nothing, when the results
    * exceed the request's row or byte budget.
    */
-  query(statements: readonly Statement[], options: { readonly transaction: boolean }): StatementResult[] {
+  query(statements: readonly Statement[], _options: { readonly transaction: boolean }): StatementResult[] {
     const results: StatementResult[] = [];
     const budget = this.newBudget();
     try {
@@ -823,9 +824,6 @@ export class SqlStateMachine {
             throw new ResultLimitError(`statement ${results.length + 1}: ${result.error ?? "the result is too large"}`);
           }
           results.push(result);
-          if (options.transaction && result.error !== undefined) {
-            break;
-          }
         }
         throw new Rollback();
       });

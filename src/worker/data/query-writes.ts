@@ -41,8 +41,8 @@ export function planQuery(
 
 /**
  * The request's results in its own order: the nodes' results for the reads, the worker's answer for the writes,
- * nothing for the empty statements. With `transaction` a node stops at the first read that fails (the state machine's
- * query), answering fewer results than reads: the request's results then end with that failure.
+ * nothing for the empty statements. A node of an earlier version stops a transaction's reads at the first that fails,
+ * answering fewer results than reads (a rolling deploy): the request's results then end with that failure.
  */
 export function mergeQueryResults(
   plan: QueryPlan,
