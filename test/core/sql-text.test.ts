@@ -1,11 +1,12 @@
 // The one SQL classifier and its two readers: the node (classifyStatement: which path runs a statement) and the
-// worker's routing (isSurelyReadOnly: /db/request reads; isWriteOnQueryPath: /db/query answers rqlite's error for
-// it). Each keeps the behaviour the HTTP API documents: /db/request reads only SELECT, VALUES and EXPLAIN, and sends
-// WITH and PRAGMA through the log; /db/query runs WITH ... SELECT and read-only PRAGMAs, and answers what writes.
+// worker's routing (isReadStatement: /db/request reads; isWriteOnQueryPath: /db/query answers rqlite's error for
+// it). The worker routes as the node classifies: /db/request reads what the node reads (WITH ... SELECT and read-only
+// PRAGMAs included, as rqlite asks SQLite), and /db/query answers what the node would refuse as a write.
 import { describe, expect, it } from "vitest";
 import {
   classifyStatement,
   DEFAULT_LIMITS,
+  isReadStatement,
   isSurelyReadOnly,
   isWriteOnQueryPath,
   leadingKeyword,
@@ -19,13 +20,14 @@ const TABLE: readonly Row[] = [
   ["  /* c */ -- x\n select 1", "read", true, false],
   ["VALUES (1), (2)", "read", true, false],
   ["EXPLAIN QUERY PLAN SELECT 1", "read", true, false],
-  // WITH: the node looks past the common table expressions; the worker's route does not.
-  ["WITH x AS (SELECT 1) SELECT * FROM x", "read", false, false],
+  // WITH: the node and the worker look past the common table expressions.
+  ["WITH x AS (SELECT 1) SELECT * FROM x", "read", true, false],
+  ["WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 3) SELECT x FROM c", "read", true, false],
   ["WITH x AS (SELECT 1 AS v) INSERT INTO t SELECT v FROM x", "write", false, true],
   ["WITH x AS (SELECT 1) DELETE FROM t", "write", false, true],
-  // PRAGMA: the node knows which ones only read; the worker sends every PRAGMA through the log.
-  ["PRAGMA table_info(t)", "read", false, false],
-  ["PRAGMA foreign_keys", "read", false, false],
+  // PRAGMA: the node knows which ones only read, and the worker asks it the same way.
+  ["PRAGMA table_info(t)", "read", true, false],
+  ["PRAGMA foreign_keys", "read", true, false],
   ["PRAGMA foreign_keys = OFF", "write", false, true],
   ["INSERT INTO t VALUES (1)", "write", false, true],
   ["insert into t values (1)", "write", false, true],
@@ -39,12 +41,13 @@ const TABLE: readonly Row[] = [
 describe("one classifier, two documented routing rules", () => {
   it.each(TABLE)("%s: node %s, /db/request reads %s, /db/query answers the error %s", (sql, node, reads, answers) => {
     expect(classifyStatement(sql)).toBe(node);
-    expect(isSurelyReadOnly(sql)).toBe(reads);
+    expect(isReadStatement(sql)).toBe(reads);
     expect(isWriteOnQueryPath(sql)).toBe(answers);
   });
 
   it("never lets the worker route a statement the node would classify otherwise", () => {
     for (const [sql, node] of TABLE) {
+      expect(isReadStatement(sql), sql).toBe(node === "read");
       if (isSurelyReadOnly(sql)) {
         expect(node, sql).toBe("read");
       }

@@ -2,7 +2,7 @@
 // (api-property*.test.ts), and the checks every answer must pass.
 import fc from "fast-check";
 import { expect } from "vitest";
-import { isSurelyReadOnly } from "../../src/shared/sql-text";
+import { isReadStatement } from "../../src/shared/sql-text";
 import { parseGoDurationMs } from "../../src/worker/http/duration";
 import { statementsSchema } from "../../src/worker/http/schemas";
 import { responseProblems, type OpenApiDocument } from "./api-document";
@@ -223,13 +223,13 @@ function statementsBodyArb(sql: fc.Arbitrary<string>): fc.Arbitrary<Part<{ text:
   return fc.oneof({ arbitrary: generated, weight: 4 }, { arbitrary: arbitrary, weight: 2 }, plain, broken, exactInt64);
 }
 
-/** Whether the route must treat a valid statements body as a write (the server's own test, isSurelyReadOnly). */
+/** Whether the route must treat a valid statements body as a write (the server's own test, isReadStatement). */
 function mayWrite(text: string, contentType: string): boolean {
   if (contentType === "text/plain") {
-    return !isSurelyReadOnly(text);
+    return !isReadStatement(text);
   }
   const items = JSON.parse(text) as (string | [string, ...unknown[]])[];
-  return !items.every((item) => isSurelyReadOnly(typeof item === "string" ? item : item[0]));
+  return !items.every((item) => isReadStatement(typeof item === "string" ? item : item[0]));
 }
 
 function jsonBody(value: unknown): string {

@@ -60,6 +60,32 @@ describe("reads in a transaction that fail", () => {
   });
 });
 
+describe("/db/request of statements that only read, WITH and PRAGMA included", () => {
+  it("answers as rqlited 8.26.8 does, from the read path (no node asked to write)", async () => {
+    const h = await harnessWithTable("review-request-with");
+    const executes = h.callsTo("execute").length;
+    const answered = await h.send("POST", "/db/request", {
+      json: [
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 3) SELECT x FROM c",
+        "PRAGMA read_uncommitted",
+      ],
+    });
+    expect(answered.status, answered.text).toBe(200);
+    expect(answered.text).toBe(
+      '{"results":[{"columns":["x"],"types":["integer"],"values":[[1],[2],[3]]},' +
+        '{"columns":["read_uncommitted"],"types":["integer"],"values":[[0]]}]}',
+    );
+    expect(h.callsTo("execute")).toHaveLength(executes);
+    expect(h.callsTo("query").length).toBeGreaterThan(0);
+    const written = await h.send("POST", "/db/request", {
+      json: ["WITH x(v) AS (SELECT 'w') INSERT INTO t (v) SELECT v FROM x"],
+    });
+    expect(written.status, written.text).toBe(200);
+    expect(JSON.parse(written.text)).toEqual({ results: [{ last_insert_id: 1, rows_affected: 1 }] });
+    expect(h.callsTo("execute").length).toBeGreaterThan(executes);
+  });
+});
+
 describe("a read past the result limits, named by a node as 'statement n'", () => {
   it("is renamed to the client's numbering, as 'statements[k]' is", async () => {
     const h = await harnessWithTable("review-limit-name");

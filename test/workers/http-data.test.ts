@@ -365,16 +365,24 @@ describe("POST /db/request", () => {
     expect(cluster.callsTo("execute")).toEqual([]);
   });
 
-  it("sends WITH and PRAGMA through the log on /db/request, as documented, while /db/query runs them as reads", async () => {
+  it("serves WITH and PRAGMA that only read on /db/request's read path, as rqlite does; those that write go through the log", async () => {
     const { cluster, request } = harness();
     for (const sql of ["WITH x AS (SELECT 1) SELECT * FROM x", "PRAGMA table_info(foo)"]) {
       const unified = await request("POST", "/db/request", { json: [sql], token: TOKENS.reader });
-      expect(unified.status, sql).toBe(403);
+      expect(unified.status, sql).toBe(200);
       const queried = await request("POST", "/db/query", { json: [sql], token: TOKENS.reader });
       expect(queried.status, sql).toBe(200);
     }
     expect(cluster.callsTo("execute")).toEqual([]);
-    await request("POST", "/db/request", { json: ["PRAGMA table_info(foo)"], token: TOKENS.writer });
+    for (const sql of ["WITH x AS (SELECT 1) INSERT INTO foo SELECT * FROM x", "PRAGMA defer_foreign_keys = ON"]) {
+      const unified = await request("POST", "/db/request", { json: ["SELECT 1", sql], token: TOKENS.reader });
+      expect(unified.status, sql).toBe(403);
+    }
+    expect(cluster.callsTo("execute")).toEqual([]);
+    await request("POST", "/db/request", {
+      json: ["WITH x AS (SELECT 1) INSERT INTO foo SELECT * FROM x"],
+      token: TOKENS.writer,
+    });
     expect(cluster.callsTo("execute")).toHaveLength(1);
   });
 });

@@ -174,7 +174,7 @@ describe("PRAGMAs over HTTP (item 3)", () => {
         '{"columns":["id","seq","table","from","to","on_update","on_delete","match"],"types":["","","","","","","",""]},' +
         '{"columns":["id","seq","table","from","to","on_update","on_delete","match"],"types":["integer","integer","text","text","text","text","text","text"],"values":[[0,0,"m","parent","id","NO ACTION","NO ACTION","NONE"]]}]}',
     );
-    // The unified endpoint sends PRAGMAs through the log: same answers.
+    // The unified endpoint serves a PRAGMA that reads on its read path, as rqlite does: same answers.
     const unified = await h.send("POST", "/db/request", { json: ["PRAGMA read_uncommitted"] });
     expect(unified.text).toBe('{"results":[{"columns":["read_uncommitted"],"types":["integer"],"values":[[0]]}]}');
   });

@@ -5,10 +5,10 @@
 // Statement verbs fall in three groups: those that only read (SELECT, VALUES, EXPLAIN), those that always write
 // (DML, DDL, transaction control, ATTACH/DETACH, VACUUM, REINDEX, ANALYZE), and two whose effect depends on what
 // follows: WITH (the statement after the common table expressions) and PRAGMA (which one, and whether it assigns).
-// The node resolves all three (StatementShape.access). The worker's routing decides from the first keyword only
-// (isSurelyReadOnly): the HTTP API documents that /db/request reads only SELECT, VALUES and EXPLAIN and sends
-// everything else, WITH and PRAGMA included, through the log, a rule a client can predict from the text. On
-// /db/query the worker answers what the node would classify as a write itself (isWriteOnQueryPath).
+// The node resolves all three (StatementShape.access), and the worker routes with the same answer: /db/request takes
+// the read path when every statement reads as the node sees it (isReadStatement), as rqlite asks SQLite whether a
+// statement is read-only; on /db/query the worker answers what the node would classify as a write itself
+// (isWriteOnQueryPath).
 import { splitTokensIntoStatements } from "./split";
 import {
   isPunct,
@@ -269,13 +269,19 @@ export function leadingKeyword(sql: string): string {
 
 /** The verbs that only read whatever follows them. */
 const ALWAYS_READ_VERBS = new Set([...READ_VERBS, "EXPLAIN"]);
-/**
- * The worker's routing rule for /db/request: a statement is served on the read path only when its first keyword is
- * SELECT, VALUES or EXPLAIN. WITH and PRAGMA, which may read or write, go through the log (as the HTTP API documents):
- * a conservative rule, so a write never lands on the read path, where the node would refuse it.
- */
+/** Whether a statement surely only reads, from its first keyword alone: SELECT, VALUES or EXPLAIN. */
 export function isSurelyReadOnly(sql: string): boolean {
   return ALWAYS_READ_VERBS.has(leadingKeyword(sql));
+}
+
+/**
+ * The worker's routing rule for /db/request: a statement is served on the read path when the node would serve it as a
+ * read (its shape only reads: what inspectStatement checks there). SELECT, VALUES and EXPLAIN are known at a glance;
+ * WITH and PRAGMA, which may read or write, are read in full. Text the node cannot take as one statement has a write
+ * shape and goes through the log, where the node says what is wrong with it.
+ */
+export function isReadStatement(sql: string): boolean {
+  return isSurelyReadOnly(sql) || describeStatement(sql).access === "read";
 }
 
 /**

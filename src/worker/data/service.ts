@@ -3,7 +3,7 @@ import type { BackupValue, ExecuteValue, MemberConfig, MembershipValue, QueryVal
 import type { ReadLevel, Statement } from "../../shared/sql";
 import type { NodeCall, RouteOutcome } from "../routing/router";
 import type { Runtime } from "../runtime";
-import { isSurelyReadOnly } from "../../shared/sql-text/classify";
+import { isReadStatement } from "../../shared/sql-text/classify";
 
 export interface ExecuteInput {
   readonly statements: readonly Statement[];
@@ -133,9 +133,12 @@ export function isFreshnessBound(input: Pick<QueryInput, "level" | "freshnessMs"
   return bounded && input.minRaftIndex === undefined && concreteLevel(input) === "none";
 }
 
-/** The unified endpoint: reads only when every statement surely reads, otherwise everything goes through the log. */
+/**
+ * The unified endpoint: the read path when the node would serve every statement as a read (as rqlite sends a request
+ * of read-only statements to its query path), otherwise everything goes through the log.
+ */
 export function requestNeedsLog(statements: readonly Statement[]): boolean {
-  return !statements.every((statement) => isSurelyReadOnly(statement.sql));
+  return !statements.every((statement) => isReadStatement(statement.sql));
 }
 
 /**

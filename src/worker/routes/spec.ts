@@ -282,7 +282,7 @@ const ROOT_ROUTES: readonly ApiRoute[] = [
     route: createRoute({
       method: "post",
       path: "/db/request",
-      summary: "Reads and writes together (role read; write too unless every statement is a SELECT, VALUES or EXPLAIN)",
+      summary: "Reads and writes together (role read; write too unless every statement only reads)",
       request: {
         query: queryOf(...DATA_FLAGS, ...READ_FIELDS),
         headers: idempotencyHeaderSchema.extend(raftIndexHeaderSchema.shape),
