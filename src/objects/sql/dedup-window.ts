@@ -59,8 +59,12 @@ const COMPACT_AFTER_TAKEN = 1_024;
  * finding its first live entry walked over all of them (5% of an apply's time in a profile).
  */
 class Members {
-  /** Oldest first (by applied index, the order the index entries' keys sort); those before `head` were taken. */
-  private entries: Member[] = [];
+  /**
+   * Oldest first (by applied index, the order the index entries' keys sort); those before `head` were taken and their
+   * slots cleared, so that a forgotten id is not kept until the array is compacted (at a full window, only after as
+   * many again were forgotten: up to twice the ids README states).
+   */
+  private entries: (Member | undefined)[] = [];
   private head = 0;
   private readonly idCounts = new Map<string, number>();
 
@@ -78,7 +82,10 @@ class Members {
 
   /** What is held, oldest first, as [index entry key, id]: the form storage lists them in (for checks). */
   held(): Array<readonly [key: string, id: string]> {
-    return this.entries.slice(this.head).map((member) => [StateKeys.dedupByIndex(member.index), member.id] as const);
+    return this.entries
+      .slice(this.head)
+      .filter((member) => member !== undefined)
+      .map((member) => [StateKeys.dedupByIndex(member.index), member.id] as const);
   }
 
   /** Adds a request applied at a higher index than every one held. */
@@ -97,6 +104,7 @@ class Members {
     if (oldest === undefined) {
       return undefined;
     }
+    this.entries[this.head] = undefined;
     this.head += 1;
     if (this.head >= COMPACT_AFTER_TAKEN && this.head * 2 >= this.entries.length) {
       this.entries = this.entries.slice(this.head);
