@@ -169,6 +169,8 @@ describe("prepareWrite refusals", () => {
     ["PRAGMA defer_foreign_keys = maybe", /takes ON or OFF/],
     ["PRAGMA temp.defer_foreign_keys = ON", /PRAGMA defer_foreign_keys is not supported here/],
     ["PRAGMA writable_schema=ON", /PRAGMA writable_schema is not supported/],
+    // A bare PRAGMA names no pragma: no double space (outside check, 2 Dec).
+    ["PRAGMA", /^statements\[0\]: PRAGMA is not supported here: only read-only PRAGMAs/],
     ["SELECT load_extension('evil')", /load_extension\(\) is not supported/],
     ["INSERT OR ROLLBACK INTO t VALUES (1)", /ROLLBACK \(as a conflict clause or RAISE action\)/],
     ["CREATE TABLE t(a UNIQUE ON CONFLICT ROLLBACK)", /ROLLBACK/],

@@ -137,7 +137,8 @@ function writingPragmaHazard(shape: StatementShape): string | null {
   if (shape.pragma?.name === "foreign_keys") {
     return FOREIGN_KEYS_ALWAYS_ON;
   }
-  return `PRAGMA ${shape.pragma?.name ?? ""} is not supported here: only read-only PRAGMAs are allowed (${PRAGMAS_NAMED_IN_REFUSALS}, ...)`;
+  const named = shape.pragma?.name === undefined || shape.pragma.name === "" ? "PRAGMA" : `PRAGMA ${shape.pragma.name}`;
+  return `${named} is not supported here: only read-only PRAGMAs are allowed (${PRAGMAS_NAMED_IN_REFUSALS}, ...)`;
 }
 
 /**
