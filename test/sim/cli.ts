@@ -2,6 +2,9 @@
 // npm run sim -- --seeds COUNT [--from START] [--steps S] [--bug NAME]  run a range; exit code 1 on any violation
 // --plant-leader-row: after the safety phase, change an acknowledged row on the leader outside Raft (SimOptions);
 // --shell-bug NAME: put back one switch of src/objects/shell-bugs.ts (e.g. snapshotImageUnverified with the plant).
+// --dedup-window N: every node remembers at most N request ids (SimOptions.maxDedupEntries), so that they forget
+// under the checks of the window's in-memory index ("state machine" violations). A window smaller than the retries
+// in flight also re-applies a retried write whose id was forgotten, which the linearizability check rightly reports.
 // Without --from the start seed comes from the clock (printed, so that a failure can be replayed); the simulation
 // itself never reads a clock.
 
@@ -21,10 +24,11 @@ interface CliOptions {
   budgetSeconds: number | null;
   plantLeaderRow: boolean;
   shellBug: keyof ShellBugs | null;
+  dedupWindow: number | null;
 }
 
 const USAGE =
-  "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--plant-leader-row] [--shell-bug NAME] [--bug " +
+  "usage: npm run sim -- (--seed N | --seeds COUNT [--from START]) [--steps S] [--budget-seconds S] [--verbose] [--storage-errors-everywhere] [--plant-leader-row] [--shell-bug NAME] [--dedup-window N] [--bug " +
   Object.keys(BUG_SCENARIOS).join("|") +
   "]";
 
@@ -48,6 +52,7 @@ function parseArguments(argv: readonly string[]): CliOptions {
     budgetSeconds: null,
     plantLeaderRow: false,
     shellBug: null,
+    dedupWindow: null,
   };
   for (let i = 0; i < argv.length; i += 1) {
     const flag = argv[i];
@@ -75,6 +80,9 @@ function parseArguments(argv: readonly string[]): CliOptions {
         break;
       case "--plant-leader-row":
         options.plantLeaderRow = true;
+        break;
+      case "--dedup-window":
+        options.dedupWindow = parseInteger(flag, argv[++i], 1);
         break;
       case "--shell-bug": {
         const name = argv[++i] ?? "";
@@ -115,6 +123,7 @@ function simOptions(cli: CliOptions, seed: number, onTraceLine?: (line: string) 
       ? { bugs: { ...(bug?.bugs ?? {}), ...(cli.shellBug === null ? {} : { [cli.shellBug]: true }) } }
       : {}),
     ...(cli.plantLeaderRow ? { plantLeaderRow: true } : {}),
+    ...(cli.dedupWindow === null ? {} : { maxDedupEntries: cli.dedupWindow }),
     ...(bug?.routerBugs !== undefined ? { routerBugs: bug.routerBugs } : {}),
     adjustScenario: (drawn: Scenario, random: Prng) => {
       const scenario = bug === null ? drawn : bug.adjustScenario(drawn, random);
@@ -139,6 +148,9 @@ function replayCommand(cli: CliOptions, seed: number): string {
   }
   if (cli.plantLeaderRow) {
     parts.push("--plant-leader-row");
+  }
+  if (cli.dedupWindow !== null) {
+    parts.push("--dedup-window", String(cli.dedupWindow));
   }
   if (cli.shellBug !== null) {
     parts.push("--shell-bug", cli.shellBug);

@@ -59,6 +59,8 @@ export interface HostEnvironment {
   seedFor(host: SimHost, incarnation: number): number;
   readonly bugs: ShellBugs;
   readonly harnessBugs: HarnessBugs;
+  /** SimOptions.maxDedupEntries: the state machine's default when undefined. */
+  readonly maxDedupEntries: number | undefined;
 }
 
 /** Bugs planted in the simulated storage itself, to show the checkers catch what a broken shell would do. */
@@ -400,7 +402,10 @@ export class SimHost {
     // Every seed also checks the dedup window's in-memory index against storage (the runtime takes the exception
     // for a failed apply and restarts the node, which would hide it: the report fails the seed).
     const machine = createStateMachine(facade as unknown as DurableObjectStorage, {
-      stateMachine: { checkDedupIndex: (problem) => this.env.observeStateMachineDefect(this, problem) },
+      stateMachine: {
+        checkDedupIndex: (problem) => this.env.observeStateMachineDefect(this, problem),
+        ...(this.env.maxDedupEntries === undefined ? {} : { maxDedupEntries: this.env.maxDedupEntries }),
+      },
     });
     const env = this.env;
     return {

@@ -90,6 +90,12 @@ export interface SimOptions {
    */
   readonly plantLeaderRow?: boolean;
   /**
+   * The request-dedup window's bound on every node (maxDedupEntries; default 10,000, which no seed fills): a small one
+   * makes every node forget remembered requests, through crashes, rollbacks and snapshot installs, under the checks
+   * of the window's in-memory index.
+   */
+  readonly maxDedupEntries?: number;
+  /**
    * Directed scenarios: sees every peer RPC when it leaves its sender ("sent": before the network decides its fate,
    * so the hook may still cut or heal its path) and when it reaches its addressee ("delivered": before it is handled).
    */
@@ -384,6 +390,7 @@ class Simulation implements HostEnvironment {
   readonly nemesis: Nemesis;
   readonly bugs: ShellBugs;
   readonly harnessBugs: HarnessBugs;
+  readonly maxDedupEntries: number | undefined;
   private readonly views = new Map<NodeId, NodeView>();
   private readonly random: Prng;
   private readonly nodeRandom: Prng;
@@ -432,6 +439,7 @@ class Simulation implements HostEnvironment {
     this.bugs = options.bugs ?? {};
     this.onPeerRpc = options.onPeerRpc;
     this.harnessBugs = options.harnessBugs ?? {};
+    this.maxDedupEntries = options.maxDedupEntries;
     this.trace = new Trace(options.traceTailLines ?? DEFAULT_TRACE_TAIL_LINES, options.onTraceLine ?? null);
     this.checkers = new Checkers(() => this.scheduler.nowMs);
     this.random = streams.workload;
