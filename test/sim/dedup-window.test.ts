@@ -78,6 +78,26 @@ function rewriteAsPreviousVersion(storage: DurableObjectStorage, options: { keep
 
 const SETUP = "CREATE TABLE t (v TEXT)";
 
+/**
+ * Makes the next write of the applied index fail, once, each time the returned function is called: the entry's
+ * transaction then rolls back after its request was remembered.
+ */
+function failNextAppliedPut(storage: DurableObjectStorage): () => void {
+  let armed = false;
+  const kv = storage.kv as unknown as { put: (key: string, value: unknown) => void };
+  const put = kv.put;
+  kv.put = (key, value) => {
+    if (key === StateKeys.applied && armed) {
+      armed = false;
+      throw new Error("injected: storage full");
+    }
+    put(key, value);
+  };
+  return () => {
+    armed = true;
+  };
+}
+
 /** The state machine's check of its in-memory dedup index against storage: a difference fails the test. */
 function failOnMismatch(problem: string): never {
   expect.fail(`dedup index differs from storage: ${problem}`);
@@ -169,16 +189,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
   it("an apply that rolls back after remembering leaves the in-memory index as storage has it", () => {
     const { storage, inner } = countingStorage();
     const machine = machineWithWrites(storage, { maxDedupEntries: 3, checkDedupIndex: failOnMismatch }, 5);
-    let failApplied = true;
-    const kv = storage.kv as unknown as { put: (key: string, value: unknown) => void };
-    const put = kv.put;
-    kv.put = (key, value) => {
-      if (key === StateKeys.applied && failApplied) {
-        failApplied = false;
-        throw new Error("injected: storage full");
-      }
-      put(key, value);
-    };
+    failNextAppliedPut(storage)();
     // The request is remembered (and the oldest forgotten) inside the entry's transaction, then the applied index
     // fails to write: the whole transaction rolls back, the window's in-memory copy with it.
     expect(() => machine.applyEntry(entry(7, "rolled-back", "INSERT INTO t (v) VALUES ('r')"))).toThrow(/injected/);
@@ -218,16 +229,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
     const random = new SeededRandom(11);
     const options = { maxDedupEntries: 7, maxDedupBytes: 2_000, checkDedupIndex: failOnMismatch };
     const { storage } = countingStorage();
-    let failNextAppliedPut = false;
-    const kv = storage.kv as unknown as { put: (key: string, value: unknown) => void };
-    const put = kv.put;
-    kv.put = (key, value) => {
-      if (key === StateKeys.applied && failNextAppliedPut) {
-        failNextAppliedPut = false;
-        throw new Error("injected: storage full");
-      }
-      put(key, value);
-    };
+    const failNextApply = failNextAppliedPut(storage);
     let machine = new SqlStateMachine(storage, options);
     machine.applyEntry(entry(1, "setup", "CREATE TABLE big (v TEXT)"));
     const model = [{ id: "setup", bytes: dedupRecordBytes("setup", storage.kv.get(StateKeys.dedupById("setup"))!) }];
@@ -238,7 +240,7 @@ describe("the dedup window's bookkeeping (issue 11)", () => {
       const next = entry(index, id, `SELECT '${"x".repeat(width)}' AS v`);
       if (random.nextInt(6) === 0) {
         // A storage error after the request was remembered rolls the entry back; it is applied again.
-        failNextAppliedPut = true;
+        failNextApply();
         expect(() => machine.applyEntry(next)).toThrow(/injected/);
         expect(rememberedIds(storage)).toEqual(model.map((record) => record.id));
       }
