@@ -11,6 +11,7 @@ import type {
   NodeStatus,
   RaftEvent,
   RaftNodeApi,
+  Ready,
   SnapshotMeta,
 } from "../replication/types";
 import type { SqlRequest } from "../shared/sql";
@@ -37,6 +38,9 @@ import type { RepairOutcome } from "./monitor/types";
 
 export type { PeerAnswer, PeerReport } from "./runtime/peers";
 export type { NodeIdentity, PeerStub, RuntimeDeps } from "./runtime/types";
+
+/** What a leader sends its followers: none of it depends on the leader's own copy of its new entries. */
+const LEADER_MESSAGE_TYPES: ReadonlySet<Message["type"]> = new Set(["append", "heartbeat", "snapshot", "timeoutNow"]);
 
 /** Senders whose last report is remembered (peerReportFor); beyond it all are forgotten and get a full one next. */
 const MAX_REPORT_RECIPIENTS = 64;
@@ -69,7 +73,7 @@ export class NodeRuntime {
   /** What each step of a Ready means for this node; the loop itself, and its order, is handleReadies. */
   private readonly readyPorts: ReadyPorts = {
     installSnapshot: (snapshot) => this.installSnapshot(snapshot),
-    persist: (ready) => this.raftStorage.persist(ready),
+    persist: (ready) => this.persistReady(ready),
     send: (messages) => this.peers.sendMessages(messages),
     apply: (entries) => this.applyCommitted(entries),
     compact: (meta) => this.raftStorage.compact(meta),
@@ -85,6 +89,7 @@ export class NodeRuntime {
     this.raftStorage = new RaftStorage(
       deps.kv,
       deps.bugs?.persistNotAtomic === true ? <T>(fn: () => T): T => fn() : deps.transaction,
+      { heldWrittenOnTicksOnly: deps.bugs?.heldEntriesWrittenOnTicksOnly === true },
     );
     this.tickIntervalMs = tickMs(deps.identity.cluster);
     this.lastTickAtMs = deps.clock.now();
@@ -198,6 +203,9 @@ export class NodeRuntime {
       }
     }
     this.lastTickAtMs = due > ticks ? nowMs : this.lastTickAtMs + ticks * this.tickIntervalMs;
+    if (this.deps.bugs?.heldEntriesWrittenOnTicksOnly === true) {
+      this.raftStorage.writeHeld();
+    }
     maybePromoteLearners(this.core, this.peers);
     this.requests.ticked();
     this.monitor.ticked();
@@ -450,7 +458,8 @@ export class NodeRuntime {
     }
     this.broken = true;
     this.stopped = true;
-    // The log is persisted as far as it got: what was proposed may still commit through the other nodes.
+    // The log is persisted as far as it got (entries a leader held and sent may be on followers only): what was
+    // proposed may still commit through the other nodes.
     if (this.deps.bugs?.readyFailureAnsweredInternal !== true) {
       this.requests.rejectPendingWrites(`${this.identity.node} failed (${reason})`);
     }
@@ -495,6 +504,11 @@ export class NodeRuntime {
     }
     this.readyDeferred = false;
     try {
+      // Entries a leader held (persistReady) are written by the next Ready loop (on the next tick at the latest,
+      // even when no follower answers), before anything in it can act on a commit that counts them.
+      if (this.deps.bugs?.heldEntriesWrittenOnTicksOnly !== true) {
+        this.raftStorage.writeHeld();
+      }
       handleReadies(this.raft, this.readyPorts);
     } catch (err) {
       // The core handed out a Ready we could not finish: it will never hand out another. Stop; the object reloads
@@ -535,6 +549,45 @@ export class NodeRuntime {
     }
     this.monitor.stateReplaced({ repair: false, imageIndex: appliedIndex });
     this.log("info", "snapshotInstalled", { snapshotIndex: snapshot.index, appliedIndex });
+  }
+
+  /**
+   * Step 2 of a Ready, with one exception: a leader's new entries, when writing them is all this Ready would do, are
+   * held in memory and written first thing by the next Ready that writes (RaftStorage.hold) or by the next tick.
+   *
+   * Why it is safe. The core counts the leader's own copy towards a commit from this Ready's advance() on, but a
+   * commit that counts it changes the hard state, so the Ready that carries it persists (step 2) before it sends or
+   * applies anything, and RaftStorage writes the held entries before any other write; processReady writes them first
+   * too. That is the same event: on the platform every write of an event commits together (or the object restarts
+   * without any), and the answer to the client and the commit notices wait for that commit (the output gate, which
+   * the simulator models). Until then the held entries are what the Raft thesis allows a leader (section 10.2.1):
+   * sent to followers before they are on its own disk. A crash loses them as it loses entries whose write had not
+   * finished; the followers may still commit them, and the restarted node is a follower that must win a new term to
+   * lead again, so it never appends anew where its lost entries were.
+   *
+   * Why. At one client each write is a Ready of its own: written on its own, the entry cost the leader a storage
+   * commit (an fsync) between the client's call and the followers' acknowledgements; held, it commits with the
+   * Ready that applies the write, one commit per write on the leader instead of two.
+   */
+  private persistReady(ready: Ready): void {
+    if (this.mayHoldEntries(ready) && this.raftStorage.hold(ready.entries)) {
+      return;
+    }
+    this.raftStorage.persist(ready);
+  }
+
+  /** A leader's Ready whose only write is new entries, and that sends only what a leader sends its followers. */
+  private mayHoldEntries(ready: Ready): boolean {
+    return (
+      ready.entries.length > 0 &&
+      ready.hardState === null &&
+      ready.truncateFrom === null &&
+      ready.snapshot === null &&
+      ready.committedEntries.length === 0 &&
+      ready.compact === null &&
+      this.raft.status().role === "leader" &&
+      ready.messages.every((message) => LEADER_MESSAGE_TYPES.has(message.type))
+    );
   }
 
   private applyCommitted(entries: readonly LogEntry[]): void {

@@ -14,15 +14,25 @@ export interface SyncKv {
 /** Runs `fn` so that all of its writes happen or none do (ctx.storage.transactionSync on the platform). */
 export type SyncTransaction = <T>(fn: () => T) => T;
 
+/**
+ * At most this many entries wait to be written with the next write (see hold). They are the core's own log entries
+ * (no copy), so this bounds how large that delayed write grows, not memory.
+ */
+export const MAX_HELD_ENTRIES = 256;
+
 /** Reads and writes the Raft hard state, log and snapshot metadata of one node. */
 export class RaftStorage {
   /** Index of the last entry on disk (or of the snapshot when the log is empty). */
   private lastIndex = 0;
   private firstIndex = 1;
+  /** A leader's new entries not written yet (hold), in order, continuing from lastIndex. */
+  private held: LogEntry[] = [];
 
   constructor(
     private readonly kv: SyncKv,
     private readonly transaction: SyncTransaction,
+    /** Test only (ShellBugs.heldEntriesWrittenOnTicksOnly): other writes leave the held entries where they are. */
+    private readonly bugs: { readonly heldWrittenOnTicksOnly?: boolean } = {},
   ) {}
 
   /** Loads everything the core needs to restart; `applied` comes from the state machine. */
@@ -49,6 +59,7 @@ export class RaftStorage {
    * without the entries that replace it.
    */
   persist(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void {
+    this.writeHeldFirst();
     const puts = ready.entries.length + (ready.hardState === null ? 0 : 1);
     if (ready.truncateFrom === null && puts === 0) {
       return;
@@ -66,6 +77,60 @@ export class RaftStorage {
       // Nothing was written: the indexes this object tracks go back with the storage.
       this.firstIndex = before.firstIndex;
       this.lastIndex = before.lastIndex;
+      throw error;
+    }
+  }
+
+  /**
+   * A leader's new entries, kept in memory to be written with the next write of this object instead of on their own
+   * (NodeRuntime.persistReady says when): every other write below writes them first, in order, and so does
+   * writeHeld; entry() serves them meanwhile. Returns false, holding nothing, when `entries` would not fit under
+   * MAX_HELD_ENTRIES: the caller persists instead.
+   */
+  hold(entries: readonly LogEntry[]): boolean {
+    if (this.held.length + entries.length > MAX_HELD_ENTRIES) {
+      return false;
+    }
+    let expected = this.lastIndex + this.held.length + 1;
+    for (const entry of entries) {
+      if (entry.index !== expected) {
+        throw new Error(`raft storage: holding index ${entry.index}, expected ${expected}`);
+      }
+      expected++;
+    }
+    this.held.push(...entries);
+    return true;
+  }
+
+  /** How many entries wait in memory (hold). */
+  get heldCount(): number {
+    return this.held.length;
+  }
+
+  private writeHeldFirst(): void {
+    if (this.bugs.heldWrittenOnTicksOnly !== true) {
+      this.writeHeld();
+    }
+  }
+
+  /** Writes the entries held in memory (hold), atomically; a no-op when none are. */
+  writeHeld(): void {
+    if (this.held.length === 0) {
+      return;
+    }
+    const entries = this.held;
+    this.held = [];
+    const before = this.lastIndex;
+    try {
+      const ready = { truncateFrom: null, entries, hardState: null };
+      if (entries.length === 1) {
+        this.write(ready);
+      } else {
+        this.transaction(() => this.write(ready));
+      }
+    } catch (error) {
+      this.lastIndex = before;
+      this.held = entries;
       throw error;
     }
   }
@@ -91,6 +156,7 @@ export class RaftStorage {
    * runs it inside the state machine's install of the image, so that both commit or neither does).
    */
   installSnapshot(meta: SnapshotMeta): void {
+    this.writeHeldFirst();
     this.transaction(() => {
       this.deleteRange({ fromIndex: this.firstIndex, toIndex: this.lastIndex });
       this.kv.put(RaftKeys.snapshot, meta);
@@ -101,6 +167,7 @@ export class RaftStorage {
 
   /** Records our own snapshot at `meta.index` and drops the log up to it, in one transaction (a log with a hole no longer loads). */
   compact(meta: SnapshotMeta): void {
+    this.writeHeldFirst();
     this.transaction(() => {
       this.kv.put(RaftKeys.snapshot, meta);
       this.deleteRange({ fromIndex: this.firstIndex, toIndex: Math.min(meta.index, this.lastIndex) });
@@ -112,7 +179,8 @@ export class RaftStorage {
   }
 
   entry(index: number): LogEntry | undefined {
-    return this.kv.get<LogEntry>(RaftKeys.log(index));
+    const held = this.held[index - this.lastIndex - 1];
+    return held !== undefined && index > this.lastIndex ? held : this.kv.get<LogEntry>(RaftKeys.log(index));
   }
 
   snapshot(): SnapshotMeta | null {

@@ -38,6 +38,8 @@ export interface ShellBugs {
   readonly snapshotChunkWaitsFixedTimeout?: boolean;
   /** Issue 11 (simulator bug B): a Ready's entries and hard state are persisted outside one transaction. */
   readonly persistNotAtomic?: boolean;
+  /** Issue 11 (a leader's entries held in memory): held entries are written on ticks only, not before the writes that act on their commit. */
+  readonly heldEntriesWrittenOnTicksOnly?: boolean;
   /** Issue 11 (review of a volatile commit index): a snapshot's image and its record in the Raft log are installed in two transactions. */
   readonly snapshotInstallNotAtomic?: boolean;
   /** Issue 14 (leader plant): the leader sends snapshot and repair images of its state unverified, so a leader whose database went wrong outside Raft spreads it. */
@@ -63,6 +65,7 @@ export const SHELL_BUG_NAMES: readonly (keyof ShellBugs)[] = [
   "weakReadBeforeOwnTermApplied",
   "snapshotChunkWaitsFixedTimeout",
   "persistNotAtomic",
+  "heldEntriesWrittenOnTicksOnly",
   "snapshotInstallNotAtomic",
   "snapshotImageUnverified",
 ];

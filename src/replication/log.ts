@@ -67,7 +67,10 @@ export class RaftLog {
     return this.term(index) === term;
   }
 
-  /** Persisted on the shell's disk: what a leader may count as its own match index. */
+  /**
+   * Acknowledged by the shell through advance(): persisted, or held by a leader's driver until its next write (types.ts,
+   * `interface Ready`, step 2). What a leader counts as its own match index.
+   */
   persisted(): number {
     return this.persistedIndex;
   }

@@ -11,8 +11,12 @@ export interface ReadyPorts {
   received?(ready: Ready): void;
   /** Step 1 (only when the Ready carries one): the received image replaces the state machine; the log is discarded. */
   installSnapshot(snapshot: SnapshotMeta): void;
-  /** Step 2: delete entries from `truncateFrom` (if set), append `entries`, write `hardState` (if set), atomically. */
-  persist(ready: Pick<Ready, "truncateFrom" | "entries" | "hardState">): void;
+  /**
+   * Step 2: delete entries from `truncateFrom` (if set), append `entries`, write `hardState` (if set), atomically. The
+   * whole Ready, so that a driver may judge what else it carries: a leader's new entries may wait for the next write
+   * when nothing acts on their commit before that write (types.ts, `interface Ready`, step 2).
+   */
+  persist(ready: Ready): void;
   /** Step 3: only now, since messages may depend on what step 2 persisted. */
   send(messages: readonly Message[]): void;
   /** Step 4: in order, each entry atomically with the applied index it advances (a batch may share one commit). */

@@ -356,6 +356,13 @@ export type RaftEvent =
  *     state machine (applied = snapshot.index) and the WHOLE log is discarded (the core installs a snapshot only when
  *     its log does not hold the snapshot's index and term, so no entry of the old log continues from it);
  *  2. persist: delete log entries with index >= `truncateFrom` (if set), append `entries`, write `hardState` (if set);
+ *     a leader's own copy counts towards a commit from advance() on, so a driver may hold a leader's new entries in
+ *     memory only if it serves them as log entries meanwhile, writes them before any other write of the log (a
+ *     later truncation, snapshot or compaction) and before anything acts on a commit that counts them (a commit
+ *     changes the hard state: step 2 of a later Ready), and lets nothing that follows from that commit leave the
+ *     node before the write is durable. The Raft thesis (10.2.1) lets a leader send entries before they are on its
+ *     own disk; losing them in a crash is safe because the node restarts as a follower and must win a new term to
+ *     lead again;
  *  3. send `messages` (only now: they may depend on what was just persisted);
  *  4. apply `committedEntries` in order, advancing the applied index with each one atomically;
  *  5. if `compact` is set: record the snapshot (the state machine as of `compact.index`, which equals the applied

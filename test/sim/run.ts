@@ -118,6 +118,8 @@ export interface DirectedRun {
   leader(): NodeId | null;
   /** The node's status after its last event (null while down or discarded). */
   status(node: NodeId): NodeStatus | null;
+  /** The last index of the node's log in its storage, as written so far (in the event under way too). */
+  persistedLastIndex(node: NodeId): number;
   /** Every event of the node is handled up to `lateByMs` late (drawn per event) until `untilMs`. */
   slowDown(node: NodeId, options: { lateByMs: number; untilMs: number }): void;
 }
@@ -820,6 +822,7 @@ class Simulation implements HostEnvironment {
         nowMs: () => this.nowMs(),
         leader: () => this.leader(),
         status: (node) => this.host(node).lastStatus,
+        persistedLastIndex: (node) => this.host(node).log.lastIndex(),
         slowDown: (node, options) => this.slowNodes.set(node, options),
       },
     );
