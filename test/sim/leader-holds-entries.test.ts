@@ -8,21 +8,11 @@ import type { LogEntry, Message } from "../../src/replication/types";
 import { QUIET } from "./bugs";
 import { HEALTHY_PROFILE } from "./network";
 import { runSeed, type PeerRpc, type DirectedRun } from "./run";
-import { SqliteStorage } from "./platform/sqlite-storage";
+import type { SqliteStorage } from "./platform/sqlite-storage";
+import { openCountedRaftStorage } from "./raft-storage-fixture";
 
 function entry(index: number): LogEntry {
   return { index, term: 2, kind: "normal", data: `write ${index}` };
-}
-
-function openStorage(): { storage: SqliteStorage; raftStorage: RaftStorage; transactions: () => number } {
-  const storage = new SqliteStorage();
-  let transactions = 0;
-  const raftStorage = new RaftStorage(storage.kv, (fn) => {
-    transactions += 1;
-    return storage.transactionSync(fn);
-  });
-  raftStorage.load(0);
-  return { storage, raftStorage, transactions: () => transactions };
 }
 
 function storedIndexes(storage: SqliteStorage): number[] {
@@ -31,7 +21,7 @@ function storedIndexes(storage: SqliteStorage): number[] {
 
 describe("RaftStorage.hold (issue 11)", () => {
   it("writes held entries before any other write, in order, and serves them to reads meanwhile", () => {
-    const { storage, raftStorage } = openStorage();
+    const { storage, raftStorage } = openCountedRaftStorage();
     raftStorage.persist({ truncateFrom: null, entries: [entry(1)], hardState: { term: 2, vote: "n1", commit: 0 } });
     expect(raftStorage.hold([entry(2), entry(3)])).toBe(true);
     expect(raftStorage.heldCount).toBe(2);
@@ -43,7 +33,7 @@ describe("RaftStorage.hold (issue 11)", () => {
   });
 
   it("writes them before a truncation, which then removes them as it would have", () => {
-    const { storage, raftStorage } = openStorage();
+    const { storage, raftStorage } = openCountedRaftStorage();
     raftStorage.persist({ truncateFrom: null, entries: [entry(1)], hardState: { term: 2, vote: "n1", commit: 1 } });
     raftStorage.hold([entry(2), entry(3)]);
     raftStorage.persist({ truncateFrom: 3, entries: [], hardState: { term: 3, vote: null, commit: 1 } });
@@ -51,7 +41,7 @@ describe("RaftStorage.hold (issue 11)", () => {
   });
 
   it("writes them before a compaction, and on writeHeld alone in one transaction", () => {
-    const { storage, raftStorage, transactions } = openStorage();
+    const { storage, raftStorage, transactions } = openCountedRaftStorage();
     raftStorage.hold([entry(1)]);
     raftStorage.compact({ index: 0, term: 0, membership: { voters: ["n1"], learners: [] } });
     expect(storedIndexes(storage)).toEqual([1]);
@@ -64,7 +54,7 @@ describe("RaftStorage.hold (issue 11)", () => {
   });
 
   it("refuses entries that do not continue the log, and holds no more than its bound", () => {
-    const { raftStorage } = openStorage();
+    const { raftStorage } = openCountedRaftStorage();
     expect(() => raftStorage.hold([entry(2)])).toThrow(/holding index 2, expected 1/);
     const many = Array.from({ length: MAX_HELD_ENTRIES }, (_, i) => entry(i + 1));
     expect(raftStorage.hold(many)).toBe(true);
@@ -73,7 +63,7 @@ describe("RaftStorage.hold (issue 11)", () => {
   });
 
   it("keeps held entries held when writing them fails, and writes them on the next try", () => {
-    const { storage, raftStorage } = openStorage();
+    const { storage, raftStorage } = openCountedRaftStorage();
     raftStorage.hold([entry(1), entry(2)]);
     storage.observer = {
       beforeWrite: (key) => {

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { RaftStorage, type SyncTransaction } from "../../src/objects/raft-storage";
 import type { LogEntry } from "../../src/replication/types";
 import { SqliteStorage } from "./platform/sqlite-storage";
+import { openCountedRaftStorage } from "./raft-storage-fixture";
 
 const ENTRY: LogEntry = { index: 1, term: 2, kind: "noop", data: "" };
 
@@ -47,21 +48,15 @@ describe("RaftStorage.persist under a storage error", () => {
 
 describe("RaftStorage.persist's transactions (issue 11: CPU per write)", () => {
   it("writes a Ready of one put without a transaction, and one of more in a single transaction", () => {
-    const storage = new SqliteStorage();
-    let transactions = 0;
-    const raftStorage = new RaftStorage(storage.kv, (fn) => {
-      transactions += 1;
-      return storage.transactionSync(fn);
-    });
-    raftStorage.load(0);
+    const { storage, raftStorage, transactions } = openCountedRaftStorage();
     raftStorage.persist({ truncateFrom: null, entries: [], hardState: { term: 2, vote: "n1", commit: 0 } });
     raftStorage.persist({ truncateFrom: null, entries: [ENTRY], hardState: null });
-    expect(transactions).toBe(0);
+    expect(transactions()).toBe(0);
     const second: LogEntry = { index: 2, term: 2, kind: "noop", data: "" };
     raftStorage.persist({ truncateFrom: null, entries: [second], hardState: { term: 2, vote: "n1", commit: 1 } });
-    expect(transactions).toBe(1);
+    expect(transactions()).toBe(1);
     raftStorage.persist({ truncateFrom: 2, entries: [], hardState: null });
-    expect(transactions).toBe(2);
+    expect(transactions()).toBe(2);
     const loaded = new RaftStorage(storage.kv, (fn) => storage.transactionSync(fn)).load(0);
     expect(loaded.entries).toEqual([ENTRY]);
     expect(loaded.hardState).toEqual({ term: 2, vote: "n1", commit: 1 });
