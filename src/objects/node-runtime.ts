@@ -553,7 +553,8 @@ export class NodeRuntime {
 
   /**
    * Step 2 of a Ready, with one exception: a leader's new entries, when writing them is all this Ready would do, are
-   * held in memory and written first thing by the next Ready that writes (RaftStorage.hold) or by the next tick.
+   * held in memory (RaftStorage.hold) and written first thing by the node's next Ready loop (processReady), which a
+   * follower's acknowledgement or the next tick runs, and by RaftStorage before any other write.
    *
    * Why it is safe. The core counts the leader's own copy towards a commit from this Ready's advance() on, but a
    * commit that counts it changes the hard state, so the Ready that carries it persists (step 2) before it sends or
