@@ -170,3 +170,13 @@ describe("the simulator catches held entries written too late (issue 11)", () =>
     expect(caught).toBe("apply");
   });
 });
+
+describe("a read whose Ready loop fails (issue 11)", () => {
+  it("seed 3835425: a storage error writing held entries in a read's Ready loop fails the read retryable, nothing left unhandled", async () => {
+    // The linearizable read registered its waiter, then ran the Ready loop, which wrote the leader's held entries
+    // and hit an injected storage error: the runtime broke and failed the waiter, which nothing awaited (an unhandled
+    // rejection that ended the simulator's process). ClientRequests.confirmReadIndex now handles it.
+    const result = await runSeed({ seed: 3835425 });
+    expect(result.violations).toEqual([]);
+  });
+});

@@ -516,8 +516,20 @@ export class ClientRequests {
       throw proposalFailure(started.error, raft.status());
     }
     const waiting = this.reads.wait(context, timeoutMs);
-    // Reads that arrive while a round is in flight share the next confirmation round.
-    this.core.requestReady();
+    try {
+      // Reads that arrive while a round is in flight share the next confirmation round.
+      this.core.requestReady();
+    } catch (err) {
+      // Handling the Ready failed (a storage error writing what it or an earlier one left, such as a leader's held
+      // entries): the runtime broke and failed this read with the others (NodeRuntime.markBroken), and nothing else
+      // awaits `waiting`. The read was not served; the caller may retry at once.
+      waiting.catch(() => undefined);
+      throw nodeError(
+        "NO_LEADER",
+        `${this.core.identity.node} failed while confirming a read (${err instanceof Error ? err.message : String(err)}); retry shortly`,
+        { leader: null, retryable: true },
+      );
+    }
     return awaitWaiter(waiting, () =>
       nodeError("TIMEOUT", `the read index was not confirmed within ${timeoutMs} ms (no quorum reachable?)`, {
         retryable: true,
