@@ -8,9 +8,9 @@
 // Needs `perf` (Debian: apt-get install linux-perf) and leave to profile another process (root, or
 // kernel.perf_event_paranoid at most 1). A measuring tool, not a test: nothing in `npm test` runs it.
 //
-//   npx tsx scripts/bench/perf-profile.ts [--clients 32] [--duration-s 8] [--baseline] [--top 40]
+//   npx tsx scripts/bench/perf-profile.ts [--clients 32] [--duration-s 8] [--baseline | --floor] [--top 40] [--keep DIR]
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { measurePoint } from "./load";
@@ -31,8 +31,10 @@ const RUNTIME_PARTS: readonly (readonly [string, string])[] = [
 interface Options {
   readonly clients: number;
   readonly durationS: number;
-  readonly kind: "cluster" | "baseline";
+  readonly kind: "cluster" | "baseline" | "floor";
   readonly top: number;
+  /** Where to copy perf.data (and the perf map it needs) for a closer look with `perf report`; none by default. */
+  readonly keepDir: string | null;
 }
 
 function parseOptions(argv: readonly string[]): Options {
@@ -47,8 +49,9 @@ function parseOptions(argv: readonly string[]): Options {
   return {
     clients: numberOf("--clients", 32),
     durationS: numberOf("--duration-s", 8),
-    kind: argv.includes("--baseline") ? "baseline" : "cluster",
+    kind: argv.includes("--baseline") ? "baseline" : argv.includes("--floor") ? "floor" : "cluster",
     top: numberOf("--top", 40),
+    keepDir: argv.includes("--keep") ? (argv[argv.indexOf("--keep") + 1] ?? null) : null,
   };
 }
 
@@ -100,6 +103,14 @@ function inclusiveShares(dataFile: string): Map<string, number> {
   return shares;
 }
 
+/** Copies the recording and the perf map its JavaScript symbols need: `perf report -i DIR/perf.data` then works. */
+function keepData(keepDir: string, dataFile: string, pid: number): void {
+  mkdirSync(keepDir, { recursive: true });
+  copyFileSync(dataFile, join(keepDir, "perf.data"));
+  copyFileSync(`/tmp/perf-${pid}.map`, join(keepDir, `perf-${pid}.map`));
+  console.log(`kept ${join(keepDir, "perf.data")}; perf reads /tmp/perf-${pid}.map: copy it back there to report`);
+}
+
 function requirePerf(): void {
   const version = spawnSync("perf", ["--version"], { encoding: "utf8" });
   if (version.status !== 0) {
@@ -110,24 +121,26 @@ function requirePerf(): void {
 async function main(options: Options): Promise<void> {
   requirePerf();
   process.env["MINIFLARE_WORKERD_V8_FLAGS"] = "--perf-basic-prof";
-  const server = await WranglerServer.start(options.kind);
+  const server = await WranglerServer.start(options.kind === "cluster" ? "cluster" : "baseline");
+  // The replication floor is the baseline's worker on another path (see run.ts), its table made on all three copies.
+  const shape = options.kind === "floor" ? { ...WRITE_SHAPE, path: "/fanout/execute" } : WRITE_SHAPE;
   const dir = mkdtempSync(join(tmpdir(), "durable-ha-perf-"));
   let pid: number | null = null;
   try {
     if (options.kind === "cluster") {
       await settleWithSchema(server.baseUrl);
     } else {
-      await prepareTable(server.baseUrl);
+      await prepareTable(server.baseUrl, shape.path);
     }
     const load = { connections: options.clients, warmupS: 1, timeoutS: 10 };
-    await measurePoint(server.baseUrl, WRITE_SHAPE, { ...load, durationS: 3 });
+    await measurePoint(server.baseUrl, shape, { ...load, durationS: 3 });
     pid = workerProcessId(server.processGroupId ?? -1);
     const dataFile = join(dir, "perf.data");
     const recorder = spawn("perf", ["record", "-F", "999", "-g", "-p", String(pid), "-o", dataFile], {
       stdio: "ignore",
     });
     const cpuBeforeMs = processCpuMs(pid);
-    const point = await measurePoint(server.baseUrl, WRITE_SHAPE, {
+    const point = await measurePoint(server.baseUrl, shape, {
       ...load,
       warmupS: 0,
       durationS: options.durationS,
@@ -145,6 +158,9 @@ async function main(options: Options): Promise<void> {
         `(${point.ratePerS.toFixed(0)}/s, p50 ${point.latencyMs.p50} ms, errors ${point.errors.total}); ` +
         `the worker process used ${(cpuMs / point.ok).toFixed(2)} ms of CPU per write`,
     );
+    if (options.keepDir !== null) {
+      keepData(options.keepDir, dataFile, pid);
+    }
     const shares = inclusiveShares(dataFile);
     console.log("parts of the runtime, inclusive, per write:");
     for (const [prefix, what] of RUNTIME_PARTS) {

@@ -225,7 +225,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     warmupS: numberOf("--warmup-s", quick ? 1 : 2),
     rounds: rounds(quick ? 3 : 4),
     writeClients: [1, 8, 32, 128],
-    readClients: [1, 32],
+    readClients: [1, 8, 32, 128],
     readLevels: READ_LEVELS,
     floorClients: [1, 32],
     failoverRuns: numberOf("--failover-runs", quick ? 3 : 5),
