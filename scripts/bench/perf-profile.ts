@@ -51,7 +51,7 @@ function parseOptions(argv: readonly string[]): Options {
     durationS: numberOf("--duration-s", 8),
     kind: argv.includes("--baseline") ? "baseline" : argv.includes("--floor") ? "floor" : "cluster",
     top: numberOf("--top", 40),
-    keepDir: argv.includes("--keep") ? (argv[argv.indexOf("--keep") + 1] ?? null) : null,
+    keepDir: keepDirOf(argv),
   };
 }
 
@@ -101,6 +101,18 @@ function inclusiveShares(dataFile: string): Map<string, number> {
     }
   }
   return shares;
+}
+
+function keepDirOf(argv: readonly string[]): string | null {
+  const at = argv.indexOf("--keep");
+  if (at < 0) {
+    return null;
+  }
+  const dir = argv[at + 1];
+  if (dir === undefined || dir.startsWith("--")) {
+    throw new Error("--keep needs a directory");
+  }
+  return dir;
 }
 
 /** Copies the recording and the perf map its JavaScript symbols need: `perf report -i DIR/perf.data` then works. */
