@@ -218,14 +218,28 @@ export class ClientRequests {
     });
   }
 
+  /**
+   * The start of every client call: refuse when stopped, then catch the clock up. The catch-up runs the Ready loop,
+   * and a storage write there that fails stops the runtime before anything of the call ran: answered as any call to
+   * a stopped runtime (retryable), not as the node's internal error.
+   */
+  private beginCall(): void {
+    this.assertServing();
+    try {
+      this.core.advanceClock();
+    } catch (err) {
+      this.assertServing();
+      throw err;
+    }
+  }
+
   // ---------------------------------------------------------------------------------------------------------
   // Writes
 
   /** Validates, proposes and waits until the entry is applied (or the deadline passes). */
   async execute(options: { request: SqlRequest; timeoutMs: number }): Promise<RequestAnswer> {
     const { raft, sm } = this.core;
-    this.assertServing();
-    this.core.advanceClock();
+    this.beginCall();
     this.assertLeader();
     this.assertConsistent("write");
     this.assertQuorumHeard();
@@ -455,8 +469,7 @@ export class ClientRequests {
 
   async query(options: QueryOptions): Promise<RequestAnswer> {
     const { sm } = this.core;
-    this.assertServing();
-    this.core.advanceClock();
+    this.beginCall();
     this.assertConsistent("read");
     const prepared = sm.prepareRead(options.statements);
     if (!prepared.ok) {
@@ -571,8 +584,7 @@ export class ClientRequests {
    */
   async backup(options: { timeoutMs: number; maxDumpBytes: number; mayStream: boolean }): Promise<BackupValue> {
     const { sm } = this.core;
-    this.assertServing();
-    this.core.advanceClock();
+    this.beginCall();
     this.assertConsistent("read");
     if (!this.core.bugs.backupFromAnyNode) {
       this.assertLeader();
@@ -603,8 +615,7 @@ export class ClientRequests {
   // Leadership and membership
 
   async waitForLeader(timeoutMs: number): Promise<{ leader: string; term: number }> {
-    this.assertServing();
-    this.core.advanceClock();
+    this.beginCall();
     if (this.core.bugs.cutOffNodeWaits) {
       return this.waitForAnyLeader(timeoutMs);
     }
@@ -678,8 +689,7 @@ export class ClientRequests {
   /** Leader only: moves leadership away and waits until another node leads. */
   async transferLeadership(options: { to?: string; timeoutMs: number }): Promise<{ leader: string; term: number }> {
     const { raft, identity } = this.core;
-    this.assertServing();
-    this.core.advanceClock();
+    this.beginCall();
     this.assertLeader();
     if (options.to === identity.node) {
       return { leader: identity.node, term: raft.status().term };
@@ -740,8 +750,7 @@ export class ClientRequests {
     timeoutMs: number;
   }): Promise<{ readonly membership: Membership; readonly index: number }> {
     const { raft } = this.core;
-    this.assertServing();
-    this.core.advanceClock();
+    this.beginCall();
     this.assertLeader();
     this.touchStorage();
     options.beforePropose?.();
