@@ -92,6 +92,8 @@ describe("a client call whose clock catch-up fails on storage (issue 11)", () =>
     const { host, advance, failNextWrite } = singleNodeHost();
     const answer = await readUntilTheCampaignFails(host, advance, failNextWrite);
     expect(answer).toMatchObject({ ok: false, error: { code: "NO_LEADER", retryable: true } });
+    // The answer (and the node's log of the discarded runtime) says what stopped it.
+    expect(answer.ok ? "" : answer.error.message).toMatch(/restarting \(.*injected storage failure at put/);
     expect(host.instance?.runtime).toBeNull();
     // The failed runtime was discarded; the next call loads the node from storage again and is served.
     const again = await host.instance!.node.query(READ);

@@ -207,12 +207,16 @@ export class ClientRequests {
     this.reads.rejectAll(readFailure);
   }
 
-  /** A stopped runtime (removed, or discarded after an error) answers nothing from its frozen state. */
-  assertServing(): void {
+  /**
+   * A stopped runtime (removed, or discarded after an error) answers nothing from its frozen state. `cause`: what
+   * stopped it, when this call saw it happen (the answer and the node's log then say why).
+   */
+  assertServing(cause?: unknown): void {
     if (!this.core.isStopped() || this.core.bugs.brokenRuntimeKeepsServing) {
       return;
     }
-    throw nodeError("NO_LEADER", `${this.core.identity.node} is restarting; retry shortly`, {
+    const why = cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`;
+    throw nodeError("NO_LEADER", `${this.core.identity.node} is restarting${why}; retry shortly`, {
       leader: null,
       retryable: true,
     });
@@ -228,7 +232,7 @@ export class ClientRequests {
     try {
       this.core.advanceClock();
     } catch (err) {
-      this.assertServing();
+      this.assertServing(err);
       throw err;
     }
   }
