@@ -411,7 +411,7 @@ export class NodeHost {
   /** Runs one client call: start if needed, run, translate failures into NodeResult errors, keep the alarm set. */
   async handle<T>(address: NodeAddress, body: (runtime: NodeRuntime) => Promise<T>): Promise<NodeResult<T>> {
     try {
-      const runtime = await this.ensureStarted(address);
+      const runtime = await this.startForCall(address);
       if (this.removal !== null) {
         throw nodeError("NOT_MEMBER", this.removal.reason, { retryable: false });
       }
@@ -426,6 +426,31 @@ export class NodeHost {
     } catch (err) {
       this.rethrowAbort(err);
       return { ok: false, node: address.node, error: await this.failureOf(err) };
+    }
+  }
+
+  /**
+   * ensureStarted, for a client call. A start that fails on storage (loading the node, replaying its log) ran
+   * nothing of the call: answered as a node that is restarting (retryable: the router asks again, here or
+   * elsewhere), not as the node's internal error; the next call or the alarm starts it again.
+   */
+  private async startForCall(address: NodeAddress): Promise<NodeRuntime> {
+    try {
+      return await this.ensureStarted(address);
+    } catch (err) {
+      this.rethrowAbort(err);
+      if (err instanceof NodeFailure) {
+        throw err;
+      }
+      const cause = err instanceof Error ? err.message : String(err);
+      logEvent("error", { cluster: address.cluster.name, node: address.node, term: 0 }, "startFailed", {
+        error: String(err),
+        duringCall: true,
+      });
+      throw nodeError("NO_LEADER", `${address.node} failed to start (${cause}); retry shortly`, {
+        leader: null,
+        retryable: true,
+      });
     }
   }
 

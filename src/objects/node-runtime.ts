@@ -709,8 +709,7 @@ export class NodeRuntime {
    * the last chunk was lost) or at the deadline (the repair may still complete).
    */
   async repairMember(options: { node: string; timeoutMs: number }): Promise<RepairOutcome> {
-    this.requests.assertServing();
-    this.advanceClock();
+    this.requests.beginCall();
     const status = this.raft.status();
     if (status.role !== "leader") {
       throw nodeError("NOT_LEADER", `${this.identity.node} is not the leader`, { leader: status.leader });

@@ -3,6 +3,8 @@
 // a stopped runtime (NO_LEADER, retryable: the router asks again, here once the node reloaded, or elsewhere), not as
 // the node's internal error (INTERNAL, which the router does not retry for a read: the user got a 500).
 //
+// The same holds for a call that starts the node (NodeHost.startForCall) when the start fails on storage.
+//
 // The node is a real NodeHost over the simulator's storage (SimHost), alone in its cluster: after an election timeout
 // without a leader, a read's catch-up campaigns, and the campaign's hard state is the write that fails.
 import { describe, expect, it } from "vitest";
@@ -21,10 +23,10 @@ const CLUSTER: ClusterConfig = {
 
 const ADDRESS: NodeAddress = { protocolVersion: PROTOCOL_VERSION, cluster: CLUSTER, node: "n1" };
 
-/** A single-node host whose next storage write (a put or delete) fails once `failNextWrite` is set. */
-function singleNodeHost(): { host: SimHost; advance: (ms: number) => void; failNextWrite: () => void } {
+/** A single-node host whose next storage writes (puts or deletes) fail: one, or `count`, from `failNextWrite` on. */
+function singleNodeHost(): { host: SimHost; advance: (ms: number) => void; failNextWrite: (count?: number) => void } {
   let nowMs = 1_000_000;
-  let failing = false;
+  let failing = 0;
   const ignore = (): void => undefined;
   const env: HostEnvironment = {
     nowMs: () => nowMs,
@@ -36,8 +38,8 @@ function singleNodeHost(): { host: SimHost; advance: (ms: number) => void; failN
     },
     inCrashedEvent: () => false,
     beforeStorageOperation: (_host, _instance, what, kind) => {
-      if (failing && kind !== "sql") {
-        failing = false;
+      if (failing > 0 && kind !== "sql") {
+        failing -= 1;
         throw new Error(`injected storage failure at ${what}`);
       }
     },
@@ -55,7 +57,7 @@ function singleNodeHost(): { host: SimHost; advance: (ms: number) => void; failN
   return {
     host: new SimHost("n1", { cluster: CLUSTER, node: "n1" }, env),
     advance: (ms) => (nowMs += ms),
-    failNextWrite: () => (failing = true),
+    failNextWrite: (count = 1) => (failing = count),
   };
 }
 
@@ -73,7 +75,11 @@ const READ = {
  * stops one tick short of the election (NodeRuntime.ticksAfterStall), so time moves a tick at a time. Returns that
  * answer.
  */
-async function readUntilTheCampaignFails(host: SimHost, advance: (ms: number) => void, failNextWrite: () => void) {
+async function readUntilTheCampaignFails(
+  host: SimHost,
+  advance: (ms: number) => void,
+  failNextWrite: (count?: number) => void,
+) {
   await host.restart();
   expect(host.instance?.runtime?.status().role).toBe("follower");
   failNextWrite();
@@ -93,9 +99,22 @@ describe("a client call whose clock catch-up fails on storage (issue 11)", () =>
     const answer = await readUntilTheCampaignFails(host, advance, failNextWrite);
     expect(answer).toMatchObject({ ok: false, error: { code: "NO_LEADER", retryable: true } });
     // The answer (and the node's log of the discarded runtime) says what stopped it.
-    expect(answer.ok ? "" : answer.error.message).toMatch(/restarting \(.*injected storage failure at put/);
+    expect(answer.ok ? "" : answer.error.message).toMatch(/restarting \(Error: injected storage failure at put/);
     expect(host.instance?.runtime).toBeNull();
     // The failed runtime was discarded; the next call loads the node from storage again and is served.
+    const again = await host.instance!.node.query(READ);
+    expect(again).toMatchObject({ ok: true, value: { results: [{ columns: ["one"], rows: [[1]] }] } });
+  });
+
+  it("a read whose call starts the node, and the start fails, is answered NO_LEADER, retryable", async () => {
+    const { host, failNextWrite } = singleNodeHost();
+    // The object's own start (its constructor) fails on the first write, and so does the read's start of it.
+    failNextWrite(2);
+    await host.restart();
+    expect(host.instance?.runtime).toBeNull();
+    const answer = await host.instance!.node.query(READ);
+    expect(answer).toMatchObject({ ok: false, error: { code: "NO_LEADER", retryable: true } });
+    expect(answer.ok ? "" : answer.error.message).toMatch(/n1 failed to start \(injected storage failure at put/);
     const again = await host.instance!.node.query(READ);
     expect(again).toMatchObject({ ok: true, value: { results: [{ columns: ["one"], rows: [[1]] }] } });
   });

@@ -215,7 +215,8 @@ export class ClientRequests {
     if (!this.core.isStopped() || this.core.bugs.brokenRuntimeKeepsServing) {
       return;
     }
-    const why = cause === undefined ? "" : ` (${cause instanceof Error ? cause.message : String(cause)})`;
+    const why =
+      cause === undefined ? "" : ` (${cause instanceof Error ? `${cause.name}: ${cause.message}` : String(cause)})`;
     throw nodeError("NO_LEADER", `${this.core.identity.node} is restarting${why}; retry shortly`, {
       leader: null,
       retryable: true,
@@ -227,7 +228,7 @@ export class ClientRequests {
    * and a storage write there that fails stops the runtime before anything of the call ran: answered as any call to
    * a stopped runtime (retryable), not as the node's internal error.
    */
-  private beginCall(): void {
+  beginCall(): void {
     this.assertServing();
     try {
       this.core.advanceClock();
